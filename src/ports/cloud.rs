@@ -1,0 +1,284 @@
+//! The EC2 port: exactly the calls the runbook needs, plus the Describes that observe them.
+//!
+//! Idempotency lives in the callers, but the port carries what they need for it: `ClientToken` on
+//! CreateVolume, tags inside every create call, `InstanceId` on every detach, device names that
+//! treat `/dev/sdX` and `/dev/xvdX` as one ([`DeviceName`]).
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::{ErrorClass, PortResult};
+use crate::ids::{DeviceName, InstanceId, SnapshotId, VolumeId, Zone};
+
+/// Tags as EC2 stores them: key → value.
+pub type Tags = BTreeMap<String, String>;
+
+/// Tag keys mirrorctl writes. Kept in one place so IAM conditions, filters and the planner agree.
+pub mod tag {
+    /// The cluster a resource belongs to.
+    pub const CLUSTER: &str = "mirrorctl:cluster";
+    /// The restore request or backup name that created it.
+    pub const REQUEST: &str = "mirrorctl:request";
+    /// The server it was made for (volumes) or taken from (snapshots).
+    pub const SERVER: &str = "mirrorctl:server";
+    /// `mirror` (a restored mirror-disk volume) or `backup` (a backup snapshot).
+    pub const ROLE: &str = "mirrorctl:role";
+    /// On a replaced volume: the volume that replaced it.
+    pub const SUPERSEDED_BY: &str = "mirrorctl:superseded-by";
+    /// On a volume created for a request that was abandoned: the request that replaced it.
+    pub const ABANDONED_BY: &str = "mirrorctl:abandoned-by";
+    /// On a restored volume: the snapshot it was created from.
+    pub const SOURCE_SNAPSHOT: &str = "mirrorctl:source-snapshot";
+    /// On a restored volume: which partition number holds the cluster and data partitions
+    /// (`cluster=1,data=2`), recorded from the disk it replaces.
+    pub const LAYOUT: &str = "mirrorctl:layout";
+    /// The usual AWS console name tag.
+    pub const NAME: &str = "Name";
+}
+
+/// Volume lifecycle state (EC2 `State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VolumeState {
+    /// Being created.
+    Creating,
+    /// Ready, not attached.
+    Available,
+    /// Attached to an instance.
+    InUse,
+    /// Being deleted.
+    Deleting,
+    /// Deleted.
+    Deleted,
+    /// Failed.
+    Error,
+}
+
+/// Attachment state (EC2 `Attachments[].State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachState {
+    /// Attaching.
+    Attaching,
+    /// Attached.
+    Attached,
+    /// Detaching.
+    Detaching,
+    /// Detached.
+    Detached,
+    /// Stuck: the OS still uses the device.
+    Busy,
+}
+
+/// One attachment of a volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The instance.
+    pub instance: InstanceId,
+    /// The device slot.
+    pub device: DeviceName,
+    /// Its state.
+    pub state: AttachState,
+}
+
+/// A volume as DescribeVolumes reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// Id.
+    pub id: VolumeId,
+    /// Zone.
+    pub zone: Zone,
+    /// Size in GiB.
+    pub size_gib: u32,
+    /// State.
+    pub state: VolumeState,
+    /// The snapshot it was created from, if any.
+    pub snapshot: Option<SnapshotId>,
+    /// Attachments (zero or one for non-multi-attach volumes).
+    pub attachments: Vec<Attachment>,
+    /// Tags.
+    pub tags: Tags,
+    /// Type, as EC2 spells it.
+    pub volume_type: String,
+    /// When it was created.
+    pub created: Timestamp,
+}
+
+/// Snapshot state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotState {
+    /// Uploading; its point in time is already fixed.
+    Pending,
+    /// Done.
+    Completed,
+    /// Failed.
+    Error,
+}
+
+/// A snapshot as DescribeSnapshots reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Id.
+    pub id: SnapshotId,
+    /// The volume it was taken from.
+    pub volume: Option<VolumeId>,
+    /// Size of that volume in GiB.
+    pub size_gib: u32,
+    /// State.
+    pub state: SnapshotState,
+    /// Progress, 0–100.
+    pub progress: u8,
+    /// When it was started (its point in time).
+    pub started: Timestamp,
+    /// Tags.
+    pub tags: Tags,
+}
+
+/// Instance state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    /// Starting.
+    Pending,
+    /// Running.
+    Running,
+    /// Stopping.
+    Stopping,
+    /// Stopped.
+    Stopped,
+    /// Being terminated.
+    ShuttingDown,
+    /// Gone.
+    Terminated,
+}
+
+/// What an OS-initiated shutdown does to the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShutdownBehavior {
+    /// The instance stops (safe for backup).
+    Stop,
+    /// The instance is terminated (a backup's standby shutdown would destroy it).
+    Terminate,
+}
+
+/// An instance as DescribeInstances reports it (with its shutdown behaviour from
+/// DescribeInstanceAttribute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// Id.
+    pub id: InstanceId,
+    /// Zone.
+    pub zone: Zone,
+    /// State.
+    pub state: InstanceState,
+    /// Block device mappings: device → volume.
+    pub devices: Vec<(DeviceName, VolumeId)>,
+}
+
+/// Filters for DescribeVolumes; empty fields do not filter. The result is the union of `ids` and
+/// the volumes matching all other filters when `ids` is empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeFilter {
+    /// Exactly these volumes.
+    pub ids: Vec<VolumeId>,
+    /// Tags that must all match.
+    pub tags: Tags,
+    /// Attached to one of these instances.
+    pub attached_to: Vec<InstanceId>,
+}
+
+/// Filters for DescribeSnapshots (always limited to the caller's own snapshots).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFilter {
+    /// Exactly these snapshots.
+    pub ids: Vec<SnapshotId>,
+    /// Tags that must all match.
+    pub tags: Tags,
+    /// Taken from this volume.
+    pub volume: Option<VolumeId>,
+}
+
+/// CreateVolume parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateVolume {
+    /// Zone to create it in.
+    pub zone: Zone,
+    /// Source snapshot.
+    pub snapshot: SnapshotId,
+    /// Size in GiB; `None` = the snapshot's size.
+    pub size_gib: Option<u32>,
+    /// Type (`gp3`…).
+    pub volume_type: String,
+    /// IOPS.
+    pub iops: Option<u32>,
+    /// Throughput (MiB/s).
+    pub throughput: Option<u32>,
+    /// KMS key; when set the volume is encrypted with it.
+    pub kms_key: Option<String>,
+    /// Volume initialization rate (MiB/s).
+    pub initialization_rate: Option<u32>,
+    /// Idempotency token (≤ 64 chars).
+    pub client_token: String,
+    /// Tags applied in the same call.
+    pub tags: Tags,
+}
+
+/// CreateSnapshot parameters (no token exists: the tags are how it is found again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSnapshot {
+    /// The volume.
+    pub volume: VolumeId,
+    /// Description.
+    pub description: String,
+    /// Tags applied in the same call.
+    pub tags: Tags,
+}
+
+/// The EC2 operations mirrorctl calls. Every implementation must surface AWS error codes
+/// unchanged in [`super::PortError::code`].
+#[async_trait::async_trait]
+pub trait Cloud: Send + Sync {
+    /// DescribeVolumes (all pages).
+    async fn describe_volumes(&self, filter: &VolumeFilter) -> PortResult<Vec<Volume>>;
+    /// DescribeSnapshots, owner `self` (all pages).
+    async fn describe_snapshots(&self, filter: &SnapshotFilter) -> PortResult<Vec<Snapshot>>;
+    /// DescribeInstances for these ids.
+    async fn describe_instances(&self, ids: &[InstanceId]) -> PortResult<Vec<Instance>>;
+    /// DescribeInstanceAttribute `instanceInitiatedShutdownBehavior`.
+    async fn shutdown_behavior(&self, id: &InstanceId) -> PortResult<ShutdownBehavior>;
+    /// CreateVolume. Same token + same parameters returns the same volume.
+    async fn create_volume(&self, req: &CreateVolume) -> PortResult<Volume>;
+    /// AttachVolume.
+    async fn attach_volume(&self, volume: &VolumeId, instance: &InstanceId, device: &DeviceName) -> PortResult<()>;
+    /// DetachVolume (always with the instance id).
+    async fn detach_volume(&self, volume: &VolumeId, instance: &InstanceId) -> PortResult<()>;
+    /// CreateSnapshot with tags in the call.
+    async fn create_snapshot(&self, req: &CreateSnapshot) -> PortResult<Snapshot>;
+    /// DeleteSnapshot (retention only; volumes are never deleted).
+    async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()>;
+    /// StartInstances for one instance.
+    async fn start_instance(&self, id: &InstanceId) -> PortResult<()>;
+    /// CreateTags on one resource (volume or snapshot id).
+    async fn create_tags(&self, resource: &str, tags: &Tags) -> PortResult<()>;
+}
+
+/// The class of an EC2 error code, as DOMAIN.md lists them; the executor narrows it per operation
+/// (`IncorrectState` is "already done" for a detach but "not yet" for an attach). Unknown codes are `NeedsHuman`:
+/// guessing "retryable" for an error we do not understand could loop on a real problem.
+pub fn classify(code: &str) -> ErrorClass {
+    match code {
+        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "SnapshotCreationPerVolumeRateExceeded" => {
+            ErrorClass::Throttled
+        }
+        "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable" | "RequestTimeout"
+        | "RequestTimeoutException" | "InsufficientVolumeCapacity" | "ConcurrentSnapshotLimitExceeded"
+        | "InvalidVolume.NotFound" | "InvalidSnapshot.NotFound" | "InvalidInstanceID.NotFound"
+        | "IncorrectInstanceState" | "Transport" | "Timeout" | "HttpStatus5xx" => ErrorClass::Retryable,
+        "IncorrectState" | "InvalidAttachment.NotFound" => ErrorClass::AlreadyDone,
+        _ => ErrorClass::NeedsHuman,
+    }
+}

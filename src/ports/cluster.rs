@@ -1,0 +1,170 @@
+//! The CLUSTERPRO port: cluster status, group/resource/server operations, mirror status, and the
+//! configuration changes the restore needs (remove md, re-add md, group start attribute), applied
+//! as one push. Operations return when CLUSTERPRO has *finished* them (adapters poll the
+//! asynchronous REST POSTs); a failed transition (e.g. `Online Failure`) is an error.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::PortResult;
+use crate::ids::{GroupName, ResourceName, ServerName};
+use crate::spec::Partition;
+
+/// A CLUSTERPRO object state word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectState {
+    /// Online.
+    Online,
+    /// Offline.
+    Offline,
+    /// Going online.
+    OnlinePending,
+    /// Going offline.
+    OfflinePending,
+    /// Failed to go online.
+    OnlineFailure,
+    /// Failed to go offline.
+    OfflineFailure,
+    /// Anything else (Unknown, Suspend, …).
+    Unknown,
+}
+
+impl ObjectState {
+    /// Parses a status word as the REST API and `clpstat` print it.
+    pub fn parse(word: &str) -> Self {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "online" => ObjectState::Online,
+            "offline" => ObjectState::Offline,
+            "online pending" => ObjectState::OnlinePending,
+            "offline pending" => ObjectState::OfflinePending,
+            "online failure" => ObjectState::OnlineFailure,
+            "offline failure" => ObjectState::OfflineFailure,
+            _ => ObjectState::Unknown,
+        }
+    }
+}
+
+/// A group's or resource's state and where it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// State.
+    pub state: ObjectState,
+    /// The server it is online (or failing) on; `None` when offline everywhere.
+    pub current: Option<ServerName>,
+}
+
+/// Status of the whole cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ClusterStatus {
+    /// Server → whether it is a running cluster member.
+    pub servers: BTreeMap<ServerName, bool>,
+    /// Group → placement.
+    pub groups: BTreeMap<GroupName, Placement>,
+    /// Resource → placement (only resources in the configuration).
+    pub resources: BTreeMap<ResourceName, Placement>,
+}
+
+/// CLUSTERPRO's mirror colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum MirrorColor {
+    /// In sync.
+    Green,
+    /// Stale (needs recovery).
+    Red,
+    /// Recovering.
+    Yellow,
+    /// Unknown or stopped.
+    Gray,
+}
+
+/// `clpmdstat -m <md>`: the colour of each server's side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorStatus {
+    /// Server → colour of its copy.
+    pub colors: BTreeMap<ServerName, MirrorColor>,
+}
+
+impl MirrorStatus {
+    /// Both sides green.
+    pub fn healthy(&self) -> bool {
+        !self.colors.is_empty() && self.colors.values().all(|c| *c == MirrorColor::Green)
+    }
+}
+
+/// The md resource definition as mirrorctl needs to see and write it. Adapters keep the rest of
+/// clp.conf untouched; on Windows they capture the per-server volume GUIDs themselves when adding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MdDefinition {
+    /// Resource name.
+    pub resource: ResourceName,
+    /// Group it belongs to.
+    pub group: GroupName,
+    /// Data partition.
+    pub data_partition: Partition,
+    /// Cluster partition.
+    pub cluster_partition: Partition,
+    /// `fullcopy`: perform initial mirror construction.
+    pub initial_copy: bool,
+}
+
+/// The parts of the cluster configuration mirrorctl reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ClusterConfig {
+    /// Group → automatic startup (`<start>1</start>`).
+    pub group_auto_start: BTreeMap<GroupName, bool>,
+    /// The md resources defined.
+    pub mirrors: Vec<MdDefinition>,
+}
+
+impl ClusterConfig {
+    /// The md resource `name`, if defined.
+    pub fn mirror(&self, name: &ResourceName) -> Option<&MdDefinition> {
+        self.mirrors.iter().find(|m| &m.resource == name)
+    }
+}
+
+/// One change to the configuration. A list of them is pushed and applied together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigChange {
+    /// Remove the md resource, its `mdw`/`mdnw` monitors and the group's reference to it.
+    RemoveMirror {
+        /// The md resource.
+        resource: ResourceName,
+    },
+    /// Add (or replace) the md resource.
+    AddMirror(MdDefinition),
+    /// Set a group's startup attribute.
+    SetGroupAutoStart {
+        /// Group.
+        group: GroupName,
+        /// `true` = automatic.
+        auto: bool,
+    },
+}
+
+/// CLUSTERPRO operations. Each returns when the operation has finished on the cluster.
+#[async_trait::async_trait]
+pub trait Cluster: Send + Sync {
+    /// Whole-cluster status.
+    async fn status(&self) -> PortResult<ClusterStatus>;
+    /// Start a group on a server.
+    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<()>;
+    /// Stop a group.
+    async fn stop_group(&self, group: &GroupName) -> PortResult<()>;
+    /// Move a group to a server.
+    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<()>;
+    /// Start a resource on a server.
+    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<()>;
+    /// Stop a resource (and what depends on it).
+    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<()>;
+    /// Shut a server's OS down through CLUSTERPRO (`clpdown` on that node).
+    async fn shutdown_server(&self, server: &ServerName) -> PortResult<()>;
+    /// Mirror colours of an md resource.
+    async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus>;
+    /// Read the applied configuration.
+    async fn config(&self) -> PortResult<ClusterConfig>;
+    /// Push and apply configuration changes (pull, edit, push, suspend/resume).
+    async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()>;
+}

@@ -1,0 +1,1 @@
+//! The simulated world (placeholder until the sim lands).

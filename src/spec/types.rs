@@ -1,0 +1,245 @@
+//! The validated desired state: what a file in `desired-state/` means once it has been parsed and
+//! checked. Everything here is already valid ("parse, don't validate"): exactly two servers with
+//! distinct names and instances, zones inside the region, ids well formed. The planner takes these
+//! types and never re-checks them.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{
+    BackupName, ClusterName, DeviceName, GroupName, InstanceId, Region, RequestName, ResourceName,
+    ServerName, SnapshotId, Zone,
+};
+
+/// One desired-state file, validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    /// The file it came from (for messages and status).
+    pub source: PathBuf,
+    /// The cluster and its servers.
+    pub cluster: ClusterSpec,
+    /// The mirror disk resource and its EBS volume.
+    pub mirror: MirrorSpec,
+    /// Backups wanted, if any.
+    pub backup: Option<BackupSpec>,
+    /// The restore wanted, if any.
+    pub restore: Option<RestoreSpec>,
+}
+
+/// The operating system of the cluster's servers: it decides the disk recipes and partition naming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Os {
+    /// Windows Server: partitions are drive letters (`R:`, `M:`).
+    Windows,
+    /// Linux: partitions are block devices (`/dev/xvdb1`).
+    Linux,
+}
+
+/// How commands run on the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// AWS Systems Manager Run Command.
+    Ssm,
+    /// Directly on this host (the operations host is a node, or tests).
+    Local,
+}
+
+/// Where the CLUSTERPRO REST API password comes from. Never the desired-state file itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecretRef {
+    /// An environment variable of the mirrorctl process.
+    Env(String),
+    /// A file readable by mirrorctl (first line).
+    File(PathBuf),
+    /// An AWS Secrets Manager secret id or ARN.
+    SecretsManager(String),
+}
+
+/// The CLUSTERPRO RESTful API (X 4.2+), optional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiSpec {
+    /// Base URL such as `https://10.0.10.11:29009`.
+    pub url: String,
+    /// OS user for HTTP Basic auth.
+    pub user: String,
+    /// Where the password is.
+    pub password: SecretRef,
+}
+
+/// The cluster: name, region, OS and its two servers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    /// The cluster's name (key for tags, status, journal).
+    pub name: ClusterName,
+    /// AWS region of both servers.
+    pub region: Region,
+    /// Servers' OS.
+    pub os: Os,
+    /// Command transport to the nodes.
+    pub access: Access,
+    /// The REST API, when the cluster has one.
+    pub api: Option<ApiSpec>,
+    /// Exactly two servers; the first is the primary (where the group runs after a restore).
+    pub servers: [ServerSpec; 2],
+}
+
+/// One server of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSpec {
+    /// CLUSTERPRO server name.
+    pub name: ServerName,
+    /// Its EC2 instance.
+    pub instance: InstanceId,
+    /// Its availability zone (inside the cluster's region).
+    pub zone: Zone,
+}
+
+/// A partition of the mirror disk as the OS names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Partition {
+    /// A Windows drive letter, upper case, without colon (`'R'`).
+    Letter(char),
+    /// A Linux block device path (`/dev/xvdb1`).
+    Device(String),
+}
+
+impl std::fmt::Display for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Partition::Letter(c) => write!(f, "{c}:"),
+            Partition::Device(d) => f.write_str(d),
+        }
+    }
+}
+
+/// EBS volume type of the new volumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeType {
+    /// General purpose SSD, 3rd generation (default).
+    Gp3,
+    /// General purpose SSD, 2nd generation.
+    Gp2,
+    /// Provisioned IOPS SSD.
+    Io1,
+    /// Provisioned IOPS SSD, 2nd generation.
+    Io2,
+    /// Throughput optimised HDD.
+    St1,
+    /// Cold HDD.
+    Sc1,
+    /// Magnetic (previous generation).
+    Standard,
+}
+
+impl VolumeType {
+    /// The EC2 API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeType::Gp3 => "gp3",
+            VolumeType::Gp2 => "gp2",
+            VolumeType::Io1 => "io1",
+            VolumeType::Io2 => "io2",
+            VolumeType::St1 => "st1",
+            VolumeType::Sc1 => "sc1",
+            VolumeType::Standard => "standard",
+        }
+    }
+}
+
+/// How new volumes are created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    /// Volume type.
+    pub volume_type: VolumeType,
+    /// Provisioned IOPS (gp3, io1, io2).
+    pub iops: Option<u32>,
+    /// Throughput in MiB/s (gp3).
+    pub throughput: Option<u32>,
+    /// KMS key id/ARN/alias for encryption; `None` keeps the snapshot's encryption.
+    pub kms_key: Option<String>,
+    /// EBS volume initialization rate in MiB/s (100–300), to load snapshot data fast.
+    pub initialization_rate: Option<u32>,
+    /// Whether Fast Snapshot Restore is expected to be enabled for the snapshot in both zones.
+    pub fast_restore: bool,
+}
+
+impl Default for VolumeSpec {
+    fn default() -> Self {
+        VolumeSpec {
+            volume_type: VolumeType::Gp3,
+            iops: None,
+            throughput: None,
+            kms_key: None,
+            initialization_rate: None,
+            fast_restore: false,
+        }
+    }
+}
+
+/// The mirror disk resource and its EBS volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorSpec {
+    /// The md resource (e.g. `md`).
+    pub resource: ResourceName,
+    /// The failover group holding it.
+    pub group: GroupName,
+    /// The EC2 device name of the mirror-disk volume on both servers.
+    pub device: DeviceName,
+    /// Cluster partition (`R:` or `/dev/xvdb1`).
+    pub cluster_partition: Partition,
+    /// Data partition (`M:` or `/dev/xvdb2`).
+    pub data_partition: Partition,
+    /// How new volumes are made.
+    pub volume: VolumeSpec,
+}
+
+/// A recurring backup time: every day at `hour:minute` in a time zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Hour of day, 0–23.
+    pub hour: u8,
+    /// Minute, 0–59.
+    pub minute: u8,
+    /// IANA time zone name (e.g. `Asia/Tokyo`); `UTC` allowed.
+    pub time_zone: String,
+}
+
+/// Backups wanted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSpec {
+    /// Optional daily schedule.
+    pub schedule: Option<Schedule>,
+    /// How many of mirrorctl's own backup snapshots of this cluster to keep (at least 1). Snapshots
+    /// named in `take` are pinned while listed and not counted.
+    pub keep: u32,
+    /// On-demand backups: each name is taken once.
+    pub take: Vec<BackupName>,
+}
+
+/// The restore wanted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSpec {
+    /// The snapshot to restore both servers from.
+    pub snapshot: SnapshotId,
+    /// The request name: a new value asks for a new restore, even of the same snapshot.
+    pub request: RequestName,
+    /// Move the group to the other server after the restore to prove failover works.
+    pub verify_failover: bool,
+    /// Allow a snapshot whose `mirrorctl:cluster` tag names another cluster.
+    pub allow_foreign_snapshot: bool,
+}
+
+impl Spec {
+    /// The server named `name`, if it is one of the two.
+    pub fn server(&self, name: &ServerName) -> Option<&ServerSpec> {
+        self.cluster.servers.iter().find(|s| &s.name == name)
+    }
+    /// The server that is not `name`.
+    pub fn peer_of(&self, name: &ServerName) -> Option<&ServerSpec> {
+        self.cluster.servers.iter().find(|s| &s.name != name)
+    }
+}
