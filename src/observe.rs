@@ -1,1 +1,165 @@
-//! placeholder
+//! Observation: one consistent-enough picture of the world per reconcile pass.
+//!
+//! Why this module exists: the planner is pure, so everything it needs is gathered here first,
+//! concurrently, from the ports: instances, the cluster's volumes (attached to its instances, or
+//! tagged with its name), its snapshots, CLUSTERPRO status and configuration, the mirror colours
+//! and each running server's disks. One DescribeVolumes per pass covers every in-flight step of
+//! the cluster. A node that cannot be reached (its instance is stopped) is recorded as such, not
+//! treated as an error: a backup stops the standby on purpose.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{InstanceId, ServerName, SnapshotId, VolumeId};
+use crate::ports::cloud::{
+    tag, Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, Tags, Volume, VolumeFilter, VolumeState,
+};
+use crate::ports::cluster::{ClusterConfig, ClusterStatus, MirrorStatus};
+use crate::ports::node::Disk;
+use crate::ports::{PortError, PortResult, Ports};
+use crate::spec::Spec;
+
+/// Everything the planner looks at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    /// When the observation was made (the only time the planner knows).
+    pub now: Timestamp,
+    /// The cluster's instances by id.
+    pub instances: BTreeMap<InstanceId, Instance>,
+    /// Shutdown behaviour per instance.
+    pub shutdown: BTreeMap<InstanceId, ShutdownBehavior>,
+    /// Volumes attached to the instances or tagged with the cluster (deleted ones excluded).
+    pub volumes: Vec<Volume>,
+    /// The restore snapshot (if named) and the cluster's own backup snapshots.
+    pub snapshots: Vec<Snapshot>,
+    /// CLUSTERPRO status.
+    pub cluster: ClusterStatus,
+    /// CLUSTERPRO configuration.
+    pub config: ClusterConfig,
+    /// Mirror colours, when the md resource is configured and answered.
+    pub mirror: Option<MirrorStatus>,
+    /// Disks per server; `Err` holds why the node could not be asked.
+    pub disks: BTreeMap<ServerName, Result<Vec<Disk>, PortError>>,
+}
+
+impl Observed {
+    /// A volume by id.
+    pub fn volume(&self, id: &VolumeId) -> Option<&Volume> {
+        self.volumes.iter().find(|v| &v.id == id)
+    }
+    /// A snapshot by id.
+    pub fn snapshot(&self, id: &SnapshotId) -> Option<&Snapshot> {
+        self.snapshots.iter().find(|s| &s.id == id)
+    }
+    /// The disks a server reports, if it could be asked.
+    pub fn disks_of(&self, server: &ServerName) -> Option<&[Disk]> {
+        self.disks.get(server).and_then(|d| d.as_ref().ok()).map(Vec::as_slice)
+    }
+    /// The OS disk of `volume` on `server`.
+    pub fn disk(&self, server: &ServerName, volume: &VolumeId) -> Option<&Disk> {
+        self.disks_of(server)?.iter().find(|d| &d.volume == volume)
+    }
+    /// Volumes carrying all of `tags`.
+    pub fn volumes_tagged(&self, tags: &Tags) -> Vec<&Volume> {
+        self.volumes.iter().filter(|v| tags.iter().all(|(k, val)| v.tags.get(k) == Some(val))).collect()
+    }
+    /// Snapshots carrying all of `tags`.
+    pub fn snapshots_tagged(&self, tags: &Tags) -> Vec<&Snapshot> {
+        self.snapshots.iter().filter(|s| tags.iter().all(|(k, val)| s.tags.get(k) == Some(val))).collect()
+    }
+}
+
+/// Observes the world for `spec`. Fails only when a source every decision depends on (EC2 or
+/// CLUSTERPRO) cannot be read; callers retry retryable errors.
+pub async fn observe(spec: &Spec, ports: &Ports) -> PortResult<Observed> {
+    let ids: Vec<InstanceId> = spec.cluster.servers.iter().map(|s| s.instance.clone()).collect();
+    let cluster_tag: Tags = [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string())].into();
+
+    let attached = VolumeFilter { attached_to: ids.clone(), ..VolumeFilter::default() };
+    let ours = VolumeFilter { tags: cluster_tag.clone(), ..VolumeFilter::default() };
+    let own_snaps = SnapshotFilter { tags: cluster_tag.clone(), ..SnapshotFilter::default() };
+    let restore_snap = spec.restore.as_ref().map(|r| SnapshotFilter { ids: vec![r.snapshot.clone()], ..SnapshotFilter::default() });
+
+    let (instances, vols_attached, vols_ours, snaps, status, config) = futures::join!(
+        ports.cloud.describe_instances(&ids),
+        ports.cloud.describe_volumes(&attached),
+        ports.cloud.describe_volumes(&ours),
+        ports.cloud.describe_snapshots(&own_snaps),
+        ports.cluster.status(),
+        ports.cluster.config(),
+    );
+    let instances = instances?;
+    let mut volumes = vols_attached?;
+    for v in vols_ours? {
+        if !volumes.iter().any(|x| x.id == v.id) {
+            volumes.push(v);
+        }
+    }
+    volumes.retain(|v| v.state != VolumeState::Deleted);
+    volumes.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut snapshots = snaps?;
+    if let Some(filter) = restore_snap {
+        match ports.cloud.describe_snapshots(&filter).await {
+            Ok(found) => {
+                for s in found {
+                    if !snapshots.iter().any(|x| x.id == s.id) {
+                        snapshots.push(s);
+                    }
+                }
+            }
+            // A missing snapshot is a fact for preflight, not an observation failure.
+            Err(e) if e.code == "InvalidSnapshot.NotFound" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    snapshots.sort_by(|a, b| a.id.cmp(&b.id));
+    let cluster = status?;
+    let config = config?;
+
+    let mut shutdown = BTreeMap::new();
+    for id in &ids {
+        shutdown.insert(id.clone(), ports.cloud.shutdown_behavior(id).await?);
+    }
+
+    let mirror = if config.mirror(&spec.mirror.resource).is_some() {
+        ports.cluster.mirror_status(&spec.mirror.resource).await.ok()
+    } else {
+        None
+    };
+
+    let mut disks = BTreeMap::new();
+    let asks = spec.cluster.servers.iter().map(|s| {
+        let running = instances.iter().any(|i| i.id == s.instance && i.state == InstanceState::Running);
+        let node = ports.node.clone();
+        let name = s.name.clone();
+        async move {
+            if running {
+                (name.clone(), node.disks(&name).await)
+            } else {
+                let e = PortError::new(
+                    "NodeUnreachable",
+                    format!("instance of {name} is not running"),
+                    crate::ports::ErrorClass::Retryable,
+                );
+                (name, Err(e))
+            }
+        }
+    });
+    for (name, d) in futures::future::join_all(asks).await {
+        disks.insert(name, d);
+    }
+
+    Ok(Observed {
+        now: ports.clock.now(),
+        instances: instances.into_iter().map(|i| (i.id.clone(), i)).collect(),
+        shutdown,
+        volumes,
+        snapshots,
+        cluster,
+        config,
+        mirror,
+        disks,
+    })
+}

@@ -1,1 +1,203 @@
-//! placeholder
+//! One cluster's reconcile loop: observe → plan → execute, until converged or blocked.
+//!
+//! Why this module exists: `apply`, `lab` and (later) the daemon all drive a cluster the same
+//! way; this is that way, written once, after kube-rs's `reconcile` + `error_policy` split: the
+//! loop handles waiting (polls fitted to real latencies: first look at the expected time, then
+//! ×1.5 up to a few seconds — never a 15 s waiter), retries of observation, and the rule that a
+//! step failing with a needs-human error twice in a row (with a fresh observation in between)
+//! stops the cluster with a condition instead of looping.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::execute::{CrashSwitch, EventKind, ExecError, Executor, Progress, RetryPolicy, StepResult};
+use crate::journal::{Journal, JournalError};
+use crate::observe::{observe, Observed};
+use crate::plan::{plan, Condition, Outcome, Plan, StepId};
+use crate::ports::{ErrorClass, PortError, Ports};
+use crate::spec::Spec;
+use crate::status::StatusDoc;
+
+/// Longest pause between two looks at something in progress.
+pub const POLL_CAP: Duration = Duration::from_secs(4);
+
+/// Everything a reconcile needs besides the spec: a plain struct, no globals.
+#[derive(Clone)]
+pub struct Context {
+    /// The world.
+    pub ports: Ports,
+    /// Where journals and status documents live.
+    pub state_dir: PathBuf,
+    /// Retry schedules.
+    pub policy: RetryPolicy,
+    /// Progress sink.
+    pub progress: Progress,
+    /// Test hook.
+    pub crash: Option<Arc<CrashSwitch>>,
+    /// Stop after this many passes (a guard for tests and `plan`-like uses); `None` = no limit.
+    pub max_passes: Option<usize>,
+}
+
+impl Context {
+    /// A context with default policy and no progress sink.
+    pub fn new(ports: Ports, state_dir: PathBuf) -> Self {
+        Context { ports, state_dir, policy: RetryPolicy::default(), progress: Progress::none(), crash: None, max_passes: None }
+    }
+}
+
+/// How a reconcile ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Desired state reached.
+    Converged,
+    /// Stopped until a human acts.
+    Blocked(Condition),
+}
+
+/// Why a reconcile could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// Executor failure (journal, simulated crash).
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// The journal could not be opened.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The world could not be observed.
+    #[error("observing the cluster failed: {0}")]
+    Observe(PortError),
+    /// The status document could not be written.
+    #[error("writing status {path}: {source}")]
+    Status {
+        /// File.
+        path: PathBuf,
+        /// Error.
+        source: std::io::Error,
+    },
+    /// `max_passes` reached.
+    #[error("stopped after {0} passes without settling")]
+    PassLimit(usize),
+}
+
+/// Observes with retries (throttling without limit, other retryable errors within budget).
+pub async fn observe_with_retries(spec: &Spec, ctx: &Context) -> Result<Observed, PortError> {
+    let mut retryable = ctx.policy.retryable();
+    let mut throttled = ctx.policy.throttled();
+    loop {
+        match observe(spec, &ctx.ports).await {
+            Ok(o) => return Ok(o),
+            Err(e) => {
+                let delay = match e.class {
+                    ErrorClass::Throttled => throttled.next(),
+                    ErrorClass::Retryable => retryable.next(),
+                    ErrorClass::AlreadyDone | ErrorClass::NeedsHuman => None,
+                };
+                match delay {
+                    Some(d) => ctx.ports.clock.sleep(d).await,
+                    None => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// Opens the cluster's journal under the context's state directory.
+pub fn open_journal(spec: &Spec, ctx: &Context) -> Result<Arc<Mutex<Journal>>, JournalError> {
+    Ok(Arc::new(Mutex::new(Journal::open(&Journal::path_for(&ctx.state_dir, &spec.cluster.name))?)))
+}
+
+/// Makes one plan from a fresh observation (used by `plan` and by each pass).
+pub async fn plan_once(spec: &Spec, ctx: &Context, journal: &Arc<Mutex<Journal>>) -> Result<(Observed, Plan), ReconcileError> {
+    let obs = observe_with_retries(spec, ctx).await.map_err(ReconcileError::Observe)?;
+    let view = journal.lock().map_err(|_| ExecError::Crashed("journal lock poisoned".into()))?.view().clone();
+    let p = plan(spec, &obs, &view);
+    Ok((obs, p))
+}
+
+fn write_status(spec: &Spec, ctx: &Context, journal: &Arc<Mutex<Journal>>, plan: Option<&Plan>, obs: Option<&Observed>, err: Option<String>) -> Result<(), ReconcileError> {
+    let records = journal.lock().map(|j| j.records().to_vec()).unwrap_or_default();
+    let doc = StatusDoc::build(spec, plan, obs, &records, err, ctx.ports.clock.now());
+    let path = StatusDoc::path_for(&ctx.state_dir, &spec.cluster.name);
+    doc.write(&path).map_err(|source| ReconcileError::Status { path, source })
+}
+
+/// Reconciles `spec` until it converges or is blocked.
+pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileError> {
+    let journal = open_journal(spec, ctx)?;
+    let exec = Executor {
+        cluster: spec.cluster.name.clone(),
+        ports: ctx.ports.clone(),
+        journal: journal.clone(),
+        policy: ctx.policy,
+        progress: ctx.progress.clone(),
+        crash: ctx.crash.clone(),
+    };
+    let mut last_wait: Option<(String, Duration)> = None;
+    let mut needs_human: BTreeMap<StepId, Condition> = BTreeMap::new();
+    let mut passes = 0usize;
+    loop {
+        passes += 1;
+        if ctx.max_passes.is_some_and(|m| passes > m) {
+            return Err(ReconcileError::PassLimit(passes - 1));
+        }
+        let (obs, p) = match plan_once(spec, ctx, &journal).await {
+            Ok(x) => x,
+            Err(e) => {
+                write_status(spec, ctx, &journal, None, None, Some(e.to_string()))?;
+                return Err(e);
+            }
+        };
+        // A step that failed needing a human and is still wanted after a fresh look: stop.
+        if let Some(c) = p.steps().iter().find_map(|s| needs_human.get(&s.id)) {
+            let blocked = Plan { outcome: Outcome::Blocked(c.clone()), ..p.clone() };
+            write_status(spec, ctx, &journal, Some(&blocked), Some(&obs), None)?;
+            ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Blocked(c.clone()));
+            return Ok(Settled::Blocked(c.clone()));
+        }
+        write_status(spec, ctx, &journal, Some(&p), Some(&obs), None)?;
+        match &p.outcome {
+            Outcome::Converged => {
+                ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Converged);
+                return Ok(Settled::Converged);
+            }
+            Outcome::Blocked(c) => {
+                ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Blocked(c.clone()));
+                return Ok(Settled::Blocked(c.clone()));
+            }
+            Outcome::Wait(w) => {
+                let delay = match &last_wait {
+                    Some((reason, prev)) if *reason == w.reason => (prev.mul_f64(1.5)).min(POLL_CAP),
+                    _ => w.expect,
+                };
+                if last_wait.as_ref().is_none_or(|(r, _)| *r != w.reason) {
+                    ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Waiting { reason: w.reason.clone() });
+                }
+                // After the first (median) look, poll briefly: the next look starts from 1 s.
+                let next = if last_wait.as_ref().is_some_and(|(r, _)| *r == w.reason) { delay } else { Duration::from_secs(1).min(w.expect) };
+                last_wait = Some((w.reason.clone(), next));
+                ctx.ports.clock.sleep(delay).await;
+            }
+            Outcome::Steps { steps } => {
+                last_wait = None;
+                let results = exec.run_all(steps, p.subject.as_ref()).await?;
+                let mut retry_pause = false;
+                for (s, r) in steps.iter().zip(results) {
+                    match r {
+                        StepResult::Done(_) => {
+                            needs_human.remove(&s.id);
+                        }
+                        StepResult::Failed { class: ErrorClass::NeedsHuman, condition } => {
+                            needs_human.insert(s.id.clone(), condition);
+                        }
+                        StepResult::Failed { .. } => retry_pause = true,
+                    }
+                }
+                if retry_pause {
+                    ctx.ports.clock.sleep(ctx.policy.max_delay).await;
+                }
+            }
+        }
+    }
+}

@@ -1,1 +1,299 @@
-//! placeholder
+//! Status documents: one JSON file per cluster (`<state>/status/<cluster>.json`), rewritten after
+//! every pass, read by `mirrorctl status`.
+//!
+//! Why this module exists: an operator at 3 a.m. needs one place that says what mirrorctl is
+//! doing to a cluster, what it did (per step, with times), why it stopped, and which volumes and
+//! snapshots are new, replaced or abandoned. Writes are atomic (temp file → fsync → rename →
+//! fsync of the directory) so a reader never sees half a document, even after a crash.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::ClusterName;
+use crate::journal::Record;
+use crate::observe::Observed;
+use crate::plan::{Condition, Outcome, Plan};
+use crate::ports::cloud::tag;
+use crate::spec::Spec;
+
+/// Where a cluster stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Nothing to do.
+    Converged,
+    /// Steps are running.
+    Progressing,
+    /// Waiting for something in progress.
+    Waiting,
+    /// Stopped until a human acts.
+    Blocked,
+    /// The last pass failed (observation, journal).
+    Error,
+}
+
+/// One step as it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepHistory {
+    /// Step id.
+    pub step: String,
+    /// What it did.
+    pub what: String,
+    /// Attempt.
+    pub attempt: u32,
+    /// Started.
+    pub started: Timestamp,
+    /// Finished (none: interrupted or running).
+    pub finished: Option<Timestamp>,
+    /// Outcome: `ok`, the error, or `interrupted`.
+    pub outcome: String,
+}
+
+/// Resources mirrorctl made or replaced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// Restored volumes: id → (server, request).
+    pub new_volumes: BTreeMap<String, String>,
+    /// Replaced volumes: old id → the id that replaced it (kept, never deleted).
+    pub replaced_volumes: BTreeMap<String, String>,
+    /// Volumes of abandoned requests: id → the request that replaced it.
+    pub abandoned_volumes: BTreeMap<String, String>,
+    /// Backup snapshots: id → "name (state progress%)".
+    pub snapshots: BTreeMap<String, String>,
+}
+
+/// The status document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusDoc {
+    /// Cluster.
+    pub cluster: ClusterName,
+    /// Desired-state file.
+    pub source: PathBuf,
+    /// Phase.
+    pub phase: Phase,
+    /// Operation being pursued.
+    pub operation: Option<String>,
+    /// Conditions (why blocked, what to do).
+    pub conditions: Vec<Condition>,
+    /// What it waits for.
+    pub waiting: Option<String>,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Planner notes (decisions and why).
+    pub notes: Vec<String>,
+    /// Operations: name → started/completed/abandoned.
+    pub operations: BTreeMap<String, String>,
+    /// The most recent steps, oldest first.
+    pub history: Vec<StepHistory>,
+    /// Volumes and snapshots.
+    pub inventory: Inventory,
+    /// When written.
+    pub updated: Timestamp,
+}
+
+/// How many steps of history a document keeps.
+pub const HISTORY_LEN: usize = 60;
+
+impl StatusDoc {
+    /// Builds the document after a pass.
+    pub fn build(
+        spec: &Spec,
+        plan: Option<&Plan>,
+        obs: Option<&Observed>,
+        records: &[Record],
+        last_error: Option<String>,
+        now: Timestamp,
+    ) -> StatusDoc {
+        let (phase, conditions, waiting) = match (plan.map(|p| &p.outcome), &last_error) {
+            (_, Some(_)) => (Phase::Error, Vec::new(), None),
+            (Some(Outcome::Converged), None) | (None, None) => (Phase::Converged, Vec::new(), None),
+            (Some(Outcome::Steps { .. }), None) => (Phase::Progressing, Vec::new(), None),
+            (Some(Outcome::Wait(w)), None) => (Phase::Waiting, Vec::new(), Some(w.reason.clone())),
+            (Some(Outcome::Blocked(c)), None) => (Phase::Blocked, vec![c.clone()], None),
+        };
+        StatusDoc {
+            cluster: spec.cluster.name.clone(),
+            source: spec.source.clone(),
+            phase,
+            operation: plan.and_then(|p| p.op.as_ref()).map(ToString::to_string),
+            conditions,
+            waiting,
+            last_error,
+            notes: plan.map(|p| p.notes.clone()).unwrap_or_default(),
+            operations: operations(records),
+            history: history(records),
+            inventory: obs.map(|o| inventory(spec, o)).unwrap_or_default(),
+            updated: now,
+        }
+    }
+
+    /// The file of `cluster` under `state_dir`.
+    pub fn path_for(state_dir: &Path, cluster: &ClusterName) -> PathBuf {
+        state_dir.join("status").join(format!("{cluster}.json"))
+    }
+
+    /// Writes atomically: temp → fsync → rename → fsync dir.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("status")));
+        let body = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&body)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Reads a document.
+    pub fn read(path: &Path) -> std::io::Result<StatusDoc> {
+        let body = std::fs::read(path)?;
+        serde_json::from_slice(&body).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+    }
+
+    /// The human rendering of `mirrorctl status`.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "cluster {} ({})", self.cluster, self.source.display());
+        let _ = writeln!(s, "  phase:     {:?}", self.phase);
+        if let Some(op) = &self.operation {
+            let _ = writeln!(s, "  operation: {op}");
+        }
+        if let Some(w) = &self.waiting {
+            let _ = writeln!(s, "  waiting:   {w}");
+        }
+        for c in &self.conditions {
+            let _ = writeln!(s, "  BLOCKED:   {} — {}", c.reason, c.message);
+            let _ = writeln!(s, "  to do:     {}", c.action);
+        }
+        if let Some(e) = &self.last_error {
+            let _ = writeln!(s, "  error:     {e}");
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "  note:      {n}");
+        }
+        if !self.operations.is_empty() {
+            let _ = writeln!(s, "  operations:");
+            for (op, st) in &self.operations {
+                let _ = writeln!(s, "    {op:<40} {st}");
+            }
+        }
+        let inv = &self.inventory;
+        for (title, map) in [
+            ("new volumes", &inv.new_volumes),
+            ("replaced volumes (kept)", &inv.replaced_volumes),
+            ("abandoned volumes (kept)", &inv.abandoned_volumes),
+            ("backup snapshots", &inv.snapshots),
+        ] {
+            if !map.is_empty() {
+                let _ = writeln!(s, "  {title}:");
+                for (k, v) in map {
+                    let _ = writeln!(s, "    {k}  {v}");
+                }
+            }
+        }
+        if !self.history.is_empty() {
+            let _ = writeln!(s, "  recent steps:");
+            for h in self.history.iter().rev().take(12).collect::<Vec<_>>().into_iter().rev() {
+                let _ = writeln!(s, "    {}  {:<8} {}  {}", h.started, h.outcome, h.step, h.what);
+            }
+        }
+        let _ = writeln!(s, "  updated:   {}", self.updated);
+        s
+    }
+}
+
+fn operations(records: &[Record]) -> BTreeMap<String, String> {
+    let mut ops = BTreeMap::new();
+    for r in records {
+        match r {
+            Record::OpStarted { op, at, .. } => {
+                ops.insert(op.to_string(), format!("started {at}"));
+            }
+            Record::OpCompleted { op, at } => {
+                ops.insert(op.to_string(), format!("completed {at}"));
+            }
+            Record::OpAbandoned { op, by, at } => {
+                ops.insert(op.to_string(), format!("abandoned {at} for {by}"));
+            }
+            _ => {}
+        }
+    }
+    ops
+}
+
+fn history(records: &[Record]) -> Vec<StepHistory> {
+    let mut out: Vec<StepHistory> = Vec::new();
+    let mut by_seq: BTreeMap<u64, usize> = BTreeMap::new();
+    for r in records {
+        match r {
+            Record::Intent { seq, step, attempt, started, action, .. } => {
+                by_seq.insert(*seq, out.len());
+                out.push(StepHistory {
+                    step: step.to_string(),
+                    what: action.describe(),
+                    attempt: *attempt,
+                    started: *started,
+                    finished: None,
+                    outcome: "interrupted".into(),
+                });
+            }
+            Record::Result { seq, ok, error, finished, detail, .. } => {
+                if let Some(&i) = by_seq.get(seq) {
+                    out[i].finished = Some(*finished);
+                    out[i].outcome = if *ok {
+                        detail.as_ref().map_or_else(|| "ok".to_owned(), |d| format!("ok {d}"))
+                    } else {
+                        error.as_ref().map_or_else(|| "failed".to_owned(), |e| format!("failed {}", e.code))
+                    };
+                }
+            }
+            _ => {}
+        }
+    }
+    let skip = out.len().saturating_sub(HISTORY_LEN);
+    out.into_iter().skip(skip).collect()
+}
+
+fn inventory(spec: &Spec, obs: &Observed) -> Inventory {
+    let mut inv = Inventory::default();
+    for v in &obs.volumes {
+        let ours = v.tags.get(tag::CLUSTER).map(String::as_str) == Some(spec.cluster.name.as_str());
+        if ours && v.tags.get(tag::ROLE).map(String::as_str) == Some("mirror") {
+            inv.new_volumes.insert(
+                v.id.to_string(),
+                format!(
+                    "{} for {}",
+                    v.tags.get(tag::SERVER).map_or("?", String::as_str),
+                    v.tags.get(tag::REQUEST).map_or("?", String::as_str)
+                ),
+            );
+        }
+        if let Some(by) = v.tags.get(tag::SUPERSEDED_BY) {
+            inv.replaced_volumes.insert(v.id.to_string(), by.clone());
+        }
+        if let Some(by) = v.tags.get(tag::ABANDONED_BY) {
+            inv.abandoned_volumes.insert(v.id.to_string(), by.clone());
+        }
+    }
+    for s in &obs.snapshots {
+        if s.tags.get(tag::ROLE).map(String::as_str) == Some("backup")
+            && s.tags.get(tag::CLUSTER).map(String::as_str) == Some(spec.cluster.name.as_str())
+        {
+            inv.snapshots.insert(
+                s.id.to_string(),
+                format!("{} ({:?} {}%)", s.tags.get(tag::REQUEST).map_or("?", String::as_str), s.state, s.progress),
+            );
+        }
+    }
+    inv
+}

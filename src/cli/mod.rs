@@ -1,1 +1,205 @@
-//! placeholder
+//! The `mirrorctl` commands, one file each; this module holds the argument types, the error type
+//! that owns its exit code, and the dispatcher.
+//!
+//! Exit codes: 0 success (for `plan`: nothing to do), 2 `plan` has changes pending, 3 blocked
+//! (needs a human), 64 usage, 65 invalid desired state, 69 a requested component is not available
+//! (e.g. the AWS world before its adapter exists), 1 any other error.
+
+pub mod apply;
+pub mod lab;
+pub mod plan;
+pub mod status;
+pub mod validate;
+pub mod world;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(name = "mirrorctl", version, about = "Backs up and restores CLUSTERPRO mirror disks on AWS, the Kubernetes way")]
+pub struct Cli {
+    /// Where journals, status documents and the lab world live.
+    #[arg(long, global = true, env = "MIRRORCTL_STATE_DIR", default_value = "state")]
+    pub state_dir: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More logging (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Output format of `plan` and `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Human-readable.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// Which world the ports talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorldKind {
+    /// Real AWS and CLUSTERPRO (adapters: not built yet).
+    Aws,
+    /// The simulated world persisted under the state directory.
+    Lab,
+}
+
+/// World options shared by `plan` and `apply`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorldArgs {
+    /// Which world to act on.
+    #[arg(long, value_enum, default_value_t = WorldKind::Aws)]
+    pub world: WorldKind,
+    /// Lab world file (default: <state-dir>/lab-world.json; created from the desired state if missing).
+    #[arg(long)]
+    pub world_file: Option<PathBuf>,
+    /// Lab speed factor (model seconds per real second).
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and check desired-state files (default: ./desired-state).
+    Validate {
+        /// Files or directories.
+        paths: Vec<PathBuf>,
+    },
+    /// Show what the next reconcile would do now.
+    Plan {
+        /// Desired-state file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Save the plan (with the observed-state fingerprint) for `apply --plan`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// World.
+        #[command(flatten)]
+        world: WorldArgs,
+    },
+    /// Reconcile until converged or blocked.
+    Apply {
+        /// Desired-state file.
+        file: PathBuf,
+        /// Refuse to act if the world changed since this saved plan.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// World.
+        #[command(flatten)]
+        world: WorldArgs,
+    },
+    /// Show clusters' status.
+    Status {
+        /// Cluster name (default: all).
+        name: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Back up, break, restore and verify a simulated two-node cluster: no AWS account needed.
+    Lab {
+        /// Model seconds per real second.
+        #[arg(long, default_value_t = 200.0)]
+        speed: f64,
+        /// Seed of the latency model and ids.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Operating system of the simulated cluster.
+        #[arg(long, value_enum, default_value_t = LabOs::Windows)]
+        os: LabOs,
+    },
+}
+
+/// The lab's cluster flavour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LabOs {
+    /// The runbook's Windows cluster.
+    Windows,
+    /// A Linux cluster.
+    Linux,
+}
+
+/// A user-facing error; it owns its exit code and is printed once, by `main`.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Invalid desired state (already rendered with file:line:column).
+    #[error("{0}")]
+    InvalidSpec(String),
+    /// Something requested is not available.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Bad usage.
+    #[error("{0}")]
+    Usage(String),
+    /// Any other failure.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::InvalidSpec(_) => crate::spec::EXIT_INVALID,
+            CliError::Unavailable(_) => 69,
+            CliError::Usage(_) => 64,
+            CliError::Failed(_) => 1,
+        }
+    }
+}
+
+/// Exit code: the cluster is blocked and needs a human.
+pub const EXIT_BLOCKED: u8 = 3;
+/// Exit code of `plan`: changes pending.
+pub const EXIT_CHANGES: u8 = 2;
+
+/// Sets up `tracing` on stderr.
+pub fn init_logging(cli: &Cli) {
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MIRRORCTL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cli.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs a parsed command line; returns the exit code of a normal end.
+pub async fn run(cli: Cli) -> Result<u8, CliError> {
+    match cli.command {
+        Command::Validate { paths } => Ok(validate::run(&paths)),
+        Command::Plan { file, output, out, world } => plan::run(&cli.state_dir, &file, output, out.as_deref(), &world).await,
+        Command::Apply { file, plan, world } => apply::run(&cli.state_dir, &file, plan.as_deref(), &world).await,
+        Command::Status { name, output } => status::run(&cli.state_dir, name.as_deref(), output),
+        Command::Lab { speed, seed, os } => lab::run(&cli.state_dir, speed, seed, os).await,
+    }
+}
+
+/// Loads one desired-state file or returns its rendered errors.
+pub fn load_spec(file: &std::path::Path) -> Result<crate::spec::Spec, CliError> {
+    crate::spec::load_file(file).map_err(|e| CliError::InvalidSpec(e.to_string()))
+}

@@ -1,1 +1,276 @@
-//! placeholder
+//! The executor: runs planned steps against the ports, intent first.
+//!
+//! Why this module exists: this is the only place that changes the world, so the safety rules
+//! live here once: an fsync'd intent before every mutating call and a result after it; derived
+//! ClientTokens (the generation comes from the journal, so a burned token stays burned); error
+//! classes narrowed per operation; retries with `backon` schedules (jitter, per-step budgets),
+//! throttling retried without limit; progress events for the terminal and the daemon.
+//!
+//! Idempotency contract: every step may be run twice, or after an interrupted first run, because
+//! the planner only emits a step whose "already done?" check failed on fresh observation, and the
+//! calls themselves are idempotent (tokens, tags, "already attached/detached" treated as done).
+
+pub mod crash;
+pub mod progress;
+pub mod retry;
+
+use std::sync::{Arc, Mutex};
+
+use crate::ids::ClusterName;
+use crate::journal::{client_token, Journal, JournalError, Record};
+use crate::plan::{Action, Condition, Step};
+use crate::ports::{ErrorClass, PortError, PortResult, Ports};
+
+pub use crash::{CrashPoint, CrashSwitch};
+pub use progress::{Event, EventKind, Progress};
+pub use retry::RetryPolicy;
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepResult {
+    /// Done (or found already done); the detail is e.g. the id of what was created.
+    Done(Option<String>),
+    /// Failed after its retry budget, or with an error a human must look at.
+    Failed {
+        /// The last error's class.
+        class: ErrorClass,
+        /// What to tell the operator.
+        condition: Condition,
+    },
+}
+
+/// Why execution stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The journal could not be written: nothing may proceed without it.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A test's crash switch fired (the process "died" here).
+    #[error("simulated crash at {0}")]
+    Crashed(String),
+}
+
+/// Executes steps for one cluster.
+#[derive(Clone)]
+pub struct Executor {
+    /// Cluster (for tokens and events).
+    pub cluster: ClusterName,
+    /// The world.
+    pub ports: Ports,
+    /// The journal.
+    pub journal: Arc<Mutex<Journal>>,
+    /// Retry schedules and budgets.
+    pub policy: RetryPolicy,
+    /// Progress sink.
+    pub progress: Progress,
+    /// Test hook: crash at a chosen mutating step.
+    pub crash: Option<Arc<CrashSwitch>>,
+}
+
+impl Executor {
+    fn append(&self, rec: Record) -> Result<(), ExecError> {
+        let mut j = self.journal.lock().map_err(|_| poisoned())?;
+        j.append(rec)?;
+        Ok(())
+    }
+
+    /// Runs independent steps concurrently. A crash (test) or journal failure aborts all of them
+    /// at once, as a killed process would.
+    pub async fn run_all(&self, steps: &[Step], subject: Option<&crate::ids::ServerName>) -> Result<Vec<StepResult>, ExecError> {
+        let futs = steps.iter().map(|s| self.run(s, subject));
+        futures::future::try_join_all(futs).await
+    }
+
+    /// Runs one step: intent, call with retries, result.
+    pub async fn run(&self, step: &Step, subject: Option<&crate::ids::ServerName>) -> Result<StepResult, ExecError> {
+        let now = self.ports.clock.now();
+        let (started, prior) = {
+            let j = self.journal.lock().map_err(|_| poisoned())?;
+            let v = j.view();
+            (v.op(&step.op).is_some_and(|o| o.started.is_some()), v.step(&step.op, &step.id))
+        };
+        if !started && step.op != crate::plan::OpId::Retention {
+            self.append(Record::OpStarted { op: step.op.clone(), at: now, subject: subject.cloned() })?;
+        }
+        match &step.action {
+            Action::MarkCompleted => {
+                self.append(Record::OpCompleted { op: step.op.clone(), at: now })?;
+                self.progress.emit(&self.ports, &self.cluster, EventKind::Completed { op: step.op.clone() });
+                return Ok(StepResult::Done(None));
+            }
+            Action::MarkAbandoned { by } => {
+                self.append(Record::OpAbandoned { op: step.op.clone(), by: by.clone(), at: now })?;
+                return Ok(StepResult::Done(None));
+            }
+            _ => {}
+        }
+        if prior.attempts >= self.policy.max_attempts_total {
+            let condition = Condition {
+                reason: "retry-budget-exhausted".into(),
+                message: format!(
+                    "step {} was tried {} times; last error: {}",
+                    step.id,
+                    prior.attempts,
+                    prior.last_error.as_ref().map_or_else(|| "none recorded".to_owned(), ToString::to_string)
+                ),
+                action: "look at the last error, fix its cause, then restart mirrorctl (the journal keeps the count; move \
+                         the journal aside only after checking the cluster by hand)"
+                    .into(),
+            };
+            return Ok(StepResult::Failed { class: ErrorClass::NeedsHuman, condition });
+        }
+        if let Some(c) = &self.crash {
+            c.check(&step.id, CrashPoint::BeforeIntent)?;
+        }
+
+        let mut action = step.action.clone();
+        let mut token = None;
+        if let Action::CreateVolume { request, .. } = &mut action {
+            let t = client_token(&self.cluster, &step.id, prior.generation);
+            request.client_token.clone_from(&t);
+            token = Some(t);
+        }
+        let seq = {
+            let mut j = self.journal.lock().map_err(|_| poisoned())?;
+            let seq = j.next_seq();
+            j.append(Record::Intent {
+                seq,
+                op: step.op.clone(),
+                step: step.id.clone(),
+                attempt: prior.attempts + 1,
+                token,
+                started: now,
+                action: action.clone(),
+            })?;
+            seq
+        };
+        self.progress.emit(&self.ports, &self.cluster, EventKind::StepStarted { step: step.id.clone(), what: action.describe() });
+
+        let outcome = self.call_with_retries(&action).await;
+        if let Some(c) = &self.crash {
+            c.check(&step.id, CrashPoint::AfterCall)?;
+        }
+        let finished = self.ports.clock.now();
+        let elapsed = finished.duration_since(now);
+        let result = match outcome {
+            Ok(detail) => {
+                self.append(Record::Result {
+                    seq,
+                    op: step.op.clone(),
+                    step: step.id.clone(),
+                    ok: true,
+                    detail: detail.clone(),
+                    error: None,
+                    finished,
+                })?;
+                self.progress.emit(&self.ports, &self.cluster, EventKind::StepDone { step: step.id.clone(), detail: detail.clone(), elapsed });
+                StepResult::Done(detail)
+            }
+            Err(e) => {
+                if e.code == "IdempotentParameterMismatch" {
+                    self.append(Record::TokenBurned { step: step.id.clone(), generation: prior.generation + 1 })?;
+                }
+                self.append(Record::Result {
+                    seq,
+                    op: step.op.clone(),
+                    step: step.id.clone(),
+                    ok: false,
+                    detail: None,
+                    error: Some(e.clone()),
+                    finished,
+                })?;
+                let condition = condition_for(step, &e);
+                self.progress.emit(&self.ports, &self.cluster, EventKind::StepFailed { step: step.id.clone(), error: e.to_string() });
+                StepResult::Failed { class: e.class, condition }
+            }
+        };
+        Ok(result)
+    }
+
+    async fn call_with_retries(&self, action: &Action) -> PortResult<Option<String>> {
+        let mut retryable = self.policy.retryable();
+        let mut throttled = self.policy.throttled();
+        loop {
+            let err = match call(&self.ports, action).await {
+                Ok(d) => return Ok(d),
+                Err(e) => narrow(action, e),
+            };
+            let delay = match err.class {
+                ErrorClass::AlreadyDone => return Ok(Some(format!("already done ({})", err.code))),
+                ErrorClass::NeedsHuman => return Err(err),
+                ErrorClass::Throttled => throttled.next(),
+                ErrorClass::Retryable => retryable.next(),
+            };
+            let Some(delay) = delay else { return Err(err) };
+            self.progress.emit(&self.ports, &self.cluster, EventKind::Retrying { api: action.api(), error: err.to_string(), delay });
+            self.ports.clock.sleep(delay).await;
+        }
+    }
+}
+
+fn poisoned() -> ExecError {
+    ExecError::Journal(JournalError::Io {
+        path: std::path::PathBuf::from("<journal>"),
+        source: std::io::Error::other("journal lock poisoned by a panic in another task"),
+    })
+}
+
+/// Narrows an error's class for the operation that produced it.
+fn narrow(action: &Action, mut e: PortError) -> PortError {
+    match (action, e.code.as_str()) {
+        // Detaching something not attached: the effect is in place.
+        (Action::DetachVolume { .. }, "IncorrectState" | "InvalidAttachment.NotFound") => e.class = ErrorClass::AlreadyDone,
+        // Attaching a volume that is still being created is "not yet", not "already".
+        (Action::AttachVolume { .. }, "IncorrectState") => e.class = ErrorClass::Retryable,
+        (Action::CreateVolume { .. }, "IdempotentParameterMismatch") => e.class = ErrorClass::Retryable,
+        // Deleting a snapshot that is gone: done.
+        (Action::DeleteSnapshot { .. }, "InvalidSnapshot.NotFound") => e.class = ErrorClass::AlreadyDone,
+        (Action::StartInstance { .. }, "IncorrectInstanceState") => e.class = ErrorClass::Retryable,
+        _ => {}
+    }
+    e
+}
+
+/// Turns a failed step into what the operator reads.
+fn condition_for(step: &Step, e: &PortError) -> Condition {
+    let action = match e.code.as_str() {
+        "InvalidVolume.ZoneMismatch" => "the volume and the instance are in different zones: fix the server's zone in the desired-state file".to_owned(),
+        "InvalidParameterValue" if e.message.contains("in use") => format!(
+            "another volume occupies the device slot: detach it from the instance by hand (mirrorctl did not create it), then retry ({})",
+            step.action.describe()
+        ),
+        "VolumeInUse" => "the volume is attached elsewhere: detach it by hand, then retry".to_owned(),
+        "UnauthorizedOperation" | "AuthFailure" => "grant the IAM permission named in the message to mirrorctl's role".to_owned(),
+        "RequestLimitExceeded" => "EC2 kept throttling; lower mirrorctl's call budget or wait".to_owned(),
+        _ if e.class == ErrorClass::Retryable => "a transient failure outlived the retry budget; mirrorctl retries on the next pass".to_owned(),
+        _ => format!("check the cluster and the step ({}) by hand, fix the cause, then retry", step.action.describe()),
+    };
+    Condition { reason: format!("step-failed:{}", e.code), message: format!("{}: {e}", step.id), action }
+}
+
+/// One call on the right port. Returns a detail worth journaling (the id created).
+async fn call(ports: &Ports, action: &Action) -> PortResult<Option<String>> {
+    match action {
+        Action::StopGroup { group } => ports.cluster.stop_group(group).await.map(|()| None),
+        Action::StartGroup { group, server } => ports.cluster.start_group(group, server).await.map(|()| None),
+        Action::MoveGroup { group, target } => ports.cluster.move_group(group, target).await.map(|()| None),
+        Action::StopResource { resource } => ports.cluster.stop_resource(resource).await.map(|()| None),
+        Action::ShutdownServer { server } => ports.cluster.shutdown_server(server).await.map(|()| None),
+        Action::ApplyConfig { changes } => ports.cluster.apply_config(changes).await.map(|()| None),
+        Action::CreateVolume { request, .. } => ports.cloud.create_volume(request).await.map(|v| Some(v.id.to_string())),
+        Action::AttachVolume { volume, instance, device, .. } => {
+            ports.cloud.attach_volume(volume, instance, device).await.map(|()| None)
+        }
+        Action::DetachVolume { volume, instance, .. } => ports.cloud.detach_volume(volume, instance).await.map(|()| None),
+        Action::CreateSnapshot { request, .. } => ports.cloud.create_snapshot(request).await.map(|s| Some(s.id.to_string())),
+        Action::DeleteSnapshot { snapshot } => ports.cloud.delete_snapshot(snapshot).await.map(|()| None),
+        Action::StartInstance { instance, .. } => ports.cloud.start_instance(instance).await.map(|()| None),
+        Action::Tag { resource, tags } => ports.cloud.create_tags(resource, tags).await.map(|()| None),
+        Action::DiskOffline { server, volume } => ports.node.set_offline(server, volume).await.map(|()| None),
+        Action::DiskOnline { server, volume } => ports.node.set_online(server, volume).await.map(|()| None),
+        Action::SetLetter { server, volume, partition, letter } => {
+            ports.node.set_letter(server, volume, *partition, *letter).await.map(|()| None)
+        }
+        Action::MarkCompleted | Action::MarkAbandoned { .. } => Ok(None),
+    }
+}

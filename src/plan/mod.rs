@@ -1,1 +1,219 @@
-//! placeholder
+//! The planner: `plan(&Spec, &Observed, &JournalView) -> Plan`, pure and synchronous.
+//!
+//! Why this module exists: every decision about a production disk is made here, from a snapshot of
+//! the world and the journal, with no I/O, no clock (time comes in through `Observed::now`) and no
+//! randomness, so the same inputs always give the same plan and every decision is unit-testable.
+//! Each pass re-derives "what is already done" from observation; the journal only says which
+//! operation is in flight, which were completed or abandoned, and which calls were interrupted.
+//!
+//! Order of business in one pass:
+//! 1. an operation in flight is continued (a backup always finishes and brings its standby back
+//!    before anything else; a restore whose request changed is first brought to a safe state);
+//! 2. otherwise a wanted restore that has not completed is started (after preflight);
+//! 3. otherwise the next wanted backup (`take` names in order, then the due scheduled one);
+//! 4. otherwise retention (delete our own backup snapshots beyond `keep`);
+//! 5. otherwise the cluster has converged.
+
+pub mod backup;
+pub mod expect;
+pub mod restore;
+pub mod step;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ids::{ClusterName, ServerName, VolumeId};
+use crate::journal::JournalView;
+use crate::observe::Observed;
+use crate::ports::cloud::{tag, Tags, Volume};
+use crate::spec::Spec;
+pub use step::{Action, Condition, OpId, Step, StepId, Wait};
+
+/// What the next reconcile would do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Nothing to do.
+    Converged,
+    /// Run these steps now (they are independent of each other and may run concurrently).
+    Steps {
+        /// The steps.
+        steps: Vec<Step>,
+    },
+    /// Nothing to run; something is in progress by itself.
+    Wait(Wait),
+    /// Stopped until a human (or time) changes the situation.
+    Blocked(Condition),
+}
+
+/// The planner's answer for one pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Cluster.
+    pub cluster: ClusterName,
+    /// The operation being pursued, if any.
+    pub op: Option<OpId>,
+    /// The subject server of that operation (a backup's active server).
+    pub subject: Option<ServerName>,
+    /// What to do.
+    pub outcome: Outcome,
+    /// Explanations worth showing (decisions and why).
+    pub notes: Vec<String>,
+    /// Volumes created for an abandoned request (tagged, listed, never deleted).
+    pub abandoned: Vec<VolumeId>,
+}
+
+impl Plan {
+    /// Whether the plan has steps to run.
+    pub fn has_changes(&self) -> bool {
+        matches!(self.outcome, Outcome::Steps { .. })
+    }
+    /// The steps, if any.
+    pub fn steps(&self) -> &[Step] {
+        match &self.outcome {
+            Outcome::Steps { steps } => steps,
+            _ => &[],
+        }
+    }
+}
+
+/// Partial result of an operation's planner: steps and waits gathered from independent checks.
+#[derive(Debug, Default)]
+pub(crate) struct Draft {
+    pub steps: Vec<Step>,
+    pub waits: Vec<Wait>,
+    pub blocked: Option<Condition>,
+    pub notes: Vec<String>,
+}
+
+impl Draft {
+    pub fn step(&mut self, op: &OpId, kind: &str, subject: Option<&str>, action: Action, why: impl Into<String>) {
+        self.steps.push(Step { id: StepId::new(op, kind, subject), op: op.clone(), action, why: why.into() });
+    }
+    pub fn wait(&mut self, reason: impl Into<String>, expect: std::time::Duration) {
+        self.waits.push(Wait { reason: reason.into(), expect });
+    }
+    pub fn block(&mut self, reason: &str, message: impl Into<String>, action: impl Into<String>) {
+        if self.blocked.is_none() {
+            self.blocked = Some(Condition { reason: reason.to_owned(), message: message.into(), action: action.into() });
+        }
+    }
+    /// Blocked wins over steps (a needs-human problem on one server stops the operation), steps
+    /// over waits, and the shortest wait is the next look.
+    pub fn outcome(self) -> (Outcome, Vec<String>) {
+        let outcome = if let Some(c) = self.blocked {
+            Outcome::Blocked(c)
+        } else if !self.steps.is_empty() {
+            Outcome::Steps { steps: self.steps }
+        } else if let Some(w) = self.waits.into_iter().min_by_key(|w| w.expect) {
+            Outcome::Wait(w)
+        } else {
+            Outcome::Converged
+        };
+        (outcome, self.notes)
+    }
+}
+
+/// Tags carried by everything mirrorctl creates for `op` of this cluster.
+pub fn base_tags(spec: &Spec, op: &OpId) -> Tags {
+    [
+        (tag::CLUSTER.to_owned(), spec.cluster.name.to_string()),
+        (tag::REQUEST.to_owned(), op.request_tag()),
+    ]
+    .into()
+}
+
+/// The volumes tagged as belonging to an abandoned request of this cluster.
+fn abandoned_volumes(obs: &Observed) -> Vec<VolumeId> {
+    obs.volumes.iter().filter(|v| v.tags.contains_key(tag::ABANDONED_BY)).map(|v: &Volume| v.id.clone()).collect()
+}
+
+/// Plans the next pass. Pure: same inputs, same plan.
+pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
+    let mut out = Plan {
+        cluster: spec.cluster.name.clone(),
+        op: None,
+        subject: None,
+        outcome: Outcome::Converged,
+        notes: Vec::new(),
+        abandoned: abandoned_volumes(obs),
+    };
+    let wanted_restore = spec.restore.as_ref().map(|r| OpId::Restore(r.request.clone()));
+
+    if let Some((op, view)) = journal.in_flight() {
+        out.op = Some(op.clone());
+        out.subject.clone_from(&view.subject);
+        let (outcome, notes) = match op {
+            OpId::Backup(name) => backup::plan(spec, obs, journal, name),
+            OpId::Restore(req) => match (&spec.restore, &wanted_restore) {
+                (Some(r), Some(w)) if w == op => restore::plan(spec, obs, journal, r),
+                (Some(r), Some(w)) => restore::switch(spec, obs, journal, req, &r.request, w),
+                _ => (
+                    Outcome::Blocked(Condition {
+                        reason: "restore-section-removed".into(),
+                        message: format!(
+                            "restore request {req} is half done and the [restore] section is no longer in {}",
+                            spec.source.display()
+                        ),
+                        action: format!(
+                            "put the [restore] section with request = \"{req}\" back to finish it, or set a new \
+                             request to restore again; mirrorctl will not leave or undo a half-done restore on a guess"
+                        ),
+                    }),
+                    Vec::new(),
+                ),
+            },
+            OpId::Retention => unreachable_retention(),
+        };
+        out.outcome = outcome;
+        out.notes = notes;
+        return out;
+    }
+
+    if let (Some(r), Some(op)) = (&spec.restore, &wanted_restore) {
+        if !journal.completed(op) && journal.op(op).is_none_or(|v| v.abandoned_by.is_none()) {
+            out.op = Some(op.clone());
+            let (outcome, notes) = restore::plan(spec, obs, journal, r);
+            out.outcome = outcome;
+            out.notes = notes;
+            return out;
+        }
+    }
+
+    if let Some(b) = &spec.backup {
+        if let Some(name) = backup::next_wanted(spec, b, obs, journal) {
+            let op = OpId::Backup(name.clone());
+            let (outcome, notes) = backup::plan(spec, obs, journal, &name);
+            out.subject = backup::active_server(spec, obs, journal, &op);
+            out.op = Some(op);
+            out.outcome = outcome;
+            out.notes = notes;
+            return out;
+        }
+        let (outcome, notes) = backup::retention(spec, b, obs);
+        if outcome != Outcome::Converged {
+            out.op = Some(OpId::Retention);
+            out.outcome = outcome;
+            out.notes = notes;
+            return out;
+        }
+    }
+    out
+}
+
+fn unreachable_retention() -> (Outcome, Vec<String>) {
+    // JournalView::in_flight never returns the retention pseudo-operation.
+    (Outcome::Converged, Vec::new())
+}
+
+/// A fingerprint of the observed state a plan was made from: everything but the time and snapshot
+/// progress, hashed. A saved plan is refused when the world's fingerprint has changed since.
+pub fn fingerprint(obs: &Observed) -> String {
+    let mut o = obs.clone();
+    o.now = jiff::Timestamp::UNIX_EPOCH;
+    for s in &mut o.snapshots {
+        s.progress = 0;
+    }
+    let bytes = serde_json::to_vec(&o).unwrap_or_default();
+    hex::encode(&Sha256::digest(&bytes)[..16])
+}

@@ -1,0 +1,87 @@
+//! `mirrorctl apply FILE [--plan plan.json]`: reconcile until converged or blocked, printing
+//! progress. With `--plan`, first refuses to act if the observed state's fingerprint changed since
+//! the plan was saved (someone or something else changed the world; plan again and review).
+
+use std::path::Path;
+use std::time::Instant;
+
+use tokio::sync::mpsc::unbounded_channel;
+
+use super::{CliError, WorldArgs, EXIT_BLOCKED};
+use crate::execute::{Event, EventKind, Progress};
+use crate::reconcile::{open_journal, plan_once, reconcile, Context, Settled};
+
+/// One progress line.
+pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
+    let t = e.at.duration_since(since).as_secs_f64();
+    let line = match &e.kind {
+        EventKind::StepStarted { what, .. } => format!("[{t:8.1}s] → {what}"),
+        EventKind::StepDone { step, detail, elapsed } => format!(
+            "[{t:8.1}s] ✓ {step}{} ({:.1}s)",
+            detail.as_ref().map_or_else(String::new, |d| format!(": {d}")),
+            elapsed.as_secs_f64()
+        ),
+        EventKind::StepFailed { step, error } => format!("[{t:8.1}s] ✗ {step}: {error}"),
+        EventKind::Retrying { api, error, delay } => format!("[{t:8.1}s]   retry {api} in {delay:?} ({error})"),
+        EventKind::Waiting { reason } => format!("[{t:8.1}s] … waiting for {reason}"),
+        EventKind::Completed { op } => format!("[{t:8.1}s] ■ {op} completed"),
+        EventKind::Blocked(c) => format!("[{t:8.1}s] BLOCKED {}: {}\n            what to do: {}", c.reason, c.message, c.action),
+        EventKind::Converged => format!("[{t:8.1}s] converged"),
+    };
+    Some(line)
+}
+
+/// Runs `apply`.
+pub async fn run(state_dir: &Path, file: &Path, saved: Option<&Path>, world: &WorldArgs) -> Result<u8, CliError> {
+    let spec = super::load_spec(file)?;
+    let w = super::world::open(world, state_dir, &spec)?;
+    let mut ctx = Context::new(w.ports.clone(), state_dir.to_owned());
+    if let Some(path) = saved {
+        let body = std::fs::read(path).map_err(|e| CliError::Usage(format!("reading plan {}: {e}", path.display())))?;
+        let saved: super::plan::SavedPlan = serde_json::from_slice(&body)
+            .map_err(|e| CliError::Usage(format!("{} is not a plan saved by `mirrorctl plan --out`: {e}", path.display())))?;
+        if saved.plan.cluster != spec.cluster.name {
+            return Err(CliError::Usage(format!(
+                "plan {} is for cluster {}, not {}",
+                path.display(),
+                saved.plan.cluster,
+                spec.cluster.name
+            )));
+        }
+        let journal = open_journal(&spec, &ctx).map_err(|e| CliError::Failed(e.to_string()))?;
+        let (obs, _) = plan_once(&spec, &ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;
+        let now = crate::plan::fingerprint(&obs);
+        if now != saved.fingerprint {
+            return Err(CliError::Usage(format!(
+                "the world changed since {} was saved (fingerprint {} → {now}); run `mirrorctl plan` again and review it",
+                path.display(),
+                saved.fingerprint
+            )));
+        }
+    }
+    let (tx, mut rx) = unbounded_channel();
+    ctx.progress = Progress::to(tx);
+    let start = ctx.ports.clock.now();
+    let wall = Instant::now();
+    let printer = tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            if let Some(line) = render_event(&e, start) {
+                println!("{line}");
+            }
+        }
+    });
+    let result = reconcile(&spec, &ctx).await;
+    drop(ctx);
+    let _ = printer.await;
+    match result {
+        Ok(Settled::Converged) => {
+            println!("{} converged in {:.1}s", spec.cluster.name, wall.elapsed().as_secs_f64());
+            Ok(0)
+        }
+        Ok(Settled::Blocked(c)) => {
+            println!("{} is blocked: {c}", spec.cluster.name);
+            Ok(EXIT_BLOCKED)
+        }
+        Err(e) => Err(CliError::Failed(format!("{}: {e}", spec.cluster.name))),
+    }
+}

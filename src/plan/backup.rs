@@ -1,0 +1,339 @@
+//! Backup planning and retention, in the runbook's order with one improvement: the snapshot and
+//! the restart of business run together once the standby is stopped, and the standby is started
+//! again as soon as CreateSnapshot has returned (the snapshot's point in time is fixed then; it may
+//! stay `pending` for hours).
+//!
+//! Runbook step → planner step (ids are `backup/<name>/<kind>@<server>`):
+//! 1. stop the md resource on the active (quiesce point) → `stop-md@active`;
+//! 2. shut the standby down through CLUSTERPRO → `shutdown@standby`;
+//! 3. start md (the group) on the active again → `start-group@active`;
+//! 4. CreateSnapshot of the standby's mirror volume, tagged in the call → `snapshot@standby`;
+//! 5. start the standby instance; CLUSTERPRO resynchronises → `start-instance@standby`, then
+//!    `complete` once the mirror is healthy again.
+//!
+//! A backup name is taken once: a snapshot tagged with it means it exists. Retention keeps the
+//! newest `keep` of this cluster's completed backup snapshots; names still listed in `take` and the
+//! snapshot named in `[restore]` are never deleted.
+
+use jiff::civil::Time;
+use jiff::tz::TimeZone;
+
+use crate::ids::{BackupName, ServerName};
+use crate::journal::JournalView;
+use crate::observe::Observed;
+use crate::ports::cloud::{tag, CreateSnapshot, InstanceState, ShutdownBehavior, Snapshot, SnapshotState, Tags};
+use crate::ports::cluster::ObjectState;
+use crate::spec::{BackupSpec, Schedule, Spec};
+
+use super::restore::{at_device, layout_of};
+use super::step::{Action, OpId, StepId};
+use super::{base_tags, expect, Draft, Outcome};
+
+/// How long after its scheduled time a missed daily backup is still taken (a daemon that was down
+/// at 02:00 and comes back at 03:00 takes it; at 09:00 it waits for tomorrow and says so).
+pub const SCHEDULE_CATCH_UP: jiff::SignedDuration = jiff::SignedDuration::from_hours(6);
+
+fn backup_tags(spec: &Spec, name: &BackupName) -> Tags {
+    let mut t = base_tags(spec, &OpId::Backup(name.clone()));
+    t.insert(tag::ROLE.into(), "backup".into());
+    t
+}
+
+/// This backup's snapshot, if it exists (an `error` snapshot does not count).
+fn snapshot_of<'a>(spec: &Spec, obs: &'a Observed, name: &BackupName) -> Option<&'a Snapshot> {
+    let tags = backup_tags(spec, name);
+    obs.snapshots_tagged(&tags).into_iter().find(|s| s.state != SnapshotState::Error)
+}
+
+/// The scheduled backup due now, if any: `daily-YYYYMMDD` of the latest slot at or before `now`,
+/// while within [`SCHEDULE_CATCH_UP`] of it.
+pub fn scheduled_due(schedule: &Schedule, now: jiff::Timestamp) -> Option<BackupName> {
+    let tz = TimeZone::get(&schedule.time_zone).ok()?;
+    let local = now.to_zoned(tz.clone());
+    let time = Time::new(i8::try_from(schedule.hour).ok()?, i8::try_from(schedule.minute).ok()?, 0, 0).ok()?;
+    let today = local.date().to_datetime(time).to_zoned(tz.clone()).ok()?;
+    let slot = if today.timestamp() <= now {
+        today
+    } else {
+        local.date().yesterday().ok()?.to_datetime(time).to_zoned(tz).ok()?
+    };
+    if now.duration_since(slot.timestamp()) > SCHEDULE_CATCH_UP {
+        return None;
+    }
+    BackupName::parse(&format!("daily-{}", slot.date().strftime("%Y%m%d"))).ok()
+}
+
+/// The next backup wanted and not yet taken: `take` names in order, then the due scheduled one.
+pub fn next_wanted(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView) -> Option<BackupName> {
+    let mut wanted: Vec<BackupName> = b.take.clone();
+    if let Some(s) = &b.schedule {
+        wanted.extend(scheduled_due(s, obs.now));
+    }
+    wanted.into_iter().find(|name| {
+        let op = OpId::Backup(name.clone());
+        !journal.completed(&op) && snapshot_of(spec, obs, name).is_none_or(|_| journal.op(&op).is_some_and(|v| v.in_flight()))
+    })
+}
+
+/// The active server of a backup: the one recorded when it started, else where the group runs.
+pub fn active_server(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId) -> Option<ServerName> {
+    journal.op(op).and_then(|v| v.subject.clone()).or_else(|| {
+        obs.cluster
+            .groups
+            .get(&spec.mirror.group)
+            .filter(|p| p.state == ObjectState::Online)
+            .and_then(|p| p.current.clone())
+    })
+}
+
+/// Plans backup `name`.
+#[allow(clippy::too_many_lines)]
+pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupName) -> (Outcome, Vec<String>) {
+    let op = OpId::Backup(name.clone());
+    let mut d = Draft::default();
+    let started = journal.op(&op).is_some_and(|v| v.started.is_some());
+    let group = &spec.mirror.group;
+    let md = &spec.mirror.resource;
+
+    let Some(active) = active_server(spec, obs, journal, &op) else {
+        d.wait(format!("group {group} to be online somewhere: a backup needs an active server"), expect::CLUSTER_PENDING);
+        return d.outcome();
+    };
+    let (Some(active_spec), Some(standby)) = (spec.server(&active), spec.peer_of(&active)) else {
+        d.block(
+            "unknown-active-server",
+            format!("group {group} runs on {active}, which is not one of the servers in {}", spec.source.display()),
+            "fix the server names in the desired-state file",
+        );
+        return d.outcome();
+    };
+    let Some(standby_inst) = obs.instances.get(&standby.instance) else {
+        d.block(
+            "instance-missing",
+            format!("instance {} of {} was not found", standby.instance, standby.name),
+            "check the instance id in the desired-state file",
+        );
+        return d.outcome();
+    };
+    let md_state = obs.cluster.resources.get(md).map_or(ObjectState::Offline, |p| p.state);
+    let group_state = obs.cluster.groups.get(group).map_or(ObjectState::Offline, |p| p.state);
+    let standby_member = obs.cluster.servers.get(&standby.name) == Some(&true);
+    let snap = snapshot_of(spec, obs, name);
+    let standby_subject = Some(standby.name.as_str());
+    let active_subject = Some(active_spec.name.as_str());
+
+    if !started {
+        if obs.shutdown.get(&standby.instance) == Some(&ShutdownBehavior::Terminate) {
+            d.block(
+                "instance-terminates-on-shutdown",
+                format!(
+                    "standby {} ({}) has InstanceInitiatedShutdownBehavior=terminate: the backup's shutdown would destroy it",
+                    standby.name, standby.instance
+                ),
+                "set it to stop (aws ec2 modify-instance-attribute --instance-initiated-shutdown-behavior stop), then retry",
+            );
+            return d.outcome();
+        }
+        if obs.config.mirror(md).is_none() {
+            d.block(
+                "mirror-not-configured",
+                format!("{md} is not in the cluster configuration"),
+                "finish or repair the restore first; a backup needs a configured mirror",
+            );
+            return d.outcome();
+        }
+        if standby_inst.state != InstanceState::Running || !standby_member {
+            d.wait(format!("standby {} to be running and in the cluster", standby.name), expect::INSTANCE_START);
+            return d.outcome();
+        }
+        if !obs.mirror.as_ref().is_some_and(crate::ports::cluster::MirrorStatus::healthy) {
+            d.wait(
+                format!("mirror {md} to be healthy: a backup now would capture a stale standby"),
+                expect::MIRROR_SYNC,
+            );
+            return d.outcome();
+        }
+    }
+
+    let Some((standby_vol, _)) = at_device(spec, obs, standby) else {
+        d.block(
+            "no-mirror-volume",
+            format!("standby {} has no volume at {}", standby.name, spec.mirror.device),
+            "check mirror.device in the desired-state file",
+        );
+        return d.outcome();
+    };
+
+    if let Some(snap) = snap {
+        d.notes.push(format!("backup {name} is {} ({:?}, {}%)", snap.id, snap.state, snap.progress));
+        if md_state != ObjectState::Online && group_state != ObjectState::Online {
+            d.step(
+                &op,
+                "start-group",
+                active_subject,
+                Action::StartGroup { group: group.clone(), server: active.clone() },
+                format!("business must run again on {active}"),
+            );
+        }
+        match standby_inst.state {
+            InstanceState::Stopped => d.step(
+                &op,
+                "start-instance",
+                standby_subject,
+                Action::StartInstance { server: standby.name.clone(), instance: standby.instance.clone() },
+                format!("the snapshot's point in time is fixed; {} can rejoin", standby.name),
+            ),
+            InstanceState::Running if standby_member => {
+                if obs.mirror.as_ref().is_some_and(crate::ports::cluster::MirrorStatus::healthy) {
+                    if d.steps.is_empty() {
+                        d.step(&op, "complete", None, Action::MarkCompleted, "snapshot taken, standby back, mirror healthy");
+                    }
+                } else {
+                    d.wait(format!("mirror {md} to resynchronise"), expect::MIRROR_SYNC);
+                }
+            }
+            InstanceState::Terminated | InstanceState::ShuttingDown => d.block(
+                "standby-terminated",
+                format!("standby {} ({}) is {:?}", standby.name, standby.instance, standby_inst.state),
+                "rebuild the standby from the backup snapshot; mirrorctl cannot start a terminated instance",
+            ),
+            _ => d.wait(format!("standby {} to start and rejoin", standby.name), expect::INSTANCE_START),
+        }
+        return d.outcome();
+    }
+
+    match standby_inst.state {
+        InstanceState::Running if standby_member => {
+            if md_state == ObjectState::Offline {
+                d.step(
+                    &op,
+                    "shutdown",
+                    standby_subject,
+                    Action::ShutdownServer { server: standby.name.clone() },
+                    format!("{md} is stopped (quiesced); the standby's disk must be frozen at this point"),
+                );
+            } else if matches!(md_state, ObjectState::OnlinePending | ObjectState::OfflinePending) {
+                d.wait(format!("{md} changing state"), expect::CLUSTER_PENDING);
+            } else {
+                d.step(
+                    &op,
+                    "stop-md",
+                    active_subject,
+                    Action::StopResource { resource: md.clone() },
+                    format!("quiesce point: flush {md} on {active} with both sides identical"),
+                );
+            }
+        }
+        InstanceState::Running | InstanceState::Stopping | InstanceState::Pending => {
+            d.wait(format!("standby {} to stop", standby.name), expect::INSTANCE_STOP);
+        }
+        InstanceState::Stopped => {
+            if md_state != ObjectState::Online && group_state != ObjectState::Online {
+                d.step(
+                    &op,
+                    "start-group",
+                    active_subject,
+                    Action::StartGroup { group: group.clone(), server: active.clone() },
+                    format!("the standby is stopped; business can run again on {active}"),
+                );
+            }
+            let step = StepId::new(&op, "snapshot", standby_subject);
+            let sv = journal.step(&op, &step);
+            let window = expect::SNAPSHOT_VISIBILITY;
+            let recent = sv.last_intent.as_ref().filter(|_| sv.interrupted()).is_some_and(|(_, at, _)| {
+                obs.now.duration_since(*at) < jiff::SignedDuration::try_from(window).unwrap_or_default()
+            });
+            if recent {
+                d.wait(
+                    format!("an interrupted CreateSnapshot of {}: looking for its tags before creating again", standby_vol.id),
+                    window,
+                );
+            } else {
+                let mut tags = backup_tags(spec, name);
+                tags.insert(tag::SERVER.into(), standby.name.to_string());
+                tags.insert(tag::NAME.into(), format!("{}-{name}", spec.cluster.name));
+                let layout = obs.disk(&standby.name, &standby_vol.id).and_then(|dk| layout_of(spec, dk)).or_else(|| {
+                    obs.disk(&active, &at_device(spec, obs, active_spec)?.0.id).and_then(|dk| layout_of(spec, dk))
+                });
+                if let Some(l) = layout {
+                    tags.insert(tag::LAYOUT.into(), l.to_tag());
+                }
+                d.step(
+                    &op,
+                    "snapshot",
+                    standby_subject,
+                    Action::CreateSnapshot {
+                        server: standby.name.clone(),
+                        request: CreateSnapshot {
+                            volume: standby_vol.id.clone(),
+                            description: format!("mirrorctl backup {name} of {} ({})", spec.cluster.name, standby.name),
+                            tags,
+                        },
+                    },
+                    format!("no snapshot tagged backup {name} exists; the standby is stopped at the quiesce point"),
+                );
+            }
+        }
+        InstanceState::Terminated | InstanceState::ShuttingDown => d.block(
+            "standby-terminated",
+            format!("standby {} ({}) is {:?}", standby.name, standby.instance, standby_inst.state),
+            "rebuild the standby; mirrorctl cannot start a terminated instance",
+        ),
+    }
+    d.outcome()
+}
+
+/// Retention: delete this cluster's completed backup snapshots beyond the newest `keep`, except
+/// those named in `take` and the one named in `[restore]`.
+pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<String>) {
+    let op = OpId::Retention;
+    let mut d = Draft::default();
+    let tags: Tags = [
+        (tag::CLUSTER.to_owned(), spec.cluster.name.to_string()),
+        (tag::ROLE.to_owned(), "backup".to_owned()),
+    ]
+    .into();
+    let mut own: Vec<&Snapshot> = obs
+        .snapshots_tagged(&tags)
+        .into_iter()
+        .filter(|s| s.state == SnapshotState::Completed)
+        .filter(|s| !b.take.iter().any(|t| s.tags.get(tag::REQUEST).map(String::as_str) == Some(t.as_str())))
+        .filter(|s| spec.restore.as_ref().is_none_or(|r| r.snapshot != s.id))
+        .collect();
+    own.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+    let keep = usize::try_from(b.keep).unwrap_or(usize::MAX);
+    for s in own.iter().skip(keep) {
+        d.step(
+            &op,
+            "delete-snapshot",
+            Some(s.id.as_str()),
+            Action::DeleteSnapshot { snapshot: s.id.clone() },
+            format!("backup.keep = {}: {} ({}) is older than the newest {}", b.keep, s.id, s.started, b.keep),
+        );
+    }
+    d.outcome()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sched() -> Schedule {
+        Schedule { hour: 2, minute: 0, time_zone: "Asia/Tokyo".into() }
+    }
+
+    #[test]
+    fn schedule_names_the_latest_slot_in_its_zone() {
+        // 2026-11-24 02:30 JST = 2026-11-23T17:30Z
+        let now: jiff::Timestamp = "2026-11-23T17:30:00Z".parse().unwrap();
+        assert_eq!(scheduled_due(&sched(), now).unwrap().as_str(), "daily-20261124");
+        // 01:59 JST on the 24th: the slot is the 23rd's, 24 h ago, beyond catch-up.
+        let now: jiff::Timestamp = "2026-11-23T16:59:00Z".parse().unwrap();
+        assert_eq!(scheduled_due(&sched(), now), None);
+        // 07:59 JST: still within 6 h.
+        let now: jiff::Timestamp = "2026-11-23T22:59:00Z".parse().unwrap();
+        assert_eq!(scheduled_due(&sched(), now).unwrap().as_str(), "daily-20261124");
+        let now: jiff::Timestamp = "2026-11-23T23:01:00Z".parse().unwrap();
+        assert_eq!(scheduled_due(&sched(), now), None);
+    }
+}

@@ -1,0 +1,776 @@
+//! Restore planning: both servers' mirror volumes replaced by volumes made from one snapshot, as
+//! the runbook's restore section does, but with every step guarded by an "already done?" check
+//! against fresh observation.
+//!
+//! Runbook step → planner step (ids are `restore/<request>/<kind>@<server>`):
+//! 1. remove md from the configuration, group startup manual → `stop-group`, `remove-md`;
+//! 2. create a volume from the snapshot in each server's zone → `create-volume@s` (both at once,
+//!    right after preflight, in parallel with step 1);
+//! 3. take the disk offline, detach the old volume → `disk-offline@s`, `tag-superseded@s`,
+//!    `detach@s` (only once the new volume is `available`, so no server is left without a mirror
+//!    volume if creation fails);
+//! 4. attach at the same device, bring the disk online, put the letters back → `attach@s`,
+//!    `disk-online@s`, `letter-<n>@s`;
+//! 5. re-add md (initial mirror construction OFF only when proven safe), startup automatic →
+//!    `add-md`;
+//! 6. start the group, wait for a healthy mirror, move it to check failover → `start-group`,
+//!    `verify-failover`, then `complete`.
+//!
+//! Old volumes are never deleted: they get `mirrorctl:superseded-by`. Volumes of an abandoned
+//! request get `mirrorctl:abandoned-by` and are listed in status.
+
+use crate::ids::{RequestName, ServerName, SnapshotId, VolumeId};
+use crate::journal::JournalView;
+use crate::observe::Observed;
+use crate::ports::cloud::{tag, AttachState, CreateVolume, InstanceState, ShutdownBehavior, SnapshotState, Volume, VolumeState};
+use crate::ports::cluster::{ConfigChange, MdDefinition, ObjectState};
+use crate::spec::{Os, Partition, RestoreSpec, ServerSpec, Spec};
+
+use super::step::{Action, Condition, OpId, StepId};
+use super::{base_tags, expect, Draft, Outcome};
+
+/// Partition numbers of the cluster and data partitions on a mirror disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Cluster partition number.
+    pub cluster: u32,
+    /// Data partition number.
+    pub data: u32,
+}
+
+impl Layout {
+    /// The tag value, `cluster=1,data=2`.
+    pub fn to_tag(self) -> String {
+        format!("cluster={},data={}", self.cluster, self.data)
+    }
+    /// Parses the tag value.
+    pub fn from_tag(s: &str) -> Option<Layout> {
+        let mut cluster = None;
+        let mut data = None;
+        for part in s.split(',') {
+            let (k, v) = part.split_once('=')?;
+            let n: u32 = v.trim().parse().ok()?;
+            match k.trim() {
+                "cluster" => cluster = Some(n),
+                "data" => data = Some(n),
+                _ => return None,
+            }
+        }
+        Some(Layout { cluster: cluster?, data: data? })
+    }
+}
+
+/// The default layout when nothing better is known: partition 1 cluster, 2 data.
+pub const DEFAULT_LAYOUT: Layout = Layout { cluster: 1, data: 2 };
+
+/// The layout of a disk as the OS shows it, found by the spec's letters or paths.
+pub fn layout_of(spec: &Spec, disk: &crate::ports::node::Disk) -> Option<Layout> {
+    let find = |p: &Partition| {
+        disk.partitions.iter().find(|x| match p {
+            Partition::Letter(c) => x.letter == Some(*c),
+            Partition::Device(d) => x.path.as_deref() == Some(d.as_str()),
+        })
+    };
+    Some(Layout { cluster: find(&spec.mirror.cluster_partition)?.number, data: find(&spec.mirror.data_partition)?.number })
+}
+
+/// The volume attached (in any state but detached) at the mirror device of `server`'s instance.
+pub fn at_device<'a>(spec: &Spec, obs: &'a Observed, server: &ServerSpec) -> Option<(&'a Volume, AttachState)> {
+    obs.volumes.iter().find_map(|v| {
+        v.attachments
+            .iter()
+            .find(|a| a.instance == server.instance && a.device == spec.mirror.device && a.state != AttachState::Detached)
+            .map(|a| (v, a.state))
+    })
+}
+
+/// The volumes created for `request` for `server`.
+fn created_for<'a>(spec: &Spec, obs: &'a Observed, request: &RequestName, server: &ServerName) -> Vec<&'a Volume> {
+    obs.volumes
+        .iter()
+        .filter(|v| {
+            v.tags.get(tag::CLUSTER).map(String::as_str) == Some(spec.cluster.name.as_str())
+                && v.tags.get(tag::REQUEST).map(String::as_str) == Some(request.as_str())
+                && v.tags.get(tag::SERVER).map(String::as_str) == Some(server.as_str())
+                && v.tags.get(tag::ROLE).map(String::as_str) == Some("mirror")
+        })
+        .collect()
+}
+
+fn step_started(journal: &JournalView, op: &OpId, kind: &str) -> bool {
+    journal.op(op).is_some_and(|v| v.steps.keys().any(|s| s.0.contains(&format!("/{kind}"))))
+}
+
+/// Plans restore `r`.
+#[allow(clippy::too_many_lines)]
+pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec) -> (Outcome, Vec<String>) {
+    let op = OpId::Restore(r.request.clone());
+    let started = journal.op(&op).is_some_and(|v| v.started.is_some());
+    let mut d = Draft::default();
+    let group = &spec.mirror.group;
+    let md = &spec.mirror.resource;
+
+    // Facts per server.
+    struct Facts<'a> {
+        s: &'a ServerSpec,
+        new: Option<&'a Volume>,
+        at_dev: Option<(&'a Volume, AttachState)>,
+    }
+    let mut facts = Vec::new();
+    for s in &spec.cluster.servers {
+        let created = created_for(spec, obs, &r.request, &s.name);
+        if created.len() > 1 {
+            let ids: Vec<String> = created.iter().map(|v| v.id.to_string()).collect();
+            d.block(
+                "duplicate-volumes",
+                format!("request {} has {} volumes for {}: {}", r.request, created.len(), s.name, ids.join(", ")),
+                "keep the one attached (or the newest), remove the mirrorctl:request tag from the others, then retry",
+            );
+        }
+        if !obs.instances.contains_key(&s.instance) {
+            d.block(
+                "instance-missing",
+                format!("instance {} of {} was not found in {}", s.instance, s.name, spec.cluster.region),
+                "check the instance id and region in the desired-state file",
+            );
+        }
+        facts.push(Facts { s, new: created.first().copied(), at_dev: at_device(spec, obs, s) });
+    }
+    if d.blocked.is_some() {
+        return d.outcome();
+    }
+
+    if !started {
+        preflight(spec, obs, r, &mut d);
+        if d.blocked.is_some() {
+            return d.outcome();
+        }
+    }
+
+    // Which snapshot layout the new volumes will have: the snapshot's tag, else the disk it came
+    // from if a server shows it, else the standby's current disk, else the default.
+    let snap_layout = obs
+        .snapshot(&r.snapshot)
+        .and_then(|s| {
+            s.tags.get(tag::LAYOUT).and_then(|t| Layout::from_tag(t)).or_else(|| {
+                let src = s.volume.as_ref()?;
+                spec.cluster.servers.iter().find_map(|sv| obs.disk(&sv.name, src).and_then(|dk| layout_of(spec, dk)))
+            })
+        })
+        .or_else(|| {
+            facts.iter().rev().find_map(|f| {
+                let (v, _) = f.at_dev?;
+                obs.disk(&f.s.name, &v.id).and_then(|dk| layout_of(spec, dk))
+            })
+        })
+        .unwrap_or(DEFAULT_LAYOUT);
+
+    // A. Create the new volumes, both at once.
+    for f in &facts {
+        if f.new.is_none() {
+            let mut tags = base_tags(spec, &op);
+            tags.insert(tag::SERVER.into(), f.s.name.to_string());
+            tags.insert(tag::ROLE.into(), "mirror".into());
+            tags.insert(tag::SOURCE_SNAPSHOT.into(), r.snapshot.to_string());
+            tags.insert(tag::LAYOUT.into(), snap_layout.to_tag());
+            tags.insert(tag::NAME.into(), format!("{}-{}-{}", spec.cluster.name, f.s.name, r.request));
+            let v = &spec.mirror.volume;
+            let request = CreateVolume {
+                zone: f.s.zone.clone(),
+                snapshot: r.snapshot.clone(),
+                size_gib: None,
+                volume_type: v.volume_type.as_str().to_owned(),
+                iops: v.iops,
+                throughput: v.throughput,
+                kms_key: v.kms_key.clone(),
+                initialization_rate: v.initialization_rate,
+                client_token: String::new(),
+                tags,
+            };
+            d.step(
+                &op,
+                "create-volume",
+                Some(f.s.name.as_str()),
+                Action::CreateVolume { server: f.s.name.clone(), request },
+                format!("no volume tagged for request {} and {} exists yet", r.request, f.s.name),
+            );
+        }
+    }
+
+    let swapped = |f: &Facts| match (f.new, f.at_dev) {
+        (Some(n), Some((v, _))) => n.id == v.id,
+        _ => false,
+    };
+    let all_swapped = facts.iter().all(|f| swapped(f));
+    let placement = obs.cluster.groups.get(group);
+    let group_state = placement.map_or(ObjectState::Offline, |p| p.state);
+    let md_configured = obs.config.mirror(md).is_some();
+    let auto_start = obs.config.group_auto_start.get(group).copied().unwrap_or(false);
+
+    // B. Cluster preparation, while any server still needs its swap.
+    let mut prep_done = group_state == ObjectState::Offline && !md_configured && !auto_start;
+    if !all_swapped {
+        match group_state {
+            ObjectState::Offline => {
+                if md_configured || auto_start {
+                    let mut changes = Vec::new();
+                    if md_configured {
+                        changes.push(ConfigChange::RemoveMirror { resource: md.clone() });
+                    }
+                    changes.push(ConfigChange::SetGroupAutoStart { group: group.clone(), auto: false });
+                    d.step(
+                        &op,
+                        "remove-md",
+                        None,
+                        Action::ApplyConfig { changes },
+                        format!("{md} is still configured or {group} still starts automatically"),
+                    );
+                }
+            }
+            ObjectState::OnlinePending | ObjectState::OfflinePending => {
+                d.wait(format!("group {group} is changing state"), expect::CLUSTER_PENDING);
+            }
+            _ => d.step(
+                &op,
+                "stop-group",
+                None,
+                Action::StopGroup { group: group.clone() },
+                format!("group {group} is {group_state:?}; the mirror disk cannot be replaced under it"),
+            ),
+        }
+    } else {
+        prep_done = true;
+    }
+
+    // C/D. Per-server swap and finishing.
+    let mut ready = 0;
+    for f in &facts {
+        let s = f.s;
+        let subject = Some(s.name.as_str());
+        if !swapped(f) {
+            if !prep_done {
+                continue;
+            }
+            swap_server(spec, obs, &op, f.new, f.at_dev, s, &mut d);
+            continue;
+        }
+        let Some(new) = f.new else { continue };
+        let Some((_, state)) = f.at_dev else { continue };
+        if state != AttachState::Attached {
+            d.wait(format!("{} attaching to {}", new.id, s.name), expect::ATTACH);
+            continue;
+        }
+        let Some(disk) = obs.disk(&s.name, &new.id) else {
+            if obs.disks_of(&s.name).is_none() {
+                d.wait(format!("{} cannot be asked for its disks", s.name), expect::DISK_APPEAR);
+            } else {
+                d.wait(format!("disk of {} not yet visible on {}", new.id, s.name), expect::DISK_APPEAR);
+            }
+            continue;
+        };
+        match spec.cluster.os {
+            Os::Windows => {
+                if disk.offline_reason == Some(crate::ports::node::OfflineReason::Collision) {
+                    d.block(
+                        "disk-signature-collision",
+                        format!("disk of {} on {} is offline: its signature collides with another online disk", new.id, s.name),
+                        "take the other disk with the same signature offline (or detach it), then retry",
+                    );
+                    continue;
+                }
+                if !disk.online || disk.read_only {
+                    d.step(
+                        &op,
+                        "disk-online",
+                        subject,
+                        Action::DiskOnline { server: s.name.clone(), volume: new.id.clone() },
+                        format!("disk of {} is offline or read-only on {}", new.id, s.name),
+                    );
+                    continue;
+                }
+                let layout = new.tags.get(tag::LAYOUT).and_then(|t| Layout::from_tag(t)).unwrap_or(DEFAULT_LAYOUT);
+                let mut letters_ok = true;
+                for (number, want) in [(layout.cluster, &spec.mirror.cluster_partition), (layout.data, &spec.mirror.data_partition)] {
+                    let Partition::Letter(letter) = want else { continue };
+                    let have = disk.partitions.iter().find(|p| p.number == number);
+                    match have {
+                        None => {
+                            letters_ok = false;
+                            d.block(
+                                "partition-missing",
+                                format!("disk of {} on {} has no partition {number}", new.id, s.name),
+                                format!("check that {} holds the mirror disk (cluster and data partitions)", r.snapshot),
+                            );
+                        }
+                        Some(p) if p.letter != Some(*letter) => {
+                            letters_ok = false;
+                            d.step(
+                                &op,
+                                &format!("letter-{number}"),
+                                subject,
+                                Action::SetLetter {
+                                    server: s.name.clone(),
+                                    volume: new.id.clone(),
+                                    partition: number,
+                                    letter: *letter,
+                                },
+                                format!(
+                                    "partition {number} is {} on {}, the cluster expects {letter}:",
+                                    p.letter.map_or_else(|| "without a letter".to_owned(), |l| format!("{l}:")),
+                                    s.name
+                                ),
+                            );
+                        }
+                        Some(_) => {}
+                    }
+                }
+                if letters_ok {
+                    ready += 1;
+                }
+            }
+            Os::Linux => {
+                let want = [&spec.mirror.cluster_partition, &spec.mirror.data_partition];
+                let missing: Vec<String> = want
+                    .iter()
+                    .filter(|p| match p {
+                        Partition::Device(path) => !disk.partitions.iter().any(|x| x.path.as_deref() == Some(path.as_str())),
+                        Partition::Letter(_) => false,
+                    })
+                    .map(ToString::to_string)
+                    .collect();
+                if missing.is_empty() {
+                    ready += 1;
+                } else {
+                    d.block(
+                        "partition-missing",
+                        format!("{} does not show {} on the disk of {}", s.name, missing.join(", "), new.id),
+                        "check the partition paths in the desired-state file and the snapshot's contents",
+                    );
+                }
+            }
+        }
+    }
+
+    // E. Cluster back together, once both servers are ready.
+    if all_swapped && ready == facts.len() && d.steps.is_empty() {
+        finish(spec, obs, journal, r, &op, &mut d);
+    }
+    let (outcome, mut notes) = d.outcome();
+    if let Some(v) = journal.op(&op).and_then(|v| v.started) {
+        notes.insert(0, format!("restore {} from {} in progress since {v}", r.request, r.snapshot));
+    }
+    (outcome, notes)
+}
+
+fn swap_server(
+    spec: &Spec,
+    obs: &Observed,
+    op: &OpId,
+    new: Option<&Volume>,
+    at_dev: Option<(&Volume, AttachState)>,
+    s: &ServerSpec,
+    d: &mut Draft,
+) {
+    let subject = Some(s.name.as_str());
+    let windows = spec.cluster.os == Os::Windows;
+    if let Some((old, state)) = at_dev {
+        let disk = obs.disk(&s.name, &old.id);
+        let in_use = disk.is_some_and(|k| if windows { k.online } else { k.partitions.iter().any(|p| p.mounted) });
+        if !windows && in_use {
+            d.block(
+                "partition-mounted",
+                format!("a partition of {} is mounted on {}", old.id, s.name),
+                "unmount the mirror partitions (mirrorctl never unmounts on its own), then retry",
+            );
+            return;
+        }
+        match state {
+            AttachState::Attached | AttachState::Attaching => {
+                if obs.disks_of(&s.name).is_none() {
+                    d.wait(format!("{} cannot be asked for its disks", s.name), expect::DISK_APPEAR);
+                } else if in_use {
+                    d.step(
+                        op,
+                        "disk-offline",
+                        subject,
+                        Action::DiskOffline { server: s.name.clone(), volume: old.id.clone() },
+                        format!("disk of {} is online on {}; detaching it now would hang busy", old.id, s.name),
+                    );
+                } else if let Some(new) = new {
+                    if new.state == VolumeState::Creating {
+                        d.wait(format!("{} being created", new.id), expect::VOLUME_CREATE);
+                    } else if new.state != VolumeState::Available {
+                        d.block(
+                            "new-volume-unusable",
+                            format!("new volume {} for {} is {:?}", new.id, s.name, new.state),
+                            "inspect the volume in EC2; tag it mirrorctl:abandoned-by=manual and remove its mirrorctl:request tag to let mirrorctl create another",
+                        );
+                    } else if old.tags.get(tag::SUPERSEDED_BY) != Some(&new.id.to_string()) {
+                        d.step(
+                            op,
+                            "tag-superseded",
+                            subject,
+                            Action::Tag {
+                                resource: old.id.to_string(),
+                                tags: [(tag::SUPERSEDED_BY.to_owned(), new.id.to_string())].into(),
+                            },
+                            format!("{} is about to be replaced by {} (it is kept, never deleted)", old.id, new.id),
+                        );
+                    } else {
+                        d.step(
+                            op,
+                            "detach",
+                            subject,
+                            Action::DetachVolume { server: s.name.clone(), volume: old.id.clone(), instance: s.instance.clone() },
+                            format!("{} is still attached to {} at {}", old.id, s.name, spec.mirror.device),
+                        );
+                    }
+                } else {
+                    d.wait(format!("the new volume for {} to be created", s.name), expect::VOLUME_CREATE);
+                }
+            }
+            AttachState::Busy => {
+                if in_use {
+                    d.step(
+                        op,
+                        "disk-offline",
+                        subject,
+                        Action::DiskOffline { server: s.name.clone(), volume: old.id.clone() },
+                        format!("detach of {} is stuck busy because its disk is online on {}", old.id, s.name),
+                    );
+                } else {
+                    d.wait(format!("detach of {} from {} (was busy)", old.id, s.name), expect::DETACH);
+                }
+            }
+            AttachState::Detaching | AttachState::Detached => {
+                d.wait(format!("detach of {} from {}", old.id, s.name), expect::DETACH);
+            }
+        }
+        return;
+    }
+    // The device is free.
+    match new {
+        Some(new) if new.state == VolumeState::Available => d.step(
+            op,
+            "attach",
+            subject,
+            Action::AttachVolume {
+                server: s.name.clone(),
+                volume: new.id.clone(),
+                instance: s.instance.clone(),
+                device: spec.mirror.device.clone(),
+            },
+            format!("{} on {} has no mirror volume; {} is ready", spec.mirror.device, s.name, new.id),
+        ),
+        Some(new) if new.state == VolumeState::Creating => {
+            d.wait(format!("{} being created", new.id), expect::VOLUME_CREATE);
+        }
+        Some(new) if new.state == VolumeState::InUse => {
+            let at: Vec<String> = new.attachments.iter().map(|a| format!("{} at {}", a.instance, a.device)).collect();
+            d.block(
+                "new-volume-attached-elsewhere",
+                format!("new volume {} for {} is attached to {}", new.id, s.name, at.join(", ")),
+                "detach it from there by hand, then retry",
+            );
+        }
+        Some(new) => d.block(
+            "new-volume-unusable",
+            format!("new volume {} for {} is {:?}", new.id, s.name, new.state),
+            "inspect the volume in EC2; remove its mirrorctl:request tag to let mirrorctl create another",
+        ),
+        None => d.wait(format!("the new volume for {} to be created", s.name), expect::VOLUME_CREATE),
+    }
+}
+
+fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
+    let Some(snap) = obs.snapshot(&r.snapshot) else {
+        d.block(
+            "snapshot-missing",
+            format!("snapshot {} was not found in {} (owned by this account)", r.snapshot, spec.cluster.region),
+            "check restore.snapshot in the desired-state file",
+        );
+        return;
+    };
+    if snap.state != SnapshotState::Completed {
+        d.block(
+            "snapshot-not-completed",
+            format!("snapshot {} is {:?} ({}%); a restore needs a completed snapshot", r.snapshot, snap.state, snap.progress),
+            "wait until it completes (mirrorctl checks again on every pass), or pick another snapshot",
+        );
+    }
+    if let Some(owner) = snap.tags.get(tag::CLUSTER) {
+        if owner != spec.cluster.name.as_str() && !r.allow_foreign_snapshot {
+            d.block(
+                "snapshot-of-another-cluster",
+                format!("snapshot {} is tagged {}={owner}, not {}", r.snapshot, tag::CLUSTER, spec.cluster.name),
+                "pick this cluster's snapshot, or set restore.allow_foreign_snapshot = true if this is really intended",
+            );
+        }
+    }
+    for s in &spec.cluster.servers {
+        let Some(inst) = obs.instances.get(&s.instance) else { continue };
+        if inst.zone != s.zone {
+            d.block(
+                "zone-mismatch",
+                format!("{} ({}) is in {}, the desired state says {}", s.name, s.instance, inst.zone, s.zone),
+                "fix the zone in the desired-state file; a volume in the wrong zone cannot be attached",
+            );
+        }
+        if inst.state != InstanceState::Running {
+            d.block(
+                "instance-not-running",
+                format!("{} ({}) is {:?}", s.name, s.instance, inst.state),
+                "start the instance; the restore needs both servers running",
+            );
+        }
+        if obs.shutdown.get(&s.instance) == Some(&ShutdownBehavior::Terminate) {
+            d.block(
+                "instance-terminates-on-shutdown",
+                format!("{} ({}) has InstanceInitiatedShutdownBehavior=terminate", s.name, s.instance),
+                "set it to stop (aws ec2 modify-instance-attribute --instance-initiated-shutdown-behavior stop) before any operation that shuts a server down",
+            );
+        }
+        if let Some((v, _)) = at_device(spec, obs, s) {
+            if snap.size_gib < v.size_gib {
+                d.block(
+                    "snapshot-too-small",
+                    format!("snapshot {} is {} GiB, the mirror volume of {} is {} GiB", r.snapshot, snap.size_gib, s.name, v.size_gib),
+                    "restore from a snapshot of a mirror disk of the same size",
+                );
+            }
+        } else {
+            d.block(
+                "no-mirror-volume",
+                format!("{} has no volume at {}", s.name, spec.mirror.device),
+                "check mirror.device in the desired-state file",
+            );
+        }
+        if obs.cluster.servers.get(&s.name) != Some(&true) {
+            d.wait(format!("{} to be a running cluster member", s.name), expect::INSTANCE_START);
+        }
+    }
+}
+
+/// Whether initial mirror construction can be skipped, and why (or why not).
+fn initial_copy_decision(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec, op: &OpId) -> (bool, String) {
+    let mut sources: Vec<(Option<&SnapshotId>, Option<&String>, Option<&String>)> = Vec::new();
+    for s in &spec.cluster.servers {
+        match at_device(spec, obs, s) {
+            Some((v, _)) => sources.push((v.snapshot.as_ref(), v.tags.get(tag::SOURCE_SNAPSHOT), v.tags.get(tag::REQUEST))),
+            None => return (true, format!("{} has no volume at {}", s.name, spec.mirror.device)),
+        }
+    }
+    let same = sources.iter().all(|(snap, src, req)| {
+        *snap == Some(&r.snapshot) && src.map(String::as_str) == Some(r.snapshot.as_str()) && req.map(String::as_str) == Some(r.request.as_str())
+    });
+    if !same {
+        return (
+            true,
+            format!(
+                "initial mirror construction ON: the two sides did not both come from {} in request {}",
+                r.snapshot, r.request
+            ),
+        );
+    }
+    if step_started(journal, op, "start-group") || step_started(journal, op, "verify-failover") {
+        return (true, "initial mirror construction ON: the group was started since the volumes were attached".into());
+    }
+    if obs.cluster.groups.get(&spec.mirror.group).is_some_and(|p| p.state != ObjectState::Offline) {
+        return (true, "initial mirror construction ON: the group is not offline, a side may have been written".into());
+    }
+    (
+        false,
+        format!(
+            "initial mirror construction OFF: both sides were created from {} for request {} and the group has stayed offline since",
+            r.snapshot, r.request
+        ),
+    )
+}
+
+fn finish(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec, op: &OpId, d: &mut Draft) {
+    let group = &spec.mirror.group;
+    let md = &spec.mirror.resource;
+    let auto = obs.config.group_auto_start.get(group).copied().unwrap_or(false);
+    let placement = obs.cluster.groups.get(group);
+    let state = placement.map_or(ObjectState::Offline, |p| p.state);
+    let primary = &spec.cluster.servers[0];
+
+    if obs.config.mirror(md).is_none() {
+        let (initial_copy, why) = initial_copy_decision(spec, obs, journal, r, op);
+        d.notes.push(why.clone());
+        let def = MdDefinition {
+            resource: md.clone(),
+            group: group.clone(),
+            data_partition: spec.mirror.data_partition.clone(),
+            cluster_partition: spec.mirror.cluster_partition.clone(),
+            initial_copy,
+        };
+        d.step(
+            op,
+            "add-md",
+            None,
+            Action::ApplyConfig {
+                changes: vec![ConfigChange::AddMirror(def), ConfigChange::SetGroupAutoStart { group: group.clone(), auto: true }],
+            },
+            format!("both servers have their restored disk; {why}"),
+        );
+        return;
+    }
+    if !auto {
+        d.step(
+            op,
+            "group-auto-start",
+            None,
+            Action::ApplyConfig { changes: vec![ConfigChange::SetGroupAutoStart { group: group.clone(), auto: true }] },
+            format!("{group} still starts manually"),
+        );
+        return;
+    }
+    match state {
+        ObjectState::Offline => {
+            d.step(
+                op,
+                "start-group",
+                Some(primary.name.as_str()),
+                Action::StartGroup { group: group.clone(), server: primary.name.clone() },
+                format!("{md} is back in the configuration; business can start on {}", primary.name),
+            );
+            return;
+        }
+        ObjectState::OnlinePending | ObjectState::OfflinePending => {
+            d.wait(format!("group {group} changing state"), expect::CLUSTER_PENDING);
+            return;
+        }
+        ObjectState::OnlineFailure | ObjectState::OfflineFailure | ObjectState::Unknown => {
+            d.block(
+                "group-failed",
+                format!("group {group} is {state:?} on {:?}", placement.and_then(|p| p.current.clone())),
+                "look at clpstat and the CLUSTERPRO logs on the servers; fix the failing resource, then retry",
+            );
+            return;
+        }
+        ObjectState::Online => {}
+    }
+    if !obs.mirror.as_ref().is_some_and(crate::ports::cluster::MirrorStatus::healthy) {
+        let colors = obs.mirror.as_ref().map_or_else(
+            || "unknown".to_owned(),
+            |m| m.colors.iter().map(|(s, c)| format!("{s}={c:?}")).collect::<Vec<_>>().join(" "),
+        );
+        d.wait(format!("mirror {md} to be healthy ({colors})"), expect::MIRROR_SYNC);
+        return;
+    }
+    let verify = StepId::new(op, "verify-failover", None);
+    if r.verify_failover && !journal.step(op, &verify).succeeded {
+        let current = placement.and_then(|p| p.current.clone());
+        let target = spec.cluster.servers.iter().find(|s| Some(&s.name) != current.as_ref()).map_or(&primary.name, |s| &s.name);
+        d.step(
+            op,
+            "verify-failover",
+            None,
+            Action::MoveGroup { group: group.clone(), target: target.clone() },
+            format!("restore.verify_failover: prove {group} runs on {target} too"),
+        );
+        return;
+    }
+    d.step(op, "complete", None, Action::MarkCompleted, "every check of the restore passes");
+}
+
+/// The request changed while `old` was in flight: first make sure no server is left without a
+/// mirror volume, then record `old` as abandoned so `new` can start.
+pub fn switch(
+    spec: &Spec,
+    obs: &Observed,
+    _journal: &JournalView,
+    old: &RequestName,
+    new: &RequestName,
+    new_op: &OpId,
+) -> (Outcome, Vec<String>) {
+    let op = OpId::Restore(old.clone());
+    let mut d = Draft::default();
+    d.notes.push(format!("restore request changed from {old} to {new} while {old} was in flight"));
+    for s in &spec.cluster.servers {
+        match at_device(spec, obs, s) {
+            Some((v, AttachState::Detaching | AttachState::Busy)) => {
+                d.wait(format!("detach of {} from {} to settle before switching requests", v.id, s.name), expect::DETACH);
+                continue;
+            }
+            Some(_) => continue,
+            None => {}
+        }
+        // The device is empty: put back what this server should have, the volume made for the
+        // old request if it is ready, else the volume it replaced.
+        let candidates = created_for(spec, obs, old, &s.name);
+        let superseded: Vec<&Volume> = obs
+            .volumes
+            .iter()
+            .filter(|v| candidates.iter().any(|c| v.tags.get(tag::SUPERSEDED_BY) == Some(&c.id.to_string())))
+            .collect();
+        let pick = candidates
+            .iter()
+            .chain(superseded.iter())
+            .find(|v| v.state == VolumeState::Available && v.zone == s.zone)
+            .copied();
+        match pick {
+            Some(v) => d.step(
+                &op,
+                "safe-attach",
+                Some(s.name.as_str()),
+                Action::AttachVolume {
+                    server: s.name.clone(),
+                    volume: v.id.clone(),
+                    instance: s.instance.clone(),
+                    device: spec.mirror.device.clone(),
+                },
+                format!("{} has no mirror volume; reattaching {} before switching requests", s.name, v.id),
+            ),
+            None => d.wait(format!("a volume for {} to become available", s.name), expect::DETACH),
+        }
+    }
+    if d.steps.is_empty() && d.waits.is_empty() {
+        d.step(
+            &op,
+            "abandon",
+            None,
+            Action::MarkAbandoned { by: new_op.clone() },
+            format!("request {new} replaces {old}; every server has a mirror volume"),
+        );
+        // Tag what the old request created and is not attached anywhere.
+        let mut orphans: Vec<&VolumeId> = Vec::new();
+        for s in &spec.cluster.servers {
+            for v in created_for(spec, obs, old, &s.name) {
+                if v.attachments.is_empty() && !v.tags.contains_key(tag::ABANDONED_BY) {
+                    orphans.push(&v.id);
+                }
+            }
+        }
+        for id in orphans {
+            d.step(
+                &op,
+                "tag-abandoned",
+                Some(id.as_str()),
+                Action::Tag { resource: id.to_string(), tags: [(tag::ABANDONED_BY.to_owned(), new.to_string())].into() },
+                format!("{id} was made for abandoned request {old}; kept and listed, not deleted"),
+            );
+        }
+    }
+    d.outcome()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_tag_round_trip() {
+        let l = Layout { cluster: 2, data: 3 };
+        assert_eq!(Layout::from_tag(&l.to_tag()), Some(l));
+        assert_eq!(Layout::from_tag("cluster=1"), None);
+        assert_eq!(Layout::from_tag("x=1,data=2"), None);
+    }
+
+    #[test]
+    fn condition_display_names_reason_and_action() {
+        let c = Condition { reason: "r".into(), message: "m".into(), action: "a".into() };
+        assert_eq!(c.to_string(), "r: m (what to do: a)");
+    }
+}

@@ -1,0 +1,309 @@
+//! Steps: the unit of work the planner emits and the executor runs.
+//!
+//! A step has a stable id (`restore/incident-1/attach@server1`): the same step planned twice, in
+//! two processes, gets the same id, which is what lets the journal recognise an interrupted step
+//! after a crash and lets ClientTokens be derived from it.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BackupName, DeviceName, GroupName, InstanceId, RequestName, ResourceName, ServerName, SnapshotId, VolumeId};
+use crate::ports::cloud::{CreateSnapshot, CreateVolume, Tags};
+use crate::ports::cluster::ConfigChange;
+
+/// An operation: one restore request or one backup. Every step belongs to one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpId {
+    /// Restore both servers' mirror volumes from a snapshot for this request.
+    Restore(RequestName),
+    /// Take the backup of this name.
+    Backup(BackupName),
+    /// Delete backup snapshots beyond `keep`.
+    Retention,
+}
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpId::Restore(r) => write!(f, "restore/{r}"),
+            OpId::Backup(b) => write!(f, "backup/{b}"),
+            OpId::Retention => f.write_str("retention"),
+        }
+    }
+}
+
+impl OpId {
+    /// The request or backup name as written into the `mirrorctl:request` tag.
+    pub fn request_tag(&self) -> String {
+        match self {
+            OpId::Restore(r) => r.to_string(),
+            OpId::Backup(b) => b.to_string(),
+            OpId::Retention => "retention".to_owned(),
+        }
+    }
+}
+
+/// A step's stable id: `<op>/<kind>[@<subject>]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StepId(pub String);
+
+impl StepId {
+    /// Builds the id of step `kind` of `op`, about `subject` (a server, volume or snapshot) if any.
+    pub fn new(op: &OpId, kind: &str, subject: Option<&str>) -> Self {
+        match subject {
+            Some(s) => StepId(format!("{op}/{kind}@{s}")),
+            None => StepId(format!("{op}/{kind}")),
+        }
+    }
+}
+
+impl fmt::Display for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a step does. Every variant but the journal-only ones is one call on one port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// CLUSTERPRO: stop a group.
+    StopGroup {
+        /// Group.
+        group: GroupName,
+    },
+    /// CLUSTERPRO: start a group on a server.
+    StartGroup {
+        /// Group.
+        group: GroupName,
+        /// Server.
+        server: ServerName,
+    },
+    /// CLUSTERPRO: move a group (failover check).
+    MoveGroup {
+        /// Group.
+        group: GroupName,
+        /// Target server.
+        target: ServerName,
+    },
+    /// CLUSTERPRO: stop a resource and its dependents.
+    StopResource {
+        /// Resource.
+        resource: ResourceName,
+    },
+    /// CLUSTERPRO: shut a server's OS down (the instance stops).
+    ShutdownServer {
+        /// Server.
+        server: ServerName,
+    },
+    /// CLUSTERPRO: push and apply configuration changes.
+    ApplyConfig {
+        /// The changes.
+        changes: Vec<ConfigChange>,
+    },
+    /// EC2: create a volume from a snapshot. The token is derived by the executor.
+    CreateVolume {
+        /// For which server.
+        server: ServerName,
+        /// Parameters (the `client_token` field is filled in by the executor).
+        request: CreateVolume,
+    },
+    /// EC2: attach.
+    AttachVolume {
+        /// Server.
+        server: ServerName,
+        /// Volume.
+        volume: VolumeId,
+        /// Instance.
+        instance: InstanceId,
+        /// Device.
+        device: DeviceName,
+    },
+    /// EC2: detach.
+    DetachVolume {
+        /// Server.
+        server: ServerName,
+        /// Volume.
+        volume: VolumeId,
+        /// Instance.
+        instance: InstanceId,
+    },
+    /// EC2: snapshot a volume (tags in the call; found by tag before creating again).
+    CreateSnapshot {
+        /// The server whose volume it is.
+        server: ServerName,
+        /// Parameters.
+        request: CreateSnapshot,
+    },
+    /// EC2: delete one of our backup snapshots (retention).
+    DeleteSnapshot {
+        /// Snapshot.
+        snapshot: SnapshotId,
+    },
+    /// EC2: start an instance.
+    StartInstance {
+        /// Server.
+        server: ServerName,
+        /// Instance.
+        instance: InstanceId,
+    },
+    /// EC2: add tags.
+    Tag {
+        /// Volume or snapshot id.
+        resource: String,
+        /// Tags.
+        tags: Tags,
+    },
+    /// Node: take a disk offline.
+    DiskOffline {
+        /// Server.
+        server: ServerName,
+        /// Volume behind the disk.
+        volume: VolumeId,
+    },
+    /// Node: bring a disk online and clear read-only.
+    DiskOnline {
+        /// Server.
+        server: ServerName,
+        /// Volume behind the disk.
+        volume: VolumeId,
+    },
+    /// Node: set a partition's drive letter (Windows).
+    SetLetter {
+        /// Server.
+        server: ServerName,
+        /// Volume behind the disk.
+        volume: VolumeId,
+        /// Partition number.
+        partition: u32,
+        /// Letter.
+        letter: char,
+    },
+    /// Journal only: the operation is finished.
+    MarkCompleted,
+    /// Journal only: the operation is abandoned in favour of another.
+    MarkAbandoned {
+        /// The operation that replaces it.
+        by: OpId,
+    },
+}
+
+impl Action {
+    /// Whether the step changes the world (and so needs an intent record first).
+    pub fn is_mutating(&self) -> bool {
+        !matches!(self, Action::MarkCompleted | Action::MarkAbandoned { .. })
+    }
+
+    /// A one-line human description, used by `plan` and progress output.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::StopGroup { group } => format!("stop group {group}"),
+            Action::StartGroup { group, server } => format!("start group {group} on {server}"),
+            Action::MoveGroup { group, target } => format!("move group {group} to {target} (failover check)"),
+            Action::StopResource { resource } => format!("stop mirror disk resource {resource} (quiesce point)"),
+            Action::ShutdownServer { server } => format!("shut down server {server} through CLUSTERPRO"),
+            Action::ApplyConfig { changes } => {
+                let parts: Vec<String> = changes
+                    .iter()
+                    .map(|c| match c {
+                        ConfigChange::RemoveMirror { resource } => format!("remove {resource} (and its monitors)"),
+                        ConfigChange::AddMirror(def) => format!(
+                            "add {} with initial mirror construction {}",
+                            def.resource,
+                            if def.initial_copy { "ON" } else { "OFF" }
+                        ),
+                        ConfigChange::SetGroupAutoStart { group, auto } => {
+                            format!("set {group} startup {}", if *auto { "automatic" } else { "manual" })
+                        }
+                    })
+                    .collect();
+                format!("cluster configuration: {}; apply", parts.join(", "))
+            }
+            Action::CreateVolume { server, request } => format!(
+                "create {} volume from {} in {} for {server}",
+                request.volume_type, request.snapshot, request.zone
+            ),
+            Action::AttachVolume { server, volume, device, .. } => format!("attach {volume} to {server} at {device}"),
+            Action::DetachVolume { server, volume, .. } => format!("detach {volume} from {server}"),
+            Action::CreateSnapshot { server, request } => format!("snapshot {} ({server})", request.volume),
+            Action::DeleteSnapshot { snapshot } => format!("delete old backup snapshot {snapshot}"),
+            Action::StartInstance { server, instance } => format!("start instance {instance} ({server})"),
+            Action::Tag { resource, tags } => {
+                let t: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("tag {resource} {}", t.join(" "))
+            }
+            Action::DiskOffline { server, volume } => format!("take disk of {volume} offline on {server}"),
+            Action::DiskOnline { server, volume } => format!("bring disk of {volume} online on {server}"),
+            Action::SetLetter { server, partition, letter, .. } => {
+                format!("give partition {partition} the drive letter {letter}: on {server}")
+            }
+            Action::MarkCompleted => "record completion".to_owned(),
+            Action::MarkAbandoned { by } => format!("record abandonment in favour of {by}"),
+        }
+    }
+
+    /// The API name used in call counters, faults and progress (`ec2:CreateVolume`, …).
+    pub fn api(&self) -> &'static str {
+        match self {
+            Action::StopGroup { .. } => "clp:stop_group",
+            Action::StartGroup { .. } => "clp:start_group",
+            Action::MoveGroup { .. } => "clp:move_group",
+            Action::StopResource { .. } => "clp:stop_resource",
+            Action::ShutdownServer { .. } => "clp:shutdown_server",
+            Action::ApplyConfig { .. } => "clp:apply_config",
+            Action::CreateVolume { .. } => "ec2:CreateVolume",
+            Action::AttachVolume { .. } => "ec2:AttachVolume",
+            Action::DetachVolume { .. } => "ec2:DetachVolume",
+            Action::CreateSnapshot { .. } => "ec2:CreateSnapshot",
+            Action::DeleteSnapshot { .. } => "ec2:DeleteSnapshot",
+            Action::StartInstance { .. } => "ec2:StartInstances",
+            Action::Tag { .. } => "ec2:CreateTags",
+            Action::DiskOffline { .. } => "node:set_offline",
+            Action::DiskOnline { .. } => "node:set_online",
+            Action::SetLetter { .. } => "node:set_letter",
+            Action::MarkCompleted | Action::MarkAbandoned { .. } => "journal",
+        }
+    }
+}
+
+/// One planned step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// Stable id.
+    pub id: StepId,
+    /// The operation it belongs to.
+    pub op: OpId,
+    /// What it does.
+    pub action: Action,
+    /// Why the planner wants it (the failed "already done?" check, in words).
+    pub why: String,
+}
+
+/// Something the planner is waiting for (a state that changes by itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wait {
+    /// What, in words.
+    pub reason: String,
+    /// When the next look is worth it: the remaining time at the real-world median.
+    pub expect: Duration,
+}
+
+/// A condition that stops progress until a human (or time) changes something.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    /// Machine-readable reason, kebab-case (`snapshot-not-completed`).
+    pub reason: String,
+    /// What is wrong, with the ids involved.
+    pub message: String,
+    /// What the operator should do.
+    pub action: String,
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} (what to do: {})", self.reason, self.message, self.action)
+    }
+}
