@@ -99,11 +99,11 @@ fn parser_error(source: &Source<'_>, e: &serde_path_to_error::Error<toml::de::Er
             .strip_suffix(&field)
             .map(|t| t.trim_end_matches('.'))
             .filter(|t| !t.is_empty())
-            .map_or_else(|| "the top level".to_owned(), |t| format!("`{t}`"));
+            .map_or_else(|| "the top level of the file".to_owned(), |t| format!("`{t}`"));
         let hint = match closest(&field, valid.iter().copied()) {
             Some(near) => format!("did you mean `{near}`?"),
             None if valid.is_empty() => "remove this key".to_owned(),
-            None => format!("valid keys here are {}", quote_list(&valid)),
+            None => format!("valid keys here are {}", quote_list(&valid, '`')),
         };
         return source.error(
             span,
@@ -172,9 +172,9 @@ fn key_path(path: &serde_path_to_error::Path) -> String {
     out
 }
 
-/// `a`, `b` and `c`.
-fn quote_list(items: &[&str]) -> String {
-    let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
+/// `a`, `b` and `c` (with `quote` around each item).
+fn quote_list(items: &[&str], quote: char) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("{quote}{i}{quote}")).collect();
     match quoted.split_last() {
         Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
         Some((last, _)) => last.clone(),
@@ -237,21 +237,15 @@ impl Checker<'_, '_> {
         self.errors.push(e);
     }
 
+    /// A required key `key` (full path) is absent; the error points at the header of `table`
+    /// (its `nth` occurrence for arrays of tables), or at the start of the file.
     fn missing(&mut self, table: &str, nth: usize, key: &str, hint: impl Into<String>) {
         let span = self.source.header(table, nth);
-        let where_ = if table.is_empty() {
-            "the file".to_owned()
-        } else {
-            format!("`{table}`")
+        let message = match key.rsplit_once('.') {
+            Some((parent, leaf)) => format!("required key `{leaf}` is missing from `{parent}`"),
+            None => format!("required table [{key}] is missing from the file"),
         };
-        let leaf = key.rsplit('.').next().unwrap_or(key);
-        self.push(
-            span,
-            key,
-            ErrorKind::MissingKey,
-            format!("required key `{leaf}` is missing from {where_}"),
-            hint,
-        );
+        self.push(span, key, ErrorKind::MissingKey, message, hint);
     }
 
     /// A required string value, or a "missing" error.
@@ -799,6 +793,12 @@ impl Checker<'_, '_> {
 
     fn partition(&mut self, value: &S<String>, key: &str, os: Os) -> Option<Partition> {
         let s = value.get_ref();
+        let cluster = key.ends_with("cluster_partition");
+        let (letter_example, device_example) = if cluster {
+            ("\"R:\"", "\"/dev/xvdb1\"")
+        } else {
+            ("\"M:\"", "\"/dev/xvdb2\"")
+        };
         let bytes = s.as_bytes();
         let is_letter = bytes.len() == 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
         let is_device = s
@@ -818,7 +818,7 @@ impl Checker<'_, '_> {
                         key,
                         ErrorKind::ReservedDriveLetter,
                         format!("drive letter {letter}: is {why} and cannot hold a mirror partition"),
-                        "choose a letter from D: to Z: that the partition has on both servers, e.g. \"R:\"",
+                        format!("choose a letter from D: to Z: that the partition has on both servers, e.g. {letter_example}"),
                     );
                     return None;
                 }
@@ -835,7 +835,7 @@ impl Checker<'_, '_> {
                     key,
                     ErrorKind::PartitionNotDriveLetter,
                     message,
-                    "write a drive letter and a colon, e.g. \"R:\" (or set os = \"linux\" if the servers run Linux)",
+                    format!("write a drive letter and a colon, e.g. {letter_example} (or set os = \"linux\" if the servers run Linux)"),
                 );
                 None
             }
@@ -851,7 +851,7 @@ impl Checker<'_, '_> {
                     key,
                     ErrorKind::PartitionNotDevice,
                     message,
-                    "write the partition's block device, e.g. \"/dev/xvdb1\" (or set os = \"windows\" if the servers run Windows)",
+                    format!("write the partition's block device, e.g. {device_example} (or set os = \"windows\" if the servers run Windows)"),
                 );
                 None
             }
@@ -891,8 +891,8 @@ impl Checker<'_, '_> {
                 if found.is_none() {
                     let names: Vec<&str> = VOLUME_TYPES.iter().map(|(n, _)| *n).collect();
                     let hint = match closest(v.get_ref(), names.iter().copied()) {
-                        Some(near) => format!("did you mean \"{near}\"? The EBS volume types are {}", quote_list(&names)),
-                        None => format!("use one of the EBS volume types {}", quote_list(&names)),
+                        Some(near) => format!("did you mean \"{near}\"? The EBS volume types are {}", quote_list(&names, '"')),
+                        None => format!("use one of the EBS volume types {}", quote_list(&names, '"')),
                     };
                     self.push(
                         v.span(),
