@@ -1165,3 +1165,148 @@ impl Checker<'_, '_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(name: &str) -> Spec {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("desired-state")
+            .join(name);
+        match load_file(&path) {
+            Ok(spec) => spec,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn prod_db_example_matches_the_runbook_cluster() {
+        let spec = example("prod-db.toml");
+        let c = &spec.cluster;
+        assert_eq!(c.name.as_str(), "prod-db");
+        assert_eq!(c.region.as_str(), "ap-northeast-1");
+        assert_eq!(c.os, Os::Windows);
+        assert_eq!(c.access, Access::Ssm);
+        assert_eq!(c.api, None);
+        assert_eq!(c.servers[0].name.as_str(), "server1");
+        assert_eq!(c.servers[0].instance.as_str(), "i-0123456789abcdef0");
+        assert_eq!(c.servers[0].zone.as_str(), "ap-northeast-1a");
+        assert_eq!(c.servers[1].name.as_str(), "server2");
+        assert_eq!(c.servers[1].instance.as_str(), "i-0fedcba9876543210");
+        assert_eq!(c.servers[1].zone.as_str(), "ap-northeast-1c");
+        let m = &spec.mirror;
+        assert_eq!(m.resource.as_str(), "md");
+        assert_eq!(m.group.as_str(), "failover");
+        assert_eq!(m.device.api_name(), "/dev/sdx");
+        assert_eq!(m.cluster_partition, Partition::Letter('R'));
+        assert_eq!(m.data_partition, Partition::Letter('M'));
+        assert_eq!(m.volume, VolumeSpec::default());
+        let b = spec.backup.as_ref().expect("backup");
+        assert_eq!(
+            b.schedule,
+            Some(Schedule {
+                hour: 2,
+                minute: 0,
+                time_zone: "Asia/Tokyo".to_owned()
+            })
+        );
+        assert_eq!(b.keep, 7);
+        assert!(b.take.is_empty());
+        assert_eq!(spec.restore, None);
+    }
+
+    #[test]
+    fn app_linux_example_loads_with_defaults() {
+        let spec = example("app-linux.toml");
+        let c = &spec.cluster;
+        assert_eq!(c.name.as_str(), "app-linux");
+        assert_eq!(c.os, Os::Linux);
+        assert_eq!(c.access, Access::Ssm);
+        assert_eq!(c.servers[0].name.as_str(), "node1");
+        assert_eq!(c.servers[0].instance.as_str(), "i-0aaaaaaaaaaaaaaaa");
+        assert_eq!(c.servers[1].name.as_str(), "node2");
+        assert_eq!(c.servers[1].zone.as_str(), "ap-northeast-1c");
+        let m = &spec.mirror;
+        assert_eq!(m.resource.as_str(), "md1");
+        assert_eq!(m.group.as_str(), "failover1");
+        assert_eq!(m.device.api_name(), "/dev/sdb");
+        assert_eq!(m.cluster_partition, Partition::Device("/dev/xvdb1".to_owned()));
+        assert_eq!(m.data_partition, Partition::Device("/dev/xvdb2".to_owned()));
+        assert_eq!(m.volume.volume_type, VolumeType::Gp3);
+        let b = spec.backup.as_ref().expect("backup");
+        assert_eq!(b.schedule, None);
+        assert_eq!(b.keep, 3);
+        assert_eq!(b.take.len(), 1);
+        assert_eq!(b.take[0].as_str(), "before-upgrade-2026-11");
+    }
+
+    #[test]
+    fn every_optional_key_is_read() {
+        let text = r#"
+[cluster]
+name = "full"
+region = "us-east-1"
+os = "windows"
+access = "local"
+api = { url = "http://10.0.0.5:29009", user = "admin", password_secret = "arn:aws:secretsmanager:us-east-1:1:secret:clp" }
+[[cluster.server]]
+name = "a"
+instance = "i-0123456789abcdef0"
+zone = "us-east-1a"
+[[cluster.server]]
+name = "b"
+instance = "i-01234567"
+zone = "us-east-1b"
+[mirror]
+device = "xvdf"
+cluster_partition = "r:"
+data_partition = "Z:"
+volume = { type = "io2", iops = 16000, kms_key = "alias/mirror", initialization_rate = 300, fast_restore = true }
+[backup]
+schedule = "daily 23:59 UTC"
+[restore]
+snapshot = "snap-0123456789abcdef0"
+request = "r1"
+verify_failover = false
+allow_foreign_snapshot = true
+"#;
+        let spec = match load_str(Path::new("x/full.toml"), text) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(spec.source, PathBuf::from("x/full.toml"));
+        assert_eq!(spec.cluster.access, Access::Local);
+        let api = spec.cluster.api.as_ref().expect("api");
+        assert_eq!(api.url, "http://10.0.0.5:29009");
+        assert_eq!(
+            api.password,
+            SecretRef::SecretsManager("arn:aws:secretsmanager:us-east-1:1:secret:clp".to_owned())
+        );
+        assert_eq!(spec.mirror.resource.as_str(), "md");
+        assert_eq!(spec.mirror.group.as_str(), "failover");
+        assert_eq!(spec.mirror.cluster_partition, Partition::Letter('R'));
+        let v = &spec.mirror.volume;
+        assert_eq!(v.volume_type, VolumeType::Io2);
+        assert_eq!(v.iops, Some(16000));
+        assert_eq!(v.throughput, None);
+        assert_eq!(v.kms_key.as_deref(), Some("alias/mirror"));
+        assert_eq!(v.initialization_rate, Some(300));
+        assert!(v.fast_restore);
+        let b = spec.backup.as_ref().expect("backup");
+        assert_eq!(b.keep, 7);
+        assert_eq!(b.schedule.as_ref().map(|s| (s.hour, s.minute)), Some((23, 59)));
+        let r = spec.restore.as_ref().expect("restore");
+        assert_eq!(r.request.as_str(), "r1");
+        assert!(!r.verify_failover);
+        assert!(r.allow_foreign_snapshot);
+    }
+
+    #[test]
+    fn edit_distance_and_closest() {
+        assert_eq!(edit_distance("regoin", "region"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(closest("iop", ["iops", "type"].into_iter()), Some("iops"));
+        assert_eq!(closest("az", ["name", "instance", "zone"].into_iter()), None);
+    }
+}
