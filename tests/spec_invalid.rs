@@ -75,7 +75,10 @@ fn render(text: &str, kind: ErrorKind, needle: (&str, usize)) -> String {
     assert_eq!(first.kind, kind, "{errors}");
     assert_eq!(first.line, line_of(text, needle.0, needle.1), "{errors}");
     assert!(first.column >= 1, "{errors}");
-    assert!(first.hint.is_some(), "every error tells what to do: {errors}");
+    assert!(
+        first.hint.is_some(),
+        "every error tells what to do: {errors}"
+    );
     let rendered = errors.to_string();
     assert!(
         rendered.contains(&format!("{FILE}:{}:{}", first.line, first.column)),
@@ -164,7 +167,10 @@ case!(
 );
 case!(
     wrong_type_fast_restore,
-    with("throughput = 125 }", "throughput = 125, fast_restore = \"yes\" }"),
+    with(
+        "throughput = 125 }",
+        "throughput = 125, fast_restore = \"yes\" }"
+    ),
     WrongType,
     "volume = "
 );
@@ -264,7 +270,12 @@ case!(
     InvalidId,
     "incident 24/11"
 );
-case!(unknown_os, with("\"windows\"", "\"win\""), UnknownOs, "\"win\"");
+case!(
+    unknown_os,
+    with("\"windows\"", "\"win\""),
+    UnknownOs,
+    "\"win\""
+);
 case!(
     unknown_access,
     with("access = \"ssm\"", "access = \"ssh\""),
@@ -324,7 +335,10 @@ case!(
 
 case!(
     windows_partition_is_a_device_path,
-    with("cluster_partition = \"R:\"", "cluster_partition = \"/dev/xvdb1\""),
+    with(
+        "cluster_partition = \"R:\"",
+        "cluster_partition = \"/dev/xvdb1\""
+    ),
     PartitionNotDriveLetter,
     "/dev/xvdb1"
 );
@@ -369,7 +383,10 @@ case!(
 );
 case!(
     iops_for_gp2,
-    with("type = \"gp3\", iops = 3000, throughput = 125", "type = \"gp2\", iops = 3000"),
+    with(
+        "type = \"gp3\", iops = 3000, throughput = 125",
+        "type = \"gp2\", iops = 3000"
+    ),
     IopsNotSupported,
     "volume = "
 );
@@ -381,7 +398,10 @@ case!(
 );
 case!(
     iops_missing_for_io2,
-    with("type = \"gp3\", iops = 3000, throughput = 125", "type = \"io2\""),
+    with(
+        "type = \"gp3\", iops = 3000, throughput = 125",
+        "type = \"io2\""
+    ),
     IopsRequired,
     "volume = "
 );
@@ -399,7 +419,10 @@ case!(
 );
 case!(
     initialization_rate_out_of_range,
-    with("throughput = 125 }", "throughput = 125, initialization_rate = 50 }"),
+    with(
+        "throughput = 125 }",
+        "throughput = 125, initialization_rate = 50 }"
+    ),
     InitializationRateOutOfRange,
     "volume = "
 );
@@ -435,14 +458,22 @@ case!(
 );
 case!(
     api_inline_password,
-    with("password_env = \"CLP_API_PASSWORD\"", "password = \"hunter2\""),
+    with(
+        "password_env = \"CLP_API_PASSWORD\"",
+        "password = \"hunter2\""
+    ),
     InlinePassword,
     "api = "
 );
 
 // --- backup -----------------------------------------------------------------------------------
 
-case!(keep_zero, with("keep = 7", "keep = 0"), KeepOutOfRange, "keep = 0");
+case!(
+    keep_zero,
+    with("keep = 7", "keep = 0"),
+    KeepOutOfRange,
+    "keep = 0"
+);
 case!(
     keep_too_many,
     with("keep = 7", "keep = 5000"),
@@ -516,6 +547,9 @@ fn unreadable_file_is_an_error_at_line_zero() {
     assert_eq!(errors.0[0].kind, ErrorKind::Io);
     assert_eq!(errors.0[0].line, 0);
     let rendered = errors.to_string();
-    assert!(rendered.starts_with("error[io]: desired-state/does-not-exist.toml\n"), "{rendered}");
+    assert!(
+        rendered.starts_with("error[io]: desired-state/does-not-exist.toml\n"),
+        "{rendered}"
+    );
     assert!(rendered.contains("hint:"), "{rendered}");
 }

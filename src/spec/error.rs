@@ -247,7 +247,10 @@ impl<'a> Source<'a> {
         let before = self.text.get(line_start..start).unwrap_or("");
         let column = before.chars().count() + 1;
         let end = span.end.clamp(start, line_start + line_text.len());
-        let width = self.text.get(start..end).map_or(1, |s| s.chars().count().max(1));
+        let width = self
+            .text
+            .get(start..end)
+            .map_or(1, |s| s.chars().count().max(1));
         SpecError {
             file: self.file.clone(),
             line: line_index + 1,
@@ -271,7 +274,10 @@ impl<'a> Source<'a> {
         let mut seen = 0;
         let mut inline: Option<Range<usize>> = None;
         for (i, &start) in self.line_starts.iter().enumerate() {
-            let end = self.line_starts.get(i + 1).map_or(self.text.len(), |e| e - 1);
+            let end = self
+                .line_starts
+                .get(i + 1)
+                .map_or(self.text.len(), |e| e - 1);
             let line = &self.text[start..end];
             let trimmed = line.trim_start();
             let offset = start + (line.len() - trimmed.len());

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::error::{ErrorKind, SpecError, SpecErrors, Source};
+use super::error::{ErrorKind, Source, SpecError, SpecErrors};
 use super::raw::{
     RawApi, RawBackup, RawCluster, RawFile, RawMirror, RawRestore, RawServer, RawVolume, S,
 };
@@ -61,10 +61,7 @@ pub(crate) fn io_error(path: &Path, e: &std::io::Error) -> SpecError {
 }
 
 /// Like [`load_str`], also returning the span of `cluster.name` (for cross-file checks).
-pub(crate) fn load_located(
-    path: &Path,
-    text: &str,
-) -> Result<(Spec, Range<usize>), SpecErrors> {
+pub(crate) fn load_located(path: &Path, text: &str) -> Result<(Spec, Range<usize>), SpecErrors> {
     let source = Source::new(path.to_path_buf(), text);
     let raw: RawFile = match serde_path_to_error::deserialize(toml::Deserializer::new(text)) {
         Ok(raw) => raw,
@@ -74,7 +71,7 @@ pub(crate) fn load_located(
         source: &source,
         errors: Vec::new(),
     };
-    let built = checker.file(raw);
+    let built = checker.file(&raw);
     match built {
         Some(found) if checker.errors.is_empty() => Ok(found),
         _ => Err(SpecErrors(checker.errors)),
@@ -91,7 +88,11 @@ fn parser_error(source: &Source<'_>, e: &serde_path_to_error::Error<toml::de::Er
         let field = rest.split('`').next().unwrap_or_default().to_owned();
         let valid: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();
         let full_key = if key.is_empty() || key.ends_with(&field) {
-            if key.is_empty() { field.clone() } else { key.clone() }
+            if key.is_empty() {
+                field.clone()
+            } else {
+                key.clone()
+            }
         } else {
             format!("{key}.{field}")
         };
@@ -99,7 +100,10 @@ fn parser_error(source: &Source<'_>, e: &serde_path_to_error::Error<toml::de::Er
             .strip_suffix(&field)
             .map(|t| t.trim_end_matches('.'))
             .filter(|t| !t.is_empty())
-            .map_or_else(|| "the top level of the file".to_owned(), |t| format!("`{t}`"));
+            .map_or_else(
+                || "the top level of the file".to_owned(),
+                |t| format!("`{t}`"),
+            );
         let hint = match closest(&field, valid.iter().copied()) {
             Some(near) => format!("did you mean `{near}`?"),
             None if valid.is_empty() => "remove this key".to_owned(),
@@ -128,7 +132,13 @@ fn parser_error(source: &Source<'_>, e: &serde_path_to_error::Error<toml::de::Er
         let message = message
             .replace("expected i64", "expected an integer")
             .replace("struct Raw", "table ");
-        return source.error(span, key, ErrorKind::WrongType, message, Some(hint.to_owned()));
+        return source.error(
+            span,
+            key,
+            ErrorKind::WrongType,
+            message,
+            Some(hint.to_owned()),
+        );
     }
     if message.starts_with("missing field") {
         return source.error(
@@ -147,12 +157,12 @@ fn parser_error(source: &Source<'_>, e: &serde_path_to_error::Error<toml::de::Er
     source.error(span, key, ErrorKind::Syntax, message, Some(hint.to_owned()))
 }
 
-/// A serde path as a dotted key path (`cluster.server[1].zone`), without serde_spanned's
+/// A serde path as a dotted key path (`cluster.server[1].zone`), without `serde_spanned`'s
 /// internal field names.
 fn key_path(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
-    for segment in path.iter() {
+    for segment in path {
         match segment {
             Segment::Seq { index } => {
                 let _ = write!(out, "[{index}]");
@@ -183,9 +193,17 @@ fn quote_list(items: &[&str], quote: char) -> String {
 }
 
 /// The candidate closest to `word` by edit distance, if within 2 edits.
-pub(crate) fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
-        .map(|c| (edit_distance(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            (
+                edit_distance(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()),
+                c,
+            )
+        })
         .filter(|(d, _)| *d <= 2)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
@@ -295,7 +313,7 @@ impl Checker<'_, '_> {
         }
     }
 
-    fn file(&mut self, raw: RawFile) -> Option<(Spec, Range<usize>)> {
+    fn file(&mut self, raw: &RawFile) -> Option<(Spec, Range<usize>)> {
         // The OS decides how partitions are checked; take it even if the rest of [cluster] fails,
         // so that partition mistakes are reported in the same run.
         let os = raw
@@ -307,29 +325,27 @@ impl Checker<'_, '_> {
                 "linux" => Some(Os::Linux),
                 _ => None,
             });
-        let cluster = match raw.cluster {
-            Some(c) => self.cluster(&c),
-            None => {
-                self.missing(
-                    "",
-                    0,
-                    "cluster",
-                    "add a [cluster] table with name, region, os and two [[cluster.server]] tables",
-                );
-                None
-            }
+        let cluster = if let Some(c) = &raw.cluster {
+            self.cluster(c)
+        } else {
+            self.missing(
+                "",
+                0,
+                "cluster",
+                "add a [cluster] table with name, region, os and two [[cluster.server]] tables",
+            );
+            None
         };
-        let mirror = match raw.mirror {
-            Some(m) => self.mirror(&m, os),
-            None => {
-                self.missing(
-                    "",
-                    0,
-                    "mirror",
-                    "add a [mirror] table with device, cluster_partition and data_partition",
-                );
-                None
-            }
+        let mirror = if let Some(m) = &raw.mirror {
+            self.mirror(m, os)
+        } else {
+            self.missing(
+                "",
+                0,
+                "mirror",
+                "add a [mirror] table with device, cluster_partition and data_partition",
+            );
+            None
         };
         let backup = raw.backup.as_ref().map(|b| self.backup(b));
         let restore = raw.restore.as_ref().map(|r| self.restore(r));
@@ -394,7 +410,10 @@ impl Checker<'_, '_> {
                 "add os = \"windows\" or os = \"linux\": it decides the disk commands and how partitions are named",
             )
             .and_then(|v| self.os(v));
-        let access = raw.access.as_ref().map_or(Some(Access::Ssm), |v| self.access(v));
+        let access = raw
+            .access
+            .as_ref()
+            .map_or(Some(Access::Ssm), |v| self.access(v));
         let api = raw.api.as_ref().map(|a| self.api(a));
         let servers = self.servers(raw.server.as_deref(), region.as_ref());
         let api = match api {
@@ -568,8 +587,10 @@ impl Checker<'_, '_> {
                     v.span(),
                     &format!("cluster.api.{second}"),
                     ErrorKind::ApiPasswordAmbiguous,
-                    format!("both `{first}` and `{second}` are given: the password must have one source"),
-                    format!("keep exactly one of password_env, password_file and password_secret"),
+                    format!(
+                        "both `{first}` and `{second}` are given: the password must have one source"
+                    ),
+                    "keep exactly one of password_env, password_file and password_secret",
                 );
                 None
             }
@@ -619,7 +640,10 @@ impl Checker<'_, '_> {
                         n.span(),
                         &format!("{prefix}.name"),
                         ErrorKind::DuplicateServerName,
-                        format!("server name \"{}\" is also used by cluster.server[{first}]", n.get_ref()),
+                        format!(
+                            "server name \"{}\" is also used by cluster.server[{first}]",
+                            n.get_ref()
+                        ),
                         "give each server its CLUSTERPRO server name; the two names differ",
                     );
                 }
@@ -630,7 +654,10 @@ impl Checker<'_, '_> {
                         n.span(),
                         &format!("{prefix}.instance"),
                         ErrorKind::DuplicateInstance,
-                        format!("instance {} is also used by cluster.server[{first}]", n.get_ref()),
+                        format!(
+                            "instance {} is also used by cluster.server[{first}]",
+                            n.get_ref()
+                        ),
                         "each server is its own EC2 instance: check the instance id of this server",
                     );
                 }
@@ -700,9 +727,7 @@ impl Checker<'_, '_> {
                     &format!("{prefix}.zone"),
                     ErrorKind::ZoneOutsideRegion,
                     format!("\"{z}\" is not in region \"{r}\""),
-                    format!(
-                        "use a zone of {r}, such as \"{r}a\", or correct cluster.region"
-                    ),
+                    format!("use a zone of {r}, such as \"{r}a\", or correct cluster.region"),
                 );
                 return None;
             }
@@ -765,7 +790,9 @@ impl Checker<'_, '_> {
         );
         let data_partition = data_partition_raw
             .and_then(|v| os.and_then(|os| self.partition(v, "mirror.data_partition", os)));
-        if let (Some(c), Some(d), Some(v)) = (&cluster_partition, &data_partition, data_partition_raw) {
+        if let (Some(c), Some(d), Some(v)) =
+            (&cluster_partition, &data_partition, data_partition_raw)
+        {
             if c == d {
                 self.push(
                     v.span(),
@@ -872,7 +899,10 @@ impl Checker<'_, '_> {
                 value.span(),
                 key,
                 kind,
-                format!("{n} is outside the allowed range {}–{} {what}", bounds.0, bounds.1),
+                format!(
+                    "{n} is outside the allowed range {}–{} {what}",
+                    bounds.0, bounds.1
+                ),
                 format!("choose a value from {} to {}", bounds.0, bounds.1),
             );
             return None;
@@ -891,8 +921,14 @@ impl Checker<'_, '_> {
                 if found.is_none() {
                     let names: Vec<&str> = VOLUME_TYPES.iter().map(|(n, _)| *n).collect();
                     let hint = match closest(v.get_ref(), names.iter().copied()) {
-                        Some(near) => format!("did you mean \"{near}\"? The EBS volume types are {}", quote_list(&names, '"')),
-                        None => format!("use one of the EBS volume types {}", quote_list(&names, '"')),
+                        Some(near) => format!(
+                            "did you mean \"{near}\"? The EBS volume types are {}",
+                            quote_list(&names, '"')
+                        ),
+                        None => format!(
+                            "use one of the EBS volume types {}",
+                            quote_list(&names, '"')
+                        ),
                     };
                     self.push(
                         v.span(),
@@ -922,7 +958,10 @@ impl Checker<'_, '_> {
                     v.span(),
                     "mirror.volume.throughput",
                     ErrorKind::ThroughputNotSupported,
-                    format!("throughput cannot be set for volume type \"{}\"", t.as_str()),
+                    format!(
+                        "throughput cannot be set for volume type \"{}\"",
+                        t.as_str()
+                    ),
                     "remove throughput, or use type = \"gp3\"",
                 );
                 None
@@ -965,6 +1004,7 @@ impl Checker<'_, '_> {
     }
 
     /// `Some(None)`: no iops, fine; `None`: an error was reported.
+    #[allow(clippy::option_option)] // outer: checked or not; inner: the key is optional
     fn iops(&mut self, raw: &RawVolume, volume_type: Option<VolumeType>) -> Option<Option<u32>> {
         const KEY: &str = "mirror.volume.iops";
         let Some(t) = volume_type else {
@@ -972,7 +1012,13 @@ impl Checker<'_, '_> {
         };
         match (&raw.iops, t) {
             (Some(v), VolumeType::Gp3) => self
-                .range(v, KEY, (3000, 80000), ErrorKind::IopsOutOfRange, "IOPS for gp3")
+                .range(
+                    v,
+                    KEY,
+                    (3000, 80000),
+                    ErrorKind::IopsOutOfRange,
+                    "IOPS for gp3",
+                )
                 .map(Some),
             (Some(v), VolumeType::Io1 | VolumeType::Io2) => self
                 .range(
@@ -1089,7 +1135,9 @@ impl Checker<'_, '_> {
                 value.span(),
                 KEY,
                 ErrorKind::BadSchedule,
-                format!("{h}:{m} is not a time of day: hours run from 00 to 23, minutes from 00 to 59"),
+                format!(
+                    "{h}:{m} is not a time of day: hours run from 00 to 23, minutes from 00 to 59"
+                ),
                 SHAPE,
             );
             return None;
@@ -1231,7 +1279,10 @@ mod tests {
         assert_eq!(m.resource.as_str(), "md1");
         assert_eq!(m.group.as_str(), "failover1");
         assert_eq!(m.device.api_name(), "/dev/sdb");
-        assert_eq!(m.cluster_partition, Partition::Device("/dev/xvdb1".to_owned()));
+        assert_eq!(
+            m.cluster_partition,
+            Partition::Device("/dev/xvdb1".to_owned())
+        );
         assert_eq!(m.data_partition, Partition::Device("/dev/xvdb2".to_owned()));
         assert_eq!(m.volume.volume_type, VolumeType::Gp3);
         let b = spec.backup.as_ref().expect("backup");
@@ -1295,7 +1346,10 @@ allow_foreign_snapshot = true
         assert!(v.fast_restore);
         let b = spec.backup.as_ref().expect("backup");
         assert_eq!(b.keep, 7);
-        assert_eq!(b.schedule.as_ref().map(|s| (s.hour, s.minute)), Some((23, 59)));
+        assert_eq!(
+            b.schedule.as_ref().map(|s| (s.hour, s.minute)),
+            Some((23, 59))
+        );
         let r = spec.restore.as_ref().expect("restore");
         assert_eq!(r.request.as_str(), "r1");
         assert!(!r.verify_failover);
@@ -1307,6 +1361,9 @@ allow_foreign_snapshot = true
         assert_eq!(edit_distance("regoin", "region"), 2);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(closest("iop", ["iops", "type"].into_iter()), Some("iops"));
-        assert_eq!(closest("az", ["name", "instance", "zone"].into_iter()), None);
+        assert_eq!(
+            closest("az", ["name", "instance", "zone"].into_iter()),
+            None
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::error::{ErrorKind, SpecError, Source};
+use super::error::{ErrorKind, Source, SpecError};
 use super::load::{io_error, load_located};
 use super::types::Os;
 
