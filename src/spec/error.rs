@@ -246,7 +246,7 @@ impl<'a> Source<'a> {
         let line_text = self.text[line_start..line_end].trim_end_matches('\r');
         let before = self.text.get(line_start..start).unwrap_or("");
         let column = before.chars().count() + 1;
-        let end = span.end.clamp(start, line_start + line_text.len());
+        let end = span.end.min(line_start + line_text.len()).max(start);
         let width = self
             .text
             .get(start..end)
@@ -297,5 +297,37 @@ impl<'a> Source<'a> {
             }
         }
         inline.unwrap_or(0..0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_at_line_ends_and_crlf_do_not_panic() {
+        let text = "a = 1\r\nb = \"x\r\n";
+        let source = Source::new(PathBuf::from("f.toml"), text);
+        let e = source.error(14..15, "b", ErrorKind::Syntax, "m", None);
+        assert_eq!((e.line, e.column, e.width), (2, 8, 1));
+        assert_eq!(e.source_line.as_deref(), Some("b = \"x"));
+        let e = source.error(100..200, "", ErrorKind::Syntax, "m", None);
+        assert_eq!(e.line, 3);
+    }
+
+    #[test]
+    fn rendering_names_file_line_column_key_message_and_hint() {
+        let source = Source::new(PathBuf::from("d/p.toml"), "[x]\nzone = \"us-east-1a\"\n");
+        let e = source.error(
+            11..23,
+            "x.zone",
+            ErrorKind::ZoneOutsideRegion,
+            "wrong",
+            Some("fix".to_owned()),
+        );
+        assert_eq!(
+            e.to_string(),
+            "error[zone-outside-region]: d/p.toml:2:8: x.zone\n  |\n2 | zone = \"us-east-1a\"\n  |        ^^^^^^^^^^^^\n  = wrong\n  = hint: fix"
+        );
     }
 }
