@@ -3,11 +3,19 @@
 //! Why this module exists: the file is the operator's only way to tell mirrorctl what to do to a
 //! production disk, so a mistake in it must be caught before anything happens and reported with
 //! the file, line, column and key path. `types` holds the validated form the rest of the program
-//! uses; loading and checking live beside it.
+//! uses; `load` turns a file into it (through the loose shapes of `raw`), `error` renders what is
+//! wrong, and `validate` checks a whole set of files for `mirrorctl validate`.
 
+mod error;
+mod load;
+mod raw;
 pub mod types;
+mod validate;
 
+pub use error::{ErrorKind, SpecError, SpecErrors};
+pub use load::{load_file, load_str};
 pub use types::{
-    Access, ApiSpec, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, RestoreSpec, Schedule, SecretRef, ServerSpec,
-    Spec, VolumeSpec, VolumeType,
+    Access, ApiSpec, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, RestoreSpec, Schedule,
+    SecretRef, ServerSpec, Spec, VolumeSpec, VolumeType,
 };
+pub use validate::{EXIT_INVALID, ValidateReport, validate_paths};

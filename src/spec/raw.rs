@@ -1,0 +1,102 @@
+//! The file as TOML sees it, before any meaning is checked.
+//!
+//! Why this module exists: serde can only tell "is this TOML of the right shape"; the checks that
+//! need several keys at once (zones inside the region, two distinct servers, partitions that fit
+//! the OS) run afterwards in `load`, and they need the source span of each value to point at it.
+//! So every key is optional here (a missing key is reported by `load` with a hint, together with
+//! every other mistake), strings are kept as strings (so their messages are ours, not serde's),
+//! and unknown keys are refused (`deny_unknown_fields`).
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+/// A value with its byte span in the file.
+pub(crate) type S<T> = Spanned<T>;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFile {
+    pub(crate) cluster: Option<RawCluster>,
+    pub(crate) mirror: Option<RawMirror>,
+    pub(crate) backup: Option<RawBackup>,
+    pub(crate) restore: Option<RawRestore>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub(crate) name: Option<S<String>>,
+    pub(crate) region: Option<S<String>>,
+    pub(crate) os: Option<S<String>>,
+    pub(crate) access: Option<S<String>>,
+    pub(crate) api: Option<RawApi>,
+    pub(crate) server: Option<Vec<RawServer>>,
+}
+
+/// `cluster.api`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApi {
+    pub(crate) url: Option<S<String>>,
+    pub(crate) user: Option<S<String>>,
+    pub(crate) password_env: Option<S<String>>,
+    pub(crate) password_file: Option<S<String>>,
+    pub(crate) password_secret: Option<S<String>>,
+    /// Accepted by the parser only so that it can be refused with a message about secrets.
+    pub(crate) password: Option<S<toml::Value>>,
+}
+
+/// `[[cluster.server]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub(crate) name: Option<S<String>>,
+    pub(crate) instance: Option<S<String>>,
+    pub(crate) zone: Option<S<String>>,
+}
+
+/// `[mirror]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMirror {
+    pub(crate) resource: Option<S<String>>,
+    pub(crate) group: Option<S<String>>,
+    pub(crate) device: Option<S<String>>,
+    pub(crate) cluster_partition: Option<S<String>>,
+    pub(crate) data_partition: Option<S<String>>,
+    pub(crate) volume: Option<RawVolume>,
+}
+
+/// `mirror.volume`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVolume {
+    #[serde(rename = "type")]
+    pub(crate) volume_type: Option<S<String>>,
+    pub(crate) iops: Option<S<i64>>,
+    pub(crate) throughput: Option<S<i64>>,
+    pub(crate) kms_key: Option<S<String>>,
+    pub(crate) initialization_rate: Option<S<i64>>,
+    pub(crate) fast_restore: Option<bool>,
+}
+
+/// `[backup]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBackup {
+    pub(crate) schedule: Option<S<String>>,
+    pub(crate) keep: Option<S<i64>>,
+    pub(crate) take: Option<Vec<S<String>>>,
+}
+
+/// `[restore]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRestore {
+    pub(crate) snapshot: Option<S<String>>,
+    pub(crate) request: Option<S<String>>,
+    pub(crate) verify_failover: Option<bool>,
+    pub(crate) allow_foreign_snapshot: Option<bool>,
+}

@@ -1,0 +1,555 @@
+//! Every way a desired-state file can be wrong, with the exact message an operator sees.
+//!
+//! Each case starts from a valid file, breaks one thing, and snapshots the rendered errors
+//! (insta, one named snapshot per case). It also checks that the first error sits on the line of
+//! the offending key or value, not on line 1 by default.
+
+use std::path::{Path, PathBuf};
+
+use mirrorctl::spec::{ErrorKind, SpecErrors, load_file, load_str};
+
+const VALID: &str = r#"[cluster]
+name = "prod-db"
+region = "ap-northeast-1"
+os = "windows"
+access = "ssm"
+api = { url = "https://10.0.10.11:29009", user = "clpadmin", password_env = "CLP_API_PASSWORD" }
+
+[[cluster.server]]
+name = "server1"
+instance = "i-0123456789abcdef0"
+zone = "ap-northeast-1a"
+
+[[cluster.server]]
+name = "server2"
+instance = "i-0fedcba9876543210"
+zone = "ap-northeast-1c"
+
+[mirror]
+resource = "md"
+group = "failover"
+device = "/dev/sdx"
+cluster_partition = "R:"
+data_partition = "M:"
+volume = { type = "gp3", iops = 3000, throughput = 125 }
+
+[backup]
+schedule = "daily 02:00 Asia/Tokyo"
+keep = 7
+take = ["before-upgrade-2026-11"]
+
+[restore]
+snapshot = "snap-0123456789abcdef0"
+request = "incident-2026-11-24"
+"#;
+
+const FILE: &str = "desired-state/prod-db.toml";
+
+/// `VALID` with the first occurrence of `from` replaced by `to` (which must exist).
+fn with(from: &str, to: &str) -> String {
+    assert!(VALID.contains(from), "the base file has no {from:?}");
+    VALID.replacen(from, to, 1)
+}
+
+/// The 1-based line of occurrence `nth` (from 0) of `needle` in `text`.
+fn line_of(text: &str, needle: &str, nth: usize) -> usize {
+    let (at, _) = text
+        .match_indices(needle)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("{needle:?} not in the text {} times", nth + 1));
+    text[..at].matches('\n').count() + 1
+}
+
+fn load_err(text: &str) -> SpecErrors {
+    match load_str(Path::new(FILE), text) {
+        Ok(spec) => panic!("expected errors, the file loaded: {spec:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Loads `text`, checks the first error's kind and line (the line holding `needle`), and returns
+/// the rendered errors.
+fn render(text: &str, kind: ErrorKind, needle: (&str, usize)) -> String {
+    let errors = load_err(text);
+    let first = &errors.0[0];
+    assert_eq!(first.kind, kind, "{errors}");
+    assert_eq!(first.line, line_of(text, needle.0, needle.1), "{errors}");
+    assert!(first.column >= 1, "{errors}");
+    assert!(
+        first.hint.is_some(),
+        "every error tells what to do: {errors}"
+    );
+    let rendered = errors.to_string();
+    assert!(
+        rendered.contains(&format!("{FILE}:{}:{}", first.line, first.column)),
+        "{rendered}"
+    );
+    rendered
+}
+
+/// One invalid case: its name, the text, the expected kind of the first error, and where that
+/// error must be: the line of `needle` (or of its `nth` occurrence, counting from 0).
+macro_rules! case {
+    ($name:ident, $text:expr, $kind:ident, $needle:expr) => {
+        case!($name, $text, $kind, $needle, 0);
+    };
+    ($name:ident, $text:expr, $kind:ident, $needle:expr, $nth:expr) => {
+        #[test]
+        fn $name() {
+            let text: String = $text;
+            let rendered = render(&text, ErrorKind::$kind, ($needle, $nth));
+            insta::assert_snapshot!(stringify!($name), rendered);
+        }
+    };
+}
+
+#[test]
+fn the_base_file_is_valid() {
+    let spec = load_str(Path::new(FILE), VALID).expect("VALID must load");
+    assert_eq!(spec.cluster.name.as_str(), "prod-db");
+}
+
+// --- the TOML parser's own errors -------------------------------------------------------------
+
+case!(
+    syntax_unterminated_string,
+    with("name = \"prod-db\"", "name = \"prod-db"),
+    Syntax,
+    "name = \"prod-db"
+);
+case!(
+    syntax_duplicate_key,
+    with("os = \"windows\"", "os = \"windows\"\nos = \"linux\""),
+    Syntax,
+    "os = \"linux\""
+);
+case!(
+    unknown_key_top_level_close,
+    format!("{VALID}\n[backups]\nkeep = 1\n"),
+    UnknownKey,
+    "[backups]"
+);
+case!(
+    unknown_key_in_cluster_close,
+    with("region = ", "regoin = "),
+    UnknownKey,
+    "regoin"
+);
+case!(
+    unknown_key_in_server_far,
+    with("zone = \"ap-northeast-1c\"", "az = \"ap-northeast-1c\""),
+    UnknownKey,
+    "az = "
+);
+case!(
+    unknown_key_in_inline_volume,
+    with("iops = 3000", "iop = 3000"),
+    UnknownKey,
+    "volume = "
+);
+case!(
+    unknown_key_in_restore,
+    format!("{VALID}verify = true\n"),
+    UnknownKey,
+    "verify = true"
+);
+case!(
+    wrong_type_keep_string,
+    with("keep = 7", "keep = \"7\""),
+    WrongType,
+    "keep = \"7\""
+);
+case!(
+    wrong_type_instance_number,
+    with("instance = \"i-0fedcba9876543210\"", "instance = 12345"),
+    WrongType,
+    "instance = 12345"
+);
+case!(
+    wrong_type_fast_restore,
+    with(
+        "throughput = 125 }",
+        "throughput = 125, fast_restore = \"yes\" }"
+    ),
+    WrongType,
+    "volume = "
+);
+
+// --- missing keys -----------------------------------------------------------------------------
+
+#[test]
+fn empty_file() {
+    let errors = load_err("");
+    assert_eq!(errors.0.len(), 2, "{errors}");
+    assert!(errors.0.iter().all(|e| e.kind == ErrorKind::MissingKey));
+    insta::assert_snapshot!("empty_file", errors.to_string());
+}
+
+case!(
+    missing_region,
+    with("region = \"ap-northeast-1\"\n", ""),
+    MissingKey,
+    "[cluster]"
+);
+case!(
+    missing_os,
+    with("os = \"windows\"\n", ""),
+    MissingKey,
+    "[cluster]"
+);
+case!(
+    missing_device,
+    with("device = \"/dev/sdx\"\n", ""),
+    MissingKey,
+    "[mirror]"
+);
+case!(
+    missing_server_zone,
+    with("zone = \"ap-northeast-1c\"\n", ""),
+    MissingKey,
+    "[[cluster.server]]\nname = \"server2\""
+);
+case!(
+    missing_mirror_table,
+    {
+        let start = VALID.find("[mirror]").expect("mirror");
+        let end = VALID.find("[backup]").expect("backup");
+        format!("{}{}", &VALID[..start], &VALID[end..])
+    },
+    MissingKey,
+    "[cluster]"
+);
+case!(
+    missing_restore_snapshot,
+    with("snapshot = \"snap-0123456789abcdef0\"\n", ""),
+    MissingKey,
+    "[restore]"
+);
+
+// --- malformed ids ----------------------------------------------------------------------------
+
+case!(
+    invalid_instance_id,
+    with("i-0fedcba9876543210", "i-123"),
+    InvalidId,
+    "\"i-123\""
+);
+case!(
+    invalid_snapshot_id,
+    with("snap-0123456789abcdef0", "snap-xyz"),
+    InvalidId,
+    "snap-xyz"
+);
+case!(
+    invalid_region,
+    with("region = \"ap-northeast-1\"", "region = \"tokyo\""),
+    InvalidId,
+    "tokyo"
+);
+case!(
+    invalid_zone,
+    with("zone = \"ap-northeast-1a\"", "zone = \"ap-northeast-1\""),
+    InvalidId,
+    "zone = \"ap-northeast-1\""
+);
+case!(
+    invalid_device,
+    with("/dev/sdx", "/dev/sda1"),
+    InvalidId,
+    "/dev/sda1"
+);
+case!(
+    invalid_server_name,
+    with("name = \"server1\"", "name = \"server 1\""),
+    InvalidId,
+    "server 1"
+);
+case!(
+    invalid_request_name,
+    with("incident-2026-11-24", "incident 24/11"),
+    InvalidId,
+    "incident 24/11"
+);
+case!(
+    unknown_os,
+    with("\"windows\"", "\"win\""),
+    UnknownOs,
+    "\"win\""
+);
+case!(
+    unknown_access,
+    with("access = \"ssm\"", "access = \"ssh\""),
+    UnknownAccess,
+    "\"ssh\""
+);
+
+// --- servers ----------------------------------------------------------------------------------
+
+case!(
+    zone_outside_region,
+    with("zone = \"ap-northeast-1c\"", "zone = \"us-east-1a\""),
+    ZoneOutsideRegion,
+    "us-east-1a"
+);
+case!(
+    only_one_server,
+    with(
+        "[[cluster.server]]\nname = \"server2\"\ninstance = \"i-0fedcba9876543210\"\nzone = \"ap-northeast-1c\"\n",
+        ""
+    ),
+    ServerCount,
+    "[[cluster.server]]"
+);
+case!(
+    three_servers,
+    with(
+        "[mirror]",
+        "[[cluster.server]]\nname = \"server3\"\ninstance = \"i-0eeeeeeeeeeeeeeee\"\nzone = \"ap-northeast-1d\"\n\n[mirror]"
+    ),
+    ServerCount,
+    "[[cluster.server]]",
+    2
+);
+case!(
+    duplicate_server_name,
+    with("name = \"server2\"", "name = \"server1\""),
+    DuplicateServerName,
+    "name = \"server1\"",
+    1
+);
+case!(
+    duplicate_instance,
+    with("i-0fedcba9876543210", "i-0123456789abcdef0"),
+    DuplicateInstance,
+    "i-0123456789abcdef0",
+    1
+);
+case!(
+    name_not_file_stem,
+    with("name = \"prod-db\"", "name = \"prod-db2\""),
+    NameNotFileStem,
+    "prod-db2"
+);
+
+// --- partitions -------------------------------------------------------------------------------
+
+case!(
+    windows_partition_is_a_device_path,
+    with(
+        "cluster_partition = \"R:\"",
+        "cluster_partition = \"/dev/xvdb1\""
+    ),
+    PartitionNotDriveLetter,
+    "/dev/xvdb1"
+);
+case!(
+    windows_partition_without_colon,
+    with("data_partition = \"M:\"", "data_partition = \"M\""),
+    PartitionNotDriveLetter,
+    "data_partition"
+);
+case!(
+    linux_partitions_are_drive_letters,
+    with("os = \"windows\"", "os = \"linux\""),
+    PartitionNotDevice,
+    "cluster_partition"
+);
+case!(
+    same_partition,
+    with("data_partition = \"M:\"", "data_partition = \"r:\""),
+    SamePartition,
+    "data_partition"
+);
+case!(
+    system_drive_letter,
+    with("data_partition = \"M:\"", "data_partition = \"C:\""),
+    ReservedDriveLetter,
+    "data_partition"
+);
+case!(
+    floppy_drive_letter,
+    with("cluster_partition = \"R:\"", "cluster_partition = \"A:\""),
+    ReservedDriveLetter,
+    "cluster_partition"
+);
+
+// --- volume -----------------------------------------------------------------------------------
+
+case!(
+    unknown_volume_type,
+    with("type = \"gp3\"", "type = \"gp4\""),
+    UnknownVolumeType,
+    "volume = "
+);
+case!(
+    iops_for_gp2,
+    with(
+        "type = \"gp3\", iops = 3000, throughput = 125",
+        "type = \"gp2\", iops = 3000"
+    ),
+    IopsNotSupported,
+    "volume = "
+);
+case!(
+    iops_out_of_range_gp3,
+    with("iops = 3000", "iops = 100"),
+    IopsOutOfRange,
+    "volume = "
+);
+case!(
+    iops_missing_for_io2,
+    with(
+        "type = \"gp3\", iops = 3000, throughput = 125",
+        "type = \"io2\""
+    ),
+    IopsRequired,
+    "volume = "
+);
+case!(
+    throughput_for_io1,
+    with("type = \"gp3\", iops = 3000", "type = \"io1\", iops = 1000"),
+    ThroughputNotSupported,
+    "volume = "
+);
+case!(
+    throughput_out_of_range,
+    with("throughput = 125", "throughput = 5000"),
+    ThroughputOutOfRange,
+    "volume = "
+);
+case!(
+    initialization_rate_out_of_range,
+    with(
+        "throughput = 125 }",
+        "throughput = 125, initialization_rate = 50 }"
+    ),
+    InitializationRateOutOfRange,
+    "volume = "
+);
+case!(
+    empty_kms_key,
+    with("throughput = 125 }", "throughput = 125, kms_key = \"\" }"),
+    EmptyKmsKey,
+    "volume = "
+);
+
+// --- API --------------------------------------------------------------------------------------
+
+case!(
+    api_url_without_scheme,
+    with("https://10.0.10.11:29009", "10.0.10.11:29009"),
+    ApiUrl,
+    "api = "
+);
+case!(
+    api_without_password_source,
+    with(", password_env = \"CLP_API_PASSWORD\"", ""),
+    ApiPasswordMissing,
+    "api = "
+);
+case!(
+    api_with_two_password_sources,
+    with(
+        "password_env = \"CLP_API_PASSWORD\"",
+        "password_env = \"CLP_API_PASSWORD\", password_file = \"/etc/mirrorctl/clp\""
+    ),
+    ApiPasswordAmbiguous,
+    "api = "
+);
+case!(
+    api_inline_password,
+    with(
+        "password_env = \"CLP_API_PASSWORD\"",
+        "password = \"hunter2\""
+    ),
+    InlinePassword,
+    "api = "
+);
+
+// --- backup -----------------------------------------------------------------------------------
+
+case!(
+    keep_zero,
+    with("keep = 7", "keep = 0"),
+    KeepOutOfRange,
+    "keep = 0"
+);
+case!(
+    keep_too_many,
+    with("keep = 7", "keep = 5000"),
+    KeepOutOfRange,
+    "keep = 5000"
+);
+case!(
+    schedule_bad_shape,
+    with("daily 02:00 Asia/Tokyo", "every day at 2am"),
+    BadSchedule,
+    "schedule"
+);
+case!(
+    schedule_hour_out_of_range,
+    with("02:00", "25:00"),
+    BadSchedule,
+    "schedule"
+);
+case!(
+    schedule_unknown_time_zone,
+    with("Asia/Tokyo", "Asia/Tokio"),
+    UnknownTimeZone,
+    "schedule"
+);
+case!(
+    duplicate_take,
+    with(
+        "take = [\"before-upgrade-2026-11\"]",
+        "take = [\n  \"before-upgrade-2026-11\",\n  \"before-upgrade-2026-11\",\n]"
+    ),
+    DuplicateTake,
+    "  \"before-upgrade-2026-11\",\n]"
+);
+
+// --- restore ----------------------------------------------------------------------------------
+
+case!(
+    restore_without_request,
+    with("request = \"incident-2026-11-24\"\n", ""),
+    RestoreWithoutRequest,
+    "[restore]"
+);
+
+// --- several at once, and the file itself -----------------------------------------------------
+
+#[test]
+fn all_semantic_errors_of_a_file_are_reported() {
+    let text = with("zone = \"ap-northeast-1c\"", "zone = \"us-east-1a\"")
+        .replacen("keep = 7", "keep = 0", 1)
+        .replacen("data_partition = \"M:\"", "data_partition = \"C:\"", 1)
+        .replacen("request = \"incident-2026-11-24\"\n", "", 1);
+    let errors = load_err(&text);
+    let kinds: Vec<ErrorKind> = errors.0.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ErrorKind::ZoneOutsideRegion,
+            ErrorKind::ReservedDriveLetter,
+            ErrorKind::KeepOutOfRange,
+            ErrorKind::RestoreWithoutRequest
+        ]
+    );
+    insta::assert_snapshot!("all_semantic_errors", errors.to_string());
+}
+
+#[test]
+fn unreadable_file_is_an_error_at_line_zero() {
+    let path = PathBuf::from("desired-state/does-not-exist.toml");
+    let errors = load_file(&path).expect_err("no such file");
+    assert_eq!(errors.0.len(), 1);
+    assert_eq!(errors.0[0].kind, ErrorKind::Io);
+    assert_eq!(errors.0[0].line, 0);
+    let rendered = errors.to_string();
+    assert!(
+        rendered.starts_with("error[io]: desired-state/does-not-exist.toml\n"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("hint:"), "{rendered}");
+}
