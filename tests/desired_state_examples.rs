@@ -19,10 +19,7 @@ fn examples() -> Vec<PathBuf> {
 #[test]
 fn every_example_file_parses_and_validates() {
     let files = examples();
-    assert!(
-        files.len() >= 2,
-        "expected the example files, found {files:?}"
-    );
+    assert!(files.len() >= 2, "expected the example files, found {files:?}");
     for file in &files {
         if let Err(e) = load_file(file) {
             panic!("{} is invalid:\n{e}", file.display());
@@ -36,14 +33,6 @@ fn the_example_directory_validates_as_a_whole() {
     let report = validate_paths(&[dir]);
     assert_eq!(report.invalid, 0, "{}", report.text);
     assert_eq!(report.valid, examples().len(), "{}", report.text);
-    assert!(
-        report.text.contains("(cluster prod-db, windows)"),
-        "{}",
-        report.text
-    );
-    assert!(
-        report.text.contains("(cluster app-linux, linux)"),
-        "{}",
-        report.text
-    );
+    assert!(report.text.contains("(cluster prod-db, windows)"), "{}", report.text);
+    assert!(report.text.contains("(cluster app-linux, linux)"), "{}", report.text);
 }

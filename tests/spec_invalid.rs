@@ -53,10 +53,8 @@ fn with(from: &str, to: &str) -> String {
 
 /// The 1-based line of occurrence `nth` (from 0) of `needle` in `text`.
 fn line_of(text: &str, needle: &str, nth: usize) -> usize {
-    let (at, _) = text
-        .match_indices(needle)
-        .nth(nth)
-        .unwrap_or_else(|| panic!("{needle:?} not in the text {} times", nth + 1));
+    let (at, _) =
+        text.match_indices(needle).nth(nth).unwrap_or_else(|| panic!("{needle:?} not in the text {} times", nth + 1));
     text[..at].matches('\n').count() + 1
 }
 
@@ -75,15 +73,9 @@ fn render(text: &str, kind: ErrorKind, needle: (&str, usize)) -> String {
     assert_eq!(first.kind, kind, "{errors}");
     assert_eq!(first.line, line_of(text, needle.0, needle.1), "{errors}");
     assert!(first.column >= 1, "{errors}");
-    assert!(
-        first.hint.is_some(),
-        "every error tells what to do: {errors}"
-    );
+    assert!(first.hint.is_some(), "every error tells what to do: {errors}");
     let rendered = errors.to_string();
-    assert!(
-        rendered.contains(&format!("{FILE}:{}:{}", first.line, first.column)),
-        "{rendered}"
-    );
+    assert!(rendered.contains(&format!("{FILE}:{}:{}", first.line, first.column)), "{rendered}");
     rendered
 }
 
@@ -111,54 +103,14 @@ fn the_base_file_is_valid() {
 
 // --- the TOML parser's own errors -------------------------------------------------------------
 
-case!(
-    syntax_unterminated_string,
-    with("name = \"prod-db\"", "name = \"prod-db"),
-    Syntax,
-    "name = \"prod-db"
-);
-case!(
-    syntax_duplicate_key,
-    with("os = \"windows\"", "os = \"windows\"\nos = \"linux\""),
-    Syntax,
-    "os = \"linux\""
-);
-case!(
-    unknown_key_top_level_close,
-    format!("{VALID}\n[backups]\nkeep = 1\n"),
-    UnknownKey,
-    "[backups]"
-);
-case!(
-    unknown_key_in_cluster_close,
-    with("region = ", "regoin = "),
-    UnknownKey,
-    "regoin"
-);
-case!(
-    unknown_key_in_server_far,
-    with("zone = \"ap-northeast-1c\"", "az = \"ap-northeast-1c\""),
-    UnknownKey,
-    "az = "
-);
-case!(
-    unknown_key_in_inline_volume,
-    with("iops = 3000", "iop = 3000"),
-    UnknownKey,
-    "volume = "
-);
-case!(
-    unknown_key_in_restore,
-    format!("{VALID}verify = true\n"),
-    UnknownKey,
-    "verify = true"
-);
-case!(
-    wrong_type_keep_string,
-    with("keep = 7", "keep = \"7\""),
-    WrongType,
-    "keep = \"7\""
-);
+case!(syntax_unterminated_string, with("name = \"prod-db\"", "name = \"prod-db"), Syntax, "name = \"prod-db");
+case!(syntax_duplicate_key, with("os = \"windows\"", "os = \"windows\"\nos = \"linux\""), Syntax, "os = \"linux\"");
+case!(unknown_key_top_level_close, format!("{VALID}\n[backups]\nkeep = 1\n"), UnknownKey, "[backups]");
+case!(unknown_key_in_cluster_close, with("region = ", "regoin = "), UnknownKey, "regoin");
+case!(unknown_key_in_server_far, with("zone = \"ap-northeast-1c\"", "az = \"ap-northeast-1c\""), UnknownKey, "az = ");
+case!(unknown_key_in_inline_volume, with("iops = 3000", "iop = 3000"), UnknownKey, "volume = ");
+case!(unknown_key_in_restore, format!("{VALID}verify = true\n"), UnknownKey, "verify = true");
+case!(wrong_type_keep_string, with("keep = 7", "keep = \"7\""), WrongType, "keep = \"7\"");
 case!(
     wrong_type_instance_number,
     with("instance = \"i-0fedcba9876543210\"", "instance = 12345"),
@@ -167,10 +119,7 @@ case!(
 );
 case!(
     wrong_type_fast_restore,
-    with(
-        "throughput = 125 }",
-        "throughput = 125, fast_restore = \"yes\" }"
-    ),
+    with("throughput = 125 }", "throughput = 125, fast_restore = \"yes\" }"),
     WrongType,
     "volume = "
 );
@@ -185,24 +134,9 @@ fn empty_file() {
     insta::assert_snapshot!("empty_file", errors.to_string());
 }
 
-case!(
-    missing_region,
-    with("region = \"ap-northeast-1\"\n", ""),
-    MissingKey,
-    "[cluster]"
-);
-case!(
-    missing_os,
-    with("os = \"windows\"\n", ""),
-    MissingKey,
-    "[cluster]"
-);
-case!(
-    missing_device,
-    with("device = \"/dev/sdx\"\n", ""),
-    MissingKey,
-    "[mirror]"
-);
+case!(missing_region, with("region = \"ap-northeast-1\"\n", ""), MissingKey, "[cluster]");
+case!(missing_os, with("os = \"windows\"\n", ""), MissingKey, "[cluster]");
+case!(missing_device, with("device = \"/dev/sdx\"\n", ""), MissingKey, "[mirror]");
 case!(
     missing_server_zone,
     with("zone = \"ap-northeast-1c\"\n", ""),
@@ -219,69 +153,24 @@ case!(
     MissingKey,
     "[cluster]"
 );
-case!(
-    missing_restore_snapshot,
-    with("snapshot = \"snap-0123456789abcdef0\"\n", ""),
-    MissingKey,
-    "[restore]"
-);
+case!(missing_restore_snapshot, with("snapshot = \"snap-0123456789abcdef0\"\n", ""), MissingKey, "[restore]");
 
 // --- malformed ids ----------------------------------------------------------------------------
 
-case!(
-    invalid_instance_id,
-    with("i-0fedcba9876543210", "i-123"),
-    InvalidId,
-    "\"i-123\""
-);
-case!(
-    invalid_snapshot_id,
-    with("snap-0123456789abcdef0", "snap-xyz"),
-    InvalidId,
-    "snap-xyz"
-);
-case!(
-    invalid_region,
-    with("region = \"ap-northeast-1\"", "region = \"tokyo\""),
-    InvalidId,
-    "tokyo"
-);
+case!(invalid_instance_id, with("i-0fedcba9876543210", "i-123"), InvalidId, "\"i-123\"");
+case!(invalid_snapshot_id, with("snap-0123456789abcdef0", "snap-xyz"), InvalidId, "snap-xyz");
+case!(invalid_region, with("region = \"ap-northeast-1\"", "region = \"tokyo\""), InvalidId, "tokyo");
 case!(
     invalid_zone,
     with("zone = \"ap-northeast-1a\"", "zone = \"ap-northeast-1\""),
     InvalidId,
     "zone = \"ap-northeast-1\""
 );
-case!(
-    invalid_device,
-    with("/dev/sdx", "/dev/sda1"),
-    InvalidId,
-    "/dev/sda1"
-);
-case!(
-    invalid_server_name,
-    with("name = \"server1\"", "name = \"server 1\""),
-    InvalidId,
-    "server 1"
-);
-case!(
-    invalid_request_name,
-    with("incident-2026-11-24", "incident 24/11"),
-    InvalidId,
-    "incident 24/11"
-);
-case!(
-    unknown_os,
-    with("\"windows\"", "\"win\""),
-    UnknownOs,
-    "\"win\""
-);
-case!(
-    unknown_access,
-    with("access = \"ssm\"", "access = \"ssh\""),
-    UnknownAccess,
-    "\"ssh\""
-);
+case!(invalid_device, with("/dev/sdx", "/dev/sda1"), InvalidId, "/dev/sda1");
+case!(invalid_server_name, with("name = \"server1\"", "name = \"server 1\""), InvalidId, "server 1");
+case!(invalid_request_name, with("incident-2026-11-24", "incident 24/11"), InvalidId, "incident 24/11");
+case!(unknown_os, with("\"windows\"", "\"win\""), UnknownOs, "\"win\"");
+case!(unknown_access, with("access = \"ssm\"", "access = \"ssh\""), UnknownAccess, "\"ssh\"");
 
 // --- servers ----------------------------------------------------------------------------------
 
@@ -324,21 +213,13 @@ case!(
     "i-0123456789abcdef0",
     1
 );
-case!(
-    name_not_file_stem,
-    with("name = \"prod-db\"", "name = \"prod-db2\""),
-    NameNotFileStem,
-    "prod-db2"
-);
+case!(name_not_file_stem, with("name = \"prod-db\"", "name = \"prod-db2\""), NameNotFileStem, "prod-db2");
 
 // --- partitions -------------------------------------------------------------------------------
 
 case!(
     windows_partition_is_a_device_path,
-    with(
-        "cluster_partition = \"R:\"",
-        "cluster_partition = \"/dev/xvdb1\""
-    ),
+    with("cluster_partition = \"R:\"", "cluster_partition = \"/dev/xvdb1\""),
     PartitionNotDriveLetter,
     "/dev/xvdb1"
 );
@@ -354,12 +235,7 @@ case!(
     PartitionNotDevice,
     "cluster_partition"
 );
-case!(
-    same_partition,
-    with("data_partition = \"M:\"", "data_partition = \"r:\""),
-    SamePartition,
-    "data_partition"
-);
+case!(same_partition, with("data_partition = \"M:\"", "data_partition = \"r:\""), SamePartition, "data_partition");
 case!(
     system_drive_letter,
     with("data_partition = \"M:\"", "data_partition = \"C:\""),
@@ -375,33 +251,17 @@ case!(
 
 // --- volume -----------------------------------------------------------------------------------
 
-case!(
-    unknown_volume_type,
-    with("type = \"gp3\"", "type = \"gp4\""),
-    UnknownVolumeType,
-    "volume = "
-);
+case!(unknown_volume_type, with("type = \"gp3\"", "type = \"gp4\""), UnknownVolumeType, "volume = ");
 case!(
     iops_for_gp2,
-    with(
-        "type = \"gp3\", iops = 3000, throughput = 125",
-        "type = \"gp2\", iops = 3000"
-    ),
+    with("type = \"gp3\", iops = 3000, throughput = 125", "type = \"gp2\", iops = 3000"),
     IopsNotSupported,
     "volume = "
 );
-case!(
-    iops_out_of_range_gp3,
-    with("iops = 3000", "iops = 100"),
-    IopsOutOfRange,
-    "volume = "
-);
+case!(iops_out_of_range_gp3, with("iops = 3000", "iops = 100"), IopsOutOfRange, "volume = ");
 case!(
     iops_missing_for_io2,
-    with(
-        "type = \"gp3\", iops = 3000, throughput = 125",
-        "type = \"io2\""
-    ),
+    with("type = \"gp3\", iops = 3000, throughput = 125", "type = \"io2\""),
     IopsRequired,
     "volume = "
 );
@@ -411,42 +271,19 @@ case!(
     ThroughputNotSupported,
     "volume = "
 );
-case!(
-    throughput_out_of_range,
-    with("throughput = 125", "throughput = 5000"),
-    ThroughputOutOfRange,
-    "volume = "
-);
+case!(throughput_out_of_range, with("throughput = 125", "throughput = 5000"), ThroughputOutOfRange, "volume = ");
 case!(
     initialization_rate_out_of_range,
-    with(
-        "throughput = 125 }",
-        "throughput = 125, initialization_rate = 50 }"
-    ),
+    with("throughput = 125 }", "throughput = 125, initialization_rate = 50 }"),
     InitializationRateOutOfRange,
     "volume = "
 );
-case!(
-    empty_kms_key,
-    with("throughput = 125 }", "throughput = 125, kms_key = \"\" }"),
-    EmptyKmsKey,
-    "volume = "
-);
+case!(empty_kms_key, with("throughput = 125 }", "throughput = 125, kms_key = \"\" }"), EmptyKmsKey, "volume = ");
 
 // --- API --------------------------------------------------------------------------------------
 
-case!(
-    api_url_without_scheme,
-    with("https://10.0.10.11:29009", "10.0.10.11:29009"),
-    ApiUrl,
-    "api = "
-);
-case!(
-    api_without_password_source,
-    with(", password_env = \"CLP_API_PASSWORD\"", ""),
-    ApiPasswordMissing,
-    "api = "
-);
+case!(api_url_without_scheme, with("https://10.0.10.11:29009", "10.0.10.11:29009"), ApiUrl, "api = ");
+case!(api_without_password_source, with(", password_env = \"CLP_API_PASSWORD\"", ""), ApiPasswordMissing, "api = ");
 case!(
     api_with_two_password_sources,
     with(
@@ -458,46 +295,18 @@ case!(
 );
 case!(
     api_inline_password,
-    with(
-        "password_env = \"CLP_API_PASSWORD\"",
-        "password = \"hunter2\""
-    ),
+    with("password_env = \"CLP_API_PASSWORD\"", "password = \"hunter2\""),
     InlinePassword,
     "api = "
 );
 
 // --- backup -----------------------------------------------------------------------------------
 
-case!(
-    keep_zero,
-    with("keep = 7", "keep = 0"),
-    KeepOutOfRange,
-    "keep = 0"
-);
-case!(
-    keep_too_many,
-    with("keep = 7", "keep = 5000"),
-    KeepOutOfRange,
-    "keep = 5000"
-);
-case!(
-    schedule_bad_shape,
-    with("daily 02:00 Asia/Tokyo", "every day at 2am"),
-    BadSchedule,
-    "schedule"
-);
-case!(
-    schedule_hour_out_of_range,
-    with("02:00", "25:00"),
-    BadSchedule,
-    "schedule"
-);
-case!(
-    schedule_unknown_time_zone,
-    with("Asia/Tokyo", "Asia/Tokio"),
-    UnknownTimeZone,
-    "schedule"
-);
+case!(keep_zero, with("keep = 7", "keep = 0"), KeepOutOfRange, "keep = 0");
+case!(keep_too_many, with("keep = 7", "keep = 5000"), KeepOutOfRange, "keep = 5000");
+case!(schedule_bad_shape, with("daily 02:00 Asia/Tokyo", "every day at 2am"), BadSchedule, "schedule");
+case!(schedule_hour_out_of_range, with("02:00", "25:00"), BadSchedule, "schedule");
+case!(schedule_unknown_time_zone, with("Asia/Tokyo", "Asia/Tokio"), UnknownTimeZone, "schedule");
 case!(
     duplicate_take,
     with(
@@ -510,12 +319,7 @@ case!(
 
 // --- restore ----------------------------------------------------------------------------------
 
-case!(
-    restore_without_request,
-    with("request = \"incident-2026-11-24\"\n", ""),
-    RestoreWithoutRequest,
-    "[restore]"
-);
+case!(restore_without_request, with("request = \"incident-2026-11-24\"\n", ""), RestoreWithoutRequest, "[restore]");
 
 // --- several at once, and the file itself -----------------------------------------------------
 
@@ -547,9 +351,6 @@ fn unreadable_file_is_an_error_at_line_zero() {
     assert_eq!(errors.0[0].kind, ErrorKind::Io);
     assert_eq!(errors.0[0].line, 0);
     let rendered = errors.to_string();
-    assert!(
-        rendered.starts_with("error[io]: desired-state/does-not-exist.toml\n"),
-        "{rendered}"
-    );
+    assert!(rendered.starts_with("error[io]: desired-state/does-not-exist.toml\n"), "{rendered}");
     assert!(rendered.contains("hint:"), "{rendered}");
 }

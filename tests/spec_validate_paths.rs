@@ -39,25 +39,13 @@ fn stable(text: &str, dir: &Path) -> String {
 fn one_good_and_one_bad_file_in_a_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "prod-db.toml", GOOD);
-    write(
-        dir.path(),
-        "other.toml",
-        &GOOD
-            .replace("\"prod-db\"", "\"other\"")
-            .replace("ap-northeast-1c", "eu-west-1c"),
-    );
+    write(dir.path(), "other.toml", &GOOD.replace("\"prod-db\"", "\"other\"").replace("ap-northeast-1c", "eu-west-1c"));
     write(dir.path(), "notes.txt", "not a desired-state file");
     let report = validate_paths(&[dir.path().to_path_buf()]);
     assert_eq!((report.valid, report.invalid), (1, 1), "{}", report.text);
     let text = stable(&report.text, dir.path());
-    assert!(
-        text.contains("ok: TMP/prod-db.toml (cluster prod-db, windows)"),
-        "{text}"
-    );
-    assert!(
-        text.contains("error[zone-outside-region]: TMP/other.toml:14:8: cluster.server[1].zone"),
-        "{text}"
-    );
+    assert!(text.contains("ok: TMP/prod-db.toml (cluster prod-db, windows)"), "{text}");
+    assert!(text.contains("error[zone-outside-region]: TMP/other.toml:14:8: cluster.server[1].zone"), "{text}");
     assert!(!text.contains("notes.txt"), "{text}");
     insta::assert_snapshot!("one_good_one_bad", text);
 }
@@ -72,16 +60,9 @@ fn two_files_for_one_cluster_are_both_refused() {
     assert_eq!((report.valid, report.invalid), (0, 2), "{}", report.text);
     let text = stable(&stable(&report.text, a.path()), b.path());
     let text = text.replace("TMP", "DIR");
-    assert_eq!(
-        text.matches("error[duplicate-cluster]").count(),
-        2,
-        "{text}"
-    );
+    assert_eq!(text.matches("error[duplicate-cluster]").count(), 2, "{text}");
     assert!(text.contains(":2:8: cluster.name"), "{text}");
-    assert!(
-        text.contains("two files for one cluster would fight"),
-        "{text}"
-    );
+    assert!(text.contains("two files for one cluster would fight"), "{text}");
 }
 
 #[test]
@@ -94,10 +75,7 @@ fn the_same_file_twice_is_checked_once_and_a_missing_file_is_an_error() {
     assert_eq!((report.valid, report.invalid), (1, 1), "{}", report.text);
     let text = stable(&report.text, dir.path());
     assert!(text.contains("error[io]: TMP/gone.toml\n"), "{text}");
-    assert!(
-        text.ends_with("2 files checked: 1 valid, 1 invalid (1 error)\n"),
-        "{text}"
-    );
+    assert!(text.ends_with("2 files checked: 1 valid, 1 invalid (1 error)\n"), "{text}");
 }
 
 #[test]

@@ -251,7 +251,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
             if !prep_done {
                 continue;
             }
-            swap_server(spec, obs, &op, f.new, f.at_dev, s, &mut d);
+            swap_server(spec, obs, journal, &op, f.new, f.at_dev, s, &mut d);
             continue;
         }
         let Some(new) = f.new else { continue };
@@ -362,9 +362,11 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
     (outcome, notes)
 }
 
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
 fn swap_server(
     spec: &Spec,
     obs: &Observed,
+    journal: &JournalView,
     op: &OpId,
     new: Option<&Volume>,
     at_dev: Option<(&Volume, AttachState)>,
@@ -374,6 +376,21 @@ fn swap_server(
     let subject = Some(s.name.as_str());
     let windows = spec.cluster.os == Os::Windows;
     if let Some((old, state)) = at_dev {
+        // After mirrorctl detached this server's old volume, anything else at the device is a
+        // volume it knows nothing about: never detach a stranger.
+        let detached = journal.step(op, &StepId::new(op, "detach", subject)).succeeded;
+        let known = new.is_some_and(|n| old.tags.get(tag::SUPERSEDED_BY) == Some(&n.id.to_string()));
+        if detached && !known {
+            d.block(
+                "device-taken",
+                format!(
+                    "{} on {} is taken by {}, which is neither the volume mirrorctl detached nor one it created",
+                    spec.mirror.device, s.name, old.id
+                ),
+                format!("find out who attached {} and detach it by hand; mirrorctl then attaches the restored volume", old.id),
+            );
+            return;
+        }
         let disk = obs.disk(&s.name, &old.id);
         let in_use = disk.is_some_and(|k| if windows { k.online } else { k.partitions.iter().any(|p| p.mounted) });
         if !windows && in_use {

@@ -1,0 +1,66 @@
+//! Which world `plan` and `apply` act on: the simulated lab world (persisted under the state
+//! directory, created from the desired state on first use) or real AWS (not built yet).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{CliError, WorldArgs, WorldKind};
+use crate::ports::Ports;
+use crate::sim::{Scenario, SimWorld};
+use crate::spec::{Os, Spec};
+
+/// An opened world.
+pub struct OpenWorld {
+    /// Its ports.
+    pub ports: Ports,
+    /// The simulated world, when it is one.
+    pub sim: Option<Arc<SimWorld>>,
+}
+
+/// A lab scenario shaped like `spec`: its cluster name, servers, instances, zones, device, md,
+/// group and partitions, so any valid desired-state file can be tried against the lab.
+pub fn scenario_for(spec: &Spec) -> Scenario {
+    let mut s = match spec.cluster.os {
+        Os::Windows => Scenario::windows_runbook(),
+        Os::Linux => Scenario::linux(),
+    };
+    s.cluster = spec.cluster.name.clone();
+    s.region = spec.cluster.region.clone();
+    for (setup, server) in s.servers.iter_mut().zip(spec.cluster.servers.iter()) {
+        setup.name = server.name.clone();
+        setup.instance = server.instance.clone();
+        setup.zone = server.zone.clone();
+    }
+    s.group = spec.mirror.group.clone();
+    s.md = spec.mirror.resource.clone();
+    s.device = spec.mirror.device.clone();
+    s.cluster_partition = spec.mirror.cluster_partition.clone();
+    s.data_partition = spec.mirror.data_partition.clone();
+    s
+}
+
+/// Opens the world the arguments name.
+pub fn open(args: &WorldArgs, state_dir: &Path, spec: &Spec) -> Result<OpenWorld, CliError> {
+    match args.world {
+        WorldKind::Aws => Err(CliError::Unavailable(
+            "the AWS world is not built yet (its adapter is a separate piece of work); use --world lab to act on the \
+             simulated cluster"
+                .into(),
+        )),
+        WorldKind::Lab => {
+            if !(args.speed.is_finite() && args.speed > 0.0) {
+                return Err(CliError::Usage(format!("--speed must be a positive number, not {}", args.speed)));
+            }
+            let path = args.world_file.clone().unwrap_or_else(|| state_dir.join("lab-world.json"));
+            let world = if path.exists() {
+                SimWorld::open(&path, args.speed)
+                    .map_err(|e| CliError::Failed(format!("opening lab world {}: {e}", path.display())))?
+            } else {
+                let w = SimWorld::new(scenario_for(spec), 42, args.speed);
+                w.persist_to(&path).map_err(|e| CliError::Failed(format!("creating lab world {}: {e}", path.display())))?;
+                w
+            };
+            Ok(OpenWorld { ports: world.ports(), sim: Some(world) })
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Shared test harness: a simulated world, a state directory, and the example desired state
+//! adjusted per test.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mirrorctl::execute::{CrashPoint, CrashSwitch};
+use mirrorctl::ids::{BackupName, RequestName, SnapshotId};
+use mirrorctl::plan::{Action, OpId};
+use mirrorctl::ports::cloud::{tag, Tags};
+use mirrorctl::reconcile::{reconcile, Context, ReconcileError, Settled};
+use mirrorctl::sim::{Scenario, SimWorld};
+use mirrorctl::spec::{BackupSpec, RestoreSpec, Spec};
+
+/// The example desired-state file for the scenario's OS.
+pub fn example(os: mirrorctl::spec::Os) -> Spec {
+    let file = match os {
+        mirrorctl::spec::Os::Windows => "desired-state/prod-db.toml",
+        mirrorctl::spec::Os::Linux => "desired-state/app-linux.toml",
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let mut spec = mirrorctl::spec::load_file(&path).expect("example desired state is valid");
+    spec.backup = None;
+    spec.restore = None;
+    spec
+}
+
+/// `spec` asking for the on-demand backups `names`.
+pub fn with_backups(mut spec: Spec, names: &[&str], keep: u32) -> Spec {
+    spec.backup = Some(BackupSpec {
+        schedule: None,
+        keep,
+        take: names.iter().map(|n| BackupName::parse(n).expect("test backup name")).collect(),
+    });
+    spec
+}
+
+/// `spec` asking for a restore of `snapshot` under `request`.
+pub fn with_restore(mut spec: Spec, snapshot: &SnapshotId, request: &str, verify_failover: bool) -> Spec {
+    spec.restore = Some(RestoreSpec {
+        snapshot: snapshot.clone(),
+        request: RequestName::parse(request).expect("test request name"),
+        verify_failover,
+        allow_foreign_snapshot: false,
+    });
+    spec
+}
+
+/// A world, its file, and a state directory.
+pub struct Lab {
+    pub world: Arc<SimWorld>,
+    pub world_file: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Lab {
+    pub fn new(scenario: Scenario, seed: u64) -> Lab {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let world_file = dir.path().join("world.json");
+        let world = SimWorld::new(scenario, seed, 1.0);
+        world.persist_to(&world_file).expect("persist world");
+        Lab { world, world_file, dir }
+    }
+
+    pub fn windows(seed: u64) -> Lab {
+        Lab::new(Scenario::windows_runbook(), seed)
+    }
+
+    pub fn linux(seed: u64) -> Lab {
+        Lab::new(Scenario::linux(), seed)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn ctx(&self) -> Context {
+        let mut c = Context::new(self.world.ports(), self.state_dir());
+        c.max_passes = Some(2_000);
+        c
+    }
+
+    /// Simulates a process restart: the world is reloaded from its file, the executor and journal
+    /// are rebuilt from disk by the next `reconcile`.
+    pub fn restart(&mut self) {
+        self.world = SimWorld::open(&self.world_file, 1.0).expect("reopen world");
+    }
+
+    pub async fn apply(&self, spec: &Spec) -> Settled {
+        reconcile(spec, &self.ctx()).await.expect("reconcile ends without an internal error")
+    }
+
+    pub async fn apply_with_crash(&self, spec: &Spec, point: CrashPoint, n: usize) -> (Result<Settled, ReconcileError>, Arc<CrashSwitch>) {
+        let switch = Arc::new(CrashSwitch::new(point, n));
+        let mut ctx = self.ctx();
+        ctx.crash = Some(switch.clone());
+        (reconcile(spec, &ctx).await, switch)
+    }
+
+    /// The journal's records for the cluster of `spec`.
+    pub fn journal(&self, spec: &Spec) -> Vec<mirrorctl::journal::Record> {
+        let path = mirrorctl::journal::Journal::path_for(&self.state_dir(), &spec.cluster.name);
+        mirrorctl::journal::Journal::open(&path).expect("journal").records().to_vec()
+    }
+
+    /// Every action whose intent was journaled, in order.
+    pub fn actions(&self, spec: &Spec) -> Vec<(String, Action)> {
+        self.journal(spec)
+            .into_iter()
+            .filter_map(|r| match r {
+                mirrorctl::journal::Record::Intent { step, action, .. } => Some((step.0, action)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The backup snapshot of `name`.
+    pub fn backup_snapshot(&self, spec: &Spec, name: &str) -> SnapshotId {
+        let inv = self.world.inventory();
+        let found: Vec<_> = inv
+            .snapshots
+            .iter()
+            .filter(|s| has_tags(&s.tags, &spec.cluster.name.to_string(), name) && s.tags.get(tag::ROLE).map(String::as_str) == Some("backup"))
+            .collect();
+        assert_eq!(found.len(), 1, "exactly one snapshot for backup {name}: {found:?}");
+        found[0].id.clone()
+    }
+}
+
+pub fn has_tags(tags: &Tags, cluster: &str, request: &str) -> bool {
+    tags.get(tag::CLUSTER).map(String::as_str) == Some(cluster) && tags.get(tag::REQUEST).map(String::as_str) == Some(request)
+}
+
+pub fn op_restore(r: &str) -> OpId {
+    OpId::Restore(RequestName::parse(r).expect("request"))
+}
