@@ -1,0 +1,995 @@
+//! The simulated CLUSTERPRO: server membership, the failover group, the md resource and its
+//! mirror, and the configuration pushes the restore needs.
+//!
+//! Why this module exists: the backup and restore are mostly CLUSTERPRO choreography, and its
+//! rules decide whether they are safe — md must be offline to change its configuration, every
+//! server must be up to push it, md refuses to start where partitions are missing or the data is
+//! stale, a shutdown breaks the mirror and a rejoin recovers it, and re-adding md without the
+//! initial copy is only correct over identical sides (the oracle records a corruption otherwise).
+//! Operations take model time: they are stored as transitions with an end time, so a caller that
+//! gives up waiting does not stop them, exactly like the asynchronous REST POSTs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use super::SimWorld;
+use super::world::{ClpOp, ConfigPending, MirrorState, ResState, Transition, World};
+use crate::ids::{GroupName, ResourceName, ServerName};
+use crate::ports::cloud::InstanceState;
+use crate::ports::cluster::{
+    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorColor, MirrorStatus, ObjectState,
+    Placement,
+};
+use crate::ports::{ErrorClass, PortError, PortResult};
+
+fn clp_err(code: &str, msg: impl Into<String>, class: ErrorClass) -> PortError {
+    PortError::new(code, msg, class)
+}
+
+fn placement(r: &ResState) -> Placement {
+    Placement {
+        state: r.state,
+        current: r.current.clone(),
+    }
+}
+
+/// Which resources an operation touches.
+#[derive(Debug, Clone, Copy)]
+struct Scope {
+    md: bool,
+    business: bool,
+}
+
+impl World {
+    /// The group's resources' states: md (when configured) then the business resource.
+    fn group_states(&self) -> Vec<&ResState> {
+        let mut v = Vec::with_capacity(2);
+        if self.clp.md.is_some() {
+            v.push(&self.clp.md_state);
+        }
+        v.push(&self.clp.business_state);
+        v
+    }
+
+    fn group_placement(&self) -> Placement {
+        let states = self.group_states();
+        let find = |s: ObjectState| states.iter().find(|r| r.state == s).map(|r| placement(r));
+        for s in [
+            ObjectState::OnlinePending,
+            ObjectState::OfflinePending,
+            ObjectState::OnlineFailure,
+        ] {
+            if let Some(p) = find(s) {
+                return p;
+            }
+        }
+        if states.iter().all(|r| r.state == ObjectState::Offline) {
+            return Placement {
+                state: ObjectState::Offline,
+                current: None,
+            };
+        }
+        // All online, or partly online (md started alone): CLUSTERPRO shows the group online.
+        find(ObjectState::Online).unwrap_or(Placement {
+            state: ObjectState::Unknown,
+            current: None,
+        })
+    }
+
+    fn group_all_offline(&self) -> bool {
+        self.group_states()
+            .iter()
+            .all(|r| r.state == ObjectState::Offline)
+    }
+
+    fn group_online_on(&self, server: &ServerName) -> bool {
+        self.group_states().iter().all(|r| r.online_on(server))
+    }
+
+    fn clp_status(&self) -> ClusterStatus {
+        let servers = self
+            .clp
+            .servers
+            .iter()
+            .map(|(n, s)| (n.clone(), s.member))
+            .collect();
+        let groups = BTreeMap::from([(self.clp.group.clone(), self.group_placement())]);
+        let mut resources = BTreeMap::new();
+        if let Some(md) = &self.clp.md {
+            resources.insert(md.resource.clone(), placement(&self.clp.md_state));
+        }
+        resources.insert(
+            self.clp.business.clone(),
+            placement(&self.clp.business_state),
+        );
+        ClusterStatus {
+            servers,
+            groups,
+            resources,
+        }
+    }
+
+    fn check_group(&self, group: &GroupName) -> PortResult<()> {
+        if *group == self.clp.group {
+            Ok(())
+        } else {
+            Err(clp_err(
+                "GroupNotFound",
+                format!("no group named {group}"),
+                ErrorClass::NeedsHuman,
+            ))
+        }
+    }
+
+    fn check_server(&self, server: &ServerName) -> PortResult<()> {
+        if self.clp.servers.contains_key(server) {
+            Ok(())
+        } else {
+            Err(clp_err(
+                "ServerNotFound",
+                format!("no server named {server}"),
+                ErrorClass::NeedsHuman,
+            ))
+        }
+    }
+
+    fn check_idle(&self) -> PortResult<()> {
+        if self.clp.transition.is_some() || self.clp.config_pending.is_some() {
+            Err(clp_err(
+                "GroupBusy",
+                "another group operation or configuration push is in progress",
+                ErrorClass::Retryable,
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn is_md(&self, resource: &ResourceName) -> bool {
+        self.clp
+            .md
+            .as_ref()
+            .is_some_and(|m| m.resource == *resource)
+    }
+
+    fn check_resource(&self, resource: &ResourceName) -> PortResult<()> {
+        if self.is_md(resource) || *resource == self.clp.business {
+            Ok(())
+        } else {
+            Err(clp_err(
+                "ResourceNotFound",
+                format!("no resource named {resource}"),
+                ErrorClass::NeedsHuman,
+            ))
+        }
+    }
+
+    /// Marks the resources in `scope` that are not already online on `server` as going online.
+    fn mark_online_pending(&mut self, scope: Scope, server: &ServerName) {
+        if scope.md && self.clp.md.is_some() && !self.clp.md_state.online_on(server) {
+            self.clp.md_state = ResState::on(ObjectState::OnlinePending, server);
+        }
+        if scope.business && !self.clp.business_state.online_on(server) {
+            self.clp.business_state = ResState::on(ObjectState::OnlinePending, server);
+        }
+    }
+
+    fn mark_offline_pending(&mut self, scope: Scope) {
+        for (wanted, r) in [
+            (scope.md, &mut self.clp.md_state),
+            (scope.business, &mut self.clp.business_state),
+        ] {
+            if wanted && r.state != ObjectState::Offline {
+                r.state = ObjectState::OfflinePending;
+            }
+        }
+    }
+
+    fn schedule(&mut self, op: ClpOp, median: f64, now: Timestamp) -> Timestamp {
+        let until = self.after(now, median);
+        self.log(now, format!("clp: {op:?} requested"));
+        self.clp.transition = Some(Transition { op, until });
+        until
+    }
+
+    fn clp_start_group(
+        &mut self,
+        group: &GroupName,
+        server: &ServerName,
+        now: Timestamp,
+    ) -> PortResult<Timestamp> {
+        self.check_group(group)?;
+        self.check_server(server)?;
+        self.check_idle()?;
+        if self.group_online_on(server) {
+            return Err(clp_err(
+                "GroupAlreadyStarted",
+                format!("{group} is already online on {server}"),
+                ErrorClass::AlreadyDone,
+            ));
+        }
+        if let Some(other) = self
+            .group_states()
+            .iter()
+            .find(|r| r.state == ObjectState::Online && r.current.as_ref() != Some(server))
+        {
+            let on = other
+                .current
+                .clone()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            return Err(clp_err(
+                "GroupOnline",
+                format!("{group} is online on {on}"),
+                ErrorClass::NeedsHuman,
+            ));
+        }
+        self.mark_online_pending(
+            Scope {
+                md: true,
+                business: true,
+            },
+            server,
+        );
+        let d = self.scenario.latency.group_start_s;
+        Ok(self.schedule(
+            ClpOp::StartGroup {
+                server: server.clone(),
+            },
+            d,
+            now,
+        ))
+    }
+
+    fn clp_stop_group(&mut self, group: &GroupName, now: Timestamp) -> PortResult<Timestamp> {
+        self.check_group(group)?;
+        self.check_idle()?;
+        if self.group_all_offline() {
+            return Err(clp_err(
+                "GroupAlreadyStopped",
+                format!("{group} is already offline"),
+                ErrorClass::AlreadyDone,
+            ));
+        }
+        self.mark_offline_pending(Scope {
+            md: true,
+            business: true,
+        });
+        let d = self.scenario.latency.group_stop_s;
+        Ok(self.schedule(ClpOp::StopGroup, d, now))
+    }
+
+    fn clp_move_group(
+        &mut self,
+        group: &GroupName,
+        target: &ServerName,
+        now: Timestamp,
+    ) -> PortResult<Timestamp> {
+        self.check_group(group)?;
+        self.check_server(target)?;
+        self.check_idle()?;
+        if self.group_online_on(target) {
+            return Err(clp_err(
+                "GroupAlreadyStarted",
+                format!("{group} is already online on {target}"),
+                ErrorClass::AlreadyDone,
+            ));
+        }
+        let Some(from) = self.peer(target).filter(|p| self.group_online_on(p)) else {
+            return Err(clp_err(
+                "GroupOffline",
+                format!("{group} is not online: nothing to move"),
+                ErrorClass::NeedsHuman,
+            ));
+        };
+        self.mark_offline_pending(Scope {
+            md: true,
+            business: true,
+        });
+        let d = self.scenario.latency.group_move_s;
+        Ok(self.schedule(
+            ClpOp::MoveGroup {
+                from,
+                target: target.clone(),
+            },
+            d,
+            now,
+        ))
+    }
+
+    fn clp_start_resource(
+        &mut self,
+        resource: &ResourceName,
+        server: &ServerName,
+        now: Timestamp,
+    ) -> PortResult<Timestamp> {
+        self.check_resource(resource)?;
+        self.check_server(server)?;
+        self.check_idle()?;
+        let is_md = self.is_md(resource);
+        let scope = Scope {
+            md: true,
+            business: !is_md,
+        };
+        let (target, deps) = if is_md {
+            (&self.clp.md_state, None)
+        } else {
+            (
+                &self.clp.business_state,
+                self.clp.md.as_ref().map(|_| &self.clp.md_state),
+            )
+        };
+        if target.online_on(server) {
+            return Err(clp_err(
+                "ResourceAlreadyStarted",
+                format!("{resource} is already online on {server}"),
+                ErrorClass::AlreadyDone,
+            ));
+        }
+        for r in std::iter::once(target).chain(deps) {
+            if r.state == ObjectState::Online && r.current.as_ref() != Some(server) {
+                return Err(clp_err(
+                    "ResourceOnline",
+                    format!("{resource} or a resource it depends on is online on another server"),
+                    ErrorClass::NeedsHuman,
+                ));
+            }
+        }
+        self.mark_online_pending(scope, server);
+        let d = self.scenario.latency.resource_start_s;
+        Ok(self.schedule(
+            ClpOp::StartResource {
+                resource: resource.clone(),
+                server: server.clone(),
+            },
+            d,
+            now,
+        ))
+    }
+
+    fn clp_stop_resource(
+        &mut self,
+        resource: &ResourceName,
+        now: Timestamp,
+    ) -> PortResult<Timestamp> {
+        self.check_resource(resource)?;
+        self.check_idle()?;
+        let scope = Scope {
+            md: self.is_md(resource),
+            business: true,
+        };
+        let target = if scope.md {
+            &self.clp.md_state
+        } else {
+            &self.clp.business_state
+        };
+        if target.state == ObjectState::Offline
+            && self.clp.business_state.state == ObjectState::Offline
+        {
+            return Err(clp_err(
+                "ResourceAlreadyStopped",
+                format!("{resource} is already offline"),
+                ErrorClass::AlreadyDone,
+            ));
+        }
+        self.mark_offline_pending(scope);
+        let d = self.scenario.latency.resource_stop_s;
+        Ok(self.schedule(
+            ClpOp::StopResource {
+                resource: resource.clone(),
+            },
+            d,
+            now,
+        ))
+    }
+
+    /// Completes the pending group/resource operation.
+    pub(super) fn settle_transition(&mut self, t: Timestamp) {
+        let Some(tr) = self.clp.transition.take() else {
+            return;
+        };
+        match tr.op {
+            ClpOp::StartGroup { server } => self.bring_online(
+                t,
+                &server,
+                Scope {
+                    md: true,
+                    business: true,
+                },
+            ),
+            ClpOp::StopGroup => self.take_offline(
+                t,
+                Scope {
+                    md: true,
+                    business: true,
+                },
+            ),
+            ClpOp::MoveGroup { target, .. } => {
+                self.take_offline(
+                    t,
+                    Scope {
+                        md: true,
+                        business: true,
+                    },
+                );
+                self.bring_online(
+                    t,
+                    &target,
+                    Scope {
+                        md: true,
+                        business: true,
+                    },
+                );
+            }
+            ClpOp::StartResource { resource, server } => {
+                let business = !self.is_md(&resource);
+                self.bring_online(t, &server, Scope { md: true, business });
+            }
+            ClpOp::StopResource { resource } => {
+                let md = self.is_md(&resource);
+                self.take_offline(t, Scope { md, business: true });
+            }
+        }
+    }
+
+    /// Why md cannot start on `server`, if it cannot.
+    fn md_can_start(&self, server: &ServerName) -> Result<(), String> {
+        let Some(md) = &self.clp.md else {
+            return Ok(());
+        };
+        self.partitions_ok(server, md)?;
+        match &self.clp.mirror {
+            MirrorState::Degraded {
+                stale,
+                writes,
+                full,
+            } if stale == server && (*writes > 0 || *full) => Err(format!(
+                "the mirror data on {server} is not the latest (RED)"
+            )),
+            MirrorState::Recovering { target, .. } if target == server => {
+                Err(format!("mirror recovery to {server} is in progress"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn bring_online(&mut self, t: Timestamp, server: &ServerName, scope: Scope) {
+        let md_needed = scope.md && self.clp.md.is_some() && !self.clp.md_state.online_on(server);
+        let check = if self.is_member(server) {
+            if md_needed {
+                self.md_can_start(server)
+            } else {
+                Ok(())
+            }
+        } else {
+            Err(format!("{server} is not a cluster member"))
+        };
+        if let Err(reason) = check {
+            if md_needed {
+                self.clp.md_state = ResState::on(ObjectState::OnlineFailure, server);
+            }
+            if scope.business {
+                self.clp.business_state = ResState::on(ObjectState::OnlineFailure, server);
+            }
+            self.log(t, format!("clp: start on {server} failed: {reason}"));
+            self.clp.last_error = Some(reason);
+            return;
+        }
+        if md_needed {
+            self.clp.md_state = ResState::on(ObjectState::Online, server);
+            self.on_md_online(t, server);
+        }
+        if scope.business {
+            self.clp.business_state = ResState::on(ObjectState::Online, server);
+        }
+        self.clp.last_server = Some(server.clone());
+        self.clp.last_error = None;
+        let what = if scope.business {
+            format!("group {}", self.clp.group)
+        } else {
+            "md".to_owned()
+        };
+        self.log(t, format!("clp: {what} online on {server}"));
+    }
+
+    fn on_md_online(&mut self, t: Timestamp, server: &ServerName) {
+        self.clp.next_write_at = Some(super::clock::plus(t, 1.0));
+        let Some(peer) = self.peer(server) else {
+            return;
+        };
+        match self.clp.mirror.clone() {
+            MirrorState::Unconstructed => {
+                self.clp.mirror = MirrorState::Degraded {
+                    stale: peer,
+                    writes: 0,
+                    full: true,
+                };
+            }
+            MirrorState::Degraded {
+                stale,
+                writes: 0,
+                full: false,
+            } if stale == *server => {
+                self.clp.mirror = MirrorState::Degraded {
+                    stale: peer,
+                    writes: 0,
+                    full: false,
+                };
+            }
+            _ => {}
+        }
+        self.maybe_recover(t);
+    }
+
+    fn take_offline(&mut self, t: Timestamp, scope: Scope) {
+        if scope.business {
+            self.clp.business_state = ResState::offline();
+        }
+        if scope.md && self.clp.md.is_some() {
+            if let Some(active) = self.md_active() {
+                if let Some(content) = self.mirror_content(&active) {
+                    self.oracle.quiesce.push(super::oracle::QuiescePoint {
+                        at: t,
+                        server: active.clone(),
+                        content,
+                    });
+                    self.log(
+                        t,
+                        format!("clp: md offline on {active} (quiesce point {content})"),
+                    );
+                }
+            }
+            self.clp.md_state = ResState::offline();
+            self.clp.next_write_at = None;
+        }
+        if !scope.md && scope.business {
+            self.log(t, format!("clp: {} offline", self.clp.business));
+        } else if self.group_all_offline() {
+            self.log(t, format!("clp: group {} offline", self.clp.group));
+        }
+    }
+
+    fn clp_shutdown_server(&mut self, server: &ServerName, now: Timestamp) -> PortResult<()> {
+        self.check_server(server)?;
+        let Some(inst) = self.instance_of(server).cloned() else {
+            return Err(clp_err(
+                "ServerNotFound",
+                format!("no instance for {server}"),
+                ErrorClass::NeedsHuman,
+            ));
+        };
+        match inst.state {
+            InstanceState::Running => {}
+            InstanceState::Stopping
+            | InstanceState::Stopped
+            | InstanceState::ShuttingDown
+            | InstanceState::Terminated => {
+                return Err(clp_err(
+                    "ServerAlreadyDown",
+                    format!("{server} is already down"),
+                    ErrorClass::AlreadyDone,
+                ));
+            }
+            InstanceState::Pending => {
+                return Err(clp_err(
+                    "ServerDown",
+                    format!("{server} is still starting"),
+                    ErrorClass::Retryable,
+                ));
+            }
+        }
+        let here = self
+            .group_states()
+            .iter()
+            .any(|r| r.state != ObjectState::Offline && r.current.as_ref() == Some(server));
+        if here {
+            return Err(clp_err(
+                "GroupOnline",
+                format!(
+                    "group {} is online on {server}; move or stop it first",
+                    self.clp.group
+                ),
+                ErrorClass::NeedsHuman,
+            ));
+        }
+        if let Some(s) = self.clp.servers.get_mut(server) {
+            s.member = false;
+        }
+        self.on_leave(now, server);
+        let stop = self.scenario.latency.instance_stop_s;
+        let until = self.after(now, stop);
+        if let Some(i) = self.ec2.instances.get_mut(&inst.id) {
+            i.join_at = None;
+            i.until = Some(until);
+            i.state = match i.shutdown_behavior {
+                crate::ports::cloud::ShutdownBehavior::Stop => InstanceState::Stopping,
+                crate::ports::cloud::ShutdownBehavior::Terminate => InstanceState::ShuttingDown,
+            };
+        }
+        self.log(
+            now,
+            format!(
+                "clp: {server} shut down (left the cluster; {} stopping)",
+                inst.id
+            ),
+        );
+        Ok(())
+    }
+
+    fn clp_mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
+        if !self.is_md(resource) {
+            return Err(clp_err(
+                "ResourceNotFound",
+                format!("no md resource named {resource}"),
+                ErrorClass::NeedsHuman,
+            ));
+        }
+        let colors = self
+            .clp
+            .servers
+            .iter()
+            .map(|(name, s)| {
+                let c = match &self.clp.mirror {
+                    MirrorState::Degraded {
+                        stale,
+                        writes,
+                        full,
+                    } if stale == name => {
+                        if *writes > 0 || *full {
+                            MirrorColor::Red
+                        } else {
+                            MirrorColor::Gray
+                        }
+                    }
+                    MirrorState::InSync | MirrorState::Degraded { .. } => {
+                        if s.member {
+                            MirrorColor::Green
+                        } else {
+                            MirrorColor::Gray
+                        }
+                    }
+                    MirrorState::Recovering { target, .. } => {
+                        if target == name {
+                            MirrorColor::Yellow
+                        } else {
+                            MirrorColor::Green
+                        }
+                    }
+                    MirrorState::Unconstructed => {
+                        if s.member {
+                            MirrorColor::Red
+                        } else {
+                            MirrorColor::Gray
+                        }
+                    }
+                };
+                (name.clone(), c)
+            })
+            .collect();
+        Ok(MirrorStatus { colors })
+    }
+
+    fn clp_config(&self) -> ClusterConfig {
+        ClusterConfig {
+            group_auto_start: BTreeMap::from([(self.clp.group.clone(), self.clp.auto_start)]),
+            mirrors: self.clp.md.iter().cloned().collect(),
+        }
+    }
+
+    fn clp_apply_config(
+        &mut self,
+        changes: &[ConfigChange],
+        now: Timestamp,
+    ) -> PortResult<Timestamp> {
+        self.check_idle()?;
+        if let Some((down, _)) = self.clp.servers.iter().find(|(_, s)| !s.member) {
+            return Err(clp_err(
+                "ServerDown",
+                format!("{down} is not a cluster member: the configuration cannot be applied"),
+                ErrorClass::Retryable,
+            ));
+        }
+        let touches_md = changes.iter().any(|c| {
+            matches!(
+                c,
+                ConfigChange::RemoveMirror { .. } | ConfigChange::AddMirror(_)
+            )
+        });
+        if touches_md && !self.group_all_offline() {
+            return Err(clp_err(
+                "GroupOnline",
+                format!(
+                    "group {} must be offline to change its md resource",
+                    self.clp.group
+                ),
+                ErrorClass::NeedsHuman,
+            ));
+        }
+        for c in changes {
+            match c {
+                ConfigChange::AddMirror(md) => {
+                    self.check_group(&md.group)?;
+                    for server in self.clp.servers.keys() {
+                        self.partitions_ok(server, md).map_err(|reason| {
+                            clp_err("PartitionNotFound", reason, ErrorClass::NeedsHuman)
+                        })?;
+                    }
+                }
+                ConfigChange::SetGroupAutoStart { group, .. } => self.check_group(group)?,
+                ConfigChange::RemoveMirror { .. } => {}
+            }
+        }
+        let d = self.scenario.latency.apply_config_s;
+        let until = self.after(now, d);
+        self.clp.config_pending = Some(ConfigPending {
+            changes: changes.to_vec(),
+            until,
+        });
+        self.log(
+            now,
+            format!(
+                "clp: configuration push requested ({} changes)",
+                changes.len()
+            ),
+        );
+        Ok(until)
+    }
+
+    /// Applies a pushed configuration.
+    pub(super) fn settle_config(&mut self, t: Timestamp) {
+        let Some(pending) = self.clp.config_pending.take() else {
+            return;
+        };
+        for c in pending.changes {
+            match c {
+                ConfigChange::RemoveMirror { resource } => {
+                    if self.is_md(&resource) {
+                        self.clp.md = None;
+                        self.clp.md_state = ResState::offline();
+                        self.clp.mirror = MirrorState::InSync;
+                        self.log(t, format!("clp: {resource} removed (with its mdw/mdnw monitors and group reference)"));
+                    }
+                }
+                ConfigChange::AddMirror(md) => {
+                    let name = md.resource.clone();
+                    let initial = md.initial_copy;
+                    self.clp.md = Some(md);
+                    self.clp.md_state = ResState::offline();
+                    if initial {
+                        self.clp.mirror = MirrorState::Unconstructed;
+                        self.log(
+                            t,
+                            format!(
+                                "clp: {name} added (initial mirror construction on first start)"
+                            ),
+                        );
+                    } else {
+                        let sides: Vec<(ServerName, Option<super::oracle::Content>)> = self
+                            .clp
+                            .servers
+                            .keys()
+                            .map(|s| (s.clone(), self.mirror_content(s)))
+                            .collect();
+                        let identical = sides.windows(2).all(|w| w[0].1 == w[1].1);
+                        if !identical {
+                            let desc: Vec<String> = sides
+                                .iter()
+                                .map(|(s, c)| {
+                                    format!(
+                                        "{s} holds {}",
+                                        c.map_or("nothing".to_owned(), |c| c.to_string())
+                                    )
+                                })
+                                .collect();
+                            let msg = format!(
+                                "{name} re-added without initial copy over different sides: {}",
+                                desc.join(", ")
+                            );
+                            self.log(t, format!("oracle: CORRUPTION: {msg}"));
+                            self.oracle.corruptions.push(msg);
+                        }
+                        self.clp.mirror = MirrorState::InSync;
+                        self.log(
+                            t,
+                            format!("clp: {name} added (initial mirror construction skipped)"),
+                        );
+                    }
+                }
+                ConfigChange::SetGroupAutoStart { group, auto } => {
+                    if group == self.clp.group {
+                        self.clp.auto_start = auto;
+                        self.log(
+                            t,
+                            format!(
+                                "clp: group {group} start attribute {}",
+                                if auto { "automatic" } else { "manual" }
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The simulated CLUSTERPRO port.
+#[derive(Debug, Clone)]
+pub struct SimCluster {
+    world: Arc<SimWorld>,
+}
+
+impl SimCluster {
+    /// CLUSTERPRO of `world`.
+    pub fn new(world: Arc<SimWorld>) -> Self {
+        SimCluster { world }
+    }
+
+    async fn rtt(&self) {
+        self.world.round_trip(|l| l.clp_api_s).await;
+    }
+
+    /// Schedules an operation, waits until it has completed in the world, then checks its outcome.
+    async fn run(
+        &self,
+        op: &str,
+        schedule: impl FnOnce(&mut World, Timestamp) -> PortResult<Timestamp>,
+        check: impl FnOnce(&World) -> PortResult<()>,
+    ) -> PortResult<()> {
+        self.rtt().await;
+        let until = self.world.call(op, None, schedule)?;
+        self.world.wait_until(until).await;
+        self.world.with(|w, _| check(w))
+    }
+}
+
+fn failed(code: &str, w: &World) -> PortError {
+    let why = w
+        .clp
+        .last_error
+        .clone()
+        .unwrap_or_else(|| "the operation did not complete".to_owned());
+    clp_err(code, why, ErrorClass::NeedsHuman)
+}
+
+#[async_trait::async_trait]
+impl Cluster for SimCluster {
+    async fn status(&self) -> PortResult<ClusterStatus> {
+        self.rtt().await;
+        self.world
+            .call("clp:status", None, |w, _| Ok(w.clp_status()))
+    }
+
+    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<()> {
+        self.run(
+            "clp:start_group",
+            |w, now| w.clp_start_group(group, server, now),
+            |w| {
+                if w.group_online_on(server) {
+                    Ok(())
+                } else {
+                    Err(failed("GroupStartFailed", w))
+                }
+            },
+        )
+        .await
+    }
+
+    async fn stop_group(&self, group: &GroupName) -> PortResult<()> {
+        self.run(
+            "clp:stop_group",
+            |w, now| w.clp_stop_group(group, now),
+            |w| {
+                if w.group_all_offline() {
+                    Ok(())
+                } else {
+                    Err(clp_err(
+                        "GroupStopFailed",
+                        "the group did not go offline",
+                        ErrorClass::Retryable,
+                    ))
+                }
+            },
+        )
+        .await
+    }
+
+    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<()> {
+        self.run(
+            "clp:move_group",
+            |w, now| w.clp_move_group(group, target, now),
+            |w| {
+                if w.group_online_on(target) {
+                    Ok(())
+                } else {
+                    Err(failed("GroupMoveFailed", w))
+                }
+            },
+        )
+        .await
+    }
+
+    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
+        self.run(
+            "clp:start_resource",
+            |w, now| w.clp_start_resource(resource, server, now),
+            |w| {
+                let state = if w.is_md(resource) {
+                    &w.clp.md_state
+                } else {
+                    &w.clp.business_state
+                };
+                if state.online_on(server) {
+                    Ok(())
+                } else {
+                    Err(failed("ResourceStartFailed", w))
+                }
+            },
+        )
+        .await
+    }
+
+    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<()> {
+        self.run(
+            "clp:stop_resource",
+            |w, now| w.clp_stop_resource(resource, now),
+            |w| {
+                let state = if w.is_md(resource) {
+                    &w.clp.md_state
+                } else {
+                    &w.clp.business_state
+                };
+                if state.state == ObjectState::Offline {
+                    Ok(())
+                } else {
+                    Err(clp_err(
+                        "ResourceStopFailed",
+                        "the resource did not go offline",
+                        ErrorClass::Retryable,
+                    ))
+                }
+            },
+        )
+        .await
+    }
+
+    async fn shutdown_server(&self, server: &ServerName) -> PortResult<()> {
+        self.rtt().await;
+        self.world.call("clp:shutdown_server", None, |w, now| {
+            w.clp_shutdown_server(server, now)
+        })
+    }
+
+    async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
+        self.rtt().await;
+        self.world.call("clp:mirror_status", None, |w, _| {
+            w.clp_mirror_status(resource)
+        })
+    }
+
+    async fn config(&self) -> PortResult<ClusterConfig> {
+        self.rtt().await;
+        self.world
+            .call("clp:config", None, |w, _| Ok(w.clp_config()))
+    }
+
+    async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()> {
+        self.run(
+            "clp:apply_config",
+            |w, now| w.clp_apply_config(changes, now),
+            |w| {
+                if w.clp.config_pending.is_none() {
+                    Ok(())
+                } else {
+                    Err(clp_err(
+                        "ConfigBusy",
+                        "the configuration push has not completed",
+                        ErrorClass::Retryable,
+                    ))
+                }
+            },
+        )
+        .await
+    }
+}

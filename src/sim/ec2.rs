@@ -1,0 +1,669 @@
+//! The strict EC2: volumes, snapshots, instances, with the refusals real EC2 makes.
+//!
+//! Why this module exists: moto accepts an AZ mismatch, a taken device name, a volume attached
+//! elsewhere and ignores `ClientToken`s (DOMAIN.md); mirrorctl's idempotency and error handling can
+//! only be tested against an EC2 that refuses those with the real error codes, moves through
+//! `creating`/`attaching`/`detaching`/`pending` in model time, hides new resources for a moment
+//! (eventual consistency), throttles per account, and leaves a detach `busy` while the OS still
+//! holds the disk.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use super::SimWorld;
+use super::clock::secs;
+use super::throttle::Bucket;
+use super::world::{AttachRec, InstanceRec, SnapshotRec, TokenRec, VolumeRec, World};
+use crate::ids::{DeviceName, InstanceId, SnapshotId, VolumeId};
+use crate::ports::cloud::{
+    AttachState, Attachment, Cloud, CreateSnapshot, CreateVolume, Instance, InstanceState,
+    ShutdownBehavior, Snapshot, SnapshotFilter, SnapshotState, Tags, Volume, VolumeFilter,
+    VolumeState,
+};
+use crate::ports::{PortError, PortResult};
+
+fn err(code: &str, msg: impl Into<String>) -> PortError {
+    PortError::ec2(code, msg)
+}
+
+fn volume_not_found(id: &VolumeId) -> PortError {
+    err(
+        "InvalidVolume.NotFound",
+        format!("The volume '{id}' does not exist."),
+    )
+}
+
+fn snapshot_not_found(id: &SnapshotId) -> PortError {
+    err(
+        "InvalidSnapshot.NotFound",
+        format!("The snapshot '{id}' does not exist."),
+    )
+}
+
+fn instance_not_found(id: &InstanceId) -> PortError {
+    err(
+        "InvalidInstanceID.NotFound",
+        format!("The instance ID '{id}' does not exist"),
+    )
+}
+
+fn tags_match(have: &Tags, want: &Tags) -> bool {
+    want.iter().all(|(k, v)| have.get(k) == Some(v))
+}
+
+impl World {
+    pub(super) fn volume_view(v: &VolumeRec) -> Volume {
+        Volume {
+            id: v.id.clone(),
+            zone: v.zone.clone(),
+            size_gib: v.size_gib,
+            state: v.state,
+            snapshot: v.snapshot.clone(),
+            attachments: v
+                .attachment
+                .iter()
+                .map(|a| Attachment {
+                    instance: a.instance.clone(),
+                    device: a.device.clone(),
+                    state: a.state,
+                })
+                .collect(),
+            tags: v.tags.clone(),
+            volume_type: v.volume_type.clone(),
+            created: v.created,
+        }
+    }
+
+    pub(super) fn snapshot_view(s: &SnapshotRec, now: Timestamp) -> Snapshot {
+        let progress = match s.state {
+            SnapshotState::Completed => 100,
+            SnapshotState::Error => 0,
+            SnapshotState::Pending => {
+                let total = secs(s.started, s.until);
+                let done = if total > 0.0 {
+                    (secs(s.started, now) / total).clamp(0.0, 0.99)
+                } else {
+                    0.0
+                };
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // 0..=99
+                let p = (done * 100.0).floor() as u8;
+                p
+            }
+        };
+        Snapshot {
+            id: s.id.clone(),
+            volume: s.volume.clone(),
+            size_gib: s.size_gib,
+            state: s.state,
+            progress,
+            started: s.started,
+            tags: s.tags.clone(),
+        }
+    }
+
+    pub(super) fn instance_view(&self, i: &InstanceRec) -> Instance {
+        let mut devices: Vec<(DeviceName, VolumeId)> = self
+            .ec2
+            .volumes
+            .values()
+            .filter_map(|v| {
+                let a = v.attachment.as_ref()?;
+                (a.instance == i.id).then(|| (a.device.clone(), v.id.clone()))
+            })
+            .collect();
+        devices.sort();
+        Instance {
+            id: i.id.clone(),
+            zone: i.zone.clone(),
+            state: i.state,
+            devices,
+        }
+    }
+
+    fn visible_volume(&self, id: &VolumeId, now: Timestamp) -> PortResult<&VolumeRec> {
+        self.ec2
+            .volumes
+            .get(id)
+            .filter(|v| v.visible_at <= now)
+            .ok_or_else(|| volume_not_found(id))
+    }
+
+    fn visible_snapshot(&self, id: &SnapshotId, now: Timestamp) -> PortResult<&SnapshotRec> {
+        self.ec2
+            .snapshots
+            .get(id)
+            .filter(|s| s.visible_at <= now)
+            .ok_or_else(|| snapshot_not_found(id))
+    }
+
+    fn ec2_describe_volumes(&self, f: &VolumeFilter, now: Timestamp) -> PortResult<Vec<Volume>> {
+        for id in &f.ids {
+            self.visible_volume(id, now)?;
+        }
+        Ok(self
+            .ec2
+            .volumes
+            .values()
+            .filter(|v| v.visible_at <= now)
+            .filter(|v| f.ids.is_empty() || f.ids.contains(&v.id))
+            .filter(|v| tags_match(&v.tags, &f.tags))
+            .filter(|v| {
+                f.attached_to.is_empty()
+                    || v.attachment
+                        .as_ref()
+                        .is_some_and(|a| f.attached_to.contains(&a.instance))
+            })
+            .map(World::volume_view)
+            .collect())
+    }
+
+    fn ec2_describe_snapshots(
+        &self,
+        f: &SnapshotFilter,
+        now: Timestamp,
+    ) -> PortResult<Vec<Snapshot>> {
+        for id in &f.ids {
+            self.visible_snapshot(id, now)?;
+        }
+        Ok(self
+            .ec2
+            .snapshots
+            .values()
+            .filter(|s| s.visible_at <= now)
+            .filter(|s| f.ids.is_empty() || f.ids.contains(&s.id))
+            .filter(|s| tags_match(&s.tags, &f.tags))
+            .filter(|s| {
+                f.volume
+                    .as_ref()
+                    .is_none_or(|v| s.volume.as_ref() == Some(v))
+            })
+            .map(|s| World::snapshot_view(s, now))
+            .collect())
+    }
+
+    fn ec2_describe_instances(&self, ids: &[InstanceId]) -> PortResult<Vec<Instance>> {
+        for id in ids {
+            if !self.ec2.instances.contains_key(id) {
+                return Err(instance_not_found(id));
+            }
+        }
+        Ok(self
+            .ec2
+            .instances
+            .values()
+            .filter(|i| ids.is_empty() || ids.contains(&i.id))
+            .map(|i| self.instance_view(i))
+            .collect())
+    }
+
+    fn ec2_create_volume(&mut self, req: &CreateVolume, now: Timestamp) -> PortResult<Volume> {
+        if req.client_token.is_empty() || req.client_token.len() > 64 {
+            return Err(err(
+                "InvalidParameterValue",
+                "ClientToken must be 1 to 64 characters",
+            ));
+        }
+        if let Some(rec) = self.ec2.tokens.get(&req.client_token) {
+            if rec.params != *req {
+                return Err(err(
+                    "IdempotentParameterMismatch",
+                    format!(
+                        "The client token '{}' was already used with different parameters.",
+                        req.client_token
+                    ),
+                ));
+            }
+            return match &rec.outcome {
+                Ok(id) => self
+                    .ec2
+                    .volumes
+                    .get(id)
+                    .map(World::volume_view)
+                    .ok_or_else(|| volume_not_found(id)),
+                Err(e) => Err(e.clone()),
+            };
+        }
+        let outcome = self.create_volume_once(req, now);
+        self.ec2.tokens.insert(
+            req.client_token.clone(),
+            TokenRec {
+                params: req.clone(),
+                outcome: outcome.as_ref().map(|v| v.id.clone()).map_err(Clone::clone),
+            },
+        );
+        outcome
+    }
+
+    fn create_volume_once(&mut self, req: &CreateVolume, now: Timestamp) -> PortResult<Volume> {
+        if req.zone.region() != self.scenario.region {
+            return Err(err(
+                "InvalidVolume.ZoneMismatch",
+                format!(
+                    "The zone '{}' does not exist in region {}.",
+                    req.zone, self.scenario.region
+                ),
+            ));
+        }
+        let snap = self.visible_snapshot(&req.snapshot, now)?.clone();
+        if snap.state != SnapshotState::Completed {
+            return Err(err(
+                "IncorrectState",
+                format!(
+                    "Snapshot '{}' is in invalid state - {:?}",
+                    snap.id, snap.state
+                )
+                .to_lowercase(),
+            ));
+        }
+        let size = req.size_gib.unwrap_or(snap.size_gib);
+        if size < snap.size_gib {
+            return Err(err(
+                "InvalidParameterValue",
+                format!(
+                    "Volume of {size}GiB is too small; minimum is {}GiB for snapshot {}.",
+                    snap.size_gib, snap.id
+                ),
+            ));
+        }
+        let id = self.new_volume_id();
+        let create = self.scenario.latency.create_volume_s;
+        let ready = self.after(now, create);
+        let visible_at = super::clock::plus(now, self.scenario.consistency_window_s);
+        let rec = VolumeRec {
+            id: id.clone(),
+            zone: req.zone.clone(),
+            size_gib: size,
+            volume_type: req.volume_type.clone(),
+            state: VolumeState::Creating,
+            ready_at: Some(ready),
+            snapshot: Some(snap.id.clone()),
+            attachment: None,
+            tags: req.tags.clone(),
+            created: now,
+            visible_at,
+            content: snap.content,
+            signature: snap.signature,
+        };
+        let view = World::volume_view(&rec);
+        self.ec2.volumes.insert(id.clone(), rec);
+        self.log(
+            now,
+            format!(
+                "ec2: CreateVolume {id} from {} in {} ({} GiB)",
+                snap.id, req.zone, size
+            ),
+        );
+        Ok(view)
+    }
+
+    fn ec2_attach(
+        &mut self,
+        vol: &VolumeId,
+        inst: &InstanceId,
+        dev: &DeviceName,
+        now: Timestamp,
+    ) -> PortResult<()> {
+        let i = self
+            .ec2
+            .instances
+            .get(inst)
+            .ok_or_else(|| instance_not_found(inst))?
+            .clone();
+        let v = self.visible_volume(vol, now)?.clone();
+        if !matches!(i.state, InstanceState::Running | InstanceState::Stopped) {
+            return Err(err(
+                "IncorrectInstanceState",
+                format!(
+                    "Instance '{inst}' is not 'running' or 'stopped' (it is {:?}).",
+                    i.state
+                ),
+            ));
+        }
+        if v.zone != i.zone {
+            return Err(err(
+                "InvalidVolume.ZoneMismatch",
+                format!(
+                    "The volume '{vol}' is not in the same availability zone as instance '{inst}'"
+                ),
+            ));
+        }
+        if let Some(a) = &v.attachment {
+            return Err(err(
+                "VolumeInUse",
+                format!("{vol} is already attached to an instance ({})", a.instance),
+            ));
+        }
+        if v.state != VolumeState::Available {
+            return Err(err(
+                "IncorrectState",
+                format!(
+                    "The volume '{vol}' is not 'available' (it is {:?}).",
+                    v.state
+                )
+                .to_lowercase(),
+            ));
+        }
+        let taken = self.ec2.volumes.values().any(|o| {
+            o.attachment
+                .as_ref()
+                .is_some_and(|a| &a.instance == inst && &a.device == dev)
+        });
+        if taken {
+            return Err(err(
+                "InvalidParameterValue",
+                format!(
+                    "Invalid value '{dev}' for unixDevice. Attachment point {dev} is already in use"
+                ),
+            ));
+        }
+        let attach = self.scenario.latency.attach_s;
+        let until = self.after(now, attach);
+        if let Some(rec) = self.ec2.volumes.get_mut(vol) {
+            rec.state = VolumeState::InUse;
+            rec.attachment = Some(AttachRec {
+                instance: inst.clone(),
+                device: dev.clone(),
+                state: AttachState::Attaching,
+                until: Some(until),
+            });
+        }
+        self.log(now, format!("ec2: AttachVolume {vol} → {inst} at {dev}"));
+        Ok(())
+    }
+
+    fn ec2_detach(&mut self, vol: &VolumeId, inst: &InstanceId, now: Timestamp) -> PortResult<()> {
+        let v = self.visible_volume(vol, now)?.clone();
+        let i = self
+            .ec2
+            .instances
+            .get(inst)
+            .ok_or_else(|| instance_not_found(inst))?
+            .clone();
+        if i.state == InstanceState::Terminated {
+            return Err(err(
+                "IncorrectInstanceState",
+                format!("Instance '{inst}' is terminated."),
+            ));
+        }
+        let Some(a) = &v.attachment else {
+            return Err(err(
+                "IncorrectState",
+                format!("Volume '{vol}' is in the 'available' state."),
+            ));
+        };
+        if &a.instance != inst {
+            return Err(err(
+                "InvalidAttachment.NotFound",
+                format!("The volume '{vol}' is not attached to instance '{inst}'."),
+            ));
+        }
+        match a.state {
+            AttachState::Detaching | AttachState::Busy | AttachState::Detached => {
+                return Err(err(
+                    "IncorrectState",
+                    format!("Volume '{vol}' is already detaching."),
+                ));
+            }
+            AttachState::Attaching | AttachState::Attached => {}
+        }
+        let held = i.state == InstanceState::Running && self.os_holds(&i.server, vol);
+        if held {
+            if let Some(a) = self
+                .ec2
+                .volumes
+                .get_mut(vol)
+                .and_then(|r| r.attachment.as_mut())
+            {
+                a.state = AttachState::Busy;
+                a.until = None;
+            }
+            self.log(
+                now,
+                format!("ec2: DetachVolume {vol} from {inst}: busy (the OS still holds the disk)"),
+            );
+        } else {
+            self.start_detaching(now, vol);
+            self.log(now, format!("ec2: DetachVolume {vol} from {inst}"));
+        }
+        Ok(())
+    }
+
+    fn ec2_create_snapshot(
+        &mut self,
+        req: &CreateSnapshot,
+        now: Timestamp,
+    ) -> PortResult<Snapshot> {
+        let v = self.visible_volume(&req.volume, now)?.clone();
+        if !matches!(v.state, VolumeState::Available | VolumeState::InUse) {
+            return Err(err(
+                "IncorrectState",
+                format!("Volume '{}' is not available or in-use.", v.id),
+            ));
+        }
+        let pending = self
+            .ec2
+            .snapshots
+            .values()
+            .filter(|s| s.volume.as_ref() == Some(&v.id) && s.state == SnapshotState::Pending)
+            .count();
+        if pending >= self.scenario.max_pending_snapshots {
+            return Err(err(
+                "ConcurrentSnapshotLimitExceeded",
+                format!(
+                    "Maximum number of in-progress snapshots reached for volume {}.",
+                    v.id
+                ),
+            ));
+        }
+        let median = self.scenario.latency.snapshot_s(v.size_gib);
+        let rec = self.make_snapshot(&v, req.tags.clone(), SnapshotState::Pending, median, now);
+        self.log(
+            now,
+            format!(
+                "ec2: CreateSnapshot {} of {} (holds {})",
+                rec.id, v.id, rec.content
+            ),
+        );
+        let view = World::snapshot_view(&rec, now);
+        self.ec2.snapshots.insert(rec.id.clone(), rec);
+        Ok(view)
+    }
+
+    /// A snapshot record of `v` taken now; `visible` skips the consistency window.
+    pub(super) fn make_snapshot(
+        &mut self,
+        v: &VolumeRec,
+        tags: Tags,
+        state: SnapshotState,
+        median: f64,
+        now: Timestamp,
+    ) -> SnapshotRec {
+        let id = self.new_snapshot_id();
+        let until = self.after(now, median);
+        SnapshotRec {
+            id,
+            volume: Some(v.id.clone()),
+            size_gib: v.size_gib,
+            state,
+            started: now,
+            until,
+            tags,
+            visible_at: super::clock::plus(now, self.scenario.consistency_window_s),
+            content: v.content,
+            signature: v.signature,
+        }
+    }
+
+    fn ec2_delete_snapshot(&mut self, id: &SnapshotId, now: Timestamp) -> PortResult<()> {
+        self.visible_snapshot(id, now)?;
+        self.ec2.snapshots.remove(id);
+        self.ec2.deleted_snapshots += 1;
+        self.log(now, format!("ec2: DeleteSnapshot {id}"));
+        Ok(())
+    }
+
+    fn ec2_start_instance(&mut self, id: &InstanceId, now: Timestamp) -> PortResult<()> {
+        let state = self
+            .ec2
+            .instances
+            .get(id)
+            .ok_or_else(|| instance_not_found(id))?
+            .state;
+        if state != InstanceState::Stopped {
+            return Err(err(
+                "IncorrectInstanceState",
+                format!(
+                    "The instance '{id}' is not in a state from which it can be started ({state:?})."
+                ),
+            ));
+        }
+        let start = self.scenario.latency.instance_start_s;
+        let until = self.after(now, start);
+        if let Some(i) = self.ec2.instances.get_mut(id) {
+            i.state = InstanceState::Pending;
+            i.until = Some(until);
+        }
+        self.log(now, format!("ec2: StartInstances {id}"));
+        Ok(())
+    }
+
+    fn ec2_create_tags(&mut self, resource: &str, tags: &Tags, now: Timestamp) -> PortResult<()> {
+        let target = if let Ok(v) = VolumeId::parse(resource) {
+            self.visible_volume(&v, now)?;
+            self.ec2.volumes.get_mut(&v).map(|r| &mut r.tags)
+        } else if let Ok(s) = SnapshotId::parse(resource) {
+            self.visible_snapshot(&s, now)?;
+            self.ec2.snapshots.get_mut(&s).map(|r| &mut r.tags)
+        } else {
+            return Err(err(
+                "InvalidID",
+                format!("The ID '{resource}' is not valid"),
+            ));
+        };
+        if let Some(t) = target {
+            t.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        Ok(())
+    }
+}
+
+/// The simulated EC2 port.
+#[derive(Debug, Clone)]
+pub struct SimCloud {
+    world: Arc<SimWorld>,
+}
+
+impl SimCloud {
+    /// EC2 of `world`.
+    pub fn new(world: Arc<SimWorld>) -> Self {
+        SimCloud { world }
+    }
+
+    async fn rtt(&self) {
+        self.world.round_trip(|l| l.ec2_api_s).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Cloud for SimCloud {
+    async fn describe_volumes(&self, filter: &VolumeFilter) -> PortResult<Vec<Volume>> {
+        self.rtt().await;
+        self.world
+            .call("ec2:DescribeVolumes", Some(Bucket::Describe), |w, now| {
+                w.ec2_describe_volumes(filter, now)
+            })
+    }
+
+    async fn describe_snapshots(&self, filter: &SnapshotFilter) -> PortResult<Vec<Snapshot>> {
+        self.rtt().await;
+        self.world
+            .call("ec2:DescribeSnapshots", Some(Bucket::Describe), |w, now| {
+                w.ec2_describe_snapshots(filter, now)
+            })
+    }
+
+    async fn describe_instances(&self, ids: &[InstanceId]) -> PortResult<Vec<Instance>> {
+        self.rtt().await;
+        self.world
+            .call("ec2:DescribeInstances", Some(Bucket::Describe), |w, _| {
+                w.ec2_describe_instances(ids)
+            })
+    }
+
+    async fn shutdown_behavior(&self, id: &InstanceId) -> PortResult<ShutdownBehavior> {
+        self.rtt().await;
+        self.world.call(
+            "ec2:DescribeInstanceAttribute",
+            Some(Bucket::Describe),
+            |w, _| {
+                w.ec2
+                    .instances
+                    .get(id)
+                    .map(|i| i.shutdown_behavior)
+                    .ok_or_else(|| instance_not_found(id))
+            },
+        )
+    }
+
+    async fn create_volume(&self, req: &CreateVolume) -> PortResult<Volume> {
+        self.rtt().await;
+        self.world
+            .call("ec2:CreateVolume", Some(Bucket::Mutate), |w, now| {
+                w.ec2_create_volume(req, now)
+            })
+    }
+
+    async fn attach_volume(
+        &self,
+        volume: &VolumeId,
+        instance: &InstanceId,
+        device: &DeviceName,
+    ) -> PortResult<()> {
+        self.rtt().await;
+        self.world
+            .call("ec2:AttachVolume", Some(Bucket::Mutate), |w, now| {
+                w.ec2_attach(volume, instance, device, now)
+            })
+    }
+
+    async fn detach_volume(&self, volume: &VolumeId, instance: &InstanceId) -> PortResult<()> {
+        self.rtt().await;
+        self.world
+            .call("ec2:DetachVolume", Some(Bucket::Mutate), |w, now| {
+                w.ec2_detach(volume, instance, now)
+            })
+    }
+
+    async fn create_snapshot(&self, req: &CreateSnapshot) -> PortResult<Snapshot> {
+        self.rtt().await;
+        self.world
+            .call("ec2:CreateSnapshot", Some(Bucket::Mutate), |w, now| {
+                w.ec2_create_snapshot(req, now)
+            })
+    }
+
+    async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()> {
+        self.rtt().await;
+        self.world
+            .call("ec2:DeleteSnapshot", Some(Bucket::Mutate), |w, now| {
+                w.ec2_delete_snapshot(id, now)
+            })
+    }
+
+    async fn start_instance(&self, id: &InstanceId) -> PortResult<()> {
+        self.rtt().await;
+        self.world
+            .call("ec2:StartInstances", Some(Bucket::Mutate), |w, now| {
+                w.ec2_start_instance(id, now)
+            })
+    }
+
+    async fn create_tags(&self, resource: &str, tags: &Tags) -> PortResult<()> {
+        self.rtt().await;
+        self.world
+            .call("ec2:CreateTags", Some(Bucket::Mutate), |w, now| {
+                w.ec2_create_tags(resource, tags, now)
+            })
+    }
+}

@@ -1,0 +1,155 @@
+//! Scenarios: the clusters the simulated world starts from.
+//!
+//! Why this module exists: the lab, the tests and the example desired-state files must agree on
+//! one concrete world — the runbook's two-node Windows cluster, and a Linux twin. The ids here are
+//! fixed (example files use them); every field is public so a test can tweak the starting point
+//! (volume size, shutdown behaviour, latencies, consistency window, throttle budgets) before the
+//! world is built.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::latency::LatencyModel;
+use super::throttle::ThrottleBudgets;
+use crate::ids::{
+    ClusterName, DeviceName, GroupName, InstanceId, Region, ResourceName, ServerName, Zone,
+};
+use crate::ports::cloud::ShutdownBehavior;
+use crate::spec::{Os, Partition};
+
+/// One server of the scenario's cluster and its EC2 instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerSetup {
+    /// CLUSTERPRO server name.
+    pub name: ServerName,
+    /// Its instance.
+    pub instance: InstanceId,
+    /// Its availability zone.
+    pub zone: Zone,
+    /// What an OS shutdown does to the instance.
+    pub shutdown_behavior: ShutdownBehavior,
+}
+
+/// The starting point of a simulated world. The first server is the active one: the failover
+/// group is online there, both mirror sides are identical and GREEN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scenario {
+    /// Cluster name.
+    pub cluster: ClusterName,
+    /// Region of the account.
+    pub region: Region,
+    /// Operating system of both servers.
+    pub os: Os,
+    /// Exactly two servers; the first is active.
+    pub servers: Vec<ServerSetup>,
+    /// The failover group.
+    pub group: GroupName,
+    /// The md resource.
+    pub md: ResourceName,
+    /// The business resource (depends on md).
+    pub business: ResourceName,
+    /// The business resource's type (`script`, `exec`).
+    pub business_kind: String,
+    /// Device slot of each server's mirror volume.
+    pub device: DeviceName,
+    /// The cluster partition (partition number 1).
+    pub cluster_partition: Partition,
+    /// The data partition (partition number 2).
+    pub data_partition: Partition,
+    /// Size of the mirror volumes in GiB.
+    pub size_gib: u32,
+    /// Type of the mirror volumes.
+    pub volume_type: String,
+    /// Latency medians and jitter.
+    pub latency: LatencyModel,
+    /// How long a newly created volume or snapshot is invisible to Describe, in model seconds.
+    pub consistency_window_s: f64,
+    /// EC2 request budgets.
+    pub throttle: ThrottleBudgets,
+    /// Most `pending` snapshots a volume may have.
+    pub max_pending_snapshots: usize,
+    /// Model time at which a new world starts.
+    pub epoch: Timestamp,
+}
+
+fn id<T, E: std::fmt::Debug>(r: Result<T, E>) -> T {
+    // The scenario ids below are literals checked by the tests of this module.
+    r.expect("scenario literal is a valid id")
+}
+
+impl Scenario {
+    /// The runbook's Windows cluster `prod-db`: server1 (`i-0123456789abcdef0`, 1a, active) and
+    /// server2 (`i-0fedcba9876543210`, 1c); group `failover` with md `md` and a `script` resource;
+    /// 100 GiB gp3 mirror volumes at `/dev/sdx` with partitions `R:` (cluster) and `M:` (data).
+    pub fn windows_runbook() -> Self {
+        Scenario {
+            cluster: id(ClusterName::parse("prod-db")),
+            region: id(Region::parse("ap-northeast-1")),
+            os: Os::Windows,
+            servers: vec![
+                ServerSetup {
+                    name: id(ServerName::parse("server1")),
+                    instance: id(InstanceId::parse("i-0123456789abcdef0")),
+                    zone: id(Zone::parse("ap-northeast-1a")),
+                    shutdown_behavior: ShutdownBehavior::Stop,
+                },
+                ServerSetup {
+                    name: id(ServerName::parse("server2")),
+                    instance: id(InstanceId::parse("i-0fedcba9876543210")),
+                    zone: id(Zone::parse("ap-northeast-1c")),
+                    shutdown_behavior: ShutdownBehavior::Stop,
+                },
+            ],
+            group: id(GroupName::parse("failover")),
+            md: id(ResourceName::parse("md")),
+            business: id(ResourceName::parse("script")),
+            business_kind: "script".to_owned(),
+            device: id(DeviceName::parse("/dev/sdx")),
+            cluster_partition: Partition::Letter('R'),
+            data_partition: Partition::Letter('M'),
+            size_gib: 100,
+            volume_type: "gp3".to_owned(),
+            latency: LatencyModel::default(),
+            consistency_window_s: 1.0,
+            throttle: ThrottleBudgets::default(),
+            max_pending_snapshots: 5,
+            epoch: id(Timestamp::from_second(1_795_996_800)), // 2026-11-30T00:00:00Z
+        }
+    }
+
+    /// A Linux cluster `app-linux`: node1 (`i-0aaaaaaaaaaaaaaaa`, 1a, active) and node2
+    /// (`i-0bbbbbbbbbbbbbbbb`, 1c); group `failover1` with md `md1` and an `exec` resource; mirror
+    /// volumes at `/dev/xvdb` with partitions `/dev/xvdb1` (cluster) and `/dev/xvdb2` (data).
+    pub fn linux() -> Self {
+        let mut s = Scenario::windows_runbook();
+        s.cluster = id(ClusterName::parse("app-linux"));
+        s.os = Os::Linux;
+        s.servers[0].name = id(ServerName::parse("node1"));
+        s.servers[0].instance = id(InstanceId::parse("i-0aaaaaaaaaaaaaaaa"));
+        s.servers[1].name = id(ServerName::parse("node2"));
+        s.servers[1].instance = id(InstanceId::parse("i-0bbbbbbbbbbbbbbbb"));
+        s.group = id(GroupName::parse("failover1"));
+        s.md = id(ResourceName::parse("md1"));
+        s.business = id(ResourceName::parse("exec"));
+        "exec".clone_into(&mut s.business_kind);
+        s.device = id(DeviceName::parse("/dev/xvdb"));
+        s.cluster_partition = Partition::Device("/dev/xvdb1".to_owned());
+        s.data_partition = Partition::Device("/dev/xvdb2".to_owned());
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenarios_build() {
+        let w = Scenario::windows_runbook();
+        assert_eq!(w.servers[0].instance.as_str(), "i-0123456789abcdef0");
+        assert_eq!(w.epoch.to_string(), "2026-11-30T00:00:00Z");
+        let l = Scenario::linux();
+        assert_eq!(l.servers[1].instance.as_str(), "i-0bbbbbbbbbbbbbbbb");
+        assert_eq!(l.device.to_string(), "/dev/sdb");
+    }
+}
