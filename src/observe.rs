@@ -82,13 +82,34 @@ pub async fn observe(spec: &Spec, ports: &Ports) -> PortResult<Observed> {
     let own_snaps = SnapshotFilter { tags: cluster_tag.clone(), ..SnapshotFilter::default() };
     let restore_snap = spec.restore.as_ref().map(|r| SnapshotFilter { ids: vec![r.snapshot.clone()], ..SnapshotFilter::default() });
 
-    let (instances, vols_attached, vols_ours, snaps, status, config) = futures::join!(
-        ports.cloud.describe_instances(&ids),
-        ports.cloud.describe_volumes(&attached),
-        ports.cloud.describe_volumes(&ours),
-        ports.cloud.describe_snapshots(&own_snaps),
-        ports.cluster.status(),
-        ports.cluster.config(),
+    // Everything at once: one round trip of wall time per pass, whatever the number of calls.
+    let shutdown_calls = futures::future::join_all(ids.iter().map(|id| ports.cloud.shutdown_behavior(id)));
+    let disk_calls = futures::future::join_all(spec.cluster.servers.iter().map(|s| ports.node.disks(&s.name)));
+    let restore_call = async {
+        match &restore_snap {
+            Some(filter) => ports.cloud.describe_snapshots(filter).await,
+            None => Ok(Vec::new()),
+        }
+    };
+    let ((instances, vols_attached, vols_ours, snaps, restore_found), (status, config, mirror, shutdown_res, disk_res)) = futures::join!(
+        async {
+            futures::join!(
+                ports.cloud.describe_instances(&ids),
+                ports.cloud.describe_volumes(&attached),
+                ports.cloud.describe_volumes(&ours),
+                ports.cloud.describe_snapshots(&own_snaps),
+                restore_call,
+            )
+        },
+        async {
+            futures::join!(
+                ports.cluster.status(),
+                ports.cluster.config(),
+                ports.cluster.mirror_status(&spec.mirror.resource),
+                shutdown_calls,
+                disk_calls,
+            )
+        }
     );
     let instances = instances?;
     let mut volumes = vols_attached?;
@@ -100,55 +121,41 @@ pub async fn observe(spec: &Spec, ports: &Ports) -> PortResult<Observed> {
     volumes.retain(|v| v.state != VolumeState::Deleted);
     volumes.sort_by(|a, b| a.id.cmp(&b.id));
     let mut snapshots = snaps?;
-    if let Some(filter) = restore_snap {
-        match ports.cloud.describe_snapshots(&filter).await {
-            Ok(found) => {
-                for s in found {
-                    if !snapshots.iter().any(|x| x.id == s.id) {
-                        snapshots.push(s);
-                    }
+    match restore_found {
+        Ok(found) => {
+            for s in found {
+                if !snapshots.iter().any(|x| x.id == s.id) {
+                    snapshots.push(s);
                 }
             }
-            // A missing snapshot is a fact for preflight, not an observation failure.
-            Err(e) if e.code == "InvalidSnapshot.NotFound" => {}
-            Err(e) => return Err(e),
         }
+        // A missing snapshot is a fact for preflight, not an observation failure.
+        Err(e) if e.code == "InvalidSnapshot.NotFound" => {}
+        Err(e) => return Err(e),
     }
     snapshots.sort_by(|a, b| a.id.cmp(&b.id));
     let cluster = status?;
     let config = config?;
-
     let mut shutdown = BTreeMap::new();
-    for id in &ids {
-        shutdown.insert(id.clone(), ports.cloud.shutdown_behavior(id).await?);
+    for (id, b) in ids.iter().zip(shutdown_res) {
+        shutdown.insert(id.clone(), b?);
     }
-
-    let mirror = if config.mirror(&spec.mirror.resource).is_some() {
-        ports.cluster.mirror_status(&spec.mirror.resource).await.ok()
-    } else {
-        None
-    };
-
+    // The mirror status only means something while md is configured; its errors are a fact
+    // (not configured, cluster busy), not an observation failure.
+    let mirror = if config.mirror(&spec.mirror.resource).is_some() { mirror.ok() } else { None };
     let mut disks = BTreeMap::new();
-    let asks = spec.cluster.servers.iter().map(|s| {
+    for (s, d) in spec.cluster.servers.iter().zip(disk_res) {
         let running = instances.iter().any(|i| i.id == s.instance && i.state == InstanceState::Running);
-        let node = ports.node.clone();
-        let name = s.name.clone();
-        async move {
-            if running {
-                (name.clone(), node.disks(&name).await)
-            } else {
-                let e = PortError::new(
-                    "NodeUnreachable",
-                    format!("instance of {name} is not running"),
-                    crate::ports::ErrorClass::Retryable,
-                );
-                (name, Err(e))
-            }
-        }
-    });
-    for (name, d) in futures::future::join_all(asks).await {
-        disks.insert(name, d);
+        let d = match d {
+            Ok(list) if running => Ok(list),
+            Ok(_) => Err(PortError::new(
+                "NodeUnreachable",
+                format!("instance of {} is not running", s.name),
+                crate::ports::ErrorClass::Retryable,
+            )),
+            Err(e) => Err(e),
+        };
+        disks.insert(s.name.clone(), d);
     }
 
     Ok(Observed {

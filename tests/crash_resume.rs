@@ -9,6 +9,7 @@ mod common;
 use common::{example, with_backups, with_restore, Lab};
 use mirrorctl::execute::CrashPoint;
 use mirrorctl::ports::cloud::tag;
+use mirrorctl::ports::Clock as _;
 use mirrorctl::reconcile::{ReconcileError, Settled};
 use mirrorctl::spec::{Os, Spec};
 
@@ -69,6 +70,7 @@ async fn campaign(os: Os, point: CrashPoint) -> usize {
         // Backup phase with the crash switch armed.
         let (fired_in_backup, seen) = crash_then_resume(&mut lab, &backup, point, n).await;
         let snap = lab.backup_snapshot(&spec, "b1");
+        lab.world.clock().sleep(std::time::Duration::from_secs(600)).await;
         lab.world.accident();
         let restore = with_restore(backup.clone(), &snap, "r1", true);
         let fired = if fired_in_backup {

@@ -15,8 +15,10 @@ pub async fn backup_accident_restore(lab: &Lab, spec: &Spec) -> mirrorctl::ids::
     let backup = with_backups(spec.clone(), &["b1"], 7);
     assert_eq!(lab.apply(&backup).await, Settled::Converged);
     let snap = lab.backup_snapshot(spec, "b1");
+    // Let the snapshot complete: a restore refuses a pending one.
+    lab.world.clock().sleep(std::time::Duration::from_secs(600)).await;
     lab.world.accident();
-    lab.world.clock().sleep(std::time::Duration::from_secs(120)).await;
+    lab.world.clock().sleep(std::time::Duration::from_secs(60)).await;
     let restore = with_restore(backup, &snap, "r1", true);
     assert_eq!(lab.apply(&restore).await, Settled::Converged);
     snap
@@ -35,7 +37,7 @@ async fn full_flow(lab: &Lab, os: Os) {
     assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
 
     // Business goes on, then someone deletes data by mistake; it is mirrored to the standby.
-    lab.world.clock().sleep(std::time::Duration::from_secs(300)).await;
+    lab.world.clock().sleep(std::time::Duration::from_secs(600)).await;
     lab.world.accident();
     lab.world.clock().sleep(std::time::Duration::from_secs(60)).await;
     let report = lab.world.oracle_report();

@@ -26,7 +26,7 @@ use crate::ports::cloud::{tag, AttachState, CreateVolume, InstanceState, Shutdow
 use crate::ports::cluster::{ConfigChange, MdDefinition, ObjectState};
 use crate::spec::{Os, Partition, RestoreSpec, ServerSpec, Spec};
 
-use super::step::{Action, Condition, OpId, StepId};
+use super::step::{Action, OpId, StepId};
 use super::{base_tags, expect, Draft, Outcome};
 
 /// Partition numbers of the cluster and data partitions on a mirror disk.
@@ -776,6 +776,7 @@ pub fn switch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Condition;
 
     #[test]
     fn layout_tag_round_trip() {

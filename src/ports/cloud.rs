@@ -179,8 +179,8 @@ pub struct Instance {
     pub devices: Vec<(DeviceName, VolumeId)>,
 }
 
-/// Filters for DescribeVolumes; empty fields do not filter. The result is the union of `ids` and
-/// the volumes matching all other filters when `ids` is empty.
+/// Filters for DescribeVolumes; empty fields do not filter, and the given ones all apply (an
+/// intersection, as in EC2).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeFilter {
     /// Exactly these volumes.

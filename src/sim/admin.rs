@@ -339,6 +339,11 @@ impl SimWorld {
         self.with(|w, _| w.oracle.contains_accident(content))
     }
 
+    /// Whether `content` is `ancestor` or was written on top of it.
+    pub fn descends_from(&self, content: Content, ancestor: Content) -> bool {
+        self.with(|w, _| w.oracle.descends_from(content, ancestor))
+    }
+
     /// The scenario the world was built from (with later admin changes such as the consistency
     /// window).
     pub fn scenario(&self) -> Scenario {

@@ -112,6 +112,18 @@ impl Oracle {
         }
     }
 
+    /// Whether `c` is `ancestor` or was written on top of it (following lineage parents).
+    pub(super) fn descends_from(&self, c: Content, ancestor: Content) -> bool {
+        let mut cur = Some(c);
+        while let Some(x) = cur {
+            if x.lineage == ancestor.lineage && x.version >= ancestor.version {
+                return true;
+            }
+            cur = self.lineages.get(x.lineage as usize).and_then(|l| l.parent);
+        }
+        false
+    }
+
     /// A mistaken deletion: one write on `c`, remembered as an accident.
     pub(super) fn accident(&mut self, c: Content) -> Content {
         let after = self.write(c, 1);

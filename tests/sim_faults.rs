@@ -1,0 +1,215 @@
+//! Faults in the strict simulated world: each must converge, or end in a terminal condition with a
+//! clear reason — never a panic, never a silent stop.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{example, with_backups, with_restore, Lab};
+use mirrorctl::execute::{Event, EventKind, Progress};
+use mirrorctl::ids::{DeviceName, ServerName};
+use mirrorctl::ports::cloud::{tag, ShutdownBehavior, SnapshotState, Tags};
+use mirrorctl::ports::{Clock as _, ErrorClass};
+use mirrorctl::reconcile::{reconcile, Settled};
+use mirrorctl::sim::{Fault, Scenario};
+use mirrorctl::spec::{Os, Spec};
+use tokio::sync::mpsc::unbounded_channel;
+
+/// A completed backup `b1` and the restore spec for `r1` from it.
+async fn ready_to_restore(lab: &Lab) -> Spec {
+    let spec = with_backups(example(Os::Windows), &["b1"], 7);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let snap = lab.backup_snapshot(&spec, "b1");
+    lab.world.clock().sleep(Duration::from_secs(600)).await;
+    lab.world.accident();
+    with_restore(spec, &snap, "r1", false)
+}
+
+fn server(name: &str) -> ServerName {
+    ServerName::parse(name).expect("server name")
+}
+
+fn assert_restored(lab: &Lab) {
+    let report = lab.world.oracle_report();
+    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
+    let c: Vec<_> = report.servers.values().map(|c| c.expect("attached")).collect();
+    assert_eq!(c[0], c[1]);
+    assert!(!lab.world.contains_accident(c[0]));
+    assert_eq!(lab.world.inventory().deleted_volumes, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_and_transient_5xx_converge() {
+    let lab = Lab::windows(11);
+    let spec = ready_to_restore(&lab).await;
+    lab.world.inject(Fault::fail_next("ec2:CreateVolume", "RequestLimitExceeded", 9)).unwrap();
+    lab.world.inject(Fault::fail_next("ec2:AttachVolume", "InternalError", 3)).unwrap();
+    lab.world.inject(Fault::fail_next("ec2:DescribeVolumes", "ServiceUnavailable", 2)).unwrap();
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    assert_restored(&lab);
+    let calls = lab.world.call_counts();
+    assert!(calls["ec2:CreateVolume"] >= 11, "throttled calls were retried: {calls:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tight_describe_budget_throttles_but_never_fails() {
+    let mut scenario = Scenario::windows_runbook();
+    scenario.throttle.describe_capacity = 4.0;
+    scenario.throttle.describe_refill_per_s = 1.0;
+    let lab = Lab::new(scenario, 12);
+    let spec = ready_to_restore(&lab).await;
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    assert_restored(&lab);
+    let throttled: u64 = lab.world.call_counts().iter().filter(|(k, _)| k.starts_with("throttled:")).map(|(_, v)| v).sum();
+    assert!(throttled > 0, "the budget was tight enough to throttle");
+}
+
+#[tokio::test(start_paused = true)]
+async fn not_found_right_after_create_is_waited_out() {
+    let lab = Lab::windows(13);
+    let spec = ready_to_restore(&lab).await;
+    lab.world.set_consistency_window(Duration::from_secs(20));
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    assert_restored(&lab);
+    // The same ClientToken found the same volume: exactly one per server.
+    let inv = lab.world.inventory();
+    assert_eq!(inv.volumes.iter().filter(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some("r1")).count(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_responses_do_not_duplicate_anything() {
+    let lab = Lab::windows(14);
+    let spec = ready_to_restore(&lab).await;
+    for op in ["ec2:CreateVolume", "ec2:AttachVolume", "ec2:DetachVolume", "clp:apply_config", "node:set_online"] {
+        lab.world.inject(Fault::LoseResponse { op: op.into(), count: 1 }).unwrap();
+    }
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    assert_restored(&lab);
+    let inv = lab.world.inventory();
+    assert_eq!(inv.volumes.iter().filter(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some("r1")).count(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn detach_stuck_busy_because_a_disk_was_left_online_recovers() {
+    let lab = Lab::windows(15);
+    let spec = ready_to_restore(&lab).await;
+    let old = lab.world.mirror_volume(&server("server1")).expect("server1 has its volume");
+    let (tx, mut rx) = unbounded_channel::<Event>();
+    let mut ctx = lab.ctx();
+    ctx.progress = Progress::to(tx);
+    let run = tokio::spawn({
+        let spec = spec.clone();
+        async move { reconcile(&spec, &ctx).await }
+    });
+    let mut injected = false;
+    while let Some(e) = rx.recv().await {
+        if let EventKind::StepStarted { step, .. } = &e.kind {
+            if !injected && step.0 == "restore/r1/detach@server1" {
+                // Someone brings the disk back online just as the detach is sent.
+                lab.world.inject(Fault::DiskOnline { server: server("server1"), volume: old.clone() }).unwrap();
+                injected = true;
+            }
+        }
+    }
+    assert!(injected);
+    assert_eq!(run.await.unwrap().unwrap(), Settled::Converged);
+    assert!(lab.world.timeline().iter().any(|(_, t)| t.contains("busy")), "the detach did go busy");
+    let offline_steps = lab.actions(&spec).iter().filter(|(s, _)| s == "restore/r1/disk-offline@server1").count();
+    assert_eq!(offline_steps, 2, "the disk was taken offline again to release the busy detach");
+    assert_restored(&lab);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_device_taken_by_a_stranger_blocks_with_a_clear_reason() {
+    let lab = Lab::windows(16);
+    let spec = ready_to_restore(&lab).await;
+    let (tx, mut rx) = unbounded_channel::<Event>();
+    let mut ctx = lab.ctx();
+    ctx.progress = Progress::to(tx);
+    let run = tokio::spawn({
+        let spec = spec.clone();
+        async move { reconcile(&spec, &ctx).await }
+    });
+    while let Some(e) = rx.recv().await {
+        if let EventKind::StepDone { step, .. } = &e.kind {
+            if step.0 == "restore/r1/detach@server1" {
+                let device = DeviceName::parse("/dev/sdx").unwrap();
+                lab.world.inject(Fault::StrayAttach { server: server("server1"), device }).unwrap();
+            }
+        }
+    }
+    let Settled::Blocked(c) = run.await.unwrap().unwrap() else { panic!("expected a block") };
+    assert!(c.reason == "device-taken" || c.reason.contains("InvalidParameterValue"), "{c:?}");
+    assert!(c.message.contains("/dev/sdx") || c.message.contains("in use"), "{c:?}");
+    assert!(c.action.contains("detach"), "{c:?}");
+    // Nothing was deleted and the stranger was not touched.
+    assert_eq!(lab.world.inventory().deleted_volumes, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_node_commands_are_retried_then_block_when_permanent() {
+    let lab = Lab::windows(17);
+    let spec = ready_to_restore(&lab).await;
+    lab.world.inject(Fault::fail_next("node:set_online", "CommandFailed", 2)).unwrap();
+    lab.world
+        .inject(Fault::FailNext { op: "node:set_offline".into(), code: "AccessDenied".into(), class: ErrorClass::NeedsHuman, count: 10 })
+        .unwrap();
+    let Settled::Blocked(c) = lab.apply(&spec).await else { panic!("a permanent node failure must block") };
+    assert_eq!(c.reason, "step-failed:AccessDenied");
+    assert!(c.message.contains("disk-offline"), "{c:?}");
+    // The operator fixes it; the next apply continues where it stopped.
+    lab.world.inject(Fault::FailNext { op: "node:set_offline".into(), code: "x".into(), class: ErrorClass::Retryable, count: 0 }).ok();
+    let calls = lab.world.call_counts()["node:set_offline"];
+    assert!(calls <= 4, "a needs-human failure is not hammered: {calls}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_cluster_operation_blocks_then_an_operator_retry_converges() {
+    let lab = Lab::windows(18);
+    let spec = ready_to_restore(&lab).await;
+    lab.world
+        .inject(Fault::FailNext { op: "clp:start_group".into(), code: "GroupStartFailed".into(), class: ErrorClass::NeedsHuman, count: 1 })
+        .unwrap();
+    let Settled::Blocked(c) = lab.apply(&spec).await else { panic!("expected a block") };
+    assert_eq!(c.reason, "step-failed:GroupStartFailed");
+    assert!(c.message.contains("start-group"));
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    assert_restored(&lab);
+}
+
+#[tokio::test(start_paused = true)]
+async fn preflight_refuses_unsafe_restores() {
+    let lab = Lab::windows(19);
+    let base = example(Os::Windows);
+    let s2 = server("server2");
+    let cases: Vec<(&str, Tags, SnapshotState)> = vec![
+        ("snapshot-not-completed", [(tag::CLUSTER.to_owned(), "prod-db".to_owned())].into(), SnapshotState::Pending),
+        ("snapshot-of-another-cluster", [(tag::CLUSTER.to_owned(), "other".to_owned())].into(), SnapshotState::Completed),
+    ];
+    for (reason, tags, state) in cases {
+        let snap = lab.world.add_snapshot(&s2, tags, state).unwrap();
+        let spec = with_restore(base.clone(), &snap.id, &format!("req-{reason}"), false);
+        let Settled::Blocked(c) = lab.apply(&spec).await else { panic!("{reason}: expected a refusal") };
+        assert_eq!(c.reason, reason);
+        assert!(!c.action.is_empty());
+    }
+    // Missing snapshot.
+    let missing = mirrorctl::ids::SnapshotId::parse("snap-0000000000000dead").unwrap();
+    let Settled::Blocked(c) = lab.apply(&with_restore(base.clone(), &missing, "req-missing", false)).await else { panic!() };
+    assert_eq!(c.reason, "snapshot-missing");
+    // Zone mismatch between the file and the instance.
+    let ok = lab.world.add_snapshot(&s2, Tags::new(), SnapshotState::Completed).unwrap();
+    let mut wrong_zone = with_restore(base.clone(), &ok.id, "req-zone", false);
+    wrong_zone.cluster.servers[1].zone = mirrorctl::ids::Zone::parse("ap-northeast-1d").unwrap();
+    let Settled::Blocked(c) = lab.apply(&wrong_zone).await else { panic!() };
+    assert_eq!(c.reason, "zone-mismatch");
+    // Instance that would terminate on shutdown.
+    lab.world.set_shutdown_behavior(&base.cluster.servers[1].instance, ShutdownBehavior::Terminate).unwrap();
+    let Settled::Blocked(c) = lab.apply(&with_restore(base.clone(), &ok.id, "req-term", false)).await else { panic!() };
+    assert_eq!(c.reason, "instance-terminates-on-shutdown");
+    let Settled::Blocked(c) = lab.apply(&with_backups(base.clone(), &["b-term"], 3)).await else { panic!() };
+    assert_eq!(c.reason, "instance-terminates-on-shutdown");
+    // Nothing was created by any refused request.
+    let inv = lab.world.inventory();
+    assert!(inv.volumes.iter().all(|v| !v.tags.contains_key(tag::REQUEST)), "refusals create nothing");
+}
