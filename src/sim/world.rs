@@ -511,12 +511,16 @@ impl World {
         }
     }
 
-    /// Where md is online, if anywhere.
+    /// Where md is online (or still stopping), if anywhere.
     pub(super) fn md_active(&self) -> Option<ServerName> {
         self.clp.md.as_ref()?;
-        (self.clp.md_state.state == ObjectState::Online)
-            .then(|| self.clp.md_state.current.clone())
-            .flatten()
+        // While md is going offline, it still serves (and writes) until the stop completes.
+        matches!(
+            self.clp.md_state.state,
+            ObjectState::Online | ObjectState::OfflinePending
+        )
+        .then(|| self.clp.md_state.current.clone())
+        .flatten()
     }
 
     /// Settles everything due up to `now`, in time order.
