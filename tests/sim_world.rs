@@ -968,3 +968,35 @@ async fn same_seed_same_world() {
     );
     assert_ne!(a, c);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_abandoned_cluster_operation_still_completes() {
+    let (_w, p) = windows();
+    p.cluster.stop_resource(&md()).await.unwrap();
+    let gave_up = tokio::time::timeout(
+        Duration::from_secs(1),
+        p.cluster.start_group(&group(), &s1()),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the caller stopped waiting");
+    assert_eq!(
+        p.cluster.status().await.unwrap().groups[&group()].state,
+        ObjectState::OnlinePending
+    );
+    assert_eq!(code(p.cluster.stop_group(&group()).await), "GroupBusy");
+    sleep(&p, 15).await;
+    let status = p.cluster.status().await.unwrap();
+    assert_eq!(status.groups[&group()].state, ObjectState::Online);
+    assert_eq!(status.groups[&group()].current, Some(s1()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_or_create_creates_once_then_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lab.json");
+    let a = SimWorld::open_or_create(&path, Scenario::windows_runbook(), 3, 1.0).unwrap();
+    let vol = a.mirror_volume(&s1()).unwrap();
+    let b = SimWorld::open_or_create(&path, Scenario::linux(), 99, 1.0).unwrap();
+    assert_eq!(b.mirror_volume(&s1()), Some(vol));
+    assert_eq!(b.scenario().cluster.as_str(), "prod-db");
+}

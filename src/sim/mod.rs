@@ -164,6 +164,24 @@ impl SimWorld {
         }))
     }
 
+    /// Opens the world persisted at `path`, or creates it from `scenario` and `seed` when the file
+    /// does not exist yet (what `mirrorctl run --world lab` needs).
+    #[allow(clippy::similar_names)] // seed and speed are the documented parameter names
+    pub fn open_or_create(
+        path: impl AsRef<Path>,
+        scenario: Scenario,
+        seed: u64,
+        speed: f64,
+    ) -> Result<Arc<Self>, SimError> {
+        let path = path.as_ref();
+        if path.exists() {
+            return SimWorld::open(path, speed);
+        }
+        let world = SimWorld::new(scenario, seed, speed);
+        world.persist_to(path)?;
+        Ok(world)
+    }
+
     /// Persists the world to `path` now and after every change from here on.
     pub fn persist_to(&self, path: impl AsRef<Path>) -> Result<(), SimError> {
         let mut w = self.lock();

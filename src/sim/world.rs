@@ -867,6 +867,8 @@ impl World {
         let MirrorState::Recovering { target, .. } = self.clp.mirror.clone() else {
             return;
         };
+        // Settled whatever happens next, so `advance` never sees this deadline again.
+        self.clp.mirror = MirrorState::InSync;
         let Some(source) = self.peer(&target) else {
             return;
         };
