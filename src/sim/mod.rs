@@ -20,7 +20,7 @@
 //! - [`fault`]: [`Fault`]s tests and the lab inject.
 //! - [`scenario`]: the starting clusters ([`Scenario::windows_runbook`], [`Scenario::linux`]).
 //! - [`admin`]: the test/lab API on [`SimWorld`] (inventory, faults, oracle report, timeline).
-//! - [`persist`]: atomic save and load of the world file.
+//! - `persist`: atomic save and load of the world file.
 //!
 //! Usage: `let world = SimWorld::new(Scenario::windows_runbook(), seed, speed); let ports =
 //! world.ports();` — then run mirrorctl against `ports`, and assert with `world.oracle_report()`.

@@ -4,7 +4,7 @@
 //! Why this module exists: EC2, CLUSTERPRO, the servers' disks and the data are coupled (an OS
 //! shutdown stops an instance and breaks the mirror; a disk online in Windows makes a detach hang),
 //! so they live together and change under one lock. Nothing here runs on a timer: every state that
-//! takes time stores when it ends, and [`World::advance`] settles what is due, in time order, before
+//! takes time stores when it ends, and `World::advance` settles what is due, in time order, before
 //! any call looks at the world. That is what lets a persisted world "continue" after a restart.
 
 use std::collections::BTreeMap;
