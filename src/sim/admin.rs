@@ -56,6 +56,65 @@ impl World {
             .ok_or_else(|| SimError::Invalid(format!("{server} has no disk for {volume}")))
     }
 
+    /// A stray 8 GiB volume, attached at `device` on `server`'s instance behind mirrorctl's back.
+    fn stray_attach(
+        &mut self,
+        server: &ServerName,
+        device: &crate::ids::DeviceName,
+        now: Timestamp,
+    ) -> Result<(), SimError> {
+        let inst = self.server_instance(server)?;
+        let zone = self
+            .ec2
+            .instances
+            .get(&inst)
+            .map(|i| i.zone.clone())
+            .ok_or_else(|| SimError::Invalid(format!("no instance {inst}")))?;
+        let taken = self.ec2.volumes.values().any(|v| {
+            v.attachment
+                .as_ref()
+                .is_some_and(|a| a.instance == inst && a.device == *device)
+        });
+        if taken {
+            return Err(SimError::Invalid(format!(
+                "{device} is already in use on {inst}"
+            )));
+        }
+        let id = self.new_volume_id();
+        let content = self.oracle.fresh();
+        let signature = self.next_mix();
+        let tags = Tags::from([("Name".to_owned(), "stray".to_owned())]);
+        self.ec2.volumes.insert(
+            id.clone(),
+            VolumeRec {
+                id: id.clone(),
+                zone,
+                size_gib: 8,
+                volume_type: "gp3".to_owned(),
+                state: VolumeState::InUse,
+                ready_at: None,
+                snapshot: None,
+                attachment: Some(AttachRec {
+                    instance: inst.clone(),
+                    device: device.clone(),
+                    state: AttachState::Attached,
+                    until: None,
+                }),
+                tags,
+                created: now,
+                visible_at: now,
+                content,
+                signature,
+            },
+        );
+        self.disk_arrived(server, &id);
+        self.log(
+            now,
+            format!("fault: stray volume {id} attached to {inst} at {device}"),
+        );
+        Ok(())
+    }
+
     fn apply_fault(&mut self, fault: Fault, now: Timestamp) -> Result<(), SimError> {
         match fault {
             Fault::FailNext {
@@ -96,57 +155,7 @@ impl World {
                     format!("fault: someone brought the disk of {volume} online on {server}"),
                 );
             }
-            Fault::StrayAttach { server, device } => {
-                let inst = self.server_instance(&server)?;
-                let zone = self
-                    .ec2
-                    .instances
-                    .get(&inst)
-                    .map(|i| i.zone.clone())
-                    .ok_or_else(|| SimError::Invalid(format!("no instance {inst}")))?;
-                let taken = self.ec2.volumes.values().any(|v| {
-                    v.attachment
-                        .as_ref()
-                        .is_some_and(|a| a.instance == inst && a.device == device)
-                });
-                if taken {
-                    return Err(SimError::Invalid(format!(
-                        "{device} is already in use on {inst}"
-                    )));
-                }
-                let id = self.new_volume_id();
-                let content = self.oracle.fresh();
-                let signature = self.next_mix();
-                let tags = Tags::from([("Name".to_owned(), "stray".to_owned())]);
-                self.ec2.volumes.insert(
-                    id.clone(),
-                    VolumeRec {
-                        id: id.clone(),
-                        zone,
-                        size_gib: 8,
-                        volume_type: "gp3".to_owned(),
-                        state: VolumeState::InUse,
-                        ready_at: None,
-                        snapshot: None,
-                        attachment: Some(AttachRec {
-                            instance: inst.clone(),
-                            device: device.clone(),
-                            state: AttachState::Attached,
-                            until: None,
-                        }),
-                        tags,
-                        created: now,
-                        visible_at: now,
-                        content,
-                        signature,
-                    },
-                );
-                self.disk_arrived(&server, &id);
-                self.log(
-                    now,
-                    format!("fault: stray volume {id} attached to {inst} at {device}"),
-                );
-            }
+            Fault::StrayAttach { server, device } => self.stray_attach(&server, &device, now)?,
             Fault::Mount {
                 server,
                 volume,

@@ -20,7 +20,7 @@
 //! - [`fault`]: [`Fault`]s tests and the lab inject.
 //! - [`scenario`]: the starting clusters ([`Scenario::windows_runbook`], [`Scenario::linux`]).
 //! - [`admin`]: the test/lab API on [`SimWorld`] (inventory, faults, oracle report, timeline).
-//! - [`persist`]: atomic save and load of the world file.
+//! - `persist`: atomic save and load of the world file.
 //!
 //! Usage: `let world = SimWorld::new(Scenario::windows_runbook(), seed, speed); let ports =
 //! world.ports();` — then run mirrorctl against `ports`, and assert with `world.oracle_report()`.
@@ -162,6 +162,24 @@ impl SimWorld {
             clock,
             path: Mutex::new(Some(path.to_owned())),
         }))
+    }
+
+    /// Opens the world persisted at `path`, or creates it from `scenario` and `seed` when the file
+    /// does not exist yet (what `mirrorctl run --world lab` needs).
+    #[allow(clippy::similar_names)] // seed and speed are the documented parameter names
+    pub fn open_or_create(
+        path: impl AsRef<Path>,
+        scenario: Scenario,
+        seed: u64,
+        speed: f64,
+    ) -> Result<Arc<Self>, SimError> {
+        let path = path.as_ref();
+        if path.exists() {
+            return SimWorld::open(path, speed);
+        }
+        let world = SimWorld::new(scenario, seed, speed);
+        world.persist_to(path)?;
+        Ok(world)
     }
 
     /// Persists the world to `path` now and after every change from here on.

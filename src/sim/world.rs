@@ -4,7 +4,7 @@
 //! Why this module exists: EC2, CLUSTERPRO, the servers' disks and the data are coupled (an OS
 //! shutdown stops an instance and breaks the mirror; a disk online in Windows makes a detach hang),
 //! so they live together and change under one lock. Nothing here runs on a timer: every state that
-//! takes time stores when it ends, and [`World::advance`] settles what is due, in time order, before
+//! takes time stores when it ends, and `World::advance` settles what is due, in time order, before
 //! any call looks at the world. That is what lets a persisted world "continue" after a restart.
 
 use std::collections::BTreeMap;
@@ -511,12 +511,16 @@ impl World {
         }
     }
 
-    /// Where md is online, if anywhere.
+    /// Where md is online (or still stopping), if anywhere.
     pub(super) fn md_active(&self) -> Option<ServerName> {
         self.clp.md.as_ref()?;
-        (self.clp.md_state.state == ObjectState::Online)
-            .then(|| self.clp.md_state.current.clone())
-            .flatten()
+        // While md is going offline, it still serves (and writes) until the stop completes.
+        matches!(
+            self.clp.md_state.state,
+            ObjectState::Online | ObjectState::OfflinePending
+        )
+        .then(|| self.clp.md_state.current.clone())
+        .flatten()
     }
 
     /// Settles everything due up to `now`, in time order.
@@ -863,6 +867,8 @@ impl World {
         let MirrorState::Recovering { target, .. } = self.clp.mirror.clone() else {
             return;
         };
+        // Settled whatever happens next, so `advance` never sees this deadline again.
+        self.clp.mirror = MirrorState::InSync;
         let Some(source) = self.peer(&target) else {
             return;
         };
