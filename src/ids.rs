@@ -205,9 +205,8 @@ pub struct Zone(String);
 impl Zone {
     /// Validates a zone name: a region followed by one lowercase letter.
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        let ok = s.len() > 1
-            && s.as_bytes()[s.len() - 1].is_ascii_lowercase()
-            && Region::parse(&s[..s.len() - 1]).is_ok();
+        let ok =
+            s.len() > 1 && s.as_bytes()[s.len() - 1].is_ascii_lowercase() && Region::parse(&s[..s.len() - 1]).is_ok();
         if ok {
             Ok(Self(s.to_owned()))
         } else {

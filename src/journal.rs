@@ -303,7 +303,11 @@ impl Journal {
                         torn_at = Some(offset);
                     }
                     Err(e) => {
-                        return Err(JournalError::Corrupt { path: path.to_owned(), line: i + 1, message: e.to_string() });
+                        return Err(JournalError::Corrupt {
+                            path: path.to_owned(),
+                            line: i + 1,
+                            message: e.to_string(),
+                        });
                     }
                 }
                 offset += len;
@@ -430,7 +434,11 @@ mod tests {
     fn corrupt_middle_line_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
-        std::fs::write(&path, "garbage\n{\"record\":\"op-completed\",\"op\":{\"retention\":null},\"at\":\"2026-01-01T00:00:00Z\"}\n").unwrap();
+        std::fs::write(
+            &path,
+            "garbage\n{\"record\":\"op-completed\",\"op\":{\"retention\":null},\"at\":\"2026-01-01T00:00:00Z\"}\n",
+        )
+        .unwrap();
         let err = Journal::open(&path).unwrap_err();
         assert!(err.to_string().contains(":1: unreadable record"), "{err}");
     }

@@ -14,11 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{InstanceId, ServerName, SnapshotId, VolumeId};
 use crate::ports::cloud::{
-    tag, Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, Tags, Volume, VolumeFilter, VolumeState,
+    Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, Tags, Volume, VolumeFilter, VolumeState, tag,
 };
 use crate::ports::cluster::{ClusterConfig, ClusterStatus, MirrorStatus};
 use crate::ports::node::Disk;
 use crate::ports::{PortError, PortResult, Ports};
+use crate::execute::retry::with_retries;
+use crate::execute::RetryPolicy;
 use crate::spec::Spec;
 
 /// Everything the planner looks at.
@@ -73,38 +75,40 @@ impl Observed {
 
 /// Observes the world for `spec`. Fails only when a source every decision depends on (EC2 or
 /// CLUSTERPRO) cannot be read; callers retry retryable errors.
-pub async fn observe(spec: &Spec, ports: &Ports) -> PortResult<Observed> {
+pub async fn observe(spec: &Spec, ports: &Ports, policy: &RetryPolicy) -> PortResult<Observed> {
+    let clock = ports.clock.as_ref();
     let ids: Vec<InstanceId> = spec.cluster.servers.iter().map(|s| s.instance.clone()).collect();
     let cluster_tag: Tags = [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string())].into();
 
     let attached = VolumeFilter { attached_to: ids.clone(), ..VolumeFilter::default() };
     let ours = VolumeFilter { tags: cluster_tag.clone(), ..VolumeFilter::default() };
     let own_snaps = SnapshotFilter { tags: cluster_tag.clone(), ..SnapshotFilter::default() };
-    let restore_snap = spec.restore.as_ref().map(|r| SnapshotFilter { ids: vec![r.snapshot.clone()], ..SnapshotFilter::default() });
+    let restore_snap =
+        spec.restore.as_ref().map(|r| SnapshotFilter { ids: vec![r.snapshot.clone()], ..SnapshotFilter::default() });
 
     // Everything at once: one round trip of wall time per pass, whatever the number of calls.
-    let shutdown_calls = futures::future::join_all(ids.iter().map(|id| ports.cloud.shutdown_behavior(id)));
+    let shutdown_calls = futures::future::join_all(ids.iter().map(|id| with_retries(policy, clock, move || ports.cloud.shutdown_behavior(id))));
     let disk_calls = futures::future::join_all(spec.cluster.servers.iter().map(|s| ports.node.disks(&s.name)));
     let restore_call = async {
         match &restore_snap {
-            Some(filter) => ports.cloud.describe_snapshots(filter).await,
+            Some(filter) => with_retries(policy, clock, || ports.cloud.describe_snapshots(filter)).await,
             None => Ok(Vec::new()),
         }
     };
     let ((instances, vols_attached, vols_ours, snaps, restore_found), (status, config, mirror, shutdown_res, disk_res)) = futures::join!(
         async {
             futures::join!(
-                ports.cloud.describe_instances(&ids),
-                ports.cloud.describe_volumes(&attached),
-                ports.cloud.describe_volumes(&ours),
-                ports.cloud.describe_snapshots(&own_snaps),
+                with_retries(policy, clock, || ports.cloud.describe_instances(&ids)),
+                with_retries(policy, clock, || ports.cloud.describe_volumes(&attached)),
+                with_retries(policy, clock, || ports.cloud.describe_volumes(&ours)),
+                with_retries(policy, clock, || ports.cloud.describe_snapshots(&own_snaps)),
                 restore_call,
             )
         },
         async {
             futures::join!(
-                ports.cluster.status(),
-                ports.cluster.config(),
+                with_retries(policy, clock, || ports.cluster.status()),
+                with_retries(policy, clock, || ports.cluster.config()),
                 ports.cluster.mirror_status(&spec.mirror.resource),
                 shutdown_calls,
                 disk_calls,

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use crate::execute::{CrashSwitch, EventKind, ExecError, Executor, Progress, RetryPolicy, StepResult};
 use crate::journal::{Journal, JournalError};
-use crate::observe::{observe, Observed};
-use crate::plan::{plan, Condition, Outcome, Plan, StepId};
+use crate::observe::{Observed, observe};
+use crate::plan::{Condition, Outcome, Plan, StepId, plan};
 use crate::ports::{ErrorClass, PortError, Ports};
 use crate::spec::Spec;
 use crate::status::StatusDoc;
@@ -43,7 +43,14 @@ pub struct Context {
 impl Context {
     /// A context with default policy and no progress sink.
     pub fn new(ports: Ports, state_dir: PathBuf) -> Self {
-        Context { ports, state_dir, policy: RetryPolicy::default(), progress: Progress::none(), crash: None, max_passes: None }
+        Context {
+            ports,
+            state_dir,
+            policy: RetryPolicy::default(),
+            progress: Progress::none(),
+            crash: None,
+            max_passes: None,
+        }
     }
 }
 
@@ -86,7 +93,7 @@ pub async fn observe_with_retries(spec: &Spec, ctx: &Context) -> Result<Observed
     let mut retryable = ctx.policy.retryable();
     let mut throttled = ctx.policy.throttled();
     loop {
-        match observe(spec, &ctx.ports).await {
+        match observe(spec, &ctx.ports, &ctx.policy).await {
             Ok(o) => return Ok(o),
             Err(e) => {
                 let delay = match e.class {
@@ -109,14 +116,25 @@ pub fn open_journal(spec: &Spec, ctx: &Context) -> Result<Arc<Mutex<Journal>>, J
 }
 
 /// Makes one plan from a fresh observation (used by `plan` and by each pass).
-pub async fn plan_once(spec: &Spec, ctx: &Context, journal: &Arc<Mutex<Journal>>) -> Result<(Observed, Plan), ReconcileError> {
+pub async fn plan_once(
+    spec: &Spec,
+    ctx: &Context,
+    journal: &Arc<Mutex<Journal>>,
+) -> Result<(Observed, Plan), ReconcileError> {
     let obs = observe_with_retries(spec, ctx).await.map_err(ReconcileError::Observe)?;
     let view = journal.lock().map_err(|_| ExecError::Crashed("journal lock poisoned".into()))?.view().clone();
     let p = plan(spec, &obs, &view);
     Ok((obs, p))
 }
 
-fn write_status(spec: &Spec, ctx: &Context, journal: &Arc<Mutex<Journal>>, plan: Option<&Plan>, obs: Option<&Observed>, err: Option<String>) -> Result<(), ReconcileError> {
+fn write_status(
+    spec: &Spec,
+    ctx: &Context,
+    journal: &Arc<Mutex<Journal>>,
+    plan: Option<&Plan>,
+    obs: Option<&Observed>,
+    err: Option<String>,
+) -> Result<(), ReconcileError> {
     let records = journal.lock().map(|j| j.records().to_vec()).unwrap_or_default();
     let doc = StatusDoc::build(spec, plan, obs, &records, err, ctx.ports.clock.now());
     let path = StatusDoc::path_for(&ctx.state_dir, &spec.cluster.name);
@@ -175,7 +193,11 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
                     ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Waiting { reason: w.reason.clone() });
                 }
                 // After the first (median) look, poll briefly: the next look starts from 1 s.
-                let next = if last_wait.as_ref().is_some_and(|(r, _)| *r == w.reason) { delay } else { Duration::from_secs(1).min(w.expect) };
+                let next = if last_wait.as_ref().is_some_and(|(r, _)| *r == w.reason) {
+                    delay
+                } else {
+                    Duration::from_secs(1).min(w.expect)
+                };
                 last_wait = Some((w.reason.clone(), next));
                 ctx.ports.clock.sleep(delay).await;
             }

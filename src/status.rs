@@ -157,7 +157,8 @@ impl StatusDoc {
     /// Reads a document.
     pub fn read(path: &Path) -> std::io::Result<StatusDoc> {
         let body = std::fs::read(path)?;
-        serde_json::from_slice(&body).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+        serde_json::from_slice(&body)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
     }
 
     /// The human rendering of `mirrorctl status`.

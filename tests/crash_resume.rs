@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{example, with_backups, with_restore, Lab};
+use common::{Lab, example, with_backups, with_restore};
 use mirrorctl::execute::CrashPoint;
-use mirrorctl::ports::cloud::tag;
 use mirrorctl::ports::Clock as _;
+use mirrorctl::ports::cloud::tag;
 use mirrorctl::reconcile::{ReconcileError, Settled};
 use mirrorctl::spec::{Os, Spec};
 

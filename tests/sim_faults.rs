@@ -5,12 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{example, with_backups, with_restore, Lab};
+use common::{Lab, example, with_backups, with_restore};
 use mirrorctl::execute::{Event, EventKind, Progress};
 use mirrorctl::ids::{DeviceName, ServerName};
-use mirrorctl::ports::cloud::{tag, ShutdownBehavior, SnapshotState, Tags};
+use mirrorctl::ports::cloud::{ShutdownBehavior, SnapshotState, Tags, tag};
 use mirrorctl::ports::{Clock as _, ErrorClass};
-use mirrorctl::reconcile::{reconcile, Settled};
+use mirrorctl::reconcile::{Settled, reconcile};
 use mirrorctl::sim::{Fault, Scenario};
 use mirrorctl::spec::{Os, Spec};
 use tokio::sync::mpsc::unbounded_channel;
@@ -60,7 +60,8 @@ async fn a_tight_describe_budget_throttles_but_never_fails() {
     let spec = ready_to_restore(&lab).await;
     assert_eq!(lab.apply(&spec).await, Settled::Converged);
     assert_restored(&lab);
-    let throttled: u64 = lab.world.call_counts().iter().filter(|(k, _)| k.starts_with("throttled:")).map(|(_, v)| v).sum();
+    let throttled: u64 =
+        lab.world.call_counts().iter().filter(|(k, _)| k.starts_with("throttled:")).map(|(_, v)| v).sum();
     assert!(throttled > 0, "the budget was tight enough to throttle");
 }
 
@@ -131,8 +132,9 @@ async fn a_device_taken_by_a_stranger_blocks_with_a_clear_reason() {
         async move { reconcile(&spec, &ctx).await }
     });
     while let Some(e) = rx.recv().await {
-        if let EventKind::StepDone { step, .. } = &e.kind {
-            if step.0 == "restore/r1/detach@server1" {
+        if let EventKind::StepStarted { step, .. } = &e.kind {
+            // The old volume is gone; a stranger takes the slot just as mirrorctl attaches.
+            if step.0 == "restore/r1/attach@server1" {
                 let device = DeviceName::parse("/dev/sdx").unwrap();
                 lab.world.inject(Fault::StrayAttach { server: server("server1"), device }).unwrap();
             }
@@ -152,13 +154,25 @@ async fn failing_node_commands_are_retried_then_block_when_permanent() {
     let spec = ready_to_restore(&lab).await;
     lab.world.inject(Fault::fail_next("node:set_online", "CommandFailed", 2)).unwrap();
     lab.world
-        .inject(Fault::FailNext { op: "node:set_offline".into(), code: "AccessDenied".into(), class: ErrorClass::NeedsHuman, count: 10 })
+        .inject(Fault::FailNext {
+            op: "node:set_offline".into(),
+            code: "AccessDenied".into(),
+            class: ErrorClass::NeedsHuman,
+            count: 10,
+        })
         .unwrap();
     let Settled::Blocked(c) = lab.apply(&spec).await else { panic!("a permanent node failure must block") };
     assert_eq!(c.reason, "step-failed:AccessDenied");
     assert!(c.message.contains("disk-offline"), "{c:?}");
     // The operator fixes it; the next apply continues where it stopped.
-    lab.world.inject(Fault::FailNext { op: "node:set_offline".into(), code: "x".into(), class: ErrorClass::Retryable, count: 0 }).ok();
+    lab.world
+        .inject(Fault::FailNext {
+            op: "node:set_offline".into(),
+            code: "x".into(),
+            class: ErrorClass::Retryable,
+            count: 0,
+        })
+        .ok();
     let calls = lab.world.call_counts()["node:set_offline"];
     assert!(calls <= 4, "a needs-human failure is not hammered: {calls}");
 }
@@ -168,7 +182,12 @@ async fn a_failing_cluster_operation_blocks_then_an_operator_retry_converges() {
     let lab = Lab::windows(18);
     let spec = ready_to_restore(&lab).await;
     lab.world
-        .inject(Fault::FailNext { op: "clp:start_group".into(), code: "GroupStartFailed".into(), class: ErrorClass::NeedsHuman, count: 1 })
+        .inject(Fault::FailNext {
+            op: "clp:start_group".into(),
+            code: "GroupStartFailed".into(),
+            class: ErrorClass::NeedsHuman,
+            count: 1,
+        })
         .unwrap();
     let Settled::Blocked(c) = lab.apply(&spec).await else { panic!("expected a block") };
     assert_eq!(c.reason, "step-failed:GroupStartFailed");
@@ -184,7 +203,11 @@ async fn preflight_refuses_unsafe_restores() {
     let s2 = server("server2");
     let cases: Vec<(&str, Tags, SnapshotState)> = vec![
         ("snapshot-not-completed", [(tag::CLUSTER.to_owned(), "prod-db".to_owned())].into(), SnapshotState::Pending),
-        ("snapshot-of-another-cluster", [(tag::CLUSTER.to_owned(), "other".to_owned())].into(), SnapshotState::Completed),
+        (
+            "snapshot-of-another-cluster",
+            [(tag::CLUSTER.to_owned(), "other".to_owned())].into(),
+            SnapshotState::Completed,
+        ),
     ];
     for (reason, tags, state) in cases {
         let snap = lab.world.add_snapshot(&s2, tags, state).unwrap();
@@ -195,7 +218,9 @@ async fn preflight_refuses_unsafe_restores() {
     }
     // Missing snapshot.
     let missing = mirrorctl::ids::SnapshotId::parse("snap-0000000000000dead").unwrap();
-    let Settled::Blocked(c) = lab.apply(&with_restore(base.clone(), &missing, "req-missing", false)).await else { panic!() };
+    let Settled::Blocked(c) = lab.apply(&with_restore(base.clone(), &missing, "req-missing", false)).await else {
+        panic!()
+    };
     assert_eq!(c.reason, "snapshot-missing");
     // Zone mismatch between the file and the instance.
     let ok = lab.world.add_snapshot(&s2, Tags::new(), SnapshotState::Completed).unwrap();

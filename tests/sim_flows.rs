@@ -2,10 +2,10 @@
 
 mod common;
 
-use common::{example, with_backups, with_restore, Lab};
+use common::{Lab, example, with_backups, with_restore};
 use mirrorctl::plan::Action;
-use mirrorctl::ports::cloud::tag;
 use mirrorctl::ports::Clock as _;
+use mirrorctl::ports::cloud::tag;
 use mirrorctl::ports::cluster::ConfigChange;
 use mirrorctl::reconcile::Settled;
 use mirrorctl::spec::{Os, Spec};
@@ -73,7 +73,8 @@ async fn full_flow(lab: &Lab, os: Os) {
 
     // Exactly one new volume per server, old volumes kept and tagged, nothing deleted.
     let inv = lab.world.inventory();
-    let new: Vec<_> = inv.volumes.iter().filter(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some("r1")).collect();
+    let new: Vec<_> =
+        inv.volumes.iter().filter(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some("r1")).collect();
     assert_eq!(new.len(), 2, "{new:?}");
     let superseded = inv.volumes.iter().filter(|v| v.tags.contains_key(tag::SUPERSEDED_BY)).count();
     assert_eq!(superseded, 2);
@@ -91,7 +92,8 @@ async fn windows_backup_then_restore_end_to_end() {
     full_flow(&lab, Os::Windows).await;
     // The runbook's letter dance: the server that received a copy of the other's disk got new
     // letters and mirrorctl put R:/M: back.
-    let actions = lab.actions(&with_restore(example(Os::Windows), &lab.backup_snapshot(&example(Os::Windows), "b1"), "r1", true));
+    let actions =
+        lab.actions(&with_restore(example(Os::Windows), &lab.backup_snapshot(&example(Os::Windows), "b1"), "r1", true));
     assert!(actions.iter().any(|(_, a)| matches!(a, Action::SetLetter { letter: 'M', .. })), "{actions:?}");
 }
 

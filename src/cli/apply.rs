@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::unbounded_channel;
 
-use super::{CliError, WorldArgs, EXIT_BLOCKED};
+use super::{CliError, EXIT_BLOCKED, WorldArgs};
 use crate::execute::{Event, EventKind, Progress};
-use crate::reconcile::{open_journal, plan_once, reconcile, Context, Settled};
+use crate::reconcile::{Context, Settled, open_journal, plan_once, reconcile};
 
 /// One progress line.
 pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
@@ -25,7 +25,9 @@ pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
         EventKind::Retrying { api, error, delay } => format!("[{t:8.1}s]   retry {api} in {delay:?} ({error})"),
         EventKind::Waiting { reason } => format!("[{t:8.1}s] … waiting for {reason}"),
         EventKind::Completed { op } => format!("[{t:8.1}s] ■ {op} completed"),
-        EventKind::Blocked(c) => format!("[{t:8.1}s] BLOCKED {}: {}\n            what to do: {}", c.reason, c.message, c.action),
+        EventKind::Blocked(c) => {
+            format!("[{t:8.1}s] BLOCKED {}: {}\n            what to do: {}", c.reason, c.message, c.action)
+        }
         EventKind::Converged => format!("[{t:8.1}s] converged"),
     };
     Some(line)
@@ -38,8 +40,9 @@ pub async fn run(state_dir: &Path, file: &Path, saved: Option<&Path>, world: &Wo
     let mut ctx = Context::new(w.ports.clone(), state_dir.to_owned());
     if let Some(path) = saved {
         let body = std::fs::read(path).map_err(|e| CliError::Usage(format!("reading plan {}: {e}", path.display())))?;
-        let saved: super::plan::SavedPlan = serde_json::from_slice(&body)
-            .map_err(|e| CliError::Usage(format!("{} is not a plan saved by `mirrorctl plan --out`: {e}", path.display())))?;
+        let saved: super::plan::SavedPlan = serde_json::from_slice(&body).map_err(|e| {
+            CliError::Usage(format!("{} is not a plan saved by `mirrorctl plan --out`: {e}", path.display()))
+        })?;
         if saved.plan.cluster != spec.cluster.name {
             return Err(CliError::Usage(format!(
                 "plan {} is for cluster {}, not {}",

@@ -17,9 +17,9 @@ use tokio::sync::mpsc::unbounded_channel;
 use super::{CliError, LabOs};
 use crate::execute::{Event, Progress};
 use crate::ids::{BackupName, RequestName};
-use crate::ports::cloud::tag;
-use crate::reconcile::{reconcile, Context, Settled};
 use crate::ports::Clock as _;
+use crate::ports::cloud::tag;
+use crate::reconcile::{Context, Settled, reconcile};
 use crate::sim::{Scenario, SimWorld};
 use crate::spec::{BackupSpec, RestoreSpec, Spec};
 
@@ -32,7 +32,8 @@ pub fn lab_spec(os: LabOs) -> Result<Spec, CliError> {
         LabOs::Windows => ("desired-state/prod-db.toml", WINDOWS_EXAMPLE),
         LabOs::Linux => ("desired-state/app-linux.toml", LINUX_EXAMPLE),
     };
-    let mut spec = crate::spec::load_str(Path::new(name), text).map_err(|e| CliError::Failed(format!("built-in example: {e}")))?;
+    let mut spec =
+        crate::spec::load_str(Path::new(name), text).map_err(|e| CliError::Failed(format!("built-in example: {e}")))?;
     spec.backup = None;
     spec.restore = None;
     Ok(spec)
@@ -132,9 +133,15 @@ pub async fn run(state_dir: &Path, speed: f64, seed: u64, os: LabOs) -> Result<u
     checks.push(Check { what: "both servers hold identical data".into(), ok: same });
     let clean = sides.iter().all(|(_, c)| c.is_some_and(|c| !world.contains_accident(c)));
     checks.push(Check { what: "the accident is gone from both servers".into(), ok: clean });
-    let from_snap = report.snapshots.get(&snap).is_some_and(|s| sides.iter().all(|(_, c)| c.is_some_and(|c| world.descends_from(c, *s))));
+    let from_snap = report
+        .snapshots
+        .get(&snap)
+        .is_some_and(|s| sides.iter().all(|(_, c)| c.is_some_and(|c| world.descends_from(c, *s))));
     checks.push(Check { what: format!("the data continues from {snap}"), ok: from_snap });
-    checks.push(Check { what: format!("no corruption ({} found)", report.corruptions.len()), ok: report.corruptions.is_empty() });
+    checks.push(Check {
+        what: format!("no corruption ({} found)", report.corruptions.len()),
+        ok: report.corruptions.is_empty(),
+    });
     let inv = world.inventory();
     checks.push(Check { what: format!("no volume deleted ({})", inv.deleted_volumes), ok: inv.deleted_volumes == 0 });
     let superseded = inv.volumes.iter().filter(|v| v.tags.contains_key(tag::SUPERSEDED_BY)).count();

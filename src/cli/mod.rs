@@ -18,7 +18,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Command line.
 #[derive(Debug, Parser)]
-#[command(name = "mirrorctl", version, about = "Backs up and restores CLUSTERPRO mirror disks on AWS, the Kubernetes way")]
+#[command(
+    name = "mirrorctl",
+    version,
+    about = "Backs up and restores CLUSTERPRO mirror disks on AWS, the Kubernetes way"
+)]
 pub struct Cli {
     /// Where journals, status documents and the lab world live.
     #[arg(long, global = true, env = "MIRRORCTL_STATE_DIR", default_value = "state")]
@@ -180,7 +184,8 @@ pub fn init_logging(cli: &Cli) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MIRRORCTL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MIRRORCTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match cli.log_format {
         LogFormat::Text => builder.try_init(),
@@ -192,7 +197,9 @@ pub fn init_logging(cli: &Cli) {
 pub async fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Validate { paths } => Ok(validate::run(&paths)),
-        Command::Plan { file, output, out, world } => plan::run(&cli.state_dir, &file, output, out.as_deref(), &world).await,
+        Command::Plan { file, output, out, world } => {
+            plan::run(&cli.state_dir, &file, output, out.as_deref(), &world).await
+        }
         Command::Apply { file, plan, world } => apply::run(&cli.state_dir, &file, plan.as_deref(), &world).await,
         Command::Status { name, output } => status::run(&cli.state_dir, name.as_deref(), output),
         Command::Lab { speed, seed, os } => lab::run(&cli.state_dir, speed, seed, os).await,

@@ -11,9 +11,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CliError, Output, WorldArgs, EXIT_CHANGES};
+use super::{CliError, EXIT_CHANGES, Output, WorldArgs};
 use crate::plan::{Outcome, Plan};
-use crate::reconcile::{open_journal, plan_once, Context};
+use crate::reconcile::{Context, open_journal, plan_once};
 
 /// A saved plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,7 +44,8 @@ pub fn render(plan: &Plan, file: &Path) -> String {
                 let _ = writeln!(s, "      step: {}", st.id);
                 let _ = writeln!(s, "      why:  {}", st.why);
             }
-            let _ = writeln!(s, "\nPlan: {} step(s) now; later passes continue from the state they leave.", steps.len());
+            let _ =
+                writeln!(s, "\nPlan: {} step(s) now; later passes continue from the state they leave.", steps.len());
         }
         Outcome::Wait(w) => {
             let _ = writeln!(s, "Waiting: {} (next look in about {:?}).", w.reason, w.expect);
@@ -65,7 +66,13 @@ pub fn render(plan: &Plan, file: &Path) -> String {
 }
 
 /// Runs `plan`.
-pub async fn run(state_dir: &Path, file: &Path, output: Output, out: Option<&Path>, world: &WorldArgs) -> Result<u8, CliError> {
+pub async fn run(
+    state_dir: &Path,
+    file: &Path,
+    output: Output,
+    out: Option<&Path>,
+    world: &WorldArgs,
+) -> Result<u8, CliError> {
     let spec = super::load_spec(file)?;
     let w = super::world::open(world, state_dir, &spec)?;
     let ctx = Context::new(w.ports.clone(), state_dir.to_owned());
@@ -77,7 +84,9 @@ pub async fn run(state_dir: &Path, file: &Path, output: Output, out: Option<&Pat
         std::fs::write(path, body).map_err(|e| CliError::Failed(format!("writing {}: {e}", path.display())))?;
     }
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&saved).map_err(|e| CliError::Failed(e.to_string()))?),
+        Output::Json => {
+            println!("{}", serde_json::to_string_pretty(&saved).map_err(|e| CliError::Failed(e.to_string()))?)
+        }
         Output::Text => print!("{}", render(&saved.plan, file)),
     }
     Ok(if saved.plan.outcome == Outcome::Converged { 0 } else { EXIT_CHANGES })

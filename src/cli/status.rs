@@ -22,7 +22,12 @@ pub fn run(state_dir: &Path, name: Option<&str>, output: Output) -> Result<u8, C
         }
         None => {
             let mut paths: Vec<_> = std::fs::read_dir(&dir)
-                .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
+                .map(|rd| {
+                    rd.filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                        .collect()
+                })
                 .unwrap_or_default();
             paths.sort();
             for p in paths {
@@ -32,7 +37,11 @@ pub fn run(state_dir: &Path, name: Option<&str>, output: Output) -> Result<u8, C
     }
     match output {
         Output::Json => {
-            let body = if name.is_some() { serde_json::to_string_pretty(&docs[0]) } else { serde_json::to_string_pretty(&docs) };
+            let body = if name.is_some() {
+                serde_json::to_string_pretty(&docs[0])
+            } else {
+                serde_json::to_string_pretty(&docs)
+            };
             println!("{}", body.map_err(|e| CliError::Failed(e.to_string()))?);
         }
         Output::Text => {

@@ -57,7 +57,8 @@ pub fn open(args: &WorldArgs, state_dir: &Path, spec: &Spec) -> Result<OpenWorld
                     .map_err(|e| CliError::Failed(format!("opening lab world {}: {e}", path.display())))?
             } else {
                 let w = SimWorld::new(scenario_for(spec), 42, args.speed);
-                w.persist_to(&path).map_err(|e| CliError::Failed(format!("creating lab world {}: {e}", path.display())))?;
+                w.persist_to(&path)
+                    .map_err(|e| CliError::Failed(format!("creating lab world {}: {e}", path.display())))?;
                 w
             };
             Ok(OpenWorld { ports: world.ports(), sim: Some(world) })

@@ -17,7 +17,7 @@ pub mod retry;
 use std::sync::{Arc, Mutex};
 
 use crate::ids::ClusterName;
-use crate::journal::{client_token, Journal, JournalError, Record};
+use crate::journal::{Journal, JournalError, Record, client_token};
 use crate::plan::{Action, Condition, Step};
 use crate::ports::{ErrorClass, PortError, PortResult, Ports};
 
@@ -76,7 +76,11 @@ impl Executor {
 
     /// Runs independent steps concurrently. A crash (test) or journal failure aborts all of them
     /// at once, as a killed process would.
-    pub async fn run_all(&self, steps: &[Step], subject: Option<&crate::ids::ServerName>) -> Result<Vec<StepResult>, ExecError> {
+    pub async fn run_all(
+        &self,
+        steps: &[Step],
+        subject: Option<&crate::ids::ServerName>,
+    ) -> Result<Vec<StepResult>, ExecError> {
         let futs = steps.iter().map(|s| self.run(s, subject));
         futures::future::try_join_all(futs).await
     }
@@ -113,9 +117,10 @@ impl Executor {
                     prior.attempts,
                     prior.last_error.as_ref().map_or_else(|| "none recorded".to_owned(), ToString::to_string)
                 ),
-                action: "look at the last error, fix its cause, then restart mirrorctl (the journal keeps the count; move \
+                action:
+                    "look at the last error, fix its cause, then restart mirrorctl (the journal keeps the count; move \
                          the journal aside only after checking the cluster by hand)"
-                    .into(),
+                        .into(),
             };
             return Ok(StepResult::Failed { class: ErrorClass::NeedsHuman, condition });
         }
@@ -144,7 +149,11 @@ impl Executor {
             })?;
             seq
         };
-        self.progress.emit(&self.ports, &self.cluster, EventKind::StepStarted { step: step.id.clone(), what: action.describe() });
+        self.progress.emit(
+            &self.ports,
+            &self.cluster,
+            EventKind::StepStarted { step: step.id.clone(), what: action.describe() },
+        );
 
         let outcome = self.call_with_retries(&action).await;
         if let Some(c) = &self.crash {
@@ -163,7 +172,11 @@ impl Executor {
                     error: None,
                     finished,
                 })?;
-                self.progress.emit(&self.ports, &self.cluster, EventKind::StepDone { step: step.id.clone(), detail: detail.clone(), elapsed });
+                self.progress.emit(
+                    &self.ports,
+                    &self.cluster,
+                    EventKind::StepDone { step: step.id.clone(), detail: detail.clone(), elapsed },
+                );
                 StepResult::Done(detail)
             }
             Err(e) => {
@@ -180,7 +193,11 @@ impl Executor {
                     finished,
                 })?;
                 let condition = condition_for(step, &e);
-                self.progress.emit(&self.ports, &self.cluster, EventKind::StepFailed { step: step.id.clone(), error: e.to_string() });
+                self.progress.emit(
+                    &self.ports,
+                    &self.cluster,
+                    EventKind::StepFailed { step: step.id.clone(), error: e.to_string() },
+                );
                 StepResult::Failed { class: e.class, condition }
             }
         };
@@ -202,7 +219,11 @@ impl Executor {
                 ErrorClass::Retryable => retryable.next(),
             };
             let Some(delay) = delay else { return Err(err) };
-            self.progress.emit(&self.ports, &self.cluster, EventKind::Retrying { api: action.api(), error: err.to_string(), delay });
+            self.progress.emit(
+                &self.ports,
+                &self.cluster,
+                EventKind::Retrying { api: action.api(), error: err.to_string(), delay },
+            );
             self.ports.clock.sleep(delay).await;
         }
     }
@@ -219,7 +240,9 @@ fn poisoned() -> ExecError {
 fn narrow(action: &Action, mut e: PortError) -> PortError {
     match (action, e.code.as_str()) {
         // Detaching something not attached: the effect is in place.
-        (Action::DetachVolume { .. }, "IncorrectState" | "InvalidAttachment.NotFound") => e.class = ErrorClass::AlreadyDone,
+        (Action::DetachVolume { .. }, "IncorrectState" | "InvalidAttachment.NotFound") => {
+            e.class = ErrorClass::AlreadyDone
+        }
         // Attaching a volume that is still being created is "not yet", not "already".
         (Action::AttachVolume { .. }, "IncorrectState") => e.class = ErrorClass::Retryable,
         (Action::CreateVolume { .. }, "IdempotentParameterMismatch") => e.class = ErrorClass::Retryable,
@@ -234,15 +257,22 @@ fn narrow(action: &Action, mut e: PortError) -> PortError {
 /// Turns a failed step into what the operator reads.
 fn condition_for(step: &Step, e: &PortError) -> Condition {
     let action = match e.code.as_str() {
-        "InvalidVolume.ZoneMismatch" => "the volume and the instance are in different zones: fix the server's zone in the desired-state file".to_owned(),
+        "InvalidVolume.ZoneMismatch" => {
+            "the volume and the instance are in different zones: fix the server's zone in the desired-state file"
+                .to_owned()
+        }
         "InvalidParameterValue" if e.message.contains("in use") => format!(
             "another volume occupies the device slot: detach it from the instance by hand (mirrorctl did not create it), then retry ({})",
             step.action.describe()
         ),
         "VolumeInUse" => "the volume is attached elsewhere: detach it by hand, then retry".to_owned(),
-        "UnauthorizedOperation" | "AuthFailure" => "grant the IAM permission named in the message to mirrorctl's role".to_owned(),
+        "UnauthorizedOperation" | "AuthFailure" => {
+            "grant the IAM permission named in the message to mirrorctl's role".to_owned()
+        }
         "RequestLimitExceeded" => "EC2 kept throttling; lower mirrorctl's call budget or wait".to_owned(),
-        _ if e.class == ErrorClass::Retryable => "a transient failure outlived the retry budget; mirrorctl retries on the next pass".to_owned(),
+        _ if e.class == ErrorClass::Retryable => {
+            "a transient failure outlived the retry budget; mirrorctl retries on the next pass".to_owned()
+        }
         _ => format!("check the cluster and the step ({}) by hand, fix the cause, then retry", step.action.describe()),
     };
     Condition { reason: format!("step-failed:{}", e.code), message: format!("{}: {e}", step.id), action }
@@ -257,12 +287,18 @@ async fn call(ports: &Ports, action: &Action) -> PortResult<Option<String>> {
         Action::StopResource { resource } => ports.cluster.stop_resource(resource).await.map(|()| None),
         Action::ShutdownServer { server } => ports.cluster.shutdown_server(server).await.map(|()| None),
         Action::ApplyConfig { changes } => ports.cluster.apply_config(changes).await.map(|()| None),
-        Action::CreateVolume { request, .. } => ports.cloud.create_volume(request).await.map(|v| Some(v.id.to_string())),
+        Action::CreateVolume { request, .. } => {
+            ports.cloud.create_volume(request).await.map(|v| Some(v.id.to_string()))
+        }
         Action::AttachVolume { volume, instance, device, .. } => {
             ports.cloud.attach_volume(volume, instance, device).await.map(|()| None)
         }
-        Action::DetachVolume { volume, instance, .. } => ports.cloud.detach_volume(volume, instance).await.map(|()| None),
-        Action::CreateSnapshot { request, .. } => ports.cloud.create_snapshot(request).await.map(|s| Some(s.id.to_string())),
+        Action::DetachVolume { volume, instance, .. } => {
+            ports.cloud.detach_volume(volume, instance).await.map(|()| None)
+        }
+        Action::CreateSnapshot { request, .. } => {
+            ports.cloud.create_snapshot(request).await.map(|s| Some(s.id.to_string()))
+        }
         Action::DeleteSnapshot { snapshot } => ports.cloud.delete_snapshot(snapshot).await.map(|()| None),
         Action::StartInstance { instance, .. } => ports.cloud.start_instance(instance).await.map(|()| None),
         Action::Tag { resource, tags } => ports.cloud.create_tags(resource, tags).await.map(|()| None),

@@ -85,8 +85,43 @@ mod tests {
 
     #[test]
     fn try_new_refuses_nonsense() {
-        assert!(RetryPolicy::try_new(0, Duration::from_millis(1), Duration::from_secs(1), Duration::from_secs(1), 1).is_err());
-        assert!(RetryPolicy::try_new(1, Duration::from_secs(2), Duration::from_secs(1), Duration::from_secs(1), 1).is_err());
-        assert!(RetryPolicy::try_new(1, Duration::from_millis(1), Duration::from_secs(1), Duration::from_secs(1), 1).is_ok());
+        assert!(
+            RetryPolicy::try_new(0, Duration::from_millis(1), Duration::from_secs(1), Duration::from_secs(1), 1)
+                .is_err()
+        );
+        assert!(
+            RetryPolicy::try_new(1, Duration::from_secs(2), Duration::from_secs(1), Duration::from_secs(1), 1).is_err()
+        );
+        assert!(
+            RetryPolicy::try_new(1, Duration::from_millis(1), Duration::from_secs(1), Duration::from_secs(1), 1)
+                .is_ok()
+        );
+    }
+}
+
+/// Runs `f` until it succeeds, retrying throttling without limit and other retryable errors within
+/// the policy's budget, sleeping through `clock`. Used for observation calls, each on its own, so a
+/// tight request budget slows a pass down instead of failing it.
+pub async fn with_retries<T, F, Fut>(policy: &RetryPolicy, clock: &dyn crate::ports::Clock, mut f: F) -> crate::ports::PortResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::ports::PortResult<T>>,
+{
+    let mut retryable = policy.retryable();
+    let mut throttled = policy.throttled();
+    loop {
+        let e = match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let delay = match e.class {
+            crate::ports::ErrorClass::Throttled => throttled.next(),
+            crate::ports::ErrorClass::Retryable => retryable.next(),
+            _ => None,
+        };
+        match delay {
+            Some(d) => clock.sleep(d).await,
+            None => return Err(e),
+        }
     }
 }

@@ -21,13 +21,13 @@ use jiff::tz::TimeZone;
 use crate::ids::{BackupName, ServerName};
 use crate::journal::JournalView;
 use crate::observe::Observed;
-use crate::ports::cloud::{tag, CreateSnapshot, InstanceState, ShutdownBehavior, Snapshot, SnapshotState, Tags};
+use crate::ports::cloud::{CreateSnapshot, InstanceState, ShutdownBehavior, Snapshot, SnapshotState, Tags, tag};
 use crate::ports::cluster::ObjectState;
 use crate::spec::{BackupSpec, Schedule, Spec};
 
 use super::restore::{at_device, layout_of};
 use super::step::{Action, OpId, StepId};
-use super::{base_tags, expect, Draft, Outcome};
+use super::{Draft, Outcome, base_tags, expect};
 
 /// How long after its scheduled time a missed daily backup is still taken (a daemon that was down
 /// at 02:00 and comes back at 03:00 takes it; at 09:00 it waits for tomorrow and says so).
@@ -71,7 +71,8 @@ pub fn next_wanted(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &Journa
     }
     wanted.into_iter().find(|name| {
         let op = OpId::Backup(name.clone());
-        !journal.completed(&op) && snapshot_of(spec, obs, name).is_none_or(|_| journal.op(&op).is_some_and(|v| v.in_flight()))
+        !journal.completed(&op)
+            && snapshot_of(spec, obs, name).is_none_or(|_| journal.op(&op).is_some_and(|v| v.in_flight()))
     })
 }
 
@@ -96,7 +97,10 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
     let md = &spec.mirror.resource;
 
     let Some(active) = active_server(spec, obs, journal, &op) else {
-        d.wait(format!("group {group} to be online somewhere: a backup needs an active server"), expect::CLUSTER_PENDING);
+        d.wait(
+            format!("group {group} to be online somewhere: a backup needs an active server"),
+            expect::CLUSTER_PENDING,
+        );
         return d.outcome();
     };
     let (Some(active_spec), Some(standby)) = (spec.server(&active), spec.peer_of(&active)) else {
@@ -186,7 +190,13 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             InstanceState::Running if standby_member => {
                 if obs.mirror.as_ref().is_some_and(crate::ports::cluster::MirrorStatus::healthy) {
                     if d.steps.is_empty() {
-                        d.step(&op, "complete", None, Action::MarkCompleted, "snapshot taken, standby back, mirror healthy");
+                        d.step(
+                            &op,
+                            "complete",
+                            None,
+                            Action::MarkCompleted,
+                            "snapshot taken, standby back, mirror healthy",
+                        );
                     }
                 } else {
                     d.wait(format!("mirror {md} to resynchronise"), expect::MIRROR_SYNC);
@@ -245,16 +255,20 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             });
             if recent {
                 d.wait(
-                    format!("an interrupted CreateSnapshot of {}: looking for its tags before creating again", standby_vol.id),
+                    format!(
+                        "an interrupted CreateSnapshot of {}: looking for its tags before creating again",
+                        standby_vol.id
+                    ),
                     window,
                 );
             } else {
                 let mut tags = backup_tags(spec, name);
                 tags.insert(tag::SERVER.into(), standby.name.to_string());
                 tags.insert(tag::NAME.into(), format!("{}-{name}", spec.cluster.name));
-                let layout = obs.disk(&standby.name, &standby_vol.id).and_then(|dk| layout_of(spec, dk)).or_else(|| {
-                    obs.disk(&active, &at_device(spec, obs, active_spec)?.0.id).and_then(|dk| layout_of(spec, dk))
-                });
+                let layout =
+                    obs.disk(&standby.name, &standby_vol.id).and_then(|dk| layout_of(spec, dk)).or_else(|| {
+                        obs.disk(&active, &at_device(spec, obs, active_spec)?.0.id).and_then(|dk| layout_of(spec, dk))
+                    });
                 if let Some(l) = layout {
                     tags.insert(tag::LAYOUT.into(), l.to_tag());
                 }
@@ -288,11 +302,8 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
 pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<String>) {
     let op = OpId::Retention;
     let mut d = Draft::default();
-    let tags: Tags = [
-        (tag::CLUSTER.to_owned(), spec.cluster.name.to_string()),
-        (tag::ROLE.to_owned(), "backup".to_owned()),
-    ]
-    .into();
+    let tags: Tags =
+        [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::ROLE.to_owned(), "backup".to_owned())].into();
     let mut own: Vec<&Snapshot> = obs
         .snapshots_tagged(&tags)
         .into_iter()

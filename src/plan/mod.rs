@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::ids::{ClusterName, ServerName, VolumeId};
 use crate::journal::JournalView;
 use crate::observe::Observed;
-use crate::ports::cloud::{tag, Tags, Volume};
+use crate::ports::cloud::{Tags, Volume, tag};
 use crate::spec::Spec;
 pub use step::{Action, Condition, OpId, Step, StepId, Wait};
 
@@ -95,7 +95,8 @@ impl Draft {
     }
     pub fn block(&mut self, reason: &str, message: impl Into<String>, action: impl Into<String>) {
         if self.blocked.is_none() {
-            self.blocked = Some(Condition { reason: reason.to_owned(), message: message.into(), action: action.into() });
+            self.blocked =
+                Some(Condition { reason: reason.to_owned(), message: message.into(), action: action.into() });
         }
     }
     /// Blocked wins over steps (a needs-human problem on one server stops the operation), steps
@@ -116,11 +117,7 @@ impl Draft {
 
 /// Tags carried by everything mirrorctl creates for `op` of this cluster.
 pub fn base_tags(spec: &Spec, op: &OpId) -> Tags {
-    [
-        (tag::CLUSTER.to_owned(), spec.cluster.name.to_string()),
-        (tag::REQUEST.to_owned(), op.request_tag()),
-    ]
-    .into()
+    [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::REQUEST.to_owned(), op.request_tag())].into()
 }
 
 /// The volumes tagged as belonging to an abandoned request of this cluster.

@@ -22,12 +22,14 @@
 use crate::ids::{RequestName, ServerName, SnapshotId, VolumeId};
 use crate::journal::JournalView;
 use crate::observe::Observed;
-use crate::ports::cloud::{tag, AttachState, CreateVolume, InstanceState, ShutdownBehavior, SnapshotState, Volume, VolumeState};
+use crate::ports::cloud::{
+    AttachState, CreateVolume, InstanceState, ShutdownBehavior, SnapshotState, Volume, VolumeState, tag,
+};
 use crate::ports::cluster::{ConfigChange, MdDefinition, ObjectState};
 use crate::spec::{Os, Partition, RestoreSpec, ServerSpec, Spec};
 
 use super::step::{Action, OpId, StepId};
-use super::{base_tags, expect, Draft, Outcome};
+use super::{Draft, Outcome, base_tags, expect};
 
 /// Partition numbers of the cluster and data partitions on a mirror disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +73,10 @@ pub fn layout_of(spec: &Spec, disk: &crate::ports::node::Disk) -> Option<Layout>
             Partition::Device(d) => x.path.as_deref() == Some(d.as_str()),
         })
     };
-    Some(Layout { cluster: find(&spec.mirror.cluster_partition)?.number, data: find(&spec.mirror.data_partition)?.number })
+    Some(Layout {
+        cluster: find(&spec.mirror.cluster_partition)?.number,
+        data: find(&spec.mirror.data_partition)?.number,
+    })
 }
 
 /// The volume attached (in any state but detached) at the mirror device of `server`'s instance.
@@ -79,7 +84,9 @@ pub fn at_device<'a>(spec: &Spec, obs: &'a Observed, server: &ServerSpec) -> Opt
     obs.volumes.iter().find_map(|v| {
         v.attachments
             .iter()
-            .find(|a| a.instance == server.instance && a.device == spec.mirror.device && a.state != AttachState::Detached)
+            .find(|a| {
+                a.instance == server.instance && a.device == spec.mirror.device && a.state != AttachState::Detached
+            })
             .map(|a| (v, a.state))
     })
 }
@@ -273,7 +280,10 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
                 if disk.offline_reason == Some(crate::ports::node::OfflineReason::Collision) {
                     d.block(
                         "disk-signature-collision",
-                        format!("disk of {} on {} is offline: its signature collides with another online disk", new.id, s.name),
+                        format!(
+                            "disk of {} on {} is offline: its signature collides with another online disk",
+                            new.id, s.name
+                        ),
                         "take the other disk with the same signature offline (or detach it), then retry",
                     );
                     continue;
@@ -290,7 +300,9 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
                 }
                 let layout = new.tags.get(tag::LAYOUT).and_then(|t| Layout::from_tag(t)).unwrap_or(DEFAULT_LAYOUT);
                 let mut letters_ok = true;
-                for (number, want) in [(layout.cluster, &spec.mirror.cluster_partition), (layout.data, &spec.mirror.data_partition)] {
+                for (number, want) in
+                    [(layout.cluster, &spec.mirror.cluster_partition), (layout.data, &spec.mirror.data_partition)]
+                {
                     let Partition::Letter(letter) = want else { continue };
                     let have = disk.partitions.iter().find(|p| p.number == number);
                     match have {
@@ -299,7 +311,10 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
                             d.block(
                                 "partition-missing",
                                 format!("disk of {} on {} has no partition {number}", new.id, s.name),
-                                format!("check that {} holds the mirror disk (cluster and data partitions)", r.snapshot),
+                                format!(
+                                    "check that {} holds the mirror disk (cluster and data partitions)",
+                                    r.snapshot
+                                ),
                             );
                         }
                         Some(p) if p.letter != Some(*letter) => {
@@ -333,7 +348,9 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
                 let missing: Vec<String> = want
                     .iter()
                     .filter(|p| match p {
-                        Partition::Device(path) => !disk.partitions.iter().any(|x| x.path.as_deref() == Some(path.as_str())),
+                        Partition::Device(path) => {
+                            !disk.partitions.iter().any(|x| x.path.as_deref() == Some(path.as_str()))
+                        }
                         Partition::Letter(_) => false,
                     })
                     .map(ToString::to_string)
@@ -387,7 +404,10 @@ fn swap_server(
                     "{} on {} is taken by {}, which is neither the volume mirrorctl detached nor one it created",
                     spec.mirror.device, s.name, old.id
                 ),
-                format!("find out who attached {} and detach it by hand; mirrorctl then attaches the restored volume", old.id),
+                format!(
+                    "find out who attached {} and detach it by hand; mirrorctl then attaches the restored volume",
+                    old.id
+                ),
             );
             return;
         }
@@ -438,7 +458,11 @@ fn swap_server(
                             op,
                             "detach",
                             subject,
-                            Action::DetachVolume { server: s.name.clone(), volume: old.id.clone(), instance: s.instance.clone() },
+                            Action::DetachVolume {
+                                server: s.name.clone(),
+                                volume: old.id.clone(),
+                                instance: s.instance.clone(),
+                            },
                             format!("{} is still attached to {} at {}", old.id, s.name, spec.mirror.device),
                         );
                     }
@@ -511,7 +535,10 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
     if snap.state != SnapshotState::Completed {
         d.block(
             "snapshot-not-completed",
-            format!("snapshot {} is {:?} ({}%); a restore needs a completed snapshot", r.snapshot, snap.state, snap.progress),
+            format!(
+                "snapshot {} is {:?} ({}%); a restore needs a completed snapshot",
+                r.snapshot, snap.state, snap.progress
+            ),
             "wait until it completes (mirrorctl checks again on every pass), or pick another snapshot",
         );
     }
@@ -551,7 +578,10 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
             if snap.size_gib < v.size_gib {
                 d.block(
                     "snapshot-too-small",
-                    format!("snapshot {} is {} GiB, the mirror volume of {} is {} GiB", r.snapshot, snap.size_gib, s.name, v.size_gib),
+                    format!(
+                        "snapshot {} is {} GiB, the mirror volume of {} is {} GiB",
+                        r.snapshot, snap.size_gib, s.name, v.size_gib
+                    ),
                     "restore from a snapshot of a mirror disk of the same size",
                 );
             }
@@ -569,16 +599,26 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
 }
 
 /// Whether initial mirror construction can be skipped, and why (or why not).
-fn initial_copy_decision(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec, op: &OpId) -> (bool, String) {
+fn initial_copy_decision(
+    spec: &Spec,
+    obs: &Observed,
+    journal: &JournalView,
+    r: &RestoreSpec,
+    op: &OpId,
+) -> (bool, String) {
     let mut sources: Vec<(Option<&SnapshotId>, Option<&String>, Option<&String>)> = Vec::new();
     for s in &spec.cluster.servers {
         match at_device(spec, obs, s) {
-            Some((v, _)) => sources.push((v.snapshot.as_ref(), v.tags.get(tag::SOURCE_SNAPSHOT), v.tags.get(tag::REQUEST))),
+            Some((v, _)) => {
+                sources.push((v.snapshot.as_ref(), v.tags.get(tag::SOURCE_SNAPSHOT), v.tags.get(tag::REQUEST)))
+            }
             None => return (true, format!("{} has no volume at {}", s.name, spec.mirror.device)),
         }
     }
     let same = sources.iter().all(|(snap, src, req)| {
-        *snap == Some(&r.snapshot) && src.map(String::as_str) == Some(r.snapshot.as_str()) && req.map(String::as_str) == Some(r.request.as_str())
+        *snap == Some(&r.snapshot)
+            && src.map(String::as_str) == Some(r.snapshot.as_str())
+            && req.map(String::as_str) == Some(r.request.as_str())
     });
     if !same {
         return (
@@ -627,7 +667,10 @@ fn finish(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec, o
             "add-md",
             None,
             Action::ApplyConfig {
-                changes: vec![ConfigChange::AddMirror(def), ConfigChange::SetGroupAutoStart { group: group.clone(), auto: true }],
+                changes: vec![
+                    ConfigChange::AddMirror(def),
+                    ConfigChange::SetGroupAutoStart { group: group.clone(), auto: true },
+                ],
             },
             format!("both servers have their restored disk; {why}"),
         );
@@ -679,7 +722,8 @@ fn finish(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec, o
     let verify = StepId::new(op, "verify-failover", None);
     if r.verify_failover && !journal.step(op, &verify).succeeded {
         let current = placement.and_then(|p| p.current.clone());
-        let target = spec.cluster.servers.iter().find(|s| Some(&s.name) != current.as_ref()).map_or(&primary.name, |s| &s.name);
+        let target =
+            spec.cluster.servers.iter().find(|s| Some(&s.name) != current.as_ref()).map_or(&primary.name, |s| &s.name);
         d.step(
             op,
             "verify-failover",
@@ -708,7 +752,10 @@ pub fn switch(
     for s in &spec.cluster.servers {
         match at_device(spec, obs, s) {
             Some((v, AttachState::Detaching | AttachState::Busy)) => {
-                d.wait(format!("detach of {} from {} to settle before switching requests", v.id, s.name), expect::DETACH);
+                d.wait(
+                    format!("detach of {} from {} to settle before switching requests", v.id, s.name),
+                    expect::DETACH,
+                );
                 continue;
             }
             Some(_) => continue,
@@ -765,7 +812,10 @@ pub fn switch(
                 &op,
                 "tag-abandoned",
                 Some(id.as_str()),
-                Action::Tag { resource: id.to_string(), tags: [(tag::ABANDONED_BY.to_owned(), new.to_string())].into() },
+                Action::Tag {
+                    resource: id.to_string(),
+                    tags: [(tag::ABANDONED_BY.to_owned(), new.to_string())].into(),
+                },
                 format!("{id} was made for abandoned request {old}; kept and listed, not deleted"),
             );
         }

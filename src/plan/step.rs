@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{BackupName, DeviceName, GroupName, InstanceId, RequestName, ResourceName, ServerName, SnapshotId, VolumeId};
+use crate::ids::{
+    BackupName, DeviceName, GroupName, InstanceId, RequestName, ResourceName, ServerName, SnapshotId, VolumeId,
+};
 use crate::ports::cloud::{CreateSnapshot, CreateVolume, Tags};
 use crate::ports::cluster::ConfigChange;
 

@@ -274,10 +274,21 @@ pub fn classify(code: &str) -> ErrorClass {
         "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "SnapshotCreationPerVolumeRateExceeded" => {
             ErrorClass::Throttled
         }
-        "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable" | "RequestTimeout"
-        | "RequestTimeoutException" | "InsufficientVolumeCapacity" | "ConcurrentSnapshotLimitExceeded"
-        | "InvalidVolume.NotFound" | "InvalidSnapshot.NotFound" | "InvalidInstanceID.NotFound"
-        | "IncorrectInstanceState" | "Transport" | "Timeout" | "HttpStatus5xx" => ErrorClass::Retryable,
+        "InternalError"
+        | "InternalFailure"
+        | "ServiceUnavailable"
+        | "Unavailable"
+        | "RequestTimeout"
+        | "RequestTimeoutException"
+        | "InsufficientVolumeCapacity"
+        | "ConcurrentSnapshotLimitExceeded"
+        | "InvalidVolume.NotFound"
+        | "InvalidSnapshot.NotFound"
+        | "InvalidInstanceID.NotFound"
+        | "IncorrectInstanceState"
+        | "Transport"
+        | "Timeout"
+        | "HttpStatus5xx" => ErrorClass::Retryable,
         "IncorrectState" | "InvalidAttachment.NotFound" => ErrorClass::AlreadyDone,
         _ => ErrorClass::NeedsHuman,
     }

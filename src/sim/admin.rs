@@ -45,11 +45,7 @@ impl World {
             .ok_or_else(|| SimError::Invalid(format!("no server named {server}")))
     }
 
-    fn os_disk_mut(
-        &mut self,
-        server: &ServerName,
-        volume: &VolumeId,
-    ) -> Result<&mut OsDisk, SimError> {
+    fn os_disk_mut(&mut self, server: &ServerName, volume: &VolumeId) -> Result<&mut OsDisk, SimError> {
         self.nodes
             .get_mut(server)
             .and_then(|n| n.disks.get_mut(volume))
@@ -70,15 +66,13 @@ impl World {
             .get(&inst)
             .map(|i| i.zone.clone())
             .ok_or_else(|| SimError::Invalid(format!("no instance {inst}")))?;
-        let taken = self.ec2.volumes.values().any(|v| {
-            v.attachment
-                .as_ref()
-                .is_some_and(|a| a.instance == inst && a.device == *device)
-        });
+        let taken = self
+            .ec2
+            .volumes
+            .values()
+            .any(|v| v.attachment.as_ref().is_some_and(|a| a.instance == inst && a.device == *device));
         if taken {
-            return Err(SimError::Invalid(format!(
-                "{device} is already in use on {inst}"
-            )));
+            return Err(SimError::Invalid(format!("{device} is already in use on {inst}")));
         }
         let id = self.new_volume_id();
         let content = self.oracle.fresh();
@@ -108,32 +102,15 @@ impl World {
             },
         );
         self.disk_arrived(server, &id);
-        self.log(
-            now,
-            format!("fault: stray volume {id} attached to {inst} at {device}"),
-        );
+        self.log(now, format!("fault: stray volume {id} attached to {inst} at {device}"));
         Ok(())
     }
 
     fn apply_fault(&mut self, fault: Fault, now: Timestamp) -> Result<(), SimError> {
         match fault {
-            Fault::FailNext {
-                op,
-                code,
-                class,
-                count,
-            } => {
-                self.log(
-                    now,
-                    format!("fault: next {count} {op} calls fail with {code}"),
-                );
-                self.faults.push(FailRule {
-                    op,
-                    code,
-                    class,
-                    remaining: count,
-                    after_effect: false,
-                });
+            Fault::FailNext { op, code, class, count } => {
+                self.log(now, format!("fault: next {count} {op} calls fail with {code}"));
+                self.faults.push(FailRule { op, code, class, remaining: count, after_effect: false });
             }
             Fault::LoseResponse { op, count } => {
                 self.log(now, format!("fault: next {count} {op} responses are lost"));
@@ -150,37 +127,20 @@ impl World {
                 d.online = true;
                 d.read_only = false;
                 d.offline_reason = None;
-                self.log(
-                    now,
-                    format!("fault: someone brought the disk of {volume} online on {server}"),
-                );
+                self.log(now, format!("fault: someone brought the disk of {volume} online on {server}"));
             }
             Fault::StrayAttach { server, device } => self.stray_attach(&server, &device, now)?,
-            Fault::Mount {
-                server,
-                volume,
-                number,
-            } => {
+            Fault::Mount { server, volume, number } => {
                 let d = self.os_disk_mut(&server, &volume)?;
                 if !d.mounted.contains(&number) {
                     d.mounted.push(number);
                 }
-                self.log(
-                    now,
-                    format!("fault: partition {number} of {volume} mounted on {server}"),
-                );
+                self.log(now, format!("fault: partition {number} of {volume} mounted on {server}"));
             }
-            Fault::Unmount {
-                server,
-                volume,
-                number,
-            } => {
+            Fault::Unmount { server, volume, number } => {
                 let d = self.os_disk_mut(&server, &volume)?;
                 d.mounted.retain(|n| *n != number);
-                self.log(
-                    now,
-                    format!("fault: partition {number} of {volume} unmounted on {server}"),
-                );
+                self.log(now, format!("fault: partition {number} of {volume} unmounted on {server}"));
                 self.release_if_busy(&volume, now);
             }
         }
@@ -190,24 +150,9 @@ impl World {
     fn report(&self, now: Timestamp) -> OracleReport {
         OracleReport {
             at: now,
-            volumes: self
-                .ec2
-                .volumes
-                .values()
-                .map(|v| (v.id.clone(), v.content))
-                .collect(),
-            snapshots: self
-                .ec2
-                .snapshots
-                .values()
-                .map(|s| (s.id.clone(), s.content))
-                .collect(),
-            servers: self
-                .clp
-                .servers
-                .keys()
-                .map(|s| (s.clone(), self.mirror_content(s)))
-                .collect(),
+            volumes: self.ec2.volumes.values().map(|v| (v.id.clone(), v.content)).collect(),
+            snapshots: self.ec2.snapshots.values().map(|s| (s.id.clone(), s.content)).collect(),
+            servers: self.clp.servers.keys().map(|s| (s.clone(), self.mirror_content(s))).collect(),
             active: self.md_active(),
             last_quiesce: self.oracle.quiesce.last().cloned(),
             quiesce_points: self.oracle.quiesce.clone(),
@@ -233,10 +178,7 @@ impl SimWorld {
                 }
             }
             w.replicate(&active, 1, after);
-            w.log(
-                now,
-                format!("accident: data deleted by mistake on {active} ({after})"),
-            );
+            w.log(now, format!("accident: data deleted by mistake on {active} ({after})"));
             Some(after)
         })
     }
@@ -248,44 +190,23 @@ impl SimWorld {
 
     /// Creates a snapshot of `server`'s current mirror volume directly (no API call, no
     /// consistency window), in `state`, with `tags` — for preflight tests.
-    pub fn add_snapshot(
-        &self,
-        server: &ServerName,
-        tags: Tags,
-        state: SnapshotState,
-    ) -> Result<Snapshot, SimError> {
+    pub fn add_snapshot(&self, server: &ServerName, tags: Tags, state: SnapshotState) -> Result<Snapshot, SimError> {
         self.with(|w, now| {
-            let vol = w
-                .mirror_volume(server)
-                .ok_or_else(|| SimError::Invalid(format!("{server} has no mirror volume")))?;
-            let v = w
-                .ec2
-                .volumes
-                .get(&vol)
-                .cloned()
-                .ok_or_else(|| SimError::Invalid(format!("no volume {vol}")))?;
+            let vol =
+                w.mirror_volume(server).ok_or_else(|| SimError::Invalid(format!("{server} has no mirror volume")))?;
+            let v = w.ec2.volumes.get(&vol).cloned().ok_or_else(|| SimError::Invalid(format!("no volume {vol}")))?;
             let median = w.scenario.latency.snapshot_s(v.size_gib);
             let mut rec = w.make_snapshot(&v, tags, state, median, now);
             rec.visible_at = now;
             let view = World::snapshot_view(&rec, now);
-            w.log(
-                now,
-                format!(
-                    "admin: snapshot {} of {vol} ({:?}, holds {})",
-                    rec.id, state, rec.content
-                ),
-            );
+            w.log(now, format!("admin: snapshot {} of {vol} ({:?}, holds {})", rec.id, state, rec.content));
             w.ec2.snapshots.insert(rec.id.clone(), rec);
             Ok(view)
         })
     }
 
     /// Sets an instance's `instanceInitiatedShutdownBehavior`.
-    pub fn set_shutdown_behavior(
-        &self,
-        instance: &InstanceId,
-        behavior: ShutdownBehavior,
-    ) -> Result<(), SimError> {
+    pub fn set_shutdown_behavior(&self, instance: &InstanceId, behavior: ShutdownBehavior) -> Result<(), SimError> {
         self.with(|w, now| {
             let i = w
                 .ec2
@@ -293,10 +214,7 @@ impl SimWorld {
                 .get_mut(instance)
                 .ok_or_else(|| SimError::Invalid(format!("no instance {instance}")))?;
             i.shutdown_behavior = behavior;
-            w.log(
-                now,
-                format!("admin: {instance} shutdown behaviour {behavior:?}"),
-            );
+            w.log(now, format!("admin: {instance} shutdown behaviour {behavior:?}"));
             Ok(())
         })
     }
@@ -316,18 +234,8 @@ impl SimWorld {
     pub fn inventory(&self) -> Inventory {
         self.with(|w, now| Inventory {
             volumes: w.ec2.volumes.values().map(World::volume_view).collect(),
-            snapshots: w
-                .ec2
-                .snapshots
-                .values()
-                .map(|s| World::snapshot_view(s, now))
-                .collect(),
-            instances: w
-                .ec2
-                .instances
-                .values()
-                .map(|i| w.instance_view(i))
-                .collect(),
+            snapshots: w.ec2.snapshots.values().map(|s| World::snapshot_view(s, now)).collect(),
+            instances: w.ec2.instances.values().map(|i| w.instance_view(i)).collect(),
             deleted_volumes: 0,
             deleted_snapshots: w.ec2.deleted_snapshots,
         })
@@ -367,9 +275,6 @@ impl SimWorld {
     /// The whole world as JSON (for debugging and the lab's `--dump`).
     pub fn to_json(&self) -> Result<String, SimError> {
         self.with(|w, _| serde_json::to_string_pretty(w))
-            .map_err(|source| SimError::Format {
-                path: std::path::PathBuf::from("<memory>"),
-                source,
-            })
+            .map_err(|source| SimError::Format { path: std::path::PathBuf::from("<memory>"), source })
     }
 }

@@ -24,16 +24,8 @@ impl SimClock {
     /// A clock reading `model` now and running `speed` times faster than tokio time (a speed
     /// that is not a positive finite number means 1).
     pub fn new(model: Timestamp, speed: f64) -> Self {
-        let speed = if speed.is_finite() && speed > 0.0 {
-            speed
-        } else {
-            1.0
-        };
-        SimClock {
-            anchor_model: model,
-            anchor_instant: tokio::time::Instant::now(),
-            speed,
-        }
+        let speed = if speed.is_finite() && speed > 0.0 { speed } else { 1.0 };
+        SimClock { anchor_model: model, anchor_instant: tokio::time::Instant::now(), speed }
     }
 
     /// The speed factor.

@@ -19,8 +19,7 @@ use super::world::{ClpOp, ConfigPending, MirrorState, ResState, Transition, Worl
 use crate::ids::{GroupName, ResourceName, ServerName};
 use crate::ports::cloud::InstanceState;
 use crate::ports::cluster::{
-    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorColor, MirrorStatus, ObjectState,
-    Placement,
+    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorColor, MirrorStatus, ObjectState, Placement,
 };
 use crate::ports::{ErrorClass, PortError, PortResult};
 
@@ -29,10 +28,7 @@ fn clp_err(code: &str, msg: impl Into<String>, class: ErrorClass) -> PortError {
 }
 
 fn placement(r: &ResState) -> Placement {
-    Placement {
-        state: r.state,
-        current: r.current.clone(),
-    }
+    Placement { state: r.state, current: r.current.clone() }
 }
 
 /// Which resources an operation touches.
@@ -56,32 +52,20 @@ impl World {
     fn group_placement(&self) -> Placement {
         let states = self.group_states();
         let find = |s: ObjectState| states.iter().find(|r| r.state == s).map(|r| placement(r));
-        for s in [
-            ObjectState::OnlinePending,
-            ObjectState::OfflinePending,
-            ObjectState::OnlineFailure,
-        ] {
+        for s in [ObjectState::OnlinePending, ObjectState::OfflinePending, ObjectState::OnlineFailure] {
             if let Some(p) = find(s) {
                 return p;
             }
         }
         if states.iter().all(|r| r.state == ObjectState::Offline) {
-            return Placement {
-                state: ObjectState::Offline,
-                current: None,
-            };
+            return Placement { state: ObjectState::Offline, current: None };
         }
         // All online, or partly online (md started alone): CLUSTERPRO shows the group online.
-        find(ObjectState::Online).unwrap_or(Placement {
-            state: ObjectState::Unknown,
-            current: None,
-        })
+        find(ObjectState::Online).unwrap_or(Placement { state: ObjectState::Unknown, current: None })
     }
 
     fn group_all_offline(&self) -> bool {
-        self.group_states()
-            .iter()
-            .all(|r| r.state == ObjectState::Offline)
+        self.group_states().iter().all(|r| r.state == ObjectState::Offline)
     }
 
     fn group_online_on(&self, server: &ServerName) -> bool {
@@ -89,37 +73,21 @@ impl World {
     }
 
     fn clp_status(&self) -> ClusterStatus {
-        let servers = self
-            .clp
-            .servers
-            .iter()
-            .map(|(n, s)| (n.clone(), s.member))
-            .collect();
+        let servers = self.clp.servers.iter().map(|(n, s)| (n.clone(), s.member)).collect();
         let groups = BTreeMap::from([(self.clp.group.clone(), self.group_placement())]);
         let mut resources = BTreeMap::new();
         if let Some(md) = &self.clp.md {
             resources.insert(md.resource.clone(), placement(&self.clp.md_state));
         }
-        resources.insert(
-            self.clp.business.clone(),
-            placement(&self.clp.business_state),
-        );
-        ClusterStatus {
-            servers,
-            groups,
-            resources,
-        }
+        resources.insert(self.clp.business.clone(), placement(&self.clp.business_state));
+        ClusterStatus { servers, groups, resources }
     }
 
     fn check_group(&self, group: &GroupName) -> PortResult<()> {
         if *group == self.clp.group {
             Ok(())
         } else {
-            Err(clp_err(
-                "GroupNotFound",
-                format!("no group named {group}"),
-                ErrorClass::NeedsHuman,
-            ))
+            Err(clp_err("GroupNotFound", format!("no group named {group}"), ErrorClass::NeedsHuman))
         }
     }
 
@@ -127,11 +95,7 @@ impl World {
         if self.clp.servers.contains_key(server) {
             Ok(())
         } else {
-            Err(clp_err(
-                "ServerNotFound",
-                format!("no server named {server}"),
-                ErrorClass::NeedsHuman,
-            ))
+            Err(clp_err("ServerNotFound", format!("no server named {server}"), ErrorClass::NeedsHuman))
         }
     }
 
@@ -148,21 +112,14 @@ impl World {
     }
 
     fn is_md(&self, resource: &ResourceName) -> bool {
-        self.clp
-            .md
-            .as_ref()
-            .is_some_and(|m| m.resource == *resource)
+        self.clp.md.as_ref().is_some_and(|m| m.resource == *resource)
     }
 
     fn check_resource(&self, resource: &ResourceName) -> PortResult<()> {
         if self.is_md(resource) || *resource == self.clp.business {
             Ok(())
         } else {
-            Err(clp_err(
-                "ResourceNotFound",
-                format!("no resource named {resource}"),
-                ErrorClass::NeedsHuman,
-            ))
+            Err(clp_err("ResourceNotFound", format!("no resource named {resource}"), ErrorClass::NeedsHuman))
         }
     }
 
@@ -177,10 +134,7 @@ impl World {
     }
 
     fn mark_offline_pending(&mut self, scope: Scope) {
-        for (wanted, r) in [
-            (scope.md, &mut self.clp.md_state),
-            (scope.business, &mut self.clp.business_state),
-        ] {
+        for (wanted, r) in [(scope.md, &mut self.clp.md_state), (scope.business, &mut self.clp.business_state)] {
             if wanted && r.state != ObjectState::Offline {
                 r.state = ObjectState::OfflinePending;
             }
@@ -194,12 +148,7 @@ impl World {
         until
     }
 
-    fn clp_start_group(
-        &mut self,
-        group: &GroupName,
-        server: &ServerName,
-        now: Timestamp,
-    ) -> PortResult<Timestamp> {
+    fn clp_start_group(&mut self, group: &GroupName, server: &ServerName, now: Timestamp) -> PortResult<Timestamp> {
         self.check_group(group)?;
         self.check_server(server)?;
         self.check_idle()?;
@@ -210,63 +159,29 @@ impl World {
                 ErrorClass::AlreadyDone,
             ));
         }
-        if let Some(other) = self
-            .group_states()
-            .iter()
-            .find(|r| r.state == ObjectState::Online && r.current.as_ref() != Some(server))
+        if let Some(other) =
+            self.group_states().iter().find(|r| r.state == ObjectState::Online && r.current.as_ref() != Some(server))
         {
-            let on = other
-                .current
-                .clone()
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            return Err(clp_err(
-                "GroupOnline",
-                format!("{group} is online on {on}"),
-                ErrorClass::NeedsHuman,
-            ));
+            let on = other.current.clone().map(|s| s.to_string()).unwrap_or_default();
+            return Err(clp_err("GroupOnline", format!("{group} is online on {on}"), ErrorClass::NeedsHuman));
         }
-        self.mark_online_pending(
-            Scope {
-                md: true,
-                business: true,
-            },
-            server,
-        );
+        self.mark_online_pending(Scope { md: true, business: true }, server);
         let d = self.scenario.latency.group_start_s;
-        Ok(self.schedule(
-            ClpOp::StartGroup {
-                server: server.clone(),
-            },
-            d,
-            now,
-        ))
+        Ok(self.schedule(ClpOp::StartGroup { server: server.clone() }, d, now))
     }
 
     fn clp_stop_group(&mut self, group: &GroupName, now: Timestamp) -> PortResult<Timestamp> {
         self.check_group(group)?;
         self.check_idle()?;
         if self.group_all_offline() {
-            return Err(clp_err(
-                "GroupAlreadyStopped",
-                format!("{group} is already offline"),
-                ErrorClass::AlreadyDone,
-            ));
+            return Err(clp_err("GroupAlreadyStopped", format!("{group} is already offline"), ErrorClass::AlreadyDone));
         }
-        self.mark_offline_pending(Scope {
-            md: true,
-            business: true,
-        });
+        self.mark_offline_pending(Scope { md: true, business: true });
         let d = self.scenario.latency.group_stop_s;
         Ok(self.schedule(ClpOp::StopGroup, d, now))
     }
 
-    fn clp_move_group(
-        &mut self,
-        group: &GroupName,
-        target: &ServerName,
-        now: Timestamp,
-    ) -> PortResult<Timestamp> {
+    fn clp_move_group(&mut self, group: &GroupName, target: &ServerName, now: Timestamp) -> PortResult<Timestamp> {
         self.check_group(group)?;
         self.check_server(target)?;
         self.check_idle()?;
@@ -284,19 +199,9 @@ impl World {
                 ErrorClass::NeedsHuman,
             ));
         };
-        self.mark_offline_pending(Scope {
-            md: true,
-            business: true,
-        });
+        self.mark_offline_pending(Scope { md: true, business: true });
         let d = self.scenario.latency.group_move_s;
-        Ok(self.schedule(
-            ClpOp::MoveGroup {
-                from,
-                target: target.clone(),
-            },
-            d,
-            now,
-        ))
+        Ok(self.schedule(ClpOp::MoveGroup { from, target: target.clone() }, d, now))
     }
 
     fn clp_start_resource(
@@ -309,17 +214,11 @@ impl World {
         self.check_server(server)?;
         self.check_idle()?;
         let is_md = self.is_md(resource);
-        let scope = Scope {
-            md: true,
-            business: !is_md,
-        };
+        let scope = Scope { md: true, business: !is_md };
         let (target, deps) = if is_md {
             (&self.clp.md_state, None)
         } else {
-            (
-                &self.clp.business_state,
-                self.clp.md.as_ref().map(|_| &self.clp.md_state),
-            )
+            (&self.clp.business_state, self.clp.md.as_ref().map(|_| &self.clp.md_state))
         };
         if target.online_on(server) {
             return Err(clp_err(
@@ -339,35 +238,15 @@ impl World {
         }
         self.mark_online_pending(scope, server);
         let d = self.scenario.latency.resource_start_s;
-        Ok(self.schedule(
-            ClpOp::StartResource {
-                resource: resource.clone(),
-                server: server.clone(),
-            },
-            d,
-            now,
-        ))
+        Ok(self.schedule(ClpOp::StartResource { resource: resource.clone(), server: server.clone() }, d, now))
     }
 
-    fn clp_stop_resource(
-        &mut self,
-        resource: &ResourceName,
-        now: Timestamp,
-    ) -> PortResult<Timestamp> {
+    fn clp_stop_resource(&mut self, resource: &ResourceName, now: Timestamp) -> PortResult<Timestamp> {
         self.check_resource(resource)?;
         self.check_idle()?;
-        let scope = Scope {
-            md: self.is_md(resource),
-            business: true,
-        };
-        let target = if scope.md {
-            &self.clp.md_state
-        } else {
-            &self.clp.business_state
-        };
-        if target.state == ObjectState::Offline
-            && self.clp.business_state.state == ObjectState::Offline
-        {
+        let scope = Scope { md: self.is_md(resource), business: true };
+        let target = if scope.md { &self.clp.md_state } else { &self.clp.business_state };
+        if target.state == ObjectState::Offline && self.clp.business_state.state == ObjectState::Offline {
             return Err(clp_err(
                 "ResourceAlreadyStopped",
                 format!("{resource} is already offline"),
@@ -376,13 +255,7 @@ impl World {
         }
         self.mark_offline_pending(scope);
         let d = self.scenario.latency.resource_stop_s;
-        Ok(self.schedule(
-            ClpOp::StopResource {
-                resource: resource.clone(),
-            },
-            d,
-            now,
-        ))
+        Ok(self.schedule(ClpOp::StopResource { resource: resource.clone() }, d, now))
     }
 
     /// Completes the pending group/resource operation.
@@ -391,37 +264,11 @@ impl World {
             return;
         };
         match tr.op {
-            ClpOp::StartGroup { server } => self.bring_online(
-                t,
-                &server,
-                Scope {
-                    md: true,
-                    business: true,
-                },
-            ),
-            ClpOp::StopGroup => self.take_offline(
-                t,
-                Scope {
-                    md: true,
-                    business: true,
-                },
-            ),
+            ClpOp::StartGroup { server } => self.bring_online(t, &server, Scope { md: true, business: true }),
+            ClpOp::StopGroup => self.take_offline(t, Scope { md: true, business: true }),
             ClpOp::MoveGroup { target, .. } => {
-                self.take_offline(
-                    t,
-                    Scope {
-                        md: true,
-                        business: true,
-                    },
-                );
-                self.bring_online(
-                    t,
-                    &target,
-                    Scope {
-                        md: true,
-                        business: true,
-                    },
-                );
+                self.take_offline(t, Scope { md: true, business: true });
+                self.bring_online(t, &target, Scope { md: true, business: true });
             }
             ClpOp::StartResource { resource, server } => {
                 let business = !self.is_md(&resource);
@@ -441,13 +288,9 @@ impl World {
         };
         self.partitions_ok(server, md)?;
         match &self.clp.mirror {
-            MirrorState::Degraded {
-                stale,
-                writes,
-                full,
-            } if stale == server && (*writes > 0 || *full) => Err(format!(
-                "the mirror data on {server} is not the latest (RED)"
-            )),
+            MirrorState::Degraded { stale, writes, full } if stale == server && (*writes > 0 || *full) => {
+                Err(format!("the mirror data on {server} is not the latest (RED)"))
+            }
             MirrorState::Recovering { target, .. } if target == server => {
                 Err(format!("mirror recovery to {server} is in progress"))
             }
@@ -458,11 +301,7 @@ impl World {
     fn bring_online(&mut self, t: Timestamp, server: &ServerName, scope: Scope) {
         let md_needed = scope.md && self.clp.md.is_some() && !self.clp.md_state.online_on(server);
         let check = if self.is_member(server) {
-            if md_needed {
-                self.md_can_start(server)
-            } else {
-                Ok(())
-            }
+            if md_needed { self.md_can_start(server) } else { Ok(()) }
         } else {
             Err(format!("{server} is not a cluster member"))
         };
@@ -486,11 +325,7 @@ impl World {
         }
         self.clp.last_server = Some(server.clone());
         self.clp.last_error = None;
-        let what = if scope.business {
-            format!("group {}", self.clp.group)
-        } else {
-            "md".to_owned()
-        };
+        let what = if scope.business { format!("group {}", self.clp.group) } else { "md".to_owned() };
         self.log(t, format!("clp: {what} online on {server}"));
     }
 
@@ -501,22 +336,10 @@ impl World {
         };
         match self.clp.mirror.clone() {
             MirrorState::Unconstructed => {
-                self.clp.mirror = MirrorState::Degraded {
-                    stale: peer,
-                    writes: 0,
-                    full: true,
-                };
+                self.clp.mirror = MirrorState::Degraded { stale: peer, writes: 0, full: true };
             }
-            MirrorState::Degraded {
-                stale,
-                writes: 0,
-                full: false,
-            } if stale == *server => {
-                self.clp.mirror = MirrorState::Degraded {
-                    stale: peer,
-                    writes: 0,
-                    full: false,
-                };
+            MirrorState::Degraded { stale, writes: 0, full: false } if stale == *server => {
+                self.clp.mirror = MirrorState::Degraded { stale: peer, writes: 0, full: false };
             }
             _ => {}
         }
@@ -530,15 +353,8 @@ impl World {
         if scope.md && self.clp.md.is_some() {
             if let Some(active) = self.md_active() {
                 if let Some(content) = self.mirror_content(&active) {
-                    self.oracle.quiesce.push(super::oracle::QuiescePoint {
-                        at: t,
-                        server: active.clone(),
-                        content,
-                    });
-                    self.log(
-                        t,
-                        format!("clp: md offline on {active} (quiesce point {content})"),
-                    );
+                    self.oracle.quiesce.push(super::oracle::QuiescePoint { at: t, server: active.clone(), content });
+                    self.log(t, format!("clp: md offline on {active} (quiesce point {content})"));
                 }
             }
             self.clp.md_state = ResState::offline();
@@ -554,11 +370,7 @@ impl World {
     fn clp_shutdown_server(&mut self, server: &ServerName, now: Timestamp) -> PortResult<()> {
         self.check_server(server)?;
         let Some(inst) = self.instance_of(server).cloned() else {
-            return Err(clp_err(
-                "ServerNotFound",
-                format!("no instance for {server}"),
-                ErrorClass::NeedsHuman,
-            ));
+            return Err(clp_err("ServerNotFound", format!("no instance for {server}"), ErrorClass::NeedsHuman));
         };
         match inst.state {
             InstanceState::Running => {}
@@ -566,31 +378,18 @@ impl World {
             | InstanceState::Stopped
             | InstanceState::ShuttingDown
             | InstanceState::Terminated => {
-                return Err(clp_err(
-                    "ServerAlreadyDown",
-                    format!("{server} is already down"),
-                    ErrorClass::AlreadyDone,
-                ));
+                return Err(clp_err("ServerAlreadyDown", format!("{server} is already down"), ErrorClass::AlreadyDone));
             }
             InstanceState::Pending => {
-                return Err(clp_err(
-                    "ServerDown",
-                    format!("{server} is still starting"),
-                    ErrorClass::Retryable,
-                ));
+                return Err(clp_err("ServerDown", format!("{server} is still starting"), ErrorClass::Retryable));
             }
         }
-        let here = self
-            .group_states()
-            .iter()
-            .any(|r| r.state != ObjectState::Offline && r.current.as_ref() == Some(server));
+        let here =
+            self.group_states().iter().any(|r| r.state != ObjectState::Offline && r.current.as_ref() == Some(server));
         if here {
             return Err(clp_err(
                 "GroupOnline",
-                format!(
-                    "group {} is online on {server}; move or stop it first",
-                    self.clp.group
-                ),
+                format!("group {} is online on {server}; move or stop it first", self.clp.group),
                 ErrorClass::NeedsHuman,
             ));
         }
@@ -608,13 +407,7 @@ impl World {
                 crate::ports::cloud::ShutdownBehavior::Terminate => InstanceState::ShuttingDown,
             };
         }
-        self.log(
-            now,
-            format!(
-                "clp: {server} shut down (left the cluster; {} stopping)",
-                inst.id
-            ),
-        );
+        self.log(now, format!("clp: {server} shut down (left the cluster; {} stopping)", inst.id));
         Ok(())
     }
 
@@ -632,11 +425,7 @@ impl World {
             .iter()
             .map(|(name, s)| {
                 let c = match &self.clp.mirror {
-                    MirrorState::Degraded {
-                        stale,
-                        writes,
-                        full,
-                    } if stale == name => {
+                    MirrorState::Degraded { stale, writes, full } if stale == name => {
                         if *writes > 0 || *full {
                             MirrorColor::Red
                         } else {
@@ -678,11 +467,7 @@ impl World {
         }
     }
 
-    fn clp_apply_config(
-        &mut self,
-        changes: &[ConfigChange],
-        now: Timestamp,
-    ) -> PortResult<Timestamp> {
+    fn clp_apply_config(&mut self, changes: &[ConfigChange], now: Timestamp) -> PortResult<Timestamp> {
         self.check_idle()?;
         if let Some((down, _)) = self.clp.servers.iter().find(|(_, s)| !s.member) {
             return Err(clp_err(
@@ -691,19 +476,12 @@ impl World {
                 ErrorClass::Retryable,
             ));
         }
-        let touches_md = changes.iter().any(|c| {
-            matches!(
-                c,
-                ConfigChange::RemoveMirror { .. } | ConfigChange::AddMirror(_)
-            )
-        });
+        let touches_md =
+            changes.iter().any(|c| matches!(c, ConfigChange::RemoveMirror { .. } | ConfigChange::AddMirror(_)));
         if touches_md && !self.group_all_offline() {
             return Err(clp_err(
                 "GroupOnline",
-                format!(
-                    "group {} must be offline to change its md resource",
-                    self.clp.group
-                ),
+                format!("group {} must be offline to change its md resource", self.clp.group),
                 ErrorClass::NeedsHuman,
             ));
         }
@@ -712,9 +490,8 @@ impl World {
                 ConfigChange::AddMirror(md) => {
                     self.check_group(&md.group)?;
                     for server in self.clp.servers.keys() {
-                        self.partitions_ok(server, md).map_err(|reason| {
-                            clp_err("PartitionNotFound", reason, ErrorClass::NeedsHuman)
-                        })?;
+                        self.partitions_ok(server, md)
+                            .map_err(|reason| clp_err("PartitionNotFound", reason, ErrorClass::NeedsHuman))?;
                     }
                 }
                 ConfigChange::SetGroupAutoStart { group, .. } => self.check_group(group)?,
@@ -723,17 +500,8 @@ impl World {
         }
         let d = self.scenario.latency.apply_config_s;
         let until = self.after(now, d);
-        self.clp.config_pending = Some(ConfigPending {
-            changes: changes.to_vec(),
-            until,
-        });
-        self.log(
-            now,
-            format!(
-                "clp: configuration push requested ({} changes)",
-                changes.len()
-            ),
-        );
+        self.clp.config_pending = Some(ConfigPending { changes: changes.to_vec(), until });
+        self.log(now, format!("clp: configuration push requested ({} changes)", changes.len()));
         Ok(until)
     }
 
@@ -749,7 +517,10 @@ impl World {
                         self.clp.md = None;
                         self.clp.md_state = ResState::offline();
                         self.clp.mirror = MirrorState::InSync;
-                        self.log(t, format!("clp: {resource} removed (with its mdw/mdnw monitors and group reference)"));
+                        self.log(
+                            t,
+                            format!("clp: {resource} removed (with its mdw/mdnw monitors and group reference)"),
+                        );
                     }
                 }
                 ConfigChange::AddMirror(md) => {
@@ -759,28 +530,16 @@ impl World {
                     self.clp.md_state = ResState::offline();
                     if initial {
                         self.clp.mirror = MirrorState::Unconstructed;
-                        self.log(
-                            t,
-                            format!(
-                                "clp: {name} added (initial mirror construction on first start)"
-                            ),
-                        );
+                        self.log(t, format!("clp: {name} added (initial mirror construction on first start)"));
                     } else {
-                        let sides: Vec<(ServerName, Option<super::oracle::Content>)> = self
-                            .clp
-                            .servers
-                            .keys()
-                            .map(|s| (s.clone(), self.mirror_content(s)))
-                            .collect();
+                        let sides: Vec<(ServerName, Option<super::oracle::Content>)> =
+                            self.clp.servers.keys().map(|s| (s.clone(), self.mirror_content(s))).collect();
                         let identical = sides.windows(2).all(|w| w[0].1 == w[1].1);
                         if !identical {
                             let desc: Vec<String> = sides
                                 .iter()
                                 .map(|(s, c)| {
-                                    format!(
-                                        "{s} holds {}",
-                                        c.map_or("nothing".to_owned(), |c| c.to_string())
-                                    )
+                                    format!("{s} holds {}", c.map_or("nothing".to_owned(), |c| c.to_string()))
                                 })
                                 .collect();
                             let msg = format!(
@@ -791,10 +550,7 @@ impl World {
                             self.oracle.corruptions.push(msg);
                         }
                         self.clp.mirror = MirrorState::InSync;
-                        self.log(
-                            t,
-                            format!("clp: {name} added (initial mirror construction skipped)"),
-                        );
+                        self.log(t, format!("clp: {name} added (initial mirror construction skipped)"));
                     }
                 }
                 ConfigChange::SetGroupAutoStart { group, auto } => {
@@ -802,10 +558,7 @@ impl World {
                         self.clp.auto_start = auto;
                         self.log(
                             t,
-                            format!(
-                                "clp: group {group} start attribute {}",
-                                if auto { "automatic" } else { "manual" }
-                            ),
+                            format!("clp: group {group} start attribute {}", if auto { "automatic" } else { "manual" }),
                         );
                     }
                 }
@@ -845,11 +598,7 @@ impl SimCluster {
 }
 
 fn failed(code: &str, w: &World) -> PortError {
-    let why = w
-        .clp
-        .last_error
-        .clone()
-        .unwrap_or_else(|| "the operation did not complete".to_owned());
+    let why = w.clp.last_error.clone().unwrap_or_else(|| "the operation did not complete".to_owned());
     clp_err(code, why, ErrorClass::NeedsHuman)
 }
 
@@ -857,8 +606,7 @@ fn failed(code: &str, w: &World) -> PortError {
 impl Cluster for SimCluster {
     async fn status(&self) -> PortResult<ClusterStatus> {
         self.rtt().await;
-        self.world
-            .call("clp:status", None, |w, _| Ok(w.clp_status()))
+        self.world.call("clp:status", None, |w, _| Ok(w.clp_status()))
     }
 
     async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<()> {
@@ -866,11 +614,7 @@ impl Cluster for SimCluster {
             "clp:start_group",
             |w, now| w.clp_start_group(group, server, now),
             |w| {
-                if w.group_online_on(server) {
-                    Ok(())
-                } else {
-                    Err(failed("GroupStartFailed", w))
-                }
+                if w.group_online_on(server) { Ok(()) } else { Err(failed("GroupStartFailed", w)) }
             },
         )
         .await
@@ -884,11 +628,7 @@ impl Cluster for SimCluster {
                 if w.group_all_offline() {
                     Ok(())
                 } else {
-                    Err(clp_err(
-                        "GroupStopFailed",
-                        "the group did not go offline",
-                        ErrorClass::Retryable,
-                    ))
+                    Err(clp_err("GroupStopFailed", "the group did not go offline", ErrorClass::Retryable))
                 }
             },
         )
@@ -900,11 +640,7 @@ impl Cluster for SimCluster {
             "clp:move_group",
             |w, now| w.clp_move_group(group, target, now),
             |w| {
-                if w.group_online_on(target) {
-                    Ok(())
-                } else {
-                    Err(failed("GroupMoveFailed", w))
-                }
+                if w.group_online_on(target) { Ok(()) } else { Err(failed("GroupMoveFailed", w)) }
             },
         )
         .await
@@ -915,16 +651,8 @@ impl Cluster for SimCluster {
             "clp:start_resource",
             |w, now| w.clp_start_resource(resource, server, now),
             |w| {
-                let state = if w.is_md(resource) {
-                    &w.clp.md_state
-                } else {
-                    &w.clp.business_state
-                };
-                if state.online_on(server) {
-                    Ok(())
-                } else {
-                    Err(failed("ResourceStartFailed", w))
-                }
+                let state = if w.is_md(resource) { &w.clp.md_state } else { &w.clp.business_state };
+                if state.online_on(server) { Ok(()) } else { Err(failed("ResourceStartFailed", w)) }
             },
         )
         .await
@@ -935,19 +663,11 @@ impl Cluster for SimCluster {
             "clp:stop_resource",
             |w, now| w.clp_stop_resource(resource, now),
             |w| {
-                let state = if w.is_md(resource) {
-                    &w.clp.md_state
-                } else {
-                    &w.clp.business_state
-                };
+                let state = if w.is_md(resource) { &w.clp.md_state } else { &w.clp.business_state };
                 if state.state == ObjectState::Offline {
                     Ok(())
                 } else {
-                    Err(clp_err(
-                        "ResourceStopFailed",
-                        "the resource did not go offline",
-                        ErrorClass::Retryable,
-                    ))
+                    Err(clp_err("ResourceStopFailed", "the resource did not go offline", ErrorClass::Retryable))
                 }
             },
         )
@@ -956,22 +676,17 @@ impl Cluster for SimCluster {
 
     async fn shutdown_server(&self, server: &ServerName) -> PortResult<()> {
         self.rtt().await;
-        self.world.call("clp:shutdown_server", None, |w, now| {
-            w.clp_shutdown_server(server, now)
-        })
+        self.world.call("clp:shutdown_server", None, |w, now| w.clp_shutdown_server(server, now))
     }
 
     async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
         self.rtt().await;
-        self.world.call("clp:mirror_status", None, |w, _| {
-            w.clp_mirror_status(resource)
-        })
+        self.world.call("clp:mirror_status", None, |w, _| w.clp_mirror_status(resource))
     }
 
     async fn config(&self) -> PortResult<ClusterConfig> {
         self.rtt().await;
-        self.world
-            .call("clp:config", None, |w, _| Ok(w.clp_config()))
+        self.world.call("clp:config", None, |w, _| Ok(w.clp_config()))
     }
 
     async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()> {
@@ -982,11 +697,7 @@ impl Cluster for SimCluster {
                 if w.clp.config_pending.is_none() {
                     Ok(())
                 } else {
-                    Err(clp_err(
-                        "ConfigBusy",
-                        "the configuration push has not completed",
-                        ErrorClass::Retryable,
-                    ))
+                    Err(clp_err("ConfigBusy", "the configuration push has not completed", ErrorClass::Retryable))
                 }
             },
         )

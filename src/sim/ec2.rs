@@ -17,9 +17,8 @@ use super::throttle::Bucket;
 use super::world::{AttachRec, InstanceRec, SnapshotRec, TokenRec, VolumeRec, World};
 use crate::ids::{DeviceName, InstanceId, SnapshotId, VolumeId};
 use crate::ports::cloud::{
-    AttachState, Attachment, Cloud, CreateSnapshot, CreateVolume, Instance, InstanceState,
-    ShutdownBehavior, Snapshot, SnapshotFilter, SnapshotState, Tags, Volume, VolumeFilter,
-    VolumeState,
+    AttachState, Attachment, Cloud, CreateSnapshot, CreateVolume, Instance, InstanceState, ShutdownBehavior, Snapshot,
+    SnapshotFilter, SnapshotState, Tags, Volume, VolumeFilter, VolumeState,
 };
 use crate::ports::{PortError, PortResult};
 
@@ -28,24 +27,15 @@ fn err(code: &str, msg: impl Into<String>) -> PortError {
 }
 
 fn volume_not_found(id: &VolumeId) -> PortError {
-    err(
-        "InvalidVolume.NotFound",
-        format!("The volume '{id}' does not exist."),
-    )
+    err("InvalidVolume.NotFound", format!("The volume '{id}' does not exist."))
 }
 
 fn snapshot_not_found(id: &SnapshotId) -> PortError {
-    err(
-        "InvalidSnapshot.NotFound",
-        format!("The snapshot '{id}' does not exist."),
-    )
+    err("InvalidSnapshot.NotFound", format!("The snapshot '{id}' does not exist."))
 }
 
 fn instance_not_found(id: &InstanceId) -> PortError {
-    err(
-        "InvalidInstanceID.NotFound",
-        format!("The instance ID '{id}' does not exist"),
-    )
+    err("InvalidInstanceID.NotFound", format!("The instance ID '{id}' does not exist"))
 }
 
 fn tags_match(have: &Tags, want: &Tags) -> bool {
@@ -63,11 +53,7 @@ impl World {
             attachments: v
                 .attachment
                 .iter()
-                .map(|a| Attachment {
-                    instance: a.instance.clone(),
-                    device: a.device.clone(),
-                    state: a.state,
-                })
+                .map(|a| Attachment { instance: a.instance.clone(), device: a.device.clone(), state: a.state })
                 .collect(),
             tags: v.tags.clone(),
             volume_type: v.volume_type.clone(),
@@ -81,11 +67,7 @@ impl World {
             SnapshotState::Error => 0,
             SnapshotState::Pending => {
                 let total = secs(s.started, s.until);
-                let done = if total > 0.0 {
-                    (secs(s.started, now) / total).clamp(0.0, 0.99)
-                } else {
-                    0.0
-                };
+                let done = if total > 0.0 { (secs(s.started, now) / total).clamp(0.0, 0.99) } else { 0.0 };
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // 0..=99
                 let p = (done * 100.0).floor() as u8;
                 p
@@ -113,28 +95,15 @@ impl World {
             })
             .collect();
         devices.sort();
-        Instance {
-            id: i.id.clone(),
-            zone: i.zone.clone(),
-            state: i.state,
-            devices,
-        }
+        Instance { id: i.id.clone(), zone: i.zone.clone(), state: i.state, devices }
     }
 
     fn visible_volume(&self, id: &VolumeId, now: Timestamp) -> PortResult<&VolumeRec> {
-        self.ec2
-            .volumes
-            .get(id)
-            .filter(|v| v.visible_at <= now)
-            .ok_or_else(|| volume_not_found(id))
+        self.ec2.volumes.get(id).filter(|v| v.visible_at <= now).ok_or_else(|| volume_not_found(id))
     }
 
     fn visible_snapshot(&self, id: &SnapshotId, now: Timestamp) -> PortResult<&SnapshotRec> {
-        self.ec2
-            .snapshots
-            .get(id)
-            .filter(|s| s.visible_at <= now)
-            .ok_or_else(|| snapshot_not_found(id))
+        self.ec2.snapshots.get(id).filter(|s| s.visible_at <= now).ok_or_else(|| snapshot_not_found(id))
     }
 
     fn ec2_describe_volumes(&self, f: &VolumeFilter, now: Timestamp) -> PortResult<Vec<Volume>> {
@@ -149,20 +118,13 @@ impl World {
             .filter(|v| f.ids.is_empty() || f.ids.contains(&v.id))
             .filter(|v| tags_match(&v.tags, &f.tags))
             .filter(|v| {
-                f.attached_to.is_empty()
-                    || v.attachment
-                        .as_ref()
-                        .is_some_and(|a| f.attached_to.contains(&a.instance))
+                f.attached_to.is_empty() || v.attachment.as_ref().is_some_and(|a| f.attached_to.contains(&a.instance))
             })
             .map(World::volume_view)
             .collect())
     }
 
-    fn ec2_describe_snapshots(
-        &self,
-        f: &SnapshotFilter,
-        now: Timestamp,
-    ) -> PortResult<Vec<Snapshot>> {
+    fn ec2_describe_snapshots(&self, f: &SnapshotFilter, now: Timestamp) -> PortResult<Vec<Snapshot>> {
         for id in &f.ids {
             self.visible_snapshot(id, now)?;
         }
@@ -173,11 +135,7 @@ impl World {
             .filter(|s| s.visible_at <= now)
             .filter(|s| f.ids.is_empty() || f.ids.contains(&s.id))
             .filter(|s| tags_match(&s.tags, &f.tags))
-            .filter(|s| {
-                f.volume
-                    .as_ref()
-                    .is_none_or(|v| s.volume.as_ref() == Some(v))
-            })
+            .filter(|s| f.volume.as_ref().is_none_or(|v| s.volume.as_ref() == Some(v)))
             .map(|s| World::snapshot_view(s, now))
             .collect())
     }
@@ -199,38 +157,24 @@ impl World {
 
     fn ec2_create_volume(&mut self, req: &CreateVolume, now: Timestamp) -> PortResult<Volume> {
         if req.client_token.is_empty() || req.client_token.len() > 64 {
-            return Err(err(
-                "InvalidParameterValue",
-                "ClientToken must be 1 to 64 characters",
-            ));
+            return Err(err("InvalidParameterValue", "ClientToken must be 1 to 64 characters"));
         }
         if let Some(rec) = self.ec2.tokens.get(&req.client_token) {
             if rec.params != *req {
                 return Err(err(
                     "IdempotentParameterMismatch",
-                    format!(
-                        "The client token '{}' was already used with different parameters.",
-                        req.client_token
-                    ),
+                    format!("The client token '{}' was already used with different parameters.", req.client_token),
                 ));
             }
             return match &rec.outcome {
-                Ok(id) => self
-                    .ec2
-                    .volumes
-                    .get(id)
-                    .map(World::volume_view)
-                    .ok_or_else(|| volume_not_found(id)),
+                Ok(id) => self.ec2.volumes.get(id).map(World::volume_view).ok_or_else(|| volume_not_found(id)),
                 Err(e) => Err(e.clone()),
             };
         }
         let outcome = self.create_volume_once(req, now);
         self.ec2.tokens.insert(
             req.client_token.clone(),
-            TokenRec {
-                params: req.clone(),
-                outcome: outcome.as_ref().map(|v| v.id.clone()).map_err(Clone::clone),
-            },
+            TokenRec { params: req.clone(), outcome: outcome.as_ref().map(|v| v.id.clone()).map_err(Clone::clone) },
         );
         outcome
     }
@@ -239,31 +183,21 @@ impl World {
         if req.zone.region() != self.scenario.region {
             return Err(err(
                 "InvalidVolume.ZoneMismatch",
-                format!(
-                    "The zone '{}' does not exist in region {}.",
-                    req.zone, self.scenario.region
-                ),
+                format!("The zone '{}' does not exist in region {}.", req.zone, self.scenario.region),
             ));
         }
         let snap = self.visible_snapshot(&req.snapshot, now)?.clone();
         if snap.state != SnapshotState::Completed {
             return Err(err(
                 "IncorrectState",
-                format!(
-                    "Snapshot '{}' is in invalid state - {:?}",
-                    snap.id, snap.state
-                )
-                .to_lowercase(),
+                format!("Snapshot '{}' is in invalid state - {:?}", snap.id, snap.state).to_lowercase(),
             ));
         }
         let size = req.size_gib.unwrap_or(snap.size_gib);
         if size < snap.size_gib {
             return Err(err(
                 "InvalidParameterValue",
-                format!(
-                    "Volume of {size}GiB is too small; minimum is {}GiB for snapshot {}.",
-                    snap.size_gib, snap.id
-                ),
+                format!("Volume of {size}GiB is too small; minimum is {}GiB for snapshot {}.", snap.size_gib, snap.id),
             ));
         }
         let id = self.new_volume_id();
@@ -287,74 +221,43 @@ impl World {
         };
         let view = World::volume_view(&rec);
         self.ec2.volumes.insert(id.clone(), rec);
-        self.log(
-            now,
-            format!(
-                "ec2: CreateVolume {id} from {} in {} ({} GiB)",
-                snap.id, req.zone, size
-            ),
-        );
+        self.log(now, format!("ec2: CreateVolume {id} from {} in {} ({} GiB)", snap.id, req.zone, size));
         Ok(view)
     }
 
-    fn ec2_attach(
-        &mut self,
-        vol: &VolumeId,
-        inst: &InstanceId,
-        dev: &DeviceName,
-        now: Timestamp,
-    ) -> PortResult<()> {
-        let i = self
-            .ec2
-            .instances
-            .get(inst)
-            .ok_or_else(|| instance_not_found(inst))?
-            .clone();
+    fn ec2_attach(&mut self, vol: &VolumeId, inst: &InstanceId, dev: &DeviceName, now: Timestamp) -> PortResult<()> {
+        let i = self.ec2.instances.get(inst).ok_or_else(|| instance_not_found(inst))?.clone();
         let v = self.visible_volume(vol, now)?.clone();
         if !matches!(i.state, InstanceState::Running | InstanceState::Stopped) {
             return Err(err(
                 "IncorrectInstanceState",
-                format!(
-                    "Instance '{inst}' is not 'running' or 'stopped' (it is {:?}).",
-                    i.state
-                ),
+                format!("Instance '{inst}' is not 'running' or 'stopped' (it is {:?}).", i.state),
             ));
         }
         if v.zone != i.zone {
             return Err(err(
                 "InvalidVolume.ZoneMismatch",
-                format!(
-                    "The volume '{vol}' is not in the same availability zone as instance '{inst}'"
-                ),
+                format!("The volume '{vol}' is not in the same availability zone as instance '{inst}'"),
             ));
         }
         if let Some(a) = &v.attachment {
-            return Err(err(
-                "VolumeInUse",
-                format!("{vol} is already attached to an instance ({})", a.instance),
-            ));
+            return Err(err("VolumeInUse", format!("{vol} is already attached to an instance ({})", a.instance)));
         }
         if v.state != VolumeState::Available {
             return Err(err(
                 "IncorrectState",
-                format!(
-                    "The volume '{vol}' is not 'available' (it is {:?}).",
-                    v.state
-                )
-                .to_lowercase(),
+                format!("The volume '{vol}' is not 'available' (it is {:?}).", v.state).to_lowercase(),
             ));
         }
-        let taken = self.ec2.volumes.values().any(|o| {
-            o.attachment
-                .as_ref()
-                .is_some_and(|a| &a.instance == inst && &a.device == dev)
-        });
+        let taken = self
+            .ec2
+            .volumes
+            .values()
+            .any(|o| o.attachment.as_ref().is_some_and(|a| &a.instance == inst && &a.device == dev));
         if taken {
             return Err(err(
                 "InvalidParameterValue",
-                format!(
-                    "Invalid value '{dev}' for unixDevice. Attachment point {dev} is already in use"
-                ),
+                format!("Invalid value '{dev}' for unixDevice. Attachment point {dev} is already in use"),
             ));
         }
         let attach = self.scenario.latency.attach_s;
@@ -374,23 +277,12 @@ impl World {
 
     fn ec2_detach(&mut self, vol: &VolumeId, inst: &InstanceId, now: Timestamp) -> PortResult<()> {
         let v = self.visible_volume(vol, now)?.clone();
-        let i = self
-            .ec2
-            .instances
-            .get(inst)
-            .ok_or_else(|| instance_not_found(inst))?
-            .clone();
+        let i = self.ec2.instances.get(inst).ok_or_else(|| instance_not_found(inst))?.clone();
         if i.state == InstanceState::Terminated {
-            return Err(err(
-                "IncorrectInstanceState",
-                format!("Instance '{inst}' is terminated."),
-            ));
+            return Err(err("IncorrectInstanceState", format!("Instance '{inst}' is terminated.")));
         }
         let Some(a) = &v.attachment else {
-            return Err(err(
-                "IncorrectState",
-                format!("Volume '{vol}' is in the 'available' state."),
-            ));
+            return Err(err("IncorrectState", format!("Volume '{vol}' is in the 'available' state.")));
         };
         if &a.instance != inst {
             return Err(err(
@@ -400,28 +292,17 @@ impl World {
         }
         match a.state {
             AttachState::Detaching | AttachState::Busy | AttachState::Detached => {
-                return Err(err(
-                    "IncorrectState",
-                    format!("Volume '{vol}' is already detaching."),
-                ));
+                return Err(err("IncorrectState", format!("Volume '{vol}' is already detaching.")));
             }
             AttachState::Attaching | AttachState::Attached => {}
         }
         let held = i.state == InstanceState::Running && self.os_holds(&i.server, vol);
         if held {
-            if let Some(a) = self
-                .ec2
-                .volumes
-                .get_mut(vol)
-                .and_then(|r| r.attachment.as_mut())
-            {
+            if let Some(a) = self.ec2.volumes.get_mut(vol).and_then(|r| r.attachment.as_mut()) {
                 a.state = AttachState::Busy;
                 a.until = None;
             }
-            self.log(
-                now,
-                format!("ec2: DetachVolume {vol} from {inst}: busy (the OS still holds the disk)"),
-            );
+            self.log(now, format!("ec2: DetachVolume {vol} from {inst}: busy (the OS still holds the disk)"));
         } else {
             self.start_detaching(now, vol);
             self.log(now, format!("ec2: DetachVolume {vol} from {inst}"));
@@ -429,17 +310,10 @@ impl World {
         Ok(())
     }
 
-    fn ec2_create_snapshot(
-        &mut self,
-        req: &CreateSnapshot,
-        now: Timestamp,
-    ) -> PortResult<Snapshot> {
+    fn ec2_create_snapshot(&mut self, req: &CreateSnapshot, now: Timestamp) -> PortResult<Snapshot> {
         let v = self.visible_volume(&req.volume, now)?.clone();
         if !matches!(v.state, VolumeState::Available | VolumeState::InUse) {
-            return Err(err(
-                "IncorrectState",
-                format!("Volume '{}' is not available or in-use.", v.id),
-            ));
+            return Err(err("IncorrectState", format!("Volume '{}' is not available or in-use.", v.id)));
         }
         let pending = self
             .ec2
@@ -450,21 +324,12 @@ impl World {
         if pending >= self.scenario.max_pending_snapshots {
             return Err(err(
                 "ConcurrentSnapshotLimitExceeded",
-                format!(
-                    "Maximum number of in-progress snapshots reached for volume {}.",
-                    v.id
-                ),
+                format!("Maximum number of in-progress snapshots reached for volume {}.", v.id),
             ));
         }
         let median = self.scenario.latency.snapshot_s(v.size_gib);
         let rec = self.make_snapshot(&v, req.tags.clone(), SnapshotState::Pending, median, now);
-        self.log(
-            now,
-            format!(
-                "ec2: CreateSnapshot {} of {} (holds {})",
-                rec.id, v.id, rec.content
-            ),
-        );
+        self.log(now, format!("ec2: CreateSnapshot {} of {} (holds {})", rec.id, v.id, rec.content));
         let view = World::snapshot_view(&rec, now);
         self.ec2.snapshots.insert(rec.id.clone(), rec);
         Ok(view)
@@ -504,18 +369,11 @@ impl World {
     }
 
     fn ec2_start_instance(&mut self, id: &InstanceId, now: Timestamp) -> PortResult<()> {
-        let state = self
-            .ec2
-            .instances
-            .get(id)
-            .ok_or_else(|| instance_not_found(id))?
-            .state;
+        let state = self.ec2.instances.get(id).ok_or_else(|| instance_not_found(id))?.state;
         if state != InstanceState::Stopped {
             return Err(err(
                 "IncorrectInstanceState",
-                format!(
-                    "The instance '{id}' is not in a state from which it can be started ({state:?})."
-                ),
+                format!("The instance '{id}' is not in a state from which it can be started ({state:?})."),
             ));
         }
         let start = self.scenario.latency.instance_start_s;
@@ -536,10 +394,7 @@ impl World {
             self.visible_snapshot(&s, now)?;
             self.ec2.snapshots.get_mut(&s).map(|r| &mut r.tags)
         } else {
-            return Err(err(
-                "InvalidID",
-                format!("The ID '{resource}' is not valid"),
-            ));
+            return Err(err("InvalidID", format!("The ID '{resource}' is not valid")));
         };
         if let Some(t) = target {
             t.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -569,101 +424,58 @@ impl SimCloud {
 impl Cloud for SimCloud {
     async fn describe_volumes(&self, filter: &VolumeFilter) -> PortResult<Vec<Volume>> {
         self.rtt().await;
-        self.world
-            .call("ec2:DescribeVolumes", Some(Bucket::Describe), |w, now| {
-                w.ec2_describe_volumes(filter, now)
-            })
+        self.world.call("ec2:DescribeVolumes", Some(Bucket::Describe), |w, now| w.ec2_describe_volumes(filter, now))
     }
 
     async fn describe_snapshots(&self, filter: &SnapshotFilter) -> PortResult<Vec<Snapshot>> {
         self.rtt().await;
-        self.world
-            .call("ec2:DescribeSnapshots", Some(Bucket::Describe), |w, now| {
-                w.ec2_describe_snapshots(filter, now)
-            })
+        self.world.call("ec2:DescribeSnapshots", Some(Bucket::Describe), |w, now| w.ec2_describe_snapshots(filter, now))
     }
 
     async fn describe_instances(&self, ids: &[InstanceId]) -> PortResult<Vec<Instance>> {
         self.rtt().await;
-        self.world
-            .call("ec2:DescribeInstances", Some(Bucket::Describe), |w, _| {
-                w.ec2_describe_instances(ids)
-            })
+        self.world.call("ec2:DescribeInstances", Some(Bucket::Describe), |w, _| w.ec2_describe_instances(ids))
     }
 
     async fn shutdown_behavior(&self, id: &InstanceId) -> PortResult<ShutdownBehavior> {
         self.rtt().await;
-        self.world.call(
-            "ec2:DescribeInstanceAttribute",
-            Some(Bucket::Describe),
-            |w, _| {
-                w.ec2
-                    .instances
-                    .get(id)
-                    .map(|i| i.shutdown_behavior)
-                    .ok_or_else(|| instance_not_found(id))
-            },
-        )
+        self.world.call("ec2:DescribeInstanceAttribute", Some(Bucket::Describe), |w, _| {
+            w.ec2.instances.get(id).map(|i| i.shutdown_behavior).ok_or_else(|| instance_not_found(id))
+        })
     }
 
     async fn create_volume(&self, req: &CreateVolume) -> PortResult<Volume> {
         self.rtt().await;
-        self.world
-            .call("ec2:CreateVolume", Some(Bucket::Mutate), |w, now| {
-                w.ec2_create_volume(req, now)
-            })
+        self.world.call("ec2:CreateVolume", Some(Bucket::Mutate), |w, now| w.ec2_create_volume(req, now))
     }
 
-    async fn attach_volume(
-        &self,
-        volume: &VolumeId,
-        instance: &InstanceId,
-        device: &DeviceName,
-    ) -> PortResult<()> {
+    async fn attach_volume(&self, volume: &VolumeId, instance: &InstanceId, device: &DeviceName) -> PortResult<()> {
         self.rtt().await;
-        self.world
-            .call("ec2:AttachVolume", Some(Bucket::Mutate), |w, now| {
-                w.ec2_attach(volume, instance, device, now)
-            })
+        self.world.call("ec2:AttachVolume", Some(Bucket::Mutate), |w, now| w.ec2_attach(volume, instance, device, now))
     }
 
     async fn detach_volume(&self, volume: &VolumeId, instance: &InstanceId) -> PortResult<()> {
         self.rtt().await;
-        self.world
-            .call("ec2:DetachVolume", Some(Bucket::Mutate), |w, now| {
-                w.ec2_detach(volume, instance, now)
-            })
+        self.world.call("ec2:DetachVolume", Some(Bucket::Mutate), |w, now| w.ec2_detach(volume, instance, now))
     }
 
     async fn create_snapshot(&self, req: &CreateSnapshot) -> PortResult<Snapshot> {
         self.rtt().await;
-        self.world
-            .call("ec2:CreateSnapshot", Some(Bucket::Mutate), |w, now| {
-                w.ec2_create_snapshot(req, now)
-            })
+        self.world.call("ec2:CreateSnapshot", Some(Bucket::Mutate), |w, now| w.ec2_create_snapshot(req, now))
     }
 
     async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()> {
         self.rtt().await;
-        self.world
-            .call("ec2:DeleteSnapshot", Some(Bucket::Mutate), |w, now| {
-                w.ec2_delete_snapshot(id, now)
-            })
+        self.world.call("ec2:DeleteSnapshot", Some(Bucket::Mutate), |w, now| w.ec2_delete_snapshot(id, now))
     }
 
     async fn start_instance(&self, id: &InstanceId) -> PortResult<()> {
         self.rtt().await;
-        self.world
-            .call("ec2:StartInstances", Some(Bucket::Mutate), |w, now| {
-                w.ec2_start_instance(id, now)
-            })
+        self.world.call("ec2:StartInstances", Some(Bucket::Mutate), |w, now| w.ec2_start_instance(id, now))
     }
 
     async fn create_tags(&self, resource: &str, tags: &Tags) -> PortResult<()> {
         self.rtt().await;
-        self.world
-            .call("ec2:CreateTags", Some(Bucket::Mutate), |w, now| {
-                w.ec2_create_tags(resource, tags, now)
-            })
+        self.world.call("ec2:CreateTags", Some(Bucket::Mutate), |w, now| w.ec2_create_tags(resource, tags, now))
     }
 }

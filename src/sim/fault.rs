@@ -71,17 +71,8 @@ impl Fault {
     /// `FailNext` with the class EC2 codes get from [`crate::ports::cloud::classify`]
     /// (other operations: `Retryable`), e.g. `Fault::fail_next("ec2:AttachVolume", "InternalError", 2)`.
     pub fn fail_next(op: &str, code: &str, count: u32) -> Self {
-        let class = if op.starts_with("ec2:") {
-            crate::ports::cloud::classify(code)
-        } else {
-            ErrorClass::Retryable
-        };
-        Fault::FailNext {
-            op: op.to_owned(),
-            code: code.to_owned(),
-            class,
-            count,
-        }
+        let class = if op.starts_with("ec2:") { crate::ports::cloud::classify(code) } else { ErrorClass::Retryable };
+        Fault::FailNext { op: op.to_owned(), code: code.to_owned(), class, count }
     }
 }
 

@@ -131,11 +131,7 @@ pub(super) struct SimRng {
 
 impl SimRng {
     pub(super) fn new(seed: u64) -> Self {
-        SimRng {
-            seed,
-            word_pos: 0,
-            cache: None,
-        }
+        SimRng { seed, word_pos: 0, cache: None }
     }
 
     pub(super) fn seed(&self) -> u64 {

@@ -128,9 +128,7 @@ pub struct SimWorld {
 
 impl std::fmt::Debug for SimWorld {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimWorld")
-            .field("clock", &self.clock)
-            .finish_non_exhaustive()
+        f.debug_struct("SimWorld").field("clock", &self.clock).finish_non_exhaustive()
     }
 }
 
@@ -141,11 +139,7 @@ impl SimWorld {
     pub fn new(scenario: Scenario, seed: u64, speed: f64) -> Arc<Self> {
         let clock = SimClock::new(scenario.epoch, speed);
         let world = World::from_scenario(scenario, seed);
-        Arc::new(SimWorld {
-            world: Mutex::new(world),
-            clock,
-            path: Mutex::new(None),
-        })
+        Arc::new(SimWorld { world: Mutex::new(world), clock, path: Mutex::new(None) })
     }
 
     /// Loads a persisted world and keeps persisting to the same file. Model time resumes at the
@@ -157,11 +151,7 @@ impl SimWorld {
         let probe = SimClock::new(world.saved_model, speed);
         let away = clock::secs(world.saved_wall, Timestamp::now()).max(0.0) * probe.speed();
         let clock = SimClock::new(clock::plus(world.saved_model, away), speed);
-        Ok(Arc::new(SimWorld {
-            world: Mutex::new(world),
-            clock,
-            path: Mutex::new(Some(path.to_owned())),
-        }))
+        Ok(Arc::new(SimWorld { world: Mutex::new(world), clock, path: Mutex::new(Some(path.to_owned())) }))
     }
 
     /// Opens the world persisted at `path`, or creates it from `scenario` and `seed` when the file
@@ -229,11 +219,7 @@ impl SimWorld {
     }
 
     fn save(&self, w: &mut World, now: Timestamp) {
-        let path = self
-            .path
-            .lock()
-            .expect("sim world path mutex poisoned")
-            .clone();
+        let path = self.path.lock().expect("sim world path mutex poisoned").clone();
         if let Some(path) = path {
             w.saved_model = now;
             w.saved_wall = Timestamp::now();
@@ -259,10 +245,7 @@ impl SimWorld {
                 };
                 if !ok {
                     *w.calls.entry(format!("throttled:{op}")).or_default() += 1;
-                    return Err(PortError::ec2(
-                        "RequestLimitExceeded",
-                        "Request limit exceeded.",
-                    ));
+                    return Err(PortError::ec2("RequestLimitExceeded", "Request limit exceeded."));
                 }
             }
             if let Some(idx) = w.faults.iter().position(|r| r.op == op && r.remaining > 0) {
@@ -273,20 +256,14 @@ impl SimWorld {
                 }
                 if rule.after_effect {
                     let outcome = f(w, now).map(|_| ());
-                    w.log(
-                        now,
-                        format!("fault: {op} response lost (call outcome {outcome:?})"),
-                    );
+                    w.log(now, format!("fault: {op} response lost (call outcome {outcome:?})"));
                     return Err(PortError::new(
                         "RequestTimeout",
                         "injected: the response was lost",
                         ErrorClass::Retryable,
                     ));
                 }
-                w.log(
-                    now,
-                    format!("fault: {op} failed with {} (injected)", rule.code),
-                );
+                w.log(now, format!("fault: {op} failed with {} (injected)", rule.code));
                 return Err(PortError::new(&rule.code, "injected fault", rule.class));
             }
             f(w, now)
@@ -300,9 +277,7 @@ impl SimWorld {
             let m = median(&w.scenario.latency);
             w.jitter(m)
         };
-        self.clock
-            .sleep(Duration::from_secs_f64(secs.max(0.0)))
-            .await;
+        self.clock.sleep(Duration::from_secs_f64(secs.max(0.0))).await;
     }
 
     /// Sleeps until model time reaches `t`.

@@ -64,31 +64,16 @@ impl World {
         self.nodes
             .get(server)
             .and_then(|n| n.disks.get(volume))
-            .is_some_and(|d| {
-                if windows {
-                    d.online
-                } else {
-                    !d.mounted.is_empty()
-                }
-            })
+            .is_some_and(|d| if windows { d.online } else { !d.mounted.is_empty() })
     }
 
     fn device_of(&self, volume: &VolumeId) -> Option<DeviceName> {
-        self.ec2
-            .volumes
-            .get(volume)?
-            .attachment
-            .as_ref()
-            .map(|a| a.device.clone())
+        self.ec2.volumes.get(volume)?.attachment.as_ref().map(|a| a.device.clone())
     }
 
     fn require_running(&self, server: &ServerName) -> PortResult<()> {
         let Some(inst) = self.instance_of(server) else {
-            return Err(node_err(
-                "ServerNotFound",
-                format!("no server named {server}"),
-                ErrorClass::NeedsHuman,
-            ));
+            return Err(node_err("ServerNotFound", format!("no server named {server}"), ErrorClass::NeedsHuman));
         };
         if inst.state == InstanceState::Running {
             Ok(())
@@ -102,12 +87,7 @@ impl World {
     }
 
     fn require_disk(&self, server: &ServerName, volume: &VolumeId) -> PortResult<()> {
-        if self.os_sees(server, volume)
-            && self
-                .nodes
-                .get(server)
-                .is_some_and(|n| n.disks.contains_key(volume))
-        {
+        if self.os_sees(server, volume) && self.nodes.get(server).is_some_and(|n| n.disks.contains_key(volume)) {
             Ok(())
         } else {
             Err(node_err(
@@ -125,16 +105,8 @@ impl World {
             .iter()
             .map(|&n| PartitionInfo {
                 number: n,
-                letter: if windows && d.online {
-                    d.letters.get(&n).copied()
-                } else {
-                    None
-                },
-                path: if windows {
-                    None
-                } else {
-                    dev.as_ref().map(|dev| linux_path(dev, n))
-                },
+                letter: if windows && d.online { d.letters.get(&n).copied() } else { None },
+                path: if windows { None } else { dev.as_ref().map(|dev| linux_path(dev, n)) },
                 mounted: d.mounted.contains(&n),
             })
             .collect();
@@ -153,12 +125,8 @@ impl World {
         let Some(node) = self.nodes.get(server) else {
             return Ok(Vec::new());
         };
-        let mut disks: Vec<Disk> = node
-            .disks
-            .iter()
-            .filter(|(v, _)| self.os_sees(server, v))
-            .map(|(v, d)| self.disk_view(v, d))
-            .collect();
+        let mut disks: Vec<Disk> =
+            node.disks.iter().filter(|(v, _)| self.os_sees(server, v)).map(|(v, d)| self.disk_view(v, d)).collect();
         disks.sort_by_key(|d| d.number);
         Ok(disks)
     }
@@ -176,25 +144,12 @@ impl World {
         used
     }
 
-    fn node_set_offline(
-        &mut self,
-        server: &ServerName,
-        volume: &VolumeId,
-        now: Timestamp,
-    ) -> PortResult<()> {
+    fn node_set_offline(&mut self, server: &ServerName, volume: &VolumeId, now: Timestamp) -> PortResult<()> {
         self.require_running(server)?;
         self.require_disk(server, volume)?;
         let windows = self.is_windows();
-        let Some(disk) = self
-            .nodes
-            .get_mut(server)
-            .and_then(|n| n.disks.get_mut(volume))
-        else {
-            return Err(node_err(
-                "DiskNotFound",
-                format!("{server}: no disk for {volume}"),
-                ErrorClass::Retryable,
-            ));
+        let Some(disk) = self.nodes.get_mut(server).and_then(|n| n.disks.get_mut(volume)) else {
+            return Err(node_err("DiskNotFound", format!("{server}: no disk for {volume}"), ErrorClass::Retryable));
         };
         if windows {
             if disk.online {
@@ -222,12 +177,7 @@ impl World {
             .get(volume)
             .and_then(|v| v.attachment.as_ref())
             .is_some_and(|a| a.state == AttachState::Busy);
-        let holder = self
-            .ec2
-            .volumes
-            .get(volume)
-            .and_then(|v| v.attachment.as_ref())
-            .map(|a| a.instance.clone());
+        let holder = self.ec2.volumes.get(volume).and_then(|v| v.attachment.as_ref()).map(|a| a.instance.clone());
         let server = holder.and_then(|i| self.server_of_instance(&i));
         if busy && server.is_some_and(|s| !self.os_holds(&s, volume)) {
             self.start_detaching(now, volume);
@@ -235,12 +185,7 @@ impl World {
         }
     }
 
-    fn node_set_online(
-        &mut self,
-        server: &ServerName,
-        volume: &VolumeId,
-        now: Timestamp,
-    ) -> PortResult<()> {
+    fn node_set_online(&mut self, server: &ServerName, volume: &VolumeId, now: Timestamp) -> PortResult<()> {
         self.require_running(server)?;
         self.require_disk(server, volume)?;
         if !self.is_windows() {
@@ -248,9 +193,9 @@ impl World {
         }
         let signature = self.ec2.volumes.get(volume).map(|v| v.signature);
         let collision = self.nodes.get(server).is_some_and(|n| {
-            n.disks.iter().any(|(v, d)| {
-                v != volume && d.online && self.ec2.volumes.get(v).map(|r| r.signature) == signature
-            })
+            n.disks
+                .iter()
+                .any(|(v, d)| v != volume && d.online && self.ec2.volumes.get(v).map(|r| r.signature) == signature)
         });
         let used = self.letters_in_use(server, Some(volume));
         let Some(node) = self.nodes.get_mut(server) else {
@@ -266,10 +211,7 @@ impl World {
         }
         if collision {
             disk.offline_reason = Some(OfflineReason::Collision);
-            self.log(
-                now,
-                format!("node {server}: disk of {volume} kept offline (signature collision)"),
-            );
+            self.log(now, format!("node {server}: disk of {volume} kept offline (signature collision)"));
             return Err(node_err(
                 "SignatureCollision",
                 format!("{server}: the disk of {volume} has the same signature as an online disk"),
@@ -282,29 +224,17 @@ impl World {
         if !disk.lettered {
             disk.lettered = true;
             disk.letters = if let Some(letters) = remembered {
-                letters
-                    .into_iter()
-                    .filter(|(_, c)| !used.contains(c))
-                    .collect()
+                letters.into_iter().filter(|(_, c)| !used.contains(c)).collect()
             } else {
                 let mut free = ('D'..='Z').filter(|c| !used.contains(c));
-                PARTITIONS
-                    .iter()
-                    .filter_map(|&n| free.next().map(|c| (n, c)))
-                    .collect()
+                PARTITIONS.iter().filter_map(|&n| free.next().map(|c| (n, c))).collect()
             };
             if let Some(s) = signature {
                 node.seen.insert(s, disk.letters.clone());
             }
         }
         let letters: Vec<String> = disk.letters.values().map(|c| format!("{c}:")).collect();
-        self.log(
-            now,
-            format!(
-                "node {server}: disk of {volume} online ({})",
-                letters.join(" ")
-            ),
-        );
+        self.log(now, format!("node {server}: disk of {volume} online ({})", letters.join(" ")));
         Ok(())
     }
 
@@ -318,11 +248,7 @@ impl World {
     ) -> PortResult<()> {
         self.require_running(server)?;
         if !self.is_windows() {
-            return Err(node_err(
-                "NotSupported",
-                "drive letters exist on Windows only",
-                ErrorClass::NeedsHuman,
-            ));
+            return Err(node_err("NotSupported", "drive letters exist on Windows only", ErrorClass::NeedsHuman));
         }
         self.require_disk(server, volume)?;
         let letter = letter.to_ascii_uppercase();
@@ -358,12 +284,7 @@ impl World {
         if disk.letters.get(&number) == Some(&letter) {
             return Ok(());
         }
-        used.extend(
-            disk.letters
-                .iter()
-                .filter(|(n, _)| **n != number)
-                .map(|(_, c)| *c),
-        );
+        used.extend(disk.letters.iter().filter(|(n, _)| **n != number).map(|(_, c)| *c));
         if used.contains(&letter) {
             return Err(node_err(
                 "LetterInUse",
@@ -375,20 +296,13 @@ impl World {
         if let Some(s) = signature {
             node.seen.insert(s, disk.letters.clone());
         }
-        self.log(
-            now,
-            format!("node {server}: partition {number} of {volume} is now {letter}:"),
-        );
+        self.log(now, format!("node {server}: partition {number} of {volume} is now {letter}:"));
         Ok(())
     }
 
     /// Whether `server`'s disk at the mirror device carries the md's partitions; `Err` says what
     /// is missing.
-    pub(super) fn partitions_ok(
-        &self,
-        server: &ServerName,
-        md: &MdDefinition,
-    ) -> Result<(), String> {
+    pub(super) fn partitions_ok(&self, server: &ServerName, md: &MdDefinition) -> Result<(), String> {
         let dev = self.scenario.device.clone();
         let Some(vol) = self.mirror_volume(server) else {
             return Err(format!("{server} has no disk attached at {dev}"));
@@ -403,9 +317,7 @@ impl World {
                 Partition::Device(d) => info.path.as_deref() == Some(d.as_str()),
             });
             if !found {
-                return Err(format!(
-                    "partition {p} not found on {server} (disk of {vol})"
-                ));
+                return Err(format!("partition {p} not found on {server} (disk of {vol})"));
             }
         }
         Ok(())
@@ -429,40 +341,21 @@ impl SimNode {
 impl Node for SimNode {
     async fn disks(&self, server: &ServerName) -> PortResult<Vec<Disk>> {
         self.world.round_trip(|l| l.node_api_s).await;
-        self.world
-            .call("node:disks", None, |w, _| w.node_disks(server))
+        self.world.call("node:disks", None, |w, _| w.node_disks(server))
     }
 
     async fn set_offline(&self, server: &ServerName, volume: &VolumeId) -> PortResult<()> {
-        self.world
-            .round_trip(|l| l.node_api_s + l.node_disk_command_s)
-            .await;
-        self.world.call("node:set_offline", None, |w, now| {
-            w.node_set_offline(server, volume, now)
-        })
+        self.world.round_trip(|l| l.node_api_s + l.node_disk_command_s).await;
+        self.world.call("node:set_offline", None, |w, now| w.node_set_offline(server, volume, now))
     }
 
     async fn set_online(&self, server: &ServerName, volume: &VolumeId) -> PortResult<()> {
-        self.world
-            .round_trip(|l| l.node_api_s + l.node_disk_command_s)
-            .await;
-        self.world.call("node:set_online", None, |w, now| {
-            w.node_set_online(server, volume, now)
-        })
+        self.world.round_trip(|l| l.node_api_s + l.node_disk_command_s).await;
+        self.world.call("node:set_online", None, |w, now| w.node_set_online(server, volume, now))
     }
 
-    async fn set_letter(
-        &self,
-        server: &ServerName,
-        volume: &VolumeId,
-        number: u32,
-        letter: char,
-    ) -> PortResult<()> {
-        self.world
-            .round_trip(|l| l.node_api_s + l.node_disk_command_s)
-            .await;
-        self.world.call("node:set_letter", None, |w, now| {
-            w.node_set_letter(server, volume, number, letter, now)
-        })
+    async fn set_letter(&self, server: &ServerName, volume: &VolumeId, number: u32, letter: char) -> PortResult<()> {
+        self.world.round_trip(|l| l.node_api_s + l.node_disk_command_s).await;
+        self.world.call("node:set_letter", None, |w, now| w.node_set_letter(server, volume, number, letter, now))
     }
 }

@@ -62,28 +62,16 @@ impl Oracle {
     /// The original content every scenario starts from.
     pub(super) fn genesis(&mut self) -> Content {
         if self.lineages.is_empty() {
-            self.lineages.push(Lineage {
-                parent: None,
-                head: 0,
-            });
+            self.lineages.push(Lineage { parent: None, head: 0 });
         }
-        Content {
-            lineage: 0,
-            version: 0,
-        }
+        Content { lineage: 0, version: 0 }
     }
 
     /// A content unrelated to anything else (a stray disk).
     pub(super) fn fresh(&mut self) -> Content {
         let lineage = u32::try_from(self.lineages.len()).unwrap_or(u32::MAX);
-        self.lineages.push(Lineage {
-            parent: None,
-            head: 0,
-        });
-        Content {
-            lineage,
-            version: 0,
-        }
+        self.lineages.push(Lineage { parent: None, head: 0 });
+        Content { lineage, version: 0 }
     }
 
     /// `n` business writes on `c`; returns the new content. Writing on a version that is not its
@@ -96,20 +84,11 @@ impl Oracle {
         let idx = c.lineage as usize;
         if self.lineages.get(idx).is_some_and(|l| l.head == c.version) {
             self.lineages[idx].head += n;
-            return Content {
-                lineage: c.lineage,
-                version: c.version + n,
-            };
+            return Content { lineage: c.lineage, version: c.version + n };
         }
         let lineage = u32::try_from(self.lineages.len()).unwrap_or(u32::MAX);
-        self.lineages.push(Lineage {
-            parent: Some(c),
-            head: n,
-        });
-        Content {
-            lineage,
-            version: n,
-        }
+        self.lineages.push(Lineage { parent: Some(c), head: n });
+        Content { lineage, version: n }
     }
 
     /// Whether `c` is `ancestor` or was written on top of it (following lineage parents).
@@ -135,11 +114,7 @@ impl Oracle {
     pub(super) fn contains_accident(&self, c: Content) -> bool {
         let mut cur = Some(c);
         while let Some(c) = cur {
-            if self
-                .accidents
-                .iter()
-                .any(|a| a.lineage == c.lineage && a.version <= c.version)
-            {
+            if self.accidents.iter().any(|a| a.lineage == c.lineage && a.version <= c.version) {
                 return true;
             }
             cur = self.lineages.get(c.lineage as usize).and_then(|l| l.parent);
@@ -186,37 +161,13 @@ mod tests {
         let mut o = Oracle::default();
         let g = o.genesis();
         let a = o.write(g, 5);
-        assert_eq!(
-            a,
-            Content {
-                lineage: 0,
-                version: 5
-            }
-        );
+        assert_eq!(a, Content { lineage: 0, version: 5 });
         let b = o.write(a, 1);
-        assert_eq!(
-            b,
-            Content {
-                lineage: 0,
-                version: 6
-            }
-        );
+        assert_eq!(b, Content { lineage: 0, version: 6 });
         // Writing on the older copy `a` (a restored snapshot) forks.
         let fork = o.write(a, 2);
-        assert_eq!(
-            fork,
-            Content {
-                lineage: 1,
-                version: 2
-            }
-        );
-        assert_eq!(
-            o.write(fork, 1),
-            Content {
-                lineage: 1,
-                version: 3
-            }
-        );
+        assert_eq!(fork, Content { lineage: 1, version: 2 });
+        assert_eq!(o.write(fork, 1), Content { lineage: 1, version: 3 });
         assert_eq!(o.writes, 9);
     }
 

@@ -14,18 +14,9 @@ use super::world::World;
 
 /// Writes `world` to `path` atomically.
 pub(super) fn save(path: &Path, world: &World) -> Result<(), SimError> {
-    let io = |source| SimError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let bytes = serde_json::to_vec(world).map_err(|source| SimError::Format {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mut tmp_name = path
-        .file_name()
-        .map(std::ffi::OsStr::to_os_string)
-        .unwrap_or_default();
+    let io = |source| SimError::Io { path: path.to_owned(), source };
+    let bytes = serde_json::to_vec(world).map_err(|source| SimError::Format { path: path.to_owned(), source })?;
+    let mut tmp_name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
     tmp_name.push(".tmp");
     let tmp = path.with_file_name(tmp_name);
     {
@@ -45,12 +36,6 @@ pub(super) fn save(path: &Path, world: &World) -> Result<(), SimError> {
 
 /// Reads a world written by [`save`].
 pub(super) fn load(path: &Path) -> Result<World, SimError> {
-    let bytes = fs::read(path).map_err(|source| SimError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|source| SimError::Format {
-        path: path.to_owned(),
-        source,
-    })
+    let bytes = fs::read(path).map_err(|source| SimError::Io { path: path.to_owned(), source })?;
+    serde_json::from_slice(&bytes).map_err(|source| SimError::Format { path: path.to_owned(), source })
 }

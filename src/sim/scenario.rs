@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::latency::LatencyModel;
 use super::throttle::ThrottleBudgets;
-use crate::ids::{
-    ClusterName, DeviceName, GroupName, InstanceId, Region, ResourceName, ServerName, Zone,
-};
+use crate::ids::{ClusterName, DeviceName, GroupName, InstanceId, Region, ResourceName, ServerName, Zone};
 use crate::ports::cloud::ShutdownBehavior;
 use crate::spec::{Os, Partition};
 

@@ -52,12 +52,7 @@ pub(super) struct TokenBucket {
 
 impl TokenBucket {
     pub(super) fn full(capacity: f64, refill_per_s: f64, now: Timestamp) -> Self {
-        TokenBucket {
-            capacity,
-            refill_per_s,
-            tokens: capacity,
-            last: now,
-        }
+        TokenBucket { capacity, refill_per_s, tokens: capacity, last: now }
     }
 
     /// Takes one token if there is one; `false` means the call is throttled.

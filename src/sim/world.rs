@@ -117,16 +117,10 @@ pub(super) struct ResState {
 
 impl ResState {
     pub(super) fn offline() -> Self {
-        ResState {
-            state: ObjectState::Offline,
-            current: None,
-        }
+        ResState { state: ObjectState::Offline, current: None }
     }
     pub(super) fn on(state: ObjectState, server: &ServerName) -> Self {
-        ResState {
-            state,
-            current: Some(server.clone()),
-        }
+        ResState { state, current: Some(server.clone()) }
     }
     pub(super) fn online_on(&self, server: &ServerName) -> bool {
         self.state == ObjectState::Online && self.current.as_ref() == Some(server)
@@ -136,21 +130,11 @@ impl ResState {
 /// A group or resource operation in progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) enum ClpOp {
-    StartGroup {
-        server: ServerName,
-    },
+    StartGroup { server: ServerName },
     StopGroup,
-    MoveGroup {
-        from: ServerName,
-        target: ServerName,
-    },
-    StartResource {
-        resource: ResourceName,
-        server: ServerName,
-    },
-    StopResource {
-        resource: ResourceName,
-    },
+    MoveGroup { from: ServerName, target: ServerName },
+    StartResource { resource: ResourceName, server: ServerName },
+    StopResource { resource: ResourceName },
 }
 
 /// A pending operation and when it completes.
@@ -173,18 +157,9 @@ pub(super) enum MirrorState {
     /// Both sides hold the same data and replicate.
     InSync,
     /// `stale` missed `writes` writes (or needs a full copy); it is not replicated to.
-    Degraded {
-        stale: ServerName,
-        writes: u64,
-        full: bool,
-    },
+    Degraded { stale: ServerName, writes: u64, full: bool },
     /// `target` is being copied to from the other side.
-    Recovering {
-        target: ServerName,
-        full: bool,
-        writes: u64,
-        until: Timestamp,
-    },
+    Recovering { target: ServerName, full: bool, writes: u64, until: Timestamp },
     /// Added with initial copy: the first md start copies from its server to the other.
     Unconstructed,
 }
@@ -289,11 +264,7 @@ impl World {
                 snapshots: BTreeMap::new(),
                 instances: BTreeMap::new(),
                 tokens: BTreeMap::new(),
-                describe_bucket: TokenBucket::full(
-                    th.describe_capacity,
-                    th.describe_refill_per_s,
-                    t0,
-                ),
+                describe_bucket: TokenBucket::full(th.describe_capacity, th.describe_refill_per_s, t0),
                 mutate_bucket: TokenBucket::full(th.mutate_capacity, th.mutate_refill_per_s, t0),
                 deleted_snapshots: 0,
             },
@@ -337,14 +308,7 @@ impl World {
             w.clp.last_server = Some(active.name.clone());
             w.clp.next_write_at = Some(plus(t0, 1.0));
         }
-        w.log(
-            t0,
-            format!(
-                "world created from scenario {} (seed {})",
-                w.scenario.cluster,
-                w.rng.seed()
-            ),
-        );
+        w.log(t0, format!("world created from scenario {} (seed {})", w.scenario.cluster, w.rng.seed()));
         w
     }
 
@@ -363,20 +327,11 @@ impl World {
                 join_at: None,
             },
         );
-        self.clp.servers.insert(
-            s.name.clone(),
-            ClpServer {
-                instance: s.instance.clone(),
-                member: true,
-            },
-        );
+        self.clp.servers.insert(s.name.clone(), ClpServer { instance: s.instance.clone(), member: true });
         let vol = self.new_volume_id();
         let signature = self.next_mix();
         let mut tags = Tags::new();
-        tags.insert(
-            "Name".to_owned(),
-            format!("{}-{}-mirror", self.scenario.cluster, s.name),
-        );
+        tags.insert("Name".to_owned(), format!("{}-{}-mirror", self.scenario.cluster, s.name));
         self.ec2.volumes.insert(
             vol.clone(),
             VolumeRec {
@@ -400,19 +355,13 @@ impl World {
                 signature,
             },
         );
-        let letters: BTreeMap<u32, char> = match (
-            &self.scenario.cluster_partition,
-            &self.scenario.data_partition,
-        ) {
+        let letters: BTreeMap<u32, char> = match (&self.scenario.cluster_partition, &self.scenario.data_partition) {
             (crate::spec::Partition::Letter(c), crate::spec::Partition::Letter(d)) => {
                 BTreeMap::from([(1, *c), (2, *d)])
             }
             _ => BTreeMap::new(),
         };
-        let mut node = NodeState {
-            next_number: 2,
-            ..NodeState::default()
-        };
+        let mut node = NodeState { next_number: 2, ..NodeState::default() };
         if !letters.is_empty() {
             node.seen.insert(signature, letters.clone());
         }
@@ -451,8 +400,7 @@ impl World {
 
     pub(super) fn new_snapshot_id(&mut self) -> SnapshotId {
         let v = self.next_mix();
-        SnapshotId::parse(&format!("snap-0{v:016x}"))
-            .unwrap_or_else(|_| unreachable!("17 hex digits"))
+        SnapshotId::parse(&format!("snap-0{v:016x}")).unwrap_or_else(|_| unreachable!("17 hex digits"))
     }
 
     /// `median` with jitter, in seconds.
@@ -503,10 +451,7 @@ impl World {
     }
 
     fn set_mirror_content(&mut self, server: &ServerName, c: Content) {
-        if let Some(rec) = self
-            .mirror_volume(server)
-            .and_then(|v| self.ec2.volumes.get_mut(&v))
-        {
+        if let Some(rec) = self.mirror_volume(server).and_then(|v| self.ec2.volumes.get_mut(&v)) {
             rec.content = c;
         }
     }
@@ -515,12 +460,9 @@ impl World {
     pub(super) fn md_active(&self) -> Option<ServerName> {
         self.clp.md.as_ref()?;
         // While md is going offline, it still serves (and writes) until the stop completes.
-        matches!(
-            self.clp.md_state.state,
-            ObjectState::Online | ObjectState::OfflinePending
-        )
-        .then(|| self.clp.md_state.current.clone())
-        .flatten()
+        matches!(self.clp.md_state.state, ObjectState::Online | ObjectState::OfflinePending)
+            .then(|| self.clp.md_state.current.clone())
+            .flatten()
     }
 
     /// Settles everything due up to `now`, in time order.
@@ -557,10 +499,7 @@ impl World {
             consider(i.join_at, Due::Join(i.id.clone()));
         }
         consider(self.clp.transition.as_ref().map(|t| t.until), Due::Group);
-        consider(
-            self.clp.config_pending.as_ref().map(|c| c.until),
-            Due::Config,
-        );
+        consider(self.clp.config_pending.as_ref().map(|c| c.until), Due::Config);
         if let MirrorState::Recovering { until, .. } = &self.clp.mirror {
             consider(Some(*until), Due::Recovery);
         }
@@ -627,10 +566,7 @@ impl World {
                 v.attachment = None;
                 v.state = VolumeState::Available;
                 self.log(t, format!("ec2: {id} detached from {inst}"));
-                if let Some(n) = self
-                    .server_of_instance(&inst)
-                    .and_then(|s| self.nodes.get_mut(&s))
-                {
+                if let Some(n) = self.server_of_instance(&inst).and_then(|s| self.nodes.get_mut(&s)) {
                     n.disks.remove(id);
                 }
             }
@@ -661,10 +597,7 @@ impl World {
             InstanceState::ShuttingDown => {
                 inst.state = InstanceState::Terminated;
                 let server = inst.server.clone();
-                self.log(
-                    t,
-                    format!("ec2: {id} terminated (its volumes are detached, not deleted)"),
-                );
+                self.log(t, format!("ec2: {id} terminated (its volumes are detached, not deleted)"));
                 let ids: Vec<VolumeId> = self
                     .ec2
                     .volumes
@@ -692,11 +625,7 @@ impl World {
             .ec2
             .volumes
             .values()
-            .filter(|v| {
-                v.attachment
-                    .as_ref()
-                    .is_some_and(|a| &a.instance == id && a.state == AttachState::Busy)
-            })
+            .filter(|v| v.attachment.as_ref().is_some_and(|a| &a.instance == id && a.state == AttachState::Busy))
             .map(|v| v.id.clone())
             .collect();
         for v in busy {
@@ -708,12 +637,7 @@ impl World {
     pub(super) fn start_detaching(&mut self, t: Timestamp, v: &VolumeId) {
         let d = self.scenario.latency.detach_s;
         let until = self.after(t, d);
-        if let Some(a) = self
-            .ec2
-            .volumes
-            .get_mut(v)
-            .and_then(|r| r.attachment.as_mut())
-        {
+        if let Some(a) = self.ec2.volumes.get_mut(v).and_then(|r| r.attachment.as_mut()) {
             a.state = AttachState::Detaching;
             a.until = Some(until);
         }
@@ -775,36 +699,16 @@ impl World {
         }
         let peer = self.peer(server);
         let next = match &self.clp.mirror {
-            MirrorState::InSync => Some(MirrorState::Degraded {
-                stale: server.clone(),
-                writes: 0,
-                full: false,
-            }),
-            MirrorState::Recovering {
-                target,
-                full,
-                writes,
-                ..
-            } => {
-                let stale = if target == server {
-                    server.clone()
-                } else {
-                    target.clone()
-                };
-                Some(MirrorState::Degraded {
-                    stale,
-                    writes: (*writes).max(1),
-                    full: *full,
-                })
+            MirrorState::InSync => Some(MirrorState::Degraded { stale: server.clone(), writes: 0, full: false }),
+            MirrorState::Recovering { target, full, writes, .. } => {
+                let stale = if target == server { server.clone() } else { target.clone() };
+                Some(MirrorState::Degraded { stale, writes: (*writes).max(1), full: *full })
             }
             MirrorState::Degraded { .. } | MirrorState::Unconstructed => None,
         };
         if let Some(next) = next {
             if matches!(self.clp.mirror, MirrorState::Recovering { .. }) {
-                self.log(
-                    t,
-                    format!("clp: mirror recovery interrupted ({server} left)"),
-                );
+                self.log(t, format!("clp: mirror recovery interrupted ({server} left)"));
             }
             self.clp.mirror = next;
         }
@@ -821,12 +725,7 @@ impl World {
         if self.clp.md.is_none() {
             return;
         }
-        let MirrorState::Degraded {
-            stale,
-            writes,
-            full,
-        } = self.clp.mirror.clone()
-        else {
+        let MirrorState::Degraded { stale, writes, full } = self.clp.mirror.clone() else {
             return;
         };
         let Some(source) = self.peer(&stale) else {
@@ -837,10 +736,7 @@ impl World {
         }
         if writes == 0 && !full {
             self.clp.mirror = MirrorState::InSync;
-            self.log(
-                t,
-                format!("clp: mirror sides identical, {stale} back in sync"),
-            );
+            self.log(t, format!("clp: mirror sides identical, {stale} back in sync"));
             return;
         }
         let median = if full {
@@ -849,17 +745,8 @@ impl World {
             self.scenario.latency.resync_s(writes)
         };
         let until = self.after(t, median);
-        self.clp.mirror = MirrorState::Recovering {
-            target: stale.clone(),
-            full,
-            writes: 0,
-            until,
-        };
-        let kind = if full {
-            "full copy"
-        } else {
-            "differential recovery"
-        };
+        self.clp.mirror = MirrorState::Recovering { target: stale.clone(), full, writes: 0, until };
+        let kind = if full { "full copy" } else { "differential recovery" };
         self.log(t, format!("clp: mirror {kind} {source} → {stale} started"));
     }
 
@@ -876,10 +763,7 @@ impl World {
             self.set_mirror_content(&target, c);
         }
         self.clp.mirror = MirrorState::InSync;
-        self.log(
-            t,
-            format!("clp: mirror recovery done, {target} = {source} (GREEN)"),
-        );
+        self.log(t, format!("clp: mirror recovery done, {target} = {source} (GREEN)"));
     }
 
     /// Whether the OS of `server` sees `volume` as a disk.
@@ -887,17 +771,9 @@ impl World {
         let Some(inst) = self.clp.servers.get(server).map(|s| s.instance.clone()) else {
             return false;
         };
-        self.ec2
-            .volumes
-            .get(volume)
-            .and_then(|v| v.attachment.as_ref())
-            .is_some_and(|a| {
-                a.instance == inst
-                    && matches!(
-                        a.state,
-                        AttachState::Attached | AttachState::Busy | AttachState::Detaching
-                    )
-            })
+        self.ec2.volumes.get(volume).and_then(|v| v.attachment.as_ref()).is_some_and(|a| {
+            a.instance == inst && matches!(a.state, AttachState::Attached | AttachState::Busy | AttachState::Detaching)
+        })
     }
 
     pub(super) fn is_windows(&self) -> bool {

@@ -218,11 +218,7 @@ impl<'a> Source<'a> {
     pub(crate) fn new(file: PathBuf, text: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Source {
-            file,
-            text,
-            line_starts,
-        }
+        Source { file, text, line_starts }
     }
 
     /// An error located at `span` (byte offsets into the text).
@@ -240,17 +236,12 @@ impl<'a> Source<'a> {
             Err(i) => i - 1,
         };
         let line_start = self.line_starts[line_index];
-        let line_end = self.text[line_start..]
-            .find('\n')
-            .map_or(self.text.len(), |i| line_start + i);
+        let line_end = self.text[line_start..].find('\n').map_or(self.text.len(), |i| line_start + i);
         let line_text = self.text[line_start..line_end].trim_end_matches('\r');
         let before = self.text.get(line_start..start).unwrap_or("");
         let column = before.chars().count() + 1;
         let end = span.end.min(line_start + line_text.len()).max(start);
-        let width = self
-            .text
-            .get(start..end)
-            .map_or(1, |s| s.chars().count().max(1));
+        let width = self.text.get(start..end).map_or(1, |s| s.chars().count().max(1));
         SpecError {
             file: self.file.clone(),
             line: line_index + 1,
@@ -274,10 +265,7 @@ impl<'a> Source<'a> {
         let mut seen = 0;
         let mut inline: Option<Range<usize>> = None;
         for (i, &start) in self.line_starts.iter().enumerate() {
-            let end = self
-                .line_starts
-                .get(i + 1)
-                .map_or(self.text.len(), |e| e - 1);
+            let end = self.line_starts.get(i + 1).map_or(self.text.len(), |e| e - 1);
             let line = &self.text[start..end];
             let trimmed = line.trim_start();
             let offset = start + (line.len() - trimmed.len());
@@ -318,13 +306,7 @@ mod tests {
     #[test]
     fn rendering_names_file_line_column_key_message_and_hint() {
         let source = Source::new(PathBuf::from("d/p.toml"), "[x]\nzone = \"us-east-1a\"\n");
-        let e = source.error(
-            11..23,
-            "x.zone",
-            ErrorKind::ZoneOutsideRegion,
-            "wrong",
-            Some("fix".to_owned()),
-        );
+        let e = source.error(11..23, "x.zone", ErrorKind::ZoneOutsideRegion, "wrong", Some("fix".to_owned()));
         assert_eq!(
             e.to_string(),
             "error[zone-outside-region]: d/p.toml:2:8: x.zone\n  |\n2 | zone = \"us-east-1a\"\n  |        ^^^^^^^^^^^^\n  = wrong\n  = hint: fix"

@@ -18,16 +18,14 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::error::{ErrorKind, Source, SpecError, SpecErrors};
-use super::raw::{
-    RawApi, RawBackup, RawCluster, RawFile, RawMirror, RawRestore, RawServer, RawVolume, S,
-};
+use super::raw::{RawApi, RawBackup, RawCluster, RawFile, RawMirror, RawRestore, RawServer, RawVolume, S};
 use super::types::{
-    Access, ApiSpec, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, RestoreSpec, Schedule,
-    SecretRef, ServerSpec, Spec, VolumeSpec, VolumeType,
+    Access, ApiSpec, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, RestoreSpec, Schedule, SecretRef, ServerSpec,
+    Spec, VolumeSpec, VolumeType,
 };
 use crate::ids::{
-    BackupName, ClusterName, DeviceName, GroupName, IdError, InstanceId, Region, RequestName,
-    ResourceName, ServerName, SnapshotId, Zone,
+    BackupName, ClusterName, DeviceName, GroupName, IdError, InstanceId, Region, RequestName, ResourceName, ServerName,
+    SnapshotId, Zone,
 };
 
 /// Reads and checks the desired-state file at `path`. A file that cannot be read is reported as
@@ -67,10 +65,7 @@ pub(crate) fn load_located(path: &Path, text: &str) -> Result<(Spec, Range<usize
         Ok(raw) => raw,
         Err(e) => return Err(SpecErrors(vec![parser_error(&source, &e)])),
     };
-    let mut checker = Checker {
-        source: &source,
-        errors: Vec::new(),
-    };
+    let mut checker = Checker { source: &source, errors: Vec::new() };
     let built = checker.file(&raw);
     match built {
         Some(found) if checker.errors.is_empty() => Ok(found),
@@ -88,11 +83,7 @@ fn parser_error(source: &Source<'_>, e: &serde_path_to_error::Error<toml::de::Er
         let field = rest.split('`').next().unwrap_or_default().to_owned();
         let valid: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();
         let full_key = if key.is_empty() || key.ends_with(&field) {
-            if key.is_empty() {
-                field.clone()
-            } else {
-                key.clone()
-            }
+            if key.is_empty() { field.clone() } else { key.clone() }
         } else {
             format!("{key}.{field}")
         };
@@ -100,10 +91,7 @@ fn parser_error(source: &Source<'_>, e: &serde_path_to_error::Error<toml::de::Er
             .strip_suffix(&field)
             .map(|t| t.trim_end_matches('.'))
             .filter(|t| !t.is_empty())
-            .map_or_else(
-                || "the top level of the file".to_owned(),
-                |t| format!("`{t}`"),
-            );
+            .map_or_else(|| "the top level of the file".to_owned(), |t| format!("`{t}`"));
         let hint = match closest(&field, valid.iter().copied()) {
             Some(near) => format!("did you mean `{near}`?"),
             None if valid.is_empty() => "remove this key".to_owned(),
@@ -129,16 +117,8 @@ fn parser_error(source: &Source<'_>, e: &serde_path_to_error::Error<toml::de::Er
         } else {
             "see desired-state/README.md for the type of each key"
         };
-        let message = message
-            .replace("expected i64", "expected an integer")
-            .replace("struct Raw", "table ");
-        return source.error(
-            span,
-            key,
-            ErrorKind::WrongType,
-            message,
-            Some(hint.to_owned()),
-        );
+        let message = message.replace("expected i64", "expected an integer").replace("struct Raw", "table ");
+        return source.error(span, key, ErrorKind::WrongType, message, Some(hint.to_owned()));
     }
     if message.starts_with("missing field") {
         return source.error(
@@ -193,17 +173,9 @@ fn quote_list(items: &[&str], quote: char) -> String {
 }
 
 /// The candidate closest to `word` by edit distance, if within 2 edits.
-pub(crate) fn closest<'a>(
-    word: &str,
-    candidates: impl Iterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub(crate) fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     candidates
-        .map(|c| {
-            (
-                edit_distance(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()),
-                c,
-            )
-        })
+        .map(|c| (edit_distance(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()), c))
         .filter(|(d, _)| *d <= 2)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
@@ -249,9 +221,7 @@ impl Checker<'_, '_> {
         message: impl Into<String>,
         hint: impl Into<String>,
     ) {
-        let e = self
-            .source
-            .error(span, key, kind, message, Some(hint.into()));
+        let e = self.source.error(span, key, kind, message, Some(hint.into()));
         self.errors.push(e);
     }
 
@@ -281,13 +251,7 @@ impl Checker<'_, '_> {
     }
 
     /// Parses an id with its validating constructor; a failure becomes an `invalid-id` error.
-    fn id<T>(
-        &mut self,
-        value: &S<String>,
-        key: &str,
-        parse: fn(&str) -> Result<T, IdError>,
-        hint: &str,
-    ) -> Option<T> {
+    fn id<T>(&mut self, value: &S<String>, key: &str, parse: fn(&str) -> Result<T, IdError>, hint: &str) -> Option<T> {
         match parse(value.get_ref()) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -300,13 +264,7 @@ impl Checker<'_, '_> {
     /// A non-empty string.
     fn non_empty(&mut self, value: &S<String>, key: &str, hint: &str) -> Option<String> {
         if value.get_ref().trim().is_empty() {
-            self.push(
-                value.span(),
-                key,
-                ErrorKind::EmptyValue,
-                format!("`{key}` is empty"),
-                hint,
-            );
+            self.push(value.span(), key, ErrorKind::EmptyValue, format!("`{key}` is empty"), hint);
             None
         } else {
             Some(value.get_ref().clone())
@@ -316,15 +274,11 @@ impl Checker<'_, '_> {
     fn file(&mut self, raw: &RawFile) -> Option<(Spec, Range<usize>)> {
         // The OS decides how partitions are checked; take it even if the rest of [cluster] fails,
         // so that partition mistakes are reported in the same run.
-        let os = raw
-            .cluster
-            .as_ref()
-            .and_then(|c| c.os.as_ref())
-            .and_then(|v| match v.get_ref().as_str() {
-                "windows" => Some(Os::Windows),
-                "linux" => Some(Os::Linux),
-                _ => None,
-            });
+        let os = raw.cluster.as_ref().and_then(|c| c.os.as_ref()).and_then(|v| match v.get_ref().as_str() {
+            "windows" => Some(Os::Windows),
+            "linux" => Some(Os::Linux),
+            _ => None,
+        });
         let cluster = if let Some(c) = &raw.cluster {
             self.cluster(c)
         } else {
@@ -339,12 +293,7 @@ impl Checker<'_, '_> {
         let mirror = if let Some(m) = &raw.mirror {
             self.mirror(m, os)
         } else {
-            self.missing(
-                "",
-                0,
-                "mirror",
-                "add a [mirror] table with device, cluster_partition and data_partition",
-            );
+            self.missing("", 0, "mirror", "add a [mirror] table with device, cluster_partition and data_partition");
             None
         };
         let backup = raw.backup.as_ref().map(|b| self.backup(b));
@@ -358,13 +307,7 @@ impl Checker<'_, '_> {
             Some(r) => Some(r?),
             None => None,
         };
-        let spec = Spec {
-            source: self.source.file.clone(),
-            cluster,
-            mirror: mirror?,
-            backup,
-            restore,
-        };
+        let spec = Spec { source: self.source.file.clone(), cluster, mirror: mirror?, backup, restore };
         Some((spec, name_span))
     }
 
@@ -410,34 +353,19 @@ impl Checker<'_, '_> {
                 "add os = \"windows\" or os = \"linux\": it decides the disk commands and how partitions are named",
             )
             .and_then(|v| self.os(v));
-        let access = raw
-            .access
-            .as_ref()
-            .map_or(Some(Access::Ssm), |v| self.access(v));
+        let access = raw.access.as_ref().map_or(Some(Access::Ssm), |v| self.access(v));
         let api = raw.api.as_ref().map(|a| self.api(a));
         let servers = self.servers(raw.server.as_deref(), region.as_ref());
         let api = match api {
             Some(a) => Some(a?),
             None => None,
         };
-        let spec = ClusterSpec {
-            name: name?,
-            region: region?,
-            os: os?,
-            access: access?,
-            api,
-            servers: servers?,
-        };
+        let spec = ClusterSpec { name: name?, region: region?, os: os?, access: access?, api, servers: servers? };
         Some((spec, name_raw?.span()))
     }
 
     fn file_stem(&mut self, name: &ClusterName, value: &S<String>) {
-        let stem = self
-            .source
-            .file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let stem = self.source.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         if stem != name.as_str() {
             self.push(
                 value.span(),
@@ -495,17 +423,10 @@ impl Checker<'_, '_> {
     fn api(&mut self, raw: &RawApi) -> Option<ApiSpec> {
         const T: (&str, usize) = ("cluster.api", 0);
         let url = self
-            .required(
-                raw.url.as_ref(),
-                T,
-                "cluster.api.url",
-                "add url = \"https://<node address>:29009\"",
-            )
+            .required(raw.url.as_ref(), T, "cluster.api.url", "add url = \"https://<node address>:29009\"")
             .and_then(|v| {
                 let s = v.get_ref();
-                let rest = s
-                    .strip_prefix("https://")
-                    .or_else(|| s.strip_prefix("http://"));
+                let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
                 if rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace)) {
                     Some(s.clone())
                 } else {
@@ -520,25 +441,10 @@ impl Checker<'_, '_> {
                 }
             });
         let user = self
-            .required(
-                raw.user.as_ref(),
-                T,
-                "cluster.api.user",
-                "add user = \"<OS user for the CLUSTERPRO API>\"",
-            )
-            .and_then(|v| {
-                self.non_empty(
-                    v,
-                    "cluster.api.user",
-                    "write the OS user the CLUSTERPRO API authenticates",
-                )
-            });
+            .required(raw.user.as_ref(), T, "cluster.api.user", "add user = \"<OS user for the CLUSTERPRO API>\"")
+            .and_then(|v| self.non_empty(v, "cluster.api.user", "write the OS user the CLUSTERPRO API authenticates"));
         let password = self.password(raw);
-        Some(ApiSpec {
-            url: url?,
-            user: user?,
-            password: password?,
-        })
+        Some(ApiSpec { url: url?, user: user?, password: password? })
     }
 
     fn password(&mut self, raw: &RawApi) -> Option<SecretRef> {
@@ -587,9 +493,7 @@ impl Checker<'_, '_> {
                     v.span(),
                     &format!("cluster.api.{second}"),
                     ErrorKind::ApiPasswordAmbiguous,
-                    format!(
-                        "both `{first}` and `{second}` are given: the password must have one source"
-                    ),
+                    format!("both `{first}` and `{second}` are given: the password must have one source"),
                     "keep exactly one of password_env, password_file and password_secret",
                 );
                 None
@@ -597,11 +501,7 @@ impl Checker<'_, '_> {
         }
     }
 
-    fn servers(
-        &mut self,
-        raw: Option<&[RawServer]>,
-        region: Option<&Region>,
-    ) -> Option<[ServerSpec; 2]> {
+    fn servers(&mut self, raw: Option<&[RawServer]>, region: Option<&Region>) -> Option<[ServerSpec; 2]> {
         let Some(raw) = raw else {
             self.missing(
                 "cluster",
@@ -621,10 +521,7 @@ impl Checker<'_, '_> {
                 span,
                 "cluster.server",
                 ErrorKind::ServerCount,
-                format!(
-                    "a mirror disk cluster has exactly two servers, this file lists {}",
-                    raw.len()
-                ),
+                format!("a mirror disk cluster has exactly two servers, this file lists {}", raw.len()),
                 "list exactly two [[cluster.server]] tables: the primary first, then its peer",
             );
         }
@@ -640,10 +537,7 @@ impl Checker<'_, '_> {
                         n.span(),
                         &format!("{prefix}.name"),
                         ErrorKind::DuplicateServerName,
-                        format!(
-                            "server name \"{}\" is also used by cluster.server[{first}]",
-                            n.get_ref()
-                        ),
+                        format!("server name \"{}\" is also used by cluster.server[{first}]", n.get_ref()),
                         "give each server its CLUSTERPRO server name; the two names differ",
                     );
                 }
@@ -654,10 +548,7 @@ impl Checker<'_, '_> {
                         n.span(),
                         &format!("{prefix}.instance"),
                         ErrorKind::DuplicateInstance,
-                        format!(
-                            "instance {} is also used by cluster.server[{first}]",
-                            n.get_ref()
-                        ),
+                        format!("instance {} is also used by cluster.server[{first}]", n.get_ref()),
                         "each server is its own EC2 instance: check the instance id of this server",
                     );
                 }
@@ -668,13 +559,7 @@ impl Checker<'_, '_> {
         built?.try_into().ok()
     }
 
-    fn server(
-        &mut self,
-        raw: &RawServer,
-        i: usize,
-        prefix: &str,
-        region: Option<&Region>,
-    ) -> Option<ServerSpec> {
+    fn server(&mut self, raw: &RawServer, i: usize, prefix: &str, region: Option<&Region>) -> Option<ServerSpec> {
         let t = ("cluster.server", i);
         let name = self
             .required(
@@ -732,11 +617,7 @@ impl Checker<'_, '_> {
                 return None;
             }
         }
-        Some(ServerSpec {
-            name: name?,
-            instance: instance?,
-            zone: zone?,
-        })
+        Some(ServerSpec { name: name?, instance: instance?, zone: zone? })
     }
 
     fn mirror(&mut self, raw: &RawMirror, os: Option<Os>) -> Option<MirrorSpec> {
@@ -788,11 +669,9 @@ impl Checker<'_, '_> {
             "mirror.data_partition",
             "add data_partition = \"M:\" (windows) or \"/dev/xvdb2\" (linux)",
         );
-        let data_partition = data_partition_raw
-            .and_then(|v| os.and_then(|os| self.partition(v, "mirror.data_partition", os)));
-        if let (Some(c), Some(d), Some(v)) =
-            (&cluster_partition, &data_partition, data_partition_raw)
-        {
+        let data_partition =
+            data_partition_raw.and_then(|v| os.and_then(|os| self.partition(v, "mirror.data_partition", os)));
+        if let (Some(c), Some(d), Some(v)) = (&cluster_partition, &data_partition, data_partition_raw) {
             if c == d {
                 self.push(
                     v.span(),
@@ -821,11 +700,8 @@ impl Checker<'_, '_> {
     fn partition(&mut self, value: &S<String>, key: &str, os: Os) -> Option<Partition> {
         let s = value.get_ref();
         let cluster = key.ends_with("cluster_partition");
-        let (letter_example, device_example) = if cluster {
-            ("\"R:\"", "\"/dev/xvdb1\"")
-        } else {
-            ("\"M:\"", "\"/dev/xvdb2\"")
-        };
+        let (letter_example, device_example) =
+            if cluster { ("\"R:\"", "\"/dev/xvdb1\"") } else { ("\"M:\"", "\"/dev/xvdb2\"") };
         let bytes = s.as_bytes();
         let is_letter = bytes.len() == 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
         let is_device = s
@@ -835,11 +711,7 @@ impl Checker<'_, '_> {
             Os::Windows if is_letter => {
                 let letter = char::from(bytes[0].to_ascii_uppercase());
                 if matches!(letter, 'A' | 'B' | 'C') {
-                    let why = if letter == 'C' {
-                        "the system drive"
-                    } else {
-                        "reserved for floppy drives"
-                    };
+                    let why = if letter == 'C' { "the system drive" } else { "reserved for floppy drives" };
                     self.push(
                         value.span(),
                         key,
@@ -885,24 +757,14 @@ impl Checker<'_, '_> {
         }
     }
 
-    fn range(
-        &mut self,
-        value: &S<i64>,
-        key: &str,
-        bounds: (i64, i64),
-        kind: ErrorKind,
-        what: &str,
-    ) -> Option<u32> {
+    fn range(&mut self, value: &S<i64>, key: &str, bounds: (i64, i64), kind: ErrorKind, what: &str) -> Option<u32> {
         let n = *value.get_ref();
         if n < bounds.0 || n > bounds.1 {
             self.push(
                 value.span(),
                 key,
                 kind,
-                format!(
-                    "{n} is outside the allowed range {}–{} {what}",
-                    bounds.0, bounds.1
-                ),
+                format!("{n} is outside the allowed range {}–{} {what}", bounds.0, bounds.1),
                 format!("choose a value from {} to {}", bounds.0, bounds.1),
             );
             return None;
@@ -914,21 +776,14 @@ impl Checker<'_, '_> {
         let volume_type = match &raw.volume_type {
             None => Some(VolumeType::Gp3),
             Some(v) => {
-                let found = VOLUME_TYPES
-                    .iter()
-                    .find(|(name, _)| name == v.get_ref())
-                    .map(|(_, t)| *t);
+                let found = VOLUME_TYPES.iter().find(|(name, _)| name == v.get_ref()).map(|(_, t)| *t);
                 if found.is_none() {
                     let names: Vec<&str> = VOLUME_TYPES.iter().map(|(n, _)| *n).collect();
                     let hint = match closest(v.get_ref(), names.iter().copied()) {
-                        Some(near) => format!(
-                            "did you mean \"{near}\"? The EBS volume types are {}",
-                            quote_list(&names, '"')
-                        ),
-                        None => format!(
-                            "use one of the EBS volume types {}",
-                            quote_list(&names, '"')
-                        ),
+                        Some(near) => {
+                            format!("did you mean \"{near}\"? The EBS volume types are {}", quote_list(&names, '"'))
+                        }
+                        None => format!("use one of the EBS volume types {}", quote_list(&names, '"')),
                     };
                     self.push(
                         v.span(),
@@ -945,23 +800,14 @@ impl Checker<'_, '_> {
         let throughput = match (&raw.throughput, volume_type) {
             (None, _) | (Some(_), None) => Some(None),
             (Some(v), Some(VolumeType::Gp3)) => self
-                .range(
-                    v,
-                    "mirror.volume.throughput",
-                    (125, 2000),
-                    ErrorKind::ThroughputOutOfRange,
-                    "MiB/s for gp3",
-                )
+                .range(v, "mirror.volume.throughput", (125, 2000), ErrorKind::ThroughputOutOfRange, "MiB/s for gp3")
                 .map(Some),
             (Some(v), Some(t)) => {
                 self.push(
                     v.span(),
                     "mirror.volume.throughput",
                     ErrorKind::ThroughputNotSupported,
-                    format!(
-                        "throughput cannot be set for volume type \"{}\"",
-                        t.as_str()
-                    ),
+                    format!("throughput cannot be set for volume type \"{}\"", t.as_str()),
                     "remove throughput, or use type = \"gp3\"",
                 );
                 None
@@ -1011,23 +857,11 @@ impl Checker<'_, '_> {
             return Some(None);
         };
         match (&raw.iops, t) {
-            (Some(v), VolumeType::Gp3) => self
-                .range(
-                    v,
-                    KEY,
-                    (3000, 80000),
-                    ErrorKind::IopsOutOfRange,
-                    "IOPS for gp3",
-                )
-                .map(Some),
+            (Some(v), VolumeType::Gp3) => {
+                self.range(v, KEY, (3000, 80000), ErrorKind::IopsOutOfRange, "IOPS for gp3").map(Some)
+            }
             (Some(v), VolumeType::Io1 | VolumeType::Io2) => self
-                .range(
-                    v,
-                    KEY,
-                    (100, 256_000),
-                    ErrorKind::IopsOutOfRange,
-                    &format!("IOPS for {}", t.as_str()),
-                )
+                .range(v, KEY, (100, 256_000), ErrorKind::IopsOutOfRange, &format!("IOPS for {}", t.as_str()))
                 .map(Some),
             (Some(v), _) => {
                 self.push(
@@ -1040,10 +874,7 @@ impl Checker<'_, '_> {
                 None
             }
             (None, VolumeType::Io1 | VolumeType::Io2) => {
-                let span = raw
-                    .volume_type
-                    .as_ref()
-                    .map_or_else(|| self.source.header("mirror.volume", 0), S::span);
+                let span = raw.volume_type.as_ref().map_or_else(|| self.source.header("mirror.volume", 0), S::span);
                 self.push(
                     span,
                     KEY,
@@ -1064,13 +895,7 @@ impl Checker<'_, '_> {
         };
         let keep = match &raw.keep {
             None => Some(7),
-            Some(v) => self.range(
-                v,
-                "backup.keep",
-                (1, 1000),
-                ErrorKind::KeepOutOfRange,
-                "snapshots",
-            ),
+            Some(v) => self.range(v, "backup.keep", (1, 1000), ErrorKind::KeepOutOfRange, "snapshots"),
         };
         let mut take = Some(Vec::new());
         let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -1098,24 +923,17 @@ impl Checker<'_, '_> {
                 _ => take = None,
             }
         }
-        Some(BackupSpec {
-            schedule: schedule?,
-            keep: keep?,
-            take: take?,
-        })
+        Some(BackupSpec { schedule: schedule?, keep: keep?, take: take? })
     }
 
     fn schedule(&mut self, value: &S<String>) -> Option<Schedule> {
         const KEY: &str = "backup.schedule";
-        const SHAPE: &str =
-            "write \"daily HH:MM ZONE\", e.g. \"daily 02:00 Asia/Tokyo\" or \"daily 17:30 UTC\"";
+        const SHAPE: &str = "write \"daily HH:MM ZONE\", e.g. \"daily 02:00 Asia/Tokyo\" or \"daily 17:30 UTC\"";
         let s = value.get_ref();
         let parts: Vec<&str> = s.split_whitespace().collect();
         let time = match parts.as_slice() {
             ["daily", time, _zone] => time.split_once(':').filter(|(h, m)| {
-                h.len() == 2
-                    && m.len() == 2
-                    && h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())
+                h.len() == 2 && m.len() == 2 && h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())
             }),
             _ => None,
         };
@@ -1135,19 +953,14 @@ impl Checker<'_, '_> {
                 value.span(),
                 KEY,
                 ErrorKind::BadSchedule,
-                format!(
-                    "{h}:{m} is not a time of day: hours run from 00 to 23, minutes from 00 to 59"
-                ),
+                format!("{h}:{m} is not a time of day: hours run from 00 to 23, minutes from 00 to 59"),
                 SHAPE,
             );
             return None;
         }
         let zone = parts[2];
         if zone != "UTC" && jiff::tz::db().get(zone).is_err() {
-            let names: Vec<String> = jiff::tz::db()
-                .available()
-                .map(|n| n.as_str().to_owned())
-                .collect();
+            let names: Vec<String> = jiff::tz::db().available().map(|n| n.as_str().to_owned()).collect();
             let near = closest(zone, names.iter().map(String::as_str));
             let hint = match near {
                 Some(n) => format!("did you mean \"{n}\"?"),
@@ -1162,11 +975,7 @@ impl Checker<'_, '_> {
             );
             return None;
         }
-        Some(Schedule {
-            hour,
-            minute,
-            time_zone: zone.to_owned(),
-        })
+        Some(Schedule { hour, minute, time_zone: zone.to_owned() })
     }
 
     fn restore(&mut self, raw: &RawRestore) -> Option<RestoreSpec> {
@@ -1219,9 +1028,7 @@ mod tests {
     use super::*;
 
     fn example(name: &str) -> Spec {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("desired-state")
-            .join(name);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("desired-state").join(name);
         match load_file(&path) {
             Ok(spec) => spec,
             Err(e) => panic!("{e}"),
@@ -1251,14 +1058,7 @@ mod tests {
         assert_eq!(m.data_partition, Partition::Letter('M'));
         assert_eq!(m.volume, VolumeSpec::default());
         let b = spec.backup.as_ref().expect("backup");
-        assert_eq!(
-            b.schedule,
-            Some(Schedule {
-                hour: 2,
-                minute: 0,
-                time_zone: "Asia/Tokyo".to_owned()
-            })
-        );
+        assert_eq!(b.schedule, Some(Schedule { hour: 2, minute: 0, time_zone: "Asia/Tokyo".to_owned() }));
         assert_eq!(b.keep, 7);
         assert!(b.take.is_empty());
         assert_eq!(spec.restore, None);
@@ -1279,10 +1079,7 @@ mod tests {
         assert_eq!(m.resource.as_str(), "md1");
         assert_eq!(m.group.as_str(), "failover1");
         assert_eq!(m.device.api_name(), "/dev/sdb");
-        assert_eq!(
-            m.cluster_partition,
-            Partition::Device("/dev/xvdb1".to_owned())
-        );
+        assert_eq!(m.cluster_partition, Partition::Device("/dev/xvdb1".to_owned()));
         assert_eq!(m.data_partition, Partition::Device("/dev/xvdb2".to_owned()));
         assert_eq!(m.volume.volume_type, VolumeType::Gp3);
         let b = spec.backup.as_ref().expect("backup");
@@ -1330,10 +1127,7 @@ allow_foreign_snapshot = true
         assert_eq!(spec.cluster.access, Access::Local);
         let api = spec.cluster.api.as_ref().expect("api");
         assert_eq!(api.url, "http://10.0.0.5:29009");
-        assert_eq!(
-            api.password,
-            SecretRef::SecretsManager("arn:aws:secretsmanager:us-east-1:1:secret:clp".to_owned())
-        );
+        assert_eq!(api.password, SecretRef::SecretsManager("arn:aws:secretsmanager:us-east-1:1:secret:clp".to_owned()));
         assert_eq!(spec.mirror.resource.as_str(), "md");
         assert_eq!(spec.mirror.group.as_str(), "failover");
         assert_eq!(spec.mirror.cluster_partition, Partition::Letter('R'));
@@ -1346,10 +1140,7 @@ allow_foreign_snapshot = true
         assert!(v.fast_restore);
         let b = spec.backup.as_ref().expect("backup");
         assert_eq!(b.keep, 7);
-        assert_eq!(
-            b.schedule.as_ref().map(|s| (s.hour, s.minute)),
-            Some((23, 59))
-        );
+        assert_eq!(b.schedule.as_ref().map(|s| (s.hour, s.minute)), Some((23, 59)));
         let r = spec.restore.as_ref().expect("restore");
         assert_eq!(r.request.as_str(), "r1");
         assert!(!r.verify_failover);
@@ -1361,9 +1152,6 @@ allow_foreign_snapshot = true
         assert_eq!(edit_distance("regoin", "region"), 2);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(closest("iop", ["iops", "type"].into_iter()), Some("iops"));
-        assert_eq!(
-            closest("az", ["name", "instance", "zone"].into_iter()),
-            None
-        );
+        assert_eq!(closest("az", ["name", "instance", "zone"].into_iter()), None);
     }
 }

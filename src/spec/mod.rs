@@ -15,7 +15,7 @@ mod validate;
 pub use error::{ErrorKind, SpecError, SpecErrors};
 pub use load::{load_file, load_str};
 pub use types::{
-    Access, ApiSpec, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, RestoreSpec, Schedule,
-    SecretRef, ServerSpec, Spec, VolumeSpec, VolumeType,
+    Access, ApiSpec, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, RestoreSpec, Schedule, SecretRef, ServerSpec,
+    Spec, VolumeSpec, VolumeType,
 };
 pub use validate::{EXIT_INVALID, ValidateReport, validate_paths};

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{
-    BackupName, ClusterName, DeviceName, GroupName, InstanceId, Region, RequestName, ResourceName,
-    ServerName, SnapshotId, Zone,
+    BackupName, ClusterName, DeviceName, GroupName, InstanceId, Region, RequestName, ResourceName, ServerName,
+    SnapshotId, Zone,
 };
 
 /// One desired-state file, validated.

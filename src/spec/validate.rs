@@ -31,12 +31,7 @@ pub struct ValidateReport {
 
 /// One file's result before the cross-file check.
 enum Outcome {
-    Valid {
-        cluster: String,
-        os: Os,
-        text: String,
-        name_span: std::ops::Range<usize>,
-    },
+    Valid { cluster: String, os: Os, text: String, name_span: std::ops::Range<usize> },
     Invalid(Vec<SpecError>),
 }
 
@@ -102,19 +97,11 @@ pub fn validate_paths(paths: &[PathBuf]) -> ValidateReport {
         plural(valid + invalid, "file"),
         if errors == 1 { "error" } else { "errors" },
     );
-    ValidateReport {
-        text,
-        invalid,
-        valid,
-    }
+    ValidateReport { text, invalid, valid }
 }
 
 fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
-    }
+    if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") }
 }
 
 /// The `*.toml` files directly inside `dir`, sorted by name.
@@ -136,12 +123,9 @@ fn check_file(file: &Path) -> Outcome {
         Err(e) => return Outcome::Invalid(vec![io_error(file, &e)]),
     };
     match load_located(file, &text) {
-        Ok((spec, name_span)) => Outcome::Valid {
-            cluster: spec.cluster.name.to_string(),
-            os: spec.cluster.os,
-            text,
-            name_span,
-        },
+        Ok((spec, name_span)) => {
+            Outcome::Valid { cluster: spec.cluster.name.to_string(), os: spec.cluster.os, text, name_span }
+        }
         Err(e) => Outcome::Invalid(e.0),
     }
 }
@@ -159,15 +143,9 @@ fn mark_duplicate_clusters(files: &[PathBuf], outcomes: &mut [Outcome]) {
             continue;
         }
         for &i in &indices {
-            let others: Vec<String> = indices
-                .iter()
-                .filter(|&&j| j != i)
-                .map(|&j| files[j].display().to_string())
-                .collect();
-            if let Outcome::Valid {
-                text, name_span, ..
-            } = &outcomes[i]
-            {
+            let others: Vec<String> =
+                indices.iter().filter(|&&j| j != i).map(|&j| files[j].display().to_string()).collect();
+            if let Outcome::Valid { text, name_span, .. } = &outcomes[i] {
                 let source = Source::new(files[i].clone(), text);
                 let e = source.error(
                     name_span.clone(),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use mirrorctl::execute::{CrashPoint, CrashSwitch};
 use mirrorctl::ids::{BackupName, RequestName, SnapshotId};
 use mirrorctl::plan::{Action, OpId};
-use mirrorctl::ports::cloud::{tag, Tags};
-use mirrorctl::reconcile::{reconcile, Context, ReconcileError, Settled};
+use mirrorctl::ports::cloud::{Tags, tag};
+use mirrorctl::reconcile::{Context, ReconcileError, Settled, reconcile};
 use mirrorctl::sim::{Scenario, SimWorld};
 use mirrorctl::spec::{BackupSpec, RestoreSpec, Spec};
 
@@ -91,7 +91,12 @@ impl Lab {
         reconcile(spec, &self.ctx()).await.expect("reconcile ends without an internal error")
     }
 
-    pub async fn apply_with_crash(&self, spec: &Spec, point: CrashPoint, n: usize) -> (Result<Settled, ReconcileError>, Arc<CrashSwitch>) {
+    pub async fn apply_with_crash(
+        &self,
+        spec: &Spec,
+        point: CrashPoint,
+        n: usize,
+    ) -> (Result<Settled, ReconcileError>, Arc<CrashSwitch>) {
         let switch = Arc::new(CrashSwitch::new(point, n));
         let mut ctx = self.ctx();
         ctx.crash = Some(switch.clone());
@@ -121,7 +126,10 @@ impl Lab {
         let found: Vec<_> = inv
             .snapshots
             .iter()
-            .filter(|s| has_tags(&s.tags, &spec.cluster.name.to_string(), name) && s.tags.get(tag::ROLE).map(String::as_str) == Some("backup"))
+            .filter(|s| {
+                has_tags(&s.tags, &spec.cluster.name.to_string(), name)
+                    && s.tags.get(tag::ROLE).map(String::as_str) == Some("backup")
+            })
             .collect();
         assert_eq!(found.len(), 1, "exactly one snapshot for backup {name}: {found:?}");
         found[0].id.clone()
@@ -129,7 +137,8 @@ impl Lab {
 }
 
 pub fn has_tags(tags: &Tags, cluster: &str, request: &str) -> bool {
-    tags.get(tag::CLUSTER).map(String::as_str) == Some(cluster) && tags.get(tag::REQUEST).map(String::as_str) == Some(request)
+    tags.get(tag::CLUSTER).map(String::as_str) == Some(cluster)
+        && tags.get(tag::REQUEST).map(String::as_str) == Some(request)
 }
 
 pub fn op_restore(r: &str) -> OpId {
