@@ -487,6 +487,10 @@ struct Piece {
     name: Option<String>,
     text: String,
     after: Option<Anchor>,
+    /// Generated text: its inner lines are indented relative to its first line (captured text
+    /// keeps the absolute indentation it had).
+    #[serde(default)]
+    relative: bool,
 }
 
 /// Everything [`ConfigChange::RemoveMirror`] takes out for one md resource, with positions, so
@@ -525,6 +529,7 @@ impl MirrorTemplate {
                 name: e.name().map(str::to_owned),
                 text: xml[e.start..e.end].to_owned(),
                 after: anchor_of(p, e),
+                relative: false,
             });
         };
         let reference = format!("md@{res}");
@@ -759,7 +764,12 @@ fn insert_piece(doc: &mut String, piece: &Piece, res: &str, from_template: bool)
         (None, None) if from_template => None,
         _ => fallback_after(parent, &piece.tag),
     };
-    insert_child(doc, parent, after, &vec![(0, piece.text.clone())], &unit);
+    let lines: Lines = if piece.relative {
+        piece.text.split(newline(doc)).map(|l| (0, l.to_owned())).collect()
+    } else {
+        vec![(0, piece.text.clone())]
+    };
+    insert_child(doc, parent, after, &lines, &unit);
     Ok(())
 }
 
@@ -807,9 +817,10 @@ fn generated_pieces(root: &Elem, def: &MdDefinition, layout: &Layout<'_>, guids:
             name: Some(format!("md@{res}")),
             text: format!("<resource name=\"md@{}\"/>", esc(res)),
             after: None,
+            relative: true,
         },
-        Piece { parent: Parent::Resources, tag: "types".into(), name: Some("md".into()), text: "<types name=\"md\"/>".into(), after: None },
-        Piece { parent: Parent::Resources, tag: "md".into(), name: Some(res.to_owned()), text: block(&lines), after: None },
+        Piece { parent: Parent::Resources, tag: "types".into(), name: Some("md".into()), text: "<types name=\"md\"/>".into(), after: None, relative: true },
+        Piece { parent: Parent::Resources, tag: "md".into(), name: Some(res.to_owned()), text: block(&lines), after: None, relative: true },
     ];
     let names: Vec<&str> = root.child("monitor").map(|m| m.children.iter().filter_map(Elem::name).collect()).unwrap_or_default();
     for ty in MD_MONITOR_TYPES {
@@ -819,6 +830,7 @@ fn generated_pieces(root: &Elem, def: &MdDefinition, layout: &Layout<'_>, guids:
             name: Some((*ty).to_owned()),
             text: format!("<types name=\"{ty}\"/>"),
             after: None,
+            relative: true,
         });
         let name = (1..).map(|n| format!("{ty}{n}")).find(|n| !names.contains(&n.as_str())).unwrap_or_default();
         let mon: Lines = vec![
@@ -828,7 +840,7 @@ fn generated_pieces(root: &Elem, def: &MdDefinition, layout: &Layout<'_>, guids:
             (1, "</parameters>".into()),
             (0, format!("</{ty}>")),
         ];
-        pieces.push(Piece { parent: Parent::Monitors, tag: (*ty).to_owned(), name: Some(name), text: block(&mon), after: None });
+        pieces.push(Piece { parent: Parent::Monitors, tag: (*ty).to_owned(), name: Some(name), text: block(&mon), after: None, relative: true });
     }
     pieces
 }

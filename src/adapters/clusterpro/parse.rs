@@ -212,7 +212,7 @@ pub fn parse_clpstat(output: &str) -> Result<ClusterStatus, ParseError> {
                     return Err(err_at(CMD, n, line, "resource line before any group"));
                 };
                 if e.name.eq_ignore_ascii_case("current") {
-                    let v = e.value.split_whitespace().next().unwrap_or("");
+                    let v = e.value;
                     group.current = if v.is_empty() || v.eq_ignore_ascii_case(NO_CURRENT_SERVER) {
                         None
                     } else {
@@ -300,7 +300,8 @@ pub fn parse_clpmdstat_mirror(output: &str) -> Result<MirrorStatus, ParseError> 
 }
 
 /// Parses `clpmdstat -l`: the md resource names, in order, without duplicates. Accepted shapes:
-/// one name per line, or `… Name : <md>` lines; `<server>` headings are skipped.
+/// one name per line, or `… Name : <md>` lines; `<server>` headings are skipped. Any other line
+/// is an error (a usage or error message is not a list).
 pub fn parse_clpmdstat_list(output: &str) -> Result<Vec<ResourceName>, ParseError> {
     const CMD: &str = "clpmdstat -l";
     let mut names: Vec<ResourceName> = Vec::new();
@@ -309,12 +310,11 @@ pub fn parse_clpmdstat_list(output: &str) -> Result<Vec<ResourceName>, ParseErro
         if t.is_empty() || is_rule(line) || (t.starts_with('<') && t.ends_with('>')) {
             continue;
         }
-        let candidate = match t.split_once(':') {
-            Some((key, value)) if key.to_ascii_lowercase().contains("name") => value.split_whitespace().next(),
-            Some((key, _)) => key.split_whitespace().next(),
-            None => t.split_whitespace().next(),
+        let word = match t.split_once(':') {
+            Some((key, value)) if key.to_ascii_lowercase().contains("name") => value.trim(),
+            Some(_) => return Err(err_at(CMD, n, line, "expected an md name, or `Mirror Disk Name : <md>`")),
+            None => t,
         };
-        let word = candidate.unwrap_or("");
         let name = ResourceName::parse(word).map_err(|x| err_at(CMD, n, line, x.0))?;
         if !names.contains(&name) {
             names.push(name);
