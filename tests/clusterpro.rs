@@ -68,10 +68,13 @@ fn clpstat_garbage_is_an_error_naming_the_command() {
         e.to_string(),
         "cannot read `clpstat` output: no <server> section with at least one server (is the cluster service running?)"
     );
-    let e = parse::parse_clpstat("  <server>\n    server1 ....: Online\n  this line has no colon\n").expect_err("bad line");
+    let e =
+        parse::parse_clpstat("  <server>\n    server1 ....: Online\n  this line has no colon\n").expect_err("bad line");
     insta::assert_snapshot!(e.to_string(), @r#"cannot read `clpstat` output, line 3 "this line has no colon": expected `name : status` in <server>"#);
-    let e = parse::parse_clpstat("  <group>\n    failover : Online\n      current : bad name!\n  <server>\n   s1 : Online\n")
-        .expect_err("bad current");
+    let e = parse::parse_clpstat(
+        "  <group>\n    failover : Online\n      current : bad name!\n  <server>\n   s1 : Online\n",
+    )
+    .expect_err("bad current");
     assert_eq!(e.line, Some(3));
 }
 
@@ -197,12 +200,14 @@ fn windows_remove_changes_only_the_md_lines() {
     insta::assert_debug_snapshot!(line_diff(&original, &removed));
     // The file keeps its CRLF line ends and everything not touched.
     assert!(!removed.replace("\r\n", "").contains('\n'));
-    for (open, close) in [("<webmgr>", "</webmgr>"), ("<vendorext", "</vendorext>"), ("<awsvip name", "</awsvip>"), ("<?xml", "?>")] {
+    for (open, close) in
+        [("<webmgr>", "</webmgr>"), ("<vendorext", "</vendorext>"), ("<awsvip name", "</awsvip>"), ("<?xml", "?>")]
+    {
         assert_eq!(element(&original, open, close), element(&removed, open, close), "{open}");
     }
     let cfg = read_config(&removed, Os::Windows).expect("read");
     assert!(cfg.mirrors.is_empty());
-    assert_eq!(cfg.group_auto_start[&grp("failover")], false);
+    assert!(!cfg.group_auto_start[&grp("failover")]);
     // Idempotent: removing an absent md and setting the same start attribute change nothing.
     let again = apply_changes(&removed, &[remove("md"), auto(false)], &GuidSource::new()).expect("again");
     assert_eq!(again, removed);
@@ -213,8 +218,7 @@ fn windows_round_trip_with_template_changes_only_fullcopy() {
     let original = fixture("clp-windows.conf");
     let template = MirrorTemplate::capture(&original, &res("md")).expect("capture").expect("md defined");
     // The template survives the journal.
-    let template: MirrorTemplate =
-        serde_json::from_str(&serde_json::to_string(&template).expect("ser")).expect("de");
+    let template: MirrorTemplate = serde_json::from_str(&serde_json::to_string(&template).expect("ser")).expect("de");
     let removed = apply_changes(&original, &[remove("md"), auto(false)], &GuidSource::new()).expect("remove");
     let readded = apply_changes_with_templates(
         &removed,
@@ -223,15 +227,22 @@ fn windows_round_trip_with_template_changes_only_fullcopy() {
         std::slice::from_ref(&template),
     )
     .expect("add");
-    assert_eq!(line_diff(&original, &readded), vec!["-\t\t\t\t<fullcopy>1</fullcopy>", "+\t\t\t\t<fullcopy>0</fullcopy>"]);
+    assert_eq!(
+        line_diff(&original, &readded),
+        vec!["-\t\t\t\t<fullcopy>1</fullcopy>", "+\t\t\t\t<fullcopy>0</fullcopy>"]
+    );
     let before = read_config(&original, Os::Windows).expect("before");
     let after = read_config(&readded, Os::Windows).expect("after");
     assert_eq!(after.mirrors, vec![win_def(false)]);
     assert_eq!(before.group_auto_start, after.group_auto_start);
     // Adding an identical md again changes nothing.
-    let again =
-        apply_changes_with_templates(&readded, &[ConfigChange::AddMirror(win_def(false))], &original_guids(), &[template])
-            .expect("again");
+    let again = apply_changes_with_templates(
+        &readded,
+        &[ConfigChange::AddMirror(win_def(false))],
+        &original_guids(),
+        &[template],
+    )
+    .expect("again");
     assert_eq!(again, readded);
 }
 
@@ -239,7 +250,13 @@ fn windows_round_trip_with_template_changes_only_fullcopy() {
 fn windows_add_with_new_guids_changes_only_those_lines() {
     let original = fixture("clp-windows.conf");
     let mut guids = original_guids();
-    guids.insert(srv("server1"), VolumeGuids { data: "11111111-aaaa-bbbb-cccc-000000000001".into(), cluster: "11111111-aaaa-bbbb-cccc-000000000002".into() });
+    guids.insert(
+        srv("server1"),
+        VolumeGuids {
+            data: "11111111-aaaa-bbbb-cccc-000000000001".into(),
+            cluster: "11111111-aaaa-bbbb-cccc-000000000002".into(),
+        },
+    );
     let out = apply_changes(&original, &[ConfigChange::AddMirror(win_def(true))], &guids).expect("add");
     insta::assert_debug_snapshot!(line_diff(&original, &out));
 }
@@ -257,7 +274,9 @@ fn windows_add_without_template_and_missing_guid() {
     let before = read_config(&original, Os::Windows).expect("before");
     let after = read_config(&readded, Os::Windows).expect("after");
     assert_eq!(after.mirrors, vec![MdDefinition { initial_copy: false, ..before.mirrors[0].clone() }]);
-    for (open, close) in [("<webmgr>", "</webmgr>"), ("<vendorext", "</vendorext>"), ("<script name", "<depend name=\"awsvip1\"/>")] {
+    for (open, close) in
+        [("<webmgr>", "</webmgr>"), ("<vendorext", "</vendorext>"), ("<script name", "<depend name=\"awsvip1\"/>")]
+    {
         assert_eq!(element(&original, open, close), element(&readded, open, close), "{open}");
     }
     insta::assert_debug_snapshot!(line_diff(&removed, &readded));
@@ -274,7 +293,10 @@ fn linux_round_trip() {
     for gone in ["<md name", "md@md1", "<object>md1", "<depend name=\"md1\"", "<types name=\"md"] {
         assert!(!removed.contains(gone), "{gone}: {removed}");
     }
-    assert_eq!(element(&original, "<unknownfuture", "</unknownfuture>"), element(&removed, "<unknownfuture", "</unknownfuture>"));
+    assert_eq!(
+        element(&original, "<unknownfuture", "</unknownfuture>"),
+        element(&removed, "<unknownfuture", "</unknownfuture>")
+    );
     let readded = apply_changes_with_templates(
         &removed,
         &[ConfigChange::AddMirror(linux_def(false)), auto(true)],
@@ -287,7 +309,8 @@ fn linux_round_trip() {
     let cfg = read_config(&readded, Os::Linux).expect("read");
     assert_eq!(cfg.mirrors, vec![linux_def(false)]);
     // Without a template: a minimal element with the next free NMP device.
-    let minimal = apply_changes(&removed, &[ConfigChange::AddMirror(linux_def(true))], &GuidSource::new()).expect("add");
+    let minimal =
+        apply_changes(&removed, &[ConfigChange::AddMirror(linux_def(true))], &GuidSource::new()).expect("add");
     insta::assert_debug_snapshot!("linux_minimal_add_diff", line_diff(&removed, &minimal));
 }
 
@@ -300,8 +323,12 @@ fn add_errors() {
     let other = MdDefinition { group: grp("nosuch"), ..linux_def(true) };
     let e = apply_changes(&original, &[ConfigChange::AddMirror(other)], &GuidSource::new()).expect_err("group");
     assert_eq!(e.to_string(), "clp.conf has no group \"nosuch\"");
-    let e = apply_changes(&original, &[ConfigChange::SetGroupAutoStart { group: grp("nosuch"), auto: true }], &GuidSource::new())
-        .expect_err("group");
+    let e = apply_changes(
+        &original,
+        &[ConfigChange::SetGroupAutoStart { group: grp("nosuch"), auto: true }],
+        &GuidSource::new(),
+    )
+    .expect_err("group");
     assert_eq!(e, ConfError::UnknownGroup("nosuch".into()));
 }
 
@@ -318,6 +345,6 @@ fn add_to_another_group_moves_the_reference_and_start_is_inserted() {
     insta::assert_debug_snapshot!(line_diff(&original, &out));
     let cfg = read_config(&out, Os::Linux).expect("read");
     assert_eq!(cfg.mirrors[0].group, grp("other"));
-    assert_eq!(cfg.group_auto_start[&grp("other")], false);
+    assert!(!cfg.group_auto_start[&grp("other")]);
     let _ = conf::DEFAULT_GROUP_AUTO_START;
 }

@@ -65,7 +65,8 @@ fn parse_windows_list() {
 #[test]
 fn parse_outcomes_and_errors() {
     assert!(parse_outcome(r#"{"ok":true,"changed":true,"warnings":[]}"#).expect("ok").changed);
-    let e = parse_outcome(r#"{"ok":false,"code":"not_found","message":"no disk with serial vol0123"}"#).expect_err("nf");
+    let e =
+        parse_outcome(r#"{"ok":false,"code":"not_found","message":"no disk with serial vol0123"}"#).expect_err("nf");
     assert_eq!(e, RecipeError::NotFound("no disk with serial vol0123".into()));
     let e = parse_disks(r#"{"ok":false,"code":"failed","message":"Access denied"}"#).expect_err("failed");
     assert_eq!(e.to_string(), "disk recipe failed: Access denied");
@@ -116,8 +117,11 @@ impl Fakes {
     }
 
     fn link_by_id(&self, serial: &str, target: &str) {
-        std::os::unix::fs::symlink(target, self.path().join("byid").join(format!("nvme-Amazon_Elastic_Block_Store_{serial}")))
-            .expect("symlink");
+        std::os::unix::fs::symlink(
+            target,
+            self.path().join("byid").join(format!("nvme-Amazon_Elastic_Block_Store_{serial}")),
+        )
+        .expect("symlink");
     }
 
     /// Runs the recipe for `op` with sh; returns stdout and the fakes' call log.
@@ -175,7 +179,10 @@ fn linux_offline_flushes_found_by_id_link() {
     f.link_by_id(&other.nvme_serial(), "../../nvme2n1");
     let (out, log) = f.run(&DiskOp::Offline(other.clone()), "", false);
     assert!(parse_outcome(&out).expect("ok").changed);
-    assert_eq!(log.lines().filter(|l| !l.starts_with("lsblk")).collect::<Vec<_>>(), ["sync", "blockdev --flushbufs /dev/nvme2n1"]);
+    assert_eq!(
+        log.lines().filter(|l| !l.starts_with("lsblk")).collect::<Vec<_>>(),
+        ["sync", "blockdev --flushbufs /dev/nvme2n1"]
+    );
     // findmnt catches a mount lsblk did not show.
     let (out, _) = f.run(&DiskOp::Offline(other), "/dev/nvme2n1p1", false);
     assert_eq!(parse_outcome(&out).expect_err("busy"), RecipeError::Mounted("mounted: /dev/nvme2n1p1".into()));
@@ -192,5 +199,8 @@ fn linux_online_is_best_effort_and_not_found_is_reported() {
     assert_eq!(parse_outcome(&out).expect("ok").warnings, vec!["partprobe /dev/nvme2n1 failed".to_owned()]);
     let missing = VolumeId::parse("vol-0000000000000000a").expect("id");
     let (out, _) = f.run(&DiskOp::Offline(missing), "", false);
-    assert_eq!(parse_outcome(&out).expect_err("nf"), RecipeError::NotFound("no disk with serial vol0000000000000000a".into()));
+    assert_eq!(
+        parse_outcome(&out).expect_err("nf"),
+        RecipeError::NotFound("no disk with serial vol0000000000000000a".into())
+    );
 }

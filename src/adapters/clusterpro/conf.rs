@@ -25,8 +25,8 @@
 
 use std::collections::BTreeMap;
 
-use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
+use quick_xml::events::{BytesStart, Event};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{GroupName, ResourceName, ServerName};
@@ -141,7 +141,13 @@ fn xml_err(reader: &Reader<&[u8]>, e: &impl std::fmt::Display) -> ConfError {
     ConfError::Xml { offset: reader.error_position(), message: e.to_string() }
 }
 
-fn open_elem(reader: &Reader<&[u8]>, s: &BytesStart<'_>, start: usize, end: usize, empty: bool) -> Result<Elem, ConfError> {
+fn open_elem(
+    reader: &Reader<&[u8]>,
+    s: &BytesStart<'_>,
+    start: usize,
+    end: usize,
+    empty: bool,
+) -> Result<Elem, ConfError> {
     let tag = String::from_utf8_lossy(s.name().as_ref()).into_owned();
     let mut attrs = Vec::new();
     for a in s.attributes() {
@@ -149,7 +155,17 @@ fn open_elem(reader: &Reader<&[u8]>, s: &BytesStart<'_>, start: usize, end: usiz
         let v = a.unescape_value().map_err(|e| xml_err(reader, &e))?;
         attrs.push((String::from_utf8_lossy(a.key.as_ref()).into_owned(), v.into_owned()));
     }
-    Ok(Elem { tag, attrs, start, open_end: end, close_start: end, end, empty, children: Vec::new(), text: String::new() })
+    Ok(Elem {
+        tag,
+        attrs,
+        start,
+        open_end: end,
+        close_start: end,
+        end,
+        empty,
+        children: Vec::new(),
+        text: String::new(),
+    })
 }
 
 fn pos(reader: &Reader<&[u8]>) -> usize {
@@ -267,15 +283,18 @@ pub fn read_config(xml: &str, os: Os) -> Result<ClusterConfig, ConfError> {
             Os::Windows => {
                 let letter = |tag: &str| -> Result<Partition, ConfError> {
                     let v = text(&[tag])?;
-                    parse_letter(&v)
-                        .map(Partition::Letter)
-                        .ok_or_else(|| invalid(at(&format!("parameters/{tag}")), format!("{v:?} is not a drive letter")))
+                    parse_letter(&v).map(Partition::Letter).ok_or_else(|| {
+                        invalid(at(&format!("parameters/{tag}")), format!("{v:?} is not a drive letter"))
+                    })
                 };
                 (letter("volumemountpoint")?, letter("cpvolumemountpoint")?)
             }
-            Os::Linux => (Partition::Device(text(&["diskdev", "dppath"])?), Partition::Device(text(&["diskdev", "cppath"])?)),
+            Os::Linux => {
+                (Partition::Device(text(&["diskdev", "dppath"])?), Partition::Device(text(&["diskdev", "cppath"])?))
+            }
         };
-        let initial_copy = parse_flag(params.and_then(|p| p.child("fullcopy")), DEFAULT_FULLCOPY, &at("parameters/fullcopy"))?;
+        let initial_copy =
+            parse_flag(params.and_then(|p| p.child("fullcopy")), DEFAULT_FULLCOPY, &at("parameters/fullcopy"))?;
         let group_name = md_group(&root, name).ok_or_else(|| invalid(at(""), format!("no group holds md@{name}")))?;
         let group = GroupName::parse(group_name).map_err(|e| invalid(format!("group[{group_name}]"), e.0))?;
         config.mirrors.push(MdDefinition { resource, group, data_partition, cluster_partition, initial_copy });
@@ -510,7 +529,8 @@ fn anchor_of(parent: &Elem, child: &Elem) -> Option<Anchor> {
 }
 
 fn watches(monitor: &Elem, resource: &str) -> bool {
-    MD_MONITOR_TYPES.contains(&monitor.tag.as_str()) && monitor.path(&["parameters", "object"]).map(Elem::value) == Some(resource)
+    MD_MONITOR_TYPES.contains(&monitor.tag.as_str())
+        && monitor.path(&["parameters", "object"]).map(Elem::value) == Some(resource)
 }
 
 impl MirrorTemplate {
@@ -666,7 +686,9 @@ fn next_removal<'a>(root: &'a Elem, res: &str, removed: bool) -> Option<&'a Elem
     if let Some(m) = monitors.and_then(|m| m.children.iter().find(|c| watches(c, res))) {
         return Some(m);
     }
-    if let Some(d) = section.and_then(|s| s.children.iter().find_map(|c| c.all("depend").find(|d| d.name() == Some(res)))) {
+    if let Some(d) =
+        section.and_then(|s| s.children.iter().find_map(|c| c.all("depend").find(|d| d.name() == Some(res))))
+    {
         return Some(d);
     }
     if !removed {
@@ -774,7 +796,14 @@ fn insert_piece(doc: &mut String, piece: &Piece, res: &str, from_template: bool)
 }
 
 /// The pieces of a new md resource when there is no template.
-fn generated_pieces(root: &Elem, def: &MdDefinition, layout: &Layout<'_>, guids: &GuidSource, unit: &str, nl: &str) -> Vec<Piece> {
+fn generated_pieces(
+    root: &Elem,
+    def: &MdDefinition,
+    layout: &Layout<'_>,
+    guids: &GuidSource,
+    unit: &str,
+    nl: &str,
+) -> Vec<Piece> {
     let res = def.resource.as_str();
     let fullcopy = if def.initial_copy { "1" } else { "0" };
     let mut lines: Lines = vec![(0, format!("<md name=\"{}\">", esc(res))), (1, "<parameters>".into())];
@@ -797,9 +826,14 @@ fn generated_pieces(root: &Elem, def: &MdDefinition, layout: &Layout<'_>, guids:
         Layout::Linux { data, cluster } => {
             let used: Vec<String> = root
                 .child("resource")
-                .map(|s| s.all("md").filter_map(|m| m.path(&["parameters", "nmppath"])).map(|e| e.value().to_owned()).collect())
+                .map(|s| {
+                    s.all("md")
+                        .filter_map(|m| m.path(&["parameters", "nmppath"]))
+                        .map(|e| e.value().to_owned())
+                        .collect()
+                })
                 .unwrap_or_default();
-            let nmp = (1..).map(|n| format!("{NMP_PREFIX}{n}")).find(|p| !used.contains(p)).unwrap_or_default();
+            let nmp = (1..=9999).map(|n| format!("{NMP_PREFIX}{n}")).find(|p| !used.contains(p)).unwrap_or_default();
             lines.push((2, format!("<nmppath>{nmp}</nmppath>")));
             lines.push((2, "<diskdev>".into()));
             lines.push((3, format!("<dppath>{}</dppath>", esc(data))));
@@ -819,10 +853,25 @@ fn generated_pieces(root: &Elem, def: &MdDefinition, layout: &Layout<'_>, guids:
             after: None,
             relative: true,
         },
-        Piece { parent: Parent::Resources, tag: "types".into(), name: Some("md".into()), text: "<types name=\"md\"/>".into(), after: None, relative: true },
-        Piece { parent: Parent::Resources, tag: "md".into(), name: Some(res.to_owned()), text: block(&lines), after: None, relative: true },
+        Piece {
+            parent: Parent::Resources,
+            tag: "types".into(),
+            name: Some("md".into()),
+            text: "<types name=\"md\"/>".into(),
+            after: None,
+            relative: true,
+        },
+        Piece {
+            parent: Parent::Resources,
+            tag: "md".into(),
+            name: Some(res.to_owned()),
+            text: block(&lines),
+            after: None,
+            relative: true,
+        },
     ];
-    let names: Vec<&str> = root.child("monitor").map(|m| m.children.iter().filter_map(Elem::name).collect()).unwrap_or_default();
+    let names: Vec<&str> =
+        root.child("monitor").map(|m| m.children.iter().filter_map(Elem::name).collect()).unwrap_or_default();
     for ty in MD_MONITOR_TYPES {
         pieces.push(Piece {
             parent: Parent::Monitors,
@@ -832,7 +881,7 @@ fn generated_pieces(root: &Elem, def: &MdDefinition, layout: &Layout<'_>, guids:
             after: None,
             relative: true,
         });
-        let name = (1..).map(|n| format!("{ty}{n}")).find(|n| !names.contains(&n.as_str())).unwrap_or_default();
+        let name = (1..=9999).map(|n| format!("{ty}{n}")).find(|n| !names.contains(&n.as_str())).unwrap_or_default();
         let mon: Lines = vec![
             (0, format!("<{ty} name=\"{name}\">")),
             (1, "<parameters>".into()),
@@ -840,13 +889,25 @@ fn generated_pieces(root: &Elem, def: &MdDefinition, layout: &Layout<'_>, guids:
             (1, "</parameters>".into()),
             (0, format!("</{ty}>")),
         ];
-        pieces.push(Piece { parent: Parent::Monitors, tag: (*ty).to_owned(), name: Some(name), text: block(&mon), after: None, relative: true });
+        pieces.push(Piece {
+            parent: Parent::Monitors,
+            tag: (*ty).to_owned(),
+            name: Some(name),
+            text: block(&mon),
+            after: None,
+            relative: true,
+        });
     }
     pieces
 }
 
 /// `AddMirror`: see [`apply_changes_with_templates`].
-fn add_mirror(doc: &mut String, def: &MdDefinition, guids: &GuidSource, template: Option<&MirrorTemplate>) -> Result<(), ConfError> {
+fn add_mirror(
+    doc: &mut String,
+    def: &MdDefinition,
+    guids: &GuidSource,
+    template: Option<&MirrorTemplate>,
+) -> Result<(), ConfError> {
     let res = def.resource.as_str();
     let group = def.group.as_str();
     let lay = layout(def)?;
@@ -889,7 +950,14 @@ fn add_mirror(doc: &mut String, def: &MdDefinition, guids: &GuidSource, template
                 })
                 .collect();
             // Anything the template lacks (e.g. it had no mdnw) comes from the generated set.
-            let lacks = |g: &Piece| !t.pieces.iter().any(|q| q.tag == g.tag && q.parent == g.parent && q.name == g.name || (q.tag == g.tag && MD_MONITOR_TYPES.contains(&g.tag.as_str())) || (q.tag == g.tag && g.tag == "md") || (g.tag == "resource" && q.tag == "resource"));
+            let lacks = |g: &Piece| {
+                !t.pieces.iter().any(|q| {
+                    q.tag == g.tag && q.parent == g.parent && q.name == g.name
+                        || (q.tag == g.tag && MD_MONITOR_TYPES.contains(&g.tag.as_str()))
+                        || (q.tag == g.tag && g.tag == "md")
+                        || (g.tag == "resource" && q.tag == "resource")
+                })
+            };
             p.extend(generated.into_iter().filter(lacks).map(|g| (g, false)));
             p
         }
@@ -902,7 +970,13 @@ fn add_mirror(doc: &mut String, def: &MdDefinition, guids: &GuidSource, template
 }
 
 /// Makes the existing md element say what `def` says; touches only values that differ.
-fn patch_md(doc: &mut String, def: &MdDefinition, lay: &Layout<'_>, guids: &GuidSource, servers: &[String]) -> Result<(), ConfError> {
+fn patch_md(
+    doc: &mut String,
+    def: &MdDefinition,
+    lay: &Layout<'_>,
+    guids: &GuidSource,
+    servers: &[String],
+) -> Result<(), ConfError> {
     let res = def.resource.as_str();
     let locate = Base::Md(res);
     let at = format!("resource/md[{res}]");
@@ -912,7 +986,9 @@ fn patch_md(doc: &mut String, def: &MdDefinition, lay: &Layout<'_>, guids: &Guid
         Layout::Windows { data, cluster } => {
             for (t, l) in [("volumemountpoint", *data), ("cpvolumemountpoint", *cluster)] {
                 let want = l.to_ascii_uppercase();
-                set_text(doc, &locate, &at, &[tag("parameters"), tag(t)], &letter_text(want), &|v| parse_letter(v) == Some(want))?;
+                set_text(doc, &locate, &at, &[tag("parameters"), tag(t)], &letter_text(want), &|v| {
+                    parse_letter(v) == Some(want)
+                })?;
             }
             for s in servers {
                 let Some(g) = guids.get(s) else { return Err(ConfError::MissingGuid(s.clone())) };
@@ -961,7 +1037,10 @@ mod tests {
         let locate = Base::Group("x");
         let changed = set_text(&mut xml, &locate, "g", &[tag("p"), tag("q")], "1", &|v| v == "1").expect("set");
         assert!(changed);
-        assert_eq!(xml, "<root>\n  <group name=\"x\">\n    <c/>\n    <p>\n      <q>1</q>\n    </p>\n  </group>\n</root>\n");
+        assert_eq!(
+            xml,
+            "<root>\n  <group name=\"x\">\n    <c/>\n    <p>\n      <q>1</q>\n    </p>\n  </group>\n</root>\n"
+        );
         let again = set_text(&mut xml, &locate, "g", &[tag("p"), tag("q")], "1", &|v| v == "1").expect("set");
         assert!(!again);
     }

@@ -1,6 +1,6 @@
 //! Parsers for the text that CLUSTERPRO's commands print on a node.
 //!
-//! Why this module exists: when a cluster has no RESTful API (before X 4.2, or with it disabled),
+//! Why this module exists: when a cluster has no REST API (before X 4.2, or with it disabled),
 //! mirrorctl learns the cluster's state by running `clpstat`, `clpgrp -n` and `clpmdstat` through
 //! the node transport and reading their output. None of them has a machine-readable mode, so these
 //! functions turn their column-aligned text into the port's types. They are pure (no I/O), tolerant
@@ -345,7 +345,10 @@ mod tests {
 
     #[test]
     fn clpgrp_trailer_and_garbage() {
-        assert_eq!(parse_clpgrp_current("server2\nCommand succeeded.\n").expect("ok").map(|s| s.to_string()), Some("server2".into()));
+        assert_eq!(
+            parse_clpgrp_current("server2\nCommand succeeded.\n").expect("ok").map(|s| s.to_string()),
+            Some("server2".into())
+        );
         assert_eq!(parse_clpgrp_current("").expect("ok"), None);
         assert!(parse_clpgrp_current("a b c\n").is_err());
     }

@@ -37,7 +37,7 @@ pub const WINDOWS_TEMPLATE: &str = include_str!("windows.ps1");
 /// The Linux recipe template (POSIX sh).
 pub const LINUX_TEMPLATE: &str = include_str!("linux.sh");
 
-/// `OfflineReason` as `Get-Disk` reports it, by name or by its numeric value (MSFT_Disk: 1 =
+/// `OfflineReason` as `Get-Disk` reports it, by name or by its numeric value (`MSFT_Disk`: 1 =
 /// Policy, 4 = Collision; guess for the numbers [U]). Any other reason of an offline disk reads as
 /// [`OfflineReason::Manual`].
 const OFFLINE_REASONS: &[(&str, OfflineReason)] = &[
@@ -126,7 +126,9 @@ pub fn script(os: Os, op: &DiskOp) -> Result<String, RecipeError> {
         (Os::Linux, DiskOp::List) => "mirrorctl_main list".to_owned(),
         (Os::Linux, DiskOp::Offline(v)) => format!("mirrorctl_main offline '{}'", v.nvme_serial()),
         (Os::Linux, DiskOp::Online(v)) => format!("mirrorctl_main online '{}'", v.nvme_serial()),
-        (Os::Linux, DiskOp::SetLetter { .. }) => return Err(RecipeError::Unsupported { op: "setting a drive letter", os }),
+        (Os::Linux, DiskOp::SetLetter { .. }) => {
+            return Err(RecipeError::Unsupported { op: "setting a drive letter", os });
+        }
     };
     let template = match os {
         Os::Windows => WINDOWS_TEMPLATE,
@@ -220,7 +222,9 @@ fn offline_reason(v: Option<&serde_json::Value>) -> Option<OfflineReason> {
 }
 
 fn letter(v: Option<&str>) -> Option<char> {
-    v.and_then(|s| s.trim_matches(['\0', ' ', ':']).chars().next()).filter(char::is_ascii_alphabetic).map(|c| c.to_ascii_uppercase())
+    v.and_then(|s| s.trim_matches(['\0', ' ', ':']).chars().next())
+        .filter(char::is_ascii_alphabetic)
+        .map(|c| c.to_ascii_uppercase())
 }
 
 fn check_failure(text: &str) -> Result<(), RecipeError> {
@@ -262,8 +266,16 @@ pub fn parse_disks(output: &str) -> Result<Vec<Disk>, RecipeError> {
                 mounted: p.mounted,
             })
             .collect();
-        let offline_reason = if d.online { None } else { offline_reason(d.offline_reason.as_ref()).or(Some(OfflineReason::Manual)) };
-        disks.push(Disk { volume, number: d.number, online: d.online, read_only: d.read_only, offline_reason, partitions });
+        let offline_reason =
+            if d.online { None } else { offline_reason(d.offline_reason.as_ref()).or(Some(OfflineReason::Manual)) };
+        disks.push(Disk {
+            volume,
+            number: d.number,
+            online: d.online,
+            read_only: d.read_only,
+            offline_reason,
+            partitions,
+        });
     }
     Ok(disks)
 }
