@@ -1,0 +1,102 @@
+# mirrorctl disk recipe (Linux, POSIX sh). Prints exactly one JSON document on stdout.
+# The generated script appends one line: `mirrorctl_main <op> [serial]`.
+# External commands can be replaced through MIRRORCTL_* variables (tests use fakes).
+LSBLK=${MIRRORCTL_LSBLK:-lsblk}
+FINDMNT=${MIRRORCTL_FINDMNT:-findmnt}
+BLOCKDEV=${MIRRORCTL_BLOCKDEV:-blockdev}
+PARTPROBE=${MIRRORCTL_PARTPROBE:-partprobe}
+SYNC=${MIRRORCTL_SYNC:-sync}
+BYID=${MIRRORCTL_BYID_DIR:-/dev/disk/by-id}
+BYID_PREFIX=nvme-Amazon_Elastic_Block_Store_
+
+json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
+
+fail() { # code message
+  printf '{"ok":false,"code":%s,"message":%s}\n' "$(json_str "$1")" "$(json_str "$2")"
+  exit 0
+}
+
+# Value of KEY in one `lsblk -P` line.
+field() { printf ' %s\n' "$2" | sed -n "s/.*[[:space:]]$1=\"\([^\"]*\)\".*/\1/p"; }
+
+# lsblk is read once per run, in mirrorctl_main.
+blocks() { printf '%s\n' "$LSBLK_OUT"; }
+
+# Device path of the disk with this serial: by-id link first, then lsblk's SERIAL.
+find_disk() {
+  link="$BYID/$BYID_PREFIX$1"
+  if [ -L "$link" ]; then
+    printf '/dev/%s\n' "$(basename "$(readlink "$link")")"
+    return 0
+  fi
+  blocks | while IFS= read -r line; do
+    if [ "$(field TYPE "$line")" = disk ] && [ "$(field SERIAL "$line")" = "$1" ]; then
+      field NAME "$line"
+      break
+    fi
+  done
+}
+
+partnum() { expr "$1" : '.*[^0-9]\([0-9][0-9]*\)$'; }
+
+is_mounted() { # device
+  [ -n "$(blocks | while IFS= read -r l; do [ "$(field NAME "$l")" = "$1" ] && field MOUNTPOINT "$l"; done)" ] && return 0
+  $FINDMNT -rn -S "$1" >/dev/null 2>&1
+}
+
+op_list() {
+  out='{"disks":['
+  sep=''
+  index=0
+  tmp=$(blocks)
+  for disk in $(printf '%s\n' "$tmp" | while IFS= read -r l; do [ "$(field TYPE "$l")" = disk ] && field NAME "$l"; done); do
+    line=$(printf '%s\n' "$tmp" | while IFS= read -r l; do [ "$(field NAME "$l")" = "$disk" ] && printf '%s\n' "$l"; done)
+    serial=$(field SERIAL "$line")
+    ro=false; [ "$(field RO "$line")" = 1 ] && ro=true
+    boot=false; [ "$(field MOUNTPOINT "$line")" = / ] && boot=true
+    parts=''; psep=''
+    for p in $(printf '%s\n' "$tmp" | while IFS= read -r l; do [ "$(field PKNAME "$l")" = "$disk" ] && [ "$(field TYPE "$l")" = part ] && field NAME "$l"; done); do
+      pl=$(printf '%s\n' "$tmp" | while IFS= read -r l; do [ "$(field NAME "$l")" = "$p" ] && printf '%s\n' "$l"; done)
+      mnt=$(field MOUNTPOINT "$pl")
+      mounted=false; [ -n "$mnt" ] && mounted=true
+      [ "$mnt" = / ] && boot=true
+      parts="$parts$psep{\"number\":$(partnum "$p"),\"path\":$(json_str "$p"),\"letter\":null,\"mounted\":$mounted}"
+      psep=','
+    done
+    out="$out$sep{\"serial\":$(json_str "$serial"),\"number\":$index,\"online\":true,\"read_only\":$ro,\"boot\":$boot,\"offline_reason\":null,\"partitions\":[$parts]}"
+    sep=','
+    index=$((index + 1))
+  done
+  printf '%s]}\n' "$out"
+}
+
+op_offline() { # serial
+  disk=$(find_disk "$1")
+  [ -n "$disk" ] || fail not_found "no disk with serial $1"
+  busy=''
+  for dev in "$disk" $(blocks | while IFS= read -r l; do [ "$(field PKNAME "$l")" = "$disk" ] && field NAME "$l"; done); do
+    if is_mounted "$dev"; then busy="$busy $dev"; fi
+  done
+  [ -z "$busy" ] || fail mounted "mounted:$busy"
+  $SYNC || fail failed "sync failed"
+  $BLOCKDEV --flushbufs "$disk" || fail failed "blockdev --flushbufs $disk failed"
+  printf '{"ok":true,"changed":true,"warnings":[]}\n'
+}
+
+op_online() { # serial
+  disk=$(find_disk "$1")
+  [ -n "$disk" ] || fail not_found "no disk with serial $1"
+  warnings=''
+  $PARTPROBE "$disk" >/dev/null 2>&1 || warnings=$(json_str "partprobe $disk failed")
+  printf '{"ok":true,"changed":false,"warnings":[%s]}\n' "$warnings"
+}
+
+mirrorctl_main() {
+  LSBLK_OUT=$($LSBLK -P -p -o NAME,SERIAL,TYPE,MOUNTPOINT,PKNAME,RO 2>/dev/null) || fail failed "lsblk failed"
+  case "$1" in
+    list) op_list ;;
+    offline) op_offline "$2" ;;
+    online) op_online "$2" ;;
+    *) fail failed "unknown operation $1" ;;
+  esac
+}

@@ -1,0 +1,206 @@
+//! Disk recipes: golden text of every generated script, the shared JSON parser on Windows-shaped
+//! output, and the Linux recipe run for real with `sh` against fake `lsblk`/`findmnt`/`blockdev`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use mirrorctl::adapters::node::recipes::{DiskOp, RecipeError, parse_disks, parse_outcome, script};
+use mirrorctl::ids::VolumeId;
+use mirrorctl::ports::node::OfflineReason;
+use mirrorctl::spec::Os;
+
+fn vol() -> VolumeId {
+    VolumeId::parse("vol-0123456789abcdef0").expect("volume id")
+}
+
+#[test]
+fn windows_scripts_golden() {
+    for (name, op) in [
+        ("list", DiskOp::List),
+        ("offline", DiskOp::Offline(vol())),
+        ("online", DiskOp::Online(vol())),
+        ("letter", DiskOp::SetLetter { volume: vol(), partition: 2, letter: 'm' }),
+    ] {
+        let s = script(Os::Windows, &op).expect("script");
+        insta::assert_snapshot!(format!("windows_{name}"), s);
+    }
+}
+
+#[test]
+fn linux_scripts_golden_and_unsupported() {
+    for (name, op) in [("list", DiskOp::List), ("offline", DiskOp::Offline(vol())), ("online", DiskOp::Online(vol()))] {
+        insta::assert_snapshot!(format!("linux_{name}"), script(Os::Linux, &op).expect("script"));
+    }
+    let e = script(Os::Linux, &DiskOp::SetLetter { volume: vol(), partition: 1, letter: 'M' }).expect_err("linux");
+    assert!(matches!(e, RecipeError::Unsupported { .. }));
+    let e = script(Os::Windows, &DiskOp::SetLetter { volume: vol(), partition: 1, letter: '1' }).expect_err("letter");
+    assert_eq!(e, RecipeError::BadLetter('1'));
+}
+
+#[test]
+fn parse_windows_list() {
+    // Shaped like ConvertTo-Json -Compress of the Windows recipe: the boot disk, an online data
+    // disk (one partition: PowerShell 5.1 may write a lone element without brackets), and a disk
+    // kept offline for a signature collision with a volume-id serial suffix.
+    let json = r#"{"disks":[
+      {"serial":"vol0aaaaaaaaaaaaaaaa_00000001.","number":0,"online":true,"read_only":false,"boot":true,"offline_reason":null,
+       "partitions":[{"number":1,"letter":"C","path":null,"mounted":false}]},
+      {"serial":"vol0123456789abcdef0","number":1,"online":true,"read_only":false,"boot":false,"offline_reason":null,
+       "partitions":{"number":2,"letter":"M","path":null,"mounted":false}},
+      {"serial":"vol0fedcba9876543210_00000001.","number":2,"online":false,"read_only":true,"boot":false,"offline_reason":4,
+       "partitions":[]},
+      {"serial":"AWS12345","number":3,"online":true,"read_only":false,"boot":false,"offline_reason":null,"partitions":null}
+    ]}"#;
+    let disks = parse_disks(json).expect("parse");
+    assert_eq!(disks.len(), 2);
+    assert_eq!(disks[1].offline_reason, Some(OfflineReason::Collision));
+    insta::assert_debug_snapshot!(disks);
+    // A single disk written as an object, and no disks at all.
+    let one = r#"{"disks":{"serial":"vol0123456789abcdef0","number":1,"online":false,"offline_reason":"Policy"}}"#;
+    assert_eq!(parse_disks(one).expect("one")[0].offline_reason, Some(OfflineReason::Policy));
+    assert!(parse_disks(r#"{"disks":null}"#).expect("none").is_empty());
+}
+
+#[test]
+fn parse_outcomes_and_errors() {
+    assert!(parse_outcome(r#"{"ok":true,"changed":true,"warnings":[]}"#).expect("ok").changed);
+    let e =
+        parse_outcome(r#"{"ok":false,"code":"not_found","message":"no disk with serial vol0123"}"#).expect_err("nf");
+    assert_eq!(e, RecipeError::NotFound("no disk with serial vol0123".into()));
+    let e = parse_disks(r#"{"ok":false,"code":"failed","message":"Access denied"}"#).expect_err("failed");
+    assert_eq!(e.to_string(), "disk recipe failed: Access denied");
+    assert!(matches!(parse_disks("Get-Disk : not recognized"), Err(RecipeError::Output(_))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Linux recipe, run by sh against fakes.
+
+const LSBLK: &str = r#"NAME="/dev/nvme0n1" SERIAL="vol0aaaaaaaaaaaaaaaa" TYPE="disk" MOUNTPOINT="" PKNAME="" RO="0"
+NAME="/dev/nvme0n1p1" SERIAL="" TYPE="part" MOUNTPOINT="/" PKNAME="/dev/nvme0n1" RO="0"
+NAME="/dev/nvme1n1" SERIAL="vol0123456789abcdef0" TYPE="disk" MOUNTPOINT="" PKNAME="" RO="0"
+NAME="/dev/nvme1n1p1" SERIAL="" TYPE="part" MOUNTPOINT="" PKNAME="/dev/nvme1n1" RO="0"
+NAME="/dev/nvme1n1p2" SERIAL="" TYPE="part" MOUNTPOINT="/mnt/data" PKNAME="/dev/nvme1n1" RO="0"
+NAME="/dev/nvme2n1" SERIAL="vol0fedcba9876543210" TYPE="disk" MOUNTPOINT="" PKNAME="" RO="1"
+NAME="/dev/nvme2n1p1" SERIAL="" TYPE="part" MOUNTPOINT="" PKNAME="/dev/nvme2n1" RO="1"
+NAME="/dev/nvme2n1p2" SERIAL="" TYPE="part" MOUNTPOINT="" PKNAME="/dev/nvme2n1" RO="1"
+"#;
+
+struct Fakes {
+    dir: tempfile::TempDir,
+}
+
+impl Fakes {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("bin");
+        std::fs::create_dir_all(dir.path().join("byid")).expect("byid");
+        std::fs::write(dir.path().join("lsblk.out"), LSBLK).expect("lsblk.out");
+        let fake = |name: &str, body: &str| {
+            let p = bin.join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write fake");
+            let mut perm = std::fs::metadata(&p).expect("meta").permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+            std::fs::set_permissions(&p, perm).expect("chmod");
+        };
+        fake("lsblk", r#"echo "lsblk $*" >> "$FAKE_LOG"; cat "$FAKE_DIR/lsblk.out""#);
+        fake("findmnt", r#"case " $FAKE_MOUNTED " in *" $3 "*) exit 0;; esac; exit 1"#);
+        fake("blockdev", r#"echo "blockdev $*" >> "$FAKE_LOG""#);
+        fake("sync", r#"echo "sync" >> "$FAKE_LOG""#);
+        fake("partprobe", r#"echo "partprobe $*" >> "$FAKE_LOG"; [ -z "$FAKE_PARTPROBE_FAIL" ]"#);
+        Fakes { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn link_by_id(&self, serial: &str, target: &str) {
+        std::os::unix::fs::symlink(
+            target,
+            self.path().join("byid").join(format!("nvme-Amazon_Elastic_Block_Store_{serial}")),
+        )
+        .expect("symlink");
+    }
+
+    /// Runs the recipe for `op` with sh; returns stdout and the fakes' call log.
+    fn run(&self, op: &DiskOp, mounted: &str, partprobe_fails: bool) -> (String, String) {
+        let text = script(Os::Linux, op).expect("script");
+        let path = format!("{}:{}", self.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+        let log = self.path().join("calls.log");
+        let _ = std::fs::remove_file(&log);
+        let mut child = Command::new("sh")
+            .arg("-s")
+            .env("PATH", path)
+            .env("FAKE_DIR", self.path())
+            .env("FAKE_LOG", &log)
+            .env("FAKE_MOUNTED", mounted)
+            .env("FAKE_PARTPROBE_FAIL", if partprobe_fails { "1" } else { "" })
+            .env("MIRRORCTL_BYID_DIR", self.path().join("byid"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh");
+        child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("feed script");
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).expect("utf8");
+        assert_eq!(stdout.lines().count(), 1, "one JSON document: {stdout}");
+        (stdout, std::fs::read_to_string(&log).unwrap_or_default())
+    }
+}
+
+#[test]
+fn linux_list_reports_disks_partitions_and_mounts() {
+    let f = Fakes::new();
+    let (out, log) = f.run(&DiskOp::List, "", false);
+    assert!(log.contains("lsblk -P -p -o NAME,SERIAL,TYPE,MOUNTPOINT,PKNAME,RO"), "{log}");
+    let disks = parse_disks(&out).expect("parse");
+    // The root disk (partition mounted at /) is left out.
+    assert_eq!(disks.len(), 2, "{out}");
+    insta::assert_debug_snapshot!(disks);
+}
+
+#[test]
+fn linux_offline_refuses_when_mounted() {
+    let f = Fakes::new();
+    let (out, log) = f.run(&DiskOp::Offline(vol()), "", false);
+    let e = parse_outcome(&out).expect_err("mounted");
+    assert_eq!(e, RecipeError::Mounted("mounted: /dev/nvme1n1p2".into()));
+    assert!(!log.contains("blockdev") && !log.contains("sync"), "{log}");
+}
+
+#[test]
+fn linux_offline_flushes_found_by_id_link() {
+    let f = Fakes::new();
+    let other = VolumeId::parse("vol-0fedcba9876543210").expect("id");
+    f.link_by_id(&other.nvme_serial(), "../../nvme2n1");
+    let (out, log) = f.run(&DiskOp::Offline(other.clone()), "", false);
+    assert!(parse_outcome(&out).expect("ok").changed);
+    assert_eq!(
+        log.lines().filter(|l| !l.starts_with("lsblk")).collect::<Vec<_>>(),
+        ["sync", "blockdev --flushbufs /dev/nvme2n1"]
+    );
+    // findmnt catches a mount lsblk did not show.
+    let (out, _) = f.run(&DiskOp::Offline(other), "/dev/nvme2n1p1", false);
+    assert_eq!(parse_outcome(&out).expect_err("busy"), RecipeError::Mounted("mounted: /dev/nvme2n1p1".into()));
+}
+
+#[test]
+fn linux_online_is_best_effort_and_not_found_is_reported() {
+    let f = Fakes::new();
+    let other = VolumeId::parse("vol-0fedcba9876543210").expect("id");
+    let (out, log) = f.run(&DiskOp::Online(other.clone()), "", false);
+    assert_eq!(parse_outcome(&out).expect("ok").warnings, Vec::<String>::new());
+    assert!(log.contains("partprobe /dev/nvme2n1"), "{log}");
+    let (out, _) = f.run(&DiskOp::Online(other), "", true);
+    assert_eq!(parse_outcome(&out).expect("ok").warnings, vec!["partprobe /dev/nvme2n1 failed".to_owned()]);
+    let missing = VolumeId::parse("vol-0000000000000000a").expect("id");
+    let (out, _) = f.run(&DiskOp::Offline(missing), "", false);
+    assert_eq!(
+        parse_outcome(&out).expect_err("nf"),
+        RecipeError::NotFound("no disk with serial vol0000000000000000a".into())
+    );
+}
