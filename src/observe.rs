@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::execute::RetryPolicy;
+use crate::execute::retry::with_retries;
 use crate::ids::{InstanceId, ServerName, SnapshotId, VolumeId};
 use crate::ports::cloud::{
     Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, Tags, Volume, VolumeFilter, VolumeState, tag,
@@ -19,8 +21,6 @@ use crate::ports::cloud::{
 use crate::ports::cluster::{ClusterConfig, ClusterStatus, MirrorStatus};
 use crate::ports::node::Disk;
 use crate::ports::{PortError, PortResult, Ports};
-use crate::execute::retry::with_retries;
-use crate::execute::RetryPolicy;
 use crate::spec::Spec;
 
 /// Everything the planner looks at.
@@ -87,7 +87,9 @@ pub async fn observe(spec: &Spec, ports: &Ports, policy: &RetryPolicy) -> PortRe
         spec.restore.as_ref().map(|r| SnapshotFilter { ids: vec![r.snapshot.clone()], ..SnapshotFilter::default() });
 
     // Everything at once: one round trip of wall time per pass, whatever the number of calls.
-    let shutdown_calls = futures::future::join_all(ids.iter().map(|id| with_retries(policy, clock, move || ports.cloud.shutdown_behavior(id))));
+    let shutdown_calls = futures::future::join_all(
+        ids.iter().map(|id| with_retries(policy, clock, move || ports.cloud.shutdown_behavior(id))),
+    );
     let disk_calls = futures::future::join_all(spec.cluster.servers.iter().map(|s| ports.node.disks(&s.name)));
     let restore_call = async {
         match &restore_snap {

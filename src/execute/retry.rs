@@ -102,7 +102,11 @@ mod tests {
 /// Runs `f` until it succeeds, retrying throttling without limit and other retryable errors within
 /// the policy's budget, sleeping through `clock`. Used for observation calls, each on its own, so a
 /// tight request budget slows a pass down instead of failing it.
-pub async fn with_retries<T, F, Fut>(policy: &RetryPolicy, clock: &dyn crate::ports::Clock, mut f: F) -> crate::ports::PortResult<T>
+pub async fn with_retries<T, F, Fut>(
+    policy: &RetryPolicy,
+    clock: &dyn crate::ports::Clock,
+    mut f: F,
+) -> crate::ports::PortResult<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = crate::ports::PortResult<T>>,
