@@ -19,7 +19,7 @@
 //! Old volumes are never deleted: they get `mirrorctl:superseded-by`. Volumes of an abandoned
 //! request get `mirrorctl:abandoned-by` and are listed in status.
 
-use crate::ids::{RequestName, ServerName, SnapshotId, VolumeId};
+use crate::ids::{RequestName, ServerName, SnapshotId};
 use crate::journal::JournalView;
 use crate::observe::Observed;
 use crate::ports::cloud::{
@@ -171,6 +171,8 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
             })
         })
         .unwrap_or(DEFAULT_LAYOUT);
+
+    tag_abandoned(spec, obs, journal, &op, &mut d);
 
     // A. Create the new volumes, both at once.
     for f in &facts {
@@ -736,6 +738,29 @@ fn finish(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec, o
     d.step(op, "complete", None, Action::MarkCompleted, "every check of the restore passes");
 }
 
+/// Tags, never deletes, the unattached volumes made for requests the journal says were abandoned.
+fn tag_abandoned(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId, d: &mut Draft) {
+    for (old, view) in &journal.ops {
+        let (OpId::Restore(old_req), Some(OpId::Restore(by))) = (old, &view.abandoned_by) else { continue };
+        for s in &spec.cluster.servers {
+            for v in created_for(spec, obs, old_req, &s.name) {
+                if v.attachments.is_empty() && !v.tags.contains_key(tag::ABANDONED_BY) {
+                    d.step(
+                        op,
+                        "tag-abandoned",
+                        Some(v.id.as_str()),
+                        Action::Tag {
+                            resource: v.id.to_string(),
+                            tags: [(tag::ABANDONED_BY.to_owned(), by.to_string())].into(),
+                        },
+                        format!("{} was made for abandoned request {old_req}; kept and listed, never deleted", v.id),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The request changed while `old` was in flight: first make sure no server is left without a
 /// mirror volume, then record `old` as abandoned so `new` can start.
 pub fn switch(
@@ -798,27 +823,8 @@ pub fn switch(
             Action::MarkAbandoned { by: new_op.clone() },
             format!("request {new} replaces {old}; every server has a mirror volume"),
         );
-        // Tag what the old request created and is not attached anywhere.
-        let mut orphans: Vec<&VolumeId> = Vec::new();
-        for s in &spec.cluster.servers {
-            for v in created_for(spec, obs, old, &s.name) {
-                if v.attachments.is_empty() && !v.tags.contains_key(tag::ABANDONED_BY) {
-                    orphans.push(&v.id);
-                }
-            }
-        }
-        for id in orphans {
-            d.step(
-                &op,
-                "tag-abandoned",
-                Some(id.as_str()),
-                Action::Tag {
-                    resource: id.to_string(),
-                    tags: [(tag::ABANDONED_BY.to_owned(), new.to_string())].into(),
-                },
-                format!("{id} was made for abandoned request {old}; kept and listed, not deleted"),
-            );
-        }
+        // The volumes the old request made are tagged by the new request's plan (see
+        // `tag_abandoned`), pass after pass, so one that becomes visible late is tagged too.
     }
     d.outcome()
 }

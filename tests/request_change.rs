@@ -1,0 +1,80 @@
+//! A restore request changed mid-flight: the cluster is first brought to a safe state (no server
+//! without its mirror volume), the old request is recorded as abandoned, its unattached volumes are
+//! tagged and listed (never deleted), and the new request is pursued to the end.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Lab, example, with_backups, with_restore};
+use mirrorctl::execute::CrashPoint;
+use mirrorctl::ports::Clock as _;
+use mirrorctl::ports::cloud::tag;
+use mirrorctl::reconcile::Settled;
+use mirrorctl::spec::Os;
+use mirrorctl::status::StatusDoc;
+
+async fn change_after(n: usize) -> (Lab, Vec<(String, mirrorctl::plan::Action)>) {
+    let mut lab = Lab::windows(40 + n as u64);
+    let spec = with_backups(example(Os::Windows), &["b1"], 7);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let snap = lab.backup_snapshot(&spec, "b1");
+    lab.world.clock().sleep(Duration::from_secs(600)).await;
+    lab.world.accident();
+    let r1 = with_restore(spec.clone(), &snap, "r1", false);
+    // Stop r1 dead after its n-th mutating call.
+    let (res, switch) = lab.apply_with_crash(&r1, CrashPoint::AfterCall, n).await;
+    assert!(switch.fired() && res.is_err(), "r1 was interrupted");
+    lab.restart();
+    let r2 = with_restore(spec.clone(), &snap, "r2", false);
+    assert_eq!(lab.apply(&r2).await, Settled::Converged);
+
+    let report = lab.world.oracle_report();
+    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
+    let c: Vec<_> = report.servers.values().map(|c| c.expect("attached")).collect();
+    assert_eq!(c[0], c[1]);
+    assert!(!lab.world.contains_accident(c[0]));
+    let inv = lab.world.inventory();
+    assert_eq!(inv.deleted_volumes, 0);
+    for r in ["r1", "r2"] {
+        let n = inv.volumes.iter().filter(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some(r)).count();
+        assert_eq!(n, 2, "one volume per server for {r}");
+    }
+    // Both servers run on r2's volumes.
+    for s in &spec.cluster.servers {
+        let v = lab.world.mirror_volume(&s.name).expect("attached");
+        let vol = inv.volumes.iter().find(|x| x.id == v).unwrap();
+        assert_eq!(vol.tags.get(tag::REQUEST).map(String::as_str), Some("r2"));
+    }
+    let actions = lab.actions(&r2);
+    (lab, actions)
+}
+
+#[tokio::test(start_paused = true)]
+async fn change_after_the_volumes_were_created_abandons_and_tags_them() {
+    // Calls 1 and 2 are r1's CreateVolume (run together): crash inside the second.
+    let (lab, actions) = change_after(2).await;
+    let inv = lab.world.inventory();
+    let abandoned: Vec<_> =
+        inv.volumes.iter().filter(|v| v.tags.get(tag::ABANDONED_BY).map(String::as_str) == Some("r2")).collect();
+    assert_eq!(abandoned.len(), 2, "r1's volumes are tagged abandoned-by r2: {abandoned:?}");
+    assert!(abandoned.iter().all(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some("r1")));
+    assert!(actions.iter().any(|(s, _)| s.starts_with("restore/r2/tag-abandoned")));
+    // Status lists them.
+    let spec = example(Os::Windows);
+    let doc = StatusDoc::read(&StatusDoc::path_for(&lab.state_dir(), &spec.cluster.name)).unwrap();
+    assert_eq!(doc.inventory.abandoned_volumes.len(), 2, "{:?}", doc.inventory);
+    assert!(doc.operations.get("restore/r1").is_some_and(|s| s.starts_with("abandoned")), "{:?}", doc.operations);
+}
+
+#[tokio::test(start_paused = true)]
+async fn change_after_the_old_volumes_were_detached_reattaches_before_switching() {
+    // Calls: 2 creates, stop-group, remove-md, 2 offline, 2 tags, 2 detaches (9, 10).
+    let (_lab, actions) = change_after(10).await;
+    let safe: Vec<_> = actions.iter().filter(|(s, _)| s.starts_with("restore/r1/safe-attach")).collect();
+    assert!(!safe.is_empty(), "a server without its mirror volume got one back before r2 started: {actions:?}");
+    // The safe attach happened before any step of r2.
+    let first_r2 = actions.iter().position(|(s, _)| s.starts_with("restore/r2/")).unwrap();
+    let last_safe = actions.iter().rposition(|(s, _)| s.starts_with("restore/r1/safe-attach")).unwrap();
+    assert!(last_safe < first_r2);
+}
