@@ -1,0 +1,108 @@
+//! Backups: the standby restarts as soon as CreateSnapshot returns; retention keeps the newest N
+//! of mirrorctl's own snapshots and never deletes pinned ones; the daily schedule takes its backup
+//! once; a restore waits for an in-flight backup to bring the standby back.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{example, with_backups, with_restore, Lab};
+use mirrorctl::execute::CrashPoint;
+use mirrorctl::ids::ServerName;
+use mirrorctl::ports::cloud::{tag, SnapshotState, Tags};
+use mirrorctl::ports::Clock as _;
+use mirrorctl::reconcile::Settled;
+use mirrorctl::spec::{Os, Schedule};
+
+#[tokio::test(start_paused = true)]
+async fn the_standby_restarts_while_the_snapshot_is_still_pending() {
+    let lab = Lab::windows(51);
+    let spec = with_backups(example(Os::Windows), &["b1"], 7);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let snap = lab.backup_snapshot(&spec, "b1");
+    let timeline = lab.world.timeline();
+    let started = timeline.iter().position(|(_, t)| t.starts_with("ec2: StartInstances")).expect("standby started");
+    let completed = timeline.iter().position(|(_, t)| *t == format!("ec2: {snap} completed"));
+    assert!(completed.is_none_or(|c| c > started), "standby restarted before the snapshot completed");
+    // The backup converged with the snapshot still pending: its point in time was fixed at creation.
+    let s = lab.world.inventory().snapshots.into_iter().find(|s| s.id == snap).unwrap();
+    assert_eq!(s.state, SnapshotState::Pending);
+    // Business downtime is md stop → group start, far shorter than the standby's.
+    let actions = lab.actions(&spec);
+    let order: Vec<&str> = actions.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "backup/b1/stop-md@server1",
+            "backup/b1/shutdown@server2",
+            "backup/b1/start-group@server1",
+            "backup/b1/snapshot@server2",
+            "backup/b1/start-instance@server2"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retention_keeps_the_newest_and_never_deletes_pinned_names() {
+    let lab = Lab::windows(52);
+    let base = example(Os::Windows);
+    let all = with_backups(base.clone(), &["b1", "b2", "b3"], 1);
+    assert_eq!(lab.apply(&all).await, Settled::Converged);
+    lab.world.clock().sleep(Duration::from_secs(900)).await; // all complete
+    assert_eq!(lab.apply(&all).await, Settled::Converged);
+    assert_eq!(lab.world.inventory().deleted_snapshots, 0, "names listed in take are pinned");
+
+    // b1 and b2 are no longer listed: keep = 1 keeps b2 (newest unpinned), deletes b1.
+    let only_b3 = with_backups(base.clone(), &["b3"], 1);
+    assert_eq!(lab.apply(&only_b3).await, Settled::Converged);
+    let inv = lab.world.inventory();
+    assert_eq!(inv.deleted_snapshots, 1);
+    let names: Vec<_> = inv.snapshots.iter().filter_map(|s| s.tags.get(tag::REQUEST).cloned()).collect();
+    assert!(names.contains(&"b2".to_owned()) && names.contains(&"b3".to_owned()) && !names.contains(&"b1".to_owned()), "{names:?}");
+    // A snapshot that is not ours is never touched by retention.
+    let foreign = lab.world.add_snapshot(&ServerName::parse("server1").unwrap(), Tags::new(), SnapshotState::Completed).unwrap();
+    assert_eq!(lab.apply(&with_backups(base, &[], 1)).await, Settled::Converged);
+    assert!(lab.world.inventory().snapshots.iter().any(|s| s.id == foreign.id));
+    assert_eq!(lab.world.inventory().deleted_volumes, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_daily_schedule_takes_one_backup_per_day() {
+    let lab = Lab::windows(53);
+    let mut spec = with_backups(example(Os::Windows), &[], 7);
+    spec.backup.as_mut().unwrap().schedule = Some(Schedule { hour: 2, minute: 0, time_zone: "Asia/Tokyo".into() });
+    // The world starts at 09:00 JST: today's 02:00 slot is 7 h old, past the catch-up window.
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    assert!(lab.world.inventory().snapshots.is_empty());
+    // Sleep past 02:00 JST of the next day (17:00Z).
+    let now = lab.world.now();
+    let target: jiff::Timestamp = "2026-11-30T17:01:00Z".parse().unwrap();
+    lab.world.clock().sleep(Duration::from_secs(u64::try_from(target.duration_since(now).as_secs()).unwrap())).await;
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let snaps = lab.world.inventory().snapshots;
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0].tags.get(tag::REQUEST).map(String::as_str), Some("daily-20261201"));
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    assert_eq!(lab.world.inventory().snapshots.len(), 1, "taken once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_waits_for_an_in_flight_backup() {
+    let mut lab = Lab::windows(54);
+    let base = example(Os::Windows);
+    let old = lab.world.add_snapshot(&ServerName::parse("server2").unwrap(), Tags::new(), SnapshotState::Completed).unwrap();
+    let backup = with_backups(base.clone(), &["b1"], 7);
+    // The backup dies right after the standby was shut down.
+    let (_, switch) = lab.apply_with_crash(&backup, CrashPoint::AfterCall, 2).await;
+    assert!(switch.fired());
+    lab.restart();
+    // Now the operator asks for a restore as well.
+    let both = with_restore(backup.clone(), &old.id, "r1", false);
+    assert_eq!(lab.apply(&both).await, Settled::Converged);
+    let order: Vec<String> = lab.actions(&both).into_iter().map(|(s, _)| s).collect();
+    let backup_done = order.iter().rposition(|s| s.starts_with("backup/b1/")).unwrap();
+    let restore_first = order.iter().position(|s| s.starts_with("restore/r1/")).unwrap();
+    assert!(backup_done < restore_first, "backup finished (standby back) before the restore began: {order:?}");
+    assert!(order.contains(&"backup/b1/start-instance@server2".to_owned()));
+    assert!(lab.world.oracle_report().corruptions.is_empty());
+}
