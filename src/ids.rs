@@ -77,7 +77,7 @@ aws_id!(
 );
 
 impl VolumeId {
-    /// The NVMe serial number the OS reports for this volume: the id without its hyphen
+    /// The `NVMe` serial number the OS reports for this volume: the id without its hyphen
     /// (`vol-0abc` → `vol0abc`). This is how a disk is found inside a server, never by device name.
     pub fn nvme_serial(&self) -> String {
         self.0.replacen('-', "", 1)
@@ -93,7 +93,7 @@ macro_rules! name_id {
 
         impl $name {
             /// Validates `s`: 1 to the maximum length, ASCII letters, digits, `-`, `_` and `.`,
-            /// starting with a letter or digit (safe in tags, file names and ClientTokens).
+            /// starting with a letter or digit (safe in tags, file names and client tokens).
             pub fn parse(s: &str) -> Result<Self, IdError> {
                 let ok = !s.is_empty()
                     && s.len() <= $max

@@ -4,7 +4,7 @@
 //! never do a mutating call twice by accident. Before every mutating call the executor appends an
 //! *intent* (`op`, `step`, `attempt`, derived `token`, `started`) and fsyncs it; after the call, a
 //! *result*. On restart, an intent without a result is an interrupted step: the planner resolves it
-//! by observation (tokens, tags), never by guessing. The journal also keeps the ClientToken
+//! by observation (tokens, tags), never by guessing. The journal also keeps the `ClientToken`
 //! generation of each step (so a burned token stays burned across restarts) and which operations
 //! were started, completed or abandoned.
 //!
@@ -48,7 +48,7 @@ pub enum Record {
         step: StepId,
         /// Attempt number of this step, from 1.
         attempt: u32,
-        /// ClientToken, for calls that take one.
+        /// `ClientToken`, for calls that take one.
         token: Option<String>,
         /// When.
         started: Timestamp,
@@ -72,7 +72,7 @@ pub enum Record {
         /// When.
         finished: Timestamp,
     },
-    /// A step's ClientToken can no longer be used; the next attempt derives a new one.
+    /// A step's `ClientToken` can no longer be used; the next attempt derives a new one.
     TokenBurned {
         /// Step.
         step: StepId,
@@ -364,7 +364,7 @@ impl Journal {
     }
 }
 
-/// The ClientToken of a step: a hash of cluster, step id (which names the operation and the
+/// The `ClientToken` of a step: a hash of cluster, step id (which names the operation and the
 /// server) and the token generation, so the same step in any process derives the same token and a
 /// burned token is replaced by bumping the generation. 64 hex chars max per EC2; we use 40.
 pub fn client_token(cluster: &ClusterName, step: &StepId, generation: u32) -> String {

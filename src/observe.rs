@@ -3,7 +3,7 @@
 //! Why this module exists: the planner is pure, so everything it needs is gathered here first,
 //! concurrently, from the ports: instances, the cluster's volumes (attached to its instances, or
 //! tagged with its name), its snapshots, CLUSTERPRO status and configuration, the mirror colours
-//! and each running server's disks. One DescribeVolumes per pass covers every in-flight step of
+//! and each running server's disks. One `DescribeVolumes` per pass covers every in-flight step of
 //! the cluster. A node that cannot be reached (its instance is stopped) is recorded as such, not
 //! treated as an error: a backup stops the standby on purpose.
 

@@ -111,7 +111,7 @@ impl StatusDoc {
     ) -> StatusDoc {
         let (phase, conditions, waiting) = match (plan.map(|p| &p.outcome), &last_error) {
             (_, Some(_)) => (Phase::Error, Vec::new(), None),
-            (Some(Outcome::Converged), None) | (None, None) => (Phase::Converged, Vec::new(), None),
+            (Some(Outcome::Converged) | None, None) => (Phase::Converged, Vec::new(), None),
             (Some(Outcome::Steps { .. }), None) => (Phase::Progressing, Vec::new(), None),
             (Some(Outcome::Wait(w)), None) => (Phase::Waiting, Vec::new(), Some(w.reason.clone())),
             (Some(Outcome::Blocked(c)), None) => (Phase::Blocked, vec![c.clone()], None),

@@ -1,4 +1,4 @@
-//! Backups: the standby restarts as soon as CreateSnapshot returns; retention keeps the newest N
+//! Backups: the standby restarts as soon as `CreateSnapshot` returns; retention keeps the newest N
 //! of mirrorctl's own snapshots and never deletes pinned ones; the daily schedule takes its backup
 //! once; a restore waits for an in-flight backup to bring the standby back.
 
@@ -6,11 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{example, with_backups, with_restore, Lab};
+use common::{Lab, example, with_backups, with_restore};
 use mirrorctl::execute::CrashPoint;
 use mirrorctl::ids::ServerName;
-use mirrorctl::ports::cloud::{tag, SnapshotState, Tags};
 use mirrorctl::ports::Clock as _;
+use mirrorctl::ports::cloud::{SnapshotState, Tags, tag};
 use mirrorctl::reconcile::Settled;
 use mirrorctl::spec::{Os, Schedule};
 
@@ -58,9 +58,13 @@ async fn retention_keeps_the_newest_and_never_deletes_pinned_names() {
     let inv = lab.world.inventory();
     assert_eq!(inv.deleted_snapshots, 1);
     let names: Vec<_> = inv.snapshots.iter().filter_map(|s| s.tags.get(tag::REQUEST).cloned()).collect();
-    assert!(names.contains(&"b2".to_owned()) && names.contains(&"b3".to_owned()) && !names.contains(&"b1".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"b2".to_owned()) && names.contains(&"b3".to_owned()) && !names.contains(&"b1".to_owned()),
+        "{names:?}"
+    );
     // A snapshot that is not ours is never touched by retention.
-    let foreign = lab.world.add_snapshot(&ServerName::parse("server1").unwrap(), Tags::new(), SnapshotState::Completed).unwrap();
+    let foreign =
+        lab.world.add_snapshot(&ServerName::parse("server1").unwrap(), Tags::new(), SnapshotState::Completed).unwrap();
     assert_eq!(lab.apply(&with_backups(base, &[], 1)).await, Settled::Converged);
     assert!(lab.world.inventory().snapshots.iter().any(|s| s.id == foreign.id));
     assert_eq!(lab.world.inventory().deleted_volumes, 0);
@@ -90,7 +94,8 @@ async fn the_daily_schedule_takes_one_backup_per_day() {
 async fn a_restore_waits_for_an_in_flight_backup() {
     let mut lab = Lab::windows(54);
     let base = example(Os::Windows);
-    let old = lab.world.add_snapshot(&ServerName::parse("server2").unwrap(), Tags::new(), SnapshotState::Completed).unwrap();
+    let old =
+        lab.world.add_snapshot(&ServerName::parse("server2").unwrap(), Tags::new(), SnapshotState::Completed).unwrap();
     let backup = with_backups(base.clone(), &["b1"], 7);
     // The backup dies right after the standby was shut down.
     let (_, switch) = lab.apply_with_crash(&backup, CrashPoint::AfterCall, 2).await;

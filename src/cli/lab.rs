@@ -46,7 +46,7 @@ struct Check {
 
 /// Runs the lab.
 #[allow(clippy::too_many_lines)]
-pub async fn run(state_dir: &Path, speed: f64, seed: u64, os: LabOs) -> Result<u8, CliError> {
+pub async fn run(state_dir: &Path, speed: f64, world_seed: u64, os: LabOs) -> Result<u8, CliError> {
     if !(speed.is_finite() && speed > 0.0) {
         return Err(CliError::Usage(format!("--speed must be a positive number, not {speed}")));
     }
@@ -60,7 +60,7 @@ pub async fn run(state_dir: &Path, speed: f64, seed: u64, os: LabOs) -> Result<u
         LabOs::Windows => Scenario::windows_runbook(),
         LabOs::Linux => Scenario::linux(),
     };
-    let world = SimWorld::new(scenario, seed, speed);
+    let world = SimWorld::new(scenario, world_seed, speed);
     world.persist_to(dir.join("world.json")).map_err(|e| CliError::Failed(e.to_string()))?;
     let spec = lab_spec(os)?;
 
@@ -79,7 +79,7 @@ pub async fn run(state_dir: &Path, speed: f64, seed: u64, os: LabOs) -> Result<u
     let mut ctx = Context::new(world.ports(), dir.join("state"));
     ctx.progress = Progress::to(tx);
     let mut checks = Vec::new();
-    println!("mirrorctl lab: cluster {} ({:?}), seed {seed}, speed ×{speed}", spec.cluster.name, os);
+    println!("mirrorctl lab: cluster {} ({:?}), seed {world_seed}, speed ×{speed}", spec.cluster.name, os);
     println!("\n== 1. backup \"lab-backup\" (the runbook's backup procedure)");
     let backup_name = BackupName::parse("lab-backup").map_err(|e| CliError::Failed(e.to_string()))?;
     let mut backup = spec.clone();

@@ -146,7 +146,7 @@ pub enum LabOs {
 /// A user-facing error; it owns its exit code and is printed once, by `main`.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// Invalid desired state (already rendered with file:line:column).
+    /// Invalid desired state (already rendered with <file:line:column>).
     #[error("{0}")]
     InvalidSpec(String),
     /// Something requested is not available.

@@ -2,7 +2,7 @@
 //!
 //! Why this module exists: this is the only place that changes the world, so the safety rules
 //! live here once: an fsync'd intent before every mutating call and a result after it; derived
-//! ClientTokens (the generation comes from the journal, so a burned token stays burned); error
+//! `ClientTokens` (the generation comes from the journal, so a burned token stays burned); error
 //! classes narrowed per operation; retries with `backon` schedules (jitter, per-step budgets),
 //! throttling retried without limit; progress events for the terminal and the daemon.
 //!
@@ -108,20 +108,7 @@ impl Executor {
             }
             _ => {}
         }
-        if prior.attempts >= self.policy.max_attempts_total {
-            let condition = Condition {
-                reason: "retry-budget-exhausted".into(),
-                message: format!(
-                    "step {} was tried {} times; last error: {}",
-                    step.id,
-                    prior.attempts,
-                    prior.last_error.as_ref().map_or_else(|| "none recorded".to_owned(), ToString::to_string)
-                ),
-                action:
-                    "look at the last error, fix its cause, then restart mirrorctl (the journal keeps the count; move \
-                         the journal aside only after checking the cluster by hand)"
-                        .into(),
-            };
+        if let Some(condition) = budget_exhausted(step, &prior, self.policy.max_attempts_total) {
             return Ok(StepResult::Failed { class: ErrorClass::NeedsHuman, condition });
         }
         if let Some(c) = &self.crash {
@@ -163,15 +150,7 @@ impl Executor {
         let elapsed = finished.duration_since(now);
         let result = match outcome {
             Ok(detail) => {
-                self.append(Record::Result {
-                    seq,
-                    op: step.op.clone(),
-                    step: step.id.clone(),
-                    ok: true,
-                    detail: detail.clone(),
-                    error: None,
-                    finished,
-                })?;
+                self.append(result_record(seq, step, Ok(detail.clone()), finished))?;
                 self.progress.emit(
                     &self.ports,
                     &self.cluster,
@@ -183,22 +162,13 @@ impl Executor {
                 if e.code == "IdempotentParameterMismatch" {
                     self.append(Record::TokenBurned { step: step.id.clone(), generation: prior.generation + 1 })?;
                 }
-                self.append(Record::Result {
-                    seq,
-                    op: step.op.clone(),
-                    step: step.id.clone(),
-                    ok: false,
-                    detail: None,
-                    error: Some(e.clone()),
-                    finished,
-                })?;
-                let condition = condition_for(step, &e);
+                self.append(result_record(seq, step, Err(e.clone()), finished))?;
                 self.progress.emit(
                     &self.ports,
                     &self.cluster,
                     EventKind::StepFailed { step: step.id.clone(), error: e.to_string() },
                 );
-                StepResult::Failed { class: e.class, condition }
+                StepResult::Failed { class: e.class, condition: condition_for(step, &e) }
             }
         };
         Ok(result)
@@ -229,6 +199,36 @@ impl Executor {
     }
 }
 
+/// The journal record of a step's outcome.
+fn result_record(
+    seq: u64,
+    step: &Step,
+    outcome: Result<Option<String>, PortError>,
+    finished: jiff::Timestamp,
+) -> Record {
+    let (ok, detail, error) = match outcome {
+        Ok(d) => (true, d, None),
+        Err(e) => (false, None, Some(e)),
+    };
+    Record::Result { seq, op: step.op.clone(), step: step.id.clone(), ok, detail, error, finished }
+}
+
+/// The condition of a step tried too often across passes and restarts.
+fn budget_exhausted(step: &Step, prior: &crate::journal::StepView, max: u32) -> Option<Condition> {
+    (prior.attempts >= max).then(|| Condition {
+        reason: "retry-budget-exhausted".into(),
+        message: format!(
+            "step {} was tried {} times; last error: {}",
+            step.id,
+            prior.attempts,
+            prior.last_error.as_ref().map_or_else(|| "none recorded".to_owned(), ToString::to_string)
+        ),
+        action: "look at the last error, fix its cause, then restart mirrorctl (the journal keeps the count; move the \
+                 journal aside only after checking the cluster by hand)"
+            .into(),
+    })
+}
+
 fn poisoned() -> ExecError {
     ExecError::Journal(JournalError::Io {
         path: std::path::PathBuf::from("<journal>"),
@@ -241,11 +241,14 @@ fn narrow(action: &Action, mut e: PortError) -> PortError {
     match (action, e.code.as_str()) {
         // Detaching something not attached: the effect is in place.
         (Action::DetachVolume { .. }, "IncorrectState" | "InvalidAttachment.NotFound") => {
-            e.class = ErrorClass::AlreadyDone
+            e.class = ErrorClass::AlreadyDone;
         }
-        // Attaching a volume that is still being created is "not yet", not "already".
-        (Action::AttachVolume { .. }, "IncorrectState") => e.class = ErrorClass::Retryable,
-        (Action::CreateVolume { .. }, "IdempotentParameterMismatch") => e.class = ErrorClass::Retryable,
+        // Attaching a volume still being created is "not yet"; a token mismatch burns the token
+        // and the next attempt (after a fresh observation) derives a new one.
+        (Action::AttachVolume { .. }, "IncorrectState")
+        | (Action::CreateVolume { .. }, "IdempotentParameterMismatch") => {
+            e.class = ErrorClass::Retryable;
+        }
         // Deleting a snapshot that is gone: done.
         (Action::DeleteSnapshot { .. }, "InvalidSnapshot.NotFound") => e.class = ErrorClass::AlreadyDone,
         (Action::StartInstance { .. }, "IncorrectInstanceState") => e.class = ErrorClass::Retryable,

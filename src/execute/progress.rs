@@ -96,7 +96,7 @@ impl Progress {
                 tracing::info!(cluster = %cluster, step = %step, detail = detail.as_deref().unwrap_or(""), "step done");
             }
             EventKind::StepFailed { step, error } => {
-                tracing::warn!(cluster = %cluster, step = %step, error = %error, "step failed")
+                tracing::warn!(cluster = %cluster, step = %step, error = %error, "step failed");
             }
             EventKind::Retrying { api, error, delay } => {
                 tracing::debug!(cluster = %cluster, api = api, error = %error, delay_ms = delay.as_millis(), "retrying");

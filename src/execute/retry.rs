@@ -71,34 +71,6 @@ impl RetryPolicy {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retryable_is_bounded_and_throttled_is_not() {
-        let p = RetryPolicy::default();
-        assert_eq!(p.retryable().count(), p.retryable_times);
-        assert!(p.throttled().take(1000).count() == 1000);
-        assert!(p.throttled().take(100).all(|d| d <= p.throttle_max_delay * 2));
-    }
-
-    #[test]
-    fn try_new_refuses_nonsense() {
-        assert!(
-            RetryPolicy::try_new(0, Duration::from_millis(1), Duration::from_secs(1), Duration::from_secs(1), 1)
-                .is_err()
-        );
-        assert!(
-            RetryPolicy::try_new(1, Duration::from_secs(2), Duration::from_secs(1), Duration::from_secs(1), 1).is_err()
-        );
-        assert!(
-            RetryPolicy::try_new(1, Duration::from_millis(1), Duration::from_secs(1), Duration::from_secs(1), 1)
-                .is_ok()
-        );
-    }
-}
-
 /// Runs `f` until it succeeds, retrying throttling without limit and other retryable errors within
 /// the policy's budget, sleeping through `clock`. Used for observation calls, each on its own, so a
 /// tight request budget slows a pass down instead of failing it.
@@ -127,5 +99,33 @@ where
             Some(d) => clock.sleep(d).await,
             None => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_is_bounded_and_throttled_is_not() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.retryable().count(), p.retryable_times);
+        assert!(p.throttled().take(1000).count() == 1000);
+        assert!(p.throttled().take(100).all(|d| d <= p.throttle_max_delay * 2));
+    }
+
+    #[test]
+    fn try_new_refuses_nonsense() {
+        assert!(
+            RetryPolicy::try_new(0, Duration::from_millis(1), Duration::from_secs(1), Duration::from_secs(1), 1)
+                .is_err()
+        );
+        assert!(
+            RetryPolicy::try_new(1, Duration::from_secs(2), Duration::from_secs(1), Duration::from_secs(1), 1).is_err()
+        );
+        assert!(
+            RetryPolicy::try_new(1, Duration::from_millis(1), Duration::from_secs(1), Duration::from_secs(1), 1)
+                .is_ok()
+        );
     }
 }

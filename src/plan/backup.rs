@@ -1,13 +1,13 @@
 //! Backup planning and retention, in the runbook's order with one improvement: the snapshot and
 //! the restart of business run together once the standby is stopped, and the standby is started
-//! again as soon as CreateSnapshot has returned (the snapshot's point in time is fixed then; it may
+//! again as soon as `CreateSnapshot` has returned (the snapshot's point in time is fixed then; it may
 //! stay `pending` for hours).
 //!
 //! Runbook step → planner step (ids are `backup/<name>/<kind>@<server>`):
 //! 1. stop the md resource on the active (quiesce point) → `stop-md@active`;
 //! 2. shut the standby down through CLUSTERPRO → `shutdown@standby`;
 //! 3. start md (the group) on the active again → `start-group@active`;
-//! 4. CreateSnapshot of the standby's mirror volume, tagged in the call → `snapshot@standby`;
+//! 4. `CreateSnapshot` of the standby's mirror volume, tagged in the call → `snapshot@standby`;
 //! 5. start the standby instance; CLUSTERPRO resynchronises → `start-instance@standby`, then
 //!    `complete` once the mirror is healthy again.
 //!
@@ -72,7 +72,8 @@ pub fn next_wanted(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &Journa
     wanted.into_iter().find(|name| {
         let op = OpId::Backup(name.clone());
         !journal.completed(&op)
-            && snapshot_of(spec, obs, name).is_none_or(|_| journal.op(&op).is_some_and(|v| v.in_flight()))
+            && snapshot_of(spec, obs, name)
+                .is_none_or(|_| journal.op(&op).is_some_and(super::super::journal::OpView::in_flight))
     })
 }
 

@@ -108,6 +108,13 @@ fn step_started(journal: &JournalView, op: &OpId, kind: &str) -> bool {
     journal.op(op).is_some_and(|v| v.steps.keys().any(|s| s.0.contains(&format!("/{kind}"))))
 }
 
+/// What one pass knows about one server.
+struct Facts<'a> {
+    s: &'a ServerSpec,
+    new: Option<&'a Volume>,
+    at_dev: Option<(&'a Volume, AttachState)>,
+}
+
 /// Plans restore `r`.
 #[allow(clippy::too_many_lines)]
 pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec) -> (Outcome, Vec<String>) {
@@ -117,12 +124,6 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
     let group = &spec.mirror.group;
     let md = &spec.mirror.resource;
 
-    // Facts per server.
-    struct Facts<'a> {
-        s: &'a ServerSpec,
-        new: Option<&'a Volume>,
-        at_dev: Option<(&'a Volume, AttachState)>,
-    }
     let mut facts = Vec::new();
     for s in &spec.cluster.servers {
         let created = created_for(spec, obs, &r.request, &s.name);
@@ -210,7 +211,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
         (Some(n), Some((v, _))) => n.id == v.id,
         _ => false,
     };
-    let all_swapped = facts.iter().all(|f| swapped(f));
+    let all_swapped = facts.iter().all(&swapped);
     let placement = obs.cluster.groups.get(group);
     let group_state = placement.map_or(ObjectState::Offline, |p| p.state);
     let md_configured = obs.config.mirror(md).is_some();
@@ -218,7 +219,9 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
 
     // B. Cluster preparation, while any server still needs its swap.
     let mut prep_done = group_state == ObjectState::Offline && !md_configured && !auto_start;
-    if !all_swapped {
+    if all_swapped {
+        prep_done = true;
+    } else {
         match group_state {
             ObjectState::Offline => {
                 if md_configured || auto_start {
@@ -247,8 +250,6 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
                 format!("group {group} is {group_state:?}; the mirror disk cannot be replaced under it"),
             ),
         }
-    } else {
-        prep_done = true;
     }
 
     // C/D. Per-server swap and finishing.
@@ -612,7 +613,7 @@ fn initial_copy_decision(
     for s in &spec.cluster.servers {
         match at_device(spec, obs, s) {
             Some((v, _)) => {
-                sources.push((v.snapshot.as_ref(), v.tags.get(tag::SOURCE_SNAPSHOT), v.tags.get(tag::REQUEST)))
+                sources.push((v.snapshot.as_ref(), v.tags.get(tag::SOURCE_SNAPSHOT), v.tags.get(tag::REQUEST)));
             }
             None => return (true, format!("{} has no volume at {}", s.name, spec.mirror.device)),
         }

@@ -2,7 +2,7 @@
 //!
 //! A step has a stable id (`restore/incident-1/attach@server1`): the same step planned twice, in
 //! two processes, gets the same id, which is what lets the journal recognise an interrupted step
-//! after a crash and lets ClientTokens be derived from it.
+//! after a crash and lets `ClientTokens` be derived from it.
 
 use std::fmt;
 use std::time::Duration;

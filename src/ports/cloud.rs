@@ -1,7 +1,7 @@
 //! The EC2 port: exactly the calls the runbook needs, plus the Describes that observe them.
 //!
 //! Idempotency lives in the callers, but the port carries what they need for it: `ClientToken` on
-//! CreateVolume, tags inside every create call, `InstanceId` on every detach, device names that
+//! `CreateVolume`, tags inside every create call, `InstanceId` on every detach, device names that
 //! treat `/dev/sdX` and `/dev/xvdX` as one ([`DeviceName`]).
 
 use std::collections::BTreeMap;
@@ -83,7 +83,7 @@ pub struct Attachment {
     pub state: AttachState,
 }
 
-/// A volume as DescribeVolumes reports it.
+/// A volume as `DescribeVolumes` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
     /// Id.
@@ -118,7 +118,7 @@ pub enum SnapshotState {
     Error,
 }
 
-/// A snapshot as DescribeSnapshots reports it.
+/// A snapshot as `DescribeSnapshots` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Id.
@@ -165,8 +165,8 @@ pub enum ShutdownBehavior {
     Terminate,
 }
 
-/// An instance as DescribeInstances reports it (with its shutdown behaviour from
-/// DescribeInstanceAttribute).
+/// An instance as `DescribeInstances` reports it (with its shutdown behaviour from
+/// `DescribeInstanceAttribute`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
     /// Id.
@@ -179,7 +179,7 @@ pub struct Instance {
     pub devices: Vec<(DeviceName, VolumeId)>,
 }
 
-/// Filters for DescribeVolumes; empty fields do not filter, and the given ones all apply (an
+/// Filters for `DescribeVolumes`; empty fields do not filter, and the given ones all apply (an
 /// intersection, as in EC2).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeFilter {
@@ -191,7 +191,7 @@ pub struct VolumeFilter {
     pub attached_to: Vec<InstanceId>,
 }
 
-/// Filters for DescribeSnapshots (always limited to the caller's own snapshots).
+/// Filters for `DescribeSnapshots` (always limited to the caller's own snapshots).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotFilter {
     /// Exactly these snapshots.
@@ -202,7 +202,7 @@ pub struct SnapshotFilter {
     pub volume: Option<VolumeId>,
 }
 
-/// CreateVolume parameters.
+/// `CreateVolume` parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateVolume {
     /// Zone to create it in.
@@ -227,7 +227,7 @@ pub struct CreateVolume {
     pub tags: Tags,
 }
 
-/// CreateSnapshot parameters (no token exists: the tags are how it is found again).
+/// `CreateSnapshot` parameters (no token exists: the tags are how it is found again).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateSnapshot {
     /// The volume.
@@ -242,27 +242,27 @@ pub struct CreateSnapshot {
 /// unchanged in [`super::PortError::code`].
 #[async_trait::async_trait]
 pub trait Cloud: Send + Sync {
-    /// DescribeVolumes (all pages).
+    /// `DescribeVolumes` (all pages).
     async fn describe_volumes(&self, filter: &VolumeFilter) -> PortResult<Vec<Volume>>;
-    /// DescribeSnapshots, owner `self` (all pages).
+    /// `DescribeSnapshots`, owner `self` (all pages).
     async fn describe_snapshots(&self, filter: &SnapshotFilter) -> PortResult<Vec<Snapshot>>;
-    /// DescribeInstances for these ids.
+    /// `DescribeInstances` for these ids.
     async fn describe_instances(&self, ids: &[InstanceId]) -> PortResult<Vec<Instance>>;
-    /// DescribeInstanceAttribute `instanceInitiatedShutdownBehavior`.
+    /// `DescribeInstanceAttribute` `instanceInitiatedShutdownBehavior`.
     async fn shutdown_behavior(&self, id: &InstanceId) -> PortResult<ShutdownBehavior>;
-    /// CreateVolume. Same token + same parameters returns the same volume.
+    /// `CreateVolume`. Same token + same parameters returns the same volume.
     async fn create_volume(&self, req: &CreateVolume) -> PortResult<Volume>;
-    /// AttachVolume.
+    /// `AttachVolume`.
     async fn attach_volume(&self, volume: &VolumeId, instance: &InstanceId, device: &DeviceName) -> PortResult<()>;
-    /// DetachVolume (always with the instance id).
+    /// `DetachVolume` (always with the instance id).
     async fn detach_volume(&self, volume: &VolumeId, instance: &InstanceId) -> PortResult<()>;
-    /// CreateSnapshot with tags in the call.
+    /// `CreateSnapshot` with tags in the call.
     async fn create_snapshot(&self, req: &CreateSnapshot) -> PortResult<Snapshot>;
-    /// DeleteSnapshot (retention only; volumes are never deleted).
+    /// `DeleteSnapshot` (retention only; volumes are never deleted).
     async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()>;
-    /// StartInstances for one instance.
+    /// `StartInstances` for one instance.
     async fn start_instance(&self, id: &InstanceId) -> PortResult<()>;
-    /// CreateTags on one resource (volume or snapshot id).
+    /// `CreateTags` on one resource (volume or snapshot id).
     async fn create_tags(&self, resource: &str, tags: &Tags) -> PortResult<()>;
 }
 

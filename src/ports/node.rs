@@ -1,5 +1,5 @@
 //! The node port: the mirror disk as each server's operating system sees it. Disks are found by
-//! EBS volume id (the NVMe serial), never by device name.
+//! EBS volume id (the `NVMe` serial), never by device name.
 
 use serde::{Deserialize, Serialize};
 

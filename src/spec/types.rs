@@ -58,7 +58,7 @@ pub enum SecretRef {
     SecretsManager(String),
 }
 
-/// The CLUSTERPRO RESTful API (X 4.2+), optional.
+/// The CLUSTERPRO `RESTful` API (X 4.2+), optional.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiSpec {
     /// Base URL such as `https://10.0.10.11:29009`.
