@@ -238,3 +238,15 @@ async fn preflight_refuses_unsafe_restores() {
     let inv = lab.world.inventory();
     assert!(inv.volumes.iter().all(|v| !v.tags.contains_key(tag::REQUEST)), "refusals create nothing");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_late_visible_snapshot_is_not_taken_twice() {
+    // Found by the property test: retries made CreateSnapshot succeed just before the next pass,
+    // whose tag lookup could not see it yet (eventual consistency) and created a second one.
+    let lab = Lab::windows(20);
+    lab.world.inject(Fault::fail_next("ec2:CreateSnapshot", "InternalError", 5)).unwrap();
+    let spec = with_backups(example(Os::Windows), &["b1"], 7);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let n = lab.world.inventory().snapshots.iter().filter(|s| s.tags.get(tag::REQUEST).map(String::as_str) == Some("b1")).count();
+    assert_eq!(n, 1);
+}

@@ -251,17 +251,23 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             let step = StepId::new(&op, "snapshot", standby_subject);
             let sv = journal.step(&op, &step);
             let window = expect::SNAPSHOT_VISIBILITY;
-            let recent = sv.last_intent.as_ref().filter(|_| sv.interrupted()).is_some_and(|(_, at, _)| {
-                obs.now.duration_since(*at) < jiff::SignedDuration::try_from(window).unwrap_or_default()
-            });
+            // CreateSnapshot has no idempotency token: a call that succeeded, or was interrupted,
+            // may not be visible to the tag filter yet (eventual consistency). Creating again
+            // within the window would make a second snapshot, so wait for it to show up.
+            let recent =
+                sv.last_intent.as_ref().filter(|_| sv.interrupted() || sv.succeeded).is_some_and(|(_, at, _)| {
+                    obs.now.duration_since(*at) < jiff::SignedDuration::try_from(window).unwrap_or_default()
+                });
             if recent {
-                d.wait(
+                let what = if sv.succeeded {
+                    format!("snapshot {} (created) to become visible", sv.detail.as_deref().unwrap_or("?"))
+                } else {
                     format!(
                         "an interrupted CreateSnapshot of {}: looking for its tags before creating again",
                         standby_vol.id
-                    ),
-                    window,
-                );
+                    )
+                };
+                d.wait(what, expect::DISK_APPEAR);
             } else {
                 let mut tags = backup_tags(spec, name);
                 tags.insert(tag::SERVER.into(), standby.name.to_string());
