@@ -247,6 +247,12 @@ async fn a_late_visible_snapshot_is_not_taken_twice() {
     lab.world.inject(Fault::fail_next("ec2:CreateSnapshot", "InternalError", 5)).unwrap();
     let spec = with_backups(example(Os::Windows), &["b1"], 7);
     assert_eq!(lab.apply(&spec).await, Settled::Converged);
-    let n = lab.world.inventory().snapshots.iter().filter(|s| s.tags.get(tag::REQUEST).map(String::as_str) == Some("b1")).count();
+    let n = lab
+        .world
+        .inventory()
+        .snapshots
+        .iter()
+        .filter(|s| s.tags.get(tag::REQUEST).map(String::as_str) == Some("b1"))
+        .count();
     assert_eq!(n, 1);
 }

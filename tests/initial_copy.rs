@@ -1,0 +1,103 @@
+//! The decision to re-add md with initial mirror construction OFF is taken only when observation
+//! proves both sides came from the requested snapshot in this request and were not written since;
+//! otherwise it stays ON and the plan says why.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Lab, example, with_backups, with_restore};
+use mirrorctl::execute::CrashPoint;
+use mirrorctl::ids::{RequestName, SnapshotId};
+use mirrorctl::journal::JournalView;
+use mirrorctl::observe::Observed;
+use mirrorctl::plan::{Action, OpId, Plan, StepId, plan};
+use mirrorctl::ports::Clock as _;
+use mirrorctl::ports::cloud::tag;
+use mirrorctl::ports::cluster::ConfigChange;
+use mirrorctl::reconcile::{Settled, open_journal, plan_once};
+use mirrorctl::spec::{Os, Spec};
+
+/// Brings a restore to the point where md is about to be re-added; returns its spec, the
+/// observation and the journal view there.
+async fn before_add_md() -> (Spec, Observed, JournalView) {
+    let mut lab = Lab::windows(61);
+    let spec = with_backups(example(Os::Windows), &["b1"], 7);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let snap = lab.backup_snapshot(&spec, "b1");
+    lab.world.clock().sleep(Duration::from_secs(600)).await;
+    let restore = with_restore(spec, &snap, "r1", false);
+    // 16 mutating steps come before add-md on Windows (2 creates, stop, remove, 2×offline, 2×tag,
+    // 2×detach, 2×attach, 2×online, 2 letters); stop at the 17th boundary.
+    let (_, switch) = lab.apply_with_crash(&restore, CrashPoint::BeforeIntent, 17).await;
+    assert!(switch.fired());
+    lab.restart();
+    let ctx = lab.ctx();
+    let journal = open_journal(&restore, &ctx).unwrap();
+    let (obs, _) = plan_once(&restore, &ctx, &journal).await.unwrap();
+    let view = journal.lock().unwrap().view().clone();
+    (restore, obs, view)
+}
+
+fn initial_copy(p: &Plan) -> bool {
+    let [step] = p.steps() else { panic!("one step expected: {p:?}") };
+    assert_eq!(step.id.0, "restore/r1/add-md");
+    let Action::ApplyConfig { changes } = &step.action else { panic!() };
+    changes
+        .iter()
+        .find_map(|c| match c {
+            ConfigChange::AddMirror(def) => Some(def.initial_copy),
+            _ => None,
+        })
+        .expect("AddMirror")
+}
+
+#[tokio::test(start_paused = true)]
+async fn off_only_when_both_sides_are_proven_identical() {
+    let (spec, obs, view) = before_add_md().await;
+    let p = plan(&spec, &obs, &view);
+    assert!(!initial_copy(&p), "{:?}", p.notes);
+    assert!(p.notes.iter().any(|n| n.contains("OFF")), "{:?}", p.notes);
+
+    // One side came from another snapshot: ON, and the plan says why.
+    let mut other = obs.clone();
+    let s2 = &spec.cluster.servers[1];
+    let v = other
+        .volumes
+        .iter_mut()
+        .find(|v| v.attachments.iter().any(|a| a.instance == s2.instance))
+        .expect("server2's volume");
+    v.snapshot = Some(SnapshotId::parse("snap-0000000000000beef").unwrap());
+    let p = plan(&spec, &other, &view);
+    assert!(initial_copy(&p));
+    assert!(p.notes.iter().any(|n| n.contains("ON") && n.contains("did not both come from")), "{:?}", p.notes);
+
+    // One side's tags name another source snapshot: ON.
+    let mut other = obs.clone();
+    let v = other.volumes.iter_mut().find(|v| v.attachments.iter().any(|a| a.instance == s2.instance)).unwrap();
+    v.tags.insert(tag::SOURCE_SNAPSHOT.into(), "snap-0000000000000beef".into());
+    assert!(initial_copy(&plan(&spec, &other, &view)));
+
+    // A volume of another request at a device mirrorctl emptied is a stranger: blocked, untouched.
+    let mut other = obs.clone();
+    let v = other.volumes.iter_mut().find(|v| v.attachments.iter().any(|a| a.instance == s2.instance)).unwrap();
+    v.tags.insert(tag::REQUEST.into(), "r0".into());
+    let p = plan(&spec, &other, &view);
+    assert!(matches!(&p.outcome, mirrorctl::plan::Outcome::Blocked(c) if c.reason == "device-taken"), "{p:?}");
+
+    // The group was started since the volumes were attached (a side may have been written): ON.
+    let mut journal = view.clone();
+    let op = OpId::Restore(RequestName::parse("r1").unwrap());
+    journal.apply(&mirrorctl::journal::Record::Intent {
+        seq: 999,
+        op: op.clone(),
+        step: StepId::new(&op, "start-group", Some("server1")),
+        attempt: 1,
+        token: None,
+        started: obs.now,
+        action: Action::MarkCompleted,
+    });
+    let p = plan(&spec, &obs, &journal);
+    assert!(initial_copy(&p));
+    assert!(p.notes.iter().any(|n| n.contains("started")), "{:?}", p.notes);
+}
