@@ -45,7 +45,7 @@ struct Check {
 }
 
 /// Runs the lab.
-#[allow(clippy::too_many_lines)]
+#[allow(clippy::too_many_lines, clippy::similar_names)] // seed and speed are the flags' names
 pub async fn run(state_dir: &Path, speed: f64, seed: u64, os: LabOs) -> Result<u8, CliError> {
     if !(speed.is_finite() && speed > 0.0) {
         return Err(CliError::Usage(format!("--speed must be a positive number, not {speed}")));

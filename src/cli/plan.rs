@@ -85,7 +85,7 @@ pub async fn run(
     }
     match output {
         Output::Json => {
-            println!("{}", serde_json::to_string_pretty(&saved).map_err(|e| CliError::Failed(e.to_string()))?)
+            println!("{}", serde_json::to_string_pretty(&saved).map_err(|e| CliError::Failed(e.to_string()))?);
         }
         Output::Text => print!("{}", render(&saved.plan, file)),
     }

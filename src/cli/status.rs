@@ -9,30 +9,27 @@ use crate::status::StatusDoc;
 pub fn run(state_dir: &Path, name: Option<&str>, output: Output) -> Result<u8, CliError> {
     let dir = state_dir.join("status");
     let mut docs = Vec::new();
-    match name {
-        Some(n) => {
-            let path = dir.join(format!("{n}.json"));
-            if !path.exists() {
-                return Err(CliError::Usage(format!(
-                    "no status for cluster {n:?} in {}: has it been applied with this --state-dir?",
-                    dir.display()
-                )));
-            }
-            docs.push(StatusDoc::read(&path).map_err(|e| CliError::Failed(e.to_string()))?);
+    if let Some(n) = name {
+        let path = dir.join(format!("{n}.json"));
+        if !path.exists() {
+            return Err(CliError::Usage(format!(
+                "no status for cluster {n:?} in {}: has it been applied with this --state-dir?",
+                dir.display()
+            )));
         }
-        None => {
-            let mut paths: Vec<_> = std::fs::read_dir(&dir)
-                .map(|rd| {
-                    rd.filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            paths.sort();
-            for p in paths {
-                docs.push(StatusDoc::read(&p).map_err(|e| CliError::Failed(e.to_string()))?);
-            }
+        docs.push(StatusDoc::read(&path).map_err(|e| CliError::Failed(e.to_string()))?);
+    } else {
+        let mut paths: Vec<_> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort();
+        for p in paths {
+            docs.push(StatusDoc::read(&p).map_err(|e| CliError::Failed(e.to_string()))?);
         }
     }
     match output {
