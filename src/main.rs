@@ -3,10 +3,17 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let cli = mirrorctl::cli::Cli::parse();
+    // clap exits 2 on a usage error, which `plan` uses for "changes pending"; usage is 64 here.
+    let cli = match mirrorctl::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { mirrorctl::cli::EXIT_USAGE } else { 0 });
+        }
+    };
     mirrorctl::cli::init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -18,7 +25,7 @@ fn main() -> ExitCode {
     match runtime.block_on(mirrorctl::cli::run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{}", e.report());
             ExitCode::from(e.exit_code())
         }
     }

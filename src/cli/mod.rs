@@ -146,7 +146,7 @@ pub enum LabOs {
 /// A user-facing error; it owns its exit code and is printed once, by `main`.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// Invalid desired state (already rendered with <file:line:column>).
+    /// Invalid desired state (already rendered with `file:line:column`).
     #[error("{0}")]
     InvalidSpec(String),
     /// Something requested is not available.
@@ -161,12 +161,21 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// The text `main` prints on stderr. A desired-state error is already rendered with its own
+    /// `error[code]:` heading, so it is not prefixed with another `error:`.
+    pub fn report(&self) -> String {
+        match self {
+            CliError::InvalidSpec(text) => text.trim_end().to_owned(),
+            _ => format!("error: {self}"),
+        }
+    }
+
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::InvalidSpec(_) => crate::spec::EXIT_INVALID,
             CliError::Unavailable(_) => 69,
-            CliError::Usage(_) => 64,
+            CliError::Usage(_) => EXIT_USAGE,
             CliError::Failed(_) => 1,
         }
     }
@@ -174,6 +183,8 @@ impl CliError {
 
 /// Exit code: the cluster is blocked and needs a human.
 pub const EXIT_BLOCKED: u8 = 3;
+/// Exit code: bad usage (also for command-line parse errors, which clap would exit 2 with).
+pub const EXIT_USAGE: u8 = 64;
 /// Exit code of `plan`: changes pending.
 pub const EXIT_CHANGES: u8 = 2;
 
@@ -186,7 +197,9 @@ pub fn init_logging(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MIRRORCTL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only on a terminal: escape codes in a redirected log or a CI transcript are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match cli.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -56,6 +56,11 @@ pub fn open(args: &WorldArgs, state_dir: &Path, spec: &Spec) -> Result<OpenWorld
                 SimWorld::open(&path, args.speed)
                     .map_err(|e| CliError::Failed(format!("opening lab world {}: {e}", path.display())))?
             } else {
+                // A fresh --state-dir need not exist yet; journals and status documents create theirs.
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| CliError::Failed(format!("creating {}: {e}", dir.display())))?;
+                }
                 let w = SimWorld::new(scenario_for(spec), 42, args.speed);
                 w.persist_to(&path)
                     .map_err(|e| CliError::Failed(format!("creating lab world {}: {e}", path.display())))?;

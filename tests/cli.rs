@@ -1,0 +1,562 @@
+//! Process-level tests of the real `mirrorctl` binary: exit codes, the text and JSON an operator
+//! reads, and whole flows (`plan` → `apply` → `status`, a saved plan going stale, a restore)
+//! against the persisted lab world.
+//!
+//! Every test has its own temporary state directory and writes edited copies of the example
+//! desired-state files there (the file name must equal `cluster.name`, so variants live in
+//! sub-directories). Lab-world applies run at a high `--speed` so each test takes about a second.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mirrorctl");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+/// Model seconds per real second for lab-world applies: a backup takes well under a second.
+const FAST: &str = "2000";
+
+/// One finished run of the binary.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// Runs `mirrorctl` in `cwd` with `args` and no environment that could change its behaviour.
+fn run_in(cwd: &Path, args: &[&str]) -> Run {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("MIRRORCTL_STATE_DIR")
+        .env_remove("MIRRORCTL_LOG")
+        .output()
+        .expect("mirrorctl runs");
+    let run = Run {
+        code: out.status.code().expect("mirrorctl exited, not killed by a signal"),
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+    };
+    eprintln!("$ mirrorctl {}\n-> exit {}\n{}{}", args.join(" "), run.code, run.stdout, run.stderr);
+    run
+}
+
+/// A temporary state directory and place for edited desired-state files.
+struct Lab {
+    dir: TempDir,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        Lab { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn state(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    /// Writes `<variant>/prod-db.toml`: the Windows example with `edit` applied.
+    fn prod_db(&self, variant: &str, edit: impl FnOnce(String) -> String) -> PathBuf {
+        let text = std::fs::read_to_string(Path::new(REPO).join("desired-state/prod-db.toml")).expect("example");
+        let dir = self.path().join(variant);
+        std::fs::create_dir_all(&dir).expect("variant dir");
+        let file = dir.join("prod-db.toml");
+        std::fs::write(&file, edit(text)).expect("write desired state");
+        file
+    }
+
+    /// Runs `mirrorctl --state-dir <state> ARGS` from the repository root.
+    fn run(&self, args: &[&str]) -> Run {
+        let state = self.state();
+        let mut all = vec!["--state-dir", state.to_str().expect("UTF-8 temp path")];
+        all.extend_from_slice(args);
+        run_in(Path::new(REPO), &all)
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temp path")
+}
+
+/// The example with on-demand backups `names` added to its `[backup]` table.
+fn with_takes(names: &[&str]) -> impl FnOnce(String) -> String {
+    let list: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    let line = format!("[backup]\ntake = [{}]\n", list.join(", "));
+    move |text: String| {
+        assert!(text.contains("[backup]\n"), "the example has a [backup] table");
+        text.replacen("[backup]\n", &line, 1)
+    }
+}
+
+/// The example with backup `b1` and a `[restore]` of `snapshot` under `request`.
+fn with_restore(snapshot: &str, request: &str) -> impl FnOnce(String) -> String {
+    let table = format!("\n[restore]\nsnapshot = \"{snapshot}\"\nrequest = \"{request}\"\n");
+    move |text: String| with_takes(&["b1"])(text) + &table
+}
+
+/// Applies backup `b1` to a fresh lab world; returns the desired-state file.
+fn apply_backup(lab: &Lab) -> PathBuf {
+    let file = lab.prod_db("backup", with_takes(&["b1"]));
+    let r = lab.run(&["apply", "--world", "lab", "--speed", FAST, s(&file)]);
+    assert_eq!(r.code, 0, "backup apply converges");
+    file
+}
+
+fn status_json(lab: &Lab) -> Value {
+    let r = lab.run(&["status", "prod-db", "-o", "json"]);
+    assert_eq!(r.code, 0);
+    r.json()
+}
+
+fn object_len(v: &Value, what: &str) -> usize {
+    v.as_object().unwrap_or_else(|| panic!("{what} is an object: {v}")).len()
+}
+
+// ---- validate -------------------------------------------------------------------------------
+
+#[test]
+fn validate_accepts_the_examples() {
+    let r = run_in(Path::new(REPO), &["validate", "desired-state"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("ok: desired-state/prod-db.toml (cluster prod-db, windows)"), "{}", r.stdout);
+    assert!(r.stdout.contains("ok: desired-state/app-linux.toml (cluster app-linux, linux)"), "{}", r.stdout);
+    assert!(r.stdout.contains("2 files checked: 2 valid, 0 invalid"), "{}", r.stdout);
+}
+
+#[test]
+fn validate_defaults_to_the_desired_state_directory() {
+    let r = run_in(Path::new(REPO), &["validate"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("2 files checked: 2 valid"), "{}", r.stdout);
+}
+
+/// A small valid desired state, fixed here so the snapshots below do not move with the examples.
+const SMALL: &str = r#"[cluster]
+name = "prod-db"
+region = "ap-northeast-1"
+os = "windows"
+access = "ssm"
+
+[[cluster.server]]
+name = "server1"
+instance = "i-0123456789abcdef0"
+zone = "ap-northeast-1a"
+
+[[cluster.server]]
+name = "server2"
+instance = "i-0fedcba9876543210"
+zone = "ap-northeast-1c"
+
+[mirror]
+resource = "md"
+group = "failover"
+device = "/dev/sdx"
+cluster_partition = "R:"
+data_partition = "M:"
+
+[backup]
+keep = 7
+"#;
+
+/// Runs `validate prod-db.toml` on `SMALL` edited by `edit`, in its directory.
+fn validate_small(edit: impl FnOnce(String) -> String) -> Run {
+    let lab = Lab::new();
+    std::fs::write(lab.path().join("prod-db.toml"), edit(SMALL.to_owned())).expect("write");
+    run_in(lab.path(), &["validate", "prod-db.toml"])
+}
+
+#[test]
+fn validate_accepts_the_small_file() {
+    let r = validate_small(|t| t);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+}
+
+#[test]
+fn validate_names_file_line_column_and_key_of_an_error() {
+    let r = validate_small(|t| t.replace("keep = 7", "keep = \"seven\""));
+    assert_eq!(r.code, 65, "invalid desired state exits 65");
+    assert!(r.stdout.contains("prod-db.toml:25:8: backup.keep"), "{}", r.stdout);
+    insta::assert_snapshot!("validate_wrong_type", r.stdout);
+}
+
+#[test]
+fn validate_suggests_the_key_meant() {
+    let r = validate_small(|t| t.replace("device = ", "devce = "));
+    assert_eq!(r.code, 65);
+    assert!(r.stdout.contains("prod-db.toml:20:1: mirror.devce"), "{}", r.stdout);
+    insta::assert_snapshot!("validate_unknown_key", r.stdout);
+}
+
+#[test]
+fn validate_reports_every_semantic_error_of_a_file() {
+    let r = validate_small(|t| {
+        t.replace("zone = \"ap-northeast-1c\"", "zone = \"us-east-1a\"")
+            .replace("i-0fedcba9876543210", "i-0123456789abcdef0")
+    });
+    assert_eq!(r.code, 65);
+    insta::assert_snapshot!("validate_two_errors", r.stdout);
+}
+
+#[test]
+fn validate_of_a_missing_path_says_it_cannot_be_read() {
+    let lab = Lab::new();
+    let missing = lab.path().join("nope.toml");
+    let r = run_in(lab.path(), &["validate", s(&missing)]);
+    assert_eq!(r.code, 65);
+    assert!(r.stdout.contains(s(&missing)), "names the path: {}", r.stdout);
+    assert!(r.stdout.contains("cannot read the file"), "{}", r.stdout);
+    assert!(r.stdout.contains("No such file or directory"), "{}", r.stdout);
+}
+
+#[test]
+fn plan_of_an_invalid_file_exits_65_with_one_error_heading() {
+    let lab = Lab::new();
+    let file = lab.prod_db("bad", |t| t.replacen("device = ", "devce = ", 1));
+    let r = lab.run(&["plan", "--world", "lab", s(&file)]);
+    assert_eq!(r.code, 65);
+    assert!(r.stderr.starts_with("error[unknown-key]: "), "{}", r.stderr);
+    assert!(!r.stderr.contains("error: error"), "printed once: {}", r.stderr);
+    assert!(!lab.state().join("lab-world.json").exists(), "no world is created for an invalid file");
+}
+
+// ---- plan -----------------------------------------------------------------------------------
+
+#[test]
+fn plan_with_nothing_wanted_has_no_changes() {
+    let lab = Lab::new();
+    let file = lab.prod_db("plain", |t| t);
+    let r = lab.run(&["plan", "--world", "lab", s(&file)]);
+    assert_eq!(r.code, 0, "nothing to do exits 0");
+    assert!(r.stdout.contains("No changes. The cluster matches its desired state."), "{}", r.stdout);
+    assert!(lab.state().join("lab-world.json").exists(), "the lab world is created on first use");
+}
+
+#[test]
+fn plan_of_a_backup_shows_the_first_step_and_why() {
+    let lab = Lab::new();
+    lab.prod_db("backup", with_takes(&["b1"]));
+    let state = lab.state();
+    // Relative file path: the rendered plan names the file as given.
+    let r = run_in(&lab.path().join("backup"), &["--state-dir", s(&state), "plan", "--world", "lab", "prod-db.toml"]);
+    assert_eq!(r.code, 2, "changes pending exits 2");
+    assert!(r.stdout.contains("operation: backup/b1"), "{}", r.stdout);
+    assert!(r.stdout.contains("+ stop mirror disk resource md (quiesce point)"), "{}", r.stdout);
+    assert!(r.stdout.contains("step: backup/b1/stop-md@server1"), "{}", r.stdout);
+    assert!(r.stdout.contains("why:  quiesce point: flush md on server1"), "{}", r.stdout);
+    insta::assert_snapshot!("plan_backup_text", r.stdout);
+}
+
+#[test]
+fn plan_json_and_out_save_the_same_plan() {
+    let lab = Lab::new();
+    let file = lab.prod_db("backup", with_takes(&["b1"]));
+    let saved = lab.path().join("plan.json");
+    let r = lab.run(&["plan", "--world", "lab", "-o", "json", "--out", s(&saved), s(&file)]);
+    assert_eq!(r.code, 2);
+    let printed = r.json();
+    assert_eq!(printed["plan"]["cluster"], "prod-db");
+    assert_eq!(printed["plan"]["outcome"]["kind"], "steps");
+    assert_eq!(printed["plan"]["outcome"]["steps"][0]["id"], "backup/b1/stop-md@server1");
+    assert!(!printed["plan"]["outcome"]["steps"][0]["why"].as_str().unwrap_or("").is_empty());
+    let fp = printed["fingerprint"].as_str().expect("a fingerprint string");
+    assert!(fp.len() >= 16 && fp.chars().all(|c| c.is_ascii_hexdigit()), "fingerprint {fp:?}");
+    let written: Value = serde_json::from_slice(&std::fs::read(&saved).expect("--out wrote the plan")).expect("JSON");
+    assert_eq!(written, printed, "the saved plan is the printed one");
+}
+
+#[test]
+fn the_aws_world_is_unavailable_and_points_to_the_lab() {
+    let lab = Lab::new();
+    let file = lab.prod_db("plain", |t| t);
+    for args in [vec!["plan", s(&file)], vec!["plan", "--world", "aws", s(&file)], vec!["apply", s(&file)]] {
+        let r = lab.run(&args);
+        assert_eq!(r.code, 69, "{args:?}");
+        assert!(r.stderr.contains("AWS world is not built"), "{}", r.stderr);
+        assert!(r.stderr.contains("--world lab"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn a_bad_speed_is_a_usage_error() {
+    let lab = Lab::new();
+    let file = lab.prod_db("plain", |t| t);
+    let r = lab.run(&["plan", "--world", "lab", "--speed", "0", s(&file)]);
+    assert_eq!(r.code, 64);
+    assert!(r.stderr.contains("--speed must be a positive number"), "{}", r.stderr);
+    let r = lab.run(&["lab", "--speed", "-1"]);
+    assert_eq!(r.code, 64);
+}
+
+// ---- apply and status -----------------------------------------------------------------------
+
+#[test]
+fn apply_of_a_backup_converges_and_status_shows_it() {
+    let lab = Lab::new();
+    let file = lab.prod_db("backup", with_takes(&["b1"]));
+    let r = lab.run(&["apply", "--world", "lab", "--speed", FAST, s(&file)]);
+    assert_eq!(r.code, 0, "converged exits 0");
+    assert!(r.stdout.contains("→ stop mirror disk resource md (quiesce point)"), "{}", r.stdout);
+    assert!(r.stdout.contains("✓ backup/b1/stop-md@server1"), "{}", r.stdout);
+    assert!(r.stdout.contains("✓ backup/b1/snapshot@server2: snap-"), "{}", r.stdout);
+    assert!(r.stdout.contains("■ backup/b1 completed"), "{}", r.stdout);
+    assert!(r.stdout.contains("prod-db converged in "), "{}", r.stdout);
+
+    let st = lab.run(&["status", "prod-db"]);
+    assert_eq!(st.code, 0);
+    assert!(st.stdout.contains("phase:     Converged"), "{}", st.stdout);
+    assert!(st.stdout.contains("backup/b1"), "{}", st.stdout);
+    let doc = status_json(&lab);
+    assert_eq!(doc["cluster"], "prod-db");
+    assert_eq!(doc["phase"], "converged");
+    let snaps = doc["inventory"]["snapshots"].as_object().expect("inventory.snapshots");
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let (id, what) = snaps.iter().next().expect("one snapshot");
+    assert!(id.starts_with("snap-"), "{id}");
+    assert!(what.as_str().is_some_and(|w| w.starts_with("b1 ")), "{what}");
+    assert!(st.stdout.contains(id.as_str()), "the text status lists {id}: {}", st.stdout);
+
+    let all = lab.run(&["status", "-o", "json"]);
+    assert_eq!(all.code, 0);
+    assert_eq!(all.json().as_array().map(Vec::len), Some(1), "all clusters: an array of one");
+
+    let again = lab.run(&["plan", "--world", "lab", s(&file)]);
+    assert_eq!(again.code, 0, "nothing left to do after converging");
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+}
+
+#[test]
+fn status_of_an_unknown_cluster_is_a_usage_error() {
+    let lab = Lab::new();
+    let r = lab.run(&["status", "prod-db"]);
+    assert_eq!(r.code, 64);
+    assert!(r.stderr.contains("no status for cluster \"prod-db\""), "{}", r.stderr);
+    let r = lab.run(&["status"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("no clusters have status"), "{}", r.stdout);
+}
+
+#[test]
+fn apply_refuses_a_stale_saved_plan_and_accepts_a_fresh_one() {
+    let lab = Lab::new();
+    let b1 = lab.prod_db("backup", with_takes(&["b1"]));
+    let stale = lab.path().join("stale.json");
+    assert_eq!(lab.run(&["plan", "--world", "lab", "--out", s(&stale), s(&b1)]).code, 2);
+    // Something else changes the world: the backup is applied without the saved plan.
+    assert_eq!(lab.run(&["apply", "--world", "lab", "--speed", FAST, s(&b1)]).code, 0);
+
+    let r = lab.run(&["apply", "--world", "lab", "--speed", FAST, "--plan", s(&stale), s(&b1)]);
+    assert_eq!(r.code, 64, "a stale plan is refused");
+    assert!(r.stderr.contains("the world changed since"), "{}", r.stderr);
+    assert!(r.stderr.contains("run `mirrorctl plan` again"), "{}", r.stderr);
+    assert!(!r.stdout.contains('→'), "nothing was done: {}", r.stdout);
+
+    let b2 = lab.prod_db("backup2", with_takes(&["b1", "b2"]));
+    let fresh = lab.path().join("fresh.json");
+    assert_eq!(lab.run(&["plan", "--world", "lab", "--out", s(&fresh), s(&b2)]).code, 2);
+    let r = lab.run(&["apply", "--world", "lab", "--speed", FAST, "--plan", s(&fresh), s(&b2)]);
+    assert_eq!(r.code, 0, "a fresh plan is accepted");
+    assert!(r.stdout.contains("■ backup/b2 completed"), "{}", r.stdout);
+    assert_eq!(object_len(&status_json(&lab)["inventory"]["snapshots"], "snapshots"), 2);
+}
+
+#[test]
+fn apply_refuses_a_plan_that_is_not_a_plan_or_of_another_cluster() {
+    let lab = Lab::new();
+    let file = lab.prod_db("plain", |t| t);
+    let junk = lab.path().join("junk.json");
+    std::fs::write(&junk, "{}").expect("write");
+    let r = lab.run(&["apply", "--world", "lab", "--plan", s(&junk), s(&file)]);
+    assert_eq!(r.code, 64);
+    assert!(r.stderr.contains("is not a plan saved by `mirrorctl plan --out`"), "{}", r.stderr);
+
+    let linux_plan = lab.path().join("linux.json");
+    let linux = Path::new(REPO).join("desired-state/app-linux.toml");
+    let other = Lab::new();
+    assert_eq!(other.run(&["plan", "--world", "lab", "--out", s(&linux_plan), s(&linux)]).code, 2);
+    let r = lab.run(&["apply", "--world", "lab", "--plan", s(&linux_plan), s(&file)]);
+    assert_eq!(r.code, 64);
+    assert!(r.stderr.contains("is for cluster app-linux, not prod-db"), "{}", r.stderr);
+}
+
+// ---- restore --------------------------------------------------------------------------------
+
+#[test]
+fn a_restore_from_a_missing_snapshot_is_blocked() {
+    let lab = Lab::new();
+    let file = lab.prod_db("restore", with_restore("snap-0123456789abcdef0", "r1"));
+    let r = lab.run(&["apply", "--world", "lab", "--speed", FAST, s(&file)]);
+    assert_eq!(r.code, 3, "blocked exits 3");
+    assert!(r.stdout.contains("prod-db is blocked: snapshot-missing"), "{}", r.stdout);
+    assert!(r.stdout.contains("what to do: check restore.snapshot"), "{}", r.stdout);
+    assert!(!r.stderr.contains('\u{1b}'), "no colour escapes in a redirected log: {}", r.stderr);
+
+    // At the default speed (1) this plan takes ~18 s of real time: observing the missing
+    // snapshot goes through retries with model-time backoff.
+    let plan = lab.run(&["plan", "--world", "lab", "--speed", FAST, s(&file)]);
+    assert_eq!(plan.code, 2, "plan of a blocked cluster exits 2");
+    assert!(plan.stdout.contains("BLOCKED (snapshot-missing)"), "{}", plan.stdout);
+    let doc = status_json(&lab);
+    assert_eq!(doc["phase"], "blocked");
+    let st = lab.run(&["status", "prod-db"]);
+    assert!(st.stdout.contains("BLOCKED:   snapshot-missing"), "{}", st.stdout);
+}
+
+#[test]
+fn a_restore_through_the_cli_replaces_both_volumes() {
+    let lab = Lab::new();
+    apply_backup(&lab);
+    let doc = status_json(&lab);
+    let snap = doc["inventory"]["snapshots"].as_object().and_then(|m| m.keys().next().cloned()).expect("a snapshot");
+    let file = lab.prod_db("restore", with_restore(&snap, "r1"));
+
+    // The snapshot may still be pending in model time: then the restore is refused, and a later
+    // apply at a high speed lets the model time it needs pass.
+    let mut progress = String::new();
+    let mut converged = false;
+    for _ in 0..4 {
+        let r = lab.run(&["apply", "--world", "lab", "--speed", "20000", s(&file)]);
+        progress.push_str(&r.stdout);
+        match r.code {
+            0 => {
+                converged = true;
+                break;
+            }
+            3 => assert!(r.stdout.contains("snapshot-not-completed"), "the only expected refusal: {}", r.stdout),
+            c => panic!("apply exited {c}"),
+        }
+    }
+    assert!(converged, "the restore converged within four applies");
+    assert!(progress.contains("■ restore/r1 completed"), "{progress}");
+    for server in ["server1", "server2"] {
+        assert!(progress.contains(&format!("✓ restore/r1/create-volume@{server}: vol-")), "{progress}");
+        assert!(progress.contains(&format!("✓ restore/r1/tag-superseded@{server}")), "{progress}");
+        assert!(progress.contains(&format!("✓ restore/r1/attach@{server}")), "{progress}");
+    }
+
+    let doc = status_json(&lab);
+    assert_eq!(doc["phase"], "converged");
+    assert!(doc["operations"]["restore/r1"].as_str().is_some_and(|s| s.starts_with("completed")), "{doc}");
+    let new = doc["inventory"]["new_volumes"].as_object().expect("new_volumes");
+    assert_eq!(new.len(), 2, "{new:?}");
+    let mut servers: Vec<&str> = new.values().filter_map(Value::as_str).collect();
+    servers.sort_unstable();
+    assert_eq!(servers, ["server1 for r1", "server2 for r1"]);
+    let st = lab.run(&["status", "prod-db"]);
+    for id in new.keys() {
+        assert!(st.stdout.contains(id.as_str()), "the text status lists {id}: {}", st.stdout);
+    }
+    assert_eq!(lab.run(&["plan", "--world", "lab", s(&file)]).code, 0, "nothing left to do");
+}
+
+/// The status should list the two old volumes the restore replaced (kept, tagged
+/// `mirrorctl:superseded-by`). It does not: the status inventory is built from the pass's
+/// observation, which sees only volumes attached to the instances or tagged with the cluster's
+/// name, and the old volumes are neither once detached. Not a CLI bug (`observe`/`status`).
+#[test]
+#[ignore = "known bug: status inventory loses replaced volumes once they are detached"]
+fn status_lists_the_volumes_a_restore_replaced() {
+    let lab = Lab::new();
+    apply_backup(&lab);
+    let doc = status_json(&lab);
+    let snap = doc["inventory"]["snapshots"].as_object().and_then(|m| m.keys().next().cloned()).expect("a snapshot");
+    let file = lab.prod_db("restore", with_restore(&snap, "r1"));
+    let mut code = None;
+    for _ in 0..4 {
+        code = Some(lab.run(&["apply", "--world", "lab", "--speed", "20000", s(&file)]).code);
+        if code == Some(0) {
+            break;
+        }
+    }
+    assert_eq!(code, Some(0));
+    let doc = status_json(&lab);
+    let new: Vec<String> = doc["inventory"]["new_volumes"].as_object().expect("new").keys().cloned().collect();
+    let replaced = doc["inventory"]["replaced_volumes"].as_object().expect("replaced_volumes");
+    assert_eq!(replaced.len(), 2, "{doc}");
+    for by in replaced.values() {
+        assert!(by.as_str().is_some_and(|b| new.iter().any(|n| n == b)), "replaced by a new volume: {by}");
+    }
+}
+
+// ---- lab ------------------------------------------------------------------------------------
+
+fn api_count(out: &str, api: &str) -> Option<u64> {
+    let calls = out.split("== calls per API").nth(1)?;
+    calls.lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        (words.next() == Some(api)).then(|| words.next()?.parse().ok()).flatten()
+    })
+}
+
+fn assert_lab_passed(r: &Run) {
+    assert_eq!(r.code, 0, "the lab passes");
+    assert!(r.stdout.contains("lab verification PASSED"), "{}", r.stdout);
+    assert!(!r.stdout.contains("[FAILED]"), "{}", r.stdout);
+    assert!(r.stdout.contains("== timeline of the world (model time)"), "{}", r.stdout);
+    assert!(r.stdout.contains("== verification"), "{}", r.stdout);
+    for (api, n) in [
+        ("ec2:CreateSnapshot", 1),
+        ("ec2:CreateVolume", 2),
+        ("ec2:DetachVolume", 2),
+        ("ec2:AttachVolume", 2),
+        ("ec2:StartInstances", 1),
+        ("clp:shutdown_server", 1),
+        ("clp:apply_config", 2),
+    ] {
+        assert_eq!(api_count(&r.stdout, api), Some(n), "calls of {api}");
+    }
+    assert_eq!(api_count(&r.stdout, "ec2:DeleteVolume"), None, "the lab never deletes a volume");
+}
+
+#[test]
+fn lab_windows_passes_and_reports() {
+    let lab = Lab::new();
+    let r = lab.run(&["lab", "--speed", "500"]);
+    assert_lab_passed(&r);
+    assert!(r.stdout.contains("cluster prod-db (Windows)"), "{}", r.stdout);
+    assert!(r.stdout.contains("node server1: partition 2 of vol-"), "Windows letters are set: {}", r.stdout);
+    assert_eq!(api_count(&r.stdout, "node:set_letter"), Some(2));
+    assert_eq!(api_count(&r.stdout, "clp:move_group"), Some(1), "failover is verified");
+}
+
+#[test]
+fn lab_linux_passes_and_reports() {
+    let lab = Lab::new();
+    let r = lab.run(&["lab", "--os", "linux", "--speed", "500"]);
+    assert_lab_passed(&r);
+    assert!(r.stdout.contains("cluster app-linux (Linux)"), "{}", r.stdout);
+    assert_eq!(api_count(&r.stdout, "node:set_letter"), None, "no drive letters on Linux");
+}
+
+// ---- help -----------------------------------------------------------------------------------
+
+#[test]
+fn help_lists_the_commands() {
+    let r = run_in(Path::new(REPO), &["--help"]);
+    assert_eq!(r.code, 0);
+    insta::assert_snapshot!("help", r.stdout);
+}
+
+#[test]
+fn a_command_line_error_exits_64_not_2() {
+    // 2 is `plan`'s "changes pending": a mistyped flag must not look like it to a script.
+    let r = run_in(Path::new(REPO), &["plan"]);
+    assert_eq!(r.code, 64);
+    assert!(r.stderr.contains("required arguments were not provided"), "{}", r.stderr);
+    let r = run_in(Path::new(REPO), &["plan", "--wrld", "lab", "desired-state/prod-db.toml"]);
+    assert_eq!(r.code, 64);
+    let r = run_in(Path::new(REPO), &["--version"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.starts_with("mirrorctl "), "{}", r.stdout);
+}
