@@ -93,7 +93,16 @@ pub async fn observe(spec: &Spec, ports: &Ports, policy: &RetryPolicy) -> PortRe
     let disk_calls = futures::future::join_all(spec.cluster.servers.iter().map(|s| ports.node.disks(&s.name)));
     let restore_call = async {
         match &restore_snap {
-            Some(filter) => with_retries(policy, clock, || ports.cloud.describe_snapshots(filter)).await,
+            // A snapshot that does not exist is a fact for preflight: not retried.
+            Some(filter) => {
+                with_retries(policy, clock, || async {
+                    match ports.cloud.describe_snapshots(filter).await {
+                        Err(e) if e.code == "InvalidSnapshot.NotFound" => Ok(Vec::new()),
+                        other => other,
+                    }
+                })
+                .await
+            }
             None => Ok(Vec::new()),
         }
     };

@@ -205,7 +205,7 @@ impl StatusDoc {
         if !self.history.is_empty() {
             let _ = writeln!(s, "  recent steps:");
             for h in self.history.iter().rev().take(12).collect::<Vec<_>>().into_iter().rev() {
-                let _ = writeln!(s, "    {}  {:<8} {}  {}", h.started, h.outcome, h.step, h.what);
+                let _ = writeln!(s, "    {}  {:<44} {:<30} {}", h.started, h.step, h.outcome, h.what);
             }
         }
         let _ = writeln!(s, "  updated:   {}", self.updated);

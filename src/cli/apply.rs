@@ -82,7 +82,10 @@ pub async fn run(state_dir: &Path, file: &Path, saved: Option<&Path>, world: &Wo
             Ok(0)
         }
         Ok(Settled::Blocked(c)) => {
-            println!("{} is blocked: {c}", spec.cluster.name);
+            println!(
+                "{} is blocked ({}); `mirrorctl status {}` shows it again",
+                spec.cluster.name, c.reason, spec.cluster.name
+            );
             Ok(EXIT_BLOCKED)
         }
         Err(e) => Err(CliError::Failed(format!("{}: {e}", spec.cluster.name))),

@@ -66,7 +66,7 @@ pub async fn run(state_dir: &Path, speed: f64, world_seed: u64, os: LabOs) -> Re
     let spec = lab_spec(os)?;
 
     let (tx, mut rx) = unbounded_channel::<Event>();
-    let start = world.now();
+    let start = world.scenario().epoch;
     let printer = tokio::spawn(async move {
         let mut lines = Vec::new();
         while let Some(e) = rx.recv().await {

@@ -103,7 +103,7 @@ impl Progress {
             }
             EventKind::Waiting { reason } => tracing::debug!(cluster = %cluster, "waiting: {reason}"),
             EventKind::Completed { op } => tracing::info!(cluster = %cluster, op = %op, "operation completed"),
-            EventKind::Blocked(c) => tracing::warn!(cluster = %cluster, reason = %c.reason, "blocked: {}", c.message),
+            EventKind::Blocked(c) => tracing::info!(cluster = %cluster, reason = %c.reason, "blocked: {}", c.message),
             EventKind::Converged => tracing::info!(cluster = %cluster, "converged"),
         }
         if let Some(s) = &self.sink {

@@ -452,7 +452,13 @@ fn swap_server(
                             subject,
                             Action::Tag {
                                 resource: old.id.to_string(),
-                                tags: [(tag::SUPERSEDED_BY.to_owned(), new.id.to_string())].into(),
+                                // The cluster tag keeps the replaced volume findable (status lists
+                                // it) once it is detached.
+                                tags: [
+                                    (tag::SUPERSEDED_BY.to_owned(), new.id.to_string()),
+                                    (tag::CLUSTER.to_owned(), spec.cluster.name.to_string()),
+                                ]
+                                .into(),
                             },
                             format!("{} is about to be replaced by {} (it is kept, never deleted)", old.id, new.id),
                         );

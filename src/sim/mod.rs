@@ -143,13 +143,15 @@ impl SimWorld {
     }
 
     /// Loads a persisted world and keeps persisting to the same file. Model time resumes at the
-    /// saved model time plus the wall time elapsed since the save (× `speed`): whatever was in
-    /// progress has moved on while no process was running.
+    /// saved model time plus the wall time elapsed since the save, at the speed of the process
+    /// that saved it (a world left at ×1 for an hour has moved on one hour, whatever `speed` the
+    /// next process uses): whatever was in progress has moved on while no process was running.
     pub fn open(path: impl AsRef<Path>, speed: f64) -> Result<Arc<Self>, SimError> {
         let path = path.as_ref();
         let world = persist::load(path)?;
-        let probe = SimClock::new(world.saved_model, speed);
-        let away = clock::secs(world.saved_wall, Timestamp::now()).max(0.0) * probe.speed();
+        let saved_speed =
+            if world.saved_speed.is_finite() && world.saved_speed > 0.0 { world.saved_speed } else { 1.0 };
+        let away = clock::secs(world.saved_wall, Timestamp::now()).max(0.0) * saved_speed;
         let clock = SimClock::new(clock::plus(world.saved_model, away), speed);
         Ok(Arc::new(SimWorld { world: Mutex::new(world), clock, path: Mutex::new(Some(path.to_owned())) }))
     }
@@ -181,6 +183,7 @@ impl SimWorld {
         *p = Some(path.as_ref().to_owned());
         w.saved_model = now;
         w.saved_wall = Timestamp::now();
+        w.saved_speed = self.clock.speed();
         persist::save(path.as_ref(), &w)
     }
 
@@ -223,6 +226,7 @@ impl SimWorld {
         if let Some(path) = path {
             w.saved_model = now;
             w.saved_wall = Timestamp::now();
+            w.saved_speed = self.clock.speed();
             if let Err(e) = persist::save(&path, w) {
                 tracing::error!(target: "mirrorctl::sim", error = %e, "could not persist the simulated world");
             }

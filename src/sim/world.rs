@@ -225,6 +225,9 @@ pub struct World {
     /// Model time when the world was last saved, and the wall time it was saved at.
     pub(super) saved_model: Timestamp,
     pub(super) saved_wall: Timestamp,
+    /// The speed of the process that saved the world last: time away passes at that speed.
+    #[serde(default = "one")]
+    pub(super) saved_speed: f64,
     pub(super) rng: SimRng,
     pub(super) id_counter: u64,
     pub(super) ec2: Ec2State,
@@ -257,6 +260,7 @@ impl World {
         let mut w = World {
             saved_model: t0,
             saved_wall: t0,
+            saved_speed: 1.0,
             rng: SimRng::new(seed),
             id_counter: 0,
             ec2: Ec2State {
@@ -779,4 +783,8 @@ impl World {
     pub(super) fn is_windows(&self) -> bool {
         self.scenario.os == Os::Windows
     }
+}
+
+fn one() -> f64 {
+    1.0
 }
