@@ -158,20 +158,7 @@ pub async fn observe(spec: &Spec, ports: &Ports, policy: &RetryPolicy) -> PortRe
     // The mirror status only means something while md is configured; its errors are a fact
     // (not configured, cluster busy), not an observation failure.
     let mirror = if config.mirror(&spec.mirror.resource).is_some() { mirror.ok() } else { None };
-    let mut disks = BTreeMap::new();
-    for (s, d) in spec.cluster.servers.iter().zip(disk_res) {
-        let running = instances.iter().any(|i| i.id == s.instance && i.state == InstanceState::Running);
-        let d = match d {
-            Ok(list) if running => Ok(list),
-            Ok(_) => Err(PortError::new(
-                "NodeUnreachable",
-                format!("instance of {} is not running", s.name),
-                crate::ports::ErrorClass::Retryable,
-            )),
-            Err(e) => Err(e),
-        };
-        disks.insert(s.name.clone(), d);
-    }
+    let disks = disks_by_server(spec, &instances, disk_res);
 
     Ok(Observed {
         now: ports.clock.now(),
@@ -184,4 +171,28 @@ pub async fn observe(spec: &Spec, ports: &Ports, policy: &RetryPolicy) -> PortRe
         mirror,
         disks,
     })
+}
+
+/// Each server's disks; a node whose instance is not running counts as unreachable (its answer,
+/// if any, predates the stop).
+fn disks_by_server(
+    spec: &Spec,
+    instances: &[Instance],
+    answers: Vec<PortResult<Vec<Disk>>>,
+) -> BTreeMap<ServerName, Result<Vec<Disk>, PortError>> {
+    let mut disks = BTreeMap::new();
+    for (s, d) in spec.cluster.servers.iter().zip(answers) {
+        let running = instances.iter().any(|i| i.id == s.instance && i.state == InstanceState::Running);
+        let d = match d {
+            Ok(list) if running => Ok(list),
+            Ok(_) => Err(PortError::new(
+                "NodeUnreachable",
+                format!("instance of {} is not running", s.name),
+                crate::ports::ErrorClass::Retryable,
+            )),
+            Err(e) => Err(e),
+        };
+        disks.insert(s.name.clone(), d);
+    }
+    disks
 }
