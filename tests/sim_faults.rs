@@ -256,3 +256,39 @@ async fn a_late_visible_snapshot_is_not_taken_twice() {
         .count();
     assert_eq!(n, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_create_that_failed_for_good_gets_a_fresh_token_after_the_fix() {
+    let lab = Lab::windows(21);
+    let spec = ready_to_restore(&lab).await;
+    lab.world
+        .inject(Fault::FailNext {
+            op: "ec2:CreateVolume".into(),
+            code: "InvalidParameterValue".into(),
+            class: ErrorClass::NeedsHuman,
+            count: 2,
+        })
+        .unwrap();
+    let Settled::Blocked(c) = lab.apply(&spec).await else { panic!("a needs-human create failure blocks") };
+    assert_eq!(c.reason, "step-failed:InvalidParameterValue");
+    // The operator fixed the cause; the retry uses new tokens and converges without duplicates.
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let records = lab.journal(&spec);
+    let burned = records.iter().filter(|r| matches!(r, mirrorctl::journal::Record::TokenBurned { .. })).count();
+    assert!(burned >= 1, "the failed token was burned");
+    let tokens: Vec<String> = records
+        .iter()
+        .filter_map(|r| match r {
+            mirrorctl::journal::Record::Intent { step, token: Some(t), .. }
+                if step.0 == "restore/r1/create-volume@server1" =>
+            {
+                Some(t.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(tokens.len() >= 2 && tokens.first() != tokens.last(), "{tokens:?}");
+    assert_restored(&lab);
+    let inv = lab.world.inventory();
+    assert_eq!(inv.volumes.iter().filter(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some("r1")).count(), 2);
+}

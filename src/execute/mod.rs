@@ -159,7 +159,13 @@ impl Executor {
                 StepResult::Done(detail)
             }
             Err(e) => {
-                if e.code == "IdempotentParameterMismatch" {
+                // A CreateVolume that failed for good leaves its token unusable for hours (EC2
+                // replays the failure): the next attempt, after the operator fixed the cause,
+                // derives a new one. Not on a mismatch: that token *did* create a volume.
+                if matches!(step.action, Action::CreateVolume { .. })
+                    && e.class == ErrorClass::NeedsHuman
+                    && e.code != "IdempotentParameterMismatch"
+                {
                     self.append(Record::TokenBurned { step: step.id.clone(), generation: prior.generation + 1 })?;
                 }
                 self.append(result_record(seq, step, Err(e.clone()), finished))?;
@@ -243,12 +249,11 @@ fn narrow(action: &Action, mut e: PortError) -> PortError {
         (Action::DetachVolume { .. }, "IncorrectState" | "InvalidAttachment.NotFound") => {
             e.class = ErrorClass::AlreadyDone;
         }
-        // Attaching a volume still being created is "not yet"; a token mismatch burns the token
-        // and the next attempt (after a fresh observation) derives a new one.
-        (Action::AttachVolume { .. }, "IncorrectState")
-        | (Action::CreateVolume { .. }, "IdempotentParameterMismatch") => {
-            e.class = ErrorClass::Retryable;
-        }
+        // Attaching a volume still being created is "not yet".
+        (Action::AttachVolume { .. }, "IncorrectState") => e.class = ErrorClass::Retryable,
+        // The token already created a volume with other parameters (the volume settings changed
+        // mid-restore): creating another would duplicate it. A human decides.
+        (Action::CreateVolume { .. }, "IdempotentParameterMismatch") => e.class = ErrorClass::NeedsHuman,
         // Deleting a snapshot that is gone: done.
         (Action::DeleteSnapshot { .. }, "InvalidSnapshot.NotFound") => e.class = ErrorClass::AlreadyDone,
         (Action::StartInstance { .. }, "IncorrectInstanceState") => e.class = ErrorClass::Retryable,
@@ -269,6 +274,10 @@ fn condition_for(step: &Step, e: &PortError) -> Condition {
             step.action.describe()
         ),
         "VolumeInUse" => "the volume is attached elsewhere: detach it by hand, then retry".to_owned(),
+        "IdempotentParameterMismatch" => "a volume was already requested for this step with other settings (did \
+             [mirror.volume] change mid-restore?): put the settings back, or find the volume tagged with this request \
+             and decide by hand"
+            .to_owned(),
         "UnauthorizedOperation" | "AuthFailure" => {
             "grant the IAM permission named in the message to mirrorctl's role".to_owned()
         }
