@@ -20,6 +20,28 @@ fn is_hex_id(s: &str, prefix: &str) -> bool {
     })
 }
 
+/// Display, `TryFrom<String>` (through the type's `parse`) and `Into<String>` for a string newtype.
+macro_rules! string_conversions {
+    ($name:ident) => {
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                Self::parse(&s)
+            }
+        }
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+    };
+}
+
 macro_rules! aws_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $what:literal) => {
         $(#[$doc])*
@@ -44,22 +66,7 @@ macro_rules! aws_id {
                 &self.0
             }
         }
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-        impl TryFrom<String> for $name {
-            type Error = IdError;
-            fn try_from(s: String) -> Result<Self, IdError> {
-                Self::parse(&s)
-            }
-        }
-        impl From<$name> for String {
-            fn from(v: $name) -> String {
-                v.0
-            }
-        }
+        string_conversions!($name);
     };
 }
 
@@ -113,22 +120,7 @@ macro_rules! name_id {
                 &self.0
             }
         }
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-        impl TryFrom<String> for $name {
-            type Error = IdError;
-            fn try_from(s: String) -> Result<Self, IdError> {
-                Self::parse(&s)
-            }
-        }
-        impl From<$name> for String {
-            fn from(v: $name) -> String {
-                v.0
-            }
-        }
+        string_conversions!($name);
     };
 }
 
@@ -180,22 +172,7 @@ impl Region {
         &self.0
     }
 }
-impl fmt::Display for Region {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl TryFrom<String> for Region {
-    type Error = IdError;
-    fn try_from(s: String) -> Result<Self, IdError> {
-        Self::parse(&s)
-    }
-}
-impl From<Region> for String {
-    fn from(v: Region) -> String {
-        v.0
-    }
-}
+string_conversions!(Region);
 
 /// An availability zone such as `ap-northeast-1a`: its region plus one letter.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -224,22 +201,7 @@ impl Zone {
         &self.0
     }
 }
-impl fmt::Display for Zone {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl TryFrom<String> for Zone {
-    type Error = IdError;
-    fn try_from(s: String) -> Result<Self, IdError> {
-        Self::parse(&s)
-    }
-}
-impl From<Zone> for String {
-    fn from(v: Zone) -> String {
-        v.0
-    }
-}
+string_conversions!(Zone);
 
 /// An EC2 block device name, normalised so that `/dev/sdx`, `/dev/xvdx`, `sdx` and `xvdx` are one
 /// name (EC2 treats them as the same slot). Stored and compared as the letters after the prefix

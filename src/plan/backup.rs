@@ -171,14 +171,9 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
 
     if let Some(snap) = snap {
         d.notes.push(format!("backup {name} is {} ({:?}, {}%)", snap.id, snap.state, snap.progress));
-        if md_state != ObjectState::Online && group_state != ObjectState::Online {
-            d.step(
-                &op,
-                "start-group",
-                active_subject,
-                Action::StartGroup { group: group.clone(), server: active.clone() },
-                format!("business must run again on {active}"),
-            );
+        let business_down = md_state != ObjectState::Online && group_state != ObjectState::Online;
+        if business_down {
+            restart_business(&mut d, &op, group, &active, "the snapshot exists");
         }
         match standby_inst.state {
             InstanceState::Stopped => d.step(
@@ -240,13 +235,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
         }
         InstanceState::Stopped => {
             if md_state != ObjectState::Online && group_state != ObjectState::Online {
-                d.step(
-                    &op,
-                    "start-group",
-                    active_subject,
-                    Action::StartGroup { group: group.clone(), server: active.clone() },
-                    format!("the standby is stopped; business can run again on {active}"),
-                );
+                restart_business(&mut d, &op, group, &active, "the standby is stopped");
             }
             let step = StepId::new(&op, "snapshot", standby_subject);
             let sv = journal.step(&op, &step);
@@ -302,6 +291,17 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
         ),
     }
     d.outcome()
+}
+
+/// Runbook step 3: md (the whole group) back online on the active server.
+fn restart_business(d: &mut Draft, op: &OpId, group: &crate::ids::GroupName, active: &ServerName, because: &str) {
+    d.step(
+        op,
+        "start-group",
+        Some(active.as_str()),
+        Action::StartGroup { group: group.clone(), server: active.clone() },
+        format!("{because}; business can run again on {active}"),
+    );
 }
 
 /// Retention: delete this cluster's completed backup snapshots beyond the newest `keep`, except
