@@ -249,14 +249,16 @@ fn narrow(action: &Action, mut e: PortError) -> PortError {
         (Action::DetachVolume { .. }, "IncorrectState" | "InvalidAttachment.NotFound") => {
             e.class = ErrorClass::AlreadyDone;
         }
-        // Attaching a volume still being created is "not yet".
-        (Action::AttachVolume { .. }, "IncorrectState") => e.class = ErrorClass::Retryable,
+        // Attaching a volume still being created, or starting an instance still stopping, is
+        // "not yet".
+        (Action::AttachVolume { .. }, "IncorrectState") | (Action::StartInstance { .. }, "IncorrectInstanceState") => {
+            e.class = ErrorClass::Retryable;
+        }
         // The token already created a volume with other parameters (the volume settings changed
         // mid-restore): creating another would duplicate it. A human decides.
         (Action::CreateVolume { .. }, "IdempotentParameterMismatch") => e.class = ErrorClass::NeedsHuman,
         // Deleting a snapshot that is gone: done.
         (Action::DeleteSnapshot { .. }, "InvalidSnapshot.NotFound") => e.class = ErrorClass::AlreadyDone,
-        (Action::StartInstance { .. }, "IncorrectInstanceState") => e.class = ErrorClass::Retryable,
         _ => {}
     }
     e
