@@ -23,6 +23,17 @@ use crate::status::StatusDoc;
 /// Longest pause between two looks at something in progress.
 pub const POLL_CAP: Duration = Duration::from_secs(4);
 
+/// How long to wait before look number `polls` (from 0) at something expected to take `expect`:
+/// the first look at the expected time (a real-world median), then from 1 s growing ×1.5 up to
+/// [`POLL_CAP`].
+pub fn poll_delay(expect: Duration, polls: u32) -> Duration {
+    if polls == 0 {
+        return expect;
+    }
+    let grown = Duration::from_secs(1).mul_f64(1.5_f64.powi(i32::try_from(polls - 1).unwrap_or(i32::MAX).min(16)));
+    grown.min(POLL_CAP)
+}
+
 /// Everything a reconcile needs besides the spec: a plain struct, no globals.
 #[derive(Clone)]
 pub struct Context {
@@ -152,7 +163,7 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
         progress: ctx.progress.clone(),
         crash: ctx.crash.clone(),
     };
-    let mut last_wait: Option<(String, Duration)> = None;
+    let mut last_wait: Option<(String, u32)> = None;
     let mut needs_human: BTreeMap<StepId, Condition> = BTreeMap::new();
     let mut passes = 0usize;
     loop {
@@ -185,21 +196,22 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
                 return Ok(Settled::Blocked(c.clone()));
             }
             Outcome::Wait(w) => {
-                let delay = match &last_wait {
-                    Some((reason, prev)) if *reason == w.reason => (prev.mul_f64(1.5)).min(POLL_CAP),
-                    _ => w.expect,
+                let polls = match &mut last_wait {
+                    Some((reason, polls)) if *reason == w.reason => {
+                        *polls += 1;
+                        *polls
+                    }
+                    _ => {
+                        ctx.progress.emit(
+                            &ctx.ports,
+                            &spec.cluster.name,
+                            EventKind::Waiting { reason: w.reason.clone() },
+                        );
+                        last_wait = Some((w.reason.clone(), 0));
+                        0
+                    }
                 };
-                if last_wait.as_ref().is_none_or(|(r, _)| *r != w.reason) {
-                    ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Waiting { reason: w.reason.clone() });
-                }
-                // After the first (median) look, poll briefly: the next look starts from 1 s.
-                let next = if last_wait.as_ref().is_some_and(|(r, _)| *r == w.reason) {
-                    delay
-                } else {
-                    Duration::from_secs(1).min(w.expect)
-                };
-                last_wait = Some((w.reason.clone(), next));
-                ctx.ports.clock.sleep(delay).await;
+                ctx.ports.clock.sleep(poll_delay(w.expect, polls)).await;
             }
             Outcome::Steps { steps } => {
                 last_wait = None;
@@ -221,5 +233,21 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_start_at_the_median_then_back_off_to_the_cap() {
+        let e = Duration::from_secs(3);
+        assert_eq!(poll_delay(e, 0), e);
+        assert_eq!(poll_delay(e, 1), Duration::from_secs(1));
+        assert_eq!(poll_delay(e, 2), Duration::from_millis(1500));
+        assert_eq!(poll_delay(e, 3), Duration::from_millis(2250));
+        assert_eq!(poll_delay(e, 10), POLL_CAP);
+        assert_eq!(poll_delay(e, u32::MAX), POLL_CAP);
     }
 }
