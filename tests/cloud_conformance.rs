@@ -8,8 +8,10 @@
 //! marked `strict_only` and asserted on the simulator alone. Everything else must agree.
 //!
 //! The simulator runs on paused tokio time (its latencies are instant); moto on real time (the
-//! SDK's timeouts must not fire while moto answers). One moto_server serves every case, reset
+//! SDK's timeouts must not fire while moto answers). One `moto_server` serves every case, reset
 //! (`POST /moto-api/reset`) before each.
+
+#![allow(clippy::many_single_char_names)]
 
 mod support;
 
@@ -130,7 +132,11 @@ impl Fixture for MotoFixture<'_> {
             call = call.tag_specifications(spec.build());
         }
         let out = call.send().await.unwrap();
-        assert_eq!(out.state().map(|s| s.as_str()), Some("completed"), "moto completes snapshots at once");
+        assert_eq!(
+            out.state().map(aws_sdk_ec2::types::SnapshotState::as_str),
+            Some("completed"),
+            "moto completes snapshots at once"
+        );
         SnapshotId::parse(out.snapshot_id().unwrap()).unwrap()
     }
     async fn settle(&self) {
@@ -357,7 +363,7 @@ async fn strict_only_client_token_and_transitions(f: &dyn Fixture) {
     assert_eq!(a.state, VolumeState::Creating, "states take time on real EC2");
     assert_eq!(c.create_volume(&req).await.unwrap().id, a.id, "same token, same parameters, same volume");
     let mut other = req.clone();
-    other.volume_type = "io2".to_owned();
+    "io2".clone_into(&mut other.volume_type);
     let e = fails(c.create_volume(&other).await);
     assert_eq!((e.code.as_str(), e.class), ("IdempotentParameterMismatch", ErrorClass::NeedsHuman));
     let e = fails(c.start_instance(&s1.instance).await);

@@ -1,8 +1,8 @@
-//! The aws-sdk-ec2 adapter against moto_server: every `Cloud` operation on the wire, error
+//! The aws-sdk-ec2 adapter against `moto_server`: every `Cloud` operation on the wire, error
 //! mapping, pagination, device-name equivalence, call counters, the client-side token bucket, and
 //! one check of the resulting EC2 state from outside mirrorctl (the AWS CLI).
 //!
-//! Each test starts its own moto_server on a free loopback port (killed by pid when the test
+//! Each test starts its own `moto_server` on a free loopback port (killed by pid when the test
 //! ends), so tests run in parallel without sharing state. Real tokio time: the SDK's timeouts
 //! must not fire on a paused clock while moto answers.
 
@@ -169,7 +169,10 @@ async fn aws_errors_keep_their_code_message_and_class() {
     assert_eq!(err(cloud.delete_snapshot(&ghost_snap).await).code, "InvalidSnapshot.NotFound");
     let e = err(cloud.create_volume(&restore_req(&ghost_snap, "ap-northeast-1a", "t")).await);
     assert_eq!((e.code.as_str(), e.class), ("InvalidSnapshot.NotFound", ErrorClass::Retryable));
-    assert_eq!(err(cloud.describe_instances(&[ghost_inst.clone()]).await).code, "InvalidInstanceID.NotFound");
+    assert_eq!(
+        err(cloud.describe_instances(std::slice::from_ref(&ghost_inst)).await).code,
+        "InvalidInstanceID.NotFound"
+    );
     assert_eq!(err(cloud.shutdown_behavior(&ghost_inst).await).code, "InvalidInstanceID.NotFound");
     assert_eq!(err(cloud.start_instance(&ghost_inst).await).code, "InvalidInstanceID.NotFound");
     assert_eq!(err(cloud.create_tags(ghost_vol.as_str(), &tags(&[("a", "b")])).await).code, "InvalidVolume.NotFound");
@@ -230,8 +233,8 @@ async fn dry_run_reports_every_mutating_api_as_permitted() {
     assert!(mine.tags.is_empty());
 }
 
-/// moto 5.2 paginates DescribeInstances (by reservation) but ignores `MaxResults` on
-/// DescribeVolumes and DescribeSnapshots; their page walking is tested against a canned server in
+/// moto 5.2 paginates `DescribeInstances` (by reservation) but ignores `MaxResults` on
+/// `DescribeVolumes` and `DescribeSnapshots`; their page walking is tested against a canned server in
 /// `describe_volumes_and_snapshots_follow_next_token`.
 #[tokio::test]
 async fn describe_instances_walks_every_page() {
@@ -321,7 +324,7 @@ fn canned_http(status: u16) -> String {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { return };
-            let mut buf = [0u8; 65536];
+            let mut buf = vec![0u8; 65536];
             let _ = s.read(&mut buf);
             let _ = write!(s, "HTTP/1.1 {status} Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
@@ -338,7 +341,7 @@ async fn cloud_at(endpoint: String) -> AwsCloud {
     let mut options = mirrorctl::adapters::aws::AwsOptions::new(mirrorctl::ids::Region::parse(REGION).unwrap());
     options.endpoint_url = Some(endpoint);
     options.attempt_timeout = Duration::from_secs(5);
-    AwsCloud::from_sdk_config(&moto_less, options)
+    AwsCloud::from_sdk_config(&moto_less, &options)
 }
 
 #[tokio::test]
@@ -385,4 +388,101 @@ async fn the_endpoint_and_credentials_come_from_the_standard_environment() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("1 passed"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Reads one HTTP request (headers and `Content-Length` body) and returns its body.
+fn read_request(s: &mut std::net::TcpStream) -> String {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&data).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0usize);
+            if data.len() >= end + 4 + len {
+                return text[end + 4..].to_owned();
+            }
+        }
+    }
+    String::new()
+}
+
+/// A fake EC2 answering `DescribeVolumes` and `DescribeSnapshots` in two pages each (the second when
+/// the request carries `NextToken`), with one volume in a state EC2 does not have when `odd`.
+#[allow(clippy::format_collect)] // test fixture text
+fn paging_ec2(odd: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let body = read_request(&mut s);
+            let second = body.contains("NextToken=");
+            let (first_id, next) =
+                if second { (3, String::new()) } else { (1, "<nextToken>page-2</nextToken>".to_owned()) };
+            let xml = if body.contains("Action=DescribeVolumes") {
+                let state = if odd { "melting" } else { "available" };
+                let items: String = (first_id..first_id + 2)
+                    .map(|n| {
+                        format!(
+                            "<item><volumeId>vol-0000000{n}</volumeId><size>8</size><availabilityZone>ap-northeast-1a</availabilityZone>\
+                             <status>{state}</status><createTime>2026-11-24T00:00:00.000Z</createTime><volumeType>gp3</volumeType>\
+                             <attachmentSet/><tagSet><item><key>n</key><value>{n}</value></item></tagSet></item>"
+                        )
+                    })
+                    .collect();
+                format!(
+                    "<DescribeVolumesResponse><requestId>r-{first_id}</requestId><volumeSet>{items}</volumeSet>{next}</DescribeVolumesResponse>"
+                )
+            } else {
+                let items: String = (first_id..first_id + 2)
+                    .map(|n| {
+                        format!(
+                            "<item><snapshotId>snap-0000000{n}</snapshotId><volumeId>vol-00000001</volumeId><status>pending</status>\
+                             <startTime>2026-11-24T00:00:00.000Z</startTime><progress>4{n}%</progress><volumeSize>8</volumeSize><tagSet/></item>"
+                        )
+                    })
+                    .collect();
+                format!(
+                    "<DescribeSnapshotsResponse><requestId>r</requestId><snapshotSet>{items}</snapshotSet>{next}</DescribeSnapshotsResponse>"
+                )
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                xml.len()
+            );
+        }
+    });
+    endpoint
+}
+
+#[allow(clippy::format_collect)] // test fixture text
+#[tokio::test]
+async fn describe_volumes_and_snapshots_follow_next_token() {
+    let cloud = cloud_at(paging_ec2(false)).await;
+    let vols = cloud.describe_volumes(&VolumeFilter::default()).await.unwrap();
+    let ns: Vec<&str> = vols.iter().map(|v| v.tags["n"].as_str()).collect();
+    assert_eq!(ns, ["1", "2", "3", "4"]);
+    assert_eq!(vols[0].state, VolumeState::Available);
+    let snaps = cloud.describe_snapshots(&SnapshotFilter::default()).await.unwrap();
+    assert_eq!(snaps.iter().map(|s| s.progress).collect::<Vec<_>>(), [41, 42, 43, 44]);
+    assert_eq!(snaps[0].state, SnapshotState::Pending);
+    let counts = cloud.call_counts();
+    assert_eq!((counts["ec2:DescribeVolumes"], counts["ec2:DescribeSnapshots"]), (2, 2));
+
+    // A state EC2 does not have is a clear error, not a panic and not a guess.
+    let cloud = cloud_at(paging_ec2(true)).await;
+    let e = err(cloud.describe_volumes(&VolumeFilter::default()).await);
+    assert_eq!((e.code.as_str(), e.class), ("InvalidResponse", ErrorClass::NeedsHuman));
+    assert!(e.message.contains("melting"), "{}", e.message);
 }

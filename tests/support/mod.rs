@@ -1,9 +1,9 @@
-//! Shared test support: a moto_server child process per test and SDK clients pointed at it.
+//! Shared test support: a `moto_server` child process per test and SDK clients pointed at it.
 //!
 //! Why this module exists: the moto tests and the conformance suite both need a live, isolated
 //! EC2 emulator on a free loopback port that is killed (by its pid) when the test ends, plus
 //! mirrorctl's `AwsCloud` and a raw SDK client (for setup moto has no preloaded state for:
-//! RunInstances, StopInstances) configured with fake static credentials.
+//! `RunInstances`, `StopInstances`) configured with fake static credentials.
 
 #![allow(dead_code)]
 
@@ -108,7 +108,7 @@ impl Moto {
 
     /// mirrorctl's adapter with `options`.
     pub async fn cloud_with(&self, options: AwsOptions) -> AwsCloud {
-        AwsCloud::from_sdk_config(&self.sdk_config().await, options)
+        AwsCloud::from_sdk_config(&self.sdk_config().await, &options)
     }
 
     /// A raw SDK client, for setup mirrorctl does not do.

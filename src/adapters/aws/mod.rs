@@ -79,14 +79,14 @@ impl AwsOptions {
 /// verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DryRunProbe {
-    /// A zone the cluster uses (CreateVolume).
+    /// A zone the cluster uses (`CreateVolume`).
     pub zone: Zone,
-    /// One of the cluster's instances (AttachVolume, DetachVolume, StartInstances).
+    /// One of the cluster's instances (`AttachVolume`, `DetachVolume`, `StartInstances`).
     pub instance: InstanceId,
-    /// That instance's mirror volume (AttachVolume, DetachVolume, CreateSnapshot, CreateTags).
+    /// That instance's mirror volume (`AttachVolume`, `DetachVolume`, `CreateSnapshot`, `CreateTags`).
     pub volume: VolumeId,
-    /// A snapshot (CreateVolume source, DeleteSnapshot); without one, CreateVolume asks for a
-    /// blank 1 GiB volume and DeleteSnapshot is tried on a placeholder id.
+    /// A snapshot (`CreateVolume` source, `DeleteSnapshot`); without one, `CreateVolume` asks for
+    /// a blank 1 GiB volume and `DeleteSnapshot` is tried on a placeholder id.
     pub snapshot: Option<SnapshotId>,
 }
 
@@ -108,12 +108,12 @@ impl AwsCloud {
             loader = loader.endpoint_url(url);
         }
         let shared = loader.load().await;
-        Self::from_sdk_config(&shared, options)
+        Self::from_sdk_config(&shared, &options)
     }
 
     /// Builds the client from an already loaded SDK configuration (its credentials and HTTP
     /// client); region, endpoint override, retries and timeouts come from `options`.
-    pub fn from_sdk_config(shared: &aws_config::SdkConfig, options: AwsOptions) -> Self {
+    pub fn from_sdk_config(shared: &aws_config::SdkConfig, options: &AwsOptions) -> Self {
         let mut conf = aws_sdk_ec2::config::Builder::from(shared)
             .region(aws_config::Region::new(options.region.as_str().to_owned()))
             .retry_config(RetryConfig::disabled())
