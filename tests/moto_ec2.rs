@@ -466,7 +466,6 @@ fn paging_ec2(odd: bool) -> String {
     endpoint
 }
 
-#[allow(clippy::format_collect)] // test fixture text
 #[tokio::test]
 async fn describe_volumes_and_snapshots_follow_next_token() {
     let cloud = cloud_at(paging_ec2(false)).await;
