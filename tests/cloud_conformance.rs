@@ -4,7 +4,7 @@
 //! Each case is an async function over a [`Fixture`] (setup the `Cloud` port has no call for:
 //! instances with a mirror volume at `/dev/sdx`, a completed snapshot) and the fixture's
 //! `&dyn Cloud`. Where moto is lenient (DOMAIN.md: zone mismatch, device in use, attaching an
-//! in-use volume, `ClientToken`, instant state changes, starting a running instance) the case is
+//! in-use volume, `ClientToken`, instant state changes) the case is
 //! marked `strict_only` and asserted on the simulator alone. Everything else must agree.
 //!
 //! The simulator runs on paused tokio time (its latencies are instant); moto on real time (the
@@ -366,8 +366,9 @@ async fn strict_only_client_token_and_transitions(f: &dyn Fixture) {
     "io2".clone_into(&mut other.volume_type);
     let e = fails(c.create_volume(&other).await);
     assert_eq!((e.code.as_str(), e.class), ("IdempotentParameterMismatch", ErrorClass::NeedsHuman));
-    let e = fails(c.start_instance(&s1.instance).await);
-    assert_eq!(e.code, "IncorrectInstanceState", "starting a running instance");
+    // Not asserted here: the simulator refuses StartInstances on a running instance
+    // (IncorrectInstanceState), moto accepts it, and real EC2 is believed to accept it too
+    // (StartInstances is idempotent for a running instance) — reported, not enshrined.
 }
 
 // ---------------------------------------------------------------------------------------------
