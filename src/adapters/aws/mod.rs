@@ -1,0 +1,436 @@
+//! The EC2 port over `aws-sdk-ec2`.
+//!
+//! Why this module exists: it is the one place mirrorctl speaks to real EC2 (or to moto, which
+//! speaks the same wire format). It turns each [`Cloud`] call into exactly the EC2 request the
+//! runbook needs — tags inside every create call, `ClientToken` on `CreateVolume`, `InstanceId` on
+//! every `DetachVolume`, `OwnerIds=["self"]` on every `DescribeSnapshots` — walks every page of the
+//! Describes, and hands back the port's plain types and [`PortError`]s carrying the AWS error code.
+//!
+//! Decisions:
+//! - The SDK's own retries are **off**: the executor owns the retry policy (`backon`, per-step
+//!   budgets, throttling never fatal), and two stacked retry loops would multiply waits and hide
+//!   calls from the counters.
+//! - Every HTTP call first takes a token from a client-side bucket ([`budget`]), so mirrorctl
+//!   stays inside a fraction of the account's EC2 request budget and *waits* rather than fails.
+//! - Lookups by id use the `VolumeIds`/`SnapshotIds`/`InstanceIds` parameters (an unknown id is a
+//!   `*.NotFound` error, as in the simulator), not the `volume-id` filter (which would answer
+//!   with an empty list); the other criteria are filters (`tag:K`, `attachment.instance-id`,
+//!   `volume-id` for a snapshot's source volume). `MaxResults` is only sent without ids (EC2
+//!   refuses the combination).
+//! - Non-data block devices (the root `/dev/sda1`, `/dev/xvda`) are not [`DeviceName`]s; they are
+//!   left out of attachments and instance device lists.
+
+pub mod budget;
+mod convert;
+pub mod error;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{self as sdk, Filter, ResourceType, TagSpecification};
+
+pub use budget::{Budget, Budgets, Category};
+use convert::{SnapshotFields, VolumeFields};
+use error::from_sdk;
+
+use crate::ids::{DeviceName, InstanceId, Region, SnapshotId, VolumeId, Zone};
+use crate::ports::cloud::{
+    Cloud, CreateSnapshot, CreateVolume, Instance, ShutdownBehavior, Snapshot, SnapshotFilter, Tags, Volume,
+    VolumeFilter,
+};
+use crate::ports::{PortError, PortResult};
+
+/// How to reach EC2 and how gently to use it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsOptions {
+    /// The region of the cluster (from the desired state).
+    pub region: Region,
+    /// An endpoint to use instead of EC2's (moto, a VPC endpoint). `None` still honours the
+    /// standard `AWS_ENDPOINT_URL_EC2` / `AWS_ENDPOINT_URL` environment variables.
+    pub endpoint_url: Option<String>,
+    /// Client-side request budgets.
+    pub budgets: Budgets,
+    /// `MaxResults` for Describes without ids; clamped to what each API accepts (5–500 for
+    /// volumes, 5–1000 for snapshots and instances).
+    pub page_size: u32,
+    /// Time limit for one HTTP attempt (the SDK's operation attempt timeout).
+    pub attempt_timeout: Duration,
+}
+
+impl AwsOptions {
+    /// Defaults for `region`: EC2's endpoint, default budgets, pages of 500, 30 s per attempt.
+    pub fn new(region: Region) -> Self {
+        AwsOptions {
+            region,
+            endpoint_url: None,
+            budgets: Budgets::default(),
+            page_size: 500,
+            attempt_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What [`AwsCloud::dry_run_check`] should try each mutating call on: real ids from the desired
+/// state, since EC2 may answer a dry run on a made-up id with `NotFound` instead of a permission
+/// verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryRunProbe {
+    /// A zone the cluster uses (`CreateVolume`).
+    pub zone: Zone,
+    /// One of the cluster's instances (`AttachVolume`, `DetachVolume`, `StartInstances`).
+    pub instance: InstanceId,
+    /// That instance's mirror volume (`AttachVolume`, `DetachVolume`, `CreateSnapshot`, `CreateTags`).
+    pub volume: VolumeId,
+    /// A snapshot (`CreateVolume` source, `DeleteSnapshot`); without one, `CreateVolume` asks for
+    /// a blank 1 GiB volume and `DeleteSnapshot` is tried on a placeholder id.
+    pub snapshot: Option<SnapshotId>,
+}
+
+/// The [`Cloud`] port on `aws-sdk-ec2`.
+#[derive(Debug)]
+pub struct AwsCloud {
+    client: Client,
+    limiter: budget::Limiter,
+    page_size: u32,
+}
+
+impl AwsCloud {
+    /// Builds the client from the default credential chain (environment, profile, SSO, web
+    /// identity, container and instance metadata) for `options.region`.
+    pub async fn connect(options: AwsOptions) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(options.region.as_str().to_owned()));
+        if let Some(url) = &options.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let shared = loader.load().await;
+        Self::from_sdk_config(&shared, &options)
+    }
+
+    /// Builds the client from an already loaded SDK configuration (its credentials and HTTP
+    /// client); region, endpoint override, retries and timeouts come from `options`.
+    pub fn from_sdk_config(shared: &aws_config::SdkConfig, options: &AwsOptions) -> Self {
+        let mut conf = aws_sdk_ec2::config::Builder::from(shared)
+            .region(aws_config::Region::new(options.region.as_str().to_owned()))
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(options.attempt_timeout)
+                    .build(),
+            );
+        if let Some(url) = &options.endpoint_url {
+            conf = conf.endpoint_url(url);
+        }
+        AwsCloud {
+            client: Client::from_conf(conf.build()),
+            limiter: budget::Limiter::new(options.budgets),
+            page_size: options.page_size,
+        }
+    }
+
+    /// HTTP calls made so far, per API (`ec2:DescribeVolumes`, `ec2:CreateVolume`, …), pages and
+    /// dry runs included.
+    pub fn call_counts(&self) -> BTreeMap<String, u64> {
+        self.limiter.counts()
+    }
+
+    /// Total time calls have waited for a client-side token.
+    pub fn throttle_wait(&self) -> Duration {
+        self.limiter.waited()
+    }
+
+    /// Tries each mutating API with `DryRun=true` and reports, per API name, `Ok` when EC2 says
+    /// `DryRunOperation` (permitted) and the error otherwise (`UnauthorizedOperation` = the IAM
+    /// policy lacks it). Used by `plan`; changes nothing.
+    pub async fn dry_run_check(&self, probe: &DryRunProbe) -> Vec<(&'static str, Result<(), PortError>)> {
+        let mut out = Vec::new();
+        let snap = probe.snapshot.as_ref().map_or("snap-00000000000000000", SnapshotId::as_str);
+
+        let mut create = self.client.create_volume().dry_run(true).availability_zone(probe.zone.as_str());
+        create = match &probe.snapshot {
+            Some(s) => create.snapshot_id(s.as_str()),
+            None => create.size(1),
+        };
+        self.limiter.admit(Category::Mutate, "CreateVolume").await;
+        out.push(("CreateVolume", dry(create.send().await.map_err(|e| from_sdk("CreateVolume", &e)))));
+
+        self.limiter.admit(Category::Mutate, "AttachVolume").await;
+        let r = self
+            .client
+            .attach_volume()
+            .dry_run(true)
+            .volume_id(probe.volume.as_str())
+            .instance_id(probe.instance.as_str())
+            .device("/dev/sdz")
+            .send()
+            .await;
+        out.push(("AttachVolume", dry(r.map_err(|e| from_sdk("AttachVolume", &e)))));
+
+        self.limiter.admit(Category::Mutate, "DetachVolume").await;
+        let r = self
+            .client
+            .detach_volume()
+            .dry_run(true)
+            .volume_id(probe.volume.as_str())
+            .instance_id(probe.instance.as_str())
+            .send()
+            .await;
+        out.push(("DetachVolume", dry(r.map_err(|e| from_sdk("DetachVolume", &e)))));
+
+        self.limiter.admit(Category::Mutate, "CreateSnapshot").await;
+        let r = self.client.create_snapshot().dry_run(true).volume_id(probe.volume.as_str()).send().await;
+        out.push(("CreateSnapshot", dry(r.map_err(|e| from_sdk("CreateSnapshot", &e)))));
+
+        self.limiter.admit(Category::Mutate, "DeleteSnapshot").await;
+        let r = self.client.delete_snapshot().dry_run(true).snapshot_id(snap).send().await;
+        out.push(("DeleteSnapshot", dry(r.map_err(|e| from_sdk("DeleteSnapshot", &e)))));
+
+        self.limiter.admit(Category::Mutate, "StartInstances").await;
+        let r = self.client.start_instances().dry_run(true).instance_ids(probe.instance.as_str()).send().await;
+        out.push(("StartInstances", dry(r.map_err(|e| from_sdk("StartInstances", &e)))));
+
+        self.limiter.admit(Category::Mutate, "CreateTags").await;
+        let r = self
+            .client
+            .create_tags()
+            .dry_run(true)
+            .resources(probe.volume.as_str())
+            .tags(sdk::Tag::builder().key(crate::ports::cloud::tag::CLUSTER).value("dry-run").build())
+            .send()
+            .await;
+        out.push(("CreateTags", dry(r.map_err(|e| from_sdk("CreateTags", &e)))));
+        out
+    }
+
+    fn page(&self, max: u32) -> i32 {
+        i32::try_from(self.page_size.clamp(5, max)).unwrap_or(5)
+    }
+}
+
+/// A dry run's verdict: `DryRunOperation` = permitted; success means the far side ignored
+/// `DryRun`, which must not pass silently.
+fn dry<T>(r: Result<T, PortError>) -> Result<(), PortError> {
+    match r {
+        Ok(_) => Err(PortError::ec2("DryRunIgnored", "the call succeeded although DryRun was set")),
+        Err(e) => convert::dry_run_outcome(e),
+    }
+}
+
+fn filter(name: impl Into<String>, values: impl IntoIterator<Item = impl Into<String>>) -> Filter {
+    Filter::builder().name(name).set_values(Some(values.into_iter().map(Into::into).collect())).build()
+}
+
+fn tag_filters(tags: &Tags) -> impl Iterator<Item = Filter> + '_ {
+    tags.iter().map(|(k, v)| filter(format!("tag:{k}"), [v.as_str()]))
+}
+
+fn tag_spec(kind: ResourceType, tags: &Tags) -> Option<TagSpecification> {
+    (!tags.is_empty())
+        .then(|| TagSpecification::builder().resource_type(kind).set_tags(Some(convert::sdk_tags(tags))).build())
+}
+
+fn int(api: &str, what: &str, v: Option<u32>) -> PortResult<Option<i32>> {
+    v.map(|n| {
+        i32::try_from(n)
+            .map_err(|_| PortError::ec2("InvalidParameterValue", format!("ec2:{api}: {what} {n} is too large")))
+    })
+    .transpose()
+}
+
+#[async_trait::async_trait]
+impl Cloud for AwsCloud {
+    async fn describe_volumes(&self, f: &VolumeFilter) -> PortResult<Vec<Volume>> {
+        const API: &str = "DescribeVolumes";
+        let mut filters: Vec<Filter> = tag_filters(&f.tags).collect();
+        if !f.attached_to.is_empty() {
+            filters.push(filter("attachment.instance-id", f.attached_to.iter().map(InstanceId::as_str)));
+        }
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut req = self.client.describe_volumes().set_next_token(next.take());
+            if !filters.is_empty() {
+                req = req.set_filters(Some(filters.clone()));
+            }
+            if f.ids.is_empty() {
+                req = req.max_results(self.page(500));
+            } else {
+                req = req.set_volume_ids(Some(f.ids.iter().map(|v| v.as_str().to_owned()).collect()));
+            }
+            self.limiter.admit(Category::Describe, API).await;
+            let page = req.send().await.map_err(|e| from_sdk(API, &e))?;
+            for v in page.volumes() {
+                out.push(convert::volume(API, &VolumeFields::from(v))?);
+            }
+            match page.next_token().filter(|t| !t.is_empty()) {
+                Some(t) => next = Some(t.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn describe_snapshots(&self, f: &SnapshotFilter) -> PortResult<Vec<Snapshot>> {
+        const API: &str = "DescribeSnapshots";
+        let mut filters: Vec<Filter> = tag_filters(&f.tags).collect();
+        if let Some(v) = &f.volume {
+            filters.push(filter("volume-id", [v.as_str()]));
+        }
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut req = self.client.describe_snapshots().owner_ids("self").set_next_token(next.take());
+            if !filters.is_empty() {
+                req = req.set_filters(Some(filters.clone()));
+            }
+            if f.ids.is_empty() {
+                req = req.max_results(self.page(1000));
+            } else {
+                req = req.set_snapshot_ids(Some(f.ids.iter().map(|s| s.as_str().to_owned()).collect()));
+            }
+            self.limiter.admit(Category::Describe, API).await;
+            let page = req.send().await.map_err(|e| from_sdk(API, &e))?;
+            for s in page.snapshots() {
+                out.push(convert::snapshot(API, &SnapshotFields::from(s))?);
+            }
+            match page.next_token().filter(|t| !t.is_empty()) {
+                Some(t) => next = Some(t.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn describe_instances(&self, ids: &[InstanceId]) -> PortResult<Vec<Instance>> {
+        const API: &str = "DescribeInstances";
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut req = self.client.describe_instances().set_next_token(next.take());
+            if ids.is_empty() {
+                req = req.max_results(self.page(1000));
+            } else {
+                req = req.set_instance_ids(Some(ids.iter().map(|i| i.as_str().to_owned()).collect()));
+            }
+            self.limiter.admit(Category::Describe, API).await;
+            let page = req.send().await.map_err(|e| from_sdk(API, &e))?;
+            for r in page.reservations() {
+                for i in r.instances() {
+                    out.push(convert::instance(API, i)?);
+                }
+            }
+            match page.next_token().filter(|t| !t.is_empty()) {
+                Some(t) => next = Some(t.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn shutdown_behavior(&self, id: &InstanceId) -> PortResult<ShutdownBehavior> {
+        const API: &str = "DescribeInstanceAttribute";
+        self.limiter.admit(Category::Describe, API).await;
+        let out = self
+            .client
+            .describe_instance_attribute()
+            .instance_id(id.as_str())
+            .attribute(sdk::InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+            .send()
+            .await
+            .map_err(|e| from_sdk(API, &e))?;
+        convert::shutdown_behavior(API, out.instance_initiated_shutdown_behavior().and_then(sdk::AttributeValue::value))
+    }
+
+    async fn create_volume(&self, req: &CreateVolume) -> PortResult<Volume> {
+        const API: &str = "CreateVolume";
+        let mut call = self
+            .client
+            .create_volume()
+            .availability_zone(req.zone.as_str())
+            .snapshot_id(req.snapshot.as_str())
+            .volume_type(sdk::VolumeType::from(req.volume_type.as_str()))
+            .client_token(&req.client_token)
+            .set_size(int(API, "size", req.size_gib)?)
+            .set_iops(int(API, "iops", req.iops)?)
+            .set_throughput(int(API, "throughput", req.throughput)?)
+            .set_volume_initialization_rate(int(API, "initialization rate", req.initialization_rate)?)
+            .set_tag_specifications(tag_spec(ResourceType::Volume, &req.tags).map(|t| vec![t]));
+        if let Some(key) = &req.kms_key {
+            call = call.encrypted(true).kms_key_id(key);
+        }
+        self.limiter.admit(Category::Mutate, API).await;
+        let out = call.send().await.map_err(|e| from_sdk(API, &e))?;
+        convert::volume(API, &VolumeFields::from(&out))
+    }
+
+    async fn attach_volume(&self, volume: &VolumeId, instance: &InstanceId, device: &DeviceName) -> PortResult<()> {
+        const API: &str = "AttachVolume";
+        self.limiter.admit(Category::Mutate, API).await;
+        self.client
+            .attach_volume()
+            .volume_id(volume.as_str())
+            .instance_id(instance.as_str())
+            .device(device.api_name())
+            .send()
+            .await
+            .map_err(|e| from_sdk(API, &e))?;
+        Ok(())
+    }
+
+    async fn detach_volume(&self, volume: &VolumeId, instance: &InstanceId) -> PortResult<()> {
+        const API: &str = "DetachVolume";
+        self.limiter.admit(Category::Mutate, API).await;
+        self.client
+            .detach_volume()
+            .volume_id(volume.as_str())
+            .instance_id(instance.as_str())
+            .send()
+            .await
+            .map_err(|e| from_sdk(API, &e))?;
+        Ok(())
+    }
+
+    async fn create_snapshot(&self, req: &CreateSnapshot) -> PortResult<Snapshot> {
+        const API: &str = "CreateSnapshot";
+        self.limiter.admit(Category::Mutate, API).await;
+        let out = self
+            .client
+            .create_snapshot()
+            .volume_id(req.volume.as_str())
+            .description(&req.description)
+            .set_tag_specifications(tag_spec(ResourceType::Snapshot, &req.tags).map(|t| vec![t]))
+            .send()
+            .await
+            .map_err(|e| from_sdk(API, &e))?;
+        convert::snapshot(API, &SnapshotFields::from(&out))
+    }
+
+    async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()> {
+        const API: &str = "DeleteSnapshot";
+        self.limiter.admit(Category::Mutate, API).await;
+        self.client.delete_snapshot().snapshot_id(id.as_str()).send().await.map_err(|e| from_sdk(API, &e))?;
+        Ok(())
+    }
+
+    async fn start_instance(&self, id: &InstanceId) -> PortResult<()> {
+        const API: &str = "StartInstances";
+        self.limiter.admit(Category::Mutate, API).await;
+        self.client.start_instances().instance_ids(id.as_str()).send().await.map_err(|e| from_sdk(API, &e))?;
+        Ok(())
+    }
+
+    async fn create_tags(&self, resource: &str, tags: &Tags) -> PortResult<()> {
+        const API: &str = "CreateTags";
+        self.limiter.admit(Category::Mutate, API).await;
+        self.client
+            .create_tags()
+            .resources(resource)
+            .set_tags(Some(convert::sdk_tags(tags)))
+            .send()
+            .await
+            .map_err(|e| from_sdk(API, &e))?;
+        Ok(())
+    }
+}
