@@ -147,7 +147,8 @@ fn write_status(
     err: Option<String>,
 ) -> Result<(), ReconcileError> {
     let records = journal.lock().map(|j| j.records().to_vec()).unwrap_or_default();
-    let doc = StatusDoc::build(spec, plan, obs, &records, err, ctx.ports.clock.now());
+    let mut doc = StatusDoc::build(spec, plan, obs, &records, err, ctx.ports.clock.now());
+    doc.api_calls = ctx.ports.cloud.call_counts();
     let path = StatusDoc::path_for(&ctx.state_dir, &spec.cluster.name);
     doc.write(&path).map_err(|source| ReconcileError::Status { path, source })
 }

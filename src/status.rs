@@ -92,6 +92,9 @@ pub struct StatusDoc {
     pub history: Vec<StepHistory>,
     /// Volumes and snapshots.
     pub inventory: Inventory,
+    /// EC2 calls made by this process so far, per API.
+    #[serde(default)]
+    pub api_calls: BTreeMap<String, u64>,
     /// When written.
     pub updated: Timestamp,
 }
@@ -128,6 +131,7 @@ impl StatusDoc {
             operations: operations(records),
             history: history(records),
             inventory: obs.map(|o| inventory(spec, o)).unwrap_or_default(),
+            api_calls: BTreeMap::new(),
             updated: now,
         }
     }
@@ -207,6 +211,11 @@ impl StatusDoc {
             for h in self.history.iter().rev().take(12).collect::<Vec<_>>().into_iter().rev() {
                 let _ = writeln!(s, "    {}  {:<44} {:<30} {}", h.started, h.step, h.outcome, h.what);
             }
+        }
+        if !self.api_calls.is_empty() {
+            let calls: Vec<String> =
+                self.api_calls.iter().map(|(k, v)| format!("{}={v}", k.trim_start_matches("ec2:"))).collect();
+            let _ = writeln!(s, "  EC2 calls: {}", calls.join(" "));
         }
         let _ = writeln!(s, "  updated:   {}", self.updated);
         s

@@ -80,6 +80,18 @@ async fn full_flow(lab: &Lab, os: Os) {
     assert_eq!(superseded, 2);
     assert_eq!(inv.deleted_volumes, 0);
 
+    // Status lists the restore's volumes and the EC2 calls made.
+    let doc = mirrorctl::status::StatusDoc::read(&mirrorctl::status::StatusDoc::path_for(
+        &lab.state_dir(),
+        &spec.cluster.name,
+    ))
+    .expect("status document");
+    assert_eq!(doc.phase, mirrorctl::status::Phase::Converged);
+    assert_eq!(doc.inventory.new_volumes.len(), 2);
+    assert_eq!(doc.inventory.replaced_volumes.len(), 2);
+    assert_eq!(doc.api_calls.get("ec2:CreateVolume"), Some(&2));
+    assert_eq!(doc.api_calls.get("ec2:CreateSnapshot"), Some(&1));
+
     // The failover check moved the group to the other server, and it is online there.
     let status = lab.world.ports().cluster.status().await.expect("status");
     let placement = &status.groups[&spec.mirror.group];

@@ -264,6 +264,12 @@ pub trait Cloud: Send + Sync {
     async fn start_instance(&self, id: &InstanceId) -> PortResult<()>;
     /// `CreateTags` on one resource (volume or snapshot id).
     async fn create_tags(&self, resource: &str, tags: &Tags) -> PortResult<()>;
+
+    /// EC2 calls made so far through this port, per API (`ec2:CreateVolume`, …), for status and
+    /// metrics. Implementations that do not count return an empty map.
+    fn call_counts(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
 }
 
 /// The class of an EC2 error code, as DOMAIN.md lists them; the executor narrows it per operation

@@ -422,6 +422,10 @@ impl SimCloud {
 
 #[async_trait::async_trait]
 impl Cloud for SimCloud {
+    fn call_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.world.call_counts().into_iter().filter(|(k, _)| k.starts_with("ec2:")).collect()
+    }
+
     async fn describe_volumes(&self, filter: &VolumeFilter) -> PortResult<Vec<Volume>> {
         self.rtt().await;
         self.world.call("ec2:DescribeVolumes", Some(Bucket::Describe), |w, now| w.ec2_describe_volumes(filter, now))

@@ -244,6 +244,10 @@ fn int(api: &str, what: &str, v: Option<u32>) -> PortResult<Option<i32>> {
 
 #[async_trait::async_trait]
 impl Cloud for AwsCloud {
+    fn call_counts(&self) -> BTreeMap<String, u64> {
+        AwsCloud::call_counts(self)
+    }
+
     async fn describe_volumes(&self, f: &VolumeFilter) -> PortResult<Vec<Volume>> {
         const API: &str = "DescribeVolumes";
         let mut filters: Vec<Filter> = tag_filters(&f.tags).collect();
