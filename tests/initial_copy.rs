@@ -101,3 +101,25 @@ async fn off_only_when_both_sides_are_proven_identical() {
     assert!(initial_copy(&p));
     assert!(p.notes.iter().any(|n| n.contains("started")), "{:?}", p.notes);
 }
+
+#[tokio::test(start_paused = true)]
+async fn preflight_refuses_a_snapshot_smaller_than_the_disk() {
+    let lab = Lab::windows(62);
+    let s2 = mirrorctl::ids::ServerName::parse("server2").unwrap();
+    let snap = lab
+        .world
+        .add_snapshot(&s2, mirrorctl::ports::cloud::Tags::new(), mirrorctl::ports::cloud::SnapshotState::Completed)
+        .unwrap();
+    let spec = with_restore(example(Os::Windows), &snap.id, "r-small", false);
+    let ctx = lab.ctx();
+    let journal = open_journal(&spec, &ctx).unwrap();
+    let (mut obs, p) = plan_once(&spec, &ctx, &journal).await.unwrap();
+    assert!(p.has_changes(), "a same-size snapshot passes preflight: {p:?}");
+    // The same observation with a 50 GiB snapshot for 100 GiB disks.
+    obs.snapshots.iter_mut().find(|s| s.id == snap.id).unwrap().size_gib = 50;
+    let view = journal.lock().unwrap().view().clone();
+    let p = plan(&spec, &obs, &view);
+    let mirrorctl::plan::Outcome::Blocked(c) = &p.outcome else { panic!("{p:?}") };
+    assert_eq!(c.reason, "snapshot-too-small");
+    assert!(c.message.contains("50 GiB") && c.message.contains("100 GiB"), "{c:?}");
+}
