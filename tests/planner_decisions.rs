@@ -1,4 +1,4 @@
-//! The decision to re-add md with initial mirror construction OFF is taken only when observation
+//! Planner decisions on observations edited by hand. The decision to re-add md with initial mirror construction OFF is taken only when observation
 //! proves both sides came from the requested snapshot in this request and were not written since;
 //! otherwise it stays ON and the plan says why.
 
