@@ -1,6 +1,7 @@
-//! Planner decisions on observations edited by hand. The decision to re-add md with initial mirror construction OFF is taken only when observation
-//! proves both sides came from the requested snapshot in this request and were not written since;
-//! otherwise it stays ON and the plan says why.
+//! Planner decisions, checked on real observations edited by hand. Initial mirror construction is
+//! switched OFF only when observation proves both sides came from the requested snapshot in this
+//! request and were not written since; otherwise it stays ON and the plan says why. Preflight
+//! refuses a snapshot smaller than the disk.
 
 mod common;
 
