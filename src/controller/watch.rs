@@ -5,11 +5,15 @@
 //!
 //! So the watch set is: the directory's resolved target, the directory's parent, and the parent of
 //! every symlink on the directory's path. [`DirWatch::refresh`] recomputes the set after each wake
-//! (the link may point elsewhere now). Events are not interpreted: any event only wakes the loop,
-//! which re-reads the files (level-triggered).
+//! (the link may point elsewhere now). An event wakes the loop only if it is about a `*.toml` file
+//! of the target or about one of the watched names (the directory, a symlink on its path): the
+//! parent may hold busy files such as the daemon's own log. The loop then re-reads every file
+//! (level-triggered); events are not interpreted further.
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc::UnboundedSender;
@@ -19,15 +23,46 @@ pub(super) struct DirWatch {
     dir: PathBuf,
     watcher: Option<RecommendedWatcher>,
     watched: BTreeSet<PathBuf>,
+    interest: Arc<Mutex<Interest>>,
+}
+
+/// Which events wake the loop.
+#[derive(Debug, Default)]
+struct Interest {
+    /// The resolved directory: events on its `*.toml` files.
+    target: Option<PathBuf>,
+    /// Names watched in parent directories: the directory's own, symlinks' on its path.
+    names: BTreeSet<OsString>,
+}
+
+impl Interest {
+    fn wants(&self, event: &notify::Event) -> bool {
+        // Opening and reading (our own scans among them) changes nothing.
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return false;
+        }
+        event.need_rescan()
+            || event.paths.is_empty()
+            || event.paths.iter().any(|p| {
+                let toml = p.extension().is_some_and(|e| e == "toml");
+                (toml && self.target.as_deref().is_some_and(|t| p.parent() == Some(t)))
+                    || p.file_name().is_some_and(|n| self.names.contains(n))
+            })
+    }
 }
 
 impl DirWatch {
     /// Starts watching `dir`; events send `()` on `wake`. A watcher that cannot be created is
     /// logged and the daemon relies on its periodic resync.
     pub(super) fn new(dir: &Path, wake: UnboundedSender<()>) -> Self {
+        let interest = Arc::new(Mutex::new(Interest::default()));
+        let filter = Arc::clone(&interest);
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-            Ok(_) => {
-                let _ = wake.send(());
+            Ok(event) => {
+                if filter.lock().is_ok_and(|i| i.wants(&event)) {
+                    tracing::debug!(paths = ?event.paths, kind = ?event.kind, "file event");
+                    let _ = wake.send(());
+                }
             }
             Err(e) => tracing::warn!(error = %e, "file watch error; the periodic resync covers it"),
         });
@@ -42,6 +77,7 @@ impl DirWatch {
             dir: std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned()),
             watcher,
             watched: BTreeSet::new(),
+            interest,
         };
         w.refresh();
         w
@@ -51,6 +87,15 @@ impl DirWatch {
     pub(super) fn refresh(&mut self) {
         let Some(watcher) = self.watcher.as_mut() else { return };
         let want = wanted(&self.dir);
+        if let Ok(mut i) = self.interest.lock() {
+            i.target = std::fs::canonicalize(&self.dir).ok();
+            i.names = self
+                .dir
+                .ancestors()
+                .filter(|a| *a == self.dir || std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()))
+                .filter_map(|a| a.file_name().map(ToOwned::to_owned))
+                .collect();
+        }
         for gone in self.watched.difference(&want).cloned().collect::<Vec<_>>() {
             let _ = watcher.unwatch(&gone);
             self.watched.remove(&gone);

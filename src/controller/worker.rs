@@ -111,7 +111,9 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
                 break;
             }
             Desired::Invalid(e) => {
-                tracing::warn!(cluster = %key, "desired state invalid; keeping its last valid version:\n{e}");
+                if last_seen.as_ref() != Some(&desired) {
+                    tracing::warn!(cluster = %key, "desired state invalid; keeping its last valid version:\n{e}");
+                }
                 Some(e.clone())
             }
             Desired::Valid(spec) => {
