@@ -89,9 +89,9 @@ mod tests {
 
     #[test]
     fn an_unknown_key_names_file_line_and_key() {
-        let e = Settings::parse(Path::new("deploy/daemon.toml"), "resync_secs = 5\nresync = 5\n").unwrap_err();
+        let e = Settings::parse(Path::new("deploy/daemon.toml"), "resync_secs = 5\nresync_sec = 5\n").unwrap_err();
         let text = e.to_string();
-        assert!(text.starts_with("error[unknown-key]: deploy/daemon.toml:2:1: resync"), "{text}");
+        assert!(text.starts_with("error[unknown-key]: deploy/daemon.toml:2:1: resync_sec"), "{text}");
         assert!(text.contains("did you mean `resync_secs`?"), "{text}");
     }
 
