@@ -1,6 +1,6 @@
 //! The daemon loop in-process, on real time against lab worlds (one persisted simulated world per
 //! cluster): a new file converges, an invalid edit keeps the last valid version and shows the
-//! error with file:line, a removed file stops its worker, two clusters run concurrently.
+//! error with `file:line`, a removed file stops its worker, two clusters run concurrently.
 //!
 //! File events come from the OS on another thread, so these tests use real time with a fast lab
 //! world and bounded polling loops (every wait gives up with a message after 60 s).
@@ -20,15 +20,10 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 fn desired(cluster: &str, take: &[&str]) -> String {
     let text = std::fs::read_to_string(Path::new(REPO).join("desired-state").join(format!("{cluster}.toml")))
         .expect("example desired state");
-    let mut out: String = text
-        .lines()
-        .filter(|l| !l.starts_with("schedule") && !l.starts_with("take"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("schedule") && !l.starts_with("take")).collect();
     let names: Vec<String> = take.iter().map(|t| format!("\"{t}\"")).collect();
-    // `[backup]` is the last table of both examples (the restore table is commented out).
-    out.push_str(&format!("take = [{}]\n", names.join(", ")));
-    out
+    // `[backup]` is the last table of the examples (the restore table is commented out).
+    format!("{}\ntake = [{}]\n", kept.join("\n"), names.join(", "))
 }
 
 /// Writes a file the way an editor that saves atomically would.

@@ -20,14 +20,10 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// The example `prod-db` file without its schedule, with `take` as given.
 fn desired(take: &[&str]) -> String {
     let text = std::fs::read_to_string(Path::new(REPO).join("desired-state/prod-db.toml")).expect("example");
-    let mut out: String = text
-        .lines()
-        .filter(|l| !l.starts_with("schedule") && !l.starts_with("take"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("schedule") && !l.starts_with("take")).collect();
     let names: Vec<String> = take.iter().map(|t| format!("\"{t}\"")).collect();
-    out.push_str(&format!("take = [{}]\n", names.join(", ")));
-    out
+    // `[backup]` is the last table of the examples (the restore table is commented out).
+    format!("{}\ntake = [{}]\n", kept.join("\n"), names.join(", "))
 }
 
 fn free_port() -> u16 {
@@ -113,7 +109,7 @@ impl Daemon {
     }
 
     fn log(&self) -> String {
-        self.lines.lock().unwrap().iter().map(|(_, l)| format!("{l}\n")).collect()
+        self.lines.lock().unwrap().iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n")
     }
 
     fn signal(&self, name: &str) {
