@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 pub use http::serve;
 pub use metrics::Metrics;
 pub use settings::Settings;
+pub use worker::REMOVED;
 
 use crate::execute::{Progress, RetryPolicy};
 use crate::ports::Ports;

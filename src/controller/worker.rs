@@ -112,7 +112,12 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
             }
             Desired::Invalid(e) => {
                 if last_seen.as_ref() != Some(&desired) {
-                    tracing::warn!(cluster = %key, "desired state invalid; keeping its last valid version:\n{e}");
+                    let keeping = if last_valid.is_some() {
+                        "keeping its last valid version"
+                    } else {
+                        "no valid version seen yet: not reconciling until it is fixed"
+                    };
+                    tracing::warn!(cluster = %key, "desired state invalid; {keeping}:\n{e}");
                 }
                 Some(e.clone())
             }
@@ -127,6 +132,7 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
         let Some(spec) = last_valid.clone() else {
             // Never valid in this process: nothing to work toward; say why and wait for an edit.
             let error = spec_error.unwrap_or_default();
+            last_seen = Some(desired);
             write_patch(&shared, &key, &file, ports.as_ref(), |d| {
                 d.spec_error = Some(error.clone());
                 d.stopped = None;
