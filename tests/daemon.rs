@@ -39,14 +39,13 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(cwd: &Path, dir: &str, speed: &str, extra: &[&str]) -> Daemon {
+    fn start(cwd: &Path, dir: &str, speed: &str, grace: &str) -> Daemon {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut child = Command::new(BIN)
             .current_dir(cwd)
             .args(["run", "--dir", dir, "--world", "lab", "--speed", speed, "--listen", &listen])
-            .args(["--state-dir", "state", "--grace", "20"])
-            .args(extra)
+            .args(["--state-dir", "state", "--grace", grace])
             .env_remove("MIRRORCTL_STATE_DIR")
             .env_remove("MIRRORCTL_LOG")
             .stdin(Stdio::null())
@@ -153,7 +152,7 @@ fn an_edit_is_acted_on_and_metrics_and_readiness_follow() {
     std::fs::create_dir(cwd.join("ds")).unwrap();
     // The first pass takes a backup: at ×50 it lasts seconds, long enough to see "not ready".
     std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b0"])).unwrap();
-    let d = Daemon::start(cwd, "ds", "50", &[]);
+    let d = Daemon::start(cwd, "ds", "50", "20");
     let (code, _) = d.get("/readyz").expect("/readyz answers");
     assert_eq!(code, 503, "not ready before the first pass ended");
     d.until("ready", || (d.get("/readyz")?.0 == 200).then_some(()));
@@ -186,7 +185,7 @@ fn a_git_sync_symlink_swap_and_an_editor_save_are_both_seen() {
         std::fs::write(cwd.join(rev).join("prod-db.toml"), desired(take)).unwrap();
     }
     std::os::unix::fs::symlink("rev1", cwd.join("current")).unwrap();
-    let d = Daemon::start(cwd, "current", "1000", &[]);
+    let d = Daemon::start(cwd, "current", "1000", "20");
     d.until("ready", || (d.get("/readyz")?.0 == 200).then_some(()));
 
     // git-sync: a new link to the new checkout, renamed over the old one (atomic).
@@ -212,7 +211,7 @@ fn sigterm_mid_step_exits_in_the_grace_period_and_a_restart_finishes_without_rep
     let cwd = tmp.path();
     std::fs::create_dir(cwd.join("ds")).unwrap();
     std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b1"])).unwrap();
-    let mut d = Daemon::start(cwd, "ds", "20", &[]);
+    let mut d = Daemon::start(cwd, "ds", "20", "20");
     // The md stop takes seconds of model time: signal while it is in flight.
     d.wait_line("step=backup/b1/stop-md@server1");
     let signalled = Instant::now();
@@ -228,11 +227,16 @@ fn sigterm_mid_step_exits_in_the_grace_period_and_a_restart_finishes_without_rep
     assert!(completed(cwd, "backup/b1").is_none(), "the shutdown came before the backup ended");
     drop(d);
 
-    let d = Daemon::start(cwd, "ds", "1000", &[]);
+    let d = Daemon::start(cwd, "ds", "1000", "20");
     d.until("b1 completed after the restart", || completed(cwd, "backup/b1"));
-    let records = Journal::open(&journal).unwrap().records().to_vec();
+    nothing_done_twice(cwd);
+}
+
+/// Every step succeeded at most once, and one snapshot was taken for `b1`.
+fn nothing_done_twice(cwd: &Path) {
+    let journal = Journal::path_for(&cwd.join("state"), &mirrorctl::ids::ClusterName::parse("prod-db").unwrap());
     let mut ok_by_step = std::collections::BTreeMap::<String, usize>::new();
-    for r in &records {
+    for r in Journal::open(&journal).unwrap().records() {
         if let Record::Result { step, ok: true, .. } = r {
             *ok_by_step.entry(step.0.clone()).or_default() += 1;
         }
@@ -241,6 +245,47 @@ fn sigterm_mid_step_exits_in_the_grace_period_and_a_restart_finishes_without_rep
     let s = status(cwd).unwrap();
     let snapshots = s["inventory"]["snapshots"].as_object().unwrap();
     assert_eq!(snapshots.values().filter(|v| v.as_str().unwrap().starts_with("b1 ")).count(), 1, "{snapshots:?}");
+}
+
+#[test]
+fn a_second_signal_exits_at_once_and_the_journal_resolves_the_cut_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::create_dir(cwd.join("ds")).unwrap();
+    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b1"])).unwrap();
+    // At ×0.5 stopping md takes about five seconds: both signals land while it is in flight.
+    let mut d = Daemon::start(cwd, "ds", "0.5", "20");
+    d.wait_line("step=backup/b1/stop-md@server1");
+    d.signal("TERM");
+    std::thread::sleep(Duration::from_millis(100));
+    d.signal("INT");
+    let code = d.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, 130, "log:\n{}", d.log());
+    drop(d);
+    let journal = Journal::path_for(&cwd.join("state"), &mirrorctl::ids::ClusterName::parse("prod-db").unwrap());
+    let records = Journal::open(&journal).unwrap().records().to_vec();
+    let intents = records.iter().filter(|r| matches!(r, Record::Intent { .. })).count();
+    let results = records.iter().filter(|r| matches!(r, Record::Result { .. })).count();
+    assert_eq!(intents, results + 1, "the md stop was cut between its intent and its result");
+    let d = Daemon::start(cwd, "ds", "1000", "20");
+    d.until("b1 completed after the restart", || completed(cwd, "backup/b1"));
+    nothing_done_twice(cwd);
+}
+
+#[test]
+fn the_grace_period_bounds_a_shutdown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::create_dir(cwd.join("ds")).unwrap();
+    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b1"])).unwrap();
+    // At ×0.5 stopping md takes several seconds, longer than the 1 s grace period.
+    let mut d = Daemon::start(cwd, "ds", "0.5", "1");
+    d.wait_line("step=backup/b1/stop-md@server1");
+    let signalled = Instant::now();
+    d.signal("TERM");
+    let code = d.wait_exit(Duration::from_secs(10));
+    println!("SIGTERM with 1 s grace → exit: {:?}", signalled.elapsed());
+    assert_eq!(code, 1, "the grace period ran out with a step in flight; log:\n{}", d.log());
 }
 
 #[test]
