@@ -181,3 +181,29 @@ async fn two_clusters_are_reconciled_concurrently() {
     d.completed("app-linux", "backup/b1").await;
     d.stop().await;
 }
+
+/// The value of the metric line starting with `series`.
+fn metric(m: &Metrics, series: &str) -> u64 {
+    m.render().lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wakes_during_a_pass_schedule_exactly_one_more_pass() {
+    // At ×100 the backup's pass lasts about two seconds.
+    let text = desired("prod-db", &["b1"]);
+    let d = Daemon::start(100.0, &[("prod-db", text.clone())]);
+    d.until("b1 started", |d| d.status("prod-db").filter(|s| s.operations.contains_key("backup/b1"))).await;
+    // Several saves of the same content while the pass runs: level-triggered, they coalesce.
+    for _ in 0..5 {
+        write(&d.dir.join("prod-db.toml"), &text);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    d.completed("prod-db", "backup/b1").await;
+    let converged = "mirrorctl_reconcile_passes_total{cluster=\"prod-db\",outcome=\"converged\"}";
+    d.until("the extra pass", |d| (metric(&d.metrics, converged) == 2).then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(metric(&d.metrics, converged), 2, "{}", d.metrics.render());
+    let stopped = "mirrorctl_reconcile_passes_total{cluster=\"prod-db\",outcome=\"stopped\"}";
+    assert_eq!(metric(&d.metrics, stopped), 0, "the same content does not interrupt the pass");
+    d.stop().await;
+}
