@@ -14,7 +14,7 @@
 //! - [`journal`]: intent/result records, fsync, resume after a crash.
 //! - [`status`]: per-cluster status documents, written atomically.
 //! - [`reconcile`]: one cluster's observe → plan → execute loop until converged or terminal.
-//! - [`controller`]: the daemon loop (file watching, resync) — see its module docs.
+//! - [`controller`]: the daemon loop: file watching, resync, per-cluster workers, metrics, settings.
 //! - [`sim`]: the strict simulated world (EC2, CLUSTERPRO, nodes, data oracle, latency model).
 //! - [`adapters`]: real implementations of the ports (AWS SDK, CLUSTERPRO, node recipes).
 //! - [`cli`]: the `mirrorctl` commands.

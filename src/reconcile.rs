@@ -19,6 +19,7 @@ use crate::plan::{Condition, Outcome, Plan, StepId, plan};
 use crate::ports::{ErrorClass, PortError, Ports};
 use crate::spec::Spec;
 use crate::status::StatusDoc;
+use tokio_util::sync::CancellationToken;
 
 /// Longest pause between two looks at something in progress.
 pub const POLL_CAP: Duration = Duration::from_secs(4);
@@ -49,6 +50,13 @@ pub struct Context {
     pub crash: Option<Arc<CrashSwitch>>,
     /// Stop after this many passes (a guard for tests and `plan`-like uses); `None` = no limit.
     pub max_passes: Option<usize>,
+    /// A stop request (daemon shutdown, or its desired state changed): looked at before each pass
+    /// and before each batch of steps, and it ends a wait early; a step that has started is never
+    /// cut between its intent and its result. `None`: never stopped.
+    pub stop: Option<CancellationToken>,
+    /// An error in the newest version of the desired-state file, written into every status
+    /// document while the loop keeps working toward the last valid version (the daemon's case).
+    pub spec_error: Option<String>,
 }
 
 impl Context {
@@ -61,6 +69,25 @@ impl Context {
             progress: Progress::none(),
             crash: None,
             max_passes: None,
+            stop: None,
+            spec_error: None,
+        }
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(CancellationToken::is_cancelled)
+    }
+
+    /// Sleeps in the world's time; a stop request ends the sleep early (a wait is not a step).
+    async fn pause(&self, d: Duration) {
+        match &self.stop {
+            Some(stop) => {
+                tokio::select! {
+                    () = self.ports.clock.sleep(d) => {}
+                    () = stop.cancelled() => {}
+                }
+            }
+            None => self.ports.clock.sleep(d).await,
         }
     }
 }
@@ -97,6 +124,9 @@ pub enum ReconcileError {
     /// `max_passes` reached.
     #[error("stopped after {0} passes without settling")]
     PassLimit(usize),
+    /// The context's stop token fired; the loop stopped at a step boundary.
+    #[error("stopped on request at a step boundary")]
+    Stopped,
 }
 
 /// Observes with retries (throttling without limit, other retryable errors within budget).
@@ -149,6 +179,7 @@ fn write_status(
     let records = journal.lock().map(|j| j.records().to_vec()).unwrap_or_default();
     let mut doc = StatusDoc::build(spec, plan, obs, &records, err, ctx.ports.clock.now());
     doc.api_calls = ctx.ports.cloud.call_counts();
+    doc.spec_error.clone_from(&ctx.spec_error);
     let path = StatusDoc::path_for(&ctx.state_dir, &spec.cluster.name);
     doc.write(&path).map_err(|source| ReconcileError::Status { path, source })
 }
@@ -171,6 +202,9 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
         passes += 1;
         if ctx.max_passes.is_some_and(|m| passes > m) {
             return Err(ReconcileError::PassLimit(passes - 1));
+        }
+        if ctx.stop_requested() {
+            return Err(ReconcileError::Stopped);
         }
         let (obs, p) = match plan_once(spec, ctx, &journal).await {
             Ok(x) => x,
@@ -212,10 +246,13 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
                         0
                     }
                 };
-                ctx.ports.clock.sleep(poll_delay(w.expect, polls)).await;
+                ctx.pause(poll_delay(w.expect, polls)).await;
             }
             Outcome::Steps { steps } => {
                 last_wait = None;
+                if ctx.stop_requested() {
+                    return Err(ReconcileError::Stopped);
+                }
                 let results = exec.run_all(steps, p.subject.as_ref()).await?;
                 let mut retry_pause = false;
                 for (s, r) in steps.iter().zip(results) {
@@ -230,7 +267,7 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
                     }
                 }
                 if retry_pause {
-                    ctx.ports.clock.sleep(ctx.policy.max_delay).await;
+                    ctx.pause(ctx.policy.max_delay).await;
                 }
             }
         }

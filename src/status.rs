@@ -97,6 +97,14 @@ pub struct StatusDoc {
     pub api_calls: BTreeMap<String, u64>,
     /// When written.
     pub updated: Timestamp,
+    /// The newest version of the desired-state file is invalid (rendered with `file:line:column`);
+    /// the daemon keeps working toward the last valid version. Absent in documents from before the
+    /// daemon existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_error: Option<String>,
+    /// Why the daemon no longer reconciles this cluster (its desired-state file was removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// How many steps of history a document keeps.
@@ -133,6 +141,8 @@ impl StatusDoc {
             inventory: obs.map(|o| inventory(spec, o)).unwrap_or_default(),
             api_calls: BTreeMap::new(),
             updated: now,
+            spec_error: None,
+            stopped: None,
         }
     }
 
@@ -182,6 +192,15 @@ impl StatusDoc {
         }
         if let Some(e) = &self.last_error {
             let _ = writeln!(s, "  error:     {e}");
+        }
+        if let Some(why) = &self.stopped {
+            let _ = writeln!(s, "  stopped:   {why}");
+        }
+        if let Some(e) = &self.spec_error {
+            let _ = writeln!(s, "  desired state invalid (working toward its last valid version):");
+            for line in e.lines() {
+                let _ = writeln!(s, "    {line}");
+            }
         }
         for n in &self.notes {
             let _ = writeln!(s, "  note:      {n}");

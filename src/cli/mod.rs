@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod lab;
 pub mod plan;
+pub mod run;
 pub mod status;
 pub mod validate;
 pub mod world;
@@ -24,9 +25,10 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "Backs up and restores CLUSTERPRO mirror disks on AWS, the Kubernetes way"
 )]
 pub struct Cli {
-    /// Where journals, status documents and the lab world live.
-    #[arg(long, global = true, env = "MIRRORCTL_STATE_DIR", default_value = "state")]
-    pub state_dir: PathBuf,
+    /// Where journals, status documents and the lab world live [default: state; for `run`, its
+    /// settings file may name it].
+    #[arg(long, global = true, env = "MIRRORCTL_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -120,6 +122,8 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// The daemon: reconcile every file of the desired-state directory, forever.
+    Run(run::RunArgs),
     /// Back up, break, restore and verify a simulated two-node cluster: no AWS account needed.
     Lab {
         /// Model seconds per real second.
@@ -191,6 +195,8 @@ pub const EXIT_CHANGES: u8 = 2;
 /// Sets up `tracing` on stderr.
 pub fn init_logging(cli: &Cli) {
     let level = match cli.verbose {
+        // The daemon's log is its audit trail: one line per action by default.
+        0 if matches!(cli.command, Command::Run(_)) => "info",
         0 => "warn",
         1 => "info",
         _ => "debug",
@@ -208,14 +214,16 @@ pub fn init_logging(cli: &Cli) {
 
 /// Runs a parsed command line; returns the exit code of a normal end.
 pub async fn run(cli: Cli) -> Result<u8, CliError> {
+    let state_dir = cli.state_dir.clone().unwrap_or_else(|| PathBuf::from("state"));
     match cli.command {
+        Command::Run(args) => run::run(&args, cli.state_dir.as_deref()).await,
         Command::Validate { paths } => Ok(validate::run(&paths)),
         Command::Plan { file, output, out, world } => {
-            plan::run(&cli.state_dir, &file, output, out.as_deref(), &world).await
+            plan::run(&state_dir, &file, output, out.as_deref(), &world).await
         }
-        Command::Apply { file, plan, world } => apply::run(&cli.state_dir, &file, plan.as_deref(), &world).await,
-        Command::Status { name, output } => status::run(&cli.state_dir, name.as_deref(), output),
-        Command::Lab { speed, seed, os } => lab::run(&cli.state_dir, speed, seed, os).await,
+        Command::Apply { file, plan, world } => apply::run(&state_dir, &file, plan.as_deref(), &world).await,
+        Command::Status { name, output } => status::run(&state_dir, name.as_deref(), output),
+        Command::Lab { speed, seed, os } => lab::run(&state_dir, speed, seed, os).await,
     }
 }
 

@@ -139,7 +139,7 @@ impl Executor {
         self.progress.emit(
             &self.ports,
             &self.cluster,
-            EventKind::StepStarted { step: step.id.clone(), what: action.describe() },
+            EventKind::StepStarted { step: step.id.clone(), what: action.describe(), api: action.api() },
         );
 
         let outcome = self.call_with_retries(&action).await;

@@ -20,6 +20,8 @@ pub enum EventKind {
         step: StepId,
         /// Human description.
         what: String,
+        /// The API it calls (`ec2:CreateVolume`, …), for metrics.
+        api: &'static str,
     },
     /// A step finished.
     StepDone {
@@ -91,7 +93,9 @@ impl Progress {
     /// Records an event.
     pub fn emit(&self, ports: &Ports, cluster: &ClusterName, kind: EventKind) {
         match &kind {
-            EventKind::StepStarted { step, what } => tracing::info!(cluster = %cluster, step = %step, "{what}"),
+            EventKind::StepStarted { step, what, api } => {
+                tracing::info!(cluster = %cluster, step = %step, api = api, "{what}");
+            }
             EventKind::StepDone { step, detail, .. } => {
                 tracing::info!(cluster = %cluster, step = %step, detail = detail.as_deref().unwrap_or(""), "step done");
             }

@@ -74,7 +74,7 @@ pub(crate) fn load_located(path: &Path, text: &str) -> Result<(Spec, Range<usize
 }
 
 /// Turns a TOML parser error into a located error with a hint.
-fn parser_error(source: &Source<'_>, e: &serde_path_to_error::Error<toml::de::Error>) -> SpecError {
+pub(crate) fn parser_error(source: &Source<'_>, e: &serde_path_to_error::Error<toml::de::Error>) -> SpecError {
     let key = key_path(e.path());
     let inner = e.inner();
     let message = inner.message().trim().to_owned();

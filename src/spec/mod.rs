@@ -12,7 +12,9 @@ mod raw;
 pub mod types;
 mod validate;
 
+pub(crate) use error::Source;
 pub use error::{ErrorKind, SpecError, SpecErrors};
+pub(crate) use load::parser_error;
 pub use load::{load_file, load_str};
 pub use types::{
     Access, ApiSpec, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, RestoreSpec, Schedule, SecretRef, ServerSpec,

@@ -1,0 +1,172 @@
+//! `mirrorctl run`: the daemon. Reads `--config` (deploy/daemon.toml), lets flags override it,
+//! opens the metrics endpoint, and runs the controller until SIGTERM or SIGINT.
+//!
+//! Shutdown: the first signal stops new passes and lets passes in flight reach their next step
+//! boundary, for at most the grace period (exit 0 when they all did, 1 when the grace period ran
+//! out — the journal resolves the cut step on restart); a second signal exits at once (exit 130).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{CliError, WorldKind};
+use crate::controller::settings::World;
+use crate::controller::{Config, Controller, Settings, lab_worlds, serve};
+
+/// Flags of `mirrorctl run` (each overrides the settings file).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RunArgs {
+    /// Desired-state directory [default: desired-state].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Which world to act on [default: aws].
+    #[arg(long, value_enum)]
+    pub world: Option<WorldKind>,
+    /// Lab speed factor: model seconds per real second [default: 1].
+    #[arg(long)]
+    pub speed: Option<f64>,
+    /// Seconds between full re-reads of the directory [default: 60].
+    #[arg(long)]
+    pub resync: Option<u64>,
+    /// Address of /metrics, /healthz, /readyz [default: 127.0.0.1:9464].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Seconds a shutdown waits for steps in flight [default: 30].
+    #[arg(long)]
+    pub grace: Option<u64>,
+    /// Settings file (deploy/daemon.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// The settings in force: file, then flags, then defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effective {
+    /// Desired-state directory.
+    pub dir: PathBuf,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// World.
+    pub world: WorldKind,
+    /// Lab speed.
+    pub speed: f64,
+    /// Resync interval.
+    pub resync: Duration,
+    /// Debounce.
+    pub debounce: Duration,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Grace period.
+    pub grace: Duration,
+}
+
+/// Merges the settings file and the flags (`state_dir`: the global `--state-dir`, if given).
+pub fn effective(args: &RunArgs, state_dir: Option<&Path>) -> Result<Effective, CliError> {
+    let file = match &args.config {
+        Some(path) => Settings::load(path).map_err(|e| CliError::InvalidSpec(e.to_string()))?,
+        None => Settings::default(),
+    };
+    let world = args.world.or(file.world.map(|w| match w {
+        World::Aws => WorldKind::Aws,
+        World::Lab => WorldKind::Lab,
+    }));
+    let eff = Effective {
+        dir: args.dir.clone().or(file.dir).unwrap_or_else(|| PathBuf::from("desired-state")),
+        state_dir: state_dir.map(Path::to_owned).or(file.state_dir).unwrap_or_else(|| PathBuf::from("state")),
+        world: world.unwrap_or(WorldKind::Aws),
+        speed: args.speed.or(file.speed).unwrap_or(1.0),
+        resync: Duration::from_secs(args.resync.or(file.resync_secs).unwrap_or(60)),
+        debounce: Duration::from_millis(file.debounce_ms.unwrap_or(100)),
+        listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+        grace: Duration::from_secs(args.grace.or(file.grace_secs).unwrap_or(30)),
+    };
+    if !(eff.speed.is_finite() && eff.speed > 0.0) {
+        return Err(CliError::Usage(format!("--speed must be a positive number, not {}", eff.speed)));
+    }
+    if eff.resync.is_zero() {
+        return Err(CliError::Usage("--resync must be at least 1 second".into()));
+    }
+    Ok(eff)
+}
+
+/// Runs the daemon.
+pub async fn run(args: &RunArgs, state_dir: Option<&Path>) -> Result<u8, CliError> {
+    let eff = effective(args, state_dir)?;
+    let worlds = match eff.world {
+        WorldKind::Aws => {
+            return Err(CliError::Unavailable(
+                "the AWS world is not built yet (its adapter is a separate piece of work); use --world lab to run \
+                 the daemon against simulated clusters"
+                    .into(),
+            ));
+        }
+        WorldKind::Lab => lab_worlds(&eff.state_dir, eff.speed),
+    };
+    if !eff.dir.is_dir() {
+        tracing::warn!(dir = %eff.dir.display(), "the desired-state directory does not exist (yet); waiting for it");
+    }
+    let listener = tokio::net::TcpListener::bind(eff.listen)
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", eff.listen)))?;
+    let mut cfg = Config::new(eff.dir.clone(), eff.state_dir.clone(), worlds);
+    cfg.resync = eff.resync;
+    cfg.debounce = eff.debounce;
+    let controller = Controller::new(cfg);
+    let shutdown = CancellationToken::new();
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn(serve(listener, controller.metrics(), server_stop.clone()));
+    tracing::info!(dir = %eff.dir.display(), state = %eff.state_dir.display(), listen = %eff.listen, "mirrorctl daemon started");
+    let signals = Arc::new(Signals::new()?);
+    let mut daemon = tokio::spawn(controller.run(shutdown.clone()));
+    let code = tokio::select! {
+        _ = &mut daemon => 0,
+        () = signals.next() => {
+            tracing::info!(grace_s = eff.grace.as_secs(), "signal received: stopping at the next step boundary (a second signal exits at once)");
+            shutdown.cancel();
+            tokio::select! {
+                r = tokio::time::timeout(eff.grace, &mut daemon) => if r.is_ok() {
+                    tracing::info!("stopped cleanly");
+                    0
+                } else {
+                    tracing::warn!("grace period over with steps in flight; the journal resolves them on restart");
+                    1
+                },
+                () = signals.next() => {
+                    tracing::warn!("second signal: exiting now; the journal resolves steps in flight on restart");
+                    130
+                }
+            }
+        }
+    };
+    daemon.abort();
+    server_stop.cancel();
+    let _ = server.await;
+    Ok(code)
+}
+
+/// SIGTERM and SIGINT as one stream.
+struct Signals {
+    term: tokio::sync::Mutex<tokio::signal::unix::Signal>,
+    int: tokio::sync::Mutex<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Result<Self, CliError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).map_err(|e| CliError::Failed(format!("SIGTERM handler: {e}")))?;
+        let int = signal(SignalKind::interrupt()).map_err(|e| CliError::Failed(format!("SIGINT handler: {e}")))?;
+        Ok(Signals { term: tokio::sync::Mutex::new(term), int: tokio::sync::Mutex::new(int) })
+    }
+
+    async fn next(&self) {
+        let mut term = self.term.lock().await;
+        let mut int = self.int.lock().await;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The daemon loop behind `mirrorctl run`: watch the desired-state directory, keep one worker per
+//! cluster, reconcile each toward its file, forever.
+//!
+//! Why this module exists: `apply` drives one cluster once; an operations host needs the same
+//! reconcile applied continuously to every file in a Git-synced directory, surviving bad edits,
+//! missed file events, restarts and signals. Decisions written down here:
+//!
+//! - **Level-triggered.** A file event only wakes the loop; after a short debounce every wake
+//!   re-reads *all* files of the directory (they are small) and hands each worker its file's
+//!   current state. A periodic resync does the same, so a missed event costs at most one resync
+//!   interval, and scheduled backups are noticed without any event.
+//! - **One worker per cluster**, keyed by the file stem (which the spec requires to equal the
+//!   cluster name): one pass at a time per cluster, clusters concurrent. A wake during a pass
+//!   schedules exactly one more pass; if the file's *content* changed, the running pass is also
+//!   asked to stop at its next step boundary so the new desired state is acted on promptly.
+//! - **Last valid version.** An invalid or half-written file does not stop anything: its error
+//!   (`file:line:column`) goes into the status document and the worker keeps working toward the
+//!   last valid version it saw in this process. A removed file: the worker stops after its current
+//!   step, undoes nothing, and the status says so.
+//! - **Errors back off** per cluster (exponential with jitter, reset by success or a new spec).
+//! - **Shutdown** is a [`CancellationToken`] injected by the caller: no new passes start, a running
+//!   pass stops at its next step boundary (never between an intent and its result), and the
+//!   caller bounds the whole by a grace period. A restart resumes from the journal.
+//! - **Ready** once every file found by the first scan has had a first pass end (or, for a file
+//!   that never was valid, its error written).
+
+mod http;
+mod metrics;
+pub mod settings;
+mod watch;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use http::serve;
+pub use metrics::Metrics;
+pub use settings::Settings;
+pub use worker::REMOVED;
+
+use crate::execute::{Progress, RetryPolicy};
+use crate::ports::Ports;
+use crate::spec::Spec;
+use worker::{Desired, Shared};
+
+/// Opens the world (ports) a cluster's worker acts on, once per worker.
+pub type WorldOpener = Arc<dyn Fn(&Spec) -> Result<Ports, String> + Send + Sync>;
+
+/// The lab: each cluster gets its own persisted simulated world `<state_dir>/lab/<cluster>.json`,
+/// created from that cluster's first valid desired state.
+pub fn lab_worlds(state_dir: &Path, speed: f64) -> WorldOpener {
+    let dir = state_dir.join("lab");
+    Arc::new(move |spec: &Spec| {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let path = dir.join(format!("{}.json", spec.cluster.name));
+        let world = crate::sim::SimWorld::open_or_create(&path, crate::cli::world::scenario_for(spec), 42, speed)
+            .map_err(|e| format!("opening lab world {}: {e}", path.display()))?;
+        Ok(world.ports())
+    })
+}
+
+/// What the daemon loop needs: plain values, no globals.
+#[derive(Clone)]
+pub struct Config {
+    /// The desired-state directory (may be a symlink swapped atomically, git-sync style).
+    pub dir: PathBuf,
+    /// Where journals, status documents (and lab worlds) live.
+    pub state_dir: PathBuf,
+    /// Full re-read of the directory even without file events.
+    pub resync: Duration,
+    /// How long to gather file events before re-reading.
+    pub debounce: Duration,
+    /// The world each cluster acts on.
+    pub worlds: WorldOpener,
+    /// Retry schedules of the executor.
+    pub policy: RetryPolicy,
+    /// First delay after a failed pass.
+    pub backoff_min: Duration,
+    /// Longest delay between failed passes.
+    pub backoff_max: Duration,
+}
+
+impl Config {
+    /// Defaults: resync 60 s, debounce 100 ms, backoff 1 s … 5 min.
+    pub fn new(dir: PathBuf, state_dir: PathBuf, worlds: WorldOpener) -> Self {
+        Config {
+            dir,
+            state_dir,
+            resync: Duration::from_secs(60),
+            debounce: Duration::from_millis(100),
+            worlds,
+            policy: RetryPolicy::default(),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The daemon: create it, take its [`Metrics`] for the HTTP endpoints, then [`Controller::run`].
+pub struct Controller {
+    cfg: Config,
+    metrics: Arc<Metrics>,
+}
+
+struct WorkerHandle {
+    desired: tokio::sync::watch::Sender<Desired>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Controller {
+    /// A controller for `cfg`.
+    pub fn new(cfg: Config) -> Self {
+        Controller { cfg, metrics: Arc::new(Metrics::default()) }
+    }
+
+    /// Its metrics and readiness (shared with the HTTP server).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Runs until `shutdown` fires, then waits for the workers to reach a step boundary. Bound
+    /// the wait with a timeout (the grace period): dropping this future leaves any step in flight
+    /// to the journal, which a restart resolves by observation.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<()>();
+        let (event_tx, mut event_rx) = mpsc::unbounded_channel();
+        let metrics = Arc::clone(&self.metrics);
+        let event_task = tokio::spawn(async move {
+            while let Some(e) = event_rx.recv().await {
+                metrics.on_event(&e);
+            }
+        });
+        let shared = Arc::new(Shared {
+            state_dir: self.cfg.state_dir.clone(),
+            worlds: Arc::clone(&self.cfg.worlds),
+            policy: self.cfg.policy,
+            progress: Progress::to(event_tx),
+            metrics: Arc::clone(&self.metrics),
+            shutdown: shutdown.clone(),
+            backoff_min: self.cfg.backoff_min,
+            backoff_max: self.cfg.backoff_max,
+            wake: wake_tx.clone(),
+        });
+        let mut watcher = watch::DirWatch::new(&self.cfg.dir, wake_tx.clone());
+        let mut workers: BTreeMap<String, WorkerHandle> = BTreeMap::new();
+        let mut first = true;
+        let mut resync = tokio::time::interval(self.cfg.resync);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = resync.tick() => {}
+                Some(()) = wake_rx.recv() => {
+                    // Debounce: an editor's save or a git-sync swap is a burst of events.
+                    tokio::time::sleep(self.cfg.debounce).await;
+                    while wake_rx.try_recv().is_ok() {}
+                }
+            }
+            watcher.refresh();
+            if let Some(keys) = self.scan(&shared, &mut workers) {
+                if first {
+                    self.metrics.expect_ready(keys);
+                    first = false;
+                }
+            }
+        }
+        tracing::info!(workers = workers.len(), "shutting down: no new passes; waiting for steps in flight");
+        drop(watcher);
+        for (_, w) in workers {
+            let _ = w.task.await;
+        }
+        drop(shared);
+        let _ = event_task.await;
+        tracing::info!("all workers stopped at a step boundary");
+    }
+
+    /// Re-reads the directory and hands every worker its file's state; returns the keys found,
+    /// or `None` when the directory could not be read (nothing is changed then: a directory that
+    /// is briefly missing must not look like every file removed).
+    fn scan(&self, shared: &Arc<Shared>, workers: &mut BTreeMap<String, WorkerHandle>) -> Option<Vec<String>> {
+        let files = match list(&self.cfg.dir) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(dir = %self.cfg.dir.display(), error = %e, "cannot read the desired-state directory");
+                return None;
+            }
+        };
+        for (key, path) in &files {
+            let desired = match crate::spec::load_file(path) {
+                Ok(spec) => Desired::Valid(Arc::new(spec)),
+                Err(e) => Desired::Invalid(e.to_string()),
+            };
+            self.metrics.spec_valid(key, matches!(desired, Desired::Valid(_)));
+            match workers.get(key) {
+                Some(w) if !w.task.is_finished() => {
+                    w.desired.send_replace(desired);
+                }
+                _ => {
+                    let (tx, rx) = tokio::sync::watch::channel(desired);
+                    let task = tokio::spawn(worker::run(key.clone(), path.clone(), rx, Arc::clone(shared)));
+                    workers.insert(key.clone(), WorkerHandle { desired: tx, task });
+                }
+            }
+        }
+        workers.retain(|key, w| {
+            if files.contains_key(key) {
+                return true;
+            }
+            if w.task.is_finished() {
+                return false;
+            }
+            if !matches!(*w.desired.borrow(), Desired::Removed) {
+                w.desired.send_replace(Desired::Removed);
+            }
+            true
+        });
+        Some(files.into_keys().collect())
+    }
+}
+
+/// The desired-state files of `dir` by stem: `*.toml`, not hidden (editors' swap and temp files
+/// are hidden or have another extension).
+fn list(dir: &Path) -> std::io::Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_suffix(".toml") else { continue };
+        if stem.is_empty() || name.starts_with('.') {
+            continue;
+        }
+        let path = dir.join(name);
+        if path.is_file() {
+            out.insert(stem.to_owned(), path);
+        }
+    }
+    Ok(out)
+}

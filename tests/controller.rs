@@ -1,0 +1,209 @@
+//! The daemon loop in-process, on real time against lab worlds (one persisted simulated world per
+//! cluster): a new file converges, an invalid edit keeps the last valid version and shows the
+//! error with `file:line`, a removed file stops its worker, two clusters run concurrently.
+//!
+//! File events come from the OS on another thread, so these tests use real time with a fast lab
+//! world and bounded polling loops (every wait gives up with a message after 60 s).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mirrorctl::controller::{Config, Controller, Metrics, lab_worlds};
+use mirrorctl::ids::ClusterName;
+use mirrorctl::status::{Phase, StatusDoc};
+use tokio_util::sync::CancellationToken;
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The example file of `cluster` without its schedule, with `take` as given.
+fn desired(cluster: &str, take: &[&str]) -> String {
+    let text = std::fs::read_to_string(Path::new(REPO).join("desired-state").join(format!("{cluster}.toml")))
+        .expect("example desired state");
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("schedule") && !l.starts_with("take")).collect();
+    let names: Vec<String> = take.iter().map(|t| format!("\"{t}\"")).collect();
+    // `[backup]` is the last table of the examples (the restore table is commented out).
+    format!("{}\ntake = [{}]\n", kept.join("\n"), names.join(", "))
+}
+
+/// Writes a file the way an editor that saves atomically would.
+fn write(path: &Path, text: &str) {
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).expect("write temp");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+struct Daemon {
+    dir: PathBuf,
+    state: PathBuf,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(speed: f64, files: &[(&str, String)]) -> Daemon {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("desired-state");
+        let state = tmp.path().join("state");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for (name, text) in files {
+            std::fs::write(dir.join(format!("{name}.toml")), text).expect("write");
+        }
+        let mut cfg = Config::new(dir.clone(), state.clone(), lab_worlds(&state, speed));
+        cfg.resync = Duration::from_secs(30);
+        let controller = Controller::new(cfg);
+        let metrics = controller.metrics();
+        let stop = CancellationToken::new();
+        let task = Some(tokio::spawn(controller.run(stop.clone())));
+        Daemon { dir, state, metrics, stop, task, _tmp: tmp }
+    }
+
+    fn status(&self, cluster: &str) -> Option<StatusDoc> {
+        StatusDoc::read(&StatusDoc::path_for(&self.state, &ClusterName::parse(cluster).unwrap())).ok()
+    }
+
+    async fn until<T>(&self, what: &str, mut f: impl FnMut(&Daemon) -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(x) = f(self) {
+                return x;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "gave up waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The status once `op` is completed.
+    async fn completed(&self, cluster: &str, op: &str) -> StatusDoc {
+        self.until(&format!("{cluster}: {op} completed"), |d| {
+            d.status(cluster).filter(|s| s.operations.get(op).is_some_and(|v| v.starts_with("completed")))
+        })
+        .await
+    }
+
+    async fn stop(mut self) {
+        self.stop.cancel();
+        let task = self.task.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(30), task).await.expect("stops in time").expect("no panic");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_valid_file_converges() {
+    let d = Daemon::start(1000.0, &[]);
+    d.until("ready with no files", |d| d.metrics.ready().then_some(())).await;
+    write(&d.dir.join("prod-db.toml"), &desired("prod-db", &["b1"]));
+    d.completed("prod-db", "backup/b1").await;
+    let s = d.until("converged", |d| d.status("prod-db").filter(|s| s.phase == Phase::Converged)).await;
+    assert_eq!(s.spec_error, None);
+    assert_eq!(s.inventory.snapshots.values().filter(|v| v.starts_with("b1 ")).count(), 1, "{s:?}");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_edit_keeps_the_last_valid_version_and_shows_the_error() {
+    let d = Daemon::start(100.0, &[("prod-db", desired("prod-db", &[]))]);
+    d.until("ready", |d| d.metrics.ready().then_some(())).await;
+    let file = d.dir.join("prod-db.toml");
+    write(&file, &desired("prod-db", &["b1"]));
+    d.until("backup b1 started", |d| d.status("prod-db").filter(|s| s.operations.contains_key("backup/b1"))).await;
+    // Half-written: b2 asked for, but the file does not parse.
+    let broken = desired("prod-db", &["b1", "b2"]) + "keep = \n";
+    let line = broken.lines().count();
+    write(&file, &broken);
+    let s = d.until("the error in the status", |d| d.status("prod-db").filter(|s| s.spec_error.is_some())).await;
+    let err = s.spec_error.unwrap();
+    assert!(err.contains(&format!("prod-db.toml:{line}:")), "names file and line: {err}");
+    // The last valid version (b1) is still pursued, and b2 is not taken.
+    let s = d.completed("prod-db", "backup/b1").await;
+    assert!(!s.operations.contains_key("backup/b2"), "{:?}", s.operations);
+    let s = d.until("converged toward b1", |d| d.status("prod-db").filter(|s| s.phase == Phase::Converged)).await;
+    assert!(s.spec_error.is_some(), "the error stays shown while the file is invalid");
+    assert!(!s.operations.contains_key("backup/b2"));
+    // Fixed: b2 follows and the error goes away.
+    write(&file, &desired("prod-db", &["b1", "b2"]));
+    d.completed("prod-db", "backup/b2").await;
+    let s = d.until("error cleared", |d| d.status("prod-db").filter(|s| s.spec_error.is_none())).await;
+    assert_eq!(s.inventory.snapshots.len(), 2, "{:?}", s.inventory);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_never_was_valid_is_reported_and_others_are_served() {
+    let d = Daemon::start(
+        1000.0,
+        &[("prod-db", "[cluster\nname = 1\n".to_owned()), ("app-linux", desired("app-linux", &["b1"]))],
+    );
+    d.completed("app-linux", "backup/b1").await;
+    let s = d.until("prod-db's error", |d| d.status("prod-db").filter(|s| s.spec_error.is_some())).await;
+    assert!(s.spec_error.as_deref().unwrap().contains("prod-db.toml:1:"), "{:?}", s.spec_error);
+    d.until("ready", |d| d.metrics.ready().then_some(())).await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_file_stops_its_worker_and_undoes_nothing() {
+    let d = Daemon::start(200.0, &[("prod-db", desired("prod-db", &["b1"])), ("app-linux", desired("app-linux", &[]))]);
+    d.until("b1 started", |d| d.status("prod-db").filter(|s| s.operations.contains_key("backup/b1"))).await;
+    std::fs::remove_file(d.dir.join("prod-db.toml")).expect("remove");
+    let s = d.until("removal in status", |d| d.status("prod-db").filter(|s| s.stopped.is_some())).await;
+    assert_eq!(s.stopped.as_deref(), Some("desired-state file removed; not reconciling"));
+    // Nothing more happens to the cluster: its status document stays as written.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = d.status("prod-db").expect("status");
+    assert_eq!(later, s, "no pass after the removal");
+    assert!(d.metrics.render().contains("mirrorctl_cluster_phase{cluster=\"prod-db\",phase=\"stopped\"} 1"));
+    // The other cluster is still served.
+    write(&d.dir.join("app-linux.toml"), &desired("app-linux", &["x1"]));
+    d.completed("app-linux", "backup/x1").await;
+    // The file comes back: a new worker picks the cluster up again.
+    write(&d.dir.join("prod-db.toml"), &desired("prod-db", &["b1"]));
+    let s = d.completed("prod-db", "backup/b1").await;
+    assert_eq!(s.stopped, None);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_are_reconciled_concurrently() {
+    // At ×50 a backup takes seconds of real time: long enough to see both in flight at once.
+    let d =
+        Daemon::start(50.0, &[("prod-db", desired("prod-db", &["b1"])), ("app-linux", desired("app-linux", &["b1"]))]);
+    let in_flight = |d: &Daemon, c: &str| {
+        d.status(c).is_some_and(|s| s.operations.get("backup/b1").is_some_and(|v| v.starts_with("started")))
+    };
+    d.until("both backups in flight at the same time", |d| {
+        (in_flight(d, "prod-db") && in_flight(d, "app-linux")).then_some(())
+    })
+    .await;
+    d.completed("prod-db", "backup/b1").await;
+    d.completed("app-linux", "backup/b1").await;
+    d.stop().await;
+}
+
+/// The value of the metric line starting with `series`.
+fn metric(m: &Metrics, series: &str) -> u64 {
+    m.render().lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wakes_during_a_pass_schedule_exactly_one_more_pass() {
+    // At ×100 the backup's pass lasts about two seconds.
+    let text = desired("prod-db", &["b1"]);
+    let d = Daemon::start(100.0, &[("prod-db", text.clone())]);
+    d.until("b1 started", |d| d.status("prod-db").filter(|s| s.operations.contains_key("backup/b1"))).await;
+    // Several saves of the same content while the pass runs: level-triggered, they coalesce.
+    for _ in 0..5 {
+        write(&d.dir.join("prod-db.toml"), &text);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    d.completed("prod-db", "backup/b1").await;
+    let converged = "mirrorctl_reconcile_passes_total{cluster=\"prod-db\",outcome=\"converged\"}";
+    d.until("the extra pass", |d| (metric(&d.metrics, converged) == 2).then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(metric(&d.metrics, converged), 2, "{}", d.metrics.render());
+    let stopped = "mirrorctl_reconcile_passes_total{cluster=\"prod-db\",outcome=\"stopped\"}";
+    assert_eq!(metric(&d.metrics, stopped), 0, "the same content does not interrupt the pass");
+    d.stop().await;
+}

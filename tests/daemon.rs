@@ -1,0 +1,318 @@
+//! Process-level tests of `mirrorctl run`: the real binary, temporary directories, a fast lab
+//! world, the HTTP endpoints on a free loopback port, and real signals.
+//!
+//! Every child process is owned by a guard that kills it on drop, so a failing assertion never
+//! leaves a daemon behind. Latencies are measured and printed (run with `--nocapture`), never
+//! asserted: timing claims belong in benchmarks.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mirrorctl::journal::{Journal, Record};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mirrorctl");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The example `prod-db` file without its schedule, with `take` as given.
+fn desired(take: &[&str]) -> String {
+    let text = std::fs::read_to_string(Path::new(REPO).join("desired-state/prod-db.toml")).expect("example");
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("schedule") && !l.starts_with("take")).collect();
+    let names: Vec<String> = take.iter().map(|t| format!("\"{t}\"")).collect();
+    // `[backup]` is the last table of the examples (the restore table is commented out).
+    format!("{}\ntake = [{}]\n", kept.join("\n"), names.join(", "))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A running daemon; killed on drop.
+struct Daemon {
+    child: Child,
+    port: u16,
+    /// stderr lines with the instant each was read.
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Daemon {
+    fn start(cwd: &Path, dir: &str, speed: &str, grace: &str) -> Daemon {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = Command::new(BIN)
+            .current_dir(cwd)
+            .args(["run", "--dir", dir, "--world", "lab", "--speed", speed, "--listen", &listen])
+            .args(["--state-dir", "state", "--grace", grace])
+            .env_remove("MIRRORCTL_STATE_DIR")
+            .env_remove("MIRRORCTL_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mirrorctl run");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        let d = Daemon { child, port, lines };
+        d.until("the HTTP endpoint", || d.get("/healthz").map(|_| ()));
+        d
+    }
+
+    /// GET `path`: (status code, body), or `None` when nothing answers.
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let code = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n")?.1.to_owned();
+        Some((code, body))
+    }
+
+    /// The value of the metric line starting with `series` (name and labels).
+    fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.get("/metrics").expect("/metrics answers");
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    fn until<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(x) = f() {
+                return x;
+            }
+            assert!(start.elapsed() < PATIENCE, "gave up waiting for {what}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// When the first stderr line containing `text` arrived.
+    fn line_with(&self, text: &str) -> Option<Instant> {
+        self.lines.lock().unwrap().iter().find(|(_, l)| l.contains(text)).map(|(t, _)| *t)
+    }
+
+    fn wait_line(&self, text: &str) -> Instant {
+        self.until(&format!("a log line with {text:?}"), || self.line_with(text))
+    }
+
+    fn log(&self) -> String {
+        self.lines.lock().unwrap().iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n")
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().expect("kill");
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit; its code.
+    fn wait_exit(&mut self, limit: Duration) -> i32 {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(start.elapsed() < limit, "did not exit within {limit:?}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status(cwd: &Path) -> Option<serde_json::Value> {
+    let body = std::fs::read(cwd.join("state/status/prod-db.json")).ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+fn completed(cwd: &Path, op: &str) -> Option<serde_json::Value> {
+    status(cwd).filter(|s| s["operations"][op].as_str().is_some_and(|v| v.starts_with("completed")))
+}
+
+#[test]
+fn an_edit_is_acted_on_and_metrics_and_readiness_follow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::create_dir(cwd.join("ds")).unwrap();
+    // The first pass takes a backup: at ×50 it lasts seconds, long enough to see "not ready".
+    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b0"])).unwrap();
+    let d = Daemon::start(cwd, "ds", "50", "20");
+    let (code, _) = d.get("/readyz").expect("/readyz answers");
+    assert_eq!(code, 503, "not ready before the first pass ended");
+    d.until("ready", || (d.get("/readyz")?.0 == 200).then_some(()));
+    assert!(completed(cwd, "backup/b0").is_some(), "ready means the first pass ended");
+    let passes = d.metric("mirrorctl_reconcile_passes_total{cluster=\"prod-db\",outcome=\"converged\"}");
+    assert!(passes >= 1.0, "a converged pass was counted");
+    let stops = d.metric("mirrorctl_steps_total{api=\"clp:stop_resource\",outcome=\"ok\"}");
+    assert!((stops - 1.0).abs() < f64::EPSILON, "one md stop so far, not {stops}");
+
+    // The edit: a new on-demand backup. Measure write → first step of it in the log.
+    let wrote = Instant::now();
+    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b0", "b1"])).unwrap();
+    let first = d.wait_line("backup/b1/stop-md");
+    println!("edit → first action latency: {:?}", first.duration_since(wrote));
+    d.until("b1 completed", || completed(cwd, "backup/b1"));
+    d.until("the step counter increased", || {
+        (d.metric("mirrorctl_steps_total{api=\"clp:stop_resource\",outcome=\"ok\"}") >= 2.0).then_some(())
+    });
+    let (_, body) = d.get("/metrics").unwrap();
+    assert!(body.contains("mirrorctl_cluster_phase{cluster=\"prod-db\",phase=\"converged\"} 1"), "{body}");
+    assert!(body.contains("mirrorctl_last_pass_timestamp_seconds{cluster=\"prod-db\"}"), "{body}");
+}
+
+#[test]
+fn a_git_sync_symlink_swap_and_an_editor_save_are_both_seen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    for (rev, take) in [("rev1", &[][..]), ("rev2", &["b1"][..])] {
+        std::fs::create_dir(cwd.join(rev)).unwrap();
+        std::fs::write(cwd.join(rev).join("prod-db.toml"), desired(take)).unwrap();
+    }
+    std::os::unix::fs::symlink("rev1", cwd.join("current")).unwrap();
+    let d = Daemon::start(cwd, "current", "1000", "20");
+    d.until("ready", || (d.get("/readyz")?.0 == 200).then_some(()));
+
+    // git-sync: a new link to the new checkout, renamed over the old one (atomic).
+    let swapped = Instant::now();
+    std::os::unix::fs::symlink("rev2", cwd.join("current.tmp")).unwrap();
+    std::fs::rename(cwd.join("current.tmp"), cwd.join("current")).unwrap();
+    let first = d.wait_line("backup/b1/stop-md");
+    println!("symlink swap → first action latency: {:?}", first.duration_since(swapped));
+    d.until("b1 completed", || completed(cwd, "backup/b1"));
+
+    // An editor's save in the new checkout: temp file, then rename over the original.
+    let saved = Instant::now();
+    std::fs::write(cwd.join("rev2/.prod-db.toml.swp"), desired(&["b1", "b2"])).unwrap();
+    std::fs::rename(cwd.join("rev2/.prod-db.toml.swp"), cwd.join("rev2/prod-db.toml")).unwrap();
+    let first = d.wait_line("backup/b2/stop-md");
+    println!("editor save → first action latency: {:?}", first.duration_since(saved));
+    d.until("b2 completed", || completed(cwd, "backup/b2"));
+}
+
+#[test]
+fn sigterm_mid_step_exits_in_the_grace_period_and_a_restart_finishes_without_repeating() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::create_dir(cwd.join("ds")).unwrap();
+    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b1"])).unwrap();
+    let mut d = Daemon::start(cwd, "ds", "20", "20");
+    // The md stop takes seconds of model time: signal while it is in flight.
+    d.wait_line("step=backup/b1/stop-md@server1");
+    let signalled = Instant::now();
+    d.signal("TERM");
+    let code = d.wait_exit(Duration::from_secs(25));
+    println!("SIGTERM → exit: {:?} (code {code})", signalled.elapsed());
+    assert_eq!(code, 0, "stopped cleanly at a step boundary; log:\n{}", d.log());
+    let journal = Journal::path_for(&cwd.join("state"), &mirrorctl::ids::ClusterName::parse("prod-db").unwrap());
+    let records = Journal::open(&journal).unwrap().records().to_vec();
+    let intents = records.iter().filter(|r| matches!(r, Record::Intent { .. })).count();
+    let results = records.iter().filter(|r| matches!(r, Record::Result { .. })).count();
+    assert_eq!(intents, results, "no intent left without its result: the step in flight was finished");
+    assert!(completed(cwd, "backup/b1").is_none(), "the shutdown came before the backup ended");
+    drop(d);
+
+    let d = Daemon::start(cwd, "ds", "1000", "20");
+    d.until("b1 completed after the restart", || completed(cwd, "backup/b1"));
+    nothing_done_twice(cwd);
+}
+
+/// Every step succeeded at most once, and one snapshot was taken for `b1`.
+fn nothing_done_twice(cwd: &Path) {
+    let journal = Journal::path_for(&cwd.join("state"), &mirrorctl::ids::ClusterName::parse("prod-db").unwrap());
+    let mut ok_by_step = std::collections::BTreeMap::<String, usize>::new();
+    for r in Journal::open(&journal).unwrap().records() {
+        if let Record::Result { step, ok: true, .. } = r {
+            *ok_by_step.entry(step.0.clone()).or_default() += 1;
+        }
+    }
+    assert!(ok_by_step.values().all(|n| *n == 1), "a step succeeded twice: {ok_by_step:?}");
+    let s = status(cwd).unwrap();
+    let snapshots = s["inventory"]["snapshots"].as_object().unwrap();
+    assert_eq!(snapshots.values().filter(|v| v.as_str().unwrap().starts_with("b1 ")).count(), 1, "{snapshots:?}");
+}
+
+#[test]
+fn a_second_signal_exits_at_once_and_the_journal_resolves_the_cut_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::create_dir(cwd.join("ds")).unwrap();
+    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b1"])).unwrap();
+    // At ×0.5 stopping md takes about five seconds: both signals land while it is in flight.
+    let mut d = Daemon::start(cwd, "ds", "0.5", "20");
+    d.wait_line("step=backup/b1/stop-md@server1");
+    d.signal("TERM");
+    std::thread::sleep(Duration::from_millis(100));
+    d.signal("INT");
+    let code = d.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, 130, "log:\n{}", d.log());
+    drop(d);
+    let journal = Journal::path_for(&cwd.join("state"), &mirrorctl::ids::ClusterName::parse("prod-db").unwrap());
+    let records = Journal::open(&journal).unwrap().records().to_vec();
+    let intents = records.iter().filter(|r| matches!(r, Record::Intent { .. })).count();
+    let results = records.iter().filter(|r| matches!(r, Record::Result { .. })).count();
+    assert_eq!(intents, results + 1, "the md stop was cut between its intent and its result");
+    let d = Daemon::start(cwd, "ds", "1000", "20");
+    d.until("b1 completed after the restart", || completed(cwd, "backup/b1"));
+    nothing_done_twice(cwd);
+}
+
+#[test]
+fn the_grace_period_bounds_a_shutdown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::create_dir(cwd.join("ds")).unwrap();
+    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b1"])).unwrap();
+    // At ×0.5 stopping md takes several seconds, longer than the 1 s grace period.
+    let mut d = Daemon::start(cwd, "ds", "0.5", "1");
+    d.wait_line("step=backup/b1/stop-md@server1");
+    let signalled = Instant::now();
+    d.signal("TERM");
+    let code = d.wait_exit(Duration::from_secs(10));
+    println!("SIGTERM with 1 s grace → exit: {:?}", signalled.elapsed());
+    assert_eq!(code, 1, "the grace period ran out with a step in flight; log:\n{}", d.log());
+}
+
+#[test]
+fn the_aws_world_is_not_available_yet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .current_dir(tmp.path())
+        .args(["run", "--world", "aws", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .env_remove("MIRRORCTL_STATE_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_bad_settings_file_names_file_line_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config: PathBuf = tmp.path().join("daemon.toml");
+    std::fs::write(&config, "world = \"lab\"\nresync = 5\n").unwrap();
+    let out = Command::new(BIN)
+        .current_dir(tmp.path())
+        .args(["run", "--config", "daemon.toml"])
+        .env_remove("MIRRORCTL_STATE_DIR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    assert!(stderr.contains("daemon.toml:2:1: resync"), "{stderr}");
+    assert!(stderr.contains("valid keys here are"), "{stderr}");
+}
