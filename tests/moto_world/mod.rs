@@ -490,14 +490,13 @@ impl Node for MotoWorld {
         let mut disks = Vec::new();
         for (dev, vol) in devices {
             let key = (server.clone(), vol.clone());
-            let number = match st.disk_numbers.get(&key) {
-                Some(n) => *n,
-                None => {
-                    let n = st.next_disk;
-                    st.next_disk += 1;
-                    st.disk_numbers.insert(key, n);
-                    n
-                }
+            let number = if let Some(n) = st.disk_numbers.get(&key) {
+                *n
+            } else {
+                let n = st.next_disk;
+                st.next_disk += 1;
+                st.disk_numbers.insert(key, n);
+                n
             };
             let partitions = [1, 2]
                 .into_iter()
