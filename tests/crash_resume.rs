@@ -56,6 +56,11 @@ fn check_invariants(lab: &Lab, spec: &Spec, requests: &[&str], backups: &[&str])
     let contents: Vec<_> = report.servers.values().map(|c| c.expect("mirror volume attached")).collect();
     assert_eq!(contents[0], contents[1], "both sides identical");
     assert!(contents.iter().all(|c| !lab.world.contains_accident(*c)), "no accident in the data");
+    // The failover check moved the group once, to the second server, even when a crash
+    // interrupted the move after it happened.
+    assert_eq!(lab.world.call_counts().get("clp:move_group"), Some(&1), "one failover move");
+    let placement = lab.world.oracle_report().active;
+    assert_eq!(placement.as_ref(), Some(&spec.cluster.servers[1].name), "the group ends on the second server");
 }
 
 async fn campaign(os: Os, point: CrashPoint) -> usize {

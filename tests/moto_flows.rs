@@ -279,27 +279,18 @@ async fn check_with_sdk(moto: &Moto, run: &Run) {
 }
 
 /// The fake cluster's end state: md re-added without the initial copy, the group online and the
-/// mirror green on both sides, and the failover check made: one move, to the second server.
-///
-/// Known bug (reported, not fixed here): a crash after the `verify-failover` `MoveGroup` call
-/// returned but before its result was journaled makes the resumed run move the group a second
-/// time, back to the first server (`plan::restore::finish` picks "the server the group is not on"
-/// and only looks at `succeeded`). `allow_double_move` accepts exactly that outcome.
-async fn check_cluster(run: &Run, allow_double_move: bool) {
+/// mirror green on both sides, and the failover check made: one move, to the second server — also
+/// when a crash interrupted the move after it happened (the planner recognises it by observation).
+async fn check_cluster(run: &Run) {
     use mirrorctl::ports::Cluster as _;
     let md = run.world.md_definition().expect("md is configured again");
     assert!(!md.initial_copy, "both sides from the same snapshot: initial mirror construction OFF");
     let colors = run.world.mirror_status(&run.spec.mirror.resource).await.expect("mirror status");
     assert!(colors.colors.values().all(|c| *c == MirrorColor::Green), "{colors:?}");
     let moves = run.world.calls().get("clp:move_group").copied().unwrap_or(0);
-    let [first, second] = [&run.spec.cluster.servers[0].name, &run.spec.cluster.servers[1].name];
-    if moves == 2 && allow_double_move {
-        println!("  KNOWN BUG: the failover check moved the group twice (back to {first})");
-        assert_eq!(run.world.group_online_on().as_ref(), Some(first));
-    } else {
-        assert_eq!(moves, 1, "one failover check: {:?}", run.world.log());
-        assert_eq!(run.world.group_online_on().as_ref(), Some(second), "failover checked");
-    }
+    let second = &run.spec.cluster.servers[1].name;
+    assert_eq!(moves, 1, "one failover check: {:?}", run.world.log());
+    assert_eq!(run.world.group_online_on().as_ref(), Some(second), "failover checked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,7 +322,7 @@ async fn backup_then_restore_on_moto_with_the_real_reconcile_loop() {
     println!("restore converged at {:.1?}", started.elapsed());
     check_with_cli(&moto, &run);
     check_with_sdk(&moto, &run).await;
-    check_cluster(&run, false).await;
+    check_cluster(&run).await;
 
     // And again: nothing more is created.
     assert_eq!(run.apply(&moto, &restore).await, Settled::Converged);
@@ -362,8 +353,7 @@ async fn crash_case(moto: &Moto, in_backup: bool, n: usize) -> Option<String> {
     };
     if crashed.is_some() {
         check_with_sdk(moto, &run).await;
-        let in_verify = crashed.as_deref().is_some_and(|s| s.contains("verify-failover"));
-        check_cluster(&run, in_verify).await;
+        check_cluster(&run).await;
     }
     let phase = if in_backup { "backup" } else { "restore" };
     println!("{phase} crash #{n}: {} ({:.1?})", crashed.as_deref().unwrap_or("past the last call"), t.elapsed());
