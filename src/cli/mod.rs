@@ -61,7 +61,7 @@ pub enum Output {
 /// Which world the ports talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WorldKind {
-    /// Real AWS and CLUSTERPRO (adapters: not built yet).
+    /// Real AWS and CLUSTERPRO (not available yet: `plan` checks EC2 permissions with `DryRun`, then exits 69).
     Aws,
     /// The simulated world persisted under the state directory.
     Lab,

@@ -74,6 +74,11 @@ pub async fn run(
     world: &WorldArgs,
 ) -> Result<u8, CliError> {
     let spec = super::load_spec(file)?;
+    if world.world == super::WorldKind::Aws {
+        // Before anything else (and before the rest of the AWS world exists): which of the EC2
+        // calls mirrorctl would make are permitted, asked with DryRun.
+        print!("{}", permission_report(&spec).await);
+    }
     let w = super::world::open(world, state_dir, &spec)?;
     let ctx = Context::new(w.ports.clone(), state_dir.to_owned());
     let journal = open_journal(&spec, &ctx).map_err(|e| CliError::Failed(e.to_string()))?;
@@ -90,4 +95,58 @@ pub async fn run(
         Output::Text => print!("{}", render(&saved.plan, file)),
     }
     Ok(if saved.plan.outcome == Outcome::Converged { 0 } else { EXIT_CHANGES })
+}
+
+/// Asks EC2, with `DryRun`, whether each mutating call mirrorctl would make for `spec` is
+/// permitted, using the cluster's real instance, zone, mirror volume and restore snapshot so the
+/// answers are about permissions, not about made-up ids. Credentials, region and endpoint come from
+/// the default AWS chain (`AWS_ENDPOINT_URL_EC2` points it at an emulator).
+pub async fn permission_report(spec: &crate::spec::Spec) -> String {
+    use crate::adapters::aws::{AwsCloud, AwsOptions, DryRunProbe};
+    use crate::ports::Cloud as _;
+
+    let cloud = AwsCloud::connect(AwsOptions::new(spec.cluster.region.clone())).await;
+    let server = &spec.cluster.servers[0];
+    let mut s = format!("EC2 permissions for cluster {} (DryRun, as {}):\n", spec.cluster.name, server.instance);
+    let instances = match cloud.describe_instances(std::slice::from_ref(&server.instance)).await {
+        Ok(i) => i,
+        Err(e) => {
+            let _ = writeln!(s, "  cannot check: DescribeInstances failed: {e}");
+            return s;
+        }
+    };
+    let Some(volume) = instances
+        .iter()
+        .flat_map(|i| i.devices.iter())
+        .find(|(device, _)| *device == spec.mirror.device)
+        .map(|(_, v)| v.clone())
+    else {
+        let _ = writeln!(s, "  cannot check: {} has no volume at {}", server.instance, spec.mirror.device);
+        return s;
+    };
+    let probe = DryRunProbe {
+        zone: server.zone.clone(),
+        instance: server.instance.clone(),
+        volume,
+        snapshot: spec.restore.as_ref().map(|r| r.snapshot.clone()),
+    };
+    let mut missing = 0;
+    for (api, result) in cloud.dry_run_check(&probe).await {
+        match result {
+            Ok(()) => {
+                let _ = writeln!(s, "  ec2:{api:<18} allowed");
+            }
+            Err(e) => {
+                missing += 1;
+                let _ = writeln!(s, "  ec2:{api:<18} NOT ALLOWED ({}: {})", e.code, e.message);
+            }
+        }
+    }
+    if missing > 0 {
+        let _ = writeln!(
+            s,
+            "  {missing} call(s) would be refused: grant them to mirrorctl's role (deploy/iam-policy.json)"
+        );
+    }
+    s
 }

@@ -98,8 +98,8 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>) -> Result<u8, CliErro
     let worlds = match eff.world {
         WorldKind::Aws => {
             return Err(CliError::Unavailable(
-                "the AWS world is not built yet (its adapter is a separate piece of work); use --world lab to run \
-                 the daemon against simulated clusters"
+                "the AWS world is not available yet: the EC2 adapter exists, but the CLUSTERPRO and node adapters \
+                 are not wired in; use --world lab to run the daemon against simulated clusters"
                     .into(),
             ));
         }

@@ -1,5 +1,5 @@
 //! Which world `plan` and `apply` act on: the simulated lab world (persisted under the state
-//! directory, created from the desired state on first use) or real AWS (not built yet).
+//! directory, created from the desired state on first use) or real AWS (EC2 adapter built; CLUSTERPRO and node adapters not wired in yet).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -43,8 +43,9 @@ pub fn scenario_for(spec: &Spec) -> Scenario {
 pub fn open(args: &WorldArgs, state_dir: &Path, spec: &Spec) -> Result<OpenWorld, CliError> {
     match args.world {
         WorldKind::Aws => Err(CliError::Unavailable(
-            "the AWS world is not built yet (its adapter is a separate piece of work); use --world lab to act on the \
-             simulated cluster"
+            "the AWS world is not available yet: the EC2 adapter exists, but the CLUSTERPRO and node adapters \
+             (REST API, SSM) are not wired in, so mirrorctl cannot observe or act on a real cluster; use --world lab \
+             to act on the simulated cluster"
                 .into(),
         )),
         WorldKind::Lab => {
