@@ -80,7 +80,6 @@ pub async fn observe(spec: &Spec, ports: &Ports, policy: &RetryPolicy) -> PortRe
     let ids: Vec<InstanceId> = spec.cluster.servers.iter().map(|s| s.instance.clone()).collect();
     let cluster_tag: Tags = [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string())].into();
 
-    let attached = VolumeFilter { attached_to: ids.clone(), ..VolumeFilter::default() };
     let ours = VolumeFilter { tags: cluster_tag.clone(), ..VolumeFilter::default() };
     let own_snaps = SnapshotFilter { tags: cluster_tag.clone(), ..SnapshotFilter::default() };
     let restore_snap =
@@ -106,12 +105,11 @@ pub async fn observe(spec: &Spec, ports: &Ports, policy: &RetryPolicy) -> PortRe
             None => Ok(Vec::new()),
         }
     };
-    let ((instances, vols_attached, vols_ours, snaps, restore_found), (status, config, mirror, shutdown_res, disk_res)) = futures::join!(
+    let volumes_call = instances_and_volumes(ports, policy, &ids, &ours);
+    let ((volumes_res, snaps, restore_found), (status, config, mirror, shutdown_res, disk_res)) = futures::join!(
         async {
             futures::join!(
-                with_retries(policy, clock, || ports.cloud.describe_instances(&ids)),
-                with_retries(policy, clock, || ports.cloud.describe_volumes(&attached)),
-                with_retries(policy, clock, || ports.cloud.describe_volumes(&ours)),
+                volumes_call,
                 with_retries(policy, clock, || ports.cloud.describe_snapshots(&own_snaps)),
                 restore_call,
             )
@@ -126,13 +124,7 @@ pub async fn observe(spec: &Spec, ports: &Ports, policy: &RetryPolicy) -> PortRe
             )
         }
     );
-    let instances = instances?;
-    let mut volumes = vols_attached?;
-    for v in vols_ours? {
-        if !volumes.iter().any(|x| x.id == v.id) {
-            volumes.push(v);
-        }
-    }
+    let (instances, mut volumes) = volumes_res?;
     volumes.retain(|v| v.state != VolumeState::Deleted);
     volumes.sort_by(|a, b| a.id.cmp(&b.id));
     let mut snapshots = snaps?;
@@ -195,4 +187,36 @@ fn disks_by_server(
         disks.insert(s.name.clone(), d);
     }
     disks
+}
+
+/// The instances and the volumes that matter: one `DescribeVolumes` covers every volume mirrorctl
+/// has tagged for this cluster (new, replaced, abandoned); a second one, by id, only for volumes
+/// attached to the instances that carry no tag of ours yet (the original mirror volumes before a
+/// first restore). So a pass normally costs one `DescribeVolumes`, whatever is in flight.
+async fn instances_and_volumes(
+    ports: &Ports,
+    policy: &RetryPolicy,
+    ids: &[InstanceId],
+    ours: &VolumeFilter,
+) -> PortResult<(Vec<Instance>, Vec<Volume>)> {
+    let clock = ports.clock.as_ref();
+    let (instances, tagged) = futures::join!(
+        with_retries(policy, clock, || ports.cloud.describe_instances(ids)),
+        with_retries(policy, clock, || ports.cloud.describe_volumes(ours)),
+    );
+    let (instances, mut volumes) = (instances?, tagged?);
+    let untagged: Vec<VolumeId> = instances
+        .iter()
+        .flat_map(|i| i.devices.iter().map(|(_, v)| v.clone()))
+        .filter(|v| !volumes.iter().any(|x| &x.id == v))
+        .collect();
+    if !untagged.is_empty() {
+        let by_id = VolumeFilter { ids: untagged, ..VolumeFilter::default() };
+        for v in with_retries(policy, clock, || ports.cloud.describe_volumes(&by_id)).await? {
+            if !volumes.iter().any(|x| x.id == v.id) {
+                volumes.push(v);
+            }
+        }
+    }
+    Ok((instances, volumes))
 }
