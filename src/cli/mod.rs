@@ -6,6 +6,7 @@
 //! (e.g. the AWS world before its adapter exists), 1 any other error.
 
 pub mod apply;
+pub mod bench;
 pub mod lab;
 pub mod plan;
 pub mod run;
@@ -136,6 +137,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = LabOs::Windows)]
         os: LabOs,
     },
+    /// Measure the figures of DESIGN.md §7 in the simulated world (paused time; prints a table).
+    Bench {
+        /// One run instead of five seeds.
+        #[arg(long)]
+        quick: bool,
+        /// First seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 /// The lab's cluster flavour.
@@ -224,6 +234,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Apply { file, plan, world } => apply::run(&state_dir, &file, plan.as_deref(), &world).await,
         Command::Status { name, output } => status::run(&state_dir, name.as_deref(), output),
         Command::Lab { speed, seed, os } => lab::run(&state_dir, speed, seed, os).await,
+        Command::Bench { quick, seed } => bench::run(&state_dir, quick, seed),
     }
 }
 

@@ -1,0 +1,39 @@
+//! `mirrorctl bench --quick`: the real binary prints every figure with a finite number and exits 0
+//! even when targets are missed.
+
+use std::process::Command;
+
+/// The first number after the figure's name on its line.
+fn figure(out: &str, name: &str) -> f64 {
+    let line = out.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no line {name:?} in:\n{out}"));
+    let value: f64 = line[name.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no number on {line:?}"));
+    assert!(value.is_finite(), "{line}");
+    assert!(line.contains("PASS") || line.contains("MISS"), "{line}");
+    value
+}
+
+#[test]
+fn bench_quick_prints_every_figure() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_mirrorctl"))
+        .args(["--state-dir"])
+        .arg(dir.path())
+        .args(["bench", "--quick"])
+        .output()
+        .expect("run mirrorctl bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exit {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let restore = figure(&stdout, "restore wall / critical path");
+    assert!(restore >= 1.0, "model time cannot beat the critical path: {restore}");
+    let baseline = figure(&stdout, "runbook baseline / mirrorctl");
+    assert!(baseline > 1.0, "the runbook baseline is slower than mirrorctl: {baseline}");
+    figure(&stdout, "mutating EC2 calls per restore");
+    figure(&stdout, "Describe calls per restore");
+    figure(&stdout, "backup business downtime / bound");
+    figure(&stdout, "backup standby downtime / bound");
+    assert!(stdout.contains("not measured in this cut"), "{stdout}");
+}
