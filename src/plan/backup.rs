@@ -6,7 +6,9 @@
 //! Runbook step → planner step (ids are `backup/<name>/<kind>@<server>`):
 //! 1. stop the md resource on the active (quiesce point) → `stop-md@active`;
 //! 2. shut the standby down through CLUSTERPRO → `shutdown@standby`;
-//! 3. start md (the group) on the active again → `start-group@active`;
+//! 3. start md (the group) on the active again → `start-group@active`, as soon as the standby has
+//!    left the cluster (its mirror agent is down, nothing replicates to its disk), without waiting
+//!    for its instance to reach `stopped`: business downtime is md stop → shutdown → group start;
 //! 4. `CreateSnapshot` of the standby's mirror volume, tagged in the call → `snapshot@standby`;
 //! 5. start the standby instance; CLUSTERPRO resynchronises → `start-instance@standby`, then
 //!    `complete` once the mirror is healthy again.
@@ -231,6 +233,13 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             }
         }
         InstanceState::Running | InstanceState::Stopping | InstanceState::Pending => {
+            // The standby has left the cluster (its CLUSTERPRO services stop before its OS does),
+            // so nothing replicates to its disk any more: business can run again on the active
+            // while the instance finishes stopping. The snapshot waits for `stopped`.
+            let shut_down = journal.step(&op, &StepId::new(&op, "shutdown", standby_subject)).succeeded;
+            if shut_down && md_state != ObjectState::Online && group_state != ObjectState::Online {
+                restart_business(&mut d, &op, group, &active, "the standby has left the cluster");
+            }
             d.wait(format!("standby {} to stop", standby.name), expect::INSTANCE_STOP);
         }
         InstanceState::Stopped => {
