@@ -27,7 +27,7 @@ use mirrorctl::ports::cloud::{Cloud, SnapshotFilter, Tags, tag};
 use mirrorctl::ports::cluster::MirrorColor;
 use mirrorctl::reconcile::{Context, ReconcileError, Settled, reconcile};
 use mirrorctl::spec::{BackupSpec, RestoreSpec, Spec};
-use moto_world::{MotoWorld, run_server};
+use moto_world::MotoWorld;
 use serde_json::Value;
 use support::{KEY, Moto, REGION};
 
@@ -53,7 +53,8 @@ impl Run {
         spec.restore = None;
         let mut originals = Vec::new();
         for server in &mut spec.cluster.servers {
-            let (instance, volume) = run_server(&sdk, server.zone.as_str(), 100, DEVICE).await;
+            let support::Server { instance, volume, .. } =
+                support::run_server_at(&sdk, server.zone.as_str(), 100, DEVICE).await;
             server.instance = instance;
             originals.push(volume);
         }

@@ -547,32 +547,3 @@ impl MotoWorld {
         }
     }
 }
-
-/// Runs an instance in `zone` and attaches a fresh `size_gib` gp3 volume at `device` (as written,
-/// e.g. `/dev/xvdb`); returns (instance, volume).
-pub async fn run_server(sdk: &aws_sdk_ec2::Client, zone: &str, size_gib: i32, device: &str) -> (InstanceId, VolumeId) {
-    let images = sdk.describe_images().owners("amazon").send().await.expect("DescribeImages");
-    let image = images.images().iter().find_map(|i| i.image_id()).unwrap_or("ami-03cf127a").to_owned();
-    let run = sdk
-        .run_instances()
-        .image_id(image)
-        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
-        .min_count(1)
-        .max_count(1)
-        .placement(aws_sdk_ec2::types::Placement::builder().availability_zone(zone).build())
-        .send()
-        .await
-        .expect("RunInstances");
-    let instance = run.instances()[0].instance_id().expect("instance id").to_owned();
-    let vol = sdk
-        .create_volume()
-        .availability_zone(zone)
-        .size(size_gib)
-        .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
-        .send()
-        .await
-        .expect("CreateVolume");
-    let volume = vol.volume_id().expect("volume id").to_owned();
-    sdk.attach_volume().volume_id(&volume).instance_id(&instance).device(device).send().await.expect("AttachVolume");
-    (InstanceId::parse(&instance).expect("moto instance id"), VolumeId::parse(&volume).expect("moto volume id"))
-}

@@ -143,6 +143,12 @@ pub fn sdx() -> DeviceName {
 
 /// Runs an instance in `zone` and attaches a fresh `size_gib` gp3 volume at `/dev/sdx`.
 pub async fn run_server(sdk: &aws_sdk_ec2::Client, zone: &str, size_gib: i32) -> Server {
+    run_server_at(sdk, zone, size_gib, "/dev/sdx").await
+}
+
+/// Runs an instance in `zone` and attaches a fresh `size_gib` gp3 volume at `device` (as written,
+/// e.g. `/dev/xvdb`).
+pub async fn run_server_at(sdk: &aws_sdk_ec2::Client, zone: &str, size_gib: i32, device: &str) -> Server {
     let images = sdk.describe_images().owners("amazon").send().await.expect("DescribeImages");
     let image = images.images().iter().find_map(|i| i.image_id()).unwrap_or("ami-03cf127a").to_owned();
     let run = sdk
@@ -165,13 +171,7 @@ pub async fn run_server(sdk: &aws_sdk_ec2::Client, zone: &str, size_gib: i32) ->
         .await
         .expect("CreateVolume");
     let volume = vol.volume_id().expect("volume id").to_owned();
-    sdk.attach_volume()
-        .volume_id(&volume)
-        .instance_id(&instance)
-        .device("/dev/sdx")
-        .send()
-        .await
-        .expect("AttachVolume");
+    sdk.attach_volume().volume_id(&volume).instance_id(&instance).device(device).send().await.expect("AttachVolume");
     Server {
         instance: InstanceId::parse(&instance).expect("moto instance id"),
         zone: Zone::parse(zone).expect("zone"),
