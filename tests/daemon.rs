@@ -316,3 +316,45 @@ fn a_bad_settings_file_names_file_line_and_key() {
     assert!(stderr.contains("daemon.toml:2:1: resync"), "{stderr}");
     assert!(stderr.contains("valid keys here are"), "{stderr}");
 }
+
+#[test]
+fn an_invalid_edit_is_reported_and_the_last_valid_version_is_still_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::create_dir(cwd.join("ds")).unwrap();
+    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b1"])).unwrap();
+    let d = Daemon::start(cwd, "ds", "1000", "20");
+    d.until("b1 completed", || completed(cwd, "backup/b1"));
+
+    // A half-written edit: the new backup name is there, but the file is cut mid-string.
+    let mut broken = desired(&["b1", "b2"]);
+    broken.truncate(broken.len() - 4);
+    std::fs::write(cwd.join("ds/prod-db.toml"), &broken).unwrap();
+    let doc = d.until("the status shows the file's error", || status(cwd).filter(|s| s["spec_error"].is_string()));
+    let err = doc["spec_error"].as_str().unwrap();
+    assert!(err.contains("prod-db.toml:"), "the error names file:line: {err}");
+    // Nothing of the broken version was acted on, the daemon still runs and serves /healthz.
+    assert!(d.line_with("backup/b2/").is_none(), "the invalid version was not acted on");
+    assert_eq!(d.get("/healthz").map(|(c, _)| c), Some(200));
+
+    // Fixed: the error clears and b2 is taken.
+    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b1", "b2"])).unwrap();
+    d.until("b2 completed", || completed(cwd, "backup/b2"));
+    d.until("the error cleared", || status(cwd).filter(|s| s["spec_error"].is_null()));
+}
+
+#[test]
+fn a_removed_file_stops_reconciling_and_undoes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    std::fs::create_dir(cwd.join("ds")).unwrap();
+    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b1"])).unwrap();
+    let d = Daemon::start(cwd, "ds", "1000", "20");
+    d.until("b1 completed", || completed(cwd, "backup/b1"));
+    std::fs::remove_file(cwd.join("ds/prod-db.toml")).unwrap();
+    let doc = d.until("the status says the file is gone", || status(cwd).filter(|s| s["stopped"].is_string()));
+    assert!(doc["stopped"].as_str().unwrap().contains("removed"), "{doc}");
+    // The backup it made is still listed (nothing undone) and the process keeps running.
+    assert_eq!(doc["inventory"]["snapshots"].as_object().map(serde_json::Map::len), Some(1), "{doc}");
+    assert_eq!(d.get("/healthz").map(|(c, _)| c), Some(200));
+}
