@@ -26,6 +26,14 @@ fn desired(take: &[&str]) -> String {
     format!("{}\ntake = [{}]\n", kept.join("\n"), names.join(", "))
 }
 
+/// A temporary working directory whose `ds/prod-db.toml` asks for the backups `take`.
+fn desired_dir(take: &[&str]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(tmp.path().join("ds")).expect("ds");
+    std::fs::write(tmp.path().join("ds/prod-db.toml"), desired(take)).expect("desired state");
+    tmp
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -207,10 +215,8 @@ fn a_git_sync_symlink_swap_and_an_editor_save_are_both_seen() {
 
 #[test]
 fn sigterm_mid_step_exits_in_the_grace_period_and_a_restart_finishes_without_repeating() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = desired_dir(&["b1"]);
     let cwd = tmp.path();
-    std::fs::create_dir(cwd.join("ds")).unwrap();
-    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b1"])).unwrap();
     let mut d = Daemon::start(cwd, "ds", "20", "20");
     // The md stop takes seconds of model time: signal while it is in flight.
     d.wait_line("step=backup/b1/stop-md@server1");
@@ -249,10 +255,8 @@ fn nothing_done_twice(cwd: &Path) {
 
 #[test]
 fn a_second_signal_exits_at_once_and_the_journal_resolves_the_cut_step() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = desired_dir(&["b1"]);
     let cwd = tmp.path();
-    std::fs::create_dir(cwd.join("ds")).unwrap();
-    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b1"])).unwrap();
     // At ×0.5 stopping md takes about five seconds: both signals land while it is in flight.
     let mut d = Daemon::start(cwd, "ds", "0.5", "20");
     d.wait_line("step=backup/b1/stop-md@server1");
@@ -274,10 +278,8 @@ fn a_second_signal_exits_at_once_and_the_journal_resolves_the_cut_step() {
 
 #[test]
 fn the_grace_period_bounds_a_shutdown() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = desired_dir(&["b1"]);
     let cwd = tmp.path();
-    std::fs::create_dir(cwd.join("ds")).unwrap();
-    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b1"])).unwrap();
     // At ×0.5 stopping md takes several seconds, longer than the 1 s grace period.
     let mut d = Daemon::start(cwd, "ds", "0.5", "1");
     d.wait_line("step=backup/b1/stop-md@server1");
@@ -319,10 +321,8 @@ fn a_bad_settings_file_names_file_line_and_key() {
 
 #[test]
 fn an_invalid_edit_is_reported_and_the_last_valid_version_is_still_served() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = desired_dir(&["b1"]);
     let cwd = tmp.path();
-    std::fs::create_dir(cwd.join("ds")).unwrap();
-    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b1"])).unwrap();
     let d = Daemon::start(cwd, "ds", "1000", "20");
     d.until("b1 completed", || completed(cwd, "backup/b1"));
 
@@ -345,10 +345,8 @@ fn an_invalid_edit_is_reported_and_the_last_valid_version_is_still_served() {
 
 #[test]
 fn a_removed_file_stops_reconciling_and_undoes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = desired_dir(&["b1"]);
     let cwd = tmp.path();
-    std::fs::create_dir(cwd.join("ds")).unwrap();
-    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b1"])).unwrap();
     let d = Daemon::start(cwd, "ds", "1000", "20");
     d.until("b1 completed", || completed(cwd, "backup/b1"));
     std::fs::remove_file(cwd.join("ds/prod-db.toml")).unwrap();

@@ -25,6 +25,11 @@ async fn ready_to_restore(lab: &Lab) -> Spec {
     with_restore(spec, &snap, "r1", false)
 }
 
+/// The next `count` calls of `op` fail with `code`, an error a human must look at.
+fn needs_human(op: &str, code: &str, count: u32) -> Fault {
+    Fault::FailNext { op: op.into(), code: code.into(), class: ErrorClass::NeedsHuman, count }
+}
+
 fn server(name: &str) -> ServerName {
     ServerName::parse(name).expect("server name")
 }
@@ -153,42 +158,25 @@ async fn failing_node_commands_are_retried_then_block_when_permanent() {
     let lab = Lab::windows(17);
     let spec = ready_to_restore(&lab).await;
     lab.world.inject(Fault::fail_next("node:set_online", "CommandFailed", 2)).unwrap();
-    lab.world
-        .inject(Fault::FailNext {
-            op: "node:set_offline".into(),
-            code: "AccessDenied".into(),
-            class: ErrorClass::NeedsHuman,
-            count: 10,
-        })
-        .unwrap();
+    // Both servers' disk-offline fail once, needing a human.
+    lab.world.inject(needs_human("node:set_offline", "AccessDenied", 2)).unwrap();
     let Settled::Blocked(c) = lab.apply(&spec).await else { panic!("a permanent node failure must block") };
     assert_eq!(c.reason, "step-failed:AccessDenied");
     assert!(c.message.contains("disk-offline"), "{c:?}");
-    // The operator fixes it; the next apply continues where it stopped.
-    lab.world
-        .inject(Fault::FailNext {
-            op: "node:set_offline".into(),
-            code: "x".into(),
-            class: ErrorClass::Retryable,
-            count: 0,
-        })
-        .ok();
     let calls = lab.world.call_counts()["node:set_offline"];
     assert!(calls <= 4, "a needs-human failure is not hammered: {calls}");
+    // The operator fixed it: the next apply continues where it stopped, and the transient
+    // set_online failures are retried.
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    assert!(lab.world.call_counts()["node:set_online"] >= 4, "set_online was retried");
+    assert_restored(&lab);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_cluster_operation_blocks_then_an_operator_retry_converges() {
     let lab = Lab::windows(18);
     let spec = ready_to_restore(&lab).await;
-    lab.world
-        .inject(Fault::FailNext {
-            op: "clp:start_group".into(),
-            code: "GroupStartFailed".into(),
-            class: ErrorClass::NeedsHuman,
-            count: 1,
-        })
-        .unwrap();
+    lab.world.inject(needs_human("clp:start_group", "GroupStartFailed", 1)).unwrap();
     let Settled::Blocked(c) = lab.apply(&spec).await else { panic!("expected a block") };
     assert_eq!(c.reason, "step-failed:GroupStartFailed");
     assert!(c.message.contains("start-group"));
@@ -261,14 +249,7 @@ async fn a_late_visible_snapshot_is_not_taken_twice() {
 async fn a_create_that_failed_for_good_gets_a_fresh_token_after_the_fix() {
     let lab = Lab::windows(21);
     let spec = ready_to_restore(&lab).await;
-    lab.world
-        .inject(Fault::FailNext {
-            op: "ec2:CreateVolume".into(),
-            code: "InvalidParameterValue".into(),
-            class: ErrorClass::NeedsHuman,
-            count: 2,
-        })
-        .unwrap();
+    lab.world.inject(needs_human("ec2:CreateVolume", "InvalidParameterValue", 2)).unwrap();
     let Settled::Blocked(c) = lab.apply(&spec).await else { panic!("a needs-human create failure blocks") };
     assert_eq!(c.reason, "step-failed:InvalidParameterValue");
     // The operator fixed the cause; the retry uses new tokens and converges without duplicates.

@@ -23,5 +23,3 @@ pub const CLUSTER_PENDING: Duration = Duration::from_secs(3);
 /// How long a snapshot created with tags may stay invisible to a tag filter (eventual
 /// consistency) before an interrupted `CreateSnapshot` is taken as not having happened.
 pub const SNAPSHOT_VISIBILITY: Duration = Duration::from_secs(30);
-/// A snapshot still uploading.
-pub const SNAPSHOT_PROGRESS: Duration = Duration::from_secs(30);

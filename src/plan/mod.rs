@@ -144,7 +144,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
             OpId::Backup(name) => backup::plan(spec, obs, journal, name),
             OpId::Restore(req) => match (&spec.restore, &wanted_restore) {
                 (Some(r), Some(w)) if w == op => restore::plan(spec, obs, journal, r),
-                (Some(r), Some(w)) => restore::switch(spec, obs, journal, req, &r.request, w),
+                (Some(r), Some(_)) => restore::switch(spec, obs, req, &r.request),
                 _ => (
                     Outcome::Blocked(Condition {
                         reason: "restore-section-removed".into(),
@@ -160,7 +160,8 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
                     Vec::new(),
                 ),
             },
-            OpId::Retention => unreachable_retention(),
+            // `JournalView::in_flight` never returns the retention pseudo-operation.
+            OpId::Retention => (Outcome::Converged, Vec::new()),
         };
         out.outcome = outcome;
         out.notes = notes;
@@ -196,11 +197,6 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
         }
     }
     out
-}
-
-fn unreachable_retention() -> (Outcome, Vec<String>) {
-    // JournalView::in_flight never returns the retention pseudo-operation.
-    (Outcome::Converged, Vec::new())
 }
 
 /// A fingerprint of the observed state a plan was made from: everything but the time and snapshot

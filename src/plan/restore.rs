@@ -774,15 +774,9 @@ fn tag_abandoned(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId, 
 
 /// The request changed while `old` was in flight: first make sure no server is left without a
 /// mirror volume, then record `old` as abandoned so `new` can start.
-pub fn switch(
-    spec: &Spec,
-    obs: &Observed,
-    _journal: &JournalView,
-    old: &RequestName,
-    new: &RequestName,
-    new_op: &OpId,
-) -> (Outcome, Vec<String>) {
+pub fn switch(spec: &Spec, obs: &Observed, old: &RequestName, new: &RequestName) -> (Outcome, Vec<String>) {
     let op = OpId::Restore(old.clone());
+    let new_op = OpId::Restore(new.clone());
     let mut d = Draft::default();
     d.notes.push(format!("restore request changed from {old} to {new} while {old} was in flight"));
     for s in &spec.cluster.servers {
@@ -831,7 +825,7 @@ pub fn switch(
             &op,
             "abandon",
             None,
-            Action::MarkAbandoned { by: new_op.clone() },
+            Action::MarkAbandoned { by: new_op },
             format!("request {new} replaces {old}; every server has a mirror volume"),
         );
         // The volumes the old request made are tagged by the new request's plan (see
