@@ -48,7 +48,7 @@ async fn retention_keeps_the_newest_and_never_deletes_pinned_names() {
     let base = example(Os::Windows);
     let all = with_backups(base.clone(), &["b1", "b2", "b3"], 1);
     assert_eq!(lab.apply(&all).await, Settled::Converged);
-    lab.world.clock().sleep(Duration::from_secs(900)).await; // all complete
+    lab.world.clock().sleep(Duration::from_mins(15)).await; // all complete
     assert_eq!(lab.apply(&all).await, Settled::Converged);
     assert_eq!(lab.world.inventory().deleted_snapshots, 0, "names listed in take are pinned");
 

@@ -89,7 +89,7 @@ impl Fixture for SimFixture {
         self.world.add_snapshot(&name, tags, SnapshotState::Completed).unwrap().id
     }
     async fn settle(&self) {
-        self.ports.clock.sleep(Duration::from_secs(120)).await;
+        self.ports.clock.sleep(Duration::from_mins(2)).await;
     }
 }
 

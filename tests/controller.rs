@@ -70,7 +70,7 @@ impl Daemon {
             if let Some(x) = f(self) {
                 return x;
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "gave up waiting for {what}");
+            assert!(start.elapsed() < Duration::from_mins(1), "gave up waiting for {what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

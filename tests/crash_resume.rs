@@ -75,7 +75,7 @@ async fn campaign(os: Os, point: CrashPoint) -> usize {
         // Backup phase with the crash switch armed.
         let (fired_in_backup, seen) = crash_then_resume(&mut lab, &backup, point, n).await;
         let snap = lab.backup_snapshot(&spec, "b1");
-        lab.world.clock().sleep(std::time::Duration::from_secs(600)).await;
+        lab.world.clock().sleep(std::time::Duration::from_mins(10)).await;
         lab.world.accident();
         let restore = with_restore(backup.clone(), &snap, "r1", true);
         let fired = if fired_in_backup {

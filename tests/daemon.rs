@@ -15,7 +15,7 @@ use mirrorctl::journal::{Journal, Record};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mirrorctl");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
-const PATIENCE: Duration = Duration::from_secs(60);
+const PATIENCE: Duration = Duration::from_mins(1);
 
 /// The example `prod-db` file without its schedule, with `take` as given.
 fn desired(take: &[&str]) -> String {

@@ -26,7 +26,7 @@ async fn before_add_md() -> (Spec, Observed, JournalView) {
     let spec = with_backups(example(Os::Windows), &["b1"], 7);
     assert_eq!(lab.apply(&spec).await, Settled::Converged);
     let snap = lab.backup_snapshot(&spec, "b1");
-    lab.world.clock().sleep(Duration::from_secs(600)).await;
+    lab.world.clock().sleep(Duration::from_mins(10)).await;
     let restore = with_restore(spec, &snap, "r1", false);
     // 16 mutating steps come before add-md on Windows (2 creates, stop, remove, 2×offline, 2×tag,
     // 2×detach, 2×attach, 2×online, 2 letters); stop at the 17th boundary.

@@ -55,9 +55,9 @@ async fn flow(seed: u64, os: Os, faults: &[(usize, u32)], lost: &[usize], crash:
     let backup = with_backups(spec.clone(), &["b1"], 7);
     assert_eq!(lab.apply(&backup).await, Settled::Converged);
     let snap = lab.backup_snapshot(&spec, "b1");
-    lab.world.clock().sleep(Duration::from_secs(600)).await;
+    lab.world.clock().sleep(Duration::from_mins(10)).await;
     lab.world.accident();
-    let restore = with_restore(backup, &snap, "r1", seed % 2 == 0);
+    let restore = with_restore(backup, &snap, "r1", seed.is_multiple_of(2));
     if let Some((inside, n)) = crash {
         let point = if inside { CrashPoint::AfterCall } else { CrashPoint::BeforeIntent };
         let (_, switch) = lab.apply_with_crash(&restore, point, n).await;

@@ -19,7 +19,7 @@ async fn change_after(n: usize) -> (Lab, Vec<(String, mirrorctl::plan::Action)>)
     let spec = with_backups(example(Os::Windows), &["b1"], 7);
     assert_eq!(lab.apply(&spec).await, Settled::Converged);
     let snap = lab.backup_snapshot(&spec, "b1");
-    lab.world.clock().sleep(Duration::from_secs(600)).await;
+    lab.world.clock().sleep(Duration::from_mins(10)).await;
     lab.world.accident();
     let r1 = with_restore(spec.clone(), &snap, "r1", false);
     // Stop r1 dead after its n-th mutating call.

@@ -20,7 +20,7 @@ async fn ready_to_restore(lab: &Lab) -> Spec {
     let spec = with_backups(example(Os::Windows), &["b1"], 7);
     assert_eq!(lab.apply(&spec).await, Settled::Converged);
     let snap = lab.backup_snapshot(&spec, "b1");
-    lab.world.clock().sleep(Duration::from_secs(600)).await;
+    lab.world.clock().sleep(Duration::from_mins(10)).await;
     lab.world.accident();
     with_restore(spec, &snap, "r1", false)
 }
@@ -109,12 +109,13 @@ async fn detach_stuck_busy_because_a_disk_was_left_online_recovers() {
     });
     let mut injected = false;
     while let Some(e) = rx.recv().await {
-        if let EventKind::StepStarted { step, .. } = &e.kind {
-            if !injected && step.0 == "restore/r1/detach@server1" {
-                // Someone brings the disk back online just as the detach is sent.
-                lab.world.inject(Fault::DiskOnline { server: server("server1"), volume: old.clone() }).unwrap();
-                injected = true;
-            }
+        if let EventKind::StepStarted { step, .. } = &e.kind
+            && !injected
+            && step.0 == "restore/r1/detach@server1"
+        {
+            // Someone brings the disk back online just as the detach is sent.
+            lab.world.inject(Fault::DiskOnline { server: server("server1"), volume: old.clone() }).unwrap();
+            injected = true;
         }
     }
     assert!(injected);

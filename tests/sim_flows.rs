@@ -16,9 +16,9 @@ pub async fn backup_accident_restore(lab: &Lab, spec: &Spec) -> mirrorctl::ids::
     assert_eq!(lab.apply(&backup).await, Settled::Converged);
     let snap = lab.backup_snapshot(spec, "b1");
     // Let the snapshot complete: a restore refuses a pending one.
-    lab.world.clock().sleep(std::time::Duration::from_secs(600)).await;
+    lab.world.clock().sleep(std::time::Duration::from_mins(10)).await;
     lab.world.accident();
-    lab.world.clock().sleep(std::time::Duration::from_secs(60)).await;
+    lab.world.clock().sleep(std::time::Duration::from_mins(1)).await;
     let restore = with_restore(backup, &snap, "r1", true);
     assert_eq!(lab.apply(&restore).await, Settled::Converged);
     snap
@@ -37,9 +37,9 @@ async fn full_flow(lab: &Lab, os: Os) {
     assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
 
     // Business goes on, then someone deletes data by mistake; it is mirrored to the standby.
-    lab.world.clock().sleep(std::time::Duration::from_secs(600)).await;
+    lab.world.clock().sleep(std::time::Duration::from_mins(10)).await;
     lab.world.accident();
-    lab.world.clock().sleep(std::time::Duration::from_secs(60)).await;
+    lab.world.clock().sleep(std::time::Duration::from_mins(1)).await;
     let report = lab.world.oracle_report();
     for (server, content) in &report.servers {
         let c = content.expect("both servers hold a mirror volume");

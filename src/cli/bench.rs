@@ -152,9 +152,9 @@ async fn prepare(base: &Path, name: &str, seed: u64, latency: LatencyModel) -> R
         .find(|s| s.tags.get(crate::ports::cloud::tag::REQUEST).map(String::as_str) == Some("b1"))
         .map(|s| s.id.clone())
         .ok_or_else(|| CliError::Failed("the backup left no snapshot".into()))?;
-    world.clock().sleep(Duration::from_secs(600)).await;
+    world.clock().sleep(Duration::from_mins(10)).await;
     world.accident();
-    world.clock().sleep(Duration::from_secs(60)).await;
+    world.clock().sleep(Duration::from_mins(1)).await;
     Ok(Prepared { world, spec, snapshot, dir })
 }
 

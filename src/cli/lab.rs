@@ -106,7 +106,7 @@ pub async fn run(state_dir: &Path, speed: f64, world_seed: u64, os: LabOs) -> Re
     });
 
     println!("\n== 2. business runs for 10 minutes, then data is deleted by mistake (mirrored to the standby)");
-    world.clock().sleep(Duration::from_secs(600)).await;
+    world.clock().sleep(Duration::from_mins(10)).await;
     world.accident();
     world.clock().sleep(Duration::from_secs(30)).await;
     let report = world.oracle_report();

@@ -91,12 +91,12 @@ impl Config {
         Config {
             dir,
             state_dir,
-            resync: Duration::from_secs(60),
+            resync: Duration::from_mins(1),
             debounce: Duration::from_millis(100),
             worlds,
             policy: RetryPolicy::default(),
             backoff_min: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
+            backoff_max: Duration::from_mins(5),
         }
     }
 }
@@ -162,11 +162,11 @@ impl Controller {
                 }
             }
             watcher.refresh();
-            if let Some(keys) = self.scan(&shared, &mut workers) {
-                if first {
-                    self.metrics.expect_ready(keys);
-                    first = false;
-                }
+            if let Some(keys) = self.scan(&shared, &mut workers)
+                && first
+            {
+                self.metrics.expect_ready(keys);
+                first = false;
             }
         }
         tracing::info!(workers = workers.len(), "shutting down: no new passes; waiting for steps in flight");

@@ -125,10 +125,10 @@ fn wanted(dir: &Path) -> BTreeSet<PathBuf> {
         set.insert(parent.to_owned());
     }
     for a in dir.ancestors() {
-        if std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()) {
-            if let Some(parent) = a.parent() {
-                set.insert(parent.to_owned());
-            }
+        if std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink())
+            && let Some(parent) = a.parent()
+        {
+            set.insert(parent.to_owned());
         }
     }
     set

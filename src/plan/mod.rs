@@ -168,14 +168,15 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
         return out;
     }
 
-    if let (Some(r), Some(op)) = (&spec.restore, &wanted_restore) {
-        if !journal.completed(op) && journal.op(op).is_none_or(|v| v.abandoned_by.is_none()) {
-            out.op = Some(op.clone());
-            let (outcome, notes) = restore::plan(spec, obs, journal, r);
-            out.outcome = outcome;
-            out.notes = notes;
-            return out;
-        }
+    if let (Some(r), Some(op)) = (&spec.restore, &wanted_restore)
+        && !journal.completed(op)
+        && journal.op(op).is_none_or(|v| v.abandoned_by.is_none())
+    {
+        out.op = Some(op.clone());
+        let (outcome, notes) = restore::plan(spec, obs, journal, r);
+        out.outcome = outcome;
+        out.notes = notes;
+        return out;
     }
 
     if let Some(b) = &spec.backup {

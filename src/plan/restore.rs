@@ -551,14 +551,15 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
             "wait until it completes (mirrorctl checks again on every pass), or pick another snapshot",
         );
     }
-    if let Some(owner) = snap.tags.get(tag::CLUSTER) {
-        if owner != spec.cluster.name.as_str() && !r.allow_foreign_snapshot {
-            d.block(
-                "snapshot-of-another-cluster",
-                format!("snapshot {} is tagged {}={owner}, not {}", r.snapshot, tag::CLUSTER, spec.cluster.name),
-                "pick this cluster's snapshot, or set restore.allow_foreign_snapshot = true if this is really intended",
-            );
-        }
+    if let Some(owner) = snap.tags.get(tag::CLUSTER)
+        && owner != spec.cluster.name.as_str()
+        && !r.allow_foreign_snapshot
+    {
+        d.block(
+            "snapshot-of-another-cluster",
+            format!("snapshot {} is tagged {}={owner}, not {}", r.snapshot, tag::CLUSTER, spec.cluster.name),
+            "pick this cluster's snapshot, or set restore.allow_foreign_snapshot = true if this is really intended",
+        );
     }
     for s in &spec.cluster.servers {
         let Some(inst) = obs.instances.get(&s.instance) else { continue };

@@ -172,10 +172,10 @@ impl SimWorld {
             let active = w.md_active()?;
             let c = w.mirror_content(&active)?;
             let after = w.oracle.accident(c);
-            if let Some(v) = w.mirror_volume(&active) {
-                if let Some(rec) = w.ec2.volumes.get_mut(&v) {
-                    rec.content = after;
-                }
+            if let Some(v) = w.mirror_volume(&active)
+                && let Some(rec) = w.ec2.volumes.get_mut(&v)
+            {
+                rec.content = after;
             }
             w.replicate(&active, 1, after);
             w.log(now, format!("accident: data deleted by mistake on {active} ({after})"));

@@ -351,11 +351,11 @@ impl World {
             self.clp.business_state = ResState::offline();
         }
         if scope.md && self.clp.md.is_some() {
-            if let Some(active) = self.md_active() {
-                if let Some(content) = self.mirror_content(&active) {
-                    self.oracle.quiesce.push(super::oracle::QuiescePoint { at: t, server: active.clone(), content });
-                    self.log(t, format!("clp: md offline on {active} (quiesce point {content})"));
-                }
+            if let Some(active) = self.md_active()
+                && let Some(content) = self.mirror_content(&active)
+            {
+                self.oracle.quiesce.push(super::oracle::QuiescePoint { at: t, server: active.clone(), content });
+                self.log(t, format!("clp: md offline on {active} (quiesce point {content})"));
             }
             self.clp.md_state = ResState::offline();
             self.clp.next_write_at = None;

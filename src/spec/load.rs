@@ -531,27 +531,27 @@ impl Checker<'_, '_> {
         for (i, server) in raw.iter().enumerate() {
             let prefix = format!("cluster.server[{i}]");
             let s = self.server(server, i, &prefix, region);
-            if let Some(n) = &server.name {
-                if let Some(first) = names.insert(n.get_ref().clone(), i) {
-                    self.push(
-                        n.span(),
-                        &format!("{prefix}.name"),
-                        ErrorKind::DuplicateServerName,
-                        format!("server name \"{}\" is also used by cluster.server[{first}]", n.get_ref()),
-                        "give each server its CLUSTERPRO server name; the two names differ",
-                    );
-                }
+            if let Some(n) = &server.name
+                && let Some(first) = names.insert(n.get_ref().clone(), i)
+            {
+                self.push(
+                    n.span(),
+                    &format!("{prefix}.name"),
+                    ErrorKind::DuplicateServerName,
+                    format!("server name \"{}\" is also used by cluster.server[{first}]", n.get_ref()),
+                    "give each server its CLUSTERPRO server name; the two names differ",
+                );
             }
-            if let Some(n) = &server.instance {
-                if let Some(first) = instances.insert(n.get_ref().clone(), i) {
-                    self.push(
-                        n.span(),
-                        &format!("{prefix}.instance"),
-                        ErrorKind::DuplicateInstance,
-                        format!("instance {} is also used by cluster.server[{first}]", n.get_ref()),
-                        "each server is its own EC2 instance: check the instance id of this server",
-                    );
-                }
+            if let Some(n) = &server.instance
+                && let Some(first) = instances.insert(n.get_ref().clone(), i)
+            {
+                self.push(
+                    n.span(),
+                    &format!("{prefix}.instance"),
+                    ErrorKind::DuplicateInstance,
+                    format!("instance {} is also used by cluster.server[{first}]", n.get_ref()),
+                    "each server is its own EC2 instance: check the instance id of this server",
+                );
             }
             built.push(s);
         }
@@ -605,17 +605,17 @@ impl Checker<'_, '_> {
                 "write the server's availability zone, e.g. \"ap-northeast-1a\"",
             )
         });
-        if let (Some(z), Some(r), Some(v)) = (&zone, region, zone_raw) {
-            if &z.region() != r {
-                self.push(
-                    v.span(),
-                    &format!("{prefix}.zone"),
-                    ErrorKind::ZoneOutsideRegion,
-                    format!("\"{z}\" is not in region \"{r}\""),
-                    format!("use a zone of {r}, such as \"{r}a\", or correct cluster.region"),
-                );
-                return None;
-            }
+        if let (Some(z), Some(r), Some(v)) = (&zone, region, zone_raw)
+            && &z.region() != r
+        {
+            self.push(
+                v.span(),
+                &format!("{prefix}.zone"),
+                ErrorKind::ZoneOutsideRegion,
+                format!("\"{z}\" is not in region \"{r}\""),
+                format!("use a zone of {r}, such as \"{r}a\", or correct cluster.region"),
+            );
+            return None;
         }
         Some(ServerSpec { name: name?, instance: instance?, zone: zone? })
     }
@@ -671,17 +671,17 @@ impl Checker<'_, '_> {
         );
         let data_partition =
             data_partition_raw.and_then(|v| os.and_then(|os| self.partition(v, "mirror.data_partition", os)));
-        if let (Some(c), Some(d), Some(v)) = (&cluster_partition, &data_partition, data_partition_raw) {
-            if c == d {
-                self.push(
+        if let (Some(c), Some(d), Some(v)) = (&cluster_partition, &data_partition, data_partition_raw)
+            && c == d
+        {
+            self.push(
                     v.span(),
                     "mirror.data_partition",
                     ErrorKind::SamePartition,
                     format!("the data partition is the cluster partition ({c})"),
                     "the cluster partition holds CLUSTERPRO's mirror metadata and the data partition the business data: name two different partitions",
                 );
-                return None;
-            }
+            return None;
         }
         let volume = match &raw.volume {
             Some(v) => self.volume(v),

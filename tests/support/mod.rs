@@ -64,7 +64,7 @@ impl Moto {
             .or_else(|_| spawn("python3", &["-m", "moto.server"]))
             .expect("moto_server must be installed: python3 -m pip install 'moto[server]>=5,<6'");
         let moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         while http(port, "GET", "/moto-api/data.json").is_err() {
             assert!(Instant::now() < deadline, "moto_server did not answer on port {port} within 60 s");
             std::thread::sleep(Duration::from_millis(100));

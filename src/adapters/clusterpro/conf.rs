@@ -694,19 +694,18 @@ fn next_removal<'a>(root: &'a Elem, res: &str, removed: bool) -> Option<&'a Elem
     if !removed {
         return None;
     }
-    if let Some(s) = section {
-        if s.child("md").is_none() {
-            if let Some(t) = s.named("types", "md") {
-                return Some(t);
-            }
-        }
+    if let Some(s) = section
+        && s.child("md").is_none()
+        && let Some(t) = s.named("types", "md")
+    {
+        return Some(t);
     }
     if let Some(m) = monitors {
         for ty in MD_MONITOR_TYPES {
-            if m.child(ty).is_none() {
-                if let Some(t) = m.named("types", ty) {
-                    return Some(t);
-                }
+            if m.child(ty).is_none()
+                && let Some(t) = m.named("types", ty)
+            {
+                return Some(t);
             }
         }
     }
@@ -919,10 +918,10 @@ fn add_mirror(
         return Err(ConfError::MissingSection("resource"));
     }
     let servers: Vec<String> = root.all("server").filter_map(Elem::name).map(str::to_owned).collect();
-    if matches!(lay, Layout::Windows { .. }) {
-        if let Some(s) = servers.iter().find(|s| guids.get(s).is_none()) {
-            return Err(ConfError::MissingGuid(s.clone()));
-        }
+    if matches!(lay, Layout::Windows { .. })
+        && let Some(s) = servers.iter().find(|s| guids.get(s).is_none())
+    {
+        return Err(ConfError::MissingGuid(s.clone()));
     }
     let md_exists = root.child("resource").and_then(|s| s.named("md", res)).is_some();
     let unit = indent_unit(doc, &root);

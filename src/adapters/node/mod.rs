@@ -7,3 +7,4 @@
 //! parses the single JSON document each prints; the transport that carries them is elsewhere.
 
 pub mod recipes;
+pub mod transport;

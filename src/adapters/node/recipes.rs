@@ -228,10 +228,10 @@ fn letter(v: Option<&str>) -> Option<char> {
 }
 
 fn check_failure(text: &str) -> Result<(), RecipeError> {
-    if let Ok(o) = serde_json::from_str::<RawOutcome>(text) {
-        if !o.ok {
-            return Err(failure(o));
-        }
+    if let Ok(o) = serde_json::from_str::<RawOutcome>(text)
+        && !o.ok
+    {
+        return Err(failure(o));
     }
     Ok(())
 }
