@@ -7,7 +7,7 @@
 //! the cluster. A node that cannot be reached (its instance is stopped) is recorded as such, not
 //! treated as an error: a backup stops the standby on purpose.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::execute::RetryPolicy;
 use crate::execute::retry::with_retries;
 use crate::ids::{InstanceId, ServerName, SnapshotId, VolumeId};
+use crate::plan::{Action, Watch};
 use crate::ports::cloud::{
-    Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, Tags, Volume, VolumeFilter, VolumeState, tag,
+    AttachState, Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, SnapshotState, Tags, Volume,
+    VolumeFilter, VolumeInit, VolumeState, tag,
 };
 use crate::ports::cluster::{ClusterConfig, ClusterStatus, MirrorStatus};
 use crate::ports::node::Disk;
@@ -44,6 +46,10 @@ pub struct Observed {
     pub mirror: Option<MirrorStatus>,
     /// Disks per server; `Err` holds why the node could not be asked.
     pub disks: BTreeMap<ServerName, Result<Vec<Disk>, PortError>>,
+    /// How far EBS has loaded the cluster's restored volumes from their snapshot (full looks
+    /// only; informational: the planner does not wait for it).
+    #[serde(default)]
+    pub initialization: BTreeMap<VolumeId, VolumeInit>,
 }
 
 impl Observed {
@@ -73,84 +79,248 @@ impl Observed {
     }
 }
 
-/// Observes the world for `spec`. Fails only when a source every decision depends on (EC2 or
-/// CLUSTERPRO) cannot be read; callers retry retryable errors.
+/// Which parts of the world a pass reads afresh; the rest is carried over from the previous pass.
+///
+/// Why: a full look costs about seven EC2 `Describe*` calls, a `clp.conf` pull and a command on
+/// each server, and most passes of a restore follow a step that changed one small part of the
+/// world (a group stopped, a disk taken offline). Re-reading only what the last steps touched,
+/// what is still changing by itself, and what the planner's wait names keeps a two-node restore
+/// within a dozen `Describe*` calls and shortens every pass to the slowest read it really needs.
+/// CLUSTERPRO status and mirror colours are read on every pass (they change by themselves).
+/// Something changed behind mirrorctl's back is seen at the next full look: the first pass of
+/// every reconcile (and so every daemon resync), after any failed step, after a wait that did not
+/// end in three looks, and at least every [`FULL_LOOK_EVERY`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[allow(clippy::struct_excessive_bools)]
+pub struct Refresh {
+    /// `DescribeInstances`.
+    pub instances: bool,
+    /// `DescribeInstanceAttribute` (shutdown behaviour): full looks only.
+    pub shutdown: bool,
+    /// The cluster-tagged `DescribeVolumes`.
+    pub tagged_volumes: bool,
+    /// Untagged volumes to read by id (the original mirror volumes something happened to).
+    pub volume_ids: BTreeSet<VolumeId>,
+    /// `DescribeSnapshots`.
+    pub snapshots: bool,
+    /// The CLUSTERPRO configuration.
+    pub config: bool,
+    /// Servers whose disks are listed.
+    pub disks: BTreeSet<ServerName>,
+    /// `DescribeVolumeStatus` of the restored volumes still loading: full looks only.
+    pub initialization: bool,
+}
+
+/// The longest a reconcile goes without a full look at the world.
+pub const FULL_LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl Refresh {
+    /// Everything (a full look).
+    pub fn everything(spec: &Spec) -> Self {
+        Refresh {
+            instances: true,
+            shutdown: true,
+            tagged_volumes: true,
+            volume_ids: BTreeSet::new(),
+            snapshots: true,
+            config: true,
+            disks: spec.cluster.servers.iter().map(|s| s.name.clone()).collect(),
+            initialization: true,
+        }
+    }
+
+    /// What the pass after `prev` must read, given the actions run since and the planner's wait
+    /// (if it waited). Pure.
+    pub fn after(spec: &Spec, prev: &Observed, ran: &[Action], wait: Option<Watch>) -> Self {
+        let mut r = Refresh::default();
+        let ours = |v: &Volume| v.tags.get(tag::CLUSTER).is_some_and(|c| c == spec.cluster.name.as_str());
+        let touch_volume = |r: &mut Refresh, id: &VolumeId| match prev.volume(id) {
+            Some(v) if !ours(v) => {
+                r.volume_ids.insert(id.clone());
+            }
+            _ => r.tagged_volumes = true,
+        };
+        for a in ran {
+            match a {
+                Action::CreateVolume { .. } => r.tagged_volumes = true,
+                Action::AttachVolume { server, volume, .. } | Action::DetachVolume { server, volume, .. } => {
+                    touch_volume(&mut r, volume);
+                    r.disks.insert(server.clone());
+                }
+                Action::Tag { resource, .. } => match VolumeId::parse(resource) {
+                    Ok(id) => touch_volume(&mut r, &id),
+                    Err(_) => r.snapshots = true,
+                },
+                Action::CreateSnapshot { .. } | Action::DeleteSnapshot { .. } => r.snapshots = true,
+                Action::StartInstance { server, .. } | Action::ShutdownServer { server } => {
+                    r.instances = true;
+                    r.disks.insert(server.clone());
+                }
+                Action::ApplyConfig { .. } => r.config = true,
+                Action::DiskOffline { server, .. }
+                | Action::DiskOnline { server, .. }
+                | Action::SetLetter { server, .. } => {
+                    r.disks.insert(server.clone());
+                }
+                Action::StopGroup { .. }
+                | Action::StartGroup { .. }
+                | Action::MoveGroup { .. }
+                | Action::StopResource { .. }
+                | Action::MarkCompleted
+                | Action::MarkAbandoned { .. } => {}
+            }
+        }
+        // Whatever is still changing by itself.
+        let moving_instance = |s: &crate::spec::ServerSpec| {
+            prev.instances.get(&s.instance).is_none_or(|i| {
+                matches!(i.state, InstanceState::Pending | InstanceState::Stopping | InstanceState::ShuttingDown)
+            })
+        };
+        let settling = |v: &Volume| {
+            matches!(v.state, VolumeState::Creating | VolumeState::Deleting)
+                || v.attachments.iter().any(|a| !matches!(a.state, AttachState::Attached | AttachState::Detached))
+        };
+        let mut any_settling = false;
+        for v in prev.volumes.iter().filter(|v| settling(v)) {
+            any_settling = true;
+            touch_volume(&mut r, &v.id);
+        }
+        r.snapshots |= prev.snapshots.iter().any(|s| s.state == SnapshotState::Pending);
+        for s in &spec.cluster.servers {
+            if moving_instance(s) {
+                r.instances = true;
+                r.disks.insert(s.name.clone());
+            }
+            if disks_out_of_step(prev, s) {
+                r.disks.insert(s.name.clone());
+            }
+        }
+        // What the planner is waiting for.
+        if let Some(w) = wait {
+            r.instances |= w.instances;
+            r.snapshots |= w.snapshots;
+            if w.volumes && !any_settling {
+                r.tagged_volumes = true;
+                r.volume_ids.extend(prev.volumes.iter().filter(|v| !ours(v)).map(|v| v.id.clone()));
+            }
+            if w.disks || w.instances {
+                r.disks.extend(spec.cluster.servers.iter().map(|s| s.name.clone()));
+            }
+        }
+        r
+    }
+}
+
+/// Whether a server's disk list may be behind its attachments: it could not be read, a volume
+/// attached (or moving) at its instance has no disk yet, or a disk's volume is no longer attached.
+fn disks_out_of_step(prev: &Observed, s: &crate::spec::ServerSpec) -> bool {
+    let Some(Ok(disks)) = prev.disks.get(&s.name) else { return true };
+    let at_instance: Vec<(&VolumeId, AttachState)> = prev
+        .volumes
+        .iter()
+        .flat_map(|v| v.attachments.iter().filter(|a| a.instance == s.instance).map(move |a| (&v.id, a.state)))
+        .collect();
+    let attached_without_disk =
+        at_instance.iter().any(|(v, st)| *st != AttachState::Detached && !disks.iter().any(|d| &d.volume == *v));
+    let disk_without_attachment = disks.iter().any(|d| {
+        prev.volume(&d.volume).is_some()
+            && !at_instance.iter().any(|(v, st)| **v == d.volume && *st == AttachState::Attached)
+    });
+    attached_without_disk || disk_without_attachment
+}
+
+/// Observes the whole world for `spec` (the first pass of a reconcile, `plan`, `apply --plan`).
+/// Fails only when a source every decision depends on (EC2 or CLUSTERPRO) cannot be read; callers
+/// retry retryable errors.
 pub async fn observe(spec: &Spec, ports: &Ports, policy: &RetryPolicy) -> PortResult<Observed> {
+    observe_with(spec, ports, policy, None, &Refresh::everything(spec)).await
+}
+
+/// Observes what `want` names afresh and carries the rest over from `prev` (everything is read
+/// when there is no `prev`). CLUSTERPRO status and mirror colours are always read.
+pub async fn observe_with(
+    spec: &Spec,
+    ports: &Ports,
+    policy: &RetryPolicy,
+    prev: Option<&Observed>,
+    want: &Refresh,
+) -> PortResult<Observed> {
+    let everything = Refresh::everything(spec);
+    let want = if prev.is_some() { want } else { &everything };
     let clock = ports.clock.as_ref();
     let ids: Vec<InstanceId> = spec.cluster.servers.iter().map(|s| s.instance.clone()).collect();
     let cluster_tag: Tags = [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string())].into();
-
     let ours = VolumeFilter { tags: cluster_tag.clone(), ..VolumeFilter::default() };
-    let own_snaps = SnapshotFilter { tags: cluster_tag.clone(), ..SnapshotFilter::default() };
-    let restore_snap =
-        spec.restore.as_ref().map(|r| SnapshotFilter { ids: vec![r.snapshot.clone()], ..SnapshotFilter::default() });
+    let own_snaps = SnapshotFilter { tags: cluster_tag, ..SnapshotFilter::default() };
 
     // Everything at once: one round trip of wall time per pass, whatever the number of calls.
-    let shutdown_calls = futures::future::join_all(
-        ids.iter().map(|id| with_retries(policy, clock, move || ports.cloud.shutdown_behavior(id))),
-    );
-    let disk_calls = futures::future::join_all(spec.cluster.servers.iter().map(|s| ports.node.disks(&s.name)));
-    let restore_call = async {
-        match &restore_snap {
-            // A snapshot that does not exist is a fact for preflight: not retried.
-            Some(filter) => {
-                with_retries(policy, clock, || async {
-                    match ports.cloud.describe_snapshots(filter).await {
-                        Err(e) if e.code == "InvalidSnapshot.NotFound" => Ok(Vec::new()),
-                        other => other,
-                    }
-                })
-                .await
-            }
-            None => Ok(Vec::new()),
+    let shutdown_calls = async {
+        if !want.shutdown {
+            return None;
         }
+        let calls = ids.iter().map(|id| with_retries(policy, clock, move || ports.cloud.shutdown_behavior(id)));
+        Some(futures::future::join_all(calls).await)
     };
-    let volumes_call = instances_and_volumes(ports, policy, &ids, &ours);
-    let ((volumes_res, snaps, restore_found), (status, config, mirror, shutdown_res, disk_res)) = futures::join!(
-        async {
-            futures::join!(
-                volumes_call,
-                with_retries(policy, clock, || ports.cloud.describe_snapshots(&own_snaps)),
-                restore_call,
-            )
-        },
-        async {
+    let disk_calls =
+        futures::future::join_all(spec.cluster.servers.iter().map(|s| async {
+            if want.disks.contains(&s.name) { Some(ports.node.disks(&s.name).await) } else { None }
+        }));
+    let snapshots_call =
+        async { if want.snapshots { Some(snapshots(spec, ports, policy, &own_snaps).await) } else { None } };
+    let volumes_call = instances_and_volumes(ports, policy, &ids, &ours, prev, want);
+    let config_call =
+        async { if want.config { Some(with_retries(policy, clock, || ports.cluster.config()).await) } else { None } };
+    let ((volumes_res, snaps), (status, config, mirror, shutdown_res, disk_res)) =
+        futures::join!(async { futures::join!(volumes_call, snapshots_call) }, async {
             futures::join!(
                 with_retries(policy, clock, || ports.cluster.status()),
-                with_retries(policy, clock, || ports.cluster.config()),
+                config_call,
                 ports.cluster.mirror_status(&spec.mirror.resource),
                 shutdown_calls,
                 disk_calls,
             )
-        }
-    );
+        });
     let (instances, mut volumes) = volumes_res?;
     volumes.retain(|v| v.state != VolumeState::Deleted);
     volumes.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut snapshots = snaps?;
-    match restore_found {
-        Ok(found) => {
-            for s in found {
-                if !snapshots.iter().any(|x| x.id == s.id) {
-                    snapshots.push(s);
-                }
-            }
-        }
-        // A missing snapshot is a fact for preflight, not an observation failure.
-        Err(e) if e.code == "InvalidSnapshot.NotFound" => {}
-        Err(e) => return Err(e),
-    }
-    snapshots.sort_by(|a, b| a.id.cmp(&b.id));
+    let snapshots = match (snaps, prev) {
+        (Some(s), _) => s?,
+        (None, Some(p)) => p.snapshots.clone(),
+        (None, None) => unreachable!("everything is read without a previous observation"),
+    };
     let cluster = status?;
-    let config = config?;
-    let mut shutdown = BTreeMap::new();
-    for (id, b) in ids.iter().zip(shutdown_res) {
-        shutdown.insert(id.clone(), b?);
-    }
+    let config = match (config, prev) {
+        (Some(c), _) => c?,
+        (None, Some(p)) => p.config.clone(),
+        (None, None) => unreachable!("everything is read without a previous observation"),
+    };
+    let shutdown = match (shutdown_res, prev) {
+        (Some(res), _) => {
+            let mut shutdown = BTreeMap::new();
+            for (id, b) in ids.iter().zip(res) {
+                shutdown.insert(id.clone(), b?);
+            }
+            shutdown
+        }
+        (None, Some(p)) => p.shutdown.clone(),
+        (None, None) => unreachable!("everything is read without a previous observation"),
+    };
     // The mirror status only means something while md is configured; its errors are a fact
     // (not configured, cluster busy), not an observation failure.
     let mirror = if config.mirror(&spec.mirror.resource).is_some() { mirror.ok() } else { None };
+    let disk_res = spec
+        .cluster
+        .servers
+        .iter()
+        .zip(disk_res)
+        .map(|(s, fresh)| match (fresh, prev) {
+            (Some(d), _) => d,
+            (None, Some(p)) => p.disks.get(&s.name).cloned().unwrap_or_else(|| Ok(Vec::new())),
+            (None, None) => unreachable!("everything is read without a previous observation"),
+        })
+        .collect();
     let disks = disks_by_server(spec, &instances, disk_res);
+    let initialization = initialization(spec, ports, &volumes, prev, want.initialization).await;
 
     Ok(Observed {
         now: ports.clock.now(),
@@ -162,7 +332,80 @@ pub async fn observe(spec: &Spec, ports: &Ports, policy: &RetryPolicy) -> PortRe
         config,
         mirror,
         disks,
+        initialization,
     })
+}
+
+/// How long after its creation a restored volume's loading is still asked about.
+const LOADING_WATCHED_FOR: jiff::SignedDuration = jiff::SignedDuration::from_hours(24 * 7);
+
+/// The initialization of the cluster's restored volumes that are in use (one
+/// `DescribeVolumeStatus`, made only on a full look and only for volumes younger than a week that
+/// are not known to be loaded). Best effort: it is shown to operators, never decided on, so a failure (moto does not
+/// implement the call) leaves the previous answer and is logged, not retried.
+async fn initialization(
+    spec: &Spec,
+    ports: &Ports,
+    volumes: &[Volume],
+    prev: Option<&Observed>,
+    read: bool,
+) -> BTreeMap<VolumeId, VolumeInit> {
+    let now = ports.clock.now();
+    let mut known: BTreeMap<VolumeId, VolumeInit> = prev
+        .map(|p| p.initialization.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(id, _)| volumes.iter().any(|v| &v.id == id))
+        .collect();
+    let restored: Vec<VolumeId> = volumes
+        .iter()
+        .filter(|v| {
+            v.snapshot.is_some()
+                && v.state == VolumeState::InUse
+                && now.duration_since(v.created) < LOADING_WATCHED_FOR
+                && v.tags.get(tag::CLUSTER).is_some_and(|c| c == spec.cluster.name.as_str())
+                && known.get(&v.id).is_none_or(|i| !i.complete)
+        })
+        .map(|v| v.id.clone())
+        .collect();
+    if !read || restored.is_empty() {
+        return known;
+    }
+    match ports.cloud.volume_initialization(&restored).await {
+        Ok(list) => known.extend(list.into_iter().map(|i| (i.volume.clone(), i))),
+        Err(e) => tracing::debug!(error = %e, "DescribeVolumeStatus failed; initialization progress not updated"),
+    }
+    known
+}
+
+/// The cluster's own snapshots, and the restore snapshot when it is not one of them (a second
+/// call, by id, made only then).
+async fn snapshots(
+    spec: &Spec,
+    ports: &Ports,
+    policy: &RetryPolicy,
+    own: &SnapshotFilter,
+) -> PortResult<Vec<Snapshot>> {
+    let clock = ports.clock.as_ref();
+    let mut snapshots = with_retries(policy, clock, || ports.cloud.describe_snapshots(own)).await?;
+    if let Some(r) = &spec.restore
+        && !snapshots.iter().any(|s| s.id == r.snapshot)
+    {
+        let filter = SnapshotFilter { ids: vec![r.snapshot.clone()], ..SnapshotFilter::default() };
+        // A snapshot that does not exist is a fact for preflight, not an observation failure: not
+        // retried, and not an error.
+        let found = with_retries(policy, clock, || async {
+            match ports.cloud.describe_snapshots(&filter).await {
+                Err(e) if e.code == "InvalidSnapshot.NotFound" => Ok(Vec::new()),
+                other => other,
+            }
+        })
+        .await?;
+        snapshots.extend(found);
+    }
+    snapshots.sort_by(|a, b| a.id.cmp(&b.id));
+    snapshots.dedup_by(|a, b| a.id == b.id);
+    Ok(snapshots)
 }
 
 /// Each server's disks; a node whose instance is not running counts as unreachable (its answer,
@@ -191,32 +434,70 @@ fn disks_by_server(
 
 /// The instances and the volumes that matter: one `DescribeVolumes` covers every volume mirrorctl
 /// has tagged for this cluster (new, replaced, abandoned); a second one, by id, only for volumes
-/// attached to the instances that carry no tag of ours yet (the original mirror volumes before a
-/// first restore). So a pass normally costs one `DescribeVolumes`, whatever is in flight.
+/// attached to the instances that carry no tag of ours (the original mirror volumes before a
+/// first restore), and after the first pass only for those of them something happened to. Parts
+/// `want` does not name are carried over from `prev`.
 async fn instances_and_volumes(
     ports: &Ports,
     policy: &RetryPolicy,
     ids: &[InstanceId],
     ours: &VolumeFilter,
+    prev: Option<&Observed>,
+    want: &Refresh,
 ) -> PortResult<(Vec<Instance>, Vec<Volume>)> {
     let clock = ports.clock.as_ref();
     let (instances, tagged) = futures::join!(
-        with_retries(policy, clock, || ports.cloud.describe_instances(ids)),
-        with_retries(policy, clock, || ports.cloud.describe_volumes(ours)),
+        async {
+            match prev {
+                Some(p) if !want.instances => Ok(p.instances.values().cloned().collect()),
+                _ => with_retries(policy, clock, || ports.cloud.describe_instances(ids)).await,
+            }
+        },
+        async {
+            match prev {
+                Some(p) if !want.tagged_volumes => Ok(p.volumes.iter().filter(|v| is_ours(v, ours)).cloned().collect()),
+                _ => with_retries(policy, clock, || ports.cloud.describe_volumes(ours)).await,
+            }
+        },
     );
-    let (instances, mut volumes) = (instances?, tagged?);
-    let untagged: Vec<VolumeId> = instances
+    let (instances, mut volumes): (Vec<Instance>, Vec<Volume>) = (instances?, tagged?);
+    let on_ours = |v: &Volume| v.attachments.iter().any(|a| ids.contains(&a.instance));
+    // Untagged volumes attached to the instances: read when first seen (or on a full pass) and
+    // when `want` names them; otherwise carried over.
+    let known: BTreeMap<&VolumeId, &Volume> =
+        prev.map(|p| p.volumes.iter().filter(|v| !is_ours(v, ours)).map(|v| (&v.id, v)).collect()).unwrap_or_default();
+    let mut read: Vec<VolumeId> = instances
         .iter()
         .flat_map(|i| i.devices.iter().map(|(_, v)| v.clone()))
+        .chain(want.volume_ids.iter().cloned())
         .filter(|v| !volumes.iter().any(|x| &x.id == v))
+        .filter(|v| prev.is_none() || want.volume_ids.contains(v) || !known.contains_key(v))
         .collect();
-    if !untagged.is_empty() {
-        let by_id = VolumeFilter { ids: untagged, ..VolumeFilter::default() };
-        for v in with_retries(policy, clock, || ports.cloud.describe_volumes(&by_id)).await? {
-            if !volumes.iter().any(|x| x.id == v.id) {
-                volumes.push(v);
+    read.sort();
+    read.dedup();
+    let mut untagged: Vec<Volume> =
+        known.values().filter(|v| !read.contains(&v.id) && on_ours(v)).map(|v| (*v).clone()).collect();
+    if !read.is_empty() {
+        let by_id = VolumeFilter { ids: read, ..VolumeFilter::default() };
+        let fresh = with_retries(policy, clock, || async {
+            match ports.cloud.describe_volumes(&by_id).await {
+                // A volume of ours deleted by someone else is simply gone from the picture.
+                Err(e) if e.code == "InvalidVolume.NotFound" && prev.is_some() => Ok(Vec::new()),
+                other => other,
             }
+        })
+        .await?;
+        untagged.extend(fresh.into_iter().filter(|v| prev.is_none() || on_ours(v) || is_ours(v, ours)));
+    }
+    for v in untagged {
+        if !volumes.iter().any(|x| x.id == v.id) {
+            volumes.push(v);
         }
     }
     Ok((instances, volumes))
+}
+
+/// Whether mirrorctl tagged the volume as this cluster's (what the tag filter finds).
+fn is_ours(v: &Volume, ours: &VolumeFilter) -> bool {
+    ours.tags.iter().all(|(k, val)| v.tags.get(k) == Some(val))
 }

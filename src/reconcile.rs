@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use crate::execute::{CrashSwitch, EventKind, ExecError, Executor, Progress, RetryPolicy, StepResult};
 use crate::journal::{Journal, JournalError};
-use crate::observe::{Observed, observe};
-use crate::plan::{Condition, Outcome, Plan, StepId, plan};
+use crate::observe::{FULL_LOOK_EVERY, Observed, Refresh, observe_with};
+use crate::plan::{Action, Condition, Outcome, Plan, StepId, expect, plan};
 use crate::ports::{ErrorClass, PortError, Ports};
 use crate::spec::Spec;
 use crate::status::StatusDoc;
@@ -129,12 +129,18 @@ pub enum ReconcileError {
     Stopped,
 }
 
-/// Observes with retries (throttling without limit, other retryable errors within budget).
-pub async fn observe_with_retries(spec: &Spec, ctx: &Context) -> Result<Observed, PortError> {
+/// Observes with retries (throttling without limit, other retryable errors within budget): the
+/// whole world without `prev`, otherwise what `want` names, the rest carried over from `prev`.
+pub async fn observe_with_retries(
+    spec: &Spec,
+    ctx: &Context,
+    prev: Option<&Observed>,
+    want: &Refresh,
+) -> Result<Observed, PortError> {
     let mut retryable = ctx.policy.retryable();
     let mut throttled = ctx.policy.throttled();
     loop {
-        match observe(spec, &ctx.ports, &ctx.policy).await {
+        match observe_with(spec, &ctx.ports, &ctx.policy, prev, want).await {
             Ok(o) => return Ok(o),
             Err(e) => {
                 let delay = match e.class {
@@ -156,13 +162,24 @@ pub fn open_journal(spec: &Spec, ctx: &Context) -> Result<Arc<Mutex<Journal>>, J
     Ok(Arc::new(Mutex::new(Journal::open(&Journal::path_for(&ctx.state_dir, &spec.cluster.name))?)))
 }
 
-/// Makes one plan from a fresh observation (used by `plan` and by each pass).
+/// Makes one plan from a full, fresh observation (used by `plan` and `apply --plan`).
 pub async fn plan_once(
     spec: &Spec,
     ctx: &Context,
     journal: &Arc<Mutex<Journal>>,
 ) -> Result<(Observed, Plan), ReconcileError> {
-    let obs = observe_with_retries(spec, ctx).await.map_err(ReconcileError::Observe)?;
+    plan_pass(spec, ctx, journal, None, &Refresh::everything(spec)).await
+}
+
+/// Makes one plan from an observation that reads `want` and carries the rest over from `prev`.
+async fn plan_pass(
+    spec: &Spec,
+    ctx: &Context,
+    journal: &Arc<Mutex<Journal>>,
+    prev: Option<&Observed>,
+    want: &Refresh,
+) -> Result<(Observed, Plan), ReconcileError> {
+    let obs = observe_with_retries(spec, ctx, prev, want).await.map_err(ReconcileError::Observe)?;
     let view = journal.lock().map_err(|_| ExecError::Crashed("journal lock poisoned".into()))?.view().clone();
     let p = plan(spec, &obs, &view);
     Ok((obs, p))
@@ -184,6 +201,21 @@ fn write_status(
     doc.write(&path).map_err(|source| ReconcileError::Status { path, source })
 }
 
+/// When a batch only started EC2 operations that take seconds to finish, the time before their
+/// effect can be seen (the shortest median among them); `None` when the batch did anything else.
+fn settle_time(actions: &[Action]) -> Option<Duration> {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::CreateVolume { .. } => Some(expect::VOLUME_CREATE),
+            Action::AttachVolume { .. } => Some(expect::ATTACH),
+            Action::DetachVolume { .. } => Some(expect::DETACH),
+            _ => None,
+        })
+        .try_fold(None::<Duration>, |acc, d| d.map(|d| Some(acc.map_or(d, |a| a.min(d)))))
+        .flatten()
+}
+
 /// Reconciles `spec` until it converges or is blocked.
 pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileError> {
     let journal = open_journal(spec, ctx)?;
@@ -198,6 +230,10 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
     let mut last_wait: Option<(String, u32)> = None;
     let mut needs_human: BTreeMap<StepId, Condition> = BTreeMap::new();
     let mut passes = 0usize;
+    // What the next pass reads afresh (see `Refresh`): everything first.
+    let mut prev: Option<Observed> = None;
+    let mut want = Refresh::everything(spec);
+    let mut last_full = ctx.ports.clock.now();
     loop {
         passes += 1;
         if ctx.max_passes.is_some_and(|m| passes > m) {
@@ -206,7 +242,15 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
         if ctx.stop_requested() {
             return Err(ReconcileError::Stopped);
         }
-        let (obs, p) = match plan_once(spec, ctx, &journal).await {
+        let now = ctx.ports.clock.now();
+        let stale =
+            now.duration_since(last_full) >= jiff::SignedDuration::try_from(FULL_LOOK_EVERY).unwrap_or_default();
+        if stale || want == Refresh::everything(spec) {
+            want = Refresh::everything(spec);
+            last_full = now;
+        }
+        let carried = if want == Refresh::everything(spec) { None } else { prev.as_ref() };
+        let (obs, p) = match plan_pass(spec, ctx, &journal, carried, &want).await {
             Ok(x) => x,
             Err(e) => {
                 write_status(spec, ctx, &journal, None, None, Some(e.to_string()))?;
@@ -221,6 +265,7 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
             return Ok(Settled::Blocked(c.clone()));
         }
         write_status(spec, ctx, &journal, Some(&p), Some(&obs), None)?;
+        let obs = prev.insert(obs);
         match &p.outcome {
             Outcome::Converged => {
                 ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Converged);
@@ -231,6 +276,7 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
                 return Ok(Settled::Blocked(c.clone()));
             }
             Outcome::Wait(w) => {
+                want = Refresh::after(spec, &obs, &[], Some(w.watch));
                 let polls = match &mut last_wait {
                     Some((reason, polls)) if *reason == w.reason => {
                         *polls += 1;
@@ -246,6 +292,11 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
                         0
                     }
                 };
+                // A wait that three looks did not end may be about something the carried-over
+                // part of the picture hides: look at everything.
+                if polls >= 2 {
+                    want = Refresh::everything(spec);
+                }
                 ctx.pause(poll_delay(w.expect, polls)).await;
             }
             Outcome::Steps { steps } => {
@@ -255,19 +306,31 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
                 }
                 let results = exec.run_all(steps, p.subject.as_ref()).await?;
                 let mut retry_pause = false;
+                let mut all_done = true;
                 for (s, r) in steps.iter().zip(results) {
                     match r {
                         StepResult::Done(_) => {
                             needs_human.remove(&s.id);
                         }
                         StepResult::Failed { class: ErrorClass::NeedsHuman, condition } => {
+                            all_done = false;
                             needs_human.insert(s.id.clone(), condition);
                         }
-                        StepResult::Failed { .. } => retry_pause = true,
+                        StepResult::Failed { .. } => {
+                            all_done = false;
+                            retry_pause = true;
+                        }
                     }
                 }
+                let actions: Vec<Action> = steps.iter().map(|s| s.action.clone()).collect();
+                // After a failure nothing is assumed: the next pass looks at everything.
+                want = if all_done { Refresh::after(spec, &obs, &actions, None) } else { Refresh::everything(spec) };
                 if retry_pause {
                     ctx.pause(ctx.policy.max_delay).await;
+                } else if let Some(d) = all_done.then(|| settle_time(&actions)).flatten() {
+                    // Only slow EC2 operations were started: nothing can be seen before their
+                    // median, so the first look is then (the poll rule's first look).
+                    ctx.pause(d).await;
                 }
             }
         }

@@ -371,6 +371,29 @@ async fn strict_only_client_token_and_transitions(f: &dyn Fixture) {
     // (StartInstances is idempotent for a running instance) — reported, not enshrined.
 }
 
+/// `DescribeVolumeStatus`: moto 5 does not implement it (HTTP 500), so its answer is asserted on
+/// the simulator only; against moto the adapter must still turn the failure into a classed,
+/// retryable error (observation treats the progress as best effort and goes on without it).
+async fn volume_initialization_is_reported(f: &dyn Fixture) {
+    let [s1, _] = f.servers().await;
+    let c = f.cloud();
+    let (_, v) = ready_volume(f, &s1, "t-init").await;
+    match c.volume_initialization(std::slice::from_ref(&v)).await {
+        Ok(list) => {
+            assert!(f.strict(), "moto answered DescribeVolumeStatus: the lenient list in DOMAIN.md is out of date");
+            assert_eq!(list.len(), 1);
+            let i = &list[0];
+            assert_eq!((&i.volume, i.kind.as_deref()), (&v, Some("default")));
+            assert!(i.progress.is_some_and(|p| p < 100) && !i.complete, "{i:?}");
+        }
+        Err(e) => {
+            assert!(!f.strict(), "the simulator implements DescribeVolumeStatus: {e:?}");
+            assert_eq!(e.class, ErrorClass::Retryable, "{e:?}");
+        }
+    }
+    assert!(c.volume_initialization(&[]).await.is_ok_and(|l| l.is_empty()) || !f.strict());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Runners
 
@@ -391,6 +414,7 @@ fn all_cases() -> Vec<(&'static str, Case)> {
         a_restored_volume_is_created_attached_at_a_slot_and_detached,
         strict_only_attach_refusals,
         strict_only_client_token_and_transitions,
+        volume_initialization_is_reported,
     ]
 }
 

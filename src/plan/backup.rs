@@ -28,7 +28,7 @@ use crate::ports::cluster::ObjectState;
 use crate::spec::{BackupSpec, Schedule, Spec};
 
 use super::restore::{at_device, layout_of};
-use super::step::{Action, OpId, StepId};
+use super::step::{Action, OpId, StepId, Watch};
 use super::{Draft, Outcome, base_tags, expect};
 
 /// How long after its scheduled time a missed daily backup is still taken (a daemon that was down
@@ -101,6 +101,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
 
     let Some(active) = active_server(spec, obs, journal, &op) else {
         d.wait(
+            Watch::CLUSTER,
             format!("group {group} to be online somewhere: a backup needs an active server"),
             expect::CLUSTER_PENDING,
         );
@@ -150,11 +151,16 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             return d.outcome();
         }
         if standby_inst.state != InstanceState::Running || !standby_member {
-            d.wait(format!("standby {} to be running and in the cluster", standby.name), expect::INSTANCE_START);
+            d.wait(
+                Watch::INSTANCES,
+                format!("standby {} to be running and in the cluster", standby.name),
+                expect::INSTANCE_START,
+            );
             return d.outcome();
         }
         if !obs.mirror.as_ref().is_some_and(crate::ports::cluster::MirrorStatus::healthy) {
             d.wait(
+                Watch::CLUSTER,
                 format!("mirror {md} to be healthy: a backup now would capture a stale standby"),
                 expect::MIRROR_SYNC,
             );
@@ -197,7 +203,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                         );
                     }
                 } else {
-                    d.wait(format!("mirror {md} to resynchronise"), expect::MIRROR_SYNC);
+                    d.wait(Watch::CLUSTER, format!("mirror {md} to resynchronise"), expect::MIRROR_SYNC);
                 }
             }
             InstanceState::Terminated | InstanceState::ShuttingDown => d.block(
@@ -205,7 +211,11 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 format!("standby {} ({}) is {:?}", standby.name, standby.instance, standby_inst.state),
                 "rebuild the standby from the backup snapshot; mirrorctl cannot start a terminated instance",
             ),
-            _ => d.wait(format!("standby {} to start and rejoin", standby.name), expect::INSTANCE_START),
+            _ => d.wait(
+                Watch::INSTANCES,
+                format!("standby {} to start and rejoin", standby.name),
+                expect::INSTANCE_START,
+            ),
         }
         return d.outcome();
     }
@@ -221,7 +231,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                     format!("{md} is stopped (quiesced); the standby's disk must be frozen at this point"),
                 );
             } else if matches!(md_state, ObjectState::OnlinePending | ObjectState::OfflinePending) {
-                d.wait(format!("{md} changing state"), expect::CLUSTER_PENDING);
+                d.wait(Watch::CLUSTER, format!("{md} changing state"), expect::CLUSTER_PENDING);
             } else {
                 d.step(
                     &op,
@@ -240,7 +250,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             if shut_down && md_state != ObjectState::Online && group_state != ObjectState::Online {
                 restart_business(&mut d, &op, group, &active, "the standby has left the cluster");
             }
-            d.wait(format!("standby {} to stop", standby.name), expect::INSTANCE_STOP);
+            d.wait(Watch::INSTANCES, format!("standby {} to stop", standby.name), expect::INSTANCE_STOP);
         }
         InstanceState::Stopped => {
             if md_state != ObjectState::Online && group_state != ObjectState::Online {
@@ -265,7 +275,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                         standby_vol.id
                     )
                 };
-                d.wait(what, expect::DISK_APPEAR);
+                d.wait(Watch::SNAPSHOTS, what, expect::DISK_APPEAR);
             } else {
                 let mut tags = backup_tags(spec, name);
                 tags.insert(tag::SERVER.into(), standby.name.to_string());

@@ -27,7 +27,7 @@ use crate::journal::JournalView;
 use crate::observe::Observed;
 use crate::ports::cloud::{Tags, Volume, tag};
 use crate::spec::Spec;
-pub use step::{Action, Condition, OpId, Step, StepId, Wait};
+pub use step::{Action, Condition, OpId, Step, StepId, Wait, Watch};
 
 /// What the next reconcile would do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,8 +90,8 @@ impl Draft {
     pub fn step(&mut self, op: &OpId, kind: &str, subject: Option<&str>, action: Action, why: impl Into<String>) {
         self.steps.push(Step { id: StepId::new(op, kind, subject), op: op.clone(), action, why: why.into() });
     }
-    pub fn wait(&mut self, reason: impl Into<String>, expect: std::time::Duration) {
-        self.waits.push(Wait { reason: reason.into(), expect });
+    pub fn wait(&mut self, watch: Watch, reason: impl Into<String>, expect: std::time::Duration) {
+        self.waits.push(Wait { reason: reason.into(), expect, watch });
     }
     pub fn block(&mut self, reason: &str, message: impl Into<String>, action: impl Into<String>) {
         if self.blocked.is_none() {
@@ -106,7 +106,8 @@ impl Draft {
             Outcome::Blocked(c)
         } else if !self.steps.is_empty() {
             Outcome::Steps { steps: self.steps }
-        } else if let Some(w) = self.waits.into_iter().min_by_key(|w| w.expect) {
+        } else if let Some(mut w) = self.waits.iter().min_by_key(|w| w.expect).cloned() {
+            w.watch = self.waits.iter().fold(w.watch, |acc, x| acc.union(x.watch));
             Outcome::Wait(w)
         } else {
             Outcome::Converged

@@ -28,7 +28,7 @@ use crate::ports::cloud::{
 use crate::ports::cluster::{ConfigChange, MdDefinition, ObjectState};
 use crate::spec::{Os, Partition, RestoreSpec, ServerSpec, Spec};
 
-use super::step::{Action, OpId, StepId};
+use super::step::{Action, OpId, StepId, Watch};
 use super::{Draft, Outcome, base_tags, expect};
 
 /// Partition numbers of the cluster and data partitions on a mirror disk.
@@ -240,7 +240,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
                 }
             }
             ObjectState::OnlinePending | ObjectState::OfflinePending => {
-                d.wait(format!("group {group} is changing state"), expect::CLUSTER_PENDING);
+                d.wait(Watch::CLUSTER, format!("group {group} is changing state"), expect::CLUSTER_PENDING);
             }
             _ => d.step(
                 &op,
@@ -267,14 +267,14 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
         let Some(new) = f.new else { continue };
         let Some((_, state)) = f.at_dev else { continue };
         if state != AttachState::Attached {
-            d.wait(format!("{} attaching to {}", new.id, s.name), expect::ATTACH);
+            d.wait(Watch::VOLUMES, format!("{} attaching to {}", new.id, s.name), expect::ATTACH);
             continue;
         }
         let Some(disk) = obs.disk(&s.name, &new.id) else {
             if obs.disks_of(&s.name).is_none() {
-                d.wait(format!("{} cannot be asked for its disks", s.name), expect::DISK_APPEAR);
+                d.wait(Watch::DISKS, format!("{} cannot be asked for its disks", s.name), expect::DISK_APPEAR);
             } else {
-                d.wait(format!("disk of {} not yet visible on {}", new.id, s.name), expect::DISK_APPEAR);
+                d.wait(Watch::DISKS, format!("disk of {} not yet visible on {}", new.id, s.name), expect::DISK_APPEAR);
             }
             continue;
         };
@@ -427,7 +427,7 @@ fn swap_server(
         match state {
             AttachState::Attached | AttachState::Attaching => {
                 if obs.disks_of(&s.name).is_none() {
-                    d.wait(format!("{} cannot be asked for its disks", s.name), expect::DISK_APPEAR);
+                    d.wait(Watch::DISKS, format!("{} cannot be asked for its disks", s.name), expect::DISK_APPEAR);
                 } else if in_use {
                     d.step(
                         op,
@@ -438,7 +438,7 @@ fn swap_server(
                     );
                 } else if let Some(new) = new {
                     if new.state == VolumeState::Creating {
-                        d.wait(format!("{} being created", new.id), expect::VOLUME_CREATE);
+                        d.wait(Watch::VOLUMES, format!("{} being created", new.id), expect::VOLUME_CREATE);
                     } else if new.state != VolumeState::Available {
                         d.block(
                             "new-volume-unusable",
@@ -476,7 +476,11 @@ fn swap_server(
                         );
                     }
                 } else {
-                    d.wait(format!("the new volume for {} to be created", s.name), expect::VOLUME_CREATE);
+                    d.wait(
+                        Watch::VOLUMES,
+                        format!("the new volume for {} to be created", s.name),
+                        expect::VOLUME_CREATE,
+                    );
                 }
             }
             AttachState::Busy => {
@@ -489,11 +493,11 @@ fn swap_server(
                         format!("detach of {} is stuck busy because its disk is online on {}", old.id, s.name),
                     );
                 } else {
-                    d.wait(format!("detach of {} from {} (was busy)", old.id, s.name), expect::DETACH);
+                    d.wait(Watch::VOLUMES, format!("detach of {} from {} (was busy)", old.id, s.name), expect::DETACH);
                 }
             }
             AttachState::Detaching | AttachState::Detached => {
-                d.wait(format!("detach of {} from {}", old.id, s.name), expect::DETACH);
+                d.wait(Watch::VOLUMES, format!("detach of {} from {}", old.id, s.name), expect::DETACH);
             }
         }
         return;
@@ -513,7 +517,7 @@ fn swap_server(
             format!("{} on {} has no mirror volume; {} is ready", spec.mirror.device, s.name, new.id),
         ),
         Some(new) if new.state == VolumeState::Creating => {
-            d.wait(format!("{} being created", new.id), expect::VOLUME_CREATE);
+            d.wait(Watch::VOLUMES, format!("{} being created", new.id), expect::VOLUME_CREATE);
         }
         Some(new) if new.state == VolumeState::InUse => {
             let at: Vec<String> = new.attachments.iter().map(|a| format!("{} at {}", a.instance, a.device)).collect();
@@ -528,7 +532,7 @@ fn swap_server(
             format!("new volume {} for {} is {:?}", new.id, s.name, new.state),
             "inspect the volume in EC2; remove its mirrorctl:request tag to let mirrorctl create another",
         ),
-        None => d.wait(format!("the new volume for {} to be created", s.name), expect::VOLUME_CREATE),
+        None => d.wait(Watch::VOLUMES, format!("the new volume for {} to be created", s.name), expect::VOLUME_CREATE),
     }
 }
 
@@ -603,7 +607,7 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
             );
         }
         if obs.cluster.servers.get(&s.name) != Some(&true) {
-            d.wait(format!("{} to be a running cluster member", s.name), expect::INSTANCE_START);
+            d.wait(Watch::INSTANCES, format!("{} to be a running cluster member", s.name), expect::INSTANCE_START);
         }
     }
 }
@@ -708,7 +712,7 @@ fn finish(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec, o
             return;
         }
         ObjectState::OnlinePending | ObjectState::OfflinePending => {
-            d.wait(format!("group {group} changing state"), expect::CLUSTER_PENDING);
+            d.wait(Watch::CLUSTER, format!("group {group} changing state"), expect::CLUSTER_PENDING);
             return;
         }
         ObjectState::OnlineFailure | ObjectState::OfflineFailure | ObjectState::Unknown => {
@@ -726,7 +730,7 @@ fn finish(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec, o
             || "unknown".to_owned(),
             |m| m.colors.iter().map(|(s, c)| format!("{s}={c:?}")).collect::<Vec<_>>().join(" "),
         );
-        d.wait(format!("mirror {md} to be healthy ({colors})"), expect::MIRROR_SYNC);
+        d.wait(Watch::CLUSTER, format!("mirror {md} to be healthy ({colors})"), expect::MIRROR_SYNC);
         return;
     }
     // The failover check moves the group from the primary (where `start-group` put it) to the
@@ -784,6 +788,7 @@ pub fn switch(spec: &Spec, obs: &Observed, old: &RequestName, new: &RequestName)
         match at_device(spec, obs, s) {
             Some((v, AttachState::Detaching | AttachState::Busy)) => {
                 d.wait(
+                    Watch::VOLUMES,
                     format!("detach of {} from {} to settle before switching requests", v.id, s.name),
                     expect::DETACH,
                 );
@@ -818,7 +823,7 @@ pub fn switch(spec: &Spec, obs: &Observed, old: &RequestName, new: &RequestName)
                 },
                 format!("{} has no mirror volume; reattaching {} before switching requests", s.name, v.id),
             ),
-            None => d.wait(format!("a volume for {} to become available", s.name), expect::DETACH),
+            None => d.wait(Watch::VOLUMES, format!("a volume for {} to become available", s.name), expect::DETACH),
         }
     }
     if d.steps.is_empty() && d.waits.is_empty() {

@@ -291,6 +291,54 @@ pub struct Wait {
     pub reason: String,
     /// When the next look is worth it: the remaining time at the real-world median.
     pub expect: Duration,
+    /// Which parts of the world will change: the next pass reads them afresh.
+    #[serde(default = "Watch::everything")]
+    pub watch: Watch,
+}
+
+/// The parts of the world a wait depends on. The reconcile loop carries the rest of an
+/// observation over from the previous pass (see [`crate::observe::Refresh`]); CLUSTERPRO status is
+/// read on every pass anyway. Several waits merge by union.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[allow(clippy::struct_excessive_bools)]
+pub struct Watch {
+    /// EC2 instance states.
+    pub instances: bool,
+    /// EC2 volumes and attachments.
+    pub volumes: bool,
+    /// EC2 snapshots.
+    pub snapshots: bool,
+    /// The servers' disks.
+    pub disks: bool,
+}
+
+impl Watch {
+    /// CLUSTERPRO only (read on every pass).
+    pub const CLUSTER: Watch = Watch { instances: false, volumes: false, snapshots: false, disks: false };
+    /// EC2 instance states.
+    pub const INSTANCES: Watch = Watch { instances: true, volumes: false, snapshots: false, disks: false };
+    /// EC2 volumes and attachments.
+    pub const VOLUMES: Watch = Watch { instances: false, volumes: true, snapshots: false, disks: false };
+    /// EC2 snapshots.
+    pub const SNAPSHOTS: Watch = Watch { instances: false, volumes: false, snapshots: true, disks: false };
+    /// The servers' disks.
+    pub const DISKS: Watch = Watch { instances: false, volumes: false, snapshots: false, disks: true };
+
+    /// Everything (what a wait read back from an older status document watches).
+    pub fn everything() -> Watch {
+        Watch { instances: true, volumes: true, snapshots: true, disks: true }
+    }
+
+    /// Both watches.
+    #[must_use]
+    pub fn union(self, other: Watch) -> Watch {
+        Watch {
+            instances: self.instances || other.instances,
+            volumes: self.volumes || other.volumes,
+            snapshots: self.snapshots || other.snapshots,
+            disks: self.disks || other.disks,
+        }
+    }
 }
 
 /// A condition that stops progress until a human (or time) changes something.

@@ -238,6 +238,25 @@ pub struct CreateSnapshot {
     pub tags: Tags,
 }
 
+/// How far EBS has loaded a volume created from a snapshot (`DescribeVolumeStatus`:
+/// `InitializationStatusDetails` and the `initialization-state` detail). Until it is complete,
+/// a read of a block not loaded yet goes to S3 and is slow: an operator wants to see this after a
+/// restore, before the business load returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeInit {
+    /// The volume.
+    pub volume: VolumeId,
+    /// `default` (lazy loading), `provisioned-rate` (`VolumeInitializationRate`) or
+    /// `volume-copy`, as EC2 names it; `None` when EC2 did not say.
+    pub kind: Option<String>,
+    /// Percent loaded (0–100), when reported.
+    pub progress: Option<u8>,
+    /// EC2's estimate of the seconds left, when reported.
+    pub remaining_s: Option<u64>,
+    /// Loading has finished (or the volume never needed it).
+    pub complete: bool,
+}
+
 /// The EC2 operations mirrorctl calls. Every implementation must surface AWS error codes
 /// unchanged in [`super::PortError::code`].
 #[async_trait::async_trait]
@@ -248,6 +267,9 @@ pub trait Cloud: Send + Sync {
     async fn describe_snapshots(&self, filter: &SnapshotFilter) -> PortResult<Vec<Snapshot>>;
     /// `DescribeInstances` for these ids.
     async fn describe_instances(&self, ids: &[InstanceId]) -> PortResult<Vec<Instance>>;
+    /// `DescribeVolumeStatus` for these volumes: how far each has been initialized from its
+    /// snapshot. Volumes EC2 does not report are left out.
+    async fn volume_initialization(&self, ids: &[VolumeId]) -> PortResult<Vec<VolumeInit>>;
     /// `DescribeInstanceAttribute` `instanceInitiatedShutdownBehavior`.
     async fn shutdown_behavior(&self, id: &InstanceId) -> PortResult<ShutdownBehavior>;
     /// `CreateVolume`. Same token + same parameters returns the same volume.

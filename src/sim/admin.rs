@@ -99,6 +99,7 @@ impl World {
                 visible_at: now,
                 content,
                 signature,
+                init_rate_mib_s: None,
             },
         );
         self.disk_arrived(server, &id);

@@ -66,6 +66,7 @@ pub const OPERATIONS: &[&str] = &[
     "ec2:DescribeSnapshots",
     "ec2:DescribeInstances",
     "ec2:DescribeInstanceAttribute",
+    "ec2:DescribeVolumeStatus",
     "ec2:CreateVolume",
     "ec2:AttachVolume",
     "ec2:DetachVolume",

@@ -57,6 +57,9 @@ pub(super) struct VolumeRec {
     pub(super) content: Content,
     /// The Windows disk signature (copied by snapshots).
     pub(super) signature: u64,
+    /// `VolumeInitializationRate` asked for at creation (MiB/s), if any.
+    #[serde(default)]
+    pub(super) init_rate_mib_s: Option<u32>,
 }
 
 /// An EBS snapshot.
@@ -357,6 +360,7 @@ impl World {
                 visible_at: t0,
                 content: genesis,
                 signature,
+                init_rate_mib_s: None,
             },
         );
         let letters: BTreeMap<u32, char> = match (&self.scenario.cluster_partition, &self.scenario.data_partition) {

@@ -16,7 +16,7 @@ use super::error::invalid_response;
 use crate::ids::{DeviceName, InstanceId, SnapshotId, VolumeId, Zone};
 use crate::ports::cloud::{
     AttachState, Attachment, Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotState, Tags, Volume,
-    VolumeState,
+    VolumeInit, VolumeState,
 };
 use crate::ports::{PortError, PortResult};
 
@@ -271,6 +271,36 @@ pub(super) fn instance(api: &str, i: &types::Instance) -> PortResult<Instance> {
 }
 
 /// The `instanceInitiatedShutdownBehavior` attribute.
+/// One `DescribeVolumeStatus` item → its initialization. `InitializationStatusDetails` gives the
+/// kind, percent and estimate; the older `initialization-state` detail (`initializing` /
+/// `completed`) is used when they are absent.
+pub(super) fn volume_init(api: &str, item: &types::VolumeStatusItem) -> PortResult<VolumeInit> {
+    let volume = parsed(api, VolumeId::parse(need(api, "volume id", item.volume_id())?))?;
+    let details = item.initialization_status_details();
+    let progress = details.and_then(types::InitializationStatusDetails::progress).map(|p| {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let p = p.clamp(0, 100) as u8;
+        p
+    });
+    let remaining_s = details
+        .and_then(types::InitializationStatusDetails::estimated_time_to_complete_in_seconds)
+        .and_then(|s| u64::try_from(s).ok());
+    let kind = details.and_then(|d| d.initialization_type()).map(|k| k.as_str().to_owned());
+    let state = item
+        .volume_status()
+        .map(types::VolumeStatusInfo::details)
+        .unwrap_or_default()
+        .iter()
+        .find(|d| d.name() == Some(&types::VolumeStatusName::InitializationState))
+        .and_then(types::VolumeStatusDetails::status);
+    let complete = match (progress, state) {
+        (_, Some(s)) if s.eq_ignore_ascii_case("completed") => true,
+        (Some(p), _) => p >= 100,
+        (None, s) => s.is_none(),
+    };
+    Ok(VolumeInit { volume, kind, progress, remaining_s, complete })
+}
+
 pub(super) fn shutdown_behavior(api: &str, value: Option<&str>) -> PortResult<ShutdownBehavior> {
     match need(api, "instanceInitiatedShutdownBehavior", value)? {
         "stop" => Ok(ShutdownBehavior::Stop),

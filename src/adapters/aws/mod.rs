@@ -40,7 +40,7 @@ use error::from_sdk;
 use crate::ids::{DeviceName, InstanceId, Region, SnapshotId, VolumeId, Zone};
 use crate::ports::cloud::{
     Cloud, CreateSnapshot, CreateVolume, Instance, ShutdownBehavior, Snapshot, SnapshotFilter, Tags, Volume,
-    VolumeFilter,
+    VolumeFilter, VolumeInit,
 };
 use crate::ports::{PortError, PortResult};
 
@@ -325,6 +325,31 @@ impl Cloud for AwsCloud {
                 for i in r.instances() {
                     out.push(convert::instance(API, i)?);
                 }
+            }
+            match page.next_token().filter(|t| !t.is_empty()) {
+                Some(t) => next = Some(t.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn volume_initialization(&self, ids: &[VolumeId]) -> PortResult<Vec<VolumeInit>> {
+        const API: &str = "DescribeVolumeStatus";
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let req = self
+                .client
+                .describe_volume_status()
+                .set_volume_ids(Some(ids.iter().map(|v| v.as_str().to_owned()).collect()))
+                .set_next_token(next.take());
+            self.limiter.admit(Category::Describe, API).await;
+            let page = req.send().await.map_err(|e| from_sdk(API, &e))?;
+            for item in page.volume_statuses() {
+                out.push(convert::volume_init(API, item)?);
             }
             match page.next_token().filter(|t| !t.is_empty()) {
                 Some(t) => next = Some(t.to_owned()),

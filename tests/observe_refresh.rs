@@ -1,0 +1,197 @@
+//! Scoped observation: what a pass reads afresh after each kind of step, that a restore stays
+//! within a dozen `Describe*` calls while still converging with the oracle's blessing, and the
+//! volume initialization progress (`DescribeVolumeStatus`) shown in the status document.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Lab, example, with_backups, with_restore};
+use mirrorctl::execute::RetryPolicy;
+use mirrorctl::ids::{GroupName, ServerName, VolumeId};
+use mirrorctl::observe::{Observed, Refresh, observe};
+use mirrorctl::plan::{Action, Watch};
+use mirrorctl::ports::Clock as _;
+use mirrorctl::ports::cloud::{SnapshotState, Tags, tag};
+use mirrorctl::ports::cluster::ConfigChange;
+use mirrorctl::reconcile::Settled;
+use mirrorctl::spec::{Os, Spec};
+use mirrorctl::status::StatusDoc;
+
+fn server(n: &str) -> ServerName {
+    ServerName::parse(n).expect("server name")
+}
+
+async fn look(lab: &Lab, spec: &Spec) -> Observed {
+    observe(spec, &lab.world.ports(), &RetryPolicy::default()).await.expect("observe")
+}
+
+/// The original (untagged) mirror volume attached to `server`.
+fn original(obs: &Observed, spec: &Spec, name: &str) -> VolumeId {
+    let s = spec.server(&server(name)).expect("server in spec");
+    obs.volumes
+        .iter()
+        .find(|v| v.attachments.iter().any(|a| a.instance == s.instance) && !v.tags.contains_key(tag::CLUSTER))
+        .map(|v| v.id.clone())
+        .expect("an original mirror volume")
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_kind_of_step_refreshes_only_what_it_can_change() {
+    let lab = Lab::windows(3);
+    let spec = example(Os::Windows);
+    let obs = look(&lab, &spec).await;
+    let nothing = Refresh::default();
+
+    // CLUSTERPRO operations: CLUSTERPRO is read on every pass anyway.
+    let stop = Action::StopGroup { group: GroupName::parse("failover").expect("group") };
+    assert_eq!(Refresh::after(&spec, &obs, &[stop], None), nothing);
+
+    // A configuration push: the configuration.
+    let push = Action::ApplyConfig {
+        changes: vec![ConfigChange::SetGroupAutoStart { group: spec.mirror.group.clone(), auto: false }],
+    };
+    assert_eq!(Refresh::after(&spec, &obs, &[push], None), Refresh { config: true, ..Refresh::default() });
+
+    // A disk command: that server's disks only.
+    let old = original(&obs, &spec, "server2");
+    let offline = Action::DiskOffline { server: server("server2"), volume: old.clone() };
+    assert_eq!(
+        Refresh::after(&spec, &obs, &[offline], None),
+        Refresh { disks: BTreeSet::from([server("server2")]), ..Refresh::default() }
+    );
+
+    // Detaching an untagged original volume: that volume by id, and the server's disks.
+    let s2 = spec.server(&server("server2")).expect("server2").clone();
+    let detach = Action::DetachVolume { server: s2.name.clone(), volume: old.clone(), instance: s2.instance.clone() };
+    assert_eq!(
+        Refresh::after(&spec, &obs, &[detach], None),
+        Refresh {
+            volume_ids: BTreeSet::from([old.clone()]),
+            disks: BTreeSet::from([server("server2")]),
+            ..Refresh::default()
+        }
+    );
+
+    // Tagging a snapshot: the snapshots.
+    let tag = Action::Tag { resource: "snap-0123456789abcdef0".into(), tags: Tags::new() };
+    assert_eq!(Refresh::after(&spec, &obs, &[tag], None), Refresh { snapshots: true, ..Refresh::default() });
+
+    // A wait on volumes when nothing is visibly moving: every volume, tagged and untagged.
+    let r = Refresh::after(&spec, &obs, &[], Some(Watch::VOLUMES));
+    assert!(r.tagged_volumes);
+    assert!(r.volume_ids.contains(&old), "{r:?}");
+    // A wait on disks: every server's disks.
+    let r = Refresh::after(&spec, &obs, &[], Some(Watch::DISKS));
+    assert_eq!(r.disks.len(), 2);
+
+    // Something still moving by itself is read again: a pending snapshot, a detaching volume.
+    let mut moving = obs.clone();
+    if let Some(s) = moving.snapshots.first_mut() {
+        s.state = SnapshotState::Pending;
+    } else {
+        let s = mirrorctl::ports::cloud::Snapshot {
+            id: mirrorctl::ids::SnapshotId::parse("snap-0123456789abcdef0").expect("id"),
+            volume: Some(old.clone()),
+            size_gib: 100,
+            state: SnapshotState::Pending,
+            progress: 10,
+            started: obs.now,
+            tags: Tags::new(),
+        };
+        moving.snapshots.push(s);
+    }
+    let v = moving.volumes.iter_mut().find(|v| v.id == old).expect("original");
+    v.attachments[0].state = mirrorctl::ports::cloud::AttachState::Detaching;
+    let r = Refresh::after(&spec, &moving, &[], None);
+    assert!(r.snapshots);
+    assert!(r.volume_ids.contains(&old));
+    assert!(r.disks.contains(&server("server2")), "a detaching disk's server is listed again: {r:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_stays_within_a_dozen_describes_and_reports_initialization() {
+    let lab = Lab::windows(5);
+    let spec = example(Os::Windows);
+    let backup = with_backups(spec.clone(), &["b1"], 7);
+    assert_eq!(lab.apply(&backup).await, Settled::Converged);
+    let snap = lab.backup_snapshot(&spec, "b1");
+    lab.world.clock().sleep(Duration::from_mins(10)).await;
+    lab.world.accident();
+    lab.world.clock().sleep(Duration::from_mins(1)).await;
+    let restore = with_restore(backup, &snap, "r1", true);
+
+    let describes = |lab: &Lab| -> u64 {
+        lab.world.call_counts().iter().filter(|(k, _)| k.starts_with("ec2:Describe")).map(|(_, v)| v).sum()
+    };
+    let before = describes(&lab);
+    assert_eq!(lab.apply(&restore).await, Settled::Converged);
+    let used = describes(&lab) - before;
+    assert!(used <= 12, "a two-node restore made {used} Describe calls");
+    let report = lab.world.oracle_report();
+    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
+    let contents: Vec<_> = report.servers.values().map(|c| c.expect("mirror volume attached")).collect();
+    assert_eq!(contents[0], contents[1], "both sides identical after the restore");
+    assert!(!lab.world.contains_accident(contents[0]), "the accident is gone");
+    assert!(lab.world.descends_from(contents[0], report.snapshots[&snap]), "data continues from the snapshot");
+
+    // The next reconcile starts with a full look: the restored volumes' loading is reported.
+    let status_calls = |lab: &Lab| lab.world.call_counts().get("ec2:DescribeVolumeStatus").copied().unwrap_or(0);
+    let before = status_calls(&lab);
+    assert_eq!(lab.apply(&restore).await, Settled::Converged);
+    assert_eq!(status_calls(&lab) - before, 1, "one DescribeVolumeStatus on the full look");
+    let doc = StatusDoc::read(&StatusDoc::path_for(&lab.state_dir(), &spec.cluster.name)).expect("status document");
+    let new: Vec<&String> = doc.inventory.new_volumes.values().collect();
+    assert_eq!(new.len(), 2, "{new:?}");
+    assert!(new.iter().all(|v| v.contains("initializing ") && v.contains("min left")), "{new:?}");
+
+    // 100 GiB at the simulator's lazy rate (40 MiB/s) takes about 43 minutes: after an hour the
+    // next look reports them initialized and stops asking.
+    lab.world.clock().sleep(Duration::from_hours(1)).await;
+    assert_eq!(lab.apply(&restore).await, Settled::Converged);
+    let doc = StatusDoc::read(&StatusDoc::path_for(&lab.state_dir(), &spec.cluster.name)).expect("status document");
+    assert!(doc.inventory.new_volumes.values().all(|v| v.ends_with(", initialized")), "{:?}", doc.inventory);
+}
+
+#[tokio::test(start_paused = true)]
+async fn initialization_runs_at_the_provisioned_rate() {
+    use mirrorctl::ports::cloud::CreateVolume;
+    let lab = Lab::windows(7);
+    let spec = example(Os::Windows);
+    let backup = with_backups(spec.clone(), &["b1"], 7);
+    assert_eq!(lab.apply(&backup).await, Settled::Converged);
+    let snap = lab.backup_snapshot(&spec, "b1");
+    lab.world.clock().sleep(Duration::from_mins(10)).await;
+    let ports = lab.world.ports();
+    let zone = spec.cluster.servers[0].zone.clone();
+    let create = |token: &str, rate: Option<u32>| CreateVolume {
+        zone: zone.clone(),
+        snapshot: snap.clone(),
+        volume_type: "gp3".into(),
+        size_gib: None,
+        iops: None,
+        throughput: None,
+        kms_key: None,
+        initialization_rate: rate,
+        client_token: token.into(),
+        tags: Tags::new(),
+    };
+    let fast = ports.cloud.create_volume(&create("fast", Some(300))).await.expect("create");
+    let lazy = ports.cloud.create_volume(&create("lazy", None)).await.expect("create");
+    let start = ports.clock.now();
+    // 100 GiB = 102,400 MiB: 342 s at 300 MiB/s, 2,560 s at 40 MiB/s (from the end of creating).
+    lab.world.clock().sleep(Duration::from_secs(3 + 171)).await;
+    let got = ports.cloud.volume_initialization(&[fast.id.clone(), lazy.id.clone()]).await.expect("status");
+    let fast_i = got.iter().find(|i| i.volume == fast.id).expect("fast");
+    let lazy_i = got.iter().find(|i| i.volume == lazy.id).expect("lazy");
+    assert_eq!(fast_i.kind.as_deref(), Some("provisioned-rate"));
+    assert_eq!(lazy_i.kind.as_deref(), Some("default"));
+    assert!((47..=53).contains(&fast_i.progress.expect("progress")), "{fast_i:?}");
+    assert!((5..=8).contains(&lazy_i.progress.expect("progress")), "{lazy_i:?}");
+    assert!(!fast_i.complete && !lazy_i.complete);
+    lab.world.clock().sleep(Duration::from_secs(200)).await;
+    let got = ports.cloud.volume_initialization(std::slice::from_ref(&fast.id)).await.expect("status");
+    assert!(got[0].complete && got[0].progress == Some(100) && got[0].remaining_s == Some(0), "{got:?}");
+    assert!(ports.clock.now() > start);
+}
