@@ -112,7 +112,7 @@ pub struct Refresh {
 }
 
 /// The longest a reconcile goes without a full look at the world.
-pub const FULL_LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(120);
+pub const FULL_LOOK_EVERY: std::time::Duration = std::time::Duration::from_mins(2);
 
 impl Refresh {
     /// Everything (a full look).

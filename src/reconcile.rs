@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::execute::{CrashSwitch, EventKind, ExecError, Executor, Progress, RetryPolicy, StepResult};
 use crate::journal::{Journal, JournalError};
 use crate::observe::{FULL_LOOK_EVERY, Observed, Refresh, observe_with};
-use crate::plan::{Action, Condition, Outcome, Plan, StepId, expect, plan};
+use crate::plan::{Action, Condition, Outcome, Plan, Step, StepId, expect, plan};
 use crate::ports::{ErrorClass, PortError, Ports};
 use crate::spec::Spec;
 use crate::status::StatusDoc;
@@ -203,10 +203,10 @@ fn write_status(
 
 /// When a batch only started EC2 operations that take seconds to finish, the time before their
 /// effect can be seen (the shortest median among them); `None` when the batch did anything else.
-fn settle_time(actions: &[Action]) -> Option<Duration> {
-    actions
+fn settle_time(steps: &[Step]) -> Option<Duration> {
+    steps
         .iter()
-        .map(|a| match a {
+        .map(|s| match &s.action {
             Action::CreateVolume { .. } => Some(expect::VOLUME_CREATE),
             Action::AttachVolume { .. } => Some(expect::ATTACH),
             Action::DetachVolume { .. } => Some(expect::DETACH),
@@ -276,7 +276,7 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
                 return Ok(Settled::Blocked(c.clone()));
             }
             Outcome::Wait(w) => {
-                want = Refresh::after(spec, &obs, &[], Some(w.watch));
+                want = Refresh::after(spec, obs, &[], Some(w.watch));
                 let polls = match &mut last_wait {
                     Some((reason, polls)) if *reason == w.reason => {
                         *polls += 1;
@@ -305,36 +305,51 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
                     return Err(ReconcileError::Stopped);
                 }
                 let results = exec.run_all(steps, p.subject.as_ref()).await?;
-                let mut retry_pause = false;
-                let mut all_done = true;
-                for (s, r) in steps.iter().zip(results) {
-                    match r {
-                        StepResult::Done(_) => {
-                            needs_human.remove(&s.id);
-                        }
-                        StepResult::Failed { class: ErrorClass::NeedsHuman, condition } => {
-                            all_done = false;
-                            needs_human.insert(s.id.clone(), condition);
-                        }
-                        StepResult::Failed { .. } => {
-                            all_done = false;
-                            retry_pause = true;
-                        }
-                    }
-                }
-                let actions: Vec<Action> = steps.iter().map(|s| s.action.clone()).collect();
-                // After a failure nothing is assumed: the next pass looks at everything.
-                want = if all_done { Refresh::after(spec, &obs, &actions, None) } else { Refresh::everything(spec) };
+                let (next, retry_pause) = sort_results(spec, obs, steps, results, &mut needs_human);
                 if retry_pause {
                     ctx.pause(ctx.policy.max_delay).await;
-                } else if let Some(d) = all_done.then(|| settle_time(&actions)).flatten() {
+                } else if let Some(d) = (next != Refresh::everything(spec)).then(|| settle_time(steps)).flatten() {
                     // Only slow EC2 operations were started: nothing can be seen before their
                     // median, so the first look is then (the poll rule's first look).
                     ctx.pause(d).await;
                 }
+                want = next;
             }
         }
     }
+}
+
+/// Records needs-human failures of a batch (cleared by a success) and returns what the next pass
+/// must read, and whether a retryable failure asks for a pause. After any failure nothing is
+/// assumed: the next pass looks at everything.
+fn sort_results(
+    spec: &Spec,
+    obs: &Observed,
+    steps: &[Step],
+    results: Vec<StepResult>,
+    needs_human: &mut BTreeMap<StepId, Condition>,
+) -> (Refresh, bool) {
+    let (mut retry_pause, mut all_done) = (false, true);
+    for (s, r) in steps.iter().zip(results) {
+        match r {
+            StepResult::Done(_) => {
+                needs_human.remove(&s.id);
+            }
+            StepResult::Failed { class: ErrorClass::NeedsHuman, condition } => {
+                all_done = false;
+                needs_human.insert(s.id.clone(), condition);
+            }
+            StepResult::Failed { .. } => {
+                all_done = false;
+                retry_pause = true;
+            }
+        }
+    }
+    if !all_done {
+        return (Refresh::everything(spec), retry_pause);
+    }
+    let actions: Vec<Action> = steps.iter().map(|s| s.action.clone()).collect();
+    (Refresh::after(spec, obs, &actions, None), retry_pause)
 }
 
 #[cfg(test)]
