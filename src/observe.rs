@@ -143,10 +143,13 @@ impl Refresh {
         for a in ran {
             match a {
                 Action::CreateVolume { .. } => r.tagged_volumes = true,
-                Action::AttachVolume { server, volume, .. } | Action::DetachVolume { server, volume, .. } => {
+                Action::AttachVolume { server, volume, .. } => {
                     touch_volume(&mut r, volume);
                     r.disks.insert(server.clone());
                 }
+                // No decision after a detach needs the disk list at once (the next step is an
+                // attach); the gone disk is picked up by the out-of-step rule below.
+                Action::DetachVolume { volume, .. } => touch_volume(&mut r, volume),
                 Action::Tag { resource, .. } => match VolumeId::parse(resource) {
                     Ok(id) => touch_volume(&mut r, &id),
                     Err(_) => r.snapshots = true,
