@@ -155,10 +155,13 @@ impl Refresh {
                     Err(_) => r.snapshots = true,
                 },
                 Action::CreateSnapshot { .. } | Action::DeleteSnapshot { .. } => r.snapshots = true,
-                Action::StartInstance { server, .. } | Action::ShutdownServer { server } => {
+                Action::StartInstance { server, .. } => {
                     r.instances = true;
                     r.disks.insert(server.clone());
                 }
+                // A server going down has no disks to look at; once its instance has stopped (a
+                // moving instance is re-read every pass) the list follows.
+                Action::ShutdownServer { .. } => r.instances = true,
                 Action::ApplyConfig { .. } => r.config = true,
                 Action::DiskOffline { server, .. }
                 | Action::DiskOnline { server, .. }

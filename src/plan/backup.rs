@@ -211,11 +211,17 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 format!("standby {} ({}) is {:?}", standby.name, standby.instance, standby_inst.state),
                 "rebuild the standby from the backup snapshot; mirrorctl cannot start a terminated instance",
             ),
-            _ => d.wait(
-                Watch::INSTANCES,
-                format!("standby {} to start and rejoin", standby.name),
-                expect::INSTANCE_START,
-            ),
+            _ => {
+                let since = journal
+                    .step(&op, &StepId::new(&op, "start-instance", standby_subject))
+                    .last_intent
+                    .map(|(_, at, _)| at);
+                d.wait(
+                    Watch::INSTANCES,
+                    format!("standby {} to start and rejoin", standby.name),
+                    expect::remaining(expect::INSTANCE_START, since, obs.now),
+                );
+            }
         }
         return d.outcome();
     }
@@ -250,7 +256,13 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             if shut_down && md_state != ObjectState::Online && group_state != ObjectState::Online {
                 restart_business(&mut d, &op, group, &active, "the standby has left the cluster");
             }
-            d.wait(Watch::INSTANCES, format!("standby {} to stop", standby.name), expect::INSTANCE_STOP);
+            let since =
+                journal.step(&op, &StepId::new(&op, "shutdown", standby_subject)).last_intent.map(|(_, at, _)| at);
+            d.wait(
+                Watch::INSTANCES,
+                format!("standby {} to stop", standby.name),
+                expect::remaining(expect::INSTANCE_STOP, since, obs.now),
+            );
         }
         InstanceState::Stopped => {
             if md_state != ObjectState::Online && group_state != ObjectState::Online {

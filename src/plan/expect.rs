@@ -23,3 +23,31 @@ pub const CLUSTER_PENDING: Duration = Duration::from_secs(3);
 /// How long a snapshot created with tags may stay invisible to a tag filter (eventual
 /// consistency) before an interrupted `CreateSnapshot` is taken as not having happened.
 pub const SNAPSHOT_VISIBILITY: Duration = Duration::from_secs(30);
+
+/// The shortest first look of a wait that is already under way.
+pub const MIN_LOOK: Duration = Duration::from_secs(1);
+
+/// What is left of `median` for something that started at `since` (from the journal), seen at
+/// `now`: a wait that began with an earlier step (the standby's shutdown, an instance start) looks
+/// first when the thing should be done, not a whole median after the pass that noticed it. Never
+/// less than [`MIN_LOOK`]; the whole median when the start is unknown.
+pub fn remaining(median: Duration, since: Option<jiff::Timestamp>, now: jiff::Timestamp) -> Duration {
+    let Some(since) = since else { return median };
+    let elapsed = Duration::try_from(now.duration_since(since)).unwrap_or(Duration::ZERO);
+    median.saturating_sub(elapsed).max(MIN_LOOK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_counts_from_the_start_and_never_drops_below_a_second() {
+        let t0: jiff::Timestamp = "2026-11-24T00:00:00Z".parse().expect("time");
+        let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+        assert_eq!(remaining(INSTANCE_STOP, None, at(10)), INSTANCE_STOP);
+        assert_eq!(remaining(INSTANCE_STOP, Some(t0), at(10)), Duration::from_secs(20));
+        assert_eq!(remaining(INSTANCE_STOP, Some(t0), at(45)), MIN_LOOK);
+        assert_eq!(remaining(INSTANCE_STOP, Some(at(5)), t0), INSTANCE_STOP, "a start in the future counts as now");
+    }
+}
