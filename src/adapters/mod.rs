@@ -12,3 +12,4 @@
 pub mod aws;
 pub mod clusterpro;
 pub mod node;
+pub mod secret;
