@@ -11,4 +11,6 @@
 //!   [`crate::ports::cluster::ConfigChange`]s by splicing text, byte-for-byte elsewhere.
 
 pub mod conf;
+pub mod hybrid;
 pub mod parse;
+pub mod rest;
