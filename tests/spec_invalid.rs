@@ -302,7 +302,10 @@ case!(
 
 case!(
     api_url_and_urls,
-    with("url = \"https://10.0.10.11:29009\"", "url = \"https://10.0.10.11:29009\", urls = [\"https://10.0.20.11:29009\"]"),
+    with(
+        "url = \"https://10.0.10.11:29009\"",
+        "url = \"https://10.0.10.11:29009\", urls = [\"https://10.0.20.11:29009\"]"
+    ),
     ApiEndpoints,
     "api = "
 );
@@ -337,7 +340,10 @@ case!(
 );
 case!(
     api_secret_key_without_secret,
-    with("password_env = \"CLP_API_PASSWORD\"", "password_env = \"CLP_API_PASSWORD\", password_secret_key = \"password\""),
+    with(
+        "password_env = \"CLP_API_PASSWORD\"",
+        "password_env = \"CLP_API_PASSWORD\", password_secret_key = \"password\""
+    ),
     ApiSecretKey,
     "api = "
 );

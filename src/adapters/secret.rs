@@ -118,7 +118,11 @@ impl SecretResolver {
             SecretRef::File(path) => match tokio::fs::read(path).await {
                 Ok(bytes) => {
                     let Ok(text) = String::from_utf8(bytes) else {
-                        return Err(fail("the file is not UTF-8 text".to_owned(), "store the password as UTF-8 text", false));
+                        return Err(fail(
+                            "the file is not UTF-8 text".to_owned(),
+                            "store the password as UTF-8 text",
+                            false,
+                        ));
                     };
                     let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
                     if first.is_empty() {
@@ -194,7 +198,9 @@ where
 {
     let code = err.code().unwrap_or_default().to_owned();
     let (todo, transient) = match code.as_str() {
-        "ResourceNotFoundException" => ("check the secret id or ARN in cluster.api.password_secret and the region", false),
+        "ResourceNotFoundException" => {
+            ("check the secret id or ARN in cluster.api.password_secret and the region", false)
+        }
         "AccessDeniedException" => {
             ("grant mirrorctl's IAM role secretsmanager:GetSecretValue on this secret (see deploy/)", false)
         }

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use super::error::{ErrorKind, Source, SpecError, SpecErrors};
 use super::raw::{RawApi, RawBackup, RawCluster, RawFile, RawMirror, RawRestore, RawServer, RawVolume, S};
 use super::types::{
-    Access, ApiSpec, ApiTls, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, RestoreSpec, Schedule, SecretRef, ServerSpec,
-    Spec, VolumeSpec, VolumeType,
+    Access, ApiSpec, ApiTls, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, RestoreSpec, Schedule, SecretRef,
+    ServerSpec, Spec, VolumeSpec, VolumeType,
 };
 use crate::ids::{
     BackupName, ClusterName, DeviceName, GroupName, IdError, InstanceId, Region, RequestName, ResourceName, ServerName,
@@ -1275,7 +1275,10 @@ allow_foreign_snapshot = true
         assert_eq!(api.urls, ["http://10.0.0.5:29009"]);
         assert_eq!(
             api.password,
-            SecretRef::SecretsManager { id: "arn:aws:secretsmanager:us-east-1:1:secret:clp".to_owned(), json_key: None }
+            SecretRef::SecretsManager {
+                id: "arn:aws:secretsmanager:us-east-1:1:secret:clp".to_owned(),
+                json_key: None
+            }
         );
         assert_eq!(api.tls, ApiTls::System);
         assert_eq!(api.request_timeout_s, ApiSpec::DEFAULT_REQUEST_TIMEOUT_S);

@@ -65,7 +65,7 @@ pub enum SecretRef {
 }
 
 impl std::fmt::Display for SecretRef {
-    /// Where the password is, for messages ("environment variable CLP_API_PASSWORD"); never the
+    /// Where the password is, for messages ("environment variable `CLP_API_PASSWORD`"); never the
     /// password itself.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

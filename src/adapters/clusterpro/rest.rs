@@ -320,10 +320,16 @@ fn precheck_start_group(s: &Snapshot, group: &GroupName, server: &ServerName) ->
     check_server(s, server)?;
     check_idle(s, group)?;
     if s.group_online_on(group, server) {
-        return Err(err("GroupAlreadyStarted", format!("{group} is already online on {server}"), ErrorClass::AlreadyDone));
+        return Err(err(
+            "GroupAlreadyStarted",
+            format!("{group} is already online on {server}"),
+            ErrorClass::AlreadyDone,
+        ));
     }
-    if let Some((_, p)) =
-        s.group_parts(group).into_iter().find(|(_, p)| p.state == ObjectState::Online && p.current.as_ref() != Some(server))
+    if let Some((_, p)) = s
+        .group_parts(group)
+        .into_iter()
+        .find(|(_, p)| p.state == ObjectState::Online && p.current.as_ref() != Some(server))
     {
         let on = p.current.map(|c| c.to_string()).unwrap_or_default();
         return Err(err("GroupOnline", format!("{group} is online on {on}"), ErrorClass::NeedsHuman));
@@ -345,11 +351,17 @@ fn precheck_move_group(s: &Snapshot, group: &GroupName, target: &ServerName) -> 
     check_server(s, target)?;
     check_idle(s, group)?;
     if s.group_online_on(group, target) {
-        return Err(err("GroupAlreadyStarted", format!("{group} is already online on {target}"), ErrorClass::AlreadyDone));
+        return Err(err(
+            "GroupAlreadyStarted",
+            format!("{group} is already online on {target}"),
+            ErrorClass::AlreadyDone,
+        ));
     }
-    let online_elsewhere = s.servers.iter().filter_map(|sv| ServerName::parse(&sv.name).ok()).any(|sv| {
-        sv != *target && s.group_online_on(group, &sv)
-    });
+    let online_elsewhere = s
+        .servers
+        .iter()
+        .filter_map(|sv| ServerName::parse(&sv.name).ok())
+        .any(|sv| sv != *target && s.group_online_on(group, &sv));
     if !online_elsewhere {
         return Err(err("GroupOffline", format!("{group} is not online: nothing to move"), ErrorClass::NeedsHuman));
     }
@@ -361,7 +373,11 @@ fn resource_and_group<'a>(s: &'a Snapshot, resource: &ResourceName) -> PortResul
         .resource(resource)
         .ok_or_else(|| err("ResourceNotFound", format!("no resource named {resource}"), ErrorClass::NeedsHuman))?;
     let group = GroupName::parse(&r.group).map_err(|e| {
-        err(API_INVALID_RESPONSE, format!("resource {resource} names group {:?}: {}", r.group, e.0), ErrorClass::Retryable)
+        err(
+            API_INVALID_RESPONSE,
+            format!("resource {resource} names group {:?}: {}", r.group, e.0),
+            ErrorClass::Retryable,
+        )
     })?;
     Ok((r, group))
 }
@@ -431,7 +447,11 @@ enum Progress {
 fn failed_group(s: &Snapshot, group: &GroupName, code: &str, class: ErrorClass) -> Option<Progress> {
     let failures = s.group_failures(group);
     (!failures.is_empty()).then(|| {
-        Progress::Failed(err(code, format!("the operation on {group} ended in failure: {}", failures.join(", ")), class))
+        Progress::Failed(err(
+            code,
+            format!("the operation on {group} ended in failure: {}", failures.join(", ")),
+            class,
+        ))
     })
 }
 
@@ -573,8 +593,7 @@ impl RestCluster {
             }
         }
         let http = builder.build().map_err(|e| fail(format!("cannot build the HTTP client: {e}")))?;
-        let endpoints =
-            options.endpoints.iter().map(|u| format!("{}{API_PREFIX}", u.trim_end_matches('/'))).collect();
+        let endpoints = options.endpoints.iter().map(|u| format!("{}{API_PREFIX}", u.trim_end_matches('/'))).collect();
         Ok(RestCluster {
             http,
             endpoints,
@@ -595,7 +614,13 @@ impl RestCluster {
     }
 
     /// One request to one server.
-    async fn attempt(&self, index: usize, method: &Method, path: &str, body: Option<&serde_json::Value>) -> Result<Envelope, Attempt> {
+    async fn attempt(
+        &self,
+        index: usize,
+        method: &Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Envelope, Attempt> {
         let url = format!("{}{path}", self.endpoints[index]);
         let mut req = self.http.request(method.clone(), &url).basic_auth(&self.user, Some(self.password.expose()));
         if let Some(b) = body {
@@ -606,7 +631,13 @@ impl RestCluster {
             Err(e) => {
                 let chain = error_chain(&e);
                 let tls = chain.to_ascii_lowercase().contains("certificate");
-                let what = if e.is_timeout() { "timed out" } else if e.is_connect() { "could not connect" } else { "failed" };
+                let what = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "could not connect"
+                } else {
+                    "failed"
+                };
                 return Err(Attempt::Next { reason: format!("{method} {url} {what}: {chain}"), tls });
             }
         };
@@ -627,10 +658,13 @@ impl RestCluster {
         let envelope = serde_json::from_str::<Envelope>(&text);
         if status.is_server_error() {
             let why = envelope.map(|e| e.result.message).unwrap_or_default();
-            return Err(Attempt::Next { reason: format!("{method} {url} answered HTTP {}: {why}", status.as_u16()), tls: false });
+            return Err(Attempt::Next {
+                reason: format!("{method} {url} answered HTTP {}: {why}", status.as_u16()),
+                tls: false,
+            });
         }
         if !status.is_success() {
-            let why = envelope.map(|e| e.result.message).unwrap_or_else(|_| snippet(&text));
+            let why = envelope.map_or_else(|_| snippet(&text), |e| e.result.message);
             return Err(Attempt::Final(err(
                 API_REQUEST_REJECTED,
                 format!("{method} {url} answered HTTP {}: {why}", status.as_u16()),
@@ -689,7 +723,11 @@ impl RestCluster {
                 ErrorClass::NeedsHuman,
             ))
         } else {
-            Err(err(API_UNREACHABLE, format!("no CLUSTERPRO API server answered: {}", reasons.join("; ")), ErrorClass::Retryable))
+            Err(err(
+                API_UNREACHABLE,
+                format!("no CLUSTERPRO API server answered: {}", reasons.join("; ")),
+                ErrorClass::Retryable,
+            ))
         }
     }
 
@@ -826,7 +864,8 @@ impl Cluster for RestCluster {
         self.post(&format!("/groups/{group}/start"), Some(server)).await?;
         let what = format!("the start of group {group} on {server}");
         let stale = !pre.group_failures(group).is_empty();
-        self.wait(&what, Fetch::Group(group), stale, |s| progress_group_online(s, group, server, "GroupStartFailed")).await
+        self.wait(&what, Fetch::Group(group), stale, |s| progress_group_online(s, group, server, "GroupStartFailed"))
+            .await
     }
 
     async fn stop_group(&self, group: &GroupName) -> PortResult<()> {
@@ -834,8 +873,10 @@ impl Cluster for RestCluster {
         precheck_stop_group(&pre, group)?;
         self.post(&format!("/groups/{group}/stop"), None).await?;
         let stale = !pre.group_failures(group).is_empty();
-        self.wait(&format!("the stop of group {group}"), Fetch::Group(group), stale, |s| progress_group_offline(s, group))
-            .await
+        self.wait(&format!("the stop of group {group}"), Fetch::Group(group), stale, |s| {
+            progress_group_offline(s, group)
+        })
+        .await
     }
 
     async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<()> {
@@ -844,7 +885,8 @@ impl Cluster for RestCluster {
         self.post(&format!("/groups/{group}/move"), Some(target)).await?;
         let what = format!("the move of group {group} to {target}");
         let stale = !pre.group_failures(group).is_empty();
-        self.wait(&what, Fetch::Group(group), stale, |s| progress_group_online(s, group, target, "GroupMoveFailed")).await
+        self.wait(&what, Fetch::Group(group), stale, |s| progress_group_online(s, group, target, "GroupMoveFailed"))
+            .await
     }
 
     async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
@@ -868,7 +910,8 @@ impl Cluster for RestCluster {
     async fn shutdown_server(&self, server: &ServerName) -> PortResult<()> {
         precheck_shutdown(&self.snapshot(Fetch::All).await?, server)?;
         self.post(&format!("/servers/{server}/shutdown"), None).await?;
-        self.wait(&format!("the shutdown of {server}"), Fetch::Server(server), false, |s| progress_shutdown(s, server)).await
+        self.wait(&format!("the shutdown of {server}"), Fetch::Server(server), false, |s| progress_shutdown(s, server))
+            .await
     }
 
     async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
@@ -887,7 +930,9 @@ impl Cluster for RestCluster {
 fn not_supported(what: &str) -> PortError {
     err(
         NOT_SUPPORTED,
-        format!("{what} has no CLUSTERPRO REST API endpoint: use the REST client inside a HybridCluster with the command-based adapter"),
+        format!(
+            "{what} has no CLUSTERPRO REST API endpoint: use the REST client inside a HybridCluster with the command-based adapter"
+        ),
         ErrorClass::NeedsHuman,
     )
 }
@@ -952,19 +997,33 @@ mod tests {
     #[test]
     fn prechecks_use_the_simulators_codes() {
         let s = snap(ONLINE_ON_1);
-        let (g, s1, s2) = (n(GroupName::parse("failover")), n(ServerName::parse("server1")), n(ServerName::parse("server2")));
+        let (g, s1, s2) =
+            (n(GroupName::parse("failover")), n(ServerName::parse("server1")), n(ServerName::parse("server2")));
         let code = |r: PortResult<()>| r.map_err(|e| (e.code, e.class)).err();
-        assert_eq!(code(precheck_start_group(&s, &g, &s1)), Some(("GroupAlreadyStarted".into(), ErrorClass::AlreadyDone)));
+        assert_eq!(
+            code(precheck_start_group(&s, &g, &s1)),
+            Some(("GroupAlreadyStarted".into(), ErrorClass::AlreadyDone))
+        );
         assert_eq!(code(precheck_start_group(&s, &g, &s2)), Some(("GroupOnline".into(), ErrorClass::NeedsHuman)));
         let other = n(GroupName::parse("other"));
         assert_eq!(code(precheck_stop_group(&s, &other)), Some(("GroupNotFound".into(), ErrorClass::NeedsHuman)));
         assert_eq!(code(precheck_move_group(&s, &g, &s2)), None);
-        assert_eq!(code(precheck_move_group(&s, &g, &s1)), Some(("GroupAlreadyStarted".into(), ErrorClass::AlreadyDone)));
+        assert_eq!(
+            code(precheck_move_group(&s, &g, &s1)),
+            Some(("GroupAlreadyStarted".into(), ErrorClass::AlreadyDone))
+        );
         assert_eq!(code(precheck_shutdown(&s, &s1)), Some(("GroupOnline".into(), ErrorClass::NeedsHuman)));
         assert_eq!(code(precheck_shutdown(&s, &s2)), None);
         let md = n(ResourceName::parse("md"));
-        assert_eq!(code(precheck_start_resource(&s, &md, &s1)), Some(("ResourceAlreadyStarted".into(), ErrorClass::AlreadyDone)));
-        let busy = snap(&ONLINE_ON_1.replacen(r#""status": "Online", "current": "server1", "group""#, r#""status": "Offline Pending", "current": "server1", "group""#, 1));
+        assert_eq!(
+            code(precheck_start_resource(&s, &md, &s1)),
+            Some(("ResourceAlreadyStarted".into(), ErrorClass::AlreadyDone))
+        );
+        let busy = snap(&ONLINE_ON_1.replacen(
+            r#""status": "Online", "current": "server1", "group""#,
+            r#""status": "Offline Pending", "current": "server1", "group""#,
+            1,
+        ));
         assert_eq!(code(precheck_stop_resource(&busy, &md)), Some(("GroupBusy".into(), ErrorClass::Retryable)));
         let ghost = n(ServerName::parse("server9"));
         assert_eq!(code(precheck_start_group(&s, &g, &ghost)), Some(("ServerNotFound".into(), ErrorClass::NeedsHuman)));
@@ -973,7 +1032,10 @@ mod tests {
     #[test]
     fn progress_reports_failure_only_once_nothing_is_pending() {
         let (g, s1) = (n(GroupName::parse("failover")), n(ServerName::parse("server1")));
-        let failing = snap(&ONLINE_ON_1.replace("\"Online\", \"current\": \"server1\"", "\"Online Failure\", \"current\": \"server1\""));
+        let failing = snap(
+            &ONLINE_ON_1
+                .replace("\"Online\", \"current\": \"server1\"", "\"Online Failure\", \"current\": \"server1\""),
+        );
         match progress_group_online(&failing, &g, &s1, "GroupStartFailed") {
             Progress::Failed(e) => {
                 assert_eq!((e.code.as_str(), e.class), ("GroupStartFailed", ErrorClass::NeedsHuman));
