@@ -34,8 +34,9 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 const USER: &str = "clpadmin";
 const PASSWORD: &str = "correct horse";
-/// Model time runs this many times faster than real time: a group start (8 s) takes ~0.16 s.
-const SPEED: f64 = 50.0;
+/// Model time runs this many times faster than real time: a group start (8 s) takes ~0.4 s, long
+/// enough for the polls (every 10–100 ms) to see it pending.
+const SPEED: f64 = 20.0;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls").join(name)
@@ -613,7 +614,7 @@ async fn a_node_that_hangs_times_out_and_the_next_answers() {
     let fake = Fake::start(2, false).await;
     fake.nodes[0].set_mode(Mode::Hang);
     let mut o = options(vec![fake.url(0), fake.url(1)], ApiTls::System);
-    o.request_timeout = Duration::from_millis(300);
+    o.request_timeout = Duration::from_secs(1);
     let rest = RestCluster::new(o, Password::new(PASSWORD)).expect("client");
     let st = rest.status().await.expect("status from the second node");
     assert_eq!(st.groups[&group()].current, Some(server("server1")));

@@ -14,6 +14,9 @@
 //!   answers 5xx, or answers a GET with a non-zero `result.code` (e.g. its cluster service is
 //!   stopped) is skipped for the next; the last server that answered is asked first next time, so
 //!   a shut-down node costs one timeout, not one per poll.
+//! - Servers are reached directly: `HTTP(S)_PROXY` variables are ignored (the API lives inside
+//!   the cluster's network, and a proxy would see the Basic credentials); redirects are not
+//!   followed.
 //! - HTTP 401/403 stop at once with [`ErrorClass::NeedsHuman`], naming the user and the password
 //!   source to check.
 //! - POSTs are asynchronous: accepted ≠ done. Each operation first reads the state and refuses what
@@ -562,7 +565,8 @@ impl RestCluster {
         let mut builder = reqwest::Client::builder()
             .timeout(options.request_timeout)
             .connect_timeout(options.request_timeout)
-            .redirect(reqwest::redirect::Policy::none());
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
         match &options.tls {
             ApiTls::System => {}
             ApiTls::CaBundle(path) => {
