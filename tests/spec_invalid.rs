@@ -300,6 +300,67 @@ case!(
     "api = "
 );
 
+case!(
+    api_url_and_urls,
+    with(
+        "url = \"https://10.0.10.11:29009\"",
+        "url = \"https://10.0.10.11:29009\", urls = [\"https://10.0.20.11:29009\"]"
+    ),
+    ApiEndpoints,
+    "api = "
+);
+case!(api_urls_empty, with("url = \"https://10.0.10.11:29009\"", "urls = []"), ApiEndpoints, "api = ");
+case!(
+    api_urls_duplicate,
+    with(
+        "url = \"https://10.0.10.11:29009\"",
+        "urls = [\"https://10.0.10.11:29009\", \"https://10.0.20.11:29009\", \"https://10.0.10.11:29009/\"]"
+    ),
+    ApiEndpoints,
+    "api = "
+);
+case!(
+    api_second_url_without_scheme,
+    with("url = \"https://10.0.10.11:29009\"", "urls = [\"https://10.0.10.11:29009\", \"10.0.20.11:29009\"]"),
+    ApiUrl,
+    "api = "
+);
+case!(api_missing_url, with("url = \"https://10.0.10.11:29009\", ", ""), MissingKey, "api = ");
+case!(
+    api_ca_bundle_with_insecure,
+    with("user = \"clpadmin\"", "user = \"clpadmin\", ca_bundle = \"/etc/mirrorctl/clp-ca.pem\", insecure = true"),
+    ApiTls,
+    "api = "
+);
+case!(
+    api_insecure_with_http_only,
+    with("url = \"https://10.0.10.11:29009\"", "url = \"http://10.0.10.11:29009\", insecure = true"),
+    ApiTls,
+    "api = "
+);
+case!(
+    api_secret_key_without_secret,
+    with(
+        "password_env = \"CLP_API_PASSWORD\"",
+        "password_env = \"CLP_API_PASSWORD\", password_secret_key = \"password\""
+    ),
+    ApiSecretKey,
+    "api = "
+);
+case!(
+    api_timeouts_out_of_range,
+    with("user = \"clpadmin\"", "user = \"clpadmin\", request_timeout_s = 0, operation_timeout_s = 5"),
+    ApiTimeoutOutOfRange,
+    "api = "
+);
+
+#[test]
+fn api_insecure_false_is_the_default() {
+    let text = with("user = \"clpadmin\"", "user = \"clpadmin\", insecure = false");
+    let spec = load_str(Path::new(FILE), &text).expect("insecure = false loads");
+    assert_eq!(spec.cluster.api.expect("api").tls, mirrorctl::spec::ApiTls::System);
+}
+
 // --- backup -----------------------------------------------------------------------------------
 
 case!(keep_zero, with("keep = 7", "keep = 0"), KeepOutOfRange, "keep = 0");

@@ -76,6 +76,15 @@ pub enum ErrorKind {
     ApiPasswordAmbiguous,
     /// `api.password`: a secret written into the file.
     InlinePassword,
+    /// `api.url` and `api.urls` together, an empty `urls` list, or a URL listed twice.
+    ApiEndpoints,
+    /// `api.ca_bundle` together with `insecure = true`, a TLS setting without any `https` URL, or
+    /// an empty `ca_bundle` path.
+    ApiTls,
+    /// `api.password_secret_key` without `password_secret`.
+    ApiSecretKey,
+    /// `api.request_timeout_s` or `api.operation_timeout_s` outside its range.
+    ApiTimeoutOutOfRange,
     /// `backup.keep` outside 1–1000.
     KeepOutOfRange,
     /// `backup.schedule` is not `daily HH:MM ZONE`, or its time is out of range.
@@ -123,6 +132,10 @@ impl ErrorKind {
             ErrorKind::ApiPasswordMissing => "api-password-missing",
             ErrorKind::ApiPasswordAmbiguous => "api-password-ambiguous",
             ErrorKind::InlinePassword => "inline-password",
+            ErrorKind::ApiEndpoints => "api-endpoints",
+            ErrorKind::ApiTls => "api-tls",
+            ErrorKind::ApiSecretKey => "api-secret-key",
+            ErrorKind::ApiTimeoutOutOfRange => "api-timeout-out-of-range",
             ErrorKind::KeepOutOfRange => "keep-out-of-range",
             ErrorKind::BadSchedule => "bad-schedule",
             ErrorKind::UnknownTimeZone => "unknown-time-zone",

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use super::error::{ErrorKind, Source, SpecError, SpecErrors};
 use super::raw::{RawApi, RawBackup, RawCluster, RawFile, RawMirror, RawRestore, RawServer, RawVolume, S};
 use super::types::{
-    Access, ApiSpec, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, RestoreSpec, Schedule, SecretRef, ServerSpec,
-    Spec, VolumeSpec, VolumeType,
+    Access, ApiSpec, ApiTls, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, RestoreSpec, Schedule, SecretRef,
+    ServerSpec, Spec, VolumeSpec, VolumeType,
 };
 use crate::ids::{
     BackupName, ClusterName, DeviceName, GroupName, IdError, InstanceId, Region, RequestName, ResourceName, ServerName,
@@ -422,29 +422,153 @@ impl Checker<'_, '_> {
 
     fn api(&mut self, raw: &RawApi) -> Option<ApiSpec> {
         const T: (&str, usize) = ("cluster.api", 0);
-        let url = self
-            .required(raw.url.as_ref(), T, "cluster.api.url", "add url = \"https://<node address>:29009\"")
-            .and_then(|v| {
-                let s = v.get_ref();
-                let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
-                if rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace)) {
-                    Some(s.clone())
-                } else {
-                    self.push(
-                        v.span(),
-                        "cluster.api.url",
-                        ErrorKind::ApiUrl,
-                        format!("\"{s}\" is not an http(s) URL"),
-                        "write the CLUSTERPRO API address with its scheme, e.g. \"https://10.0.10.11:29009\"",
-                    );
-                    None
-                }
-            });
+        let urls = self.api_urls(raw);
         let user = self
             .required(raw.user.as_ref(), T, "cluster.api.user", "add user = \"<OS user for the CLUSTERPRO API>\"")
             .and_then(|v| self.non_empty(v, "cluster.api.user", "write the OS user the CLUSTERPRO API authenticates"));
         let password = self.password(raw);
-        Some(ApiSpec { url: url?, user: user?, password: password? })
+        let tls = self.api_tls(raw, urls.as_deref());
+        let request_timeout_s = match &raw.request_timeout_s {
+            None => Some(ApiSpec::DEFAULT_REQUEST_TIMEOUT_S),
+            Some(v) => self.range(
+                v,
+                "cluster.api.request_timeout_s",
+                (1, 300),
+                ErrorKind::ApiTimeoutOutOfRange,
+                "seconds for one HTTP request",
+            ),
+        };
+        let operation_timeout_s = match &raw.operation_timeout_s {
+            None => Some(ApiSpec::DEFAULT_OPERATION_TIMEOUT_S),
+            Some(v) => self.range(
+                v,
+                "cluster.api.operation_timeout_s",
+                (10, 86_400),
+                ErrorKind::ApiTimeoutOutOfRange,
+                "seconds for one cluster operation",
+            ),
+        };
+        Some(ApiSpec {
+            urls: urls?,
+            user: user?,
+            password: password?,
+            tls: tls?,
+            request_timeout_s: request_timeout_s?,
+            operation_timeout_s: operation_timeout_s?,
+        })
+    }
+
+    /// `url` or `urls`: at least one http(s) URL, none twice.
+    fn api_urls(&mut self, raw: &RawApi) -> Option<Vec<String>> {
+        let given: Vec<(String, &S<String>)> = match (&raw.url, &raw.urls) {
+            (Some(_), Some(list)) => {
+                self.push(
+                    list.span(),
+                    "cluster.api.urls",
+                    ErrorKind::ApiEndpoints,
+                    "both `url` and `urls` are given",
+                    "keep one: url = \"https://<node>:29009\" for one server, or urls = [\"https://<server1>:29009\", \"https://<server2>:29009\"] to try each server in turn",
+                );
+                return None;
+            }
+            (None, None) => {
+                self.missing(
+                    "cluster.api",
+                    0,
+                    "cluster.api.url",
+                    "add url = \"https://<node address>:29009\", or urls = [...] with one address per server",
+                );
+                return None;
+            }
+            (Some(one), None) => vec![("cluster.api.url".to_owned(), one)],
+            (None, Some(list)) if list.get_ref().is_empty() => {
+                self.push(
+                    list.span(),
+                    "cluster.api.urls",
+                    ErrorKind::ApiEndpoints,
+                    "`urls` is empty",
+                    "list the CLUSTERPRO API address of each server, e.g. urls = [\"https://10.0.10.11:29009\", \"https://10.0.20.11:29009\"]",
+                );
+                return None;
+            }
+            (None, Some(list)) => {
+                list.get_ref().iter().enumerate().map(|(i, v)| (format!("cluster.api.urls[{i}]"), v)).collect()
+            }
+        };
+        let mut out: Vec<String> = Vec::with_capacity(given.len());
+        let mut ok = true;
+        for (key, v) in given {
+            let s = v.get_ref();
+            let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+            if !rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace)) {
+                self.push(
+                    v.span(),
+                    &key,
+                    ErrorKind::ApiUrl,
+                    format!("\"{s}\" is not an http(s) URL"),
+                    "write the CLUSTERPRO API address with its scheme, e.g. \"https://10.0.10.11:29009\"",
+                );
+                ok = false;
+                continue;
+            }
+            let normalized = s.trim_end_matches('/').to_owned();
+            if let Some(first) = out.iter().position(|u| u.eq_ignore_ascii_case(&normalized)) {
+                self.push(
+                    v.span(),
+                    &key,
+                    ErrorKind::ApiEndpoints,
+                    format!("\"{s}\" is already listed as cluster.api.urls[{first}]"),
+                    "list each server's API address once",
+                );
+                ok = false;
+                continue;
+            }
+            out.push(normalized);
+        }
+        ok.then_some(out)
+    }
+
+    /// `ca_bundle` / `insecure`: at most one of them, and only for https URLs.
+    fn api_tls(&mut self, raw: &RawApi, urls: Option<&[String]>) -> Option<ApiTls> {
+        let insecure = raw.insecure.as_ref().filter(|v| *v.get_ref());
+        let tls = match (&raw.ca_bundle, insecure) {
+            (Some(_), Some(flag)) => {
+                self.push(
+                    flag.span(),
+                    "cluster.api.insecure",
+                    ErrorKind::ApiTls,
+                    "`insecure = true` switches certificate checks off, but `ca_bundle` asks to check against a CA",
+                    "keep ca_bundle (recommended) and remove insecure",
+                );
+                return None;
+            }
+            (Some(path), None) if path.get_ref().trim().is_empty() => {
+                self.push(
+                    path.span(),
+                    "cluster.api.ca_bundle",
+                    ErrorKind::ApiTls,
+                    "`cluster.api.ca_bundle` is empty",
+                    "give the path of the PEM file holding the CA certificate(s) that signed the CLUSTERPRO API's certificate, or remove the key to use the system's trusted roots",
+                );
+                return None;
+            }
+            (Some(path), None) => (ApiTls::CaBundle(PathBuf::from(path.get_ref())), path.span(), "ca_bundle"),
+            (None, Some(flag)) => (ApiTls::Insecure, flag.span(), "insecure"),
+            (None, None) => return Some(ApiTls::System),
+        };
+        if let Some(urls) = urls
+            && !urls.iter().any(|u| u.starts_with("https://"))
+        {
+            self.push(
+                tls.1,
+                &format!("cluster.api.{}", tls.2),
+                ErrorKind::ApiTls,
+                format!("`{}` applies to https URLs, but every API URL here is http", tls.2),
+                "use https:// addresses (the API's HTTPS mode), or remove this key",
+            );
+            return None;
+        }
+        Some(tls.0)
     }
 
     fn password(&mut self, raw: &RawApi) -> Option<SecretRef> {
@@ -467,6 +591,18 @@ impl Checker<'_, '_> {
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect();
+        if let Some(key) = &raw.password_secret_key
+            && raw.password_secret.is_none()
+        {
+            self.push(
+                key.span(),
+                "cluster.api.password_secret_key",
+                ErrorKind::ApiSecretKey,
+                "`password_secret_key` names a key inside a Secrets Manager secret, but `password_secret` is not given",
+                "add password_secret = \"<Secrets Manager id or ARN>\", or remove password_secret_key",
+            );
+            return None;
+        }
         match given.as_slice() {
             [] => {
                 let span = self.source.header("cluster.api", 0);
@@ -482,11 +618,21 @@ impl Checker<'_, '_> {
             [(k, v)] => {
                 let key = format!("cluster.api.{k}");
                 let s = self.non_empty(v, &key, "name where mirrorctl finds the password")?;
-                Some(match *k {
-                    "password_env" => SecretRef::Env(s),
-                    "password_file" => SecretRef::File(PathBuf::from(s)),
-                    _ => SecretRef::SecretsManager(s),
-                })
+                match *k {
+                    "password_env" => Some(SecretRef::Env(s)),
+                    "password_file" => Some(SecretRef::File(PathBuf::from(s))),
+                    _ => {
+                        let json_key = match &raw.password_secret_key {
+                            None => None,
+                            Some(v) => Some(self.non_empty(
+                                v,
+                                "cluster.api.password_secret_key",
+                                "name the key of the secret's JSON object that holds the password, e.g. \"password\", or remove the key to use the whole secret string",
+                            )?),
+                        };
+                        Some(SecretRef::SecretsManager { id: s, json_key })
+                    }
+                }
             }
             [(first, _), (second, v), ..] => {
                 self.push(
@@ -1126,8 +1272,17 @@ allow_foreign_snapshot = true
         assert_eq!(spec.source, PathBuf::from("x/full.toml"));
         assert_eq!(spec.cluster.access, Access::Local);
         let api = spec.cluster.api.as_ref().expect("api");
-        assert_eq!(api.url, "http://10.0.0.5:29009");
-        assert_eq!(api.password, SecretRef::SecretsManager("arn:aws:secretsmanager:us-east-1:1:secret:clp".to_owned()));
+        assert_eq!(api.urls, ["http://10.0.0.5:29009"]);
+        assert_eq!(
+            api.password,
+            SecretRef::SecretsManager {
+                id: "arn:aws:secretsmanager:us-east-1:1:secret:clp".to_owned(),
+                json_key: None
+            }
+        );
+        assert_eq!(api.tls, ApiTls::System);
+        assert_eq!(api.request_timeout_s, ApiSpec::DEFAULT_REQUEST_TIMEOUT_S);
+        assert_eq!(api.operation_timeout_s, ApiSpec::DEFAULT_OPERATION_TIMEOUT_S);
         assert_eq!(spec.mirror.resource.as_str(), "md");
         assert_eq!(spec.mirror.group.as_str(), "failover");
         assert_eq!(spec.mirror.cluster_partition, Partition::Letter('R'));
@@ -1145,6 +1300,45 @@ allow_foreign_snapshot = true
         assert_eq!(r.request.as_str(), "r1");
         assert!(!r.verify_failover);
         assert!(r.allow_foreign_snapshot);
+    }
+
+    #[test]
+    fn api_with_every_key() {
+        let text = r#"
+[cluster]
+name = "api"
+region = "us-east-1"
+os = "linux"
+api = { urls = ["https://10.0.0.5:29009/", "https://10.0.1.5:29009"], user = "root", password_secret = "clp", password_secret_key = "password", ca_bundle = "/etc/mirrorctl/clp-ca.pem", request_timeout_s = 5, operation_timeout_s = 1200 }
+[[cluster.server]]
+name = "a"
+instance = "i-0123456789abcdef0"
+zone = "us-east-1a"
+[[cluster.server]]
+name = "b"
+instance = "i-01234567"
+zone = "us-east-1b"
+[mirror]
+device = "xvdf"
+cluster_partition = "/dev/xvdf1"
+data_partition = "/dev/xvdf2"
+"#;
+        let spec = match load_str(Path::new("x/api.toml"), text) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let api = spec.cluster.api.expect("api");
+        assert_eq!(api.urls, ["https://10.0.0.5:29009", "https://10.0.1.5:29009"]);
+        assert_eq!(
+            api.password,
+            SecretRef::SecretsManager { id: "clp".to_owned(), json_key: Some("password".to_owned()) }
+        );
+        assert_eq!(api.password.to_string(), "key \"password\" of AWS Secrets Manager secret clp");
+        assert_eq!(api.tls, ApiTls::CaBundle(PathBuf::from("/etc/mirrorctl/clp-ca.pem")));
+        assert_eq!((api.request_timeout_s, api.operation_timeout_s), (5, 1200));
+        let insecure = text.replace("ca_bundle = \"/etc/mirrorctl/clp-ca.pem\"", "insecure = true");
+        let spec = load_str(Path::new("x/api.toml"), &insecure).expect("insecure loads");
+        assert_eq!(spec.cluster.api.expect("api").tls, ApiTls::Insecure);
     }
 
     #[test]

@@ -40,10 +40,16 @@ pub(crate) struct RawCluster {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawApi {
     pub(crate) url: Option<S<String>>,
+    pub(crate) urls: Option<S<Vec<S<String>>>>,
     pub(crate) user: Option<S<String>>,
     pub(crate) password_env: Option<S<String>>,
     pub(crate) password_file: Option<S<String>>,
     pub(crate) password_secret: Option<S<String>>,
+    pub(crate) password_secret_key: Option<S<String>>,
+    pub(crate) ca_bundle: Option<S<String>>,
+    pub(crate) insecure: Option<S<bool>>,
+    pub(crate) request_timeout_s: Option<S<i64>>,
+    pub(crate) operation_timeout_s: Option<S<i64>>,
     /// Accepted by the parser only so that it can be refused with a message about secrets.
     pub(crate) password: Option<S<toml::Value>>,
 }

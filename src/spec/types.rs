@@ -54,19 +54,67 @@ pub enum SecretRef {
     Env(String),
     /// A file readable by mirrorctl (first line).
     File(PathBuf),
-    /// An AWS Secrets Manager secret id or ARN.
-    SecretsManager(String),
+    /// An AWS Secrets Manager secret: its `SecretString`, or one key of it when it is a JSON object.
+    SecretsManager {
+        /// Secret id (name) or ARN.
+        id: String,
+        /// The key to read when the secret string is a JSON object (`{"password": "…"}`); `None`
+        /// takes the whole string.
+        json_key: Option<String>,
+    },
+}
+
+impl std::fmt::Display for SecretRef {
+    /// Where the password is, for messages ("environment variable `CLP_API_PASSWORD`"); never the
+    /// password itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretRef::Env(name) => write!(f, "environment variable {name}"),
+            SecretRef::File(path) => write!(f, "file {}", path.display()),
+            SecretRef::SecretsManager { id, json_key: None } => write!(f, "AWS Secrets Manager secret {id}"),
+            SecretRef::SecretsManager { id, json_key: Some(key) } => {
+                write!(f, "key \"{key}\" of AWS Secrets Manager secret {id}")
+            }
+        }
+    }
+}
+
+/// How the REST client checks the CLUSTERPRO API's TLS certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApiTls {
+    /// The operating system's trusted roots (the default).
+    System,
+    /// Only the CA certificates of this PEM file (the cluster's own CA).
+    CaBundle(PathBuf),
+    /// No certificate check at all (`insecure = true`): logged as a warning every time a client
+    /// is built.
+    Insecure,
 }
 
 /// The CLUSTERPRO `RESTful` API (X 4.2+), optional.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiSpec {
-    /// Base URL such as `https://10.0.10.11:29009`.
-    pub url: String,
+    /// Base URLs such as `https://10.0.10.11:29009`, one per server, tried in this order (at least
+    /// one, no duplicates).
+    pub urls: Vec<String>,
     /// OS user for HTTP Basic auth.
     pub user: String,
     /// Where the password is.
     pub password: SecretRef,
+    /// Certificate checking for `https` URLs.
+    pub tls: ApiTls,
+    /// Longest wait for one HTTP request to one server, in seconds (default 10).
+    pub request_timeout_s: u32,
+    /// Longest wait for one operation (start, stop, move, shutdown) to complete, in seconds
+    /// (default 900).
+    pub operation_timeout_s: u32,
+}
+
+impl ApiSpec {
+    /// Default of [`ApiSpec::request_timeout_s`].
+    pub const DEFAULT_REQUEST_TIMEOUT_S: u32 = 10;
+    /// Default of [`ApiSpec::operation_timeout_s`].
+    pub const DEFAULT_OPERATION_TIMEOUT_S: u32 = 900;
 }
 
 /// The cluster: name, region, OS and its two servers.

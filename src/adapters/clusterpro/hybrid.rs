@@ -1,0 +1,69 @@
+//! One [`Cluster`] made of two: the REST API for what it can do, the command adapter for the rest.
+//!
+//! Why this module exists: the CLUSTERPRO REST API (X 4.2+) reads the status and runs group,
+//! resource and server operations, but has no endpoint for mirror colours or for configuration
+//! changes (DOMAIN.md, "by absence"). A cluster with the API therefore still needs the commands
+//! (`clpmdstat`, `clpcfctrl`) for those. `HybridCluster` routes each port method to the right
+//! side so the rest of mirrorctl sees one port.
+
+use std::sync::Arc;
+
+use crate::ids::{GroupName, ResourceName, ServerName};
+use crate::ports::PortResult;
+use crate::ports::cluster::{Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorStatus};
+
+/// Status and operations through `api`; mirror status and configuration through `commands`.
+#[derive(Clone)]
+pub struct HybridCluster {
+    api: Arc<dyn Cluster>,
+    commands: Arc<dyn Cluster>,
+}
+
+impl std::fmt::Debug for HybridCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HybridCluster").finish_non_exhaustive()
+    }
+}
+
+impl HybridCluster {
+    /// `api` (normally a [`super::rest::RestCluster`]) answers `status` and the seven operations;
+    /// `commands` (the command-based adapter) answers `mirror_status`, `config` and
+    /// `apply_config`.
+    pub fn new(api: Arc<dyn Cluster>, commands: Arc<dyn Cluster>) -> Self {
+        HybridCluster { api, commands }
+    }
+}
+
+#[async_trait::async_trait]
+impl Cluster for HybridCluster {
+    async fn status(&self) -> PortResult<ClusterStatus> {
+        self.api.status().await
+    }
+    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<()> {
+        self.api.start_group(group, server).await
+    }
+    async fn stop_group(&self, group: &GroupName) -> PortResult<()> {
+        self.api.stop_group(group).await
+    }
+    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<()> {
+        self.api.move_group(group, target).await
+    }
+    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
+        self.api.start_resource(resource, server).await
+    }
+    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<()> {
+        self.api.stop_resource(resource).await
+    }
+    async fn shutdown_server(&self, server: &ServerName) -> PortResult<()> {
+        self.api.shutdown_server(server).await
+    }
+    async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
+        self.commands.mirror_status(resource).await
+    }
+    async fn config(&self) -> PortResult<ClusterConfig> {
+        self.commands.config().await
+    }
+    async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()> {
+        self.commands.apply_config(changes).await
+    }
+}
