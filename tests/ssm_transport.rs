@@ -271,7 +271,16 @@ async fn output_over_the_cap_is_refused_not_cut() {
     assert_eq!(out.stdout.len(), 23_999);
     let e = run(&t, "head -c 100000 /dev/zero | tr '\\0' x", Duration::from_secs(20)).await.expect_err("cut");
     assert_eq!((e.code.as_str(), e.class), ("OutputTruncated", ErrorClass::NeedsHuman), "{e}");
-    drop(fake);
+
+    // What SSM itself returned for it, seen with a plain SDK client: exactly the first 24,000
+    // characters, the command a success.
+    let sdk = aws_sdk_ssm::Client::new(&support::sdk_config(&fake.endpoint()).await);
+    let id = last_command(&fake);
+    let inv = sdk.get_command_invocation().command_id(&id).instance_id(I1).send().await.expect("invocation");
+    assert_eq!(inv.status().map(|s| s.as_str()), Some("Success"));
+    assert_eq!(inv.response_code(), 0);
+    assert_eq!(inv.standard_output_content().map(str::len), Some(support::fake_ssm::STDOUT_LIMIT));
+    assert_eq!(inv.document_name(), Some("AWS-RunShellScript"));
 }
 
 #[tokio::test]
@@ -310,9 +319,15 @@ async fn files_larger_than_the_output_cap_round_trip_byte_exact() {
     let writes = fake.count("SendCommand");
     assert_eq!(writes, 150_000usize.div_ceil(chunked::WRITE_PIECE), "one command per piece, the last renames");
 
+    // One command could not return it: SSM cuts the output.
+    let cat = format!("cat {}", chunked::quote(Shell::Sh, &path.display().to_string()));
+    let e = t.run(&s1, Shell::Sh, &cat, Duration::from_secs(20)).await.expect_err("too big for one command");
+    assert_eq!(e.code, "OutputTruncated");
+    let before = fake.count("SendCommand");
+
     let back = t.read_file(&s1, Shell::Sh, &path).await.expect("read");
     assert_eq!(back, data, "byte-exact back");
-    let reads = fake.count("SendCommand") - writes;
+    let reads = fake.count("SendCommand") - before;
     assert_eq!(reads, 150_000usize.div_ceil(chunked::READ_CHUNK));
     // Every command fit SSM's limits: parameters ≤ 64 KiB (the fake refuses more) and outputs
     // under 24,000 characters (a cut piece would have failed the digest).
