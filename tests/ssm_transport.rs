@@ -277,7 +277,7 @@ async fn output_over_the_cap_is_refused_not_cut() {
     let sdk = aws_sdk_ssm::Client::new(&support::sdk_config(&fake.endpoint()).await);
     let id = last_command(&fake);
     let inv = sdk.get_command_invocation().command_id(&id).instance_id(I1).send().await.expect("invocation");
-    assert_eq!(inv.status().map(|s| s.as_str()), Some("Success"));
+    assert_eq!(inv.status().map(aws_sdk_ssm::types::CommandInvocationStatus::as_str), Some("Success"));
     assert_eq!(inv.response_code(), 0);
     assert_eq!(inv.standard_output_content().map(str::len), Some(support::fake_ssm::STDOUT_LIMIT));
     assert_eq!(inv.document_name(), Some("AWS-RunShellScript"));
