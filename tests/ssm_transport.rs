@@ -133,7 +133,7 @@ async fn success_returns_the_output_and_invisibility_past_the_grace_is_an_error(
 async fn our_timeout_cancels_a_delayed_command() {
     let (fake, t) = setup().await;
     fake.set_agent_online(I1, false);
-    let e = run(&t, "echo never", Duration::from_secs(1)).await.expect_err("agent offline");
+    let e = run(&t, "echo never", Duration::from_secs(3)).await.expect_err("agent offline");
     assert_eq!((e.code.as_str(), e.class), ("CommandTimedOut", ErrorClass::Retryable), "{e}");
     assert!(e.message.contains("last status: Delayed") && e.message.contains("it was cancelled"), "{e}");
     let id = last_command(&fake);
@@ -156,7 +156,8 @@ fn dead(pid: u32) -> bool {
 async fn our_timeout_cancels_a_running_command_and_its_processes_die() {
     let (fake, t) = setup().await;
     let sandbox = fake.sandbox(I1);
-    let e = run(&t, "sleep 30 &\necho $! > \"$HOME/sleep.pid\"\nwait\n", Duration::from_secs(2))
+    // The deadline leaves the script ample time to start; it then outlives it.
+    let e = run(&t, "sleep 30 &\necho $! > \"$HOME/sleep.pid\"\nwait\n", Duration::from_secs(5))
         .await
         .expect_err("runs too long");
     assert_eq!((e.code.as_str(), e.class), ("CommandTimedOut", ErrorClass::Retryable), "{e}");

@@ -57,6 +57,8 @@ pub const SHELL_DOCUMENT: &str = "AWS-RunShellScript";
 pub const POWERSHELL_DOCUMENT: &str = "AWS-RunPowerShellScript";
 /// SSM's smallest delivery timeout (`TimeoutSeconds`).
 const MIN_DELIVERY_TIMEOUT_S: u64 = 30;
+/// SSM's largest delivery timeout (30 days).
+const MAX_DELIVERY_TIMEOUT_S: u64 = 2_592_000;
 /// SSM's largest `executionTimeout` for the Run*Script documents (48 h).
 const MAX_EXECUTION_TIMEOUT_S: u64 = 172_800;
 /// Largest script sent in one command (characters); an SSM document holds 64 KB.
@@ -227,14 +229,11 @@ impl SsmTransport {
             Shell::Sh => SHELL_DOCUMENT,
             Shell::PowerShell => POWERSHELL_DOCUMENT,
         };
-        let secs = timeout.as_secs_f64().ceil();
-        // Whole seconds, clamped to what SSM accepts; the float is finite and non-negative.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let secs = if secs.is_finite() { secs as u64 } else { MAX_EXECUTION_TIMEOUT_S };
+        // Whole seconds, rounded up, clamped to what SSM accepts.
+        let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
         let execution = secs.clamp(1, MAX_EXECUTION_TIMEOUT_S);
-        let delivery = i32::try_from(secs.max(MIN_DELIVERY_TIMEOUT_S)).unwrap_or(i32::MAX);
-        let mut comment = format!("mirrorctl on {server}");
-        comment.truncate(MAX_COMMENT);
+        let delivery = i32::try_from(secs.clamp(MIN_DELIVERY_TIMEOUT_S, MAX_DELIVERY_TIMEOUT_S)).unwrap_or(i32::MAX);
+        let comment: String = format!("mirrorctl on {server}").chars().take(MAX_COMMENT).collect();
         self.limiter.admit(Category::Mutate, API).await;
         let out = self
             .client
