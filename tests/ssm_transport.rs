@@ -342,6 +342,8 @@ async fn files_larger_than_the_output_cap_round_trip_byte_exact() {
         assert!(size < 64 * 1024, "{size}");
     }
 
+    println!("SSM calls to write then read 150,000 bytes (+ one refused cat): {:?}", t.call_counts());
+
     // Empty files, missing files.
     let empty = dir.join("empty");
     t.write_file(&s1, Shell::Sh, &empty, b"").await.expect("write empty");
