@@ -1,5 +1,7 @@
-//! The deploy kit: the IAM policy is valid JSON and grants exactly the EC2 actions the AWS adapter
-//! calls — no more (least privilege), no less (a missing one would fail in production only).
+//! The deploy kit: the IAM policy is valid JSON and grants exactly the AWS actions the adapters
+//! call — no more (least privilege), no less (a missing one would fail in production only): the EC2
+//! actions of the AWS adapter and the SSM actions of the SSM node transport, each read from its
+//! own source.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -8,12 +10,26 @@ fn repo(p: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
 }
 
-/// The EC2 APIs the adapter calls: every `const API: &str = "…";` in its source.
-fn actions_called() -> BTreeSet<String> {
-    let src = std::fs::read_to_string(repo("src/adapters/aws/mod.rs")).expect("adapter source");
+/// Each adapter's source and the IAM service prefix of the APIs it calls.
+const ADAPTERS: &[(&str, &str)] = &[("src/adapters/aws/mod.rs", "ec2"), ("src/adapters/node/ssm.rs", "ssm")];
+
+/// Actions that take no resource-level permissions (IAM demands `Resource: "*"` for them) although
+/// they are not reads of EC2: following and cancelling a Run Command invocation.
+const ONLY_STAR: &[&str] = &["ssm:GetCommandInvocation", "ssm:CancelCommand"];
+
+/// The APIs one adapter calls: every `const API: &str = "…";` in its source, with its prefix.
+fn calls_in(file: &str, prefix: &str) -> BTreeSet<String> {
+    let src = std::fs::read_to_string(repo(file)).expect("adapter source");
     src.lines()
-        .filter_map(|l| l.trim().strip_prefix("const API: &str = \"")?.strip_suffix("\";").map(|a| format!("ec2:{a}")))
+        .filter_map(|l| {
+            l.trim().strip_prefix("const API: &str = \"")?.strip_suffix("\";").map(|a| format!("{prefix}:{a}"))
+        })
         .collect()
+}
+
+/// The APIs all adapters call.
+fn actions_called() -> BTreeSet<String> {
+    ADAPTERS.iter().flat_map(|(file, prefix)| calls_in(file, prefix)).collect()
 }
 
 fn actions_granted(policy: &serde_json::Value) -> BTreeSet<String> {
@@ -37,7 +53,12 @@ fn the_iam_policy_grants_exactly_the_calls_the_code_makes() {
     let policy: serde_json::Value = serde_json::from_str(&text).expect("the policy is JSON");
     assert_eq!(policy["Version"], "2012-10-17");
     let called = actions_called();
-    assert!(called.len() >= 11, "the adapter's calls were found: {called:?}");
+    assert!(calls_in(ADAPTERS[0].0, "ec2").len() >= 11, "the EC2 adapter's calls were found: {called:?}");
+    assert_eq!(
+        calls_in(ADAPTERS[1].0, "ssm"),
+        ["ssm:CancelCommand", "ssm:GetCommandInvocation", "ssm:SendCommand"].map(String::from).into(),
+        "the SSM transport's calls were found"
+    );
     let granted = actions_granted(&policy);
     assert!(granted.iter().all(|a| !a.contains('*')), "no wildcard actions: {granted:?}");
     assert_eq!(granted, called, "policy actions (left) vs adapter calls (right)");
@@ -49,7 +70,15 @@ fn mutating_statements_are_scoped_and_deletes_limited_to_own_backups() {
         serde_json::from_str(&std::fs::read_to_string(repo("deploy/iam-policy.json")).unwrap()).unwrap();
     for st in policy["Statement"].as_array().unwrap() {
         let actions = st["Action"].to_string();
+        let listed: Vec<&str> = match &st["Action"] {
+            serde_json::Value::Array(a) => a.iter().filter_map(serde_json::Value::as_str).collect(),
+            other => other.as_str().into_iter().collect(),
+        };
         if actions.contains("Describe") {
+            continue;
+        }
+        if listed.iter().all(|a| ONLY_STAR.contains(a)) {
+            assert_eq!(st["Resource"], "*", "{st}");
             continue;
         }
         assert_ne!(st["Resource"], "*", "mutating statements name resource types: {st}");
@@ -57,5 +86,41 @@ fn mutating_statements_are_scoped_and_deletes_limited_to_own_backups() {
             assert_eq!(st["Condition"]["StringEquals"]["aws:ResourceTag/mirrorctl:role"], "backup", "{st}");
         }
         assert!(!actions.contains("DeleteVolume"), "volumes are never deleted");
+    }
+}
+
+#[test]
+fn run_command_is_limited_to_the_script_documents_and_managed_instances() {
+    let policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("deploy/iam-policy.json")).unwrap()).unwrap();
+    let sends: Vec<&serde_json::Value> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|st| st["Action"].to_string().contains("ssm:SendCommand"))
+        .collect();
+    assert_eq!(sends.len(), 2, "one statement for documents, one for instances: {sends:?}");
+    let mut resources: Vec<String> = Vec::new();
+    for st in &sends {
+        assert_eq!(st["Action"], "ssm:SendCommand", "SendCommand stands alone: {st}");
+        match &st["Resource"] {
+            serde_json::Value::Array(a) => resources.extend(a.iter().map(|r| r.as_str().unwrap().to_owned())),
+            r => resources.push(r.as_str().unwrap().to_owned()),
+        }
+        if st["Resource"] == "arn:aws:ec2:*:*:instance/*" {
+            assert_eq!(st["Condition"]["StringEquals"]["ssm:resourceTag/mirrorctl:managed"], "true", "{st}");
+        }
+    }
+    resources.sort();
+    assert_eq!(
+        resources,
+        [
+            "arn:aws:ec2:*:*:instance/*",
+            "arn:aws:ssm:*::document/AWS-RunPowerShellScript",
+            "arn:aws:ssm:*::document/AWS-RunShellScript",
+        ]
+    );
+    for doc in [mirrorctl::adapters::node::ssm::SHELL_DOCUMENT, mirrorctl::adapters::node::ssm::POWERSHELL_DOCUMENT] {
+        assert!(resources.iter().any(|r| r.ends_with(&format!("document/{doc}"))), "{doc} is granted");
     }
 }

@@ -1,14 +1,16 @@
 //! Disk recipes: golden text of every generated script, the shared JSON parser on Windows-shaped
 //! output, and the Linux recipe run for real with `sh` against fake `lsblk`/`findmnt`/`blockdev`.
 
+mod support;
+
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use mirrorctl::adapters::node::recipes::{DiskOp, RecipeError, parse_disks, parse_outcome, script};
 use mirrorctl::ids::VolumeId;
 use mirrorctl::ports::node::OfflineReason;
 use mirrorctl::spec::Os;
+use support::fake_disks::FakeDisks;
 
 fn vol() -> VolumeId {
     VolumeId::parse("vol-0123456789abcdef0").expect("volume id")
@@ -74,70 +76,36 @@ fn parse_outcomes_and_errors() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The Linux recipe, run by sh against fakes.
+// The Linux recipe, run by sh against the shared fakes (`support::fake_disks`).
 
-const LSBLK: &str = r#"NAME="/dev/nvme0n1" SERIAL="vol0aaaaaaaaaaaaaaaa" TYPE="disk" MOUNTPOINT="" PKNAME="" RO="0"
-NAME="/dev/nvme0n1p1" SERIAL="" TYPE="part" MOUNTPOINT="/" PKNAME="/dev/nvme0n1" RO="0"
-NAME="/dev/nvme1n1" SERIAL="vol0123456789abcdef0" TYPE="disk" MOUNTPOINT="" PKNAME="" RO="0"
-NAME="/dev/nvme1n1p1" SERIAL="" TYPE="part" MOUNTPOINT="" PKNAME="/dev/nvme1n1" RO="0"
-NAME="/dev/nvme1n1p2" SERIAL="" TYPE="part" MOUNTPOINT="/mnt/data" PKNAME="/dev/nvme1n1" RO="0"
-NAME="/dev/nvme2n1" SERIAL="vol0fedcba9876543210" TYPE="disk" MOUNTPOINT="" PKNAME="" RO="1"
-NAME="/dev/nvme2n1p1" SERIAL="" TYPE="part" MOUNTPOINT="" PKNAME="/dev/nvme2n1" RO="1"
-NAME="/dev/nvme2n1p2" SERIAL="" TYPE="part" MOUNTPOINT="" PKNAME="/dev/nvme2n1" RO="1"
-"#;
-
+/// The fake machine of `support::fake_disks` in a temporary directory, run by `sh -s`.
 struct Fakes {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+    disks: FakeDisks,
 }
 
 impl Fakes {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let bin = dir.path().join("bin");
-        std::fs::create_dir_all(&bin).expect("bin");
-        std::fs::create_dir_all(dir.path().join("byid")).expect("byid");
-        std::fs::write(dir.path().join("lsblk.out"), LSBLK).expect("lsblk.out");
-        let fake = |name: &str, body: &str| {
-            let p = bin.join(name);
-            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write fake");
-            let mut perm = std::fs::metadata(&p).expect("meta").permissions();
-            std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-            std::fs::set_permissions(&p, perm).expect("chmod");
-        };
-        fake("lsblk", r#"echo "lsblk $*" >> "$FAKE_LOG"; cat "$FAKE_DIR/lsblk.out""#);
-        fake("findmnt", r#"case " $FAKE_MOUNTED " in *" $3 "*) exit 0;; esac; exit 1"#);
-        fake("blockdev", r#"echo "blockdev $*" >> "$FAKE_LOG""#);
-        fake("sync", r#"echo "sync" >> "$FAKE_LOG""#);
-        fake("partprobe", r#"echo "partprobe $*" >> "$FAKE_LOG"; [ -z "$FAKE_PARTPROBE_FAIL" ]"#);
-        Fakes { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
+        let disks = FakeDisks::install(dir.path());
+        Fakes { _dir: dir, disks }
     }
 
     fn link_by_id(&self, serial: &str, target: &str) {
-        std::os::unix::fs::symlink(
-            target,
-            self.path().join("byid").join(format!("nvme-Amazon_Elastic_Block_Store_{serial}")),
-        )
-        .expect("symlink");
+        self.disks.link_by_id(serial, target);
     }
 
     /// Runs the recipe for `op` with sh; returns stdout and the fakes' call log.
     fn run(&self, op: &DiskOp, mounted: &str, partprobe_fails: bool) -> (String, String) {
         let text = script(Os::Linux, op).expect("script");
-        let path = format!("{}:{}", self.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
-        let log = self.path().join("calls.log");
-        let _ = std::fs::remove_file(&log);
+        let path = format!("{}:{}", self.disks.bin().display(), std::env::var("PATH").unwrap_or_default());
+        self.disks.clear_log();
+        self.disks.set_mounted(mounted);
+        self.disks.set_partprobe_fails(partprobe_fails);
         let mut child = Command::new("sh")
             .arg("-s")
             .env("PATH", path)
-            .env("FAKE_DIR", self.path())
-            .env("FAKE_LOG", &log)
-            .env("FAKE_MOUNTED", mounted)
-            .env("FAKE_PARTPROBE_FAIL", if partprobe_fails { "1" } else { "" })
-            .env("MIRRORCTL_BYID_DIR", self.path().join("byid"))
+            .envs(self.disks.env())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -148,7 +116,7 @@ impl Fakes {
         assert!(out.status.success(), "sh failed: {}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8(out.stdout).expect("utf8");
         assert_eq!(stdout.lines().count(), 1, "one JSON document: {stdout}");
-        (stdout, std::fs::read_to_string(&log).unwrap_or_default())
+        (stdout, self.disks.log())
     }
 }
 

@@ -2,13 +2,13 @@
 //!
 //! Why this module exists: the planner and executor only know the traits in [`crate::ports`]; the
 //! code that speaks to AWS, to CLUSTERPRO and to the servers' operating systems lives here, one
-//! sub-module per far side. Built so far: the CLUSTERPRO adapters ([`clusterpro`]: command-output
-//! parsers, byte-preserving `clp.conf` editing, the REST API client and the hybrid that pairs it
-//! with the command adapter), the pure core of the node adapters ([`node`]: the PowerShell and sh
-//! disk recipes and the parser of their JSON), the EC2 port on `aws-sdk-ec2` ([`aws`], tested
-//! against moto), and the password sources of the REST API ([`secret`]: environment, file, AWS
-//! Secrets Manager). The SSM transport and the wiring into [`crate::ports::Ports`] have their own
-//! issues; until then the simulated world ([`crate::sim`]) is the only complete set of ports.
+//! sub-module per far side:
+//! - [`aws`]: the EC2 port on `aws-sdk-ec2` (tested against moto);
+//! - [`clusterpro`]: command-output parsers, byte-preserving `clp.conf` editing, the REST API
+//!   client and the hybrid that pairs it with the command adapter;
+//! - [`node`]: the PowerShell and sh disk recipes, the node port running them over a command
+//!   transport, and the local and SSM Run Command transports (tested against a fake SSM endpoint);
+//! - [`secret`]: the password sources of the REST API (environment, file, AWS Secrets Manager).
 
 pub mod aws;
 pub mod clusterpro;

@@ -1,11 +1,16 @@
-//! Shared test support: a `moto_server` child process per test and SDK clients pointed at it.
+//! Shared test support: a `moto_server` child process per test and SDK clients pointed at it; a
+//! fake SSM endpoint ([`fake_ssm`]) and fake Linux disk tools ([`fake_disks`]).
 //!
 //! Why this module exists: the moto tests and the conformance suite both need a live, isolated
 //! EC2 emulator on a free loopback port that is killed (by its pid) when the test ends, plus
 //! mirrorctl's `AwsCloud` and a raw SDK client (for setup moto has no preloaded state for:
-//! `RunInstances`, `StopInstances`) configured with fake static credentials.
+//! `RunInstances`, `StopInstances`) configured with fake static credentials. The node tests need
+//! servers to run scripts on: sandboxes with fake tools, reached directly or through fake SSM.
 
 #![allow(dead_code)]
+
+pub mod fake_disks;
+pub mod fake_ssm;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -21,6 +26,27 @@ use mirrorctl::ids::{DeviceName, InstanceId, Region, VolumeId, Zone};
 pub const REGION: &str = "ap-northeast-1";
 /// Fake credentials moto accepts.
 pub const KEY: &str = "testing";
+
+/// The SDK's shared configuration for a fake AWS endpoint on loopback: static fake credentials,
+/// the test region, `endpoint` as the override (nothing reaches real AWS).
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .credentials_provider(Credentials::new(KEY, KEY, None, None, "fake-endpoint-test"))
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+/// Writes an executable `#!/bin/sh` script `name` with `body` into `bin` (fake tools for scripts
+/// under test: disk tools, CLUSTERPRO commands).
+pub fn write_tool(bin: &std::path::Path, name: &str, body: &str) {
+    let p = bin.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write fake tool");
+    let mut perm = std::fs::metadata(&p).expect("fake tool metadata").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&p, perm).expect("chmod fake tool");
+}
 
 /// A running `moto_server`; killed by pid on drop.
 pub struct Moto {
@@ -86,12 +112,7 @@ impl Moto {
     /// The SDK's shared configuration for this server: static fake credentials, the test region,
     /// the endpoint override.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .credentials_provider(Credentials::new(KEY, KEY, None, None, "moto-test"))
-            .region(aws_config::Region::new(REGION))
-            .endpoint_url(self.endpoint())
-            .load()
-            .await
+        sdk_config(&self.endpoint()).await
     }
 
     /// Options for mirrorctl's adapter pointed at this server.

@@ -5,7 +5,9 @@
 //! buckets. mirrorctl keeps to a fraction of them on its own side, so it never starts a throttling
 //! storm: a call that finds its bucket empty *waits* for a token (on tokio time, so tests can pause
 //! it) instead of failing. The counters record every HTTP call per API, the figure benchmarks and
-//! tests compare with the simulator's.
+//! tests compare with the simulator's. The SSM transport ([`crate::adapters::node::ssm`]) keeps
+//! its own buckets and counters with the same machinery ([`Budgets::ssm`]): polls count as
+//! Describe-like reads, `SendCommand`/`CancelCommand` as mutating calls.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -96,9 +98,23 @@ impl Bucket {
     }
 }
 
-/// The buckets and counters of one `AwsCloud`.
+impl Budgets {
+    /// Budgets for Systems Manager Run Command: 20 reads (`GetCommandInvocation` polls) refilled
+    /// at 5 per s, 10 commands (`SendCommand`, `CancelCommand`) refilled at 2 per s. SSM's own
+    /// rate limits are per account and region and not published per API [U]; these stay well
+    /// inside any plausible value for two nodes and still let several clusters work at once.
+    pub fn ssm() -> Self {
+        Budgets {
+            describe: Budget { capacity: 20.0, refill_per_s: 5.0 },
+            mutate: Budget { capacity: 10.0, refill_per_s: 2.0 },
+        }
+    }
+}
+
+/// The buckets and counters of one AWS client (`AwsCloud`, the SSM transport).
 #[derive(Debug)]
-pub(super) struct Limiter {
+pub(crate) struct Limiter {
+    service: &'static str,
     describe: Mutex<Bucket>,
     mutate: Mutex<Bucket>,
     counts: Mutex<BTreeMap<String, u64>>,
@@ -106,8 +122,15 @@ pub(super) struct Limiter {
 }
 
 impl Limiter {
+    /// EC2's limiter: counters named `ec2:<Api>`.
     pub(super) fn new(budgets: Budgets) -> Self {
+        Self::for_service("ec2", budgets)
+    }
+
+    /// A limiter whose counters are named `<service>:<Api>`.
+    pub(crate) fn for_service(service: &'static str, budgets: Budgets) -> Self {
         Limiter {
+            service,
             describe: Mutex::new(Bucket::new(budgets.describe)),
             mutate: Mutex::new(Bucket::new(budgets.mutate)),
             counts: Mutex::new(BTreeMap::new()),
@@ -115,8 +138,8 @@ impl Limiter {
         }
     }
 
-    /// Waits for a token of `category`, then counts one call of `api` (`ec2:` is prefixed).
-    pub(super) async fn admit(&self, category: Category, api: &str) {
+    /// Waits for a token of `category`, then counts one call of `api` (the service is prefixed).
+    pub(crate) async fn admit(&self, category: Category, api: &str) {
         let bucket = match category {
             Category::Describe => &self.describe,
             Category::Mutate => &self.mutate,
@@ -135,14 +158,14 @@ impl Limiter {
             }
         }
         let mut counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *counts.entry(format!("ec2:{api}")).or_default() += 1;
+        *counts.entry(format!("{}:{api}", self.service)).or_default() += 1;
     }
 
-    pub(super) fn counts(&self) -> BTreeMap<String, u64> {
+    pub(crate) fn counts(&self) -> BTreeMap<String, u64> {
         self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    pub(super) fn waited(&self) -> Duration {
+    pub(crate) fn waited(&self) -> Duration {
         *self.waited.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

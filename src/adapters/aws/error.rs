@@ -5,6 +5,8 @@
 //! (moto's are empty HTML pages), a timeout, a connection refused — must become a `PortError` with
 //! a stable code, the far side's message and its request id. Failures that never reached EC2 get
 //! codes of our own that `classify` already knows: `Timeout`, `Transport`, `HttpStatus5xx`.
+//! Every AWS SDK shares the error types, so the SSM transport ([`crate::adapters::node::ssm`])
+//! maps its failures here too ([`from_service_sdk`]), with its own prefix and classifier.
 
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -34,8 +36,23 @@ pub(super) fn invalid_response(api: &str, what: impl std::fmt::Display) -> PortE
     local(INVALID_RESPONSE, format!("ec2:{api}: {what}"))
 }
 
-/// Maps one SDK failure of operation `api` to a `PortError`.
+/// Maps one SDK failure of EC2 operation `api` to a `PortError`.
 pub(super) fn from_sdk<E>(api: &str, err: &SdkError<E, HttpResponse>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    from_service_sdk("ec2", api, err, classify)
+}
+
+/// Maps one SDK failure of operation `api` of any AWS service to a `PortError`: `service` prefixes
+/// the messages of failures without an AWS error code (`ssm:SendCommand: …`) and `classify` gives
+/// the class from the code (ours — `Timeout`, `Transport`, `HttpStatus5xx`, … — or the service's).
+pub(crate) fn from_service_sdk<E>(
+    service: &str,
+    api: &str,
+    err: &SdkError<E, HttpResponse>,
+    classify: fn(&str) -> crate::ports::ErrorClass,
+) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -47,19 +64,19 @@ where
             Some(code) if !code.is_empty() => {
                 (code.to_owned(), err.message().map_or_else(|| detail.clone(), str::to_owned))
             }
-            _ => (by_status(status), format!("ec2:{api}: HTTP {} without an error code: {detail}", show(status))),
+            _ => (by_status(status), format!("{service}:{api}: HTTP {} without an error code: {detail}", show(status))),
         },
-        SdkError::TimeoutError(_) => (TIMEOUT.to_owned(), format!("ec2:{api}: {detail}")),
+        SdkError::TimeoutError(_) => (TIMEOUT.to_owned(), format!("{service}:{api}: {detail}")),
         SdkError::DispatchFailure(d) => {
             let code = if d.is_timeout() { TIMEOUT } else { TRANSPORT };
-            (code.to_owned(), format!("ec2:{api}: {detail}"))
+            (code.to_owned(), format!("{service}:{api}: {detail}"))
         }
         SdkError::ResponseError(_) => {
             let code = if status.is_some_and(|s| s >= 500) { HTTP_5XX } else { TRANSPORT };
-            (code.to_owned(), format!("ec2:{api}: HTTP {}: unreadable response: {detail}", show(status)))
+            (code.to_owned(), format!("{service}:{api}: HTTP {}: unreadable response: {detail}", show(status)))
         }
-        SdkError::ConstructionFailure(_) => (INVALID_REQUEST.to_owned(), format!("ec2:{api}: {detail}")),
-        _ => (TRANSPORT.to_owned(), format!("ec2:{api}: {detail}")),
+        SdkError::ConstructionFailure(_) => (INVALID_REQUEST.to_owned(), format!("{service}:{api}: {detail}")),
+        _ => (TRANSPORT.to_owned(), format!("{service}:{api}: {detail}")),
     };
     PortError { class: classify(&code), code, message, request_id }
 }

@@ -102,12 +102,7 @@ impl AwsCloud {
     /// Builds the client from the default credential chain (environment, profile, SSO, web
     /// identity, container and instance metadata) for `options.region`.
     pub async fn connect(options: AwsOptions) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new(options.region.as_str().to_owned()));
-        if let Some(url) = &options.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let shared = loader.load().await;
+        let shared = load_sdk_config(&options.region, options.endpoint_url.as_deref()).await;
         Self::from_sdk_config(&shared, &options)
     }
 
@@ -117,12 +112,7 @@ impl AwsCloud {
         let mut conf = aws_sdk_ec2::config::Builder::from(shared)
             .region(aws_config::Region::new(options.region.as_str().to_owned()))
             .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(options.attempt_timeout)
-                    .build(),
-            );
+            .timeout_config(attempt_timeouts(options.attempt_timeout));
         if let Some(url) = &options.endpoint_url {
             conf = conf.endpoint_url(url);
         }
@@ -210,6 +200,25 @@ impl AwsCloud {
     fn page(&self, max: u32) -> i32 {
         i32::try_from(self.page_size.clamp(5, max)).unwrap_or(5)
     }
+}
+
+/// The shared SDK configuration from the default credential chain (environment, profile, SSO, web
+/// identity, container and instance metadata) for `region`, with an endpoint override when given
+/// (otherwise the standard `AWS_ENDPOINT_URL_<SERVICE>` / `AWS_ENDPOINT_URL` variables apply). Every
+/// AWS client of mirrorctl (EC2, SSM) starts from it.
+pub async fn load_sdk_config(region: &Region, endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(aws_config::Region::new(region.as_str().to_owned()));
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// Timeouts of every AWS client of mirrorctl: 5 s to connect, `attempt` per HTTP attempt (the SDK's
+/// own retries are off, so an attempt is the whole call).
+pub(crate) fn attempt_timeouts(attempt: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).operation_attempt_timeout(attempt).build()
 }
 
 /// A dry run's verdict: `DryRunOperation` = permitted; success means the far side ignored

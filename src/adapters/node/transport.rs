@@ -25,6 +25,16 @@ pub enum Shell {
     PowerShell,
 }
 
+impl Shell {
+    /// The shell of a cluster's servers: PowerShell on Windows, sh on Linux.
+    pub fn for_os(os: crate::spec::Os) -> Shell {
+        match os {
+            crate::spec::Os::Windows => Shell::PowerShell,
+            crate::spec::Os::Linux => Shell::Sh,
+        }
+    }
+}
+
 /// What a finished command left behind.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CommandOutput {
@@ -147,7 +157,7 @@ impl Transport for LocalTransport {
 
     async fn write_file(&self, _server: &ServerName, _shell: Shell, path: &Path, bytes: &[u8]) -> PortResult<()> {
         let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".mirrorctl-tmp");
+        tmp.push(super::chunked::TMP_SUFFIX);
         let tmp = std::path::PathBuf::from(tmp);
         tokio::fs::write(&tmp, bytes).await.map_err(|e| local_error(&format!("writing {}", tmp.display()), &e))?;
         tokio::fs::rename(&tmp, path).await.map_err(|e| local_error(&format!("renaming to {}", path.display()), &e))
