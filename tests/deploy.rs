@@ -1,7 +1,7 @@
 //! The deploy kit: the IAM policy is valid JSON and grants exactly the AWS actions the adapters
 //! call — no more (least privilege), no less (a missing one would fail in production only): the EC2
-//! actions of the AWS adapter and the SSM actions of the SSM node transport, each read from its
-//! own source.
+//! actions of the AWS adapter, the SSM actions of the SSM node transport and the Secrets Manager
+//! read of the REST API password, each read from its own source.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -11,7 +11,11 @@ fn repo(p: &str) -> std::path::PathBuf {
 }
 
 /// Each adapter's source and the IAM service prefix of the APIs it calls.
-const ADAPTERS: &[(&str, &str)] = &[("src/adapters/aws/mod.rs", "ec2"), ("src/adapters/node/ssm.rs", "ssm")];
+const ADAPTERS: &[(&str, &str)] = &[
+    ("src/adapters/aws/mod.rs", "ec2"),
+    ("src/adapters/node/ssm.rs", "ssm"),
+    ("src/adapters/secret.rs", "secretsmanager"),
+];
 
 /// Actions that take no resource-level permissions (IAM demands `Resource: "*"` for them) although
 /// they are not reads of EC2: following and cancelling a Run Command invocation.
@@ -58,6 +62,11 @@ fn the_iam_policy_grants_exactly_the_calls_the_code_makes() {
         calls_in(ADAPTERS[1].0, "ssm"),
         ["ssm:CancelCommand", "ssm:GetCommandInvocation", "ssm:SendCommand"].map(String::from).into(),
         "the SSM transport's calls were found"
+    );
+    assert_eq!(
+        calls_in(ADAPTERS[2].0, "secretsmanager"),
+        ["secretsmanager:GetSecretValue".to_owned()].into(),
+        "the secret resolver's call was found"
     );
     let granted = actions_granted(&policy);
     assert!(granted.iter().all(|a| !a.contains('*')), "no wildcard actions: {granted:?}");

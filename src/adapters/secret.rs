@@ -149,6 +149,9 @@ impl SecretResolver {
                         false,
                     ));
                 };
+                // The IAM action this needs (tests/deploy.rs ties the policy to this line).
+                const API: &str = "GetSecretValue";
+                tracing::debug!(api = API, secret = %id, "reading the CLUSTERPRO API password");
                 let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| sdk_error(reference, &e))?;
                 let Some(text) = out.secret_string() else {
                     return Err(fail(
