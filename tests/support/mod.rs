@@ -1,4 +1,5 @@
-//! Shared test support: a `moto_server` child process per test and SDK clients pointed at it.
+//! Shared test support: a `moto_server` child process per test and SDK clients pointed at it, and
+//! fake CLUSTERPRO commands backed by the simulated world ([`fake_clp`]).
 //!
 //! Why this module exists: the moto tests and the conformance suite both need a live, isolated
 //! EC2 emulator on a free loopback port that is killed (by its pid) when the test ends, plus
@@ -6,6 +7,8 @@
 //! `RunInstances`, `StopInstances`) configured with fake static credentials.
 
 #![allow(dead_code)]
+
+pub mod fake_clp;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

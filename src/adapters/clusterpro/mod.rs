@@ -10,5 +10,6 @@
 //! - [`conf`]: read the md resources and group start attributes from `clp.conf`, and apply
 //!   [`crate::ports::cluster::ConfigChange`]s by splicing text, byte-for-byte elsewhere.
 
+pub mod commands;
 pub mod conf;
 pub mod parse;

@@ -323,6 +323,31 @@ pub fn parse_clpmdstat_list(output: &str) -> Result<Vec<ResourceName>, ParseErro
     Ok(names)
 }
 
+/// Parses `clpdiskctrl get guid X:\`: the volume GUID it prints, without braces (the way
+/// `clp.conf` writes `volumeguid`). The first token shaped like a GUID (8-4-4-4-12 hexadecimal
+/// digits, optionally in braces or after a `GUID:` label) is taken; output without one is an error.
+pub fn parse_clpdiskctrl_guid(output: &str) -> Result<String, ParseError> {
+    const CMD: &str = "clpdiskctrl get guid";
+    let is_guid = |t: &str| {
+        let groups: Vec<&str> = t.split('-').collect();
+        groups.len() == 5
+            && groups
+                .iter()
+                .zip([8, 4, 4, 4, 12])
+                .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+    };
+    for (_, line) in numbered(output) {
+        for word in line.split(|c: char| c.is_whitespace() || c == ':' || c == '=') {
+            let t = word.trim_matches(|c| c == '{' || c == '}' || c == '\\' || c == '?');
+            if is_guid(t) {
+                return Ok(t.to_owned());
+            }
+        }
+    }
+    let said = output.trim();
+    Err(err(CMD, if said.is_empty() { "no output".to_owned() } else { format!("no volume GUID in {said:?}") }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
