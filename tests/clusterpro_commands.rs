@@ -71,8 +71,8 @@ impl Rig {
     fn cmd_with_state(&self, state_dir: &Path) -> CommandCluster {
         let mut options = CommandOptions::for_os(Os::Linux);
         options.work_dir = self.node_tmp().display().to_string();
-        options.query_timeout = Duration::from_secs(60);
-        options.operation_timeout = Duration::from_secs(120);
+        options.query_timeout = Duration::from_mins(1);
+        options.operation_timeout = Duration::from_mins(2);
         CommandCluster::with_options(&self.spec.cluster, self.fake.transport(), state_dir, options)
     }
 
@@ -283,150 +283,67 @@ async fn a_push_left_without_resume_is_completed_by_the_next_call() {
     assert_eq!(st.groups[&rig.group()].state, ObjectState::Online);
 }
 
-/// Runs `call` against the simulator's port and the command port on the same world, and checks
-/// both fail with `expect` (code, class) — or both succeed when `expect` is `None`.
-async fn same<T: std::fmt::Debug>(
+/// Runs `call` against the simulator's port, then the command port, on the same world, and checks
+/// both fail with `expect` (code, class).
+async fn agree<T: std::fmt::Debug>(
     what: &str,
-    sim: PortResult<T>,
-    cmd: PortResult<T>,
-    expect: Option<(&str, ErrorClass)>,
+    ports: [&dyn Cluster; 2],
+    call: impl AsyncFn(&dyn Cluster) -> PortResult<T>,
+    expect: (&str, ErrorClass),
 ) {
-    let key = |r: &PortResult<T>| r.as_ref().err().map(|e| (e.code.clone(), e.class));
-    let want = expect.map(|(c, k)| (c.to_owned(), k));
-    assert_eq!(key(&sim), want, "{what}: the simulator said {sim:?}");
-    assert_eq!(key(&cmd), want, "{what}: the command port said {cmd:?}");
+    let want = Some((expect.0.to_owned(), expect.1));
+    for (port, name) in ports.into_iter().zip(["the simulator", "the command port"]) {
+        let got = call(port).await;
+        assert_eq!(got.as_ref().err().map(|e| (e.code.clone(), e.class)), want, "{what}: {name} said {got:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn errors_have_the_simulators_codes_and_classes() {
+async fn errors_with_the_group_online_are_the_simulators() {
     let rig = Rig::linux(15).await;
     let (cmd, sim) = (rig.cmd(), rig.sim());
+    let both: [&dyn Cluster; 2] = [sim.as_ref(), &cmd];
     let (g, md, n1, n2) = (rig.group(), rig.md(), rig.node(0), rig.node(1));
+    let (nosuch, ghost, nores) = (grp("nosuch"), srv("ghost"), res("nores"));
     let business = rig.world.scenario().business;
-    let nh = ErrorClass::NeedsHuman;
-
-    // Group online on node1.
-    same(
-        "start where online",
-        sim.start_group(&g, &n1).await,
-        cmd.start_group(&g, &n1).await,
-        Some(("GroupAlreadyStarted", ErrorClass::AlreadyDone)),
-    )
-    .await;
-    same("start elsewhere", sim.start_group(&g, &n2).await, cmd.start_group(&g, &n2).await, Some(("GroupOnline", nh)))
-        .await;
-    let nosuch = grp("nosuch");
-    same(
-        "unknown group",
-        sim.start_group(&nosuch, &n1).await,
-        cmd.start_group(&nosuch, &n1).await,
-        Some(("GroupNotFound", nh)),
-    )
-    .await;
-    let ghost = srv("ghost");
-    same(
-        "unknown server",
-        sim.start_group(&g, &ghost).await,
-        cmd.start_group(&g, &ghost).await,
-        Some(("ServerNotFound", nh)),
-    )
-    .await;
-    same(
-        "move where online",
-        sim.move_group(&g, &n1).await,
-        cmd.move_group(&g, &n1).await,
-        Some(("GroupAlreadyStarted", ErrorClass::AlreadyDone)),
-    )
-    .await;
-    same(
-        "md started",
-        sim.start_resource(&md, &n1).await,
-        cmd.start_resource(&md, &n1).await,
-        Some(("ResourceAlreadyStarted", ErrorClass::AlreadyDone)),
-    )
-    .await;
-    same(
-        "md elsewhere",
-        sim.start_resource(&md, &n2).await,
-        cmd.start_resource(&md, &n2).await,
-        Some(("ResourceOnline", nh)),
-    )
-    .await;
-    let nores = res("nores");
-    same(
-        "unknown resource",
-        sim.stop_resource(&nores).await,
-        cmd.stop_resource(&nores).await,
-        Some(("ResourceNotFound", nh)),
-    )
-    .await;
-    same(
-        "mirror of a non-md",
-        sim.mirror_status(&business).await,
-        cmd.mirror_status(&business).await,
-        Some(("ResourceNotFound", nh)),
-    )
-    .await;
-    same(
-        "shutdown the active",
-        sim.shutdown_server(&n1).await,
-        cmd.shutdown_server(&n1).await,
-        Some(("GroupOnline", nh)),
-    )
-    .await;
+    let (done, nh) = (ErrorClass::AlreadyDone, ErrorClass::NeedsHuman);
     let remove = rig.remove_md();
-    same(
-        "remove md while online",
-        sim.apply_config(&remove).await,
-        cmd.apply_config(&remove).await,
-        Some(("GroupOnline", nh)),
-    )
-    .await;
-    let other = vec![ConfigChange::SetGroupAutoStart { group: nosuch.clone(), auto: true }];
-    same(
-        "start attribute of an unknown group",
-        sim.apply_config(&other).await,
-        cmd.apply_config(&other).await,
-        Some(("GroupNotFound", nh)),
-    )
-    .await;
+    let unknown_start = vec![ConfigChange::SetGroupAutoStart { group: nosuch.clone(), auto: true }];
+
+    agree("start where online", both, async |p| p.start_group(&g, &n1).await, ("GroupAlreadyStarted", done)).await;
+    agree("start elsewhere", both, async |p| p.start_group(&g, &n2).await, ("GroupOnline", nh)).await;
+    agree("unknown group", both, async |p| p.start_group(&nosuch, &n1).await, ("GroupNotFound", nh)).await;
+    agree("unknown server", both, async |p| p.start_group(&g, &ghost).await, ("ServerNotFound", nh)).await;
+    agree("move where online", both, async |p| p.move_group(&g, &n1).await, ("GroupAlreadyStarted", done)).await;
+    agree("md started", both, async |p| p.start_resource(&md, &n1).await, ("ResourceAlreadyStarted", done)).await;
+    agree("md elsewhere", both, async |p| p.start_resource(&md, &n2).await, ("ResourceOnline", nh)).await;
+    agree("unknown resource", both, async |p| p.stop_resource(&nores).await, ("ResourceNotFound", nh)).await;
+    agree("mirror of a non-md", both, async |p| p.mirror_status(&business).await, ("ResourceNotFound", nh)).await;
+    agree("shutdown the active", both, async |p| p.shutdown_server(&n1).await, ("GroupOnline", nh)).await;
+    agree("remove md while online", both, async |p| p.apply_config(&remove).await, ("GroupOnline", nh)).await;
+    agree("unknown group's start", both, async |p| p.apply_config(&unknown_start).await, ("GroupNotFound", nh)).await;
     assert_eq!(rig.fake.count("clpcfctrl --push"), 0, "refused pushes never reach clpcfctrl");
+    assert_eq!(rig.fake.count("clpgrp"), 0, "refused group operations never reach clpgrp");
+}
 
-    // Group offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_with_the_group_offline_or_a_server_down_are_the_simulators() {
+    let rig = Rig::linux(19).await;
+    let (cmd, sim) = (rig.cmd(), rig.sim());
+    let both: [&dyn Cluster; 2] = [sim.as_ref(), &cmd];
+    let (g, md, n2) = (rig.group(), rig.md(), rig.node(1));
+    let (done, nh) = (ErrorClass::AlreadyDone, ErrorClass::NeedsHuman);
+    let remove = rig.remove_md();
+
     cmd.stop_group(&g).await.expect("stop group");
-    same(
-        "stop when offline",
-        sim.stop_group(&g).await,
-        cmd.stop_group(&g).await,
-        Some(("GroupAlreadyStopped", ErrorClass::AlreadyDone)),
-    )
-    .await;
-    same(
-        "stop md when offline",
-        sim.stop_resource(&md).await,
-        cmd.stop_resource(&md).await,
-        Some(("ResourceAlreadyStopped", ErrorClass::AlreadyDone)),
-    )
-    .await;
-    same("move when offline", sim.move_group(&g, &n2).await, cmd.move_group(&g, &n2).await, Some(("GroupOffline", nh)))
-        .await;
+    agree("stop when offline", both, async |p| p.stop_group(&g).await, ("GroupAlreadyStopped", done)).await;
+    agree("stop md when offline", both, async |p| p.stop_resource(&md).await, ("ResourceAlreadyStopped", done)).await;
+    agree("move when offline", both, async |p| p.move_group(&g, &n2).await, ("GroupOffline", nh)).await;
 
-    // node2 down.
     cmd.shutdown_server(&n2).await.expect("shutdown node2");
-    same(
-        "push with a server down",
-        sim.apply_config(&remove).await,
-        cmd.apply_config(&remove).await,
-        Some(("ServerDown", ErrorClass::Retryable)),
-    )
-    .await;
-    same(
-        "shutdown twice",
-        sim.shutdown_server(&n2).await,
-        cmd.shutdown_server(&n2).await,
-        Some(("ServerAlreadyDown", ErrorClass::AlreadyDone)),
-    )
-    .await;
+    let down = ErrorClass::Retryable;
+    agree("push with a server down", both, async |p| p.apply_config(&remove).await, ("ServerDown", down)).await;
+    agree("shutdown twice", both, async |p| p.shutdown_server(&n2).await, ("ServerAlreadyDown", done)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -666,6 +583,7 @@ async fn linux_backup_and_restore_through_the_commands() {
 
     let backup = with_backups(spec.clone(), &["b1"], 7);
     assert_eq!(reconcile(&backup, &ctx).await.expect("backup"), Settled::Converged);
+    let backup_commands = rig.fake.log().len();
     let snap = lab.backup_snapshot(&spec, "b1");
     let report = rig.world.oracle_report();
     let quiesce = report.last_quiesce.clone().expect("the backup stopped md");
@@ -679,6 +597,12 @@ async fn linux_backup_and_restore_through_the_commands() {
 
     let restore = with_restore(backup, &snap, "r1", true);
     assert_eq!(reconcile(&restore, &ctx).await.expect("restore"), Settled::Converged);
+    let log = rig.fake.log();
+    let mut by_tool: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, line) in &log[backup_commands..] {
+        *by_tool.entry(line.split(' ').take(2).collect::<Vec<_>>().join(" ")).or_default() += 1;
+    }
+    println!("clp commands: backup {backup_commands}, restore {} {by_tool:?}", log.len() - backup_commands);
     let report = rig.world.oracle_report();
     assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
     let contents: Vec<_> = report.servers.values().map(|c| c.expect("mirror volume attached")).collect();

@@ -4,11 +4,13 @@
 //! executables through a real transport, with output shaped like CLUSTERPRO's and effects that
 //! follow CLUSTERPRO's rules. Those rules already live in the simulator (`mirrorctl::sim`), so the
 //! fake tools are thin: a sandbox `bin/` per server holds `clpstat`, `clpgrp`, `clprsc`, `clpcl`,
-//! `clpdown`, `clpmdstat`, `clpcfctrl` and `clpdiskctrl`, each a copy of `fakeclp.py`, which
-//! forwards its argv (and, for `clpcfctrl --push`, the pushed `clp.conf`) as one JSON line to a
-//! server this module runs on a 127.0.0.1 port of the test process. The server answers from the
-//! simulated world's ports — text in the shapes of `tests/fixtures/clusterpro/` — and the tool
-//! prints the answer and exits with its status.
+//! `clpdown`, `clpmdstat`, `clpcfctrl` and `clpdiskctrl`, each a few lines of bash ([`FORWARDER`])
+//! that send the server it stands for, its name, its working directory and its argv over
+//! `/dev/tcp` to a server this module runs on a 127.0.0.1 port of the test process. The server
+//! answers from the simulated world's ports — text in the shapes of `tests/fixtures/clusterpro/`
+//! — as a few lines of shell the tool evaluates (print stdout, print stderr, exit with a status).
+//! `clpcfctrl` reads and writes `clp.conf` in its `-x` directory on the test process's side
+//! (the tools run on the same host). bash rather than python: a tool starts in milliseconds.
 //!
 //! Reuse (e.g. behind a fake SSM endpoint): [`FakeClp::start`] with a `SimWorld`; run a node's
 //! commands with [`FakeClp::bin_dir`] of that server first on `PATH`, and refuse servers for
@@ -25,6 +27,7 @@
 //! The push is then applied to the simulator as the `ConfigChange`s it amounts to.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,7 +40,6 @@ use mirrorctl::ports::cluster::{ClusterConfig, ConfigChange, MdDefinition, Mirro
 use mirrorctl::ports::{ErrorClass, PortError, PortResult, Ports};
 use mirrorctl::sim::{Scenario, SimWorld};
 use mirrorctl::spec::{Os, Partition};
-use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -45,29 +47,50 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 pub const TOOLS: &[&str] =
     &["clpstat", "clpgrp", "clprsc", "clpcl", "clpdown", "clpmdstat", "clpcfctrl", "clpdiskctrl"];
 
-/// The forwarder every tool is a copy of.
-const FORWARDER: &str = include_str!("fakeclp.py");
+/// The tool script; `@PORT@` and `@SERVER@` are filled in per server. The request is a line with
+/// the number of fields, then the fields, each ended by a NUL byte.
+pub const FORWARDER: &str = r#"#!/bin/bash
+# A fake CLUSTERPRO command for mirrorctl's tests (tests/support/fake_clp.rs): it sends the server
+# it runs on, its name, its working directory and its arguments to the test process, which answers
+# from the simulated world with shell lines to evaluate (print stdout and stderr, exit).
+if ! exec 3<>/dev/tcp/127.0.0.1/@PORT@; then
+  echo "fake ${0##*/}: the simulator on port @PORT@ does not answer" >&2
+  exit 1
+fi
+printf '%s\n' "$(( $# + 3 ))" >&3
+printf '%s\0' '@SERVER@' "${0##*/}" "$PWD" "$@" >&3
+reply=$(cat <&3)
+exec 3<&-
+eval "$reply"
+"#;
 
 /// Partition numbers of the scenario's mirror disk (cluster 1, data 2).
 const CLUSTER_PART: u32 = 1;
 const DATA_PART: u32 = 2;
 
 /// What a tool sends.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 struct Request {
     server: String,
     tool: String,
+    cwd: PathBuf,
     args: Vec<String>,
-    file: Option<String>,
 }
 
-/// What a tool prints, its exit status, and a `clp.conf` to write into `-x`.
-#[derive(Debug, Serialize, Default)]
+/// What a tool prints and its exit status.
+#[derive(Debug, Default)]
 struct Reply {
     exit: i32,
     stdout: String,
     stderr: String,
-    file: Option<String>,
+}
+
+impl Reply {
+    /// The shell lines the tool evaluates.
+    fn script(&self) -> String {
+        let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        format!("printf '%s' {}\nprintf '%s' {} >&2\nexit {}\n", q(&self.stdout), q(&self.stderr), self.exit)
+    }
 }
 
 fn ok(stdout: impl Into<String>) -> Reply {
@@ -144,10 +167,9 @@ impl FakeClp {
         for s in &scenario.servers {
             let bin = sandbox.path().join(s.name.as_str()).join("bin");
             std::fs::create_dir_all(&bin).expect("bin dir");
-            let cfg = serde_json::json!({ "host": "127.0.0.1", "port": port, "server": s.name.as_str() });
-            std::fs::write(bin.join("fakeclp.json"), cfg.to_string()).expect("tool config");
+            let text = FORWARDER.replace("@PORT@", &port.to_string()).replace("@SERVER@", s.name.as_str());
             for tool in TOOLS {
-                write_executable(&bin.join(tool), FORWARDER);
+                write_executable(&bin.join(tool), &text);
             }
         }
         FakeClp { world, scenario, sandbox, port, knobs, task }
@@ -274,18 +296,33 @@ impl Transport for FakeNodes {
 
 async fn serve(ctx: &Ctx, socket: tokio::net::TcpStream) {
     let (read, mut write) = socket.into_split();
-    let mut line = String::new();
-    if BufReader::new(read).read_line(&mut line).await.is_err() {
-        return;
-    }
-    let reply = match serde_json::from_str::<Request>(&line) {
+    let mut read = BufReader::new(read);
+    let reply = match read_request(&mut read).await {
         Ok(req) => handle(ctx, req).await,
         Err(e) => fail(USAGE, format!("fake CLUSTERPRO: unreadable request: {e}")),
     };
-    let mut body = serde_json::to_string(&reply).expect("reply is JSON");
-    body.push('\n');
-    let _ = write.write_all(body.as_bytes()).await;
+    let _ = write.write_all(reply.script().as_bytes()).await;
     let _ = write.shutdown().await;
+}
+
+async fn read_request(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Result<Request, String> {
+    let mut count = String::new();
+    read.read_line(&mut count).await.map_err(|e| e.to_string())?;
+    let n: usize = count.trim().parse().map_err(|_| format!("bad field count {count:?}"))?;
+    let mut fields = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut field = Vec::new();
+        read.read_until(0, &mut field).await.map_err(|e| e.to_string())?;
+        if field.pop() != Some(0) {
+            return Err("a field is not NUL-terminated".to_owned());
+        }
+        fields.push(String::from_utf8(field).map_err(|e| e.to_string())?);
+    }
+    let mut fields = fields.into_iter();
+    let (Some(server), Some(tool), Some(cwd)) = (fields.next(), fields.next(), fields.next()) else {
+        return Err("fewer than 3 fields".to_owned());
+    };
+    Ok(Request { server, tool, cwd: PathBuf::from(cwd), args: fields.collect() })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,7 +364,7 @@ async fn handle(ctx: &Ctx, req: Request) -> Reply {
             Err(e) => port_fail(&e),
         },
         "clpmdstat" => clpmdstat(ctx, &req.args).await,
-        "clpcfctrl" => clpcfctrl(ctx, &req.args, req.file).await,
+        "clpcfctrl" => clpcfctrl(ctx, &req.cwd, &req.args).await,
         "clpdiskctrl" => clpdiskctrl(ctx, &server, &req.args).await,
         other => fail(127, format!("{other}: not found")),
     }
@@ -537,6 +574,11 @@ async fn clpcl(ctx: &Ctx, args: &[String]) -> Reply {
     }
 }
 
+/// A `clpmdstat` column.
+fn pad22(s: &str) -> String {
+    format!("{s:<22}")
+}
+
 fn color_word(c: MirrorColor) -> &'static str {
     match c {
         MirrorColor::Green => "GREEN",
@@ -564,9 +606,9 @@ async fn clpmdstat(ctx: &Ctx, args: &[String]) -> Reply {
             } else {
                 "Abnormal"
             };
-            let names: String = status.colors.keys().map(|s| format!("{:<22}", s.as_str())).collect();
+            let names: String = status.colors.keys().map(|s| pad22(s.as_str())).collect();
             let row = |label: &str, f: &dyn Fn(MirrorColor) -> &'static str| {
-                let cells: String = colors.iter().map(|c| format!("{:<22}", f(*c))).collect();
+                let cells: String = colors.iter().map(|c| pad22(f(*c))).collect();
                 format!("  {label:<22}{}", cells.trim_end())
             };
             let lines = [
@@ -593,14 +635,14 @@ async fn clpmdstat(ctx: &Ctx, args: &[String]) -> Reply {
             match ctx.scenario.os {
                 Os::Linux => {
                     for m in &config.mirrors {
-                        out.push_str(&format!(" {}{nl}", m.resource));
+                        let _ = write!(out, " {}{nl}", m.resource);
                     }
                 }
                 Os::Windows => {
                     for s in &ctx.scenario.servers {
-                        out.push_str(&format!(" <{}>{nl}", s.name));
+                        let _ = write!(out, " <{}>{nl}", s.name);
                         for m in &config.mirrors {
-                            out.push_str(&format!("  Mirror Disk Name : {}{nl}", m.resource));
+                            let _ = write!(out, "  Mirror Disk Name : {}{nl}", m.resource);
                         }
                     }
                 }
@@ -647,7 +689,7 @@ async fn clpdiskctrl(ctx: &Ctx, server: &ServerName, args: &[String]) -> Reply {
 // ---------------------------------------------------------------------------------------------
 // clp.conf.
 
-async fn clpcfctrl(ctx: &Ctx, args: &[String], file: Option<String>) -> Reply {
+async fn clpcfctrl(ctx: &Ctx, cwd: &Path, args: &[String]) -> Reply {
     let os_flag = match ctx.scenario.os {
         Os::Windows => "-w",
         Os::Linux => "-l",
@@ -655,20 +697,28 @@ async fn clpcfctrl(ctx: &Ctx, args: &[String], file: Option<String>) -> Reply {
     if !has(args, os_flag) {
         return fail(USAGE, format!("Invalid option: this cluster's servers need {os_flag}."));
     }
-    if option(args, "-x").is_none() {
+    let Some(dir) = option(args, "-x").map(|d| cwd.join(d)) else {
         return fail(USAGE, "Invalid option: -x <directory> is required.");
-    }
+    };
+    let file = dir.join("clp.conf");
     if has(args, "--pull") {
         let config = match ctx.ports.cluster.config().await {
             Ok(c) => c,
             Err(e) => return port_fail(&e),
         };
-        let guids = current_guids(ctx).await;
+        let guids = current_guids(ctx);
         let text = render_conf(&ctx.scenario, &config, &guids);
-        return Reply { file: Some(text), ..ok(SUCCEEDED) };
+        let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, text));
+        return match written {
+            Ok(()) => ok(SUCCEEDED),
+            Err(e) => fail(1, format!("Failed to write {}: {e}", file.display())),
+        };
     }
     if has(args, "--push") {
-        let Some(text) = file else { return fail(1, "Failed to read the configuration file.") };
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => return fail(1, format!("Failed to read the configuration file {}: {e}", file.display())),
+        };
         return match push(ctx, &text).await {
             Ok(()) => ok(SUCCEEDED),
             Err(why) => fail(1, format!("Command failed: {why}")),
@@ -678,7 +728,7 @@ async fn clpcfctrl(ctx: &Ctx, args: &[String], file: Option<String>) -> Reply {
 }
 
 /// Each server's (data, cluster) GUIDs of the mirror volume attached now.
-async fn current_guids(ctx: &Ctx) -> BTreeMap<ServerName, (String, String)> {
+fn current_guids(ctx: &Ctx) -> BTreeMap<ServerName, (String, String)> {
     let mut out = BTreeMap::new();
     for s in &ctx.scenario.servers {
         if let Some(v) = ctx.world.mirror_volume(&s.name) {
@@ -688,105 +738,112 @@ async fn current_guids(ctx: &Ctx) -> BTreeMap<ServerName, (String, String)> {
     out
 }
 
+/// The `<md>` element of the simulated md resource, at depth 2.
+fn md_lines(sc: &Scenario, m: &MdDefinition, guids: &BTreeMap<ServerName, (String, String)>) -> Vec<(usize, String)> {
+    let mut l: Vec<(usize, String)> = Vec::new();
+    let mut push = |d: usize, s: String| l.push((d, s));
+    push(2, format!("<md name=\"{}\">", m.resource));
+    push(3, "<parameters>".into());
+    push(4, "<netdev id=\"0\">".into());
+    push(5, "<priority>1</priority>".into());
+    push(5, "<device>400</device>".into());
+    push(5, "<mdcname>mdc1</mdcname>".into());
+    push(4, "</netdev>".into());
+    push(4, format!("<fullcopy>{}</fullcopy>", u8::from(m.initial_copy)));
+    match (&m.data_partition, &m.cluster_partition) {
+        (Partition::Letter(d), Partition::Letter(c)) => {
+            push(4, format!("<volumemountpoint>{d}:</volumemountpoint>"));
+            push(4, format!("<cpvolumemountpoint>{c}:</cpvolumemountpoint>"));
+            push(3, "</parameters>".into());
+            for s in &sc.servers {
+                let (dg, cg) = guids.get(&s.name).cloned().unwrap_or_default();
+                push(3, format!("<server name=\"{}\">", s.name));
+                push(4, "<parameters>".into());
+                push(5, format!("<volumeguid>{dg}</volumeguid>"));
+                push(5, format!("<cpvolumeguid>{cg}</cpvolumeguid>"));
+                push(4, "</parameters>".into());
+                push(3, "</server>".into());
+            }
+        }
+        (d, c) => {
+            push(4, "<nmppath>/dev/NMP1</nmppath>".into());
+            push(4, "<diskdev>".into());
+            push(5, format!("<dppath>{d}</dppath>"));
+            push(5, format!("<cppath>{c}</cppath>"));
+            push(4, "</diskdev>".into());
+            push(4, "<mount>".into());
+            push(5, format!("<point>/mnt/{}</point>", m.resource));
+            push(4, "</mount>".into());
+            push(4, "<fs>ext4</fs>".into());
+            push(3, "</parameters>".into());
+        }
+    }
+    push(2, "</md>".into());
+    l
+}
+
 /// The `clp.conf` CLUSTERPRO would hand out for the simulated cluster now.
 fn render_conf(sc: &Scenario, config: &ClusterConfig, guids: &BTreeMap<ServerName, (String, String)>) -> String {
     let md = config.mirrors.first();
     let auto = config.group_auto_start.get(&sc.group).copied().unwrap_or(true);
     let kind = sc.business_kind.as_str();
     let mut l: Vec<(usize, String)> = Vec::new();
-    let mut push = |d: usize, s: String| l.push((d, s));
     let os_word = match sc.os {
         Os::Windows => "windows",
         Os::Linux => "linux",
     };
-    push(1, "<all>".into());
-    push(2, format!("<serveros>{os_word}</serveros>"));
-    push(1, "</all>".into());
-    push(1, "<cluster>".into());
-    push(2, format!("<name>{}</name>", sc.cluster));
-    push(1, "</cluster>".into());
+    l.push((1, "<all>".into()));
+    l.push((2, format!("<serveros>{os_word}</serveros>")));
+    l.push((1, "</all>".into()));
+    l.push((1, "<cluster>".into()));
+    l.push((2, format!("<name>{}</name>", sc.cluster)));
+    l.push((1, "</cluster>".into()));
     for (i, s) in sc.servers.iter().enumerate() {
-        push(1, format!("<server name=\"{}\">", s.name));
-        push(2, format!("<priority>{i}</priority>"));
-        push(1, "</server>".into());
+        l.push((1, format!("<server name=\"{}\">", s.name)));
+        l.push((2, format!("<priority>{i}</priority>")));
+        l.push((1, "</server>".into()));
     }
-    push(1, format!("<group name=\"{}\">", sc.group));
-    push(2, format!("<resource name=\"{kind}@{}\"/>", sc.business));
+    l.push((1, format!("<group name=\"{}\">", sc.group)));
+    l.push((2, format!("<resource name=\"{kind}@{}\"/>", sc.business)));
     if let Some(m) = md {
-        push(2, format!("<resource name=\"md@{}\"/>", m.resource));
+        l.push((2, format!("<resource name=\"md@{}\"/>", m.resource)));
     }
-    push(2, format!("<start>{}</start>", u8::from(auto)));
-    push(1, "</group>".into());
-    push(1, "<resource>".into());
-    push(2, format!("<types name=\"{kind}\"/>"));
+    l.push((2, format!("<start>{}</start>", u8::from(auto))));
+    l.push((1, "</group>".into()));
+    l.push((1, "<resource>".into()));
+    l.push((2, format!("<types name=\"{kind}\"/>")));
     if md.is_some() {
-        push(2, "<types name=\"md\"/>".into());
+        l.push((2, "<types name=\"md\"/>".into()));
     }
-    push(2, format!("<{kind} name=\"{}\">", sc.business));
+    l.push((2, format!("<{kind} name=\"{}\">", sc.business)));
     if let Some(m) = md {
-        push(3, format!("<depend name=\"{}\"/>", m.resource));
+        l.push((3, format!("<depend name=\"{}\"/>", m.resource)));
     }
-    push(3, "<parameters>".into());
-    push(4, "<timeout>1800</timeout>".into());
-    push(3, "</parameters>".into());
-    push(2, format!("</{kind}>"));
+    l.push((3, "<parameters>".into()));
+    l.push((4, "<timeout>1800</timeout>".into()));
+    l.push((3, "</parameters>".into()));
+    l.push((2, format!("</{kind}>")));
     if let Some(m) = md {
-        push(2, format!("<md name=\"{}\">", m.resource));
-        push(3, "<parameters>".into());
-        push(4, "<netdev id=\"0\">".into());
-        push(5, "<priority>1</priority>".into());
-        push(5, "<device>400</device>".into());
-        push(5, "<mdcname>mdc1</mdcname>".into());
-        push(4, "</netdev>".into());
-        push(4, format!("<fullcopy>{}</fullcopy>", u8::from(m.initial_copy)));
-        match (&m.data_partition, &m.cluster_partition) {
-            (Partition::Letter(d), Partition::Letter(c)) => {
-                push(4, format!("<volumemountpoint>{d}:</volumemountpoint>"));
-                push(4, format!("<cpvolumemountpoint>{c}:</cpvolumemountpoint>"));
-                push(3, "</parameters>".into());
-                for s in &sc.servers {
-                    let (dg, cg) = guids.get(&s.name).cloned().unwrap_or_default();
-                    push(3, format!("<server name=\"{}\">", s.name));
-                    push(4, "<parameters>".into());
-                    push(5, format!("<volumeguid>{dg}</volumeguid>"));
-                    push(5, format!("<cpvolumeguid>{cg}</cpvolumeguid>"));
-                    push(4, "</parameters>".into());
-                    push(3, "</server>".into());
-                }
-            }
-            (d, c) => {
-                push(4, "<nmppath>/dev/NMP1</nmppath>".into());
-                push(4, "<diskdev>".into());
-                push(5, format!("<dppath>{d}</dppath>"));
-                push(5, format!("<cppath>{c}</cppath>"));
-                push(4, "</diskdev>".into());
-                push(4, "<mount>".into());
-                push(5, format!("<point>/mnt/{}</point>", m.resource));
-                push(4, "</mount>".into());
-                push(4, "<fs>ext4</fs>".into());
-                push(3, "</parameters>".into());
-            }
-        }
-        push(2, "</md>".into());
+        l.extend(md_lines(sc, m, guids));
     }
-    push(1, "</resource>".into());
-    push(1, "<monitor>".into());
+    l.push((1, "</resource>".into()));
+    l.push((1, "<monitor>".into()));
     if md.is_some() {
-        push(2, "<types name=\"mdnw\"/>".into());
-        push(2, "<types name=\"mdw\"/>".into());
+        l.push((2, "<types name=\"mdnw\"/>".into()));
+        l.push((2, "<types name=\"mdw\"/>".into()));
     }
-    push(2, "<types name=\"userw\"/>".into());
+    l.push((2, "<types name=\"userw\"/>".into()));
     if let Some(m) = md {
         for ty in ["mdnw", "mdw"] {
-            push(2, format!("<{ty} name=\"{ty}1\">"));
-            push(3, "<parameters>".into());
-            push(4, format!("<object>{}</object>", m.resource));
-            push(3, "</parameters>".into());
-            push(2, format!("</{ty}>"));
+            l.push((2, format!("<{ty} name=\"{ty}1\">")));
+            l.push((3, "<parameters>".into()));
+            l.push((4, format!("<object>{}</object>", m.resource)));
+            l.push((3, "</parameters>".into()));
+            l.push((2, format!("</{ty}>")));
         }
     }
-    push(2, "<userw name=\"userw\"/>".into());
-    push(1, "</monitor>".into());
+    l.push((2, "<userw name=\"userw\"/>".into()));
+    l.push((1, "</monitor>".into()));
     let (unit, nl, enc) = match sc.os {
         Os::Windows => ("\t", "\r\n", "ASCII"),
         Os::Linux => ("  ", "\n", "UTF-8"),

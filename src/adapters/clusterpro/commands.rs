@@ -15,11 +15,11 @@
 //! **Errors.** No exit-code table of the commands is known (DOMAIN.md [U]): 0 is success, anything
 //! else failure. So a failed command is never classified by its text. Before a mutating command
 //! the adapter reads `clpstat` and refuses, with the simulator's code and class, what the cluster's
-//! state already rules out (`GroupAlreadyStarted` is AlreadyDone, `GroupOnline` NeedsHuman,
+//! state already rules out (`GroupAlreadyStarted` is `AlreadyDone`, `GroupOnline` `NeedsHuman`,
 //! `GroupBusy` Retryable, …); after a failed one it reads `clpstat` again: the goal state reached
 //! is success, otherwise the code says which operation failed (`GroupStartFailed`, …) and the
 //! message is the command's own. Exit status 127 (the shell's "not found", which the PowerShell
-//! scripts also use) is `ClpCommandNotFound` on every server → NeedsHuman. The codes are those of
+//! scripts also use) is `ClpCommandNotFound` on every server → `NeedsHuman`. The codes are those of
 //! [`crate::sim::SimCluster`], so the executor treats a simulated and a real cluster alike.
 //!
 //! **Configuration** ([`Cluster::apply_config`]): `clpcfctrl --pull` into a fresh directory on the
@@ -40,7 +40,7 @@
 //! it behind, the next mutating call first completes the suspend/resume.
 //!
 //! Not modelled: a Linux md definition whose partitions are missing is only found out by
-//! `clpcfctrl --push` itself (`ConfigPushFailed`, NeedsHuman, with the command's message); the
+//! `clpcfctrl --push` itself (`ConfigPushFailed`, `NeedsHuman`, with the command's message); the
 //! simulator names that case `PartitionNotFound`.
 
 use std::io::Write as _;
@@ -191,18 +191,15 @@ fn render_powershell(options: &CommandOptions, script: &Script<'_>) -> String {
         lines.push(format!("New-Item -ItemType Directory -Force -Path {} -ErrorAction Stop | Out-Null", ps_word(d)));
     }
     if let Some(c) = script.command {
-        match &options.bin_dir {
-            Some(dir) => {
-                lines.push(format!("$exe = {}", ps_word(&format!("{}\\{}.exe", dir.trim_end_matches('\\'), c.tool))));
-                lines.push("if (-not (Test-Path -LiteralPath $exe)) {".to_owned());
-            }
-            None => {
-                lines.push(format!(
-                    "$exe = (Get-Command {} -ErrorAction SilentlyContinue).Source",
-                    ps_word(&format!("{}.exe", c.tool))
-                ));
-                lines.push("if (-not $exe) {".to_owned());
-            }
+        if let Some(dir) = &options.bin_dir {
+            lines.push(format!("$exe = {}", ps_word(&format!("{}\\{}.exe", dir.trim_end_matches('\\'), c.tool))));
+            lines.push("if (-not (Test-Path -LiteralPath $exe)) {".to_owned());
+        } else {
+            lines.push(format!(
+                "$exe = (Get-Command {} -ErrorAction SilentlyContinue).Source",
+                ps_word(&format!("{}.exe", c.tool))
+            ));
+            lines.push("if (-not $exe) {".to_owned());
         }
         lines.push(format!(
             "    [Console]::Error.WriteLine({}); exit {NOT_FOUND_STATUS}",
@@ -694,7 +691,7 @@ impl CommandCluster {
 
     /// The servers, the preferred one first.
     fn order(&self) -> Vec<ServerName> {
-        let preferred = self.preferred.lock().map(|p| p.clone()).unwrap_or(None);
+        let preferred = self.preferred.lock().ok().and_then(|p| p.clone());
         let mut order = self.servers.clone();
         if let Some(p) = preferred
             && let Some(i) = order.iter().position(|s| *s == p)
@@ -720,7 +717,7 @@ impl CommandCluster {
         match self.exec(server, &script, self.options.query_timeout).await {
             Ok(out) if out.exit_code == 0 => {}
             Ok(out) => {
-                tracing::warn!(%server, dir, stderr = %out.stderr.trim(), "could not remove a temporary directory")
+                tracing::warn!(%server, dir, stderr = %out.stderr.trim(), "could not remove a temporary directory");
             }
             Err(e) => tracing::warn!(%server, dir, error = %e, "could not remove a temporary directory"),
         }
