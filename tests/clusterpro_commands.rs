@@ -51,12 +51,20 @@ struct Rig {
 }
 
 impl Rig {
-    async fn linux(seed: u64) -> Rig {
-        let world = SimWorld::new(Scenario::linux(), seed, SPEED);
+    async fn new(os: Os, seed: u64) -> Rig {
+        let scenario = match os {
+            Os::Linux => Scenario::linux(),
+            Os::Windows => Scenario::windows_runbook(),
+        };
+        let world = SimWorld::new(scenario, seed, SPEED);
         let fake = Arc::new(FakeClp::start(world.clone()).await);
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("node-tmp")).expect("node tmp");
-        Rig { world, fake, dir, spec: example(Os::Linux) }
+        Rig { world, fake, dir, spec: example(os) }
+    }
+
+    async fn linux(seed: u64) -> Rig {
+        Rig::new(Os::Linux, seed).await
     }
 
     fn state_dir(&self) -> PathBuf {
@@ -68,12 +76,18 @@ impl Rig {
     }
 
     /// A new adapter instance (as after a process restart) on `state_dir`.
+    /// On Windows, the adapter's PowerShell scripts run as sh through [`PsShim`].
     fn cmd_with_state(&self, state_dir: &Path) -> CommandCluster {
-        let mut options = CommandOptions::for_os(Os::Linux);
+        let os = self.spec.cluster.os;
+        let mut options = CommandOptions::for_os(os);
         options.work_dir = self.node_tmp().display().to_string();
         options.query_timeout = Duration::from_mins(1);
         options.operation_timeout = Duration::from_mins(2);
-        CommandCluster::with_options(&self.spec.cluster, self.fake.transport(), state_dir, options)
+        let transport = match os {
+            Os::Linux => self.fake.transport(),
+            Os::Windows => Arc::new(PsShim { inner: self.fake.transport(), root: options.work_dir.clone() }),
+        };
+        CommandCluster::with_options(&self.spec.cluster, transport, state_dir, options)
     }
 
     fn cmd(&self) -> CommandCluster {
@@ -565,9 +579,9 @@ async fn windows_command_text_golden() {
 // ---------------------------------------------------------------------------------------------
 // The whole thing: backup and restore through the reconcile loop, cluster port = commands.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn linux_backup_and_restore_through_the_commands() {
-    let rig = Rig::linux(2).await;
+/// A backup, an accident and a restore through the reconcile loop with the cluster port =
+/// commands (cloud and node from the same world), checked with the oracle.
+async fn backup_and_restore_through_the_commands(rig: &Rig) {
     let spec = rig.spec.clone();
     let sim_ports = rig.world.ports();
     let cluster: Arc<dyn Cluster> = Arc::new(rig.cmd());
@@ -638,4 +652,119 @@ async fn linux_backup_and_restore_through_the_commands() {
     let st = cluster.status().await.expect("status");
     assert_eq!(st.groups[&spec.mirror.group].current.as_ref(), Some(&spec.cluster.servers[1].name));
     assert!(cluster.mirror_status(&spec.mirror.resource).await.expect("mirror").healthy());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linux_backup_and_restore_through_the_commands() {
+    backup_and_restore_through_the_commands(&Rig::linux(2).await).await;
+}
+
+/// The Windows logic of the adapter (`-w`, drive letters, volume GUIDs captured again with
+/// `clpdiskctrl` before md is re-added) against the strict simulator: the fake `clpcfctrl --push`
+/// refuses an md whose GUIDs are not those of the disks attached now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_backup_and_restore_through_the_commands_run_as_sh() {
+    let rig = Rig::new(Os::Windows, 1).await;
+    backup_and_restore_through_the_commands(&rig).await;
+    assert!(rig.fake.count("clpdiskctrl get guid M:\\") >= 2, "{:?}", rig.fake.log());
+    let copies = rig.copies(&rig.state_dir());
+    let pushed = named(&copies, "-pushed.conf");
+    let last = &pushed.iter().max_by_key(|(n, _)| n.as_str()).expect("pushed").1;
+    for s in &rig.spec.cluster.servers {
+        let vol = rig.world.mirror_volume(&s.name).expect("restored volume");
+        let guid = support::fake_clp::volume_guid(&vol, 2);
+        assert!(last.contains(&format!("<volumeguid>{guid}</volumeguid>")), "{} GUID of {vol}:\n{last}", s.name);
+    }
+}
+
+/// Runs the adapter's PowerShell scripts as sh. They have a fixed shape (one command each,
+/// see `render_powershell`), so each line maps to one sh line; Windows paths under `root` (the
+/// work directory given to the adapter) become Linux paths. Anything else is a test failure.
+struct PsShim {
+    inner: Arc<dyn Transport>,
+    root: String,
+}
+
+/// The words of `& $exe 'a' 'b''c'`: PowerShell single-quoted strings.
+fn ps_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\'' {
+            assert!(c == ' ', "unquoted PowerShell argument in {s:?}");
+            continue;
+        }
+        let mut w = String::new();
+        loop {
+            match chars.next().expect("closing quote") {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    w.push('\'');
+                }
+                '\'' => break,
+                c => w.push(c),
+            }
+        }
+        words.push(w);
+    }
+    words
+}
+
+impl PsShim {
+    fn path(&self, p: &str) -> String {
+        if p.starts_with(&self.root) { p.replace('\\', "/") } else { p.to_owned() }
+    }
+
+    fn sh(&self, script: &str) -> String {
+        let q = |w: &str| format!("'{}'", self.path(w).replace('\'', r"'\''"));
+        let mut tool = String::new();
+        let mut out = Vec::new();
+        for line in script.split("\r\n").filter(|l| !l.is_empty()) {
+            if let Some(rest) = line.strip_prefix("New-Item -ItemType Directory -Force -Path ") {
+                let dir = &ps_words(rest.trim_end_matches(" -ErrorAction Stop | Out-Null"))[0];
+                out.push(format!("mkdir -p -- {} || exit 1", q(dir)));
+            } else if let Some(rest) = line.strip_prefix("$exe = ") {
+                let exe = &ps_words(rest)[0];
+                tool = exe.rsplit('\\').next().expect("file").trim_end_matches(".exe").to_owned();
+                out.push(format!("command -v {tool} >/dev/null || {{ echo '{tool}.exe not found' >&2; exit 127; }}"));
+            } else if line.starts_with("if (-not") || line.starts_with("    [Console]") || line == "}" {
+            } else if let Some(rest) = line.strip_prefix("& $exe") {
+                let args: Vec<String> = ps_words(rest).iter().map(|w| q(w)).collect();
+                out.push(format!("{tool} {}", args.join(" ")));
+            } else if line == "$rc = $LASTEXITCODE" {
+                out.push("rc=$?".to_owned());
+            } else if let Some(rest) = line.strip_prefix("Remove-Item -LiteralPath ") {
+                let dir = &ps_words(rest.trim_end_matches(" -Recurse -Force -ErrorAction SilentlyContinue"))[0];
+                out.push(format!("rm -rf -- {}", q(dir)));
+            } else if line == "exit $rc" {
+                out.push("exit $rc".to_owned());
+            } else {
+                panic!("the shim does not know this PowerShell line: {line:?}");
+            }
+        }
+        out.push(String::new());
+        out.join("\n")
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for PsShim {
+    async fn run(
+        &self,
+        server: &ServerName,
+        shell: Shell,
+        script: &str,
+        timeout: Duration,
+    ) -> PortResult<CommandOutput> {
+        assert_eq!(shell, Shell::PowerShell);
+        self.inner.run(server, Shell::Sh, &self.sh(script), timeout).await
+    }
+    async fn read_file(&self, server: &ServerName, _shell: Shell, path: &Path) -> PortResult<Vec<u8>> {
+        let p = PathBuf::from(self.path(&path.display().to_string()));
+        self.inner.read_file(server, Shell::Sh, &p).await
+    }
+    async fn write_file(&self, server: &ServerName, _shell: Shell, path: &Path, bytes: &[u8]) -> PortResult<()> {
+        let p = PathBuf::from(self.path(&path.display().to_string()));
+        self.inner.write_file(server, Shell::Sh, &p, bytes).await
+    }
 }
