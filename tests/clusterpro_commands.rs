@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Lab, example, with_backups, with_restore};
+use common::{Lab, assert_backup_captured, assert_restored, example, with_backups, with_restore};
 use mirrorctl::adapters::clusterpro::commands::{CommandCluster, CommandOptions, PENDING_RESUME, TEMP_PREFIX};
 use mirrorctl::adapters::node::transport::{CommandOutput, Shell, Transport};
 use mirrorctl::ids::{GroupName, ResourceName, ServerName};
@@ -599,10 +599,7 @@ async fn backup_and_restore_through_the_commands(rig: &Rig) {
     assert_eq!(reconcile(&backup, &ctx).await.expect("backup"), Settled::Converged);
     let backup_commands = rig.fake.log().len();
     let snap = lab.backup_snapshot(&spec, "b1");
-    let report = rig.world.oracle_report();
-    let quiesce = report.last_quiesce.clone().expect("the backup stopped md");
-    assert_eq!(report.snapshots.get(&snap), Some(&quiesce.content), "snapshot = quiesce point");
-    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
+    assert_backup_captured(&rig.world, &snap);
     assert!(rig.fake.count("clpdown") >= 1, "the standby was shut down with clpdown");
 
     rig.sleep_model(600).await;
@@ -617,13 +614,7 @@ async fn backup_and_restore_through_the_commands(rig: &Rig) {
         *by_tool.entry(line.split(' ').take(2).collect::<Vec<_>>().join(" ")).or_default() += 1;
     }
     println!("clp commands: backup {backup_commands}, restore {} {by_tool:?}", log.len() - backup_commands);
-    let report = rig.world.oracle_report();
-    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
-    let contents: Vec<_> = report.servers.values().map(|c| c.expect("mirror volume attached")).collect();
-    assert_eq!(contents.len(), 2);
-    assert_eq!(contents[0], contents[1], "both sides identical after the restore");
-    assert!(!rig.world.contains_accident(contents[0]), "the accident is gone");
-    assert!(rig.world.descends_from(contents[0], report.snapshots[&snap]), "data continues from the snapshot");
+    assert_restored(&rig.world, &snap);
 
     // md went out and came back through clp.conf edits, without the initial copy.
     let journal =
@@ -725,7 +716,7 @@ impl PsShim {
                 out.push(format!("mkdir -p -- {} || exit 1", q(dir)));
             } else if let Some(rest) = line.strip_prefix("$exe = ") {
                 let exe = &ps_words(rest)[0];
-                tool = exe.rsplit('\\').next().expect("file").trim_end_matches(".exe").to_owned();
+                exe.rsplit('\\').next().expect("file").trim_end_matches(".exe").clone_into(&mut tool);
                 out.push(format!("command -v {tool} >/dev/null || {{ echo '{tool}.exe not found' >&2; exit 127; }}"));
             } else if line.starts_with("if (-not") || line.starts_with("    [Console]") || line == "}" {
             } else if let Some(rest) = line.strip_prefix("& $exe") {
