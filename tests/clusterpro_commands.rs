@@ -718,7 +718,11 @@ impl PsShim {
                 let exe = &ps_words(rest)[0];
                 exe.rsplit('\\').next().expect("file").trim_end_matches(".exe").clone_into(&mut tool);
                 out.push(format!("command -v {tool} >/dev/null || {{ echo '{tool}.exe not found' >&2; exit 127; }}"));
-            } else if line.starts_with("if (-not") || line.starts_with("    [Console]") || line == "}" {
+            } else if line.starts_with("if (-not")
+                || line.starts_with("    [Console]")
+                || line == "}"
+                || line == "$global:LASTEXITCODE = 1"
+            {
             } else if let Some(rest) = line.strip_prefix("& $exe") {
                 let args: Vec<String> = ps_words(rest).iter().map(|w| q(w)).collect();
                 out.push(format!("{tool} {}", args.join(" ")));

@@ -12,11 +12,11 @@
 //! offline), the other server is tried. `clpdown` is the exception: it runs on the server it shuts
 //! down.
 //!
-//! **Errors.** No exit-code table of the commands is known (DOMAIN.md [U]): 0 is success, anything
+//! **Errors.** No exit-code table of the commands is known (DOMAIN.md, unconfirmed): 0 is success, anything
 //! else failure. So a failed command is never classified by its text. Before a mutating command
 //! the adapter reads `clpstat` and refuses, with the simulator's code and class, what the cluster's
 //! state already rules out (`GroupAlreadyStarted` is `AlreadyDone`, `GroupOnline` `NeedsHuman`,
-//! `GroupBusy` Retryable, …); after a failed one it reads `clpstat` again: the goal state reached
+//! `GroupBusy` `Retryable`, …); after a failed one it reads `clpstat` again: the goal state reached
 //! is success, otherwise the code says which operation failed (`GroupStartFailed`, …) and the
 //! message is the command's own. Exit status 127 (the shell's "not found", which the PowerShell
 //! scripts also use) is `ClpCommandNotFound` on every server → `NeedsHuman`. The codes are those of
@@ -39,6 +39,15 @@
 //! (`pending-resume`) is written before each push and removed after the resume; when a crash left
 //! it behind, the next mutating call first completes the suspend/resume.
 //!
+//! **Scripts.** `clpgrp`, `clprsc`, `clpcfctrl --push` and `clpcl` return when CLUSTERPRO has
+//! finished (seen in use, DOMAIN.md), so a call's exit is its outcome; nothing is polled. Linux: one `sh` script per
+//! call, an argument quoted unless it holds only safe characters. Windows: one PowerShell
+//! script per call (`AWS-RunPowerShellScript` runs Windows PowerShell 5.1), using only
+//! `New-Item -ItemType Directory`, `Test-Path -LiteralPath` (or `Get-Command` without a command
+//! directory), the call operator `&` with single-quoted arguments, `$LASTEXITCODE`, `Remove-Item
+//! -Recurse -Force` and `[Console]::Error.WriteLine`; a missing executable exits 127. Golden text
+//! of every script is in `tests/snapshots/clusterpro_commands__windows_*.snap`.
+//!
 //! Not modelled: a Linux md definition whose partitions are missing is only found out by
 //! `clpcfctrl --push` itself (`ConfigPushFailed`, `NeedsHuman`, with the command's message); the
 //! simulator names that case `PartitionNotFound`.
@@ -58,7 +67,7 @@ use crate::ports::cluster::{
 use crate::ports::{ErrorClass, PortError, PortResult};
 use crate::spec::{ClusterSpec, Os, Partition};
 
-/// Where CLUSTERPRO installs its commands on Windows [P].
+/// Where CLUSTERPRO installs its commands on Windows (seen in use, DOMAIN.md).
 pub const WINDOWS_BIN_DIR: &str = r"C:\Program Files\CLUSTERPRO\bin";
 /// Where temporary configuration directories are made on a Linux node.
 pub const LINUX_WORK_DIR: &str = "/tmp";
@@ -66,7 +75,7 @@ pub const LINUX_WORK_DIR: &str = "/tmp";
 pub const WINDOWS_WORK_DIR: &str = r"C:\Windows\Temp";
 /// Exit status meaning "command not found" (`sh`; the PowerShell scripts exit with it too).
 pub const NOT_FOUND_STATUS: i32 = 127;
-/// The configuration file `clpcfctrl --pull` writes into its `-x` directory [P].
+/// The configuration file `clpcfctrl --pull` writes into its `-x` directory (seen in use).
 pub const CONF_FILE: &str = "clp.conf";
 /// Prefix of the temporary directories made on the nodes.
 pub const TEMP_PREFIX: &str = "mirrorctl-clp-";
@@ -207,6 +216,8 @@ fn render_powershell(options: &CommandOptions, script: &Script<'_>) -> String {
         ));
         lines.push("}".to_owned());
         let args: Vec<String> = c.args.iter().map(|a| ps_word(a)).collect();
+        // A command that cannot even start leaves $LASTEXITCODE untouched: never read it as 0.
+        lines.push("$global:LASTEXITCODE = 1".to_owned());
         lines.push(format!("& $exe {}", args.join(" ")).trim_end().to_owned());
         lines.push("$rc = $LASTEXITCODE".to_owned());
     }
@@ -758,8 +769,8 @@ impl CommandCluster {
     }
 
     /// Runs a reading script on the first server that can (see the module doc). A failure on a
-    /// running member is returned as its output; `cleanup` is removed where the script failed
-    /// for the server's sake.
+    /// running member is returned as its output; the script's `make_dir` is removed where the
+    /// server was skipped.
     async fn query(&self, script: &Script<'_>, what: &str) -> PortResult<(ServerName, CommandOutput)> {
         let mut misses = Vec::new();
         for s in self.order() {
