@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Lab, example, with_backups, with_restore};
+use common::{Lab, assert_backup_captured, assert_restored, example, with_backups, with_restore};
 use mirrorctl::plan::Action;
 use mirrorctl::ports::Clock as _;
 use mirrorctl::ports::cloud::tag;
@@ -31,10 +31,7 @@ async fn full_flow(lab: &Lab, os: Os) {
     let snap = lab.backup_snapshot(&spec, "b1");
 
     // The snapshot holds the quiesce point: the active's content when md was stopped.
-    let report = lab.world.oracle_report();
-    let quiesce = report.last_quiesce.clone().expect("the backup stopped md once");
-    assert_eq!(report.snapshots.get(&snap), Some(&quiesce.content), "snapshot = quiesce point");
-    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
+    assert_backup_captured(&lab.world, &snap);
 
     // Business goes on, then someone deletes data by mistake; it is mirrored to the standby.
     lab.world.clock().sleep(std::time::Duration::from_mins(10)).await;
@@ -50,13 +47,7 @@ async fn full_flow(lab: &Lab, os: Os) {
     assert_eq!(lab.apply(&restore).await, Settled::Converged);
 
     // Both sides came back from the snapshot, without a full copy, and nothing was corrupted.
-    let report = lab.world.oracle_report();
-    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
-    let contents: Vec<_> = report.servers.values().map(|c| c.expect("mirror volume attached")).collect();
-    assert_eq!(contents.len(), 2);
-    assert_eq!(contents[0], contents[1], "both sides identical after the restore");
-    assert!(!lab.world.contains_accident(contents[0]), "the accident is gone");
-    assert!(lab.world.descends_from(contents[0], report.snapshots[&snap]), "data continues from the snapshot");
+    assert_restored(&lab.world, &snap);
 
     let actions = lab.actions(&restore);
     let add_md = actions

@@ -4,8 +4,8 @@
 //! code that speaks to AWS, to CLUSTERPRO and to the servers' operating systems lives here, one
 //! sub-module per far side:
 //! - [`aws`]: the EC2 port on `aws-sdk-ec2` (tested against moto);
-//! - [`clusterpro`]: command-output parsers, byte-preserving `clp.conf` editing, the REST API
-//!   client and the hybrid that pairs it with the command adapter;
+//! - [`clusterpro`]: command-output parsers, byte-preserving `clp.conf` editing, the cluster
+//!   port over `clp*` commands, the REST API client and the hybrid that pairs the two;
 //! - [`node`]: the PowerShell and sh disk recipes, the node port running them over a command
 //!   transport, and the local and SSM Run Command transports (tested against a fake SSM endpoint);
 //! - [`secret`]: the password sources of the REST API (environment, file, AWS Secrets Manager).

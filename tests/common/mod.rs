@@ -136,6 +136,27 @@ impl Lab {
     }
 }
 
+/// A backup's proof: the snapshot `snap` holds the quiesce point (the active's data when md was
+/// stopped), and nothing was corrupted.
+pub fn assert_backup_captured(world: &SimWorld, snap: &SnapshotId) {
+    let report = world.oracle_report();
+    let quiesce = report.last_quiesce.clone().expect("the backup stopped md once");
+    assert_eq!(report.snapshots.get(snap), Some(&quiesce.content), "snapshot = quiesce point");
+    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
+}
+
+/// A restore's proof: nothing corrupted, both sides identical, the accident gone, the data
+/// continuing from `snap`.
+pub fn assert_restored(world: &SimWorld, snap: &SnapshotId) {
+    let report = world.oracle_report();
+    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
+    let contents: Vec<_> = report.servers.values().map(|c| c.expect("mirror volume attached")).collect();
+    assert_eq!(contents.len(), 2);
+    assert_eq!(contents[0], contents[1], "both sides identical after the restore");
+    assert!(!world.contains_accident(contents[0]), "the accident is gone");
+    assert!(world.descends_from(contents[0], report.snapshots[snap]), "data continues from the snapshot");
+}
+
 pub fn has_tags(tags: &Tags, cluster: &str, request: &str) -> bool {
     tags.get(tag::CLUSTER).map(String::as_str) == Some(cluster)
         && tags.get(tag::REQUEST).map(String::as_str) == Some(request)

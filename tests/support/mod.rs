@@ -1,5 +1,6 @@
 //! Shared test support: a `moto_server` child process per test and SDK clients pointed at it; a
-//! fake SSM endpoint ([`fake_ssm`]) and fake Linux disk tools ([`fake_disks`]).
+//! fake SSM endpoint ([`fake_ssm`]), fake Linux disk tools ([`fake_disks`]) and fake CLUSTERPRO
+//! commands backed by the simulated world ([`fake_clp`]).
 //!
 //! Why this module exists: the moto tests and the conformance suite both need a live, isolated
 //! EC2 emulator on a free loopback port that is killed (by its pid) when the test ends, plus
@@ -9,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake_clp;
 pub mod fake_disks;
 pub mod fake_ssm;
 

@@ -1,0 +1,1339 @@
+//! The CLUSTERPRO port over `clp*` commands run on the cluster's nodes.
+//!
+//! Why this module exists: CLUSTERPRO X 4.0/4.1 has no REST API, and no version has an API that
+//! writes the configuration (DOMAIN.md). So every cluster has to be reachable the way an operator
+//! reaches it: `clpstat`, `clpgrp`, `clprsc`, `clpdown`, `clpmdstat`, `clpcfctrl`, `clpcl` and
+//! `clpdiskctrl`, run on a node through a [`Transport`] (SSM Run Command, or locally), their text
+//! read with [`super::parse`] and `clp.conf` edited in Rust with [`super::conf`].
+//!
+//! **Which node.** Commands go to the server that last answered as a running cluster member
+//! (the first server of the desired state at the start); when the transport cannot reach it, the
+//! command is missing there, or it is not a running member (its `clpstat` fails or shows it
+//! offline), the other server is tried. `clpdown` is the exception: it runs on the server it shuts
+//! down.
+//!
+//! **Errors.** No exit-code table of the commands is known (DOMAIN.md, unconfirmed): 0 is success, anything
+//! else failure. So a failed command is never classified by its text. Before a mutating command
+//! the adapter reads `clpstat` and refuses, with the simulator's code and class, what the cluster's
+//! state already rules out (`GroupAlreadyStarted` is `AlreadyDone`, `GroupOnline` `NeedsHuman`,
+//! `GroupBusy` `Retryable`, …); after a failed one it reads `clpstat` again: the goal state reached
+//! is success, otherwise the code says which operation failed (`GroupStartFailed`, …) and the
+//! message is the command's own. Exit status 127 (the shell's "not found", which the PowerShell
+//! scripts also use) is `ClpCommandNotFound` on every server → `NeedsHuman`. The codes are those of
+//! [`crate::sim::SimCluster`], so the executor treats a simulated and a real cluster alike.
+//!
+//! **Configuration** ([`Cluster::apply_config`]): `clpcfctrl --pull` into a fresh directory on the
+//! node → [`Transport::read_file`] → the pulled `clp.conf` is kept in the state directory
+//! (`<state>/clpconf/<cluster>/<UTC time>-pulled.conf`, never overwritten) → edited in Rust →
+//! the result is kept too (`…-pushed.conf`) → [`Transport::write_file`] → `clpcfctrl --push` →
+//! `clpcl --suspend` → `clpcl --resume` (NEC's own scripts do this after adding or removing md,
+//! with the group stopped: the adapter refuses md changes while the md's group is not offline).
+//! A change already in place pushes nothing.
+//!
+//! **Crash safety.** Removing md loses what [`super::conf::MirrorTemplate`] keeps (network
+//! settings, mount point, monitors, dependencies). The template is captured from the pulled file
+//! and written to `<state>/clpconf/<cluster>/template-<md>.json` *before* the removal is pushed,
+//! so a process that dies between the two pushes of a restore re-adds md exactly as it was. On
+//! Windows the per-server volume GUIDs are captured again (`clpdiskctrl get guid X:\` on each
+//! server, data and cluster partitions) right before md is re-added. A marker file
+//! (`pending-resume`) is written before each push and removed after the resume; when a crash left
+//! it behind, the next mutating call first completes the suspend/resume.
+//!
+//! **Scripts.** `clpgrp`, `clprsc`, `clpcfctrl --push` and `clpcl` return when CLUSTERPRO has
+//! finished (seen in use, DOMAIN.md), so a call's exit is its outcome; nothing is polled. Linux: one `sh` script per
+//! call, an argument quoted unless it holds only safe characters. Windows: one PowerShell
+//! script per call (`AWS-RunPowerShellScript` runs Windows PowerShell 5.1), using only
+//! `New-Item -ItemType Directory`, `Test-Path -LiteralPath` (or `Get-Command` without a command
+//! directory), the call operator `&` with single-quoted arguments, `$LASTEXITCODE`, `Remove-Item
+//! -Recurse -Force` and `[Console]::Error.WriteLine`; a missing executable exits 127. Golden text
+//! of every script is in `tests/snapshots/clusterpro_commands__windows_*.snap`.
+//!
+//! Not modelled: a Linux md definition whose partitions are missing is only found out by
+//! `clpcfctrl --push` itself (`ConfigPushFailed`, `NeedsHuman`, with the command's message); the
+//! simulator names that case `PartitionNotFound`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::conf::{self, ConfError, GuidSource, MirrorTemplate, VolumeGuids};
+use super::parse;
+use crate::adapters::node::transport::{CommandOutput, Shell, Transport};
+use crate::ids::{ClusterName, GroupName, ResourceName, ServerName};
+use crate::ports::cluster::{
+    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MdDefinition, MirrorStatus, ObjectState, Placement,
+};
+use crate::ports::{ErrorClass, PortError, PortResult};
+use crate::spec::{ClusterSpec, Os, Partition};
+
+/// Where CLUSTERPRO installs its commands on Windows (seen in use, DOMAIN.md).
+pub const WINDOWS_BIN_DIR: &str = r"C:\Program Files\CLUSTERPRO\bin";
+/// Where temporary configuration directories are made on a Linux node.
+pub const LINUX_WORK_DIR: &str = "/tmp";
+/// Where temporary configuration directories are made on a Windows node (SSM runs as SYSTEM).
+pub const WINDOWS_WORK_DIR: &str = r"C:\Windows\Temp";
+/// Exit status meaning "command not found" (`sh`; the PowerShell scripts exit with it too).
+pub const NOT_FOUND_STATUS: i32 = 127;
+/// The configuration file `clpcfctrl --pull` writes into its `-x` directory (seen in use).
+pub const CONF_FILE: &str = "clp.conf";
+/// Prefix of the temporary directories made on the nodes.
+pub const TEMP_PREFIX: &str = "mirrorctl-clp-";
+/// The marker file left while a pushed configuration still needs `clpcl --suspend/--resume`.
+pub const PENDING_RESUME: &str = "pending-resume";
+
+/// Where the commands are and how long they may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOptions {
+    /// Directory of the `clp*` executables; `None` = found on `PATH` (Linux installs them in
+    /// `/usr/sbin`, on root's `PATH`).
+    pub bin_dir: Option<String>,
+    /// Directory on the node under which temporary `clp.conf` directories are made.
+    pub work_dir: String,
+    /// Longest wait for a command that only reads (`clpstat`, `clpmdstat`, `clpcfctrl --pull`).
+    pub query_timeout: Duration,
+    /// Longest wait for a command that changes the cluster (`clpgrp`, `clprsc`, `clpcfctrl
+    /// --push`, `clpcl`, `clpdown`): they return when CLUSTERPRO has finished.
+    pub operation_timeout: Duration,
+}
+
+impl CommandOptions {
+    /// The defaults for `os`: the install directory and temporary directory above, 2 minutes for
+    /// queries, 15 minutes for operations.
+    pub fn for_os(os: Os) -> Self {
+        let (bin_dir, work_dir) = match os {
+            Os::Windows => (Some(WINDOWS_BIN_DIR.to_owned()), WINDOWS_WORK_DIR),
+            Os::Linux => (None, LINUX_WORK_DIR),
+        };
+        CommandOptions {
+            bin_dir,
+            work_dir: work_dir.to_owned(),
+            query_timeout: Duration::from_mins(2),
+            operation_timeout: Duration::from_mins(15),
+        }
+    }
+}
+
+/// The state-directory folder where the configuration copies, md templates and the
+/// pending-resume marker of `cluster` live: `<state>/clpconf/<cluster>`.
+pub fn conf_dir(state_dir: &Path, cluster: &ClusterName) -> PathBuf {
+    state_dir.join("clpconf").join(cluster.as_str())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command text.
+
+/// One CLUSTERPRO command line. Only validated names, partitions and paths mirrorctl made are
+/// spliced into the arguments, and every argument is quoted for its shell anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Clp {
+    tool: &'static str,
+    args: Vec<String>,
+}
+
+impl Clp {
+    fn new<S: Into<String>>(tool: &'static str, args: impl IntoIterator<Item = S>) -> Self {
+        Clp { tool, args: args.into_iter().map(Into::into).collect() }
+    }
+
+    /// As an operator would type it (for messages).
+    fn line(&self) -> String {
+        std::iter::once(self.tool).chain(self.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// A script: optionally make a directory, run one command, remove a directory. The script's exit
+/// status is the command's.
+#[derive(Debug, Clone, Copy, Default)]
+struct Script<'a> {
+    make_dir: Option<&'a str>,
+    command: Option<&'a Clp>,
+    remove_dir: Option<&'a str>,
+}
+
+impl<'a> Script<'a> {
+    fn run(command: &'a Clp) -> Self {
+        Script { command: Some(command), ..Script::default() }
+    }
+}
+
+/// A word for `sh`: bare when it holds only safe characters, else single-quoted.
+fn sh_word(s: &str) -> String {
+    let plain = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
+    if plain { s.to_owned() } else { format!("'{}'", s.replace('\'', r"'\''")) }
+}
+
+/// A PowerShell single-quoted string.
+fn ps_word(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn render_sh(options: &CommandOptions, script: &Script<'_>) -> String {
+    let mut lines = Vec::new();
+    if let Some(d) = script.make_dir {
+        lines.push(format!("mkdir -p -m 700 -- {} || exit 1", sh_word(d)));
+    }
+    if let Some(c) = script.command {
+        let exe = match &options.bin_dir {
+            Some(dir) => sh_word(&format!("{}/{}", dir.trim_end_matches('/'), c.tool)),
+            None => c.tool.to_owned(),
+        };
+        let args: Vec<String> = c.args.iter().map(|a| sh_word(a)).collect();
+        lines.push(std::iter::once(exe).chain(args).collect::<Vec<_>>().join(" "));
+    }
+    if let Some(d) = script.remove_dir {
+        if script.command.is_some() {
+            lines.push("rc=$?".to_owned());
+        }
+        lines.push(format!("rm -rf -- {}", sh_word(d)));
+        if script.command.is_some() {
+            lines.push("exit $rc".to_owned());
+        }
+    }
+    lines.push(String::new());
+    lines.join("\n")
+}
+
+fn render_powershell(options: &CommandOptions, script: &Script<'_>) -> String {
+    let mut lines = Vec::new();
+    if let Some(d) = script.make_dir {
+        lines.push(format!("New-Item -ItemType Directory -Force -Path {} -ErrorAction Stop | Out-Null", ps_word(d)));
+    }
+    if let Some(c) = script.command {
+        if let Some(dir) = &options.bin_dir {
+            lines.push(format!("$exe = {}", ps_word(&format!("{}\\{}.exe", dir.trim_end_matches('\\'), c.tool))));
+            lines.push("if (-not (Test-Path -LiteralPath $exe)) {".to_owned());
+        } else {
+            lines.push(format!(
+                "$exe = (Get-Command {} -ErrorAction SilentlyContinue).Source",
+                ps_word(&format!("{}.exe", c.tool))
+            ));
+            lines.push("if (-not $exe) {".to_owned());
+        }
+        lines.push(format!(
+            "    [Console]::Error.WriteLine({}); exit {NOT_FOUND_STATUS}",
+            ps_word(&format!("mirrorctl: {}.exe not found", c.tool))
+        ));
+        lines.push("}".to_owned());
+        let args: Vec<String> = c.args.iter().map(|a| ps_word(a)).collect();
+        // A command that cannot even start leaves $LASTEXITCODE untouched: never read it as 0.
+        lines.push("$global:LASTEXITCODE = 1".to_owned());
+        lines.push(format!("& $exe {}", args.join(" ")).trim_end().to_owned());
+        lines.push("$rc = $LASTEXITCODE".to_owned());
+    }
+    if let Some(d) = script.remove_dir {
+        lines.push(format!("Remove-Item -LiteralPath {} -Recurse -Force -ErrorAction SilentlyContinue", ps_word(d)));
+    }
+    if script.command.is_some() {
+        lines.push("exit $rc".to_owned());
+    }
+    lines.push(String::new());
+    lines.join("\r\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The state directory.
+
+/// Copies of `clp.conf`, md templates and the pending-resume marker, under [`conf_dir`].
+#[derive(Debug, Clone)]
+struct ConfStore {
+    dir: PathBuf,
+}
+
+fn store_error(what: &str, path: &Path, e: &std::io::Error) -> PortError {
+    PortError::new(
+        "StateDirectory",
+        format!(
+            "cannot {what} {}: {e} (mirrorctl keeps clp.conf copies and md templates there before changing the \
+             cluster's configuration; fix the state directory)",
+            path.display()
+        ),
+        ErrorClass::NeedsHuman,
+    )
+}
+
+/// Makes a rename or a new file in `dir` durable (best effort).
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+impl ConfStore {
+    fn create_dir(&self) -> PortResult<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| store_error("create", &self.dir, &e))
+    }
+
+    /// Writes `bytes` to a new file `<UTC time>-<kind>.conf` (a numbered suffix when that name
+    /// exists): an earlier copy is never overwritten.
+    fn keep(&self, kind: &str, bytes: &[u8]) -> PortResult<PathBuf> {
+        self.create_dir()?;
+        let now = jiff::Timestamp::now();
+        let stamp = format!("{}{:03}Z", now.strftime("%Y%m%dT%H%M%S."), now.subsec_millisecond());
+        for n in 0u32.. {
+            let name = if n == 0 { format!("{stamp}-{kind}.conf") } else { format!("{stamp}-{kind}-{n}.conf") };
+            let path = self.dir.join(name);
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| store_error("write", &path, &e))?;
+                    sync_dir(&self.dir);
+                    return Ok(path);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(store_error("create", &path, &e)),
+            }
+        }
+        Err(store_error("name", &self.dir, &std::io::Error::other("no free file name")))
+    }
+
+    /// Replaces the file `name` whole: temp → fsync → rename → fsync of the directory.
+    fn replace(&self, name: &str, bytes: &[u8]) -> PortResult<()> {
+        self.create_dir()?;
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| store_error("write", &path, &e))?;
+        sync_dir(&self.dir);
+        Ok(())
+    }
+
+    fn template_name(resource: &ResourceName) -> String {
+        format!("template-{resource}.json")
+    }
+
+    fn save_template(&self, t: &MirrorTemplate) -> PortResult<()> {
+        let name = Self::template_name(t.resource());
+        let body = serde_json::to_vec_pretty(t)
+            .map_err(|e| store_error("encode", &self.dir.join(&name), &std::io::Error::other(e)))?;
+        self.replace(&name, &body)
+    }
+
+    fn load_template(&self, resource: &ResourceName) -> PortResult<Option<MirrorTemplate>> {
+        let path = self.dir.join(Self::template_name(resource));
+        match std::fs::read(&path) {
+            Ok(body) => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|e| store_error("read the md template", &path, &std::io::Error::other(e))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(store_error("read", &path, &e)),
+        }
+    }
+
+    fn pending_resume(&self) -> bool {
+        self.dir.join(PENDING_RESUME).exists()
+    }
+
+    fn set_pending_resume(&self, pushed: &Path) -> PortResult<()> {
+        let body = format!("{}\n", pushed.display());
+        self.replace(PENDING_RESUME, body.as_bytes())
+    }
+
+    fn clear_pending_resume(&self) -> PortResult<()> {
+        let path = self.dir.join(PENDING_RESUME);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                sync_dir(&self.dir);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(store_error("remove", &path, &e)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the cluster's state for error classification (pure).
+
+fn clp_err(code: &str, message: impl Into<String>, class: ErrorClass) -> PortError {
+    PortError::new(code, message, class)
+}
+
+/// What a failed call is, when the cluster's state says.
+type Verdict = Result<(), (&'static str, ErrorClass)>;
+
+fn pending(p: &Placement) -> bool {
+    matches!(p.state, ObjectState::OnlinePending | ObjectState::OfflinePending)
+}
+
+fn online_on(p: &Placement, server: &ServerName) -> bool {
+    p.state == ObjectState::Online && p.current.as_ref() == Some(server)
+}
+
+fn group_of<'a>(st: &'a ClusterStatus, group: &GroupName) -> PortResult<&'a Placement> {
+    st.groups
+        .get(group)
+        .ok_or_else(|| clp_err("GroupNotFound", format!("no group named {group}"), ErrorClass::NeedsHuman))
+}
+
+fn resource_of<'a>(st: &'a ClusterStatus, resource: &ResourceName) -> PortResult<&'a Placement> {
+    st.resources
+        .get(resource)
+        .ok_or_else(|| clp_err("ResourceNotFound", format!("no resource named {resource}"), ErrorClass::NeedsHuman))
+}
+
+fn server_known(st: &ClusterStatus, server: &ServerName) -> PortResult<()> {
+    if st.servers.contains_key(server) {
+        Ok(())
+    } else {
+        Err(clp_err("ServerNotFound", format!("no server named {server}"), ErrorClass::NeedsHuman))
+    }
+}
+
+fn busy(what: &str) -> PortError {
+    clp_err("GroupBusy", format!("{what} is changing state; another operation is in progress"), ErrorClass::Retryable)
+}
+
+fn where_(p: &Placement) -> String {
+    p.current.as_ref().map_or_else(|| "no server".to_owned(), ToString::to_string)
+}
+
+fn check_start_group(st: &ClusterStatus, group: &GroupName, server: &ServerName) -> PortResult<()> {
+    let p = group_of(st, group)?;
+    server_known(st, server)?;
+    if pending(p) {
+        return Err(busy(&format!("group {group}")));
+    }
+    if online_on(p, server) {
+        return Err(clp_err(
+            "GroupAlreadyStarted",
+            format!("{group} is already online on {server}"),
+            ErrorClass::AlreadyDone,
+        ));
+    }
+    if p.state == ObjectState::Online {
+        return Err(clp_err("GroupOnline", format!("{group} is online on {}", where_(p)), ErrorClass::NeedsHuman));
+    }
+    Ok(())
+}
+
+fn after_start_group(st: &ClusterStatus, group: &GroupName, server: &ServerName) -> Verdict {
+    let Some(p) = st.groups.get(group) else { return Err(("GroupNotFound", ErrorClass::NeedsHuman)) };
+    if online_on(p, server) {
+        Ok(())
+    } else if pending(p) {
+        Err(("GroupBusy", ErrorClass::Retryable))
+    } else if p.state == ObjectState::Online {
+        Err(("GroupOnline", ErrorClass::NeedsHuman))
+    } else {
+        Err(("GroupStartFailed", ErrorClass::NeedsHuman))
+    }
+}
+
+fn check_stop_group(st: &ClusterStatus, group: &GroupName) -> PortResult<Option<ServerName>> {
+    let p = group_of(st, group)?;
+    if pending(p) {
+        return Err(busy(&format!("group {group}")));
+    }
+    if p.state == ObjectState::Offline {
+        return Err(clp_err("GroupAlreadyStopped", format!("{group} is already offline"), ErrorClass::AlreadyDone));
+    }
+    Ok(p.current.clone())
+}
+
+fn after_stop_group(st: &ClusterStatus, group: &GroupName) -> Verdict {
+    match st.groups.get(group) {
+        None => Err(("GroupNotFound", ErrorClass::NeedsHuman)),
+        Some(p) if p.state == ObjectState::Offline => Ok(()),
+        Some(p) if pending(p) => Err(("GroupBusy", ErrorClass::Retryable)),
+        Some(_) => Err(("GroupStopFailed", ErrorClass::Retryable)),
+    }
+}
+
+fn check_move_group(st: &ClusterStatus, group: &GroupName, target: &ServerName) -> PortResult<()> {
+    let p = group_of(st, group)?;
+    server_known(st, target)?;
+    if pending(p) {
+        return Err(busy(&format!("group {group}")));
+    }
+    if online_on(p, target) {
+        return Err(clp_err(
+            "GroupAlreadyStarted",
+            format!("{group} is already online on {target}"),
+            ErrorClass::AlreadyDone,
+        ));
+    }
+    if p.state != ObjectState::Online {
+        return Err(clp_err("GroupOffline", format!("{group} is not online: nothing to move"), ErrorClass::NeedsHuman));
+    }
+    Ok(())
+}
+
+fn after_move_group(st: &ClusterStatus, group: &GroupName, target: &ServerName) -> Verdict {
+    match st.groups.get(group) {
+        None => Err(("GroupNotFound", ErrorClass::NeedsHuman)),
+        Some(p) if online_on(p, target) => Ok(()),
+        Some(p) if pending(p) => Err(("GroupBusy", ErrorClass::Retryable)),
+        Some(_) => Err(("GroupMoveFailed", ErrorClass::NeedsHuman)),
+    }
+}
+
+fn check_start_resource(st: &ClusterStatus, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
+    let p = resource_of(st, resource)?;
+    server_known(st, server)?;
+    if pending(p) {
+        return Err(busy(&format!("resource {resource}")));
+    }
+    if online_on(p, server) {
+        return Err(clp_err(
+            "ResourceAlreadyStarted",
+            format!("{resource} is already online on {server}"),
+            ErrorClass::AlreadyDone,
+        ));
+    }
+    if p.state == ObjectState::Online {
+        return Err(clp_err(
+            "ResourceOnline",
+            format!("{resource} is online on another server ({})", where_(p)),
+            ErrorClass::NeedsHuman,
+        ));
+    }
+    Ok(())
+}
+
+fn after_start_resource(st: &ClusterStatus, resource: &ResourceName, server: &ServerName) -> Verdict {
+    match st.resources.get(resource) {
+        None => Err(("ResourceNotFound", ErrorClass::NeedsHuman)),
+        Some(p) if online_on(p, server) => Ok(()),
+        Some(p) if pending(p) => Err(("GroupBusy", ErrorClass::Retryable)),
+        Some(p) if p.state == ObjectState::Online => Err(("ResourceOnline", ErrorClass::NeedsHuman)),
+        Some(_) => Err(("ResourceStartFailed", ErrorClass::NeedsHuman)),
+    }
+}
+
+fn check_stop_resource(st: &ClusterStatus, resource: &ResourceName) -> PortResult<Option<ServerName>> {
+    let p = resource_of(st, resource)?;
+    if pending(p) {
+        return Err(busy(&format!("resource {resource}")));
+    }
+    if p.state == ObjectState::Offline {
+        return Err(clp_err(
+            "ResourceAlreadyStopped",
+            format!("{resource} is already offline"),
+            ErrorClass::AlreadyDone,
+        ));
+    }
+    Ok(p.current.clone())
+}
+
+fn after_stop_resource(st: &ClusterStatus, resource: &ResourceName) -> Verdict {
+    match st.resources.get(resource) {
+        None => Err(("ResourceNotFound", ErrorClass::NeedsHuman)),
+        Some(p) if p.state == ObjectState::Offline => Ok(()),
+        Some(p) if pending(p) => Err(("GroupBusy", ErrorClass::Retryable)),
+        Some(_) => Err(("ResourceStopFailed", ErrorClass::Retryable)),
+    }
+}
+
+/// Whether anything of any group is online, pending or failed on `server`.
+fn used_on(st: &ClusterStatus, server: &ServerName) -> Option<String> {
+    st.groups
+        .iter()
+        .find(|(_, p)| p.state != ObjectState::Offline && p.current.as_ref() == Some(server))
+        .map(|(g, _)| g.to_string())
+}
+
+fn conf_error(e: ConfError) -> PortError {
+    match e {
+        ConfError::UnknownGroup(g) => {
+            clp_err("GroupNotFound", format!("clp.conf has no group named {g}"), ErrorClass::NeedsHuman)
+        }
+        ConfError::MissingGuid(_) => clp_err("PartitionNotFound", e.to_string(), ErrorClass::NeedsHuman),
+        other => clp_err("ClpConfUnreadable", other.to_string(), ErrorClass::NeedsHuman),
+    }
+}
+
+/// The error of a failed command, with the command's own message.
+fn failed(out: CommandOutput, what: &str, code: &str, class: ErrorClass) -> PortError {
+    let status = out.exit_code;
+    out.success(what, code, class)
+        .err()
+        .unwrap_or_else(|| clp_err(code, format!("{what} exited with status {status}"), class))
+}
+
+fn not_found(what: &str, out: CommandOutput) -> PortError {
+    failed(out, what, "ClpCommandNotFound", ErrorClass::NeedsHuman)
+}
+
+/// Why a server could not serve a command.
+#[derive(Debug)]
+enum Miss {
+    /// The transport could not run anything there.
+    Unreachable(PortError),
+    /// The command is not installed there (exit status 127).
+    Missing(String),
+    /// It is not a running cluster member, or the command failed there.
+    NotMember(String),
+    /// Its output could not be read.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for Miss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Miss::Unreachable(e) => write!(f, "not reachable ({e})"),
+            Miss::Missing(m) | Miss::NotMember(m) | Miss::Unreadable(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The error when no server could serve `what`.
+fn no_server(what: &str, misses: &[(ServerName, Miss)]) -> PortError {
+    let detail = misses.iter().map(|(s, m)| format!("{s}: {m}")).collect::<Vec<_>>().join("; ");
+    if misses.iter().any(|(_, m)| matches!(m, Miss::Unreadable(_))) {
+        return clp_err("ClpOutputUnreadable", format!("`{what}`: {detail}"), ErrorClass::NeedsHuman);
+    }
+    if !misses.is_empty() && misses.iter().all(|(_, m)| matches!(m, Miss::Missing(_))) {
+        return clp_err(
+            "ClpCommandNotFound",
+            format!(
+                "`{what}` is not installed on any server ({detail}): is CLUSTERPRO installed, and is the command directory right?"
+            ),
+            ErrorClass::NeedsHuman,
+        );
+    }
+    clp_err(
+        "ClusterUnreachable",
+        format!("no server ran `{what}` as a running cluster member: {detail}"),
+        ErrorClass::Retryable,
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The adapter.
+
+/// The [`Cluster`] port over `clp*` commands run through a [`Transport`].
+pub struct CommandCluster {
+    cluster: ClusterName,
+    os: Os,
+    servers: Vec<ServerName>,
+    transport: Arc<dyn Transport>,
+    options: CommandOptions,
+    store: ConfStore,
+    /// The server that last answered as a running member.
+    preferred: Mutex<Option<ServerName>>,
+    /// One completion of a pending suspend/resume at a time.
+    resume: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for CommandCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandCluster")
+            .field("cluster", &self.cluster)
+            .field("os", &self.os)
+            .field("servers", &self.servers)
+            .field("options", &self.options)
+            .field("state", &self.store.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A `clp.conf` pulled from a node, still in its directory there (with the scripts
+/// `clpcfctrl --pull` wrote beside it, which a push from that directory keeps).
+struct Pulled {
+    server: ServerName,
+    dir: String,
+    text: String,
+}
+
+impl CommandCluster {
+    /// The port for the cluster `spec` (its name, OS and servers, in the order they are tried),
+    /// running commands through `transport`, keeping configuration copies under `state_dir`
+    /// (the daemon's state directory), with the defaults of [`CommandOptions::for_os`].
+    pub fn new(spec: &ClusterSpec, transport: Arc<dyn Transport>, state_dir: &Path) -> Self {
+        Self::with_options(spec, transport, state_dir, CommandOptions::for_os(spec.os))
+    }
+
+    /// [`CommandCluster::new`] with explicit options.
+    pub fn with_options(
+        spec: &ClusterSpec,
+        transport: Arc<dyn Transport>,
+        state_dir: &Path,
+        options: CommandOptions,
+    ) -> Self {
+        CommandCluster {
+            cluster: spec.name.clone(),
+            os: spec.os,
+            servers: spec.servers.iter().map(|s| s.name.clone()).collect(),
+            transport,
+            options,
+            store: ConfStore { dir: conf_dir(state_dir, &spec.name) },
+            preferred: Mutex::new(None),
+            resume: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Where this cluster's `clp.conf` copies and md templates are kept.
+    pub fn conf_dir(&self) -> &Path {
+        &self.store.dir
+    }
+
+    fn shell(&self) -> Shell {
+        match self.os {
+            Os::Windows => Shell::PowerShell,
+            Os::Linux => Shell::Sh,
+        }
+    }
+
+    fn render(&self, script: &Script<'_>) -> String {
+        match self.os {
+            Os::Windows => render_powershell(&self.options, script),
+            Os::Linux => render_sh(&self.options, script),
+        }
+    }
+
+    /// `name` inside the node directory `dir`.
+    fn node_path(&self, dir: &str, name: &str) -> String {
+        match self.os {
+            Os::Windows => format!("{}\\{name}", dir.trim_end_matches('\\')),
+            Os::Linux => format!("{}/{name}", dir.trim_end_matches('/')),
+        }
+    }
+
+    /// A fresh temporary directory name on the node.
+    fn temp_dir(&self) -> String {
+        let nonce: u32 = rand::random();
+        self.node_path(&self.options.work_dir, &format!("{TEMP_PREFIX}{nonce:08x}"))
+    }
+
+    /// The servers, the preferred one first.
+    fn order(&self) -> Vec<ServerName> {
+        let preferred = self.preferred.lock().ok().and_then(|p| p.clone());
+        let mut order = self.servers.clone();
+        if let Some(p) = preferred
+            && let Some(i) = order.iter().position(|s| *s == p)
+        {
+            order[..=i].rotate_right(1);
+        }
+        order
+    }
+
+    fn prefer(&self, server: &ServerName) {
+        if let Ok(mut p) = self.preferred.lock() {
+            *p = Some(server.clone());
+        }
+    }
+
+    async fn exec(&self, server: &ServerName, script: &Script<'_>, timeout: Duration) -> PortResult<CommandOutput> {
+        self.transport.run(server, self.shell(), &self.render(script), timeout).await
+    }
+
+    /// Removes a temporary directory on `server`; a failure only leaves a directory behind.
+    async fn cleanup(&self, server: &ServerName, dir: &str) {
+        let script = Script { remove_dir: Some(dir), ..Script::default() };
+        match self.exec(server, &script, self.options.query_timeout).await {
+            Ok(out) if out.exit_code == 0 => {}
+            Ok(out) => {
+                tracing::warn!(%server, dir, stderr = %out.stderr.trim(), "could not remove a temporary directory");
+            }
+            Err(e) => tracing::warn!(%server, dir, error = %e, "could not remove a temporary directory"),
+        }
+    }
+
+    /// `clpstat` on `server`, which must show `server` itself as a running member.
+    async fn clpstat_on(&self, server: &ServerName) -> Result<ClusterStatus, Miss> {
+        let cmd = Clp::new("clpstat", Vec::<String>::new());
+        let out = self.exec(server, &Script::run(&cmd), self.options.query_timeout).await.map_err(Miss::Unreachable)?;
+        if out.exit_code == NOT_FOUND_STATUS {
+            return Err(Miss::Missing(format!("clpstat not found: {}", out.stderr.trim())));
+        }
+        if out.exit_code != 0 {
+            let said = if out.stderr.trim().is_empty() { out.stdout.trim() } else { out.stderr.trim() };
+            return Err(Miss::NotMember(format!("clpstat exited with status {}: {said}", out.exit_code)));
+        }
+        let st = parse::parse_clpstat(&out.stdout).map_err(|e| Miss::Unreadable(e.to_string()))?;
+        if st.servers.get(server) == Some(&true) {
+            Ok(st)
+        } else {
+            Err(Miss::NotMember("not a running cluster member".to_owned()))
+        }
+    }
+
+    /// The cluster's status, from a server that is a running member, and that server.
+    async fn live_status(&self) -> PortResult<(ServerName, ClusterStatus)> {
+        let mut misses = Vec::new();
+        for s in self.order() {
+            match self.clpstat_on(&s).await {
+                Ok(st) => {
+                    self.prefer(&s);
+                    return Ok((s, st));
+                }
+                Err(m) => misses.push((s, m)),
+            }
+        }
+        Err(no_server("clpstat", &misses))
+    }
+
+    /// Runs a reading script on the first server that can (see the module doc). A failure on a
+    /// running member is returned as its output; the script's `make_dir` is removed where the
+    /// server was skipped.
+    async fn query(&self, script: &Script<'_>, what: &str) -> PortResult<(ServerName, CommandOutput)> {
+        let mut misses = Vec::new();
+        for s in self.order() {
+            let miss = match self.exec(&s, script, self.options.query_timeout).await {
+                Err(e) => Miss::Unreachable(e),
+                Ok(out) if out.exit_code == 0 => {
+                    self.prefer(&s);
+                    return Ok((s, out));
+                }
+                Ok(out) if out.exit_code == NOT_FOUND_STATUS => {
+                    Miss::Missing(format!("not found: {}", out.stderr.trim()))
+                }
+                Ok(out) => match self.clpstat_on(&s).await {
+                    Ok(_) => return Ok((s, out)),
+                    Err(m) => m,
+                },
+            };
+            if let Some(d) = script.make_dir
+                && !matches!(miss, Miss::Unreachable(_))
+            {
+                self.cleanup(&s, d).await;
+            }
+            misses.push((s, miss));
+        }
+        Err(no_server(what, &misses))
+    }
+
+    /// Runs a mutating command on `server` (a running member). On failure, the cluster is looked
+    /// at again: `verdict` says whether the goal holds anyway, or which error it is.
+    async fn act(&self, server: &ServerName, cmd: &Clp, verdict: impl Fn(&ClusterStatus) -> Verdict) -> PortResult<()> {
+        let what = format!("`{}` on {server}", cmd.line());
+        let out = self.exec(server, &Script::run(cmd), self.options.operation_timeout).await?;
+        if out.exit_code == 0 {
+            return Ok(());
+        }
+        if out.exit_code == NOT_FOUND_STATUS {
+            return Err(not_found(&what, out));
+        }
+        let (_, st) = self.live_status().await?;
+        match verdict(&st) {
+            Ok(()) => Ok(()),
+            Err((code, class)) => Err(failed(out, &what, code, class)),
+        }
+    }
+
+    /// Completes a suspend/resume a crash left pending (see the module doc).
+    async fn finish_pending_resume(&self) -> PortResult<()> {
+        if !self.store.pending_resume() {
+            return Ok(());
+        }
+        let _one = self.resume.lock().await;
+        if !self.store.pending_resume() {
+            return Ok(());
+        }
+        tracing::warn!(cluster = %self.cluster, "a pushed configuration was not followed by a resume: completing it");
+        let (on, _) = self.live_status().await?;
+        self.suspend_resume(&on, true).await?;
+        self.store.clear_pending_resume()
+    }
+
+    /// `clpcl --suspend` then `clpcl --resume` on `server`. With `tolerant`, a failed suspend is
+    /// ignored (the cluster may already be suspended).
+    async fn suspend_resume(&self, server: &ServerName, tolerant: bool) -> PortResult<()> {
+        for (arg, code) in [("--suspend", "ClusterSuspendFailed"), ("--resume", "ClusterResumeFailed")] {
+            let cmd = Clp::new("clpcl", [arg]);
+            let what = format!("`{}` on {server}", cmd.line());
+            let out = self.exec(server, &Script::run(&cmd), self.options.operation_timeout).await?;
+            if out.exit_code == NOT_FOUND_STATUS {
+                return Err(not_found(&what, out));
+            }
+            if out.exit_code != 0 {
+                if tolerant && arg == "--suspend" {
+                    tracing::info!(%server, stderr = %out.stderr.trim(), "clpcl --suspend failed; resuming anyway");
+                    continue;
+                }
+                return Err(failed(out, &what, code, ErrorClass::Retryable));
+            }
+        }
+        Ok(())
+    }
+
+    fn pull_command(&self, dir: &str) -> Clp {
+        let os_flag = match self.os {
+            Os::Windows => "-w",
+            Os::Linux => "-l",
+        };
+        Clp::new("clpcfctrl", ["--pull", os_flag, "-x", dir])
+    }
+
+    fn push_command(&self, dir: &str) -> Clp {
+        let os_flag = match self.os {
+            Os::Windows => "-w",
+            Os::Linux => "-l",
+        };
+        Clp::new("clpcfctrl", ["--push", os_flag, "-x", dir])
+    }
+
+    /// Reads `dir/clp.conf` on `server` as text.
+    async fn read_conf(&self, server: &ServerName, dir: &str) -> PortResult<String> {
+        let path = PathBuf::from(self.node_path(dir, CONF_FILE));
+        let bytes = self.transport.read_file(server, self.shell(), &path).await?;
+        String::from_utf8(bytes).map_err(|e| {
+            clp_err(
+                "ClpConfUnreadable",
+                format!(
+                    "{} on {server} is not UTF-8 text ({e}); mirrorctl edits UTF-8 or ASCII files only",
+                    path.display()
+                ),
+                ErrorClass::NeedsHuman,
+            )
+        })
+    }
+
+    /// `clpcfctrl --pull` into a temporary directory on `server` (or the first server that can),
+    /// then the file's text. The caller removes the directory ([`Self::cleanup`]).
+    async fn pull(&self, server: Option<&ServerName>) -> PortResult<Pulled> {
+        let dir = self.temp_dir();
+        let cmd = self.pull_command(&dir);
+        let script = Script { make_dir: Some(&dir), command: Some(&cmd), remove_dir: None };
+        let what = format!("`{}`", cmd.line());
+        let (on, out) = match server {
+            Some(s) => (s.clone(), self.exec(s, &script, self.options.query_timeout).await?),
+            None => self.query(&script, &cmd.line()).await?,
+        };
+        if out.exit_code != 0 {
+            self.cleanup(&on, &dir).await;
+            if out.exit_code == NOT_FOUND_STATUS {
+                return Err(not_found(&format!("{what} on {on}"), out));
+            }
+            return Err(failed(out, &format!("{what} on {on}"), "ConfigPullFailed", ErrorClass::Retryable));
+        }
+        match self.read_conf(&on, &dir).await {
+            Ok(text) => Ok(Pulled { server: on, dir, text }),
+            Err(e) => {
+                self.cleanup(&on, &dir).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The volume GUID of the partition with drive letter `letter` on `server`.
+    async fn guid_of(&self, server: &ServerName, letter: char) -> PortResult<String> {
+        let cmd = Clp::new("clpdiskctrl", ["get".to_owned(), "guid".to_owned(), format!("{letter}:\\")]);
+        let what = format!("`{}` on {server}", cmd.line());
+        let out = self.exec(server, &Script::run(&cmd), self.options.query_timeout).await?;
+        if out.exit_code == NOT_FOUND_STATUS {
+            return Err(not_found(&what, out));
+        }
+        if out.exit_code != 0 {
+            return Err(failed(out, &what, "PartitionNotFound", ErrorClass::NeedsHuman));
+        }
+        parse::parse_clpdiskctrl_guid(&out.stdout)
+            .map_err(|e| clp_err("ClpOutputUnreadable", format!("{what}: {e}"), ErrorClass::NeedsHuman))
+    }
+
+    /// Windows: every server's GUIDs of `def`'s data and cluster partitions, captured now.
+    async fn capture_guids(&self, def: &MdDefinition, guids: &mut GuidSource) -> PortResult<()> {
+        let (Partition::Letter(data), Partition::Letter(cluster)) = (&def.data_partition, &def.cluster_partition)
+        else {
+            return Ok(());
+        };
+        let answers = futures::future::join_all(self.servers.iter().map(|s| async move {
+            let (d, c) = futures::join!(self.guid_of(s, *data), self.guid_of(s, *cluster));
+            Ok::<_, PortError>((s.clone(), VolumeGuids { data: d?, cluster: c? }))
+        }))
+        .await;
+        for a in answers {
+            let (s, g) = a?;
+            guids.insert(s, g);
+        }
+        Ok(())
+    }
+
+    /// The groups whose md resource `changes` remove or add; checks the groups `changes` name
+    /// exist in `config`.
+    fn md_groups(config: &ClusterConfig, changes: &[ConfigChange]) -> PortResult<Vec<GroupName>> {
+        let mut groups = Vec::new();
+        for c in changes {
+            match c {
+                ConfigChange::RemoveMirror { resource } => {
+                    groups.extend(config.mirror(resource).map(|m| m.group.clone()));
+                }
+                ConfigChange::AddMirror(def) => {
+                    if !config.group_auto_start.contains_key(&def.group) {
+                        return Err(conf_error(ConfError::UnknownGroup(def.group.to_string())));
+                    }
+                    groups.push(def.group.clone());
+                }
+                ConfigChange::SetGroupAutoStart { group, .. } => {
+                    if !config.group_auto_start.contains_key(group) {
+                        return Err(conf_error(ConfError::UnknownGroup(group.to_string())));
+                    }
+                }
+            }
+        }
+        Ok(groups)
+    }
+
+    /// The simulator's conditions for a push, on fresh observation: every server a running
+    /// member, and the groups of the md resources being changed offline (not changing state).
+    fn check_push(st: &ClusterStatus, md_groups: &[GroupName]) -> PortResult<()> {
+        if let Some((down, _)) = st.servers.iter().find(|(_, member)| !**member) {
+            return Err(clp_err(
+                "ServerDown",
+                format!("{down} is not a cluster member: the configuration cannot be applied"),
+                ErrorClass::Retryable,
+            ));
+        }
+        for g in md_groups {
+            if let Some(p) = st.groups.get(g) {
+                if pending(p) {
+                    return Err(busy(&format!("group {g}")));
+                }
+                if p.state != ObjectState::Offline {
+                    return Err(clp_err(
+                        "GroupOnline",
+                        format!(
+                            "group {g} must be offline to change its md resource (it is {:?} on {})",
+                            p.state,
+                            where_(p)
+                        ),
+                        ErrorClass::NeedsHuman,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Captures and stores the templates of the md resources `changes` remove; loads those of the
+    /// md resources they add back.
+    fn templates(
+        &self,
+        pulled: &str,
+        config: &ClusterConfig,
+        changes: &[ConfigChange],
+    ) -> PortResult<Vec<MirrorTemplate>> {
+        let mut templates = Vec::new();
+        for c in changes {
+            match c {
+                ConfigChange::RemoveMirror { resource } => {
+                    if let Some(t) = MirrorTemplate::capture(pulled, resource).map_err(conf_error)? {
+                        self.store.save_template(&t)?;
+                        templates.push(t);
+                    }
+                }
+                ConfigChange::AddMirror(def) if config.mirror(&def.resource).is_none() => {
+                    if templates.iter().any(|t| t.resource() == &def.resource) {
+                        continue;
+                    }
+                    let Some(t) = self.store.load_template(&def.resource)? else {
+                        return Err(clp_err(
+                            "MirrorTemplateMissing",
+                            format!(
+                                "md resource {} is not in clp.conf and mirrorctl has no template of it in {}: it \
+                                 cannot be re-added with its network, mount and monitor settings. Re-add it with \
+                                 Cluster WebUI (initial mirror construction off only if both sides are identical), \
+                                 using the clp.conf copies pulled before the removal (*-pulled.conf in that directory)",
+                                def.resource,
+                                self.store.dir.display()
+                            ),
+                            ErrorClass::NeedsHuman,
+                        ));
+                    };
+                    templates.push(t);
+                }
+                _ => {}
+            }
+        }
+        Ok(templates)
+    }
+
+    /// Keeps the pulled copy, checks the change against the cluster's state, stores or loads md
+    /// templates, captures Windows GUIDs and edits the text. `None`: the file already says what
+    /// `changes` ask for. Returns the edited text and the groups of the md resources changed.
+    async fn prepare(
+        &self,
+        st: &ClusterStatus,
+        pulled: &Pulled,
+        changes: &[ConfigChange],
+    ) -> PortResult<Option<(String, Vec<GroupName>)>> {
+        let kept = self.store.keep("pulled", pulled.text.as_bytes())?;
+        tracing::info!(cluster = %self.cluster, server = %pulled.server, copy = %kept.display(), "clp.conf pulled and kept");
+        let config = conf::read_config(&pulled.text, self.os).map_err(conf_error)?;
+        let md_groups = Self::md_groups(&config, changes)?;
+        Self::check_push(st, &md_groups)?;
+        let templates = self.templates(&pulled.text, &config, changes)?;
+        let mut guids = GuidSource::new();
+        for c in changes {
+            if let ConfigChange::AddMirror(def) = c {
+                self.capture_guids(def, &mut guids).await?;
+            }
+        }
+        let edited =
+            conf::apply_changes_with_templates(&pulled.text, changes, &guids, &templates).map_err(conf_error)?;
+        Ok((edited != pulled.text).then_some((edited, md_groups)))
+    }
+
+    /// Replaces the pulled file with `edited`, pushes its directory (which the push script then
+    /// removes), then suspends and resumes the cluster.
+    async fn push(&self, pulled: &Pulled, edited: &str, md_groups: &[GroupName]) -> PortResult<()> {
+        let (server, dir) = (&pulled.server, pulled.dir.as_str());
+        let pushed = self.store.keep("pushed", edited.as_bytes())?;
+        self.store.set_pending_resume(&pushed)?;
+        let path = PathBuf::from(self.node_path(dir, CONF_FILE));
+        if let Err(e) = self.transport.write_file(server, self.shell(), &path, edited.as_bytes()).await {
+            self.cleanup(server, dir).await;
+            self.store.clear_pending_resume()?;
+            return Err(e);
+        }
+        let cmd = self.push_command(dir);
+        let what = format!("`{}` on {server}", cmd.line());
+        let script = Script { make_dir: None, command: Some(&cmd), remove_dir: Some(dir) };
+        let out = self.exec(server, &script, self.options.operation_timeout).await?;
+        if out.exit_code != 0 {
+            // Nothing was uploaded: no suspend/resume is owed.
+            self.store.clear_pending_resume()?;
+            if out.exit_code == NOT_FOUND_STATUS {
+                return Err(not_found(&what, out));
+            }
+            let (_, st) = self.live_status().await?;
+            let (code, class) = match Self::check_push(&st, md_groups) {
+                Err(refused) => (refused.code, refused.class),
+                Ok(()) => ("ConfigPushFailed".to_owned(), ErrorClass::NeedsHuman),
+            };
+            return Err(failed(out, &what, &code, class));
+        }
+        tracing::info!(cluster = %self.cluster, %server, pushed = %pushed.display(), "clp.conf pushed; suspending and resuming the cluster");
+        self.suspend_resume(server, false).await?;
+        self.store.clear_pending_resume()
+    }
+}
+
+#[async_trait::async_trait]
+impl Cluster for CommandCluster {
+    async fn status(&self) -> PortResult<ClusterStatus> {
+        Ok(self.live_status().await?.1)
+    }
+
+    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<()> {
+        self.finish_pending_resume().await?;
+        let (on, st) = self.live_status().await?;
+        check_start_group(&st, group, server)?;
+        let cmd = Clp::new("clpgrp", ["-s", group.as_str(), "-h", server.as_str()]);
+        self.act(&on, &cmd, |st| after_start_group(st, group, server)).await
+    }
+
+    async fn stop_group(&self, group: &GroupName) -> PortResult<()> {
+        self.finish_pending_resume().await?;
+        let (on, st) = self.live_status().await?;
+        let current = check_stop_group(&st, group)?;
+        let mut args = vec!["-t".to_owned(), group.to_string()];
+        if let Some(c) = current {
+            args.extend(["-h".to_owned(), c.to_string()]);
+        }
+        let cmd = Clp::new("clpgrp", args);
+        self.act(&on, &cmd, |st| after_stop_group(st, group)).await
+    }
+
+    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<()> {
+        self.finish_pending_resume().await?;
+        let (on, st) = self.live_status().await?;
+        check_move_group(&st, group, target)?;
+        let cmd = Clp::new("clpgrp", ["-m", group.as_str(), "-h", target.as_str()]);
+        self.act(&on, &cmd, |st| after_move_group(st, group, target)).await
+    }
+
+    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
+        self.finish_pending_resume().await?;
+        let (on, st) = self.live_status().await?;
+        check_start_resource(&st, resource, server)?;
+        // -f: also start the resources it depends on (the port's contract).
+        let cmd = Clp::new("clprsc", ["-s", resource.as_str(), "-h", server.as_str(), "-f"]);
+        self.act(&on, &cmd, |st| after_start_resource(st, resource, server)).await
+    }
+
+    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<()> {
+        self.finish_pending_resume().await?;
+        let (on, st) = self.live_status().await?;
+        let current = check_stop_resource(&st, resource)?;
+        let mut args = vec!["-t".to_owned(), resource.to_string()];
+        if let Some(c) = current {
+            args.extend(["-h".to_owned(), c.to_string()]);
+        }
+        // -f: also stop the resources that depend on it (the port's contract).
+        args.push("-f".to_owned());
+        let cmd = Clp::new("clprsc", args);
+        self.act(&on, &cmd, |st| after_stop_resource(st, resource)).await
+    }
+
+    async fn shutdown_server(&self, server: &ServerName) -> PortResult<()> {
+        self.finish_pending_resume().await?;
+        let (_, st) = self.live_status().await?;
+        server_known(&st, server)?;
+        if let Some(g) = used_on(&st, server) {
+            return Err(clp_err(
+                "GroupOnline",
+                format!("group {g} is online on {server}; move or stop it first"),
+                ErrorClass::NeedsHuman,
+            ));
+        }
+        let member = st.servers.get(server) == Some(&true);
+        let cmd = Clp::new("clpdown", Vec::<String>::new());
+        let what = format!("`{}` on {server}", cmd.line());
+        let gone = |st: &ClusterStatus| st.servers.get(server) != Some(&true);
+        match self.exec(server, &Script::run(&cmd), self.options.operation_timeout).await {
+            // Unreachable and not a member: it is down already.
+            Err(e) if !member => Err(clp_err(
+                "ServerAlreadyDown",
+                format!("{server} is not a cluster member and cannot be reached ({e})"),
+                ErrorClass::AlreadyDone,
+            )),
+            // The answer may be lost because the OS went down under the command.
+            Err(e) => match self.live_status().await {
+                Ok((_, st)) if gone(&st) => Ok(()),
+                _ => Err(e),
+            },
+            Ok(out) if out.exit_code == 0 => Ok(()),
+            Ok(out) if out.exit_code == NOT_FOUND_STATUS => Err(not_found(&what, out)),
+            // Reachable but not (yet) a member: it is still starting.
+            Ok(out) if !member => Err(failed(out, &what, "ServerDown", ErrorClass::Retryable)),
+            Ok(out) => {
+                let (_, st) = self.live_status().await?;
+                if gone(&st) {
+                    Ok(())
+                } else if used_on(&st, server).is_some() {
+                    Err(failed(out, &what, "GroupOnline", ErrorClass::NeedsHuman))
+                } else {
+                    Err(failed(out, &what, "ServerShutdownFailed", ErrorClass::NeedsHuman))
+                }
+            }
+        }
+    }
+
+    async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
+        let cmd = Clp::new("clpmdstat", ["-m", resource.as_str()]);
+        let (on, out) = self.query(&Script::run(&cmd), &cmd.line()).await?;
+        let what = format!("`{}` on {on}", cmd.line());
+        if out.exit_code == 0 {
+            return parse::parse_clpmdstat_mirror(&out.stdout)
+                .map_err(|e| clp_err("ClpOutputUnreadable", format!("{what}: {e}"), ErrorClass::NeedsHuman));
+        }
+        // Failed on a running member: is it an md resource at all?
+        let list = Clp::new("clpmdstat", ["-l"]);
+        let (_, listed) = self.query(&Script::run(&list), &list.line()).await?;
+        if listed.exit_code == 0
+            && let Ok(names) = parse::parse_clpmdstat_list(&listed.stdout)
+            && !names.contains(resource)
+        {
+            return Err(failed(out, &what, "ResourceNotFound", ErrorClass::NeedsHuman));
+        }
+        Err(failed(out, &what, "MirrorStatusFailed", ErrorClass::Retryable))
+    }
+
+    async fn config(&self) -> PortResult<ClusterConfig> {
+        let pulled = self.pull(None).await?;
+        self.cleanup(&pulled.server, &pulled.dir).await;
+        conf::read_config(&pulled.text, self.os).map_err(conf_error)
+    }
+
+    async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.finish_pending_resume().await?;
+        let (on, st) = self.live_status().await?;
+        let pulled = self.pull(Some(&on)).await?;
+        match self.prepare(&st, &pulled, changes).await {
+            Ok(Some((edited, md_groups))) => self.push(&pulled, &edited, &md_groups).await,
+            Ok(None) => {
+                tracing::info!(cluster = %self.cluster, "configuration already as wanted: nothing pushed");
+                self.cleanup(&pulled.server, &pulled.dir).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.cleanup(&pulled.server, &pulled.dir).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn srv(s: &str) -> ServerName {
+        ServerName::parse(s).expect("server")
+    }
+
+    #[test]
+    fn words_are_quoted_for_their_shell() {
+        assert_eq!(sh_word("failover-1.a"), "failover-1.a");
+        assert_eq!(sh_word("/tmp/a b"), "'/tmp/a b'");
+        assert_eq!(sh_word("it's"), r"'it'\''s'");
+        assert_eq!(sh_word(""), "''");
+        assert_eq!(ps_word(r"C:\a'b"), r"'C:\a''b'");
+    }
+
+    #[test]
+    fn sh_script_keeps_the_command_status_through_cleanup() {
+        let options = CommandOptions::for_os(Os::Linux);
+        let cmd = Clp::new("clpcfctrl", ["--push", "-l", "-x", "/tmp/d"]);
+        let s = render_sh(&options, &Script { make_dir: None, command: Some(&cmd), remove_dir: Some("/tmp/d") });
+        assert_eq!(s, "clpcfctrl --push -l -x /tmp/d\nrc=$?\nrm -rf -- /tmp/d\nexit $rc\n");
+        let with_dir = CommandOptions { bin_dir: Some("/opt/clp bin/".into()), ..options };
+        assert_eq!(
+            render_sh(&with_dir, &Script::run(&Clp::new("clpstat", Vec::<String>::new()))),
+            "'/opt/clp bin/clpstat'\n"
+        );
+    }
+
+    #[test]
+    fn classification_follows_the_state() {
+        let g = GroupName::parse("failover").expect("group");
+        let mut st = ClusterStatus::default();
+        st.servers.insert(srv("s1"), true);
+        st.servers.insert(srv("s2"), true);
+        st.groups.insert(g.clone(), Placement { state: ObjectState::Online, current: Some(srv("s1")) });
+        assert_eq!(check_start_group(&st, &g, &srv("s1")).expect_err("started").class, ErrorClass::AlreadyDone);
+        assert_eq!(check_start_group(&st, &g, &srv("s2")).expect_err("elsewhere").code, "GroupOnline");
+        assert_eq!(check_start_group(&st, &g, &srv("s3")).expect_err("unknown").code, "ServerNotFound");
+        assert_eq!(after_move_group(&st, &g, &srv("s2")), Err(("GroupMoveFailed", ErrorClass::NeedsHuman)));
+        assert_eq!(after_move_group(&st, &g, &srv("s1")), Ok(()));
+        st.groups.insert(g.clone(), Placement { state: ObjectState::OnlinePending, current: Some(srv("s2")) });
+        assert_eq!(check_stop_group(&st, &g).expect_err("busy").class, ErrorClass::Retryable);
+        st.groups.insert(g.clone(), Placement { state: ObjectState::OnlineFailure, current: Some(srv("s2")) });
+        assert_eq!(after_start_group(&st, &g, &srv("s2")), Err(("GroupStartFailed", ErrorClass::NeedsHuman)));
+        assert_eq!(used_on(&st, &srv("s2")), Some("failover".to_owned()));
+        assert_eq!(check_move_group(&st, &g, &srv("s1")).expect_err("offline").code, "GroupOffline");
+    }
+
+    #[test]
+    fn order_puts_the_preferred_server_first() {
+        let c = CommandCluster {
+            cluster: ClusterName::parse("c").expect("name"),
+            os: Os::Linux,
+            servers: vec![srv("a"), srv("b")],
+            transport: Arc::new(crate::adapters::node::transport::LocalTransport::new()),
+            options: CommandOptions::for_os(Os::Linux),
+            store: ConfStore { dir: PathBuf::from("/nonexistent") },
+            preferred: Mutex::new(None),
+            resume: tokio::sync::Mutex::new(()),
+        };
+        assert_eq!(c.order(), vec![srv("a"), srv("b")]);
+        c.prefer(&srv("b"));
+        assert_eq!(c.order(), vec![srv("b"), srv("a")]);
+    }
+
+    #[test]
+    fn kept_copies_are_never_overwritten() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = ConfStore { dir: dir.path().join("clpconf").join("c") };
+        let a = store.keep("pulled", b"one").expect("keep");
+        let b = store.keep("pulled", b"two").expect("keep");
+        assert_ne!(a, b);
+        assert_eq!(std::fs::read(&a).expect("a"), b"one");
+        assert_eq!(std::fs::read(&b).expect("b"), b"two");
+        assert!(!store.pending_resume());
+        store.set_pending_resume(&a).expect("mark");
+        assert!(store.pending_resume());
+        store.clear_pending_resume().expect("clear");
+        store.clear_pending_resume().expect("clear twice");
+        assert!(!store.pending_resume());
+    }
+}

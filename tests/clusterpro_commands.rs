@@ -1,0 +1,765 @@
+//! The CLUSTERPRO port over commands (`CommandCluster`): every method run through `LocalTransport`
+//! and fake `clp*` executables backed by the simulated world (`support::fake_clp`); its errors
+//! compared with the simulator's own port for the same situations; the clp.conf copies and md
+//! templates it keeps in the state directory, across a "crash"; the Windows command text (golden,
+//! PowerShell cannot run here) through a scripted transport; and a full Linux backup and restore
+//! through the real reconcile loop with this port as the cluster, checked with the data oracle.
+//!
+//! Real tokio time (the fake tools are child processes): the worlds run `SPEED` times faster.
+
+mod common;
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Lab, assert_backup_captured, assert_restored, example, with_backups, with_restore};
+use mirrorctl::adapters::clusterpro::commands::{CommandCluster, CommandOptions, PENDING_RESUME, TEMP_PREFIX};
+use mirrorctl::adapters::node::transport::{CommandOutput, Shell, Transport};
+use mirrorctl::ids::{GroupName, ResourceName, ServerName};
+use mirrorctl::plan::Action;
+use mirrorctl::ports::cluster::{Cluster, ConfigChange, MdDefinition, ObjectState};
+use mirrorctl::ports::{Clock as _, ErrorClass, PortResult, Ports};
+use mirrorctl::reconcile::{Context, Settled, reconcile};
+use mirrorctl::sim::{Scenario, SimWorld};
+use mirrorctl::spec::{Os, Partition, Spec};
+use support::fake_clp::FakeClp;
+
+/// Model seconds per real second.
+const SPEED: f64 = 100.0;
+
+fn srv(s: &str) -> ServerName {
+    ServerName::parse(s).expect("server")
+}
+
+fn res(s: &str) -> ResourceName {
+    ResourceName::parse(s).expect("resource")
+}
+
+fn grp(s: &str) -> GroupName {
+    GroupName::parse(s).expect("group")
+}
+
+/// A Linux world, its fake tools, a state directory and a node work directory.
+struct Rig {
+    world: Arc<SimWorld>,
+    fake: Arc<FakeClp>,
+    dir: tempfile::TempDir,
+    spec: Spec,
+}
+
+impl Rig {
+    async fn new(os: Os, seed: u64) -> Rig {
+        let scenario = match os {
+            Os::Linux => Scenario::linux(),
+            Os::Windows => Scenario::windows_runbook(),
+        };
+        let world = SimWorld::new(scenario, seed, SPEED);
+        let fake = Arc::new(FakeClp::start(world.clone()).await);
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("node-tmp")).expect("node tmp");
+        Rig { world, fake, dir, spec: example(os) }
+    }
+
+    async fn linux(seed: u64) -> Rig {
+        Rig::new(Os::Linux, seed).await
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn node_tmp(&self) -> PathBuf {
+        self.dir.path().join("node-tmp")
+    }
+
+    /// A new adapter instance (as after a process restart) on `state_dir`.
+    /// On Windows, the adapter's PowerShell scripts run as sh through [`PsShim`].
+    fn cmd_with_state(&self, state_dir: &Path) -> CommandCluster {
+        let os = self.spec.cluster.os;
+        let mut options = CommandOptions::for_os(os);
+        options.work_dir = self.node_tmp().display().to_string();
+        options.query_timeout = Duration::from_mins(1);
+        options.operation_timeout = Duration::from_mins(2);
+        let transport = match os {
+            Os::Linux => self.fake.transport(),
+            Os::Windows => Arc::new(PsShim { inner: self.fake.transport(), root: options.work_dir.clone() }),
+        };
+        CommandCluster::with_options(&self.spec.cluster, transport, state_dir, options)
+    }
+
+    fn cmd(&self) -> CommandCluster {
+        self.cmd_with_state(&self.state_dir())
+    }
+
+    fn sim(&self) -> Arc<dyn Cluster> {
+        self.world.ports().cluster
+    }
+
+    fn group(&self) -> GroupName {
+        self.spec.mirror.group.clone()
+    }
+
+    fn md(&self) -> ResourceName {
+        self.spec.mirror.resource.clone()
+    }
+
+    fn node(&self, i: usize) -> ServerName {
+        self.spec.cluster.servers[i].name.clone()
+    }
+
+    fn add_md(&self, initial_copy: bool) -> ConfigChange {
+        ConfigChange::AddMirror(MdDefinition {
+            resource: self.md(),
+            group: self.group(),
+            data_partition: self.spec.mirror.data_partition.clone(),
+            cluster_partition: self.spec.mirror.cluster_partition.clone(),
+            initial_copy,
+        })
+    }
+
+    fn remove_md(&self) -> Vec<ConfigChange> {
+        vec![
+            ConfigChange::RemoveMirror { resource: self.md() },
+            ConfigChange::SetGroupAutoStart { group: self.group(), auto: false },
+        ]
+    }
+
+    fn re_add_md(&self) -> Vec<ConfigChange> {
+        vec![self.add_md(false), ConfigChange::SetGroupAutoStart { group: self.group(), auto: true }]
+    }
+
+    /// The files in the cluster's clp.conf copy directory, by name, with their bytes.
+    fn copies(&self, state_dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        let dir = mirrorctl::adapters::clusterpro::commands::conf_dir(state_dir, &self.spec.cluster.name);
+        let Ok(entries) = std::fs::read_dir(&dir) else { return BTreeMap::new() };
+        entries
+            .map(|e| e.expect("entry"))
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap_or_default()))
+            .collect()
+    }
+
+    async fn sleep_model(&self, secs: u64) {
+        self.world.clock().sleep(Duration::from_secs(secs)).await;
+    }
+}
+
+fn named<'a>(copies: &'a BTreeMap<String, Vec<u8>>, suffix: &str) -> Vec<(&'a String, String)> {
+    copies
+        .iter()
+        .filter(|(n, _)| n.ends_with(suffix))
+        .map(|(n, b)| (n, String::from_utf8_lossy(b).into_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_port_method_runs_through_the_fake_commands() {
+    let rig = Rig::linux(11).await;
+    let cmd = rig.cmd();
+    let sim = rig.sim();
+    let (g, md, n1, n2) = (rig.group(), rig.md(), rig.node(0), rig.node(1));
+
+    // Reads agree with the simulator's own port.
+    assert_eq!(cmd.status().await.expect("status"), sim.status().await.expect("sim status"));
+    assert_eq!(cmd.config().await.expect("config"), sim.config().await.expect("sim config"));
+    let colors = cmd.mirror_status(&md).await.expect("mirror status");
+    assert!(colors.healthy(), "{colors:?}");
+    assert_eq!(colors, sim.mirror_status(&md).await.expect("sim mirror"));
+
+    // Each operation acts on the simulated cluster.
+    cmd.stop_resource(&md).await.expect("stop md");
+    let st = sim.status().await.expect("status");
+    assert_eq!(st.resources[&md].state, ObjectState::Offline);
+    assert_eq!(st.groups[&g].state, ObjectState::Offline, "stopping md stopped what depends on it");
+    cmd.start_resource(&md, &n1).await.expect("start md");
+    assert_eq!(sim.status().await.expect("status").resources[&md].current.as_ref(), Some(&n1));
+    cmd.start_resource(&rig.world.scenario().business, &n1).await.expect("start the business resource");
+    cmd.stop_group(&g).await.expect("stop group");
+    assert_eq!(sim.status().await.expect("status").groups[&g].state, ObjectState::Offline);
+    cmd.start_group(&g, &n1).await.expect("start group");
+    cmd.move_group(&g, &n2).await.expect("move group");
+    let st = sim.status().await.expect("status");
+    assert_eq!((st.groups[&g].state, st.groups[&g].current.as_ref()), (ObjectState::Online, Some(&n2)));
+
+    // clpdown runs on the server it shuts down; afterwards that server cannot be reached and the
+    // other one answers.
+    cmd.shutdown_server(&n1).await.expect("shutdown node1");
+    assert!(rig.fake.log().contains(&(n1.to_string(), "clpdown".to_owned())), "{:?}", rig.fake.log());
+    assert!(!rig.fake.reachable(&n1));
+    let st = cmd.status().await.expect("status from node2");
+    assert_eq!(st.servers.get(&n1), Some(&false));
+    assert_eq!(st, sim.status().await.expect("sim status"));
+
+    // The commands' temporary directories on the node are gone.
+    assert_eq!(std::fs::read_dir(rig.node_tmp()).expect("node tmp").count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_changes_keep_copies_and_re_add_md_as_it_was() {
+    let rig = Rig::linux(12).await;
+    let cmd = rig.cmd();
+    cmd.stop_group(&rig.group()).await.expect("stop group");
+
+    cmd.apply_config(&rig.remove_md()).await.expect("remove md");
+    let config = rig.sim().config().await.expect("config");
+    assert!(config.mirrors.is_empty());
+    assert_eq!(config.group_auto_start.get(&rig.group()), Some(&false));
+    assert_eq!(
+        (rig.fake.count("clpcfctrl --push"), rig.fake.count("clpcl --suspend"), rig.fake.count("clpcl --resume")),
+        (1, 1, 1)
+    );
+    assert!(!rig.fake.suspended());
+
+    let copies = rig.copies(&rig.state_dir());
+    let pulled = named(&copies, "-pulled.conf");
+    let pushed = named(&copies, "-pushed.conf");
+    assert_eq!((pulled.len(), pushed.len()), (1, 1), "{:?}", copies.keys());
+    assert!(pulled[0].1.contains("<md name=\"md1\">"), "the pulled copy is the file before the edit");
+    assert!(!pushed[0].1.contains("<md name=") && pushed[0].1.contains("<start>0</start>"));
+    assert!(copies.contains_key("template-md1.json"));
+    assert!(!copies.contains_key(PENDING_RESUME));
+    let first_pull = (pulled[0].0.clone(), pulled[0].1.clone());
+
+    // The same change again: pulled and kept, nothing pushed, nothing overwritten.
+    cmd.apply_config(&rig.remove_md()).await.expect("remove md again");
+    assert_eq!(rig.fake.count("clpcfctrl --push"), 1, "nothing to push");
+    let copies = rig.copies(&rig.state_dir());
+    assert_eq!((named(&copies, "-pulled.conf").len(), named(&copies, "-pushed.conf").len()), (2, 1));
+    assert_eq!(String::from_utf8_lossy(&copies[&first_pull.0]), first_pull.1, "an earlier copy is never rewritten");
+
+    // Re-add without the initial copy: the fake refuses an md without its mirror connection,
+    // mount point, monitors or the business resource's dependency, so this proves the template.
+    cmd.apply_config(&rig.re_add_md()).await.expect("re-add md");
+    let config = rig.sim().config().await.expect("config");
+    let def = config.mirror(&rig.md()).expect("md is back");
+    assert!(!def.initial_copy);
+    assert_eq!(config.group_auto_start.get(&rig.group()), Some(&true));
+    let copies = rig.copies(&rig.state_dir());
+    let pushed = named(&copies, "-pushed.conf");
+    assert_eq!(pushed.len(), 2);
+    let last = &pushed.iter().max_by_key(|(n, _)| n.as_str()).expect("pushed").1;
+    for piece in ["<fullcopy>0</fullcopy>", "<depend name=\"md1\"/>", "<mdcname>mdc1</mdcname>", "<fs>ext4</fs>"] {
+        assert!(last.contains(piece), "{piece} missing from the pushed file:\n{last}");
+    }
+    assert!(rig.world.oracle_report().corruptions.is_empty());
+    assert_eq!(std::fs::read_dir(rig.node_tmp()).expect("node tmp").count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_template_survives_a_crash_between_the_two_pushes() {
+    let rig = Rig::linux(13).await;
+    {
+        let first = rig.cmd();
+        first.stop_group(&rig.group()).await.expect("stop group");
+        first.apply_config(&rig.remove_md()).await.expect("remove md");
+    } // the process dies here
+
+    // Without the state directory, the md cannot come back as it was: a human must act, and the
+    // message says where the pulled copies are.
+    let elsewhere = rig.dir.path().join("other-state");
+    let e = rig.cmd_with_state(&elsewhere).apply_config(&rig.re_add_md()).await.expect_err("no template");
+    assert_eq!((e.code.as_str(), e.class), ("MirrorTemplateMissing", ErrorClass::NeedsHuman));
+    let conf_dir = mirrorctl::adapters::clusterpro::commands::conf_dir(&elsewhere, &rig.spec.cluster.name);
+    assert!(e.message.contains(&conf_dir.display().to_string()) && e.message.contains("-pulled.conf"), "{e}");
+    assert_eq!(rig.fake.count("clpcfctrl --push"), 1, "nothing pushed without the template");
+
+    // A new process on the same state directory re-adds md from the persisted template.
+    let second = rig.cmd();
+    second.apply_config(&rig.re_add_md()).await.expect("re-add md after the restart");
+    let config = rig.sim().config().await.expect("config");
+    assert_eq!(config.mirror(&rig.md()).map(|m| m.initial_copy), Some(false));
+    second.start_group(&rig.group(), &rig.node(0)).await.expect("group starts with md");
+    assert!(second.mirror_status(&rig.md()).await.expect("mirror").healthy());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_left_without_resume_is_completed_by_the_next_call() {
+    let rig = Rig::linux(14).await;
+    let first = rig.cmd();
+    first.stop_group(&rig.group()).await.expect("stop group");
+    rig.fake.fail_next("clpcl --resume", 1);
+    let e = first.apply_config(&rig.remove_md()).await.expect_err("resume fails");
+    assert_eq!((e.code.as_str(), e.class), ("ClusterResumeFailed", ErrorClass::Retryable));
+    assert!(e.message.contains("clpcl --resume") && e.message.contains("injected by the test"), "{e}");
+    assert!(rig.fake.suspended());
+    assert!(rig.copies(&rig.state_dir()).contains_key(PENDING_RESUME));
+    // While suspended, CLUSTERPRO refuses group operations: the planner's next step would fail.
+    drop(first);
+
+    let second = rig.cmd();
+    second.start_group(&rig.group(), &rig.node(0)).await.expect("resumes, then starts the group");
+    assert!(!rig.fake.suspended());
+    assert!(!rig.copies(&rig.state_dir()).contains_key(PENDING_RESUME));
+    assert_eq!(rig.fake.count("clpcl --resume"), 2);
+    let st = rig.sim().status().await.expect("status");
+    assert_eq!(st.groups[&rig.group()].state, ObjectState::Online);
+}
+
+/// Runs `call` against the simulator's port, then the command port, on the same world, and checks
+/// both fail with `expect` (code, class).
+async fn agree<T: std::fmt::Debug>(
+    what: &str,
+    ports: [&dyn Cluster; 2],
+    call: impl AsyncFn(&dyn Cluster) -> PortResult<T>,
+    expect: (&str, ErrorClass),
+) {
+    let want = Some((expect.0.to_owned(), expect.1));
+    for (port, name) in ports.into_iter().zip(["the simulator", "the command port"]) {
+        let got = call(port).await;
+        assert_eq!(got.as_ref().err().map(|e| (e.code.clone(), e.class)), want, "{what}: {name} said {got:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_with_the_group_online_are_the_simulators() {
+    let rig = Rig::linux(15).await;
+    let (cmd, sim) = (rig.cmd(), rig.sim());
+    let both: [&dyn Cluster; 2] = [sim.as_ref(), &cmd];
+    let (g, md, n1, n2) = (rig.group(), rig.md(), rig.node(0), rig.node(1));
+    let (nosuch, ghost, nores) = (grp("nosuch"), srv("ghost"), res("nores"));
+    let business = rig.world.scenario().business;
+    let (done, nh) = (ErrorClass::AlreadyDone, ErrorClass::NeedsHuman);
+    let remove = rig.remove_md();
+    let unknown_start = vec![ConfigChange::SetGroupAutoStart { group: nosuch.clone(), auto: true }];
+
+    agree("start where online", both, async |p| p.start_group(&g, &n1).await, ("GroupAlreadyStarted", done)).await;
+    agree("start elsewhere", both, async |p| p.start_group(&g, &n2).await, ("GroupOnline", nh)).await;
+    agree("unknown group", both, async |p| p.start_group(&nosuch, &n1).await, ("GroupNotFound", nh)).await;
+    agree("unknown server", both, async |p| p.start_group(&g, &ghost).await, ("ServerNotFound", nh)).await;
+    agree("move where online", both, async |p| p.move_group(&g, &n1).await, ("GroupAlreadyStarted", done)).await;
+    agree("md started", both, async |p| p.start_resource(&md, &n1).await, ("ResourceAlreadyStarted", done)).await;
+    agree("md elsewhere", both, async |p| p.start_resource(&md, &n2).await, ("ResourceOnline", nh)).await;
+    agree("unknown resource", both, async |p| p.stop_resource(&nores).await, ("ResourceNotFound", nh)).await;
+    agree("mirror of a non-md", both, async |p| p.mirror_status(&business).await, ("ResourceNotFound", nh)).await;
+    agree("shutdown the active", both, async |p| p.shutdown_server(&n1).await, ("GroupOnline", nh)).await;
+    agree("remove md while online", both, async |p| p.apply_config(&remove).await, ("GroupOnline", nh)).await;
+    agree("unknown group's start", both, async |p| p.apply_config(&unknown_start).await, ("GroupNotFound", nh)).await;
+    assert_eq!(rig.fake.count("clpcfctrl --push"), 0, "refused pushes never reach clpcfctrl");
+    assert_eq!(rig.fake.count("clpgrp"), 0, "refused group operations never reach clpgrp");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_with_the_group_offline_or_a_server_down_are_the_simulators() {
+    let rig = Rig::linux(19).await;
+    let (cmd, sim) = (rig.cmd(), rig.sim());
+    let both: [&dyn Cluster; 2] = [sim.as_ref(), &cmd];
+    let (g, md, n2) = (rig.group(), rig.md(), rig.node(1));
+    let (done, nh) = (ErrorClass::AlreadyDone, ErrorClass::NeedsHuman);
+    let remove = rig.remove_md();
+
+    cmd.stop_group(&g).await.expect("stop group");
+    agree("stop when offline", both, async |p| p.stop_group(&g).await, ("GroupAlreadyStopped", done)).await;
+    agree("stop md when offline", both, async |p| p.stop_resource(&md).await, ("ResourceAlreadyStopped", done)).await;
+    agree("move when offline", both, async |p| p.move_group(&g, &n2).await, ("GroupOffline", nh)).await;
+
+    cmd.shutdown_server(&n2).await.expect("shutdown node2");
+    let down = ErrorClass::Retryable;
+    agree("push with a server down", both, async |p| p.apply_config(&remove).await, ("ServerDown", down)).await;
+    agree("shutdown twice", both, async |p| p.shutdown_server(&n2).await, ("ServerAlreadyDown", done)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_fails_to_start_is_needs_human_with_the_commands_message() {
+    let rig = Rig::linux(16).await;
+    let (cmd, sim) = (rig.cmd(), rig.sim());
+    let (g, n2) = (rig.group(), rig.node(1));
+    cmd.stop_group(&g).await.expect("stop group");
+    // node2 loses its mirror disk: md cannot start there.
+    let ports = rig.world.ports();
+    let vol = rig.world.mirror_volume(&n2).expect("node2 mirror volume");
+    ports.node.set_offline(&n2, &vol).await.expect("offline");
+    ports.cloud.detach_volume(&vol, &rig.spec.cluster.servers[1].instance).await.expect("detach");
+    rig.sleep_model(20).await;
+    assert_eq!(rig.world.mirror_volume(&n2), None);
+
+    let e = cmd.start_group(&g, &n2).await.expect_err("md cannot start on node2");
+    assert_eq!((e.code.as_str(), e.class), ("GroupStartFailed", ErrorClass::NeedsHuman));
+    assert!(e.message.contains("`clpgrp -s failover1 -h node2` on node1"), "{e}");
+    assert!(e.message.contains("node2 has no disk attached"), "the command's own message: {e}");
+    let st = sim.status().await.expect("status");
+    assert_eq!(st.groups[&g].state, ObjectState::OnlineFailure);
+    let s = sim.start_group(&g, &n2).await.expect_err("the simulator agrees");
+    assert_eq!((s.code.as_str(), s.class), ("GroupStartFailed", ErrorClass::NeedsHuman));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_not_a_member_is_skipped() {
+    let rig = Rig::linux(17).await;
+    let cmd = rig.cmd();
+    let (n1, n2) = (rig.node(0), rig.node(1));
+    rig.fake.stop_service(&n1);
+    let st = cmd.status().await.expect("status via node2");
+    assert_eq!(st, rig.sim().status().await.expect("sim status"));
+    cmd.mirror_status(&rig.md()).await.expect("mirror status via node2");
+    let log = rig.fake.log();
+    assert_eq!(log[0], (n1.to_string(), "clpstat".to_owned()), "{log:?}");
+    assert_eq!(log[1], (n2.to_string(), "clpstat".to_owned()), "{log:?}");
+    // node2 answered last: it is asked first from now on.
+    assert!(log[2..].iter().all(|(s, _)| *s == n2.to_string()), "{log:?}");
+
+    // Nobody answering is retryable.
+    rig.fake.stop_service(&n2);
+    let e = cmd.status().await.expect_err("no member answers");
+    assert_eq!((e.code.as_str(), e.class), ("ClusterUnreachable", ErrorClass::Retryable));
+    assert!(e.message.contains("node1") && e.message.contains("node2") && e.message.contains("cluster service"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_command_falls_back_then_needs_a_human() {
+    let rig = Rig::linux(18).await;
+    let cmd = rig.cmd();
+    let (n1, n2) = (rig.node(0), rig.node(1));
+    rig.fake.remove_tool(&n1, "clpmdstat");
+    assert!(cmd.mirror_status(&rig.md()).await.expect("via node2").healthy());
+    rig.fake.remove_tool(&n2, "clpmdstat");
+    let e = cmd.mirror_status(&rig.md()).await.expect_err("missing everywhere");
+    assert_eq!((e.code.as_str(), e.class), ("ClpCommandNotFound", ErrorClass::NeedsHuman));
+    assert!(e.message.contains("clpmdstat") && e.message.contains("not found"), "{e}");
+
+    rig.fake.remove_tool(&n1, "clpgrp");
+    rig.fake.remove_tool(&n2, "clpgrp");
+    let e = cmd.stop_group(&rig.group()).await.expect_err("clpgrp missing");
+    assert_eq!((e.code.as_str(), e.class), ("ClpCommandNotFound", ErrorClass::NeedsHuman));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Windows: the command text, through a scripted transport.
+
+/// Answers each script like a Windows node would, and records what it was sent.
+struct Scripted {
+    clpstat: Mutex<String>,
+    conf: Mutex<String>,
+    log: Mutex<Vec<String>>,
+}
+
+impl Scripted {
+    fn new() -> Scripted {
+        Scripted {
+            clpstat: Mutex::new(fixture("clpstat-windows-online.txt")),
+            conf: Mutex::new(fixture("clp-windows.conf")),
+            log: Mutex::new(Vec::new()),
+        }
+    }
+    fn note(&self, line: String) {
+        self.log.lock().expect("log").push(line);
+    }
+}
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/clusterpro/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The GUID the scripted `clpdiskctrl` prints for a server's letter after the restore.
+fn new_guid(server: &str, letter: char) -> String {
+    let n = if server == "server1" { 1 } else { 2 };
+    let l = u32::from(letter);
+    format!("{n}{l:07x}-aaaa-bbbb-cccc-dddddddddddd")
+}
+
+#[async_trait::async_trait]
+impl Transport for Scripted {
+    async fn run(&self, server: &ServerName, shell: Shell, script: &str, _t: Duration) -> PortResult<CommandOutput> {
+        assert_eq!(shell, Shell::PowerShell);
+        self.note(format!("## run on {server}\n{}", script.replace("\r\n", "\n")));
+        let stdout = if script.contains("clpstat.exe") {
+            self.clpstat.lock().expect("clpstat").clone()
+        } else if script.contains("clpmdstat.exe") {
+            fixture("clpmdstat-m-windows-recovering.txt")
+        } else if script.contains("clpdiskctrl.exe") {
+            let letter = script.split("'guid' '").nth(1).and_then(|r| r.chars().next()).expect("letter");
+            format!("{{{}}}\r\n", new_guid(server.as_str(), letter))
+        } else if script.contains(".exe") {
+            "Command succeeded.\r\n".to_owned()
+        } else {
+            String::new()
+        };
+        Ok(CommandOutput { exit_code: 0, stdout, stderr: String::new() })
+    }
+    async fn read_file(&self, server: &ServerName, _shell: Shell, path: &Path) -> PortResult<Vec<u8>> {
+        self.note(format!("## read {} on {server}\n", path.display()));
+        Ok(self.conf.lock().expect("conf").clone().into_bytes())
+    }
+    async fn write_file(&self, server: &ServerName, _shell: Shell, path: &Path, bytes: &[u8]) -> PortResult<()> {
+        self.note(format!("## write {} on {server} ({} bytes)\n", path.display(), bytes.len()));
+        *self.conf.lock().expect("conf") = String::from_utf8(bytes.to_vec()).expect("utf-8");
+        Ok(())
+    }
+}
+
+/// The log with the random temporary directory names made stable.
+fn stable(log: &[String]) -> String {
+    let text = log.join("");
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find(TEMP_PREFIX) {
+        let end = i + TEMP_PREFIX.len();
+        out.push_str(&rest[..end]);
+        out.push_str("XXXXXXXX");
+        rest = &rest[(end + 8).min(rest.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[tokio::test]
+async fn windows_command_text_golden() {
+    let spec = example(Os::Windows);
+    let dir = tempfile::tempdir().expect("state");
+    let node = Arc::new(Scripted::new());
+    let cmd = CommandCluster::new(&spec.cluster, node.clone(), dir.path());
+    let (g, md) = (spec.mirror.group.clone(), spec.mirror.resource.clone());
+    let (s1, s2) = (spec.cluster.servers[0].name.clone(), spec.cluster.servers[1].name.clone());
+
+    // Group online on server1.
+    cmd.status().await.expect("status");
+    cmd.mirror_status(&md).await.expect("mirror");
+    cmd.config().await.expect("config");
+    cmd.move_group(&g, &s2).await.expect("move");
+    cmd.stop_resource(&md).await.expect("stop md");
+    cmd.shutdown_server(&s2).await.expect("shutdown");
+    cmd.stop_group(&g).await.expect("stop group");
+    // Group offline.
+    *node.clpstat.lock().expect("clpstat") = fixture("clpstat-windows-group-offline.txt");
+    cmd.start_resource(&md, &s1).await.expect("start md");
+    cmd.start_group(&g, &s1).await.expect("start group");
+    let before = node.log.lock().expect("log").len();
+    let remove = vec![
+        ConfigChange::RemoveMirror { resource: md.clone() },
+        ConfigChange::SetGroupAutoStart { group: g.clone(), auto: false },
+    ];
+    cmd.apply_config(&remove).await.expect("remove md");
+    let removed = node.conf.lock().expect("conf").clone();
+    assert!(!removed.contains("<md name=") && removed.contains("<start>0</start>"));
+    let add = vec![
+        ConfigChange::AddMirror(MdDefinition {
+            resource: md.clone(),
+            group: g.clone(),
+            data_partition: Partition::Letter('M'),
+            cluster_partition: Partition::Letter('R'),
+            initial_copy: false,
+        }),
+        ConfigChange::SetGroupAutoStart { group: g.clone(), auto: true },
+    ];
+    cmd.apply_config(&add).await.expect("re-add md");
+
+    let log = node.log.lock().expect("log").clone();
+    insta::assert_snapshot!("windows_operations", stable(&log[..before]));
+    insta::assert_snapshot!("windows_config_cycle", stable(&log[before..]));
+
+    // The re-added md is the original one with fullcopy 0 and the GUIDs captured now; nothing
+    // else in the file changed.
+    let original = fixture("clp-windows.conf");
+    let now = node.conf.lock().expect("conf").clone();
+    let diff: Vec<String> = similar::TextDiff::from_lines(&original, &now)
+        .iter_all_changes()
+        .filter(|c| c.tag() != similar::ChangeTag::Equal)
+        .map(|c| format!("{}{}", if c.tag() == similar::ChangeTag::Delete { '-' } else { '+' }, c.value().trim_end()))
+        .collect();
+    assert_eq!(
+        diff,
+        vec![
+            "-\t\t\t\t<fullcopy>1</fullcopy>".to_owned(),
+            "+\t\t\t\t<fullcopy>0</fullcopy>".to_owned(),
+            "-\t\t\t\t\t<volumeguid>0a1b2c3d-0000-1111-2222-333344445555</volumeguid>".to_owned(),
+            "-\t\t\t\t\t<cpvolumeguid>0a1b2c3d-6666-7777-8888-99990000aaaa</cpvolumeguid>".to_owned(),
+            format!("+\t\t\t\t\t<volumeguid>{}</volumeguid>", new_guid("server1", 'M')),
+            format!("+\t\t\t\t\t<cpvolumeguid>{}</cpvolumeguid>", new_guid("server1", 'R')),
+            "-\t\t\t\t\t<volumeguid>5f6e7d8c-0000-1111-2222-333344445555</volumeguid>".to_owned(),
+            "-\t\t\t\t\t<cpvolumeguid>5f6e7d8c-6666-7777-8888-99990000aaaa</cpvolumeguid>".to_owned(),
+            format!("+\t\t\t\t\t<volumeguid>{}</volumeguid>", new_guid("server2", 'M')),
+            format!("+\t\t\t\t\t<cpvolumeguid>{}</cpvolumeguid>", new_guid("server2", 'R')),
+        ],
+        "{now}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole thing: backup and restore through the reconcile loop, cluster port = commands.
+
+/// A backup, an accident and a restore through the reconcile loop with the cluster port =
+/// commands (cloud and node from the same world), checked with the oracle.
+async fn backup_and_restore_through_the_commands(rig: &Rig) {
+    let spec = rig.spec.clone();
+    let sim_ports = rig.world.ports();
+    let cluster: Arc<dyn Cluster> = Arc::new(rig.cmd());
+    let ports =
+        Ports { cloud: sim_ports.cloud, cluster: cluster.clone(), node: sim_ports.node, clock: sim_ports.clock };
+    let mut ctx = Context::new(ports, rig.state_dir());
+    ctx.max_passes = Some(2_000);
+    let lab = Lab {
+        world: rig.world.clone(),
+        world_file: rig.dir.path().join("unused.json"),
+        dir: tempfile::tempdir().expect("lab"),
+    };
+
+    let backup = with_backups(spec.clone(), &["b1"], 7);
+    assert_eq!(reconcile(&backup, &ctx).await.expect("backup"), Settled::Converged);
+    let backup_commands = rig.fake.log().len();
+    let snap = lab.backup_snapshot(&spec, "b1");
+    assert_backup_captured(&rig.world, &snap);
+    assert!(rig.fake.count("clpdown") >= 1, "the standby was shut down with clpdown");
+
+    rig.sleep_model(600).await;
+    rig.world.accident();
+    rig.sleep_model(60).await;
+
+    let restore = with_restore(backup, &snap, "r1", true);
+    assert_eq!(reconcile(&restore, &ctx).await.expect("restore"), Settled::Converged);
+    let log = rig.fake.log();
+    let mut by_tool: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, line) in &log[backup_commands..] {
+        *by_tool.entry(line.split(' ').take(2).collect::<Vec<_>>().join(" ")).or_default() += 1;
+    }
+    println!("clp commands: backup {backup_commands}, restore {} {by_tool:?}", log.len() - backup_commands);
+    assert_restored(&rig.world, &snap);
+
+    // md went out and came back through clp.conf edits, without the initial copy.
+    let journal =
+        mirrorctl::journal::Journal::open(&mirrorctl::journal::Journal::path_for(&rig.state_dir(), &spec.cluster.name))
+            .expect("journal");
+    let applied: Vec<&Vec<ConfigChange>> = journal
+        .records()
+        .iter()
+        .filter_map(|r| match r {
+            mirrorctl::journal::Record::Intent { action: Action::ApplyConfig { changes }, .. } => Some(changes),
+            _ => None,
+        })
+        .collect();
+    assert!(applied.iter().any(|c| c.iter().any(|x| matches!(x, ConfigChange::AddMirror(d) if !d.initial_copy))));
+    let copies = rig.copies(&rig.state_dir());
+    assert!(
+        named(&copies, "-pulled.conf").len() >= 2 && named(&copies, "-pushed.conf").len() >= 2,
+        "{:?}",
+        copies.keys()
+    );
+    assert!(!rig.fake.suspended());
+    let config = rig.sim().config().await.expect("config");
+    assert_eq!(config.mirror(&spec.mirror.resource).map(|m| m.initial_copy), Some(false));
+
+    // The failover check moved the group to the other server.
+    let st = cluster.status().await.expect("status");
+    assert_eq!(st.groups[&spec.mirror.group].current.as_ref(), Some(&spec.cluster.servers[1].name));
+    assert!(cluster.mirror_status(&spec.mirror.resource).await.expect("mirror").healthy());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linux_backup_and_restore_through_the_commands() {
+    backup_and_restore_through_the_commands(&Rig::linux(2).await).await;
+}
+
+/// The Windows logic of the adapter (`-w`, drive letters, volume GUIDs captured again with
+/// `clpdiskctrl` before md is re-added) against the strict simulator: the fake `clpcfctrl --push`
+/// refuses an md whose GUIDs are not those of the disks attached now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_backup_and_restore_through_the_commands_run_as_sh() {
+    let rig = Rig::new(Os::Windows, 1).await;
+    backup_and_restore_through_the_commands(&rig).await;
+    assert!(rig.fake.count("clpdiskctrl get guid M:\\") >= 2, "{:?}", rig.fake.log());
+    let copies = rig.copies(&rig.state_dir());
+    let pushed = named(&copies, "-pushed.conf");
+    let last = &pushed.iter().max_by_key(|(n, _)| n.as_str()).expect("pushed").1;
+    for s in &rig.spec.cluster.servers {
+        let vol = rig.world.mirror_volume(&s.name).expect("restored volume");
+        let guid = support::fake_clp::volume_guid(&vol, 2);
+        assert!(last.contains(&format!("<volumeguid>{guid}</volumeguid>")), "{} GUID of {vol}:\n{last}", s.name);
+    }
+}
+
+/// Runs the adapter's PowerShell scripts as sh. They have a fixed shape (one command each,
+/// see `render_powershell`), so each line maps to one sh line; Windows paths under `root` (the
+/// work directory given to the adapter) become Linux paths. Anything else is a test failure.
+struct PsShim {
+    inner: Arc<dyn Transport>,
+    root: String,
+}
+
+/// The words of `& $exe 'a' 'b''c'`: PowerShell single-quoted strings.
+fn ps_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\'' {
+            assert!(c == ' ', "unquoted PowerShell argument in {s:?}");
+            continue;
+        }
+        let mut w = String::new();
+        loop {
+            match chars.next().expect("closing quote") {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    w.push('\'');
+                }
+                '\'' => break,
+                c => w.push(c),
+            }
+        }
+        words.push(w);
+    }
+    words
+}
+
+impl PsShim {
+    fn path(&self, p: &str) -> String {
+        if p.starts_with(&self.root) { p.replace('\\', "/") } else { p.to_owned() }
+    }
+
+    fn sh(&self, script: &str) -> String {
+        let q = |w: &str| format!("'{}'", self.path(w).replace('\'', r"'\''"));
+        let mut tool = String::new();
+        let mut out = Vec::new();
+        for line in script.split("\r\n").filter(|l| !l.is_empty()) {
+            if let Some(rest) = line.strip_prefix("New-Item -ItemType Directory -Force -Path ") {
+                let dir = &ps_words(rest.trim_end_matches(" -ErrorAction Stop | Out-Null"))[0];
+                out.push(format!("mkdir -p -- {} || exit 1", q(dir)));
+            } else if let Some(rest) = line.strip_prefix("$exe = ") {
+                let exe = &ps_words(rest)[0];
+                exe.rsplit('\\').next().expect("file").trim_end_matches(".exe").clone_into(&mut tool);
+                out.push(format!("command -v {tool} >/dev/null || {{ echo '{tool}.exe not found' >&2; exit 127; }}"));
+            } else if line.starts_with("if (-not")
+                || line.starts_with("    [Console]")
+                || line == "}"
+                || line == "$global:LASTEXITCODE = 1"
+            {
+            } else if let Some(rest) = line.strip_prefix("& $exe") {
+                let args: Vec<String> = ps_words(rest).iter().map(|w| q(w)).collect();
+                out.push(format!("{tool} {}", args.join(" ")));
+            } else if line == "$rc = $LASTEXITCODE" {
+                out.push("rc=$?".to_owned());
+            } else if let Some(rest) = line.strip_prefix("Remove-Item -LiteralPath ") {
+                let dir = &ps_words(rest.trim_end_matches(" -Recurse -Force -ErrorAction SilentlyContinue"))[0];
+                out.push(format!("rm -rf -- {}", q(dir)));
+            } else if line == "exit $rc" {
+                out.push("exit $rc".to_owned());
+            } else {
+                panic!("the shim does not know this PowerShell line: {line:?}");
+            }
+        }
+        out.push(String::new());
+        out.join("\n")
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for PsShim {
+    async fn run(
+        &self,
+        server: &ServerName,
+        shell: Shell,
+        script: &str,
+        timeout: Duration,
+    ) -> PortResult<CommandOutput> {
+        assert_eq!(shell, Shell::PowerShell);
+        self.inner.run(server, Shell::Sh, &self.sh(script), timeout).await
+    }
+    async fn read_file(&self, server: &ServerName, _shell: Shell, path: &Path) -> PortResult<Vec<u8>> {
+        let p = PathBuf::from(self.path(&path.display().to_string()));
+        self.inner.read_file(server, Shell::Sh, &p).await
+    }
+    async fn write_file(&self, server: &ServerName, _shell: Shell, path: &Path, bytes: &[u8]) -> PortResult<()> {
+        let p = PathBuf::from(self.path(&path.display().to_string()));
+        self.inner.write_file(server, Shell::Sh, &p, bytes).await
+    }
+}
