@@ -106,7 +106,7 @@ pub fn run(state_dir: &Path, quick: bool, seed: u64) -> Result<u8, CliError> {
 }
 
 /// A fresh state directory for one world.
-fn fresh_dir(base: &Path, name: &str) -> Result<PathBuf, CliError> {
+pub(super) fn fresh_dir(base: &Path, name: &str) -> Result<PathBuf, CliError> {
     let dir = base.join(name);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| CliError::Failed(format!("clearing {}: {e}", dir.display())))?;
