@@ -259,9 +259,10 @@ async fn sdk_inventory(moto: &Moto) -> (Vec<aws_sdk_ec2::types::Volume>, Vec<aws
     (vols.volumes().to_vec(), snaps.snapshots().to_vec())
 }
 
-/// Volumes that are not moto's root volumes (at /dev/sda1).
-fn data_volumes(vols: &[aws_sdk_ec2::types::Volume]) -> Vec<&aws_sdk_ec2::types::Volume> {
-    vols.iter().filter(|v| !v.attachments().iter().any(|a| a.device() == Some("/dev/sda1"))).collect()
+/// Exactly `n` volumes besides moto's root volumes (at /dev/sda1): `expected` says which.
+fn data_volumes(vols: &[aws_sdk_ec2::types::Volume], n: usize, expected: &str) -> Option<Violation> {
+    let data = vols.iter().filter(|v| !v.attachments().iter().any(|a| a.device() == Some("/dev/sda1"))).count();
+    (data != n).then(|| Violation { kind: "duplicate-volume", detail: format!("{data} data volumes ({expected})") })
 }
 
 /// The originals still exist (`superseded`: and are marked superseded).
@@ -310,13 +311,7 @@ async fn backup_violations(moto: &Moto, run: &Run) -> Vec<Violation> {
     let (vols, snaps) = sdk_inventory(moto).await;
     let mut out = one_backup_snapshot(run, &snaps);
     out.extend(originals_kept(run, &vols, false));
-    let data = data_volumes(&vols);
-    if data.len() != 2 {
-        out.push(Violation {
-            kind: "duplicate-volume",
-            detail: format!("{} data volumes after the backup (the 2 originals expected)", data.len()),
-        });
-    }
+    out.extend(data_volumes(&vols, 2, "after the backup, the 2 originals expected"));
     out
 }
 
@@ -347,13 +342,7 @@ async fn restore_violations(moto: &Moto, run: &Run) -> Vec<Violation> {
         }
     }
     out.extend(originals_kept(run, &vols, true));
-    let data = data_volumes(&vols);
-    if data.len() != 4 {
-        out.push(Violation {
-            kind: "duplicate-volume",
-            detail: format!("{} data volumes (two originals + two restored expected)", data.len()),
-        });
-    }
+    out.extend(data_volumes(&vols, 4, "two originals + two restored expected"));
     out.extend(one_backup_snapshot(run, &snaps));
     out
 }

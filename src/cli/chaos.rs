@@ -252,6 +252,7 @@ impl Trial {
             ds,
             state,
             base: example[..=cut].to_owned(),
+            // The example's own spec until the first write below replaces it with the file's.
             spec: super::lab::lab_spec(os)?,
         };
         t.spec = t.write_desired(None)?;
