@@ -2,7 +2,11 @@
 //! `AwsCloud` on moto, and the cluster and node ports = a small fake living on top of moto's state
 //! (`moto_world`). A backup, then a restore from it, checked from outside mirrorctl with the AWS
 //! CLI; then crashes inside mutating steps of both, resumed with a fresh executor and journal
-//! re-opened from disk while moto and the fake cluster (which did not crash) keep their state.
+//! re-opened from disk while moto and the fake cluster (which did not crash) keep their state;
+//! and a seeded randomized campaign of such crashes (at step boundaries and inside mutating steps,
+//! up to three per flow) that prints a tally. These crashes are in-process (the executor's crash
+//! switch), not kill -9: the real binary cannot act on AWS yet. The kill -9 campaign against the
+//! real daemon runs on the simulated world (`tests/chaos.rs`, `mirrorctl bench chaos`).
 //!
 //! What moto does not check (DOMAIN.md): it ignores `ClientToken`, accepts lenient attaches and
 //! moves every state at once. So duplicates are not caught by moto here: the tests count what
@@ -13,11 +17,13 @@
 mod moto_world;
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+use mirrorctl::cli::chaos::{Violation, check_status};
 use mirrorctl::execute::{CrashPoint, CrashSwitch, ExecError};
 use mirrorctl::ids::{BackupName, RequestName, SnapshotId, VolumeId};
 use mirrorctl::journal::{Journal, Record};
@@ -233,40 +239,16 @@ fn check_with_cli(moto: &Moto, run: &Run) {
     assert_eq!(ours["Snapshots"].as_array().map(Vec::len), Some(1), "mirrorctl made one snapshot in all: {ours:#?}");
 }
 
-/// The same invariants as [`check_with_cli`], read with a raw SDK client (the CLI costs about a
-/// second per call; the crash campaign checks many end states): per server exactly one volume of
-/// request r1, attached to its instance at the mirror device; the originals still exist and are
-/// superseded; exactly one snapshot of backup b1 and no other snapshot of ours.
-async fn check_with_sdk(moto: &Moto, run: &Run) {
+/// The tags of an SDK resource as a lookup.
+fn sdk_tag(tags: &[aws_sdk_ec2::types::Tag], key: &str) -> Option<String> {
+    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_owned)
+}
+
+/// Every volume moto holds and the snapshots carrying our cluster tag, read with a raw SDK client
+/// (the CLI costs about a second per call; the crash campaigns check many end states).
+async fn sdk_inventory(moto: &Moto) -> (Vec<aws_sdk_ec2::types::Volume>, Vec<aws_sdk_ec2::types::Snapshot>) {
     let sdk = moto.sdk().await;
     let vols = sdk.describe_volumes().send().await.expect("DescribeVolumes");
-    let vols = vols.volumes();
-    let tag = |tags: &[aws_sdk_ec2::types::Tag], k: &str| {
-        tags.iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_owned)
-    };
-    for s in &run.spec.cluster.servers {
-        let mine: Vec<_> = vols
-            .iter()
-            .filter(|v| {
-                tag(v.tags(), tag::REQUEST).as_deref() == Some("r1")
-                    && tag(v.tags(), tag::SERVER).as_deref() == Some(s.name.as_str())
-            })
-            .collect();
-        assert_eq!(mine.len(), 1, "exactly one r1 volume for {}: {mine:#?}", s.name);
-        let att = mine[0].attachments();
-        assert_eq!(att.len(), 1, "{:#?}", mine[0]);
-        assert_eq!(att[0].instance_id(), Some(s.instance.as_str()));
-        assert!(same_device(att[0].device().unwrap_or(""), DEVICE), "{att:?}");
-    }
-    let r1 = vols.iter().filter(|v| tag(v.tags(), tag::REQUEST).as_deref() == Some("r1")).count();
-    assert_eq!(r1, 2, "exactly two volumes of request r1");
-    for old in &run.originals {
-        let v = vols.iter().find(|v| v.volume_id() == Some(old.as_str()));
-        let v = v.unwrap_or_else(|| panic!("{old} was deleted"));
-        assert!(tag(v.tags(), tag::SUPERSEDED_BY).is_some(), "{old} is superseded: {v:#?}");
-    }
-    let data = vols.iter().filter(|v| !v.attachments().iter().any(|a| a.device() == Some("/dev/sda1"))).count();
-    assert_eq!(data, 4, "two originals + two restored, nothing else");
     let snaps = sdk
         .describe_snapshots()
         .owner_ids("self")
@@ -274,24 +256,139 @@ async fn check_with_sdk(moto: &Moto, run: &Run) {
         .send()
         .await
         .expect("DescribeSnapshots");
-    let snaps = snaps.snapshots();
-    assert_eq!(snaps.len(), 1, "exactly one snapshot of ours: {snaps:#?}");
-    assert_eq!(tag(snaps[0].tags(), tag::REQUEST).as_deref(), Some("b1"));
+    (vols.volumes().to_vec(), snaps.snapshots().to_vec())
 }
 
-/// The fake cluster's end state: md re-added without the initial copy, the group online and the
-/// mirror green on both sides, and the failover check made: one move, to the second server — also
-/// when a crash interrupted the move after it happened (the planner recognises it by observation).
-async fn check_cluster(run: &Run) {
+/// Exactly `n` volumes besides moto's root volumes (at /dev/sda1): `expected` says which.
+fn data_volumes(vols: &[aws_sdk_ec2::types::Volume], n: usize, expected: &str) -> Option<Violation> {
+    let data = vols.iter().filter(|v| !v.attachments().iter().any(|a| a.device() == Some("/dev/sda1"))).count();
+    (data != n).then(|| Violation { kind: "duplicate-volume", detail: format!("{data} data volumes ({expected})") })
+}
+
+/// The originals still exist (`superseded`: and are marked superseded).
+fn originals_kept(run: &Run, vols: &[aws_sdk_ec2::types::Volume], superseded: bool) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for old in &run.originals {
+        match vols.iter().find(|v| v.volume_id() == Some(old.as_str())) {
+            None => out.push(Violation { kind: "volume-deleted", detail: format!("{old} was deleted") }),
+            Some(v) if superseded && sdk_tag(v.tags(), tag::SUPERSEDED_BY).is_none() => out.push(Violation {
+                kind: "original-not-superseded",
+                detail: format!("{old} is not tagged superseded: {v:?}"),
+            }),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// Exactly one snapshot of ours, the one of backup b1, taken from the standby's original volume.
+fn one_backup_snapshot(run: &Run, snaps: &[aws_sdk_ec2::types::Snapshot]) -> Vec<Violation> {
+    match snaps {
+        [s] if sdk_tag(s.tags(), tag::REQUEST).as_deref() == Some("b1") => {
+            if s.volume_id() == Some(run.originals[1].as_str()) {
+                Vec::new()
+            } else {
+                vec![Violation {
+                    kind: "wrong-snapshot-source",
+                    detail: format!(
+                        "the b1 snapshot is of {:?}, not the standby's {}",
+                        s.volume_id(),
+                        run.originals[1]
+                    ),
+                }]
+            }
+        }
+        _ => vec![Violation {
+            kind: "duplicate-snapshot",
+            detail: format!("{} snapshots of ours (exactly one, of b1, expected): {snaps:?}", snaps.len()),
+        }],
+    }
+}
+
+/// After the backup, from moto's state: one snapshot (b1, of the standby's volume), no volume
+/// created or deleted.
+async fn backup_violations(moto: &Moto, run: &Run) -> Vec<Violation> {
+    let (vols, snaps) = sdk_inventory(moto).await;
+    let mut out = one_backup_snapshot(run, &snaps);
+    out.extend(originals_kept(run, &vols, false));
+    out.extend(data_volumes(&vols, 2, "after the backup, the 2 originals expected"));
+    out
+}
+
+/// After the restore, from moto's state: per server exactly one volume of request r1, attached to
+/// its instance at the mirror device; the originals still exist and are superseded; besides them
+/// nothing else; exactly one snapshot of ours (backup b1).
+async fn restore_violations(moto: &Moto, run: &Run) -> Vec<Violation> {
+    let (vols, snaps) = sdk_inventory(moto).await;
+    let mut out = Vec::new();
+    for s in &run.spec.cluster.servers {
+        let mine: Vec<_> = vols
+            .iter()
+            .filter(|v| {
+                sdk_tag(v.tags(), tag::REQUEST).as_deref() == Some("r1")
+                    && sdk_tag(v.tags(), tag::SERVER).as_deref() == Some(s.name.as_str())
+            })
+            .collect();
+        let [v] = mine.as_slice() else {
+            let kind = if mine.is_empty() { "missing-volume" } else { "duplicate-volume" };
+            out.push(Violation { kind, detail: format!("{} r1 volumes for {}: {mine:?}", mine.len(), s.name) });
+            continue;
+        };
+        let att = v.attachments();
+        let at_mirror = matches!(att, [a] if a.instance_id() == Some(s.instance.as_str())
+            && same_device(a.device().unwrap_or(""), DEVICE));
+        if !at_mirror {
+            out.push(Violation { kind: "not-attached", detail: format!("{}'s r1 volume: {att:?}", s.name) });
+        }
+    }
+    out.extend(originals_kept(run, &vols, true));
+    out.extend(data_volumes(&vols, 4, "two originals + two restored expected"));
+    out.extend(one_backup_snapshot(run, &snaps));
+    out
+}
+
+/// The same invariants as [`check_with_cli`], read with the SDK: [`restore_violations`] is empty.
+async fn check_with_sdk(moto: &Moto, run: &Run) {
+    let v = restore_violations(moto, run).await;
+    assert!(v.is_empty(), "{v:#?}");
+}
+
+/// The fake cluster's end state after a restore: md re-added without the initial copy, the group
+/// online and the mirror green on both sides, and the failover check made: one move, to the second
+/// server — also when a crash interrupted the move after it happened (the planner recognises it by
+/// observation).
+async fn cluster_violations(run: &Run) -> Vec<Violation> {
     use mirrorctl::ports::Cluster as _;
-    let md = run.world.md_definition().expect("md is configured again");
-    assert!(!md.initial_copy, "both sides from the same snapshot: initial mirror construction OFF");
-    let colors = run.world.mirror_status(&run.spec.mirror.resource).await.expect("mirror status");
-    assert!(colors.colors.values().all(|c| *c == MirrorColor::Green), "{colors:?}");
+    let mut out = Vec::new();
+    match run.world.md_definition() {
+        None => out.push(Violation { kind: "md-missing", detail: "md is not configured again".into() }),
+        Some(md) if md.initial_copy => out.push(Violation {
+            kind: "initial-copy",
+            detail: "both sides come from one snapshot, yet initial mirror construction is ON".into(),
+        }),
+        Some(_) => {}
+    }
+    match run.world.mirror_status(&run.spec.mirror.resource).await {
+        Ok(colors) if colors.colors.values().all(|c| *c == MirrorColor::Green) => {}
+        other => out.push(Violation { kind: "mirror-unhealthy", detail: format!("{other:?}") }),
+    }
     let moves = run.world.calls().get("clp:move_group").copied().unwrap_or(0);
     let second = &run.spec.cluster.servers[1].name;
-    assert_eq!(moves, 1, "one failover check: {:?}", run.world.log());
-    assert_eq!(run.world.group_online_on().as_ref(), Some(second), "failover checked");
+    if moves != 1 || run.world.group_online_on().as_ref() != Some(second) {
+        out.push(Violation {
+            kind: "failover",
+            detail: format!(
+                "{moves} moves, group on {:?} (one move, to {second}, expected)",
+                run.world.group_online_on()
+            ),
+        });
+    }
+    out
+}
+
+async fn check_cluster(run: &Run) {
+    let v = cluster_violations(run).await;
+    assert!(v.is_empty(), "{v:#?}; log: {:?}", run.world.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,6 +414,10 @@ async fn backup_then_restore_on_moto_with_the_real_reconcile_loop() {
     assert_eq!(run.world.calls().get("clp:shutdown_server"), Some(&1));
 
     println!("backup converged at {:.1?}", started.elapsed());
+    assert_eq!(backup_violations(&moto, &run).await, Vec::<Violation>::new());
+    // The restore checks fail before the restore: they can catch a missing volume.
+    let early: Vec<&str> = restore_violations(&moto, &run).await.iter().map(|v| v.kind).collect();
+    assert!(early.contains(&"missing-volume") && early.contains(&"original-not-superseded"), "{early:?}");
 
     let restore = run.restore_spec(&snap);
     assert_eq!(run.apply_verbose(&moto, &restore).await, Settled::Converged);
@@ -397,4 +498,303 @@ async fn crash_inside_late_restore_calls_then_resume() {
     println!("crash points covered on moto (restore 8-): {} {covered:?}", covered.len());
     assert!(covered.len() >= 5, "{covered:?}");
     assert!(covered.iter().any(|s| s.contains("verify-failover")), "{covered:?}");
+}
+
+/// The two flows of a campaign trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Flow {
+    Backup,
+    Restore,
+}
+
+/// What the randomized campaign counted.
+#[derive(Debug, Default)]
+struct Tally {
+    trials: usize,
+    points: BTreeMap<Flow, usize>,
+    crashes_per_flow: BTreeMap<usize, usize>,
+    undelivered: usize,
+    flows: usize,
+    converged: usize,
+    phases: BTreeMap<String, usize>,
+    violations: Vec<(String, Violation)>,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.trials += other.trials;
+        for (k, n) in other.points {
+            *self.points.entry(k).or_default() += n;
+        }
+        for (k, n) in other.crashes_per_flow {
+            *self.crashes_per_flow.entry(k).or_default() += n;
+        }
+        for (k, n) in other.phases {
+            *self.phases.entry(k).or_default() += n;
+        }
+        self.undelivered += other.undelivered;
+        self.flows += other.flows;
+        self.converged += other.converged;
+        self.violations.extend(other.violations);
+    }
+
+    fn render(&self, seed: u64, took: std::time::Duration) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let total: usize = self.points.values().sum();
+        let _ = writeln!(
+            out,
+            "moto crash campaign (in-process crash switch, not kill -9), seed {seed}, {SHARDS} moto servers"
+        );
+        let _ = writeln!(out, "trials (fresh moto state)    {}", self.trials);
+        let _ = writeln!(
+            out,
+            "crash points                 {total} (backup {}, restore {})",
+            self.points.get(&Flow::Backup).copied().unwrap_or(0),
+            self.points.get(&Flow::Restore).copied().unwrap_or(0)
+        );
+        let per: Vec<String> = self.crashes_per_flow.iter().map(|(k, n)| format!("{k} crashes: {n}")).collect();
+        let _ = writeln!(out, "flows by crashes             {}", per.join(", "));
+        let _ = writeln!(out, "crashes drawn after the end  {}", self.undelivered);
+        let _ = writeln!(out, "flows converged              {} / {}", self.converged, self.flows);
+        let _ = writeln!(out, "wall time                    {:.1}s", took.as_secs_f64());
+        let _ = writeln!(out, "violations                   {}", self.violations.len());
+        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, v) in &self.violations {
+            *kinds.entry(v.kind).or_default() += 1;
+        }
+        for (kind, n) in kinds {
+            let _ = writeln!(out, "  {kind:<26} {n}");
+        }
+        let _ = writeln!(out, "where the crashes landed:");
+        for (phase, n) in &self.phases {
+            let _ = writeln!(out, "  {phase:<44} {n:>3}");
+        }
+        for (trial, v) in &self.violations {
+            let _ = writeln!(out, "  trial {trial}: [{}] {}", v.kind, v.detail);
+        }
+        out
+    }
+}
+
+/// `restore/r1/attach@node1 (AfterCall)` → `restore: inside attach`.
+fn crash_phase(flow: Flow, crashed: &str) -> String {
+    let step = crashed.split(" (").next().unwrap_or(crashed);
+    let kind = step.rsplit('/').next().unwrap_or(step);
+    let kind = kind.split('@').next().unwrap_or(kind);
+    let flow = if flow == Flow::Backup { "backup" } else { "restore" };
+    let at = if crashed.contains("AfterCall") { "inside" } else { "before" };
+    format!("{flow}: {at} {kind}")
+}
+
+impl Run {
+    /// How many times a clean run of `spec` reaches `point` (it must converge).
+    async fn count_points(&self, moto: &Moto, spec: &Spec, point: CrashPoint) -> Result<usize, Violation> {
+        let switch = Arc::new(CrashSwitch::new(point, usize::MAX));
+        match reconcile(spec, &self.ctx(moto, Some(switch.clone())).await).await {
+            Ok(Settled::Converged) => Ok(switch.seen()),
+            other => Err(Violation { kind: "non-convergence", detail: format!("clean run: {other:?}") }),
+        }
+    }
+
+    /// Runs `spec` with a crash at the `targets[i]`-th `point` of the i-th run, each run on a fresh
+    /// context (a restarted process), then once more to convergence. Returns where the crashes
+    /// landed, or the violation when a run ended otherwise.
+    async fn crashes_then_converge(
+        &self,
+        moto: &Moto,
+        spec: &Spec,
+        point: CrashPoint,
+        targets: &[usize],
+    ) -> (Vec<String>, Option<Violation>) {
+        let mut crashed = Vec::new();
+        for &n in targets {
+            let switch = Arc::new(CrashSwitch::new(point, n));
+            match reconcile(spec, &self.ctx(moto, Some(switch.clone())).await).await {
+                Err(ReconcileError::Exec(ExecError::Crashed(at))) => crashed.push(at),
+                Ok(Settled::Converged) => return (crashed, None),
+                other => {
+                    let v = Violation { kind: "non-convergence", detail: format!("after {crashed:?}: {other:?}") };
+                    return (crashed, Some(v));
+                }
+            }
+        }
+        match reconcile(spec, &self.ctx(moto, None).await).await {
+            Ok(Settled::Converged) => (crashed, None),
+            other => {
+                let v = Violation { kind: "non-convergence", detail: format!("resume after {crashed:?}: {other:?}") };
+                (crashed, Some(v))
+            }
+        }
+    }
+}
+
+/// One flow of a campaign trial: `plan` = `Ok((point, targets))` crashes at `point`, or
+/// `Err(point)` for a clean calibration run that counts the flow's `point`s; then the checks.
+/// Returns the count of a calibration run.
+async fn campaign_flow(
+    moto: &Moto,
+    run: &Run,
+    flow: Flow,
+    spec: &Spec,
+    plan: Result<(CrashPoint, Vec<usize>), CrashPoint>,
+    trial: &str,
+    tally: &mut Tally,
+) -> Option<usize> {
+    let (crashed, failed, counted) = match plan {
+        Ok((point, targets)) => {
+            let (crashed, failed) = run.crashes_then_converge(moto, spec, point, &targets).await;
+            if failed.is_none() {
+                tally.undelivered += targets.len() - crashed.len();
+            }
+            (crashed, failed, None)
+        }
+        Err(point) => match run.count_points(moto, spec, point).await {
+            Ok(n) => (Vec::new(), None, Some(n)),
+            Err(v) => (Vec::new(), Some(v), None),
+        },
+    };
+    tally.flows += 1;
+    tally.converged += usize::from(failed.is_none());
+    *tally.crashes_per_flow.entry(crashed.len()).or_default() += 1;
+    *tally.points.entry(flow).or_default() += crashed.len();
+    for c in &crashed {
+        *tally.phases.entry(crash_phase(flow, c)).or_default() += 1;
+    }
+    let state = run.dir.path().join("state");
+    let mut found: Vec<Violation> = failed.into_iter().collect();
+    match flow {
+        Flow::Backup => {
+            found.extend(backup_violations(moto, run).await);
+            found.extend(check_status(&state, spec, "backup/b1", None));
+        }
+        Flow::Restore => {
+            found.extend(restore_violations(moto, run).await);
+            found.extend(cluster_violations(run).await);
+            found.extend(check_status(&state, spec, "restore/r1", None));
+        }
+    }
+    tally.violations.extend(found.into_iter().map(|v| (trial.to_owned(), v)));
+    counted
+}
+
+/// One trial on a freshly reset moto: the backup flow, then the restore from its snapshot.
+/// Returns the counts of calibration flows.
+async fn campaign_trial(
+    moto: &Moto,
+    plans: [Result<(CrashPoint, Vec<usize>), CrashPoint>; 2],
+    trial: &str,
+    tally: &mut Tally,
+) -> Vec<(Flow, usize)> {
+    let [backup_plan, restore_plan] = plans;
+    let run = Run::new(moto).await;
+    let mut counted = Vec::new();
+    let backup = run.backup_spec();
+    if let Some(n) = campaign_flow(moto, &run, Flow::Backup, &backup, backup_plan, trial, tally).await {
+        counted.push((Flow::Backup, n));
+    }
+    tally.trials += 1;
+    let (_, snaps) = sdk_inventory(moto).await;
+    let Some(snap) = snaps.first().and_then(|s| s.snapshot_id()).and_then(|s| SnapshotId::parse(s).ok()) else {
+        let v = Violation { kind: "no-backup", detail: "no snapshot to restore from".into() };
+        tally.violations.push((trial.to_owned(), v));
+        return counted;
+    };
+    let restore = run.restore_spec(&snap);
+    if let Some(n) = campaign_flow(moto, &run, Flow::Restore, &restore, restore_plan, trial, tally).await {
+        counted.push((Flow::Restore, n));
+    }
+    counted
+}
+
+/// Crash points per flow of one kind, as counted by the calibration trials.
+type Counts = BTreeMap<(Flow, bool), usize>;
+
+/// One shard of the campaign on its own moto server: random trials until `points` crashes landed.
+async fn campaign_shard(moto: &Moto, counts: &Counts, points: usize, seed: u64) -> Tally {
+    use rand::{Rng as _, SeedableRng as _};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut tally = Tally::default();
+    for trial in 0..points * 2 {
+        if tally.points.values().sum::<usize>() >= points {
+            break;
+        }
+        let mut plan_for = |flow: Flow| {
+            let point = if rng.random() { CrashPoint::AfterCall } else { CrashPoint::BeforeIntent };
+            let n = counts.get(&(flow, point == CrashPoint::AfterCall)).copied().unwrap_or(1).max(1);
+            let mut at: Vec<usize> = (0..rng.random_range(1..=3)).map(|_| rng.random_range(1..=n)).collect();
+            at.sort_unstable();
+            // Each run counts its points from 1 again: crash at the distance from the last one.
+            let targets = at.iter().scan(0, |last, &p| Some((p - std::mem::replace(last, p)).max(1))).collect();
+            Ok((point, targets))
+        };
+        let plans = [plan_for(Flow::Backup), plan_for(Flow::Restore)];
+        campaign_trial(moto, plans, &format!("{seed}/{trial}"), &mut tally).await;
+    }
+    tally
+}
+
+/// Moto servers the campaign runs on at once: its time goes to real-time polls, not CPU.
+const SHARDS: u64 = 3;
+
+/// A seeded, randomized crash campaign on moto: trials of a backup then a restore from it, each
+/// flow crashed 1–3 times at random points of one kind (a step boundary, or inside a mutating
+/// step after its call reached moto), resumed each time with a fresh executor and the journal
+/// re-opened from disk, and checked from moto's state (SDK), the fake cluster and the status
+/// document. Two clean trials first count each flow's points of each kind, so the random points
+/// spread over the whole flow; then [`SHARDS`] moto servers run trials at once until `points`
+/// crashes have landed.
+async fn random_campaign(points: usize, seed: u64) -> Tally {
+    let motos: Vec<Moto> = (0..SHARDS).map(|_| Moto::start()).collect();
+    let mut tally = Tally::default();
+    let mut counts = Counts::new();
+    let kinds = [CrashPoint::BeforeIntent, CrashPoint::AfterCall];
+    let calibrations = futures::future::join_all(kinds.iter().zip(&motos).map(|(point, moto)| async move {
+        let mut t = Tally::default();
+        let plans = [Err(*point), Err(*point)];
+        let counted = campaign_trial(moto, plans, &format!("calibration {point:?}"), &mut t).await;
+        (*point == CrashPoint::AfterCall, counted, t)
+    }))
+    .await;
+    for (after_call, counted, t) in calibrations {
+        for (flow, n) in counted {
+            counts.insert((flow, after_call), n);
+        }
+        tally.merge(t);
+    }
+    let per_shard = points.div_ceil(motos.len());
+    let counts = &counts;
+    let shards = futures::future::join_all(
+        motos.iter().zip(0..).map(|(moto, i)| campaign_shard(moto, counts, per_shard, seed * 100 + i)),
+    )
+    .await;
+    for t in shards {
+        tally.merge(t);
+    }
+    tally
+}
+
+/// A number from the environment, or `default`.
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number, not {v:?}")))
+}
+
+/// The campaign at `MIRRORCTL_MOTO_CHAOS_POINTS` points (default 15, CI's reduced size; about a
+/// minute on a busy two-core machine) with seed `MIRRORCTL_MOTO_CHAOS_SEED` (default 1). The full
+/// campaign: `MIRRORCTL_MOTO_CHAOS_POINTS=30 cargo test --test moto_flows chaos_campaign -- --show-output`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_random_crash_chaos_campaign_on_moto() {
+    let points = usize::try_from(env_number("MIRRORCTL_MOTO_CHAOS_POINTS", 15)).expect("points");
+    let seed = env_number("MIRRORCTL_MOTO_CHAOS_SEED", 1);
+    let started = Instant::now();
+    let tally = random_campaign(points, seed).await;
+    let text = tally.render(seed, started.elapsed());
+    println!("{text}");
+    let total: usize = tally.points.values().sum();
+    assert!(total >= points, "{text}");
+    assert!(tally.points.values().all(|n| *n > 0) && tally.points.len() == 2, "both flows crashed: {text}");
+    assert_eq!(tally.converged, tally.flows, "{text}");
+    assert!(tally.violations.is_empty(), "{text}");
 }

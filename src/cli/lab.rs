@@ -23,8 +23,8 @@ use crate::reconcile::{Context, Settled, reconcile};
 use crate::sim::{Scenario, SimWorld};
 use crate::spec::{BackupSpec, RestoreSpec, Spec};
 
-const WINDOWS_EXAMPLE: &str = include_str!("../../desired-state/prod-db.toml");
-const LINUX_EXAMPLE: &str = include_str!("../../desired-state/app-linux.toml");
+pub(super) const WINDOWS_EXAMPLE: &str = include_str!("../../desired-state/prod-db.toml");
+pub(super) const LINUX_EXAMPLE: &str = include_str!("../../desired-state/app-linux.toml");
 
 /// The lab's desired state: the example file of the OS, without schedule or restore.
 pub fn lab_spec(os: LabOs) -> Result<Spec, CliError> {

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod bench;
+pub mod chaos;
 pub mod lab;
 pub mod plan;
 pub mod run;
@@ -138,7 +139,11 @@ pub enum Command {
         os: LabOs,
     },
     /// Measure the figures of DESIGN.md §7 in the simulated world (paused time; prints a table).
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
+        /// A campaign instead of the figures table.
+        #[command(subcommand)]
+        mode: Option<BenchMode>,
         /// One run instead of five seeds.
         #[arg(long)]
         quick: bool,
@@ -146,6 +151,14 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+}
+
+/// The campaigns `mirrorctl bench` runs besides its figures table.
+#[derive(Debug, Subcommand)]
+pub enum BenchMode {
+    /// The kill -9 chaos campaign: the real daemon on persisted lab worlds, killed at random
+    /// points of backups and restores and restarted; the worlds' own state judges the outcome.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// The lab's cluster flavour.
@@ -234,7 +247,8 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Apply { file, plan, world } => apply::run(&state_dir, &file, plan.as_deref(), &world).await,
         Command::Status { name, output } => status::run(&state_dir, name.as_deref(), output),
         Command::Lab { speed, seed, os } => lab::run(&state_dir, speed, seed, os).await,
-        Command::Bench { quick, seed } => bench::run(&state_dir, quick, seed),
+        Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => chaos::run(&state_dir, &args).await,
+        Command::Bench { mode: None, quick, seed } => bench::run(&state_dir, quick, seed),
     }
 }
 
