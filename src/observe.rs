@@ -28,7 +28,10 @@ use crate::spec::Spec;
 /// Everything the planner looks at.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observed {
-    /// When the observation was made (the only time the planner knows).
+    /// When the observation began (the only time the planner knows). Every read happened at or
+    /// after it, so a window measured up to `now` ("no snapshot visible within 30 s of the call")
+    /// never counts time the reads did not see: a slow look (commands over SSM can take many
+    /// seconds) must not turn "not visible yet" into "never happened".
     pub now: Timestamp,
     /// The cluster's instances by id.
     pub instances: BTreeMap<InstanceId, Instance>,
@@ -251,6 +254,7 @@ pub async fn observe_with(
     prev: Option<&Observed>,
     want: &Refresh,
 ) -> PortResult<Observed> {
+    let began = ports.clock.now();
     let everything = Refresh::everything(spec);
     let want = if prev.is_some() { want } else { &everything };
     let clock = ports.clock.as_ref();
@@ -329,7 +333,7 @@ pub async fn observe_with(
     let initialization = initialization(spec, ports, &volumes, prev, want.initialization).await;
 
     Ok(Observed {
-        now: ports.clock.now(),
+        now: began,
         instances: instances.into_iter().map(|i| (i.id.clone(), i)).collect(),
         shutdown,
         volumes,

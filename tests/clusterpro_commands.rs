@@ -3,7 +3,8 @@
 //! compared with the simulator's own port for the same situations; the clp.conf copies and md
 //! templates it keeps in the state directory, across a "crash"; the Windows command text (golden,
 //! PowerShell cannot run here) through a scripted transport; and a full Linux backup and restore
-//! through the real reconcile loop with this port as the cluster, checked with the data oracle.
+//! through the real reconcile loop with this port as the cluster, checked with the data oracle —
+//! once over the local transport and once over the SSM transport and the fake SSM endpoint.
 //!
 //! Real tokio time (the fake tools are child processes): the worlds run `SPEED` times faster.
 
@@ -582,9 +583,12 @@ async fn windows_command_text_golden() {
 /// A backup, an accident and a restore through the reconcile loop with the cluster port =
 /// commands (cloud and node from the same world), checked with the oracle.
 async fn backup_and_restore_through_the_commands(rig: &Rig) {
+    backup_and_restore_through(rig, Arc::new(rig.cmd())).await;
+}
+
+async fn backup_and_restore_through(rig: &Rig, cluster: Arc<dyn Cluster>) {
     let spec = rig.spec.clone();
     let sim_ports = rig.world.ports();
-    let cluster: Arc<dyn Cluster> = Arc::new(rig.cmd());
     let ports =
         Ports { cloud: sim_ports.cloud, cluster: cluster.clone(), node: sim_ports.node, clock: sim_ports.clock };
     let mut ctx = Context::new(ports, rig.state_dir());
@@ -648,6 +652,87 @@ async fn backup_and_restore_through_the_commands(rig: &Rig) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linux_backup_and_restore_through_the_commands() {
     backup_and_restore_through_the_commands(&Rig::linux(2).await).await;
+}
+
+/// SSM as it treats a machine that is not running: the command cannot be delivered
+/// (`InvalidInstanceId`), so the adapter turns to the other server. Everything else goes to the
+/// real SSM transport.
+struct StoppedRefused {
+    ssm: Arc<dyn Transport>,
+    fake: Arc<FakeClp>,
+}
+
+impl StoppedRefused {
+    fn check(&self, server: &ServerName) -> PortResult<()> {
+        if self.fake.reachable(server) {
+            return Ok(());
+        }
+        Err(mirrorctl::ports::PortError::new(
+            "InvalidInstanceId",
+            format!("the instance of {server} is not in a valid state for SSM"),
+            ErrorClass::NeedsHuman,
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for StoppedRefused {
+    async fn run(
+        &self,
+        server: &ServerName,
+        shell: Shell,
+        script: &str,
+        timeout: Duration,
+    ) -> PortResult<CommandOutput> {
+        self.check(server)?;
+        self.ssm.run(server, shell, script, timeout).await
+    }
+    async fn read_file(&self, server: &ServerName, shell: Shell, path: &Path) -> PortResult<Vec<u8>> {
+        self.check(server)?;
+        self.ssm.read_file(server, shell, path).await
+    }
+    async fn write_file(&self, server: &ServerName, shell: Shell, path: &Path, bytes: &[u8]) -> PortResult<()> {
+        self.check(server)?;
+        self.ssm.write_file(server, shell, path, bytes).await
+    }
+}
+
+/// The end-to-end proof of the SSM path: a full Linux backup and restore whose every
+/// CLUSTERPRO command (and every clp.conf pull and push, in chunks) travels as `SendCommand` /
+/// `GetCommandInvocation` through the SSM transport to the fake SSM endpoint, which runs it with
+/// `sh` in each instance's sandbox where the fake `clp*` tools act on the simulated cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linux_backup_and_restore_through_ssm() {
+    use mirrorctl::adapters::node::ssm::{PollSchedule, SsmOptions, SsmTransport};
+    use support::fake_ssm::FakeSsm;
+
+    let rig = Rig::linux(4).await;
+    let ssm = FakeSsm::start().await;
+    for s in &rig.spec.cluster.servers {
+        ssm.add_instance(s.instance.as_str());
+        ssm.set_env(s.instance.as_str(), "PATH", &rig.fake.path_for(&s.name));
+    }
+    let mut options = SsmOptions::new(rig.spec.cluster.region.clone());
+    options.endpoint_url = Some(ssm.endpoint());
+    options.poll = PollSchedule::try_new(Duration::from_millis(20), 1.5, Duration::from_millis(200)).expect("poll");
+    let config = support::sdk_config(&ssm.endpoint()).await;
+    let transport: Arc<dyn Transport> = Arc::new(StoppedRefused {
+        ssm: Arc::new(SsmTransport::from_sdk_config(&config, &options, &rig.spec.cluster.servers)),
+        fake: rig.fake.clone(),
+    });
+    let mut cmd = CommandOptions::for_os(Os::Linux);
+    cmd.work_dir = rig.node_tmp().display().to_string();
+    cmd.query_timeout = Duration::from_mins(1);
+    cmd.operation_timeout = Duration::from_mins(2);
+    let cluster = CommandCluster::with_options(&rig.spec.cluster, transport, &rig.state_dir(), cmd);
+    backup_and_restore_through(&rig, Arc::new(cluster)).await;
+    let sends = ssm.count("SendCommand");
+    let clp = rig.fake.log().len();
+    println!(
+        "through SSM: {sends} SendCommand, {} GetCommandInvocation, {clp} clp commands",
+        ssm.count("GetCommandInvocation")
+    );
+    assert!(sends >= clp, "every clp command went through SSM ({sends} sends, {clp} commands)");
 }
 
 /// The Windows logic of the adapter (`-w`, drive letters, volume GUIDs captured again with

@@ -192,3 +192,59 @@ async fn initialization_runs_at_the_provisioned_rate() {
     assert!(got[0].complete && got[0].progress == Some(100) && got[0].remaining_s == Some(0), "{got:?}");
     assert!(ports.clock.now() > start);
 }
+
+/// The node port of the simulated world, slow to list disks (as commands over SSM can be).
+struct SlowDisks {
+    inner: std::sync::Arc<dyn mirrorctl::ports::Node>,
+    clock: std::sync::Arc<dyn mirrorctl::ports::Clock>,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl mirrorctl::ports::Node for SlowDisks {
+    async fn disks(&self, server: &ServerName) -> mirrorctl::ports::PortResult<Vec<mirrorctl::ports::node::Disk>> {
+        self.clock.sleep(self.delay).await;
+        self.inner.disks(server).await
+    }
+    async fn set_offline(&self, server: &ServerName, volume: &VolumeId) -> mirrorctl::ports::PortResult<()> {
+        self.inner.set_offline(server, volume).await
+    }
+    async fn set_online(&self, server: &ServerName, volume: &VolumeId) -> mirrorctl::ports::PortResult<()> {
+        self.inner.set_online(server, volume).await
+    }
+    async fn set_letter(
+        &self,
+        server: &ServerName,
+        volume: &VolumeId,
+        number: u32,
+        letter: char,
+    ) -> mirrorctl::ports::PortResult<()> {
+        self.inner.set_letter(server, volume, number, letter).await
+    }
+}
+
+/// Found through SSM (a look taking minutes of a 100× world): a snapshot not yet visible when the
+/// snapshots were read must not be taken for a lost one because the look *ended* after the
+/// visibility window. The planner's clock is when the look began.
+#[tokio::test(start_paused = true)]
+async fn a_slow_look_does_not_turn_an_invisible_snapshot_into_a_second_one() {
+    let lab = Lab::windows(11);
+    lab.world.set_consistency_window(Duration::from_secs(5));
+    let spec = example(Os::Windows);
+    let ports = lab.world.ports();
+    let slow = mirrorctl::ports::Ports {
+        node: std::sync::Arc::new(SlowDisks {
+            inner: ports.node.clone(),
+            clock: ports.clock.clone(),
+            delay: Duration::from_secs(45),
+        }),
+        ..ports
+    };
+    let mut ctx = mirrorctl::reconcile::Context::new(slow, lab.state_dir());
+    ctx.max_passes = Some(500);
+    let backup = with_backups(spec.clone(), &["b1"], 7);
+    assert_eq!(mirrorctl::reconcile::reconcile(&backup, &ctx).await.expect("backup"), Settled::Converged);
+    let snaps = lab.actions(&backup).into_iter().filter(|(_, a)| matches!(a, Action::CreateSnapshot { .. })).count();
+    assert_eq!(snaps, 1, "CreateSnapshot called {snaps} times");
+    lab.backup_snapshot(&spec, "b1");
+}
