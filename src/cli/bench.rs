@@ -60,6 +60,9 @@ use crate::reconcile::{Context, Settled, reconcile};
 use crate::sim::{LatencyModel, Scenario, SimWorld};
 use crate::spec::{BackupSpec, Partition, RestoreSpec, Spec};
 
+mod footprint;
+mod scale;
+
 /// Seeds of a full run (`--quick` uses only the first, the `--seed` given).
 const FULL_RUNS: u64 = 5;
 /// The SDK waiters' delay: first check after the call, then between checks.
@@ -86,7 +89,7 @@ pub fn run(state_dir: &Path, quick: bool, seed: u64) -> Result<u8, CliError> {
     let seeds: Vec<u64> = if quick { vec![seed] } else { (0..FULL_RUNS).map(|i| seed + i).collect() };
     // The caller's runtime is multi-threaded and real-time; the bench needs its own, paused one,
     // which cannot be entered from inside another runtime's thread: it runs on a thread of its own.
-    let handle = std::thread::spawn(move || -> Result<Vec<Sample>, CliError> {
+    let handle = std::thread::spawn(move || -> Result<(Vec<Sample>, Vec<scale::ScaleSample>), CliError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
@@ -97,11 +100,19 @@ pub fn run(state_dir: &Path, quick: bool, seed: u64) -> Result<u8, CliError> {
             for s in &seeds {
                 samples.push(measure(&dir, *s).await?);
             }
-            Ok(samples)
+            let sizes: &[usize] = if quick { &scale::QUICK_SIZES } else { &scale::FULL_SIZES };
+            let mut scaled = Vec::new();
+            for n in sizes {
+                scaled.push(scale::measure(&dir, *n, seed).await?);
+            }
+            Ok((samples, scaled))
         })
     });
-    let samples = handle.join().map_err(|_| CliError::Failed("the bench thread panicked".into()))??;
+    let (samples, scaled) = handle.join().map_err(|_| CliError::Failed("the bench thread panicked".into()))??;
     print!("{}", render(&samples, quick, seed));
+    print!("{}", scale::render(&scaled));
+    let footprint = footprint::measure(&state_dir.join("bench"), quick)?;
+    print!("{}", footprint::render(&footprint));
     Ok(0)
 }
 
@@ -158,8 +169,8 @@ async fn prepare(base: &Path, name: &str, seed: u64, latency: LatencyModel) -> R
     Ok(Prepared { world, spec, snapshot, dir })
 }
 
-/// mirrorctl's restore of `p`: (first step → converged in model seconds, call-count delta).
-async fn mirrorctl_restore(p: &Prepared) -> Result<(f64, BTreeMap<String, u64>), CliError> {
+/// The desired state asking to restore `p`'s cluster from its backup (request `r1`).
+fn restore_spec(p: &Prepared) -> Result<Spec, CliError> {
     let mut spec = p.spec.clone();
     spec.restore = Some(RestoreSpec {
         snapshot: p.snapshot.clone(),
@@ -167,6 +178,12 @@ async fn mirrorctl_restore(p: &Prepared) -> Result<(f64, BTreeMap<String, u64>),
         verify_failover: true,
         allow_foreign_snapshot: false,
     });
+    Ok(spec)
+}
+
+/// mirrorctl's restore of `p`: (first step → converged in model seconds, call-count delta).
+async fn mirrorctl_restore(p: &Prepared) -> Result<(f64, BTreeMap<String, u64>), CliError> {
+    let spec = restore_spec(p)?;
     let (tx, mut rx) = unbounded_channel::<Event>();
     let mut ctx = Context::new(p.world.ports(), p.dir.clone());
     ctx.progress = Progress::to(tx);

@@ -6,9 +6,13 @@
 //! missed file events, restarts and signals. Decisions written down here:
 //!
 //! - **Level-triggered.** A file event only wakes the loop; after a short debounce every wake
-//!   re-reads *all* files of the directory (they are small) and hands each worker its file's
-//!   current state. A periodic resync does the same, so a missed event costs at most one resync
-//!   interval, and scheduled backups are noticed without any event.
+//!   re-reads *all* files of the directory (they are small) and hands their current state to
+//!   the workers whose file was touched (modification time) or changed (content): a save, even
+//!   of the same content, means "look again" for that cluster, while the other 999 clusters of
+//!   a large directory are left alone (passing them all on every edit made one edit cost a
+//!   thousand observations). The periodic resync hands every worker its state, so a missed
+//!   event costs at most one resync interval, and scheduled backups are noticed without any
+//!   event.
 //! - **One worker per cluster**, keyed by the file stem (which the spec requires to equal the
 //!   cluster name): one pass at a time per cluster, clusters concurrent. A wake during a pass
 //!   schedules exactly one more pass; if the file's *content* changed, the running pass is also
@@ -23,6 +27,10 @@
 //!   caller bounds the whole by a grace period. A restart resumes from the journal.
 //! - **Ready** once every file found by the first scan has had a first pass end (or, for a file
 //!   that never was valid, its error written).
+//! - **One request budget for all clusters.** EC2 throttles per account, so the worlds a
+//!   [`WorldOpener`] opens share one client-side limiter ([`crate::adapters::limit`]) rather than
+//!   one each: 1,000 clusters then queue for the same tokens in arrival order instead of offering
+//!   the account 1,000 budgets.
 
 mod http;
 mod metrics;
@@ -43,6 +51,7 @@ pub use metrics::Metrics;
 pub use settings::Settings;
 pub use worker::REMOVED;
 
+use crate::adapters::limit::{Budgets, LimitedCloud, RequestLimiter};
 use crate::execute::{Progress, RetryPolicy};
 use crate::ports::Ports;
 use crate::spec::Spec;
@@ -52,15 +61,20 @@ use worker::{Desired, Shared};
 pub type WorldOpener = Arc<dyn Fn(&Spec) -> Result<Ports, String> + Send + Sync>;
 
 /// The lab: each cluster gets its own persisted simulated world `<state_dir>/lab/<cluster>.json`,
-/// created from that cluster's first valid desired state.
+/// created from that cluster's first valid desired state. All clusters' EC2 calls go through one
+/// client-side [`RequestLimiter`] with the default budgets (per model second, hence scaled by
+/// `speed`), as the clusters of a daemon on AWS share one account's request budget.
 pub fn lab_worlds(state_dir: &Path, speed: f64) -> WorldOpener {
     let dir = state_dir.join("lab");
+    let limiter = Arc::new(RequestLimiter::new(Budgets::default().scaled(speed)));
     Arc::new(move |spec: &Spec| {
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let path = dir.join(format!("{}.json", spec.cluster.name));
         let world = crate::sim::SimWorld::open_or_create(&path, crate::cli::world::scenario_for(spec), 42, speed)
             .map_err(|e| format!("opening lab world {}: {e}", path.display()))?;
-        Ok(world.ports())
+        let mut ports = world.ports();
+        ports.cloud = Arc::new(LimitedCloud::new(ports.cloud, Arc::clone(&limiter)));
+        Ok(ports)
     })
 }
 
@@ -110,6 +124,8 @@ pub struct Controller {
 struct WorkerHandle {
     desired: tokio::sync::watch::Sender<Desired>,
     task: tokio::task::JoinHandle<()>,
+    /// The file's modification time at the last scan.
+    stamp: Option<std::time::SystemTime>,
 }
 
 impl Controller {
@@ -152,17 +168,18 @@ impl Controller {
         let mut resync = tokio::time::interval(self.cfg.resync);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let everyone = tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = resync.tick() => {}
+                _ = resync.tick() => true,
                 Some(()) = wake_rx.recv() => {
                     // Debounce: an editor's save or a git-sync swap is a burst of events.
                     tokio::time::sleep(self.cfg.debounce).await;
                     while wake_rx.try_recv().is_ok() {}
+                    false
                 }
-            }
+            };
             watcher.refresh();
-            if let Some(keys) = self.scan(&shared, &mut workers)
+            if let Some(keys) = self.scan(&shared, &mut workers, everyone)
                 && first
             {
                 self.metrics.expect_ready(keys);
@@ -179,10 +196,16 @@ impl Controller {
         tracing::info!("all workers stopped at a step boundary");
     }
 
-    /// Re-reads the directory and hands every worker its file's state; returns the keys found,
-    /// or `None` when the directory could not be read (nothing is changed then: a directory that
-    /// is briefly missing must not look like every file removed).
-    fn scan(&self, shared: &Arc<Shared>, workers: &mut BTreeMap<String, WorkerHandle>) -> Option<Vec<String>> {
+    /// Re-reads the directory and hands the workers their files' state — every worker when
+    /// `everyone` (the resync), else only those whose file was touched or changed; returns the
+    /// keys found, or `None` when the directory could not be read (nothing is changed then: a
+    /// directory that is briefly missing must not look like every file removed).
+    fn scan(
+        &self,
+        shared: &Arc<Shared>,
+        workers: &mut BTreeMap<String, WorkerHandle>,
+        everyone: bool,
+    ) -> Option<Vec<String>> {
         let files = match list(&self.cfg.dir) {
             Ok(f) => f,
             Err(e) => {
@@ -196,14 +219,27 @@ impl Controller {
                 Err(e) => Desired::Invalid(e.to_string()),
             };
             self.metrics.spec_valid(key, matches!(desired, Desired::Valid(_)));
-            match workers.get(key) {
+            let stamp = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            match workers.get_mut(key) {
                 Some(w) if !w.task.is_finished() => {
-                    w.desired.send_replace(desired);
+                    let touched = stamp != w.stamp;
+                    w.stamp = stamp;
+                    if everyone || touched {
+                        w.desired.send_replace(desired);
+                    } else {
+                        w.desired.send_if_modified(|current| {
+                            let changed = *current != desired;
+                            if changed {
+                                *current = desired;
+                            }
+                            changed
+                        });
+                    }
                 }
                 _ => {
                     let (tx, rx) = tokio::sync::watch::channel(desired);
                     let task = tokio::spawn(worker::run(key.clone(), path.clone(), rx, Arc::clone(shared)));
-                    workers.insert(key.clone(), WorkerHandle { desired: tx, task });
+                    workers.insert(key.clone(), WorkerHandle { desired: tx, task, stamp });
                 }
             }
         }
