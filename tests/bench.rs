@@ -1,5 +1,6 @@
 //! `mirrorctl bench --quick`: the real binary prints every figure with a finite number and exits 0
-//! even when targets are missed.
+//! even when targets are missed (it also starts `mirrorctl run` itself for the footprint figures,
+//! and stops it by its pid).
 
 use std::process::Command;
 
@@ -35,5 +36,21 @@ fn bench_quick_prints_every_figure() {
     figure(&stdout, "Describe calls per restore");
     figure(&stdout, "backup business downtime / bound");
     figure(&stdout, "backup standby downtime / bound");
+    // Many clusters in one account: a total that beat the throttle-bound minimum would mean the
+    // bound is not one.
+    for n in [1, 20] {
+        let ratio = figure(&stdout, &format!("{n} clusters: total / bound"));
+        assert!(ratio >= 1.0, "{n} clusters finished faster than their lower bound: {ratio}");
+        let throttled = figure(&stdout, &format!("{n} clusters: throttled %"));
+        assert!((0.0..=100.0).contains(&throttled), "{throttled}");
+    }
+    // The daemon's footprint, measured on the real binary.
+    for files in [0, 20] {
+        assert!(figure(&stdout, &format!("idle RSS MiB, {files} files")) > 0.0);
+        assert!(figure(&stdout, &format!("idle CPU %, {files} files")) >= 0.0);
+    }
+    let median = figure(&stdout, "edit -> first action ms, median");
+    let p99 = figure(&stdout, "edit -> first action ms, p99");
+    assert!(median > 0.0 && p99 >= median, "{median} {p99}");
     assert!(stdout.contains("not measured in this cut"), "{stdout}");
 }

@@ -6,13 +6,14 @@
 //! missed file events, restarts and signals. Decisions written down here:
 //!
 //! - **Level-triggered.** A file event only wakes the loop; after a short debounce every wake
-//!   re-reads *all* files of the directory (they are small) and hands their current state to
-//!   the workers whose file was touched (modification time) or changed (content): a save, even
-//!   of the same content, means "look again" for that cluster, while the other 999 clusters of
-//!   a large directory are left alone (passing them all on every edit made one edit cost a
-//!   thousand observations). The periodic resync hands every worker its state, so a missed
-//!   event costs at most one resync interval, and scheduled backups are noticed without any
-//!   event.
+//!   lists the directory, looks at every file (`stat`: modification time, size, inode) and
+//!   re-reads the touched ones, handing their workers the current state: a save, even of the
+//!   same content, means "look again" for that cluster, while the other 999 clusters of a large
+//!   directory are left alone (re-reading and passing them all made one edit cost a thousand
+//!   parses and observations: `mirrorctl bench` measures edit → first action among 1,000
+//!   files). The periodic resync re-reads every file and hands every worker its state, so a
+//!   missed event costs at most one resync interval, and scheduled backups are noticed without
+//!   any event.
 //! - **One worker per cluster**, keyed by the file stem (which the spec requires to equal the
 //!   cluster name): one pass at a time per cluster, clusters concurrent. A wake during a pass
 //!   schedules exactly one more pass; if the file's *content* changed, the running pass is also
@@ -124,8 +125,27 @@ pub struct Controller {
 struct WorkerHandle {
     desired: tokio::sync::watch::Sender<Desired>,
     task: tokio::task::JoinHandle<()>,
-    /// The file's modification time at the last scan.
-    stamp: Option<std::time::SystemTime>,
+    /// The file as the last scan that read it saw it.
+    stamp: Option<Stamp>,
+}
+
+/// What tells a touched file from an untouched one without reading it: modification time, size
+/// and inode (of the target, through symlinks). An editor's or git-sync's rename-into-place gives
+/// a new inode; an in-place write a new time or size. A rewrite that keeps all three (an in-place
+/// copy preserving the time, with the same size) is only seen by the next resync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: std::time::SystemTime,
+    len: u64,
+    inode: (u64, u64),
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Stamp { modified: m.modified().ok()?, len: m.len(), inode: (m.dev(), m.ino()) })
+    }
 }
 
 impl Controller {
@@ -196,10 +216,11 @@ impl Controller {
         tracing::info!("all workers stopped at a step boundary");
     }
 
-    /// Re-reads the directory and hands the workers their files' state — every worker when
-    /// `everyone` (the resync), else only those whose file was touched or changed; returns the
-    /// keys found, or `None` when the directory could not be read (nothing is changed then: a
-    /// directory that is briefly missing must not look like every file removed).
+    /// Lists the directory and hands the workers their files' state: when `everyone` (the
+    /// resync), every file is re-read and every worker woken; otherwise only touched files
+    /// ([`Stamp`]) are re-read and only their workers woken. Returns the keys found, or `None`
+    /// when the directory could not be read (nothing is changed then: a directory that is
+    /// briefly missing must not look like every file removed).
     fn scan(
         &self,
         shared: &Arc<Shared>,
@@ -214,27 +235,22 @@ impl Controller {
             }
         };
         for (key, path) in &files {
+            let stamp = Stamp::of(path);
+            let untouched =
+                stamp.is_some() && workers.get(key).is_some_and(|w| !w.task.is_finished() && w.stamp == stamp);
+            if untouched && !everyone {
+                // Not even re-read: a thousand-file directory costs a thousand `stat`s per edit.
+                continue;
+            }
             let desired = match crate::spec::load_file(path) {
                 Ok(spec) => Desired::Valid(Arc::new(spec)),
                 Err(e) => Desired::Invalid(e.to_string()),
             };
             self.metrics.spec_valid(key, matches!(desired, Desired::Valid(_)));
-            let stamp = std::fs::metadata(path).and_then(|m| m.modified()).ok();
             match workers.get_mut(key) {
                 Some(w) if !w.task.is_finished() => {
-                    let touched = stamp != w.stamp;
                     w.stamp = stamp;
-                    if everyone || touched {
-                        w.desired.send_replace(desired);
-                    } else {
-                        w.desired.send_if_modified(|current| {
-                            let changed = *current != desired;
-                            if changed {
-                                *current = desired;
-                            }
-                            changed
-                        });
-                    }
+                    w.desired.send_replace(desired);
                 }
                 _ => {
                     let (tx, rx) = tokio::sync::watch::channel(desired);

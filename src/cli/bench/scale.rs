@@ -199,7 +199,7 @@ pub(super) fn render(samples: &[ScaleSample]) -> String {
         let _ = writeln!(
             out,
             "{:<34} {:>9.2} {:>9}  {:<8} {:<6} {:.1}s / {:.1}s (bound set by {by}; per cluster {:.1} Describe, {:.1} mutating)",
-            format!("{} clusters: total / throttle bound", s.clusters),
+            format!("{} clusters: total / bound", s.clusters),
             ratio,
             "",
             format!("<= {RATIO_TARGET:.2}"),
@@ -214,7 +214,7 @@ pub(super) fn render(samples: &[ScaleSample]) -> String {
         let _ = writeln!(
             out,
             "{:<34} {:>9.2} {:>9}  {:<8} {:<6} {} of {} EC2 calls answered RequestLimitExceeded",
-            format!("{} clusters: throttled calls %", s.clusters),
+            format!("{} clusters: throttled %", s.clusters),
             pct,
             "",
             format!("< {THROTTLED_TARGET_PCT:.0}"),
