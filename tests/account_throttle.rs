@@ -11,7 +11,12 @@ use mirrorctl::ports::cloud::{Cloud, Tags, VolumeFilter};
 use mirrorctl::sim::{AccountThrottle, Scenario, SimWorld, ThrottleBudgets};
 
 fn tiny_account() -> ThrottleBudgets {
-    ThrottleBudgets { describe_capacity: 4.0, describe_refill_per_s: 2.0, mutate_capacity: 2.0, mutate_refill_per_s: 1.0 }
+    ThrottleBudgets {
+        describe_capacity: 4.0,
+        describe_refill_per_s: 2.0,
+        mutate_capacity: 2.0,
+        mutate_refill_per_s: 1.0,
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -122,7 +122,11 @@ impl Bucket {
         self.tokens = (self.tokens + elapsed * self.budget.refill_per_s).min(self.budget.capacity);
         self.at = now;
         self.tokens -= 1.0;
-        if self.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-self.tokens / self.budget.refill_per_s) }
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.budget.refill_per_s)
+        }
     }
 }
 
@@ -137,7 +141,10 @@ pub struct RequestLimiter {
 impl RequestLimiter {
     /// Full buckets shaped by `budgets`.
     pub fn new(budgets: Budgets) -> Self {
-        RequestLimiter { describe: Mutex::new(Bucket::new(budgets.describe)), mutate: Mutex::new(Bucket::new(budgets.mutate)) }
+        RequestLimiter {
+            describe: Mutex::new(Bucket::new(budgets.describe)),
+            mutate: Mutex::new(Bucket::new(budgets.mutate)),
+        }
     }
 
     /// Waits for a token of `category` (in arrival order); returns how long it waited.

@@ -415,6 +415,23 @@ async fn measure(base: &Path, seed: u64) -> Result<Sample, CliError> {
     })
 }
 
+/// Opens a table of single figures (the scale and footprint parts): its title and column heads.
+fn table_head(out: &mut String, title: &str) {
+    let _ = writeln!(out, "\n{title}");
+    let _ = writeln!(out, "{:<34} {:>9} {:>9}  {:<8} {:<6} detail", "figure", "value", "", "target", "result");
+}
+
+/// One row of such a table: `value` already formatted; `pass` is `None` for a figure shown without
+/// a target.
+fn table_row(out: &mut String, figure: &str, value: &str, target: &str, pass: Option<bool>, detail: &str) {
+    let verdict = match pass {
+        Some(true) => "PASS",
+        Some(false) => "MISS",
+        None => "info",
+    };
+    let _ = writeln!(out, "{figure:<34} {value:>9} {:>9}  {target:<8} {verdict:<6} {detail}", "");
+}
+
 /// Median (upper of the two middle values) and max of `xs`.
 fn median_max(mut xs: Vec<f64>) -> (f64, f64) {
     xs.sort_by(f64::total_cmp);

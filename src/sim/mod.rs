@@ -156,7 +156,12 @@ impl SimWorld {
             if world.saved_speed.is_finite() && world.saved_speed > 0.0 { world.saved_speed } else { 1.0 };
         let away = clock::secs(world.saved_wall, Timestamp::now()).max(0.0) * saved_speed;
         let clock = SimClock::new(clock::plus(world.saved_model, away), speed);
-        Ok(Arc::new(SimWorld { world: Mutex::new(world), clock, path: Mutex::new(Some(path.to_owned())), account: None }))
+        Ok(Arc::new(SimWorld {
+            world: Mutex::new(world),
+            clock,
+            path: Mutex::new(Some(path.to_owned())),
+            account: None,
+        }))
     }
 
     /// Another cluster in the state this world is in now, on the same clock, whose EC2 calls draw
@@ -170,7 +175,12 @@ impl SimWorld {
             w.advance(self.clock.now());
             w.clone()
         };
-        Arc::new(SimWorld { world: Mutex::new(copy), clock: self.clock, path: Mutex::new(None), account: Some(account) })
+        Arc::new(SimWorld {
+            world: Mutex::new(copy),
+            clock: self.clock,
+            path: Mutex::new(None),
+            account: Some(account),
+        })
     }
 
     /// Opens the world persisted at `path`, or creates it from `scenario` and `seed` when the file

@@ -12,8 +12,8 @@
 //! - **idle RSS**: `VmRSS` from `/proc/<pid>/status`, sampled every second over the idle window
 //!   that follows (the largest sample is reported; `VmHWM`, the peak since start, is shown too);
 //! - **idle CPU**: (`utime` + `stime` from `/proc/<pid>/stat`, all threads) over the window ÷ the
-//!   window. The window of a full run (65 s) contains the daemon's 60 s resync — a pass of every
-//!   cluster —, the `--quick` one (5 s) does not.
+//!   window. The window of a full run (65 s) contains one of the daemon's resyncs (every 60 s, a
+//!   pass of every cluster), the `--quick` one (5 s) is shorter than the interval.
 //!
 //! Then, on the largest directory, **edit → first action**: `EDITS` times, the file of `c0000`
 //! is replaced (write to a hidden temp file, rename — as editors and git-sync do) with a new
@@ -27,18 +27,19 @@
 //! (100 ms), re-reading the directory, starting the pass, planning, the fsync'd intent. The
 //! numbers are from whatever profile the binary was built with (the README says which).
 
-use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::fresh_dir;
+use super::{fresh_dir, table_head, table_row};
 use crate::cli::CliError;
 
 /// Lab speed of the measured daemon.
 const SPEED: &str = "200";
+/// The measured daemon's resync interval (its default).
+const RESYNC: Duration = Duration::from_mins(1);
 /// Idle RSS target, MiB.
 const RSS_TARGET_MIB: f64 = 20.0;
 /// Edit → first action target, ms (median and p99).
@@ -86,12 +87,15 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, state: &Path) -> Result<Daemon, CliError> {
-        let exe = std::env::current_exe().map_err(|e| CliError::Failed(format!("cannot find my own executable: {e}")))?;
+        let exe =
+            std::env::current_exe().map_err(|e| CliError::Failed(format!("cannot find my own executable: {e}")))?;
         let mut child = Command::new(exe)
             .arg("--state-dir")
             .arg(state)
             .args(["--log-format", "json", "run", "--world", "lab", "--speed", SPEED])
-            .args(["--listen", "127.0.0.1:0", "--resync", "60", "--grace", "5", "--dir"])
+            .args(["--listen", "127.0.0.1:0", "--grace", "5", "--resync"])
+            .arg(RESYNC.as_secs().to_string())
+            .arg("--dir")
             .arg(dir)
             .env_remove("MIRRORCTL_STATE_DIR")
             .env_remove("MIRRORCTL_LOG")
@@ -196,16 +200,12 @@ fn clock_ticks_per_s() -> f64 {
     let Ok(auxv) = std::fs::read("/proc/self/auxv") else {
         return 100.0;
     };
-    let words: Vec<u64> =
-        auxv.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).collect();
-    words
-        .chunks_exact(2)
-        .find(|kv| kv[0] == AT_CLKTCK && kv[1] > 0)
-        .map_or(100.0, |kv| {
-            #[allow(clippy::cast_precision_loss)] // a tick rate is tiny
-            let hz = kv[1] as f64;
-            hz
-        })
+    let words: Vec<u64> = auxv.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+    words.chunks_exact(2).find(|kv| kv[0] == AT_CLKTCK && kv[1] > 0).map_or(100.0, |kv| {
+        #[allow(clippy::cast_precision_loss)] // a tick rate is tiny
+        let hz = kv[1] as f64;
+        hz
+    })
 }
 
 /// `utime + stime` of `pid`, in ticks.
@@ -217,7 +217,10 @@ fn cpu_ticks(pid: u32) -> Result<u64, CliError> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // Fields 14 and 15 of the whole line; the state (field 3) is the first after ')'.
     let tick = |i: usize| {
-        fields.get(i).and_then(|f| f.parse::<u64>().ok()).ok_or_else(|| CliError::Failed(format!("{path}: field {}", i + 3)))
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .ok_or_else(|| CliError::Failed(format!("{path}: field {}", i + 3)))
     };
     Ok(tick(11)? + tick(12)?)
 }
@@ -256,10 +259,10 @@ fn idle(base: &Path, files: usize, window: Duration) -> Result<(Idle, Daemon, Pa
     let mut seen = 0;
     daemon.wait_for(&format!("all {files} clusters to converge"), 0, |lines| {
         for (_, v) in &lines[seen..] {
-            if field(v, "message") == Some("converged") {
-                if let Some(c) = field(v, "cluster") {
-                    converged.insert(c.to_owned());
-                }
+            if field(v, "message") == Some("converged")
+                && let Some(c) = field(v, "cluster")
+            {
+                converged.insert(c.to_owned());
             }
         }
         seen = lines.len();
@@ -296,7 +299,10 @@ fn edit_latencies(daemon: &mut Daemon, dir: &Path, edits: usize) -> Result<Vec<D
         let first = daemon.wait_for(&format!("the first step of {op}"), from, |lines| {
             lines
                 .iter()
-                .find(|(_, v)| field(v, "cluster") == Some(&cluster) && field(v, "step").is_some_and(|s| s.starts_with(&step_prefix)))
+                .find(|(_, v)| {
+                    field(v, "cluster") == Some(&cluster)
+                        && field(v, "step").is_some_and(|s| s.starts_with(&step_prefix))
+                })
                 .map(|(at, _)| *at)
         })?;
         out.push(first.saturating_duration_since(wrote));
@@ -345,55 +351,52 @@ fn percentile(xs: &[Duration], p: f64) -> Duration {
 /// The footprint table.
 pub(super) fn render(f: &Footprint) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\ndaemon footprint (real binary `mirrorctl run --world lab --speed {SPEED}`, real time, {} build)",
-        if cfg!(debug_assertions) { "debug" } else { "release" }
+    let build = if cfg!(debug_assertions) { "debug" } else { "release" };
+    table_head(
+        &mut out,
+        &format!(
+            "daemon footprint (real binary `mirrorctl run --world lab --speed {SPEED}`, real time, {build} build)"
+        ),
     );
-    let _ = writeln!(out, "{:<34} {:>9} {:>9}  {:<8} {:<6} detail", "figure", "value", "", "target", "result");
+    #[allow(clippy::cast_precision_loss)] // KiB counts are small
+    let mib = |kib: u64| kib as f64 / 1024.0;
     for i in &f.idle {
-        #[allow(clippy::cast_precision_loss)] // KiB counts are small
-        let mib = i.rss_kib as f64 / 1024.0;
-        let verdict = if mib <= RSS_TARGET_MIB { "PASS" } else { "MISS" };
-        #[allow(clippy::cast_precision_loss)]
-        let hwm = i.hwm_kib as f64 / 1024.0;
-        let _ = writeln!(
-            out,
-            "{:<34} {:>9.1} {:>9}  {:<8} {:<6} peak since start {hwm:.1} MiB; all converged {:.1}s after start",
-            format!("idle RSS MiB, {} files", i.files),
-            mib,
-            "",
-            format!("<= {RSS_TARGET_MIB:.0}"),
-            verdict,
-            i.ready.as_secs_f64(),
+        table_row(
+            &mut out,
+            &format!("idle RSS MiB, {} files", i.files),
+            &format!("{:.1}", mib(i.rss_kib)),
+            &format!("<= {RSS_TARGET_MIB:.0}"),
+            Some(mib(i.rss_kib) <= RSS_TARGET_MIB),
+            &format!(
+                "peak since start {:.1} MiB; all converged {:.1}s after start",
+                mib(i.hwm_kib),
+                i.ready.as_secs_f64()
+            ),
         );
-        let _ = writeln!(
-            out,
-            "{:<34} {:>9.2} {:>9}  {:<8} {:<6} over {:.0}s{}",
-            format!("idle CPU %, {} files", i.files),
-            i.cpu_pct,
-            "",
+        table_row(
+            &mut out,
+            &format!("idle CPU %, {} files", i.files),
+            &format!("{:.2}", i.cpu_pct),
             "-",
-            "info",
-            i.window.as_secs_f64(),
-            if i.window > Duration::from_secs(60) { ", including one 60 s resync" } else { ", no resync in it" },
+            None,
+            &format!(
+                "over {:.0}s, {} the {:.0} s resync",
+                i.window.as_secs_f64(),
+                if i.window > RESYNC { "including" } else { "shorter than" },
+                RESYNC.as_secs_f64()
+            ),
         );
     }
     if !f.edits.is_empty() {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         for (what, p) in [("median", 50.0), ("p99", 99.0)] {
-            let v = ms(percentile(&f.edits, p));
-            let verdict = if v <= EDIT_TARGET_MS { "PASS" } else { "MISS" };
-            let _ = writeln!(
-                out,
-                "{:<34} {:>9.0} {:>9}  {:<8} {:<6} {} edits of one file among {}",
-                format!("edit -> first action ms, {what}"),
-                v,
-                "",
-                format!("<= {EDIT_TARGET_MS:.0}"),
-                verdict,
-                f.edits.len(),
-                f.edit_files,
+            let ms = percentile(&f.edits, p).as_secs_f64() * 1000.0;
+            table_row(
+                &mut out,
+                &format!("edit -> first action ms, {what}"),
+                &format!("{ms:.0}"),
+                &format!("<= {EDIT_TARGET_MS:.0}"),
+                Some(ms <= EDIT_TARGET_MS),
+                &format!("{} edits of one file among {}", f.edits.len(), f.edit_files),
             );
         }
     }

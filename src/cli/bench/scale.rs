@@ -33,13 +33,12 @@
 //! With one cluster the buckets never bind (a restore needs fewer calls than a burst), so the
 //! ratio is the single restore's own distance from its critical path.
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use super::{Prepared, fresh_dir, prepare, restore_critical_path_s, restore_spec};
+use super::{Prepared, fresh_dir, prepare, restore_critical_path_s, restore_spec, table_head, table_row};
 use crate::adapters::limit::{Budget, Budgets, LimitedCloud, RequestLimiter};
 use crate::cli::CliError;
 use crate::journal::Journal;
@@ -80,8 +79,11 @@ impl ScaleSample {
     }
     /// The throttle-bound minimum and which term sets it.
     fn bound(&self) -> (f64, &'static str) {
-        let terms =
-            [(self.critical_path_s, "critical path"), (self.describe_bound_s(), "Describe"), (self.mutate_bound_s(), "mutating")];
+        let terms = [
+            (self.critical_path_s, "critical path"),
+            (self.describe_bound_s(), "Describe"),
+            (self.mutate_bound_s(), "mutating"),
+        ];
         terms.into_iter().fold((0.0, "critical path"), |best, t| if t.0 > best.0 { t } else { best })
     }
     fn ratio(&self) -> f64 {
@@ -134,10 +136,12 @@ pub(super) async fn measure(base: &Path, clusters: usize, seed: u64) -> Result<S
         let dir = root.join(format!("c{i:04}"));
         let journal = Journal::path_for(&dir, &spec.cluster.name);
         if let Some(parent) = journal.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| CliError::Failed(format!("creating {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| CliError::Failed(format!("creating {}: {e}", parent.display())))?;
         }
-        std::fs::copy(&backup_journal, &journal)
-            .map_err(|e| CliError::Failed(format!("copying {} to {}: {e}", backup_journal.display(), journal.display())))?;
+        std::fs::copy(&backup_journal, &journal).map_err(|e| {
+            CliError::Failed(format!("copying {} to {}: {e}", backup_journal.display(), journal.display()))
+        })?;
         let world = p.world.fork_in(Arc::clone(&account));
         let mut ports = world.ports();
         ports.cloud = Arc::new(LimitedCloud::new(ports.cloud, Arc::clone(&limiter)));
@@ -180,47 +184,39 @@ pub(super) fn render(samples: &[ScaleSample]) -> String {
         return out;
     };
     let a = &first.account;
-    let _ = writeln!(
-        out,
-        "\nclusters restored at once in one account (buckets: Describe {} refill {}/s, mutating {} refill {}/s; \
-         mirrorctl's limiter: the refill rates, half the burst)",
-        a.describe_capacity, a.describe_refill_per_s, a.mutate_capacity, a.mutate_refill_per_s
-    );
-    let _ = writeln!(
-        out,
-        "{:<34} {:>9} {:>9}  {:<8} {:<6} detail",
-        "figure", "value", "", "target", "result"
+    table_head(
+        &mut out,
+        &format!(
+            "clusters restored at once in one account (buckets: Describe {} refill {}/s, mutating {} refill {}/s; \
+             mirrorctl's limiter: the refill rates, half the burst)",
+            a.describe_capacity, a.describe_refill_per_s, a.mutate_capacity, a.mutate_refill_per_s
+        ),
     );
     for s in samples {
         let (bound, by) = s.bound();
         let ratio = s.ratio();
-        let verdict = if ratio <= RATIO_TARGET { "PASS" } else { "MISS" };
         let n = s.clusters as f64;
-        let _ = writeln!(
-            out,
-            "{:<34} {:>9.2} {:>9}  {:<8} {:<6} {:.1}s / {:.1}s (bound set by {by}; per cluster {:.1} Describe, {:.1} mutating)",
-            format!("{} clusters: total / bound", s.clusters),
-            ratio,
-            "",
-            format!("<= {RATIO_TARGET:.2}"),
-            verdict,
-            s.total_s,
-            bound,
-            s.tally.describe_ok as f64 / n,
-            s.tally.mutate_ok as f64 / n,
+        table_row(
+            &mut out,
+            &format!("{} clusters: total / bound", s.clusters),
+            &format!("{ratio:.2}"),
+            &format!("<= {RATIO_TARGET:.2}"),
+            Some(ratio <= RATIO_TARGET),
+            &format!(
+                "{:.1}s / {bound:.1}s (bound set by {by}; per cluster {:.1} Describe, {:.1} mutating)",
+                s.total_s,
+                s.tally.describe_ok as f64 / n,
+                s.tally.mutate_ok as f64 / n,
+            ),
         );
         let pct = s.throttled_pct();
-        let verdict = if pct < THROTTLED_TARGET_PCT { "PASS" } else { "MISS" };
-        let _ = writeln!(
-            out,
-            "{:<34} {:>9.2} {:>9}  {:<8} {:<6} {} of {} EC2 calls answered RequestLimitExceeded",
-            format!("{} clusters: throttled %", s.clusters),
-            pct,
-            "",
-            format!("< {THROTTLED_TARGET_PCT:.0}"),
-            verdict,
-            s.tally.throttled(),
-            s.tally.total(),
+        table_row(
+            &mut out,
+            &format!("{} clusters: throttled %", s.clusters),
+            &format!("{pct:.2}"),
+            &format!("< {THROTTLED_TARGET_PCT:.0}"),
+            Some(pct < THROTTLED_TARGET_PCT),
+            &format!("{} of {} EC2 calls answered RequestLimitExceeded", s.tally.throttled(), s.tally.total()),
         );
     }
     out
