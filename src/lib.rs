@@ -16,7 +16,8 @@
 //! - [`reconcile`]: one cluster's observe → plan → execute loop until converged or terminal.
 //! - [`controller`]: the daemon loop: file watching, resync, per-cluster workers, metrics, settings.
 //! - [`sim`]: the strict simulated world (EC2, CLUSTERPRO, nodes, data oracle, latency model).
-//! - [`adapters`]: real implementations of the ports (AWS SDK, CLUSTERPRO, node recipes).
+//! - [`adapters`]: real implementations of the ports (AWS SDK, CLUSTERPRO, node recipes), and the
+//!   client-side EC2 request budget all clusters of a process share.
 //! - [`cli`]: the `mirrorctl` commands.
 
 pub mod adapters;

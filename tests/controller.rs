@@ -207,3 +207,25 @@ async fn wakes_during_a_pass_schedule_exactly_one_more_pass() {
     assert_eq!(metric(&d.metrics, stopped), 0, "the same content does not interrupt the pass");
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_passes_its_own_cluster_only_and_a_save_without_change_still_looks_again() {
+    let d = Daemon::start(1000.0, &[("prod-db", desired("prod-db", &[])), ("app-linux", desired("app-linux", &[]))]);
+    d.until("ready", |d| d.metrics.ready().then_some(())).await;
+    let passes = |d: &Daemon, c: &str| {
+        metric(&d.metrics, &format!("mirrorctl_reconcile_passes_total{{cluster=\"{c}\",outcome=\"converged\"}}"))
+    };
+    d.until("both first passes", |d| (passes(d, "prod-db") == 1 && passes(d, "app-linux") == 1).then_some(())).await;
+    write(&d.dir.join("prod-db.toml"), &desired("prod-db", &["b1"]));
+    d.completed("prod-db", "backup/b1").await;
+    d.until("prod-db's pass ended", |d| (passes(d, "prod-db") >= 2).then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(passes(&d, "app-linux"), 1, "another file's edit does not pass app-linux: {}", d.metrics.render());
+    // Saving app-linux unchanged is a request to look again: one more pass, for it alone.
+    let before = passes(&d, "prod-db");
+    write(&d.dir.join("app-linux.toml"), &desired("app-linux", &[]));
+    d.until("app-linux looked again", |d| (passes(d, "app-linux") == 2).then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(passes(&d, "prod-db"), before, "{}", d.metrics.render());
+    d.stop().await;
+}

@@ -9,8 +9,10 @@
 //! - [`node`]: the PowerShell and sh disk recipes, the node port running them over a command
 //!   transport, and the local and SSM Run Command transports (tested against a fake SSM endpoint);
 //! - [`secret`]: the password sources of the REST API (environment, file, AWS Secrets Manager).
+//! - [`limit`]: the client-side request budget one process shares across all its clusters.
 
 pub mod aws;
 pub mod clusterpro;
+pub mod limit;
 pub mod node;
 pub mod secret;

@@ -6,9 +6,14 @@
 //! missed file events, restarts and signals. Decisions written down here:
 //!
 //! - **Level-triggered.** A file event only wakes the loop; after a short debounce every wake
-//!   re-reads *all* files of the directory (they are small) and hands each worker its file's
-//!   current state. A periodic resync does the same, so a missed event costs at most one resync
-//!   interval, and scheduled backups are noticed without any event.
+//!   lists the directory, looks at every file (`stat`: modification time, size, inode) and
+//!   re-reads the touched ones, handing their workers the current state: a save, even of the
+//!   same content, means "look again" for that cluster, while the other 999 clusters of a large
+//!   directory are left alone (re-reading and passing them all made one edit cost a thousand
+//!   parses and observations: `mirrorctl bench` measures edit → first action among 1,000
+//!   files). The periodic resync re-reads every file and hands every worker its state, so a
+//!   missed event costs at most one resync interval, and scheduled backups are noticed without
+//!   any event.
 //! - **One worker per cluster**, keyed by the file stem (which the spec requires to equal the
 //!   cluster name): one pass at a time per cluster, clusters concurrent. A wake during a pass
 //!   schedules exactly one more pass; if the file's *content* changed, the running pass is also
@@ -23,6 +28,10 @@
 //!   caller bounds the whole by a grace period. A restart resumes from the journal.
 //! - **Ready** once every file found by the first scan has had a first pass end (or, for a file
 //!   that never was valid, its error written).
+//! - **One request budget for all clusters.** EC2 throttles per account, so the worlds a
+//!   [`WorldOpener`] opens share one client-side limiter ([`crate::adapters::limit`]) rather than
+//!   one each: 1,000 clusters then queue for the same tokens in arrival order instead of offering
+//!   the account 1,000 budgets.
 
 mod http;
 mod metrics;
@@ -43,6 +52,7 @@ pub use metrics::Metrics;
 pub use settings::Settings;
 pub use worker::REMOVED;
 
+use crate::adapters::limit::{Budgets, LimitedCloud, RequestLimiter};
 use crate::execute::{Progress, RetryPolicy};
 use crate::ports::Ports;
 use crate::spec::Spec;
@@ -52,15 +62,20 @@ use worker::{Desired, Shared};
 pub type WorldOpener = Arc<dyn Fn(&Spec) -> Result<Ports, String> + Send + Sync>;
 
 /// The lab: each cluster gets its own persisted simulated world `<state_dir>/lab/<cluster>.json`,
-/// created from that cluster's first valid desired state.
+/// created from that cluster's first valid desired state. All clusters' EC2 calls go through one
+/// client-side [`RequestLimiter`] with the default budgets (per model second, hence scaled by
+/// `speed`), as the clusters of a daemon on AWS share one account's request budget.
 pub fn lab_worlds(state_dir: &Path, speed: f64) -> WorldOpener {
     let dir = state_dir.join("lab");
+    let limiter = Arc::new(RequestLimiter::new(Budgets::default().scaled(speed)));
     Arc::new(move |spec: &Spec| {
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let path = dir.join(format!("{}.json", spec.cluster.name));
         let world = crate::sim::SimWorld::open_or_create(&path, crate::cli::world::scenario_for(spec), 42, speed)
             .map_err(|e| format!("opening lab world {}: {e}", path.display()))?;
-        Ok(world.ports())
+        let mut ports = world.ports();
+        ports.cloud = Arc::new(LimitedCloud::new(ports.cloud, Arc::clone(&limiter)));
+        Ok(ports)
     })
 }
 
@@ -110,6 +125,27 @@ pub struct Controller {
 struct WorkerHandle {
     desired: tokio::sync::watch::Sender<Desired>,
     task: tokio::task::JoinHandle<()>,
+    /// The file as the last scan that read it saw it.
+    stamp: Option<Stamp>,
+}
+
+/// What tells a touched file from an untouched one without reading it: modification time, size
+/// and inode (of the target, through symlinks). An editor's or git-sync's rename-into-place gives
+/// a new inode; an in-place write a new time or size. A rewrite that keeps all three (an in-place
+/// copy preserving the time, with the same size) is only seen by the next resync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: std::time::SystemTime,
+    len: u64,
+    inode: (u64, u64),
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Stamp { modified: m.modified().ok()?, len: m.len(), inode: (m.dev(), m.ino()) })
+    }
 }
 
 impl Controller {
@@ -152,17 +188,18 @@ impl Controller {
         let mut resync = tokio::time::interval(self.cfg.resync);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let everyone = tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = resync.tick() => {}
+                _ = resync.tick() => true,
                 Some(()) = wake_rx.recv() => {
                     // Debounce: an editor's save or a git-sync swap is a burst of events.
                     tokio::time::sleep(self.cfg.debounce).await;
                     while wake_rx.try_recv().is_ok() {}
+                    false
                 }
-            }
+            };
             watcher.refresh();
-            if let Some(keys) = self.scan(&shared, &mut workers)
+            if let Some(keys) = self.scan(&shared, &mut workers, everyone)
                 && first
             {
                 self.metrics.expect_ready(keys);
@@ -179,10 +216,17 @@ impl Controller {
         tracing::info!("all workers stopped at a step boundary");
     }
 
-    /// Re-reads the directory and hands every worker its file's state; returns the keys found,
-    /// or `None` when the directory could not be read (nothing is changed then: a directory that
-    /// is briefly missing must not look like every file removed).
-    fn scan(&self, shared: &Arc<Shared>, workers: &mut BTreeMap<String, WorkerHandle>) -> Option<Vec<String>> {
+    /// Lists the directory and hands the workers their files' state: when `everyone` (the
+    /// resync), every file is re-read and every worker woken; otherwise only touched files
+    /// ([`Stamp`]) are re-read and only their workers woken. Returns the keys found, or `None`
+    /// when the directory could not be read (nothing is changed then: a directory that is
+    /// briefly missing must not look like every file removed).
+    fn scan(
+        &self,
+        shared: &Arc<Shared>,
+        workers: &mut BTreeMap<String, WorkerHandle>,
+        everyone: bool,
+    ) -> Option<Vec<String>> {
         let files = match list(&self.cfg.dir) {
             Ok(f) => f,
             Err(e) => {
@@ -191,19 +235,27 @@ impl Controller {
             }
         };
         for (key, path) in &files {
+            let stamp = Stamp::of(path);
+            let untouched =
+                stamp.is_some() && workers.get(key).is_some_and(|w| !w.task.is_finished() && w.stamp == stamp);
+            if untouched && !everyone {
+                // Not even re-read: a thousand-file directory costs a thousand `stat`s per edit.
+                continue;
+            }
             let desired = match crate::spec::load_file(path) {
                 Ok(spec) => Desired::Valid(Arc::new(spec)),
                 Err(e) => Desired::Invalid(e.to_string()),
             };
             self.metrics.spec_valid(key, matches!(desired, Desired::Valid(_)));
-            match workers.get(key) {
+            match workers.get_mut(key) {
                 Some(w) if !w.task.is_finished() => {
+                    w.stamp = stamp;
                     w.desired.send_replace(desired);
                 }
                 _ => {
                     let (tx, rx) = tokio::sync::watch::channel(desired);
                     let task = tokio::spawn(worker::run(key.clone(), path.clone(), rx, Arc::clone(shared)));
-                    workers.insert(key.clone(), WorkerHandle { desired: tx, task });
+                    workers.insert(key.clone(), WorkerHandle { desired: tx, task, stamp });
                 }
             }
         }

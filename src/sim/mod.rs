@@ -16,7 +16,7 @@
 //! - [`oracle`]: data content versions, accidents, quiesce points, corruptions.
 //! - [`clock`]: [`SimClock`], model time scaled from tokio time.
 //! - [`latency`]: [`LatencyModel`] medians and seeded jitter.
-//! - [`throttle`]: EC2 request token buckets.
+//! - [`throttle`]: EC2 request token buckets (per world, or one account shared by many).
 //! - [`fault`]: [`Fault`]s tests and the lab inject.
 //! - [`scenario`]: the starting clusters ([`Scenario::windows_runbook`], [`Scenario::linux`]).
 //! - [`admin`]: the test/lab API on [`SimWorld`] (inventory, faults, oracle report, timeline).
@@ -54,7 +54,7 @@ pub use latency::LatencyModel;
 pub use node::SimNode;
 pub use oracle::{Content, OracleReport, QuiescePoint};
 pub use scenario::{Scenario, ServerSetup};
-pub use throttle::ThrottleBudgets;
+pub use throttle::{AccountThrottle, ThrottleBudgets, ThrottleTally};
 pub use world::World;
 
 use crate::ports::{Clock, ErrorClass, PortError, PortResult, Ports};
@@ -116,7 +116,8 @@ pub enum SimError {
     Invalid(String),
 }
 
-/// The shared handle on one simulated world (one AWS account with one cluster).
+/// The shared handle on one simulated world (one AWS account with one cluster, or one cluster of
+/// an account shared with other worlds: [`SimWorld::fork_in`]).
 ///
 /// The world sits behind a `std::sync::Mutex` that is never held across an await: port calls lock,
 /// settle, act, unlock, then sleep in model time. When a file is set ([`SimWorld::persist_to`],
@@ -125,6 +126,8 @@ pub struct SimWorld {
     world: Mutex<World>,
     clock: SimClock,
     path: Mutex<Option<PathBuf>>,
+    /// The account's EC2 buckets when shared with other worlds; `None`: the world's own.
+    account: Option<Arc<AccountThrottle>>,
 }
 
 impl std::fmt::Debug for SimWorld {
@@ -140,7 +143,7 @@ impl SimWorld {
     pub fn new(scenario: Scenario, seed: u64, speed: f64) -> Arc<Self> {
         let clock = SimClock::new(scenario.epoch, speed);
         let world = World::from_scenario(scenario, seed);
-        Arc::new(SimWorld { world: Mutex::new(world), clock, path: Mutex::new(None) })
+        Arc::new(SimWorld { world: Mutex::new(world), clock, path: Mutex::new(None), account: None })
     }
 
     /// Loads a persisted world and keeps persisting to the same file. Model time resumes at the
@@ -154,7 +157,31 @@ impl SimWorld {
             if world.saved_speed.is_finite() && world.saved_speed > 0.0 { world.saved_speed } else { 1.0 };
         let away = clock::secs(world.saved_wall, Timestamp::now()).max(0.0) * saved_speed;
         let clock = SimClock::new(clock::plus(world.saved_model, away), speed);
-        Ok(Arc::new(SimWorld { world: Mutex::new(world), clock, path: Mutex::new(Some(path.to_owned())) }))
+        Ok(Arc::new(SimWorld {
+            world: Mutex::new(world),
+            clock,
+            path: Mutex::new(Some(path.to_owned())),
+            account: None,
+        }))
+    }
+
+    /// Another cluster in the state this world is in now, on the same clock, whose EC2 calls draw
+    /// from `account`'s buckets (shared with every world forked into it) instead of its own. The
+    /// copy is not persisted. This is how a benchmark puts many clusters in one AWS account
+    /// without preparing each from scratch; the fork's ids, timeline and call counters start as
+    /// copies of this world's and then go their own way.
+    pub fn fork_in(&self, account: Arc<AccountThrottle>) -> Arc<SimWorld> {
+        let copy = {
+            let mut w = self.lock();
+            w.advance(self.clock.now());
+            w.clone()
+        };
+        Arc::new(SimWorld {
+            world: Mutex::new(copy),
+            clock: self.clock,
+            path: Mutex::new(None),
+            account: Some(account),
+        })
     }
 
     /// Opens the world persisted at `path`, or creates it from `scenario` and `seed` when the file
@@ -244,9 +271,10 @@ impl SimWorld {
         self.with(|w, now| {
             *w.calls.entry(op.to_owned()).or_default() += 1;
             if let Some(b) = bucket {
-                let ok = match b {
-                    Bucket::Describe => w.ec2.describe_bucket.take(now),
-                    Bucket::Mutate => w.ec2.mutate_bucket.take(now),
+                let ok = match (&self.account, b) {
+                    (Some(account), _) => account.take(b, now),
+                    (None, Bucket::Describe) => w.ec2.describe_bucket.take(now),
+                    (None, Bucket::Mutate) => w.ec2.mutate_bucket.take(now),
                 };
                 if !ok {
                     *w.calls.entry(format!("throttled:{op}")).or_default() += 1;

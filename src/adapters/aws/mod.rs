@@ -12,6 +12,8 @@
 //!   calls from the counters.
 //! - Every HTTP call first takes a token from a client-side bucket ([`budget`]), so mirrorctl
 //!   stays inside a fraction of the account's EC2 request budget and *waits* rather than fails.
+//!   A daemon gives all its clusters' clients one shared set of buckets
+//!   ([`AwsCloud::share_limiter`]): the account's budget is per account, not per cluster.
 //! - Lookups by id use the `VolumeIds`/`SnapshotIds`/`InstanceIds` parameters (an unknown id is a
 //!   `*.NotFound` error, as in the simulator), not the `volume-id` filter (which would answer
 //!   with an empty list); the other criteria are filters (`tag:K`, `attachment.instance-id`,
@@ -33,7 +35,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{self as sdk, Filter, ResourceType, TagSpecification};
 
-pub use budget::{Budget, Budgets, Category};
+pub use budget::{Budget, Budgets, Category, RequestLimiter};
 use convert::{SnapshotFields, VolumeFields};
 use error::from_sdk;
 
@@ -121,6 +123,15 @@ impl AwsCloud {
             limiter: budget::Limiter::new(options.budgets),
             page_size: options.page_size,
         }
+    }
+
+    /// Takes its tokens from `tokens` instead of buckets of its own: give every cluster's
+    /// client of one process the same limiter, so together they keep to one account budget
+    /// (counters and [`AwsCloud::throttle_wait`] stay per client).
+    #[must_use]
+    pub fn share_limiter(mut self, tokens: std::sync::Arc<RequestLimiter>) -> Self {
+        self.limiter = budget::Limiter::shared(tokens);
+        self
     }
 
     /// HTTP calls made so far, per API (`ec2:DescribeVolumes`, `ec2:CreateVolume`, …), pages and

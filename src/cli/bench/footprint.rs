@@ -1,0 +1,436 @@
+//! `mirrorctl bench`, footprint part: the real daemon's idle memory and CPU, and how fast it acts
+//! on an edit.
+//!
+//! Unlike the other figures this runs in real time, on the real binary: the bench starts
+//! `mirrorctl run --world lab` (its own executable, [`std::env::current_exe`]) on a directory of
+//! generated desired-state files — copies of the runbook's cluster named `c0000`, `c0001`, …,
+//! without schedule — in a state directory of its own, reads its JSON log on stderr, and stops it
+//! by its pid at the end. Per directory size:
+//!
+//! - **ready**: wall time from the spawn until every cluster has logged `converged` (each file's
+//!   first pass: one lab world created and observed per cluster);
+//! - **idle RSS**: `VmRSS` from `/proc/<pid>/status`, sampled every second over the idle window
+//!   that follows (the largest sample is reported; `VmHWM`, the peak since start, is shown too);
+//! - **idle CPU**: (`utime` + `stime` from `/proc/<pid>/stat`, all threads) over the window ÷ the
+//!   window. The window of a full run (65 s) contains one of the daemon's resyncs (every 60 s, a
+//!   pass of every cluster), the `--quick` one (5 s) is shorter than the interval.
+//!
+//! Then, on the largest directory, **edit → first action**: `EDITS` times, the file of `c0000`
+//! is replaced (write to a hidden temp file, rename — as editors and git-sync do) with a new
+//! on-demand backup name in `take`; the latency runs from just before the rename to the moment
+//! the daemon's log line of that backup's first step (`StepStarted`, written right after its
+//! intent is in the journal) is read from the pipe. The next edit waits until that backup
+//! completed and the cluster converged. Median and p99 (nearest rank) are reported.
+//!
+//! The lab world runs at ×[`SPEED`] model time, so the model's observation round trip (the 1 s
+//! node command) costs 5 ms of the latency; what remains is the daemon's own reaction: debounce
+//! (100 ms), re-reading the directory, starting the pass, planning, the fsync'd intent. The
+//! numbers are from whatever profile the binary was built with (the README says which).
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{fresh_dir, table_head, table_row};
+use crate::cli::CliError;
+
+/// Lab speed of the measured daemon.
+const SPEED: &str = "200";
+/// The measured daemon's resync interval (its default).
+const RESYNC: Duration = Duration::from_mins(1);
+/// Idle RSS target, MiB.
+const RSS_TARGET_MIB: f64 = 20.0;
+/// Edit → first action target, ms (median and p99).
+const EDIT_TARGET_MS: f64 = 300.0;
+/// The example cluster the generated files copy.
+const EXAMPLE: &str = include_str!("../../../desired-state/prod-db.toml");
+/// How long to wait for the daemon to converge every file, or for one edit to be acted on.
+const PATIENCE: Duration = Duration::from_mins(15);
+
+/// Sizes and durations of one run.
+struct Plan {
+    files: [usize; 2],
+    window: Duration,
+    edits: usize,
+}
+
+const FULL: Plan = Plan { files: [0, 1000], window: Duration::from_secs(65), edits: 100 };
+const QUICK: Plan = Plan { files: [0, 20], window: Duration::from_secs(5), edits: 10 };
+
+/// One daemon's idle figures.
+#[derive(Debug, Clone)]
+pub(super) struct Idle {
+    files: usize,
+    ready: Duration,
+    rss_kib: u64,
+    hwm_kib: u64,
+    cpu_pct: f64,
+    window: Duration,
+}
+
+/// Everything the footprint part measured.
+#[derive(Debug, Clone)]
+pub(super) struct Footprint {
+    idle: Vec<Idle>,
+    edit_files: usize,
+    edits: Vec<Duration>,
+}
+
+/// The daemon under measurement; killed (by its pid) when dropped.
+struct Daemon {
+    child: Child,
+    /// JSON log lines with the instant each was read.
+    lines: Arc<Mutex<Vec<(Instant, serde_json::Value)>>>,
+}
+
+impl Daemon {
+    fn start(dir: &Path, state: &Path) -> Result<Daemon, CliError> {
+        let exe =
+            std::env::current_exe().map_err(|e| CliError::Failed(format!("cannot find my own executable: {e}")))?;
+        let mut child = Command::new(exe)
+            .arg("--state-dir")
+            .arg(state)
+            .args(["--log-format", "json", "run", "--world", "lab", "--speed", SPEED])
+            .args(["--listen", "127.0.0.1:0", "--grace", "5", "--resync"])
+            .arg(RESYNC.as_secs().to_string())
+            .arg("--dir")
+            .arg(dir)
+            .env_remove("MIRRORCTL_STATE_DIR")
+            .env_remove("MIRRORCTL_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| CliError::Failed(format!("cannot start mirrorctl run: {e}")))?;
+        let stderr = child.stderr.take().ok_or_else(|| CliError::Failed("no stderr pipe to the daemon".into()))?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let at = Instant::now();
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((at, v));
+                }
+            }
+        });
+        Ok(Daemon { child, lines })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn line_count(&self) -> usize {
+        self.lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// Polls `f` over the lines from `from` on until it answers, the daemon exits, or
+    /// [`PATIENCE`] runs out.
+    fn wait_for<T>(
+        &mut self,
+        what: &str,
+        from: usize,
+        mut f: impl FnMut(&[(Instant, serde_json::Value)]) -> Option<T>,
+    ) -> Result<T, CliError> {
+        let start = Instant::now();
+        loop {
+            let found = {
+                let lines = self.lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                f(lines.get(from..).unwrap_or_default())
+            };
+            if let Some(x) = found {
+                return Ok(x);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(CliError::Failed(format!("the daemon exited ({status}) while waiting for {what}")));
+            }
+            if start.elapsed() > PATIENCE {
+                return Err(CliError::Failed(format!("gave up waiting {PATIENCE:?} for {what}")));
+            }
+            // The reader thread stamps each line as it arrives: polling slower loses no precision.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn field<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    v.get("fields")?.get(name)?.as_str()
+}
+
+/// The desired state of cluster `name`: the example without its schedule, with `take`.
+fn desired(name: &str, take: &[String]) -> String {
+    let body: Vec<String> = EXAMPLE
+        .lines()
+        .filter(|l| !l.starts_with("schedule") && !l.starts_with("take"))
+        .map(|l| if l.starts_with("name = \"prod-db\"") { format!("name = \"{name}\"") } else { l.to_owned() })
+        .collect();
+    let names: Vec<String> = take.iter().map(|t| format!("\"{t}\"")).collect();
+    // `[backup]` is the example's last table (its restore table is commented out).
+    format!("{}\ntake = [{}]\n", body.join("\n"), names.join(", "))
+}
+
+fn cluster_name(i: usize) -> String {
+    format!("c{i:04}")
+}
+
+/// Writes `text` to `dir/<name>.toml` the way editors and git-sync do: temp file, then rename.
+/// Returns the instant just before the rename.
+fn replace_file(dir: &Path, name: &str, text: &str) -> Result<Instant, CliError> {
+    let tmp = dir.join(format!(".{name}.toml.tmp"));
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&tmp, text).map_err(|e| CliError::Failed(format!("writing {}: {e}", tmp.display())))?;
+    let at = Instant::now();
+    std::fs::rename(&tmp, &path).map_err(|e| CliError::Failed(format!("renaming to {}: {e}", path.display())))?;
+    Ok(at)
+}
+
+/// `USER_HZ`, the unit of `utime`/`stime`: `AT_CLKTCK` from this process's auxiliary vector
+/// (100 on every Linux this runs on, used when the vector cannot be read).
+fn clock_ticks_per_s() -> f64 {
+    const AT_CLKTCK: u64 = 17;
+    let Ok(auxv) = std::fs::read("/proc/self/auxv") else {
+        return 100.0;
+    };
+    let words: Vec<u64> = auxv.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+    words.chunks_exact(2).find(|kv| kv[0] == AT_CLKTCK && kv[1] > 0).map_or(100.0, |kv| {
+        #[allow(clippy::cast_precision_loss)] // a tick rate is tiny
+        let hz = kv[1] as f64;
+        hz
+    })
+}
+
+/// `utime + stime` of `pid`, in ticks.
+fn cpu_ticks(pid: u32) -> Result<u64, CliError> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).map_err(|e| CliError::Failed(format!("reading {path}: {e}")))?;
+    // The command name is in parentheses and may hold spaces: count fields after the last ')'.
+    let rest = text.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| CliError::Failed(format!("{path}: no ')'")))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of the whole line; the state (field 3) is the first after ')'.
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .ok_or_else(|| CliError::Failed(format!("{path}: field {}", i + 3)))
+    };
+    Ok(tick(11)? + tick(12)?)
+}
+
+/// `(VmRSS, VmHWM)` of `pid` in KiB.
+fn memory_kib(pid: u32) -> Result<(u64, u64), CliError> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).map_err(|e| CliError::Failed(format!("reading {path}: {e}")))?;
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| CliError::Failed(format!("{path}: no {key}")))
+    };
+    Ok((value("VmRSS:")?, value("VmHWM:")?))
+}
+
+/// Starts a daemon on `files` generated files and measures it idle.
+fn idle(base: &Path, files: usize, window: Duration) -> Result<(Idle, Daemon, PathBuf), CliError> {
+    let root = fresh_dir(base, &format!("footprint-{files}"))?;
+    let dir = root.join("desired-state");
+    std::fs::create_dir_all(&dir).map_err(|e| CliError::Failed(format!("creating {}: {e}", dir.display())))?;
+    for i in 0..files {
+        let name = cluster_name(i);
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, desired(&name, &[]))
+            .map_err(|e| CliError::Failed(format!("writing {}: {e}", path.display())))?;
+    }
+    let started = Instant::now();
+    let mut daemon = Daemon::start(&dir, &root.join("state"))?;
+    daemon.wait_for("the daemon to start", 0, |lines| {
+        lines.iter().any(|(_, v)| field(v, "message") == Some("mirrorctl daemon started")).then_some(())
+    })?;
+    let mut converged = std::collections::BTreeSet::new();
+    let mut seen = 0;
+    daemon.wait_for(&format!("all {files} clusters to converge"), 0, |lines| {
+        for (_, v) in &lines[seen..] {
+            if field(v, "message") == Some("converged")
+                && let Some(c) = field(v, "cluster")
+            {
+                converged.insert(c.to_owned());
+            }
+        }
+        seen = lines.len();
+        (converged.len() >= files).then_some(())
+    })?;
+    let ready = started.elapsed();
+    // Let the last status writes and world saves finish before the window opens.
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = daemon.pid();
+    let (t0, c0) = (Instant::now(), cpu_ticks(pid)?);
+    let (mut rss_kib, mut hwm_kib) = memory_kib(pid)?;
+    while t0.elapsed() < window {
+        std::thread::sleep(Duration::from_secs(1).min(window.saturating_sub(t0.elapsed())));
+        let (rss, hwm) = memory_kib(pid)?;
+        rss_kib = rss_kib.max(rss);
+        hwm_kib = hwm_kib.max(hwm);
+    }
+    let (t1, c1) = (Instant::now(), cpu_ticks(pid)?);
+    #[allow(clippy::cast_precision_loss)] // tick counts are small
+    let cpu_pct = 100.0 * (c1.saturating_sub(c0)) as f64 / clock_ticks_per_s() / t1.duration_since(t0).as_secs_f64();
+    Ok((Idle { files, ready, rss_kib, hwm_kib, cpu_pct, window: t1.duration_since(t0) }, daemon, dir))
+}
+
+/// `edits` edits of `c0000` in `dir`, each a new on-demand backup: write → first step latencies.
+fn edit_latencies(daemon: &mut Daemon, dir: &Path, edits: usize) -> Result<Vec<Duration>, CliError> {
+    let cluster = cluster_name(0);
+    let mut out = Vec::with_capacity(edits);
+    for k in 1..=edits {
+        let name = format!("e{k:04}");
+        let op = format!("backup/{name}");
+        let step_prefix = format!("{op}/");
+        let from = daemon.line_count();
+        let wrote = replace_file(dir, &cluster, &desired(&cluster, std::slice::from_ref(&name)))?;
+        let first = daemon.wait_for(&format!("the first step of {op}"), from, |lines| {
+            lines
+                .iter()
+                .find(|(_, v)| {
+                    field(v, "cluster") == Some(&cluster)
+                        && field(v, "step").is_some_and(|s| s.starts_with(&step_prefix))
+                })
+                .map(|(at, _)| *at)
+        })?;
+        out.push(first.saturating_duration_since(wrote));
+        daemon.wait_for(&format!("{op} to complete and {cluster} to converge"), from, |lines| {
+            let done = lines
+                .iter()
+                .position(|(_, v)| field(v, "message") == Some("operation completed") && field(v, "op") == Some(&op))?;
+            lines[done..]
+                .iter()
+                .any(|(_, v)| field(v, "message") == Some("converged") && field(v, "cluster") == Some(&cluster))
+                .then_some(())
+        })?;
+    }
+    Ok(out)
+}
+
+/// Runs the footprint part (real time, real binary).
+pub(super) fn measure(base: &Path, quick: bool) -> Result<Footprint, CliError> {
+    let plan = if quick { QUICK } else { FULL };
+    let mut idles = Vec::new();
+    let mut edits = Vec::new();
+    let last = plan.files.len() - 1;
+    for (i, files) in plan.files.iter().enumerate() {
+        let (figures, mut daemon, dir) = idle(base, *files, plan.window)?;
+        idles.push(figures);
+        if i == last {
+            edits = edit_latencies(&mut daemon, &dir, plan.edits)?;
+        }
+        drop(daemon);
+        if let Some(root) = dir.parent() {
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
+    Ok(Footprint { idle: idles, edit_files: plan.files[last], edits })
+}
+
+/// Nearest-rank percentile `p` (0–100) of `xs`.
+fn percentile(xs: &[Duration], p: f64) -> Duration {
+    let mut sorted = xs.to_vec();
+    sorted.sort();
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)] // small counts
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted.get(rank - 1).copied().unwrap_or_default()
+}
+
+/// The footprint table.
+pub(super) fn render(f: &Footprint) -> String {
+    let mut out = String::new();
+    let build = if cfg!(debug_assertions) { "debug" } else { "release" };
+    table_head(
+        &mut out,
+        &format!(
+            "daemon footprint (real binary `mirrorctl run --world lab --speed {SPEED}`, real time, {build} build)"
+        ),
+    );
+    #[allow(clippy::cast_precision_loss)] // KiB counts are small
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    for i in &f.idle {
+        table_row(
+            &mut out,
+            &format!("idle RSS MiB, {} files", i.files),
+            &format!("{:.1}", mib(i.rss_kib)),
+            &format!("<= {RSS_TARGET_MIB:.0}"),
+            Some(mib(i.rss_kib) <= RSS_TARGET_MIB),
+            &format!(
+                "peak since start {:.1} MiB; all converged {:.1}s after start",
+                mib(i.hwm_kib),
+                i.ready.as_secs_f64()
+            ),
+        );
+        table_row(
+            &mut out,
+            &format!("idle CPU %, {} files", i.files),
+            &format!("{:.2}", i.cpu_pct),
+            "-",
+            None,
+            &format!(
+                "over {:.0}s, {} the {:.0} s resync",
+                i.window.as_secs_f64(),
+                if i.window > RESYNC { "including" } else { "shorter than" },
+                RESYNC.as_secs_f64()
+            ),
+        );
+    }
+    if !f.edits.is_empty() {
+        for (what, p) in [("median", 50.0), ("p99", 99.0)] {
+            let ms = percentile(&f.edits, p).as_secs_f64() * 1000.0;
+            table_row(
+                &mut out,
+                &format!("edit -> first action ms, {what}"),
+                &format!("{ms:.0}"),
+                &format!("<= {EDIT_TARGET_MS:.0}"),
+                Some(ms <= EDIT_TARGET_MS),
+                &format!("{} edits of one file among {}", f.edits.len(), f.edit_files),
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_files_are_valid_desired_state() {
+        let text = desired("c0042", &["e0001".to_owned()]);
+        let spec = crate::spec::load_str(Path::new("c0042.toml"), &text).expect("valid");
+        assert_eq!(spec.cluster.name.as_str(), "c0042");
+        let backup = spec.backup.expect("backup table");
+        assert!(backup.schedule.is_none());
+        assert_eq!(backup.take.iter().map(ToString::to_string).collect::<Vec<_>>(), ["e0001"]);
+    }
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let xs: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
+        assert_eq!(percentile(&xs, 50.0), Duration::from_millis(50));
+        assert_eq!(percentile(&xs, 99.0), Duration::from_millis(99));
+        assert_eq!(percentile(&xs[..10], 99.0), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn cpu_and_memory_of_this_process_can_be_read() {
+        let pid = std::process::id();
+        assert!(cpu_ticks(pid).is_ok());
+        let (rss, hwm) = memory_kib(pid).expect("status");
+        assert!(rss > 0 && hwm >= rss);
+        assert!(clock_ticks_per_s() > 0.0);
+    }
+}

@@ -1,0 +1,223 @@
+//! `mirrorctl bench`, scale part: N clusters restored at once in **one** AWS account.
+//!
+//! EC2 throttles per account and region, so N clusters restored together compete for one pair of
+//! token buckets (DOMAIN.md: Describe* bucket 100 refilled 20/s; mutating calls refilled 5/s —
+//! [`ThrottleBudgets::default`], with a mutating burst of 50). The run:
+//!
+//! 1. prepares one jitter-free world of the runbook's cluster as the single-cluster figures do
+//!    (backup `b1` by mirrorctl, ten minutes of business, the accident), then forks it N times
+//!    into one [`AccountThrottle`] ([`SimWorld::fork_in`]): N clusters in the same state, each
+//!    with its own CLUSTERPRO and servers, all drawing EC2 calls from the same account buckets;
+//! 2. starts N [`reconcile`] loops at the same model instant — the per-cluster loop the daemon's
+//!    workers run — each with its own state directory (journal, status), and all EC2 ports behind
+//!    one client-side [`RequestLimiter`] ([`LimitedCloud`]), as a daemon shares one across its
+//!    clusters. The limiter is set for mirrorctl alone in the account: the account's refill rates,
+//!    half its burst (`daemon` default budgets keep to half the rates, leaving room for other
+//!    tools; the bench asks how close to the account's own bound mirrorctl can get);
+//! 3. waits until every loop converged and checks each world's data oracle (both sides identical,
+//!    the accident gone, no corruption).
+//!
+//! Figures, from the run's own counts:
+//!
+//! - **total** = model time from the common start to the last cluster's `Converged`.
+//! - **throttle-bound minimum** `= max(P, (D − Cd) / rd, (M − Cm) / rm)`, where `D` and `M` are
+//!   the Describe and mutating calls the account *accepted* during the run (the calls the restores
+//!   actually needed; refused ones are not counted), `Cd`, `Cm` the buckets' capacities (full at
+//!   the start), `rd`, `rm` their refill rates, and `P` the latency model's critical path of one
+//!   restore ([`super::restore_critical_path_s`]). No schedule can do better: one restore cannot
+//!   beat `P`, and a bucket that starts full cannot accept `n` calls before `(n − C) / r`.
+//!   Figure: total ÷ that minimum, target ≤ 1.1.
+//! - **throttled share** = calls answered `RequestLimitExceeded` ÷ all EC2 calls the account
+//!   received, target < 1 %.
+//!
+//! With one cluster the buckets never bind (a restore needs fewer calls than a burst), so the
+//! ratio is the single restore's own distance from its critical path.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use super::{Prepared, fresh_dir, prepare, restore_critical_path_s, restore_spec, table_head, table_row};
+use crate::adapters::limit::{Budget, Budgets, LimitedCloud, RequestLimiter};
+use crate::cli::CliError;
+use crate::journal::Journal;
+use crate::reconcile::{Context, Settled, reconcile};
+use crate::sim::{AccountThrottle, LatencyModel, SimWorld, ThrottleBudgets, ThrottleTally};
+
+/// Cluster counts of a full run.
+pub(super) const FULL_SIZES: [usize; 3] = [1, 100, 1000];
+/// Cluster counts of `--quick` (CI).
+pub(super) const QUICK_SIZES: [usize; 2] = [1, 20];
+/// Target of total ÷ throttle-bound minimum.
+const RATIO_TARGET: f64 = 1.1;
+/// Target of the throttled share, in percent.
+const THROTTLED_TARGET_PCT: f64 = 1.0;
+
+/// What one scale run measured.
+#[derive(Debug, Clone)]
+pub(super) struct ScaleSample {
+    clusters: usize,
+    total_s: f64,
+    critical_path_s: f64,
+    account: ThrottleBudgets,
+    tally: ThrottleTally,
+}
+
+impl ScaleSample {
+    /// `(D − Cd) / rd`: the least time the Describe bucket needs to accept the run's Describes.
+    #[allow(clippy::cast_precision_loss)] // call counts stay far below 2^52
+    fn describe_bound_s(&self) -> f64 {
+        let a = &self.account;
+        ((self.tally.describe_ok as f64 - a.describe_capacity) / a.describe_refill_per_s).max(0.0)
+    }
+    /// `(M − Cm) / rm`, the same for mutating calls.
+    #[allow(clippy::cast_precision_loss)]
+    fn mutate_bound_s(&self) -> f64 {
+        let a = &self.account;
+        ((self.tally.mutate_ok as f64 - a.mutate_capacity) / a.mutate_refill_per_s).max(0.0)
+    }
+    /// The throttle-bound minimum and which term sets it.
+    fn bound(&self) -> (f64, &'static str) {
+        let terms = [
+            (self.critical_path_s, "critical path"),
+            (self.describe_bound_s(), "Describe"),
+            (self.mutate_bound_s(), "mutating"),
+        ];
+        terms.into_iter().fold((0.0, "critical path"), |best, t| if t.0 > best.0 { t } else { best })
+    }
+    fn ratio(&self) -> f64 {
+        self.total_s / self.bound().0
+    }
+    #[allow(clippy::cast_precision_loss)]
+    fn throttled_pct(&self) -> f64 {
+        let total = self.tally.total();
+        if total == 0 { 0.0 } else { 100.0 * self.tally.throttled() as f64 / total as f64 }
+    }
+}
+
+/// mirrorctl's client-side budgets when it is alone in `account`: the account's refill rates and
+/// half its burst (the other half absorbs calls that leave in order but arrive out of order).
+fn alone_in(account: &ThrottleBudgets) -> Result<Budgets, CliError> {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped to 1..=u32::MAX first
+    let half = |capacity: f64| (capacity / 2.0).floor().clamp(1.0, f64::from(u32::MAX)) as u32;
+    let bad = |e: String| CliError::Failed(format!("the simulated account's budgets: {e}"));
+    Ok(Budgets {
+        describe: Budget::try_new(half(account.describe_capacity), account.describe_refill_per_s).map_err(bad)?,
+        mutate: Budget::try_new(half(account.mutate_capacity), account.mutate_refill_per_s).map_err(bad)?,
+    })
+}
+
+/// Whether `world`'s restore left both sides identical, without the accident, uncorrupted.
+fn restored(world: &SimWorld) -> bool {
+    let report = world.oracle_report();
+    let sides: Vec<_> = report.servers.values().copied().collect();
+    sides.len() == 2
+        && sides[0].is_some()
+        && sides[0] == sides[1]
+        && sides.iter().flatten().all(|c| !world.contains_accident(*c))
+        && report.corruptions.is_empty()
+}
+
+/// Restores `clusters` clusters at once in one simulated account (see the module doc).
+pub(super) async fn measure(base: &Path, clusters: usize, seed: u64) -> Result<ScaleSample, CliError> {
+    let exact = LatencyModel::default().without_jitter();
+    let p: Prepared = prepare(base, &format!("scale-{clusters}-prep"), seed, exact.clone()).await?;
+    let spec = restore_spec(&p)?;
+    let account_budgets = p.world.scenario().throttle;
+    let account = Arc::new(AccountThrottle::new(account_budgets.clone(), p.world.now()));
+    let limiter = Arc::new(RequestLimiter::new(alone_in(&account_budgets)?));
+    let backup_journal = Journal::path_for(&p.dir, &spec.cluster.name);
+    let root = fresh_dir(base, &format!("scale-{clusters}"))?;
+    let start = p.world.now();
+    let mut loops = JoinSet::new();
+    for i in 0..clusters {
+        // Each cluster starts from the prepared one's journal (its backup) in a directory of its own.
+        let dir = root.join(format!("c{i:04}"));
+        let journal = Journal::path_for(&dir, &spec.cluster.name);
+        if let Some(parent) = journal.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| CliError::Failed(format!("creating {}: {e}", parent.display())))?;
+        }
+        std::fs::copy(&backup_journal, &journal).map_err(|e| {
+            CliError::Failed(format!("copying {} to {}: {e}", backup_journal.display(), journal.display()))
+        })?;
+        let world = p.world.fork_in(Arc::clone(&account));
+        let mut ports = world.ports();
+        ports.cloud = Arc::new(LimitedCloud::new(ports.cloud, Arc::clone(&limiter)));
+        let ctx = Context::new(ports, dir);
+        let spec = spec.clone();
+        loops.spawn(async move {
+            let settled = reconcile(&spec, &ctx).await;
+            (settled, ctx.ports.clock.now(), world)
+        });
+    }
+    let mut end = start;
+    while let Some(joined) = loops.join_next().await {
+        let (settled, at, world) = joined.map_err(|e| CliError::Failed(format!("a restore task failed: {e}")))?;
+        match settled {
+            Ok(Settled::Converged) => {}
+            Ok(other) => return Err(CliError::Failed(format!("a restore of {clusters} did not converge: {other:?}"))),
+            Err(e) => return Err(CliError::Failed(format!("a restore of {clusters}: {e}"))),
+        }
+        if !restored(&world) {
+            return Err(CliError::Failed(format!("a restore of {clusters} converged but its data is wrong")));
+        }
+        end = end.max(at);
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&p.dir);
+    Ok(ScaleSample {
+        clusters,
+        total_s: end.duration_since(start).as_secs_f64(),
+        critical_path_s: restore_critical_path_s(&exact),
+        account: account_budgets,
+        tally: account.tally(),
+    })
+}
+
+/// The scale table.
+#[allow(clippy::cast_precision_loss)] // call counts stay far below 2^52
+pub(super) fn render(samples: &[ScaleSample]) -> String {
+    let mut out = String::new();
+    let Some(first) = samples.first() else {
+        return out;
+    };
+    let a = &first.account;
+    table_head(
+        &mut out,
+        &format!(
+            "clusters restored at once in one account (buckets: Describe {} refill {}/s, mutating {} refill {}/s; \
+             mirrorctl's limiter: the refill rates, half the burst)",
+            a.describe_capacity, a.describe_refill_per_s, a.mutate_capacity, a.mutate_refill_per_s
+        ),
+    );
+    for s in samples {
+        let (bound, by) = s.bound();
+        let ratio = s.ratio();
+        let n = s.clusters as f64;
+        table_row(
+            &mut out,
+            &format!("{} clusters: total / bound", s.clusters),
+            &format!("{ratio:.2}"),
+            &format!("<= {RATIO_TARGET:.2}"),
+            Some(ratio <= RATIO_TARGET),
+            &format!(
+                "{:.1}s / {bound:.1}s (bound set by {by}; per cluster {:.1} Describe, {:.1} mutating)",
+                s.total_s,
+                s.tally.describe_ok as f64 / n,
+                s.tally.mutate_ok as f64 / n,
+            ),
+        );
+        let pct = s.throttled_pct();
+        table_row(
+            &mut out,
+            &format!("{} clusters: throttled %", s.clusters),
+            &format!("{pct:.2}"),
+            &format!("< {THROTTLED_TARGET_PCT:.0}"),
+            Some(pct < THROTTLED_TARGET_PCT),
+            &format!("{} of {} EC2 calls answered RequestLimitExceeded", s.tally.throttled(), s.tally.total()),
+        );
+    }
+    out
+}
