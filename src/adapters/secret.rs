@@ -142,6 +142,8 @@ impl SecretResolver {
                 )),
             },
             SecretRef::SecretsManager { id, json_key } => {
+                // The IAM action this needs (tests/deploy.rs ties the policy to this line).
+                const API: &str = "GetSecretValue";
                 let Some(client) = &self.secrets_manager else {
                     return Err(fail(
                         "no AWS Secrets Manager client is configured in this mode".to_owned(),
@@ -149,8 +151,6 @@ impl SecretResolver {
                         false,
                     ));
                 };
-                // The IAM action this needs (tests/deploy.rs ties the policy to this line).
-                const API: &str = "GetSecretValue";
                 tracing::debug!(api = API, secret = %id, "reading the CLUSTERPRO API password");
                 let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| sdk_error(reference, &e))?;
                 let Some(text) = out.secret_string() else {
