@@ -129,32 +129,19 @@ pub enum ReconcileError {
     Stopped,
 }
 
-/// Observes with retries (throttling without limit, other retryable errors within budget): the
-/// whole world without `prev`, otherwise what `want` names, the rest carried over from `prev`.
+/// Observes the whole world without `prev`, otherwise what `want` names, the rest carried over
+/// from `prev`. Every read that can fail is retried inside ([`with_retries`]: throttling without
+/// limit, other retryable errors within the policy's budget), so an error here has used its budget
+/// already and is not retried again on top (an unreachable endpoint fails in seconds, not minutes).
+///
+/// [`with_retries`]: crate::execute::retry::with_retries
 pub async fn observe_with_retries(
     spec: &Spec,
     ctx: &Context,
     prev: Option<&Observed>,
     want: &Refresh,
 ) -> Result<Observed, PortError> {
-    let mut retryable = ctx.policy.retryable();
-    let mut throttled = ctx.policy.throttled();
-    loop {
-        match observe_with(spec, &ctx.ports, &ctx.policy, prev, want).await {
-            Ok(o) => return Ok(o),
-            Err(e) => {
-                let delay = match e.class {
-                    ErrorClass::Throttled => throttled.next(),
-                    ErrorClass::Retryable => retryable.next(),
-                    ErrorClass::AlreadyDone | ErrorClass::NeedsHuman => None,
-                };
-                match delay {
-                    Some(d) => ctx.ports.clock.sleep(d).await,
-                    None => return Err(e),
-                }
-            }
-        }
-    }
+    observe_with(spec, &ctx.ports, &ctx.policy, prev, want).await
 }
 
 /// Opens the cluster's journal under the context's state directory.

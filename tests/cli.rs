@@ -283,20 +283,17 @@ fn plan_json_and_out_save_the_same_plan() {
     assert_eq!(written, printed, "the saved plan is the printed one");
 }
 
+/// `--world aws` (the default) is the real world; here EC2 and SSM are a closed loopback port, so
+/// `plan` reports that the `DryRun` check could not run, then fails (retryable errors exhausted)
+/// naming what could not be observed.
 #[test]
-fn the_aws_world_is_unavailable_and_points_to_the_lab() {
+fn an_unreachable_aws_world_fails_with_what_could_not_be_observed() {
     let lab = Lab::new();
     let file = lab.prod_db("plain", |t| t);
-    for args in [vec!["plan", s(&file)], vec!["plan", "--world", "aws", s(&file)], vec!["apply", s(&file)]] {
-        let r = lab.run(&args);
-        assert_eq!(r.code, 69, "{args:?}");
-        assert!(r.stderr.contains("AWS world is not available"), "{}", r.stderr);
-        assert!(r.stderr.contains("--world lab"), "{}", r.stderr);
-        if args[0] == "plan" {
-            // plan first asks EC2 for DryRun permissions; here EC2 is a closed loopback port.
-            assert!(r.stdout.contains("cannot check: DescribeInstances failed"), "{}", r.stdout);
-        }
-    }
+    let r = lab.run(&["plan", s(&file)]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stdout.contains("cannot check: DescribeInstances failed"), "{}", r.stdout);
+    assert!(r.stderr.contains("observing the cluster failed"), "{}", r.stderr);
 }
 
 #[test]
@@ -460,7 +457,9 @@ fn a_restore_through_the_cli_replaces_both_volumes() {
     assert!(doc["operations"]["restore/r1"].as_str().is_some_and(|s| s.starts_with("completed")), "{doc}");
     let new = doc["inventory"]["new_volumes"].as_object().expect("new_volumes");
     assert_eq!(new.len(), 2, "{new:?}");
-    let mut servers: Vec<&str> = new.values().filter_map(Value::as_str).collect();
+    // "server1 for r1", with ", initializing N%, about M min left" when the last look was a full one.
+    let mut servers: Vec<&str> =
+        new.values().filter_map(Value::as_str).map(|v| v.split(", ").next().unwrap_or(v)).collect();
     servers.sort_unstable();
     assert_eq!(servers, ["server1 for r1", "server2 for r1"]);
     let st = lab.run(&["status", "prod-db"]);

@@ -1,48 +1,78 @@
-//! `mirrorctl plan --world aws` asks EC2, with `DryRun`, which of its calls are permitted before
-//! anything happens — checked against moto with the cluster's real (moto) ids — and then says that
-//! the rest of the AWS world is not available yet.
+//! `mirrorctl plan --world aws`, the real binary on the real adapters: it first asks EC2, with
+//! `DryRun`, which of its calls are permitted (moto, with the cluster's real moto ids), then
+//! observes the whole cluster through every adapter of the AWS world — EC2 on moto, CLUSTERPRO
+//! commands and the Linux disk recipe through the SSM transport to the fake SSM endpoint, whose
+//! sandboxes run the fake `clp*` tools (backed by a simulated cluster) and fake disk tools — and
+//! prints the plan: the on-demand backup's first step.
 
 mod support;
 
-use std::process::Command;
+use std::sync::Arc;
 
-use support::{Moto, run_server};
+use mirrorctl::sim::{Scenario, SimWorld};
+use support::fake_clp::FakeClp;
+use support::fake_disks::FakeDisks;
+use support::fake_ssm::FakeSsm;
+use support::{Moto, run_server_at};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plan_reports_ec2_permissions_with_dry_run() {
+async fn plan_checks_permissions_then_observes_through_every_aws_adapter() {
     let moto = Moto::start();
     let sdk = moto.sdk().await;
-    let s1 = run_server(&sdk, "ap-northeast-1a", 100).await;
-    let s2 = run_server(&sdk, "ap-northeast-1c", 100).await;
+    let s1 = run_server_at(&sdk, "ap-northeast-1a", 100, "/dev/xvdb").await;
+    let s2 = run_server_at(&sdk, "ap-northeast-1c", 100, "/dev/xvdb").await;
+
+    // The cluster behind the commands: a simulated Linux cluster named like the example's.
+    let world = SimWorld::new(Scenario::linux(), 3, 100.0);
+    let clp = Arc::new(FakeClp::start(world.clone()).await);
+    let ssm = FakeSsm::start().await;
+    let tools = tempfile::tempdir().unwrap();
+    let disks = FakeDisks::install(tools.path());
+    for (server, instance) in [("node1", &s1.instance), ("node2", &s2.instance)] {
+        let name = mirrorctl::ids::ServerName::parse(server).unwrap();
+        ssm.add_instance(instance.as_str());
+        let path = format!("{}:{}", disks.bin().display(), clp.path_for(&name));
+        ssm.set_env(instance.as_str(), "PATH", &path);
+        for (k, v) in disks.env() {
+            ssm.set_env(instance.as_str(), &k, &v);
+        }
+    }
 
     let dir = tempfile::tempdir().unwrap();
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/desired-state/prod-db.toml")).unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/desired-state/app-linux.toml")).unwrap();
     let text = example
-        .replace("i-0123456789abcdef0", s1.instance.as_str())
-        .replace("i-0fedcba9876543210", s2.instance.as_str());
-    let file = dir.path().join("prod-db.toml");
+        .replace("i-0aaaaaaaaaaaaaaaa", s1.instance.as_str())
+        .replace("i-0bbbbbbbbbbbbbbbb", s2.instance.as_str());
+    let file = dir.path().join("app-linux.toml");
     std::fs::write(&file, text).unwrap();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_mirrorctl"))
-        .args([
-            "--state-dir",
-            dir.path().join("state").to_str().unwrap(),
-            "plan",
-            "--world",
-            "aws",
-            file.to_str().unwrap(),
-        ])
-        .env("AWS_ENDPOINT_URL_EC2", moto.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .unwrap();
+    let state = dir.path().join("state");
+    let (moto_url, ssm_url) = (moto.endpoint(), ssm.endpoint());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mirrorctl"))
+            .args(["--state-dir", state.to_str().unwrap(), "plan", "--world", "aws", file.to_str().unwrap()])
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_ENDPOINT_URL_EC2", moto_url)
+            .env("AWS_ENDPOINT_URL_SSM", ssm_url)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("MIRRORCTL_STATE_DIR")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(69), "the rest of the AWS world is not available yet: {stdout}\n{stderr}");
-    assert!(stdout.contains(&format!("EC2 permissions for cluster prod-db (DryRun, as {})", s1.instance)), "{stdout}");
+
+    // 1. The DryRun permission report, with the cluster's real ids.
+    assert!(
+        stdout.contains(&format!("EC2 permissions for cluster app-linux (DryRun, as {})", s1.instance)),
+        "{stdout}"
+    );
     for api in [
         "CreateVolume",
         "AttachVolume",
@@ -58,8 +88,18 @@ async fn plan_reports_ec2_permissions_with_dry_run() {
             .unwrap_or_else(|| panic!("{api}: {stdout}"));
         assert!(line.ends_with("allowed") && !line.contains("NOT"), "{line}");
     }
-    assert!(stderr.contains("--world lab"), "{stderr}");
-    // DryRun changed nothing: still exactly the two volumes the test made.
+
+    // 2. The plan, from an observation through every adapter: exit 2 (changes), the backup's
+    //    first step on the active server.
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stdout.contains("backup/before-upgrade-2026-11/stop-md@node1"), "{stdout}");
+    assert!(ssm.count("SendCommand") >= 4, "commands went through SSM: {}", ssm.count("SendCommand"));
+    for tool in ["clpstat", "clpcfctrl --pull", "clpmdstat"] {
+        assert!(clp.count(tool) >= 1, "{tool} ran on a node: {:?}", clp.log());
+    }
+    assert!(disks.log().contains("lsblk"), "the disk recipe ran: {}", disks.log());
+
+    // DryRun and planning changed nothing: still exactly the two volumes the test made, no snapshot.
     let vols = sdk.describe_volumes().send().await.unwrap();
     let data: Vec<_> = vols.volumes().iter().filter(|v| v.size() == Some(100)).collect();
     assert_eq!(data.len(), 2, "{data:?}");

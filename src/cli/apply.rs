@@ -37,7 +37,7 @@ pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
 /// Runs `apply`.
 pub async fn run(state_dir: &Path, file: &Path, saved: Option<&Path>, world: &WorldArgs) -> Result<u8, CliError> {
     let spec = super::load_spec(file)?;
-    let w = super::world::open(world, state_dir, &spec)?;
+    let w = super::world::open(world, state_dir, &spec).await?;
     let mut ctx = Context::new(w.ports.clone(), state_dir.to_owned());
     if let Some(path) = saved {
         let body = std::fs::read(path).map_err(|e| CliError::Usage(format!("reading plan {}: {e}", path.display())))?;

@@ -2,8 +2,7 @@
 //! that owns its exit code, and the dispatcher.
 //!
 //! Exit codes: 0 success (for `plan`: nothing to do), 2 `plan` has changes pending, 3 blocked
-//! (needs a human), 64 usage, 65 invalid desired state, 69 a requested component is not available
-//! (e.g. the AWS world before its adapter exists), 1 any other error.
+//! (needs a human), 64 usage, 65 invalid desired state, 1 any other error.
 
 pub mod apply;
 pub mod bench;
@@ -63,7 +62,7 @@ pub enum Output {
 /// Which world the ports talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WorldKind {
-    /// Real AWS and CLUSTERPRO (not available yet: `plan` checks EC2 permissions with `DryRun`, then exits 69).
+    /// Real AWS, CLUSTERPRO and servers (`plan` first checks EC2 permissions with `DryRun`).
     Aws,
     /// The simulated world persisted under the state directory.
     Lab,
@@ -176,9 +175,6 @@ pub enum CliError {
     /// Invalid desired state (already rendered with `file:line:column`).
     #[error("{0}")]
     InvalidSpec(String),
-    /// Something requested is not available.
-    #[error("{0}")]
-    Unavailable(String),
     /// Bad usage.
     #[error("{0}")]
     Usage(String),
@@ -201,7 +197,6 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::InvalidSpec(_) => crate::spec::EXIT_INVALID,
-            CliError::Unavailable(_) => 69,
             CliError::Usage(_) => EXIT_USAGE,
             CliError::Failed(_) => 1,
         }

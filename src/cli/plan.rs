@@ -79,7 +79,7 @@ pub async fn run(
         // calls mirrorctl would make are permitted, asked with DryRun.
         print!("{}", permission_report(&spec).await);
     }
-    let w = super::world::open(world, state_dir, &spec)?;
+    let w = super::world::open(world, state_dir, &spec).await?;
     let ctx = Context::new(w.ports.clone(), state_dir.to_owned());
     let journal = open_journal(&spec, &ctx).map_err(|e| CliError::Failed(e.to_string()))?;
     let (obs, plan) = plan_once(&spec, &ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CliError, WorldKind};
 use crate::controller::settings::World;
-use crate::controller::{Config, Controller, Settings, lab_worlds, serve};
+use crate::controller::{Config, Controller, Settings, aws_worlds, lab_worlds, serve};
 
 /// Flags of `mirrorctl run` (each overrides the settings file).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -96,13 +96,7 @@ pub fn effective(args: &RunArgs, state_dir: Option<&Path>) -> Result<Effective, 
 pub async fn run(args: &RunArgs, state_dir: Option<&Path>) -> Result<u8, CliError> {
     let eff = effective(args, state_dir)?;
     let worlds = match eff.world {
-        WorldKind::Aws => {
-            return Err(CliError::Unavailable(
-                "the AWS world is not available yet: the EC2 adapter exists, but the CLUSTERPRO and node adapters \
-                 are not wired in; use --world lab to run the daemon against simulated clusters"
-                    .into(),
-            ));
-        }
+        WorldKind::Aws => aws_worlds(&eff.state_dir),
         WorldKind::Lab => lab_worlds(&eff.state_dir, eff.speed),
     };
     if !eff.dir.is_dir() {

@@ -1,5 +1,7 @@
 //! Which world `plan` and `apply` act on: the simulated lab world (persisted under the state
-//! directory, created from the desired state on first use) or real AWS (EC2 adapter built; CLUSTERPRO and node adapters not wired in yet).
+//! directory, created from the desired state on first use) or the real one
+//! ([`crate::adapters::world::aws_ports`]: EC2, CLUSTERPRO over commands and the REST API, the
+//! servers' disks over SSM or locally).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -40,14 +42,14 @@ pub fn scenario_for(spec: &Spec) -> Scenario {
 }
 
 /// Opens the world the arguments name.
-pub fn open(args: &WorldArgs, state_dir: &Path, spec: &Spec) -> Result<OpenWorld, CliError> {
+pub async fn open(args: &WorldArgs, state_dir: &Path, spec: &Spec) -> Result<OpenWorld, CliError> {
     match args.world {
-        WorldKind::Aws => Err(CliError::Unavailable(
-            "the AWS world is not available yet: the EC2 adapter exists, but the CLUSTERPRO and node adapters \
-             (REST API, SSM) are not wired in, so mirrorctl cannot observe or act on a real cluster; use --world lab \
-             to act on the simulated cluster"
-                .into(),
-        )),
+        WorldKind::Aws => {
+            let ports = crate::adapters::world::aws_ports(spec, state_dir, None).await.map_err(|e| {
+                CliError::Failed(format!("cannot reach cluster {} (--world aws): {e}", spec.cluster.name))
+            })?;
+            Ok(OpenWorld { ports, sim: None })
+        }
         WorldKind::Lab => {
             if !(args.speed.is_finite() && args.speed > 0.0) {
                 return Err(CliError::Usage(format!("--speed must be a positive number, not {}", args.speed)));

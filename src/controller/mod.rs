@@ -58,8 +58,9 @@ use crate::ports::Ports;
 use crate::spec::Spec;
 use worker::{Desired, Shared};
 
-/// Opens the world (ports) a cluster's worker acts on, once per worker.
-pub type WorldOpener = Arc<dyn Fn(&Spec) -> Result<Ports, String> + Send + Sync>;
+/// Opens the world (ports) a cluster's worker acts on, once per worker (asynchronously: the AWS
+/// world loads credentials and may read a password from Secrets Manager).
+pub type WorldOpener = Arc<dyn Fn(&Spec) -> futures::future::BoxFuture<'static, Result<Ports, String>> + Send + Sync>;
 
 /// The lab: each cluster gets its own persisted simulated world `<state_dir>/lab/<cluster>.json`,
 /// created from that cluster's first valid desired state. All clusters' EC2 calls go through one
@@ -69,13 +70,30 @@ pub fn lab_worlds(state_dir: &Path, speed: f64) -> WorldOpener {
     let dir = state_dir.join("lab");
     let limiter = Arc::new(RequestLimiter::new(Budgets::default().scaled(speed)));
     Arc::new(move |spec: &Spec| {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let path = dir.join(format!("{}.json", spec.cluster.name));
-        let world = crate::sim::SimWorld::open_or_create(&path, crate::cli::world::scenario_for(spec), 42, speed)
-            .map_err(|e| format!("opening lab world {}: {e}", path.display()))?;
-        let mut ports = world.ports();
-        ports.cloud = Arc::new(LimitedCloud::new(ports.cloud, Arc::clone(&limiter)));
-        Ok(ports)
+        let open = || {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            let path = dir.join(format!("{}.json", spec.cluster.name));
+            let world = crate::sim::SimWorld::open_or_create(&path, crate::cli::world::scenario_for(spec), 42, speed)
+                .map_err(|e| format!("opening lab world {}: {e}", path.display()))?;
+            let mut ports = world.ports();
+            ports.cloud = Arc::new(LimitedCloud::new(ports.cloud, Arc::clone(&limiter)));
+            Ok(ports)
+        };
+        Box::pin(std::future::ready(open()))
+    })
+}
+
+/// The real world: each cluster's ports on AWS, CLUSTERPRO and its servers
+/// ([`crate::adapters::world::aws_ports`]), all clusters' EC2 calls through one client-side
+/// [`RequestLimiter`] with the default budgets (half of EC2's buckets, room left for other tools).
+pub fn aws_worlds(state_dir: &Path) -> WorldOpener {
+    let state_dir = state_dir.to_owned();
+    let limiter = Arc::new(RequestLimiter::new(Budgets::default()));
+    Arc::new(move |spec: &Spec| {
+        let (spec, state_dir, limiter) = (spec.clone(), state_dir.clone(), Arc::clone(&limiter));
+        Box::pin(async move {
+            crate::adapters::world::aws_ports(&spec, &state_dir, Some(limiter)).await.map_err(|e| e.to_string())
+        })
     })
 }
 

@@ -142,7 +142,7 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
         };
         let p = match &ports {
             Some(p) => p.clone(),
-            None => match (shared.worlds)(&spec) {
+            None => match (shared.worlds)(&spec).await {
                 Ok(p) => {
                     ports = Some(p.clone());
                     p
