@@ -154,7 +154,11 @@ async fn a_removed_file_stops_its_worker_and_undoes_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let later = d.status("prod-db").expect("status");
     assert_eq!(later, s, "no pass after the removal");
-    assert!(d.metrics.render().contains("mirrorctl_cluster_phase{cluster=\"prod-db\",phase=\"stopped\"} 1"));
+    // The metric follows the status document (its own update, so wait for it rather than race it).
+    d.until("the stopped phase in the metrics", |d| {
+        d.metrics.render().contains("mirrorctl_cluster_phase{cluster=\"prod-db\",phase=\"stopped\"} 1").then_some(())
+    })
+    .await;
     // The other cluster is still served.
     write(&d.dir.join("app-linux.toml"), &desired("app-linux", &["x1"]));
     d.completed("app-linux", "backup/x1").await;

@@ -11,8 +11,9 @@
 //!   same content, means "look again" for that cluster, while the other 999 clusters of a large
 //!   directory are left alone (re-reading and passing them all made one edit cost a thousand
 //!   parses and observations: `mirrorctl bench` measures edit → first action among 1,000
-//!   files). The periodic resync re-reads every file and hands every worker its state, so a
-//!   missed event costs at most one resync interval, and scheduled backups are noticed without
+//!   files). The periodic resync re-reads every file and hands every worker its state, spread
+//!   over the interval in slices (not all clusters in the same second), so a missed event costs
+//!   at most one resync interval, and scheduled backups are noticed without
 //!   any event.
 //! - **One worker per cluster**, keyed by the file stem (which the spec requires to equal the
 //!   cluster name): one pass at a time per cluster, clusters concurrent. A wake during a pass
@@ -203,21 +204,31 @@ impl Controller {
         let mut watcher = watch::DirWatch::new(&self.cfg.dir, wake_tx.clone());
         let mut workers: BTreeMap<String, WorkerHandle> = BTreeMap::new();
         let mut first = true;
-        let mut resync = tokio::time::interval(self.cfg.resync);
+        // The resync is spread over its interval: each tick takes one slice of the clusters, so a
+        // thousand files do not all pass (and call EC2) in the same second.
+        let mut resync = tokio::time::interval(self.cfg.resync / RESYNC_SLICES);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut slice = 0u32;
         loop {
-            let everyone = tokio::select! {
+            let scope = tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = resync.tick() => true,
+                _ = resync.tick() => {
+                    if first {
+                        Scope::All
+                    } else {
+                        slice = (slice + 1) % RESYNC_SLICES;
+                        Scope::Slice(slice)
+                    }
+                }
                 Some(()) = wake_rx.recv() => {
                     // Debounce: an editor's save or a git-sync swap is a burst of events.
                     tokio::time::sleep(self.cfg.debounce).await;
                     while wake_rx.try_recv().is_ok() {}
-                    false
+                    Scope::Touched
                 }
             };
             watcher.refresh();
-            if let Some(keys) = self.scan(&shared, &mut workers, everyone)
+            if let Some(keys) = self.scan(&shared, &mut workers, scope)
                 && first
             {
                 self.metrics.expect_ready(keys);
@@ -234,16 +245,16 @@ impl Controller {
         tracing::info!("all workers stopped at a step boundary");
     }
 
-    /// Lists the directory and hands the workers their files' state: when `everyone` (the
-    /// resync), every file is re-read and every worker woken; otherwise only touched files
-    /// ([`Stamp`]) are re-read and only their workers woken. Returns the keys found, or `None`
-    /// when the directory could not be read (nothing is changed then: a directory that is
-    /// briefly missing must not look like every file removed).
+    /// Lists the directory and hands the workers their files' state: touched files ([`Stamp`])
+    /// are always re-read and their workers woken; the files `scope` names (all of them at start,
+    /// one resync slice per tick) are re-read and woken even when untouched. Returns the keys
+    /// found, or `None` when the directory could not be read (nothing is changed then: a directory
+    /// that is briefly missing must not look like every file removed).
     fn scan(
         &self,
         shared: &Arc<Shared>,
         workers: &mut BTreeMap<String, WorkerHandle>,
-        everyone: bool,
+        scope: Scope,
     ) -> Option<Vec<String>> {
         let files = match list(&self.cfg.dir) {
             Ok(f) => f,
@@ -256,7 +267,7 @@ impl Controller {
             let stamp = Stamp::of(path);
             let untouched =
                 stamp.is_some() && workers.get(key).is_some_and(|w| !w.task.is_finished() && w.stamp == stamp);
-            if untouched && !everyone {
+            if untouched && !scope.includes(key) {
                 // Not even re-read: a thousand-file directory costs a thousand `stat`s per edit.
                 continue;
             }
@@ -293,6 +304,37 @@ impl Controller {
     }
 }
 
+/// How many slices the periodic resync is cut into (one per tick of `resync / RESYNC_SLICES`).
+pub const RESYNC_SLICES: u32 = 12;
+
+/// Which untouched files a scan re-reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every file (the first scan).
+    All,
+    /// The files of one resync slice.
+    Slice(u32),
+    /// None: only touched files (a file event).
+    Touched,
+}
+
+impl Scope {
+    fn includes(self, key: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Slice(i) => resync_slice(key) == i,
+            Scope::Touched => false,
+        }
+    }
+}
+
+/// The resync slice of a cluster: a stable hash of its key, so each cluster is re-read once per
+/// resync interval, always at the same point of it.
+fn resync_slice(key: &str) -> u32 {
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    u32::try_from(h % u64::from(RESYNC_SLICES)).unwrap_or(0)
+}
+
 /// The desired-state files of `dir` by stem: `*.toml`, not hidden (editors' swap and temp files
 /// are hidden or have another extension).
 fn list(dir: &Path) -> std::io::Result<BTreeMap<String, PathBuf>> {
@@ -311,4 +353,25 @@ fn list(dir: &Path) -> std::io::Result<BTreeMap<String, PathBuf>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cluster_is_in_one_resync_slice_and_slices_are_even() {
+        let mut per_slice = [0u32; RESYNC_SLICES as usize];
+        for i in 0..1200 {
+            let key = format!("cluster-{i:04}");
+            let slice = resync_slice(&key);
+            assert_eq!(slice, resync_slice(&key), "stable");
+            let covering = (0..RESYNC_SLICES).filter(|s| Scope::Slice(*s).includes(&key)).count();
+            assert_eq!(covering, 1, "{key} is resynced exactly once per interval");
+            per_slice[slice as usize] += 1;
+        }
+        // 100 per slice on average; a storm would put them all in one.
+        assert!(per_slice.iter().all(|n| (60..=140).contains(n)), "{per_slice:?}");
+        assert!(Scope::All.includes("x") && !Scope::Touched.includes("x"));
+    }
 }
