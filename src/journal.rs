@@ -104,6 +104,10 @@ pub struct StepView {
     pub attempts: u32,
     /// The last intent: (seq, started, token).
     pub last_intent: Option<(u64, Timestamp, Option<String>)>,
+    /// What the last intent was about to do (to judge what an interrupted call may still be
+    /// doing, e.g. a configuration push that CLUSTERPRO goes on applying after a kill).
+    #[serde(default)]
+    pub last_action: Option<Action>,
     /// Whether the last intent has a result.
     pub resolved: bool,
     /// Whether some attempt succeeded.
@@ -185,7 +189,7 @@ impl JournalView {
                     v.subject.clone_from(subject);
                 }
             }
-            Record::Intent { seq, op, step, started, token, .. } => {
+            Record::Intent { seq, op, step, started, token, action, .. } => {
                 let v = self.op_mut(op);
                 if v.started.is_none() {
                     v.started = Some(*started);
@@ -193,6 +197,7 @@ impl JournalView {
                 let s = v.steps.entry(step.clone()).or_default();
                 s.attempts += 1;
                 s.last_intent = Some((*seq, *started, token.clone()));
+                s.last_action = Some(action.clone());
                 s.resolved = false;
             }
             Record::Result { seq, op, step, ok, detail, error, .. } => {

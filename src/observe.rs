@@ -87,14 +87,12 @@ impl Observed {
 /// Why: a full look costs about seven EC2 `Describe*` calls, a `clp.conf` pull and a command on
 /// each server, and most passes of a restore follow a step that changed one small part of the
 /// world (a group stopped, a disk taken offline). Re-reading only what the last steps touched,
-/// what is still changing by itself, and what the planner's wait names takes a two-node restore
-/// from 94 `Describe*` calls to 10 (16–17 with the full look the reconcile loop takes before md is
-/// re-added without the initial copy) and shortens every pass to the slowest read it needs.
+/// what is still changing by itself, and what the planner's wait names keeps a two-node restore
+/// within a dozen `Describe*` calls and shortens every pass to the slowest read it really needs.
 /// CLUSTERPRO status and mirror colours are read on every pass (they change by themselves).
 /// Something changed behind mirrorctl's back is seen at the next full look: the first pass of
 /// every reconcile (and so every daemon resync), after any failed step, after a wait that did not
-/// end in three looks, before any plan that re-adds md without the initial copy is carried out,
-/// and at least every [`FULL_LOOK_EVERY`].
+/// end in three looks, and at least every [`FULL_LOOK_EVERY`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[allow(clippy::struct_excessive_bools)]
 pub struct Refresh {
@@ -210,6 +208,7 @@ impl Refresh {
         if let Some(w) = wait {
             r.instances |= w.instances;
             r.snapshots |= w.snapshots;
+            r.config |= w.config;
             if w.volumes && !any_settling {
                 r.tagged_volumes = true;
                 r.volume_ids.extend(prev.volumes.iter().filter(|v| !ours(v)).map(|v| v.id.clone()));

@@ -203,16 +203,6 @@ fn settle_time(steps: &[Step]) -> Option<Duration> {
         .flatten()
 }
 
-/// Whether the plan re-adds md with initial mirror construction switched off.
-fn skips_initial_copy(p: &Plan) -> bool {
-    p.steps().iter().any(|s| match &s.action {
-        Action::ApplyConfig { changes } => {
-            changes.iter().any(|c| matches!(c, crate::ports::cluster::ConfigChange::AddMirror(d) if !d.initial_copy))
-        }
-        _ => false,
-    })
-}
-
 /// Reconciles `spec` until it converges or is blocked.
 pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileError> {
     let journal = open_journal(spec, ctx)?;
@@ -260,12 +250,6 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
             write_status(spec, ctx, &journal, Some(&blocked), Some(&obs), None)?;
             ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Blocked(c.clone()));
             return Ok(Settled::Blocked(c.clone()));
-        }
-        // Re-adding md without the initial copy is the one step that can destroy data if the
-        // picture is wrong: it is only ever decided on a full, fresh look.
-        if carried.is_some() && skips_initial_copy(&p) {
-            want = Refresh::everything(spec);
-            continue;
         }
         write_status(spec, ctx, &journal, Some(&p), Some(&obs), None)?;
         let obs = prev.insert(obs);

@@ -124,3 +124,92 @@ async fn preflight_refuses_a_snapshot_smaller_than_the_disk() {
     assert_eq!(c.reason, "snapshot-too-small");
     assert!(c.message.contains("50 GiB") && c.message.contains("100 GiB"), "{c:?}");
 }
+
+/// r1's add-md push, cut off by a restart (an intent without a result), is still being applied by
+/// CLUSTERPRO as far as anyone knows. Nothing else may move until it shows in the configuration,
+/// a later push completed, or its time limit passed; r1 itself resumes by pushing again.
+#[tokio::test(start_paused = true)]
+async fn a_push_cut_off_by_a_restart_holds_everything_else_until_it_lands_or_times_out() {
+    use mirrorctl::journal::Record;
+    use mirrorctl::plan::Outcome;
+
+    let (r1_spec, obs, view) = before_add_md().await;
+    let p = plan(&r1_spec, &obs, &view);
+    let [add_md] = p.steps() else { panic!("{p:?}") };
+    let r1 = OpId::Restore(RequestName::parse("r1").unwrap());
+    let mut journal = view.clone();
+    journal.apply(&Record::Intent {
+        seq: 900,
+        op: r1.clone(),
+        step: add_md.id.clone(),
+        attempt: 1,
+        token: None,
+        started: obs.now,
+        action: add_md.action.clone(),
+    });
+    let mut r2_spec = r1_spec.clone();
+    r2_spec.restore.as_mut().unwrap().request = RequestName::parse("r2").unwrap();
+    let waits_for_push = |p: &Plan| match &p.outcome {
+        Outcome::Wait(w) => w.reason.contains("configuration push") && w.watch.config,
+        _ => false,
+    };
+
+    // A new request in the file: the switch waits, and the next look reads clp.conf.
+    let p = plan(&r2_spec, &obs, &journal);
+    assert!(waits_for_push(&p), "{p:?}");
+    let Outcome::Wait(w) = &p.outcome else { unreachable!() };
+    assert!(w.reason.contains("restore/r1/add-md"), "{w:?}");
+    // Still so 14 minutes later.
+    let mut later = obs.clone();
+    later.now = obs.now + jiff::SignedDuration::from_mins(14);
+    assert!(waits_for_push(&plan(&r2_spec, &later, &journal)));
+
+    // r1 itself, still wanted, pushes again rather than waiting.
+    let p = plan(&r1_spec, &obs, &journal);
+    assert!(p.steps().iter().any(|s| s.id == add_md.id), "{p:?}");
+
+    // The push landed: md is in the configuration. The switch goes on.
+    let mut landed = obs.clone();
+    let Action::ApplyConfig { changes } = &add_md.action else { panic!() };
+    for c in changes {
+        match c {
+            ConfigChange::AddMirror(md) => landed.config.mirrors.push(md.clone()),
+            ConfigChange::SetGroupAutoStart { group, auto } => {
+                landed.config.group_auto_start.insert(group.clone(), *auto);
+            }
+            ConfigChange::RemoveMirror { .. } => {}
+        }
+    }
+    let p = plan(&r2_spec, &landed, &journal);
+    assert!(!waits_for_push(&p) && p.has_changes(), "{p:?}");
+
+    // Past the time limit, the push has landed or failed: the switch goes on.
+    let mut expired = obs.clone();
+    expired.now = obs.now + jiff::SignedDuration::from_mins(16);
+    let p = plan(&r2_spec, &expired, &journal);
+    assert!(!waits_for_push(&p) && p.has_changes(), "{p:?}");
+
+    // A later push completed (CLUSTERPRO applies one at a time): this one is over.
+    let mut after = journal.clone();
+    let r2 = OpId::Restore(RequestName::parse("r2").unwrap());
+    let remove = StepId::new(&r2, "remove-md", None);
+    after.apply(&Record::Intent {
+        seq: 901,
+        op: r2.clone(),
+        step: remove.clone(),
+        attempt: 1,
+        token: None,
+        started: obs.now,
+        action: Action::ApplyConfig { changes: vec![] },
+    });
+    after.apply(&Record::Result {
+        seq: 901,
+        op: r2,
+        step: remove,
+        ok: true,
+        detail: None,
+        error: None,
+        finished: obs.now,
+    });
+    assert!(!waits_for_push(&plan(&r2_spec, &obs, &after)));
+}

@@ -78,3 +78,64 @@ async fn change_after_the_old_volumes_were_detached_reattaches_before_switching(
     let last_safe = actions.iter().rposition(|(s, _)| s.starts_with("restore/r1/safe-attach")).unwrap();
     assert!(last_safe < first_r2);
 }
+
+/// The daemon is killed while r1's add-md push (md back with initial copy OFF) is still being
+/// applied by CLUSTERPRO, and comes back with r2 in the file. The push lands a few seconds later,
+/// whatever the daemon does: r2 must not detach or swap a mirror volume before it has, or md comes
+/// back without initial copy over a server whose device is empty (the chaos campaign's finding).
+async fn killed_inside_the_add_md_push_then_changed(os: Os, seed: u64) {
+    let mut lab = match os {
+        Os::Windows => Lab::windows(seed),
+        Os::Linux => Lab::linux(seed),
+    };
+    let spec = with_backups(example(os), &["b1"], 7);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let snap = lab.backup_snapshot(&spec, "b1");
+    lab.world.clock().sleep(Duration::from_mins(10)).await;
+    lab.world.accident();
+    let pushes_before = lab.world.call_counts().get("clp:apply_config").copied().unwrap_or(0);
+    let r1 = with_restore(spec.clone(), &snap, "r1", false);
+    // r1 pushes twice: remove-md, then add-md. Kill it while the second is in flight.
+    let killed = {
+        let run = lab.apply(&r1);
+        let watch = async {
+            loop {
+                let pushes = lab.world.call_counts().get("clp:apply_config").copied().unwrap_or(0);
+                if pushes >= pushes_before + 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::select! {
+            settled = run => panic!("r1 ended before its add-md push: {settled:?}"),
+            () = watch => true,
+        }
+    };
+    assert!(killed);
+    let last = lab.actions(&r1).last().cloned().expect("r1 made steps");
+    assert!(last.0.starts_with("restore/r1/add-md"), "killed inside add-md, not {}", last.0);
+    lab.restart();
+    let r2 = with_restore(spec.clone(), &snap, "r2", false);
+    assert_eq!(lab.apply(&r2).await, Settled::Converged);
+    let report = lab.world.oracle_report();
+    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
+    let c: Vec<_> = report.servers.values().map(|c| c.expect("attached")).collect();
+    assert_eq!(c[0], c[1]);
+    assert!(!lab.world.contains_accident(c[0]));
+    // r2 saw r1's md land before it moved anything, so it took md out again itself.
+    let steps: Vec<String> = lab.actions(&r2).into_iter().map(|(s, _)| s).collect();
+    let removed = steps.iter().position(|s| s.starts_with("restore/r2/remove-md"));
+    let detached = steps.iter().position(|s| s.starts_with("restore/r2/detach"));
+    assert!(removed.is_some() && removed < detached, "{steps:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kill_inside_the_add_md_push_then_a_new_request_waits_for_the_push_linux() {
+    killed_inside_the_add_md_push_then_changed(Os::Linux, 71).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kill_inside_the_add_md_push_then_a_new_request_waits_for_the_push_windows() {
+    killed_inside_the_add_md_push_then_changed(Os::Windows, 72).await;
+}

@@ -23,6 +23,12 @@ pub const CLUSTER_PENDING: Duration = Duration::from_secs(3);
 /// How long a snapshot created with tags may stay invisible to a tag filter (eventual
 /// consistency) before an interrupted `CreateSnapshot` is taken as not having happened.
 pub const SNAPSHOT_VISIBILITY: Duration = Duration::from_secs(30);
+/// A configuration push (`clpcfctrl --push`: suspend, push, resume) → applied.
+pub const CONFIG_PUSH: Duration = Duration::from_secs(12);
+/// How long a configuration push interrupted by a restart may still land: CLUSTERPRO goes on
+/// applying a push whose caller died. The longest a push is given by the adapters (the command
+/// adapter's default operation timeout, 15 min); past it, the push has landed or failed.
+pub const CONFIG_PUSH_LIMIT: Duration = Duration::from_mins(15);
 
 /// The shortest first look of a wait that is already under way.
 pub const MIN_LOOK: Duration = Duration::from_secs(1);

@@ -126,6 +126,47 @@ fn abandoned_volumes(obs: &Observed) -> Vec<VolumeId> {
     obs.volumes.iter().filter(|v| v.tags.contains_key(tag::ABANDONED_BY)).map(|v: &Volume| v.id.clone()).collect()
 }
 
+/// A configuration push that a restart left in doubt and that may still be landing: an intent
+/// without a result, younger than [`expect::CONFIG_PUSH_LIMIT`], whose changes the configuration
+/// does not show yet, with no push journaled after it that completed (CLUSTERPRO applies one push
+/// at a time). Steps of `except` are not counted: that operation is resuming and repeats its push.
+///
+/// Why: a push outlives the daemon that started it. Killed inside r1's add-md (md back with the
+/// initial copy off) and restarted with a new request, the daemon would otherwise detach and swap
+/// mirror volumes while the push is still being applied, and md would come back without initial
+/// copy over a server whose mirror device is empty.
+fn push_in_doubt(journal: &JournalView, obs: &Observed, except: Option<&OpId>) -> Option<Wait> {
+    let pushes = || {
+        journal.ops.iter().flat_map(|(op, v)| {
+            v.steps.iter().filter_map(move |(id, s)| match (&s.last_action, &s.last_intent) {
+                (Some(Action::ApplyConfig { changes }), Some((seq, started, _))) => {
+                    Some((op, id, s, changes, *seq, *started))
+                }
+                _ => None,
+            })
+        })
+    };
+    let (_, step, _, _, _, started) = pushes()
+        .filter(|(op, _, s, changes, seq, started)| {
+            Some(*op) != except
+                && s.interrupted()
+                && obs.now.duration_since(*started)
+                    < jiff::SignedDuration::try_from(expect::CONFIG_PUSH_LIMIT).unwrap_or_default()
+                && !changes.iter().all(|c| obs.config.shows(c))
+                && !pushes().any(|(_, _, later, _, q, _)| q > *seq && later.resolved && later.succeeded)
+        })
+        .min_by_key(|(.., seq, _)| *seq)?;
+    let limit = started + jiff::SignedDuration::try_from(expect::CONFIG_PUSH_LIMIT).unwrap_or_default();
+    Some(Wait {
+        reason: format!(
+            "the configuration push of {step}, started at {started:.0} and cut off by a restart, to show in clp.conf or to time out at \
+             {limit:.0} (CLUSTERPRO may still be applying it)"
+        ),
+        expect: expect::remaining(expect::CONFIG_PUSH, Some(started), obs.now),
+        watch: Watch::CONFIG,
+    })
+}
+
 /// Plans the next pass. Pure: same inputs, same plan.
 pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
     let mut out = Plan {
@@ -137,15 +178,20 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
         abandoned: abandoned_volumes(obs),
     };
     let wanted_restore = spec.restore.as_ref().map(|r| OpId::Restore(r.request.clone()));
+    // Nothing else happens while a push cut off by a restart may still land.
+    let doubt = |except: Option<&OpId>| push_in_doubt(journal, obs, except).map(|w| (Outcome::Wait(w), Vec::new()));
 
     if let Some((op, view)) = journal.in_flight() {
         out.op = Some(op.clone());
         out.subject.clone_from(&view.subject);
         let (outcome, notes) = match op {
-            OpId::Backup(name) => backup::plan(spec, obs, journal, name),
+            OpId::Backup(name) => doubt(Some(op)).unwrap_or_else(|| backup::plan(spec, obs, journal, name)),
             OpId::Restore(req) => match (&spec.restore, &wanted_restore) {
-                (Some(r), Some(w)) if w == op => restore::plan(spec, obs, journal, r),
-                (Some(r), Some(_)) => restore::switch(spec, obs, req, &r.request),
+                (Some(r), Some(w)) if w == op => {
+                    doubt(Some(op)).unwrap_or_else(|| restore::plan(spec, obs, journal, r))
+                }
+                // The old request is left only once its pushes are settled.
+                (Some(r), Some(_)) => doubt(None).unwrap_or_else(|| restore::switch(spec, obs, req, &r.request)),
                 _ => (
                     Outcome::Blocked(Condition {
                         reason: "restore-section-removed".into(),
@@ -174,7 +220,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
         && journal.op(op).is_none_or(|v| v.abandoned_by.is_none())
     {
         out.op = Some(op.clone());
-        let (outcome, notes) = restore::plan(spec, obs, journal, r);
+        let (outcome, notes) = doubt(Some(op)).unwrap_or_else(|| restore::plan(spec, obs, journal, r));
         out.outcome = outcome;
         out.notes = notes;
         return out;
@@ -183,7 +229,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
     if let Some(b) = &spec.backup {
         if let Some(name) = backup::next_wanted(spec, b, obs, journal) {
             let op = OpId::Backup(name.clone());
-            let (outcome, notes) = backup::plan(spec, obs, journal, &name);
+            let (outcome, notes) = doubt(Some(&op)).unwrap_or_else(|| backup::plan(spec, obs, journal, &name));
             out.subject = backup::active_server(spec, obs, journal, &op);
             out.op = Some(op);
             out.outcome = outcome;

@@ -310,23 +310,31 @@ pub struct Watch {
     pub snapshots: bool,
     /// The servers' disks.
     pub disks: bool,
+    /// The CLUSTERPRO configuration (`clp.conf`).
+    #[serde(default)]
+    pub config: bool,
 }
 
 impl Watch {
     /// CLUSTERPRO only (read on every pass).
-    pub const CLUSTER: Watch = Watch { instances: false, volumes: false, snapshots: false, disks: false };
+    pub const CLUSTER: Watch =
+        Watch { instances: false, volumes: false, snapshots: false, disks: false, config: false };
+    /// The CLUSTERPRO configuration.
+    pub const CONFIG: Watch = Watch { instances: false, volumes: false, snapshots: false, disks: false, config: true };
     /// EC2 instance states.
-    pub const INSTANCES: Watch = Watch { instances: true, volumes: false, snapshots: false, disks: false };
+    pub const INSTANCES: Watch =
+        Watch { instances: true, volumes: false, snapshots: false, disks: false, config: false };
     /// EC2 volumes and attachments.
-    pub const VOLUMES: Watch = Watch { instances: false, volumes: true, snapshots: false, disks: false };
+    pub const VOLUMES: Watch = Watch { instances: false, volumes: true, snapshots: false, disks: false, config: false };
     /// EC2 snapshots.
-    pub const SNAPSHOTS: Watch = Watch { instances: false, volumes: false, snapshots: true, disks: false };
+    pub const SNAPSHOTS: Watch =
+        Watch { instances: false, volumes: false, snapshots: true, disks: false, config: false };
     /// The servers' disks.
-    pub const DISKS: Watch = Watch { instances: false, volumes: false, snapshots: false, disks: true };
+    pub const DISKS: Watch = Watch { instances: false, volumes: false, snapshots: false, disks: true, config: false };
 
     /// Everything (what a wait read back from an older status document watches).
     pub fn everything() -> Watch {
-        Watch { instances: true, volumes: true, snapshots: true, disks: true }
+        Watch { instances: true, volumes: true, snapshots: true, disks: true, config: true }
     }
 
     /// Both watches.
@@ -337,6 +345,7 @@ impl Watch {
             volumes: self.volumes || other.volumes,
             snapshots: self.snapshots || other.snapshots,
             disks: self.disks || other.disks,
+            config: self.config || other.config,
         }
     }
 }

@@ -123,6 +123,16 @@ impl ClusterConfig {
     pub fn mirror(&self, name: &ResourceName) -> Option<&MdDefinition> {
         self.mirrors.iter().find(|m| &m.resource == name)
     }
+
+    /// Whether this configuration already has `change` in it (an added md resource is present
+    /// under its name, a removed one is gone, a start attribute has the value it was set to).
+    pub fn shows(&self, change: &ConfigChange) -> bool {
+        match change {
+            ConfigChange::RemoveMirror { resource } => self.mirror(resource).is_none(),
+            ConfigChange::AddMirror(md) => self.mirror(&md.resource).is_some(),
+            ConfigChange::SetGroupAutoStart { group, auto } => self.group_auto_start.get(group) == Some(auto),
+        }
+    }
 }
 
 /// One change to the configuration. A list of them is pushed and applied together.
