@@ -217,15 +217,16 @@ pub fn restore_critical_path_s(l: &LatencyModel) -> f64 {
     let (a, c, node) = (l.ec2_api_s, l.clp_api_s, l.node_api_s + l.node_disk_command_s);
     let create = a + l.create_volume_s + a;
     let stop_and_remove = c + l.group_stop_s + c + l.apply_config_s;
-    create.max(stop_and_remove)
-        + node
-        + (a + l.detach_s + a)
-        + (a + l.attach_s + a)
-        + node
-        + node
-        + (c + l.apply_config_s)
-        + (c + l.group_start_s)
-        + (c + l.group_move_s)
+    create.max(stop_and_remove) + node + (a + l.detach_s + a) + a + restore_tail_after_attach_s(l)
+}
+
+/// The part of that critical path after EC2 accepted the attach, a restore's last mutating EC2
+/// call: the attachment settles and is seen, the new disk comes online and gets its letters, md is
+/// re-added, the group starts and moves for the failover check. Whatever an account's buckets
+/// allow, a restore cannot converge sooner than this after its last mutating call.
+pub fn restore_tail_after_attach_s(l: &LatencyModel) -> f64 {
+    let (a, c, node) = (l.ec2_api_s, l.clp_api_s, l.node_api_s + l.node_disk_command_s);
+    (l.attach_s + a) + node + node + (c + l.apply_config_s) + (c + l.group_start_s) + (c + l.group_move_s)
 }
 
 /// Sleeps like an SDK waiter until `check` holds: first check after [`WAITER_DELAY`], then every

@@ -20,12 +20,15 @@
 //! Figures, from the run's own counts:
 //!
 //! - **total** = model time from the common start to the last cluster's `Converged`.
-//! - **throttle-bound minimum** `= max(P, (D − Cd) / rd, (M − Cm) / rm)`, where `D` and `M` are
-//!   the Describe and mutating calls the account *accepted* during the run (the calls the restores
-//!   actually needed; refused ones are not counted), `Cd`, `Cm` the buckets' capacities (full at
-//!   the start), `rd`, `rm` their refill rates, and `P` the latency model's critical path of one
-//!   restore ([`super::restore_critical_path_s`]). No schedule can do better: one restore cannot
-//!   beat `P`, and a bucket that starts full cannot accept `n` calls before `(n − C) / r`.
+//! - **throttle-bound minimum** `= max(P, (D − Cd) / rd, (M − Cm) / rm + T)`, where `D` and `M`
+//!   are the Describe and mutating calls the account *accepted* during the run (the calls the
+//!   restores actually needed; refused ones are not counted), `Cd`, `Cm` the buckets' capacities
+//!   (full at the start), `rd`, `rm` their refill rates, `P` the latency model's critical path of
+//!   one restore ([`super::restore_critical_path_s`]) and `T` the part of it after the attach,
+//!   a restore's last mutating call ([`super::restore_tail_after_attach_s`]). No schedule can do
+//!   better: one restore cannot beat `P`; a bucket that starts full cannot accept `n` calls before
+//!   `(n − C) / r`; and the restore whose mutating call the account accepts last still needs at
+//!   least `T` after it (`T` follows its last mutating call, so it follows every one of them).
 //!   Figure: total ÷ that minimum, target ≤ 1.1.
 //! - **throttled share** = calls answered `RequestLimitExceeded` ÷ all EC2 calls the account
 //!   received, target < 1 %.
@@ -38,7 +41,10 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use super::{Prepared, fresh_dir, prepare, restore_critical_path_s, restore_spec, table_head, table_row};
+use super::{
+    Prepared, fresh_dir, prepare, restore_critical_path_s, restore_spec, restore_tail_after_attach_s, table_head,
+    table_row,
+};
 use crate::adapters::limit::{Budget, Budgets, LimitedCloud, RequestLimiter};
 use crate::cli::CliError;
 use crate::journal::Journal;
@@ -60,6 +66,8 @@ pub(super) struct ScaleSample {
     clusters: usize,
     total_s: f64,
     critical_path_s: f64,
+    /// What a restore still needs after its last mutating call.
+    tail_s: f64,
     account: ThrottleBudgets,
     tally: ThrottleTally,
 }
@@ -71,18 +79,19 @@ impl ScaleSample {
         let a = &self.account;
         ((self.tally.describe_ok as f64 - a.describe_capacity) / a.describe_refill_per_s).max(0.0)
     }
-    /// `(M − Cm) / rm`, the same for mutating calls.
+    /// `(M − Cm) / rm + T`: the least time for the mutating bucket to accept the run's mutating
+    /// calls, plus what the restore whose call came last still needs after it.
     #[allow(clippy::cast_precision_loss)]
     fn mutate_bound_s(&self) -> f64 {
         let a = &self.account;
-        ((self.tally.mutate_ok as f64 - a.mutate_capacity) / a.mutate_refill_per_s).max(0.0)
+        ((self.tally.mutate_ok as f64 - a.mutate_capacity) / a.mutate_refill_per_s).max(0.0) + self.tail_s
     }
     /// The throttle-bound minimum and which term sets it.
     fn bound(&self) -> (f64, &'static str) {
         let terms = [
             (self.critical_path_s, "critical path"),
             (self.describe_bound_s(), "Describe"),
-            (self.mutate_bound_s(), "mutating"),
+            (self.mutate_bound_s(), "mutating bucket + tail"),
         ];
         terms.into_iter().fold((0.0, "critical path"), |best, t| if t.0 > best.0 { t } else { best })
     }
@@ -171,6 +180,7 @@ pub(super) async fn measure(base: &Path, clusters: usize, seed: u64) -> Result<S
         clusters,
         total_s: end.duration_since(start).as_secs_f64(),
         critical_path_s: restore_critical_path_s(&exact),
+        tail_s: restore_tail_after_attach_s(&exact),
         account: account_budgets,
         tally: account.tally(),
     })
