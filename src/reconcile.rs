@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::adapters::limit::{Priority, set_priority, with_priority};
 use crate::execute::{CrashSwitch, EventKind, ExecError, Executor, Progress, RetryPolicy, StepResult};
 use crate::journal::{Journal, JournalError};
 use crate::observe::{FULL_LOOK_EVERY, Observed, Refresh, observe_with};
@@ -204,7 +205,14 @@ fn settle_time(steps: &[Step]) -> Option<Duration> {
 }
 
 /// Reconciles `spec` until it converges or is blocked.
+///
+/// Its EC2 calls queue in a shared [`crate::adapters::limit::RequestLimiter`] by the age of the
+/// operation being pursued (set after each plan), so the oldest restore of a storm goes first.
 pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileError> {
+    with_priority(Box::pin(reconcile_passes(spec, ctx))).await
+}
+
+async fn reconcile_passes(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileError> {
     let journal = open_journal(spec, ctx)?;
     let exec = Executor {
         cluster: spec.cluster.name.clone(),
@@ -252,6 +260,10 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
             return Ok(Settled::Blocked(c.clone()));
         }
         write_status(spec, ctx, &journal, Some(&p), Some(&obs), None)?;
+        set_priority(p.op.as_ref().map(|op| Priority {
+            since: journal.lock().ok().and_then(|j| j.view().op(op).and_then(|v| v.started)).unwrap_or(obs.now),
+            cluster: spec.cluster.name.clone(),
+        }));
         let obs = prev.insert(obs);
         match &p.outcome {
             Outcome::Converged => {

@@ -11,21 +11,32 @@
 //!
 //! Decisions:
 //! - **Wait, never fail.** A call that finds its bucket empty sleeps until its token is due.
-//! - **First come, first served.** A call *reserves* the next token (the bucket may go into
-//!   debt) and sleeps exactly until it is due, so 1,000 waiting clusters are served in arrival
-//!   order and wake once each, instead of all waking on every refill and racing for one token.
-//!   A reservation whose caller is dropped while sleeping (a stop request) is not given back:
-//!   at worst one token per cancelled call goes unused.
+//! - **Mutating calls: oldest operation first.** Calls that find the bucket empty queue; one task
+//!   per bucket hands each token, when it comes back, to the most urgent waiting call, which wakes
+//!   once. A mutating call's urgency is the [`Priority`] its reconcile loop set: the operation
+//!   that started first goes first, ties by cluster name, then arrival order; mutating calls
+//!   outside any operation come last. In arrival order, 1,000 restores move in lockstep: every
+//!   cluster's attach queues behind every other cluster's create, so every business stays down
+//!   until nearly the last call of the storm. By age, `mirrorctl bench` measured the median
+//!   cluster restored 24 % sooner at 100 and 1,000 clusters, and the last one within 2 % of the
+//!   arrival-order time.
+//! - **Describe calls: arrival order.** A poll is short, and an old operation polling ahead of
+//!   everyone would starve the looks that let younger ones reach their next mutating call.
+//! - A caller that goes away while waiting (a stop request) leaves its token to the next one.
 //! - **tokio time.** Buckets refill on `tokio::time::Instant`, so paused-time tests and
 //!   benchmarks control them. A simulated world running `speed` times faster than tokio time
 //!   refills its own buckets per *model* second: give its limiter [`Budgets::scaled`] by `speed`.
 
+use std::cell::RefCell;
+use std::collections::BinaryHeap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::ids::{DeviceName, InstanceId, SnapshotId, VolumeId};
+use crate::ids::{ClusterName, DeviceName, InstanceId, SnapshotId, VolumeId};
 use crate::ports::PortResult;
 use crate::ports::cloud::{
     Cloud, CreateSnapshot, CreateVolume, Instance, ShutdownBehavior, Snapshot, SnapshotFilter, Tags, Volume,
@@ -114,29 +125,125 @@ impl Budgets {
     }
 }
 
+/// Whose call it is: the operation's start and the cluster. Calls of operations that started
+/// earlier go first; among operations that started at the same instant, the cluster name decides.
+/// A call made outside any operation (an idle cluster's resync look) has no priority and waits
+/// behind every call that has one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Priority {
+    /// When the operation started (journal).
+    pub since: jiff::Timestamp,
+    /// The cluster.
+    pub cluster: ClusterName,
+}
+
+tokio::task_local! {
+    /// The priority of the calls the current task makes (see [`with_priority`]).
+    static PRIORITY: RefCell<Option<Priority>>;
+}
+
+/// Runs `f` with a priority slot for the calls it makes; [`set_priority`] fills it as `f` goes
+/// (one reconcile loop sets it per pass, from the operation it is pursuing).
+pub async fn with_priority<F: Future>(f: F) -> F::Output {
+    PRIORITY.scope(RefCell::new(None), f).await
+}
+
+/// Sets the priority of the current task's next calls (no effect outside [`with_priority`]).
+pub fn set_priority(p: Option<Priority>) {
+    let _ = PRIORITY.try_with(|slot| *slot.borrow_mut() = p);
+}
+
+fn current_priority() -> Option<Priority> {
+    PRIORITY.try_with(|slot| slot.borrow().clone()).ok().flatten()
+}
+
+/// A call waiting for a token: more urgent first (an operation's call before an idle look, then
+/// by [`Priority`]), then in arrival order.
+#[derive(Debug)]
+struct Waiter {
+    key: (bool, Option<Priority>, u64),
+    ready: oneshot::Sender<()>,
+}
+
+impl PartialEq for Waiter {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Waiter {}
+impl PartialOrd for Waiter {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Waiter {
+    /// Reversed: the `BinaryHeap` pops the smallest key (the most urgent) first.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.key.cmp(&self.key)
+    }
+}
+
+/// The shortest pause of a bucket's granting task between two looks.
+const MIN_GRANT_SLEEP: Duration = Duration::from_millis(1);
+
 #[derive(Debug)]
 struct Bucket {
     budget: Budget,
-    /// Tokens left; negative while calls wait for reserved tokens.
+    /// Tokens left.
     tokens: f64,
     at: Instant,
+    waiting: BinaryHeap<Waiter>,
+    arrivals: u64,
+    /// Whether a task is handing out tokens to the waiting calls.
+    granting: bool,
 }
 
 impl Bucket {
     fn new(budget: Budget) -> Self {
-        Bucket { budget, tokens: budget.capacity, at: Instant::now() }
+        Bucket {
+            budget,
+            tokens: budget.capacity,
+            at: Instant::now(),
+            waiting: BinaryHeap::new(),
+            arrivals: 0,
+            granting: false,
+        }
     }
 
-    /// Reserves the next token: how long until it is due (zero when one is there now).
-    fn reserve(&mut self, now: Instant) -> Duration {
+    fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.budget.refill_per_s).min(self.budget.capacity);
         self.at = now;
-        self.tokens -= 1.0;
-        if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens / self.budget.refill_per_s)
+    }
+
+    /// Gives the tokens there are to the most urgent waiting calls; how long until the next
+    /// token is due, or `None` when nobody waits any more.
+    fn grant(&mut self, now: Instant) -> Option<Duration> {
+        self.refill(now);
+        while self.tokens >= 1.0 {
+            let Some(w) = self.waiting.pop() else { break };
+            // A caller that went away (a stop request) does not use its token.
+            if w.ready.send(()).is_ok() {
+                self.tokens -= 1.0;
+            }
+        }
+        if self.waiting.is_empty() {
+            self.granting = false;
+            return None;
+        }
+        // Never a zero sleep: a bucket a rounding error short of a token would otherwise be
+        // looked at again at the same instant, forever (under paused time nothing moves on).
+        Some(Duration::from_secs_f64((1.0 - self.tokens) / self.budget.refill_per_s).max(MIN_GRANT_SLEEP))
+    }
+}
+
+/// Hands out `bucket`'s tokens as they come back until nobody waits.
+async fn grant_until_empty(bucket: Arc<Mutex<Bucket>>) {
+    loop {
+        let next = bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner).grant(Instant::now());
+        match next {
+            Some(d) => tokio::time::sleep(d).await,
+            None => return,
         }
     }
 }
@@ -145,30 +252,61 @@ impl Bucket {
 /// same one to every cluster's EC2 port.
 #[derive(Debug)]
 pub struct RequestLimiter {
-    describe: Mutex<Bucket>,
-    mutate: Mutex<Bucket>,
+    describe: Arc<Mutex<Bucket>>,
+    mutate: Arc<Mutex<Bucket>>,
+    /// Whether mutating calls are served oldest operation first (else in arrival order).
+    by_age: bool,
 }
 
 impl RequestLimiter {
-    /// Full buckets shaped by `budgets`.
+    /// Full buckets shaped by `budgets`; mutating calls served oldest operation first.
     pub fn new(budgets: Budgets) -> Self {
         RequestLimiter {
-            describe: Mutex::new(Bucket::new(budgets.describe)),
-            mutate: Mutex::new(Bucket::new(budgets.mutate)),
+            describe: Arc::new(Mutex::new(Bucket::new(budgets.describe))),
+            mutate: Arc::new(Mutex::new(Bucket::new(budgets.mutate))),
+            by_age: true,
         }
     }
 
-    /// Waits for a token of `category` (in arrival order); returns how long it waited.
+    /// The same buckets serving every call in arrival order, whatever its priority: what
+    /// `mirrorctl bench` compares the oldest-first order with.
+    pub fn in_arrival_order(budgets: Budgets) -> Self {
+        RequestLimiter { by_age: false, ..RequestLimiter::new(budgets) }
+    }
+
+    /// Waits for a token of `category` (most urgent caller first, see [`Priority`]); returns how
+    /// long it waited.
     pub async fn admit(&self, category: Category) -> Duration {
         let bucket = match category {
             Category::Describe => &self.describe,
             Category::Mutate => &self.mutate,
         };
-        let wait = bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner).reserve(Instant::now());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        wait
+        let ready = {
+            let mut b = bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            b.refill(Instant::now());
+            if b.waiting.is_empty() && b.tokens >= 1.0 {
+                b.tokens -= 1.0;
+                return Duration::ZERO;
+            }
+            let (tx, rx) = oneshot::channel();
+            // Describe calls stay in arrival order: a poll is cheap and short, and an old
+            // operation polling ahead of everyone would starve the looks that let younger ones
+            // reach their next mutating call.
+            let ranked = self.by_age && category == Category::Mutate;
+            let p = if ranked { current_priority() } else { None };
+            b.arrivals += 1;
+            let key = (ranked && p.is_none(), p, b.arrivals);
+            b.waiting.push(Waiter { key, ready: tx });
+            if !b.granting {
+                b.granting = true;
+                tokio::spawn(grant_until_empty(Arc::clone(bucket)));
+            }
+            rx
+        };
+        let start = Instant::now();
+        // The granting task only ends once every waiter was served or had gone away.
+        let _ = ready.await;
+        start.elapsed()
     }
 }
 
@@ -300,5 +438,97 @@ mod tests {
         // Ten tokens are due per two seconds: never more than the budget in any window.
         let in_first_two_s = done.iter().filter(|(_, t)| *t < Duration::from_secs(2)).count();
         assert_eq!(in_first_two_s, 10 + 9, "the burst plus the refill of (0, 2) s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_oldest_operation_goes_first_and_idle_looks_last() {
+        let budget = Budget::try_new(1, 1.0).unwrap();
+        let limiter = Arc::new(RequestLimiter::new(Budgets { describe: budget, mutate: budget }));
+        let t0 = jiff::Timestamp::UNIX_EPOCH;
+        let prio = |secs: i64, cluster: &str| Priority {
+            since: t0 + jiff::SignedDuration::from_secs(secs),
+            cluster: ClusterName::parse(cluster).unwrap(),
+        };
+        // Empty the burst, then queue, in this arrival order: an idle look, a young operation,
+        // an old one, and an operation as old as that one on a cluster whose name sorts first.
+        limiter.admit(Category::Mutate).await;
+        let start = Instant::now();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let call = |name: &'static str, p: Option<Priority>| {
+            let (l, order) = (Arc::clone(&limiter), Arc::clone(&order));
+            tokio::spawn(with_priority(async move {
+                set_priority(p);
+                l.admit(Category::Mutate).await;
+                order.lock().unwrap().push((name, start.elapsed().as_secs()));
+            }))
+        };
+        let mut tasks = Vec::new();
+        for (name, p) in [
+            ("idle", None),
+            ("young", Some(prio(100, "c1"))),
+            ("old-c2", Some(prio(10, "c2"))),
+            ("old-c1", Some(prio(10, "c1"))),
+        ] {
+            tasks.push(call(name, p));
+            tokio::task::yield_now().await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let got = order.lock().unwrap().clone();
+        assert_eq!(got, vec![("old-c1", 1), ("old-c2", 2), ("young", 3), ("idle", 4)]);
+
+        // Describe calls, and every call of a limiter in arrival order, ignore priorities.
+        for (limiter, category) in [
+            (Arc::new(RequestLimiter::new(Budgets { describe: budget, mutate: budget })), Category::Describe),
+            (
+                Arc::new(RequestLimiter::in_arrival_order(Budgets { describe: budget, mutate: budget })),
+                Category::Mutate,
+            ),
+        ] {
+            limiter.admit(category).await;
+            let order = Arc::new(Mutex::new(Vec::new()));
+            let mut tasks = Vec::new();
+            for (name, p) in [("idle", None), ("young", Some(prio(100, "c1"))), ("old", Some(prio(10, "c1")))] {
+                let (l, order) = (Arc::clone(&limiter), Arc::clone(&order));
+                tasks.push(tokio::spawn(with_priority(async move {
+                    set_priority(p);
+                    l.admit(category).await;
+                    order.lock().unwrap().push(name);
+                })));
+                tokio::task::yield_now().await;
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            assert_eq!(*order.lock().unwrap(), vec!["idle", "young", "old"], "{category:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_goes_away_leaves_its_token_to_the_next() {
+        let budget = Budget::try_new(1, 1.0).unwrap();
+        let limiter = Arc::new(RequestLimiter::new(Budgets { describe: budget, mutate: budget }));
+        limiter.admit(Category::Describe).await;
+        let start = Instant::now();
+        let gone = {
+            let l = Arc::clone(&limiter);
+            tokio::spawn(async move { l.admit(Category::Describe).await })
+        };
+        tokio::task::yield_now().await;
+        gone.abort();
+        assert!(gone.await.is_err(), "cancelled");
+        limiter.admit(Category::Describe).await;
+        assert_eq!(start.elapsed().as_secs(), 1, "the next caller got the first token that came back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_a_rounding_error_short_of_a_token_still_lets_time_pass() {
+        let mut b = Bucket::new(Budget::try_new(1, 5.0).unwrap());
+        b.tokens = 1.0 - 1e-12;
+        let (tx, _rx) = oneshot::channel();
+        b.waiting.push(Waiter { key: (true, None, 1), ready: tx });
+        let next = b.grant(b.at).expect("somebody waits");
+        assert!(next >= MIN_GRANT_SLEEP, "{next:?}: a zero sleep under paused time spins forever");
     }
 }

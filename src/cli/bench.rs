@@ -106,7 +106,11 @@ pub fn run(state_dir: &Path, quick: bool, seed: u64) -> Result<u8, CliError> {
             let sizes: &[usize] = if quick { &scale::QUICK_SIZES } else { &scale::FULL_SIZES };
             let mut scaled = Vec::new();
             for n in sizes {
-                scaled.push(scale::measure(&dir, *n, seed).await?);
+                scaled.push(scale::measure(&dir, *n, seed, scale::Order::ByAge).await?);
+                // With more than one cluster, the same storm served in arrival order, for comparison.
+                if *n > 1 {
+                    scaled.push(scale::measure(&dir, *n, seed, scale::Order::Arrival).await?);
+                }
             }
             Ok((samples, scaled))
         })

@@ -32,6 +32,10 @@
 //!   Figure: total ÷ that minimum, target ≤ 1.1.
 //! - **throttled share** = calls answered `RequestLimitExceeded` ÷ all EC2 calls the account
 //!   received, target < 1 %.
+//! - **median restore** (and first, p90, last): each cluster's time from the common start to its
+//!   own `Converged`, how long its business waited. Every storm of more than one cluster runs a
+//!   second time with the limiter in arrival order ([`RequestLimiter::in_arrival_order`]), so the
+//!   oldest-first order mirrorctl uses is compared with first come, first served in one run.
 //!
 //! With one cluster the buckets never bind (a restore needs fewer calls than a burst), so the
 //! ratio is the single restore's own distance from its critical path.
@@ -60,14 +64,26 @@ const RATIO_TARGET: f64 = 1.1;
 /// Target of the throttled share, in percent.
 const THROTTLED_TARGET_PCT: f64 = 1.0;
 
+/// How the shared limiter orders mutating calls (see [`crate::adapters::limit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Order {
+    /// Oldest operation first: what mirrorctl does.
+    ByAge,
+    /// First come, first served: the comparison.
+    Arrival,
+}
+
 /// What one scale run measured.
 #[derive(Debug, Clone)]
 pub(super) struct ScaleSample {
     clusters: usize,
+    order: Order,
     total_s: f64,
     critical_path_s: f64,
     /// What a restore still needs after its last mutating call.
     tail_s: f64,
+    /// Each cluster's time from the common start to its `Converged`, sorted.
+    done_s: Vec<f64>,
     account: ThrottleBudgets,
     tally: ThrottleTally,
 }
@@ -129,13 +145,17 @@ fn restored(world: &SimWorld) -> bool {
 }
 
 /// Restores `clusters` clusters at once in one simulated account (see the module doc).
-pub(super) async fn measure(base: &Path, clusters: usize, seed: u64) -> Result<ScaleSample, CliError> {
+pub(super) async fn measure(base: &Path, clusters: usize, seed: u64, order: Order) -> Result<ScaleSample, CliError> {
     let exact = LatencyModel::default().without_jitter();
     let p: Prepared = prepare(base, &format!("scale-{clusters}-prep"), seed, exact.clone()).await?;
     let spec = restore_spec(&p)?;
     let account_budgets = p.world.scenario().throttle;
     let account = Arc::new(AccountThrottle::new(account_budgets.clone(), p.world.now()));
-    let limiter = Arc::new(RequestLimiter::new(alone_in(&account_budgets)?));
+    let budgets = alone_in(&account_budgets)?;
+    let limiter = Arc::new(match order {
+        Order::ByAge => RequestLimiter::new(budgets),
+        Order::Arrival => RequestLimiter::in_arrival_order(budgets),
+    });
     let backup_journal = Journal::path_for(&p.dir, &spec.cluster.name);
     let root = fresh_dir(base, &format!("scale-{clusters}"))?;
     let start = p.world.now();
@@ -162,6 +182,7 @@ pub(super) async fn measure(base: &Path, clusters: usize, seed: u64) -> Result<S
         });
     }
     let mut end = start;
+    let mut done_s = Vec::with_capacity(clusters);
     while let Some(joined) = loops.join_next().await {
         let (settled, at, world) = joined.map_err(|e| CliError::Failed(format!("a restore task failed: {e}")))?;
         match settled {
@@ -173,14 +194,18 @@ pub(super) async fn measure(base: &Path, clusters: usize, seed: u64) -> Result<S
             return Err(CliError::Failed(format!("a restore of {clusters} converged but its data is wrong")));
         }
         end = end.max(at);
+        done_s.push(at.duration_since(start).as_secs_f64());
     }
+    done_s.sort_by(f64::total_cmp);
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::remove_dir_all(&p.dir);
     Ok(ScaleSample {
         clusters,
+        order,
         total_s: end.duration_since(start).as_secs_f64(),
         critical_path_s: restore_critical_path_s(&exact),
         tail_s: restore_tail_after_attach_s(&exact),
+        done_s,
         account: account_budgets,
         tally: account.tally(),
     })
@@ -206,6 +231,29 @@ pub(super) fn render(samples: &[ScaleSample]) -> String {
         let (bound, by) = s.bound();
         let ratio = s.ratio();
         let n = s.clusters as f64;
+        let at = |q: f64| {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // 0 <= q <= 1
+            let i = ((s.done_s.len().saturating_sub(1)) as f64 * q).round() as usize;
+            s.done_s.get(i).copied().unwrap_or(0.0)
+        };
+        let spread = format!(
+            "seconds from the common start to a cluster's convergence: first {:.1}, p90 {:.1}, last {:.1}",
+            at(0.0),
+            at(0.9),
+            at(1.0)
+        );
+        if s.order == Order::Arrival {
+            // The comparison: the same storm with the limiter in arrival order.
+            table_row(
+                &mut out,
+                &format!("{} clusters, arrival order: median", s.clusters),
+                &format!("{:.1}", at(0.5)),
+                "-",
+                None,
+                &format!("{spread}; total / bound {ratio:.2}"),
+            );
+            continue;
+        }
         table_row(
             &mut out,
             &format!("{} clusters: total / bound", s.clusters),
@@ -218,6 +266,14 @@ pub(super) fn render(samples: &[ScaleSample]) -> String {
                 s.tally.describe_ok as f64 / n,
                 s.tally.mutate_ok as f64 / n,
             ),
+        );
+        table_row(
+            &mut out,
+            &format!("{} clusters: median restore", s.clusters),
+            &format!("{:.1}", at(0.5)),
+            "-",
+            None,
+            &spread,
         );
         let pct = s.throttled_pct();
         table_row(
