@@ -20,8 +20,10 @@
 //!   until nearly the last call of the storm. By age, `mirrorctl bench` measured the median
 //!   cluster restored 24 % sooner at 100 and 1,000 clusters, and the last one within 2 % of the
 //!   arrival-order time.
-//! - **Describe calls: arrival order.** A poll is short, and an old operation polling ahead of
-//!   everyone would starve the looks that let younger ones reach their next mutating call.
+//! - **Describe calls: arrival order.** Two rankings were measured and dropped: by age like
+//!   mutating calls, and operations' polls before idle looks. Both raised the 1,000-cluster
+//!   storm's total from 2,077 s to 2,249 s (9.8 mutating calls per cluster instead of 8.9): the
+//!   favoured polls starved the looks that let other clusters reach their next mutating call.
 //! - A caller that goes away while waiting (a stop request) leaves its token to the next one.
 //! - **tokio time.** Buckets refill on `tokio::time::Instant`, so paused-time tests and
 //!   benchmarks control them. A simulated world running `speed` times faster than tokio time
