@@ -44,6 +44,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(speed: f64, files: &[(&str, String)]) -> Daemon {
+        Daemon::start_tuned(speed, files, |_| {})
+    }
+
+    fn start_tuned(speed: f64, files: &[(&str, String)], tune: impl FnOnce(&mut Config)) -> Daemon {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().join("desired-state");
         let state = tmp.path().join("state");
@@ -53,6 +57,7 @@ impl Daemon {
         }
         let mut cfg = Config::new(dir.clone(), state.clone(), lab_worlds(&state, speed));
         cfg.resync = Duration::from_secs(30);
+        tune(&mut cfg);
         let controller = Controller::new(cfg);
         let metrics = controller.metrics();
         let stop = CancellationToken::new();
@@ -231,5 +236,35 @@ async fn an_edit_passes_its_own_cluster_only_and_a_save_without_change_still_loo
     d.until("app-linux looked again", |d| (passes(d, "app-linux") == 2).then_some(())).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(passes(&d, "prod-db"), before, "{}", d.metrics.render());
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resync_stretches_to_fit_its_describe_budget_and_comes_back() {
+    // 0.1 Describe a second for the resync: two clusters (6 Describes each) need 120 s, one 60 s,
+    // none the configured 30 s.
+    let d = Daemon::start_tuned(
+        1000.0,
+        &[("prod-db", desired("prod-db", &[])), ("app-linux", desired("app-linux", &[]))],
+        |cfg| cfg.resync_look_rate = Some(0.1),
+    );
+    let interval = |d: &Daemon| metric(&d.metrics, "mirrorctl_resync_interval_seconds ");
+    d.until("resync stretched for two clusters", |d| (interval(d) == 120).then_some(())).await;
+    std::fs::remove_file(d.dir.join("app-linux.toml")).expect("remove");
+    d.until("resync for one cluster", |d| (interval(d) == 60).then_some(())).await;
+    std::fs::remove_file(d.dir.join("prod-db.toml")).expect("remove");
+    d.until("resync back to the configured interval", |d| (interval(d) == 30).then_some(())).await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_backup_starts_at_its_slot_not_at_the_next_resync() {
+    // The lab's clock starts at 2026-11-30T00:00Z, 09:00 in Tokyo; at ×1000 the 09:30 slot comes
+    // 1.8 s later, while the resync (10 min of real time) does not come during the test.
+    let text = format!("{}schedule = \"daily 09:30 Asia/Tokyo\"\n", desired("prod-db", &[]));
+    let d = Daemon::start_tuned(1000.0, &[("prod-db", text)], |cfg| cfg.resync = Duration::from_mins(10));
+    d.until("converged before the slot", |d| d.status("prod-db").filter(|s| s.phase == Phase::Converged)).await;
+    assert!(d.status("prod-db").unwrap().operations.is_empty(), "no backup before 09:30");
+    d.completed("prod-db", "backup/daily-20261130").await;
     d.stop().await;
 }

@@ -248,3 +248,21 @@ async fn a_slow_look_does_not_turn_an_invisible_snapshot_into_a_second_one() {
     assert_eq!(snaps, 1, "CreateSnapshot called {snaps} times");
     lab.backup_snapshot(&spec, "b1");
 }
+
+/// What a periodic resync costs: one full look at a converged two-node cluster is
+/// [`mirrorctl::observe::FULL_LOOK_DESCRIBES`] `Describe*` calls (the daemon stretches its resync
+/// interval from that figure).
+#[tokio::test(start_paused = true)]
+async fn a_full_look_costs_the_describes_the_resync_budget_counts() {
+    for (lab, os) in [(Lab::windows(8), Os::Windows), (Lab::linux(8), Os::Linux)] {
+        let spec = example(os);
+        let ctx = lab.ctx();
+        let journal = mirrorctl::reconcile::open_journal(&spec, &ctx).unwrap();
+        let describes = || -> u64 {
+            lab.world.call_counts().iter().filter(|(k, _)| k.starts_with("ec2:Describe")).map(|(_, v)| v).sum()
+        };
+        let before = describes();
+        mirrorctl::reconcile::plan_once(&spec, &ctx, &journal).await.unwrap();
+        assert_eq!(describes() - before, u64::from(mirrorctl::observe::FULL_LOOK_DESCRIBES));
+    }
+}

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{CliError, WorldKind};
+use crate::adapters::limit::Budgets;
 use crate::controller::settings::World;
 use crate::controller::{Config, Controller, Settings, aws_worlds, lab_worlds, serve};
 
@@ -107,6 +108,9 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>) -> Result<u8, CliErro
         .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", eff.listen)))?;
     let mut cfg = Config::new(eff.dir.clone(), eff.state_dir.clone(), worlds);
     cfg.resync = eff.resync;
+    // The resync may spend half the client's Describe budget (per model second in the lab).
+    let speed = if eff.world == WorldKind::Lab { eff.speed } else { 1.0 };
+    cfg.resync_look_rate = Some(Budgets::default().scaled(speed).describe.refill_per_s() / 2.0);
     cfg.debounce = eff.debounce;
     let controller = Controller::new(cfg);
     let shutdown = CancellationToken::new();

@@ -8,6 +8,8 @@
 //! - `mirrorctl_last_pass_timestamp_seconds{cluster}` (wall clock, Unix seconds)
 //! - `mirrorctl_desired_state_valid{cluster}` (0 while the newest file version is invalid)
 //! - `mirrorctl_ready` (1 once every cluster of the first scan had a first pass end)
+//! - `mirrorctl_resync_interval_seconds` (the periodic resync's interval, once stretched to fit
+//!   its Describe budget)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -35,11 +37,17 @@ struct Inner {
     valid: BTreeMap<String, bool>,
     expected: Option<BTreeSet<String>>,
     checked_in: BTreeSet<String>,
+    resync_s: Option<f64>,
 }
 
 impl Metrics {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records the periodic resync's current interval.
+    pub fn resync_interval(&self, every: std::time::Duration) {
+        self.lock().resync_s = Some(every.as_secs_f64());
     }
 
     /// Counts a progress event.
@@ -151,6 +159,14 @@ impl Metrics {
         let _ = writeln!(s, "# HELP mirrorctl_ready Whether every cluster of the first scan had a first pass.");
         let _ = writeln!(s, "# TYPE mirrorctl_ready gauge");
         let _ = writeln!(s, "mirrorctl_ready {}", u8::from(ready));
+        if let Some(every) = m.resync_s {
+            let _ = writeln!(
+                s,
+                "# HELP mirrorctl_resync_interval_seconds The periodic resync's interval (stretched to fit its Describe budget)."
+            );
+            let _ = writeln!(s, "# TYPE mirrorctl_resync_interval_seconds gauge");
+            let _ = writeln!(s, "mirrorctl_resync_interval_seconds {every:.0}");
+        }
         s
     }
 }

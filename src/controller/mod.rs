@@ -105,8 +105,13 @@ pub struct Config {
     pub dir: PathBuf,
     /// Where journals, status documents (and lab worlds) live.
     pub state_dir: PathBuf,
-    /// Full re-read of the directory even without file events.
+    /// Full re-read of the directory even without file events (the shortest interval: see
+    /// `resync_look_rate`).
     pub resync: Duration,
+    /// EC2 `Describe*` calls per second the periodic resync may spend, or no limit. Each resync
+    /// pass is a full look ([`crate::observe::FULL_LOOK_DESCRIBES`] calls per cluster); with many
+    /// clusters the interval is stretched so the resync stays within this rate.
+    pub resync_look_rate: Option<f64>,
     /// How long to gather file events before re-reading.
     pub debounce: Duration,
     /// The world each cluster acts on.
@@ -126,6 +131,7 @@ impl Config {
             dir,
             state_dir,
             resync: Duration::from_mins(1),
+            resync_look_rate: None,
             debounce: Duration::from_millis(100),
             worlds,
             policy: RetryPolicy::default(),
@@ -206,8 +212,9 @@ impl Controller {
         let mut first = true;
         // The resync is spread over its interval: each tick takes one slice of the clusters, so a
         // thousand files do not all pass (and call EC2) in the same second.
-        let mut resync = tokio::time::interval(self.cfg.resync / RESYNC_SLICES);
-        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut every = self.cfg.resync;
+        let mut resync = resync_ticks(every);
+        self.metrics.resync_interval(every);
         let mut slice = 0u32;
         loop {
             let scope = tokio::select! {
@@ -233,6 +240,24 @@ impl Controller {
             {
                 self.metrics.expect_ready(keys);
                 first = false;
+            }
+            let wanted = resync_every(self.cfg.resync, workers.len(), self.cfg.resync_look_rate);
+            if wanted != every {
+                if wanted > self.cfg.resync {
+                    tracing::warn!(
+                        clusters = workers.len(),
+                        resync_secs = wanted.as_secs(),
+                        configured_secs = self.cfg.resync.as_secs(),
+                        "resync interval stretched: a full look at every cluster must fit the Describe budget set \
+                         aside for it; file edits are still acted on at once"
+                    );
+                } else {
+                    tracing::info!(resync_secs = wanted.as_secs(), "resync interval back to the configured one");
+                }
+                every = wanted;
+                resync = resync_ticks(every);
+                self.metrics.resync_interval(every);
+                // The new interval's first tick is immediate: it is the next slice, as usual.
             }
         }
         tracing::info!(workers = workers.len(), "shutting down: no new passes; waiting for steps in flight");
@@ -307,6 +332,22 @@ impl Controller {
 /// How many slices the periodic resync is cut into (one per tick of `resync / RESYNC_SLICES`).
 pub const RESYNC_SLICES: u32 = 12;
 
+/// The ticks of a resync every `every`: one slice per tick.
+fn resync_ticks(every: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(every / RESYNC_SLICES);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
+}
+
+/// The resync interval for `clusters`: the configured one, stretched (to whole seconds) when a
+/// full look at every cluster within it would need more than `look_rate` Describe calls a second.
+pub fn resync_every(configured: Duration, clusters: usize, look_rate: Option<f64>) -> Duration {
+    let Some(rate) = look_rate.filter(|r| r.is_finite() && *r > 0.0) else { return configured };
+    #[allow(clippy::cast_precision_loss)] // cluster counts stay far below 2^52
+    let needed = (clusters as f64 * f64::from(crate::observe::FULL_LOOK_DESCRIBES) / rate).ceil();
+    configured.max(Duration::from_secs_f64(needed))
+}
+
 /// Which untouched files a scan re-reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scope {
@@ -358,6 +399,17 @@ fn list(dir: &Path) -> std::io::Result<BTreeMap<String, PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_resync_stretches_to_fit_its_describe_rate() {
+        let minute = Duration::from_mins(1);
+        assert_eq!(resync_every(minute, 1000, None), minute, "no limit");
+        // 6 Describes a cluster: 50 clusters at 5/s fit in a minute, 1,000 need 20 minutes.
+        assert_eq!(resync_every(minute, 50, Some(5.0)), minute);
+        assert_eq!(resync_every(minute, 1000, Some(5.0)), Duration::from_mins(20));
+        assert_eq!(resync_every(minute, 0, Some(5.0)), minute);
+        assert_eq!(resync_every(minute, 1000, Some(0.0)), minute, "a nonsensical rate is no limit");
+    }
 
     #[test]
     fn every_cluster_is_in_one_resync_slice_and_slices_are_even() {

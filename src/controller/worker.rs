@@ -7,7 +7,9 @@
 //!   file says also asks the running pass to stop at its next step boundary;
 //! - an invalid file never replaces the last valid spec: it only travels into the status document;
 //! - a removed file stops the worker after the current step, undoing nothing;
-//! - a failed pass is retried after an exponential backoff with jitter, cut short by a new spec.
+//! - a failed pass is retried after an exponential backoff with jitter, cut short by a new spec;
+//! - an idle worker whose spec has a backup schedule passes again just after the next slot (in the
+//!   world's time), whatever the resync interval.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,6 +82,9 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
     'worker: loop {
         if !pending || delay.is_some() {
             let deadline = delay.take().map(|d| tokio::time::Instant::now() + d);
+            // A scheduled backup is started at its slot, not at the next resync (which may be
+            // minutes away when stretched to fit the Describe budget).
+            let slot = next_scheduled_pass(last_valid.as_deref(), ports.as_ref());
             loop {
                 tokio::select! {
                     () = shared.shutdown.cancelled() => break 'worker,
@@ -92,6 +97,10 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
                         }
                     }
                     () = sleep_until_or_never(deadline) => break,
+                    () = sleep_for_slot(ports.as_ref(), slot), if deadline.is_none() => {
+                        tracing::info!(cluster = %key, "scheduled backup slot reached");
+                        break;
+                    }
                 }
             }
         }
@@ -204,6 +213,23 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
         }
     }
     let _ = shared.wake.send(());
+}
+
+/// How long, in the world's time, until just after the next scheduled backup slot of `spec`.
+fn next_scheduled_pass(spec: Option<&Spec>, ports: Option<&Ports>) -> Option<Duration> {
+    let schedule = spec?.backup.as_ref()?.schedule.as_ref()?;
+    let now = ports?.clock.now();
+    let slot = crate::plan::backup::next_slot(schedule, now)?;
+    let until = Duration::try_from(slot.duration_since(now)).ok()?;
+    Some(until + Duration::from_secs(1))
+}
+
+/// Sleeps `d` of the world's time (the lab's clock runs faster), or forever without one.
+async fn sleep_for_slot(ports: Option<&Ports>, d: Option<Duration>) {
+    match (ports, d) {
+        (Some(p), Some(d)) => p.clock.sleep(d).await,
+        _ => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_or_never(at: Option<tokio::time::Instant>) {

@@ -65,6 +65,19 @@ pub fn scheduled_due(schedule: &Schedule, now: jiff::Timestamp) -> Option<Backup
     BackupName::parse(&format!("daily-{}", slot.date().strftime("%Y%m%d"))).ok()
 }
 
+/// The first scheduled slot strictly after `now` (today's, or tomorrow's once today's has
+/// passed), in the schedule's time zone: when a daemon with nothing else to do should look again.
+pub fn next_slot(schedule: &Schedule, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    let tz = TimeZone::get(&schedule.time_zone).ok()?;
+    let local = now.to_zoned(tz.clone());
+    let time = Time::new(i8::try_from(schedule.hour).ok()?, i8::try_from(schedule.minute).ok()?, 0, 0).ok()?;
+    let today = local.date().to_datetime(time).to_zoned(tz.clone()).ok()?;
+    if today.timestamp() > now {
+        return Some(today.timestamp());
+    }
+    Some(local.date().tomorrow().ok()?.to_datetime(time).to_zoned(tz).ok()?.timestamp())
+}
+
 /// The next backup wanted and not yet taken: `take` names in order, then the due scheduled one.
 pub fn next_wanted(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView) -> Option<BackupName> {
     let mut wanted: Vec<BackupName> = b.take.clone();
@@ -369,6 +382,19 @@ mod tests {
 
     fn sched() -> Schedule {
         Schedule { hour: 2, minute: 0, time_zone: "Asia/Tokyo".into() }
+    }
+
+    #[test]
+    fn the_next_slot_is_today_until_it_passes_then_tomorrow() {
+        let s = sched();
+        let before: jiff::Timestamp = "2026-11-24T16:00:00Z".parse().unwrap();
+        let slot = next_slot(&s, before).unwrap();
+        assert_eq!(slot, "2026-11-24T17:00:00Z".parse().unwrap(), "02:00 in Tokyo");
+        // Exactly at the slot, the next one is a day later; the due one is the slot itself.
+        let next = next_slot(&s, slot).unwrap();
+        assert_eq!(next.duration_since(slot), jiff::SignedDuration::from_hours(24));
+        assert!(scheduled_due(&s, slot).is_some());
+        assert_eq!(next_slot(&s, slot - jiff::SignedDuration::from_secs(1)), Some(slot));
     }
 
     #[test]
