@@ -47,35 +47,31 @@ fn snapshot_of<'a>(spec: &Spec, obs: &'a Observed, name: &BackupName) -> Option<
     obs.snapshots_tagged(&tags).into_iter().find(|s| s.state != SnapshotState::Error)
 }
 
+/// The schedule's slot on the local date of `now` moved by `days` (−1 yesterday, 1 tomorrow).
+fn slot_on(schedule: &Schedule, now: jiff::Timestamp, days: i64) -> Option<jiff::Timestamp> {
+    let tz = TimeZone::get(&schedule.time_zone).ok()?;
+    let date = now.to_zoned(tz.clone()).date().checked_add(jiff::Span::new().days(days)).ok()?;
+    let time = Time::new(i8::try_from(schedule.hour).ok()?, i8::try_from(schedule.minute).ok()?, 0, 0).ok()?;
+    Some(date.to_datetime(time).to_zoned(tz).ok()?.timestamp())
+}
+
 /// The scheduled backup due now, if any: `daily-YYYYMMDD` of the latest slot at or before `now`,
 /// while within [`SCHEDULE_CATCH_UP`] of it.
 pub fn scheduled_due(schedule: &Schedule, now: jiff::Timestamp) -> Option<BackupName> {
-    let tz = TimeZone::get(&schedule.time_zone).ok()?;
-    let local = now.to_zoned(tz.clone());
-    let time = Time::new(i8::try_from(schedule.hour).ok()?, i8::try_from(schedule.minute).ok()?, 0, 0).ok()?;
-    let today = local.date().to_datetime(time).to_zoned(tz.clone()).ok()?;
-    let slot = if today.timestamp() <= now {
-        today
-    } else {
-        local.date().yesterday().ok()?.to_datetime(time).to_zoned(tz).ok()?
-    };
-    if now.duration_since(slot.timestamp()) > SCHEDULE_CATCH_UP {
+    let today = slot_on(schedule, now, 0)?;
+    let slot = if today <= now { today } else { slot_on(schedule, now, -1)? };
+    if now.duration_since(slot) > SCHEDULE_CATCH_UP {
         return None;
     }
-    BackupName::parse(&format!("daily-{}", slot.date().strftime("%Y%m%d"))).ok()
+    let tz = TimeZone::get(&schedule.time_zone).ok()?;
+    BackupName::parse(&format!("daily-{}", slot.to_zoned(tz).date().strftime("%Y%m%d"))).ok()
 }
 
 /// The first scheduled slot strictly after `now` (today's, or tomorrow's once today's has
 /// passed), in the schedule's time zone: when a daemon with nothing else to do should look again.
 pub fn next_slot(schedule: &Schedule, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
-    let tz = TimeZone::get(&schedule.time_zone).ok()?;
-    let local = now.to_zoned(tz.clone());
-    let time = Time::new(i8::try_from(schedule.hour).ok()?, i8::try_from(schedule.minute).ok()?, 0, 0).ok()?;
-    let today = local.date().to_datetime(time).to_zoned(tz.clone()).ok()?;
-    if today.timestamp() > now {
-        return Some(today.timestamp());
-    }
-    Some(local.date().tomorrow().ok()?.to_datetime(time).to_zoned(tz).ok()?.timestamp())
+    let today = slot_on(schedule, now, 0)?;
+    if today > now { Some(today) } else { slot_on(schedule, now, 1) }
 }
 
 /// The next backup wanted and not yet taken: `take` names in order, then the due scheduled one.
