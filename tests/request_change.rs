@@ -8,19 +8,36 @@ use std::time::Duration;
 
 use common::{Lab, example, with_backups, with_restore};
 use mirrorctl::execute::CrashPoint;
+use mirrorctl::ids::SnapshotId;
 use mirrorctl::ports::Clock as _;
 use mirrorctl::ports::cloud::tag;
 use mirrorctl::reconcile::Settled;
-use mirrorctl::spec::Os;
+use mirrorctl::spec::{Os, Spec};
 use mirrorctl::status::StatusDoc;
 
-async fn change_after(n: usize) -> (Lab, Vec<(String, mirrorctl::plan::Action)>) {
-    let mut lab = Lab::windows(40 + n as u64);
-    let spec = with_backups(example(Os::Windows), &["b1"], 7);
+/// A world of `os` with backup `b1` taken, ten minutes of business, then the accident: the spec
+/// (backups only) and the snapshot to restore.
+async fn after_the_accident(lab: &Lab, os: Os) -> (Spec, SnapshotId) {
+    let spec = with_backups(example(os), &["b1"], 7);
     assert_eq!(lab.apply(&spec).await, Settled::Converged);
     let snap = lab.backup_snapshot(&spec, "b1");
     lab.world.clock().sleep(Duration::from_mins(10)).await;
     lab.world.accident();
+    (spec, snap)
+}
+
+/// Both sides identical, without the accident, nothing flagged by the oracle.
+fn restored_cleanly(lab: &Lab) {
+    let report = lab.world.oracle_report();
+    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
+    let c: Vec<_> = report.servers.values().map(|c| c.expect("attached")).collect();
+    assert_eq!(c[0], c[1]);
+    assert!(!lab.world.contains_accident(c[0]));
+}
+
+async fn change_after(n: usize) -> (Lab, Vec<(String, mirrorctl::plan::Action)>) {
+    let mut lab = Lab::windows(40 + n as u64);
+    let (spec, snap) = after_the_accident(&lab, Os::Windows).await;
     let r1 = with_restore(spec.clone(), &snap, "r1", false);
     // Stop r1 dead after its n-th mutating call.
     let (res, switch) = lab.apply_with_crash(&r1, CrashPoint::AfterCall, n).await;
@@ -29,11 +46,7 @@ async fn change_after(n: usize) -> (Lab, Vec<(String, mirrorctl::plan::Action)>)
     let r2 = with_restore(spec.clone(), &snap, "r2", false);
     assert_eq!(lab.apply(&r2).await, Settled::Converged);
 
-    let report = lab.world.oracle_report();
-    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
-    let c: Vec<_> = report.servers.values().map(|c| c.expect("attached")).collect();
-    assert_eq!(c[0], c[1]);
-    assert!(!lab.world.contains_accident(c[0]));
+    restored_cleanly(&lab);
     let inv = lab.world.inventory();
     assert_eq!(inv.deleted_volumes, 0);
     for r in ["r1", "r2"] {
@@ -88,11 +101,7 @@ async fn killed_inside_the_add_md_push_then_changed(os: Os, seed: u64) {
         Os::Windows => Lab::windows(seed),
         Os::Linux => Lab::linux(seed),
     };
-    let spec = with_backups(example(os), &["b1"], 7);
-    assert_eq!(lab.apply(&spec).await, Settled::Converged);
-    let snap = lab.backup_snapshot(&spec, "b1");
-    lab.world.clock().sleep(Duration::from_mins(10)).await;
-    lab.world.accident();
+    let (spec, snap) = after_the_accident(&lab, os).await;
     let pushes_before = lab.world.call_counts().get("clp:apply_config").copied().unwrap_or(0);
     let r1 = with_restore(spec.clone(), &snap, "r1", false);
     // r1 pushes twice: remove-md, then add-md. Kill it while the second is in flight.
@@ -118,11 +127,7 @@ async fn killed_inside_the_add_md_push_then_changed(os: Os, seed: u64) {
     lab.restart();
     let r2 = with_restore(spec.clone(), &snap, "r2", false);
     assert_eq!(lab.apply(&r2).await, Settled::Converged);
-    let report = lab.world.oracle_report();
-    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
-    let c: Vec<_> = report.servers.values().map(|c| c.expect("attached")).collect();
-    assert_eq!(c[0], c[1]);
-    assert!(!lab.world.contains_accident(c[0]));
+    restored_cleanly(&lab);
     // r2 saw r1's md land before it moved anything, so it took md out again itself.
     let steps: Vec<String> = lab.actions(&r2).into_iter().map(|(s, _)| s).collect();
     let removed = steps.iter().position(|s| s.starts_with("restore/r2/remove-md"));
