@@ -136,6 +136,7 @@ fn abandoned_volumes(obs: &Observed) -> Vec<VolumeId> {
 /// mirror volumes while the push is still being applied, and md would come back without initial
 /// copy over a server whose mirror device is empty.
 fn push_in_doubt(journal: &JournalView, obs: &Observed, except: Option<&OpId>) -> Option<Wait> {
+    let within = jiff::SignedDuration::try_from(expect::CONFIG_PUSH_LIMIT).unwrap_or_default();
     let pushes = || {
         journal.ops.iter().flat_map(|(op, v)| {
             v.steps.iter().filter_map(move |(id, s)| match (&s.last_action, &s.last_intent) {
@@ -150,13 +151,12 @@ fn push_in_doubt(journal: &JournalView, obs: &Observed, except: Option<&OpId>) -
         .filter(|(op, _, s, changes, seq, started)| {
             Some(*op) != except
                 && s.interrupted()
-                && obs.now.duration_since(*started)
-                    < jiff::SignedDuration::try_from(expect::CONFIG_PUSH_LIMIT).unwrap_or_default()
+                && obs.now.duration_since(*started) < within
                 && !changes.iter().all(|c| obs.config.shows(c))
                 && !pushes().any(|(_, _, later, _, q, _)| q > *seq && later.resolved && later.succeeded)
         })
         .min_by_key(|(.., seq, _)| *seq)?;
-    let limit = started + jiff::SignedDuration::try_from(expect::CONFIG_PUSH_LIMIT).unwrap_or_default();
+    let limit = started + within;
     Some(Wait {
         reason: format!(
             "the configuration push of {step}, started at {started:.0} and cut off by a restart, to show in clp.conf or to time out at \
