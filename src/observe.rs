@@ -180,6 +180,7 @@ impl Refresh {
                 | Action::StartGroup { .. }
                 | Action::MoveGroup { .. }
                 | Action::StopResource { .. }
+                | Action::StartResource { .. }
                 | Action::MarkCompleted
                 | Action::MarkAbandoned { .. } => {}
             }

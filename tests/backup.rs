@@ -27,7 +27,8 @@ async fn the_standby_restarts_while_the_snapshot_is_still_pending() {
     // The backup converged with the snapshot still pending: its point in time was fixed at creation.
     let s = lab.world.inventory().snapshots.into_iter().find(|s| s.id == snap).unwrap();
     assert_eq!(s.state, SnapshotState::Pending);
-    // Business downtime is md stop → group start, far shorter than the standby's.
+    // Business downtime is md stop → md and its dependents started again, far shorter than the
+    // standby's (the group's virtual IP stays up throughout).
     let actions = lab.actions(&spec);
     let order: Vec<&str> = actions.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(
@@ -35,7 +36,8 @@ async fn the_standby_restarts_while_the_snapshot_is_still_pending() {
         [
             "backup/b1/stop-md@server1",
             "backup/b1/shutdown@server2",
-            "backup/b1/start-group@server1",
+            "backup/b1/start-md@server1",
+            "backup/b1/restart-script@server1",
             "backup/b1/snapshot@server2",
             "backup/b1/start-instance@server2"
         ]
@@ -110,4 +112,50 @@ async fn a_restore_waits_for_an_in_flight_backup() {
     assert!(backup_done < restore_first, "backup finished (standby back) before the restore began: {order:?}");
     assert!(order.contains(&"backup/b1/start-instance@server2".to_owned()));
     assert!(lab.world.oracle_report().corruptions.is_empty());
+}
+
+/// A real failover group holds a virtual IP that does not depend on md: stopping md (and its
+/// dependents) for the quiesce leaves the group reading online. The backup must still start md
+/// and the resources stopped with it again, md first, and complete only once they are online.
+#[tokio::test(start_paused = true)]
+async fn a_group_with_an_independent_vip_gets_md_and_its_dependents_back() {
+    for os in [Os::Windows, Os::Linux] {
+        let lab = if os == Os::Windows { Lab::windows(57) } else { Lab::linux(57) };
+        let sc = lab.world.scenario();
+        let vip = sc.vip.clone().expect("the default scenario is a realistic group with a virtual IP");
+        let spec = with_backups(example(os), &["b1"], 7);
+        assert_eq!(lab.apply(&spec).await, Settled::Converged);
+        let timeline = lab.world.timeline();
+        let text: Vec<&str> = timeline.iter().map(|(_, t)| t.as_str()).collect();
+        assert!(
+            text.iter().any(|t| t.contains(&format!("still online with {vip}"))),
+            "the quiesce left the virtual IP up: {text:#?}"
+        );
+        let status = lab.world.ports().cluster.status().await.expect("status");
+        let active = &sc.servers[0].name;
+        for r in [&sc.md, &sc.business, &vip] {
+            let p = status.resources.get(r).expect("resource listed");
+            assert_eq!(
+                (p.state, p.current.as_ref()),
+                (mirrorctl::ports::cluster::ObjectState::Online, Some(active)),
+                "{os:?}: {r} after the backup: {text:#?}"
+            );
+        }
+        let actions = lab.actions(&spec);
+        let order: Vec<&str> = actions.iter().map(|(s, _)| s.as_str()).collect();
+        let (a, b) = (active.as_str(), sc.servers[1].name.as_str());
+        let business = sc.business.as_str();
+        assert_eq!(
+            order,
+            [
+                format!("backup/b1/stop-md@{a}"),
+                format!("backup/b1/shutdown@{b}"),
+                format!("backup/b1/start-md@{a}"),
+                format!("backup/b1/restart-{business}@{a}"),
+                format!("backup/b1/snapshot@{b}"),
+                format!("backup/b1/start-instance@{b}"),
+            ],
+            "{os:?}"
+        );
+    }
 }

@@ -298,7 +298,10 @@ async fn call(ports: &Ports, action: &Action) -> PortResult<Option<String>> {
         Action::StopGroup { group } => ports.cluster.stop_group(group).await.map(|()| None),
         Action::StartGroup { group, server } => ports.cluster.start_group(group, server).await.map(|()| None),
         Action::MoveGroup { group, target } => ports.cluster.move_group(group, target).await.map(|()| None),
-        Action::StopResource { resource } => ports.cluster.stop_resource(resource).await.map(|()| None),
+        Action::StopResource { resource, .. } => ports.cluster.stop_resource(resource).await.map(|()| None),
+        Action::StartResource { resource, server } => {
+            ports.cluster.start_resource(resource, server).await.map(|()| None)
+        }
         Action::ShutdownServer { server } => ports.cluster.shutdown_server(server).await.map(|()| None),
         Action::ApplyConfig { changes } => ports.cluster.apply_config(changes).await.map(|()| None),
         Action::CreateVolume { request, .. } => {

@@ -133,7 +133,6 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
         return d.outcome();
     };
     let md_state = obs.cluster.resources.get(md).map_or(ObjectState::Offline, |p| p.state);
-    let group_state = obs.cluster.groups.get(group).map_or(ObjectState::Offline, |p| p.state);
     let standby_member = obs.cluster.servers.get(&standby.name) == Some(&true);
     let snap = snapshot_of(spec, obs, name);
     let standby_subject = Some(standby.name.as_str());
@@ -188,10 +187,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
 
     if let Some(snap) = snap {
         d.notes.push(format!("backup {name} is {} ({:?}, {}%)", snap.id, snap.state, snap.progress));
-        let business_down = md_state != ObjectState::Online && group_state != ObjectState::Online;
-        if business_down {
-            restart_business(&mut d, &op, group, &active, "the snapshot exists");
-        }
+        let business_back = restart_business(&mut d, spec, obs, journal, &op, &active, "the snapshot exists");
         match standby_inst.state {
             InstanceState::Stopped => d.step(
                 &op,
@@ -202,7 +198,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             ),
             InstanceState::Running if standby_member => {
                 if obs.mirror.as_ref().is_some_and(crate::ports::cluster::MirrorStatus::healthy) {
-                    if d.steps.is_empty() {
+                    if d.steps.is_empty() && business_back {
                         d.step(
                             &op,
                             "complete",
@@ -248,11 +244,20 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             } else if matches!(md_state, ObjectState::OnlinePending | ObjectState::OfflinePending) {
                 d.wait(Watch::CLUSTER, format!("{md} changing state"), expect::CLUSTER_PENDING);
             } else {
+                // What is online on the active now: the stop takes md's dependents down with it,
+                // and exactly those are started again once the snapshot's point is fixed.
+                let online = obs
+                    .cluster
+                    .resources
+                    .iter()
+                    .filter(|(r, p)| *r != md && p.state == ObjectState::Online && p.current.as_ref() == Some(&active))
+                    .map(|(r, _)| r.clone())
+                    .collect();
                 d.step(
                     &op,
                     "stop-md",
                     active_subject,
-                    Action::StopResource { resource: md.clone() },
+                    Action::StopResource { resource: md.clone(), online },
                     format!("quiesce point: flush {md} on {active} with both sides identical"),
                 );
             }
@@ -262,8 +267,8 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             // so nothing replicates to its disk any more: business can run again on the active
             // while the instance finishes stopping. The snapshot waits for `stopped`.
             let shut_down = journal.step(&op, &StepId::new(&op, "shutdown", standby_subject)).succeeded;
-            if shut_down && md_state != ObjectState::Online && group_state != ObjectState::Online {
-                restart_business(&mut d, &op, group, &active, "the standby has left the cluster");
+            if shut_down {
+                restart_business(&mut d, spec, obs, journal, &op, &active, "the standby has left the cluster");
             }
             let since =
                 journal.step(&op, &StepId::new(&op, "shutdown", standby_subject)).last_intent.map(|(_, at, _)| at);
@@ -274,9 +279,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             );
         }
         InstanceState::Stopped => {
-            if md_state != ObjectState::Online && group_state != ObjectState::Online {
-                restart_business(&mut d, &op, group, &active, "the standby is stopped");
-            }
+            restart_business(&mut d, spec, obs, journal, &op, &active, "the standby is stopped");
             let step = StepId::new(&op, "snapshot", standby_subject);
             let sv = journal.step(&op, &step);
             let window = expect::SNAPSHOT_VISIBILITY;
@@ -333,15 +336,76 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
     d.outcome()
 }
 
-/// Runbook step 3: md (the whole group) back online on the active server.
-fn restart_business(d: &mut Draft, op: &OpId, group: &crate::ids::GroupName, active: &ServerName, because: &str) {
-    d.step(
-        op,
-        "start-group",
-        Some(active.as_str()),
-        Action::StartGroup { group: group.clone(), server: active.clone() },
-        format!("{because}; business can run again on {active}"),
-    );
+/// Runbook step 3: md and what the quiesce stopped with it back online on the active server.
+/// Returns whether all of it is online again (the backup completes only then).
+///
+/// A real failover group also holds resources that do not depend on md (a virtual IP): they stay
+/// online through the quiesce, so the group keeps reading "online" and starting the group would
+/// do nothing. So: a group that is wholly offline is started as a group; otherwise md is started
+/// first, then, one per pass, each resource `stop-md` recorded as online that is not online now
+/// (`clprsc -s … -f` also starts what it depends on).
+fn restart_business(
+    d: &mut Draft,
+    spec: &Spec,
+    obs: &Observed,
+    journal: &JournalView,
+    op: &OpId,
+    active: &ServerName,
+    because: &str,
+) -> bool {
+    let group = &spec.mirror.group;
+    let md = &spec.mirror.resource;
+    let subject = Some(active.as_str());
+    let recorded = match journal.step(op, &StepId::new(op, "stop-md", subject)).last_action {
+        Some(Action::StopResource { online, .. }) => online,
+        _ => Vec::new(),
+    };
+    let state = |r: &crate::ids::ResourceName| obs.cluster.resources.get(r);
+    let on_active = |r: &crate::ids::ResourceName| {
+        state(r).is_some_and(|p| p.state == ObjectState::Online && p.current.as_ref() == Some(active))
+    };
+    let pending = std::iter::once(md).chain(&recorded).filter_map(state).find(|p| {
+        matches!(p.state, ObjectState::OnlinePending | ObjectState::OfflinePending)
+    });
+    if pending.is_some() {
+        d.wait(Watch::CLUSTER, format!("resources of {group} changing state on {active}"), expect::CLUSTER_PENDING);
+        return false;
+    }
+    let group_state = obs.cluster.groups.get(group).map_or(ObjectState::Offline, |p| p.state);
+    if !on_active(md) {
+        if group_state == ObjectState::Offline {
+            d.step(
+                op,
+                "start-group",
+                subject,
+                Action::StartGroup { group: group.clone(), server: active.clone() },
+                format!("{because}; business can run again on {active}"),
+            );
+        } else {
+            d.step(
+                op,
+                "start-md",
+                subject,
+                Action::StartResource { resource: md.clone(), server: active.clone() },
+                format!(
+                    "{because}; {md} first, then what the quiesce stopped with it ({group} is {group_state:?}: other \
+                     resources kept it online)"
+                ),
+            );
+        }
+        return false;
+    }
+    if let Some(r) = recorded.iter().find(|r| state(r).is_some() && !on_active(r)) {
+        d.step(
+            op,
+            &format!("restart-{r}"),
+            subject,
+            Action::StartResource { resource: r.clone(), server: active.clone() },
+            format!("{r} was online on {active} before the quiesce and {md} is back"),
+        );
+        return false;
+    }
+    true
 }
 
 /// Retention: delete this cluster's completed backup snapshots beyond the newest `keep`, except

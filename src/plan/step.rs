@@ -95,6 +95,18 @@ pub enum Action {
     StopResource {
         /// Resource.
         resource: ResourceName,
+        /// The other resources that were online on the server when the stop was planned: those of
+        /// them the stop takes down (md's dependents) are started again, after md, by the backup.
+        /// Recorded with the intent, so a restart after a crash knows them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        online: Vec<ResourceName>,
+    },
+    /// CLUSTERPRO: start one resource on a server.
+    StartResource {
+        /// Resource.
+        resource: ResourceName,
+        /// Server.
+        server: ServerName,
     },
     /// CLUSTERPRO: shut a server's OS down (the instance stops).
     ShutdownServer {
@@ -205,7 +217,10 @@ impl Action {
             Action::StopGroup { group } => format!("stop group {group}"),
             Action::StartGroup { group, server } => format!("start group {group} on {server}"),
             Action::MoveGroup { group, target } => format!("move group {group} to {target} (failover check)"),
-            Action::StopResource { resource } => format!("stop mirror disk resource {resource} (quiesce point)"),
+            Action::StopResource { resource, .. } => {
+                format!("stop mirror disk resource {resource} and what depends on it (quiesce point)")
+            }
+            Action::StartResource { resource, server } => format!("start resource {resource} on {server}"),
             Action::ShutdownServer { server } => format!("shut down server {server} through CLUSTERPRO"),
             Action::ApplyConfig { changes } => {
                 let parts: Vec<String> = changes
@@ -254,6 +269,7 @@ impl Action {
             Action::StartGroup { .. } => "clp:start_group",
             Action::MoveGroup { .. } => "clp:move_group",
             Action::StopResource { .. } => "clp:stop_resource",
+            Action::StartResource { .. } => "clp:start_resource",
             Action::ShutdownServer { .. } => "clp:shutdown_server",
             Action::ApplyConfig { .. } => "clp:apply_config",
             Action::CreateVolume { .. } => "ec2:CreateVolume",

@@ -36,16 +36,26 @@ fn placement(r: &ResState) -> Placement {
 struct Scope {
     md: bool,
     business: bool,
+    vip: bool,
+}
+
+impl Scope {
+    /// The whole group.
+    const GROUP: Scope = Scope { md: true, business: true, vip: true };
 }
 
 impl World {
-    /// The group's resources' states: md (when configured) then the business resource.
+    /// The group's resources' states: md (when configured), the business resource, the virtual
+    /// IP (when the scenario has one).
     fn group_states(&self) -> Vec<&ResState> {
-        let mut v = Vec::with_capacity(2);
+        let mut v = Vec::with_capacity(3);
         if self.clp.md.is_some() {
             v.push(&self.clp.md_state);
         }
         v.push(&self.clp.business_state);
+        if self.clp.vip.is_some() {
+            v.push(&self.clp.vip_state);
+        }
         v
     }
 
@@ -80,6 +90,9 @@ impl World {
             resources.insert(md.resource.clone(), placement(&self.clp.md_state));
         }
         resources.insert(self.clp.business.clone(), placement(&self.clp.business_state));
+        if let Some(vip) = &self.clp.vip {
+            resources.insert(vip.clone(), placement(&self.clp.vip_state));
+        }
         ClusterStatus { servers, groups, resources }
     }
 
@@ -115,8 +128,23 @@ impl World {
         self.clp.md.as_ref().is_some_and(|m| m.resource == *resource)
     }
 
+    fn is_vip(&self, resource: &ResourceName) -> bool {
+        self.clp.vip.as_ref() == Some(resource)
+    }
+
+    /// The state of a resource of the group (md, business or the virtual IP).
+    fn resource_state(&self, resource: &ResourceName) -> &ResState {
+        if self.is_md(resource) {
+            &self.clp.md_state
+        } else if self.is_vip(resource) {
+            &self.clp.vip_state
+        } else {
+            &self.clp.business_state
+        }
+    }
+
     fn check_resource(&self, resource: &ResourceName) -> PortResult<()> {
-        if self.is_md(resource) || *resource == self.clp.business {
+        if self.is_md(resource) || self.is_vip(resource) || *resource == self.clp.business {
             Ok(())
         } else {
             Err(clp_err("ResourceNotFound", format!("no resource named {resource}"), ErrorClass::NeedsHuman))
@@ -131,10 +159,17 @@ impl World {
         if scope.business && !self.clp.business_state.online_on(server) {
             self.clp.business_state = ResState::on(ObjectState::OnlinePending, server);
         }
+        if scope.vip && self.clp.vip.is_some() && !self.clp.vip_state.online_on(server) {
+            self.clp.vip_state = ResState::on(ObjectState::OnlinePending, server);
+        }
     }
 
     fn mark_offline_pending(&mut self, scope: Scope) {
-        for (wanted, r) in [(scope.md, &mut self.clp.md_state), (scope.business, &mut self.clp.business_state)] {
+        for (wanted, r) in [
+            (scope.md, &mut self.clp.md_state),
+            (scope.business, &mut self.clp.business_state),
+            (scope.vip, &mut self.clp.vip_state),
+        ] {
             if wanted && r.state != ObjectState::Offline {
                 r.state = ObjectState::OfflinePending;
             }
@@ -152,7 +187,10 @@ impl World {
         self.check_group(group)?;
         self.check_server(server)?;
         self.check_idle()?;
-        if self.group_online_on(server) {
+        // A group partly online (md stopped alone, its virtual IP still up) reads "Online" and
+        // `clpgrp -s` treats it as started [U]: the resources stopped inside it must be started
+        // one by one (`clprsc -s`).
+        if self.group_online_on(server) || self.group_placement().current.as_ref() == Some(server) {
             return Err(clp_err(
                 "GroupAlreadyStarted",
                 format!("{group} is already online on {server}"),
@@ -165,7 +203,7 @@ impl World {
             let on = other.current.clone().map(|s| s.to_string()).unwrap_or_default();
             return Err(clp_err("GroupOnline", format!("{group} is online on {on}"), ErrorClass::NeedsHuman));
         }
-        self.mark_online_pending(Scope { md: true, business: true }, server);
+        self.mark_online_pending(Scope::GROUP, server);
         let d = self.scenario.latency.group_start_s;
         Ok(self.schedule(ClpOp::StartGroup { server: server.clone() }, d, now))
     }
@@ -176,7 +214,7 @@ impl World {
         if self.group_all_offline() {
             return Err(clp_err("GroupAlreadyStopped", format!("{group} is already offline"), ErrorClass::AlreadyDone));
         }
-        self.mark_offline_pending(Scope { md: true, business: true });
+        self.mark_offline_pending(Scope::GROUP);
         let d = self.scenario.latency.group_stop_s;
         Ok(self.schedule(ClpOp::StopGroup, d, now))
     }
@@ -199,9 +237,47 @@ impl World {
                 ErrorClass::NeedsHuman,
             ));
         };
-        self.mark_offline_pending(Scope { md: true, business: true });
+        self.mark_offline_pending(Scope::GROUP);
         let d = self.scenario.latency.group_move_s;
         Ok(self.schedule(ClpOp::MoveGroup { from, target: target.clone() }, d, now))
+    }
+
+    /// What starting `resource` with `-f` brings online: itself and what it depends on (the
+    /// business resource depends on md; md and the virtual IP on nothing here).
+    fn start_scope(&self, resource: &ResourceName) -> Scope {
+        if self.is_md(resource) {
+            Scope { md: true, business: false, vip: false }
+        } else if self.is_vip(resource) {
+            Scope { md: false, business: false, vip: true }
+        } else {
+            Scope { md: true, business: true, vip: false }
+        }
+    }
+
+    /// What stopping `resource` with `-f` takes offline: itself and what depends on it.
+    fn stop_scope(&self, resource: &ResourceName) -> Scope {
+        if self.is_md(resource) {
+            Scope { md: true, business: true, vip: false }
+        } else if self.is_vip(resource) {
+            Scope { md: false, business: false, vip: true }
+        } else {
+            Scope { md: false, business: true, vip: false }
+        }
+    }
+
+    /// The states of the resources in `scope`.
+    fn scoped(&self, scope: Scope) -> Vec<&ResState> {
+        let mut v = Vec::new();
+        if scope.md && self.clp.md.is_some() {
+            v.push(&self.clp.md_state);
+        }
+        if scope.business {
+            v.push(&self.clp.business_state);
+        }
+        if scope.vip && self.clp.vip.is_some() {
+            v.push(&self.clp.vip_state);
+        }
+        v
     }
 
     fn clp_start_resource(
@@ -213,28 +289,20 @@ impl World {
         self.check_resource(resource)?;
         self.check_server(server)?;
         self.check_idle()?;
-        let is_md = self.is_md(resource);
-        let scope = Scope { md: true, business: !is_md };
-        let (target, deps) = if is_md {
-            (&self.clp.md_state, None)
-        } else {
-            (&self.clp.business_state, self.clp.md.as_ref().map(|_| &self.clp.md_state))
-        };
-        if target.online_on(server) {
+        if self.resource_state(resource).online_on(server) {
             return Err(clp_err(
                 "ResourceAlreadyStarted",
                 format!("{resource} is already online on {server}"),
                 ErrorClass::AlreadyDone,
             ));
         }
-        for r in std::iter::once(target).chain(deps) {
-            if r.state == ObjectState::Online && r.current.as_ref() != Some(server) {
-                return Err(clp_err(
-                    "ResourceOnline",
-                    format!("{resource} or a resource it depends on is online on another server"),
-                    ErrorClass::NeedsHuman,
-                ));
-            }
+        let scope = self.start_scope(resource);
+        if self.scoped(scope).iter().any(|r| r.state == ObjectState::Online && r.current.as_ref() != Some(server)) {
+            return Err(clp_err(
+                "ResourceOnline",
+                format!("{resource} or a resource it depends on is online on another server"),
+                ErrorClass::NeedsHuman,
+            ));
         }
         self.mark_online_pending(scope, server);
         let d = self.scenario.latency.resource_start_s;
@@ -244,9 +312,8 @@ impl World {
     fn clp_stop_resource(&mut self, resource: &ResourceName, now: Timestamp) -> PortResult<Timestamp> {
         self.check_resource(resource)?;
         self.check_idle()?;
-        let scope = Scope { md: self.is_md(resource), business: true };
-        let target = if scope.md { &self.clp.md_state } else { &self.clp.business_state };
-        if target.state == ObjectState::Offline && self.clp.business_state.state == ObjectState::Offline {
+        let scope = self.stop_scope(resource);
+        if self.scoped(scope).iter().all(|r| r.state == ObjectState::Offline) {
             return Err(clp_err(
                 "ResourceAlreadyStopped",
                 format!("{resource} is already offline"),
@@ -264,19 +331,19 @@ impl World {
             return;
         };
         match tr.op {
-            ClpOp::StartGroup { server } => self.bring_online(t, &server, Scope { md: true, business: true }),
-            ClpOp::StopGroup => self.take_offline(t, Scope { md: true, business: true }),
+            ClpOp::StartGroup { server } => self.bring_online(t, &server, Scope::GROUP),
+            ClpOp::StopGroup => self.take_offline(t, Scope::GROUP),
             ClpOp::MoveGroup { target, .. } => {
-                self.take_offline(t, Scope { md: true, business: true });
-                self.bring_online(t, &target, Scope { md: true, business: true });
+                self.take_offline(t, Scope::GROUP);
+                self.bring_online(t, &target, Scope::GROUP);
             }
             ClpOp::StartResource { resource, server } => {
-                let business = !self.is_md(&resource);
-                self.bring_online(t, &server, Scope { md: true, business });
+                let scope = self.start_scope(&resource);
+                self.bring_online(t, &server, scope);
             }
             ClpOp::StopResource { resource } => {
-                let md = self.is_md(&resource);
-                self.take_offline(t, Scope { md, business: true });
+                let scope = self.stop_scope(&resource);
+                self.take_offline(t, scope);
             }
         }
     }
@@ -312,6 +379,11 @@ impl World {
             if scope.business {
                 self.clp.business_state = ResState::on(ObjectState::OnlineFailure, server);
             }
+            // The virtual IP does not depend on md: on a member it comes up anyway.
+            if scope.vip && self.clp.vip.is_some() {
+                let state = if self.is_member(server) { ObjectState::Online } else { ObjectState::OnlineFailure };
+                self.clp.vip_state = ResState::on(state, server);
+            }
             self.log(t, format!("clp: start on {server} failed: {reason}"));
             self.clp.last_error = Some(reason);
             return;
@@ -323,9 +395,16 @@ impl World {
         if scope.business {
             self.clp.business_state = ResState::on(ObjectState::Online, server);
         }
+        if scope.vip && self.clp.vip.is_some() {
+            self.clp.vip_state = ResState::on(ObjectState::Online, server);
+        }
         self.clp.last_server = Some(server.clone());
         self.clp.last_error = None;
-        let what = if scope.business { format!("group {}", self.clp.group) } else { "md".to_owned() };
+        let what = if scope.md && scope.business && scope.vip {
+            format!("group {} ({})", self.clp.group, self.resource_names(scope).join(", "))
+        } else {
+            self.resource_names(scope).join(", ")
+        };
         self.log(t, format!("clp: {what} online on {server}"));
     }
 
@@ -346,9 +425,27 @@ impl World {
         self.maybe_recover(t);
     }
 
+    /// The names of the resources in `scope`, md first.
+    fn resource_names(&self, scope: Scope) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(md) = self.clp.md.as_ref().filter(|_| scope.md) {
+            v.push(md.resource.to_string());
+        }
+        if scope.business {
+            v.push(self.clp.business.to_string());
+        }
+        if let Some(vip) = self.clp.vip.as_ref().filter(|_| scope.vip) {
+            v.push(vip.to_string());
+        }
+        v
+    }
+
     fn take_offline(&mut self, t: Timestamp, scope: Scope) {
         if scope.business {
             self.clp.business_state = ResState::offline();
+        }
+        if scope.vip {
+            self.clp.vip_state = ResState::offline();
         }
         if scope.md && self.clp.md.is_some() {
             if let Some(active) = self.md_active()
@@ -360,10 +457,25 @@ impl World {
             self.clp.md_state = ResState::offline();
             self.clp.next_write_at = None;
         }
-        if !scope.md && scope.business {
-            self.log(t, format!("clp: {} offline", self.clp.business));
-        } else if self.group_all_offline() {
+        if self.group_all_offline() {
             self.log(t, format!("clp: group {} offline", self.clp.group));
+        } else {
+            let still: Vec<String> = self
+                .group_states()
+                .iter()
+                .zip(self.resource_names(Scope::GROUP))
+                .filter(|(r, _)| r.state != ObjectState::Offline)
+                .map(|(_, n)| n)
+                .collect();
+            self.log(
+                t,
+                format!(
+                    "clp: {} offline; group {} still online with {}",
+                    self.resource_names(scope).join(", "),
+                    self.clp.group,
+                    still.join(", ")
+                ),
+            );
         }
     }
 
@@ -651,8 +763,11 @@ impl Cluster for SimCluster {
             "clp:start_resource",
             |w, now| w.clp_start_resource(resource, server, now),
             |w| {
-                let state = if w.is_md(resource) { &w.clp.md_state } else { &w.clp.business_state };
-                if state.online_on(server) { Ok(()) } else { Err(failed("ResourceStartFailed", w)) }
+                if w.resource_state(resource).online_on(server) {
+                    Ok(())
+                } else {
+                    Err(failed("ResourceStartFailed", w))
+                }
             },
         )
         .await
@@ -663,8 +778,7 @@ impl Cluster for SimCluster {
             "clp:stop_resource",
             |w, now| w.clp_stop_resource(resource, now),
             |w| {
-                let state = if w.is_md(resource) { &w.clp.md_state } else { &w.clp.business_state };
-                if state.state == ObjectState::Offline {
+                if w.resource_state(resource).state == ObjectState::Offline {
                     Ok(())
                 } else {
                     Err(clp_err("ResourceStopFailed", "the resource did not go offline", ErrorClass::Retryable))

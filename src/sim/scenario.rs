@@ -48,6 +48,15 @@ pub struct Scenario {
     pub business: ResourceName,
     /// The business resource's type (`script`, `exec`).
     pub business_kind: String,
+    /// A resource of the group that does not depend on md (a virtual IP: `awsvip`), if any. Real
+    /// failover groups on AWS hold one beside md and the services (NEC's AWS guides build groups
+    /// of awsvip or awsdns, md and a service; DOMAIN.md "clp.conf"): stopping md with its
+    /// dependents leaves it online, so the group still reads online.
+    #[serde(default)]
+    pub vip: Option<ResourceName>,
+    /// The independent resource's type.
+    #[serde(default)]
+    pub vip_kind: String,
     /// Device slot of each server's mirror volume.
     pub device: DeviceName,
     /// The cluster partition (partition number 1).
@@ -77,7 +86,8 @@ fn id<T, E: std::fmt::Debug>(r: Result<T, E>) -> T {
 
 impl Scenario {
     /// The runbook's Windows cluster `prod-db`: server1 (`i-0123456789abcdef0`, 1a, active) and
-    /// server2 (`i-0fedcba9876543210`, 1c); group `failover` with md `md` and a `script` resource;
+    /// server2 (`i-0fedcba9876543210`, 1c); group `failover` with md `md`, a `script` resource
+    /// depending on it and an `awsvip` resource `awsvip1` that does not;
     /// 100 GiB gp3 mirror volumes at `/dev/sdx` with partitions `R:` (cluster) and `M:` (data).
     pub fn windows_runbook() -> Self {
         Scenario {
@@ -102,6 +112,8 @@ impl Scenario {
             md: id(ResourceName::parse("md")),
             business: id(ResourceName::parse("script")),
             business_kind: "script".to_owned(),
+            vip: Some(id(ResourceName::parse("awsvip1"))),
+            vip_kind: "awsvip".to_owned(),
             device: id(DeviceName::parse("/dev/sdx")),
             cluster_partition: Partition::Letter('R'),
             data_partition: Partition::Letter('M'),
@@ -116,7 +128,8 @@ impl Scenario {
     }
 
     /// A Linux cluster `app-linux`: node1 (`i-0aaaaaaaaaaaaaaaa`, 1a, active) and node2
-    /// (`i-0bbbbbbbbbbbbbbbb`, 1c); group `failover1` with md `md1` and an `exec` resource; mirror
+    /// (`i-0bbbbbbbbbbbbbbbb`, 1c); group `failover1` with md `md1`, an `exec` resource and the
+    /// `awsvip1` resource; mirror
     /// volumes at `/dev/xvdb` with partitions `/dev/xvdb1` (cluster) and `/dev/xvdb2` (data).
     pub fn linux() -> Self {
         let mut s = Scenario::windows_runbook();

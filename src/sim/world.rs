@@ -174,7 +174,8 @@ pub(super) struct ClpServer {
     pub(super) member: bool,
 }
 
-/// The CLUSTERPRO side: one failover group with md and one business resource depending on it.
+/// The CLUSTERPRO side: one failover group with md, one business resource depending on it and,
+/// optionally, a virtual IP that does not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct ClpState {
     pub(super) servers: BTreeMap<ServerName, ClpServer>,
@@ -190,6 +191,11 @@ pub(super) struct ClpState {
     pub(super) business: ResourceName,
     pub(super) business_kind: String,
     pub(super) business_state: ResState,
+    /// The resource that does not depend on md (a virtual IP), when the scenario has one.
+    #[serde(default)]
+    pub(super) vip: Option<ResourceName>,
+    #[serde(default = "ResState::offline")]
+    pub(super) vip_state: ResState,
     pub(super) mirror: MirrorState,
     pub(super) transition: Option<Transition>,
     pub(super) config_pending: Option<ConfigPending>,
@@ -292,6 +298,8 @@ impl World {
                 business: scenario.business.clone(),
                 business_kind: scenario.business_kind.clone(),
                 business_state: ResState::offline(),
+                vip: scenario.vip.clone(),
+                vip_state: ResState::offline(),
                 mirror: MirrorState::InSync,
                 transition: None,
                 config_pending: None,
@@ -312,6 +320,9 @@ impl World {
         if let Some(active) = servers.first() {
             w.clp.md_state = ResState::on(ObjectState::Online, &active.name);
             w.clp.business_state = ResState::on(ObjectState::Online, &active.name);
+            if w.clp.vip.is_some() {
+                w.clp.vip_state = ResState::on(ObjectState::Online, &active.name);
+            }
             w.clp.last_server = Some(active.name.clone());
             w.clp.next_write_at = Some(plus(t0, 1.0));
         }
