@@ -213,3 +213,30 @@ async fn a_push_cut_off_by_a_restart_holds_everything_else_until_it_lands_or_tim
     });
     assert!(!waits_for_push(&plan(&r2_spec, &obs, &after)));
 }
+
+/// A mirror RED on both sides never turns GREEN by waiting: a backup (and a restore's last check)
+/// block with NEC's forced-recovery command instead of waiting forever.
+#[tokio::test(start_paused = true)]
+async fn a_mirror_red_on_both_sides_blocks_with_the_recovery_command() {
+    use mirrorctl::plan::Outcome;
+    use mirrorctl::ports::cluster::MirrorColor;
+    let lab = Lab::linux(63);
+    let spec = with_backups(example(Os::Linux), &["b1"], 7);
+    let ctx = lab.ctx();
+    let journal = open_journal(&spec, &ctx).unwrap();
+    let (mut obs, _) = plan_once(&spec, &ctx, &journal).await.unwrap();
+    let view = journal.lock().unwrap().view().clone();
+    assert!(plan(&spec, &obs, &view).has_changes(), "a healthy mirror: the backup starts");
+    let m = obs.mirror.as_mut().expect("mirror colours observed");
+    for c in m.colors.values_mut() {
+        *c = MirrorColor::Red;
+    }
+    let p = plan(&spec, &obs, &view);
+    let Outcome::Blocked(c) = &p.outcome else { panic!("blocked expected: {p:?}") };
+    assert_eq!(c.reason, "mirror-red-on-both-sides");
+    assert!(c.action.contains("clpmdctrl -f md1"), "{c}");
+    // One side RED is an ordinary recovery: the backup waits for it.
+    let first = obs.mirror.as_mut().unwrap().colors.values_mut().next().unwrap();
+    *first = MirrorColor::Green;
+    assert!(matches!(plan(&spec, &obs, &view).outcome, Outcome::Wait(_)));
+}

@@ -369,8 +369,10 @@ fn backup_downtimes(timeline: &[(Timestamp, String)], sc: &Scenario) -> Result<(
     let epoch = sc.epoch;
     let standby = sc.servers[1].name.to_string();
     let md_stop = find(epoch, &|l| l.starts_with("clp: StopResource"), "md stop requested")?;
-    let online = format!("clp: group {} online", sc.group);
-    let back = find(md_stop, &|l| l.starts_with(&online), &online)?;
+    // Business is back when the resource depending on md is online again (the group's virtual IP
+    // never went down).
+    let online = format!("{} online on", sc.business);
+    let back = find(md_stop, &|l| l.starts_with("clp: ") && l.contains(&online), &online)?;
     let down = format!("clp: {standby} shut down");
     let shut = find(epoch, &|l| l.starts_with(&down), &down)?;
     let joined = format!("clp: {standby} joined");
@@ -413,7 +415,8 @@ async fn measure(base: &Path, seed: u64) -> Result<Sample, CliError> {
         mutating,
         describes,
         business_down_s,
-        business_bound_s: exact.resource_stop_s + exact.group_start_s,
+        // md stopped with its dependents; md started, then its dependents.
+        business_bound_s: exact.resource_stop_s + 2.0 * exact.resource_start_s,
         standby_down_s,
         standby_bound_s: exact.instance_stop_s + 2.0 * exact.ec2_api_s + exact.instance_start_s + exact.cluster_join_s,
     })

@@ -166,6 +166,9 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             );
             return d.outcome();
         }
+        if super::block_if_both_red(spec, obs, &mut d) {
+            return d.outcome();
+        }
         if !obs.mirror.as_ref().is_some_and(crate::ports::cluster::MirrorStatus::healthy) {
             d.wait(
                 Watch::CLUSTER,

@@ -116,6 +116,36 @@ impl Draft {
     }
 }
 
+/// Both sides of the mirror RED: neither holds data CLUSTERPRO knows to be the latest, it will not
+/// recover by itself, and md will not start; no wait ends this. Blocks with what to check and NEC's
+/// forced-recovery command (`clpmdctrl -f <md>`, run on the server whose data is to be kept; it asks
+/// for confirmation, which NEC's own scripts answer with `yes |`: EXPRESSCLUSTER vmware mirror
+/// scripts, research notes in the README's [U] list — the Windows spelling is unverified).
+pub(crate) fn block_if_both_red(spec: &Spec, obs: &Observed, d: &mut Draft) -> bool {
+    use crate::ports::cluster::MirrorColor;
+    let Some(m) = obs.mirror.as_ref() else { return false };
+    if m.colors.len() < 2 || !m.colors.values().all(|c| *c == MirrorColor::Red) {
+        return false;
+    }
+    let md = &spec.mirror.resource;
+    let servers: Vec<String> = m.colors.keys().map(ToString::to_string).collect();
+    d.block(
+        "mirror-red-on-both-sides",
+        format!(
+            "mirror {md} is RED on {}: neither side is known to hold the latest data, so CLUSTERPRO will not \
+             start {md} or recover it by itself",
+            servers.join(" and ")
+        ),
+        format!(
+            "find the server whose data is the newest (where {} last ran; `clpmdstat -m {md}` on each server \
+             shows the last update times), check that data, then run forced mirror recovery on that server: \
+             `clpmdctrl -f {md}` (it asks for confirmation). mirrorctl goes on once the mirror is GREEN on both sides",
+            spec.mirror.group
+        ),
+    );
+    true
+}
+
 /// Tags carried by everything mirrorctl creates for `op` of this cluster.
 pub fn base_tags(spec: &Spec, op: &OpId) -> Tags {
     [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::REQUEST.to_owned(), op.request_tag())].into()

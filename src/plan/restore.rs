@@ -725,6 +725,9 @@ fn finish(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec, o
         }
         ObjectState::Online => {}
     }
+    if super::block_if_both_red(spec, obs, d) {
+        return;
+    }
     if !obs.mirror.as_ref().is_some_and(crate::ports::cluster::MirrorStatus::healthy) {
         let colors = obs.mirror.as_ref().map_or_else(
             || "unknown".to_owned(),
