@@ -181,6 +181,7 @@ impl Refresh {
                 | Action::MoveGroup { .. }
                 | Action::StopResource { .. }
                 | Action::StartResource { .. }
+                | Action::Preflight { .. }
                 | Action::MarkCompleted
                 | Action::MarkAbandoned { .. } => {}
             }

@@ -34,6 +34,7 @@ async fn the_standby_restarts_while_the_snapshot_is_still_pending() {
     assert_eq!(
         order,
         [
+            "backup/b1/preflight",
             "backup/b1/stop-md@server1",
             "backup/b1/shutdown@server2",
             "backup/b1/start-md@server1",
@@ -148,6 +149,7 @@ async fn a_group_with_an_independent_vip_gets_md_and_its_dependents_back() {
         assert_eq!(
             order,
             [
+                "backup/b1/preflight".to_owned(),
                 format!("backup/b1/stop-md@{a}"),
                 format!("backup/b1/shutdown@{b}"),
                 format!("backup/b1/start-md@{a}"),

@@ -259,9 +259,12 @@ fn plan_of_a_backup_shows_the_first_step_and_why() {
     let r = run_in(&lab.path().join("backup"), &["--state-dir", s(&state), "plan", "--world", "lab", "prod-db.toml"]);
     assert_eq!(r.code, 2, "changes pending exits 2");
     assert!(r.stdout.contains("operation: backup/b1"), "{}", r.stdout);
-    assert!(r.stdout.contains("+ stop mirror disk resource md (quiesce point)"), "{}", r.stdout);
-    assert!(r.stdout.contains("step: backup/b1/stop-md@server1"), "{}", r.stdout);
-    assert!(r.stdout.contains("why:  quiesce point: flush md on server1"), "{}", r.stdout);
+    // The first step is the preflight; plan runs its checks at once (they change nothing).
+    assert!(r.stdout.contains("+ preflight: prove every step of the backup possible"), "{}", r.stdout);
+    assert!(r.stdout.contains("step: backup/b1/preflight"), "{}", r.stdout);
+    assert!(r.stdout.contains("why:  before md is stopped on server1"), "{}", r.stdout);
+    assert!(r.stdout.contains("ok   command clpdown on server2: "), "{}", r.stdout);
+    assert!(r.stdout.contains("checks pass: every later step of the operation can run"), "{}", r.stdout);
     insta::assert_snapshot!("plan_backup_text", r.stdout);
 }
 
@@ -275,7 +278,8 @@ fn plan_json_and_out_save_the_same_plan() {
     let printed = r.json();
     assert_eq!(printed["plan"]["cluster"], "prod-db");
     assert_eq!(printed["plan"]["outcome"]["kind"], "steps");
-    assert_eq!(printed["plan"]["outcome"]["steps"][0]["id"], "backup/b1/stop-md@server1");
+    assert_eq!(printed["plan"]["outcome"]["steps"][0]["id"], "backup/b1/preflight");
+    assert!(printed["preflight"].as_array().is_some_and(|c| c.iter().all(|c| c["ok"] == true)), "{printed}");
     assert!(!printed["plan"]["outcome"]["steps"][0]["why"].as_str().unwrap_or("").is_empty());
     let fp = printed["fingerprint"].as_str().expect("a fingerprint string");
     assert!(fp.len() >= 16 && fp.chars().all(|c| c.is_ascii_hexdigit()), "fingerprint {fp:?}");
@@ -315,7 +319,8 @@ fn apply_of_a_backup_converges_and_status_shows_it() {
     let file = lab.prod_db("backup", with_takes(&["b1"]));
     let r = lab.run(&["apply", "--world", "lab", "--speed", FAST, s(&file)]);
     assert_eq!(r.code, 0, "converged exits 0");
-    assert!(r.stdout.contains("→ stop mirror disk resource md (quiesce point)"), "{}", r.stdout);
+    assert!(r.stdout.contains("✓ backup/b1/preflight: "), "{}", r.stdout);
+    assert!(r.stdout.contains("→ stop mirror disk resource md and what depends on it (quiesce point)"), "{}", r.stdout);
     assert!(r.stdout.contains("✓ backup/b1/stop-md@server1"), "{}", r.stdout);
     assert!(r.stdout.contains("✓ backup/b1/snapshot@server2: snap-"), "{}", r.stdout);
     assert!(r.stdout.contains("■ backup/b1 completed"), "{}", r.stdout);

@@ -173,7 +173,9 @@ async fn every_port_method_runs_through_the_fake_commands() {
     cmd.stop_resource(&md).await.expect("stop md");
     let st = sim.status().await.expect("status");
     assert_eq!(st.resources[&md].state, ObjectState::Offline);
-    assert_eq!(st.groups[&g].state, ObjectState::Offline, "stopping md stopped what depends on it");
+    let business = rig.world.scenario().business;
+    assert_eq!(st.resources[&business].state, ObjectState::Offline, "stopping md stopped what depends on it");
+    assert_eq!(st.groups[&g].state, ObjectState::Online, "the group's virtual IP does not depend on md");
     cmd.start_resource(&md, &n1).await.expect("start md");
     assert_eq!(sim.status().await.expect("status").resources[&md].current.as_ref(), Some(&n1));
     cmd.start_resource(&rig.world.scenario().business, &n1).await.expect("start the business resource");
@@ -793,6 +795,18 @@ impl PsShim {
 
     fn sh(&self, script: &str) -> String {
         let q = |w: &str| format!("'{}'", self.path(w).replace('\'', r"'\''"));
+        // The preflight's tools check (`tools_script`): each tool looked up on the PATH.
+        if script.starts_with("$dir = ") {
+            let list = script
+                .lines()
+                .find_map(|l| l.strip_prefix("foreach ($t in @(")?.strip_suffix(")) {"))
+                .expect("the tools check names its tools");
+            let tools: Vec<String> = list.split(", ").flat_map(ps_words).collect();
+            return format!(
+                "for t in {}; do if p=$(command -v \"$t\"); then echo \"present $t $p\"; else echo \"missing $t\"; fi; done\nexit 0\n",
+                tools.join(" ")
+            );
+        }
         let mut tool = String::new();
         let mut out = Vec::new();
         for line in script.split("\r\n").filter(|l| !l.is_empty()) {

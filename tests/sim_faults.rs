@@ -274,3 +274,48 @@ async fn a_create_that_failed_for_good_gets_a_fresh_token_after_the_fix() {
     let inv = lab.world.inventory();
     assert_eq!(inv.volumes.iter().filter(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some("r1")).count(), 2);
 }
+
+/// Fail before destroy: a restore (and a backup) on servers lacking a command a later step needs
+/// stops before its first change, naming the command and the server; nothing is stopped, removed,
+/// created or detached. (Before the preflight, the restore stopped the group and removed md, then
+/// failed at the push's resume with business down.)
+#[tokio::test(start_paused = true)]
+async fn a_missing_command_stops_the_operation_before_anything_changes() {
+    use mirrorctl::ports::cluster::ObjectState;
+    for (os, tool) in [(Os::Windows, "clpcl"), (Os::Linux, "clpcl")] {
+        let lab = if os == Os::Windows { Lab::windows(23) } else { Lab::linux(23) };
+        let base = example(os);
+        let backup = with_backups(base.clone(), &["b1"], 7);
+        assert_eq!(lab.apply(&backup).await, Settled::Converged);
+        let snap = lab.backup_snapshot(&backup, "b1");
+        lab.world.clock().sleep(Duration::from_mins(10)).await;
+        let (primary, standby) = (&base.cluster.servers[0].name, &base.cluster.servers[1].name);
+        lab.world.remove_command(primary, tool);
+        let before = lab.world.inventory();
+        let restore = with_restore(backup.clone(), &snap, "r1", false);
+        let Settled::Blocked(c) = lab.apply(&restore).await else { panic!("{os:?}: expected a refusal") };
+        assert_eq!(c.reason, "preflight-failed", "{c}");
+        assert!(c.message.contains(&format!("command {tool} on {primary}: not found")), "{c}");
+        let status = lab.world.ports().cluster.status().await.expect("status");
+        let group = status.groups.get(&base.mirror.group).expect("group");
+        assert_eq!(
+            (group.state, group.current.as_ref()),
+            (ObjectState::Online, Some(primary)),
+            "{os:?}: business untouched"
+        );
+        assert!(lab.world.ports().cluster.config().await.unwrap().mirror(&base.mirror.resource).is_some());
+        let after = lab.world.inventory();
+        assert_eq!(after.volumes.len(), before.volumes.len(), "{os:?}: no volume created");
+        let steps: Vec<String> = lab.actions(&restore).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, ["restore/r1/preflight"], "{os:?}");
+
+        // The backup's shutdown needs clpdown on the standby: refused before md is stopped.
+        lab.world.remove_command(standby, "clpdown");
+        let b2 = with_backups(base.clone(), &["b2"], 7);
+        let Settled::Blocked(c) = lab.apply(&b2).await else { panic!("{os:?}: expected a refusal") };
+        assert!(c.message.contains(&format!("command clpdown on {standby}: not found")), "{c}");
+        let status = lab.world.ports().cluster.status().await.expect("status");
+        let md = status.resources.get(&base.mirror.resource).expect("md");
+        assert_eq!((md.state, md.current.as_ref()), (ObjectState::Online, Some(primary)), "{os:?}: md never stopped");
+    }
+}

@@ -24,6 +24,26 @@ pub struct SavedPlan {
     pub fingerprint: String,
     /// The plan.
     pub plan: Plan,
+    /// When the plan's next step is a preflight: its checks, run while planning (they change
+    /// nothing), so the whole operation can be judged before it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<Vec<crate::ports::cluster::Check>>,
+}
+
+/// Renders a preflight's checks for a terminal.
+pub fn render_checks(checks: &[crate::ports::cluster::Check]) -> String {
+    let mut s = String::from("\nPreflight, run now against the live cluster (it changes nothing):\n");
+    for c in checks {
+        let _ = writeln!(s, "  {c}");
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if failed == 0 {
+        let _ = writeln!(s, "All {} checks pass: every later step of the operation can run.", checks.len());
+    } else {
+        let _ =
+            writeln!(s, "{failed} of {} checks FAIL: apply would stop here, before changing anything.", checks.len());
+    }
+    s
 }
 
 /// Renders a plan for a terminal.
@@ -83,7 +103,16 @@ pub async fn run(
     let ctx = Context::new(w.ports.clone(), state_dir.to_owned());
     let journal = open_journal(&spec, &ctx).map_err(|e| CliError::Failed(e.to_string()))?;
     let (obs, plan) = plan_once(&spec, &ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;
-    let saved = SavedPlan { file: file.to_owned(), fingerprint: crate::plan::fingerprint(&obs), plan };
+    let preflight = match plan.steps().iter().find_map(|s| match &s.action {
+        crate::plan::Action::Preflight { request } => Some(request),
+        _ => None,
+    }) {
+        Some(request) => {
+            Some(w.ports.cluster.preflight(request).await.map_err(|e| CliError::Failed(format!("preflight: {e}")))?)
+        }
+        None => None,
+    };
+    let saved = SavedPlan { file: file.to_owned(), fingerprint: crate::plan::fingerprint(&obs), plan, preflight };
     if let Some(path) = out {
         let body = serde_json::to_vec_pretty(&saved).map_err(|e| CliError::Failed(e.to_string()))?;
         std::fs::write(path, body).map_err(|e| CliError::Failed(format!("writing {}: {e}", path.display())))?;
@@ -92,7 +121,12 @@ pub async fn run(
         Output::Json => {
             println!("{}", serde_json::to_string_pretty(&saved).map_err(|e| CliError::Failed(e.to_string()))?);
         }
-        Output::Text => print!("{}", render(&saved.plan, file)),
+        Output::Text => {
+            print!("{}", render(&saved.plan, file));
+            if let Some(checks) = &saved.preflight {
+                print!("{}", render_checks(checks));
+            }
+        }
     }
     Ok(if saved.plan.outcome == Outcome::Converged { 0 } else { EXIT_CHANGES })
 }

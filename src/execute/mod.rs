@@ -264,8 +264,33 @@ fn narrow(action: &Action, mut e: PortError) -> PortError {
     e
 }
 
+/// The outcome of a preflight: the checks as the journal's detail when all passed; otherwise
+/// `PreflightFailed` (needs a human) naming each failed check, its server, what was found and
+/// what to do.
+pub fn preflight_verdict(checks: &[crate::ports::cluster::Check]) -> PortResult<Option<String>> {
+    let failed: Vec<String> = checks.iter().filter(|c| !c.ok).map(ToString::to_string).collect();
+    if failed.is_empty() {
+        let all: Vec<String> = checks.iter().map(ToString::to_string).collect();
+        return Ok(Some(format!("{} checks passed: {}", checks.len(), all.join("; "))));
+    }
+    Err(PortError::new(
+        "PreflightFailed",
+        format!("{} of {} checks failed: {}", failed.len(), checks.len(), failed.join("; ")),
+        ErrorClass::NeedsHuman,
+    ))
+}
+
 /// Turns a failed step into what the operator reads.
 fn condition_for(step: &Step, e: &PortError) -> Condition {
+    if e.code == "PreflightFailed" {
+        return Condition {
+            reason: "preflight-failed".into(),
+            message: format!("{}: {}", step.id, e.message),
+            action: "nothing was changed: fix what each failed check says, then retry (mirrorctl runs the preflight \
+                     again before it changes anything)"
+                .into(),
+        };
+    }
     let action = match e.code.as_str() {
         "InvalidVolume.ZoneMismatch" => {
             "the volume and the instance are in different zones: fix the server's zone in the desired-state file"
@@ -304,6 +329,7 @@ async fn call(ports: &Ports, action: &Action) -> PortResult<Option<String>> {
         }
         Action::ShutdownServer { server } => ports.cluster.shutdown_server(server).await.map(|()| None),
         Action::ApplyConfig { changes } => ports.cluster.apply_config(changes).await.map(|()| None),
+        Action::Preflight { request } => preflight_verdict(&ports.cluster.preflight(request).await?),
         Action::CreateVolume { request, .. } => {
             ports.cloud.create_volume(request).await.map(|v| Some(v.id.to_string()))
         }

@@ -24,7 +24,7 @@ use crate::ids::{BackupName, ServerName};
 use crate::journal::JournalView;
 use crate::observe::Observed;
 use crate::ports::cloud::{CreateSnapshot, InstanceState, ShutdownBehavior, Snapshot, SnapshotState, Tags, tag};
-use crate::ports::cluster::ObjectState;
+use crate::ports::cluster::{ObjectState, Operation, PreflightRequest};
 use crate::spec::{BackupSpec, Schedule, Spec};
 
 use super::restore::{at_device, layout_of};
@@ -104,7 +104,7 @@ pub fn active_server(spec: &Spec, obs: &Observed, journal: &JournalView, op: &Op
 pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupName) -> (Outcome, Vec<String>) {
     let op = OpId::Backup(name.clone());
     let mut d = Draft::default();
-    let started = journal.op(&op).is_some_and(|v| v.started.is_some());
+    let started = super::begun(journal, &op);
     let group = &spec.mirror.group;
     let md = &spec.mirror.resource;
 
@@ -246,6 +246,22 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 );
             } else if matches!(md_state, ObjectState::OnlinePending | ObjectState::OfflinePending) {
                 d.wait(Watch::CLUSTER, format!("{md} changing state"), expect::CLUSTER_PENDING);
+            } else if !started && !super::proven(journal, &op) {
+                // Fail before destroy: the quiesce is the first step that changes the cluster.
+                d.step(
+                    &op,
+                    "preflight",
+                    None,
+                    Action::Preflight {
+                        request: PreflightRequest {
+                            operation: Operation::Backup,
+                            group: group.clone(),
+                            md: md.clone(),
+                            pushes: Vec::new(),
+                        },
+                    },
+                    format!("before {md} is stopped on {active}, every later step must be shown possible"),
+                );
             } else {
                 // What is online on the active now: the stop takes md's dependents down with it,
                 // and exactly those are started again once the snapshot's point is fixed.
@@ -367,9 +383,10 @@ fn restart_business(
     let on_active = |r: &crate::ids::ResourceName| {
         state(r).is_some_and(|p| p.state == ObjectState::Online && p.current.as_ref() == Some(active))
     };
-    let pending = std::iter::once(md).chain(&recorded).filter_map(state).find(|p| {
-        matches!(p.state, ObjectState::OnlinePending | ObjectState::OfflinePending)
-    });
+    let pending = std::iter::once(md)
+        .chain(&recorded)
+        .filter_map(state)
+        .find(|p| matches!(p.state, ObjectState::OnlinePending | ObjectState::OfflinePending));
     if pending.is_some() {
         d.wait(Watch::CLUSTER, format!("resources of {group} changing state on {active}"), expect::CLUSTER_PENDING);
         return false;

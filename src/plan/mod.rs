@@ -146,6 +146,17 @@ pub(crate) fn block_if_both_red(spec: &Spec, obs: &Observed, d: &mut Draft) -> b
     true
 }
 
+/// Whether `op` has journaled any step but its preflight: once it has, it may have changed the
+/// world, and it always finishes (or, a restore, is brought to a safe state before it is left).
+pub(crate) fn begun(journal: &JournalView, op: &OpId) -> bool {
+    journal.op(op).is_some_and(|v| v.steps.keys().any(|k| !k.0.ends_with("/preflight")))
+}
+
+/// Whether `op`'s preflight has passed ([`Action::Preflight`]): the rule "fail before destroy".
+pub(crate) fn proven(journal: &JournalView, op: &OpId) -> bool {
+    journal.step(op, &StepId::new(op, "preflight", None)).succeeded
+}
+
 /// Tags carried by everything mirrorctl creates for `op` of this cluster.
 pub fn base_tags(spec: &Spec, op: &OpId) -> Tags {
     [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::REQUEST.to_owned(), op.request_tag())].into()
@@ -211,7 +222,19 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
     // Nothing else happens while a push cut off by a restart may still land.
     let doubt = |except: Option<&OpId>| push_in_doubt(journal, obs, except).map(|w| (Outcome::Wait(w), Vec::new()));
 
-    if let Some((op, view)) = journal.in_flight() {
+    // A backup that ran nothing but a (failed) preflight changed nothing: when it is no longer
+    // wanted (its name left `take`, its day passed), it is dropped rather than held in flight.
+    let dropped = |op: &OpId| match op {
+        OpId::Backup(name) => {
+            !begun(journal, op)
+                && spec.backup.as_ref().is_none_or(|b| {
+                    !b.take.contains(name)
+                        && b.schedule.as_ref().and_then(|s| backup::scheduled_due(s, obs.now)).as_ref() != Some(name)
+                })
+        }
+        _ => false,
+    };
+    if let Some((op, view)) = journal.in_flight().filter(|(op, _)| !dropped(op)) {
         out.op = Some(op.clone());
         out.subject.clone_from(&view.subject);
         let (outcome, notes) = match op {

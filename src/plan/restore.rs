@@ -25,7 +25,7 @@ use crate::observe::Observed;
 use crate::ports::cloud::{
     AttachState, CreateVolume, InstanceState, ShutdownBehavior, SnapshotState, Volume, VolumeState, tag,
 };
-use crate::ports::cluster::{ConfigChange, MdDefinition, ObjectState};
+use crate::ports::cluster::{ConfigChange, MdDefinition, ObjectState, Operation, PreflightRequest};
 use crate::spec::{Os, Partition, RestoreSpec, ServerSpec, Spec};
 
 use super::step::{Action, OpId, StepId, Watch};
@@ -119,7 +119,7 @@ struct Facts<'a> {
 #[allow(clippy::too_many_lines)]
 pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec) -> (Outcome, Vec<String>) {
     let op = OpId::Restore(r.request.clone());
-    let started = journal.op(&op).is_some_and(|v| v.started.is_some());
+    let started = super::begun(journal, &op);
     let mut d = Draft::default();
     let group = &spec.mirror.group;
     let md = &spec.mirror.resource;
@@ -150,7 +150,19 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
 
     if !started {
         preflight(spec, obs, r, &mut d);
-        if d.blocked.is_some() {
+        if d.blocked.is_some() || !d.waits.is_empty() {
+            return d.outcome();
+        }
+        // Fail before destroy: nothing is created, stopped or removed until the live cluster has
+        // shown that every later step can run.
+        if !super::proven(journal, &op) {
+            d.step(
+                &op,
+                "preflight",
+                None,
+                Action::Preflight { request: preflight_request(spec) },
+                "before the first step that changes the cluster or a disk, every later step must be shown possible",
+            );
             return d.outcome();
         }
     }
@@ -612,6 +624,39 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
     }
 }
 
+/// What the restore's preflight proves: both configuration pushes the restore makes (md removed
+/// and the group on manual start; md re-added without the initial copy and automatic start)
+/// apply to today's configuration, with the commands and identifiers they need.
+fn preflight_request(spec: &Spec) -> PreflightRequest {
+    let (group, md) = (&spec.mirror.group, &spec.mirror.resource);
+    PreflightRequest {
+        operation: Operation::Restore,
+        group: group.clone(),
+        md: md.clone(),
+        pushes: vec![
+            vec![
+                ConfigChange::RemoveMirror { resource: md.clone() },
+                ConfigChange::SetGroupAutoStart { group: group.clone(), auto: false },
+            ],
+            vec![
+                ConfigChange::AddMirror(md_definition(spec, false)),
+                ConfigChange::SetGroupAutoStart { group: group.clone(), auto: true },
+            ],
+        ],
+    }
+}
+
+/// The md resource as the restore re-adds it.
+fn md_definition(spec: &Spec, initial_copy: bool) -> MdDefinition {
+    MdDefinition {
+        resource: spec.mirror.resource.clone(),
+        group: spec.mirror.group.clone(),
+        data_partition: spec.mirror.data_partition.clone(),
+        cluster_partition: spec.mirror.cluster_partition.clone(),
+        initial_copy,
+    }
+}
+
 /// Whether initial mirror construction can be skipped, and why (or why not).
 fn initial_copy_decision(
     spec: &Spec,
@@ -669,13 +714,7 @@ fn finish(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec, o
     if obs.config.mirror(md).is_none() {
         let (initial_copy, why) = initial_copy_decision(spec, obs, journal, r, op);
         d.notes.push(why.clone());
-        let def = MdDefinition {
-            resource: md.clone(),
-            group: group.clone(),
-            data_partition: spec.mirror.data_partition.clone(),
-            cluster_partition: spec.mirror.cluster_partition.clone(),
-            initial_copy,
-        };
+        let def = md_definition(spec, initial_copy);
         d.step(
             op,
             "add-md",

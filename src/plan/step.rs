@@ -13,7 +13,7 @@ use crate::ids::{
     BackupName, DeviceName, GroupName, InstanceId, RequestName, ResourceName, ServerName, SnapshotId, VolumeId,
 };
 use crate::ports::cloud::{CreateSnapshot, CreateVolume, Tags};
-use crate::ports::cluster::ConfigChange;
+use crate::ports::cluster::{ConfigChange, PreflightRequest};
 
 /// An operation: one restore request or one backup. Every step belongs to one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -112,6 +112,12 @@ pub enum Action {
     ShutdownServer {
         /// Server.
         server: ServerName,
+    },
+    /// CLUSTERPRO and the servers: prove every later step of the operation possible on the live
+    /// cluster. Changes nothing; a failed check stops the operation before anything changed.
+    Preflight {
+        /// What to prove.
+        request: PreflightRequest,
     },
     /// CLUSTERPRO: push and apply configuration changes.
     ApplyConfig {
@@ -222,6 +228,14 @@ impl Action {
             }
             Action::StartResource { resource, server } => format!("start resource {resource} on {server}"),
             Action::ShutdownServer { server } => format!("shut down server {server} through CLUSTERPRO"),
+            Action::Preflight { request } => format!(
+                "preflight: prove every step of the {} possible on the live cluster (commands on both servers, \
+                 configuration edits, identifiers), changing nothing",
+                match request.operation {
+                    crate::ports::cluster::Operation::Backup => "backup",
+                    crate::ports::cluster::Operation::Restore => "restore",
+                }
+            ),
             Action::ApplyConfig { changes } => {
                 let parts: Vec<String> = changes
                     .iter()
@@ -272,6 +286,7 @@ impl Action {
             Action::StartResource { .. } => "clp:start_resource",
             Action::ShutdownServer { .. } => "clp:shutdown_server",
             Action::ApplyConfig { .. } => "clp:apply_config",
+            Action::Preflight { .. } => "clp:preflight",
             Action::CreateVolume { .. } => "ec2:CreateVolume",
             Action::AttachVolume { .. } => "ec2:AttachVolume",
             Action::DetachVolume { .. } => "ec2:DetachVolume",

@@ -154,6 +154,92 @@ pub enum ConfigChange {
     },
 }
 
+/// Which of mirrorctl's operations a preflight is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    /// The backup: md stopped and started, the standby shut down.
+    Backup,
+    /// The restore: group stopped, md removed and re-added, group started and moved.
+    Restore,
+}
+
+impl Operation {
+    /// The CLUSTERPRO commands the command procedure runs for this operation, on any server
+    /// (`clpdown` on the one it shuts down). A cluster driven by commands must have every one of
+    /// them at its install path on both servers before the operation changes anything.
+    pub fn commands(self) -> &'static [&'static str] {
+        match self {
+            Operation::Backup => &["clpstat", "clprsc", "clpgrp", "clpdown", "clpmdstat"],
+            Operation::Restore => &["clpstat", "clpgrp", "clpmdstat", "clpcfctrl", "clpcl"],
+        }
+    }
+}
+
+/// What a preflight must prove possible on the live cluster before the first step of an
+/// operation that changes the cluster or a disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreflightRequest {
+    /// The operation.
+    pub operation: Operation,
+    /// Its failover group.
+    pub group: GroupName,
+    /// Its md resource.
+    pub md: ResourceName,
+    /// The configuration pushes it will make, in order (a restore: remove md and set manual
+    /// start; then re-add md and set automatic start). Each must apply to today's `clp.conf` in
+    /// memory, the second on the result of the first.
+    pub pushes: Vec<Vec<ConfigChange>>,
+}
+
+/// One check of a preflight and what it found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// What was checked (`command clpcfctrl`, `clp.conf edits`, `volume GUIDs`, …).
+    pub name: String,
+    /// On which server, when it is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerName>,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found (a version, a path, the mismatch).
+    pub found: String,
+    /// What to do when it failed (empty when it passed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub action: String,
+}
+
+impl Check {
+    /// A passed check.
+    pub fn pass(name: impl Into<String>, server: Option<&ServerName>, found: impl Into<String>) -> Self {
+        Check { name: name.into(), server: server.cloned(), ok: true, found: found.into(), action: String::new() }
+    }
+    /// A failed check with what to do.
+    pub fn fail(
+        name: impl Into<String>,
+        server: Option<&ServerName>,
+        found: impl Into<String>,
+        action: impl Into<String>,
+    ) -> Self {
+        Check { name: name.into(), server: server.cloned(), ok: false, found: found.into(), action: action.into() }
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mark = if self.ok { "ok  " } else { "FAIL" };
+        write!(f, "{mark} {}", self.name)?;
+        if let Some(s) = &self.server {
+            write!(f, " on {s}")?;
+        }
+        write!(f, ": {}", self.found)?;
+        if !self.ok && !self.action.is_empty() {
+            write!(f, " (what to do: {})", self.action)?;
+        }
+        Ok(())
+    }
+}
+
 /// CLUSTERPRO operations. Each returns when the operation has finished on the cluster.
 #[async_trait::async_trait]
 pub trait Cluster: Send + Sync {
@@ -177,4 +263,10 @@ pub trait Cluster: Send + Sync {
     async fn config(&self) -> PortResult<ClusterConfig>;
     /// Push and apply configuration changes (pull, edit, push, suspend/resume).
     async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()>;
+    /// Proves, without changing anything, that every later step of `request.operation` can run
+    /// on this cluster as it is today: the tools it calls are there and answer, the servers are
+    /// reachable members, the configuration decodes and the planned edits apply to it, and the
+    /// identifiers a re-add would write can be derived and match today's. Each check is reported;
+    /// an `Err` means the checks themselves could not be made.
+    async fn preflight(&self, request: &PreflightRequest) -> PortResult<Vec<Check>>;
 }

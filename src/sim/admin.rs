@@ -220,6 +220,15 @@ impl SimWorld {
         })
     }
 
+    /// Removes CLUSTERPRO command `tool` from `server`'s install directory (a damaged install):
+    /// the operations that run it there fail with `ClpCommandNotFound`.
+    pub fn remove_command(&self, server: &ServerName, tool: &str) {
+        self.with(|w, now| {
+            w.scenario.missing_commands.entry(server.clone()).or_default().push(tool.to_owned());
+            w.log(now, format!("admin: {tool} removed from {server}"));
+        });
+    }
+
     /// Sets how long new volumes and snapshots stay invisible to Describe.
     pub fn set_consistency_window(&self, window: Duration) {
         self.with(|w, _| w.scenario.consistency_window_s = window.as_secs_f64());

@@ -19,7 +19,8 @@ use super::world::{ClpOp, ConfigPending, MirrorState, ResState, Transition, Worl
 use crate::ids::{GroupName, ResourceName, ServerName};
 use crate::ports::cloud::InstanceState;
 use crate::ports::cluster::{
-    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorColor, MirrorStatus, ObjectState, Placement,
+    Check, Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorColor, MirrorStatus, ObjectState, Operation,
+    Placement, PreflightRequest,
 };
 use crate::ports::{ErrorClass, PortError, PortResult};
 
@@ -112,6 +113,153 @@ impl World {
         }
     }
 
+    /// Where the scenario's CLUSTERPRO keeps its commands (NEC's default install folders).
+    fn install_dir(&self) -> &'static str {
+        match self.scenario.os {
+            crate::spec::Os::Windows => r"C:\Program Files\CLUSTERPRO\bin",
+            crate::spec::Os::Linux => "/opt/nec/clusterpro/bin",
+        }
+    }
+
+    fn has_command(&self, server: &ServerName, tool: &str) -> bool {
+        self.scenario.missing_commands.get(server).is_none_or(|m| !m.iter().any(|t| t == tool))
+    }
+
+    /// Refuses an operation whose command is not installed where the command procedure runs
+    /// it: `on` (the server `clpdown` shuts down), else the first running member in the
+    /// scenario's order (mutating commands), or any member (`any`: queries fall back).
+    fn check_command(&self, tool: &str, on: Option<&ServerName>, any: bool) -> PortResult<()> {
+        let members: Vec<&ServerName> = self.clp.servers.keys().filter(|s| self.is_member(s)).collect();
+        let ok = match on {
+            Some(s) => self.has_command(s, tool),
+            None if any => members.iter().any(|s| self.has_command(s, tool)),
+            None => self
+                .scenario
+                .servers
+                .iter()
+                .find(|s| self.is_member(&s.name))
+                .is_none_or(|s| self.has_command(&s.name, tool)),
+        };
+        if ok {
+            return Ok(());
+        }
+        let at = on.map_or_else(|| "the server that runs it".to_owned(), ToString::to_string);
+        Err(clp_err(
+            "ClpCommandNotFound",
+            format!("{tool} not found in {} on {at}", self.install_dir()),
+            ErrorClass::NeedsHuman,
+        ))
+    }
+
+    /// What a preflight of `req` finds in this world.
+    fn clp_preflight(&self, req: &PreflightRequest) -> Vec<Check> {
+        let mut checks = Vec::new();
+        for s in &self.scenario.servers {
+            let server = Some(&s.name);
+            if self.is_member(&s.name) {
+                checks.push(Check::pass("reachable cluster member", server, "running member"));
+            } else {
+                checks.push(Check::fail(
+                    "reachable cluster member",
+                    server,
+                    "not a running cluster member",
+                    "start the server (and its cluster service): every step needs both servers",
+                ));
+            }
+            let dir = self.install_dir();
+            for tool in req.operation.commands() {
+                if self.has_command(&s.name, tool) {
+                    let version = &self.scenario.version;
+                    checks.push(Check::pass(
+                        format!("command {tool}"),
+                        server,
+                        format!("{dir} (CLUSTERPRO X {version})"),
+                    ));
+                } else {
+                    checks.push(Check::fail(
+                        format!("command {tool}"),
+                        server,
+                        format!("not found in {dir}"),
+                        format!(
+                            "repair the CLUSTERPRO install on {}, or set cluster.install_dir to where {tool} is",
+                            s.name
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut config = self.clp_config();
+        let mut edits = Ok(());
+        for push in &req.pushes {
+            for change in push {
+                let applied = match change {
+                    ConfigChange::RemoveMirror { resource } => {
+                        config.mirrors.retain(|m| &m.resource != resource);
+                        Ok(())
+                    }
+                    ConfigChange::AddMirror(md) => self.check_group(&md.group).map(|()| {
+                        config.mirrors.retain(|m| m.resource != md.resource);
+                        config.mirrors.push(md.clone());
+                    }),
+                    ConfigChange::SetGroupAutoStart { group, auto } => self.check_group(group).map(|()| {
+                        config.group_auto_start.insert(group.clone(), *auto);
+                    }),
+                };
+                if let Err(e) = applied {
+                    edits = Err(e.message);
+                }
+            }
+        }
+        if req.operation == Operation::Restore && self.clp_config().mirror(&req.md).is_none() {
+            edits = Err(format!(
+                "{} is not in the configuration: there is nothing to remove and no template to re-add",
+                req.md
+            ));
+        }
+        if req.operation == Operation::Backup {
+            checks.push(match self.clp_config().mirror(&req.md) {
+                Some(_) => Check::pass("md resource configured", None, format!("{} in {}", req.md, req.group)),
+                None => Check::fail(
+                    "md resource configured",
+                    None,
+                    format!("{} is not in the configuration", req.md),
+                    "check mirror.resource in the desired-state file",
+                ),
+            });
+            return checks;
+        }
+        checks.push(match edits {
+            Ok(()) => Check::pass(
+                "configuration edits",
+                None,
+                format!("{} push(es) apply to today's configuration", req.pushes.len()),
+            ),
+            Err(why) => {
+                Check::fail("configuration edits", None, why, "fix the configuration with Cluster WebUI, then retry")
+            }
+        });
+        if req.operation == Operation::Restore
+            && let Some(md) = self.clp_config().mirror(&req.md)
+        {
+            for s in &self.scenario.servers {
+                checks.push(match self.partitions_ok(&s.name, md) {
+                    Ok(()) => Check::pass(
+                        "partition identifiers",
+                        Some(&s.name),
+                        format!("{} and {} derived from today's disk", md.cluster_partition, md.data_partition),
+                    ),
+                    Err(why) => Check::fail(
+                        "partition identifiers",
+                        Some(&s.name),
+                        why,
+                        "check the partitions in the desired-state file against the disks and clp.conf",
+                    ),
+                });
+            }
+        }
+        checks
+    }
+
     fn check_idle(&self) -> PortResult<()> {
         if self.clp.transition.is_some() || self.clp.config_pending.is_some() {
             Err(clp_err(
@@ -184,13 +332,17 @@ impl World {
     }
 
     fn clp_start_group(&mut self, group: &GroupName, server: &ServerName, now: Timestamp) -> PortResult<Timestamp> {
+        self.check_command("clpgrp", None, false)?;
         self.check_group(group)?;
         self.check_server(server)?;
         self.check_idle()?;
         // A group partly online (md stopped alone, its virtual IP still up) reads "Online" and
         // `clpgrp -s` treats it as started [U]: the resources stopped inside it must be started
         // one by one (`clprsc -s`).
-        if self.group_online_on(server) || self.group_placement().current.as_ref() == Some(server) {
+        let placed = self.group_placement();
+        if self.group_online_on(server)
+            || (placed.state == ObjectState::Online && placed.current.as_ref() == Some(server))
+        {
             return Err(clp_err(
                 "GroupAlreadyStarted",
                 format!("{group} is already online on {server}"),
@@ -209,6 +361,7 @@ impl World {
     }
 
     fn clp_stop_group(&mut self, group: &GroupName, now: Timestamp) -> PortResult<Timestamp> {
+        self.check_command("clpgrp", None, false)?;
         self.check_group(group)?;
         self.check_idle()?;
         if self.group_all_offline() {
@@ -220,6 +373,7 @@ impl World {
     }
 
     fn clp_move_group(&mut self, group: &GroupName, target: &ServerName, now: Timestamp) -> PortResult<Timestamp> {
+        self.check_command("clpgrp", None, false)?;
         self.check_group(group)?;
         self.check_server(target)?;
         self.check_idle()?;
@@ -286,6 +440,7 @@ impl World {
         server: &ServerName,
         now: Timestamp,
     ) -> PortResult<Timestamp> {
+        self.check_command("clprsc", None, false)?;
         self.check_resource(resource)?;
         self.check_server(server)?;
         self.check_idle()?;
@@ -310,6 +465,7 @@ impl World {
     }
 
     fn clp_stop_resource(&mut self, resource: &ResourceName, now: Timestamp) -> PortResult<Timestamp> {
+        self.check_command("clprsc", None, false)?;
         self.check_resource(resource)?;
         self.check_idle()?;
         let scope = self.stop_scope(resource);
@@ -481,6 +637,7 @@ impl World {
 
     fn clp_shutdown_server(&mut self, server: &ServerName, now: Timestamp) -> PortResult<()> {
         self.check_server(server)?;
+        self.check_command("clpdown", Some(server), false)?;
         let Some(inst) = self.instance_of(server).cloned() else {
             return Err(clp_err("ServerNotFound", format!("no instance for {server}"), ErrorClass::NeedsHuman));
         };
@@ -524,6 +681,7 @@ impl World {
     }
 
     fn clp_mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
+        self.check_command("clpmdstat", None, true)?;
         if !self.is_md(resource) {
             return Err(clp_err(
                 "ResourceNotFound",
@@ -580,6 +738,7 @@ impl World {
     }
 
     fn clp_apply_config(&mut self, changes: &[ConfigChange], now: Timestamp) -> PortResult<Timestamp> {
+        self.check_command("clpcfctrl", None, false)?;
         self.check_idle()?;
         if let Some((down, _)) = self.clp.servers.iter().find(|(_, s)| !s.member) {
             return Err(clp_err(
@@ -718,7 +877,10 @@ fn failed(code: &str, w: &World) -> PortError {
 impl Cluster for SimCluster {
     async fn status(&self) -> PortResult<ClusterStatus> {
         self.rtt().await;
-        self.world.call("clp:status", None, |w, _| Ok(w.clp_status()))
+        self.world.call("clp:status", None, |w, _| {
+            w.check_command("clpstat", None, true)?;
+            Ok(w.clp_status())
+        })
     }
 
     async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<()> {
@@ -800,7 +962,17 @@ impl Cluster for SimCluster {
 
     async fn config(&self) -> PortResult<ClusterConfig> {
         self.rtt().await;
-        self.world.call("clp:config", None, |w, _| Ok(w.clp_config()))
+        self.world.call("clp:config", None, |w, _| {
+            w.check_command("clpcfctrl", None, true)?;
+            Ok(w.clp_config())
+        })
+    }
+
+    async fn preflight(&self, request: &PreflightRequest) -> PortResult<Vec<Check>> {
+        // One command per server (tools and versions) and a pull of the configuration.
+        self.rtt().await;
+        self.rtt().await;
+        self.world.call("clp:preflight", None, |w, _| Ok(w.clp_preflight(request)))
     }
 
     async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()> {
@@ -808,6 +980,9 @@ impl Cluster for SimCluster {
             "clp:apply_config",
             |w, now| w.clp_apply_config(changes, now),
             |w| {
+                // `clpcfctrl --push` uploaded the file; without `clpcl` the suspend/resume that
+                // applies it cannot run, and the caller learns it only now.
+                w.check_command("clpcl", None, false)?;
                 if w.clp.config_pending.is_none() {
                     Ok(())
                 } else {

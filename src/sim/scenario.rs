@@ -57,6 +57,14 @@ pub struct Scenario {
     /// The independent resource's type.
     #[serde(default)]
     pub vip_kind: String,
+    /// CLUSTERPRO commands absent from a server's install directory (a broken or partial
+    /// install): the operations that run them fail there with `ClpCommandNotFound`, and a
+    /// preflight names them.
+    #[serde(default)]
+    pub missing_commands: std::collections::BTreeMap<ServerName, Vec<String>>,
+    /// The CLUSTERPRO version the servers run (what a preflight records).
+    #[serde(default = "default_version")]
+    pub version: String,
     /// Device slot of each server's mirror volume.
     pub device: DeviceName,
     /// The cluster partition (partition number 1).
@@ -77,6 +85,13 @@ pub struct Scenario {
     pub max_pending_snapshots: usize,
     /// Model time at which a new world starts.
     pub epoch: Timestamp,
+}
+
+/// The version a scenario runs unless it says otherwise: a current X 5.x.
+pub const DEFAULT_VERSION: &str = "5.1.0";
+
+fn default_version() -> String {
+    DEFAULT_VERSION.to_owned()
 }
 
 fn id<T, E: std::fmt::Debug>(r: Result<T, E>) -> T {
@@ -114,6 +129,8 @@ impl Scenario {
             business_kind: "script".to_owned(),
             vip: Some(id(ResourceName::parse("awsvip1"))),
             vip_kind: "awsvip".to_owned(),
+            missing_commands: std::collections::BTreeMap::new(),
+            version: default_version(),
             device: id(DeviceName::parse("/dev/sdx")),
             cluster_partition: Partition::Letter('R'),
             data_partition: Partition::Letter('M'),

@@ -420,6 +420,36 @@ impl Cluster for MotoWorld {
         })
     }
 
+    /// The fake's preflight: every server a running member (its instance runs on moto) and, for a
+    /// restore, md in the configuration to remove and re-add.
+    async fn preflight(
+        &self,
+        request: &mirrorctl::ports::cluster::PreflightRequest,
+    ) -> PortResult<Vec<mirrorctl::ports::cluster::Check>> {
+        use mirrorctl::ports::cluster::{Check, Operation};
+        self.count("clp:preflight");
+        let mut checks: Vec<Check> = self
+            .members()
+            .await?
+            .iter()
+            .map(|(s, m)| {
+                if *m {
+                    Check::pass("reachable cluster member", Some(s), "running member")
+                } else {
+                    Check::fail("reachable cluster member", Some(s), "not running", "start it")
+                }
+            })
+            .collect();
+        if request.operation == Operation::Restore {
+            checks.push(if self.lock().md_def.is_some() {
+                Check::pass("configuration edits", None, "md configured")
+            } else {
+                Check::fail("configuration edits", None, "md is not configured", "re-add md")
+            });
+        }
+        Ok(checks)
+    }
+
     async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()> {
         self.count("clp:apply_config");
         let members = self.members().await?;

@@ -52,6 +52,8 @@
 //! `clpcfctrl --push` itself (`ConfigPushFailed`, `NeedsHuman`, with the command's message); the
 //! simulator names that case `PartitionNotFound`.
 
+mod preflight;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -1229,6 +1231,13 @@ impl Cluster for CommandCluster {
         let pulled = self.pull(None).await?;
         self.cleanup(&pulled.server, &pulled.dir).await;
         conf::read_config(&pulled.text, self.os).map_err(conf_error)
+    }
+
+    async fn preflight(
+        &self,
+        request: &crate::ports::cluster::PreflightRequest,
+    ) -> PortResult<Vec<crate::ports::cluster::Check>> {
+        self.preflight_checks(request).await
     }
 
     async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()> {

@@ -619,6 +619,23 @@ impl GuidSource {
     }
 }
 
+/// The volume GUIDs a Windows md resource holds today for each server (`server@s/parameters/
+/// volumeguid` and `cpvolumeguid` under `<md name>`), lowercased; servers missing either are left
+/// out. Empty when the file does not define the resource.
+pub fn md_guids(xml: &str, resource: &ResourceName) -> Result<GuidSource, ConfError> {
+    let root = parse_tree(xml)?;
+    let mut out = GuidSource::new();
+    let Some(md) = root.child("resource").and_then(|r| r.named("md", resource.as_str())) else { return Ok(out) };
+    for s in md.all("server") {
+        let Some(name) = s.name().and_then(|n| ServerName::parse(n).ok()) else { continue };
+        let get = |tag: &str| s.path(&["parameters", tag]).map(|e| e.value().trim().to_ascii_lowercase());
+        if let (Some(data), Some(cluster)) = (get("volumeguid"), get("cpvolumeguid")) {
+            out.insert(name, VolumeGuids { data, cluster });
+        }
+    }
+    Ok(out)
+}
+
 /// Applies `changes` in order to `xml` and returns the new text; see
 /// [`apply_changes_with_templates`] (this is it without templates).
 pub fn apply_changes(xml: &str, changes: &[ConfigChange], guids: &GuidSource) -> Result<String, ConfError> {

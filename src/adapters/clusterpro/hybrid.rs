@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use crate::ids::{GroupName, ResourceName, ServerName};
 use crate::ports::PortResult;
-use crate::ports::cluster::{Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorStatus};
+use crate::ports::cluster::{
+    Check, Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorStatus, PreflightRequest,
+};
 
 /// Status and operations through `api`; mirror status and configuration through `commands`.
 #[derive(Clone)]
@@ -65,5 +67,15 @@ impl Cluster for HybridCluster {
     }
     async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()> {
         self.commands.apply_config(changes).await
+    }
+    /// Both sides' checks: the API's (it answers, the servers are members) and the commands'
+    /// (tools, configuration edits, identifiers). The commands side checks every command of the
+    /// operation, also those the API runs instead: they ship together, so one missing is a
+    /// damaged install either way.
+    async fn preflight(&self, request: &PreflightRequest) -> PortResult<Vec<Check>> {
+        let (api, commands) = futures::join!(self.api.preflight(request), self.commands.preflight(request));
+        let mut checks = api?;
+        checks.extend(commands?);
+        Ok(checks)
     }
 }

@@ -929,6 +929,40 @@ impl Cluster for RestCluster {
     async fn apply_config(&self, _changes: &[ConfigChange]) -> PortResult<()> {
         Err(not_supported("changing the cluster configuration"))
     }
+
+    /// The API answers and shows every server as a running member (the API has nothing to say
+    /// about commands, configuration or disks: a [`super::hybrid::HybridCluster`] adds those).
+    async fn preflight(
+        &self,
+        _request: &crate::ports::cluster::PreflightRequest,
+    ) -> PortResult<Vec<crate::ports::cluster::Check>> {
+        use crate::ports::cluster::Check;
+        let status = match self.status().await {
+            Ok(st) => st,
+            Err(e) => {
+                return Ok(vec![Check::fail(
+                    "REST API",
+                    None,
+                    e.to_string(),
+                    "check cluster.api (URLs, credentials) and that the API service runs on the servers",
+                )]);
+            }
+        };
+        let mut checks = vec![Check::pass("REST API", None, "answers")];
+        for (server, member) in &status.servers {
+            checks.push(if *member {
+                Check::pass("cluster member (REST)", Some(server), "running member")
+            } else {
+                Check::fail(
+                    "cluster member (REST)",
+                    Some(server),
+                    "not a running member",
+                    "start the server's cluster service (both servers must be running members), then retry",
+                )
+            });
+        }
+        Ok(checks)
+    }
 }
 
 fn not_supported(what: &str) -> PortError {

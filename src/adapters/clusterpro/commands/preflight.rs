@@ -1,0 +1,336 @@
+//! The command procedure's preflight: what must hold on the live cluster before an operation
+//! changes anything, checked with the very commands and methods the later steps use.
+//!
+//! Why this module exists: the restore stops the group, removes md and swaps both disks before it
+//! re-adds md; a tool missing on a server, a `clp.conf` the editor cannot rewrite, or identifiers
+//! the re-add cannot derive would be found only then, with business down (the audit's top
+//! finding). So, changing nothing, it checks:
+//! - on each server: reachable through the transport, `clpstat` shows it as a running member, and
+//!   every command the operation runs is at the install directory (the version is recorded:
+//!   Linux `rpm -q` / `dpkg-query` of the `clusterpro` or `expresscls` package, Windows the
+//!   product version of `clpstat.exe`; package names after NEC's install guides [U]);
+//! - the configuration: pulled with `clpcfctrl --pull`, decoded, read, and every planned push
+//!   applied to it in memory, the re-add from the template the removal will keep;
+//! - Windows restore: the per-server volume GUIDs the re-add will write are derived by the same
+//!   method it uses, on today's disks, and must equal what today's `clp.conf` holds — a method that
+//!   does not reproduce today's values would write wrong ones after the swap.
+
+use super::{CommandCluster, Miss, conf, conf_error};
+use crate::ids::ServerName;
+use crate::ports::PortResult;
+use crate::ports::cluster::{Check, ConfigChange, Operation, PreflightRequest};
+use crate::spec::{Os, Partition};
+
+/// The script that reports, one line each, `present <tool>` or `missing <tool>` for `tools` in
+/// `bin_dir` (or on `PATH`), then `version <v>` when the installed version can be read.
+pub(super) fn tools_script(os: Os, bin_dir: Option<&str>, tools: &[&str]) -> String {
+    match os {
+        Os::Linux => {
+            let list = tools.join(" ");
+            let find = match bin_dir {
+                Some(dir) => format!("p={}/$t; [ -x \"$p\" ]", super::sh_word(dir.trim_end_matches('/'))),
+                None => "p=$(command -v \"$t\")".to_owned(),
+            };
+            format!(
+                "for t in {list}; do\n  if {find}; then echo \"present $t $p\"; else echo \"missing $t\"; fi\ndone\n\
+                 for pkg in clusterpro expresscls; do\n  \
+                 v=$(rpm -q --qf '%{{VERSION}}-%{{RELEASE}}' \"$pkg\" 2>/dev/null) && {{ echo \"version $v\"; break; }}\n  \
+                 v=$(dpkg-query -W -f '${{Version}}' \"$pkg\" 2>/dev/null) && [ -n \"$v\" ] && {{ echo \"version $v\"; break; }}\n\
+                 done\nexit 0\n"
+            )
+        }
+        Os::Windows => {
+            let dir = bin_dir.unwrap_or(super::WINDOWS_BIN_DIR);
+            let list: Vec<String> = tools.iter().map(|t| super::ps_word(t)).collect();
+            [
+                format!("$dir = {}", super::ps_word(dir)),
+                format!("foreach ($t in @({})) {{", list.join(", ")),
+                "    $p = Join-Path $dir ($t + '.exe')".to_owned(),
+                "    if (Test-Path -LiteralPath $p) { 'present ' + $t + ' ' + $p } else { 'missing ' + $t }".to_owned(),
+                "}".to_owned(),
+                "$p = Join-Path $dir 'clpstat.exe'".to_owned(),
+                "if (Test-Path -LiteralPath $p) { $v = (Get-Item -LiteralPath $p).VersionInfo.ProductVersion; if ($v) { 'version ' + $v } }"
+                    .to_owned(),
+                "exit 0".to_owned(),
+                String::new(),
+            ]
+            .join("\r\n")
+        }
+    }
+}
+
+/// What [`tools_script`] printed: (tool, present, where) per tool, and the version if any.
+pub(super) fn read_tools(stdout: &str) -> (Vec<(String, bool, String)>, Option<String>) {
+    let mut tools = Vec::new();
+    let mut version = None;
+    for line in stdout.lines().map(str::trim) {
+        let mut words = line.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("present"), Some(t), at) => tools.push((t.to_owned(), true, at.unwrap_or("").to_owned())),
+            (Some("missing"), Some(t), _) => tools.push((t.to_owned(), false, String::new())),
+            (Some("version"), Some(v), rest) => {
+                version = Some(rest.map_or_else(|| v.to_owned(), |r| format!("{v} {r}")));
+            }
+            _ => {}
+        }
+    }
+    (tools, version)
+}
+
+impl CommandCluster {
+    /// The checks of one server: reachable member, tools, version.
+    async fn server_checks(&self, server: &ServerName, operation: Operation) -> Vec<Check> {
+        let at = Some(server);
+        let mut checks = Vec::new();
+        match self.clpstat_on(server).await {
+            Ok(_) => checks.push(Check::pass("reachable cluster member", at, "clpstat shows it running")),
+            Err(Miss::Unreachable(e)) => {
+                checks.push(Check::fail(
+                    "reachable cluster member",
+                    at,
+                    format!("not reachable: {e}"),
+                    "make the server reachable (SSM agent online and permitted, instance running), then retry",
+                ));
+                return checks;
+            }
+            Err(m) => checks.push(Check::fail(
+                "reachable cluster member",
+                at,
+                m.to_string(),
+                "start the server's cluster service (both servers must be running members), then retry",
+            )),
+        }
+        let tools = operation.commands();
+        let script = tools_script(self.os, self.options.bin_dir.as_deref(), tools);
+        let out = match self.transport.run(server, self.shell(), &script, self.options.query_timeout).await {
+            Ok(out) if out.exit_code == 0 => out,
+            Ok(out) => {
+                let said = if out.stderr.trim().is_empty() { out.stdout.trim() } else { out.stderr.trim() };
+                checks.push(Check::fail(
+                    "commands",
+                    at,
+                    format!("the check script exited with status {}: {said}", out.exit_code),
+                    "run it by hand on the server to see why",
+                ));
+                return checks;
+            }
+            Err(e) => {
+                checks.push(Check::fail("commands", at, format!("not reachable: {e}"), "make the server reachable"));
+                return checks;
+            }
+        };
+        let (found, version) = read_tools(&out.stdout);
+        let dir = self.options.bin_dir.clone().unwrap_or_else(|| "the PATH".to_owned());
+        for tool in tools {
+            match found.iter().find(|(t, ..)| t == tool) {
+                Some((_, true, path)) => {
+                    let v = version.as_deref().map_or_else(String::new, |v| format!(" (version {v})"));
+                    checks.push(Check::pass(format!("command {tool}"), at, format!("{path}{v}")));
+                }
+                _ => checks.push(Check::fail(
+                    format!("command {tool}"),
+                    at,
+                    format!("not found in {dir}"),
+                    format!(
+                        "repair the CLUSTERPRO install on {server}, or set cluster.install_dir to the folder holding {tool}"
+                    ),
+                )),
+            }
+        }
+        checks
+    }
+
+    /// The configuration checks: pull, decode, read, every push applied in memory; and, for a
+    /// Windows restore, the volume GUIDs derived now against today's.
+    async fn config_checks(&self, req: &PreflightRequest) -> Vec<Check> {
+        let mut checks = Vec::new();
+        let pulled = match self.pull(None).await {
+            Ok(p) => p,
+            Err(e) => {
+                checks.push(Check::fail("clp.conf pull", None, e.to_string(), "check clpcfctrl on the servers"));
+                return checks;
+            }
+        };
+        self.cleanup(&pulled.server, &pulled.dir).await;
+        checks.push(Check::pass(
+            "clp.conf pull",
+            Some(&pulled.server),
+            format!("{} bytes, decoded", pulled.text.len()),
+        ));
+        let config = match conf::read_config(&pulled.text, self.os) {
+            Ok(c) => c,
+            Err(e) => {
+                checks.push(Check::fail(
+                    "clp.conf read",
+                    None,
+                    conf_error(e).to_string(),
+                    "fix the configuration with Cluster WebUI",
+                ));
+                return checks;
+            }
+        };
+        if req.operation == Operation::Backup {
+            checks.push(match config.mirror(&req.md) {
+                Some(_) => Check::pass("md resource configured", None, format!("{} in {}", req.md, req.group)),
+                None => Check::fail(
+                    "md resource configured",
+                    None,
+                    format!("{} is not in clp.conf", req.md),
+                    "check mirror.resource in the desired-state file",
+                ),
+            });
+            return checks;
+        }
+        let template = match conf::MirrorTemplate::capture(&pulled.text, &req.md) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                checks.push(Check::fail(
+                    "clp.conf edits",
+                    None,
+                    format!("{} is not in clp.conf: there is no md resource to remove and re-add", req.md),
+                    "check mirror.resource in the desired-state file",
+                ));
+                return checks;
+            }
+            Err(e) => {
+                checks.push(Check::fail("clp.conf edits", None, e.to_string(), "fix the configuration"));
+                return checks;
+            }
+        };
+        let today = match conf::md_guids(&pulled.text, &req.md) {
+            Ok(g) => g,
+            Err(e) => {
+                checks.push(Check::fail("clp.conf edits", None, e.to_string(), "fix the configuration"));
+                return checks;
+            }
+        };
+        // The identifiers, by the re-add's own method, on today's disks.
+        let mut guids = conf::GuidSource::new();
+        if self.os == Os::Windows {
+            for push in &req.pushes {
+                for c in push {
+                    if let ConfigChange::AddMirror(def) = c {
+                        checks.extend(self.guid_checks(def, &today, &mut guids).await);
+                    }
+                }
+            }
+        }
+        let mut text = pulled.text.clone();
+        let templates = [template];
+        for (i, push) in req.pushes.iter().enumerate() {
+            match conf::apply_changes_with_templates(&text, push, &guids, &templates) {
+                Ok(t) => text = t,
+                Err(e) => {
+                    checks.push(Check::fail(
+                        "clp.conf edits",
+                        None,
+                        format!("push {} of {} does not apply: {}", i + 1, req.pushes.len(), conf_error(e)),
+                        "fix the configuration with Cluster WebUI, or the desired-state file, then retry",
+                    ));
+                    return checks;
+                }
+            }
+        }
+        checks.push(Check::pass(
+            "clp.conf edits",
+            None,
+            format!("{} push(es) apply to today's file in memory", req.pushes.len()),
+        ));
+        checks
+    }
+
+    /// Windows: each server's GUIDs of `def`'s partitions, derived now; each must equal the one
+    /// today's `clp.conf` holds for that server.
+    async fn guid_checks(
+        &self,
+        def: &crate::ports::cluster::MdDefinition,
+        today: &conf::GuidSource,
+        guids: &mut conf::GuidSource,
+    ) -> Vec<Check> {
+        let mut checks = Vec::new();
+        if !matches!((&def.data_partition, &def.cluster_partition), (Partition::Letter(_), Partition::Letter(_))) {
+            return checks;
+        }
+        let mut derived = conf::GuidSource::new();
+        if let Err(e) = self.capture_guids(def, &mut derived).await {
+            checks.push(Check::fail(
+                "volume GUIDs",
+                None,
+                format!("cannot be derived: {e}"),
+                "the re-add could not write md's identifiers: do not restore with mirrorctl until this works \
+                 (or re-add md by hand in Cluster WebUI after the swap)",
+            ));
+            return checks;
+        }
+        for s in &self.servers {
+            let (Some(now), Some(conf)) = (derived.get(s.as_str()), today.get(s.as_str())) else {
+                checks.push(Check::fail(
+                    "volume GUIDs",
+                    Some(s),
+                    "clp.conf holds no volumeguid/cpvolumeguid for this server",
+                    "check the md resource's server settings in Cluster WebUI",
+                ));
+                continue;
+            };
+            let same = now.data.eq_ignore_ascii_case(&conf.data) && now.cluster.eq_ignore_ascii_case(&conf.cluster);
+            if same {
+                checks.push(Check::pass(
+                    "volume GUIDs",
+                    Some(s),
+                    format!("derived {} / {}, as clp.conf holds", now.data, now.cluster),
+                ));
+            } else {
+                checks.push(Check::fail(
+                    "volume GUIDs",
+                    Some(s),
+                    format!(
+                        "derived data {} / cluster {}, clp.conf holds {} / {}",
+                        now.data, now.cluster, conf.data, conf.cluster
+                    ),
+                    "the derivation does not reproduce today's identifiers, so the re-add would write wrong ones: \
+                     restore by hand (Cluster WebUI) and report this",
+                ));
+            }
+            guids.insert(s.clone(), now.clone());
+        }
+        checks
+    }
+
+    /// The whole preflight (see the module doc).
+    pub(super) async fn preflight_checks(&self, req: &PreflightRequest) -> PortResult<Vec<Check>> {
+        let servers = futures::future::join_all(self.servers.iter().map(|s| self.server_checks(s, req.operation)));
+        let (per_server, config) = futures::join!(servers, self.config_checks(req));
+        let mut checks: Vec<Check> = per_server.into_iter().flatten().collect();
+        checks.extend(config);
+        Ok(checks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_lines_are_read() {
+        let (tools, version) =
+            read_tools("present clpstat /opt/nec/clusterpro/bin/clpstat\nmissing clpcl\nversion 5.1.0-1\n");
+        assert_eq!(
+            tools,
+            vec![
+                ("clpstat".to_owned(), true, "/opt/nec/clusterpro/bin/clpstat".to_owned()),
+                ("clpcl".to_owned(), false, String::new())
+            ]
+        );
+        assert_eq!(version.as_deref(), Some("5.1.0-1"));
+    }
+
+    #[test]
+    fn the_linux_script_checks_each_tool_then_the_package() {
+        let s = tools_script(Os::Linux, Some("/opt/nec/clusterpro/bin"), &["clpstat", "clpcl"]);
+        assert!(s.starts_with("for t in clpstat clpcl; do\n  if p=/opt/nec/clusterpro/bin/$t; [ -x \"$p\" ];"), "{s}");
+        assert!(s.contains("rpm -q --qf '%{VERSION}-%{RELEASE}' \"$pkg\""), "{s}");
+        let w = tools_script(Os::Windows, None, &["clpstat"]);
+        assert!(w.contains("foreach ($t in @('clpstat')) {"), "{w}");
+        assert!(w.contains(r"$dir = 'C:\Program Files\CLUSTERPRO\bin'"), "{w}");
+    }
+}
