@@ -541,6 +541,13 @@ fn lab_windows_passes_and_reports() {
     assert!(r.stdout.contains("node server1: partition 2 of vol-"), "Windows letters are set: {}", r.stdout);
     assert_eq!(api_count(&r.stdout, "node:set_letter"), Some(2));
     assert_eq!(api_count(&r.stdout, "clp:move_group"), Some(1), "failover is verified");
+    // The preflight's checks, one per line, before anything changed; the group's virtual IP stays
+    // up through the backup's quiesce, and md and its dependent come back.
+    assert!(r.stdout.contains("✓ backup/lab-backup/preflight: 13 checks passed"), "{}", r.stdout);
+    assert!(r.stdout.contains("ok   command clpcfctrl on server2: "), "{}", r.stdout);
+    assert!(r.stdout.contains("ok   configuration edits: 2 push(es) apply"), "{}", r.stdout);
+    assert!(r.stdout.contains("clp: md, script offline; group failover still online with awsvip1"), "{}", r.stdout);
+    assert!(r.stdout.contains("→ start resource script on server1"), "{}", r.stdout);
 }
 
 #[test]

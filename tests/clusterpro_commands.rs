@@ -435,6 +435,8 @@ struct Scripted {
     clpstat: Mutex<String>,
     conf: Mutex<String>,
     log: Mutex<Vec<String>>,
+    /// Volume GUIDs by (server, letter) that differ from [`new_guid`] (the disks before a restore).
+    guids: Mutex<BTreeMap<(String, char), String>>,
 }
 
 impl Scripted {
@@ -443,6 +445,7 @@ impl Scripted {
             clpstat: Mutex::new(fixture("clpstat-windows-online.txt")),
             conf: Mutex::new(fixture("clp-windows.conf")),
             log: Mutex::new(Vec::new()),
+            guids: Mutex::new(BTreeMap::new()),
         }
     }
     fn note(&self, line: String) {
@@ -455,7 +458,7 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The GUID the scripted `clpdiskctrl` prints for a server's letter after the restore.
+/// The GUID the scripted `Win32_Volume` query prints for a server's letter after the restore.
 fn new_guid(server: &str, letter: char) -> String {
     let n = if server == "server1" { 1 } else { 2 };
     let l = u32::from(letter);
@@ -467,13 +470,21 @@ impl Transport for Scripted {
     async fn run(&self, server: &ServerName, shell: Shell, script: &str, _t: Duration) -> PortResult<CommandOutput> {
         assert_eq!(shell, Shell::PowerShell);
         self.note(format!("## run on {server}\n{}", script.replace("\r\n", "\n")));
-        let stdout = if script.contains("clpstat.exe") {
+        let stdout = if let Some(list) = script.lines().find_map(|l| l.strip_prefix("foreach ($t in @(")) {
+            // The preflight's tools check: every tool installed, version 5.1.
+            let tools = list.trim_end_matches(")) {").split(", ").map(|t| t.trim_matches('\''));
+            let mut out: String =
+                tools.map(|t| format!("present {t} C:\\Program Files\\CLUSTERPRO\\bin\\{t}.exe\r\n")).collect();
+            out.push_str("version 5.1.0\r\n");
+            out
+        } else if script.contains("clpstat.exe") {
             self.clpstat.lock().expect("clpstat").clone()
         } else if script.contains("clpmdstat.exe") {
             fixture("clpmdstat-m-windows-recovering.txt")
-        } else if script.contains("clpdiskctrl.exe") {
-            let letter = script.split("'guid' '").nth(1).and_then(|r| r.chars().next()).expect("letter");
-            format!("{{{}}}\r\n", new_guid(server.as_str(), letter))
+        } else if script.contains("Win32_Volume") {
+            let letter = script.split("DriveLetter = '").nth(1).and_then(|r| r.chars().next()).expect("letter");
+            let known = self.guids.lock().expect("guids").get(&(server.to_string(), letter)).cloned();
+            format!("\\\\?\\Volume{{{}}}\\\r\n", known.unwrap_or_else(|| new_guid(server.as_str(), letter)))
         } else if script.contains(".exe") {
             "Command succeeded.\r\n".to_owned()
         } else {
@@ -577,6 +588,71 @@ async fn windows_command_text_golden() {
         ],
         "{now}"
     );
+}
+
+/// Windows preflight: the re-add's own method of reading volume GUIDs (`Win32_Volume`), run on
+/// today's disks, must reproduce what today's `clp.conf` holds for each server; a derivation that
+/// does not is refused before anything changes, naming the server and both values.
+#[tokio::test]
+async fn windows_preflight_checks_the_guid_method_against_clp_conf() {
+    use mirrorctl::ports::cluster::{Operation, PreflightRequest};
+    let spec = example(Os::Windows);
+    let dir = tempfile::tempdir().expect("state");
+    let node = Arc::new(Scripted::new());
+    let today = [
+        ("server1", 'M', "0a1b2c3d-0000-1111-2222-333344445555"),
+        ("server1", 'R', "0a1b2c3d-6666-7777-8888-99990000aaaa"),
+        ("server2", 'M', "5f6e7d8c-0000-1111-2222-333344445555"),
+        ("server2", 'R', "5f6e7d8c-6666-7777-8888-99990000aaaa"),
+    ];
+    for (s, l, g) in today {
+        node.guids.lock().expect("guids").insert((s.to_owned(), l), g.to_ascii_uppercase());
+    }
+    let cmd = CommandCluster::new(&spec.cluster, node.clone(), dir.path());
+    let (g, md) = (spec.mirror.group.clone(), spec.mirror.resource.clone());
+    let def = MdDefinition {
+        resource: md.clone(),
+        group: g.clone(),
+        data_partition: Partition::Letter('M'),
+        cluster_partition: Partition::Letter('R'),
+        initial_copy: false,
+    };
+    let request = PreflightRequest {
+        operation: Operation::Restore,
+        group: g.clone(),
+        md: md.clone(),
+        pushes: vec![
+            vec![
+                ConfigChange::RemoveMirror { resource: md.clone() },
+                ConfigChange::SetGroupAutoStart { group: g.clone(), auto: false },
+            ],
+            vec![ConfigChange::AddMirror(def), ConfigChange::SetGroupAutoStart { group: g.clone(), auto: true }],
+        ],
+    };
+    let checks = cmd.preflight(&request).await.expect("preflight");
+    assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
+    let guid_checks: Vec<_> = checks.iter().filter(|c| c.name == "volume GUIDs").collect();
+    assert_eq!(guid_checks.len(), 2, "{checks:#?}");
+    assert!(checks.iter().any(|c| c.name == "command clpcfctrl" && c.found.contains("version 5.1.0")), "{checks:#?}");
+    assert!(
+        checks.iter().any(|c| c.name == "clp.conf edits" && c.found.starts_with("2 push(es) apply")),
+        "{checks:#?}"
+    );
+    let log = node.log.lock().expect("log").join("");
+    assert!(!log.contains("clpdiskctrl"), "clpdiskctrl is not part of CLUSTERPRO: {log}");
+    assert!(log.contains("Get-CimInstance -ClassName Win32_Volume -Filter \"DriveLetter = 'M:'\""), "{log}");
+    assert!(!log.contains("--push"), "a preflight pushes nothing: {log}");
+
+    // server2's data volume reads differently from what clp.conf holds: refused, naming both.
+    node.guids.lock().expect("guids").remove(&("server2".to_owned(), 'M'));
+    let checks = cmd.preflight(&request).await.expect("preflight");
+    let bad: Vec<_> = checks.iter().filter(|c| !c.ok).collect();
+    assert_eq!(bad.len(), 1, "{checks:#?}");
+    assert_eq!(
+        (bad[0].name.as_str(), bad[0].server.as_ref().map(ServerName::as_str)),
+        ("volume GUIDs", Some("server2"))
+    );
+    assert!(bad[0].found.contains("clp.conf holds 5f6e7d8c-0000-1111-2222-333344445555"), "{}", bad[0]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -737,14 +813,14 @@ async fn linux_backup_and_restore_through_ssm() {
     assert!(sends >= clp, "every clp command went through SSM ({sends} sends, {clp} commands)");
 }
 
-/// The Windows logic of the adapter (`-w`, drive letters, volume GUIDs captured again with
-/// `clpdiskctrl` before md is re-added) against the strict simulator: the fake `clpcfctrl --push`
+/// The Windows logic of the adapter (`-w`, drive letters, volume GUIDs read again with the
+/// `Win32_Volume` query before md is re-added) against the strict simulator: the fake `clpcfctrl --push`
 /// refuses an md whose GUIDs are not those of the disks attached now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_backup_and_restore_through_the_commands_run_as_sh() {
     let rig = Rig::new(Os::Windows, 1).await;
     backup_and_restore_through_the_commands(&rig).await;
-    assert!(rig.fake.count("clpdiskctrl get guid M:\\") >= 2, "{:?}", rig.fake.log());
+    assert!(rig.fake.count("win32-volume M:") >= 2, "{:?}", rig.fake.log());
     let copies = rig.copies(&rig.state_dir());
     let pushed = named(&copies, "-pushed.conf");
     let last = &pushed.iter().max_by_key(|(n, _)| n.as_str()).expect("pushed").1;
@@ -795,6 +871,13 @@ impl PsShim {
 
     fn sh(&self, script: &str) -> String {
         let q = |w: &str| format!("'{}'", self.path(w).replace('\'', r"'\''"));
+        // The adapter's volume GUID query: the fake's `win32-volume` answers it.
+        if let Some(rest) =
+            script.strip_prefix("$v = Get-CimInstance -ClassName Win32_Volume -Filter \"DriveLetter = '")
+        {
+            let letter = rest.chars().next().expect("letter");
+            return format!("win32-volume {letter}:\n");
+        }
         // The preflight's tools check (`tools_script`): each tool looked up on the PATH.
         if script.starts_with("$dir = ") {
             let list = script

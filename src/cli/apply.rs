@@ -17,6 +17,16 @@ pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
     let t = e.at.duration_since(since).as_secs_f64();
     let line = match &e.kind {
         EventKind::StepStarted { what, .. } => format!("[{t:8.1}s] → {what}"),
+        // A preflight's detail is its checks: one line each.
+        EventKind::StepDone { step, detail: Some(d), elapsed } if step.0.ends_with("/preflight") => {
+            let (head, checks) = d.split_once(": ").unwrap_or((d.as_str(), ""));
+            let mut s = format!("[{t:8.1}s] ✓ {step}: {head} ({:.1}s)", elapsed.as_secs_f64());
+            for c in checks.split("; ").filter(|c| !c.is_empty()) {
+                s.push_str("\n              ");
+                s.push_str(c);
+            }
+            s
+        }
         EventKind::StepDone { step, detail, elapsed } => format!(
             "[{t:8.1}s] ✓ {step}{} ({:.1}s)",
             detail.as_ref().map_or_else(String::new, |d| format!(": {d}")),

@@ -4,7 +4,8 @@
 //! executables through a real transport, with output shaped like CLUSTERPRO's and effects that
 //! follow CLUSTERPRO's rules. Those rules already live in the simulator (`mirrorctl::sim`), so the
 //! fake tools are thin: a sandbox `bin/` per server holds `clpstat`, `clpgrp`, `clprsc`, `clpcl`,
-//! `clpdown`, `clpmdstat`, `clpcfctrl` and `clpdiskctrl`, each a few lines of bash ([`FORWARDER`])
+//! `clpdown`, `clpmdstat` and `clpcfctrl` — and `win32-volume`, standing for the Windows query
+//! `Get-CimInstance Win32_Volume` by drive letter — each a few lines of bash ([`FORWARDER`])
 //! that send the server it stands for, its name, its working directory and its argv over
 //! `/dev/tcp` to a server this module runs on a 127.0.0.1 port of the test process. The server
 //! answers from the simulated world's ports — text in the shapes of `tests/fixtures/clusterpro/`
@@ -18,7 +19,7 @@
 //! does exactly that over `LocalTransport`.
 //!
 //! What the fakes enforce beyond the simulator's own rules: commands other than `clpdown` and
-//! `clpdiskctrl` fail on a server that is not a running member; `clpgrp`/`clprsc` fail while the
+//! `win32-volume` fail on a server that is not a running member; `clpgrp`/`clprsc` fail while the
 //! cluster is suspended (`clpcl --suspend` until `--resume`); `clprsc` needs `-f` to start a
 //! resource whose dependency is offline or to stop one another depends on; `clpcfctrl` needs the
 //! OS flag of the cluster (`-l`/`-w`); a pushed `clp.conf` defining md must keep what a real md
@@ -45,7 +46,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// The tools the sandbox holds.
 pub const TOOLS: &[&str] =
-    &["clpstat", "clpgrp", "clprsc", "clpcl", "clpdown", "clpmdstat", "clpcfctrl", "clpdiskctrl"];
+    &["clpstat", "clpgrp", "clprsc", "clpcl", "clpdown", "clpmdstat", "clpcfctrl", "win32-volume"];
 
 /// The tool script; `@PORT@` and `@SERVER@` are filled in per server. The request is a line with
 /// the number of fields, then the fields, each ended by a NUL byte.
@@ -350,7 +351,7 @@ async fn handle(ctx: &Ctx, req: Request) -> Reply {
         }
     }
     let Ok(server) = ServerName::parse(&req.server) else { return fail(USAGE, "bad server name in fakeclp.json") };
-    let needs_service = !matches!(req.tool.as_str(), "clpdown" | "clpdiskctrl");
+    let needs_service = !matches!(req.tool.as_str(), "clpdown" | "win32-volume");
     if needs_service && !live(ctx, &server).await {
         return fail(1, NOT_RUNNING);
     }
@@ -365,7 +366,7 @@ async fn handle(ctx: &Ctx, req: Request) -> Reply {
         },
         "clpmdstat" => clpmdstat(ctx, &req.args).await,
         "clpcfctrl" => clpcfctrl(ctx, &req.cwd, &req.args).await,
-        "clpdiskctrl" => clpdiskctrl(ctx, &server, &req.args).await,
+        "win32-volume" => win32_volume(ctx, &server, &req.args).await,
         other => fail(127, format!("{other}: not found")),
     }
 }
@@ -653,13 +654,16 @@ async fn clpmdstat(ctx: &Ctx, args: &[String]) -> Reply {
     }
 }
 
-/// The fake's volume GUID of a partition: stable per (volume, partition).
+/// The fake's volume GUID of a partition: stable per (volume, partition). A belief [U]: Windows
+/// builds the GUID of an MBR volume from the disk signature and the partition offset (so a copy of
+/// a disk may keep it); the fake gives every new volume new GUIDs, which is what makes the re-add's
+/// fresh reading of them matter in the tests.
 pub fn volume_guid(volume: &VolumeId, partition: u32) -> String {
     let h = hex::encode(sha2::Sha256::digest(format!("{volume}/{partition}").as_bytes()));
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-/// The GUID `clpdiskctrl get guid <letter>:\` prints on `server` now, if a partition has it.
+/// The GUID of the volume with drive letter `letter` on `server` now, if a partition has it.
 async fn guid_by_letter(ctx: &Ctx, server: &ServerName, letter: char) -> Option<String> {
     let disks = ctx.ports.node.disks(server).await.ok()?;
     disks.iter().find_map(|d| {
@@ -670,19 +674,18 @@ async fn guid_by_letter(ctx: &Ctx, server: &ServerName, letter: char) -> Option<
     })
 }
 
-async fn clpdiskctrl(ctx: &Ctx, server: &ServerName, args: &[String]) -> Reply {
+/// `win32-volume <X>:` stands for `Get-CimInstance Win32_Volume -Filter "DriveLetter = 'X:'"` and
+/// prints the volume's `DeviceID` (`\\?\Volume{GUID}\`); exit 3 when no volume has the letter (the
+/// adapter's script does the same).
+async fn win32_volume(ctx: &Ctx, server: &ServerName, args: &[String]) -> Reply {
     if ctx.scenario.os != Os::Windows {
-        return fail(127, "clpdiskctrl: not found");
+        return fail(127, "win32-volume: not found");
     }
-    let [get, guid, target] = args else { return fail(USAGE, "Invalid option. Usage: clpdiskctrl get guid <X:\\>") };
-    let letter = target.chars().next().filter(char::is_ascii_alphabetic);
-    let shape_ok = matches!(target.get(1..), Some(":\\" | ":"));
-    let (true, true, Some(letter), true) = (get == "get", guid == "guid", letter, shape_ok) else {
-        return fail(USAGE, "Invalid option. Usage: clpdiskctrl get guid <X:\\>");
-    };
+    let letter = args.first().and_then(|a| a.chars().next()).filter(char::is_ascii_alphabetic);
+    let Some(letter) = letter else { return fail(USAGE, "usage: win32-volume <X:>") };
     match guid_by_letter(ctx, server, letter).await {
-        Some(g) => ok(format!("{g}\r\n")),
-        None => fail(1, format!("Failed to get the GUID: volume {letter}:\\ was not found.")),
+        Some(g) => ok(format!("\\\\?\\Volume{{{g}}}\\\r\n")),
+        None => fail(3, format!("mirrorctl: no volume has the drive letter {letter}:")),
     }
 }
 

@@ -2,8 +2,8 @@
 //!
 //! Why this module exists: CLUSTERPRO X 4.0/4.1 has no REST API, and no version has an API that
 //! writes the configuration (DOMAIN.md). So every cluster has to be reachable the way an operator
-//! reaches it: `clpstat`, `clpgrp`, `clprsc`, `clpdown`, `clpmdstat`, `clpcfctrl`, `clpcl` and
-//! `clpdiskctrl`, run on a node through a [`Transport`] (SSM Run Command, or locally), their text
+//! reaches it: `clpstat`, `clpgrp`, `clprsc`, `clpdown`, `clpmdstat`, `clpcfctrl` and `clpcl`
+//! (plus the Windows `Win32_Volume` query for volume GUIDs, [`guid`]), run on a node through a [`Transport`] (SSM Run Command, or locally), their text
 //! read with [`super::parse`] and `clp.conf` edited in Rust with [`super::conf`].
 //!
 //! **Which node.** Commands go to the server that last answered as a running cluster member
@@ -34,8 +34,8 @@
 //! settings, mount point, monitors, dependencies). The template is captured from the pulled file
 //! and written to `<state>/clpconf/<cluster>/template-<md>.json` *before* the removal is pushed,
 //! so a process that dies between the two pushes of a restore re-adds md exactly as it was. On
-//! Windows the per-server volume GUIDs are captured again (`clpdiskctrl get guid X:\` on each
-//! server, data and cluster partitions) right before md is re-added. A marker file
+//! Windows the per-server volume GUIDs are read again (the `Win32_Volume` `DeviceID` of the data
+//! and cluster letters on each server, see [`guid`]) right before md is re-added. A marker file
 //! (`pending-resume`) is written before each push and removed after the resume; when a crash left
 //! it behind, the next mutating call first completes the suspend/resume.
 //!
@@ -52,6 +52,7 @@
 //! `clpcfctrl --push` itself (`ConfigPushFailed`, `NeedsHuman`, with the command's message); the
 //! simulator names that case `PartitionNotFound`.
 
+mod guid;
 mod preflight;
 
 use std::io::Write as _;
@@ -913,21 +914,6 @@ impl CommandCluster {
         }
     }
 
-    /// The volume GUID of the partition with drive letter `letter` on `server`.
-    async fn guid_of(&self, server: &ServerName, letter: char) -> PortResult<String> {
-        let cmd = Clp::new("clpdiskctrl", ["get".to_owned(), "guid".to_owned(), format!("{letter}:\\")]);
-        let what = format!("`{}` on {server}", cmd.line());
-        let out = self.exec(server, &Script::run(&cmd), self.options.query_timeout).await?;
-        if out.exit_code == NOT_FOUND_STATUS {
-            return Err(not_found(&what, out));
-        }
-        if out.exit_code != 0 {
-            return Err(failed(out, &what, "PartitionNotFound", ErrorClass::NeedsHuman));
-        }
-        parse::parse_clpdiskctrl_guid(&out.stdout)
-            .map_err(|e| clp_err("ClpOutputUnreadable", format!("{what}: {e}"), ErrorClass::NeedsHuman))
-    }
-
     /// Windows: every server's GUIDs of `def`'s data and cluster partitions, captured now.
     async fn capture_guids(&self, def: &MdDefinition, guids: &mut GuidSource) -> PortResult<()> {
         let (Partition::Letter(data), Partition::Letter(cluster)) = (&def.data_partition, &def.cluster_partition)
@@ -935,7 +921,7 @@ impl CommandCluster {
             return Ok(());
         };
         let answers = futures::future::join_all(self.servers.iter().map(|s| async move {
-            let (d, c) = futures::join!(self.guid_of(s, *data), self.guid_of(s, *cluster));
+            let (d, c) = futures::join!(self.volume_guid(s, *data), self.volume_guid(s, *cluster));
             Ok::<_, PortError>((s.clone(), VolumeGuids { data: d?, cluster: c? }))
         }))
         .await;

@@ -79,7 +79,9 @@ pub enum ConfError {
     #[error("clp.conf has no <{0}> section")]
     MissingSection(&'static str),
     /// Adding a Windows md resource needs both volume GUIDs of every server.
-    #[error("no volume GUIDs for server {0:?}: capture them with `clpdiskctrl get guid` before adding the md resource")]
+    #[error(
+        "no volume GUIDs for server {0:?}: read them on each server (Win32_Volume DeviceID) before adding the md resource"
+    )]
     MissingGuid(String),
     /// The definition mixes a drive letter and a device path.
     #[error("md resource {0}: partitions must both be drive letters (Windows) or both device paths (Linux)")]
@@ -586,8 +588,8 @@ impl MirrorTemplate {
 // ---------------------------------------------------------------------------------------------
 // Changes.
 
-/// The volume GUIDs of one Windows server's mirror partitions, as `clpdiskctrl get guid X:\`
-/// printed them.
+/// The volume GUIDs of one Windows server's mirror partitions (the GUID of the volume name
+/// `\\?\Volume{GUID}\`, lowercase, without braces).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeGuids {
     /// GUID of the data partition's volume (`volumeguid`).

@@ -8,7 +8,7 @@
 //! against fixtures; [`commands`] drives them through a node transport, [`rest`] speaks to the
 //! REST API and [`hybrid`] joins the two.
 //!
-//! - [`parse`]: `clpstat`, `clpgrp -n`, `clpmdstat -m`, `clpmdstat -l`, `clpdiskctrl get guid`
+//! - [`parse`]: `clpstat`, `clpgrp -n`, `clpmdstat -m`, `clpmdstat -l`
 //!   output → port types.
 //! - [`conf`]: read the md resources and group start attributes from `clp.conf`, and apply
 //!   [`crate::ports::cluster::ConfigChange`]s by splicing text, byte-for-byte elsewhere.

@@ -323,29 +323,6 @@ pub fn parse_clpmdstat_list(output: &str) -> Result<Vec<ResourceName>, ParseErro
     Ok(names)
 }
 
-/// Parses `clpdiskctrl get guid X:\`: the volume GUID it prints, without braces (the way
-/// `clp.conf` writes `volumeguid`). The first run of characters shaped like a GUID (8-4-4-4-12
-/// hexadecimal digits; in braces, after a label or inside a `\\?\Volume{…}\` path alike) is
-/// taken; output without one is an error.
-pub fn parse_clpdiskctrl_guid(output: &str) -> Result<String, ParseError> {
-    const CMD: &str = "clpdiskctrl get guid";
-    let is_guid = |t: &str| {
-        let groups: Vec<&str> = t.split('-').collect();
-        groups.len() == 5
-            && groups
-                .iter()
-                .zip([8, 4, 4, 4, 12])
-                .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
-    };
-    for (_, line) in numbered(output) {
-        if let Some(t) = line.split(|c: char| !(c.is_ascii_hexdigit() || c == '-')).find(|t| is_guid(t)) {
-            return Ok(t.to_owned());
-        }
-    }
-    let said = output.trim();
-    Err(err(CMD, if said.is_empty() { "no output".to_owned() } else { format!("no volume GUID in {said:?}") }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,22 +341,6 @@ mod tests {
         assert_eq!((e.indent, e.name, e.value), (4, "server1", "Online"));
         let e = entry("    server2 .........: Offline").expect("entry");
         assert_eq!((e.indent, e.name), (4, "server2"));
-    }
-
-    #[test]
-    fn clpdiskctrl_guid_shapes() {
-        let g = "0a1b2c3d-0000-1111-2222-333344445555";
-        for out in [
-            format!("{g}\r\n"),
-            format!("{{{g}}}\n"),
-            format!("GUID: {g}\nCommand succeeded.\n"),
-            format!("\\\\?\\Volume{{{g}}}\\\n"),
-        ] {
-            assert_eq!(parse_clpdiskctrl_guid(&out).as_deref(), Ok(g), "{out:?}");
-        }
-        let e = parse_clpdiskctrl_guid("Invalid drive letter.\n").expect_err("no guid");
-        assert!(e.to_string().contains("clpdiskctrl get guid") && e.to_string().contains("Invalid drive"), "{e}");
-        assert!(parse_clpdiskctrl_guid("0a1b2c3d-0000-1111-2222-33334444555\n").is_err(), "one digit short");
     }
 
     #[test]
