@@ -110,8 +110,13 @@ fn clpmdstat_mirror_garbage() {
 
 #[test]
 fn clpmdstat_list() {
+    // NEC's shape: names in angle brackets (NEC engineers' perl scripts take them with /<(.+)>/).
     let linux = parse::parse_clpmdstat_list(&fixture("clpmdstat-l-linux.txt")).expect("linux");
     assert_eq!(linux, vec![res("md1"), res("md2")]);
+    let with_details = " <md1>\n  Mirror Partition Device : /dev/NMP1\n <md2>\r\n  Sync Switch  On\n";
+    assert_eq!(parse::parse_clpmdstat_list(with_details).expect("details ignored"), vec![res("md1"), res("md2")]);
+    // Other shapes still read: bare names, or `Name :` lines under `<server>` headings.
+    assert_eq!(parse::parse_clpmdstat_list(" md1\n md2\n").expect("bare"), vec![res("md1"), res("md2")]);
     let windows = parse::parse_clpmdstat_list(&fixture("clpmdstat-l-windows.txt")).expect("windows");
     assert_eq!(windows, vec![res("md")]);
     let e = parse::parse_clpmdstat_list("Usage: clpmdstat -l | -m <md>\n").expect_err("garbage");

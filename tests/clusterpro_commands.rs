@@ -425,6 +425,22 @@ async fn a_missing_command_falls_back_then_needs_a_human() {
     assert_eq!((e.code.as_str(), e.class), ("ClpCommandNotFound", ErrorClass::NeedsHuman));
 }
 
+/// `clpmdstat -l` prints md names in angle brackets (NEC's shape, which the fake prints): a
+/// transient `clpmdstat -m` failure of a listed md is retryable, and only an md the list lacks is
+/// `ResourceNotFound`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_clpmdstat_of_a_listed_md_is_retryable() {
+    let rig = Rig::linux(19).await;
+    let cmd = rig.cmd();
+    rig.fake.fail_next("clpmdstat -m", 1);
+    let e = cmd.mirror_status(&rig.md()).await.expect_err("injected failure");
+    assert_eq!((e.code.as_str(), e.class), ("MirrorStatusFailed", ErrorClass::Retryable), "{e}");
+    assert!(rig.fake.count("clpmdstat -l") >= 1, "{:?}", rig.fake.log());
+    let e = cmd.mirror_status(&res("nosuchmd")).await.expect_err("not an md");
+    assert_eq!((e.code.as_str(), e.class), ("ResourceNotFound", ErrorClass::NeedsHuman), "{e}");
+    assert!(cmd.mirror_status(&rig.md()).await.expect("again").healthy());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Windows: the command text, through a scripted transport.
 

@@ -25,6 +25,11 @@
 //! needs (the mirror connection, Linux mount point and file system, `mdw`/`mdnw` monitors, the
 //! business resource's dependency, and on Windows the volume GUIDs of the disks attached now).
 //! The push is then applied to the simulator as the `ConfigChange`s it amounts to.
+//!
+//! Where the fakes' shapes come from (so that they do not merely repeat the adapter's beliefs):
+//! - `clpmdstat -l` prints each md name in angle brackets (` <md>`), on Windows and Linux alike:
+//!   NEC engineers' public mirror-recovery perl scripts take the names with `/<(.+)>/`
+//!   (research/clusterpro-audit.md #9). The Windows output is not confirmed [U].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -631,21 +636,10 @@ async fn clpmdstat(ctx: &Ctx, args: &[String]) -> Reply {
                 Ok(c) => c,
                 Err(e) => return port_fail(&e),
             };
+            // NEC's shape: each md name in angle brackets (see the module doc).
             let mut out = String::new();
-            match ctx.scenario.os {
-                Os::Linux => {
-                    for m in &config.mirrors {
-                        let _ = write!(out, " {}{nl}", m.resource);
-                    }
-                }
-                Os::Windows => {
-                    for s in &ctx.scenario.servers {
-                        let _ = write!(out, " <{}>{nl}", s.name);
-                        for m in &config.mirrors {
-                            let _ = write!(out, "  Mirror Disk Name : {}{nl}", m.resource);
-                        }
-                    }
-                }
+            for m in &config.mirrors {
+                let _ = write!(out, " <{}>{nl}", m.resource);
             }
             ok(out)
         }
