@@ -183,6 +183,11 @@ async fn every_port_method_runs_through_the_fake_commands() {
     cmd.move_group(&g, &n2).await.expect("move group");
     let st = sim.status().await.expect("status");
     assert_eq!((st.groups[&g].state, st.groups[&g].current.as_ref()), (ObjectState::Online, Some(&n2)));
+    // The destination is named with -a (clpaic `move_group`); -h would only pick the server that
+    // handles the request, leaving the destination to the failover policy.
+    let moves: Vec<String> =
+        rig.fake.log().into_iter().map(|(_, l)| l).filter(|l| l.starts_with("clpgrp -m")).collect();
+    assert_eq!(moves, vec![format!("clpgrp -m {g} -a {n2}")]);
 
     // clpdown runs on the server it shuts down; afterwards that server cannot be reached and the
     // other one answers.

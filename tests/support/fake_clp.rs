@@ -30,6 +30,11 @@
 //! - `clpmdstat -l` prints each md name in angle brackets (` <md>`), on Windows and Linux alike:
 //!   NEC engineers' public mirror-recovery perl scripts take the names with `/<(.+)>/`
 //!   (research/clusterpro-audit.md #9). The Windows output is not confirmed [U].
+//! - `clpgrp -m <g> -a <target>` moves the group to `target`; without `-a` it moves by the failover
+//!   policy, here the next server of the group's list; `-h` only picks the server that handles the
+//!   request (EXPRESSCLUSTER/clpaic `src/clpaic-remote/tool_definitions.py`, `move_group`). With the
+//!   simulator's two servers both land on the same server, so tests tell them apart by the logged
+//!   command line.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -456,8 +461,13 @@ fn suspended(ctx: &Ctx) -> Option<Reply> {
         .then(|| fail(1, "The cluster is suspended. Resume it with clpcl --resume first."))
 }
 
-fn peer(ctx: &Ctx, server: &ServerName) -> Option<ServerName> {
-    ctx.scenario.servers.iter().map(|s| s.name.clone()).find(|s| s != server)
+/// The failover policy's choice for a group on `current`: the next server after it in the
+/// group's server list (the scenario's order, wrapping around). [U]: the real policy also skips
+/// servers that are down or cannot start the group; the fake leaves that to the simulator's move.
+fn policy_next(ctx: &Ctx, current: &ServerName) -> Option<ServerName> {
+    let list: Vec<&ServerName> = ctx.scenario.servers.iter().map(|s| &s.name).collect();
+    let at = list.iter().position(|s| *s == current)?;
+    (1..list.len()).map(|i| list[(at + i) % list.len()]).next().cloned()
 }
 
 async fn clpgrp(ctx: &Ctx, here: &ServerName, args: &[String]) -> Reply {
@@ -497,7 +507,17 @@ async fn clpgrp(ctx: &Ctx, here: &ServerName, args: &[String]) -> Reply {
             ctx.ports.cluster.stop_group(&group).await
         }
         "-m" => {
-            let Some(target) = host.or_else(|| peer(ctx, here)) else { return fail(1, "No server to move to.") };
+            // `-a` names the destination; without it, the failover policy decides. `-h` only
+            // picks the server that handles the request (see the module doc).
+            let target = match option(args, "-a").map(ServerName::parse) {
+                Some(Ok(s)) => Some(s),
+                Some(Err(_)) => return fail(1, "Invalid server name."),
+                None => match ctx.ports.cluster.status().await {
+                    Ok(st) => policy_next(ctx, st.groups.get(&group).and_then(|p| p.current.as_ref()).unwrap_or(here)),
+                    Err(e) => return port_fail(&e),
+                },
+            };
+            let Some(target) = target else { return fail(1, "Command failed: no server to move the group to.") };
             ctx.ports.cluster.move_group(&group, &target).await
         }
         _ => return fail(USAGE, format!("Invalid option {op}.")),

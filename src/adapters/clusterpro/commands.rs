@@ -39,6 +39,15 @@
 //! (`pending-resume`) is written before each push and removed after the resume; when a crash left
 //! it behind, the next mutating call first completes the suspend/resume.
 //!
+//! **Command lines and their sources.** `clpgrp -s <g> -h <srv>` / `clpgrp -t <g> -h <current>`
+//! and `clprsc -t <md> -f -h <current>` as NEC's EXPRESSCLUSTER/ScheduleMirroring
+//! `scheduleMirror_2nodeWin_X33.ps1` writes them. `clpgrp -m <g> -a <target>`: EXPRESSCLUSTER/clpaic
+//! `src/clpaic-remote/tool_definitions.py` (`move_group`) moves with `-a <destination>`; without
+//! `-a` the group moves "according to the failover policy", and `-h` only picks the server that
+//! handles the request (research/clusterpro-audit.md #3), so a `-h` move lands on the right server
+//! in a 2-node cluster only by accident. `clprsc -s … -f` is [U] (no source says what `-f` does on
+//! start).
+//!
 //! **Scripts.** `clpgrp`, `clprsc`, `clpcfctrl --push` and `clpcl` return when CLUSTERPRO has
 //! finished (seen in use, DOMAIN.md), so a call's exit is its outcome; nothing is polled. Linux: one `sh` script per
 //! call, an argument quoted unless it holds only safe characters. Windows: one PowerShell
@@ -1134,7 +1143,9 @@ impl Cluster for CommandCluster {
         self.finish_pending_resume().await?;
         let (on, st) = self.live_status().await?;
         check_move_group(&st, group, target)?;
-        let cmd = Clp::new("clpgrp", ["-m", group.as_str(), "-h", target.as_str()]);
+        // `-a` names the destination; without it the group goes where its failover policy says,
+        // and `-h` would only pick the server that handles the request (see the module doc).
+        let cmd = Clp::new("clpgrp", ["-m", group.as_str(), "-a", target.as_str()]);
         self.act(&on, &cmd, |st| after_move_group(st, group, target)).await
     }
 

@@ -332,7 +332,9 @@ pub fn parse_clpmdstat_list(output: &str) -> Result<Vec<ResourceName>, ParseErro
         } else {
             match t.split_once(':') {
                 Some((key, value)) if key.to_ascii_lowercase().contains("name") => value.trim(),
-                Some(_) => return Err(err_at(CMD, n, line, "expected `<md>`, an md name, or `Mirror Disk Name : <md>`")),
+                Some(_) => {
+                    return Err(err_at(CMD, n, line, "expected `<md>`, an md name, or `Mirror Disk Name : <md>`"));
+                }
                 None => t,
             }
         };
