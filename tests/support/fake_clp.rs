@@ -35,6 +35,11 @@
 //!   request (EXPRESSCLUSTER/clpaic `src/clpaic-remote/tool_definitions.py`, `move_group`). With the
 //!   simulator's two servers both land on the same server, so tests tell them apart by the logged
 //!   command line.
+//! - A pushed Linux md with `fullcopy` 0 must have `parameters/mkfs` 0, or the push fails. NEC
+//!   (EXPRESSCLUSTER/clpcfset `doc/linux/md.md`) says to set initial mkfs off when the disk already
+//!   holds data; that CLUSTERPRO itself refuses (rather than formats) is a belief [U], chosen so
+//!   that a test fails where a real cluster might lose data. The rendered md carries `mkfs` equal
+//!   to its `fullcopy` (the simulator keeps no mkfs [U]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -789,6 +794,9 @@ fn md_lines(sc: &Scenario, m: &MdDefinition, guids: &BTreeMap<ServerName, (Strin
             push(5, format!("<point>/mnt/{}</point>", m.resource));
             push(4, "</mount>".into());
             push(4, "<fs>ext4</fs>".into());
+            // [U] the simulator does not keep mkfs: an md with the initial copy on is shown as
+            // made with initial mkfs on too (an older cluster's settings), one without it off.
+            push(4, format!("<mkfs>{}</mkfs>", u8::from(m.initial_copy)));
             push(3, "</parameters>".into());
         }
     }
@@ -943,6 +951,13 @@ async fn check_md(ctx: &Ctx, root: &X, md: &MdDefinition) -> Result<(), String> 
     }
     if ctx.scenario.os == Os::Linux && (params.path(&["mount", "point"]).is_none() || params.child("fs").is_none()) {
         return Err(format!("md {name} has no mount point or file system"));
+    }
+    if ctx.scenario.os == Os::Linux && !md.initial_copy && params.child("mkfs").map(X::value) != Some("0") {
+        return Err(format!(
+            "md {name}: initial mkfs ({:?}) must be off (0) when the initial mirror construction is skipped: \
+             the disk holds data",
+            params.child("mkfs").map(X::value)
+        ));
     }
     let monitors = root.child("monitor").ok_or("no <monitor> section")?;
     for ty in ["mdw", "mdnw"] {

@@ -17,6 +17,15 @@
 //! `<monitor><types name="mdw"/><mdw name="…"><parameters><object><md></object>` and `mdnw`;
 //! `<depend name="B"/>` under resource A means A depends on B.
 //!
+//! Sources of the md parameters written: `parameters/fullcopy` (初期ミラー構築を行う, default 1,
+//! "off only when the source and destination images are identical") and `parameters/mkfs`
+//! (初期 mkfs を行う, "set it off when data already exists") are in EXPRESSCLUSTER/clpcfset
+//! `doc/linux/md.md`; the Windows `fullcopy` tag is [U] (research/clusterpro-audit.md #17, #18).
+//! On Linux every [`ConfigChange::AddMirror`] writes `mkfs` = 0, inserting the element when the
+//! template lacks it; a file where it cannot be set (no md element, or `mkfs` with child elements)
+//! is refused. Whether CLUSTERPRO would run mkfs with `fullcopy` = 0 at all is [U]: the value is
+//! forced either way, since being wrong means formatting the restored data.
+//!
 //! Removing an md resource loses what mirrorctl does not model (network settings, Linux mount point
 //! and file system, monitor tuning, which resources depended on it). [`MirrorTemplate::capture`]
 //! keeps those pieces, with where they stood, so that the caller can store it (it is serde) between
@@ -38,6 +47,12 @@ pub const DEFAULT_GROUP_AUTO_START: bool = true;
 
 /// An md resource without `parameters/fullcopy` performs the initial mirror construction.
 pub const DEFAULT_FULLCOPY: bool = true;
+
+/// What [`ConfigChange::AddMirror`] writes to a Linux md's `parameters/mkfs` ("initial mkfs"):
+/// off. EXPRESSCLUSTER/clpcfset `doc/linux/md.md` lists `parameters/mkfs` (初期 mkfs を行う) with
+/// "既にデータが存在する場合には、オフを設定してください" (set it off when the disk already holds
+/// data), which is always the case when mirrorctl re-adds md over restored disks.
+pub const LINUX_MKFS_OFF: &str = "0";
 
 /// The monitor types that watch an md resource (`parameters/object` names it).
 pub const MD_MONITOR_TYPES: &[&str] = &["mdw", "mdnw"];
@@ -833,6 +848,7 @@ fn generated_pieces(
                 })
                 .unwrap_or_default();
             let nmp = (1..=9999).map(|n| format!("{NMP_PREFIX}{n}")).find(|p| !used.contains(p)).unwrap_or_default();
+            lines.push((2, format!("<mkfs>{LINUX_MKFS_OFF}</mkfs>")));
             lines.push((2, format!("<nmppath>{nmp}</nmppath>")));
             lines.push((2, "<diskdev>".into()));
             lines.push((3, format!("<dppath>{}</dppath>", esc(data))));
@@ -1001,6 +1017,8 @@ fn patch_md(
             for (t, v) in [("dppath", *data), ("cppath", *cluster)] {
                 set_text(doc, &locate, &at, &[tag("parameters"), tag("diskdev"), tag(t)], v, &|cur| cur == v)?;
             }
+            // Initial mkfs off, always: the disk being added holds data (see the module doc).
+            set_text(doc, &locate, &at, &[tag("parameters"), tag("mkfs")], LINUX_MKFS_OFF, &|v| v == LINUX_MKFS_OFF)?;
         }
     }
     Ok(())
