@@ -774,6 +774,48 @@ async fn windows_backup_and_restore_through_the_commands_run_as_sh() {
     }
 }
 
+/// A Japanese Windows cluster's clp.conf is Shift_JIS (NEC's create_win_md.pl) with Japanese text
+/// in comments: a full restore through the commands reads and writes it in Shift_JIS, keeps the
+/// pulled and pushed copies byte for byte, and changes no byte outside the edited elements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shift_jis_clp_conf_survives_a_restore_byte_for_byte() {
+    use support::fake_clp::{JA_BUSINESS_COMMENT, JA_COMMENT, JA_MD_COMMENT};
+    let rig = Rig::new(Os::Windows, 5).await;
+    rig.fake.set_conf_encoding("Shift_JIS");
+    backup_and_restore_through_the_commands(&rig).await;
+
+    let sjis = encoding_rs::SHIFT_JIS;
+    let decode = |name: &str, bytes: &[u8]| -> String {
+        let text = sjis.decode_without_bom_handling_and_without_replacement(bytes).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(sjis.encode(&text).0.as_ref(), bytes, "{name} is Shift_JIS byte for byte");
+        text.into_owned()
+    };
+    let copies = rig.copies(&rig.state_dir());
+    let conf: Vec<(&String, String)> =
+        copies.iter().filter(|(n, _)| n.ends_with(".conf")).map(|(n, b)| (n, decode(n, b))).collect();
+    assert!(conf.len() >= 4, "{:?}", copies.keys());
+    for (name, text) in &conf {
+        assert!(text.starts_with("<?xml version=\"1.0\" encoding=\"Shift_JIS\"?>"), "{name}");
+        assert!(text.contains(JA_COMMENT) && text.contains(JA_BUSINESS_COMMENT), "{name}:\n{text}");
+    }
+    // The file md was removed from, and the file it was re-added to (copies sort by time).
+    let first_pulled = &conf.iter().find(|(n, _)| n.ends_with("-pulled.conf")).expect("pulled").1;
+    let last_pushed = &conf.iter().rev().find(|(n, _)| n.ends_with("-pushed.conf")).expect("pushed").1;
+    assert!(first_pulled.contains(JA_MD_COMMENT) && last_pushed.contains(JA_MD_COMMENT), "{last_pushed}");
+    let changed: Vec<String> = similar::TextDiff::from_lines(first_pulled, last_pushed)
+        .iter_all_changes()
+        .filter(|c| c.tag() != similar::ChangeTag::Equal)
+        .map(|c| c.value().trim().to_owned())
+        .collect();
+    assert!(!changed.is_empty());
+    for line in &changed {
+        assert!(
+            ["<fullcopy>", "<volumeguid>", "<cpvolumeguid>"].iter().any(|t| line.starts_with(t)),
+            "only the edited elements differ from the original file, not {line:?}:\n{changed:#?}"
+        );
+    }
+}
+
 /// Runs the adapter's PowerShell scripts as sh. They have a fixed shape (one command each,
 /// see `render_powershell`), so each line maps to one sh line; Windows paths under `root` (the
 /// work directory given to the adapter) become Linux paths. Anything else is a test failure.

@@ -40,6 +40,12 @@
 //!   holds data; that CLUSTERPRO itself refuses (rather than formats) is a belief [U], chosen so
 //!   that a test fails where a real cluster might lose data. The rendered md carries `mkfs` equal
 //!   to its `fullcopy` (the simulator keeps no mkfs [U]).
+//! - `clp.conf` is ASCII (Windows) or UTF-8 (Linux) unless [`FakeClp::set_conf_encoding`] makes it
+//!   Shift_JIS or EUC-JP with Japanese comments, as Japanese clusters write it (NEC's
+//!   `create_win_md.pl` uses SJIS; EXPRESSCLUSTER/CreateClusterOnLinux `CommandParameters_jp.md`:
+//!   `clpcreate init` takes EUC-JP for Japanese, ASCII for English). A pushed file is read in the
+//!   encoding its declaration names and refused when invalid there. Whether the real `clpcfctrl`
+//!   rejects such a file or stores garbage is [U].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -128,6 +134,8 @@ const USAGE: i32 = 2;
 #[derive(Debug, Default)]
 struct Knobs {
     suspended: bool,
+    /// The encoding label `clpcfctrl --pull` declares and writes, with Japanese comments.
+    conf_encoding: Option<&'static str>,
     stopped_service: BTreeSet<String>,
     fail_next: BTreeMap<String, u32>,
     log: Vec<(String, String)>,
@@ -239,6 +247,16 @@ impl FakeClp {
     /// fail without effect.
     pub fn fail_next(&self, prefix: &str, count: u32) {
         self.knobs().fail_next.insert(prefix.to_owned(), count);
+    }
+
+    /// Makes `clpcfctrl --pull` write `clp.conf` the way a Japanese cluster does: in the encoding
+    /// `label` (an `encoding_rs` label such as `Shift_JIS` or `EUC-JP`), declared in the XML
+    /// declaration, with Japanese text in an XML comment ([`JA_COMMENT`]) and in the resources'
+    /// `<comment>` elements ([`JA_MD_COMMENT`]). `clpcfctrl --push` then refuses a file that is
+    /// not valid in that encoding or lost those comments.
+    pub fn set_conf_encoding(&self, label: &'static str) {
+        assert!(encoding_rs::Encoding::for_label(label.as_bytes()).is_some(), "{label}");
+        self.knobs().conf_encoding = Some(label);
     }
 
     /// Whether the cluster is suspended.
@@ -726,17 +744,32 @@ async fn clpcfctrl(ctx: &Ctx, cwd: &Path, args: &[String]) -> Reply {
             Err(e) => return port_fail(&e),
         };
         let guids = current_guids(ctx);
-        let text = render_conf(&ctx.scenario, &config, &guids);
-        let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, text));
+        let label = ctx.knobs.lock().expect("knobs").conf_encoding;
+        let bytes = match label {
+            None => render_conf(&ctx.scenario, &config, &guids, None).into_bytes(),
+            Some(label) => {
+                let encoding = encoding_rs::Encoding::for_label(label.as_bytes()).expect("label checked");
+                let text = render_conf(&ctx.scenario, &config, &guids, Some(label));
+                let (bytes, _, unmappable) = encoding.encode(&text);
+                assert!(!unmappable, "the fake's Japanese text fits {label}");
+                bytes.into_owned()
+            }
+        };
+        let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, bytes));
         return match written {
             Ok(()) => ok(SUCCEEDED),
             Err(e) => fail(1, format!("Failed to write {}: {e}", file.display())),
         };
     }
     if has(args, "--push") {
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
+        let bytes = match std::fs::read(&file) {
+            Ok(b) => b,
             Err(e) => return fail(1, format!("Failed to read the configuration file {}: {e}", file.display())),
+        };
+        let label = ctx.knobs.lock().expect("knobs").conf_encoding;
+        let text = match decode_pushed(&bytes, label) {
+            Ok(t) => t,
+            Err(why) => return fail(1, format!("Command failed: invalid configuration file: {why}")),
         };
         return match push(ctx, &text).await {
             Ok(()) => ok(SUCCEEDED),
@@ -805,11 +838,53 @@ fn md_lines(sc: &Scenario, m: &MdDefinition, guids: &BTreeMap<ServerName, (Strin
 }
 
 /// The `clp.conf` CLUSTERPRO would hand out for the simulated cluster now.
-fn render_conf(sc: &Scenario, config: &ClusterConfig, guids: &BTreeMap<ServerName, (String, String)>) -> String {
+/// The Japanese XML comment a [`FakeClp::set_conf_encoding`] file carries under `<root>`.
+pub const JA_COMMENT: &str = "<!-- 受注システム クラスタ構成（運用チーム管理・変更禁止） -->";
+/// The Japanese `<comment>` of the md resource in such a file.
+pub const JA_MD_COMMENT: &str = "<comment>受注データ用ミラーディスク</comment>";
+/// The Japanese `<comment>` of the business resource in such a file.
+pub const JA_BUSINESS_COMMENT: &str = "<comment>受注アプリケーション</comment>";
+
+/// The text of a pushed file in its declared encoding (`encoding_rs` labels; none = UTF-8). With
+/// [`FakeClp::set_conf_encoding`], the declaration must be that label and the Japanese comments
+/// must still be there.
+fn decode_pushed(bytes: &[u8], label: Option<&str>) -> Result<String, String> {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(100)]).into_owned();
+    let declared = head.split("encoding=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("UTF-8").to_owned();
+    if let Some(want) = label
+        && declared != want
+    {
+        return Err(format!("the file declares encoding {declared:?}, the cluster writes {want:?}"));
+    }
+    let encoding = encoding_rs::Encoding::for_label(declared.as_bytes())
+        .ok_or_else(|| format!("unknown encoding {declared:?}"))?;
+    let text = encoding
+        .decode_without_bom_handling_and_without_replacement(bytes)
+        .ok_or_else(|| format!("the file is not valid {declared}"))?
+        .into_owned();
+    if label.is_some() {
+        for kept in [JA_COMMENT, JA_BUSINESS_COMMENT] {
+            if !text.contains(kept) {
+                return Err(format!("the operator's comment {kept:?} is gone"));
+            }
+        }
+    }
+    Ok(text)
+}
+
+fn render_conf(
+    sc: &Scenario,
+    config: &ClusterConfig,
+    guids: &BTreeMap<ServerName, (String, String)>,
+    japanese: Option<&str>,
+) -> String {
     let md = config.mirrors.first();
     let auto = config.group_auto_start.get(&sc.group).copied().unwrap_or(true);
     let kind = sc.business_kind.as_str();
     let mut l: Vec<(usize, String)> = Vec::new();
+    if japanese.is_some() {
+        l.push((1, JA_COMMENT.to_owned()));
+    }
     let os_word = match sc.os {
         Os::Windows => "windows",
         Os::Linux => "linux",
@@ -838,6 +913,9 @@ fn render_conf(sc: &Scenario, config: &ClusterConfig, guids: &BTreeMap<ServerNam
         l.push((2, "<types name=\"md\"/>".into()));
     }
     l.push((2, format!("<{kind} name=\"{}\">", sc.business)));
+    if japanese.is_some() {
+        l.push((3, JA_BUSINESS_COMMENT.to_owned()));
+    }
     if let Some(m) = md {
         l.push((3, format!("<depend name=\"{}\"/>", m.resource)));
     }
@@ -846,7 +924,11 @@ fn render_conf(sc: &Scenario, config: &ClusterConfig, guids: &BTreeMap<ServerNam
     l.push((3, "</parameters>".into()));
     l.push((2, format!("</{kind}>")));
     if let Some(m) = md {
-        l.extend(md_lines(sc, m, guids));
+        let mut lines = md_lines(sc, m, guids);
+        if japanese.is_some() {
+            lines.insert(1, (3, JA_MD_COMMENT.to_owned()));
+        }
+        l.extend(lines);
     }
     l.push((1, "</resource>".into()));
     l.push((1, "<monitor>".into()));
@@ -867,8 +949,8 @@ fn render_conf(sc: &Scenario, config: &ClusterConfig, guids: &BTreeMap<ServerNam
     l.push((2, "<userw name=\"userw\"/>".into()));
     l.push((1, "</monitor>".into()));
     let (unit, nl, enc) = match sc.os {
-        Os::Windows => ("\t", "\r\n", "ASCII"),
-        Os::Linux => ("  ", "\n", "UTF-8"),
+        Os::Windows => ("\t", "\r\n", japanese.unwrap_or("ASCII")),
+        Os::Linux => ("  ", "\n", japanese.unwrap_or("UTF-8")),
     };
     let mut out = format!("<?xml version=\"1.0\" encoding=\"{enc}\"?>{nl}<root>{nl}");
     for (d, s) in l {

@@ -23,9 +23,12 @@
 //! [`crate::sim::SimCluster`], so the executor treats a simulated and a real cluster alike.
 //!
 //! **Configuration** ([`Cluster::apply_config`]): `clpcfctrl --pull` into a fresh directory on the
-//! node → [`Transport::read_file`] → the pulled `clp.conf` is kept in the state directory
-//! (`<state>/clpconf/<cluster>/<UTC time>-pulled.conf`, never overwritten) → edited in Rust →
-//! the result is kept too (`…-pushed.conf`) → [`Transport::write_file`] → `clpcfctrl --push` →
+//! node → [`Transport::read_file`] → the pulled `clp.conf` is kept in the state directory, byte
+//! for byte (`<state>/clpconf/<cluster>/<UTC time>-pulled.conf`, never overwritten) → read in the
+//! encoding its XML declaration names (UTF-8, ASCII, Shift_JIS or EUC-JP; see
+//! [`super::conf::ConfFile`]: a file that would not be written back byte-identical is refused as
+//! `ClpConfUnreadable`, `NeedsHuman`) → edited in Rust → encoded back in the same encoding → the
+//! result is kept too, byte for byte (`…-pushed.conf`) → [`Transport::write_file`] → `clpcfctrl --push` →
 //! `clpcl --suspend` → `clpcl --resume` (NEC's own scripts do this after adding or removing md,
 //! with the group stopped: the adapter refuses md changes while the md's group is not offline).
 //! A change already in place pushes nothing.
@@ -646,7 +649,16 @@ impl std::fmt::Debug for CommandCluster {
 struct Pulled {
     server: ServerName,
     dir: String,
-    text: String,
+    /// The file's bytes, as pulled.
+    bytes: Vec<u8>,
+    /// Its text, read in its declared encoding.
+    file: conf::ConfFile,
+}
+
+impl Pulled {
+    fn text(&self) -> &str {
+        &self.file.text
+    }
 }
 
 impl CommandCluster {
@@ -877,20 +889,17 @@ impl CommandCluster {
         Clp::new("clpcfctrl", ["--push", os_flag, "-x", dir])
     }
 
-    /// Reads `dir/clp.conf` on `server` as text.
-    async fn read_conf(&self, server: &ServerName, dir: &str) -> PortResult<String> {
+    /// Reads `dir/clp.conf` on `server`: its bytes and its text in its declared encoding.
+    async fn read_conf(&self, server: &ServerName, dir: &str) -> PortResult<(Vec<u8>, conf::ConfFile)> {
         let path = PathBuf::from(self.node_path(dir, CONF_FILE));
         let bytes = self.transport.read_file(server, self.shell(), &path).await?;
-        String::from_utf8(bytes).map_err(|e| {
-            clp_err(
-                "ClpConfUnreadable",
-                format!(
-                    "{} on {server} is not UTF-8 text ({e}); mirrorctl edits UTF-8 or ASCII files only",
-                    path.display()
-                ),
-                ErrorClass::NeedsHuman,
-            )
-        })
+        match conf::ConfFile::decode(&bytes) {
+            Ok(file) => Ok((bytes, file)),
+            Err(e) => {
+                let e = conf_error(e);
+                Err(clp_err(&e.code, format!("{} on {server}: {}", path.display(), e.message), e.class))
+            }
+        }
     }
 
     /// `clpcfctrl --pull` into a temporary directory on `server` (or the first server that can),
@@ -912,7 +921,7 @@ impl CommandCluster {
             return Err(failed(out, &format!("{what} on {on}"), "ConfigPullFailed", ErrorClass::Retryable));
         }
         match self.read_conf(&on, &dir).await {
-            Ok(text) => Ok(Pulled { server: on, dir, text }),
+            Ok((bytes, file)) => Ok(Pulled { server: on, dir, bytes, file }),
             Err(e) => {
                 self.cleanup(&on, &dir).await;
                 Err(e)
@@ -1052,21 +1061,22 @@ impl CommandCluster {
         Ok(templates)
     }
 
-    /// Keeps the pulled copy, checks the change against the cluster's state, stores or loads md
-    /// templates, captures Windows GUIDs and edits the text. `None`: the file already says what
-    /// `changes` ask for. Returns the edited text and the groups of the md resources changed.
+    /// Keeps the pulled copy (its bytes as pulled), checks the change against the cluster's state,
+    /// stores or loads md templates, captures Windows GUIDs, edits the text and encodes it back in
+    /// the file's encoding. `None`: the file already says what `changes` ask for. Returns the
+    /// edited file's bytes and the groups of the md resources changed.
     async fn prepare(
         &self,
         st: &ClusterStatus,
         pulled: &Pulled,
         changes: &[ConfigChange],
-    ) -> PortResult<Option<(String, Vec<GroupName>)>> {
-        let kept = self.store.keep("pulled", pulled.text.as_bytes())?;
+    ) -> PortResult<Option<(Vec<u8>, Vec<GroupName>)>> {
+        let kept = self.store.keep("pulled", &pulled.bytes)?;
         tracing::info!(cluster = %self.cluster, server = %pulled.server, copy = %kept.display(), "clp.conf pulled and kept");
-        let config = conf::read_config(&pulled.text, self.os).map_err(conf_error)?;
+        let config = conf::read_config(pulled.text(), self.os).map_err(conf_error)?;
         let md_groups = Self::md_groups(&config, changes)?;
         Self::check_push(st, &md_groups)?;
-        let templates = self.templates(&pulled.text, &config, changes)?;
+        let templates = self.templates(pulled.text(), &config, changes)?;
         let mut guids = GuidSource::new();
         for c in changes {
             if let ConfigChange::AddMirror(def) = c {
@@ -1074,18 +1084,22 @@ impl CommandCluster {
             }
         }
         let edited =
-            conf::apply_changes_with_templates(&pulled.text, changes, &guids, &templates).map_err(conf_error)?;
-        Ok((edited != pulled.text).then_some((edited, md_groups)))
+            conf::apply_changes_with_templates(pulled.text(), changes, &guids, &templates).map_err(conf_error)?;
+        if edited == pulled.text() {
+            return Ok(None);
+        }
+        let bytes = pulled.file.encode(&edited).map_err(conf_error)?;
+        Ok(Some((bytes, md_groups)))
     }
 
     /// Replaces the pulled file with `edited`, pushes its directory (which the push script then
     /// removes), then suspends and resumes the cluster.
-    async fn push(&self, pulled: &Pulled, edited: &str, md_groups: &[GroupName]) -> PortResult<()> {
+    async fn push(&self, pulled: &Pulled, edited: &[u8], md_groups: &[GroupName]) -> PortResult<()> {
         let (server, dir) = (&pulled.server, pulled.dir.as_str());
-        let pushed = self.store.keep("pushed", edited.as_bytes())?;
+        let pushed = self.store.keep("pushed", edited)?;
         self.store.set_pending_resume(&pushed)?;
         let path = PathBuf::from(self.node_path(dir, CONF_FILE));
-        if let Err(e) = self.transport.write_file(server, self.shell(), &path, edited.as_bytes()).await {
+        if let Err(e) = self.transport.write_file(server, self.shell(), &path, edited).await {
             self.cleanup(server, dir).await;
             self.store.clear_pending_resume()?;
             return Err(e);
@@ -1239,7 +1253,7 @@ impl Cluster for CommandCluster {
     async fn config(&self) -> PortResult<ClusterConfig> {
         let pulled = self.pull(None).await?;
         self.cleanup(&pulled.server, &pulled.dir).await;
-        conf::read_config(&pulled.text, self.os).map_err(conf_error)
+        conf::read_config(pulled.text(), self.os).map_err(conf_error)
     }
 
     async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()> {
