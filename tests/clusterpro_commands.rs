@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Lab, assert_backup_captured, assert_restored, example, with_backups, with_restore};
-use mirrorctl::adapters::clusterpro::commands::{CommandCluster, CommandOptions, PENDING_RESUME, TEMP_PREFIX};
+use mirrorctl::adapters::clusterpro::commands::{
+    CommandCluster, CommandOptions, DETECTED, PENDING_RESUME, TEMP_PREFIX,
+};
 use mirrorctl::adapters::node::transport::{CommandOutput, Shell, Transport};
 use mirrorctl::ids::{GroupName, ResourceName, ServerName};
 use mirrorctl::plan::Action;
@@ -52,13 +54,25 @@ struct Rig {
 }
 
 impl Rig {
+    /// A rig for `os`; on Windows the tools are installed in CLUSTERPRO's directory.
     async fn new(os: Os, seed: u64) -> Rig {
+        Rig::installed(os, seed, "C:/Program Files/CLUSTERPRO/bin").await
+    }
+
+    /// A rig whose Windows servers have the tools in `windows_dir` (a drive path with `/`,
+    /// mapped by [`PsShim`]); Linux servers keep them on `PATH`.
+    async fn installed(os: Os, seed: u64, windows_dir: &str) -> Rig {
         let scenario = match os {
             Os::Linux => Scenario::linux(),
             Os::Windows => Scenario::windows_runbook(),
         };
         let world = SimWorld::new(scenario, seed, SPEED);
         let fake = Arc::new(FakeClp::start(world.clone()).await);
+        if os == Os::Windows {
+            for s in &world.scenario().servers {
+                fake.relocate_tools(&s.name, windows_dir);
+            }
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("node-tmp")).expect("node tmp");
         Rig { world, fake, dir, spec: example(os) }
@@ -86,7 +100,11 @@ impl Rig {
         options.operation_timeout = Duration::from_mins(2);
         let transport = match os {
             Os::Linux => self.fake.transport(),
-            Os::Windows => Arc::new(PsShim { inner: self.fake.transport(), root: options.work_dir.clone() }),
+            Os::Windows => Arc::new(PsShim {
+                inner: self.fake.transport(),
+                root: options.work_dir.clone(),
+                fake: self.fake.clone(),
+            }),
         };
         CommandCluster::with_options(&self.spec.cluster, transport, state_dir, options)
     }
@@ -446,6 +464,83 @@ async fn a_failed_clpmdstat_of_a_listed_md_is_retryable() {
     assert!(cmd.mirror_status(&rig.md()).await.expect("again").healthy());
 }
 
+/// Each server's tools in their own file system: `/opt/nec/clusterpro/bin` in the scripts is
+/// mapped under [`FakeClp::node_root`]; counts the install-directory detections.
+struct Rooted {
+    inner: Arc<dyn Transport>,
+    fake: Arc<FakeClp>,
+    detections: Mutex<Vec<ServerName>>,
+}
+
+#[async_trait::async_trait]
+impl Transport for Rooted {
+    async fn run(
+        &self,
+        server: &ServerName,
+        shell: Shell,
+        script: &str,
+        timeout: Duration,
+    ) -> PortResult<CommandOutput> {
+        if script.contains(DETECTED) {
+            self.detections.lock().expect("detections").push(server.clone());
+        }
+        let root = format!("{}/opt/nec/clusterpro/bin", self.fake.node_root(server).display());
+        self.inner.run(server, shell, &script.replace("/opt/nec/clusterpro/bin", &root), timeout).await
+    }
+    async fn read_file(&self, server: &ServerName, shell: Shell, path: &Path) -> PortResult<Vec<u8>> {
+        self.inner.read_file(server, shell, path).await
+    }
+    async fn write_file(&self, server: &ServerName, shell: Shell, path: &Path, bytes: &[u8]) -> PortResult<()> {
+        self.inner.write_file(server, shell, path, bytes).await
+    }
+}
+
+/// Linux: without `cluster.install_dir`, each server's commands are found once, in
+/// `/opt/nec/clusterpro/bin` or else on `PATH`, and remembered per server; a server whose
+/// commands vanish is looked at again; when no place holds them anywhere the error is
+/// `ClpCommandNotFound` naming every place tried. With `cluster.install_dir`, nothing is detected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linux_install_directory_is_found_per_server_and_remembered() {
+    let rig = Rig::linux(21).await;
+    let (n1, n2) = (rig.node(0), rig.node(1));
+    rig.fake.relocate_tools(&n1, "opt/nec/clusterpro/bin");
+    let rooted = Arc::new(Rooted { inner: rig.fake.transport(), fake: rig.fake.clone(), detections: Mutex::default() });
+    let mut options = CommandOptions::for_os(Os::Linux);
+    options.work_dir = rig.node_tmp().display().to_string();
+    let cmd = CommandCluster::with_options(&rig.spec.cluster, rooted.clone(), &rig.state_dir(), options.clone());
+    cmd.status().await.expect("status from node1's /opt/nec/clusterpro/bin");
+    assert!(cmd.mirror_status(&rig.md()).await.expect("mirror").healthy());
+    rig.fake.stop_service(&n1);
+    cmd.status().await.expect("status from node2's PATH");
+    cmd.config().await.expect("config from node2");
+    assert_eq!(*rooted.detections.lock().expect("d"), vec![n1.clone(), n2.clone()], "once per server");
+
+    // node2's commands move to /opt/nec/clusterpro/bin: found again after a miss.
+    rig.fake.relocate_tools(&n2, "opt/nec/clusterpro/bin");
+    cmd.status().await.expect("found again");
+    assert_eq!(rooted.detections.lock().expect("d").len(), 3, "looked again after the miss, in the same call");
+
+    // Nowhere at all.
+    for s in [&n1, &n2] {
+        for tool in support::fake_clp::TOOLS {
+            rig.fake.remove_tool(s, tool);
+        }
+    }
+    let e = cmd.status().await.expect_err("not installed");
+    assert_eq!((e.code.as_str(), e.class), ("ClpCommandNotFound", ErrorClass::NeedsHuman), "{e}");
+    assert!(e.message.contains("/opt/nec/clusterpro/bin, PATH") && e.message.contains("install_dir"), "{e}");
+
+    // A configured directory is used as is on every server, without detection.
+    let mut spec = rig.spec.cluster.clone();
+    spec.install_dir = Some("/nonexistent/clp/bin".to_owned());
+    let before = rooted.detections.lock().expect("d").len();
+    let fixed = CommandCluster::with_options(&spec, rooted.clone(), &rig.state_dir(), options);
+    let e = fixed.status().await.expect_err("nothing there");
+    assert_eq!(e.code, "ClpCommandNotFound", "{e}");
+    assert!(e.message.contains("/nonexistent/clp/bin/clpstat"), "{e}");
+    assert_eq!(rooted.detections.lock().expect("d").len(), before);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Windows: the command text, through a scripted transport.
 
@@ -486,7 +581,10 @@ impl Transport for Scripted {
     async fn run(&self, server: &ServerName, shell: Shell, script: &str, _t: Duration) -> PortResult<CommandOutput> {
         assert_eq!(shell, Shell::PowerShell);
         self.note(format!("## run on {server}\n{}", script.replace("\r\n", "\n")));
-        let stdout = if script.contains("clpstat.exe") {
+        let stdout = if script.contains(DETECTED) {
+            // CLUSTERPRO's directory, the first place tried.
+            format!("{DETECTED} 0\r\n")
+        } else if script.contains("clpstat.exe") {
             self.clpstat.lock().expect("clpstat").clone()
         } else if script.contains("clpmdstat.exe") {
             fixture("clpmdstat-m-windows-recovering.txt")
@@ -774,8 +872,8 @@ async fn windows_backup_and_restore_through_the_commands_run_as_sh() {
     }
 }
 
-/// A Japanese Windows cluster's clp.conf is Shift_JIS (NEC's create_win_md.pl) with Japanese text
-/// in comments: a full restore through the commands reads and writes it in Shift_JIS, keeps the
+/// A Japanese Windows cluster's clp.conf is `Shift_JIS` (NEC's `create_win_md.pl`) with Japanese text
+/// in comments: a full restore through the commands reads and writes it in `Shift_JIS`, keeps the
 /// pulled and pushed copies byte for byte, and changes no byte outside the edited elements.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shift_jis_clp_conf_survives_a_restore_byte_for_byte() {
@@ -791,8 +889,11 @@ async fn a_shift_jis_clp_conf_survives_a_restore_byte_for_byte() {
         text.into_owned()
     };
     let copies = rig.copies(&rig.state_dir());
-    let conf: Vec<(&String, String)> =
-        copies.iter().filter(|(n, _)| n.ends_with(".conf")).map(|(n, b)| (n, decode(n, b))).collect();
+    let conf: Vec<(&String, String)> = copies
+        .iter()
+        .filter(|(n, _)| n.ends_with("-pulled.conf") || n.ends_with("-pushed.conf"))
+        .map(|(n, b)| (n, decode(n, b)))
+        .collect();
     assert!(conf.len() >= 4, "{:?}", copies.keys());
     for (name, text) in &conf {
         assert!(text.starts_with("<?xml version=\"1.0\" encoding=\"Shift_JIS\"?>"), "{name}");
@@ -816,12 +917,55 @@ async fn a_shift_jis_clp_conf_survives_a_restore_byte_for_byte() {
     }
 }
 
+/// An EXPRESSCLUSTER X install on Windows keeps its commands in
+/// `C:\Program Files\EXPRESSCLUSTER\bin`: the adapter, without `cluster.install_dir`, finds them
+/// there on each server (after CLUSTERPRO's directory) and a full backup and restore works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_expresscluster_install_is_found_and_works_end_to_end() {
+    let rig = Rig::installed(Os::Windows, 3, "C:/Program Files/EXPRESSCLUSTER/bin").await;
+    assert!(rig.spec.cluster.install_dir.is_none());
+    backup_and_restore_through_the_commands(&rig).await;
+    for s in &rig.spec.cluster.servers {
+        // Each server ran its commands from there (clpdiskctrl runs on both, clpdown on the standby).
+        assert!(rig.fake.log().iter().any(|(on, _)| *on == s.name.to_string()), "{}", s.name);
+        assert!(rig.fake.bin_dir(&s.name).read_dir().expect("bin").next().is_none(), "nothing left on PATH");
+    }
+}
+
 /// Runs the adapter's PowerShell scripts as sh. They have a fixed shape (one command each,
-/// see `render_powershell`), so each line maps to one sh line; Windows paths under `root` (the
-/// work directory given to the adapter) become Linux paths. Anything else is a test failure.
+/// see `render_powershell`, or the install-directory detection, see `detect_powershell`), so each
+/// line maps to one sh line; Windows paths under `root` (the work directory given to the adapter)
+/// become Linux paths, and drive paths (`C:\Program Files\…`) paths under the server's
+/// [`FakeClp::node_root`], where `.exe` is dropped (the fake tools have no extension). Anything
+/// else is a test failure.
 struct PsShim {
     inner: Arc<dyn Transport>,
     root: String,
+    fake: Arc<FakeClp>,
+}
+
+/// Every single-quoted PowerShell string in `s`, in order.
+fn ps_quoted(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\'' {
+            continue;
+        }
+        let mut w = String::new();
+        loop {
+            match chars.next().expect("closing quote") {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    w.push('\'');
+                }
+                '\'' => break,
+                c => w.push(c),
+            }
+        }
+        words.push(w);
+    }
+    words
 }
 
 /// The words of `& $exe 'a' 'b''c'`: PowerShell single-quoted strings.
@@ -850,12 +994,20 @@ fn ps_words(s: &str) -> Vec<String> {
 }
 
 impl PsShim {
-    fn path(&self, p: &str) -> String {
-        if p.starts_with(&self.root) { p.replace('\\', "/") } else { p.to_owned() }
+    fn path(&self, server: &ServerName, p: &str) -> String {
+        let b = p.as_bytes();
+        if p.starts_with(&self.root) {
+            p.replace('\\', "/")
+        } else if b.len() > 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\' {
+            let local = p.replace('\\', "/");
+            format!("{}/{}", self.fake.node_root(server).display(), local.trim_end_matches(".exe"))
+        } else {
+            p.to_owned()
+        }
     }
 
-    fn sh(&self, script: &str) -> String {
-        let q = |w: &str| format!("'{}'", self.path(w).replace('\'', r"'\''"));
+    fn sh(&self, server: &ServerName, script: &str) -> String {
+        let q = |w: &str| format!("'{}'", self.path(server, w).replace('\'', r"'\''"));
         let mut tool = String::new();
         let mut out = Vec::new();
         for line in script.split("\r\n").filter(|l| !l.is_empty()) {
@@ -865,7 +1017,16 @@ impl PsShim {
             } else if let Some(rest) = line.strip_prefix("$exe = ") {
                 let exe = &ps_words(rest)[0];
                 exe.rsplit('\\').next().expect("file").trim_end_matches(".exe").clone_into(&mut tool);
-                out.push(format!("command -v {tool} >/dev/null || {{ echo '{tool}.exe not found' >&2; exit 127; }}"));
+                out.push(format!("exe={}", q(exe)));
+                out.push(format!("[ -x \"$exe\" ] || {{ echo '{tool}.exe not found' >&2; exit 127; }}"));
+            } else if line.starts_with("if (Test-Path -LiteralPath ") && line.ends_with("; exit 0 }") {
+                let words = ps_quoted(line);
+                let [probe, said] = words.as_slice() else { panic!("detection line {line:?}") };
+                out.push(format!("if [ -x {} ]; then echo {}; exit 0; fi", q(probe), q(said)));
+            } else if let Some(rest) = line.strip_prefix("[Console]::Error.WriteLine(") {
+                let said = &ps_quoted(rest)[0];
+                assert!(rest.ends_with("); exit 127"), "{line:?}");
+                out.push(format!("echo {} >&2; exit 127", q(said)));
             } else if line.starts_with("if (-not")
                 || line.starts_with("    [Console]")
                 || line == "}"
@@ -873,7 +1034,7 @@ impl PsShim {
             {
             } else if let Some(rest) = line.strip_prefix("& $exe") {
                 let args: Vec<String> = ps_words(rest).iter().map(|w| q(w)).collect();
-                out.push(format!("{tool} {}", args.join(" ")));
+                out.push(format!("\"$exe\" {}", args.join(" ")));
             } else if line == "$rc = $LASTEXITCODE" {
                 out.push("rc=$?".to_owned());
             } else if let Some(rest) = line.strip_prefix("Remove-Item -LiteralPath ") {
@@ -900,14 +1061,14 @@ impl Transport for PsShim {
         timeout: Duration,
     ) -> PortResult<CommandOutput> {
         assert_eq!(shell, Shell::PowerShell);
-        self.inner.run(server, Shell::Sh, &self.sh(script), timeout).await
+        self.inner.run(server, Shell::Sh, &self.sh(server, script), timeout).await
     }
     async fn read_file(&self, server: &ServerName, _shell: Shell, path: &Path) -> PortResult<Vec<u8>> {
-        let p = PathBuf::from(self.path(&path.display().to_string()));
+        let p = PathBuf::from(self.path(server, &path.display().to_string()));
         self.inner.read_file(server, Shell::Sh, &p).await
     }
     async fn write_file(&self, server: &ServerName, _shell: Shell, path: &Path, bytes: &[u8]) -> PortResult<()> {
-        let p = PathBuf::from(self.path(&path.display().to_string()));
+        let p = PathBuf::from(self.path(server, &path.display().to_string()));
         self.inner.write_file(server, Shell::Sh, &p, bytes).await
     }
 }

@@ -41,7 +41,7 @@
 //!   that a test fails where a real cluster might lose data. The rendered md carries `mkfs` equal
 //!   to its `fullcopy` (the simulator keeps no mkfs [U]).
 //! - `clp.conf` is ASCII (Windows) or UTF-8 (Linux) unless [`FakeClp::set_conf_encoding`] makes it
-//!   Shift_JIS or EUC-JP with Japanese comments, as Japanese clusters write it (NEC's
+//!   `Shift_JIS` or EUC-JP with Japanese comments, as Japanese clusters write it (NEC's
 //!   `create_win_md.pl` uses SJIS; EXPRESSCLUSTER/CreateClusterOnLinux `CommandParameters_jp.md`:
 //!   `clpcreate init` takes EUC-JP for Japanese, ASCII for English). A pushed file is read in the
 //!   encoding its declaration names and refused when invalid there. Whether the real `clpcfctrl`
@@ -157,6 +157,8 @@ pub struct FakeClp {
     sandbox: tempfile::TempDir,
     port: u16,
     knobs: Arc<Mutex<Knobs>>,
+    /// Where each server's tools are now, when moved from its `bin/` ([`FakeClp::relocate_tools`]).
+    moved: Mutex<BTreeMap<ServerName, PathBuf>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -195,7 +197,7 @@ impl FakeClp {
                 write_executable(&bin.join(tool), &text);
             }
         }
-        FakeClp { world, scenario, sandbox, port, knobs, task }
+        FakeClp { world, scenario, sandbox, port, knobs, moved: Mutex::new(BTreeMap::new()), task }
     }
 
     /// The loopback port the tools talk to.
@@ -203,9 +205,35 @@ impl FakeClp {
         self.port
     }
 
-    /// The `bin/` directory of `server`'s fake tools.
+    /// The `bin/` directory of `server`'s fake tools (empty after [`FakeClp::relocate_tools`]).
     pub fn bin_dir(&self, server: &ServerName) -> PathBuf {
-        self.sandbox.path().join(server.as_str()).join("bin")
+        self.node_root(server).join("bin")
+    }
+
+    /// The directory standing for `server`'s file system root, for tests that map absolute node
+    /// paths (`C:\…`, `/opt/nec/…`) into it.
+    pub fn node_root(&self, server: &ServerName) -> PathBuf {
+        self.sandbox.path().join(server.as_str())
+    }
+
+    /// Where `server`'s tools are now.
+    pub fn tools_dir(&self, server: &ServerName) -> PathBuf {
+        self.moved.lock().expect("moved").get(server).cloned().unwrap_or_else(|| self.bin_dir(server))
+    }
+
+    /// Moves `server`'s tools from its `bin/` (which stays on its `PATH`, empty) to
+    /// `node_root(server)/<under>`: an install in a product directory, e.g.
+    /// `C:/Program Files/EXPRESSCLUSTER/bin` or `opt/nec/clusterpro/bin`.
+    pub fn relocate_tools(&self, server: &ServerName, under: &str) {
+        let to = self.node_root(server).join(under);
+        std::fs::create_dir_all(&to).expect("install dir");
+        let from = self.tools_dir(server);
+        for tool in TOOLS {
+            if from.join(tool).exists() {
+                std::fs::rename(from.join(tool), to.join(tool)).expect("move tool");
+            }
+        }
+        self.moved.lock().expect("moved").insert(server.clone(), to);
     }
 
     /// `PATH` for commands run on `server`: its fake tools first.
@@ -234,7 +262,7 @@ impl FakeClp {
 
     /// Removes a tool from `server`'s sandbox (a CLUSTERPRO install missing a command).
     pub fn remove_tool(&self, server: &ServerName, tool: &str) {
-        std::fs::remove_file(self.bin_dir(server).join(tool)).expect("remove tool");
+        std::fs::remove_file(self.tools_dir(server).join(tool)).expect("remove tool");
     }
 
     /// Makes `server`'s tools answer as if its cluster service were stopped (not a member),

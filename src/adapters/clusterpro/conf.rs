@@ -17,14 +17,14 @@
 //! `<monitor><types name="mdw"/><mdw name="…"><parameters><object><md></object>` and `mdnw`;
 //! `<depend name="B"/>` under resource A means A depends on B.
 //!
-//! **Encodings.** Japanese clusters write `clp.conf` in Shift_JIS or EUC-JP, not UTF-8: NEC's
+//! **Encodings.** Japanese clusters write `clp.conf` in `Shift_JIS` or EUC-JP, not UTF-8: NEC's
 //! `create_win_md.pl` builds Japanese Windows clusters with charset/encode SJIS
 //! (research/clusterpro-audit.md #21), and EXPRESSCLUSTER/CreateClusterOnLinux
 //! `CommandParameters_jp.md` initialises a configuration with `clpcreate init <encoding>`: EUC-JP
 //! for Japanese, ASCII for English, GB2312 for Chinese. The XML declaration's `encoding=` says
 //! which. [`ConfFile::decode`] reads the bytes with `encoding_rs` in that encoding (UTF-8 without a
-//! declaration; the labels accepted are in `ENCODING_LABELS`: UTF-8, ASCII, Shift_JIS with its
-//! aliases SJIS, Windows-31J, cp932, and EUC-JP; `encoding_rs`'s Shift_JIS is the WHATWG one, i.e.
+//! declaration; the labels accepted are in `ENCODING_LABELS`: UTF-8, ASCII, `Shift_JIS` with its
+//! aliases SJIS, Windows-31J, cp932, and EUC-JP; `encoding_rs`'s `Shift_JIS` is the WHATWG one, i.e.
 //! Windows-31J), the edits work on text, and [`ConfFile::encode`] writes the result back in the
 //! same encoding. Refused, with [`ConfError`]s that say what to do: another encoding (GB2312, …),
 //! bytes invalid in the declared encoding, a file whose decode→encode is not byte-identical (NEC
@@ -48,6 +48,7 @@
 //! the two pushes of a restore and hand it to [`apply_changes_with_templates`]: the md resource then
 //! comes back exactly as it was, except for what the [`MdDefinition`] and the [`GuidSource`] say.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use quick_xml::Reader;
@@ -240,17 +241,14 @@ impl ConfFile {
         }
         let body = if bom { &bytes[UTF8_BOM.len()..] } else { bytes };
         let encoding = Self::encoding_of(charset);
-        let text = match encoding.decode_without_bom_handling_and_without_replacement(body) {
-            Some(t) => t.into_owned(),
-            None => {
-                let (lossy, _) = encoding.decode_without_bom_handling(body);
-                let valid = lossy.split('\u{FFFD}').next().unwrap_or("");
-                let (prefix, _, _) = encoding.encode(valid);
-                return Err(ConfError::Undecodable {
-                    encoding: Self::name_of(charset),
-                    offset: prefix.len() + usize::from(bom) * UTF8_BOM.len(),
-                });
-            }
+        let Some(text) = encoding.decode_without_bom_handling_and_without_replacement(body).map(Cow::into_owned) else {
+            let (lossy, _) = encoding.decode_without_bom_handling(body);
+            let valid = lossy.split('\u{FFFD}').next().unwrap_or("");
+            let (prefix, _, _) = encoding.encode(valid);
+            return Err(ConfError::Undecodable {
+                encoding: Self::name_of(charset),
+                offset: prefix.len() + usize::from(bom) * UTF8_BOM.len(),
+            });
         };
         let file = ConfFile { text, charset, bom, ascii_only: charset == Charset::Ascii && body.is_ascii() };
         let again = file
@@ -1293,7 +1291,7 @@ mod tests {
         let at = bad.len();
         bad.extend_from_slice(b"\x81</root>");
         assert!(matches!(ConfFile::decode(&bad), Err(ConfError::Undecodable { encoding: "Shift_JIS", .. })));
-        // UTF-8 bytes in a file that declares Shift_JIS are refused, not misread.
+        // UTF-8 bytes in a file that declares `Shift_JIS` are refused, not misread.
         let utf8 = "<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><root>日本語</root>".as_bytes();
         assert!(ConfFile::decode(utf8).is_err());
         // NEC-selected IBM extensions (0xED40) decode to a character Windows-31J encodes as 0xFA5C.
