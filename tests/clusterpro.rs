@@ -110,8 +110,13 @@ fn clpmdstat_mirror_garbage() {
 
 #[test]
 fn clpmdstat_list() {
+    // NEC's shape: names in angle brackets (NEC engineers' perl scripts take them with /<(.+)>/).
     let linux = parse::parse_clpmdstat_list(&fixture("clpmdstat-l-linux.txt")).expect("linux");
     assert_eq!(linux, vec![res("md1"), res("md2")]);
+    let with_details = " <md1>\n  Mirror Partition Device : /dev/NMP1\n <md2>\r\n  Sync Switch  On\n";
+    assert_eq!(parse::parse_clpmdstat_list(with_details).expect("details ignored"), vec![res("md1"), res("md2")]);
+    // Other shapes still read: bare names, or `Name :` lines under `<server>` headings.
+    assert_eq!(parse::parse_clpmdstat_list(" md1\n md2\n").expect("bare"), vec![res("md1"), res("md2")]);
     let windows = parse::parse_clpmdstat_list(&fixture("clpmdstat-l-windows.txt")).expect("windows");
     assert_eq!(windows, vec![res("md")]);
     let e = parse::parse_clpmdstat_list("Usage: clpmdstat -l | -m <md>\n").expect_err("garbage");
@@ -304,14 +309,54 @@ fn linux_round_trip() {
         &[template],
     )
     .expect("add");
-    // The fixture had no fullcopy (default 1): it is inserted as the last parameter.
-    assert_eq!(line_diff(&original, &readded), vec!["+        <fullcopy>0</fullcopy>"]);
+    // The fixture had no fullcopy (default 1) and no mkfs: both are inserted as last parameters,
+    // mkfs off (clpcfset doc/linux/md.md: initial mkfs off when the disk already holds data).
+    assert_eq!(line_diff(&original, &readded), vec!["+        <fullcopy>0</fullcopy>", "+        <mkfs>0</mkfs>"]);
     let cfg = read_config(&readded, Os::Linux).expect("read");
     assert_eq!(cfg.mirrors, vec![linux_def(false)]);
     // Without a template: a minimal element with the next free NMP device.
     let minimal =
         apply_changes(&removed, &[ConfigChange::AddMirror(linux_def(true))], &GuidSource::new()).expect("add");
     insta::assert_debug_snapshot!("linux_minimal_add_diff", line_diff(&removed, &minimal));
+}
+
+/// A Linux md captured with initial mkfs on comes back with it off, whatever the definition's
+/// initial copy; an `mkfs` that cannot be set as text is refused.
+#[test]
+fn linux_re_add_turns_initial_mkfs_off() {
+    let original = fixture("clp-linux.conf").replace(
+        "        <fs>ext4</fs>\n",
+        "        <fs>ext4</fs>\n        <mkfs>1</mkfs>\n        <fullcopy>1</fullcopy>\n",
+    );
+    let template = MirrorTemplate::capture(&original, &res("md1")).expect("capture").expect("defined");
+    let removed = apply_changes(&original, &[remove("md1")], &GuidSource::new()).expect("remove");
+    for initial_copy in [false, true] {
+        let readded = apply_changes_with_templates(
+            &removed,
+            &[ConfigChange::AddMirror(linux_def(initial_copy))],
+            &GuidSource::new(),
+            std::slice::from_ref(&template),
+        )
+        .expect("add");
+        let want = if initial_copy {
+            vec!["-        <mkfs>1</mkfs>", "+        <mkfs>0</mkfs>"]
+        } else {
+            vec![
+                "-        <mkfs>1</mkfs>",
+                "-        <fullcopy>1</fullcopy>",
+                "+        <mkfs>0</mkfs>",
+                "+        <fullcopy>0</fullcopy>",
+            ]
+        };
+        assert_eq!(line_diff(&original, &readded), want, "initial copy {initial_copy}");
+    }
+    // md still defined (AddMirror over it): mkfs is set too.
+    let patched =
+        apply_changes(&original, &[ConfigChange::AddMirror(linux_def(false))], &GuidSource::new()).expect("patch");
+    assert!(patched.contains("<mkfs>0</mkfs>") && !patched.contains("<mkfs>1</mkfs>"), "{patched}");
+    let odd = original.replace("<mkfs>1</mkfs>", "<mkfs><on/></mkfs>");
+    let e = apply_changes(&odd, &[ConfigChange::AddMirror(linux_def(false))], &GuidSource::new()).expect_err("odd");
+    assert!(e.to_string().contains("resource/md[md1]") && e.to_string().contains("mkfs"), "{e}");
 }
 
 #[test]

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Lab, assert_backup_captured, assert_restored, example, with_backups, with_restore};
-use mirrorctl::adapters::clusterpro::commands::{CommandCluster, CommandOptions, PENDING_RESUME, TEMP_PREFIX};
+use mirrorctl::adapters::clusterpro::commands::{
+    CommandCluster, CommandOptions, DETECTED, PENDING_RESUME, TEMP_PREFIX,
+};
 use mirrorctl::adapters::node::transport::{CommandOutput, Shell, Transport};
 use mirrorctl::ids::{GroupName, ResourceName, ServerName};
 use mirrorctl::plan::Action;
@@ -52,13 +54,25 @@ struct Rig {
 }
 
 impl Rig {
+    /// A rig for `os`; on Windows the tools are installed in CLUSTERPRO's directory.
     async fn new(os: Os, seed: u64) -> Rig {
+        Rig::installed(os, seed, "C:/Program Files/CLUSTERPRO/bin").await
+    }
+
+    /// A rig whose Windows servers have the tools in `windows_dir` (a drive path with `/`,
+    /// mapped by [`PsShim`]); Linux servers keep them on `PATH`.
+    async fn installed(os: Os, seed: u64, windows_dir: &str) -> Rig {
         let scenario = match os {
             Os::Linux => Scenario::linux(),
             Os::Windows => Scenario::windows_runbook(),
         };
         let world = SimWorld::new(scenario, seed, SPEED);
         let fake = Arc::new(FakeClp::start(world.clone()).await);
+        if os == Os::Windows {
+            for s in &world.scenario().servers {
+                fake.relocate_tools(&s.name, windows_dir);
+            }
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("node-tmp")).expect("node tmp");
         Rig { world, fake, dir, spec: example(os) }
@@ -86,7 +100,11 @@ impl Rig {
         options.operation_timeout = Duration::from_mins(2);
         let transport = match os {
             Os::Linux => self.fake.transport(),
-            Os::Windows => Arc::new(PsShim { inner: self.fake.transport(), root: options.work_dir.clone() }),
+            Os::Windows => Arc::new(PsShim {
+                inner: self.fake.transport(),
+                root: options.work_dir.clone(),
+                fake: self.fake.clone(),
+            }),
         };
         CommandCluster::with_options(&self.spec.cluster, transport, state_dir, options)
     }
@@ -185,6 +203,11 @@ async fn every_port_method_runs_through_the_fake_commands() {
     cmd.move_group(&g, &n2).await.expect("move group");
     let st = sim.status().await.expect("status");
     assert_eq!((st.groups[&g].state, st.groups[&g].current.as_ref()), (ObjectState::Online, Some(&n2)));
+    // The destination is named with -a (clpaic `move_group`); -h would only pick the server that
+    // handles the request, leaving the destination to the failover policy.
+    let moves: Vec<String> =
+        rig.fake.log().into_iter().map(|(_, l)| l).filter(|l| l.starts_with("clpgrp -m")).collect();
+    assert_eq!(moves, vec![format!("clpgrp -m {g} -a {n2}")]);
 
     // clpdown runs on the server it shuts down; afterwards that server cannot be reached and the
     // other one answers.
@@ -427,6 +450,99 @@ async fn a_missing_command_falls_back_then_needs_a_human() {
     assert_eq!((e.code.as_str(), e.class), ("ClpCommandNotFound", ErrorClass::NeedsHuman));
 }
 
+/// `clpmdstat -l` prints md names in angle brackets (NEC's shape, which the fake prints): a
+/// transient `clpmdstat -m` failure of a listed md is retryable, and only an md the list lacks is
+/// `ResourceNotFound`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_clpmdstat_of_a_listed_md_is_retryable() {
+    let rig = Rig::linux(19).await;
+    let cmd = rig.cmd();
+    rig.fake.fail_next("clpmdstat -m", 1);
+    let e = cmd.mirror_status(&rig.md()).await.expect_err("injected failure");
+    assert_eq!((e.code.as_str(), e.class), ("MirrorStatusFailed", ErrorClass::Retryable), "{e}");
+    assert!(rig.fake.count("clpmdstat -l") >= 1, "{:?}", rig.fake.log());
+    let e = cmd.mirror_status(&res("nosuchmd")).await.expect_err("not an md");
+    assert_eq!((e.code.as_str(), e.class), ("ResourceNotFound", ErrorClass::NeedsHuman), "{e}");
+    assert!(cmd.mirror_status(&rig.md()).await.expect("again").healthy());
+}
+
+/// Each server's tools in their own file system: `/opt/nec/clusterpro/bin` in the scripts is
+/// mapped under [`FakeClp::node_root`]; counts the install-directory detections.
+struct Rooted {
+    inner: Arc<dyn Transport>,
+    fake: Arc<FakeClp>,
+    detections: Mutex<Vec<ServerName>>,
+}
+
+#[async_trait::async_trait]
+impl Transport for Rooted {
+    async fn run(
+        &self,
+        server: &ServerName,
+        shell: Shell,
+        script: &str,
+        timeout: Duration,
+    ) -> PortResult<CommandOutput> {
+        if script.contains(DETECTED) {
+            self.detections.lock().expect("detections").push(server.clone());
+        }
+        let root = format!("{}/opt/nec/clusterpro/bin", self.fake.node_root(server).display());
+        self.inner.run(server, shell, &script.replace("/opt/nec/clusterpro/bin", &root), timeout).await
+    }
+    async fn read_file(&self, server: &ServerName, shell: Shell, path: &Path) -> PortResult<Vec<u8>> {
+        self.inner.read_file(server, shell, path).await
+    }
+    async fn write_file(&self, server: &ServerName, shell: Shell, path: &Path, bytes: &[u8]) -> PortResult<()> {
+        self.inner.write_file(server, shell, path, bytes).await
+    }
+}
+
+/// Linux: without `cluster.install_dir`, each server's commands are found once, in
+/// `/opt/nec/clusterpro/bin` or else on `PATH`, and remembered per server; a server whose
+/// commands vanish is looked at again; when no place holds them anywhere the error is
+/// `ClpCommandNotFound` naming every place tried. With `cluster.install_dir`, nothing is detected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linux_install_directory_is_found_per_server_and_remembered() {
+    let rig = Rig::linux(21).await;
+    let (n1, n2) = (rig.node(0), rig.node(1));
+    rig.fake.relocate_tools(&n1, "opt/nec/clusterpro/bin");
+    let rooted = Arc::new(Rooted { inner: rig.fake.transport(), fake: rig.fake.clone(), detections: Mutex::default() });
+    let mut options = CommandOptions::for_os(Os::Linux);
+    options.work_dir = rig.node_tmp().display().to_string();
+    let cmd = CommandCluster::with_options(&rig.spec.cluster, rooted.clone(), &rig.state_dir(), options.clone());
+    cmd.status().await.expect("status from node1's /opt/nec/clusterpro/bin");
+    assert!(cmd.mirror_status(&rig.md()).await.expect("mirror").healthy());
+    rig.fake.stop_service(&n1);
+    cmd.status().await.expect("status from node2's PATH");
+    cmd.config().await.expect("config from node2");
+    assert_eq!(*rooted.detections.lock().expect("d"), vec![n1.clone(), n2.clone()], "once per server");
+
+    // node2's commands move to /opt/nec/clusterpro/bin: found again after a miss.
+    rig.fake.relocate_tools(&n2, "opt/nec/clusterpro/bin");
+    cmd.status().await.expect("found again");
+    assert_eq!(rooted.detections.lock().expect("d").len(), 3, "looked again after the miss, in the same call");
+
+    // Nowhere at all.
+    for s in [&n1, &n2] {
+        for tool in support::fake_clp::TOOLS {
+            rig.fake.remove_tool(s, tool);
+        }
+    }
+    let e = cmd.status().await.expect_err("not installed");
+    assert_eq!((e.code.as_str(), e.class), ("ClpCommandNotFound", ErrorClass::NeedsHuman), "{e}");
+    assert!(e.message.contains("/opt/nec/clusterpro/bin, PATH") && e.message.contains("install_dir"), "{e}");
+
+    // A configured directory is used as is on every server, without detection.
+    let mut spec = rig.spec.cluster.clone();
+    spec.install_dir = Some("/nonexistent/clp/bin".to_owned());
+    let before = rooted.detections.lock().expect("d").len();
+    let fixed = CommandCluster::with_options(&spec, rooted.clone(), &rig.state_dir(), options);
+    let e = fixed.status().await.expect_err("nothing there");
+    assert_eq!(e.code, "ClpCommandNotFound", "{e}");
+    assert!(e.message.contains("/nonexistent/clp/bin/clpstat"), "{e}");
+    assert_eq!(rooted.detections.lock().expect("d").len(), before);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Windows: the command text, through a scripted transport.
 
@@ -477,6 +593,9 @@ impl Transport for Scripted {
                 tools.map(|t| format!("present {t} C:\\Program Files\\CLUSTERPRO\\bin\\{t}.exe\r\n")).collect();
             out.push_str("version 5.1.0\r\n");
             out
+        } else if script.contains(DETECTED) {
+            // CLUSTERPRO's directory, the first place tried.
+            format!("{DETECTED} 0\r\n")
         } else if script.contains("clpstat.exe") {
             self.clpstat.lock().expect("clpstat").clone()
         } else if script.contains("clpmdstat.exe") {
@@ -831,12 +950,100 @@ async fn windows_backup_and_restore_through_the_commands_run_as_sh() {
     }
 }
 
+/// A Japanese Windows cluster's clp.conf is `Shift_JIS` (NEC's `create_win_md.pl`) with Japanese text
+/// in comments: a full restore through the commands reads and writes it in `Shift_JIS`, keeps the
+/// pulled and pushed copies byte for byte, and changes no byte outside the edited elements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shift_jis_clp_conf_survives_a_restore_byte_for_byte() {
+    use support::fake_clp::{JA_BUSINESS_COMMENT, JA_COMMENT, JA_MD_COMMENT};
+    let rig = Rig::new(Os::Windows, 5).await;
+    rig.fake.set_conf_encoding("Shift_JIS");
+    backup_and_restore_through_the_commands(&rig).await;
+
+    let sjis = encoding_rs::SHIFT_JIS;
+    let decode = |name: &str, bytes: &[u8]| -> String {
+        let text = sjis.decode_without_bom_handling_and_without_replacement(bytes).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(sjis.encode(&text).0.as_ref(), bytes, "{name} is Shift_JIS byte for byte");
+        text.into_owned()
+    };
+    let copies = rig.copies(&rig.state_dir());
+    let conf: Vec<(&String, String)> = copies
+        .iter()
+        .filter(|(n, _)| n.ends_with("-pulled.conf") || n.ends_with("-pushed.conf"))
+        .map(|(n, b)| (n, decode(n, b)))
+        .collect();
+    assert!(conf.len() >= 4, "{:?}", copies.keys());
+    for (name, text) in &conf {
+        assert!(text.starts_with("<?xml version=\"1.0\" encoding=\"Shift_JIS\"?>"), "{name}");
+        assert!(text.contains(JA_COMMENT) && text.contains(JA_BUSINESS_COMMENT), "{name}:\n{text}");
+    }
+    // The file md was removed from, and the file it was re-added to (copies sort by time).
+    let first_pulled = &conf.iter().find(|(n, _)| n.ends_with("-pulled.conf")).expect("pulled").1;
+    let last_pushed = &conf.iter().rev().find(|(n, _)| n.ends_with("-pushed.conf")).expect("pushed").1;
+    assert!(first_pulled.contains(JA_MD_COMMENT) && last_pushed.contains(JA_MD_COMMENT), "{last_pushed}");
+    let changed: Vec<String> = similar::TextDiff::from_lines(first_pulled, last_pushed)
+        .iter_all_changes()
+        .filter(|c| c.tag() != similar::ChangeTag::Equal)
+        .map(|c| c.value().trim().to_owned())
+        .collect();
+    assert!(!changed.is_empty());
+    for line in &changed {
+        assert!(
+            ["<fullcopy>", "<volumeguid>", "<cpvolumeguid>"].iter().any(|t| line.starts_with(t)),
+            "only the edited elements differ from the original file, not {line:?}:\n{changed:#?}"
+        );
+    }
+}
+
+/// An EXPRESSCLUSTER X install on Windows keeps its commands in
+/// `C:\Program Files\EXPRESSCLUSTER\bin`: the adapter, without `cluster.install_dir`, finds them
+/// there on each server (after CLUSTERPRO's directory) and a full backup and restore works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_expresscluster_install_is_found_and_works_end_to_end() {
+    let rig = Rig::installed(Os::Windows, 3, "C:/Program Files/EXPRESSCLUSTER/bin").await;
+    assert!(rig.spec.cluster.install_dir.is_none());
+    backup_and_restore_through_the_commands(&rig).await;
+    for s in &rig.spec.cluster.servers {
+        // Each server ran its commands from there (clpdiskctrl runs on both, clpdown on the standby).
+        assert!(rig.fake.log().iter().any(|(on, _)| *on == s.name.to_string()), "{}", s.name);
+        assert!(rig.fake.bin_dir(&s.name).read_dir().expect("bin").next().is_none(), "nothing left on PATH");
+    }
+}
+
 /// Runs the adapter's PowerShell scripts as sh. They have a fixed shape (one command each,
-/// see `render_powershell`), so each line maps to one sh line; Windows paths under `root` (the
-/// work directory given to the adapter) become Linux paths. Anything else is a test failure.
+/// see `render_powershell`, or the install-directory detection, see `detect_powershell`), so each
+/// line maps to one sh line; Windows paths under `root` (the work directory given to the adapter)
+/// become Linux paths, and drive paths (`C:\Program Files\…`) paths under the server's
+/// [`FakeClp::node_root`], where `.exe` is dropped (the fake tools have no extension). Anything
+/// else is a test failure.
 struct PsShim {
     inner: Arc<dyn Transport>,
     root: String,
+    fake: Arc<FakeClp>,
+}
+
+/// Every single-quoted PowerShell string in `s`, in order.
+fn ps_quoted(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\'' {
+            continue;
+        }
+        let mut w = String::new();
+        loop {
+            match chars.next().expect("closing quote") {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    w.push('\'');
+                }
+                '\'' => break,
+                c => w.push(c),
+            }
+        }
+        words.push(w);
+    }
+    words
 }
 
 /// The words of `& $exe 'a' 'b''c'`: PowerShell single-quoted strings.
@@ -865,12 +1072,20 @@ fn ps_words(s: &str) -> Vec<String> {
 }
 
 impl PsShim {
-    fn path(&self, p: &str) -> String {
-        if p.starts_with(&self.root) { p.replace('\\', "/") } else { p.to_owned() }
+    fn path(&self, server: &ServerName, p: &str) -> String {
+        let b = p.as_bytes();
+        if p.starts_with(&self.root) {
+            p.replace('\\', "/")
+        } else if b.len() > 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\' {
+            let local = p.replace('\\', "/");
+            format!("{}/{}", self.fake.node_root(server).display(), local.trim_end_matches(".exe"))
+        } else {
+            p.to_owned()
+        }
     }
 
-    fn sh(&self, script: &str) -> String {
-        let q = |w: &str| format!("'{}'", self.path(w).replace('\'', r"'\''"));
+    fn sh(&self, server: &ServerName, script: &str) -> String {
+        let q = |w: &str| format!("'{}'", self.path(server, w).replace('\'', r"'\''"));
         // The adapter's volume GUID query: the fake's `win32-volume` answers it.
         if let Some(rest) =
             script.strip_prefix("$v = Get-CimInstance -ClassName Win32_Volume -Filter \"DriveLetter = '")
@@ -878,15 +1093,17 @@ impl PsShim {
             let letter = rest.chars().next().expect("letter");
             return format!("win32-volume {letter}:\n");
         }
-        // The preflight's tools check (`tools_script`): each tool looked up on the PATH.
-        if script.starts_with("$dir = ") {
+        // The preflight's tools check (`tools_script`): each tool looked for in the folder.
+        if let Some(first) = script.lines().next().and_then(|l| l.strip_prefix("$dir = ")) {
+            let dir = &ps_words(first.trim_end())[0];
             let list = script
                 .lines()
                 .find_map(|l| l.strip_prefix("foreach ($t in @(")?.strip_suffix(")) {"))
                 .expect("the tools check names its tools");
             let tools: Vec<String> = list.split(", ").flat_map(ps_words).collect();
             return format!(
-                "for t in {}; do if p=$(command -v \"$t\"); then echo \"present $t $p\"; else echo \"missing $t\"; fi; done\nexit 0\n",
+                "d={}\nfor t in {}; do if [ -x \"$d/$t\" ]; then echo \"present $t $d/$t\"; else echo \"missing $t\"; fi; done\nexit 0\n",
+                q(dir),
                 tools.join(" ")
             );
         }
@@ -899,7 +1116,16 @@ impl PsShim {
             } else if let Some(rest) = line.strip_prefix("$exe = ") {
                 let exe = &ps_words(rest)[0];
                 exe.rsplit('\\').next().expect("file").trim_end_matches(".exe").clone_into(&mut tool);
-                out.push(format!("command -v {tool} >/dev/null || {{ echo '{tool}.exe not found' >&2; exit 127; }}"));
+                out.push(format!("exe={}", q(exe)));
+                out.push(format!("[ -x \"$exe\" ] || {{ echo '{tool}.exe not found' >&2; exit 127; }}"));
+            } else if line.starts_with("if (Test-Path -LiteralPath ") && line.ends_with("; exit 0 }") {
+                let words = ps_quoted(line);
+                let [probe, said] = words.as_slice() else { panic!("detection line {line:?}") };
+                out.push(format!("if [ -x {} ]; then echo {}; exit 0; fi", q(probe), q(said)));
+            } else if let Some(rest) = line.strip_prefix("[Console]::Error.WriteLine(") {
+                let said = &ps_quoted(rest)[0];
+                assert!(rest.ends_with("); exit 127"), "{line:?}");
+                out.push(format!("echo {} >&2; exit 127", q(said)));
             } else if line.starts_with("if (-not")
                 || line.starts_with("    [Console]")
                 || line == "}"
@@ -907,7 +1133,7 @@ impl PsShim {
             {
             } else if let Some(rest) = line.strip_prefix("& $exe") {
                 let args: Vec<String> = ps_words(rest).iter().map(|w| q(w)).collect();
-                out.push(format!("{tool} {}", args.join(" ")));
+                out.push(format!("\"$exe\" {}", args.join(" ")));
             } else if line == "$rc = $LASTEXITCODE" {
                 out.push("rc=$?".to_owned());
             } else if let Some(rest) = line.strip_prefix("Remove-Item -LiteralPath ") {
@@ -934,14 +1160,14 @@ impl Transport for PsShim {
         timeout: Duration,
     ) -> PortResult<CommandOutput> {
         assert_eq!(shell, Shell::PowerShell);
-        self.inner.run(server, Shell::Sh, &self.sh(script), timeout).await
+        self.inner.run(server, Shell::Sh, &self.sh(server, script), timeout).await
     }
     async fn read_file(&self, server: &ServerName, _shell: Shell, path: &Path) -> PortResult<Vec<u8>> {
-        let p = PathBuf::from(self.path(&path.display().to_string()));
+        let p = PathBuf::from(self.path(server, &path.display().to_string()));
         self.inner.read_file(server, Shell::Sh, &p).await
     }
     async fn write_file(&self, server: &ServerName, _shell: Shell, path: &Path, bytes: &[u8]) -> PortResult<()> {
-        let p = PathBuf::from(self.path(&path.display().to_string()));
+        let p = PathBuf::from(self.path(server, &path.display().to_string()));
         self.inner.write_file(server, Shell::Sh, &p, bytes).await
     }
 }

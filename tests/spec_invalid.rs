@@ -171,6 +171,40 @@ case!(invalid_server_name, with("name = \"server1\"", "name = \"server 1\""), In
 case!(invalid_request_name, with("incident-2026-11-24", "incident 24/11"), InvalidId, "incident 24/11");
 case!(unknown_os, with("\"windows\"", "\"win\""), UnknownOs, "\"win\"");
 case!(unknown_access, with("access = \"ssm\"", "access = \"ssh\""), UnknownAccess, "\"ssh\"");
+case!(
+    install_dir_not_absolute,
+    with("access = \"ssm\"", "access = \"ssm\"\ninstall_dir = 'Program Files\\EXPRESSCLUSTER\\bin'"),
+    InstallDir,
+    "install_dir"
+);
+case!(
+    install_dir_linux_path_on_windows,
+    with("access = \"ssm\"", "access = \"ssm\"\ninstall_dir = \"/opt/nec/clusterpro/bin\""),
+    InstallDir,
+    "install_dir"
+);
+case!(install_dir_empty, with("access = \"ssm\"", "access = \"ssm\"\ninstall_dir = \"\""), EmptyValue, "install_dir");
+case!(
+    install_dir_not_a_string,
+    with("access = \"ssm\"", "access = \"ssm\"\ninstall_dir = 1"),
+    WrongType,
+    "install_dir"
+);
+
+#[test]
+fn install_dir_is_read_per_os() {
+    let win = with("access = \"ssm\"", "access = \"ssm\"\ninstall_dir = 'C:\\Program Files\\EXPRESSCLUSTER\\bin'");
+    let spec = load_str(Path::new(FILE), &win).expect("windows install_dir");
+    assert_eq!(spec.cluster.install_dir.as_deref(), Some(r"C:\Program Files\EXPRESSCLUSTER\bin"));
+    assert_eq!(load_str(Path::new(FILE), VALID).expect("valid").cluster.install_dir, None);
+    let linux = with("os = \"windows\"", "os = \"linux\"")
+        .replace("access = \"ssm\"", "access = \"ssm\"\ninstall_dir = 'C:\\CLUSTERPRO\\bin'");
+    let errors = load_err(&linux);
+    assert!(
+        errors.0.iter().any(|e| e.kind == ErrorKind::InstallDir && e.line == line_of(&linux, "install_dir", 0)),
+        "{errors}"
+    );
+}
 
 // --- servers ----------------------------------------------------------------------------------
 

@@ -32,6 +32,8 @@ pub enum ErrorKind {
     UnknownOs,
     /// `cluster.access` is not `ssm` or `local`.
     UnknownAccess,
+    /// `cluster.install_dir` is not an absolute directory path of the cluster's OS.
+    InstallDir,
     /// A server's zone is not in the cluster's region.
     ZoneOutsideRegion,
     /// Not exactly two `[[cluster.server]]` entries.
@@ -110,6 +112,7 @@ impl ErrorKind {
             ErrorKind::InvalidId => "invalid-id",
             ErrorKind::UnknownOs => "unknown-os",
             ErrorKind::UnknownAccess => "unknown-access",
+            ErrorKind::InstallDir => "install-dir",
             ErrorKind::ZoneOutsideRegion => "zone-outside-region",
             ErrorKind::ServerCount => "server-count",
             ErrorKind::DuplicateServerName => "duplicate-server-name",

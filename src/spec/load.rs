@@ -354,13 +354,27 @@ impl Checker<'_, '_> {
             )
             .and_then(|v| self.os(v));
         let access = raw.access.as_ref().map_or(Some(Access::Ssm), |v| self.access(v));
+        let install_dir = match (&raw.install_dir, os) {
+            (None, _) => Some(None),
+            (Some(v), Some(os)) => self.install_dir(v, os).map(Some),
+            // The OS is wrong: its own error says so.
+            (Some(_), None) => None,
+        };
         let api = raw.api.as_ref().map(|a| self.api(a));
         let servers = self.servers(raw.server.as_deref(), region.as_ref());
         let api = match api {
             Some(a) => Some(a?),
             None => None,
         };
-        let spec = ClusterSpec { name: name?, region: region?, os: os?, access: access?, api, servers: servers? };
+        let spec = ClusterSpec {
+            name: name?,
+            region: region?,
+            os: os?,
+            access: access?,
+            api,
+            install_dir: install_dir?,
+            servers: servers?,
+        };
         Some((spec, name_raw?.span()))
     }
 
@@ -401,6 +415,55 @@ impl Checker<'_, '_> {
                 None
             }
         }
+    }
+
+    /// `cluster.install_dir`: an absolute directory in the path syntax of `os` (Windows `X:\…`,
+    /// Linux `/…`), without control characters.
+    fn install_dir(&mut self, value: &S<String>, os: Os) -> Option<String> {
+        const KEY: &str = "cluster.install_dir";
+        let v = value.get_ref();
+        let example = match os {
+            Os::Windows => "install_dir = 'C:\\Program Files\\EXPRESSCLUSTER\\bin' (TOML literal string)",
+            Os::Linux => "install_dir = \"/opt/nec/clusterpro/bin\"",
+        };
+        if v.trim().is_empty() {
+            self.push(
+                value.span(),
+                KEY,
+                ErrorKind::EmptyValue,
+                "install_dir is empty",
+                format!("remove the key to let mirrorctl find the commands, or write e.g. {example}"),
+            );
+            return None;
+        }
+        let absolute = match os {
+            Os::Windows => {
+                let b = v.as_bytes();
+                b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\' && !v.contains('/')
+            }
+            Os::Linux => v.starts_with('/'),
+        };
+        let problem = if v.chars().any(char::is_control) {
+            Some("holds a control character")
+        } else if !absolute {
+            Some(match os {
+                Os::Windows => "is not an absolute Windows path such as C:\\Program Files\\CLUSTERPRO\\bin",
+                Os::Linux => "is not an absolute path",
+            })
+        } else {
+            None
+        };
+        if let Some(why) = problem {
+            self.push(
+                value.span(),
+                KEY,
+                ErrorKind::InstallDir,
+                format!("install_dir {v:?} {why}"),
+                format!("write the directory holding clpstat and the other clp commands, e.g. {example}"),
+            );
+            return None;
+        }
+        Some(v.clone())
     }
 
     fn access(&mut self, value: &S<String>) -> Option<Access> {

@@ -130,6 +130,10 @@ pub struct ClusterSpec {
     pub access: Access,
     /// The REST API, when the cluster has one.
     pub api: Option<ApiSpec>,
+    /// `cluster.install_dir`: the absolute directory holding the `clp*` executables on every
+    /// server; `None` = found on each server (see the CLUSTERPRO command adapter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_dir: Option<String>,
     /// Exactly two servers; the first is the primary (where the group runs after a restore).
     pub servers: [ServerSpec; 2],
 }

@@ -26,6 +26,27 @@
 //! needs (the mirror connection, Linux mount point and file system, `mdw`/`mdnw` monitors, the
 //! business resource's dependency, and on Windows the volume GUIDs of the disks attached now).
 //! The push is then applied to the simulator as the `ConfigChange`s it amounts to.
+//!
+//! Where the fakes' shapes come from (so that they do not merely repeat the adapter's beliefs):
+//! - `clpmdstat -l` prints each md name in angle brackets (` <md>`), on Windows and Linux alike:
+//!   NEC engineers' public mirror-recovery perl scripts take the names with `/<(.+)>/`
+//!   (research/clusterpro-audit.md #9). The Windows output is not confirmed [U].
+//! - `clpgrp -m <g> -a <target>` moves the group to `target`; without `-a` it moves by the failover
+//!   policy, here the next server of the group's list; `-h` only picks the server that handles the
+//!   request (EXPRESSCLUSTER/clpaic `src/clpaic-remote/tool_definitions.py`, `move_group`). With the
+//!   simulator's two servers both land on the same server, so tests tell them apart by the logged
+//!   command line.
+//! - A pushed Linux md with `fullcopy` 0 must have `parameters/mkfs` 0, or the push fails. NEC
+//!   (EXPRESSCLUSTER/clpcfset `doc/linux/md.md`) says to set initial mkfs off when the disk already
+//!   holds data; that CLUSTERPRO itself refuses (rather than formats) is a belief [U], chosen so
+//!   that a test fails where a real cluster might lose data. The rendered md carries `mkfs` equal
+//!   to its `fullcopy` (the simulator keeps no mkfs [U]).
+//! - `clp.conf` is ASCII (Windows) or UTF-8 (Linux) unless [`FakeClp::set_conf_encoding`] makes it
+//!   `Shift_JIS` or EUC-JP with Japanese comments, as Japanese clusters write it (NEC's
+//!   `create_win_md.pl` uses SJIS; EXPRESSCLUSTER/CreateClusterOnLinux `CommandParameters_jp.md`:
+//!   `clpcreate init` takes EUC-JP for Japanese, ASCII for English). A pushed file is read in the
+//!   encoding its declaration names and refused when invalid there. Whether the real `clpcfctrl`
+//!   rejects such a file or stores garbage is [U].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -114,6 +135,8 @@ const USAGE: i32 = 2;
 #[derive(Debug, Default)]
 struct Knobs {
     suspended: bool,
+    /// The encoding label `clpcfctrl --pull` declares and writes, with Japanese comments.
+    conf_encoding: Option<&'static str>,
     stopped_service: BTreeSet<String>,
     fail_next: BTreeMap<String, u32>,
     log: Vec<(String, String)>,
@@ -135,6 +158,8 @@ pub struct FakeClp {
     sandbox: tempfile::TempDir,
     port: u16,
     knobs: Arc<Mutex<Knobs>>,
+    /// Where each server's tools are now, when moved from its `bin/` ([`FakeClp::relocate_tools`]).
+    moved: Mutex<BTreeMap<ServerName, PathBuf>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -173,7 +198,7 @@ impl FakeClp {
                 write_executable(&bin.join(tool), &text);
             }
         }
-        FakeClp { world, scenario, sandbox, port, knobs, task }
+        FakeClp { world, scenario, sandbox, port, knobs, moved: Mutex::new(BTreeMap::new()), task }
     }
 
     /// The loopback port the tools talk to.
@@ -181,9 +206,35 @@ impl FakeClp {
         self.port
     }
 
-    /// The `bin/` directory of `server`'s fake tools.
+    /// The `bin/` directory of `server`'s fake tools (empty after [`FakeClp::relocate_tools`]).
     pub fn bin_dir(&self, server: &ServerName) -> PathBuf {
-        self.sandbox.path().join(server.as_str()).join("bin")
+        self.node_root(server).join("bin")
+    }
+
+    /// The directory standing for `server`'s file system root, for tests that map absolute node
+    /// paths (`C:\…`, `/opt/nec/…`) into it.
+    pub fn node_root(&self, server: &ServerName) -> PathBuf {
+        self.sandbox.path().join(server.as_str())
+    }
+
+    /// Where `server`'s tools are now.
+    pub fn tools_dir(&self, server: &ServerName) -> PathBuf {
+        self.moved.lock().expect("moved").get(server).cloned().unwrap_or_else(|| self.bin_dir(server))
+    }
+
+    /// Moves `server`'s tools from its `bin/` (which stays on its `PATH`, empty) to
+    /// `node_root(server)/<under>`: an install in a product directory, e.g.
+    /// `C:/Program Files/EXPRESSCLUSTER/bin` or `opt/nec/clusterpro/bin`.
+    pub fn relocate_tools(&self, server: &ServerName, under: &str) {
+        let to = self.node_root(server).join(under);
+        std::fs::create_dir_all(&to).expect("install dir");
+        let from = self.tools_dir(server);
+        for tool in TOOLS {
+            if from.join(tool).exists() {
+                std::fs::rename(from.join(tool), to.join(tool)).expect("move tool");
+            }
+        }
+        self.moved.lock().expect("moved").insert(server.clone(), to);
     }
 
     /// `PATH` for commands run on `server`: its fake tools first.
@@ -212,7 +263,7 @@ impl FakeClp {
 
     /// Removes a tool from `server`'s sandbox (a CLUSTERPRO install missing a command).
     pub fn remove_tool(&self, server: &ServerName, tool: &str) {
-        std::fs::remove_file(self.bin_dir(server).join(tool)).expect("remove tool");
+        std::fs::remove_file(self.tools_dir(server).join(tool)).expect("remove tool");
     }
 
     /// Makes `server`'s tools answer as if its cluster service were stopped (not a member),
@@ -225,6 +276,16 @@ impl FakeClp {
     /// fail without effect.
     pub fn fail_next(&self, prefix: &str, count: u32) {
         self.knobs().fail_next.insert(prefix.to_owned(), count);
+    }
+
+    /// Makes `clpcfctrl --pull` write `clp.conf` the way a Japanese cluster does: in the encoding
+    /// `label` (an `encoding_rs` label such as `Shift_JIS` or `EUC-JP`), declared in the XML
+    /// declaration, with Japanese text in an XML comment ([`JA_COMMENT`]) and in the resources'
+    /// `<comment>` elements ([`JA_MD_COMMENT`]). `clpcfctrl --push` then refuses a file that is
+    /// not valid in that encoding or lost those comments.
+    pub fn set_conf_encoding(&self, label: &'static str) {
+        assert!(encoding_rs::Encoding::for_label(label.as_bytes()).is_some(), "{label}");
+        self.knobs().conf_encoding = Some(label);
     }
 
     /// Whether the cluster is suspended.
@@ -452,8 +513,13 @@ fn suspended(ctx: &Ctx) -> Option<Reply> {
         .then(|| fail(1, "The cluster is suspended. Resume it with clpcl --resume first."))
 }
 
-fn peer(ctx: &Ctx, server: &ServerName) -> Option<ServerName> {
-    ctx.scenario.servers.iter().map(|s| s.name.clone()).find(|s| s != server)
+/// The failover policy's choice for a group on `current`: the next server after it in the
+/// group's server list (the scenario's order, wrapping around). [U]: the real policy also skips
+/// servers that are down or cannot start the group; the fake leaves that to the simulator's move.
+fn policy_next(ctx: &Ctx, current: &ServerName) -> Option<ServerName> {
+    let list: Vec<&ServerName> = ctx.scenario.servers.iter().map(|s| &s.name).collect();
+    let at = list.iter().position(|s| *s == current)?;
+    (1..list.len()).map(|i| list[(at + i) % list.len()]).next().cloned()
 }
 
 async fn clpgrp(ctx: &Ctx, here: &ServerName, args: &[String]) -> Reply {
@@ -493,7 +559,17 @@ async fn clpgrp(ctx: &Ctx, here: &ServerName, args: &[String]) -> Reply {
             ctx.ports.cluster.stop_group(&group).await
         }
         "-m" => {
-            let Some(target) = host.or_else(|| peer(ctx, here)) else { return fail(1, "No server to move to.") };
+            // `-a` names the destination; without it, the failover policy decides. `-h` only
+            // picks the server that handles the request (see the module doc).
+            let target = match option(args, "-a").map(ServerName::parse) {
+                Some(Ok(s)) => Some(s),
+                Some(Err(_)) => return fail(1, "Invalid server name."),
+                None => match ctx.ports.cluster.status().await {
+                    Ok(st) => policy_next(ctx, st.groups.get(&group).and_then(|p| p.current.as_ref()).unwrap_or(here)),
+                    Err(e) => return port_fail(&e),
+                },
+            };
+            let Some(target) = target else { return fail(1, "Command failed: no server to move the group to.") };
             ctx.ports.cluster.move_group(&group, &target).await
         }
         _ => return fail(USAGE, format!("Invalid option {op}.")),
@@ -632,21 +708,10 @@ async fn clpmdstat(ctx: &Ctx, args: &[String]) -> Reply {
                 Ok(c) => c,
                 Err(e) => return port_fail(&e),
             };
+            // NEC's shape: each md name in angle brackets (see the module doc).
             let mut out = String::new();
-            match ctx.scenario.os {
-                Os::Linux => {
-                    for m in &config.mirrors {
-                        let _ = write!(out, " {}{nl}", m.resource);
-                    }
-                }
-                Os::Windows => {
-                    for s in &ctx.scenario.servers {
-                        let _ = write!(out, " <{}>{nl}", s.name);
-                        for m in &config.mirrors {
-                            let _ = write!(out, "  Mirror Disk Name : {}{nl}", m.resource);
-                        }
-                    }
-                }
+            for m in &config.mirrors {
+                let _ = write!(out, " <{}>{nl}", m.resource);
             }
             ok(out)
         }
@@ -710,17 +775,32 @@ async fn clpcfctrl(ctx: &Ctx, cwd: &Path, args: &[String]) -> Reply {
             Err(e) => return port_fail(&e),
         };
         let guids = current_guids(ctx);
-        let text = render_conf(&ctx.scenario, &config, &guids);
-        let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, text));
+        let label = ctx.knobs.lock().expect("knobs").conf_encoding;
+        let bytes = match label {
+            None => render_conf(&ctx.scenario, &config, &guids, None).into_bytes(),
+            Some(label) => {
+                let encoding = encoding_rs::Encoding::for_label(label.as_bytes()).expect("label checked");
+                let text = render_conf(&ctx.scenario, &config, &guids, Some(label));
+                let (bytes, _, unmappable) = encoding.encode(&text);
+                assert!(!unmappable, "the fake's Japanese text fits {label}");
+                bytes.into_owned()
+            }
+        };
+        let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, bytes));
         return match written {
             Ok(()) => ok(SUCCEEDED),
             Err(e) => fail(1, format!("Failed to write {}: {e}", file.display())),
         };
     }
     if has(args, "--push") {
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
+        let bytes = match std::fs::read(&file) {
+            Ok(b) => b,
             Err(e) => return fail(1, format!("Failed to read the configuration file {}: {e}", file.display())),
+        };
+        let label = ctx.knobs.lock().expect("knobs").conf_encoding;
+        let text = match decode_pushed(&bytes, label) {
+            Ok(t) => t,
+            Err(why) => return fail(1, format!("Command failed: invalid configuration file: {why}")),
         };
         return match push(ctx, &text).await {
             Ok(()) => ok(SUCCEEDED),
@@ -778,6 +858,9 @@ fn md_lines(sc: &Scenario, m: &MdDefinition, guids: &BTreeMap<ServerName, (Strin
             push(5, format!("<point>/mnt/{}</point>", m.resource));
             push(4, "</mount>".into());
             push(4, "<fs>ext4</fs>".into());
+            // [U] the simulator does not keep mkfs: an md with the initial copy on is shown as
+            // made with initial mkfs on too (an older cluster's settings), one without it off.
+            push(4, format!("<mkfs>{}</mkfs>", u8::from(m.initial_copy)));
             push(3, "</parameters>".into());
         }
     }
@@ -786,11 +869,53 @@ fn md_lines(sc: &Scenario, m: &MdDefinition, guids: &BTreeMap<ServerName, (Strin
 }
 
 /// The `clp.conf` CLUSTERPRO would hand out for the simulated cluster now.
-fn render_conf(sc: &Scenario, config: &ClusterConfig, guids: &BTreeMap<ServerName, (String, String)>) -> String {
+/// The Japanese XML comment a [`FakeClp::set_conf_encoding`] file carries under `<root>`.
+pub const JA_COMMENT: &str = "<!-- 受注システム クラスタ構成（運用チーム管理・変更禁止） -->";
+/// The Japanese `<comment>` of the md resource in such a file.
+pub const JA_MD_COMMENT: &str = "<comment>受注データ用ミラーディスク</comment>";
+/// The Japanese `<comment>` of the business resource in such a file.
+pub const JA_BUSINESS_COMMENT: &str = "<comment>受注アプリケーション</comment>";
+
+/// The text of a pushed file in its declared encoding (`encoding_rs` labels; none = UTF-8). With
+/// [`FakeClp::set_conf_encoding`], the declaration must be that label and the Japanese comments
+/// must still be there.
+fn decode_pushed(bytes: &[u8], label: Option<&str>) -> Result<String, String> {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(100)]).into_owned();
+    let declared = head.split("encoding=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("UTF-8").to_owned();
+    if let Some(want) = label
+        && declared != want
+    {
+        return Err(format!("the file declares encoding {declared:?}, the cluster writes {want:?}"));
+    }
+    let encoding = encoding_rs::Encoding::for_label(declared.as_bytes())
+        .ok_or_else(|| format!("unknown encoding {declared:?}"))?;
+    let text = encoding
+        .decode_without_bom_handling_and_without_replacement(bytes)
+        .ok_or_else(|| format!("the file is not valid {declared}"))?
+        .into_owned();
+    if label.is_some() {
+        for kept in [JA_COMMENT, JA_BUSINESS_COMMENT] {
+            if !text.contains(kept) {
+                return Err(format!("the operator's comment {kept:?} is gone"));
+            }
+        }
+    }
+    Ok(text)
+}
+
+fn render_conf(
+    sc: &Scenario,
+    config: &ClusterConfig,
+    guids: &BTreeMap<ServerName, (String, String)>,
+    japanese: Option<&str>,
+) -> String {
     let md = config.mirrors.first();
     let auto = config.group_auto_start.get(&sc.group).copied().unwrap_or(true);
     let kind = sc.business_kind.as_str();
     let mut l: Vec<(usize, String)> = Vec::new();
+    if japanese.is_some() {
+        l.push((1, JA_COMMENT.to_owned()));
+    }
     let os_word = match sc.os {
         Os::Windows => "windows",
         Os::Linux => "linux",
@@ -819,6 +944,9 @@ fn render_conf(sc: &Scenario, config: &ClusterConfig, guids: &BTreeMap<ServerNam
         l.push((2, "<types name=\"md\"/>".into()));
     }
     l.push((2, format!("<{kind} name=\"{}\">", sc.business)));
+    if japanese.is_some() {
+        l.push((3, JA_BUSINESS_COMMENT.to_owned()));
+    }
     if let Some(m) = md {
         l.push((3, format!("<depend name=\"{}\"/>", m.resource)));
     }
@@ -827,7 +955,11 @@ fn render_conf(sc: &Scenario, config: &ClusterConfig, guids: &BTreeMap<ServerNam
     l.push((3, "</parameters>".into()));
     l.push((2, format!("</{kind}>")));
     if let Some(m) = md {
-        l.extend(md_lines(sc, m, guids));
+        let mut lines = md_lines(sc, m, guids);
+        if japanese.is_some() {
+            lines.insert(1, (3, JA_MD_COMMENT.to_owned()));
+        }
+        l.extend(lines);
     }
     l.push((1, "</resource>".into()));
     l.push((1, "<monitor>".into()));
@@ -848,8 +980,8 @@ fn render_conf(sc: &Scenario, config: &ClusterConfig, guids: &BTreeMap<ServerNam
     l.push((2, "<userw name=\"userw\"/>".into()));
     l.push((1, "</monitor>".into()));
     let (unit, nl, enc) = match sc.os {
-        Os::Windows => ("\t", "\r\n", "ASCII"),
-        Os::Linux => ("  ", "\n", "UTF-8"),
+        Os::Windows => ("\t", "\r\n", japanese.unwrap_or("ASCII")),
+        Os::Linux => ("  ", "\n", japanese.unwrap_or("UTF-8")),
     };
     let mut out = format!("<?xml version=\"1.0\" encoding=\"{enc}\"?>{nl}<root>{nl}");
     for (d, s) in l {
@@ -932,6 +1064,13 @@ async fn check_md(ctx: &Ctx, root: &X, md: &MdDefinition) -> Result<(), String> 
     }
     if ctx.scenario.os == Os::Linux && (params.path(&["mount", "point"]).is_none() || params.child("fs").is_none()) {
         return Err(format!("md {name} has no mount point or file system"));
+    }
+    if ctx.scenario.os == Os::Linux && !md.initial_copy && params.child("mkfs").map(X::value) != Some("0") {
+        return Err(format!(
+            "md {name}: initial mkfs ({:?}) must be off (0) when the initial mirror construction is skipped: \
+             the disk holds data",
+            params.child("mkfs").map(X::value)
+        ));
     }
     let monitors = root.child("monitor").ok_or("no <monitor> section")?;
     for ty in ["mdw", "mdnw"] {

@@ -23,9 +23,12 @@
 //! [`crate::sim::SimCluster`], so the executor treats a simulated and a real cluster alike.
 //!
 //! **Configuration** ([`Cluster::apply_config`]): `clpcfctrl --pull` into a fresh directory on the
-//! node → [`Transport::read_file`] → the pulled `clp.conf` is kept in the state directory
-//! (`<state>/clpconf/<cluster>/<UTC time>-pulled.conf`, never overwritten) → edited in Rust →
-//! the result is kept too (`…-pushed.conf`) → [`Transport::write_file`] → `clpcfctrl --push` →
+//! node → [`Transport::read_file`] → the pulled `clp.conf` is kept in the state directory, byte
+//! for byte (`<state>/clpconf/<cluster>/<UTC time>-pulled.conf`, never overwritten) → read in the
+//! encoding its XML declaration names (UTF-8, ASCII, `Shift_JIS` or EUC-JP; see
+//! [`super::conf::ConfFile`]: a file that would not be written back byte-identical is refused as
+//! `ClpConfUnreadable`, `NeedsHuman`) → edited in Rust → encoded back in the same encoding → the
+//! result is kept too, byte for byte (`…-pushed.conf`) → [`Transport::write_file`] → `clpcfctrl --push` →
 //! `clpcl --suspend` → `clpcl --resume` (NEC's own scripts do this after adding or removing md,
 //! with the group stopped: the adapter refuses md changes while the md's group is not offline).
 //! A change already in place pushes nothing.
@@ -39,14 +42,37 @@
 //! (`pending-resume`) is written before each push and removed after the resume; when a crash left
 //! it behind, the next mutating call first completes the suspend/resume.
 //!
+//! **Command lines and their sources.** `clpgrp -s <g> -h <srv>` / `clpgrp -t <g> -h <current>`
+//! and `clprsc -t <md> -f -h <current>` as NEC's EXPRESSCLUSTER/ScheduleMirroring
+//! `scheduleMirror_2nodeWin_X33.ps1` writes them. `clpgrp -m <g> -a <target>`: EXPRESSCLUSTER/clpaic
+//! `src/clpaic-remote/tool_definitions.py` (`move_group`) moves with `-a <destination>`; without
+//! `-a` the group moves "according to the failover policy", and `-h` only picks the server that
+//! handles the request (research/clusterpro-audit.md #3), so a `-h` move lands on the right server
+//! in a 2-node cluster only by accident. `clprsc -s … -f` is [U] (no source says what `-f` does on
+//! start).
+//!
+//! **Install directory.** The desired state's `cluster.install_dir`, when given, is where the
+//! `clp*` executables are on every server. Otherwise each server is asked once, by a small script
+//! run before its first command, which of [`CommandOptions::install_search`] holds
+//! [`PROBE_TOOL`]; the answer is remembered per server, and forgotten when a command there is not
+//! found (the directory is then looked for again and the command run from the new place). Windows
+//! tries [`WINDOWS_INSTALL_DIRS`]: `C:\Program Files\CLUSTERPRO\bin` (NEC's `clp_changeIP.ps1`),
+//! then `C:\Program Files\EXPRESSCLUSTER\bin` (EXPRESSCLUSTER installs under
+//! `C:\Program Files\EXPRESSCLUSTER`: NEC's EXPRESSCLUSTER/Tools `UM8700beforeUpdate.ps1` reads
+//! `…\EXPRESSCLUSTER\etc\clp.conf`; the `bin` subdirectory is [U]); Linux tries
+//! [`LINUX_INSTALL_DIRS`] (`/opt/nec/clusterpro/bin`, DOMAIN.md [P]) then `PATH` (the packages put
+//! the commands in `/usr/sbin`, DOMAIN.md [P]). Nothing found anywhere is `ClpCommandNotFound`
+//! (`NeedsHuman`) naming every place tried (research/clusterpro-audit.md #14).
+//!
 //! **Scripts.** `clpgrp`, `clprsc`, `clpcfctrl --push` and `clpcl` return when CLUSTERPRO has
 //! finished (seen in use, DOMAIN.md), so a call's exit is its outcome; nothing is polled. Linux: one `sh` script per
 //! call, an argument quoted unless it holds only safe characters. Windows: one PowerShell
 //! script per call (`AWS-RunPowerShellScript` runs Windows PowerShell 5.1), using only
 //! `New-Item -ItemType Directory`, `Test-Path -LiteralPath` (or `Get-Command` without a command
 //! directory), the call operator `&` with single-quoted arguments, `$LASTEXITCODE`, `Remove-Item
-//! -Recurse -Force` and `[Console]::Error.WriteLine`; a missing executable exits 127. Golden text
-//! of every script is in `tests/snapshots/clusterpro_commands__windows_*.snap`.
+//! -Recurse -Force`, `Write-Output` and `[Console]::Error.WriteLine`; a missing executable exits
+//! 127. Golden text of every script, the install-directory detection included, is in
+//! `tests/snapshots/clusterpro_commands__windows_*.snap`.
 //!
 //! Not modelled: a Linux md definition whose partitions are missing is only found out by
 //! `clpcfctrl --push` itself (`ConfigPushFailed`, `NeedsHuman`, with the command's message); the
@@ -55,6 +81,7 @@
 mod guid;
 mod preflight;
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -70,8 +97,19 @@ use crate::ports::cluster::{
 use crate::ports::{ErrorClass, PortError, PortResult};
 use crate::spec::{ClusterSpec, Os, Partition};
 
-/// Where CLUSTERPRO installs its commands on Windows (seen in use, DOMAIN.md).
-pub const WINDOWS_BIN_DIR: &str = r"C:\Program Files\CLUSTERPRO\bin";
+/// Where the `clp*` commands are looked for on Windows, in order, when the desired state has no
+/// `cluster.install_dir`: CLUSTERPRO (NEC's `clp_changeIP.ps1` uses this path), then EXPRESSCLUSTER
+/// (NEC's UM8700 scripts read `C:\Program Files\EXPRESSCLUSTER\etc\clp.conf`; another NEC script
+/// picks `EXPRESSCLUSTER\work` or `CLUSTERPRO\work` by product; research/clusterpro-audit.md #14).
+/// The `bin` subdirectory of the EXPRESSCLUSTER install is [U] (by analogy with CLUSTERPRO's).
+pub const WINDOWS_INSTALL_DIRS: &[&str] = &[r"C:\Program Files\CLUSTERPRO\bin", r"C:\Program Files\EXPRESSCLUSTER\bin"];
+/// Where the `clp*` commands are looked for on Linux before `PATH` (on which the Linux packages put
+/// them, in `/usr/sbin`; DOMAIN.md [P]).
+pub const LINUX_INSTALL_DIRS: &[&str] = &["/opt/nec/clusterpro/bin"];
+/// The command whose presence marks an install directory.
+pub const PROBE_TOOL: &str = "clpstat";
+/// The word the detection script prints before the index of the place it found.
+pub const DETECTED: &str = "mirrorctl-install-dir";
 /// Where temporary configuration directories are made on a Linux node.
 pub const LINUX_WORK_DIR: &str = "/tmp";
 /// Where temporary configuration directories are made on a Windows node (SSM runs as SYSTEM).
@@ -85,12 +123,34 @@ pub const TEMP_PREFIX: &str = "mirrorctl-clp-";
 /// The marker file left while a pushed configuration still needs `clpcl --suspend/--resume`.
 pub const PENDING_RESUME: &str = "pending-resume";
 
+/// A place where a server's `clp*` commands may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallDir {
+    /// This directory (absolute, in the node's own path syntax).
+    Dir(String),
+    /// Wherever `PATH` finds them.
+    Path,
+}
+
+impl std::fmt::Display for InstallDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InstallDir::Dir(d) => f.write_str(d),
+            InstallDir::Path => f.write_str("PATH"),
+        }
+    }
+}
+
 /// Where the commands are and how long they may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandOptions {
-    /// Directory of the `clp*` executables; `None` = found on `PATH` (Linux installs them in
-    /// `/usr/sbin`, on root's `PATH`).
-    pub bin_dir: Option<String>,
+    /// The directory of the `clp*` executables on every server (`cluster.install_dir`); `None`:
+    /// found on each server among [`CommandOptions::install_search`].
+    pub install_dir: Option<String>,
+    /// Where to look, in order, when `install_dir` is `None`: the first place holding
+    /// [`PROBE_TOOL`] is used on that server (and remembered; forgotten when a command there is
+    /// not found).
+    pub install_search: Vec<InstallDir>,
     /// Directory on the node under which temporary `clp.conf` directories are made.
     pub work_dir: String,
     /// Longest wait for a command that only reads (`clpstat`, `clpmdstat`, `clpcfctrl --pull`).
@@ -101,15 +161,18 @@ pub struct CommandOptions {
 }
 
 impl CommandOptions {
-    /// The defaults for `os`: the install directory and temporary directory above, 2 minutes for
+    /// The defaults for `os`: install directory found per server ([`WINDOWS_INSTALL_DIRS`]; on
+    /// Linux [`LINUX_INSTALL_DIRS`] then `PATH`), the temporary directory above, 2 minutes for
     /// queries, 15 minutes for operations.
     pub fn for_os(os: Os) -> Self {
-        let (bin_dir, work_dir) = match os {
-            Os::Windows => (Some(WINDOWS_BIN_DIR.to_owned()), WINDOWS_WORK_DIR),
-            Os::Linux => (None, LINUX_WORK_DIR),
+        let dirs = |d: &[&str]| d.iter().map(|d| InstallDir::Dir((*d).to_owned())).collect::<Vec<_>>();
+        let (install_search, work_dir) = match os {
+            Os::Windows => (dirs(WINDOWS_INSTALL_DIRS), WINDOWS_WORK_DIR),
+            Os::Linux => ([dirs(LINUX_INSTALL_DIRS), vec![InstallDir::Path]].concat(), LINUX_WORK_DIR),
         };
         CommandOptions {
-            bin_dir,
+            install_dir: None,
+            install_search,
             work_dir: work_dir.to_owned(),
             query_timeout: Duration::from_mins(2),
             operation_timeout: Duration::from_mins(15),
@@ -171,15 +234,15 @@ fn ps_word(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-fn render_sh(options: &CommandOptions, script: &Script<'_>) -> String {
+fn render_sh(bin: &InstallDir, script: &Script<'_>) -> String {
     let mut lines = Vec::new();
     if let Some(d) = script.make_dir {
         lines.push(format!("mkdir -p -m 700 -- {} || exit 1", sh_word(d)));
     }
     if let Some(c) = script.command {
-        let exe = match &options.bin_dir {
-            Some(dir) => sh_word(&format!("{}/{}", dir.trim_end_matches('/'), c.tool)),
-            None => c.tool.to_owned(),
+        let exe = match bin {
+            InstallDir::Dir(dir) => sh_word(&format!("{}/{}", dir.trim_end_matches('/'), c.tool)),
+            InstallDir::Path => c.tool.to_owned(),
         };
         let args: Vec<String> = c.args.iter().map(|a| sh_word(a)).collect();
         lines.push(std::iter::once(exe).chain(args).collect::<Vec<_>>().join(" "));
@@ -197,13 +260,13 @@ fn render_sh(options: &CommandOptions, script: &Script<'_>) -> String {
     lines.join("\n")
 }
 
-fn render_powershell(options: &CommandOptions, script: &Script<'_>) -> String {
+fn render_powershell(bin: &InstallDir, script: &Script<'_>) -> String {
     let mut lines = Vec::new();
     if let Some(d) = script.make_dir {
         lines.push(format!("New-Item -ItemType Directory -Force -Path {} -ErrorAction Stop | Out-Null", ps_word(d)));
     }
     if let Some(c) = script.command {
-        if let Some(dir) = &options.bin_dir {
+        if let InstallDir::Dir(dir) = bin {
             lines.push(format!("$exe = {}", ps_word(&format!("{}\\{}.exe", dir.trim_end_matches('\\'), c.tool))));
             lines.push("if (-not (Test-Path -LiteralPath $exe)) {".to_owned());
         } else {
@@ -232,6 +295,59 @@ fn render_powershell(options: &CommandOptions, script: &Script<'_>) -> String {
     }
     lines.push(String::new());
     lines.join("\r\n")
+}
+
+/// The script that finds [`PROBE_TOOL`] among `search` on a Linux node: prints [`DETECTED`] and
+/// the index of the first place holding it, or exits 127 naming every place tried.
+fn detect_sh(search: &[InstallDir]) -> String {
+    let mut lines = Vec::new();
+    for (i, place) in search.iter().enumerate() {
+        let test = match place {
+            InstallDir::Dir(d) => format!("[ -x {} ]", sh_word(&format!("{}/{PROBE_TOOL}", d.trim_end_matches('/')))),
+            InstallDir::Path => format!("command -v {PROBE_TOOL} >/dev/null 2>&1"),
+        };
+        lines.push(format!("if {test}; then echo {}; exit 0; fi", sh_word(&format!("{DETECTED} {i}"))));
+    }
+    lines.push(format!("echo {} >&2", sh_word(&not_installed(PROBE_TOOL, search))));
+    lines.push(format!("exit {NOT_FOUND_STATUS}"));
+    lines.push(String::new());
+    lines.join("\n")
+}
+
+/// [`detect_sh`] for Windows PowerShell (`Test-Path -LiteralPath`, `Get-Command` for `PATH`).
+fn detect_powershell(search: &[InstallDir]) -> String {
+    let exe = format!("{PROBE_TOOL}.exe");
+    let mut lines = Vec::new();
+    for (i, place) in search.iter().enumerate() {
+        let test = match place {
+            InstallDir::Dir(d) => {
+                format!("Test-Path -LiteralPath {}", ps_word(&format!("{}\\{exe}", d.trim_end_matches('\\'))))
+            }
+            InstallDir::Path => format!("Get-Command {} -ErrorAction SilentlyContinue", ps_word(&exe)),
+        };
+        lines.push(format!("if ({test}) {{ Write-Output {}; exit 0 }}", ps_word(&format!("{DETECTED} {i}"))));
+    }
+    lines.push(format!(
+        "[Console]::Error.WriteLine({}); exit {NOT_FOUND_STATUS}",
+        ps_word(&not_installed(&exe, search))
+    ));
+    lines.push(String::new());
+    lines.join("\r\n")
+}
+
+/// The message of a detection that found nothing.
+fn not_installed(tool: &str, search: &[InstallDir]) -> String {
+    let tried = search.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    format!("mirrorctl: {tool} not found in any of: {tried} (set cluster.install_dir if CLUSTERPRO is elsewhere)")
+}
+
+/// The place a detection script's output names.
+fn parse_detected(stdout: &str, search: &[InstallDir]) -> Option<InstallDir> {
+    stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(DETECTED))
+        .and_then(|i| i.trim().parse::<usize>().ok())
+        .and_then(|i| search.get(i).cloned())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -619,6 +735,8 @@ pub struct CommandCluster {
     store: ConfStore,
     /// The server that last answered as a running member.
     preferred: Mutex<Option<ServerName>>,
+    /// Where each server's commands were found (see [`CommandOptions::install_search`]).
+    installs: Mutex<BTreeMap<ServerName, InstallDir>>,
     /// One completion of a pending suspend/resume at a time.
     resume: tokio::sync::Mutex<()>,
 }
@@ -640,24 +758,38 @@ impl std::fmt::Debug for CommandCluster {
 struct Pulled {
     server: ServerName,
     dir: String,
-    text: String,
+    /// The file's bytes, as pulled.
+    bytes: Vec<u8>,
+    /// Its text, read in its declared encoding.
+    file: conf::ConfFile,
+}
+
+impl Pulled {
+    fn text(&self) -> &str {
+        &self.file.text
+    }
 }
 
 impl CommandCluster {
     /// The port for the cluster `spec` (its name, OS and servers, in the order they are tried),
     /// running commands through `transport`, keeping configuration copies under `state_dir`
-    /// (the daemon's state directory), with the defaults of [`CommandOptions::for_os`].
+    /// (the daemon's state directory), with the defaults of [`CommandOptions::for_os`] and the
+    /// spec's `install_dir`.
     pub fn new(spec: &ClusterSpec, transport: Arc<dyn Transport>, state_dir: &Path) -> Self {
         Self::with_options(spec, transport, state_dir, CommandOptions::for_os(spec.os))
     }
 
-    /// [`CommandCluster::new`] with explicit options.
+    /// [`CommandCluster::new`] with explicit options (the spec's `install_dir` applies when
+    /// `options.install_dir` is `None`).
     pub fn with_options(
         spec: &ClusterSpec,
         transport: Arc<dyn Transport>,
         state_dir: &Path,
-        options: CommandOptions,
+        mut options: CommandOptions,
     ) -> Self {
+        if options.install_dir.is_none() {
+            options.install_dir.clone_from(&spec.install_dir);
+        }
         CommandCluster {
             cluster: spec.name.clone(),
             os: spec.os,
@@ -666,6 +798,7 @@ impl CommandCluster {
             options,
             store: ConfStore { dir: conf_dir(state_dir, &spec.name) },
             preferred: Mutex::new(None),
+            installs: Mutex::new(BTreeMap::new()),
             resume: tokio::sync::Mutex::new(()),
         }
     }
@@ -682,11 +815,44 @@ impl CommandCluster {
         }
     }
 
-    fn render(&self, script: &Script<'_>) -> String {
+    fn render(&self, bin: &InstallDir, script: &Script<'_>) -> String {
         match self.os {
-            Os::Windows => render_powershell(&self.options, script),
-            Os::Linux => render_sh(&self.options, script),
+            Os::Windows => render_powershell(bin, script),
+            Os::Linux => render_sh(bin, script),
         }
+    }
+
+    /// Where `server`'s commands are: `cluster.install_dir`, else what an earlier detection found
+    /// there, else a detection now. `Err`: the detection's output, when it found nothing (exit
+    /// status 127, naming the places tried) or failed.
+    async fn install_dir_of(&self, server: &ServerName) -> PortResult<Result<InstallDir, CommandOutput>> {
+        if let Some(d) = &self.options.install_dir {
+            return Ok(Ok(InstallDir::Dir(d.clone())));
+        }
+        if let Some(d) = self.installs.lock().ok().and_then(|m| m.get(server).cloned()) {
+            return Ok(Ok(d));
+        }
+        let search = &self.options.install_search;
+        let script = match self.os {
+            Os::Windows => detect_powershell(search),
+            Os::Linux => detect_sh(search),
+        };
+        let out = self.transport.run(server, self.shell(), &script, self.options.query_timeout).await?;
+        if out.exit_code != 0 {
+            return Ok(Err(out));
+        }
+        let Some(found) = parse_detected(&out.stdout, search) else {
+            return Err(clp_err(
+                "ClpOutputUnreadable",
+                format!("looking for the CLUSTERPRO commands on {server}: unexpected output {:?}", out.stdout.trim()),
+                ErrorClass::NeedsHuman,
+            ));
+        };
+        tracing::info!(cluster = %self.cluster, %server, dir = %found, "CLUSTERPRO commands found");
+        if let Ok(mut m) = self.installs.lock() {
+            m.insert(server.clone(), found.clone());
+        }
+        Ok(Ok(found))
     }
 
     /// `name` inside the node directory `dir`.
@@ -721,8 +887,31 @@ impl CommandCluster {
         }
     }
 
+    /// Runs `script` on `server`, its command from the server's install directory. A command
+    /// not found in a detected directory (exit status 127: it did not run) makes the adapter look
+    /// for the directory again, and run the script once more when it is found elsewhere.
     async fn exec(&self, server: &ServerName, script: &Script<'_>, timeout: Duration) -> PortResult<CommandOutput> {
-        self.transport.run(server, self.shell(), &self.render(script), timeout).await
+        if script.command.is_none() {
+            return self.transport.run(server, self.shell(), &self.render(&InstallDir::Path, script), timeout).await;
+        }
+        let bin = match self.install_dir_of(server).await? {
+            Ok(bin) => bin,
+            Err(out) => return Ok(out),
+        };
+        let out = self.transport.run(server, self.shell(), &self.render(&bin, script), timeout).await?;
+        if out.exit_code != NOT_FOUND_STATUS || self.options.install_dir.is_some() {
+            return Ok(out);
+        }
+        if let Ok(mut m) = self.installs.lock() {
+            m.remove(server);
+        }
+        match self.install_dir_of(server).await? {
+            Ok(again) if again != bin => {
+                self.transport.run(server, self.shell(), &self.render(&again, script), timeout).await
+            }
+            Ok(_) => Ok(out),
+            Err(detection) => Ok(detection),
+        }
     }
 
     /// Removes a temporary directory on `server`; a failure only leaves a directory behind.
@@ -871,20 +1060,17 @@ impl CommandCluster {
         Clp::new("clpcfctrl", ["--push", os_flag, "-x", dir])
     }
 
-    /// Reads `dir/clp.conf` on `server` as text.
-    async fn read_conf(&self, server: &ServerName, dir: &str) -> PortResult<String> {
+    /// Reads `dir/clp.conf` on `server`: its bytes and its text in its declared encoding.
+    async fn read_conf(&self, server: &ServerName, dir: &str) -> PortResult<(Vec<u8>, conf::ConfFile)> {
         let path = PathBuf::from(self.node_path(dir, CONF_FILE));
         let bytes = self.transport.read_file(server, self.shell(), &path).await?;
-        String::from_utf8(bytes).map_err(|e| {
-            clp_err(
-                "ClpConfUnreadable",
-                format!(
-                    "{} on {server} is not UTF-8 text ({e}); mirrorctl edits UTF-8 or ASCII files only",
-                    path.display()
-                ),
-                ErrorClass::NeedsHuman,
-            )
-        })
+        match conf::ConfFile::decode(&bytes) {
+            Ok(file) => Ok((bytes, file)),
+            Err(e) => {
+                let e = conf_error(e);
+                Err(clp_err(&e.code, format!("{} on {server}: {}", path.display(), e.message), e.class))
+            }
+        }
     }
 
     /// `clpcfctrl --pull` into a temporary directory on `server` (or the first server that can),
@@ -906,7 +1092,7 @@ impl CommandCluster {
             return Err(failed(out, &format!("{what} on {on}"), "ConfigPullFailed", ErrorClass::Retryable));
         }
         match self.read_conf(&on, &dir).await {
-            Ok(text) => Ok(Pulled { server: on, dir, text }),
+            Ok((bytes, file)) => Ok(Pulled { server: on, dir, bytes, file }),
             Err(e) => {
                 self.cleanup(&on, &dir).await;
                 Err(e)
@@ -1031,21 +1217,22 @@ impl CommandCluster {
         Ok(templates)
     }
 
-    /// Keeps the pulled copy, checks the change against the cluster's state, stores or loads md
-    /// templates, captures Windows GUIDs and edits the text. `None`: the file already says what
-    /// `changes` ask for. Returns the edited text and the groups of the md resources changed.
+    /// Keeps the pulled copy (its bytes as pulled), checks the change against the cluster's state,
+    /// stores or loads md templates, captures Windows GUIDs, edits the text and encodes it back in
+    /// the file's encoding. `None`: the file already says what `changes` ask for. Returns the
+    /// edited file's bytes and the groups of the md resources changed.
     async fn prepare(
         &self,
         st: &ClusterStatus,
         pulled: &Pulled,
         changes: &[ConfigChange],
-    ) -> PortResult<Option<(String, Vec<GroupName>)>> {
-        let kept = self.store.keep("pulled", pulled.text.as_bytes())?;
+    ) -> PortResult<Option<(Vec<u8>, Vec<GroupName>)>> {
+        let kept = self.store.keep("pulled", &pulled.bytes)?;
         tracing::info!(cluster = %self.cluster, server = %pulled.server, copy = %kept.display(), "clp.conf pulled and kept");
-        let config = conf::read_config(&pulled.text, self.os).map_err(conf_error)?;
+        let config = conf::read_config(pulled.text(), self.os).map_err(conf_error)?;
         let md_groups = Self::md_groups(&config, changes)?;
         Self::check_push(st, &md_groups)?;
-        let templates = self.templates(&pulled.text, &config, changes)?;
+        let templates = self.templates(pulled.text(), &config, changes)?;
         let mut guids = GuidSource::new();
         for c in changes {
             if let ConfigChange::AddMirror(def) = c {
@@ -1053,18 +1240,22 @@ impl CommandCluster {
             }
         }
         let edited =
-            conf::apply_changes_with_templates(&pulled.text, changes, &guids, &templates).map_err(conf_error)?;
-        Ok((edited != pulled.text).then_some((edited, md_groups)))
+            conf::apply_changes_with_templates(pulled.text(), changes, &guids, &templates).map_err(conf_error)?;
+        if edited == pulled.text() {
+            return Ok(None);
+        }
+        let bytes = pulled.file.encode(&edited).map_err(conf_error)?;
+        Ok(Some((bytes, md_groups)))
     }
 
     /// Replaces the pulled file with `edited`, pushes its directory (which the push script then
     /// removes), then suspends and resumes the cluster.
-    async fn push(&self, pulled: &Pulled, edited: &str, md_groups: &[GroupName]) -> PortResult<()> {
+    async fn push(&self, pulled: &Pulled, edited: &[u8], md_groups: &[GroupName]) -> PortResult<()> {
         let (server, dir) = (&pulled.server, pulled.dir.as_str());
-        let pushed = self.store.keep("pushed", edited.as_bytes())?;
+        let pushed = self.store.keep("pushed", edited)?;
         self.store.set_pending_resume(&pushed)?;
         let path = PathBuf::from(self.node_path(dir, CONF_FILE));
-        if let Err(e) = self.transport.write_file(server, self.shell(), &path, edited.as_bytes()).await {
+        if let Err(e) = self.transport.write_file(server, self.shell(), &path, edited).await {
             self.cleanup(server, dir).await;
             self.store.clear_pending_resume()?;
             return Err(e);
@@ -1122,7 +1313,9 @@ impl Cluster for CommandCluster {
         self.finish_pending_resume().await?;
         let (on, st) = self.live_status().await?;
         check_move_group(&st, group, target)?;
-        let cmd = Clp::new("clpgrp", ["-m", group.as_str(), "-h", target.as_str()]);
+        // `-a` names the destination; without it the group goes where its failover policy says,
+        // and `-h` would only pick the server that handles the request (see the module doc).
+        let cmd = Clp::new("clpgrp", ["-m", group.as_str(), "-a", target.as_str()]);
         self.act(&on, &cmd, |st| after_move_group(st, group, target)).await
     }
 
@@ -1216,7 +1409,7 @@ impl Cluster for CommandCluster {
     async fn config(&self) -> PortResult<ClusterConfig> {
         let pulled = self.pull(None).await?;
         self.cleanup(&pulled.server, &pulled.dir).await;
-        conf::read_config(&pulled.text, self.os).map_err(conf_error)
+        conf::read_config(pulled.text(), self.os).map_err(conf_error)
     }
 
     async fn preflight(
@@ -1267,15 +1460,40 @@ mod tests {
 
     #[test]
     fn sh_script_keeps_the_command_status_through_cleanup() {
-        let options = CommandOptions::for_os(Os::Linux);
         let cmd = Clp::new("clpcfctrl", ["--push", "-l", "-x", "/tmp/d"]);
-        let s = render_sh(&options, &Script { make_dir: None, command: Some(&cmd), remove_dir: Some("/tmp/d") });
+        let s =
+            render_sh(&InstallDir::Path, &Script { make_dir: None, command: Some(&cmd), remove_dir: Some("/tmp/d") });
         assert_eq!(s, "clpcfctrl --push -l -x /tmp/d\nrc=$?\nrm -rf -- /tmp/d\nexit $rc\n");
-        let with_dir = CommandOptions { bin_dir: Some("/opt/clp bin/".into()), ..options };
+        let with_dir = InstallDir::Dir("/opt/clp bin/".into());
         assert_eq!(
             render_sh(&with_dir, &Script::run(&Clp::new("clpstat", Vec::<String>::new()))),
             "'/opt/clp bin/clpstat'\n"
         );
+    }
+
+    #[test]
+    fn detection_scripts_try_each_place_in_order() {
+        let linux = CommandOptions::for_os(Os::Linux).install_search;
+        assert_eq!(
+            detect_sh(&linux),
+            "if [ -x /opt/nec/clusterpro/bin/clpstat ]; then echo 'mirrorctl-install-dir 0'; exit 0; fi\n\
+             if command -v clpstat >/dev/null 2>&1; then echo 'mirrorctl-install-dir 1'; exit 0; fi\n\
+             echo 'mirrorctl: clpstat not found in any of: /opt/nec/clusterpro/bin, PATH (set cluster.install_dir if \
+             CLUSTERPRO is elsewhere)' >&2\nexit 127\n"
+        );
+        assert_eq!(parse_detected("mirrorctl-install-dir 1\n", &linux), Some(InstallDir::Path));
+        assert_eq!(parse_detected("mirrorctl-install-dir 7\n", &linux), None);
+        let windows = CommandOptions::for_os(Os::Windows).install_search;
+        let ps = detect_powershell(&windows);
+        assert!(
+            ps.starts_with(
+                "if (Test-Path -LiteralPath 'C:\\Program Files\\CLUSTERPRO\\bin\\clpstat.exe') { Write-Output \
+                 'mirrorctl-install-dir 0'; exit 0 }\r\nif (Test-Path -LiteralPath \
+                 'C:\\Program Files\\EXPRESSCLUSTER\\bin\\clpstat.exe') { Write-Output 'mirrorctl-install-dir 1'; exit 0 }\r\n"
+            ),
+            "{ps}"
+        );
+        assert_eq!(parse_detected("mirrorctl-install-dir 1\r\n", &windows), Some(windows[1].clone()));
     }
 
     #[test]
@@ -1308,6 +1526,7 @@ mod tests {
             options: CommandOptions::for_os(Os::Linux),
             store: ConfStore { dir: PathBuf::from("/nonexistent") },
             preferred: Mutex::new(None),
+            installs: Mutex::new(BTreeMap::new()),
             resume: tokio::sync::Mutex::new(()),
         };
         assert_eq!(c.order(), vec![srv("a"), srv("b")]);

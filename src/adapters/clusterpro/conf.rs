@@ -17,12 +17,38 @@
 //! `<monitor><types name="mdw"/><mdw name="…"><parameters><object><md></object>` and `mdnw`;
 //! `<depend name="B"/>` under resource A means A depends on B.
 //!
+//! **Encodings.** Japanese clusters write `clp.conf` in `Shift_JIS` or EUC-JP, not UTF-8: NEC's
+//! `create_win_md.pl` builds Japanese Windows clusters with charset/encode SJIS
+//! (research/clusterpro-audit.md #21), and EXPRESSCLUSTER/CreateClusterOnLinux
+//! `CommandParameters_jp.md` initialises a configuration with `clpcreate init <encoding>`: EUC-JP
+//! for Japanese, ASCII for English, GB2312 for Chinese. The XML declaration's `encoding=` says
+//! which. [`ConfFile::decode`] reads the bytes with `encoding_rs` in that encoding (UTF-8 without a
+//! declaration; the labels accepted are in `ENCODING_LABELS`: UTF-8, ASCII, `Shift_JIS` with its
+//! aliases SJIS, Windows-31J, cp932, and EUC-JP; `encoding_rs`'s `Shift_JIS` is the WHATWG one, i.e.
+//! Windows-31J), the edits work on text, and [`ConfFile::encode`] writes the result back in the
+//! same encoding. Refused, with [`ConfError`]s that say what to do: another encoding (GB2312, …),
+//! bytes invalid in the declared encoding, a file whose decode→encode is not byte-identical (NEC
+//! and IBM extended characters have two codes in Windows-31J, and EUC-JP's JIS X 0212 cannot be
+//! encoded: such a file could not keep every byte outside the edited elements), and an edited text
+//! holding a character the encoding cannot hold. Which encodings real CLUSTERPRO X 4/5 installs
+//! write is [U] beyond those two NEC sources.
+//!
+//! Sources of the md parameters written: `parameters/fullcopy` (初期ミラー構築を行う, default 1,
+//! "off only when the source and destination images are identical") and `parameters/mkfs`
+//! (初期 mkfs を行う, "set it off when data already exists") are in EXPRESSCLUSTER/clpcfset
+//! `doc/linux/md.md`; the Windows `fullcopy` tag is [U] (research/clusterpro-audit.md #17, #18).
+//! On Linux every [`ConfigChange::AddMirror`] writes `mkfs` = 0, inserting the element when the
+//! template lacks it; a file where it cannot be set (no md element, or `mkfs` with child elements)
+//! is refused. Whether CLUSTERPRO would run mkfs with `fullcopy` = 0 at all is [U]: the value is
+//! forced either way, since being wrong means formatting the restored data.
+//!
 //! Removing an md resource loses what mirrorctl does not model (network settings, Linux mount point
 //! and file system, monitor tuning, which resources depended on it). [`MirrorTemplate::capture`]
 //! keeps those pieces, with where they stood, so that the caller can store it (it is serde) between
 //! the two pushes of a restore and hand it to [`apply_changes_with_templates`]: the md resource then
 //! comes back exactly as it was, except for what the [`MdDefinition`] and the [`GuidSource`] say.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use quick_xml::Reader;
@@ -38,6 +64,12 @@ pub const DEFAULT_GROUP_AUTO_START: bool = true;
 
 /// An md resource without `parameters/fullcopy` performs the initial mirror construction.
 pub const DEFAULT_FULLCOPY: bool = true;
+
+/// What [`ConfigChange::AddMirror`] writes to a Linux md's `parameters/mkfs` ("initial mkfs"):
+/// off. EXPRESSCLUSTER/clpcfset `doc/linux/md.md` lists `parameters/mkfs` (初期 mkfs を行う) with
+/// "既にデータが存在する場合には、オフを設定してください" (set it off when the disk already holds
+/// data), which is always the case when mirrorctl re-adds md over restored disks.
+pub const LINUX_MKFS_OFF: &str = "0";
 
 /// The monitor types that watch an md resource (`parameters/object` names it).
 pub const MD_MONITOR_TYPES: &[&str] = &["mdw", "mdnw"];
@@ -83,9 +115,198 @@ pub enum ConfError {
         "no volume GUIDs for server {0:?}: read them on each server (Win32_Volume DeviceID) before adding the md resource"
     )]
     MissingGuid(String),
+    /// The XML declaration names an encoding mirrorctl does not edit.
+    #[error(
+        "clp.conf declares encoding {0:?}; mirrorctl edits UTF-8, ASCII, Shift_JIS (SJIS, Windows-31J, cp932) and \
+         EUC-JP files only: make this change by hand with Cluster WebUI"
+    )]
+    UnsupportedEncoding(String),
+    /// The bytes are not valid in the declared encoding.
+    #[error(
+        "clp.conf is not valid {encoding} text (as its XML declaration says) near byte {offset}: mirrorctl does not \
+         edit a file it cannot read exactly; check the file (a copy is kept as *-pulled.conf in the state directory) \
+         and make this change by hand with Cluster WebUI"
+    )]
+    Undecodable {
+        /// The encoding used to read it.
+        encoding: &'static str,
+        /// Byte offset of the first invalid sequence.
+        offset: usize,
+    },
+    /// Decoding and encoding again would not give the same bytes back.
+    #[error(
+        "clp.conf holds {encoding} bytes near byte {offset} that would not be written back identically (for \
+         example NEC or IBM extended characters that have two codes): mirrorctl refuses to edit it rather than \
+         change bytes it does not own; replace those characters (e.g. in comments) with Cluster WebUI, or make this \
+         change by hand"
+    )]
+    NotRoundTrip {
+        /// The file's encoding.
+        encoding: &'static str,
+        /// Byte offset of the first difference.
+        offset: usize,
+    },
+    /// The edited text holds a character the file's encoding cannot hold.
+    #[error(
+        "the new clp.conf would hold {character:?}, which {encoding} cannot encode: nothing was pushed; make this \
+         change by hand with Cluster WebUI"
+    )]
+    Unencodable {
+        /// The file's encoding.
+        encoding: &'static str,
+        /// The first character that cannot be encoded.
+        character: char,
+    },
     /// The definition mixes a drive letter and a device path.
     #[error("md resource {0}: partitions must both be drive letters (Windows) or both device paths (Linux)")]
     MixedPartitions(String),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bytes and text: the declared encoding.
+
+/// The encodings mirrorctl edits, by the labels an XML declaration may use (compared without
+/// case). `ASCII` files are read as UTF-8 (its superset) and written back only if still ASCII.
+const ENCODING_LABELS: &[(&str, Charset)] = &[
+    ("utf-8", Charset::Utf8),
+    ("utf8", Charset::Utf8),
+    ("ascii", Charset::Ascii),
+    ("us-ascii", Charset::Ascii),
+    ("shift_jis", Charset::ShiftJis),
+    ("shift-jis", Charset::ShiftJis),
+    ("sjis", Charset::ShiftJis),
+    ("x-sjis", Charset::ShiftJis),
+    ("ms_kanji", Charset::ShiftJis),
+    ("csshiftjis", Charset::ShiftJis),
+    ("windows-31j", Charset::ShiftJis),
+    ("cswindows31j", Charset::ShiftJis),
+    ("cp932", Charset::ShiftJis),
+    ("ms932", Charset::ShiftJis),
+    ("euc-jp", Charset::EucJp),
+    ("eucjp", Charset::EucJp),
+    ("euc_jp", Charset::EucJp),
+    ("x-euc-jp", Charset::EucJp),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Charset {
+    Utf8,
+    Ascii,
+    ShiftJis,
+    EucJp,
+}
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A `clp.conf` read from its bytes: the text, and how to write an edited text back in the same
+/// encoding (see the module doc). Build it with [`ConfFile::decode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfFile {
+    /// The file's text (without a UTF-8 byte order mark).
+    pub text: String,
+    charset: Charset,
+    bom: bool,
+    /// ASCII declared and only ASCII bytes found: the edited text must stay ASCII.
+    ascii_only: bool,
+}
+
+/// The `encoding` of the XML declaration at the start of `bytes`, if any. The declaration is
+/// ASCII in every encoding accepted here.
+fn declared_encoding(bytes: &[u8]) -> Option<String> {
+    let head = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    let head = head.strip_prefix(b"<?xml")?;
+    let end = head.windows(2).position(|w| w == b"?>")?;
+    let decl = String::from_utf8_lossy(&head[..end]);
+    let at = decl.find("encoding")?;
+    let rest = decl[at + "encoding".len()..].trim_start().strip_prefix('=')?.trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let value = &rest[1..];
+    Some(value[..value.find(quote)?].trim().to_owned())
+}
+
+impl ConfFile {
+    /// Reads `bytes` in the encoding its XML declaration names (UTF-8 without one), and checks
+    /// that encoding the text again gives exactly `bytes` back, so that an edit changes no byte
+    /// outside the edited elements.
+    pub fn decode(bytes: &[u8]) -> Result<ConfFile, ConfError> {
+        let bom = bytes.starts_with(UTF8_BOM);
+        let charset = match declared_encoding(bytes) {
+            None => Charset::Utf8,
+            Some(label) => ENCODING_LABELS
+                .iter()
+                .find(|(l, _)| l.eq_ignore_ascii_case(&label))
+                .map(|(_, c)| *c)
+                .ok_or(ConfError::UnsupportedEncoding(label))?,
+        };
+        if bom && charset != Charset::Utf8 && charset != Charset::Ascii {
+            return Err(ConfError::Undecodable { encoding: Self::name_of(charset), offset: 0 });
+        }
+        let body = if bom { &bytes[UTF8_BOM.len()..] } else { bytes };
+        let encoding = Self::encoding_of(charset);
+        let Some(text) = encoding.decode_without_bom_handling_and_without_replacement(body).map(Cow::into_owned) else {
+            let (lossy, _) = encoding.decode_without_bom_handling(body);
+            let valid = lossy.split('\u{FFFD}').next().unwrap_or("");
+            let (prefix, _, _) = encoding.encode(valid);
+            return Err(ConfError::Undecodable {
+                encoding: Self::name_of(charset),
+                offset: prefix.len() + usize::from(bom) * UTF8_BOM.len(),
+            });
+        };
+        let file = ConfFile { text, charset, bom, ascii_only: charset == Charset::Ascii && body.is_ascii() };
+        let again = file
+            .encode(&file.text)
+            .map_err(|_| ConfError::NotRoundTrip { encoding: Self::name_of(charset), offset: 0 })?;
+        if again != bytes {
+            let offset = again.iter().zip(bytes).position(|(a, b)| a != b).unwrap_or(again.len().min(bytes.len()));
+            return Err(ConfError::NotRoundTrip { encoding: Self::name_of(charset), offset });
+        }
+        Ok(file)
+    }
+
+    /// `text` (an edit of [`ConfFile::text`]) as bytes in the file's encoding, with its byte order
+    /// mark if it had one; refused when a character cannot be encoded.
+    pub fn encode(&self, text: &str) -> Result<Vec<u8>, ConfError> {
+        let unencodable = |character| ConfError::Unencodable { encoding: self.encoding_name(), character };
+        if self.ascii_only
+            && let Some(c) = text.chars().find(|c| !c.is_ascii())
+        {
+            return Err(unencodable(c));
+        }
+        let encoding = Self::encoding_of(self.charset);
+        let (bytes, _, unmappable) = encoding.encode(text);
+        if unmappable {
+            let c = text.chars().find(|c| encoding.encode(c.encode_utf8(&mut [0; 4])).2).unwrap_or('\u{FFFD}');
+            return Err(unencodable(c));
+        }
+        let mut out = Vec::with_capacity(bytes.len() + 3);
+        if self.bom {
+            out.extend_from_slice(UTF8_BOM);
+        }
+        out.extend_from_slice(&bytes);
+        Ok(out)
+    }
+
+    /// The encoding's name (`UTF-8`, `ASCII`, `Shift_JIS`, `EUC-JP`).
+    pub fn encoding_name(&self) -> &'static str {
+        Self::name_of(self.charset)
+    }
+
+    fn name_of(c: Charset) -> &'static str {
+        match c {
+            Charset::Utf8 => "UTF-8",
+            Charset::Ascii => "ASCII",
+            Charset::ShiftJis => "Shift_JIS",
+            Charset::EucJp => "EUC-JP",
+        }
+    }
+
+    fn encoding_of(c: Charset) -> &'static encoding_rs::Encoding {
+        match c {
+            Charset::Utf8 | Charset::Ascii => encoding_rs::UTF_8,
+            Charset::ShiftJis => encoding_rs::SHIFT_JIS,
+            Charset::EucJp => encoding_rs::EUC_JP,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -852,6 +1073,7 @@ fn generated_pieces(
                 })
                 .unwrap_or_default();
             let nmp = (1..=9999).map(|n| format!("{NMP_PREFIX}{n}")).find(|p| !used.contains(p)).unwrap_or_default();
+            lines.push((2, format!("<mkfs>{LINUX_MKFS_OFF}</mkfs>")));
             lines.push((2, format!("<nmppath>{nmp}</nmppath>")));
             lines.push((2, "<diskdev>".into()));
             lines.push((3, format!("<dppath>{}</dppath>", esc(data))));
@@ -1020,6 +1242,8 @@ fn patch_md(
             for (t, v) in [("dppath", *data), ("cppath", *cluster)] {
                 set_text(doc, &locate, &at, &[tag("parameters"), tag("diskdev"), tag(t)], v, &|cur| cur == v)?;
             }
+            // Initial mkfs off, always: the disk being added holds data (see the module doc).
+            set_text(doc, &locate, &at, &[tag("parameters"), tag("mkfs")], LINUX_MKFS_OFF, &|v| v == LINUX_MKFS_OFF)?;
         }
     }
     Ok(())
@@ -1039,6 +1263,67 @@ mod tests {
         let b = root.child("b").expect("b");
         assert_eq!(&xml[b.start..b.end], "<b/>");
         assert_eq!(indent_unit(xml, &root), "\t");
+    }
+
+    fn sjis(text: &str) -> Vec<u8> {
+        let (b, _, bad) = encoding_rs::SHIFT_JIS.encode(text);
+        assert!(!bad);
+        b.into_owned()
+    }
+
+    #[test]
+    fn encodings_follow_the_declaration_and_round_trip() {
+        let body = "\r\n<!-- 受注システム -->\r\n<root><comment>ミラー</comment></root>\r\n";
+        for label in ["Shift_JIS", "SJIS", "windows-31j", "CP932"] {
+            let bytes = sjis(&format!("<?xml version=\"1.0\" encoding=\"{label}\"?>{body}"));
+            let f = ConfFile::decode(&bytes).expect(label);
+            assert_eq!(f.encoding_name(), "Shift_JIS");
+            assert!(f.text.contains("受注システム"), "{label}");
+            assert_eq!(f.encode(&f.text).expect("encode"), bytes);
+            let edited = f.text.replace("<root>", "<root><x>1</x>");
+            assert_eq!(
+                f.encode(&edited).expect("edit"),
+                sjis(
+                    &format!("<?xml version=\"1.0\" encoding=\"{label}\"?>{body}").replace("<root>", "<root><x>1</x>")
+                )
+            );
+        }
+        let (euc, _, _) = encoding_rs::EUC_JP.encode("<?xml version='1.0' encoding='EUC-JP'?><root>日本語</root>");
+        let f = ConfFile::decode(&euc).expect("euc");
+        assert_eq!((f.encoding_name(), f.text.contains("日本語")), ("EUC-JP", true));
+        assert_eq!(f.encode(&f.text).expect("encode"), euc.into_owned());
+        let plain = ConfFile::decode(b"<root/>").expect("no declaration");
+        assert_eq!(plain.encoding_name(), "UTF-8");
+        let bom = b"\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"UTF-8\"?><root/>";
+        let f = ConfFile::decode(bom).expect("bom");
+        assert!(f.text.starts_with("<?xml"));
+        assert_eq!(f.encode(&f.text).expect("encode"), bom.to_vec());
+    }
+
+    #[test]
+    fn encodings_refuse_what_they_cannot_keep() {
+        let e = ConfFile::decode(b"<?xml version=\"1.0\" encoding=\"GB2312\"?><root/>").expect_err("gb2312");
+        assert_eq!(e, ConfError::UnsupportedEncoding("GB2312".into()));
+        assert!(e.to_string().contains("Cluster WebUI"), "{e}");
+        // A lone lead byte.
+        let mut bad = sjis("<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><root>");
+        let at = bad.len();
+        bad.extend_from_slice(b"\x81</root>");
+        assert!(matches!(ConfFile::decode(&bad), Err(ConfError::Undecodable { encoding: "Shift_JIS", .. })));
+        // UTF-8 bytes in a file that declares `Shift_JIS` are refused, not misread.
+        let utf8 = "<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><root>日本語</root>".as_bytes();
+        assert!(ConfFile::decode(utf8).is_err());
+        // NEC-selected IBM extensions (0xED40) decode to a character Windows-31J encodes as 0xFA5C.
+        let mut dual = sjis("<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><root>");
+        dual.extend_from_slice(b"\xED\x40</root>");
+        let e = ConfFile::decode(&dual).expect_err("two codes");
+        assert_eq!(e, ConfError::NotRoundTrip { encoding: "Shift_JIS", offset: at });
+        // An inserted character the encoding cannot hold.
+        let f = ConfFile::decode(&sjis("<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><root/>")).expect("sjis");
+        let e = f.encode("<root>\u{1F600}</root>").expect_err("emoji");
+        assert_eq!(e, ConfError::Unencodable { encoding: "Shift_JIS", character: '\u{1F600}' });
+        let ascii = ConfFile::decode(b"<?xml version=\"1.0\" encoding=\"ASCII\"?><root/>").expect("ascii");
+        assert!(matches!(ascii.encode("<root>\u{e9}</root>"), Err(ConfError::Unencodable { character: '\u{e9}', .. })));
     }
 
     #[test]

@@ -299,21 +299,44 @@ pub fn parse_clpmdstat_mirror(output: &str) -> Result<MirrorStatus, ParseError> 
     Err(err(CMD, "no `Mirror Color` line"))
 }
 
-/// Parses `clpmdstat -l`: the md resource names, in order, without duplicates. Accepted shapes:
-/// one name per line, or `… Name : <md>` lines; `<server>` headings are skipped. Any other line
-/// is an error (a usage or error message is not a list).
+/// Parses `clpmdstat -l`: the md resource names, in order, without duplicates.
+///
+/// The shape NEC's own tools rely on: each md name in angle brackets on its line (`<md1>`). NEC
+/// engineers' public mirror-recovery perl scripts (the "RED-Active RED" monitor and the "both
+/// nodes crash" recovery script) run `clpmdstat -l` and take every name matching `/<(.+)>/`,
+/// ignoring all other lines (research/clusterpro-audit.md #9; the GitHub repository holding those
+/// scripts was not recorded). So when the output has `<name>` lines and no `… Name : <md>` line,
+/// the bracketed lines are the names and any other line is a detail of the md above it, ignored
+/// like NEC's scripts ignore it. Windows output was not seen [U].
+///
+/// Also tolerated, as before (shapes not seen in NEC material [U]): one bare name per line, or
+/// `… Name : <md>` lines under `<server>` headings (then the bracketed lines are headings). In
+/// those shapes any other line is an error (a usage or error message is not a list).
 pub fn parse_clpmdstat_list(output: &str) -> Result<Vec<ResourceName>, ParseError> {
     const CMD: &str = "clpmdstat -l";
+    let bracketed = |t: &str| t.len() > 2 && t.starts_with('<') && t.ends_with('>');
+    let name_line = |t: &str| t.split_once(':').is_some_and(|(key, _)| key.to_ascii_lowercase().contains("name"));
+    let lines: Vec<(usize, &str)> = numbered(output).filter(|(_, l)| !l.trim().is_empty() && !is_rule(l)).collect();
+    let brackets_are_names =
+        lines.iter().any(|(_, l)| bracketed(l.trim())) && !lines.iter().any(|(_, l)| name_line(l.trim()));
     let mut names: Vec<ResourceName> = Vec::new();
-    for (n, line) in numbered(output) {
+    for (n, line) in lines {
         let t = line.trim();
-        if t.is_empty() || is_rule(line) || (t.starts_with('<') && t.ends_with('>')) {
+        let word = if brackets_are_names {
+            if !bracketed(t) {
+                continue;
+            }
+            t[1..t.len() - 1].trim()
+        } else if bracketed(t) {
             continue;
-        }
-        let word = match t.split_once(':') {
-            Some((key, value)) if key.to_ascii_lowercase().contains("name") => value.trim(),
-            Some(_) => return Err(err_at(CMD, n, line, "expected an md name, or `Mirror Disk Name : <md>`")),
-            None => t,
+        } else {
+            match t.split_once(':') {
+                Some((key, value)) if key.to_ascii_lowercase().contains("name") => value.trim(),
+                Some(_) => {
+                    return Err(err_at(CMD, n, line, "expected `<md>`, an md name, or `Mirror Disk Name : <md>`"));
+                }
+                None => t,
+            }
         };
         let name = ResourceName::parse(word).map_err(|x| err_at(CMD, n, line, x.0))?;
         if !names.contains(&name) {

@@ -15,15 +15,19 @@
 //!   method it uses, on today's disks, and must equal what today's `clp.conf` holds — a method that
 //!   does not reproduce today's values would write wrong ones after the swap.
 
-use super::{CommandCluster, Miss, conf, conf_error};
+use super::{CommandCluster, InstallDir, Miss, conf, conf_error};
 use crate::ids::ServerName;
 use crate::ports::PortResult;
 use crate::ports::cluster::{Check, ConfigChange, Operation, PreflightRequest};
 use crate::spec::{Os, Partition};
 
 /// The script that reports, one line each, `present <tool>` or `missing <tool>` for `tools` in
-/// `bin_dir` (or on `PATH`), then `version <v>` when the installed version can be read.
-pub(super) fn tools_script(os: Os, bin_dir: Option<&str>, tools: &[&str]) -> String {
+/// `bin` (a directory, or the `PATH`), then `version <v>` when the installed version can be read.
+pub(super) fn tools_script(os: Os, bin: &InstallDir, tools: &[&str]) -> String {
+    let bin_dir = match bin {
+        InstallDir::Dir(d) => Some(d.as_str()),
+        InstallDir::Path => None,
+    };
     match os {
         Os::Linux => {
             let list = tools.join(" ");
@@ -40,7 +44,7 @@ pub(super) fn tools_script(os: Os, bin_dir: Option<&str>, tools: &[&str]) -> Str
             )
         }
         Os::Windows => {
-            let dir = bin_dir.unwrap_or(super::WINDOWS_BIN_DIR);
+            let dir = bin_dir.unwrap_or(r"C:\Program Files\CLUSTERPRO\bin");
             let list: Vec<String> = tools.iter().map(|t| super::ps_word(t)).collect();
             [
                 format!("$dir = {}", super::ps_word(dir)),
@@ -101,7 +105,24 @@ impl CommandCluster {
             )),
         }
         let tools = operation.commands();
-        let script = tools_script(self.os, self.options.bin_dir.as_deref(), tools);
+        let bin = match self.install_dir_of(server).await {
+            Ok(Ok(bin)) => bin,
+            Ok(Err(out)) => {
+                let said = if out.stderr.trim().is_empty() { out.stdout.trim() } else { out.stderr.trim() };
+                checks.push(Check::fail(
+                    "CLUSTERPRO install",
+                    at,
+                    said.to_owned(),
+                    format!("install or repair CLUSTERPRO on {server}, or set cluster.install_dir"),
+                ));
+                return checks;
+            }
+            Err(e) => {
+                checks.push(Check::fail("CLUSTERPRO install", at, e.to_string(), "make the server reachable"));
+                return checks;
+            }
+        };
+        let script = tools_script(self.os, &bin, tools);
         let out = match self.transport.run(server, self.shell(), &script, self.options.query_timeout).await {
             Ok(out) if out.exit_code == 0 => out,
             Ok(out) => {
@@ -120,7 +141,7 @@ impl CommandCluster {
             }
         };
         let (found, version) = read_tools(&out.stdout);
-        let dir = self.options.bin_dir.clone().unwrap_or_else(|| "the PATH".to_owned());
+        let dir = bin.to_string();
         for tool in tools {
             match found.iter().find(|(t, ..)| t == tool) {
                 Some((_, true, path)) => {
@@ -155,9 +176,13 @@ impl CommandCluster {
         checks.push(Check::pass(
             "clp.conf pull",
             Some(&pulled.server),
-            format!("{} bytes, decoded", pulled.text.len()),
+            format!(
+                "{} bytes in {}, decoded and re-encoded byte for byte",
+                pulled.bytes.len(),
+                pulled.file.encoding_name()
+            ),
         ));
-        let config = match conf::read_config(&pulled.text, self.os) {
+        let config = match conf::read_config(pulled.text(), self.os) {
             Ok(c) => c,
             Err(e) => {
                 checks.push(Check::fail(
@@ -181,7 +206,7 @@ impl CommandCluster {
             });
             return checks;
         }
-        let template = match conf::MirrorTemplate::capture(&pulled.text, &req.md) {
+        let template = match conf::MirrorTemplate::capture(pulled.text(), &req.md) {
             Ok(Some(t)) => t,
             Ok(None) => {
                 checks.push(Check::fail(
@@ -197,7 +222,7 @@ impl CommandCluster {
                 return checks;
             }
         };
-        let today = match conf::md_guids(&pulled.text, &req.md) {
+        let today = match conf::md_guids(pulled.text(), &req.md) {
             Ok(g) => g,
             Err(e) => {
                 checks.push(Check::fail("clp.conf edits", None, e.to_string(), "fix the configuration"));
@@ -215,7 +240,7 @@ impl CommandCluster {
                 }
             }
         }
-        let mut text = pulled.text.clone();
+        let mut text = pulled.text().to_owned();
         let templates = [template];
         for (i, push) in req.pushes.iter().enumerate() {
             match conf::apply_changes_with_templates(&text, push, &guids, &templates) {
@@ -230,6 +255,15 @@ impl CommandCluster {
                     return checks;
                 }
             }
+        }
+        if let Err(e) = pulled.file.encode(&text) {
+            checks.push(Check::fail(
+                "clp.conf edits",
+                None,
+                format!("the edited file cannot be written back in {}: {}", pulled.file.encoding_name(), conf_error(e)),
+                "fix the configuration with Cluster WebUI",
+            ));
+            return checks;
         }
         checks.push(Check::pass(
             "clp.conf edits",
@@ -326,10 +360,10 @@ mod tests {
 
     #[test]
     fn the_linux_script_checks_each_tool_then_the_package() {
-        let s = tools_script(Os::Linux, Some("/opt/nec/clusterpro/bin"), &["clpstat", "clpcl"]);
+        let s = tools_script(Os::Linux, &InstallDir::Dir("/opt/nec/clusterpro/bin".into()), &["clpstat", "clpcl"]);
         assert!(s.starts_with("for t in clpstat clpcl; do\n  if p=/opt/nec/clusterpro/bin/$t; [ -x \"$p\" ];"), "{s}");
         assert!(s.contains("rpm -q --qf '%{VERSION}-%{RELEASE}' \"$pkg\""), "{s}");
-        let w = tools_script(Os::Windows, None, &["clpstat"]);
+        let w = tools_script(Os::Windows, &InstallDir::Dir(r"C:\Program Files\CLUSTERPRO\bin".into()), &["clpstat"]);
         assert!(w.contains("foreach ($t in @('clpstat')) {"), "{w}");
         assert!(w.contains(r"$dir = 'C:\Program Files\CLUSTERPRO\bin'"), "{w}");
     }
