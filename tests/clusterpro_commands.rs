@@ -1091,7 +1091,8 @@ impl PsShim {
             script.strip_prefix("$v = Get-CimInstance -ClassName Win32_Volume -Filter \"DriveLetter = '")
         {
             let letter = rest.chars().next().expect("letter");
-            return format!("win32-volume {letter}:\n");
+            let tool = self.fake.tools_dir(server).join("win32-volume");
+            return format!("'{}' {letter}:\n", tool.display());
         }
         // The preflight's tools check (`tools_script`): each tool looked for in the folder.
         if let Some(first) = script.lines().next().and_then(|l| l.strip_prefix("$dir = ")) {

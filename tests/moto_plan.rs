@@ -90,9 +90,12 @@ async fn plan_checks_permissions_then_observes_through_every_aws_adapter() {
     }
 
     // 2. The plan, from an observation through every adapter: exit 2 (changes), the backup's
-    //    first step on the active server.
+    //    first step, the preflight, run at once through SSM and the fake commands.
     assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
-    assert!(stdout.contains("backup/before-upgrade-2026-11/stop-md@node1"), "{stdout}");
+    assert!(stdout.contains("step: backup/before-upgrade-2026-11/preflight"), "{stdout}");
+    assert!(stdout.contains("why:  before md1 is stopped on node1"), "{stdout}");
+    assert!(stdout.contains("ok   command clpdown on node2: "), "{stdout}");
+    assert!(stdout.contains("checks pass: every later step of the operation can run"), "{stdout}");
     assert!(ssm.count("SendCommand") >= 4, "commands went through SSM: {}", ssm.count("SendCommand"));
     for tool in ["clpstat", "clpcfctrl --pull", "clpmdstat"] {
         assert!(clp.count(tool) >= 1, "{tool} ran on a node: {:?}", clp.log());

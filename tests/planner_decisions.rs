@@ -28,9 +28,9 @@ async fn before_add_md() -> (Spec, Observed, JournalView) {
     let snap = lab.backup_snapshot(&spec, "b1");
     lab.world.clock().sleep(Duration::from_mins(10)).await;
     let restore = with_restore(spec, &snap, "r1", false);
-    // 16 mutating steps come before add-md on Windows (2 creates, stop, remove, 2×offline, 2×tag,
-    // 2×detach, 2×attach, 2×online, 2 letters); stop at the 17th boundary.
-    let (_, switch) = lab.apply_with_crash(&restore, CrashPoint::BeforeIntent, 17).await;
+    // 17 steps with an intent come before add-md on Windows (the preflight, 2 creates, stop, remove,
+    // 2×offline, 2×tag, 2×detach, 2×attach, 2×online, 2 letters); stop at the 18th boundary.
+    let (_, switch) = lab.apply_with_crash(&restore, CrashPoint::BeforeIntent, 18).await;
     assert!(switch.fired());
     lab.restart();
     let ctx = lab.ctx();

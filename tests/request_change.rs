@@ -65,8 +65,9 @@ async fn change_after(n: usize) -> (Lab, Vec<(String, mirrorctl::plan::Action)>)
 
 #[tokio::test(start_paused = true)]
 async fn change_after_the_volumes_were_created_abandons_and_tags_them() {
-    // Calls 1 and 2 are r1's CreateVolume (run together): crash inside the second.
-    let (lab, actions) = change_after(2).await;
+    // Call 1 is r1's preflight, calls 2 and 3 its CreateVolume (run together): crash inside the
+    // second of them.
+    let (lab, actions) = change_after(3).await;
     let inv = lab.world.inventory();
     let abandoned: Vec<_> =
         inv.volumes.iter().filter(|v| v.tags.get(tag::ABANDONED_BY).map(String::as_str) == Some("r2")).collect();
@@ -82,8 +83,8 @@ async fn change_after_the_volumes_were_created_abandons_and_tags_them() {
 
 #[tokio::test(start_paused = true)]
 async fn change_after_the_old_volumes_were_detached_reattaches_before_switching() {
-    // Calls: 2 creates, stop-group, remove-md, 2 offline, 2 tags, 2 detaches (9, 10).
-    let (_lab, actions) = change_after(10).await;
+    // Calls: preflight, 2 creates, stop-group, remove-md, 2 offline, 2 tags, 2 detaches (10, 11).
+    let (_lab, actions) = change_after(11).await;
     let safe: Vec<_> = actions.iter().filter(|(s, _)| s.starts_with("restore/r1/safe-attach")).collect();
     assert!(!safe.is_empty(), "a server without its mirror volume got one back before r2 started: {actions:?}");
     // The safe attach happened before any step of r2.

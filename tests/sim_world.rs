@@ -322,10 +322,16 @@ async fn backup_by_hand(w: &SimWorld, p: &Ports) -> SnapshotId {
     sleep(p, 60).await; // business writes happen
     p.cluster.stop_resource(&md()).await.unwrap();
     let status = p.cluster.status().await.unwrap();
-    assert_eq!(status.groups[&group()].state, ObjectState::Offline);
+    let business = w.scenario().business;
+    assert_eq!(status.resources[&business].state, ObjectState::Offline, "md's dependent stopped with it");
+    assert_eq!(status.groups[&group()].state, ObjectState::Online, "the virtual IP keeps the group online");
     assert!(p.cluster.mirror_status(&md()).await.unwrap().healthy());
     p.cluster.shutdown_server(&s2()).await.unwrap();
-    p.cluster.start_group(&group(), &s1()).await.unwrap();
+    let e = p.cluster.start_group(&group(), &s1()).await.unwrap_err();
+    assert_eq!(e.code, "GroupAlreadyStarted", "a partly online group reads as started");
+    // md first, then its dependent (which would bring md along too).
+    p.cluster.start_resource(&md(), &s1()).await.unwrap();
+    p.cluster.start_resource(&business, &s1()).await.unwrap();
     let vol2 = w.mirror_volume(&s2()).unwrap();
     let snap = p
         .cloud
@@ -603,7 +609,7 @@ async fn same_seed_same_world() {
 #[tokio::test(start_paused = true)]
 async fn an_abandoned_cluster_operation_still_completes() {
     let (_w, p) = windows();
-    p.cluster.stop_resource(&md()).await.unwrap();
+    p.cluster.stop_group(&group()).await.unwrap();
     let gave_up = tokio::time::timeout(Duration::from_secs(1), p.cluster.start_group(&group(), &s1())).await;
     assert!(gave_up.is_err(), "the caller stopped waiting");
     assert_eq!(p.cluster.status().await.unwrap().groups[&group()].state, ObjectState::OnlinePending);

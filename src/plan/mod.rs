@@ -222,17 +222,19 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
     // Nothing else happens while a push cut off by a restart may still land.
     let doubt = |except: Option<&OpId>| push_in_doubt(journal, obs, except).map(|w| (Outcome::Wait(w), Vec::new()));
 
-    // A backup that ran nothing but a (failed) preflight changed nothing: when it is no longer
-    // wanted (its name left `take`, its day passed), it is dropped rather than held in flight.
-    let dropped = |op: &OpId| match op {
-        OpId::Backup(name) => {
-            !begun(journal, op)
-                && spec.backup.as_ref().is_none_or(|b| {
+    // An operation that ran nothing but a (failed) preflight changed nothing: when it is no
+    // longer wanted (a backup's name left `take` or its day passed, a restore's section or request
+    // changed), it is dropped rather than held in flight.
+    let dropped = |op: &OpId| {
+        !begun(journal, op)
+            && match op {
+                OpId::Backup(name) => spec.backup.as_ref().is_none_or(|b| {
                     !b.take.contains(name)
                         && b.schedule.as_ref().and_then(|s| backup::scheduled_due(s, obs.now)).as_ref() != Some(name)
-                })
-        }
-        _ => false,
+                }),
+                OpId::Restore(req) => spec.restore.as_ref().is_none_or(|r| r.request != *req),
+                OpId::Retention => false,
+            }
     };
     if let Some((op, view)) = journal.in_flight().filter(|(op, _)| !dropped(op)) {
         out.op = Some(op.clone());

@@ -210,12 +210,6 @@ impl World {
                 }
             }
         }
-        if req.operation == Operation::Restore && self.clp_config().mirror(&req.md).is_none() {
-            edits = Err(format!(
-                "{} is not in the configuration: there is nothing to remove and no template to re-add",
-                req.md
-            ));
-        }
         if req.operation == Operation::Backup {
             checks.push(match self.clp_config().mirror(&req.md) {
                 Some(_) => Check::pass("md resource configured", None, format!("{} in {}", req.md, req.group)),

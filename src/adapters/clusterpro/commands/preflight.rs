@@ -206,17 +206,28 @@ impl CommandCluster {
             });
             return checks;
         }
+        // md in the file: the removal keeps this template. Already removed (by an earlier
+        // request): the re-add needs the template kept then.
+        let in_file = config.mirror(&req.md).is_some();
         let template = match conf::MirrorTemplate::capture(pulled.text(), &req.md) {
             Ok(Some(t)) => t,
-            Ok(None) => {
-                checks.push(Check::fail(
-                    "clp.conf edits",
-                    None,
-                    format!("{} is not in clp.conf: there is no md resource to remove and re-add", req.md),
-                    "check mirror.resource in the desired-state file",
-                ));
-                return checks;
-            }
+            Ok(None) => match self.store.load_template(&req.md) {
+                Ok(Some(t)) => t,
+                Ok(None) | Err(_) => {
+                    checks.push(Check::fail(
+                        "clp.conf edits",
+                        None,
+                        format!(
+                            "{} is not in clp.conf and no template of it is kept in {}: it could not be re-added",
+                            req.md,
+                            self.store.dir.display()
+                        ),
+                        "check mirror.resource in the desired-state file; if md was removed by hand, add it back with \
+                         Cluster WebUI first",
+                    ));
+                    return checks;
+                }
+            },
             Err(e) => {
                 checks.push(Check::fail("clp.conf edits", None, e.to_string(), "fix the configuration"));
                 return checks;
@@ -235,7 +246,7 @@ impl CommandCluster {
             for push in &req.pushes {
                 for c in push {
                     if let ConfigChange::AddMirror(def) = c {
-                        checks.extend(self.guid_checks(def, &today, &mut guids).await);
+                        checks.extend(self.guid_checks(def, in_file.then_some(&today), &mut guids).await);
                     }
                 }
             }
@@ -274,11 +285,12 @@ impl CommandCluster {
     }
 
     /// Windows: each server's GUIDs of `def`'s partitions, derived now; each must equal the one
-    /// today's `clp.conf` holds for that server.
+    /// today's `clp.conf` holds for that server (`None`: md is not in the file, an earlier request
+    /// removed it, and there is nothing to compare with: the derivation must work).
     async fn guid_checks(
         &self,
         def: &crate::ports::cluster::MdDefinition,
-        today: &conf::GuidSource,
+        today: Option<&conf::GuidSource>,
         guids: &mut conf::GuidSource,
     ) -> Vec<Check> {
         let mut checks = Vec::new();
@@ -297,7 +309,20 @@ impl CommandCluster {
             return checks;
         }
         for s in &self.servers {
-            let (Some(now), Some(conf)) = (derived.get(s.as_str()), today.get(s.as_str())) else {
+            let Some(now) = derived.get(s.as_str()) else { continue };
+            let Some(today) = today else {
+                checks.push(Check::pass(
+                    "volume GUIDs",
+                    Some(s),
+                    format!(
+                        "derived {} / {} (md is not in clp.conf now: nothing to compare with)",
+                        now.data, now.cluster
+                    ),
+                ));
+                guids.insert(s.clone(), now.clone());
+                continue;
+            };
+            let Some(conf) = today.get(s.as_str()) else {
                 checks.push(Check::fail(
                     "volume GUIDs",
                     Some(s),
