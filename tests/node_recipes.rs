@@ -131,6 +131,30 @@ fn linux_list_reports_disks_partitions_and_mounts() {
     insta::assert_debug_snapshot!(disks);
 }
 
+/// Other names of a partition (the EC2 udev link `/dev/xvdb2` on a Nitro instance, a by-partuuid
+/// link) are reported beside its kernel path, so a configuration naming it by a stable link is
+/// recognised.
+#[test]
+fn linux_list_reports_the_links_to_each_partition() {
+    let f = Fakes::new();
+    f.disks.link("xvdb2", "/dev/nvme1n1p2");
+    f.disks.link("partuuid-data", "/dev/nvme1n1p2");
+    f.disks.link("unrelated", "/dev/nvme9n1");
+    let (out, _) = f.run(&DiskOp::List, "", false);
+    let disks = parse_disks(&out).expect("parse");
+    let p2 =
+        disks.iter().flat_map(|d| &d.partitions).find(|p| p.path.as_deref() == Some("/dev/nvme1n1p2")).expect("p2");
+    let links = f.disks.root().join("links");
+    let mut aliases = p2.aliases.clone();
+    aliases.sort();
+    assert_eq!(
+        aliases,
+        [links.join("partuuid-data").display().to_string(), links.join("xvdb2").display().to_string()],
+        "{out}"
+    );
+    assert!(p2.is_named(&links.join("xvdb2").display().to_string()));
+}
+
 #[test]
 fn linux_offline_refuses_when_mounted() {
     let f = Fakes::new();

@@ -240,3 +240,50 @@ async fn a_mirror_red_on_both_sides_blocks_with_the_recovery_command() {
     *first = MirrorColor::Green;
     assert!(matches!(plan(&spec, &obs, &view).outcome, Outcome::Wait(_)));
 }
+
+/// Linux: the re-add writes the desired state's partition paths into clp.conf again, so before
+/// anything changes they must name partitions of today's mirror disk (its kernel path or a link to
+/// it) and must not be kernel NVMe names, which a detach and attach may renumber.
+#[tokio::test(start_paused = true)]
+async fn linux_partition_paths_must_name_todays_disk_and_survive_the_swap() {
+    use mirrorctl::plan::Outcome;
+    use mirrorctl::spec::Partition;
+    let lab = Lab::linux(64);
+    let spec = with_backups(example(Os::Linux), &["b1"], 7);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let snap = lab.backup_snapshot(&spec, "b1");
+    lab.world.clock().sleep(Duration::from_mins(10)).await;
+    let restore = with_restore(spec, &snap, "r1", false);
+    let ctx = lab.ctx();
+    let journal = open_journal(&restore, &ctx).unwrap();
+    let (obs, p) = plan_once(&restore, &ctx, &journal).await.unwrap();
+    let view = journal.lock().unwrap().view().clone();
+    assert_eq!(p.steps()[0].id.0, "restore/r1/preflight", "{p:?}");
+    let blocked = |spec: &Spec, obs: &Observed| match plan(spec, obs, &view).outcome {
+        Outcome::Blocked(c) => Some(c),
+        _ => None,
+    };
+
+    // A kernel NVMe name: refused, whatever the disk shows.
+    let mut nvme = restore.clone();
+    nvme.mirror.data_partition = Partition::Device("/dev/nvme1n1p2".into());
+    let c = blocked(&nvme, &obs).expect("refused");
+    assert_eq!(c.reason, "partition-path-unstable", "{c}");
+    // A path that names nothing on today's mirror disk: refused, listing what it shows.
+    let mut other = restore.clone();
+    other.mirror.data_partition = Partition::Device("/dev/xvdc2".into());
+    let c = blocked(&other, &obs).expect("refused");
+    assert_eq!(c.reason, "partition-path-not-found", "{c}");
+    assert!(c.message.contains("/dev/xvdb2"), "{c}");
+    // A link to today's partition (by-partuuid) is accepted on every server that shows it.
+    let mut linked = restore.clone();
+    linked.mirror.data_partition = Partition::Device("/dev/disk/by-partuuid/1234-02".into());
+    let mut obs2 = obs.clone();
+    for disks in obs2.disks.values_mut().flatten() {
+        for part in disks.iter_mut().flat_map(|d| d.partitions.iter_mut()).filter(|p| p.number == 2) {
+            part.aliases.push("/dev/disk/by-partuuid/1234-02".into());
+        }
+    }
+    assert!(blocked(&linked, &obs2).is_none(), "{:?}", plan(&linked, &obs2, &view));
+    assert!(blocked(&linked, &obs).is_some(), "without the link it names nothing");
+}

@@ -342,7 +342,13 @@ async fn backup_by_hand(w: &SimWorld, p: &Ports) -> SnapshotId {
     let colors = p.cluster.mirror_status(&md()).await.unwrap().colors;
     assert_eq!((colors[&s1()], colors[&s2()]), (MirrorColor::Green, MirrorColor::Red));
     p.cloud.start_instance(&i2()).await.unwrap();
-    sleep(p, 35).await;
+    // Running first (about 25 s), joined later (about 15 s more): look each second.
+    for _ in 0..60 {
+        sleep(p, 1).await;
+        if p.cloud.describe_instances(&[i2()]).await.unwrap()[0].state == InstanceState::Running {
+            break;
+        }
+    }
     let inst = p.cloud.describe_instances(&[i2()]).await.unwrap();
     assert_eq!(inst[0].state, InstanceState::Running);
     assert!(!p.cluster.status().await.unwrap().servers[&s2()], "not joined yet");

@@ -70,7 +70,7 @@ pub fn layout_of(spec: &Spec, disk: &crate::ports::node::Disk) -> Option<Layout>
     let find = |p: &Partition| {
         disk.partitions.iter().find(|x| match p {
             Partition::Letter(c) => x.letter == Some(*c),
-            Partition::Device(d) => x.path.as_deref() == Some(d.as_str()),
+            Partition::Device(d) => x.is_named(d),
         })
     };
     Some(Layout {
@@ -363,9 +363,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
                 let missing: Vec<String> = want
                     .iter()
                     .filter(|p| match p {
-                        Partition::Device(path) => {
-                            !disk.partitions.iter().any(|x| x.path.as_deref() == Some(path.as_str()))
-                        }
+                        Partition::Device(path) => !disk.partitions.iter().any(|x| x.is_named(path)),
                         Partition::Letter(_) => false,
                     })
                     .map(ToString::to_string)
@@ -601,6 +599,7 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
             );
         }
         if let Some((v, _)) = at_device(spec, obs, s) {
+            linux_paths_survive(spec, obs, s, v, d);
             if snap.size_gib < v.size_gib {
                 d.block(
                     "snapshot-too-small",
@@ -654,6 +653,68 @@ fn md_definition(spec: &Spec, initial_copy: bool) -> MdDefinition {
         data_partition: spec.mirror.data_partition.clone(),
         cluster_partition: spec.mirror.cluster_partition.clone(),
         initial_copy,
+    }
+}
+
+/// Whether `path` is a kernel name of an NVMe partition (`/dev/nvme1n1p2`): NVMe namespaces are
+/// numbered in the order the kernel finds them, so a detach and an attach may renumber them.
+fn kernel_nvme_name(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/dev/nvme") else { return false };
+    let mut parts = rest.splitn(2, 'n');
+    let (Some(ctrl), Some(tail)) = (parts.next(), parts.next()) else { return false };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(ctrl) && tail.split_once('p').is_some_and(|(ns, part)| digits(ns) && digits(part))
+}
+
+/// Linux: the re-add writes the desired state's partition paths into `clp.conf` again, so they
+/// must name the partitions on today's mirror disk (its kernel path or a link to it: the method
+/// the re-add relies on reproduces today's disks) and must be names that survive the swap: a
+/// link made from the attach device (`/dev/xvdb2`, which the restore keeps) or from the disk's
+/// content (`/dev/disk/by-partuuid/…`, the same on both restored copies), not a kernel NVMe name.
+fn linux_paths_survive(spec: &Spec, obs: &Observed, s: &ServerSpec, v: &Volume, d: &mut Draft) {
+    if spec.cluster.os != Os::Linux {
+        return;
+    }
+    let Some(disk) = obs.disk(&s.name, &v.id) else { return };
+    for (what, p) in
+        [("cluster_partition", &spec.mirror.cluster_partition), ("data_partition", &spec.mirror.data_partition)]
+    {
+        let Partition::Device(path) = p else { continue };
+        if kernel_nvme_name(path) {
+            d.block(
+                "partition-path-unstable",
+                format!(
+                    "mirror.{what} = {path} is a kernel NVMe name: after the old volume is detached and the restored one \
+                     attached it may name another disk, and md would be re-added over it"
+                ),
+                format!(
+                    "name the partition by a link that survives the swap, in the desired-state file (mirrorctl writes it \
+                     into clp.conf at the re-add): the attach-device link ({}N) or /dev/disk/by-partuuid/…",
+                    spec.mirror.device
+                ),
+            );
+        } else if !disk.partitions.iter().any(|x| x.is_named(path)) {
+            let seen: Vec<String> = disk
+                .partitions
+                .iter()
+                .map(|x| {
+                    std::iter::once(x.path.clone().unwrap_or_default())
+                        .chain(x.aliases.clone())
+                        .collect::<Vec<_>>()
+                        .join(" = ")
+                })
+                .collect();
+            d.block(
+                "partition-path-not-found",
+                format!(
+                    "mirror.{what} = {path} names no partition of {} on {} (it shows: {})",
+                    v.id,
+                    s.name,
+                    if seen.is_empty() { "no partition".to_owned() } else { seen.join("; ") }
+                ),
+                "set the partition paths in the desired-state file to names the servers show for the mirror disk",
+            );
+        }
     }
 }
 

@@ -26,9 +26,21 @@ pub struct PartitionInfo {
     pub letter: Option<char>,
     /// Linux device path, if any.
     pub path: Option<String>,
+    /// Linux: other names of the same partition, links that resolve to it (`/dev/xvdb2` made by
+    /// the EC2 udev rules from the attach device name, `/dev/disk/by-partuuid/…`, …). A
+    /// configuration may name the partition by any of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     /// Whether a file system on it is mounted (Linux; on Windows the mirror data partition is
     /// never mounted by mirrorctl).
     pub mounted: bool,
+}
+
+impl PartitionInfo {
+    /// Whether `name` names this partition: its path or one of its aliases.
+    pub fn is_named(&self, name: &str) -> bool {
+        self.path.as_deref() == Some(name) || self.aliases.iter().any(|a| a == name)
+    }
 }
 
 /// A disk in a server.

@@ -108,6 +108,7 @@ impl World {
                 letter: if windows && d.online { d.letters.get(&n).copied() } else { None },
                 path: if windows { None } else { dev.as_ref().map(|dev| linux_path(dev, n)) },
                 mounted: d.mounted.contains(&n),
+                aliases: Vec::new(),
             })
             .collect();
         Disk {
@@ -314,7 +315,7 @@ impl World {
         for p in [&md.cluster_partition, &md.data_partition] {
             let found = view.partitions.iter().any(|info| match p {
                 Partition::Letter(c) => info.letter == Some(*c),
-                Partition::Device(d) => info.path.as_deref() == Some(d.as_str()),
+                Partition::Device(d) => info.is_named(d),
             });
             if !found {
                 return Err(format!("partition {p} not found on {server} (disk of {vol})"));

@@ -530,7 +530,13 @@ impl Node for MotoWorld {
             };
             let partitions = [1, 2]
                 .into_iter()
-                .map(|n| PartitionInfo { number: n, letter: None, path: Some(linux_path(dev, n)), mounted: false })
+                .map(|n| PartitionInfo {
+                    number: n,
+                    letter: None,
+                    path: Some(linux_path(dev, n)),
+                    mounted: false,
+                    aliases: Vec::new(),
+                })
                 .collect();
             disks.push(Disk {
                 volume: vol.clone(),

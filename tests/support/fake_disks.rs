@@ -63,9 +63,22 @@ impl FakeDisks {
         self.root.join("bin")
     }
 
-    /// Environment the recipe needs besides `PATH`: its by-id directory.
+    /// Environment the recipe needs besides `PATH`: its by-id directory, and the one directory
+    /// where it looks for other names of partitions (nothing of the host's `/dev`).
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![("MIRRORCTL_BYID_DIR".to_owned(), self.root.join("byid").display().to_string())]
+        let links = self.root.join("links");
+        std::fs::create_dir_all(&links).expect("links dir");
+        vec![
+            ("MIRRORCTL_BYID_DIR".to_owned(), self.root.join("byid").display().to_string()),
+            ("MIRRORCTL_LINK_DIRS".to_owned(), links.display().to_string()),
+        ]
+    }
+
+    /// Adds a link `name` → `target` where the recipe looks for partitions' other names.
+    pub fn link(&self, name: &str, target: &str) {
+        let links = self.root.join("links");
+        std::fs::create_dir_all(&links).expect("links dir");
+        std::os::unix::fs::symlink(target, links.join(name)).expect("symlink");
     }
 
     /// Adds the by-id link `nvme-Amazon_Elastic_Block_Store_<serial>` → `target`.

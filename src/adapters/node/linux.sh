@@ -8,6 +8,8 @@ PARTPROBE=${MIRRORCTL_PARTPROBE:-partprobe}
 SYNC=${MIRRORCTL_SYNC:-sync}
 BYID=${MIRRORCTL_BYID_DIR:-/dev/disk/by-id}
 BYID_PREFIX=nvme-Amazon_Elastic_Block_Store_
+# Where links to partitions are looked for (their other names, e.g. /dev/xvdb2 on Nitro).
+LINK_DIRS=${MIRRORCTL_LINK_DIRS:-/dev /dev/disk/by-id /dev/disk/by-partuuid /dev/disk/by-uuid /dev/disk/by-label}
 
 json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 
@@ -37,6 +39,19 @@ find_disk() {
   done
 }
 
+# JSON array of the links in LINK_DIRS that resolve to this device.
+aliases() { # device
+  out=''; asep=''
+  for dir in $LINK_DIRS; do
+    for l in "$dir"/*; do
+      [ -L "$l" ] || continue
+      [ "$(readlink -f "$l" 2>/dev/null)" = "$1" ] || continue
+      out="$out$asep$(json_str "$l")"; asep=','
+    done
+  done
+  printf '[%s]' "$out"
+}
+
 partnum() { expr "$1" : '.*[^0-9]\([0-9][0-9]*\)$'; }
 
 is_mounted() { # device
@@ -60,7 +75,7 @@ op_list() {
       mnt=$(field MOUNTPOINT "$pl")
       mounted=false; [ -n "$mnt" ] && mounted=true
       [ "$mnt" = / ] && boot=true
-      parts="$parts$psep{\"number\":$(partnum "$p"),\"path\":$(json_str "$p"),\"letter\":null,\"mounted\":$mounted}"
+      parts="$parts$psep{\"number\":$(partnum "$p"),\"path\":$(json_str "$p"),\"letter\":null,\"mounted\":$mounted,\"aliases\":$(aliases "$p")}"
       psep=','
     done
     out="$out$sep{\"serial\":$(json_str "$serial"),\"number\":$index,\"online\":true,\"read_only\":$ro,\"boot\":$boot,\"offline_reason\":null,\"partitions\":[$parts]}"

@@ -185,6 +185,8 @@ struct RawPartition {
     path: Option<String>,
     #[serde(default)]
     mounted: bool,
+    #[serde(default)]
+    aliases: Option<OneOrMany<String>>,
 }
 
 #[derive(Deserialize)]
@@ -264,6 +266,7 @@ pub fn parse_disks(output: &str) -> Result<Vec<Disk>, RecipeError> {
                 letter: letter(p.letter.as_deref()),
                 path: p.path.filter(|s| !s.is_empty()),
                 mounted: p.mounted,
+                aliases: OneOrMany::into_vec(p.aliases),
             })
             .collect();
         let offline_reason =
