@@ -149,4 +149,11 @@ async fn the_campaign_checks_pass_a_clean_flow_and_catch_duplicates_and_bad_data
     // The accident again, after the restore: the data check fails.
     lab.world.accident();
     assert!(kinds(&check_restore(&lab.world, &spec, &expect)).contains(&"accident-kept"));
+
+    // The service that depends on md left offline (the group still reads online: its virtual IP
+    // is up): business is not back, and the check says so.
+    let business = lab.world.scenario().business;
+    ports.cluster.stop_resource(&business).await.expect("stop the service");
+    let v = check_restore(&lab.world, &spec, &expect);
+    assert!(v.iter().any(|v| v.kind == "business-down" && v.detail.contains(business.as_str())), "{v:?}");
 }

@@ -467,6 +467,24 @@ fn volume_ids(world: &SimWorld) -> Vec<VolumeId> {
     world.inventory().volumes.into_iter().map(|v| v.id).collect()
 }
 
+/// Every resource of the world's group (md, the service depending on it, the virtual IP that does
+/// not) online on `server` after `flow`: business is back exactly as it was.
+fn group_online_on(world: &SimWorld, server: &crate::ids::ServerName, flow: &str) -> Vec<Violation> {
+    use crate::ports::cluster::ObjectState;
+    world
+        .cluster_status()
+        .resources
+        .iter()
+        .filter(|(_, p)| p.state != ObjectState::Online || p.current.as_ref() != Some(server))
+        .map(|(r, p)| {
+            violation(
+                "business-down",
+                format!("{r} is {:?} on {:?} after {flow}, not online on {server}", p.state, p.current),
+            )
+        })
+        .collect()
+}
+
 fn tagged<'a>(tags: &'a crate::ports::cloud::Tags, key: &str) -> Option<&'a str> {
     tags.get(key).map(String::as_str)
 }
@@ -526,6 +544,7 @@ pub fn check_backup(world: &SimWorld, spec: &Spec, backup: &str, before: &[Volum
     if report.active.as_ref() != Some(&spec.cluster.servers[0].name) {
         out.push(violation("business-down", format!("md online on {:?} after the backup", report.active)));
     }
+    out.extend(group_online_on(world, &spec.cluster.servers[0].name, "the backup"));
     out.extend(volumes_kept(&inv, before));
     let now: Vec<&VolumeId> = inv.volumes.iter().map(|v| &v.id).collect();
     if now.len() != before.len() {
@@ -689,6 +708,7 @@ fn restored_data(world: &SimWorld, spec: &Spec, expect: &RestoreExpect) -> Vec<V
             format!("md online on {:?}, not on {second} after the failover check", report.active),
         ));
     }
+    out.extend(group_online_on(world, second, "the restore"));
     if expect.abandoned.is_none() {
         let moves = world.call_counts().get("clp:move_group").copied().unwrap_or(0);
         if moves != 1 {

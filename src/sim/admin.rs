@@ -229,6 +229,12 @@ impl SimWorld {
         });
     }
 
+    /// CLUSTERPRO's status as the world holds it now (no call is counted, no time passes): for
+    /// judging an outcome, e.g. that every resource of the group is back online.
+    pub fn cluster_status(&self) -> crate::ports::cluster::ClusterStatus {
+        self.with(|w, _| w.clp_status())
+    }
+
     /// Sets how long new volumes and snapshots stay invisible to Describe.
     pub fn set_consistency_window(&self, window: Duration) {
         self.with(|w, _| w.scenario.consistency_window_s = window.as_secs_f64());

@@ -83,7 +83,7 @@ impl World {
         self.group_states().iter().all(|r| r.online_on(server))
     }
 
-    fn clp_status(&self) -> ClusterStatus {
+    pub(super) fn clp_status(&self) -> ClusterStatus {
         let servers = self.clp.servers.iter().map(|(n, s)| (n.clone(), s.member)).collect();
         let groups = BTreeMap::from([(self.clp.group.clone(), self.group_placement())]);
         let mut resources = BTreeMap::new();
