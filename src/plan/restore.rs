@@ -656,7 +656,7 @@ fn md_definition(spec: &Spec, initial_copy: bool) -> MdDefinition {
     }
 }
 
-/// Whether `path` is a kernel name of an NVMe partition (`/dev/nvme1n1p2`): NVMe namespaces are
+/// Whether `path` is a kernel name of an `NVMe` partition (`/dev/nvme1n1p2`): `NVMe` namespaces are
 /// numbered in the order the kernel finds them, so a detach and an attach may renumber them.
 fn kernel_nvme_name(path: &str) -> bool {
     let Some(rest) = path.strip_prefix("/dev/nvme") else { return false };
@@ -670,7 +670,7 @@ fn kernel_nvme_name(path: &str) -> bool {
 /// must name the partitions on today's mirror disk (its kernel path or a link to it: the method
 /// the re-add relies on reproduces today's disks) and must be names that survive the swap: a
 /// link made from the attach device (`/dev/xvdb2`, which the restore keeps) or from the disk's
-/// content (`/dev/disk/by-partuuid/…`, the same on both restored copies), not a kernel NVMe name.
+/// content (`/dev/disk/by-partuuid/…`, the same on both restored copies), not a kernel `NVMe` name.
 fn linux_paths_survive(spec: &Spec, obs: &Observed, s: &ServerSpec, v: &Volume, d: &mut Draft) {
     if spec.cluster.os != Os::Linux {
         return;

@@ -2,14 +2,14 @@
 //!
 //! Why this module exists: re-adding md on Windows writes, per server, the GUIDs of the volumes on
 //! its data and cluster partitions, and the mirror driver opens the data partition by that GUID
-//! (EXPRESSCLUSTER/ControlDisk `controldisk.cpp` passes it as the data-partition volume to the
+//! (EXPRESSCLUSTER/`ControlDisk` `controldisk.cpp` passes it as the data-partition volume to the
 //! driver). After the restore swapped the disks they must be read again on each server. What the
 //! value is comes from NEC's own material: the GUID inside the volume name `\\?\Volume{GUID}\`,
-//! written lowercase without braces (ControlDisk cuts it out of `FindFirstVolume` names; clpcfset
+//! written lowercase without braces (`ControlDisk` cuts it out of `FindFirstVolume` names; clpcfset
 //! `doc/windows/SAN-Boot.md` reads it from `Win32_Volume.DeviceID`; NEC's Windows-Server-Backup
 //! scripts match `Win32_Volume` by `DriveLetter` and take `DeviceID`). So it is read the same way:
 //! `Get-CimInstance Win32_Volume` filtered by the drive letter, its `DeviceID`. There is no
-//! CLUSTERPRO command for it (`clpdiskctrl` is a ControlDisk sample, not part of the product).
+//! CLUSTERPRO command for it (`clpdiskctrl` is a `ControlDisk` sample, not part of the product).
 //! Whether a snapshot copy keeps the original's GUID on another instance is not documented [U]:
 //! nothing relies on it — the GUIDs are read on the disks attached at the time of the re-add, and
 //! the preflight checks that this method reproduces today's `clp.conf` on today's disks.

@@ -206,28 +206,34 @@ impl CommandCluster {
             });
             return checks;
         }
-        // md in the file: the removal keeps this template. Already removed (by an earlier
-        // request): the re-add needs the template kept then.
-        let in_file = config.mirror(&req.md).is_some();
-        let template = match conf::MirrorTemplate::capture(pulled.text(), &req.md) {
+        checks.extend(self.edit_checks(req, &pulled, config.mirror(&req.md).is_some()).await);
+        checks
+    }
+
+    /// A restore's configuration checks on the pulled file: both pushes applied in memory (the
+    /// re-add from the template the removal keeps, or kept by an earlier request when md is
+    /// already gone from the file), written back in the file's encoding; Windows GUIDs derived.
+    async fn edit_checks(&self, req: &PreflightRequest, pulled: &super::Pulled, in_file: bool) -> Vec<Check> {
+        let mut checks = Vec::new();
+        let captured = conf::MirrorTemplate::capture(pulled.text(), &req.md);
+        let kept = || self.store.load_template(&req.md).ok().flatten();
+        let template = match captured {
             Ok(Some(t)) => t,
-            Ok(None) => match self.store.load_template(&req.md) {
-                Ok(Some(t)) => t,
-                Ok(None) | Err(_) => {
-                    checks.push(Check::fail(
-                        "clp.conf edits",
-                        None,
-                        format!(
-                            "{} is not in clp.conf and no template of it is kept in {}: it could not be re-added",
-                            req.md,
-                            self.store.dir.display()
-                        ),
-                        "check mirror.resource in the desired-state file; if md was removed by hand, add it back with \
-                         Cluster WebUI first",
-                    ));
-                    return checks;
-                }
-            },
+            Ok(None) if let Some(t) = kept() => t,
+            Ok(None) => {
+                checks.push(Check::fail(
+                    "clp.conf edits",
+                    None,
+                    format!(
+                        "{} is not in clp.conf and no template of it is kept in {}: it could not be re-added",
+                        req.md,
+                        self.store.dir.display()
+                    ),
+                    "check mirror.resource in the desired-state file; if md was removed by hand, add it back with \
+                     Cluster WebUI first",
+                ));
+                return checks;
+            }
             Err(e) => {
                 checks.push(Check::fail("clp.conf edits", None, e.to_string(), "fix the configuration"));
                 return checks;
