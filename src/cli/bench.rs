@@ -13,7 +13,8 @@
 //!    round trip, `c` CLUSTERPRO round trip, `n` node round trip, `k` node disk command):
 //!
 //!    ```text
-//!    max( a + create_volume + a,                          create, one Describe to see it
+//!    2c                                                   preflight (changes nothing; first)
+//!    + max( a + create_volume + a,                        create, one Describe to see it
 //!         c + group_stop + c + apply_config )             stop group, remove md
 //!    + (n + k)                                            old disk offline
 //!    + (a + detach + a) + (a + attach + a)                detach, attach, each seen by a Describe
@@ -31,8 +32,9 @@
 //!    every 15 s. Its wall time (first call to the end of the failover check) ÷ mirrorctl's.
 //! 3. **Calls per two-node restore**, from `call_counts()` deltas over mirrorctl's restore:
 //!    mutating EC2 calls except `CreateTags`, and `Describe*` calls.
-//! 4. **Backup downtime.** Business: md stop requested → group online again, ÷ (resource stop +
-//!    group start). Standby: standby shutdown requested → standby back in the cluster, ÷
+//! 4. **Backup downtime.** Business: md stop requested → md's dependent service online again, ÷
+//!    (resource stop + two resource starts: md, then the service; the group's virtual IP never
+//!    went down). Standby: standby shutdown requested → standby back in the cluster, ÷
 //!    (instance stop + `CreateSnapshot` + `StartInstances` + instance start + cluster join). Both
 //!    from the simulated world's timeline.
 //!
@@ -221,7 +223,9 @@ pub fn restore_critical_path_s(l: &LatencyModel) -> f64 {
     let (a, c, node) = (l.ec2_api_s, l.clp_api_s, l.node_api_s + l.node_disk_command_s);
     let create = a + l.create_volume_s + a;
     let stop_and_remove = c + l.group_stop_s + c + l.apply_config_s;
-    create.max(stop_and_remove) + node + (a + l.detach_s + a) + a + restore_tail_after_attach_s(l)
+    // The preflight: one command per server (at once) and a pull of the configuration.
+    let preflight = 2.0 * c;
+    preflight + create.max(stop_and_remove) + node + (a + l.detach_s + a) + a + restore_tail_after_attach_s(l)
 }
 
 /// The part of that critical path after EC2 accepted the attach, a restore's last mutating EC2
