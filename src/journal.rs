@@ -11,6 +11,14 @@
 //! One file per cluster (`<state>/journal/<cluster>.jsonl`). A torn last line (a crash in the
 //! middle of a write) is ignored on load; any other unreadable line is an error, since a journal we
 //! cannot read is a journal we cannot trust.
+//!
+//! One writer per cluster: whoever reconciles a cluster (`apply`, a daemon's worker) first takes
+//! [`WriterLock`], an exclusive advisory lock (`flock`) on `<state>/journal/<cluster>.lock`, and
+//! holds it until the reconcile returns. A second process on the same state directory is refused
+//! at once, naming the holder, instead of journaling the same operation twice (two `snapshot@…`
+//! intents, two `CreateSnapshot` calls) and racing on the status file. The operating system drops
+//! the lock when its holder dies (kill -9 included), so a crash never leaves a cluster locked.
+//! Reading (`plan`, `status`) takes no lock.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -251,6 +259,17 @@ pub enum JournalError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Another process (or task) holds the cluster's writer lock.
+    #[error(
+        "cluster {cluster} is being reconciled by another mirrorctl ({holder}); two writers would race on its \
+         journal and act twice on the cluster: wait for it to finish, or stop it, then retry"
+    )]
+    Busy {
+        /// The cluster.
+        cluster: ClusterName,
+        /// What the holder wrote into the lock file (pid, host, since when).
+        holder: String,
+    },
     /// A line in the middle of the file is not a record.
     #[error(
         "journal {path}:{line}: unreadable record ({message}); the journal is the only memory of \
@@ -265,6 +284,48 @@ pub enum JournalError {
         /// Parser message.
         message: String,
     },
+}
+
+/// The cluster's writer lock (see the module doc); released when dropped.
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: File,
+}
+
+impl WriterLock {
+    /// The lock file of `cluster`: `<state>/journal/<cluster>.lock`.
+    pub fn path_for(state_dir: &Path, cluster: &ClusterName) -> PathBuf {
+        state_dir.join("journal").join(format!("{cluster}.lock"))
+    }
+
+    /// Takes `cluster`'s writer lock without waiting; [`JournalError::Busy`] when another holds it.
+    pub fn acquire(state_dir: &Path, cluster: &ClusterName) -> Result<WriterLock, JournalError> {
+        let path = Self::path_for(state_dir, cluster);
+        let io = |source| JournalError::Io { path: path.clone(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default().trim().to_owned();
+                let holder = if holder.is_empty() { "holder unknown".to_owned() } else { holder };
+                return Err(JournalError::Busy { cluster: cluster.clone(), holder });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        // Who holds it, for the message a refused writer prints (best effort: the lock is what
+        // counts, not the text).
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let me = format!("pid {} on {} since {}", std::process::id(), host.trim(), Timestamp::now());
+        let _ = file.set_len(0).and_then(|()| {
+            use std::io::Seek as _;
+            file.seek(std::io::SeekFrom::Start(0))?;
+            file.write_all(me.as_bytes())
+        });
+        Ok(WriterLock { _file: file })
+    }
 }
 
 /// An open journal file plus its in-memory view.

@@ -213,6 +213,8 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
 }
 
 async fn reconcile_passes(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileError> {
+    // One writer per cluster, for as long as this reconcile runs.
+    let _writer = crate::journal::WriterLock::acquire(&ctx.state_dir, &spec.cluster.name)?;
     let journal = open_journal(spec, ctx)?;
     let exec = Executor {
         cluster: spec.cluster.name.clone(),
