@@ -270,6 +270,17 @@ pub enum JournalError {
         /// What the holder wrote into the lock file (pid, host, since when).
         holder: String,
     },
+    /// Another daemon runs on the same state directory.
+    #[error(
+        "another mirrorctl daemon runs on the state directory {state_dir} ({holder}): two daemons would both \
+         reconcile every cluster; stop it, or give this one its own --state-dir"
+    )]
+    DaemonBusy {
+        /// The state directory.
+        state_dir: PathBuf,
+        /// What the holder wrote into the lock file.
+        holder: String,
+    },
     /// A line in the middle of the file is not a record.
     #[error(
         "journal {path}:{line}: unreadable record ({message}); the journal is the only memory of \
@@ -300,18 +311,35 @@ impl WriterLock {
 
     /// Takes `cluster`'s writer lock without waiting; [`JournalError::Busy`] when another holds it.
     pub fn acquire(state_dir: &Path, cluster: &ClusterName) -> Result<WriterLock, JournalError> {
-        let path = Self::path_for(state_dir, cluster);
+        Self::take(&Self::path_for(state_dir, cluster), |holder| JournalError::Busy {
+            cluster: cluster.clone(),
+            holder,
+        })
+    }
+
+    /// Takes the daemon's lock on `state_dir` (`<state>/daemon.lock`), held for the daemon's life:
+    /// one daemon per state directory ([`JournalError::DaemonBusy`] otherwise).
+    pub fn daemon(state_dir: &Path) -> Result<WriterLock, JournalError> {
+        Self::take(&state_dir.join("daemon.lock"), |holder| JournalError::DaemonBusy {
+            state_dir: state_dir.to_owned(),
+            holder,
+        })
+    }
+
+    fn take(path: &Path, busy: impl FnOnce(String) -> JournalError) -> Result<WriterLock, JournalError> {
+        let path = path.to_owned();
         let io = |source| JournalError::Io { path: path.clone(), source };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        let mut file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let holder = std::fs::read_to_string(&path).unwrap_or_default().trim().to_owned();
                 let holder = if holder.is_empty() { "holder unknown".to_owned() } else { holder };
-                return Err(JournalError::Busy { cluster: cluster.clone(), holder });
+                return Err(busy(holder));
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }

@@ -103,6 +103,9 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>) -> Result<u8, CliErro
     if !eff.dir.is_dir() {
         tracing::warn!(dir = %eff.dir.display(), "the desired-state directory does not exist (yet); waiting for it");
     }
+    // One daemon per state directory, for its whole life.
+    let _daemon_lock =
+        crate::journal::WriterLock::daemon(&eff.state_dir).map_err(|e| CliError::Failed(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind(eff.listen)
         .await
         .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", eff.listen)))?;
