@@ -3,7 +3,7 @@
 //! request and were not written since; otherwise it stays ON and the plan says why. Preflight
 //! refuses a snapshot smaller than the disk.
 
-mod common;
+use crate::support::common;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! campaign's checks do catch what they claim to catch: a clean in-process flow passes them, and
 //! the same world with a duplicate volume, a second snapshot, or the accident back fails them.
 
-mod common;
+use crate::support::common;
 
 use std::process::Command;
 use std::time::Duration;

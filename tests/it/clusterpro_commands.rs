@@ -8,8 +8,8 @@
 //!
 //! Real tokio time (the fake tools are child processes): the worlds run `SPEED` times faster.
 
-mod common;
-mod support;
+use crate::support;
+use crate::support::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! (against moto, which serves Secrets Manager on the same port as EC2). Every failure names the
 //! source and what to do, and never contains the secret value.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! within a dozen `Describe*` calls while still converging with the oracle's blessing, and the
 //! volume initialization progress (`DescribeVolumeStatus`) shown in the status document.
 
-mod common;
+use crate::support::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! with exactly one new volume per server per request, one snapshot per backup name, zero deleted
 //! volumes, and data the oracle approves.
 
-mod common;
+use crate::support::common;
 
 use common::{Lab, example, with_backups, with_restore};
 use mirrorctl::execute::CrashPoint;

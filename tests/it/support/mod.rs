@@ -10,9 +10,11 @@
 
 #![allow(dead_code)]
 
+pub mod common;
 pub mod fake_clp;
 pub mod fake_disks;
 pub mod fake_ssm;
+pub mod moto_world;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -5,7 +5,7 @@
 //! sandboxes run the fake `clp*` tools (backed by a simulated cluster) and fake disk tools — and
 //! prints the plan: the on-demand backup's first step.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

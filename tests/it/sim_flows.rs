@@ -1,6 +1,6 @@
 //! End-to-end backup and restore in the strict simulated world, proven with the data oracle.
 
-mod common;
+use crate::support::common;
 
 use common::{Lab, assert_backup_captured, assert_restored, example, with_backups, with_restore};
 use mirrorctl::plan::Action;

@@ -2,7 +2,7 @@
 //! ids), random retryable faults and an optional crash, applying the plans converges with the
 //! invariants intact; and plans are deterministic (same inputs, same plan; same world, same steps).
 
-mod common;
+use crate::support::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Disk recipes: golden text of every generated script, the shared JSON parser on Windows-shaped
 //! output, and the Linux recipe run for real with `sh` against fake `lsblk`/`findmnt`/`blockdev`.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -6,7 +6,7 @@
 //! ends), so tests run in parallel without sharing state. Real tokio time: the SDK's timeouts
 //! must not fire on a paused clock while moto answers.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -376,7 +376,11 @@ async fn the_endpoint_and_credentials_come_from_the_standard_environment() {
     run_server(&moto.sdk().await, "ap-northeast-1a", 1).await;
     let me = std::env::current_exe().unwrap();
     let out = std::process::Command::new(me)
-        .args(["--exact", "the_endpoint_and_credentials_come_from_the_standard_environment", "--test-threads=1"])
+        .args([
+            "--exact",
+            "moto_ec2::the_endpoint_and_credentials_come_from_the_standard_environment",
+            "--test-threads=1",
+        ])
         .env("MIRRORCTL_ENV_CHILD", "1")
         .env("AWS_ENDPOINT_URL_EC2", moto.endpoint())
         .env("AWS_ACCESS_KEY_ID", support::KEY)

@@ -2,7 +2,7 @@
 //! of mirrorctl's own snapshots and never deletes pinned ones; the daily schedule takes its backup
 //! once; a restore waits for an in-flight backup to bring the standby back.
 
-mod common;
+use crate::support::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! recipes run for real through it (the `Node` port over a transport) against fake Linux tools;
 //! and golden text of the file-moving scripts, PowerShell included (they cannot run here).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -72,7 +72,7 @@ pub const TOOLS: &[&str] =
 /// The tool script; `@PORT@` and `@SERVER@` are filled in per server. The request is a line with
 /// the number of fields, then the fields, each ended by a NUL byte.
 pub const FORWARDER: &str = r#"#!/bin/bash
-# A fake CLUSTERPRO command for mirrorctl's tests (tests/support/fake_clp.rs): it sends the server
+# A fake CLUSTERPRO command for mirrorctl's tests (tests/it/support/fake_clp.rs): it sends the server
 # it runs on, its name, its working directory and its arguments to the test process, which answers
 # from the simulated world with shell lines to evaluate (print stdout and stderr, exit).
 if ! exec 3<>/dev/tcp/127.0.0.1/@PORT@; then

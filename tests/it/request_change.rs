@@ -2,7 +2,7 @@
 //! without its mirror volume), the old request is recorded as abandoned, its unattached volumes are
 //! tagged and listed (never deleted), and the new request is pursued to the end.
 
-mod common;
+use crate::support::common;
 
 use std::time::Duration;
 

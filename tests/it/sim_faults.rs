@@ -1,7 +1,7 @@
 //! Faults in the strict simulated world: each must converge, or end in a terminal condition with a
 //! clear reason — never a panic, never a silent stop.
 
-mod common;
+use crate::support::common;
 
 use std::time::Duration;
 

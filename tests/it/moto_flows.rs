@@ -6,7 +6,7 @@
 //! and a seeded randomized campaign of such crashes (at step boundaries and inside mutating steps,
 //! up to three per flow) that prints a tally. These crashes are in-process (the executor's crash
 //! switch), not kill -9: the real binary cannot act on AWS yet. The kill -9 campaign against the
-//! real daemon runs on the simulated world (`tests/chaos.rs`, `mirrorctl bench chaos`).
+//! real daemon runs on the simulated world (`tests/it/chaos.rs`, `mirrorctl bench chaos`).
 //!
 //! What moto does not check (DOMAIN.md): it ignores `ClientToken`, accepts lenient attaches and
 //! moves every state at once. So duplicates are not caught by moto here: the tests count what
@@ -14,8 +14,8 @@
 //!
 //! Real tokio time: the SDK's timeouts must not fire on a paused clock while moto answers.
 
-mod moto_world;
-mod support;
+use crate::support;
+use crate::support::moto_world;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -783,7 +783,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 /// The campaign at `MIRRORCTL_MOTO_CHAOS_POINTS` points (default 15, CI's reduced size; about a
 /// minute on a busy two-core machine) with seed `MIRRORCTL_MOTO_CHAOS_SEED` (default 1). The full
-/// campaign: `MIRRORCTL_MOTO_CHAOS_POINTS=30 cargo test --test moto_flows chaos_campaign -- --show-output`.
+/// campaign: `MIRRORCTL_MOTO_CHAOS_POINTS=30 cargo test --test it moto_flows::seeded_random -- --show-output`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_random_crash_chaos_campaign_on_moto() {
     let points = usize::try_from(env_number("MIRRORCTL_MOTO_CHAOS_POINTS", 15)).expect("points");

@@ -2,8 +2,8 @@
 //! `partprobe` scripts in a `bin` directory, backed by files beside it.
 //!
 //! Why this module exists: the Linux recipe is run for real in two ways — directly with `sh`
-//! (`tests/node_recipes.rs`) and through the fake SSM endpoint inside an instance sandbox
-//! (`tests/ssm_transport.rs`). Both need the same fake machine: three `NVMe` disks (the root disk,
+//! (`tests/it/node_recipes.rs`) and through the fake SSM endpoint inside an instance sandbox
+//! (`tests/it/ssm_transport.rs`). Both need the same fake machine: three `NVMe` disks (the root disk,
 //! the mirror disk `vol-0123456789abcdef0` with its data partition mounted, another EBS disk
 //! `vol-0fedcba9876543210`). The fakes read and log only under their root directory, whose path is
 //! written into them, so they behave the same whatever environment runs them.

@@ -13,7 +13,7 @@
 
 #![allow(clippy::many_single_char_names)]
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;
