@@ -119,7 +119,7 @@ pub const FULL_LOOK_EVERY: std::time::Duration = std::time::Duration::from_mins(
 
 /// EC2 `Describe*` calls of one full look at a converged two-node cluster: instances, volumes
 /// (tagged ones and those at the servers' instances), snapshots, and each server's shutdown
-/// behaviour. What a periodic resync costs per cluster (`tests/observe_refresh.rs` counts it).
+/// behaviour. What a periodic resync costs per cluster (`tests/it/observe_refresh.rs` counts it).
 pub const FULL_LOOK_DESCRIBES: u32 = 6;
 
 impl Refresh {

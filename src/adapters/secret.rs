@@ -142,7 +142,7 @@ impl SecretResolver {
                 )),
             },
             SecretRef::SecretsManager { id, json_key } => {
-                // The IAM action this needs (tests/deploy.rs ties the policy to this line).
+                // The IAM action this needs (tests/it/deploy.rs ties the policy to this line).
                 const API: &str = "GetSecretValue";
                 let Some(client) = &self.secrets_manager else {
                     return Err(fail(

@@ -1,6 +1,6 @@
 //! `mirrorctl bench chaos`: the kill -9 campaign against the real binary.
 //!
-//! Why this module exists: the crash tests (`tests/crash_resume.rs`) stop the executor at chosen
+//! Why this module exists: the crash tests (`tests/it/crash_resume.rs`) stop the executor at chosen
 //! points inside one process; they cannot show what a real `SIGKILL` does to a real daemon — its
 //! fsync'd journal, its atomically written status documents and the persisted lab world, each cut
 //! at an arbitrary instant by the kernel. This harness does exactly that, many times, and judges

@@ -191,6 +191,43 @@ fn an_edit_is_acted_on_and_metrics_and_readiness_follow() {
     assert!(body.contains("mirrorctl_last_pass_timestamp_seconds{cluster=\"prod-db\"}"), "{body}");
 }
 
+/// One daemon per state directory: a second `mirrorctl run` on it refuses to start, saying why,
+/// while the first goes on serving.
+#[test]
+fn a_second_daemon_on_the_same_state_directory_refuses_to_start() {
+    let tmp = desired_dir(&[]);
+    let cwd = tmp.path();
+    let d = Daemon::start(cwd, "ds", "1000", "20");
+    let mut second = Command::new(BIN)
+        .current_dir(cwd)
+        .args(["run", "--dir", "ds", "--world", "lab", "--listen", "127.0.0.1:0", "--state-dir", "state"])
+        .env_remove("MIRRORCTL_STATE_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("second daemon");
+    // It must give up at once; one that runs is killed (by its own pid) and fails the test.
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            let _ = second.kill();
+            let _ = second.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    second.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
+    let status = status.unwrap_or_else(|| panic!("a second daemon on the same state directory kept running: {stderr}"));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another mirrorctl daemon runs on the state directory"), "{stderr}");
+    assert!(d.get("/healthz").is_some(), "the first daemon still serves");
+}
+
 #[test]
 fn a_git_sync_symlink_swap_and_an_editor_save_are_both_seen() {
     let tmp = tempfile::tempdir().unwrap();

@@ -320,3 +320,24 @@ async fn a_missing_command_stops_the_operation_before_anything_changes() {
         assert_eq!((md.state, md.current.as_ref()), (ObjectState::Online, Some(primary)), "{os:?}: md never stopped");
     }
 }
+
+/// One writer per cluster: while another process (here: a lock taken by hand) reconciles the
+/// cluster, a second reconcile is refused at once, naming the holder, and journals nothing; once
+/// the lock is released it goes ahead. (Before the lock, `apply` beside a running daemon ran the
+/// same backup twice: two `snapshot@…` intents and two `CreateSnapshot` calls.)
+#[tokio::test(start_paused = true)]
+async fn a_second_writer_on_the_same_cluster_is_refused() {
+    use mirrorctl::journal::{JournalError, WriterLock};
+    use mirrorctl::reconcile::ReconcileError;
+    let lab = Lab::windows(71);
+    let spec = with_backups(example(Os::Windows), &["b1"], 7);
+    let held = WriterLock::acquire(&lab.state_dir(), &spec.cluster.name).expect("first writer");
+    let err = reconcile(&spec, &lab.ctx()).await.expect_err("a second writer");
+    assert!(matches!(err, ReconcileError::Journal(JournalError::Busy { .. })), "{err}");
+    assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "names the holder: {err}");
+    assert!(lab.actions(&spec).is_empty(), "nothing journaled");
+    assert!(lab.world.inventory().snapshots.is_empty(), "nothing done");
+    drop(held);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    assert_eq!(lab.world.inventory().snapshots.len(), 1);
+}

@@ -72,7 +72,7 @@
 //! directory), the call operator `&` with single-quoted arguments, `$LASTEXITCODE`, `Remove-Item
 //! -Recurse -Force`, `Write-Output` and `[Console]::Error.WriteLine`; a missing executable exits
 //! 127. Golden text of every script, the install-directory detection included, is in
-//! `tests/snapshots/clusterpro_commands__windows_*.snap`.
+//! `tests/it/snapshots/it__clusterpro_commands__windows_*.snap`.
 //!
 //! Not modelled: a Linux md definition whose partitions are missing is only found out by
 //! `clpcfctrl --push` itself (`ConfigPushFailed`, `NeedsHuman`, with the command's message); the
