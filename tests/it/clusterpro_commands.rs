@@ -12,6 +12,7 @@ use crate::support;
 use crate::support::common;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -589,8 +590,10 @@ impl Transport for Scripted {
         let stdout = if let Some(list) = script.lines().find_map(|l| l.strip_prefix("foreach ($t in @(")) {
             // The preflight's tools check: every tool installed, version 5.1.
             let tools = list.trim_end_matches(")) {").split(", ").map(|t| t.trim_matches('\''));
-            let mut out: String =
-                tools.map(|t| format!("present {t} C:\\Program Files\\CLUSTERPRO\\bin\\{t}.exe\r\n")).collect();
+            let mut out = String::new();
+            for t in tools {
+                let _ = write!(out, "present {t} C:\\Program Files\\CLUSTERPRO\\bin\\{t}.exe\r\n");
+            }
             out.push_str("version 5.1.0\r\n");
             out
         } else if script.contains(DETECTED) {

@@ -243,7 +243,7 @@ async fn a_mirror_red_on_both_sides_blocks_with_the_recovery_command() {
 
 /// Linux: the re-add writes the desired state's partition paths into clp.conf again, so before
 /// anything changes they must name partitions of today's mirror disk (its kernel path or a link to
-/// it) and must not be kernel NVMe names, which a detach and attach may renumber.
+/// it) and must not be kernel `NVMe` names, which a detach and attach may renumber.
 #[tokio::test(start_paused = true)]
 async fn linux_partition_paths_must_name_todays_disk_and_survive_the_swap() {
     use mirrorctl::plan::Outcome;
