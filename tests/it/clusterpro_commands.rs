@@ -1025,12 +1025,14 @@ struct PsShim {
     fake: Arc<FakeClp>,
 }
 
-/// Every single-quoted PowerShell string in `s`, in order.
-fn ps_quoted(s: &str) -> Vec<String> {
+/// Every single-quoted PowerShell string in `s`, in order; with `strict`, anything but spaces
+/// between them is a test failure (the arguments of `& $exe 'a' 'b''c'`).
+fn ps_strings(s: &str, strict: bool) -> Vec<String> {
     let mut words = Vec::new();
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
         if c != '\'' {
+            assert!(!strict || c == ' ', "unquoted PowerShell argument in {s:?}");
             continue;
         }
         let mut w = String::new();
@@ -1049,29 +1051,14 @@ fn ps_quoted(s: &str) -> Vec<String> {
     words
 }
 
+/// Every single-quoted PowerShell string in `s`, in order.
+fn ps_quoted(s: &str) -> Vec<String> {
+    ps_strings(s, false)
+}
+
 /// The words of `& $exe 'a' 'b''c'`: PowerShell single-quoted strings.
 fn ps_words(s: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\'' {
-            assert!(c == ' ', "unquoted PowerShell argument in {s:?}");
-            continue;
-        }
-        let mut w = String::new();
-        loop {
-            match chars.next().expect("closing quote") {
-                '\'' if chars.peek() == Some(&'\'') => {
-                    chars.next();
-                    w.push('\'');
-                }
-                '\'' => break,
-                c => w.push(c),
-            }
-        }
-        words.push(w);
-    }
-    words
+    ps_strings(s, true)
 }
 
 impl PsShim {
