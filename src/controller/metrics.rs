@@ -33,6 +33,10 @@ struct Inner {
     /// Step id → API of the steps in flight (the done/failed events do not repeat the API).
     in_flight: BTreeMap<(String, String), &'static str>,
     phase: BTreeMap<String, &'static str>,
+    /// Clusters whose file was removed: their phase stays "stopped" whatever progress events of
+    /// their last pass arrive after the removal (events come through a channel, the removal does
+    /// not), until a worker starts for them again.
+    removed: BTreeSet<String>,
     last_pass: BTreeMap<String, f64>,
     valid: BTreeMap<String, bool>,
     expected: Option<BTreeSet<String>>,
@@ -54,6 +58,18 @@ impl Metrics {
     pub fn on_event(&self, e: &Event) {
         let mut m = self.lock();
         let cluster = e.cluster.to_string();
+        if m.removed.contains(&cluster) {
+            // A late event of the pass the removal stopped: the counters count it, the phase stays.
+            if let EventKind::StepDone { step, .. } | EventKind::StepFailed { step, .. } = &e.kind
+                && let Some(api) = m.in_flight.remove(&(cluster, step.0.clone()))
+            {
+                let outcome = if matches!(e.kind, EventKind::StepDone { .. }) { "ok" } else { "failed" };
+                *m.steps.entry((api, outcome)).or_default() += 1;
+            } else if let EventKind::StepStarted { api, .. } = &e.kind {
+                *m.steps.entry((api, "started")).or_default() += 1;
+            }
+            return;
+        }
         match &e.kind {
             EventKind::StepStarted { step, api, .. } => {
                 *m.steps.entry((api, "started")).or_default() += 1;
@@ -101,6 +117,12 @@ impl Metrics {
         let mut m = self.lock();
         m.phase.insert(cluster.to_owned(), "stopped");
         m.valid.remove(cluster);
+        m.removed.insert(cluster.to_owned());
+    }
+
+    /// A worker starts for `cluster` (its file is back, or seen for the first time).
+    pub fn worker_started(&self, cluster: &str) {
+        self.lock().removed.remove(cluster);
     }
 
     /// The first scan found these clusters: ready once each has checked in.
@@ -198,6 +220,21 @@ mod tests {
         assert!(text.contains("mirrorctl_steps_total{api=\"ec2:CreateSnapshot\",outcome=\"ok\"} 1"), "{text}");
         assert!(text.contains("mirrorctl_cluster_phase{cluster=\"c1\",phase=\"converged\"} 1"), "{text}");
         assert!(text.contains("mirrorctl_reconcile_passes_total{cluster=\"c1\",outcome=\"converged\"} 1"), "{text}");
+    }
+
+    /// Progress events reach the metrics through a channel, the removal of a file directly: an
+    /// event of the stopped pass that arrives late must not undo "stopped" (it left the daemon's
+    /// `/metrics` saying `waiting` for a cluster it no longer reconciles).
+    #[test]
+    fn a_late_event_does_not_undo_a_removal_until_a_worker_starts_again() {
+        let m = Metrics::default();
+        let stopped = "mirrorctl_cluster_phase{cluster=\"c1\",phase=\"stopped\"} 1";
+        m.removed("c1");
+        m.on_event(&event(EventKind::Waiting { reason: "late".into() }));
+        assert!(m.render().contains(stopped), "{}", m.render());
+        m.worker_started("c1");
+        m.on_event(&event(EventKind::Converged));
+        assert!(m.render().contains("mirrorctl_cluster_phase{cluster=\"c1\",phase=\"converged\"} 1"), "{}", m.render());
     }
 
     #[test]

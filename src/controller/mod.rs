@@ -308,6 +308,7 @@ impl Controller {
                 }
                 _ => {
                     let (tx, rx) = tokio::sync::watch::channel(desired);
+                    shared.metrics.worker_started(key);
                     let task = tokio::spawn(worker::run(key.clone(), path.clone(), rx, Arc::clone(shared)));
                     workers.insert(key.clone(), WorkerHandle { desired: tx, task, stamp });
                 }
