@@ -359,22 +359,19 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
                 }
             }
             Os::Linux => {
-                let want = [&spec.mirror.cluster_partition, &spec.mirror.data_partition];
-                let missing: Vec<String> = want
-                    .iter()
-                    .filter(|p| match p {
-                        Partition::Device(path) => !disk.partitions.iter().any(|x| x.is_named(path)),
-                        Partition::Letter(_) => false,
-                    })
-                    .map(ToString::to_string)
+                // The partitions by number; which name the re-add writes is chosen in `finish`.
+                let layout = new.tags.get(tag::LAYOUT).and_then(|t| Layout::from_tag(t)).unwrap_or(DEFAULT_LAYOUT);
+                let missing: Vec<u32> = [layout.cluster, layout.data]
+                    .into_iter()
+                    .filter(|n| !disk.partitions.iter().any(|x| x.number == *n))
                     .collect();
                 if missing.is_empty() {
                     ready += 1;
                 } else {
                     d.block(
                         "partition-missing",
-                        format!("{} does not show {} on the disk of {}", s.name, missing.join(", "), new.id),
-                        "check the partition paths in the desired-state file and the snapshot's contents",
+                        format!("{} does not show partition(s) {missing:?} on the disk of {}", s.name, new.id),
+                        format!("check that {} holds the mirror disk (cluster and data partitions)", r.snapshot),
                     );
                 }
             }
@@ -718,6 +715,56 @@ fn linux_paths_survive(spec: &Spec, obs: &Observed, s: &ServerSpec, v: &Volume, 
     }
 }
 
+/// Linux: the names the re-add writes for the restored volumes' cluster and data partitions. A
+/// name must name that partition on both servers (one `diskdev` path serves both: NEC documents
+/// no per-server form) and must not be a kernel `NVMe` name. The desired state's path when it
+/// does; else a name both servers show that follows the disk's content (`by-partuuid`, the same
+/// on both copies of one disk), else any other common link. Found from the volume ids: each
+/// server's new volume, the partition numbers of its layout tag.
+fn restored_paths(spec: &Spec, obs: &Observed) -> Result<(String, String), String> {
+    let mut chosen = Vec::new();
+    for (is_cluster, wanted) in [(true, &spec.mirror.cluster_partition), (false, &spec.mirror.data_partition)] {
+        let mut common: Option<Vec<String>> = None;
+        let mut seen = Vec::new();
+        for s in &spec.cluster.servers {
+            let Some((v, _)) = at_device(spec, obs, s) else { return Err(format!("{} has no mirror volume", s.name)) };
+            let layout = v.tags.get(tag::LAYOUT).and_then(|t| Layout::from_tag(t)).unwrap_or(DEFAULT_LAYOUT);
+            let n = if is_cluster { layout.cluster } else { layout.data };
+            let names: Vec<String> = obs
+                .disk(&s.name, &v.id)
+                .and_then(|dk| dk.partitions.iter().find(|p| p.number == n))
+                .map(|p| p.path.iter().cloned().chain(p.aliases.iter().cloned()).collect())
+                .unwrap_or_default();
+            seen.push(format!("{}: {}", s.name, if names.is_empty() { "none".to_owned() } else { names.join(" = ") }));
+            common = Some(match common {
+                None => names,
+                Some(c) => c.into_iter().filter(|x| names.contains(x)).collect(),
+            });
+        }
+        let common: Vec<String> = common.unwrap_or_default().into_iter().filter(|x| !kernel_nvme_name(x)).collect();
+        let spec_path = match wanted {
+            Partition::Device(p) => Some(p.clone()),
+            Partition::Letter(_) => None,
+        };
+        let pick = spec_path
+            .filter(|p| common.contains(p))
+            .or_else(|| common.iter().find(|x| x.starts_with("/dev/disk/by-partuuid/")).cloned())
+            .or_else(|| common.first().cloned());
+        match pick {
+            Some(p) => chosen.push(p),
+            None => {
+                return Err(format!(
+                    "no name of the restored volumes' partition {} is the same on both servers ({})",
+                    wanted,
+                    seen.join("; ")
+                ));
+            }
+        }
+    }
+    let [cluster, data] = <[String; 2]>::try_from(chosen).map_err(|_| "two partitions expected".to_owned())?;
+    Ok((cluster, data))
+}
+
 /// Whether initial mirror construction can be skipped, and why (or why not).
 fn initial_copy_decision(
     spec: &Spec,
@@ -775,7 +822,34 @@ fn finish(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec, o
     if obs.config.mirror(md).is_none() {
         let (initial_copy, why) = initial_copy_decision(spec, obs, journal, r, op);
         d.notes.push(why.clone());
-        let def = md_definition(spec, initial_copy);
+        let mut def = md_definition(spec, initial_copy);
+        if spec.cluster.os == Os::Linux {
+            match restored_paths(spec, obs) {
+                Ok((cluster, data)) => {
+                    for (what, old, new) in
+                        [("cluster", &def.cluster_partition, &cluster), ("data", &def.data_partition, &data)]
+                    {
+                        if *old != Partition::Device(new.clone()) {
+                            d.notes.push(format!(
+                                "the {what} partition of the restored volumes is written as {new}: {old} does not name it \
+                                 on both servers"
+                            ));
+                        }
+                    }
+                    def.cluster_partition = Partition::Device(cluster);
+                    def.data_partition = Partition::Device(data);
+                }
+                Err(why) => {
+                    d.block(
+                        "no-stable-partition-name",
+                        why,
+                        "give the restored partitions a name that is the same on both servers (a udev link, as NEC's \
+                         guides do), or fix the partition paths in the desired-state file, then retry",
+                    );
+                    return;
+                }
+            }
+        }
         d.step(
             op,
             "add-md",

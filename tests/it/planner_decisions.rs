@@ -287,3 +287,71 @@ async fn linux_partition_paths_must_name_todays_disk_and_survive_the_swap() {
     assert!(blocked(&linked, &obs2).is_none(), "{:?}", plan(&linked, &obs2, &view));
     assert!(blocked(&linked, &obs).is_some(), "without the link it names nothing");
 }
+
+/// Linux: the re-add writes partition names found from the restored volumes: the desired
+/// state's path when it names the new partitions on both servers, else a name both servers show
+/// for them that follows the disk's content (`by-partuuid`); none in common blocks before md is
+/// re-added.
+#[tokio::test(start_paused = true)]
+async fn linux_re_add_writes_names_of_the_restored_partitions() {
+    use mirrorctl::plan::Outcome;
+    use mirrorctl::spec::Partition;
+    let mut lab = Lab::linux(65);
+    let spec = with_backups(example(Os::Linux), &["b1"], 7);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let snap = lab.backup_snapshot(&spec, "b1");
+    lab.world.clock().sleep(Duration::from_mins(10)).await;
+    let restore = with_restore(spec, &snap, "r1", false);
+    // 11 steps with an intent come before add-md on Linux (the preflight, 2 creates, stop,
+    // remove, 2×tag, 2×detach, 2×attach; no disk is online or offline on Linux); stop at the 12th.
+    let (_, switch) = lab.apply_with_crash(&restore, CrashPoint::BeforeIntent, 12).await;
+    assert!(switch.fired());
+    lab.restart();
+    let ctx = lab.ctx();
+    let journal = open_journal(&restore, &ctx).unwrap();
+    let (obs, _) = plan_once(&restore, &ctx, &journal).await.unwrap();
+    let view = journal.lock().unwrap().view().clone();
+    let added = |obs: &Observed| -> (Partition, Partition) {
+        let p = plan(&restore, obs, &view);
+        let [step] = p.steps() else { panic!("one step expected: {p:?}") };
+        assert_eq!(step.id.0, "restore/r1/add-md");
+        let Action::ApplyConfig { changes } = &step.action else { panic!() };
+        changes
+            .iter()
+            .find_map(|c| match c {
+                ConfigChange::AddMirror(def) => Some((def.cluster_partition.clone(), def.data_partition.clone())),
+                _ => None,
+            })
+            .expect("AddMirror")
+    };
+    // The desired state's paths name the restored partitions: written as they are.
+    assert_eq!(added(&obs), (restore.mirror.cluster_partition.clone(), restore.mirror.data_partition.clone()));
+
+    // On Nitro: kernel names that differ per server; each server shows the partitions' by-partuuid
+    // links (the same on both copies of one disk): those are written.
+    let mut nitro = obs.clone();
+    for (i, disks) in nitro.disks.values_mut().flatten().enumerate() {
+        for d in disks.iter_mut() {
+            for p in &mut d.partitions {
+                p.path = Some(format!("/dev/nvme{}n1p{}", i + 1, p.number));
+                p.aliases = vec![format!("/dev/disk/by-partuuid/5eed0001-0{}", p.number)];
+            }
+        }
+    }
+    assert_eq!(
+        added(&nitro),
+        (
+            Partition::Device("/dev/disk/by-partuuid/5eed0001-01".into()),
+            Partition::Device("/dev/disk/by-partuuid/5eed0001-02".into())
+        )
+    );
+    // No name in common: blocked before md is re-added.
+    for disks in nitro.disks.values_mut().flatten() {
+        for p in disks.iter_mut().flat_map(|d| d.partitions.iter_mut()) {
+            p.aliases.clear();
+        }
+    }
+    let p = plan(&restore, &nitro, &view);
+    let Outcome::Blocked(c) = &p.outcome else { panic!("blocked expected: {p:?}") };
+    assert_eq!(c.reason, "no-stable-partition-name", "{c}");
+}
