@@ -715,6 +715,41 @@ fn linux_paths_survive(spec: &Spec, obs: &Observed, s: &ServerSpec, v: &Volume, 
     }
 }
 
+/// The md resource as the restore re-adds it now: on Linux with the partition names of the
+/// restored volumes ([`restored_paths`]); `None` (and a block) when there are none.
+fn re_add_definition(spec: &Spec, obs: &Observed, initial_copy: bool, d: &mut Draft) -> Option<MdDefinition> {
+    let mut def = md_definition(spec, initial_copy);
+    if spec.cluster.os != Os::Linux {
+        return Some(def);
+    }
+    match restored_paths(spec, obs) {
+        Ok((cluster, data)) => {
+            for (what, old, new) in
+                [("cluster", &def.cluster_partition, &cluster), ("data", &def.data_partition, &data)]
+            {
+                if *old != Partition::Device(new.clone()) {
+                    d.notes.push(format!(
+                        "the {what} partition of the restored volumes is written as {new}: {old} does not name it on \
+                         both servers"
+                    ));
+                }
+            }
+            def.cluster_partition = Partition::Device(cluster);
+            def.data_partition = Partition::Device(data);
+            Some(def)
+        }
+        Err(why) => {
+            d.block(
+                "no-stable-partition-name",
+                why,
+                "give the restored partitions a name that is the same on both servers (a udev link, as NEC's guides \
+                 do), or fix the partition paths in the desired-state file, then retry",
+            );
+            None
+        }
+    }
+}
+
 /// Linux: the names the re-add writes for the restored volumes' cluster and data partitions. A
 /// name must name that partition on both servers (one `diskdev` path serves both: NEC documents
 /// no per-server form) and must not be a kernel `NVMe` name. The desired state's path when it
@@ -822,34 +857,7 @@ fn finish(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec, o
     if obs.config.mirror(md).is_none() {
         let (initial_copy, why) = initial_copy_decision(spec, obs, journal, r, op);
         d.notes.push(why.clone());
-        let mut def = md_definition(spec, initial_copy);
-        if spec.cluster.os == Os::Linux {
-            match restored_paths(spec, obs) {
-                Ok((cluster, data)) => {
-                    for (what, old, new) in
-                        [("cluster", &def.cluster_partition, &cluster), ("data", &def.data_partition, &data)]
-                    {
-                        if *old != Partition::Device(new.clone()) {
-                            d.notes.push(format!(
-                                "the {what} partition of the restored volumes is written as {new}: {old} does not name it \
-                                 on both servers"
-                            ));
-                        }
-                    }
-                    def.cluster_partition = Partition::Device(cluster);
-                    def.data_partition = Partition::Device(data);
-                }
-                Err(why) => {
-                    d.block(
-                        "no-stable-partition-name",
-                        why,
-                        "give the restored partitions a name that is the same on both servers (a udev link, as NEC's \
-                         guides do), or fix the partition paths in the desired-state file, then retry",
-                    );
-                    return;
-                }
-            }
-        }
+        let Some(def) = re_add_definition(spec, obs, initial_copy, d) else { return };
         d.step(
             op,
             "add-md",
