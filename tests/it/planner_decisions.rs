@@ -22,15 +22,23 @@ use mirrorctl::spec::{Os, Spec};
 /// Brings a restore to the point where md is about to be re-added; returns its spec, the
 /// observation and the journal view there.
 async fn before_add_md() -> (Spec, Observed, JournalView) {
-    let mut lab = Lab::windows(61);
-    let spec = with_backups(example(Os::Windows), &["b1"], 7);
+    before_add_md_on(Os::Windows).await
+}
+
+/// [`before_add_md`] on `os`. The steps with an intent before add-md: Windows 17 (the preflight,
+/// 2 creates, stop, remove, 2×offline, 2×tag, 2×detach, 2×attach, 2×online, 2 letters); Linux 11
+/// (no disk is taken offline or brought online, no letters): the crash is at the next boundary.
+async fn before_add_md_on(os: Os) -> (Spec, Observed, JournalView) {
+    let (mut lab, boundary) = match os {
+        Os::Windows => (Lab::windows(61), 18),
+        Os::Linux => (Lab::linux(65), 12),
+    };
+    let spec = with_backups(example(os), &["b1"], 7);
     assert_eq!(lab.apply(&spec).await, Settled::Converged);
     let snap = lab.backup_snapshot(&spec, "b1");
     lab.world.clock().sleep(Duration::from_mins(10)).await;
     let restore = with_restore(spec, &snap, "r1", false);
-    // 17 steps with an intent come before add-md on Windows (the preflight, 2 creates, stop, remove,
-    // 2×offline, 2×tag, 2×detach, 2×attach, 2×online, 2 letters); stop at the 18th boundary.
-    let (_, switch) = lab.apply_with_crash(&restore, CrashPoint::BeforeIntent, 18).await;
+    let (_, switch) = lab.apply_with_crash(&restore, CrashPoint::BeforeIntent, boundary).await;
     assert!(switch.fired());
     lab.restart();
     let ctx = lab.ctx();
@@ -296,21 +304,7 @@ async fn linux_partition_paths_must_name_todays_disk_and_survive_the_swap() {
 async fn linux_re_add_writes_names_of_the_restored_partitions() {
     use mirrorctl::plan::Outcome;
     use mirrorctl::spec::Partition;
-    let mut lab = Lab::linux(65);
-    let spec = with_backups(example(Os::Linux), &["b1"], 7);
-    assert_eq!(lab.apply(&spec).await, Settled::Converged);
-    let snap = lab.backup_snapshot(&spec, "b1");
-    lab.world.clock().sleep(Duration::from_mins(10)).await;
-    let restore = with_restore(spec, &snap, "r1", false);
-    // 11 steps with an intent come before add-md on Linux (the preflight, 2 creates, stop,
-    // remove, 2×tag, 2×detach, 2×attach; no disk is online or offline on Linux); stop at the 12th.
-    let (_, switch) = lab.apply_with_crash(&restore, CrashPoint::BeforeIntent, 12).await;
-    assert!(switch.fired());
-    lab.restart();
-    let ctx = lab.ctx();
-    let journal = open_journal(&restore, &ctx).unwrap();
-    let (obs, _) = plan_once(&restore, &ctx, &journal).await.unwrap();
-    let view = journal.lock().unwrap().view().clone();
+    let (restore, obs, view) = before_add_md_on(Os::Linux).await;
     let added = |obs: &Observed| -> (Partition, Partition) {
         let p = plan(&restore, obs, &view);
         let [step] = p.steps() else { panic!("one step expected: {p:?}") };
