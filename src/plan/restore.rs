@@ -45,6 +45,10 @@ impl Layout {
     pub fn to_tag(self) -> String {
         format!("cluster={},data={}", self.cluster, self.data)
     }
+    /// The layout a volume mirrorctl made is tagged with, else [`DEFAULT_LAYOUT`].
+    pub fn of_volume(v: &Volume) -> Layout {
+        v.tags.get(tag::LAYOUT).and_then(|t| Layout::from_tag(t)).unwrap_or(DEFAULT_LAYOUT)
+    }
     /// Parses the tag value.
     pub fn from_tag(s: &str) -> Option<Layout> {
         let mut cluster = None;
@@ -313,7 +317,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
                     );
                     continue;
                 }
-                let layout = new.tags.get(tag::LAYOUT).and_then(|t| Layout::from_tag(t)).unwrap_or(DEFAULT_LAYOUT);
+                let layout = Layout::of_volume(new);
                 let mut letters_ok = true;
                 for (number, want) in
                     [(layout.cluster, &spec.mirror.cluster_partition), (layout.data, &spec.mirror.data_partition)]
@@ -360,7 +364,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
             }
             Os::Linux => {
                 // The partitions by number; which name the re-add writes is chosen in `finish`.
-                let layout = new.tags.get(tag::LAYOUT).and_then(|t| Layout::from_tag(t)).unwrap_or(DEFAULT_LAYOUT);
+                let layout = Layout::of_volume(new);
                 let missing: Vec<u32> = [layout.cluster, layout.data]
                     .into_iter()
                     .filter(|n| !disk.partitions.iter().any(|x| x.number == *n))
@@ -691,16 +695,7 @@ fn linux_paths_survive(spec: &Spec, obs: &Observed, s: &ServerSpec, v: &Volume, 
                 ),
             );
         } else if !disk.partitions.iter().any(|x| x.is_named(path)) {
-            let seen: Vec<String> = disk
-                .partitions
-                .iter()
-                .map(|x| {
-                    std::iter::once(x.path.clone().unwrap_or_default())
-                        .chain(x.aliases.clone())
-                        .collect::<Vec<_>>()
-                        .join(" = ")
-                })
-                .collect();
+            let seen: Vec<String> = disk.partitions.iter().map(|x| x.names().collect::<Vec<_>>().join(" = ")).collect();
             d.block(
                 "partition-path-not-found",
                 format!(
@@ -763,12 +758,12 @@ fn restored_paths(spec: &Spec, obs: &Observed) -> Result<(String, String), Strin
         let mut seen = Vec::new();
         for s in &spec.cluster.servers {
             let Some((v, _)) = at_device(spec, obs, s) else { return Err(format!("{} has no mirror volume", s.name)) };
-            let layout = v.tags.get(tag::LAYOUT).and_then(|t| Layout::from_tag(t)).unwrap_or(DEFAULT_LAYOUT);
+            let layout = Layout::of_volume(v);
             let n = if is_cluster { layout.cluster } else { layout.data };
             let names: Vec<String> = obs
                 .disk(&s.name, &v.id)
                 .and_then(|dk| dk.partitions.iter().find(|p| p.number == n))
-                .map(|p| p.path.iter().cloned().chain(p.aliases.iter().cloned()).collect())
+                .map(|p| p.names().map(str::to_owned).collect())
                 .unwrap_or_default();
             seen.push(format!("{}: {}", s.name, if names.is_empty() { "none".to_owned() } else { names.join(" = ") }));
             common = Some(match common {

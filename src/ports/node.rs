@@ -37,9 +37,14 @@ pub struct PartitionInfo {
 }
 
 impl PartitionInfo {
+    /// Every name of this partition: its path, then its aliases.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.path.as_deref().into_iter().chain(self.aliases.iter().map(String::as_str))
+    }
+
     /// Whether `name` names this partition: its path or one of its aliases.
     pub fn is_named(&self, name: &str) -> bool {
-        self.path.as_deref() == Some(name) || self.aliases.iter().any(|a| a == name)
+        self.names().any(|n| n == name)
     }
 }
 

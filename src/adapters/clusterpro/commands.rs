@@ -934,7 +934,7 @@ impl CommandCluster {
             return Err(Miss::Missing(format!("clpstat not found: {}", out.stderr.trim())));
         }
         if out.exit_code != 0 {
-            let said = if out.stderr.trim().is_empty() { out.stdout.trim() } else { out.stderr.trim() };
+            let said = out.said();
             return Err(Miss::NotMember(format!("clpstat exited with status {}: {said}", out.exit_code)));
         }
         let st = parse::parse_clpstat(&out.stdout).map_err(|e| Miss::Unreadable(e.to_string()))?;

@@ -154,7 +154,7 @@ pub fn parse_read(path: &str, out: &CommandOutput) -> PortResult<(FileStamp, Vec
         ));
     }
     let failed = |what: &str| {
-        let said = if out.stderr.trim().is_empty() { out.stdout.trim() } else { out.stderr.trim() };
+        let said = out.said();
         PortError::new(
             "FileReadFailed",
             format!("reading {path}: {what} (exit status {}): {said:.400}", out.exit_code),

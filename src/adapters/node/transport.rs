@@ -54,8 +54,12 @@ impl CommandOutput {
         if self.exit_code == 0 {
             return Ok(self);
         }
-        let said = if self.stderr.trim().is_empty() { self.stdout.trim() } else { self.stderr.trim() };
-        Err(PortError::new(code, format!("{what} exited with status {}: {said}", self.exit_code), class))
+        Err(PortError::new(code, format!("{what} exited with status {}: {}", self.exit_code, self.said()), class))
+    }
+
+    /// What the command said about itself: its stderr, or its stdout when stderr is empty.
+    pub fn said(&self) -> &str {
+        if self.stderr.trim().is_empty() { self.stdout.trim() } else { self.stderr.trim() }
     }
 }
 

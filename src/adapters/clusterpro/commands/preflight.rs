@@ -108,11 +108,10 @@ impl CommandCluster {
         let bin = match self.install_dir_of(server).await {
             Ok(Ok(bin)) => bin,
             Ok(Err(out)) => {
-                let said = if out.stderr.trim().is_empty() { out.stdout.trim() } else { out.stderr.trim() };
                 checks.push(Check::fail(
                     "CLUSTERPRO install",
                     at,
-                    said.to_owned(),
+                    out.said().to_owned(),
                     format!("install or repair CLUSTERPRO on {server}, or set cluster.install_dir"),
                 ));
                 return checks;
@@ -126,11 +125,10 @@ impl CommandCluster {
         let out = match self.transport.run(server, self.shell(), &script, self.options.query_timeout).await {
             Ok(out) if out.exit_code == 0 => out,
             Ok(out) => {
-                let said = if out.stderr.trim().is_empty() { out.stdout.trim() } else { out.stderr.trim() };
                 checks.push(Check::fail(
                     "commands",
                     at,
-                    format!("the check script exited with status {}: {said}", out.exit_code),
+                    format!("the check script exited with status {}: {}", out.exit_code, out.said()),
                     "run it by hand on the server to see why",
                 ));
                 return checks;
