@@ -8,13 +8,15 @@
 //! generation of each step (so a burned token stays burned across restarts) and which operations
 //! were started, completed or abandoned.
 //!
-//! One file per cluster (`<state>/journal/<cluster>.jsonl`). A torn last line (a crash in the
-//! middle of a write) is ignored on load; any other unreadable line is an error, since a journal we
-//! cannot read is a journal we cannot trust.
+//! Where the records live is the [`Store`]'s business ([`crate::ports::store`]): [`Journal`] is
+//! the records read from it plus the lease every append is fenced with. The local directory store
+//! keeps one file per cluster (`<state>/journal/<cluster>.jsonl`, written by [`append_file`], read
+//! by [`read_file`]). A torn last line (a crash in the middle of a write) is ignored on load; any
+//! other unreadable line is an error, since a journal we cannot read is a journal we cannot trust.
 //!
 //! One writer per cluster: whoever reconciles a cluster (`apply`, a daemon's worker) first takes
-//! [`WriterLock`], an exclusive advisory lock (`flock`) on `<state>/journal/<cluster>.lock`, and
-//! holds it until the reconcile returns. A second process on the same state directory is refused
+//! the cluster's lease from the store; the local store's lease is [`WriterLock`], an exclusive
+//! advisory lock (`flock`) on `<state>/journal/<cluster>.lock`, held until the reconcile returns. A second process on the same state directory is refused
 //! at once, naming the holder, instead of journaling the same operation twice (two `snapshot@…`
 //! intents, two `CreateSnapshot` calls) and racing on the status file. The operating system drops
 //! the lock when its holder dies (kill -9 included), so a crash never leaves a cluster locked.
@@ -24,6 +26,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -32,6 +35,7 @@ use sha2::{Digest, Sha256};
 use crate::ids::{ClusterName, ServerName};
 use crate::plan::step::{Action, OpId, StepId};
 use crate::ports::PortError;
+use crate::ports::store::{Lease, Store, StoreError};
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -248,7 +252,7 @@ impl JournalView {
     }
 }
 
-/// Why the journal could not be used.
+/// Why the local journal files could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// File system trouble.
@@ -258,17 +262,6 @@ pub enum JournalError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
-    },
-    /// Another process (or task) holds the cluster's writer lock.
-    #[error(
-        "cluster {cluster} is being reconciled by another mirrorctl ({holder}); two writers would race on its \
-         journal and act twice on the cluster: wait for it to finish, or stop it, then retry"
-    )]
-    Busy {
-        /// The cluster.
-        cluster: ClusterName,
-        /// What the holder wrote into the lock file (pid, host, since when).
-        holder: String,
     },
     /// Another daemon runs on the same state directory.
     #[error(
@@ -301,6 +294,7 @@ pub enum JournalError {
 #[derive(Debug)]
 pub struct WriterLock {
     _file: File,
+    holder: String,
 }
 
 impl WriterLock {
@@ -309,11 +303,12 @@ impl WriterLock {
         state_dir.join("journal").join(format!("{cluster}.lock"))
     }
 
-    /// Takes `cluster`'s writer lock without waiting; [`JournalError::Busy`] when another holds it.
-    pub fn acquire(state_dir: &Path, cluster: &ClusterName) -> Result<WriterLock, JournalError> {
-        Self::take(&Self::path_for(state_dir, cluster), |holder| JournalError::Busy {
+    /// Takes `cluster`'s writer lock without waiting; [`StoreError::Busy`] when another holds it.
+    pub fn acquire(state_dir: &Path, cluster: &ClusterName) -> Result<WriterLock, StoreError> {
+        Self::take(&Self::path_for(state_dir, cluster), |holder| StoreError::Busy {
             cluster: cluster.clone(),
             holder,
+            retry_in: None,
         })
     }
 
@@ -326,7 +321,12 @@ impl WriterLock {
         })
     }
 
-    fn take(path: &Path, busy: impl FnOnce(String) -> JournalError) -> Result<WriterLock, JournalError> {
+    /// What the lock file says about its holder (pid, host, since when).
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    fn take<E: From<JournalError>>(path: &Path, busy: impl FnOnce(String) -> E) -> Result<WriterLock, E> {
         let path = path.to_owned();
         let io = |source| JournalError::Io { path: path.clone(), source };
         if let Some(dir) = path.parent() {
@@ -341,7 +341,7 @@ impl WriterLock {
                 let holder = if holder.is_empty() { "holder unknown".to_owned() } else { holder };
                 return Err(busy(holder));
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e).into()),
         }
         // Who holds it, for the message a refused writer prints (best effort: the lock is what
         // counts, not the text).
@@ -352,66 +352,98 @@ impl WriterLock {
             file.seek(std::io::SeekFrom::Start(0))?;
             file.write_all(me.as_bytes())
         });
-        Ok(WriterLock { _file: file })
+        Ok(WriterLock { _file: file, holder: me })
     }
 }
 
-/// An open journal file plus its in-memory view.
-#[derive(Debug)]
+/// The journal file of `cluster` under `state_dir` (the local store's layout).
+pub fn path_for(state_dir: &Path, cluster: &ClusterName) -> PathBuf {
+    state_dir.join("journal").join(format!("{cluster}.jsonl"))
+}
+
+/// Reads the journal file at `path` (none yet: no records). A torn last line is cut off the file
+/// so the next append starts on a clean line; any other unreadable line is
+/// [`JournalError::Corrupt`].
+pub fn read_file(path: &Path) -> Result<Vec<Record>, JournalError> {
+    let io = |source| JournalError::Io { path: path.to_owned(), source };
+    let mut records = Vec::new();
+    if !path.exists() {
+        return Ok(records);
+    }
+    let reader = BufReader::new(File::open(path).map_err(io)?);
+    let lines: Vec<String> = reader.lines().collect::<Result<_, _>>().map_err(io)?;
+    let mut offset = 0u64;
+    for (i, line) in lines.iter().enumerate() {
+        let len = line.len() as u64 + 1;
+        if line.trim().is_empty() {
+            offset += len;
+            continue;
+        }
+        match serde_json::from_str::<Record>(line) {
+            Ok(r) => records.push(r),
+            Err(e) if i + 1 == lines.len() => {
+                tracing::warn!(path = %path.display(), line = i + 1, error = %e, "ignoring torn last journal line");
+                // Cut the torn line so the next append starts on a clean line.
+                OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(offset)).map_err(io)?;
+            }
+            Err(e) => {
+                return Err(JournalError::Corrupt { path: path.to_owned(), line: i + 1, message: e.to_string() });
+            }
+        }
+        offset += len;
+    }
+    Ok(records)
+}
+
+/// Appends `rec` to the journal file at `path` as one line and fsyncs it before returning.
+pub fn append_file(path: &Path, rec: &Record) -> Result<(), JournalError> {
+    let io = |source| JournalError::Io { path: path.to_owned(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut line = serde_json::to_string(rec).map_err(|e| io(std::io::Error::other(e)))?;
+    line.push('\n');
+    let mut file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+    file.write_all(line.as_bytes()).map_err(io)?;
+    file.sync_data().map_err(io)?;
+    Ok(())
+}
+
+/// One cluster's journal as read from its [`Store`], plus the lease its appends are fenced with.
 pub struct Journal {
-    path: PathBuf,
-    file: File,
+    cluster: ClusterName,
+    store: Arc<dyn Store>,
+    lease: Option<Arc<Lease>>,
     view: JournalView,
     records: Vec<Record>,
     next_seq: u64,
 }
 
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("cluster", &self.cluster)
+            .field("store", &self.store.name())
+            .field("lease", &self.lease)
+            .field("records", &self.records.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Journal {
-    /// The journal file of `cluster` under `state_dir`.
+    /// The journal file of `cluster` under `state_dir` (the local store's layout).
     pub fn path_for(state_dir: &Path, cluster: &ClusterName) -> PathBuf {
-        state_dir.join("journal").join(format!("{cluster}.jsonl"))
+        path_for(state_dir, cluster)
     }
 
-    /// Opens (creating if needed) and replays the journal at `path`.
-    pub fn open(path: &Path) -> Result<Journal, JournalError> {
-        let io = |source| JournalError::Io { path: path.to_owned(), source };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let mut records = Vec::new();
-        let mut torn_at: Option<u64> = None;
-        if path.exists() {
-            let reader = BufReader::new(File::open(path).map_err(io)?);
-            let lines: Vec<String> = reader.lines().collect::<Result<_, _>>().map_err(io)?;
-            let mut offset = 0u64;
-            for (i, line) in lines.iter().enumerate() {
-                let len = line.len() as u64 + 1;
-                if line.trim().is_empty() {
-                    offset += len;
-                    continue;
-                }
-                match serde_json::from_str::<Record>(line) {
-                    Ok(r) => records.push(r),
-                    Err(e) if i + 1 == lines.len() => {
-                        tracing::warn!(path = %path.display(), line = i + 1, error = %e, "ignoring torn last journal line");
-                        torn_at = Some(offset);
-                    }
-                    Err(e) => {
-                        return Err(JournalError::Corrupt {
-                            path: path.to_owned(),
-                            line: i + 1,
-                            message: e.to_string(),
-                        });
-                    }
-                }
-                offset += len;
-            }
-        }
-        let file = OpenOptions::new().create(true).append(true).read(true).open(path).map_err(io)?;
-        if let Some(len) = torn_at {
-            // Cut the torn line so the next append starts on a clean line.
-            file.set_len(len).map_err(io)?;
-        }
+    /// Reads `cluster`'s journal from `store`. With `lease`, records can be appended (each fenced
+    /// by it); without, the journal is read-only (`plan`).
+    pub async fn load(
+        store: Arc<dyn Store>,
+        cluster: &ClusterName,
+        lease: Option<Arc<Lease>>,
+    ) -> Result<Journal, StoreError> {
+        let records = store.read_journal(cluster).await?;
         let mut view = JournalView::default();
         let mut next_seq = 1;
         for r in &records {
@@ -420,19 +452,45 @@ impl Journal {
                 next_seq = next_seq.max(seq + 1);
             }
         }
-        Ok(Journal { path: path.to_owned(), file, view, records, next_seq })
+        Ok(Journal { cluster: cluster.clone(), store, lease, view, records, next_seq })
     }
 
-    /// Appends a record and fsyncs it before returning.
-    pub fn append(&mut self, rec: Record) -> Result<(), JournalError> {
-        let io = |source| JournalError::Io { path: self.path.clone(), source };
-        let mut line = serde_json::to_string(&rec).map_err(|e| io(std::io::Error::other(e)))?;
-        line.push('\n');
-        self.file.write_all(line.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
+    /// Appends a record, durably, fenced by the lease: refused when the lease is lost, locally
+    /// known or found at the store.
+    pub async fn append(&mut self, rec: Record) -> Result<(), StoreError> {
+        let Some(lease) = &self.lease else {
+            return Err(StoreError::Failed {
+                store: self.store.name(),
+                action: "append".into(),
+                message: format!("the journal of {} was opened read-only (without its lease)", self.cluster),
+                retryable: false,
+            });
+        };
+        lease.check()?;
+        let position = self.records.len() as u64 + 1;
+        if let Err(e) = self.store.append(lease, position, &rec).await {
+            if matches!(e, StoreError::LeaseLost { .. }) {
+                lease.lose("a journal append was refused at the store");
+            }
+            return Err(e);
+        }
         self.view.apply(&rec);
         self.records.push(rec);
         Ok(())
+    }
+
+    /// Whether this holder may still act on the cluster (see [`Lease::check`]); a read-only
+    /// journal may not.
+    pub fn check_lease(&self) -> Result<(), StoreError> {
+        match &self.lease {
+            Some(l) => l.check(),
+            None => Err(StoreError::Failed {
+                store: self.store.name(),
+                action: "act".into(),
+                message: format!("no lease is held on {}", self.cluster),
+                retryable: false,
+            }),
+        }
     }
 
     /// Reserves the next intent sequence number.
@@ -452,9 +510,9 @@ impl Journal {
         &self.records
     }
 
-    /// The file path.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The lease appends are fenced with, if any.
+    pub fn lease(&self) -> Option<&Arc<Lease>> {
+        self.lease.as_ref()
     }
 }
 
@@ -487,41 +545,41 @@ mod tests {
         let path = dir.path().join("j.jsonl");
         let step = StepId::new(&op(), "attach", Some("server1"));
         {
-            let mut j = Journal::open(&path).unwrap();
-            let seq = j.next_seq();
-            j.append(Record::Intent {
-                seq,
-                op: op(),
-                step: step.clone(),
-                attempt: 1,
-                token: None,
-                started: Timestamp::UNIX_EPOCH,
-                action: Action::MarkCompleted,
-            })
+            append_file(
+                &path,
+                &Record::Intent {
+                    seq: 1,
+                    op: op(),
+                    step: step.clone(),
+                    attempt: 1,
+                    token: None,
+                    started: Timestamp::UNIX_EPOCH,
+                    action: Action::MarkCompleted,
+                },
+            )
             .unwrap();
         }
-        let j = Journal::open(&path).unwrap();
-        let v = j.view().step(&op(), &step);
+        let mut view = JournalView::default();
+        read_file(&path).unwrap().iter().for_each(|r| view.apply(r));
+        let v = view.step(&op(), &step);
         assert!(v.interrupted());
         assert_eq!(v.attempts, 1);
-        assert!(j.view().in_flight().is_some());
+        assert!(view.in_flight().is_some());
     }
 
     #[test]
     fn torn_last_line_is_dropped_and_appends_continue() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
-        {
-            let mut j = Journal::open(&path).unwrap();
-            j.append(Record::OpStarted { op: op(), at: Timestamp::UNIX_EPOCH, subject: None }).unwrap();
-        }
+        append_file(&path, &Record::OpStarted { op: op(), at: Timestamp::UNIX_EPOCH, subject: None }).unwrap();
         std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"record\":\"op-comp").unwrap();
-        let mut j = Journal::open(&path).unwrap();
-        assert_eq!(j.records().len(), 1);
-        j.append(Record::OpCompleted { op: op(), at: Timestamp::UNIX_EPOCH }).unwrap();
-        let j = Journal::open(&path).unwrap();
-        assert_eq!(j.records().len(), 2);
-        assert!(j.view().completed(&op()));
+        assert_eq!(read_file(&path).unwrap().len(), 1);
+        append_file(&path, &Record::OpCompleted { op: op(), at: Timestamp::UNIX_EPOCH }).unwrap();
+        let records = read_file(&path).unwrap();
+        assert_eq!(records.len(), 2);
+        let mut view = JournalView::default();
+        records.iter().for_each(|r| view.apply(r));
+        assert!(view.completed(&op()));
     }
 
     #[test]
@@ -533,7 +591,7 @@ mod tests {
             "garbage\n{\"record\":\"op-completed\",\"op\":{\"retention\":null},\"at\":\"2026-01-01T00:00:00Z\"}\n",
         )
         .unwrap();
-        let err = Journal::open(&path).unwrap_err();
+        let err = read_file(&path).unwrap_err();
         assert!(err.to_string().contains(":1: unreadable record"), "{err}");
     }
 

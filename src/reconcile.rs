@@ -9,15 +9,19 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder as _, ExponentialBuilder};
+use tokio::sync::Mutex;
+
 use crate::adapters::limit::{Priority, set_priority, with_priority};
+use crate::adapters::store::LocalStore;
 use crate::execute::{CrashSwitch, EventKind, ExecError, Executor, Progress, RetryPolicy, StepResult};
-use crate::journal::{Journal, JournalError};
+use crate::journal::Journal;
 use crate::observe::{FULL_LOOK_EVERY, Observed, Refresh, observe_with};
 use crate::plan::{Action, Condition, Outcome, Plan, Step, StepId, expect, plan};
-use crate::ports::{ErrorClass, PortError, Ports};
+use crate::ports::{ErrorClass, Lease, PortError, Ports, Store, StoreError};
 use crate::spec::Spec;
 use crate::status::StatusDoc;
 use tokio_util::sync::CancellationToken;
@@ -41,8 +45,8 @@ pub fn poll_delay(expect: Duration, polls: u32) -> Duration {
 pub struct Context {
     /// The world.
     pub ports: Ports,
-    /// Where journals and status documents live.
-    pub state_dir: PathBuf,
+    /// Where journals, status documents and leases live.
+    pub store: Arc<dyn Store>,
     /// Retry schedules.
     pub policy: RetryPolicy,
     /// Progress sink.
@@ -61,11 +65,17 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context with default policy and no progress sink.
+    /// A context with default policy and no progress sink, its state in the directory
+    /// `state_dir` ([`LocalStore`]; replace [`Context::store`] for another store).
     pub fn new(ports: Ports, state_dir: PathBuf) -> Self {
+        Self::with_store(ports, Arc::new(LocalStore::new(state_dir)))
+    }
+
+    /// A context with default policy and no progress sink, its state in `store`.
+    pub fn with_store(ports: Ports, store: Arc<dyn Store>) -> Self {
         Context {
             ports,
-            state_dir,
+            store,
             policy: RetryPolicy::default(),
             progress: Progress::none(),
             crash: None,
@@ -108,20 +118,12 @@ pub enum ReconcileError {
     /// Executor failure (journal, simulated crash).
     #[error(transparent)]
     Exec(#[from] ExecError),
-    /// The journal could not be opened.
+    /// The state store failed (journal, status, lease), or the lease is held elsewhere or lost.
     #[error(transparent)]
-    Journal(#[from] JournalError),
+    Store(#[from] StoreError),
     /// The world could not be observed.
     #[error("observing the cluster failed: {0}")]
     Observe(PortError),
-    /// The status document could not be written.
-    #[error("writing status {path}: {source}")]
-    Status {
-        /// File.
-        path: PathBuf,
-        /// Error.
-        source: std::io::Error,
-    },
     /// `max_passes` reached.
     #[error("stopped after {0} passes without settling")]
     PassLimit(usize),
@@ -145,9 +147,9 @@ pub async fn observe_with_retries(
     observe_with(spec, &ctx.ports, &ctx.policy, prev, want).await
 }
 
-/// Opens the cluster's journal under the context's state directory.
-pub fn open_journal(spec: &Spec, ctx: &Context) -> Result<Arc<Mutex<Journal>>, JournalError> {
-    Ok(Arc::new(Mutex::new(Journal::open(&Journal::path_for(&ctx.state_dir, &spec.cluster.name))?)))
+/// Reads the cluster's journal from the context's store, read-only (no lease: `plan`).
+pub async fn open_journal(spec: &Spec, ctx: &Context) -> Result<Arc<Mutex<Journal>>, StoreError> {
+    Ok(Arc::new(Mutex::new(Journal::load(Arc::clone(&ctx.store), &spec.cluster.name, None).await?)))
 }
 
 /// Makes one plan from a full, fresh observation (used by `plan` and `apply --plan`).
@@ -168,12 +170,12 @@ async fn plan_pass(
     want: &Refresh,
 ) -> Result<(Observed, Plan), ReconcileError> {
     let obs = observe_with_retries(spec, ctx, prev, want).await.map_err(ReconcileError::Observe)?;
-    let view = journal.lock().map_err(|_| ExecError::Crashed("journal lock poisoned".into()))?.view().clone();
+    let view = journal.lock().await.view().clone();
     let p = plan(spec, &obs, &view);
     Ok((obs, p))
 }
 
-fn write_status(
+async fn write_status(
     spec: &Spec,
     ctx: &Context,
     journal: &Arc<Mutex<Journal>>,
@@ -181,12 +183,60 @@ fn write_status(
     obs: Option<&Observed>,
     err: Option<String>,
 ) -> Result<(), ReconcileError> {
-    let records = journal.lock().map(|j| j.records().to_vec()).unwrap_or_default();
+    let (records, lease) = {
+        let j = journal.lock().await;
+        (j.records().to_vec(), j.lease().cloned())
+    };
     let mut doc = StatusDoc::build(spec, plan, obs, &records, err, ctx.ports.clock.now());
     doc.api_calls = ctx.ports.cloud.call_counts();
     doc.spec_error.clone_from(&ctx.spec_error);
-    let path = StatusDoc::path_for(&ctx.state_dir, &spec.cluster.name);
-    doc.write(&path).map_err(|source| ReconcileError::Status { path, source })
+    ctx.store.write_status(&doc, lease.as_deref()).await?;
+    Ok(())
+}
+
+/// The heartbeat of a lease with a duration: renews it every third of its period until
+/// `done`; a failed renewal is retried (`backon`, exponential with jitter) while the lease can
+/// still be trusted. When it is lost (another holder took it, or no renewal succeeded for a whole
+/// period) it fires `lost`, which stops the reconcile at its next step boundary; the executor
+/// refuses every call from then on by itself ([`Lease::check`]).
+async fn heartbeat(store: Arc<dyn Store>, lease: Arc<Lease>, lost: CancellationToken, done: CancellationToken) {
+    let Some(period) = lease.duration else { return };
+    let every = period / 3;
+    loop {
+        tokio::select! {
+            () = done.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let mut retries = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(every)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            match store.renew(&lease).await {
+                Ok(()) => break,
+                Err(e @ StoreError::LeaseLost { .. }) => {
+                    tracing::error!(cluster = %lease.cluster, epoch = lease.epoch, error = %e, "lease lost");
+                    lost.cancel();
+                    return;
+                }
+                Err(e) => {
+                    if let Err(gone) = lease.check() {
+                        tracing::error!(cluster = %lease.cluster, epoch = lease.epoch, error = %e, "{gone}");
+                        lost.cancel();
+                        return;
+                    }
+                    let delay = retries.next().unwrap_or(every);
+                    tracing::warn!(cluster = %lease.cluster, epoch = lease.epoch, error = %e, retry_in = ?delay, "heartbeat failed");
+                    tokio::select! {
+                        () = done.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// When a batch only started EC2 operations that take seconds to finish, the time before their
@@ -213,9 +263,53 @@ pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileE
 }
 
 async fn reconcile_passes(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileError> {
-    // One writer per cluster, for as long as this reconcile runs.
-    let _writer = crate::journal::WriterLock::acquire(&ctx.state_dir, &spec.cluster.name)?;
-    let journal = open_journal(spec, ctx)?;
+    // One writer per cluster, for as long as this reconcile runs: the cluster's lease, kept alive
+    // by a heartbeat; a lost lease stops the loop at its next step boundary.
+    let lease = Arc::new(ctx.store.acquire(&spec.cluster.name).await?);
+    let lease_event =
+        |held| EventKind::Lease { held, epoch: lease.epoch, taken_over_from: lease.taken_over_from.clone() };
+    ctx.progress.emit(&ctx.ports, &spec.cluster.name, lease_event(true));
+    let lost = CancellationToken::new();
+    let done = CancellationToken::new();
+    let beat = tokio::spawn(heartbeat(Arc::clone(&ctx.store), Arc::clone(&lease), lost.clone(), done.clone()));
+    let mut inner = ctx.clone();
+    inner.stop = Some(match &ctx.stop {
+        Some(stop) => {
+            // Either the caller's stop or the lost lease stops the loop.
+            let both = CancellationToken::new();
+            let (a, b, c, end) = (stop.clone(), lost.clone(), both.clone(), done.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = a.cancelled() => c.cancel(),
+                    () = b.cancelled() => c.cancel(),
+                    () = end.cancelled() => {}
+                }
+            });
+            both
+        }
+        None => lost.clone(),
+    });
+    let result = reconcile_leased(spec, &inner, &lease).await;
+    done.cancel();
+    let _ = beat.await;
+    let result = match result {
+        Err(ReconcileError::Stopped) if lost.is_cancelled() => {
+            Err(lease.check().err().map_or(ReconcileError::Stopped, ReconcileError::Store))
+        }
+        r => r,
+    };
+    if lease.check().is_ok()
+        && let Err(e) = ctx.store.release(&lease).await
+    {
+        tracing::warn!(cluster = %spec.cluster.name, epoch = lease.epoch, error = %e, "releasing the lease failed; it expires by itself");
+    }
+    ctx.progress.emit(&ctx.ports, &spec.cluster.name, lease_event(false));
+    result
+}
+
+async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Result<Settled, ReconcileError> {
+    let journal =
+        Arc::new(Mutex::new(Journal::load(Arc::clone(&ctx.store), &spec.cluster.name, Some(Arc::clone(lease))).await?));
     let exec = Executor {
         cluster: spec.cluster.name.clone(),
         ports: ctx.ports.clone(),
@@ -250,22 +344,25 @@ async fn reconcile_passes(spec: &Spec, ctx: &Context) -> Result<Settled, Reconci
         let (obs, p) = match plan_pass(spec, ctx, &journal, carried, &want).await {
             Ok(x) => x,
             Err(e) => {
-                write_status(spec, ctx, &journal, None, None, Some(e.to_string()))?;
+                write_status(spec, ctx, &journal, None, None, Some(e.to_string())).await?;
                 return Err(e);
             }
         };
         // A step that failed needing a human and is still wanted after a fresh look: stop.
         if let Some(c) = p.steps().iter().find_map(|s| needs_human.get(&s.id)) {
             let blocked = Plan { outcome: Outcome::Blocked(c.clone()), ..p.clone() };
-            write_status(spec, ctx, &journal, Some(&blocked), Some(&obs), None)?;
+            write_status(spec, ctx, &journal, Some(&blocked), Some(&obs), None).await?;
             ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Blocked(c.clone()));
             return Ok(Settled::Blocked(c.clone()));
         }
-        write_status(spec, ctx, &journal, Some(&p), Some(&obs), None)?;
-        set_priority(p.op.as_ref().map(|op| Priority {
-            since: journal.lock().ok().and_then(|j| j.view().op(op).and_then(|v| v.started)).unwrap_or(obs.now),
-            cluster: spec.cluster.name.clone(),
-        }));
+        write_status(spec, ctx, &journal, Some(&p), Some(&obs), None).await?;
+        let started = match p.op.as_ref() {
+            Some(op) => journal.lock().await.view().op(op).and_then(|v| v.started),
+            None => None,
+        };
+        set_priority(
+            p.op.as_ref().map(|_| Priority { since: started.unwrap_or(obs.now), cluster: spec.cluster.name.clone() }),
+        );
         let obs = prev.insert(obs);
         match &p.outcome {
             Outcome::Converged => {

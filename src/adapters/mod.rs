@@ -11,10 +11,13 @@
 //! - [`secret`]: the password sources of the REST API (environment, file, AWS Secrets Manager);
 //! - [`world`]: all of them put together as one cluster's ports (`--world aws`).
 //! - [`limit`]: the client-side request budget one process shares across all its clusters.
+//! - [`store`]: where journals, status documents and leases live: the state directory or a
+//!   DynamoDB table.
 
 pub mod aws;
 pub mod clusterpro;
 pub mod limit;
 pub mod node;
 pub mod secret;
+pub mod store;
 pub mod world;

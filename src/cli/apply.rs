@@ -4,12 +4,14 @@
 //! else changed the world; plan again and review).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc::unbounded_channel;
 
 use super::{CliError, EXIT_BLOCKED, WorldArgs};
 use crate::execute::{Event, EventKind, Progress};
+use crate::ports::Store;
 use crate::reconcile::{Context, Settled, open_journal, plan_once, reconcile};
 
 /// One progress line.
@@ -40,15 +42,25 @@ pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
             format!("[{t:8.1}s] BLOCKED {}: {}\n            what to do: {}", c.reason, c.message, c.action)
         }
         EventKind::Converged => format!("[{t:8.1}s] converged"),
+        EventKind::Lease { held: true, epoch, taken_over_from: Some(from) } => {
+            format!("[{t:8.1}s] lease taken over from {from} (its heartbeat had stopped), epoch {epoch}")
+        }
+        EventKind::Lease { .. } => return None,
     };
     Some(line)
 }
 
 /// Runs `apply`.
-pub async fn run(state_dir: &Path, file: &Path, saved: Option<&Path>, world: &WorldArgs) -> Result<u8, CliError> {
+pub async fn run(
+    state_dir: &Path,
+    store: Arc<dyn Store>,
+    file: &Path,
+    saved: Option<&Path>,
+    world: &WorldArgs,
+) -> Result<u8, CliError> {
     let spec = super::load_spec(file)?;
     let w = super::world::open(world, state_dir, &spec).await?;
-    let mut ctx = Context::new(w.ports.clone(), state_dir.to_owned());
+    let mut ctx = Context::with_store(w.ports.clone(), store);
     if let Some(path) = saved {
         let body = std::fs::read(path).map_err(|e| CliError::Usage(format!("reading plan {}: {e}", path.display())))?;
         let saved: super::plan::SavedPlan = serde_json::from_slice(&body).map_err(|e| {
@@ -62,7 +74,7 @@ pub async fn run(state_dir: &Path, file: &Path, saved: Option<&Path>, world: &Wo
                 spec.cluster.name
             )));
         }
-        let journal = open_journal(&spec, &ctx).map_err(|e| CliError::Failed(e.to_string()))?;
+        let journal = open_journal(&spec, &ctx).await.map_err(|e| CliError::Failed(e.to_string()))?;
         let (obs, plan) = plan_once(&spec, &ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;
         let now = crate::plan::fingerprint(&obs);
         // Something unrelated may move on by itself (a snapshot completing); what matters is that

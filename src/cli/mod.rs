@@ -18,6 +18,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::adapters::store::StoreSpec;
+
 /// Command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -30,6 +32,11 @@ pub struct Cli {
     /// settings file may name it].
     #[arg(long, global = true, env = "MIRRORCTL_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Where journals, status documents and leases live: `dir` (the state directory) or
+    /// `dynamodb:TABLE` (shared by several hosts; region and endpoint from the usual AWS
+    /// configuration) [default: dir; for `run`, its settings file may name it].
+    #[arg(long, global = true, env = "MIRRORCTL_STORE")]
+    pub store: Option<String>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -125,6 +132,9 @@ pub enum Command {
     },
     /// The daemon: reconcile every file of the desired-state directory, forever.
     Run(run::RunArgs),
+    /// Manage the state store named by `--store`.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Back up, break, restore and verify a simulated two-node cluster: no AWS account needed.
     Lab {
         /// Model seconds per real second.
@@ -158,6 +168,13 @@ pub enum BenchMode {
     /// The kill -9 chaos campaign: the real daemon on persisted lab worlds, killed at random
     /// points of backups and restores and restarted; the worlds' own state judges the outcome.
     Chaos(chaos::ChaosArgs),
+}
+
+/// What `mirrorctl store` does.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Create the store: the DynamoDB table (on demand, key `pk` + `sk`) or the state directory.
+    Init,
 }
 
 /// The lab's cluster flavour.
@@ -233,18 +250,44 @@ pub fn init_logging(cli: &Cli) {
 /// Runs a parsed command line; returns the exit code of a normal end.
 pub async fn run(cli: Cli) -> Result<u8, CliError> {
     let state_dir = cli.state_dir.clone().unwrap_or_else(|| PathBuf::from("state"));
+    let store_spec = cli.store.as_deref().map(StoreSpec::parse).transpose().map_err(CliError::Usage)?;
+    let store = || async { store_spec.clone().unwrap_or(StoreSpec::Dir).open(&state_dir).await };
     match cli.command {
-        Command::Run(args) => run::run(&args, cli.state_dir.as_deref()).await,
+        Command::Run(args) => run::run(&args, cli.state_dir.as_deref(), store_spec.clone()).await,
+        Command::Store(StoreCommand::Init) => store_init(&state_dir, store_spec.as_ref()).await,
         Command::Validate { paths } => Ok(validate::run(&paths)),
         Command::Plan { file, output, out, world } => {
-            plan::run(&state_dir, &file, output, out.as_deref(), &world).await
+            plan::run(&state_dir, store().await, &file, output, out.as_deref(), &world).await
         }
-        Command::Apply { file, plan, world } => apply::run(&state_dir, &file, plan.as_deref(), &world).await,
-        Command::Status { name, output } => status::run(&state_dir, name.as_deref(), output),
+        Command::Apply { file, plan, world } => {
+            apply::run(&state_dir, store().await, &file, plan.as_deref(), &world).await
+        }
+        Command::Status { name, output } => status::run(store().await.as_ref(), name.as_deref(), output).await,
         Command::Lab { speed, seed, os } => lab::run(&state_dir, speed, seed, os).await,
         Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => chaos::run(&state_dir, &args).await,
         Command::Bench { mode: None, quick, seed } => bench::run(&state_dir, quick, seed),
     }
+}
+
+/// `mirrorctl store init`: creates the DynamoDB table (or the state directory) named by `--store`.
+async fn store_init(state_dir: &std::path::Path, spec: Option<&StoreSpec>) -> Result<u8, CliError> {
+    match spec {
+        None | Some(StoreSpec::Dir) => {
+            std::fs::create_dir_all(state_dir)
+                .map_err(|e| CliError::Failed(format!("creating the state directory {}: {e}", state_dir.display())))?;
+            println!("state directory {} is ready (the default store needs nothing else)", state_dir.display());
+        }
+        Some(StoreSpec::Dynamo { table }) => {
+            let store = crate::adapters::store::DynamoStore::connect(table).await;
+            let created = store.init().await.map_err(|e| CliError::Failed(e.to_string()))?;
+            if created {
+                println!("created DynamoDB table {table} (on-demand; key pk + sk); it is active");
+            } else {
+                println!("DynamoDB table {table} exists already with the right key schema; nothing to do");
+            }
+        }
+    }
+    Ok(0)
 }
 
 /// Loads one desired-state file or returns its rendered errors.

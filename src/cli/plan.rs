@@ -88,6 +88,7 @@ pub fn render(plan: &Plan, file: &Path) -> String {
 /// Runs `plan`.
 pub async fn run(
     state_dir: &Path,
+    store: std::sync::Arc<dyn crate::ports::Store>,
     file: &Path,
     output: Output,
     out: Option<&Path>,
@@ -100,8 +101,8 @@ pub async fn run(
         print!("{}", permission_report(&spec).await);
     }
     let w = super::world::open(world, state_dir, &spec).await?;
-    let ctx = Context::new(w.ports.clone(), state_dir.to_owned());
-    let journal = open_journal(&spec, &ctx).map_err(|e| CliError::Failed(e.to_string()))?;
+    let ctx = Context::with_store(w.ports.clone(), store);
+    let journal = open_journal(&spec, &ctx).await.map_err(|e| CliError::Failed(e.to_string()))?;
     let (obs, plan) = plan_once(&spec, &ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;
     let preflight = match plan.steps().iter().find_map(|s| match &s.action {
         crate::plan::Action::Preflight { request } => Some(request),

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CliError, WorldKind};
 use crate::adapters::limit::Budgets;
+use crate::adapters::store::StoreSpec;
 use crate::controller::settings::World;
 use crate::controller::{Config, Controller, Settings, aws_worlds, lab_worlds, serve};
 
@@ -62,10 +63,12 @@ pub struct Effective {
     pub listen: SocketAddr,
     /// Grace period.
     pub grace: Duration,
+    /// Where journals, status documents and leases live.
+    pub store: StoreSpec,
 }
 
 /// Merges the settings file and the flags (`state_dir`: the global `--state-dir`, if given).
-pub fn effective(args: &RunArgs, state_dir: Option<&Path>) -> Result<Effective, CliError> {
+pub fn effective(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSpec>) -> Result<Effective, CliError> {
     let file = match &args.config {
         Some(path) => Settings::load(path).map_err(|e| CliError::InvalidSpec(e.to_string()))?,
         None => Settings::default(),
@@ -83,6 +86,16 @@ pub fn effective(args: &RunArgs, state_dir: Option<&Path>) -> Result<Effective, 
         debounce: Duration::from_millis(file.debounce_ms.unwrap_or(100)),
         listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
         grace: Duration::from_secs(args.grace.or(file.grace_secs).unwrap_or(30)),
+        store: match store {
+            Some(s) => s,
+            None => file
+                .store
+                .as_deref()
+                .map(StoreSpec::parse)
+                .transpose()
+                .map_err(CliError::Usage)?
+                .unwrap_or(StoreSpec::Dir),
+        },
     };
     if !(eff.speed.is_finite() && eff.speed > 0.0) {
         return Err(CliError::Usage(format!("--speed must be a positive number, not {}", eff.speed)));
@@ -94,8 +107,8 @@ pub fn effective(args: &RunArgs, state_dir: Option<&Path>) -> Result<Effective, 
 }
 
 /// Runs the daemon.
-pub async fn run(args: &RunArgs, state_dir: Option<&Path>) -> Result<u8, CliError> {
-    let eff = effective(args, state_dir)?;
+pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSpec>) -> Result<u8, CliError> {
+    let eff = effective(args, state_dir, store)?;
     let worlds = match eff.world {
         WorldKind::Aws => aws_worlds(&eff.state_dir),
         WorldKind::Lab => lab_worlds(&eff.state_dir, eff.speed),
@@ -110,6 +123,7 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>) -> Result<u8, CliErro
         .await
         .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", eff.listen)))?;
     let mut cfg = Config::new(eff.dir.clone(), eff.state_dir.clone(), worlds);
+    cfg.store = eff.store.open(&eff.state_dir).await;
     cfg.resync = eff.resync;
     // The resync may spend half the client's Describe budget (per model second in the lab).
     let speed = if eff.world == WorldKind::Lab { eff.speed } else { 1.0 };
@@ -119,7 +133,7 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>) -> Result<u8, CliErro
     let shutdown = CancellationToken::new();
     let server_stop = CancellationToken::new();
     let server = tokio::spawn(serve(listener, controller.metrics(), server_stop.clone()));
-    tracing::info!(dir = %eff.dir.display(), state = %eff.state_dir.display(), listen = %eff.listen, "mirrorctl daemon started");
+    tracing::info!(dir = %eff.dir.display(), state = %eff.state_dir.display(), store = %eff.store, listen = %eff.listen, "mirrorctl daemon started");
     let signals = Arc::new(Signals::new()?);
     let mut daemon = tokio::spawn(controller.run(shutdown.clone()));
     let code = tokio::select! {

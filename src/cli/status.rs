@@ -1,36 +1,25 @@
-//! `mirrorctl status [NAME] [-o json]`: reads the status documents the reconcile loop writes.
-
-use std::path::Path;
+//! `mirrorctl status [NAME] [-o json]`: reads the status documents the reconcile loop writes, from
+//! the state store in use (`--store`).
 
 use super::{CliError, Output};
-use crate::status::StatusDoc;
+use crate::ids::ClusterName;
+use crate::ports::Store;
 
 /// Prints one or all clusters' status.
-pub fn run(state_dir: &Path, name: Option<&str>, output: Output) -> Result<u8, CliError> {
-    let dir = state_dir.join("status");
+pub async fn run(store: &dyn Store, name: Option<&str>, output: Output) -> Result<u8, CliError> {
     let mut docs = Vec::new();
     if let Some(n) = name {
-        let path = dir.join(format!("{n}.json"));
-        if !path.exists() {
-            return Err(CliError::Usage(format!(
-                "no status for cluster {n:?} in {}: has it been applied with this --state-dir?",
-                dir.display()
-            )));
-        }
-        docs.push(StatusDoc::read(&path).map_err(|e| CliError::Failed(e.to_string()))?);
+        let missing = || {
+            CliError::Usage(format!(
+                "no status for cluster {n:?} in {}: has it been applied with this --state-dir / --store?",
+                store.name()
+            ))
+        };
+        let cluster = ClusterName::parse(n).map_err(|_| missing())?;
+        let doc = store.read_status(&cluster).await.map_err(|e| CliError::Failed(e.to_string()))?;
+        docs.push(doc.ok_or_else(missing)?);
     } else {
-        let mut paths: Vec<_> = std::fs::read_dir(&dir)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        paths.sort();
-        for p in paths {
-            docs.push(StatusDoc::read(&p).map_err(|e| CliError::Failed(e.to_string()))?);
-        }
+        docs = store.list_status().await.map_err(|e| CliError::Failed(e.to_string()))?;
     }
     match output {
         Output::Json => {
@@ -43,7 +32,7 @@ pub fn run(state_dir: &Path, name: Option<&str>, output: Output) -> Result<u8, C
         }
         Output::Text => {
             if docs.is_empty() {
-                println!("no clusters have status in {} yet", dir.display());
+                println!("no clusters have status in {} yet", store.name());
             }
             for d in &docs {
                 print!("{}", d.render());

@@ -10,6 +10,10 @@
 //! - `mirrorctl_ready` (1 once every cluster of the first scan had a first pass end)
 //! - `mirrorctl_resync_interval_seconds` (the periodic resync's interval, once stretched to fit
 //!   its Describe budget)
+//! - `mirrorctl_lease_held{cluster}` (1 while this daemon holds the cluster's lease) and
+//!   `mirrorctl_leases_held` (how many it holds)
+//! - `mirrorctl_lease_takeovers_total{cluster}` (leases this daemon took over from a holder whose
+//!   heartbeat had stopped)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -42,6 +46,8 @@ struct Inner {
     expected: Option<BTreeSet<String>>,
     checked_in: BTreeSet<String>,
     resync_s: Option<f64>,
+    lease_held: BTreeMap<String, bool>,
+    takeovers: BTreeMap<String, u64>,
 }
 
 impl Metrics {
@@ -90,6 +96,12 @@ impl Metrics {
             }
             EventKind::Converged => {
                 m.phase.insert(cluster, "converged");
+            }
+            EventKind::Lease { held, taken_over_from, .. } => {
+                if *held && taken_over_from.is_some() {
+                    *m.takeovers.entry(cluster.clone()).or_default() += 1;
+                }
+                m.lease_held.insert(cluster, *held);
             }
             EventKind::Retrying { .. } | EventKind::Completed { .. } => {}
         }
@@ -181,6 +193,22 @@ impl Metrics {
         let _ = writeln!(s, "# HELP mirrorctl_ready Whether every cluster of the first scan had a first pass.");
         let _ = writeln!(s, "# TYPE mirrorctl_ready gauge");
         let _ = writeln!(s, "mirrorctl_ready {}", u8::from(ready));
+        let _ = writeln!(s, "# HELP mirrorctl_lease_held Whether this daemon holds the cluster's lease.");
+        let _ = writeln!(s, "# TYPE mirrorctl_lease_held gauge");
+        for (cluster, held) in &m.lease_held {
+            let _ = writeln!(s, "mirrorctl_lease_held{{cluster=\"{}\"}} {}", escape(cluster), u8::from(*held));
+        }
+        let _ = writeln!(s, "# HELP mirrorctl_leases_held How many clusters' leases this daemon holds.");
+        let _ = writeln!(s, "# TYPE mirrorctl_leases_held gauge");
+        let _ = writeln!(s, "mirrorctl_leases_held {}", m.lease_held.values().filter(|h| **h).count());
+        let _ = writeln!(
+            s,
+            "# HELP mirrorctl_lease_takeovers_total Leases taken over from a holder whose heartbeat stopped."
+        );
+        let _ = writeln!(s, "# TYPE mirrorctl_lease_takeovers_total counter");
+        for (cluster, n) in &m.takeovers {
+            let _ = writeln!(s, "mirrorctl_lease_takeovers_total{{cluster=\"{}\"}} {n}", escape(cluster));
+        }
         if let Some(every) = m.resync_s {
             let _ = writeln!(
                 s,
@@ -235,6 +263,24 @@ mod tests {
         m.worker_started("c1");
         m.on_event(&event(EventKind::Converged));
         assert!(m.render().contains("mirrorctl_cluster_phase{cluster=\"c1\",phase=\"converged\"} 1"), "{}", m.render());
+    }
+
+    #[test]
+    fn leases_held_and_takeovers_are_shown() {
+        let m = Metrics::default();
+        let lease =
+            |held, from: Option<&str>| EventKind::Lease { held, epoch: 4, taken_over_from: from.map(Into::into) };
+        m.on_event(&event(lease(true, Some("host-a pid 7 0badcafe"))));
+        let text = m.render();
+        assert!(text.contains("mirrorctl_lease_held{cluster=\"c1\"} 1"), "{text}");
+        assert!(text.contains("mirrorctl_leases_held 1"), "{text}");
+        assert!(text.contains("mirrorctl_lease_takeovers_total{cluster=\"c1\"} 1"), "{text}");
+        m.on_event(&event(lease(false, Some("host-a pid 7 0badcafe"))));
+        m.on_event(&event(lease(true, None)));
+        m.on_event(&event(lease(false, None)));
+        let text = m.render();
+        assert!(text.contains("mirrorctl_leases_held 0"), "{text}");
+        assert!(text.contains("mirrorctl_lease_takeovers_total{cluster=\"c1\"} 1"), "one takeover: {text}");
     }
 
     #[test]

@@ -54,8 +54,9 @@ pub use settings::Settings;
 pub use worker::REMOVED;
 
 use crate::adapters::limit::{Budgets, LimitedCloud, RequestLimiter};
+use crate::adapters::store::LocalStore;
 use crate::execute::{Progress, RetryPolicy};
-use crate::ports::Ports;
+use crate::ports::{Ports, Store};
 use crate::spec::Spec;
 use worker::{Desired, Shared};
 
@@ -103,8 +104,11 @@ pub fn aws_worlds(state_dir: &Path) -> WorldOpener {
 pub struct Config {
     /// The desired-state directory (may be a symlink swapped atomically, git-sync style).
     pub dir: PathBuf,
-    /// Where journals, status documents (and lab worlds) live.
+    /// Where lab worlds (and, with the default store, journals and status documents) live.
     pub state_dir: PathBuf,
+    /// Where journals, status documents and leases live (default: [`LocalStore`] on
+    /// `state_dir`).
+    pub store: Arc<dyn Store>,
     /// Full re-read of the directory even without file events (the shortest interval: see
     /// `resync_look_rate`).
     pub resync: Duration,
@@ -129,6 +133,7 @@ impl Config {
     pub fn new(dir: PathBuf, state_dir: PathBuf, worlds: WorldOpener) -> Self {
         Config {
             dir,
+            store: Arc::new(LocalStore::new(&state_dir)),
             state_dir,
             resync: Duration::from_mins(1),
             resync_look_rate: None,
@@ -197,7 +202,7 @@ impl Controller {
             }
         });
         let shared = Arc::new(Shared {
-            state_dir: self.cfg.state_dir.clone(),
+            store: Arc::clone(&self.cfg.store),
             worlds: Arc::clone(&self.cfg.worlds),
             policy: self.cfg.policy,
             progress: Progress::to(event_tx),

@@ -42,6 +42,9 @@ pub struct Settings {
     pub listen: Option<SocketAddr>,
     /// Seconds a shutdown waits for steps in flight.
     pub grace_secs: Option<u64>,
+    /// Where journals, status documents and leases live: `dir` or `dynamodb:TABLE` (the
+    /// `--store` flag overrides it).
+    pub store: Option<String>,
 }
 
 impl Settings {

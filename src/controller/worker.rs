@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Metrics, WorldOpener};
 use crate::execute::{Progress, RetryPolicy};
 use crate::ids::ClusterName;
-use crate::ports::Ports;
+use crate::ports::{Ports, Store, StoreError};
 use crate::reconcile::{Context, ReconcileError, Settled, reconcile};
 use crate::spec::Spec;
 use crate::status::{Phase, StatusDoc};
@@ -45,7 +45,7 @@ pub const REMOVED: &str = "desired-state file removed; not reconciling";
 
 /// What all workers share.
 pub(super) struct Shared {
-    pub(super) state_dir: PathBuf,
+    pub(super) store: Arc<dyn Store>,
     pub(super) worlds: WorldOpener,
     pub(super) policy: RetryPolicy,
     pub(super) progress: Progress,
@@ -113,7 +113,8 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
             Desired::Removed => {
                 write_patch(&shared, &key, &file, ports.as_ref(), |d| {
                     d.stopped = Some(REMOVED.to_owned());
-                });
+                })
+                .await;
                 shared.metrics.removed(&key);
                 shared.metrics.check_in(&key);
                 tracing::info!(cluster = %key, file = %file.display(), "{REMOVED}");
@@ -145,7 +146,8 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
             write_patch(&shared, &key, &file, ports.as_ref(), |d| {
                 d.spec_error = Some(error.clone());
                 d.stopped = None;
-            });
+            })
+            .await;
             shared.metrics.check_in(&key);
             continue;
         };
@@ -161,7 +163,8 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
                     write_patch(&shared, &key, &file, None, |d| {
                         d.phase = Phase::Error;
                         d.last_error = Some(e.clone());
-                    });
+                    })
+                    .await;
                     shared.metrics.pass_ended(&key, "error");
                     shared.metrics.check_in(&key);
                     delay = backoff.next();
@@ -170,7 +173,7 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
             },
         };
         let stop = shared.shutdown.child_token();
-        let mut ctx = Context::new(p, shared.state_dir.clone());
+        let mut ctx = Context::with_store(p, Arc::clone(&shared.store));
         ctx.policy = shared.policy;
         ctx.progress = shared.progress.clone();
         ctx.stop = Some(stop.clone());
@@ -194,6 +197,7 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
             Ok(Settled::Converged) => "converged",
             Ok(Settled::Blocked(_)) => "blocked",
             Err(ReconcileError::Stopped) => "stopped",
+            Err(ReconcileError::Store(StoreError::Busy { retry_in: Some(_), .. })) => "standby",
             Err(_) => "error",
         };
         shared.metrics.pass_ended(&key, outcome);
@@ -201,6 +205,13 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
         match result {
             Ok(_) => backoff = shared.backoff(),
             Err(ReconcileError::Stopped) => {}
+            // Another daemon holds the cluster's lease (a shared store): look again when a
+            // takeover may be possible, not after an error's backoff. Not an error: several
+            // daemons on one table spread the clusters this way.
+            Err(ReconcileError::Store(StoreError::Busy { retry_in: Some(d), holder, .. })) => {
+                delay = Some(d + Duration::from_millis(100));
+                tracing::debug!(cluster = %key, holder = %holder, retry_in = ?d, "held by another mirrorctl");
+            }
             Err(e) => {
                 delay = backoff.next();
                 tracing::warn!(cluster = %key, error = %e, retry_in = ?delay, "pass failed");
@@ -242,14 +253,13 @@ async fn sleep_until_or_never(at: Option<tokio::time::Instant>) {
 /// Updates the cluster's status document in place (or starts one), for what the reconcile loop
 /// does not write itself: an invalid file before any valid one, a removed file, a world that
 /// cannot be opened.
-fn write_patch(shared: &Shared, key: &str, file: &Path, ports: Option<&Ports>, f: impl FnOnce(&mut StatusDoc)) {
+async fn write_patch(shared: &Shared, key: &str, file: &Path, ports: Option<&Ports>, f: impl FnOnce(&mut StatusDoc)) {
     let Ok(cluster) = ClusterName::parse(key) else {
         tracing::warn!(file = %file.display(), "the file name is not a cluster name; no status document");
         return;
     };
-    let path = StatusDoc::path_for(&shared.state_dir, &cluster);
     let now = ports.map_or_else(Timestamp::now, |p| p.clock.now());
-    let mut doc = StatusDoc::read(&path).unwrap_or_else(|_| StatusDoc {
+    let mut doc = shared.store.read_status(&cluster).await.ok().flatten().unwrap_or_else(|| StatusDoc {
         cluster,
         source: file.to_owned(),
         phase: Phase::Error,
@@ -268,7 +278,7 @@ fn write_patch(shared: &Shared, key: &str, file: &Path, ports: Option<&Ports>, f
     });
     f(&mut doc);
     doc.updated = now;
-    if let Err(e) = doc.write(&path) {
-        tracing::error!(path = %path.display(), error = %e, "cannot write status");
+    if let Err(e) = shared.store.write_status(&doc, None).await {
+        tracing::error!(cluster = %doc.cluster, error = %e, "cannot write status");
     }
 }

@@ -14,12 +14,14 @@ pub mod crash;
 pub mod progress;
 pub mod retry;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
 
 use crate::ids::ClusterName;
-use crate::journal::{Journal, JournalError, Record, client_token};
+use crate::journal::{Journal, Record, client_token};
 use crate::plan::{Action, Condition, Step};
-use crate::ports::{ErrorClass, PortError, PortResult, Ports};
+use crate::ports::{ErrorClass, PortError, PortResult, Ports, StoreError};
 
 pub use crash::{CrashPoint, CrashSwitch};
 pub use progress::{Event, EventKind, Progress};
@@ -42,9 +44,9 @@ pub enum StepResult {
 /// Why execution stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    /// The journal could not be written: nothing may proceed without it.
+    /// The journal could not be written, or the lease is lost: nothing may proceed without them.
     #[error(transparent)]
-    Journal(#[from] JournalError),
+    Store(#[from] StoreError),
     /// A test's crash switch fired (the process "died" here).
     #[error("simulated crash at {0}")]
     Crashed(String),
@@ -68,10 +70,15 @@ pub struct Executor {
 }
 
 impl Executor {
-    fn append(&self, rec: Record) -> Result<(), ExecError> {
-        let mut j = self.journal.lock().map_err(|_| poisoned())?;
-        j.append(rec)?;
+    async fn append(&self, rec: Record) -> Result<(), ExecError> {
+        self.journal.lock().await.append(rec).await?;
         Ok(())
+    }
+
+    /// Whether this process may still act on the cluster: asked right before every mutating
+    /// call and every retry of one (EC2, CLUSTERPRO and the nodes cannot check a fencing token).
+    async fn check_lease(&self) -> Result<(), ExecError> {
+        Ok(self.journal.lock().await.check_lease()?)
     }
 
     /// Runs independent steps concurrently. A crash (test) or journal failure aborts all of them
@@ -89,21 +96,21 @@ impl Executor {
     pub async fn run(&self, step: &Step, subject: Option<&crate::ids::ServerName>) -> Result<StepResult, ExecError> {
         let now = self.ports.clock.now();
         let (started, prior) = {
-            let j = self.journal.lock().map_err(|_| poisoned())?;
+            let j = self.journal.lock().await;
             let v = j.view();
             (v.op(&step.op).is_some_and(|o| o.started.is_some()), v.step(&step.op, &step.id))
         };
         if !started && step.op != crate::plan::OpId::Retention {
-            self.append(Record::OpStarted { op: step.op.clone(), at: now, subject: subject.cloned() })?;
+            self.append(Record::OpStarted { op: step.op.clone(), at: now, subject: subject.cloned() }).await?;
         }
         match &step.action {
             Action::MarkCompleted => {
-                self.append(Record::OpCompleted { op: step.op.clone(), at: now })?;
+                self.append(Record::OpCompleted { op: step.op.clone(), at: now }).await?;
                 self.progress.emit(&self.ports, &self.cluster, EventKind::Completed { op: step.op.clone() });
                 return Ok(StepResult::Done(None));
             }
             Action::MarkAbandoned { by } => {
-                self.append(Record::OpAbandoned { op: step.op.clone(), by: by.clone(), at: now })?;
+                self.append(Record::OpAbandoned { op: step.op.clone(), by: by.clone(), at: now }).await?;
                 return Ok(StepResult::Done(None));
             }
             _ => {}
@@ -123,7 +130,7 @@ impl Executor {
             token = Some(t);
         }
         let seq = {
-            let mut j = self.journal.lock().map_err(|_| poisoned())?;
+            let mut j = self.journal.lock().await;
             let seq = j.next_seq();
             j.append(Record::Intent {
                 seq,
@@ -133,7 +140,8 @@ impl Executor {
                 token,
                 started: now,
                 action: action.clone(),
-            })?;
+            })
+            .await?;
             seq
         };
         self.progress.emit(
@@ -142,7 +150,8 @@ impl Executor {
             EventKind::StepStarted { step: step.id.clone(), what: action.describe(), api: action.api() },
         );
 
-        let outcome = self.call_with_retries(&action).await;
+        // The intent write was fenced at the store; the lease is asked again right before the call.
+        let outcome = self.call_with_retries(&action).await?;
         if let Some(c) = &self.crash {
             c.check(&step.id, CrashPoint::AfterCall)?;
         }
@@ -150,7 +159,7 @@ impl Executor {
         let elapsed = finished.duration_since(now);
         let result = match outcome {
             Ok(detail) => {
-                self.append(result_record(seq, step, Ok(detail.clone()), finished))?;
+                self.append(result_record(seq, step, Ok(detail.clone()), finished)).await?;
                 self.progress.emit(
                     &self.ports,
                     &self.cluster,
@@ -166,9 +175,10 @@ impl Executor {
                     && e.class == ErrorClass::NeedsHuman
                     && e.code != "IdempotentParameterMismatch"
                 {
-                    self.append(Record::TokenBurned { step: step.id.clone(), generation: prior.generation + 1 })?;
+                    self.append(Record::TokenBurned { step: step.id.clone(), generation: prior.generation + 1 })
+                        .await?;
                 }
-                self.append(result_record(seq, step, Err(e.clone()), finished))?;
+                self.append(result_record(seq, step, Err(e.clone()), finished)).await?;
                 self.progress.emit(
                     &self.ports,
                     &self.cluster,
@@ -180,21 +190,24 @@ impl Executor {
         Ok(result)
     }
 
-    async fn call_with_retries(&self, action: &Action) -> PortResult<Option<String>> {
+    /// The call, retried per its error class; the outer `Err` is a lost lease (checked before
+    /// every attempt), the inner one the call's last error.
+    async fn call_with_retries(&self, action: &Action) -> Result<PortResult<Option<String>>, ExecError> {
         let mut retryable = self.policy.retryable();
         let mut throttled = self.policy.throttled();
         loop {
+            self.check_lease().await?;
             let err = match call(&self.ports, action).await {
-                Ok(d) => return Ok(d),
+                Ok(d) => return Ok(Ok(d)),
                 Err(e) => narrow(action, e),
             };
             let delay = match err.class {
-                ErrorClass::AlreadyDone => return Ok(Some(format!("already done ({})", err.code))),
-                ErrorClass::NeedsHuman => return Err(err),
+                ErrorClass::AlreadyDone => return Ok(Ok(Some(format!("already done ({})", err.code)))),
+                ErrorClass::NeedsHuman => return Ok(Err(err)),
                 ErrorClass::Throttled => throttled.next(),
                 ErrorClass::Retryable => retryable.next(),
             };
-            let Some(delay) = delay else { return Err(err) };
+            let Some(delay) = delay else { return Ok(Err(err)) };
             self.progress.emit(
                 &self.ports,
                 &self.cluster,
@@ -232,13 +245,6 @@ fn budget_exhausted(step: &Step, prior: &crate::journal::StepView, max: u32) -> 
         action: "look at the last error, fix its cause, then restart mirrorctl (the journal keeps the count; move the \
                  journal aside only after checking the cluster by hand)"
             .into(),
-    })
-}
-
-fn poisoned() -> ExecError {
-    ExecError::Journal(JournalError::Io {
-        path: std::path::PathBuf::from("<journal>"),
-        source: std::io::Error::other("journal lock poisoned by a panic in another task"),
     })
 }
 

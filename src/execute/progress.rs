@@ -62,6 +62,15 @@ pub enum EventKind {
     Blocked(Condition),
     /// Converged.
     Converged,
+    /// The cluster's lease was taken (`held`) or let go by this process.
+    Lease {
+        /// Held from now on (taken), or not any more (released or lost).
+        held: bool,
+        /// Its epoch.
+        epoch: u64,
+        /// The holder it was taken over from (a takeover after that holder's heartbeat stopped).
+        taken_over_from: Option<String>,
+    },
 }
 
 /// One event.
@@ -109,6 +118,7 @@ impl Progress {
             EventKind::Completed { op } => tracing::info!(cluster = %cluster, op = %op, "operation completed"),
             EventKind::Blocked(c) => tracing::info!(cluster = %cluster, reason = %c.reason, "blocked: {}", c.message),
             EventKind::Converged => tracing::info!(cluster = %cluster, "converged"),
+            EventKind::Lease { held, epoch, .. } => tracing::debug!(cluster = %cluster, held, epoch, "lease"),
         }
         if let Some(s) = &self.sink {
             let _ = s.send(Event { at: ports.clock.now(), cluster: cluster.clone(), kind });

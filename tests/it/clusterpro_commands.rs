@@ -822,10 +822,9 @@ async fn backup_and_restore_through(rig: &Rig, cluster: Arc<dyn Cluster>) {
 
     // md went out and came back through clp.conf edits, without the initial copy.
     let journal =
-        mirrorctl::journal::Journal::open(&mirrorctl::journal::Journal::path_for(&rig.state_dir(), &spec.cluster.name))
+        mirrorctl::journal::read_file(&mirrorctl::journal::Journal::path_for(&rig.state_dir(), &spec.cluster.name))
             .expect("journal");
     let applied: Vec<&Vec<ConfigChange>> = journal
-        .records()
         .iter()
         .filter_map(|r| match r {
             mirrorctl::journal::Record::Intent { action: Action::ApplyConfig { changes }, .. } => Some(changes),

@@ -270,7 +270,7 @@ fn sigterm_mid_step_exits_in_the_grace_period_and_a_restart_finishes_without_rep
     println!("SIGTERM → exit: {:?} (code {code})", signalled.elapsed());
     assert_eq!(code, 0, "stopped cleanly at a step boundary; log:\n{}", d.log());
     let journal = Journal::path_for(&cwd.join("state"), &mirrorctl::ids::ClusterName::parse("prod-db").unwrap());
-    let records = Journal::open(&journal).unwrap().records().to_vec();
+    let records = mirrorctl::journal::read_file(&journal).unwrap();
     let intents = records.iter().filter(|r| matches!(r, Record::Intent { .. })).count();
     let results = records.iter().filter(|r| matches!(r, Record::Result { .. })).count();
     assert_eq!(intents, results, "no intent left without its result: the step in flight was finished");
@@ -286,7 +286,7 @@ fn sigterm_mid_step_exits_in_the_grace_period_and_a_restart_finishes_without_rep
 fn nothing_done_twice(cwd: &Path) {
     let journal = Journal::path_for(&cwd.join("state"), &mirrorctl::ids::ClusterName::parse("prod-db").unwrap());
     let mut ok_by_step = std::collections::BTreeMap::<String, usize>::new();
-    for r in Journal::open(&journal).unwrap().records() {
+    for r in &mirrorctl::journal::read_file(&journal).unwrap() {
         if let Record::Result { step, ok: true, .. } = r {
             *ok_by_step.entry(step.0.clone()).or_default() += 1;
         }
@@ -311,7 +311,7 @@ fn a_second_signal_exits_at_once_and_the_journal_resolves_the_cut_step() {
     assert_eq!(code, 130, "log:\n{}", d.log());
     drop(d);
     let journal = Journal::path_for(&cwd.join("state"), &mirrorctl::ids::ClusterName::parse("prod-db").unwrap());
-    let records = Journal::open(&journal).unwrap().records().to_vec();
+    let records = mirrorctl::journal::read_file(&journal).unwrap();
     let intents = records.iter().filter(|r| matches!(r, Record::Intent { .. })).count();
     let results = records.iter().filter(|r| matches!(r, Record::Result { .. })).count();
     assert_eq!(intents, results + 1, "the md stop was cut between its intent and its result");

@@ -1,7 +1,8 @@
 //! The deploy kit: the IAM policy is valid JSON and grants exactly the AWS actions the adapters
 //! call — no more (least privilege), no less (a missing one would fail in production only): the EC2
-//! actions of the AWS adapter, the SSM actions of the SSM node transport and the Secrets Manager
-//! read of the REST API password, each read from its own source.
+//! actions of the AWS adapter, the SSM actions of the SSM node transport, the Secrets Manager
+//! read of the REST API password and the DynamoDB state store's item actions on its table, each
+//! read from its own source.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -15,7 +16,13 @@ const ADAPTERS: &[(&str, &str)] = &[
     ("src/adapters/aws/mod.rs", "ec2"),
     ("src/adapters/node/ssm.rs", "ssm"),
     ("src/adapters/secret.rs", "secretsmanager"),
+    ("src/adapters/store/dynamodb.rs", "dynamodb"),
 ];
+
+/// API calls IAM does not authorize as such: a DynamoDB transaction is authorized per item
+/// action in it (the store's journal append: a condition check on the lease and a put).
+const AUTHORIZED_AS: &[(&str, &[&str])] =
+    &[("dynamodb:TransactWriteItems", &["dynamodb:ConditionCheckItem", "dynamodb:PutItem"])];
 
 /// Actions that take no resource-level permissions (IAM demands `Resource: "*"` for them) although
 /// they are not reads of EC2: following and cancelling a Run Command invocation.
@@ -31,9 +38,16 @@ fn calls_in(file: &str, prefix: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The APIs all adapters call.
+/// The IAM actions the APIs of all adapters need.
 fn actions_called() -> BTreeSet<String> {
-    ADAPTERS.iter().flat_map(|(file, prefix)| calls_in(file, prefix)).collect()
+    ADAPTERS
+        .iter()
+        .flat_map(|(file, prefix)| calls_in(file, prefix))
+        .flat_map(|api| match AUTHORIZED_AS.iter().find(|(a, _)| *a == api) {
+            Some((_, actions)) => actions.iter().map(|a| (*a).to_owned()).collect(),
+            None => vec![api],
+        })
+        .collect()
 }
 
 fn actions_granted(policy: &serde_json::Value) -> BTreeSet<String> {
@@ -68,6 +82,14 @@ fn the_iam_policy_grants_exactly_the_calls_the_code_makes() {
         ["secretsmanager:GetSecretValue".to_owned()].into(),
         "the secret resolver's call was found"
     );
+    assert_eq!(
+        calls_in(ADAPTERS[3].0, "dynamodb"),
+        ["GetItem", "PutItem", "Query", "Scan", "TransactWriteItems", "UpdateItem"]
+            .map(|a| format!("dynamodb:{a}"))
+            .into(),
+        "the DynamoDB store's calls were found (not `store init`'s: CreateTable and DescribeTable are an \
+         administrator's, deploy/README.md)"
+    );
     let granted = actions_granted(&policy);
     assert!(granted.iter().all(|a| !a.contains('*')), "no wildcard actions: {granted:?}");
     assert_eq!(granted, called, "policy actions (left) vs adapter calls (right)");
@@ -91,6 +113,9 @@ fn mutating_statements_are_scoped_and_deletes_limited_to_own_backups() {
             continue;
         }
         assert_ne!(st["Resource"], "*", "mutating statements name resource types: {st}");
+        if actions.contains("dynamodb:") {
+            assert_eq!(st["Resource"], "arn:aws:dynamodb:*:*:table/mirrorctl-state", "only the state table: {st}");
+        }
         if actions.contains("DeleteSnapshot") {
             assert_eq!(st["Condition"]["StringEquals"]["aws:ResourceTag/mirrorctl:role"], "backup", "{st}");
         }

@@ -127,9 +127,9 @@ impl Run {
     /// interrupted call, and any sibling step running concurrently with it).
     fn last_intent(&self, spec: &Spec) -> String {
         let path = Journal::path_for(&self.dir.path().join("state"), &spec.cluster.name);
-        let journal = Journal::open(&path).expect("journal");
+        let records = mirrorctl::journal::read_file(&path).expect("journal");
         let mut open: Vec<(u64, String)> = Vec::new();
-        for r in journal.records() {
+        for r in &records {
             match r {
                 Record::Intent { seq, step, .. } => open.push((*seq, step.0.clone())),
                 Record::Result { seq, .. } => open.retain(|(s, _)| s != seq),

@@ -257,7 +257,7 @@ async fn a_full_look_costs_the_describes_the_resync_budget_counts() {
     for (lab, os) in [(Lab::windows(8), Os::Windows), (Lab::linux(8), Os::Linux)] {
         let spec = example(os);
         let ctx = lab.ctx();
-        let journal = mirrorctl::reconcile::open_journal(&spec, &ctx).unwrap();
+        let journal = mirrorctl::reconcile::open_journal(&spec, &ctx).await.unwrap();
         let describes = || -> u64 {
             lab.world.call_counts().iter().filter(|(k, _)| k.starts_with("ec2:Describe")).map(|(_, v)| v).sum()
         };

@@ -42,9 +42,9 @@ async fn before_add_md_on(os: Os) -> (Spec, Observed, JournalView) {
     assert!(switch.fired());
     lab.restart();
     let ctx = lab.ctx();
-    let journal = open_journal(&restore, &ctx).unwrap();
+    let journal = open_journal(&restore, &ctx).await.unwrap();
     let (obs, _) = plan_once(&restore, &ctx, &journal).await.unwrap();
-    let view = journal.lock().unwrap().view().clone();
+    let view = journal.lock().await.view().clone();
     (restore, obs, view)
 }
 
@@ -121,12 +121,12 @@ async fn preflight_refuses_a_snapshot_smaller_than_the_disk() {
         .unwrap();
     let spec = with_restore(example(Os::Windows), &snap.id, "r-small", false);
     let ctx = lab.ctx();
-    let journal = open_journal(&spec, &ctx).unwrap();
+    let journal = open_journal(&spec, &ctx).await.unwrap();
     let (mut obs, p) = plan_once(&spec, &ctx, &journal).await.unwrap();
     assert!(p.has_changes(), "a same-size snapshot passes preflight: {p:?}");
     // The same observation with a 50 GiB snapshot for 100 GiB disks.
     obs.snapshots.iter_mut().find(|s| s.id == snap.id).unwrap().size_gib = 50;
-    let view = journal.lock().unwrap().view().clone();
+    let view = journal.lock().await.view().clone();
     let p = plan(&spec, &obs, &view);
     let mirrorctl::plan::Outcome::Blocked(c) = &p.outcome else { panic!("{p:?}") };
     assert_eq!(c.reason, "snapshot-too-small");
@@ -231,9 +231,9 @@ async fn a_mirror_red_on_both_sides_blocks_with_the_recovery_command() {
     let lab = Lab::linux(63);
     let spec = with_backups(example(Os::Linux), &["b1"], 7);
     let ctx = lab.ctx();
-    let journal = open_journal(&spec, &ctx).unwrap();
+    let journal = open_journal(&spec, &ctx).await.unwrap();
     let (mut obs, _) = plan_once(&spec, &ctx, &journal).await.unwrap();
-    let view = journal.lock().unwrap().view().clone();
+    let view = journal.lock().await.view().clone();
     assert!(plan(&spec, &obs, &view).has_changes(), "a healthy mirror: the backup starts");
     let m = obs.mirror.as_mut().expect("mirror colours observed");
     for c in m.colors.values_mut() {
@@ -263,9 +263,9 @@ async fn linux_partition_paths_must_name_todays_disk_and_survive_the_swap() {
     lab.world.clock().sleep(Duration::from_mins(10)).await;
     let restore = with_restore(spec, &snap, "r1", false);
     let ctx = lab.ctx();
-    let journal = open_journal(&restore, &ctx).unwrap();
+    let journal = open_journal(&restore, &ctx).await.unwrap();
     let (obs, p) = plan_once(&restore, &ctx, &journal).await.unwrap();
-    let view = journal.lock().unwrap().view().clone();
+    let view = journal.lock().await.view().clone();
     assert_eq!(p.steps()[0].id.0, "restore/r1/preflight", "{p:?}");
     let blocked = |spec: &Spec, obs: &Observed| match plan(spec, obs, &view).outcome {
         Outcome::Blocked(c) => Some(c),

@@ -114,9 +114,9 @@ fn a_plan_depends_only_on_its_inputs() {
         let lab = Lab::windows(77);
         let spec = with_backups(example(Os::Windows), &["b1"], 7);
         let ctx = lab.ctx();
-        let journal = open_journal(&spec, &ctx).expect("journal");
+        let journal = open_journal(&spec, &ctx).await.expect("journal");
         let (obs, first) = plan_once(&spec, &ctx, &journal).await.expect("plan");
-        let view = journal.lock().expect("lock").view().clone();
+        let view = journal.lock().await.view().clone();
         for _ in 0..5 {
             assert_eq!(plan(&spec, &obs, &view), first);
         }

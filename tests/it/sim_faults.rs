@@ -327,13 +327,14 @@ async fn a_missing_command_stops_the_operation_before_anything_changes() {
 /// same backup twice: two `snapshot@…` intents and two `CreateSnapshot` calls.)
 #[tokio::test(start_paused = true)]
 async fn a_second_writer_on_the_same_cluster_is_refused() {
-    use mirrorctl::journal::{JournalError, WriterLock};
+    use mirrorctl::journal::WriterLock;
+    use mirrorctl::ports::StoreError;
     use mirrorctl::reconcile::ReconcileError;
     let lab = Lab::windows(71);
     let spec = with_backups(example(Os::Windows), &["b1"], 7);
     let held = WriterLock::acquire(&lab.state_dir(), &spec.cluster.name).expect("first writer");
     let err = reconcile(&spec, &lab.ctx()).await.expect_err("a second writer");
-    assert!(matches!(err, ReconcileError::Journal(JournalError::Busy { .. })), "{err}");
+    assert!(matches!(err, ReconcileError::Store(StoreError::Busy { .. })), "{err}");
     assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "names the holder: {err}");
     assert!(lab.actions(&spec).is_empty(), "nothing journaled");
     assert!(lab.world.inventory().snapshots.is_empty(), "nothing done");

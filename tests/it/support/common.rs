@@ -106,7 +106,7 @@ impl Lab {
     /// The journal's records for the cluster of `spec`.
     pub fn journal(&self, spec: &Spec) -> Vec<mirrorctl::journal::Record> {
         let path = mirrorctl::journal::Journal::path_for(&self.state_dir(), &spec.cluster.name);
-        mirrorctl::journal::Journal::open(&path).expect("journal").records().to_vec()
+        mirrorctl::journal::read_file(&path).expect("journal")
     }
 
     /// Every action whose intent was journaled, in order.
