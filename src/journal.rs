@@ -560,7 +560,9 @@ mod tests {
             .unwrap();
         }
         let mut view = JournalView::default();
-        read_file(&path).unwrap().iter().for_each(|r| view.apply(r));
+        for r in &read_file(&path).unwrap() {
+            view.apply(r);
+        }
         let v = view.step(&op(), &step);
         assert!(v.interrupted());
         assert_eq!(v.attempts, 1);
@@ -578,7 +580,9 @@ mod tests {
         let records = read_file(&path).unwrap();
         assert_eq!(records.len(), 2);
         let mut view = JournalView::default();
-        records.iter().for_each(|r| view.apply(r));
+        for r in &records {
+            view.apply(r);
+        }
         assert!(view.completed(&op()));
     }
 

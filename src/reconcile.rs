@@ -307,6 +307,7 @@ async fn reconcile_passes(spec: &Spec, ctx: &Context) -> Result<Settled, Reconci
     result
 }
 
+#[allow(clippy::too_many_lines)] // the pass loop: its states read best in one place
 async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Result<Settled, ReconcileError> {
     let journal =
         Arc::new(Mutex::new(Journal::load(Arc::clone(&ctx.store), &spec.cluster.name, Some(Arc::clone(lease))).await?));

@@ -1,4 +1,4 @@
-//! The state stores: the DynamoDB store against moto_server's DynamoDB (a loopback port, fake
+//! The state stores: the DynamoDB store against `moto_server`'s DynamoDB (a loopback port, fake
 //! static credentials, killed by pid): the table's creation, the lease (acquire, heartbeat,
 //! takeover only after a whole lease period of an unchanged record version), fencing of a deposed
 //! holder at the store, clear errors, and whole reconciles and CLI runs with their journal and

@@ -50,18 +50,18 @@
 //! result, an interrupted step, and resolves it by observation. Why a late call is harmless, per
 //! kind of step:
 //!
-//! - **CreateVolume**: its `ClientToken` is derived from cluster, step and token generation, so the
+//! - **`CreateVolume`**: its `ClientToken` is derived from cluster, step and token generation, so the
 //!   successor's retry and the late call name the same volume; never a second one.
-//! - **CreateSnapshot** (no token): tagged in the same call; the successor looks the backup up by
+//! - **`CreateSnapshot`** (no token): tagged in the same call; the successor looks the backup up by
 //!   tag before creating it. A late call landing *after* that lookup makes a second snapshot of the
 //!   same backup name: visible by its tags in `mirrorctl status`, it holds no wrong data (same
 //!   quiesce point only if the md was still stopped; otherwise it is a crash-consistent extra copy)
 //!   and retention counts it. This is the one residual duplicate; it needs a freeze of the old
 //!   holder between its check and its send longer than a lease period.
-//! - **AttachVolume / DetachVolume / StartInstance / Tag / DeleteSnapshot**: idempotent by nature
+//! - **`AttachVolume` / `DetachVolume` / `StartInstance` / `Tag` / `DeleteSnapshot`**: idempotent by nature
 //!   or by error narrowing ("already attached", `IncorrectState` on detach, a deleted snapshot's
 //!   `NotFound`); the successor observes the result before its next step.
-//! - **ApplyConfig** (a `clp.conf` push): the planner treats a push whose intent has no result as
+//! - **`ApplyConfig`** (a `clp.conf` push): the planner treats a push whose intent has no result as
 //!   possibly still landing for 15 minutes (`push_in_doubt`): the successor takes no step that
 //!   could conflict until the push shows in `clp.conf` or that time passed.
 //! - **Group / resource / server operations** (stop, start, move, shutdown) and **disk
@@ -291,10 +291,10 @@ impl DynamoStore {
                 | "InternalServerError"
                 | "ServiceUnavailable"
                 | "TransactionConflictException",
-            ) => self.failed(action, message, true),
-            Some(code) => self.failed(action, format!("{code}: {message}"), false),
+            )
             // No answer: a timeout, a refused connection, no region configured.
-            None => self.failed(action, message, true),
+            | None => self.failed(action, message, true),
+            Some(code) => self.failed(action, format!("{code}: {message}"), false),
         }
     }
 
