@@ -168,18 +168,14 @@ impl Refresh {
                     Err(_) => r.snapshots = true,
                 },
                 Action::CreateSnapshot { .. } | Action::DeleteSnapshot { .. } => r.snapshots = true,
-                Action::StartInstance { server, .. } => {
+                // A pre-processing (NEC's) shuts the server down; a post-processing reboots it.
+                Action::StartInstance { server, .. } | Action::Vendor { server, .. } => {
                     r.instances = true;
                     r.disks.insert(server.clone());
                 }
                 // A server going down has no disks to look at; once its instance has stopped (a
                 // moving instance is re-read every pass) the list follows.
                 Action::ShutdownServer { .. } => r.instances = true,
-                // A pre-processing shuts the server down; a post-processing reboots it.
-                Action::Vendor { server, .. } => {
-                    r.instances = true;
-                    r.disks.insert(server.clone());
-                }
                 Action::ApplyConfig { .. } => r.config = true,
                 Action::DiskOffline { server, .. }
                 | Action::DiskOnline { server, .. }
@@ -265,6 +261,7 @@ pub async fn observe(spec: &Spec, ports: &Ports, policy: &RetryPolicy) -> PortRe
 
 /// Observes what `want` names afresh and carries the rest over from `prev` (everything is read
 /// when there is no `prev`). CLUSTERPRO status and mirror colours are always read.
+#[allow(clippy::too_many_lines)]
 pub async fn observe_with(
     spec: &Spec,
     ports: &Ports,

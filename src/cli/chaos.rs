@@ -801,12 +801,12 @@ pub async fn run(state_dir: &Path, args: &ChaosArgs) -> Result<u8, CliError> {
             break;
         }
         let os = if index % 2 == 0 { LabOs::Windows } else { LabOs::Linux };
-        let procedure = match args.procedure {
-            ChaosProcedure::Vendor => ProcedureChoice::Vendor,
-            ChaosProcedure::Reconfigure => ProcedureChoice::Reconfigure,
-            ChaosProcedure::Both if index % 4 < 2 => ProcedureChoice::Vendor,
-            ChaosProcedure::Both => ProcedureChoice::Reconfigure,
+        let vendor = match args.procedure {
+            ChaosProcedure::Vendor => true,
+            ChaosProcedure::Reconfigure => false,
+            ChaosProcedure::Both => index % 4 < 2,
         };
+        let procedure = if vendor { ProcedureChoice::Vendor } else { ProcedureChoice::Reconfigure };
         // The flavour keys the expected durations: the two procedures take different times.
         let os_name = match (os, procedure) {
             (LabOs::Windows, ProcedureChoice::Vendor) => "windows/vendor",

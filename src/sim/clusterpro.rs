@@ -164,6 +164,7 @@ impl World {
     }
 
     /// What a preflight of `req` finds in this world.
+    #[allow(clippy::too_many_lines)]
     fn clp_preflight(&self, req: &PreflightRequest) -> Vec<Check> {
         let mut checks = Vec::new();
         for s in &self.scenario.servers {

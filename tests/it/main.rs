@@ -35,3 +35,4 @@ mod sim_world;
 mod spec_invalid;
 mod spec_validate_paths;
 mod ssm_transport;
+mod vendor;
