@@ -20,7 +20,7 @@ use crate::ports::cloud::{
     AttachState, Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, SnapshotState, Tags, Volume,
     VolumeFilter, VolumeInit, VolumeState, tag,
 };
-use crate::ports::cluster::{ClusterConfig, ClusterStatus, MirrorStatus};
+use crate::ports::cluster::{CLUSTER_UNREACHABLE, ClusterConfig, ClusterStatus, MirrorStatus};
 use crate::ports::node::Disk;
 use crate::ports::{PortError, PortResult, Ports};
 use crate::spec::Spec;
@@ -49,6 +49,11 @@ pub struct Observed {
     pub mirror: Option<MirrorStatus>,
     /// Disks per server; `Err` holds why the node could not be asked.
     pub disks: BTreeMap<ServerName, Result<Vec<Disk>, PortError>>,
+    /// Whether some server answered for the cluster as a running member. When none did
+    /// ([`crate::ports::cluster::CLUSTER_UNREACHABLE`]), `cluster` shows every server out of the
+    /// cluster and nothing else, and `config` is the last one read.
+    #[serde(default = "yes")]
+    pub cluster_reachable: bool,
     /// How far EBS has loaded the cluster's restored volumes from their snapshot (full looks
     /// only; informational: the planner does not wait for it).
     #[serde(default)]
@@ -163,7 +168,8 @@ impl Refresh {
                     Err(_) => r.snapshots = true,
                 },
                 Action::CreateSnapshot { .. } | Action::DeleteSnapshot { .. } => r.snapshots = true,
-                Action::StartInstance { server, .. } => {
+                // A pre-processing (NEC's) shuts the server down; a post-processing reboots it.
+                Action::StartInstance { server, .. } | Action::Vendor { server, .. } => {
                     r.instances = true;
                     r.disks.insert(server.clone());
                 }
@@ -255,6 +261,7 @@ pub async fn observe(spec: &Spec, ports: &Ports, policy: &RetryPolicy) -> PortRe
 
 /// Observes what `want` names afresh and carries the rest over from `prev` (everything is read
 /// when there is no `prev`). CLUSTERPRO status and mirror colours are always read.
+#[allow(clippy::too_many_lines)]
 pub async fn observe_with(
     spec: &Spec,
     ports: &Ports,
@@ -286,12 +293,30 @@ pub async fn observe_with(
     let snapshots_call =
         async { if want.snapshots { Some(snapshots(spec, ports, policy, &own_snaps).await) } else { None } };
     let volumes_call = instances_and_volumes(ports, policy, &ids, &ours, prev, want);
-    let config_call =
-        async { if want.config { Some(with_retries(policy, clock, || ports.cluster.config()).await) } else { None } };
+    let config_call = async {
+        if want.config {
+            Some(
+                with_retries(policy, clock, || async {
+                    match ports.cluster.config().await {
+                        Err(e) if e.code == CLUSTER_UNREACHABLE => Ok(None),
+                        r => r.map(Some),
+                    }
+                })
+                .await,
+            )
+        } else {
+            None
+        }
+    };
     let ((volumes_res, snaps), (status, config, mirror, shutdown_res, disk_res)) =
         futures::join!(async { futures::join!(volumes_call, snapshots_call) }, async {
             futures::join!(
-                with_retries(policy, clock, || ports.cluster.status()),
+                with_retries(policy, clock, || async {
+                    match ports.cluster.status().await {
+                        Err(e) if e.code == CLUSTER_UNREACHABLE => Ok(None),
+                        r => r.map(Some),
+                    }
+                }),
                 config_call,
                 ports.cluster.mirror_status(&spec.mirror.resource),
                 shutdown_calls,
@@ -306,9 +331,14 @@ pub async fn observe_with(
         (None, Some(p)) => p.snapshots.clone(),
         (None, None) => unreachable!("everything is read without a previous observation"),
     };
-    let cluster = status?;
+    let status = status?;
+    let cluster_reachable = status.is_some();
+    let cluster = status.unwrap_or_else(|| ClusterStatus {
+        servers: spec.cluster.servers.iter().map(|s| (s.name.clone(), false)).collect(),
+        ..ClusterStatus::default()
+    });
     let config = match (config, prev) {
-        (Some(c), _) => c?,
+        (Some(c), prev) => c?.or_else(|| prev.map(|p| p.config.clone())).unwrap_or_default(),
         (None, Some(p)) => p.config.clone(),
         (None, None) => unreachable!("everything is read without a previous observation"),
     };
@@ -347,11 +377,16 @@ pub async fn observe_with(
         volumes,
         snapshots,
         cluster,
+        cluster_reachable,
         config,
         mirror,
         disks,
         initialization,
     })
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How long after its creation a restored volume's loading is still asked about.

@@ -157,7 +157,7 @@ async fn prepare(base: &Path, name: &str, seed: u64, latency: LatencyModel) -> R
     let mut scenario = Scenario::windows_runbook();
     scenario.latency = latency;
     let world = SimWorld::new(scenario, seed, 1.0);
-    let mut spec = super::lab::lab_spec(LabOs::Windows)?;
+    let mut spec = super::lab::lab_spec(LabOs::Windows, crate::spec::ProcedureChoice::Reconfigure)?;
     let backup_name = BackupName::parse("b1").map_err(|e| CliError::Failed(e.to_string()))?;
     spec.backup = Some(BackupSpec { schedule: None, keep: 7, take: vec![backup_name] });
     let ctx = Context::new(world.ports(), dir.clone());

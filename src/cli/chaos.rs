@@ -54,6 +54,7 @@ use crate::journal::{Journal, Record};
 use crate::ports::Clock as _;
 use crate::ports::cloud::tag;
 use crate::sim::SimWorld;
+use crate::spec::ProcedureChoice;
 use crate::spec::Spec;
 use crate::status::{Phase, StatusDoc};
 
@@ -75,6 +76,21 @@ pub struct ChaosArgs {
     /// Keep every trial's directory (by default only those with a violation are kept).
     #[arg(long)]
     pub keep: bool,
+    /// Which CLUSTERPRO procedure the trials' clusters follow; `both` alternates NEC's
+    /// pre/post-processing (`vendor`) and the configuration edit (`reconfigure`) trial by trial.
+    #[arg(long, value_enum, default_value_t = ChaosProcedure::Both)]
+    pub procedure: ChaosProcedure,
+}
+
+/// `bench chaos --procedure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChaosProcedure {
+    /// Vendor and reconfigure trials in turn.
+    Both,
+    /// NEC's `clpbackup` / `clprestore` (the lab cluster runs X 5.1).
+    Vendor,
+    /// The runbook's configuration edit.
+    Reconfigure,
 }
 
 /// One broken invariant.
@@ -229,7 +245,7 @@ struct Trial {
 }
 
 impl Trial {
-    fn new(base_dir: &Path, index: usize, os: LabOs) -> Result<Trial, CliError> {
+    fn new(base_dir: &Path, index: usize, os: LabOs, procedure: ProcedureChoice) -> Result<Trial, CliError> {
         let (example, name) = match os {
             LabOs::Windows => (super::lab::WINDOWS_EXAMPLE, "prod-db"),
             LabOs::Linux => (super::lab::LINUX_EXAMPLE, "app-linux"),
@@ -251,9 +267,13 @@ impl Trial {
             dir,
             ds,
             state,
-            base: example[..=cut].to_owned(),
+            base: example[..=cut].replacen(
+                "[cluster]\n",
+                &format!("[cluster]\nprocedure = \"{}\"\n", procedure.as_str()),
+                1,
+            ),
             // The example's own spec until the first write below replaces it with the file's.
-            spec: super::lab::lab_spec(os)?,
+            spec: super::lab::lab_spec(os, procedure)?,
         };
         t.spec = t.write_desired(None)?;
         Ok(t)
@@ -781,8 +801,20 @@ pub async fn run(state_dir: &Path, args: &ChaosArgs) -> Result<u8, CliError> {
             break;
         }
         let os = if index % 2 == 0 { LabOs::Windows } else { LabOs::Linux };
-        let os_name = if os == LabOs::Windows { "windows" } else { "linux" };
-        let mut trial = Trial::new(&base, index, os)?;
+        let vendor = match args.procedure {
+            ChaosProcedure::Vendor => true,
+            ChaosProcedure::Reconfigure => false,
+            ChaosProcedure::Both => index % 4 < 2,
+        };
+        let procedure = if vendor { ProcedureChoice::Vendor } else { ProcedureChoice::Reconfigure };
+        // The flavour keys the expected durations: the two procedures take different times.
+        let os_name = match (os, procedure) {
+            (LabOs::Windows, ProcedureChoice::Vendor) => "windows/vendor",
+            (LabOs::Linux, ProcedureChoice::Vendor) => "linux/vendor",
+            (LabOs::Windows, _) => "windows/reconfigure",
+            (LabOs::Linux, _) => "linux/reconfigure",
+        };
+        let mut trial = Trial::new(&base, index, os, procedure)?;
         let world_seed = args.seed.wrapping_mul(1_000).wrapping_add(index as u64);
         let plan = |rng: &mut ChaCha8Rng, flow| {
             expected.get(&(os_name, flow)).map_or_else(Vec::new, |t| draw_kills(rng, *t, args.max_kills))

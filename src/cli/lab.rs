@@ -21,13 +21,14 @@ use crate::ports::Clock as _;
 use crate::ports::cloud::tag;
 use crate::reconcile::{Context, Settled, reconcile};
 use crate::sim::{Scenario, SimWorld};
-use crate::spec::{BackupSpec, RestoreSpec, Spec};
+use crate::spec::{BackupSpec, ProcedureChoice, RestoreSpec, Spec};
 
 pub(super) const WINDOWS_EXAMPLE: &str = include_str!("../../desired-state/prod-db.toml");
 pub(super) const LINUX_EXAMPLE: &str = include_str!("../../desired-state/app-linux.toml");
 
-/// The lab's desired state: the example file of the OS, without schedule or restore.
-pub fn lab_spec(os: LabOs) -> Result<Spec, CliError> {
+/// The lab's desired state: the example file of the OS, without schedule or restore, following
+/// `procedure`.
+pub fn lab_spec(os: LabOs, procedure: ProcedureChoice) -> Result<Spec, CliError> {
     let (name, text) = match os {
         LabOs::Windows => ("desired-state/prod-db.toml", WINDOWS_EXAMPLE),
         LabOs::Linux => ("desired-state/app-linux.toml", LINUX_EXAMPLE),
@@ -36,6 +37,7 @@ pub fn lab_spec(os: LabOs) -> Result<Spec, CliError> {
         crate::spec::load_str(Path::new(name), text).map_err(|e| CliError::Failed(format!("built-in example: {e}")))?;
     spec.backup = None;
     spec.restore = None;
+    spec.cluster.procedure = procedure;
     Ok(spec)
 }
 
@@ -46,7 +48,13 @@ struct Check {
 
 /// Runs the lab.
 #[allow(clippy::too_many_lines)]
-pub async fn run(state_dir: &Path, speed: f64, world_seed: u64, os: LabOs) -> Result<u8, CliError> {
+pub async fn run(
+    state_dir: &Path,
+    speed: f64,
+    world_seed: u64,
+    os: LabOs,
+    procedure: ProcedureChoice,
+) -> Result<u8, CliError> {
     if !(speed.is_finite() && speed > 0.0) {
         return Err(CliError::Usage(format!("--speed must be a positive number, not {speed}")));
     }
@@ -63,7 +71,7 @@ pub async fn run(state_dir: &Path, speed: f64, world_seed: u64, os: LabOs) -> Re
     // Not persisted while it runs: saving the world after every call costs real milliseconds,
     // which a speed factor turns into model seconds. The final world is saved for inspection.
     let world = SimWorld::new(scenario, world_seed, speed);
-    let spec = lab_spec(os)?;
+    let spec = lab_spec(os, procedure)?;
 
     let (tx, mut rx) = unbounded_channel::<Event>();
     let start = world.scenario().epoch;

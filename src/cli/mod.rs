@@ -146,6 +146,10 @@ pub enum Command {
         /// Operating system of the simulated cluster.
         #[arg(long, value_enum, default_value_t = LabOs::Windows)]
         os: LabOs,
+        /// CLUSTERPRO procedure: `auto` (the simulated cluster runs X 5.1, so NEC's
+        /// clpbackup/clprestore), `vendor` or `reconfigure` (the runbook's configuration edit).
+        #[arg(long, value_enum, default_value_t = LabProcedure::Auto)]
+        procedure: LabProcedure,
     },
     /// Measure the figures of DESIGN.md §7 in the simulated world (paused time; prints a table).
     #[command(args_conflicts_with_subcommands = true)]
@@ -175,6 +179,27 @@ pub enum BenchMode {
 pub enum StoreCommand {
     /// Create the store: the DynamoDB table (on demand, key `pk` + `sk`) or the state directory.
     Init,
+}
+
+/// `lab --procedure`: `cluster.procedure` of the lab's desired state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LabProcedure {
+    /// By the cluster's version.
+    Auto,
+    /// NEC's pre- and post-processing commands.
+    Vendor,
+    /// The configuration edit.
+    Reconfigure,
+}
+
+impl From<LabProcedure> for crate::spec::ProcedureChoice {
+    fn from(p: LabProcedure) -> Self {
+        match p {
+            LabProcedure::Auto => crate::spec::ProcedureChoice::Auto,
+            LabProcedure::Vendor => crate::spec::ProcedureChoice::Vendor,
+            LabProcedure::Reconfigure => crate::spec::ProcedureChoice::Reconfigure,
+        }
+    }
 }
 
 /// The lab's cluster flavour.
@@ -263,7 +288,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             apply::run(&state_dir, store().await, &file, plan.as_deref(), &world).await
         }
         Command::Status { name, output } => status::run(store().await.as_ref(), name.as_deref(), output).await,
-        Command::Lab { speed, seed, os } => lab::run(&state_dir, speed, seed, os).await,
+        Command::Lab { speed, seed, os, procedure } => lab::run(&state_dir, speed, seed, os, procedure.into()).await,
         Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => chaos::run(&state_dir, &args).await,
         Command::Bench { mode: None, quick, seed } => bench::run(&state_dir, quick, seed),
     }

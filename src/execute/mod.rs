@@ -334,6 +334,7 @@ async fn call(ports: &Ports, action: &Action) -> PortResult<Option<String>> {
             ports.cluster.start_resource(resource, server).await.map(|()| None)
         }
         Action::ShutdownServer { server } => ports.cluster.shutdown_server(server).await.map(|()| None),
+        Action::Vendor { server, call } => ports.cluster.vendor(server, call).await.map(|()| None),
         Action::ApplyConfig { changes } => ports.cluster.apply_config(changes).await.map(|()| None),
         Action::Preflight { request } => preflight_verdict(&ports.cluster.preflight(request).await?),
         Action::CreateVolume { request, .. } => {

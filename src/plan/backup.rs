@@ -24,7 +24,7 @@ use crate::ids::{BackupName, ServerName};
 use crate::journal::JournalView;
 use crate::observe::Observed;
 use crate::ports::cloud::{CreateSnapshot, InstanceState, ShutdownBehavior, Snapshot, SnapshotState, Tags, tag};
-use crate::ports::cluster::{ObjectState, Operation, PreflightRequest};
+use crate::ports::cluster::{ObjectState, Operation, PreflightRequest, Procedure, VendorCall, VendorOp, VendorPhase};
 use crate::spec::{BackupSpec, Schedule, Spec};
 
 use super::restore::{at_device, layout_of};
@@ -107,7 +107,21 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
     let started = super::begun(journal, &op);
     let group = &spec.mirror.group;
     let md = &spec.mirror.resource;
+    let procedure = match super::procedure::choose(spec, obs, journal, &op) {
+        Ok((p, why)) => {
+            d.notes.push(why);
+            p
+        }
+        Err(r) => {
+            d.block(r.reason, r.message, r.action);
+            return d.outcome();
+        }
+    };
 
+    if !obs.cluster_reachable {
+        d.wait(Watch::CLUSTER, "a server to answer for the cluster as a running member", expect::CLUSTER_PENDING);
+        return d.outcome();
+    }
     let Some(active) = active_server(spec, obs, journal, &op) else {
         d.wait(
             Watch::CLUSTER,
@@ -199,6 +213,9 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 Action::StartInstance { server: standby.name.clone(), instance: standby.instance.clone() },
                 format!("the snapshot's point in time is fixed; {} can rejoin", standby.name),
             ),
+            InstanceState::Running if procedure == Procedure::Vendor && !standby_member => {
+                vendor_post(&mut d, journal, &op, &standby.name, obs.now);
+            }
             InstanceState::Running if standby_member => {
                 if obs.mirror.as_ref().is_some_and(crate::ports::cluster::MirrorStatus::healthy) {
                     if d.steps.is_empty() && business_back {
@@ -237,13 +254,23 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
     match standby_inst.state {
         InstanceState::Running if standby_member => {
             if md_state == ObjectState::Offline {
-                d.step(
-                    &op,
-                    "shutdown",
-                    standby_subject,
-                    Action::ShutdownServer { server: standby.name.clone() },
-                    format!("{md} is stopped (quiesced); the standby's disk must be frozen at this point"),
-                );
+                let why = format!("{md} is stopped (quiesced); the standby's disk must be frozen at this point");
+                match procedure {
+                    Procedure::Reconfigure => d.step(
+                        &op,
+                        "shutdown",
+                        standby_subject,
+                        Action::ShutdownServer { server: standby.name.clone() },
+                        why,
+                    ),
+                    Procedure::Vendor => d.step(
+                        &op,
+                        "backup-pre",
+                        standby_subject,
+                        Action::Vendor { server: standby.name.clone(), call: vendor_call(VendorPhase::Pre, false) },
+                        why,
+                    ),
+                }
             } else if matches!(md_state, ObjectState::OnlinePending | ObjectState::OfflinePending) {
                 d.wait(Watch::CLUSTER, format!("{md} changing state"), expect::CLUSTER_PENDING);
             } else if !started && !super::proven(journal, &op) {
@@ -257,6 +284,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                             operation: Operation::Backup,
                             group: group.clone(),
                             md: md.clone(),
+                            procedure,
                             pushes: Vec::new(),
                         },
                     },
@@ -285,12 +313,28 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             // The standby has left the cluster (its CLUSTERPRO services stop before its OS does),
             // so nothing replicates to its disk any more: business can run again on the active
             // while the instance finishes stopping. The snapshot waits for `stopped`.
-            let shut_down = journal.step(&op, &StepId::new(&op, "shutdown", standby_subject)).succeeded;
+            let leave = StepId::new(&op, leave_kind(procedure), standby_subject);
+            let shut_down = journal.step(&op, &leave).succeeded;
             if shut_down {
                 restart_business(&mut d, spec, obs, journal, &op, &active, "the standby has left the cluster");
             }
-            let since =
-                journal.step(&op, &StepId::new(&op, "shutdown", standby_subject)).last_intent.map(|(_, at, _)| at);
+            let since = journal.step(&op, &leave).last_intent.map(|(_, at, _)| at);
+            // NEC's pre-processing ran but the server is still up long after: its shutdown did not
+            // happen (the command was cut short); `--only-shutdown` finishes it.
+            if procedure == Procedure::Vendor
+                && shut_down
+                && standby_inst.state == InstanceState::Running
+                && since.is_some_and(|t| obs.now.duration_since(t) > twice(expect::INSTANCE_STOP))
+            {
+                d.step(
+                    &op,
+                    "backup-shutdown",
+                    standby_subject,
+                    Action::Vendor { server: standby.name.clone(), call: vendor_call(VendorPhase::Pre, true) },
+                    format!("{} ran its backup pre-processing but did not shut down", standby.name),
+                );
+                return d.outcome();
+            }
             d.wait(
                 Watch::INSTANCES,
                 format!("standby {} to stop", standby.name),
@@ -353,6 +397,59 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
         ),
     }
     d.outcome()
+}
+
+/// The step that takes the standby out of the cluster and shuts it down, per procedure.
+fn leave_kind(procedure: Procedure) -> &'static str {
+    match procedure {
+        Procedure::Reconfigure => "shutdown",
+        Procedure::Vendor => "backup-pre",
+    }
+}
+
+fn vendor_call(phase: VendorPhase, only: bool) -> VendorCall {
+    VendorCall { op: VendorOp::Backup, phase, skip_copy: false, only }
+}
+
+fn twice(d: std::time::Duration) -> jiff::SignedDuration {
+    jiff::SignedDuration::try_from(d * 2).unwrap_or(jiff::SignedDuration::MAX)
+}
+
+/// The standby is running again after the snapshot but, its cluster service disabled by the
+/// pre-processing, not in the cluster: NEC's post-processing puts it back (and reboots it). A post
+/// that ran and whose reboot has not brought the server back long after is finished with
+/// `--only-reboot`.
+fn vendor_post(d: &mut Draft, journal: &JournalView, op: &OpId, standby: &ServerName, now: jiff::Timestamp) {
+    let subject = Some(standby.as_str());
+    let post = journal.step(op, &StepId::new(op, "backup-post", subject));
+    if !post.succeeded {
+        d.step(
+            op,
+            "backup-post",
+            subject,
+            Action::Vendor { server: standby.clone(), call: vendor_call(VendorPhase::Post, false) },
+            format!("the snapshot is taken and {standby} is up: its cluster service is enabled again and it rejoins"),
+        );
+        return;
+    }
+    let since = post.last_intent.as_ref().map(|(_, at, _)| *at);
+    let reboot = journal.step(op, &StepId::new(op, "backup-reboot", subject));
+    let last = reboot.last_intent.as_ref().map(|(_, at, _)| *at).or(since);
+    if last.is_some_and(|t| now.duration_since(t) > twice(expect::REBOOT)) {
+        d.step(
+            op,
+            "backup-reboot",
+            subject,
+            Action::Vendor { server: standby.clone(), call: vendor_call(VendorPhase::Post, true) },
+            format!("{standby} ran its backup post-processing but has not rejoined the cluster"),
+        );
+        return;
+    }
+    d.wait(
+        Watch::CLUSTER,
+        format!("{standby} to reboot and rejoin the cluster"),
+        expect::remaining(expect::REBOOT, last, now),
+    );
 }
 
 /// Runbook step 3: md and what the quiesce stopped with it back online on the active server.

@@ -16,6 +16,9 @@ pub const DISK_APPEAR: Duration = Duration::from_secs(1);
 pub const INSTANCE_STOP: Duration = Duration::from_secs(30);
 /// `StartInstances` → running and back in the cluster.
 pub const INSTANCE_START: Duration = Duration::from_secs(40);
+/// A reboot by NEC's post-processing (`clpbackup`/`clprestore --post`): OS down, up, and back in
+/// the cluster. Past twice this, a post whose reboot never came is completed with `--only-reboot`.
+pub const REBOOT: Duration = Duration::from_secs(70);
 /// Mirror recovery (differential) or initial construction progress check.
 pub const MIRROR_SYNC: Duration = Duration::from_secs(5);
 /// A CLUSTERPRO state that is pending.

@@ -16,6 +16,7 @@
 
 pub mod backup;
 pub mod expect;
+pub mod procedure;
 pub mod restore;
 pub mod step;
 

@@ -25,7 +25,9 @@ use crate::observe::Observed;
 use crate::ports::cloud::{
     AttachState, CreateVolume, InstanceState, ShutdownBehavior, SnapshotState, Volume, VolumeState, tag,
 };
-use crate::ports::cluster::{ConfigChange, MdDefinition, ObjectState, Operation, PreflightRequest};
+use crate::ports::cluster::{
+    ConfigChange, MdDefinition, ObjectState, Operation, PreflightRequest, Procedure, VendorCall, VendorOp, VendorPhase,
+};
 use crate::spec::{Os, Partition, RestoreSpec, ServerSpec, Spec};
 
 use super::step::{Action, OpId, StepId, Watch};
@@ -119,6 +121,13 @@ struct Facts<'a> {
     at_dev: Option<(&'a Volume, AttachState)>,
 }
 
+impl Facts<'_> {
+    /// The new volume sits at the server's mirror device.
+    fn swapped(&self) -> bool {
+        matches!((self.new, self.at_dev), (Some(n), Some((v, _))) if n.id == v.id)
+    }
+}
+
 /// Plans restore `r`.
 #[allow(clippy::too_many_lines)]
 pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec) -> (Outcome, Vec<String>) {
@@ -127,6 +136,16 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
     let mut d = Draft::default();
     let group = &spec.mirror.group;
     let md = &spec.mirror.resource;
+    let procedure = match super::procedure::choose(spec, obs, journal, &op) {
+        Ok((p, why)) => {
+            d.notes.push(why);
+            p
+        }
+        Err(r) => {
+            d.block(r.reason, r.message, r.action);
+            return d.outcome();
+        }
+    };
 
     let mut facts = Vec::new();
     for s in &spec.cluster.servers {
@@ -164,7 +183,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
                 &op,
                 "preflight",
                 None,
-                Action::Preflight { request: preflight_request(spec) },
+                Action::Preflight { request: preflight_request(spec, procedure) },
                 "before the first step that changes the cluster or a disk, every later step must be shown possible",
             );
             return d.outcome();
@@ -223,10 +242,16 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
         }
     }
 
-    let swapped = |f: &Facts| match (f.new, f.at_dev) {
-        (Some(n), Some((v, _))) => n.id == v.id,
-        _ => false,
-    };
+    if procedure == Procedure::Vendor {
+        vendor_restore(spec, obs, journal, r, &op, &facts, &mut d);
+        return in_progress(journal, r, &op, d);
+    }
+    if !obs.cluster_reachable {
+        d.wait(Watch::CLUSTER, "a server to answer for the cluster as a running member", expect::CLUSTER_PENDING);
+        return in_progress(journal, r, &op, d);
+    }
+
+    let swapped = |f: &Facts| f.swapped();
     let all_swapped = facts.iter().all(&swapped);
     let placement = obs.cluster.groups.get(group);
     let group_state = placement.map_or(ObjectState::Offline, |p| p.state);
@@ -272,12 +297,11 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
     let mut ready = 0;
     for f in &facts {
         let s = f.s;
-        let subject = Some(s.name.as_str());
         if !swapped(f) {
             if !prep_done {
                 continue;
             }
-            swap_server(spec, obs, journal, &op, f.new, f.at_dev, s, &mut d);
+            swap_server(spec, obs, journal, &op, f.new, f.at_dev, s, false, &mut d);
             continue;
         }
         let Some(new) = f.new else { continue };
@@ -286,111 +310,316 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
             d.wait(Watch::VOLUMES, format!("{} attaching to {}", new.id, s.name), expect::ATTACH);
             continue;
         }
-        let Some(disk) = obs.disk(&s.name, &new.id) else {
-            if obs.disks_of(&s.name).is_none() {
-                d.wait(Watch::DISKS, format!("{} cannot be asked for its disks", s.name), expect::DISK_APPEAR);
-            } else {
-                d.wait(Watch::DISKS, format!("disk of {} not yet visible on {}", new.id, s.name), expect::DISK_APPEAR);
-            }
-            continue;
-        };
-        match spec.cluster.os {
-            Os::Windows => {
-                if disk.offline_reason == Some(crate::ports::node::OfflineReason::Collision) {
-                    d.block(
-                        "disk-signature-collision",
-                        format!(
-                            "disk of {} on {} is offline: its signature collides with another online disk",
-                            new.id, s.name
-                        ),
-                        "take the other disk with the same signature offline (or detach it), then retry",
-                    );
-                    continue;
-                }
-                if !disk.online || disk.read_only {
-                    d.step(
-                        &op,
-                        "disk-online",
-                        subject,
-                        Action::DiskOnline { server: s.name.clone(), volume: new.id.clone() },
-                        format!("disk of {} is offline or read-only on {}", new.id, s.name),
-                    );
-                    continue;
-                }
-                let layout = Layout::of_volume(new);
-                let mut letters_ok = true;
-                for (number, want) in
-                    [(layout.cluster, &spec.mirror.cluster_partition), (layout.data, &spec.mirror.data_partition)]
-                {
-                    let Partition::Letter(letter) = want else { continue };
-                    let have = disk.partitions.iter().find(|p| p.number == number);
-                    match have {
-                        None => {
-                            letters_ok = false;
-                            d.block(
-                                "partition-missing",
-                                format!("disk of {} on {} has no partition {number}", new.id, s.name),
-                                format!(
-                                    "check that {} holds the mirror disk (cluster and data partitions)",
-                                    r.snapshot
-                                ),
-                            );
-                        }
-                        Some(p) if p.letter != Some(*letter) => {
-                            letters_ok = false;
-                            d.step(
-                                &op,
-                                &format!("letter-{number}"),
-                                subject,
-                                Action::SetLetter {
-                                    server: s.name.clone(),
-                                    volume: new.id.clone(),
-                                    partition: number,
-                                    letter: *letter,
-                                },
-                                format!(
-                                    "partition {number} is {} on {}, the cluster expects {letter}:",
-                                    p.letter.map_or_else(|| "without a letter".to_owned(), |l| format!("{l}:")),
-                                    s.name
-                                ),
-                            );
-                        }
-                        Some(_) => {}
-                    }
-                }
-                if letters_ok {
-                    ready += 1;
-                }
-            }
-            Os::Linux => {
-                // The partitions by number; which name the re-add writes is chosen in `finish`.
-                let layout = Layout::of_volume(new);
-                let missing: Vec<u32> = [layout.cluster, layout.data]
-                    .into_iter()
-                    .filter(|n| !disk.partitions.iter().any(|x| x.number == *n))
-                    .collect();
-                if missing.is_empty() {
-                    ready += 1;
-                } else {
-                    d.block(
-                        "partition-missing",
-                        format!("{} does not show partition(s) {missing:?} on the disk of {}", s.name, new.id),
-                        format!("check that {} holds the mirror disk (cluster and data partitions)", r.snapshot),
-                    );
-                }
-            }
+        if disk_ready(spec, obs, r, &op, s, new, &mut d) {
+            ready += 1;
         }
     }
 
     // E. Cluster back together, once both servers are ready.
     if all_swapped && ready == facts.len() && d.steps.is_empty() {
-        finish(spec, obs, journal, r, &op, &mut d);
+        finish(spec, obs, journal, r, &op, Procedure::Reconfigure, &mut d);
     }
+    in_progress(journal, r, &op, d)
+}
+
+/// The outcome, with a first note saying since when the restore has been under way.
+fn in_progress(journal: &JournalView, r: &RestoreSpec, op: &OpId, d: Draft) -> (Outcome, Vec<String>) {
     let (outcome, mut notes) = d.outcome();
-    if let Some(v) = journal.op(&op).and_then(|v| v.started) {
+    if let Some(v) = journal.op(op).and_then(|v| v.started) {
         notes.insert(0, format!("restore {} from {} in progress since {v}", r.request, r.snapshot));
     }
     (outcome, notes)
+}
+
+fn restore_call(phase: VendorPhase, skip_copy: bool, only: bool) -> VendorCall {
+    VendorCall { op: VendorOp::Restore, phase, skip_copy, only }
+}
+
+fn longer_than(since: Option<jiff::Timestamp>, now: jiff::Timestamp, d: std::time::Duration) -> bool {
+    since
+        .is_some_and(|t| now.duration_since(t) > jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX))
+}
+
+/// The restore by NEC's pre- and post-processing (X 4.3+), after the new volumes were asked for:
+/// 1. the group stopped (`stop-group`);
+/// 2. once both new volumes exist, `clprestore --pre` on each server (`restore-pre@s`): it leaves
+///    the cluster and shuts down (`--only-shutdown` finishes a pre whose shutdown never came,
+///    `restore-shutdown@s`);
+/// 3. with the OS down, the old volume tagged and detached, the new one attached at the same
+///    device (`tag-superseded@s`, `detach@s`, `attach@s`), the instance started
+///    (`start-instance@s`);
+/// 4. on Windows the restored disk online with its letters (`disk-online@s`, `letter-<n>@s`); on
+///    Linux its partitions checked;
+/// 5. `clprestore --post` on each server (`restore-post@s`), with `--skip-copy` only under the
+///    proof the configuration edit needs for "no initial mirror construction" (both sides made from
+///    the snapshot in this request, the group offline since); it reboots into the cluster
+///    (`--only-reboot` finishes a post whose reboot never came, `restore-reboot@s`);
+/// 6. as the configuration edit: `start-group`, a healthy mirror, `verify-failover`, `complete`.
+#[allow(clippy::too_many_lines)]
+fn vendor_restore(
+    spec: &Spec,
+    obs: &Observed,
+    journal: &JournalView,
+    r: &RestoreSpec,
+    op: &OpId,
+    facts: &[Facts<'_>],
+    d: &mut Draft,
+) {
+    let group = &spec.mirror.group;
+    let group_state = obs.cluster.groups.get(group).map_or(ObjectState::Offline, |p| p.state);
+    let posted = |s: &ServerSpec| journal.step(op, &StepId::new(op, "restore-post", Some(s.name.as_str()))).succeeded;
+    let pre_done = |s: &ServerSpec| journal.step(op, &StepId::new(op, "restore-pre", Some(s.name.as_str()))).succeeded;
+
+    // While both servers are inside the processing nobody answers for the cluster; before and
+    // after, somebody must.
+    let inside = facts.iter().filter(|f| pre_done(f.s) && !posted(f.s)).count();
+    if !obs.cluster_reachable && inside == 0 {
+        d.wait(Watch::CLUSTER, "a server to answer for the cluster as a running member", expect::CLUSTER_PENDING);
+        return;
+    }
+    // 1. The group offline before anything else (NEC's restore pre refuses otherwise [U]).
+    if facts.iter().any(|f| !pre_done(f.s)) && group_state != ObjectState::Offline {
+        match group_state {
+            ObjectState::OnlinePending | ObjectState::OfflinePending => {
+                d.wait(Watch::CLUSTER, format!("group {group} is changing state"), expect::CLUSTER_PENDING);
+            }
+            _ => d.step(
+                op,
+                "stop-group",
+                None,
+                Action::StopGroup { group: group.clone() },
+                format!("group {group} is {group_state:?}; both mirror sides are about to be replaced"),
+            ),
+        }
+        return;
+    }
+    let volumes_ready = facts.iter().all(|f| f.swapped() || f.new.is_some_and(|n| n.state == VolumeState::Available));
+    let (skip_copy, why_copy) = {
+        let (initial, why) = initial_copy_decision(spec, obs, journal, r, op);
+        (!initial, why.replace("initial mirror construction", "mirror copy"))
+    };
+    let mut back = 0;
+    for f in facts {
+        let s = f.s;
+        let subject = Some(s.name.as_str());
+        let Some(inst) = obs.instances.get(&s.instance) else { continue };
+        let member = obs.cluster.servers.get(&s.name) == Some(&true);
+        if posted(s) {
+            if member {
+                back += 1;
+                continue;
+            }
+            let post = journal.step(op, &StepId::new(op, "restore-post", subject));
+            let reboot = journal.step(op, &StepId::new(op, "restore-reboot", subject));
+            let last = reboot.last_intent.as_ref().or(post.last_intent.as_ref()).map(|(_, at, _)| *at);
+            if inst.state == InstanceState::Running && longer_than(last, obs.now, expect::REBOOT * 2) {
+                d.step(
+                    op,
+                    "restore-reboot",
+                    subject,
+                    Action::Vendor { server: s.name.clone(), call: restore_call(VendorPhase::Post, false, true) },
+                    format!("{} ran its restore post-processing but has not rejoined the cluster", s.name),
+                );
+            } else {
+                d.wait(
+                    Watch::CLUSTER,
+                    format!("{} to reboot and rejoin the cluster", s.name),
+                    expect::remaining(expect::REBOOT, last, obs.now),
+                );
+            }
+            continue;
+        }
+        if !pre_done(s) {
+            if volumes_ready {
+                d.step(
+                    op,
+                    "restore-pre",
+                    subject,
+                    Action::Vendor { server: s.name.clone(), call: restore_call(VendorPhase::Pre, false, false) },
+                    format!(
+                        "both restored volumes exist; {} leaves the cluster and shuts down for its disk swap",
+                        s.name
+                    ),
+                );
+            } else {
+                d.wait(
+                    Watch::VOLUMES,
+                    "both new volumes to be available before a server is shut down",
+                    expect::VOLUME_CREATE,
+                );
+            }
+            continue;
+        }
+        let since = journal.step(op, &StepId::new(op, "restore-pre", subject)).last_intent.map(|(_, at, _)| at);
+        match inst.state {
+            InstanceState::Stopped if !f.swapped() => {
+                swap_server(spec, obs, journal, op, f.new, f.at_dev, s, true, d);
+            }
+            InstanceState::Stopped => match f.at_dev {
+                Some((_, AttachState::Attached)) => d.step(
+                    op,
+                    "start-instance",
+                    subject,
+                    Action::StartInstance { server: s.name.clone(), instance: s.instance.clone() },
+                    format!("{} has its restored volume; it boots with its cluster service still disabled", s.name),
+                ),
+                _ => d.wait(Watch::VOLUMES, format!("the restored volume attaching to {}", s.name), expect::ATTACH),
+            },
+            InstanceState::Running if !f.swapped() => {
+                // The pre-processing ran, yet the OS is still up.
+                if longer_than(since, obs.now, expect::INSTANCE_STOP * 2) {
+                    d.step(
+                        op,
+                        "restore-shutdown",
+                        subject,
+                        Action::Vendor { server: s.name.clone(), call: restore_call(VendorPhase::Pre, false, true) },
+                        format!("{} ran its restore pre-processing but did not shut down", s.name),
+                    );
+                } else {
+                    d.wait(
+                        Watch::INSTANCES,
+                        format!("{} to shut down", s.name),
+                        expect::remaining(expect::INSTANCE_STOP, since, obs.now),
+                    );
+                }
+            }
+            InstanceState::Running => {
+                let Some(new) = f.new else { continue };
+                if disk_ready(spec, obs, r, op, s, new, d) {
+                    d.notes.push(format!("{}: {why_copy}", s.name));
+                    d.step(
+                        op,
+                        "restore-post",
+                        subject,
+                        Action::Vendor {
+                            server: s.name.clone(),
+                            call: restore_call(VendorPhase::Post, skip_copy, false),
+                        },
+                        format!("{} boots on its restored disk; {why_copy}", s.name),
+                    );
+                }
+            }
+            InstanceState::Pending | InstanceState::Stopping => {
+                d.wait(Watch::INSTANCES, format!("{} changing state", s.name), expect::INSTANCE_STOP);
+            }
+            InstanceState::Terminated | InstanceState::ShuttingDown => d.block(
+                "instance-terminated",
+                format!("{} ({}) is {:?}", s.name, s.instance, inst.state),
+                "rebuild the server from the restored volume; mirrorctl cannot start a terminated instance",
+            ),
+        }
+    }
+    if back == facts.len() && d.steps.is_empty() && d.blocked.is_none() {
+        finish(spec, obs, journal, r, op, Procedure::Vendor, d);
+    }
+}
+
+/// Whether the restored disk of `new` on `s` is ready for the cluster: on Windows online, writable
+/// and with the desired letters (steps to get there otherwise); on Linux showing both partitions.
+#[allow(clippy::too_many_lines)]
+fn disk_ready(
+    spec: &Spec,
+    obs: &Observed,
+    r: &RestoreSpec,
+    op: &OpId,
+    s: &ServerSpec,
+    new: &Volume,
+    d: &mut Draft,
+) -> bool {
+    let subject = Some(s.name.as_str());
+    let mut ready = false;
+    let Some(disk) = obs.disk(&s.name, &new.id) else {
+        if obs.disks_of(&s.name).is_none() {
+            d.wait(Watch::DISKS, format!("{} cannot be asked for its disks", s.name), expect::DISK_APPEAR);
+        } else {
+            d.wait(Watch::DISKS, format!("disk of {} not yet visible on {}", new.id, s.name), expect::DISK_APPEAR);
+        }
+        return false;
+    };
+    match spec.cluster.os {
+        Os::Windows => {
+            if disk.offline_reason == Some(crate::ports::node::OfflineReason::Collision) {
+                d.block(
+                    "disk-signature-collision",
+                    format!(
+                        "disk of {} on {} is offline: its signature collides with another online disk",
+                        new.id, s.name
+                    ),
+                    "take the other disk with the same signature offline (or detach it), then retry",
+                );
+                return false;
+            }
+            if !disk.online || disk.read_only {
+                d.step(
+                    op,
+                    "disk-online",
+                    subject,
+                    Action::DiskOnline { server: s.name.clone(), volume: new.id.clone() },
+                    format!("disk of {} is offline or read-only on {}", new.id, s.name),
+                );
+                return false;
+            }
+            let layout = Layout::of_volume(new);
+            let mut letters_ok = true;
+            for (number, want) in
+                [(layout.cluster, &spec.mirror.cluster_partition), (layout.data, &spec.mirror.data_partition)]
+            {
+                let Partition::Letter(letter) = want else { continue };
+                let have = disk.partitions.iter().find(|p| p.number == number);
+                match have {
+                    None => {
+                        letters_ok = false;
+                        d.block(
+                            "partition-missing",
+                            format!("disk of {} on {} has no partition {number}", new.id, s.name),
+                            format!("check that {} holds the mirror disk (cluster and data partitions)", r.snapshot),
+                        );
+                    }
+                    Some(p) if p.letter != Some(*letter) => {
+                        letters_ok = false;
+                        d.step(
+                            op,
+                            &format!("letter-{number}"),
+                            subject,
+                            Action::SetLetter {
+                                server: s.name.clone(),
+                                volume: new.id.clone(),
+                                partition: number,
+                                letter: *letter,
+                            },
+                            format!(
+                                "partition {number} is {} on {}, the cluster expects {letter}:",
+                                p.letter.map_or_else(|| "without a letter".to_owned(), |l| format!("{l}:")),
+                                s.name
+                            ),
+                        );
+                    }
+                    Some(_) => {}
+                }
+            }
+            if letters_ok {
+                ready = true;
+            }
+        }
+        Os::Linux => {
+            // The partitions by number; which name the re-add writes is chosen in `finish`.
+            let layout = Layout::of_volume(new);
+            let missing: Vec<u32> = [layout.cluster, layout.data]
+                .into_iter()
+                .filter(|n| !disk.partitions.iter().any(|x| x.number == *n))
+                .collect();
+            if missing.is_empty() {
+                ready = true;
+            } else {
+                d.block(
+                    "partition-missing",
+                    format!("{} does not show partition(s) {missing:?} on the disk of {}", s.name, new.id),
+                    format!("check that {} holds the mirror disk (cluster and data partitions)", r.snapshot),
+                );
+            }
+        }
+    }
+    ready
 }
 
 #[allow(clippy::too_many_arguments, clippy::too_many_lines)]
@@ -402,6 +631,7 @@ fn swap_server(
     new: Option<&Volume>,
     at_dev: Option<(&Volume, AttachState)>,
     s: &ServerSpec,
+    os_down: bool,
     d: &mut Draft,
 ) {
     let subject = Some(s.name.as_str());
@@ -425,7 +655,8 @@ fn swap_server(
             );
             return;
         }
-        let disk = obs.disk(&s.name, &old.id);
+        // With the OS shut down (NEC's pre-processing) no disk is in use and none can be listed.
+        let disk = obs.disk(&s.name, &old.id).filter(|_| !os_down);
         let in_use = disk.is_some_and(|k| if windows { k.online } else { k.partitions.iter().any(|p| p.mounted) });
         if !windows && in_use {
             d.block(
@@ -437,7 +668,7 @@ fn swap_server(
         }
         match state {
             AttachState::Attached | AttachState::Attaching => {
-                if obs.disks_of(&s.name).is_none() {
+                if !os_down && obs.disks_of(&s.name).is_none() {
                     d.wait(Watch::DISKS, format!("{} cannot be asked for its disks", s.name), expect::DISK_APPEAR);
                 } else if in_use {
                     d.step(
@@ -627,12 +858,23 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
 /// What the restore's preflight proves: both configuration pushes the restore makes (md removed
 /// and the group on manual start; md re-added without the initial copy and automatic start)
 /// apply to today's configuration, with the commands and identifiers they need.
-fn preflight_request(spec: &Spec) -> PreflightRequest {
+fn preflight_request(spec: &Spec, procedure: Procedure) -> PreflightRequest {
     let (group, md) = (&spec.mirror.group, &spec.mirror.resource);
+    if procedure == Procedure::Vendor {
+        // NEC's commands leave the configuration as it is: nothing to push.
+        return PreflightRequest {
+            operation: Operation::Restore,
+            group: group.clone(),
+            md: md.clone(),
+            procedure,
+            pushes: Vec::new(),
+        };
+    }
     PreflightRequest {
         operation: Operation::Restore,
         group: group.clone(),
         md: md.clone(),
+        procedure,
         pushes: vec![
             vec![
                 ConfigChange::RemoveMirror { resource: md.clone() },
@@ -841,15 +1083,24 @@ fn initial_copy_decision(
     )
 }
 
-fn finish(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec, op: &OpId, d: &mut Draft) {
+fn finish(
+    spec: &Spec,
+    obs: &Observed,
+    journal: &JournalView,
+    r: &RestoreSpec,
+    op: &OpId,
+    procedure: Procedure,
+    d: &mut Draft,
+) {
     let group = &spec.mirror.group;
     let md = &spec.mirror.resource;
-    let auto = obs.config.group_auto_start.get(group).copied().unwrap_or(false);
+    // NEC's commands never take md out of the configuration nor change the start attribute.
+    let auto = procedure == Procedure::Vendor || obs.config.group_auto_start.get(group).copied().unwrap_or(false);
     let placement = obs.cluster.groups.get(group);
     let state = placement.map_or(ObjectState::Offline, |p| p.state);
     let primary = &spec.cluster.servers[0];
 
-    if obs.config.mirror(md).is_none() {
+    if procedure == Procedure::Reconfigure && obs.config.mirror(md).is_none() {
         let (initial_copy, why) = initial_copy_decision(spec, obs, journal, r, op);
         d.notes.push(why.clone());
         let Some(def) = re_add_definition(spec, obs, initial_copy, d) else { return };

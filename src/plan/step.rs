@@ -13,7 +13,7 @@ use crate::ids::{
     BackupName, DeviceName, GroupName, InstanceId, RequestName, ResourceName, ServerName, SnapshotId, VolumeId,
 };
 use crate::ports::cloud::{CreateSnapshot, CreateVolume, Tags};
-use crate::ports::cluster::{ConfigChange, PreflightRequest};
+use crate::ports::cluster::{ConfigChange, PreflightRequest, VendorCall};
 
 /// An operation: one restore request or one backup. Every step belongs to one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -112,6 +112,13 @@ pub enum Action {
     ShutdownServer {
         /// Server.
         server: ServerName,
+    },
+    /// CLUSTERPRO: NEC's backup/restore pre- or post-processing on one server (X 4.3+).
+    Vendor {
+        /// Server.
+        server: ServerName,
+        /// The call.
+        call: VendorCall,
     },
     /// CLUSTERPRO and the servers: prove every later step of the operation possible on the live
     /// cluster. Changes nothing; a failed check stops the operation before anything changed.
@@ -228,13 +235,21 @@ impl Action {
             }
             Action::StartResource { resource, server } => format!("start resource {resource} on {server}"),
             Action::ShutdownServer { server } => format!("shut down server {server} through CLUSTERPRO"),
+            Action::Vendor { server, call } => format!(
+                "`{call}` on {server} (NEC's {} processing)",
+                match call.phase {
+                    crate::ports::cluster::VendorPhase::Pre => "pre",
+                    crate::ports::cluster::VendorPhase::Post => "post",
+                }
+            ),
             Action::Preflight { request } => format!(
-                "preflight: prove every step of the {} possible on the live cluster (commands on both servers, \
-                 configuration edits, identifiers), changing nothing",
+                "preflight: prove every step of the {} ({} procedure) possible on the live cluster (commands on both \
+                 servers, configuration edits, identifiers), changing nothing",
                 match request.operation {
                     crate::ports::cluster::Operation::Backup => "backup",
                     crate::ports::cluster::Operation::Restore => "restore",
-                }
+                },
+                request.procedure.as_str()
             ),
             Action::ApplyConfig { changes } => {
                 let parts: Vec<String> = changes
@@ -285,6 +300,7 @@ impl Action {
             Action::StopResource { .. } => "clp:stop_resource",
             Action::StartResource { .. } => "clp:start_resource",
             Action::ShutdownServer { .. } => "clp:shutdown_server",
+            Action::Vendor { .. } => "clp:vendor",
             Action::ApplyConfig { .. } => "clp:apply_config",
             Action::Preflight { .. } => "clp:preflight",
             Action::CreateVolume { .. } => "ec2:CreateVolume",

@@ -65,6 +65,11 @@ pub struct ClusterStatus {
     pub resources: BTreeMap<ResourceName, Placement>,
 }
 
+/// The error code of a status or configuration read that no server could answer as a running
+/// cluster member: every server is down, unreachable, or has its cluster service stopped (both
+/// inside NEC's restore processing). Observation records it as a fact, not a failure.
+pub const CLUSTER_UNREACHABLE: &str = "ClusterUnreachable";
+
 /// CLUSTERPRO's mirror colours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -116,6 +121,161 @@ pub struct ClusterConfig {
     pub group_auto_start: BTreeMap<GroupName, bool>,
     /// The md resources defined.
     pub mirrors: Vec<MdDefinition>,
+    /// The CLUSTERPRO version installed on the servers (the lowest, when they differ), as the
+    /// adapter read it; `None` when it could not be read. It decides `procedure = "auto"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// A CLUSTERPRO X version, compared by major and minor number (`5.1.0-1` → 5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ClpVersion {
+    /// Major number (`5` of X 5.1).
+    pub major: u32,
+    /// Minor number (`1` of X 5.1).
+    pub minor: u32,
+}
+
+impl ClpVersion {
+    /// The first version with NEC's mirror-disk backup/restore pre- and post-processing commands:
+    /// X 4.3 (NEC's 2023 Linux EBS-snapshot blog: "supported in EXPRESSCLUSTER X 4.3 and later").
+    pub const VENDOR_PROCEDURE_SINCE: ClpVersion = ClpVersion { major: 4, minor: 3 };
+
+    /// Reads the leading `major.minor` of a version string (`5.1.0-1`, `4.3.2`, `X 5.0`).
+    pub fn parse(text: &str) -> Option<ClpVersion> {
+        let start = text.find(|c: char| c.is_ascii_digit())?;
+        let mut parts = text[start..].split(|c: char| !c.is_ascii_digit());
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next().filter(|p| !p.is_empty())?.parse().ok()?;
+        Some(ClpVersion { major, minor })
+    }
+
+    /// Whether this version ships `clpbackup` / `clprestore`.
+    pub fn has_vendor_procedure(self) -> bool {
+        self >= Self::VENDOR_PROCEDURE_SINCE
+    }
+}
+
+impl std::fmt::Display for ClpVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "X {}.{}", self.major, self.minor)
+    }
+}
+
+/// How a backup or restore drives CLUSTERPRO, once chosen for an operation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Procedure {
+    /// The runbook's: `clpdown` for the backup; for the restore, md removed from the configuration,
+    /// the disks swapped, md re-added without initial mirror construction.
+    #[default]
+    Reconfigure,
+    /// NEC's mirror-disk backup/restore pre- and post-processing (`clpbackup`, `clprestore`, X 4.3+).
+    Vendor,
+}
+
+impl Procedure {
+    /// The desired-state spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Procedure::Reconfigure => "reconfigure",
+            Procedure::Vendor => "vendor",
+        }
+    }
+}
+
+/// Which of NEC's two commands a [`VendorCall`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VendorOp {
+    /// `clpbackup` (REST `/mirrors/backup/…`).
+    Backup,
+    /// `clprestore` (REST `/mirrors/restore/…`).
+    Restore,
+}
+
+/// Pre- or post-processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VendorPhase {
+    /// `--pre` (REST `preaction`): the server is taken out of the cluster for the disk work and
+    /// shut down.
+    Pre,
+    /// `--post` (REST `postaction`): the server is put back and rebooted into the cluster.
+    Post,
+}
+
+/// One call of NEC's pre- or post-processing on one server. What each does to the cluster, and
+/// which of it is inferred, is written down in `src/adapters/clusterpro/VENDOR.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VendorCall {
+    /// Backup or restore.
+    pub op: VendorOp,
+    /// Pre or post.
+    pub phase: VendorPhase,
+    /// Restore only: the mirror copy after the restore is skipped (`--skip-copy`): both sides hold
+    /// the same data.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_copy: bool,
+    /// Only the last part: `--only-shutdown` of a pre whose shutdown did not happen, or
+    /// `--only-reboot` of a post whose reboot did not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub only: bool,
+}
+
+impl VendorCall {
+    /// The command's name without extension (`clpbackup`, `clprestore`).
+    pub fn command(&self) -> &'static str {
+        match self.op {
+            VendorOp::Backup => "clpbackup",
+            VendorOp::Restore => "clprestore",
+        }
+    }
+
+    /// The command-line options, in NEC's spelling.
+    pub fn args(&self) -> Vec<&'static str> {
+        let mut v = vec![match self.phase {
+            VendorPhase::Pre => "--pre",
+            VendorPhase::Post => "--post",
+        }];
+        if self.only {
+            v.push(match self.phase {
+                VendorPhase::Pre => "--only-shutdown",
+                VendorPhase::Post => "--only-reboot",
+            });
+        }
+        if self.skip_copy {
+            v.push("--skip-copy");
+        }
+        v
+    }
+
+    /// The REST path of this call (`/mirrors/restore/postaction`).
+    pub fn rest_path(&self) -> String {
+        let op = match self.op {
+            VendorOp::Backup => "backup",
+            VendorOp::Restore => "restore",
+        };
+        let phase = match self.phase {
+            VendorPhase::Pre => "preaction",
+            VendorPhase::Post => "postaction",
+        };
+        format!("/mirrors/{op}/{phase}")
+    }
+
+    /// The REST status path of this call's command (`/mirrors/restore/status`).
+    pub fn rest_status_path(&self) -> &'static str {
+        match self.op {
+            VendorOp::Backup => "/mirrors/backup/status",
+            VendorOp::Restore => "/mirrors/restore/status",
+        }
+    }
+}
+
+impl std::fmt::Display for VendorCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.command(), self.args().join(" "))
+    }
 }
 
 impl ClusterConfig {
@@ -165,13 +325,15 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// The CLUSTERPRO commands the command procedure runs for this operation, on any server
-    /// (`clpdown` on the one it shuts down). A cluster driven by commands must have every one of
-    /// them at its install path on both servers before the operation changes anything.
-    pub fn commands(self) -> &'static [&'static str] {
-        match self {
-            Operation::Backup => &["clpstat", "clprsc", "clpgrp", "clpdown", "clpmdstat"],
-            Operation::Restore => &["clpstat", "clpgrp", "clpmdstat", "clpcfctrl", "clpcl"],
+    /// The CLUSTERPRO commands this operation runs under `procedure`, on any server (`clpdown`,
+    /// `clpbackup` and `clprestore` on the one they act on). A cluster driven by commands must have
+    /// every one of them at its install path on both servers before the operation changes anything.
+    pub fn commands(self, procedure: Procedure) -> &'static [&'static str] {
+        match (self, procedure) {
+            (Operation::Backup, Procedure::Reconfigure) => &["clpstat", "clprsc", "clpgrp", "clpdown", "clpmdstat"],
+            (Operation::Backup, Procedure::Vendor) => &["clpstat", "clprsc", "clpgrp", "clpbackup", "clpmdstat"],
+            (Operation::Restore, Procedure::Reconfigure) => &["clpstat", "clpgrp", "clpmdstat", "clpcfctrl", "clpcl"],
+            (Operation::Restore, Procedure::Vendor) => &["clpstat", "clpgrp", "clpmdstat", "clprestore"],
         }
     }
 }
@@ -186,6 +348,9 @@ pub struct PreflightRequest {
     pub group: GroupName,
     /// Its md resource.
     pub md: ResourceName,
+    /// The procedure it follows (which commands it needs).
+    #[serde(default)]
+    pub procedure: Procedure,
     /// The configuration pushes it will make, in order (a restore: remove md and set manual
     /// start; then re-add md and set automatic start). Each must apply to today's `clp.conf` in
     /// memory, the second on the result of the first.
@@ -257,6 +422,10 @@ pub trait Cluster: Send + Sync {
     async fn stop_resource(&self, resource: &ResourceName) -> PortResult<()>;
     /// Shut a server's OS down through CLUSTERPRO (`clpdown` on that node).
     async fn shutdown_server(&self, server: &ServerName) -> PortResult<()>;
+    /// NEC's backup/restore pre- or post-processing on `server` (X 4.3+). Returns when it has
+    /// finished there: a pre when the server has left the cluster (its shutdown under way), a post
+    /// when its reboot has begun. A call the server's state already shows done is `AlreadyDone`.
+    async fn vendor(&self, server: &ServerName, call: &VendorCall) -> PortResult<()>;
     /// Mirror colours of an md resource.
     async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus>;
     /// Read the applied configuration.

@@ -19,8 +19,8 @@ use super::world::{ClpOp, ConfigPending, MirrorState, ResState, Transition, Worl
 use crate::ids::{GroupName, ResourceName, ServerName};
 use crate::ports::cloud::InstanceState;
 use crate::ports::cluster::{
-    Check, Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorColor, MirrorStatus, ObjectState, Operation,
-    Placement, PreflightRequest,
+    Check, ClpVersion, Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorColor, MirrorStatus, ObjectState,
+    Operation, Placement, PreflightRequest, VendorCall,
 };
 use crate::ports::{ErrorClass, PortError, PortResult};
 
@@ -48,7 +48,7 @@ impl Scope {
 impl World {
     /// The group's resources' states: md (when configured), the business resource, the virtual
     /// IP (when the scenario has one).
-    fn group_states(&self) -> Vec<&ResState> {
+    pub(super) fn group_states(&self) -> Vec<&ResState> {
         let mut v = Vec::with_capacity(3);
         if self.clp.md.is_some() {
             v.push(&self.clp.md_state);
@@ -105,7 +105,7 @@ impl World {
         }
     }
 
-    fn check_server(&self, server: &ServerName) -> PortResult<()> {
+    pub(super) fn check_server(&self, server: &ServerName) -> PortResult<()> {
         if self.clp.servers.contains_key(server) {
             Ok(())
         } else {
@@ -114,22 +114,34 @@ impl World {
     }
 
     /// Where the scenario's CLUSTERPRO keeps its commands (NEC's default install folders).
-    fn install_dir(&self) -> &'static str {
+    pub(super) fn install_dir(&self) -> &'static str {
         match self.scenario.os {
             crate::spec::Os::Windows => r"C:\Program Files\CLUSTERPRO\bin",
             crate::spec::Os::Linux => "/opt/nec/clusterpro/bin",
         }
     }
 
-    fn has_command(&self, server: &ServerName, tool: &str) -> bool {
-        self.scenario.missing_commands.get(server).is_none_or(|m| !m.iter().any(|t| t == tool))
+    pub(super) fn has_command(&self, server: &ServerName, tool: &str) -> bool {
+        // NEC's pre- and post-processing commands ship from X 4.3 (NEC's 2023 Linux blog).
+        let shipped = !matches!(tool, "clpbackup" | "clprestore")
+            || ClpVersion::parse(&self.scenario.version).is_some_and(ClpVersion::has_vendor_procedure);
+        shipped && self.scenario.missing_commands.get(server).is_none_or(|m| !m.iter().any(|t| t == tool))
     }
 
     /// Refuses an operation whose command is not installed where the command procedure runs
     /// it: `on` (the server `clpdown` shuts down), else the first running member in the
     /// scenario's order (mutating commands), or any member (`any`: queries fall back).
-    fn check_command(&self, tool: &str, on: Option<&ServerName>, any: bool) -> PortResult<()> {
+    pub(super) fn check_command(&self, tool: &str, on: Option<&ServerName>, any: bool) -> PortResult<()> {
         let members: Vec<&ServerName> = self.clp.servers.keys().filter(|s| self.is_member(s)).collect();
+        if on.is_none() && members.is_empty() {
+            // No server runs its cluster service: a query answers nowhere (the command adapter's
+            // code for the same situation).
+            return Err(clp_err(
+                crate::ports::cluster::CLUSTER_UNREACHABLE,
+                format!("no server is a running cluster member to run {tool}"),
+                ErrorClass::Retryable,
+            ));
+        }
         let ok = match on {
             Some(s) => self.has_command(s, tool),
             None if any => members.iter().any(|s| self.has_command(s, tool)),
@@ -152,6 +164,7 @@ impl World {
     }
 
     /// What a preflight of `req` finds in this world.
+    #[allow(clippy::too_many_lines)]
     fn clp_preflight(&self, req: &PreflightRequest) -> Vec<Check> {
         let mut checks = Vec::new();
         for s in &self.scenario.servers {
@@ -167,7 +180,7 @@ impl World {
                 ));
             }
             let dir = self.install_dir();
-            for tool in req.operation.commands() {
+            for tool in req.operation.commands(req.procedure) {
                 if self.has_command(&s.name, tool) {
                     let version = &self.scenario.version;
                     checks.push(Check::pass(
@@ -187,6 +200,20 @@ impl World {
                     ));
                 }
             }
+        }
+        if req.procedure == crate::ports::cluster::Procedure::Vendor {
+            let version = &self.scenario.version;
+            checks.push(match ClpVersion::parse(version) {
+                Some(v) if v.has_vendor_procedure() => {
+                    Check::pass("procedure vendor", None, format!("CLUSTERPRO {v} ships clpbackup and clprestore"))
+                }
+                _ => Check::fail(
+                    "procedure vendor",
+                    None,
+                    format!("CLUSTERPRO {version} has no clpbackup/clprestore (X 4.3 and later)"),
+                    "set procedure = \"reconfigure\" (or \"auto\") in the desired-state file, or upgrade CLUSTERPRO",
+                ),
+            });
         }
         let mut config = self.clp_config();
         let mut edits = Ok(());
@@ -254,7 +281,7 @@ impl World {
         checks
     }
 
-    fn check_idle(&self) -> PortResult<()> {
+    pub(super) fn check_idle(&self) -> PortResult<()> {
         if self.clp.transition.is_some() || self.clp.config_pending.is_some() {
             Err(clp_err(
                 "GroupBusy",
@@ -728,6 +755,7 @@ impl World {
         ClusterConfig {
             group_auto_start: BTreeMap::from([(self.clp.group.clone(), self.clp.auto_start)]),
             mirrors: self.clp.md.iter().cloned().collect(),
+            version: Some(self.scenario.version.clone()),
         }
     }
 
@@ -947,6 +975,11 @@ impl Cluster for SimCluster {
     async fn shutdown_server(&self, server: &ServerName) -> PortResult<()> {
         self.rtt().await;
         self.world.call("clp:shutdown_server", None, |w, now| w.clp_shutdown_server(server, now))
+    }
+
+    async fn vendor(&self, server: &ServerName, call: &VendorCall) -> PortResult<()> {
+        self.rtt().await;
+        self.world.call("clp:vendor", None, |w, now| w.clp_vendor(server, call, now))
     }
 
     async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {

@@ -12,6 +12,7 @@
 //! - [`world`]: the one serializable [`World`] struct and the time engine (`advance`).
 //! - [`ec2`]: [`SimCloud`], the strict EC2 port.
 //! - [`clusterpro`]: [`SimCluster`], groups, resources, md configuration, mirror colours.
+//! - `vendor`: NEC's backup/restore pre- and post-processing (`clpbackup`, `clprestore`).
 //! - [`node`]: [`SimNode`], the OS view of attached disks (letters, online/offline, mounts).
 //! - [`oracle`]: data content versions, accidents, quiesce points, corruptions.
 //! - [`clock`]: [`SimClock`], model time scaled from tokio time.
@@ -37,6 +38,7 @@ pub mod oracle;
 mod persist;
 pub mod scenario;
 pub mod throttle;
+mod vendor;
 pub mod world;
 
 use std::path::{Path, PathBuf};

@@ -172,6 +172,10 @@ pub(super) enum MirrorState {
 pub(super) struct ClpServer {
     pub(super) instance: InstanceId,
     pub(super) member: bool,
+    /// NEC's backup or restore pre-processing ran here and its post-processing has not: the
+    /// cluster service stays disabled (the server does not join when it boots).
+    #[serde(default)]
+    pub(super) vendor_mode: Option<crate::ports::cluster::VendorOp>,
 }
 
 /// The CLUSTERPRO side: one failover group with md, one business resource depending on it and,
@@ -201,6 +205,10 @@ pub(super) struct ClpState {
     pub(super) config_pending: Option<ConfigPending>,
     /// When the next business write happens (while md is online).
     pub(super) next_write_at: Option<Timestamp>,
+    /// The servers whose restore post-processing ran since the last restore pre-processing, and
+    /// whether each asked to skip the mirror copy.
+    #[serde(default)]
+    pub(super) restore_posts: BTreeMap<ServerName, bool>,
 }
 
 /// The OS view of one attached disk on one server.
@@ -304,6 +312,7 @@ impl World {
                 transition: None,
                 config_pending: None,
                 next_write_at: None,
+                restore_posts: BTreeMap::new(),
             },
             nodes: BTreeMap::new(),
             oracle: Oracle::default(),
@@ -345,7 +354,9 @@ impl World {
                 join_at: None,
             },
         );
-        self.clp.servers.insert(s.name.clone(), ClpServer { instance: s.instance.clone(), member: true });
+        self.clp
+            .servers
+            .insert(s.name.clone(), ClpServer { instance: s.instance.clone(), member: true, vendor_mode: None });
         let vol = self.new_volume_id();
         let signature = self.next_mix();
         let mut tags = Tags::new();
@@ -551,6 +562,13 @@ impl World {
                     return;
                 }
                 let server = inst.server.clone();
+                if let Some(op) = self.clp.servers.get(&server).and_then(|s| s.vendor_mode) {
+                    self.log(
+                        t,
+                        format!("clp: {server} booted; its cluster service stays disabled ({op:?} pre-processing)"),
+                    );
+                    return;
+                }
                 if let Some(s) = self.clp.servers.get_mut(&server) {
                     s.member = true;
                 }

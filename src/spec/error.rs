@@ -32,6 +32,8 @@ pub enum ErrorKind {
     UnknownOs,
     /// `cluster.access` is not `ssm` or `local`.
     UnknownAccess,
+    /// `cluster.procedure` is not auto, vendor or reconfigure.
+    UnknownProcedure,
     /// `cluster.install_dir` is not an absolute directory path of the cluster's OS.
     InstallDir,
     /// A server's zone is not in the cluster's region.
@@ -112,6 +114,7 @@ impl ErrorKind {
             ErrorKind::InvalidId => "invalid-id",
             ErrorKind::UnknownOs => "unknown-os",
             ErrorKind::UnknownAccess => "unknown-access",
+            ErrorKind::UnknownProcedure => "unknown-procedure",
             ErrorKind::InstallDir => "install-dir",
             ErrorKind::ZoneOutsideRegion => "zone-outside-region",
             ErrorKind::ServerCount => "server-count",

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use super::error::{ErrorKind, Source, SpecError, SpecErrors};
 use super::raw::{RawApi, RawBackup, RawCluster, RawFile, RawMirror, RawRestore, RawServer, RawVolume, S};
 use super::types::{
-    Access, ApiSpec, ApiTls, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, RestoreSpec, Schedule, SecretRef,
-    ServerSpec, Spec, VolumeSpec, VolumeType,
+    Access, ApiSpec, ApiTls, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, ProcedureChoice, RestoreSpec,
+    Schedule, SecretRef, ServerSpec, Spec, VolumeSpec, VolumeType,
 };
 use crate::ids::{
     BackupName, ClusterName, DeviceName, GroupName, IdError, InstanceId, Region, RequestName, ResourceName, ServerName,
@@ -354,6 +354,7 @@ impl Checker<'_, '_> {
             )
             .and_then(|v| self.os(v));
         let access = raw.access.as_ref().map_or(Some(Access::Ssm), |v| self.access(v));
+        let procedure = raw.procedure.as_ref().map_or(Some(ProcedureChoice::Auto), |v| self.procedure(v));
         let install_dir = match (&raw.install_dir, os) {
             (None, _) => Some(None),
             (Some(v), Some(os)) => self.install_dir(v, os).map(Some),
@@ -374,6 +375,7 @@ impl Checker<'_, '_> {
             api,
             install_dir: install_dir?,
             servers: servers?,
+            procedure: procedure?,
         };
         Some((spec, name_raw?.span()))
     }
@@ -477,6 +479,25 @@ impl Checker<'_, '_> {
                     ErrorKind::UnknownAccess,
                     format!("\"{other}\" is not a way to run commands on the nodes"),
                     "write access = \"ssm\" (AWS Systems Manager, the default) or access = \"local\" (mirrorctl runs on a node)",
+                );
+                None
+            }
+        }
+    }
+
+    fn procedure(&mut self, value: &S<String>) -> Option<ProcedureChoice> {
+        match value.get_ref().as_str() {
+            "auto" => Some(ProcedureChoice::Auto),
+            "vendor" => Some(ProcedureChoice::Vendor),
+            "reconfigure" => Some(ProcedureChoice::Reconfigure),
+            other => {
+                self.push(
+                    value.span(),
+                    "cluster.procedure",
+                    ErrorKind::UnknownProcedure,
+                    format!("\"{other}\" is not a backup/restore procedure"),
+                    "write procedure = \"auto\" (the default: NEC's clpbackup/clprestore on X 4.3 and later, the \
+                     configuration edit below), \"vendor\" or \"reconfigure\"",
                 );
                 None
             }

@@ -17,7 +17,7 @@ pub use error::{ErrorKind, SpecError, SpecErrors};
 pub(crate) use load::parser_error;
 pub use load::{load_file, load_str};
 pub use types::{
-    Access, ApiSpec, ApiTls, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, RestoreSpec, Schedule, SecretRef,
-    ServerSpec, Spec, VolumeSpec, VolumeType,
+    Access, ApiSpec, ApiTls, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, ProcedureChoice, RestoreSpec,
+    Schedule, SecretRef, ServerSpec, Spec, VolumeSpec, VolumeType,
 };
 pub use validate::{EXIT_INVALID, ValidateReport, validate_paths};

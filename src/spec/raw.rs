@@ -32,6 +32,7 @@ pub(crate) struct RawCluster {
     pub(crate) os: Option<S<String>>,
     pub(crate) access: Option<S<String>>,
     pub(crate) install_dir: Option<S<String>>,
+    pub(crate) procedure: Option<S<String>>,
     pub(crate) api: Option<RawApi>,
     pub(crate) server: Option<Vec<RawServer>>,
 }

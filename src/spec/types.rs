@@ -136,6 +136,34 @@ pub struct ClusterSpec {
     pub install_dir: Option<String>,
     /// Exactly two servers; the first is the primary (where the group runs after a restore).
     pub servers: [ServerSpec; 2],
+    /// `cluster.procedure`: how backups and restores drive CLUSTERPRO (default `auto`).
+    #[serde(default)]
+    pub procedure: ProcedureChoice,
+}
+
+/// `cluster.procedure`: which CLUSTERPRO procedure backups and restores follow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcedureChoice {
+    /// NEC's backup/restore pre- and post-processing commands where the cluster's version has them
+    /// (X 4.3 and later), the configuration edit below that.
+    #[default]
+    Auto,
+    /// Always NEC's pre- and post-processing commands; refused on a version without them.
+    Vendor,
+    /// Always the runbook's configuration edit (remove md, swap, re-add md without initial copy).
+    Reconfigure,
+}
+
+impl ProcedureChoice {
+    /// The file's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcedureChoice::Auto => "auto",
+            ProcedureChoice::Vendor => "vendor",
+            ProcedureChoice::Reconfigure => "reconfigure",
+        }
+    }
 }
 
 /// One server of the cluster.

@@ -260,10 +260,14 @@ fn plan_of_a_backup_shows_the_first_step_and_why() {
     assert_eq!(r.code, 2, "changes pending exits 2");
     assert!(r.stdout.contains("operation: backup/b1"), "{}", r.stdout);
     // The first step is the preflight; plan runs its checks at once (they change nothing).
-    assert!(r.stdout.contains("+ preflight: prove every step of the backup possible"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("+ preflight: prove every step of the backup (vendor procedure) possible"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("step: backup/b1/preflight"), "{}", r.stdout);
     assert!(r.stdout.contains("why:  before md is stopped on server1"), "{}", r.stdout);
-    assert!(r.stdout.contains("ok   command clpdown on server2: "), "{}", r.stdout);
+    assert!(r.stdout.contains("ok   command clpbackup on server2: "), "{}", r.stdout);
     assert!(r.stdout.contains("checks pass: every later step of the operation can run"), "{}", r.stdout);
     insta::assert_snapshot!("plan_backup_text", r.stdout);
 }
@@ -512,22 +516,26 @@ fn api_count(out: &str, api: &str) -> Option<u64> {
     })
 }
 
-fn assert_lab_passed(r: &Run) {
+/// The calls a lab run makes with the configuration edit (`reconfigure`) that differ from NEC's
+/// pre- and post-processing (`vendor`).
+const RECONFIGURE_CALLS: &[(&str, u64)] =
+    &[("ec2:StartInstances", 1), ("clp:shutdown_server", 1), ("clp:apply_config", 2)];
+/// The same for `vendor`: `clpbackup --pre/--post` on the standby, `clprestore --pre/--post` on
+/// both servers (each booted once after its swap), no configuration push, no `clpdown`.
+const VENDOR_CALLS: &[(&str, u64)] = &[("ec2:StartInstances", 3), ("clp:vendor", 6)];
+
+fn assert_lab_passed(r: &Run, procedure_calls: &[(&str, u64)]) {
     assert_eq!(r.code, 0, "the lab passes");
     assert!(r.stdout.contains("lab verification PASSED"), "{}", r.stdout);
     assert!(!r.stdout.contains("[FAILED]"), "{}", r.stdout);
     assert!(r.stdout.contains("== timeline of the world (model time)"), "{}", r.stdout);
     assert!(r.stdout.contains("== verification"), "{}", r.stdout);
-    for (api, n) in [
-        ("ec2:CreateSnapshot", 1),
-        ("ec2:CreateVolume", 2),
-        ("ec2:DetachVolume", 2),
-        ("ec2:AttachVolume", 2),
-        ("ec2:StartInstances", 1),
-        ("clp:shutdown_server", 1),
-        ("clp:apply_config", 2),
-    ] {
-        assert_eq!(api_count(&r.stdout, api), Some(n), "calls of {api}");
+    for (api, n) in
+        [("ec2:CreateSnapshot", 1), ("ec2:CreateVolume", 2), ("ec2:DetachVolume", 2), ("ec2:AttachVolume", 2)]
+            .iter()
+            .chain(procedure_calls)
+    {
+        assert_eq!(api_count(&r.stdout, api), Some(*n), "calls of {api}");
     }
     assert_eq!(api_count(&r.stdout, "ec2:DeleteVolume"), None, "the lab never deletes a volume");
 }
@@ -535,8 +543,9 @@ fn assert_lab_passed(r: &Run) {
 #[test]
 fn lab_windows_passes_and_reports() {
     let lab = Lab::new();
-    let r = lab.run(&["lab", "--speed", "500"]);
-    assert_lab_passed(&r);
+    let r = lab.run(&["lab", "--speed", "500", "--procedure", "reconfigure"]);
+    assert_lab_passed(&r, RECONFIGURE_CALLS);
+    assert_eq!(api_count(&r.stdout, "clp:vendor"), None, "reconfigure never runs clpbackup/clprestore");
     assert!(r.stdout.contains("cluster prod-db (Windows)"), "{}", r.stdout);
     assert!(r.stdout.contains("node server1: partition 2 of vol-"), "Windows letters are set: {}", r.stdout);
     assert_eq!(api_count(&r.stdout, "node:set_letter"), Some(2));
@@ -553,10 +562,38 @@ fn lab_windows_passes_and_reports() {
 #[test]
 fn lab_linux_passes_and_reports() {
     let lab = Lab::new();
-    let r = lab.run(&["lab", "--os", "linux", "--speed", "500"]);
-    assert_lab_passed(&r);
+    let r = lab.run(&["lab", "--os", "linux", "--speed", "500", "--procedure", "reconfigure"]);
+    assert_lab_passed(&r, RECONFIGURE_CALLS);
     assert!(r.stdout.contains("cluster app-linux (Linux)"), "{}", r.stdout);
     assert_eq!(api_count(&r.stdout, "node:set_letter"), None, "no drive letters on Linux");
+}
+
+/// The default lab cluster runs X 5.1 on `procedure = "auto"`: NEC's own pre- and
+/// post-processing, named in the timeline; the oracle's verdicts as for the configuration edit.
+#[test]
+fn lab_takes_nec_procedure_on_x5_on_both_oses() {
+    let lab = Lab::new();
+    for args in [&["lab", "--speed", "500"][..], &["lab", "--os", "linux", "--speed", "500", "--procedure", "vendor"]] {
+        let r = lab.run(args);
+        assert_lab_passed(&r, VENDOR_CALLS);
+        for (api, _) in RECONFIGURE_CALLS.iter().skip(1) {
+            assert_eq!(
+                api_count(&r.stdout, api),
+                None,
+                "{api}: the vendor procedure neither pushes clp.conf nor runs clpdown"
+            );
+        }
+        for line in [
+            "→ `clpbackup --pre` on ",
+            "→ `clpbackup --post` on ",
+            "→ `clprestore --pre` on ",
+            "→ `clprestore --post --skip-copy` on ",
+            "ok   procedure vendor: CLUSTERPRO X 5.1 ships clpbackup and clprestore",
+            "clp: restore finished on every server; mirror copy skipped",
+        ] {
+            assert!(r.stdout.contains(line), "{line:?} in {}", r.stdout);
+        }
+    }
 }
 
 // ---- help -----------------------------------------------------------------------------------

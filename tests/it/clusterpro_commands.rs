@@ -183,7 +183,13 @@ async fn every_port_method_runs_through_the_fake_commands() {
 
     // Reads agree with the simulator's own port.
     assert_eq!(cmd.status().await.expect("status"), sim.status().await.expect("sim status"));
-    assert_eq!(cmd.config().await.expect("config"), sim.config().await.expect("sim config"));
+    // The version comes from the node's package database, which the fake machine does not
+    // have: unreadable (so `auto` takes the configuration edit).
+    let sim_config = sim.config().await.expect("sim config");
+    assert_eq!(
+        cmd.config().await.expect("config"),
+        mirrorctl::ports::cluster::ClusterConfig { version: None, ..sim_config }
+    );
     let colors = cmd.mirror_status(&md).await.expect("mirror status");
     assert!(colors.healthy(), "{colors:?}");
     assert_eq!(colors, sim.mirror_status(&md).await.expect("sim mirror"));
@@ -587,12 +593,13 @@ impl Transport for Scripted {
     async fn run(&self, server: &ServerName, shell: Shell, script: &str, _t: Duration) -> PortResult<CommandOutput> {
         assert_eq!(shell, Shell::PowerShell);
         self.note(format!("## run on {server}\n{}", script.replace("\r\n", "\n")));
-        let stdout = if let Some(list) = script.lines().find_map(|l| l.strip_prefix("foreach ($t in @(")) {
-            // The preflight's tools check: every tool installed, version 5.1.
+        let stdout = if let Some(list) = script.lines().find_map(|l| l.strip_prefix("foreach ($e in @(")) {
+            // The preflight's tools check (`tool:file` pairs): every tool installed, version 5.1.
             let tools = list.trim_end_matches(")) {").split(", ").map(|t| t.trim_matches('\''));
             let mut out = String::new();
-            for t in tools {
-                let _ = write!(out, "present {t} C:\\Program Files\\CLUSTERPRO\\bin\\{t}.exe\r\n");
+            for e in tools {
+                let (t, f) = e.split_once(':').expect("tool:file");
+                let _ = write!(out, "present {t} C:\\Program Files\\CLUSTERPRO\\bin\\{f}\r\n");
             }
             out.push_str("version 5.1.0\r\n");
             out
@@ -743,6 +750,7 @@ async fn windows_preflight_checks_the_guid_method_against_clp_conf() {
         operation: Operation::Restore,
         group: g.clone(),
         md: md.clone(),
+        procedure: mirrorctl::ports::cluster::Procedure::Reconfigure,
         pushes: vec![
             vec![
                 ConfigChange::RemoveMirror { resource: md.clone() },
@@ -1088,9 +1096,14 @@ impl PsShim {
             let dir = &ps_words(first.trim_end())[0];
             let list = script
                 .lines()
-                .find_map(|l| l.strip_prefix("foreach ($t in @(")?.strip_suffix(")) {"))
+                .find_map(|l| l.strip_prefix("foreach ($e in @(")?.strip_suffix(")) {"))
                 .expect("the tools check names its tools");
-            let tools: Vec<String> = list.split(", ").flat_map(ps_words).collect();
+            // `tool:file` pairs; the fake's folder holds each tool under its bare name.
+            let tools: Vec<String> = list
+                .split(", ")
+                .flat_map(ps_words)
+                .map(|e| e.split_once(':').map_or(e.clone(), |(t, _)| t.to_owned()))
+                .collect();
             return format!(
                 "d={}\nfor t in {}; do if [ -x \"$d/$t\" ]; then echo \"present $t $d/$t\"; else echo \"missing $t\"; fi; done\nexit 0\n",
                 q(dir),
@@ -1105,7 +1118,8 @@ impl PsShim {
                 out.push(format!("mkdir -p -- {} || exit 1", q(dir)));
             } else if let Some(rest) = line.strip_prefix("$exe = ") {
                 let exe = &ps_words(rest)[0];
-                exe.rsplit('\\').next().expect("file").trim_end_matches(".exe").clone_into(&mut tool);
+                let file = exe.rsplit('\\').next().expect("file");
+                file.trim_end_matches(".exe").trim_end_matches(".bat").clone_into(&mut tool);
                 out.push(format!("exe={}", q(exe)));
                 out.push(format!("[ -x \"$exe\" ] || {{ echo '{tool}.exe not found' >&2; exit 127; }}"));
             } else if line.starts_with("if (Test-Path -LiteralPath ") && line.ends_with("; exit 0 }") {

@@ -36,3 +36,4 @@ mod spec_invalid;
 mod spec_validate_paths;
 mod ssm_transport;
 mod store;
+mod vendor;

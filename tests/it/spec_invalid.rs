@@ -206,6 +206,23 @@ fn install_dir_is_read_per_os() {
     );
 }
 
+case!(
+    unknown_procedure,
+    with("access = \"ssm\"", "access = \"ssm\"\nprocedure = \"clpbackup\""),
+    UnknownProcedure,
+    "\"clpbackup\""
+);
+
+#[test]
+fn procedure_defaults_to_auto_and_is_read() {
+    use mirrorctl::spec::ProcedureChoice;
+    assert_eq!(load_str(Path::new(FILE), VALID).expect("valid").cluster.procedure, ProcedureChoice::Auto);
+    for (word, want) in [("vendor", ProcedureChoice::Vendor), ("reconfigure", ProcedureChoice::Reconfigure)] {
+        let text = with("access = \"ssm\"", &format!("access = \"ssm\"\nprocedure = \"{word}\""));
+        assert_eq!(load_str(Path::new(FILE), &text).expect(word).cluster.procedure, want);
+    }
+}
+
 // --- servers ----------------------------------------------------------------------------------
 
 case!(

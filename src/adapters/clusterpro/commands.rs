@@ -80,6 +80,7 @@
 
 mod guid;
 mod preflight;
+mod vendor;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -92,7 +93,7 @@ use super::parse;
 use crate::adapters::node::transport::{CommandOutput, Shell, Transport};
 use crate::ids::{ClusterName, GroupName, ResourceName, ServerName};
 use crate::ports::cluster::{
-    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MdDefinition, MirrorStatus, ObjectState, Placement,
+    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MdDefinition, MirrorStatus, ObjectState, Placement, VendorCall,
 };
 use crate::ports::{ErrorClass, PortError, PortResult};
 use crate::spec::{ClusterSpec, Os, Partition};
@@ -240,9 +241,10 @@ fn render_sh(bin: &InstallDir, script: &Script<'_>) -> String {
         lines.push(format!("mkdir -p -m 700 -- {} || exit 1", sh_word(d)));
     }
     if let Some(c) = script.command {
+        let file = command_file(Os::Linux, c.tool);
         let exe = match bin {
-            InstallDir::Dir(dir) => sh_word(&format!("{}/{}", dir.trim_end_matches('/'), c.tool)),
-            InstallDir::Path => c.tool.to_owned(),
+            InstallDir::Dir(dir) => sh_word(&format!("{}/{file}", dir.trim_end_matches('/'))),
+            InstallDir::Path => file,
         };
         let args: Vec<String> = c.args.iter().map(|a| sh_word(a)).collect();
         lines.push(std::iter::once(exe).chain(args).collect::<Vec<_>>().join(" "));
@@ -266,19 +268,17 @@ fn render_powershell(bin: &InstallDir, script: &Script<'_>) -> String {
         lines.push(format!("New-Item -ItemType Directory -Force -Path {} -ErrorAction Stop | Out-Null", ps_word(d)));
     }
     if let Some(c) = script.command {
+        let file = command_file(Os::Windows, c.tool);
         if let InstallDir::Dir(dir) = bin {
-            lines.push(format!("$exe = {}", ps_word(&format!("{}\\{}.exe", dir.trim_end_matches('\\'), c.tool))));
+            lines.push(format!("$exe = {}", ps_word(&format!("{}\\{file}", dir.trim_end_matches('\\')))));
             lines.push("if (-not (Test-Path -LiteralPath $exe)) {".to_owned());
         } else {
-            lines.push(format!(
-                "$exe = (Get-Command {} -ErrorAction SilentlyContinue).Source",
-                ps_word(&format!("{}.exe", c.tool))
-            ));
+            lines.push(format!("$exe = (Get-Command {} -ErrorAction SilentlyContinue).Source", ps_word(&file)));
             lines.push("if (-not $exe) {".to_owned());
         }
         lines.push(format!(
             "    [Console]::Error.WriteLine({}); exit {NOT_FOUND_STATUS}",
-            ps_word(&format!("mirrorctl: {}.exe not found", c.tool))
+            ps_word(&format!("mirrorctl: {file} not found"))
         ));
         lines.push("}".to_owned());
         let args: Vec<String> = c.args.iter().map(|a| ps_word(a)).collect();
@@ -716,7 +716,7 @@ fn no_server(what: &str, misses: &[(ServerName, Miss)]) -> PortError {
         );
     }
     clp_err(
-        "ClusterUnreachable",
+        crate::ports::cluster::CLUSTER_UNREACHABLE,
         format!("no server ran `{what}` as a running cluster member: {detail}"),
         ErrorClass::Retryable,
     )
@@ -739,6 +739,25 @@ pub struct CommandCluster {
     installs: Mutex<BTreeMap<ServerName, InstallDir>>,
     /// One completion of a pending suspend/resume at a time.
     resume: tokio::sync::Mutex<()>,
+    /// The installed version as last read, and when (see [`VERSION_TTL`]).
+    version: Mutex<Option<(std::time::Instant, Option<String>)>>,
+}
+
+/// How long a read CLUSTERPRO version is reused: it changes only with an upgrade, and reading it
+/// costs a command on a node.
+const VERSION_TTL: Duration = Duration::from_mins(10);
+
+/// The file name of a CLUSTERPRO command on `os`. NEC's backup/restore pre- and post-processing
+/// commands are scripts, `clpbackup.sh` / `clprestore.sh` on Linux and `clpbackup.bat` /
+/// `clprestore.bat` on Windows [U: the Reference Guide pages could not be read; see VENDOR.md];
+/// every other command is the bare name (Linux) or `<name>.exe` (Windows).
+pub(super) fn command_file(os: Os, tool: &str) -> String {
+    match (os, tool) {
+        (Os::Linux, "clpbackup" | "clprestore") => format!("{tool}.sh"),
+        (Os::Windows, "clpbackup" | "clprestore") => format!("{tool}.bat"),
+        (Os::Linux, _) => tool.to_owned(),
+        (Os::Windows, _) => format!("{tool}.exe"),
+    }
 }
 
 impl std::fmt::Debug for CommandCluster {
@@ -800,6 +819,7 @@ impl CommandCluster {
             preferred: Mutex::new(None),
             installs: Mutex::new(BTreeMap::new()),
             resume: tokio::sync::Mutex::new(()),
+            version: Mutex::new(None),
         }
     }
 
@@ -1409,7 +1429,13 @@ impl Cluster for CommandCluster {
     async fn config(&self) -> PortResult<ClusterConfig> {
         let pulled = self.pull(None).await?;
         self.cleanup(&pulled.server, &pulled.dir).await;
-        conf::read_config(pulled.text(), self.os).map_err(conf_error)
+        let mut config = conf::read_config(pulled.text(), self.os).map_err(conf_error)?;
+        config.version = self.installed_version(&pulled.server).await;
+        Ok(config)
+    }
+
+    async fn vendor(&self, server: &ServerName, call: &VendorCall) -> PortResult<()> {
+        self.run_vendor(server, call).await
     }
 
     async fn preflight(
@@ -1528,6 +1554,7 @@ mod tests {
             preferred: Mutex::new(None),
             installs: Mutex::new(BTreeMap::new()),
             resume: tokio::sync::Mutex::new(()),
+            version: Mutex::new(None),
         };
         assert_eq!(c.order(), vec![srv("a"), srv("b")]);
         c.prefer(&srv("b"));

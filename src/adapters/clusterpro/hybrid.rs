@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::ids::{GroupName, ResourceName, ServerName};
 use crate::ports::PortResult;
 use crate::ports::cluster::{
-    Check, Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorStatus, PreflightRequest,
+    Check, Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorStatus, PreflightRequest, VendorCall,
 };
 
 /// Status and operations through `api`; mirror status and configuration through `commands`.
@@ -55,6 +55,11 @@ impl Cluster for HybridCluster {
     }
     async fn stop_resource(&self, resource: &ResourceName) -> PortResult<()> {
         self.api.stop_resource(resource).await
+    }
+    async fn vendor(&self, server: &ServerName, call: &VendorCall) -> PortResult<()> {
+        // On the server itself, like `clpdown`: the REST API's `/mirrors/…` actions name no
+        // server (see VENDOR.md), so which node acts is not known from the API's address list.
+        self.commands.vendor(server, call).await
     }
     async fn shutdown_server(&self, server: &ServerName) -> PortResult<()> {
         self.api.shutdown_server(server).await

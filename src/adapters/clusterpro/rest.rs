@@ -922,6 +922,10 @@ impl Cluster for RestCluster {
         Err(not_supported(&format!("the mirror status of {resource}")))
     }
 
+    async fn vendor(&self, server: &ServerName, call: &crate::ports::cluster::VendorCall) -> PortResult<()> {
+        Err(not_supported(&format!("`{call}` on {server} (run on the server itself)")))
+    }
+
     async fn config(&self) -> PortResult<ClusterConfig> {
         Err(not_supported("reading the cluster configuration"))
     }

@@ -13,8 +13,14 @@ use mirrorctl::reconcile::{Context, ReconcileError, Settled, reconcile};
 use mirrorctl::sim::{Scenario, SimWorld};
 use mirrorctl::spec::{BackupSpec, RestoreSpec, Spec};
 
-/// The example desired-state file for the scenario's OS.
+/// The example desired-state file for the scenario's OS, on the runbook's configuration edit
+/// (`procedure = "reconfigure"`): most tests were written for it; [`example_on`] picks another.
 pub fn example(os: mirrorctl::spec::Os) -> Spec {
+    example_on(os, mirrorctl::spec::ProcedureChoice::Reconfigure)
+}
+
+/// The example desired-state file for the scenario's OS, following `procedure`.
+pub fn example_on(os: mirrorctl::spec::Os, procedure: mirrorctl::spec::ProcedureChoice) -> Spec {
     let file = match os {
         mirrorctl::spec::Os::Windows => "desired-state/prod-db.toml",
         mirrorctl::spec::Os::Linux => "desired-state/app-linux.toml",
@@ -23,6 +29,7 @@ pub fn example(os: mirrorctl::spec::Os) -> Spec {
     let mut spec = mirrorctl::spec::load_file(&path).expect("example desired state is valid");
     spec.backup = None;
     spec.restore = None;
+    spec.cluster.procedure = procedure;
     spec
 }
 

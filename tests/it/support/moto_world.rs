@@ -74,6 +74,11 @@ struct State {
     next_disk: u32,
     calls: BTreeMap<String, u64>,
     log: Vec<String>,
+    /// The CLUSTERPRO version `config` reports (`None`: unreadable, so `auto` takes the
+    /// configuration edit).
+    version: Option<String>,
+    /// Servers inside NEC's backup or restore processing: not members even while running.
+    vendor_mode: BTreeMap<ServerName, mirrorctl::ports::cluster::VendorOp>,
 }
 
 /// The cluster and its servers' operating systems, over moto.
@@ -117,8 +122,16 @@ impl MotoWorld {
                 next_disk: 1,
                 calls: BTreeMap::new(),
                 log: Vec::new(),
+                version: None,
+                vendor_mode: BTreeMap::new(),
             }),
         })
+    }
+
+    /// Makes `config` report CLUSTERPRO `version` (X 4.3+ turns `procedure = "auto"` to NEC's
+    /// pre- and post-processing).
+    pub fn set_version(&self, version: &str) {
+        self.lock().version = Some(version.to_owned());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -179,7 +192,15 @@ impl MotoWorld {
     }
 
     async fn members(&self) -> PortResult<BTreeMap<ServerName, bool>> {
-        Ok(self.instances().await?.into_iter().map(|(n, (s, _))| (n, s == InstanceState::Running)).collect())
+        let inst = self.instances().await?;
+        let st = self.lock();
+        Ok(inst
+            .into_iter()
+            .map(|(n, (s, _))| {
+                let member = s == InstanceState::Running && !st.vendor_mode.contains_key(&n);
+                (n, member)
+            })
+            .collect())
     }
 
     fn check_group(&self, group: &GroupName) -> PortResult<()> {
@@ -385,6 +406,41 @@ impl Cluster for MotoWorld {
         Ok(())
     }
 
+    /// NEC's pre-processing stops the instance and keeps the server out of the cluster until its
+    /// post-processing (moto has no reboot: the server is a member again at once). A repeated pre
+    /// or post answers "already", as the simulator's does.
+    async fn vendor(&self, server: &ServerName, call: &mirrorctl::ports::cluster::VendorCall) -> PortResult<()> {
+        use mirrorctl::ports::cluster::VendorPhase;
+        self.count("clp:vendor");
+        let id = self.instance_of(server)?;
+        let mode = self.lock().vendor_mode.get(server).copied();
+        match call.phase {
+            VendorPhase::Pre => {
+                if mode == Some(call.op) && !call.only {
+                    return Err(err("AlreadyInVendorMode", format!("{server}: {call} ran"), ErrorClass::AlreadyDone));
+                }
+                if call.op == mirrorctl::ports::cluster::VendorOp::Restore && self.group_online_on().is_some() {
+                    return Err(err("GroupOnline", format!("{} is online", self.group), ErrorClass::NeedsHuman));
+                }
+                self.lock().vendor_mode.insert(server.clone(), call.op);
+                self.sdk
+                    .stop_instances()
+                    .instance_ids(id.as_str())
+                    .send()
+                    .await
+                    .map_err(|e| err("StopInstancesFailed", format!("{e:?}"), ErrorClass::Retryable))?;
+            }
+            VendorPhase::Post => {
+                if mode.is_none() && !call.only {
+                    return Err(err("NotInVendorMode", format!("{server}: post ran"), ErrorClass::AlreadyDone));
+                }
+                self.lock().vendor_mode.remove(server);
+            }
+        }
+        self.note(format!("clp: `{call}` on {server}"));
+        Ok(())
+    }
+
     async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
         self.count("clp:mirror_status");
         if *resource != self.md || self.lock().md_def.is_none() {
@@ -417,6 +473,7 @@ impl Cluster for MotoWorld {
         Ok(ClusterConfig {
             group_auto_start: BTreeMap::from([(self.group.clone(), st.auto_start)]),
             mirrors: st.md_def.iter().cloned().collect(),
+            version: st.version.clone(),
         })
     }
 

@@ -18,7 +18,7 @@
 use super::{CommandCluster, InstallDir, Miss, conf, conf_error};
 use crate::ids::ServerName;
 use crate::ports::PortResult;
-use crate::ports::cluster::{Check, ConfigChange, Operation, PreflightRequest};
+use crate::ports::cluster::{Check, ClpVersion, ConfigChange, Operation, PreflightRequest, Procedure};
 use crate::spec::{Os, Partition};
 
 /// The script that reports, one line each, `present <tool>` or `missing <tool>` for `tools` in
@@ -30,13 +30,15 @@ pub(super) fn tools_script(os: Os, bin: &InstallDir, tools: &[&str]) -> String {
     };
     match os {
         Os::Linux => {
-            let list = tools.join(" ");
+            // `tool:file` pairs: the logical name is reported, the file looked for.
+            let list: Vec<String> = tools.iter().map(|t| format!("{t}:{}", super::command_file(os, t))).collect();
+            let list = list.join(" ");
             let find = match bin_dir {
-                Some(dir) => format!("p={}/$t; [ -x \"$p\" ]", super::sh_word(dir.trim_end_matches('/'))),
-                None => "p=$(command -v \"$t\")".to_owned(),
+                Some(dir) => format!("p={}/$f; [ -x \"$p\" ]", super::sh_word(dir.trim_end_matches('/'))),
+                None => "p=$(command -v \"$f\")".to_owned(),
             };
             format!(
-                "for t in {list}; do\n  if {find}; then echo \"present $t $p\"; else echo \"missing $t\"; fi\ndone\n\
+                "for e in {list}; do\n  t=${{e%%:*}}; f=${{e#*:}}\n  if {find}; then echo \"present $t $p\"; else echo \"missing $t\"; fi\ndone\n\
                  for pkg in clusterpro expresscls; do\n  \
                  v=$(rpm -q --qf '%{{VERSION}}-%{{RELEASE}}' \"$pkg\" 2>/dev/null) && {{ echo \"version $v\"; break; }}\n  \
                  v=$(dpkg-query -W -f '${{Version}}' \"$pkg\" 2>/dev/null) && [ -n \"$v\" ] && {{ echo \"version $v\"; break; }}\n\
@@ -45,11 +47,13 @@ pub(super) fn tools_script(os: Os, bin: &InstallDir, tools: &[&str]) -> String {
         }
         Os::Windows => {
             let dir = bin_dir.unwrap_or(r"C:\Program Files\CLUSTERPRO\bin");
-            let list: Vec<String> = tools.iter().map(|t| super::ps_word(t)).collect();
+            // `tool:file` pairs, as on Linux.
+            let list: Vec<String> =
+                tools.iter().map(|t| super::ps_word(&format!("{t}:{}", super::command_file(os, t)))).collect();
             [
                 format!("$dir = {}", super::ps_word(dir)),
-                format!("foreach ($t in @({})) {{", list.join(", ")),
-                "    $p = Join-Path $dir ($t + '.exe')".to_owned(),
+                format!("foreach ($e in @({})) {{", list.join(", ")),
+                "    $t, $f = $e -split ':', 2; $p = Join-Path $dir $f".to_owned(),
                 "    if (Test-Path -LiteralPath $p) { 'present ' + $t + ' ' + $p } else { 'missing ' + $t }".to_owned(),
                 "}".to_owned(),
                 "$p = Join-Path $dir 'clpstat.exe'".to_owned(),
@@ -83,7 +87,7 @@ pub(super) fn read_tools(stdout: &str) -> (Vec<(String, bool, String)>, Option<S
 
 impl CommandCluster {
     /// The checks of one server: reachable member, tools, version.
-    async fn server_checks(&self, server: &ServerName, operation: Operation) -> Vec<Check> {
+    async fn server_checks(&self, server: &ServerName, operation: Operation, procedure: Procedure) -> Vec<Check> {
         let at = Some(server);
         let mut checks = Vec::new();
         match self.clpstat_on(server).await {
@@ -104,7 +108,7 @@ impl CommandCluster {
                 "start the server's cluster service (both servers must be running members), then retry",
             )),
         }
-        let tools = operation.commands();
+        let tools = operation.commands(procedure);
         let bin = match self.install_dir_of(server).await {
             Ok(Ok(bin)) => bin,
             Ok(Err(out)) => {
@@ -139,6 +143,23 @@ impl CommandCluster {
             }
         };
         let (found, version) = read_tools(&out.stdout);
+        if procedure == Procedure::Vendor {
+            let v = version.as_deref().and_then(ClpVersion::parse);
+            checks.push(match v {
+                Some(v) if v.has_vendor_procedure() => {
+                    Check::pass("procedure vendor", at, format!("CLUSTERPRO {v} ships clpbackup and clprestore"))
+                }
+                _ => Check::fail(
+                    "procedure vendor",
+                    at,
+                    format!(
+                        "CLUSTERPRO version {} (clpbackup/clprestore need X 4.3 or later)",
+                        version.as_deref().unwrap_or("unknown")
+                    ),
+                    "set procedure = \"reconfigure\" in the desired-state file, or upgrade CLUSTERPRO",
+                ),
+            });
+        }
         let dir = bin.to_string();
         for tool in tools {
             match found.iter().find(|(t, ..)| t == tool) {
@@ -361,7 +382,8 @@ impl CommandCluster {
 
     /// The whole preflight (see the module doc).
     pub(super) async fn preflight_checks(&self, req: &PreflightRequest) -> PortResult<Vec<Check>> {
-        let servers = futures::future::join_all(self.servers.iter().map(|s| self.server_checks(s, req.operation)));
+        let servers =
+            futures::future::join_all(self.servers.iter().map(|s| self.server_checks(s, req.operation, req.procedure)));
         let (per_server, config) = futures::join!(servers, self.config_checks(req));
         let mut checks: Vec<Check> = per_server.into_iter().flatten().collect();
         checks.extend(config);
@@ -390,10 +412,17 @@ mod tests {
     #[test]
     fn the_linux_script_checks_each_tool_then_the_package() {
         let s = tools_script(Os::Linux, &InstallDir::Dir("/opt/nec/clusterpro/bin".into()), &["clpstat", "clpcl"]);
-        assert!(s.starts_with("for t in clpstat clpcl; do\n  if p=/opt/nec/clusterpro/bin/$t; [ -x \"$p\" ];"), "{s}");
+        assert!(
+            s.starts_with(
+                "for e in clpstat:clpstat clpcl:clpcl; do\n  t=${e%%:*}; f=${e#*:}\n  if p=/opt/nec/clusterpro/bin/$f; [ -x \"$p\" ];"
+            ),
+            "{s}"
+        );
         assert!(s.contains("rpm -q --qf '%{VERSION}-%{RELEASE}' \"$pkg\""), "{s}");
         let w = tools_script(Os::Windows, &InstallDir::Dir(r"C:\Program Files\CLUSTERPRO\bin".into()), &["clpstat"]);
-        assert!(w.contains("foreach ($t in @('clpstat')) {"), "{w}");
+        assert!(w.contains("foreach ($e in @('clpstat:clpstat.exe')) {"), "{w}");
+        let v = tools_script(Os::Linux, &InstallDir::Path, &["clprestore"]);
+        assert!(v.contains("clprestore:clprestore.sh"), "NEC's pre/post commands are scripts: {v}");
         assert!(w.contains(r"$dir = 'C:\Program Files\CLUSTERPRO\bin'"), "{w}");
     }
 }

@@ -1,0 +1,80 @@
+//! Which CLUSTERPRO procedure an operation follows: NEC's backup/restore pre- and post-processing
+//! (`clpbackup` / `clprestore`, X 4.3+) or the runbook's configuration edit.
+//!
+//! Why this module exists: `cluster.procedure` says what the operator wants (`auto`, `vendor`,
+//! `reconfigure`), the cluster's version says what it can do, and an operation must never change
+//! procedure half-way. So the choice is made once, before the operation's preflight, and pinned by
+//! it: the preflight's request names the procedure it proved, and once it has passed, that
+//! procedure is the operation's for good. `auto` takes the vendor procedure from X 4.3 (NEC's 2023
+//! Linux blog: the commands are "supported in EXPRESSCLUSTER X 4.3 and later"); when the version
+//! cannot be read it takes the configuration edit, which every version supports, and says so.
+
+use crate::journal::JournalView;
+use crate::observe::Observed;
+use crate::ports::cluster::{ClpVersion, Procedure};
+use crate::spec::{ProcedureChoice, Spec};
+
+use super::step::{Action, OpId, StepId};
+
+/// The procedure `op` follows, and why — or why none can be chosen (a condition to block with:
+/// reason, message, what to do).
+pub fn choose(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId) -> Result<(Procedure, String), Refusal> {
+    let pre = journal.step(op, &StepId::new(op, "preflight", None));
+    if pre.succeeded
+        && let Some(Action::Preflight { request }) = &pre.last_action
+    {
+        return Ok((
+            request.procedure,
+            format!("procedure {} (proven by this operation's preflight)", request.procedure.as_str()),
+        ));
+    }
+    let wanted = spec.cluster.procedure;
+    let text = obs.config.version.as_deref();
+    let version = text.and_then(ClpVersion::parse);
+    let found = match (version, text) {
+        (Some(v), _) => format!("CLUSTERPRO {v}"),
+        (None, Some(t)) => format!("CLUSTERPRO version {t:?} (unreadable)"),
+        (None, None) => "an unknown CLUSTERPRO version".to_owned(),
+    };
+    match wanted {
+        ProcedureChoice::Reconfigure => {
+            Ok((Procedure::Reconfigure, "procedure reconfigure (cluster.procedure = \"reconfigure\")".to_owned()))
+        }
+        ProcedureChoice::Vendor => match version {
+            Some(v) if v.has_vendor_procedure() => {
+                Ok((Procedure::Vendor, format!("procedure vendor (cluster.procedure = \"vendor\"; {found})")))
+            }
+            _ => Err(Refusal {
+                reason: "vendor-procedure-unsupported",
+                message: format!(
+                    "cluster.procedure = \"vendor\" in {} needs CLUSTERPRO X 4.3 or later (clpbackup/clprestore); \
+                     the cluster runs {found}",
+                    spec.source.display()
+                ),
+                action: "set procedure = \"auto\" or \"reconfigure\" in the desired-state file, or upgrade CLUSTERPRO"
+                    .to_owned(),
+            }),
+        },
+        ProcedureChoice::Auto => Ok(match version {
+            Some(v) if v.has_vendor_procedure() => {
+                (Procedure::Vendor, format!("procedure vendor (auto: {found} ships clpbackup/clprestore)"))
+            }
+            Some(_) => (Procedure::Reconfigure, format!("procedure reconfigure (auto: {found} is older than X 4.3)")),
+            None => (
+                Procedure::Reconfigure,
+                format!("procedure reconfigure (auto: {found}; the configuration edit works on every version)"),
+            ),
+        }),
+    }
+}
+
+/// Why no procedure can be chosen: the condition to block with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Condition reason.
+    pub reason: &'static str,
+    /// What is wrong.
+    pub message: String,
+    /// What to do.
+    pub action: String,
+}
