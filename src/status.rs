@@ -242,10 +242,17 @@ impl StatusDoc {
     }
 }
 
+/// Each operation's state (`started …`, `completed …`, `abandoned … for …`), followed by the
+/// CLUSTERPRO procedure its preflight proved (` · vendor procedure`), so that status says which
+/// procedure ran.
 fn operations(records: &[Record]) -> BTreeMap<String, String> {
-    let mut ops = BTreeMap::new();
+    let mut ops: BTreeMap<String, String> = BTreeMap::new();
+    let mut procedures = BTreeMap::new();
     for r in records {
         match r {
+            Record::Intent { op, action: crate::plan::Action::Preflight { request }, .. } => {
+                procedures.insert(op.to_string(), request.procedure);
+            }
             Record::OpStarted { op, at, .. } => {
                 ops.insert(op.to_string(), format!("started {at}"));
             }
@@ -256,6 +263,11 @@ fn operations(records: &[Record]) -> BTreeMap<String, String> {
                 ops.insert(op.to_string(), format!("abandoned {at} for {by}"));
             }
             _ => {}
+        }
+    }
+    for (op, state) in &mut ops {
+        if let Some(p) = procedures.get(op) {
+            let _ = write!(state, " · {} procedure", p.as_str());
         }
     }
     ops

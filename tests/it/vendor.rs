@@ -47,6 +47,8 @@ async fn auto_takes_the_configuration_edit_below_x43_and_nec_procedure_from_it()
     assert!(kinds.iter().any(|s| s == "backup/b1/shutdown@server2"), "clpdown on X 4.2: {kinds:?}");
     assert!(!lab.actions(&spec).iter().any(|(_, a)| matches!(a, Action::Vendor { .. })), "{kinds:?}");
 
+    assert_eq!(procedure_in_status(&lab.state_dir(), &spec), "completed · reconfigure procedure");
+
     let lab = Lab::windows(7);
     assert_eq!(lab.apply(&spec).await, Settled::Converged);
     let steps: Vec<String> = lab.actions(&spec).into_iter().map(|(s, _)| s).collect();
@@ -54,6 +56,18 @@ async fn auto_takes_the_configuration_edit_below_x43_and_nec_procedure_from_it()
         assert!(steps.iter().any(|s| s == want), "{want} on X 5.1: {steps:?}");
     }
     assert!(!steps.iter().any(|s| s.ends_with("/shutdown@server2")), "{steps:?}");
+    // Status says which procedure ran.
+    assert_eq!(procedure_in_status(&lab.state_dir(), &spec), "completed · vendor procedure");
+}
+
+/// The backup's state in the status document, with its time left out.
+fn procedure_in_status(state_dir: &std::path::Path, spec: &mirrorctl::spec::Spec) -> String {
+    use mirrorctl::status::StatusDoc;
+    let doc = StatusDoc::read(&StatusDoc::path_for(state_dir, &spec.cluster.name)).expect("status");
+    let state = doc.operations.get("backup/b1").cloned().unwrap_or_default();
+    let mut words = state.split(' ');
+    let first = words.next().unwrap_or_default();
+    format!("{first} {}", words.skip(1).collect::<Vec<_>>().join(" "))
 }
 
 #[tokio::test(start_paused = true)]
