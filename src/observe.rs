@@ -208,6 +208,8 @@ impl Refresh {
             touch_volume(&mut r, &v.id);
         }
         r.snapshots |= prev.snapshots.iter().any(|s| s.state == SnapshotState::Pending);
+        // A configuration that could not be read (no server answered) is read again until it is.
+        r.config |= !prev.cluster_reachable;
         for s in &spec.cluster.servers {
             if moving_instance(s) {
                 r.instances = true;

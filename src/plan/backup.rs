@@ -113,7 +113,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             p
         }
         Err(r) => {
-            d.block(r.reason, r.message, r.action);
+            r.apply(&mut d);
             return d.outcome();
         }
     };

@@ -247,7 +247,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
                     doubt(Some(op)).unwrap_or_else(|| restore::plan(spec, obs, journal, r))
                 }
                 // The old request is left only once its pushes are settled.
-                (Some(r), Some(_)) => doubt(None).unwrap_or_else(|| restore::switch(spec, obs, req, &r.request)),
+                (Some(r), Some(_)) => doubt(None).unwrap_or_else(|| restore::switch(spec, obs, journal, req, r)),
                 _ => (
                     Outcome::Blocked(Condition {
                         reason: "restore-section-removed".into(),

@@ -29,6 +29,11 @@ pub fn choose(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId) -> 
         ));
     }
     let wanted = spec.cluster.procedure;
+    if !obs.cluster_reachable && wanted != ProcedureChoice::Reconfigure {
+        // No server answers (both inside NEC's processing of an earlier operation, or down): the
+        // version is not known now, and the operation's preflight could not run anyway.
+        return Err(Refusal::wait());
+    }
     let text = obs.config.version.as_deref();
     let version = text.and_then(ClpVersion::parse);
     let found = match (version, text) {
@@ -68,13 +73,33 @@ pub fn choose(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId) -> 
     }
 }
 
-/// Why no procedure can be chosen: the condition to block with.
+/// Why no procedure can be chosen: the condition to block with, or (`reason` empty) a wait for a
+/// server to answer for the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// Condition reason.
+    /// Condition reason; empty for a wait.
     pub reason: &'static str,
     /// What is wrong.
     pub message: String,
     /// What to do.
     pub action: String,
+}
+
+impl Refusal {
+    fn wait() -> Self {
+        Refusal {
+            reason: "",
+            message: "a server to answer for the cluster, to read its CLUSTERPRO version".to_owned(),
+            action: String::new(),
+        }
+    }
+
+    /// Puts this refusal into `d`: a block, or a wait on the cluster.
+    pub(crate) fn apply(self, d: &mut super::Draft) {
+        if self.reason.is_empty() {
+            d.wait(super::Watch::CLUSTER, self.message, super::expect::CLUSTER_PENDING);
+        } else {
+            d.block(self.reason, self.message, self.action);
+        }
+    }
 }

@@ -142,7 +142,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
             p
         }
         Err(r) => {
-            d.block(r.reason, r.message, r.action);
+            r.apply(&mut d);
             return d.outcome();
         }
     };
@@ -511,6 +511,72 @@ fn vendor_restore(
     }
     if back == facts.len() && d.steps.is_empty() && d.blocked.is_none() {
         finish(spec, obs, journal, r, op, Procedure::Vendor, d);
+    }
+}
+
+/// Before a vendor restore is left for another request: `s`, if the old request took it into
+/// NEC's restore processing and did not finish it, is brought back into the cluster (see
+/// [`switch`]).
+fn vendor_bring_back(
+    spec: &Spec,
+    obs: &Observed,
+    journal: &JournalView,
+    r: &RestoreSpec,
+    op: &OpId,
+    s: &ServerSpec,
+    d: &mut Draft,
+) {
+    let subject = Some(s.name.as_str());
+    let view = |kind: &str| journal.step(op, &StepId::new(op, kind, subject));
+    let (pre, post, safe_post) = (view("restore-pre"), view("restore-post"), view("safe-post"));
+    let entered = pre.succeeded || pre.interrupted();
+    if !entered || post.succeeded {
+        return;
+    }
+    let member = obs.cluster.servers.get(&s.name) == Some(&true);
+    if safe_post.succeeded {
+        if !member {
+            let since = safe_post.last_intent.as_ref().map(|(_, at, _)| *at);
+            d.wait(
+                Watch::CLUSTER,
+                format!("{} to reboot and rejoin the cluster", s.name),
+                expect::remaining(expect::REBOOT, since, obs.now),
+            );
+        }
+        return;
+    }
+    let Some(inst) = obs.instances.get(&s.instance) else { return };
+    let Some((vol, AttachState::Attached)) = at_device(spec, obs, s) else {
+        d.wait(Watch::VOLUMES, format!("a volume attached to {}", s.name), expect::ATTACH);
+        return;
+    };
+    match inst.state {
+        InstanceState::Stopped => d.step(
+            op,
+            "safe-start",
+            subject,
+            Action::StartInstance { server: s.name.clone(), instance: s.instance.clone() },
+            format!("{} is inside NEC's restore processing of {}; it must come back first", s.name, r.request),
+        ),
+        InstanceState::Running if member => {}
+        InstanceState::Running => {
+            if disk_ready(spec, obs, r, op, s, vol, d) {
+                d.step(
+                    op,
+                    "safe-post",
+                    subject,
+                    Action::Vendor {
+                        server: s.name.clone(),
+                        call: restore_call(VendorPhase::Post, false, false),
+                    },
+                    format!(
+                        "{} leaves the abandoned restore's processing; the mirror is rebuilt by a copy (its sides are not proven identical)",
+                        s.name
+                    ),
+                );
+            }
+        }
+        _ => d.wait(Watch::INSTANCES, format!("{} changing state", s.name), expect::INSTANCE_STOP),
     }
 }
 
@@ -1210,7 +1276,20 @@ fn tag_abandoned(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId, 
 
 /// The request changed while `old` was in flight: first make sure no server is left without a
 /// mirror volume, then record `old` as abandoned so `new` can start.
-pub fn switch(spec: &Spec, obs: &Observed, old: &RequestName, new: &RequestName) -> (Outcome, Vec<String>) {
+///
+/// A server the old request took into NEC's restore processing (`clprestore --pre`) is brought
+/// back first: its volume attached, its instance started, on Windows its disk online with its
+/// letters, then `clprestore --post` without `--skip-copy` (`safe-post@s`: which data each side now
+/// holds is not proven, so the mirror is rebuilt by a copy); the new request starts from a cluster
+/// whose servers are members again.
+pub fn switch(
+    spec: &Spec,
+    obs: &Observed,
+    journal: &JournalView,
+    old: &RequestName,
+    r: &RestoreSpec,
+) -> (Outcome, Vec<String>) {
+    let new = &r.request;
     let op = OpId::Restore(old.clone());
     let new_op = OpId::Restore(new.clone());
     let mut d = Draft::default();
@@ -1258,6 +1337,11 @@ pub fn switch(spec: &Spec, obs: &Observed, old: &RequestName, new: &RequestName)
         }
     }
     if d.steps.is_empty() && d.waits.is_empty() {
+        for s in &spec.cluster.servers {
+            vendor_bring_back(spec, obs, journal, r, &op, s, &mut d);
+        }
+    }
+    if d.steps.is_empty() && d.waits.is_empty() && d.blocked.is_none() {
         d.step(
             &op,
             "abandon",

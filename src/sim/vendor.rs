@@ -163,6 +163,10 @@ impl World {
         self.log(now, format!("clp: `{call}` on {server}: cluster service enabled, rebooting"));
         if call.op == VendorOp::Restore {
             self.clp.restore_posts.insert(server.clone(), call.skip_copy);
+            if !call.skip_copy && self.clp.md.is_some() {
+                // Nothing says this side matches the other: it is rebuilt by a full copy [U].
+                self.clp.mirror = MirrorState::Degraded { stale: server.clone(), writes: 0, full: true };
+            }
             self.settle_restore(now);
         }
         self.vendor_reboot(server, now);

@@ -6,13 +6,13 @@ use crate::support::common;
 
 use std::time::Duration;
 
-use common::{Lab, example, with_backups, with_restore};
+use common::{Lab, example, example_on, with_backups, with_restore};
 use mirrorctl::execute::CrashPoint;
 use mirrorctl::ids::SnapshotId;
 use mirrorctl::ports::Clock as _;
 use mirrorctl::ports::cloud::tag;
 use mirrorctl::reconcile::Settled;
-use mirrorctl::spec::{Os, Spec};
+use mirrorctl::spec::{Os, ProcedureChoice, Spec};
 use mirrorctl::status::StatusDoc;
 
 /// A world of `os` with backup `b1` taken, ten minutes of business, then the accident: the spec
@@ -144,4 +144,41 @@ async fn a_kill_inside_the_add_md_push_then_a_new_request_waits_for_the_push_lin
 #[tokio::test(start_paused = true)]
 async fn a_kill_inside_the_add_md_push_then_a_new_request_waits_for_the_push_windows() {
     killed_inside_the_add_md_push_then_changed(Os::Windows, 72).await;
+}
+
+/// NEC's procedure: the request changes at every point of a vendor restore (after each of its
+/// mutating calls). Servers the old request took into `clprestore --pre` are brought back into the
+/// cluster (`safe-start`, `safe-post`) before it is abandoned, and the new request restores both
+/// sides cleanly from its snapshot.
+#[tokio::test(start_paused = true)]
+async fn a_vendor_restore_changed_at_any_point_brings_its_servers_back_then_restores_again() {
+    let mut covered = 0;
+    for n in 1.. {
+        let mut lab = Lab::windows(60 + n as u64);
+        let spec = with_backups(example_on(Os::Windows, ProcedureChoice::Vendor), &["b1"], 7);
+        assert_eq!(lab.apply(&spec).await, Settled::Converged);
+        let snap = lab.backup_snapshot(&spec, "b1");
+        lab.world.clock().sleep(Duration::from_mins(10)).await;
+        lab.world.accident();
+        let r1 = with_restore(spec.clone(), &snap, "r1", false);
+        let (res, switch) = lab.apply_with_crash(&r1, CrashPoint::AfterCall, n).await;
+        if !switch.fired() {
+            assert!(res.is_ok());
+            break;
+        }
+        lab.restart();
+        let r2 = with_restore(spec.clone(), &snap, "r2", false);
+        assert_eq!(lab.apply(&r2).await, Settled::Converged, "r2 converges after r1 stopped at call {n}");
+        restored_cleanly(&lab);
+        for s in &spec.cluster.servers {
+            let v = lab.world.mirror_volume(&s.name).expect("attached");
+            let inv = lab.world.inventory();
+            let vol = inv.volumes.iter().find(|x| x.id == v).unwrap();
+            assert_eq!(vol.tags.get(tag::REQUEST).map(String::as_str), Some("r2"), "call {n}");
+        }
+        assert_eq!(lab.world.inventory().deleted_volumes, 0);
+        covered += 1;
+    }
+    println!("vendor restore request changes covered: {covered}");
+    assert!(covered >= 10, "covered {covered}");
 }
