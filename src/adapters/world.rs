@@ -52,7 +52,8 @@ pub async fn aws_ports(spec: &Spec, state_dir: &Path, limiter: Option<Arc<Reques
     let commands: Arc<dyn Cluster> = Arc::new(CommandCluster::new(c, Arc::clone(&transport), state_dir));
     let cluster: Arc<dyn Cluster> = match &c.api {
         Some(api) => {
-            let rest = RestCluster::connect(api, &SecretResolver::from_sdk_config(&shared)).await?;
+            let servers: Vec<_> = c.servers.iter().map(|s| s.name.clone()).collect();
+            let rest = RestCluster::connect(api, &servers, &SecretResolver::from_sdk_config(&shared)).await?;
             Arc::new(HybridCluster::new(Arc::new(rest), commands))
         }
         None => commands,

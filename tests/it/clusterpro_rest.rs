@@ -80,6 +80,10 @@ struct Backend {
 
 struct FakeNode {
     port: u16,
+    /// The scenario's server this node is the API of (by position).
+    server: Option<ServerName>,
+    /// The outcome of the last `/mirrors/…` action on this node: (result code, message).
+    vendor: Mutex<Option<(i64, String)>>,
     mode: AtomicU8,
     /// Requests this node answered (any status).
     served: AtomicUsize,
@@ -140,7 +144,8 @@ impl Fake {
         });
         let acceptor = tls.then(tls_acceptor);
         let mut nodes = Vec::new();
-        for _ in 0..n {
+        for i in 0..n {
+            let server = backend.scenario.servers.get(i).map(|s| s.name.clone());
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
             let port = listener.local_addr().expect("addr").port();
             let node = Arc::new_cyclic(|weak: &std::sync::Weak<FakeNode>| {
@@ -164,7 +169,14 @@ impl Fake {
                         });
                     }
                 });
-                FakeNode { port, mode: AtomicU8::new(Mode::Normal as u8), served: AtomicUsize::new(0), task }
+                FakeNode {
+                    port,
+                    server,
+                    vendor: Mutex::new(None),
+                    mode: AtomicU8::new(Mode::Normal as u8),
+                    served: AtomicUsize::new(0),
+                    task,
+                }
             });
             nodes.push(node);
         }
@@ -196,6 +208,7 @@ fn options(urls: Vec<String>, tls: ApiTls) -> RestOptions {
         request_timeout: Duration::from_secs(5),
         operation_timeout: Duration::from_mins(1),
         poll: PollSchedule { first: Duration::from_millis(10), factor: 1.5, max: Duration::from_millis(100) },
+        servers: Vec::new(),
     }
 }
 
@@ -310,6 +323,17 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, node: &FakeNode
     };
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (status, body) = match req.method.as_str() {
+        "GET" if parts.first() == Some(&"mirrors") => {
+            // The status of this node's own last pre- or post-processing; it runs synchronously here.
+            let (code, message) = node.vendor.lock().expect("vendor").clone().unwrap_or((0, String::new()));
+            let status = if code == 0 { "completed" } else { "failed" };
+            (200, json!({ "result": { "code": code, "message": message }, "detail": { "status": status } }))
+        }
+        "POST" if parts.first() == Some(&"mirrors") => {
+            let outcome = vendor_action(backend, node, &parts, &req.body).await;
+            *node.vendor.lock().expect("vendor") = Some(outcome);
+            (200, envelope(0, ""))
+        }
         "GET" => get(backend, &parts).await,
         "POST" if mode == Mode::Stuck => (200, envelope(0, "")),
         "POST" => post(backend, &parts, &req.body).await,
@@ -440,6 +464,23 @@ async fn post(backend: &Backend, parts: &[&str], body: &[u8]) -> (u16, Value) {
             return (200, envelope(0, ""));
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// `POST /mirrors/{backup,restore}/{preaction,postaction}` on `node`: the simulator's
+/// `clpbackup`/`clprestore` on the node's own server, options from the body's booleans.
+async fn vendor_action(backend: &Backend, node: &FakeNode, parts: &[&str], body: &[u8]) -> (i64, String) {
+    use mirrorctl::ports::cluster::{VendorCall, VendorOp, VendorPhase};
+    let flags = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+    let flag = |k: &str| flags[k].as_bool().unwrap_or(false);
+    let op = if parts.get(1) == Some(&"backup") { VendorOp::Backup } else { VendorOp::Restore };
+    let phase = if parts.get(2) == Some(&"preaction") { VendorPhase::Pre } else { VendorPhase::Post };
+    let call =
+        VendorCall { op, phase, skip_copy: flag("skip-copy"), only: flag("only-shutdown") || flag("only-reboot") };
+    let server = node.server.clone().expect("a node of a scenario server");
+    match backend.cluster.vendor(&server, &call).await {
+        Ok(()) => (0, String::new()),
+        Err(e) => (3, e.to_string()),
     }
 }
 
@@ -738,4 +779,40 @@ async fn hybrid_uses_rest_for_operations_and_the_inner_cluster_for_mirror_and_co
     assert!(!inner.config().await.expect("config").group_auto_start[&group()]);
     hybrid.start_group(&group(), &server("server2")).await.expect("start through REST");
     assert_eq!(hybrid.status().await.expect("status").groups[&group()].current, Some(server("server2")));
+}
+
+/// NEC's pre- and post-processing over REST: sent to the server's own endpoint (the URLs are one
+/// per server, in order), with the options as booleans, then polled at `/mirrors/…/status`; a
+/// refusal comes back as the step's failure; without the URL → server mapping the API declines
+/// and the hybrid port runs the command instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_calls_go_to_the_servers_own_endpoint() {
+    use mirrorctl::ports::cluster::{VendorCall, VendorOp, VendorPhase};
+    let fake = Fake::start(2, false).await;
+    let urls = vec![fake.url(0), fake.url(1)];
+    let rest = RestCluster::new(
+        options(urls.clone(), ApiTls::System).with_servers(&[server("server1"), server("server2")]),
+        Password::new(PASSWORD),
+    )
+    .expect("client");
+    let call = |op, phase| VendorCall { op, phase, skip_copy: false, only: false };
+    // The group runs on server1: clprestore --pre is refused, and the refusal is the step's error.
+    let e = rest.vendor(&server("server2"), &call(VendorOp::Restore, VendorPhase::Pre)).await.unwrap_err();
+    assert_eq!((e.code.as_str(), e.class), ("VendorPreFailed", ErrorClass::NeedsHuman), "{e}");
+    assert!(e.message.contains("GroupOnline"), "the cluster's own reason: {e}");
+    // clpbackup --pre on the standby, through the standby's endpoint.
+    let before = fake.nodes[1].served.load(Ordering::SeqCst);
+    rest.vendor(&server("server2"), &call(VendorOp::Backup, VendorPhase::Pre)).await.expect("backup pre");
+    assert!(fake.nodes[1].served.load(Ordering::SeqCst) >= before + 2, "POST and a status poll on server2's API");
+    let st = fake.sim().status().await.expect("status");
+    assert_eq!(st.servers.get(&server("server2")), Some(&false), "server2 left the cluster: {st:?}");
+    // Again: it is down already.
+    let e = rest.vendor(&server("server2"), &call(VendorOp::Backup, VendorPhase::Pre)).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::AlreadyDone, "{e}");
+    // Without one URL per server the API declines (NotSupported), for the hybrid to use commands.
+    let e = client(vec![fake.url(0)])
+        .vendor(&server("server1"), &call(VendorOp::Backup, VendorPhase::Post))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, mirrorctl::adapters::clusterpro::rest::NOT_SUPPORTED, "{e}");
 }

@@ -57,9 +57,12 @@ impl Cluster for HybridCluster {
         self.api.stop_resource(resource).await
     }
     async fn vendor(&self, server: &ServerName, call: &VendorCall) -> PortResult<()> {
-        // On the server itself, like `clpdown`: the REST API's `/mirrors/…` actions name no
-        // server (see VENDOR.md), so which node acts is not known from the API's address list.
-        self.commands.vendor(server, call).await
+        // Through the server's own API endpoint when the addresses say which server each is (the
+        // `/mirrors/…` actions name no server, see VENDOR.md); otherwise as a command on it.
+        match self.api.vendor(server, call).await {
+            Err(e) if e.code == super::rest::NOT_SUPPORTED => self.commands.vendor(server, call).await,
+            r => r,
+        }
     }
     async fn shutdown_server(&self, server: &ServerName) -> PortResult<()> {
         self.api.shutdown_server(server).await

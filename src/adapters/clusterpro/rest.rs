@@ -57,7 +57,7 @@ use super::parse::{NO_CURRENT_SERVER, RUNNING_SERVER_STATES};
 use crate::adapters::secret::{Password, SecretResolver};
 use crate::ids::{GroupName, ResourceName, ServerName};
 use crate::ports::cluster::{
-    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorStatus, ObjectState, Placement,
+    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorStatus, ObjectState, Placement, VendorCall, VendorPhase,
 };
 use crate::ports::{ErrorClass, PortError, PortResult};
 use crate::spec::{ApiSpec, ApiTls};
@@ -125,6 +125,11 @@ pub struct RestOptions {
     pub operation_timeout: Duration,
     /// Poll schedule while an operation runs.
     pub poll: PollSchedule,
+    /// The server each endpoint belongs to, in the same order, when the URLs give one per server
+    /// in the order of `cluster.server`; empty otherwise. NEC's backup/restore pre- and
+    /// post-processing name no server in their body (see VENDOR.md): they are sent only to the
+    /// server's own endpoint, so without this mapping they go through the commands instead.
+    pub servers: Vec<ServerName>,
 }
 
 impl RestOptions {
@@ -138,7 +143,16 @@ impl RestOptions {
             request_timeout: Duration::from_secs(u64::from(api.request_timeout_s)),
             operation_timeout: Duration::from_secs(u64::from(api.operation_timeout_s)),
             poll: PollSchedule::default(),
+            servers: Vec::new(),
         }
+    }
+
+    /// These options with each endpoint belonging to the server at the same position of
+    /// `servers`, when there is exactly one URL per server.
+    #[must_use]
+    pub fn with_servers(mut self, servers: &[ServerName]) -> Self {
+        self.servers = if servers.len() == self.endpoints.len() { servers.to_vec() } else { Vec::new() };
+        self
     }
 }
 
@@ -160,6 +174,16 @@ struct Envelope {
     groups: Option<Vec<GroupInfo>>,
     #[serde(default)]
     resources: Option<Vec<ResourceInfo>>,
+    /// `/mirrors/{backup,restore}/status`: `detail.status` is `running` until the last pre- or
+    /// post-processing ends, then its completion message (EXPRESSCLUSTER/clpaic).
+    #[serde(default)]
+    detail: Option<VendorDetail>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VendorDetail {
+    #[serde(default)]
+    status: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -552,6 +576,7 @@ pub struct RestCluster {
     preferred: AtomicUsize,
     operation_timeout: Duration,
     poll: PollSchedule,
+    servers: Vec<ServerName>,
 }
 
 impl RestCluster {
@@ -607,14 +632,83 @@ impl RestCluster {
             preferred: AtomicUsize::new(0),
             operation_timeout: options.operation_timeout,
             poll: options.poll,
+            servers: options.servers,
         })
     }
 
     /// The client the desired state's `cluster.api` describes: resolves the password with
     /// `secrets`, then builds the client (default poll schedule).
-    pub async fn connect(api: &ApiSpec, secrets: &SecretResolver) -> PortResult<Self> {
+    pub async fn connect(api: &ApiSpec, servers: &[ServerName], secrets: &SecretResolver) -> PortResult<Self> {
         let password = secrets.resolve(&api.password).await?;
-        RestCluster::new(RestOptions::from_spec(api), password)
+        RestCluster::new(RestOptions::from_spec(api).with_servers(servers), password)
+    }
+
+    /// NEC's pre- or post-processing through `server`'s own endpoint: POST the action, then poll
+    /// its status there until it is no longer `running`. A pre shuts the server down and a post
+    /// reboots it, so its endpoint may stop answering mid-way: for a pre that is done once another
+    /// server's API shows it out of the cluster; for a post, once the reboot has taken the endpoint
+    /// away. A failed completion (`result.code` not 0) is `VendorPreFailed` / `VendorPostFailed`.
+    async fn run_vendor(&self, server: &ServerName, call: &VendorCall) -> PortResult<()> {
+        let Some(index) = self.servers.iter().position(|s| s == server) else {
+            return Err(not_supported(&format!(
+                "`{call}` on {server} (cluster.api.urls do not give one address per server, in the order of cluster.server)"
+            )));
+        };
+        let pre = call.phase == VendorPhase::Pre;
+        let snap = self.snapshot(Fetch::All).await?;
+        check_server(&snap, server)?;
+        let member = snap.server(server).is_some_and(ServerInfo::running);
+        if pre && !call.only && !member {
+            return Err(err(
+                "ServerAlreadyDown",
+                format!("{server} is not a running cluster member"),
+                ErrorClass::AlreadyDone,
+            ));
+        }
+        let failed = |msg: String| {
+            err(
+                if pre { "VendorPreFailed" } else { "VendorPostFailed" },
+                format!("`{call}` on {server}: {msg}"),
+                ErrorClass::NeedsHuman,
+            )
+        };
+        match self.attempt(index, &Method::POST, &call.rest_path(), Some(&vendor_body(call))).await {
+            Ok(_) => {}
+            Err(Attempt::Final(e)) => return Err(failed(e.message)),
+            Err(Attempt::Next { reason, .. }) => {
+                return Err(err(API_UNREACHABLE, format!("`{call}` on {server}: {reason}"), ErrorClass::Retryable));
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.operation_timeout;
+        for delay in self.poll.delays() {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::time::sleep(delay.min(deadline - now)).await;
+            match self.attempt(index, &Method::GET, call.rest_status_path(), None).await {
+                Ok(env) if env.detail.as_ref().is_some_and(|d| d.status == "running") => {}
+                Ok(_) => return Ok(()),
+                Err(Attempt::Next { reason, .. }) if reason.contains("result code") => return Err(failed(reason)),
+                Err(Attempt::Final(e)) => return Err(failed(e.message)),
+                // The endpoint went away with the OS.
+                Err(Attempt::Next { .. }) if !pre => return Ok(()),
+                Err(Attempt::Next { .. }) => {
+                    if self
+                        .snapshot(Fetch::Server(server))
+                        .await
+                        .is_ok_and(|s| !s.server(server).is_some_and(ServerInfo::running))
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Err(err(
+            OPERATION_TIMED_OUT,
+            format!("`{call}` on {server} did not finish within {} s", self.operation_timeout.as_secs()),
+            ErrorClass::Retryable,
+        ))
     }
 
     /// One request to one server.
@@ -922,8 +1016,8 @@ impl Cluster for RestCluster {
         Err(not_supported(&format!("the mirror status of {resource}")))
     }
 
-    async fn vendor(&self, server: &ServerName, call: &crate::ports::cluster::VendorCall) -> PortResult<()> {
-        Err(not_supported(&format!("`{call}` on {server} (run on the server itself)")))
+    async fn vendor(&self, server: &ServerName, call: &VendorCall) -> PortResult<()> {
+        self.run_vendor(server, call).await
     }
 
     async fn config(&self) -> PortResult<ClusterConfig> {
@@ -967,6 +1061,22 @@ impl Cluster for RestCluster {
         }
         Ok(checks)
     }
+}
+
+/// The REST body of `call`: its options as booleans under their command-line names
+/// (EXPRESSCLUSTER/clpaic); none for a plain call.
+fn vendor_body(call: &VendorCall) -> serde_json::Value {
+    let mut body = serde_json::Map::new();
+    let flag = |b: &mut serde_json::Map<String, serde_json::Value>, k: &str| {
+        b.insert(k.to_owned(), serde_json::Value::Bool(true));
+    };
+    if call.only {
+        flag(&mut body, if call.phase == VendorPhase::Pre { "only-shutdown" } else { "only-reboot" });
+    }
+    if call.skip_copy {
+        flag(&mut body, "skip-copy");
+    }
+    serde_json::Value::Object(body)
 }
 
 fn not_supported(what: &str) -> PortError {
