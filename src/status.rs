@@ -106,6 +106,11 @@ pub struct StatusDoc {
     /// Why the daemon no longer reconciles this cluster (its desired-state file was removed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// An operation was left part-way and no process is working on it: written by an `apply`
+    /// stopped by a signal, and set by `mirrorctl status` when the document says work is under
+    /// way but nobody holds the cluster's writer lock. Says how to resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
 }
 
 /// How many steps of history a document keeps.
@@ -144,6 +149,7 @@ impl StatusDoc {
             updated: now,
             spec_error: None,
             stopped: None,
+            interrupted: None,
         }
     }
 
@@ -197,6 +203,9 @@ impl StatusDoc {
         if let Some(why) = &self.stopped {
             let _ = writeln!(s, "  stopped:   {why}");
         }
+        if let Some(why) = &self.interrupted {
+            let _ = writeln!(s, "  INTERRUPTED, no writer: {why}");
+        }
         if let Some(e) = &self.spec_error {
             let _ = writeln!(s, "  desired state invalid (working toward its last valid version):");
             for line in e.lines() {
@@ -242,7 +251,8 @@ impl StatusDoc {
     }
 }
 
-fn operations(records: &[Record]) -> BTreeMap<String, String> {
+/// Operations and their state (started, completed, abandoned) from journal records.
+pub fn operations(records: &[Record]) -> BTreeMap<String, String> {
     let mut ops = BTreeMap::new();
     for r in records {
         match r {
@@ -261,7 +271,8 @@ fn operations(records: &[Record]) -> BTreeMap<String, String> {
     ops
 }
 
-fn history(records: &[Record]) -> Vec<StepHistory> {
+/// The most recent steps (at most [`HISTORY_LEN`]) from journal records, oldest first.
+pub fn history(records: &[Record]) -> Vec<StepHistory> {
     let mut out: Vec<StepHistory> = Vec::new();
     let mut by_seq: BTreeMap<u64, usize> = BTreeMap::new();
     for r in records {

@@ -1,16 +1,27 @@
 //! `mirrorctl apply FILE [--plan plan.json]`: reconcile until converged or blocked, printing
-//! progress. With `--plan`, first refuses to act if the observed state's fingerprint changed since
-//! the plan was saved and the steps planned now differ from the saved ones (someone or something
-//! else changed the world; plan again and review).
+//! progress. With `--plan`, first refuses to act (exit [`super::EXIT_STALE_PLAN`]) when the
+//! desired-state file's bytes or any part of the observed world differ from what the plan was made
+//! from ([`super::plan::stale_reasons`] says which): what runs must be what was reviewed.
+//!
+//! Interrupts (SIGINT, SIGTERM): the first lets the steps in flight finish — their intents are
+//! already in the journal — then stops, marks the status document interrupted, says where the
+//! cluster stands and how to resume, and exits [`EXIT_INTERRUPTED`]. A second one exits at once
+//! ([`EXIT_ABORTED`]), cutting the steps in flight: still safe to resume, because the journal is
+//! intent-first and the next run resolves an intent without a result by observation.
 
 use std::path::Path;
 use std::time::Instant;
 
 use tokio::sync::mpsc::unbounded_channel;
 
-use super::{CliError, EXIT_BLOCKED, WorldArgs};
+use std::fmt::Write as _;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{CliError, EXIT_ABORTED, EXIT_BLOCKED, EXIT_INTERRUPTED, WorldArgs};
 use crate::execute::{Event, EventKind, Progress};
-use crate::reconcile::{Context, Settled, open_journal, plan_once, reconcile};
+use crate::reconcile::{Context, ReconcileError, Settled, open_journal, plan_once, reconcile};
+use crate::status::StatusDoc;
 
 /// One progress line.
 pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
@@ -62,17 +73,16 @@ pub async fn run(state_dir: &Path, file: &Path, saved: Option<&Path>, world: &Wo
                 spec.cluster.name
             )));
         }
+        let bytes = std::fs::read(file).map_err(|e| CliError::Failed(format!("reading {}: {e}", file.display())))?;
         let journal = open_journal(&spec, &ctx).map_err(|e| CliError::Failed(e.to_string()))?;
-        let (obs, plan) = plan_once(&spec, &ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;
-        let now = crate::plan::fingerprint(&obs);
-        // Something unrelated may move on by itself (a snapshot completing); what matters is that
-        // the steps about to run are the ones reviewed. Refuse only when the observation changed
-        // *and* the plan made from it differs from the saved one.
-        if now != saved.fingerprint && plan.outcome != saved.plan.outcome {
-            return Err(CliError::Usage(format!(
-                "the world changed since {} was saved (fingerprint {} → {now}); run `mirrorctl plan` again and review it",
+        let (obs, _) = plan_once(&spec, &ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;
+        let now = super::plan::world_parts(&obs);
+        if let Some(why) = super::plan::stale_reasons(&saved, file, &super::plan::file_sha256(&bytes), &now) {
+            return Err(CliError::StalePlan(format!(
+                "refusing the saved plan {}: {why}. Nothing was done; run `mirrorctl plan --out {} {}` again and review it",
                 path.display(),
-                saved.fingerprint
+                path.display(),
+                file.display()
             )));
         }
     }
@@ -87,8 +97,34 @@ pub async fn run(state_dir: &Path, file: &Path, saved: Option<&Path>, world: &Wo
             }
         }
     });
-    let result = reconcile(&spec, &ctx).await;
+    // Interrupts: the first signal stops at the next step boundary (the steps in flight finish;
+    // their intents are already in the journal), the second one exits at once.
+    let stop = CancellationToken::new();
+    ctx.stop = Some(stop.clone());
+    let signals = super::signals::Signals::new()?;
+    let resume = resume_command(state_dir, world, file);
+    let interrupts = async {
+        signals.next().await;
+        eprintln!(
+            "interrupt: letting the step(s) in flight finish, then stopping (their intents are in the journal); \
+             interrupt again to exit at once"
+        );
+        stop.cancel();
+        signals.next().await;
+    };
+    let result = tokio::select! {
+        r = reconcile(&spec, &ctx) => Some(r),
+        () = interrupts => None,
+    };
     drop(ctx);
+    let Some(result) = result else {
+        eprintln!(
+            "second interrupt: exiting now, with the step(s) in flight cut off. Nothing is lost: every step begun has \
+             its intent in the journal, and the next run resolves it by looking at the world first.\n\
+             resume with: {resume}"
+        );
+        return Ok(EXIT_ABORTED);
+    };
     let _ = printer.await;
     match result {
         Ok(Settled::Converged) => {
@@ -102,6 +138,61 @@ pub async fn run(state_dir: &Path, file: &Path, saved: Option<&Path>, world: &Wo
             );
             Ok(EXIT_BLOCKED)
         }
+        Err(ReconcileError::Stopped) => {
+            println!("{}", interrupted(state_dir, &spec, &resume));
+            Ok(EXIT_INTERRUPTED)
+        }
         Err(e) => Err(CliError::Failed(format!("{}: {e}", spec.cluster.name))),
     }
+}
+
+/// The command that resumes this apply.
+fn resume_command(state_dir: &Path, world: &WorldArgs, file: &Path) -> String {
+    let mut cmd = format!("mirrorctl --state-dir {} apply", state_dir.display());
+    if world.world == super::WorldKind::Lab {
+        cmd.push_str(" --world lab");
+        if let Some(f) = &world.world_file {
+            let _ = write!(cmd, " --world-file {}", f.display());
+        }
+    } else {
+        cmd.push_str(" --world aws");
+    }
+    let _ = write!(cmd, " {}", file.display());
+    cmd
+}
+
+/// After a stop at a step boundary: marks the status document interrupted and says where the
+/// cluster stands (the operation, the steps done, the last one) and how to resume.
+fn interrupted(state_dir: &Path, spec: &crate::spec::Spec, resume: &str) -> String {
+    let path = StatusDoc::path_for(state_dir, &spec.cluster.name);
+    let mut s = format!("{} interrupted at a step boundary: no step is in flight.\n", spec.cluster.name);
+    if let Ok(mut doc) = StatusDoc::read(&path) {
+        // The document was written at the start of the last pass: bring its steps up to date.
+        let records = crate::journal::Journal::open(&crate::journal::Journal::path_for(state_dir, &spec.cluster.name))
+            .map(|j| j.records().to_vec())
+            .unwrap_or_default();
+        doc.operations = crate::status::operations(&records);
+        doc.history = crate::status::history(&records);
+        if let Some(op) = &doc.operation {
+            let prefix = format!("{op}/");
+            let done: Vec<_> =
+                doc.history.iter().filter(|h| h.step.starts_with(&prefix) && h.outcome.starts_with("ok")).collect();
+            let _ = write!(s, "  operation: {op}, {} step(s) done", done.len());
+            if let Some(last) = done.last() {
+                let _ = write!(s, ", the last {} ({})", last.step, last.what);
+            }
+            s.push('\n');
+        }
+        if let Some(w) = &doc.waiting {
+            let _ = writeln!(s, "  it was waiting for {w}");
+        }
+        doc.interrupted = Some(format!(
+            "apply was stopped by a signal at a step boundary (no step in flight); resume with `{resume}`"
+        ));
+        if let Err(e) = doc.write(&path) {
+            let _ = writeln!(s, "  (could not mark the status document {}: {e})", path.display());
+        }
+    }
+    let _ = write!(s, "  resume with: {resume}  (or start the daemon on this state directory)");
+    s
 }

@@ -2,14 +2,18 @@
 //! that owns its exit code, and the dispatcher.
 //!
 //! Exit codes: 0 success (for `plan`: nothing to do), 2 `plan` has changes pending, 3 blocked
-//! (needs a human), 64 usage, 65 invalid desired state, 1 any other error.
+//! (needs a human), 4 `apply --plan` refused a saved plan that no longer matches the file or the
+//! world, 5 `apply` interrupted at a step boundary, 130 a second interrupt (exit at once), 64 usage,
+//! 65 invalid desired state, 1 any other error.
 
 pub mod apply;
 pub mod bench;
 pub mod chaos;
 pub mod lab;
 pub mod plan;
+pub mod project;
 pub mod run;
+pub mod signals;
 pub mod status;
 pub mod validate;
 pub mod world;
@@ -178,6 +182,9 @@ pub enum CliError {
     /// Bad usage.
     #[error("{0}")]
     Usage(String),
+    /// A saved plan no longer matches the desired-state file or the world.
+    #[error("{0}")]
+    StalePlan(String),
     /// Any other failure.
     #[error("{0}")]
     Failed(String),
@@ -198,6 +205,7 @@ impl CliError {
         match self {
             CliError::InvalidSpec(_) => crate::spec::EXIT_INVALID,
             CliError::Usage(_) => EXIT_USAGE,
+            CliError::StalePlan(_) => EXIT_STALE_PLAN,
             CliError::Failed(_) => 1,
         }
     }
@@ -209,6 +217,13 @@ pub const EXIT_BLOCKED: u8 = 3;
 pub const EXIT_USAGE: u8 = 64;
 /// Exit code of `plan`: changes pending.
 pub const EXIT_CHANGES: u8 = 2;
+/// Exit code of `apply --plan`: the saved plan no longer matches the desired-state file or the
+/// world (nothing was done; plan again and review).
+pub const EXIT_STALE_PLAN: u8 = 4;
+/// Exit code of `apply`: stopped by a signal at a step boundary (resumable: run it again).
+pub const EXIT_INTERRUPTED: u8 = 5;
+/// Exit code of `apply` and `run`: a second signal, exit at once (still resumable).
+pub const EXIT_ABORTED: u8 = 130;
 
 /// Sets up `tracing` on stderr.
 pub fn init_logging(cli: &Cli) {

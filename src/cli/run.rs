@@ -120,7 +120,7 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>) -> Result<u8, CliErro
     let server_stop = CancellationToken::new();
     let server = tokio::spawn(serve(listener, controller.metrics(), server_stop.clone()));
     tracing::info!(dir = %eff.dir.display(), state = %eff.state_dir.display(), listen = %eff.listen, "mirrorctl daemon started");
-    let signals = Arc::new(Signals::new()?);
+    let signals = Arc::new(super::signals::Signals::new()?);
     let mut daemon = tokio::spawn(controller.run(shutdown.clone()));
     let code = tokio::select! {
         _ = &mut daemon => 0,
@@ -137,7 +137,7 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>) -> Result<u8, CliErro
                 },
                 () = signals.next() => {
                     tracing::warn!("second signal: exiting now; the journal resolves steps in flight on restart");
-                    130
+                    super::EXIT_ABORTED
                 }
             }
         }
@@ -146,28 +146,4 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>) -> Result<u8, CliErro
     server_stop.cancel();
     let _ = server.await;
     Ok(code)
-}
-
-/// SIGTERM and SIGINT as one stream.
-struct Signals {
-    term: tokio::sync::Mutex<tokio::signal::unix::Signal>,
-    int: tokio::sync::Mutex<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    fn new() -> Result<Self, CliError> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let term = signal(SignalKind::terminate()).map_err(|e| CliError::Failed(format!("SIGTERM handler: {e}")))?;
-        let int = signal(SignalKind::interrupt()).map_err(|e| CliError::Failed(format!("SIGINT handler: {e}")))?;
-        Ok(Signals { term: tokio::sync::Mutex::new(term), int: tokio::sync::Mutex::new(int) })
-    }
-
-    async fn next(&self) {
-        let mut term = self.term.lock().await;
-        let mut int = self.int.lock().await;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }
 }

@@ -17,6 +17,8 @@ pub struct OpenWorld {
     pub ports: Ports,
     /// The simulated world, when it is one.
     pub sim: Option<Arc<SimWorld>>,
+    /// The file the simulated world persists to, when it is one.
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// A lab scenario shaped like `spec`: its cluster name, servers, instances, zones, device, md,
@@ -48,7 +50,7 @@ pub async fn open(args: &WorldArgs, state_dir: &Path, spec: &Spec) -> Result<Ope
             let ports = crate::adapters::world::aws_ports(spec, state_dir, None).await.map_err(|e| {
                 CliError::Failed(format!("cannot reach cluster {} (--world aws): {e}", spec.cluster.name))
             })?;
-            Ok(OpenWorld { ports, sim: None })
+            Ok(OpenWorld { ports, sim: None, file: None })
         }
         WorldKind::Lab => {
             if !(args.speed.is_finite() && args.speed > 0.0) {
@@ -69,7 +71,7 @@ pub async fn open(args: &WorldArgs, state_dir: &Path, spec: &Spec) -> Result<Ope
                     .map_err(|e| CliError::Failed(format!("creating lab world {}: {e}", path.display())))?;
                 w
             };
-            Ok(OpenWorld { ports: world.ports(), sim: Some(world) })
+            Ok(OpenWorld { ports: world.ports(), sim: Some(world), file: Some(path) })
         }
     }
 }

@@ -265,6 +265,7 @@ fn write_patch(shared: &Shared, key: &str, file: &Path, ports: Option<&Ports>, f
         updated: now,
         spec_error: None,
         stopped: None,
+        interrupted: None,
     });
     f(&mut doc);
     doc.updated = now;
