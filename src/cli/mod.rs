@@ -206,7 +206,7 @@ impl CliError {
             CliError::InvalidSpec(_) => crate::spec::EXIT_INVALID,
             CliError::Usage(_) => EXIT_USAGE,
             CliError::StalePlan(_) => EXIT_STALE_PLAN,
-            CliError::Failed(_) => 1,
+            CliError::Failed(_) => EXIT_FAILED,
         }
     }
 }
@@ -224,6 +224,24 @@ pub const EXIT_STALE_PLAN: u8 = 4;
 pub const EXIT_INTERRUPTED: u8 = 5;
 /// Exit code of `apply` and `run`: a second signal, exit at once (still resumable).
 pub const EXIT_ABORTED: u8 = 130;
+
+/// Exit code of a command's failure that has no code of its own.
+pub const EXIT_FAILED: u8 = 1;
+
+/// The exit codes each command can end with (besides [`EXIT_USAGE`] for any command-line error
+/// and 65 for an invalid desired-state file, which every command that reads one can return), by
+/// the command's name as the README's commands table writes it. A unit test holds the README's
+/// table to this one, so a code changed here must be documented there.
+pub const EXIT_CODES: &[(&str, &[u8])] = &[
+    ("validate", &[0, crate::spec::EXIT_INVALID]),
+    ("plan", &[0, EXIT_CHANGES, EXIT_FAILED]),
+    ("apply", &[0, EXIT_BLOCKED, EXIT_STALE_PLAN, EXIT_INTERRUPTED, EXIT_ABORTED, EXIT_FAILED]),
+    ("status", &[0]),
+    ("lab", &[0, EXIT_FAILED]),
+    ("bench", &[0, EXIT_FAILED]),
+    ("bench chaos", &[0, EXIT_FAILED]),
+    ("run", &[0, EXIT_FAILED, EXIT_ABORTED, crate::spec::EXIT_INVALID]),
+];
 
 /// Sets up `tracing` on stderr.
 pub fn init_logging(cli: &Cli) {
@@ -265,4 +283,47 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
 /// Loads one desired-state file or returns its rendered errors.
 pub fn load_spec(file: &std::path::Path) -> Result<crate::spec::Spec, CliError> {
     crate::spec::load_file(file).map_err(|e| CliError::InvalidSpec(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::EXIT_CODES;
+
+    /// The README's commands table: command name → the exit codes its last column lists.
+    fn readme_exit_codes() -> BTreeMap<String, BTreeSet<u8>> {
+        let readme = include_str!("../../README.md");
+        let mut table: BTreeMap<String, BTreeSet<u8>> = BTreeMap::new();
+        for line in readme.lines().filter(|l| l.starts_with("| `mirrorctl ")) {
+            let usage = line.trim_start_matches("| `mirrorctl ").split('`').next().unwrap_or_default();
+            let name: Vec<&str> = usage
+                .split_whitespace()
+                .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !w.starts_with('-'))
+                .collect();
+            let codes_column = line.trim_end_matches('|').rsplit('|').next().unwrap_or_default();
+            let codes = codes_column
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<u8>().ok())
+                .collect::<BTreeSet<u8>>();
+            table.entry(name.join(" ")).or_default().extend(codes);
+        }
+        table
+    }
+
+    #[test]
+    fn the_readme_commands_table_lists_the_exit_codes_the_code_returns() {
+        let readme = readme_exit_codes();
+        let code: BTreeMap<String, BTreeSet<u8>> =
+            EXIT_CODES.iter().map(|(name, codes)| ((*name).to_owned(), codes.iter().copied().collect())).collect();
+        assert_eq!(readme, code, "README.md's commands table (left) and cli::EXIT_CODES (right) disagree");
+    }
+
+    #[test]
+    fn every_command_has_its_row() {
+        let readme = readme_exit_codes();
+        for name in ["validate", "plan", "apply", "status", "lab", "bench", "bench chaos", "run"] {
+            assert!(readme.contains_key(name), "no README row for {name}: {readme:?}");
+        }
+    }
 }
