@@ -57,7 +57,12 @@ pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
 
 /// Runs `apply`.
 pub async fn run(state_dir: &Path, file: &Path, saved: Option<&Path>, world: &WorldArgs) -> Result<u8, CliError> {
+    let kind = world.kind()?;
     let spec = super::load_spec(file)?;
+    if kind == super::WorldKind::Aws {
+        // Before anything else: who and where we are about to act.
+        println!("world: {}", super::world::aws_identity(&spec).await?);
+    }
     let w = super::world::open(world, state_dir, &spec).await?;
     let mut ctx = Context::new(w.ports.clone(), state_dir.to_owned());
     if let Some(path) = saved {
@@ -149,7 +154,7 @@ pub async fn run(state_dir: &Path, file: &Path, saved: Option<&Path>, world: &Wo
 /// The command that resumes this apply.
 fn resume_command(state_dir: &Path, world: &WorldArgs, file: &Path) -> String {
     let mut cmd = format!("mirrorctl --state-dir {} apply", state_dir.display());
-    if world.world == super::WorldKind::Lab {
+    if world.world == Some(super::WorldKind::Lab) {
         cmd.push_str(" --world lab");
         if let Some(f) = &world.world_file {
             let _ = write!(cmd, " --world-file {}", f.display());

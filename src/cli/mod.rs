@@ -75,15 +75,31 @@ pub enum WorldKind {
 /// World options shared by `plan` and `apply`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorldArgs {
-    /// Which world to act on.
-    #[arg(long, value_enum, default_value_t = WorldKind::Aws)]
-    pub world: WorldKind,
-    /// Lab world file (default: <state-dir>/lab-world.json; created from the desired state if missing).
+    /// Which world to act on: `aws` (the real cluster) or `lab` (the simulated one). Required:
+    /// mirrorctl never picks real AWS by default.
+    #[arg(long, value_enum, env = "MIRRORCTL_WORLD")]
+    pub world: Option<WorldKind>,
+    /// Lab world file (default: <state-dir>/lab/<cluster>.json, the daemon's; created from the
+    /// desired state if missing).
     #[arg(long)]
     pub world_file: Option<PathBuf>,
     /// Lab speed factor (model seconds per real second).
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
+}
+
+impl WorldArgs {
+    /// The world asked for, or a usage error saying how to ask: the world is never implied.
+    pub fn kind(&self) -> Result<WorldKind, CliError> {
+        self.world.ok_or_else(|| {
+            CliError::Usage(
+                "say which world to act on: --world aws (the real cluster: EC2 with your AWS credentials, \
+                 CLUSTERPRO and the servers) or --world lab (a simulated cluster under the state directory); \
+                 MIRRORCTL_WORLD=aws|lab sets it for a shell"
+                    .into(),
+            )
+        })
+    }
 }
 
 /// Subcommands.

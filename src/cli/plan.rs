@@ -173,12 +173,19 @@ pub async fn run(
     out: Option<&Path>,
     world: &WorldArgs,
 ) -> Result<u8, CliError> {
+    let kind = world.kind()?;
     let spec = super::load_spec(file)?;
     let bytes = std::fs::read(file).map_err(|e| CliError::Failed(format!("reading {}: {e}", file.display())))?;
-    if world.world == super::WorldKind::Aws {
-        // Before anything else (and before the rest of the AWS world exists): which of the EC2
-        // calls mirrorctl would make are permitted, asked with DryRun.
-        print!("{}", permission_report(&spec).await);
+    if kind == super::WorldKind::Aws {
+        // Before anything else: who and where we are on AWS (one clear line if that fails), then
+        // which of the EC2 calls mirrorctl would make are permitted, asked with DryRun. With
+        // `-o json` both go to stderr: stdout is the plan.
+        let who = super::world::aws_identity(&spec).await?;
+        let report = format!("world: {who}\n{}", permission_report(&spec).await);
+        match output {
+            Output::Text => print!("{report}"),
+            Output::Json => eprint!("{report}"),
+        }
     }
     let w = super::world::open(world, state_dir, &spec).await?;
     let ctx = Context::new(w.ports.clone(), state_dir.to_owned());

@@ -183,11 +183,11 @@ async fn run(spec: &Spec, dir: &Path, world_file: &Path) -> Result<Projection, C
         let at_s = at(&e);
         match e.kind {
             EventKind::StepStarted { step, what, .. } => {
-                entries.push(Entry::Step { at_s, step: step.to_string(), what })
+                entries.push(Entry::Step { at_s, step: step.to_string(), what });
             }
             EventKind::Waiting { reason } => entries.push(Entry::Wait { at_s, reason }),
             EventKind::StepFailed { step, error } => {
-                entries.push(Entry::Failed { at_s, step: step.to_string(), error })
+                entries.push(Entry::Failed { at_s, step: step.to_string(), error });
             }
             EventKind::Completed { op } => entries.push(Entry::Completed { at_s, op: op.to_string() }),
             EventKind::StepDone { .. } | EventKind::Retrying { .. } | EventKind::Blocked(_) | EventKind::Converged => {}

@@ -23,7 +23,7 @@ pub struct RunArgs {
     /// Desired-state directory [default: desired-state].
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Which world to act on [default: aws].
+    /// Which world to act on (required here or in the settings file: never implied).
     #[arg(long, value_enum)]
     pub world: Option<WorldKind>,
     /// Lab speed factor: model seconds per real second [default: 1].
@@ -77,7 +77,13 @@ pub fn effective(args: &RunArgs, state_dir: Option<&Path>) -> Result<Effective, 
     let eff = Effective {
         dir: args.dir.clone().or(file.dir).unwrap_or_else(|| PathBuf::from("desired-state")),
         state_dir: state_dir.map(Path::to_owned).or(file.state_dir).unwrap_or_else(|| PathBuf::from("state")),
-        world: world.unwrap_or(WorldKind::Aws),
+        world: world.ok_or_else(|| {
+            CliError::Usage(
+                "say which world the daemon acts on: --world aws (the real clusters) or --world lab (simulated \
+                 ones under the state directory), or `world = \"aws\"` in the settings file (--config)"
+                    .into(),
+            )
+        })?,
         speed: args.speed.or(file.speed).unwrap_or(1.0),
         resync: Duration::from_secs(args.resync.or(file.resync_secs).unwrap_or(60)),
         debounce: Duration::from_millis(file.debounce_ms.unwrap_or(100)),
@@ -119,7 +125,18 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>) -> Result<u8, CliErro
     let shutdown = CancellationToken::new();
     let server_stop = CancellationToken::new();
     let server = tokio::spawn(serve(listener, controller.metrics(), server_stop.clone()));
-    tracing::info!(dir = %eff.dir.display(), state = %eff.state_dir.display(), listen = %eff.listen, "mirrorctl daemon started");
+    let world = match eff.world {
+        WorldKind::Aws => "aws",
+        WorldKind::Lab => "lab",
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        world,
+        dir = %eff.dir.display(),
+        state = %eff.state_dir.display(),
+        listen = %eff.listen,
+        "mirrorctl daemon started"
+    );
     let signals = Arc::new(super::signals::Signals::new()?);
     let mut daemon = tokio::spawn(controller.run(shutdown.clone()));
     let code = tokio::select! {

@@ -235,7 +235,7 @@ fn plan_of_an_invalid_file_exits_65_with_one_error_heading() {
     assert_eq!(r.code, 65);
     assert!(r.stderr.starts_with("error[unknown-key]: "), "{}", r.stderr);
     assert!(!r.stderr.contains("error: error"), "printed once: {}", r.stderr);
-    assert!(!lab.state().join("lab-world.json").exists(), "no world is created for an invalid file");
+    assert!(!lab.state().join("lab").exists(), "no world is created for an invalid file");
 }
 
 // ---- plan -----------------------------------------------------------------------------------
@@ -247,7 +247,7 @@ fn plan_with_nothing_wanted_has_no_changes() {
     let r = lab.run(&["plan", "--world", "lab", s(&file)]);
     assert_eq!(r.code, 0, "nothing to do exits 0");
     assert!(r.stdout.contains("No changes. The cluster matches its desired state."), "{}", r.stdout);
-    assert!(lab.state().join("lab-world.json").exists(), "the lab world is created on first use");
+    assert!(lab.state().join("lab/prod-db.json").exists(), "the lab world is created on first use");
 }
 
 #[test]
@@ -312,17 +312,135 @@ fn plan_json_and_out_save_the_same_plan() {
     assert_eq!(written, printed, "the saved plan is the printed one");
 }
 
-/// `--world aws` (the default) is the real world; here EC2 and SSM are a closed loopback port, so
-/// `plan` reports that the `DryRun` check could not run, then fails (retryable errors exhausted)
-/// naming what could not be observed.
+/// The world is never implied: `plan`, `apply` and `run` without `--world` (or `MIRRORCTL_WORLD`,
+/// or the daemon's settings file) refuse
+/// at once with a usage error saying how to name one, before reading anything. Fails on the code
+/// before, where they went to real AWS.
 #[test]
-fn an_unreachable_aws_world_fails_with_what_could_not_be_observed() {
+fn plan_and_apply_without_a_world_refuse_and_say_how_to_name_one() {
     let lab = Lab::new();
     let file = lab.prod_db("plain", |t| t);
-    let r = lab.run(&["plan", s(&file)]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stdout.contains("cannot check: DescribeInstances failed"), "{}", r.stdout);
-    assert!(r.stderr.contains("observing the cluster failed"), "{}", r.stderr);
+    for command in ["plan", "apply"] {
+        let r = lab.run(&[command, s(&file)]);
+        assert_eq!(r.code, 64, "{command}: {}", r.stderr);
+        assert!(r.stderr.starts_with("error: say which world to act on: --world aws"), "{}", r.stderr);
+        assert!(r.stderr.contains("MIRRORCTL_WORLD=aws|lab"), "{}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "{}", r.stdout);
+    }
+    // The daemon too, unless its settings file names the world.
+    let r = lab.run(&["run", "--dir", s(lab.path()), "--listen", "127.0.0.1:0"]);
+    assert_eq!(r.code, 64, "{}", r.stderr);
+    assert!(r.stderr.starts_with("error: say which world the daemon acts on: --world aws"), "{}", r.stderr);
+    assert!(!lab.state().exists(), "nothing was created");
+}
+
+/// Runs `mirrorctl` with the environment of [`run_in`] changed by `env` (`None` removes a variable).
+fn run_with_env(cwd: &Path, args: &[&str], env: &[(&str, Option<&str>)]) -> (Run, std::time::Duration) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_remove("MIRRORCTL_STATE_DIR")
+        .env_remove("MIRRORCTL_LOG")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let started = std::time::Instant::now();
+    let out = cmd.output().expect("mirrorctl runs");
+    let took = started.elapsed();
+    let run = Run {
+        code: out.status.code().expect("exited"),
+        stdout: String::from_utf8(out.stdout).expect("UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("UTF-8"),
+    };
+    eprintln!("$ mirrorctl {}\n-> exit {} in {took:?}\n{}{}", args.join(" "), run.code, run.stdout, run.stderr);
+    (run, took)
+}
+
+/// On AWS with no credentials anywhere (no environment, an empty home, no instance metadata),
+/// `plan` and `apply` say so in one line, with what to do, at once. Fails on the code before: 20 s
+/// of retries, then the credential chain's dump on several lines.
+#[test]
+fn aws_without_credentials_is_one_line_at_once() {
+    let lab = Lab::new();
+    let file = lab.prod_db("plain", |t| t);
+    let state = lab.state();
+    let home = lab.path().to_str().expect("UTF-8").to_owned();
+    for command in ["plan", "apply"] {
+        let (r, took) = run_with_env(
+            lab.path(),
+            &["--state-dir", s(&state), command, "--world", "aws", s(&file)],
+            &[
+                ("AWS_ACCESS_KEY_ID", None),
+                ("AWS_SECRET_ACCESS_KEY", None),
+                ("AWS_SESSION_TOKEN", None),
+                ("AWS_CONFIG_FILE", None),
+                ("AWS_SHARED_CREDENTIALS_FILE", None),
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", None),
+                ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", None),
+                ("AWS_CONTAINER_CREDENTIALS_FULL_URI", None),
+                ("HOME", Some(&home)),
+            ],
+        );
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(
+            r.stderr.starts_with("error: no AWS credentials for region ap-northeast-1: none found"),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("Set AWS_PROFILE"), "{}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "nothing printed before: {}", r.stdout);
+        assert!(took < std::time::Duration::from_secs(10), "{command} took {took:?}");
+    }
+}
+
+/// On AWS with credentials but no route to AWS (the endpoint is a closed loopback port), `plan`
+/// and `apply` say so in one line naming the endpoint, at once, before any permission check or
+/// observation. Fails on the code before (20 s of retries, an SDK error dump).
+#[test]
+fn aws_unreachable_is_one_line_naming_the_endpoint() {
+    let lab = Lab::new();
+    let file = lab.prod_db("plain", |t| t);
+    let state = lab.state();
+    for command in ["plan", "apply"] {
+        let (r, took) = run_with_env(lab.path(), &["--state-dir", s(&state), command, "--world", "aws", s(&file)], &[]);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(
+            r.stderr.starts_with("error: cannot reach AWS STS in region ap-northeast-1 at http://127.0.0.1:9: "),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("nothing was done"), "{}", r.stderr);
+        assert!(!r.stderr.contains("DispatchFailure"), "no SDK dump: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "{}", r.stdout);
+        assert!(took < std::time::Duration::from_secs(10), "{command} took {took:?}");
+    }
+}
+
+/// `plan`/`apply --world lab` use the daemon's world file, `<state>/lab/<cluster>.json`, and say
+/// when they create it. Fails on the code before (a separate `lab-world.json`, created silently).
+#[test]
+fn the_lab_world_is_the_daemons_file_and_its_creation_is_said() {
+    let lab = Lab::new();
+    let file = lab.prod_db("plain", |t| t);
+    let r = lab.run(&["plan", "--world", "lab", s(&file)]);
+    assert_eq!(r.code, 0);
+    let world = lab.state().join("lab/prod-db.json");
+    assert!(world.exists(), "the daemon's file");
+    assert!(r.stderr.contains(&format!("lab world: created {}", s(&world))), "{}", r.stderr);
+    let again = lab.run(&["plan", "--world", "lab", s(&file)]);
+    assert!(!again.stderr.contains("lab world: created"), "{}", again.stderr);
+    assert!(!lab.state().join("lab-world.json").exists());
 }
 
 #[test]
