@@ -59,6 +59,7 @@ pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
 pub async fn run(state_dir: &Path, file: &Path, saved: Option<&Path>, world: &WorldArgs) -> Result<u8, CliError> {
     let kind = world.kind()?;
     let spec = super::load_spec(file)?;
+    super::check_state_dir(state_dir)?;
     if kind == super::WorldKind::Aws {
         // Before anything else: who and where we are about to act.
         println!("world: {}", super::world::aws_identity(&spec).await?);

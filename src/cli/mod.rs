@@ -4,7 +4,7 @@
 //! Exit codes: 0 success (for `plan`: nothing to do), 2 `plan` has changes pending, 3 blocked
 //! (needs a human), 4 `apply --plan` refused a saved plan that no longer matches the file or the
 //! world, 5 `apply` interrupted at a step boundary, 130 a second interrupt (exit at once), 64 usage,
-//! 65 invalid desired state, 1 any other error.
+//! 65 invalid desired state, 73 the state directory cannot be written, 1 any other error.
 
 pub mod apply;
 pub mod bench;
@@ -157,7 +157,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = LabOs::Windows)]
         os: LabOs,
     },
-    /// Measure the figures of DESIGN.md §7 in the simulated world (paused time; prints a table).
+    /// Measure the performance figures against their targets in the simulated world (paused time; prints a table).
     #[command(args_conflicts_with_subcommands = true)]
     Bench {
         /// A campaign instead of the figures table.
@@ -201,6 +201,9 @@ pub enum CliError {
     /// A saved plan no longer matches the desired-state file or the world.
     #[error("{0}")]
     StalePlan(String),
+    /// The state directory cannot be written.
+    #[error("{0}")]
+    StateDir(String),
     /// Any other failure.
     #[error("{0}")]
     Failed(String),
@@ -222,6 +225,7 @@ impl CliError {
             CliError::InvalidSpec(_) => crate::spec::EXIT_INVALID,
             CliError::Usage(_) => EXIT_USAGE,
             CliError::StalePlan(_) => EXIT_STALE_PLAN,
+            CliError::StateDir(_) => EXIT_STATE_DIR,
             CliError::Failed(_) => EXIT_FAILED,
         }
     }
@@ -241,6 +245,46 @@ pub const EXIT_INTERRUPTED: u8 = 5;
 /// Exit code of `apply` and `run`: a second signal, exit at once (still resumable).
 pub const EXIT_ABORTED: u8 = 130;
 
+/// Exit code of `apply` and `run`: the state directory cannot be written (sysexits'
+/// `EX_CANTCREAT`). Like 65, restarting does not help: the systemd unit does not restart on it.
+pub const EXIT_STATE_DIR: u8 = 73;
+
+/// Checks, before anything is done, that `dir` and the directories mirrorctl writes in it
+/// (`journal/`, `status/`) can be created and written: a file is created, synced and removed in
+/// each. A journal that cannot be written would otherwise surface only at the first step's
+/// intent, or — in the daemon — as a worker failing forever behind a green health check.
+pub fn check_state_dir(dir: &std::path::Path) -> Result<(), CliError> {
+    use std::io::Write as _;
+    let fail = |at: &std::path::Path, e: std::io::Error| {
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| l.strip_prefix("Uid:").map(|u| u.split_whitespace().next().map(str::to_owned)))
+            })
+            .flatten()
+            .map_or_else(String::new, |u| format!(" (uid {u})"));
+        CliError::StateDir(format!(
+            "the state directory {} is not writable: {}: {e}. mirrorctl keeps its journal and status documents \
+             there and writes them before every step; give the user running mirrorctl{uid} write access, or \
+             choose another directory with --state-dir; nothing was done",
+            dir.display(),
+            at.display()
+        ))
+    };
+    for sub in [dir.to_owned(), dir.join("journal"), dir.join("status")] {
+        std::fs::create_dir_all(&sub).map_err(|e| fail(&sub, e))?;
+        let probe = sub.join(format!(".write-check-{}", std::process::id()));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .and_then(|mut f| f.write_all(b"mirrorctl").and_then(|()| f.sync_all()));
+        let removed = std::fs::remove_file(&probe);
+        written.and(removed).map_err(|e| fail(&sub, e))?;
+    }
+    Ok(())
+}
+
 /// Exit code of a command's failure that has no code of its own.
 pub const EXIT_FAILED: u8 = 1;
 
@@ -251,12 +295,12 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_CODES: &[(&str, &[u8])] = &[
     ("validate", &[0, crate::spec::EXIT_INVALID]),
     ("plan", &[0, EXIT_CHANGES, EXIT_FAILED]),
-    ("apply", &[0, EXIT_BLOCKED, EXIT_STALE_PLAN, EXIT_INTERRUPTED, EXIT_ABORTED, EXIT_FAILED]),
+    ("apply", &[0, EXIT_BLOCKED, EXIT_STALE_PLAN, EXIT_INTERRUPTED, EXIT_STATE_DIR, EXIT_ABORTED, EXIT_FAILED]),
     ("status", &[0]),
     ("lab", &[0, EXIT_FAILED]),
     ("bench", &[0, EXIT_FAILED]),
     ("bench chaos", &[0, EXIT_FAILED]),
-    ("run", &[0, EXIT_FAILED, EXIT_ABORTED, crate::spec::EXIT_INVALID]),
+    ("run", &[0, EXIT_FAILED, EXIT_ABORTED, crate::spec::EXIT_INVALID, EXIT_STATE_DIR]),
 ];
 
 /// Sets up `tracing` on stderr.

@@ -102,6 +102,8 @@ pub fn effective(args: &RunArgs, state_dir: Option<&Path>) -> Result<Effective, 
 /// Runs the daemon.
 pub async fn run(args: &RunArgs, state_dir: Option<&Path>) -> Result<u8, CliError> {
     let eff = effective(args, state_dir)?;
+    // Fail fast: a daemon that cannot write its journal must not sit behind a green /healthz.
+    super::check_state_dir(&eff.state_dir)?;
     let worlds = match eff.world {
         WorldKind::Aws => aws_worlds(&eff.state_dir),
         WorldKind::Lab => lab_worlds(&eff.state_dir, eff.speed),

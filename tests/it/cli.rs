@@ -443,6 +443,32 @@ fn the_lab_world_is_the_daemons_file_and_its_creation_is_said() {
     assert!(!lab.state().join("lab-world.json").exists());
 }
 
+/// A state directory that cannot be written (here: its path runs through a regular file, which
+/// even root cannot write through) stops `apply` and the daemon at once with exit 73, naming the
+/// directory and what to do; nothing is done. Fails on the code before: apply exited 1 from deep
+/// in the journal, and the daemon's lock error was exit 1, which the systemd unit restarts forever.
+#[test]
+fn an_unwritable_state_directory_stops_apply_and_the_daemon_at_once() {
+    let lab = Lab::new();
+    let file = lab.prod_db("plain", |t| t);
+    let blocker = lab.path().join("not-a-dir");
+    std::fs::write(&blocker, "a file").expect("write");
+    let state = blocker.join("state");
+    let r = run_in(Path::new(REPO), &["--state-dir", s(&state), "apply", "--world", "lab", s(&file)]);
+    assert_eq!(r.code, 73, "{}", r.stderr);
+    assert!(r.stderr.starts_with(&format!("error: the state directory {} is not writable", s(&state))), "{}", r.stderr);
+    assert!(r.stderr.contains("choose another directory with --state-dir; nothing was done"), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+
+    let dir = lab.path().join("plain");
+    let r = run_in(
+        Path::new(REPO),
+        &["--state-dir", s(&state), "run", "--world", "lab", "--dir", s(&dir), "--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(r.code, 73, "{}", r.stderr);
+    assert!(r.stderr.contains("is not writable"), "{}", r.stderr);
+}
+
 #[test]
 fn a_bad_speed_is_a_usage_error() {
     let lab = Lab::new();
