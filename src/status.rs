@@ -37,6 +37,19 @@ pub enum Phase {
     Error,
 }
 
+impl Phase {
+    /// The phase as written in the JSON document (`converged`, `progressing`, …), for text output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Converged => "converged",
+            Phase::Progressing => "progressing",
+            Phase::Waiting => "waiting",
+            Phase::Blocked => "blocked",
+            Phase::Error => "error",
+        }
+    }
+}
+
 /// One step as it happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepHistory {
@@ -186,7 +199,7 @@ impl StatusDoc {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "cluster {} ({})", self.cluster, self.source.display());
-        let _ = writeln!(s, "  phase:     {:?}", self.phase);
+        let _ = writeln!(s, "  phase:     {}", self.phase.as_str());
         if let Some(op) = &self.operation {
             let _ = writeln!(s, "  operation: {op}");
         }

@@ -44,7 +44,9 @@ pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
             elapsed.as_secs_f64()
         ),
         EventKind::StepFailed { step, error } => format!("[{t:8.1}s] ✗ {step}: {error}"),
-        EventKind::Retrying { api, error, delay } => format!("[{t:8.1}s]   retry {api} in {delay:?} ({error})"),
+        EventKind::Retrying { api, error, delay } => {
+            format!("[{t:8.1}s]   retry {api} in {:.1}s ({error})", delay.as_secs_f64())
+        }
         EventKind::Waiting { reason } => format!("[{t:8.1}s] … waiting for {reason}"),
         EventKind::Completed { op } => format!("[{t:8.1}s] ■ {op} completed"),
         EventKind::Blocked(c) => {

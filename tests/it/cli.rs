@@ -497,7 +497,7 @@ fn apply_of_a_backup_converges_and_status_shows_it() {
 
     let st = lab.run(&["status", "prod-db"]);
     assert_eq!(st.code, 0);
-    assert!(st.stdout.contains("phase:     Converged"), "{}", st.stdout);
+    assert!(st.stdout.contains("phase:     converged"), "{}", st.stdout);
     assert!(st.stdout.contains("backup/b1"), "{}", st.stdout);
     let doc = status_json(&lab);
     assert_eq!(doc["cluster"], "prod-db");
@@ -818,6 +818,20 @@ fn assert_lab_passed(r: &Run) {
         assert_eq!(api_count(&r.stdout, api), Some(n), "calls of {api}");
     }
     assert_eq!(api_count(&r.stdout, "ec2:DeleteVolume"), None, "the lab never deletes a volume");
+    // What a person reads has no Rust debug formatting and no oracle notation (fails on the code
+    // before: `clp: MoveGroup { from: ServerName("server1"), … }`, `quiesce point L0.v346`).
+    for line in r.stdout.lines() {
+        for debug in [" { ", "Name(\"", "Id(\"", "Some(", "(Windows)", "(Linux)"] {
+            assert!(!line.contains(debug), "debug formatting {debug:?} in: {line}");
+        }
+        let notation = line.split(|c: char| !c.is_ascii_alphanumeric() && c != '.').any(|w| {
+            w.strip_prefix('L').and_then(|rest| rest.split_once(".v")).is_some_and(|(a, b)| {
+                !a.is_empty() && a.chars().all(|c| c.is_ascii_digit()) && b.chars().all(|c| c.is_ascii_digit())
+            })
+        });
+        assert!(!notation, "oracle notation in: {line}");
+    }
+    assert!(r.stdout.contains("clp: move the group from "), "{}", r.stdout);
 }
 
 #[test]
@@ -825,7 +839,7 @@ fn lab_windows_passes_and_reports() {
     let lab = Lab::new();
     let r = lab.run(&["lab", "--speed", "500"]);
     assert_lab_passed(&r);
-    assert!(r.stdout.contains("cluster prod-db (Windows)"), "{}", r.stdout);
+    assert!(r.stdout.contains("cluster prod-db (windows)"), "{}", r.stdout);
     assert!(r.stdout.contains("node server1: partition 2 of vol-"), "Windows letters are set: {}", r.stdout);
     assert_eq!(api_count(&r.stdout, "node:set_letter"), Some(2));
     assert_eq!(api_count(&r.stdout, "clp:move_group"), Some(1), "failover is verified");
@@ -843,7 +857,7 @@ fn lab_linux_passes_and_reports() {
     let lab = Lab::new();
     let r = lab.run(&["lab", "--os", "linux", "--speed", "500"]);
     assert_lab_passed(&r);
-    assert!(r.stdout.contains("cluster app-linux (Linux)"), "{}", r.stdout);
+    assert!(r.stdout.contains("cluster app-linux (linux)"), "{}", r.stdout);
     assert_eq!(api_count(&r.stdout, "node:set_letter"), None, "no drive letters on Linux");
 }
 
