@@ -170,6 +170,13 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Print a shell completion script on stdout (e.g. `mirrorctl completions bash >
+    /// /etc/bash_completion.d/mirrorctl`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// The campaigns `mirrorctl bench` runs besides its figures table.
@@ -301,6 +308,7 @@ pub const EXIT_CODES: &[(&str, &[u8])] = &[
     ("bench", &[0, EXIT_FAILED]),
     ("bench chaos", &[0, EXIT_FAILED]),
     ("run", &[0, EXIT_FAILED, EXIT_ABORTED, crate::spec::EXIT_INVALID, EXIT_STATE_DIR]),
+    ("completions", &[0]),
 ];
 
 /// Sets up `tracing` on stderr.
@@ -337,6 +345,11 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Lab { speed, seed, os } => lab::run(&state_dir, speed, seed, os).await,
         Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => chaos::run(&state_dir, &args).await,
         Command::Bench { mode: None, quick, seed } => bench::run(&state_dir, quick, seed),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "mirrorctl", &mut std::io::stdout());
+            Ok(0)
+        }
     }
 }
 
@@ -382,7 +395,7 @@ mod tests {
     #[test]
     fn every_command_has_its_row() {
         let readme = readme_exit_codes();
-        for name in ["validate", "plan", "apply", "status", "lab", "bench", "bench chaos", "run"] {
+        for name in ["validate", "plan", "apply", "status", "lab", "bench", "bench chaos", "run", "completions"] {
             assert!(readme.contains_key(name), "no README row for {name}: {readme:?}");
         }
     }

@@ -870,6 +870,26 @@ fn help_lists_the_commands() {
     insta::assert_snapshot!("help", r.stdout);
 }
 
+/// `mirrorctl completions SHELL` prints a completion script of the real command line; bash accepts
+/// the bash one (`bash -n`). Fails on the code before (no such command: exit 64).
+#[test]
+fn completions_are_generated_for_bash_and_zsh() {
+    let r = run_in(Path::new(REPO), &["completions", "bash"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("_mirrorctl()"), "{}", r.stdout);
+    for word in ["apply", "plan", "status", "--world", "--state-dir", "completions"] {
+        assert!(r.stdout.contains(word), "{word} is completed");
+    }
+    let mut bash = Command::new("bash").arg("-n").stdin(std::process::Stdio::piped()).spawn().expect("bash runs");
+    std::io::Write::write_all(&mut bash.stdin.take().expect("stdin"), r.stdout.as_bytes()).expect("write");
+    assert!(bash.wait().expect("bash").success(), "bash parses the script");
+
+    let r = run_in(Path::new(REPO), &["completions", "zsh"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.starts_with("#compdef mirrorctl"), "{}", r.stdout);
+    assert_eq!(run_in(Path::new(REPO), &["completions", "tcsh"]).code, 64, "an unknown shell is a usage error");
+}
+
 #[test]
 fn a_command_line_error_exits_64_not_2() {
     // 2 is `plan`'s "changes pending": a mistyped flag must not look like it to a script.
