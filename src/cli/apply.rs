@@ -3,6 +3,12 @@
 //! desired-state file's bytes or any part of the observed world differ from what the plan was made
 //! from ([`super::plan::stale_reasons`] says which): what runs must be what was reviewed.
 //!
+//! `-o json`: stdout is one JSON object per line — a `world` line on AWS, then one per progress
+//! event (`event`: step-started, step-done, step-failed, retrying, waiting, completed, blocked,
+//! converged; `at` model time, `t_s` seconds since the start), and last a `result` object
+//! (converged, blocked with its condition, interrupted with the resume command). Errors stay on
+//! stderr with their exit codes.
+//!
 //! Interrupts (SIGINT, SIGTERM): the first lets the steps in flight finish — their intents are
 //! already in the journal — then stops, marks the status document interrupted, says where the
 //! cluster stands and how to resume, and exits [`EXIT_INTERRUPTED`]. A second one exits at once
@@ -18,7 +24,7 @@ use std::fmt::Write as _;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{CliError, EXIT_ABORTED, EXIT_BLOCKED, EXIT_INTERRUPTED, WorldArgs};
+use super::{CliError, EXIT_ABORTED, EXIT_BLOCKED, EXIT_INTERRUPTED, Output, WorldArgs};
 use crate::execute::{Event, EventKind, Progress};
 use crate::reconcile::{Context, ReconcileError, Settled, open_journal, plan_once, reconcile};
 use crate::status::StatusDoc;
@@ -58,41 +64,31 @@ pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
 }
 
 /// Runs `apply`.
-pub async fn run(state_dir: &Path, file: &Path, saved: Option<&Path>, world: &WorldArgs) -> Result<u8, CliError> {
+pub async fn run(
+    state_dir: &Path,
+    file: &Path,
+    saved: Option<&Path>,
+    world: &WorldArgs,
+    output: Output,
+) -> Result<u8, CliError> {
     let kind = world.kind()?;
     let spec = super::load_spec(file)?;
     super::check_state_dir(state_dir)?;
     if kind == super::WorldKind::Aws {
-        // Before anything else: who and where we are about to act.
-        println!("world: {}", super::world::aws_identity(&spec).await?);
+        // Before anything else: who and where we are about to act (stdout is JSON lines with -o json).
+        let who = super::world::aws_identity(&spec).await?;
+        match output {
+            Output::Text => println!("world: {who}"),
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({"event": "world", "world": "aws", "account": who.account, "region": who.region, "arn": who.arn, "endpoint": who.endpoint})
+            ),
+        }
     }
     let w = super::world::open(world, state_dir, &spec).await?;
     let mut ctx = Context::new(w.ports.clone(), state_dir.to_owned());
     if let Some(path) = saved {
-        let body = std::fs::read(path).map_err(|e| CliError::Usage(format!("reading plan {}: {e}", path.display())))?;
-        let saved: super::plan::SavedPlan = serde_json::from_slice(&body).map_err(|e| {
-            CliError::Usage(format!("{} is not a plan saved by `mirrorctl plan --out`: {e}", path.display()))
-        })?;
-        if saved.plan.cluster != spec.cluster.name {
-            return Err(CliError::Usage(format!(
-                "plan {} is for cluster {}, not {}",
-                path.display(),
-                saved.plan.cluster,
-                spec.cluster.name
-            )));
-        }
-        let bytes = std::fs::read(file).map_err(|e| CliError::Failed(format!("reading {}: {e}", file.display())))?;
-        let journal = open_journal(&spec, &ctx).map_err(|e| CliError::Failed(e.to_string()))?;
-        let (obs, _) = plan_once(&spec, &ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;
-        let now = super::plan::world_parts(&obs);
-        if let Some(why) = super::plan::stale_reasons(&saved, file, &super::plan::file_sha256(&bytes), &now) {
-            return Err(CliError::StalePlan(format!(
-                "refusing the saved plan {}: {why}. Nothing was done; run `mirrorctl plan --out {} {}` again and review it",
-                path.display(),
-                path.display(),
-                file.display()
-            )));
-        }
+        check_saved_plan(path, &spec, file, &ctx).await?;
     }
     let (tx, mut rx) = unbounded_channel();
     ctx.progress = Progress::to(tx);
@@ -100,8 +96,13 @@ pub async fn run(state_dir: &Path, file: &Path, saved: Option<&Path>, world: &Wo
     let wall = Instant::now();
     let printer = tokio::spawn(async move {
         while let Some(e) = rx.recv().await {
-            if let Some(line) = render_event(&e, start) {
-                println!("{line}");
+            match output {
+                Output::Text => {
+                    if let Some(line) = render_event(&e, start) {
+                        println!("{line}");
+                    }
+                }
+                Output::Json => println!("{}", event_json(&e, start)),
             }
         }
     });
@@ -134,24 +135,94 @@ pub async fn run(state_dir: &Path, file: &Path, saved: Option<&Path>, world: &Wo
         return Ok(EXIT_ABORTED);
     };
     let _ = printer.await;
-    match result {
-        Ok(Settled::Converged) => {
-            println!("{} converged in {:.1}s", spec.cluster.name, wall.elapsed().as_secs_f64());
-            Ok(0)
-        }
-        Ok(Settled::Blocked(c)) => {
-            println!(
-                "{} is blocked ({}); `mirrorctl status {}` shows it again",
-                spec.cluster.name, c.reason, spec.cluster.name
-            );
-            Ok(EXIT_BLOCKED)
-        }
+    let name = &spec.cluster.name;
+    let elapsed = wall.elapsed().as_secs_f64();
+    let (code, text, json) = match result {
+        Ok(Settled::Converged) => (
+            0,
+            format!("{name} converged in {elapsed:.1}s"),
+            serde_json::json!({"result": "converged", "cluster": name.to_string(), "wall_seconds": elapsed}),
+        ),
+        Ok(Settled::Blocked(c)) => (
+            EXIT_BLOCKED,
+            format!("{name} is blocked ({}); `mirrorctl status {name}` shows it again", c.reason),
+            serde_json::json!({"result": "blocked", "cluster": name.to_string(), "wall_seconds": elapsed,
+                "condition": {"reason": c.reason, "message": c.message, "action": c.action}}),
+        ),
         Err(ReconcileError::Stopped) => {
-            println!("{}", interrupted(state_dir, &spec, &resume));
-            Ok(EXIT_INTERRUPTED)
+            let said = interrupted(state_dir, &spec, &resume);
+            let json = serde_json::json!({"result": "interrupted", "cluster": name.to_string(), "wall_seconds": elapsed,
+                "resume": resume});
+            (EXIT_INTERRUPTED, said, json)
         }
-        Err(e) => Err(CliError::Failed(format!("{}: {e}", spec.cluster.name))),
+        Err(e) => return Err(CliError::Failed(format!("{name}: {e}"))),
+    };
+    match output {
+        Output::Text => println!("{text}"),
+        Output::Json => println!("{json}"),
     }
+    Ok(code)
+}
+
+/// Refuses the saved plan at `path` when it is not a plan, is for another cluster, or no longer
+/// matches the desired-state file's bytes or the world ([`super::plan::stale_reasons`]).
+async fn check_saved_plan(path: &Path, spec: &crate::spec::Spec, file: &Path, ctx: &Context) -> Result<(), CliError> {
+    let body = std::fs::read(path).map_err(|e| CliError::Usage(format!("reading plan {}: {e}", path.display())))?;
+    let saved: super::plan::SavedPlan = serde_json::from_slice(&body).map_err(|e| {
+        CliError::Usage(format!("{} is not a plan saved by `mirrorctl plan --out`: {e}", path.display()))
+    })?;
+    if saved.plan.cluster != spec.cluster.name {
+        return Err(CliError::Usage(format!(
+            "plan {} is for cluster {}, not {}",
+            path.display(),
+            saved.plan.cluster,
+            spec.cluster.name
+        )));
+    }
+    let bytes = std::fs::read(file).map_err(|e| CliError::Failed(format!("reading {}: {e}", file.display())))?;
+    let journal = open_journal(spec, ctx).map_err(|e| CliError::Failed(e.to_string()))?;
+    let (obs, _) = plan_once(spec, ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;
+    let now = super::plan::world_parts(&obs);
+    if let Some(why) = super::plan::stale_reasons(&saved, file, &super::plan::file_sha256(&bytes), &now) {
+        return Err(CliError::StalePlan(format!(
+            "refusing the saved plan {}: {why}. Nothing was done; run `mirrorctl plan --out {} {}` again and review it",
+            path.display(),
+            path.display(),
+            file.display()
+        )));
+    }
+    Ok(())
+}
+
+/// One progress event as a JSON object (one line of `apply -o json`): `event` names the kind,
+/// `at` is the model time, `t_s` the model seconds since the apply started.
+pub fn event_json(e: &Event, since: jiff::Timestamp) -> serde_json::Value {
+    use serde_json::json;
+    let t = (e.at.duration_since(since).as_secs_f64() * 10.0).round() / 10.0;
+    let mut v = match &e.kind {
+        EventKind::StepStarted { step, what, api } => {
+            json!({"event": "step-started", "step": step.to_string(), "what": what, "api": api})
+        }
+        EventKind::StepDone { step, detail, elapsed } => {
+            json!({"event": "step-done", "step": step.to_string(), "detail": detail, "seconds": elapsed.as_secs_f64()})
+        }
+        EventKind::StepFailed { step, error } => {
+            json!({"event": "step-failed", "step": step.to_string(), "error": error})
+        }
+        EventKind::Retrying { api, error, delay } => {
+            json!({"event": "retrying", "api": api, "error": error, "delay_seconds": delay.as_secs_f64()})
+        }
+        EventKind::Waiting { reason } => json!({"event": "waiting", "reason": reason}),
+        EventKind::Completed { op } => json!({"event": "completed", "operation": op.to_string()}),
+        EventKind::Blocked(c) => {
+            json!({"event": "blocked", "reason": c.reason, "message": c.message, "action": c.action})
+        }
+        EventKind::Converged => json!({"event": "converged"}),
+    };
+    v["at"] = json!(e.at.to_string());
+    v["t_s"] = json!(t);
+    v["cluster"] = json!(e.cluster.to_string());
+    v
 }
 
 /// The command that resumes this apply.

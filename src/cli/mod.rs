@@ -54,7 +54,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Output format of `plan` and `status`.
+/// Output format of `validate`, `plan`, `apply` and `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     /// Human-readable.
@@ -109,8 +109,11 @@ pub enum Command {
     Validate {
         /// Files or directories.
         paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
-    /// Show what the next reconcile would do now.
+    /// Show what the next reconcile would do now, and the whole sequence after it.
     Plan {
         /// Desired-state file.
         file: PathBuf,
@@ -128,9 +131,12 @@ pub enum Command {
     Apply {
         /// Desired-state file.
         file: PathBuf,
-        /// Refuse to act if the world changed since this saved plan.
+        /// Refuse to act if the desired-state file or the world changed since this saved plan.
         #[arg(long)]
         plan: Option<PathBuf>,
+        /// Output format (`json`: one JSON object per line).
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
         /// World.
         #[command(flatten)]
         world: WorldArgs,
@@ -336,11 +342,13 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
     let state_dir = cli.state_dir.clone().unwrap_or_else(|| PathBuf::from("state"));
     match cli.command {
         Command::Run(args) => run::run(&args, cli.state_dir.as_deref()).await,
-        Command::Validate { paths } => Ok(validate::run(&paths)),
+        Command::Validate { paths, output } => validate::run(&paths, output),
         Command::Plan { file, output, out, world } => {
             plan::run(&state_dir, &file, output, out.as_deref(), &world).await
         }
-        Command::Apply { file, plan, world } => apply::run(&state_dir, &file, plan.as_deref(), &world).await,
+        Command::Apply { file, plan, world, output } => {
+            apply::run(&state_dir, &file, plan.as_deref(), &world, output).await
+        }
         Command::Status { name, output } => status::run(&state_dir, name.as_deref(), output),
         Command::Lab { speed, seed, os } => lab::run(&state_dir, speed, seed, os).await,
         Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => chaos::run(&state_dir, &args).await,

@@ -890,6 +890,59 @@ fn completions_are_generated_for_bash_and_zsh() {
     assert_eq!(run_in(Path::new(REPO), &["completions", "tcsh"]).code, 64, "an unknown shell is a usage error");
 }
 
+/// `validate -o json` gives each file's result and each error as fields. Fails on the code before
+/// (no `-o` on validate: exit 64).
+#[test]
+fn validate_json_gives_each_file_and_error_as_fields() {
+    let r = run_in(Path::new(REPO), &["validate", "-o", "json", "desired-state"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.json();
+    assert_eq!(doc["valid"], 2);
+    assert_eq!(doc["invalid"], 0);
+    let prod = doc["files"].as_array().expect("files").iter().find(|f| f["cluster"] == "prod-db").expect("prod-db");
+    assert_eq!(prod["os"], "windows");
+    assert_eq!(prod["valid"], true);
+
+    let bad = validate_small_json(|t| t.replace("keep = 7", "keep = \"seven\""));
+    assert_eq!(bad.code, 65);
+    let doc = bad.json();
+    assert_eq!(doc["invalid"], 1);
+    let e = &doc["files"][0]["errors"][0];
+    assert_eq!((e["line"].as_u64(), e["column"].as_u64(), e["key"].as_str()), (Some(25), Some(8), Some("backup.keep")));
+    assert!(e["code"].as_str().is_some_and(|c| !c.is_empty()), "{e}");
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+}
+
+/// `validate -o json prod-db.toml` on `SMALL` edited by `edit`, in its directory.
+fn validate_small_json(edit: impl FnOnce(String) -> String) -> Run {
+    let lab = Lab::new();
+    std::fs::write(lab.path().join("prod-db.toml"), edit(SMALL.to_owned())).expect("write");
+    run_in(lab.path(), &["validate", "-o", "json", "prod-db.toml"])
+}
+
+/// `apply -o json` prints one JSON object per line: the progress events with their fields, then
+/// the result. Fails on the code before (no `-o` on apply: exit 64).
+#[test]
+fn apply_json_is_one_object_per_line_ending_with_the_result() {
+    let lab = Lab::new();
+    let file = lab.prod_db("backup", with_takes(&["b1"]));
+    let r = lab.run(&["apply", "--world", "lab", "--speed", FAST, "-o", "json", s(&file)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<Value> =
+        r.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let first = &lines[0];
+    assert_eq!(first["event"], "step-started", "{first}");
+    assert_eq!(first["step"], "backup/b1/preflight");
+    assert_eq!(first["cluster"], "prod-db");
+    assert!(first["t_s"].is_number() && first["at"].is_string(), "{first}");
+    let snapshot = lines.iter().find(|l| l["event"] == "step-done" && l["step"] == "backup/b1/snapshot@server2");
+    assert!(snapshot.is_some_and(|l| l["detail"].as_str().is_some_and(|d| d.starts_with("snap-"))), "{lines:?}");
+    assert!(lines.iter().any(|l| l["event"] == "completed" && l["operation"] == "backup/b1"), "{lines:?}");
+    let last = lines.last().expect("a result");
+    assert_eq!(last["result"], "converged", "{last}");
+    assert_eq!(last["cluster"], "prod-db");
+}
+
 #[test]
 fn a_command_line_error_exits_64_not_2() {
     // 2 is `plan`'s "changes pending": a mistyped flag must not look like it to a script.
