@@ -59,7 +59,9 @@ pub fn file_sha256(bytes: &[u8]) -> String {
 /// A fingerprint of each part of an observation (EC2 instances, volumes, snapshots, CLUSTERPRO
 /// status, configuration, mirror, the servers' disks), each hashed on its own. Left out: the time
 /// of the look, how far a pending snapshot has uploaded and how far EBS has loaded a restored
-/// volume — they move by themselves and no decision of the planner turns on them.
+/// volume — they move by themselves and no decision of the planner turns on them. A snapshot
+/// going from pending to completed does count (a restore and retention turn on it): a plan saved
+/// while a backup's snapshot uploads is refused once it completes, and is made again.
 pub fn world_parts(obs: &crate::observe::Observed) -> BTreeMap<String, String> {
     fn h<T: Serialize>(v: &T) -> String {
         hex::encode(&Sha256::digest(serde_json::to_vec(v).unwrap_or_default())[..8])

@@ -547,11 +547,32 @@ fn apply_refuses_a_stale_saved_plan_and_accepts_a_fresh_one() {
 
     let b2 = lab.prod_db("backup2", with_takes(&["b1", "b2"]));
     let fresh = lab.path().join("fresh.json");
+    // b1's snapshot may still be uploading; it finishing between plan and apply is a change of
+    // the world (retention counts completed snapshots) and would rightly refuse the plan.
+    settle(&lab, &b2);
     assert_eq!(lab.run(&["plan", "--world", "lab", "--out", s(&fresh), s(&b2)]).code, 2);
     let r = lab.run(&["apply", "--world", "lab", "--speed", FAST, "--plan", s(&fresh), s(&b2)]);
     assert_eq!(r.code, 0, "a fresh plan is accepted");
     assert!(r.stdout.contains("■ backup/b2 completed"), "{}", r.stdout);
     assert_eq!(object_len(&status_json(&lab)["inventory"]["snapshots"], "snapshots"), 2);
+}
+
+/// Lets the lab world's own motion (snapshots uploading) finish: plans at a high speed until two
+/// saved plans in a row record the same world.
+fn settle(lab: &Lab, file: &Path) {
+    let out = lab.path().join("settle.json");
+    let mut last = Value::Null;
+    for _ in 0..30 {
+        let r = lab.run(&["plan", "--world", "lab", "--speed", "20000", "--out", s(&out), s(file)]);
+        assert!(r.code == 0 || r.code == 2, "{}", r.stderr);
+        let now: Value = serde_json::from_slice(&std::fs::read(&out).expect("saved")).expect("JSON");
+        if now["world"] == last["world"] {
+            return;
+        }
+        last = now;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the lab world did not settle");
 }
 
 /// A saved plan pins the desired-state file: the file edited after `plan --out` (gp3 → gp2, the
