@@ -15,13 +15,11 @@
 //! ([`EXIT_ABORTED`]), cutting the steps in flight: still safe to resume, because the journal is
 //! intent-first and the next run resolves an intent without a result by observation.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
 use tokio::sync::mpsc::unbounded_channel;
-
-use std::fmt::Write as _;
-
 use tokio_util::sync::CancellationToken;
 
 use super::{CliError, EXIT_ABORTED, EXIT_BLOCKED, EXIT_INTERRUPTED, Output, WorldArgs};
