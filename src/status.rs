@@ -354,7 +354,13 @@ fn inventory(spec: &Spec, obs: &Observed) -> Inventory {
         {
             inv.snapshots.insert(
                 s.id.to_string(),
-                format!("{} ({:?} {}%)", s.tags.get(tag::REQUEST).map_or("?", String::as_str), s.state, s.progress),
+                format!(
+                    "{} ({} {}%)",
+                    s.tags.get(tag::REQUEST).map_or("?", String::as_str),
+                    // EC2's own word (`pending`, `completed`, `error`), not Rust's debug name.
+                    serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                    s.progress
+                ),
             );
         }
     }

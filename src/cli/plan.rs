@@ -298,3 +298,103 @@ pub async fn permission_report(spec: &crate::spec::Spec) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Outcome;
+
+    fn saved(file_sha256: &str, world: &[(&str, &str)]) -> SavedPlan {
+        SavedPlan {
+            file: "prod-db.toml".into(),
+            file_sha256: file_sha256.to_owned(),
+            fingerprint: String::new(),
+            world: world.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            plan: Plan {
+                cluster: crate::ids::ClusterName::parse("prod-db").expect("name"),
+                op: None,
+                subject: None,
+                outcome: Outcome::Converged,
+                notes: Vec::new(),
+                abandoned: Vec::new(),
+            },
+            preflight: None,
+            projection: None,
+            projection_limit: None,
+        }
+    }
+
+    fn world(parts: &[(&str, &str)]) -> BTreeMap<String, String> {
+        parts.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn a_plan_matching_file_and_world_is_not_stale() {
+        let p = saved("f1", &[("EC2 volumes", "a"), ("mirror", "b")]);
+        assert_eq!(
+            stale_reasons(&p, Path::new("prod-db.toml"), "f1", &world(&[("EC2 volumes", "a"), ("mirror", "b")])),
+            None
+        );
+    }
+
+    #[test]
+    fn stale_reasons_name_the_file_and_each_changed_part_of_the_world() {
+        let p = saved("f1", &[("EC2 volumes", "a"), ("mirror", "b"), ("servers' disks", "c")]);
+        let now = world(&[("EC2 volumes", "a2"), ("mirror", "b"), ("servers' disks", "c2")]);
+        let why = stale_reasons(&p, Path::new("prod-db.toml"), "f2", &now).expect("stale");
+        assert_eq!(
+            why,
+            "the desired-state file prod-db.toml changed since the plan was saved; and the world changed since the \
+             plan was saved (EC2 volumes, servers' disks)"
+        );
+        let only_file = stale_reasons(
+            &p,
+            Path::new("prod-db.toml"),
+            "f2",
+            &world(&[("EC2 volumes", "a"), ("mirror", "b"), ("servers' disks", "c")]),
+        );
+        assert!(only_file.is_some_and(|w| !w.contains("world")));
+    }
+
+    #[test]
+    fn a_plan_saved_before_pinning_is_refused() {
+        let p = saved("", &[]);
+        let why = stale_reasons(&p, Path::new("prod-db.toml"), "f1", &world(&[("mirror", "b")])).expect("stale");
+        assert!(why.contains("does not record the desired-state file"), "{why}");
+        assert!(why.contains("does not record the world"), "{why}");
+    }
+
+    #[test]
+    fn upload_progress_is_not_a_change_of_the_world_but_completion_is() {
+        use crate::ports::cloud::{Snapshot, SnapshotState};
+        let mut obs = crate::observe::Observed {
+            now: jiff::Timestamp::UNIX_EPOCH,
+            instances: BTreeMap::new(),
+            shutdown: BTreeMap::new(),
+            volumes: Vec::new(),
+            snapshots: Vec::new(),
+            cluster: crate::ports::cluster::ClusterStatus::default(),
+            config: crate::ports::cluster::ClusterConfig::default(),
+            mirror: None,
+            disks: BTreeMap::new(),
+            initialization: BTreeMap::new(),
+        };
+        obs.snapshots.push(Snapshot {
+            id: crate::ids::SnapshotId::parse("snap-0123456789abcdef0").expect("id"),
+            volume: None,
+            size_gib: 100,
+            state: SnapshotState::Pending,
+            progress: 10,
+            started: jiff::Timestamp::UNIX_EPOCH,
+            tags: crate::ports::cloud::Tags::new(),
+        });
+        let before = world_parts(&obs);
+        obs.snapshots[0].progress = 80;
+        obs.now = jiff::Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(600);
+        assert_eq!(world_parts(&obs), before, "progress and the time of the look move by themselves");
+        obs.snapshots[0].state = SnapshotState::Completed;
+        let after = world_parts(&obs);
+        let changed: Vec<&String> = after.keys().filter(|k| after[*k] != before[*k]).collect();
+        assert_eq!(changed, ["EC2 snapshots"]);
+    }
+}

@@ -507,6 +507,8 @@ fn apply_of_a_backup_converges_and_status_shows_it() {
     let (id, what) = snaps.iter().next().expect("one snapshot");
     assert!(id.starts_with("snap-"), "{id}");
     assert!(what.as_str().is_some_and(|w| w.starts_with("b1 ")), "{what}");
+    // EC2's word for the state, not Rust's debug name (was "b1 (Pending 40%)").
+    assert!(what.as_str().is_some_and(|w| w.starts_with("b1 (pending ") || w.starts_with("b1 (completed ")), "{what}");
     assert!(st.stdout.contains(id.as_str()), "the text status lists {id}: {}", st.stdout);
 
     let all = lab.run(&["status", "-o", "json"]);
