@@ -321,6 +321,26 @@ impl WriterLock {
         })
     }
 
+    /// Who holds `cluster`'s writer lock now, as the holder wrote it ("pid N on HOST since T");
+    /// `None` when nobody does. Read-only: it never takes the lock, so asking cannot turn a writer
+    /// starting at the same moment away. A holder on this host is alive when its pid runs a
+    /// `mirrorctl`; a holder on another host (a shared state directory) is taken to be alive.
+    pub fn holder_of(state_dir: &Path, cluster: &ClusterName) -> Option<String> {
+        let text = std::fs::read_to_string(Self::path_for(state_dir, cluster)).ok()?;
+        let text = text.trim().to_owned();
+        let mut words = text.split_whitespace();
+        let (Some("pid"), Some(pid), Some("on"), Some(host)) = (words.next(), words.next(), words.next(), words.next())
+        else {
+            return None;
+        };
+        let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        if host != here.trim() {
+            return Some(text);
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline).contains("mirrorctl").then_some(text)
+    }
+
     /// What the lock file says about its holder (pid, host, since when).
     pub fn holder(&self) -> &str {
         &self.holder

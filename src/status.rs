@@ -37,6 +37,19 @@ pub enum Phase {
     Error,
 }
 
+impl Phase {
+    /// The phase as written in the JSON document (`converged`, `progressing`, …), for text output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Converged => "converged",
+            Phase::Progressing => "progressing",
+            Phase::Waiting => "waiting",
+            Phase::Blocked => "blocked",
+            Phase::Error => "error",
+        }
+    }
+}
+
 /// One step as it happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepHistory {
@@ -106,6 +119,11 @@ pub struct StatusDoc {
     /// Why the daemon no longer reconciles this cluster (its desired-state file was removed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// An operation was left part-way and no process is working on it: written by an `apply`
+    /// stopped by a signal, and set by `mirrorctl status` when the document says work is under
+    /// way but nobody holds the cluster's writer lock. Says how to resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
 }
 
 /// How many steps of history a document keeps.
@@ -144,6 +162,7 @@ impl StatusDoc {
             updated: now,
             spec_error: None,
             stopped: None,
+            interrupted: None,
         }
     }
 
@@ -180,7 +199,7 @@ impl StatusDoc {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "cluster {} ({})", self.cluster, self.source.display());
-        let _ = writeln!(s, "  phase:     {:?}", self.phase);
+        let _ = writeln!(s, "  phase:     {}", self.phase.as_str());
         if let Some(op) = &self.operation {
             let _ = writeln!(s, "  operation: {op}");
         }
@@ -196,6 +215,9 @@ impl StatusDoc {
         }
         if let Some(why) = &self.stopped {
             let _ = writeln!(s, "  stopped:   {why}");
+        }
+        if let Some(why) = &self.interrupted {
+            let _ = writeln!(s, "  INTERRUPTED, no writer: {why}");
         }
         if let Some(e) = &self.spec_error {
             let _ = writeln!(s, "  desired state invalid (working toward its last valid version):");
@@ -245,7 +267,7 @@ impl StatusDoc {
 /// Each operation's state (`started …`, `completed …`, `abandoned … for …`), followed by the
 /// CLUSTERPRO procedure its preflight proved (` · vendor procedure`), so that status says which
 /// procedure ran.
-fn operations(records: &[Record]) -> BTreeMap<String, String> {
+pub fn operations(records: &[Record]) -> BTreeMap<String, String> {
     let mut ops: BTreeMap<String, String> = BTreeMap::new();
     let mut procedures = BTreeMap::new();
     for r in records {
@@ -273,7 +295,8 @@ fn operations(records: &[Record]) -> BTreeMap<String, String> {
     ops
 }
 
-fn history(records: &[Record]) -> Vec<StepHistory> {
+/// The most recent steps (at most [`HISTORY_LEN`]) from journal records, oldest first.
+pub fn history(records: &[Record]) -> Vec<StepHistory> {
     let mut out: Vec<StepHistory> = Vec::new();
     let mut by_seq: BTreeMap<u64, usize> = BTreeMap::new();
     for r in records {
@@ -342,7 +365,13 @@ fn inventory(spec: &Spec, obs: &Observed) -> Inventory {
         {
             inv.snapshots.insert(
                 s.id.to_string(),
-                format!("{} ({:?} {}%)", s.tags.get(tag::REQUEST).map_or("?", String::as_str), s.state, s.progress),
+                format!(
+                    "{} ({} {}%)",
+                    s.tags.get(tag::REQUEST).map_or("?", String::as_str),
+                    // EC2's own word (`pending`, `completed`, `error`), not Rust's debug name.
+                    serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                    s.progress
+                ),
             );
         }
     }

@@ -1,18 +1,32 @@
 //! `mirrorctl apply FILE [--plan plan.json]`: reconcile until converged or blocked, printing
-//! progress. With `--plan`, first refuses to act if the observed state's fingerprint changed since
-//! the plan was saved and the steps planned now differ from the saved ones (someone or something
-//! else changed the world; plan again and review).
+//! progress. With `--plan`, first refuses to act (exit [`super::EXIT_STALE_PLAN`]) when the
+//! desired-state file's bytes or any part of the observed world differ from what the plan was made
+//! from ([`super::plan::stale_reasons`] says which): what runs must be what was reviewed.
+//!
+//! `-o json`: stdout is one JSON object per line — a `world` line on AWS, then one per progress
+//! event (`event`: step-started, step-done, step-failed, retrying, waiting, completed, blocked,
+//! converged; `at` model time, `t_s` seconds since the start), and last a `result` object
+//! (converged, blocked with its condition, interrupted with the resume command). Errors stay on
+//! stderr with their exit codes.
+//!
+//! Interrupts (SIGINT, SIGTERM): the first lets the steps in flight finish — their intents are
+//! already in the journal — then stops, marks the status document interrupted, says where the
+//! cluster stands and how to resume, and exits [`EXIT_INTERRUPTED`]. A second one exits at once
+//! ([`EXIT_ABORTED`]), cutting the steps in flight: still safe to resume, because the journal is
+//! intent-first and the next run resolves an intent without a result by observation.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc::unbounded_channel;
+use tokio_util::sync::CancellationToken;
 
-use super::{CliError, EXIT_BLOCKED, WorldArgs};
+use super::{CliError, EXIT_ABORTED, EXIT_BLOCKED, EXIT_INTERRUPTED, Output, WorldArgs};
 use crate::execute::{Event, EventKind, Progress};
 use crate::ports::Store;
-use crate::reconcile::{Context, Settled, open_journal, plan_once, reconcile};
+use crate::reconcile::{Context, ReconcileError, Settled, open_journal, plan_once, reconcile};
 
 /// One progress line.
 pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
@@ -35,7 +49,9 @@ pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
             elapsed.as_secs_f64()
         ),
         EventKind::StepFailed { step, error } => format!("[{t:8.1}s] ✗ {step}: {error}"),
-        EventKind::Retrying { api, error, delay } => format!("[{t:8.1}s]   retry {api} in {delay:?} ({error})"),
+        EventKind::Retrying { api, error, delay } => {
+            format!("[{t:8.1}s]   retry {api} in {:.1}s ({error})", delay.as_secs_f64())
+        }
         EventKind::Waiting { reason } => format!("[{t:8.1}s] … waiting for {reason}"),
         EventKind::Completed { op } => format!("[{t:8.1}s] ■ {op} completed"),
         EventKind::Blocked(c) => {
@@ -57,36 +73,27 @@ pub async fn run(
     file: &Path,
     saved: Option<&Path>,
     world: &WorldArgs,
+    output: Output,
 ) -> Result<u8, CliError> {
+    let kind = world.kind()?;
     let spec = super::load_spec(file)?;
+    // The default store keeps the journal and status documents in the state directory.
+    super::check_state_dir(state_dir, store.name().starts_with("dir:"))?;
+    if kind == super::WorldKind::Aws {
+        // Before anything else: who and where we are about to act (stdout is JSON lines with -o json).
+        let who = super::world::aws_identity(&spec).await?;
+        match output {
+            Output::Text => println!("world: {who}"),
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({"event": "world", "world": "aws", "account": who.account, "region": who.region, "arn": who.arn, "endpoint": who.endpoint})
+            ),
+        }
+    }
     let w = super::world::open(world, state_dir, &spec).await?;
-    let mut ctx = Context::with_store(w.ports.clone(), store);
+    let mut ctx = Context::with_store(w.ports.clone(), Arc::clone(&store));
     if let Some(path) = saved {
-        let body = std::fs::read(path).map_err(|e| CliError::Usage(format!("reading plan {}: {e}", path.display())))?;
-        let saved: super::plan::SavedPlan = serde_json::from_slice(&body).map_err(|e| {
-            CliError::Usage(format!("{} is not a plan saved by `mirrorctl plan --out`: {e}", path.display()))
-        })?;
-        if saved.plan.cluster != spec.cluster.name {
-            return Err(CliError::Usage(format!(
-                "plan {} is for cluster {}, not {}",
-                path.display(),
-                saved.plan.cluster,
-                spec.cluster.name
-            )));
-        }
-        let journal = open_journal(&spec, &ctx).await.map_err(|e| CliError::Failed(e.to_string()))?;
-        let (obs, plan) = plan_once(&spec, &ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;
-        let now = crate::plan::fingerprint(&obs);
-        // Something unrelated may move on by itself (a snapshot completing); what matters is that
-        // the steps about to run are the ones reviewed. Refuse only when the observation changed
-        // *and* the plan made from it differs from the saved one.
-        if now != saved.fingerprint && plan.outcome != saved.plan.outcome {
-            return Err(CliError::Usage(format!(
-                "the world changed since {} was saved (fingerprint {} → {now}); run `mirrorctl plan` again and review it",
-                path.display(),
-                saved.fingerprint
-            )));
-        }
+        check_saved_plan(path, &spec, file, &ctx).await?;
     }
     let (tx, mut rx) = unbounded_channel();
     ctx.progress = Progress::to(tx);
@@ -94,26 +101,183 @@ pub async fn run(
     let wall = Instant::now();
     let printer = tokio::spawn(async move {
         while let Some(e) = rx.recv().await {
-            if let Some(line) = render_event(&e, start) {
-                println!("{line}");
+            match output {
+                Output::Text => {
+                    if let Some(line) = render_event(&e, start) {
+                        println!("{line}");
+                    }
+                }
+                Output::Json => println!("{}", event_json(&e, start)),
             }
         }
     });
-    let result = reconcile(&spec, &ctx).await;
+    // Interrupts: the first signal stops at the next step boundary (the steps in flight finish;
+    // their intents are already in the journal), the second one exits at once.
+    let stop = CancellationToken::new();
+    ctx.stop = Some(stop.clone());
+    let signals = super::signals::Signals::new()?;
+    let resume = resume_command(state_dir, world, file);
+    let interrupts = async {
+        signals.next().await;
+        eprintln!(
+            "interrupt: letting the step(s) in flight finish, then stopping (their intents are in the journal); \
+             interrupt again to exit at once"
+        );
+        stop.cancel();
+        signals.next().await;
+    };
+    let result = tokio::select! {
+        r = reconcile(&spec, &ctx) => Some(r),
+        () = interrupts => None,
+    };
     drop(ctx);
+    let Some(result) = result else {
+        eprintln!(
+            "second interrupt: exiting now, with the step(s) in flight cut off. Nothing is lost: every step begun has \
+             its intent in the journal, and the next run resolves it by looking at the world first.\n\
+             resume with: {resume}"
+        );
+        return Ok(EXIT_ABORTED);
+    };
     let _ = printer.await;
-    match result {
-        Ok(Settled::Converged) => {
-            println!("{} converged in {:.1}s", spec.cluster.name, wall.elapsed().as_secs_f64());
-            Ok(0)
+    let name = &spec.cluster.name;
+    let elapsed = wall.elapsed().as_secs_f64();
+    let (code, text, json) = match result {
+        Ok(Settled::Converged) => (
+            0,
+            format!("{name} converged in {elapsed:.1}s"),
+            serde_json::json!({"result": "converged", "cluster": name.to_string(), "wall_seconds": elapsed}),
+        ),
+        Ok(Settled::Blocked(c)) => (
+            EXIT_BLOCKED,
+            format!("{name} is blocked ({}); `mirrorctl status {name}` shows it again", c.reason),
+            serde_json::json!({"result": "blocked", "cluster": name.to_string(), "wall_seconds": elapsed,
+                "condition": {"reason": c.reason, "message": c.message, "action": c.action}}),
+        ),
+        Err(ReconcileError::Stopped) => {
+            let said = interrupted(store.as_ref(), &spec, &resume).await;
+            let json = serde_json::json!({"result": "interrupted", "cluster": name.to_string(), "wall_seconds": elapsed,
+                "resume": resume});
+            (EXIT_INTERRUPTED, said, json)
         }
-        Ok(Settled::Blocked(c)) => {
-            println!(
-                "{} is blocked ({}); `mirrorctl status {}` shows it again",
-                spec.cluster.name, c.reason, spec.cluster.name
-            );
-            Ok(EXIT_BLOCKED)
-        }
-        Err(e) => Err(CliError::Failed(format!("{}: {e}", spec.cluster.name))),
+        Err(e) => return Err(CliError::Failed(format!("{name}: {e}"))),
+    };
+    match output {
+        Output::Text => println!("{text}"),
+        Output::Json => println!("{json}"),
     }
+    Ok(code)
+}
+
+/// Refuses the saved plan at `path` when it is not a plan, is for another cluster, or no longer
+/// matches the desired-state file's bytes or the world ([`super::plan::stale_reasons`]).
+async fn check_saved_plan(path: &Path, spec: &crate::spec::Spec, file: &Path, ctx: &Context) -> Result<(), CliError> {
+    let body = std::fs::read(path).map_err(|e| CliError::Usage(format!("reading plan {}: {e}", path.display())))?;
+    let saved: super::plan::SavedPlan = serde_json::from_slice(&body).map_err(|e| {
+        CliError::Usage(format!("{} is not a plan saved by `mirrorctl plan --out`: {e}", path.display()))
+    })?;
+    if saved.plan.cluster != spec.cluster.name {
+        return Err(CliError::Usage(format!(
+            "plan {} is for cluster {}, not {}",
+            path.display(),
+            saved.plan.cluster,
+            spec.cluster.name
+        )));
+    }
+    let bytes = std::fs::read(file).map_err(|e| CliError::Failed(format!("reading {}: {e}", file.display())))?;
+    let journal = open_journal(spec, ctx).await.map_err(|e| CliError::Failed(e.to_string()))?;
+    let (obs, _) = plan_once(spec, ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;
+    let now = super::plan::world_parts(&obs);
+    if let Some(why) = super::plan::stale_reasons(&saved, file, &super::plan::file_sha256(&bytes), &now) {
+        return Err(CliError::StalePlan(format!(
+            "refusing the saved plan {}: {why}. Nothing was done; run `mirrorctl plan --out {} {}` again and review it",
+            path.display(),
+            path.display(),
+            file.display()
+        )));
+    }
+    Ok(())
+}
+
+/// One progress event as a JSON object (one line of `apply -o json`): `event` names the kind,
+/// `at` is the model time, `t_s` the model seconds since the apply started.
+pub fn event_json(e: &Event, since: jiff::Timestamp) -> serde_json::Value {
+    use serde_json::json;
+    let t = (e.at.duration_since(since).as_secs_f64() * 10.0).round() / 10.0;
+    let mut v = match &e.kind {
+        EventKind::StepStarted { step, what, api } => {
+            json!({"event": "step-started", "step": step.to_string(), "what": what, "api": api})
+        }
+        EventKind::StepDone { step, detail, elapsed } => {
+            json!({"event": "step-done", "step": step.to_string(), "detail": detail, "seconds": elapsed.as_secs_f64()})
+        }
+        EventKind::StepFailed { step, error } => {
+            json!({"event": "step-failed", "step": step.to_string(), "error": error})
+        }
+        EventKind::Retrying { api, error, delay } => {
+            json!({"event": "retrying", "api": api, "error": error, "delay_seconds": delay.as_secs_f64()})
+        }
+        EventKind::Waiting { reason } => json!({"event": "waiting", "reason": reason}),
+        EventKind::Completed { op } => json!({"event": "completed", "operation": op.to_string()}),
+        EventKind::Blocked(c) => {
+            json!({"event": "blocked", "reason": c.reason, "message": c.message, "action": c.action})
+        }
+        EventKind::Converged => json!({"event": "converged"}),
+        EventKind::Lease { held, epoch, taken_over_from } => {
+            json!({"event": "lease", "held": held, "epoch": epoch, "taken_over_from": taken_over_from})
+        }
+    };
+    v["at"] = json!(e.at.to_string());
+    v["t_s"] = json!(t);
+    v["cluster"] = json!(e.cluster.to_string());
+    v
+}
+
+/// The command that resumes this apply.
+fn resume_command(state_dir: &Path, world: &WorldArgs, file: &Path) -> String {
+    let mut cmd = format!("mirrorctl --state-dir {} apply", state_dir.display());
+    if world.world == Some(super::WorldKind::Lab) {
+        cmd.push_str(" --world lab");
+        if let Some(f) = &world.world_file {
+            let _ = write!(cmd, " --world-file {}", f.display());
+        }
+    } else {
+        cmd.push_str(" --world aws");
+    }
+    let _ = write!(cmd, " {}", file.display());
+    cmd
+}
+
+/// After a stop at a step boundary: marks the status document interrupted and says where the
+/// cluster stands (the operation, the steps done, the last one) and how to resume.
+async fn interrupted(store: &dyn Store, spec: &crate::spec::Spec, resume: &str) -> String {
+    let name = &spec.cluster.name;
+    let mut s = format!("{name} interrupted at a step boundary: no step is in flight.\n");
+    if let Ok(Some(mut doc)) = store.read_status(name).await {
+        // The document was written at the start of the last pass: bring its steps up to date.
+        let records = store.read_journal(name).await.unwrap_or_default();
+        doc.operations = crate::status::operations(&records);
+        doc.history = crate::status::history(&records);
+        if let Some(op) = &doc.operation {
+            let prefix = format!("{op}/");
+            let done: Vec<_> =
+                doc.history.iter().filter(|h| h.step.starts_with(&prefix) && h.outcome.starts_with("ok")).collect();
+            let _ = write!(s, "  operation: {op}, {} step(s) done", done.len());
+            if let Some(last) = done.last() {
+                let _ = write!(s, ", the last {} ({})", last.step, last.what);
+            }
+            s.push('\n');
+        }
+        if let Some(w) = &doc.waiting {
+            let _ = writeln!(s, "  it was waiting for {w}");
+        }
+        doc.interrupted = Some(format!(
+            "apply was stopped by a signal at a step boundary (no step in flight); resume with `{resume}`"
+        ));
+        if let Err(e) = store.write_status(&doc, None).await {
+            let _ = writeln!(s, "  (could not mark the status document in {}: {e})", store.name());
+        }
+    }
+    let _ = write!(s, "  resume with: {resume}  (or start the daemon on this state directory)");
+    s
 }

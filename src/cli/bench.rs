@@ -372,7 +372,7 @@ fn backup_downtimes(timeline: &[(Timestamp, String)], sc: &Scenario) -> Result<(
     };
     let epoch = sc.epoch;
     let standby = sc.servers[1].name.to_string();
-    let md_stop = find(epoch, &|l| l.starts_with("clp: StopResource"), "md stop requested")?;
+    let md_stop = find(epoch, &|l| l.starts_with("clp: stop resource "), "md stop requested")?;
     // Business is back when the resource depending on md is online again (the group's virtual IP
     // never went down).
     let online = format!("{} online on", sc.business);

@@ -88,7 +88,11 @@ pub async fn run(
     let mut ctx = Context::new(world.ports(), dir.join("state"));
     ctx.progress = Progress::to(tx);
     let mut checks = Vec::new();
-    println!("mirrorctl lab: cluster {} ({:?}), seed {world_seed}, speed ×{speed}", spec.cluster.name, os);
+    let os_name = match os {
+        LabOs::Windows => "windows",
+        LabOs::Linux => "linux",
+    };
+    println!("mirrorctl lab: cluster {} ({os_name}), seed {world_seed}, speed ×{speed}", spec.cluster.name);
     println!("\n== 1. backup \"lab-backup\" (the runbook's backup procedure)");
     let backup_name = BackupName::parse("lab-backup").map_err(|e| CliError::Failed(e.to_string()))?;
     let mut backup = spec.clone();

@@ -2,14 +2,18 @@
 //! that owns its exit code, and the dispatcher.
 //!
 //! Exit codes: 0 success (for `plan`: nothing to do), 2 `plan` has changes pending, 3 blocked
-//! (needs a human), 64 usage, 65 invalid desired state, 1 any other error.
+//! (needs a human), 4 `apply --plan` refused a saved plan that no longer matches the file or the
+//! world, 5 `apply` interrupted at a step boundary, 130 a second interrupt (exit at once), 64 usage,
+//! 65 invalid desired state, 73 the state directory cannot be written, 1 any other error.
 
 pub mod apply;
 pub mod bench;
 pub mod chaos;
 pub mod lab;
 pub mod plan;
+pub mod project;
 pub mod run;
+pub mod signals;
 pub mod status;
 pub mod validate;
 pub mod world;
@@ -57,7 +61,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Output format of `plan` and `status`.
+/// Output format of `validate`, `plan`, `apply` and `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     /// Human-readable.
@@ -78,15 +82,31 @@ pub enum WorldKind {
 /// World options shared by `plan` and `apply`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorldArgs {
-    /// Which world to act on.
-    #[arg(long, value_enum, default_value_t = WorldKind::Aws)]
-    pub world: WorldKind,
-    /// Lab world file (default: <state-dir>/lab-world.json; created from the desired state if missing).
+    /// Which world to act on: `aws` (the real cluster) or `lab` (the simulated one). Required:
+    /// mirrorctl never picks real AWS by default.
+    #[arg(long, value_enum, env = "MIRRORCTL_WORLD")]
+    pub world: Option<WorldKind>,
+    /// Lab world file (default: <state-dir>/lab/<cluster>.json, the daemon's; created from the
+    /// desired state if missing).
     #[arg(long)]
     pub world_file: Option<PathBuf>,
     /// Lab speed factor (model seconds per real second).
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
+}
+
+impl WorldArgs {
+    /// The world asked for, or a usage error saying how to ask: the world is never implied.
+    pub fn kind(&self) -> Result<WorldKind, CliError> {
+        self.world.ok_or_else(|| {
+            CliError::Usage(
+                "say which world to act on: --world aws (the real cluster: EC2 with your AWS credentials, \
+                 CLUSTERPRO and the servers) or --world lab (a simulated cluster under the state directory); \
+                 MIRRORCTL_WORLD=aws|lab sets it for a shell"
+                    .into(),
+            )
+        })
+    }
 }
 
 /// Subcommands.
@@ -96,8 +116,11 @@ pub enum Command {
     Validate {
         /// Files or directories.
         paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
-    /// Show what the next reconcile would do now.
+    /// Show what the next reconcile would do now, and the whole sequence after it.
     Plan {
         /// Desired-state file.
         file: PathBuf,
@@ -115,9 +138,12 @@ pub enum Command {
     Apply {
         /// Desired-state file.
         file: PathBuf,
-        /// Refuse to act if the world changed since this saved plan.
+        /// Refuse to act if the desired-state file or the world changed since this saved plan.
         #[arg(long)]
         plan: Option<PathBuf>,
+        /// Output format (`json`: one JSON object per line).
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
         /// World.
         #[command(flatten)]
         world: WorldArgs,
@@ -151,7 +177,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = LabProcedure::Auto)]
         procedure: LabProcedure,
     },
-    /// Measure the figures of DESIGN.md §7 in the simulated world (paused time; prints a table).
+    /// Measure the performance figures against their targets in the simulated world (paused time; prints a table).
     #[command(args_conflicts_with_subcommands = true)]
     Bench {
         /// A campaign instead of the figures table.
@@ -163,6 +189,13 @@ pub enum Command {
         /// First seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Print a shell completion script on stdout (e.g. `mirrorctl completions bash >
+    /// /etc/bash_completion.d/mirrorctl`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -220,6 +253,12 @@ pub enum CliError {
     /// Bad usage.
     #[error("{0}")]
     Usage(String),
+    /// A saved plan no longer matches the desired-state file or the world.
+    #[error("{0}")]
+    StalePlan(String),
+    /// The state directory cannot be written.
+    #[error("{0}")]
+    StateDir(String),
     /// Any other failure.
     #[error("{0}")]
     Failed(String),
@@ -240,7 +279,9 @@ impl CliError {
         match self {
             CliError::InvalidSpec(_) => crate::spec::EXIT_INVALID,
             CliError::Usage(_) => EXIT_USAGE,
-            CliError::Failed(_) => 1,
+            CliError::StalePlan(_) => EXIT_STALE_PLAN,
+            CliError::StateDir(_) => EXIT_STATE_DIR,
+            CliError::Failed(_) => EXIT_FAILED,
         }
     }
 }
@@ -251,6 +292,79 @@ pub const EXIT_BLOCKED: u8 = 3;
 pub const EXIT_USAGE: u8 = 64;
 /// Exit code of `plan`: changes pending.
 pub const EXIT_CHANGES: u8 = 2;
+/// Exit code of `apply --plan`: the saved plan no longer matches the desired-state file or the
+/// world (nothing was done; plan again and review).
+pub const EXIT_STALE_PLAN: u8 = 4;
+/// Exit code of `apply`: stopped by a signal at a step boundary (resumable: run it again).
+pub const EXIT_INTERRUPTED: u8 = 5;
+/// Exit code of `apply` and `run`: a second signal, exit at once (still resumable).
+pub const EXIT_ABORTED: u8 = 130;
+
+/// Exit code of `apply` and `run`: the state directory cannot be written (sysexits'
+/// `EX_CANTCREAT`). Like 65, restarting does not help: the systemd unit does not restart on it.
+pub const EXIT_STATE_DIR: u8 = 73;
+
+/// Checks, before anything is done, that `dir` and the directories mirrorctl writes in it
+/// (`journal/`, `status/`) can be created and written: a file is created, synced and removed in
+/// each. A journal that cannot be written would otherwise surface only at the first step's
+/// intent, or — in the daemon — as a worker failing forever behind a green health check.
+///
+/// With `local_store` (the default store) its `journal/` and `status/` folders are checked too; the
+/// DynamoDB store keeps those in its table, and the state directory holds only the lab world and
+/// `clp.conf` copies.
+pub fn check_state_dir(dir: &std::path::Path, local_store: bool) -> Result<(), CliError> {
+    use std::io::Write as _;
+    let fail = |at: &std::path::Path, e: std::io::Error| {
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| l.strip_prefix("Uid:").map(|u| u.split_whitespace().next().map(str::to_owned)))
+            })
+            .flatten()
+            .map_or_else(String::new, |u| format!(" (uid {u})"));
+        CliError::StateDir(format!(
+            "the state directory {} is not writable: {}: {e}. mirrorctl keeps its journal and status documents \
+             there and writes them before every step; give the user running mirrorctl{uid} write access, or \
+             choose another directory with --state-dir; nothing was done",
+            dir.display(),
+            at.display()
+        ))
+    };
+    let subs =
+        if local_store { vec![dir.to_owned(), dir.join("journal"), dir.join("status")] } else { vec![dir.to_owned()] };
+    for sub in subs {
+        std::fs::create_dir_all(&sub).map_err(|e| fail(&sub, e))?;
+        let probe = sub.join(format!(".write-check-{}", std::process::id()));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .and_then(|mut f| f.write_all(b"mirrorctl").and_then(|()| f.sync_all()));
+        let removed = std::fs::remove_file(&probe);
+        written.and(removed).map_err(|e| fail(&sub, e))?;
+    }
+    Ok(())
+}
+
+/// Exit code of a command's failure that has no code of its own.
+pub const EXIT_FAILED: u8 = 1;
+
+/// The exit codes each command can end with (besides [`EXIT_USAGE`] for any command-line error
+/// and 65 for an invalid desired-state file, which every command that reads one can return), by
+/// the command's name as the README's commands table writes it. A unit test holds the README's
+/// table to this one, so a code changed here must be documented there.
+pub const EXIT_CODES: &[(&str, &[u8])] = &[
+    ("validate", &[0, crate::spec::EXIT_INVALID]),
+    ("plan", &[0, EXIT_CHANGES, EXIT_FAILED]),
+    ("apply", &[0, EXIT_BLOCKED, EXIT_STALE_PLAN, EXIT_INTERRUPTED, EXIT_STATE_DIR, EXIT_ABORTED, EXIT_FAILED]),
+    ("status", &[0]),
+    ("store init", &[0, EXIT_FAILED]),
+    ("lab", &[0, EXIT_FAILED]),
+    ("bench", &[0, EXIT_FAILED]),
+    ("bench chaos", &[0, EXIT_FAILED]),
+    ("run", &[0, EXIT_FAILED, EXIT_ABORTED, crate::spec::EXIT_INVALID, EXIT_STATE_DIR]),
+    ("completions", &[0]),
+];
 
 /// Sets up `tracing` on stderr.
 pub fn init_logging(cli: &Cli) {
@@ -280,17 +394,22 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Run(args) => run::run(&args, cli.state_dir.as_deref(), store_spec.clone()).await,
         Command::Store(StoreCommand::Init) => store_init(&state_dir, store_spec.as_ref()).await,
-        Command::Validate { paths } => Ok(validate::run(&paths)),
+        Command::Validate { paths, output } => validate::run(&paths, output),
         Command::Plan { file, output, out, world } => {
             plan::run(&state_dir, store().await, &file, output, out.as_deref(), &world).await
         }
-        Command::Apply { file, plan, world } => {
-            apply::run(&state_dir, store().await, &file, plan.as_deref(), &world).await
+        Command::Apply { file, plan, world, output } => {
+            apply::run(&state_dir, store().await, &file, plan.as_deref(), &world, output).await
         }
         Command::Status { name, output } => status::run(store().await.as_ref(), name.as_deref(), output).await,
         Command::Lab { speed, seed, os, procedure } => lab::run(&state_dir, speed, seed, os, procedure.into()).await,
         Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => chaos::run(&state_dir, &args).await,
         Command::Bench { mode: None, quick, seed } => bench::run(&state_dir, quick, seed),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "mirrorctl", &mut std::io::stdout());
+            Ok(0)
+        }
     }
 }
 
@@ -318,4 +437,47 @@ async fn store_init(state_dir: &std::path::Path, spec: Option<&StoreSpec>) -> Re
 /// Loads one desired-state file or returns its rendered errors.
 pub fn load_spec(file: &std::path::Path) -> Result<crate::spec::Spec, CliError> {
     crate::spec::load_file(file).map_err(|e| CliError::InvalidSpec(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::EXIT_CODES;
+
+    /// The README's commands table: command name → the exit codes its last column lists.
+    fn readme_exit_codes() -> BTreeMap<String, BTreeSet<u8>> {
+        let readme = include_str!("../../README.md");
+        let mut table: BTreeMap<String, BTreeSet<u8>> = BTreeMap::new();
+        for line in readme.lines().filter(|l| l.starts_with("| `mirrorctl ")) {
+            let usage = line.trim_start_matches("| `mirrorctl ").split('`').next().unwrap_or_default();
+            let name: Vec<&str> = usage
+                .split_whitespace()
+                .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !w.starts_with('-'))
+                .collect();
+            let codes_column = line.trim_end_matches('|').rsplit('|').next().unwrap_or_default();
+            let codes = codes_column
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<u8>().ok())
+                .collect::<BTreeSet<u8>>();
+            table.entry(name.join(" ")).or_default().extend(codes);
+        }
+        table
+    }
+
+    #[test]
+    fn the_readme_commands_table_lists_the_exit_codes_the_code_returns() {
+        let readme = readme_exit_codes();
+        let code: BTreeMap<String, BTreeSet<u8>> =
+            EXIT_CODES.iter().map(|(name, codes)| ((*name).to_owned(), codes.iter().copied().collect())).collect();
+        assert_eq!(readme, code, "README.md's commands table (left) and cli::EXIT_CODES (right) disagree");
+    }
+
+    #[test]
+    fn every_command_has_its_row() {
+        let readme = readme_exit_codes();
+        for name in ["validate", "plan", "apply", "status", "lab", "bench", "bench chaos", "run", "completions"] {
+            assert!(readme.contains_key(name), "no README row for {name}: {readme:?}");
+        }
+    }
 }

@@ -1,17 +1,24 @@
-//! `mirrorctl plan FILE`: what the next reconcile would do now, Terraform-style.
+//! `mirrorctl plan FILE`: what the next reconcile would do now, and the whole sequence after it,
+//! Terraform-style.
 //!
 //! It observes the world once and prints the steps the planner would run now (they are the ones
-//! whose "already done?" check fails; later passes continue from the state they leave), what it
-//! would wait for, or why it is blocked. `-o json` prints the plan as JSON; `--out` saves it with
-//! the fingerprint of the observed state, which `apply --plan` checks. Exit 0 nothing to do,
-//! 2 changes pending (or waiting / blocked), 1 error.
+//! whose "already done?" check fails), what it would wait for, or why it is blocked; then, on the
+//! lab world, every later step to the end of the operation, projected on a throw-away copy of the
+//! world ([`super::project`]; on AWS it says where the projection stops). `-o json` prints the
+//! plan as JSON; `--out` saves it with what it was made from: the SHA-256 of the desired-state
+//! file's bytes and a fingerprint of each part of the observed world. `apply --plan` refuses the
+//! saved plan when either changed, naming which (exit [`super::EXIT_STALE_PLAN`]). Exit 0 nothing
+//! to do, 2 changes pending (or waiting / blocked), 1 error.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::{CliError, EXIT_CHANGES, Output, WorldArgs};
+use sha2::{Digest, Sha256};
+
 use crate::plan::{Outcome, Plan};
 use crate::reconcile::{Context, open_journal, plan_once};
 
@@ -20,16 +27,92 @@ use crate::reconcile::{Context, open_journal, plan_once};
 pub struct SavedPlan {
     /// The desired-state file it was made from.
     pub file: std::path::PathBuf,
+    /// SHA-256 of that file's bytes when the plan was made (hex). Empty in plans saved before
+    /// files were pinned: `apply --plan` refuses those.
+    #[serde(default)]
+    pub file_sha256: String,
     /// Fingerprint of the observed state.
     pub fingerprint: String,
+    /// Fingerprint of each part of the observed state ([`world_parts`]), so a refusal can say
+    /// what changed.
+    #[serde(default)]
+    pub world: BTreeMap<String, String>,
     /// The plan.
     pub plan: Plan,
     /// When the plan's next step is a preflight: its checks, run while planning (they change
     /// nothing), so the whole operation can be judged before it starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preflight: Option<Vec<crate::ports::cluster::Check>>,
+    /// The whole sequence to the end, projected on a copy of the lab world; `None` on AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<super::project::Projection>,
+    /// Where and why the projection stops short of the end (AWS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection_limit: Option<String>,
 }
 
+/// SHA-256 of a file's bytes, hex.
+pub fn file_sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A fingerprint of each part of an observation (EC2 instances, volumes, snapshots, CLUSTERPRO
+/// status, configuration, mirror, the servers' disks), each hashed on its own. Left out: the time
+/// of the look, how far a pending snapshot has uploaded and how far EBS has loaded a restored
+/// volume — they move by themselves and no decision of the planner turns on them. A snapshot
+/// going from pending to completed does count (a restore and retention turn on it): a plan saved
+/// while a backup's snapshot uploads is refused once it completes, and is made again.
+pub fn world_parts(obs: &crate::observe::Observed) -> BTreeMap<String, String> {
+    fn h<T: Serialize>(v: &T) -> String {
+        hex::encode(&Sha256::digest(serde_json::to_vec(v).unwrap_or_default())[..8])
+    }
+    let snapshots: Vec<_> = obs
+        .snapshots
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s.progress = 0;
+            s
+        })
+        .collect();
+    [
+        ("EC2 instances", h(&(&obs.instances, &obs.shutdown))),
+        ("EC2 volumes", h(&obs.volumes)),
+        ("EC2 snapshots", h(&snapshots)),
+        ("CLUSTERPRO status", h(&obs.cluster)),
+        ("CLUSTERPRO configuration", h(&obs.config)),
+        ("mirror", h(&obs.mirror)),
+        ("servers' disks", h(&obs.disks)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Why a saved plan no longer matches the file and the world now; `None` when it still does.
+pub fn stale_reasons(
+    saved: &SavedPlan,
+    file: &Path,
+    file_sha256: &str,
+    world: &BTreeMap<String, String>,
+) -> Option<String> {
+    let mut why = Vec::new();
+    if saved.file_sha256.is_empty() {
+        why.push("it does not record the desired-state file it was made from (saved by an older mirrorctl)".to_owned());
+    } else if saved.file_sha256 != file_sha256 {
+        why.push(format!("the desired-state file {} changed since the plan was saved", file.display()));
+    }
+    if saved.world.is_empty() {
+        why.push("it does not record the world it was made from (saved by an older mirrorctl)".to_owned());
+    } else {
+        let changed: Vec<&str> =
+            world.iter().filter(|(k, v)| saved.world.get(*k) != Some(*v)).map(|(k, _)| k.as_str()).collect();
+        if !changed.is_empty() {
+            why.push(format!("the world changed since the plan was saved ({})", changed.join(", ")));
+        }
+    }
+    (!why.is_empty()).then(|| why.join("; and "))
+}
 /// Renders a preflight's checks for a terminal.
 pub fn render_checks(checks: &[crate::ports::cluster::Check]) -> String {
     let mut s = String::from("\nPreflight, run now against the live cluster (it changes nothing):\n");
@@ -64,11 +147,10 @@ pub fn render(plan: &Plan, file: &Path) -> String {
                 let _ = writeln!(s, "      step: {}", st.id);
                 let _ = writeln!(s, "      why:  {}", st.why);
             }
-            let _ =
-                writeln!(s, "\nPlan: {} step(s) now; later passes continue from the state they leave.", steps.len());
+            let _ = writeln!(s, "\nPlan: {} step(s) now.", steps.len());
         }
         Outcome::Wait(w) => {
-            let _ = writeln!(s, "Waiting: {} (next look in about {:?}).", w.reason, w.expect);
+            let _ = writeln!(s, "Waiting: {} (next look in about {:.0} s).", w.reason, w.expect.as_secs_f64());
         }
         Outcome::Blocked(c) => {
             let _ = writeln!(s, "BLOCKED ({}): {}", c.reason, c.message);
@@ -94,11 +176,19 @@ pub async fn run(
     out: Option<&Path>,
     world: &WorldArgs,
 ) -> Result<u8, CliError> {
+    let kind = world.kind()?;
     let spec = super::load_spec(file)?;
-    if world.world == super::WorldKind::Aws {
-        // Before anything else (and before the rest of the AWS world exists): which of the EC2
-        // calls mirrorctl would make are permitted, asked with DryRun.
-        print!("{}", permission_report(&spec).await);
+    let bytes = std::fs::read(file).map_err(|e| CliError::Failed(format!("reading {}: {e}", file.display())))?;
+    if kind == super::WorldKind::Aws {
+        // Before anything else: who and where we are on AWS (one clear line if that fails), then
+        // which of the EC2 calls mirrorctl would make are permitted, asked with DryRun. With
+        // `-o json` both go to stderr: stdout is the plan.
+        let who = super::world::aws_identity(&spec).await?;
+        let report = format!("world: {who}\n{}", permission_report(&spec).await);
+        match output {
+            Output::Text => print!("{report}"),
+            Output::Json => eprint!("{report}"),
+        }
     }
     let w = super::world::open(world, state_dir, &spec).await?;
     let ctx = Context::with_store(w.ports.clone(), store);
@@ -113,7 +203,25 @@ pub async fn run(
         }
         None => None,
     };
-    let saved = SavedPlan { file: file.to_owned(), fingerprint: crate::plan::fingerprint(&obs), plan, preflight };
+    // The whole sequence: on the lab, run on a copy of the world; on AWS, the next batch is all
+    // that can be known.
+    let (projection, projection_limit) = match &w.file {
+        Some(world_file) if matches!(plan.outcome, Outcome::Steps { .. } | Outcome::Wait(_)) => {
+            (Some(super::project::lab(&spec, state_dir, world_file)?), None)
+        }
+        Some(_) => (None, None),
+        None => (None, plan.has_changes().then(|| super::project::AWS_LIMIT.to_owned())),
+    };
+    let saved = SavedPlan {
+        file: file.to_owned(),
+        file_sha256: file_sha256(&bytes),
+        fingerprint: crate::plan::fingerprint(&obs),
+        world: world_parts(&obs),
+        plan,
+        preflight,
+        projection,
+        projection_limit,
+    };
     if let Some(path) = out {
         let body = serde_json::to_vec_pretty(&saved).map_err(|e| CliError::Failed(e.to_string()))?;
         std::fs::write(path, body).map_err(|e| CliError::Failed(format!("writing {}: {e}", path.display())))?;
@@ -126,6 +234,12 @@ pub async fn run(
             print!("{}", render(&saved.plan, file));
             if let Some(checks) = &saved.preflight {
                 print!("{}", render_checks(checks));
+            }
+            if let Some(p) = &saved.projection {
+                print!("{}", super::project::render(p));
+            }
+            if let Some(limit) = &saved.projection_limit {
+                println!("\nProjection: {limit}.");
             }
         }
     }
@@ -184,4 +298,105 @@ pub async fn permission_report(spec: &crate::spec::Spec) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Outcome;
+
+    fn saved(file_sha256: &str, world: &[(&str, &str)]) -> SavedPlan {
+        SavedPlan {
+            file: "prod-db.toml".into(),
+            file_sha256: file_sha256.to_owned(),
+            fingerprint: String::new(),
+            world: world.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            plan: Plan {
+                cluster: crate::ids::ClusterName::parse("prod-db").expect("name"),
+                op: None,
+                subject: None,
+                outcome: Outcome::Converged,
+                notes: Vec::new(),
+                abandoned: Vec::new(),
+            },
+            preflight: None,
+            projection: None,
+            projection_limit: None,
+        }
+    }
+
+    fn world(parts: &[(&str, &str)]) -> BTreeMap<String, String> {
+        parts.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn a_plan_matching_file_and_world_is_not_stale() {
+        let p = saved("f1", &[("EC2 volumes", "a"), ("mirror", "b")]);
+        assert_eq!(
+            stale_reasons(&p, Path::new("prod-db.toml"), "f1", &world(&[("EC2 volumes", "a"), ("mirror", "b")])),
+            None
+        );
+    }
+
+    #[test]
+    fn stale_reasons_name_the_file_and_each_changed_part_of_the_world() {
+        let p = saved("f1", &[("EC2 volumes", "a"), ("mirror", "b"), ("servers' disks", "c")]);
+        let now = world(&[("EC2 volumes", "a2"), ("mirror", "b"), ("servers' disks", "c2")]);
+        let why = stale_reasons(&p, Path::new("prod-db.toml"), "f2", &now).expect("stale");
+        assert_eq!(
+            why,
+            "the desired-state file prod-db.toml changed since the plan was saved; and the world changed since the \
+             plan was saved (EC2 volumes, servers' disks)"
+        );
+        let only_file = stale_reasons(
+            &p,
+            Path::new("prod-db.toml"),
+            "f2",
+            &world(&[("EC2 volumes", "a"), ("mirror", "b"), ("servers' disks", "c")]),
+        );
+        assert!(only_file.is_some_and(|w| !w.contains("world")));
+    }
+
+    #[test]
+    fn a_plan_saved_before_pinning_is_refused() {
+        let p = saved("", &[]);
+        let why = stale_reasons(&p, Path::new("prod-db.toml"), "f1", &world(&[("mirror", "b")])).expect("stale");
+        assert!(why.contains("does not record the desired-state file"), "{why}");
+        assert!(why.contains("does not record the world"), "{why}");
+    }
+
+    #[test]
+    fn upload_progress_is_not_a_change_of_the_world_but_completion_is() {
+        use crate::ports::cloud::{Snapshot, SnapshotState};
+        let mut obs = crate::observe::Observed {
+            now: jiff::Timestamp::UNIX_EPOCH,
+            instances: BTreeMap::new(),
+            shutdown: BTreeMap::new(),
+            volumes: Vec::new(),
+            snapshots: Vec::new(),
+            cluster: crate::ports::cluster::ClusterStatus::default(),
+            cluster_reachable: true,
+            config: crate::ports::cluster::ClusterConfig::default(),
+            mirror: None,
+            disks: BTreeMap::new(),
+            initialization: BTreeMap::new(),
+        };
+        obs.snapshots.push(Snapshot {
+            id: crate::ids::SnapshotId::parse("snap-0123456789abcdef0").expect("id"),
+            volume: None,
+            size_gib: 100,
+            state: SnapshotState::Pending,
+            progress: 10,
+            started: jiff::Timestamp::UNIX_EPOCH,
+            tags: crate::ports::cloud::Tags::new(),
+        });
+        let before = world_parts(&obs);
+        obs.snapshots[0].progress = 80;
+        obs.now = jiff::Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(600);
+        assert_eq!(world_parts(&obs), before, "progress and the time of the look move by themselves");
+        obs.snapshots[0].state = SnapshotState::Completed;
+        let after = world_parts(&obs);
+        let changed: Vec<&String> = after.keys().filter(|k| after[*k] != before[*k]).collect();
+        assert_eq!(changed, ["EC2 snapshots"]);
+    }
 }

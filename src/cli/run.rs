@@ -24,7 +24,7 @@ pub struct RunArgs {
     /// Desired-state directory [default: desired-state].
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Which world to act on [default: aws].
+    /// Which world to act on (required here or in the settings file: never implied).
     #[arg(long, value_enum)]
     pub world: Option<WorldKind>,
     /// Lab speed factor: model seconds per real second [default: 1].
@@ -80,7 +80,13 @@ pub fn effective(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
     let eff = Effective {
         dir: args.dir.clone().or(file.dir).unwrap_or_else(|| PathBuf::from("desired-state")),
         state_dir: state_dir.map(Path::to_owned).or(file.state_dir).unwrap_or_else(|| PathBuf::from("state")),
-        world: world.unwrap_or(WorldKind::Aws),
+        world: world.ok_or_else(|| {
+            CliError::Usage(
+                "say which world the daemon acts on: --world aws (the real clusters) or --world lab (simulated \
+                 ones under the state directory), or `world = \"aws\"` in the settings file (--config)"
+                    .into(),
+            )
+        })?,
         speed: args.speed.or(file.speed).unwrap_or(1.0),
         resync: Duration::from_secs(args.resync.or(file.resync_secs).unwrap_or(60)),
         debounce: Duration::from_millis(file.debounce_ms.unwrap_or(100)),
@@ -109,6 +115,8 @@ pub fn effective(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
 /// Runs the daemon.
 pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSpec>) -> Result<u8, CliError> {
     let eff = effective(args, state_dir, store)?;
+    // Fail fast: a daemon that cannot write its journal must not sit behind a green /healthz.
+    super::check_state_dir(&eff.state_dir, matches!(eff.store, StoreSpec::Dir))?;
     let worlds = match eff.world {
         WorldKind::Aws => aws_worlds(&eff.state_dir),
         WorldKind::Lab => lab_worlds(&eff.state_dir, eff.speed),
@@ -133,8 +141,20 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
     let shutdown = CancellationToken::new();
     let server_stop = CancellationToken::new();
     let server = tokio::spawn(serve(listener, controller.metrics(), server_stop.clone()));
-    tracing::info!(dir = %eff.dir.display(), state = %eff.state_dir.display(), store = %eff.store, listen = %eff.listen, "mirrorctl daemon started");
-    let signals = Arc::new(Signals::new()?);
+    let world = match eff.world {
+        WorldKind::Aws => "aws",
+        WorldKind::Lab => "lab",
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        world,
+        dir = %eff.dir.display(),
+        state = %eff.state_dir.display(),
+        store = %eff.store,
+        listen = %eff.listen,
+        "mirrorctl daemon started"
+    );
+    let signals = Arc::new(super::signals::Signals::new()?);
     let mut daemon = tokio::spawn(controller.run(shutdown.clone()));
     let code = tokio::select! {
         _ = &mut daemon => 0,
@@ -151,7 +171,7 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
                 },
                 () = signals.next() => {
                     tracing::warn!("second signal: exiting now; the journal resolves steps in flight on restart");
-                    130
+                    super::EXIT_ABORTED
                 }
             }
         }
@@ -160,28 +180,4 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
     server_stop.cancel();
     let _ = server.await;
     Ok(code)
-}
-
-/// SIGTERM and SIGINT as one stream.
-struct Signals {
-    term: tokio::sync::Mutex<tokio::signal::unix::Signal>,
-    int: tokio::sync::Mutex<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    fn new() -> Result<Self, CliError> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let term = signal(SignalKind::terminate()).map_err(|e| CliError::Failed(format!("SIGTERM handler: {e}")))?;
-        let int = signal(SignalKind::interrupt()).map_err(|e| CliError::Failed(format!("SIGINT handler: {e}")))?;
-        Ok(Signals { term: tokio::sync::Mutex::new(term), int: tokio::sync::Mutex::new(int) })
-    }
-
-    async fn next(&self) {
-        let mut term = self.term.lock().await;
-        let mut int = self.int.lock().await;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }
 }

@@ -275,6 +275,7 @@ async fn write_patch(shared: &Shared, key: &str, file: &Path, ports: Option<&Por
         updated: now,
         spec_error: None,
         stopped: None,
+        interrupted: None,
     });
     f(&mut doc);
     doc.updated = now;

@@ -194,6 +194,16 @@ pub enum VendorOp {
     Restore,
 }
 
+impl VendorOp {
+    /// The command's name (`clpbackup`, `clprestore`).
+    pub fn command(self) -> &'static str {
+        match self {
+            VendorOp::Backup => "clpbackup",
+            VendorOp::Restore => "clprestore",
+        }
+    }
+}
+
 /// Pre- or post-processing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -226,10 +236,7 @@ pub struct VendorCall {
 impl VendorCall {
     /// The command's name without extension (`clpbackup`, `clprestore`).
     pub fn command(&self) -> &'static str {
-        match self.op {
-            VendorOp::Backup => "clpbackup",
-            VendorOp::Restore => "clprestore",
-        }
+        self.op.command()
     }
 
     /// The command-line options, in NEC's spelling.

@@ -243,6 +243,11 @@ pub trait Store: Send + Sync {
     /// Lets the lease go, so a waiter need not wait out a lease period.
     async fn release(&self, lease: &Lease) -> Result<(), StoreError>;
 
+    /// Who holds `cluster`'s lease now, as its holder named itself; `None` when nobody does.
+    /// Read-only: asking never takes or disturbs the lease (`status` uses it to tell an operation
+    /// left part-way from one in progress).
+    async fn holder(&self, cluster: &ClusterName) -> Result<Option<String>, StoreError>;
+
     /// All journal records of `cluster`, oldest first (empty when none).
     async fn read_journal(&self, cluster: &ClusterName) -> Result<Vec<Record>, StoreError>;
 

@@ -347,7 +347,7 @@ impl World {
 
     fn schedule(&mut self, op: ClpOp, median: f64, now: Timestamp) -> Timestamp {
         let until = self.after(now, median);
-        self.log(now, format!("clp: {op:?} requested"));
+        self.log(now, format!("clp: {op} requested"));
         self.clp.transition = Some(Transition { op, until });
         until
     }

@@ -167,6 +167,16 @@ impl SimWorld {
         }))
     }
 
+    /// Loads a persisted world as a throw-away copy: the state and model time [`SimWorld::open`]
+    /// would give, but nothing is ever written back to `path`. `mirrorctl plan` runs the planner
+    /// and executor against such a copy to show the whole sequence of an operation before any
+    /// step of it runs on the real (simulated) world.
+    pub fn open_copy(path: impl AsRef<Path>, speed: f64) -> Result<Arc<Self>, SimError> {
+        let world = SimWorld::open(path, speed)?;
+        *world.path.lock().expect("sim world path mutex poisoned") = None;
+        Ok(world)
+    }
+
     /// Another cluster in the state this world is in now, on the same clock, whose EC2 calls draw
     /// from `account`'s buckets (shared with every world forked into it) instead of its own. The
     /// copy is not persisted. This is how a benchmark puts many clusters in one AWS account

@@ -26,7 +26,11 @@ pub struct Content {
 
 impl fmt::Display for Content {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "L{}.v{}", self.lineage, self.version)
+        // Words, not the oracle's own notation: this shows in the lab's timeline and verdicts.
+        match self.lineage {
+            0 => write!(f, "write #{} of the original data", self.version),
+            n => write!(f, "write #{} of restored copy {n}", self.version),
+        }
     }
 }
 

@@ -65,7 +65,11 @@ impl World {
         if let Some(other) = mode.filter(|m| *m != call.op) {
             return Err(err(
                 "VendorModeMismatch",
-                format!("{server} is in {other:?} processing; finish it with its own --post first"),
+                format!(
+                    "{server} is inside `{} --pre`; finish it with `{} --post` first",
+                    other.command(),
+                    other.command()
+                ),
                 ErrorClass::NeedsHuman,
             ));
         }
@@ -153,7 +157,7 @@ impl World {
         if !in_mode {
             return Err(err(
                 "NotInVendorMode",
-                format!("{server} is not in {:?} processing (its post-processing already ran)", call.op),
+                format!("{server} is not inside `{} --pre` (its post-processing already ran)", call.command()),
                 ErrorClass::AlreadyDone,
             ));
         }

@@ -140,6 +140,18 @@ pub(super) enum ClpOp {
     StopResource { resource: ResourceName },
 }
 
+impl std::fmt::Display for ClpOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClpOp::StartGroup { server } => write!(f, "start the group on {server}"),
+            ClpOp::StopGroup => write!(f, "stop the group"),
+            ClpOp::MoveGroup { from, target } => write!(f, "move the group from {from} to {target}"),
+            ClpOp::StartResource { resource, server } => write!(f, "start resource {resource} on {server}"),
+            ClpOp::StopResource { resource } => write!(f, "stop resource {resource}"),
+        }
+    }
+}
+
 /// A pending operation and when it completes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Transition {
@@ -565,7 +577,10 @@ impl World {
                 if let Some(op) = self.clp.servers.get(&server).and_then(|s| s.vendor_mode) {
                     self.log(
                         t,
-                        format!("clp: {server} booted; its cluster service stays disabled ({op:?} pre-processing)"),
+                        format!(
+                            "clp: {server} booted; its cluster service stays disabled (`{} --pre` ran)",
+                            op.command()
+                        ),
                     );
                     return;
                 }

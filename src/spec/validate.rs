@@ -27,6 +27,19 @@ pub struct ValidateReport {
     pub invalid: usize,
     /// How many files are valid.
     pub valid: usize,
+    /// Each file checked, in order, with its cluster (when valid) or its errors (for `-o json`).
+    pub files: Vec<FileReport>,
+}
+
+/// One checked file of a [`ValidateReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileReport {
+    /// The file.
+    pub file: PathBuf,
+    /// Cluster name and OS (`windows` / `linux`) when the file is valid.
+    pub cluster: Option<(String, &'static str)>,
+    /// Its errors (empty when valid).
+    pub errors: Vec<SpecError>,
 }
 
 /// One file's result before the cross-file check.
@@ -71,6 +84,7 @@ pub fn validate_paths(paths: &[PathBuf]) -> ValidateReport {
     mark_duplicate_clusters(&checked, &mut outcomes);
 
     let mut text = notes;
+    let mut files = Vec::new();
     let (mut valid, mut invalid, mut errors) = (0, 0, 0);
     for (file, outcome) in checked.iter().zip(&outcomes) {
         match outcome {
@@ -81,6 +95,7 @@ pub fn validate_paths(paths: &[PathBuf]) -> ValidateReport {
                     Os::Linux => "linux",
                 };
                 let _ = writeln!(text, "ok: {} (cluster {cluster}, {os})", file.display());
+                files.push(FileReport { file: file.clone(), cluster: Some((cluster.clone(), os)), errors: Vec::new() });
             }
             Outcome::Invalid(list) => {
                 invalid += 1;
@@ -88,6 +103,7 @@ pub fn validate_paths(paths: &[PathBuf]) -> ValidateReport {
                 for e in list {
                     let _ = writeln!(text, "{e}\n");
                 }
+                files.push(FileReport { file: file.clone(), cluster: None, errors: list.clone() });
             }
         }
     }
@@ -97,7 +113,7 @@ pub fn validate_paths(paths: &[PathBuf]) -> ValidateReport {
         plural(valid + invalid, "file"),
         if errors == 1 { "error" } else { "errors" },
     );
-    ValidateReport { text, invalid, valid }
+    ValidateReport { text, invalid, valid, files }
 }
 
 fn plural(n: usize, word: &str) -> String {

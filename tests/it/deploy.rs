@@ -2,7 +2,8 @@
 //! call — no more (least privilege), no less (a missing one would fail in production only): the EC2
 //! actions of the AWS adapter, the SSM actions of the SSM node transport, the Secrets Manager
 //! read of the REST API password and the DynamoDB state store's item actions on its table, each
-//! read from its own source.
+//! read from its own source. The systemd unit does not restart on the exit codes that mean "a
+//! human must fix the setup".
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -157,4 +158,20 @@ fn run_command_is_limited_to_the_script_documents_and_managed_instances() {
     for doc in [mirrorctl::adapters::node::ssm::SHELL_DOCUMENT, mirrorctl::adapters::node::ssm::POWERSHELL_DOCUMENT] {
         assert!(resources.iter().any(|r| r.ends_with(&format!("document/{doc}"))), "{doc} is granted");
     }
+}
+
+/// `RestartPreventExitStatus=` of the systemd unit lists exactly the daemon's exit codes that a
+/// restart cannot fix: an invalid settings file and an unwritable state directory. Fails on the
+/// unit before (it restarted forever on 65).
+#[test]
+fn the_systemd_unit_does_not_restart_on_setup_errors() {
+    let unit = std::fs::read_to_string(repo("deploy/mirrorctl.service")).expect("unit");
+    let listed: BTreeSet<u8> = unit
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("RestartPreventExitStatus="))
+        .flat_map(|v| v.split_whitespace().map(|c| c.parse::<u8>().expect("a numeric exit code")))
+        .collect();
+    let setup_errors: BTreeSet<u8> = [mirrorctl::spec::EXIT_INVALID, mirrorctl::cli::EXIT_STATE_DIR].into();
+    assert_eq!(listed, setup_errors);
+    assert!(unit.contains("\nRestart=on-failure\n"), "other failures still restart");
 }

@@ -53,7 +53,8 @@ async fn plan_checks_permissions_then_observes_through_every_aws_adapter() {
         std::process::Command::new(env!("CARGO_BIN_EXE_mirrorctl"))
             .args(["--state-dir", state.to_str().unwrap(), "plan", "--world", "aws", file.to_str().unwrap()])
             .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-            .env("AWS_ENDPOINT_URL_EC2", moto_url)
+            .env("AWS_ENDPOINT_URL_EC2", &moto_url)
+            .env("AWS_ENDPOINT_URL_STS", &moto_url)
             .env("AWS_ENDPOINT_URL_SSM", ssm_url)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -68,6 +69,8 @@ async fn plan_checks_permissions_then_observes_through_every_aws_adapter() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
 
+    // 0. Who and where, first (moto's STS answers with its fixed account).
+    assert!(stdout.starts_with("world: AWS account 123456789012, region ap-northeast-1, as arn:aws:"), "{stdout}");
     // 1. The DryRun permission report, with the cluster's real ids.
     assert!(
         stdout.contains(&format!("EC2 permissions for cluster app-linux (DryRun, as {})", s1.instance)),

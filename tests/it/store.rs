@@ -225,7 +225,7 @@ fn store_init_status_and_apply_through_the_cli() {
     assert_eq!(code, Some(0), "{out}");
     let (code, out) = run(&["status", "prod-db", "--store", "dynamodb:mirrorctl-t1"]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("phase:     Converged") && out.contains("backup/b1"), "{out}");
+    assert!(out.contains("phase:     converged") && out.contains("backup/b1"), "{out}");
     assert!(!dir.path().join("state/journal").exists(), "the journal is not on the local disk");
     // The default store still reads the state directory, which has no status.
     let (code, out) = run(&["status", "prod-db"]);

@@ -25,6 +25,7 @@
 pub mod budget;
 mod convert;
 pub mod error;
+pub mod identity;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -461,6 +461,22 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn holder(&self, cluster: &ClusterName) -> Result<Option<String>, StoreError> {
+        const API: &str = "GetItem";
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(cluster, LEASE)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.sdk_error(API, &e))?;
+        // A released lease has no holder; a holder whose heartbeat stopped still shows until a
+        // waiter takes over (only waiting out a lease period tells).
+        Ok(got.item().and_then(|i| i.get("holder")).and_then(|v| v.as_s().ok()).cloned())
+    }
+
     async fn read_journal(&self, cluster: &ClusterName) -> Result<Vec<Record>, StoreError> {
         const API: &str = "Query";
         let mut records = Vec::new();

@@ -62,6 +62,10 @@ impl Store for LocalStore {
         Ok(Lease::new(cluster.clone(), holder, 0, String::new(), None, tokio::time::Instant::now()).with_guard(lock))
     }
 
+    async fn holder(&self, cluster: &ClusterName) -> Result<Option<String>, StoreError> {
+        Ok(WriterLock::holder_of(&self.dir, cluster))
+    }
+
     async fn renew(&self, _lease: &Lease) -> Result<(), StoreError> {
         // The lock lasts as long as its file is open: nothing to prove.
         Ok(())
