@@ -40,8 +40,8 @@
 //!
 //! `MIRRORCTL_BENCH_TIMELINE=1` prints the jitter-free world's timeline on stderr.
 //!
-//! Two more parts print their own tables in the same run: [`scale`] (1, 100 and 1,000 clusters
-//! restored at once under one account's throttle buckets; 1 and 20 with `--quick`) and
+//! Two more parts print their own tables in the same run: [`scale`] (1, 5, 20, 100 and 1,000
+//! clusters restored at once under one account's throttle buckets; 1, 5 and 20 with `--quick`) and
 //! [`footprint`] (the real daemon's idle RSS and CPU with 0 and 1,000 files, and edit → first
 //! action latency; 0 and 20 files with `--quick`). The kill -9 chaos campaign is
 //! `mirrorctl bench chaos` ([`super::chaos`]).

@@ -44,9 +44,11 @@ fn bench_quick_prints_every_figure() {
     figure(&stdout, "backup standby downtime / bound");
     // Many clusters in one account: a total that beat the throttle-bound minimum would mean the
     // bound is not one.
-    for n in [1, 20] {
+    for n in [1, 5, 20] {
         let ratio = figure(&stdout, &format!("{n} clusters: total / bound"));
         assert!(ratio >= 1.0, "{n} clusters finished faster than their lower bound: {ratio}");
+        let median = value(&stdout, &format!("{n} clusters: median restore")).0;
+        assert!(median > 0.0, "{n} clusters: a median cluster restored in no time: {median}");
         let throttled = figure(&stdout, &format!("{n} clusters: throttled %"));
         assert!((0.0..=100.0).contains(&throttled), "{throttled}");
     }

@@ -12,8 +12,9 @@
 //!    workers run — each with its own state directory (journal, status), and all EC2 ports behind
 //!    one client-side [`RequestLimiter`] ([`LimitedCloud`]), as a daemon shares one across its
 //!    clusters. The limiter is set for mirrorctl alone in the account: the account's refill rates,
-//!    half its burst (`daemon` default budgets keep to half the rates, leaving room for other
-//!    tools; the bench asks how close to the account's own bound mirrorctl can get);
+//!    its burst less one token ([`alone_in`]; `daemon` default budgets keep to half the rates,
+//!    leaving room for other tools; the bench asks how close to the account's own bound mirrorctl
+//!    can get);
 //! 3. waits until every loop converged and checks each world's data oracle (both sides identical,
 //!    the accident gone, no corruption).
 //!
@@ -56,9 +57,9 @@ use crate::reconcile::{Context, Settled, reconcile};
 use crate::sim::{AccountThrottle, LatencyModel, SimWorld, ThrottleBudgets, ThrottleTally};
 
 /// Cluster counts of a full run.
-pub(super) const FULL_SIZES: [usize; 3] = [1, 100, 1000];
+pub(super) const FULL_SIZES: [usize; 5] = [1, 5, 20, 100, 1000];
 /// Cluster counts of `--quick` (CI).
-pub(super) const QUICK_SIZES: [usize; 2] = [1, 20];
+pub(super) const QUICK_SIZES: [usize; 3] = [1, 5, 20];
 /// Target of total ÷ throttle-bound minimum.
 const RATIO_TARGET: f64 = 1.1;
 /// Target of the throttled share, in percent.
@@ -121,15 +122,26 @@ impl ScaleSample {
     }
 }
 
+/// Tokens of each account bucket the limiter leaves unspent when mirrorctl is alone in the
+/// account: one, so that a rounding error between the limiter's clock (tokio) and the account's
+/// (model time) can never make the account one token short of a call the limiter let go.
+const ALONE_MARGIN: f64 = 1.0;
+
 /// mirrorctl's client-side budgets when it is alone in `account`: the account's refill rates and
-/// half its burst (the other half absorbs calls that leave in order but arrive out of order).
+/// its whole burst but [`ALONE_MARGIN`].
+///
+/// Why the whole burst is safe: every call leaves the limiter and reaches the account after the
+/// same round trip (the bench's latency model has no jitter), so the account sees the limiter's
+/// schedule shifted in time. Both buckets start full and refill at the same rate, so the account
+/// always holds at least the limiter's tokens plus the margin. Half the burst, as before, left 20
+/// clusters at 1.42 × their bound: their first creates queued for tokens the account had.
 fn alone_in(account: &ThrottleBudgets) -> Result<Budgets, CliError> {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped to 1..=u32::MAX first
-    let half = |capacity: f64| (capacity / 2.0).floor().clamp(1.0, f64::from(u32::MAX)) as u32;
+    let spendable = |capacity: f64| (capacity - ALONE_MARGIN).floor().clamp(1.0, f64::from(u32::MAX)) as u32;
     let bad = |e: String| CliError::Failed(format!("the simulated account's budgets: {e}"));
     Ok(Budgets {
-        describe: Budget::try_new(half(account.describe_capacity), account.describe_refill_per_s).map_err(bad)?,
-        mutate: Budget::try_new(half(account.mutate_capacity), account.mutate_refill_per_s).map_err(bad)?,
+        describe: Budget::try_new(spendable(account.describe_capacity), account.describe_refill_per_s).map_err(bad)?,
+        mutate: Budget::try_new(spendable(account.mutate_capacity), account.mutate_refill_per_s).map_err(bad)?,
     })
 }
 
@@ -223,7 +235,7 @@ pub(super) fn render(samples: &[ScaleSample]) -> String {
         &mut out,
         &format!(
             "clusters restored at once in one account (buckets: Describe {} refill {}/s, mutating {} refill {}/s; \
-             mirrorctl's limiter: the refill rates, half the burst)",
+             mirrorctl's limiter: the refill rates, the burst less one token)",
             a.describe_capacity, a.describe_refill_per_s, a.mutate_capacity, a.mutate_refill_per_s
         ),
     );
@@ -286,4 +298,20 @@ pub(super) fn render(samples: &[ScaleSample]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alone_in_the_account_the_limiter_spends_its_whole_burst_but_one_token() {
+        let b = alone_in(&ThrottleBudgets::default()).unwrap();
+        assert!((b.describe.capacity() - 99.0).abs() < 1e-9, "{b:?}");
+        assert!((b.mutate.capacity() - 49.0).abs() < 1e-9, "{b:?}");
+        assert!((b.describe.refill_per_s() - 20.0).abs() < 1e-9 && (b.mutate.refill_per_s() - 5.0).abs() < 1e-9);
+        // A one-token account still lets one call at a time through.
+        let tiny = ThrottleBudgets { describe_capacity: 1.0, mutate_capacity: 1.0, ..ThrottleBudgets::default() };
+        assert!((alone_in(&tiny).unwrap().mutate.capacity() - 1.0).abs() < 1e-9);
+    }
 }
