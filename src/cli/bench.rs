@@ -33,8 +33,9 @@
 //! 3. **Calls per two-node restore**, from `call_counts()` deltas over mirrorctl's restore:
 //!    mutating EC2 calls except `CreateTags`, and `Describe*` calls.
 //! 4. **Backup downtime.** Business: md stop requested → md's dependent service online again, ÷
-//!    (resource stop + two resource starts: md, then the service; the group's virtual IP never
-//!    went down). Standby: standby shutdown requested → standby back in the cluster, ÷
+//!    (resource stop + one resource start: the service, which brings md up with it; the group's
+//!    virtual IP never went down). The standby leaving the cluster in between is not in the bound:
+//!    it is what makes the restart safe, and what the ratio shows above 1. Standby: standby shutdown requested → standby back in the cluster, ÷
 //!    (instance stop + `CreateSnapshot` + `StartInstances` + instance start + cluster join). Both
 //!    from the simulated world's timeline.
 //!
@@ -419,8 +420,8 @@ async fn measure(base: &Path, seed: u64) -> Result<Sample, CliError> {
         mutating,
         describes,
         business_down_s,
-        // md stopped with its dependents; md started, then its dependents.
-        business_bound_s: exact.resource_stop_s + 2.0 * exact.resource_start_s,
+        // md stopped with its dependents; started again with them, in one resource start.
+        business_bound_s: exact.resource_stop_s + exact.resource_start_s,
         standby_down_s,
         standby_bound_s: exact.instance_stop_s + 2.0 * exact.ec2_api_s + exact.instance_start_s + exact.cluster_join_s,
     })

@@ -6,9 +6,11 @@
 //! Runbook step → planner step (ids are `backup/<name>/<kind>@<server>`):
 //! 1. stop the md resource on the active (quiesce point) → `stop-md@active`;
 //! 2. shut the standby down through CLUSTERPRO → `shutdown@standby`;
-//! 3. start md (the group) on the active again → `start-group@active`, as soon as the standby has
-//!    left the cluster (its mirror agent is down, nothing replicates to its disk), without waiting
-//!    for its instance to reach `stopped`: business downtime is md stop → shutdown → group start;
+//! 3. start md (the group) on the active again → `start-group@active`, or, when other resources
+//!    kept the group online, `restart-<r>@active` for what the quiesce stopped with md (which
+//!    starts md with it), as soon as the standby has left the cluster (its mirror agent is down,
+//!    nothing replicates to its disk), without waiting for its instance to reach `stopped`:
+//!    business downtime is md stop → shutdown → one start;
 //! 4. `CreateSnapshot` of the standby's mirror volume, tagged in the call → `snapshot@standby`;
 //! 5. start the standby instance; CLUSTERPRO resynchronises → `start-instance@standby`, then
 //!    `complete` once the mirror is healthy again.
@@ -457,9 +459,11 @@ fn vendor_post(d: &mut Draft, journal: &JournalView, op: &OpId, standby: &Server
 ///
 /// A real failover group also holds resources that do not depend on md (a virtual IP): they stay
 /// online through the quiesce, so the group keeps reading "online" and starting the group would
-/// do nothing. So: a group that is wholly offline is started as a group; otherwise md is started
-/// first, then, one per pass, each resource `stop-md` recorded as online that is not online now
-/// (`clprsc -s … -f` also starts what it depends on).
+/// do nothing. So: a group that is wholly offline is started as a group; otherwise each resource
+/// `stop-md` recorded as online that is not online now is started, one per pass, and the first of
+/// them brings md up with it (`clprsc -s … -f` also starts what it depends on, and the quiesce took
+/// down exactly what depends on md): business is back after one resource start, not two. md is
+/// started on its own only when nothing else went down with it.
 fn restart_business(
     d: &mut Draft,
     spec: &Spec,
@@ -498,6 +502,17 @@ fn restart_business(
                 Action::StartGroup { group: group.clone(), server: active.clone() },
                 format!("{because}; business can run again on {active}"),
             );
+        } else if let Some(r) = recorded.iter().find(|r| state(r).is_some() && !on_active(r)) {
+            d.step(
+                op,
+                &format!("restart-{r}"),
+                subject,
+                Action::StartResource { resource: r.clone(), server: active.clone() },
+                format!(
+                    "{because}; {r} was online on {active} before the quiesce and starts with {md}, which it \
+                     depends on, in one start ({group} is {group_state:?}: other resources kept it online)"
+                ),
+            );
         } else {
             d.step(
                 op,
@@ -505,8 +520,8 @@ fn restart_business(
                 subject,
                 Action::StartResource { resource: md.clone(), server: active.clone() },
                 format!(
-                    "{because}; {md} first, then what the quiesce stopped with it ({group} is {group_state:?}: other \
-                     resources kept it online)"
+                    "{because}; nothing else went down with {md} ({group} is {group_state:?}: other resources kept \
+                     it online)"
                 ),
             );
         }

@@ -37,7 +37,6 @@ async fn the_standby_restarts_while_the_snapshot_is_still_pending() {
             "backup/b1/preflight",
             "backup/b1/stop-md@server1",
             "backup/b1/shutdown@server2",
-            "backup/b1/start-md@server1",
             "backup/b1/restart-script@server1",
             "backup/b1/snapshot@server2",
             "backup/b1/start-instance@server2"
@@ -152,7 +151,6 @@ async fn a_group_with_an_independent_vip_gets_md_and_its_dependents_back() {
                 "backup/b1/preflight".to_owned(),
                 format!("backup/b1/stop-md@{a}"),
                 format!("backup/b1/shutdown@{b}"),
-                format!("backup/b1/start-md@{a}"),
                 format!("backup/b1/restart-{business}@{a}"),
                 format!("backup/b1/snapshot@{b}"),
                 format!("backup/b1/start-instance@{b}"),
