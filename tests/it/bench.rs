@@ -42,6 +42,13 @@ fn bench_quick_prints_every_figure() {
     figure(&stdout, "Describe calls per restore");
     figure(&stdout, "backup business downtime / bound");
     figure(&stdout, "backup standby downtime / bound");
+    // The vendor procedure (clprestore/clpbackup) side by side, each against its own bound.
+    let vendor = figure(&stdout, "vendor: restore / critical path");
+    assert!(vendor >= 1.0, "model time cannot beat the vendor restore's critical path: {vendor}");
+    for name in ["vendor: business downtime / bound", "vendor: standby downtime / bound"] {
+        let ratio = figure(&stdout, name);
+        assert!(ratio >= 1.0, "{name}: a downtime shorter than its bound: {ratio}");
+    }
     // Many clusters in one account: a total that beat the throttle-bound minimum would mean the
     // bound is not one.
     for n in [1, 5, 20] {
