@@ -270,8 +270,10 @@ impl SimWorld {
     }
 
     /// Replaces `w` with the world file's content when another process wrote the file since this
-    /// one last read or wrote it. The clock is kept: both processes run at the saved speed from
-    /// the same wall-clock anchor, so their model times agree.
+    /// one last read or wrote it. The clock is kept: processes that opened the file run at the
+    /// saved speed from the same wall-clock anchor, so their model times agree (two that each
+    /// *created* the world at once differ by the gap between their starts × the speed; both
+    /// create the same world from the same scenario and seed, and the first save wins).
     fn reload_if_changed(&self, w: &mut World) {
         let Some(path) = self.path.lock().expect("sim world path mutex poisoned").clone() else { return };
         let mut seen = self.seen.lock().expect("sim world stamp mutex poisoned");
