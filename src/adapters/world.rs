@@ -32,13 +32,19 @@ use crate::adapters::node::ssm::{SsmOptions, SsmTransport};
 use crate::adapters::node::transport::{LocalTransport, Transport};
 use crate::adapters::secret::SecretResolver;
 use crate::ports::clock::SystemClock;
-use crate::ports::{Cluster, PortResult, Ports};
+use crate::ports::{Cluster, PortResult, Ports, Store};
 use crate::spec::{Access, Spec};
 
 /// The ports of `spec`'s cluster on AWS. `state_dir` keeps the command adapter's `clp.conf`
-/// copies and md templates; `limiter`, when given, is shared by every cluster of the process.
+/// copies, `store` its md templates and pending-resume marker (so another host can finish a
+/// restore); `limiter`, when given, is shared by every cluster of the process.
 /// Fails (needs-human) only for what the REST API needs up front: its password and CA bundle.
-pub async fn aws_ports(spec: &Spec, state_dir: &Path, limiter: Option<Arc<RequestLimiter>>) -> PortResult<Ports> {
+pub async fn aws_ports(
+    spec: &Spec,
+    state_dir: &Path,
+    store: Arc<dyn Store>,
+    limiter: Option<Arc<RequestLimiter>>,
+) -> PortResult<Ports> {
     let c = &spec.cluster;
     let shared = load_sdk_config(&c.region, None).await;
     let mut cloud = AwsCloud::from_sdk_config(&shared, &AwsOptions::new(c.region.clone()));
@@ -49,7 +55,8 @@ pub async fn aws_ports(spec: &Spec, state_dir: &Path, limiter: Option<Arc<Reques
         Access::Ssm => Arc::new(SsmTransport::from_sdk_config(&shared, &SsmOptions::new(c.region.clone()), &c.servers)),
         Access::Local => Arc::new(LocalTransport::new()),
     };
-    let commands: Arc<dyn Cluster> = Arc::new(CommandCluster::new(c, Arc::clone(&transport), state_dir));
+    let commands: Arc<dyn Cluster> =
+        Arc::new(CommandCluster::new(c, Arc::clone(&transport), state_dir).with_store(store));
     let cluster: Arc<dyn Cluster> = match &c.api {
         Some(api) => {
             let servers: Vec<_> = c.servers.iter().map(|s| s.name.clone()).collect();

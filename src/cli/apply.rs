@@ -90,7 +90,7 @@ pub async fn run(
             ),
         }
     }
-    let w = super::world::open(world, state_dir, &spec).await?;
+    let w = super::world::open(world, state_dir, Arc::clone(&store), &spec).await?;
     let mut ctx = Context::with_store(w.ports.clone(), Arc::clone(&store));
     if let Some(path) = saved {
         check_saved_plan(path, &spec, file, &ctx).await?;

@@ -190,7 +190,7 @@ pub async fn run(
             Output::Json => eprint!("{report}"),
         }
     }
-    let w = super::world::open(world, state_dir, &spec).await?;
+    let w = super::world::open(world, state_dir, std::sync::Arc::clone(&store), &spec).await?;
     let ctx = Context::with_store(w.ports.clone(), store);
     let journal = open_journal(&spec, &ctx).await.map_err(|e| CliError::Failed(e.to_string()))?;
     let (obs, plan) = plan_once(&spec, &ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;

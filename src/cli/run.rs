@@ -42,6 +42,13 @@ pub struct RunArgs {
     /// Settings file (deploy/daemon.toml).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Seconds a cluster's lease lasts without a heartbeat (DynamoDB store only) [default: 30].
+    #[arg(long)]
+    pub lease_secs: Option<u64>,
+    /// Lab only: where the simulated worlds live [default: <state-dir>/lab]; daemons standing for
+    /// several hosts share one.
+    #[arg(long)]
+    pub lab_dir: Option<PathBuf>,
 }
 
 /// The settings in force: file, then flags, then defaults.
@@ -65,6 +72,10 @@ pub struct Effective {
     pub grace: Duration,
     /// Where journals, status documents and leases live.
     pub store: StoreSpec,
+    /// How long a lease lasts without a heartbeat (DynamoDB store).
+    pub lease: Duration,
+    /// Where the lab's worlds live.
+    pub lab_dir: PathBuf,
 }
 
 /// Merges the settings file and the flags (`state_dir`: the global `--state-dir`, if given).
@@ -77,9 +88,13 @@ pub fn effective(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
         World::Aws => WorldKind::Aws,
         World::Lab => WorldKind::Lab,
     }));
+    let state_dir = state_dir.map(Path::to_owned).or(file.state_dir).unwrap_or_else(|| PathBuf::from("state"));
+    let lease_secs = args.lease_secs.or(file.lease_secs);
+    let lab_dir = args.lab_dir.clone().or(file.lab_dir);
     let eff = Effective {
         dir: args.dir.clone().or(file.dir).unwrap_or_else(|| PathBuf::from("desired-state")),
-        state_dir: state_dir.map(Path::to_owned).or(file.state_dir).unwrap_or_else(|| PathBuf::from("state")),
+        lab_dir: lab_dir.clone().unwrap_or_else(|| state_dir.join("lab")),
+        state_dir,
         world: world.ok_or_else(|| {
             CliError::Usage(
                 "say which world the daemon acts on: --world aws (the real clusters) or --world lab (simulated \
@@ -102,7 +117,23 @@ pub fn effective(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
                 .map_err(CliError::Usage)?
                 .unwrap_or(StoreSpec::Dir),
         },
+        lease: lease_secs.map_or(crate::adapters::store::dynamodb::LEASE_DURATION, Duration::from_secs),
     };
+    if lease_secs.is_some() && eff.store == StoreSpec::Dir {
+        return Err(CliError::Usage(
+            "--lease-secs (lease_secs) applies to the DynamoDB store only: the directory store's lock lasts as long \
+             as its process and needs no heartbeat; drop the setting or use --store dynamodb:TABLE"
+                .into(),
+        ));
+    }
+    if lease_secs == Some(0) {
+        return Err(CliError::Usage("--lease-secs must be at least 1 second".into()));
+    }
+    if lab_dir.is_some() && eff.world != WorldKind::Lab {
+        return Err(CliError::Usage(
+            "--lab-dir (lab_dir) names where simulated worlds live and applies to --world lab only".into(),
+        ));
+    }
     if !(eff.speed.is_finite() && eff.speed > 0.0) {
         return Err(CliError::Usage(format!("--speed must be a positive number, not {}", eff.speed)));
     }
@@ -117,10 +148,7 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
     let eff = effective(args, state_dir, store)?;
     // Fail fast: a daemon that cannot write its journal must not sit behind a green /healthz.
     super::check_state_dir(&eff.state_dir, matches!(eff.store, StoreSpec::Dir))?;
-    let worlds = match eff.world {
-        WorldKind::Aws => aws_worlds(&eff.state_dir),
-        WorldKind::Lab => lab_worlds(&eff.state_dir, eff.speed),
-    };
+
     if !eff.dir.is_dir() {
         tracing::warn!(dir = %eff.dir.display(), "the desired-state directory does not exist (yet); waiting for it");
     }
@@ -130,8 +158,13 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
     let listener = tokio::net::TcpListener::bind(eff.listen)
         .await
         .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", eff.listen)))?;
+    let store = eff.store.open_with_lease(&eff.state_dir, eff.lease).await;
+    let worlds = match eff.world {
+        WorldKind::Aws => aws_worlds(&eff.state_dir, Arc::clone(&store)),
+        WorldKind::Lab => lab_worlds(&eff.lab_dir, eff.speed),
+    };
     let mut cfg = Config::new(eff.dir.clone(), eff.state_dir.clone(), worlds);
-    cfg.store = eff.store.open(&eff.state_dir).await;
+    cfg.store = store;
     cfg.resync = eff.resync;
     // The resync may spend half the client's Describe budget (per model second in the lab).
     let speed = if eff.world == WorldKind::Lab { eff.speed } else { 1.0 };
@@ -180,4 +213,38 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
     server_stop.cancel();
     let _ = server.await;
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lab_args() -> RunArgs {
+        RunArgs { world: Some(WorldKind::Lab), ..RunArgs::default() }
+    }
+
+    #[test]
+    fn the_lease_period_and_the_lab_directory_are_taken_and_misplaced_ones_refused() {
+        let dynamo = StoreSpec::Dynamo { table: "t-1".into() };
+        let mut args = lab_args();
+        args.lease_secs = Some(3);
+        args.lab_dir = Some(PathBuf::from("shared-lab"));
+        let eff = effective(&args, Some(Path::new("host-a")), Some(dynamo.clone())).expect("valid");
+        assert_eq!(eff.lease, Duration::from_secs(3));
+        assert_eq!(eff.lab_dir, PathBuf::from("shared-lab"));
+        let eff = effective(&lab_args(), Some(Path::new("host-a")), Some(dynamo.clone())).expect("defaults");
+        assert_eq!(eff.lease, crate::adapters::store::dynamodb::LEASE_DURATION);
+        assert_eq!(eff.lab_dir, PathBuf::from("host-a/lab"), "the lab under the state directory, as before");
+
+        // A lease with the directory store would be a setting read and ignored: refused.
+        let mut args = lab_args();
+        args.lease_secs = Some(3);
+        let err = effective(&args, None, None).expect_err("dir store has no lease period").to_string();
+        assert!(err.contains("DynamoDB store only"), "{err}");
+        args.lease_secs = Some(0);
+        assert!(effective(&args, None, Some(dynamo.clone())).is_err(), "a zero lease");
+        let args = RunArgs { world: Some(WorldKind::Aws), lab_dir: Some(PathBuf::from("x")), ..RunArgs::default() };
+        let err = effective(&args, None, Some(dynamo)).expect_err("lab dir on aws").to_string();
+        assert!(err.contains("--world lab only"), "{err}");
+    }
 }

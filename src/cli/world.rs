@@ -56,11 +56,17 @@ pub async fn aws_identity(spec: &Spec) -> Result<crate::adapters::aws::identity:
     crate::adapters::aws::identity::whoami(&spec.cluster.region).await.map_err(|e| CliError::Failed(e.to_string()))
 }
 
-/// Opens the world the arguments name.
-pub async fn open(args: &WorldArgs, state_dir: &Path, spec: &Spec) -> Result<OpenWorld, CliError> {
+/// Opens the world the arguments name (on AWS, the command adapter keeps its md templates in
+/// `store`).
+pub async fn open(
+    args: &WorldArgs,
+    state_dir: &Path,
+    store: std::sync::Arc<dyn crate::ports::Store>,
+    spec: &Spec,
+) -> Result<OpenWorld, CliError> {
     match args.kind()? {
         WorldKind::Aws => {
-            let ports = crate::adapters::world::aws_ports(spec, state_dir, None).await.map_err(|e| {
+            let ports = crate::adapters::world::aws_ports(spec, state_dir, store, None).await.map_err(|e| {
                 CliError::Failed(format!("cannot reach cluster {} (--world aws): {e}", spec.cluster.name))
             })?;
             Ok(OpenWorld { ports, sim: None, file: None })

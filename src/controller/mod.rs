@@ -64,12 +64,14 @@ use worker::{Desired, Shared};
 /// world loads credentials and may read a password from Secrets Manager).
 pub type WorldOpener = Arc<dyn Fn(&Spec) -> futures::future::BoxFuture<'static, Result<Ports, String>> + Send + Sync>;
 
-/// The lab: each cluster gets its own persisted simulated world `<state_dir>/lab/<cluster>.json`,
-/// created from that cluster's first valid desired state. All clusters' EC2 calls go through one
-/// client-side [`RequestLimiter`] with the default budgets (per model second, hence scaled by
-/// `speed`), as the clusters of a daemon on AWS share one account's request budget.
-pub fn lab_worlds(state_dir: &Path, speed: f64) -> WorldOpener {
-    let dir = state_dir.join("lab");
+/// The lab: each cluster gets its own persisted simulated world `<lab_dir>/<cluster>.json`
+/// (`<state_dir>/lab` unless the settings name another directory), created from that cluster's
+/// first valid desired state. All clusters' EC2 calls go through one client-side
+/// [`RequestLimiter`] with the default budgets (per model second, hence scaled by `speed`), as the
+/// clusters of a daemon on AWS share one account's request budget. Daemons sharing a lab
+/// directory share the worlds (each reloads a world another process wrote before acting on it).
+pub fn lab_worlds(lab_dir: &Path, speed: f64) -> WorldOpener {
+    let dir = lab_dir.to_owned();
     let limiter = Arc::new(RequestLimiter::new(Budgets::default().scaled(speed)));
     Arc::new(move |spec: &Spec| {
         let open = || {
@@ -86,15 +88,16 @@ pub fn lab_worlds(state_dir: &Path, speed: f64) -> WorldOpener {
 }
 
 /// The real world: each cluster's ports on AWS, CLUSTERPRO and its servers
-/// ([`crate::adapters::world::aws_ports`]), all clusters' EC2 calls through one client-side
+/// ([`crate::adapters::world::aws_ports`], the command adapter's md templates in `store`), all clusters' EC2 calls through one client-side
 /// [`RequestLimiter`] with the default budgets (half of EC2's buckets, room left for other tools).
-pub fn aws_worlds(state_dir: &Path) -> WorldOpener {
+pub fn aws_worlds(state_dir: &Path, store: Arc<dyn Store>) -> WorldOpener {
     let state_dir = state_dir.to_owned();
     let limiter = Arc::new(RequestLimiter::new(Budgets::default()));
     Arc::new(move |spec: &Spec| {
-        let (spec, state_dir, limiter) = (spec.clone(), state_dir.clone(), Arc::clone(&limiter));
+        let (spec, state_dir, limiter, store) =
+            (spec.clone(), state_dir.clone(), Arc::clone(&limiter), Arc::clone(&store));
         Box::pin(async move {
-            crate::adapters::world::aws_ports(&spec, &state_dir, Some(limiter)).await.map_err(|e| e.to_string())
+            crate::adapters::world::aws_ports(&spec, &state_dir, store, Some(limiter)).await.map_err(|e| e.to_string())
         })
     })
 }

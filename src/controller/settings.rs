@@ -45,6 +45,13 @@ pub struct Settings {
     /// Where journals, status documents and leases live: `dir` or `dynamodb:TABLE` (the
     /// `--store` flag overrides it).
     pub store: Option<String>,
+    /// Seconds a cluster's lease lasts without a heartbeat (DynamoDB store only; refused with the
+    /// directory store, whose lock needs none): a dead daemon's clusters are taken over this long
+    /// after its last heartbeat. Default 30.
+    pub lease_secs: Option<u64>,
+    /// Where the lab's simulated worlds live (lab only; default `<state_dir>/lab`). Daemons that
+    /// stand for several hosts share one, as real hosts share one AWS account.
+    pub lab_dir: Option<PathBuf>,
 }
 
 impl Settings {

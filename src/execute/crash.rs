@@ -16,18 +16,26 @@ pub enum CrashPoint {
     AfterCall,
 }
 
-/// Fires once, at the `target`-th time (from 1) its `point` is reached.
+/// Fires once, at the `target`-th time (from 1) its `point` is reached (in a step whose id
+/// contains `step`, when given).
 #[derive(Debug)]
 pub struct CrashSwitch {
     point: CrashPoint,
     target: usize,
+    step: Option<String>,
     seen: AtomicUsize,
 }
 
 impl CrashSwitch {
     /// A switch that fires at the `target`-th occurrence of `point`.
     pub fn new(point: CrashPoint, target: usize) -> Self {
-        CrashSwitch { point, target, seen: AtomicUsize::new(0) }
+        CrashSwitch { point, target, step: None, seen: AtomicUsize::new(0) }
+    }
+
+    /// A switch that fires the first time `point` is reached in a step whose id contains `step`
+    /// (`"remove-md"`: right after the call that removed md, before its result is journaled).
+    pub fn at_step(point: CrashPoint, step: &str) -> Self {
+        CrashSwitch { point, target: 1, step: Some(step.to_owned()), seen: AtomicUsize::new(0) }
     }
 
     /// How many times the point was reached.
@@ -42,7 +50,7 @@ impl CrashSwitch {
 
     /// Called by the executor at each point.
     pub fn check(&self, step: &StepId, point: CrashPoint) -> Result<(), ExecError> {
-        if point != self.point {
+        if point != self.point || self.step.as_deref().is_some_and(|s| !step.0.contains(s)) {
             return Ok(());
         }
         let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;

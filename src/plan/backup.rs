@@ -109,15 +109,8 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
     let started = super::begun(journal, &op);
     let group = &spec.mirror.group;
     let md = &spec.mirror.resource;
-    let procedure = match super::procedure::choose(spec, obs, journal, &op) {
-        Ok((p, why)) => {
-            d.notes.push(why);
-            p
-        }
-        Err(r) => {
-            r.apply(&mut d);
-            return d.outcome();
-        }
+    let Some(procedure) = super::procedure::choose_for(spec, obs, journal, &op, &mut d) else {
+        return d.outcome();
     };
 
     if !obs.cluster_reachable {
@@ -323,17 +316,18 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             let since = journal.step(&op, &leave).last_intent.map(|(_, at, _)| at);
             // NEC's pre-processing ran but the server is still up long after: its shutdown did not
             // happen (the command was cut short); `--only-shutdown` finishes it.
-            if procedure == Procedure::Vendor
-                && shut_down
-                && standby_inst.state == InstanceState::Running
-                && since.is_some_and(|t| obs.now.duration_since(t) > twice(expect::INSTANCE_STOP))
-            {
-                d.step(
+            if procedure == Procedure::Vendor && shut_down && standby_inst.state == InstanceState::Running {
+                super::procedure::finish_cut_short(
+                    &mut d,
                     &op,
                     "backup-shutdown",
-                    standby_subject,
-                    Action::Vendor { server: standby.name.clone(), call: vendor_call(VendorPhase::Pre, true) },
-                    format!("{} ran its backup pre-processing but did not shut down", standby.name),
+                    &standby.name,
+                    vendor_call(VendorPhase::Pre, true),
+                    since,
+                    obs.now,
+                    expect::INSTANCE_STOP,
+                    Watch::INSTANCES,
+                    format!("standby {} to stop", standby.name),
                 );
                 return d.outcome();
             }
@@ -413,10 +407,6 @@ fn vendor_call(phase: VendorPhase, only: bool) -> VendorCall {
     VendorCall { op: VendorOp::Backup, phase, skip_copy: false, only }
 }
 
-fn twice(d: std::time::Duration) -> jiff::SignedDuration {
-    jiff::SignedDuration::try_from(d * 2).unwrap_or(jiff::SignedDuration::MAX)
-}
-
 /// The standby is running again after the snapshot but, its cluster service disabled by the
 /// pre-processing, not in the cluster: NEC's post-processing puts it back (and reboots it). A post
 /// that ran and whose reboot has not brought the server back long after is finished with
@@ -434,23 +424,19 @@ fn vendor_post(d: &mut Draft, journal: &JournalView, op: &OpId, standby: &Server
         );
         return;
     }
-    let since = post.last_intent.as_ref().map(|(_, at, _)| *at);
     let reboot = journal.step(op, &StepId::new(op, "backup-reboot", subject));
-    let last = reboot.last_intent.as_ref().map(|(_, at, _)| *at).or(since);
-    if last.is_some_and(|t| now.duration_since(t) > twice(expect::REBOOT)) {
-        d.step(
-            op,
-            "backup-reboot",
-            subject,
-            Action::Vendor { server: standby.clone(), call: vendor_call(VendorPhase::Post, true) },
-            format!("{standby} ran its backup post-processing but has not rejoined the cluster"),
-        );
-        return;
-    }
-    d.wait(
+    let last = reboot.last_intent.as_ref().or(post.last_intent.as_ref()).map(|(_, at, _)| *at);
+    super::procedure::finish_cut_short(
+        d,
+        op,
+        "backup-reboot",
+        standby,
+        vendor_call(VendorPhase::Post, true),
+        last,
+        now,
+        expect::REBOOT,
         Watch::CLUSTER,
         format!("{standby} to reboot and rejoin the cluster"),
-        expect::remaining(expect::REBOOT, last, now),
     );
 }
 

@@ -9,12 +9,61 @@
 //! Linux blog: the commands are "supported in EXPRESSCLUSTER X 4.3 and later"); when the version
 //! cannot be read it takes the configuration edit, which every version supports, and says so.
 
+use crate::ids::ServerName;
 use crate::journal::JournalView;
 use crate::observe::Observed;
-use crate::ports::cluster::{ClpVersion, Procedure};
+use crate::ports::cluster::{ClpVersion, Procedure, VendorCall};
 use crate::spec::{ProcedureChoice, Spec};
 
-use super::step::{Action, OpId, StepId};
+use super::step::{Action, OpId, StepId, Watch};
+use super::{Draft, expect};
+
+/// [`choose`] for a planner: the procedure, with why noted in `d`; `None` when `d` now blocks or
+/// waits instead (the planner returns its outcome then).
+pub(crate) fn choose_for(
+    spec: &Spec,
+    obs: &Observed,
+    journal: &JournalView,
+    op: &OpId,
+    d: &mut Draft,
+) -> Option<Procedure> {
+    match choose(spec, obs, journal, op) {
+        Ok((p, why)) => {
+            d.notes.push(why);
+            Some(p)
+        }
+        Err(r) => {
+            r.apply(d);
+            None
+        }
+    }
+}
+
+/// One of NEC's calls on `server` ran (its last attempt began at `since`), and what it ends with
+/// (the shutdown, or the reboot back into the cluster) is expected within `expected`. Until twice
+/// that, `d` waits for `waiting_for`; past it, step `kind` runs `call` — the call's last part alone
+/// (`--only-shutdown`, `--only-reboot`) — because the command was cut short.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish_cut_short(
+    d: &mut Draft,
+    op: &OpId,
+    kind: &str,
+    server: &ServerName,
+    call: VendorCall,
+    since: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+    expected: std::time::Duration,
+    watch: Watch,
+    waiting_for: String,
+) {
+    let limit = jiff::SignedDuration::try_from(expected * 2).unwrap_or(jiff::SignedDuration::MAX);
+    if since.is_some_and(|t| now.duration_since(t) > limit) {
+        let why = format!("{server} ran `{}` but {waiting_for} did not happen", call.command());
+        d.step(op, kind, Some(server.as_str()), Action::Vendor { server: server.clone(), call }, why);
+    } else {
+        d.wait(watch, waiting_for, expect::remaining(expected, since, now));
+    }
+}
 
 /// The procedure `op` follows, and why — or why none can be chosen (a condition to block with:
 /// reason, message, what to do).

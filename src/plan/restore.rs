@@ -136,15 +136,8 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
     let mut d = Draft::default();
     let group = &spec.mirror.group;
     let md = &spec.mirror.resource;
-    let procedure = match super::procedure::choose(spec, obs, journal, &op) {
-        Ok((p, why)) => {
-            d.notes.push(why);
-            p
-        }
-        Err(r) => {
-            r.apply(&mut d);
-            return d.outcome();
-        }
+    let Some(procedure) = super::procedure::choose_for(spec, obs, journal, &op, &mut d) else {
+        return d.outcome();
     };
 
     let mut facts = Vec::new();
@@ -335,11 +328,6 @@ fn restore_call(phase: VendorPhase, skip_copy: bool, only: bool) -> VendorCall {
     VendorCall { op: VendorOp::Restore, phase, skip_copy, only }
 }
 
-fn longer_than(since: Option<jiff::Timestamp>, now: jiff::Timestamp, d: std::time::Duration) -> bool {
-    since
-        .is_some_and(|t| now.duration_since(t) > jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX))
-}
-
 /// The restore by NEC's pre- and post-processing (X 4.3+), after the new volumes were asked for:
 /// 1. the group stopped (`stop-group`);
 /// 2. once both new volumes exist, `clprestore --pre` on each server (`restore-pre@s`): it leaves
@@ -412,21 +400,20 @@ fn vendor_restore(
             let post = journal.step(op, &StepId::new(op, "restore-post", subject));
             let reboot = journal.step(op, &StepId::new(op, "restore-reboot", subject));
             let last = reboot.last_intent.as_ref().or(post.last_intent.as_ref()).map(|(_, at, _)| *at);
-            if inst.state == InstanceState::Running && longer_than(last, obs.now, expect::REBOOT * 2) {
-                d.step(
-                    op,
-                    "restore-reboot",
-                    subject,
-                    Action::Vendor { server: s.name.clone(), call: restore_call(VendorPhase::Post, false, true) },
-                    format!("{} ran its restore post-processing but has not rejoined the cluster", s.name),
-                );
-            } else {
-                d.wait(
-                    Watch::CLUSTER,
-                    format!("{} to reboot and rejoin the cluster", s.name),
-                    expect::remaining(expect::REBOOT, last, obs.now),
-                );
-            }
+            // A reboot can only be asked of a running OS.
+            let last = last.filter(|_| inst.state == InstanceState::Running);
+            super::procedure::finish_cut_short(
+                d,
+                op,
+                "restore-reboot",
+                &s.name,
+                restore_call(VendorPhase::Post, false, true),
+                last,
+                obs.now,
+                expect::REBOOT,
+                Watch::CLUSTER,
+                format!("{} to reboot and rejoin the cluster", s.name),
+            );
             continue;
         }
         if !pre_done(s) {
@@ -465,24 +452,19 @@ fn vendor_restore(
                 ),
                 _ => d.wait(Watch::VOLUMES, format!("the restored volume attaching to {}", s.name), expect::ATTACH),
             },
-            InstanceState::Running if !f.swapped() => {
-                // The pre-processing ran, yet the OS is still up.
-                if longer_than(since, obs.now, expect::INSTANCE_STOP * 2) {
-                    d.step(
-                        op,
-                        "restore-shutdown",
-                        subject,
-                        Action::Vendor { server: s.name.clone(), call: restore_call(VendorPhase::Pre, false, true) },
-                        format!("{} ran its restore pre-processing but did not shut down", s.name),
-                    );
-                } else {
-                    d.wait(
-                        Watch::INSTANCES,
-                        format!("{} to shut down", s.name),
-                        expect::remaining(expect::INSTANCE_STOP, since, obs.now),
-                    );
-                }
-            }
+            // The pre-processing ran, yet the OS is still up.
+            InstanceState::Running if !f.swapped() => super::procedure::finish_cut_short(
+                d,
+                op,
+                "restore-shutdown",
+                &s.name,
+                restore_call(VendorPhase::Pre, false, true),
+                since,
+                obs.now,
+                expect::INSTANCE_STOP,
+                Watch::INSTANCES,
+                format!("{} to shut down", s.name),
+            ),
             InstanceState::Running => {
                 let Some(new) = f.new else { continue };
                 if disk_ready(spec, obs, r, op, s, new, d) {

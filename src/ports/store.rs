@@ -163,7 +163,10 @@ pub enum StoreError {
         "cluster {cluster} is being reconciled by another mirrorctl ({holder}); two writers would race on its \
          journal and act twice on the cluster: {}",
         match retry_in {
-            Some(d) => format!("if that holder is dead its lease can be taken over in {}s; mirrorctl tries again then", d.as_secs().max(1)),
+            Some(d) => format!(
+                "mirrorctl looks again in {:.1}s and takes the lease over if its holder's heartbeat has not changed for a whole lease period",
+                d.as_secs_f64()
+            ),
             None => "wait for it to finish, or stop it, then retry".to_owned(),
         }
     )]
@@ -172,8 +175,9 @@ pub enum StoreError {
         cluster: ClusterName,
         /// Who holds it.
         holder: String,
-        /// When a takeover may be possible (the holder's record version unchanged for a whole
-        /// lease period); `None` when only the holder can let go (the local store's lock).
+        /// When to look again: when a takeover may become possible (the holder's record version
+        /// unchanged for a whole lease period), or sooner while the holder is seen alive; `None`
+        /// when only the holder can let go (the local store's lock).
         retry_in: Option<Duration>,
     },
     /// This holder lost its lease: another host took it over (or may have). Nothing more is
@@ -265,4 +269,26 @@ pub trait Store: Send + Sync {
 
     /// Every cluster's status document, ordered by cluster name.
     async fn list_status(&self) -> Result<Vec<StatusDoc>, StoreError>;
+
+    /// The small file `name` (a plain file name) an adapter keeps for `cluster` between calls,
+    /// and for whichever host acts next: the CLUSTERPRO command adapter's md template while a
+    /// restore has removed md, and its pending-resume marker
+    /// ([`crate::adapters::clusterpro::commands`]). `None` when there is none.
+    async fn read_cluster_file(&self, cluster: &ClusterName, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Replaces the cluster file `name` whole, durably (fsync'd, or acknowledged by DynamoDB).
+    /// Not fenced by the lease: the adapter writing it acts under a lease it checked before its
+    /// call, and what it writes is the same whoever writes it (see the command adapter's doc).
+    async fn write_cluster_file(&self, cluster: &ClusterName, name: &str, body: &[u8]) -> Result<(), StoreError>;
+
+    /// Removes the cluster file `name`; one that does not exist is not an error.
+    async fn remove_cluster_file(&self, cluster: &ClusterName, name: &str) -> Result<(), StoreError>;
+}
+
+/// Whether `name` may name a cluster file: a plain file name, not hidden, not a path.
+pub fn valid_cluster_file(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }

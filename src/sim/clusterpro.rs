@@ -799,6 +799,23 @@ impl World {
     }
 
     /// Applies a pushed configuration.
+    /// The oracle records a corruption when the two mirror sides do not hold the same data and
+    /// CLUSTERPRO is about to treat them as in sync (`what` did so without a copy).
+    pub(super) fn flag_unless_identical(&mut self, t: Timestamp, what: &str) {
+        let sides: Vec<(ServerName, Option<super::oracle::Content>)> =
+            self.clp.servers.keys().map(|s| (s.clone(), self.mirror_content(s))).collect();
+        if sides.windows(2).all(|w| w[0].1 == w[1].1) {
+            return;
+        }
+        let desc: Vec<String> = sides
+            .iter()
+            .map(|(s, c)| format!("{s} holds {}", c.map_or("nothing".to_owned(), |c| c.to_string())))
+            .collect();
+        let msg = format!("{what} over different sides: {}", desc.join(", "));
+        self.log(t, format!("oracle: CORRUPTION: {msg}"));
+        self.oracle.corruptions.push(msg);
+    }
+
     pub(super) fn settle_config(&mut self, t: Timestamp) {
         let Some(pending) = self.clp.config_pending.take() else {
             return;
@@ -825,23 +842,7 @@ impl World {
                         self.clp.mirror = MirrorState::Unconstructed;
                         self.log(t, format!("clp: {name} added (initial mirror construction on first start)"));
                     } else {
-                        let sides: Vec<(ServerName, Option<super::oracle::Content>)> =
-                            self.clp.servers.keys().map(|s| (s.clone(), self.mirror_content(s))).collect();
-                        let identical = sides.windows(2).all(|w| w[0].1 == w[1].1);
-                        if !identical {
-                            let desc: Vec<String> = sides
-                                .iter()
-                                .map(|(s, c)| {
-                                    format!("{s} holds {}", c.map_or("nothing".to_owned(), |c| c.to_string()))
-                                })
-                                .collect();
-                            let msg = format!(
-                                "{name} re-added without initial copy over different sides: {}",
-                                desc.join(", ")
-                            );
-                            self.log(t, format!("oracle: CORRUPTION: {msg}"));
-                            self.oracle.corruptions.push(msg);
-                        }
+                        self.flag_unless_identical(t, &format!("{name} re-added without initial copy"));
                         self.clp.mirror = MirrorState::InSync;
                         self.log(t, format!("clp: {name} added (initial mirror construction skipped)"));
                     }

@@ -123,11 +123,16 @@ pub enum SimError {
 ///
 /// The world sits behind a `std::sync::Mutex` that is never held across an await: port calls lock,
 /// settle, act, unlock, then sleep in model time. When a file is set ([`SimWorld::persist_to`],
-/// [`SimWorld::open`]) every call writes the world to it atomically.
+/// [`SimWorld::open`]) every call writes the world to it atomically, and every lock first reloads
+/// the world from the file when another process wrote it since this one last read or wrote it
+/// (two daemons standing for two hosts share the simulated AWS: each acts on a cluster only while
+/// it holds the cluster's lease, and must see what the other did before).
 pub struct SimWorld {
     world: Mutex<World>,
     clock: SimClock,
     path: Mutex<Option<PathBuf>>,
+    /// The world file as this process last read or wrote it.
+    seen: Mutex<Option<persist::Stamp>>,
     /// The account's EC2 buckets when shared with other worlds; `None`: the world's own.
     account: Option<Arc<AccountThrottle>>,
 }
@@ -145,7 +150,13 @@ impl SimWorld {
     pub fn new(scenario: Scenario, seed: u64, speed: f64) -> Arc<Self> {
         let clock = SimClock::new(scenario.epoch, speed);
         let world = World::from_scenario(scenario, seed);
-        Arc::new(SimWorld { world: Mutex::new(world), clock, path: Mutex::new(None), account: None })
+        Arc::new(SimWorld {
+            world: Mutex::new(world),
+            clock,
+            path: Mutex::new(None),
+            seen: Mutex::new(None),
+            account: None,
+        })
     }
 
     /// Loads a persisted world and keeps persisting to the same file. Model time resumes at the
@@ -154,6 +165,7 @@ impl SimWorld {
     /// next process uses): whatever was in progress has moved on while no process was running.
     pub fn open(path: impl AsRef<Path>, speed: f64) -> Result<Arc<Self>, SimError> {
         let path = path.as_ref();
+        let seen = persist::stamp(path);
         let world = persist::load(path)?;
         let saved_speed =
             if world.saved_speed.is_finite() && world.saved_speed > 0.0 { world.saved_speed } else { 1.0 };
@@ -163,6 +175,7 @@ impl SimWorld {
             world: Mutex::new(world),
             clock,
             path: Mutex::new(Some(path.to_owned())),
+            seen: Mutex::new(seen),
             account: None,
         }))
     }
@@ -192,6 +205,7 @@ impl SimWorld {
             world: Mutex::new(copy),
             clock: self.clock,
             path: Mutex::new(None),
+            seen: Mutex::new(None),
             account: Some(account),
         })
     }
@@ -224,7 +238,9 @@ impl SimWorld {
         w.saved_model = now;
         w.saved_wall = Timestamp::now();
         w.saved_speed = self.clock.speed();
-        persist::save(path.as_ref(), &w)
+        let written = persist::save(path.as_ref(), &w)?;
+        *self.seen.lock().expect("sim world stamp mutex poisoned") = Some(written);
+        Ok(())
     }
 
     /// The four ports backed by this world.
@@ -248,7 +264,35 @@ impl SimWorld {
     }
 
     fn lock(&self) -> MutexGuard<'_, World> {
-        self.world.lock().expect("sim world mutex poisoned")
+        let mut w = self.world.lock().expect("sim world mutex poisoned");
+        self.reload_if_changed(&mut w);
+        w
+    }
+
+    /// Replaces `w` with the world file's content when another process wrote the file since this
+    /// one last read or wrote it. The clock is kept: processes that opened the file run at the
+    /// saved speed from the same wall-clock anchor, so their model times agree (two that each
+    /// *created* the world at once differ by the gap between their starts × the speed; both
+    /// create the same world from the same scenario and seed, and the first save wins).
+    fn reload_if_changed(&self, w: &mut World) {
+        let Some(path) = self.path.lock().expect("sim world path mutex poisoned").clone() else { return };
+        let mut seen = self.seen.lock().expect("sim world stamp mutex poisoned");
+        let now = persist::stamp(&path);
+        if now.is_none() || now == *seen {
+            return;
+        }
+        match persist::load(&path) {
+            Ok(fresh) => {
+                *w = fresh;
+                *seen = now;
+            }
+            // A file being replaced cannot be half-read (rename is atomic); anything else is
+            // said once per change and the copy in memory kept.
+            Err(e) => {
+                *seen = now;
+                tracing::warn!(target: "mirrorctl::sim", error = %e, "could not reload the simulated world written by another process");
+            }
+        }
     }
 
     /// Locks the world, settles what is due, runs `f`, persists, unlocks.
@@ -267,8 +311,11 @@ impl SimWorld {
             w.saved_model = now;
             w.saved_wall = Timestamp::now();
             w.saved_speed = self.clock.speed();
-            if let Err(e) = persist::save(&path, w) {
-                tracing::error!(target: "mirrorctl::sim", error = %e, "could not persist the simulated world");
+            match persist::save(&path, w) {
+                Ok(written) => *self.seen.lock().expect("sim world stamp mutex poisoned") = Some(written),
+                Err(e) => {
+                    tracing::error!(target: "mirrorctl::sim", error = %e, "could not persist the simulated world");
+                }
             }
         }
     }

@@ -4,6 +4,12 @@
 //! AWS to survive the process. The world is one JSON document written atomically (temp file,
 //! fsync, rename, fsync of the directory), so a crash leaves either the old or the new world,
 //! never half of one.
+//!
+//! Several processes may share one world file: two daemons standing for two hosts act on the same
+//! simulated AWS (`mirrorctl run --lab-dir`), one at a time per cluster under the cluster's lease.
+//! Each save names its temp file after the process, and returns the [`Stamp`] of what it wrote, so
+//! a process can tell its own last write from another process's ([`stamp`]) and reload the world
+//! before acting on it.
 
 use std::fs;
 use std::io::Write;
@@ -12,18 +18,47 @@ use std::path::Path;
 use super::SimError;
 use super::world::World;
 
-/// Writes `world` to `path` atomically.
-pub(super) fn save(path: &Path, world: &World) -> Result<(), SimError> {
+/// What tells one version of the world file from another without reading it: device, inode,
+/// modification time (nanoseconds) and size. Every save is a new file renamed into place, so a
+/// save by any process changes the inode; the time and size guard against a reused inode number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Stamp {
+    inode: (u64, u64),
+    modified: i128,
+    len: u64,
+}
+
+impl Stamp {
+    fn of(m: &fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt as _;
+        Stamp {
+            inode: (m.dev(), m.ino()),
+            modified: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            len: m.len(),
+        }
+    }
+}
+
+/// The stamp of the world file at `path` now; `None` when it cannot be read.
+pub(super) fn stamp(path: &Path) -> Option<Stamp> {
+    fs::metadata(path).ok().map(|m| Stamp::of(&m))
+}
+
+/// Writes `world` to `path` atomically; the stamp of the file written.
+pub(super) fn save(path: &Path, world: &World) -> Result<Stamp, SimError> {
     let io = |source| SimError::Io { path: path.to_owned(), source };
     let bytes = serde_json::to_vec(world).map_err(|source| SimError::Format { path: path.to_owned(), source })?;
     let mut tmp_name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
-    tmp_name.push(".tmp");
+    // Per process: two processes saving the same world never write one temp file.
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
-    {
+    let written = {
         let mut f = fs::File::create(&tmp).map_err(io)?;
         f.write_all(&bytes).map_err(io)?;
         f.sync_all().map_err(io)?;
-    }
+        // A rename keeps the inode and the modification time: this is the stamp of `path` next.
+        Stamp::of(&f.metadata().map_err(io)?)
+    };
     fs::rename(&tmp, path).map_err(io)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         // Best effort: makes the rename itself durable on Linux.
@@ -31,7 +66,7 @@ pub(super) fn save(path: &Path, world: &World) -> Result<(), SimError> {
             let _ = d.sync_all();
         }
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Reads a world written by [`save`].

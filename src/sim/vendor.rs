@@ -205,20 +205,7 @@ impl World {
         }
         let skip = self.clp.restore_posts.values().all(|s| *s);
         if skip {
-            let sides: Vec<(ServerName, Option<super::oracle::Content>)> =
-                servers.iter().map(|s| (s.clone(), self.mirror_content(s))).collect();
-            if !sides.windows(2).all(|w| w[0].1 == w[1].1) {
-                let desc: Vec<String> = sides
-                    .iter()
-                    .map(|(s, c)| format!("{s} holds {}", c.map_or("nothing".to_owned(), |c| c.to_string())))
-                    .collect();
-                let msg = format!(
-                    "restore post-processing skipped the mirror copy over different sides: {}",
-                    desc.join(", ")
-                );
-                self.log(t, format!("oracle: CORRUPTION: {msg}"));
-                self.oracle.corruptions.push(msg);
-            }
+            self.flag_unless_identical(t, "restore post-processing skipped the mirror copy");
             self.clp.mirror = MirrorState::InSync;
             self.log(t, "clp: restore finished on every server; mirror copy skipped");
         } else {

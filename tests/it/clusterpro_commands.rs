@@ -1175,3 +1175,132 @@ impl Transport for PsShim {
         self.inner.write_file(server, Shell::Sh, &p, bytes).await
     }
 }
+
+/// A DynamoDB state store on a fresh moto (table created), and a way to open it as a new process
+/// (a new holder identity) would.
+async fn dynamo_store(moto: &support::Moto) -> Arc<dyn mirrorctl::ports::Store> {
+    use mirrorctl::adapters::store::DynamoStore;
+    let store = DynamoStore::from_sdk_config(&moto.sdk_config().await, "mirrorctl-clp");
+    store.init().await.expect("create the table");
+    Arc::new(store)
+}
+
+/// Host loss between the two pushes of a restore's configuration edit, port level: host A removes
+/// md (its resume fails, so a suspend/resume is owed too) and dies with its state directory; host
+/// B, with an empty state directory and the same DynamoDB table, completes the resume and re-adds
+/// md as it was, from the template in the table. With the directory store host B cannot: the
+/// template was on A's disk (what every store did before the template moved behind the store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_host_finishes_the_configuration_edit_from_the_dynamodb_store() {
+    let moto = support::Moto::start();
+    let store = dynamo_store(&moto).await;
+    let rig = Rig::linux(16).await;
+    let host_a = rig.dir.path().join("host-a");
+    {
+        let a = rig.cmd_with_state(&host_a).with_store(Arc::clone(&store));
+        a.stop_group(&rig.group()).await.expect("stop group");
+        rig.fake.fail_next("clpcl --resume", 1);
+        let e = a.apply_config(&rig.remove_md()).await.expect_err("resume fails");
+        assert_eq!(e.code, "ClusterResumeFailed", "{e}");
+    } // host A dies, and its disk with it
+    std::fs::remove_dir_all(&host_a).expect("host A's state directory is gone");
+    assert!(rig.fake.suspended(), "a resume is owed");
+    let name = &rig.spec.cluster.name;
+    assert!(store.read_cluster_file(name, "template-md1.json").await.expect("read").is_some(), "template in the table");
+    assert!(store.read_cluster_file(name, PENDING_RESUME).await.expect("read").is_some(), "marker in the table");
+
+    // Host B with the directory store: nothing of A's is there.
+    let host_b = rig.dir.path().join("host-b");
+    let local = rig.cmd_with_state(&host_b);
+    let e = local.apply_config(&rig.re_add_md()).await.expect_err("no template on host B's disk");
+    assert_eq!((e.code.as_str(), e.class), ("MirrorTemplateMissing", ErrorClass::NeedsHuman), "{e}");
+    std::fs::remove_dir_all(&host_b).expect("back to an empty state directory");
+
+    // Host B with the table: resumes the cluster, then re-adds md from the template.
+    let b = rig.cmd_with_state(&host_b).with_store(Arc::clone(&store));
+    b.apply_config(&rig.re_add_md()).await.expect("re-add md on host B");
+    assert!(!rig.fake.suspended());
+    assert!(store.read_cluster_file(name, PENDING_RESUME).await.expect("read").is_none(), "marker cleared");
+    let config = rig.sim().config().await.expect("config");
+    assert_eq!(config.mirror(&rig.md()).map(|m| m.initial_copy), Some(false));
+    // The fake refuses an md without its connection, mount point, monitors and dependency: B's
+    // pushed file has them, from A's template.
+    let copies = rig.copies(&host_b);
+    let pushed = named(&copies, "-pushed.conf");
+    assert_eq!(pushed.len(), 1, "{:?}", copies.keys());
+    for piece in ["<fullcopy>0</fullcopy>", "<depend name=\"md1\"/>", "<mdcname>mdc1</mdcname>", "<fs>ext4</fs>"] {
+        assert!(pushed[0].1.contains(piece), "{piece} missing from host B's push:\n{}", pushed[0].1);
+    }
+    assert!(!copies.contains_key("template-md1.json"), "the template is in the table, not on B's disk");
+    b.start_group(&rig.group(), &rig.node(0)).await.expect("group starts with md");
+    assert!(b.mirror_status(&rig.md()).await.expect("mirror").healthy());
+}
+
+/// Host loss between the two pushes of a restore, through the reconcile loop: host A (journal,
+/// status and templates in DynamoDB, `clp.conf` copies in its own state directory) runs the
+/// restore until the call that removed md, and dies right after it, before journaling its result;
+/// its state directory is deleted. Host B, a new process with an
+/// empty state directory on the same table, finishes the restore: md is re-added without the
+/// initial copy from A's template, and the oracle finds both sides restored from the snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_whose_host_died_after_removing_md_is_finished_by_another_host() {
+    use mirrorctl::execute::{CrashPoint, CrashSwitch, ExecError};
+    use mirrorctl::reconcile::ReconcileError;
+    let moto = support::Moto::start();
+    let store = dynamo_store(&moto).await;
+    let rig = Rig::linux(17).await;
+    let spec = rig.spec.clone();
+    let host = |dir: &Path, crash: Option<Arc<CrashSwitch>>| {
+        let sim = rig.world.ports();
+        let cluster: Arc<dyn Cluster> = Arc::new(rig.cmd_with_state(dir).with_store(Arc::clone(&store)));
+        let ports = Ports { cloud: sim.cloud, cluster, node: sim.node, clock: sim.clock };
+        let mut ctx = Context::with_store(ports, Arc::clone(&store));
+        ctx.max_passes = Some(2_000);
+        ctx.crash = crash;
+        ctx
+    };
+    let host_a = rig.dir.path().join("host-a");
+    let lab = Lab {
+        world: rig.world.clone(),
+        world_file: rig.dir.path().join("unused.json"),
+        dir: tempfile::tempdir().expect("lab"),
+    };
+    let backup = with_backups(spec.clone(), &["b1"], 7);
+    assert_eq!(reconcile(&backup, &host(&host_a, None)).await.expect("backup"), Settled::Converged);
+    let snap = lab.backup_snapshot(&spec, "b1");
+    rig.sleep_model(600).await;
+    rig.world.accident();
+    rig.sleep_model(60).await;
+    let restore = with_restore(backup, &snap, "r1", true);
+
+    // Host A dies right after the call that removed md, before its result is journaled.
+    let crash = Arc::new(CrashSwitch::at_step(CrashPoint::AfterCall, "remove-md"));
+    let err = reconcile(&restore, &host(&host_a, Some(Arc::clone(&crash)))).await.expect_err("crashes");
+    assert!(matches!(err, ReconcileError::Exec(ExecError::Crashed(_))), "{err}");
+    let records = store.read_journal(&spec.cluster.name).await.expect("journal");
+    assert!(
+        matches!(
+            records.last(),
+            Some(mirrorctl::journal::Record::Intent { action: Action::ApplyConfig { changes }, .. })
+                if changes.iter().any(|c| matches!(c, ConfigChange::RemoveMirror { .. }))
+        ),
+        "the last record is the removal's intent, without its result: {:?}",
+        records.last()
+    );
+    assert!(rig.sim().config().await.expect("config").mirror(&rig.md()).is_none(), "md is out of clp.conf");
+    std::fs::remove_dir_all(&host_a).expect("host A's state directory is gone with it");
+
+    // Host B: a new process, an empty state directory, the same table.
+    let host_b = rig.dir.path().join("host-b");
+    assert_eq!(reconcile(&restore, &host(&host_b, None)).await.expect("host B restores"), Settled::Converged);
+    assert_restored(&rig.world, &snap);
+    let config = rig.sim().config().await.expect("config");
+    assert_eq!(config.mirror(&rig.md()).map(|m| m.initial_copy), Some(false), "re-added without the initial copy");
+    assert!(!rig.fake.suspended());
+    let pushed = named(&rig.copies(&host_b), "-pushed.conf").into_iter().map(|(_, t)| t).collect::<Vec<_>>();
+    assert!(
+        pushed.iter().any(|t| t.contains("<mdcname>mdc1</mdcname>") && t.contains("<fullcopy>0</fullcopy>")),
+        "host B re-added md from A's template"
+    );
+    assert!(rig.world.oracle_report().corruptions.is_empty());
+}

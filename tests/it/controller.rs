@@ -55,7 +55,7 @@ impl Daemon {
         for (name, text) in files {
             std::fs::write(dir.join(format!("{name}.toml")), text).expect("write");
         }
-        let mut cfg = Config::new(dir.clone(), state.clone(), lab_worlds(&state, speed));
+        let mut cfg = Config::new(dir.clone(), state.clone(), lab_worlds(&state.join("lab"), speed));
         cfg.resync = Duration::from_secs(30);
         tune(&mut cfg);
         let controller = Controller::new(cfg);

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mirrorctl::journal::{Journal, Record};
+use mirrorctl::ports::Store as _;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mirrorctl");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -53,13 +54,18 @@ impl Daemon {
 
     /// `mirrorctl run` with `args` (and `--listen`, `--state-dir state`) and extra environment.
     fn spawn(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn_on(cwd, "state", args, env)
+    }
+
+    /// `mirrorctl run` with `args` (and `--listen`, `--state-dir state`) and extra environment.
+    fn spawn_on(cwd: &Path, state: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut child = Command::new(BIN)
             .current_dir(cwd)
             .arg("run")
             .args(args)
-            .args(["--listen", &listen, "--state-dir", "state"])
+            .args(["--listen", &listen, "--state-dir", state])
             .env_remove("MIRRORCTL_STATE_DIR")
             .env_remove("MIRRORCTL_LOG")
             .envs(env.iter().copied())
@@ -129,6 +135,12 @@ impl Daemon {
     fn signal(&self, name: &str) {
         let ok = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().expect("kill");
         assert!(ok.success());
+    }
+
+    /// Kills the process with SIGKILL and reaps it: it cannot release anything.
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Waits for the process to exit; its code.
@@ -410,4 +422,197 @@ fn a_removed_file_stops_reconciling_and_undoes_nothing() {
     // The backup it made is still listed (nothing undone) and the process keeps running.
     assert_eq!(doc["inventory"]["snapshots"].as_object().map(serde_json::Map::len), Some(1), "{doc}");
     assert_eq!(d.get("/healthz").map(|(c, _)| c), Some(200));
+}
+
+/// The example `prod-db` file renamed to cluster `name`, asking for the backups `take`.
+fn desired_named(name: &str, take: &[&str]) -> String {
+    desired(take).replace("name = \"prod-db\"", &format!("name = \"{name}\""))
+}
+
+/// Each cluster's journal in the table: (position, epoch of the writer, record).
+fn journal_items(
+    rt: &tokio::runtime::Runtime,
+    moto: &crate::support::Moto,
+    table: &str,
+    cluster: &str,
+) -> Vec<(u64, u64, Record)> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    rt.block_on(async {
+        let sdk = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+        let page = sdk
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :j)")
+            .expression_attribute_values(":pk", AttributeValue::S(cluster.into()))
+            .expression_attribute_values(":j", AttributeValue::S("journal#".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("query the journal");
+        assert!(page.last_evaluated_key().is_none(), "one page is enough for one backup");
+        page.items()
+            .iter()
+            .map(|i| {
+                let sk = i["sk"].as_s().unwrap();
+                let pos = sk.trim_start_matches("journal#").parse().unwrap();
+                let epoch = i["epoch"].as_n().unwrap().parse().unwrap();
+                let rec = serde_json::from_str(i["record"].as_s().unwrap()).unwrap();
+                (pos, epoch, rec)
+            })
+            .collect()
+    })
+}
+
+/// Two daemons, as two hosts, on one DynamoDB table (moto), one desired-state directory with three
+/// clusters and one shared lab directory (the simulated AWS both hosts act on), each with its own
+/// empty state directory. The daemon acting on a cluster is killed with SIGKILL in the middle of a
+/// step; the other takes its clusters over after one lease period (the log names the epoch,
+/// `/metrics` counts it) and every backup converges exactly once. The journal in the table shows
+/// one writer at a time per cluster: positions 1..n without gaps, epochs that never go back.
+#[test]
+fn two_daemons_share_a_dynamodb_table_and_one_takes_over_when_the_other_is_killed() {
+    const TABLE: &str = "mirrorctl-hosts";
+    const LEASE_SECS: u64 = 3;
+    const CLUSTERS: [&str; 3] = ["prod-db", "db-2", "db-3"];
+    let moto = crate::support::Moto::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let endpoint = moto.endpoint();
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", crate::support::REGION),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let store = format!("dynamodb:{TABLE}");
+    let init =
+        Command::new(BIN).current_dir(cwd).args(["store", "init", "--store", &store]).envs(env).output().unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    std::fs::create_dir(cwd.join("ds")).unwrap();
+    for name in CLUSTERS {
+        std::fs::write(cwd.join("ds").join(format!("{name}.toml")), desired_named(name, &["b1"])).unwrap();
+    }
+    let lease = LEASE_SECS.to_string();
+    // ×10: a backup lasts several seconds, so a kill lands inside one. The resync (60 s) is far
+    // longer than the test: a takeover must come from the standby's own looks.
+    let args = [
+        "--dir",
+        "ds",
+        "--world",
+        "lab",
+        "--speed",
+        "10",
+        "--grace",
+        "20",
+        "--resync",
+        "60",
+        "--store",
+        &store,
+        "--lease-secs",
+        &lease,
+        "--lab-dir",
+        "lab",
+    ];
+    let mut daemons = [Daemon::spawn_on(cwd, "host-a", &args, &env), Daemon::spawn_on(cwd, "host-b", &args, &env)];
+
+    // The first daemon seen starting its backup's last step (the standby's start, seconds long
+    // here) is killed in the middle of it: it has stopped md, shut the standby down and taken the
+    // snapshot, all of which its successor must see in the shared world.
+    let (victim, cluster) = daemons[0].until("a backup's last step started by either daemon", || {
+        daemons.iter().enumerate().find_map(|(i, d)| {
+            let lines = d.lines.lock().unwrap();
+            lines.iter().find(|(_, l)| l.contains("step=backup/b1/start-instance")).map(|(_, l)| {
+                let c = l.split("cluster=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().to_owned();
+                (i, c)
+            })
+        })
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    daemons[victim].kill9();
+    let killed = Instant::now();
+    let heir = &daemons[1 - victim];
+    println!("killed daemon {victim} while it worked on {cluster}");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dynamo = rt
+        .block_on(async { mirrorctl::adapters::store::DynamoStore::from_sdk_config(&moto.sdk_config().await, TABLE) });
+    let done = |name: &str| {
+        let c = mirrorctl::ids::ClusterName::parse(name).unwrap();
+        rt.block_on(dynamo.read_status(&c))
+            .ok()
+            .flatten()
+            .filter(|d| d.operations.get("backup/b1").is_some_and(|v| v.starts_with("completed")))
+    };
+    let taken = |l: &str| l.contains("lease taken over") && l.contains(&format!("cluster={cluster} "));
+    let takeover = heir.until("the takeover of the killed daemon's cluster", || {
+        heir.lines.lock().unwrap().iter().find(|(_, l)| taken(l)).map(|(t, _)| *t)
+    });
+    println!("SIGKILL → takeover logged: {:?} (lease {LEASE_SECS} s)", takeover.duration_since(killed));
+    assert!(
+        takeover.duration_since(killed) < Duration::from_secs(3 * LEASE_SECS + 5),
+        "taken over by the standby's own looks, not by a resync; log:\n{}",
+        heir.log()
+    );
+    for name in CLUSTERS {
+        let doc = heir.until(&format!("{name} converged"), || done(name));
+        let snapshots = doc.inventory.snapshots.values().filter(|v| v.starts_with("b1 ")).count();
+        assert_eq!(snapshots, 1, "{name}: one snapshot of b1: {:?}", doc.inventory.snapshots);
+    }
+    // The world's own judgement (the chaos campaign's oracle), not what the daemons believe: each
+    // shared world holds exactly one snapshot of b1, of the standby, at the one quiesce point,
+    // business back on the active, nothing duplicated or deleted.
+    for name in CLUSTERS {
+        backup_judged_by_the_world(cwd, name);
+    }
+    let line = heir.log().lines().find(|l| taken(l)).unwrap().to_owned();
+    assert!(line.contains("epoch="), "names the epoch: {line}");
+
+    // One writer at a time, per cluster, in the table itself.
+    for name in CLUSTERS {
+        one_writer_at_a_time(&journal_items(&rt, &moto, TABLE, name), name, name == cluster);
+    }
+    let takeovers = heir.metric(&format!("mirrorctl_lease_takeovers_total{{cluster=\"{cluster}\"}}"));
+    assert!(takeovers >= 1.0, "/metrics counts the takeover of {cluster}");
+    let (_, body) = heir.get("/metrics").unwrap();
+    assert!(body.contains("mirrorctl_leases_held "), "{body}");
+    assert!(!cwd.join("host-b/journal").exists() && !cwd.join("host-a/journal").exists(), "journals are in the table");
+    let heir = &mut daemons[1 - victim];
+    heir.signal("TERM");
+    assert_eq!(heir.wait_exit(Duration::from_secs(30)), 0, "log:\n{}", heir.log());
+}
+
+/// A cluster's journal in the table was written by one holder at a time: positions 1..n without a
+/// gap, epochs that never go back (a deposed writer never wrote after its successor), no step
+/// succeeded twice; `taken_over`: continued under a second epoch.
+fn one_writer_at_a_time(items: &[(u64, u64, Record)], name: &str, taken_over: bool) {
+    let positions: Vec<u64> = items.iter().map(|(p, _, _)| *p).collect();
+    assert_eq!(positions, (1..=items.len() as u64).collect::<Vec<_>>(), "{name}: no gap, no overwrite");
+    let epochs: Vec<u64> = items.iter().map(|(_, e, _)| *e).collect();
+    assert!(epochs.windows(2).all(|w| w[0] <= w[1]), "{name}: writers interleaved: epochs {epochs:?}");
+    let mut ok_by_step = std::collections::BTreeMap::<String, usize>::new();
+    for (_, _, r) in items {
+        if let Record::Result { step, ok: true, .. } = r {
+            *ok_by_step.entry(step.0.clone()).or_default() += 1;
+        }
+    }
+    assert!(ok_by_step.values().all(|n| *n == 1), "{name}: a step succeeded twice: {ok_by_step:?}");
+    if taken_over {
+        let distinct: std::collections::BTreeSet<u64> = epochs.iter().copied().collect();
+        assert!(distinct.len() >= 2, "{name}: the killed daemon's journal was continued under a new epoch: {epochs:?}");
+    }
+}
+
+/// The chaos campaign's oracle on the shared lab world of cluster `name` after its backup `b1`.
+fn backup_judged_by_the_world(cwd: &Path, name: &str) {
+    let spec = mirrorctl::spec::load_file(&cwd.join("ds").join(format!("{name}.toml"))).expect("spec");
+    let fresh = mirrorctl::sim::SimWorld::new(mirrorctl::cli::world::scenario_for(&spec), 42, 1.0);
+    let before: Vec<_> = fresh.inventory().volumes.into_iter().map(|v| v.id).collect();
+    let world = mirrorctl::sim::SimWorld::open_copy(cwd.join("lab").join(format!("{name}.json")), 1.0).unwrap();
+    let violations = mirrorctl::cli::chaos::check_backup(&world, &spec, "b1", &before);
+    assert!(
+        violations.is_empty(),
+        "{name}: {violations:?}\ntimeline:\n{}",
+        world.timeline().iter().map(|(t, l)| format!("{t} {l}")).collect::<Vec<_>>().join("\n")
+    );
 }

@@ -85,7 +85,7 @@ fn the_iam_policy_grants_exactly_the_calls_the_code_makes() {
     );
     assert_eq!(
         calls_in(ADAPTERS[3].0, "dynamodb"),
-        ["GetItem", "PutItem", "Query", "Scan", "TransactWriteItems", "UpdateItem"]
+        ["DeleteItem", "GetItem", "PutItem", "Query", "Scan", "TransactWriteItems", "UpdateItem"]
             .map(|a| format!("dynamodb:{a}"))
             .into(),
         "the DynamoDB store's calls were found (not `store init`'s: CreateTable and DescribeTable are an \

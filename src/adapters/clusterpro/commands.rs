@@ -33,14 +33,35 @@
 //! with the group stopped: the adapter refuses md changes while the md's group is not offline).
 //! A change already in place pushes nothing.
 //!
-//! **Crash safety.** Removing md loses what [`super::conf::MirrorTemplate`] keeps (network
-//! settings, mount point, monitors, dependencies). The template is captured from the pulled file
-//! and written to `<state>/clpconf/<cluster>/template-<md>.json` *before* the removal is pushed,
-//! so a process that dies between the two pushes of a restore re-adds md exactly as it was. On
-//! Windows the per-server volume GUIDs are read again (the `Win32_Volume` `DeviceID` of the data
-//! and cluster letters on each server, see [`guid`]) right before md is re-added. A marker file
-//! (`pending-resume`) is written before each push and removed after the resume; when a crash left
-//! it behind, the next mutating call first completes the suspend/resume.
+//! **Crash safety, and host loss.** Removing md loses what [`super::conf::MirrorTemplate`] keeps
+//! (network settings, mount point, monitors, dependencies). The template is captured from the
+//! pulled file and written to the state store as the cluster file `template-<md>.json`
+//! ([`Store::write_cluster_file`]) *before* the removal is pushed, so a process that dies between
+//! the two pushes of a restore re-adds md exactly as it was. On Windows the per-server volume
+//! GUIDs are read again (the `Win32_Volume` `DeviceID` of the data and cluster letters on each
+//! server, see [`guid`]) right before md is re-added. A marker (`pending-resume`) is written to
+//! the store before each push and removed after the resume; when a crash left it behind, the next
+//! mutating call first completes the suspend/resume.
+//!
+//! Why the store and not the journal: both pieces are the adapter's own memory *inside* one port
+//! call (the marker lives from before a push to after its resume, within `apply_config`), which
+//! the executor's journal never sees; carrying the template in the remove-md step's result would
+//! have changed the `Cluster` port, the planner's `AddMirror` and every implementation of the port
+//! for the one adapter that edits `clp.conf`. With the directory store the two files stay where
+//! they always were (`<state>/clpconf/<cluster>/`); with DynamoDB they are items of the cluster
+//! (`file#template-<md>.json`, `file#pending-resume`), so another host with an empty state
+//! directory finishes a restore whose first host died between removing md and re-adding it. The
+//! `clp.conf` copies (`*-pulled.conf`, `*-pushed.conf`) stay on the host that made them: they are
+//! for a human rolling back by hand, and a resume needs none of them. NEC's `clpbackup` /
+//! `clprestore` (`procedure = "vendor"`, [`vendor`]) never edit `clp.conf`, so a vendor restore
+//! needs neither file.
+//!
+//! These writes are not fenced by the lease (the executor checked it before the call). A deposed
+//! holder's late write is harmless: the template it writes is captured from a `clp.conf` that
+//! still held md, which is the same md the successor would capture; a late marker costs one extra
+//! `clpcl --suspend` / `--resume`. A late *removal* of the marker could hide a resume the
+//! successor still owes if the successor also died between its push and its resume; the next
+//! restore's preflight and the cluster's status show a suspended cluster then.
 //!
 //! **Command lines and their sources.** `clpgrp -s <g> -h <srv>` / `clpgrp -t <g> -h <current>`
 //! and `clprsc -t <md> -f -h <current>` as NEC's EXPRESSCLUSTER/ScheduleMirroring
@@ -91,11 +112,12 @@ use std::time::Duration;
 use super::conf::{self, ConfError, GuidSource, MirrorTemplate, VolumeGuids};
 use super::parse;
 use crate::adapters::node::transport::{CommandOutput, Shell, Transport};
+use crate::adapters::store::LocalStore;
 use crate::ids::{ClusterName, GroupName, ResourceName, ServerName};
 use crate::ports::cluster::{
     Cluster, ClusterConfig, ClusterStatus, ConfigChange, MdDefinition, MirrorStatus, ObjectState, Placement, VendorCall,
 };
-use crate::ports::{ErrorClass, PortError, PortResult};
+use crate::ports::{ErrorClass, PortError, PortResult, Store, StoreError};
 use crate::spec::{ClusterSpec, Os, Partition};
 
 /// Where the `clp*` commands are looked for on Windows, in order, when the desired state has no
@@ -353,10 +375,13 @@ fn parse_detected(stdout: &str, search: &[InstallDir]) -> Option<InstallDir> {
 // ---------------------------------------------------------------------------------------------
 // The state directory.
 
-/// Copies of `clp.conf`, md templates and the pending-resume marker, under [`conf_dir`].
-#[derive(Debug, Clone)]
+/// Copies of `clp.conf` under [`conf_dir`] on this host; the md templates and the pending-resume
+/// marker in the state store (see the module doc: another host must find them).
+#[derive(Clone)]
 struct ConfStore {
     dir: PathBuf,
+    cluster: ClusterName,
+    files: Arc<dyn Store>,
 }
 
 fn store_error(what: &str, path: &Path, e: &std::io::Error) -> PortError {
@@ -371,6 +396,15 @@ fn store_error(what: &str, path: &Path, e: &std::io::Error) -> PortError {
     )
 }
 
+/// A state store failure while keeping an md template or the pending-resume marker.
+fn state_store_error(what: &str, e: &StoreError) -> PortError {
+    let class = match e {
+        StoreError::Failed { retryable: true, .. } => ErrorClass::Retryable,
+        _ => ErrorClass::NeedsHuman,
+    };
+    PortError::new("StateStore", format!("cannot {what} before changing the cluster's configuration: {e}"), class)
+}
+
 /// Makes a rename or a new file in `dir` durable (best effort).
 fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
@@ -381,6 +415,11 @@ fn sync_dir(dir: &Path) {
 impl ConfStore {
     fn create_dir(&self) -> PortResult<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| store_error("create", &self.dir, &e))
+    }
+
+    /// Where templates are kept, for messages: the store, and where this host's copies are.
+    fn describe(&self) -> String {
+        format!("{} (this host's clp.conf copies: {})", self.files.name(), self.dir.display())
     }
 
     /// Writes `bytes` to a new file `<UTC time>-<kind>.conf` (a numbered suffix when that name
@@ -405,63 +444,60 @@ impl ConfStore {
         Err(store_error("name", &self.dir, &std::io::Error::other("no free file name")))
     }
 
-    /// Replaces the file `name` whole: temp → fsync → rename → fsync of the directory.
-    fn replace(&self, name: &str, bytes: &[u8]) -> PortResult<()> {
-        self.create_dir()?;
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| store_error("write", &path, &e))?;
-        sync_dir(&self.dir);
-        Ok(())
-    }
-
     fn template_name(resource: &ResourceName) -> String {
         format!("template-{resource}.json")
     }
 
-    fn save_template(&self, t: &MirrorTemplate) -> PortResult<()> {
+    async fn save_template(&self, t: &MirrorTemplate) -> PortResult<()> {
         let name = Self::template_name(t.resource());
         let body = serde_json::to_vec_pretty(t)
             .map_err(|e| store_error("encode", &self.dir.join(&name), &std::io::Error::other(e)))?;
-        self.replace(&name, &body)
+        self.files
+            .write_cluster_file(&self.cluster, &name, &body)
+            .await
+            .map_err(|e| state_store_error("keep the md template", &e))
     }
 
-    fn load_template(&self, resource: &ResourceName) -> PortResult<Option<MirrorTemplate>> {
-        let path = self.dir.join(Self::template_name(resource));
-        match std::fs::read(&path) {
-            Ok(body) => serde_json::from_slice(&body)
-                .map(Some)
-                .map_err(|e| store_error("read the md template", &path, &std::io::Error::other(e))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(store_error("read", &path, &e)),
-        }
+    async fn load_template(&self, resource: &ResourceName) -> PortResult<Option<MirrorTemplate>> {
+        let name = Self::template_name(resource);
+        let Some(body) = self
+            .files
+            .read_cluster_file(&self.cluster, &name)
+            .await
+            .map_err(|e| state_store_error("read the md template", &e))?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&body).map(Some).map_err(|e| {
+            PortError::new(
+                "StateStore",
+                format!("the md template {name} in {} is unreadable: {e}", self.files.name()),
+                ErrorClass::NeedsHuman,
+            )
+        })
     }
 
-    fn pending_resume(&self) -> bool {
-        self.dir.join(PENDING_RESUME).exists()
+    async fn pending_resume(&self) -> PortResult<bool> {
+        self.files
+            .read_cluster_file(&self.cluster, PENDING_RESUME)
+            .await
+            .map(|f| f.is_some())
+            .map_err(|e| state_store_error("read the pending-resume marker", &e))
     }
 
-    fn set_pending_resume(&self, pushed: &Path) -> PortResult<()> {
+    async fn set_pending_resume(&self, pushed: &Path) -> PortResult<()> {
         let body = format!("{}\n", pushed.display());
-        self.replace(PENDING_RESUME, body.as_bytes())
+        self.files
+            .write_cluster_file(&self.cluster, PENDING_RESUME, body.as_bytes())
+            .await
+            .map_err(|e| state_store_error("mark the push as pending a resume", &e))
     }
 
-    fn clear_pending_resume(&self) -> PortResult<()> {
-        let path = self.dir.join(PENDING_RESUME);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {
-                sync_dir(&self.dir);
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(store_error("remove", &path, &e)),
-        }
+    async fn clear_pending_resume(&self) -> PortResult<()> {
+        self.files
+            .remove_cluster_file(&self.cluster, PENDING_RESUME)
+            .await
+            .map_err(|e| state_store_error("clear the pending-resume marker", &e))
     }
 }
 
@@ -815,7 +851,11 @@ impl CommandCluster {
             servers: spec.servers.iter().map(|s| s.name.clone()).collect(),
             transport,
             options,
-            store: ConfStore { dir: conf_dir(state_dir, &spec.name) },
+            store: ConfStore {
+                dir: conf_dir(state_dir, &spec.name),
+                cluster: spec.name.clone(),
+                files: Arc::new(LocalStore::new(state_dir)),
+            },
             preferred: Mutex::new(None),
             installs: Mutex::new(BTreeMap::new()),
             resume: tokio::sync::Mutex::new(()),
@@ -823,7 +863,16 @@ impl CommandCluster {
         }
     }
 
-    /// Where this cluster's `clp.conf` copies and md templates are kept.
+    /// Keeps the md templates and the pending-resume marker in `store` (the daemon's state
+    /// store: with DynamoDB another host finds them) instead of the state directory.
+    #[must_use]
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store.files = store;
+        self
+    }
+
+    /// Where this cluster's `clp.conf` copies are kept (and, with the directory store, its md
+    /// templates).
     pub fn conf_dir(&self) -> &Path {
         &self.store.dir
     }
@@ -1030,17 +1079,17 @@ impl CommandCluster {
 
     /// Completes a suspend/resume a crash left pending (see the module doc).
     async fn finish_pending_resume(&self) -> PortResult<()> {
-        if !self.store.pending_resume() {
+        if !self.store.pending_resume().await? {
             return Ok(());
         }
         let _one = self.resume.lock().await;
-        if !self.store.pending_resume() {
+        if !self.store.pending_resume().await? {
             return Ok(());
         }
         tracing::warn!(cluster = %self.cluster, "a pushed configuration was not followed by a resume: completing it");
         let (on, _) = self.live_status().await?;
         self.suspend_resume(&on, true).await?;
-        self.store.clear_pending_resume()
+        self.store.clear_pending_resume().await
     }
 
     /// `clpcl --suspend` then `clpcl --resume` on `server`. With `tolerant`, a failed suspend is
@@ -1196,7 +1245,7 @@ impl CommandCluster {
 
     /// Captures and stores the templates of the md resources `changes` remove; loads those of the
     /// md resources they add back.
-    fn templates(
+    async fn templates(
         &self,
         pulled: &str,
         config: &ClusterConfig,
@@ -1207,7 +1256,7 @@ impl CommandCluster {
             match c {
                 ConfigChange::RemoveMirror { resource } => {
                     if let Some(t) = MirrorTemplate::capture(pulled, resource).map_err(conf_error)? {
-                        self.store.save_template(&t)?;
+                        self.store.save_template(&t).await?;
                         templates.push(t);
                     }
                 }
@@ -1215,16 +1264,16 @@ impl CommandCluster {
                     if templates.iter().any(|t| t.resource() == &def.resource) {
                         continue;
                     }
-                    let Some(t) = self.store.load_template(&def.resource)? else {
+                    let Some(t) = self.store.load_template(&def.resource).await? else {
                         return Err(clp_err(
                             "MirrorTemplateMissing",
                             format!(
                                 "md resource {} is not in clp.conf and mirrorctl has no template of it in {}: it \
                                  cannot be re-added with its network, mount and monitor settings. Re-add it with \
                                  Cluster WebUI (initial mirror construction off only if both sides are identical), \
-                                 using the clp.conf copies pulled before the removal (*-pulled.conf in that directory)",
+                                 using the clp.conf copies pulled before the removal (*-pulled.conf in the clpconf directory of the host that removed it)",
                                 def.resource,
-                                self.store.dir.display()
+                                self.store.describe()
                             ),
                             ErrorClass::NeedsHuman,
                         ));
@@ -1252,7 +1301,7 @@ impl CommandCluster {
         let config = conf::read_config(pulled.text(), self.os).map_err(conf_error)?;
         let md_groups = Self::md_groups(&config, changes)?;
         Self::check_push(st, &md_groups)?;
-        let templates = self.templates(pulled.text(), &config, changes)?;
+        let templates = self.templates(pulled.text(), &config, changes).await?;
         let mut guids = GuidSource::new();
         for c in changes {
             if let ConfigChange::AddMirror(def) = c {
@@ -1273,11 +1322,11 @@ impl CommandCluster {
     async fn push(&self, pulled: &Pulled, edited: &[u8], md_groups: &[GroupName]) -> PortResult<()> {
         let (server, dir) = (&pulled.server, pulled.dir.as_str());
         let pushed = self.store.keep("pushed", edited)?;
-        self.store.set_pending_resume(&pushed)?;
+        self.store.set_pending_resume(&pushed).await?;
         let path = PathBuf::from(self.node_path(dir, CONF_FILE));
         if let Err(e) = self.transport.write_file(server, self.shell(), &path, edited).await {
             self.cleanup(server, dir).await;
-            self.store.clear_pending_resume()?;
+            self.store.clear_pending_resume().await?;
             return Err(e);
         }
         let cmd = self.push_command(dir);
@@ -1286,7 +1335,7 @@ impl CommandCluster {
         let out = self.exec(server, &script, self.options.operation_timeout).await?;
         if out.exit_code != 0 {
             // Nothing was uploaded: no suspend/resume is owed.
-            self.store.clear_pending_resume()?;
+            self.store.clear_pending_resume().await?;
             if out.exit_code == NOT_FOUND_STATUS {
                 return Err(not_found(&what, out));
             }
@@ -1299,7 +1348,7 @@ impl CommandCluster {
         }
         tracing::info!(cluster = %self.cluster, %server, pushed = %pushed.display(), "clp.conf pushed; suspending and resuming the cluster");
         self.suspend_resume(server, false).await?;
-        self.store.clear_pending_resume()
+        self.store.clear_pending_resume().await
     }
 }
 
@@ -1550,7 +1599,11 @@ mod tests {
             servers: vec![srv("a"), srv("b")],
             transport: Arc::new(crate::adapters::node::transport::LocalTransport::new()),
             options: CommandOptions::for_os(Os::Linux),
-            store: ConfStore { dir: PathBuf::from("/nonexistent") },
+            store: ConfStore {
+                dir: PathBuf::from("/nonexistent"),
+                cluster: ClusterName::parse("c").expect("name"),
+                files: Arc::new(LocalStore::new("/nonexistent")),
+            },
             preferred: Mutex::new(None),
             installs: Mutex::new(BTreeMap::new()),
             resume: tokio::sync::Mutex::new(()),
@@ -1561,20 +1614,24 @@ mod tests {
         assert_eq!(c.order(), vec![srv("b"), srv("a")]);
     }
 
-    #[test]
-    fn kept_copies_are_never_overwritten() {
+    #[tokio::test]
+    async fn kept_copies_are_never_overwritten() {
         let dir = tempfile::tempdir().expect("dir");
-        let store = ConfStore { dir: dir.path().join("clpconf").join("c") };
+        let cluster = ClusterName::parse("c").expect("name");
+        let store =
+            ConfStore { dir: conf_dir(dir.path(), &cluster), cluster, files: Arc::new(LocalStore::new(dir.path())) };
         let a = store.keep("pulled", b"one").expect("keep");
         let b = store.keep("pulled", b"two").expect("keep");
         assert_ne!(a, b);
         assert_eq!(std::fs::read(&a).expect("a"), b"one");
         assert_eq!(std::fs::read(&b).expect("b"), b"two");
-        assert!(!store.pending_resume());
-        store.set_pending_resume(&a).expect("mark");
-        assert!(store.pending_resume());
-        store.clear_pending_resume().expect("clear");
-        store.clear_pending_resume().expect("clear twice");
-        assert!(!store.pending_resume());
+        assert!(!store.pending_resume().await.expect("read"));
+        store.set_pending_resume(&a).await.expect("mark");
+        assert!(store.pending_resume().await.expect("read"));
+        // The directory store keeps the marker where it always was, beside the copies.
+        assert!(store.dir.join(PENDING_RESUME).exists());
+        store.clear_pending_resume().await.expect("clear");
+        store.clear_pending_resume().await.expect("clear twice");
+        assert!(!store.pending_resume().await.expect("read"));
     }
 }

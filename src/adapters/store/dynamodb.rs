@@ -16,6 +16,7 @@
 //! | `lease` | `holder` (S, absent when released), `rvn` (S), `epoch` (N), `duration_ms` (N) | the cluster's lease |
 //! | `journal#<20-digit position>` | `record` (S, JSON), `epoch` (N) | journal record number *position* (from 1) |
 //! | `status` | `doc` (S, JSON), `epoch` (N) | the status document |
+//! | `file#<name>` | `body` (B) | a cluster file ([`Store::read_cluster_file`]): the md template of a restore in progress, the pending-resume marker |
 //!
 //! A cluster's journal is one `Query` (`pk = cluster AND begins_with(sk, "journal#")`, strongly
 //! consistent). Listing every status document (`mirrorctl status` without a name) is a `Scan`
@@ -30,7 +31,9 @@
 //! - **Takeover without trusting clocks**: a waiter that finds the lease held records the `rvn`
 //!   it saw and when (its own monotonic clock). Only when it sees the *same* `rvn` again a whole
 //!   lease period (the holder's `duration_ms`) later does it take over, conditionally on that
-//!   `rvn`. No clock of another host is ever compared with this one's.
+//!   `rvn`. No clock of another host is ever compared with this one's. While the `rvn` keeps
+//!   changing the waiter looks [`LOOKS_PER_PERIOD`] times a period ([`StoreError::Busy`]'s
+//!   `retry_in`), so a dead holder is taken over 1 to 1¼ periods after its last heartbeat.
 //! - **The holder stops trusting its lease** one lease period after it *sent* its last good
 //!   heartbeat ([`Lease::check`]): the waiter's period starts after that heartbeat was written,
 //!   so the holder stops acting before any waiter may take over, with clocks that merely run at
@@ -96,9 +99,16 @@ use crate::status::StatusDoc;
 /// heartbeat (plus one look of the waiter).
 pub const LEASE_DURATION: Duration = Duration::from_secs(30);
 
+/// How often per lease period a waiter looks at a lease it finds held by a live holder (one
+/// strongly consistent `GetItem` each): the holder's last heartbeat is then seen at most a quarter
+/// period after it was written, and a dead holder's lease is taken over between 1 and 1¼ lease
+/// periods after its last heartbeat.
+pub const LOOKS_PER_PERIOD: u32 = 4;
+
 const LEASE: &str = "lease";
 const STATUS: &str = "status";
 const JOURNAL: &str = "journal#";
+const FILE: &str = "file#";
 
 /// A DynamoDB table as the state store (see the module doc).
 pub struct DynamoStore {
@@ -367,8 +377,11 @@ impl Store for DynamoStore {
                         return Err(self.busy(cluster, h, their.saturating_sub(since.elapsed())));
                     }
                     _ => {
+                        // A new record version: the holder was alive a moment ago. Look again
+                        // soon, so that its *last* heartbeat is seen within a fraction of a
+                        // period and a takeover follows one period after it (not up to two).
                         seen.insert(cluster.clone(), (seen_rvn, Instant::now()));
-                        return Err(self.busy(cluster, h, their));
+                        return Err(self.busy(cluster, h, their / LOOKS_PER_PERIOD));
                     }
                 }
             }
@@ -620,6 +633,56 @@ impl Store for DynamoStore {
         got.item().map(|item| self.parse_status(item)).transpose()
     }
 
+    async fn read_cluster_file(&self, cluster: &ClusterName, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        const API: &str = "GetItem";
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.file_key(cluster, name)?))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.sdk_error(API, &e))?;
+        let Some(item) = got.item() else { return Ok(None) };
+        match item.get("body").and_then(|v| v.as_b().ok()) {
+            Some(b) => Ok(Some(b.clone().into_inner())),
+            None => Err(self.failed(
+                API,
+                format!(
+                    "item {cluster}/{FILE}{name} has no binary `body`; delete the item only after checking the cluster"
+                ),
+                false,
+            )),
+        }
+    }
+
+    async fn write_cluster_file(&self, cluster: &ClusterName, name: &str, body: &[u8]) -> Result<(), StoreError> {
+        const API: &str = "PutItem";
+        let mut item = self.file_key(cluster, name)?;
+        item.insert("body".to_owned(), AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(body)));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.sdk_error(API, &e))?;
+        Ok(())
+    }
+
+    async fn remove_cluster_file(&self, cluster: &ClusterName, name: &str) -> Result<(), StoreError> {
+        const API: &str = "DeleteItem";
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(self.file_key(cluster, name)?))
+            .send()
+            .await
+            .map_err(|e| self.sdk_error(API, &e))?;
+        Ok(())
+    }
+
     async fn list_status(&self) -> Result<Vec<StatusDoc>, StoreError> {
         const API: &str = "Scan";
         let mut docs = Vec::new();
@@ -649,6 +712,13 @@ impl Store for DynamoStore {
 }
 
 impl DynamoStore {
+    fn file_key(&self, cluster: &ClusterName, name: &str) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        if !crate::ports::store::valid_cluster_file(name) {
+            return Err(self.failed("naming a cluster file", format!("{name:?} is not a plain file name"), false));
+        }
+        Ok(key(cluster, &format!("{FILE}{name}")))
+    }
+
     fn parse_status(&self, item: &HashMap<String, AttributeValue>) -> Result<StatusDoc, StoreError> {
         let pk = get_s(item, "pk").unwrap_or("?");
         get_s(item, "doc")

@@ -10,7 +10,10 @@
 //!   heartbeat and has no duration, and its epoch is always 0 (no one can take it over while it
 //!   is held: the fence is the lock itself);
 //! - `status/<cluster>.json`: the status document, written atomically
-//!   ([`StatusDoc::write`]).
+//!   ([`StatusDoc::write`]);
+//! - `clpconf/<cluster>/<name>`: the cluster files of [`Store::read_cluster_file`] (the md
+//!   template, the pending-resume marker), beside the `clp.conf` copies the command adapter keeps
+//!   there, each replaced atomically (temp file, fsync, rename, fsync of the directory).
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +41,37 @@ impl LocalStore {
 
     fn status_dir(&self) -> PathBuf {
         self.dir.join("status")
+    }
+}
+
+fn file_io(what: &str, path: &Path, source: &std::io::Error) -> StoreError {
+    StoreError::Failed {
+        store: "local".into(),
+        action: format!("{what} {}", path.display()),
+        message: source.to_string(),
+        retryable: false,
+    }
+}
+
+impl LocalStore {
+    /// The path of the cluster file `name` of `cluster` (refused unless a plain file name).
+    fn cluster_file(&self, cluster: &ClusterName, name: &str) -> Result<PathBuf, StoreError> {
+        if !crate::ports::store::valid_cluster_file(name) {
+            return Err(StoreError::Failed {
+                store: "local".into(),
+                action: format!("naming cluster file {name:?}"),
+                message: "not a plain file name".into(),
+                retryable: false,
+            });
+        }
+        Ok(self.dir.join("clpconf").join(cluster.as_str()).join(name))
+    }
+}
+
+/// Makes a rename or removal in `dir` durable (best effort).
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
     }
 }
 
@@ -96,6 +130,46 @@ impl Store for LocalStore {
             return Ok(None);
         }
         StatusDoc::read(&path).map(Some).map_err(|e| status_io("reading", &path, &e))
+    }
+
+    async fn read_cluster_file(&self, cluster: &ClusterName, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.cluster_file(cluster, name)?;
+        match std::fs::read(&path) {
+            Ok(body) => Ok(Some(body)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(file_io("reading", &path, &e)),
+        }
+    }
+
+    async fn write_cluster_file(&self, cluster: &ClusterName, name: &str, body: &[u8]) -> Result<(), StoreError> {
+        use std::io::Write as _;
+        let path = self.cluster_file(cluster, name)?;
+        let dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        std::fs::create_dir_all(&dir).map_err(|e| file_io("creating", &dir, &e))?;
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(body)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| file_io("writing", &path, &e))?;
+        sync_dir(&dir);
+        Ok(())
+    }
+
+    async fn remove_cluster_file(&self, cluster: &ClusterName, name: &str) -> Result<(), StoreError> {
+        let path = self.cluster_file(cluster, name)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                if let Some(dir) = path.parent() {
+                    sync_dir(dir);
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(file_io("removing", &path, &e)),
+        }
     }
 
     async fn list_status(&self) -> Result<Vec<StatusDoc>, StoreError> {

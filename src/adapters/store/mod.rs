@@ -47,9 +47,15 @@ impl StoreSpec {
     /// (region and endpoint from the environment or profile; `AWS_ENDPOINT_URL` reaches an
     /// emulator).
     pub async fn open(&self, state_dir: &Path) -> Arc<dyn Store> {
+        self.open_with_lease(state_dir, dynamodb::LEASE_DURATION).await
+    }
+
+    /// [`StoreSpec::open`] whose DynamoDB leases last `lease` without a heartbeat (the daemon's
+    /// `lease_secs`; the directory store's lock has no duration).
+    pub async fn open_with_lease(&self, state_dir: &Path, lease: std::time::Duration) -> Arc<dyn Store> {
         match self {
             StoreSpec::Dir => Arc::new(LocalStore::new(state_dir)),
-            StoreSpec::Dynamo { table } => Arc::new(DynamoStore::connect(table).await),
+            StoreSpec::Dynamo { table } => Arc::new(DynamoStore::connect(table).await.with_lease_duration(lease)),
         }
     }
 }

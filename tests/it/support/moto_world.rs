@@ -134,6 +134,17 @@ impl MotoWorld {
         self.lock().version = Some(version.to_owned());
     }
 
+    /// The OS shuts down: moto's `StopInstances` (moto stops at once).
+    async fn stop_instance(&self, id: &InstanceId) -> PortResult<()> {
+        self.sdk
+            .stop_instances()
+            .instance_ids(id.as_str())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err("StopInstancesFailed", format!("{e:?}"), ErrorClass::Retryable))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("moto world lock")
     }
@@ -396,12 +407,7 @@ impl Cluster for MotoWorld {
                 ));
             }
         }
-        self.sdk
-            .stop_instances()
-            .instance_ids(id.as_str())
-            .send()
-            .await
-            .map_err(|e| err("StopInstancesFailed", format!("{e:?}"), ErrorClass::Retryable))?;
+        self.stop_instance(&id).await?;
         self.note(format!("clp: {server} shut down (StopInstances {id})"));
         Ok(())
     }
@@ -423,12 +429,7 @@ impl Cluster for MotoWorld {
                     return Err(err("GroupOnline", format!("{} is online", self.group), ErrorClass::NeedsHuman));
                 }
                 self.lock().vendor_mode.insert(server.clone(), call.op);
-                self.sdk
-                    .stop_instances()
-                    .instance_ids(id.as_str())
-                    .send()
-                    .await
-                    .map_err(|e| err("StopInstancesFailed", format!("{e:?}"), ErrorClass::Retryable))?;
+                self.stop_instance(&id).await?;
             }
             VendorPhase::Post => {
                 if mode.is_none() && !call.only {

@@ -235,10 +235,13 @@ impl CommandCluster {
     async fn edit_checks(&self, req: &PreflightRequest, pulled: &super::Pulled, in_file: bool) -> Vec<Check> {
         let mut checks = Vec::new();
         let captured = conf::MirrorTemplate::capture(pulled.text(), &req.md);
-        let kept = || self.store.load_template(&req.md).ok().flatten();
+        let kept = match captured {
+            Ok(None) => self.store.load_template(&req.md).await.ok().flatten(),
+            _ => None,
+        };
         let template = match captured {
             Ok(Some(t)) => t,
-            Ok(None) if let Some(t) = kept() => t,
+            Ok(None) if let Some(t) = kept => t,
             Ok(None) => {
                 checks.push(Check::fail(
                     "clp.conf edits",
@@ -246,7 +249,7 @@ impl CommandCluster {
                     format!(
                         "{} is not in clp.conf and no template of it is kept in {}: it could not be re-added",
                         req.md,
-                        self.store.dir.display()
+                        self.store.describe()
                     ),
                     "check mirror.resource in the desired-state file; if md was removed by hand, add it back with \
                      Cluster WebUI first",
