@@ -164,6 +164,24 @@ fn condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
 }
 
 impl DynamoStore {
+    /// A strongly consistent `GetItem` of `key`: the item, if there is one.
+    async fn get(
+        &self,
+        key: HashMap<String, AttributeValue>,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        const API: &str = "GetItem";
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.sdk_error(API, &e))?;
+        Ok(got.item)
+    }
+
     /// The store on `table`, with the AWS SDK's usual configuration (region, credentials and
     /// endpoint from the environment or profile; `AWS_ENDPOINT_URL` reaches an emulator).
     pub async fn connect(table: &str) -> DynamoStore {
@@ -324,21 +342,12 @@ impl Store for DynamoStore {
     }
 
     async fn acquire(&self, cluster: &ClusterName) -> Result<Lease, StoreError> {
-        const API: &str = "GetItem";
         const UPDATE: &str = "UpdateItem";
         let sent = Instant::now();
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(cluster, LEASE)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.sdk_error(API, &e))?;
+        let got = self.get(key(cluster, LEASE)).await?;
         let rvn = new_rvn();
         let duration_ms = u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX);
-        let Some(item) = got.item() else {
+        let Some(item) = got.as_ref() else {
             const API: &str = "PutItem";
             // Never held: create the item.
             let put = self
@@ -475,19 +484,10 @@ impl Store for DynamoStore {
     }
 
     async fn holder(&self, cluster: &ClusterName) -> Result<Option<String>, StoreError> {
-        const API: &str = "GetItem";
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(cluster, LEASE)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.sdk_error(API, &e))?;
+        let got = self.get(key(cluster, LEASE)).await?;
         // A released lease has no holder; a holder whose heartbeat stopped still shows until a
         // waiter takes over (only waiting out a lease period tells).
-        Ok(got.item().and_then(|i| i.get("holder")).and_then(|v| v.as_s().ok()).cloned())
+        Ok(got.as_ref().and_then(|i| i.get("holder")).and_then(|v| v.as_s().ok()).cloned())
     }
 
     async fn read_journal(&self, cluster: &ClusterName) -> Result<Vec<Record>, StoreError> {
@@ -620,31 +620,14 @@ impl Store for DynamoStore {
     }
 
     async fn read_status(&self, cluster: &ClusterName) -> Result<Option<StatusDoc>, StoreError> {
-        const API: &str = "GetItem";
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(cluster, STATUS)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.sdk_error(API, &e))?;
-        got.item().map(|item| self.parse_status(item)).transpose()
+        let got = self.get(key(cluster, STATUS)).await?;
+        got.as_ref().map(|item| self.parse_status(item)).transpose()
     }
 
     async fn read_cluster_file(&self, cluster: &ClusterName, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         const API: &str = "GetItem";
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(self.file_key(cluster, name)?))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.sdk_error(API, &e))?;
-        let Some(item) = got.item() else { return Ok(None) };
+        let got = self.get(self.file_key(cluster, name)?).await?;
+        let Some(item) = got.as_ref() else { return Ok(None) };
         match item.get("body").and_then(|v| v.as_b().ok()) {
             Some(b) => Ok(Some(b.clone().into_inner())),
             None => Err(self.failed(
