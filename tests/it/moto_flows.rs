@@ -28,7 +28,6 @@ use mirrorctl::execute::{CrashPoint, CrashSwitch, ExecError};
 use mirrorctl::ids::{BackupName, RequestName, SnapshotId, VolumeId};
 use mirrorctl::journal::{Journal, Record};
 use mirrorctl::ports::Ports;
-use mirrorctl::ports::clock::SystemClock;
 use mirrorctl::ports::cloud::{Cloud, SnapshotFilter, Tags, tag};
 use mirrorctl::ports::cluster::MirrorColor;
 use mirrorctl::reconcile::{Context, ReconcileError, Settled, reconcile};
@@ -76,7 +75,7 @@ impl Run {
             cloud: Arc::new(moto.cloud().await),
             cluster: self.world.clone(),
             node: self.world.clone(),
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(support::ShortWaits(20)),
         };
         let mut ctx = Context::new(ports, self.dir.path().join("state"));
         ctx.max_passes = Some(200);

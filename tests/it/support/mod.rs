@@ -26,6 +26,23 @@ use aws_sdk_ec2::config::Credentials;
 use mirrorctl::adapters::aws::{AwsCloud, AwsOptions};
 use mirrorctl::ids::{DeviceName, InstanceId, Region, VolumeId, Zone};
 
+/// The real clock with short waits: `now` is the system time (moto stamps its resources with it),
+/// `sleep(d)` waits `d / factor`. moto moves every volume and snapshot to its final state at
+/// once, so the reconcile loop's first looks (fitted to real EC2 latencies, seconds each) only
+/// slow the moto tests down; what they prove does not depend on the length of a wait.
+#[derive(Debug, Clone, Copy)]
+pub struct ShortWaits(pub u32);
+
+#[async_trait::async_trait]
+impl mirrorctl::ports::Clock for ShortWaits {
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(d / self.0.max(1)).await;
+    }
+}
+
 /// The region every moto test uses.
 pub const REGION: &str = "ap-northeast-1";
 /// Fake credentials moto accepts.
