@@ -13,6 +13,7 @@
 //! - [`execute`]: runs planned steps: intent first, retries, error classes, progress events.
 //! - [`journal`]: intent/result records, fsync, resume after a crash.
 //! - [`status`]: per-cluster status documents, written atomically.
+//! - [`durable`]: file replacement and directory sync with one durability policy.
 //! - [`reconcile`]: one cluster's observe → plan → execute loop until converged or terminal.
 //! - [`controller`]: the daemon loop: file watching, resync, per-cluster workers, metrics, settings.
 //! - [`sim`]: the strict simulated world (EC2, CLUSTERPRO, nodes, data oracle, latency model).
@@ -23,6 +24,7 @@
 pub mod adapters;
 pub mod cli;
 pub mod controller;
+pub mod durable;
 pub mod execute;
 pub mod ids;
 pub mod journal;

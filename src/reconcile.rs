@@ -1,6 +1,6 @@
 //! One cluster's reconcile loop: observe → plan → execute, until converged or blocked.
 //!
-//! Why this module exists: `apply`, `lab` and (later) the daemon all drive a cluster the same
+//! Why this module exists: `apply`, `lab` and the daemon all drive a cluster the same
 //! way; this is that way, written once, after kube-rs's `reconcile` + `error_policy` split: the
 //! loop handles waiting (polls fitted to real latencies: first look at the expected time, then
 //! ×1.5 up to a few seconds — never a 15 s waiter), retries of observation, and the rule that a

@@ -33,6 +33,15 @@
 //!   failover check (moved exactly once when the request did not change);
 //! - the daemon never exits on its own, and stops cleanly on `SIGTERM`.
 //!
+//! Host loss (`--hosts N --store dynamodb:TABLE`): every flow runs N daemons side by side as N
+//! hosts, each with its own empty state directory, on one store and one lab directory (the
+//! simulated world stands for AWS, which every host reaches). A kill hits the daemon that holds the
+//! cluster's lease (its pid is in the holder's identity) and deletes that host's directory; a
+//! fresh daemon takes its place as the new standby, and the flow can only finish through a
+//! takeover from the table. Each trial's cluster gets a name unique to the campaign, so trials
+//! never meet in the table. The tally adds how long each takeover took (from the kill to the first
+//! look that saw another holder).
+//!
 //! Kill points are classified from the journal after each kill (which step's call was in flight,
 //! or which step was the last one done), so the tally shows where they landed. The campaign prints
 //! a tally and exits 1 on any violation; the directories of trials with a violation are kept.
@@ -49,9 +58,11 @@ use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
 use super::{CliError, LabOs};
+use crate::adapters::store::StoreSpec;
 use crate::ids::{SnapshotId, VolumeId};
 use crate::journal::{Journal, Record};
 use crate::ports::Clock as _;
+use crate::ports::Store;
 use crate::ports::cloud::tag;
 use crate::sim::SimWorld;
 use crate::spec::ProcedureChoice;
@@ -80,6 +91,15 @@ pub struct ChaosArgs {
     /// pre/post-processing (`vendor`) and the configuration edit (`reconfigure`) trial by trial.
     #[arg(long, value_enum, default_value_t = ChaosProcedure::Both)]
     pub procedure: ChaosProcedure,
+    /// Daemons run side by side as separate hosts, each with its own local directory; a kill hits
+    /// the one holding the cluster's lease and deletes its directory. More than one needs a store
+    /// every host reaches (`--store dynamodb:TABLE`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4))]
+    pub hosts: u8,
+    /// Lease period of the daemons on a shared store, in seconds (`mirrorctl run --lease-secs`): a
+    /// takeover waits about this long [default: 3].
+    #[arg(long)]
+    pub lease_secs: Option<u64>,
 }
 
 /// `bench chaos --procedure`.
@@ -112,6 +132,8 @@ const BUSINESS: Duration = Duration::from_mins(10);
 const FAST_FORWARD_SPEED: f64 = 10_000.0;
 /// How often the harness looks at the status document and the child process.
 const POLL: Duration = Duration::from_millis(10);
+/// The same with a shared store (each look is a request to it).
+const SHARED_POLL: Duration = Duration::from_millis(50);
 /// The longest a flow may take before it counts as not converging, at least.
 const MIN_PATIENCE: Duration = Duration::from_mins(1);
 /// The name of the backup every trial takes.
@@ -149,6 +171,8 @@ struct Tally {
     converged: usize,
     request_changes: usize,
     phases: BTreeMap<String, usize>,
+    /// Shared store: from each kill of the lease holder to the first look that saw another holder.
+    takeovers: Vec<Duration>,
     violations: Vec<(usize, Violation)>,
     kept: Vec<PathBuf>,
 }
@@ -165,27 +189,44 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(exe: &Path, trial: &Trial, speed: f64) -> Result<Daemon, CliError> {
+    /// Starts host `host`'s daemon on the trial: its own state directory, the trial's desired
+    /// state, and with a shared store that store and the trial's shared lab directory.
+    fn start(exe: &Path, trial: &Trial, speed: f64, host: usize, shared: Option<&Shared>) -> Result<Daemon, CliError> {
+        let state = trial.host_dir(host);
+        std::fs::create_dir_all(&state).map_err(|e| CliError::Failed(format!("creating {}: {e}", state.display())))?;
+        let log_path = trial.log_of(host);
         let log = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&trial.log)
-            .map_err(|e| CliError::Failed(format!("opening {}: {e}", trial.log.display())))?;
-        let child = Command::new(exe)
-            .arg("--state-dir")
-            .arg(&trial.state)
+            .open(&log_path)
+            .map_err(|e| CliError::Failed(format!("opening {}: {e}", log_path.display())))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("--state-dir")
+            .arg(&state)
             .args(["run", "--world", "lab", "--listen", "127.0.0.1:0", "--grace", "10", "--speed"])
             .arg(speed.to_string())
             .arg("--dir")
             .arg(&trial.ds)
             .env_remove("MIRRORCTL_STATE_DIR")
+            .env_remove("MIRRORCTL_STORE")
             .env_remove("MIRRORCTL_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| CliError::Failed(format!("starting {} run: {e}", exe.display())))?;
+            .stderr(log);
+        if let Some(shared) = shared {
+            cmd.arg("--store")
+                .arg(shared.spec.to_string())
+                .arg("--lease-secs")
+                .arg(shared.lease_secs.to_string())
+                .arg("--lab-dir")
+                .arg(trial.lab_dir());
+        }
+        let child = cmd.spawn().map_err(|e| CliError::Failed(format!("starting {} run: {e}", exe.display())))?;
         Ok(Daemon { child })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The exit code if it has exited (`-1`: killed by a signal).
@@ -235,43 +276,56 @@ struct Trial {
     index: usize,
     dir: PathBuf,
     ds: PathBuf,
+    /// The daemon's state directory (one host on the directory store); with a shared store each
+    /// host has its own under `dir` ([`Trial::host_dir`]) and this one is unused.
     state: PathBuf,
+    /// Whether the daemons share a store (then each host has its own directory, the lab world is
+    /// in `dir/lab`, and the cluster's name is unique to the campaign).
+    shared: bool,
     file: PathBuf,
     world_file: PathBuf,
-    log: PathBuf,
     /// The example file up to its `[backup]` table.
     base: String,
     spec: Spec,
 }
 
 impl Trial {
-    fn new(base_dir: &Path, index: usize, os: LabOs, procedure: ProcedureChoice) -> Result<Trial, CliError> {
-        let (example, name) = match os {
+    /// A trial on a fresh directory; `campaign` (with a shared store) makes the cluster's name
+    /// unique, so trials and campaigns never meet in the store's table.
+    fn new(
+        base_dir: &Path,
+        index: usize,
+        os: LabOs,
+        procedure: ProcedureChoice,
+        campaign: Option<&str>,
+    ) -> Result<Trial, CliError> {
+        let (example, example_name) = match os {
             LabOs::Windows => (super::lab::WINDOWS_EXAMPLE, "prod-db"),
             LabOs::Linux => (super::lab::LINUX_EXAMPLE, "app-linux"),
         };
         let cut = example
             .find("\n[backup]")
             .ok_or_else(|| CliError::Failed("the built-in example has no [backup] table".into()))?;
+        let name = campaign.map_or_else(|| example_name.to_owned(), |c| format!("{example_name}-{c}-t{index:03}"));
         let dir = base_dir.join(format!("trial-{index:03}"));
         let ds = dir.join("ds");
         let state = dir.join("state");
-        for d in [&ds, &state.join("lab")] {
+        let shared = campaign.is_some();
+        let lab = if shared { dir.join("lab") } else { state.join("lab") };
+        for d in [&ds, &lab] {
             std::fs::create_dir_all(d).map_err(|e| CliError::Failed(format!("creating {}: {e}", d.display())))?;
         }
         let mut t = Trial {
             index,
             file: ds.join(format!("{name}.toml")),
-            world_file: state.join("lab").join(format!("{name}.json")),
-            log: dir.join("daemon.log"),
+            world_file: lab.join(format!("{name}.json")),
             dir,
             ds,
             state,
-            base: example[..=cut].replacen(
-                "[cluster]\n",
-                &format!("[cluster]\nprocedure = \"{}\"\n", procedure.as_str()),
-                1,
-            ),
+            shared,
+            base: example[..=cut]
+                .replacen(&format!("name = \"{example_name}\""), &format!("name = \"{name}\""), 1)
+                .replacen("[cluster]\n", &format!("[cluster]\nprocedure = \"{}\"\n", procedure.as_str()), 1),
             // The example's own spec until the first write below replaces it with the file's.
             spec: super::lab::lab_spec(os, procedure)?,
         };
@@ -302,29 +356,47 @@ impl Trial {
         StatusDoc::path_for(&self.state, &self.spec.cluster.name)
     }
 
+    /// Host `host`'s state directory.
+    fn host_dir(&self, host: usize) -> PathBuf {
+        if self.shared { self.dir.join(format!("host-{host}")) } else { self.state.clone() }
+    }
+
+    /// Host `host`'s daemon log (appended to across its restarts).
+    fn log_of(&self, host: usize) -> PathBuf {
+        if self.shared { self.dir.join(format!("daemon-{host}.log")) } else { self.dir.join("daemon.log") }
+    }
+
+    /// Where the lab world lives (shared by every host).
+    fn lab_dir(&self) -> PathBuf {
+        self.world_file.parent().map_or_else(|| self.dir.join("lab"), Path::to_path_buf)
+    }
+
     fn open_world(&self, speed: f64) -> Result<Arc<SimWorld>, CliError> {
         SimWorld::open(&self.world_file, speed)
             .map_err(|e| CliError::Failed(format!("opening {}: {e}", self.world_file.display())))
     }
 }
 
-/// Whether the status document says `op` completed and the cluster converged.
-fn converged(status: &Path, op: &str) -> bool {
-    StatusDoc::read(status)
-        .is_ok_and(|d| d.phase == Phase::Converged && d.operations.get(op).is_some_and(|s| s.starts_with("completed")))
+/// The store the daemons of a campaign share when they run as several hosts.
+struct Shared {
+    /// `dynamodb:TABLE`, passed to every daemon.
+    spec: StoreSpec,
+    /// The harness's own connection: status documents, journals and lease holders are read here.
+    store: Arc<dyn Store>,
+    /// The daemons' lease period.
+    lease_secs: u64,
 }
 
-/// The number of lines of the journal (complete or torn).
-fn journal_lines(journal: &Path) -> usize {
-    std::fs::read_to_string(journal).map_or(0, |t| t.lines().count())
+/// Whether `doc` says `op` completed and the cluster converged.
+fn says_converged(doc: &StatusDoc, op: &str) -> bool {
+    doc.phase == Phase::Converged && doc.operations.get(op).is_some_and(|s| s.starts_with("completed"))
 }
 
-/// Where a kill landed, from the journal: the step whose call was in flight (an intent without a
-/// result written since this daemon started, at line `since`), or the last step done of this flow.
-/// Read leniently (a torn last line is skipped) and without changing the file. Intents left
-/// without a result by earlier kills are not counted: the planner resolves them by observation.
-fn kill_phase(journal: &Path, flow: FlowKind, since: usize) -> String {
-    let text = std::fs::read_to_string(journal).unwrap_or_default();
+/// Where a kill landed, from the journal's records (`None`: a torn line): the step whose call was
+/// in flight (an intent without a result written since this daemon started, at position `since`),
+/// or the last step done of this flow. Intents left without a result by earlier kills are not
+/// counted: the planner resolves them by observation.
+fn kill_phase(records: &[Option<Record>], flow: FlowKind, since: usize) -> String {
     let prefix = format!("{}/", flow.label());
     let kind = |step: &str| {
         let last = step.rsplit('/').next().unwrap_or(step);
@@ -332,13 +404,13 @@ fn kill_phase(journal: &Path, flow: FlowKind, since: usize) -> String {
     };
     let mut open: Vec<(u64, String)> = Vec::new();
     let mut last_done: Option<String> = None;
-    for (i, line) in text.lines().enumerate() {
-        match serde_json::from_str::<Record>(line) {
-            Ok(Record::Intent { seq, step, .. }) if i >= since && step.0.starts_with(&prefix) => {
-                open.push((seq, kind(&step.0)));
+    for (i, record) in records.iter().enumerate() {
+        match record {
+            Some(Record::Intent { seq, step, .. }) if i >= since && step.0.starts_with(&prefix) => {
+                open.push((*seq, kind(&step.0)));
             }
-            Ok(Record::Result { seq, step, .. }) if step.0.starts_with(&prefix) => {
-                open.retain(|(s, _)| *s != seq);
+            Some(Record::Result { seq, step, .. }) if step.0.starts_with(&prefix) => {
+                open.retain(|(s, _)| s != seq);
                 last_done = Some(kind(&step.0));
             }
             _ => {}
@@ -358,6 +430,13 @@ fn kill_phase(journal: &Path, flow: FlowKind, since: usize) -> String {
     }
 }
 
+/// The process id in a DynamoDB lease holder's identity (`host pid N random`).
+fn holder_pid(holder: &str) -> Option<u32> {
+    let mut words = holder.split_whitespace();
+    words.by_ref().find(|w| *w == "pid")?;
+    words.next()?.parse().ok()
+}
+
 /// How a flow went.
 struct FlowRun {
     kills: usize,
@@ -369,15 +448,86 @@ struct FlowRun {
     took: Duration,
 }
 
-/// Drives one flow: start, kill at each of `kills` (cumulative running time), restart, until the
-/// status says `op` completed; then `SIGTERM`.
+/// Drives one flow: start the hosts' daemons, kill the active one at each of `kills` (cumulative
+/// running time), start a fresh daemon in its place, until the status says `op` completed; then
+/// `SIGTERM` every daemon.
 struct FlowDriver<'a> {
     exe: &'a Path,
     speed: f64,
     patience: Duration,
+    hosts: usize,
+    shared: Option<&'a Shared>,
 }
 
 impl FlowDriver<'_> {
+    /// The trial's status document: the state directory's file, or the shared store's item.
+    async fn status(&self, trial: &Trial) -> Result<Option<StatusDoc>, String> {
+        match self.shared {
+            None => match StatusDoc::read(&trial.status_path()) {
+                Ok(doc) => Ok(Some(doc)),
+                Err(e) if !trial.status_path().exists() => Err(format!("no status ({e})")),
+                Err(e) => Err(e.to_string()),
+            },
+            Some(sh) => sh.store.read_status(&trial.spec.cluster.name).await.map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn converged(&self, trial: &Trial, op: &str) -> bool {
+        self.status(trial).await.is_ok_and(|d| d.is_some_and(|d| says_converged(&d, op)))
+    }
+
+    /// The journal, read leniently and without changing it (a torn last line is `None`).
+    async fn journal(&self, trial: &Trial) -> Vec<Option<Record>> {
+        match self.shared {
+            None => {
+                let path = Journal::path_for(&trial.state, &trial.spec.cluster.name);
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                text.lines().map(|l| serde_json::from_str::<Record>(l).ok()).collect()
+            }
+            Some(sh) => sh
+                .store
+                .read_journal(&trial.spec.cluster.name)
+                .await
+                .map(|r| r.into_iter().map(Some).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Who holds the cluster's lease now (shared store only).
+    async fn holder(&self, trial: &Trial) -> Option<String> {
+        self.shared?.store.holder(&trial.spec.cluster.name).await.ok().flatten()
+    }
+
+    /// The host whose daemon acts on the cluster now: the only one on the directory store, the
+    /// lease holder's on a shared store (`None` while nobody living holds it).
+    async fn active(&self, trial: &Trial, daemons: &[Option<Daemon>]) -> Option<usize> {
+        if self.shared.is_none() {
+            return daemons.first()?.as_ref().map(|_| 0);
+        }
+        let pid = holder_pid(&self.holder(trial).await?)?;
+        daemons.iter().position(|d| d.as_ref().is_some_and(|d| d.pid() == pid))
+    }
+
+    /// [`check_status`] wherever the daemons keep the status document.
+    async fn check_status(&self, trial: &Trial, op: &str, abandoned: Option<&str>) -> Vec<Violation> {
+        match self.shared {
+            None => check_status(&trial.state, &trial.spec, op, abandoned),
+            Some(sh) => match self.status(trial).await {
+                Ok(Some(doc)) => check_status_doc(&doc, op, abandoned),
+                Ok(None) => vec![violation(
+                    "status",
+                    format!("{} has no status document in {}", trial.spec.cluster.name, sh.spec),
+                )],
+                Err(e) => vec![violation("status", format!("cannot read the status in {}: {e}", sh.spec))],
+            },
+        }
+    }
+
+    fn poll(&self) -> Duration {
+        if self.shared.is_some() { SHARED_POLL } else { POLL }
+    }
+
+    #[allow(clippy::too_many_lines)] // one loop over the segments between kills
     async fn run(
         &self,
         trial: &mut Trial,
@@ -390,53 +540,77 @@ impl FlowDriver<'_> {
             FlowKind::Backup => format!("backup/{BACKUP}"),
             FlowKind::Restore => format!("restore/{}", REQUESTS[0]),
         };
-        let journal = Journal::path_for(&trial.state, &trial.spec.cluster.name);
-        let status = trial.status_path();
         let start = Instant::now();
         let mut run =
             FlowRun { kills: 0, converged: false, changed_to: None, violations: Vec::new(), took: Duration::ZERO };
         let mut alive = Duration::ZERO;
+        let mut daemons: Vec<Option<Daemon>> = (0..self.hosts).map(|_| None).collect();
+        // A kill of the lease holder not yet followed by another holder: when, and whom.
+        let mut takeover: Option<(Instant, String)> = None;
         loop {
-            let since = journal_lines(&journal);
-            let mut daemon = Daemon::start(self.exe, trial, self.speed)?;
+            let since = self.journal(trial).await.len();
+            for (host, slot) in daemons.iter_mut().enumerate() {
+                if slot.is_none() {
+                    *slot = Some(Daemon::start(self.exe, trial, self.speed, host, self.shared)?);
+                }
+            }
             let began = Instant::now();
             let kill_at = kills.get(run.kills).map(|at| at.saturating_sub(alive));
             let outcome = loop {
-                if converged(&status, &op) {
+                if self.converged(trial, &op).await {
                     break Segment::Converged;
                 }
-                if let Some(code) = daemon.exited() {
-                    break Segment::Died(code);
+                let died = daemons.iter_mut().enumerate().find_map(|(h, d)| d.as_mut()?.exited().map(|c| (h, c)));
+                if let Some((host, code)) = died {
+                    break Segment::Died(host, code);
                 }
-                if kill_at.is_some_and(|at| began.elapsed() >= at) {
-                    break Segment::KillDue;
+                if let Some((at, gone)) = &takeover
+                    && self.holder(trial).await.is_some_and(|h| &h != gone)
+                {
+                    tally.takeovers.push(at.elapsed());
+                    takeover = None;
+                }
+                if kill_at.is_some_and(|at| began.elapsed() >= at)
+                    && let Some(host) = self.active(trial, &daemons).await
+                {
+                    break Segment::KillDue(host);
                 }
                 if start.elapsed() > self.patience {
                     break Segment::TimedOut;
                 }
-                tokio::time::sleep(POLL).await;
+                tokio::time::sleep(self.poll()).await;
             };
             alive += began.elapsed();
             match outcome {
                 Segment::Converged => {
                     run.converged = true;
                     run.took = start.elapsed();
-                    match daemon.terminate(Duration::from_secs(15)).await {
-                        Some(0) => {}
-                        code => run.violations.push(violation(
-                            "unclean-stop",
-                            format!("SIGTERM after convergence: exit {code:?} (0 expected)"),
-                        )),
+                    for daemon in daemons.iter_mut().flatten() {
+                        match daemon.terminate(Duration::from_secs(15)).await {
+                            Some(0) => {}
+                            code => run.violations.push(violation(
+                                "unclean-stop",
+                                format!("SIGTERM after convergence: exit {code:?} (0 expected)"),
+                            )),
+                        }
                     }
                     tally.undelivered += kills.len() - run.kills;
                     return Ok(run);
                 }
-                Segment::KillDue => {
-                    daemon.kill9();
+                Segment::KillDue(host) => {
+                    let holder = self.holder(trial).await;
+                    if let Some(mut daemon) = daemons[host].take() {
+                        daemon.kill9();
+                    }
+                    if let Some(holder) = holder {
+                        // The host is lost with its disk: its successor starts from nothing.
+                        let _ = std::fs::remove_dir_all(trial.host_dir(host));
+                        takeover = Some((Instant::now(), holder));
+                    }
                     run.kills += 1;
                     tally.restarts += 1;
                     *tally.points.entry(flow).or_default() += 1;
-                    *tally.phases.entry(kill_phase(&journal, flow, since)).or_default() += 1;
+                    *tally.phases.entry(kill_phase(&self.journal(trial).await, flow, since)).or_default() += 1;
                     if let (Some(snapshot), 1) = (change, run.kills) {
                         // The operator changes the request while mirrorctl is down.
                         trial.spec = trial.write_desired(Some((snapshot, REQUESTS[1])))?;
@@ -444,24 +618,26 @@ impl FlowDriver<'_> {
                         run.changed_to = Some(REQUESTS[1]);
                     }
                 }
-                Segment::Died(code) => {
+                Segment::Died(host, code) => {
+                    daemons[host] = None;
                     run.violations.push(violation(
                         "daemon-exit",
-                        format!("the daemon exited on its own (code {code}) during the {}", flow.label()),
+                        format!("host {host}'s daemon exited on its own (code {code}) during the {}", flow.label()),
                     ));
                     tally.restarts += 1;
                 }
                 Segment::TimedOut => {
-                    daemon.kill9();
-                    let doc = StatusDoc::read(&status).map_or_else(
-                        |e| format!("no status ({e})"),
-                        |d| {
-                            format!(
-                                "phase {:?}, operations {:?}, waiting {:?}, conditions {:?}, last error {:?}",
-                                d.phase, d.operations, d.waiting, d.conditions, d.last_error
-                            )
-                        },
-                    );
+                    for daemon in daemons.iter_mut().flatten() {
+                        daemon.kill9();
+                    }
+                    let doc = match self.status(trial).await {
+                        Ok(Some(d)) => format!(
+                            "phase {:?}, operations {:?}, waiting {:?}, conditions {:?}, last error {:?}",
+                            d.phase, d.operations, d.waiting, d.conditions, d.last_error
+                        ),
+                        Ok(None) => "no status".to_owned(),
+                        Err(e) => e,
+                    };
                     run.violations.push(violation(
                         "non-convergence",
                         format!("{op} not converged after {:?} and {} kills: {doc}", self.patience, run.kills),
@@ -477,8 +653,10 @@ impl FlowDriver<'_> {
 
 enum Segment {
     Converged,
-    KillDue,
-    Died(i32),
+    /// The active daemon (this host's) is due for its kill.
+    KillDue(usize),
+    /// This host's daemon exited on its own, with this code.
+    Died(usize, i32),
     TimedOut,
 }
 
@@ -742,12 +920,16 @@ fn restored_data(world: &SimWorld, spec: &Spec, expect: &RestoreExpect) -> Vec<V
 /// never started.
 pub fn check_status(state_dir: &Path, spec: &Spec, op: &str, abandoned: Option<&str>) -> Vec<Violation> {
     let path = StatusDoc::path_for(state_dir, &spec.cluster.name);
-    let doc = match StatusDoc::read(&path) {
-        Ok(d) => d,
-        Err(e) => return vec![violation("status", format!("cannot read {}: {e}", path.display()))],
-    };
+    match StatusDoc::read(&path) {
+        Ok(doc) => check_status_doc(&doc, op, abandoned),
+        Err(e) => vec![violation("status", format!("cannot read {}: {e}", path.display()))],
+    }
+}
+
+/// [`check_status`] on a document already read (from a shared store).
+fn check_status_doc(doc: &StatusDoc, op: &str, abandoned: Option<&str>) -> Vec<Violation> {
     let mut out = Vec::new();
-    if doc.phase != Phase::Converged || !doc.operations.get(op).is_some_and(|s| s.starts_with("completed")) {
+    if !says_converged(doc, op) {
         out.push(violation("status", format!("phase {:?}, {op}: {:?}", doc.phase, doc.operations.get(op))));
     }
     if let Some(old) = abandoned
@@ -768,8 +950,40 @@ fn draw_kills(rng: &mut ChaCha8Rng, expected: Duration, max_kills: usize) -> Vec
     at
 }
 
-/// Runs the campaign; exit 0 when no violation was seen, 1 otherwise.
-pub async fn run(state_dir: &Path, args: &ChaosArgs) -> Result<u8, CliError> {
+/// The shared store of a campaign on `--store`, checked reachable; `None` on the directory store.
+async fn shared_store(base: &Path, args: &ChaosArgs, store: Option<&StoreSpec>) -> Result<Option<Shared>, CliError> {
+    let Some(spec @ StoreSpec::Dynamo { .. }) = store else {
+        if args.hosts > 1 {
+            return Err(CliError::Usage(format!(
+                "--hosts {} needs a store every host reaches: add --store dynamodb:TABLE (create the table once \
+                 with `mirrorctl store init --store dynamodb:TABLE`)",
+                args.hosts
+            )));
+        }
+        if args.lease_secs.is_some() {
+            return Err(CliError::Usage(
+                "--lease-secs applies to a shared store (--store dynamodb:TABLE): the directory store's lock lasts \
+                 as long as its process"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let lease_secs = args.lease_secs.unwrap_or(DEFAULT_LEASE_SECS);
+    if lease_secs == 0 {
+        return Err(CliError::Usage("--lease-secs must be at least 1 second".into()));
+    }
+    let store = spec.open(base).await;
+    // One read before any trial: a missing table or a refused permission stops the campaign here.
+    let probe = crate::ids::ClusterName::parse("chaos-probe")
+        .map_err(|e| CliError::Failed(format!("the probe cluster name is invalid: {e}")))?;
+    store.read_status(&probe).await.map_err(|e| CliError::Failed(format!("store {spec}: {e}")))?;
+    Ok(Some(Shared { spec: spec.clone(), store, lease_secs }))
+}
+
+/// Runs the campaign; exit 0 when no violation was seen, 1 otherwise. `store` is the global
+/// `--store`: a shared store runs the daemons as `--hosts` hosts on it.
+pub async fn run(state_dir: &Path, args: &ChaosArgs, store: Option<&StoreSpec>) -> Result<u8, CliError> {
     if args.points == 0 {
         return Err(CliError::Usage("--points must be at least 1".into()));
     }
@@ -782,6 +996,12 @@ pub async fn run(state_dir: &Path, args: &ChaosArgs) -> Result<u8, CliError> {
     let exe = std::env::current_exe()
         .map_err(|e| CliError::Failed(format!("cannot find this executable to start the daemon: {e}")))?;
     let base = super::bench::fresh_dir(state_dir, "chaos")?;
+    let shared = shared_store(&base, args, store).await?;
+    // With a shared store every trial's cluster gets a name of its own in the table.
+    let campaign = shared.as_ref().map(|_| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        format!("{:06x}", now.as_millis() & 0xff_ffff)
+    });
     let wall = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let mut tally = Tally::default();
@@ -814,7 +1034,7 @@ pub async fn run(state_dir: &Path, args: &ChaosArgs) -> Result<u8, CliError> {
             (LabOs::Windows, _) => "windows/reconfigure",
             (LabOs::Linux, _) => "linux/reconfigure",
         };
-        let mut trial = Trial::new(&base, index, os, procedure)?;
+        let mut trial = Trial::new(&base, index, os, procedure, campaign.as_deref())?;
         let world_seed = args.seed.wrapping_mul(1_000).wrapping_add(index as u64);
         let plan = |rng: &mut ChaCha8Rng, flow| {
             expected.get(&(os_name, flow)).map_or_else(Vec::new, |t| draw_kills(rng, *t, args.max_kills))
@@ -825,7 +1045,13 @@ pub async fn run(state_dir: &Path, args: &ChaosArgs) -> Result<u8, CliError> {
             restores_with_kills += 1;
             restores_with_kills.is_multiple_of(3)
         };
-        let driver = FlowDriver { exe: &exe, speed: args.speed, patience: patience(&expected, os_name) };
+        let driver = FlowDriver {
+            exe: &exe,
+            speed: args.speed,
+            patience: patience(&expected, os_name),
+            hosts: usize::from(args.hosts),
+            shared: shared.as_ref(),
+        };
         let before_violations = tally.violations.len();
         let measured =
             run_trial(&mut trial, world_seed, args.speed, &driver, [backup_kills, restore_kills], change, &mut tally)
@@ -842,7 +1068,7 @@ pub async fn run(state_dir: &Path, args: &ChaosArgs) -> Result<u8, CliError> {
             let _ = std::fs::remove_dir_all(&trial.dir);
         }
     }
-    print!("{}", render(&tally, args, &expected, wall.elapsed()));
+    print!("{}", render(&tally, args, shared.as_ref(), &expected, wall.elapsed()));
     Ok(u8::from(!tally.violations.is_empty()))
 }
 
@@ -851,6 +1077,10 @@ fn patience(expected: &BTreeMap<(&'static str, FlowKind), Duration>, os: &str) -
     let longest = expected.iter().filter(|((o, _), _)| *o == os).map(|(_, d)| *d).max().unwrap_or_default();
     (longest * 20).max(MIN_PATIENCE)
 }
+
+/// The default lease period of a shared-store campaign: short, so that takeovers (one lease
+/// period each) do not dominate the campaign's wall time.
+const DEFAULT_LEASE_SECS: u64 = 3;
 
 /// One trial: the backup flow, ten minutes of business, the accident, the restore flow; checks
 /// after each. Returns the wall time of each flow that converged without kills (calibration).
@@ -887,7 +1117,7 @@ async fn run_trial(
     }
     let world = trial.open_world(speed)?;
     let mut checks = check_backup(&world, &trial.spec, BACKUP, &before);
-    checks.extend(check_status(&trial.state, &trial.spec, &format!("backup/{BACKUP}"), None));
+    checks.extend(driver.check_status(trial, &format!("backup/{BACKUP}"), None).await);
     let snapshot = world
         .inventory()
         .snapshots
@@ -939,12 +1169,7 @@ async fn run_trial(
     let world = trial.open_world(speed)?;
     let mut checks = check_restore(&world, &trial.spec, &expect);
     let abandoned = expect.abandoned.as_ref().map(|r| format!("restore/{r}"));
-    checks.extend(check_status(
-        &trial.state,
-        &trial.spec,
-        &format!("restore/{}", expect.request),
-        abandoned.as_deref(),
-    ));
+    checks.extend(driver.check_status(trial, &format!("restore/{}", expect.request), abandoned.as_deref()).await);
     record(tally, FlowKind::Restore, &restore, checks);
     Ok(measured)
 }
@@ -953,6 +1178,7 @@ async fn run_trial(
 fn render(
     t: &Tally,
     args: &ChaosArgs,
+    shared: Option<&Shared>,
     expected: &BTreeMap<(&'static str, FlowKind), Duration>,
     wall: Duration,
 ) -> String {
@@ -963,6 +1189,28 @@ fn render(
         args.speed, args.seed
     );
     let _ = writeln!(out);
+    match shared {
+        None => {
+            let _ = writeln!(out, "{:<28} 1, on the state directory", "hosts");
+        }
+        Some(sh) => {
+            let _ = writeln!(
+                out,
+                "{:<28} {}, each with its own directory (deleted at each kill), on {} (lease {} s)",
+                "hosts", args.hosts, sh.spec, sh.lease_secs
+            );
+            let mut took = t.takeovers.clone();
+            took.sort();
+            let median = took.get(took.len() / 2).map_or(0.0, Duration::as_secs_f64);
+            let max = took.last().map_or(0.0, Duration::as_secs_f64);
+            let _ = writeln!(
+                out,
+                "{:<28} {} (kill → another holder: median {median:.1}s, max {max:.1}s)",
+                "takeovers",
+                took.len()
+            );
+        }
+    }
     let by_os: Vec<String> = t.trials_by_os.iter().map(|(os, n)| format!("{os} {n}")).collect();
     let _ = writeln!(out, "{:<28} {} ({})", "trials (fresh worlds)", t.trials, by_os.join(", "));
     let _ = writeln!(

@@ -403,7 +403,9 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         }
         Command::Status { name, output } => status::run(store().await.as_ref(), name.as_deref(), output).await,
         Command::Lab { speed, seed, os, procedure } => lab::run(&state_dir, speed, seed, os, procedure.into()).await,
-        Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => chaos::run(&state_dir, &args).await,
+        Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => {
+            chaos::run(&state_dir, &args, store_spec.as_ref()).await
+        }
         Command::Bench { mode: None, quick, seed } => bench::run(&state_dir, quick, seed),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

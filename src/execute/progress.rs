@@ -1,5 +1,5 @@
 //! Progress events: what the executor and the reconcile loop report as they go, for the terminal
-//! display of `apply`, the lab's timeline, and (later) the daemon's audit log. Events are sent on
+//! display of `apply`, the lab's timeline, and the daemon's log. Events are sent on
 //! an unbounded channel and also logged through `tracing`, one structured event per action.
 
 use std::time::Duration;

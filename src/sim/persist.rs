@@ -12,7 +12,6 @@
 //! before acting on it.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use super::SimError;
@@ -48,25 +47,8 @@ pub(super) fn stamp(path: &Path) -> Option<Stamp> {
 pub(super) fn save(path: &Path, world: &World) -> Result<Stamp, SimError> {
     let io = |source| SimError::Io { path: path.to_owned(), source };
     let bytes = serde_json::to_vec(world).map_err(|source| SimError::Format { path: path.to_owned(), source })?;
-    let mut tmp_name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
-    // Per process: two processes saving the same world never write one temp file.
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let written = {
-        let mut f = fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        // A rename keeps the inode and the modification time: this is the stamp of `path` next.
-        Stamp::of(&f.metadata().map_err(io)?)
-    };
-    fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // Best effort: makes the rename itself durable on Linux.
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(written)
+    // A rename keeps the inode and the modification time: this is the stamp of `path` next.
+    crate::durable::replace(path, &bytes).map(|m| Stamp::of(&m)).map_err(io)
 }
 
 /// Reads a world written by [`save`].

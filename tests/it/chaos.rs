@@ -57,6 +57,67 @@ fn a_reduced_chaos_campaign_against_the_real_binary_is_clean() {
     assert!(stdout.trim_end().ends_with("chaos campaign CLEAN"), "{stdout}");
 }
 
+/// Host loss: two daemons as two hosts on one DynamoDB table (moto's), each with its own local
+/// directory; every kill hits the lease holder and deletes its directory, and the other host must
+/// take the flow over from the table alone. The world's own state judges every flow.
+#[test]
+fn two_hosts_on_dynamodb_chaos_campaign_is_clean() {
+    let moto = crate::support::Moto::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let endpoint = moto.endpoint();
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", crate::support::REGION),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let mirrorctl = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(args)
+            .envs(env)
+            .env_remove("MIRRORCTL_STATE_DIR")
+            .env_remove("MIRRORCTL_STORE")
+            .output()
+            .expect("run mirrorctl")
+    };
+    let init = mirrorctl(&["store", "init", "--store", "dynamodb:chaos"]);
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let out = mirrorctl(&[
+        "--store",
+        "dynamodb:chaos",
+        "bench",
+        "chaos",
+        "--hosts",
+        "2",
+        "--lease-secs",
+        "2",
+        "--points",
+        "6",
+        "--seed",
+        "3",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success(), "exit {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("hosts                        2, each with its own directory"), "{stdout}");
+    let points = tally_number(&stdout, "kill points (SIGKILL)");
+    assert!(points >= 6, "{stdout}");
+    // Every kill but possibly the last of a flow is seen taken over before the flow converges.
+    assert!(tally_number(&stdout, "takeovers") >= 1, "{stdout}");
+    assert_eq!(tally_number(&stdout, "violations"), 0, "{stdout}");
+    let converged = stdout.lines().find(|l| l.starts_with("flows converged")).unwrap();
+    let nums: Vec<&str> = converged.split_whitespace().filter(|w| w.parse::<usize>().is_ok()).collect();
+    assert_eq!(nums[0], nums[1], "every flow converged: {converged}");
+    assert!(stdout.trim_end().ends_with("chaos campaign CLEAN"), "{stdout}");
+    // A missing table stops the campaign before any trial, naming the store.
+    let out = mirrorctl(&["--store", "dynamodb:no-such-table", "bench", "chaos", "--hosts", "2", "--points", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("dynamodb:no-such-table"), "{stderr}");
+}
+
 #[test]
 fn bad_campaign_options_are_usage_errors() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -65,6 +126,8 @@ fn bad_campaign_options_are_usage_errors() {
         (&["bench", "chaos", "--speed", "0"][..], "--speed must be a positive number"),
         (&["bench", "chaos", "--max-kills", "0"][..], "--max-kills must be at least 1"),
         (&["bench", "--quick", "chaos"][..], "cannot be used with"),
+        (&["bench", "chaos", "--hosts", "2"][..], "--hosts 2 needs a store every host reaches"),
+        (&["bench", "chaos", "--lease-secs", "2"][..], "--lease-secs applies to a shared store"),
     ] {
         let out = Command::new(BIN).arg("--state-dir").arg(dir.path()).args(args).output().expect("run");
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -406,12 +406,6 @@ fn state_store_error(what: &str, e: &StoreError) -> PortError {
 }
 
 /// Makes a rename or a new file in `dir` durable (best effort).
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
 impl ConfStore {
     fn create_dir(&self) -> PortResult<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| store_error("create", &self.dir, &e))
@@ -433,8 +427,10 @@ impl ConfStore {
             let path = self.dir.join(name);
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut f) => {
-                    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| store_error("write", &path, &e))?;
-                    sync_dir(&self.dir);
+                    f.write_all(bytes)
+                        .and_then(|()| f.sync_all())
+                        .and_then(|()| crate::durable::sync_dir(&self.dir))
+                        .map_err(|e| store_error("write", &path, &e))?;
                     return Ok(path);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

@@ -69,12 +69,6 @@ impl LocalStore {
 }
 
 /// Makes a rename or removal in `dir` durable (best effort).
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
 fn status_io(what: &str, path: &Path, source: &std::io::Error) -> StoreError {
     StoreError::Failed {
         store: "local".into(),
@@ -142,31 +136,18 @@ impl Store for LocalStore {
     }
 
     async fn write_cluster_file(&self, cluster: &ClusterName, name: &str, body: &[u8]) -> Result<(), StoreError> {
-        use std::io::Write as _;
         let path = self.cluster_file(cluster, name)?;
-        let dir = path.parent().map(Path::to_owned).unwrap_or_default();
-        std::fs::create_dir_all(&dir).map_err(|e| file_io("creating", &dir, &e))?;
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(body)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| file_io("writing", &path, &e))?;
-        sync_dir(&dir);
+        crate::durable::replace(&path, body).map_err(|e| file_io("writing", &path, &e))?;
         Ok(())
     }
 
     async fn remove_cluster_file(&self, cluster: &ClusterName, name: &str) -> Result<(), StoreError> {
         let path = self.cluster_file(cluster, name)?;
         match std::fs::remove_file(&path) {
-            Ok(()) => {
-                if let Some(dir) = path.parent() {
-                    sync_dir(dir);
-                }
-                Ok(())
-            }
+            Ok(()) => match path.parent() {
+                Some(dir) => crate::durable::sync_dir(dir).map_err(|e| file_io("removing", &path, &e)),
+                None => Ok(()),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(file_io("removing", &path, &e)),
         }
