@@ -237,6 +237,17 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
                 OpId::Retention => false,
             }
     };
+    // A restore request replaced before it began (nothing but its preflight ran) has nothing to
+    // bring back, but the journal records what became of it: status then says "abandoned … for
+    // <new>" instead of "started" forever.
+    if let (Some((old @ OpId::Restore(_), _)), Some(new)) = (journal.in_flight(), &wanted_restore)
+        && old != new
+        && dropped(old)
+    {
+        out.op = Some(old.clone());
+        (out.outcome, out.notes) = restore::close_unbegun(old, new);
+        return out;
+    }
     if let Some((op, view)) = journal.in_flight().filter(|(op, _)| !dropped(op)) {
         out.op = Some(op.clone());
         out.subject.clone_from(&view.subject);

@@ -1256,6 +1256,20 @@ fn tag_abandoned(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId, 
     }
 }
 
+/// A restore request `old` replaced by `new` before anything but its preflight ran: no server to
+/// bring back, only the journal to close.
+pub fn close_unbegun(old: &OpId, new: &OpId) -> (Outcome, Vec<String>) {
+    let mut d = Draft::default();
+    d.step(
+        old,
+        "abandon",
+        None,
+        Action::MarkAbandoned { by: new.clone() },
+        format!("{new} replaces {old}, which changed nothing yet"),
+    );
+    d.outcome()
+}
+
 /// The request changed while `old` was in flight: first make sure no server is left without a
 /// mirror volume, then record `old` as abandoned so `new` can start.
 ///

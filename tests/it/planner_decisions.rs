@@ -349,3 +349,41 @@ async fn linux_re_add_writes_names_of_the_restored_partitions() {
     let Outcome::Blocked(c) = &p.outcome else { panic!("blocked expected: {p:?}") };
     assert_eq!(c.reason, "no-stable-partition-name", "{c}");
 }
+
+/// A restore request replaced after its preflight and before any other step changed nothing, so
+/// nothing is brought back; but the journal closes it (`abandon`) before the new request starts,
+/// and status says what became of it instead of "started" forever (found by the two-host chaos
+/// campaign, where a kill right after a preflight met a request change).
+#[tokio::test(start_paused = true)]
+async fn a_restore_replaced_right_after_its_preflight_is_closed_as_abandoned() {
+    let lab = Lab::windows(65);
+    let spec = with_backups(example(Os::Windows), &["b1"], 7);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let snap = lab.backup_snapshot(&spec, "b1");
+    lab.world.clock().sleep(Duration::from_mins(10)).await;
+    let r1 = with_restore(spec, &snap, "r1", false);
+    // Crash before the intent of the step after the preflight: only the preflight ran.
+    let (crashed, _) = lab.apply_with_crash(&r1, CrashPoint::BeforeIntent, 2).await;
+    assert!(crashed.is_err(), "{crashed:?}");
+    let begun: Vec<String> =
+        lab.actions(&r1).into_iter().map(|(s, _)| s).filter(|s| s.starts_with("restore/")).collect();
+    assert_eq!(begun, vec!["restore/r1/preflight".to_owned()], "only the preflight ran");
+
+    let r2 = with_restore(r1.clone(), &snap, "r2", false);
+    let ctx = lab.ctx();
+    let journal = open_journal(&r2, &ctx).await.unwrap();
+    let (_, p) = plan_once(&r2, &ctx, &journal).await.unwrap();
+    drop(journal);
+    let first = &p.steps()[0];
+    assert_eq!(first.id.0, "restore/r1/abandon", "{p:?}");
+    assert!(
+        matches!(&first.action, Action::MarkAbandoned { by } if *by == OpId::Restore(RequestName::parse("r2").unwrap()))
+    );
+
+    assert_eq!(lab.apply(&r2).await, Settled::Converged);
+    let doc =
+        mirrorctl::status::StatusDoc::read(&mirrorctl::status::StatusDoc::path_for(&lab.state_dir(), &r2.cluster.name))
+            .unwrap();
+    assert!(doc.operations["restore/r1"].starts_with("abandoned"), "{:?}", doc.operations);
+    assert!(doc.operations["restore/r2"].starts_with("completed"), "{:?}", doc.operations);
+}
