@@ -195,7 +195,7 @@ pub async fn run(
     let journal = open_journal(&spec, &ctx).await.map_err(|e| CliError::Failed(e.to_string()))?;
     let (obs, plan) = plan_once(&spec, &ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;
     let preflight = match plan.steps().iter().find_map(|s| match &s.action {
-        crate::plan::Action::Preflight { request } => Some(request),
+        crate::plan::Action::Preflight { request, .. } => Some(request),
         _ => None,
     }) {
         Some(request) => {

@@ -16,6 +16,7 @@
 
 pub mod backup;
 pub mod expect;
+pub mod fast_restore;
 pub mod procedure;
 pub mod restore;
 pub mod step;
@@ -28,7 +29,7 @@ use crate::journal::JournalView;
 use crate::observe::Observed;
 use crate::ports::cloud::{Tags, Volume, tag};
 use crate::spec::Spec;
-pub use step::{Action, Condition, OpId, Step, StepId, Wait, Watch};
+pub use step::{Action, Condition, FastRestoreTarget, OpId, Step, StepId, Wait, Watch};
 
 /// What the next reconcile would do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
