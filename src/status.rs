@@ -375,7 +375,8 @@ fn inventory(spec: &Spec, obs: &Observed) -> Inventory {
                     i.remaining_s.map(|r| format!(", about {} min left", r.div_ceil(60))).unwrap_or_default(),
                     eta.map(|t| format!(" (ETA {t:.0})")).unwrap_or_default()
                 ),
-                None => fast.to_owned(),
+                None if v.fast_restored => ", fast-restored (initialized at creation)".to_owned(),
+                None => String::new(),
             };
             if init.is_some() || v.fast_restored {
                 inv.initialization.insert(
@@ -383,7 +384,8 @@ fn inventory(spec: &Spec, obs: &Observed) -> Inventory {
                     Loading {
                         server: server.to_owned(),
                         fast_restored: v.fast_restored,
-                        complete: init.is_some_and(|i| i.complete),
+                        // Created by FSR: "fully initialized at creation" (AWS EBS User Guide).
+                        complete: v.fast_restored || init.is_some_and(|i| i.complete),
                         progress: init.and_then(|i| i.progress),
                         eta,
                     },

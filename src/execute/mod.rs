@@ -251,8 +251,11 @@ fn budget_exhausted(step: &Step, prior: &crate::journal::StepView, max: u32) -> 
 /// Narrows an error's class for the operation that produced it.
 fn narrow(action: &Action, mut e: PortError) -> PortError {
     match (action, e.code.as_str()) {
-        // Detaching something not attached: the effect is in place.
-        (Action::DetachVolume { .. }, "IncorrectState" | "InvalidAttachment.NotFound") => {
+        // The effect is in place: detaching something not attached; deleting a snapshot that is
+        // gone; disabling FSR of a snapshot that is gone (deleting a snapshot switches its Fast
+        // Snapshot Restore off, AWS EBS User Guide).
+        (Action::DetachVolume { .. }, "IncorrectState" | "InvalidAttachment.NotFound")
+        | (Action::DeleteSnapshot { .. } | Action::DisableFastRestore { .. }, "InvalidSnapshot.NotFound") => {
             e.class = ErrorClass::AlreadyDone;
         }
         // Attaching a volume still being created, or starting an instance still stopping, is
@@ -263,11 +266,6 @@ fn narrow(action: &Action, mut e: PortError) -> PortError {
         // The token already created a volume with other parameters (the volume settings changed
         // mid-restore): creating another would duplicate it. A human decides.
         (Action::CreateVolume { .. }, "IdempotentParameterMismatch") => e.class = ErrorClass::NeedsHuman,
-        // Deleting a snapshot that is gone: done.
-        (Action::DeleteSnapshot { .. }, "InvalidSnapshot.NotFound") => e.class = ErrorClass::AlreadyDone,
-        // The snapshot is gone: deleting a snapshot switches its Fast Snapshot Restore off (AWS
-        // EBS User Guide), so there is nothing left to disable.
-        (Action::DisableFastRestore { .. }, "InvalidSnapshot.NotFound") => e.class = ErrorClass::AlreadyDone,
         _ => {}
     }
     e

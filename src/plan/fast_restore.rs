@@ -81,7 +81,7 @@ pub fn first_credit_after(size_gib: u32) -> Duration {
 /// The median time from an enable to `enabled` for a snapshot of `size_gib` (60 minutes per TiB
 /// of optimizing, plus a minute of `enabling` [U]).
 pub fn enable_median(size_gib: u32) -> Duration {
-    Duration::from_secs(60) + Duration::from_secs_f64(3600.0 * f64::from(size_gib) / 1024.0)
+    Duration::from_mins(1) + Duration::from_secs_f64(3600.0 * f64::from(size_gib) / 1024.0)
 }
 
 fn step_kind(enable: bool) -> &'static str {
@@ -189,24 +189,8 @@ pub(crate) fn ready_zones(
         return pending.to_vec();
     }
     let size = obs.snapshot(&r.snapshot).map_or(0, |s| s.size_gib);
-    if size > MAX_SNAPSHOT_GIB {
-        d.notes.push(format!(
-            "warning: fast_restore is set but {} is {size} GiB; Fast Snapshot Restore works up to {MAX_SNAPSHOT_GIB} \
-             GiB, so the volumes are created without it and load lazily (status shows their initialization)",
-            r.snapshot
-        ));
-        return pending.to_vec();
-    }
-    let refusals: Vec<String> =
-        pending.iter().filter_map(|z| zone_journal(journal, op, z).refused.map(|why| format!("{z}: {why}"))).collect();
-    if !refusals.is_empty() {
-        d.notes.push(format!(
-            "warning: EC2 refused Fast Snapshot Restore of {} ({}); the volumes are created without it and load lazily \
-             (status shows their initialization). Ask AWS for a higher quota or disable FSR on other snapshots to use it \
-             next time",
-            r.snapshot,
-            refusals.join("; ")
-        ));
+    // Without FSR (too large a snapshot, or EC2 refused it): `after_create` says why, every pass.
+    if size > MAX_SNAPSHOT_GIB || pending.iter().any(|z| zone_journal(journal, op, z).refused.is_some()) {
         return pending.to_vec();
     }
     let mut ready = Vec::new();
@@ -261,23 +245,43 @@ pub(crate) fn ready_zones(
     ready
 }
 
-/// After the create steps were planned: switches FSR off in the zones no volume still needs, and
-/// warns about new volumes that were not fast-restored. `new` holds each server's zone and new
-/// volume (if one exists yet).
+/// After the create steps were planned: says why FSR is not used when it is not, switches it off
+/// in the zones no volume still needs, and warns about new volumes that were not fast-restored.
+/// `new` holds each server's zone and new volume (if one exists yet).
 pub(crate) fn after_create(
     spec: &Spec,
+    obs: &Observed,
     journal: &JournalView,
     op: &OpId,
+    r: &RestoreSpec,
     new: &[(&ServerName, &Zone, Option<&Volume>)],
     d: &mut Draft,
 ) {
+    let want = spec.mirror.volume.fast_restore;
+    let size = obs.snapshot(&r.snapshot).map_or(0, |s| s.size_gib);
+    if want && size > MAX_SNAPSHOT_GIB {
+        d.notes.push(format!(
+            "warning: fast_restore is set but {} is {size} GiB; Fast Snapshot Restore works up to {MAX_SNAPSHOT_GIB} \
+             GiB, so the volumes are created without it and load lazily (status shows their initialization)",
+            r.snapshot
+        ));
+    }
+    let refusals: Vec<String> = new
+        .iter()
+        .filter_map(|(_, z, _)| zone_journal(journal, op, z).refused.map(|why| format!("{z}: {why}")))
+        .collect();
+    if !refusals.is_empty() {
+        d.notes.push(format!(
+            "warning: EC2 refused Fast Snapshot Restore of {} ({}); the volumes are created without it and load lazily \
+             (status shows their initialization). Ask AWS for a higher quota or disable FSR on other snapshots to use it \
+             next time",
+            r.snapshot,
+            refusals.join("; ")
+        ));
+    }
     for (server, zone, v) in new {
         let Some(v) = v else { continue };
-        if spec.mirror.volume.fast_restore
-            && zone_journal(journal, op, zone).asked
-            && !v.fast_restored
-            && v.state != VolumeState::Creating
-        {
+        if want && zone_journal(journal, op, zone).asked && !v.fast_restored && v.state != VolumeState::Creating {
             d.notes.push(format!(
                 "warning: {} for {server} was not fast-restored (no volume creation credit was left, or Fast Snapshot \
                  Restore was not enabled in {zone} when it was created); it holds the same data but its first reads are \
@@ -288,7 +292,7 @@ pub(crate) fn after_create(
     }
     let needed =
         |z: &Zone| new.iter().any(|(_, zone, v)| *zone == z && v.is_none_or(|v| v.state == VolumeState::Creating));
-    let refused = new.iter().any(|(_, z, _)| zone_journal(journal, op, z).refused.is_some());
+    let refused = !refusals.is_empty();
     let terminal = failed_terminally(journal, op);
     for z in zones_on(journal, op) {
         if needed(&z) && !refused && !terminal {
@@ -321,9 +325,9 @@ mod tests {
     #[test]
     fn the_first_credit_follows_the_documented_fill_rate() {
         // 100 GiB: 10 credits an hour (capped) → one every 6 minutes.
-        assert_eq!(first_credit_after(100), Duration::from_secs(360));
+        assert_eq!(first_credit_after(100), Duration::from_mins(6));
         // 1 TiB: one credit an hour; 4 TiB: one every 4 hours.
-        assert_eq!(first_credit_after(1024), Duration::from_secs(3600));
-        assert_eq!(first_credit_after(4096), Duration::from_secs(4 * 3600));
+        assert_eq!(first_credit_after(1024), Duration::from_hours(1));
+        assert_eq!(first_credit_after(4096), Duration::from_hours(4));
     }
 }

@@ -258,7 +258,7 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
     }
 
     let new: Vec<_> = facts.iter().map(|f| (&f.s.name, &f.s.zone, f.new)).collect();
-    super::fast_restore::after_create(spec, journal, &op, &new, &mut d);
+    super::fast_restore::after_create(spec, obs, journal, &op, r, &new, &mut d);
     // While Fast Snapshot Restore gets ready (an hour per TiB) the business keeps running: the
     // cluster is touched only once the new volumes exist.
     if ready.len() < pending.len() && !facts.iter().any(Facts::swapped) {

@@ -50,7 +50,7 @@ use jiff::Timestamp;
 pub use admin::Inventory;
 pub use clock::SimClock;
 pub use clusterpro::SimCluster;
-pub use ec2::SimCloud;
+pub use ec2::{FSR_DRY_RUN, SimCloud};
 pub use fault::Fault;
 pub use latency::LatencyModel;
 pub use node::SimNode;
