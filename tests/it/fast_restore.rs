@@ -344,3 +344,39 @@ async fn the_aws_adapter_turns_a_refused_zone_and_a_denied_dry_run_into_errors()
     let e = cloud.fast_restore_permitted(&snap, &zones).await.unwrap_err();
     assert_eq!(e.code, "UnauthorizedOperation");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_failing_terminally_switches_its_fsr_off() {
+    let (lab, spec, _) = prepared(13, ProcedureChoice::Reconfigure, "r1").await;
+    lab.world
+        .inject(Fault::FailNext {
+            op: "ec2:CreateVolume".to_owned(),
+            code: "InvalidParameterValue".into(),
+            class: mirrorctl::ports::ErrorClass::NeedsHuman,
+            count: 100,
+        })
+        .unwrap();
+    match lab.apply(&spec).await {
+        Settled::Blocked(c) => assert!(c.reason.contains("InvalidParameterValue"), "{c}"),
+        Settled::Converged => panic!("the create cannot succeed"),
+    }
+    assert!(lab.actions(&spec).iter().any(|(_, a)| matches!(a, Action::EnableFastRestore { .. })), "FSR was enabled");
+    assert!(fsr_on(&lab).is_empty(), "switched off while a human looks: {:?}", fsr_on(&lab));
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_shows_each_restored_volumes_initialization_eta() {
+    let (lab, mut spec, _) = prepared(14, ProcedureChoice::Reconfigure, "r1").await;
+    spec.mirror.volume.fast_restore = false;
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    // The next reconcile (a daemon's resync) starts with a full look, which reads the loading.
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let doc = status(&lab, &spec);
+    let loading: Vec<_> = doc.inventory.initialization.values().collect();
+    assert_eq!(loading.len(), 2, "{:#?}", doc.inventory);
+    for l in loading {
+        assert!(!l.fast_restored && !l.complete, "100 GiB at the lazy rate takes longer than the restore: {l:?}");
+        assert!(l.eta.is_some_and(|t| t > doc.updated), "an ETA in the future: {l:?}");
+    }
+    assert!(doc.render().contains("(ETA "), "{}", doc.render());
+}
