@@ -25,10 +25,10 @@ use mirrorctl::status::StatusDoc;
 /// restore left under way, as after a daemon stop).
 async fn run_until(lab: &Lab, spec: &Spec, until: impl Fn(&StatusDoc) -> bool) -> StatusDoc {
     let mut ctx = lab.ctx();
-    ctx.max_passes = Some(2);
-    for _ in 0..60 {
+    ctx.max_passes = Some(1);
+    for _ in 0..120 {
         let r = mirrorctl::reconcile::reconcile(spec, &ctx).await;
-        assert!(matches!(r, Err(ReconcileError::PassLimit(_))), "still under way: {r:?}");
+        assert!(matches!(r, Err(ReconcileError::PassLimit(_))), "still under way: {r:?} {:#?}", status(lab, spec));
         let doc = status(lab, spec);
         if until(&doc) {
             return doc;
@@ -379,4 +379,65 @@ async fn status_shows_each_restored_volumes_initialization_eta() {
         assert!(l.eta.is_some_and(|t| t > doc.updated), "an ETA in the future: {l:?}");
     }
     assert!(doc.render().contains("(ETA "), "{}", doc.render());
+}
+
+/// An 8 GiB snapshot optimizes in half a minute, but its zone's first volume creation credit comes
+/// 6 minutes after the enable (`MIN(10, 1024 ÷ 8)` = 10 credits an hour): creating before it would
+/// give volumes that are not fast-restored.
+#[tokio::test(start_paused = true)]
+async fn a_small_snapshot_waits_for_its_first_volume_creation_credit() {
+    let mut scenario = mirrorctl::sim::Scenario::windows_runbook();
+    scenario.size_gib = 8;
+    let lab = Lab::new(scenario, 15);
+    let backup = with_backups(example_on(Os::Windows, ProcedureChoice::Reconfigure), &["b1"], 7);
+    assert_eq!(lab.apply(&backup).await, Settled::Converged);
+    let snap = lab.backup_snapshot(&backup, "b1");
+    lab.world.clock().sleep(std::time::Duration::from_mins(10)).await;
+    let mut spec = with_restore(backup, &snap, "r1", true);
+    spec.mirror.volume.fast_restore = true;
+    let doc =
+        run_until(&lab, &spec, |d| d.waiting.as_deref().is_some_and(|w| w.contains("first volume creation credit")))
+            .await;
+    assert!(doc.inventory.fast_restore.values().any(|s| s == "enabled"), "{:?}", doc.inventory.fast_restore);
+    assert!(restored(&lab, "r1").is_empty(), "no volume before the credit");
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    assert!(restored(&lab, "r1").iter().all(|v| v.fast_restored), "{:#?}", restored(&lab, "r1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_blocked_by_the_planner_switches_its_fsr_off_first() {
+    let (lab, spec, snap) = prepared(16, ProcedureChoice::Reconfigure, "r1").await;
+    run_until(&lab, &spec, |d| d.inventory.fast_restore.len() == 2).await;
+    // Someone made two volumes carrying r1's tags for server1: the planner blocks.
+    let cloud = lab.world.ports().cloud;
+    let s1 = &spec.cluster.servers[0];
+    for n in 0..2 {
+        let tags = [
+            (tag::CLUSTER.to_owned(), spec.cluster.name.to_string()),
+            (tag::REQUEST.to_owned(), "r1".to_owned()),
+            (tag::SERVER.to_owned(), s1.name.to_string()),
+            (tag::ROLE.to_owned(), "mirror".to_owned()),
+        ];
+        let req = mirrorctl::ports::cloud::CreateVolume {
+            zone: s1.zone.clone(),
+            snapshot: snap.clone(),
+            size_gib: None,
+            volume_type: "gp3".into(),
+            iops: None,
+            throughput: None,
+            kms_key: None,
+            initialization_rate: None,
+            client_token: format!("by-hand-{n}"),
+            tags: tags.into(),
+        };
+        cloud.create_volume(&req).await.unwrap();
+    }
+    lab.world.clock().sleep(std::time::Duration::from_secs(10)).await;
+    match lab.apply(&spec).await {
+        Settled::Blocked(c) => assert_eq!(c.reason, "duplicate-volumes", "{c}"),
+        Settled::Converged => panic!("duplicate volumes must block"),
+    }
+    assert!(fsr_on(&lab).is_empty(), "switched off while a human looks: {:?}", fsr_on(&lab));
+    let notes = status(&lab, &spec);
+    assert_eq!(notes.conditions.len(), 1, "the block is shown once FSR is off");
 }
