@@ -163,11 +163,18 @@ pub(crate) fn cleanup(journal: &JournalView, op: &OpId, why: &str) -> Vec<super:
     d.steps
 }
 
-/// Whether a step of `op` failed needing a human and has not succeeded since.
-fn failed_terminally(journal: &JournalView, op: &OpId) -> bool {
+/// Whether a step of `op` failed needing a human after FSR was last asked for in `zone`, and has
+/// not succeeded since. (A failure from before that enable was what a human fixed before the
+/// restore went on: counting it would switch FSR off as soon as it is on again.)
+fn failed_terminally(journal: &JournalView, op: &OpId, zone: &Zone) -> bool {
+    let enable = journal.step(op, &StepId::new(op, step_kind(true), Some(zone.as_str())));
+    let Some((since, ..)) = enable.last_intent else { return false };
     journal.op(op).is_some_and(|v| {
         v.steps.values().any(|s| {
-            s.resolved && !s.succeeded && s.last_error.as_ref().is_some_and(|e| e.class == ErrorClass::NeedsHuman)
+            s.resolved
+                && !s.succeeded
+                && s.last_error.as_ref().is_some_and(|e| e.class == ErrorClass::NeedsHuman)
+                && s.last_intent.as_ref().is_some_and(|(seq, ..)| *seq > since)
         })
     })
 }
@@ -293,8 +300,8 @@ pub(crate) fn after_create(
     let needed =
         |z: &Zone| new.iter().any(|(_, zone, v)| *zone == z && v.is_none_or(|v| v.state == VolumeState::Creating));
     let refused = !refusals.is_empty();
-    let terminal = failed_terminally(journal, op);
     for z in zones_on(journal, op) {
+        let terminal = failed_terminally(journal, op, &z);
         if needed(&z) && !refused && !terminal {
             continue;
         }

@@ -345,15 +345,17 @@ async fn the_aws_adapter_turns_a_refused_zone_and_a_denied_dry_run_into_errors()
     assert_eq!(e.code, "UnauthorizedOperation");
 }
 
+/// A create that fails needing a human (twice: once per server) blocks the restore with FSR
+/// switched off; once fixed, the restore goes on: FSR on again, volumes fast-restored, FSR off.
 #[tokio::test(start_paused = true)]
-async fn a_restore_failing_terminally_switches_its_fsr_off() {
-    let (lab, spec, _) = prepared(13, ProcedureChoice::Reconfigure, "r1").await;
+async fn a_restore_failing_terminally_switches_its_fsr_off_and_on_again_after_the_fix() {
+    let (lab, spec, snap) = prepared(13, ProcedureChoice::Reconfigure, "r1").await;
     lab.world
         .inject(Fault::FailNext {
             op: "ec2:CreateVolume".to_owned(),
             code: "InvalidParameterValue".into(),
             class: mirrorctl::ports::ErrorClass::NeedsHuman,
-            count: 100,
+            count: 2,
         })
         .unwrap();
     match lab.apply(&spec).await {
@@ -362,6 +364,15 @@ async fn a_restore_failing_terminally_switches_its_fsr_off() {
     }
     assert!(lab.actions(&spec).iter().any(|(_, a)| matches!(a, Action::EnableFastRestore { .. })), "FSR was enabled");
     assert!(fsr_on(&lab).is_empty(), "switched off while a human looks: {:?}", fsr_on(&lab));
+
+    // The cause is gone (the faults are spent): the restore resumes and does not switch FSR off
+    // over the old failure.
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    crate::support::common::assert_restored(&lab.world, &snap);
+    assert!(restored(&lab, "r1").iter().all(|v| v.fast_restored), "{:#?}", restored(&lab, "r1"));
+    assert!(fsr_on(&lab).is_empty());
+    let enables = lab.actions(&spec).iter().filter(|(_, a)| matches!(a, Action::EnableFastRestore { .. })).count();
+    assert_eq!(enables, 4, "each zone enabled once before the failure and once after the fix");
 }
 
 #[tokio::test(start_paused = true)]
