@@ -452,3 +452,16 @@ async fn a_restore_blocked_by_the_planner_switches_its_fsr_off_first() {
     let notes = status(&lab, &spec);
     assert_eq!(notes.conditions.len(), 1, "the block is shown once FSR is off");
 }
+
+#[tokio::test(start_paused = true)]
+async fn removing_the_restore_section_mid_way_switches_fsr_off() {
+    let (lab, spec, _) = prepared(17, ProcedureChoice::Reconfigure, "r1").await;
+    run_until(&lab, &spec, |d| d.inventory.fast_restore.len() == 2).await;
+    let mut gone = spec.clone();
+    gone.restore = None;
+    match lab.apply(&gone).await {
+        Settled::Blocked(c) => assert_eq!(c.reason, "restore-section-removed", "{c}"),
+        Settled::Converged => panic!("a half-done restore is not left on a guess"),
+    }
+    assert!(fsr_on(&lab).is_empty(), "{:?}", fsr_on(&lab));
+}
