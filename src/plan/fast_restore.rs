@@ -201,6 +201,8 @@ pub(crate) fn ready_zones(
         return pending.to_vec();
     }
     let mut ready = Vec::new();
+    // One wait naming every zone's state, looked at again when the nearest is due.
+    let mut waiting: Vec<(String, Duration)> = Vec::new();
     for z in pending {
         let seen = obs.fast_restores.iter().find(|f| f.snapshot == r.snapshot && &f.zone == z);
         let state = seen.map_or(FastRestoreState::Disabled, |f| f.state);
@@ -215,39 +217,28 @@ pub(crate) fn ready_zones(
                 },
                 format!("mirror.volume.fast_restore: the volume for {z} is to be created fully initialized"),
             ),
-            FastRestoreState::Disabling => d.wait(
-                Watch::FAST_RESTORE,
-                format!(
-                    "Fast Snapshot Restore of {} in {z}: disabling (it is enabled again once disabled)",
-                    r.snapshot
-                ),
-                Duration::from_secs(30),
-            ),
-            FastRestoreState::Enabling | FastRestoreState::Optimizing => d.wait(
-                Watch::FAST_RESTORE,
-                format!(
-                    "Fast Snapshot Restore of {} in {z}: {} (about 60 minutes per TiB; the business keeps running)",
-                    r.snapshot,
-                    state.as_str()
-                ),
+            FastRestoreState::Disabling => waiting
+                .push((format!("in {z}: disabling (it is enabled again once disabled)"), Duration::from_secs(30))),
+            FastRestoreState::Enabling | FastRestoreState::Optimizing => waiting.push((
+                format!("in {z}: {} (about 60 minutes per TiB; the business keeps running)", state.as_str()),
                 super::expect::remaining(enable_median(size), since, obs.now).clamp(LOOK_AT_LEAST, LOOK_EVERY),
-            ),
+            )),
             FastRestoreState::Enabled => {
                 let credit =
                     since.map(|t| t + jiff::SignedDuration::try_from(first_credit_after(size)).unwrap_or_default());
                 match credit {
-                    Some(at) if obs.now < at => d.wait(
-                        Watch::FAST_RESTORE,
-                        format!(
-                            "Fast Snapshot Restore of {} in {z}: enabled; its first volume creation credit comes at {at:.0}",
-                            r.snapshot
-                        ),
+                    Some(at) if obs.now < at => waiting.push((
+                        format!("in {z}: enabled; its first volume creation credit comes at {at:.0}"),
                         Duration::try_from(at.duration_since(obs.now)).unwrap_or_default().max(super::expect::MIN_LOOK),
-                    ),
+                    )),
                     _ => ready.push(z.clone()),
                 }
             }
         }
+    }
+    if let Some(next) = waiting.iter().map(|(_, e)| *e).min() {
+        let parts: Vec<&str> = waiting.iter().map(|(t, _)| t.as_str()).collect();
+        d.wait(Watch::FAST_RESTORE, format!("Fast Snapshot Restore of {} {}", r.snapshot, parts.join("; ")), next);
     }
     ready
 }
