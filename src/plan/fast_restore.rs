@@ -9,9 +9,10 @@
 //! - FSR is per snapshot and zone; states `enabling` → `optimizing` (60 minutes per TiB) →
 //!   `enabled`; `disabling` → `disabled`; a failed enable also shows `disabling`.
 //! - A volume gets the full benefit only when created in an `enabled` zone while that zone's
-//!   volume creation credit bucket holds a credit. The bucket starts empty at the enable and fills
-//!   at `MIN(10, 1024 ÷ snapshot GiB)` credits an hour, so the first credit comes
-//!   `3600 ÷ that` seconds after the enable: the planner waits for it too.
+//!   volume creation credit bucket holds a credit. The bucket starts empty when FSR is enabled
+//!   (counted here from the request, EC2's `EnablingTime` [U]) and fills at
+//!   `MIN(10, 1024 ÷ snapshot GiB)` credits an hour, so the first credit comes `3600 ÷ that`
+//!   seconds after it: the planner waits for it too.
 //! - FSR works on snapshots of at most 16 TiB; at most 5 snapshots of a region may have it on
 //!   (an adjustable quota).
 //!
