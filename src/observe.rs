@@ -17,8 +17,8 @@ use crate::execute::retry::with_retries;
 use crate::ids::{InstanceId, ServerName, SnapshotId, VolumeId};
 use crate::plan::{Action, Watch};
 use crate::ports::cloud::{
-    AttachState, Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, SnapshotState, Tags, Volume,
-    VolumeFilter, VolumeInit, VolumeState, tag,
+    AttachState, FastRestore, Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, SnapshotState, Tags,
+    Volume, VolumeFilter, VolumeInit, VolumeState, tag,
 };
 use crate::ports::cluster::{CLUSTER_UNREACHABLE, ClusterConfig, ClusterStatus, MirrorStatus};
 use crate::ports::node::Disk;
@@ -58,6 +58,10 @@ pub struct Observed {
     /// only; informational: the planner does not wait for it).
     #[serde(default)]
     pub initialization: BTreeMap<VolumeId, VolumeInit>,
+    /// Fast Snapshot Restore of the restore snapshot, per zone EC2 lists (read only while a
+    /// restore with `mirror.volume.fast_restore` is wanted).
+    #[serde(default)]
+    pub fast_restores: Vec<FastRestore>,
 }
 
 impl Observed {
@@ -117,6 +121,8 @@ pub struct Refresh {
     pub disks: BTreeSet<ServerName>,
     /// `DescribeVolumeStatus` of the restored volumes still loading: full looks only.
     pub initialization: bool,
+    /// `DescribeFastSnapshotRestores` of the restore snapshot.
+    pub fast_restore: bool,
 }
 
 /// The longest a reconcile goes without a full look at the world.
@@ -139,6 +145,7 @@ impl Refresh {
             config: true,
             disks: spec.cluster.servers.iter().map(|s| s.name.clone()).collect(),
             initialization: true,
+            fast_restore: wants_fast_restore(spec),
         }
     }
 
@@ -177,6 +184,9 @@ impl Refresh {
                 // moving instance is re-read every pass) the list follows.
                 Action::ShutdownServer { .. } => r.instances = true,
                 Action::ApplyConfig { .. } => r.config = true,
+                Action::EnableFastRestore { .. } | Action::DisableFastRestore { .. } => {
+                    r.fast_restore = wants_fast_restore(spec);
+                }
                 Action::DiskOffline { server, .. }
                 | Action::DiskOnline { server, .. }
                 | Action::SetLetter { server, .. } => {
@@ -224,6 +234,7 @@ impl Refresh {
             r.instances |= w.instances;
             r.snapshots |= w.snapshots;
             r.config |= w.config;
+            r.fast_restore |= w.fast_restore && wants_fast_restore(spec);
             if w.volumes && !any_settling {
                 r.tagged_volumes = true;
                 r.volume_ids.extend(prev.volumes.iter().filter(|v| !ours(v)).map(|v| v.id.clone()));
@@ -234,6 +245,11 @@ impl Refresh {
         }
         r
     }
+}
+
+/// Whether observation reads Fast Snapshot Restore: a restore with `fast_restore` is wanted.
+fn wants_fast_restore(spec: &Spec) -> bool {
+    spec.restore.is_some() && spec.mirror.volume.fast_restore
 }
 
 /// Whether a server's disk list may be behind its attachments: it could not be read, a volume
@@ -371,6 +387,15 @@ pub async fn observe_with(
         .collect();
     let disks = disks_by_server(spec, &instances, disk_res);
     let initialization = initialization(spec, ports, &volumes, prev, want.initialization).await;
+    let fast_restores = match (&spec.restore, prev) {
+        (Some(r), _) if want.fast_restore => {
+            with_retries(policy, clock, || ports.cloud.describe_fast_snapshot_restores(&r.snapshot)).await?
+        }
+        (Some(r), Some(p)) if wants_fast_restore(spec) => {
+            p.fast_restores.iter().filter(|f| f.snapshot == r.snapshot).cloned().collect()
+        }
+        _ => Vec::new(),
+    };
 
     Ok(Observed {
         now: began,
@@ -384,6 +409,7 @@ pub async fn observe_with(
         mirror,
         disks,
         initialization,
+        fast_restores,
     })
 }
 

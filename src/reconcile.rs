@@ -351,6 +351,13 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
         };
         // A step that failed needing a human and is still wanted after a fresh look: stop.
         if let Some(c) = p.steps().iter().find_map(|s| needs_human.get(&s.id)) {
+            // Fast Snapshot Restore bills per zone-hour: switching it off is not held back by
+            // another step's failure.
+            let off: Vec<Step> =
+                p.steps().iter().filter(|s| matches!(s.action, Action::DisableFastRestore { .. })).cloned().collect();
+            if !off.is_empty() {
+                exec.run_all(&off, p.subject.as_ref()).await?;
+            }
             let blocked = Plan { outcome: Outcome::Blocked(c.clone()), ..p.clone() };
             write_status(spec, ctx, &journal, Some(&blocked), Some(&obs), None).await?;
             ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Blocked(c.clone()));
@@ -396,7 +403,11 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
                 if polls >= 2 {
                     want = Refresh::everything(spec);
                 }
-                ctx.pause(poll_delay(w.expect, polls)).await;
+                // A wait on Fast Snapshot Restore (an hour per TiB) names the time left, recomputed
+                // from EC2's enabling time on every pass: each look is then, not on the short
+                // back-off meant for steps of seconds.
+                let delay = if w.watch.fast_restore { w.expect } else { poll_delay(w.expect, polls) };
+                ctx.pause(delay).await;
             }
             Outcome::Steps { steps } => {
                 last_wait = None;

@@ -78,6 +78,32 @@ pub struct Inventory {
     pub abandoned_volumes: BTreeMap<String, String>,
     /// Backup snapshots: id → "name (state progress%)".
     pub snapshots: BTreeMap<String, String>,
+    /// Restored volumes: id → how far EBS has loaded it, when it should be done, and whether
+    /// it was fast-restored (structured, for `-o json`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub initialization: BTreeMap<String, Loading>,
+    /// Fast Snapshot Restore of the restore snapshot: zone → state (`optimizing`, …), while a
+    /// restore with `fast_restore` is wanted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fast_restore: BTreeMap<String, String>,
+}
+
+/// How far EBS has loaded one restored volume from its snapshot (`DescribeVolumeStatus`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loading {
+    /// The server it was made for.
+    pub server: String,
+    /// Created by Fast Snapshot Restore (fully initialized at creation).
+    pub fast_restored: bool,
+    /// Loading has finished.
+    pub complete: bool,
+    /// Percent loaded, when EC2 said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<u8>,
+    /// When loading should be complete (EC2's estimate of the time left, from the observation
+    /// time), while it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<Timestamp>,
 }
 
 /// The status document.
@@ -229,6 +255,7 @@ impl StatusDoc {
             ("replaced volumes (kept)", &inv.replaced_volumes),
             ("abandoned volumes (kept)", &inv.abandoned_volumes),
             ("backup snapshots", &inv.snapshots),
+            ("fast snapshot restore", &inv.fast_restore),
         ] {
             if !map.is_empty() {
                 let _ = writeln!(s, "  {title}:");
@@ -261,7 +288,7 @@ pub fn operations(records: &[Record]) -> BTreeMap<String, String> {
     let mut procedures = BTreeMap::new();
     for r in records {
         match r {
-            Record::Intent { op, action: crate::plan::Action::Preflight { request }, .. } => {
+            Record::Intent { op, action: crate::plan::Action::Preflight { request, .. }, .. } => {
                 procedures.insert(op.to_string(), request.procedure);
             }
             Record::OpStarted { op, at, .. } => {
@@ -323,22 +350,39 @@ fn inventory(spec: &Spec, obs: &Observed) -> Inventory {
     for v in &obs.volumes {
         let ours = v.tags.get(tag::CLUSTER).map(String::as_str) == Some(spec.cluster.name.as_str());
         if ours && v.tags.get(tag::ROLE).map(String::as_str) == Some("mirror") {
-            let loading = match obs.initialization.get(&v.id) {
-                Some(i) if i.complete => ", initialized".to_owned(),
+            let server = v.tags.get(tag::SERVER).map_or("?", String::as_str);
+            let init = obs.initialization.get(&v.id);
+            let eta = init.filter(|i| !i.complete).and_then(|i| i.remaining_s).and_then(|r| {
+                obs.now.checked_add(jiff::SignedDuration::from_secs(i64::try_from(r).unwrap_or(i64::MAX))).ok()
+            });
+            let fast = if v.fast_restored { ", fast-restored" } else { "" };
+            let loading = match init {
+                Some(i) if i.complete => format!("{fast}, initialized"),
                 Some(i) => format!(
-                    ", initializing{}{}",
+                    "{fast}, initializing{}{}{}",
                     i.progress.map(|p| format!(" {p}%")).unwrap_or_default(),
-                    i.remaining_s.map(|r| format!(", about {} min left", r.div_ceil(60))).unwrap_or_default()
+                    i.remaining_s.map(|r| format!(", about {} min left", r.div_ceil(60))).unwrap_or_default(),
+                    eta.map(|t| format!(" (ETA {t:.0})")).unwrap_or_default()
                 ),
+                None if v.fast_restored => ", fast-restored (initialized at creation)".to_owned(),
                 None => String::new(),
             };
+            if init.is_some() || v.fast_restored {
+                inv.initialization.insert(
+                    v.id.to_string(),
+                    Loading {
+                        server: server.to_owned(),
+                        fast_restored: v.fast_restored,
+                        // Created by FSR: "fully initialized at creation" (AWS EBS User Guide).
+                        complete: v.fast_restored || init.is_some_and(|i| i.complete),
+                        progress: init.and_then(|i| i.progress),
+                        eta,
+                    },
+                );
+            }
             inv.new_volumes.insert(
                 v.id.to_string(),
-                format!(
-                    "{} for {}{loading}",
-                    v.tags.get(tag::SERVER).map_or("?", String::as_str),
-                    v.tags.get(tag::REQUEST).map_or("?", String::as_str)
-                ),
+                format!("{server} for {}{loading}", v.tags.get(tag::REQUEST).map_or("?", String::as_str)),
             );
         }
         if let Some(by) = v.tags.get(tag::SUPERSEDED_BY) {
@@ -347,6 +391,9 @@ fn inventory(spec: &Spec, obs: &Observed) -> Inventory {
         if let Some(by) = v.tags.get(tag::ABANDONED_BY) {
             inv.abandoned_volumes.insert(v.id.to_string(), by.clone());
         }
+    }
+    for f in &obs.fast_restores {
+        inv.fast_restore.insert(format!("{} in {}", f.snapshot, f.zone), f.state.as_str().to_owned());
     }
     for s in &obs.snapshots {
         if s.tags.get(tag::ROLE).map(String::as_str) == Some("backup")

@@ -38,11 +38,11 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::ids::{ClusterName, DeviceName, InstanceId, SnapshotId, VolumeId};
+use crate::ids::{ClusterName, DeviceName, InstanceId, SnapshotId, VolumeId, Zone};
 use crate::ports::PortResult;
 use crate::ports::cloud::{
-    Cloud, CreateSnapshot, CreateVolume, Instance, ShutdownBehavior, Snapshot, SnapshotFilter, Tags, Volume,
-    VolumeFilter, VolumeInit,
+    Cloud, CreateSnapshot, CreateVolume, FastRestore, Instance, ShutdownBehavior, Snapshot, SnapshotFilter, Tags,
+    Volume, VolumeFilter, VolumeInit,
 };
 
 /// The two EC2 throttling categories mirrorctl uses.
@@ -376,6 +376,32 @@ impl Cloud for LimitedCloud {
     async fn create_tags(&self, resource: &str, tags: &Tags) -> PortResult<()> {
         self.limiter.admit(Category::Mutate).await;
         self.inner.create_tags(resource, tags).await
+    }
+    async fn describe_fast_snapshot_restores(&self, snapshot: &SnapshotId) -> PortResult<Vec<FastRestore>> {
+        self.limiter.admit(Category::Describe).await;
+        self.inner.describe_fast_snapshot_restores(snapshot).await
+    }
+    async fn enable_fast_snapshot_restores(
+        &self,
+        snapshot: &SnapshotId,
+        zones: &[Zone],
+    ) -> PortResult<Vec<FastRestore>> {
+        self.limiter.admit(Category::Mutate).await;
+        self.inner.enable_fast_snapshot_restores(snapshot, zones).await
+    }
+    async fn disable_fast_snapshot_restores(
+        &self,
+        snapshot: &SnapshotId,
+        zones: &[Zone],
+    ) -> PortResult<Vec<FastRestore>> {
+        self.limiter.admit(Category::Mutate).await;
+        self.inner.disable_fast_snapshot_restores(snapshot, zones).await
+    }
+    async fn fast_restore_permitted(&self, snapshot: &SnapshotId, zones: &[Zone]) -> PortResult<()> {
+        // Two dry runs (enable and disable), each a mutating request.
+        self.limiter.admit(Category::Mutate).await;
+        self.limiter.admit(Category::Mutate).await;
+        self.inner.fast_restore_permitted(snapshot, zones).await
     }
     fn call_counts(&self) -> std::collections::BTreeMap<String, u64> {
         self.inner.call_counts()

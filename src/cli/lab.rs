@@ -54,6 +54,7 @@ pub async fn run(
     world_seed: u64,
     os: LabOs,
     procedure: ProcedureChoice,
+    fast_restore: bool,
 ) -> Result<u8, CliError> {
     if !(speed.is_finite() && speed > 0.0) {
         return Err(CliError::Usage(format!("--speed must be a positive number, not {speed}")));
@@ -125,8 +126,12 @@ pub async fn run(
     let broken = report.servers.values().all(|c| c.is_some_and(|c| world.contains_accident(c)));
     checks.push(Check { what: "the accident reached both servers".into(), ok: broken });
 
-    println!("\n== 3. restore both servers from {snap} (request \"lab-incident\")");
+    println!(
+        "\n== 3. restore both servers from {snap} (request \"lab-incident\"){}",
+        if fast_restore { " with Fast Snapshot Restore" } else { "" }
+    );
     let mut restore = backup.clone();
+    restore.mirror.volume.fast_restore = fast_restore;
     restore.restore = Some(RestoreSpec {
         snapshot: snap.clone(),
         request: RequestName::parse("lab-incident").map_err(|e| CliError::Failed(e.to_string()))?,
@@ -159,6 +164,32 @@ pub async fn run(
     checks.push(Check { what: format!("no volume deleted ({})", inv.deleted_volumes), ok: inv.deleted_volumes == 0 });
     let superseded = inv.volumes.iter().filter(|v| v.tags.contains_key(tag::SUPERSEDED_BY)).count();
     checks.push(Check { what: format!("old volumes kept and tagged superseded ({superseded})"), ok: superseded == 2 });
+    if fast_restore {
+        let restored: Vec<_> = inv
+            .volumes
+            .iter()
+            .filter(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some("lab-incident"))
+            .collect();
+        let fast = restored.iter().filter(|v| v.fast_restored).count();
+        checks.push(Check {
+            what: format!("both restored volumes fast-restored ({fast} of {})", restored.len()),
+            ok: fast == 2 && restored.len() == 2,
+        });
+        let on: Vec<String> = world
+            .fast_restores()
+            .iter()
+            .filter(|f| f.state.is_on())
+            .map(|f| format!("{} in {}", f.snapshot, f.zone))
+            .collect();
+        checks.push(Check {
+            what: format!(
+                "Fast Snapshot Restore switched off again ({:.2} zone-hours billed{})",
+                world.fast_restore_zone_hours(),
+                if on.is_empty() { String::new() } else { format!("; still on: {}", on.join(", ")) }
+            ),
+            ok: on.is_empty(),
+        });
+    }
 
     let mut out = String::new();
     let _ = writeln!(out, "\n== timeline of the world (model time)");

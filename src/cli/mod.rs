@@ -176,6 +176,10 @@ pub enum Command {
         /// clpbackup/clprestore), `vendor` or `reconfigure` (the runbook's configuration edit).
         #[arg(long, value_enum, default_value_t = LabProcedure::Auto)]
         procedure: LabProcedure,
+        /// Restore with `mirror.volume.fast_restore = true`: Fast Snapshot Restore enabled for the
+        /// backup in both zones, the volumes created fully initialized, FSR disabled again.
+        #[arg(long)]
+        fast_restore: bool,
     },
     /// Measure the performance figures against their targets in the simulated world (paused time; prints a table).
     #[command(args_conflicts_with_subcommands = true)]
@@ -402,7 +406,9 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             apply::run(&state_dir, store().await, &file, plan.as_deref(), &world, output).await
         }
         Command::Status { name, output } => status::run(store().await.as_ref(), name.as_deref(), output).await,
-        Command::Lab { speed, seed, os, procedure } => lab::run(&state_dir, speed, seed, os, procedure.into()).await,
+        Command::Lab { speed, seed, os, procedure, fast_restore } => {
+            lab::run(&state_dir, speed, seed, os, procedure.into(), fast_restore).await
+        }
         Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => {
             chaos::run(&state_dir, &args, store_spec.as_ref()).await
         }

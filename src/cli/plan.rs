@@ -195,7 +195,7 @@ pub async fn run(
     let journal = open_journal(&spec, &ctx).await.map_err(|e| CliError::Failed(e.to_string()))?;
     let (obs, plan) = plan_once(&spec, &ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;
     let preflight = match plan.steps().iter().find_map(|s| match &s.action {
-        crate::plan::Action::Preflight { request } => Some(request),
+        crate::plan::Action::Preflight { request, .. } => Some(request),
         _ => None,
     }) {
         Some(request) => {
@@ -380,6 +380,7 @@ mod tests {
             mirror: None,
             disks: BTreeMap::new(),
             initialization: BTreeMap::new(),
+            fast_restores: Vec::new(),
         };
         obs.snapshots.push(Snapshot {
             id: crate::ids::SnapshotId::parse("snap-0123456789abcdef0").expect("id"),

@@ -251,8 +251,11 @@ fn budget_exhausted(step: &Step, prior: &crate::journal::StepView, max: u32) -> 
 /// Narrows an error's class for the operation that produced it.
 fn narrow(action: &Action, mut e: PortError) -> PortError {
     match (action, e.code.as_str()) {
-        // Detaching something not attached: the effect is in place.
-        (Action::DetachVolume { .. }, "IncorrectState" | "InvalidAttachment.NotFound") => {
+        // The effect is in place: detaching something not attached; deleting a snapshot that is
+        // gone; disabling FSR of a snapshot that is gone (deleting a snapshot switches its Fast
+        // Snapshot Restore off, AWS EBS User Guide).
+        (Action::DetachVolume { .. }, "IncorrectState" | "InvalidAttachment.NotFound")
+        | (Action::DeleteSnapshot { .. } | Action::DisableFastRestore { .. }, "InvalidSnapshot.NotFound") => {
             e.class = ErrorClass::AlreadyDone;
         }
         // Attaching a volume still being created, or starting an instance still stopping, is
@@ -263,8 +266,6 @@ fn narrow(action: &Action, mut e: PortError) -> PortError {
         // The token already created a volume with other parameters (the volume settings changed
         // mid-restore): creating another would duplicate it. A human decides.
         (Action::CreateVolume { .. }, "IdempotentParameterMismatch") => e.class = ErrorClass::NeedsHuman,
-        // Deleting a snapshot that is gone: done.
-        (Action::DeleteSnapshot { .. }, "InvalidSnapshot.NotFound") => e.class = ErrorClass::AlreadyDone,
         _ => {}
     }
     e
@@ -284,6 +285,34 @@ pub fn preflight_verdict(checks: &[crate::ports::cluster::Check]) -> PortResult<
         format!("{} of {} checks failed: {}", failed.len(), checks.len(), failed.join("; ")),
         ErrorClass::NeedsHuman,
     ))
+}
+
+/// The preflight's check that EC2 lets mirrorctl enable and disable Fast Snapshot Restore
+/// (`DryRun`). A refusal is a failed check naming the IAM actions; a transport problem is the
+/// step's error (retried like any other).
+async fn fast_restore_check(
+    ports: &Ports,
+    target: &crate::plan::FastRestoreTarget,
+) -> PortResult<crate::ports::cluster::Check> {
+    use crate::ports::cluster::Check;
+    const NAME: &str = "EC2 permission for Fast Snapshot Restore";
+    match ports.cloud.fast_restore_permitted(&target.snapshot, &target.zones).await {
+        Ok(()) => Ok(Check::pass(NAME, None, format!("Enable/DisableFastSnapshotRestores allowed for {target}"))),
+        Err(e) if e.class == ErrorClass::Retryable || e.class == ErrorClass::Throttled => Err(e),
+        Err(e) => Ok(Check::fail(
+            NAME,
+            None,
+            format!("{target}: {} ({})", e.code, e.message),
+            "grant ec2:EnableFastSnapshotRestores, ec2:DisableFastSnapshotRestores and \
+             ec2:DescribeFastSnapshotRestores to mirrorctl's role (deploy/iam-policy.json), or set \
+             mirror.volume.fast_restore = false",
+        )),
+    }
+}
+
+/// `zone=state` pairs of an FSR answer, for the journal.
+fn fsr_states(list: &[crate::ports::cloud::FastRestore]) -> String {
+    list.iter().map(|f| format!("{}={}", f.zone, f.state.as_str())).collect::<Vec<_>>().join(" ")
 }
 
 /// Turns a failed step into what the operator reads.
@@ -336,7 +365,29 @@ async fn call(ports: &Ports, action: &Action) -> PortResult<Option<String>> {
         Action::ShutdownServer { server } => ports.cluster.shutdown_server(server).await.map(|()| None),
         Action::Vendor { server, call } => ports.cluster.vendor(server, call).await.map(|()| None),
         Action::ApplyConfig { changes } => ports.cluster.apply_config(changes).await.map(|()| None),
-        Action::Preflight { request } => preflight_verdict(&ports.cluster.preflight(request).await?),
+        Action::Preflight { request, fast_restore } => {
+            let mut checks = ports.cluster.preflight(request).await?;
+            if let Some(target) = fast_restore {
+                checks.push(fast_restore_check(ports, target).await?);
+            }
+            preflight_verdict(&checks)
+        }
+        Action::EnableFastRestore { target } => {
+            match ports.cloud.enable_fast_snapshot_restores(&target.snapshot, &target.zones).await {
+                Ok(list) => Ok(Some(fsr_states(&list))),
+                // A quota or credit refusal: the restore goes on without it (see
+                // `plan::fast_restore`); the journal keeps why.
+                Err(e) if crate::plan::fast_restore::is_refusal(&e.code) => {
+                    Ok(Some(format!("{}{}: {}", crate::plan::fast_restore::REFUSED, e.code, e.message)))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Action::DisableFastRestore { target } => ports
+            .cloud
+            .disable_fast_snapshot_restores(&target.snapshot, &target.zones)
+            .await
+            .map(|list| Some(fsr_states(&list))),
         Action::CreateVolume { request, .. } => {
             ports.cloud.create_volume(request).await.map(|v| Some(v.id.to_string()))
         }

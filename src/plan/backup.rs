@@ -282,6 +282,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                             procedure,
                             pushes: Vec::new(),
                         },
+                        fast_restore: None,
                     },
                     format!("before {md} is stopped on {active}, every later step must be shown possible"),
                 );

@@ -16,6 +16,7 @@
 
 pub mod backup;
 pub mod expect;
+pub mod fast_restore;
 pub mod procedure;
 pub mod restore;
 pub mod step;
@@ -28,7 +29,7 @@ use crate::journal::JournalView;
 use crate::observe::Observed;
 use crate::ports::cloud::{Tags, Volume, tag};
 use crate::spec::Spec;
-pub use step::{Action, Condition, OpId, Step, StepId, Wait, Watch};
+pub use step::{Action, Condition, FastRestoreTarget, OpId, Step, StepId, Wait, Watch};
 
 /// What the next reconcile would do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,20 +260,28 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
                 }
                 // The old request is left only once its pushes are settled.
                 (Some(r), Some(_)) => doubt(None).unwrap_or_else(|| restore::switch(spec, obs, journal, req, r)),
-                _ => (
-                    Outcome::Blocked(Condition {
-                        reason: "restore-section-removed".into(),
-                        message: format!(
-                            "restore request {req} is half done and the [restore] section is no longer in {}",
-                            spec.source.display()
-                        ),
-                        action: format!(
-                            "put the [restore] section with request = \"{req}\" back to finish it, or set a new \
+                // Fast Snapshot Restore the half-done restore turned on is switched off first (it
+                // bills per zone-hour while the operator decides); then the block.
+                _ => match fast_restore::cleanup(journal, op, "the restore's [restore] section was removed") {
+                    steps if !steps.is_empty() => (
+                        Outcome::Steps { steps },
+                        vec![format!("restore request {req} is half done and its [restore] section was removed")],
+                    ),
+                    _ => (
+                        Outcome::Blocked(Condition {
+                            reason: "restore-section-removed".into(),
+                            message: format!(
+                                "restore request {req} is half done and the [restore] section is no longer in {}",
+                                spec.source.display()
+                            ),
+                            action: format!(
+                                "put the [restore] section with request = \"{req}\" back to finish it, or set a new \
                              request to restore again; mirrorctl will not leave or undo a half-done restore on a guess"
-                        ),
-                    }),
-                    Vec::new(),
-                ),
+                            ),
+                        }),
+                        Vec::new(),
+                    ),
+                },
             },
             // `JournalView::in_flight` never returns the retention pseudo-operation.
             OpId::Retention => (Outcome::Converged, Vec::new()),

@@ -70,7 +70,7 @@ pub(crate) fn finish_cut_short(
 pub fn choose(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId) -> Result<(Procedure, String), Refusal> {
     let pre = journal.step(op, &StepId::new(op, "preflight", None));
     if pre.succeeded
-        && let Some(Action::Preflight { request }) = &pre.last_action
+        && let Some(Action::Preflight { request, .. }) = &pre.last_action
     {
         return Ok((
             request.procedure,

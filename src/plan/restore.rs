@@ -19,7 +19,7 @@
 //! Old volumes are never deleted: they get `mirrorctl:superseded-by`. Volumes of an abandoned
 //! request get `mirrorctl:abandoned-by` and are listed in status.
 
-use crate::ids::{RequestName, ServerName, SnapshotId};
+use crate::ids::{RequestName, ServerName, SnapshotId, Zone};
 use crate::journal::JournalView;
 use crate::observe::Observed;
 use crate::ports::cloud::{
@@ -30,7 +30,7 @@ use crate::ports::cluster::{
 };
 use crate::spec::{Os, Partition, RestoreSpec, ServerSpec, Spec};
 
-use super::step::{Action, OpId, StepId, Watch};
+use super::step::{Action, FastRestoreTarget, OpId, StepId, Watch};
 use super::{Draft, Outcome, base_tags, expect};
 
 /// Partition numbers of the cluster and data partitions on a mirror disk.
@@ -128,9 +128,23 @@ impl Facts<'_> {
     }
 }
 
-/// Plans restore `r`.
-#[allow(clippy::too_many_lines)]
+/// Plans restore `r`. A restore that is blocked first switches off the Fast Snapshot Restore it
+/// turned on (it bills per zone-hour while a human looks), then shows the block.
 pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec) -> (Outcome, Vec<String>) {
+    let (outcome, mut notes) = plan_inner(spec, obs, journal, r);
+    if let Outcome::Blocked(c) = &outcome {
+        let op = OpId::Restore(r.request.clone());
+        let steps = super::fast_restore::cleanup(journal, &op, "the restore is blocked");
+        if !steps.is_empty() {
+            notes.push(format!("blocked ({c}); switching Fast Snapshot Restore off first"));
+            return (Outcome::Steps { steps }, notes);
+        }
+    }
+    (outcome, notes)
+}
+
+#[allow(clippy::too_many_lines)]
+fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec) -> (Outcome, Vec<String>) {
     let op = OpId::Restore(r.request.clone());
     let started = super::begun(journal, &op);
     let mut d = Draft::default();
@@ -176,7 +190,10 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
                 &op,
                 "preflight",
                 None,
-                Action::Preflight { request: preflight_request(spec, procedure) },
+                Action::Preflight {
+                    request: preflight_request(spec, procedure),
+                    fast_restore: fast_restore_probe(spec, obs, r),
+                },
                 "before the first step that changes the cluster or a disk, every later step must be shown possible",
             );
             return d.outcome();
@@ -203,9 +220,14 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
 
     tag_abandoned(spec, obs, journal, &op, &mut d);
 
-    // A. Create the new volumes, both at once.
+    // A. Create the new volumes, both at once (with Fast Snapshot Restore: in each zone once it is
+    // ready there).
+    let mut pending: Vec<Zone> = facts.iter().filter(|f| f.new.is_none()).map(|f| f.s.zone.clone()).collect();
+    pending.sort();
+    pending.dedup();
+    let ready = super::fast_restore::ready_zones(spec, obs, journal, &op, r, &pending, &mut d);
     for f in &facts {
-        if f.new.is_none() {
+        if f.new.is_none() && ready.contains(&f.s.zone) {
             let mut tags = base_tags(spec, &op);
             tags.insert(tag::SERVER.into(), f.s.name.to_string());
             tags.insert(tag::ROLE.into(), "mirror".into());
@@ -233,6 +255,14 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
                 format!("no volume tagged for request {} and {} exists yet", r.request, f.s.name),
             );
         }
+    }
+
+    let new: Vec<_> = facts.iter().map(|f| (&f.s.name, &f.s.zone, f.new)).collect();
+    super::fast_restore::after_create(spec, obs, journal, &op, r, &new, &mut d);
+    // While Fast Snapshot Restore gets ready (an hour per TiB) the business keeps running: the
+    // cluster is touched only once the new volumes exist.
+    if ready.len() < pending.len() && !facts.iter().any(Facts::swapped) {
+        return in_progress(journal, r, &op, d);
     }
 
     if procedure == Procedure::Vendor {
@@ -903,6 +933,20 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
     }
 }
 
+/// The Fast Snapshot Restore calls the preflight proves permitted: with `fast_restore` on, the
+/// snapshot in both servers' zones (unless it is too large for FSR, which then is not used).
+fn fast_restore_probe(spec: &Spec, obs: &Observed, r: &RestoreSpec) -> Option<FastRestoreTarget> {
+    if !spec.mirror.volume.fast_restore
+        || obs.snapshot(&r.snapshot).is_some_and(|s| s.size_gib > super::fast_restore::MAX_SNAPSHOT_GIB)
+    {
+        return None;
+    }
+    let mut zones: Vec<Zone> = spec.cluster.servers.iter().map(|s| s.zone.clone()).collect();
+    zones.sort();
+    zones.dedup();
+    Some(FastRestoreTarget { snapshot: r.snapshot.clone(), zones })
+}
+
 /// What the restore's preflight proves: both configuration pushes the restore makes (md removed
 /// and the group on manual start; md re-added without the initial copy and automatic start)
 /// apply to today's configuration, with the commands and identifiers they need.
@@ -1337,7 +1381,11 @@ pub fn switch(
             vendor_bring_back(spec, obs, journal, r, &op, s, &mut d);
         }
     }
-    if d.steps.is_empty() && d.waits.is_empty() && d.blocked.is_none() {
+    if d.steps.is_empty()
+        && d.waits.is_empty()
+        && d.blocked.is_none()
+        && !super::fast_restore::switch_off(journal, &op, "the request it was enabled for is abandoned", &mut d)
+    {
         d.step(
             &op,
             "abandon",

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{
-    BackupName, DeviceName, GroupName, InstanceId, RequestName, ResourceName, ServerName, SnapshotId, VolumeId,
+    BackupName, DeviceName, GroupName, InstanceId, RequestName, ResourceName, ServerName, SnapshotId, VolumeId, Zone,
 };
 use crate::ports::cloud::{CreateSnapshot, CreateVolume, Tags};
 use crate::ports::cluster::{ConfigChange, PreflightRequest, VendorCall};
@@ -65,6 +65,22 @@ impl StepId {
 impl fmt::Display for StepId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A snapshot and the zones Fast Snapshot Restore is asked for in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FastRestoreTarget {
+    /// The snapshot.
+    pub snapshot: SnapshotId,
+    /// The zones, sorted, without repeats.
+    pub zones: Vec<Zone>,
+}
+
+impl fmt::Display for FastRestoreTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let zones: Vec<&str> = self.zones.iter().map(Zone::as_str).collect();
+        write!(f, "{} in {}", self.snapshot, zones.join(", "))
     }
 }
 
@@ -125,6 +141,10 @@ pub enum Action {
     Preflight {
         /// What to prove.
         request: PreflightRequest,
+        /// Also prove, with `DryRun`, that EC2 lets this caller enable and disable Fast Snapshot
+        /// Restore of this snapshot in these zones (a restore with `fast_restore = true`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fast_restore: Option<FastRestoreTarget>,
     },
     /// CLUSTERPRO: push and apply configuration changes.
     ApplyConfig {
@@ -209,6 +229,16 @@ pub enum Action {
         /// Letter.
         letter: char,
     },
+    /// EC2: enable Fast Snapshot Restore of a snapshot in zones (`EnableFastSnapshotRestores`).
+    EnableFastRestore {
+        /// Snapshot and zones.
+        target: FastRestoreTarget,
+    },
+    /// EC2: disable it again (`DisableFastSnapshotRestores`).
+    DisableFastRestore {
+        /// Snapshot and zones.
+        target: FastRestoreTarget,
+    },
     /// Journal only: the operation is finished.
     MarkCompleted,
     /// Journal only: the operation is abandoned in favour of another.
@@ -242,14 +272,15 @@ impl Action {
                     crate::ports::cluster::VendorPhase::Post => "post",
                 }
             ),
-            Action::Preflight { request } => format!(
+            Action::Preflight { request, fast_restore } => format!(
                 "preflight: prove every step of the {} ({} procedure) possible on the live cluster (commands on both \
-                 servers, configuration edits, identifiers), changing nothing",
+                 servers, configuration edits, identifiers{}), changing nothing",
                 match request.operation {
                     crate::ports::cluster::Operation::Backup => "backup",
                     crate::ports::cluster::Operation::Restore => "restore",
                 },
-                request.procedure.as_str()
+                request.procedure.as_str(),
+                if fast_restore.is_some() { ", Fast Snapshot Restore permissions" } else { "" }
             ),
             Action::ApplyConfig { changes } => {
                 let parts: Vec<String> = changes
@@ -286,6 +317,10 @@ impl Action {
             Action::SetLetter { server, partition, letter, .. } => {
                 format!("give partition {partition} the drive letter {letter}: on {server}")
             }
+            Action::EnableFastRestore { target } => {
+                format!("enable Fast Snapshot Restore of {target} (billed per zone-hour until disabled)")
+            }
+            Action::DisableFastRestore { target } => format!("disable Fast Snapshot Restore of {target}"),
             Action::MarkCompleted => "record completion".to_owned(),
             Action::MarkAbandoned { by } => format!("record abandonment in favour of {by}"),
         }
@@ -313,6 +348,8 @@ impl Action {
             Action::DiskOffline { .. } => "node:set_offline",
             Action::DiskOnline { .. } => "node:set_online",
             Action::SetLetter { .. } => "node:set_letter",
+            Action::EnableFastRestore { .. } => "ec2:EnableFastSnapshotRestores",
+            Action::DisableFastRestore { .. } => "ec2:DisableFastSnapshotRestores",
             Action::MarkCompleted | Action::MarkAbandoned { .. } => "journal",
         }
     }
@@ -360,28 +397,37 @@ pub struct Watch {
     /// The CLUSTERPRO configuration (`clp.conf`).
     #[serde(default)]
     pub config: bool,
+    /// Fast Snapshot Restore of the restore snapshot.
+    #[serde(default)]
+    pub fast_restore: bool,
 }
 
 impl Watch {
     /// CLUSTERPRO only (read on every pass).
     pub const CLUSTER: Watch =
-        Watch { instances: false, volumes: false, snapshots: false, disks: false, config: false };
+        Watch { instances: false, volumes: false, snapshots: false, disks: false, config: false, fast_restore: false };
     /// The CLUSTERPRO configuration.
-    pub const CONFIG: Watch = Watch { instances: false, volumes: false, snapshots: false, disks: false, config: true };
+    pub const CONFIG: Watch =
+        Watch { instances: false, volumes: false, snapshots: false, disks: false, config: true, fast_restore: false };
     /// EC2 instance states.
     pub const INSTANCES: Watch =
-        Watch { instances: true, volumes: false, snapshots: false, disks: false, config: false };
+        Watch { instances: true, volumes: false, snapshots: false, disks: false, config: false, fast_restore: false };
     /// EC2 volumes and attachments.
-    pub const VOLUMES: Watch = Watch { instances: false, volumes: true, snapshots: false, disks: false, config: false };
+    pub const VOLUMES: Watch =
+        Watch { instances: false, volumes: true, snapshots: false, disks: false, config: false, fast_restore: false };
     /// EC2 snapshots.
     pub const SNAPSHOTS: Watch =
-        Watch { instances: false, volumes: false, snapshots: true, disks: false, config: false };
+        Watch { instances: false, volumes: false, snapshots: true, disks: false, config: false, fast_restore: false };
+    /// Fast Snapshot Restore of the restore snapshot.
+    pub const FAST_RESTORE: Watch =
+        Watch { instances: false, volumes: false, snapshots: false, disks: false, config: false, fast_restore: true };
     /// The servers' disks.
-    pub const DISKS: Watch = Watch { instances: false, volumes: false, snapshots: false, disks: true, config: false };
+    pub const DISKS: Watch =
+        Watch { instances: false, volumes: false, snapshots: false, disks: true, config: false, fast_restore: false };
 
     /// Everything (what a wait read back from an older status document watches).
     pub fn everything() -> Watch {
-        Watch { instances: true, volumes: true, snapshots: true, disks: true, config: true }
+        Watch { instances: true, volumes: true, snapshots: true, disks: true, config: true, fast_restore: true }
     }
 
     /// Both watches.
@@ -393,6 +439,7 @@ impl Watch {
             snapshots: self.snapshots || other.snapshots,
             disks: self.disks || other.disks,
             config: self.config || other.config,
+            fast_restore: self.fast_restore || other.fast_restore,
         }
     }
 }

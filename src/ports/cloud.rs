@@ -104,6 +104,9 @@ pub struct Volume {
     pub volume_type: String,
     /// When it was created.
     pub created: Timestamp,
+    /// `FastRestored`: EC2 created it by Fast Snapshot Restore, fully initialized at once.
+    #[serde(default)]
+    pub fast_restored: bool,
 }
 
 /// Snapshot state.
@@ -257,6 +260,61 @@ pub struct VolumeInit {
     pub complete: bool,
 }
 
+/// The state of Fast Snapshot Restore for one snapshot in one zone, as
+/// `DescribeFastSnapshotRestores` names it (AWS EBS User Guide, "Check the fast snapshot restore
+/// state": `enabling`, `optimizing` — 60 minutes per TiB, some benefit already —, `enabled`,
+/// `disabling` — also after a failed enable —, `disabled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FastRestoreState {
+    /// Asked for.
+    Enabling,
+    /// Being prepared; volumes created now get only part of the benefit.
+    Optimizing,
+    /// Volumes created now (with a credit) are fully initialized at creation.
+    Enabled,
+    /// Being switched off (or an enable failed).
+    Disabling,
+    /// Off (also what a zone EC2 does not list is).
+    Disabled,
+}
+
+impl FastRestoreState {
+    /// The word EC2 uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FastRestoreState::Enabling => "enabling",
+            FastRestoreState::Optimizing => "optimizing",
+            FastRestoreState::Enabled => "enabled",
+            FastRestoreState::Disabling => "disabling",
+            FastRestoreState::Disabled => "disabled",
+        }
+    }
+    /// On, or on its way there: it bills per zone-hour from the request.
+    pub fn is_on(self) -> bool {
+        matches!(self, FastRestoreState::Enabling | FastRestoreState::Optimizing | FastRestoreState::Enabled)
+    }
+}
+
+/// Fast Snapshot Restore of one snapshot in one zone (`DescribeFastSnapshotRestores` item, or an
+/// item of `Successful` in the enable/disable answers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FastRestore {
+    /// The snapshot.
+    pub snapshot: SnapshotId,
+    /// The zone.
+    pub zone: Zone,
+    /// Its state.
+    pub state: FastRestoreState,
+    /// `StateTransitionReason`, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `EnablingTime`: when the enable was asked for (the volume creation credit bucket fills
+    /// from then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabling_time: Option<Timestamp>,
+}
+
 /// The EC2 operations mirrorctl calls. Every implementation must surface AWS error codes
 /// unchanged in [`super::PortError::code`].
 #[async_trait::async_trait]
@@ -286,6 +344,26 @@ pub trait Cloud: Send + Sync {
     async fn start_instance(&self, id: &InstanceId) -> PortResult<()>;
     /// `CreateTags` on one resource (volume or snapshot id).
     async fn create_tags(&self, resource: &str, tags: &Tags) -> PortResult<()>;
+    /// `DescribeFastSnapshotRestores` for one snapshot: one item per zone EC2 lists (a zone it
+    /// does not list is `disabled`).
+    async fn describe_fast_snapshot_restores(&self, snapshot: &SnapshotId) -> PortResult<Vec<FastRestore>>;
+    /// `EnableFastSnapshotRestores` for one snapshot in `zones`. A zone EC2 refuses (an item of
+    /// `Unsuccessful`) is an error carrying that item's code; enabling an enabled zone is not.
+    async fn enable_fast_snapshot_restores(
+        &self,
+        snapshot: &SnapshotId,
+        zones: &[Zone],
+    ) -> PortResult<Vec<FastRestore>>;
+    /// `DisableFastSnapshotRestores` for one snapshot in `zones`; disabling a disabled zone is
+    /// not an error.
+    async fn disable_fast_snapshot_restores(
+        &self,
+        snapshot: &SnapshotId,
+        zones: &[Zone],
+    ) -> PortResult<Vec<FastRestore>>;
+    /// Whether this caller may enable and disable Fast Snapshot Restore of `snapshot` in `zones`:
+    /// both calls with `DryRun` (`DryRunOperation` = permitted). Changes nothing.
+    async fn fast_restore_permitted(&self, snapshot: &SnapshotId, zones: &[Zone]) -> PortResult<()>;
 
     /// EC2 calls made so far through this port, per API (`ec2:CreateVolume`, …), for status and
     /// metrics. Implementations that do not count return an empty map.

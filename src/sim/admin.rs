@@ -100,6 +100,7 @@ impl World {
                 content,
                 signature,
                 init_rate_mib_s: None,
+                fast_restored: false,
             },
         );
         self.disk_arrived(server, &id);
@@ -255,6 +256,24 @@ impl SimWorld {
             deleted_volumes: 0,
             deleted_snapshots: w.ec2.deleted_snapshots,
         })
+    }
+
+    /// Fast Snapshot Restore as EC2 holds it now, every snapshot and zone ever enabled.
+    pub fn fast_restores(&self) -> Vec<crate::ports::cloud::FastRestore> {
+        self.with(|w, now| {
+            let snaps: std::collections::BTreeSet<_> = w.ec2.fsr.iter().map(|f| f.snapshot.clone()).collect();
+            snaps.iter().flat_map(|s| w.ec2_describe_fsr(s, now)).collect()
+        })
+    }
+
+    /// Zone-hours of Fast Snapshot Restore billed so far (it bills per zone-hour while on).
+    pub fn fast_restore_zone_hours(&self) -> f64 {
+        self.with(|w, now| w.fsr_zone_hours(now))
+    }
+
+    /// Sets how many snapshots of the region may have Fast Snapshot Restore on at once.
+    pub fn set_fast_restore_limit(&self, limit: usize) {
+        self.with(|w, _| w.scenario.fsr_snapshot_limit = limit);
     }
 
     /// The timeline of notable events, oldest first.

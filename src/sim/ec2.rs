@@ -14,11 +14,12 @@ use jiff::Timestamp;
 use super::SimWorld;
 use super::clock::secs;
 use super::throttle::Bucket;
-use super::world::{AttachRec, InstanceRec, SnapshotRec, TokenRec, VolumeRec, World};
-use crate::ids::{DeviceName, InstanceId, SnapshotId, VolumeId};
+use super::world::{AttachRec, FsrRec, InstanceRec, SnapshotRec, TokenRec, VolumeRec, World};
+use crate::ids::{DeviceName, InstanceId, SnapshotId, VolumeId, Zone};
 use crate::ports::cloud::{
-    AttachState, Attachment, Cloud, CreateSnapshot, CreateVolume, Instance, InstanceState, ShutdownBehavior, Snapshot,
-    SnapshotFilter, SnapshotState, Tags, Volume, VolumeFilter, VolumeInit, VolumeState,
+    AttachState, Attachment, Cloud, CreateSnapshot, CreateVolume, FastRestore, FastRestoreState, Instance,
+    InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, SnapshotState, Tags, Volume, VolumeFilter, VolumeInit,
+    VolumeState,
 };
 use crate::ports::{PortError, PortResult};
 
@@ -58,6 +59,7 @@ impl World {
             tags: v.tags.clone(),
             volume_type: v.volume_type.clone(),
             created: v.created,
+            fast_restored: v.fast_restored,
         }
     }
 
@@ -200,6 +202,7 @@ impl World {
                 format!("Volume of {size}GiB is too small; minimum is {}GiB for snapshot {}.", snap.size_gib, snap.id),
             ));
         }
+        let fast_restored = self.spend_fsr_credit(&snap, &req.zone, now);
         let id = self.new_volume_id();
         let create = self.scenario.latency.create_volume_s;
         let ready = self.after(now, create);
@@ -219,10 +222,20 @@ impl World {
             content: snap.content,
             signature: snap.signature,
             init_rate_mib_s: req.initialization_rate,
+            fast_restored,
         };
         let view = World::volume_view(&rec);
         self.ec2.volumes.insert(id.clone(), rec);
-        self.log(now, format!("ec2: CreateVolume {id} from {} in {} ({} GiB)", snap.id, req.zone, size));
+        self.log(
+            now,
+            format!(
+                "ec2: CreateVolume {id} from {} in {} ({} GiB){}",
+                snap.id,
+                req.zone,
+                size,
+                if fast_restored { ", fast-restored" } else { "" }
+            ),
+        );
         Ok(view)
     }
 
@@ -364,6 +377,8 @@ impl World {
     fn ec2_delete_snapshot(&mut self, id: &SnapshotId, now: Timestamp) -> PortResult<()> {
         self.visible_snapshot(id, now)?;
         self.ec2.snapshots.remove(id);
+        // "Deleting a snapshot disables fast snapshot restore for it" (AWS EBS User Guide).
+        self.ec2.fsr.retain(|f| &f.snapshot != id);
         self.ec2.deleted_snapshots += 1;
         self.log(now, format!("ec2: DeleteSnapshot {id}"));
         Ok(())
@@ -404,6 +419,161 @@ impl World {
     }
 }
 
+/// Fast Snapshot Restore, after the AWS EBS User Guide ("Amazon EBS fast snapshot restore",
+/// "Check the fast snapshot restore state", "Volume creation credits"): per snapshot and zone;
+/// `enabling` (a model figure [U]) → `optimizing` (60 minutes per TiB) → `enabled`; a volume
+/// created in an `enabled` zone with at least one volume creation credit is `FastRestored` and
+/// fully initialized at once, one without a credit is created normally; the credit bucket starts
+/// empty at the request and fills at `MIN(10, 1024 ÷ size GiB)` credits an hour up to
+/// `MAX(1, MIN(10, 1024 ÷ size GiB))`; at most [`super::scenario::Scenario::fsr_snapshot_limit`]
+/// snapshots per region may have it on (5 by default, AWS's quota); what EC2 answers when that
+/// quota is reached is not documented: `ResourceLimitExceeded` here [U].
+impl World {
+    fn fsr_state(f: &FsrRec, now: Timestamp) -> FastRestoreState {
+        match f.disabling {
+            Some((_, until)) if now >= until => FastRestoreState::Disabled,
+            Some(_) => FastRestoreState::Disabling,
+            None if now < f.optimizing => FastRestoreState::Enabling,
+            None if now < f.enabled => FastRestoreState::Optimizing,
+            None => FastRestoreState::Enabled,
+        }
+    }
+
+    fn fsr_view(f: &FsrRec, now: Timestamp) -> FastRestore {
+        FastRestore {
+            snapshot: f.snapshot.clone(),
+            zone: f.zone.clone(),
+            state: World::fsr_state(f, now),
+            reason: Some("Client.UserInitiated".to_owned()),
+            enabling_time: Some(f.enabling),
+        }
+    }
+
+    fn fsr_index(&self, snapshot: &SnapshotId, zone: &Zone, now: Timestamp) -> Option<usize> {
+        self.ec2.fsr.iter().position(|f| {
+            &f.snapshot == snapshot && &f.zone == zone && World::fsr_state(f, now) != FastRestoreState::Disabled
+        })
+    }
+
+    /// Whether a volume of `snap` created now in `zone` is fast-restored (spending a credit).
+    fn spend_fsr_credit(&mut self, snap: &SnapshotRec, zone: &Zone, now: Timestamp) -> bool {
+        let Some(i) = self.fsr_index(&snap.id, zone, now) else { return false };
+        let f = &self.ec2.fsr[i];
+        if World::fsr_state(f, now) != FastRestoreState::Enabled {
+            return false;
+        }
+        let per_hour = fsr_credits_per_hour(snap.size_gib);
+        let bucket = per_hour.max(1.0);
+        let filled = (secs(f.enabling, now) / 3600.0 * per_hour).min(bucket);
+        if filled - f64::from(f.credits_used) < 1.0 {
+            return false;
+        }
+        self.ec2.fsr[i].credits_used += 1;
+        true
+    }
+
+    pub(super) fn ec2_describe_fsr(&self, snapshot: &SnapshotId, now: Timestamp) -> Vec<FastRestore> {
+        self.ec2.fsr.iter().filter(|f| &f.snapshot == snapshot).map(|f| World::fsr_view(f, now)).collect()
+    }
+
+    fn ec2_enable_fsr(
+        &mut self,
+        snapshot: &SnapshotId,
+        zones: &[Zone],
+        now: Timestamp,
+    ) -> PortResult<Vec<FastRestore>> {
+        let snap = self.visible_snapshot(snapshot, now)?.clone();
+        let mut out = Vec::new();
+        for zone in zones {
+            if zone.region() != self.scenario.region {
+                return Err(err("InvalidParameterValue", format!("Availability Zone '{zone}' is not valid")));
+            }
+            if let Some(i) = self.fsr_index(snapshot, zone, now) {
+                let f = &self.ec2.fsr[i];
+                if World::fsr_state(f, now) != FastRestoreState::Disabling {
+                    out.push(World::fsr_view(f, now));
+                    continue;
+                }
+            }
+            let others: std::collections::BTreeSet<&SnapshotId> = self
+                .ec2
+                .fsr
+                .iter()
+                .filter(|f| &f.snapshot != snapshot && World::fsr_state(f, now).is_on())
+                .map(|f| &f.snapshot)
+                .collect();
+            if others.len() >= self.scenario.fsr_snapshot_limit {
+                return Err(err(
+                    "ResourceLimitExceeded",
+                    format!(
+                        "Fast snapshot restore is already enabled for {} snapshots in this region (the limit)",
+                        others.len()
+                    ),
+                ));
+            }
+            let enabling = self.scenario.latency.fsr_enabling_s;
+            let optimize = self.scenario.latency.fsr_enable_s(snap.size_gib) - enabling;
+            let optimizing = self.after(now, enabling);
+            let enabled = self.after(optimizing, optimize);
+            let rec = FsrRec {
+                snapshot: snapshot.clone(),
+                zone: zone.clone(),
+                enabling: now,
+                optimizing,
+                enabled,
+                credits_used: 0,
+                disabling: None,
+            };
+            out.push(World::fsr_view(&rec, now));
+            self.ec2.fsr.retain(|f| !(&f.snapshot == snapshot && &f.zone == zone));
+            self.ec2.fsr.push(rec);
+            self.log(now, format!("ec2: EnableFastSnapshotRestores {snapshot} in {zone}"));
+        }
+        Ok(out)
+    }
+
+    fn ec2_disable_fsr(
+        &mut self,
+        snapshot: &SnapshotId,
+        zones: &[Zone],
+        now: Timestamp,
+    ) -> PortResult<Vec<FastRestore>> {
+        self.visible_snapshot(snapshot, now)?;
+        let mut out = Vec::new();
+        for zone in zones {
+            let Some(i) = self.fsr_index(snapshot, zone, now) else {
+                out.push(FastRestore {
+                    snapshot: snapshot.clone(),
+                    zone: zone.clone(),
+                    state: FastRestoreState::Disabled,
+                    reason: None,
+                    enabling_time: None,
+                });
+                continue;
+            };
+            if self.ec2.fsr[i].disabling.is_none() {
+                let until = self.after(now, self.scenario.latency.fsr_disabling_s);
+                self.ec2.fsr[i].disabling = Some((now, until));
+                self.log(now, format!("ec2: DisableFastSnapshotRestores {snapshot} in {zone}"));
+            }
+            out.push(World::fsr_view(&self.ec2.fsr[i], now));
+        }
+        Ok(out)
+    }
+
+    /// Zone-hours of Fast Snapshot Restore billed so far (from each request to its disable, or
+    /// `now`): what a test checks the restore did not leave running.
+    pub(super) fn fsr_zone_hours(&self, now: Timestamp) -> f64 {
+        self.ec2.fsr.iter().map(|f| secs(f.enabling, f.disabling.map_or(now, |(at, _)| at)) / 3600.0).sum()
+    }
+}
+
+/// Credits an hour (and the bucket size, at least 1) of a Fast Snapshot Restore of a `size_gib`
+/// snapshot: `MIN(10, 1024 ÷ size)` (AWS EBS User Guide, "Volume creation credits").
+pub fn fsr_credits_per_hour(size_gib: u32) -> f64 {
+    (1024.0 / f64::from(size_gib.max(1))).min(10.0)
+}
+
 /// The simulated EC2 port.
 #[derive(Debug, Clone)]
 pub struct SimCloud {
@@ -432,6 +602,9 @@ fn initialization(v: &VolumeRec, now: Timestamp) -> VolumeInit {
     let volume = v.id.clone();
     if v.snapshot.is_none() {
         return VolumeInit { volume, kind: None, progress: None, remaining_s: None, complete: true };
+    }
+    if v.fast_restored {
+        return VolumeInit { volume, kind: None, progress: Some(100), remaining_s: Some(0), complete: true };
     }
     let rate = f64::from(v.init_rate_mib_s.unwrap_or(LAZY_LOAD_MIB_S));
     let total = f64::from(v.size_gib) * 1024.0;
@@ -518,4 +691,44 @@ impl Cloud for SimCloud {
         self.rtt().await;
         self.world.call("ec2:CreateTags", Some(Bucket::Mutate), |w, now| w.ec2_create_tags(resource, tags, now))
     }
+
+    async fn describe_fast_snapshot_restores(&self, snapshot: &SnapshotId) -> PortResult<Vec<FastRestore>> {
+        self.rtt().await;
+        self.world.call("ec2:DescribeFastSnapshotRestores", Some(Bucket::Describe), |w, now| {
+            Ok(w.ec2_describe_fsr(snapshot, now))
+        })
+    }
+
+    async fn enable_fast_snapshot_restores(
+        &self,
+        snapshot: &SnapshotId,
+        zones: &[Zone],
+    ) -> PortResult<Vec<FastRestore>> {
+        self.rtt().await;
+        self.world.call("ec2:EnableFastSnapshotRestores", Some(Bucket::Mutate), |w, now| {
+            w.ec2_enable_fsr(snapshot, zones, now)
+        })
+    }
+
+    async fn disable_fast_snapshot_restores(
+        &self,
+        snapshot: &SnapshotId,
+        zones: &[Zone],
+    ) -> PortResult<Vec<FastRestore>> {
+        self.rtt().await;
+        self.world.call("ec2:DisableFastSnapshotRestores", Some(Bucket::Mutate), |w, now| {
+            w.ec2_disable_fsr(snapshot, zones, now)
+        })
+    }
+
+    async fn fast_restore_permitted(&self, snapshot: &SnapshotId, _zones: &[Zone]) -> PortResult<()> {
+        self.rtt().await;
+        // The simulated role holds every permission; a fault on this name stands for a policy
+        // without the FSR actions.
+        self.world.call(FSR_DRY_RUN, Some(Bucket::Mutate), |w, now| w.visible_snapshot(snapshot, now).map(|_| ()))
+    }
 }
+
+/// The call name of the FSR permission check (`DryRun` of enable and disable) in counters and
+/// faults.
+pub const FSR_DRY_RUN: &str = "ec2:FastSnapshotRestores(DryRun)";

@@ -59,6 +59,18 @@ pub struct LatencyModel {
     pub resync_per_write_s: f64,
     /// Full initial mirror copy, per GiB.
     pub full_copy_per_gib_s: f64,
+    /// Fast Snapshot Restore: `enabling` → `optimizing` (no published figure; a model
+    /// assumption [U]).
+    #[serde(default = "fsr_enabling_default")]
+    pub fsr_enabling_s: f64,
+    /// Fast Snapshot Restore: `optimizing` → `enabled`, per TiB of snapshot ("it takes 60 minutes
+    /// per TiB to optimize a snapshot", AWS EBS User Guide, "Check the fast snapshot restore
+    /// state").
+    #[serde(default = "fsr_optimize_default")]
+    pub fsr_optimize_per_tib_s: f64,
+    /// Fast Snapshot Restore: `disabling` → `disabled` (no published figure [U]).
+    #[serde(default = "fsr_disabling_default")]
+    pub fsr_disabling_s: f64,
     /// Lower bound of the jitter factor.
     pub jitter_min: f64,
     /// Upper bound of the jitter factor.
@@ -89,13 +101,31 @@ impl Default for LatencyModel {
             resync_base_s: 5.0,
             resync_per_write_s: 0.01,
             full_copy_per_gib_s: 2.0,
+            fsr_enabling_s: fsr_enabling_default(),
+            fsr_optimize_per_tib_s: fsr_optimize_default(),
+            fsr_disabling_s: fsr_disabling_default(),
             jitter_min: 0.8,
             jitter_max: 1.25,
         }
     }
 }
 
+fn fsr_enabling_default() -> f64 {
+    60.0
+}
+fn fsr_optimize_default() -> f64 {
+    3600.0
+}
+fn fsr_disabling_default() -> f64 {
+    30.0
+}
+
 impl LatencyModel {
+    /// Median time for Fast Snapshot Restore of a `size_gib` snapshot to go from the request to
+    /// `enabled`.
+    pub fn fsr_enable_s(&self, size_gib: u32) -> f64 {
+        self.fsr_enabling_s + self.fsr_optimize_per_tib_s * f64::from(size_gib) / 1024.0
+    }
     /// The same medians without jitter: every duration is exactly its median (handy for
     /// benchmarks that compare against a computed critical path).
     #[must_use]

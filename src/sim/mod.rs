@@ -50,7 +50,7 @@ use jiff::Timestamp;
 pub use admin::Inventory;
 pub use clock::SimClock;
 pub use clusterpro::SimCluster;
-pub use ec2::SimCloud;
+pub use ec2::{FSR_DRY_RUN, SimCloud};
 pub use fault::Fault;
 pub use latency::LatencyModel;
 pub use node::SimNode;
@@ -76,6 +76,10 @@ pub const OPERATIONS: &[&str] = &[
     "ec2:DeleteSnapshot",
     "ec2:StartInstances",
     "ec2:CreateTags",
+    "ec2:DescribeFastSnapshotRestores",
+    "ec2:EnableFastSnapshotRestores",
+    "ec2:DisableFastSnapshotRestores",
+    "ec2:FastSnapshotRestores(DryRun)",
     "clp:status",
     "clp:start_group",
     "clp:stop_group",

@@ -83,12 +83,20 @@ pub struct Scenario {
     pub throttle: ThrottleBudgets,
     /// Most `pending` snapshots a volume may have.
     pub max_pending_snapshots: usize,
+    /// Most snapshots of the region that may have Fast Snapshot Restore on at once (AWS's
+    /// default quota: 5, "Amazon EBS fast snapshot restore", AWS EBS User Guide).
+    #[serde(default = "default_fsr_limit")]
+    pub fsr_snapshot_limit: usize,
     /// Model time at which a new world starts.
     pub epoch: Timestamp,
 }
 
 /// The version a scenario runs unless it says otherwise: a current X 5.x.
 pub const DEFAULT_VERSION: &str = "5.1.0";
+
+fn default_fsr_limit() -> usize {
+    5
+}
 
 fn default_version() -> String {
     DEFAULT_VERSION.to_owned()
@@ -140,6 +148,7 @@ impl Scenario {
             consistency_window_s: 1.0,
             throttle: ThrottleBudgets::default(),
             max_pending_snapshots: 5,
+            fsr_snapshot_limit: default_fsr_limit(),
             epoch: id(Timestamp::from_second(1_795_996_800)), // 2026-11-30T00:00:00Z
         }
     }

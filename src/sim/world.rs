@@ -60,6 +60,27 @@ pub(super) struct VolumeRec {
     /// `VolumeInitializationRate` asked for at creation (MiB/s), if any.
     #[serde(default)]
     pub(super) init_rate_mib_s: Option<u32>,
+    /// Created by Fast Snapshot Restore: fully initialized at creation.
+    #[serde(default)]
+    pub(super) fast_restored: bool,
+}
+
+/// Fast Snapshot Restore of one snapshot in one zone. Its state is computed from the times (so a
+/// reopened world sees EC2 "continue"); see `SimCloud`'s FSR calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct FsrRec {
+    pub(super) snapshot: SnapshotId,
+    pub(super) zone: Zone,
+    /// When the enable was asked for (the credit bucket fills from then).
+    pub(super) enabling: Timestamp,
+    /// When `enabling` turns `optimizing`.
+    pub(super) optimizing: Timestamp,
+    /// When `optimizing` turns `enabled`.
+    pub(super) enabled: Timestamp,
+    /// Volume creation credits spent since `enabling`.
+    pub(super) credits_used: u32,
+    /// When a disable was asked for, and when it ends.
+    pub(super) disabling: Option<(Timestamp, Timestamp)>,
 }
 
 /// An EBS snapshot.
@@ -109,6 +130,9 @@ pub(super) struct Ec2State {
     pub(super) describe_bucket: TokenBucket,
     pub(super) mutate_bucket: TokenBucket,
     pub(super) deleted_snapshots: u64,
+    /// Fast Snapshot Restores, one per snapshot and zone ever enabled.
+    #[serde(default)]
+    pub(super) fsr: Vec<FsrRec>,
 }
 
 /// A CLUSTERPRO resource's runtime state.
@@ -300,6 +324,7 @@ impl World {
                 describe_bucket: TokenBucket::full(th.describe_capacity, th.describe_refill_per_s, t0),
                 mutate_bucket: TokenBucket::full(th.mutate_capacity, th.mutate_refill_per_s, t0),
                 deleted_snapshots: 0,
+                fsr: Vec::new(),
             },
             clp: ClpState {
                 servers: BTreeMap::new(),
@@ -395,6 +420,7 @@ impl World {
                 content: genesis,
                 signature,
                 init_rate_mib_s: None,
+                fast_restored: false,
             },
         );
         let letters: BTreeMap<u32, char> = match (&self.scenario.cluster_partition, &self.scenario.data_partition) {

@@ -243,7 +243,8 @@ pub struct VolumeSpec {
     pub kms_key: Option<String>,
     /// EBS volume initialization rate in MiB/s (100–300), to load snapshot data fast.
     pub initialization_rate: Option<u32>,
-    /// Whether Fast Snapshot Restore is expected to be enabled for the snapshot in both zones.
+    /// Restore with Fast Snapshot Restore: enabled for the snapshot in both servers' zones before
+    /// the volumes are created and disabled after (see [`crate::plan::fast_restore`]).
     pub fast_restore: bool,
 }
 

@@ -885,6 +885,28 @@ fn lab_windows_passes_and_reports() {
     assert!(r.stdout.contains("→ start resource script on server1"), "{}", r.stdout);
 }
 
+/// `--fast-restore`: the timeline shows FSR enabled in both zones, both volumes created
+/// fast-restored, FSR disabled again; the lab checks both (fails on the code before: no flag).
+#[test]
+fn lab_with_fast_restore_shows_the_fsr_steps_in_its_timeline() {
+    let lab = Lab::new();
+    let r = lab.run(&["lab", "--speed", "2000", "--procedure", "reconfigure", "--fast-restore"]);
+    assert_lab_passed(&r, RECONFIGURE_CALLS);
+    for api in ["ec2:EnableFastSnapshotRestores", "ec2:DisableFastSnapshotRestores"] {
+        assert_eq!(api_count(&r.stdout, api), Some(2), "one call per zone: {api}");
+    }
+    for zone in ["ap-northeast-1a", "ap-northeast-1c"] {
+        for call in ["EnableFastSnapshotRestores", "DisableFastSnapshotRestores"] {
+            let line = r.stdout.lines().any(|l| l.contains(&format!("ec2: {call} snap-")) && l.ends_with(zone));
+            assert!(line, "{call} in {zone} in the timeline: {}", r.stdout);
+        }
+        assert!(r.stdout.contains(&format!("in {zone} (100 GiB), fast-restored")), "{}", r.stdout);
+    }
+    assert!(r.stdout.contains(": optimizing (about 60 minutes per TiB"), "the wait is shown: {}", r.stdout);
+    assert!(r.stdout.contains("[ok] both restored volumes fast-restored (2 of 2)"), "{}", r.stdout);
+    assert!(r.stdout.contains("[ok] Fast Snapshot Restore switched off again"), "{}", r.stdout);
+}
+
 #[test]
 fn lab_linux_passes_and_reports() {
     let lab = Lab::new();

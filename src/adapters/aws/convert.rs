@@ -15,8 +15,8 @@ use jiff::Timestamp;
 use super::error::invalid_response;
 use crate::ids::{DeviceName, InstanceId, SnapshotId, VolumeId, Zone};
 use crate::ports::cloud::{
-    AttachState, Attachment, Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotState, Tags, Volume,
-    VolumeInit, VolumeState,
+    AttachState, Attachment, FastRestore, FastRestoreState, Instance, InstanceState, ShutdownBehavior, Snapshot,
+    SnapshotState, Tags, Volume, VolumeInit, VolumeState,
 };
 use crate::ports::{PortError, PortResult};
 
@@ -31,6 +31,7 @@ pub(super) struct VolumeFields<'a> {
     pub tags: &'a [types::Tag],
     pub volume_type: Option<&'a types::VolumeType>,
     pub created: Option<&'a DateTime>,
+    pub fast_restored: Option<bool>,
 }
 
 impl<'a> From<&'a types::Volume> for VolumeFields<'a> {
@@ -45,6 +46,7 @@ impl<'a> From<&'a types::Volume> for VolumeFields<'a> {
             tags: v.tags(),
             volume_type: v.volume_type(),
             created: v.create_time(),
+            fast_restored: v.fast_restored(),
         }
     }
 }
@@ -61,6 +63,7 @@ impl<'a> From<&'a CreateVolumeOutput> for VolumeFields<'a> {
             tags: v.tags(),
             volume_type: v.volume_type(),
             created: v.create_time(),
+            fast_restored: v.fast_restored(),
         }
     }
 }
@@ -224,6 +227,8 @@ pub(super) fn volume(api: &str, v: &VolumeFields<'_>) -> PortResult<Volume> {
         tags: tags(v.tags),
         volume_type: v.volume_type.map(|t| t.as_str().to_owned()).unwrap_or_default(),
         created: timestamp(api, "create time", v.created)?,
+        // EC2 leaves the field out for volumes not created from a snapshot.
+        fast_restored: v.fast_restored.unwrap_or(false),
         id,
     })
 }
@@ -337,4 +342,66 @@ mod tests {
         let v = types::Volume::builder().build();
         assert_eq!(volume("DescribeVolumes", &(&v).into()).unwrap_err().code, "InvalidResponse");
     }
+}
+
+/// The fields of one Fast Snapshot Restore item, shared by the enable, disable and describe
+/// answers (three SDK types of one shape).
+pub(super) struct FsrFields<'a> {
+    pub snapshot: Option<&'a str>,
+    pub zone: Option<&'a str>,
+    pub state: Option<&'a types::FastSnapshotRestoreStateCode>,
+    pub reason: Option<&'a str>,
+    pub enabling_time: Option<&'a DateTime>,
+}
+
+macro_rules! fsr_fields_from {
+    ($t:ty) => {
+        impl<'a> From<&'a $t> for FsrFields<'a> {
+            fn from(i: &'a $t) -> Self {
+                FsrFields {
+                    snapshot: i.snapshot_id(),
+                    zone: i.availability_zone(),
+                    state: i.state(),
+                    reason: i.state_transition_reason(),
+                    enabling_time: i.enabling_time(),
+                }
+            }
+        }
+    };
+}
+fsr_fields_from!(types::EnableFastSnapshotRestoreSuccessItem);
+fsr_fields_from!(types::DisableFastSnapshotRestoreSuccessItem);
+fsr_fields_from!(types::DescribeFastSnapshotRestoreSuccessItem);
+
+/// One Fast Snapshot Restore item.
+pub(super) fn fast_restore(api: &str, f: &FsrFields<'_>) -> PortResult<FastRestore> {
+    let state = match f.state {
+        Some(types::FastSnapshotRestoreStateCode::Enabling) => FastRestoreState::Enabling,
+        Some(types::FastSnapshotRestoreStateCode::Optimizing) => FastRestoreState::Optimizing,
+        Some(types::FastSnapshotRestoreStateCode::Enabled) => FastRestoreState::Enabled,
+        Some(types::FastSnapshotRestoreStateCode::Disabling) => FastRestoreState::Disabling,
+        Some(types::FastSnapshotRestoreStateCode::Disabled) => FastRestoreState::Disabled,
+        other => return Err(invalid_response(api, format!("unknown fast snapshot restore state {other:?}"))),
+    };
+    Ok(FastRestore {
+        snapshot: parsed(api, SnapshotId::parse(need(api, "snapshot id", f.snapshot)?))?,
+        zone: parsed(api, Zone::parse(need(api, "availability zone", f.zone)?))?,
+        state,
+        reason: f.reason.filter(|r| !r.is_empty()).map(str::to_owned),
+        enabling_time: f.enabling_time.map(|t| timestamp(api, "enabling time", Some(t))).transpose()?,
+    })
+}
+
+/// The first zone EC2 refused in an enable or disable answer (`Unsuccessful`), as the error it
+/// carries: the call asks for one snapshot, so any refusal is about it.
+pub(super) fn fsr_refusal<'a>(
+    api: &str,
+    errors: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>, Option<&'a str>)>,
+) -> Option<PortError> {
+    errors.into_iter().next().map(|(zone, code, message)| {
+        PortError::ec2(
+            code.filter(|c| !c.is_empty()).unwrap_or("FastSnapshotRestoreRefused"),
+            format!("ec2:{api} in {}: {}", zone.unwrap_or("?"), message.unwrap_or("no message")),
+        )
+    })
 }

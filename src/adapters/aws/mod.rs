@@ -37,13 +37,13 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{self as sdk, Filter, ResourceType, TagSpecification};
 
 pub use budget::{Budget, Budgets, Category, RequestLimiter};
-use convert::{SnapshotFields, VolumeFields};
+use convert::{FsrFields, SnapshotFields, VolumeFields};
 use error::from_sdk;
 
 use crate::ids::{DeviceName, InstanceId, Region, SnapshotId, VolumeId, Zone};
 use crate::ports::cloud::{
-    Cloud, CreateSnapshot, CreateVolume, Instance, ShutdownBehavior, Snapshot, SnapshotFilter, Tags, Volume,
-    VolumeFilter, VolumeInit,
+    Cloud, CreateSnapshot, CreateVolume, FastRestore, Instance, ShutdownBehavior, Snapshot, SnapshotFilter, Tags,
+    Volume, VolumeFilter, VolumeInit,
 };
 use crate::ports::{PortError, PortResult};
 
@@ -482,5 +482,105 @@ impl Cloud for AwsCloud {
             .await
             .map_err(|e| from_sdk(API, &e))?;
         Ok(())
+    }
+
+    async fn describe_fast_snapshot_restores(&self, snapshot: &SnapshotId) -> PortResult<Vec<FastRestore>> {
+        const API: &str = "DescribeFastSnapshotRestores";
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let req = self
+                .client
+                .describe_fast_snapshot_restores()
+                .filters(filter("snapshot-id", [snapshot.as_str()]))
+                .set_next_token(next.take());
+            self.limiter.admit(Category::Describe, API).await;
+            let page = req.send().await.map_err(|e| from_sdk(API, &e))?;
+            for item in page.fast_snapshot_restores() {
+                out.push(convert::fast_restore(API, &FsrFields::from(item))?);
+            }
+            match page.next_token().filter(|t| !t.is_empty()) {
+                Some(t) => next = Some(t.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn enable_fast_snapshot_restores(
+        &self,
+        snapshot: &SnapshotId,
+        zones: &[Zone],
+    ) -> PortResult<Vec<FastRestore>> {
+        const API: &str = "EnableFastSnapshotRestores";
+        self.limiter.admit(Category::Mutate, API).await;
+        let out = self
+            .client
+            .enable_fast_snapshot_restores()
+            .source_snapshot_ids(snapshot.as_str())
+            .set_availability_zones(Some(zones.iter().map(|z| z.as_str().to_owned()).collect()))
+            .send()
+            .await
+            .map_err(|e| from_sdk(API, &e))?;
+        let refused = out.unsuccessful().iter().flat_map(|u| {
+            u.fast_snapshot_restore_state_errors().iter().map(|e| {
+                let err = e.error();
+                (e.availability_zone(), err.and_then(|x| x.code()), err.and_then(|x| x.message()))
+            })
+        });
+        if let Some(e) = convert::fsr_refusal(API, refused) {
+            return Err(e);
+        }
+        out.successful().iter().map(|i| convert::fast_restore(API, &FsrFields::from(i))).collect()
+    }
+
+    async fn disable_fast_snapshot_restores(
+        &self,
+        snapshot: &SnapshotId,
+        zones: &[Zone],
+    ) -> PortResult<Vec<FastRestore>> {
+        const API: &str = "DisableFastSnapshotRestores";
+        self.limiter.admit(Category::Mutate, API).await;
+        let out = self
+            .client
+            .disable_fast_snapshot_restores()
+            .source_snapshot_ids(snapshot.as_str())
+            .set_availability_zones(Some(zones.iter().map(|z| z.as_str().to_owned()).collect()))
+            .send()
+            .await
+            .map_err(|e| from_sdk(API, &e))?;
+        let refused = out.unsuccessful().iter().flat_map(|u| {
+            u.fast_snapshot_restore_state_errors().iter().map(|e| {
+                let err = e.error();
+                (e.availability_zone(), err.and_then(|x| x.code()), err.and_then(|x| x.message()))
+            })
+        });
+        if let Some(e) = convert::fsr_refusal(API, refused) {
+            return Err(e);
+        }
+        out.successful().iter().map(|i| convert::fast_restore(API, &FsrFields::from(i))).collect()
+    }
+
+    async fn fast_restore_permitted(&self, snapshot: &SnapshotId, zones: &[Zone]) -> PortResult<()> {
+        let zones: Vec<String> = zones.iter().map(|z| z.as_str().to_owned()).collect();
+        self.limiter.admit(Category::Mutate, "EnableFastSnapshotRestores").await;
+        let r = self
+            .client
+            .enable_fast_snapshot_restores()
+            .dry_run(true)
+            .source_snapshot_ids(snapshot.as_str())
+            .set_availability_zones(Some(zones.clone()))
+            .send()
+            .await;
+        dry(r.map_err(|e| from_sdk("EnableFastSnapshotRestores", &e)))?;
+        self.limiter.admit(Category::Mutate, "DisableFastSnapshotRestores").await;
+        let r = self
+            .client
+            .disable_fast_snapshot_restores()
+            .dry_run(true)
+            .source_snapshot_ids(snapshot.as_str())
+            .set_availability_zones(Some(zones))
+            .send()
+            .await;
+        dry(r.map_err(|e| from_sdk("DisableFastSnapshotRestores", &e)))
     }
 }

@@ -13,6 +13,7 @@
 pub mod common;
 pub mod fake_clp;
 pub mod fake_disks;
+pub mod fake_ec2_fsr;
 pub mod fake_ssm;
 pub mod moto_world;
 
