@@ -109,6 +109,9 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
     let started = super::begun(journal, &op);
     let group = &spec.mirror.group;
     let md = &spec.mirror.resource;
+    if super::refuse_several_volumes(spec, "backup", &mut d) {
+        return d.outcome();
+    }
     let Some(procedure) = super::procedure::choose_for(spec, obs, journal, &op, &mut d) else {
         return d.outcome();
     };
@@ -159,10 +162,10 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             );
             return d.outcome();
         }
-        if obs.config.mirror(md).is_none() {
+        if let Some(missing) = spec.mirrors().find(|m| obs.config.mirror(&m.resource).is_none()) {
             d.block(
                 "mirror-not-configured",
-                format!("{md} is not in the cluster configuration"),
+                format!("{} is not in the cluster configuration", missing.resource),
                 "finish or repair the restore first; a backup needs a configured mirror",
             );
             return d.outcome();

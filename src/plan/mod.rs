@@ -18,6 +18,7 @@ pub mod backup;
 pub mod expect;
 pub mod procedure;
 pub mod restore;
+pub mod shape;
 pub mod step;
 
 use serde::{Deserialize, Serialize};
@@ -147,6 +148,26 @@ pub(crate) fn block_if_both_red(spec: &Spec, obs: &Observed, d: &mut Draft) -> b
     true
 }
 
+/// Blocks an operation of a file with several md resources or separate partition volumes, which
+/// the backup and restore procedures do not drive yet: refused before any step, rather than
+/// driving the first md and leaving the others.
+pub(crate) fn refuse_several_volumes(spec: &Spec, what: &str, d: &mut Draft) -> bool {
+    if !spec.several_volumes() {
+        return false;
+    }
+    let names: Vec<String> = spec.mirrors().map(|m| m.resource.to_string()).collect();
+    d.block(
+        "several-volumes-not-supported",
+        format!(
+            "{} describes md resource(s) {} on more than one volume; this version of mirrorctl drives a {what} of one md on one volume only",
+            spec.source.display(),
+            names.join(", ")
+        ),
+        "use a file with one [mirror] table whose partitions share one volume, or run the vendor's procedure by hand",
+    );
+    true
+}
+
 /// Whether `op` has journaled any step but its preflight: once it has, it may have changed the
 /// world, and it always finishes (or, a restore, is brought to a safe state before it is left).
 pub(crate) fn begun(journal: &JournalView, op: &OpId) -> bool {
@@ -210,7 +231,20 @@ fn push_in_doubt(journal: &JournalView, obs: &Observed, except: Option<&OpId>) -
 }
 
 /// Plans the next pass. Pure: same inputs, same plan.
+///
+/// Besides the pass itself, the plan's notes name every difference between the file's md
+/// resources and the cluster's configuration ([`shape::Shape`]), except while a restore is in
+/// flight (it removes md from the configuration on purpose).
 pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
+    let mut out = pass(spec, obs, journal);
+    let restoring = matches!(out.op, Some(OpId::Restore(_))) && journal.in_flight().is_some();
+    if obs.cluster_reachable && !restoring {
+        out.notes.extend(shape::Shape::of(spec, &obs.config).notes(spec));
+    }
+    out
+}
+
+fn pass(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
     let mut out = Plan {
         cluster: spec.cluster.name.clone(),
         op: None,

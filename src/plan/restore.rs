@@ -136,6 +136,9 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
     let mut d = Draft::default();
     let group = &spec.mirror.group;
     let md = &spec.mirror.resource;
+    if super::refuse_several_volumes(spec, "restore", &mut d) {
+        return d.outcome();
+    }
     let Some(procedure) = super::procedure::choose_for(spec, obs, journal, &op, &mut d) else {
         return d.outcome();
     };
@@ -827,6 +830,38 @@ fn swap_server(
 }
 
 fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
+    let shape = super::shape::Shape::of(spec, &obs.config);
+    if !shape.unmentioned.is_empty() {
+        d.block(
+            "md-not-in-file",
+            format!(
+                "the cluster has md resource(s) {} that {} does not name: restoring the others while they keep their data would break the set the backup was taken as",
+                super::shape::Shape::list(&shape.unmentioned),
+                spec.source.display()
+            ),
+            "add a [[mirror]] entry for each md resource of the cluster, then restore them together",
+        );
+    }
+    // A configuration without any md is the single-md runbook's half-way state (md removed),
+    // which the restore itself repairs; an md missing beside others is another cluster shape.
+    if !shape.absent.is_empty() && !obs.config.mirrors.is_empty() {
+        d.block(
+            "md-not-in-cluster",
+            format!(
+                "{} names md resource(s) {} that the cluster's configuration does not have",
+                spec.source.display(),
+                super::shape::Shape::list(&shape.absent)
+            ),
+            "check the resource names in the [[mirror]] entries against clp.conf (clpstat shows them)",
+        );
+    }
+    for (md, file, conf) in &shape.regrouped {
+        d.block(
+            "md-in-other-group",
+            format!("md resource {md} is in group {conf}, {} says {file}", spec.source.display()),
+            format!("set group = \"{conf}\" in the entry of {md}, or move the resource in the cluster first"),
+        );
+    }
     let Some(snap) = obs.snapshot(&r.snapshot) else {
         d.block(
             "snapshot-missing",
