@@ -148,22 +148,28 @@ pub(crate) fn block_if_both_red(spec: &Spec, obs: &Observed, d: &mut Draft) -> b
     true
 }
 
-/// Blocks an operation of a file with several md resources or separate partition volumes, which
-/// the backup and restore procedures do not drive yet: refused before any step, rather than
-/// driving the first md and leaving the others.
-pub(crate) fn refuse_several_volumes(spec: &Spec, what: &str, d: &mut Draft) -> bool {
-    if !spec.several_volumes() {
+/// Blocks an operation of a file whose shape the operation's procedure does not drive yet
+/// (`unsupported`: several md resources for a backup; several volumes for a restore): refused
+/// before any step, rather than driving the first md and leaving the others.
+pub(crate) fn refuse_shape(spec: &Spec, what: &str, unsupported: bool, d: &mut Draft) -> bool {
+    if !unsupported {
         return false;
     }
     let names: Vec<String> = spec.mirrors().map(|m| m.resource.to_string()).collect();
+    let (shape, drives) = if spec.more_mirrors.is_empty() {
+        ("its cluster and data partitions on separate volumes", "one md whose partitions share one volume")
+    } else {
+        ("several md resources", "one md")
+    };
     d.block(
         "several-volumes-not-supported",
         format!(
-            "{} describes md resource(s) {} on more than one volume; this version of mirrorctl drives a {what} of one md on one volume only",
+            "{} describes {} ({}); this version of mirrorctl drives a {what} of {drives} only",
             spec.source.display(),
+            shape,
             names.join(", ")
         ),
-        "use a file with one [mirror] table whose partitions share one volume, or run the vendor's procedure by hand",
+        format!("use a file with one [mirror] table of that shape, or run this {what} by hand"),
     );
     true
 }

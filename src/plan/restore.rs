@@ -136,7 +136,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
     let mut d = Draft::default();
     let group = &spec.mirror.group;
     let md = &spec.mirror.resource;
-    if super::refuse_several_volumes(spec, "restore", &mut d) {
+    if super::refuse_shape(spec, "restore", spec.several_volumes(), &mut d) {
         return d.outcome();
     }
     let Some(procedure) = super::procedure::choose_for(spec, obs, journal, &op, &mut d) else {
@@ -829,7 +829,9 @@ fn swap_server(
     }
 }
 
-fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
+/// The restore's refusals of a file whose md resources differ from the cluster's (see
+/// [`super::shape`]).
+fn shape_refusals(spec: &Spec, obs: &Observed, d: &mut Draft) {
     let shape = super::shape::Shape::of(spec, &obs.config);
     if !shape.unmentioned.is_empty() {
         d.block(
@@ -862,6 +864,10 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
             format!("set group = \"{conf}\" in the entry of {md}, or move the resource in the cluster first"),
         );
     }
+}
+
+fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
+    shape_refusals(spec, obs, d);
     let Some(snap) = obs.snapshot(&r.snapshot) else {
         d.block(
             "snapshot-missing",

@@ -34,6 +34,9 @@ pub mod tag {
     /// On a restored volume: which partition number holds the cluster and data partitions
     /// (`cluster=1,data=2`), recorded from the disk it replaces.
     pub const LAYOUT: &str = "mirrorctl:layout";
+    /// On every snapshot of a crash-consistent set (`CreateSnapshots`): the set's id,
+    /// `<cluster>/<backup name>`.
+    pub const SNAPSHOT_SET: &str = "mirrorctl:snapshot-set";
     /// The usual AWS console name tag.
     pub const NAME: &str = "Name";
 }

@@ -69,7 +69,7 @@ pub(crate) struct RawServer {
 #[derive(Debug)]
 pub(crate) enum RawMirrors {
     /// A `[mirror]` table.
-    One(RawMirror),
+    One(Box<RawMirror>),
     /// `[[mirror]]` entries, in file order.
     Many(Vec<RawMirror>),
 }
@@ -85,7 +85,8 @@ impl<'de> Deserialize<'de> for RawMirrors {
                 f.write_str("a [mirror] table or [[mirror]] tables")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawMirrors, A::Error> {
-                RawMirror::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(RawMirrors::One)
+                RawMirror::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|m| RawMirrors::One(Box::new(m)))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<RawMirrors, A::Error> {
                 Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(RawMirrors::Many)

@@ -89,3 +89,134 @@ async fn a_file_in_another_group_than_the_cluster_is_refused_for_restore() {
     let Outcome::Blocked(c) = &p.outcome else { panic!("{p:?}") };
     assert_eq!(c.reason, "md-in-other-group", "{c:?}");
 }
+
+// --- a backup of several volumes: one crash-consistent set --------------------------------------
+
+fn dev(d: &str) -> mirrorctl::ids::DeviceName {
+    mirrorctl::ids::DeviceName::parse(d).unwrap()
+}
+
+/// A Windows lab whose servers also hold the cluster partition's own volume at `/dev/sdy` and a
+/// volume the cluster does not use at `/dev/sdz`, and a file saying md's cluster partition is at
+/// `/dev/sdy`.
+fn split_lab(seed: u64) -> (Lab, mirrorctl::spec::Spec) {
+    let mut scenario = mirrorctl::sim::Scenario::windows_runbook();
+    scenario.extra_volumes = vec![dev("/dev/sdy"), dev("/dev/sdz")];
+    let mut spec = with_backups(example(Os::Windows), &["b1"], 7);
+    spec.mirror.cluster_device = Some(dev("/dev/sdy"));
+    (Lab::new(scenario, seed), spec)
+}
+
+/// The standby's volumes at `devices`, and the snapshots of backup `name` with their volumes.
+async fn set_of(
+    lab: &Lab,
+    spec: &mirrorctl::spec::Spec,
+    name: &str,
+) -> (Vec<mirrorctl::ids::VolumeId>, Vec<mirrorctl::ports::cloud::Snapshot>) {
+    use mirrorctl::ports::cloud::{SnapshotFilter, tag};
+    let cloud = lab.world.ports().cloud;
+    let standby = &spec.cluster.servers[1];
+    let inst = cloud.describe_instances(std::slice::from_ref(&standby.instance)).await.unwrap();
+    let at = |d: &str| inst[0].devices.iter().find(|(n, _)| *n == dev(d)).map(|(_, v)| v.clone()).unwrap();
+    let tags: Tags = [
+        (tag::CLUSTER.to_owned(), spec.cluster.name.to_string()),
+        (tag::REQUEST.to_owned(), name.to_owned()),
+        (tag::ROLE.to_owned(), "backup".to_owned()),
+    ]
+    .into();
+    let snaps = cloud.describe_snapshots(&SnapshotFilter { tags, ..Default::default() }).await.unwrap();
+    (vec![at("/dev/sdx"), at("/dev/sdy"), at("/dev/sdz")], snaps)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backup_of_an_md_on_two_volumes_is_one_snapshot_set_of_exactly_those() {
+    use mirrorctl::plan::Action;
+    use mirrorctl::ports::cloud::tag;
+    use mirrorctl::reconcile::Settled;
+    let (lab, spec) = split_lab(74);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let (vols, snaps) = set_of(&lab, &spec, "b1").await;
+    let mut got: Vec<_> = snaps.iter().filter_map(|s| s.volume.clone()).collect();
+    got.sort();
+    let mut want = vols[..2].to_vec();
+    want.sort();
+    assert_eq!(got, want, "the data and cluster volumes of the standby, not /dev/sdz");
+    assert!(snaps.iter().all(|s| s.started == snaps[0].started), "one point in time: {snaps:?}");
+    assert!(snaps.iter().all(|s| s.tags.get(tag::SNAPSHOT_SET).map(String::as_str) == Some("prod-db/b1")));
+    let actions = lab.actions(&spec);
+    let sets: Vec<_> = actions.iter().filter(|(_, a)| matches!(a, Action::CreateSnapshotSet { .. })).collect();
+    assert_eq!(sets.len(), 1, "{actions:?}");
+    assert!(!actions.iter().any(|(_, a)| matches!(a, Action::CreateSnapshot { .. })));
+    let data = snaps.iter().find(|s| s.volume.as_ref() == Some(&vols[0])).unwrap();
+    common::assert_backup_captured(&lab.world, &data.id);
+
+    // Retention keeps backups, not snapshots: with keep = 1 a newer backup deletes both of b1's.
+    let again = with_backups(spec.clone(), &["b2"], 1);
+    let mut again = again;
+    again.mirror.cluster_device = spec.mirror.cluster_device.clone();
+    assert_eq!(lab.apply(&again).await, Settled::Converged);
+    assert_eq!(set_of(&lab, &spec, "b1").await.1.len(), 2, "b2 is still pending: b1 is the newest completed");
+    mirrorctl::ports::Clock::sleep(&lab.world.clock(), std::time::Duration::from_hours(12)).await;
+    // b2 leaves `take` (no longer pinned): two completed backups, keep = 1.
+    let mut unpinned = with_backups(again.clone(), &[], 1);
+    unpinned.mirror.cluster_device = spec.mirror.cluster_device.clone();
+    assert_eq!(lab.apply(&unpinned).await, Settled::Converged);
+    assert!(set_of(&lab, &spec, "b1").await.1.is_empty(), "b1's set deleted as a whole");
+    assert_eq!(set_of(&lab, &spec, "b2").await.1.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_of_an_md_on_two_volumes_is_refused_before_any_step() {
+    use mirrorctl::reconcile::Settled;
+    let (lab, spec) = split_lab(75);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let (_, snaps) = set_of(&lab, &spec, "b1").await;
+    let restore = with_restore(spec.clone(), &snaps[0].id, "r1", false);
+    let ctx = lab.ctx();
+    let journal = open_journal(&restore, &ctx).await.unwrap();
+    let (_, p) = plan_once(&restore, &ctx, &journal).await.unwrap();
+    let Outcome::Blocked(c) = &p.outcome else { panic!("{p:?}") };
+    assert_eq!(c.reason, "several-volumes-not-supported", "{c:?}");
+    assert!(c.message.contains("separate volumes"), "{c:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backup_of_several_md_resources_is_refused_before_any_step() {
+    use mirrorctl::reconcile::Settled;
+    let lab = Lab::windows(76);
+    let mut spec = with_backups(example(Os::Windows), &["b1"], 7);
+    let mut second = spec.mirror.clone();
+    second.resource = md2();
+    second.device = dev("/dev/sdy");
+    second.cluster_partition = Partition::Letter('S');
+    second.data_partition = Partition::Letter('L');
+    spec.more_mirrors.push(second);
+    assert!(matches!(lab.apply(&spec).await, Settled::Blocked(_)));
+    assert!(lab.actions(&spec).is_empty(), "nothing ran, not even a preflight");
+}
+
+/// A crash at every step boundary of a set backup, then a restart: always one set of two
+/// snapshots, never a second `CreateSnapshots`.
+#[tokio::test(start_paused = true)]
+async fn a_set_backup_resumes_from_a_crash_at_every_step_boundary_without_a_second_set() {
+    use mirrorctl::execute::CrashPoint;
+    use mirrorctl::reconcile::Settled;
+    let mut n = 1;
+    loop {
+        for point in [CrashPoint::BeforeIntent, CrashPoint::AfterCall] {
+            let (mut lab, spec) = split_lab(80 + n as u64);
+            let (_, switch) = lab.apply_with_crash(&spec, point, n).await;
+            if switch.fired() {
+                lab.restart();
+                assert_eq!(lab.apply(&spec).await, Settled::Converged, "resume after {point:?} #{n}");
+            }
+            let (_, snaps) = set_of(&lab, &spec, "b1").await;
+            assert_eq!(snaps.len(), 2, "{point:?} #{n}: one set of two snapshots: {snaps:?}");
+            if point == CrashPoint::BeforeIntent && !switch.fired() {
+                assert!(n > 5, "the campaign covered the backup's steps");
+                return;
+            }
+        }
+        n += 1;
+    }
+}

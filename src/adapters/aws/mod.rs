@@ -22,7 +22,7 @@
 //! - Non-data block devices (the root `/dev/sda1`, `/dev/xvda`) are not [`DeviceName`]s; they are
 //!   left out of attachments and instance device lists.
 //! - `CreateSnapshots` (a crash-consistent set across the volumes of one instance, EC2 API
-//!   reference "CreateSnapshots") always sets `ExcludeBootVolume`, names the instance's other
+//!   reference, `CreateSnapshots`) always sets `ExcludeBootVolume`, names the instance's other
 //!   data volumes in `ExcludeDataVolumeIds`, tags in `TagSpecifications` and leaves
 //!   `CopyTagsFromSource` unset. moto 5 honours the boot-volume exclusion, the tags and `DryRun`
 //!   but ignores `ExcludeDataVolumeIds` (it snapshots every non-root volume), so only the

@@ -20,7 +20,7 @@ impl Checker<'_, '_> {
     /// Every md entry, checked one by one and then against each other: the first and the rest.
     pub(super) fn mirrors(&mut self, raw: &RawMirrors, os: Option<Os>) -> Option<(MirrorSpec, Vec<MirrorSpec>)> {
         let entries: Vec<(&RawMirror, String)> = match raw {
-            RawMirrors::One(m) => vec![(m, "mirror".to_owned())],
+            RawMirrors::One(m) => vec![(&**m, "mirror".to_owned())],
             RawMirrors::Many(list) => list.iter().enumerate().map(|(i, m)| (m, format!("mirror[{i}]"))).collect(),
         };
         if entries.is_empty() {
