@@ -220,3 +220,63 @@ async fn a_set_backup_resumes_from_a_crash_at_every_step_boundary_without_a_seco
         n += 1;
     }
 }
+
+/// The set backup through the aws-sdk-ec2 adapter on moto, with the fake Linux cluster on top:
+/// md's cluster partition on `/dev/xvdc`, one `CreateSnapshots` whose two snapshots carry the
+/// backup's tags and the set id (moto leaves the boot volume out; it ignores the exclusion list,
+/// so the instance holds no other data volume here). Real tokio time, as the other moto flows.
+#[tokio::test]
+async fn a_set_backup_on_moto_makes_two_tagged_snapshots_of_the_standby() {
+    use crate::support::{self, Moto, moto_world::MotoWorld};
+    use mirrorctl::ports::cloud::{Cloud, SnapshotFilter, tag};
+    use mirrorctl::ports::{Ports, clock::SystemClock};
+    use mirrorctl::reconcile::{Context, Settled, reconcile};
+    use std::sync::Arc;
+
+    let moto = Moto::start();
+    moto.reset();
+    let sdk = moto.sdk().await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("desired-state/app-linux.toml");
+    let mut spec = mirrorctl::spec::load_file(&path).expect("example");
+    spec.restore = None;
+    spec.backup = with_backups(spec.clone(), &["b1"], 3).backup;
+    spec.mirror.cluster_device = Some(dev("/dev/xvdc"));
+    let mut cluster_volumes = Vec::new();
+    for server in &mut spec.cluster.servers {
+        let s = support::run_server_at(&sdk, server.zone.as_str(), 100, "/dev/xvdb").await;
+        server.instance = s.instance.clone();
+        let v = sdk
+            .create_volume()
+            .availability_zone(server.zone.as_str())
+            .size(10)
+            .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
+            .send()
+            .await
+            .unwrap();
+        let vol = v.volume_id().unwrap().to_owned();
+        sdk.attach_volume().volume_id(&vol).instance_id(s.instance.as_str()).device("/dev/xvdc").send().await.unwrap();
+        cluster_volumes.push((s.volume, mirrorctl::ids::VolumeId::parse(&vol).unwrap()));
+    }
+    let cloud: Arc<dyn Cloud> = Arc::new(moto.cloud().await);
+    let world = MotoWorld::new(&spec, cloud.clone(), sdk);
+    let dir = tempfile::tempdir().unwrap();
+    let ports =
+        Ports { cloud: cloud.clone(), cluster: world.clone(), node: world.clone(), clock: Arc::new(SystemClock) };
+    let mut ctx = Context::new(ports, dir.path().join("state"));
+    ctx.max_passes = Some(200);
+    assert_eq!(reconcile(&spec, &ctx).await.unwrap(), Settled::Converged);
+
+    let tags: Tags =
+        [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::REQUEST.to_owned(), "b1".to_owned())].into();
+    let snaps = cloud.describe_snapshots(&SnapshotFilter { tags, ..Default::default() }).await.unwrap();
+    let mut got: Vec<_> = snaps.iter().filter_map(|s| s.volume.clone()).collect();
+    got.sort();
+    // The standby is the second server (the group runs on the first).
+    let (data, cluster) = cluster_volumes[1].clone();
+    let mut want = vec![data, cluster];
+    want.sort();
+    assert_eq!(got, want, "{snaps:?}");
+    let set_id = format!("{}/b1", spec.cluster.name);
+    assert!(snaps.iter().all(|s| s.tags.get(tag::SNAPSHOT_SET) == Some(&set_id)), "{snaps:?}");
+    assert_eq!(cloud.call_counts().get("ec2:CreateSnapshots"), Some(&1), "{:?}", cloud.call_counts());
+}
