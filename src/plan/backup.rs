@@ -508,6 +508,7 @@ fn snapshot_set(
     let mut tags = backup_tags(spec, name);
     tags.insert(tag::SERVER.into(), standby.name.to_string());
     tags.insert(tag::SNAPSHOT_SET.into(), format!("{}/{name}", spec.cluster.name));
+    tags.insert(tag::SET_SIZE.into(), set.len().to_string());
     tags.insert(tag::NAME.into(), format!("{}-{name}", spec.cluster.name));
     let exclude = obs
         .instances

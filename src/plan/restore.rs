@@ -876,6 +876,21 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
         );
         return;
     };
+    // One snapshot of a crash-consistent set restores one volume of it: the others would keep
+    // their data, or the md would lack a partition.
+    if let Some(n) = snap.tags.get(tag::SET_SIZE).and_then(|n| n.parse::<usize>().ok())
+        && n > 1
+    {
+        d.block(
+            "partial-snapshot-set",
+            format!(
+                "snapshot {} is one of the {n} snapshots of set {}; restoring it alone would break the set",
+                r.snapshot,
+                snap.tags.get(tag::SNAPSHOT_SET).map_or("?", String::as_str)
+            ),
+            "restore the whole set with a file that describes every volume of it (not built yet), or pick a snapshot of a single-volume backup",
+        );
+    }
     if snap.state != SnapshotState::Completed {
         d.block(
             "snapshot-not-completed",

@@ -37,6 +37,8 @@ pub mod tag {
     /// On every snapshot of a crash-consistent set (`CreateSnapshots`): the set's id,
     /// `<cluster>/<backup name>`.
     pub const SNAPSHOT_SET: &str = "mirrorctl:snapshot-set";
+    /// On every snapshot of a crash-consistent set: how many snapshots the set has.
+    pub const SET_SIZE: &str = "mirrorctl:set-size";
     /// The usual AWS console name tag.
     pub const NAME: &str = "Name";
 }

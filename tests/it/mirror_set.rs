@@ -143,6 +143,7 @@ async fn a_backup_of_an_md_on_two_volumes_is_one_snapshot_set_of_exactly_those()
     assert_eq!(got, want, "the data and cluster volumes of the standby, not /dev/sdz");
     assert!(snaps.iter().all(|s| s.started == snaps[0].started), "one point in time: {snaps:?}");
     assert!(snaps.iter().all(|s| s.tags.get(tag::SNAPSHOT_SET).map(String::as_str) == Some("prod-db/b1")));
+    assert!(snaps.iter().all(|s| s.tags.get(tag::SET_SIZE).map(String::as_str) == Some("2")));
     let actions = lab.actions(&spec);
     let sets: Vec<_> = actions.iter().filter(|(_, a)| matches!(a, Action::CreateSnapshotSet { .. })).collect();
     assert_eq!(sets.len(), 1, "{actions:?}");
@@ -178,6 +179,16 @@ async fn a_restore_of_an_md_on_two_volumes_is_refused_before_any_step() {
     let Outcome::Blocked(c) = &p.outcome else { panic!("{p:?}") };
     assert_eq!(c.reason, "several-volumes-not-supported", "{c:?}");
     assert!(c.message.contains("separate volumes"), "{c:?}");
+
+    // A file without cluster_device restoring one snapshot of the set: refused as a partial set.
+    let mut single = restore.clone();
+    single.mirror.cluster_device = None;
+    let journal = open_journal(&single, &ctx).await.unwrap();
+    let (_, p) = plan_once(&single, &ctx, &journal).await.unwrap();
+    let Outcome::Blocked(c) = &p.outcome else { panic!("{p:?}") };
+    assert_eq!(c.reason, "partial-snapshot-set", "{c:?}");
+    assert!(c.message.contains("one of the 2 snapshots of set prod-db/b1"), "{c:?}");
+    assert!(lab.actions(&single).iter().all(|(id, _)| !id.starts_with("restore/")), "nothing of the restore ran");
 }
 
 #[tokio::test(start_paused = true)]
