@@ -72,3 +72,54 @@ impl Shape {
         notes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::cluster::MdDefinition;
+    use crate::spec::Partition;
+
+    fn md(name: &str, group: &str) -> MdDefinition {
+        MdDefinition {
+            resource: ResourceName::parse(name).unwrap(),
+            group: GroupName::parse(group).unwrap(),
+            data_partition: Partition::Letter('M'),
+            cluster_partition: Partition::Letter('R'),
+            initial_copy: true,
+        }
+    }
+
+    fn spec_of(mds: &[(&str, &str)]) -> Spec {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("desired-state/prod-db.toml");
+        let mut spec = crate::spec::load_file(&path).unwrap();
+        let first = spec.mirror.clone();
+        let entries: Vec<crate::spec::MirrorSpec> = mds
+            .iter()
+            .map(|(name, group)| crate::spec::MirrorSpec {
+                resource: ResourceName::parse(name).unwrap(),
+                group: GroupName::parse(group).unwrap(),
+                ..first.clone()
+            })
+            .collect();
+        spec.mirror = entries[0].clone();
+        spec.more_mirrors = entries[1..].to_vec();
+        spec
+    }
+
+    #[test]
+    fn every_difference_is_named_once() {
+        let config = ClusterConfig {
+            mirrors: vec![md("md1", "db"), md("md2", "db"), md("md3", "web")],
+            ..ClusterConfig::default()
+        };
+        assert_eq!(Shape::of(&spec_of(&[("md1", "db"), ("md2", "db"), ("md3", "web")]), &config), Shape::default());
+        let shape = Shape::of(&spec_of(&[("md1", "db"), ("md3", "db"), ("md9", "db")]), &config);
+        assert_eq!(shape.unmentioned, [ResourceName::parse("md2").unwrap()]);
+        assert_eq!(shape.absent, [ResourceName::parse("md9").unwrap()]);
+        assert_eq!(
+            shape.regrouped,
+            [(ResourceName::parse("md3").unwrap(), GroupName::parse("db").unwrap(), GroupName::parse("web").unwrap())]
+        );
+        assert_eq!(shape.notes(&spec_of(&[("md1", "db")])).len(), 3);
+    }
+}
