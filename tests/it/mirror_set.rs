@@ -291,3 +291,27 @@ async fn a_set_backup_on_moto_makes_two_tagged_snapshots_of_the_standby() {
     assert!(snaps.iter().all(|s| s.tags.get(tag::SNAPSHOT_SET) == Some(&set_id)), "{snaps:?}");
     assert_eq!(cloud.call_counts().get("ec2:CreateSnapshots"), Some(&1), "{:?}", cloud.call_counts());
 }
+
+/// The same set backup on Linux with NEC's pre- and post-processing (`procedure = "vendor"`).
+#[tokio::test(start_paused = true)]
+async fn a_linux_vendor_backup_of_an_md_on_two_volumes_is_one_snapshot_set() {
+    use mirrorctl::reconcile::Settled;
+    let mut scenario = mirrorctl::sim::Scenario::linux();
+    scenario.extra_volumes = vec![dev("/dev/xvdc")];
+    let lab = Lab::new(scenario, 77);
+    let mut spec = with_backups(common::example_on(Os::Linux, mirrorctl::spec::ProcedureChoice::Vendor), &["b1"], 7);
+    spec.mirror.cluster_device = Some(dev("/dev/xvdc"));
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let snaps = snapshots_of(&lab, &spec, "b1").await;
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    assert!(snaps.iter().all(|s| s.started == snaps[0].started), "one point in time: {snaps:?}");
+    assert!(lab.actions(&spec).iter().any(|(id, _)| id == "backup/b1/backup-pre@node2"), "the vendor procedure ran");
+}
+
+/// The snapshots of backup `name`.
+async fn snapshots_of(lab: &Lab, spec: &mirrorctl::spec::Spec, name: &str) -> Vec<mirrorctl::ports::cloud::Snapshot> {
+    use mirrorctl::ports::cloud::{SnapshotFilter, tag};
+    let tags: Tags =
+        [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::REQUEST.to_owned(), name.to_owned())].into();
+    lab.world.ports().cloud.describe_snapshots(&SnapshotFilter { tags, ..Default::default() }).await.unwrap()
+}
