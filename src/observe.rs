@@ -174,7 +174,9 @@ impl Refresh {
                     Ok(id) => touch_volume(&mut r, &id),
                     Err(_) => r.snapshots = true,
                 },
-                Action::CreateSnapshot { .. } | Action::DeleteSnapshot { .. } => r.snapshots = true,
+                Action::CreateSnapshot { .. } | Action::CreateSnapshotSet { .. } | Action::DeleteSnapshot { .. } => {
+                    r.snapshots = true;
+                }
                 // A pre-processing (NEC's) shuts the server down; a post-processing reboots it.
                 Action::StartInstance { server, .. } | Action::Vendor { server, .. } => {
                     r.instances = true;

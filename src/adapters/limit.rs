@@ -41,8 +41,8 @@ use tokio::time::Instant;
 use crate::ids::{ClusterName, DeviceName, InstanceId, SnapshotId, VolumeId, Zone};
 use crate::ports::PortResult;
 use crate::ports::cloud::{
-    Cloud, CreateSnapshot, CreateVolume, FastRestore, Instance, ShutdownBehavior, Snapshot, SnapshotFilter, Tags,
-    Volume, VolumeFilter, VolumeInit,
+    Cloud, CreateSnapshot, CreateSnapshotSet, CreateVolume, FastRestore, Instance, ShutdownBehavior, Snapshot,
+    SnapshotFilter, Tags, Volume, VolumeFilter, VolumeInit,
 };
 
 /// The two EC2 throttling categories mirrorctl uses.
@@ -364,6 +364,10 @@ impl Cloud for LimitedCloud {
     async fn create_snapshot(&self, req: &CreateSnapshot) -> PortResult<Snapshot> {
         self.limiter.admit(Category::Mutate).await;
         self.inner.create_snapshot(req).await
+    }
+    async fn create_snapshot_set(&self, req: &CreateSnapshotSet) -> PortResult<Vec<Snapshot>> {
+        self.limiter.admit(Category::Mutate).await;
+        self.inner.create_snapshot_set(req).await
     }
     async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()> {
         self.limiter.admit(Category::Mutate).await;

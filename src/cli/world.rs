@@ -39,6 +39,11 @@ pub fn scenario_for(spec: &Spec) -> Scenario {
     s.group = spec.mirror.group.clone();
     s.md = spec.mirror.resource.clone();
     s.device = spec.mirror.device.clone();
+    for d in spec.mirrors().flat_map(crate::spec::MirrorSpec::devices) {
+        if *d != spec.mirror.device && !s.extra_volumes.contains(d) {
+            s.extra_volumes.push(d.clone());
+        }
+    }
     s.cluster_partition = spec.mirror.cluster_partition.clone();
     s.data_partition = spec.mirror.data_partition.clone();
     s

@@ -400,6 +400,10 @@ async fn call(ports: &Ports, action: &Action) -> PortResult<Option<String>> {
         Action::CreateSnapshot { request, .. } => {
             ports.cloud.create_snapshot(request).await.map(|s| Some(s.id.to_string()))
         }
+        Action::CreateSnapshotSet { request, .. } => ports.cloud.create_snapshot_set(request).await.map(|set| {
+            let ids: Vec<String> = set.iter().map(|s| s.id.to_string()).collect();
+            Some(ids.join(","))
+        }),
         Action::DeleteSnapshot { snapshot } => ports.cloud.delete_snapshot(snapshot).await.map(|()| None),
         Action::StartInstance { instance, .. } => ports.cloud.start_instance(instance).await.map(|()| None),
         Action::Tag { resource, tags } => ports.cloud.create_tags(resource, tags).await.map(|()| None),

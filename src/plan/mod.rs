@@ -19,6 +19,7 @@ pub mod expect;
 pub mod fast_restore;
 pub mod procedure;
 pub mod restore;
+pub mod shape;
 pub mod step;
 
 use serde::{Deserialize, Serialize};
@@ -148,6 +149,32 @@ pub(crate) fn block_if_both_red(spec: &Spec, obs: &Observed, d: &mut Draft) -> b
     true
 }
 
+/// Blocks an operation of a file whose shape the operation's procedure does not drive yet
+/// (`unsupported`: several md resources for a backup; several volumes for a restore): refused
+/// before any step, rather than driving the first md and leaving the others.
+pub(crate) fn refuse_shape(spec: &Spec, what: &str, unsupported: bool, d: &mut Draft) -> bool {
+    if !unsupported {
+        return false;
+    }
+    let names: Vec<String> = spec.mirrors().map(|m| m.resource.to_string()).collect();
+    let (shape, drives) = if spec.more_mirrors.is_empty() {
+        ("its cluster and data partitions on separate volumes", "one md whose partitions share one volume")
+    } else {
+        ("several md resources", "one md")
+    };
+    d.block(
+        "several-volumes-not-supported",
+        format!(
+            "{} describes {} ({}); this version of mirrorctl drives a {what} of {drives} only",
+            spec.source.display(),
+            shape,
+            names.join(", ")
+        ),
+        format!("use a file with one [mirror] table of that shape, or run this {what} by hand"),
+    );
+    true
+}
+
 /// Whether `op` has journaled any step but its preflight: once it has, it may have changed the
 /// world, and it always finishes (or, a restore, is brought to a safe state before it is left).
 pub(crate) fn begun(journal: &JournalView, op: &OpId) -> bool {
@@ -211,7 +238,20 @@ fn push_in_doubt(journal: &JournalView, obs: &Observed, except: Option<&OpId>) -
 }
 
 /// Plans the next pass. Pure: same inputs, same plan.
+///
+/// Besides the pass itself, the plan's notes name every difference between the file's md
+/// resources and the cluster's configuration ([`shape::Shape`]), except while a restore is in
+/// flight (it removes md from the configuration on purpose).
 pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
+    let mut out = pass(spec, obs, journal);
+    let restoring = matches!(out.op, Some(OpId::Restore(_))) && journal.in_flight().is_some();
+    if obs.cluster_reachable && !restoring {
+        out.notes.extend(shape::Shape::of(spec, &obs.config).notes(spec));
+    }
+    out
+}
+
+fn pass(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
     let mut out = Plan {
         cluster: spec.cluster.name.clone(),
         op: None,

@@ -150,6 +150,9 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
     let mut d = Draft::default();
     let group = &spec.mirror.group;
     let md = &spec.mirror.resource;
+    if super::refuse_shape(spec, "restore", spec.several_volumes(), &mut d) {
+        return d.outcome();
+    }
     let Some(procedure) = super::procedure::choose_for(spec, obs, journal, &op, &mut d) else {
         return d.outcome();
     };
@@ -856,7 +859,45 @@ fn swap_server(
     }
 }
 
+/// The restore's refusals of a file whose md resources differ from the cluster's (see
+/// [`super::shape`]).
+fn shape_refusals(spec: &Spec, obs: &Observed, d: &mut Draft) {
+    let shape = super::shape::Shape::of(spec, &obs.config);
+    if !shape.unmentioned.is_empty() {
+        d.block(
+            "md-not-in-file",
+            format!(
+                "the cluster has md resource(s) {} that {} does not name: restoring the others while they keep their data would break the set the backup was taken as",
+                super::shape::Shape::list(&shape.unmentioned),
+                spec.source.display()
+            ),
+            "add a [[mirror]] entry for each md resource of the cluster, then restore them together",
+        );
+    }
+    // A configuration without any md is the single-md runbook's half-way state (md removed),
+    // which the restore itself repairs; an md missing beside others is another cluster shape.
+    if !shape.absent.is_empty() && !obs.config.mirrors.is_empty() {
+        d.block(
+            "md-not-in-cluster",
+            format!(
+                "{} names md resource(s) {} that the cluster's configuration does not have",
+                spec.source.display(),
+                super::shape::Shape::list(&shape.absent)
+            ),
+            "check the resource names in the [[mirror]] entries against clp.conf (clpstat shows them)",
+        );
+    }
+    for (md, file, conf) in &shape.regrouped {
+        d.block(
+            "md-in-other-group",
+            format!("md resource {md} is in group {conf}, {} says {file}", spec.source.display()),
+            format!("set group = \"{conf}\" in the entry of {md}, or move the resource in the cluster first"),
+        );
+    }
+}
+
 fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
+    shape_refusals(spec, obs, d);
     let Some(snap) = obs.snapshot(&r.snapshot) else {
         d.block(
             "snapshot-missing",
@@ -865,6 +906,21 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
         );
         return;
     };
+    // One snapshot of a crash-consistent set restores one volume of it: the others would keep
+    // their data, or the md would lack a partition.
+    if let Some(n) = snap.tags.get(tag::SET_SIZE).and_then(|n| n.parse::<usize>().ok())
+        && n > 1
+    {
+        d.block(
+            "partial-snapshot-set",
+            format!(
+                "snapshot {} is one of the {n} snapshots of set {}; restoring it alone would break the set",
+                r.snapshot,
+                snap.tags.get(tag::SNAPSHOT_SET).map_or("?", String::as_str)
+            ),
+            "restore the whole set with a file that describes every volume of it (not built yet), or pick a snapshot of a single-volume backup",
+        );
+    }
     if snap.state != SnapshotState::Completed {
         d.block(
             "snapshot-not-completed",

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{
     BackupName, DeviceName, GroupName, InstanceId, RequestName, ResourceName, ServerName, SnapshotId, VolumeId, Zone,
 };
-use crate::ports::cloud::{CreateSnapshot, CreateVolume, Tags};
+use crate::ports::cloud::{CreateSnapshot, CreateSnapshotSet, CreateVolume, Tags};
 use crate::ports::cluster::{ConfigChange, PreflightRequest, VendorCall};
 
 /// An operation: one restore request or one backup. Every step belongs to one.
@@ -185,6 +185,14 @@ pub enum Action {
         /// Parameters.
         request: CreateSnapshot,
     },
+    /// EC2: snapshot several volumes of one instance as one crash-consistent set
+    /// (`CreateSnapshots`; tags in the call; found by tag before creating again).
+    CreateSnapshotSet {
+        /// The server whose volumes they are.
+        server: ServerName,
+        /// Parameters.
+        request: CreateSnapshotSet,
+    },
     /// EC2: delete one of our backup snapshots (retention).
     DeleteSnapshot {
         /// Snapshot.
@@ -306,6 +314,10 @@ impl Action {
             Action::AttachVolume { server, volume, device, .. } => format!("attach {volume} to {server} at {device}"),
             Action::DetachVolume { server, volume, .. } => format!("detach {volume} from {server}"),
             Action::CreateSnapshot { server, request } => format!("snapshot {} ({server})", request.volume),
+            Action::CreateSnapshotSet { server, request } => {
+                let v: Vec<String> = request.volumes.iter().map(ToString::to_string).collect();
+                format!("snapshot {} as one set ({server})", v.join(" + "))
+            }
             Action::DeleteSnapshot { snapshot } => format!("delete old backup snapshot {snapshot}"),
             Action::StartInstance { server, instance } => format!("start instance {instance} ({server})"),
             Action::Tag { resource, tags } => {
@@ -342,6 +354,7 @@ impl Action {
             Action::AttachVolume { .. } => "ec2:AttachVolume",
             Action::DetachVolume { .. } => "ec2:DetachVolume",
             Action::CreateSnapshot { .. } => "ec2:CreateSnapshot",
+            Action::CreateSnapshotSet { .. } => "ec2:CreateSnapshots",
             Action::DeleteSnapshot { .. } => "ec2:DeleteSnapshot",
             Action::StartInstance { .. } => "ec2:StartInstances",
             Action::Tag { .. } => "ec2:CreateTags",

@@ -34,6 +34,11 @@ pub mod tag {
     /// On a restored volume: which partition number holds the cluster and data partitions
     /// (`cluster=1,data=2`), recorded from the disk it replaces.
     pub const LAYOUT: &str = "mirrorctl:layout";
+    /// On every snapshot of a crash-consistent set (`CreateSnapshots`): the set's id,
+    /// `<cluster>/<backup name>`.
+    pub const SNAPSHOT_SET: &str = "mirrorctl:snapshot-set";
+    /// On every snapshot of a crash-consistent set: how many snapshots the set has.
+    pub const SET_SIZE: &str = "mirrorctl:set-size";
     /// The usual AWS console name tag.
     pub const NAME: &str = "Name";
 }
@@ -241,6 +246,29 @@ pub struct CreateSnapshot {
     pub tags: Tags,
 }
 
+/// `CreateSnapshots` parameters: one crash-consistent set of snapshots of data volumes attached to
+/// one instance, all with the same point in time. Like `CreateSnapshot` it has no token; the tags
+/// (the same on every snapshot of the set) are how the set is found again.
+///
+/// EC2 chooses the volumes from the instance: every attached volume, minus the boot volume
+/// (`ExcludeBootVolume`, always set) and minus `exclude` (`ExcludeDataVolumeIds`). `volumes` is
+/// the set the caller wants; `exclude` must name every other data volume the caller saw attached,
+/// so that EC2's choice is exactly `volumes`. Tags are written by `TagSpecifications` only
+/// (`CopyTagsFromSource` is not set: the mirror volumes' own tags do not belong on backups).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSnapshotSet {
+    /// The instance whose volumes are snapshotted.
+    pub instance: InstanceId,
+    /// The data volumes of the set.
+    pub volumes: Vec<VolumeId>,
+    /// The instance's other data volumes, left out of the set by id.
+    pub exclude: Vec<VolumeId>,
+    /// Description of every snapshot.
+    pub description: String,
+    /// Tags applied to every snapshot in the same call.
+    pub tags: Tags,
+}
+
 /// How far EBS has loaded a volume created from a snapshot (`DescribeVolumeStatus`:
 /// `InitializationStatusDetails` and the `initialization-state` detail). Until it is complete,
 /// a read of a block not loaded yet goes to S3 and is slow: an operator wants to see this after a
@@ -338,6 +366,9 @@ pub trait Cloud: Send + Sync {
     async fn detach_volume(&self, volume: &VolumeId, instance: &InstanceId) -> PortResult<()>;
     /// `CreateSnapshot` with tags in the call.
     async fn create_snapshot(&self, req: &CreateSnapshot) -> PortResult<Snapshot>;
+    /// `CreateSnapshots`: one snapshot per volume of the set, one point in time for all, tags in
+    /// the call. Returns the snapshots EC2 made (one per volume it chose).
+    async fn create_snapshot_set(&self, req: &CreateSnapshotSet) -> PortResult<Vec<Snapshot>>;
     /// `DeleteSnapshot` (retention only; volumes are never deleted).
     async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()>;
     /// `StartInstances` for one instance.

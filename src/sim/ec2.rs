@@ -17,9 +17,9 @@ use super::throttle::Bucket;
 use super::world::{AttachRec, FsrRec, InstanceRec, SnapshotRec, TokenRec, VolumeRec, World};
 use crate::ids::{DeviceName, InstanceId, SnapshotId, VolumeId, Zone};
 use crate::ports::cloud::{
-    AttachState, Attachment, Cloud, CreateSnapshot, CreateVolume, FastRestore, FastRestoreState, Instance,
-    InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, SnapshotState, Tags, Volume, VolumeFilter, VolumeInit,
-    VolumeState,
+    AttachState, Attachment, Cloud, CreateSnapshot, CreateSnapshotSet, CreateVolume, FastRestore, FastRestoreState,
+    Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, SnapshotState, Tags, Volume, VolumeFilter,
+    VolumeInit, VolumeState,
 };
 use crate::ports::{PortError, PortResult};
 
@@ -349,6 +349,67 @@ impl World {
         Ok(view)
     }
 
+    /// `CreateSnapshots`: EC2 sees only the instance and the exclusions (`volumes` is the caller's
+    /// expectation, not part of the request). The volumes attached to the instance (the simulated
+    /// instances have no boot volume, so `ExcludeBootVolume` has nothing to leave out) minus the
+    /// excluded ids are snapshotted at one point in time; the per-volume pending limit is checked
+    /// for every chosen volume before any snapshot starts (a set is all or nothing) [U: EC2's
+    /// documentation does not say whether a set that fails the limit on one volume starts the
+    /// others].
+    fn ec2_create_snapshot_set(&mut self, req: &CreateSnapshotSet, now: Timestamp) -> PortResult<Vec<Snapshot>> {
+        if !self.ec2.instances.contains_key(&req.instance) {
+            return Err(instance_not_found(&req.instance));
+        }
+        for id in &req.exclude {
+            self.visible_volume(id, now)?;
+        }
+        let chosen: Vec<VolumeRec> = self
+            .ec2
+            .volumes
+            .values()
+            .filter(|v| v.visible_at <= now)
+            .filter(|v| {
+                v.attachment.as_ref().is_some_and(|a| {
+                    a.instance == req.instance && matches!(a.state, AttachState::Attached | AttachState::Busy)
+                })
+            })
+            .filter(|v| !req.exclude.contains(&v.id))
+            .cloned()
+            .collect();
+        if chosen.is_empty() {
+            return Err(err(
+                "InvalidParameterValue",
+                format!("No volumes of instance {} are left to snapshot after the exclusions.", req.instance),
+            ));
+        }
+        for v in &chosen {
+            let pending = self
+                .ec2
+                .snapshots
+                .values()
+                .filter(|s| s.volume.as_ref() == Some(&v.id) && s.state == SnapshotState::Pending)
+                .count();
+            if pending >= self.scenario.max_pending_snapshots {
+                return Err(err(
+                    "ConcurrentSnapshotLimitExceeded",
+                    format!("Maximum number of in-progress snapshots reached for volume {}.", v.id),
+                ));
+            }
+        }
+        let mut out = Vec::with_capacity(chosen.len());
+        for v in &chosen {
+            let median = self.scenario.latency.snapshot_s(v.size_gib);
+            let rec = self.make_snapshot(v, req.tags.clone(), SnapshotState::Pending, median, now);
+            self.log(
+                now,
+                format!("ec2: CreateSnapshots {} of {} on {} (holds {})", rec.id, v.id, req.instance, rec.content),
+            );
+            out.push(World::snapshot_view(&rec, now));
+            self.ec2.snapshots.insert(rec.id.clone(), rec);
+        }
+        Ok(out)
+    }
+
     /// A snapshot record of `v` taken now; `visible` skips the consistency window.
     pub(super) fn make_snapshot(
         &mut self,
@@ -675,6 +736,11 @@ impl Cloud for SimCloud {
     async fn create_snapshot(&self, req: &CreateSnapshot) -> PortResult<Snapshot> {
         self.rtt().await;
         self.world.call("ec2:CreateSnapshot", Some(Bucket::Mutate), |w, now| w.ec2_create_snapshot(req, now))
+    }
+
+    async fn create_snapshot_set(&self, req: &CreateSnapshotSet) -> PortResult<Vec<Snapshot>> {
+        self.rtt().await;
+        self.world.call("ec2:CreateSnapshots", Some(Bucket::Mutate), |w, now| w.ec2_create_snapshot_set(req, now))
     }
 
     async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()> {

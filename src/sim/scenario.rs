@@ -67,6 +67,11 @@ pub struct Scenario {
     pub version: String,
     /// Device slot of each server's mirror volume.
     pub device: DeviceName,
+    /// Further data volumes attached to each server at these slots (the cluster partition's own
+    /// volume, a volume the cluster does not mirror). EC2 sees them; the mirror model and the
+    /// data oracle do not (their content stays the genesis version).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_volumes: Vec<DeviceName>,
     /// The cluster partition (partition number 1).
     pub cluster_partition: Partition,
     /// The data partition (partition number 2).
@@ -140,6 +145,7 @@ impl Scenario {
             missing_commands: std::collections::BTreeMap::new(),
             version: default_version(),
             device: id(DeviceName::parse("/dev/sdx")),
+            extra_volumes: Vec::new(),
             cluster_partition: Partition::Letter('R'),
             data_partition: Partition::Letter('M'),
             size_gib: 100,

@@ -423,6 +423,37 @@ impl World {
                 fast_restored: false,
             },
         );
+        for device in self.scenario.extra_volumes.clone() {
+            let extra = self.new_volume_id();
+            let extra_signature = self.next_mix();
+            let mut tags = Tags::new();
+            tags.insert("Name".to_owned(), format!("{}-{}-{}", self.scenario.cluster, s.name, device.api_name()));
+            self.ec2.volumes.insert(
+                extra.clone(),
+                VolumeRec {
+                    id: extra,
+                    zone: s.zone.clone(),
+                    size_gib: self.scenario.size_gib,
+                    volume_type: self.scenario.volume_type.clone(),
+                    state: VolumeState::InUse,
+                    ready_at: None,
+                    snapshot: None,
+                    attachment: Some(AttachRec {
+                        instance: s.instance.clone(),
+                        device,
+                        state: AttachState::Attached,
+                        until: None,
+                    }),
+                    tags,
+                    created: t0,
+                    visible_at: t0,
+                    content: genesis,
+                    signature: extra_signature,
+                    init_rate_mib_s: None,
+                    fast_restored: false,
+                },
+            );
+        }
         let letters: BTreeMap<u32, char> = match (&self.scenario.cluster_partition, &self.scenario.data_partition) {
             (crate::spec::Partition::Letter(c), crate::spec::Partition::Letter(d)) => {
                 BTreeMap::from([(1, *c), (2, *d)])

@@ -56,6 +56,12 @@ pub enum ErrorKind {
     ReservedDriveLetter,
     /// The cluster partition and the data partition are the same.
     SamePartition,
+    /// A partition named by two `[[mirror]]` entries.
+    DuplicatePartition,
+    /// Two `[[mirror]]` entries describe the same md resource.
+    DuplicateMirrorResource,
+    /// `mirror.cluster_device` is `mirror.device`.
+    SameDevice,
     /// `volume.type` is not an EBS volume type.
     UnknownVolumeType,
     /// `iops` given for a type without provisioned IOPS.
@@ -126,6 +132,9 @@ impl ErrorKind {
             ErrorKind::PartitionNotDevice => "partition-not-device",
             ErrorKind::ReservedDriveLetter => "reserved-drive-letter",
             ErrorKind::SamePartition => "same-partition",
+            ErrorKind::DuplicatePartition => "duplicate-partition",
+            ErrorKind::DuplicateMirrorResource => "duplicate-mirror-resource",
+            ErrorKind::SameDevice => "same-device",
             ErrorKind::UnknownVolumeType => "unknown-volume-type",
             ErrorKind::IopsNotSupported => "iops-not-supported",
             ErrorKind::IopsRequired => "iops-required",

@@ -18,7 +18,7 @@ pub(crate) type S<T> = Spanned<T>;
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawFile {
     pub(crate) cluster: Option<RawCluster>,
-    pub(crate) mirror: Option<RawMirror>,
+    pub(crate) mirror: Option<RawMirrors>,
     pub(crate) backup: Option<RawBackup>,
     pub(crate) restore: Option<RawRestore>,
 }
@@ -65,13 +65,45 @@ pub(crate) struct RawServer {
     pub(crate) zone: Option<S<String>>,
 }
 
-/// `[mirror]`.
+/// `[mirror]` (one md resource) or `[[mirror]]` (one entry per md resource).
+#[derive(Debug)]
+pub(crate) enum RawMirrors {
+    /// A `[mirror]` table.
+    One(Box<RawMirror>),
+    /// `[[mirror]]` entries, in file order.
+    Many(Vec<RawMirror>),
+}
+
+impl<'de> Deserialize<'de> for RawMirrors {
+    /// A table or an array of tables; each entry keeps serde's own messages (unknown key, wrong
+    /// type) and spans, which an untagged enum would replace with "did not match any variant".
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawMirrors;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a [mirror] table or [[mirror]] tables")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawMirrors, A::Error> {
+                RawMirror::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|m| RawMirrors::One(Box::new(m)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<RawMirrors, A::Error> {
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(RawMirrors::Many)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One `[mirror]` table or `[[mirror]]` entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawMirror {
     pub(crate) resource: Option<S<String>>,
     pub(crate) group: Option<S<String>>,
     pub(crate) device: Option<S<String>>,
+    pub(crate) cluster_device: Option<S<String>>,
     pub(crate) cluster_partition: Option<S<String>>,
     pub(crate) data_partition: Option<S<String>>,
     pub(crate) volume: Option<RawVolume>,

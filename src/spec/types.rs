@@ -19,8 +19,12 @@ pub struct Spec {
     pub source: PathBuf,
     /// The cluster and its servers.
     pub cluster: ClusterSpec,
-    /// The mirror disk resource and its EBS volume.
+    /// The mirror disk resource: the `[mirror]` table, or the first `[[mirror]]` entry.
     pub mirror: MirrorSpec,
+    /// The other `[[mirror]]` entries, in file order (empty for a `[mirror]` file). See
+    /// [`Spec::mirrors`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_mirrors: Vec<MirrorSpec>,
     /// Backups wanted, if any.
     pub backup: Option<BackupSpec>,
     /// The restore wanted, if any.
@@ -268,8 +272,13 @@ pub struct MirrorSpec {
     pub resource: ResourceName,
     /// The failover group holding it.
     pub group: GroupName,
-    /// The EC2 device name of the mirror-disk volume on both servers.
+    /// The EC2 device name of the mirror-disk volume on both servers (the one holding the data
+    /// partition, and the cluster partition too unless `cluster_device` is set).
     pub device: DeviceName,
+    /// `cluster_device`: the EC2 device name of a separate volume holding the cluster partition;
+    /// `None` when both partitions are on the volume at `device`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_device: Option<DeviceName>,
     /// Cluster partition (`R:` or `/dev/xvdb1`).
     pub cluster_partition: Partition,
     /// Data partition (`M:` or `/dev/xvdb2`).
@@ -314,7 +323,28 @@ pub struct RestoreSpec {
     pub allow_foreign_snapshot: bool,
 }
 
+impl MirrorSpec {
+    /// The EC2 device names of this md's volumes: `device`, then `cluster_device` if set.
+    pub fn devices(&self) -> impl Iterator<Item = &DeviceName> {
+        std::iter::once(&self.device).chain(self.cluster_device.as_ref())
+    }
+}
+
 impl Spec {
+    /// Every md resource of the file, in file order: [`Spec::mirror`] then [`Spec::more_mirrors`].
+    ///
+    /// Why two fields rather than one list: nearly all of the code drives one md, and a file with
+    /// one `[mirror]` table (the runbook's shape) is the common case, so `spec.mirror` stays the
+    /// single-md accessor; code that must cover every md (shape checks, snapshot sets) iterates
+    /// this.
+    pub fn mirrors(&self) -> impl Iterator<Item = &MirrorSpec> {
+        std::iter::once(&self.mirror).chain(&self.more_mirrors)
+    }
+    /// Whether the file describes more than the runbook's shape: several md resources, or an md
+    /// whose partitions are on separate volumes.
+    pub fn several_volumes(&self) -> bool {
+        !self.more_mirrors.is_empty() || self.mirror.cluster_device.is_some()
+    }
     /// The server named `name`, if it is one of the two.
     pub fn server(&self, name: &ServerName) -> Option<&ServerSpec> {
         self.cluster.servers.iter().find(|s| &s.name == name)

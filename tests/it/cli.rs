@@ -1192,3 +1192,52 @@ fn a_second_interrupt_exits_at_once_and_stays_resumable() {
     assert!(again.stdout.contains("■ backup/b1 completed"), "{}", again.stdout);
     assert_eq!(object_len(&status_json(&lab)["inventory"]["snapshots"], "snapshots"), 1);
 }
+
+// ---- several mirror disks ---------------------------------------------------------------------
+
+/// The example with md's cluster partition on its own volume at `/dev/sdy`.
+fn with_cluster_device(text: String) -> String {
+    let text = with_takes(&["b1"])(text);
+    assert!(text.contains("data_partition = \"M:\""), "the example's data partition");
+    text.replacen("data_partition = \"M:\"", "data_partition = \"M:\"\ncluster_device = \"/dev/sdy\"", 1)
+}
+
+/// The example with a second md resource (`md2`, logs) on its own volume, as `[[mirror]]` entries.
+fn with_two_mirrors(text: String) -> String {
+    let text = with_takes(&["b1"])(text).replacen("[mirror]", "[[mirror]]", 1);
+    text.replacen(
+        "[backup]",
+        "[[mirror]]\nresource = \"md2\"\ngroup = \"failover\"\ndevice = \"/dev/sdy\"\ncluster_partition = \"S:\"\ndata_partition = \"L:\"\n\n[backup]",
+        1,
+    )
+}
+
+#[test]
+fn plan_of_a_backup_of_an_md_on_two_volumes_projects_one_snapshot_set() {
+    let lab = Lab::new();
+    let file = lab.prod_db("split", with_cluster_device);
+    let r = lab.run(&["validate", s(&file)]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let plan = lab.run(&["plan", "--world", "lab", s(&file)]);
+    assert_eq!(plan.code, 2, "{}", plan.stdout);
+    assert!(plan.stdout.contains("step: backup/b1/snapshot-set@server2"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("as one set (server2)"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("step: backup/b1/snapshot@"), "{}", plan.stdout);
+}
+
+#[test]
+fn plan_of_a_file_with_two_md_names_the_md_the_cluster_lacks_and_refuses_the_backup() {
+    let lab = Lab::new();
+    let file = lab.prod_db("two-md", with_two_mirrors);
+    let r = lab.run(&["validate", s(&file)]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // The lab world built from this file has md only (the simulator models one md resource).
+    let plan = lab.run(&["plan", "--world", "lab", s(&file)]);
+    assert_ne!(plan.code, 0, "not converged: {}", plan.stdout);
+    assert!(plan.stdout.contains("BLOCKED (several-volumes-not-supported)"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("md resource(s) md2 that the cluster's configuration does not have"),
+        "{}",
+        plan.stdout
+    );
+}

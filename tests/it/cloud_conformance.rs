@@ -331,6 +331,69 @@ async fn a_restored_volume_is_created_attached_at_a_slot_and_detached(f: &dyn Fi
     assert!(["IncorrectState", "InvalidAttachment.NotFound"].contains(&e.code.as_str()), "{e:?}");
 }
 
+/// `CreateSnapshots` of two data volumes of one instance: one snapshot each, tagged in the call,
+/// the boot volume left out (moto's instances have one, the simulator's none). Strict only: one
+/// point in time for the whole set, `ExcludeDataVolumeIds` honoured (moto ignores it), and the
+/// per-volume pending limit refusing the whole set rather than part of it.
+async fn a_snapshot_set_covers_the_data_volumes_of_one_instance(f: &dyn Fixture) {
+    let [s1, _] = f.servers().await;
+    let c = f.cloud();
+    let (_, logs) = ready_volume(f, &s1, "set-second-volume").await;
+    c.attach_volume(&logs, &s1.instance, &dev("/dev/sdy")).await.unwrap();
+    f.settle().await;
+    let mark = tags(&[(tag::CLUSTER, "prod-db"), (tag::ROLE, "backup"), (tag::REQUEST, "b-set")]);
+    let req = mirrorctl::ports::cloud::CreateSnapshotSet {
+        instance: s1.instance.clone(),
+        volumes: vec![s1.volume.clone(), logs.clone()],
+        exclude: Vec::new(),
+        description: "mirrorctl backup set".to_owned(),
+        tags: mark.clone(),
+    };
+    let made = c.create_snapshot_set(&req).await.unwrap();
+    let mut vols: Vec<&VolumeId> = made.iter().filter_map(|s| s.volume.as_ref()).collect();
+    vols.sort();
+    let mut want = vec![&s1.volume, &logs];
+    want.sort();
+    assert_eq!(vols, want, "{}: one snapshot per data volume, no boot volume", f.name());
+    assert!(made.iter().all(|s| s.tags == mark), "{}: {made:?}", f.name());
+    f.settle().await;
+    let by_tag = SnapshotFilter { tags: mark.clone(), ..Default::default() };
+    assert_eq!(c.describe_snapshots(&by_tag).await.unwrap().len(), 2, "{}", f.name());
+    if !f.strict() {
+        return;
+    }
+    assert!(made.iter().all(|s| s.started == made[0].started), "one point in time: {made:?}");
+    let only_mirror = mirrorctl::ports::cloud::CreateSnapshotSet {
+        exclude: vec![logs.clone()],
+        tags: tags(&[(tag::REQUEST, "b-one")]),
+        ..req.clone()
+    };
+    let one = c.create_snapshot_set(&only_mirror).await.unwrap();
+    assert_eq!(one.iter().map(|s| s.volume.clone()).collect::<Vec<_>>(), [Some(s1.volume.clone())]);
+    // Sets until the mirror volume reaches its pending limit: the failing set starts nothing. Every
+    // snapshot EC2 holds afterwards is one a successful call returned (plus the fixture's).
+    let mut returned = made.len() + one.len() + 1;
+    let e = loop {
+        match c.create_snapshot_set(&req).await {
+            Ok(set) => returned += set.len(),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.code, "ConcurrentSnapshotLimitExceeded", "{e:?}");
+    f.settle().await;
+    let mut held = 0;
+    for v in [&s1.volume, &logs] {
+        held += c
+            .describe_snapshots(&SnapshotFilter { volume: Some(v.clone()), ..Default::default() })
+            .await
+            .unwrap()
+            .len();
+    }
+    assert_eq!(held, returned, "the refused set started no snapshot");
+    let nothing = mirrorctl::ports::cloud::CreateSnapshotSet { exclude: vec![s1.volume.clone(), logs.clone()], ..req };
+    assert_eq!(fails(c.create_snapshot_set(&nothing).await).code, "InvalidParameterValue");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Strict only: moto accepts these (DOMAIN.md), real EC2 and the simulator refuse them.
 
@@ -412,6 +475,7 @@ fn all_cases() -> Vec<(&'static str, Case)> {
         unknown_ids_are_not_found_and_retryable,
         a_snapshot_tagged_in_the_call_is_found_then_deleted,
         a_restored_volume_is_created_attached_at_a_slot_and_detached,
+        a_snapshot_set_covers_the_data_volumes_of_one_instance,
         strict_only_attach_refusals,
         strict_only_client_token_and_transitions,
         volume_initialization_is_reported,

@@ -21,6 +21,7 @@ mod daemon;
 mod deploy;
 mod desired_state_examples;
 mod fast_restore;
+mod mirror_set;
 mod moto_ec2;
 mod moto_flows;
 mod moto_plan;

@@ -429,6 +429,91 @@ case!(
     "  \"before-upgrade-2026-11\",\n]"
 );
 
+// --- several md resources ([[mirror]]) --------------------------------------------------------
+
+/// `VALID` with its `[mirror]` table as the first `[[mirror]]` entry and a second md on two volumes
+/// of its own.
+fn multi() -> String {
+    with("[mirror]", "[[mirror]]").replacen(
+        "[backup]",
+        "[[mirror]]\nresource = \"md2\"\ngroup = \"failover\"\ndevice = \"/dev/sdy\"\ncluster_device = \"/dev/sdz\"\ncluster_partition = \"S:\"\ndata_partition = \"L:\"\n\n[backup]",
+        1,
+    )
+}
+
+/// [`multi`] with the first occurrence of `from` after the second `[[mirror]]` replaced by `to`.
+fn multi_with(from: &str, to: &str) -> String {
+    let text = multi();
+    let at = text.match_indices("[[mirror]]").nth(1).expect("two entries").0;
+    let (head, tail) = text.split_at(at);
+    assert!(tail.contains(from), "the second entry has no {from:?}");
+    format!("{head}{}", tail.replacen(from, to, 1))
+}
+
+#[test]
+fn several_mirrors_load_in_file_order() {
+    let spec = load_str(Path::new(FILE), &multi()).expect("two md resources");
+    let names: Vec<&str> = spec.mirrors().map(|m| m.resource.as_str()).collect();
+    assert_eq!(names, ["md", "md2"]);
+    let md2 = &spec.more_mirrors[0];
+    assert_eq!(md2.device.to_string(), "/dev/sdy");
+    assert_eq!(md2.cluster_device.as_ref().map(ToString::to_string).as_deref(), Some("/dev/sdz"));
+    assert_eq!(md2.devices().count(), 2);
+    assert!(spec.several_volumes());
+    // md2's partitions on md's volume, by design: one volume shared, partitions distinct.
+    let shared = multi_with("device = \"/dev/sdy\"\ncluster_device = \"/dev/sdz\"\n", "device = \"/dev/sdx\"\n");
+    let spec = load_str(Path::new(FILE), &shared).expect("md2 on md's volume");
+    assert_eq!(spec.more_mirrors[0].device, spec.mirror.device);
+}
+
+#[test]
+fn one_mirror_entry_means_the_mirror_table() {
+    let table = load_str(Path::new(FILE), VALID).expect("VALID");
+    let entry = load_str(Path::new(FILE), &with("[mirror]", "[[mirror]]")).expect("one [[mirror]] entry");
+    assert_eq!(table, entry);
+    assert!(!entry.several_volumes());
+}
+
+case!(
+    mirror_entries_empty,
+    format!(
+        "mirror = []\n{}",
+        with(
+            "[mirror]\nresource = \"md\"\ngroup = \"failover\"\ndevice = \"/dev/sdx\"\ncluster_partition = \"R:\"\ndata_partition = \"M:\"\nvolume = { type = \"gp3\", iops = 3000, throughput = 125 }\n",
+            ""
+        )
+    ),
+    MissingKey,
+    "mirror = []"
+);
+case!(
+    duplicate_mirror_resource,
+    multi_with("resource = \"md2\"", "resource = \"md\""),
+    DuplicateMirrorResource,
+    "resource = \"md\"",
+    1
+);
+case!(
+    duplicate_partition_across_mirrors,
+    multi_with("data_partition = \"L:\"", "data_partition = \"m:\""),
+    DuplicatePartition,
+    "data_partition = \"m:\""
+);
+case!(
+    cluster_device_is_device,
+    multi_with("cluster_device = \"/dev/sdz\"", "cluster_device = \"/dev/xvdy\""),
+    SameDevice,
+    "cluster_device"
+);
+case!(unknown_key_in_second_mirror, multi_with("cluster_device", "cluster_dev"), UnknownKey, "cluster_dev");
+case!(missing_device_in_second_mirror, multi_with("device = \"/dev/sdy\"\n", ""), MissingKey, "[[mirror]]", 1);
+case!(
+    invalid_cluster_device,
+    multi_with("cluster_device = \"/dev/sdz\"", "cluster_device = \"/dev/nvme2n1\""),
+    InvalidId,
+    "cluster_device"
+);
+
 // --- restore ----------------------------------------------------------------------------------
 
 case!(restore_without_request, with("request = \"incident-2026-11-24\"\n", ""), RestoreWithoutRequest, "[restore]");

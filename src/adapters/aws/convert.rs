@@ -93,6 +93,20 @@ impl<'a> From<&'a types::Snapshot> for SnapshotFields<'a> {
     }
 }
 
+impl<'a> From<&'a types::SnapshotInfo> for SnapshotFields<'a> {
+    fn from(s: &'a types::SnapshotInfo) -> Self {
+        SnapshotFields {
+            id: s.snapshot_id(),
+            volume: s.volume_id(),
+            size: s.volume_size(),
+            state: s.state(),
+            progress: s.progress(),
+            started: s.start_time(),
+            tags: s.tags(),
+        }
+    }
+}
+
 impl<'a> From<&'a CreateSnapshotOutput> for SnapshotFields<'a> {
     fn from(s: &'a CreateSnapshotOutput) -> Self {
         SnapshotFields {

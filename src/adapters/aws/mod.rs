@@ -21,6 +21,12 @@
 //!   refuses the combination).
 //! - Non-data block devices (the root `/dev/sda1`, `/dev/xvda`) are not [`DeviceName`]s; they are
 //!   left out of attachments and instance device lists.
+//! - `CreateSnapshots` (a crash-consistent set across the volumes of one instance, EC2 API
+//!   reference, `CreateSnapshots`) always sets `ExcludeBootVolume`, names the instance's other
+//!   data volumes in `ExcludeDataVolumeIds`, tags in `TagSpecifications` and leaves
+//!   `CopyTagsFromSource` unset. moto 5 honours the boot-volume exclusion, the tags and `DryRun`
+//!   but ignores `ExcludeDataVolumeIds` (it snapshots every non-root volume), so only the
+//!   simulator proves the exclusion.
 
 pub mod budget;
 mod convert;
@@ -42,8 +48,8 @@ use error::from_sdk;
 
 use crate::ids::{DeviceName, InstanceId, Region, SnapshotId, VolumeId, Zone};
 use crate::ports::cloud::{
-    Cloud, CreateSnapshot, CreateVolume, FastRestore, Instance, ShutdownBehavior, Snapshot, SnapshotFilter, Tags,
-    Volume, VolumeFilter, VolumeInit,
+    Cloud, CreateSnapshot, CreateSnapshotSet, CreateVolume, FastRestore, Instance, ShutdownBehavior, Snapshot,
+    SnapshotFilter, Tags, Volume, VolumeFilter, VolumeInit,
 };
 use crate::ports::{PortError, PortResult};
 
@@ -455,6 +461,37 @@ impl Cloud for AwsCloud {
             .await
             .map_err(|e| from_sdk(API, &e))?;
         convert::snapshot(API, &SnapshotFields::from(&out))
+    }
+
+    async fn create_snapshot_set(&self, req: &CreateSnapshotSet) -> PortResult<Vec<Snapshot>> {
+        const API: &str = "CreateSnapshots";
+        self.limiter.admit(Category::Mutate, API).await;
+        let spec = sdk::InstanceSpecification::builder()
+            .instance_id(req.instance.as_str())
+            .exclude_boot_volume(true)
+            .set_exclude_data_volume_ids(
+                (!req.exclude.is_empty()).then(|| req.exclude.iter().map(|v| v.as_str().to_owned()).collect()),
+            )
+            .build();
+        let out = self
+            .client
+            .create_snapshots()
+            .instance_specification(spec)
+            .description(&req.description)
+            .set_tag_specifications(tag_spec(ResourceType::Snapshot, &req.tags).map(|t| vec![t]))
+            .send()
+            .await
+            .map_err(|e| from_sdk(API, &e))?;
+        // EC2 answers with each new snapshot `pending`; moto leaves `State` out of this response.
+        let pending = sdk::SnapshotState::Pending;
+        out.snapshots()
+            .iter()
+            .map(|s| {
+                let mut fields = SnapshotFields::from(s);
+                fields.state = fields.state.or(Some(&pending));
+                convert::snapshot(API, &fields)
+            })
+            .collect()
     }
 
     async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()> {

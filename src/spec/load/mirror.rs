@@ -1,18 +1,87 @@
-//! `[mirror]`: the md resource, its partitions in the syntax of the OS, and `mirror.volume`.
+//! `[mirror]` / `[[mirror]]`: the md resources, their partitions in the syntax of the OS, the
+//! volumes holding them, and `mirror.volume`.
+//!
+//! A file names one md with a `[mirror]` table (the runbook's shape) or several with `[[mirror]]`
+//! entries; a single `[[mirror]]` entry means the same as a `[mirror]` table. Each md's partitions
+//! are on the volume at `device`, or the cluster partition is on its own volume at
+//! `cluster_device`. Across entries, resources and partitions are unique; a device may appear in
+//! several entries, which then share that volume (partitions of two md on one disk), and a backup
+//! snapshots it once.
+
+use std::collections::HashMap;
 
 use super::super::error::ErrorKind;
-use super::super::raw::{RawMirror, RawVolume, S};
+use super::super::raw::{RawMirror, RawMirrors, RawVolume, S};
 use super::super::types::{MirrorSpec, Os, Partition, VolumeSpec, VolumeType};
 use super::{Checker, VOLUME_TYPES, closest, quote_list};
 use crate::ids::{DeviceName, GroupName, ResourceName};
 
 impl Checker<'_, '_> {
-    pub(super) fn mirror(&mut self, raw: &RawMirror, os: Option<Os>) -> Option<MirrorSpec> {
-        const T: (&str, usize) = ("mirror", 0);
+    /// Every md entry, checked one by one and then against each other: the first and the rest.
+    pub(super) fn mirrors(&mut self, raw: &RawMirrors, os: Option<Os>) -> Option<(MirrorSpec, Vec<MirrorSpec>)> {
+        let entries: Vec<(&RawMirror, String)> = match raw {
+            RawMirrors::One(m) => vec![(&**m, "mirror".to_owned())],
+            RawMirrors::Many(list) => list.iter().enumerate().map(|(i, m)| (m, format!("mirror[{i}]"))).collect(),
+        };
+        if entries.is_empty() {
+            self.missing(
+                "",
+                0,
+                "mirror",
+                "add a [[mirror]] table for each md resource, with device, cluster_partition and data_partition",
+            );
+            return None;
+        }
+        let mut built = Vec::new();
+        for (i, (m, prefix)) in entries.iter().enumerate() {
+            built.push(self.mirror(m, os, i, prefix));
+        }
+        let mut resources: HashMap<ResourceName, &str> = HashMap::new();
+        let mut partitions: HashMap<Partition, String> = HashMap::new();
+        for ((m, prefix), spec) in entries.iter().zip(&built) {
+            let Some(spec) = spec else { continue };
+            if let Some(first) = resources.insert(spec.resource.clone(), prefix) {
+                let span = m.resource.as_ref().map_or_else(|| self.source.header("mirror", 0), S::span);
+                self.push(
+                    span,
+                    &format!("{prefix}.resource"),
+                    ErrorKind::DuplicateMirrorResource,
+                    format!("md resource \"{}\" is also described by {first}", spec.resource),
+                    "describe each md resource once; give this entry the name of another md resource of the cluster",
+                );
+            }
+            let parts = [
+                ("cluster_partition", &spec.cluster_partition, m.cluster_partition.as_ref()),
+                ("data_partition", &spec.data_partition, m.data_partition.as_ref()),
+            ];
+            for (key, p, raw_value) in parts {
+                if let Some(first_key) = partitions.get(p) {
+                    let span = raw_value.map_or_else(|| self.source.header("mirror", 0), S::span);
+                    self.push(
+                        span,
+                        &format!("{prefix}.{key}"),
+                        ErrorKind::DuplicatePartition,
+                        format!("partition {p} is also {first_key}"),
+                        "each md resource has its own cluster and data partitions: name the partitions this md uses",
+                    );
+                } else {
+                    partitions.insert(p.clone(), format!("{prefix}.{key}"));
+                }
+            }
+        }
+        let mut built: Vec<MirrorSpec> = built.into_iter().collect::<Option<_>>()?;
+        let first = built.remove(0);
+        Some((first, built))
+    }
+
+    /// One `[mirror]` table or `[[mirror]]` entry (`nth` from 0), its keys named `prefix.key`.
+    pub(super) fn mirror(&mut self, raw: &RawMirror, os: Option<Os>, nth: usize, prefix: &str) -> Option<MirrorSpec> {
+        let t: (&str, usize) = ("mirror", nth);
+        let key = |k: &str| format!("{prefix}.{k}");
         let resource = match &raw.resource {
             Some(v) => self.id(
                 v,
-                "mirror.resource",
+                &key("resource"),
                 ResourceName::parse,
                 "write the mirror disk resource's name as CLUSTERPRO shows it, e.g. \"md\"",
             ),
@@ -21,7 +90,7 @@ impl Checker<'_, '_> {
         let group = match &raw.group {
             Some(v) => self.id(
                 v,
-                "mirror.group",
+                &key("group"),
                 GroupName::parse,
                 "write the failover group's name as CLUSTERPRO shows it, e.g. \"failover\"",
             ),
@@ -30,40 +99,64 @@ impl Checker<'_, '_> {
         let device = self
             .required(
                 raw.device.as_ref(),
-                T,
-                "mirror.device",
+                t,
+                &key("device"),
                 "add device = \"/dev/sdX\", the EC2 device name of the mirror disk volume on both servers",
             )
             .and_then(|v| {
                 self.id(
                     v,
-                    "mirror.device",
+                    &key("device"),
                     DeviceName::parse,
                     "use the device name shown in the EC2 console under the instance's storage, e.g. \"/dev/sdx\"",
                 )
             });
+        let cluster_device = match &raw.cluster_device {
+            None => Some(None),
+            Some(v) => self
+                .id(
+                    v,
+                    &key("cluster_device"),
+                    DeviceName::parse,
+                    "use the device name of the volume holding the cluster partition, e.g. \"/dev/sdy\"",
+                )
+                .and_then(|c| {
+                    if device.as_ref() == Some(&c) {
+                        self.push(
+                            v.span(),
+                            &key("cluster_device"),
+                            ErrorKind::SameDevice,
+                            format!("cluster_device is device ({c})"),
+                            "remove cluster_device when both partitions are on one volume, or name the device of the cluster partition's own volume",
+                        );
+                        None
+                    } else {
+                        Some(Some(c))
+                    }
+                }),
+        };
         let cluster_partition = self
             .required(
                 raw.cluster_partition.as_ref(),
-                T,
-                "mirror.cluster_partition",
+                t,
+                &key("cluster_partition"),
                 "add cluster_partition = \"R:\" (windows) or \"/dev/xvdb1\" (linux)",
             )
-            .and_then(|v| os.and_then(|os| self.partition(v, "mirror.cluster_partition", os)));
+            .and_then(|v| os.and_then(|os| self.partition(v, &key("cluster_partition"), os)));
         let data_partition_raw = self.required(
             raw.data_partition.as_ref(),
-            T,
-            "mirror.data_partition",
+            t,
+            &key("data_partition"),
             "add data_partition = \"M:\" (windows) or \"/dev/xvdb2\" (linux)",
         );
         let data_partition =
-            data_partition_raw.and_then(|v| os.and_then(|os| self.partition(v, "mirror.data_partition", os)));
+            data_partition_raw.and_then(|v| os.and_then(|os| self.partition(v, &key("data_partition"), os)));
         if let (Some(c), Some(d), Some(v)) = (&cluster_partition, &data_partition, data_partition_raw)
             && c == d
         {
             self.push(
                     v.span(),
-                    "mirror.data_partition",
+                    &key("data_partition"),
                     ErrorKind::SamePartition,
                     format!("the data partition is the cluster partition ({c})"),
                     "the cluster partition holds CLUSTERPRO's mirror metadata and the data partition the business data: name two different partitions",
@@ -78,6 +171,7 @@ impl Checker<'_, '_> {
             resource: resource?,
             group: group?,
             device: device?,
+            cluster_device: cluster_device?,
             cluster_partition: cluster_partition?,
             data_partition: data_partition?,
             volume: volume?,

@@ -294,7 +294,7 @@ impl Checker<'_, '_> {
             None
         };
         let mirror = if let Some(m) = &raw.mirror {
-            self.mirror(m, os)
+            self.mirrors(m, os)
         } else {
             self.missing("", 0, "mirror", "add a [mirror] table with device, cluster_partition and data_partition");
             None
@@ -310,7 +310,8 @@ impl Checker<'_, '_> {
             Some(r) => Some(r?),
             None => None,
         };
-        let spec = Spec { source: self.source.file.clone(), cluster, mirror: mirror?, backup, restore };
+        let (mirror, more_mirrors) = mirror?;
+        let spec = Spec { source: self.source.file.clone(), cluster, mirror, more_mirrors, backup, restore };
         Some((spec, name_span))
     }
 }

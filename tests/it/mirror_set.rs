@@ -1,0 +1,317 @@
+//! Several mirror disks per cluster: the file's md resources against the live `clp.conf`, and
+//! what a file with several md resources may do.
+
+use crate::support::common;
+
+use common::{Lab, example, with_backups, with_restore};
+use mirrorctl::ids::{ResourceName, ServerName};
+use mirrorctl::plan::{Outcome, plan};
+use mirrorctl::ports::cloud::{SnapshotState, Tags};
+use mirrorctl::ports::cluster::MdDefinition;
+use mirrorctl::reconcile::{open_journal, plan_once};
+use mirrorctl::spec::{Os, Partition};
+
+fn md2() -> ResourceName {
+    ResourceName::parse("md2").unwrap()
+}
+
+/// The configuration's md with another name and partitions: a second md of the cluster.
+fn second_md(first: &MdDefinition) -> MdDefinition {
+    MdDefinition {
+        resource: md2(),
+        data_partition: Partition::Letter('L'),
+        cluster_partition: Partition::Letter('S'),
+        ..first.clone()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_is_refused_when_the_cluster_has_an_md_the_file_does_not_name() {
+    let lab = Lab::windows(71);
+    let s2 = ServerName::parse("server2").unwrap();
+    let snap = lab.world.add_snapshot(&s2, Tags::new(), SnapshotState::Completed).unwrap();
+    let spec = with_restore(example(Os::Windows), &snap.id, "r-shape", false);
+    let ctx = lab.ctx();
+    let journal = open_journal(&spec, &ctx).await.unwrap();
+    let (mut obs, p) = plan_once(&spec, &ctx, &journal).await.unwrap();
+    assert!(p.has_changes(), "the file names every md of the cluster: {p:?}");
+    let extra = second_md(&obs.config.mirrors[0]);
+    obs.config.mirrors.push(extra);
+    let view = journal.lock().await.view().clone();
+    let p = plan(&spec, &obs, &view);
+    let Outcome::Blocked(c) = &p.outcome else { panic!("{p:?}") };
+    assert_eq!(c.reason, "md-not-in-file");
+    assert!(c.message.contains("md2"), "{c:?}");
+    assert!(p.notes.iter().any(|n| n.contains("md2")), "plan names md2: {:?}", p.notes);
+
+    // The file names an md the cluster lacks (beside md): refused too.
+    let mut renamed = spec.clone();
+    renamed.mirror.resource = ResourceName::parse("mdx").unwrap();
+    let p = plan(&renamed, &obs, &view);
+    let Outcome::Blocked(c) = &p.outcome else { panic!("{p:?}") };
+    assert_eq!(c.reason, "md-not-in-file");
+    assert!(p.notes.iter().any(|n| n.contains("mdx") && n.contains("does not have")), "{:?}", p.notes);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backup_goes_ahead_with_a_warning_naming_the_md_it_does_not_cover() {
+    let lab = Lab::linux(72);
+    let spec = with_backups(example(Os::Linux), &["b1"], 7);
+    let ctx = lab.ctx();
+    let journal = open_journal(&spec, &ctx).await.unwrap();
+    let (mut obs, p) = plan_once(&spec, &ctx, &journal).await.unwrap();
+    assert!(p.has_changes(), "{p:?}");
+    assert!(!p.notes.iter().any(|n| n.contains("warning")), "{:?}", p.notes);
+    let mut extra = second_md(&obs.config.mirrors[0]);
+    extra.data_partition = Partition::Device("/dev/xvdc2".into());
+    extra.cluster_partition = Partition::Device("/dev/xvdc1".into());
+    obs.config.mirrors.push(extra);
+    let view = journal.lock().await.view().clone();
+    let p = plan(&spec, &obs, &view);
+    assert!(p.has_changes(), "a backup of part of the cluster is allowed: {p:?}");
+    assert!(
+        p.notes.iter().any(|n| n.starts_with("warning") && n.contains("md2") && n.contains("do not cover")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_in_another_group_than_the_cluster_is_refused_for_restore() {
+    let lab = Lab::windows(73);
+    let s2 = ServerName::parse("server2").unwrap();
+    let snap = lab.world.add_snapshot(&s2, Tags::new(), SnapshotState::Completed).unwrap();
+    let mut spec = with_restore(example(Os::Windows), &snap.id, "r-group", false);
+    spec.mirror.group = mirrorctl::ids::GroupName::parse("other").unwrap();
+    let ctx = lab.ctx();
+    let journal = open_journal(&spec, &ctx).await.unwrap();
+    let (_, p) = plan_once(&spec, &ctx, &journal).await.unwrap();
+    let Outcome::Blocked(c) = &p.outcome else { panic!("{p:?}") };
+    assert_eq!(c.reason, "md-in-other-group", "{c:?}");
+}
+
+// --- a backup of several volumes: one crash-consistent set --------------------------------------
+
+fn dev(d: &str) -> mirrorctl::ids::DeviceName {
+    mirrorctl::ids::DeviceName::parse(d).unwrap()
+}
+
+/// A Windows lab whose servers also hold the cluster partition's own volume at `/dev/sdy` and a
+/// volume the cluster does not use at `/dev/sdz`, and a file saying md's cluster partition is at
+/// `/dev/sdy`.
+fn split_lab(seed: u64) -> (Lab, mirrorctl::spec::Spec) {
+    let mut scenario = mirrorctl::sim::Scenario::windows_runbook();
+    scenario.extra_volumes = vec![dev("/dev/sdy"), dev("/dev/sdz")];
+    let mut spec = with_backups(example(Os::Windows), &["b1"], 7);
+    spec.mirror.cluster_device = Some(dev("/dev/sdy"));
+    (Lab::new(scenario, seed), spec)
+}
+
+/// The standby's volumes at `devices`, and the snapshots of backup `name` with their volumes.
+async fn set_of(
+    lab: &Lab,
+    spec: &mirrorctl::spec::Spec,
+    name: &str,
+) -> (Vec<mirrorctl::ids::VolumeId>, Vec<mirrorctl::ports::cloud::Snapshot>) {
+    use mirrorctl::ports::cloud::{SnapshotFilter, tag};
+    let cloud = lab.world.ports().cloud;
+    let standby = &spec.cluster.servers[1];
+    let inst = cloud.describe_instances(std::slice::from_ref(&standby.instance)).await.unwrap();
+    let at = |d: &str| inst[0].devices.iter().find(|(n, _)| *n == dev(d)).map(|(_, v)| v.clone()).unwrap();
+    let tags: Tags = [
+        (tag::CLUSTER.to_owned(), spec.cluster.name.to_string()),
+        (tag::REQUEST.to_owned(), name.to_owned()),
+        (tag::ROLE.to_owned(), "backup".to_owned()),
+    ]
+    .into();
+    let snaps = cloud.describe_snapshots(&SnapshotFilter { tags, ..Default::default() }).await.unwrap();
+    (vec![at("/dev/sdx"), at("/dev/sdy"), at("/dev/sdz")], snaps)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backup_of_an_md_on_two_volumes_is_one_snapshot_set_of_exactly_those() {
+    use mirrorctl::plan::Action;
+    use mirrorctl::ports::cloud::tag;
+    use mirrorctl::reconcile::Settled;
+    let (lab, spec) = split_lab(74);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let (vols, snaps) = set_of(&lab, &spec, "b1").await;
+    let mut got: Vec<_> = snaps.iter().filter_map(|s| s.volume.clone()).collect();
+    got.sort();
+    let mut want = vols[..2].to_vec();
+    want.sort();
+    assert_eq!(got, want, "the data and cluster volumes of the standby, not /dev/sdz");
+    assert!(snaps.iter().all(|s| s.started == snaps[0].started), "one point in time: {snaps:?}");
+    assert!(snaps.iter().all(|s| s.tags.get(tag::SNAPSHOT_SET).map(String::as_str) == Some("prod-db/b1")));
+    assert!(snaps.iter().all(|s| s.tags.get(tag::SET_SIZE).map(String::as_str) == Some("2")));
+    let actions = lab.actions(&spec);
+    let sets: Vec<_> = actions.iter().filter(|(_, a)| matches!(a, Action::CreateSnapshotSet { .. })).collect();
+    assert_eq!(sets.len(), 1, "{actions:?}");
+    assert!(!actions.iter().any(|(_, a)| matches!(a, Action::CreateSnapshot { .. })));
+    let data = snaps.iter().find(|s| s.volume.as_ref() == Some(&vols[0])).unwrap();
+    common::assert_backup_captured(&lab.world, &data.id);
+
+    // Retention keeps backups, not snapshots: with keep = 1 a newer backup deletes both of b1's.
+    let again = with_backups(spec.clone(), &["b2"], 1);
+    let mut again = again;
+    again.mirror.cluster_device = spec.mirror.cluster_device.clone();
+    assert_eq!(lab.apply(&again).await, Settled::Converged);
+    assert_eq!(set_of(&lab, &spec, "b1").await.1.len(), 2, "b2 is still pending: b1 is the newest completed");
+    mirrorctl::ports::Clock::sleep(&lab.world.clock(), std::time::Duration::from_hours(12)).await;
+    // b2 leaves `take` (no longer pinned): two completed backups, keep = 1.
+    let mut unpinned = with_backups(again.clone(), &[], 1);
+    unpinned.mirror.cluster_device = spec.mirror.cluster_device.clone();
+    assert_eq!(lab.apply(&unpinned).await, Settled::Converged);
+    assert!(set_of(&lab, &spec, "b1").await.1.is_empty(), "b1's set deleted as a whole");
+    assert_eq!(set_of(&lab, &spec, "b2").await.1.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_of_an_md_on_two_volumes_is_refused_before_any_step() {
+    use mirrorctl::reconcile::Settled;
+    let (lab, spec) = split_lab(75);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let (_, snaps) = set_of(&lab, &spec, "b1").await;
+    let restore = with_restore(spec.clone(), &snaps[0].id, "r1", false);
+    let ctx = lab.ctx();
+    let journal = open_journal(&restore, &ctx).await.unwrap();
+    let (_, p) = plan_once(&restore, &ctx, &journal).await.unwrap();
+    let Outcome::Blocked(c) = &p.outcome else { panic!("{p:?}") };
+    assert_eq!(c.reason, "several-volumes-not-supported", "{c:?}");
+    assert!(c.message.contains("separate volumes"), "{c:?}");
+
+    // A file without cluster_device restoring one snapshot of the set: refused as a partial set.
+    let mut single = restore.clone();
+    single.mirror.cluster_device = None;
+    let journal = open_journal(&single, &ctx).await.unwrap();
+    let (_, p) = plan_once(&single, &ctx, &journal).await.unwrap();
+    let Outcome::Blocked(c) = &p.outcome else { panic!("{p:?}") };
+    assert_eq!(c.reason, "partial-snapshot-set", "{c:?}");
+    assert!(c.message.contains("one of the 2 snapshots of set prod-db/b1"), "{c:?}");
+    assert!(lab.actions(&single).iter().all(|(id, _)| !id.starts_with("restore/")), "nothing of the restore ran");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backup_of_several_md_resources_is_refused_before_any_step() {
+    use mirrorctl::reconcile::Settled;
+    let lab = Lab::windows(76);
+    let mut spec = with_backups(example(Os::Windows), &["b1"], 7);
+    let mut second = spec.mirror.clone();
+    second.resource = md2();
+    second.device = dev("/dev/sdy");
+    second.cluster_partition = Partition::Letter('S');
+    second.data_partition = Partition::Letter('L');
+    spec.more_mirrors.push(second);
+    assert!(matches!(lab.apply(&spec).await, Settled::Blocked(_)));
+    assert!(lab.actions(&spec).is_empty(), "nothing ran, not even a preflight");
+}
+
+/// A crash at every step boundary of a set backup, then a restart: always one set of two
+/// snapshots, never a second `CreateSnapshots`.
+#[tokio::test(start_paused = true)]
+async fn a_set_backup_resumes_from_a_crash_at_every_step_boundary_without_a_second_set() {
+    use mirrorctl::execute::CrashPoint;
+    use mirrorctl::reconcile::Settled;
+    let mut n = 1;
+    loop {
+        for point in [CrashPoint::BeforeIntent, CrashPoint::AfterCall] {
+            let (mut lab, spec) = split_lab(80 + n as u64);
+            let (_, switch) = lab.apply_with_crash(&spec, point, n).await;
+            if switch.fired() {
+                lab.restart();
+                assert_eq!(lab.apply(&spec).await, Settled::Converged, "resume after {point:?} #{n}");
+            }
+            let (_, snaps) = set_of(&lab, &spec, "b1").await;
+            assert_eq!(snaps.len(), 2, "{point:?} #{n}: one set of two snapshots: {snaps:?}");
+            if point == CrashPoint::BeforeIntent && !switch.fired() {
+                assert!(n > 5, "the campaign covered the backup's steps");
+                return;
+            }
+        }
+        n += 1;
+    }
+}
+
+/// The set backup through the aws-sdk-ec2 adapter on moto, with the fake Linux cluster on top:
+/// md's cluster partition on `/dev/xvdc`, one `CreateSnapshots` whose two snapshots carry the
+/// backup's tags and the set id (moto leaves the boot volume out; it ignores the exclusion list,
+/// so the instance holds no other data volume here). Real tokio time, as the other moto flows.
+#[tokio::test]
+async fn a_set_backup_on_moto_makes_two_tagged_snapshots_of_the_standby() {
+    use crate::support::{self, Moto, moto_world::MotoWorld};
+    use mirrorctl::ports::cloud::{Cloud, SnapshotFilter, tag};
+    use mirrorctl::ports::{Ports, clock::SystemClock};
+    use mirrorctl::reconcile::{Context, Settled, reconcile};
+    use std::sync::Arc;
+
+    let moto = Moto::start();
+    moto.reset();
+    let sdk = moto.sdk().await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("desired-state/app-linux.toml");
+    let mut spec = mirrorctl::spec::load_file(&path).expect("example");
+    spec.restore = None;
+    spec.backup = with_backups(spec.clone(), &["b1"], 3).backup;
+    spec.mirror.cluster_device = Some(dev("/dev/xvdc"));
+    let mut cluster_volumes = Vec::new();
+    for server in &mut spec.cluster.servers {
+        let s = support::run_server_at(&sdk, server.zone.as_str(), 100, "/dev/xvdb").await;
+        server.instance = s.instance.clone();
+        let v = sdk
+            .create_volume()
+            .availability_zone(server.zone.as_str())
+            .size(10)
+            .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
+            .send()
+            .await
+            .unwrap();
+        let vol = v.volume_id().unwrap().to_owned();
+        sdk.attach_volume().volume_id(&vol).instance_id(s.instance.as_str()).device("/dev/xvdc").send().await.unwrap();
+        cluster_volumes.push((s.volume, mirrorctl::ids::VolumeId::parse(&vol).unwrap()));
+    }
+    let cloud: Arc<dyn Cloud> = Arc::new(moto.cloud().await);
+    let world = MotoWorld::new(&spec, cloud.clone(), sdk);
+    let dir = tempfile::tempdir().unwrap();
+    let ports =
+        Ports { cloud: cloud.clone(), cluster: world.clone(), node: world.clone(), clock: Arc::new(SystemClock) };
+    let mut ctx = Context::new(ports, dir.path().join("state"));
+    ctx.max_passes = Some(200);
+    assert_eq!(reconcile(&spec, &ctx).await.unwrap(), Settled::Converged);
+
+    let tags: Tags =
+        [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::REQUEST.to_owned(), "b1".to_owned())].into();
+    let snaps = cloud.describe_snapshots(&SnapshotFilter { tags, ..Default::default() }).await.unwrap();
+    let mut got: Vec<_> = snaps.iter().filter_map(|s| s.volume.clone()).collect();
+    got.sort();
+    // The standby is the second server (the group runs on the first).
+    let (data, cluster) = cluster_volumes[1].clone();
+    let mut want = vec![data, cluster];
+    want.sort();
+    assert_eq!(got, want, "{snaps:?}");
+    let set_id = format!("{}/b1", spec.cluster.name);
+    assert!(snaps.iter().all(|s| s.tags.get(tag::SNAPSHOT_SET) == Some(&set_id)), "{snaps:?}");
+    assert_eq!(cloud.call_counts().get("ec2:CreateSnapshots"), Some(&1), "{:?}", cloud.call_counts());
+}
+
+/// The same set backup on Linux with NEC's pre- and post-processing (`procedure = "vendor"`).
+#[tokio::test(start_paused = true)]
+async fn a_linux_vendor_backup_of_an_md_on_two_volumes_is_one_snapshot_set() {
+    use mirrorctl::reconcile::Settled;
+    let mut scenario = mirrorctl::sim::Scenario::linux();
+    scenario.extra_volumes = vec![dev("/dev/xvdc")];
+    let lab = Lab::new(scenario, 77);
+    let mut spec = with_backups(common::example_on(Os::Linux, mirrorctl::spec::ProcedureChoice::Vendor), &["b1"], 7);
+    spec.mirror.cluster_device = Some(dev("/dev/xvdc"));
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let snaps = snapshots_of(&lab, &spec, "b1").await;
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    assert!(snaps.iter().all(|s| s.started == snaps[0].started), "one point in time: {snaps:?}");
+    assert!(lab.actions(&spec).iter().any(|(id, _)| id == "backup/b1/backup-pre@node2"), "the vendor procedure ran");
+}
+
+/// The snapshots of backup `name`.
+async fn snapshots_of(lab: &Lab, spec: &mirrorctl::spec::Spec, name: &str) -> Vec<mirrorctl::ports::cloud::Snapshot> {
+    use mirrorctl::ports::cloud::{SnapshotFilter, tag};
+    let tags: Tags =
+        [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::REQUEST.to_owned(), name.to_owned())].into();
+    lab.world.ports().cloud.describe_snapshots(&SnapshotFilter { tags, ..Default::default() }).await.unwrap()
+}
