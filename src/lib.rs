@@ -14,6 +14,7 @@
 //! - [`journal`]: intent/result records, fsync, resume after a crash.
 //! - [`status`]: per-cluster status documents, written atomically.
 //! - [`reconcile`]: one cluster's observe → plan → execute loop until converged or terminal.
+//! - [`notify`]: completion, failure and needs-human notices: queue, retries, what was sent.
 //! - [`controller`]: the daemon loop: file watching, resync, per-cluster workers, metrics, settings.
 //! - [`sim`]: the strict simulated world (EC2, CLUSTERPRO, nodes, data oracle, latency model).
 //! - [`adapters`]: real implementations of the ports (AWS SDK, CLUSTERPRO, node recipes), and the
@@ -26,6 +27,7 @@ pub mod controller;
 pub mod execute;
 pub mod ids;
 pub mod journal;
+pub mod notify;
 pub mod observe;
 pub mod plan;
 pub mod ports;

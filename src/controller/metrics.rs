@@ -14,6 +14,8 @@
 //!   `mirrorctl_leases_held` (how many it holds)
 //! - `mirrorctl_lease_takeovers_total{cluster}` (leases this daemon took over from a holder whose
 //!   heartbeat had stopped)
+//! - `mirrorctl_notifications_total{sink,outcome}` (notices `delivered`, `failed` for good,
+//!   `retried`, `dropped` from a full queue; sink `sns` or `webhook`)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -48,11 +50,17 @@ struct Inner {
     resync_s: Option<f64>,
     lease_held: BTreeMap<String, bool>,
     takeovers: BTreeMap<String, u64>,
+    notifications: Option<std::sync::Arc<crate::notify::Counters>>,
 }
 
 impl Metrics {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Shows the notifier's delivery counts.
+    pub fn notifications(&self, counters: std::sync::Arc<crate::notify::Counters>) {
+        self.lock().notifications = Some(counters);
     }
 
     /// Records the periodic resync's current interval.
@@ -216,6 +224,13 @@ impl Metrics {
             );
             let _ = writeln!(s, "# TYPE mirrorctl_resync_interval_seconds gauge");
             let _ = writeln!(s, "mirrorctl_resync_interval_seconds {every:.0}");
+        }
+        if let Some(counters) = &m.notifications {
+            let _ = writeln!(s, "# HELP mirrorctl_notifications_total Notices by destination kind and outcome.");
+            let _ = writeln!(s, "# TYPE mirrorctl_notifications_total counter");
+            for ((sink, outcome), n) in counters.snapshot() {
+                let _ = writeln!(s, "mirrorctl_notifications_total{{sink=\"{sink}\",outcome=\"{outcome}\"}} {n}");
+            }
         }
         s
     }

@@ -56,9 +56,13 @@ pub use worker::REMOVED;
 use crate::adapters::limit::{Budgets, LimitedCloud, RequestLimiter};
 use crate::adapters::store::LocalStore;
 use crate::execute::{Progress, RetryPolicy};
+use crate::notify::{Notifier, RetrySchedule, SinkFactory};
 use crate::ports::{Ports, Store};
 use crate::spec::Spec;
 use worker::{Desired, Shared};
+
+/// How long a stopping daemon waits for notifications under way.
+const NOTIFY_GRACE: Duration = Duration::from_secs(5);
 
 /// Opens the world (ports) a cluster's worker acts on, once per worker (asynchronously: the AWS
 /// world loads credentials and may read a password from Secrets Manager).
@@ -129,10 +133,15 @@ pub struct Config {
     pub backoff_min: Duration,
     /// Longest delay between failed passes.
     pub backoff_max: Duration,
+    /// Builds each cluster's notification destinations from its `[notify]`.
+    pub sinks: SinkFactory,
+    /// Retries of one notification delivery.
+    pub notify_retry: RetrySchedule,
 }
 
 impl Config {
-    /// Defaults: resync 60 s, debounce 100 ms, backoff 1 s … 5 min.
+    /// Defaults: resync 60 s, debounce 100 ms, backoff 1 s … 5 min, notifications to SNS and
+    /// webhooks with the default retries.
     pub fn new(dir: PathBuf, state_dir: PathBuf, worlds: WorldOpener) -> Self {
         Config {
             dir,
@@ -145,6 +154,8 @@ impl Config {
             policy: RetryPolicy::default(),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_mins(5),
+            sinks: crate::adapters::notify::aws_sinks(),
+            notify_retry: RetrySchedule::default(),
         }
     }
 }
@@ -204,7 +215,10 @@ impl Controller {
                 metrics.on_event(&e);
             }
         });
+        let notifier = Notifier::start(Arc::clone(&self.cfg.sinks), self.cfg.notify_retry);
+        self.metrics.notifications(notifier.counters());
         let shared = Arc::new(Shared {
+            notify: notifier.clone(),
             store: Arc::clone(&self.cfg.store),
             worlds: Arc::clone(&self.cfg.worlds),
             policy: self.cfg.policy,
@@ -275,6 +289,8 @@ impl Controller {
         }
         drop(shared);
         let _ = event_task.await;
+        // Deliveries under way get a moment; a completion cut off here is sent by the next start.
+        notifier.close(NOTIFY_GRACE).await;
         tracing::info!("all workers stopped at a step boundary");
     }
 

@@ -99,6 +99,16 @@ pub enum ErrorKind {
     DuplicateTake,
     /// `[restore]` without `request`.
     RestoreWithoutRequest,
+    /// `[notify]` names no destination (neither `sns_topic` nor `webhook`).
+    NotifyNoDestination,
+    /// `notify.sns_topic` is not an SNS topic ARN.
+    NotifySnsTopic,
+    /// `notify.webhook.url` is not an https URL (http only to this host's loopback address).
+    NotifyWebhookUrl,
+    /// `notify.webhook` has no secret source, several, or a `secret_key` without `secret_id`.
+    NotifyWebhookSecret,
+    /// `notify.events` is empty, names an unknown event, or names one twice.
+    NotifyEvents,
 }
 
 impl ErrorKind {
@@ -147,6 +157,11 @@ impl ErrorKind {
             ErrorKind::UnknownTimeZone => "unknown-time-zone",
             ErrorKind::DuplicateTake => "duplicate-take",
             ErrorKind::RestoreWithoutRequest => "restore-without-request",
+            ErrorKind::NotifyNoDestination => "notify-no-destination",
+            ErrorKind::NotifySnsTopic => "notify-sns-topic",
+            ErrorKind::NotifyWebhookUrl => "notify-webhook-url",
+            ErrorKind::NotifyWebhookSecret => "notify-webhook-secret",
+            ErrorKind::NotifyEvents => "notify-events",
         }
     }
 }

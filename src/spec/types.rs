@@ -25,6 +25,8 @@ pub struct Spec {
     pub backup: Option<BackupSpec>,
     /// The restore wanted, if any.
     pub restore: Option<RestoreSpec>,
+    /// Where completion, failure and needs-human events go, if anywhere.
+    pub notify: Option<NotifySpec>,
 }
 
 /// The operating system of the cluster's servers: it decides the disk recipes and partition naming.
@@ -311,6 +313,63 @@ pub struct RestoreSpec {
     pub verify_failover: bool,
     /// Allow a snapshot whose `mirrorctl:cluster` tag names another cluster.
     pub allow_foreign_snapshot: bool,
+}
+
+/// An event a cluster can announce (`notify.events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoticeKind {
+    /// A backup or restore operation completed.
+    Completed,
+    /// A step failed with an error only a human can resolve, and the cluster stopped.
+    Failed,
+    /// The planner refuses to go on until a human acts (a blocked condition).
+    NeedsHuman,
+}
+
+impl NoticeKind {
+    /// Every kind, in the order the reference lists them.
+    pub const ALL: [NoticeKind; 3] = [NoticeKind::Completed, NoticeKind::Failed, NoticeKind::NeedsHuman];
+
+    /// The word used in files, JSON bodies and headers (`completed`, `failed`, `needs-human`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Completed => "completed",
+            NoticeKind::Failed => "failed",
+            NoticeKind::NeedsHuman => "needs-human",
+        }
+    }
+}
+
+/// An SNS topic, from its ARN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnsTopic {
+    /// The whole ARN (`arn:aws:sns:ap-northeast-1:123456789012:mirrorctl`).
+    pub arn: String,
+    /// The topic's region (Publish goes there, whatever the cluster's region).
+    pub region: Region,
+    /// A FIFO topic (`.fifo`): each message then carries a group and a deduplication id.
+    pub fifo: bool,
+}
+
+/// A webhook: where events are sent (`POST`) and the secret that signs them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSpec {
+    /// `https://…` (or `http://` to this host's loopback address).
+    pub url: String,
+    /// The HMAC-SHA256 signing secret's source.
+    pub secret: SecretRef,
+}
+
+/// `[notify]`: destinations and which events go there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifySpec {
+    /// An SNS topic, if any.
+    pub sns_topic: Option<SnsTopic>,
+    /// A webhook, if any (at least one of the two is set).
+    pub webhook: Option<WebhookSpec>,
+    /// The events sent (default: all of them), without duplicates, in [`NoticeKind::ALL`] order.
+    pub events: Vec<NoticeKind>,
 }
 
 impl Spec {

@@ -24,6 +24,7 @@ mod moto_ec2;
 mod moto_flows;
 mod moto_plan;
 mod node_recipes;
+mod notify;
 mod observe_refresh;
 mod planner_decisions;
 mod planner_props;
