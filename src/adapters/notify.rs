@@ -66,6 +66,9 @@ impl NoticeSink for SnsSink {
     }
 
     async fn deliver(&self, event: &str, id: &str, body: &[u8]) -> Result<(), DeliveryError> {
+        // The IAM action this needs (tests/it/deploy.rs ties the policy to this line).
+        const API: &str = "Publish";
+        tracing::debug!(api = API, topic = %self.topic.arn, "publishing a notification");
         let message = String::from_utf8_lossy(body).into_owned();
         let attribute = MessageAttributeValue::builder()
             .data_type("String")

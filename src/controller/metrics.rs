@@ -299,6 +299,20 @@ mod tests {
     }
 
     #[test]
+    fn notification_counts_are_shown_once_attached() {
+        let m = Metrics::default();
+        assert!(!m.render().contains("mirrorctl_notifications_total"));
+        let counters = std::sync::Arc::new(crate::notify::Counters::default());
+        m.notifications(std::sync::Arc::clone(&counters));
+        counters.add("webhook", "delivered");
+        counters.add("webhook", "delivered");
+        counters.add("sns", "failed");
+        let text = m.render();
+        assert!(text.contains("mirrorctl_notifications_total{sink=\"webhook\",outcome=\"delivered\"} 2"), "{text}");
+        assert!(text.contains("mirrorctl_notifications_total{sink=\"sns\",outcome=\"failed\"} 1"), "{text}");
+    }
+
+    #[test]
     fn ready_only_after_every_first_cluster_checked_in() {
         let m = Metrics::default();
         assert!(!m.ready());

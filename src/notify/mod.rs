@@ -157,7 +157,8 @@ pub struct Counters {
 }
 
 impl Counters {
-    fn add(&self, sink: &'static str, outcome: &'static str) {
+    /// Counts one `outcome` of a `sink` delivery.
+    pub fn add(&self, sink: &'static str, outcome: &'static str) {
         *self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry((sink, outcome)).or_default() += 1;
     }
     /// Every count so far, by (destination kind, outcome).
