@@ -23,7 +23,7 @@ use std::time::Duration;
 use aws_sdk_sns::error::{DisplayErrorContext, ProvideErrorMetadata as _, SdkError};
 use aws_sdk_sns::types::MessageAttributeValue;
 
-use crate::adapters::aws::load_sdk_config;
+use crate::adapters::aws::cluster_sdk_config;
 use crate::adapters::secret::{Purpose, SecretResolver};
 use crate::notify::{SinkFactory, signature};
 use crate::ports::notify::{DeliveryError, NoticeSink};
@@ -177,8 +177,8 @@ impl NoticeSink for WebhookSink {
     }
 }
 
-/// The destinations of a cluster's `[notify]` on AWS: SNS through the default credential chain in
-/// the topic's region; the webhook's secret from the environment, a file or Secrets Manager (in
+/// The destinations of a cluster's `[notify]` on AWS: SNS with the cluster's credentials (its role
+/// when it names one) in the topic's region; the webhook's secret from the environment, a file or Secrets Manager (in
 /// the cluster's region). Endpoints follow the SDK's settings (`AWS_ENDPOINT_URL_SNS`, …).
 pub fn aws_sinks() -> SinkFactory {
     Arc::new(|spec: &Spec| {
@@ -187,14 +187,14 @@ pub fn aws_sinks() -> SinkFactory {
             let mut sinks: Vec<Arc<dyn NoticeSink>> = Vec::new();
             let Some(notify) = &spec.notify else { return Ok(sinks) };
             if let Some(topic) = &notify.sns_topic {
-                let config = load_sdk_config(&topic.region, None).await;
+                let config = cluster_sdk_config(&spec.cluster, &topic.region).await;
                 let client = aws_sdk_sns::Client::new(&config);
                 sinks.push(Arc::new(SnsSink::new(client, topic.clone(), spec.cluster.name.as_str())));
             }
             if let Some(hook) = &notify.webhook {
                 let secrets = match &hook.secret {
                     SecretRef::SecretsManager { .. } => {
-                        SecretResolver::from_sdk_config(&load_sdk_config(&spec.cluster.region, None).await)
+                        SecretResolver::from_sdk_config(&cluster_sdk_config(&spec.cluster, &spec.cluster.region).await)
                     }
                     _ => SecretResolver::local_only(),
                 };

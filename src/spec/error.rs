@@ -109,6 +109,10 @@ pub enum ErrorKind {
     NotifyWebhookSecret,
     /// `notify.events` is empty, names an unknown event, or names one twice.
     NotifyEvents,
+    /// `cluster.role_arn` is not an IAM role ARN.
+    RoleArn,
+    /// `cluster.external_id` is malformed, or given without `role_arn`.
+    ExternalId,
 }
 
 impl ErrorKind {
@@ -162,6 +166,8 @@ impl ErrorKind {
             ErrorKind::NotifyWebhookUrl => "notify-webhook-url",
             ErrorKind::NotifyWebhookSecret => "notify-webhook-secret",
             ErrorKind::NotifyEvents => "notify-events",
+            ErrorKind::RoleArn => "role-arn",
+            ErrorKind::ExternalId => "external-id",
         }
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct RawCluster {
     pub(crate) access: Option<S<String>>,
     pub(crate) install_dir: Option<S<String>>,
     pub(crate) procedure: Option<S<String>>,
+    pub(crate) role_arn: Option<S<String>>,
+    pub(crate) external_id: Option<S<String>>,
     pub(crate) api: Option<RawApi>,
     pub(crate) server: Option<Vec<RawServer>>,
 }

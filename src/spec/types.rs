@@ -141,6 +141,21 @@ pub struct ClusterSpec {
     /// `cluster.procedure`: how backups and restores drive CLUSTERPRO (default `auto`).
     #[serde(default)]
     pub procedure: ProcedureChoice,
+    /// `cluster.role_arn` (+ `external_id`): the IAM role every AWS call for this cluster assumes;
+    /// `None` = the default credential chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoleSpec>,
+}
+
+/// An IAM role to assume for a cluster's AWS calls.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RoleSpec {
+    /// `arn:<partition>:iam::<account>:role/<path/name>`.
+    pub arn: String,
+    /// The role's account (12 digits), from the ARN.
+    pub account: String,
+    /// The external id the role's trust policy asks for, if any.
+    pub external_id: Option<String>,
 }
 
 /// `cluster.procedure`: which CLUSTERPRO procedure backups and restores follow.

@@ -7,6 +7,7 @@
 mod support;
 
 mod account_throttle;
+mod accounts;
 mod backup;
 mod bench;
 mod chaos;

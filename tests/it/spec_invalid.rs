@@ -533,6 +533,48 @@ case!(notify_no_events, notify_with("[\"completed\", \"failed\"]", "[]"), Notify
 case!(notify_unknown_key, notify_with("events = ", "event = "), UnknownKey, "event = ");
 
 #[test]
+fn role_arn_and_external_id_are_read() {
+    let text = with(
+        "access = \"ssm\"",
+        "access = \"ssm\"\nrole_arn = \"arn:aws:iam::123456789012:role/ops/mirrorctl\"\nexternal_id = \"prod-db-ops\"",
+    );
+    let role = load_str(Path::new(FILE), &text).expect("valid").cluster.role.expect("role");
+    assert_eq!(role.arn, "arn:aws:iam::123456789012:role/ops/mirrorctl");
+    assert_eq!(role.account, "123456789012");
+    assert_eq!(role.external_id.as_deref(), Some("prod-db-ops"));
+    assert!(load_str(Path::new(FILE), VALID).expect("valid").cluster.role.is_none(), "default chain");
+}
+
+case!(
+    role_arn_of_a_user,
+    with("access = \"ssm\"", "access = \"ssm\"\nrole_arn = \"arn:aws:iam::123456789012:user/ops\""),
+    RoleArn,
+    "role_arn"
+);
+case!(
+    role_arn_short_account,
+    with("access = \"ssm\"", "access = \"ssm\"\nrole_arn = \"arn:aws:iam::12345:role/mirrorctl\""),
+    RoleArn,
+    "role_arn"
+);
+case!(role_arn_not_an_arn, with("access = \"ssm\"", "access = \"ssm\"\nrole_arn = \"mirrorctl\""), RoleArn, "role_arn");
+case!(
+    external_id_without_role,
+    with("access = \"ssm\"", "access = \"ssm\"\nexternal_id = \"prod-db-ops\""),
+    ExternalId,
+    "external_id"
+);
+case!(
+    external_id_malformed,
+    with(
+        "access = \"ssm\"",
+        "access = \"ssm\"\nrole_arn = \"arn:aws:iam::123456789012:role/mirrorctl\"\nexternal_id = \"has spaces\""
+    ),
+    ExternalId,
+    "external_id"
+);
+
+#[test]
 fn all_semantic_errors_of_a_file_are_reported() {
     let text = with("zone = \"ap-northeast-1c\"", "zone = \"us-east-1a\"")
         .replacen("keep = 7", "keep = 0", 1)
