@@ -20,35 +20,35 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::common::{example, with_backups, with_restore};
 
-const SECRET: &str = "s3cret-for-tests";
+pub(crate) const SECRET: &str = "s3cret-for-tests";
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
+pub(crate) struct Received {
+    pub(crate) path: String,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Received {
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("the body is JSON")
     }
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers.get(&name.to_ascii_lowercase()).map_or("", String::as_str)
     }
 }
 
 /// A minimal HTTP/1.1 receiver on a free loopback port: records every request and answers the
 /// scripted statuses in order (200 once the script is used up). Stopped when dropped.
-struct Receiver {
+pub(crate) struct Receiver {
     port: u16,
     got: Arc<Mutex<Vec<Received>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Receiver {
-    async fn start(script: &[u16]) -> Receiver {
+    pub(crate) async fn start(script: &[u16]) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let port = listener.local_addr().expect("addr").port();
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -71,16 +71,16 @@ impl Receiver {
         Receiver { port, got, task }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hook", self.port)
     }
 
-    fn got(&self) -> Vec<Received> {
+    pub(crate) fn got(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 
     /// Waits (real time, at most 20 s) until `n` requests arrived.
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let got = self.got();
@@ -131,7 +131,7 @@ async fn read_request(conn: &mut tokio::net::TcpStream) -> Option<Received> {
 }
 
 /// What a receiver does: the signature over "<timestamp>.<body>" matches the shared secret.
-fn assert_signed(r: &Received) {
+pub(crate) fn assert_signed(r: &Received) {
     let ts: i64 = r.header(HEADER_TIMESTAMP).parse().expect("a Unix timestamp header");
     let now = jiff::Timestamp::now().as_second();
     assert!((now - ts).abs() < 300, "a fresh timestamp: {ts} vs {now}");
