@@ -360,9 +360,8 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
                 return Err(e);
             }
         };
-        if let Some(n) = &ctx.notify {
-            let view = journal.lock().await.view().clone();
-            offer_completions(n, spec, &view, &obs, &p);
+        if let Some(n) = ctx.notify.as_ref().filter(|n| n.serves(&spec.cluster.name)) {
+            offer_completions(n, spec, journal.lock().await.view(), &obs, &p);
         }
         // A step that failed needing a human and is still wanted after a fresh look: stop.
         if let Some(c) = p.steps().iter().find_map(|s| needs_human.get(&s.id)) {

@@ -306,6 +306,12 @@ impl Notifier {
         self.state.lock().insert(cluster.clone(), notes);
     }
 
+    /// Whether `cluster` has destinations (its `[notify]` was primed): callers skip building
+    /// notices otherwise.
+    pub fn serves(&self, cluster: &ClusterName) -> bool {
+        self.state.lock().contains_key(cluster)
+    }
+
     /// Offers `notice` (whose dedupe key is `key`, see [`key`]) for each destination of its
     /// cluster that wants its event and was not sent it yet. Never waits: a full queue drops it.
     pub fn offer(&self, key: &str, notice: &Notice) {

@@ -267,6 +267,17 @@ async fn a_receiver_gets_signed_completion_needs_human_and_failure_events_once_e
     assert_eq!(run.apply(&restore, &again).await, Settled::Converged);
     assert!(again.close(Duration::from_secs(5)).await);
     assert_eq!(hook.got().len(), 5, "nothing sent twice after a restart");
+
+    // The cluster converged since: the same condition coming back is a new transition.
+    let later = Run::notifier();
+    assert!(matches!(run.apply(&wrong, &later).await, Settled::Blocked(_)));
+    assert!(later.close(Duration::from_secs(20)).await);
+    let got = hook.got();
+    assert_eq!(got.len(), 6);
+    assert_eq!(
+        (got[5].json()["event"].as_str(), got[5].json()["operation"].as_str()),
+        (Some("needs-human"), Some("restore/r0"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
