@@ -362,3 +362,34 @@ async fn sns_publishes_the_notice_to_the_topic_on_moto() {
     assert!(!e.retryable, "{e:?}");
     assert!(e.message.contains("no-such-topic"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_delivers_its_completion_before_it_exits_even_after_a_500() {
+    let hook = Receiver::start(&[500]).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/desired-state/prod-db.toml")).unwrap();
+    let text = example.replacen("[backup]\n", "[backup]\ntake = [\"b1\"]\n", 1)
+        + &format!("\n[notify]\nwebhook = {{ url = \"{}\", secret_env = \"HOOK_SECRET_FOR_TEST\" }}\n", hook.url());
+    let file = dir.path().join("prod-db.toml");
+    std::fs::write(&file, text).unwrap();
+    let state = dir.path().join("state");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mirrorctl"))
+            .args(["--state-dir", state.to_str().unwrap(), "apply", "--world", "lab", "--speed", "2000"])
+            .arg(&file)
+            .env("HOOK_SECRET_FOR_TEST", SECRET)
+            .env_remove("MIRRORCTL_STATE_DIR")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Both attempts arrived before the process exited: apply waited for the retry.
+    let got = hook.got();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1].json()["operation"], "backup/b1");
+    assert_signed(&got[1]);
+}
