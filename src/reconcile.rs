@@ -18,12 +18,10 @@ use tokio::sync::Mutex;
 use crate::adapters::limit::{Priority, set_priority, with_priority};
 use crate::adapters::store::LocalStore;
 use crate::execute::{CrashSwitch, EventKind, ExecError, Executor, Progress, RetryPolicy, StepResult};
-use crate::journal::{Journal, JournalView};
-use crate::notify::Notice;
-use crate::notify::Notifier;
+use crate::journal::Journal;
+use crate::notify::{Notifier, offer_completions, offer_condition};
 use crate::observe::{FULL_LOOK_EVERY, Observed, Refresh, observe_with};
-use crate::plan::{Action, Condition, OpId, Outcome, Plan, Step, StepId, expect, plan};
-use crate::ports::cloud::tag;
+use crate::plan::{Action, Condition, Outcome, Plan, Step, StepId, expect, plan};
 use crate::ports::{ErrorClass, Lease, PortError, Ports, Store, StoreError};
 use crate::spec::NoticeKind;
 use crate::spec::Spec;
@@ -439,96 +437,6 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
             }
         }
     }
-}
-
-/// Offers a completion notice for every backup or restore the journal says completed (the
-/// notifier drops those already sent, and those from before notifications were set up), with the
-/// volumes and snapshots `obs` shows for it.
-fn offer_completions(n: &Notifier, spec: &Spec, view: &JournalView, obs: &Observed, p: &Plan) {
-    for (op, v) in &view.ops {
-        let (Some(at), false) = (v.completed, *op == OpId::Retention) else { continue };
-        let operation = op.to_string();
-        let key = crate::notify::key(NoticeKind::Completed, Some(&operation), None);
-        let (volumes, mut snapshots) = operation_resources(spec, obs, op);
-        if let (OpId::Restore(r), Some(want)) = (op, &spec.restore)
-            && &want.request == r
-            && !snapshots.contains(&want.snapshot.to_string())
-        {
-            snapshots.push(want.snapshot.to_string());
-        }
-        let what = match op {
-            OpId::Backup(_) => "backup",
-            _ => "restore",
-        };
-        let notice = Notice {
-            schema: crate::notify::SCHEMA,
-            id: Notice::id_for(&spec.cluster.name, &key),
-            event: NoticeKind::Completed,
-            cluster: spec.cluster.name.clone(),
-            region: spec.cluster.region.to_string(),
-            operation: Some(operation.clone()),
-            request: Some(op.request_tag()),
-            phase: phase_word(p),
-            reason: None,
-            message: format!("{what} {} of cluster {} completed", op.request_tag(), spec.cluster.name),
-            action: None,
-            volumes,
-            snapshots,
-            at,
-            sent: obs.now,
-            mirrorctl_version: env!("CARGO_PKG_VERSION").to_owned(),
-        };
-        n.offer(&key, &notice);
-    }
-}
-
-/// Offers a `failed` or `needs-human` notice for condition `c` of plan `p`.
-fn offer_condition(n: &Notifier, spec: &Spec, kind: NoticeKind, p: &Plan, obs: &Observed, c: &Condition) {
-    let operation = p.op.as_ref().map(ToString::to_string);
-    let key = crate::notify::key(kind, operation.as_deref(), Some(&c.reason));
-    let (volumes, snapshots) = p.op.as_ref().map(|op| operation_resources(spec, obs, op)).unwrap_or_default();
-    let notice = Notice {
-        schema: crate::notify::SCHEMA,
-        id: Notice::id_for(&spec.cluster.name, &key),
-        event: kind,
-        cluster: spec.cluster.name.clone(),
-        region: spec.cluster.region.to_string(),
-        operation,
-        request: p.op.as_ref().map(OpId::request_tag),
-        phase: "blocked".to_owned(),
-        reason: Some(c.reason.clone()),
-        message: c.message.clone(),
-        action: Some(c.action.clone()),
-        volumes,
-        snapshots,
-        at: obs.now,
-        sent: obs.now,
-        mirrorctl_version: env!("CARGO_PKG_VERSION").to_owned(),
-    };
-    n.offer(&key, &notice);
-}
-
-/// The status word of a plan's outcome.
-fn phase_word(p: &Plan) -> String {
-    match &p.outcome {
-        Outcome::Converged => "converged",
-        Outcome::Steps { .. } => "progressing",
-        Outcome::Wait(_) => "waiting",
-        Outcome::Blocked(_) => "blocked",
-    }
-    .to_owned()
-}
-
-/// The volumes and snapshots of this cluster tagged with `op`'s request.
-fn operation_resources(spec: &Spec, obs: &Observed, op: &OpId) -> (Vec<String>, Vec<String>) {
-    let request = op.request_tag();
-    let ours = |tags: &crate::ports::cloud::Tags| {
-        tags.get(tag::CLUSTER).map(String::as_str) == Some(spec.cluster.name.as_str())
-            && tags.get(tag::REQUEST) == Some(&request)
-    };
-    let volumes = obs.volumes.iter().filter(|v| ours(&v.tags)).map(|v| v.id.to_string()).collect();
-    let snapshots = obs.snapshots.iter().filter(|s| ours(&s.tags)).map(|s| s.id.to_string()).collect();
-    (volumes, snapshots)
 }
 
 /// Records needs-human failures of a batch (cleared by a success) and returns what the next pass

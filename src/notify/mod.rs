@@ -44,6 +44,10 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+mod offers;
+
+pub use offers::{offer_completions, offer_condition};
+
 use crate::ids::ClusterName;
 use crate::ports::Store;
 use crate::ports::notify::NoticeSink;
@@ -310,6 +314,23 @@ impl Notifier {
     /// notices otherwise.
     pub fn serves(&self, cluster: &ClusterName) -> bool {
         self.state.lock().contains_key(cluster)
+    }
+
+    /// Whether some destination of `cluster` still wants the `kind` event with dedupe key `key`
+    /// that happened at `at` (not sent, not under way, not older than its `since`): callers skip
+    /// building notices nobody wants.
+    pub fn due(&self, cluster: &ClusterName, kind: NoticeKind, key: &str, at: Timestamp) -> bool {
+        let clusters = self.state.lock();
+        let Some(notes) = clusters.get(cluster) else { return false };
+        notes.config.events.contains(&kind)
+            && notes.sinks.iter().any(|sink| {
+                let name = sink.name();
+                let sent_key = format!("{name}|{key}");
+                let since = notes.record.since.get(&format!("{name}|{}", kind.as_str()));
+                !notes.record.sent.contains_key(&sent_key)
+                    && !notes.pending.contains(&sent_key)
+                    && (kind != NoticeKind::Completed || since.is_some_and(|s| at >= *s))
+            })
     }
 
     /// Offers `notice` (whose dedupe key is `key`, see [`key`]) for each destination of its
