@@ -7,8 +7,8 @@
 //!
 //! - **What is sent.** `completed`: an operation (backup or restore) recorded its completion in the
 //!   journal. `failed`: a step failed with an error only a human can resolve and the loop stopped
-//!   (the same step failed again after a fresh look). `needs-human`: the planner refuses to go on
-//!   (a blocked condition: snapshot not completed, foreign snapshot, …).
+//!   (a fresh look after the failure still wanted the step). `needs-human`: the planner refuses to
+//!   go on (a blocked condition: snapshot missing, of another cluster, not completed, …).
 //! - **Never blocking.** The loop only *offers* a notice: a bounded queue ([`QUEUE`]) feeds one
 //!   background task per process, which delivers each notice to each destination on its own
 //!   task, retrying with exponential backoff and jitter (`backon`) while the failure is
@@ -26,8 +26,9 @@
 //!   then the same condition again is a new transition.
 //! - **No history flood.** Each destination records since when it wants each event (`since`);
 //!   completions older than that are never sent (turning notifications on, or adding `completed`
-//!   to `events`, does not announce every past backup). Keys older than [`FORGET_AFTER`] are forgotten and `since` moves up with them,
-//!   so the file stays small; a completion never delivered in that time is given up.
+//!   to `events`, does not announce every past backup). Keys older than [`FORGET_AFTER`] are
+//!   forgotten and `since` moves up with them, so the file stays small; a completion never
+//!   delivered in that time is given up.
 //!
 //! The JSON body ([`Notice`]) and the webhook's signature are documented in
 //! `desired-state/README.md` (section `[notify]`), with how a receiver verifies them.
