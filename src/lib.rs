@@ -15,6 +15,7 @@
 //! - [`status`]: per-cluster status documents, written atomically.
 //! - [`durable`]: file replacement and directory sync with one durability policy.
 //! - [`reconcile`]: one cluster's observe → plan → execute loop until converged or terminal.
+//! - [`notify`]: completion, failure and needs-human notices: queue, retries, what was sent.
 //! - [`controller`]: the daemon loop: file watching, resync, per-cluster workers, metrics, settings.
 //! - [`sim`]: the strict simulated world (EC2, CLUSTERPRO, nodes, data oracle, latency model).
 //! - [`adapters`]: real implementations of the ports (AWS SDK, CLUSTERPRO, node recipes), and the
@@ -28,6 +29,7 @@ pub mod durable;
 pub mod execute;
 pub mod ids;
 pub mod journal;
+pub mod notify;
 pub mod observe;
 pub mod plan;
 pub mod ports;

@@ -19,9 +19,11 @@ use crate::adapters::limit::{Priority, set_priority, with_priority};
 use crate::adapters::store::LocalStore;
 use crate::execute::{CrashSwitch, EventKind, ExecError, Executor, Progress, RetryPolicy, StepResult};
 use crate::journal::Journal;
+use crate::notify::{Notifier, offer_completions, offer_condition};
 use crate::observe::{FULL_LOOK_EVERY, Observed, Refresh, observe_with};
 use crate::plan::{Action, Condition, Outcome, Plan, Step, StepId, expect, plan};
 use crate::ports::{ErrorClass, Lease, PortError, Ports, Store, StoreError};
+use crate::spec::NoticeKind;
 use crate::spec::Spec;
 use crate::status::StatusDoc;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +64,9 @@ pub struct Context {
     /// An error in the newest version of the desired-state file, written into every status
     /// document while the loop keeps working toward the last valid version (the daemon's case).
     pub spec_error: Option<String>,
+    /// Where completion, failure and needs-human notices go (the cluster's `[notify]` decides
+    /// whether any are sent). `None`: none are.
+    pub notify: Option<Notifier>,
 }
 
 impl Context {
@@ -82,6 +87,7 @@ impl Context {
             max_passes: None,
             stop: None,
             spec_error: None,
+            notify: None,
         }
     }
 
@@ -311,6 +317,9 @@ async fn reconcile_passes(spec: &Spec, ctx: &Context) -> Result<Settled, Reconci
 async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Result<Settled, ReconcileError> {
     let journal =
         Arc::new(Mutex::new(Journal::load(Arc::clone(&ctx.store), &spec.cluster.name, Some(Arc::clone(lease))).await?));
+    if let Some(n) = &ctx.notify {
+        n.prime(spec, &ctx.store, ctx.ports.clock.now()).await;
+    }
     let exec = Executor {
         cluster: spec.cluster.name.clone(),
         ports: ctx.ports.clone(),
@@ -349,6 +358,9 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
                 return Err(e);
             }
         };
+        if let Some(n) = ctx.notify.as_ref().filter(|n| n.serves(&spec.cluster.name)) {
+            offer_completions(n, spec, journal.lock().await.view(), &obs, &p);
+        }
         // A step that failed needing a human and is still wanted after a fresh look: stop.
         if let Some(c) = p.steps().iter().find_map(|s| needs_human.get(&s.id)) {
             // Fast Snapshot Restore bills per zone-hour: switching it off is not held back by
@@ -361,6 +373,9 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
             let blocked = Plan { outcome: Outcome::Blocked(c.clone()), ..p.clone() };
             write_status(spec, ctx, &journal, Some(&blocked), Some(&obs), None).await?;
             ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Blocked(c.clone()));
+            if let Some(n) = &ctx.notify {
+                offer_condition(n, spec, NoticeKind::Failed, &blocked, &obs, c);
+            }
             return Ok(Settled::Blocked(c.clone()));
         }
         write_status(spec, ctx, &journal, Some(&p), Some(&obs), None).await?;
@@ -375,10 +390,16 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
         match &p.outcome {
             Outcome::Converged => {
                 ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Converged);
+                if let Some(n) = &ctx.notify {
+                    n.rearm(&spec.cluster.name);
+                }
                 return Ok(Settled::Converged);
             }
             Outcome::Blocked(c) => {
                 ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Blocked(c.clone()));
+                if let Some(n) = &ctx.notify {
+                    offer_condition(n, spec, NoticeKind::NeedsHuman, &p, obs, c);
+                }
                 return Ok(Settled::Blocked(c.clone()));
             }
             Outcome::Wait(w) => {

@@ -5,7 +5,7 @@
 //! that gave each cluster its own client-side bucket would offer the account 1,000 times its
 //! budget and start a throttling storm (every call answered `RequestLimitExceeded`, every cluster
 //! backing off at random). So one [`RequestLimiter`] — one bucket per category — is made per
-//! process and handed to every cluster's EC2 port: the AWS adapter takes tokens from it before
+//! account and region ([`Limiters`]) and handed to every cluster's EC2 port in them: the AWS adapter takes tokens from it before
 //! each HTTP call (`AwsCloud::share_limiter`), and [`LimitedCloud`] puts any other [`Cloud`] (the
 //! simulated world in the lab and the benchmarks) under the same discipline.
 //!
@@ -412,9 +412,59 @@ impl Cloud for LimitedCloud {
     }
 }
 
+/// One [`RequestLimiter`] per AWS account and region, made on first use: EC2 throttles each
+/// account in each region on its own, so the clusters of one account share a budget while a
+/// cluster in another account (its own `role_arn`) or region does not wait for theirs.
+#[derive(Debug)]
+pub struct Limiters {
+    budgets: Budgets,
+    by_account: Mutex<std::collections::BTreeMap<(String, String), Arc<RequestLimiter>>>,
+}
+
+impl Limiters {
+    /// Limiters shaped by `budgets`, none made yet.
+    pub fn new(budgets: Budgets) -> Self {
+        Limiters { budgets, by_account: Mutex::new(std::collections::BTreeMap::new()) }
+    }
+
+    /// The limiter of `account` in `region` (the same one for every caller asking for them).
+    pub fn for_account(&self, account: &str, region: &crate::ids::Region) -> Arc<RequestLimiter> {
+        let mut map = self.by_account.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let limiter = map
+            .entry((account.to_owned(), region.as_str().to_owned()))
+            .or_insert_with(|| Arc::new(RequestLimiter::new(self.budgets)));
+        Arc::clone(limiter)
+    }
+
+    /// How many limiters exist (one per account and region seen).
+    pub fn len(&self) -> usize {
+        self.by_account.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// Whether none was made yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_accounts_get_two_limiters_and_one_account_one() {
+        let limiters = Limiters::new(Budgets::default());
+        let tokyo = crate::ids::Region::parse("ap-northeast-1").unwrap();
+        let osaka = crate::ids::Region::parse("ap-northeast-3").unwrap();
+        let a = limiters.for_account("111111111111", &tokyo);
+        let a_again = limiters.for_account("111111111111", &tokyo);
+        let b = limiters.for_account("222222222222", &tokyo);
+        let a_osaka = limiters.for_account("111111111111", &osaka);
+        assert!(Arc::ptr_eq(&a, &a_again), "clusters of one account and region share one budget");
+        assert!(!Arc::ptr_eq(&a, &b), "another account has its own");
+        assert!(!Arc::ptr_eq(&a, &a_osaka), "another region has its own");
+        assert_eq!(limiters.len(), 3);
+    }
 
     #[test]
     fn budgets_are_validated() {

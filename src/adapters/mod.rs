@@ -8,6 +8,7 @@
 //!   port over `clp*` commands, the REST API client and the hybrid that pairs the two;
 //! - [`node`]: the PowerShell and sh disk recipes, the node port running them over a command
 //!   transport, and the local and SSM Run Command transports (tested against a fake SSM endpoint);
+//! - [`notify`]: the notification destinations: an SNS topic and a signed webhook;
 //! - [`secret`]: the password sources of the REST API (environment, file, AWS Secrets Manager);
 //! - [`world`]: all of them put together as one cluster's ports (`--world aws`).
 //! - [`limit`]: the client-side request budget one process shares across all its clusters.
@@ -18,6 +19,7 @@ pub mod aws;
 pub mod clusterpro;
 pub mod limit;
 pub mod node;
+pub mod notify;
 pub mod secret;
 pub mod store;
 pub mod world;

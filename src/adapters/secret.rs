@@ -45,8 +45,10 @@ impl fmt::Debug for Password {
 /// Why a password could not be read: where from, what went wrong, what to do. Contains no part of
 /// the secret value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot read the CLUSTERPRO API password from {source_name}: {problem}; {todo}")]
+#[error("cannot read {what} from {source_name}: {problem}; {todo}")]
 pub struct SecretError {
+    /// What the secret is for (`the CLUSTERPRO API password`, `the webhook signing secret`).
+    pub what: &'static str,
     /// The source, as [`SecretRef`]'s `Display` names it.
     pub source_name: String,
     /// What went wrong.
@@ -88,9 +90,16 @@ impl SecretResolver {
         SecretResolver::with_secrets_manager(aws_sdk_secretsmanager::Client::new(config))
     }
 
-    /// Reads the password `reference` points at.
+    /// Reads the CLUSTERPRO API password `reference` points at.
     pub async fn resolve(&self, reference: &SecretRef) -> Result<Password, SecretError> {
+        self.resolve_as(reference, Purpose::API_PASSWORD).await
+    }
+
+    /// Reads the secret `reference` points at, for `purpose` (named in errors).
+    pub async fn resolve_as(&self, reference: &SecretRef, purpose: Purpose) -> Result<Password, SecretError> {
+        let what = purpose.what;
         let fail = |problem: String, todo: &str, transient: bool| SecretError {
+            what,
             source_name: reference.to_string(),
             problem,
             todo: todo.to_owned(),
@@ -106,7 +115,7 @@ impl SecretResolver {
                 Ok(v) => Ok(Password(v)),
                 Err(std::env::VarError::NotPresent) => Err(fail(
                     "the variable is not set in mirrorctl's environment".to_owned(),
-                    "set it for the mirrorctl process (e.g. in the service's EnvironmentFile), or use password_file or password_secret",
+                    "set it for the mirrorctl process (e.g. in the service's EnvironmentFile), or name another source of the secret",
                     false,
                 )),
                 Err(std::env::VarError::NotUnicode(_)) => Err(fail(
@@ -135,11 +144,7 @@ impl SecretResolver {
                         Ok(Password(first.to_owned()))
                     }
                 }
-                Err(e) => Err(fail(
-                    format!("the file cannot be read ({e})"),
-                    "check the path in cluster.api.password_file and that mirrorctl's user may read the file",
-                    false,
-                )),
+                Err(e) => Err(fail(format!("the file cannot be read ({e})"), purpose.file_todo, false)),
             },
             SecretRef::SecretsManager { id, json_key } => {
                 // The IAM action this needs (tests/it/deploy.rs ties the policy to this line).
@@ -147,12 +152,17 @@ impl SecretResolver {
                 let Some(client) = &self.secrets_manager else {
                     return Err(fail(
                         "no AWS Secrets Manager client is configured in this mode".to_owned(),
-                        "run mirrorctl with AWS access, or use password_env or password_file",
+                        &format!("run mirrorctl with AWS access, or use {}", purpose.local_keys),
                         false,
                     ));
                 };
-                tracing::debug!(api = API, secret = %id, "reading the CLUSTERPRO API password");
-                let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| sdk_error(reference, &e))?;
+                tracing::debug!(api = API, secret = %id, "reading {what}");
+                let out = client
+                    .get_secret_value()
+                    .secret_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(reference, purpose, &e))?;
                 let Some(text) = out.secret_string() else {
                     return Err(fail(
                         "the secret has no SecretString (binary secrets are not supported)".to_owned(),
@@ -176,6 +186,36 @@ impl SecretResolver {
     }
 }
 
+/// What a secret is for: named in every error about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Purpose {
+    /// What the secret is (`the CLUSTERPRO API password`).
+    pub what: &'static str,
+    /// What to do when its file cannot be read (names the desired-state key).
+    pub file_todo: &'static str,
+    /// The keys naming the other local sources, for "use … instead" hints.
+    pub local_keys: &'static str,
+    /// The key naming the Secrets Manager secret.
+    pub secret_key: &'static str,
+}
+
+impl Purpose {
+    /// The CLUSTERPRO REST API's password (`cluster.api.password_*`).
+    pub const API_PASSWORD: Purpose = Purpose {
+        what: "the CLUSTERPRO API password",
+        file_todo: "check the path in cluster.api.password_file and that mirrorctl's user may read the file",
+        local_keys: "password_env or password_file",
+        secret_key: "cluster.api.password_secret",
+    };
+    /// The webhook's HMAC signing secret (`notify.webhook.secret_*`).
+    pub const WEBHOOK_SECRET: Purpose = Purpose {
+        what: "the webhook signing secret",
+        file_todo: "check the path in notify.webhook.secret_file and that mirrorctl's user may read the file",
+        local_keys: "secret_env or secret_file",
+        secret_key: "notify.webhook.secret_id",
+    };
+}
+
 /// The non-empty string value of `key` in the JSON object `text`. Errors describe the shape only.
 fn json_field(text: &str, key: &str) -> Result<Password, String> {
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) else {
@@ -194,7 +234,7 @@ fn json_field(text: &str, key: &str) -> Result<Password, String> {
 
 /// A failed `GetSecretValue`, classified: missing secret, access denied and KMS trouble need a
 /// human; throttling and transport failures are transient.
-fn sdk_error<E, R>(reference: &SecretRef, err: &SdkError<E, R>) -> SecretError
+fn sdk_error<E, R>(reference: &SecretRef, purpose: Purpose, err: &SdkError<E, R>) -> SecretError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: fmt::Debug,
@@ -202,16 +242,16 @@ where
     let code = err.code().unwrap_or_default().to_owned();
     let (todo, transient) = match code.as_str() {
         "ResourceNotFoundException" => {
-            ("check the secret id or ARN in cluster.api.password_secret and the region", false)
+            (format!("check the secret id or ARN in {} and the region", purpose.secret_key), false)
         }
         "AccessDeniedException" => {
-            ("grant mirrorctl's IAM role secretsmanager:GetSecretValue on this secret (see deploy/)", false)
+            ("grant mirrorctl's IAM role secretsmanager:GetSecretValue on this secret (see deploy/)".to_owned(), false)
         }
-        "DecryptionFailure" => ("grant mirrorctl's IAM role kms:Decrypt on the secret's KMS key", false),
+        "DecryptionFailure" => ("grant mirrorctl's IAM role kms:Decrypt on the secret's KMS key".to_owned(), false),
         "InvalidRequestException" | "InvalidParameterException" => {
-            ("check that the secret exists and is not scheduled for deletion", false)
+            ("check that the secret exists and is not scheduled for deletion".to_owned(), false)
         }
-        _ => ("mirrorctl will try again; check the network path to Secrets Manager if this persists", true),
+        _ => ("mirrorctl will try again; check the network path to Secrets Manager if this persists".to_owned(), true),
     };
     let problem = match err {
         SdkError::ServiceError(_) => {
@@ -219,7 +259,7 @@ where
         }
         _ => format!("GetSecretValue did not complete: {}", DisplayErrorContext(err)),
     };
-    SecretError { source_name: reference.to_string(), problem, todo: todo.to_owned(), transient }
+    SecretError { what: purpose.what, source_name: reference.to_string(), problem, todo, transient }
 }
 
 #[cfg(test)]

@@ -4,8 +4,11 @@
 //! that puts them together for a desired-state file, the same way for `plan`, `apply` and the
 //! daemon (`--world aws`):
 //!
-//! - **EC2**: [`AwsCloud`] on the default credential chain, in the cluster's region. All clusters of
-//!   a process draw on one [`RequestLimiter`] (EC2 throttles per account), when one is given.
+//! - **Credentials**: the default credential chain, with the cluster's IAM role assumed on top
+//!   when its file names one (`cluster.role_arn`, [`cluster_sdk_config`]); every AWS client below
+//!   (EC2, SSM, Secrets Manager) uses them.
+//! - **EC2**: [`AwsCloud`] in the cluster's region. The clusters of one account and region draw on
+//!   one [`RequestLimiter`] (EC2 throttles per account and region), when one is given.
 //! - **Node transport**: `access = "ssm"` → [`SsmTransport`] (Run Command on each server's
 //!   instance); `access = "local"` → [`LocalTransport`] (mirrorctl runs on a node).
 //! - **Disks**: [`RecipeNode`], the PowerShell / sh recipes over that transport.
@@ -22,7 +25,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::adapters::aws::{AwsCloud, AwsOptions, load_sdk_config};
+use crate::adapters::aws::{AwsCloud, AwsOptions, cluster_sdk_config};
 use crate::adapters::clusterpro::commands::CommandCluster;
 use crate::adapters::clusterpro::hybrid::HybridCluster;
 use crate::adapters::clusterpro::rest::RestCluster;
@@ -37,7 +40,7 @@ use crate::spec::{Access, Spec};
 
 /// The ports of `spec`'s cluster on AWS. `state_dir` keeps the command adapter's `clp.conf`
 /// copies, `store` its md templates and pending-resume marker (so another host can finish a
-/// restore); `limiter`, when given, is shared by every cluster of the process.
+/// restore); `limiter`, when given, is shared by every cluster of the same account and region.
 /// Fails (needs-human) only for what the REST API needs up front: its password and CA bundle.
 pub async fn aws_ports(
     spec: &Spec,
@@ -46,7 +49,7 @@ pub async fn aws_ports(
     limiter: Option<Arc<RequestLimiter>>,
 ) -> PortResult<Ports> {
     let c = &spec.cluster;
-    let shared = load_sdk_config(&c.region, None).await;
+    let shared = cluster_sdk_config(c, &c.region).await;
     let mut cloud = AwsCloud::from_sdk_config(&shared, &AwsOptions::new(c.region.clone()));
     if let Some(l) = limiter {
         cloud = cloud.share_limiter(l);

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CliError, EXIT_ABORTED, EXIT_BLOCKED, EXIT_INTERRUPTED, Output, WorldArgs};
 use crate::execute::{Event, EventKind, Progress};
+use crate::notify::{Notifier, RetrySchedule};
 use crate::ports::Store;
 use crate::reconcile::{Context, ReconcileError, Settled, open_journal, plan_once, reconcile};
 
@@ -66,6 +67,9 @@ pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
     Some(line)
 }
 
+/// How long `apply` waits at exit for its notifications (with their retries).
+const NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Runs `apply`.
 pub async fn run(
     state_dir: &Path,
@@ -97,6 +101,8 @@ pub async fn run(
     }
     let (tx, mut rx) = unbounded_channel();
     ctx.progress = Progress::to(tx);
+    let notifier = Notifier::start(crate::adapters::notify::aws_sinks(), RetrySchedule::default());
+    ctx.notify = Some(notifier.clone());
     let start = ctx.ports.clock.now();
     let wall = Instant::now();
     let printer = tokio::spawn(async move {
@@ -140,6 +146,13 @@ pub async fn run(
         return Ok(EXIT_ABORTED);
     };
     let _ = printer.await;
+    // The notices of this run (completion, failure) are delivered before exit, within a bound.
+    if !notifier.close(NOTIFY_GRACE).await {
+        eprintln!(
+            "some notifications were not delivered within {}s; a completion among them is sent by the next run",
+            NOTIFY_GRACE.as_secs()
+        );
+    }
     let name = &spec.cluster.name;
     let elapsed = wall.elapsed().as_secs_f64();
     let (code, text, json) = match result {

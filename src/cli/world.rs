@@ -55,10 +55,11 @@ pub fn lab_file(state_dir: &Path, spec: &Spec) -> std::path::PathBuf {
     state_dir.join("lab").join(format!("{}.json", spec.cluster.name))
 }
 
-/// Who and where mirrorctl is on AWS for `spec`'s region ([`crate::adapters::aws::identity`]),
-/// or the one line saying why not and what to do.
+/// Who and where mirrorctl is on AWS for `spec`'s cluster ([`crate::adapters::aws::identity`]):
+/// the assumed role's session when the cluster names a role. Or the one line saying why not and
+/// what to do.
 pub async fn aws_identity(spec: &Spec) -> Result<crate::adapters::aws::identity::Identity, CliError> {
-    crate::adapters::aws::identity::whoami(&spec.cluster.region).await.map_err(|e| CliError::Failed(e.to_string()))
+    crate::adapters::aws::identity::whoami(&spec.cluster).await.map_err(|e| CliError::Failed(e.to_string()))
 }
 
 /// Opens the world the arguments name (on AWS, the command adapter keeps its md templates in

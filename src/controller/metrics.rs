@@ -14,6 +14,8 @@
 //!   `mirrorctl_leases_held` (how many it holds)
 //! - `mirrorctl_lease_takeovers_total{cluster}` (leases this daemon took over from a holder whose
 //!   heartbeat had stopped)
+//! - `mirrorctl_notifications_total{sink,outcome}` (notices `delivered`, `failed` for good,
+//!   `retried`, `dropped` from a full queue; sink `sns` or `webhook`)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -48,11 +50,17 @@ struct Inner {
     resync_s: Option<f64>,
     lease_held: BTreeMap<String, bool>,
     takeovers: BTreeMap<String, u64>,
+    notifications: Option<std::sync::Arc<crate::notify::Counters>>,
 }
 
 impl Metrics {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Shows the notifier's delivery counts.
+    pub fn notifications(&self, counters: std::sync::Arc<crate::notify::Counters>) {
+        self.lock().notifications = Some(counters);
     }
 
     /// Records the periodic resync's current interval.
@@ -217,6 +225,13 @@ impl Metrics {
             let _ = writeln!(s, "# TYPE mirrorctl_resync_interval_seconds gauge");
             let _ = writeln!(s, "mirrorctl_resync_interval_seconds {every:.0}");
         }
+        if let Some(counters) = &m.notifications {
+            let _ = writeln!(s, "# HELP mirrorctl_notifications_total Notices by destination kind and outcome.");
+            let _ = writeln!(s, "# TYPE mirrorctl_notifications_total counter");
+            for ((sink, outcome), n) in counters.snapshot() {
+                let _ = writeln!(s, "mirrorctl_notifications_total{{sink=\"{sink}\",outcome=\"{outcome}\"}} {n}");
+            }
+        }
         s
     }
 }
@@ -281,6 +296,20 @@ mod tests {
         let text = m.render();
         assert!(text.contains("mirrorctl_leases_held 0"), "{text}");
         assert!(text.contains("mirrorctl_lease_takeovers_total{cluster=\"c1\"} 1"), "one takeover: {text}");
+    }
+
+    #[test]
+    fn notification_counts_are_shown_once_attached() {
+        let m = Metrics::default();
+        assert!(!m.render().contains("mirrorctl_notifications_total"));
+        let counters = std::sync::Arc::new(crate::notify::Counters::default());
+        m.notifications(std::sync::Arc::clone(&counters));
+        counters.add("webhook", "delivered");
+        counters.add("webhook", "delivered");
+        counters.add("sns", "failed");
+        let text = m.render();
+        assert!(text.contains("mirrorctl_notifications_total{sink=\"webhook\",outcome=\"delivered\"} 2"), "{text}");
+        assert!(text.contains("mirrorctl_notifications_total{sink=\"sns\",outcome=\"failed\"} 1"), "{text}");
     }
 
     #[test]

@@ -29,10 +29,11 @@
 //!   caller bounds the whole by a grace period. A restart resumes from the journal.
 //! - **Ready** once every file found by the first scan has had a first pass end (or, for a file
 //!   that never was valid, its error written).
-//! - **One request budget for all clusters.** EC2 throttles per account, so the worlds a
-//!   [`WorldOpener`] opens share one client-side limiter ([`crate::adapters::limit`]) rather than
-//!   one each: 1,000 clusters then queue for the same tokens in arrival order instead of offering
-//!   the account 1,000 budgets.
+//! - **One request budget per account and region.** EC2 throttles per account and region, so the
+//!   worlds a [`WorldOpener`] opens in one account and region share one client-side limiter
+//!   ([`crate::adapters::limit`]) rather than one each: 1,000 clusters then queue for the same
+//!   tokens instead of offering the account 1,000 budgets, while clusters of other accounts
+//!   (`role_arn`) do not wait for them.
 
 mod http;
 mod metrics;
@@ -53,12 +54,16 @@ pub use metrics::Metrics;
 pub use settings::Settings;
 pub use worker::REMOVED;
 
-use crate::adapters::limit::{Budgets, LimitedCloud, RequestLimiter};
+use crate::adapters::limit::{Budgets, LimitedCloud, Limiters, RequestLimiter};
 use crate::adapters::store::LocalStore;
 use crate::execute::{Progress, RetryPolicy};
+use crate::notify::{Notifier, RetrySchedule, SinkFactory};
 use crate::ports::{Ports, Store};
 use crate::spec::Spec;
 use worker::{Desired, Shared};
+
+/// How long a stopping daemon waits for notifications under way.
+const NOTIFY_GRACE: Duration = Duration::from_secs(5);
 
 /// Opens the world (ports) a cluster's worker acts on, once per worker (asynchronously: the AWS
 /// world loads credentials and may read a password from Secrets Manager).
@@ -88,15 +93,36 @@ pub fn lab_worlds(lab_dir: &Path, speed: f64) -> WorldOpener {
 }
 
 /// The real world: each cluster's ports on AWS, CLUSTERPRO and its servers
-/// ([`crate::adapters::world::aws_ports`], the command adapter's md templates in `store`), all clusters' EC2 calls through one client-side
-/// [`RequestLimiter`] with the default budgets (half of EC2's buckets, room left for other tools).
+/// ([`crate::adapters::world::aws_ports`], the command adapter's md templates in `store`). The
+/// clusters of one AWS account and region share one client-side [`RequestLimiter`] with the default
+/// budgets (half of EC2's buckets, room left for other tools); the account is the one in the
+/// cluster's `role_arn`, or the default credential chain's (asked of STS once per process; when
+/// STS cannot say, those clusters share one limiter all the same).
 pub fn aws_worlds(state_dir: &Path, store: Arc<dyn Store>) -> WorldOpener {
     let state_dir = state_dir.to_owned();
-    let limiter = Arc::new(RequestLimiter::new(Budgets::default()));
+    let limiters = Arc::new(Limiters::new(Budgets::default()));
+    let default_account = Arc::new(tokio::sync::OnceCell::<String>::new());
     Arc::new(move |spec: &Spec| {
-        let (spec, state_dir, limiter, store) =
-            (spec.clone(), state_dir.clone(), Arc::clone(&limiter), Arc::clone(&store));
+        let (spec, state_dir, limiters, store, default_account) =
+            (spec.clone(), state_dir.clone(), Arc::clone(&limiters), Arc::clone(&store), Arc::clone(&default_account));
         Box::pin(async move {
+            let account = match &spec.cluster.role {
+                Some(role) => role.account.clone(),
+                None => default_account
+                    .get_or_init(|| async {
+                        let shared = crate::adapters::aws::load_sdk_config(&spec.cluster.region, None).await;
+                        match crate::adapters::aws::identity::whoami_with(&shared, &spec.cluster.region).await {
+                            Ok(who) => who.account,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "the default credential chain's account is unknown; its clusters share one request budget");
+                                "default-chain".to_owned()
+                            }
+                        }
+                    })
+                    .await
+                    .clone(),
+            };
+            let limiter = limiters.for_account(&account, &spec.cluster.region);
             crate::adapters::world::aws_ports(&spec, &state_dir, store, Some(limiter)).await.map_err(|e| e.to_string())
         })
     })
@@ -129,10 +155,15 @@ pub struct Config {
     pub backoff_min: Duration,
     /// Longest delay between failed passes.
     pub backoff_max: Duration,
+    /// Builds each cluster's notification destinations from its `[notify]`.
+    pub sinks: SinkFactory,
+    /// Retries of one notification delivery.
+    pub notify_retry: RetrySchedule,
 }
 
 impl Config {
-    /// Defaults: resync 60 s, debounce 100 ms, backoff 1 s … 5 min.
+    /// Defaults: resync 60 s, debounce 100 ms, backoff 1 s … 5 min, notifications to SNS and
+    /// webhooks with the default retries.
     pub fn new(dir: PathBuf, state_dir: PathBuf, worlds: WorldOpener) -> Self {
         Config {
             dir,
@@ -145,6 +176,8 @@ impl Config {
             policy: RetryPolicy::default(),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_mins(5),
+            sinks: crate::adapters::notify::aws_sinks(),
+            notify_retry: RetrySchedule::default(),
         }
     }
 }
@@ -204,7 +237,10 @@ impl Controller {
                 metrics.on_event(&e);
             }
         });
+        let notifier = Notifier::start(Arc::clone(&self.cfg.sinks), self.cfg.notify_retry);
+        self.metrics.notifications(notifier.counters());
         let shared = Arc::new(Shared {
+            notify: notifier.clone(),
             store: Arc::clone(&self.cfg.store),
             worlds: Arc::clone(&self.cfg.worlds),
             policy: self.cfg.policy,
@@ -275,6 +311,8 @@ impl Controller {
         }
         drop(shared);
         let _ = event_task.await;
+        // Deliveries under way get a moment; a completion cut off here is sent by the next start.
+        notifier.close(NOTIFY_GRACE).await;
         tracing::info!("all workers stopped at a step boundary");
     }
 

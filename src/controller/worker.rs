@@ -46,6 +46,8 @@ pub const REMOVED: &str = "desired-state file removed; not reconciling";
 /// What all workers share.
 pub(super) struct Shared {
     pub(super) store: Arc<dyn Store>,
+    /// The process's notification queue.
+    pub(super) notify: crate::notify::Notifier,
     pub(super) worlds: WorldOpener,
     pub(super) policy: RetryPolicy,
     pub(super) progress: Progress,
@@ -178,6 +180,7 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
         ctx.progress = shared.progress.clone();
         ctx.stop = Some(stop.clone());
         ctx.spec_error = spec_error;
+        ctx.notify = Some(shared.notify.clone());
         let started_with = desired;
         last_seen = Some(started_with.clone());
         let pass = reconcile(&spec, &ctx);

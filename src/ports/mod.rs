@@ -2,7 +2,7 @@
 //!
 //! Why this module exists: mirrorctl talks to three outside worlds (EC2, CLUSTERPRO, the servers'
 //! operating systems), reads one clock and keeps its state in one store (journal, status, lease:
-//! [`store`]). Each is a trait here with plain data in and out, so the
+//! [`store`]), and sends notifications ([`notify`]). Each is a trait here with plain data in and out, so the
 //! planner and executor are written once and run unchanged against the simulated world (`sim`),
 //! the AWS SDK (`adapters::aws`), moto, and the CLUSTERPRO/node adapters. The style is `dyn`:
 //! ports are held as `Arc<dyn Trait>` and implemented with `async_trait`. Nothing here imports
@@ -12,6 +12,7 @@ pub mod clock;
 pub mod cloud;
 pub mod cluster;
 pub mod node;
+pub mod notify;
 pub mod store;
 
 use std::sync::Arc;

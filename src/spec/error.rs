@@ -105,6 +105,20 @@ pub enum ErrorKind {
     DuplicateTake,
     /// `[restore]` without `request`.
     RestoreWithoutRequest,
+    /// `[notify]` names no destination (neither `sns_topic` nor `webhook`).
+    NotifyNoDestination,
+    /// `notify.sns_topic` is not an SNS topic ARN.
+    NotifySnsTopic,
+    /// `notify.webhook.url` is not an https URL (http only to this host's loopback address).
+    NotifyWebhookUrl,
+    /// `notify.webhook` has no secret source, several, or a `secret_key` without `secret_id`.
+    NotifyWebhookSecret,
+    /// `notify.events` is empty, names an unknown event, or names one twice.
+    NotifyEvents,
+    /// `cluster.role_arn` is not an IAM role ARN.
+    RoleArn,
+    /// `cluster.external_id` is malformed, or given without `role_arn`.
+    ExternalId,
 }
 
 impl ErrorKind {
@@ -156,6 +170,13 @@ impl ErrorKind {
             ErrorKind::UnknownTimeZone => "unknown-time-zone",
             ErrorKind::DuplicateTake => "duplicate-take",
             ErrorKind::RestoreWithoutRequest => "restore-without-request",
+            ErrorKind::NotifyNoDestination => "notify-no-destination",
+            ErrorKind::NotifySnsTopic => "notify-sns-topic",
+            ErrorKind::NotifyWebhookUrl => "notify-webhook-url",
+            ErrorKind::NotifyWebhookSecret => "notify-webhook-secret",
+            ErrorKind::NotifyEvents => "notify-events",
+            ErrorKind::RoleArn => "role-arn",
+            ErrorKind::ExternalId => "external-id",
         }
     }
 }

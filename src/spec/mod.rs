@@ -17,7 +17,8 @@ pub use error::{ErrorKind, SpecError, SpecErrors};
 pub(crate) use load::parser_error;
 pub use load::{load_file, load_str};
 pub use types::{
-    Access, ApiSpec, ApiTls, BackupSpec, ClusterSpec, MirrorSpec, Os, Partition, ProcedureChoice, RestoreSpec,
-    Schedule, SecretRef, ServerSpec, Spec, VolumeSpec, VolumeType,
+    Access, ApiSpec, ApiTls, BackupSpec, ClusterSpec, MirrorSpec, NoticeKind, NotifySpec, Os, Partition,
+    ProcedureChoice, RestoreSpec, RoleSpec, Schedule, SecretRef, ServerSpec, SnsTopic, Spec, VolumeSpec, VolumeType,
+    WebhookSpec,
 };
 pub use validate::{EXIT_INVALID, ValidateReport, validate_paths};

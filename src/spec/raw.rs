@@ -21,6 +21,7 @@ pub(crate) struct RawFile {
     pub(crate) mirror: Option<RawMirrors>,
     pub(crate) backup: Option<RawBackup>,
     pub(crate) restore: Option<RawRestore>,
+    pub(crate) notify: Option<RawNotify>,
 }
 
 /// `[cluster]`.
@@ -33,6 +34,8 @@ pub(crate) struct RawCluster {
     pub(crate) access: Option<S<String>>,
     pub(crate) install_dir: Option<S<String>>,
     pub(crate) procedure: Option<S<String>>,
+    pub(crate) role_arn: Option<S<String>>,
+    pub(crate) external_id: Option<S<String>>,
     pub(crate) api: Option<RawApi>,
     pub(crate) server: Option<Vec<RawServer>>,
 }
@@ -139,4 +142,24 @@ pub(crate) struct RawRestore {
     pub(crate) request: Option<S<String>>,
     pub(crate) verify_failover: Option<bool>,
     pub(crate) allow_foreign_snapshot: Option<bool>,
+}
+
+/// `[notify]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNotify {
+    pub(crate) sns_topic: Option<S<String>>,
+    pub(crate) webhook: Option<S<RawWebhook>>,
+    pub(crate) events: Option<S<Vec<S<String>>>>,
+}
+
+/// `notify.webhook`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWebhook {
+    pub(crate) url: Option<S<String>>,
+    pub(crate) secret_env: Option<S<String>>,
+    pub(crate) secret_file: Option<S<String>>,
+    pub(crate) secret_id: Option<S<String>>,
+    pub(crate) secret_key: Option<S<String>>,
 }

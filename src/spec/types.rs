@@ -29,6 +29,8 @@ pub struct Spec {
     pub backup: Option<BackupSpec>,
     /// The restore wanted, if any.
     pub restore: Option<RestoreSpec>,
+    /// Where completion, failure and needs-human events go, if anywhere.
+    pub notify: Option<NotifySpec>,
 }
 
 /// The operating system of the cluster's servers: it decides the disk recipes and partition naming.
@@ -143,6 +145,21 @@ pub struct ClusterSpec {
     /// `cluster.procedure`: how backups and restores drive CLUSTERPRO (default `auto`).
     #[serde(default)]
     pub procedure: ProcedureChoice,
+    /// `cluster.role_arn` (+ `external_id`): the IAM role every AWS call for this cluster assumes;
+    /// `None` = the default credential chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoleSpec>,
+}
+
+/// An IAM role to assume for a cluster's AWS calls.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RoleSpec {
+    /// `arn:<partition>:iam::<account>:role/<path/name>`.
+    pub arn: String,
+    /// The role's account (12 digits), from the ARN.
+    pub account: String,
+    /// The external id the role's trust policy asks for, if any.
+    pub external_id: Option<String>,
 }
 
 /// `cluster.procedure`: which CLUSTERPRO procedure backups and restores follow.
@@ -328,6 +345,63 @@ impl MirrorSpec {
     pub fn devices(&self) -> impl Iterator<Item = &DeviceName> {
         std::iter::once(&self.device).chain(self.cluster_device.as_ref())
     }
+}
+
+/// An event a cluster can announce (`notify.events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoticeKind {
+    /// A backup or restore operation completed.
+    Completed,
+    /// A step failed with an error only a human can resolve, and the cluster stopped.
+    Failed,
+    /// The planner refuses to go on until a human acts (a blocked condition).
+    NeedsHuman,
+}
+
+impl NoticeKind {
+    /// Every kind, in the order the reference lists them.
+    pub const ALL: [NoticeKind; 3] = [NoticeKind::Completed, NoticeKind::Failed, NoticeKind::NeedsHuman];
+
+    /// The word used in files, JSON bodies and headers (`completed`, `failed`, `needs-human`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Completed => "completed",
+            NoticeKind::Failed => "failed",
+            NoticeKind::NeedsHuman => "needs-human",
+        }
+    }
+}
+
+/// An SNS topic, from its ARN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnsTopic {
+    /// The whole ARN (`arn:aws:sns:ap-northeast-1:123456789012:mirrorctl`).
+    pub arn: String,
+    /// The topic's region (Publish goes there, whatever the cluster's region).
+    pub region: Region,
+    /// A FIFO topic (`.fifo`): each message then carries a group and a deduplication id.
+    pub fifo: bool,
+}
+
+/// A webhook: where events are sent (`POST`) and the secret that signs them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSpec {
+    /// `https://…` (or `http://` to this host's loopback address).
+    pub url: String,
+    /// The HMAC-SHA256 signing secret's source.
+    pub secret: SecretRef,
+}
+
+/// `[notify]`: destinations and which events go there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifySpec {
+    /// An SNS topic, if any.
+    pub sns_topic: Option<SnsTopic>,
+    /// A webhook, if any (at least one of the two is set).
+    pub webhook: Option<WebhookSpec>,
+    /// The events sent (default: all of them), without duplicates, in [`NoticeKind::ALL`] order.
+    pub events: Vec<NoticeKind>,
 }
 
 impl Spec {

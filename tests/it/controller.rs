@@ -96,6 +96,36 @@ impl Daemon {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_announces_a_completed_backup_to_the_clusters_webhook_once() {
+    use crate::notify::{Receiver, SECRET, assert_signed};
+    let hook = Receiver::start(&[]).await;
+    let secrets = tempfile::tempdir().expect("temp dir");
+    let secret = secrets.path().join("hook-secret");
+    std::fs::write(&secret, SECRET).expect("write secret");
+    let text = format!(
+        "{}\n[notify]\nwebhook = {{ url = \"{}\", secret_file = \"{}\" }}\n",
+        desired("prod-db", &["b1"]),
+        hook.url(),
+        secret.display()
+    );
+    let d = Daemon::start(1000.0, &[("prod-db", text)]);
+    d.completed("prod-db", "backup/b1").await;
+    let got = hook.wait_for(1).await;
+    assert_eq!(got[0].json()["operation"], "backup/b1");
+    assert_signed(&got[0]);
+    d.until("the delivery counted", |d| {
+        (metric(&d.metrics, "mirrorctl_notifications_total{sink=\"webhook\",outcome=\"delivered\"}") == 1).then_some(())
+    })
+    .await;
+    // Resyncs and wakes look at the cluster again: the completion is not sent again.
+    write(&d.dir.join("prod-db.toml"), &std::fs::read_to_string(d.dir.join("prod-db.toml")).unwrap());
+    d.until("converged again", |d| d.status("prod-db").filter(|s| s.phase == Phase::Converged)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.stop().await;
+    assert_eq!(hook.got().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_valid_file_converges() {
     let d = Daemon::start(1000.0, &[]);
     d.until("ready with no files", |d| d.metrics.ready().then_some(())).await;

@@ -1,8 +1,9 @@
 //! The deploy kit: the IAM policy is valid JSON and grants exactly the AWS actions the adapters
 //! call — no more (least privilege), no less (a missing one would fail in production only): the EC2
 //! actions of the AWS adapter, the SSM actions of the SSM node transport, the Secrets Manager
-//! read of the REST API password and the DynamoDB state store's item actions on its table, each
-//! read from its own source. The systemd unit does not restart on the exit codes that mean "a
+//! read of the REST API password, the DynamoDB state store's item actions on its table, the
+//! SNS publish of notifications and the assumption of clusters' roles, each read from its own
+//! source. The systemd unit does not restart on the exit codes that mean "a
 //! human must fix the setup".
 
 use std::collections::BTreeSet;
@@ -18,6 +19,8 @@ const ADAPTERS: &[(&str, &str)] = &[
     ("src/adapters/node/ssm.rs", "ssm"),
     ("src/adapters/secret.rs", "secretsmanager"),
     ("src/adapters/store/dynamodb.rs", "dynamodb"),
+    ("src/adapters/notify.rs", "sns"),
+    ("src/adapters/aws/role.rs", "sts"),
 ];
 
 /// API calls IAM does not authorize as such: a DynamoDB transaction is authorized per item
@@ -91,6 +94,8 @@ fn the_iam_policy_grants_exactly_the_calls_the_code_makes() {
         "the DynamoDB store's calls were found (not `store init`'s: CreateTable and DescribeTable are an \
          administrator's, deploy/README.md)"
     );
+    assert_eq!(calls_in(ADAPTERS[4].0, "sns"), ["sns:Publish".to_owned()].into(), "the SNS notifier's call was found");
+    assert_eq!(calls_in(ADAPTERS[5].0, "sts"), ["sts:AssumeRole".to_owned()].into(), "the role assumption was found");
     let granted = actions_granted(&policy);
     assert!(granted.iter().all(|a| !a.contains('*')), "no wildcard actions: {granted:?}");
     assert_eq!(granted, called, "policy actions (left) vs adapter calls (right)");

@@ -7,6 +7,7 @@
 mod support;
 
 mod account_throttle;
+mod accounts;
 mod backup;
 mod bench;
 mod chaos;
@@ -26,6 +27,7 @@ mod moto_ec2;
 mod moto_flows;
 mod moto_plan;
 mod node_recipes;
+mod notify;
 mod observe_refresh;
 mod planner_decisions;
 mod planner_props;

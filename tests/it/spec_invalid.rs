@@ -520,6 +520,145 @@ case!(restore_without_request, with("request = \"incident-2026-11-24\"\n", ""), 
 
 // --- several at once, and the file itself -----------------------------------------------------
 
+const NOTIFY: &str = "\n[notify]\nsns_topic = \"arn:aws:sns:ap-northeast-1:123456789012:mirrorctl\"\nwebhook = { url = \"https://hooks.example.com/mirrorctl\", secret_env = \"HOOK_SECRET\" }\nevents = [\"completed\", \"failed\"]\n";
+
+/// `VALID` with a `[notify]` table, its first `from` replaced by `to`.
+fn notify_with(from: &str, to: &str) -> String {
+    assert!(NOTIFY.contains(from), "the notify table has no {from:?}");
+    format!("{VALID}{}", NOTIFY.replacen(from, to, 1))
+}
+
+#[test]
+fn notify_is_read() {
+    use mirrorctl::spec::{NoticeKind, SecretRef};
+    let spec = load_str(Path::new(FILE), &format!("{VALID}{NOTIFY}")).expect("valid [notify]");
+    let n = spec.notify.expect("notify");
+    let topic = n.sns_topic.expect("topic");
+    assert_eq!(
+        (topic.arn.as_str(), topic.region.as_str(), topic.fifo),
+        ("arn:aws:sns:ap-northeast-1:123456789012:mirrorctl", "ap-northeast-1", false)
+    );
+    let hook = n.webhook.expect("webhook");
+    assert_eq!(hook.url, "https://hooks.example.com/mirrorctl");
+    assert_eq!(hook.secret, SecretRef::Env("HOOK_SECRET".into()));
+    assert_eq!(n.events, [NoticeKind::Completed, NoticeKind::Failed]);
+    // Defaults: every event; a webhook alone; http to loopback; a Secrets Manager secret with a key.
+    let text = format!(
+        "{VALID}\n[notify]\nwebhook = {{ url = \"http://127.0.0.1:8080/hook\", secret_id = \"mirrorctl/hook\", secret_key = \"hmac\" }}\n"
+    );
+    let n = load_str(Path::new(FILE), &text).expect("valid").notify.expect("notify");
+    assert_eq!(n.events, NoticeKind::ALL);
+    assert!(n.sns_topic.is_none());
+    assert_eq!(
+        n.webhook.expect("webhook").secret,
+        SecretRef::SecretsManager { id: "mirrorctl/hook".into(), json_key: Some("hmac".into()) }
+    );
+}
+
+case!(
+    notify_without_destination,
+    format!("{VALID}\n[notify]\nevents = [\"failed\"]\n"),
+    NotifyNoDestination,
+    "[notify]"
+);
+case!(
+    notify_sns_topic_not_an_arn,
+    notify_with("arn:aws:sns:ap-northeast-1:123456789012:mirrorctl", "mirrorctl"),
+    NotifySnsTopic,
+    "sns_topic"
+);
+case!(
+    notify_sns_topic_of_sqs,
+    notify_with(
+        "arn:aws:sns:ap-northeast-1:123456789012:mirrorctl",
+        "arn:aws:sqs:ap-northeast-1:123456789012:mirrorctl"
+    ),
+    NotifySnsTopic,
+    "sns_topic"
+);
+case!(
+    notify_webhook_plain_http,
+    notify_with("https://hooks.example.com", "http://hooks.example.com"),
+    NotifyWebhookUrl,
+    "webhook = "
+);
+case!(
+    notify_webhook_without_scheme,
+    notify_with("https://hooks.example.com/mirrorctl", "hooks.example.com/mirrorctl"),
+    NotifyWebhookUrl,
+    "webhook = "
+);
+case!(
+    notify_webhook_without_secret,
+    notify_with(", secret_env = \"HOOK_SECRET\"", ""),
+    NotifyWebhookSecret,
+    "webhook = "
+);
+case!(
+    notify_webhook_two_secrets,
+    notify_with("secret_env = \"HOOK_SECRET\"", "secret_env = \"HOOK_SECRET\", secret_file = \"/etc/mirrorctl/hook\""),
+    NotifyWebhookSecret,
+    "webhook = "
+);
+case!(
+    notify_webhook_secret_key_without_id,
+    notify_with("secret_env = \"HOOK_SECRET\"", "secret_env = \"HOOK_SECRET\", secret_key = \"hmac\""),
+    NotifyWebhookSecret,
+    "webhook = "
+);
+case!(
+    notify_webhook_without_url,
+    notify_with("url = \"https://hooks.example.com/mirrorctl\", ", ""),
+    MissingKey,
+    "webhook = "
+);
+case!(notify_unknown_event, notify_with("\"failed\"]", "\"failure\"]"), NotifyEvents, "events = ");
+case!(notify_event_twice, notify_with("\"failed\"]", "\"completed\"]"), NotifyEvents, "events = ");
+case!(notify_no_events, notify_with("[\"completed\", \"failed\"]", "[]"), NotifyEvents, "events = ");
+case!(notify_unknown_key, notify_with("events = ", "event = "), UnknownKey, "event = ");
+
+#[test]
+fn role_arn_and_external_id_are_read() {
+    let text = with(
+        "access = \"ssm\"",
+        "access = \"ssm\"\nrole_arn = \"arn:aws:iam::123456789012:role/ops/mirrorctl\"\nexternal_id = \"prod-db-ops\"",
+    );
+    let role = load_str(Path::new(FILE), &text).expect("valid").cluster.role.expect("role");
+    assert_eq!(role.arn, "arn:aws:iam::123456789012:role/ops/mirrorctl");
+    assert_eq!(role.account, "123456789012");
+    assert_eq!(role.external_id.as_deref(), Some("prod-db-ops"));
+    assert!(load_str(Path::new(FILE), VALID).expect("valid").cluster.role.is_none(), "default chain");
+}
+
+case!(
+    role_arn_of_a_user,
+    with("access = \"ssm\"", "access = \"ssm\"\nrole_arn = \"arn:aws:iam::123456789012:user/ops\""),
+    RoleArn,
+    "role_arn"
+);
+case!(
+    role_arn_short_account,
+    with("access = \"ssm\"", "access = \"ssm\"\nrole_arn = \"arn:aws:iam::12345:role/mirrorctl\""),
+    RoleArn,
+    "role_arn"
+);
+case!(role_arn_not_an_arn, with("access = \"ssm\"", "access = \"ssm\"\nrole_arn = \"mirrorctl\""), RoleArn, "role_arn");
+case!(
+    external_id_without_role,
+    with("access = \"ssm\"", "access = \"ssm\"\nexternal_id = \"prod-db-ops\""),
+    ExternalId,
+    "external_id"
+);
+case!(
+    external_id_malformed,
+    with(
+        "access = \"ssm\"",
+        "access = \"ssm\"\nrole_arn = \"arn:aws:iam::123456789012:role/mirrorctl\"\nexternal_id = \"has spaces\""
+    ),
+    ExternalId,
+    "external_id"
+);
+
 #[test]
 fn all_semantic_errors_of_a_file_are_reported() {
     let text = with("zone = \"ap-northeast-1c\"", "zone = \"us-east-1a\"")

@@ -13,8 +13,9 @@ use std::time::Duration;
 use aws_sdk_sts::config::ProvideCredentials as _;
 use aws_sdk_sts::error::SdkError;
 
-use super::{attempt_timeouts, load_sdk_config};
+use super::{attempt_timeouts, cluster_sdk_config};
 use crate::ids::Region;
+use crate::spec::ClusterSpec;
 
 /// How long credential resolution and the STS call may take, each.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -94,9 +95,14 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string().lines().next().unwrap_or_default().to_owned()
 }
 
-/// Asks STS who the default credential chain is, in `region`.
-pub async fn whoami(region: &Region) -> Result<Identity, IdentityError> {
-    let shared = load_sdk_config(region, None).await;
+/// Asks STS who `cluster`'s AWS calls are made as, in its region: the default credential chain,
+/// or the role the cluster assumes on top of it (then the ARN is the assumed role's session).
+pub async fn whoami(cluster: &ClusterSpec) -> Result<Identity, IdentityError> {
+    whoami_with(&cluster_sdk_config(cluster, &cluster.region).await, &cluster.region).await
+}
+
+/// Asks STS who the credentials of `shared` are, in `region`.
+pub async fn whoami_with(shared: &aws_config::SdkConfig, region: &Region) -> Result<Identity, IdentityError> {
     let region_s = region.as_str().to_owned();
     let no_credentials = |why: String| IdentityError::NoCredentials { region: region_s.clone(), why };
     let provider = shared.credentials_provider().ok_or_else(|| no_credentials("no credential chain".into()))?;
@@ -113,7 +119,7 @@ pub async fn whoami(region: &Region) -> Result<Identity, IdentityError> {
         }
         Ok(Ok(_)) => {}
     }
-    let conf = aws_sdk_sts::config::Builder::from(&shared)
+    let conf = aws_sdk_sts::config::Builder::from(shared)
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .timeout_config(attempt_timeouts(DEADLINE))
         .build();

@@ -32,6 +32,7 @@ pub mod budget;
 mod convert;
 pub mod error;
 pub mod identity;
+pub mod role;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -45,6 +46,7 @@ use aws_sdk_ec2::types::{self as sdk, Filter, ResourceType, TagSpecification};
 pub use budget::{Budget, Budgets, Category, RequestLimiter};
 use convert::{FsrFields, SnapshotFields, VolumeFields};
 use error::from_sdk;
+pub use role::{assume_role, cluster_sdk_config, session_name};
 
 use crate::ids::{DeviceName, InstanceId, Region, SnapshotId, VolumeId, Zone};
 use crate::ports::cloud::{

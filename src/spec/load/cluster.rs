@@ -1,11 +1,11 @@
 //! `[cluster]`: name, region, OS, how commands run, where CLUSTERPRO is installed, which procedure
-//! backups and restores follow.
+//! backups and restores follow, which IAM role its AWS calls assume.
 
 use std::ops::Range;
 
 use super::super::error::ErrorKind;
 use super::super::raw::{RawCluster, S};
-use super::super::types::{Access, ClusterSpec, Os, ProcedureChoice};
+use super::super::types::{Access, ClusterSpec, Os, ProcedureChoice, RoleSpec};
 use super::Checker;
 use crate::ids::{ClusterName, Region};
 
@@ -61,6 +61,7 @@ impl Checker<'_, '_> {
             (Some(_), None) => None,
         };
         let api = raw.api.as_ref().map(|a| self.api(a));
+        let role = self.role(raw);
         let servers = self.servers(raw.server.as_deref(), region.as_ref());
         let api = match api {
             Some(a) => Some(a?),
@@ -75,8 +76,58 @@ impl Checker<'_, '_> {
             install_dir: install_dir?,
             servers: servers?,
             procedure: procedure?,
+            role: role.ok()?,
         };
         Some((spec, name_raw?.span()))
+    }
+
+    /// `role_arn` (`arn:<partition>:iam::<12 digits>:role/<path/name>`) and `external_id` (2–1224
+    /// characters of letters, digits and `+=,.@:/-_`, only with a role), as IAM and STS define
+    /// them: <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html>.
+    fn role(&mut self, raw: &RawCluster) -> Result<Option<RoleSpec>, ()> {
+        let external_id = match &raw.external_id {
+            None => None,
+            Some(v) => {
+                let s = v.get_ref();
+                let ok = (2..=1224).contains(&s.len())
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@:/-_".contains(&b));
+                if !ok {
+                    self.push(
+                        v.span(),
+                        "cluster.external_id",
+                        ErrorKind::ExternalId,
+                        "the external id must be 2–1224 characters of letters, digits and + = , . @ : / - _",
+                        "copy the external id from the role's trust policy (its sts:ExternalId condition)",
+                    );
+                    return Err(());
+                }
+                if raw.role_arn.is_none() {
+                    self.push(
+                        v.span(),
+                        "cluster.external_id",
+                        ErrorKind::ExternalId,
+                        "`external_id` is given without `role_arn`: it is only sent when assuming a role",
+                        "add role_arn = \"arn:aws:iam::<account>:role/<name>\", or remove external_id",
+                    );
+                    return Err(());
+                }
+                Some(s.clone())
+            }
+        };
+        let Some(v) = &raw.role_arn else { return Ok(None) };
+        match parse_role_arn(v.get_ref()) {
+            Ok(account) => Ok(Some(RoleSpec { arn: v.get_ref().clone(), account, external_id })),
+            Err(problem) => {
+                self.push(
+                    v.span(),
+                    "cluster.role_arn",
+                    ErrorKind::RoleArn,
+                    format!("\"{}\" is not an IAM role ARN: {problem}", v.get_ref()),
+                    "write the role's ARN as the IAM console shows it, e.g. \"arn:aws:iam::123456789012:role/mirrorctl\"",
+                );
+                Err(())
+            }
+        }
     }
 
     pub(super) fn file_stem(&mut self, name: &ClusterName, value: &S<String>) {
@@ -201,5 +252,60 @@ impl Checker<'_, '_> {
                 None
             }
         }
+    }
+}
+
+/// The account of `arn:<partition>:iam::<account>:role/<path/name>`, or what is wrong with it.
+fn parse_role_arn(s: &str) -> Result<String, String> {
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    let [arn, partition, service, region, account, resource] = parts.as_slice() else {
+        return Err(format!("it has {} colon-separated parts, a role ARN has 6", parts.len()));
+    };
+    if *arn != "arn" {
+        return Err("it does not start with `arn:`".to_owned());
+    }
+    if !matches!(*partition, "aws" | "aws-cn" | "aws-us-gov") {
+        return Err(format!("partition \"{partition}\" is not aws, aws-cn or aws-us-gov"));
+    }
+    if *service != "iam" {
+        return Err(format!("service \"{service}\" is not iam"));
+    }
+    if !region.is_empty() {
+        return Err("IAM ARNs have no region (`arn:aws:iam::<account>:…`)".to_owned());
+    }
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("account \"{account}\" is not 12 digits"));
+    }
+    let Some(path_name) = resource.strip_prefix("role/") else {
+        return Err(format!("\"{resource}\" is not a role (`role/<name>`)"));
+    };
+    let name = path_name.rsplit('/').next().unwrap_or_default();
+    let ok_char = |b: u8| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b);
+    if name.is_empty()
+        || name.len() > 64
+        || !name.bytes().all(ok_char)
+        || !path_name.bytes().all(|b| ok_char(b) || b == b'/')
+    {
+        return Err(format!(
+            "role name \"{name}\" must be 1–64 letters, digits or + = , . @ _ - (after an optional /path/)"
+        ));
+    }
+    Ok((*account).to_owned())
+}
+
+#[cfg(test)]
+mod role_tests {
+    use super::parse_role_arn;
+
+    #[test]
+    fn role_arns() {
+        assert_eq!(parse_role_arn("arn:aws:iam::123456789012:role/mirrorctl").unwrap(), "123456789012");
+        assert_eq!(parse_role_arn("arn:aws-cn:iam::123456789012:role/ops/mirrorctl").unwrap(), "123456789012");
+        assert!(parse_role_arn("arn:aws:iam::123456789012:user/bob").unwrap_err().contains("not a role"));
+        assert!(parse_role_arn("arn:aws:sts::123456789012:role/x").unwrap_err().contains("iam"));
+        assert!(parse_role_arn("arn:aws:iam:us-east-1:123456789012:role/x").unwrap_err().contains("no region"));
+        assert!(parse_role_arn("arn:aws:iam::1234:role/x").unwrap_err().contains("12 digits"));
+        assert!(parse_role_arn("mirrorctl").unwrap_err().contains('6'));
+        assert!(parse_role_arn("arn:aws:iam::123456789012:role/").unwrap_err().contains("role name"));
     }
 }

@@ -14,7 +14,7 @@
 //!
 //! This file holds the entry points, the parser's own errors and the [`Checker`] core; the checks
 //! of each table live beside it, one file each: `cluster`, `api`, `servers`, `mirror`,
-//! `operations` (`[backup]`, `[restore]`).
+//! `operations` (`[backup]`, `[restore]`), `notify`.
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -28,6 +28,7 @@ use crate::ids::IdError;
 mod api;
 mod cluster;
 mod mirror;
+mod notify;
 mod operations;
 mod servers;
 
@@ -301,6 +302,7 @@ impl Checker<'_, '_> {
         };
         let backup = raw.backup.as_ref().map(|b| self.backup(b));
         let restore = raw.restore.as_ref().map(|r| self.restore(r));
+        let notify = raw.notify.as_ref().map(|n| self.notify(n));
         let (cluster, name_span) = cluster?;
         let backup = match backup {
             Some(b) => Some(b?),
@@ -311,7 +313,11 @@ impl Checker<'_, '_> {
             None => None,
         };
         let (mirror, more_mirrors) = mirror?;
-        let spec = Spec { source: self.source.file.clone(), cluster, mirror, more_mirrors, backup, restore };
+        let notify = match notify {
+            Some(n) => Some(n?),
+            None => None,
+        };
+        let spec = Spec { source: self.source.file.clone(), cluster, mirror, more_mirrors, backup, restore, notify };
         Some((spec, name_span))
     }
 }
