@@ -15,11 +15,11 @@
 //! 5. start the standby instance; CLUSTERPRO resynchronises → `start-instance@standby`, then
 //!    `complete` once the mirror is healthy again.
 //!
-//! A backup name is taken once: a snapshot tagged with it means it exists. Retention keeps the
-//! newest `keep` of this cluster's completed backup snapshots; names still listed in `take` and the
-//! snapshot named in `[restore]` are never deleted.
+//! A backup name is taken once: a snapshot tagged with it means it exists. Schedules name each
+//! slot's backup `<schedule>-<stamp>`; every kind (`hourly`, `every Nh`, daily, weekly, cron) is
+//! evaluated as a cron expression in its zone with the `croner` crate, so one code path finds the
+//! latest and the next slot. Retention works per schedule (see [`retention`]).
 
-use jiff::civil::Time;
 use jiff::tz::TimeZone;
 
 use crate::ids::{BackupName, ServerName};
@@ -27,7 +27,7 @@ use crate::journal::JournalView;
 use crate::observe::Observed;
 use crate::ports::cloud::{CreateSnapshot, InstanceState, ShutdownBehavior, Snapshot, SnapshotState, Tags, tag};
 use crate::ports::cluster::{ObjectState, Operation, PreflightRequest, Procedure, VendorCall, VendorOp, VendorPhase};
-use crate::spec::{BackupSpec, Schedule, Spec};
+use crate::spec::{BackupSpec, Every, ScheduleSpec, Spec};
 
 use super::restore::{at_device, layout_of};
 use super::step::{Action, OpId, StepId, Watch};
@@ -49,39 +49,84 @@ fn snapshot_of<'a>(spec: &Spec, obs: &'a Observed, name: &BackupName) -> Option<
     obs.snapshots_tagged(&tags).into_iter().find(|s| s.state != SnapshotState::Error)
 }
 
-/// The schedule's slot on the local date of `now` moved by `days` (−1 yesterday, 1 tomorrow).
-fn slot_on(schedule: &Schedule, now: jiff::Timestamp, days: i64) -> Option<jiff::Timestamp> {
-    let tz = TimeZone::get(&schedule.time_zone).ok()?;
-    let date = now.to_zoned(tz.clone()).date().checked_add(jiff::Span::new().days(days)).ok()?;
-    let time = Time::new(i8::try_from(schedule.hour).ok()?, i8::try_from(schedule.minute).ok()?, 0, 0).ok()?;
-    Some(date.to_datetime(time).to_zoned(tz).ok()?.timestamp())
+/// The schedule's slots as a cron expression and the zone it is read in. Validated when the file
+/// was loaded; `None` only for a spec built by hand with a bad expression.
+fn cron_of(every: &Every) -> Option<(croner::Cron, TimeZone)> {
+    let (expr, zone) = match every {
+        Every::Hours(24) => ("0 0 * * *".to_owned(), "UTC"),
+        Every::Hours(n) => (format!("0 */{n} * * *"), "UTC"),
+        Every::Daily(at) => (format!("{} {} * * *", at.minute, at.hour), at.time_zone.as_str()),
+        Every::Weekly { day, at } => (format!("{} {} * * {day}", at.minute, at.hour), at.time_zone.as_str()),
+        Every::Cron { expr, time_zone } => (expr.clone(), time_zone.as_str()),
+    };
+    let cron = crate::spec::parse_cron(&expr).ok()?;
+    Some((cron, TimeZone::get(zone).ok()?))
 }
 
-/// The scheduled backup due now, if any: `daily-YYYYMMDD` of the latest slot at or before `now`,
-/// while within [`SCHEDULE_CATCH_UP`] of it.
-pub fn scheduled_due(schedule: &Schedule, now: jiff::Timestamp) -> Option<BackupName> {
-    let today = slot_on(schedule, now, 0)?;
-    let slot = if today <= now { today } else { slot_on(schedule, now, -1)? };
+/// The latest slot of `every` at or before `now`.
+pub fn last_slot(every: &Every, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    let (cron, tz) = cron_of(every)?;
+    cron.find_previous_occurrence(&now.to_zoned(tz), true).ok().map(|z| z.timestamp())
+}
+
+/// The first slot of `every` strictly after `now`: when a daemon with nothing else to do should
+/// look again.
+pub fn next_slot(every: &Every, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    let (cron, tz) = cron_of(every)?;
+    cron.find_next_occurrence(&now.to_zoned(tz), false).ok().map(|z| z.timestamp())
+}
+
+/// The earliest next slot across the schedules of `b`.
+pub fn next_wake(b: &BackupSpec, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    b.schedules.iter().filter_map(|s| next_slot(&s.every, now)).min()
+}
+
+/// The backup name of a slot: `<schedule>-<stamp>`, the stamp in the schedule's zone: the date
+/// for daily and weekly schedules, date and hour for `hourly`/`every Nh` (UTC), date, hour and
+/// minute for cron.
+fn slot_name(s: &ScheduleSpec, slot: jiff::Timestamp) -> Option<BackupName> {
+    let (format, zone) = match &s.every {
+        Every::Hours(_) => ("%Y%m%d%H", "UTC"),
+        Every::Daily(at) | Every::Weekly { at, .. } => ("%Y%m%d", at.time_zone.as_str()),
+        Every::Cron { time_zone, .. } => ("%Y%m%d%H%M", time_zone.as_str()),
+    };
+    let local = slot.to_zoned(TimeZone::get(zone).ok()?);
+    BackupName::parse(&format!("{}-{}", s.name, local.strftime(format))).ok()
+}
+
+/// The schedule's backup due now, if any: the one of its latest slot at or before `now`, while
+/// within [`SCHEDULE_CATCH_UP`] of it.
+pub fn scheduled_due(s: &ScheduleSpec, now: jiff::Timestamp) -> Option<BackupName> {
+    let slot = last_slot(&s.every, now)?;
     if now.duration_since(slot) > SCHEDULE_CATCH_UP {
         return None;
     }
-    let tz = TimeZone::get(&schedule.time_zone).ok()?;
-    BackupName::parse(&format!("daily-{}", slot.to_zoned(tz).date().strftime("%Y%m%d"))).ok()
+    slot_name(s, slot)
 }
 
-/// The first scheduled slot strictly after `now` (today's, or tomorrow's once today's has
-/// passed), in the schedule's time zone: when a daemon with nothing else to do should look again.
-pub fn next_slot(schedule: &Schedule, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
-    let today = slot_on(schedule, now, 0)?;
-    if today > now { Some(today) } else { slot_on(schedule, now, 1) }
+/// The schedule whose backup `name` is, if any (a name listed in `take` belongs to none).
+pub fn schedule_of<'a>(b: &'a BackupSpec, name: &BackupName) -> Option<&'a ScheduleSpec> {
+    if b.take.contains(name) {
+        return None;
+    }
+    b.schedules.iter().find(|s| {
+        name.as_str()
+            .strip_prefix(s.name.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|stamp| matches!(stamp.len(), 8 | 10 | 12) && stamp.bytes().all(|c| c.is_ascii_digit()))
+    })
 }
 
-/// The next backup wanted and not yet taken: `take` names in order, then the due scheduled one.
+/// Whether `name` is wanted now: listed in `take`, or the due slot of a schedule.
+pub fn wanted_now(b: &BackupSpec, name: &BackupName, now: jiff::Timestamp) -> bool {
+    b.take.contains(name) || b.schedules.iter().any(|s| scheduled_due(s, now).as_ref() == Some(name))
+}
+
+/// The next backup wanted and not yet taken: `take` names in order, then each schedule's due one
+/// in file order (two schedules due together take one backup each, one after the other).
 pub fn next_wanted(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView) -> Option<BackupName> {
     let mut wanted: Vec<BackupName> = b.take.clone();
-    if let Some(s) = &b.schedule {
-        wanted.extend(scheduled_due(s, obs.now));
-    }
+    wanted.extend(b.schedules.iter().filter_map(|s| scheduled_due(s, obs.now)));
     wanted.into_iter().find(|name| {
         let op = OpId::Backup(name.clone());
         !journal.completed(&op)
@@ -363,6 +408,9 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 let mut tags = backup_tags(spec, name);
                 tags.insert(tag::SERVER.into(), standby.name.to_string());
                 tags.insert(tag::NAME.into(), format!("{}-{name}", spec.cluster.name));
+                if let Some(s) = spec.backup.as_ref().and_then(|b| schedule_of(b, name)) {
+                    tags.insert(tag::SCHEDULE.into(), s.name.to_string());
+                }
                 let layout =
                     obs.disk(&standby.name, &standby_vol.id).and_then(|dk| layout_of(spec, dk)).or_else(|| {
                         obs.disk(&active, &at_device(spec, obs, active_spec)?.0.id).and_then(|dk| layout_of(spec, dk))
@@ -526,53 +574,104 @@ fn restart_business(
     true
 }
 
-/// Retention: delete this cluster's completed backup snapshots beyond the newest `keep`, except
-/// those named in `take` and the one named in `[restore]`.
+/// Retention, per group: each schedule with its own retention keeps its backups (those tagged
+/// with its name) by its `keep` and `keep_days`; every other completed backup snapshot of the
+/// cluster (on-demand ones, the single `schedule = "…"` form's, those of a schedule no longer in
+/// the file) is kept by `backup.keep`. A group's limits never count another group's snapshots.
+///
+/// Never deleted, whatever the limits: a snapshot named in `take` or in `[restore]` (neither is
+/// counted), and the newest completed backup of the cluster.
 pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<String>) {
     let op = OpId::Retention;
     let mut d = Draft::default();
     let tags: Tags =
         [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::ROLE.to_owned(), "backup".to_owned())].into();
-    let mut own: Vec<&Snapshot> = obs
-        .snapshots_tagged(&tags)
+    let mut completed: Vec<&Snapshot> =
+        obs.snapshots_tagged(&tags).into_iter().filter(|s| s.state == SnapshotState::Completed).collect();
+    completed.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+    let newest = completed.first().map(|s| s.id.clone());
+    let own: Vec<&Snapshot> = completed
         .into_iter()
-        .filter(|s| s.state == SnapshotState::Completed)
         .filter(|s| !b.take.iter().any(|t| s.tags.get(tag::REQUEST).map(String::as_str) == Some(t.as_str())))
         .filter(|s| spec.restore.as_ref().is_none_or(|r| r.snapshot != s.id))
         .collect();
-    own.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
-    let keep = usize::try_from(b.keep).unwrap_or(usize::MAX);
-    for s in own.iter().skip(keep) {
-        d.step(
-            &op,
-            "delete-snapshot",
-            Some(s.id.as_str()),
-            Action::DeleteSnapshot { snapshot: s.id.clone() },
-            format!("backup.keep = {}: {} ({}) is older than the newest {}", b.keep, s.id, s.started, b.keep),
-        );
+    let group_of = |s: &Snapshot| {
+        let by = s.tags.get(tag::SCHEDULE)?;
+        b.schedules.iter().find(|g| g.own_retention && g.name.as_str() == by)
+    };
+    let groups = b.schedules.iter().filter(|g| g.own_retention).map(Some).chain([None]);
+    for group in groups {
+        let (keep, keep_days, what) = match group {
+            Some(g) => (g.keep, g.keep_days, format!("schedule {}", g.name)),
+            None => (Some(b.keep), None, "backup".to_owned()),
+        };
+        let members = own.iter().filter(|s| group_of(s).map(|g| &g.name) == group.map(|g| &g.name));
+        for (i, s) in members.enumerate() {
+            let age = obs.now.duration_since(s.started);
+            let over_count = keep.and_then(|k| usize::try_from(k).ok()).filter(|k| i >= *k);
+            let over_age = keep_days.filter(|days| age > jiff::SignedDuration::from_hours(i64::from(*days) * 24));
+            let why = match (over_count, over_age) {
+                (Some(k), _) => format!("{what}: keep = {k} and {} ({}) is older than the newest {k}", s.id, s.started),
+                (None, Some(days)) => {
+                    format!(
+                        "{what}: keep_days = {days} and {} was started {:.0} ago",
+                        s.id,
+                        age.round(jiff::Unit::Hour).unwrap_or(age)
+                    )
+                }
+                (None, None) => continue,
+            };
+            if newest.as_ref() == Some(&s.id) {
+                d.notes.push(format!("{}: kept as the newest completed backup of the cluster ({why})", s.id));
+                continue;
+            }
+            d.step(&op, "delete-snapshot", Some(s.id.as_str()), Action::DeleteSnapshot { snapshot: s.id.clone() }, why);
+        }
     }
     d.outcome()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::collections::BTreeMap;
 
-    fn sched() -> Schedule {
-        Schedule { hour: 2, minute: 0, time_zone: "Asia/Tokyo".into() }
+    use super::*;
+    use crate::ids::SnapshotId;
+    use crate::spec::Schedule;
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn sched() -> ScheduleSpec {
+        ScheduleSpec::single(Schedule { hour: 2, minute: 0, time_zone: "Asia/Tokyo".into() }).unwrap()
+    }
+
+    fn every(name: &str, every: Every) -> ScheduleSpec {
+        ScheduleSpec {
+            name: BackupName::parse(name).unwrap(),
+            every,
+            own_retention: true,
+            keep: Some(7),
+            keep_days: None,
+        }
+    }
+
+    fn daily(h: u8, m: u8, zone: &str) -> Schedule {
+        Schedule { hour: h, minute: m, time_zone: zone.into() }
     }
 
     #[test]
     fn the_next_slot_is_today_until_it_passes_then_tomorrow() {
         let s = sched();
         let before: jiff::Timestamp = "2026-11-24T16:00:00Z".parse().unwrap();
-        let slot = next_slot(&s, before).unwrap();
+        let slot = next_slot(&s.every, before).unwrap();
         assert_eq!(slot, "2026-11-24T17:00:00Z".parse().unwrap(), "02:00 in Tokyo");
         // Exactly at the slot, the next one is a day later; the due one is the slot itself.
-        let next = next_slot(&s, slot).unwrap();
+        let next = next_slot(&s.every, slot).unwrap();
         assert_eq!(next.duration_since(slot), jiff::SignedDuration::from_hours(24));
         assert!(scheduled_due(&s, slot).is_some());
-        assert_eq!(next_slot(&s, slot - jiff::SignedDuration::from_secs(1)), Some(slot));
+        assert_eq!(next_slot(&s.every, slot - jiff::SignedDuration::from_secs(1)), Some(slot));
     }
 
     #[test]
@@ -588,5 +687,239 @@ mod tests {
         assert_eq!(scheduled_due(&sched(), now).unwrap().as_str(), "daily-20261124");
         let now: jiff::Timestamp = "2026-11-23T23:01:00Z".parse().unwrap();
         assert_eq!(scheduled_due(&sched(), now), None);
+    }
+
+    /// Each kind: (schedule, now, the backup due then, the next slot after then).
+    #[test]
+    fn due_and_next_per_kind() {
+        let cases: [(ScheduleSpec, &str, Option<&str>, &str); 10] = [
+            (
+                every("hourly", Every::Hours(1)),
+                "2026-11-24T13:40:00Z",
+                Some("hourly-2026112413"),
+                "2026-11-24T14:00:00Z",
+            ),
+            (
+                every("hourly", Every::Hours(1)),
+                "2026-11-24T14:00:00Z",
+                Some("hourly-2026112414"),
+                "2026-11-24T15:00:00Z",
+            ),
+            (
+                every("every-6h", Every::Hours(6)),
+                "2026-11-24T13:40:00Z",
+                Some("every-6h-2026112412"),
+                "2026-11-24T18:00:00Z",
+            ),
+            (
+                every("every-24h", Every::Hours(24)),
+                "2026-11-24T05:59:00Z",
+                Some("every-24h-2026112400"),
+                "2026-11-25T00:00:00Z",
+            ),
+            (every("every-24h", Every::Hours(24)), "2026-11-24T06:01:00Z", None, "2026-11-25T00:00:00Z"),
+            // Sunday 2026-11-29 03:00 JST = Saturday 18:00Z.
+            (
+                every("weekly", Every::Weekly { day: 0, at: daily(3, 0, "Asia/Tokyo") }),
+                "2026-11-28T19:00:00Z",
+                Some("weekly-20261129"),
+                "2026-12-05T18:00:00Z",
+            ),
+            // Seven hours after the weekly slot: beyond the catch-up window, nothing due.
+            (
+                every("weekly", Every::Weekly { day: 0, at: daily(3, 0, "Asia/Tokyo") }),
+                "2026-11-29T01:00:01Z",
+                None,
+                "2026-12-05T18:00:00Z",
+            ),
+            (
+                every("cron", Every::Cron { expr: "0 */4 * * *".into(), time_zone: "UTC".into() }),
+                "2026-11-24T09:15:00Z",
+                Some("cron-202611240800"),
+                "2026-11-24T12:00:00Z",
+            ),
+            // Cron in a zone: 30 1 * * mon-fri in Tokyo; Tuesday 01:30 JST = Monday 16:30Z.
+            (
+                every("work", Every::Cron { expr: "30 1 * * mon-fri".into(), time_zone: "Asia/Tokyo".into() }),
+                "2026-11-23T16:45:00Z",
+                Some("work-202611240130"),
+                "2026-11-24T16:30:00Z",
+            ),
+            // Friday 01:30 JST the slot; Saturday 01:29 JST (23h59 later) nothing due; the next
+            // is Monday 01:30 JST (Sunday 16:30Z).
+            (
+                every("work", Every::Cron { expr: "30 1 * * mon-fri".into(), time_zone: "Asia/Tokyo".into() }),
+                "2026-11-27T16:29:00Z",
+                None,
+                "2026-11-29T16:30:00Z",
+            ),
+        ];
+        for (s, now, due, next) in cases {
+            let now = at(now);
+            assert_eq!(scheduled_due(&s, now).as_ref().map(BackupName::as_str), due, "{} at {now}", s.name);
+            assert_eq!(next_slot(&s.every, now), Some(at(next)), "{} at {now}", s.name);
+        }
+    }
+
+    #[test]
+    fn the_daemon_wakes_at_the_earliest_slot_of_all_schedules_and_names_map_back() {
+        let b = BackupSpec {
+            schedules: vec![every("daily", Every::Daily(daily(2, 0, "Asia/Tokyo"))), every("hourly", Every::Hours(1))],
+            keep: 7,
+            take: vec![BackupName::parse("hourly-2026112400").unwrap()],
+        };
+        assert_eq!(next_wake(&b, at("2026-11-24T16:20:00Z")), Some(at("2026-11-24T17:00:00Z")));
+        assert_eq!(next_wake(&b, at("2026-11-24T13:20:00Z")), Some(at("2026-11-24T14:00:00Z")));
+        // At 02:00 JST (17:00Z) both are due: the daily one first, in file order.
+        let now = at("2026-11-24T17:00:00Z");
+        let due: Vec<_> = b.schedules.iter().filter_map(|s| scheduled_due(s, now)).collect();
+        assert_eq!(due.iter().map(BackupName::as_str).collect::<Vec<_>>(), ["daily-20261125", "hourly-2026112417"]);
+        assert_eq!(schedule_of(&b, &due[1]).map(|s| s.name.as_str()), Some("hourly"));
+        assert_eq!(schedule_of(&b, &due[0]).map(|s| s.name.as_str()), Some("daily"));
+        // A name listed in `take` is on-demand even when it looks like a schedule's.
+        assert_eq!(schedule_of(&b, &b.take[0]), None);
+        assert_eq!(schedule_of(&b, &BackupName::parse("hourly-x").unwrap()), None);
+        assert!(wanted_now(&b, &due[1], now) && !wanted_now(&b, &due[1], at("2026-11-24T18:00:00Z")));
+    }
+
+    const FILE: &str = include_str!("../../desired-state/prod-db.toml");
+
+    fn spec_with(backup: &str, restore: Option<&str>) -> Spec {
+        let head = FILE.split("[backup]").next().unwrap();
+        let restore = restore.map(|snap| format!("[restore]\nsnapshot = \"{snap}\"\nrequest = \"r1\"\n"));
+        let text = format!("{head}[backup]\n{backup}\n{}", restore.unwrap_or_default());
+        crate::spec::load_str(std::path::Path::new("desired-state/prod-db.toml"), &text).unwrap()
+    }
+
+    /// A completed backup snapshot `n` (hex digit), started `hours_ago` before `now`.
+    fn snap(n: u32, name: &str, schedule: Option<&str>, hours_ago: i64, now: jiff::Timestamp) -> Snapshot {
+        let mut tags: Tags = [
+            (tag::CLUSTER.to_owned(), "prod-db".to_owned()),
+            (tag::ROLE.to_owned(), "backup".to_owned()),
+            (tag::REQUEST.to_owned(), name.to_owned()),
+        ]
+        .into();
+        if let Some(s) = schedule {
+            tags.insert(tag::SCHEDULE.to_owned(), s.to_owned());
+        }
+        Snapshot {
+            id: SnapshotId::parse(&format!("snap-{n:017x}")).unwrap(),
+            volume: None,
+            size_gib: 20,
+            state: SnapshotState::Completed,
+            progress: 100,
+            started: now - jiff::SignedDuration::from_hours(hours_ago),
+            tags,
+        }
+    }
+
+    fn observed(now: jiff::Timestamp, snapshots: Vec<Snapshot>) -> Observed {
+        Observed {
+            now,
+            instances: BTreeMap::new(),
+            shutdown: BTreeMap::new(),
+            volumes: Vec::new(),
+            snapshots,
+            cluster: crate::ports::cluster::ClusterStatus::default(),
+            config: crate::ports::cluster::ClusterConfig::default(),
+            mirror: None,
+            disks: BTreeMap::new(),
+            cluster_reachable: true,
+            initialization: BTreeMap::new(),
+        }
+    }
+
+    /// The snapshots retention deletes (hex numbers), in order.
+    fn deleted(spec: &Spec, obs: &Observed) -> Vec<u32> {
+        let (outcome, _) = retention(spec, spec.backup.as_ref().unwrap(), obs);
+        match outcome {
+            Outcome::Converged => Vec::new(),
+            Outcome::Steps { steps } => steps
+                .iter()
+                .map(|s| match &s.action {
+                    Action::DeleteSnapshot { snapshot } => {
+                        u32::from_str_radix(snapshot.as_str().trim_start_matches("snap-"), 16).unwrap()
+                    }
+                    other => panic!("{other:?}"),
+                })
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const TWO: &str = r#"keep = 2
+[[backup.schedule]]
+every = "hourly"
+keep = 3
+[[backup.schedule]]
+name = "weekly-long"
+every = "weekly sun 03:00 Asia/Tokyo"
+keep_days = 30
+"#;
+
+    #[test]
+    fn retention_is_per_schedule_by_count_and_by_age() {
+        let now = at("2026-11-24T12:00:00Z");
+        let spec = spec_with(TWO, None);
+        let mut snaps = Vec::new();
+        // Five hourly backups, 1–5 h old: keep = 3 deletes the two oldest (0x14, 0x15).
+        for h in 1..=5 {
+            snaps.push(snap(0x10 + u32::try_from(h).unwrap(), &format!("hourly-h{h}"), Some("hourly"), h, now));
+        }
+        // Weekly backups 7, 21, 35, 49 days old: keep_days = 30 deletes 35 and 49 (0x23, 0x24),
+        // however few they are; hourly ones never count against them.
+        for (i, days) in [7, 21, 35, 49].into_iter().enumerate() {
+            snaps.push(snap(
+                0x21 + u32::try_from(i).unwrap(),
+                &format!("weekly-{i}"),
+                Some("weekly-long"),
+                days * 24,
+                now,
+            ));
+        }
+        // On-demand backups (no schedule tag), and one of a schedule no longer in the file: both
+        // kept by backup.keep = 2 together, so the oldest of the three goes.
+        snaps.push(snap(0x31, "before-upgrade", None, 30, now));
+        snaps.push(snap(0x32, "gone-2026112400", Some("gone"), 40, now));
+        snaps.push(snap(0x33, "older-manual", None, 50, now));
+        let obs = observed(now, snaps);
+        assert_eq!(deleted(&spec, &obs), [0x14, 0x15, 0x23, 0x24, 0x33]);
+    }
+
+    #[test]
+    fn retention_never_deletes_take_restore_or_the_newest() {
+        let now = at("2026-11-24T12:00:00Z");
+        // Only weekly backups, every one older than keep_days: the newest of the cluster stays.
+        let only_old: Vec<Snapshot> = (0..3)
+            .map(|i| snap(0x41 + i, &format!("weekly-{i}"), Some("weekly-long"), 24 * (40 + i64::from(i)), now))
+            .collect();
+        let spec = spec_with(TWO, None);
+        assert_eq!(deleted(&spec, &observed(now, only_old.clone())), [0x42, 0x43]);
+        // The one named in [restore] and one named in `take` are not deleted and not counted.
+        let restore = only_old[2].id.to_string();
+        let pinned = format!("take = [\"weekly-1\"]\n{TWO}");
+        let spec = spec_with(&pinned, Some(&restore));
+        assert_eq!(deleted(&spec, &observed(now, only_old.clone())), Vec::<u32>::new());
+        // Hourly: four backups, the take-pinned one is not counted against keep = 3.
+        let hourly: Vec<Snapshot> =
+            (1..=4).map(|h| snap(0x50 + h, &format!("hourly-{h}"), Some("hourly"), i64::from(h), now)).collect();
+        let spec = spec_with(&format!("take = [\"hourly-1\"]\n{TWO}"), None);
+        assert_eq!(deleted(&spec, &observed(now, hourly.clone())), Vec::<u32>::new());
+        let spec = spec_with(TWO, None);
+        assert_eq!(deleted(&spec, &observed(now, hourly)), [0x54]);
+    }
+
+    #[test]
+    fn the_single_schedule_form_shares_backup_keep_with_on_demand_backups() {
+        let now = at("2026-11-24T12:00:00Z");
+        let spec = spec_with("schedule = \"daily 02:00 Asia/Tokyo\"\nkeep = 2", None);
+        // A backup taken by the single form is tagged schedule "daily" but has no retention of
+        // its own: it is counted with the on-demand ones, as before schedules had names.
+        let snaps = vec![
+            snap(0x61, "daily-20261124", Some("daily"), 10, now),
+            snap(0x62, "manual", None, 20, now),
+            snap(0x63, "daily-20261123", None, 34, now),
+        ];
+        assert_eq!(deleted(&spec, &observed(now, snaps)), [0x63]);
     }
 }

@@ -229,10 +229,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
     let dropped = |op: &OpId| {
         !begun(journal, op)
             && match op {
-                OpId::Backup(name) => spec.backup.as_ref().is_none_or(|b| {
-                    !b.take.contains(name)
-                        && b.schedule.as_ref().and_then(|s| backup::scheduled_due(s, obs.now)).as_ref() != Some(name)
-                }),
+                OpId::Backup(name) => spec.backup.as_ref().is_none_or(|b| !backup::wanted_now(b, name, obs.now)),
                 OpId::Restore(req) => spec.restore.as_ref().is_none_or(|r| r.request != *req),
                 OpId::Retention => false,
             }

@@ -34,6 +34,8 @@ pub mod tag {
     /// On a restored volume: which partition number holds the cluster and data partitions
     /// (`cluster=1,data=2`), recorded from the disk it replaces.
     pub const LAYOUT: &str = "mirrorctl:layout";
+    /// On a scheduled backup snapshot: the schedule that took it (its retention group).
+    pub const SCHEDULE: &str = "mirrorctl:schedule";
     /// The usual AWS console name tag.
     pub const NAME: &str = "Name";
 }

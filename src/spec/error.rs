@@ -91,7 +91,7 @@ pub enum ErrorKind {
     ApiTimeoutOutOfRange,
     /// `backup.keep` outside 1–1000.
     KeepOutOfRange,
-    /// `backup.schedule` is not `daily HH:MM ZONE`, or its time is out of range.
+    /// A schedule is not one of the forms mirrorctl reads, or its time is out of range.
     BadSchedule,
     /// `backup.schedule` names a time zone the tz database does not know.
     UnknownTimeZone,
@@ -99,6 +99,14 @@ pub enum ErrorKind {
     DuplicateTake,
     /// `[restore]` without `request`.
     RestoreWithoutRequest,
+    /// Two `[[backup.schedule]]` tables with one name (given or defaulted from the kind).
+    DuplicateSchedule,
+    /// `keep_days` of a schedule outside 1–36500.
+    KeepDaysOutOfRange,
+    /// A schedule's `cron` expression is not five valid fields.
+    BadCron,
+    /// A `[[backup.schedule]]` table with both `every` and `cron`, or `zone` without `cron`.
+    ScheduleKeys,
 }
 
 impl ErrorKind {
@@ -147,6 +155,10 @@ impl ErrorKind {
             ErrorKind::UnknownTimeZone => "unknown-time-zone",
             ErrorKind::DuplicateTake => "duplicate-take",
             ErrorKind::RestoreWithoutRequest => "restore-without-request",
+            ErrorKind::DuplicateSchedule => "duplicate-schedule",
+            ErrorKind::KeepDaysOutOfRange => "keep-days-out-of-range",
+            ErrorKind::BadCron => "bad-cron",
+            ErrorKind::ScheduleKeys => "schedule-keys",
         }
     }
 }

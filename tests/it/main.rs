@@ -28,6 +28,7 @@ mod observe_refresh;
 mod planner_decisions;
 mod planner_props;
 mod request_change;
+mod schedules;
 mod secret_sources;
 mod sim_faults;
 mod sim_flows;
