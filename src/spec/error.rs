@@ -107,6 +107,8 @@ pub enum ErrorKind {
     BadCron,
     /// A `[[backup.schedule]]` table with both `every` and `cron`, or `zone` without `cron`.
     ScheduleKeys,
+    /// A key of a feature that is designed but not built yet (`backup.copy_to`).
+    NotSupportedYet,
 }
 
 impl ErrorKind {
@@ -159,6 +161,7 @@ impl ErrorKind {
             ErrorKind::KeepDaysOutOfRange => "keep-days-out-of-range",
             ErrorKind::BadCron => "bad-cron",
             ErrorKind::ScheduleKeys => "schedule-keys",
+            ErrorKind::NotSupportedYet => "not-supported-yet",
         }
     }
 }

@@ -95,6 +95,8 @@ pub(crate) struct RawVolume {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawBackup {
     pub(crate) schedule: Option<S<RawSchedules>>,
+    /// Read only so that it can be refused with a "not supported yet" message.
+    pub(crate) copy_to: Option<S<toml::Value>>,
     pub(crate) keep: Option<S<i64>>,
     pub(crate) take: Option<Vec<S<String>>>,
 }

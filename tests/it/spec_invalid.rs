@@ -537,6 +537,12 @@ case!(
     ScheduleKeys,
     "zone = \"UTC\""
 );
+case!(
+    copy_to_is_refused_until_built,
+    with("keep = 7", "keep = 7\ncopy_to = [{ region = \"us-west-2\", keep = 7, kms_key = \"alias/dr\" }]"),
+    NotSupportedYet,
+    "copy_to"
+);
 case!(schedule_without_every, schedules("every = \"hourly\"\n", ""), MissingKey, "[[backup.schedule]]");
 
 // --- restore ----------------------------------------------------------------------------------

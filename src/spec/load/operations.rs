@@ -18,6 +18,16 @@ impl Checker<'_, '_> {
             }
             Some((RawSchedules::Many(list), _)) => self.schedules(list),
         };
+        if let Some(v) = &raw.copy_to {
+            self.push(
+                v.span(),
+                "backup.copy_to",
+                ErrorKind::NotSupportedYet,
+                "copies of backups to other regions (copy_to) are not supported yet",
+                "remove copy_to; until mirrorctl copies backups itself, copy them with `aws ec2 copy-snapshot` or an \
+                 Amazon Data Lifecycle Manager cross-region copy rule",
+            );
+        }
         let keep = match &raw.keep {
             None => Some(7),
             Some(v) => self.range(v, "backup.keep", (1, 1000), ErrorKind::KeepOutOfRange, "snapshots"),
