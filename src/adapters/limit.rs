@@ -41,8 +41,8 @@ use tokio::time::Instant;
 use crate::ids::{ClusterName, DeviceName, InstanceId, SnapshotId, VolumeId};
 use crate::ports::PortResult;
 use crate::ports::cloud::{
-    Cloud, CreateSnapshot, CreateVolume, Instance, ShutdownBehavior, Snapshot, SnapshotFilter, Tags, Volume,
-    VolumeFilter, VolumeInit,
+    Cloud, CopySnapshot, CreateSnapshot, CreateVolume, Instance, ShutdownBehavior, Snapshot, SnapshotFilter, Tags,
+    Volume, VolumeFilter, VolumeInit,
 };
 
 /// The two EC2 throttling categories mirrorctl uses.
@@ -364,6 +364,10 @@ impl Cloud for LimitedCloud {
     async fn create_snapshot(&self, req: &CreateSnapshot) -> PortResult<Snapshot> {
         self.limiter.admit(Category::Mutate).await;
         self.inner.create_snapshot(req).await
+    }
+    async fn copy_snapshot(&self, req: &CopySnapshot) -> PortResult<SnapshotId> {
+        self.limiter.admit(Category::Mutate).await;
+        self.inner.copy_snapshot(req).await
     }
     async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()> {
         self.limiter.admit(Category::Mutate).await;

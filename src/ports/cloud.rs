@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::{ErrorClass, PortResult};
-use crate::ids::{DeviceName, InstanceId, SnapshotId, VolumeId, Zone};
+use crate::ids::{DeviceName, InstanceId, Region, SnapshotId, VolumeId, Zone};
 
 /// Tags as EC2 stores them: key → value.
 pub type Tags = BTreeMap<String, String>;
@@ -240,6 +240,25 @@ pub struct CreateSnapshot {
     pub tags: Tags,
 }
 
+/// `CopySnapshot` parameters, sent to the destination region's EC2. The API has no idempotency
+/// token (aws-sdk-ec2 1.274 `CopySnapshotFluentBuilder`: `SourceRegion`, `SourceSnapshotId`,
+/// `Encrypted`, `KmsKeyId`, `TagSpecifications`, …, no `ClientToken`), so, as for `CreateSnapshot`,
+/// the copy is tagged in the call and looked up by its tags before copying again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopySnapshot {
+    /// The region holding the source snapshot.
+    pub source_region: Region,
+    /// The snapshot to copy.
+    pub source: SnapshotId,
+    /// Description of the copy.
+    pub description: String,
+    /// KMS key to encrypt the copy with (`Encrypted` + `KmsKeyId`); `None` keeps the source's
+    /// encryption.
+    pub kms_key: Option<String>,
+    /// Tags applied in the same call.
+    pub tags: Tags,
+}
+
 /// How far EBS has loaded a volume created from a snapshot (`DescribeVolumeStatus`:
 /// `InitializationStatusDetails` and the `initialization-state` detail). Until it is complete,
 /// a read of a block not loaded yet goes to S3 and is slow: an operator wants to see this after a
@@ -282,6 +301,9 @@ pub trait Cloud: Send + Sync {
     async fn detach_volume(&self, volume: &VolumeId, instance: &InstanceId) -> PortResult<()>;
     /// `CreateSnapshot` with tags in the call.
     async fn create_snapshot(&self, req: &CreateSnapshot) -> PortResult<Snapshot>;
+    /// `CopySnapshot` into this port's region, tags in the call; returns the copy's id (its state
+    /// is read with `DescribeSnapshots`: `pending` until the copy is done).
+    async fn copy_snapshot(&self, req: &CopySnapshot) -> PortResult<SnapshotId>;
     /// `DeleteSnapshot` (retention only; volumes are never deleted).
     async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()>;
     /// `StartInstances` for one instance.

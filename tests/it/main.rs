@@ -20,6 +20,7 @@ mod crash_resume;
 mod daemon;
 mod deploy;
 mod desired_state_examples;
+mod dr_copies;
 mod moto_ec2;
 mod moto_flows;
 mod moto_plan;

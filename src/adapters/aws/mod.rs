@@ -42,8 +42,8 @@ use error::from_sdk;
 
 use crate::ids::{DeviceName, InstanceId, Region, SnapshotId, VolumeId, Zone};
 use crate::ports::cloud::{
-    Cloud, CreateSnapshot, CreateVolume, Instance, ShutdownBehavior, Snapshot, SnapshotFilter, Tags, Volume,
-    VolumeFilter, VolumeInit,
+    Cloud, CopySnapshot, CreateSnapshot, CreateVolume, Instance, ShutdownBehavior, Snapshot, SnapshotFilter, Tags,
+    Volume, VolumeFilter, VolumeInit,
 };
 use crate::ports::{PortError, PortResult};
 
@@ -455,6 +455,26 @@ impl Cloud for AwsCloud {
             .await
             .map_err(|e| from_sdk(API, &e))?;
         convert::snapshot(API, &SnapshotFields::from(&out))
+    }
+
+    async fn copy_snapshot(&self, req: &CopySnapshot) -> PortResult<SnapshotId> {
+        const API: &str = "CopySnapshot";
+        self.limiter.admit(Category::Mutate, API).await;
+        let out = self
+            .client
+            .copy_snapshot()
+            .source_region(req.source_region.as_str())
+            .source_snapshot_id(req.source.as_str())
+            .description(&req.description)
+            .set_encrypted(req.kms_key.as_ref().map(|_| true))
+            .set_kms_key_id(req.kms_key.clone())
+            .set_tag_specifications(tag_spec(ResourceType::Snapshot, &req.tags).map(|t| vec![t]))
+            .send()
+            .await
+            .map_err(|e| from_sdk(API, &e))?;
+        let id = out.snapshot_id().unwrap_or_default();
+        SnapshotId::parse(id)
+            .map_err(|e| PortError::ec2("InvalidResponse", format!("{API} returned snapshot id {id:?}: {}", e.0)))
     }
 
     async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()> {

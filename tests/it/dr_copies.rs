@@ -1,0 +1,98 @@
+//! Cross-region snapshot copies at the cloud port (`Cloud::copy_snapshot`, called on the
+//! destination region's port): strict in the simulator (a `pending` source is refused, the copy
+//! is `pending` then `completed`, it exists only in its region), and on the wire against moto.
+
+use crate::support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mirrorctl::ids::{Region, ServerName};
+use mirrorctl::ports::Clock as _;
+use mirrorctl::ports::cloud::{Cloud, CopySnapshot, CreateSnapshot, SnapshotFilter, SnapshotState, Tags, tag};
+use mirrorctl::sim::ec2::SimCloud;
+use support::common::Lab;
+use support::{Moto, REGION, run_server};
+
+fn tags(pairs: &[(&str, &str)]) -> Tags {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn copy_of(source: &mirrorctl::ids::SnapshotId, kms_key: Option<&str>) -> CopySnapshot {
+    CopySnapshot {
+        source_region: Region::parse(REGION).unwrap(),
+        source: source.clone(),
+        description: "mirrorctl copy of b1".to_owned(),
+        kms_key: kms_key.map(str::to_owned),
+        tags: tags(&[(tag::CLUSTER, "prod-db"), (tag::ROLE, "copy"), (tag::SOURCE_SNAPSHOT, source.as_str())]),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_simulator_copies_a_completed_snapshot_into_another_region_only() {
+    let lab = Lab::windows(81);
+    let west = Region::parse("us-west-2").unwrap();
+    let home = lab.world.ports().cloud;
+    let dr = SimCloud::in_region(Arc::clone(&lab.world), &west);
+    let src = lab
+        .world
+        .add_snapshot(
+            &ServerName::parse("server2").unwrap(),
+            tags(&[(tag::CLUSTER, "prod-db")]),
+            SnapshotState::Pending,
+        )
+        .unwrap();
+    // A pending source cannot be copied yet.
+    let e = dr.copy_snapshot(&copy_of(&src.id, Some("alias/dr"))).await.unwrap_err();
+    assert_eq!(e.code, "IncorrectState", "{e}");
+    lab.world.clock().sleep(Duration::from_hours(3)).await;
+    let copy = dr.copy_snapshot(&copy_of(&src.id, Some("alias/dr"))).await.unwrap();
+    assert_ne!(copy, src.id);
+    // It is found by its tags in its region once visible, pending first, then completed; the
+    // home region never sees it, and cannot make a volume from it.
+    lab.world.clock().sleep(Duration::from_secs(5)).await;
+    let by_tag = SnapshotFilter { tags: tags(&[(tag::SOURCE_SNAPSHOT, src.id.as_str())]), ..Default::default() };
+    let seen = dr.describe_snapshots(&by_tag).await.unwrap();
+    assert_eq!(seen.iter().map(|s| (&s.id, s.state)).collect::<Vec<_>>(), [(&copy, SnapshotState::Pending)]);
+    assert!(home.describe_snapshots(&by_tag).await.unwrap().is_empty());
+    lab.world.clock().sleep(Duration::from_hours(3)).await;
+    let seen = dr.describe_snapshots(&by_tag).await.unwrap();
+    assert_eq!(seen[0].state, SnapshotState::Completed);
+    assert_eq!(home.delete_snapshot(&copy).await.unwrap_err().code, "InvalidSnapshot.NotFound");
+    // Only snapshots exist outside the scenario's region.
+    assert_eq!(dr.describe_instances(&[]).await.unwrap_err().code, "UnsupportedOperation");
+    // A source in a region the simulator does not hold is not found.
+    let mut elsewhere = copy_of(&src.id, None);
+    elsewhere.source_region = Region::parse("eu-west-1").unwrap();
+    assert_eq!(dr.copy_snapshot(&elsewhere).await.unwrap_err().code, "InvalidSnapshot.NotFound");
+    dr.delete_snapshot(&copy).await.unwrap();
+    assert!(dr.describe_snapshots(&by_tag).await.unwrap().is_empty());
+    assert!(home.describe_snapshots(&SnapshotFilter { ids: vec![src.id.clone()], ..Default::default() }).await.is_ok());
+}
+
+#[tokio::test]
+async fn copy_snapshot_crosses_regions_on_the_wire() {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let s1 = run_server(&sdk, "ap-northeast-1a", 8).await;
+    let home = moto.cloud().await;
+    let mut west_options = moto.options();
+    west_options.region = Region::parse("us-west-2").unwrap();
+    let west = moto.cloud_with(west_options).await;
+    let src = home
+        .create_snapshot(&CreateSnapshot {
+            volume: s1.volume.clone(),
+            description: "b1".to_owned(),
+            tags: tags(&[(tag::CLUSTER, "prod-db"), (tag::ROLE, "backup")]),
+        })
+        .await
+        .unwrap();
+    let copy = west.copy_snapshot(&copy_of(&src.id, Some("alias/dr"))).await.unwrap();
+    let by_tag = SnapshotFilter { tags: tags(&[(tag::SOURCE_SNAPSHOT, src.id.as_str())]), ..Default::default() };
+    let there = west.describe_snapshots(&by_tag).await.unwrap();
+    assert_eq!(there.iter().map(|s| &s.id).collect::<Vec<_>>(), [&copy], "tagged in the call, found in us-west-2");
+    assert_eq!(there[0].tags.get(tag::ROLE).map(String::as_str), Some("copy"));
+    assert!(home.describe_snapshots(&by_tag).await.unwrap().is_empty(), "not in the source region");
+    west.delete_snapshot(&copy).await.unwrap();
+    assert!(west.describe_snapshots(&by_tag).await.unwrap().is_empty());
+}
