@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::execute::RetryPolicy;
 use crate::execute::retry::with_retries;
-use crate::ids::{InstanceId, ServerName, SnapshotId, VolumeId};
+use crate::ids::{InstanceId, Region, ServerName, SnapshotId, VolumeId};
 use crate::plan::{Action, Watch};
 use crate::ports::cloud::{
     AttachState, Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, SnapshotState, Tags, Volume,
@@ -58,6 +58,10 @@ pub struct Observed {
     /// only; informational: the planner does not wait for it).
     #[serde(default)]
     pub initialization: BTreeMap<VolumeId, VolumeInit>,
+    /// The cluster's snapshots in each `backup.copy_to` region (the copies), read with the
+    /// snapshots.
+    #[serde(default)]
+    pub copies: BTreeMap<Region, Vec<Snapshot>>,
 }
 
 impl Observed {
@@ -167,7 +171,10 @@ impl Refresh {
                     Ok(id) => touch_volume(&mut r, &id),
                     Err(_) => r.snapshots = true,
                 },
-                Action::CreateSnapshot { .. } | Action::DeleteSnapshot { .. } => r.snapshots = true,
+                Action::CreateSnapshot { .. }
+                | Action::DeleteSnapshot { .. }
+                | Action::CopySnapshot { .. }
+                | Action::DeleteCopy { .. } => r.snapshots = true,
                 // A pre-processing (NEC's) shuts the server down; a post-processing reboots it.
                 Action::StartInstance { server, .. } | Action::Vendor { server, .. } => {
                     r.instances = true;
@@ -207,7 +214,8 @@ impl Refresh {
             any_settling = true;
             touch_volume(&mut r, &v.id);
         }
-        r.snapshots |= prev.snapshots.iter().any(|s| s.state == SnapshotState::Pending);
+        r.snapshots |=
+            prev.snapshots.iter().chain(prev.copies.values().flatten()).any(|s| s.state == SnapshotState::Pending);
         // A configuration that could not be read (no server answered) is read again until it is.
         r.config |= !prev.cluster_reachable;
         for s in &spec.cluster.servers {
@@ -328,9 +336,9 @@ pub async fn observe_with(
     let (instances, mut volumes) = volumes_res?;
     volumes.retain(|v| v.state != VolumeState::Deleted);
     volumes.sort_by(|a, b| a.id.cmp(&b.id));
-    let snapshots = match (snaps, prev) {
+    let (snapshots, copies) = match (snaps, prev) {
         (Some(s), _) => s?,
-        (None, Some(p)) => p.snapshots.clone(),
+        (None, Some(p)) => (p.snapshots.clone(), p.copies.clone()),
         (None, None) => unreachable!("everything is read without a previous observation"),
     };
     let status = status?;
@@ -384,6 +392,7 @@ pub async fn observe_with(
         mirror,
         disks,
         initialization,
+        copies,
     })
 }
 
@@ -433,14 +442,17 @@ async fn initialization(
     known
 }
 
+/// The cluster's snapshots in each copy region, by region.
+type Copies = BTreeMap<Region, Vec<Snapshot>>;
+
 /// The cluster's own snapshots, and the restore snapshot when it is not one of them (a second
-/// call, by id, made only then).
+/// call, by id, made only then); and its snapshots in each `backup.copy_to` region.
 async fn snapshots(
     spec: &Spec,
     ports: &Ports,
     policy: &RetryPolicy,
     own: &SnapshotFilter,
-) -> PortResult<Vec<Snapshot>> {
+) -> PortResult<(Vec<Snapshot>, Copies)> {
     let clock = ports.clock.as_ref();
     let mut snapshots = with_retries(policy, clock, || ports.cloud.describe_snapshots(own)).await?;
     if let Some(r) = &spec.restore
@@ -460,7 +472,14 @@ async fn snapshots(
     }
     snapshots.sort_by(|a, b| a.id.cmp(&b.id));
     snapshots.dedup_by(|a, b| a.id == b.id);
-    Ok(snapshots)
+    let mut copies = Copies::new();
+    for target in spec.backup.iter().flat_map(|b| &b.copy_to) {
+        let there = ports.cloud.in_region(&target.region)?;
+        let mut found = with_retries(policy, clock, || there.describe_snapshots(own)).await?;
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        copies.insert(target.region.clone(), found);
+    }
+    Ok((snapshots, copies))
 }
 
 /// Each server's disks; a node whose instance is not running counts as unreachable (its answer,

@@ -381,6 +381,10 @@ impl Cloud for LimitedCloud {
         self.limiter.admit(Category::Mutate).await;
         self.inner.create_tags(resource, tags).await
     }
+    /// The inner port's: this limiter keeps to its own region's budget, not another's.
+    fn in_region(&self, region: &crate::ids::Region) -> PortResult<Arc<dyn Cloud>> {
+        self.inner.in_region(region)
+    }
     fn call_counts(&self) -> std::collections::BTreeMap<String, u64> {
         self.inner.call_counts()
     }

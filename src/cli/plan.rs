@@ -380,6 +380,7 @@ mod tests {
             mirror: None,
             disks: BTreeMap::new(),
             initialization: BTreeMap::new(),
+            copies: BTreeMap::new(),
         };
         obs.snapshots.push(Snapshot {
             id: crate::ids::SnapshotId::parse("snap-0123456789abcdef0").expect("id"),

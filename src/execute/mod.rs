@@ -251,8 +251,10 @@ fn budget_exhausted(step: &Step, prior: &crate::journal::StepView, max: u32) -> 
 /// Narrows an error's class for the operation that produced it.
 fn narrow(action: &Action, mut e: PortError) -> PortError {
     match (action, e.code.as_str()) {
-        // Detaching something not attached: the effect is in place.
-        (Action::DetachVolume { .. }, "IncorrectState" | "InvalidAttachment.NotFound") => {
+        // Detaching something not attached, or deleting a snapshot (or copy) that is gone: the
+        // effect is in place.
+        (Action::DetachVolume { .. }, "IncorrectState" | "InvalidAttachment.NotFound")
+        | (Action::DeleteSnapshot { .. } | Action::DeleteCopy { .. }, "InvalidSnapshot.NotFound") => {
             e.class = ErrorClass::AlreadyDone;
         }
         // Attaching a volume still being created, or starting an instance still stopping, is
@@ -263,8 +265,6 @@ fn narrow(action: &Action, mut e: PortError) -> PortError {
         // The token already created a volume with other parameters (the volume settings changed
         // mid-restore): creating another would duplicate it. A human decides.
         (Action::CreateVolume { .. }, "IdempotentParameterMismatch") => e.class = ErrorClass::NeedsHuman,
-        // Deleting a snapshot that is gone: done.
-        (Action::DeleteSnapshot { .. }, "InvalidSnapshot.NotFound") => e.class = ErrorClass::AlreadyDone,
         _ => {}
     }
     e
@@ -350,6 +350,12 @@ async fn call(ports: &Ports, action: &Action) -> PortResult<Option<String>> {
             ports.cloud.create_snapshot(request).await.map(|s| Some(s.id.to_string()))
         }
         Action::DeleteSnapshot { snapshot } => ports.cloud.delete_snapshot(snapshot).await.map(|()| None),
+        Action::CopySnapshot { region, request } => {
+            ports.cloud.in_region(region)?.copy_snapshot(request).await.map(|id| Some(id.to_string()))
+        }
+        Action::DeleteCopy { region, snapshot } => {
+            ports.cloud.in_region(region)?.delete_snapshot(snapshot).await.map(|()| None)
+        }
         Action::StartInstance { instance, .. } => ports.cloud.start_instance(instance).await.map(|()| None),
         Action::Tag { resource, tags } => ports.cloud.create_tags(resource, tags).await.map(|()| None),
         Action::DiskOffline { server, volume } => ports.node.set_offline(server, volume).await.map(|()| None),

@@ -25,7 +25,9 @@ use jiff::tz::TimeZone;
 use crate::ids::{BackupName, ServerName};
 use crate::journal::JournalView;
 use crate::observe::Observed;
-use crate::ports::cloud::{CreateSnapshot, InstanceState, ShutdownBehavior, Snapshot, SnapshotState, Tags, tag};
+use crate::ports::cloud::{
+    CopySnapshot, CreateSnapshot, InstanceState, ShutdownBehavior, Snapshot, SnapshotState, Tags, tag,
+};
 use crate::ports::cluster::{ObjectState, Operation, PreflightRequest, Procedure, VendorCall, VendorOp, VendorPhase};
 use crate::spec::{BackupSpec, Every, ScheduleSpec, Spec};
 
@@ -580,7 +582,7 @@ fn restart_business(
 /// the file) is kept by `backup.keep`. A group's limits never count another group's snapshots.
 ///
 /// Never deleted, whatever the limits: a snapshot named in `take` or in `[restore]` (neither is
-/// counted), and the newest completed backup of the cluster.
+/// counted), the newest completed backup of the cluster, and one a copy is still being made from.
 pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<String>) {
     let op = OpId::Retention;
     let mut d = Draft::default();
@@ -595,6 +597,13 @@ pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<S
         .filter(|s| !b.take.iter().any(|t| s.tags.get(tag::REQUEST).map(String::as_str) == Some(t.as_str())))
         .filter(|s| spec.restore.as_ref().is_none_or(|r| r.snapshot != s.id))
         .collect();
+    // A source whose copy is still being made stays until the copy is done.
+    let copying = |s: &Snapshot| {
+        obs.copies.values().flatten().any(|c| {
+            c.state == SnapshotState::Pending
+                && c.tags.get(tag::SOURCE_SNAPSHOT).map(String::as_str) == Some(s.id.as_str())
+        })
+    };
     let group_of = |s: &Snapshot| {
         let by = s.tags.get(tag::SCHEDULE)?;
         b.schedules.iter().find(|g| g.own_retention && g.name.as_str() == by)
@@ -625,7 +634,107 @@ pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<S
                 d.notes.push(format!("{}: kept as the newest completed backup of the cluster ({why})", s.id));
                 continue;
             }
+            if copying(s) {
+                d.notes.push(format!("{}: kept while a copy of it is being made ({why})", s.id));
+                continue;
+            }
             d.step(&op, "delete-snapshot", Some(s.id.as_str()), Action::DeleteSnapshot { snapshot: s.id.clone() }, why);
+        }
+    }
+    d.outcome()
+}
+
+/// Copies for disaster recovery (`backup.copy_to`), per destination region: the newest `keep`
+/// completed backups of the cluster each get one copy there (`CopySnapshot`, tagged with the
+/// cluster, the backup's name, its source snapshot and region, in the call); completed copies
+/// beyond the newest `keep` there are deleted. A copy is found again by its source-snapshot tag;
+/// the API has no token, so a copy asked for within [`expect::SNAPSHOT_VISIBILITY`] (or cut off by
+/// a crash) is waited for rather than asked for again. Steps of the `retention` pseudo-operation,
+/// journaled like its deletions.
+pub fn copies(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView) -> (Outcome, Vec<String>) {
+    let op = OpId::Retention;
+    let mut d = Draft::default();
+    let tags: Tags =
+        [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::ROLE.to_owned(), "backup".to_owned())].into();
+    let mut own: Vec<&Snapshot> =
+        obs.snapshots_tagged(&tags).into_iter().filter(|s| s.state == SnapshotState::Completed).collect();
+    own.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+    let window = jiff::SignedDuration::try_from(expect::SNAPSHOT_VISIBILITY).unwrap_or_default();
+    for t in &b.copy_to {
+        let region = &t.region;
+        let there: Vec<&Snapshot> = obs
+            .copies
+            .get(region)
+            .into_iter()
+            .flatten()
+            .filter(|c| c.tags.get(tag::ROLE).map(String::as_str) == Some("copy"))
+            .collect();
+        let kind = format!("copy-{region}");
+        for src in own.iter().take(usize::try_from(t.keep).unwrap_or(usize::MAX)) {
+            let source_of =
+                |c: &&Snapshot| c.tags.get(tag::SOURCE_SNAPSHOT).map(String::as_str) == Some(src.id.as_str());
+            if there.iter().any(|c| source_of(c) && c.state != SnapshotState::Error) {
+                continue;
+            }
+            let sv = journal.step(&op, &StepId::new(&op, &kind, Some(src.id.as_str())));
+            let recent = sv
+                .last_intent
+                .as_ref()
+                .filter(|_| sv.interrupted() || sv.succeeded)
+                .is_some_and(|(_, at, _)| obs.now.duration_since(*at) < window);
+            if recent {
+                d.wait(
+                    Watch::SNAPSHOTS,
+                    format!("the copy of {} to {region} to become visible before copying again", src.id),
+                    expect::DISK_APPEAR,
+                );
+                continue;
+            }
+            let name = src.tags.get(tag::REQUEST).cloned().unwrap_or_default();
+            let mut copy_tags: Tags = [
+                (tag::CLUSTER.to_owned(), spec.cluster.name.to_string()),
+                (tag::ROLE.to_owned(), "copy".to_owned()),
+                (tag::REQUEST.to_owned(), name.clone()),
+                (tag::SOURCE_SNAPSHOT.to_owned(), src.id.to_string()),
+                (tag::SOURCE_REGION.to_owned(), spec.cluster.region.to_string()),
+                (tag::NAME.to_owned(), format!("{}-{name}", spec.cluster.name)),
+            ]
+            .into();
+            for k in [tag::SCHEDULE, tag::LAYOUT] {
+                if let Some(v) = src.tags.get(k) {
+                    copy_tags.insert(k.to_owned(), v.clone());
+                }
+            }
+            d.step(
+                &op,
+                &kind,
+                Some(src.id.as_str()),
+                Action::CopySnapshot {
+                    region: region.clone(),
+                    request: CopySnapshot {
+                        source_region: spec.cluster.region.clone(),
+                        source: src.id.clone(),
+                        description: format!("mirrorctl copy of backup {name} of {} ({})", spec.cluster.name, src.id),
+                        kms_key: t.kms_key.clone(),
+                        tags: copy_tags,
+                    },
+                },
+                format!("backup {name} ({}) has no copy in {region} (copy_to keeps the newest {})", src.id, t.keep),
+            );
+        }
+        let mut done: Vec<&Snapshot> = there.into_iter().filter(|c| c.state == SnapshotState::Completed).collect();
+        done.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+        for c in done.iter().skip(usize::try_from(t.keep).unwrap_or(usize::MAX)) {
+            d.step(
+                &op,
+                &format!("delete-copy-{region}"),
+                Some(c.id.as_str()),
+                Action::DeleteCopy { region: region.clone(), snapshot: c.id.clone() },
+                format!(
+                    "copy_to {region} keep = {}: {} ({}) is older than the newest {}",
+                    t.keep, c.id, c.started, t.keep
+                ),
+            );
         }
     }
     d.outcome()
@@ -767,6 +876,7 @@ mod tests {
             schedules: vec![every("daily", Every::Daily(daily(2, 0, "Asia/Tokyo"))), every("hourly", Every::Hours(1))],
             keep: 7,
             take: vec![BackupName::parse("hourly-2026112400").unwrap()],
+            copy_to: Vec::new(),
         };
         assert_eq!(next_wake(&b, at("2026-11-24T16:20:00Z")), Some(at("2026-11-24T17:00:00Z")));
         assert_eq!(next_wake(&b, at("2026-11-24T13:20:00Z")), Some(at("2026-11-24T14:00:00Z")));
@@ -826,6 +936,7 @@ mod tests {
             disks: BTreeMap::new(),
             cluster_reachable: true,
             initialization: BTreeMap::new(),
+            copies: BTreeMap::new(),
         }
     }
 
@@ -907,6 +1018,36 @@ keep_days = 30
         assert_eq!(deleted(&spec, &observed(now, hourly.clone())), Vec::<u32>::new());
         let spec = spec_with(TWO, None);
         assert_eq!(deleted(&spec, &observed(now, hourly)), [0x54]);
+    }
+
+    #[test]
+    fn a_source_whose_copy_is_pending_is_kept_and_each_backup_is_copied_once() {
+        let now = at("2026-11-24T12:00:00Z");
+        let spec = spec_with("keep = 1\ncopy_to = [{ region = \"us-west-2\", keep = 2 }]", None);
+        let old = snap(0x71, "b1", None, 30, now);
+        let new = snap(0x72, "b2", None, 10, now);
+        let west = crate::ids::Region::parse("us-west-2").unwrap();
+        let mut copy = snap(0x81, "b1", None, 1, now);
+        copy.tags.insert(tag::ROLE.into(), "copy".into());
+        copy.tags.insert(tag::SOURCE_SNAPSHOT.into(), old.id.to_string());
+        copy.state = SnapshotState::Pending;
+        let mut obs = observed(now, vec![old.clone(), new.clone()]);
+        obs.copies.insert(west.clone(), vec![copy.clone()]);
+        // keep = 1 would delete b1, but its copy is still being made.
+        assert_eq!(deleted(&spec, &obs), Vec::<u32>::new());
+        // Only b2 lacks a copy: one CopySnapshot, in us-west-2, of b2, tagged in the call.
+        let b = spec.backup.as_ref().unwrap();
+        let Outcome::Steps { steps } = copies(&spec, b, &obs, &JournalView::default()).0 else { panic!() };
+        assert_eq!(steps.len(), 1);
+        let Action::CopySnapshot { region, request } = &steps[0].action else { panic!("{:?}", steps[0].action) };
+        assert_eq!((region, &request.source), (&west, &new.id));
+        assert_eq!(request.tags.get(tag::SOURCE_SNAPSHOT), Some(&new.id.to_string()));
+        assert_eq!(request.tags.get(tag::ROLE).map(String::as_str), Some("copy"));
+        assert_eq!(steps[0].id.0, format!("retention/copy-us-west-2@{}", new.id));
+        // Once the copy is done, b1 goes at the source.
+        copy.state = SnapshotState::Completed;
+        obs.copies.insert(west, vec![copy]);
+        assert_eq!(deleted(&spec, &obs), [0x71]);
     }
 
     #[test]

@@ -289,12 +289,15 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
             out.notes = notes;
             return out;
         }
-        let (outcome, notes) = backup::retention(spec, b, obs);
-        if outcome != Outcome::Converged {
-            out.op = Some(OpId::Retention);
-            out.outcome = outcome;
-            out.notes = notes;
-            return out;
+        // Deletions first (they never touch a snapshot still being copied), then copies.
+        for housekeeping in [backup::retention(spec, b, obs), backup::copies(spec, b, obs, journal)] {
+            let (outcome, notes) = housekeeping;
+            if outcome != Outcome::Converged {
+                out.op = Some(OpId::Retention);
+                out.outcome = outcome;
+                out.notes = notes;
+                return out;
+            }
         }
     }
     out

@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{
-    BackupName, DeviceName, GroupName, InstanceId, RequestName, ResourceName, ServerName, SnapshotId, VolumeId,
+    BackupName, DeviceName, GroupName, InstanceId, Region, RequestName, ResourceName, ServerName, SnapshotId, VolumeId,
 };
-use crate::ports::cloud::{CreateSnapshot, CreateVolume, Tags};
+use crate::ports::cloud::{CopySnapshot, CreateSnapshot, CreateVolume, Tags};
 use crate::ports::cluster::{ConfigChange, PreflightRequest, VendorCall};
 
 /// An operation: one restore request or one backup. Every step belongs to one.
@@ -170,6 +170,21 @@ pub enum Action {
         /// Snapshot.
         snapshot: SnapshotId,
     },
+    /// EC2 in `region`: copy a completed backup snapshot there (tags in the call; found by tag
+    /// before copying again: the API has no token).
+    CopySnapshot {
+        /// The destination region.
+        region: Region,
+        /// Parameters.
+        request: CopySnapshot,
+    },
+    /// EC2 in `region`: delete one of our copies there (retention of copies).
+    DeleteCopy {
+        /// The region holding it.
+        region: Region,
+        /// The copy.
+        snapshot: SnapshotId,
+    },
     /// EC2: start an instance.
     StartInstance {
         /// Server.
@@ -276,6 +291,8 @@ impl Action {
             Action::DetachVolume { server, volume, .. } => format!("detach {volume} from {server}"),
             Action::CreateSnapshot { server, request } => format!("snapshot {} ({server})", request.volume),
             Action::DeleteSnapshot { snapshot } => format!("delete old backup snapshot {snapshot}"),
+            Action::CopySnapshot { region, request } => format!("copy {} to {region}", request.source),
+            Action::DeleteCopy { region, snapshot } => format!("delete old copy {snapshot} in {region}"),
             Action::StartInstance { server, instance } => format!("start instance {instance} ({server})"),
             Action::Tag { resource, tags } => {
                 let t: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -307,7 +324,8 @@ impl Action {
             Action::AttachVolume { .. } => "ec2:AttachVolume",
             Action::DetachVolume { .. } => "ec2:DetachVolume",
             Action::CreateSnapshot { .. } => "ec2:CreateSnapshot",
-            Action::DeleteSnapshot { .. } => "ec2:DeleteSnapshot",
+            Action::DeleteSnapshot { .. } | Action::DeleteCopy { .. } => "ec2:DeleteSnapshot",
+            Action::CopySnapshot { .. } => "ec2:CopySnapshot",
             Action::StartInstance { .. } => "ec2:StartInstances",
             Action::Tag { .. } => "ec2:CreateTags",
             Action::DiskOffline { .. } => "node:set_offline",

@@ -29,13 +29,15 @@ pub mod tag {
     pub const SUPERSEDED_BY: &str = "mirrorctl:superseded-by";
     /// On a volume created for a request that was abandoned: the request that replaced it.
     pub const ABANDONED_BY: &str = "mirrorctl:abandoned-by";
-    /// On a restored volume: the snapshot it was created from.
+    /// On a restored volume or a cross-region copy: the snapshot it was created from.
     pub const SOURCE_SNAPSHOT: &str = "mirrorctl:source-snapshot";
     /// On a restored volume: which partition number holds the cluster and data partitions
     /// (`cluster=1,data=2`), recorded from the disk it replaces.
     pub const LAYOUT: &str = "mirrorctl:layout";
     /// On a scheduled backup snapshot: the schedule that took it (its retention group).
     pub const SCHEDULE: &str = "mirrorctl:schedule";
+    /// On a cross-region copy: the region of the snapshot it was copied from.
+    pub const SOURCE_REGION: &str = "mirrorctl:source-region";
     /// The usual AWS console name tag.
     pub const NAME: &str = "Name";
 }
@@ -310,6 +312,10 @@ pub trait Cloud: Send + Sync {
     async fn start_instance(&self, id: &InstanceId) -> PortResult<()>;
     /// `CreateTags` on one resource (volume or snapshot id).
     async fn create_tags(&self, resource: &str, tags: &Tags) -> PortResult<()>;
+
+    /// EC2 of the same account in `region` (the destination of cross-region copies), with
+    /// request budgets of its own: EC2 throttles per account and region.
+    fn in_region(&self, region: &Region) -> PortResult<std::sync::Arc<dyn Cloud>>;
 
     /// EC2 calls made so far through this port, per API (`ec2:CreateVolume`, …), for status and
     /// metrics. Implementations that do not count return an empty map.

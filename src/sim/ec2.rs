@@ -602,6 +602,10 @@ impl Cloud for SimCloud {
         self.world.call("ec2:CreateSnapshot", Some(Bucket::Mutate), |w, now| w.ec2_create_snapshot(req, now))
     }
 
+    fn in_region(&self, region: &Region) -> PortResult<Arc<dyn Cloud>> {
+        Ok(Arc::new(SimCloud::in_region(Arc::clone(&self.world), region)))
+    }
+
     async fn copy_snapshot(&self, req: &CopySnapshot) -> PortResult<SnapshotId> {
         self.rtt().await;
         let region = self.region.as_ref();

@@ -107,8 +107,8 @@ pub enum ErrorKind {
     BadCron,
     /// A `[[backup.schedule]]` table with both `every` and `cron`, or `zone` without `cron`.
     ScheduleKeys,
-    /// A key of a feature that is designed but not built yet (`backup.copy_to`).
-    NotSupportedYet,
+    /// A `backup.copy_to` region that is the cluster's own, or listed twice.
+    CopyRegion,
 }
 
 impl ErrorKind {
@@ -161,7 +161,7 @@ impl ErrorKind {
             ErrorKind::KeepDaysOutOfRange => "keep-days-out-of-range",
             ErrorKind::BadCron => "bad-cron",
             ErrorKind::ScheduleKeys => "schedule-keys",
-            ErrorKind::NotSupportedYet => "not-supported-yet",
+            ErrorKind::CopyRegion => "copy-region",
         }
     }
 }

@@ -17,7 +17,7 @@ pub use error::{ErrorKind, SpecError, SpecErrors};
 pub use load::{load_file, load_str};
 pub(crate) use load::{parse_cron, parser_error};
 pub use types::{
-    Access, ApiSpec, ApiTls, BackupSpec, ClusterSpec, Every, MirrorSpec, Os, Partition, ProcedureChoice, RestoreSpec,
-    Schedule, ScheduleSpec, SecretRef, ServerSpec, Spec, VolumeSpec, VolumeType,
+    Access, ApiSpec, ApiTls, BackupSpec, ClusterSpec, CopyTarget, Every, MirrorSpec, Os, Partition, ProcedureChoice,
+    RestoreSpec, Schedule, ScheduleSpec, SecretRef, ServerSpec, Spec, VolumeSpec, VolumeType,
 };
 pub use validate::{EXIT_INVALID, ValidateReport, validate_paths};

@@ -95,8 +95,7 @@ pub(crate) struct RawVolume {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawBackup {
     pub(crate) schedule: Option<S<RawSchedules>>,
-    /// Read only so that it can be refused with a "not supported yet" message.
-    pub(crate) copy_to: Option<S<toml::Value>>,
+    pub(crate) copy_to: Option<S<Vec<RawCopy>>>,
     pub(crate) keep: Option<S<i64>>,
     pub(crate) take: Option<Vec<S<String>>>,
 }
@@ -144,6 +143,15 @@ pub(crate) struct RawSchedule {
     pub(crate) zone: Option<S<String>>,
     pub(crate) keep: Option<S<i64>>,
     pub(crate) keep_days: Option<S<i64>>,
+}
+
+/// One `backup.copy_to` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCopy {
+    pub(crate) region: Option<S<String>>,
+    pub(crate) keep: Option<S<i64>>,
+    pub(crate) kms_key: Option<S<String>>,
 }
 
 /// `[restore]`.

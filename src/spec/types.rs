@@ -353,6 +353,20 @@ pub struct BackupSpec {
     pub keep: u32,
     /// On-demand backups: each name is taken once.
     pub take: Vec<BackupName>,
+    /// Regions every completed backup is copied to, each with its own retention.
+    pub copy_to: Vec<CopyTarget>,
+}
+
+/// A region backups are copied to (disaster recovery).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyTarget {
+    /// The destination region (not the cluster's own).
+    pub region: Region,
+    /// How many copies to keep there (the newest, by when the copy was started).
+    pub keep: u32,
+    /// KMS key (id, ARN or alias in the destination region) to encrypt the copies with; `None`
+    /// keeps the source's encryption.
+    pub kms_key: Option<String>,
 }
 
 /// The restore wanted.

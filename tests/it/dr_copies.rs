@@ -1,17 +1,23 @@
-//! Cross-region snapshot copies at the cloud port (`Cloud::copy_snapshot`, called on the
-//! destination region's port): strict in the simulator (a `pending` source is refused, the copy
-//! is `pending` then `completed`, it exists only in its region), and on the wire against moto.
+//! Copies of backups to other regions (`backup.copy_to`). At the cloud port
+//! (`Cloud::copy_snapshot`, called on the destination region's port): strict in the simulator (a
+//! `pending` source is refused, the copy is `pending` then `completed`, it exists only in its
+//! region), and on the wire against moto. End to end in the simulated world: every completed
+//! backup is copied once, copies are retained per region, a crash right after the call does not
+//! copy twice.
 
 use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use mirrorctl::execute::CrashPoint;
 use mirrorctl::ids::{Region, ServerName};
 use mirrorctl::ports::Clock as _;
 use mirrorctl::ports::cloud::{Cloud, CopySnapshot, CreateSnapshot, SnapshotFilter, SnapshotState, Tags, tag};
+use mirrorctl::reconcile::Settled;
 use mirrorctl::sim::ec2::SimCloud;
-use support::common::Lab;
+use mirrorctl::spec::{CopyTarget, Os, Spec};
+use support::common::{Lab, example, with_backups};
 use support::{Moto, REGION, run_server};
 
 fn tags(pairs: &[(&str, &str)]) -> Tags {
@@ -95,4 +101,75 @@ async fn copy_snapshot_crosses_regions_on_the_wire() {
     assert!(home.describe_snapshots(&by_tag).await.unwrap().is_empty(), "not in the source region");
     west.delete_snapshot(&copy).await.unwrap();
     assert!(west.describe_snapshots(&by_tag).await.unwrap().is_empty());
+}
+
+fn with_copies(names: &[&str], keep: u32) -> Spec {
+    let mut spec = with_backups(example(Os::Windows), names, 7);
+    spec.backup.as_mut().unwrap().copy_to =
+        vec![CopyTarget { region: Region::parse("us-west-2").unwrap(), keep, kms_key: Some("alias/dr".into()) }];
+    spec
+}
+
+/// The copies in us-west-2 as (backup name, state), by name.
+async fn copies_in_west(lab: &Lab) -> Vec<(String, SnapshotState)> {
+    let west = SimCloud::in_region(Arc::clone(&lab.world), &Region::parse("us-west-2").unwrap());
+    let mut found: Vec<_> = west
+        .describe_snapshots(&SnapshotFilter { tags: tags(&[(tag::ROLE, "copy")]), ..Default::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.tags.get(tag::REQUEST).cloned().unwrap_or_default(), s.state))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_completed_backup_is_copied_once_and_copies_are_kept_per_region() {
+    let lab = Lab::windows(82);
+    let spec = with_copies(&["b1"], 2);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    // The backup converges with its snapshot still pending: nothing to copy yet.
+    assert!(copies_in_west(&lab).await.is_empty());
+    lab.world.clock().sleep(Duration::from_hours(3)).await;
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    assert_eq!(copies_in_west(&lab).await, [("b1".to_owned(), SnapshotState::Pending)]);
+    // Two more backups; once all copies are done, keep = 2 leaves the two newest in us-west-2.
+    for names in [&["b1", "b2"][..], &["b1", "b2", "b3"][..]] {
+        let spec = with_copies(names, 2);
+        assert_eq!(lab.apply(&spec).await, Settled::Converged);
+        lab.world.clock().sleep(Duration::from_hours(3)).await;
+        assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    }
+    lab.world.clock().sleep(Duration::from_hours(3)).await;
+    let spec = with_copies(&["b1", "b2", "b3"], 2);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    assert_eq!(
+        copies_in_west(&lab).await,
+        [("b2".to_owned(), SnapshotState::Completed), ("b3".to_owned(), SnapshotState::Completed)]
+    );
+    let steps: Vec<String> = lab.actions(&spec).into_iter().map(|(s, _)| s).collect();
+    let copies = steps.iter().filter(|s| s.starts_with("retention/copy-us-west-2@")).count();
+    let deletes = steps.iter().filter(|s| s.starts_with("retention/delete-copy-us-west-2@")).count();
+    assert_eq!((copies, deletes), (3, 1), "{steps:?}");
+    // The source snapshots stay: backup.keep = 7.
+    assert_eq!(lab.world.inventory().deleted_snapshots, 1, "only the old copy");
+    // Converged means converged: another pass copies nothing again.
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    assert_eq!(lab.actions(&spec).len(), steps.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_right_after_copy_snapshot_does_not_copy_twice() {
+    let mut lab = Lab::windows(83);
+    let spec = with_copies(&["b1"], 2);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    lab.world.clock().sleep(Duration::from_hours(3)).await;
+    // The first mutating step of this pass is the copy: die right after EC2 answered, before
+    // the result reached the journal.
+    let (_, switch) = lab.apply_with_crash(&spec, CrashPoint::AfterCall, 1).await;
+    assert!(switch.fired());
+    lab.restart();
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    assert_eq!(copies_in_west(&lab).await.len(), 1, "found by its tags, not copied again");
 }

@@ -146,6 +146,7 @@ impl Run {
             schedules: Vec::new(),
             keep: 3,
             take: vec![BackupName::parse("b1").expect("backup name")],
+            copy_to: Vec::new(),
         });
         spec
     }

@@ -537,12 +537,33 @@ case!(
     ScheduleKeys,
     "zone = \"UTC\""
 );
+#[test]
+fn copy_to_loads_with_defaults() {
+    let text = with(
+        "keep = 7",
+        "keep = 7\ncopy_to = [{ region = \"us-west-2\", keep = 3, kms_key = \"alias/dr\" }, { region = \"eu-west-1\" }]",
+    );
+    let b = load_str(Path::new(FILE), &text).expect("copy_to").backup.expect("backup");
+    let got: Vec<_> = b.copy_to.iter().map(|t| (t.region.as_str(), t.keep, t.kms_key.as_deref())).collect();
+    assert_eq!(got, [("us-west-2", 3, Some("alias/dr")), ("eu-west-1", 7, None)]);
+}
+
+/// The base file with `copy_to = [entries]` in `[backup]`.
+fn copy_to(entries: &str) -> String {
+    with("keep = 7", &format!("keep = 7\ncopy_to = [{entries}]"))
+}
+
+case!(copy_to_own_region, copy_to("{ region = \"ap-northeast-1\" }"), CopyRegion, "copy_to");
 case!(
-    copy_to_is_refused_until_built,
-    with("keep = 7", "keep = 7\ncopy_to = [{ region = \"us-west-2\", keep = 7, kms_key = \"alias/dr\" }]"),
-    NotSupportedYet,
-    "copy_to"
+    copy_to_region_twice,
+    copy_to("{ region = \"us-west-2\" },\n  { region = \"us-west-2\", keep = 3 }"),
+    CopyRegion,
+    "  { region"
 );
+case!(copy_to_bad_region, copy_to("{ region = \"us-west\" }"), InvalidId, "copy_to");
+case!(copy_to_keep_zero, copy_to("{ region = \"us-west-2\", keep = 0 }"), KeepOutOfRange, "copy_to");
+case!(copy_to_empty_kms_key, copy_to("{ region = \"us-west-2\", kms_key = \"\" }"), EmptyKmsKey, "copy_to");
+case!(copy_to_without_region, copy_to("{ keep = 3 }"), MissingKey, "copy_to");
 case!(schedule_without_every, schedules("every = \"hourly\"\n", ""), MissingKey, "[[backup.schedule]]");
 
 // --- restore ----------------------------------------------------------------------------------

@@ -99,6 +99,9 @@ pub struct AwsCloud {
     client: Client,
     limiter: budget::Limiter,
     page_size: u32,
+    /// What it was built from, for the same account in another region.
+    shared: aws_config::SdkConfig,
+    options: AwsOptions,
 }
 
 impl AwsCloud {
@@ -123,6 +126,8 @@ impl AwsCloud {
             client: Client::from_conf(conf.build()),
             limiter: budget::Limiter::new(options.budgets),
             page_size: options.page_size,
+            shared: shared.clone(),
+            options: options.clone(),
         }
     }
 
@@ -455,6 +460,11 @@ impl Cloud for AwsCloud {
             .await
             .map_err(|e| from_sdk(API, &e))?;
         convert::snapshot(API, &SnapshotFields::from(&out))
+    }
+
+    fn in_region(&self, region: &Region) -> PortResult<std::sync::Arc<dyn Cloud>> {
+        let options = AwsOptions { region: region.clone(), ..self.options.clone() };
+        Ok(std::sync::Arc::new(AwsCloud::from_sdk_config(&self.shared, &options)))
     }
 
     async fn copy_snapshot(&self, req: &CopySnapshot) -> PortResult<SnapshotId> {

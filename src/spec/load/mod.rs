@@ -300,7 +300,8 @@ impl Checker<'_, '_> {
             self.missing("", 0, "mirror", "add a [mirror] table with device, cluster_partition and data_partition");
             None
         };
-        let backup = raw.backup.as_ref().map(|b| self.backup(b));
+        let home = cluster.as_ref().map(|(c, _)| c.region.clone());
+        let backup = raw.backup.as_ref().map(|b| self.backup(b, home.as_ref()));
         let restore = raw.restore.as_ref().map(|r| self.restore(r));
         let (cluster, name_span) = cluster?;
         let backup = match backup {

@@ -4,13 +4,13 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use super::super::error::ErrorKind;
-use super::super::raw::{RawBackup, RawRestore, RawSchedule, RawSchedules, S};
-use super::super::types::{BackupSpec, Every, RestoreSpec, Schedule, ScheduleSpec};
+use super::super::raw::{RawBackup, RawCopy, RawRestore, RawSchedule, RawSchedules, S};
+use super::super::types::{BackupSpec, CopyTarget, Every, RestoreSpec, Schedule, ScheduleSpec};
 use super::{Checker, closest};
-use crate::ids::{BackupName, RequestName, SnapshotId};
+use crate::ids::{BackupName, Region, RequestName, SnapshotId};
 
 impl Checker<'_, '_> {
-    pub(super) fn backup(&mut self, raw: &RawBackup) -> Option<BackupSpec> {
+    pub(super) fn backup(&mut self, raw: &RawBackup, home: Option<&Region>) -> Option<BackupSpec> {
         let schedules = match raw.schedule.as_ref().map(|v| (v.get_ref(), v.span())) {
             None => Some(Vec::new()),
             Some((RawSchedules::One(text), span)) => {
@@ -18,16 +18,10 @@ impl Checker<'_, '_> {
             }
             Some((RawSchedules::Many(list), _)) => self.schedules(list),
         };
-        if let Some(v) = &raw.copy_to {
-            self.push(
-                v.span(),
-                "backup.copy_to",
-                ErrorKind::NotSupportedYet,
-                "copies of backups to other regions (copy_to) are not supported yet",
-                "remove copy_to; until mirrorctl copies backups itself, copy them with `aws ec2 copy-snapshot` or an \
-                 Amazon Data Lifecycle Manager cross-region copy rule",
-            );
-        }
+        let copy_to = match &raw.copy_to {
+            None => Some(Vec::new()),
+            Some(list) => self.copy_to(list, home),
+        };
         let keep = match &raw.keep {
             None => Some(7),
             Some(v) => self.range(v, "backup.keep", (1, 1000), ErrorKind::KeepOutOfRange, "snapshots"),
@@ -58,7 +52,7 @@ impl Checker<'_, '_> {
                 _ => take = None,
             }
         }
-        Some(BackupSpec { schedules: schedules?, keep: keep?, take: take? })
+        Some(BackupSpec { schedules: schedules?, keep: keep?, take: take?, copy_to: copy_to? })
     }
 
     /// The single form `schedule = "daily HH:MM ZONE"`.
@@ -139,6 +133,73 @@ impl Checker<'_, '_> {
             return None;
         }
         Some(zone.to_owned())
+    }
+
+    /// `backup.copy_to`: distinct regions other than the cluster's, each with its retention.
+    fn copy_to(&mut self, list: &S<Vec<RawCopy>>, home: Option<&Region>) -> Option<Vec<CopyTarget>> {
+        let mut out = Some(Vec::new());
+        let mut seen: HashMap<Region, usize> = HashMap::new();
+        for (i, raw) in list.get_ref().iter().enumerate() {
+            let key = format!("backup.copy_to[{i}]");
+            if raw.region.is_none() {
+                // An inline table has no header line: point at the list.
+                self.push(
+                    list.span(),
+                    &format!("{key}.region"),
+                    ErrorKind::MissingKey,
+                    format!("required key `region` is missing from `{key}`"),
+                    "add region = \"us-west-2\": the region the backups are copied to",
+                );
+            }
+            let region = raw.region.as_ref().and_then(|v| {
+                let r = self.id(v, &format!("{key}.region"), Region::parse, "write a region such as \"us-west-2\"")?;
+                if let Some(first) = seen.insert(r.clone(), i) {
+                    self.push(
+                        v.span(),
+                        &format!("{key}.region"),
+                        ErrorKind::CopyRegion,
+                        format!("{r} is already listed as backup.copy_to[{first}]"),
+                        "list each destination region once",
+                    );
+                    return None;
+                }
+                if home == Some(&r) {
+                    self.push(
+                        v.span(),
+                        &format!("{key}.region"),
+                        ErrorKind::CopyRegion,
+                        format!("{r} is the cluster's own region: a copy there is no disaster-recovery copy"),
+                        "name another region, e.g. \"us-west-2\"",
+                    );
+                    return None;
+                }
+                Some(r)
+            });
+            let keep = match &raw.keep {
+                None => Some(7),
+                Some(v) => self.range(v, &format!("{key}.keep"), (1, 1000), ErrorKind::KeepOutOfRange, "copies"),
+            };
+            let kms_key = match &raw.kms_key {
+                None => Some(None),
+                Some(v) if v.get_ref().trim().is_empty() => {
+                    self.push(
+                        v.span(),
+                        &format!("{key}.kms_key"),
+                        ErrorKind::EmptyKmsKey,
+                        "kms_key is empty",
+                        "remove kms_key to keep the source's encryption, or give a KMS key id, ARN or \"alias/NAME\" of the \
+                         destination region",
+                    );
+                    None
+                }
+                Some(v) => Some(Some(v.get_ref().clone())),
+            };
+            match (region, keep, kms_key, &mut out) {
+                (Some(region), Some(keep), Some(kms_key), Some(all)) => all.push(CopyTarget { region, keep, kms_key }),
+                _ => out = None,
+            }
+        }
+        out
     }
 
     /// `[[backup.schedule]]` tables: each parsed alone, then names checked across them.

@@ -39,6 +39,7 @@ pub fn with_backups(mut spec: Spec, names: &[&str], keep: u32) -> Spec {
         schedules: Vec::new(),
         keep,
         take: names.iter().map(|n| BackupName::parse(n).expect("test backup name")).collect(),
+        copy_to: Vec::new(),
     });
     spec
 }
