@@ -3,7 +3,8 @@
 //! `pending` source is refused, the copy is `pending` then `completed`, it exists only in its
 //! region), and on the wire against moto. End to end in the simulated world: every completed
 //! backup is copied once, copies are retained per region, a crash right after the call does not
-//! copy twice.
+//! copy twice. And a cluster in the copy's region restores from it with its own file (moto, the
+//! fake CLUSTERPRO on top).
 
 use crate::support;
 
@@ -172,4 +173,85 @@ async fn a_crash_right_after_copy_snapshot_does_not_copy_twice() {
     lab.restart();
     assert_eq!(lab.apply(&spec).await, Settled::Converged);
     assert_eq!(copies_in_west(&lab).await.len(), 1, "found by its tags, not copied again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_in_the_copy_region_restores_from_the_copy_with_its_own_file() {
+    use mirrorctl::ids::RequestName;
+    use mirrorctl::ports::Ports;
+    use mirrorctl::ports::cloud::VolumeFilter;
+    use mirrorctl::reconcile::{Context, reconcile};
+    use mirrorctl::spec::RestoreSpec;
+
+    let moto = Moto::start();
+    // The source cluster's side: a backup snapshot in ap-northeast-1 and its copy in us-west-2,
+    // made through the ports exactly as the copy step makes it.
+    let sdk = moto.sdk().await;
+    let source = support::run_server_at(&sdk, "ap-northeast-1c", 100, "/dev/xvdb").await;
+    let home = moto.cloud().await;
+    let backup_tags = tags(&[(tag::CLUSTER, "app-linux"), (tag::ROLE, "backup"), (tag::REQUEST, "b1")]);
+    let src = home
+        .create_snapshot(&CreateSnapshot { volume: source.volume, description: "b1".into(), tags: backup_tags })
+        .await
+        .unwrap();
+    let west_region = Region::parse("us-west-2").unwrap();
+    let west = home.in_region(&west_region).unwrap();
+    let mut req = copy_of(&src.id, None);
+    req.tags = tags(&[
+        (tag::CLUSTER, "app-linux"),
+        (tag::ROLE, "copy"),
+        (tag::REQUEST, "b1"),
+        (tag::SOURCE_SNAPSHOT, src.id.as_str()),
+    ]);
+    let copy = west.copy_snapshot(&req).await.unwrap();
+
+    // The DR cluster: its own file, in us-west-2, two servers with their own mirror volumes.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("desired-state/app-linux.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("ap-northeast-1a", "us-west-2a")
+        .replace("ap-northeast-1c", "us-west-2b")
+        .replace("ap-northeast-1", "us-west-2");
+    let mut spec = mirrorctl::spec::load_str(&path, &text).expect("the DR file is valid");
+    spec.backup = None;
+    let west_sdk = aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(&moto.sdk_config().await)
+            .region(aws_config::Region::new("us-west-2"))
+            .build(),
+    );
+    for server in &mut spec.cluster.servers {
+        server.instance = support::run_server_at(&west_sdk, server.zone.as_str(), 100, "/dev/xvdb").await.instance;
+    }
+    let world = support::moto_world::MotoWorld::new(&spec, Arc::clone(&west), west_sdk);
+    spec.restore = Some(RestoreSpec {
+        snapshot: copy.clone(),
+        request: RequestName::parse("dr-1").unwrap(),
+        verify_failover: true,
+        allow_foreign_snapshot: false,
+    });
+    let ports = Ports {
+        cloud: Arc::clone(&west),
+        cluster: world.clone(),
+        node: world.clone(),
+        clock: Arc::new(mirrorctl::ports::clock::SystemClock),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = Context::new(ports, dir.path().join("state"));
+    ctx.max_passes = Some(200);
+    assert_eq!(reconcile(&spec, &ctx).await.unwrap(), Settled::Converged);
+    // Both servers got a volume made from the copy, in their zones of us-west-2.
+    let made = west
+        .describe_volumes(&VolumeFilter { tags: tags(&[(tag::REQUEST, "dr-1")]), ..Default::default() })
+        .await
+        .unwrap();
+    let mut zones: Vec<&str> = made.iter().map(|v| v.zone.as_str()).collect();
+    zones.sort_unstable();
+    assert_eq!(zones, ["us-west-2a", "us-west-2b"]);
+    assert!(made.iter().all(|v| v.snapshot.as_ref() == Some(&copy)), "{made:?}");
+    assert!(
+        home.describe_volumes(&VolumeFilter { tags: tags(&[(tag::REQUEST, "dr-1")]), ..Default::default() })
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
