@@ -170,6 +170,8 @@ async fn a_crash_right_after_copy_snapshot_does_not_copy_twice() {
     // the result reached the journal.
     let (_, switch) = lab.apply_with_crash(&spec, CrashPoint::AfterCall, 1).await;
     assert!(switch.fired());
+    let (last, _) = lab.actions(&spec).pop().unwrap();
+    assert!(last.starts_with("retention/copy-us-west-2@"), "the crash was in the copy: {last}");
     lab.restart();
     assert_eq!(lab.apply(&spec).await, Settled::Converged);
     assert_eq!(copies_in_west(&lab).await.len(), 1, "found by its tags, not copied again");
