@@ -59,7 +59,7 @@ pub struct Observed {
     #[serde(default)]
     pub initialization: BTreeMap<VolumeId, VolumeInit>,
     /// The cluster's snapshots in each `backup.copy_to` region (the copies), read with the
-    /// snapshots.
+    /// snapshots; a region that could not be read is absent (unknown, not empty).
     #[serde(default)]
     pub copies: BTreeMap<Region, Vec<Snapshot>>,
 }
@@ -472,12 +472,21 @@ async fn snapshots(
     }
     snapshots.sort_by(|a, b| a.id.cmp(&b.id));
     snapshots.dedup_by(|a, b| a.id == b.id);
+    // A destination that does not answer must not stop the cluster's own backups: it is left
+    // out (unknown), and the planner neither copies to it nor deletes a source on a guess.
     let mut copies = Copies::new();
     for target in spec.backup.iter().flat_map(|b| &b.copy_to) {
-        let there = ports.cloud.in_region(&target.region)?;
-        let mut found = with_retries(policy, clock, || there.describe_snapshots(own)).await?;
-        found.sort_by(|a, b| a.id.cmp(&b.id));
-        copies.insert(target.region.clone(), found);
+        let found = match ports.cloud.in_region(&target.region) {
+            Ok(there) => with_retries(policy, clock, || there.describe_snapshots(own)).await,
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok(mut found) => {
+                found.sort_by(|a, b| a.id.cmp(&b.id));
+                copies.insert(target.region.clone(), found);
+            }
+            Err(e) => tracing::warn!(region = %target.region, error = %e, "cannot read the copies in a copy_to region"),
+        }
     }
     Ok((snapshots, copies))
 }

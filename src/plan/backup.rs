@@ -597,12 +597,15 @@ pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<S
         .filter(|s| !b.take.iter().any(|t| s.tags.get(tag::REQUEST).map(String::as_str) == Some(t.as_str())))
         .filter(|s| spec.restore.as_ref().is_none_or(|r| r.snapshot != s.id))
         .collect();
-    // A source whose copy is still being made stays until the copy is done.
+    // A source whose copy is still being made stays until the copy is done; while a copy region
+    // could not be read, no source is deleted (its copy there may be pending).
+    let unknown = b.copy_to.iter().find(|t| !obs.copies.contains_key(&t.region)).map(|t| &t.region);
     let copying = |s: &Snapshot| {
-        obs.copies.values().flatten().any(|c| {
-            c.state == SnapshotState::Pending
-                && c.tags.get(tag::SOURCE_SNAPSHOT).map(String::as_str) == Some(s.id.as_str())
-        })
+        unknown.is_some()
+            || obs.copies.values().flatten().any(|c| {
+                c.state == SnapshotState::Pending
+                    && c.tags.get(tag::SOURCE_SNAPSHOT).map(String::as_str) == Some(s.id.as_str())
+            })
     };
     let group_of = |s: &Snapshot| {
         let by = s.tags.get(tag::SCHEDULE)?;
@@ -635,7 +638,8 @@ pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<S
                 continue;
             }
             if copying(s) {
-                d.notes.push(format!("{}: kept while a copy of it is being made ({why})", s.id));
+                let region = unknown.map_or_else(String::new, |r| format!(" ({r} did not answer)"));
+                d.notes.push(format!("{}: kept while a copy of it may be being made{region} ({why})", s.id));
                 continue;
             }
             d.step(&op, "delete-snapshot", Some(s.id.as_str()), Action::DeleteSnapshot { snapshot: s.id.clone() }, why);
@@ -662,13 +666,16 @@ pub fn copies(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView
     let window = jiff::SignedDuration::try_from(expect::SNAPSHOT_VISIBILITY).unwrap_or_default();
     for t in &b.copy_to {
         let region = &t.region;
-        let there: Vec<&Snapshot> = obs
-            .copies
-            .get(region)
-            .into_iter()
-            .flatten()
-            .filter(|c| c.tags.get(tag::ROLE).map(String::as_str) == Some("copy"))
-            .collect();
+        let Some(seen) = obs.copies.get(region) else {
+            d.wait(
+                Watch::SNAPSHOTS,
+                format!("the snapshots in {region} to be readable: copying there without knowing its copies could copy twice"),
+                expect::SNAPSHOT_VISIBILITY,
+            );
+            continue;
+        };
+        let there: Vec<&Snapshot> =
+            seen.iter().filter(|c| c.tags.get(tag::ROLE).map(String::as_str) == Some("copy")).collect();
         let kind = format!("copy-{region}");
         for src in own.iter().take(usize::try_from(t.keep).unwrap_or(usize::MAX)) {
             let source_of =
@@ -1021,7 +1028,7 @@ keep_days = 30
     }
 
     #[test]
-    fn a_source_whose_copy_is_pending_is_kept_and_each_backup_is_copied_once() {
+    fn a_source_whose_copy_is_pending_or_unknown_is_kept_and_each_backup_is_copied_once() {
         let now = at("2026-11-24T12:00:00Z");
         let spec = spec_with("keep = 1\ncopy_to = [{ region = \"us-west-2\", keep = 2 }]", None);
         let old = snap(0x71, "b1", None, 30, now);
@@ -1032,11 +1039,14 @@ keep_days = 30
         copy.tags.insert(tag::SOURCE_SNAPSHOT.into(), old.id.to_string());
         copy.state = SnapshotState::Pending;
         let mut obs = observed(now, vec![old.clone(), new.clone()]);
+        // us-west-2 did not answer: nothing is deleted and nothing copied on a guess.
+        assert_eq!(deleted(&spec, &obs), Vec::<u32>::new());
+        let b = spec.backup.as_ref().unwrap();
+        assert!(matches!(copies(&spec, b, &obs, &JournalView::default()).0, Outcome::Wait(_)));
         obs.copies.insert(west.clone(), vec![copy.clone()]);
         // keep = 1 would delete b1, but its copy is still being made.
         assert_eq!(deleted(&spec, &obs), Vec::<u32>::new());
         // Only b2 lacks a copy: one CopySnapshot, in us-west-2, of b2, tagged in the call.
-        let b = spec.backup.as_ref().unwrap();
         let Outcome::Steps { steps } = copies(&spec, b, &obs, &JournalView::default()).0 else { panic!() };
         assert_eq!(steps.len(), 1);
         let Action::CopySnapshot { region, request } = &steps[0].action else { panic!("{:?}", steps[0].action) };
