@@ -877,6 +877,22 @@ mod tests {
         }
     }
 
+    /// Daylight saving time: a local time the spring change skips is taken at the first instant
+    /// after the gap (03:00 EDT for 02:30); one the autumn change repeats is taken once, at its
+    /// first occurrence. Each day has exactly one slot.
+    #[test]
+    fn a_daily_slot_across_daylight_saving_changes_happens_once_a_day() {
+        let spring = every("daily", Every::Daily(daily(2, 30, "America/New_York")));
+        let first = next_slot(&spring.every, at("2026-03-07T12:00:00Z")).unwrap();
+        assert_eq!(first, at("2026-03-08T07:00:00Z"));
+        assert_eq!(next_slot(&spring.every, first), Some(at("2026-03-09T06:30:00Z")));
+        assert_eq!(scheduled_due(&spring, first).unwrap().as_str(), "daily-20260308");
+        let autumn = every("daily", Every::Daily(daily(1, 30, "America/New_York")));
+        let first = next_slot(&autumn.every, at("2026-10-31T12:00:00Z")).unwrap();
+        assert_eq!(first, at("2026-11-01T05:30:00Z"), "01:30 EDT, the first of the two");
+        assert_eq!(next_slot(&autumn.every, first), Some(at("2026-11-02T06:30:00Z")));
+    }
+
     #[test]
     fn the_daemon_wakes_at_the_earliest_slot_of_all_schedules_and_names_map_back() {
         let b = BackupSpec {
