@@ -548,6 +548,20 @@ fn copy_to_loads_with_defaults() {
     assert_eq!(got, [("us-west-2", 3, Some("alias/dr")), ("eu-west-1", 7, None)]);
 }
 
+#[test]
+fn a_file_with_weekly_and_hourly_schedules_keep_days_and_copy_to_validates() {
+    let text = schedules("", "").replacen(
+        "keep = 7\n",
+        "keep = 7\ncopy_to = [{ region = \"us-west-2\", keep = 14, kms_key = \"alias/dr\" }]\n",
+        1,
+    );
+    let b = load_str(Path::new(FILE), &text).expect("every new backup key together").backup.expect("backup");
+    assert_eq!(b.schedules.len(), 3);
+    assert_eq!(b.schedules[1].keep_days, Some(90));
+    assert_eq!(b.copy_to.len(), 1);
+    assert_eq!(b.copy_to[0].kms_key.as_deref(), Some("alias/dr"));
+}
+
 /// The base file with `copy_to = [entries]` in `[backup]`.
 fn copy_to(entries: &str) -> String {
     with("keep = 7", &format!("keep = 7\ncopy_to = [{entries}]"))
