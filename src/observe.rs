@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::execute::RetryPolicy;
 use crate::execute::retry::with_retries;
-use crate::ids::{InstanceId, ServerName, SnapshotId, VolumeId};
+use crate::ids::{InstanceId, Region, ServerName, SnapshotId, VolumeId};
 use crate::plan::{Action, Watch};
 use crate::ports::cloud::{
     AttachState, FastRestore, Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, SnapshotState, Tags,
@@ -62,6 +62,10 @@ pub struct Observed {
     /// restore with `mirror.volume.fast_restore` is wanted).
     #[serde(default)]
     pub fast_restores: Vec<FastRestore>,
+    /// The cluster's snapshots in each `backup.copy_to` region (the copies), read with the
+    /// snapshots; a region that could not be read is absent (unknown, not empty).
+    #[serde(default)]
+    pub copies: BTreeMap<Region, Vec<Snapshot>>,
 }
 
 impl Observed {
@@ -174,9 +178,11 @@ impl Refresh {
                     Ok(id) => touch_volume(&mut r, &id),
                     Err(_) => r.snapshots = true,
                 },
-                Action::CreateSnapshot { .. } | Action::CreateSnapshotSet { .. } | Action::DeleteSnapshot { .. } => {
-                    r.snapshots = true;
-                }
+                Action::CreateSnapshot { .. }
+                | Action::CreateSnapshotSet { .. }
+                | Action::DeleteSnapshot { .. }
+                | Action::CopySnapshot { .. }
+                | Action::DeleteCopy { .. } => r.snapshots = true,
                 // A pre-processing (NEC's) shuts the server down; a post-processing reboots it.
                 Action::StartInstance { server, .. } | Action::Vendor { server, .. } => {
                     r.instances = true;
@@ -219,7 +225,8 @@ impl Refresh {
             any_settling = true;
             touch_volume(&mut r, &v.id);
         }
-        r.snapshots |= prev.snapshots.iter().any(|s| s.state == SnapshotState::Pending);
+        r.snapshots |=
+            prev.snapshots.iter().chain(prev.copies.values().flatten()).any(|s| s.state == SnapshotState::Pending);
         // A configuration that could not be read (no server answered) is read again until it is.
         r.config |= !prev.cluster_reachable;
         for s in &spec.cluster.servers {
@@ -346,9 +353,9 @@ pub async fn observe_with(
     let (instances, mut volumes) = volumes_res?;
     volumes.retain(|v| v.state != VolumeState::Deleted);
     volumes.sort_by(|a, b| a.id.cmp(&b.id));
-    let snapshots = match (snaps, prev) {
+    let (snapshots, copies) = match (snaps, prev) {
         (Some(s), _) => s?,
-        (None, Some(p)) => p.snapshots.clone(),
+        (None, Some(p)) => (p.snapshots.clone(), p.copies.clone()),
         (None, None) => unreachable!("everything is read without a previous observation"),
     };
     let status = status?;
@@ -412,6 +419,7 @@ pub async fn observe_with(
         disks,
         initialization,
         fast_restores,
+        copies,
     })
 }
 
@@ -461,14 +469,17 @@ async fn initialization(
     known
 }
 
+/// The cluster's snapshots in each copy region, by region.
+type Copies = BTreeMap<Region, Vec<Snapshot>>;
+
 /// The cluster's own snapshots, and the restore snapshot when it is not one of them (a second
-/// call, by id, made only then).
+/// call, by id, made only then); and its snapshots in each `backup.copy_to` region.
 async fn snapshots(
     spec: &Spec,
     ports: &Ports,
     policy: &RetryPolicy,
     own: &SnapshotFilter,
-) -> PortResult<Vec<Snapshot>> {
+) -> PortResult<(Vec<Snapshot>, Copies)> {
     let clock = ports.clock.as_ref();
     let mut snapshots = with_retries(policy, clock, || ports.cloud.describe_snapshots(own)).await?;
     if let Some(r) = &spec.restore
@@ -488,7 +499,23 @@ async fn snapshots(
     }
     snapshots.sort_by(|a, b| a.id.cmp(&b.id));
     snapshots.dedup_by(|a, b| a.id == b.id);
-    Ok(snapshots)
+    // A destination that does not answer must not stop the cluster's own backups: it is left
+    // out (unknown), and the planner neither copies to it nor deletes a source on a guess.
+    let mut copies = Copies::new();
+    for target in spec.backup.iter().flat_map(|b| &b.copy_to) {
+        let found = match ports.cloud.in_region(&target.region) {
+            Ok(there) => with_retries(policy, clock, || there.describe_snapshots(own)).await,
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok(mut found) => {
+                found.sort_by(|a, b| a.id.cmp(&b.id));
+                copies.insert(target.region.clone(), found);
+            }
+            Err(e) => tracing::warn!(region = %target.region, error = %e, "cannot read the copies in a copy_to region"),
+        }
+    }
+    Ok((snapshots, copies))
 }
 
 /// Each server's disks; a node whose instance is not running counts as unreachable (its answer,

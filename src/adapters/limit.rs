@@ -41,8 +41,8 @@ use tokio::time::Instant;
 use crate::ids::{ClusterName, DeviceName, InstanceId, SnapshotId, VolumeId, Zone};
 use crate::ports::PortResult;
 use crate::ports::cloud::{
-    Cloud, CreateSnapshot, CreateSnapshotSet, CreateVolume, FastRestore, Instance, ShutdownBehavior, Snapshot,
-    SnapshotFilter, Tags, Volume, VolumeFilter, VolumeInit,
+    Cloud, CopySnapshot, CreateSnapshot, CreateSnapshotSet, CreateVolume, FastRestore, Instance, ShutdownBehavior,
+    Snapshot, SnapshotFilter, Tags, Volume, VolumeFilter, VolumeInit,
 };
 
 /// The two EC2 throttling categories mirrorctl uses.
@@ -369,6 +369,11 @@ impl Cloud for LimitedCloud {
         self.limiter.admit(Category::Mutate).await;
         self.inner.create_snapshot_set(req).await
     }
+
+    async fn copy_snapshot(&self, req: &CopySnapshot) -> PortResult<SnapshotId> {
+        self.limiter.admit(Category::Mutate).await;
+        self.inner.copy_snapshot(req).await
+    }
     async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()> {
         self.limiter.admit(Category::Mutate).await;
         self.inner.delete_snapshot(id).await
@@ -406,6 +411,11 @@ impl Cloud for LimitedCloud {
         self.limiter.admit(Category::Mutate).await;
         self.limiter.admit(Category::Mutate).await;
         self.inner.fast_restore_permitted(snapshot, zones).await
+    }
+
+    /// The inner port's: this limiter keeps to its own region's budget, not another's.
+    fn in_region(&self, region: &crate::ids::Region) -> PortResult<Arc<dyn Cloud>> {
+        self.inner.in_region(region)
     }
     fn call_counts(&self) -> std::collections::BTreeMap<String, u64> {
         self.inner.call_counts()

@@ -193,7 +193,7 @@ async fn prepare_with(
     let world = SimWorld::new(scenario, seed, 1.0);
     let mut spec = super::lab::lab_spec(LabOs::Windows, procedure)?;
     let backup_name = BackupName::parse("b1").map_err(|e| CliError::Failed(e.to_string()))?;
-    spec.backup = Some(BackupSpec { schedule: None, keep: 7, take: vec![backup_name] });
+    spec.backup = Some(BackupSpec { schedules: Vec::new(), keep: 7, take: vec![backup_name], copy_to: Vec::new() });
     let ctx = Context::new(world.ports(), dir.clone());
     let settled = reconcile(&spec, &ctx).await.map_err(|e| CliError::Failed(format!("backup: {e}")))?;
     if settled != Settled::Converged {

@@ -97,7 +97,8 @@ pub async fn run(
     println!("\n== 1. backup \"lab-backup\" (the runbook's backup procedure)");
     let backup_name = BackupName::parse("lab-backup").map_err(|e| CliError::Failed(e.to_string()))?;
     let mut backup = spec.clone();
-    backup.backup = Some(BackupSpec { schedule: None, keep: 7, take: vec![backup_name.clone()] });
+    backup.backup =
+        Some(BackupSpec { schedules: Vec::new(), keep: 7, take: vec![backup_name.clone()], copy_to: Vec::new() });
     let settled = reconcile(&backup, &ctx).await.map_err(|e| CliError::Failed(e.to_string()))?;
     checks.push(Check { what: "backup converged".into(), ok: settled == Settled::Converged });
     let inv = world.inventory();

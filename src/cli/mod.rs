@@ -400,10 +400,10 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Store(StoreCommand::Init) => store_init(&state_dir, store_spec.as_ref()).await,
         Command::Validate { paths, output } => validate::run(&paths, output),
         Command::Plan { file, output, out, world } => {
-            plan::run(&state_dir, store().await, &file, output, out.as_deref(), &world).await
+            Box::pin(plan::run(&state_dir, store().await, &file, output, out.as_deref(), &world)).await
         }
         Command::Apply { file, plan, world, output } => {
-            apply::run(&state_dir, store().await, &file, plan.as_deref(), &world, output).await
+            Box::pin(apply::run(&state_dir, store().await, &file, plan.as_deref(), &world, output)).await
         }
         Command::Status { name, output } => status::run(store().await.as_ref(), name.as_deref(), output).await,
         Command::Lab { speed, seed, os, procedure, fast_restore } => {

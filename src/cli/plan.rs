@@ -381,6 +381,7 @@ mod tests {
             disks: BTreeMap::new(),
             initialization: BTreeMap::new(),
             fast_restores: Vec::new(),
+            copies: BTreeMap::new(),
         };
         obs.snapshots.push(Snapshot {
             id: crate::ids::SnapshotId::parse("snap-0123456789abcdef0").expect("id"),

@@ -229,11 +229,12 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
     let _ = shared.wake.send(());
 }
 
-/// How long, in the world's time, until just after the next scheduled backup slot of `spec`.
+/// How long, in the world's time, until just after the earliest next backup slot of `spec`'s
+/// schedules.
 fn next_scheduled_pass(spec: Option<&Spec>, ports: Option<&Ports>) -> Option<Duration> {
-    let schedule = spec?.backup.as_ref()?.schedule.as_ref()?;
+    let backup = spec?.backup.as_ref()?;
     let now = ports?.clock.now();
-    let slot = crate::plan::backup::next_slot(schedule, now)?;
+    let slot = crate::plan::backup::next_wake(backup, now)?;
     let until = Duration::try_from(slot.duration_since(now)).ok()?;
     Some(until + Duration::from_secs(1))
 }

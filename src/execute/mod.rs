@@ -251,11 +251,14 @@ fn budget_exhausted(step: &Step, prior: &crate::journal::StepView, max: u32) -> 
 /// Narrows an error's class for the operation that produced it.
 fn narrow(action: &Action, mut e: PortError) -> PortError {
     match (action, e.code.as_str()) {
-        // The effect is in place: detaching something not attached; deleting a snapshot that is
-        // gone; disabling FSR of a snapshot that is gone (deleting a snapshot switches its Fast
-        // Snapshot Restore off, AWS EBS User Guide).
+        // The effect is in place: detaching something not attached; deleting a snapshot (or copy)
+        // that is gone; disabling FSR of a snapshot that is gone (deleting a snapshot switches its
+        // Fast Snapshot Restore off, AWS EBS User Guide).
         (Action::DetachVolume { .. }, "IncorrectState" | "InvalidAttachment.NotFound")
-        | (Action::DeleteSnapshot { .. } | Action::DisableFastRestore { .. }, "InvalidSnapshot.NotFound") => {
+        | (
+            Action::DeleteSnapshot { .. } | Action::DisableFastRestore { .. } | Action::DeleteCopy { .. },
+            "InvalidSnapshot.NotFound",
+        ) => {
             e.class = ErrorClass::AlreadyDone;
         }
         // Attaching a volume still being created, or starting an instance still stopping, is
@@ -405,6 +408,12 @@ async fn call(ports: &Ports, action: &Action) -> PortResult<Option<String>> {
             Some(ids.join(","))
         }),
         Action::DeleteSnapshot { snapshot } => ports.cloud.delete_snapshot(snapshot).await.map(|()| None),
+        Action::CopySnapshot { region, request } => {
+            ports.cloud.in_region(region)?.copy_snapshot(request).await.map(|id| Some(id.to_string()))
+        }
+        Action::DeleteCopy { region, snapshot } => {
+            ports.cloud.in_region(region)?.delete_snapshot(snapshot).await.map(|()| None)
+        }
         Action::StartInstance { instance, .. } => ports.cloud.start_instance(instance).await.map(|()| None),
         Action::Tag { resource, tags } => ports.cloud.create_tags(resource, tags).await.map(|()| None),
         Action::DiskOffline { server, volume } => ports.node.set_offline(server, volume).await.map(|()| None),

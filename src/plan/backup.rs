@@ -20,21 +20,22 @@
 //!    `complete` once the mirror is healthy again.
 //!
 //! A backup name is taken once: a snapshot tagged with it means it exists (for a set, one per
-//! volume of the set). Retention keeps the newest `keep` of this cluster's completed backups (a
-//! set is kept or deleted whole); names still listed in `take` and the
-//! snapshot named in `[restore]` are never deleted.
+//! volume of the set; retention keeps or deletes a set whole). Schedules name each
+//! slot's backup `<schedule>-<stamp>`; every kind (`hourly`, `every Nh`, daily, weekly, cron) is
+//! evaluated as a cron expression in its zone with the `croner` crate, so one code path finds the
+//! latest and the next slot. Retention works per schedule (see [`retention`]).
 
-use jiff::civil::Time;
 use jiff::tz::TimeZone;
 
 use crate::ids::{BackupName, ServerName};
 use crate::journal::JournalView;
 use crate::observe::Observed;
 use crate::ports::cloud::{
-    AttachState, CreateSnapshot, CreateSnapshotSet, InstanceState, ShutdownBehavior, Snapshot, SnapshotState, Tags, tag,
+    AttachState, CopySnapshot, CreateSnapshot, CreateSnapshotSet, InstanceState, ShutdownBehavior, Snapshot,
+    SnapshotState, Tags, tag,
 };
 use crate::ports::cluster::{ObjectState, Operation, PreflightRequest, Procedure, VendorCall, VendorOp, VendorPhase};
-use crate::spec::{BackupSpec, Schedule, Spec};
+use crate::spec::{BackupSpec, Every, ScheduleSpec, Spec};
 
 use super::restore::{at_device, layout_of};
 use super::step::{Action, OpId, StepId, Watch};
@@ -79,39 +80,84 @@ fn snapshot_of<'a>(spec: &Spec, obs: &'a Observed, name: &BackupName) -> Option<
     obs.snapshots_tagged(&tags).into_iter().find(|s| s.state != SnapshotState::Error)
 }
 
-/// The schedule's slot on the local date of `now` moved by `days` (−1 yesterday, 1 tomorrow).
-fn slot_on(schedule: &Schedule, now: jiff::Timestamp, days: i64) -> Option<jiff::Timestamp> {
-    let tz = TimeZone::get(&schedule.time_zone).ok()?;
-    let date = now.to_zoned(tz.clone()).date().checked_add(jiff::Span::new().days(days)).ok()?;
-    let time = Time::new(i8::try_from(schedule.hour).ok()?, i8::try_from(schedule.minute).ok()?, 0, 0).ok()?;
-    Some(date.to_datetime(time).to_zoned(tz).ok()?.timestamp())
+/// The schedule's slots as a cron expression and the zone it is read in. Validated when the file
+/// was loaded; `None` only for a spec built by hand with a bad expression.
+fn cron_of(every: &Every) -> Option<(croner::Cron, TimeZone)> {
+    let (expr, zone) = match every {
+        Every::Hours(24) => ("0 0 * * *".to_owned(), "UTC"),
+        Every::Hours(n) => (format!("0 */{n} * * *"), "UTC"),
+        Every::Daily(at) => (format!("{} {} * * *", at.minute, at.hour), at.time_zone.as_str()),
+        Every::Weekly { day, at } => (format!("{} {} * * {day}", at.minute, at.hour), at.time_zone.as_str()),
+        Every::Cron { expr, time_zone } => (expr.clone(), time_zone.as_str()),
+    };
+    let cron = crate::spec::parse_cron(&expr).ok()?;
+    Some((cron, TimeZone::get(zone).ok()?))
 }
 
-/// The scheduled backup due now, if any: `daily-YYYYMMDD` of the latest slot at or before `now`,
-/// while within [`SCHEDULE_CATCH_UP`] of it.
-pub fn scheduled_due(schedule: &Schedule, now: jiff::Timestamp) -> Option<BackupName> {
-    let today = slot_on(schedule, now, 0)?;
-    let slot = if today <= now { today } else { slot_on(schedule, now, -1)? };
+/// The latest slot of `every` at or before `now`.
+pub fn last_slot(every: &Every, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    let (cron, tz) = cron_of(every)?;
+    cron.find_previous_occurrence(&now.to_zoned(tz), true).ok().map(|z| z.timestamp())
+}
+
+/// The first slot of `every` strictly after `now`: when a daemon with nothing else to do should
+/// look again.
+pub fn next_slot(every: &Every, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    let (cron, tz) = cron_of(every)?;
+    cron.find_next_occurrence(&now.to_zoned(tz), false).ok().map(|z| z.timestamp())
+}
+
+/// The earliest next slot across the schedules of `b`.
+pub fn next_wake(b: &BackupSpec, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    b.schedules.iter().filter_map(|s| next_slot(&s.every, now)).min()
+}
+
+/// The backup name of a slot: `<schedule>-<stamp>`, the stamp in the schedule's zone: the date
+/// for daily and weekly schedules, date and hour for `hourly`/`every Nh` (UTC), date, hour and
+/// minute for cron.
+fn slot_name(s: &ScheduleSpec, slot: jiff::Timestamp) -> Option<BackupName> {
+    let (format, zone) = match &s.every {
+        Every::Hours(_) => ("%Y%m%d%H", "UTC"),
+        Every::Daily(at) | Every::Weekly { at, .. } => ("%Y%m%d", at.time_zone.as_str()),
+        Every::Cron { time_zone, .. } => ("%Y%m%d%H%M", time_zone.as_str()),
+    };
+    let local = slot.to_zoned(TimeZone::get(zone).ok()?);
+    BackupName::parse(&format!("{}-{}", s.name, local.strftime(format))).ok()
+}
+
+/// The schedule's backup due now, if any: the one of its latest slot at or before `now`, while
+/// within [`SCHEDULE_CATCH_UP`] of it.
+pub fn scheduled_due(s: &ScheduleSpec, now: jiff::Timestamp) -> Option<BackupName> {
+    let slot = last_slot(&s.every, now)?;
     if now.duration_since(slot) > SCHEDULE_CATCH_UP {
         return None;
     }
-    let tz = TimeZone::get(&schedule.time_zone).ok()?;
-    BackupName::parse(&format!("daily-{}", slot.to_zoned(tz).date().strftime("%Y%m%d"))).ok()
+    slot_name(s, slot)
 }
 
-/// The first scheduled slot strictly after `now` (today's, or tomorrow's once today's has
-/// passed), in the schedule's time zone: when a daemon with nothing else to do should look again.
-pub fn next_slot(schedule: &Schedule, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
-    let today = slot_on(schedule, now, 0)?;
-    if today > now { Some(today) } else { slot_on(schedule, now, 1) }
+/// The schedule whose backup `name` is, if any (a name listed in `take` belongs to none).
+pub fn schedule_of<'a>(b: &'a BackupSpec, name: &BackupName) -> Option<&'a ScheduleSpec> {
+    if b.take.contains(name) {
+        return None;
+    }
+    b.schedules.iter().find(|s| {
+        name.as_str()
+            .strip_prefix(s.name.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|stamp| matches!(stamp.len(), 8 | 10 | 12) && stamp.bytes().all(|c| c.is_ascii_digit()))
+    })
 }
 
-/// The next backup wanted and not yet taken: `take` names in order, then the due scheduled one.
+/// Whether `name` is wanted now: listed in `take`, or the due slot of a schedule.
+pub fn wanted_now(b: &BackupSpec, name: &BackupName, now: jiff::Timestamp) -> bool {
+    b.take.contains(name) || b.schedules.iter().any(|s| scheduled_due(s, now).as_ref() == Some(name))
+}
+
+/// The next backup wanted and not yet taken: `take` names in order, then each schedule's due one
+/// in file order (two schedules due together take one backup each, one after the other).
 pub fn next_wanted(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView) -> Option<BackupName> {
     let mut wanted: Vec<BackupName> = b.take.clone();
-    if let Some(s) = &b.schedule {
-        wanted.extend(scheduled_due(s, obs.now));
-    }
+    wanted.extend(b.schedules.iter().filter_map(|s| scheduled_due(s, obs.now)));
     wanted.into_iter().find(|name| {
         let op = OpId::Backup(name.clone());
         !journal.completed(&op)
@@ -426,6 +472,9 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 let mut tags = backup_tags(spec, name);
                 tags.insert(tag::SERVER.into(), standby.name.to_string());
                 tags.insert(tag::NAME.into(), format!("{}-{name}", spec.cluster.name));
+                if let Some(s) = spec.backup.as_ref().and_then(|b| schedule_of(b, name)) {
+                    tags.insert(tag::SCHEDULE.into(), s.name.to_string());
+                }
                 let layout =
                     obs.disk(&standby.name, &standby_vol.id).and_then(|dk| layout_of(spec, dk)).or_else(|| {
                         obs.disk(&active, &at_device(spec, obs, active_spec)?.0.id).and_then(|dk| layout_of(spec, dk))
@@ -668,63 +717,231 @@ fn restart_business(
     true
 }
 
-/// Retention: delete this cluster's completed backup snapshots beyond the newest `keep`, except
-/// those named in `take` and the one named in `[restore]`.
+/// Retention, per group: each schedule with its own retention keeps its backups (those tagged
+/// with its name) by its `keep` and `keep_days`; every other completed backup snapshot of the
+/// cluster (on-demand ones, the single `schedule = "…"` form's, those of a schedule no longer in
+/// the file) is kept by `backup.keep`. A group's limits never count another group's snapshots.
+///
+/// Never deleted, whatever the limits: a snapshot named in `take` or in `[restore]` (neither is
+/// counted), the newest completed backup of the cluster, and one a copy is still being made from.
 pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<String>) {
     let op = OpId::Retention;
     let mut d = Draft::default();
     let tags: Tags =
         [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::ROLE.to_owned(), "backup".to_owned())].into();
-    let mut own: Vec<&Snapshot> = obs
-        .snapshots_tagged(&tags)
+    let mut completed: Vec<&Snapshot> =
+        obs.snapshots_tagged(&tags).into_iter().filter(|s| s.state == SnapshotState::Completed).collect();
+    completed.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+    let newest = completed.first().map(|s| backup_key(s));
+    let own: Vec<&Snapshot> = completed
         .into_iter()
-        .filter(|s| s.state == SnapshotState::Completed)
         .filter(|s| !b.take.iter().any(|t| s.tags.get(tag::REQUEST).map(String::as_str) == Some(t.as_str())))
         .filter(|s| spec.restore.as_ref().is_none_or(|r| r.snapshot != s.id))
         .collect();
-    own.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
-    let keep = usize::try_from(b.keep).unwrap_or(usize::MAX);
-    // `keep` counts backups, not snapshots: the snapshots of one set (one backup name) are kept or
-    // deleted together.
-    let mut backups: Vec<&str> = Vec::new();
-    for s in &own {
-        let key = s.tags.get(tag::REQUEST).map_or(s.id.as_str(), String::as_str);
-        if !backups.contains(&key) {
-            backups.push(key);
+    // A source whose copy is still being made stays until the copy is done; while a copy region
+    // could not be read, no source is deleted (its copy there may be pending).
+    let unknown = b.copy_to.iter().find(|t| !obs.copies.contains_key(&t.region)).map(|t| &t.region);
+    let copying = |s: &Snapshot| {
+        unknown.is_some()
+            || obs.copies.values().flatten().any(|c| {
+                c.state == SnapshotState::Pending
+                    && c.tags.get(tag::SOURCE_SNAPSHOT).map(String::as_str) == Some(s.id.as_str())
+            })
+    };
+    let group_of = |s: &Snapshot| {
+        let by = s.tags.get(tag::SCHEDULE)?;
+        b.schedules.iter().find(|g| g.own_retention && g.name.as_str() == by)
+    };
+    let groups = b.schedules.iter().filter(|g| g.own_retention).map(Some).chain([None]);
+    for group in groups {
+        let (keep, keep_days, what) = match group {
+            Some(g) => (g.keep, g.keep_days, format!("schedule {}", g.name)),
+            None => (Some(b.keep), None, "backup".to_owned()),
+        };
+        let members = own.iter().filter(|s| group_of(s).map(|g| &g.name) == group.map(|g| &g.name));
+        // `keep` counts backups, not snapshots: the snapshots of one set (one backup name) share
+        // its position, so a set is kept or deleted whole.
+        let mut backups: Vec<&str> = Vec::new();
+        for s in members {
+            let key = backup_key(s);
+            if !backups.contains(&key) {
+                backups.push(key);
+            }
+            let i = backups.len() - 1;
+            let age = obs.now.duration_since(s.started);
+            let over_count = keep.and_then(|k| usize::try_from(k).ok()).filter(|k| i >= *k);
+            let over_age = keep_days.filter(|days| age > jiff::SignedDuration::from_hours(i64::from(*days) * 24));
+            let why = match (over_count, over_age) {
+                (Some(k), _) => format!("{what}: keep = {k} and {} ({}) is older than the newest {k}", s.id, s.started),
+                (None, Some(days)) => {
+                    format!(
+                        "{what}: keep_days = {days} and {} was started {:.0} ago",
+                        s.id,
+                        age.round(jiff::Unit::Hour).unwrap_or(age)
+                    )
+                }
+                (None, None) => continue,
+            };
+            if newest.is_some_and(|n| n == key) {
+                d.notes.push(format!("{}: kept as the newest completed backup of the cluster ({why})", s.id));
+                continue;
+            }
+            if own.iter().any(|o| backup_key(o) == key && copying(o)) {
+                let region = unknown.map_or_else(String::new, |r| format!(" ({r} did not answer)"));
+                d.notes.push(format!("{}: kept while a copy of it may be being made{region} ({why})", s.id));
+                continue;
+            }
+            d.step(&op, "delete-snapshot", Some(s.id.as_str()), Action::DeleteSnapshot { snapshot: s.id.clone() }, why);
         }
     }
-    let old = &backups[keep.min(backups.len())..];
-    for s in own.iter().filter(|s| old.contains(&s.tags.get(tag::REQUEST).map_or(s.id.as_str(), String::as_str))) {
-        d.step(
-            &op,
-            "delete-snapshot",
-            Some(s.id.as_str()),
-            Action::DeleteSnapshot { snapshot: s.id.clone() },
-            format!("backup.keep = {}: {} ({}) is older than the newest {}", b.keep, s.id, s.started, b.keep),
-        );
+    d.outcome()
+}
+
+/// The backup a snapshot belongs to: its name (the snapshots of a set share it), else its id.
+fn backup_key(s: &Snapshot) -> &str {
+    s.tags.get(tag::REQUEST).map_or(s.id.as_str(), String::as_str)
+}
+
+/// Copies for disaster recovery (`backup.copy_to`), per destination region: the newest `keep`
+/// completed backups of the cluster each get one copy there (`CopySnapshot`, tagged with the
+/// cluster, the backup's name, its source snapshot and region, in the call); completed copies
+/// beyond the newest `keep` there are deleted. A copy is found again by its source-snapshot tag;
+/// the API has no token, so a copy asked for within [`expect::SNAPSHOT_VISIBILITY`] (or cut off by
+/// a crash) is waited for rather than asked for again. Steps of the `retention` pseudo-operation,
+/// journaled like its deletions.
+pub fn copies(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView) -> (Outcome, Vec<String>) {
+    let op = OpId::Retention;
+    let mut d = Draft::default();
+    let tags: Tags =
+        [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::ROLE.to_owned(), "backup".to_owned())].into();
+    let mut own: Vec<&Snapshot> =
+        obs.snapshots_tagged(&tags).into_iter().filter(|s| s.state == SnapshotState::Completed).collect();
+    own.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+    let window = jiff::SignedDuration::try_from(expect::SNAPSHOT_VISIBILITY).unwrap_or_default();
+    for t in &b.copy_to {
+        let region = &t.region;
+        let Some(seen) = obs.copies.get(region) else {
+            d.wait(
+                Watch::SNAPSHOTS,
+                format!("the snapshots in {region} to be readable: copying there without knowing its copies could copy twice"),
+                expect::SNAPSHOT_VISIBILITY,
+            );
+            continue;
+        };
+        let there: Vec<&Snapshot> =
+            seen.iter().filter(|c| c.tags.get(tag::ROLE).map(String::as_str) == Some("copy")).collect();
+        let kind = format!("copy-{region}");
+        for src in own.iter().take(usize::try_from(t.keep).unwrap_or(usize::MAX)) {
+            let source_of =
+                |c: &&Snapshot| c.tags.get(tag::SOURCE_SNAPSHOT).map(String::as_str) == Some(src.id.as_str());
+            if there.iter().any(|c| source_of(c) && c.state != SnapshotState::Error) {
+                continue;
+            }
+            let sv = journal.step(&op, &StepId::new(&op, &kind, Some(src.id.as_str())));
+            let recent = sv
+                .last_intent
+                .as_ref()
+                .filter(|_| sv.interrupted() || sv.succeeded)
+                .is_some_and(|(_, at, _)| obs.now.duration_since(*at) < window);
+            if recent {
+                d.wait(
+                    Watch::SNAPSHOTS,
+                    format!("the copy of {} to {region} to become visible before copying again", src.id),
+                    expect::DISK_APPEAR,
+                );
+                continue;
+            }
+            let name = src.tags.get(tag::REQUEST).cloned().unwrap_or_default();
+            let mut copy_tags: Tags = [
+                (tag::CLUSTER.to_owned(), spec.cluster.name.to_string()),
+                (tag::ROLE.to_owned(), "copy".to_owned()),
+                (tag::REQUEST.to_owned(), name.clone()),
+                (tag::SOURCE_SNAPSHOT.to_owned(), src.id.to_string()),
+                (tag::SOURCE_REGION.to_owned(), spec.cluster.region.to_string()),
+                (tag::NAME.to_owned(), format!("{}-{name}", spec.cluster.name)),
+            ]
+            .into();
+            for k in [tag::SCHEDULE, tag::LAYOUT] {
+                if let Some(v) = src.tags.get(k) {
+                    copy_tags.insert(k.to_owned(), v.clone());
+                }
+            }
+            d.step(
+                &op,
+                &kind,
+                Some(src.id.as_str()),
+                Action::CopySnapshot {
+                    region: region.clone(),
+                    request: CopySnapshot {
+                        source_region: spec.cluster.region.clone(),
+                        source: src.id.clone(),
+                        description: format!("mirrorctl copy of backup {name} of {} ({})", spec.cluster.name, src.id),
+                        kms_key: t.kms_key.clone(),
+                        tags: copy_tags,
+                    },
+                },
+                format!("backup {name} ({}) has no copy in {region} (copy_to keeps the newest {})", src.id, t.keep),
+            );
+        }
+        let mut done: Vec<&Snapshot> = there.into_iter().filter(|c| c.state == SnapshotState::Completed).collect();
+        done.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+        for c in done.iter().skip(usize::try_from(t.keep).unwrap_or(usize::MAX)) {
+            d.step(
+                &op,
+                &format!("delete-copy-{region}"),
+                Some(c.id.as_str()),
+                Action::DeleteCopy { region: region.clone(), snapshot: c.id.clone() },
+                format!(
+                    "copy_to {region} keep = {}: {} ({}) is older than the newest {}",
+                    t.keep, c.id, c.started, t.keep
+                ),
+            );
+        }
     }
     d.outcome()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::collections::BTreeMap;
 
-    fn sched() -> Schedule {
-        Schedule { hour: 2, minute: 0, time_zone: "Asia/Tokyo".into() }
+    use super::*;
+    use crate::ids::SnapshotId;
+    use crate::spec::Schedule;
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn sched() -> ScheduleSpec {
+        ScheduleSpec::single(Schedule { hour: 2, minute: 0, time_zone: "Asia/Tokyo".into() }).unwrap()
+    }
+
+    fn every(name: &str, every: Every) -> ScheduleSpec {
+        ScheduleSpec {
+            name: BackupName::parse(name).unwrap(),
+            every,
+            own_retention: true,
+            keep: Some(7),
+            keep_days: None,
+        }
+    }
+
+    fn daily(h: u8, m: u8, zone: &str) -> Schedule {
+        Schedule { hour: h, minute: m, time_zone: zone.into() }
     }
 
     #[test]
     fn the_next_slot_is_today_until_it_passes_then_tomorrow() {
         let s = sched();
         let before: jiff::Timestamp = "2026-11-24T16:00:00Z".parse().unwrap();
-        let slot = next_slot(&s, before).unwrap();
+        let slot = next_slot(&s.every, before).unwrap();
         assert_eq!(slot, "2026-11-24T17:00:00Z".parse().unwrap(), "02:00 in Tokyo");
         // Exactly at the slot, the next one is a day later; the due one is the slot itself.
-        let next = next_slot(&s, slot).unwrap();
+        let next = next_slot(&s.every, slot).unwrap();
         assert_eq!(next.duration_since(slot), jiff::SignedDuration::from_hours(24));
         assert!(scheduled_due(&s, slot).is_some());
-        assert_eq!(next_slot(&s, slot - jiff::SignedDuration::from_secs(1)), Some(slot));
+        assert_eq!(next_slot(&s.every, slot - jiff::SignedDuration::from_secs(1)), Some(slot));
     }
 
     #[test]
@@ -740,5 +957,291 @@ mod tests {
         assert_eq!(scheduled_due(&sched(), now).unwrap().as_str(), "daily-20261124");
         let now: jiff::Timestamp = "2026-11-23T23:01:00Z".parse().unwrap();
         assert_eq!(scheduled_due(&sched(), now), None);
+    }
+
+    /// Each kind: (schedule, now, the backup due then, the next slot after then).
+    #[test]
+    fn due_and_next_per_kind() {
+        let cases: [(ScheduleSpec, &str, Option<&str>, &str); 10] = [
+            (
+                every("hourly", Every::Hours(1)),
+                "2026-11-24T13:40:00Z",
+                Some("hourly-2026112413"),
+                "2026-11-24T14:00:00Z",
+            ),
+            (
+                every("hourly", Every::Hours(1)),
+                "2026-11-24T14:00:00Z",
+                Some("hourly-2026112414"),
+                "2026-11-24T15:00:00Z",
+            ),
+            (
+                every("every-6h", Every::Hours(6)),
+                "2026-11-24T13:40:00Z",
+                Some("every-6h-2026112412"),
+                "2026-11-24T18:00:00Z",
+            ),
+            (
+                every("every-24h", Every::Hours(24)),
+                "2026-11-24T05:59:00Z",
+                Some("every-24h-2026112400"),
+                "2026-11-25T00:00:00Z",
+            ),
+            (every("every-24h", Every::Hours(24)), "2026-11-24T06:01:00Z", None, "2026-11-25T00:00:00Z"),
+            // Sunday 2026-11-29 03:00 JST = Saturday 18:00Z.
+            (
+                every("weekly", Every::Weekly { day: 0, at: daily(3, 0, "Asia/Tokyo") }),
+                "2026-11-28T19:00:00Z",
+                Some("weekly-20261129"),
+                "2026-12-05T18:00:00Z",
+            ),
+            // Seven hours after the weekly slot: beyond the catch-up window, nothing due.
+            (
+                every("weekly", Every::Weekly { day: 0, at: daily(3, 0, "Asia/Tokyo") }),
+                "2026-11-29T01:00:01Z",
+                None,
+                "2026-12-05T18:00:00Z",
+            ),
+            (
+                every("cron", Every::Cron { expr: "0 */4 * * *".into(), time_zone: "UTC".into() }),
+                "2026-11-24T09:15:00Z",
+                Some("cron-202611240800"),
+                "2026-11-24T12:00:00Z",
+            ),
+            // Cron in a zone: 30 1 * * mon-fri in Tokyo; Tuesday 01:30 JST = Monday 16:30Z.
+            (
+                every("work", Every::Cron { expr: "30 1 * * mon-fri".into(), time_zone: "Asia/Tokyo".into() }),
+                "2026-11-23T16:45:00Z",
+                Some("work-202611240130"),
+                "2026-11-24T16:30:00Z",
+            ),
+            // Friday 01:30 JST the slot; Saturday 01:29 JST (23h59 later) nothing due; the next
+            // is Monday 01:30 JST (Sunday 16:30Z).
+            (
+                every("work", Every::Cron { expr: "30 1 * * mon-fri".into(), time_zone: "Asia/Tokyo".into() }),
+                "2026-11-27T16:29:00Z",
+                None,
+                "2026-11-29T16:30:00Z",
+            ),
+        ];
+        for (s, now, due, next) in cases {
+            let now = at(now);
+            assert_eq!(scheduled_due(&s, now).as_ref().map(BackupName::as_str), due, "{} at {now}", s.name);
+            assert_eq!(next_slot(&s.every, now), Some(at(next)), "{} at {now}", s.name);
+        }
+    }
+
+    /// Daylight saving time: a local time the spring change skips is taken at the first instant
+    /// after the gap (03:00 EDT for 02:30); one the autumn change repeats is taken once, at its
+    /// first occurrence. Each day has exactly one slot.
+    #[test]
+    fn a_daily_slot_across_daylight_saving_changes_happens_once_a_day() {
+        let spring = every("daily", Every::Daily(daily(2, 30, "America/New_York")));
+        let first = next_slot(&spring.every, at("2026-03-07T12:00:00Z")).unwrap();
+        assert_eq!(first, at("2026-03-08T07:00:00Z"));
+        assert_eq!(next_slot(&spring.every, first), Some(at("2026-03-09T06:30:00Z")));
+        assert_eq!(scheduled_due(&spring, first).unwrap().as_str(), "daily-20260308");
+        let autumn = every("daily", Every::Daily(daily(1, 30, "America/New_York")));
+        let first = next_slot(&autumn.every, at("2026-10-31T12:00:00Z")).unwrap();
+        assert_eq!(first, at("2026-11-01T05:30:00Z"), "01:30 EDT, the first of the two");
+        assert_eq!(next_slot(&autumn.every, first), Some(at("2026-11-02T06:30:00Z")));
+    }
+
+    #[test]
+    fn the_daemon_wakes_at_the_earliest_slot_of_all_schedules_and_names_map_back() {
+        let b = BackupSpec {
+            schedules: vec![every("daily", Every::Daily(daily(2, 0, "Asia/Tokyo"))), every("hourly", Every::Hours(1))],
+            keep: 7,
+            take: vec![BackupName::parse("hourly-2026112400").unwrap()],
+            copy_to: Vec::new(),
+        };
+        assert_eq!(next_wake(&b, at("2026-11-24T16:20:00Z")), Some(at("2026-11-24T17:00:00Z")));
+        assert_eq!(next_wake(&b, at("2026-11-24T13:20:00Z")), Some(at("2026-11-24T14:00:00Z")));
+        // At 02:00 JST (17:00Z) both are due: the daily one first, in file order.
+        let now = at("2026-11-24T17:00:00Z");
+        let due: Vec<_> = b.schedules.iter().filter_map(|s| scheduled_due(s, now)).collect();
+        assert_eq!(due.iter().map(BackupName::as_str).collect::<Vec<_>>(), ["daily-20261125", "hourly-2026112417"]);
+        assert_eq!(schedule_of(&b, &due[1]).map(|s| s.name.as_str()), Some("hourly"));
+        assert_eq!(schedule_of(&b, &due[0]).map(|s| s.name.as_str()), Some("daily"));
+        // A name listed in `take` is on-demand even when it looks like a schedule's.
+        assert_eq!(schedule_of(&b, &b.take[0]), None);
+        assert_eq!(schedule_of(&b, &BackupName::parse("hourly-x").unwrap()), None);
+        assert!(wanted_now(&b, &due[1], now) && !wanted_now(&b, &due[1], at("2026-11-24T18:00:00Z")));
+    }
+
+    const FILE: &str = include_str!("../../desired-state/prod-db.toml");
+
+    fn spec_with(backup: &str, restore: Option<&str>) -> Spec {
+        let head = FILE.split("[backup]").next().unwrap();
+        let restore = restore.map(|snap| format!("[restore]\nsnapshot = \"{snap}\"\nrequest = \"r1\"\n"));
+        let text = format!("{head}[backup]\n{backup}\n{}", restore.unwrap_or_default());
+        crate::spec::load_str(std::path::Path::new("desired-state/prod-db.toml"), &text).unwrap()
+    }
+
+    /// A completed backup snapshot `n` (hex digit), started `hours_ago` before `now`.
+    fn snap(n: u32, name: &str, schedule: Option<&str>, hours_ago: i64, now: jiff::Timestamp) -> Snapshot {
+        let mut tags: Tags = [
+            (tag::CLUSTER.to_owned(), "prod-db".to_owned()),
+            (tag::ROLE.to_owned(), "backup".to_owned()),
+            (tag::REQUEST.to_owned(), name.to_owned()),
+        ]
+        .into();
+        if let Some(s) = schedule {
+            tags.insert(tag::SCHEDULE.to_owned(), s.to_owned());
+        }
+        Snapshot {
+            id: SnapshotId::parse(&format!("snap-{n:017x}")).unwrap(),
+            volume: None,
+            size_gib: 20,
+            state: SnapshotState::Completed,
+            progress: 100,
+            started: now - jiff::SignedDuration::from_hours(hours_ago),
+            tags,
+        }
+    }
+
+    fn observed(now: jiff::Timestamp, snapshots: Vec<Snapshot>) -> Observed {
+        Observed {
+            now,
+            instances: BTreeMap::new(),
+            shutdown: BTreeMap::new(),
+            volumes: Vec::new(),
+            snapshots,
+            cluster: crate::ports::cluster::ClusterStatus::default(),
+            config: crate::ports::cluster::ClusterConfig::default(),
+            mirror: None,
+            disks: BTreeMap::new(),
+            cluster_reachable: true,
+            initialization: BTreeMap::new(),
+            fast_restores: Vec::new(),
+            copies: BTreeMap::new(),
+        }
+    }
+
+    /// The snapshots retention deletes (hex numbers), in order.
+    fn deleted(spec: &Spec, obs: &Observed) -> Vec<u32> {
+        let (outcome, _) = retention(spec, spec.backup.as_ref().unwrap(), obs);
+        match outcome {
+            Outcome::Converged => Vec::new(),
+            Outcome::Steps { steps } => steps
+                .iter()
+                .map(|s| match &s.action {
+                    Action::DeleteSnapshot { snapshot } => {
+                        u32::from_str_radix(snapshot.as_str().trim_start_matches("snap-"), 16).unwrap()
+                    }
+                    other => panic!("{other:?}"),
+                })
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const TWO: &str = r#"keep = 2
+[[backup.schedule]]
+every = "hourly"
+keep = 3
+[[backup.schedule]]
+name = "weekly-long"
+every = "weekly sun 03:00 Asia/Tokyo"
+keep_days = 30
+"#;
+
+    #[test]
+    fn retention_is_per_schedule_by_count_and_by_age() {
+        let now = at("2026-11-24T12:00:00Z");
+        let spec = spec_with(TWO, None);
+        let mut snaps = Vec::new();
+        // Five hourly backups, 1–5 h old: keep = 3 deletes the two oldest (0x14, 0x15).
+        for h in 1..=5 {
+            snaps.push(snap(0x10 + u32::try_from(h).unwrap(), &format!("hourly-h{h}"), Some("hourly"), h, now));
+        }
+        // Weekly backups 7, 21, 35, 49 days old: keep_days = 30 deletes 35 and 49 (0x23, 0x24),
+        // however few they are; hourly ones never count against them.
+        for (i, days) in [7, 21, 35, 49].into_iter().enumerate() {
+            snaps.push(snap(
+                0x21 + u32::try_from(i).unwrap(),
+                &format!("weekly-{i}"),
+                Some("weekly-long"),
+                days * 24,
+                now,
+            ));
+        }
+        // On-demand backups (no schedule tag), and one of a schedule no longer in the file: both
+        // kept by backup.keep = 2 together, so the oldest of the three goes.
+        snaps.push(snap(0x31, "before-upgrade", None, 30, now));
+        snaps.push(snap(0x32, "gone-2026112400", Some("gone"), 40, now));
+        snaps.push(snap(0x33, "older-manual", None, 50, now));
+        let obs = observed(now, snaps);
+        assert_eq!(deleted(&spec, &obs), [0x14, 0x15, 0x23, 0x24, 0x33]);
+    }
+
+    #[test]
+    fn retention_never_deletes_take_restore_or_the_newest() {
+        let now = at("2026-11-24T12:00:00Z");
+        // Only weekly backups, every one older than keep_days: the newest of the cluster stays.
+        let only_old: Vec<Snapshot> = (0..3)
+            .map(|i| snap(0x41 + i, &format!("weekly-{i}"), Some("weekly-long"), 24 * (40 + i64::from(i)), now))
+            .collect();
+        let spec = spec_with(TWO, None);
+        assert_eq!(deleted(&spec, &observed(now, only_old.clone())), [0x42, 0x43]);
+        // The one named in [restore] and one named in `take` are not deleted and not counted.
+        let restore = only_old[2].id.to_string();
+        let pinned = format!("take = [\"weekly-1\"]\n{TWO}");
+        let spec = spec_with(&pinned, Some(&restore));
+        assert_eq!(deleted(&spec, &observed(now, only_old.clone())), Vec::<u32>::new());
+        // Hourly: four backups, the take-pinned one is not counted against keep = 3.
+        let hourly: Vec<Snapshot> =
+            (1..=4).map(|h| snap(0x50 + h, &format!("hourly-{h}"), Some("hourly"), i64::from(h), now)).collect();
+        let spec = spec_with(&format!("take = [\"hourly-1\"]\n{TWO}"), None);
+        assert_eq!(deleted(&spec, &observed(now, hourly.clone())), Vec::<u32>::new());
+        let spec = spec_with(TWO, None);
+        assert_eq!(deleted(&spec, &observed(now, hourly)), [0x54]);
+    }
+
+    #[test]
+    fn a_source_whose_copy_is_pending_or_unknown_is_kept_and_each_backup_is_copied_once() {
+        let now = at("2026-11-24T12:00:00Z");
+        let spec = spec_with("keep = 1\ncopy_to = [{ region = \"us-west-2\", keep = 2 }]", None);
+        let old = snap(0x71, "b1", None, 30, now);
+        let new = snap(0x72, "b2", None, 10, now);
+        let west = crate::ids::Region::parse("us-west-2").unwrap();
+        let mut copy = snap(0x81, "b1", None, 1, now);
+        copy.tags.insert(tag::ROLE.into(), "copy".into());
+        copy.tags.insert(tag::SOURCE_SNAPSHOT.into(), old.id.to_string());
+        copy.state = SnapshotState::Pending;
+        let mut obs = observed(now, vec![old.clone(), new.clone()]);
+        // us-west-2 did not answer: nothing is deleted and nothing copied on a guess.
+        assert_eq!(deleted(&spec, &obs), Vec::<u32>::new());
+        let b = spec.backup.as_ref().unwrap();
+        assert!(matches!(copies(&spec, b, &obs, &JournalView::default()).0, Outcome::Wait(_)));
+        obs.copies.insert(west.clone(), vec![copy.clone()]);
+        // keep = 1 would delete b1, but its copy is still being made.
+        assert_eq!(deleted(&spec, &obs), Vec::<u32>::new());
+        // Only b2 lacks a copy: one CopySnapshot, in us-west-2, of b2, tagged in the call.
+        let Outcome::Steps { steps } = copies(&spec, b, &obs, &JournalView::default()).0 else { panic!() };
+        assert_eq!(steps.len(), 1);
+        let Action::CopySnapshot { region, request } = &steps[0].action else { panic!("{:?}", steps[0].action) };
+        assert_eq!((region, &request.source), (&west, &new.id));
+        assert_eq!(request.tags.get(tag::SOURCE_SNAPSHOT), Some(&new.id.to_string()));
+        assert_eq!(request.tags.get(tag::ROLE).map(String::as_str), Some("copy"));
+        assert_eq!(steps[0].id.0, format!("retention/copy-us-west-2@{}", new.id));
+        // Once the copy is done, b1 goes at the source.
+        copy.state = SnapshotState::Completed;
+        obs.copies.insert(west, vec![copy]);
+        assert_eq!(deleted(&spec, &obs), [0x71]);
+    }
+
+    #[test]
+    fn the_single_schedule_form_shares_backup_keep_with_on_demand_backups() {
+        let now = at("2026-11-24T12:00:00Z");
+        let spec = spec_with("schedule = \"daily 02:00 Asia/Tokyo\"\nkeep = 2", None);
+        // A backup taken by the single form is tagged schedule "daily" but has no retention of
+        // its own: it is counted with the on-demand ones, as before schedules had names.
+        let snaps = vec![
+            snap(0x61, "daily-20261124", Some("daily"), 10, now),
+            snap(0x62, "manual", None, 20, now),
+            snap(0x63, "daily-20261123", None, 34, now),
+        ];
+        assert_eq!(deleted(&spec, &observed(now, snaps)), [0x63]);
     }
 }

@@ -270,10 +270,7 @@ fn pass(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
     let dropped = |op: &OpId| {
         !begun(journal, op)
             && match op {
-                OpId::Backup(name) => spec.backup.as_ref().is_none_or(|b| {
-                    !b.take.contains(name)
-                        && b.schedule.as_ref().and_then(|s| backup::scheduled_due(s, obs.now)).as_ref() != Some(name)
-                }),
+                OpId::Backup(name) => spec.backup.as_ref().is_none_or(|b| !backup::wanted_now(b, name, obs.now)),
                 OpId::Restore(req) => spec.restore.as_ref().is_none_or(|r| r.request != *req),
                 OpId::Retention => false,
             }
@@ -352,12 +349,15 @@ fn pass(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
             out.notes = notes;
             return out;
         }
-        let (outcome, notes) = backup::retention(spec, b, obs);
-        if outcome != Outcome::Converged {
-            out.op = Some(OpId::Retention);
-            out.outcome = outcome;
-            out.notes = notes;
-            return out;
+        // Deletions first (they never touch a snapshot still being copied), then copies.
+        for housekeeping in [backup::retention(spec, b, obs), backup::copies(spec, b, obs, journal)] {
+            let (outcome, notes) = housekeeping;
+            if outcome != Outcome::Converged {
+                out.op = Some(OpId::Retention);
+                out.outcome = outcome;
+                out.notes = notes;
+                return out;
+            }
         }
     }
     out

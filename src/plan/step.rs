@@ -10,9 +10,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{
-    BackupName, DeviceName, GroupName, InstanceId, RequestName, ResourceName, ServerName, SnapshotId, VolumeId, Zone,
+    BackupName, DeviceName, GroupName, InstanceId, Region, RequestName, ResourceName, ServerName, SnapshotId, VolumeId,
+    Zone,
 };
-use crate::ports::cloud::{CreateSnapshot, CreateSnapshotSet, CreateVolume, Tags};
+use crate::ports::cloud::{CopySnapshot, CreateSnapshot, CreateSnapshotSet, CreateVolume, Tags};
 use crate::ports::cluster::{ConfigChange, PreflightRequest, VendorCall};
 
 /// An operation: one restore request or one backup. Every step belongs to one.
@@ -198,6 +199,21 @@ pub enum Action {
         /// Snapshot.
         snapshot: SnapshotId,
     },
+    /// EC2 in `region`: copy a completed backup snapshot there (tags in the call; found by tag
+    /// before copying again: the API has no token).
+    CopySnapshot {
+        /// The destination region.
+        region: Region,
+        /// Parameters.
+        request: CopySnapshot,
+    },
+    /// EC2 in `region`: delete one of our copies there (retention of copies).
+    DeleteCopy {
+        /// The region holding it.
+        region: Region,
+        /// The copy.
+        snapshot: SnapshotId,
+    },
     /// EC2: start an instance.
     StartInstance {
         /// Server.
@@ -319,6 +335,8 @@ impl Action {
                 format!("snapshot {} as one set ({server})", v.join(" + "))
             }
             Action::DeleteSnapshot { snapshot } => format!("delete old backup snapshot {snapshot}"),
+            Action::CopySnapshot { region, request } => format!("copy {} to {region}", request.source),
+            Action::DeleteCopy { region, snapshot } => format!("delete old copy {snapshot} in {region}"),
             Action::StartInstance { server, instance } => format!("start instance {instance} ({server})"),
             Action::Tag { resource, tags } => {
                 let t: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -355,7 +373,8 @@ impl Action {
             Action::DetachVolume { .. } => "ec2:DetachVolume",
             Action::CreateSnapshot { .. } => "ec2:CreateSnapshot",
             Action::CreateSnapshotSet { .. } => "ec2:CreateSnapshots",
-            Action::DeleteSnapshot { .. } => "ec2:DeleteSnapshot",
+            Action::DeleteSnapshot { .. } | Action::DeleteCopy { .. } => "ec2:DeleteSnapshot",
+            Action::CopySnapshot { .. } => "ec2:CopySnapshot",
             Action::StartInstance { .. } => "ec2:StartInstances",
             Action::Tag { .. } => "ec2:CreateTags",
             Action::DiskOffline { .. } => "node:set_offline",

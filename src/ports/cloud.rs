@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::{ErrorClass, PortResult};
-use crate::ids::{DeviceName, InstanceId, SnapshotId, VolumeId, Zone};
+use crate::ids::{DeviceName, InstanceId, Region, SnapshotId, VolumeId, Zone};
 
 /// Tags as EC2 stores them: key → value.
 pub type Tags = BTreeMap<String, String>;
@@ -29,7 +29,7 @@ pub mod tag {
     pub const SUPERSEDED_BY: &str = "mirrorctl:superseded-by";
     /// On a volume created for a request that was abandoned: the request that replaced it.
     pub const ABANDONED_BY: &str = "mirrorctl:abandoned-by";
-    /// On a restored volume: the snapshot it was created from.
+    /// On a restored volume or a cross-region copy: the snapshot it was created from.
     pub const SOURCE_SNAPSHOT: &str = "mirrorctl:source-snapshot";
     /// On a restored volume: which partition number holds the cluster and data partitions
     /// (`cluster=1,data=2`), recorded from the disk it replaces.
@@ -39,6 +39,10 @@ pub mod tag {
     pub const SNAPSHOT_SET: &str = "mirrorctl:snapshot-set";
     /// On every snapshot of a crash-consistent set: how many snapshots the set has.
     pub const SET_SIZE: &str = "mirrorctl:set-size";
+    /// On a scheduled backup snapshot: the schedule that took it (its retention group).
+    pub const SCHEDULE: &str = "mirrorctl:schedule";
+    /// On a cross-region copy: the region of the snapshot it was copied from.
+    pub const SOURCE_REGION: &str = "mirrorctl:source-region";
     /// The usual AWS console name tag.
     pub const NAME: &str = "Name";
 }
@@ -269,6 +273,25 @@ pub struct CreateSnapshotSet {
     pub tags: Tags,
 }
 
+/// `CopySnapshot` parameters, sent to the destination region's EC2. The API has no idempotency
+/// token (aws-sdk-ec2 1.274 `CopySnapshotFluentBuilder`: `SourceRegion`, `SourceSnapshotId`,
+/// `Encrypted`, `KmsKeyId`, `TagSpecifications`, …, no `ClientToken`), so, as for `CreateSnapshot`,
+/// the copy is tagged in the call and looked up by its tags before copying again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopySnapshot {
+    /// The region holding the source snapshot.
+    pub source_region: Region,
+    /// The snapshot to copy.
+    pub source: SnapshotId,
+    /// Description of the copy.
+    pub description: String,
+    /// KMS key to encrypt the copy with (`Encrypted` + `KmsKeyId`); `None` keeps the source's
+    /// encryption.
+    pub kms_key: Option<String>,
+    /// Tags applied in the same call.
+    pub tags: Tags,
+}
+
 /// How far EBS has loaded a volume created from a snapshot (`DescribeVolumeStatus`:
 /// `InitializationStatusDetails` and the `initialization-state` detail). Until it is complete,
 /// a read of a block not loaded yet goes to S3 and is slow: an operator wants to see this after a
@@ -369,6 +392,9 @@ pub trait Cloud: Send + Sync {
     /// `CreateSnapshots`: one snapshot per volume of the set, one point in time for all, tags in
     /// the call. Returns the snapshots EC2 made (one per volume it chose).
     async fn create_snapshot_set(&self, req: &CreateSnapshotSet) -> PortResult<Vec<Snapshot>>;
+    /// `CopySnapshot` into this port's region, tags in the call; returns the copy's id (its state
+    /// is read with `DescribeSnapshots`: `pending` until the copy is done).
+    async fn copy_snapshot(&self, req: &CopySnapshot) -> PortResult<SnapshotId>;
     /// `DeleteSnapshot` (retention only; volumes are never deleted).
     async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()>;
     /// `StartInstances` for one instance.
@@ -395,6 +421,10 @@ pub trait Cloud: Send + Sync {
     /// Whether this caller may enable and disable Fast Snapshot Restore of `snapshot` in `zones`:
     /// both calls with `DryRun` (`DryRunOperation` = permitted). Changes nothing.
     async fn fast_restore_permitted(&self, snapshot: &SnapshotId, zones: &[Zone]) -> PortResult<()>;
+
+    /// EC2 of the same account in `region` (the destination of cross-region copies), with
+    /// request budgets of its own: EC2 throttles per account and region.
+    fn in_region(&self, region: &Region) -> PortResult<std::sync::Arc<dyn Cloud>>;
 
     /// EC2 calls made so far through this port, per API (`ec2:CreateVolume`, …), for status and
     /// metrics. Implementations that do not count return an empty map.

@@ -15,11 +15,11 @@ use super::SimWorld;
 use super::clock::secs;
 use super::throttle::Bucket;
 use super::world::{AttachRec, FsrRec, InstanceRec, SnapshotRec, TokenRec, VolumeRec, World};
-use crate::ids::{DeviceName, InstanceId, SnapshotId, VolumeId, Zone};
+use crate::ids::{DeviceName, InstanceId, Region, SnapshotId, VolumeId, Zone};
 use crate::ports::cloud::{
-    AttachState, Attachment, Cloud, CreateSnapshot, CreateSnapshotSet, CreateVolume, FastRestore, FastRestoreState,
-    Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, SnapshotState, Tags, Volume, VolumeFilter,
-    VolumeInit, VolumeState,
+    AttachState, Attachment, Cloud, CopySnapshot, CreateSnapshot, CreateSnapshotSet, CreateVolume, FastRestore,
+    FastRestoreState, Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, SnapshotState, Tags, Volume,
+    VolumeFilter, VolumeInit, VolumeState,
 };
 use crate::ports::{PortError, PortResult};
 
@@ -105,7 +105,21 @@ impl World {
     }
 
     fn visible_snapshot(&self, id: &SnapshotId, now: Timestamp) -> PortResult<&SnapshotRec> {
-        self.ec2.snapshots.get(id).filter(|s| s.visible_at <= now).ok_or_else(|| snapshot_not_found(id))
+        self.visible_snapshot_in(None, id, now)
+    }
+
+    /// A snapshot visible in `region` (`None`: the scenario's own region).
+    fn visible_snapshot_in(
+        &self,
+        region: Option<&Region>,
+        id: &SnapshotId,
+        now: Timestamp,
+    ) -> PortResult<&SnapshotRec> {
+        self.ec2
+            .snapshots
+            .get(id)
+            .filter(|s| s.visible_at <= now && s.region.as_ref() == region)
+            .ok_or_else(|| snapshot_not_found(id))
     }
 
     fn ec2_describe_volumes(&self, f: &VolumeFilter, now: Timestamp) -> PortResult<Vec<Volume>> {
@@ -126,15 +140,20 @@ impl World {
             .collect())
     }
 
-    fn ec2_describe_snapshots(&self, f: &SnapshotFilter, now: Timestamp) -> PortResult<Vec<Snapshot>> {
+    fn ec2_describe_snapshots(
+        &self,
+        region: Option<&Region>,
+        f: &SnapshotFilter,
+        now: Timestamp,
+    ) -> PortResult<Vec<Snapshot>> {
         for id in &f.ids {
-            self.visible_snapshot(id, now)?;
+            self.visible_snapshot_in(region, id, now)?;
         }
         Ok(self
             .ec2
             .snapshots
             .values()
-            .filter(|s| s.visible_at <= now)
+            .filter(|s| s.visible_at <= now && s.region.as_ref() == region)
             .filter(|s| f.ids.is_empty() || f.ids.contains(&s.id))
             .filter(|s| tags_match(&s.tags, &f.tags))
             .filter(|s| f.volume.as_ref().is_none_or(|v| s.volume.as_ref() == Some(v)))
@@ -432,11 +451,60 @@ impl World {
             visible_at: super::clock::plus(now, self.scenario.consistency_window_s),
             content: v.content,
             signature: v.signature,
+            region: None,
         }
     }
 
-    fn ec2_delete_snapshot(&mut self, id: &SnapshotId, now: Timestamp) -> PortResult<()> {
-        self.visible_snapshot(id, now)?;
+    /// `CopySnapshot` into `dest` (`None`: the scenario's region). Strict where EC2 is: the source
+    /// must exist in the source region and be `completed` (a `pending` source is refused with
+    /// `IncorrectState` [U: the code real EC2 gives]); the copy is `pending` for about as long as
+    /// a first snapshot of that size, then `completed`, and hidden for the consistency window.
+    /// The simulator holds snapshots only of its own region as sources.
+    fn ec2_copy_snapshot(
+        &mut self,
+        dest: Option<&Region>,
+        req: &CopySnapshot,
+        now: Timestamp,
+    ) -> PortResult<SnapshotId> {
+        if req.source_region != self.scenario.region {
+            return Err(err(
+                "InvalidSnapshot.NotFound",
+                format!("The snapshot '{}' does not exist in region {}.", req.source, req.source_region),
+            ));
+        }
+        if req.kms_key.as_deref().is_some_and(str::is_empty) {
+            return Err(err("InvalidParameterValue", "KmsKeyId must not be empty"));
+        }
+        let src = self.visible_snapshot(&req.source, now)?.clone();
+        if src.state != SnapshotState::Completed {
+            return Err(err(
+                "IncorrectState",
+                format!("Snapshot '{}' is in invalid state - {:?}", src.id, src.state).to_lowercase(),
+            ));
+        }
+        let id = self.new_snapshot_id();
+        let median = self.scenario.latency.snapshot_s(src.size_gib);
+        let rec = SnapshotRec {
+            id: id.clone(),
+            volume: None,
+            size_gib: src.size_gib,
+            state: SnapshotState::Pending,
+            started: now,
+            until: self.after(now, median),
+            tags: req.tags.clone(),
+            visible_at: super::clock::plus(now, self.scenario.consistency_window_s),
+            content: src.content,
+            signature: src.signature,
+            region: dest.cloned(),
+        };
+        let to = dest.map_or_else(|| self.scenario.region.to_string(), ToString::to_string);
+        self.log(now, format!("ec2: CopySnapshot {} of {} into {to}", id, src.id));
+        self.ec2.snapshots.insert(id.clone(), rec);
+        Ok(id)
+    }
+
+    fn ec2_delete_snapshot(&mut self, region: Option<&Region>, id: &SnapshotId, now: Timestamp) -> PortResult<()> {
+        self.visible_snapshot_in(region, id, now)?;
         self.ec2.snapshots.remove(id);
         // "Deleting a snapshot disables fast snapshot restore for it" (AWS EBS User Guide).
         self.ec2.fsr.retain(|f| &f.snapshot != id);
@@ -635,16 +703,35 @@ pub fn fsr_credits_per_hour(size_gib: u32) -> f64 {
     (1024.0 / f64::from(size_gib.max(1))).min(10.0)
 }
 
-/// The simulated EC2 port.
+/// The simulated EC2 port, in the scenario's region or, for cross-region copies, in another
+/// one, where only snapshots exist (describe, copy into, delete).
 #[derive(Debug, Clone)]
 pub struct SimCloud {
     world: Arc<SimWorld>,
+    /// `None`: the scenario's region.
+    region: Option<Region>,
 }
 
 impl SimCloud {
     /// EC2 of `world`.
     pub fn new(world: Arc<SimWorld>) -> Self {
-        SimCloud { world }
+        SimCloud { world, region: None }
+    }
+
+    /// EC2 of `world` in `region`: the same as [`SimCloud::new`] for the scenario's own region.
+    pub fn in_region(world: Arc<SimWorld>, region: &Region) -> Self {
+        let home = world.scenario().region == *region;
+        SimCloud { world, region: (!home).then(|| region.clone()) }
+    }
+
+    /// Refuses what the simulator does not model outside its own region.
+    fn home_only(&self, api: &str) -> PortResult<()> {
+        match &self.region {
+            None => Ok(()),
+            Some(r) => {
+                Err(err("UnsupportedOperation", format!("the simulator models only snapshots in {r}, not {api}")))
+            }
+        }
     }
 
     async fn rtt(&self) {
@@ -690,21 +777,27 @@ impl Cloud for SimCloud {
     }
 
     async fn describe_volumes(&self, filter: &VolumeFilter) -> PortResult<Vec<Volume>> {
+        self.home_only("DescribeVolumes")?;
         self.rtt().await;
         self.world.call("ec2:DescribeVolumes", Some(Bucket::Describe), |w, now| w.ec2_describe_volumes(filter, now))
     }
 
     async fn describe_snapshots(&self, filter: &SnapshotFilter) -> PortResult<Vec<Snapshot>> {
         self.rtt().await;
-        self.world.call("ec2:DescribeSnapshots", Some(Bucket::Describe), |w, now| w.ec2_describe_snapshots(filter, now))
+        let region = self.region.as_ref();
+        self.world.call("ec2:DescribeSnapshots", Some(Bucket::Describe), |w, now| {
+            w.ec2_describe_snapshots(region, filter, now)
+        })
     }
 
     async fn describe_instances(&self, ids: &[InstanceId]) -> PortResult<Vec<Instance>> {
+        self.home_only("DescribeInstances")?;
         self.rtt().await;
         self.world.call("ec2:DescribeInstances", Some(Bucket::Describe), |w, _| w.ec2_describe_instances(ids))
     }
 
     async fn volume_initialization(&self, ids: &[VolumeId]) -> PortResult<Vec<VolumeInit>> {
+        self.home_only("DescribeVolumeStatus")?;
         self.rtt().await;
         self.world.call("ec2:DescribeVolumeStatus", Some(Bucket::Describe), |w, now| {
             ids.iter().map(|id| w.visible_volume(id, now).map(|v| initialization(v, now))).collect()
@@ -712,6 +805,7 @@ impl Cloud for SimCloud {
     }
 
     async fn shutdown_behavior(&self, id: &InstanceId) -> PortResult<ShutdownBehavior> {
+        self.home_only("DescribeInstanceAttribute")?;
         self.rtt().await;
         self.world.call("ec2:DescribeInstanceAttribute", Some(Bucket::Describe), |w, _| {
             w.ec2.instances.get(id).map(|i| i.shutdown_behavior).ok_or_else(|| instance_not_found(id))
@@ -719,21 +813,25 @@ impl Cloud for SimCloud {
     }
 
     async fn create_volume(&self, req: &CreateVolume) -> PortResult<Volume> {
+        self.home_only("CreateVolume")?;
         self.rtt().await;
         self.world.call("ec2:CreateVolume", Some(Bucket::Mutate), |w, now| w.ec2_create_volume(req, now))
     }
 
     async fn attach_volume(&self, volume: &VolumeId, instance: &InstanceId, device: &DeviceName) -> PortResult<()> {
+        self.home_only("AttachVolume")?;
         self.rtt().await;
         self.world.call("ec2:AttachVolume", Some(Bucket::Mutate), |w, now| w.ec2_attach(volume, instance, device, now))
     }
 
     async fn detach_volume(&self, volume: &VolumeId, instance: &InstanceId) -> PortResult<()> {
+        self.home_only("DetachVolume")?;
         self.rtt().await;
         self.world.call("ec2:DetachVolume", Some(Bucket::Mutate), |w, now| w.ec2_detach(volume, instance, now))
     }
 
     async fn create_snapshot(&self, req: &CreateSnapshot) -> PortResult<Snapshot> {
+        self.home_only("CreateSnapshot")?;
         self.rtt().await;
         self.world.call("ec2:CreateSnapshot", Some(Bucket::Mutate), |w, now| w.ec2_create_snapshot(req, now))
     }
@@ -743,17 +841,30 @@ impl Cloud for SimCloud {
         self.world.call("ec2:CreateSnapshots", Some(Bucket::Mutate), |w, now| w.ec2_create_snapshot_set(req, now))
     }
 
+    fn in_region(&self, region: &Region) -> PortResult<Arc<dyn Cloud>> {
+        Ok(Arc::new(SimCloud::in_region(Arc::clone(&self.world), region)))
+    }
+
+    async fn copy_snapshot(&self, req: &CopySnapshot) -> PortResult<SnapshotId> {
+        self.rtt().await;
+        let region = self.region.as_ref();
+        self.world.call("ec2:CopySnapshot", Some(Bucket::Mutate), |w, now| w.ec2_copy_snapshot(region, req, now))
+    }
+
     async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()> {
         self.rtt().await;
-        self.world.call("ec2:DeleteSnapshot", Some(Bucket::Mutate), |w, now| w.ec2_delete_snapshot(id, now))
+        let region = self.region.as_ref();
+        self.world.call("ec2:DeleteSnapshot", Some(Bucket::Mutate), |w, now| w.ec2_delete_snapshot(region, id, now))
     }
 
     async fn start_instance(&self, id: &InstanceId) -> PortResult<()> {
+        self.home_only("StartInstances")?;
         self.rtt().await;
         self.world.call("ec2:StartInstances", Some(Bucket::Mutate), |w, now| w.ec2_start_instance(id, now))
     }
 
     async fn create_tags(&self, resource: &str, tags: &Tags) -> PortResult<()> {
+        self.home_only("CreateTags")?;
         self.rtt().await;
         self.world.call("ec2:CreateTags", Some(Bucket::Mutate), |w, now| w.ec2_create_tags(resource, tags, now))
     }

@@ -18,7 +18,7 @@ use super::latency::{SimRng, mix};
 use super::oracle::{Content, Oracle};
 use super::scenario::Scenario;
 use super::throttle::TokenBucket;
-use crate::ids::{DeviceName, InstanceId, ResourceName, ServerName, SnapshotId, VolumeId, Zone};
+use crate::ids::{DeviceName, InstanceId, Region, ResourceName, ServerName, SnapshotId, VolumeId, Zone};
 use crate::ports::PortError;
 use crate::ports::cloud::{
     AttachState, CreateVolume, InstanceState, ShutdownBehavior, SnapshotState, Tags, VolumeState,
@@ -97,6 +97,9 @@ pub(super) struct SnapshotRec {
     pub(super) visible_at: Timestamp,
     pub(super) content: Content,
     pub(super) signature: u64,
+    /// The region holding it when it is not the scenario's own (a cross-region copy).
+    #[serde(default)]
+    pub(super) region: Option<Region>,
 }
 
 /// An EC2 instance (one per server).

@@ -97,7 +97,7 @@ pub enum ErrorKind {
     ApiTimeoutOutOfRange,
     /// `backup.keep` outside 1–1000.
     KeepOutOfRange,
-    /// `backup.schedule` is not `daily HH:MM ZONE`, or its time is out of range.
+    /// A schedule is not one of the forms mirrorctl reads, or its time is out of range.
     BadSchedule,
     /// `backup.schedule` names a time zone the tz database does not know.
     UnknownTimeZone,
@@ -119,6 +119,16 @@ pub enum ErrorKind {
     RoleArn,
     /// `cluster.external_id` is malformed, or given without `role_arn`.
     ExternalId,
+    /// Two `[[backup.schedule]]` tables with one name (given or defaulted from the kind).
+    DuplicateSchedule,
+    /// `keep_days` of a schedule outside 1–36500.
+    KeepDaysOutOfRange,
+    /// A schedule's `cron` expression is not five valid fields.
+    BadCron,
+    /// A `[[backup.schedule]]` table with both `every` and `cron`, or `zone` without `cron`.
+    ScheduleKeys,
+    /// A `backup.copy_to` region that is the cluster's own, or listed twice.
+    CopyRegion,
 }
 
 impl ErrorKind {
@@ -177,6 +187,11 @@ impl ErrorKind {
             ErrorKind::NotifyEvents => "notify-events",
             ErrorKind::RoleArn => "role-arn",
             ErrorKind::ExternalId => "external-id",
+            ErrorKind::DuplicateSchedule => "duplicate-schedule",
+            ErrorKind::KeepDaysOutOfRange => "keep-days-out-of-range",
+            ErrorKind::BadCron => "bad-cron",
+            ErrorKind::ScheduleKeys => "schedule-keys",
+            ErrorKind::CopyRegion => "copy-region",
         }
     }
 }

@@ -14,11 +14,11 @@ mod validate;
 
 pub(crate) use error::Source;
 pub use error::{ErrorKind, SpecError, SpecErrors};
-pub(crate) use load::parser_error;
 pub use load::{load_file, load_str};
+pub(crate) use load::{parse_cron, parser_error};
 pub use types::{
-    Access, ApiSpec, ApiTls, BackupSpec, ClusterSpec, MirrorSpec, NoticeKind, NotifySpec, Os, Partition,
-    ProcedureChoice, RestoreSpec, RoleSpec, Schedule, SecretRef, ServerSpec, SnsTopic, Spec, VolumeSpec, VolumeType,
-    WebhookSpec,
+    Access, ApiSpec, ApiTls, BackupSpec, ClusterSpec, CopyTarget, Every, MirrorSpec, NoticeKind, NotifySpec, Os,
+    Partition, ProcedureChoice, RestoreSpec, RoleSpec, Schedule, ScheduleSpec, SecretRef, ServerSpec, SnsTopic, Spec,
+    VolumeSpec, VolumeType, WebhookSpec,
 };
 pub use validate::{EXIT_INVALID, ValidateReport, validate_paths};

@@ -129,9 +129,64 @@ pub(crate) struct RawVolume {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawBackup {
-    pub(crate) schedule: Option<S<String>>,
+    pub(crate) schedule: Option<S<RawSchedules>>,
+    pub(crate) copy_to: Option<S<Vec<RawCopy>>>,
     pub(crate) keep: Option<S<i64>>,
     pub(crate) take: Option<Vec<S<String>>>,
+}
+
+/// `backup.schedule`: one string (`schedule = "daily 02:00 Asia/Tokyo"`) or `[[backup.schedule]]`
+/// tables. Written by hand because an untagged enum would lose the spans inside the tables.
+#[derive(Debug)]
+pub(crate) enum RawSchedules {
+    /// The single-schedule form.
+    One(String),
+    /// The tables, in file order.
+    Many(Vec<RawSchedule>),
+}
+
+impl<'de> Deserialize<'de> for RawSchedules {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawSchedules;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a schedule string or [[backup.schedule]] tables")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSchedules, E> {
+                Ok(RawSchedules::One(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawSchedules, A::Error> {
+                let mut all = Vec::new();
+                while let Some(s) = seq.next_element::<RawSchedule>()? {
+                    all.push(s);
+                }
+                Ok(RawSchedules::Many(all))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `[[backup.schedule]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSchedule {
+    pub(crate) name: Option<S<String>>,
+    pub(crate) every: Option<S<String>>,
+    pub(crate) cron: Option<S<String>>,
+    pub(crate) zone: Option<S<String>>,
+    pub(crate) keep: Option<S<i64>>,
+    pub(crate) keep_days: Option<S<i64>>,
+}
+
+/// One `backup.copy_to` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCopy {
+    pub(crate) region: Option<S<String>>,
+    pub(crate) keep: Option<S<i64>>,
+    pub(crate) kms_key: Option<S<String>>,
 }
 
 /// `[restore]`.

@@ -315,16 +315,85 @@ pub struct Schedule {
     pub time_zone: String,
 }
 
+/// When a schedule's slots fall.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Every {
+    /// Every `hours` hours on the hour, counted from 00:00 UTC (`hourly` is 1); `hours` divides 24.
+    Hours(u8),
+    /// Every day at a local time.
+    Daily(Schedule),
+    /// Every week on `day` (0 = Sunday … 6 = Saturday) at a local time.
+    Weekly {
+        /// Day of the week, 0 = Sunday.
+        day: u8,
+        /// Time of day and zone.
+        at: Schedule,
+    },
+    /// A five-field cron expression (minute hour day-of-month month day-of-week) in a zone.
+    Cron {
+        /// The expression as written.
+        expr: String,
+        /// IANA time zone name; `UTC` allowed.
+        time_zone: String,
+    },
+}
+
+/// One backup schedule and the retention of its backups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleSpec {
+    /// Names the schedule: its backups are `<name>-<stamp>` and tagged `mirrorctl:schedule`.
+    pub name: BackupName,
+    /// When its slots fall.
+    pub every: Every,
+    /// Whether its backups are retained on their own (`keep`, `keep_days` below). The single
+    /// `schedule = "…"` form shares `backup.keep` with the on-demand backups instead.
+    pub own_retention: bool,
+    /// Keep at most this many of its completed backups; `None`: no count limit (`keep_days` only).
+    pub keep: Option<u32>,
+    /// Delete its completed backups older than this many days.
+    pub keep_days: Option<u32>,
+}
+
+impl ScheduleSpec {
+    /// The single `schedule = "daily HH:MM ZONE"` form: named `daily`, its backups retained with
+    /// the on-demand ones by `backup.keep`. (`None` never happens: `daily` is a valid name.)
+    pub fn single(daily: Schedule) -> Option<ScheduleSpec> {
+        Some(ScheduleSpec {
+            name: BackupName::parse("daily").ok()?,
+            every: Every::Daily(daily),
+            own_retention: false,
+            keep: None,
+            keep_days: None,
+        })
+    }
+}
+
 /// Backups wanted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupSpec {
-    /// Optional daily schedule.
-    pub schedule: Option<Schedule>,
-    /// How many of mirrorctl's own backup snapshots of this cluster to keep (at least 1). Snapshots
-    /// named in `take` are pinned while listed and not counted.
+    /// The schedules, in file order (the order in which slots due together are taken).
+    pub schedules: Vec<ScheduleSpec>,
+    /// How many of mirrorctl's own backup snapshots of this cluster that no schedule with its own
+    /// retention claims to keep (at least 1). Snapshots named in `take` are pinned while listed
+    /// and not counted.
     pub keep: u32,
     /// On-demand backups: each name is taken once.
     pub take: Vec<BackupName>,
+    /// Regions every completed backup is copied to, each with its own retention.
+    pub copy_to: Vec<CopyTarget>,
+}
+
+/// A region backups are copied to (disaster recovery).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyTarget {
+    /// The destination region (not the cluster's own).
+    pub region: Region,
+    /// How many copies to keep there (the newest, by when the copy was started).
+    pub keep: u32,
+    /// KMS key (id, ARN or alias in the destination region) to encrypt the copies with; `None`
+    /// keeps the source's encryption.
+    pub kms_key: Option<String>,
 }
 
 /// The restore wanted.

@@ -12,7 +12,7 @@ use mirrorctl::ids::ServerName;
 use mirrorctl::ports::Clock as _;
 use mirrorctl::ports::cloud::{SnapshotState, Tags, tag};
 use mirrorctl::reconcile::Settled;
-use mirrorctl::spec::{Os, Schedule};
+use mirrorctl::spec::{Os, Schedule, ScheduleSpec};
 
 #[tokio::test(start_paused = true)]
 async fn the_standby_restarts_while_the_snapshot_is_still_pending() {
@@ -76,7 +76,8 @@ async fn retention_keeps_the_newest_and_never_deletes_pinned_names() {
 async fn the_daily_schedule_takes_one_backup_per_day() {
     let lab = Lab::windows(53);
     let mut spec = with_backups(example(Os::Windows), &[], 7);
-    spec.backup.as_mut().unwrap().schedule = Some(Schedule { hour: 2, minute: 0, time_zone: "Asia/Tokyo".into() });
+    spec.backup.as_mut().unwrap().schedules =
+        ScheduleSpec::single(Schedule { hour: 2, minute: 0, time_zone: "Asia/Tokyo".into() }).into_iter().collect();
     // The world starts at 09:00 JST: today's 02:00 slot is 7 h old, past the catch-up window.
     assert_eq!(lab.apply(&spec).await, Settled::Converged);
     assert!(lab.world.inventory().snapshots.is_empty());

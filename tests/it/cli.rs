@@ -107,7 +107,7 @@ fn with_takes(names: &[&str]) -> impl FnOnce(String) -> String {
     move |text: String| {
         assert!(text.contains("[backup]\n"), "the example has a [backup] table");
         let unscheduled: String =
-            text.lines().filter(|l| !l.starts_with("schedule = ")).map(|l| format!("{l}\n")).collect();
+            text.lines().filter(|l| !l.starts_with("schedule = ")).flat_map(|l| [l, "\n"]).collect();
         unscheduled.replacen("[backup]\n", &line, 1)
     }
 }

@@ -123,7 +123,8 @@ fn mutating_statements_are_scoped_and_deletes_limited_to_own_backups() {
             assert_eq!(st["Resource"], "arn:aws:dynamodb:*:*:table/mirrorctl-state", "only the state table: {st}");
         }
         if actions.contains("DeleteSnapshot") {
-            assert_eq!(st["Condition"]["StringEquals"]["aws:ResourceTag/mirrorctl:role"], "backup", "{st}");
+            let role = &st["Condition"]["StringEquals"]["aws:ResourceTag/mirrorctl:role"];
+            assert!(role == "backup" || role == "copy", "only mirrorctl's backups and their copies: {st}");
         }
         assert!(!actions.contains("DeleteVolume"), "volumes are never deleted");
     }

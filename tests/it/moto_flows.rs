@@ -141,8 +141,12 @@ impl Run {
 
     fn backup_spec(&self) -> Spec {
         let mut spec = self.spec.clone();
-        spec.backup =
-            Some(BackupSpec { schedule: None, keep: 3, take: vec![BackupName::parse("b1").expect("backup name")] });
+        spec.backup = Some(BackupSpec {
+            schedules: Vec::new(),
+            keep: 3,
+            take: vec![BackupName::parse("b1").expect("backup name")],
+            copy_to: Vec::new(),
+        });
         spec
     }
 

@@ -513,6 +513,156 @@ case!(
     InvalidId,
     "cluster_device"
 );
+// --- several schedules -------------------------------------------------------------------------
+
+/// The base file with `[[backup.schedule]]` tables in place of its single schedule.
+const SCHEDULES: &str = r#"[[backup.schedule]]
+every = "hourly"
+keep = 24
+
+[[backup.schedule]]
+name = "weekly-long"
+every = "weekly sun 03:00 Asia/Tokyo"
+keep_days = 90
+
+[[backup.schedule]]
+cron = "0 */4 * * *"
+zone = "Asia/Tokyo"
+keep = 6
+keep_days = 2
+"#;
+
+/// [`SCHEDULES`] with the first `from` replaced by `to`, put into the base file.
+fn schedules(from: &str, to: &str) -> String {
+    assert!(SCHEDULES.contains(from), "the schedules have no {from:?}");
+    let tables = SCHEDULES.replacen(from, to, 1);
+    with("schedule = \"daily 02:00 Asia/Tokyo\"\n", "").replacen("\n[restore]", &format!("\n{tables}\n[restore]"), 1)
+}
+
+#[test]
+fn several_schedules_load_with_their_retention() {
+    use mirrorctl::spec::{Every, Schedule};
+    let spec = load_str(Path::new(FILE), &schedules("", "")).expect("several schedules");
+    let b = spec.backup.expect("backup");
+    let got: Vec<_> =
+        b.schedules.iter().map(|s| (s.name.as_str(), s.every.clone(), s.own_retention, s.keep, s.keep_days)).collect();
+    assert_eq!(
+        got,
+        [
+            ("hourly", Every::Hours(1), true, Some(24), None),
+            (
+                "weekly-long",
+                Every::Weekly { day: 0, at: Schedule { hour: 3, minute: 0, time_zone: "Asia/Tokyo".into() } },
+                true,
+                None,
+                Some(90)
+            ),
+            (
+                "cron",
+                Every::Cron { expr: "0 */4 * * *".into(), time_zone: "Asia/Tokyo".into() },
+                true,
+                Some(6),
+                Some(2)
+            ),
+        ]
+    );
+    // The other `every` forms, and the default keep of a table without keep or keep_days.
+    for (every, want) in [
+        ("every 6h", Every::Hours(6)),
+        ("daily 23:30 UTC", Every::Daily(Schedule { hour: 23, minute: 30, time_zone: "UTC".into() })),
+    ] {
+        let text = schedules("every = \"hourly\"\nkeep = 24", &format!("every = \"{every}\""));
+        let spec = load_str(Path::new(FILE), &text).expect(every);
+        let first = &spec.backup.expect("backup").schedules[0];
+        assert_eq!((&first.every, first.keep, first.keep_days), (&want, Some(7), None), "{every}");
+    }
+}
+
+case!(
+    schedule_every_unknown_word,
+    schedules("every = \"hourly\"", "every = \"dayly 02:00 UTC\""),
+    BadSchedule,
+    "dayly"
+);
+case!(
+    schedule_every_hours_not_dividing_a_day,
+    schedules("every = \"hourly\"", "every = \"every 5h\""),
+    BadSchedule,
+    "every 5h"
+);
+case!(schedule_weekly_unknown_day, schedules("weekly sun", "weekly snu"), BadSchedule, "weekly snu");
+case!(schedule_weekly_bad_time, schedules("sun 03:00", "sun 3:00"), BadSchedule, "weekly sun");
+case!(schedule_keep_zero, schedules("keep = 24", "keep = 0"), KeepOutOfRange, "keep = 0");
+case!(schedule_keep_days_zero, schedules("keep_days = 90", "keep_days = 0"), KeepDaysOutOfRange, "keep_days = 0");
+case!(
+    schedule_duplicate_name,
+    schedules("name = \"weekly-long\"\n", "name = \"hourly\"\n"),
+    DuplicateSchedule,
+    "name = \"hourly\""
+);
+case!(schedule_cron_bad_column, schedules("0 */4 * * *", "0 */4 32 * *"), BadCron, "cron =");
+case!(schedule_cron_bad_weekday, schedules("0 */4 * * *", "0 */4 * * funday"), BadCron, "cron =");
+case!(schedule_cron_field_count, schedules("0 */4 * * *", "0 */4 * *"), BadCron, "cron =");
+case!(
+    schedule_cron_unknown_zone,
+    schedules("zone = \"Asia/Tokyo\"", "zone = \"Asia/Tokio\""),
+    UnknownTimeZone,
+    "zone = \"Asia/Tokio\""
+);
+case!(
+    schedule_every_and_cron,
+    schedules("every = \"hourly\"", "every = \"hourly\"\ncron = \"0 * * * *\""),
+    ScheduleKeys,
+    "cron = \"0 * * * *\""
+);
+case!(
+    schedule_zone_without_cron,
+    schedules("every = \"hourly\"", "every = \"hourly\"\nzone = \"UTC\""),
+    ScheduleKeys,
+    "zone = \"UTC\""
+);
+#[test]
+fn copy_to_loads_with_defaults() {
+    let text = with(
+        "keep = 7",
+        "keep = 7\ncopy_to = [{ region = \"us-west-2\", keep = 3, kms_key = \"alias/dr\" }, { region = \"eu-west-1\" }]",
+    );
+    let b = load_str(Path::new(FILE), &text).expect("copy_to").backup.expect("backup");
+    let got: Vec<_> = b.copy_to.iter().map(|t| (t.region.as_str(), t.keep, t.kms_key.as_deref())).collect();
+    assert_eq!(got, [("us-west-2", 3, Some("alias/dr")), ("eu-west-1", 7, None)]);
+}
+
+#[test]
+fn a_file_with_weekly_and_hourly_schedules_keep_days_and_copy_to_validates() {
+    let text = schedules("", "").replacen(
+        "keep = 7\n",
+        "keep = 7\ncopy_to = [{ region = \"us-west-2\", keep = 14, kms_key = \"alias/dr\" }]\n",
+        1,
+    );
+    let b = load_str(Path::new(FILE), &text).expect("every new backup key together").backup.expect("backup");
+    assert_eq!(b.schedules.len(), 3);
+    assert_eq!(b.schedules[1].keep_days, Some(90));
+    assert_eq!(b.copy_to.len(), 1);
+    assert_eq!(b.copy_to[0].kms_key.as_deref(), Some("alias/dr"));
+}
+
+/// The base file with `copy_to = [entries]` in `[backup]`.
+fn copy_to(entries: &str) -> String {
+    with("keep = 7", &format!("keep = 7\ncopy_to = [{entries}]"))
+}
+
+case!(copy_to_own_region, copy_to("{ region = \"ap-northeast-1\" }"), CopyRegion, "copy_to");
+case!(
+    copy_to_region_twice,
+    copy_to("{ region = \"us-west-2\" },\n  { region = \"us-west-2\", keep = 3 }"),
+    CopyRegion,
+    "  { region"
+);
+case!(copy_to_bad_region, copy_to("{ region = \"us-west\" }"), InvalidId, "copy_to");
+case!(copy_to_keep_zero, copy_to("{ region = \"us-west-2\", keep = 0 }"), KeepOutOfRange, "copy_to");
+case!(copy_to_empty_kms_key, copy_to("{ region = \"us-west-2\", kms_key = \"\" }"), EmptyKmsKey, "copy_to");
+case!(copy_to_without_region, copy_to("{ keep = 3 }"), MissingKey, "copy_to");
+case!(schedule_without_every, schedules("every = \"hourly\"\n", ""), MissingKey, "[[backup.schedule]]");
 
 // --- restore ----------------------------------------------------------------------------------
 

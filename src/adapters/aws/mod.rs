@@ -50,8 +50,8 @@ pub use role::{assume_role, cluster_sdk_config, session_name};
 
 use crate::ids::{DeviceName, InstanceId, Region, SnapshotId, VolumeId, Zone};
 use crate::ports::cloud::{
-    Cloud, CreateSnapshot, CreateSnapshotSet, CreateVolume, FastRestore, Instance, ShutdownBehavior, Snapshot,
-    SnapshotFilter, Tags, Volume, VolumeFilter, VolumeInit,
+    Cloud, CopySnapshot, CreateSnapshot, CreateSnapshotSet, CreateVolume, FastRestore, Instance, ShutdownBehavior,
+    Snapshot, SnapshotFilter, Tags, Volume, VolumeFilter, VolumeInit,
 };
 use crate::ports::{PortError, PortResult};
 
@@ -107,6 +107,9 @@ pub struct AwsCloud {
     client: Client,
     limiter: budget::Limiter,
     page_size: u32,
+    /// What it was built from, for the same account in another region.
+    shared: aws_config::SdkConfig,
+    options: AwsOptions,
 }
 
 impl AwsCloud {
@@ -131,6 +134,8 @@ impl AwsCloud {
             client: Client::from_conf(conf.build()),
             limiter: budget::Limiter::new(options.budgets),
             page_size: options.page_size,
+            shared: shared.clone(),
+            options: options.clone(),
         }
     }
 
@@ -494,6 +499,31 @@ impl Cloud for AwsCloud {
                 convert::snapshot(API, &fields)
             })
             .collect()
+    }
+
+    fn in_region(&self, region: &Region) -> PortResult<std::sync::Arc<dyn Cloud>> {
+        let options = AwsOptions { region: region.clone(), ..self.options.clone() };
+        Ok(std::sync::Arc::new(AwsCloud::from_sdk_config(&self.shared, &options)))
+    }
+
+    async fn copy_snapshot(&self, req: &CopySnapshot) -> PortResult<SnapshotId> {
+        const API: &str = "CopySnapshot";
+        self.limiter.admit(Category::Mutate, API).await;
+        let out = self
+            .client
+            .copy_snapshot()
+            .source_region(req.source_region.as_str())
+            .source_snapshot_id(req.source.as_str())
+            .description(&req.description)
+            .set_encrypted(req.kms_key.as_ref().map(|_| true))
+            .set_kms_key_id(req.kms_key.clone())
+            .set_tag_specifications(tag_spec(ResourceType::Snapshot, &req.tags).map(|t| vec![t]))
+            .send()
+            .await
+            .map_err(|e| from_sdk(API, &e))?;
+        let id = out.snapshot_id().unwrap_or_default();
+        SnapshotId::parse(id)
+            .map_err(|e| PortError::ec2("InvalidResponse", format!("{API} returned snapshot id {id:?}: {}", e.0)))
     }
 
     async fn delete_snapshot(&self, id: &SnapshotId) -> PortResult<()> {

@@ -413,7 +413,7 @@ mod tests {
         let spec = crate::spec::load_str(Path::new("c0042.toml"), &text).expect("valid");
         assert_eq!(spec.cluster.name.as_str(), "c0042");
         let backup = spec.backup.expect("backup table");
-        assert!(backup.schedule.is_none());
+        assert!(backup.schedules.is_empty());
         assert_eq!(backup.take.iter().map(ToString::to_string).collect::<Vec<_>>(), ["e0001"]);
     }
 

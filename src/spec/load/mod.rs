@@ -30,6 +30,7 @@ mod cluster;
 mod mirror;
 mod notify;
 mod operations;
+pub(crate) use operations::parse_cron;
 mod servers;
 
 /// Reads and checks the desired-state file at `path`. A file that cannot be read is reported as
@@ -300,7 +301,8 @@ impl Checker<'_, '_> {
             self.missing("", 0, "mirror", "add a [mirror] table with device, cluster_partition and data_partition");
             None
         };
-        let backup = raw.backup.as_ref().map(|b| self.backup(b));
+        let home = cluster.as_ref().map(|(c, _)| c.region.clone());
+        let backup = raw.backup.as_ref().map(|b| self.backup(b, home.as_ref()));
         let restore = raw.restore.as_ref().map(|r| self.restore(r));
         let notify = raw.notify.as_ref().map(|n| self.notify(n));
         let (cluster, name_span) = cluster?;
@@ -326,7 +328,7 @@ impl Checker<'_, '_> {
 mod tests {
     use std::path::PathBuf;
 
-    use super::super::types::{Access, ApiSpec, ApiTls, Partition, Schedule, SecretRef, VolumeSpec};
+    use super::super::types::{Access, ApiSpec, ApiTls, Every, Partition, Schedule, SecretRef, VolumeSpec};
     use super::*;
 
     fn example(name: &str) -> Spec {
@@ -360,7 +362,14 @@ mod tests {
         assert_eq!(m.data_partition, Partition::Letter('M'));
         assert_eq!(m.volume, VolumeSpec::default());
         let b = spec.backup.as_ref().expect("backup");
-        assert_eq!(b.schedule, Some(Schedule { hour: 2, minute: 0, time_zone: "Asia/Tokyo".to_owned() }));
+        assert_eq!(
+            b.schedules[0].every,
+            Every::Daily(Schedule { hour: 2, minute: 0, time_zone: "Asia/Tokyo".to_owned() })
+        );
+        assert_eq!(
+            (b.schedules.len(), b.schedules[0].name.as_str(), b.schedules[0].own_retention),
+            (1, "daily", false)
+        );
         assert_eq!(b.keep, 7);
         assert!(b.take.is_empty());
         assert_eq!(spec.restore, None);
@@ -385,7 +394,7 @@ mod tests {
         assert_eq!(m.data_partition, Partition::Device("/dev/xvdb2".to_owned()));
         assert_eq!(m.volume.volume_type, VolumeType::Gp3);
         let b = spec.backup.as_ref().expect("backup");
-        assert_eq!(b.schedule, None);
+        assert!(b.schedules.is_empty());
         assert_eq!(b.keep, 3);
         assert_eq!(b.take.len(), 1);
         assert_eq!(b.take[0].as_str(), "before-upgrade-2026-11");
@@ -451,7 +460,7 @@ allow_foreign_snapshot = true
         assert!(v.fast_restore);
         let b = spec.backup.as_ref().expect("backup");
         assert_eq!(b.keep, 7);
-        assert_eq!(b.schedule.as_ref().map(|s| (s.hour, s.minute)), Some((23, 59)));
+        assert!(matches!(&b.schedules[0].every, Every::Daily(s) if (s.hour, s.minute) == (23, 59)));
         let r = spec.restore.as_ref().expect("restore");
         assert_eq!(r.request.as_str(), "r1");
         assert!(!r.verify_failover);

@@ -36,9 +36,10 @@ pub fn example_on(os: mirrorctl::spec::Os, procedure: mirrorctl::spec::Procedure
 /// `spec` asking for the on-demand backups `names`.
 pub fn with_backups(mut spec: Spec, names: &[&str], keep: u32) -> Spec {
     spec.backup = Some(BackupSpec {
-        schedule: None,
+        schedules: Vec::new(),
         keep,
         take: names.iter().map(|n| BackupName::parse(n).expect("test backup name")).collect(),
+        copy_to: Vec::new(),
     });
     spec
 }
