@@ -383,11 +383,58 @@ pub fn init_logging(cli: &Cli) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Colour only on a terminal: escape codes in a redirected log or a CI transcript are noise.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match cli.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => {
+            builder.event_format(JournalPriority::new(journal, tracing_subscriber::fmt::format())).try_init()
+        }
+        LogFormat::Json => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(JournalPriority::new(journal, tracing_subscriber::fmt::format().json()))
+            .try_init(),
     };
+}
+
+/// An event format that, when stderr goes to the systemd journal, starts each event with its
+/// syslog priority as sd-daemon(3) defines it (`<3>` error, `<4>` warning, `<6>` info, `<7>`
+/// debug and trace). systemd sets `JOURNAL_STREAM` for a service whose stderr is the journal
+/// (systemd.exec(5)), and journald strips the prefix and files the line at that priority
+/// (`SyslogLevelPrefix=`, on by default): without it every line, errors included, is `info`.
+struct JournalPriority<F> {
+    on: bool,
+    inner: F,
+}
+
+impl<F> JournalPriority<F> {
+    fn new(on: bool, inner: F) -> Self {
+        JournalPriority { on, inner }
+    }
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for JournalPriority<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        if self.on {
+            let priority = match *event.metadata().level() {
+                tracing::Level::ERROR => 3,
+                tracing::Level::WARN => 4,
+                tracing::Level::INFO => 6,
+                _ => 7,
+            };
+            write!(writer, "<{priority}>")?;
+        }
+        self.inner.format_event(ctx, writer, event)
+    }
 }
 
 /// Runs a parsed command line; returns the exit code of a normal end.

@@ -616,3 +616,47 @@ fn backup_judged_by_the_world(cwd: &Path, name: &str) {
         world.timeline().iter().map(|(t, l)| format!("{t} {l}")).collect::<Vec<_>>().join("\n")
     );
 }
+
+/// Under systemd (`JOURNAL_STREAM` set, systemd.exec(5)) every log line starts with its syslog
+/// priority (`<6>` info, `<4>` warning, …; sd-daemon(3)), which journald strips and files the line
+/// under, in both log formats; elsewhere the lines are unchanged. Fails on the code before, whose
+/// JSON lines all reached journald as info.
+#[test]
+fn under_systemd_each_log_line_carries_its_journal_priority() {
+    for (format, journal) in [("json", true), ("text", true), ("json", false)] {
+        let tmp = desired_dir(&["b1"]);
+        let env: &[(&str, &str)] = if journal { &[("JOURNAL_STREAM", "8:4242")] } else { &[] };
+        let mut d = Daemon::spawn(
+            tmp.path(),
+            &["--dir", "ds", "--world", "lab", "--speed", "1000", "--log-format", format],
+            env,
+        );
+        d.wait_line("backup/b1/preflight");
+        d.signal("TERM");
+        assert_eq!(d.wait_exit(Duration::from_secs(30)), 0, "log:\n{}", d.log());
+        let log = d.log();
+        for line in log.lines().filter(|l| !l.trim().is_empty()) {
+            if !journal {
+                assert!(line.starts_with('{'), "a plain JSON line without JOURNAL_STREAM: {line}");
+                continue;
+            }
+            let (priority, rest) = line
+                .strip_prefix('<')
+                .and_then(|l| l.split_once('>'))
+                .unwrap_or_else(|| panic!("{format}: no priority prefix on {line:?}"));
+            let level = match priority {
+                "3" => "ERROR",
+                "4" => "WARN",
+                "6" => "INFO",
+                "7" => "DEBUG",
+                other => panic!("{format}: priority {other} on {line:?}"),
+            };
+            if format == "json" {
+                let v: serde_json::Value = serde_json::from_str(rest).expect("JSON after the prefix");
+                assert_eq!(v["level"], level, "{line}");
+            } else {
+                assert!(rest.contains(level), "{line}");
+            }
+        }
+    }
+}
