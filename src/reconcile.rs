@@ -23,7 +23,7 @@ use crate::observe::{FULL_LOOK_EVERY, Observed, Refresh, observe_with};
 use crate::plan::{Action, Condition, Outcome, Plan, Step, StepId, expect, plan};
 use crate::ports::{ErrorClass, Lease, PortError, Ports, Store, StoreError};
 use crate::spec::Spec;
-use crate::status::StatusDoc;
+use crate::status::{Expectation, Phase, StatusDoc, WaitState};
 use tokio_util::sync::CancellationToken;
 
 /// Longest pause between two looks at something in progress.
@@ -62,6 +62,9 @@ pub struct Context {
     /// An error in the newest version of the desired-state file, written into every status
     /// document while the loop keeps working toward the last valid version (the daemon's case).
     pub spec_error: Option<String>,
+    /// What the caller expects of the operations (a projection: steps in all, end), for the
+    /// status document's step count and ETA. Empty: no estimate beyond the current wait.
+    pub expected: Vec<Expectation>,
 }
 
 impl Context {
@@ -82,6 +85,7 @@ impl Context {
             max_passes: None,
             stop: None,
             spec_error: None,
+            expected: Vec::new(),
         }
     }
 
@@ -182,12 +186,17 @@ async fn write_status(
     plan: Option<&Plan>,
     obs: Option<&Observed>,
     err: Option<String>,
+    wait: Option<&WaitState>,
 ) -> Result<(), ReconcileError> {
     let (records, lease) = {
         let j = journal.lock().await;
         (j.records().to_vec(), j.lease().cloned())
     };
-    let mut doc = StatusDoc::build(spec, plan, obs, &records, err, ctx.ports.clock.now());
+    let now = ctx.ports.clock.now();
+    let mut doc = StatusDoc::build(spec, plan, obs, &records, err, now);
+    if doc.phase != Phase::Blocked {
+        doc.progress = plan.and_then(|p| crate::status::op_progress(p, &records, now, wait, &ctx.expected));
+    }
     doc.api_calls = ctx.ports.cloud.call_counts();
     doc.spec_error.clone_from(&ctx.spec_error);
     ctx.store.write_status(&doc, lease.as_deref()).await?;
@@ -319,7 +328,24 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
         progress: ctx.progress.clone(),
         crash: ctx.crash.clone(),
     };
-    let mut last_wait: Option<(String, u32)> = None;
+    // The wait under way: what, since when (model time), looks so far.
+    let mut last_wait: Option<(WaitState, u32)> = None;
+    // Whether this reconcile found the cluster anything but converged: its convergence is then a
+    // transition, logged at info; a resync that finds it converged again stays quiet.
+    let was_converged = ctx
+        .store
+        .read_status(&spec.cluster.name)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|d| d.phase == Phase::Converged && d.interrupted.is_none());
+    let mut worked = false;
+    let wait_over = |last_wait: &mut Option<(WaitState, u32)>| {
+        if let Some((w, _)) = last_wait.take() {
+            let elapsed = ctx.ports.clock.now().duration_since(w.since);
+            ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Waited { reason: w.reason, elapsed });
+        }
+    };
     let mut needs_human: BTreeMap<StepId, Condition> = BTreeMap::new();
     let mut passes = 0usize;
     // What the next pass reads afresh (see `Refresh`): everything first.
@@ -345,18 +371,26 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
         let (obs, p) = match plan_pass(spec, ctx, &journal, carried, &want).await {
             Ok(x) => x,
             Err(e) => {
-                write_status(spec, ctx, &journal, None, None, Some(e.to_string())).await?;
+                write_status(spec, ctx, &journal, None, None, Some(e.to_string()), None).await?;
                 return Err(e);
             }
         };
         // A step that failed needing a human and is still wanted after a fresh look: stop.
         if let Some(c) = p.steps().iter().find_map(|s| needs_human.get(&s.id)) {
             let blocked = Plan { outcome: Outcome::Blocked(c.clone()), ..p.clone() };
-            write_status(spec, ctx, &journal, Some(&blocked), Some(&obs), None).await?;
+            write_status(spec, ctx, &journal, Some(&blocked), Some(&obs), None, None).await?;
             ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Blocked(c.clone()));
             return Ok(Settled::Blocked(c.clone()));
         }
-        write_status(spec, ctx, &journal, Some(&p), Some(&obs), None).await?;
+        // The wait this pass continues, or the one it begins.
+        let wait_now = match &p.outcome {
+            Outcome::Wait(w) => Some(match &last_wait {
+                Some((ws, _)) if ws.reason == w.reason => WaitState { expect: w.expect, ..ws.clone() },
+                _ => WaitState { reason: w.reason.clone(), since: obs.now, expect: w.expect },
+            }),
+            _ => None,
+        };
+        write_status(spec, ctx, &journal, Some(&p), Some(&obs), None, wait_now.as_ref()).await?;
         let started = match p.op.as_ref() {
             Some(op) => journal.lock().await.view().op(op).and_then(|v| v.started),
             None => None,
@@ -367,27 +401,32 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
         let obs = prev.insert(obs);
         match &p.outcome {
             Outcome::Converged => {
-                ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Converged);
+                wait_over(&mut last_wait);
+                let transition = worked || !was_converged;
+                ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Converged { transition });
                 return Ok(Settled::Converged);
             }
             Outcome::Blocked(c) => {
+                wait_over(&mut last_wait);
                 ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Blocked(c.clone()));
                 return Ok(Settled::Blocked(c.clone()));
             }
             Outcome::Wait(w) => {
                 want = Refresh::after(spec, obs, &[], Some(w.watch));
+                worked = true;
                 let polls = match &mut last_wait {
-                    Some((reason, polls)) if *reason == w.reason => {
+                    Some((ws, polls)) if ws.reason == w.reason => {
                         *polls += 1;
                         *polls
                     }
                     _ => {
+                        wait_over(&mut last_wait);
                         ctx.progress.emit(
                             &ctx.ports,
                             &spec.cluster.name,
-                            EventKind::Waiting { reason: w.reason.clone() },
+                            EventKind::Waiting { reason: w.reason.clone(), expect: w.expect },
                         );
-                        last_wait = Some((w.reason.clone(), 0));
+                        last_wait = wait_now.map(|ws| (ws, 0));
                         0
                     }
                 };
@@ -399,7 +438,8 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
                 ctx.pause(poll_delay(w.expect, polls)).await;
             }
             Outcome::Steps { steps } => {
-                last_wait = None;
+                wait_over(&mut last_wait);
+                worked = true;
                 if ctx.stop_requested() {
                     return Err(ReconcileError::Stopped);
                 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::execute::progress::span;
 use crate::ids::ClusterName;
 use crate::journal::Record;
 use crate::observe::Observed;
@@ -51,7 +52,7 @@ impl Phase {
 }
 
 /// One step as it happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepHistory {
     /// Step id.
     pub step: String,
@@ -65,6 +66,153 @@ pub struct StepHistory {
     pub finished: Option<Timestamp>,
     /// Outcome: `ok`, the error, or `interrupted`.
     pub outcome: String,
+    /// How long it took, started → finished (model time on the lab world), in seconds to a tenth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+}
+
+/// Where the operation under way stands: written with every pass, so a reader mid-operation sees
+/// the steps in flight or the wait, how far along it is, and when it should end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpProgress {
+    /// The operation (`restore/<request>`, `backup/<name>`).
+    pub operation: String,
+    /// When its first step began (from the journal); none before that.
+    pub started: Option<Timestamp>,
+    /// Seconds since `started`, at `StatusDoc::updated`.
+    pub elapsed_s: Option<f64>,
+    /// Steps of the operation done so far (distinct steps with a successful result).
+    pub steps_done: usize,
+    /// How many steps the operation takes in all, when a projection is known (`apply` on the lab
+    /// world projects the whole sequence first); `null` otherwise.
+    pub steps_total: Option<usize>,
+    /// The steps this pass runs now (their intents are written as each starts).
+    pub current: Vec<CurrentStep>,
+    /// What the operation waits for now, if it waits.
+    pub waiting: Option<WaitProgress>,
+    /// When the operation should end, if it can be estimated.
+    pub eta: Option<Eta>,
+}
+
+/// A step being run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentStep {
+    /// Step id.
+    pub step: String,
+    /// What it does.
+    pub what: String,
+}
+
+/// A wait under way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitProgress {
+    /// What is awaited, in words.
+    pub reason: String,
+    /// When this wait began.
+    pub since: Timestamp,
+    /// Seconds waited so far.
+    pub elapsed_s: f64,
+    /// The expected remainder at the latency model's medians: an estimate.
+    pub expected_remaining_s: f64,
+}
+
+/// An estimated end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Eta {
+    /// The estimated end.
+    pub at: Timestamp,
+    /// Seconds from `StatusDoc::updated` to `at` (0 when overdue).
+    pub remaining_s: f64,
+    /// Always `true`: the figure comes from a model, not a measurement.
+    pub estimate: bool,
+    /// What the estimate rests on.
+    pub basis: String,
+}
+
+/// What the caller of a reconcile expects of an operation, from a projection of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation {
+    /// The operation.
+    pub op: String,
+    /// Its steps in all (done before the projection plus projected).
+    pub steps_total: usize,
+    /// Its projected end.
+    pub end: Timestamp,
+    /// What the figures rest on, in words.
+    pub basis: String,
+}
+
+/// The wait a reconcile loop is in: what, and since when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitState {
+    /// What, in words.
+    pub reason: String,
+    /// Since when.
+    pub since: Timestamp,
+    /// The expected remainder at the time of the pass.
+    pub expect: std::time::Duration,
+}
+
+fn secs(d: jiff::SignedDuration) -> f64 {
+    (d.as_secs_f64().max(0.0) * 10.0).round() / 10.0
+}
+
+/// The progress of the operation `plan` pursues, from the journal `records`, at `now`.
+pub fn op_progress(
+    plan: &Plan,
+    records: &[Record],
+    now: Timestamp,
+    wait: Option<&WaitState>,
+    expected: &[Expectation],
+) -> Option<OpProgress> {
+    let op = plan.op.as_ref()?.to_string();
+    let mut started = None;
+    let mut done = std::collections::BTreeSet::new();
+    for r in records {
+        match r {
+            Record::Intent { op: o, started: at, .. } if o.to_string() == op => {
+                started = started.or(Some(*at));
+            }
+            Record::Result { op: o, step, ok: true, .. } if o.to_string() == op => {
+                done.insert(step.to_string());
+            }
+            _ => {}
+        }
+    }
+    let current =
+        plan.steps().iter().map(|s| CurrentStep { step: s.id.to_string(), what: s.action.describe() }).collect();
+    let waiting = match (&plan.outcome, wait) {
+        (Outcome::Wait(w), Some(ws)) if ws.reason == w.reason => Some(WaitProgress {
+            reason: ws.reason.clone(),
+            since: ws.since,
+            elapsed_s: secs(now.duration_since(ws.since)),
+            expected_remaining_s: (w.expect.as_secs_f64() * 10.0).round() / 10.0,
+        }),
+        (Outcome::Wait(w), _) => Some(WaitProgress {
+            reason: w.reason.clone(),
+            since: now,
+            elapsed_s: 0.0,
+            expected_remaining_s: (w.expect.as_secs_f64() * 10.0).round() / 10.0,
+        }),
+        _ => None,
+    };
+    let exp = expected.iter().find(|e| e.op == op);
+    let eta = exp.map(|e| Eta {
+        at: e.end,
+        remaining_s: secs(e.end.duration_since(now)),
+        estimate: true,
+        basis: e.basis.clone(),
+    });
+    Some(OpProgress {
+        operation: op,
+        started,
+        elapsed_s: started.map(|t| secs(now.duration_since(t))),
+        steps_done: done.len(),
+        steps_total: exp.map(|e| e.steps_total.max(done.len())),
+        current,
+        waiting,
+        eta,
+    })
 }
 
 /// Resources mirrorctl made or replaced.
@@ -82,7 +230,7 @@ pub struct Inventory {
 }
 
 /// The status document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusDoc {
     /// Cluster.
     pub cluster: ClusterName,
@@ -96,6 +244,9 @@ pub struct StatusDoc {
     pub conditions: Vec<Condition>,
     /// What it waits for.
     pub waiting: Option<String>,
+    /// Where the operation under way stands (steps done, in flight, the wait, the end expected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<OpProgress>,
     /// Last error.
     pub last_error: Option<String>,
     /// Planner notes (decisions and why).
@@ -153,11 +304,36 @@ impl StatusDoc {
             operation: plan.and_then(|p| p.op.as_ref()).map(ToString::to_string),
             conditions,
             waiting,
+            progress: None,
             last_error,
             notes: plan.map(|p| p.notes.clone()).unwrap_or_default(),
             operations: operations(records),
             history: history(records),
             inventory: obs.map(|o| inventory(spec, o)).unwrap_or_default(),
+            api_calls: BTreeMap::new(),
+            updated: now,
+            spec_error: None,
+            stopped: None,
+            interrupted: None,
+        }
+    }
+
+    /// A document that says nothing yet (phase error until a pass writes one), for a cluster the
+    /// reconcile loop has not written.
+    pub fn empty(cluster: ClusterName, source: PathBuf, now: Timestamp) -> StatusDoc {
+        StatusDoc {
+            cluster,
+            source,
+            phase: Phase::Error,
+            operation: None,
+            conditions: Vec::new(),
+            waiting: None,
+            progress: None,
+            last_error: None,
+            notes: Vec::new(),
+            operations: BTreeMap::new(),
+            history: Vec::new(),
+            inventory: Inventory::default(),
             api_calls: BTreeMap::new(),
             updated: now,
             spec_error: None,
@@ -203,8 +379,13 @@ impl StatusDoc {
         if let Some(op) = &self.operation {
             let _ = writeln!(s, "  operation: {op}");
         }
-        if let Some(w) = &self.waiting {
-            let _ = writeln!(s, "  waiting:   {w}");
+        match &self.progress {
+            Some(p) => render_progress(&mut s, p),
+            None => {
+                if let Some(w) = &self.waiting {
+                    let _ = writeln!(s, "  waiting:   {w}");
+                }
+            }
         }
         for c in &self.conditions {
             let _ = writeln!(s, "  BLOCKED:   {} — {}", c.reason, c.message);
@@ -251,7 +432,8 @@ impl StatusDoc {
         if !self.history.is_empty() {
             let _ = writeln!(s, "  recent steps:");
             for h in self.history.iter().rev().take(12).collect::<Vec<_>>().into_iter().rev() {
-                let _ = writeln!(s, "    {}  {:<44} {:<30} {}", h.started, h.step, h.outcome, h.what);
+                let took = h.duration_s.map_or_else(String::new, |d| span(jiff::SignedDuration::from_secs_f64(d)));
+                let _ = writeln!(s, "    {}  {:<44} {:>7}  {:<30} {}", h.started, h.step, took, h.outcome, h.what);
             }
         }
         if !self.api_calls.is_empty() {
@@ -261,6 +443,42 @@ impl StatusDoc {
         }
         let _ = writeln!(s, "  updated:   {}", self.updated);
         s
+    }
+}
+
+/// The progress lines of the human status.
+fn render_progress(s: &mut String, p: &OpProgress) {
+    let mut line = match p.steps_total {
+        Some(total) => format!("{} of {total} steps done", p.steps_done),
+        None => format!("{} step(s) done", p.steps_done),
+    };
+    if let Some(e) = p.elapsed_s {
+        let _ = write!(line, " · elapsed {}", span(jiff::SignedDuration::from_secs_f64(e)));
+    }
+    match &p.eta {
+        Some(eta) => {
+            let _ = write!(
+                line,
+                " · ETA {} (about {} more; an estimate: {})",
+                eta.at,
+                span(jiff::SignedDuration::from_secs_f64(eta.remaining_s)),
+                eta.basis
+            );
+        }
+        None => line.push_str(" · no ETA (no projection of the whole operation)"),
+    }
+    let _ = writeln!(s, "  progress:  {line}");
+    for c in &p.current {
+        let _ = writeln!(s, "  running:   {} ({})", c.step, c.what);
+    }
+    if let Some(w) = &p.waiting {
+        let _ = writeln!(
+            s,
+            "  waiting:   {} for {}; expected about {} more (estimate at model medians)",
+            w.reason,
+            span(jiff::SignedDuration::from_secs_f64(w.elapsed_s)),
+            span(jiff::SignedDuration::from_secs_f64(w.expected_remaining_s))
+        );
     }
 }
 
@@ -310,11 +528,13 @@ pub fn history(records: &[Record]) -> Vec<StepHistory> {
                     started: *started,
                     finished: None,
                     outcome: "interrupted".into(),
+                    duration_s: None,
                 });
             }
             Record::Result { seq, ok, error, finished, detail, .. } => {
                 if let Some(&i) = by_seq.get(seq) {
                     out[i].finished = Some(*finished);
+                    out[i].duration_s = Some(secs(finished.duration_since(out[i].started)));
                     out[i].outcome = if *ok {
                         detail.as_ref().map_or_else(|| "ok".to_owned(), |d| format!("ok {d}"))
                     } else {

@@ -52,12 +52,18 @@ pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
         EventKind::Retrying { api, error, delay } => {
             format!("[{t:8.1}s]   retry {api} in {:.1}s ({error})", delay.as_secs_f64())
         }
-        EventKind::Waiting { reason } => format!("[{t:8.1}s] … waiting for {reason}"),
+        EventKind::Waiting { reason, expect } => format!(
+            "[{t:8.1}s] … waiting for {reason} (expected about {} more, an estimate)",
+            crate::execute::progress::span(jiff::SignedDuration::try_from(*expect).unwrap_or_default())
+        ),
+        EventKind::Waited { reason, elapsed } => {
+            format!("[{t:8.1}s]   waited {} for {reason}", crate::execute::progress::span(*elapsed))
+        }
         EventKind::Completed { op } => format!("[{t:8.1}s] ■ {op} completed"),
         EventKind::Blocked(c) => {
             format!("[{t:8.1}s] BLOCKED {}: {}\n            what to do: {}", c.reason, c.message, c.action)
         }
-        EventKind::Converged => format!("[{t:8.1}s] converged"),
+        EventKind::Converged { .. } => format!("[{t:8.1}s] converged"),
         EventKind::Lease { held: true, epoch, taken_over_from: Some(from) } => {
             format!("[{t:8.1}s] lease taken over from {from} (its heartbeat had stopped), epoch {epoch}")
         }
@@ -95,9 +101,12 @@ pub async fn run(
     if let Some(path) = saved {
         check_saved_plan(path, &spec, file, &ctx).await?;
     }
+    if let Some(world_file) = &w.file {
+        ctx.expected = expectations(&spec, state_dir, store.as_ref(), world_file, &ctx.ports).await;
+    }
+    let start = ctx.ports.clock.now();
     let (tx, mut rx) = unbounded_channel();
     ctx.progress = Progress::to(tx);
-    let start = ctx.ports.clock.now();
     let wall = Instant::now();
     let printer = tokio::spawn(async move {
         while let Some(e) = rx.recv().await {
@@ -169,6 +178,63 @@ pub async fn run(
     Ok(code)
 }
 
+/// On the lab world, what each operation still to run is expected to take: the whole sequence
+/// projected on a throw-away copy of the world ([`super::project::lab`]), counted per operation
+/// (its steps done so far plus those projected) with its projected end from now (the lab world's
+/// time after the projection, which took real time). Empty when
+/// nothing is projected or the projection fails (the status then has no step total and no ETA).
+async fn expectations(
+    spec: &crate::spec::Spec,
+    state_dir: &Path,
+    store: &dyn Store,
+    world_file: &Path,
+    ports: &crate::ports::Ports,
+) -> Vec<crate::status::Expectation> {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::project::Entry;
+    let projection = match super::project::lab(spec, state_dir, world_file) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(error = %e, "no projection for the progress display");
+            return Vec::new();
+        }
+    };
+    let start = ports.clock.now();
+    let records = store.read_journal(&spec.cluster.name).await.unwrap_or_default();
+    let mut ops: BTreeMap<String, (BTreeSet<String>, Option<f64>)> = BTreeMap::new();
+    for e in &projection.entries {
+        match e {
+            Entry::Step { step, .. } => {
+                if let Some((op, _)) = step.rsplit_once('/') {
+                    ops.entry(op.to_owned()).or_default().0.insert(step.clone());
+                }
+            }
+            Entry::Completed { at_s, op } => ops.entry(op.clone()).or_default().1 = Some(*at_s),
+            Entry::Wait { .. } | Entry::Failed { .. } => {}
+        }
+    }
+    ops.into_iter()
+        .filter(|(_, (steps, _))| !steps.is_empty())
+        .map(|(op, (mut steps, end_s))| {
+            for r in &records {
+                if let crate::journal::Record::Result { op: o, step, ok: true, .. } = r
+                    && o.to_string() == op
+                {
+                    steps.insert(step.to_string());
+                }
+            }
+            let end_s = end_s.unwrap_or(projection.model_seconds);
+            crate::status::Expectation {
+                op,
+                steps_total: steps.len(),
+                end: start + jiff::SignedDuration::from_secs_f64(end_s),
+                basis: "the whole sequence projected on a copy of the lab world (model time)".into(),
+            }
+        })
+        .collect()
+}
+
 /// Refuses the saved plan at `path` when it is not a plan, is for another cluster, or no longer
 /// matches the desired-state file's bytes or the world ([`super::plan::stale_reasons`]).
 async fn check_saved_plan(path: &Path, spec: &crate::spec::Spec, file: &Path, ctx: &Context) -> Result<(), CliError> {
@@ -217,12 +283,17 @@ pub fn event_json(e: &Event, since: jiff::Timestamp) -> serde_json::Value {
         EventKind::Retrying { api, error, delay } => {
             json!({"event": "retrying", "api": api, "error": error, "delay_seconds": delay.as_secs_f64()})
         }
-        EventKind::Waiting { reason } => json!({"event": "waiting", "reason": reason}),
+        EventKind::Waiting { reason, expect } => {
+            json!({"event": "waiting", "reason": reason, "expected_remaining_seconds": expect.as_secs_f64(), "estimate": true})
+        }
+        EventKind::Waited { reason, elapsed } => {
+            json!({"event": "waited", "reason": reason, "seconds": elapsed.as_secs_f64()})
+        }
         EventKind::Completed { op } => json!({"event": "completed", "operation": op.to_string()}),
         EventKind::Blocked(c) => {
             json!({"event": "blocked", "reason": c.reason, "message": c.message, "action": c.action})
         }
-        EventKind::Converged => json!({"event": "converged"}),
+        EventKind::Converged { .. } => json!({"event": "converged"}),
         EventKind::Lease { held, epoch, taken_over_from } => {
             json!({"event": "lease", "held": held, "epoch": epoch, "taken_over_from": taken_over_from})
         }

@@ -155,6 +155,10 @@ pub enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// Watch: print again on every change until no operation is under way (or Ctrl-C); with
+        /// `-o json`, one JSON document per line and change.
+        #[arg(short, long)]
+        watch: bool,
     },
     /// The daemon: reconcile every file of the desired-state directory, forever.
     Run(run::RunArgs),
@@ -401,7 +405,12 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Apply { file, plan, world, output } => {
             apply::run(&state_dir, store().await, &file, plan.as_deref(), &world, output).await
         }
-        Command::Status { name, output } => status::run(store().await.as_ref(), name.as_deref(), output).await,
+        Command::Status { name, output, watch: false } => {
+            status::run(store().await.as_ref(), name.as_deref(), output).await
+        }
+        Command::Status { name, output, watch: true } => {
+            status::watch(store().await.as_ref(), name.as_deref(), output).await
+        }
         Command::Lab { speed, seed, os, procedure } => lab::run(&state_dir, speed, seed, os, procedure.into()).await,
         Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => chaos::run(&state_dir, &args).await,
         Command::Bench { mode: None, quick, seed } => bench::run(&state_dir, quick, seed),

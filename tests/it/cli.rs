@@ -1170,3 +1170,68 @@ fn a_second_interrupt_exits_at_once_and_stays_resumable() {
     assert!(again.stdout.contains("■ backup/b1 completed"), "{}", again.stdout);
     assert_eq!(object_len(&status_json(&lab)["inventory"]["snapshots"], "snapshots"), 1);
 }
+
+// ---- progress -------------------------------------------------------------------------------
+
+/// `status -w -o json` beside a running `apply` prints one document per change until the
+/// operation is done: mid-operation each names the step in flight or the wait (reason, time
+/// waited, expected remainder), the steps done of the projected total and an ETA marked as an
+/// estimate; the last says converged; every finished step has its duration. Fails on the code
+/// before `-w`, `progress` and step durations existed.
+#[test]
+fn status_watch_follows_an_apply_with_current_step_count_and_eta() {
+    let lab = Lab::new();
+    let file = lab.prod_db("backup", with_takes(&["b1"]));
+    // Slow enough (a backup takes about 200 model seconds: ~4 s) for the watch to see it move.
+    let apply = Running::start(&lab, &["apply", "--world", "lab", "--speed", "50", s(&file)]);
+    let watch = lab.run(&["status", "-w", "-o", "json", "prod-db"]);
+    let applied = apply.finish();
+    assert_eq!(applied.code, 0);
+    assert_eq!(watch.code, 0, "{}", watch.stderr);
+    let docs: Vec<Value> =
+        watch.stdout.lines().map(|l| serde_json::from_str(l).expect("one JSON document a line")).collect();
+    assert!(docs.len() >= 3, "several changes seen: {}", watch.stdout);
+    assert_eq!(docs.last().expect("a document")["phase"], "converged");
+    let busy: Vec<&Value> = docs.iter().filter_map(|d| d.get("progress")).collect();
+    assert!(!busy.is_empty(), "documents mid-operation carry progress: {}", watch.stdout);
+    for p in &busy {
+        assert_eq!(p["operation"], "backup/b1");
+        let (done, total) = (p["steps_done"].as_u64().expect("done"), p["steps_total"].as_u64().expect("total"));
+        assert!(done <= total && total >= 5, "{p}");
+        assert_eq!(p["eta"]["estimate"], true, "{p}");
+        assert!(p["eta"]["remaining_s"].as_f64().is_some(), "{p}");
+        assert!(p["elapsed_s"].as_f64().is_some_and(|e| e >= 0.0), "{p}");
+        assert!(p["current"].as_array().is_some_and(|c| !c.is_empty()) || p["waiting"].is_object(), "{p}");
+    }
+    assert!(
+        busy.iter().any(|p| p["waiting"]["expected_remaining_s"].as_f64().is_some_and(|e| e > 0.0)
+            && p["waiting"]["reason"].as_str().is_some_and(|r| !r.is_empty())),
+        "a wait with its reason and expected remainder: {}",
+        watch.stdout
+    );
+    let history = docs.last().expect("last")["history"].as_array().expect("history").clone();
+    assert!(history.iter().all(|h| h["duration_s"].as_f64().is_some()), "{history:?}");
+    // The apply's own lines name each wait with the expected remainder, then how long it took.
+    assert!(applied.stdout.contains("… waiting for standby server2 to stop (expected about "), "{}", applied.stdout);
+    assert!(applied.stdout.contains("waited "), "{}", applied.stdout);
+}
+
+/// At `-v` (info) the log names every wait when it begins (reason, expected remainder) and when it
+/// ends (time waited), and says `converged` when the cluster gets there; an apply that finds it
+/// converged already logs no `converged` at info: steady state is quiet. Fails on the code that
+/// logged waits at debug only and `converged` on every pass.
+#[test]
+fn the_log_names_waits_and_says_converged_once() {
+    let lab = Lab::new();
+    let file = lab.prod_db("backup", with_takes(&["b1"]));
+    let first = lab.run(&["-v", "apply", "--world", "lab", "--speed", "200", s(&file)]);
+    assert_eq!(first.code, 0);
+    let info = |log: &str, what: &str| log.lines().any(|l| l.contains(" INFO ") && l.contains(what));
+    assert!(info(&first.stderr, "; expected about "), "a wait begins: {}", first.stderr);
+    assert!(info(&first.stderr, " (model time) cluster=prod-db reason="), "a wait ends: {}", first.stderr);
+    assert!(info(&first.stderr, "step done in "), "{}", first.stderr);
+    assert!(info(&first.stderr, "converged"), "{}", first.stderr);
+    let again = lab.run(&["-v", "apply", "--world", "lab", "--speed", FAST, s(&file)]);
+    assert_eq!(again.code, 0);
+    assert!(!info(&again.stderr, "converged"), "a converged cluster stays quiet: {}", again.stderr);
+}
