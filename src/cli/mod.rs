@@ -14,6 +14,7 @@ pub mod plan;
 pub mod project;
 pub mod run;
 pub mod signals;
+pub mod snapshots;
 pub mod status;
 pub mod validate;
 pub mod world;
@@ -159,6 +160,18 @@ pub enum Command {
         /// `-o json`, one JSON document per line and change.
         #[arg(short, long)]
         watch: bool,
+    },
+    /// List the cluster's backup snapshots from EC2, newest first (name, point in time, state,
+    /// progress, size): what `restore.snapshot` can name.
+    Snapshots {
+        /// The cluster's desired-state file, or its name (`desired-state/NAME.toml`).
+        target: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// World.
+        #[command(flatten)]
+        world: WorldArgs,
     },
     /// The daemon: reconcile every file of the desired-state directory, forever.
     Run(run::RunArgs),
@@ -362,6 +375,7 @@ pub const EXIT_CODES: &[(&str, &[u8])] = &[
     ("plan", &[0, EXIT_CHANGES, EXIT_FAILED]),
     ("apply", &[0, EXIT_BLOCKED, EXIT_STALE_PLAN, EXIT_INTERRUPTED, EXIT_STATE_DIR, EXIT_ABORTED, EXIT_FAILED]),
     ("status", &[0]),
+    ("snapshots", &[0, EXIT_FAILED]),
     ("store init", &[0, EXIT_FAILED]),
     ("lab", &[0, EXIT_FAILED]),
     ("bench", &[0, EXIT_FAILED]),
@@ -410,6 +424,9 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         }
         Command::Status { name, output, watch: true } => {
             status::watch(store().await.as_ref(), name.as_deref(), output).await
+        }
+        Command::Snapshots { target, output, world } => {
+            snapshots::run(&state_dir, store().await, &target, &world, output).await
         }
         Command::Lab { speed, seed, os, procedure } => lab::run(&state_dir, speed, seed, os, procedure.into()).await,
         Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => chaos::run(&state_dir, &args).await,
@@ -485,7 +502,9 @@ mod tests {
     #[test]
     fn every_command_has_its_row() {
         let readme = readme_exit_codes();
-        for name in ["validate", "plan", "apply", "status", "lab", "bench", "bench chaos", "run", "completions"] {
+        for name in
+            ["validate", "plan", "apply", "status", "snapshots", "lab", "bench", "bench chaos", "run", "completions"]
+        {
             assert!(readme.contains_key(name), "no README row for {name}: {readme:?}");
         }
     }
