@@ -63,8 +63,10 @@ pub struct Context {
     /// document while the loop keeps working toward the last valid version (the daemon's case).
     pub spec_error: Option<String>,
     /// What the caller expects of the operations (a projection: steps in all, end), for the
-    /// status document's step count and ETA. Empty: no estimate beyond the current wait.
-    pub expected: Vec<Expectation>,
+    /// status document's step count and ETA; filled in by the caller whenever it is known (a
+    /// projection runs beside the reconcile, not before it). Empty: no estimate beyond the
+    /// current wait.
+    pub expected: Arc<std::sync::Mutex<Vec<Expectation>>>,
 }
 
 impl Context {
@@ -85,7 +87,7 @@ impl Context {
             max_passes: None,
             stop: None,
             spec_error: None,
-            expected: Vec::new(),
+            expected: Arc::default(),
         }
     }
 
@@ -187,7 +189,7 @@ async fn write_status(
     obs: Option<&Observed>,
     err: Option<String>,
     wait: Option<&WaitState>,
-) -> Result<(), ReconcileError> {
+) -> Result<StatusDoc, ReconcileError> {
     let (records, lease) = {
         let j = journal.lock().await;
         (j.records().to_vec(), j.lease().cloned())
@@ -195,12 +197,13 @@ async fn write_status(
     let now = ctx.ports.clock.now();
     let mut doc = StatusDoc::build(spec, plan, obs, &records, err, now);
     if doc.phase != Phase::Blocked {
-        doc.progress = plan.and_then(|p| crate::status::op_progress(p, &records, now, wait, &ctx.expected));
+        let expected = ctx.expected.lock().map(|e| e.clone()).unwrap_or_default();
+        doc.progress = plan.and_then(|p| crate::status::op_progress(p, &records, now, wait, &expected));
     }
     doc.api_calls = ctx.ports.cloud.call_counts();
     doc.spec_error.clone_from(&ctx.spec_error);
     ctx.store.write_status(&doc, lease.as_deref()).await?;
-    Ok(())
+    Ok(doc)
 }
 
 /// The heartbeat of a lease with a duration: renews it every third of its period until
@@ -340,6 +343,7 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
         .flatten()
         .is_some_and(|d| d.phase == Phase::Converged && d.interrupted.is_none());
     let mut worked = false;
+    let began = ctx.ports.clock.now();
     let wait_over = |last_wait: &mut Option<(WaitState, u32)>| {
         if let Some((w, _)) = last_wait.take() {
             let elapsed = ctx.ports.clock.now().duration_since(w.since);
@@ -390,7 +394,7 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
             }),
             _ => None,
         };
-        write_status(spec, ctx, &journal, Some(&p), Some(&obs), None, wait_now.as_ref()).await?;
+        let doc = write_status(spec, ctx, &journal, Some(&p), Some(&obs), None, wait_now.as_ref()).await?;
         let started = match p.op.as_ref() {
             Some(op) => journal.lock().await.view().op(op).and_then(|v| v.started),
             None => None,
@@ -403,6 +407,15 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
             Outcome::Converged => {
                 wait_over(&mut last_wait);
                 let transition = worked || !was_converged;
+                if let Some(r) = doc.restore_summary.as_ref().filter(|r| worked && r.completed >= began) {
+                    // The daemon's log says once whether the restore it finished is done and safe.
+                    let text = r.render();
+                    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+                    tracing::info!(cluster = %spec.cluster.name, operation = %r.operation, safe = r.safe,
+                        running_on = r.running_on.as_deref().unwrap_or(""),
+                        downtime_seconds = r.downtime.as_ref().map_or(-1.0, |d| d.seconds),
+                        "{}", lines.join("; "));
+                }
                 ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Converged { transition });
                 return Ok(Settled::Converged);
             }

@@ -20,6 +20,7 @@ use crate::journal::Record;
 use crate::observe::Observed;
 use crate::plan::{Condition, Outcome, Plan};
 use crate::ports::cloud::tag;
+use crate::ports::cluster::MirrorColor;
 use crate::spec::Spec;
 
 /// Where a cluster stands.
@@ -157,6 +158,234 @@ fn secs(d: jiff::SignedDuration) -> f64 {
     (d.as_secs_f64().max(0.0) * 10.0).round() / 10.0
 }
 
+/// "Is my restore done and safe?" in one place: written after a restore completed, from the
+/// observation of the pass (CLUSTERPRO, EC2) and the journal (the downtime).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreSummary {
+    /// The restore (`restore/<request>`).
+    pub operation: String,
+    /// When it completed.
+    pub completed: Timestamp,
+    /// The failover group.
+    pub group: String,
+    /// Its state now (`online`, `offline`, `online-pending`, …).
+    pub group_state: Option<String>,
+    /// The server running it now.
+    pub running_on: Option<String>,
+    /// Mirror colour of each server's side now (`GREEN`, `RED`, `YELLOW`, `GRAY`).
+    pub mirror: BTreeMap<String, MirrorColor>,
+    /// The volume at the mirror device of each server now.
+    pub attached: Vec<AttachedNow>,
+    /// The volumes the restore replaced: kept, detached, tagged `mirrorctl:superseded-by`.
+    pub kept: Vec<KeptVolume>,
+    /// Business downtime, measured: the group's stop (the `stop-group` step began) to its start
+    /// (the `start-group` step ended); `null` when the journal does not hold both.
+    pub downtime: Option<Downtime>,
+    /// Seconds until EBS has loaded every restored volume from the snapshot, by EC2's estimate:
+    /// 0 when all are loaded, `null` when EC2 did not say (before the next full look).
+    pub loading_remaining_s: Option<u64>,
+    /// Group online, both sides of the mirror GREEN, and each server on a volume of this restore.
+    pub safe: bool,
+}
+
+/// The volume at a server's mirror device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedNow {
+    /// Server.
+    pub server: String,
+    /// Volume id.
+    pub volume: String,
+    /// Device.
+    pub device: String,
+    /// Made by this restore (tagged with its request).
+    pub restored: bool,
+    /// Percent EBS has loaded from the snapshot, when EC2 reported it.
+    pub loaded_pct: Option<u8>,
+    /// Loading finished.
+    pub loaded: Option<bool>,
+}
+
+/// A replaced volume kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptVolume {
+    /// The old volume.
+    pub volume: String,
+    /// The volume that replaced it.
+    pub superseded_by: String,
+}
+
+/// A measured business downtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Downtime {
+    /// The group was stopped (the step began).
+    pub from: Timestamp,
+    /// It was started again (the step ended).
+    pub to: Timestamp,
+    /// Seconds between.
+    pub seconds: f64,
+}
+
+/// A CLUSTERPRO object state as a JSON enum word.
+fn state_word(s: crate::ports::cluster::ObjectState) -> &'static str {
+    use crate::ports::cluster::ObjectState as S;
+    match s {
+        S::Online => "online",
+        S::Offline => "offline",
+        S::OnlinePending => "online-pending",
+        S::OfflinePending => "offline-pending",
+        S::OnlineFailure => "online-failure",
+        S::OfflineFailure => "offline-failure",
+        S::Unknown => "unknown",
+    }
+}
+
+/// The summary of the last completed restore, when the last operation the journal shows
+/// completing is a restore.
+pub fn restore_summary(spec: &Spec, obs: &Observed, records: &[Record]) -> Option<RestoreSummary> {
+    let (op, completed) = records.iter().rev().find_map(|r| match r {
+        Record::OpCompleted { op, at } => Some((op, *at)),
+        _ => None,
+    })?;
+    let crate::plan::OpId::Restore(request) = op else { return None };
+    let op_s = op.to_string();
+    // `restore/r1/start-group@server1` is of kind `start-group`.
+    let kind = |step: &crate::plan::StepId| -> String {
+        step.0.strip_prefix(&format!("{op_s}/")).unwrap_or_default().split('@').next().unwrap_or_default().to_owned()
+    };
+    let stop_at = records.iter().find_map(|r| match r {
+        Record::Intent { op: o, step, started, .. } if o == op && kind(step) == "stop-group" => Some(*started),
+        _ => None,
+    });
+    let start_done = records.iter().rev().find_map(|r| match r {
+        Record::Result { op: o, step, ok: true, finished, .. } if o == op && kind(step) == "start-group" => {
+            Some(*finished)
+        }
+        _ => None,
+    });
+    let downtime = match (stop_at, start_done) {
+        (Some(from), Some(to)) => Some(Downtime { from, to, seconds: secs(to.duration_since(from)) }),
+        _ => None,
+    };
+    let placement = obs.cluster.groups.get(&spec.mirror.group);
+    let mut attached = Vec::new();
+    let mut remaining: Option<u64> = Some(0);
+    for s in &spec.cluster.servers {
+        let Some((v, _)) = crate::plan::restore::at_device(spec, obs, s) else { continue };
+        let restored = v.tags.get(tag::REQUEST).map(String::as_str) == Some(request.as_str());
+        let init = obs.initialization.get(&v.id);
+        if restored {
+            remaining = match (remaining, init) {
+                (Some(r), Some(i)) if i.complete => Some(r),
+                (Some(r), Some(i)) => i.remaining_s.map(|x| r.max(x)),
+                _ => None,
+            };
+        }
+        attached.push(AttachedNow {
+            server: s.name.to_string(),
+            volume: v.id.to_string(),
+            device: spec.mirror.device.to_string(),
+            restored,
+            loaded_pct: init.and_then(|i| if i.complete { Some(100) } else { i.progress }),
+            loaded: init.map(|i| i.complete),
+        });
+    }
+    let kept = obs
+        .volumes
+        .iter()
+        .filter_map(|v| {
+            let by = v.tags.get(tag::SUPERSEDED_BY)?;
+            Some(KeptVolume { volume: v.id.to_string(), superseded_by: by.clone() })
+        })
+        .collect();
+    let mirror: BTreeMap<String, MirrorColor> =
+        obs.mirror.as_ref().map(|m| m.colors.iter().map(|(k, v)| (k.to_string(), *v)).collect()).unwrap_or_default();
+    let any_restored = attached.iter().any(|a| a.restored);
+    let safe = placement.is_some_and(|p| p.state == crate::ports::cluster::ObjectState::Online)
+        && mirror.len() == spec.cluster.servers.len()
+        && mirror.values().all(|c| *c == MirrorColor::Green)
+        && attached.len() == spec.cluster.servers.len()
+        && attached.iter().all(|a| a.restored);
+    Some(RestoreSummary {
+        operation: op_s,
+        completed,
+        group: spec.mirror.group.to_string(),
+        group_state: placement.map(|p| state_word(p.state).to_owned()),
+        running_on: placement.and_then(|p| p.current.as_ref()).map(ToString::to_string),
+        mirror,
+        attached,
+        kept,
+        downtime,
+        loading_remaining_s: remaining.filter(|_| any_restored),
+        safe,
+    })
+}
+
+impl RestoreSummary {
+    /// The human lines (also the daemon's log line, joined).
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let verdict = if self.safe { "done and safe" } else { "done, NOT yet safe" };
+        let _ = writeln!(s, "  {} {verdict} (completed {}):", self.operation, self.completed);
+        let _ = writeln!(
+            s,
+            "    group:      {} {} on {}",
+            self.group,
+            self.group_state.as_deref().unwrap_or("state unknown"),
+            self.running_on.as_deref().unwrap_or("no server")
+        );
+        let colours: Vec<String> = self.mirror.iter().map(|(k, c)| format!("{k} {}", colour(*c))).collect();
+        let _ = writeln!(
+            s,
+            "    mirror:     {}",
+            if colours.is_empty() { "colours unknown".to_owned() } else { colours.join(", ") }
+        );
+        for a in &self.attached {
+            let loading = match (a.loaded, a.loaded_pct) {
+                (Some(true), _) => ", loaded from the snapshot".to_owned(),
+                (_, Some(p)) => format!(", loading from the snapshot {p}%"),
+                _ => String::new(),
+            };
+            let what = if a.restored { "restored" } else { "NOT this restore's" };
+            let _ = writeln!(s, "    attached:   {} {} at {} ({what}{loading})", a.server, a.volume, a.device);
+        }
+        for k in &self.kept {
+            let _ = writeln!(s, "    kept:       {} (superseded by {}; never deleted)", k.volume, k.superseded_by);
+        }
+        match &self.downtime {
+            Some(d) => {
+                let _ = writeln!(
+                    s,
+                    "    downtime:   {} (group stopped {} → started {}, measured)",
+                    span(jiff::SignedDuration::from_secs_f64(d.seconds)),
+                    d.from,
+                    d.to
+                );
+            }
+            None => {
+                let _ = writeln!(s, "    downtime:   unknown (the journal holds no group stop and start)");
+            }
+        }
+        let loading = match self.loading_remaining_s {
+            Some(0) => "complete".to_owned(),
+            Some(r) => {
+                format!("about {} left (EC2's estimate)", span(jiff::SignedDuration::from_secs(r.cast_signed())))
+            }
+            None => "ETA unknown until EC2 reports it".to_owned(),
+        };
+        let _ = writeln!(s, "    loading:    {loading}");
+        s
+    }
+}
+
+fn colour(c: MirrorColor) -> &'static str {
+    match c {
+        MirrorColor::Green => "GREEN",
+        MirrorColor::Red => "RED",
+        MirrorColor::Yellow => "YELLOW",
+        MirrorColor::Gray => "GRAY",
+    }
+}
+
 /// The progress of the operation `plan` pursues, from the journal `records`, at `now`.
 pub fn op_progress(
     plan: &Plan,
@@ -247,6 +476,9 @@ pub struct StatusDoc {
     /// Where the operation under way stands (steps done, in flight, the wait, the end expected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<OpProgress>,
+    /// After the last restore completed: is it done and safe (one summary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_summary: Option<RestoreSummary>,
     /// Last error.
     pub last_error: Option<String>,
     /// Planner notes (decisions and why).
@@ -305,6 +537,7 @@ impl StatusDoc {
             conditions,
             waiting,
             progress: None,
+            restore_summary: obs.and_then(|o| restore_summary(spec, o, records)),
             last_error,
             notes: plan.map(|p| p.notes.clone()).unwrap_or_default(),
             operations: operations(records),
@@ -329,6 +562,7 @@ impl StatusDoc {
             conditions: Vec::new(),
             waiting: None,
             progress: None,
+            restore_summary: None,
             last_error: None,
             notes: Vec::new(),
             operations: BTreeMap::new(),
@@ -393,6 +627,9 @@ impl StatusDoc {
         }
         if let Some(e) = &self.last_error {
             let _ = writeln!(s, "  error:     {e}");
+        }
+        if let Some(r) = &self.restore_summary {
+            s.push_str(&r.render());
         }
         if let Some(why) = &self.stopped {
             let _ = writeln!(s, "  stopped:   {why}");

@@ -101,10 +101,19 @@ pub async fn run(
     if let Some(path) = saved {
         check_saved_plan(path, &spec, file, &ctx).await?;
     }
-    if let Some(world_file) = &w.file {
-        ctx.expected = expectations(&spec, state_dir, store.as_ref(), world_file, &ctx.ports).await;
-    }
     let start = ctx.ports.clock.now();
+    if let Some(world_file) = &w.file {
+        // Beside the reconcile, not before it: on the lab world model time runs while the
+        // projection computes, and an apply must not start later (or find another world) for it.
+        let (spec, dir, file, store) = (spec.clone(), state_dir.to_owned(), world_file.clone(), Arc::clone(&store));
+        let into = Arc::clone(&ctx.expected);
+        tokio::spawn(async move {
+            let found = expectations(&spec, &dir, store.as_ref(), &file, start).await;
+            if let Ok(mut e) = into.lock() {
+                *e = found;
+            }
+        });
+    }
     let (tx, mut rx) = unbounded_channel();
     ctx.progress = Progress::to(tx);
     let wall = Instant::now();
@@ -152,11 +161,7 @@ pub async fn run(
     let name = &spec.cluster.name;
     let elapsed = wall.elapsed().as_secs_f64();
     let (code, text, json) = match result {
-        Ok(Settled::Converged) => (
-            0,
-            format!("{name} converged in {elapsed:.1}s"),
-            serde_json::json!({"result": "converged", "cluster": name.to_string(), "wall_seconds": elapsed}),
-        ),
+        Ok(Settled::Converged) => converged(store.as_ref(), name, start, elapsed).await,
         Ok(Settled::Blocked(c)) => (
             EXIT_BLOCKED,
             format!("{name} is blocked ({}); `mirrorctl status {name}` shows it again", c.reason),
@@ -178,29 +183,53 @@ pub async fn run(
     Ok(code)
 }
 
+/// The end of an apply that converged: the line, and after a restore this apply finished, whether
+/// it is done and safe (the status document's summary).
+async fn converged(
+    store: &dyn Store,
+    name: &crate::ids::ClusterName,
+    start: jiff::Timestamp,
+    elapsed: f64,
+) -> (u8, String, serde_json::Value) {
+    let summary =
+        store.read_status(name).await.ok().flatten().and_then(|d| d.restore_summary).filter(|r| r.completed >= start);
+    let mut text = format!("{name} converged in {elapsed:.1}s (wall time)");
+    if let Some(r) = &summary {
+        text.push('\n');
+        text.push_str(r.render().trim_end());
+    }
+    let json = serde_json::json!({"result": "converged", "cluster": name.to_string(), "wall_seconds": elapsed,
+        "restore_summary": summary});
+    (0, text, json)
+}
+
 /// On the lab world, what each operation still to run is expected to take: the whole sequence
 /// projected on a throw-away copy of the world ([`super::project::lab`]), counted per operation
-/// (its steps done so far plus those projected) with its projected end from now (the lab world's
-/// time after the projection, which took real time). Empty when
+/// (its steps done so far plus those projected) with its projected end from `start`, the world's
+/// time when the copy was taken. Empty when
 /// nothing is projected or the projection fails (the status then has no step total and no ETA).
 async fn expectations(
     spec: &crate::spec::Spec,
     state_dir: &Path,
     store: &dyn Store,
     world_file: &Path,
-    ports: &crate::ports::Ports,
+    start: jiff::Timestamp,
 ) -> Vec<crate::status::Expectation> {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::project::Entry;
-    let projection = match super::project::lab(spec, state_dir, world_file) {
-        Ok(p) => p,
+    let (s, d, f) = (spec.clone(), state_dir.to_owned(), world_file.to_owned());
+    let projection = match tokio::task::spawn_blocking(move || super::project::lab(&s, &d, &f)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "no projection for the progress display");
+            return Vec::new();
+        }
         Err(e) => {
             tracing::debug!(error = %e, "no projection for the progress display");
             return Vec::new();
         }
     };
-    let start = ports.clock.now();
     let records = store.read_journal(&spec.cluster.name).await.unwrap_or_default();
     let mut ops: BTreeMap<String, (BTreeSet<String>, Option<f64>)> = BTreeMap::new();
     for e in &projection.entries {

@@ -1196,13 +1196,21 @@ fn status_watch_follows_an_apply_with_current_step_count_and_eta() {
     assert!(!busy.is_empty(), "documents mid-operation carry progress: {}", watch.stdout);
     for p in &busy {
         assert_eq!(p["operation"], "backup/b1");
-        let (done, total) = (p["steps_done"].as_u64().expect("done"), p["steps_total"].as_u64().expect("total"));
-        assert!(done <= total && total >= 5, "{p}");
-        assert_eq!(p["eta"]["estimate"], true, "{p}");
-        assert!(p["eta"]["remaining_s"].as_f64().is_some(), "{p}");
-        assert!(p["elapsed_s"].as_f64().is_some_and(|e| e >= 0.0), "{p}");
+        assert!(p["steps_done"].as_u64().is_some(), "{p}");
         assert!(p["current"].as_array().is_some_and(|c| !c.is_empty()) || p["waiting"].is_object(), "{p}");
+        // The projection runs beside the apply: the total and ETA appear once it is done.
+        if let Some(total) = p["steps_total"].as_u64() {
+            assert!(p["steps_done"].as_u64().is_some_and(|d| d <= total) && total >= 5, "{p}");
+            assert_eq!(p["eta"]["estimate"], true, "{p}");
+            assert!(p["eta"]["remaining_s"].as_f64().is_some(), "{p}");
+        }
     }
+    assert!(
+        busy.iter().any(|p| p["steps_total"].is_u64() && p["eta"].is_object()),
+        "n of m and an ETA: {}",
+        watch.stdout
+    );
+    assert!(busy.iter().any(|p| p["elapsed_s"].as_f64().is_some_and(|e| e > 0.0)), "{}", watch.stdout);
     assert!(
         busy.iter().any(|p| p["waiting"]["expected_remaining_s"].as_f64().is_some_and(|e| e > 0.0)
             && p["waiting"]["reason"].as_str().is_some_and(|r| !r.is_empty())),
@@ -1279,4 +1287,75 @@ fn snapshots_lists_the_backups_and_a_missing_restore_snapshot_names_the_nearest(
     let plan = lab.run(&["plan", "--world", "lab", s(&far)]);
     assert!(plan.stdout.contains(&format!("{id} (b1, taken ")), "{}", plan.stdout);
     assert!(plan.stdout.contains("among this cluster's newest"), "{}", plan.stdout);
+}
+
+/// Before a restore, `plan` says what it discards and keeps (the snapshot's point in time, the
+/// window of writes lost, the volume replaced on each server); after it, `apply`, `status` and the
+/// log (the daemon's, through the same reconcile loop) give one summary: the group and the server
+/// running it, both mirror colours, the volumes attached now, the old volumes kept, the measured
+/// business downtime and the loading state. Fails on 449ec2e (none of it existed).
+#[test]
+fn a_restore_says_what_it_discards_before_and_whether_it_is_done_and_safe_after() {
+    let lab = Lab::new();
+    apply_backup(&lab);
+    let doc = status_json(&lab);
+    let snap = doc["inventory"]["snapshots"].as_object().and_then(|m| m.keys().next().cloned()).expect("a snapshot");
+    let file = lab.prod_db("restore", with_restore(&snap, "r1"));
+    let mut plan = lab.run(&["plan", "--world", "lab", "--speed", "20000", s(&file)]);
+    for _ in 0..20 {
+        if !plan.stdout.contains("snapshot-not-completed") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        plan = lab.run(&["plan", "--world", "lab", "--speed", "20000", s(&file)]);
+    }
+    let out = &plan.stdout;
+    assert!(out.contains("What this restore discards and keeps"), "{out}");
+    assert!(out.contains(&format!("restores from:  {snap} (backup b1), its point in time ")), "{out}");
+    assert!(out.contains("LOST:           every write after that point: "), "{out}");
+    let json = lab.run(&["plan", "--world", "lab", "-o", "json", s(&file)]).json();
+    let impact = &json["restore_impact"];
+    assert_eq!(impact["snapshot"], snap.as_str(), "{json}");
+    assert!(impact["lost_seconds"].as_f64().is_some_and(|s| s > 0.0), "{impact}");
+    let replaced = impact["replaced"].as_array().expect("replaced");
+    let old: Vec<String> = replaced.iter().filter_map(|r| r["volume"].as_str().map(str::to_owned)).collect();
+    assert_eq!(replaced.len(), 2, "{impact}");
+    for (r, server) in replaced.iter().zip(["server1", "server2"]) {
+        assert_eq!(r["server"], server);
+        assert!(out.contains(&format!("{} on {server}", r["volume"].as_str().expect("id"))), "{out}");
+    }
+
+    let r = lab.run(&["-v", "apply", "--world", "lab", "--speed", "20000", s(&file)]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.contains("restore/r1 done and safe (completed "), "{}", r.stdout);
+    assert!(r.stdout.contains("    group:      failover online on server"), "{}", r.stdout);
+    assert!(r.stdout.contains("    mirror:     server1 GREEN, server2 GREEN"), "{}", r.stdout);
+    assert!(r.stdout.contains("(group stopped "), "measured downtime: {}", r.stdout);
+    for id in &old {
+        assert!(r.stdout.contains(&format!("    kept:       {id} (superseded by vol-")), "{}", r.stdout);
+    }
+    assert!(
+        r.stderr.lines().any(|l| l.contains(" INFO ") && l.contains("restore/r1 done and safe")),
+        "the log's summary line: {}",
+        r.stderr
+    );
+
+    let doc = status_json(&lab);
+    let sum = &doc["restore_summary"];
+    assert_eq!(sum["operation"], "restore/r1", "{doc}");
+    assert_eq!(sum["safe"], true);
+    assert_eq!(sum["group"], "failover");
+    assert_eq!(sum["group_state"], "online");
+    assert!(matches!(sum["running_on"].as_str(), Some("server1" | "server2")), "{sum}");
+    assert_eq!(sum["mirror"]["server1"], "GREEN");
+    assert_eq!(sum["mirror"]["server2"], "GREEN");
+    let attached = sum["attached"].as_array().expect("attached");
+    assert_eq!(attached.len(), 2);
+    assert!(attached.iter().all(|a| a["restored"] == true && a["device"] == "/dev/sdx"), "{sum}");
+    let kept: Vec<&str> = sum["kept"].as_array().expect("kept").iter().filter_map(|k| k["volume"].as_str()).collect();
+    assert_eq!(kept.len(), 2, "{sum}");
+    assert!(old.iter().all(|o| kept.contains(&o.as_str())), "{sum}");
+    assert!(sum["downtime"]["seconds"].as_f64().is_some_and(|s| s > 0.0), "{sum}");
+    let st = lab.run(&["status", "prod-db"]);
+    assert!(st.stdout.contains("restore/r1 done and safe"), "{}", st.stdout);
 }
