@@ -65,11 +65,113 @@ pub struct StepHistory {
     pub started: Timestamp,
     /// Finished (none: interrupted or running).
     pub finished: Option<Timestamp>,
-    /// Outcome: `ok`, the error, or `interrupted`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: StepOutcome,
+    /// What it reported (the id it created, the preflight's checks), when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The error code (`IncorrectState`, `VolumeInUse`, …), when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
     /// How long it took, started → finished (model time on the lab world), in seconds to a tenth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<f64>,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepOutcome {
+    /// Done (or found already done).
+    Ok,
+    /// Failed (see `error_code`).
+    Failed,
+    /// Its intent has no result: the process stopped during the call.
+    Interrupted,
+}
+
+impl StepOutcome {
+    /// The JSON word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepOutcome::Ok => "ok",
+            StepOutcome::Failed => "failed",
+            StepOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Where an operation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpPhase {
+    /// Under way.
+    Started,
+    /// Completed.
+    Completed,
+    /// Replaced by another request before it completed.
+    Abandoned,
+}
+
+/// One operation in the status document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpState {
+    /// Where it stands.
+    pub state: OpPhase,
+    /// When it reached that state.
+    pub at: Timestamp,
+    /// When it started.
+    pub started: Option<Timestamp>,
+    /// The operation that replaced it (abandoned only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abandoned_for: Option<String>,
+    /// The CLUSTERPRO procedure its preflight proved (`vendor`, `reconfigure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub procedure: Option<String>,
+}
+
+impl std::fmt::Display for OpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.state {
+            OpPhase::Started => write!(f, "started {}", self.at)?,
+            OpPhase::Completed => write!(f, "completed {}", self.at)?,
+            OpPhase::Abandoned => {
+                write!(f, "abandoned {} for {}", self.at, self.abandoned_for.as_deref().unwrap_or("another request"))?;
+            }
+        }
+        if let Some(p) = &self.procedure {
+            write!(f, " · {p} procedure")?;
+        }
+        Ok(())
+    }
+}
+
+/// A volume a restore made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewVolume {
+    /// The server it is for.
+    pub server: Option<String>,
+    /// The request that made it.
+    pub request: Option<String>,
+    /// EBS has loaded it from the snapshot; `null` until a full look asked EC2.
+    pub initialized: Option<bool>,
+    /// Percent loaded, when EC2 reported it.
+    pub initialization_pct: Option<u8>,
+    /// EC2's estimate of the seconds of loading left.
+    pub initialization_remaining_s: Option<u64>,
+}
+
+/// A backup snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSnapshot {
+    /// The backup's name (`mirrorctl:request` tag).
+    pub name: Option<String>,
+    /// EC2's state.
+    pub state: crate::ports::cloud::SnapshotState,
+    /// Percent uploaded.
+    pub progress: u8,
+    /// Its point in time.
+    pub time: Timestamp,
 }
 
 /// Where the operation under way stands: written with every pass, so a reader mid-operation sees
@@ -239,14 +341,13 @@ fn state_word(s: crate::ports::cluster::ObjectState) -> &'static str {
     }
 }
 
-/// The summary of the last completed restore, when the last operation the journal shows
-/// completing is a restore.
+/// The summary of the last restore the journal shows completed (backups after it do not hide it:
+/// the group, colours, volumes and loading are read now).
 pub fn restore_summary(spec: &Spec, obs: &Observed, records: &[Record]) -> Option<RestoreSummary> {
-    let (op, completed) = records.iter().rev().find_map(|r| match r {
-        Record::OpCompleted { op, at } => Some((op, *at)),
+    let (op, request, completed) = records.iter().rev().find_map(|r| match r {
+        Record::OpCompleted { op: op @ crate::plan::OpId::Restore(request), at } => Some((op, request, *at)),
         _ => None,
     })?;
-    let crate::plan::OpId::Restore(request) = op else { return None };
     let op_s = op.to_string();
     // `restore/r1/start-group@server1` is of kind `start-group`.
     let kind = |step: &crate::plan::StepId| -> String {
@@ -447,15 +548,14 @@ pub fn op_progress(
 /// Resources mirrorctl made or replaced.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
-    /// Restored volumes: id → "server for request", with how far EBS has loaded it from the
-    /// snapshot when known (`, initializing 37%, about 12 min left` / `, initialized`).
-    pub new_volumes: BTreeMap<String, String>,
+    /// Restored volumes by id: server, request, and how far EBS has loaded each from the snapshot.
+    pub new_volumes: BTreeMap<String, NewVolume>,
     /// Replaced volumes: old id → the id that replaced it (kept, never deleted).
     pub replaced_volumes: BTreeMap<String, String>,
     /// Volumes of abandoned requests: id → the request that replaced it.
     pub abandoned_volumes: BTreeMap<String, String>,
-    /// Backup snapshots: id → "name (state progress%)".
-    pub snapshots: BTreeMap<String, String>,
+    /// Backup snapshots by id.
+    pub snapshots: BTreeMap<String, BackupSnapshot>,
 }
 
 /// The status document.
@@ -483,8 +583,8 @@ pub struct StatusDoc {
     pub last_error: Option<String>,
     /// Planner notes (decisions and why).
     pub notes: Vec<String>,
-    /// Operations: name → started/completed/abandoned.
-    pub operations: BTreeMap<String, String>,
+    /// Operations by name (`backup/<name>`, `restore/<request>`).
+    pub operations: BTreeMap<String, OpState>,
     /// The most recent steps, oldest first.
     pub history: Vec<StepHistory>,
     /// Volumes and snapshots.
@@ -653,11 +753,20 @@ impl StatusDoc {
             }
         }
         let inv = &self.inventory;
+        let new: BTreeMap<String, String> = inv.new_volumes.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        let snaps: BTreeMap<String, String> = inv
+            .snapshots
+            .iter()
+            .map(|(k, b)| {
+                let state = crate::plan::candidates::state_word(b.state);
+                (k.clone(), format!("{} ({state} {}%, taken {})", b.name.as_deref().unwrap_or("?"), b.progress, b.time))
+            })
+            .collect();
         for (title, map) in [
-            ("new volumes", &inv.new_volumes),
+            ("new volumes", &new),
             ("replaced volumes (kept)", &inv.replaced_volumes),
             ("abandoned volumes (kept)", &inv.abandoned_volumes),
-            ("backup snapshots", &inv.snapshots),
+            ("backup snapshots", &snaps),
         ] {
             if !map.is_empty() {
                 let _ = writeln!(s, "  {title}:");
@@ -670,7 +779,12 @@ impl StatusDoc {
             let _ = writeln!(s, "  recent steps:");
             for h in self.history.iter().rev().take(12).collect::<Vec<_>>().into_iter().rev() {
                 let took = h.duration_s.map_or_else(String::new, |d| span(jiff::SignedDuration::from_secs_f64(d)));
-                let _ = writeln!(s, "    {}  {:<44} {:>7}  {:<30} {}", h.started, h.step, took, h.outcome, h.what);
+                let outcome = match (h.outcome, &h.detail, &h.error_code) {
+                    (StepOutcome::Ok, Some(d), _) => format!("ok {d}"),
+                    (StepOutcome::Failed, _, Some(c)) => format!("failed {c}"),
+                    (o, _, _) => o.as_str().to_owned(),
+                };
+                let _ = writeln!(s, "    {}  {:<44} {:>7}  {:<30} {}", h.started, h.step, took, outcome, h.what);
             }
         }
         if !self.api_calls.is_empty() {
@@ -719,11 +833,10 @@ fn render_progress(s: &mut String, p: &OpProgress) {
     }
 }
 
-/// Each operation's state (`started …`, `completed …`, `abandoned … for …`), followed by the
-/// CLUSTERPRO procedure its preflight proved (` · vendor procedure`), so that status says which
-/// procedure ran.
-pub fn operations(records: &[Record]) -> BTreeMap<String, String> {
-    let mut ops: BTreeMap<String, String> = BTreeMap::new();
+/// Each operation's state, with the CLUSTERPRO procedure its preflight proved, so that status
+/// says which procedure ran.
+pub fn operations(records: &[Record]) -> BTreeMap<String, OpState> {
+    let mut ops: BTreeMap<String, OpState> = BTreeMap::new();
     let mut procedures = BTreeMap::new();
     for r in records {
         match r {
@@ -731,21 +844,45 @@ pub fn operations(records: &[Record]) -> BTreeMap<String, String> {
                 procedures.insert(op.to_string(), request.procedure);
             }
             Record::OpStarted { op, at, .. } => {
-                ops.insert(op.to_string(), format!("started {at}"));
+                ops.insert(
+                    op.to_string(),
+                    OpState {
+                        state: OpPhase::Started,
+                        at: *at,
+                        started: Some(*at),
+                        abandoned_for: None,
+                        procedure: None,
+                    },
+                );
             }
             Record::OpCompleted { op, at } => {
-                ops.insert(op.to_string(), format!("completed {at}"));
+                let e = ops.entry(op.to_string()).or_insert(OpState {
+                    state: OpPhase::Completed,
+                    at: *at,
+                    started: None,
+                    abandoned_for: None,
+                    procedure: None,
+                });
+                e.state = OpPhase::Completed;
+                e.at = *at;
             }
             Record::OpAbandoned { op, by, at } => {
-                ops.insert(op.to_string(), format!("abandoned {at} for {by}"));
+                let e = ops.entry(op.to_string()).or_insert(OpState {
+                    state: OpPhase::Abandoned,
+                    at: *at,
+                    started: None,
+                    abandoned_for: None,
+                    procedure: None,
+                });
+                e.state = OpPhase::Abandoned;
+                e.at = *at;
+                e.abandoned_for = Some(by.to_string());
             }
             _ => {}
         }
     }
     for (op, state) in &mut ops {
-        if let Some(p) = procedures.get(op) {
-            let _ = write!(state, " · {} procedure", p.as_str());
-        }
+        state.procedure = procedures.get(op).map(|p| p.as_str().to_owned());
     }
     ops
 }
@@ -764,7 +901,9 @@ pub fn history(records: &[Record]) -> Vec<StepHistory> {
                     attempt: *attempt,
                     started: *started,
                     finished: None,
-                    outcome: "interrupted".into(),
+                    outcome: StepOutcome::Interrupted,
+                    detail: None,
+                    error_code: None,
                     duration_s: None,
                 });
             }
@@ -772,11 +911,13 @@ pub fn history(records: &[Record]) -> Vec<StepHistory> {
                 if let Some(&i) = by_seq.get(seq) {
                     out[i].finished = Some(*finished);
                     out[i].duration_s = Some(secs(finished.duration_since(out[i].started)));
-                    out[i].outcome = if *ok {
-                        detail.as_ref().map_or_else(|| "ok".to_owned(), |d| format!("ok {d}"))
+                    if *ok {
+                        out[i].outcome = StepOutcome::Ok;
+                        out[i].detail.clone_from(detail);
                     } else {
-                        error.as_ref().map_or_else(|| "failed".to_owned(), |e| format!("failed {}", e.code))
-                    };
+                        out[i].outcome = StepOutcome::Failed;
+                        out[i].error_code = error.as_ref().map(|e| e.code.clone());
+                    }
                 }
             }
             _ => {}
@@ -791,22 +932,16 @@ fn inventory(spec: &Spec, obs: &Observed) -> Inventory {
     for v in &obs.volumes {
         let ours = v.tags.get(tag::CLUSTER).map(String::as_str) == Some(spec.cluster.name.as_str());
         if ours && v.tags.get(tag::ROLE).map(String::as_str) == Some("mirror") {
-            let loading = match obs.initialization.get(&v.id) {
-                Some(i) if i.complete => ", initialized".to_owned(),
-                Some(i) => format!(
-                    ", initializing{}{}",
-                    i.progress.map(|p| format!(" {p}%")).unwrap_or_default(),
-                    i.remaining_s.map(|r| format!(", about {} min left", r.div_ceil(60))).unwrap_or_default()
-                ),
-                None => String::new(),
-            };
+            let init = obs.initialization.get(&v.id);
             inv.new_volumes.insert(
                 v.id.to_string(),
-                format!(
-                    "{} for {}{loading}",
-                    v.tags.get(tag::SERVER).map_or("?", String::as_str),
-                    v.tags.get(tag::REQUEST).map_or("?", String::as_str)
-                ),
+                NewVolume {
+                    server: v.tags.get(tag::SERVER).cloned(),
+                    request: v.tags.get(tag::REQUEST).cloned(),
+                    initialized: init.map(|i| i.complete),
+                    initialization_pct: init.and_then(|i| if i.complete { Some(100) } else { i.progress }),
+                    initialization_remaining_s: init.filter(|i| !i.complete).and_then(|i| i.remaining_s),
+                },
             );
         }
         if let Some(by) = v.tags.get(tag::SUPERSEDED_BY) {
@@ -822,15 +957,35 @@ fn inventory(spec: &Spec, obs: &Observed) -> Inventory {
         {
             inv.snapshots.insert(
                 s.id.to_string(),
-                format!(
-                    "{} ({} {}%)",
-                    s.tags.get(tag::REQUEST).map_or("?", String::as_str),
-                    // EC2's own word (`pending`, `completed`, `error`), not Rust's debug name.
-                    serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-                    s.progress
-                ),
+                BackupSnapshot {
+                    name: s.tags.get(tag::REQUEST).cloned(),
+                    state: s.state,
+                    progress: s.progress,
+                    time: s.started,
+                },
             );
         }
     }
     inv
+}
+
+impl std::fmt::Display for NewVolume {
+    /// `server1 for r1, initializing 37%, about 12 min left` / `…, initialized`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} for {}", self.server.as_deref().unwrap_or("?"), self.request.as_deref().unwrap_or("?"))?;
+        match self.initialized {
+            Some(true) => write!(f, ", initialized"),
+            Some(false) => {
+                write!(f, ", initializing")?;
+                if let Some(p) = self.initialization_pct {
+                    write!(f, " {p}%")?;
+                }
+                if let Some(r) = self.initialization_remaining_s {
+                    write!(f, ", about {} min left", r.div_ceil(60))?;
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
 }

@@ -360,8 +360,11 @@ async fn interrupted(store: &dyn Store, spec: &crate::spec::Spec, resume: &str) 
         doc.history = crate::status::history(&records);
         if let Some(op) = &doc.operation {
             let prefix = format!("{op}/");
-            let done: Vec<_> =
-                doc.history.iter().filter(|h| h.step.starts_with(&prefix) && h.outcome.starts_with("ok")).collect();
+            let done: Vec<_> = doc
+                .history
+                .iter()
+                .filter(|h| h.step.starts_with(&prefix) && h.outcome == crate::status::StepOutcome::Ok)
+                .collect();
             let _ = write!(s, "  operation: {op}, {} step(s) done", done.len());
             if let Some(last) = done.last() {
                 let _ = write!(s, ", the last {} ({})", last.step, last.what);

@@ -56,7 +56,7 @@ use crate::ports::cloud::tag;
 use crate::sim::SimWorld;
 use crate::spec::ProcedureChoice;
 use crate::spec::Spec;
-use crate::status::{Phase, StatusDoc};
+use crate::status::{OpPhase, Phase, StatusDoc};
 
 /// Options of `mirrorctl bench chaos`.
 #[derive(Debug, Clone, clap::Args)]
@@ -310,8 +310,9 @@ impl Trial {
 
 /// Whether the status document says `op` completed and the cluster converged.
 fn converged(status: &Path, op: &str) -> bool {
-    StatusDoc::read(status)
-        .is_ok_and(|d| d.phase == Phase::Converged && d.operations.get(op).is_some_and(|s| s.starts_with("completed")))
+    StatusDoc::read(status).is_ok_and(|d| {
+        d.phase == Phase::Converged && d.operations.get(op).is_some_and(|s| s.state == OpPhase::Completed)
+    })
 }
 
 /// The number of lines of the journal (complete or torn).
@@ -456,9 +457,16 @@ impl FlowDriver<'_> {
                     let doc = StatusDoc::read(&status).map_or_else(
                         |e| format!("no status ({e})"),
                         |d| {
+                            let ops: Vec<String> = d.operations.iter().map(|(o, st)| format!("{o} {st}")).collect();
+                            let conds: Vec<String> =
+                                d.conditions.iter().map(|c| format!("{}: {}", c.reason, c.message)).collect();
                             format!(
-                                "phase {:?}, operations {:?}, waiting {:?}, conditions {:?}, last error {:?}",
-                                d.phase, d.operations, d.waiting, d.conditions, d.last_error
+                                "phase {}, operations [{}], waiting {}, conditions [{}], last error {}",
+                                d.phase.as_str(),
+                                ops.join("; "),
+                                d.waiting.as_deref().unwrap_or("-"),
+                                conds.join("; "),
+                                d.last_error.as_deref().unwrap_or("-")
                             )
                         },
                     );
@@ -747,15 +755,15 @@ pub fn check_status(state_dir: &Path, spec: &Spec, op: &str, abandoned: Option<&
         Err(e) => return vec![violation("status", format!("cannot read {}: {e}", path.display()))],
     };
     let mut out = Vec::new();
-    if doc.phase != Phase::Converged || !doc.operations.get(op).is_some_and(|s| s.starts_with("completed")) {
-        out.push(violation("status", format!("phase {:?}, {op}: {:?}", doc.phase, doc.operations.get(op))));
+    if doc.phase != Phase::Converged || !doc.operations.get(op).is_some_and(|s| s.state == OpPhase::Completed) {
+        let state = doc.operations.get(op).map_or_else(|| "absent".to_owned(), ToString::to_string);
+        out.push(violation("status", format!("phase {}, {op}: {state}", doc.phase.as_str())));
     }
     if let Some(old) = abandoned
         && let Some(state) = doc.operations.get(old)
-        && !state.starts_with("abandoned")
-        && !state.starts_with("completed")
+        && !matches!(state.state, OpPhase::Abandoned | OpPhase::Completed)
     {
-        out.push(violation("status", format!("{old} is {state:?} after it was replaced")));
+        out.push(violation("status", format!("{old} is {state} after it was replaced")));
     }
     out
 }
