@@ -207,6 +207,13 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Print the manual page (roff, generated from this command line's own definition) on stdout,
+    /// e.g. `mirrorctl man | man -l -`; `--dir` writes one page per command instead.
+    Man {
+        /// Write `mirrorctl.1` and `mirrorctl-<command>.1` for every command into this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Print a shell completion script on stdout (e.g. `mirrorctl completions bash >
     /// /etc/bash_completion.d/mirrorctl`).
     Completions {
@@ -382,6 +389,7 @@ pub const EXIT_CODES: &[(&str, &[u8])] = &[
     ("bench chaos", &[0, EXIT_FAILED]),
     ("run", &[0, EXIT_FAILED, EXIT_ABORTED, crate::spec::EXIT_INVALID, EXIT_STATE_DIR]),
     ("completions", &[0]),
+    ("man", &[0, EXIT_FAILED]),
 ];
 
 /// Sets up `tracing` on stderr.
@@ -431,12 +439,33 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Lab { speed, seed, os, procedure } => lab::run(&state_dir, speed, seed, os, procedure.into()).await,
         Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => chaos::run(&state_dir, &args).await,
         Command::Bench { mode: None, quick, seed } => bench::run(&state_dir, quick, seed),
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "mirrorctl", &mut std::io::stdout());
             Ok(0)
         }
     }
+}
+
+/// `mirrorctl man`: the manual page on stdout, or every command's page written into `dir`.
+fn man(dir: Option<&std::path::Path>) -> Result<u8, CliError> {
+    let command = <Cli as clap::CommandFactory>::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| clap_mangen::generate_to(command, dir))
+                .map_err(|e| CliError::Failed(format!("writing the manual pages into {}: {e}", dir.display())))?;
+            println!("manual pages written into {}", dir.display());
+        }
+        None => {
+            let mut out = std::io::stdout();
+            clap_mangen::Man::new(command)
+                .render(&mut out)
+                .map_err(|e| CliError::Failed(format!("writing the manual page: {e}")))?;
+        }
+    }
+    Ok(0)
 }
 
 /// `mirrorctl store init`: creates the DynamoDB table (or the state directory) named by `--store`.
@@ -502,9 +531,19 @@ mod tests {
     #[test]
     fn every_command_has_its_row() {
         let readme = readme_exit_codes();
-        for name in
-            ["validate", "plan", "apply", "status", "snapshots", "lab", "bench", "bench chaos", "run", "completions"]
-        {
+        for name in [
+            "validate",
+            "plan",
+            "apply",
+            "status",
+            "snapshots",
+            "man",
+            "lab",
+            "bench",
+            "bench chaos",
+            "run",
+            "completions",
+        ] {
             assert!(readme.contains_key(name), "no README row for {name}: {readme:?}");
         }
     }

@@ -1469,3 +1469,32 @@ fn status_json_schema_is_pinned() {
     redact_status(&mut doc, "");
     insta::assert_snapshot!("status_json_schema", serde_json::to_string_pretty(&doc).expect("JSON"));
 }
+
+/// `mirrorctl man` prints a roff manual page generated from the command line's definition
+/// (`man` renders it when installed); `--dir` writes one page per command. Fails on 449ec2e (no
+/// `man` command: exit 64).
+#[test]
+fn man_prints_the_manual_page_and_writes_one_per_command() {
+    let r = run_in(Path::new(REPO), &["man"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains(".TH mirrorctl 1"), "{}", r.stdout);
+    for word in ["apply", "plan", "status", "snapshots", "completions", "\\-\\-state\\-dir"] {
+        assert!(r.stdout.contains(word), "{word} in the page");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let r = run_in(Path::new(REPO), &["man", "--dir", s(dir.path())]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for page in ["mirrorctl.1", "mirrorctl-apply.1", "mirrorctl-status.1", "mirrorctl-snapshots.1"] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH "), "{page}");
+    }
+    if Command::new("man").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        let rendered = Command::new("man")
+            .args(["-l", s(&dir.path().join("mirrorctl-status.1"))])
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .expect("man runs");
+        assert!(String::from_utf8_lossy(&rendered.stdout).contains("--watch"), "man renders the page");
+    }
+}
