@@ -451,19 +451,15 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
 /// `mirrorctl man`: the manual page on stdout, or every command's page written into `dir`.
 fn man(dir: Option<&std::path::Path>) -> Result<u8, CliError> {
     let command = <Cli as clap::CommandFactory>::command();
-    match dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .and_then(|()| clap_mangen::generate_to(command, dir))
-                .map_err(|e| CliError::Failed(format!("writing the manual pages into {}: {e}", dir.display())))?;
-            println!("manual pages written into {}", dir.display());
-        }
-        None => {
-            let mut out = std::io::stdout();
-            clap_mangen::Man::new(command)
-                .render(&mut out)
-                .map_err(|e| CliError::Failed(format!("writing the manual page: {e}")))?;
-        }
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(command, dir))
+            .map_err(|e| CliError::Failed(format!("writing the manual pages into {}: {e}", dir.display())))?;
+        println!("manual pages written into {}", dir.display());
+    } else {
+        clap_mangen::Man::new(command)
+            .render(&mut std::io::stdout())
+            .map_err(|e| CliError::Failed(format!("writing the manual page: {e}")))?;
     }
     Ok(0)
 }
