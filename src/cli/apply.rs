@@ -3,6 +3,10 @@
 //! desired-state file's bytes or any part of the observed world differ from what the plan was made
 //! from ([`super::plan::stale_reasons`] says which): what runs must be what was reviewed.
 //!
+//! On a terminal the progress lines scroll above a live line (indicatif): the step running or the
+//! wait with its expected remainder, the steps done and the wall time. When stdout is not a
+//! terminal only the plain lines are printed, with no control sequences.
+//!
 //! `-o json`: stdout is one JSON object per line — a `world` line on AWS, then one per progress
 //! event (`event`: step-started, step-done, step-failed, retrying, waiting, completed, blocked,
 //! converged; `at` model time, `t_s` seconds since the start), and last a `result` object
@@ -72,6 +76,42 @@ pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
     Some(line)
 }
 
+/// The live line of `apply` on a terminal ([`indicatif`], drawn on stdout).
+fn live_line() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stdout());
+    let style =
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} wall · {pos} step(s) done · {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.set_message("observing the cluster");
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// Moves the live line on with an event: the step running, the wait (with its expected
+/// remainder), a step done.
+fn follow(bar: &indicatif::ProgressBar, kind: &EventKind) {
+    use crate::execute::progress::span;
+    match kind {
+        EventKind::StepStarted { what, .. } => bar.set_message(format!("running: {what}")),
+        EventKind::StepDone { .. } => bar.inc(1),
+        EventKind::Waiting { reason, expect } => bar.set_message(format!(
+            "waiting for {reason} (expected about {} more, model time)",
+            span(jiff::SignedDuration::try_from(*expect).unwrap_or_default())
+        )),
+        EventKind::Waited { .. } => bar.set_message("observing the cluster"),
+        EventKind::StepFailed { step, .. } => bar.set_message(format!("{step} failed; deciding what next")),
+        EventKind::Retrying { api, delay, .. } => {
+            bar.set_message(format!(
+                "retrying {api} in {}",
+                span(jiff::SignedDuration::try_from(*delay).unwrap_or_default())
+            ));
+        }
+        EventKind::Completed { .. } | EventKind::Blocked(_) | EventKind::Converged { .. } | EventKind::Lease { .. } => {
+        }
+    }
+}
+
 /// Runs `apply`.
 pub async fn run(
     state_dir: &Path,
@@ -103,30 +143,33 @@ pub async fn run(
     }
     let start = ctx.ports.clock.now();
     if let Some(world_file) = &w.file {
-        // Beside the reconcile, not before it: on the lab world model time runs while the
-        // projection computes, and an apply must not start later (or find another world) for it.
-        let (spec, dir, file, store) = (spec.clone(), state_dir.to_owned(), world_file.clone(), Arc::clone(&store));
-        let into = Arc::clone(&ctx.expected);
-        tokio::spawn(async move {
-            let found = expectations(&spec, &dir, store.as_ref(), &file, start).await;
-            if let Ok(mut e) = into.lock() {
-                *e = found;
-            }
-        });
+        spawn_expectations(&spec, state_dir, &store, world_file, start, &ctx.expected);
     }
     let (tx, mut rx) = unbounded_channel();
     ctx.progress = Progress::to(tx);
     let wall = Instant::now();
+    // On a terminal, a live line under the progress lines: what runs or is awaited now, the steps
+    // done, the wall time. Redirected output (a log, CI, a pipe) gets the plain lines only.
+    let live = (output == Output::Text && std::io::IsTerminal::is_terminal(&std::io::stdout())).then(live_line);
     let printer = tokio::spawn(async move {
         while let Some(e) = rx.recv().await {
             match output {
                 Output::Text => {
+                    if let Some(bar) = &live {
+                        follow(bar, &e.kind);
+                    }
                     if let Some(line) = render_event(&e, start) {
-                        println!("{line}");
+                        match &live {
+                            Some(bar) => bar.println(line),
+                            None => println!("{line}"),
+                        }
                     }
                 }
                 Output::Json => println!("{}", event_json(&e, start)),
             }
+        }
+        if let Some(bar) = live {
+            bar.finish_and_clear();
         }
     });
     // Interrupts: the first signal stops at the next step boundary (the steps in flight finish;
@@ -201,6 +244,27 @@ async fn converged(
     let json = serde_json::json!({"result": "converged", "cluster": name.to_string(), "wall_seconds": elapsed,
         "restore_summary": summary});
     (0, text, json)
+}
+
+/// Projects the whole sequence beside the reconcile, not before it: on the lab world model time
+/// runs while the projection computes, and an apply must not start later (or find another world)
+/// for it. The expectations land in `into` when ready.
+fn spawn_expectations(
+    spec: &crate::spec::Spec,
+    state_dir: &Path,
+    store: &Arc<dyn Store>,
+    world_file: &Path,
+    start: jiff::Timestamp,
+    into: &Arc<std::sync::Mutex<Vec<crate::status::Expectation>>>,
+) {
+    let (spec, dir, file, store) = (spec.clone(), state_dir.to_owned(), world_file.to_owned(), Arc::clone(store));
+    let into = Arc::clone(into);
+    tokio::spawn(async move {
+        let found = expectations(&spec, &dir, store.as_ref(), &file, start).await;
+        if let Ok(mut e) = into.lock() {
+            *e = found;
+        }
+    });
 }
 
 /// On the lab world, what each operation still to run is expected to take: the whole sequence
