@@ -25,7 +25,7 @@ use crate::plan::{Action, Condition, Outcome, Plan, Step, StepId, expect, plan};
 use crate::ports::{ErrorClass, Lease, PortError, Ports, Store, StoreError};
 use crate::spec::NoticeKind;
 use crate::spec::Spec;
-use crate::status::StatusDoc;
+use crate::status::{Expectation, Phase, StatusDoc, WaitState};
 use tokio_util::sync::CancellationToken;
 
 /// Longest pause between two looks at something in progress.
@@ -67,6 +67,11 @@ pub struct Context {
     /// Where completion, failure and needs-human notices go (the cluster's `[notify]` decides
     /// whether any are sent). `None`: none are.
     pub notify: Option<Notifier>,
+    /// What the caller expects of the operations (a projection: steps in all, end), for the
+    /// status document's step count and ETA; filled in by the caller whenever it is known (a
+    /// projection runs beside the reconcile, not before it). Empty: no estimate beyond the
+    /// current wait.
+    pub expected: Arc<std::sync::Mutex<Vec<Expectation>>>,
 }
 
 impl Context {
@@ -88,6 +93,7 @@ impl Context {
             stop: None,
             spec_error: None,
             notify: None,
+            expected: Arc::default(),
         }
     }
 
@@ -188,16 +194,22 @@ async fn write_status(
     plan: Option<&Plan>,
     obs: Option<&Observed>,
     err: Option<String>,
-) -> Result<(), ReconcileError> {
+    wait: Option<&WaitState>,
+) -> Result<StatusDoc, ReconcileError> {
     let (records, lease) = {
         let j = journal.lock().await;
         (j.records().to_vec(), j.lease().cloned())
     };
-    let mut doc = StatusDoc::build(spec, plan, obs, &records, err, ctx.ports.clock.now());
+    let now = ctx.ports.clock.now();
+    let mut doc = StatusDoc::build(spec, plan, obs, &records, err, now);
+    if doc.phase != Phase::Blocked {
+        let expected = ctx.expected.lock().map(|e| e.clone()).unwrap_or_default();
+        doc.progress = plan.and_then(|p| crate::status::op_progress(p, &records, now, wait, &expected));
+    }
     doc.api_calls = ctx.ports.cloud.call_counts();
     doc.spec_error.clone_from(&ctx.spec_error);
     ctx.store.write_status(&doc, lease.as_deref()).await?;
-    Ok(())
+    Ok(doc)
 }
 
 /// The heartbeat of a lease with a duration: renews it every third of its period until
@@ -328,7 +340,25 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
         progress: ctx.progress.clone(),
         crash: ctx.crash.clone(),
     };
-    let mut last_wait: Option<(String, u32)> = None;
+    // The wait under way: what, since when (model time), looks so far.
+    let mut last_wait: Option<(WaitState, u32)> = None;
+    // Whether this reconcile found the cluster anything but converged: its convergence is then a
+    // transition, logged at info; a resync that finds it converged again stays quiet.
+    let was_converged = ctx
+        .store
+        .read_status(&spec.cluster.name)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|d| d.phase == Phase::Converged && d.interrupted.is_none());
+    let mut worked = false;
+    let began = ctx.ports.clock.now();
+    let wait_over = |last_wait: &mut Option<(WaitState, u32)>| {
+        if let Some((w, _)) = last_wait.take() {
+            let elapsed = ctx.ports.clock.now().duration_since(w.since);
+            ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Waited { reason: w.reason, elapsed });
+        }
+    };
     let mut needs_human: BTreeMap<StepId, Condition> = BTreeMap::new();
     let mut passes = 0usize;
     // What the next pass reads afresh (see `Refresh`): everything first.
@@ -354,7 +384,7 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
         let (obs, p) = match plan_pass(spec, ctx, &journal, carried, &want).await {
             Ok(x) => x,
             Err(e) => {
-                write_status(spec, ctx, &journal, None, None, Some(e.to_string())).await?;
+                write_status(spec, ctx, &journal, None, None, Some(e.to_string()), None).await?;
                 return Err(e);
             }
         };
@@ -371,14 +401,22 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
                 exec.run_all(&off, p.subject.as_ref()).await?;
             }
             let blocked = Plan { outcome: Outcome::Blocked(c.clone()), ..p.clone() };
-            write_status(spec, ctx, &journal, Some(&blocked), Some(&obs), None).await?;
+            write_status(spec, ctx, &journal, Some(&blocked), Some(&obs), None, None).await?;
             ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Blocked(c.clone()));
             if let Some(n) = &ctx.notify {
                 offer_condition(n, spec, NoticeKind::Failed, &blocked, &obs, c);
             }
             return Ok(Settled::Blocked(c.clone()));
         }
-        write_status(spec, ctx, &journal, Some(&p), Some(&obs), None).await?;
+        // The wait this pass continues, or the one it begins.
+        let wait_now = match &p.outcome {
+            Outcome::Wait(w) => Some(match &last_wait {
+                Some((ws, _)) if ws.reason == w.reason => WaitState { expect: w.expect, ..ws.clone() },
+                _ => WaitState { reason: w.reason.clone(), since: obs.now, expect: w.expect },
+            }),
+            _ => None,
+        };
+        let doc = write_status(spec, ctx, &journal, Some(&p), Some(&obs), None, wait_now.as_ref()).await?;
         let started = match p.op.as_ref() {
             Some(op) => journal.lock().await.view().op(op).and_then(|v| v.started),
             None => None,
@@ -389,13 +427,25 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
         let obs = prev.insert(obs);
         match &p.outcome {
             Outcome::Converged => {
-                ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Converged);
+                wait_over(&mut last_wait);
+                let transition = worked || !was_converged;
+                if let Some(r) = doc.restore_summary.as_ref().filter(|r| worked && r.completed >= began) {
+                    // The daemon's log says once whether the restore it finished is done and safe.
+                    let text = r.render();
+                    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+                    tracing::info!(cluster = %spec.cluster.name, operation = %r.operation, safe = r.safe,
+                        running_on = r.running_on.as_deref().unwrap_or(""),
+                        downtime_seconds = r.downtime.as_ref().map_or(-1.0, |d| d.seconds),
+                        "{}", lines.join("; "));
+                }
+                ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Converged { transition });
                 if let Some(n) = &ctx.notify {
                     n.rearm(&spec.cluster.name);
                 }
                 return Ok(Settled::Converged);
             }
             Outcome::Blocked(c) => {
+                wait_over(&mut last_wait);
                 ctx.progress.emit(&ctx.ports, &spec.cluster.name, EventKind::Blocked(c.clone()));
                 if let Some(n) = &ctx.notify {
                     offer_condition(n, spec, NoticeKind::NeedsHuman, &p, obs, c);
@@ -404,18 +454,20 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
             }
             Outcome::Wait(w) => {
                 want = Refresh::after(spec, obs, &[], Some(w.watch));
+                worked = true;
                 let polls = match &mut last_wait {
-                    Some((reason, polls)) if *reason == w.reason => {
+                    Some((ws, polls)) if ws.reason == w.reason => {
                         *polls += 1;
                         *polls
                     }
                     _ => {
+                        wait_over(&mut last_wait);
                         ctx.progress.emit(
                             &ctx.ports,
                             &spec.cluster.name,
-                            EventKind::Waiting { reason: w.reason.clone() },
+                            EventKind::Waiting { reason: w.reason.clone(), expect: w.expect },
                         );
-                        last_wait = Some((w.reason.clone(), 0));
+                        last_wait = wait_now.map(|ws| (ws, 0));
                         0
                     }
                 };
@@ -431,7 +483,8 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
                 ctx.pause(delay).await;
             }
             Outcome::Steps { steps } => {
-                last_wait = None;
+                wait_over(&mut last_wait);
+                worked = true;
                 if ctx.stop_requested() {
                     return Err(ReconcileError::Stopped);
                 }

@@ -13,11 +13,13 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::execute::progress::span;
 use crate::ids::ClusterName;
 use crate::journal::Record;
 use crate::observe::Observed;
 use crate::plan::{Condition, Outcome, Plan};
 use crate::ports::cloud::tag;
+use crate::ports::cluster::MirrorColor;
 use crate::spec::Spec;
 
 /// Where a cluster stands.
@@ -50,7 +52,7 @@ impl Phase {
 }
 
 /// One step as it happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepHistory {
     /// Step id.
     pub step: String,
@@ -62,22 +64,497 @@ pub struct StepHistory {
     pub started: Timestamp,
     /// Finished (none: interrupted or running).
     pub finished: Option<Timestamp>,
-    /// Outcome: `ok`, the error, or `interrupted`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: StepOutcome,
+    /// What it reported (the id it created, the preflight's checks), when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The error code (`IncorrectState`, `VolumeInUse`, …), when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// How long it took, started → finished (model time on the lab world), in seconds to a tenth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepOutcome {
+    /// Done (or found already done).
+    Ok,
+    /// Failed (see `error_code`).
+    Failed,
+    /// Its intent has no result: the process stopped during the call.
+    Interrupted,
+}
+
+impl StepOutcome {
+    /// The JSON word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepOutcome::Ok => "ok",
+            StepOutcome::Failed => "failed",
+            StepOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Where an operation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpPhase {
+    /// Under way.
+    Started,
+    /// Completed.
+    Completed,
+    /// Replaced by another request before it completed.
+    Abandoned,
+}
+
+/// One operation in the status document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpState {
+    /// Where it stands.
+    pub state: OpPhase,
+    /// When it reached that state.
+    pub at: Timestamp,
+    /// When it started.
+    pub started: Option<Timestamp>,
+    /// The operation that replaced it (abandoned only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abandoned_for: Option<String>,
+    /// The CLUSTERPRO procedure its preflight proved (`vendor`, `reconfigure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub procedure: Option<String>,
+}
+
+impl std::fmt::Display for OpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.state {
+            OpPhase::Started => write!(f, "started {}", self.at)?,
+            OpPhase::Completed => write!(f, "completed {}", self.at)?,
+            OpPhase::Abandoned => {
+                write!(f, "abandoned {} for {}", self.at, self.abandoned_for.as_deref().unwrap_or("another request"))?;
+            }
+        }
+        if let Some(p) = &self.procedure {
+            write!(f, " · {p} procedure")?;
+        }
+        Ok(())
+    }
+}
+
+/// A volume a restore made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewVolume {
+    /// The server it is for.
+    pub server: Option<String>,
+    /// The request that made it.
+    pub request: Option<String>,
+    /// EBS has loaded it from the snapshot; `null` until a full look asked EC2.
+    pub initialized: Option<bool>,
+    /// Percent loaded, when EC2 reported it.
+    pub initialization_pct: Option<u8>,
+    /// EC2's estimate of the seconds of loading left.
+    pub initialization_remaining_s: Option<u64>,
+}
+
+/// A backup snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSnapshot {
+    /// The backup's name (`mirrorctl:request` tag).
+    pub name: Option<String>,
+    /// EC2's state.
+    pub state: crate::ports::cloud::SnapshotState,
+    /// Percent uploaded.
+    pub progress: u8,
+    /// Its point in time.
+    pub time: Timestamp,
+}
+
+/// Where the operation under way stands: written with every pass, so a reader mid-operation sees
+/// the steps in flight or the wait, how far along it is, and when it should end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpProgress {
+    /// The operation (`restore/<request>`, `backup/<name>`).
+    pub operation: String,
+    /// When its first step began (from the journal); none before that.
+    pub started: Option<Timestamp>,
+    /// Seconds since `started`, at `StatusDoc::updated`.
+    pub elapsed_s: Option<f64>,
+    /// Steps of the operation done so far (distinct steps with a successful result).
+    pub steps_done: usize,
+    /// How many steps the operation takes in all, when a projection is known (`apply` on the lab
+    /// world projects the whole sequence first); `null` otherwise.
+    pub steps_total: Option<usize>,
+    /// The steps this pass runs now (their intents are written as each starts).
+    pub current: Vec<CurrentStep>,
+    /// What the operation waits for now, if it waits.
+    pub waiting: Option<WaitProgress>,
+    /// When the operation should end, if it can be estimated.
+    pub eta: Option<Eta>,
+}
+
+/// A step being run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentStep {
+    /// Step id.
+    pub step: String,
+    /// What it does.
+    pub what: String,
+}
+
+/// A wait under way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitProgress {
+    /// What is awaited, in words.
+    pub reason: String,
+    /// When this wait began.
+    pub since: Timestamp,
+    /// Seconds waited so far.
+    pub elapsed_s: f64,
+    /// The expected remainder at the latency model's medians: an estimate.
+    pub expected_remaining_s: f64,
+}
+
+/// An estimated end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Eta {
+    /// The estimated end.
+    pub at: Timestamp,
+    /// Seconds from `StatusDoc::updated` to `at` (0 when overdue).
+    pub remaining_s: f64,
+    /// Always `true`: the figure comes from a model, not a measurement.
+    pub estimate: bool,
+    /// What the estimate rests on.
+    pub basis: String,
+}
+
+/// What the caller of a reconcile expects of an operation, from a projection of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation {
+    /// The operation.
+    pub op: String,
+    /// Its steps in all (done before the projection plus projected).
+    pub steps_total: usize,
+    /// Its projected end.
+    pub end: Timestamp,
+    /// What the figures rest on, in words.
+    pub basis: String,
+}
+
+/// The wait a reconcile loop is in: what, and since when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitState {
+    /// What, in words.
+    pub reason: String,
+    /// Since when.
+    pub since: Timestamp,
+    /// The expected remainder at the time of the pass.
+    pub expect: std::time::Duration,
+}
+
+fn secs(d: jiff::SignedDuration) -> f64 {
+    (d.as_secs_f64().max(0.0) * 10.0).round() / 10.0
+}
+
+/// "Is my restore done and safe?" in one place: written after a restore completed, from the
+/// observation of the pass (CLUSTERPRO, EC2) and the journal (the downtime).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreSummary {
+    /// The restore (`restore/<request>`).
+    pub operation: String,
+    /// When it completed.
+    pub completed: Timestamp,
+    /// The failover group.
+    pub group: String,
+    /// Its state now (`online`, `offline`, `online-pending`, …).
+    pub group_state: Option<String>,
+    /// The server running it now.
+    pub running_on: Option<String>,
+    /// Mirror colour of each server's side now (`GREEN`, `RED`, `YELLOW`, `GRAY`).
+    pub mirror: BTreeMap<String, MirrorColor>,
+    /// The volume at the mirror device of each server now.
+    pub attached: Vec<AttachedNow>,
+    /// The volumes the restore replaced: kept, detached, tagged `mirrorctl:superseded-by`.
+    pub kept: Vec<KeptVolume>,
+    /// Business downtime, measured: the group's stop (the `stop-group` step began) to its start
+    /// (the `start-group` step ended); `null` when the journal does not hold both.
+    pub downtime: Option<Downtime>,
+    /// Seconds until EBS has loaded every restored volume from the snapshot, by EC2's estimate:
+    /// 0 when all are loaded, `null` when EC2 did not say (before the next full look).
+    pub loading_remaining_s: Option<u64>,
+    /// Group online, both sides of the mirror GREEN, and each server on a volume of this restore.
+    pub safe: bool,
+}
+
+/// The volume at a server's mirror device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedNow {
+    /// Server.
+    pub server: String,
+    /// Volume id.
+    pub volume: String,
+    /// Device.
+    pub device: String,
+    /// Made by this restore (tagged with its request).
+    pub restored: bool,
+    /// Percent EBS has loaded from the snapshot, when EC2 reported it.
+    pub loaded_pct: Option<u8>,
+    /// Loading finished.
+    pub loaded: Option<bool>,
+}
+
+/// A replaced volume kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptVolume {
+    /// The old volume.
+    pub volume: String,
+    /// The volume that replaced it.
+    pub superseded_by: String,
+}
+
+/// A measured business downtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Downtime {
+    /// The group was stopped (the step began).
+    pub from: Timestamp,
+    /// It was started again (the step ended).
+    pub to: Timestamp,
+    /// Seconds between.
+    pub seconds: f64,
+}
+
+/// A CLUSTERPRO object state as a JSON enum word.
+fn state_word(s: crate::ports::cluster::ObjectState) -> &'static str {
+    use crate::ports::cluster::ObjectState as S;
+    match s {
+        S::Online => "online",
+        S::Offline => "offline",
+        S::OnlinePending => "online-pending",
+        S::OfflinePending => "offline-pending",
+        S::OnlineFailure => "online-failure",
+        S::OfflineFailure => "offline-failure",
+        S::Unknown => "unknown",
+    }
+}
+
+/// The summary of the last restore the journal shows completed (backups after it do not hide it:
+/// the group, colours, volumes and loading are read now).
+pub fn restore_summary(spec: &Spec, obs: &Observed, records: &[Record]) -> Option<RestoreSummary> {
+    let (op, request, completed) = records.iter().rev().find_map(|r| match r {
+        Record::OpCompleted { op: op @ crate::plan::OpId::Restore(request), at } => Some((op, request, *at)),
+        _ => None,
+    })?;
+    let op_s = op.to_string();
+    // `restore/r1/start-group@server1` is of kind `start-group`.
+    let kind = |step: &crate::plan::StepId| -> String {
+        step.0.strip_prefix(&format!("{op_s}/")).unwrap_or_default().split('@').next().unwrap_or_default().to_owned()
+    };
+    let stop_at = records.iter().find_map(|r| match r {
+        Record::Intent { op: o, step, started, .. } if o == op && kind(step) == "stop-group" => Some(*started),
+        _ => None,
+    });
+    let start_done = records.iter().rev().find_map(|r| match r {
+        Record::Result { op: o, step, ok: true, finished, .. } if o == op && kind(step) == "start-group" => {
+            Some(*finished)
+        }
+        _ => None,
+    });
+    let downtime = match (stop_at, start_done) {
+        (Some(from), Some(to)) => Some(Downtime { from, to, seconds: secs(to.duration_since(from)) }),
+        _ => None,
+    };
+    let placement = obs.cluster.groups.get(&spec.mirror.group);
+    let mut attached = Vec::new();
+    let mut remaining: Option<u64> = Some(0);
+    for s in &spec.cluster.servers {
+        let Some((v, _)) = crate::plan::restore::at_device(spec, obs, s) else { continue };
+        let restored = v.tags.get(tag::REQUEST).map(String::as_str) == Some(request.as_str());
+        let init = obs.initialization.get(&v.id);
+        if restored {
+            remaining = match (remaining, init) {
+                (Some(r), Some(i)) if i.complete => Some(r),
+                (Some(r), Some(i)) => i.remaining_s.map(|x| r.max(x)),
+                _ => None,
+            };
+        }
+        attached.push(AttachedNow {
+            server: s.name.to_string(),
+            volume: v.id.to_string(),
+            device: spec.mirror.device.to_string(),
+            restored,
+            loaded_pct: init.and_then(|i| if i.complete { Some(100) } else { i.progress }),
+            loaded: init.map(|i| i.complete),
+        });
+    }
+    let kept = obs
+        .volumes
+        .iter()
+        .filter_map(|v| {
+            let by = v.tags.get(tag::SUPERSEDED_BY)?;
+            Some(KeptVolume { volume: v.id.to_string(), superseded_by: by.clone() })
+        })
+        .collect();
+    let mirror: BTreeMap<String, MirrorColor> =
+        obs.mirror.as_ref().map(|m| m.colors.iter().map(|(k, v)| (k.to_string(), *v)).collect()).unwrap_or_default();
+    let any_restored = attached.iter().any(|a| a.restored);
+    let safe = placement.is_some_and(|p| p.state == crate::ports::cluster::ObjectState::Online)
+        && mirror.len() == spec.cluster.servers.len()
+        && mirror.values().all(|c| *c == MirrorColor::Green)
+        && attached.len() == spec.cluster.servers.len()
+        && attached.iter().all(|a| a.restored);
+    Some(RestoreSummary {
+        operation: op_s,
+        completed,
+        group: spec.mirror.group.to_string(),
+        group_state: placement.map(|p| state_word(p.state).to_owned()),
+        running_on: placement.and_then(|p| p.current.as_ref()).map(ToString::to_string),
+        mirror,
+        attached,
+        kept,
+        downtime,
+        loading_remaining_s: remaining.filter(|_| any_restored),
+        safe,
+    })
+}
+
+impl RestoreSummary {
+    /// The human lines (also the daemon's log line, joined).
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let verdict = if self.safe { "done and safe" } else { "done, NOT yet safe" };
+        let _ = writeln!(s, "  {} {verdict} (completed {}):", self.operation, self.completed);
+        let _ = writeln!(
+            s,
+            "    group:      {} {} on {}",
+            self.group,
+            self.group_state.as_deref().unwrap_or("state unknown"),
+            self.running_on.as_deref().unwrap_or("no server")
+        );
+        let colours: Vec<String> = self.mirror.iter().map(|(k, c)| format!("{k} {}", colour(*c))).collect();
+        let _ = writeln!(
+            s,
+            "    mirror:     {}",
+            if colours.is_empty() { "colours unknown".to_owned() } else { colours.join(", ") }
+        );
+        for a in &self.attached {
+            let loading = match (a.loaded, a.loaded_pct) {
+                (Some(true), _) => ", loaded from the snapshot".to_owned(),
+                (_, Some(p)) => format!(", loading from the snapshot {p}%"),
+                _ => String::new(),
+            };
+            let what = if a.restored { "restored" } else { "NOT this restore's" };
+            let _ = writeln!(s, "    attached:   {} {} at {} ({what}{loading})", a.server, a.volume, a.device);
+        }
+        for k in &self.kept {
+            let _ = writeln!(s, "    kept:       {} (superseded by {}; never deleted)", k.volume, k.superseded_by);
+        }
+        match &self.downtime {
+            Some(d) => {
+                let _ = writeln!(
+                    s,
+                    "    downtime:   {} (group stopped {} → started {}, measured)",
+                    span(jiff::SignedDuration::from_secs_f64(d.seconds)),
+                    d.from,
+                    d.to
+                );
+            }
+            None => {
+                let _ = writeln!(s, "    downtime:   unknown (the journal holds no group stop and start)");
+            }
+        }
+        let loading = match self.loading_remaining_s {
+            Some(0) => "complete".to_owned(),
+            Some(r) => {
+                format!("about {} left (EC2's estimate)", span(jiff::SignedDuration::from_secs(r.cast_signed())))
+            }
+            None => "ETA unknown until EC2 reports it".to_owned(),
+        };
+        let _ = writeln!(s, "    loading:    {loading}");
+        s
+    }
+}
+
+fn colour(c: MirrorColor) -> &'static str {
+    match c {
+        MirrorColor::Green => "GREEN",
+        MirrorColor::Red => "RED",
+        MirrorColor::Yellow => "YELLOW",
+        MirrorColor::Gray => "GRAY",
+    }
+}
+
+/// The progress of the operation `plan` pursues, from the journal `records`, at `now`.
+pub fn op_progress(
+    plan: &Plan,
+    records: &[Record],
+    now: Timestamp,
+    wait: Option<&WaitState>,
+    expected: &[Expectation],
+) -> Option<OpProgress> {
+    let op = plan.op.as_ref()?.to_string();
+    let mut started = None;
+    let mut done = std::collections::BTreeSet::new();
+    for r in records {
+        match r {
+            Record::Intent { op: o, started: at, .. } if o.to_string() == op => {
+                started = started.or(Some(*at));
+            }
+            Record::Result { op: o, step, ok: true, .. } if o.to_string() == op => {
+                done.insert(step.to_string());
+            }
+            _ => {}
+        }
+    }
+    let current =
+        plan.steps().iter().map(|s| CurrentStep { step: s.id.to_string(), what: s.action.describe() }).collect();
+    let waiting = match (&plan.outcome, wait) {
+        (Outcome::Wait(w), Some(ws)) if ws.reason == w.reason => Some(WaitProgress {
+            reason: ws.reason.clone(),
+            since: ws.since,
+            elapsed_s: secs(now.duration_since(ws.since)),
+            expected_remaining_s: (w.expect.as_secs_f64() * 10.0).round() / 10.0,
+        }),
+        (Outcome::Wait(w), _) => Some(WaitProgress {
+            reason: w.reason.clone(),
+            since: now,
+            elapsed_s: 0.0,
+            expected_remaining_s: (w.expect.as_secs_f64() * 10.0).round() / 10.0,
+        }),
+        _ => None,
+    };
+    let exp = expected.iter().find(|e| e.op == op);
+    let eta = exp.map(|e| Eta {
+        at: e.end,
+        remaining_s: secs(e.end.duration_since(now)),
+        estimate: true,
+        basis: e.basis.clone(),
+    });
+    Some(OpProgress {
+        operation: op,
+        started,
+        elapsed_s: started.map(|t| secs(now.duration_since(t))),
+        steps_done: done.len(),
+        steps_total: exp.map(|e| e.steps_total.max(done.len())),
+        current,
+        waiting,
+        eta,
+    })
 }
 
 /// Resources mirrorctl made or replaced.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
-    /// Restored volumes: id → "server for request", with how far EBS has loaded it from the
-    /// snapshot when known (`, initializing 37%, about 12 min left` / `, initialized`).
-    pub new_volumes: BTreeMap<String, String>,
+    /// Restored volumes by id: server, request, and how far EBS has loaded each from the snapshot.
+    pub new_volumes: BTreeMap<String, NewVolume>,
     /// Replaced volumes: old id → the id that replaced it (kept, never deleted).
     pub replaced_volumes: BTreeMap<String, String>,
     /// Volumes of abandoned requests: id → the request that replaced it.
     pub abandoned_volumes: BTreeMap<String, String>,
-    /// Backup snapshots: id → "name (state progress%)".
-    pub snapshots: BTreeMap<String, String>,
+    /// Backup snapshots by id.
+    pub snapshots: BTreeMap<String, BackupSnapshot>,
     /// Restored volumes: id → how far EBS has loaded it, when it should be done, and whether
     /// it was fast-restored (structured, for `-o json`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -107,7 +584,7 @@ pub struct Loading {
 }
 
 /// The status document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusDoc {
     /// Cluster.
     pub cluster: ClusterName,
@@ -121,12 +598,18 @@ pub struct StatusDoc {
     pub conditions: Vec<Condition>,
     /// What it waits for.
     pub waiting: Option<String>,
+    /// Where the operation under way stands (steps done, in flight, the wait, the end expected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<OpProgress>,
+    /// After the last restore completed: is it done and safe (one summary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_summary: Option<RestoreSummary>,
     /// Last error.
     pub last_error: Option<String>,
     /// Planner notes (decisions and why).
     pub notes: Vec<String>,
-    /// Operations: name → started/completed/abandoned.
-    pub operations: BTreeMap<String, String>,
+    /// Operations by name (`backup/<name>`, `restore/<request>`).
+    pub operations: BTreeMap<String, OpState>,
     /// The most recent steps, oldest first.
     pub history: Vec<StepHistory>,
     /// Volumes and snapshots.
@@ -178,11 +661,38 @@ impl StatusDoc {
             operation: plan.and_then(|p| p.op.as_ref()).map(ToString::to_string),
             conditions,
             waiting,
+            progress: None,
+            restore_summary: obs.and_then(|o| restore_summary(spec, o, records)),
             last_error,
             notes: plan.map(|p| p.notes.clone()).unwrap_or_default(),
             operations: operations(records),
             history: history(records),
             inventory: obs.map(|o| inventory(spec, o)).unwrap_or_default(),
+            api_calls: BTreeMap::new(),
+            updated: now,
+            spec_error: None,
+            stopped: None,
+            interrupted: None,
+        }
+    }
+
+    /// A document that says nothing yet (phase error until a pass writes one), for a cluster the
+    /// reconcile loop has not written.
+    pub fn empty(cluster: ClusterName, source: PathBuf, now: Timestamp) -> StatusDoc {
+        StatusDoc {
+            cluster,
+            source,
+            phase: Phase::Error,
+            operation: None,
+            conditions: Vec::new(),
+            waiting: None,
+            progress: None,
+            restore_summary: None,
+            last_error: None,
+            notes: Vec::new(),
+            operations: BTreeMap::new(),
+            history: Vec::new(),
+            inventory: Inventory::default(),
             api_calls: BTreeMap::new(),
             updated: now,
             spec_error: None,
@@ -218,8 +728,13 @@ impl StatusDoc {
         if let Some(op) = &self.operation {
             let _ = writeln!(s, "  operation: {op}");
         }
-        if let Some(w) = &self.waiting {
-            let _ = writeln!(s, "  waiting:   {w}");
+        match &self.progress {
+            Some(p) => render_progress(&mut s, p),
+            None => {
+                if let Some(w) = &self.waiting {
+                    let _ = writeln!(s, "  waiting:   {w}");
+                }
+            }
         }
         for c in &self.conditions {
             let _ = writeln!(s, "  BLOCKED:   {} — {}", c.reason, c.message);
@@ -227,6 +742,9 @@ impl StatusDoc {
         }
         if let Some(e) = &self.last_error {
             let _ = writeln!(s, "  error:     {e}");
+        }
+        if let Some(r) = &self.restore_summary {
+            s.push_str(&r.render());
         }
         if let Some(why) = &self.stopped {
             let _ = writeln!(s, "  stopped:   {why}");
@@ -250,11 +768,20 @@ impl StatusDoc {
             }
         }
         let inv = &self.inventory;
+        let new: BTreeMap<String, String> = inv.new_volumes.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        let snaps: BTreeMap<String, String> = inv
+            .snapshots
+            .iter()
+            .map(|(k, b)| {
+                let state = crate::plan::candidates::state_word(b.state);
+                (k.clone(), format!("{} ({state} {}%, taken {})", b.name.as_deref().unwrap_or("?"), b.progress, b.time))
+            })
+            .collect();
         for (title, map) in [
-            ("new volumes", &inv.new_volumes),
+            ("new volumes", &new),
             ("replaced volumes (kept)", &inv.replaced_volumes),
             ("abandoned volumes (kept)", &inv.abandoned_volumes),
-            ("backup snapshots", &inv.snapshots),
+            ("backup snapshots", &snaps),
             ("fast snapshot restore", &inv.fast_restore),
         ] {
             if !map.is_empty() {
@@ -267,7 +794,13 @@ impl StatusDoc {
         if !self.history.is_empty() {
             let _ = writeln!(s, "  recent steps:");
             for h in self.history.iter().rev().take(12).collect::<Vec<_>>().into_iter().rev() {
-                let _ = writeln!(s, "    {}  {:<44} {:<30} {}", h.started, h.step, h.outcome, h.what);
+                let took = h.duration_s.map_or_else(String::new, |d| span(jiff::SignedDuration::from_secs_f64(d)));
+                let outcome = match (h.outcome, &h.detail, &h.error_code) {
+                    (StepOutcome::Ok, Some(d), _) => format!("ok {d}"),
+                    (StepOutcome::Failed, _, Some(c)) => format!("failed {c}"),
+                    (o, _, _) => o.as_str().to_owned(),
+                };
+                let _ = writeln!(s, "    {}  {:<44} {:>7}  {:<30} {}", h.started, h.step, took, outcome, h.what);
             }
         }
         if !self.api_calls.is_empty() {
@@ -280,11 +813,46 @@ impl StatusDoc {
     }
 }
 
-/// Each operation's state (`started …`, `completed …`, `abandoned … for …`), followed by the
-/// CLUSTERPRO procedure its preflight proved (` · vendor procedure`), so that status says which
-/// procedure ran.
-pub fn operations(records: &[Record]) -> BTreeMap<String, String> {
-    let mut ops: BTreeMap<String, String> = BTreeMap::new();
+/// The progress lines of the human status.
+fn render_progress(s: &mut String, p: &OpProgress) {
+    let mut line = match p.steps_total {
+        Some(total) => format!("{} of {total} steps done", p.steps_done),
+        None => format!("{} step(s) done", p.steps_done),
+    };
+    if let Some(e) = p.elapsed_s {
+        let _ = write!(line, " · elapsed {}", span(jiff::SignedDuration::from_secs_f64(e)));
+    }
+    match &p.eta {
+        Some(eta) => {
+            let _ = write!(
+                line,
+                " · ETA {} (about {} more; an estimate: {})",
+                eta.at,
+                span(jiff::SignedDuration::from_secs_f64(eta.remaining_s)),
+                eta.basis
+            );
+        }
+        None => line.push_str(" · no ETA (no projection of the whole operation)"),
+    }
+    let _ = writeln!(s, "  progress:  {line}");
+    for c in &p.current {
+        let _ = writeln!(s, "  running:   {} ({})", c.step, c.what);
+    }
+    if let Some(w) = &p.waiting {
+        let _ = writeln!(
+            s,
+            "  waiting:   {} for {}; expected about {} more (estimate at model medians)",
+            w.reason,
+            span(jiff::SignedDuration::from_secs_f64(w.elapsed_s)),
+            span(jiff::SignedDuration::from_secs_f64(w.expected_remaining_s))
+        );
+    }
+}
+
+/// Each operation's state, with the CLUSTERPRO procedure its preflight proved, so that status
+/// says which procedure ran.
+pub fn operations(records: &[Record]) -> BTreeMap<String, OpState> {
+    let mut ops: BTreeMap<String, OpState> = BTreeMap::new();
     let mut procedures = BTreeMap::new();
     for r in records {
         match r {
@@ -292,21 +860,45 @@ pub fn operations(records: &[Record]) -> BTreeMap<String, String> {
                 procedures.insert(op.to_string(), request.procedure);
             }
             Record::OpStarted { op, at, .. } => {
-                ops.insert(op.to_string(), format!("started {at}"));
+                ops.insert(
+                    op.to_string(),
+                    OpState {
+                        state: OpPhase::Started,
+                        at: *at,
+                        started: Some(*at),
+                        abandoned_for: None,
+                        procedure: None,
+                    },
+                );
             }
             Record::OpCompleted { op, at } => {
-                ops.insert(op.to_string(), format!("completed {at}"));
+                let e = ops.entry(op.to_string()).or_insert(OpState {
+                    state: OpPhase::Completed,
+                    at: *at,
+                    started: None,
+                    abandoned_for: None,
+                    procedure: None,
+                });
+                e.state = OpPhase::Completed;
+                e.at = *at;
             }
             Record::OpAbandoned { op, by, at } => {
-                ops.insert(op.to_string(), format!("abandoned {at} for {by}"));
+                let e = ops.entry(op.to_string()).or_insert(OpState {
+                    state: OpPhase::Abandoned,
+                    at: *at,
+                    started: None,
+                    abandoned_for: None,
+                    procedure: None,
+                });
+                e.state = OpPhase::Abandoned;
+                e.at = *at;
+                e.abandoned_for = Some(by.to_string());
             }
             _ => {}
         }
     }
     for (op, state) in &mut ops {
-        if let Some(p) = procedures.get(op) {
-            let _ = write!(state, " · {} procedure", p.as_str());
-        }
+        state.procedure = procedures.get(op).map(|p| p.as_str().to_owned());
     }
     ops
 }
@@ -325,17 +917,23 @@ pub fn history(records: &[Record]) -> Vec<StepHistory> {
                     attempt: *attempt,
                     started: *started,
                     finished: None,
-                    outcome: "interrupted".into(),
+                    outcome: StepOutcome::Interrupted,
+                    detail: None,
+                    error_code: None,
+                    duration_s: None,
                 });
             }
             Record::Result { seq, ok, error, finished, detail, .. } => {
                 if let Some(&i) = by_seq.get(seq) {
                     out[i].finished = Some(*finished);
-                    out[i].outcome = if *ok {
-                        detail.as_ref().map_or_else(|| "ok".to_owned(), |d| format!("ok {d}"))
+                    out[i].duration_s = Some(secs(finished.duration_since(out[i].started)));
+                    if *ok {
+                        out[i].outcome = StepOutcome::Ok;
+                        out[i].detail.clone_from(detail);
                     } else {
-                        error.as_ref().map_or_else(|| "failed".to_owned(), |e| format!("failed {}", e.code))
-                    };
+                        out[i].outcome = StepOutcome::Failed;
+                        out[i].error_code = error.as_ref().map(|e| e.code.clone());
+                    }
                 }
             }
             _ => {}
@@ -355,18 +953,6 @@ fn inventory(spec: &Spec, obs: &Observed) -> Inventory {
             let eta = init.filter(|i| !i.complete).and_then(|i| i.remaining_s).and_then(|r| {
                 obs.now.checked_add(jiff::SignedDuration::from_secs(i64::try_from(r).unwrap_or(i64::MAX))).ok()
             });
-            let fast = if v.fast_restored { ", fast-restored" } else { "" };
-            let loading = match init {
-                Some(i) if i.complete => format!("{fast}, initialized"),
-                Some(i) => format!(
-                    "{fast}, initializing{}{}{}",
-                    i.progress.map(|p| format!(" {p}%")).unwrap_or_default(),
-                    i.remaining_s.map(|r| format!(", about {} min left", r.div_ceil(60))).unwrap_or_default(),
-                    eta.map(|t| format!(" (ETA {t:.0})")).unwrap_or_default()
-                ),
-                None if v.fast_restored => ", fast-restored (initialized at creation)".to_owned(),
-                None => String::new(),
-            };
             if init.is_some() || v.fast_restored {
                 inv.initialization.insert(
                     v.id.to_string(),
@@ -380,9 +966,16 @@ fn inventory(spec: &Spec, obs: &Observed) -> Inventory {
                     },
                 );
             }
+            let init = obs.initialization.get(&v.id);
             inv.new_volumes.insert(
                 v.id.to_string(),
-                format!("{server} for {}{loading}", v.tags.get(tag::REQUEST).map_or("?", String::as_str)),
+                NewVolume {
+                    server: v.tags.get(tag::SERVER).cloned(),
+                    request: v.tags.get(tag::REQUEST).cloned(),
+                    initialized: init.map(|i| i.complete),
+                    initialization_pct: init.and_then(|i| if i.complete { Some(100) } else { i.progress }),
+                    initialization_remaining_s: init.filter(|i| !i.complete).and_then(|i| i.remaining_s),
+                },
             );
         }
         if let Some(by) = v.tags.get(tag::SUPERSEDED_BY) {
@@ -401,15 +994,35 @@ fn inventory(spec: &Spec, obs: &Observed) -> Inventory {
         {
             inv.snapshots.insert(
                 s.id.to_string(),
-                format!(
-                    "{} ({} {}%)",
-                    s.tags.get(tag::REQUEST).map_or("?", String::as_str),
-                    // EC2's own word (`pending`, `completed`, `error`), not Rust's debug name.
-                    serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-                    s.progress
-                ),
+                BackupSnapshot {
+                    name: s.tags.get(tag::REQUEST).cloned(),
+                    state: s.state,
+                    progress: s.progress,
+                    time: s.started,
+                },
             );
         }
     }
     inv
+}
+
+impl std::fmt::Display for NewVolume {
+    /// `server1 for r1, initializing 37%, about 12 min left` / `…, initialized`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} for {}", self.server.as_deref().unwrap_or("?"), self.request.as_deref().unwrap_or("?"))?;
+        match self.initialized {
+            Some(true) => write!(f, ", initialized"),
+            Some(false) => {
+                write!(f, ", initializing")?;
+                if let Some(p) = self.initialization_pct {
+                    write!(f, " {p}%")?;
+                }
+                if let Some(r) = self.initialization_remaining_s {
+                    write!(f, ", about {} min left", r.div_ceil(60))?;
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
 }

@@ -3,6 +3,10 @@
 //! desired-state file's bytes or any part of the observed world differ from what the plan was made
 //! from ([`super::plan::stale_reasons`] says which): what runs must be what was reviewed.
 //!
+//! On a terminal the progress lines scroll above a live line (indicatif): the step running or the
+//! wait with its expected remainder, the steps done and the wall time. When stdout is not a
+//! terminal only the plain lines are printed, with no control sequences.
+//!
 //! `-o json`: stdout is one JSON object per line — a `world` line on AWS, then one per progress
 //! event (`event`: step-started, step-done, step-failed, retrying, waiting, completed, blocked,
 //! converged; `at` model time, `t_s` seconds since the start), and last a `result` object
@@ -53,12 +57,18 @@ pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
         EventKind::Retrying { api, error, delay } => {
             format!("[{t:8.1}s]   retry {api} in {:.1}s ({error})", delay.as_secs_f64())
         }
-        EventKind::Waiting { reason } => format!("[{t:8.1}s] … waiting for {reason}"),
+        EventKind::Waiting { reason, expect } => format!(
+            "[{t:8.1}s] … waiting for {reason} (expected about {} more, an estimate)",
+            crate::execute::progress::span(jiff::SignedDuration::try_from(*expect).unwrap_or_default())
+        ),
+        EventKind::Waited { reason, elapsed } => {
+            format!("[{t:8.1}s]   waited {} for {reason}", crate::execute::progress::span(*elapsed))
+        }
         EventKind::Completed { op } => format!("[{t:8.1}s] ■ {op} completed"),
         EventKind::Blocked(c) => {
             format!("[{t:8.1}s] BLOCKED {}: {}\n            what to do: {}", c.reason, c.message, c.action)
         }
-        EventKind::Converged => format!("[{t:8.1}s] converged"),
+        EventKind::Converged { .. } => format!("[{t:8.1}s] converged"),
         EventKind::Lease { held: true, epoch, taken_over_from: Some(from) } => {
             format!("[{t:8.1}s] lease taken over from {from} (its heartbeat had stopped), epoch {epoch}")
         }
@@ -69,8 +79,44 @@ pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
 
 /// How long `apply` waits at exit for its notifications (with their retries).
 const NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+/// The live line of `apply` on a terminal ([`indicatif`], drawn on stdout).
+fn live_line() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stdout());
+    let style =
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} wall · {pos} step(s) done · {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.set_message("observing the cluster");
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// Moves the live line on with an event: the step running, the wait (with its expected
+/// remainder), a step done.
+fn follow(bar: &indicatif::ProgressBar, kind: &EventKind) {
+    use crate::execute::progress::span;
+    match kind {
+        EventKind::StepStarted { what, .. } => bar.set_message(format!("running: {what}")),
+        EventKind::StepDone { .. } => bar.inc(1),
+        EventKind::Waiting { reason, expect } => bar.set_message(format!(
+            "waiting for {reason} (expected about {} more, model time)",
+            span(jiff::SignedDuration::try_from(*expect).unwrap_or_default())
+        )),
+        EventKind::Waited { .. } => bar.set_message("observing the cluster"),
+        EventKind::StepFailed { step, .. } => bar.set_message(format!("{step} failed; deciding what next")),
+        EventKind::Retrying { api, delay, .. } => {
+            bar.set_message(format!(
+                "retrying {api} in {}",
+                span(jiff::SignedDuration::try_from(*delay).unwrap_or_default())
+            ));
+        }
+        EventKind::Completed { .. } | EventKind::Blocked(_) | EventKind::Converged { .. } | EventKind::Lease { .. } => {
+        }
+    }
+}
 
 /// Runs `apply`.
+#[allow(clippy::too_many_lines)] // one sequence: world, plan check, notifier, progress, result
 pub async fn run(
     state_dir: &Path,
     store: Arc<dyn Store>,
@@ -99,22 +145,37 @@ pub async fn run(
     if let Some(path) = saved {
         check_saved_plan(path, &spec, file, &ctx).await?;
     }
+    let start = ctx.ports.clock.now();
+    if let Some(world_file) = &w.file {
+        spawn_expectations(&spec, state_dir, &store, world_file, start, &ctx.expected);
+    }
     let (tx, mut rx) = unbounded_channel();
     ctx.progress = Progress::to(tx);
     let notifier = Notifier::start(crate::adapters::notify::aws_sinks(), RetrySchedule::default());
     ctx.notify = Some(notifier.clone());
-    let start = ctx.ports.clock.now();
     let wall = Instant::now();
+    // On a terminal, a live line under the progress lines: what runs or is awaited now, the steps
+    // done, the wall time. Redirected output (a log, CI, a pipe) gets the plain lines only.
+    let live = (output == Output::Text && std::io::IsTerminal::is_terminal(&std::io::stdout())).then(live_line);
     let printer = tokio::spawn(async move {
         while let Some(e) = rx.recv().await {
             match output {
                 Output::Text => {
+                    if let Some(bar) = &live {
+                        follow(bar, &e.kind);
+                    }
                     if let Some(line) = render_event(&e, start) {
-                        println!("{line}");
+                        match &live {
+                            Some(bar) => bar.println(line),
+                            None => println!("{line}"),
+                        }
                     }
                 }
                 Output::Json => println!("{}", event_json(&e, start)),
             }
+        }
+        if let Some(bar) = live {
+            bar.finish_and_clear();
         }
     });
     // Interrupts: the first signal stops at the next step boundary (the steps in flight finish;
@@ -156,11 +217,7 @@ pub async fn run(
     let name = &spec.cluster.name;
     let elapsed = wall.elapsed().as_secs_f64();
     let (code, text, json) = match result {
-        Ok(Settled::Converged) => (
-            0,
-            format!("{name} converged in {elapsed:.1}s"),
-            serde_json::json!({"result": "converged", "cluster": name.to_string(), "wall_seconds": elapsed}),
-        ),
+        Ok(Settled::Converged) => converged(store.as_ref(), name, start, elapsed).await,
         Ok(Settled::Blocked(c)) => (
             EXIT_BLOCKED,
             format!("{name} is blocked ({}); `mirrorctl status {name}` shows it again", c.reason),
@@ -180,6 +237,108 @@ pub async fn run(
         Output::Json => println!("{json}"),
     }
     Ok(code)
+}
+
+/// The end of an apply that converged: the line, and after a restore this apply finished, whether
+/// it is done and safe (the status document's summary).
+async fn converged(
+    store: &dyn Store,
+    name: &crate::ids::ClusterName,
+    start: jiff::Timestamp,
+    elapsed: f64,
+) -> (u8, String, serde_json::Value) {
+    let summary =
+        store.read_status(name).await.ok().flatten().and_then(|d| d.restore_summary).filter(|r| r.completed >= start);
+    let mut text = format!("{name} converged in {elapsed:.1}s (wall time)");
+    if let Some(r) = &summary {
+        text.push('\n');
+        text.push_str(r.render().trim_end());
+    }
+    let json = serde_json::json!({"result": "converged", "cluster": name.to_string(), "wall_seconds": elapsed,
+        "restore_summary": summary});
+    (0, text, json)
+}
+
+/// Projects the whole sequence beside the reconcile, not before it: on the lab world model time
+/// runs while the projection computes, and an apply must not start later (or find another world)
+/// for it. The expectations land in `into` when ready.
+fn spawn_expectations(
+    spec: &crate::spec::Spec,
+    state_dir: &Path,
+    store: &Arc<dyn Store>,
+    world_file: &Path,
+    start: jiff::Timestamp,
+    into: &Arc<std::sync::Mutex<Vec<crate::status::Expectation>>>,
+) {
+    let (spec, dir, file, store) = (spec.clone(), state_dir.to_owned(), world_file.to_owned(), Arc::clone(store));
+    let into = Arc::clone(into);
+    tokio::spawn(async move {
+        let found = expectations(&spec, &dir, store.as_ref(), &file, start).await;
+        if let Ok(mut e) = into.lock() {
+            *e = found;
+        }
+    });
+}
+
+/// On the lab world, what each operation still to run is expected to take: the whole sequence
+/// projected on a throw-away copy of the world ([`super::project::lab`]), counted per operation
+/// (its steps done so far plus those projected) with its projected end from `start`, the world's
+/// time when the copy was taken. Empty when
+/// nothing is projected or the projection fails (the status then has no step total and no ETA).
+async fn expectations(
+    spec: &crate::spec::Spec,
+    state_dir: &Path,
+    store: &dyn Store,
+    world_file: &Path,
+    start: jiff::Timestamp,
+) -> Vec<crate::status::Expectation> {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::project::Entry;
+    let (s, d, f) = (spec.clone(), state_dir.to_owned(), world_file.to_owned());
+    let projection = match tokio::task::spawn_blocking(move || super::project::lab(&s, &d, &f)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "no projection for the progress display");
+            return Vec::new();
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "no projection for the progress display");
+            return Vec::new();
+        }
+    };
+    let records = store.read_journal(&spec.cluster.name).await.unwrap_or_default();
+    let mut ops: BTreeMap<String, (BTreeSet<String>, Option<f64>)> = BTreeMap::new();
+    for e in &projection.entries {
+        match e {
+            Entry::Step { step, .. } => {
+                if let Some((op, _)) = step.rsplit_once('/') {
+                    ops.entry(op.to_owned()).or_default().0.insert(step.clone());
+                }
+            }
+            Entry::Completed { at_s, op } => ops.entry(op.clone()).or_default().1 = Some(*at_s),
+            Entry::Wait { .. } | Entry::Failed { .. } => {}
+        }
+    }
+    ops.into_iter()
+        .filter(|(_, (steps, _))| !steps.is_empty())
+        .map(|(op, (mut steps, end_s))| {
+            for r in &records {
+                if let crate::journal::Record::Result { op: o, step, ok: true, .. } = r
+                    && o.to_string() == op
+                {
+                    steps.insert(step.to_string());
+                }
+            }
+            let end_s = end_s.unwrap_or(projection.model_seconds);
+            crate::status::Expectation {
+                op,
+                steps_total: steps.len(),
+                end: start + jiff::SignedDuration::from_secs_f64(end_s),
+                basis: "the whole sequence projected on a copy of the lab world (model time)".into(),
+            }
+        })
+        .collect()
 }
 
 /// Refuses the saved plan at `path` when it is not a plan, is for another cluster, or no longer
@@ -230,12 +389,17 @@ pub fn event_json(e: &Event, since: jiff::Timestamp) -> serde_json::Value {
         EventKind::Retrying { api, error, delay } => {
             json!({"event": "retrying", "api": api, "error": error, "delay_seconds": delay.as_secs_f64()})
         }
-        EventKind::Waiting { reason } => json!({"event": "waiting", "reason": reason}),
+        EventKind::Waiting { reason, expect } => {
+            json!({"event": "waiting", "reason": reason, "expected_remaining_seconds": expect.as_secs_f64(), "estimate": true})
+        }
+        EventKind::Waited { reason, elapsed } => {
+            json!({"event": "waited", "reason": reason, "seconds": elapsed.as_secs_f64()})
+        }
         EventKind::Completed { op } => json!({"event": "completed", "operation": op.to_string()}),
         EventKind::Blocked(c) => {
             json!({"event": "blocked", "reason": c.reason, "message": c.message, "action": c.action})
         }
-        EventKind::Converged => json!({"event": "converged"}),
+        EventKind::Converged { .. } => json!({"event": "converged"}),
         EventKind::Lease { held, epoch, taken_over_from } => {
             json!({"event": "lease", "held": held, "epoch": epoch, "taken_over_from": taken_over_from})
         }
@@ -273,8 +437,11 @@ async fn interrupted(store: &dyn Store, spec: &crate::spec::Spec, resume: &str) 
         doc.history = crate::status::history(&records);
         if let Some(op) = &doc.operation {
             let prefix = format!("{op}/");
-            let done: Vec<_> =
-                doc.history.iter().filter(|h| h.step.starts_with(&prefix) && h.outcome.starts_with("ok")).collect();
+            let done: Vec<_> = doc
+                .history
+                .iter()
+                .filter(|h| h.step.starts_with(&prefix) && h.outcome == crate::status::StepOutcome::Ok)
+                .collect();
             let _ = write!(s, "  operation: {op}, {} step(s) done", done.len());
             if let Some(last) = done.last() {
                 let _ = write!(s, ", the last {} ({})", last.step, last.what);

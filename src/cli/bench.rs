@@ -241,7 +241,7 @@ async fn mirrorctl_restore(p: &Prepared) -> Result<(f64, BTreeMap<String, u64>),
     while let Ok(e) = rx.try_recv() {
         match e.kind {
             EventKind::StepStarted { .. } if first.is_none() => first = Some(e.at),
-            EventKind::Converged => done = Some(e.at),
+            EventKind::Converged { .. } => done = Some(e.at),
             _ => {}
         }
     }

@@ -67,7 +67,7 @@ use crate::ports::cloud::tag;
 use crate::sim::SimWorld;
 use crate::spec::ProcedureChoice;
 use crate::spec::Spec;
-use crate::status::{Phase, StatusDoc};
+use crate::status::{OpPhase, Phase, StatusDoc};
 
 /// Options of `mirrorctl bench chaos`.
 #[derive(Debug, Clone, clap::Args)]
@@ -389,7 +389,7 @@ struct Shared {
 
 /// Whether `doc` says `op` completed and the cluster converged.
 fn says_converged(doc: &StatusDoc, op: &str) -> bool {
-    doc.phase == Phase::Converged && doc.operations.get(op).is_some_and(|s| s.starts_with("completed"))
+    doc.phase == Phase::Converged && doc.operations.get(op).is_some_and(|s| s.state == OpPhase::Completed)
 }
 
 /// Where a kill landed, from the journal's records (`None`: a torn line): the step whose call was
@@ -631,10 +631,19 @@ impl FlowDriver<'_> {
                         daemon.kill9();
                     }
                     let doc = match self.status(trial).await {
-                        Ok(Some(d)) => format!(
-                            "phase {:?}, operations {:?}, waiting {:?}, conditions {:?}, last error {:?}",
-                            d.phase, d.operations, d.waiting, d.conditions, d.last_error
-                        ),
+                        Ok(Some(d)) => {
+                            let ops: Vec<String> = d.operations.iter().map(|(o, st)| format!("{o} {st}")).collect();
+                            let conds: Vec<String> =
+                                d.conditions.iter().map(|c| format!("{}: {}", c.reason, c.message)).collect();
+                            format!(
+                                "phase {}, operations [{}], waiting {}, conditions [{}], last error {}",
+                                d.phase.as_str(),
+                                ops.join("; "),
+                                d.waiting.as_deref().unwrap_or("-"),
+                                conds.join("; "),
+                                d.last_error.as_deref().unwrap_or("-")
+                            )
+                        }
                         Ok(None) => "no status".to_owned(),
                         Err(e) => e,
                     };
@@ -930,14 +939,14 @@ pub fn check_status(state_dir: &Path, spec: &Spec, op: &str, abandoned: Option<&
 fn check_status_doc(doc: &StatusDoc, op: &str, abandoned: Option<&str>) -> Vec<Violation> {
     let mut out = Vec::new();
     if !says_converged(doc, op) {
-        out.push(violation("status", format!("phase {:?}, {op}: {:?}", doc.phase, doc.operations.get(op))));
+        let state = doc.operations.get(op).map_or_else(|| "absent".to_owned(), ToString::to_string);
+        out.push(violation("status", format!("phase {}, {op}: {state}", doc.phase.as_str())));
     }
     if let Some(old) = abandoned
         && let Some(state) = doc.operations.get(old)
-        && !state.starts_with("abandoned")
-        && !state.starts_with("completed")
+        && !matches!(state.state, OpPhase::Abandoned | OpPhase::Completed)
     {
-        out.push(violation("status", format!("{old} is {state:?} after it was replaced")));
+        out.push(violation("status", format!("{old} is {state} after it was replaced")));
     }
     out
 }

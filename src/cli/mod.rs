@@ -14,6 +14,7 @@ pub mod plan;
 pub mod project;
 pub mod run;
 pub mod signals;
+pub mod snapshots;
 pub mod status;
 pub mod validate;
 pub mod world;
@@ -155,6 +156,22 @@ pub enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// Watch: print again on every change until no operation is under way (or Ctrl-C); with
+        /// `-o json`, one JSON document per line and change.
+        #[arg(short, long)]
+        watch: bool,
+    },
+    /// List the cluster's backup snapshots from EC2, newest first (name, point in time, state,
+    /// progress, size): what `restore.snapshot` can name.
+    Snapshots {
+        /// The cluster's desired-state file, or its name (`desired-state/NAME.toml`).
+        target: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// World.
+        #[command(flatten)]
+        world: WorldArgs,
     },
     /// The daemon: reconcile every file of the desired-state directory, forever.
     Run(run::RunArgs),
@@ -193,6 +210,13 @@ pub enum Command {
         /// First seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Print the manual page (roff, generated from this command line's own definition) on stdout,
+    /// e.g. `mirrorctl man | man -l -`; `--dir` writes one page per command instead.
+    Man {
+        /// Write `mirrorctl.1` and `mirrorctl-<command>.1` for every command into this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Print a shell completion script on stdout (e.g. `mirrorctl completions bash >
     /// /etc/bash_completion.d/mirrorctl`).
@@ -362,12 +386,14 @@ pub const EXIT_CODES: &[(&str, &[u8])] = &[
     ("plan", &[0, EXIT_CHANGES, EXIT_FAILED]),
     ("apply", &[0, EXIT_BLOCKED, EXIT_STALE_PLAN, EXIT_INTERRUPTED, EXIT_STATE_DIR, EXIT_ABORTED, EXIT_FAILED]),
     ("status", &[0]),
+    ("snapshots", &[0, EXIT_FAILED]),
     ("store init", &[0, EXIT_FAILED]),
     ("lab", &[0, EXIT_FAILED]),
     ("bench", &[0, EXIT_FAILED]),
     ("bench chaos", &[0, EXIT_FAILED]),
     ("run", &[0, EXIT_FAILED, EXIT_ABORTED, crate::spec::EXIT_INVALID, EXIT_STATE_DIR]),
     ("completions", &[0]),
+    ("man", &[0, EXIT_FAILED]),
 ];
 
 /// Sets up `tracing` on stderr.
@@ -452,7 +478,15 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Apply { file, plan, world, output } => {
             Box::pin(apply::run(&state_dir, store().await, &file, plan.as_deref(), &world, output)).await
         }
-        Command::Status { name, output } => status::run(store().await.as_ref(), name.as_deref(), output).await,
+        Command::Status { name, output, watch: false } => {
+            status::run(store().await.as_ref(), name.as_deref(), output).await
+        }
+        Command::Status { name, output, watch: true } => {
+            status::watch(store().await.as_ref(), name.as_deref(), output).await
+        }
+        Command::Snapshots { target, output, world } => {
+            snapshots::run(&state_dir, store().await, &target, &world, output).await
+        }
         Command::Lab { speed, seed, os, procedure, fast_restore } => {
             lab::run(&state_dir, speed, seed, os, procedure.into(), fast_restore).await
         }
@@ -460,12 +494,29 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             chaos::run(&state_dir, &args, store_spec.as_ref()).await
         }
         Command::Bench { mode: None, quick, seed } => bench::run(&state_dir, quick, seed),
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "mirrorctl", &mut std::io::stdout());
             Ok(0)
         }
     }
+}
+
+/// `mirrorctl man`: the manual page on stdout, or every command's page written into `dir`.
+fn man(dir: Option<&std::path::Path>) -> Result<u8, CliError> {
+    let command = <Cli as clap::CommandFactory>::command();
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(command, dir))
+            .map_err(|e| CliError::Failed(format!("writing the manual pages into {}: {e}", dir.display())))?;
+        println!("manual pages written into {}", dir.display());
+    } else {
+        clap_mangen::Man::new(command)
+            .render(&mut std::io::stdout())
+            .map_err(|e| CliError::Failed(format!("writing the manual page: {e}")))?;
+    }
+    Ok(0)
 }
 
 /// `mirrorctl store init`: creates the DynamoDB table (or the state directory) named by `--store`.
@@ -531,7 +582,19 @@ mod tests {
     #[test]
     fn every_command_has_its_row() {
         let readme = readme_exit_codes();
-        for name in ["validate", "plan", "apply", "status", "lab", "bench", "bench chaos", "run", "completions"] {
+        for name in [
+            "validate",
+            "plan",
+            "apply",
+            "status",
+            "snapshots",
+            "man",
+            "lab",
+            "bench",
+            "bench chaos",
+            "run",
+            "completions",
+        ] {
             assert!(readme.contains_key(name), "no README row for {name}: {readme:?}");
         }
     }

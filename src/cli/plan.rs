@@ -49,6 +49,107 @@ pub struct SavedPlan {
     /// Where and why the projection stops short of the end (AWS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projection_limit: Option<String>,
+    /// Before a restore swaps any volume: what it discards and what it keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_impact: Option<RestoreImpact>,
+}
+
+/// What a restore about to run discards and keeps: shown by `plan` before any volume is swapped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreImpact {
+    /// The snapshot restored from.
+    pub snapshot: String,
+    /// Its backup name (`mirrorctl:request` tag), if it is one of mirrorctl's backups.
+    pub snapshot_name: Option<String>,
+    /// Its point in time (EC2 `StartTime`): the data both servers will hold.
+    pub snapshot_time: jiff::Timestamp,
+    /// The writes that will be lost: from the snapshot's point in time to the time of the look.
+    pub lost_from: jiff::Timestamp,
+    /// End of that window (the observation's time; writes go on until the group stops).
+    pub lost_to: jiff::Timestamp,
+    /// Its length in seconds.
+    pub lost_seconds: f64,
+    /// The volumes the restore replaces, per server.
+    pub replaced: Vec<ReplacedVolume>,
+}
+
+/// A mirror volume a restore replaces (kept, never deleted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplacedVolume {
+    /// Server.
+    pub server: String,
+    /// The volume attached at the mirror device now.
+    pub volume: String,
+    /// Its zone.
+    pub zone: String,
+    /// Its size, GiB.
+    pub size_gib: u32,
+}
+
+/// The impact of the restore `plan` pursues, while the servers still hold their old volumes;
+/// `None` for anything else, or once no old volume is left at the device.
+pub fn restore_impact(spec: &crate::spec::Spec, obs: &crate::observe::Observed, plan: &Plan) -> Option<RestoreImpact> {
+    use crate::ports::cloud::tag;
+    let Some(crate::plan::OpId::Restore(request)) = &plan.op else { return None };
+    let r = spec.restore.as_ref().filter(|r| &r.request == request)?;
+    let snap = obs.snapshot(&r.snapshot)?;
+    let replaced: Vec<ReplacedVolume> = spec
+        .cluster
+        .servers
+        .iter()
+        .filter_map(|s| {
+            let (v, _) = crate::plan::restore::at_device(spec, obs, s)?;
+            // A volume this request made is not replaced but the result.
+            (v.tags.get(tag::REQUEST).map(String::as_str) != Some(request.as_str())).then(|| ReplacedVolume {
+                server: s.name.to_string(),
+                volume: v.id.to_string(),
+                zone: v.zone.to_string(),
+                size_gib: v.size_gib,
+            })
+        })
+        .collect();
+    if replaced.is_empty() {
+        return None;
+    }
+    Some(RestoreImpact {
+        snapshot: snap.id.to_string(),
+        snapshot_name: snap.tags.get(tag::REQUEST).cloned(),
+        snapshot_time: snap.started,
+        lost_from: snap.started,
+        lost_to: obs.now,
+        lost_seconds: (obs.now.duration_since(snap.started).as_secs_f64().max(0.0) * 10.0).round() / 10.0,
+        replaced,
+    })
+}
+
+/// The text of a restore's impact.
+pub fn render_impact(i: &RestoreImpact) -> String {
+    let time = |t: jiff::Timestamp| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string();
+    let mut s = String::from("\nWhat this restore discards and keeps (review before applying):\n");
+    let _ = writeln!(
+        s,
+        "  restores from:  {}{}, its point in time {}",
+        i.snapshot,
+        i.snapshot_name.as_ref().map_or_else(String::new, |n| format!(" (backup {n})")),
+        time(i.snapshot_time)
+    );
+    let _ = writeln!(
+        s,
+        "  LOST:           every write after that point: {} of writes so far ({} → {}, and on until the group stops)",
+        crate::execute::progress::span(jiff::SignedDuration::from_secs_f64(i.lost_seconds)),
+        time(i.lost_from),
+        time(i.lost_to)
+    );
+    for (n, v) in i.replaced.iter().enumerate() {
+        let head = if n == 0 { "replaced:" } else { "" };
+        let _ = writeln!(s, "  {head:<15} {} on {} ({} GiB, {})", v.volume, v.server, v.size_gib, v.zone);
+    }
+    let _ = writeln!(
+        s,
+        "  kept:           the replaced volumes stay, detached and tagged mirrorctl:superseded-by=<new volume>; \
+         mirrorctl never deletes them"
+    );
+    s
 }
 
 /// SHA-256 of a file's bytes, hex.
@@ -212,6 +313,7 @@ pub async fn run(
         Some(_) => (None, None),
         None => (None, plan.has_changes().then(|| super::project::AWS_LIMIT.to_owned())),
     };
+    let restore_impact = restore_impact(&spec, &obs, &plan);
     let saved = SavedPlan {
         file: file.to_owned(),
         file_sha256: file_sha256(&bytes),
@@ -221,6 +323,7 @@ pub async fn run(
         preflight,
         projection,
         projection_limit,
+        restore_impact,
     };
     if let Some(path) = out {
         let body = serde_json::to_vec_pretty(&saved).map_err(|e| CliError::Failed(e.to_string()))?;
@@ -232,6 +335,9 @@ pub async fn run(
         }
         Output::Text => {
             print!("{}", render(&saved.plan, file));
+            if let Some(i) = &saved.restore_impact {
+                print!("{}", render_impact(i));
+            }
             if let Some(checks) = &saved.preflight {
                 print!("{}", render_checks(checks));
             }
@@ -322,6 +428,7 @@ mod tests {
             preflight: None,
             projection: None,
             projection_limit: None,
+            restore_impact: None,
         }
     }
 

@@ -185,7 +185,7 @@ async fn run(spec: &Spec, dir: &Path, world_file: &Path) -> Result<Projection, C
             EventKind::StepStarted { step, what, .. } => {
                 entries.push(Entry::Step { at_s, step: step.to_string(), what });
             }
-            EventKind::Waiting { reason } => entries.push(Entry::Wait { at_s, reason }),
+            EventKind::Waiting { reason, .. } => entries.push(Entry::Wait { at_s, reason }),
             EventKind::StepFailed { step, error } => {
                 entries.push(Entry::Failed { at_s, step: step.to_string(), error });
             }
@@ -193,7 +193,8 @@ async fn run(spec: &Spec, dir: &Path, world_file: &Path) -> Result<Projection, C
             EventKind::StepDone { .. }
             | EventKind::Retrying { .. }
             | EventKind::Blocked(_)
-            | EventKind::Converged
+            | EventKind::Waited { .. }
+            | EventKind::Converged { .. }
             | EventKind::Lease { .. } => {}
         }
     }

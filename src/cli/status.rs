@@ -1,11 +1,17 @@
-//! `mirrorctl status [NAME] [-o json]`: reads the status documents the reconcile loop writes, from
-//! the state store in use (`--store`).
+//! `mirrorctl status [NAME] [-o json] [-w]`: reads the status documents the reconcile loop writes,
+//! from the state store in use (`--store`).
+//!
+//! `-w` watches: it reads the documents again every half second and prints them when they changed
+//! (the `updated` time alone is no change), until none says work is under way — the operation is
+//! done, blocked, failed or interrupted — or Ctrl-C. With `-o json` each change is one line.
 //!
 //! A document says what the last pass saw; whether anyone is still working is the lease's
 //! business. When a document says work is under way (progressing, waiting) and nobody holds the
 //! cluster's lease ([`crate::ports::Store::holder`]), the operation was left part-way (an `apply`
 //! interrupted or killed, a daemon stopped): status says so, with how to resume, in the
 //! `interrupted` field.
+
+use std::fmt::Write as _;
 
 use super::{CliError, Output};
 use crate::ids::ClusterName;
@@ -14,6 +20,50 @@ use crate::status::{Phase, StatusDoc};
 
 /// Prints one or all clusters' status.
 pub async fn run(store: &dyn Store, name: Option<&str>, output: Output) -> Result<u8, CliError> {
+    let docs = read(store, name).await?;
+    print!("{}", render(&docs, name.is_some(), output, &store.name(), true)?);
+    Ok(0)
+}
+
+/// How often `status -w` reads the documents again.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `status -w`: prints the documents on every change until no operation is under way. A named
+/// cluster without a document yet is waited for (an `apply` started a moment later writes it).
+pub async fn watch(store: &dyn Store, name: Option<&str>, output: Output) -> Result<u8, CliError> {
+    let mut last: Option<String> = None;
+    loop {
+        let docs = match read(store, name).await {
+            Ok(d) => d,
+            Err(CliError::Usage(_)) if name.is_some() => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        if !docs.is_empty() {
+            // Compare without the write time: a resync rewriting the same facts is no change.
+            let mut key = docs.clone();
+            for d in &mut key {
+                d.updated = jiff::Timestamp::UNIX_EPOCH;
+            }
+            let key = serde_json::to_string(&key).map_err(|e| CliError::Failed(e.to_string()))?;
+            if last.as_ref() != Some(&key) {
+                print!("{}", render(&docs, name.is_some(), output, &store.name(), false)?);
+                if output == Output::Text {
+                    println!();
+                }
+                last = Some(key);
+            }
+            let busy =
+                docs.iter().any(|d| matches!(d.phase, Phase::Progressing | Phase::Waiting) && d.interrupted.is_none());
+            if !busy {
+                return Ok(0);
+            }
+        }
+        tokio::time::sleep(WATCH_EVERY).await;
+    }
+}
+
+/// The documents of `name` (or all), each marked interrupted when nobody holds its cluster.
+async fn read(store: &dyn Store, name: Option<&str>) -> Result<Vec<StatusDoc>, CliError> {
     let mut docs = Vec::new();
     if let Some(n) = name {
         let missing = || {
@@ -32,25 +82,30 @@ pub async fn run(store: &dyn Store, name: Option<&str>, output: Output) -> Resul
         let holder = store.holder(&d.cluster).await.map_err(|e| CliError::Failed(e.to_string()))?;
         mark_interrupted(holder.as_deref(), d);
     }
+    Ok(docs)
+}
+
+/// The text or JSON of `docs` (one document when a cluster was named); JSON `pretty` or on one line.
+fn render(docs: &[StatusDoc], one: bool, output: Output, store: &str, pretty: bool) -> Result<String, CliError> {
+    let mut out = String::new();
     match output {
         Output::Json => {
-            let body = if name.is_some() {
-                serde_json::to_string_pretty(&docs[0])
-            } else {
-                serde_json::to_string_pretty(&docs)
-            };
-            println!("{}", body.map_err(|e| CliError::Failed(e.to_string()))?);
+            let fail = |e: serde_json::Error| CliError::Failed(e.to_string());
+            let value = if one { serde_json::to_value(&docs[0]) } else { serde_json::to_value(docs) }.map_err(fail)?;
+            let body = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
+            out.push_str(&body.map_err(fail)?);
+            out.push('\n');
         }
         Output::Text => {
             if docs.is_empty() {
-                println!("no clusters have status in {} yet", store.name());
+                let _ = writeln!(out, "no clusters have status in {store} yet");
             }
-            for d in &docs {
-                print!("{}", d.render());
+            for d in docs {
+                out.push_str(&d.render());
             }
         }
     }
-    Ok(0)
+    Ok(out)
 }
 
 /// Sets `doc.interrupted` when the document says work is under way and nobody (`holder`) holds

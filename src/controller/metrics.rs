@@ -102,7 +102,7 @@ impl Metrics {
             EventKind::Blocked(_) => {
                 m.phase.insert(cluster, "blocked");
             }
-            EventKind::Converged => {
+            EventKind::Converged { .. } => {
                 m.phase.insert(cluster, "converged");
             }
             EventKind::Lease { held, taken_over_from, .. } => {
@@ -111,7 +111,7 @@ impl Metrics {
                 }
                 m.lease_held.insert(cluster, *held);
             }
-            EventKind::Retrying { .. } | EventKind::Completed { .. } => {}
+            EventKind::Retrying { .. } | EventKind::Completed { .. } | EventKind::Waited { .. } => {}
         }
     }
 
@@ -257,7 +257,7 @@ mod tests {
         let step = StepId("backup/b1/snapshot@server2".into());
         m.on_event(&event(EventKind::StepStarted { step: step.clone(), what: "x".into(), api: "ec2:CreateSnapshot" }));
         m.on_event(&event(EventKind::StepDone { step, detail: None, elapsed: jiff::SignedDuration::ZERO }));
-        m.on_event(&event(EventKind::Converged));
+        m.on_event(&event(EventKind::Converged { transition: true }));
         m.pass_ended("c1", "converged");
         let text = m.render();
         assert!(text.contains("mirrorctl_steps_total{api=\"ec2:CreateSnapshot\",outcome=\"ok\"} 1"), "{text}");
@@ -273,10 +273,10 @@ mod tests {
         let m = Metrics::default();
         let stopped = "mirrorctl_cluster_phase{cluster=\"c1\",phase=\"stopped\"} 1";
         m.removed("c1");
-        m.on_event(&event(EventKind::Waiting { reason: "late".into() }));
+        m.on_event(&event(EventKind::Waiting { reason: "late".into(), expect: std::time::Duration::from_secs(3) }));
         assert!(m.render().contains(stopped), "{}", m.render());
         m.worker_started("c1");
-        m.on_event(&event(EventKind::Converged));
+        m.on_event(&event(EventKind::Converged { transition: true }));
         assert!(m.render().contains("mirrorctl_cluster_phase{cluster=\"c1\",phase=\"converged\"} 1"), "{}", m.render());
     }
 

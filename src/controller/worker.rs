@@ -263,24 +263,13 @@ async fn write_patch(shared: &Shared, key: &str, file: &Path, ports: Option<&Por
         return;
     };
     let now = ports.map_or_else(Timestamp::now, |p| p.clock.now());
-    let mut doc = shared.store.read_status(&cluster).await.ok().flatten().unwrap_or_else(|| StatusDoc {
-        cluster,
-        source: file.to_owned(),
-        phase: Phase::Error,
-        operation: None,
-        conditions: Vec::new(),
-        waiting: None,
-        last_error: None,
-        notes: Vec::new(),
-        operations: std::collections::BTreeMap::new(),
-        history: Vec::new(),
-        inventory: crate::status::Inventory::default(),
-        api_calls: std::collections::BTreeMap::new(),
-        updated: now,
-        spec_error: None,
-        stopped: None,
-        interrupted: None,
-    });
+    let mut doc = shared
+        .store
+        .read_status(&cluster)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| StatusDoc::empty(cluster, file.to_owned(), now));
     f(&mut doc);
     doc.updated = now;
     if let Err(e) = shared.store.write_status(&doc, None).await {

@@ -15,6 +15,7 @@
 //! 5. otherwise the cluster has converged.
 
 pub mod backup;
+pub mod candidates;
 pub mod expect;
 pub mod fast_restore;
 pub mod procedure;

@@ -901,8 +901,16 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
     let Some(snap) = obs.snapshot(&r.snapshot) else {
         d.block(
             "snapshot-missing",
-            format!("snapshot {} was not found in {} (owned by this account)", r.snapshot, spec.cluster.region),
-            "check restore.snapshot in the desired-state file",
+            format!(
+                "snapshot {} was not found in {} (owned by this account){}",
+                r.snapshot,
+                spec.cluster.region,
+                super::candidates::nearest(spec, obs, &r.snapshot)
+            ),
+            format!(
+                "check restore.snapshot in the desired-state file; `mirrorctl snapshots {}` lists this cluster's backups",
+                spec.cluster.name
+            ),
         );
         return;
     };
@@ -925,8 +933,10 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
         d.block(
             "snapshot-not-completed",
             format!(
-                "snapshot {} is {:?} ({}%); a restore needs a completed snapshot",
-                r.snapshot, snap.state, snap.progress
+                "snapshot {} is {} ({}%); a restore needs a completed snapshot",
+                r.snapshot,
+                super::candidates::state_word(snap.state),
+                snap.progress
             ),
             "wait until it completes (mirrorctl checks again on every pass), or pick another snapshot",
         );

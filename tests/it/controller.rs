@@ -83,7 +83,8 @@ impl Daemon {
     /// The status once `op` is completed.
     async fn completed(&self, cluster: &str, op: &str) -> StatusDoc {
         self.until(&format!("{cluster}: {op} completed"), |d| {
-            d.status(cluster).filter(|s| s.operations.get(op).is_some_and(|v| v.starts_with("completed")))
+            d.status(cluster)
+                .filter(|s| s.operations.get(op).is_some_and(|v| v.state == mirrorctl::status::OpPhase::Completed))
         })
         .await
     }
@@ -133,7 +134,7 @@ async fn a_new_valid_file_converges() {
     d.completed("prod-db", "backup/b1").await;
     let s = d.until("converged", |d| d.status("prod-db").filter(|s| s.phase == Phase::Converged)).await;
     assert_eq!(s.spec_error, None);
-    assert_eq!(s.inventory.snapshots.values().filter(|v| v.starts_with("b1 ")).count(), 1, "{s:?}");
+    assert_eq!(s.inventory.snapshots.values().filter(|v| v.name.as_deref() == Some("b1")).count(), 1, "{s:?}");
     d.stop().await;
 }
 
@@ -210,7 +211,9 @@ async fn two_clusters_are_reconciled_concurrently() {
     let d =
         Daemon::start(50.0, &[("prod-db", desired("prod-db", &["b1"])), ("app-linux", desired("app-linux", &["b1"]))]);
     let in_flight = |d: &Daemon, c: &str| {
-        d.status(c).is_some_and(|s| s.operations.get("backup/b1").is_some_and(|v| v.starts_with("started")))
+        d.status(c).is_some_and(|s| {
+            s.operations.get("backup/b1").is_some_and(|v| v.state == mirrorctl::status::OpPhase::Started)
+        })
     };
     d.until("both backups in flight at the same time", |d| {
         (in_flight(d, "prod-db") && in_flight(d, "app-linux")).then_some(())

@@ -169,7 +169,7 @@ fn status(cwd: &Path) -> Option<serde_json::Value> {
 }
 
 fn completed(cwd: &Path, op: &str) -> Option<serde_json::Value> {
-    status(cwd).filter(|s| s["operations"][op].as_str().is_some_and(|v| v.starts_with("completed")))
+    status(cwd).filter(|s| s["operations"][op]["state"] == "completed")
 }
 
 #[test]
@@ -306,7 +306,7 @@ fn nothing_done_twice(cwd: &Path) {
     assert!(ok_by_step.values().all(|n| *n == 1), "a step succeeded twice: {ok_by_step:?}");
     let s = status(cwd).unwrap();
     let snapshots = s["inventory"]["snapshots"].as_object().unwrap();
-    assert_eq!(snapshots.values().filter(|v| v.as_str().unwrap().starts_with("b1 ")).count(), 1, "{snapshots:?}");
+    assert_eq!(snapshots.values().filter(|v| v["name"] == "b1").count(), 1, "{snapshots:?}");
 }
 
 #[test]
@@ -542,7 +542,7 @@ fn two_daemons_share_a_dynamodb_table_and_one_takes_over_when_the_other_is_kille
         rt.block_on(dynamo.read_status(&c))
             .ok()
             .flatten()
-            .filter(|d| d.operations.get("backup/b1").is_some_and(|v| v.starts_with("completed")))
+            .filter(|d| d.operations.get("backup/b1").is_some_and(|v| v.state == mirrorctl::status::OpPhase::Completed))
     };
     let taken = |l: &str| l.contains("lease taken over") && l.contains(&format!("cluster={cluster} "));
     let takeover = heir.until("the takeover of the killed daemon's cluster", || {
@@ -556,7 +556,7 @@ fn two_daemons_share_a_dynamodb_table_and_one_takes_over_when_the_other_is_kille
     );
     for name in CLUSTERS {
         let doc = heir.until(&format!("{name} converged"), || done(name));
-        let snapshots = doc.inventory.snapshots.values().filter(|v| v.starts_with("b1 ")).count();
+        let snapshots = doc.inventory.snapshots.values().filter(|v| v.name.as_deref() == Some("b1")).count();
         assert_eq!(snapshots, 1, "{name}: one snapshot of b1: {:?}", doc.inventory.snapshots);
     }
     // The world's own judgement (the chaos campaign's oracle), not what the daemons believe: each

@@ -117,3 +117,70 @@ async fn plan_checks_permissions_then_observes_through_every_aws_adapter() {
         .unwrap();
     assert!(snaps.snapshots().is_empty());
 }
+
+/// `mirrorctl snapshots FILE --world aws` asks EC2 (moto) for the cluster's snapshots by their
+/// `mirrorctl:cluster` tag and lists them newest first, after the account line; another cluster's
+/// snapshot is not listed. Fails on 449ec2e (no `snapshots` command).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_lists_the_clusters_backups_from_ec2() {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let s1 = support::run_server(&sdk, "ap-northeast-1a", 100).await;
+    let snap = |cluster: &str, name: &str| {
+        let tags = TagSpecification::builder()
+            .resource_type(ResourceType::Snapshot)
+            .tags(Tag::builder().key("mirrorctl:cluster").value(cluster).build())
+            .tags(Tag::builder().key("mirrorctl:role").value("backup").build())
+            .tags(Tag::builder().key("mirrorctl:request").value(name).build())
+            .tags(Tag::builder().key("mirrorctl:server").value("server2").build())
+            .build();
+        sdk.create_snapshot().volume_id(s1.volume.as_str()).tag_specifications(tags).send()
+    };
+    let older = snap("prod-db", "nightly-1").await.unwrap().snapshot_id().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let newer = snap("prod-db", "before-upgrade").await.unwrap().snapshot_id().unwrap().to_owned();
+    let foreign = snap("other", "x").await.unwrap().snapshot_id().unwrap().to_owned();
+
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/desired-state/prod-db.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let url = moto.endpoint();
+    let run = move |json: bool| {
+        let (url, state) = (url.clone(), state.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["--state-dir", state.to_str().unwrap(), "snapshots", "--world", "aws", file];
+            if json {
+                args.extend(["-o", "json"]);
+            }
+            std::process::Command::new(env!("CARGO_BIN_EXE_mirrorctl"))
+                .args(args)
+                .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+                .env("AWS_ENDPOINT_URL_EC2", &url)
+                .env("AWS_ENDPOINT_URL_STS", &url)
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env_remove("AWS_PROFILE")
+                .env_remove("MIRRORCTL_STATE_DIR")
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(true).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let rows = doc["snapshots"].as_array().expect("snapshots");
+    let ids: Vec<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(ids, [newer.as_str(), older.as_str()], "newest first, only this cluster's (not {foreign})");
+    assert_eq!(rows[0]["name"], "before-upgrade");
+    assert_eq!(rows[0]["size_gib"], 100);
+    assert!(rows[0]["state"].is_string() && rows[0]["progress"].is_u64(), "{doc}");
+
+    let text = run(false).await.unwrap();
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.starts_with("world: AWS account 123456789012, region ap-northeast-1"), "{stdout}");
+    assert!(stdout.contains(&newer) && stdout.contains("nightly-1"), "{stdout}");
+    assert!(!stdout.contains(&foreign), "{stdout}");
+}

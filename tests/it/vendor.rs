@@ -64,10 +64,9 @@ async fn auto_takes_the_configuration_edit_below_x43_and_nec_procedure_from_it()
 fn procedure_in_status(state_dir: &std::path::Path, spec: &mirrorctl::spec::Spec) -> String {
     use mirrorctl::status::StatusDoc;
     let doc = StatusDoc::read(&StatusDoc::path_for(state_dir, &spec.cluster.name)).expect("status");
-    let state = doc.operations.get("backup/b1").cloned().unwrap_or_default();
-    let mut words = state.split(' ');
-    let first = words.next().unwrap_or_default();
-    format!("{first} {}", words.skip(1).collect::<Vec<_>>().join(" "))
+    let Some(op) = doc.operations.get("backup/b1") else { return String::new() };
+    let state = serde_json::to_value(op.state).expect("a word");
+    format!("{} · {} procedure", state.as_str().unwrap_or_default(), op.procedure.as_deref().unwrap_or("no"))
 }
 
 #[tokio::test(start_paused = true)]

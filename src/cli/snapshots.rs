@@ -1,0 +1,152 @@
+//! `mirrorctl snapshots NAME|FILE --world aws|lab [-o json]`: the cluster's backups as EC2 has
+//! them, newest first — the list an operator picks `restore.snapshot` from.
+//!
+//! Why this module exists: choosing the snapshot to restore from is the one decision of a restore
+//! that discards data (every write after the snapshot's point in time). The status document lists
+//! only what the last pass observed; this asks EC2 now (`DescribeSnapshots`, owner self, filtered
+//! by the `mirrorctl:cluster` tag every backup carries) and shows each snapshot's name (its
+//! `mirrorctl:request` tag), point in time (`StartTime`: fixed when `CreateSnapshot` returned), state,
+//! progress and size. On AWS only EC2 is asked, after the usual account line; CLUSTERPRO and the
+//! servers are not contacted.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{CliError, Output, WorldArgs, WorldKind};
+use crate::ports::Store;
+use crate::ports::cloud::{Cloud, Snapshot, SnapshotFilter, tag};
+use crate::spec::Spec;
+
+/// One backup, as `-o json` gives it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackupRow {
+    /// Snapshot id.
+    pub id: String,
+    /// The backup's name (`mirrorctl:request` tag); `null` when untagged.
+    pub name: Option<String>,
+    /// Its point in time (EC2 `StartTime`), RFC 3339.
+    pub time: jiff::Timestamp,
+    /// `pending`, `completed` or `error`, as EC2 says.
+    pub state: crate::ports::cloud::SnapshotState,
+    /// Percent uploaded, 0–100.
+    pub progress: u8,
+    /// Size of the volume it was taken from, GiB.
+    pub size_gib: u32,
+    /// The server whose volume it was taken from (`mirrorctl:server` tag).
+    pub server: Option<String>,
+}
+
+impl BackupRow {
+    fn of(s: &Snapshot) -> BackupRow {
+        BackupRow {
+            id: s.id.to_string(),
+            name: s.tags.get(tag::REQUEST).cloned(),
+            time: s.started,
+            state: s.state,
+            progress: s.progress,
+            size_gib: s.size_gib,
+            server: s.tags.get(tag::SERVER).cloned(),
+        }
+    }
+}
+
+/// The cluster's snapshots (tag `mirrorctl:cluster` = its name), newest first.
+pub async fn list(cloud: &dyn Cloud, spec: &Spec) -> Result<Vec<Snapshot>, crate::ports::PortError> {
+    let filter = SnapshotFilter {
+        tags: [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string())].into_iter().collect(),
+        ..SnapshotFilter::default()
+    };
+    let mut snaps = cloud.describe_snapshots(&filter).await?;
+    snaps.sort_by(|a, b| b.started.cmp(&a.started).then_with(|| a.id.as_str().cmp(b.id.as_str())));
+    Ok(snaps)
+}
+
+/// The desired-state file `target` names: the file itself, or `desired-state/<NAME>.toml`.
+pub fn resolve(target: &str) -> Result<PathBuf, CliError> {
+    let as_file = Path::new(target);
+    if as_file.is_file() {
+        return Ok(as_file.to_owned());
+    }
+    let by_name = Path::new("desired-state").join(format!("{target}.toml"));
+    if by_name.is_file() {
+        return Ok(by_name);
+    }
+    Err(CliError::Usage(format!(
+        "{target} is neither a desired-state file nor a cluster with a file {}; give the file's path",
+        by_name.display()
+    )))
+}
+
+/// The text table.
+pub fn render(cluster: &str, rows: &[BackupRow], now: jiff::Timestamp) -> String {
+    let mut s = String::new();
+    if rows.is_empty() {
+        let _ = writeln!(s, "no snapshots tagged {}={cluster} in this account and region", tag::CLUSTER);
+        return s;
+    }
+    let _ = writeln!(s, "snapshots of cluster {cluster}, newest first (time = the snapshot's point in time):");
+    let _ =
+        writeln!(s, "  {:<24} {:<28} {:<22} {:<10} {:>5} {:>8}  server", "id", "name", "time", "state", "done", "size");
+    for r in rows {
+        let age = crate::execute::progress::span(now.duration_since(r.time));
+        let _ = writeln!(
+            s,
+            "  {:<24} {:<28} {:<22} {:<10} {:>4}% {:>5} GiB  {}   ({age} ago)",
+            r.id,
+            r.name.as_deref().unwrap_or("-"),
+            r.time.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+            crate::plan::candidates::state_word(r.state),
+            r.progress,
+            r.size_gib,
+            r.server.as_deref().unwrap_or("-"),
+        );
+    }
+    s
+}
+
+/// Runs `snapshots`.
+pub async fn run(
+    state_dir: &Path,
+    store: Arc<dyn Store>,
+    target: &str,
+    world: &WorldArgs,
+    output: Output,
+) -> Result<u8, CliError> {
+    let kind = world.kind()?;
+    let spec = super::load_spec(&resolve(target)?)?;
+    let (cloud, now): (Arc<dyn Cloud>, jiff::Timestamp) = match kind {
+        WorldKind::Aws => {
+            let who = super::world::aws_identity(&spec).await?;
+            if output == Output::Text {
+                println!("world: {who}");
+            }
+            let region = spec.cluster.region.clone();
+            let shared = crate::adapters::aws::load_sdk_config(&region, None).await;
+            let cloud = crate::adapters::aws::AwsCloud::from_sdk_config(
+                &shared,
+                &crate::adapters::aws::AwsOptions::new(region),
+            );
+            (Arc::new(cloud), jiff::Timestamp::now())
+        }
+        WorldKind::Lab => {
+            let w = super::world::open(world, state_dir, store, &spec).await?;
+            let now = w.ports.clock.now();
+            (w.ports.cloud, now)
+        }
+    };
+    let snaps = list(cloud.as_ref(), &spec)
+        .await
+        .map_err(|e| CliError::Failed(format!("listing the snapshots of {}: {e}", spec.cluster.name)))?;
+    let rows: Vec<BackupRow> = snaps.iter().map(BackupRow::of).collect();
+    match output {
+        Output::Text => print!("{}", render(spec.cluster.name.as_str(), &rows, now)),
+        Output::Json => {
+            let body = serde_json::json!({"cluster": spec.cluster.name.to_string(), "snapshots": rows});
+            println!("{}", serde_json::to_string_pretty(&body).map_err(|e| CliError::Failed(e.to_string()))?);
+        }
+    }
+    Ok(0)
+}
