@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sns::error::{DisplayErrorContext, ProvideErrorMetadata as _, SdkError};
+use aws_sdk_sns::error::{ProvideErrorMetadata as _, SdkError};
 use aws_sdk_sns::types::MessageAttributeValue;
 
 use crate::adapters::aws::cluster_sdk_config;
@@ -104,7 +104,11 @@ impl NoticeSink for SnsSink {
                             e.message().unwrap_or("no message")
                         )
                     }
-                    _ => format!("SNS Publish to {} did not complete: {}", self.topic.arn, DisplayErrorContext(&e)),
+                    _ => format!(
+                        "SNS Publish to {} did not complete: {}",
+                        self.topic.arn,
+                        crate::adapters::aws::error::error_chain(&e)
+                    ),
                 };
                 Err(DeliveryError { message, retryable })
             }

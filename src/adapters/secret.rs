@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 
 use crate::ports::{ErrorClass, PortError};
 use crate::spec::SecretRef;
@@ -237,7 +237,7 @@ fn json_field(text: &str, key: &str) -> Result<Password, String> {
 fn sdk_error<E, R>(reference: &SecretRef, purpose: Purpose, err: &SdkError<E, R>) -> SecretError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
+    R: fmt::Debug + 'static,
 {
     let code = err.code().unwrap_or_default().to_owned();
     let (todo, transient) = match code.as_str() {
@@ -257,7 +257,7 @@ where
         SdkError::ServiceError(_) => {
             format!("GetSecretValue failed with {code}: {}", err.message().unwrap_or("no message"))
         }
-        _ => format!("GetSecretValue did not complete: {}", DisplayErrorContext(err)),
+        _ => format!("GetSecretValue did not complete: {}", crate::adapters::aws::error::error_chain(err)),
     };
     SecretError { what: purpose.what, source_name: reference.to_string(), problem, todo, transient }
 }

@@ -364,6 +364,8 @@ fn the_aws_world_reports_an_unreachable_cluster_and_keeps_serving() {
         doc["last_error"].as_str().map(str::to_owned)
     });
     assert!(error.contains("observing the cluster failed"), "{error}");
+    // One readable line, not the SDK's debug dump of the error (`DispatchFailure(DispatchFailure {`).
+    assert!(!error.contains("DispatchFailure(") && !error.contains(" { "), "{error}");
     assert!(d.get("/healthz").is_some_and(|(code, _)| code == 200), "the daemon keeps serving");
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(30)), 0, "log:\n{}", d.log());

@@ -9,7 +9,7 @@
 //! maps its failures here too ([`from_service_sdk`]), with its own prefix and classifier.
 
 use aws_sdk_ec2::config::http::HttpResponse;
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::operation::RequestId;
 
 use crate::ports::PortError;
@@ -58,7 +58,7 @@ where
 {
     let status = err.raw_response().map(|r| r.status().as_u16());
     let request_id = err.request_id().map(str::to_owned);
-    let detail = DisplayErrorContext(err).to_string();
+    let detail = error_chain(err);
     let (code, message) = match err {
         SdkError::ServiceError(_) => match err.code() {
             Some(code) if !code.is_empty() => {
@@ -81,6 +81,32 @@ where
     PortError { class: classify(&code), code, message, request_id }
 }
 
+/// An AWS SDK error as one line a person can read: its message and those of its causes joined by
+/// `: `, a cause already contained in the line skipped — not the SDK's own rendering
+/// (`DisplayErrorContext`), which ends with a debug dump of the whole error. A failure to find
+/// credentials gets what to do.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let m = e.to_string();
+        if !m.is_empty() && !line.contains(&m) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&m);
+        }
+        cur = e.source();
+    }
+    if line.contains("loading credentials") || line.contains("no providers in chain provided credentials") {
+        line.push_str(
+            " (no AWS credentials found: give mirrorctl a profile (AWS_PROFILE), keys (AWS_ACCESS_KEY_ID / \
+             AWS_SECRET_ACCESS_KEY) or an instance role)",
+        );
+    }
+    line
+}
+
 fn by_status(status: Option<u16>) -> String {
     match status {
         Some(s) if s >= 500 => HTTP_5XX.to_owned(),
@@ -97,6 +123,35 @@ fn show(status: Option<u16>) -> String {
 mod tests {
     use super::*;
     use crate::ports::ErrorClass;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    #[test]
+    fn an_error_chain_is_one_line_of_its_messages_without_repeats_or_debug() {
+        let e = Layer(
+            "dispatch failure",
+            Some(Box::new(Layer(
+                "an error occurred while loading credentials",
+                Some(Box::new(Layer("an error occurred while loading credentials", None))),
+            ))),
+        );
+        let line = error_chain(&e);
+        assert!(line.starts_with("dispatch failure: an error occurred while loading credentials ("), "{line}");
+        assert_eq!(line.matches("loading credentials").count(), 1, "{line}");
+        assert!(line.contains("AWS_PROFILE") && !line.contains("Layer("), "{line}");
+        assert_eq!(error_chain(&Layer("throttled", None)), "throttled");
+    }
 
     #[test]
     fn codes_of_our_own_are_classified() {

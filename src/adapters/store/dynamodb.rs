@@ -82,7 +82,7 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, KeySchemaElement, KeyType, Put,
@@ -304,9 +304,9 @@ impl DynamoStore {
     fn sdk_error<E, R>(&self, action: &str, e: &SdkError<E, R>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
-        let message = e.message().map_or_else(|| DisplayErrorContext(e).to_string(), ToOwned::to_owned);
+        let message = e.message().map_or_else(|| crate::adapters::aws::error::error_chain(e), ToOwned::to_owned);
         match e.code() {
             Some("ResourceNotFoundException") => StoreError::MissingTable { table: self.table.clone() },
             Some("AccessDeniedException" | "UnrecognizedClientException" | "MissingAuthenticationTokenException") => {
