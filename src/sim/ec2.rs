@@ -343,23 +343,30 @@ impl World {
         Ok(())
     }
 
+    /// EC2 refuses a new snapshot of a volume that already has the most `pending` ones
+    /// (`ConcurrentSnapshotLimitExceeded`, DOMAIN.md: about 5).
+    fn below_pending_limit(&self, volume: &VolumeId) -> PortResult<()> {
+        let pending = self
+            .ec2
+            .snapshots
+            .values()
+            .filter(|s| s.volume.as_ref() == Some(volume) && s.state == SnapshotState::Pending)
+            .count();
+        if pending >= self.scenario.max_pending_snapshots {
+            return Err(err(
+                "ConcurrentSnapshotLimitExceeded",
+                format!("Maximum number of in-progress snapshots reached for volume {volume}."),
+            ));
+        }
+        Ok(())
+    }
+
     fn ec2_create_snapshot(&mut self, req: &CreateSnapshot, now: Timestamp) -> PortResult<Snapshot> {
         let v = self.visible_volume(&req.volume, now)?.clone();
         if !matches!(v.state, VolumeState::Available | VolumeState::InUse) {
             return Err(err("IncorrectState", format!("Volume '{}' is not available or in-use.", v.id)));
         }
-        let pending = self
-            .ec2
-            .snapshots
-            .values()
-            .filter(|s| s.volume.as_ref() == Some(&v.id) && s.state == SnapshotState::Pending)
-            .count();
-        if pending >= self.scenario.max_pending_snapshots {
-            return Err(err(
-                "ConcurrentSnapshotLimitExceeded",
-                format!("Maximum number of in-progress snapshots reached for volume {}.", v.id),
-            ));
-        }
+        self.below_pending_limit(&v.id)?;
         let median = self.scenario.latency.snapshot_s(v.size_gib);
         let rec = self.make_snapshot(&v, req.tags.clone(), SnapshotState::Pending, median, now);
         self.log(now, format!("ec2: CreateSnapshot {} of {} (holds {})", rec.id, v.id, rec.content));
@@ -402,18 +409,7 @@ impl World {
             ));
         }
         for v in &chosen {
-            let pending = self
-                .ec2
-                .snapshots
-                .values()
-                .filter(|s| s.volume.as_ref() == Some(&v.id) && s.state == SnapshotState::Pending)
-                .count();
-            if pending >= self.scenario.max_pending_snapshots {
-                return Err(err(
-                    "ConcurrentSnapshotLimitExceeded",
-                    format!("Maximum number of in-progress snapshots reached for volume {}.", v.id),
-                ));
-            }
+            self.below_pending_limit(&v.id)?;
         }
         let mut out = Vec::with_capacity(chosen.len());
         for v in &chosen {

@@ -406,6 +406,19 @@ pub(super) fn fast_restore(api: &str, f: &FsrFields<'_>) -> PortResult<FastResto
     })
 }
 
+/// The answer to an `Enable`/`DisableFastSnapshotRestores` call: the first zone EC2 refused, as an
+/// error, else the state of every zone it accepted.
+pub(super) fn fsr_answer<'a, 'b>(
+    api: &str,
+    refused: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>, Option<&'a str>)>,
+    accepted: impl IntoIterator<Item = FsrFields<'b>>,
+) -> PortResult<Vec<FastRestore>> {
+    if let Some(e) = fsr_refusal(api, refused) {
+        return Err(e);
+    }
+    accepted.into_iter().map(|f| fast_restore(api, &f)).collect()
+}
+
 /// The first zone EC2 refused in an enable or disable answer (`Unsuccessful`), as the error it
 /// carries: the call asks for one snapshot, so any refusal is about it.
 pub(super) fn fsr_refusal<'a>(

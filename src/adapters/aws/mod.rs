@@ -596,10 +596,7 @@ impl Cloud for AwsCloud {
                 (e.availability_zone(), err.and_then(|x| x.code()), err.and_then(|x| x.message()))
             })
         });
-        if let Some(e) = convert::fsr_refusal(API, refused) {
-            return Err(e);
-        }
-        out.successful().iter().map(|i| convert::fast_restore(API, &FsrFields::from(i))).collect()
+        convert::fsr_answer(API, refused, out.successful().iter().map(FsrFields::from))
     }
 
     async fn disable_fast_snapshot_restores(
@@ -623,10 +620,7 @@ impl Cloud for AwsCloud {
                 (e.availability_zone(), err.and_then(|x| x.code()), err.and_then(|x| x.message()))
             })
         });
-        if let Some(e) = convert::fsr_refusal(API, refused) {
-            return Err(e);
-        }
-        out.successful().iter().map(|i| convert::fast_restore(API, &FsrFields::from(i))).collect()
+        convert::fsr_answer(API, refused, out.successful().iter().map(FsrFields::from))
     }
 
     async fn fast_restore_permitted(&self, snapshot: &SnapshotId, zones: &[Zone]) -> PortResult<()> {
