@@ -64,20 +64,13 @@ fn a_reduced_chaos_campaign_against_the_real_binary_is_clean() {
 fn two_hosts_on_dynamodb_chaos_campaign_is_clean() {
     let moto = crate::support::Moto::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let endpoint = moto.endpoint();
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_REGION", crate::support::REGION),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
+    let env = moto.child_env();
     let mirrorctl = |args: &[&str]| {
         Command::new(BIN)
             .arg("--state-dir")
             .arg(dir.path())
             .args(args)
-            .envs(env)
+            .envs(env.clone())
             .env_remove("MIRRORCTL_STATE_DIR")
             .env_remove("MIRRORCTL_STORE")
             .output()

@@ -479,17 +479,15 @@ fn two_daemons_share_a_dynamodb_table_and_one_takes_over_when_the_other_is_kille
     let moto = crate::support::Moto::start();
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path();
-    let endpoint = moto.endpoint();
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_REGION", crate::support::REGION),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
+    let owned = moto.child_env();
+    let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let store = format!("dynamodb:{TABLE}");
-    let init =
-        Command::new(BIN).current_dir(cwd).args(["store", "init", "--store", &store]).envs(env).output().unwrap();
+    let init = Command::new(BIN)
+        .current_dir(cwd)
+        .args(["store", "init", "--store", &store])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
     std::fs::create_dir(cwd.join("ds")).unwrap();
     for name in CLUSTERS {

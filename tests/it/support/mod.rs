@@ -125,6 +125,19 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The environment of a mirrorctl child process that must reach this moto for every AWS
+    /// service and nothing else: its endpoint, the test region, fake credentials, no instance
+    /// metadata.
+    pub fn child_env(&self) -> [(&'static str, String); 5] {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", KEY.to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ]
+    }
+
     /// Clears every resource moto holds.
     pub fn reset(&self) {
         let status = http(self.port, "POST", "/moto-api/reset").expect("reset moto");
