@@ -3,24 +3,38 @@
 //! Operators write the state they want (a restore from a snapshot, nightly backups) into a TOML
 //! file per cluster; mirrorctl observes EC2, CLUSTERPRO and the servers' disks, plans the next
 //! steps with a pure function, and executes them with an fsync'd journal so a crash resumes
-//! exactly where it stopped. The map of the house:
+//! exactly where it stopped.
 //!
-//! - [`ids`]: typed identifiers (volume, snapshot, instance, zone, device name, names).
-//! - [`spec`]: the desired-state files: types, loading with source spans, validation.
-//! - [`ports`]: one trait per process boundary: EC2, CLUSTERPRO, node OS, clock.
-//! - [`observe`]: gathers one [`observe::Observed`] snapshot of the world from the ports.
-//! - [`plan`]: the pure planner: `plan(&Spec, &Observed, &JournalView) -> Plan`.
-//! - [`execute`]: runs planned steps: intent first, retries, error classes, progress events.
-//! - [`journal`]: intent/result records, fsync, resume after a crash.
-//! - [`status`]: per-cluster status documents, written atomically.
-//! - [`durable`]: file replacement and directory sync with one durability policy.
-//! - [`reconcile`]: one cluster's observe → plan → execute loop until converged or terminal.
-//! - [`notify`]: completion, failure and needs-human notices: queue, retries, what was sent.
-//! - [`controller`]: the daemon loop: file watching, resync, per-cluster workers, metrics, settings.
-//! - [`sim`]: the strict simulated world (EC2, CLUSTERPRO, nodes, data oracle, latency model).
-//! - [`adapters`]: real implementations of the ports (AWS SDK, CLUSTERPRO, node recipes), and the
-//!   client-side EC2 request budget all clusters of a process share.
-//! - [`cli`]: the `mirrorctl` commands.
+//! The house has floors. A module uses only modules on floors below its own (or its own
+//! submodules), never one above and never one beside it, so there is no import cycle; which
+//! floor a module stands on says what it may know. `tests/it/layers.rs` reads this list and every
+//! `crate::` path under `src/` and fails on a module importing upwards or sideways, on a cycle
+//! between files, and on a source file no floor names. Unit tests (`#[cfg(test)]` onwards) may
+//! reach anywhere. From the ground up:
+//!
+//! 1. `ids`, `durable`: typed identifiers; file replacement and directory sync with one
+//!    durability policy.
+//! 2. `spec`: the desired-state files: types, loading with source spans, validation.
+//! 3. `ports`: one trait per process boundary (EC2, CLUSTERPRO, node OS, clock, notices), the
+//!    port error and its class; the store port stands higher (floor 11).
+//! 4. `retry`: the retry policy (budgets, backoff) and retrying one port call.
+//! 5. `plan::step`: the step vocabulary: actions, operation and step ids, conditions, waits.
+//! 6. `observe`: gathers one [`observe::Observed`] snapshot of the world from the ports.
+//! 7. `journal`: intent/result records, their replay into a view, the local journal file.
+//! 8. `plan`: the pure planner, `plan(&Spec, &Observed, &JournalView) -> Plan`, and what the next
+//!    pass reads afresh ([`observe::Refresh::after`]).
+//! 9. `execute::progress`: progress events and their wording.
+//! 10. `status`: per-cluster status documents.
+//! 11. `ports::store`: the store port: journal records, status documents, leases.
+//! 12. `journal::writer`: one cluster's journal over the store, fenced by its lease.
+//! 13. `execute`: runs planned steps: intent first, retries, error classes.
+//! 14. `notify`: completion, failure and needs-human notices: queue, retries, what was sent.
+//! 15. `sim`: the strict simulated world (EC2, CLUSTERPRO, nodes, data oracle, latency model).
+//! 16. `adapters`: real implementations of the ports (AWS SDK, CLUSTERPRO, node recipes, stores),
+//!     and the client-side EC2 request budget all clusters of a process share.
+//! 17. `reconcile`: one cluster's observe → plan → execute loop until converged or terminal.
+//! 18. `controller`: the daemon loop: file watching, resync, per-cluster workers, metrics.
+//! 19. `cli`: the `mirrorctl` commands.
 
 pub mod adapters;
 pub mod cli;
@@ -34,6 +48,7 @@ pub mod observe;
 pub mod plan;
 pub mod ports;
 pub mod reconcile;
+pub mod retry;
 pub mod sim;
 pub mod spec;
 pub mod status;

@@ -18,11 +18,14 @@ use tokio::sync::Mutex;
 use crate::adapters::limit::{Priority, set_priority, with_priority};
 use crate::adapters::store::LocalStore;
 use crate::execute::{CrashSwitch, EventKind, ExecError, Executor, Progress, RetryPolicy, StepResult};
-use crate::journal::Journal;
+use crate::journal::writer::Journal;
 use crate::notify::{Notifier, offer_completions, offer_condition};
 use crate::observe::{FULL_LOOK_EVERY, Observed, Refresh, observe_with};
 use crate::plan::{Action, Condition, Outcome, Plan, Step, StepId, expect, plan};
-use crate::ports::{ErrorClass, Lease, PortError, Ports, Store, StoreError};
+use crate::ports::{
+    ErrorClass, PortError, Ports,
+    store::{Lease, Store, StoreError},
+};
 use crate::spec::NoticeKind;
 use crate::spec::Spec;
 use crate::status::{Expectation, Phase, StatusDoc, WaitState};
@@ -149,7 +152,7 @@ pub enum ReconcileError {
 /// limit, other retryable errors within the policy's budget), so an error here has used its budget
 /// already and is not retried again on top (an unreachable endpoint fails in seconds, not minutes).
 ///
-/// [`with_retries`]: crate::execute::retry::with_retries
+/// [`with_retries`]: crate::retry::with_retries
 pub async fn observe_with_retries(
     spec: &Spec,
     ctx: &Context,

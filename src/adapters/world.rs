@@ -35,7 +35,7 @@ use crate::adapters::node::ssm::{SsmOptions, SsmTransport};
 use crate::adapters::node::transport::{LocalTransport, Transport};
 use crate::adapters::secret::SecretResolver;
 use crate::ports::clock::SystemClock;
-use crate::ports::{Cluster, PortResult, Ports, Store};
+use crate::ports::{Cluster, PortResult, Ports, store::Store};
 use crate::spec::{Access, Spec};
 
 /// The ports of `spec`'s cluster on AWS. `state_dir` keeps the command adapter's `clp.conf`

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::{CliError, EXIT_ABORTED, EXIT_BLOCKED, EXIT_INTERRUPTED, Output, WorldArgs};
 use crate::execute::{Event, EventKind, Progress};
 use crate::notify::{Notifier, RetrySchedule};
-use crate::ports::Store;
+use crate::ports::store::Store;
 use crate::reconcile::{Context, ReconcileError, Settled, open_journal, plan_once, reconcile};
 
 /// One progress line.

@@ -271,7 +271,7 @@ pub fn render(plan: &Plan, file: &Path) -> String {
 /// Runs `plan`.
 pub async fn run(
     state_dir: &Path,
-    store: std::sync::Arc<dyn crate::ports::Store>,
+    store: std::sync::Arc<dyn crate::ports::store::Store>,
     file: &Path,
     output: Output,
     out: Option<&Path>,

@@ -26,7 +26,7 @@ use tokio::sync::mpsc::unbounded_channel;
 
 use super::CliError;
 use crate::execute::{Event, EventKind, Progress};
-use crate::journal::Journal;
+use crate::journal::writer::Journal;
 use crate::reconcile::{Context, ReconcileError, Settled, reconcile};
 use crate::sim::SimWorld;
 use crate::spec::Spec;

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::{CliError, Output, WorldArgs, WorldKind};
-use crate::ports::Store;
 use crate::ports::cloud::{Cloud, Snapshot, SnapshotFilter, tag};
+use crate::ports::store::Store;
 use crate::spec::Spec;
 
 /// One backup, as `-o json` gives it.

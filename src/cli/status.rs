@@ -7,7 +7,7 @@
 //!
 //! A document says what the last pass saw; whether anyone is still working is the lease's
 //! business. When a document says work is under way (progressing, waiting) and nobody holds the
-//! cluster's lease ([`crate::ports::Store::holder`]), the operation was left part-way (an `apply`
+//! cluster's lease ([`crate::ports::store::Store::holder`]), the operation was left part-way (an `apply`
 //! interrupted or killed, a daemon stopped): status says so, with how to resume, in the
 //! `interrupted` field.
 
@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 use super::{CliError, Output};
 use crate::ids::ClusterName;
-use crate::ports::Store;
+use crate::ports::store::Store;
 use crate::status::{Phase, StatusDoc};
 
 /// Prints one or all clusters' status.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::{CliError, WorldArgs, WorldKind};
 use crate::ports::Ports;
-use crate::sim::{Scenario, SimWorld};
-use crate::spec::{Os, Spec};
+use crate::sim::SimWorld;
+use crate::spec::Spec;
 
 /// An opened world.
 pub struct OpenWorld {
@@ -22,32 +22,7 @@ pub struct OpenWorld {
     pub file: Option<std::path::PathBuf>,
 }
 
-/// A lab scenario shaped like `spec`: its cluster name, servers, instances, zones, device, md,
-/// group and partitions, so any valid desired-state file can be tried against the lab.
-pub fn scenario_for(spec: &Spec) -> Scenario {
-    let mut s = match spec.cluster.os {
-        Os::Windows => Scenario::windows_runbook(),
-        Os::Linux => Scenario::linux(),
-    };
-    s.cluster = spec.cluster.name.clone();
-    s.region = spec.cluster.region.clone();
-    for (setup, server) in s.servers.iter_mut().zip(spec.cluster.servers.iter()) {
-        setup.name = server.name.clone();
-        setup.instance = server.instance.clone();
-        setup.zone = server.zone.clone();
-    }
-    s.group = spec.mirror.group.clone();
-    s.md = spec.mirror.resource.clone();
-    s.device = spec.mirror.device.clone();
-    for d in spec.mirrors().flat_map(crate::spec::MirrorSpec::devices) {
-        if *d != spec.mirror.device && !s.extra_volumes.contains(d) {
-            s.extra_volumes.push(d.clone());
-        }
-    }
-    s.cluster_partition = spec.mirror.cluster_partition.clone();
-    s.data_partition = spec.mirror.data_partition.clone();
-    s
-}
+pub use crate::sim::scenario::scenario_for;
 
 /// The lab world file of `spec`'s cluster: `<state>/lab/<cluster>.json`, the file the daemon's
 /// `--world lab` uses too, so `plan`, `apply` and `run` see one world per cluster.
@@ -67,7 +42,7 @@ pub async fn aws_identity(spec: &Spec) -> Result<crate::adapters::aws::identity:
 pub async fn open(
     args: &WorldArgs,
     state_dir: &Path,
-    store: std::sync::Arc<dyn crate::ports::Store>,
+    store: std::sync::Arc<dyn crate::ports::store::Store>,
     spec: &Spec,
 ) -> Result<OpenWorld, CliError> {
     match args.kind()? {

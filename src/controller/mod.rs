@@ -58,7 +58,7 @@ use crate::adapters::limit::{Budgets, LimitedCloud, Limiters, RequestLimiter};
 use crate::adapters::store::LocalStore;
 use crate::execute::{Progress, RetryPolicy};
 use crate::notify::{Notifier, RetrySchedule, SinkFactory};
-use crate::ports::{Ports, Store};
+use crate::ports::{Ports, store::Store};
 use crate::spec::Spec;
 use worker::{Desired, Shared};
 
@@ -82,8 +82,9 @@ pub fn lab_worlds(lab_dir: &Path, speed: f64) -> WorldOpener {
         let open = || {
             std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
             let path = dir.join(format!("{}.json", spec.cluster.name));
-            let world = crate::sim::SimWorld::open_or_create(&path, crate::cli::world::scenario_for(spec), 42, speed)
-                .map_err(|e| format!("opening lab world {}: {e}", path.display()))?;
+            let world =
+                crate::sim::SimWorld::open_or_create(&path, crate::sim::scenario::scenario_for(spec), 42, speed)
+                    .map_err(|e| format!("opening lab world {}: {e}", path.display()))?;
             let mut ports = world.ports();
             ports.cloud = Arc::new(LimitedCloud::new(ports.cloud, Arc::clone(&limiter)));
             Ok(ports)

@@ -24,7 +24,10 @@ use tokio_util::sync::CancellationToken;
 use super::{Metrics, WorldOpener};
 use crate::execute::{Progress, RetryPolicy};
 use crate::ids::ClusterName;
-use crate::ports::{Ports, Store, StoreError};
+use crate::ports::{
+    Ports,
+    store::{Store, StoreError},
+};
 use crate::reconcile::{Context, ReconcileError, Settled, reconcile};
 use crate::spec::Spec;
 use crate::status::{Phase, StatusDoc};

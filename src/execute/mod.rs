@@ -12,20 +12,20 @@
 
 pub mod crash;
 pub mod progress;
-pub mod retry;
 
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
 use crate::ids::ClusterName;
-use crate::journal::{Journal, Record, client_token};
+use crate::journal::writer::Journal;
+use crate::journal::{Record, client_token};
 use crate::plan::{Action, Condition, Step};
-use crate::ports::{ErrorClass, PortError, PortResult, Ports, StoreError};
+use crate::ports::{ErrorClass, PortError, PortResult, Ports, store::StoreError};
 
+pub use crate::retry::{self, RetryPolicy};
 pub use crash::{CrashPoint, CrashSwitch};
 pub use progress::{Event, EventKind, Progress};
-pub use retry::RetryPolicy;
 
 /// How a step ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

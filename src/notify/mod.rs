@@ -50,8 +50,8 @@ mod offers;
 pub use offers::{offer_completions, offer_condition};
 
 use crate::ids::ClusterName;
-use crate::ports::Store;
 use crate::ports::notify::NoticeSink;
+use crate::ports::store::Store;
 use crate::spec::{NoticeKind, NotifySpec, Spec};
 
 /// How many notices may wait for the background task before new ones are dropped.

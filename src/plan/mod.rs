@@ -19,6 +19,7 @@ pub mod candidates;
 pub mod expect;
 pub mod fast_restore;
 pub mod procedure;
+pub mod refresh;
 pub mod restore;
 pub mod shape;
 pub mod step;

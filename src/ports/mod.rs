@@ -21,7 +21,6 @@ pub use clock::Clock;
 pub use cloud::Cloud;
 pub use cluster::Cluster;
 pub use node::Node;
-pub use store::{Lease, Store, StoreError};
 
 /// The set of ports one cluster's reconcile uses.
 #[derive(Clone)]

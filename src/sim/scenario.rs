@@ -13,7 +13,7 @@ use super::latency::LatencyModel;
 use super::throttle::ThrottleBudgets;
 use crate::ids::{ClusterName, DeviceName, GroupName, InstanceId, Region, ResourceName, ServerName, Zone};
 use crate::ports::cloud::ShutdownBehavior;
-use crate::spec::{Os, Partition};
+use crate::spec::{Os, Partition, Spec};
 
 /// One server of the scenario's cluster and its EC2 instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,6 +180,33 @@ impl Scenario {
         s.data_partition = Partition::Device("/dev/xvdb2".to_owned());
         s
     }
+}
+
+/// A lab scenario shaped like `spec`: its cluster name, servers, instances, zones, device, md,
+/// group and partitions, so any valid desired-state file can be tried against the lab.
+pub fn scenario_for(spec: &Spec) -> Scenario {
+    let mut s = match spec.cluster.os {
+        Os::Windows => Scenario::windows_runbook(),
+        Os::Linux => Scenario::linux(),
+    };
+    s.cluster = spec.cluster.name.clone();
+    s.region = spec.cluster.region.clone();
+    for (setup, server) in s.servers.iter_mut().zip(spec.cluster.servers.iter()) {
+        setup.name = server.name.clone();
+        setup.instance = server.instance.clone();
+        setup.zone = server.zone.clone();
+    }
+    s.group = spec.mirror.group.clone();
+    s.md = spec.mirror.resource.clone();
+    s.device = spec.mirror.device.clone();
+    for d in spec.mirrors().flat_map(crate::spec::MirrorSpec::devices) {
+        if *d != spec.mirror.device && !s.extra_volumes.contains(d) {
+            s.extra_volumes.push(d.clone());
+        }
+    }
+    s.cluster_partition = spec.mirror.cluster_partition.clone();
+    s.data_partition = spec.mirror.data_partition.clone();
+    s
 }
 
 #[cfg(test)]

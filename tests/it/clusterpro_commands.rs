@@ -829,9 +829,11 @@ async fn backup_and_restore_through(rig: &Rig, cluster: Arc<dyn Cluster>) {
     assert_restored(&rig.world, &snap);
 
     // md went out and came back through clp.conf edits, without the initial copy.
-    let journal =
-        mirrorctl::journal::read_file(&mirrorctl::journal::Journal::path_for(&rig.state_dir(), &spec.cluster.name))
-            .expect("journal");
+    let journal = mirrorctl::journal::read_file(&mirrorctl::journal::writer::Journal::path_for(
+        &rig.state_dir(),
+        &spec.cluster.name,
+    ))
+    .expect("journal");
     let applied: Vec<&Vec<ConfigChange>> = journal
         .iter()
         .filter_map(|r| match r {
@@ -1181,7 +1183,7 @@ impl Transport for PsShim {
 
 /// A DynamoDB state store on a fresh moto (table created), and a way to open it as a new process
 /// (a new holder identity) would.
-async fn dynamo_store(moto: &support::Moto) -> Arc<dyn mirrorctl::ports::Store> {
+async fn dynamo_store(moto: &support::Moto) -> Arc<dyn mirrorctl::ports::store::Store> {
     use mirrorctl::adapters::store::DynamoStore;
     let store = DynamoStore::from_sdk_config(&moto.sdk_config().await, "mirrorctl-clp");
     store.init().await.expect("create the table");

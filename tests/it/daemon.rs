@@ -11,8 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mirrorctl::journal::{Journal, Record};
-use mirrorctl::ports::Store as _;
+use mirrorctl::journal::Record;
+use mirrorctl::journal::writer::Journal;
+use mirrorctl::ports::store::Store as _;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mirrorctl");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");

@@ -13,7 +13,7 @@ use mirrorctl::execute::ExecError;
 use mirrorctl::ids::ClusterName;
 use mirrorctl::journal::Record;
 use mirrorctl::plan::OpId;
-use mirrorctl::ports::{Store, StoreError};
+use mirrorctl::ports::store::{Store, StoreError};
 use mirrorctl::reconcile::{Context, ReconcileError, Settled, reconcile};
 use mirrorctl::sim::{Scenario, SimWorld};
 use mirrorctl::spec::Os;

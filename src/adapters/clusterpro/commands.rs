@@ -117,7 +117,10 @@ use crate::ids::{ClusterName, GroupName, ResourceName, ServerName};
 use crate::ports::cluster::{
     Cluster, ClusterConfig, ClusterStatus, ConfigChange, MdDefinition, MirrorStatus, ObjectState, Placement, VendorCall,
 };
-use crate::ports::{ErrorClass, PortError, PortResult, Store, StoreError};
+use crate::ports::{
+    ErrorClass, PortError, PortResult,
+    store::{Store, StoreError},
+};
 use crate::spec::{ClusterSpec, Os, Partition};
 
 /// Where the `clp*` commands are looked for on Windows, in order, when the desired state has no

@@ -25,7 +25,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::transport::{CommandOutput, Shell};
+use super::transport::{CommandOutput, Shell, TMP_SUFFIX};
 use crate::ports::{ErrorClass, PortError, PortResult};
 
 /// What SSM returns of a command's standard output at most (characters).
@@ -38,9 +38,6 @@ pub const READ_CHUNK: usize = 16 * 1024;
 /// Bytes written per command: 32,768 base64 characters plus line breaks, half of the 64 KB an
 /// SSM document may hold (the limit on a command's parameters is not published [U]).
 pub const WRITE_PIECE: usize = 24 * 1024;
-
-/// Suffix of the file written beside the target before the rename.
-pub const TMP_SUFFIX: &str = ".mirrorctl-tmp";
 
 /// First word of every line these scripts print for mirrorctl.
 const MARK: &str = "mirrorctl-file:";

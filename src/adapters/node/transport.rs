@@ -16,6 +16,10 @@ use std::time::Duration;
 use crate::ids::ServerName;
 use crate::ports::{ErrorClass, PortError, PortResult};
 
+/// Suffix of the file written beside the target before the rename (by every transport, so a
+/// left-over piece is recognised whichever wrote it).
+pub const TMP_SUFFIX: &str = ".mirrorctl-tmp";
+
 /// The interpreter a script is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shell {
@@ -161,7 +165,7 @@ impl Transport for LocalTransport {
 
     async fn write_file(&self, _server: &ServerName, _shell: Shell, path: &Path, bytes: &[u8]) -> PortResult<()> {
         let mut tmp = path.as_os_str().to_owned();
-        tmp.push(super::chunked::TMP_SUFFIX);
+        tmp.push(TMP_SUFFIX);
         let tmp = std::path::PathBuf::from(tmp);
         tokio::fs::write(&tmp, bytes).await.map_err(|e| local_error(&format!("writing {}", tmp.display()), &e))?;
         tokio::fs::rename(&tmp, path).await.map_err(|e| local_error(&format!("renaming to {}", path.display()), &e))

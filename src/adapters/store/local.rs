@@ -18,7 +18,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::ids::ClusterName;
-use crate::journal::{Record, WriterLock, append_file, read_file};
+use crate::journal::writer::WriterLock;
+use crate::journal::{Record, append_file, read_file};
 use crate::ports::store::{Lease, Store, StoreError};
 use crate::status::StatusDoc;
 

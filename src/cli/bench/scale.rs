@@ -52,7 +52,7 @@ use super::{
 };
 use crate::adapters::limit::{Budget, Budgets, LimitedCloud, RequestLimiter};
 use crate::cli::CliError;
-use crate::journal::Journal;
+use crate::journal::writer::Journal;
 use crate::reconcile::{Context, Settled, reconcile};
 use crate::sim::{AccountThrottle, LatencyModel, SimWorld, ThrottleBudgets, ThrottleTally};
 

@@ -113,7 +113,7 @@ impl Lab {
 
     /// The journal's records for the cluster of `spec`.
     pub fn journal(&self, spec: &Spec) -> Vec<mirrorctl::journal::Record> {
-        let path = mirrorctl::journal::Journal::path_for(&self.state_dir(), &spec.cluster.name);
+        let path = mirrorctl::journal::writer::Journal::path_for(&self.state_dir(), &spec.cluster.name);
         mirrorctl::journal::read_file(&path).expect("journal")
     }
 

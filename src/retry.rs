@@ -1,5 +1,8 @@
 //! Retry schedules. `backon`'s exponential backoff with jitter supplies the delays; the executor
 //! sleeps through the clock port, so a lab speed factor or paused test time applies to them too.
+//!
+//! Why this module stands just above the ports: observation and execution both retry port calls
+//! by one policy, and observation sits below the planner and the executor.
 
 use std::time::Duration;
 
