@@ -23,6 +23,7 @@ mod deploy;
 mod desired_state_examples;
 mod dr_copies;
 mod fast_restore;
+mod lab_json;
 mod mirror_set;
 mod moto_ec2;
 mod moto_flows;
