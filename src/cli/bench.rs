@@ -53,8 +53,10 @@
 //! Two more parts print their own tables in the same run: [`scale`] (1, 5, 20, 100 and 1,000
 //! clusters restored at once under one account's throttle buckets; 1, 5 and 20 with `--quick`) and
 //! [`footprint`] (the real daemon's idle RSS and CPU with 0 and 1,000 files, and edit → first
-//! action latency; 0 and 20 files with `--quick`). The kill -9 chaos campaign is
-//! `mirrorctl bench chaos` ([`super::chaos`]).
+//! action latency; 0 and 20 files with `--quick`; of the executable `--binary` names, or this
+//! one). [`fullperf`] adds the time to full performance of a restore per way EBS loads the
+//! volumes (arithmetic on the latency model). `-o json` prints every part as one document
+//! ([`report`]). The kill -9 chaos campaign is `mirrorctl bench chaos` ([`super::chaos`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

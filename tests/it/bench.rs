@@ -74,10 +74,11 @@ fn bench_quick_prints_every_figure() {
     assert!(stdout.contains("of this binary, real time, debug build)"), "{stdout}");
 }
 
-/// The numbers on the row of the time-to-full-performance table that starts with `label`.
+/// The six numbers on the row of the time-to-full-performance table that starts with `label`
+/// (service, full performance, in sync for 100 GiB, then 1 TiB; the rate follows).
 fn row(out: &str, label: &str) -> Vec<f64> {
     let line = out.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no row {label:?} in:\n{out}"));
-    line[label.len()..].split_whitespace().map_while(|w| w.parse::<f64>().ok()).collect()
+    line[label.len()..].split_whitespace().take(6).map_while(|w| w.parse::<f64>().ok()).collect()
 }
 
 /// Time to full performance, side by side: every option has service / full performance / in sync

@@ -130,8 +130,10 @@ pub(super) struct Row {
     pub(super) cells: Vec<Cell>,
 }
 
-/// The moments of a two-node restore (configuration edit, the model's medians) the table needs.
+/// The moments of a two-node restore (configuration edit, the model's medians) the table needs,
+/// in seconds.
 #[derive(Debug, Clone, Copy)]
+#[allow(clippy::struct_field_names)] // every moment is in seconds, and says so
 struct Restore {
     /// First step → group online.
     service_s: f64,
@@ -257,7 +259,7 @@ pub(super) fn alternative_ratios(rows: &[Row]) -> Vec<(String, u32, f64, f64)> {
 }
 
 fn size(d: u32) -> String {
-    if d % 1024 == 0 { format!("{} TiB", d / 1024) } else { format!("{d} GiB") }
+    if d.is_multiple_of(1024) { format!("{} TiB", d / 1024) } else { format!("{d} GiB") }
 }
 
 /// The text table.
