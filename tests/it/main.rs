@@ -44,3 +44,4 @@ mod spec_validate_paths;
 mod ssm_transport;
 mod store;
 mod vendor;
+mod volume_loading;

@@ -7,7 +7,9 @@
 //! performance is achieved only once all storage blocks have been downloaded and written to the
 //! volume"). For a large disk that dominates the restore: the table shows by how much, and what
 //! each option buys. It is pure arithmetic on the latency model's medians (the same numbers the
-//! simulated world uses), so it costs nothing to run and every cell follows from a cited rate.
+//! simulated world uses: it loads a restored volume's data, `Scenario::data_gib`, at the volume's
+//! rate from the end of `creating`), so it costs nothing to run and every cell follows from a
+//! cited rate.
 //!
 //! The figures, for a data set of `D` (the snapshot's full size):
 //!
