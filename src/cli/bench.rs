@@ -53,8 +53,10 @@
 //! Two more parts print their own tables in the same run: [`scale`] (1, 5, 20, 100 and 1,000
 //! clusters restored at once under one account's throttle buckets; 1, 5 and 20 with `--quick`) and
 //! [`footprint`] (the real daemon's idle RSS and CPU with 0 and 1,000 files, and edit → first
-//! action latency; 0 and 20 files with `--quick`). The kill -9 chaos campaign is
-//! `mirrorctl bench chaos` ([`super::chaos`]).
+//! action latency; 0 and 20 files with `--quick`; of the executable `--binary` names, or this
+//! one). [`fullperf`] adds the time to full performance of a restore per way EBS loads the
+//! volumes (arithmetic on the latency model). `-o json` prints every part as one document
+//! ([`report`]). The kill -9 chaos campaign is `mirrorctl bench chaos` ([`super::chaos`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -76,6 +78,8 @@ use crate::sim::{LatencyModel, Scenario, SimWorld};
 use crate::spec::{BackupSpec, Partition, ProcedureChoice, RestoreSpec, Spec};
 
 mod footprint;
+mod fullperf;
+mod report;
 mod scale;
 
 /// Seeds of a full run (`--quick` uses only the first, the `--seed` given).
@@ -112,7 +116,16 @@ struct VendorSample {
 }
 
 /// Runs `mirrorctl bench`. Exit 0 whether or not targets are met; only a failed run is an error.
-pub fn run(state_dir: &Path, quick: bool, seed: u64) -> Result<u8, CliError> {
+/// `binary` is the `mirrorctl` whose footprint is measured (default: this executable).
+pub fn run(
+    state_dir: &Path,
+    quick: bool,
+    seed: u64,
+    output: super::Output,
+    binary: Option<&Path>,
+) -> Result<u8, CliError> {
+    // Checked before the long parts run: a wrong path fails at once.
+    let binary = footprint::binary(binary)?;
     let dir = state_dir.join("bench");
     let seeds: Vec<u64> = if quick { vec![seed] } else { (0..FULL_RUNS).map(|i| seed + i).collect() };
     // The caller's runtime is multi-threaded and real-time; the bench needs its own, paused one,
@@ -141,10 +154,27 @@ pub fn run(state_dir: &Path, quick: bool, seed: u64) -> Result<u8, CliError> {
         })
     });
     let (samples, scaled) = handle.join().map_err(|_| CliError::Failed("the bench thread panicked".into()))??;
-    print!("{}", render(&samples, quick, seed));
-    print!("{}", scale::render(&scaled));
-    let footprint = footprint::measure(&state_dir.join("bench"), quick)?;
-    print!("{}", footprint::render(&footprint));
+    let loading = fullperf::table(&LatencyModel::default());
+    if output == super::Output::Text {
+        print!("{}", render(&samples, quick, seed));
+        print!("{}", scale::render(&scaled));
+        print!("{}", fullperf::render(&loading));
+    }
+    let footprint = footprint::measure(&state_dir.join("bench"), quick, &binary)?;
+    match output {
+        super::Output::Text => print!("{}", footprint::render(&footprint)),
+        super::Output::Json => {
+            let doc = report::json(&report::Parts {
+                samples: &samples,
+                quick,
+                seed,
+                scaled: &scaled,
+                loading: &loading,
+                footprint: &footprint,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| CliError::Failed(e.to_string()))?);
+        }
+    }
     Ok(0)
 }
 
@@ -545,11 +575,12 @@ struct Line {
     pass: fn(f64) -> bool,
 }
 
-#[allow(clippy::cast_precision_loss)] // call counts are tiny
-fn render(samples: &[Sample], quick: bool, seed: u64) -> String {
+/// The single-cluster figures of `samples`, one line each.
+#[allow(clippy::cast_precision_loss, clippy::too_many_lines)] // call counts are tiny
+fn lines(samples: &[Sample]) -> [Line; 9] {
     let col = |f: fn(&Sample) -> f64| samples.iter().map(f).collect::<Vec<_>>();
     let first = &samples[0];
-    let lines = [
+    [
         Line {
             name: "restore wall / critical path",
             values: col(|s| s.restore_wall_s / s.critical_path_s),
@@ -619,7 +650,21 @@ fn render(samples: &[Sample], quick: bool, seed: u64) -> String {
             target: "<= 1.10",
             pass: |x| x <= 1.10,
         },
-    ];
+    ]
+}
+
+/// The verdict of a line: on the worst run (max for "<=" targets, the smallest value for ">=").
+fn worst_passes(l: &Line) -> bool {
+    let worst = if l.target.starts_with(">=") {
+        l.values.iter().copied().fold(f64::INFINITY, f64::min)
+    } else {
+        l.values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+    };
+    (l.pass)(worst)
+}
+
+fn render(samples: &[Sample], quick: bool, seed: u64) -> String {
+    let lines = lines(samples);
     let mut out = String::new();
     let runs = if quick { "1 run (--quick)".to_owned() } else { format!("{} runs, seeds {seed}..", samples.len()) };
     let _ = writeln!(out, "mirrorctl bench: simulated runbook cluster (Windows), paused time, {runs}");
@@ -627,10 +672,7 @@ fn render(samples: &[Sample], quick: bool, seed: u64) -> String {
     let _ = writeln!(out, "{:<34} {:>9} {:>9}  {:<8} {:<6} first run", "figure", "median", "max", "target", "result");
     for l in &lines {
         let (median, max) = median_max(l.values.clone());
-        // The verdict is on the worst run: max for "<=" targets, the smallest value for ">=".
-        let worst =
-            if l.target.starts_with(">=") { l.values.iter().copied().fold(f64::INFINITY, f64::min) } else { max };
-        let verdict = if (l.pass)(worst) { "PASS" } else { "MISS" };
+        let verdict = if worst_passes(l) { "PASS" } else { "MISS" };
         let _ =
             writeln!(out, "{:<34} {:>9.2} {:>9.2}  {:<8} {:<6} {}", l.name, median, max, l.target, verdict, l.detail);
     }

@@ -6,7 +6,7 @@
 //! the backup, and verifies with the data oracle that the snapshot held the quiesce point, that
 //! both sides equal the snapshot's data with the accident gone, that nothing was corrupted or
 //! deleted. It prints a timeline in model time and the number of calls per API. Exit 0 when the
-//! verification passes, 1 otherwise.
+//! verification passes, 1 otherwise. `-o json` prints one document instead ([`json`]).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::unbounded_channel;
 
-use super::{CliError, LabOs};
+use super::{CliError, LabOs, Output};
 use crate::execute::{Event, Progress};
 use crate::ids::{BackupName, RequestName};
 use crate::ports::Clock as _;
@@ -22,6 +22,8 @@ use crate::ports::cloud::tag;
 use crate::reconcile::{Context, Settled, reconcile};
 use crate::sim::{Scenario, SimWorld};
 use crate::spec::{BackupSpec, ProcedureChoice, RestoreSpec, Spec};
+
+mod json;
 
 pub(super) const WINDOWS_EXAMPLE: &str = include_str!("../../desired-state/prod-db.toml");
 pub(super) const LINUX_EXAMPLE: &str = include_str!("../../desired-state/app-linux.toml");
@@ -42,6 +44,8 @@ pub fn lab_spec(os: LabOs, procedure: ProcedureChoice) -> Result<Spec, CliError>
 }
 
 struct Check {
+    /// Stable identifier (`-o json`).
+    id: &'static str,
     what: String,
     ok: bool,
 }
@@ -55,6 +59,7 @@ pub async fn run(
     os: LabOs,
     procedure: ProcedureChoice,
     fast_restore: bool,
+    output: Output,
 ) -> Result<u8, CliError> {
     if !(speed.is_finite() && speed > 0.0) {
         return Err(CliError::Usage(format!("--speed must be a positive number, not {speed}")));
@@ -76,15 +81,24 @@ pub async fn run(
 
     let (tx, mut rx) = unbounded_channel::<Event>();
     let start = world.scenario().epoch;
+    let text = output == Output::Text;
+    let say = |line: &str| {
+        if text {
+            println!("{line}");
+        }
+    };
     let printer = tokio::spawn(async move {
-        let mut lines = Vec::new();
+        let mut events = Vec::new();
         while let Some(e) = rx.recv().await {
-            if let Some(l) = super::apply::render_event(&e, start) {
-                println!("{l}");
-                lines.push(l);
+            if text {
+                if let Some(l) = super::apply::render_event(&e, start) {
+                    println!("{l}");
+                }
+            } else {
+                events.push(super::apply::event_json(&e, start));
             }
         }
-        lines
+        events
     });
     let mut ctx = Context::new(world.ports(), dir.join("state"));
     ctx.progress = Progress::to(tx);
@@ -93,14 +107,14 @@ pub async fn run(
         LabOs::Windows => "windows",
         LabOs::Linux => "linux",
     };
-    println!("mirrorctl lab: cluster {} ({os_name}), seed {world_seed}, speed ×{speed}", spec.cluster.name);
-    println!("\n== 1. backup \"lab-backup\" (the runbook's backup procedure)");
+    say(&format!("mirrorctl lab: cluster {} ({os_name}), seed {world_seed}, speed ×{speed}", spec.cluster.name));
+    say("\n== 1. backup \"lab-backup\" (the runbook's backup procedure)");
     let backup_name = BackupName::parse("lab-backup").map_err(|e| CliError::Failed(e.to_string()))?;
     let mut backup = spec.clone();
     backup.backup =
         Some(BackupSpec { schedules: Vec::new(), keep: 7, take: vec![backup_name.clone()], copy_to: Vec::new() });
     let settled = reconcile(&backup, &ctx).await.map_err(|e| CliError::Failed(e.to_string()))?;
-    checks.push(Check { what: "backup converged".into(), ok: settled == Settled::Converged });
+    checks.push(Check { id: "backup-converged", what: "backup converged".into(), ok: settled == Settled::Converged });
     let inv = world.inventory();
     let snap = inv
         .snapshots
@@ -111,6 +125,7 @@ pub async fn run(
     let report = world.oracle_report();
     let quiesce = report.last_quiesce.clone();
     checks.push(Check {
+        id: "snapshot-holds-quiesce-point",
         what: format!(
             "snapshot {snap} holds the quiesce point ({} = {})",
             report.snapshots.get(&snap).map_or_else(|| "?".into(), ToString::to_string),
@@ -119,18 +134,18 @@ pub async fn run(
         ok: quiesce.is_some_and(|q| report.snapshots.get(&snap) == Some(&q.content)),
     });
 
-    println!("\n== 2. business runs for 10 minutes, then data is deleted by mistake (mirrored to the standby)");
+    say("\n== 2. business runs for 10 minutes, then data is deleted by mistake (mirrored to the standby)");
     world.clock().sleep(Duration::from_mins(10)).await;
     world.accident();
     world.clock().sleep(Duration::from_secs(30)).await;
     let report = world.oracle_report();
     let broken = report.servers.values().all(|c| c.is_some_and(|c| world.contains_accident(c)));
-    checks.push(Check { what: "the accident reached both servers".into(), ok: broken });
+    checks.push(Check { id: "accident-reached-both", what: "the accident reached both servers".into(), ok: broken });
 
-    println!(
+    say(&format!(
         "\n== 3. restore both servers from {snap} (request \"lab-incident\"){}",
         if fast_restore { " with Fast Snapshot Restore" } else { "" }
-    );
+    ));
     let mut restore = backup.clone();
     restore.mirror.volume.fast_restore = fast_restore;
     restore.restore = Some(RestoreSpec {
@@ -142,29 +157,42 @@ pub async fn run(
     let restore_started = world.now();
     let settled = reconcile(&restore, &ctx).await.map_err(|e| CliError::Failed(e.to_string()))?;
     let restore_took = world.now().duration_since(restore_started);
-    checks.push(Check { what: "restore converged".into(), ok: settled == Settled::Converged });
+    checks.push(Check { id: "restore-converged", what: "restore converged".into(), ok: settled == Settled::Converged });
     drop(ctx);
-    let _ = printer.await;
+    let events = printer.await.unwrap_or_default();
 
     let report = world.oracle_report();
     let sides: Vec<_> = report.servers.iter().map(|(s, c)| (s.clone(), *c)).collect();
     let same = sides.len() == 2 && sides[0].1.is_some() && sides[0].1 == sides[1].1;
-    checks.push(Check { what: "both servers hold identical data".into(), ok: same });
+    checks.push(Check { id: "both-sides-identical", what: "both servers hold identical data".into(), ok: same });
     let clean = sides.iter().all(|(_, c)| c.is_some_and(|c| !world.contains_accident(c)));
-    checks.push(Check { what: "the accident is gone from both servers".into(), ok: clean });
+    checks.push(Check { id: "accident-gone", what: "the accident is gone from both servers".into(), ok: clean });
     let from_snap = report
         .snapshots
         .get(&snap)
         .is_some_and(|s| sides.iter().all(|(_, c)| c.is_some_and(|c| world.descends_from(c, *s))));
-    checks.push(Check { what: format!("the data continues from {snap}"), ok: from_snap });
     checks.push(Check {
+        id: "data-continues-from-snapshot",
+        what: format!("the data continues from {snap}"),
+        ok: from_snap,
+    });
+    checks.push(Check {
+        id: "no-corruption",
         what: format!("no corruption ({} found)", report.corruptions.len()),
         ok: report.corruptions.is_empty(),
     });
     let inv = world.inventory();
-    checks.push(Check { what: format!("no volume deleted ({})", inv.deleted_volumes), ok: inv.deleted_volumes == 0 });
+    checks.push(Check {
+        id: "no-volume-deleted",
+        what: format!("no volume deleted ({})", inv.deleted_volumes),
+        ok: inv.deleted_volumes == 0,
+    });
     let superseded = inv.volumes.iter().filter(|v| v.tags.contains_key(tag::SUPERSEDED_BY)).count();
-    checks.push(Check { what: format!("old volumes kept and tagged superseded ({superseded})"), ok: superseded == 2 });
+    checks.push(Check {
+        id: "old-volumes-kept",
+        what: format!("old volumes kept and tagged superseded ({superseded})"),
+        ok: superseded == 2,
+    });
     if fast_restore {
         let restored: Vec<_> = inv
             .volumes
@@ -173,6 +201,7 @@ pub async fn run(
             .collect();
         let fast = restored.iter().filter(|v| v.fast_restored).count();
         checks.push(Check {
+            id: "volumes-fast-restored",
             what: format!("both restored volumes fast-restored ({fast} of {})", restored.len()),
             ok: fast == 2 && restored.len() == 2,
         });
@@ -183,6 +212,7 @@ pub async fn run(
             .map(|f| format!("{} in {}", f.snapshot, f.zone))
             .collect();
         checks.push(Check {
+            id: "fast-restore-off-again",
             what: format!(
                 "Fast Snapshot Restore switched off again ({:.2} zone-hours billed{})",
                 world.fast_restore_zone_hours(),
@@ -192,6 +222,28 @@ pub async fn run(
         });
     }
 
+    if !text {
+        let saved = dir.join("world.json");
+        let saved = world.persist_to(&saved).map(|()| saved);
+        let doc = json::document(&json::Facts {
+            world: &world,
+            cluster: spec.cluster.name.as_str(),
+            os: os_name,
+            seed: world_seed,
+            speed,
+            procedure,
+            fast_restore,
+            snapshot: snap.as_str(),
+            restore_s: restore_took.as_secs_f64(),
+            wall_s: wall.elapsed().as_secs_f64(),
+            events,
+            checks: &checks,
+            saved: saved.as_deref().map_err(ToString::to_string),
+            state: &dir.join("state"),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| CliError::Failed(e.to_string()))?);
+        return Ok(u8::from(!checks.iter().all(|c| c.ok)));
+    }
     let mut out = String::new();
     let _ = writeln!(out, "\n== timeline of the world (model time)");
     for (at, what) in world.timeline() {

@@ -25,11 +25,19 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::adapters::store::StoreSpec;
 
+/// `mirrorctl --version`: the version and the build profile (`bench --binary` reads it).
+const LONG_VERSION: &str = if cfg!(debug_assertions) {
+    concat!(env!("CARGO_PKG_VERSION"), " (debug build)")
+} else {
+    concat!(env!("CARGO_PKG_VERSION"), " (release build)")
+};
+
 /// Command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "mirrorctl",
     version,
+    long_version = LONG_VERSION,
     about = "Backs up and restores CLUSTERPRO mirror disks on AWS, the Kubernetes way"
 )]
 pub struct Cli {
@@ -62,7 +70,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Output format of `validate`, `plan`, `apply` and `status`.
+/// Output format of the commands that print results (`-o`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     /// Human-readable.
@@ -197,6 +205,9 @@ pub enum Command {
         /// backup in both zones, the volumes created fully initialized, FSR disabled again.
         #[arg(long)]
         fast_restore: bool,
+        /// Output format (`json`: one document: events, timeline, calls, checks as fields).
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
     /// Measure the performance figures against their targets in the simulated world (paused time; prints a table).
     #[command(args_conflicts_with_subcommands = true)]
@@ -210,6 +221,13 @@ pub enum Command {
         /// First seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The `mirrorctl` executable whose footprint is measured (e.g. a release build); default:
+        /// this one.
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Output format (`json`: one document with every figure as fields).
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
     /// Print the manual page (roff, generated from this command line's own definition) on stdout,
     /// e.g. `mirrorctl man | man -l -`; `--dir` writes one page per command instead.
@@ -487,13 +505,15 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Snapshots { target, output, world } => {
             snapshots::run(&state_dir, store().await, &target, &world, output).await
         }
-        Command::Lab { speed, seed, os, procedure, fast_restore } => {
-            lab::run(&state_dir, speed, seed, os, procedure.into(), fast_restore).await
+        Command::Lab { speed, seed, os, procedure, fast_restore, output } => {
+            lab::run(&state_dir, speed, seed, os, procedure.into(), fast_restore, output).await
         }
         Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => {
             chaos::run(&state_dir, &args, store_spec.as_ref()).await
         }
-        Command::Bench { mode: None, quick, seed } => bench::run(&state_dir, quick, seed),
+        Command::Bench { mode: None, quick, seed, binary, output } => {
+            bench::run(&state_dir, quick, seed, output, binary.as_deref())
+        }
         Command::Man { dir } => man(dir.as_deref()),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

@@ -740,9 +740,10 @@ impl SimCloud {
 /// rate; EC2's own estimate is what a real run reports).
 pub const LAZY_LOAD_MIB_S: u32 = 40;
 
-/// A volume's initialization at `now`: created from a snapshot, it loads at its provisioned rate
-/// (or [`LAZY_LOAD_MIB_S`]) from the end of `creating`; a blank volume needs none.
-fn initialization(v: &VolumeRec, now: Timestamp) -> VolumeInit {
+/// A volume's initialization at `now`: created from a snapshot, it loads the snapshot's data
+/// (`data_gib`, the scenario's, at most the volume; the whole volume when `None`) at its
+/// provisioned rate (or [`LAZY_LOAD_MIB_S`]) from the end of `creating`; a blank volume needs none.
+fn initialization(v: &VolumeRec, data_gib: Option<u32>, now: Timestamp) -> VolumeInit {
     let volume = v.id.clone();
     if v.snapshot.is_none() {
         return VolumeInit { volume, kind: None, progress: None, remaining_s: None, complete: true };
@@ -751,7 +752,7 @@ fn initialization(v: &VolumeRec, now: Timestamp) -> VolumeInit {
         return VolumeInit { volume, kind: None, progress: Some(100), remaining_s: Some(0), complete: true };
     }
     let rate = f64::from(v.init_rate_mib_s.unwrap_or(LAZY_LOAD_MIB_S));
-    let total = f64::from(v.size_gib) * 1024.0;
+    let total = f64::from(data_gib.map_or(v.size_gib, |d| d.min(v.size_gib)).max(1)) * 1024.0;
     let start = v.ready_at.unwrap_or(v.created);
     let elapsed = if now > start { now.duration_since(start).as_secs_f64() } else { 0.0 };
     let done = (elapsed * rate).min(total);
@@ -796,7 +797,8 @@ impl Cloud for SimCloud {
         self.home_only("DescribeVolumeStatus")?;
         self.rtt().await;
         self.world.call("ec2:DescribeVolumeStatus", Some(Bucket::Describe), |w, now| {
-            ids.iter().map(|id| w.visible_volume(id, now).map(|v| initialization(v, now))).collect()
+            let data = w.scenario.data_gib;
+            ids.iter().map(|id| w.visible_volume(id, now).map(|v| initialization(v, data, now))).collect()
         })
     }
 

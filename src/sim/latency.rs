@@ -148,6 +148,19 @@ impl LatencyModel {
     pub fn full_copy_s(&self, size_gib: u32) -> f64 {
         self.full_copy_per_gib_s * f64::from(size_gib)
     }
+    /// The full initial copy's rate in MiB/s (the inverse of [`Self::full_copy_per_gib_s`]).
+    pub fn full_copy_mib_s(&self) -> f64 {
+        1024.0 / self.full_copy_per_gib_s
+    }
+}
+
+/// Time for EBS to initialize a volume created from a snapshot holding `data_gib` of data at
+/// `rate_mib_s`: the snapshot's blocks are downloaded from S3 and written to the volume at that
+/// rate (AWS EBS User Guide, "Initialize Amazon EBS volumes"). `data_gib` is the snapshot's full
+/// size (EC2's `FullSnapshotSizeInBytes`: "all the blocks that were written to the source volume"),
+/// not the volume's size; that unwritten blocks cost no loading time is an inference [U].
+pub fn initialization_s(data_gib: u32, rate_mib_s: f64) -> f64 {
+    f64::from(data_gib) * 1024.0 / rate_mib_s
 }
 
 /// The world's random source: a `ChaCha8` stream from the seed, with its position persisted.

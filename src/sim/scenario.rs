@@ -78,6 +78,10 @@ pub struct Scenario {
     pub data_partition: Partition,
     /// Size of the mirror volumes in GiB.
     pub size_gib: u32,
+    /// GiB of data written on each mirror volume, so each of its snapshots' full size (EC2's
+    /// `FullSnapshotSizeInBytes`): what a volume restored from one loads. `None`: the whole volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_gib: Option<u32>,
     /// Type of the mirror volumes.
     pub volume_type: String,
     /// Latency medians and jitter.
@@ -149,6 +153,7 @@ impl Scenario {
             cluster_partition: Partition::Letter('R'),
             data_partition: Partition::Letter('M'),
             size_gib: 100,
+            data_gib: None,
             volume_type: "gp3".to_owned(),
             latency: LatencyModel::default(),
             consistency_window_s: 1.0,

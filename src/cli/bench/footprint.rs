@@ -2,7 +2,8 @@
 //! on an edit.
 //!
 //! Unlike the other figures this runs in real time, on the real binary: the bench starts
-//! `mirrorctl run --world lab` (its own executable, [`std::env::current_exe`]) on a directory of
+//! `mirrorctl run --world lab` (its own executable, [`std::env::current_exe`], or the one
+//! `--binary` names, e.g. a release build) on a directory of
 //! generated desired-state files — copies of the runbook's cluster named `c0000`, `c0001`, …,
 //! without schedule — in a state directory of its own, reads its JSON log on stderr, and stops it
 //! by its pid at the end. Per directory size:
@@ -25,7 +26,8 @@
 //! The lab world runs at ×[`SPEED`] model time, so the model's observation round trip (the 1 s
 //! node command) costs 5 ms of the latency; what remains is the daemon's own reaction: debounce
 //! (100 ms), re-reading the directory, starting the pass, planning, the fsync'd intent. The
-//! numbers are from whatever profile the binary was built with (the README says which).
+//! numbers are from whatever profile the measured binary was built with: the table names it, as
+//! the binary's own `--version` states it (`(debug build)` / `(release build)`).
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -73,9 +75,66 @@ pub(super) struct Idle {
 /// Everything the footprint part measured.
 #[derive(Debug, Clone)]
 pub(super) struct Footprint {
+    binary: Binary,
     idle: Vec<Idle>,
     edit_files: usize,
     edits: Vec<Duration>,
+}
+
+/// The executable measured.
+#[derive(Debug, Clone)]
+pub(super) struct Binary {
+    path: PathBuf,
+    /// Named by `--binary` (rather than this executable).
+    given: bool,
+    /// `debug`, `release`, or `unknown` when its `--version` does not say.
+    build: &'static str,
+}
+
+/// The binary to measure: `given` after checking it is an executable file, else this one.
+pub(super) fn binary(given: Option<&Path>) -> Result<Binary, CliError> {
+    let Some(path) = given else {
+        let path =
+            std::env::current_exe().map_err(|e| CliError::Failed(format!("cannot find my own executable: {e}")))?;
+        let build = if cfg!(debug_assertions) { "debug" } else { "release" };
+        return Ok(Binary { path, given: false, build });
+    };
+    let usage = |what: &str| {
+        CliError::Usage(format!(
+            "--binary {}: {what}; give the path of a built mirrorctl, e.g. target/release/mirrorctl after \
+             `cargo build --release`",
+            path.display()
+        ))
+    };
+    let meta = std::fs::metadata(path).map_err(|e| usage(&format!("cannot be read ({e})")))?;
+    if !meta.is_file() {
+        return Err(usage("is not a file"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(usage("is not executable"));
+        }
+    }
+    let version = Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| usage(&format!("cannot be run ({e})")))?;
+    let text = String::from_utf8_lossy(&version.stdout);
+    if !version.status.success() || !text.starts_with("mirrorctl ") {
+        return Err(usage("does not answer `--version` as mirrorctl does"));
+    }
+    let build = if text.contains("(release build)") {
+        "release"
+    } else if text.contains("(debug build)") {
+        "debug"
+    } else {
+        "unknown"
+    };
+    Ok(Binary { path: path.to_path_buf(), given: true, build })
 }
 
 /// The daemon under measurement; killed (by its pid) when dropped.
@@ -86,9 +145,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(dir: &Path, state: &Path) -> Result<Daemon, CliError> {
-        let exe =
-            std::env::current_exe().map_err(|e| CliError::Failed(format!("cannot find my own executable: {e}")))?;
+    fn start(exe: &Path, dir: &Path, state: &Path) -> Result<Daemon, CliError> {
         let mut child = Command::new(exe)
             .arg("--state-dir")
             .arg(state)
@@ -239,8 +296,8 @@ fn memory_kib(pid: u32) -> Result<(u64, u64), CliError> {
     Ok((value("VmRSS:")?, value("VmHWM:")?))
 }
 
-/// Starts a daemon on `files` generated files and measures it idle.
-fn idle(base: &Path, files: usize, window: Duration) -> Result<(Idle, Daemon, PathBuf), CliError> {
+/// Starts a daemon (`exe`) on `files` generated files and measures it idle.
+fn idle(exe: &Path, base: &Path, files: usize, window: Duration) -> Result<(Idle, Daemon, PathBuf), CliError> {
     let root = fresh_dir(base, &format!("footprint-{files}"))?;
     let dir = root.join("desired-state");
     std::fs::create_dir_all(&dir).map_err(|e| CliError::Failed(format!("creating {}: {e}", dir.display())))?;
@@ -251,7 +308,7 @@ fn idle(base: &Path, files: usize, window: Duration) -> Result<(Idle, Daemon, Pa
             .map_err(|e| CliError::Failed(format!("writing {}: {e}", path.display())))?;
     }
     let started = Instant::now();
-    let mut daemon = Daemon::start(&dir, &root.join("state"))?;
+    let mut daemon = Daemon::start(exe, &dir, &root.join("state"))?;
     daemon.wait_for("the daemon to start", 0, |lines| {
         lines.iter().any(|(_, v)| field(v, "message") == Some("mirrorctl daemon started")).then_some(())
     })?;
@@ -319,14 +376,14 @@ fn edit_latencies(daemon: &mut Daemon, dir: &Path, edits: usize) -> Result<Vec<D
     Ok(out)
 }
 
-/// Runs the footprint part (real time, real binary).
-pub(super) fn measure(base: &Path, quick: bool) -> Result<Footprint, CliError> {
+/// Runs the footprint part (real time, on `binary`).
+pub(super) fn measure(base: &Path, quick: bool, binary: &Binary) -> Result<Footprint, CliError> {
     let plan = if quick { QUICK } else { FULL };
     let mut idles = Vec::new();
     let mut edits = Vec::new();
     let last = plan.files.len() - 1;
     for (i, files) in plan.files.iter().enumerate() {
-        let (figures, mut daemon, dir) = idle(base, *files, plan.window)?;
+        let (figures, mut daemon, dir) = idle(&binary.path, base, *files, plan.window)?;
         idles.push(figures);
         if i == last {
             edits = edit_latencies(&mut daemon, &dir, plan.edits)?;
@@ -336,7 +393,7 @@ pub(super) fn measure(base: &Path, quick: bool) -> Result<Footprint, CliError> {
             let _ = std::fs::remove_dir_all(root);
         }
     }
-    Ok(Footprint { idle: idles, edit_files: plan.files[last], edits })
+    Ok(Footprint { binary: binary.clone(), idle: idles, edit_files: plan.files[last], edits })
 }
 
 /// Nearest-rank percentile `p` (0–100) of `xs`.
@@ -351,12 +408,11 @@ fn percentile(xs: &[Duration], p: f64) -> Duration {
 /// The footprint table.
 pub(super) fn render(f: &Footprint) -> String {
     let mut out = String::new();
-    let build = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let build = f.binary.build;
+    let which = if f.binary.given { f.binary.path.display().to_string() } else { "this binary".to_owned() };
     table_head(
         &mut out,
-        &format!(
-            "daemon footprint (real binary `mirrorctl run --world lab --speed {SPEED}`, real time, {build} build)"
-        ),
+        &format!("daemon footprint (`mirrorctl run --world lab --speed {SPEED}` of {which}, real time, {build} build)"),
     );
     #[allow(clippy::cast_precision_loss)] // KiB counts are small
     let mib = |kib: u64| kib as f64 / 1024.0;
@@ -401,6 +457,47 @@ pub(super) fn render(f: &Footprint) -> String {
         }
     }
     out
+}
+
+/// The footprint as JSON (`bench -o json`): wall time, the binary measured and its build.
+pub(super) fn json(f: &Footprint) -> serde_json::Value {
+    #[allow(clippy::cast_precision_loss)] // KiB counts are small
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let idle: Vec<serde_json::Value> = f
+        .idle
+        .iter()
+        .map(|i| {
+            serde_json::json!({
+                "files": i.files,
+                "ready_s": i.ready.as_secs_f64(),
+                "rss_mib": mib(i.rss_kib),
+                "peak_rss_mib": mib(i.hwm_kib),
+                "rss_target_mib": RSS_TARGET_MIB,
+                "rss_pass": mib(i.rss_kib) <= RSS_TARGET_MIB,
+                "cpu_pct": i.cpu_pct,
+                "window_s": i.window.as_secs_f64(),
+            })
+        })
+        .collect();
+    let edit = (!f.edits.is_empty()).then(|| {
+        let (median, p99) = (percentile(&f.edits, 50.0), percentile(&f.edits, 99.0));
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        serde_json::json!({
+            "files": f.edit_files,
+            "edits": f.edits.len(),
+            "median_ms": ms(median),
+            "p99_ms": ms(p99),
+            "target_ms": EDIT_TARGET_MS,
+            "pass": ms(median) <= EDIT_TARGET_MS && ms(p99) <= EDIT_TARGET_MS,
+        })
+    });
+    serde_json::json!({
+        "time": "wall",
+        "world": "lab",
+        "binary": {"path": f.binary.path.display().to_string(), "given": f.binary.given, "build": f.binary.build},
+        "idle": idle,
+        "edit_to_first_action": edit,
+    })
 }
 
 #[cfg(test)]

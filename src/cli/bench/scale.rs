@@ -120,6 +120,13 @@ impl ScaleSample {
         let total = self.tally.total();
         if total == 0 { 0.0 } else { 100.0 * self.tally.throttled() as f64 / total as f64 }
     }
+    /// The cluster at quantile `q` (0–1) of the convergence times, nearest rank.
+    #[allow(clippy::cast_precision_loss)]
+    fn done_at(&self, q: f64) -> f64 {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // 0 <= q <= 1
+        let i = ((self.done_s.len().saturating_sub(1)) as f64 * q).round() as usize;
+        self.done_s.get(i).copied().unwrap_or(0.0)
+    }
 }
 
 /// Tokens of each account bucket the limiter leaves unspent when mirrorctl is alone in the
@@ -298,6 +305,43 @@ pub(super) fn render(samples: &[ScaleSample]) -> String {
         );
     }
     out
+}
+
+/// The scale runs as JSON (`bench -o json`): one object per run, model seconds.
+pub(super) fn json(samples: &[ScaleSample]) -> serde_json::Value {
+    let runs: Vec<serde_json::Value> = samples
+        .iter()
+        .map(|s| {
+            let (bound, by) = s.bound();
+            let ratio = s.ratio();
+            let pct = s.throttled_pct();
+            serde_json::json!({
+                "clusters": s.clusters,
+                "order": match s.order { Order::ByAge => "oldest-operation-first", Order::Arrival => "arrival" },
+                "total_s": s.total_s,
+                "bound_s": bound,
+                "bound_set_by": match by {
+                    "Describe" => "describe-bucket",
+                    "mutating bucket + tail" => "mutating-bucket-and-tail",
+                    _ => "critical-path",
+                },
+                "total_per_bound": ratio,
+                "total_per_bound_target": {"op": "<=", "value": RATIO_TARGET},
+                "total_per_bound_pass": ratio <= RATIO_TARGET,
+                "cluster_done_s": {"first": s.done_at(0.0), "median": s.done_at(0.5), "p90": s.done_at(0.9), "last": s.done_at(1.0)},
+                "calls": {
+                    "describe_ok": s.tally.describe_ok,
+                    "describe_throttled": s.tally.describe_throttled,
+                    "mutate_ok": s.tally.mutate_ok,
+                    "mutate_throttled": s.tally.mutate_throttled,
+                },
+                "throttled_pct": pct,
+                "throttled_pct_target": {"op": "<", "value": THROTTLED_TARGET_PCT},
+                "throttled_pct_pass": pct < THROTTLED_TARGET_PCT,
+            })
+        })
+        .collect();
+    serde_json::json!({"time": "model", "world": "lab", "runs": runs})
 }
 
 #[cfg(test)]
