@@ -251,11 +251,17 @@ fn push_in_doubt(journal: &JournalView, obs: &Observed, except: Option<&OpId>) -
 /// flight (it removes md from the configuration on purpose).
 pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
     let resolved = resolve_restore(spec, obs, journal);
+    let by_backup = spec.restore_backup.as_ref();
     let (spec, refusal) = match &resolved {
         Ok(s) => (s.as_ref(), None),
         Err(c) => (spec, Some(c)),
     };
     let mut out = pass(spec, obs, journal, refusal);
+    if let (Some(b), Some(r)) = (by_backup, &spec.restore)
+        && matches!(&out.op, Some(OpId::Restore(req)) if *req == r.request)
+    {
+        out.notes.insert(0, format!("restore {} restores backup {}: snapshot {}", r.request, b.backup, r.snapshot));
+    }
     let restoring = matches!(out.op, Some(OpId::Restore(_))) && journal.in_flight().is_some();
     if obs.cluster_reachable && !restoring {
         out.notes.extend(shape::Shape::of(spec, &obs.config).notes(spec));

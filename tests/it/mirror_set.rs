@@ -362,6 +362,12 @@ async fn a_restore_by_backup_name_restores_the_snapshot_that_backup_took() {
     assert!(lab.actions(&restore).iter().all(|(id, _)| !id.starts_with("restore/")), "nothing of the restore ran");
 
     mirrorctl::ports::Clock::sleep(&lab.world.clock(), std::time::Duration::from_hours(12)).await;
+    let ctx = lab.ctx();
+    let journal = open_journal(&restore, &ctx).await.unwrap();
+    let (_, p) = plan_once(&restore, &ctx, &journal).await.unwrap();
+    assert!(p.has_changes(), "{p:?}");
+    assert_eq!(p.notes[0], format!("restore r1 restores backup b1: snapshot {snap}"), "{:?}", p.notes);
+    drop(journal);
     assert_eq!(lab.apply(&restore).await, Settled::Converged);
     let created: Vec<_> = lab
         .actions(&restore)
