@@ -379,6 +379,43 @@ async fn a_restore_by_backup_name_restores_the_snapshot_that_backup_took() {
         .collect();
     assert_eq!(created, [snap.clone(), snap.clone()], "one volume per server, from b1's snapshot");
     common::assert_restored(&lab.world, &snap);
+
+    // Done: the backup may go (retention, by hand) without the file being refused.
+    lab.world.ports().cloud.delete_snapshot(&snap).await.unwrap();
+    assert_eq!(lab.apply(&restore).await, Settled::Converged);
+}
+
+/// A crash at every step boundary of a restore by backup name, then a restart: the resumed
+/// restore resolves the same snapshot, makes one volume per server from it, and restores the data.
+#[tokio::test(start_paused = true)]
+async fn a_restore_by_backup_name_resumes_from_a_crash_at_every_step_boundary() {
+    use mirrorctl::execute::CrashPoint;
+    use mirrorctl::ports::cloud::tag;
+    use mirrorctl::reconcile::Settled;
+    let mut covered = 0;
+    for n in 1.. {
+        let mut lab = Lab::windows(300 + n as u64);
+        let spec = with_backups(example(Os::Windows), &["b1"], 7);
+        assert_eq!(lab.apply(&spec).await, Settled::Converged);
+        let snap = lab.backup_snapshot(&spec, "b1");
+        mirrorctl::ports::Clock::sleep(&lab.world.clock(), std::time::Duration::from_hours(12)).await;
+        lab.world.accident();
+        let restore = by_backup(spec.clone(), "b1", "r1");
+        let (_, switch) = lab.apply_with_crash(&restore, CrashPoint::BeforeIntent, n).await;
+        if !switch.fired() {
+            break;
+        }
+        covered += 1;
+        lab.restart();
+        assert_eq!(lab.apply(&restore).await, Settled::Converged, "resume after step boundary #{n}");
+        let inv = lab.world.inventory();
+        let made: Vec<_> =
+            inv.volumes.iter().filter(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some("r1")).collect();
+        assert_eq!(made.len(), 2, "#{n}: one volume per server: {made:?}");
+        assert!(made.iter().all(|v| v.snapshot.as_ref() == Some(&snap)), "#{n}: from b1's snapshot: {made:?}");
+        common::assert_restored(&lab.world, &snap);
+    }
+    assert!(covered >= 15, "covered {covered}");
 }
 
 #[tokio::test(start_paused = true)]
