@@ -154,7 +154,26 @@ impl Refresh {
 
 /// Whether observation reads Fast Snapshot Restore: a restore with `fast_restore` is wanted.
 pub(crate) fn wants_fast_restore(spec: &Spec) -> bool {
-    spec.restore.is_some() && spec.mirror.volume.fast_restore
+    (spec.restore.is_some() || spec.restore_backup.is_some()) && spec.mirror.volume.fast_restore
+}
+
+/// The snapshot the file's restore restores: `restore.snapshot`, or the one snapshot tagged as
+/// this cluster's backup `restore.backup` (none while that backup is missing or a set: the
+/// planner refuses those, [`crate::plan::restore::of_backup`]).
+fn restore_snapshot(spec: &Spec, snapshots: &[Snapshot]) -> Option<SnapshotId> {
+    if let Some(r) = &spec.restore {
+        return Some(r.snapshot.clone());
+    }
+    let rb = spec.restore_backup.as_ref()?;
+    let mut of = snapshots.iter().filter(|s| {
+        s.tags.get(tag::CLUSTER).map(String::as_str) == Some(spec.cluster.name.as_str())
+            && s.tags.get(tag::ROLE).map(String::as_str) == Some("backup")
+            && s.tags.get(tag::REQUEST).map(String::as_str) == Some(rb.backup.as_str())
+    });
+    match (of.next(), of.next()) {
+        (Some(one), None) => Some(one.id.clone()),
+        _ => None,
+    }
 }
 
 /// Observes the whole world for `spec` (the first pass of a reconcile, `plan`, `apply --plan`).
@@ -274,12 +293,12 @@ pub async fn observe_with(
         .collect();
     let disks = disks_by_server(spec, &instances, disk_res);
     let initialization = initialization(spec, ports, &volumes, prev, want.initialization).await;
-    let fast_restores = match (&spec.restore, prev) {
+    let fast_restores = match (restore_snapshot(spec, &snapshots), prev) {
         (Some(r), _) if want.fast_restore => {
-            with_retries(policy, clock, || ports.cloud.describe_fast_snapshot_restores(&r.snapshot)).await?
+            with_retries(policy, clock, || ports.cloud.describe_fast_snapshot_restores(&r)).await?
         }
         (Some(r), Some(p)) if wants_fast_restore(spec) => {
-            p.fast_restores.iter().filter(|f| f.snapshot == r.snapshot).cloned().collect()
+            p.fast_restores.iter().filter(|f| f.snapshot == r).cloned().collect()
         }
         _ => Vec::new(),
     };

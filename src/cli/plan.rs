@@ -313,7 +313,11 @@ pub async fn run(
         Some(_) => (None, None),
         None => (None, plan.has_changes().then(|| super::project::AWS_LIMIT.to_owned())),
     };
-    let restore_impact = restore_impact(&spec, &obs, &plan);
+    // A `[restore] backup` shows its impact once resolved to its snapshot, as the planner does.
+    let restore_impact = {
+        let view = journal.lock().await.view().clone();
+        crate::plan::resolve_restore(&spec, &obs, &view).ok().and_then(|s| restore_impact(&s, &obs, &plan))
+    };
     let saved = SavedPlan {
         file: file.to_owned(),
         file_sha256: file_sha256(&bytes),

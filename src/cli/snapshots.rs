@@ -1,5 +1,6 @@
 //! `mirrorctl snapshots NAME|FILE --world aws|lab [-o json]`: the cluster's backups as EC2 has
-//! them, newest first — the list an operator picks `restore.snapshot` from.
+//! them, newest first — the list an operator picks `restore.snapshot` (an id) or
+//! `restore.backup` (a name) from.
 //!
 //! Why this module exists: choosing the snapshot to restore from is the one decision of a restore
 //! that discards data (every write after the snapshot's point in time). The status document lists

@@ -12,6 +12,9 @@ use crate::spec::{NoticeKind, Spec};
 /// notifier drops those already sent, and those from before notifications were set up), with the
 /// volumes and snapshots `obs` shows for it.
 pub fn offer_completions(n: &Notifier, spec: &Spec, view: &JournalView, obs: &Observed, p: &Plan) {
+    // A restore that names a backup: the snapshot it restored, as the planner resolved it.
+    let resolved = crate::plan::resolve_restore(spec, obs, view).ok();
+    let restore = resolved.as_ref().and_then(|s| s.restore.as_ref());
     for (op, v) in &view.ops {
         let (Some(at), false) = (v.completed, *op == OpId::Retention) else { continue };
         let operation = op.to_string();
@@ -20,7 +23,7 @@ pub fn offer_completions(n: &Notifier, spec: &Spec, view: &JournalView, obs: &Ob
             continue;
         }
         let (volumes, mut snapshots) = operation_resources(spec, obs, op);
-        if let (OpId::Restore(r), Some(want)) = (op, &spec.restore)
+        if let (OpId::Restore(r), Some(want)) = (op, restore)
             && &want.request == r
             && !snapshots.contains(&want.snapshot.to_string())
         {

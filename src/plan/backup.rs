@@ -722,8 +722,8 @@ fn restart_business(
 /// cluster (on-demand ones, the single `schedule = "…"` form's, those of a schedule no longer in
 /// the file) is kept by `backup.keep`. A group's limits never count another group's snapshots.
 ///
-/// Never deleted, whatever the limits: a snapshot named in `take` or in `[restore]` (neither is
-/// counted), the newest completed backup of the cluster, and one a copy is still being made from.
+/// Never deleted, whatever the limits: a snapshot named in `take` or in `[restore]` (by id or by
+/// its backup's name; neither is counted), the newest completed backup of the cluster, and one a copy is still being made from.
 pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<String>) {
     let op = OpId::Retention;
     let mut d = Draft::default();
@@ -737,6 +737,11 @@ pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<S
         .into_iter()
         .filter(|s| !b.take.iter().any(|t| s.tags.get(tag::REQUEST).map(String::as_str) == Some(t.as_str())))
         .filter(|s| spec.restore.as_ref().is_none_or(|r| r.snapshot != s.id))
+        .filter(|s| {
+            spec.restore_backup
+                .as_ref()
+                .is_none_or(|r| s.tags.get(tag::REQUEST).map(String::as_str) != Some(r.backup.as_str()))
+        })
         .collect();
     // A source whose copy is still being made stays until the copy is done; while a copy region
     // could not be read, no source is deleted (its copy there may be pending).
@@ -1196,6 +1201,21 @@ keep_days = 30
         assert_eq!(deleted(&spec, &observed(now, hourly.clone())), Vec::<u32>::new());
         let spec = spec_with(TWO, None);
         assert_eq!(deleted(&spec, &observed(now, hourly)), [0x54]);
+    }
+
+    #[test]
+    fn retention_never_deletes_the_backup_a_restore_names() {
+        let now = at("2026-11-24T12:00:00Z");
+        let only_old: Vec<Snapshot> = (0..3)
+            .map(|i| snap(0x41 + i, &format!("weekly-{i}"), Some("weekly-long"), 24 * (40 + i64::from(i)), now))
+            .collect();
+        let mut spec = spec_with(TWO, None);
+        spec.restore_backup = Some(crate::spec::BackupRestoreSpec {
+            backup: BackupName::parse("weekly-2").unwrap(),
+            request: crate::ids::RequestName::parse("r1").unwrap(),
+            verify_failover: false,
+        });
+        assert_eq!(deleted(&spec, &observed(now, only_old)), [0x42], "weekly-2 (0x43) is the restore's");
     }
 
     #[test]

@@ -158,23 +158,29 @@ pub(crate) fn refuse_shape(spec: &Spec, what: &str, unsupported: bool, d: &mut D
     if !unsupported {
         return false;
     }
+    let c = shape_refusal(spec, what);
+    d.block(&c.reason, c.message, c.action);
+    true
+}
+
+/// The refusal [`refuse_shape`] blocks with.
+pub(crate) fn shape_refusal(spec: &Spec, what: &str) -> Condition {
     let names: Vec<String> = spec.mirrors().map(|m| m.resource.to_string()).collect();
     let (shape, drives) = if spec.more_mirrors.is_empty() {
         ("its cluster and data partitions on separate volumes", "one md whose partitions share one volume")
     } else {
         ("several md resources", "one md")
     };
-    d.block(
-        "several-volumes-not-supported",
-        format!(
+    Condition {
+        reason: "several-volumes-not-supported".to_owned(),
+        message: format!(
             "{} describes {} ({}); this version of mirrorctl drives a {what} of {drives} only",
             spec.source.display(),
             shape,
             names.join(", ")
         ),
-        format!("use a file with one [mirror] table of that shape, or run this {what} by hand"),
-    );
-    true
+        action: format!("use a file with one [mirror] table of that shape, or run this {what} by hand"),
+    }
 }
 
 /// Whether `op` has journaled any step but its preflight: once it has, it may have changed the
@@ -245,7 +251,18 @@ fn push_in_doubt(journal: &JournalView, obs: &Observed, except: Option<&OpId>) -
 /// resources and the cluster's configuration ([`shape::Shape`]), except while a restore is in
 /// flight (it removes md from the configuration on purpose).
 pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
-    let mut out = pass(spec, obs, journal);
+    let resolved = resolve_restore(spec, obs, journal);
+    let by_backup = spec.restore_backup.as_ref();
+    let (spec, refusal) = match &resolved {
+        Ok(s) => (s.as_ref(), None),
+        Err(c) => (spec, Some(c)),
+    };
+    let mut out = pass(spec, obs, journal, refusal);
+    if let (Some(b), Some(r)) = (by_backup, &spec.restore)
+        && matches!(&out.op, Some(OpId::Restore(req)) if *req == r.request)
+    {
+        out.notes.insert(0, format!("restore {} restores backup {}: snapshot {}", r.request, b.backup, r.snapshot));
+    }
     let restoring = matches!(out.op, Some(OpId::Restore(_))) && journal.in_flight().is_some();
     if obs.cluster_reachable && !restoring {
         out.notes.extend(shape::Shape::of(spec, &obs.config).notes(spec));
@@ -253,7 +270,33 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
     out
 }
 
-fn pass(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
+/// The file's restore with the snapshot it restores: a `[restore] backup = "name"` resolved
+/// against the observed snapshots into [`Spec::restore`] (see [`restore::of_backup`]); the file
+/// itself when it names a snapshot or no restore. `Err` is why that backup cannot be restored
+/// (missing, incomplete, not of the file's shape): the restore is refused before any step.
+///
+/// A restore the journal records as completed is never refused: the backup may be gone since.
+pub fn resolve_restore<'a>(
+    spec: &'a Spec,
+    obs: &Observed,
+    journal: &JournalView,
+) -> Result<std::borrow::Cow<'a, Spec>, Condition> {
+    let Some(rb) = &spec.restore_backup else { return Ok(std::borrow::Cow::Borrowed(spec)) };
+    match restore::of_backup(spec, obs, rb) {
+        Ok(snapshot) => {
+            let mut s = spec.clone();
+            s.restore = Some(rb.of_snapshot(snapshot));
+            s.restore_backup = None;
+            Ok(std::borrow::Cow::Owned(s))
+        }
+        Err(_) if journal.completed(&OpId::Restore(rb.request.clone())) => Ok(std::borrow::Cow::Borrowed(spec)),
+        Err(c) => Err(c),
+    }
+}
+
+/// One pass; `refusal` is why the file's `[restore] backup` cannot be restored now, if it cannot.
+#[allow(clippy::too_many_lines)]
+fn pass(spec: &Spec, obs: &Observed, journal: &JournalView, refusal: Option<&Condition>) -> Plan {
     let mut out = Plan {
         cluster: spec.cluster.name.clone(),
         op: None,
@@ -262,7 +305,12 @@ fn pass(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
         notes: Vec::new(),
         abandoned: abandoned_volumes(obs),
     };
-    let wanted_restore = spec.restore.as_ref().map(|r| OpId::Restore(r.request.clone()));
+    let wanted_restore = spec
+        .restore
+        .as_ref()
+        .map(|r| &r.request)
+        .or(spec.restore_backup.as_ref().map(|r| &r.request))
+        .map(|r| OpId::Restore(r.clone()));
     // Nothing else happens while a push cut off by a restart may still land.
     let doubt = |except: Option<&OpId>| push_in_doubt(journal, obs, except).map(|w| (Outcome::Wait(w), Vec::new()));
 
@@ -273,7 +321,7 @@ fn pass(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
         !begun(journal, op)
             && match op {
                 OpId::Backup(name) => spec.backup.as_ref().is_none_or(|b| !backup::wanted_now(b, name, obs.now)),
-                OpId::Restore(req) => spec.restore.as_ref().is_none_or(|r| r.request != *req),
+                OpId::Restore(_) => wanted_restore.as_ref() != Some(op),
                 OpId::Retention => false,
             }
     };
@@ -293,12 +341,15 @@ fn pass(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
         out.subject.clone_from(&view.subject);
         let (outcome, notes) = match op {
             OpId::Backup(name) => doubt(Some(op)).unwrap_or_else(|| backup::plan(spec, obs, journal, name)),
-            OpId::Restore(req) => match (&spec.restore, &wanted_restore) {
-                (Some(r), Some(w)) if w == op => {
+            OpId::Restore(req) => match (&spec.restore, &wanted_restore, refusal) {
+                (Some(r), Some(w), _) if w == op => {
                     doubt(Some(op)).unwrap_or_else(|| restore::plan(spec, obs, journal, r))
                 }
                 // The old request is left only once its pushes are settled.
-                (Some(r), Some(_)) => doubt(None).unwrap_or_else(|| restore::switch(spec, obs, journal, req, r)),
+                (Some(r), Some(_), _) => doubt(None).unwrap_or_else(|| restore::switch(spec, obs, journal, req, r)),
+                // The backup it restores cannot be resolved any more (its snapshots deleted while
+                // restoring): a human decides.
+                (None, Some(w), Some(c)) if w == op => (Outcome::Blocked(c.clone()), Vec::new()),
                 // Fast Snapshot Restore the half-done restore turned on is switched off first (it
                 // bills per zone-hour while the operator decides); then the block.
                 _ => match fast_restore::cleanup(journal, op, "the restore's [restore] section was removed") {
@@ -330,6 +381,13 @@ fn pass(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
         return out;
     }
 
+    if let (Some(c), Some(op)) = (refusal, &wanted_restore)
+        && journal.op(op).is_none_or(|v| v.abandoned_by.is_none())
+    {
+        out.op = Some(op.clone());
+        out.outcome = Outcome::Blocked(c.clone());
+        return out;
+    }
     if let (Some(r), Some(op)) = (&spec.restore, &wanted_restore)
         && !journal.completed(op)
         && journal.op(op).is_none_or(|v| v.abandoned_by.is_none())

@@ -30,7 +30,7 @@ use crate::ports::cluster::{
 };
 use crate::spec::{Os, Partition, RestoreSpec, ServerSpec, Spec};
 
-use super::step::{Action, FastRestoreTarget, OpId, StepId, Watch};
+use super::step::{Action, Condition, FastRestoreTarget, OpId, StepId, Watch};
 use super::{Draft, Outcome, base_tags, expect};
 
 /// Partition numbers of the cluster and data partitions on a mirror disk.
@@ -141,6 +141,113 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
         }
     }
     (outcome, notes)
+}
+
+/// The snapshot `[restore] backup = "name"` restores, from the snapshots observed: those tagged
+/// as this cluster's backup `name` (a snapshot in `error` counts as missing).
+///
+/// The mapping is explicit and checked before any step: a backup of one volume holds one
+/// snapshot, restored at `mirror.device` as today; a backup of several volumes is a set
+/// (`mirrorctl:set-size`) and needs a file describing that many volumes. Refused, naming what is
+/// wrong: no snapshot of that name (with this cluster's newest backups), part of a set missing or
+/// failed, a snapshot not yet `completed`, a set whose size is not the number of volumes the
+/// file's mirrors use; and, for now, any set of several volumes (restoring a set is not built).
+pub fn of_backup(spec: &Spec, obs: &Observed, rb: &crate::spec::BackupRestoreSpec) -> Result<SnapshotId, Condition> {
+    let name = &rb.backup;
+    let cond = |reason: &str, message: String, action: String| Condition { reason: reason.to_owned(), message, action };
+    let mut tags = base_tags(spec, &OpId::Backup(name.clone()));
+    tags.insert(tag::ROLE.into(), "backup".into());
+    let mut all = obs.snapshots_tagged(&tags);
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    if all.is_empty() {
+        let mut newest: Vec<(&jiff::Timestamp, &str)> = obs
+            .snapshots
+            .iter()
+            .filter(|s| {
+                s.tags.get(tag::CLUSTER).map(String::as_str) == Some(spec.cluster.name.as_str())
+                    && s.tags.get(tag::ROLE).map(String::as_str) == Some("backup")
+            })
+            .filter_map(|s| Some((&s.started, s.tags.get(tag::REQUEST)?.as_str())))
+            .collect();
+        newest.sort_by(|a, b| b.cmp(a));
+        let mut names: Vec<&str> = Vec::new();
+        for (_, n) in newest {
+            if !names.contains(&n) && names.len() < 3 {
+                names.push(n);
+            }
+        }
+        let known = if names.is_empty() {
+            format!("this cluster has no backups in {}", spec.cluster.region)
+        } else {
+            format!("this cluster's newest backups: {}", names.join(", "))
+        };
+        return Err(cond(
+            "backup-missing",
+            format!(
+                "no snapshot of backup {name} of cluster {} was found in {} ({known})",
+                spec.cluster.name, spec.cluster.region
+            ),
+            format!(
+                "check restore.backup in {}; `mirrorctl snapshots {}` lists this cluster's backups",
+                spec.source.display(),
+                spec.cluster.name
+            ),
+        ));
+    }
+    let ids = |v: &[&crate::ports::cloud::Snapshot]| v.iter().map(|s| s.id.to_string()).collect::<Vec<_>>().join(", ");
+    let size =
+        all.iter().filter_map(|s| s.tags.get(tag::SET_SIZE).and_then(|n| n.parse::<usize>().ok())).max().unwrap_or(1);
+    let good: Vec<&crate::ports::cloud::Snapshot> =
+        all.iter().copied().filter(|s| s.state != SnapshotState::Error).collect();
+    if good.len() < size {
+        let failed: Vec<&crate::ports::cloud::Snapshot> =
+            all.iter().copied().filter(|s| s.state == SnapshotState::Error).collect();
+        let failed = if failed.is_empty() { String::new() } else { format!("; failed: {}", ids(&failed)) };
+        return Err(cond(
+            "partial-snapshot-set",
+            format!(
+                "backup {name} has {} of the {size} snapshots of its set ({}){failed}: {} missing",
+                good.len(),
+                ids(&good),
+                size - good.len()
+            ),
+            "restore another backup: a set with a snapshot missing is not a consistent copy of the mirror disks"
+                .to_owned(),
+        ));
+    }
+    let pending: Vec<&crate::ports::cloud::Snapshot> =
+        good.iter().copied().filter(|s| s.state != SnapshotState::Completed).collect();
+    if !pending.is_empty() {
+        let each: Vec<String> = pending.iter().map(|s| format!("{} {}%", s.id, s.progress)).collect();
+        return Err(cond(
+            "snapshot-not-completed",
+            format!(
+                "backup {name} is not completed: {} still pending; a restore needs every snapshot completed",
+                each.join(", ")
+            ),
+            "wait until it completes (mirrorctl checks again on every pass), or name another backup".to_owned(),
+        ));
+    }
+    let devices: Vec<String> =
+        spec.mirrors().flat_map(crate::spec::MirrorSpec::devices).map(ToString::to_string).collect();
+    if good.len() != devices.len() {
+        return Err(cond(
+            "backup-set-mismatch",
+            format!(
+                "backup {name} holds {} snapshot(s) ({}), but the mirrors of {} use {} volume(s) ({}): each snapshot must map to one of them",
+                good.len(),
+                ids(&good),
+                spec.source.display(),
+                devices.len(),
+                devices.join(", ")
+            ),
+            "restore it with a file whose [mirror] entries describe the volumes that backup was taken of, or name another backup".to_owned(),
+        ));
+    }
+    match good.as_slice() {
+        [one] => Ok(one.id.clone()),
+        _ => Err(super::shape_refusal(spec, "restore")),
+    }
 }
 
 #[allow(clippy::too_many_lines)]

@@ -105,6 +105,9 @@ pub enum ErrorKind {
     DuplicateTake,
     /// `[restore]` without `request`.
     RestoreWithoutRequest,
+    /// `[restore]` names both a `snapshot` and a `backup`, or sets `allow_foreign_snapshot` with a
+    /// `backup` (a backup is looked for among the cluster's own snapshots only).
+    RestoreSnapshotAndBackup,
     /// `[notify]` names no destination (neither `sns_topic` nor `webhook`).
     NotifyNoDestination,
     /// `notify.sns_topic` is not an SNS topic ARN.
@@ -180,6 +183,7 @@ impl ErrorKind {
             ErrorKind::UnknownTimeZone => "unknown-time-zone",
             ErrorKind::DuplicateTake => "duplicate-take",
             ErrorKind::RestoreWithoutRequest => "restore-without-request",
+            ErrorKind::RestoreSnapshotAndBackup => "restore-snapshot-and-backup",
             ErrorKind::NotifyNoDestination => "notify-no-destination",
             ErrorKind::NotifySnsTopic => "notify-sns-topic",
             ErrorKind::NotifyWebhookUrl => "notify-webhook-url",

@@ -17,8 +17,8 @@ pub use error::{ErrorKind, SpecError, SpecErrors};
 pub use load::{load_file, load_str};
 pub(crate) use load::{parse_cron, parser_error};
 pub use types::{
-    Access, ApiSpec, ApiTls, BackupSpec, ClusterSpec, CopyTarget, Every, MirrorSpec, NoticeKind, NotifySpec, Os,
-    Partition, ProcedureChoice, RestoreSpec, RoleSpec, Schedule, ScheduleSpec, SecretRef, ServerSpec, SnsTopic, Spec,
-    VolumeSpec, VolumeType, WebhookSpec,
+    Access, ApiSpec, ApiTls, BackupRestoreSpec, BackupSpec, ClusterSpec, CopyTarget, Every, MirrorSpec, NoticeKind,
+    NotifySpec, Os, Partition, ProcedureChoice, RestoreSpec, RoleSpec, Schedule, ScheduleSpec, SecretRef, ServerSpec,
+    SnsTopic, Spec, VolumeSpec, VolumeType, WebhookSpec,
 };
 pub use validate::{EXIT_INVALID, ValidateReport, validate_paths};

@@ -194,6 +194,7 @@ pub(crate) struct RawCopy {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRestore {
     pub(crate) snapshot: Option<S<String>>,
+    pub(crate) backup: Option<S<String>>,
     pub(crate) request: Option<S<String>>,
     pub(crate) verify_failover: Option<bool>,
     pub(crate) allow_foreign_snapshot: Option<bool>,

@@ -27,8 +27,12 @@ pub struct Spec {
     pub more_mirrors: Vec<MirrorSpec>,
     /// Backups wanted, if any.
     pub backup: Option<BackupSpec>,
-    /// The restore wanted, if any.
+    /// The restore wanted, if any, when the file names its snapshot (`restore.snapshot`).
     pub restore: Option<RestoreSpec>,
+    /// The restore wanted, if any, when the file names a backup (`restore.backup`); at most one of
+    /// this and [`Spec::restore`] is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_backup: Option<BackupRestoreSpec>,
     /// Where completion, failure and needs-human events go, if anywhere.
     pub notify: Option<NotifySpec>,
 }
@@ -407,6 +411,34 @@ pub struct RestoreSpec {
     pub verify_failover: bool,
     /// Allow a snapshot whose `mirrorctl:cluster` tag names another cluster.
     pub allow_foreign_snapshot: bool,
+}
+
+/// `[restore]` with `backup = "name"`: the restore of what backup `name` of this cluster took.
+///
+/// Which snapshot that is shows only once the cluster's snapshots are observed, so the planner
+/// resolves it on every pass ([`crate::plan::resolve_restore`]) into a [`RestoreSpec`], or refuses
+/// the restore before any step (the backup missing, incomplete, or not of the file's shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupRestoreSpec {
+    /// The backup's name (a `take` name or a schedule's `<schedule>-<stamp>`).
+    pub backup: BackupName,
+    /// The request name: a new value asks for a new restore, even of the same backup.
+    pub request: RequestName,
+    /// Move the group to the other server after the restore to prove failover works.
+    pub verify_failover: bool,
+}
+
+impl BackupRestoreSpec {
+    /// The restore of `snapshot`, the one the backup took.
+    pub fn of_snapshot(&self, snapshot: SnapshotId) -> RestoreSpec {
+        RestoreSpec {
+            snapshot,
+            request: self.request.clone(),
+            verify_failover: self.verify_failover,
+            // A backup is looked for among this cluster's own snapshots only.
+            allow_foreign_snapshot: false,
+        }
+    }
 }
 
 impl MirrorSpec {

@@ -315,3 +315,134 @@ async fn snapshots_of(lab: &Lab, spec: &mirrorctl::spec::Spec, name: &str) -> Ve
         [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::REQUEST.to_owned(), name.to_owned())].into();
     lab.world.ports().cloud.describe_snapshots(&SnapshotFilter { tags, ..Default::default() }).await.unwrap()
 }
+
+// --- a restore that names a backup (`[restore] backup = "name"`) --------------------------------
+
+/// `spec` asking for a restore of backup `backup` under `request`, by name.
+fn by_backup(mut spec: mirrorctl::spec::Spec, backup: &str, request: &str) -> mirrorctl::spec::Spec {
+    spec.restore = None;
+    spec.restore_backup = Some(mirrorctl::spec::BackupRestoreSpec {
+        backup: mirrorctl::ids::BackupName::parse(backup).unwrap(),
+        request: mirrorctl::ids::RequestName::parse(request).unwrap(),
+        verify_failover: false,
+    });
+    spec
+}
+
+/// The condition `spec`'s next pass blocks on.
+async fn blocked_on(lab: &Lab, spec: &mirrorctl::spec::Spec) -> mirrorctl::plan::Condition {
+    let ctx = lab.ctx();
+    let journal = open_journal(spec, &ctx).await.unwrap();
+    let (_, p) = plan_once(spec, &ctx, &journal).await.unwrap();
+    match p.outcome {
+        Outcome::Blocked(c) => c,
+        other => panic!("expected a block: {other:?} {:?}", p.notes),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_by_backup_name_restores_the_snapshot_that_backup_took() {
+    use mirrorctl::plan::Action;
+    use mirrorctl::reconcile::Settled;
+    let lab = Lab::windows(91);
+    let spec = with_backups(example(Os::Windows), &["b1"], 7);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let snap = lab.backup_snapshot(&spec, "b1");
+    lab.world.accident();
+
+    // Still pending: refused before any step, naming the snapshot.
+    let restore = by_backup(spec.clone(), "b1", "r1");
+    let c = blocked_on(&lab, &restore).await;
+    assert_eq!(c.reason, "snapshot-not-completed", "{c:?}");
+    assert!(c.message.contains(snap.as_str()) && c.message.contains("backup b1"), "{c:?}");
+    // A name no backup has: refused, naming the cluster's backups.
+    let c = blocked_on(&lab, &by_backup(spec.clone(), "b9", "r1")).await;
+    assert_eq!(c.reason, "backup-missing", "{c:?}");
+    assert!(c.message.contains("backup b9") && c.message.contains("newest backups: b1"), "{c:?}");
+    assert!(lab.actions(&restore).iter().all(|(id, _)| !id.starts_with("restore/")), "nothing of the restore ran");
+
+    mirrorctl::ports::Clock::sleep(&lab.world.clock(), std::time::Duration::from_hours(12)).await;
+    let ctx = lab.ctx();
+    let journal = open_journal(&restore, &ctx).await.unwrap();
+    let (_, p) = plan_once(&restore, &ctx, &journal).await.unwrap();
+    assert!(p.has_changes(), "{p:?}");
+    assert_eq!(p.notes[0], format!("restore r1 restores backup b1: snapshot {snap}"), "{:?}", p.notes);
+    drop(journal);
+    assert_eq!(lab.apply(&restore).await, Settled::Converged);
+    let created: Vec<_> = lab
+        .actions(&restore)
+        .into_iter()
+        .filter_map(|(_, a)| match a {
+            Action::CreateVolume { request, .. } => Some(request.snapshot),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(created, [snap.clone(), snap.clone()], "one volume per server, from b1's snapshot");
+    common::assert_restored(&lab.world, &snap);
+
+    // Done: the backup may go (retention, by hand) without the file being refused.
+    lab.world.ports().cloud.delete_snapshot(&snap).await.unwrap();
+    assert_eq!(lab.apply(&restore).await, Settled::Converged);
+}
+
+/// A crash at every step boundary of a restore by backup name, then a restart: the resumed
+/// restore resolves the same snapshot, makes one volume per server from it, and restores the data.
+#[tokio::test(start_paused = true)]
+async fn a_restore_by_backup_name_resumes_from_a_crash_at_every_step_boundary() {
+    use mirrorctl::execute::CrashPoint;
+    use mirrorctl::ports::cloud::tag;
+    use mirrorctl::reconcile::Settled;
+    let mut covered = 0;
+    for n in 1.. {
+        let mut lab = Lab::windows(300 + n as u64);
+        let spec = with_backups(example(Os::Windows), &["b1"], 7);
+        assert_eq!(lab.apply(&spec).await, Settled::Converged);
+        let snap = lab.backup_snapshot(&spec, "b1");
+        mirrorctl::ports::Clock::sleep(&lab.world.clock(), std::time::Duration::from_hours(12)).await;
+        lab.world.accident();
+        let restore = by_backup(spec.clone(), "b1", "r1");
+        let (_, switch) = lab.apply_with_crash(&restore, CrashPoint::BeforeIntent, n).await;
+        if !switch.fired() {
+            break;
+        }
+        covered += 1;
+        lab.restart();
+        assert_eq!(lab.apply(&restore).await, Settled::Converged, "resume after step boundary #{n}");
+        let inv = lab.world.inventory();
+        let made: Vec<_> =
+            inv.volumes.iter().filter(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some("r1")).collect();
+        assert_eq!(made.len(), 2, "#{n}: one volume per server: {made:?}");
+        assert!(made.iter().all(|v| v.snapshot.as_ref() == Some(&snap)), "#{n}: from b1's snapshot: {made:?}");
+        common::assert_restored(&lab.world, &snap);
+    }
+    assert!(covered >= 15, "covered {covered}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restore_by_backup_name_of_a_set_is_checked_against_the_files_volumes_before_any_step() {
+    use mirrorctl::reconcile::Settled;
+    let (lab, spec) = split_lab(92);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    mirrorctl::ports::Clock::sleep(&lab.world.clock(), std::time::Duration::from_hours(12)).await;
+    let (_, snaps) = set_of(&lab, &spec, "b1").await;
+    assert_eq!(snaps.len(), 2);
+
+    // A file with one volume (no cluster_device) cannot take a set of two.
+    let mut single = by_backup(spec.clone(), "b1", "r1");
+    single.mirror.cluster_device = None;
+    let c = blocked_on(&lab, &single).await;
+    assert_eq!(c.reason, "backup-set-mismatch", "{c:?}");
+    assert!(
+        snaps.iter().all(|s| c.message.contains(s.id.as_str())) && c.message.contains("1 volume(s) (/dev/sdx)"),
+        "{c:?}"
+    );
+    // The file of the set's shape: the set maps, but restoring a set is not built yet.
+    let c = blocked_on(&lab, &by_backup(spec.clone(), "b1", "r1")).await;
+    assert_eq!(c.reason, "several-volumes-not-supported", "{c:?}");
+    // One snapshot of the set gone: a partial set, named.
+    lab.world.ports().cloud.delete_snapshot(&snaps[0].id).await.unwrap();
+    let c = blocked_on(&lab, &by_backup(spec.clone(), "b1", "r1")).await;
+    assert_eq!(c.reason, "partial-snapshot-set", "{c:?}");
+    assert!(c.message.contains("1 of the 2 snapshots") && c.message.contains(snaps[1].id.as_str()), "{c:?}");
+    assert!(lab.actions(&single).iter().all(|(id, _)| !id.starts_with("restore/")), "nothing of the restore ran");
+}

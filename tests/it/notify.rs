@@ -281,6 +281,47 @@ async fn a_receiver_gets_signed_completion_needs_human_and_failure_events_once_e
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_completion_of_a_restore_by_backup_name_names_the_snapshot_it_restored() {
+    let run = Run::new(63);
+    let hook = Receiver::start(&[]).await;
+    let quiet = Run::notifier();
+    let b1 = with_backups(example(Os::Windows), &["b1"], 7);
+    assert_eq!(run.apply(&b1, &quiet).await, Settled::Converged);
+    assert!(quiet.close(Duration::from_secs(5)).await);
+    let snap = run
+        .world
+        .inventory()
+        .snapshots
+        .iter()
+        .find(|s| s.tags.get("mirrorctl:request").map(String::as_str) == Some("b1"))
+        .expect("the backup's snapshot")
+        .id
+        .clone();
+
+    let mut restore = notifying(b1.clone(), &hook.url(), run.dir.path(), &[NoticeKind::Completed]);
+    restore.restore_backup = Some(mirrorctl::spec::BackupRestoreSpec {
+        backup: mirrorctl::ids::BackupName::parse("b1").unwrap(),
+        request: mirrorctl::ids::RequestName::parse("r1").unwrap(),
+        verify_failover: false,
+    });
+    let notifier = Run::notifier();
+    // Blocked while b1's snapshot is pending (model hours pass in real seconds here).
+    let mut settled = run.apply(&restore, &notifier).await;
+    for _ in 0..120 {
+        if settled == Settled::Converged {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        settled = run.apply(&restore, &notifier).await;
+    }
+    assert_eq!(settled, Settled::Converged);
+    assert!(notifier.close(Duration::from_secs(20)).await);
+    let got = hook.got();
+    let done = got.iter().map(Received::json).find(|j| j["operation"] == "restore/r1").expect("restore completion");
+    assert!(done["snapshots"].as_array().unwrap().contains(&serde_json::json!(snap.to_string())), "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_listed_events_are_sent_and_past_completions_are_not_announced() {
     let run = Run::new(62);
     let hook = Receiver::start(&[]).await;

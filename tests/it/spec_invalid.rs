@@ -667,6 +667,40 @@ case!(schedule_without_every, schedules("every = \"hourly\"\n", ""), MissingKey,
 // --- restore ----------------------------------------------------------------------------------
 
 case!(restore_without_request, with("request = \"incident-2026-11-24\"\n", ""), RestoreWithoutRequest, "[restore]");
+case!(
+    restore_snapshot_and_backup,
+    with(
+        "snapshot = \"snap-0123456789abcdef0\"\n",
+        "snapshot = \"snap-0123456789abcdef0\"\nbackup = \"daily-20261124\"\n"
+    ),
+    RestoreSnapshotAndBackup,
+    "backup = "
+);
+case!(
+    restore_bad_backup_name,
+    with("snapshot = \"snap-0123456789abcdef0\"\n", "backup = \"daily 2026-11-24\"\n"),
+    InvalidId,
+    "backup = "
+);
+case!(
+    restore_backup_of_another_cluster,
+    with("snapshot = \"snap-0123456789abcdef0\"\n", "backup = \"daily-20261124\"\nallow_foreign_snapshot = true\n"),
+    RestoreSnapshotAndBackup,
+    "backup = "
+);
+
+#[test]
+fn a_restore_may_name_a_backup_instead_of_a_snapshot() {
+    let text =
+        with("snapshot = \"snap-0123456789abcdef0\"\n", "backup = \"daily-20261124\"\nverify_failover = false\n");
+    let spec = load_str(Path::new(FILE), &text).expect("a restore by backup name loads");
+    assert_eq!(spec.restore, None, "no snapshot is known before the backup is resolved");
+    let r = spec.restore_backup.expect("restore by backup");
+    assert_eq!((r.backup.as_str(), r.request.as_str()), ("daily-20261124", "incident-2026-11-24"));
+    assert!(!r.verify_failover);
+    let plain = load_str(Path::new(FILE), VALID).expect("VALID loads");
+    assert!(plain.restore.is_some() && plain.restore_backup.is_none());
+}
 
 // --- several at once, and the file itself -----------------------------------------------------
 

@@ -310,16 +310,25 @@ impl Checker<'_, '_> {
             Some(b) => Some(b?),
             None => None,
         };
-        let restore = match restore {
-            Some(r) => Some(r?),
-            None => None,
+        let (restore, restore_backup) = match restore {
+            Some(r) => r?,
+            None => (None, None),
         };
         let (mirror, more_mirrors) = mirror?;
         let notify = match notify {
             Some(n) => Some(n?),
             None => None,
         };
-        let spec = Spec { source: self.source.file.clone(), cluster, mirror, more_mirrors, backup, restore, notify };
+        let spec = Spec {
+            source: self.source.file.clone(),
+            cluster,
+            mirror,
+            more_mirrors,
+            backup,
+            restore,
+            restore_backup,
+            notify,
+        };
         Some((spec, name_span))
     }
 }

@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use super::super::error::ErrorKind;
 use super::super::raw::{RawBackup, RawCopy, RawRestore, RawSchedule, RawSchedules, S};
-use super::super::types::{BackupSpec, CopyTarget, Every, RestoreSpec, Schedule, ScheduleSpec};
+use super::super::types::{BackupRestoreSpec, BackupSpec, CopyTarget, Every, RestoreSpec, Schedule, ScheduleSpec};
 use super::{Checker, closest};
 use crate::ids::{BackupName, Region, RequestName, SnapshotId};
 
@@ -405,23 +405,56 @@ impl Checker<'_, '_> {
         None
     }
 
-    pub(super) fn restore(&mut self, raw: &RawRestore) -> Option<RestoreSpec> {
+    /// `[restore]`: exactly one of `snapshot` (a [`RestoreSpec`]) and `backup` (a
+    /// [`BackupRestoreSpec`]).
+    pub(super) fn restore(&mut self, raw: &RawRestore) -> Option<(Option<RestoreSpec>, Option<BackupRestoreSpec>)> {
         const T: (&str, usize) = ("restore", 0);
-        let snapshot = self
-            .required(
+        if let (Some(_), Some(b)) = (&raw.snapshot, &raw.backup) {
+            self.push(
+                b.span(),
+                "restore.backup",
+                ErrorKind::RestoreSnapshotAndBackup,
+                "a restore names both a snapshot and a backup",
+                "keep one: snapshot = \"snap-...\" restores that snapshot, backup = \"<name>\" restores every snapshot that backup took",
+            );
+            return None;
+        }
+        if let (Some(b), Some(true)) = (&raw.backup, raw.allow_foreign_snapshot) {
+            self.push(
+                b.span(),
+                "restore.allow_foreign_snapshot",
+                ErrorKind::RestoreSnapshotAndBackup,
+                "allow_foreign_snapshot with a backup: a backup is looked for among this cluster's own snapshots only",
+                "to restore another cluster's snapshot, name it with snapshot = \"snap-...\" and keep allow_foreign_snapshot = true",
+            );
+            return None;
+        }
+        let backup = raw.backup.as_ref().map(|v| {
+            self.id(
+                v,
+                "restore.backup",
+                BackupName::parse,
+                "name a backup of this cluster as `mirrorctl snapshots` lists it, e.g. \"daily-20261124\"",
+            )
+        });
+        let snapshot = if backup.is_some() {
+            None
+        } else {
+            self.required(
                 raw.snapshot.as_ref(),
                 T,
                 "restore.snapshot",
-                "add snapshot = \"snap-...\", the EBS snapshot to restore both servers from",
+                "add snapshot = \"snap-...\", the EBS snapshot to restore both servers from, or backup = \"<name>\", a backup of this cluster",
             )
-            .and_then(|v| {
+            .map(|v| {
                 self.id(
                     v,
                     "restore.snapshot",
                     SnapshotId::parse,
                     "copy the snapshot id from `mirrorctl status` or the EC2 console, e.g. \"snap-0123456789abcdef0\"",
                 )
-            });
+            })
+        };
         let request = match &raw.request {
             None => {
                 let span = self.source.header("restore", 0);
@@ -441,12 +474,17 @@ impl Checker<'_, '_> {
                 "name the restore after its reason and date, e.g. \"incident-2026-11-24\"",
             ),
         };
-        Some(RestoreSpec {
-            snapshot: snapshot?,
-            request: request?,
-            verify_failover: raw.verify_failover.unwrap_or(true),
-            allow_foreign_snapshot: raw.allow_foreign_snapshot.unwrap_or(false),
-        })
+        let request = request?;
+        let verify_failover = raw.verify_failover.unwrap_or(true);
+        let allow_foreign_snapshot = raw.allow_foreign_snapshot.unwrap_or(false);
+        match (snapshot, backup) {
+            (Some(snapshot), _) => Some((
+                Some(RestoreSpec { snapshot: snapshot?, request, verify_failover, allow_foreign_snapshot }),
+                None,
+            )),
+            (None, Some(backup)) => Some((None, Some(BackupRestoreSpec { backup: backup?, request, verify_failover }))),
+            (None, None) => None,
+        }
     }
 }
 
