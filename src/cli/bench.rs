@@ -56,7 +56,7 @@
 //! action latency; 0 and 20 files with `--quick`; of the executable `--binary` names, or this
 //! one). [`fullperf`] adds the time to full performance of a restore per way EBS loads the
 //! volumes (arithmetic on the latency model). `-o json` prints every part as one document
-//! ([`report`]). The kill -9 chaos campaign is `mirrorctl bench chaos` ([`super::chaos`]).
+//! ([`report`]); `--only` runs some of the parts ([`Part`]). The kill -9 chaos campaign is `mirrorctl bench chaos` ([`super::chaos`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -81,6 +81,20 @@ mod footprint;
 mod fullperf;
 mod report;
 mod scale;
+
+/// A part of `mirrorctl bench` (`--only`): each prints its own table (and its own member of the
+/// `-o json` document).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// One restore and one backup on the simulated world, each figure against its target.
+    Single,
+    /// Many clusters restored at once under one account's throttle buckets.
+    Scale,
+    /// The time to full performance of a restore per way EBS loads the volumes (arithmetic).
+    Loading,
+    /// The real daemon's idle memory and CPU and edit → first action latency (real time).
+    Footprint,
+}
 
 /// Seeds of a full run (`--quick` uses only the first, the `--seed` given).
 const FULL_RUNS: u64 = 5;
@@ -117,15 +131,29 @@ struct VendorSample {
 
 /// Runs `mirrorctl bench`. Exit 0 whether or not targets are met; only a failed run is an error.
 /// `binary` is the `mirrorctl` whose footprint is measured (default: this executable).
+/// `only` names the parts to run (`--only`); empty runs them all.
 pub fn run(
     state_dir: &Path,
     quick: bool,
     seed: u64,
     output: super::Output,
     binary: Option<&Path>,
+    only: &[Part],
 ) -> Result<u8, CliError> {
+    let want = |p: Part| only.is_empty() || only.contains(&p);
     // Checked before the long parts run: a wrong path fails at once.
-    let binary = footprint::binary(binary)?;
+    let binary = match (want(Part::Footprint), binary) {
+        (true, given) => Some(footprint::binary(given)?),
+        (false, Some(path)) => {
+            return Err(CliError::Usage(format!(
+                "--binary {}: only the footprint part runs a binary, and --only leaves it out; add \
+                 `footprint` to --only or drop --binary",
+                path.display()
+            )));
+        }
+        (false, None) => None,
+    };
+    let (single, scaling) = (want(Part::Single), want(Part::Scale));
     let dir = state_dir.join("bench");
     let seeds: Vec<u64> = if quick { vec![seed] } else { (0..FULL_RUNS).map(|i| seed + i).collect() };
     // The caller's runtime is multi-threaded and real-time; the bench needs its own, paused one,
@@ -138,12 +166,12 @@ pub fn run(
             .map_err(|e| CliError::Failed(format!("cannot start the bench runtime: {e}")))?;
         rt.block_on(async {
             let mut samples = Vec::new();
-            for s in &seeds {
+            for s in seeds.iter().filter(|_| single) {
                 samples.push(measure(&dir, *s).await?);
             }
             let sizes: &[usize] = if quick { &scale::QUICK_SIZES } else { &scale::FULL_SIZES };
             let mut scaled = Vec::new();
-            for n in sizes {
+            for n in sizes.iter().filter(|_| scaling) {
                 scaled.push(scale::measure(&dir, *n, seed, scale::Order::ByAge).await?);
                 // With more than one cluster, the same storm served in arrival order, for comparison.
                 if *n > 1 {
@@ -154,23 +182,36 @@ pub fn run(
         })
     });
     let (samples, scaled) = handle.join().map_err(|_| CliError::Failed("the bench thread panicked".into()))??;
-    let loading = fullperf::table(&LatencyModel::default());
+    let loading = if want(Part::Loading) { fullperf::table(&LatencyModel::default()) } else { Vec::new() };
     if output == super::Output::Text {
-        print!("{}", render(&samples, quick, seed));
-        print!("{}", scale::render(&scaled));
-        print!("{}", fullperf::render(&loading));
+        if single {
+            print!("{}", render(&samples, quick, seed));
+        }
+        if scaling {
+            print!("{}", scale::render(&scaled));
+        }
+        if !loading.is_empty() {
+            print!("{}", fullperf::render(&loading));
+        }
     }
-    let footprint = footprint::measure(&state_dir.join("bench"), quick, &binary)?;
+    let footprint = match &binary {
+        Some(b) => Some(footprint::measure(&state_dir.join("bench"), quick, b)?),
+        None => None,
+    };
     match output {
-        super::Output::Text => print!("{}", footprint::render(&footprint)),
+        super::Output::Text => {
+            if let Some(f) = &footprint {
+                print!("{}", footprint::render(f));
+            }
+        }
         super::Output::Json => {
             let doc = report::json(&report::Parts {
-                samples: &samples,
+                samples: single.then_some(samples.as_slice()),
                 quick,
                 seed,
-                scaled: &scaled,
-                loading: &loading,
-                footprint: &footprint,
+                scaled: scaling.then_some(scaled.as_slice()),
+                loading: (!loading.is_empty()).then_some(loading.as_slice()),
+                footprint: footprint.as_ref(),
             });
             println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| CliError::Failed(e.to_string()))?);
         }

@@ -228,6 +228,10 @@ pub enum Command {
         /// Output format (`json`: one document with every figure as fields).
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// Run only these parts, comma-separated (e.g. `--only footprint --binary
+        /// target/release/mirrorctl`); default: all.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<bench::Part>,
     },
     /// Print the manual page (roff, generated from this command line's own definition) on stdout,
     /// e.g. `mirrorctl man | man -l -`; `--dir` writes one page per command instead.
@@ -511,8 +515,8 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => {
             chaos::run(&state_dir, &args, store_spec.as_ref()).await
         }
-        Command::Bench { mode: None, quick, seed, binary, output } => {
-            bench::run(&state_dir, quick, seed, output, binary.as_deref())
+        Command::Bench { mode: None, quick, seed, binary, output, only } => {
+            bench::run(&state_dir, quick, seed, output, binary.as_deref(), &only)
         }
         Command::Man { dir } => man(dir.as_deref()),
         Command::Completions { shell } => {

@@ -8,14 +8,14 @@
 use super::fullperf::{self, Row};
 use super::{Sample, footprint, lines, median_max, scale, worst_passes};
 
-/// Everything one run measured.
+/// Everything one run measured; a part `--only` left out is `None` (`null` in the document).
 pub(super) struct Parts<'a> {
-    pub(super) samples: &'a [Sample],
+    pub(super) samples: Option<&'a [Sample]>,
     pub(super) quick: bool,
     pub(super) seed: u64,
-    pub(super) scaled: &'a [scale::ScaleSample],
-    pub(super) loading: &'a [Row],
-    pub(super) footprint: &'a footprint::Footprint,
+    pub(super) scaled: Option<&'a [scale::ScaleSample]>,
+    pub(super) loading: Option<&'a [Row]>,
+    pub(super) footprint: Option<&'a footprint::Footprint>,
 }
 
 /// A figure's name as an identifier: `restore wall / critical path` → `restore-wall-per-critical-path`.
@@ -40,7 +40,8 @@ pub(super) fn target(text: &str) -> serde_json::Value {
 
 /// The document.
 pub(super) fn json(p: &Parts<'_>) -> serde_json::Value {
-    let figures: Vec<serde_json::Value> = lines(p.samples)
+    let samples = p.samples.unwrap_or_default();
+    let figures: Vec<serde_json::Value> = lines(samples)
         .iter()
         .map(|l| {
             let (median, max) = median_max(l.values.clone());
@@ -54,14 +55,14 @@ pub(super) fn json(p: &Parts<'_>) -> serde_json::Value {
             })
         })
         .collect();
-    let seeds: Vec<u64> = (0..p.samples.len() as u64).map(|i| p.seed + i).collect();
+    let seeds: Vec<u64> = (0..samples.len() as u64).map(|i| p.seed + i).collect();
     serde_json::json!({
         "quick": p.quick,
         "seeds": seeds,
-        "single_cluster": {"time": "model", "world": "lab", "figures": figures},
-        "scale": scale::json(p.scaled),
-        "time_to_full_performance": fullperf::json(p.loading),
-        "footprint": footprint::json(p.footprint),
+        "single_cluster": p.samples.map(|_| serde_json::json!({"time": "model", "world": "lab", "figures": figures})),
+        "scale": p.scaled.map(scale::json),
+        "time_to_full_performance": p.loading.map(fullperf::json),
+        "footprint": p.footprint.map(footprint::json),
     })
 }
 
