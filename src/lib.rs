@@ -16,7 +16,8 @@
 //!    durability policy.
 //! 2. `spec`: the desired-state files: types, loading with source spans, validation.
 //! 3. `ports`: one trait per process boundary (EC2, CLUSTERPRO, node OS, clock, notices), the
-//!    port error and its class; the store port stands higher (floor 11).
+//!    port error and its class, and the client-side EC2 request budget as middleware around the
+//!    cloud port (`ports::limit`); the store port stands higher (floor 11).
 //! 4. `retry`: the retry policy (budgets, backoff) and retrying one port call.
 //! 5. `plan::step`: the step vocabulary: actions, operation and step ids, conditions, waits.
 //! 6. `observe`: gathers one [`observe::Observed`] snapshot of the world from the ports.
@@ -27,14 +28,18 @@
 //! 10. `status`: per-cluster status documents.
 //! 11. `ports::store`: the store port: journal records, status documents, leases.
 //! 12. `journal::writer`: one cluster's journal over the store, fenced by its lease.
-//! 13. `execute`: runs planned steps: intent first, retries, error classes.
-//! 14. `notify`: completion, failure and needs-human notices: queue, retries, what was sent.
-//! 15. `sim`: the strict simulated world (EC2, CLUSTERPRO, nodes, data oracle, latency model).
-//! 16. `adapters`: real implementations of the ports (AWS SDK, CLUSTERPRO, node recipes, stores),
-//!     and the client-side EC2 request budget all clusters of a process share.
-//! 17. `reconcile`: one cluster's observe → plan → execute loop until converged or terminal.
-//! 18. `controller`: the daemon loop: file watching, resync, per-cluster workers, metrics.
-//! 19. `cli`: the `mirrorctl` commands.
+//! 13. `journal::local`: the state-directory store (files and `flock` only), the default.
+//! 14. `execute`: runs planned steps: intent first, retries, error classes.
+//! 15. `notify`: completion, failure and needs-human notices: queue, retries, what was sent.
+//! 16. `reconcile`: one cluster's observe → plan → execute loop until converged or terminal.
+//! 17. `controller`: the daemon loop: file watching, resync, per-cluster workers, metrics. It is
+//!     handed the worlds it acts on and knows neither the simulator nor an adapter.
+//! 18. `sim`: the strict simulated world (EC2, CLUSTERPRO, nodes, data oracle, latency model).
+//! 19. `adapters`: real implementations of the ports (AWS SDK, CLUSTERPRO, node recipes,
+//!     notification sinks, the DynamoDB store).
+//! 20. `world`: the composition root: opens a cluster's world (lab or AWS) for `plan`, `apply`
+//!     and the daemon.
+//! 21. `cli`: the `mirrorctl` commands.
 
 pub mod adapters;
 pub mod cli;
@@ -52,3 +57,4 @@ pub mod retry;
 pub mod sim;
 pub mod spec;
 pub mod status;
+pub mod world;
