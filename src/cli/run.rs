@@ -155,7 +155,7 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
     }
     // One daemon per state directory, for its whole life.
     let _daemon_lock =
-        crate::journal::local::WriterLock::daemon(&eff.state_dir).map_err(|e| CliError::Failed(e.to_string()))?;
+        crate::journal::local::WriterLock::daemon(&eff.state_dir).map_err(|e| CliError::Other(Box::new(e)))?;
     let listener = tokio::net::TcpListener::bind(eff.listen)
         .await
         .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", eff.listen)))?;

@@ -17,7 +17,7 @@ pub use crate::world::{OpenWorld, lab_file};
 /// the assumed role's session when the cluster names a role. Or the one line saying why not and
 /// what to do.
 pub async fn aws_identity(spec: &Spec) -> Result<crate::adapters::aws::identity::Identity, CliError> {
-    crate::adapters::aws::identity::whoami(&spec.cluster).await.map_err(|e| CliError::Failed(e.to_string()))
+    crate::adapters::aws::identity::whoami(&spec.cluster).await.map_err(|e| CliError::Other(Box::new(e)))
 }
 
 /// Opens the world the arguments name (on AWS, the command adapter keeps its md templates in
@@ -30,8 +30,9 @@ pub async fn open(
 ) -> Result<OpenWorld, CliError> {
     match args.kind()? {
         WorldKind::Aws => {
-            let ports = crate::world::aws_ports(spec, state_dir, store, None).await.map_err(|e| {
-                CliError::Failed(format!("cannot reach cluster {} (--world aws): {e}", spec.cluster.name))
+            let ports = crate::world::aws_ports(spec, state_dir, store, None).await.map_err(|e| CliError::Caused {
+                context: format!("cannot reach cluster {} (--world aws)", spec.cluster.name),
+                source: Box::new(e),
             })?;
             Ok(OpenWorld { ports, sim: None, file: None })
         }
@@ -41,7 +42,7 @@ pub async fn open(
             }
             let path = args.world_file.clone().unwrap_or_else(|| lab_file(state_dir, spec));
             let (world, created) =
-                crate::world::open_lab(&path, spec, args.speed).map_err(|e| CliError::Failed(e.to_string()))?;
+                crate::world::open_lab(&path, spec, args.speed).map_err(|e| CliError::Other(Box::new(e)))?;
             if created {
                 // Never silently: a fresh world where one was expected is a wrong state directory.
                 eprintln!(

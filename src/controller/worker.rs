@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder as _, ExponentialBuilder};
 use jiff::Timestamp;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch::Receiver;
@@ -64,12 +63,7 @@ pub(super) struct Shared {
 
 impl Shared {
     fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
-        ExponentialBuilder::default()
-            .with_min_delay(self.backoff_min)
-            .with_max_delay(self.backoff_max)
-            .with_jitter()
-            .without_max_times()
-            .build()
+        crate::policy::pass_backoff(self.backoff_min, self.backoff_max)
     }
 }
 
