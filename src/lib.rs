@@ -14,7 +14,8 @@
 //!
 //! 1. `ids`, `durable`: typed identifiers; file replacement and directory sync with one
 //!    durability policy.
-//! 2. `spec`: the desired-state files: types, loading with source spans, validation.
+//! 2. `spec`: the desired-state files: types, loading with source spans, validation, and when a
+//!    schedule's slots fall.
 //! 3. `ports`: one trait per process boundary (EC2, CLUSTERPRO, node OS, clock, notices), the
 //!    port error and its class, and the client-side EC2 request budget as middleware around the
 //!    cloud port (`ports::limit`); the store port stands higher (floor 12).

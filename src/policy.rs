@@ -107,3 +107,36 @@ pub fn condition_for(step: &Step, e: &PortError) -> Condition {
     };
     Condition { reason: format!("step-failed:{}", e.code), message: format!("{}: {e}", step.id), action }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{DeviceName, InstanceId, ServerName, VolumeId};
+
+    fn class_after(action: &Action, code: &str) -> ErrorClass {
+        narrow(action, PortError::ec2(code, "m")).class
+    }
+
+    #[test]
+    fn narrowing_is_by_action_and_code() {
+        let (server, volume) = (ServerName::parse("node1").unwrap(), VolumeId::parse("vol-0123456789abcdef0").unwrap());
+        let instance = InstanceId::parse("i-0123456789abcdef0").unwrap();
+        let detach =
+            Action::DetachVolume { server: server.clone(), volume: volume.clone(), instance: instance.clone() };
+        let attach = Action::AttachVolume { server, volume, instance, device: DeviceName::parse("xvdf").unwrap() };
+        // The same code means "already done" for a detach and "not yet" for an attach.
+        assert_eq!(class_after(&detach, "IncorrectState"), ErrorClass::AlreadyDone);
+        assert_eq!(class_after(&attach, "IncorrectState"), ErrorClass::Retryable);
+        // Other codes keep the class their port gave them.
+        assert_eq!(class_after(&detach, "UnauthorizedOperation"), PortError::ec2("UnauthorizedOperation", "m").class);
+    }
+
+    #[test]
+    fn the_pass_backoff_starts_near_its_minimum_and_never_ends() {
+        let (min, max) = (Duration::from_secs(1), Duration::from_mins(5));
+        let delays: Vec<Duration> = pass_backoff(min, max).take(40).collect();
+        assert_eq!(delays.len(), 40);
+        assert!(delays[0] >= min && delays[0] <= 2 * min, "{:?}", delays[0]);
+        assert!(delays.iter().all(|d| *d <= 2 * max), "{delays:?}");
+    }
+}

@@ -231,7 +231,7 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
 fn next_scheduled_pass(spec: Option<&Spec>, ports: Option<&Ports>) -> Option<Duration> {
     let backup = spec?.backup.as_ref()?;
     let now = ports?.clock.now();
-    let slot = crate::plan::backup::next_wake(backup, now)?;
+    let slot = backup.next_wake(now)?;
     let until = Duration::try_from(slot.duration_since(now)).ok()?;
     Some(until + Duration::from_secs(1))
 }
