@@ -7,7 +7,7 @@
 //! - **Class narrowing** ([`narrow`]): an error's class as its port gave it, corrected for the
 //!   action that met it (a detach of something not attached is already done).
 //! - **Within a step**: retryable errors within [`RetryPolicy`]'s budget, throttling without
-//!   limit ([`crate::retry`], used by the executor and by observation alike).
+//!   limit ([`crate::retry::Retries::after`], used by the executor and by observation alike).
 //! - **Across passes and restarts** ([`budget_exhausted`]): a step tried too often needs a human.
 //! - **Needs-human wording** ([`condition_for`]): what the operator reads for a failed step, and
 //!   what to do about it.

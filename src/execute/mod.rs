@@ -194,21 +194,17 @@ impl Executor {
     /// The call, retried per its error class; the outer `Err` is a lost lease (checked before
     /// every attempt), the inner one the call's last error.
     async fn call_with_retries(&self, action: &Action) -> Result<PortResult<Option<String>>, ExecError> {
-        let mut retryable = self.policy.retryable();
-        let mut throttled = self.policy.throttled();
+        let mut retries = self.policy.retries();
         loop {
             self.check_lease().await?;
             let err = match call(&self.ports, action).await {
                 Ok(d) => return Ok(Ok(d)),
                 Err(e) => narrow(action, e),
             };
-            let delay = match err.class {
-                ErrorClass::AlreadyDone => return Ok(Ok(Some(format!("already done ({})", err.code)))),
-                ErrorClass::NeedsHuman => return Ok(Err(err)),
-                ErrorClass::Throttled => throttled.next(),
-                ErrorClass::Retryable => retryable.next(),
-            };
-            let Some(delay) = delay else { return Ok(Err(err)) };
+            if err.class == ErrorClass::AlreadyDone {
+                return Ok(Ok(Some(format!("already done ({})", err.code))));
+            }
+            let Some(delay) = retries.after(err.class) else { return Ok(Err(err)) };
             self.progress.emit(
                 &self.ports,
                 &self.cluster,
