@@ -15,7 +15,7 @@
 //! other unreadable line is an error, since a journal we cannot read is a journal we cannot trust.
 //!
 //! One writer per cluster: whoever reconciles a cluster (`apply`, a daemon's worker) first takes
-//! the cluster's lease from the store; the local store's lease is [`writer::WriterLock`], an exclusive
+//! the cluster's lease from the store; the local store's lease is [`local::WriterLock`], an exclusive
 //! advisory lock (`flock`) on `<state>/journal/<cluster>.lock`, held until the reconcile returns. A second process on the same state directory is refused
 //! at once, naming the holder, instead of journaling the same operation twice (two `snapshot@…`
 //! intents, two `CreateSnapshot` calls) and racing on the status file. The operating system drops
@@ -35,6 +35,7 @@ use crate::ids::{ClusterName, ServerName};
 use crate::plan::step::{Action, OpId, StepId};
 use crate::ports::PortError;
 
+pub mod local;
 pub mod writer;
 
 /// One journal line.

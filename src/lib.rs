@@ -14,27 +14,35 @@
 //!
 //! 1. `ids`, `durable`: typed identifiers; file replacement and directory sync with one
 //!    durability policy.
-//! 2. `spec`: the desired-state files: types, loading with source spans, validation.
+//! 2. `spec`: the desired-state files: types, loading with source spans, validation, and when a
+//!    schedule's slots fall.
 //! 3. `ports`: one trait per process boundary (EC2, CLUSTERPRO, node OS, clock, notices), the
-//!    port error and its class; the store port stands higher (floor 11).
+//!    port error and its class, and the client-side EC2 request budget as middleware around the
+//!    cloud port (`ports::limit`); the store port stands higher (floor 12).
 //! 4. `retry`: the retry policy (budgets, backoff) and retrying one port call.
 //! 5. `plan::step`: the step vocabulary: actions, operation and step ids, conditions, waits.
 //! 6. `observe`: gathers one [`observe::Observed`] snapshot of the world from the ports.
 //! 7. `journal`: intent/result records, their replay into a view, the local journal file.
-//! 8. `plan`: the pure planner, `plan(&Spec, &Observed, &JournalView) -> Plan`, and what the next
+//! 8. `policy`: the error policy: class narrowing, step budgets, needs-human wording, the
+//!    backoff between passes.
+//! 9. `plan`: the pure planner, `plan(&Spec, &Observed, &JournalView) -> Plan`, and what the next
 //!    pass reads afresh ([`observe::Refresh::after`]).
-//! 9. `execute::progress`: progress events and their wording.
-//! 10. `status`: per-cluster status documents.
-//! 11. `ports::store`: the store port: journal records, status documents, leases.
-//! 12. `journal::writer`: one cluster's journal over the store, fenced by its lease.
-//! 13. `execute`: runs planned steps: intent first, retries, error classes.
-//! 14. `notify`: completion, failure and needs-human notices: queue, retries, what was sent.
-//! 15. `sim`: the strict simulated world (EC2, CLUSTERPRO, nodes, data oracle, latency model).
-//! 16. `adapters`: real implementations of the ports (AWS SDK, CLUSTERPRO, node recipes, stores),
-//!     and the client-side EC2 request budget all clusters of a process share.
+//! 10. `execute::progress`: progress events and their wording.
+//! 11. `status`: per-cluster status documents.
+//! 12. `ports::store`: the store port: journal records, status documents, leases.
+//! 13. `journal::writer`: one cluster's journal over the store, fenced by its lease.
+//! 14. `journal::local`: the state-directory store (files and `flock` only), the default.
+//! 15. `execute`: runs planned steps: intent first, retries, error classes.
+//! 16. `notify`: completion, failure and needs-human notices: queue, retries, what was sent.
 //! 17. `reconcile`: one cluster's observe → plan → execute loop until converged or terminal.
-//! 18. `controller`: the daemon loop: file watching, resync, per-cluster workers, metrics.
-//! 19. `cli`: the `mirrorctl` commands.
+//! 18. `controller`: the daemon loop: file watching, resync, per-cluster workers, metrics. It is
+//!     handed the worlds it acts on and knows neither the simulator nor an adapter.
+//! 19. `sim`: the strict simulated world (EC2, CLUSTERPRO, nodes, data oracle, latency model).
+//! 20. `adapters`: real implementations of the ports (AWS SDK, CLUSTERPRO, node recipes,
+//!     notification sinks, the DynamoDB store).
+//! 21. `world`: the composition root: opens a cluster's world (lab or AWS) for `plan`, `apply`
+//!     and the daemon.
+//! 22. `cli`: the `mirrorctl` commands.
 
 pub mod adapters;
 pub mod cli;
@@ -46,9 +54,11 @@ pub mod journal;
 pub mod notify;
 pub mod observe;
 pub mod plan;
+pub mod policy;
 pub mod ports;
 pub mod reconcile;
 pub mod retry;
 pub mod sim;
 pub mod spec;
 pub mod status;
+pub mod world;

@@ -15,13 +15,13 @@ use std::time::Duration;
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 use tokio::sync::Mutex;
 
-use crate::adapters::limit::{Priority, set_priority, with_priority};
-use crate::adapters::store::LocalStore;
 use crate::execute::{CrashSwitch, EventKind, ExecError, Executor, Progress, RetryPolicy, StepResult};
+use crate::journal::local::LocalStore;
 use crate::journal::writer::Journal;
 use crate::notify::{Notifier, offer_completions, offer_condition};
 use crate::observe::{FULL_LOOK_EVERY, Observed, Refresh, observe_with};
 use crate::plan::{Action, Condition, Outcome, Plan, Step, StepId, expect, plan};
+use crate::ports::limit::{Priority, set_priority, with_priority};
 use crate::ports::{
     ErrorClass, PortError, Ports,
     store::{Lease, Store, StoreError},
@@ -277,7 +277,7 @@ fn settle_time(steps: &[Step]) -> Option<Duration> {
 
 /// Reconciles `spec` until it converges or is blocked.
 ///
-/// Its EC2 calls queue in a shared [`crate::adapters::limit::RequestLimiter`] by the age of the
+/// Its EC2 calls queue in a shared [`crate::ports::limit::RequestLimiter`] by the age of the
 /// operation being pursued (set after each plan), so the oldest restore of a storm goes first.
 pub async fn reconcile(spec: &Spec, ctx: &Context) -> Result<Settled, ReconcileError> {
     with_priority(Box::pin(reconcile_passes(spec, ctx))).await

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
+use crate::ports::ErrorClass;
+
 /// Budgets and schedules for retries.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -74,6 +76,32 @@ impl RetryPolicy {
     }
 }
 
+/// What is left of one call's retries: the next delay for each error class.
+pub struct Retries {
+    retryable: Box<dyn Iterator<Item = Duration> + Send>,
+    throttled: Box<dyn Iterator<Item = Duration> + Send>,
+}
+
+impl RetryPolicy {
+    /// A fresh set of retries for one call.
+    pub fn retries(&self) -> Retries {
+        Retries { retryable: Box::new(self.retryable()), throttled: Box::new(self.throttled()) }
+    }
+}
+
+impl Retries {
+    /// How long to wait before trying again after an error of `class`, or `None`: give up now
+    /// (already done, needs a human, or the retryable budget is spent). Throttling is waited out
+    /// without limit.
+    pub fn after(&mut self, class: ErrorClass) -> Option<Duration> {
+        match class {
+            ErrorClass::Throttled => self.throttled.next(),
+            ErrorClass::Retryable => self.retryable.next(),
+            ErrorClass::AlreadyDone | ErrorClass::NeedsHuman => None,
+        }
+    }
+}
+
 /// Runs `f` until it succeeds, retrying throttling without limit and other retryable errors within
 /// the policy's budget, sleeping through `clock`. Used for observation calls, each on its own, so a
 /// tight request budget slows a pass down instead of failing it.
@@ -86,19 +114,13 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = crate::ports::PortResult<T>>,
 {
-    let mut retryable = policy.retryable();
-    let mut throttled = policy.throttled();
+    let mut retries = policy.retries();
     loop {
         let e = match f().await {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        let delay = match e.class {
-            crate::ports::ErrorClass::Throttled => throttled.next(),
-            crate::ports::ErrorClass::Retryable => retryable.next(),
-            _ => None,
-        };
-        match delay {
+        match retries.after(e.class) {
             Some(d) => clock.sleep(d).await,
             None => return Err(e),
         }
@@ -115,6 +137,18 @@ mod tests {
         assert_eq!(p.retryable().count(), p.retryable_times);
         assert!(p.throttled().take(1000).count() == 1000);
         assert!(p.throttled().take(100).all(|d| d <= p.throttle_max_delay * 2));
+    }
+
+    #[test]
+    fn one_calls_retries_follow_the_class_of_each_error() {
+        let p = RetryPolicy::default();
+        let mut r = p.retries();
+        assert_eq!(r.after(ErrorClass::NeedsHuman), None);
+        assert_eq!(r.after(ErrorClass::AlreadyDone), None);
+        // Throttling does not spend the retryable budget, and is never given up.
+        assert!((0..100).all(|_| r.after(ErrorClass::Throttled).is_some()));
+        assert_eq!((0..100).filter_map(|_| r.after(ErrorClass::Retryable)).count(), p.retryable_times);
+        assert!(r.after(ErrorClass::Throttled).is_some());
     }
 
     #[test]

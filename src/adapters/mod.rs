@@ -10,16 +10,15 @@
 //!   transport, and the local and SSM Run Command transports (tested against a fake SSM endpoint);
 //! - [`notify`]: the notification destinations: an SNS topic and a signed webhook;
 //! - [`secret`]: the password sources of the REST API (environment, file, AWS Secrets Manager);
-//! - [`world`]: all of them put together as one cluster's ports (`--world aws`).
-//! - [`limit`]: the client-side request budget one process shares across all its clusters.
-//! - [`store`]: where journals, status documents and leases live: the state directory or a
-//!   DynamoDB table.
+//! - [`store`]: where journals, status documents and leases live: a DynamoDB table, or the state
+//!   directory ([`crate::journal::local`]).
+//!
+//! They are put together as one cluster's ports in [`crate::world`]; the client-side EC2 request
+//! budget is middleware around the cloud port, [`crate::ports::limit`].
 
 pub mod aws;
 pub mod clusterpro;
-pub mod limit;
 pub mod node;
 pub mod notify;
 pub mod secret;
 pub mod store;
-pub mod world;

@@ -312,6 +312,36 @@ pub enum CliError {
     /// Any other failure.
     #[error("{0}")]
     Failed(String),
+    /// A failure of something below the CLI, said in its own words (its causes follow in
+    /// [`CliError::report`]).
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// A failure with what the CLI was doing; the cause and its causes follow in
+    /// [`CliError::report`].
+    #[error("{context}")]
+    Caused {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+/// An error and its causes in one line, `outer: cause: its cause`, each cause once: one whose
+/// words the line already holds (an error that prints its source itself) is not repeated.
+pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 impl CliError {
@@ -320,7 +350,7 @@ impl CliError {
     pub fn report(&self) -> String {
         match self {
             CliError::InvalidSpec(text) => text.trim_end().to_owned(),
-            _ => format!("error: {self}"),
+            _ => format!("error: {}", cause_chain(self)),
         }
     }
 
@@ -331,7 +361,7 @@ impl CliError {
             CliError::Usage(_) => EXIT_USAGE,
             CliError::StalePlan(_) => EXIT_STALE_PLAN,
             CliError::StateDir(_) => EXIT_STATE_DIR,
-            CliError::Failed(_) => EXIT_FAILED,
+            CliError::Failed(_) | CliError::Other(_) | CliError::Caused { .. } => EXIT_FAILED,
         }
     }
 }
@@ -574,6 +604,26 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::EXIT_CODES;
+
+    /// An error that does not print its source itself.
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the md template")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn the_report_walks_the_causes_and_prints_each_once() {
+        use super::CliError;
+        let io = || std::io::Error::other("disk full");
+        let caused = CliError::Caused {
+            context: "cannot reach cluster c1 (--world aws)".into(),
+            source: Box::new(Middle(io())),
+        };
+        assert_eq!(caused.report(), "error: cannot reach cluster c1 (--world aws): reading the md template: disk full");
+        // The journal's I/O error prints its source itself: it is not repeated.
+        let journal = crate::journal::JournalError::Io { path: "/s/journal/c1.jsonl".into(), source: io() };
+        assert_eq!(CliError::Other(Box::new(journal)).report(), "error: journal /s/journal/c1.jsonl: disk full");
+        assert_eq!(CliError::Other(Box::new(Middle(io()))).exit_code(), super::EXIT_FAILED);
+    }
 
     /// The README's commands table: command name → the exit codes its last column lists.
     fn readme_exit_codes() -> BTreeMap<String, BTreeSet<u8>> {

@@ -13,10 +13,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{CliError, WorldKind};
-use crate::adapters::limit::Budgets;
 use crate::adapters::store::StoreSpec;
 use crate::controller::settings::World;
-use crate::controller::{Config, Controller, Settings, aws_worlds, lab_worlds, serve};
+use crate::controller::{Config, Controller, Settings, serve};
+use crate::ports::limit::Budgets;
+use crate::world::{aws_worlds, lab_worlds};
 
 /// Flags of `mirrorctl run` (each overrides the settings file).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -154,7 +155,7 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
     }
     // One daemon per state directory, for its whole life.
     let _daemon_lock =
-        crate::journal::writer::WriterLock::daemon(&eff.state_dir).map_err(|e| CliError::Failed(e.to_string()))?;
+        crate::journal::local::WriterLock::daemon(&eff.state_dir).map_err(|e| CliError::Other(Box::new(e)))?;
     let listener = tokio::net::TcpListener::bind(eff.listen)
         .await
         .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", eff.listen)))?;
@@ -163,7 +164,7 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
         WorldKind::Aws => aws_worlds(&eff.state_dir, Arc::clone(&store)),
         WorldKind::Lab => lab_worlds(&eff.lab_dir, eff.speed),
     };
-    let mut cfg = Config::new(eff.dir.clone(), eff.state_dir.clone(), worlds);
+    let mut cfg = Config::new(eff.dir.clone(), eff.state_dir.clone(), worlds, crate::adapters::notify::aws_sinks());
     cfg.store = store;
     cfg.resync = eff.resync;
     // The resync may spend half the client's Describe budget (per model second in the lab).

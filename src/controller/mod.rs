@@ -31,7 +31,7 @@
 //!   that never was valid, its error written).
 //! - **One request budget per account and region.** EC2 throttles per account and region, so the
 //!   worlds a [`WorldOpener`] opens in one account and region share one client-side limiter
-//!   ([`crate::adapters::limit`]) rather than one each: 1,000 clusters then queue for the same
+//!   ([`crate::ports::limit`], wired in [`crate::world`]) rather than one each: 1,000 clusters then queue for the same
 //!   tokens instead of offering the account 1,000 budgets, while clusters of other accounts
 //!   (`role_arn`) do not wait for them.
 
@@ -54,9 +54,8 @@ pub use metrics::Metrics;
 pub use settings::Settings;
 pub use worker::REMOVED;
 
-use crate::adapters::limit::{Budgets, LimitedCloud, Limiters, RequestLimiter};
-use crate::adapters::store::LocalStore;
 use crate::execute::{Progress, RetryPolicy};
+use crate::journal::local::LocalStore;
 use crate::notify::{Notifier, RetrySchedule, SinkFactory};
 use crate::ports::{Ports, store::Store};
 use crate::spec::Spec;
@@ -68,66 +67,6 @@ const NOTIFY_GRACE: Duration = Duration::from_secs(5);
 /// Opens the world (ports) a cluster's worker acts on, once per worker (asynchronously: the AWS
 /// world loads credentials and may read a password from Secrets Manager).
 pub type WorldOpener = Arc<dyn Fn(&Spec) -> futures::future::BoxFuture<'static, Result<Ports, String>> + Send + Sync>;
-
-/// The lab: each cluster gets its own persisted simulated world `<lab_dir>/<cluster>.json`
-/// (`<state_dir>/lab` unless the settings name another directory), created from that cluster's
-/// first valid desired state. All clusters' EC2 calls go through one client-side
-/// [`RequestLimiter`] with the default budgets (per model second, hence scaled by `speed`), as the
-/// clusters of a daemon on AWS share one account's request budget. Daemons sharing a lab
-/// directory share the worlds (each reloads a world another process wrote before acting on it).
-pub fn lab_worlds(lab_dir: &Path, speed: f64) -> WorldOpener {
-    let dir = lab_dir.to_owned();
-    let limiter = Arc::new(RequestLimiter::new(Budgets::default().scaled(speed)));
-    Arc::new(move |spec: &Spec| {
-        let open = || {
-            std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-            let path = dir.join(format!("{}.json", spec.cluster.name));
-            let world =
-                crate::sim::SimWorld::open_or_create(&path, crate::sim::scenario::scenario_for(spec), 42, speed)
-                    .map_err(|e| format!("opening lab world {}: {e}", path.display()))?;
-            let mut ports = world.ports();
-            ports.cloud = Arc::new(LimitedCloud::new(ports.cloud, Arc::clone(&limiter)));
-            Ok(ports)
-        };
-        Box::pin(std::future::ready(open()))
-    })
-}
-
-/// The real world: each cluster's ports on AWS, CLUSTERPRO and its servers
-/// ([`crate::adapters::world::aws_ports`], the command adapter's md templates in `store`). The
-/// clusters of one AWS account and region share one client-side [`RequestLimiter`] with the default
-/// budgets (half of EC2's buckets, room left for other tools); the account is the one in the
-/// cluster's `role_arn`, or the default credential chain's (asked of STS once per process; when
-/// STS cannot say, those clusters share one limiter all the same).
-pub fn aws_worlds(state_dir: &Path, store: Arc<dyn Store>) -> WorldOpener {
-    let state_dir = state_dir.to_owned();
-    let limiters = Arc::new(Limiters::new(Budgets::default()));
-    let default_account = Arc::new(tokio::sync::OnceCell::<String>::new());
-    Arc::new(move |spec: &Spec| {
-        let (spec, state_dir, limiters, store, default_account) =
-            (spec.clone(), state_dir.clone(), Arc::clone(&limiters), Arc::clone(&store), Arc::clone(&default_account));
-        Box::pin(async move {
-            let account = match &spec.cluster.role {
-                Some(role) => role.account.clone(),
-                None => default_account
-                    .get_or_init(|| async {
-                        let shared = crate::adapters::aws::load_sdk_config(&spec.cluster.region, None).await;
-                        match crate::adapters::aws::identity::whoami_with(&shared, &spec.cluster.region).await {
-                            Ok(who) => who.account,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "the default credential chain's account is unknown; its clusters share one request budget");
-                                "default-chain".to_owned()
-                            }
-                        }
-                    })
-                    .await
-                    .clone(),
-            };
-            let limiter = limiters.for_account(&account, &spec.cluster.region);
-            crate::adapters::world::aws_ports(&spec, &state_dir, store, Some(limiter)).await.map_err(|e| e.to_string())
-        })
-    })
-}
 
 /// What the daemon loop needs: plain values, no globals.
 #[derive(Clone)]
@@ -163,9 +102,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: resync 60 s, debounce 100 ms, backoff 1 s … 5 min, notifications to SNS and
-    /// webhooks with the default retries.
-    pub fn new(dir: PathBuf, state_dir: PathBuf, worlds: WorldOpener) -> Self {
+    /// Defaults: resync 60 s, debounce 100 ms, backoff 1 s … 5 min, the default notification
+    /// retries. `sinks` builds each cluster's notification destinations (the composition root's
+    /// choice, [`crate::world`]).
+    pub fn new(dir: PathBuf, state_dir: PathBuf, worlds: WorldOpener, sinks: SinkFactory) -> Self {
         Config {
             dir,
             store: Arc::new(LocalStore::new(&state_dir)),
@@ -177,7 +117,7 @@ impl Config {
             policy: RetryPolicy::default(),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_mins(5),
-            sinks: crate::adapters::notify::aws_sinks(),
+            sinks,
             notify_retry: RetrySchedule::default(),
         }
     }

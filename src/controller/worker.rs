@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder as _, ExponentialBuilder};
 use jiff::Timestamp;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch::Receiver;
@@ -64,12 +63,7 @@ pub(super) struct Shared {
 
 impl Shared {
     fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
-        ExponentialBuilder::default()
-            .with_min_delay(self.backoff_min)
-            .with_max_delay(self.backoff_max)
-            .with_jitter()
-            .without_max_times()
-            .build()
+        crate::policy::pass_backoff(self.backoff_min, self.backoff_max)
     }
 }
 
@@ -237,7 +231,7 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
 fn next_scheduled_pass(spec: Option<&Spec>, ports: Option<&Ports>) -> Option<Duration> {
     let backup = spec?.backup.as_ref()?;
     let now = ports?.clock.now();
-    let slot = crate::plan::backup::next_wake(backup, now)?;
+    let slot = backup.next_wake(now)?;
     let until = Duration::try_from(slot.duration_since(now)).ok()?;
     Some(until + Duration::from_secs(1))
 }

@@ -21,6 +21,7 @@ use crate::ids::ClusterName;
 use crate::journal::writer::Journal;
 use crate::journal::{Record, client_token};
 use crate::plan::{Action, Condition, Step};
+use crate::policy::{budget_exhausted, condition_for, narrow};
 use crate::ports::{ErrorClass, PortError, PortResult, Ports, store::StoreError};
 
 pub use crate::retry::{self, RetryPolicy};
@@ -193,21 +194,17 @@ impl Executor {
     /// The call, retried per its error class; the outer `Err` is a lost lease (checked before
     /// every attempt), the inner one the call's last error.
     async fn call_with_retries(&self, action: &Action) -> Result<PortResult<Option<String>>, ExecError> {
-        let mut retryable = self.policy.retryable();
-        let mut throttled = self.policy.throttled();
+        let mut retries = self.policy.retries();
         loop {
             self.check_lease().await?;
             let err = match call(&self.ports, action).await {
                 Ok(d) => return Ok(Ok(d)),
                 Err(e) => narrow(action, e),
             };
-            let delay = match err.class {
-                ErrorClass::AlreadyDone => return Ok(Ok(Some(format!("already done ({})", err.code)))),
-                ErrorClass::NeedsHuman => return Ok(Err(err)),
-                ErrorClass::Throttled => throttled.next(),
-                ErrorClass::Retryable => retryable.next(),
-            };
-            let Some(delay) = delay else { return Ok(Err(err)) };
+            if err.class == ErrorClass::AlreadyDone {
+                return Ok(Ok(Some(format!("already done ({})", err.code))));
+            }
+            let Some(delay) = retries.after(err.class) else { return Ok(Err(err)) };
             self.progress.emit(
                 &self.ports,
                 &self.cluster,
@@ -230,48 +227,6 @@ fn result_record(
         Err(e) => (false, None, Some(e)),
     };
     Record::Result { seq, op: step.op.clone(), step: step.id.clone(), ok, detail, error, finished }
-}
-
-/// The condition of a step tried too often across passes and restarts.
-fn budget_exhausted(step: &Step, prior: &crate::journal::StepView, max: u32) -> Option<Condition> {
-    (prior.attempts >= max).then(|| Condition {
-        reason: "retry-budget-exhausted".into(),
-        message: format!(
-            "step {} was tried {} times; last error: {}",
-            step.id,
-            prior.attempts,
-            prior.last_error.as_ref().map_or_else(|| "none recorded".to_owned(), ToString::to_string)
-        ),
-        action: "look at the last error, fix its cause, then restart mirrorctl (the journal keeps the count; move the \
-                 journal aside only after checking the cluster by hand)"
-            .into(),
-    })
-}
-
-/// Narrows an error's class for the operation that produced it.
-fn narrow(action: &Action, mut e: PortError) -> PortError {
-    match (action, e.code.as_str()) {
-        // The effect is in place: detaching something not attached; deleting a snapshot (or copy)
-        // that is gone; disabling FSR of a snapshot that is gone (deleting a snapshot switches its
-        // Fast Snapshot Restore off, AWS EBS User Guide).
-        (Action::DetachVolume { .. }, "IncorrectState" | "InvalidAttachment.NotFound")
-        | (
-            Action::DeleteSnapshot { .. } | Action::DisableFastRestore { .. } | Action::DeleteCopy { .. },
-            "InvalidSnapshot.NotFound",
-        ) => {
-            e.class = ErrorClass::AlreadyDone;
-        }
-        // Attaching a volume still being created, or starting an instance still stopping, is
-        // "not yet".
-        (Action::AttachVolume { .. }, "IncorrectState") | (Action::StartInstance { .. }, "IncorrectInstanceState") => {
-            e.class = ErrorClass::Retryable;
-        }
-        // The token already created a volume with other parameters (the volume settings changed
-        // mid-restore): creating another would duplicate it. A human decides.
-        (Action::CreateVolume { .. }, "IdempotentParameterMismatch") => e.class = ErrorClass::NeedsHuman,
-        _ => {}
-    }
-    e
 }
 
 /// The outcome of a preflight: the checks as the journal's detail when all passed; otherwise
@@ -316,43 +271,6 @@ async fn fast_restore_check(
 /// `zone=state` pairs of an FSR answer, for the journal.
 fn fsr_states(list: &[crate::ports::cloud::FastRestore]) -> String {
     list.iter().map(|f| format!("{}={}", f.zone, f.state.as_str())).collect::<Vec<_>>().join(" ")
-}
-
-/// Turns a failed step into what the operator reads.
-fn condition_for(step: &Step, e: &PortError) -> Condition {
-    if e.code == "PreflightFailed" {
-        return Condition {
-            reason: "preflight-failed".into(),
-            message: format!("{}: {}", step.id, e.message),
-            action: "nothing was changed: fix what each failed check says, then retry (mirrorctl runs the preflight \
-                     again before it changes anything)"
-                .into(),
-        };
-    }
-    let action = match e.code.as_str() {
-        "InvalidVolume.ZoneMismatch" => {
-            "the volume and the instance are in different zones: fix the server's zone in the desired-state file"
-                .to_owned()
-        }
-        "InvalidParameterValue" if e.message.contains("in use") => format!(
-            "another volume occupies the device slot: detach it from the instance by hand (mirrorctl did not create it), then retry ({})",
-            step.action.describe()
-        ),
-        "VolumeInUse" => "the volume is attached elsewhere: detach it by hand, then retry".to_owned(),
-        "IdempotentParameterMismatch" => "a volume was already requested for this step with other settings (did \
-             [mirror.volume] change mid-restore?): put the settings back, or find the volume tagged with this request \
-             and decide by hand"
-            .to_owned(),
-        "UnauthorizedOperation" | "AuthFailure" => {
-            "grant the IAM permission named in the message to mirrorctl's role".to_owned()
-        }
-        "RequestLimitExceeded" => "EC2 kept throttling; lower mirrorctl's call budget or wait".to_owned(),
-        _ if e.class == ErrorClass::Retryable => {
-            "a transient failure outlived the retry budget; mirrorctl retries on the next pass".to_owned()
-        }
-        _ => format!("check the cluster and the step ({}) by hand, fix the cause, then retry", step.action.describe()),
-    };
-    Condition { reason: format!("step-failed:{}", e.code), message: format!("{}: {e}", step.id), action }
 }
 
 /// One call on the right port. Returns a detail worth journaling (the id created).

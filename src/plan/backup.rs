@@ -80,38 +80,6 @@ fn snapshot_of<'a>(spec: &Spec, obs: &'a Observed, name: &BackupName) -> Option<
     obs.snapshots_tagged(&tags).into_iter().find(|s| s.state != SnapshotState::Error)
 }
 
-/// The schedule's slots as a cron expression and the zone it is read in. Validated when the file
-/// was loaded; `None` only for a spec built by hand with a bad expression.
-fn cron_of(every: &Every) -> Option<(croner::Cron, TimeZone)> {
-    let (expr, zone) = match every {
-        Every::Hours(24) => ("0 0 * * *".to_owned(), "UTC"),
-        Every::Hours(n) => (format!("0 */{n} * * *"), "UTC"),
-        Every::Daily(at) => (format!("{} {} * * *", at.minute, at.hour), at.time_zone.as_str()),
-        Every::Weekly { day, at } => (format!("{} {} * * {day}", at.minute, at.hour), at.time_zone.as_str()),
-        Every::Cron { expr, time_zone } => (expr.clone(), time_zone.as_str()),
-    };
-    let cron = crate::spec::parse_cron(&expr).ok()?;
-    Some((cron, TimeZone::get(zone).ok()?))
-}
-
-/// The latest slot of `every` at or before `now`.
-pub fn last_slot(every: &Every, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
-    let (cron, tz) = cron_of(every)?;
-    cron.find_previous_occurrence(&now.to_zoned(tz), true).ok().map(|z| z.timestamp())
-}
-
-/// The first slot of `every` strictly after `now`: when a daemon with nothing else to do should
-/// look again.
-pub fn next_slot(every: &Every, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
-    let (cron, tz) = cron_of(every)?;
-    cron.find_next_occurrence(&now.to_zoned(tz), false).ok().map(|z| z.timestamp())
-}
-
-/// The earliest next slot across the schedules of `b`.
-pub fn next_wake(b: &BackupSpec, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
-    b.schedules.iter().filter_map(|s| next_slot(&s.every, now)).min()
-}
-
 /// The backup name of a slot: `<schedule>-<stamp>`, the stamp in the schedule's zone: the date
 /// for daily and weekly schedules, date and hour for `hourly`/`every Nh` (UTC), date, hour and
 /// minute for cron.
@@ -128,7 +96,7 @@ fn slot_name(s: &ScheduleSpec, slot: jiff::Timestamp) -> Option<BackupName> {
 /// The schedule's backup due now, if any: the one of its latest slot at or before `now`, while
 /// within [`SCHEDULE_CATCH_UP`] of it.
 pub fn scheduled_due(s: &ScheduleSpec, now: jiff::Timestamp) -> Option<BackupName> {
-    let slot = last_slot(&s.every, now)?;
+    let slot = s.every.last_slot(now)?;
     if now.duration_since(slot) > SCHEDULE_CATCH_UP {
         return None;
     }
@@ -940,13 +908,13 @@ mod tests {
     fn the_next_slot_is_today_until_it_passes_then_tomorrow() {
         let s = sched();
         let before: jiff::Timestamp = "2026-11-24T16:00:00Z".parse().unwrap();
-        let slot = next_slot(&s.every, before).unwrap();
+        let slot = s.every.next_slot(before).unwrap();
         assert_eq!(slot, "2026-11-24T17:00:00Z".parse().unwrap(), "02:00 in Tokyo");
         // Exactly at the slot, the next one is a day later; the due one is the slot itself.
-        let next = next_slot(&s.every, slot).unwrap();
+        let next = s.every.next_slot(slot).unwrap();
         assert_eq!(next.duration_since(slot), jiff::SignedDuration::from_hours(24));
         assert!(scheduled_due(&s, slot).is_some());
-        assert_eq!(next_slot(&s.every, slot - jiff::SignedDuration::from_secs(1)), Some(slot));
+        assert_eq!(s.every.next_slot(slot - jiff::SignedDuration::from_secs(1)), Some(slot));
     }
 
     #[test]
@@ -1032,7 +1000,7 @@ mod tests {
         for (s, now, due, next) in cases {
             let now = at(now);
             assert_eq!(scheduled_due(&s, now).as_ref().map(BackupName::as_str), due, "{} at {now}", s.name);
-            assert_eq!(next_slot(&s.every, now), Some(at(next)), "{} at {now}", s.name);
+            assert_eq!(s.every.next_slot(now), Some(at(next)), "{} at {now}", s.name);
         }
     }
 
@@ -1042,14 +1010,14 @@ mod tests {
     #[test]
     fn a_daily_slot_across_daylight_saving_changes_happens_once_a_day() {
         let spring = every("daily", Every::Daily(daily(2, 30, "America/New_York")));
-        let first = next_slot(&spring.every, at("2026-03-07T12:00:00Z")).unwrap();
+        let first = spring.every.next_slot(at("2026-03-07T12:00:00Z")).unwrap();
         assert_eq!(first, at("2026-03-08T07:00:00Z"));
-        assert_eq!(next_slot(&spring.every, first), Some(at("2026-03-09T06:30:00Z")));
+        assert_eq!(spring.every.next_slot(first), Some(at("2026-03-09T06:30:00Z")));
         assert_eq!(scheduled_due(&spring, first).unwrap().as_str(), "daily-20260308");
         let autumn = every("daily", Every::Daily(daily(1, 30, "America/New_York")));
-        let first = next_slot(&autumn.every, at("2026-10-31T12:00:00Z")).unwrap();
+        let first = autumn.every.next_slot(at("2026-10-31T12:00:00Z")).unwrap();
         assert_eq!(first, at("2026-11-01T05:30:00Z"), "01:30 EDT, the first of the two");
-        assert_eq!(next_slot(&autumn.every, first), Some(at("2026-11-02T06:30:00Z")));
+        assert_eq!(autumn.every.next_slot(first), Some(at("2026-11-02T06:30:00Z")));
     }
 
     #[test]
@@ -1060,8 +1028,8 @@ mod tests {
             take: vec![BackupName::parse("hourly-2026112400").unwrap()],
             copy_to: Vec::new(),
         };
-        assert_eq!(next_wake(&b, at("2026-11-24T16:20:00Z")), Some(at("2026-11-24T17:00:00Z")));
-        assert_eq!(next_wake(&b, at("2026-11-24T13:20:00Z")), Some(at("2026-11-24T14:00:00Z")));
+        assert_eq!(b.next_wake(at("2026-11-24T16:20:00Z")), Some(at("2026-11-24T17:00:00Z")));
+        assert_eq!(b.next_wake(at("2026-11-24T13:20:00Z")), Some(at("2026-11-24T14:00:00Z")));
         // At 02:00 JST (17:00Z) both are due: the daily one first, in file order.
         let now = at("2026-11-24T17:00:00Z");
         let due: Vec<_> = b.schedules.iter().filter_map(|s| scheduled_due(s, now)).collect();

@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod cloud;
 pub mod cluster;
+pub mod limit;
 pub mod node;
 pub mod notify;
 pub mod store;

@@ -9,6 +9,7 @@
 mod error;
 mod load;
 mod raw;
+mod schedule;
 pub mod types;
 mod validate;
 

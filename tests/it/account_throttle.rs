@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mirrorctl::adapters::limit::{Budget, Budgets, LimitedCloud, RequestLimiter};
 use mirrorctl::ports::ErrorClass;
 use mirrorctl::ports::cloud::{Cloud, Tags, VolumeFilter};
+use mirrorctl::ports::limit::{Budget, Budgets, LimitedCloud, RequestLimiter};
 use mirrorctl::sim::{AccountThrottle, Scenario, SimWorld, ThrottleBudgets};
 
 fn tiny_account() -> ThrottleBudgets {

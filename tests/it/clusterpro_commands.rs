@@ -926,7 +926,7 @@ async fn linux_backup_and_restore_through_ssm() {
     options.poll = PollSchedule::try_new(Duration::from_millis(20), 1.5, Duration::from_millis(200)).expect("poll");
     // The fake answers in milliseconds: SSM's request budgets (5 polls a second) would make this
     // a 90 s test of the limiter, which has tests of its own.
-    options.budgets = mirrorctl::adapters::limit::Budgets::ssm().scaled(50.0);
+    options.budgets = mirrorctl::ports::limit::Budgets::ssm().scaled(50.0);
     let config = support::sdk_config(&ssm.endpoint()).await;
     let transport: Arc<dyn Transport> = Arc::new(StoppedRefused {
         ssm: Arc::new(SsmTransport::from_sdk_config(&config, &options, &rig.spec.cluster.servers)),

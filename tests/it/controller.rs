@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mirrorctl::controller::{Config, Controller, Metrics, lab_worlds};
+use mirrorctl::controller::{Config, Controller, Metrics};
 use mirrorctl::ids::ClusterName;
 use mirrorctl::status::{Phase, StatusDoc};
+use mirrorctl::world::lab_worlds;
 use tokio_util::sync::CancellationToken;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -55,7 +56,12 @@ impl Daemon {
         for (name, text) in files {
             std::fs::write(dir.join(format!("{name}.toml")), text).expect("write");
         }
-        let mut cfg = Config::new(dir.clone(), state.clone(), lab_worlds(&state.join("lab"), speed));
+        let mut cfg = Config::new(
+            dir.clone(),
+            state.clone(),
+            lab_worlds(&state.join("lab"), speed),
+            mirrorctl::adapters::notify::aws_sinks(),
+        );
         cfg.resync = Duration::from_secs(30);
         tune(&mut cfg);
         let controller = Controller::new(cfg);

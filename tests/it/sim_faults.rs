@@ -327,7 +327,7 @@ async fn a_missing_command_stops_the_operation_before_anything_changes() {
 /// same backup twice: two `snapshot@…` intents and two `CreateSnapshot` calls.)
 #[tokio::test(start_paused = true)]
 async fn a_second_writer_on_the_same_cluster_is_refused() {
-    use mirrorctl::journal::writer::WriterLock;
+    use mirrorctl::journal::local::WriterLock;
     use mirrorctl::ports::store::StoreError;
     use mirrorctl::reconcile::ReconcileError;
     let lab = Lab::windows(71);

@@ -4,7 +4,7 @@
 //! Why this module exists: EC2 throttles per account and region, and every other tool in the
 //! account shares those buckets, so mirrorctl keeps to a fraction of them on its own side and
 //! *waits* for a token instead of failing (the buckets and why one set is shared by all clusters
-//! of a process: [`crate::adapters::limit`]). The counters record every HTTP call per API — pages
+//! of a process: [`crate::ports::limit`]). The counters record every HTTP call per API — pages
 //! and dry runs included — the figure benchmarks and tests compare with the simulator's; they and
 //! the time spent waiting stay per client (per cluster), while the tokens are shared. The SSM
 //! transport ([`crate::adapters::node::ssm`]) uses the same machinery with its own buckets
@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use crate::adapters::limit::{Budget, Budgets, Category, RequestLimiter};
+pub use crate::ports::limit::{Budget, Budgets, Category, RequestLimiter};
 
 /// The limiter of one AWS client (`AwsCloud`, the SSM transport): shared tokens, own counters.
 #[derive(Debug)]

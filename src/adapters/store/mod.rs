@@ -6,13 +6,12 @@
 //! one (`--store dir` or `--store dynamodb:TABLE`).
 
 pub mod dynamodb;
-pub mod local;
 
 use std::path::Path;
 use std::sync::Arc;
 
+pub use crate::journal::local::LocalStore;
 pub use dynamodb::DynamoStore;
-pub use local::LocalStore;
 
 use crate::ports::store::Store;
 

@@ -50,9 +50,9 @@ use super::{
     Prepared, fresh_dir, prepare, restore_critical_path_s, restore_spec, restore_tail_after_attach_s, table_head,
     table_row,
 };
-use crate::adapters::limit::{Budget, Budgets, LimitedCloud, RequestLimiter};
 use crate::cli::CliError;
 use crate::journal::writer::Journal;
+use crate::ports::limit::{Budget, Budgets, LimitedCloud, RequestLimiter};
 use crate::reconcile::{Context, Settled, reconcile};
 use crate::sim::{AccountThrottle, LatencyModel, SimWorld, ThrottleBudgets, ThrottleTally};
 
@@ -65,7 +65,7 @@ const RATIO_TARGET: f64 = 1.1;
 /// Target of the throttled share, in percent.
 const THROTTLED_TARGET_PCT: f64 = 1.0;
 
-/// How the shared limiter orders mutating calls (see [`crate::adapters::limit`]).
+/// How the shared limiter orders mutating calls (see [`crate::ports::limit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Order {
     /// Oldest operation first: what mirrorctl does.

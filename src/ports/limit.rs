@@ -1,4 +1,5 @@
-//! Client-side EC2 request budgets, shared by every cluster of one process.
+//! Client-side EC2 request budgets, shared by every cluster of one process: middleware around the
+//! cloud port.
 //!
 //! Why this module exists: EC2 throttles per account and region (DOMAIN.md: Describe* bucket 100,
 //! refill 20/s; mutating calls refill 5/s), not per cluster. A daemon reconciling 1,000 clusters
@@ -25,6 +26,12 @@
 //!   storm's total from 2,077 s to 2,249 s (9.8 mutating calls per cluster instead of 8.9): the
 //!   favoured polls starved the looks that let other clusters reach their next mutating call.
 //! - A caller that goes away while waiting (a stop request) leaves its token to the next one.
+//! - **The priority rides with the task.** A reconcile loop names its calls' [`Priority`] once per
+//!   pass ([`with_priority`], [`set_priority`]); the calls themselves are made deep inside
+//!   observation and execution, through the [`Cloud`] trait. Passing it as a parameter would add
+//!   it to every cloud call for the sake of this one middleware, so it is task-local instead, and
+//!   owned here, beside the port: the loop that sets it and the limiter that reads it both depend
+//!   on this module, and nothing else does. A call outside [`with_priority`] has none.
 //! - **tokio time.** Buckets refill on `tokio::time::Instant`, so paused-time tests and
 //!   benchmarks control them. A simulated world running `speed` times faster than tokio time
 //!   refills its own buckets per *model* second: give its limiter [`Budgets::scaled`] by `speed`.

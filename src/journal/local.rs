@@ -1,7 +1,8 @@
 //! The local directory store: today's layout, behind the [`Store`] trait.
 //!
 //! Why this module exists: one host with one state directory is the default and needs nothing
-//! else to run. Layout under the state directory:
+//! else to run. It is files only (no network), so it stands beside the journal files it writes,
+//! below the reconcile loop and the daemon, which default to it. Layout under the state directory:
 //!
 //! - `journal/<cluster>.jsonl`: the journal, one JSON record per line, fsync'd per append
 //!   ([`crate::journal::append_file`]);
@@ -15,11 +16,14 @@
 //!   template, the pending-resume marker), beside the `clp.conf` copies the command adapter keeps
 //!   there, each replaced atomically (temp file, fsync, rename, fsync of the directory).
 
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use jiff::Timestamp;
+
 use crate::ids::ClusterName;
-use crate::journal::writer::WriterLock;
-use crate::journal::{Record, append_file, read_file};
+use crate::journal::{JournalError, Record, append_file, read_file};
 use crate::ports::store::{Lease, Store, StoreError};
 use crate::status::StatusDoc;
 
@@ -165,5 +169,91 @@ impl Store for LocalStore {
             .unwrap_or_default();
         paths.sort();
         paths.into_iter().map(|path| StatusDoc::read(&path).map_err(|e| status_io("reading", &path, &e))).collect()
+    }
+}
+
+/// The cluster's writer lock (see the module doc); released when dropped.
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: File,
+    holder: String,
+}
+
+impl WriterLock {
+    /// The lock file of `cluster`: `<state>/journal/<cluster>.lock`.
+    pub fn path_for(state_dir: &Path, cluster: &ClusterName) -> PathBuf {
+        state_dir.join("journal").join(format!("{cluster}.lock"))
+    }
+
+    /// Takes `cluster`'s writer lock without waiting; [`StoreError::Busy`] when another holds it.
+    pub fn acquire(state_dir: &Path, cluster: &ClusterName) -> Result<WriterLock, StoreError> {
+        Self::take(&Self::path_for(state_dir, cluster), |holder| StoreError::Busy {
+            cluster: cluster.clone(),
+            holder,
+            retry_in: None,
+        })
+    }
+
+    /// Takes the daemon's lock on `state_dir` (`<state>/daemon.lock`), held for the daemon's life:
+    /// one daemon per state directory ([`JournalError::DaemonBusy`] otherwise).
+    pub fn daemon(state_dir: &Path) -> Result<WriterLock, JournalError> {
+        Self::take(&state_dir.join("daemon.lock"), |holder| JournalError::DaemonBusy {
+            state_dir: state_dir.to_owned(),
+            holder,
+        })
+    }
+
+    /// Who holds `cluster`'s writer lock now, as the holder wrote it ("pid N on HOST since T");
+    /// `None` when nobody does. Read-only: it never takes the lock, so asking cannot turn a writer
+    /// starting at the same moment away. A holder on this host is alive when its pid runs a
+    /// `mirrorctl`; a holder on another host (a shared state directory) is taken to be alive.
+    pub fn holder_of(state_dir: &Path, cluster: &ClusterName) -> Option<String> {
+        let text = std::fs::read_to_string(Self::path_for(state_dir, cluster)).ok()?;
+        let text = text.trim().to_owned();
+        let mut words = text.split_whitespace();
+        let (Some("pid"), Some(pid), Some("on"), Some(host)) = (words.next(), words.next(), words.next(), words.next())
+        else {
+            return None;
+        };
+        let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        if host != here.trim() {
+            return Some(text);
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline).contains("mirrorctl").then_some(text)
+    }
+
+    /// What the lock file says about its holder (pid, host, since when).
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    fn take<E: From<JournalError>>(path: &Path, busy: impl FnOnce(String) -> E) -> Result<WriterLock, E> {
+        let path = path.to_owned();
+        let io = |source| JournalError::Io { path: path.clone(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default().trim().to_owned();
+                let holder = if holder.is_empty() { "holder unknown".to_owned() } else { holder };
+                return Err(busy(holder));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e).into()),
+        }
+        // Who holds it, for the message a refused writer prints (best effort: the lock is what
+        // counts, not the text).
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let me = format!("pid {} on {} since {}", std::process::id(), host.trim(), Timestamp::now());
+        let _ = file.set_len(0).and_then(|()| {
+            use std::io::Seek as _;
+            file.seek(std::io::SeekFrom::Start(0))?;
+            file.write_all(me.as_bytes())
+        });
+        Ok(WriterLock { _file: file, holder: me })
     }
 }
