@@ -19,8 +19,10 @@
 //! `GroupBusy` `Retryable`, …); after a failed one it reads `clpstat` again: the goal state reached
 //! is success, otherwise the code says which operation failed (`GroupStartFailed`, …) and the
 //! message is the command's own. Exit status 127 (the shell's "not found", which the PowerShell
-//! scripts also use) is `ClpCommandNotFound` on every server → `NeedsHuman`. The codes are those of
-//! [`crate::sim::SimCluster`], so the executor treats a simulated and a real cluster alike.
+//! scripts also use) is `ClpCommandNotFound` on every server → `NeedsHuman`. The codes and their
+//! classes are the vocabulary the simulator also answers with
+//! ([`crate::ports::cluster::errors::ClpCode`]), so the executor treats a simulated and a real
+//! cluster alike.
 //!
 //! **Configuration** ([`Cluster::apply_config`]): `clpcfctrl --pull` into a fresh directory on the
 //! node → [`Transport::read_file`] → the pulled `clp.conf` is kept in the state directory, byte
@@ -114,6 +116,7 @@ use super::parse;
 use crate::adapters::node::transport::{CommandOutput, Shell, Transport};
 use crate::adapters::store::LocalStore;
 use crate::ids::{ClusterName, GroupName, ResourceName, ServerName};
+use crate::ports::cluster::errors::ClpCode;
 use crate::ports::cluster::{
     Cluster, ClusterConfig, ClusterStatus, ConfigChange, MdDefinition, MirrorStatus, ObjectState, Placement, VendorCall,
 };
@@ -385,15 +388,11 @@ struct ConfStore {
 }
 
 fn store_error(what: &str, path: &Path, e: &std::io::Error) -> PortError {
-    PortError::new(
-        "StateDirectory",
-        format!(
-            "cannot {what} {}: {e} (mirrorctl keeps clp.conf copies and md templates there before changing the \
+    ClpCode::StateDirectory.error(format!(
+        "cannot {what} {}: {e} (mirrorctl keeps clp.conf copies and md templates there before changing the \
              cluster's configuration; fix the state directory)",
-            path.display()
-        ),
-        ErrorClass::NeedsHuman,
-    )
+        path.display()
+    ))
 }
 
 /// A state store failure while keeping an md template or the pending-resume marker.
@@ -402,7 +401,7 @@ fn state_store_error(what: &str, e: &StoreError) -> PortError {
         StoreError::Failed { retryable: true, .. } => ErrorClass::Retryable,
         _ => ErrorClass::NeedsHuman,
     };
-    PortError::new("StateStore", format!("cannot {what} before changing the cluster's configuration: {e}"), class)
+    ClpCode::StateStore.error_as(format!("cannot {what} before changing the cluster's configuration: {e}"), class)
 }
 
 /// Makes a rename or a new file in `dir` durable (best effort).
@@ -465,11 +464,7 @@ impl ConfStore {
             return Ok(None);
         };
         serde_json::from_slice(&body).map(Some).map_err(|e| {
-            PortError::new(
-                "StateStore",
-                format!("the md template {name} in {} is unreadable: {e}", self.files.name()),
-                ErrorClass::NeedsHuman,
-            )
+            ClpCode::StateStore.error(format!("the md template {name} in {} is unreadable: {e}", self.files.name()))
         })
     }
 
@@ -500,12 +495,8 @@ impl ConfStore {
 // ---------------------------------------------------------------------------------------------
 // Reading the cluster's state for error classification (pure).
 
-fn clp_err(code: &str, message: impl Into<String>, class: ErrorClass) -> PortError {
-    PortError::new(code, message, class)
-}
-
 /// What a failed call is, when the cluster's state says.
-type Verdict = Result<(), (&'static str, ErrorClass)>;
+type Verdict = Result<(), ClpCode>;
 
 fn pending(p: &Placement) -> bool {
     matches!(p.state, ObjectState::OnlinePending | ObjectState::OfflinePending)
@@ -516,27 +507,23 @@ fn online_on(p: &Placement, server: &ServerName) -> bool {
 }
 
 fn group_of<'a>(st: &'a ClusterStatus, group: &GroupName) -> PortResult<&'a Placement> {
-    st.groups
-        .get(group)
-        .ok_or_else(|| clp_err("GroupNotFound", format!("no group named {group}"), ErrorClass::NeedsHuman))
+    st.groups.get(group).ok_or_else(|| ClpCode::GroupNotFound.error(format!("no group named {group}")))
 }
 
 fn resource_of<'a>(st: &'a ClusterStatus, resource: &ResourceName) -> PortResult<&'a Placement> {
-    st.resources
-        .get(resource)
-        .ok_or_else(|| clp_err("ResourceNotFound", format!("no resource named {resource}"), ErrorClass::NeedsHuman))
+    st.resources.get(resource).ok_or_else(|| ClpCode::ResourceNotFound.error(format!("no resource named {resource}")))
 }
 
 fn server_known(st: &ClusterStatus, server: &ServerName) -> PortResult<()> {
     if st.servers.contains_key(server) {
         Ok(())
     } else {
-        Err(clp_err("ServerNotFound", format!("no server named {server}"), ErrorClass::NeedsHuman))
+        Err(ClpCode::ServerNotFound.error(format!("no server named {server}")))
     }
 }
 
 fn busy(what: &str) -> PortError {
-    clp_err("GroupBusy", format!("{what} is changing state; another operation is in progress"), ErrorClass::Retryable)
+    ClpCode::GroupBusy.error(format!("{what} is changing state; another operation is in progress"))
 }
 
 fn where_(p: &Placement) -> String {
@@ -550,28 +537,24 @@ fn check_start_group(st: &ClusterStatus, group: &GroupName, server: &ServerName)
         return Err(busy(&format!("group {group}")));
     }
     if online_on(p, server) {
-        return Err(clp_err(
-            "GroupAlreadyStarted",
-            format!("{group} is already online on {server}"),
-            ErrorClass::AlreadyDone,
-        ));
+        return Err(ClpCode::GroupAlreadyStarted.error(format!("{group} is already online on {server}")));
     }
     if p.state == ObjectState::Online {
-        return Err(clp_err("GroupOnline", format!("{group} is online on {}", where_(p)), ErrorClass::NeedsHuman));
+        return Err(ClpCode::GroupOnline.error(format!("{group} is online on {}", where_(p))));
     }
     Ok(())
 }
 
 fn after_start_group(st: &ClusterStatus, group: &GroupName, server: &ServerName) -> Verdict {
-    let Some(p) = st.groups.get(group) else { return Err(("GroupNotFound", ErrorClass::NeedsHuman)) };
+    let Some(p) = st.groups.get(group) else { return Err(ClpCode::GroupNotFound) };
     if online_on(p, server) {
         Ok(())
     } else if pending(p) {
-        Err(("GroupBusy", ErrorClass::Retryable))
+        Err(ClpCode::GroupBusy)
     } else if p.state == ObjectState::Online {
-        Err(("GroupOnline", ErrorClass::NeedsHuman))
+        Err(ClpCode::GroupOnline)
     } else {
-        Err(("GroupStartFailed", ErrorClass::NeedsHuman))
+        Err(ClpCode::GroupStartFailed)
     }
 }
 
@@ -581,17 +564,17 @@ fn check_stop_group(st: &ClusterStatus, group: &GroupName) -> PortResult<Option<
         return Err(busy(&format!("group {group}")));
     }
     if p.state == ObjectState::Offline {
-        return Err(clp_err("GroupAlreadyStopped", format!("{group} is already offline"), ErrorClass::AlreadyDone));
+        return Err(ClpCode::GroupAlreadyStopped.error(format!("{group} is already offline")));
     }
     Ok(p.current.clone())
 }
 
 fn after_stop_group(st: &ClusterStatus, group: &GroupName) -> Verdict {
     match st.groups.get(group) {
-        None => Err(("GroupNotFound", ErrorClass::NeedsHuman)),
+        None => Err(ClpCode::GroupNotFound),
         Some(p) if p.state == ObjectState::Offline => Ok(()),
-        Some(p) if pending(p) => Err(("GroupBusy", ErrorClass::Retryable)),
-        Some(_) => Err(("GroupStopFailed", ErrorClass::Retryable)),
+        Some(p) if pending(p) => Err(ClpCode::GroupBusy),
+        Some(_) => Err(ClpCode::GroupStopFailed),
     }
 }
 
@@ -602,24 +585,20 @@ fn check_move_group(st: &ClusterStatus, group: &GroupName, target: &ServerName) 
         return Err(busy(&format!("group {group}")));
     }
     if online_on(p, target) {
-        return Err(clp_err(
-            "GroupAlreadyStarted",
-            format!("{group} is already online on {target}"),
-            ErrorClass::AlreadyDone,
-        ));
+        return Err(ClpCode::GroupAlreadyStarted.error(format!("{group} is already online on {target}")));
     }
     if p.state != ObjectState::Online {
-        return Err(clp_err("GroupOffline", format!("{group} is not online: nothing to move"), ErrorClass::NeedsHuman));
+        return Err(ClpCode::GroupOffline.error(format!("{group} is not online: nothing to move")));
     }
     Ok(())
 }
 
 fn after_move_group(st: &ClusterStatus, group: &GroupName, target: &ServerName) -> Verdict {
     match st.groups.get(group) {
-        None => Err(("GroupNotFound", ErrorClass::NeedsHuman)),
+        None => Err(ClpCode::GroupNotFound),
         Some(p) if online_on(p, target) => Ok(()),
-        Some(p) if pending(p) => Err(("GroupBusy", ErrorClass::Retryable)),
-        Some(_) => Err(("GroupMoveFailed", ErrorClass::NeedsHuman)),
+        Some(p) if pending(p) => Err(ClpCode::GroupBusy),
+        Some(_) => Err(ClpCode::GroupMoveFailed),
     }
 }
 
@@ -630,29 +609,21 @@ fn check_start_resource(st: &ClusterStatus, resource: &ResourceName, server: &Se
         return Err(busy(&format!("resource {resource}")));
     }
     if online_on(p, server) {
-        return Err(clp_err(
-            "ResourceAlreadyStarted",
-            format!("{resource} is already online on {server}"),
-            ErrorClass::AlreadyDone,
-        ));
+        return Err(ClpCode::ResourceAlreadyStarted.error(format!("{resource} is already online on {server}")));
     }
     if p.state == ObjectState::Online {
-        return Err(clp_err(
-            "ResourceOnline",
-            format!("{resource} is online on another server ({})", where_(p)),
-            ErrorClass::NeedsHuman,
-        ));
+        return Err(ClpCode::ResourceOnline.error(format!("{resource} is online on another server ({})", where_(p))));
     }
     Ok(())
 }
 
 fn after_start_resource(st: &ClusterStatus, resource: &ResourceName, server: &ServerName) -> Verdict {
     match st.resources.get(resource) {
-        None => Err(("ResourceNotFound", ErrorClass::NeedsHuman)),
+        None => Err(ClpCode::ResourceNotFound),
         Some(p) if online_on(p, server) => Ok(()),
-        Some(p) if pending(p) => Err(("GroupBusy", ErrorClass::Retryable)),
-        Some(p) if p.state == ObjectState::Online => Err(("ResourceOnline", ErrorClass::NeedsHuman)),
-        Some(_) => Err(("ResourceStartFailed", ErrorClass::NeedsHuman)),
+        Some(p) if pending(p) => Err(ClpCode::GroupBusy),
+        Some(p) if p.state == ObjectState::Online => Err(ClpCode::ResourceOnline),
+        Some(_) => Err(ClpCode::ResourceStartFailed),
     }
 }
 
@@ -662,21 +633,17 @@ fn check_stop_resource(st: &ClusterStatus, resource: &ResourceName) -> PortResul
         return Err(busy(&format!("resource {resource}")));
     }
     if p.state == ObjectState::Offline {
-        return Err(clp_err(
-            "ResourceAlreadyStopped",
-            format!("{resource} is already offline"),
-            ErrorClass::AlreadyDone,
-        ));
+        return Err(ClpCode::ResourceAlreadyStopped.error(format!("{resource} is already offline")));
     }
     Ok(p.current.clone())
 }
 
 fn after_stop_resource(st: &ClusterStatus, resource: &ResourceName) -> Verdict {
     match st.resources.get(resource) {
-        None => Err(("ResourceNotFound", ErrorClass::NeedsHuman)),
+        None => Err(ClpCode::ResourceNotFound),
         Some(p) if p.state == ObjectState::Offline => Ok(()),
-        Some(p) if pending(p) => Err(("GroupBusy", ErrorClass::Retryable)),
-        Some(_) => Err(("ResourceStopFailed", ErrorClass::Retryable)),
+        Some(p) if pending(p) => Err(ClpCode::GroupBusy),
+        Some(_) => Err(ClpCode::ResourceStopFailed),
     }
 }
 
@@ -690,24 +657,27 @@ fn used_on(st: &ClusterStatus, server: &ServerName) -> Option<String> {
 
 fn conf_error(e: ConfError) -> PortError {
     match e {
-        ConfError::UnknownGroup(g) => {
-            clp_err("GroupNotFound", format!("clp.conf has no group named {g}"), ErrorClass::NeedsHuman)
-        }
-        ConfError::MissingGuid(_) => clp_err("PartitionNotFound", e.to_string(), ErrorClass::NeedsHuman),
-        other => clp_err("ClpConfUnreadable", other.to_string(), ErrorClass::NeedsHuman),
+        ConfError::UnknownGroup(g) => ClpCode::GroupNotFound.error(format!("clp.conf has no group named {g}")),
+        ConfError::MissingGuid(_) => ClpCode::PartitionNotFound.error(e.to_string()),
+        other => ClpCode::ClpConfUnreadable.error(other.to_string()),
     }
 }
 
 /// The error of a failed command, with the command's own message.
-fn failed(out: CommandOutput, what: &str, code: &str, class: ErrorClass) -> PortError {
+fn failed(out: CommandOutput, what: &str, code: ClpCode) -> PortError {
+    failed_as(out, what, code.code(), code.class())
+}
+
+/// [`failed`] with the code and class of an error the cluster's state explains.
+fn failed_as(out: CommandOutput, what: &str, code: &str, class: ErrorClass) -> PortError {
     let status = out.exit_code;
     out.success(what, code, class)
         .err()
-        .unwrap_or_else(|| clp_err(code, format!("{what} exited with status {status}"), class))
+        .unwrap_or_else(|| PortError::new(code, format!("{what} exited with status {status}"), class))
 }
 
 fn not_found(what: &str, out: CommandOutput) -> PortError {
-    failed(out, what, "ClpCommandNotFound", ErrorClass::NeedsHuman)
+    failed(out, what, ClpCode::ClpCommandNotFound)
 }
 
 /// Why a server could not serve a command.
@@ -736,22 +706,14 @@ impl std::fmt::Display for Miss {
 fn no_server(what: &str, misses: &[(ServerName, Miss)]) -> PortError {
     let detail = misses.iter().map(|(s, m)| format!("{s}: {m}")).collect::<Vec<_>>().join("; ");
     if misses.iter().any(|(_, m)| matches!(m, Miss::Unreadable(_))) {
-        return clp_err("ClpOutputUnreadable", format!("`{what}`: {detail}"), ErrorClass::NeedsHuman);
+        return ClpCode::ClpOutputUnreadable.error(format!("`{what}`: {detail}"));
     }
     if !misses.is_empty() && misses.iter().all(|(_, m)| matches!(m, Miss::Missing(_))) {
-        return clp_err(
-            "ClpCommandNotFound",
-            format!(
+        return ClpCode::ClpCommandNotFound.error(format!(
                 "`{what}` is not installed on any server ({detail}): is CLUSTERPRO installed, and is the command directory right?"
-            ),
-            ErrorClass::NeedsHuman,
-        );
+            ));
     }
-    clp_err(
-        crate::ports::cluster::CLUSTER_UNREACHABLE,
-        format!("no server ran `{what}` as a running cluster member: {detail}"),
-        ErrorClass::Retryable,
-    )
+    ClpCode::ClusterUnreachable.error(format!("no server ran `{what}` as a running cluster member: {detail}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -907,11 +869,10 @@ impl CommandCluster {
             return Ok(Err(out));
         }
         let Some(found) = parse_detected(&out.stdout, search) else {
-            return Err(clp_err(
-                "ClpOutputUnreadable",
-                format!("looking for the CLUSTERPRO commands on {server}: unexpected output {:?}", out.stdout.trim()),
-                ErrorClass::NeedsHuman,
-            ));
+            return Err(ClpCode::ClpOutputUnreadable.error(format!(
+                "looking for the CLUSTERPRO commands on {server}: unexpected output {:?}",
+                out.stdout.trim()
+            )));
         };
         tracing::info!(cluster = %self.cluster, %server, dir = %found, "CLUSTERPRO commands found");
         if let Ok(mut m) = self.installs.lock() {
@@ -1069,7 +1030,7 @@ impl CommandCluster {
         let (_, st) = self.live_status().await?;
         match verdict(&st) {
             Ok(()) => Ok(()),
-            Err((code, class)) => Err(failed(out, &what, code, class)),
+            Err(code) => Err(failed(out, &what, code)),
         }
     }
 
@@ -1091,7 +1052,7 @@ impl CommandCluster {
     /// `clpcl --suspend` then `clpcl --resume` on `server`. With `tolerant`, a failed suspend is
     /// ignored (the cluster may already be suspended).
     async fn suspend_resume(&self, server: &ServerName, tolerant: bool) -> PortResult<()> {
-        for (arg, code) in [("--suspend", "ClusterSuspendFailed"), ("--resume", "ClusterResumeFailed")] {
+        for (arg, code) in [("--suspend", ClpCode::ClusterSuspendFailed), ("--resume", ClpCode::ClusterResumeFailed)] {
             let cmd = Clp::new("clpcl", [arg]);
             let what = format!("`{}` on {server}", cmd.line());
             let out = self.exec(server, &Script::run(&cmd), self.options.operation_timeout).await?;
@@ -1103,7 +1064,7 @@ impl CommandCluster {
                     tracing::info!(%server, stderr = %out.stderr.trim(), "clpcl --suspend failed; resuming anyway");
                     continue;
                 }
-                return Err(failed(out, &what, code, ErrorClass::Retryable));
+                return Err(failed(out, &what, code));
             }
         }
         Ok(())
@@ -1133,7 +1094,7 @@ impl CommandCluster {
             Ok(file) => Ok((bytes, file)),
             Err(e) => {
                 let e = conf_error(e);
-                Err(clp_err(&e.code, format!("{} on {server}: {}", path.display(), e.message), e.class))
+                Err(PortError::new(&e.code, format!("{} on {server}: {}", path.display(), e.message), e.class))
             }
         }
     }
@@ -1154,7 +1115,7 @@ impl CommandCluster {
             if out.exit_code == NOT_FOUND_STATUS {
                 return Err(not_found(&format!("{what} on {on}"), out));
             }
-            return Err(failed(out, &format!("{what} on {on}"), "ConfigPullFailed", ErrorClass::Retryable));
+            return Err(failed(out, &format!("{what} on {on}"), ClpCode::ConfigPullFailed));
         }
         match self.read_conf(&on, &dir).await {
             Ok((bytes, file)) => Ok(Pulled { server: on, dir, bytes, file }),
@@ -1212,11 +1173,8 @@ impl CommandCluster {
     /// member, and the groups of the md resources being changed offline (not changing state).
     fn check_push(st: &ClusterStatus, md_groups: &[GroupName]) -> PortResult<()> {
         if let Some((down, _)) = st.servers.iter().find(|(_, member)| !**member) {
-            return Err(clp_err(
-                "ServerDown",
-                format!("{down} is not a cluster member: the configuration cannot be applied"),
-                ErrorClass::Retryable,
-            ));
+            return Err(ClpCode::ServerDown
+                .error(format!("{down} is not a cluster member: the configuration cannot be applied")));
         }
         for g in md_groups {
             if let Some(p) = st.groups.get(g) {
@@ -1224,15 +1182,11 @@ impl CommandCluster {
                     return Err(busy(&format!("group {g}")));
                 }
                 if p.state != ObjectState::Offline {
-                    return Err(clp_err(
-                        "GroupOnline",
-                        format!(
-                            "group {g} must be offline to change its md resource (it is {:?} on {})",
-                            p.state,
-                            where_(p)
-                        ),
-                        ErrorClass::NeedsHuman,
-                    ));
+                    return Err(ClpCode::GroupOnline.error(format!(
+                        "group {g} must be offline to change its md resource (it is {:?} on {})",
+                        p.state,
+                        where_(p)
+                    )));
                 }
             }
         }
@@ -1261,18 +1215,14 @@ impl CommandCluster {
                         continue;
                     }
                     let Some(t) = self.store.load_template(&def.resource).await? else {
-                        return Err(clp_err(
-                            "MirrorTemplateMissing",
-                            format!(
+                        return Err(ClpCode::MirrorTemplateMissing.error(format!(
                                 "md resource {} is not in clp.conf and mirrorctl has no template of it in {}: it \
                                  cannot be re-added with its network, mount and monitor settings. Re-add it with \
                                  Cluster WebUI (initial mirror construction off only if both sides are identical), \
                                  using the clp.conf copies pulled before the removal (*-pulled.conf in the clpconf directory of the host that removed it)",
                                 def.resource,
                                 self.store.describe()
-                            ),
-                            ErrorClass::NeedsHuman,
-                        ));
+                            )));
                     };
                     templates.push(t);
                 }
@@ -1338,9 +1288,9 @@ impl CommandCluster {
             let (_, st) = self.live_status().await?;
             let (code, class) = match Self::check_push(&st, md_groups) {
                 Err(refused) => (refused.code, refused.class),
-                Ok(()) => ("ConfigPushFailed".to_owned(), ErrorClass::NeedsHuman),
+                Ok(()) => (ClpCode::ConfigPushFailed.code().to_owned(), ClpCode::ConfigPushFailed.class()),
             };
-            return Err(failed(out, &what, &code, class));
+            return Err(failed_as(out, &what, &code, class));
         }
         tracing::info!(cluster = %self.cluster, %server, pushed = %pushed.display(), "clp.conf pushed; suspending and resuming the cluster");
         self.suspend_resume(server, false).await?;
@@ -1412,11 +1362,7 @@ impl Cluster for CommandCluster {
         let (_, st) = self.live_status().await?;
         server_known(&st, server)?;
         if let Some(g) = used_on(&st, server) {
-            return Err(clp_err(
-                "GroupOnline",
-                format!("group {g} is online on {server}; move or stop it first"),
-                ErrorClass::NeedsHuman,
-            ));
+            return Err(ClpCode::GroupOnline.error(format!("group {g} is online on {server}; move or stop it first")));
         }
         let member = st.servers.get(server) == Some(&true);
         let cmd = Clp::new("clpdown", Vec::<String>::new());
@@ -1424,11 +1370,8 @@ impl Cluster for CommandCluster {
         let gone = |st: &ClusterStatus| st.servers.get(server) != Some(&true);
         match self.exec(server, &Script::run(&cmd), self.options.operation_timeout).await {
             // Unreachable and not a member: it is down already.
-            Err(e) if !member => Err(clp_err(
-                "ServerAlreadyDown",
-                format!("{server} is not a cluster member and cannot be reached ({e})"),
-                ErrorClass::AlreadyDone,
-            )),
+            Err(e) if !member => Err(ClpCode::ServerAlreadyDown
+                .error(format!("{server} is not a cluster member and cannot be reached ({e})"))),
             // The answer may be lost because the OS went down under the command.
             Err(e) => match self.live_status().await {
                 Ok((_, st)) if gone(&st) => Ok(()),
@@ -1437,15 +1380,15 @@ impl Cluster for CommandCluster {
             Ok(out) if out.exit_code == 0 => Ok(()),
             Ok(out) if out.exit_code == NOT_FOUND_STATUS => Err(not_found(&what, out)),
             // Reachable but not (yet) a member: it is still starting.
-            Ok(out) if !member => Err(failed(out, &what, "ServerDown", ErrorClass::Retryable)),
+            Ok(out) if !member => Err(failed(out, &what, ClpCode::ServerDown)),
             Ok(out) => {
                 let (_, st) = self.live_status().await?;
                 if gone(&st) {
                     Ok(())
                 } else if used_on(&st, server).is_some() {
-                    Err(failed(out, &what, "GroupOnline", ErrorClass::NeedsHuman))
+                    Err(failed(out, &what, ClpCode::GroupOnline))
                 } else {
-                    Err(failed(out, &what, "ServerShutdownFailed", ErrorClass::NeedsHuman))
+                    Err(failed(out, &what, ClpCode::ServerShutdownFailed))
                 }
             }
         }
@@ -1457,7 +1400,7 @@ impl Cluster for CommandCluster {
         let what = format!("`{}` on {on}", cmd.line());
         if out.exit_code == 0 {
             return parse::parse_clpmdstat_mirror(&out.stdout)
-                .map_err(|e| clp_err("ClpOutputUnreadable", format!("{what}: {e}"), ErrorClass::NeedsHuman));
+                .map_err(|e| ClpCode::ClpOutputUnreadable.error(format!("{what}: {e}")));
         }
         // Failed on a running member: is it an md resource at all?
         let list = Clp::new("clpmdstat", ["-l"]);
@@ -1466,9 +1409,9 @@ impl Cluster for CommandCluster {
             && let Ok(names) = parse::parse_clpmdstat_list(&listed.stdout)
             && !names.contains(resource)
         {
-            return Err(failed(out, &what, "ResourceNotFound", ErrorClass::NeedsHuman));
+            return Err(failed(out, &what, ClpCode::ResourceNotFound));
         }
-        Err(failed(out, &what, "MirrorStatusFailed", ErrorClass::Retryable))
+        Err(failed(out, &what, ClpCode::MirrorStatusFailed))
     }
 
     async fn config(&self) -> PortResult<ClusterConfig> {
@@ -1577,12 +1520,12 @@ mod tests {
         assert_eq!(check_start_group(&st, &g, &srv("s1")).expect_err("started").class, ErrorClass::AlreadyDone);
         assert_eq!(check_start_group(&st, &g, &srv("s2")).expect_err("elsewhere").code, "GroupOnline");
         assert_eq!(check_start_group(&st, &g, &srv("s3")).expect_err("unknown").code, "ServerNotFound");
-        assert_eq!(after_move_group(&st, &g, &srv("s2")), Err(("GroupMoveFailed", ErrorClass::NeedsHuman)));
+        assert_eq!(after_move_group(&st, &g, &srv("s2")), Err(ClpCode::GroupMoveFailed));
         assert_eq!(after_move_group(&st, &g, &srv("s1")), Ok(()));
         st.groups.insert(g.clone(), Placement { state: ObjectState::OnlinePending, current: Some(srv("s2")) });
         assert_eq!(check_stop_group(&st, &g).expect_err("busy").class, ErrorClass::Retryable);
         st.groups.insert(g.clone(), Placement { state: ObjectState::OnlineFailure, current: Some(srv("s2")) });
-        assert_eq!(after_start_group(&st, &g, &srv("s2")), Err(("GroupStartFailed", ErrorClass::NeedsHuman)));
+        assert_eq!(after_start_group(&st, &g, &srv("s2")), Err(ClpCode::GroupStartFailed));
         assert_eq!(used_on(&st, &srv("s2")), Some("failover".to_owned()));
         assert_eq!(check_move_group(&st, &g, &srv("s1")).expect_err("offline").code, "GroupOffline");
     }

@@ -21,7 +21,7 @@
 //!   source to check.
 //! - POSTs are asynchronous: accepted ≠ done. Each operation first reads the state and refuses what
 //!   the simulated cluster ([`crate::sim::SimCluster`]) refuses, with the *same codes and classes*
-//!   (`GroupAlreadyStarted` → `AlreadyDone`, `GroupOnline` → `NeedsHuman`, a pending operation →
+//!   (one vocabulary, [`crate::ports::cluster::errors::ClpCode`]: `GroupAlreadyStarted` → `AlreadyDone`, `GroupOnline` → `NeedsHuman`, a pending operation →
 //!   `GroupBusy`/`Retryable`, unknown names → `*NotFound`/`NeedsHuman`), so the executor treats both
 //!   alike and never depends on CLUSTERPRO's numeric result codes, for which no public table was
 //!   found. It then POSTs and polls the GETs on a [`PollSchedule`] (first poll soon, ×1.5, capped)
@@ -56,6 +56,7 @@ use serde::Deserialize;
 use super::parse::{NO_CURRENT_SERVER, RUNNING_SERVER_STATES};
 use crate::adapters::secret::{Password, SecretResolver};
 use crate::ids::{GroupName, ResourceName, ServerName};
+use crate::ports::cluster::errors::ClpCode;
 use crate::ports::cluster::{
     Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorStatus, ObjectState, Placement, VendorCall, VendorPhase,
 };
@@ -65,22 +66,22 @@ use crate::spec::{ApiSpec, ApiTls};
 /// The API's path under each base URL.
 pub const API_PREFIX: &str = "/api/v1";
 /// No server answered (connection refused, timeout, 5xx, or a GET refused) — `Retryable`.
-pub const API_UNREACHABLE: &str = "ApiUnreachable";
+pub const API_UNREACHABLE: &str = ClpCode::ApiUnreachable.code();
 /// Every server failed the TLS handshake (unknown CA, wrong name) — `NeedsHuman`.
-pub const API_TLS_FAILURE: &str = "ApiTlsFailure";
+pub const API_TLS_FAILURE: &str = ClpCode::ApiTlsFailure.code();
 /// HTTP 401/403 — `NeedsHuman`.
-pub const API_AUTH_FAILED: &str = "ApiAuthFailed";
+pub const API_AUTH_FAILED: &str = ClpCode::ApiAuthFailed.code();
 /// An answer that is not the API's envelope, or lacks a field — `Retryable`.
-pub const API_INVALID_RESPONSE: &str = "ApiInvalidResponse";
+pub const API_INVALID_RESPONSE: &str = ClpCode::ApiInvalidResponse.code();
 /// A client-side error answer (4xx other than 401/403) — `NeedsHuman`.
-pub const API_REQUEST_REJECTED: &str = "ApiRequestRejected";
+pub const API_REQUEST_REJECTED: &str = ClpCode::ApiRequestRejected.code();
 /// A POST answered with a non-zero `result.code` after the state checks passed — `Retryable`
 /// (usually another operation started in between; the executor's budget bounds the retries).
-pub const OPERATION_REFUSED: &str = "OperationRefused";
+pub const OPERATION_REFUSED: &str = ClpCode::OperationRefused.code();
 /// The operation did not finish within the operation timeout — `Retryable`.
-pub const OPERATION_TIMED_OUT: &str = "OperationTimedOut";
+pub const OPERATION_TIMED_OUT: &str = ClpCode::OperationTimedOut.code();
 /// The REST API has no endpoint for this (mirror status, configuration) — `NeedsHuman`.
-pub const NOT_SUPPORTED: &str = "NotSupportedByRestApi";
+pub const NOT_SUPPORTED: &str = ClpCode::NotSupportedByRestApi.code();
 
 /// When to poll while an operation runs: `first`, then each delay `factor` times the previous,
 /// never more than `max`.
@@ -308,35 +309,23 @@ fn describe(what: &str, p: &Placement) -> String {
     }
 }
 
-fn err(code: &str, message: impl Into<String>, class: ErrorClass) -> PortError {
-    PortError::new(code, message, class)
-}
-
 // --- state checks before an operation (same codes and classes as the simulator) ---------------
 
 fn check_group(s: &Snapshot, group: &GroupName) -> PortResult<()> {
-    if s.group(group).is_some() {
-        Ok(())
-    } else {
-        Err(err("GroupNotFound", format!("no group named {group}"), ErrorClass::NeedsHuman))
-    }
+    if s.group(group).is_some() { Ok(()) } else { Err(ClpCode::GroupNotFound.error(format!("no group named {group}"))) }
 }
 
 fn check_server(s: &Snapshot, server: &ServerName) -> PortResult<()> {
     if s.server(server).is_some() {
         Ok(())
     } else {
-        Err(err("ServerNotFound", format!("no server named {server}"), ErrorClass::NeedsHuman))
+        Err(ClpCode::ServerNotFound.error(format!("no server named {server}")))
     }
 }
 
 fn check_idle(s: &Snapshot, group: &GroupName) -> PortResult<()> {
     if s.group_busy(group) {
-        Err(err(
-            "GroupBusy",
-            format!("another operation is in progress: {}", s.describe_group(group)),
-            ErrorClass::Retryable,
-        ))
+        Err(ClpCode::GroupBusy.error(format!("another operation is in progress: {}", s.describe_group(group))))
     } else {
         Ok(())
     }
@@ -347,11 +336,7 @@ fn precheck_start_group(s: &Snapshot, group: &GroupName, server: &ServerName) ->
     check_server(s, server)?;
     check_idle(s, group)?;
     if s.group_online_on(group, server) {
-        return Err(err(
-            "GroupAlreadyStarted",
-            format!("{group} is already online on {server}"),
-            ErrorClass::AlreadyDone,
-        ));
+        return Err(ClpCode::GroupAlreadyStarted.error(format!("{group} is already online on {server}")));
     }
     if let Some((_, p)) = s
         .group_parts(group)
@@ -359,7 +344,7 @@ fn precheck_start_group(s: &Snapshot, group: &GroupName, server: &ServerName) ->
         .find(|(_, p)| p.state == ObjectState::Online && p.current.as_ref() != Some(server))
     {
         let on = p.current.map(|c| c.to_string()).unwrap_or_default();
-        return Err(err("GroupOnline", format!("{group} is online on {on}"), ErrorClass::NeedsHuman));
+        return Err(ClpCode::GroupOnline.error(format!("{group} is online on {on}")));
     }
     Ok(())
 }
@@ -368,7 +353,7 @@ fn precheck_stop_group(s: &Snapshot, group: &GroupName) -> PortResult<()> {
     check_group(s, group)?;
     check_idle(s, group)?;
     if s.group_offline(group) {
-        return Err(err("GroupAlreadyStopped", format!("{group} is already offline"), ErrorClass::AlreadyDone));
+        return Err(ClpCode::GroupAlreadyStopped.error(format!("{group} is already offline")));
     }
     Ok(())
 }
@@ -378,11 +363,7 @@ fn precheck_move_group(s: &Snapshot, group: &GroupName, target: &ServerName) -> 
     check_server(s, target)?;
     check_idle(s, group)?;
     if s.group_online_on(group, target) {
-        return Err(err(
-            "GroupAlreadyStarted",
-            format!("{group} is already online on {target}"),
-            ErrorClass::AlreadyDone,
-        ));
+        return Err(ClpCode::GroupAlreadyStarted.error(format!("{group} is already online on {target}")));
     }
     let online_elsewhere = s
         .servers
@@ -390,21 +371,16 @@ fn precheck_move_group(s: &Snapshot, group: &GroupName, target: &ServerName) -> 
         .filter_map(|sv| ServerName::parse(&sv.name).ok())
         .any(|sv| sv != *target && s.group_online_on(group, &sv));
     if !online_elsewhere {
-        return Err(err("GroupOffline", format!("{group} is not online: nothing to move"), ErrorClass::NeedsHuman));
+        return Err(ClpCode::GroupOffline.error(format!("{group} is not online: nothing to move")));
     }
     Ok(())
 }
 
 fn resource_and_group<'a>(s: &'a Snapshot, resource: &ResourceName) -> PortResult<(&'a ResourceInfo, GroupName)> {
-    let r = s
-        .resource(resource)
-        .ok_or_else(|| err("ResourceNotFound", format!("no resource named {resource}"), ErrorClass::NeedsHuman))?;
+    let r =
+        s.resource(resource).ok_or_else(|| ClpCode::ResourceNotFound.error(format!("no resource named {resource}")))?;
     let group = GroupName::parse(&r.group).map_err(|e| {
-        err(
-            API_INVALID_RESPONSE,
-            format!("resource {resource} names group {:?}: {}", r.group, e.0),
-            ErrorClass::Retryable,
-        )
+        ClpCode::ApiInvalidResponse.error(format!("resource {resource} names group {:?}: {}", r.group, e.0))
     })?;
     Ok((r, group))
 }
@@ -415,18 +391,11 @@ fn precheck_start_resource(s: &Snapshot, resource: &ResourceName, server: &Serve
     check_idle(s, &group)?;
     let p = placement(&r.status, &r.current);
     if p.state == ObjectState::Online && p.current.as_ref() == Some(server) {
-        return Err(err(
-            "ResourceAlreadyStarted",
-            format!("{resource} is already online on {server}"),
-            ErrorClass::AlreadyDone,
-        ));
+        return Err(ClpCode::ResourceAlreadyStarted.error(format!("{resource} is already online on {server}")));
     }
     if p.state == ObjectState::Online {
-        return Err(err(
-            "ResourceOnline",
-            format!("{resource} or a resource it depends on is online on another server"),
-            ErrorClass::NeedsHuman,
-        ));
+        return Err(ClpCode::ResourceOnline
+            .error(format!("{resource} or a resource it depends on is online on another server")));
     }
     Ok(())
 }
@@ -435,7 +404,7 @@ fn precheck_stop_resource(s: &Snapshot, resource: &ResourceName) -> PortResult<(
     let (r, group) = resource_and_group(s, resource)?;
     check_idle(s, &group)?;
     if ObjectState::parse(&r.status) == ObjectState::Offline {
-        return Err(err("ResourceAlreadyStopped", format!("{resource} is already offline"), ErrorClass::AlreadyDone));
+        return Err(ClpCode::ResourceAlreadyStopped.error(format!("{resource} is already offline")));
     }
     Ok(())
 }
@@ -443,18 +412,16 @@ fn precheck_stop_resource(s: &Snapshot, resource: &ResourceName) -> PortResult<(
 fn precheck_shutdown(s: &Snapshot, server: &ServerName) -> PortResult<()> {
     check_server(s, server)?;
     if s.server(server).is_some_and(|sv| !sv.running()) {
-        return Err(err("ServerAlreadyDown", format!("{server} is already down"), ErrorClass::AlreadyDone));
+        return Err(ClpCode::ServerAlreadyDown.error(format!("{server} is already down")));
     }
     let here = s.groups.iter().find(|g| {
         let p = placement(&g.status, &g.current);
         p.state != ObjectState::Offline && p.current.as_ref() == Some(server)
     });
     if let Some(g) = here {
-        return Err(err(
-            "GroupOnline",
-            format!("group {} is online on {server}; move or stop it first", g.name),
-            ErrorClass::NeedsHuman,
-        ));
+        return Err(
+            ClpCode::GroupOnline.error(format!("group {} is online on {server}; move or stop it first", g.name))
+        );
     }
     Ok(())
 }
@@ -471,23 +438,19 @@ enum Progress {
     Failed(PortError),
 }
 
-fn failed_group(s: &Snapshot, group: &GroupName, code: &str, class: ErrorClass) -> Option<Progress> {
+fn failed_group(s: &Snapshot, group: &GroupName, code: ClpCode) -> Option<Progress> {
     let failures = s.group_failures(group);
     (!failures.is_empty()).then(|| {
-        Progress::Failed(err(
-            code,
-            format!("the operation on {group} ended in failure: {}", failures.join(", ")),
-            class,
-        ))
+        Progress::Failed(code.error(format!("the operation on {group} ended in failure: {}", failures.join(", "))))
     })
 }
 
-fn progress_group_online(s: &Snapshot, group: &GroupName, server: &ServerName, code: &str) -> Progress {
+fn progress_group_online(s: &Snapshot, group: &GroupName, server: &ServerName, code: ClpCode) -> Progress {
     if s.group_online_on(group, server) {
         return Progress::Done;
     }
     if !s.group_busy(group)
-        && let Some(f) = failed_group(s, group, code, ErrorClass::NeedsHuman)
+        && let Some(f) = failed_group(s, group, code)
     {
         return f;
     }
@@ -499,7 +462,7 @@ fn progress_group_offline(s: &Snapshot, group: &GroupName) -> Progress {
         return Progress::Done;
     }
     if !s.group_busy(group)
-        && let Some(f) = failed_group(s, group, "GroupStopFailed", ErrorClass::Retryable)
+        && let Some(f) = failed_group(s, group, ClpCode::GroupStopFailed)
     {
         return f;
     }
@@ -515,16 +478,12 @@ fn progress_resource(s: &Snapshot, resource: &ResourceName, want: Option<&Server
     match (want, p.state) {
         (Some(server), ObjectState::Online) if p.current.as_ref() == Some(server) => Progress::Done,
         (None, ObjectState::Offline) => Progress::Done,
-        (Some(_), ObjectState::OnlineFailure | ObjectState::OfflineFailure) => Progress::Failed(err(
-            "ResourceStartFailed",
-            format!("the start of {resource} ended in failure: {seen}"),
-            ErrorClass::NeedsHuman,
-        )),
-        (None, ObjectState::OnlineFailure | ObjectState::OfflineFailure) => Progress::Failed(err(
-            "ResourceStopFailed",
-            format!("the stop of {resource} ended in failure: {seen}"),
-            ErrorClass::Retryable,
-        )),
+        (Some(_), ObjectState::OnlineFailure | ObjectState::OfflineFailure) => Progress::Failed(
+            ClpCode::ResourceStartFailed.error(format!("the start of {resource} ended in failure: {seen}")),
+        ),
+        (None, ObjectState::OnlineFailure | ObjectState::OfflineFailure) => Progress::Failed(
+            ClpCode::ResourceStopFailed.error(format!("the stop of {resource} ended in failure: {seen}")),
+        ),
         _ => Progress::Running(seen, pending(p.state)),
     }
 }
@@ -583,7 +542,7 @@ impl RestCluster {
     /// A client for `options` authenticating with `password`. Reads the CA bundle when one is
     /// configured; with [`ApiTls::Insecure`] logs a warning (every time a client is built).
     pub fn new(options: RestOptions, password: Password) -> PortResult<Self> {
-        let fail = |msg: String| err("ApiClientConfig", msg, ErrorClass::NeedsHuman);
+        let fail = |msg: String| ClpCode::ApiClientConfig.error(msg);
         if options.endpoints.is_empty() {
             return Err(fail("no CLUSTERPRO API URL is configured: set cluster.api.url or urls".to_owned()));
         }
@@ -659,24 +618,17 @@ impl RestCluster {
         check_server(&snap, server)?;
         let member = snap.server(server).is_some_and(ServerInfo::running);
         if pre && !call.only && !member {
-            return Err(err(
-                "ServerAlreadyDown",
-                format!("{server} is not a running cluster member"),
-                ErrorClass::AlreadyDone,
-            ));
+            return Err(ClpCode::ServerAlreadyDown.error(format!("{server} is not a running cluster member")));
         }
         let failed = |msg: String| {
-            err(
-                if pre { "VendorPreFailed" } else { "VendorPostFailed" },
-                format!("`{call}` on {server}: {msg}"),
-                ErrorClass::NeedsHuman,
-            )
+            let code = if pre { ClpCode::VendorPreFailed } else { ClpCode::VendorPostFailed };
+            code.error(format!("`{call}` on {server}: {msg}"))
         };
         match self.attempt(index, &Method::POST, &call.rest_path(), Some(&vendor_body(call))).await {
             Ok(_) => {}
             Err(Attempt::Final(e)) => return Err(failed(e.message)),
             Err(Attempt::Next { reason, .. }) => {
-                return Err(err(API_UNREACHABLE, format!("`{call}` on {server}: {reason}"), ErrorClass::Retryable));
+                return Err(ClpCode::ApiUnreachable.error(format!("`{call}` on {server}: {reason}")));
             }
         }
         let deadline = tokio::time::Instant::now() + self.operation_timeout;
@@ -704,11 +656,8 @@ impl RestCluster {
                 }
             }
         }
-        Err(err(
-            OPERATION_TIMED_OUT,
-            format!("`{call}` on {server} did not finish within {} s", self.operation_timeout.as_secs()),
-            ErrorClass::Retryable,
-        ))
+        Err(ClpCode::OperationTimedOut
+            .error(format!("`{call}` on {server} did not finish within {} s", self.operation_timeout.as_secs())))
     }
 
     /// One request to one server.
@@ -741,16 +690,12 @@ impl RestCluster {
         };
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(Attempt::Final(err(
-                API_AUTH_FAILED,
-                format!(
+            return Err(Attempt::Final(ClpCode::ApiAuthFailed.error(format!(
                     "the CLUSTERPRO API at {url} refused user \"{}\" (HTTP {}): check that this OS user exists on the servers and may use the API, and the password in {}",
                     self.user,
                     status.as_u16(),
                     self.password_source
-                ),
-                ErrorClass::NeedsHuman,
-            )));
+                ))));
         }
         let text = resp.text().await.unwrap_or_default();
         let envelope = serde_json::from_str::<Envelope>(&text);
@@ -763,25 +708,22 @@ impl RestCluster {
         }
         if !status.is_success() {
             let why = envelope.map_or_else(|_| snippet(&text), |e| e.result.message);
-            return Err(Attempt::Final(err(
-                API_REQUEST_REJECTED,
-                format!("{method} {url} answered HTTP {}: {why}", status.as_u16()),
-                ErrorClass::NeedsHuman,
-            )));
+            return Err(Attempt::Final(
+                ClpCode::ApiRequestRejected.error(format!("{method} {url} answered HTTP {}: {why}", status.as_u16())),
+            ));
         }
         let envelope = envelope.map_err(|e| {
-            Attempt::Final(err(
-                API_INVALID_RESPONSE,
-                format!("{method} {url}: not a CLUSTERPRO API answer ({e}): {}", snippet(&text)),
-                ErrorClass::Retryable,
-            ))
+            Attempt::Final(
+                ClpCode::ApiInvalidResponse
+                    .error(format!("{method} {url}: not a CLUSTERPRO API answer ({e}): {}", snippet(&text))),
+            )
         })?;
         if envelope.result.code != 0 {
             let msg = format!("{method} {url}: result code {}: {}", envelope.result.code, envelope.result.message);
             return Err(if *method == Method::GET {
                 Attempt::Next { reason: msg, tls: false }
             } else {
-                Attempt::Final(err(OPERATION_REFUSED, msg, ErrorClass::Retryable))
+                Attempt::Final(ClpCode::OperationRefused.error(msg))
             });
         }
         Ok(envelope)
@@ -812,20 +754,12 @@ impl RestCluster {
             }
         }
         if all_tls {
-            Err(err(
-                API_TLS_FAILURE,
-                format!(
+            Err(ClpCode::ApiTlsFailure.error(format!(
                     "no CLUSTERPRO API server passed the TLS check: {}; give cluster.api.ca_bundle = the PEM of the CA that signed the API's certificate",
                     reasons.join("; ")
-                ),
-                ErrorClass::NeedsHuman,
-            ))
+                )))
         } else {
-            Err(err(
-                API_UNREACHABLE,
-                format!("no CLUSTERPRO API server answered: {}", reasons.join("; ")),
-                ErrorClass::Retryable,
-            ))
+            Err(ClpCode::ApiUnreachable.error(format!("no CLUSTERPRO API server answered: {}", reasons.join("; "))))
         }
     }
 
@@ -840,9 +774,8 @@ impl RestCluster {
 
     /// The `key` array of the answer to `GET path`.
     async fn list<T>(&self, path: &str, key: &str, pick: fn(Envelope) -> Option<Vec<T>>) -> PortResult<Vec<T>> {
-        pick(self.get(path).await?).ok_or_else(|| {
-            err(API_INVALID_RESPONSE, format!("GET {path}: the answer has no `{key}` array"), ErrorClass::Retryable)
-        })
+        pick(self.get(path).await?)
+            .ok_or_else(|| ClpCode::ApiInvalidResponse.error(format!("GET {path}: the answer has no `{key}` array")))
     }
 
     async fn snapshot(&self, fetch: Fetch<'_>) -> PortResult<Snapshot> {
@@ -900,14 +833,10 @@ impl RestCluster {
                 Err(e) => return Err(e),
             }
         }
-        Err(err(
-            OPERATION_TIMED_OUT,
-            format!(
-                "{what} did not finish within {} s (last seen: {last}); CLUSTERPRO may still complete it",
-                self.operation_timeout.as_secs()
-            ),
-            ErrorClass::Retryable,
-        ))
+        Err(ClpCode::OperationTimedOut.error(format!(
+            "{what} did not finish within {} s (last seen: {last}); CLUSTERPRO may still complete it",
+            self.operation_timeout.as_secs()
+        )))
     }
 }
 
@@ -962,8 +891,10 @@ impl Cluster for RestCluster {
         self.post(&format!("/groups/{group}/start"), Some(server)).await?;
         let what = format!("the start of group {group} on {server}");
         let stale = !pre.group_failures(group).is_empty();
-        self.wait(&what, Fetch::Group(group), stale, |s| progress_group_online(s, group, server, "GroupStartFailed"))
-            .await
+        self.wait(&what, Fetch::Group(group), stale, |s| {
+            progress_group_online(s, group, server, ClpCode::GroupStartFailed)
+        })
+        .await
     }
 
     async fn stop_group(&self, group: &GroupName) -> PortResult<()> {
@@ -983,8 +914,10 @@ impl Cluster for RestCluster {
         self.post(&format!("/groups/{group}/move"), Some(target)).await?;
         let what = format!("the move of group {group} to {target}");
         let stale = !pre.group_failures(group).is_empty();
-        self.wait(&what, Fetch::Group(group), stale, |s| progress_group_online(s, group, target, "GroupMoveFailed"))
-            .await
+        self.wait(&what, Fetch::Group(group), stale, |s| {
+            progress_group_online(s, group, target, ClpCode::GroupMoveFailed)
+        })
+        .await
     }
 
     async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
@@ -1080,13 +1013,9 @@ fn vendor_body(call: &VendorCall) -> serde_json::Value {
 }
 
 fn not_supported(what: &str) -> PortError {
-    err(
-        NOT_SUPPORTED,
-        format!(
+    ClpCode::NotSupportedByRestApi.error(format!(
             "{what} has no CLUSTERPRO REST API endpoint: use the REST client inside a HybridCluster with the command-based adapter"
-        ),
-        ErrorClass::NeedsHuman,
-    )
+        ))
 }
 
 #[cfg(test)]
@@ -1188,14 +1117,17 @@ mod tests {
             &ONLINE_ON_1
                 .replace("\"Online\", \"current\": \"server1\"", "\"Online Failure\", \"current\": \"server1\""),
         );
-        match progress_group_online(&failing, &g, &s1, "GroupStartFailed") {
+        match progress_group_online(&failing, &g, &s1, ClpCode::GroupStartFailed) {
             Progress::Failed(e) => {
                 assert_eq!((e.code.as_str(), e.class), ("GroupStartFailed", ErrorClass::NeedsHuman));
                 assert!(e.message.contains("resource md Online Failure on server1"), "{}", e.message);
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(progress_group_online(&snap(ONLINE_ON_1), &g, &s1, "GroupStartFailed"), Progress::Done));
+        assert!(matches!(
+            progress_group_online(&snap(ONLINE_ON_1), &g, &s1, ClpCode::GroupStartFailed),
+            Progress::Done
+        ));
         assert!(matches!(progress_group_offline(&snap(ONLINE_ON_1), &g), Progress::Running(_, false)));
     }
 }
