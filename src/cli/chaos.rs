@@ -64,7 +64,7 @@ use crate::journal::{Journal, Record};
 use crate::ports::Clock as _;
 use crate::ports::Store;
 use crate::ports::cloud::tag;
-use crate::sim::SimWorld;
+use crate::sim::{SimWorld, verdict};
 use crate::spec::ProcedureChoice;
 use crate::spec::Spec;
 use crate::status::{OpPhase, Phase, StatusDoc};
@@ -735,17 +735,17 @@ pub fn check_backup(world: &SimWorld, spec: &Spec, backup: &str, before: &[Volum
                 ),
             ));
         }
-        match report.quiesce_points.as_slice() {
-            [q] if report.snapshots.get(&snap.id) == Some(&q.content) => {}
-            points => out.push(violation(
+        let backed_up = verdict::backup(world, &snap.id);
+        if !backed_up.captured_once() {
+            out.push(violation(
                 "quiesce",
                 format!(
                     "snapshot {} holds {:?}; quiesce points seen: {:?} (exactly one, equal to the snapshot, expected)",
                     snap.id,
-                    report.snapshots.get(&snap.id),
-                    points.iter().map(|q| q.content.to_string()).collect::<Vec<_>>()
+                    backed_up.snapshot,
+                    backed_up.quiesce_points.iter().map(ToString::to_string).collect::<Vec<_>>()
                 ),
-            )),
+            ));
         }
     }
     if report.active.as_ref() != Some(&spec.cluster.servers[0].name) {
@@ -894,18 +894,18 @@ fn restored_volumes(
 fn restored_data(world: &SimWorld, spec: &Spec, expect: &RestoreExpect) -> Vec<Violation> {
     let mut out = Vec::new();
     let report = world.oracle_report();
-    let sides: Vec<_> = report.servers.iter().map(|(s, c)| (s.clone(), *c)).collect();
-    match sides.as_slice() {
-        [(_, Some(a)), (_, Some(b))] if a == b => {
-            if world.contains_accident(*a) {
+    let restored = verdict::restore(world, &expect.snapshot);
+    match restored.sides.as_slice() {
+        [(_, Some(a)), _] if restored.identical => {
+            if !restored.accident_gone {
                 out.push(violation("accident-kept", format!("both sides hold {a}, which contains the accident")));
             }
-            let from = report.snapshots.get(&expect.snapshot).copied();
-            if !from.is_some_and(|f| world.descends_from(*a, f)) {
+            if !restored.from_snapshot {
+                let from = restored.snapshot;
                 out.push(violation("not-from-snapshot", format!("both sides hold {a}; the snapshot holds {from:?}")));
             }
         }
-        _ => out.push(violation("sides-differ", format!("mirror contents after the restore: {sides:?}"))),
+        sides => out.push(violation("sides-differ", format!("mirror contents after the restore: {sides:?}"))),
     }
     out.extend(corruption(&report));
     let second = &spec.cluster.servers[1].name;
@@ -1148,11 +1148,10 @@ async fn run_trial(
     drop(fast);
     let world = trial.open_world(speed)?;
     world.accident();
-    let report = world.oracle_report();
-    if !report.servers.values().all(|c| c.is_some_and(|c| world.contains_accident(c))) {
+    if !verdict::accident_everywhere(&world) {
         return Err(CliError::Failed(format!(
             "trial {idx}: the simulated accident did not reach both servers ({:?}); the campaign cannot go on",
-            report.servers
+            world.oracle_report().servers
         )));
     }
     let mut expect = RestoreExpect {
