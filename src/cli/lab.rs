@@ -20,7 +20,7 @@ use crate::ids::{BackupName, RequestName};
 use crate::ports::Clock as _;
 use crate::ports::cloud::tag;
 use crate::reconcile::{Context, Settled, reconcile};
-use crate::sim::{Scenario, SimWorld};
+use crate::sim::{Scenario, SimWorld, verdict};
 use crate::spec::{BackupSpec, ProcedureChoice, RestoreSpec, Spec};
 
 mod json;
@@ -122,25 +122,26 @@ pub async fn run(
         .find(|s| s.tags.get(tag::REQUEST).map(String::as_str) == Some(backup_name.as_str()))
         .map(|s| s.id.clone())
         .ok_or_else(|| CliError::Failed("the backup left no snapshot".into()))?;
-    let report = world.oracle_report();
-    let quiesce = report.last_quiesce.clone();
+    let backed_up = verdict::backup(&world, &snap);
     checks.push(Check {
         id: "snapshot-holds-quiesce-point",
         what: format!(
             "snapshot {snap} holds the quiesce point ({} = {})",
-            report.snapshots.get(&snap).map_or_else(|| "?".into(), ToString::to_string),
-            quiesce.as_ref().map_or_else(|| "?".into(), |q| q.content.to_string())
+            backed_up.snapshot.map_or_else(|| "?".into(), |c| c.to_string()),
+            backed_up.quiesce_points.last().map_or_else(|| "?".into(), ToString::to_string)
         ),
-        ok: quiesce.is_some_and(|q| report.snapshots.get(&snap) == Some(&q.content)),
+        ok: backed_up.captured,
     });
 
     say("\n== 2. business runs for 10 minutes, then data is deleted by mistake (mirrored to the standby)");
     world.clock().sleep(Duration::from_mins(10)).await;
     world.accident();
     world.clock().sleep(Duration::from_secs(30)).await;
-    let report = world.oracle_report();
-    let broken = report.servers.values().all(|c| c.is_some_and(|c| world.contains_accident(c)));
-    checks.push(Check { id: "accident-reached-both", what: "the accident reached both servers".into(), ok: broken });
+    checks.push(Check {
+        id: "accident-reached-both",
+        what: "the accident reached both servers".into(),
+        ok: verdict::accident_everywhere(&world),
+    });
 
     say(&format!(
         "\n== 3. restore both servers from {snap} (request \"lab-incident\"){}",
@@ -161,25 +162,26 @@ pub async fn run(
     drop(ctx);
     let events = printer.await.unwrap_or_default();
 
-    let report = world.oracle_report();
-    let sides: Vec<_> = report.servers.iter().map(|(s, c)| (s.clone(), *c)).collect();
-    let same = sides.len() == 2 && sides[0].1.is_some() && sides[0].1 == sides[1].1;
-    checks.push(Check { id: "both-sides-identical", what: "both servers hold identical data".into(), ok: same });
-    let clean = sides.iter().all(|(_, c)| c.is_some_and(|c| !world.contains_accident(c)));
-    checks.push(Check { id: "accident-gone", what: "the accident is gone from both servers".into(), ok: clean });
-    let from_snap = report
-        .snapshots
-        .get(&snap)
-        .is_some_and(|s| sides.iter().all(|(_, c)| c.is_some_and(|c| world.descends_from(c, *s))));
+    let restored = verdict::restore(&world, &snap);
+    checks.push(Check {
+        id: "both-sides-identical",
+        what: "both servers hold identical data".into(),
+        ok: restored.identical,
+    });
+    checks.push(Check {
+        id: "accident-gone",
+        what: "the accident is gone from both servers".into(),
+        ok: restored.accident_gone,
+    });
     checks.push(Check {
         id: "data-continues-from-snapshot",
         what: format!("the data continues from {snap}"),
-        ok: from_snap,
+        ok: restored.from_snapshot,
     });
     checks.push(Check {
         id: "no-corruption",
-        what: format!("no corruption ({} found)", report.corruptions.len()),
-        ok: report.corruptions.is_empty(),
+        what: format!("no corruption ({} found)", restored.corruptions.len()),
+        ok: restored.corruptions.is_empty(),
     });
     let inv = world.inventory();
     checks.push(Check {

@@ -3,6 +3,8 @@
 //! as one push. Operations return when CLUSTERPRO has *finished* them (adapters poll the
 //! asynchronous REST POSTs); a failed transition (e.g. `Online Failure`) is an error.
 
+pub mod errors;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -68,7 +70,7 @@ pub struct ClusterStatus {
 /// The error code of a status or configuration read that no server could answer as a running
 /// cluster member: every server is down, unreachable, or has its cluster service stopped (both
 /// inside NEC's restore processing). Observation records it as a fact, not a failure.
-pub const CLUSTER_UNREACHABLE: &str = "ClusterUnreachable";
+pub const CLUSTER_UNREACHABLE: &str = errors::ClpCode::ClusterUnreachable.code();
 
 /// CLUSTERPRO's mirror colours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

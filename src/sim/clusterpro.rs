@@ -18,15 +18,12 @@ use super::SimWorld;
 use super::world::{ClpOp, ConfigPending, MirrorState, ResState, Transition, World};
 use crate::ids::{GroupName, ResourceName, ServerName};
 use crate::ports::cloud::InstanceState;
+use crate::ports::cluster::errors::ClpCode;
 use crate::ports::cluster::{
     Check, ClpVersion, Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorColor, MirrorStatus, ObjectState,
     Operation, Placement, PreflightRequest, VendorCall,
 };
-use crate::ports::{ErrorClass, PortError, PortResult};
-
-fn clp_err(code: &str, msg: impl Into<String>, class: ErrorClass) -> PortError {
-    PortError::new(code, msg, class)
-}
+use crate::ports::{PortError, PortResult};
 
 fn placement(r: &ResState) -> Placement {
     Placement { state: r.state, current: r.current.clone() }
@@ -101,7 +98,7 @@ impl World {
         if *group == self.clp.group {
             Ok(())
         } else {
-            Err(clp_err("GroupNotFound", format!("no group named {group}"), ErrorClass::NeedsHuman))
+            Err(ClpCode::GroupNotFound.error(format!("no group named {group}")))
         }
     }
 
@@ -109,7 +106,7 @@ impl World {
         if self.clp.servers.contains_key(server) {
             Ok(())
         } else {
-            Err(clp_err("ServerNotFound", format!("no server named {server}"), ErrorClass::NeedsHuman))
+            Err(ClpCode::ServerNotFound.error(format!("no server named {server}")))
         }
     }
 
@@ -136,11 +133,9 @@ impl World {
         if on.is_none() && members.is_empty() {
             // No server runs its cluster service: a query answers nowhere (the command adapter's
             // code for the same situation).
-            return Err(clp_err(
-                crate::ports::cluster::CLUSTER_UNREACHABLE,
-                format!("no server is a running cluster member to run {tool}"),
-                ErrorClass::Retryable,
-            ));
+            return Err(
+                ClpCode::ClusterUnreachable.error(format!("no server is a running cluster member to run {tool}"))
+            );
         }
         let ok = match on {
             Some(s) => self.has_command(s, tool),
@@ -156,11 +151,7 @@ impl World {
             return Ok(());
         }
         let at = on.map_or_else(|| "the server that runs it".to_owned(), ToString::to_string);
-        Err(clp_err(
-            "ClpCommandNotFound",
-            format!("{tool} not found in {} on {at}", self.install_dir()),
-            ErrorClass::NeedsHuman,
-        ))
+        Err(ClpCode::ClpCommandNotFound.error(format!("{tool} not found in {} on {at}", self.install_dir())))
     }
 
     /// What a preflight of `req` finds in this world.
@@ -283,11 +274,7 @@ impl World {
 
     pub(super) fn check_idle(&self) -> PortResult<()> {
         if self.clp.transition.is_some() || self.clp.config_pending.is_some() {
-            Err(clp_err(
-                "GroupBusy",
-                "another group operation or configuration push is in progress",
-                ErrorClass::Retryable,
-            ))
+            Err(ClpCode::GroupBusy.error("another group operation or configuration push is in progress"))
         } else {
             Ok(())
         }
@@ -316,7 +303,7 @@ impl World {
         if self.is_md(resource) || self.is_vip(resource) || *resource == self.clp.business {
             Ok(())
         } else {
-            Err(clp_err("ResourceNotFound", format!("no resource named {resource}"), ErrorClass::NeedsHuman))
+            Err(ClpCode::ResourceNotFound.error(format!("no resource named {resource}")))
         }
     }
 
@@ -364,17 +351,13 @@ impl World {
         if self.group_online_on(server)
             || (placed.state == ObjectState::Online && placed.current.as_ref() == Some(server))
         {
-            return Err(clp_err(
-                "GroupAlreadyStarted",
-                format!("{group} is already online on {server}"),
-                ErrorClass::AlreadyDone,
-            ));
+            return Err(ClpCode::GroupAlreadyStarted.error(format!("{group} is already online on {server}")));
         }
         if let Some(other) =
             self.group_states().iter().find(|r| r.state == ObjectState::Online && r.current.as_ref() != Some(server))
         {
             let on = other.current.clone().map(|s| s.to_string()).unwrap_or_default();
-            return Err(clp_err("GroupOnline", format!("{group} is online on {on}"), ErrorClass::NeedsHuman));
+            return Err(ClpCode::GroupOnline.error(format!("{group} is online on {on}")));
         }
         self.mark_online_pending(Scope::GROUP, server);
         let d = self.scenario.latency.group_start_s;
@@ -386,7 +369,7 @@ impl World {
         self.check_group(group)?;
         self.check_idle()?;
         if self.group_all_offline() {
-            return Err(clp_err("GroupAlreadyStopped", format!("{group} is already offline"), ErrorClass::AlreadyDone));
+            return Err(ClpCode::GroupAlreadyStopped.error(format!("{group} is already offline")));
         }
         self.mark_offline_pending(Scope::GROUP);
         let d = self.scenario.latency.group_stop_s;
@@ -399,18 +382,10 @@ impl World {
         self.check_server(target)?;
         self.check_idle()?;
         if self.group_online_on(target) {
-            return Err(clp_err(
-                "GroupAlreadyStarted",
-                format!("{group} is already online on {target}"),
-                ErrorClass::AlreadyDone,
-            ));
+            return Err(ClpCode::GroupAlreadyStarted.error(format!("{group} is already online on {target}")));
         }
         let Some(from) = self.peer(target).filter(|p| self.group_online_on(p)) else {
-            return Err(clp_err(
-                "GroupOffline",
-                format!("{group} is not online: nothing to move"),
-                ErrorClass::NeedsHuman,
-            ));
+            return Err(ClpCode::GroupOffline.error(format!("{group} is not online: nothing to move")));
         };
         self.mark_offline_pending(Scope::GROUP);
         let d = self.scenario.latency.group_move_s;
@@ -466,19 +441,12 @@ impl World {
         self.check_server(server)?;
         self.check_idle()?;
         if self.resource_state(resource).online_on(server) {
-            return Err(clp_err(
-                "ResourceAlreadyStarted",
-                format!("{resource} is already online on {server}"),
-                ErrorClass::AlreadyDone,
-            ));
+            return Err(ClpCode::ResourceAlreadyStarted.error(format!("{resource} is already online on {server}")));
         }
         let scope = self.start_scope(resource);
         if self.scoped(scope).iter().any(|r| r.state == ObjectState::Online && r.current.as_ref() != Some(server)) {
-            return Err(clp_err(
-                "ResourceOnline",
-                format!("{resource} or a resource it depends on is online on another server"),
-                ErrorClass::NeedsHuman,
-            ));
+            return Err(ClpCode::ResourceOnline
+                .error(format!("{resource} or a resource it depends on is online on another server")));
         }
         self.mark_online_pending(scope, server);
         let d = self.scenario.latency.resource_start_s;
@@ -491,11 +459,7 @@ impl World {
         self.check_idle()?;
         let scope = self.stop_scope(resource);
         if self.scoped(scope).iter().all(|r| r.state == ObjectState::Offline) {
-            return Err(clp_err(
-                "ResourceAlreadyStopped",
-                format!("{resource} is already offline"),
-                ErrorClass::AlreadyDone,
-            ));
+            return Err(ClpCode::ResourceAlreadyStopped.error(format!("{resource} is already offline")));
         }
         self.mark_offline_pending(scope);
         let d = self.scenario.latency.resource_stop_s;
@@ -660,7 +624,7 @@ impl World {
         self.check_server(server)?;
         self.check_command("clpdown", Some(server), false)?;
         let Some(inst) = self.instance_of(server).cloned() else {
-            return Err(clp_err("ServerNotFound", format!("no instance for {server}"), ErrorClass::NeedsHuman));
+            return Err(ClpCode::ServerNotFound.error(format!("no instance for {server}")));
         };
         match inst.state {
             InstanceState::Running => {}
@@ -668,20 +632,17 @@ impl World {
             | InstanceState::Stopped
             | InstanceState::ShuttingDown
             | InstanceState::Terminated => {
-                return Err(clp_err("ServerAlreadyDown", format!("{server} is already down"), ErrorClass::AlreadyDone));
+                return Err(ClpCode::ServerAlreadyDown.error(format!("{server} is already down")));
             }
             InstanceState::Pending => {
-                return Err(clp_err("ServerDown", format!("{server} is still starting"), ErrorClass::Retryable));
+                return Err(ClpCode::ServerDown.error(format!("{server} is still starting")));
             }
         }
         let here =
             self.group_states().iter().any(|r| r.state != ObjectState::Offline && r.current.as_ref() == Some(server));
         if here {
-            return Err(clp_err(
-                "GroupOnline",
-                format!("group {} is online on {server}; move or stop it first", self.clp.group),
-                ErrorClass::NeedsHuman,
-            ));
+            return Err(ClpCode::GroupOnline
+                .error(format!("group {} is online on {server}; move or stop it first", self.clp.group)));
         }
         if let Some(s) = self.clp.servers.get_mut(server) {
             s.member = false;
@@ -704,11 +665,7 @@ impl World {
     fn clp_mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
         self.check_command("clpmdstat", None, true)?;
         if !self.is_md(resource) {
-            return Err(clp_err(
-                "ResourceNotFound",
-                format!("no md resource named {resource}"),
-                ErrorClass::NeedsHuman,
-            ));
+            return Err(ClpCode::ResourceNotFound.error(format!("no md resource named {resource}")));
         }
         let colors = self
             .clp
@@ -763,28 +720,21 @@ impl World {
         self.check_command("clpcfctrl", None, false)?;
         self.check_idle()?;
         if let Some((down, _)) = self.clp.servers.iter().find(|(_, s)| !s.member) {
-            return Err(clp_err(
-                "ServerDown",
-                format!("{down} is not a cluster member: the configuration cannot be applied"),
-                ErrorClass::Retryable,
-            ));
+            return Err(ClpCode::ServerDown
+                .error(format!("{down} is not a cluster member: the configuration cannot be applied")));
         }
         let touches_md =
             changes.iter().any(|c| matches!(c, ConfigChange::RemoveMirror { .. } | ConfigChange::AddMirror(_)));
         if touches_md && !self.group_all_offline() {
-            return Err(clp_err(
-                "GroupOnline",
-                format!("group {} must be offline to change its md resource", self.clp.group),
-                ErrorClass::NeedsHuman,
-            ));
+            return Err(ClpCode::GroupOnline
+                .error(format!("group {} must be offline to change its md resource", self.clp.group)));
         }
         for c in changes {
             match c {
                 ConfigChange::AddMirror(md) => {
                     self.check_group(&md.group)?;
                     for server in self.clp.servers.keys() {
-                        self.partitions_ok(server, md)
-                            .map_err(|reason| clp_err("PartitionNotFound", reason, ErrorClass::NeedsHuman))?;
+                        self.partitions_ok(server, md).map_err(|reason| ClpCode::PartitionNotFound.error(reason))?;
                     }
                 }
                 ConfigChange::SetGroupAutoStart { group, .. } => self.check_group(group)?,
@@ -891,9 +841,9 @@ impl SimCluster {
     }
 }
 
-fn failed(code: &str, w: &World) -> PortError {
+fn failed(code: ClpCode, w: &World) -> PortError {
     let why = w.clp.last_error.clone().unwrap_or_else(|| "the operation did not complete".to_owned());
-    clp_err(code, why, ErrorClass::NeedsHuman)
+    code.error(why)
 }
 
 #[async_trait::async_trait]
@@ -911,7 +861,7 @@ impl Cluster for SimCluster {
             "clp:start_group",
             |w, now| w.clp_start_group(group, server, now),
             |w| {
-                if w.group_online_on(server) { Ok(()) } else { Err(failed("GroupStartFailed", w)) }
+                if w.group_online_on(server) { Ok(()) } else { Err(failed(ClpCode::GroupStartFailed, w)) }
             },
         )
         .await
@@ -925,7 +875,7 @@ impl Cluster for SimCluster {
                 if w.group_all_offline() {
                     Ok(())
                 } else {
-                    Err(clp_err("GroupStopFailed", "the group did not go offline", ErrorClass::Retryable))
+                    Err(ClpCode::GroupStopFailed.error("the group did not go offline"))
                 }
             },
         )
@@ -937,7 +887,7 @@ impl Cluster for SimCluster {
             "clp:move_group",
             |w, now| w.clp_move_group(group, target, now),
             |w| {
-                if w.group_online_on(target) { Ok(()) } else { Err(failed("GroupMoveFailed", w)) }
+                if w.group_online_on(target) { Ok(()) } else { Err(failed(ClpCode::GroupMoveFailed, w)) }
             },
         )
         .await
@@ -951,7 +901,7 @@ impl Cluster for SimCluster {
                 if w.resource_state(resource).online_on(server) {
                     Ok(())
                 } else {
-                    Err(failed("ResourceStartFailed", w))
+                    Err(failed(ClpCode::ResourceStartFailed, w))
                 }
             },
         )
@@ -966,7 +916,7 @@ impl Cluster for SimCluster {
                 if w.resource_state(resource).state == ObjectState::Offline {
                     Ok(())
                 } else {
-                    Err(clp_err("ResourceStopFailed", "the resource did not go offline", ErrorClass::Retryable))
+                    Err(ClpCode::ResourceStopFailed.error("the resource did not go offline"))
                 }
             },
         )
@@ -1014,7 +964,7 @@ impl Cluster for SimCluster {
                 if w.clp.config_pending.is_none() {
                     Ok(())
                 } else {
-                    Err(clp_err("ConfigBusy", "the configuration push has not completed", ErrorClass::Retryable))
+                    Err(ClpCode::ConfigBusy.error("the configuration push has not completed"))
                 }
             },
         )

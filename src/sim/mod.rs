@@ -15,6 +15,7 @@
 //! - `vendor`: NEC's backup/restore pre- and post-processing (`clpbackup`, `clprestore`).
 //! - [`node`]: [`SimNode`], the OS view of attached disks (letters, online/offline, mounts).
 //! - [`oracle`]: data content versions, accidents, quiesce points, corruptions.
+//! - [`verdict`]: the oracle's verdicts on a backup and a restore, for the lab, chaos and tests.
 //! - [`clock`]: [`SimClock`], model time scaled from tokio time.
 //! - [`latency`]: [`LatencyModel`] medians and seeded jitter.
 //! - [`throttle`]: EC2 request token buckets (per world, or one account shared by many).
@@ -39,6 +40,7 @@ mod persist;
 pub mod scenario;
 pub mod throttle;
 mod vendor;
+pub mod verdict;
 pub mod world;
 
 use std::path::{Path, PathBuf};

@@ -27,12 +27,9 @@ use jiff::Timestamp;
 use super::world::{MirrorState, World};
 use crate::ids::ServerName;
 use crate::ports::cloud::InstanceState;
+use crate::ports::cluster::errors::ClpCode;
 use crate::ports::cluster::{ObjectState, VendorCall, VendorOp, VendorPhase};
-use crate::ports::{ErrorClass, PortError, PortResult};
-
-fn err(code: &str, msg: impl Into<String>, class: ErrorClass) -> PortError {
-    PortError::new(code, msg, class)
-}
+use crate::ports::{ErrorClass, PortResult};
 
 impl World {
     /// Runs `call` on `server` at `now`.
@@ -40,38 +37,33 @@ impl World {
         self.check_server(server)?;
         self.check_command(call.command(), Some(server), false)?;
         let Some(inst) = self.instance_of(server).cloned() else {
-            return Err(err("ServerNotFound", format!("no instance for {server}"), ErrorClass::NeedsHuman));
+            return Err(ClpCode::ServerNotFound.error(format!("no instance for {server}")));
         };
         let mode = self.clp.servers.get(server).and_then(|s| s.vendor_mode);
         match inst.state {
             InstanceState::Running => {}
             InstanceState::Pending => {
-                return Err(err("ServerDown", format!("{server} is still starting"), ErrorClass::Retryable));
+                return Err(ClpCode::ServerDown.error(format!("{server} is still starting")));
             }
             _ if call.phase == VendorPhase::Pre && mode == Some(call.op) => {
-                return Err(err("ServerAlreadyDown", format!("{server} is already down"), ErrorClass::AlreadyDone));
+                return Err(ClpCode::ServerAlreadyDown.error(format!("{server} is already down")));
             }
             state => {
-                return Err(err(
-                    "ServerDown",
+                return Err(ClpCode::ServerDown.error_as(
                     format!("{server} is {state:?}: `{call}` runs on a running server"),
                     ErrorClass::NeedsHuman,
                 ));
             }
         }
         if call.skip_copy && call.op == VendorOp::Backup {
-            return Err(err("InvalidOption", "--skip-copy is a clprestore option", ErrorClass::NeedsHuman));
+            return Err(ClpCode::InvalidOption.error("--skip-copy is a clprestore option"));
         }
         if let Some(other) = mode.filter(|m| *m != call.op) {
-            return Err(err(
-                "VendorModeMismatch",
-                format!(
-                    "{server} is inside `{} --pre`; finish it with `{} --post` first",
-                    other.command(),
-                    other.command()
-                ),
-                ErrorClass::NeedsHuman,
-            ));
+            return Err(ClpCode::VendorModeMismatch.error(format!(
+                "{server} is inside `{} --pre`; finish it with `{} --post` first",
+                other.command(),
+                other.command()
+            )));
         }
         match call.phase {
             VendorPhase::Pre => self.vendor_pre(server, call, mode.is_some(), now),
@@ -82,24 +74,17 @@ impl World {
     fn vendor_pre(&mut self, server: &ServerName, call: &VendorCall, in_mode: bool, now: Timestamp) -> PortResult<()> {
         if call.only {
             if !in_mode {
-                return Err(err(
-                    "NotInVendorMode",
-                    format!("{server} has not run `{} --pre`", call.command()),
-                    ErrorClass::NeedsHuman,
-                ));
+                return Err(ClpCode::NotInVendorMode
+                    .error_as(format!("{server} has not run `{} --pre`", call.command()), ErrorClass::NeedsHuman));
             }
             self.vendor_shutdown(server, now);
             return Ok(());
         }
         if in_mode {
-            return Err(err(
-                "AlreadyInVendorMode",
-                format!("{server} already ran `{} --pre`", call.command()),
-                ErrorClass::AlreadyDone,
-            ));
+            return Err(ClpCode::AlreadyInVendorMode.error(format!("{server} already ran `{} --pre`", call.command())));
         }
         if !self.is_member(server) {
-            return Err(err("ServerNotMember", format!("{server} is not a cluster member yet"), ErrorClass::Retryable));
+            return Err(ClpCode::ServerNotMember.error(format!("{server} is not a cluster member yet")));
         }
         self.check_idle()?;
         let busy_here = |w: &World| {
@@ -111,11 +96,10 @@ impl World {
             VendorOp::Restore => busy_anywhere(self),
         };
         if refused {
-            return Err(err(
-                "GroupOnline",
-                format!("group {} is online: stop it (restore) or run the backup on the standby", self.clp.group),
-                ErrorClass::NeedsHuman,
-            ));
+            return Err(ClpCode::GroupOnline.error(format!(
+                "group {} is online: stop it (restore) or run the backup on the standby",
+                self.clp.group
+            )));
         }
         if let Some(s) = self.clp.servers.get_mut(server) {
             s.vendor_mode = Some(call.op);
@@ -155,11 +139,10 @@ impl World {
             return Ok(());
         }
         if !in_mode {
-            return Err(err(
-                "NotInVendorMode",
-                format!("{server} is not inside `{} --pre` (its post-processing already ran)", call.command()),
-                ErrorClass::AlreadyDone,
-            ));
+            return Err(ClpCode::NotInVendorMode.error(format!(
+                "{server} is not inside `{} --pre` (its post-processing already ran)",
+                call.command()
+            )));
         }
         if let Some(s) = self.clp.servers.get_mut(server) {
             s.vendor_mode = None;

@@ -19,8 +19,10 @@
 //! `GroupBusy` `Retryable`, …); after a failed one it reads `clpstat` again: the goal state reached
 //! is success, otherwise the code says which operation failed (`GroupStartFailed`, …) and the
 //! message is the command's own. Exit status 127 (the shell's "not found", which the PowerShell
-//! scripts also use) is `ClpCommandNotFound` on every server → `NeedsHuman`. The codes are those of
-//! [`crate::sim::SimCluster`], so the executor treats a simulated and a real cluster alike.
+//! scripts also use) is `ClpCommandNotFound` on every server → `NeedsHuman`. The codes and their
+//! classes are the vocabulary the simulator also answers with
+//! ([`crate::ports::cluster::errors::ClpCode`]), so the executor treats a simulated and a real
+//! cluster alike.
 //!
 //! **Configuration** ([`Cluster::apply_config`]): `clpcfctrl --pull` into a fresh directory on the
 //! node → [`Transport::read_file`] → the pulled `clp.conf` is kept in the state directory, byte
@@ -99,12 +101,14 @@
 //! `clpcfctrl --push` itself (`ConfigPushFailed`, `NeedsHuman`, with the command's message); the
 //! simulator names that case `PartitionNotFound`.
 
+mod classify;
 mod guid;
 mod preflight;
+mod script;
+mod store;
 mod vendor;
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -114,14 +118,22 @@ use super::parse;
 use crate::adapters::node::transport::{CommandOutput, Shell, Transport};
 use crate::adapters::store::LocalStore;
 use crate::ids::{ClusterName, GroupName, ResourceName, ServerName};
+use crate::ports::cluster::errors::ClpCode;
 use crate::ports::cluster::{
-    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MdDefinition, MirrorStatus, ObjectState, Placement, VendorCall,
+    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MdDefinition, MirrorStatus, ObjectState, VendorCall,
 };
-use crate::ports::{
-    ErrorClass, PortError, PortResult,
-    store::{Store, StoreError},
-};
+use crate::ports::store::Store;
+use crate::ports::{PortError, PortResult};
 use crate::spec::{ClusterSpec, Os, Partition};
+use classify::{
+    Miss, Verdict, after_move_group, after_start_group, after_start_resource, after_stop_group, after_stop_resource,
+    busy, check_move_group, check_start_group, check_start_resource, check_stop_group, check_stop_resource, conf_error,
+    failed, failed_as, no_server, not_found, pending, server_known, used_on, where_,
+};
+use script::{
+    Clp, Script, detect_powershell, detect_sh, parse_detected, ps_word, render_powershell, render_sh, sh_word,
+};
+use store::ConfStore;
 
 /// Where the `clp*` commands are looked for on Windows, in order, when the desired state has no
 /// `cluster.install_dir`: CLUSTERPRO (NEC's `clp_changeIP.ps1` uses this path), then EXPRESSCLUSTER
@@ -210,551 +222,6 @@ impl CommandOptions {
 /// pending-resume marker of `cluster` live: `<state>/clpconf/<cluster>`.
 pub fn conf_dir(state_dir: &Path, cluster: &ClusterName) -> PathBuf {
     state_dir.join("clpconf").join(cluster.as_str())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Command text.
-
-/// One CLUSTERPRO command line. Only validated names, partitions and paths mirrorctl made are
-/// spliced into the arguments, and every argument is quoted for its shell anyway.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Clp {
-    tool: &'static str,
-    args: Vec<String>,
-}
-
-impl Clp {
-    fn new<S: Into<String>>(tool: &'static str, args: impl IntoIterator<Item = S>) -> Self {
-        Clp { tool, args: args.into_iter().map(Into::into).collect() }
-    }
-
-    /// As an operator would type it (for messages).
-    fn line(&self) -> String {
-        std::iter::once(self.tool).chain(self.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ")
-    }
-}
-
-/// A script: optionally make a directory, run one command, remove a directory. The script's exit
-/// status is the command's.
-#[derive(Debug, Clone, Copy, Default)]
-struct Script<'a> {
-    make_dir: Option<&'a str>,
-    command: Option<&'a Clp>,
-    remove_dir: Option<&'a str>,
-}
-
-impl<'a> Script<'a> {
-    fn run(command: &'a Clp) -> Self {
-        Script { command: Some(command), ..Script::default() }
-    }
-}
-
-/// A word for `sh`: bare when it holds only safe characters, else single-quoted.
-fn sh_word(s: &str) -> String {
-    let plain = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
-    if plain { s.to_owned() } else { format!("'{}'", s.replace('\'', r"'\''")) }
-}
-
-/// A PowerShell single-quoted string.
-fn ps_word(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-fn render_sh(bin: &InstallDir, script: &Script<'_>) -> String {
-    let mut lines = Vec::new();
-    if let Some(d) = script.make_dir {
-        lines.push(format!("mkdir -p -m 700 -- {} || exit 1", sh_word(d)));
-    }
-    if let Some(c) = script.command {
-        let file = command_file(Os::Linux, c.tool);
-        let exe = match bin {
-            InstallDir::Dir(dir) => sh_word(&format!("{}/{file}", dir.trim_end_matches('/'))),
-            InstallDir::Path => file,
-        };
-        let args: Vec<String> = c.args.iter().map(|a| sh_word(a)).collect();
-        lines.push(std::iter::once(exe).chain(args).collect::<Vec<_>>().join(" "));
-    }
-    if let Some(d) = script.remove_dir {
-        if script.command.is_some() {
-            lines.push("rc=$?".to_owned());
-        }
-        lines.push(format!("rm -rf -- {}", sh_word(d)));
-        if script.command.is_some() {
-            lines.push("exit $rc".to_owned());
-        }
-    }
-    lines.push(String::new());
-    lines.join("\n")
-}
-
-fn render_powershell(bin: &InstallDir, script: &Script<'_>) -> String {
-    let mut lines = Vec::new();
-    if let Some(d) = script.make_dir {
-        lines.push(format!("New-Item -ItemType Directory -Force -Path {} -ErrorAction Stop | Out-Null", ps_word(d)));
-    }
-    if let Some(c) = script.command {
-        let file = command_file(Os::Windows, c.tool);
-        if let InstallDir::Dir(dir) = bin {
-            lines.push(format!("$exe = {}", ps_word(&format!("{}\\{file}", dir.trim_end_matches('\\')))));
-            lines.push("if (-not (Test-Path -LiteralPath $exe)) {".to_owned());
-        } else {
-            lines.push(format!("$exe = (Get-Command {} -ErrorAction SilentlyContinue).Source", ps_word(&file)));
-            lines.push("if (-not $exe) {".to_owned());
-        }
-        lines.push(format!(
-            "    [Console]::Error.WriteLine({}); exit {NOT_FOUND_STATUS}",
-            ps_word(&format!("mirrorctl: {file} not found"))
-        ));
-        lines.push("}".to_owned());
-        let args: Vec<String> = c.args.iter().map(|a| ps_word(a)).collect();
-        // A command that cannot even start leaves $LASTEXITCODE untouched: never read it as 0.
-        lines.push("$global:LASTEXITCODE = 1".to_owned());
-        lines.push(format!("& $exe {}", args.join(" ")).trim_end().to_owned());
-        lines.push("$rc = $LASTEXITCODE".to_owned());
-    }
-    if let Some(d) = script.remove_dir {
-        lines.push(format!("Remove-Item -LiteralPath {} -Recurse -Force -ErrorAction SilentlyContinue", ps_word(d)));
-    }
-    if script.command.is_some() {
-        lines.push("exit $rc".to_owned());
-    }
-    lines.push(String::new());
-    lines.join("\r\n")
-}
-
-/// The script that finds [`PROBE_TOOL`] among `search` on a Linux node: prints [`DETECTED`] and
-/// the index of the first place holding it, or exits 127 naming every place tried.
-fn detect_sh(search: &[InstallDir]) -> String {
-    let mut lines = Vec::new();
-    for (i, place) in search.iter().enumerate() {
-        let test = match place {
-            InstallDir::Dir(d) => format!("[ -x {} ]", sh_word(&format!("{}/{PROBE_TOOL}", d.trim_end_matches('/')))),
-            InstallDir::Path => format!("command -v {PROBE_TOOL} >/dev/null 2>&1"),
-        };
-        lines.push(format!("if {test}; then echo {}; exit 0; fi", sh_word(&format!("{DETECTED} {i}"))));
-    }
-    lines.push(format!("echo {} >&2", sh_word(&not_installed(PROBE_TOOL, search))));
-    lines.push(format!("exit {NOT_FOUND_STATUS}"));
-    lines.push(String::new());
-    lines.join("\n")
-}
-
-/// [`detect_sh`] for Windows PowerShell (`Test-Path -LiteralPath`, `Get-Command` for `PATH`).
-fn detect_powershell(search: &[InstallDir]) -> String {
-    let exe = format!("{PROBE_TOOL}.exe");
-    let mut lines = Vec::new();
-    for (i, place) in search.iter().enumerate() {
-        let test = match place {
-            InstallDir::Dir(d) => {
-                format!("Test-Path -LiteralPath {}", ps_word(&format!("{}\\{exe}", d.trim_end_matches('\\'))))
-            }
-            InstallDir::Path => format!("Get-Command {} -ErrorAction SilentlyContinue", ps_word(&exe)),
-        };
-        lines.push(format!("if ({test}) {{ Write-Output {}; exit 0 }}", ps_word(&format!("{DETECTED} {i}"))));
-    }
-    lines.push(format!(
-        "[Console]::Error.WriteLine({}); exit {NOT_FOUND_STATUS}",
-        ps_word(&not_installed(&exe, search))
-    ));
-    lines.push(String::new());
-    lines.join("\r\n")
-}
-
-/// The message of a detection that found nothing.
-fn not_installed(tool: &str, search: &[InstallDir]) -> String {
-    let tried = search.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-    format!("mirrorctl: {tool} not found in any of: {tried} (set cluster.install_dir if CLUSTERPRO is elsewhere)")
-}
-
-/// The place a detection script's output names.
-fn parse_detected(stdout: &str, search: &[InstallDir]) -> Option<InstallDir> {
-    stdout
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(DETECTED))
-        .and_then(|i| i.trim().parse::<usize>().ok())
-        .and_then(|i| search.get(i).cloned())
-}
-
-// ---------------------------------------------------------------------------------------------
-// The state directory.
-
-/// Copies of `clp.conf` under [`conf_dir`] on this host; the md templates and the pending-resume
-/// marker in the state store (see the module doc: another host must find them).
-#[derive(Clone)]
-struct ConfStore {
-    dir: PathBuf,
-    cluster: ClusterName,
-    files: Arc<dyn Store>,
-}
-
-fn store_error(what: &str, path: &Path, e: &std::io::Error) -> PortError {
-    PortError::new(
-        "StateDirectory",
-        format!(
-            "cannot {what} {}: {e} (mirrorctl keeps clp.conf copies and md templates there before changing the \
-             cluster's configuration; fix the state directory)",
-            path.display()
-        ),
-        ErrorClass::NeedsHuman,
-    )
-}
-
-/// A state store failure while keeping an md template or the pending-resume marker.
-fn state_store_error(what: &str, e: &StoreError) -> PortError {
-    let class = match e {
-        StoreError::Failed { retryable: true, .. } => ErrorClass::Retryable,
-        _ => ErrorClass::NeedsHuman,
-    };
-    PortError::new("StateStore", format!("cannot {what} before changing the cluster's configuration: {e}"), class)
-}
-
-/// Makes a rename or a new file in `dir` durable (best effort).
-impl ConfStore {
-    fn create_dir(&self) -> PortResult<()> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| store_error("create", &self.dir, &e))
-    }
-
-    /// Where templates are kept, for messages: the store, and where this host's copies are.
-    fn describe(&self) -> String {
-        format!("{} (this host's clp.conf copies: {})", self.files.name(), self.dir.display())
-    }
-
-    /// Writes `bytes` to a new file `<UTC time>-<kind>.conf` (a numbered suffix when that name
-    /// exists): an earlier copy is never overwritten.
-    fn keep(&self, kind: &str, bytes: &[u8]) -> PortResult<PathBuf> {
-        self.create_dir()?;
-        let now = jiff::Timestamp::now();
-        let stamp = format!("{}{:03}Z", now.strftime("%Y%m%dT%H%M%S."), now.subsec_millisecond());
-        for n in 0u32.. {
-            let name = if n == 0 { format!("{stamp}-{kind}.conf") } else { format!("{stamp}-{kind}-{n}.conf") };
-            let path = self.dir.join(name);
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    f.write_all(bytes)
-                        .and_then(|()| f.sync_all())
-                        .and_then(|()| crate::durable::sync_dir(&self.dir))
-                        .map_err(|e| store_error("write", &path, &e))?;
-                    return Ok(path);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(store_error("create", &path, &e)),
-            }
-        }
-        Err(store_error("name", &self.dir, &std::io::Error::other("no free file name")))
-    }
-
-    fn template_name(resource: &ResourceName) -> String {
-        format!("template-{resource}.json")
-    }
-
-    async fn save_template(&self, t: &MirrorTemplate) -> PortResult<()> {
-        let name = Self::template_name(t.resource());
-        let body = serde_json::to_vec_pretty(t)
-            .map_err(|e| store_error("encode", &self.dir.join(&name), &std::io::Error::other(e)))?;
-        self.files
-            .write_cluster_file(&self.cluster, &name, &body)
-            .await
-            .map_err(|e| state_store_error("keep the md template", &e))
-    }
-
-    async fn load_template(&self, resource: &ResourceName) -> PortResult<Option<MirrorTemplate>> {
-        let name = Self::template_name(resource);
-        let Some(body) = self
-            .files
-            .read_cluster_file(&self.cluster, &name)
-            .await
-            .map_err(|e| state_store_error("read the md template", &e))?
-        else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&body).map(Some).map_err(|e| {
-            PortError::new(
-                "StateStore",
-                format!("the md template {name} in {} is unreadable: {e}", self.files.name()),
-                ErrorClass::NeedsHuman,
-            )
-        })
-    }
-
-    async fn pending_resume(&self) -> PortResult<bool> {
-        self.files
-            .read_cluster_file(&self.cluster, PENDING_RESUME)
-            .await
-            .map(|f| f.is_some())
-            .map_err(|e| state_store_error("read the pending-resume marker", &e))
-    }
-
-    async fn set_pending_resume(&self, pushed: &Path) -> PortResult<()> {
-        let body = format!("{}\n", pushed.display());
-        self.files
-            .write_cluster_file(&self.cluster, PENDING_RESUME, body.as_bytes())
-            .await
-            .map_err(|e| state_store_error("mark the push as pending a resume", &e))
-    }
-
-    async fn clear_pending_resume(&self) -> PortResult<()> {
-        self.files
-            .remove_cluster_file(&self.cluster, PENDING_RESUME)
-            .await
-            .map_err(|e| state_store_error("clear the pending-resume marker", &e))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reading the cluster's state for error classification (pure).
-
-fn clp_err(code: &str, message: impl Into<String>, class: ErrorClass) -> PortError {
-    PortError::new(code, message, class)
-}
-
-/// What a failed call is, when the cluster's state says.
-type Verdict = Result<(), (&'static str, ErrorClass)>;
-
-fn pending(p: &Placement) -> bool {
-    matches!(p.state, ObjectState::OnlinePending | ObjectState::OfflinePending)
-}
-
-fn online_on(p: &Placement, server: &ServerName) -> bool {
-    p.state == ObjectState::Online && p.current.as_ref() == Some(server)
-}
-
-fn group_of<'a>(st: &'a ClusterStatus, group: &GroupName) -> PortResult<&'a Placement> {
-    st.groups
-        .get(group)
-        .ok_or_else(|| clp_err("GroupNotFound", format!("no group named {group}"), ErrorClass::NeedsHuman))
-}
-
-fn resource_of<'a>(st: &'a ClusterStatus, resource: &ResourceName) -> PortResult<&'a Placement> {
-    st.resources
-        .get(resource)
-        .ok_or_else(|| clp_err("ResourceNotFound", format!("no resource named {resource}"), ErrorClass::NeedsHuman))
-}
-
-fn server_known(st: &ClusterStatus, server: &ServerName) -> PortResult<()> {
-    if st.servers.contains_key(server) {
-        Ok(())
-    } else {
-        Err(clp_err("ServerNotFound", format!("no server named {server}"), ErrorClass::NeedsHuman))
-    }
-}
-
-fn busy(what: &str) -> PortError {
-    clp_err("GroupBusy", format!("{what} is changing state; another operation is in progress"), ErrorClass::Retryable)
-}
-
-fn where_(p: &Placement) -> String {
-    p.current.as_ref().map_or_else(|| "no server".to_owned(), ToString::to_string)
-}
-
-fn check_start_group(st: &ClusterStatus, group: &GroupName, server: &ServerName) -> PortResult<()> {
-    let p = group_of(st, group)?;
-    server_known(st, server)?;
-    if pending(p) {
-        return Err(busy(&format!("group {group}")));
-    }
-    if online_on(p, server) {
-        return Err(clp_err(
-            "GroupAlreadyStarted",
-            format!("{group} is already online on {server}"),
-            ErrorClass::AlreadyDone,
-        ));
-    }
-    if p.state == ObjectState::Online {
-        return Err(clp_err("GroupOnline", format!("{group} is online on {}", where_(p)), ErrorClass::NeedsHuman));
-    }
-    Ok(())
-}
-
-fn after_start_group(st: &ClusterStatus, group: &GroupName, server: &ServerName) -> Verdict {
-    let Some(p) = st.groups.get(group) else { return Err(("GroupNotFound", ErrorClass::NeedsHuman)) };
-    if online_on(p, server) {
-        Ok(())
-    } else if pending(p) {
-        Err(("GroupBusy", ErrorClass::Retryable))
-    } else if p.state == ObjectState::Online {
-        Err(("GroupOnline", ErrorClass::NeedsHuman))
-    } else {
-        Err(("GroupStartFailed", ErrorClass::NeedsHuman))
-    }
-}
-
-fn check_stop_group(st: &ClusterStatus, group: &GroupName) -> PortResult<Option<ServerName>> {
-    let p = group_of(st, group)?;
-    if pending(p) {
-        return Err(busy(&format!("group {group}")));
-    }
-    if p.state == ObjectState::Offline {
-        return Err(clp_err("GroupAlreadyStopped", format!("{group} is already offline"), ErrorClass::AlreadyDone));
-    }
-    Ok(p.current.clone())
-}
-
-fn after_stop_group(st: &ClusterStatus, group: &GroupName) -> Verdict {
-    match st.groups.get(group) {
-        None => Err(("GroupNotFound", ErrorClass::NeedsHuman)),
-        Some(p) if p.state == ObjectState::Offline => Ok(()),
-        Some(p) if pending(p) => Err(("GroupBusy", ErrorClass::Retryable)),
-        Some(_) => Err(("GroupStopFailed", ErrorClass::Retryable)),
-    }
-}
-
-fn check_move_group(st: &ClusterStatus, group: &GroupName, target: &ServerName) -> PortResult<()> {
-    let p = group_of(st, group)?;
-    server_known(st, target)?;
-    if pending(p) {
-        return Err(busy(&format!("group {group}")));
-    }
-    if online_on(p, target) {
-        return Err(clp_err(
-            "GroupAlreadyStarted",
-            format!("{group} is already online on {target}"),
-            ErrorClass::AlreadyDone,
-        ));
-    }
-    if p.state != ObjectState::Online {
-        return Err(clp_err("GroupOffline", format!("{group} is not online: nothing to move"), ErrorClass::NeedsHuman));
-    }
-    Ok(())
-}
-
-fn after_move_group(st: &ClusterStatus, group: &GroupName, target: &ServerName) -> Verdict {
-    match st.groups.get(group) {
-        None => Err(("GroupNotFound", ErrorClass::NeedsHuman)),
-        Some(p) if online_on(p, target) => Ok(()),
-        Some(p) if pending(p) => Err(("GroupBusy", ErrorClass::Retryable)),
-        Some(_) => Err(("GroupMoveFailed", ErrorClass::NeedsHuman)),
-    }
-}
-
-fn check_start_resource(st: &ClusterStatus, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
-    let p = resource_of(st, resource)?;
-    server_known(st, server)?;
-    if pending(p) {
-        return Err(busy(&format!("resource {resource}")));
-    }
-    if online_on(p, server) {
-        return Err(clp_err(
-            "ResourceAlreadyStarted",
-            format!("{resource} is already online on {server}"),
-            ErrorClass::AlreadyDone,
-        ));
-    }
-    if p.state == ObjectState::Online {
-        return Err(clp_err(
-            "ResourceOnline",
-            format!("{resource} is online on another server ({})", where_(p)),
-            ErrorClass::NeedsHuman,
-        ));
-    }
-    Ok(())
-}
-
-fn after_start_resource(st: &ClusterStatus, resource: &ResourceName, server: &ServerName) -> Verdict {
-    match st.resources.get(resource) {
-        None => Err(("ResourceNotFound", ErrorClass::NeedsHuman)),
-        Some(p) if online_on(p, server) => Ok(()),
-        Some(p) if pending(p) => Err(("GroupBusy", ErrorClass::Retryable)),
-        Some(p) if p.state == ObjectState::Online => Err(("ResourceOnline", ErrorClass::NeedsHuman)),
-        Some(_) => Err(("ResourceStartFailed", ErrorClass::NeedsHuman)),
-    }
-}
-
-fn check_stop_resource(st: &ClusterStatus, resource: &ResourceName) -> PortResult<Option<ServerName>> {
-    let p = resource_of(st, resource)?;
-    if pending(p) {
-        return Err(busy(&format!("resource {resource}")));
-    }
-    if p.state == ObjectState::Offline {
-        return Err(clp_err(
-            "ResourceAlreadyStopped",
-            format!("{resource} is already offline"),
-            ErrorClass::AlreadyDone,
-        ));
-    }
-    Ok(p.current.clone())
-}
-
-fn after_stop_resource(st: &ClusterStatus, resource: &ResourceName) -> Verdict {
-    match st.resources.get(resource) {
-        None => Err(("ResourceNotFound", ErrorClass::NeedsHuman)),
-        Some(p) if p.state == ObjectState::Offline => Ok(()),
-        Some(p) if pending(p) => Err(("GroupBusy", ErrorClass::Retryable)),
-        Some(_) => Err(("ResourceStopFailed", ErrorClass::Retryable)),
-    }
-}
-
-/// Whether anything of any group is online, pending or failed on `server`.
-fn used_on(st: &ClusterStatus, server: &ServerName) -> Option<String> {
-    st.groups
-        .iter()
-        .find(|(_, p)| p.state != ObjectState::Offline && p.current.as_ref() == Some(server))
-        .map(|(g, _)| g.to_string())
-}
-
-fn conf_error(e: ConfError) -> PortError {
-    match e {
-        ConfError::UnknownGroup(g) => {
-            clp_err("GroupNotFound", format!("clp.conf has no group named {g}"), ErrorClass::NeedsHuman)
-        }
-        ConfError::MissingGuid(_) => clp_err("PartitionNotFound", e.to_string(), ErrorClass::NeedsHuman),
-        other => clp_err("ClpConfUnreadable", other.to_string(), ErrorClass::NeedsHuman),
-    }
-}
-
-/// The error of a failed command, with the command's own message.
-fn failed(out: CommandOutput, what: &str, code: &str, class: ErrorClass) -> PortError {
-    let status = out.exit_code;
-    out.success(what, code, class)
-        .err()
-        .unwrap_or_else(|| clp_err(code, format!("{what} exited with status {status}"), class))
-}
-
-fn not_found(what: &str, out: CommandOutput) -> PortError {
-    failed(out, what, "ClpCommandNotFound", ErrorClass::NeedsHuman)
-}
-
-/// Why a server could not serve a command.
-#[derive(Debug)]
-enum Miss {
-    /// The transport could not run anything there.
-    Unreachable(PortError),
-    /// The command is not installed there (exit status 127).
-    Missing(String),
-    /// It is not a running cluster member, or the command failed there.
-    NotMember(String),
-    /// Its output could not be read.
-    Unreadable(String),
-}
-
-impl std::fmt::Display for Miss {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Miss::Unreachable(e) => write!(f, "not reachable ({e})"),
-            Miss::Missing(m) | Miss::NotMember(m) | Miss::Unreadable(m) => f.write_str(m),
-        }
-    }
-}
-
-/// The error when no server could serve `what`.
-fn no_server(what: &str, misses: &[(ServerName, Miss)]) -> PortError {
-    let detail = misses.iter().map(|(s, m)| format!("{s}: {m}")).collect::<Vec<_>>().join("; ");
-    if misses.iter().any(|(_, m)| matches!(m, Miss::Unreadable(_))) {
-        return clp_err("ClpOutputUnreadable", format!("`{what}`: {detail}"), ErrorClass::NeedsHuman);
-    }
-    if !misses.is_empty() && misses.iter().all(|(_, m)| matches!(m, Miss::Missing(_))) {
-        return clp_err(
-            "ClpCommandNotFound",
-            format!(
-                "`{what}` is not installed on any server ({detail}): is CLUSTERPRO installed, and is the command directory right?"
-            ),
-            ErrorClass::NeedsHuman,
-        );
-    }
-    clp_err(
-        crate::ports::cluster::CLUSTER_UNREACHABLE,
-        format!("no server ran `{what}` as a running cluster member: {detail}"),
-        ErrorClass::Retryable,
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -910,11 +377,10 @@ impl CommandCluster {
             return Ok(Err(out));
         }
         let Some(found) = parse_detected(&out.stdout, search) else {
-            return Err(clp_err(
-                "ClpOutputUnreadable",
-                format!("looking for the CLUSTERPRO commands on {server}: unexpected output {:?}", out.stdout.trim()),
-                ErrorClass::NeedsHuman,
-            ));
+            return Err(ClpCode::ClpOutputUnreadable.error(format!(
+                "looking for the CLUSTERPRO commands on {server}: unexpected output {:?}",
+                out.stdout.trim()
+            )));
         };
         tracing::info!(cluster = %self.cluster, %server, dir = %found, "CLUSTERPRO commands found");
         if let Ok(mut m) = self.installs.lock() {
@@ -1072,7 +538,7 @@ impl CommandCluster {
         let (_, st) = self.live_status().await?;
         match verdict(&st) {
             Ok(()) => Ok(()),
-            Err((code, class)) => Err(failed(out, &what, code, class)),
+            Err(code) => Err(failed(out, &what, code)),
         }
     }
 
@@ -1094,7 +560,7 @@ impl CommandCluster {
     /// `clpcl --suspend` then `clpcl --resume` on `server`. With `tolerant`, a failed suspend is
     /// ignored (the cluster may already be suspended).
     async fn suspend_resume(&self, server: &ServerName, tolerant: bool) -> PortResult<()> {
-        for (arg, code) in [("--suspend", "ClusterSuspendFailed"), ("--resume", "ClusterResumeFailed")] {
+        for (arg, code) in [("--suspend", ClpCode::ClusterSuspendFailed), ("--resume", ClpCode::ClusterResumeFailed)] {
             let cmd = Clp::new("clpcl", [arg]);
             let what = format!("`{}` on {server}", cmd.line());
             let out = self.exec(server, &Script::run(&cmd), self.options.operation_timeout).await?;
@@ -1106,7 +572,7 @@ impl CommandCluster {
                     tracing::info!(%server, stderr = %out.stderr.trim(), "clpcl --suspend failed; resuming anyway");
                     continue;
                 }
-                return Err(failed(out, &what, code, ErrorClass::Retryable));
+                return Err(failed(out, &what, code));
             }
         }
         Ok(())
@@ -1136,7 +602,7 @@ impl CommandCluster {
             Ok(file) => Ok((bytes, file)),
             Err(e) => {
                 let e = conf_error(e);
-                Err(clp_err(&e.code, format!("{} on {server}: {}", path.display(), e.message), e.class))
+                Err(PortError::new(&e.code, format!("{} on {server}: {}", path.display(), e.message), e.class))
             }
         }
     }
@@ -1157,7 +623,7 @@ impl CommandCluster {
             if out.exit_code == NOT_FOUND_STATUS {
                 return Err(not_found(&format!("{what} on {on}"), out));
             }
-            return Err(failed(out, &format!("{what} on {on}"), "ConfigPullFailed", ErrorClass::Retryable));
+            return Err(failed(out, &format!("{what} on {on}"), ClpCode::ConfigPullFailed));
         }
         match self.read_conf(&on, &dir).await {
             Ok((bytes, file)) => Ok(Pulled { server: on, dir, bytes, file }),
@@ -1215,11 +681,8 @@ impl CommandCluster {
     /// member, and the groups of the md resources being changed offline (not changing state).
     fn check_push(st: &ClusterStatus, md_groups: &[GroupName]) -> PortResult<()> {
         if let Some((down, _)) = st.servers.iter().find(|(_, member)| !**member) {
-            return Err(clp_err(
-                "ServerDown",
-                format!("{down} is not a cluster member: the configuration cannot be applied"),
-                ErrorClass::Retryable,
-            ));
+            return Err(ClpCode::ServerDown
+                .error(format!("{down} is not a cluster member: the configuration cannot be applied")));
         }
         for g in md_groups {
             if let Some(p) = st.groups.get(g) {
@@ -1227,15 +690,11 @@ impl CommandCluster {
                     return Err(busy(&format!("group {g}")));
                 }
                 if p.state != ObjectState::Offline {
-                    return Err(clp_err(
-                        "GroupOnline",
-                        format!(
-                            "group {g} must be offline to change its md resource (it is {:?} on {})",
-                            p.state,
-                            where_(p)
-                        ),
-                        ErrorClass::NeedsHuman,
-                    ));
+                    return Err(ClpCode::GroupOnline.error(format!(
+                        "group {g} must be offline to change its md resource (it is {:?} on {})",
+                        p.state,
+                        where_(p)
+                    )));
                 }
             }
         }
@@ -1264,18 +723,14 @@ impl CommandCluster {
                         continue;
                     }
                     let Some(t) = self.store.load_template(&def.resource).await? else {
-                        return Err(clp_err(
-                            "MirrorTemplateMissing",
-                            format!(
+                        return Err(ClpCode::MirrorTemplateMissing.error(format!(
                                 "md resource {} is not in clp.conf and mirrorctl has no template of it in {}: it \
                                  cannot be re-added with its network, mount and monitor settings. Re-add it with \
                                  Cluster WebUI (initial mirror construction off only if both sides are identical), \
                                  using the clp.conf copies pulled before the removal (*-pulled.conf in the clpconf directory of the host that removed it)",
                                 def.resource,
                                 self.store.describe()
-                            ),
-                            ErrorClass::NeedsHuman,
-                        ));
+                            )));
                     };
                     templates.push(t);
                 }
@@ -1341,9 +796,9 @@ impl CommandCluster {
             let (_, st) = self.live_status().await?;
             let (code, class) = match Self::check_push(&st, md_groups) {
                 Err(refused) => (refused.code, refused.class),
-                Ok(()) => ("ConfigPushFailed".to_owned(), ErrorClass::NeedsHuman),
+                Ok(()) => (ClpCode::ConfigPushFailed.code().to_owned(), ClpCode::ConfigPushFailed.class()),
             };
-            return Err(failed(out, &what, &code, class));
+            return Err(failed_as(out, &what, &code, class));
         }
         tracing::info!(cluster = %self.cluster, %server, pushed = %pushed.display(), "clp.conf pushed; suspending and resuming the cluster");
         self.suspend_resume(server, false).await?;
@@ -1415,11 +870,7 @@ impl Cluster for CommandCluster {
         let (_, st) = self.live_status().await?;
         server_known(&st, server)?;
         if let Some(g) = used_on(&st, server) {
-            return Err(clp_err(
-                "GroupOnline",
-                format!("group {g} is online on {server}; move or stop it first"),
-                ErrorClass::NeedsHuman,
-            ));
+            return Err(ClpCode::GroupOnline.error(format!("group {g} is online on {server}; move or stop it first")));
         }
         let member = st.servers.get(server) == Some(&true);
         let cmd = Clp::new("clpdown", Vec::<String>::new());
@@ -1427,11 +878,8 @@ impl Cluster for CommandCluster {
         let gone = |st: &ClusterStatus| st.servers.get(server) != Some(&true);
         match self.exec(server, &Script::run(&cmd), self.options.operation_timeout).await {
             // Unreachable and not a member: it is down already.
-            Err(e) if !member => Err(clp_err(
-                "ServerAlreadyDown",
-                format!("{server} is not a cluster member and cannot be reached ({e})"),
-                ErrorClass::AlreadyDone,
-            )),
+            Err(e) if !member => Err(ClpCode::ServerAlreadyDown
+                .error(format!("{server} is not a cluster member and cannot be reached ({e})"))),
             // The answer may be lost because the OS went down under the command.
             Err(e) => match self.live_status().await {
                 Ok((_, st)) if gone(&st) => Ok(()),
@@ -1440,15 +888,15 @@ impl Cluster for CommandCluster {
             Ok(out) if out.exit_code == 0 => Ok(()),
             Ok(out) if out.exit_code == NOT_FOUND_STATUS => Err(not_found(&what, out)),
             // Reachable but not (yet) a member: it is still starting.
-            Ok(out) if !member => Err(failed(out, &what, "ServerDown", ErrorClass::Retryable)),
+            Ok(out) if !member => Err(failed(out, &what, ClpCode::ServerDown)),
             Ok(out) => {
                 let (_, st) = self.live_status().await?;
                 if gone(&st) {
                     Ok(())
                 } else if used_on(&st, server).is_some() {
-                    Err(failed(out, &what, "GroupOnline", ErrorClass::NeedsHuman))
+                    Err(failed(out, &what, ClpCode::GroupOnline))
                 } else {
-                    Err(failed(out, &what, "ServerShutdownFailed", ErrorClass::NeedsHuman))
+                    Err(failed(out, &what, ClpCode::ServerShutdownFailed))
                 }
             }
         }
@@ -1460,7 +908,7 @@ impl Cluster for CommandCluster {
         let what = format!("`{}` on {on}", cmd.line());
         if out.exit_code == 0 {
             return parse::parse_clpmdstat_mirror(&out.stdout)
-                .map_err(|e| clp_err("ClpOutputUnreadable", format!("{what}: {e}"), ErrorClass::NeedsHuman));
+                .map_err(|e| ClpCode::ClpOutputUnreadable.error(format!("{what}: {e}")));
         }
         // Failed on a running member: is it an md resource at all?
         let list = Clp::new("clpmdstat", ["-l"]);
@@ -1469,9 +917,9 @@ impl Cluster for CommandCluster {
             && let Ok(names) = parse::parse_clpmdstat_list(&listed.stdout)
             && !names.contains(resource)
         {
-            return Err(failed(out, &what, "ResourceNotFound", ErrorClass::NeedsHuman));
+            return Err(failed(out, &what, ClpCode::ResourceNotFound));
         }
-        Err(failed(out, &what, "MirrorStatusFailed", ErrorClass::Retryable))
+        Err(failed(out, &what, ClpCode::MirrorStatusFailed))
     }
 
     async fn config(&self) -> PortResult<ClusterConfig> {
@@ -1518,6 +966,8 @@ impl Cluster for CommandCluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::ErrorClass;
+    use crate::ports::cluster::Placement;
 
     fn srv(s: &str) -> ServerName {
         ServerName::parse(s).expect("server")
@@ -1580,12 +1030,12 @@ mod tests {
         assert_eq!(check_start_group(&st, &g, &srv("s1")).expect_err("started").class, ErrorClass::AlreadyDone);
         assert_eq!(check_start_group(&st, &g, &srv("s2")).expect_err("elsewhere").code, "GroupOnline");
         assert_eq!(check_start_group(&st, &g, &srv("s3")).expect_err("unknown").code, "ServerNotFound");
-        assert_eq!(after_move_group(&st, &g, &srv("s2")), Err(("GroupMoveFailed", ErrorClass::NeedsHuman)));
+        assert_eq!(after_move_group(&st, &g, &srv("s2")), Err(ClpCode::GroupMoveFailed));
         assert_eq!(after_move_group(&st, &g, &srv("s1")), Ok(()));
         st.groups.insert(g.clone(), Placement { state: ObjectState::OnlinePending, current: Some(srv("s2")) });
         assert_eq!(check_stop_group(&st, &g).expect_err("busy").class, ErrorClass::Retryable);
         st.groups.insert(g.clone(), Placement { state: ObjectState::OnlineFailure, current: Some(srv("s2")) });
-        assert_eq!(after_start_group(&st, &g, &srv("s2")), Err(("GroupStartFailed", ErrorClass::NeedsHuman)));
+        assert_eq!(after_start_group(&st, &g, &srv("s2")), Err(ClpCode::GroupStartFailed));
         assert_eq!(used_on(&st, &srv("s2")), Some("failover".to_owned()));
         assert_eq!(check_move_group(&st, &g, &srv("s1")).expect_err("offline").code, "GroupOffline");
     }

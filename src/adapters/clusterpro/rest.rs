@@ -21,7 +21,7 @@
 //!   source to check.
 //! - POSTs are asynchronous: accepted ≠ done. Each operation first reads the state and refuses what
 //!   the simulated cluster ([`crate::sim::SimCluster`]) refuses, with the *same codes and classes*
-//!   (`GroupAlreadyStarted` → `AlreadyDone`, `GroupOnline` → `NeedsHuman`, a pending operation →
+//!   (one vocabulary, [`crate::ports::cluster::errors::ClpCode`]: `GroupAlreadyStarted` → `AlreadyDone`, `GroupOnline` → `NeedsHuman`, a pending operation →
 //!   `GroupBusy`/`Retryable`, unknown names → `*NotFound`/`NeedsHuman`), so the executor treats both
 //!   alike and never depends on CLUSTERPRO's numeric result codes, for which no public table was
 //!   found. It then POSTs and polls the GETs on a [`PollSchedule`] (first poll soon, ×1.5, capped)
@@ -47,40 +47,47 @@
 //!   command adapter; error bodies of 4xx/5xx answers carry the same envelope (read when present,
 //!   never required). Each of these is one constant or one function below.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod client;
+mod progress;
+mod wire;
+
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
-use serde::Deserialize;
-
-use super::parse::{NO_CURRENT_SERVER, RUNNING_SERVER_STATES};
-use crate::adapters::secret::{Password, SecretResolver};
 use crate::ids::{GroupName, ResourceName, ServerName};
+use crate::ports::cluster::errors::ClpCode;
 use crate::ports::cluster::{
-    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorStatus, ObjectState, Placement, VendorCall, VendorPhase,
+    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorStatus, VendorCall, VendorPhase,
 };
-use crate::ports::{ErrorClass, PortError, PortResult};
+use crate::ports::{PortError, PortResult};
 use crate::spec::{ApiSpec, ApiTls};
+use client::Fetch;
+pub use client::RestCluster;
+use progress::{
+    precheck_move_group, precheck_shutdown, precheck_start_group, precheck_start_resource, precheck_stop_group,
+    precheck_stop_resource, progress_group_offline, progress_group_online, progress_resource, progress_shutdown,
+    resource_failed,
+};
+use wire::{Snapshot, placement};
 
 /// The API's path under each base URL.
 pub const API_PREFIX: &str = "/api/v1";
 /// No server answered (connection refused, timeout, 5xx, or a GET refused) — `Retryable`.
-pub const API_UNREACHABLE: &str = "ApiUnreachable";
+pub const API_UNREACHABLE: &str = ClpCode::ApiUnreachable.code();
 /// Every server failed the TLS handshake (unknown CA, wrong name) — `NeedsHuman`.
-pub const API_TLS_FAILURE: &str = "ApiTlsFailure";
+pub const API_TLS_FAILURE: &str = ClpCode::ApiTlsFailure.code();
 /// HTTP 401/403 — `NeedsHuman`.
-pub const API_AUTH_FAILED: &str = "ApiAuthFailed";
+pub const API_AUTH_FAILED: &str = ClpCode::ApiAuthFailed.code();
 /// An answer that is not the API's envelope, or lacks a field — `Retryable`.
-pub const API_INVALID_RESPONSE: &str = "ApiInvalidResponse";
+pub const API_INVALID_RESPONSE: &str = ClpCode::ApiInvalidResponse.code();
 /// A client-side error answer (4xx other than 401/403) — `NeedsHuman`.
-pub const API_REQUEST_REJECTED: &str = "ApiRequestRejected";
+pub const API_REQUEST_REJECTED: &str = ClpCode::ApiRequestRejected.code();
 /// A POST answered with a non-zero `result.code` after the state checks passed — `Retryable`
 /// (usually another operation started in between; the executor's budget bounds the retries).
-pub const OPERATION_REFUSED: &str = "OperationRefused";
+pub const OPERATION_REFUSED: &str = ClpCode::OperationRefused.code();
 /// The operation did not finish within the operation timeout — `Retryable`.
-pub const OPERATION_TIMED_OUT: &str = "OperationTimedOut";
+pub const OPERATION_TIMED_OUT: &str = ClpCode::OperationTimedOut.code();
 /// The REST API has no endpoint for this (mirror status, configuration) — `NeedsHuman`.
-pub const NOT_SUPPORTED: &str = "NotSupportedByRestApi";
+pub const NOT_SUPPORTED: &str = ClpCode::NotSupportedByRestApi.code();
 
 /// When to poll while an operation runs: `first`, then each delay `factor` times the previous,
 /// never more than `max`.
@@ -156,780 +163,6 @@ impl RestOptions {
     }
 }
 
-/// `result` of every answer.
-#[derive(Debug, Deserialize)]
-struct ApiResult {
-    code: i64,
-    #[serde(default)]
-    message: String,
-}
-
-/// An answer: `result` and the data keys beside it.
-#[derive(Debug, Deserialize)]
-struct Envelope {
-    result: ApiResult,
-    #[serde(default)]
-    servers: Option<Vec<ServerInfo>>,
-    #[serde(default)]
-    groups: Option<Vec<GroupInfo>>,
-    #[serde(default)]
-    resources: Option<Vec<ResourceInfo>>,
-    /// `/mirrors/{backup,restore}/status`: `detail.status` is `running` until the last pre- or
-    /// post-processing ends, then its completion message (EXPRESSCLUSTER/clpaic).
-    #[serde(default)]
-    detail: Option<VendorDetail>,
-}
-
-#[derive(Debug, Deserialize)]
-struct VendorDetail {
-    #[serde(default)]
-    status: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct ServerInfo {
-    name: String,
-    #[serde(default)]
-    status: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct GroupInfo {
-    name: String,
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    current: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct ResourceInfo {
-    name: String,
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    current: String,
-    #[serde(default)]
-    group: String,
-}
-
-impl ServerInfo {
-    fn running(&self) -> bool {
-        RUNNING_SERVER_STATES.iter().any(|s| s.eq_ignore_ascii_case(self.status.trim()))
-    }
-}
-
-/// `current` as a server: `None` for the API's `"None"`, an empty string, or a name that is not a
-/// valid server name.
-fn current_server(current: &str) -> Option<ServerName> {
-    let c = current.trim();
-    if c.is_empty() || c.eq_ignore_ascii_case(NO_CURRENT_SERVER) { None } else { ServerName::parse(c).ok() }
-}
-
-fn placement(status: &str, current: &str) -> Placement {
-    Placement { state: ObjectState::parse(status), current: current_server(current) }
-}
-
-fn pending(state: ObjectState) -> bool {
-    matches!(state, ObjectState::OnlinePending | ObjectState::OfflinePending)
-}
-
-/// What the GETs of one check returned.
-#[derive(Debug, Default)]
-struct Snapshot {
-    servers: Vec<ServerInfo>,
-    groups: Vec<GroupInfo>,
-    resources: Vec<ResourceInfo>,
-}
-
-impl Snapshot {
-    fn server(&self, name: &ServerName) -> Option<&ServerInfo> {
-        self.servers.iter().find(|s| s.name == name.as_str())
-    }
-    fn group(&self, name: &GroupName) -> Option<&GroupInfo> {
-        self.groups.iter().find(|g| g.name == name.as_str())
-    }
-    fn resource(&self, name: &ResourceName) -> Option<&ResourceInfo> {
-        self.resources.iter().find(|r| r.name == name.as_str())
-    }
-    /// The group's own placement followed by its resources' placements.
-    fn group_parts(&self, name: &GroupName) -> Vec<(String, Placement)> {
-        let mut parts: Vec<(String, Placement)> = self
-            .group(name)
-            .map(|g| (format!("group {}", g.name), placement(&g.status, &g.current)))
-            .into_iter()
-            .collect();
-        parts.extend(
-            self.resources
-                .iter()
-                .filter(|r| r.group == name.as_str())
-                .map(|r| (format!("resource {}", r.name), placement(&r.status, &r.current))),
-        );
-        parts
-    }
-    fn group_online_on(&self, name: &GroupName, server: &ServerName) -> bool {
-        let parts = self.group_parts(name);
-        !parts.is_empty()
-            && parts.iter().all(|(_, p)| p.state == ObjectState::Online && p.current.as_ref() == Some(server))
-    }
-    fn group_offline(&self, name: &GroupName) -> bool {
-        self.group_parts(name).iter().all(|(_, p)| p.state == ObjectState::Offline)
-    }
-    fn group_busy(&self, name: &GroupName) -> bool {
-        self.group_parts(name).iter().any(|(_, p)| pending(p.state))
-    }
-    /// The parts in a failure state, described.
-    fn group_failures(&self, name: &GroupName) -> Vec<String> {
-        self.group_parts(name)
-            .into_iter()
-            .filter(|(_, p)| matches!(p.state, ObjectState::OnlineFailure | ObjectState::OfflineFailure))
-            .map(|(what, p)| describe(&what, &p))
-            .collect()
-    }
-    fn describe_group(&self, name: &GroupName) -> String {
-        let parts: Vec<String> = self.group_parts(name).iter().map(|(w, p)| describe(w, p)).collect();
-        if parts.is_empty() { format!("group {name} not shown") } else { parts.join(", ") }
-    }
-}
-
-fn describe(what: &str, p: &Placement) -> String {
-    let state = match p.state {
-        ObjectState::Online => "Online",
-        ObjectState::Offline => "Offline",
-        ObjectState::OnlinePending => "Online Pending",
-        ObjectState::OfflinePending => "Offline Pending",
-        ObjectState::OnlineFailure => "Online Failure",
-        ObjectState::OfflineFailure => "Offline Failure",
-        ObjectState::Unknown => "in an unknown state",
-    };
-    match &p.current {
-        Some(s) => format!("{what} {state} on {s}"),
-        None => format!("{what} {state}"),
-    }
-}
-
-fn err(code: &str, message: impl Into<String>, class: ErrorClass) -> PortError {
-    PortError::new(code, message, class)
-}
-
-// --- state checks before an operation (same codes and classes as the simulator) ---------------
-
-fn check_group(s: &Snapshot, group: &GroupName) -> PortResult<()> {
-    if s.group(group).is_some() {
-        Ok(())
-    } else {
-        Err(err("GroupNotFound", format!("no group named {group}"), ErrorClass::NeedsHuman))
-    }
-}
-
-fn check_server(s: &Snapshot, server: &ServerName) -> PortResult<()> {
-    if s.server(server).is_some() {
-        Ok(())
-    } else {
-        Err(err("ServerNotFound", format!("no server named {server}"), ErrorClass::NeedsHuman))
-    }
-}
-
-fn check_idle(s: &Snapshot, group: &GroupName) -> PortResult<()> {
-    if s.group_busy(group) {
-        Err(err(
-            "GroupBusy",
-            format!("another operation is in progress: {}", s.describe_group(group)),
-            ErrorClass::Retryable,
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-fn precheck_start_group(s: &Snapshot, group: &GroupName, server: &ServerName) -> PortResult<()> {
-    check_group(s, group)?;
-    check_server(s, server)?;
-    check_idle(s, group)?;
-    if s.group_online_on(group, server) {
-        return Err(err(
-            "GroupAlreadyStarted",
-            format!("{group} is already online on {server}"),
-            ErrorClass::AlreadyDone,
-        ));
-    }
-    if let Some((_, p)) = s
-        .group_parts(group)
-        .into_iter()
-        .find(|(_, p)| p.state == ObjectState::Online && p.current.as_ref() != Some(server))
-    {
-        let on = p.current.map(|c| c.to_string()).unwrap_or_default();
-        return Err(err("GroupOnline", format!("{group} is online on {on}"), ErrorClass::NeedsHuman));
-    }
-    Ok(())
-}
-
-fn precheck_stop_group(s: &Snapshot, group: &GroupName) -> PortResult<()> {
-    check_group(s, group)?;
-    check_idle(s, group)?;
-    if s.group_offline(group) {
-        return Err(err("GroupAlreadyStopped", format!("{group} is already offline"), ErrorClass::AlreadyDone));
-    }
-    Ok(())
-}
-
-fn precheck_move_group(s: &Snapshot, group: &GroupName, target: &ServerName) -> PortResult<()> {
-    check_group(s, group)?;
-    check_server(s, target)?;
-    check_idle(s, group)?;
-    if s.group_online_on(group, target) {
-        return Err(err(
-            "GroupAlreadyStarted",
-            format!("{group} is already online on {target}"),
-            ErrorClass::AlreadyDone,
-        ));
-    }
-    let online_elsewhere = s
-        .servers
-        .iter()
-        .filter_map(|sv| ServerName::parse(&sv.name).ok())
-        .any(|sv| sv != *target && s.group_online_on(group, &sv));
-    if !online_elsewhere {
-        return Err(err("GroupOffline", format!("{group} is not online: nothing to move"), ErrorClass::NeedsHuman));
-    }
-    Ok(())
-}
-
-fn resource_and_group<'a>(s: &'a Snapshot, resource: &ResourceName) -> PortResult<(&'a ResourceInfo, GroupName)> {
-    let r = s
-        .resource(resource)
-        .ok_or_else(|| err("ResourceNotFound", format!("no resource named {resource}"), ErrorClass::NeedsHuman))?;
-    let group = GroupName::parse(&r.group).map_err(|e| {
-        err(
-            API_INVALID_RESPONSE,
-            format!("resource {resource} names group {:?}: {}", r.group, e.0),
-            ErrorClass::Retryable,
-        )
-    })?;
-    Ok((r, group))
-}
-
-fn precheck_start_resource(s: &Snapshot, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
-    let (r, group) = resource_and_group(s, resource)?;
-    check_server(s, server)?;
-    check_idle(s, &group)?;
-    let p = placement(&r.status, &r.current);
-    if p.state == ObjectState::Online && p.current.as_ref() == Some(server) {
-        return Err(err(
-            "ResourceAlreadyStarted",
-            format!("{resource} is already online on {server}"),
-            ErrorClass::AlreadyDone,
-        ));
-    }
-    if p.state == ObjectState::Online {
-        return Err(err(
-            "ResourceOnline",
-            format!("{resource} or a resource it depends on is online on another server"),
-            ErrorClass::NeedsHuman,
-        ));
-    }
-    Ok(())
-}
-
-fn precheck_stop_resource(s: &Snapshot, resource: &ResourceName) -> PortResult<()> {
-    let (r, group) = resource_and_group(s, resource)?;
-    check_idle(s, &group)?;
-    if ObjectState::parse(&r.status) == ObjectState::Offline {
-        return Err(err("ResourceAlreadyStopped", format!("{resource} is already offline"), ErrorClass::AlreadyDone));
-    }
-    Ok(())
-}
-
-fn precheck_shutdown(s: &Snapshot, server: &ServerName) -> PortResult<()> {
-    check_server(s, server)?;
-    if s.server(server).is_some_and(|sv| !sv.running()) {
-        return Err(err("ServerAlreadyDown", format!("{server} is already down"), ErrorClass::AlreadyDone));
-    }
-    let here = s.groups.iter().find(|g| {
-        let p = placement(&g.status, &g.current);
-        p.state != ObjectState::Offline && p.current.as_ref() == Some(server)
-    });
-    if let Some(g) = here {
-        return Err(err(
-            "GroupOnline",
-            format!("group {} is online on {server}; move or stop it first", g.name),
-            ErrorClass::NeedsHuman,
-        ));
-    }
-    Ok(())
-}
-
-// --- completion checks while polling ------------------------------------------------------------
-
-/// Where a polled operation stands.
-#[derive(Debug)]
-enum Progress {
-    Done,
-    /// Not there yet: what is seen, and whether an operation is visibly in progress (a pending
-    /// state).
-    Running(String, bool),
-    Failed(PortError),
-}
-
-fn failed_group(s: &Snapshot, group: &GroupName, code: &str, class: ErrorClass) -> Option<Progress> {
-    let failures = s.group_failures(group);
-    (!failures.is_empty()).then(|| {
-        Progress::Failed(err(
-            code,
-            format!("the operation on {group} ended in failure: {}", failures.join(", ")),
-            class,
-        ))
-    })
-}
-
-fn progress_group_online(s: &Snapshot, group: &GroupName, server: &ServerName, code: &str) -> Progress {
-    if s.group_online_on(group, server) {
-        return Progress::Done;
-    }
-    if !s.group_busy(group)
-        && let Some(f) = failed_group(s, group, code, ErrorClass::NeedsHuman)
-    {
-        return f;
-    }
-    Progress::Running(s.describe_group(group), s.group_busy(group))
-}
-
-fn progress_group_offline(s: &Snapshot, group: &GroupName) -> Progress {
-    if s.group_offline(group) {
-        return Progress::Done;
-    }
-    if !s.group_busy(group)
-        && let Some(f) = failed_group(s, group, "GroupStopFailed", ErrorClass::Retryable)
-    {
-        return f;
-    }
-    Progress::Running(s.describe_group(group), s.group_busy(group))
-}
-
-fn progress_resource(s: &Snapshot, resource: &ResourceName, want: Option<&ServerName>) -> Progress {
-    let Some(r) = s.resource(resource) else {
-        return Progress::Running(format!("resource {resource} not shown"), false);
-    };
-    let p = placement(&r.status, &r.current);
-    let seen = describe(&format!("resource {resource}"), &p);
-    match (want, p.state) {
-        (Some(server), ObjectState::Online) if p.current.as_ref() == Some(server) => Progress::Done,
-        (None, ObjectState::Offline) => Progress::Done,
-        (Some(_), ObjectState::OnlineFailure | ObjectState::OfflineFailure) => Progress::Failed(err(
-            "ResourceStartFailed",
-            format!("the start of {resource} ended in failure: {seen}"),
-            ErrorClass::NeedsHuman,
-        )),
-        (None, ObjectState::OnlineFailure | ObjectState::OfflineFailure) => Progress::Failed(err(
-            "ResourceStopFailed",
-            format!("the stop of {resource} ended in failure: {seen}"),
-            ErrorClass::Retryable,
-        )),
-        _ => Progress::Running(seen, pending(p.state)),
-    }
-}
-
-fn resource_failed(s: &Snapshot, resource: &ResourceName) -> bool {
-    s.resource(resource).is_some_and(|r| {
-        matches!(ObjectState::parse(&r.status), ObjectState::OnlineFailure | ObjectState::OfflineFailure)
-    })
-}
-
-fn progress_shutdown(s: &Snapshot, server: &ServerName) -> Progress {
-    match s.server(server) {
-        Some(sv) if sv.running() => Progress::Running(format!("server {server} is {}", sv.status), false),
-        _ => Progress::Done,
-    }
-}
-
-// --- the client ---------------------------------------------------------------------------------
-
-/// Why one server did not give a usable answer.
-enum Attempt {
-    /// Try the next server (connection, timeout, 5xx, a GET refused).
-    Next { reason: String, tls: bool },
-    /// Stop here (auth failure, a POST refused, a malformed answer).
-    Final(PortError),
-}
-
-/// Which GETs a check needs.
-#[derive(Debug, Clone, Copy)]
-enum Fetch<'a> {
-    /// `/servers`, `/groups`, `/resources`.
-    All,
-    /// `/groups/{g}` and `/resources` (to see the group's resources).
-    Group(&'a GroupName),
-    /// `/resources/{r}`.
-    Resource(&'a ResourceName),
-    /// `/servers/{s}`.
-    Server(&'a ServerName),
-}
-
-/// The CLUSTERPRO port over the REST API. See the module docs.
-#[derive(Debug)]
-pub struct RestCluster {
-    http: reqwest::Client,
-    endpoints: Vec<String>,
-    user: String,
-    password: Password,
-    password_source: String,
-    preferred: AtomicUsize,
-    operation_timeout: Duration,
-    poll: PollSchedule,
-    servers: Vec<ServerName>,
-}
-
-impl RestCluster {
-    /// A client for `options` authenticating with `password`. Reads the CA bundle when one is
-    /// configured; with [`ApiTls::Insecure`] logs a warning (every time a client is built).
-    pub fn new(options: RestOptions, password: Password) -> PortResult<Self> {
-        let fail = |msg: String| err("ApiClientConfig", msg, ErrorClass::NeedsHuman);
-        if options.endpoints.is_empty() {
-            return Err(fail("no CLUSTERPRO API URL is configured: set cluster.api.url or urls".to_owned()));
-        }
-        let mut builder = reqwest::Client::builder()
-            .timeout(options.request_timeout)
-            .connect_timeout(options.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy();
-        match &options.tls {
-            ApiTls::System => {}
-            ApiTls::CaBundle(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    fail(format!(
-                        "cannot read the CA bundle {} ({e}): check cluster.api.ca_bundle and that mirrorctl may read the file",
-                        path.display()
-                    ))
-                })?;
-                let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                    .ok()
-                    .filter(|c| !c.is_empty())
-                    .ok_or_else(|| {
-                        fail(format!(
-                            "the CA bundle {} holds no PEM certificate: give the PEM file of the CA that signed the CLUSTERPRO API's certificate",
-                            path.display()
-                        ))
-                    })?;
-                builder = builder.tls_certs_only(certs);
-            }
-            ApiTls::Insecure => {
-                tracing::warn!(
-                    target: "mirrorctl::clusterpro",
-                    endpoints = ?options.endpoints,
-                    "TLS certificate checks are OFF for the CLUSTERPRO API (cluster.api.insecure = true): anyone on the network path can impersonate the cluster and read the API password; set cluster.api.ca_bundle instead"
-                );
-                builder = builder.tls_danger_accept_invalid_certs(true);
-            }
-        }
-        let http = builder.build().map_err(|e| fail(format!("cannot build the HTTP client: {e}")))?;
-        let endpoints = options.endpoints.iter().map(|u| format!("{}{API_PREFIX}", u.trim_end_matches('/'))).collect();
-        Ok(RestCluster {
-            http,
-            endpoints,
-            user: options.user,
-            password,
-            password_source: options.password_source,
-            preferred: AtomicUsize::new(0),
-            operation_timeout: options.operation_timeout,
-            poll: options.poll,
-            servers: options.servers,
-        })
-    }
-
-    /// The client the desired state's `cluster.api` describes: resolves the password with
-    /// `secrets`, then builds the client (default poll schedule).
-    pub async fn connect(api: &ApiSpec, servers: &[ServerName], secrets: &SecretResolver) -> PortResult<Self> {
-        let password = secrets.resolve(&api.password).await?;
-        RestCluster::new(RestOptions::from_spec(api).with_servers(servers), password)
-    }
-
-    /// NEC's pre- or post-processing through `server`'s own endpoint: POST the action, then poll
-    /// its status there until it is no longer `running`. A pre shuts the server down and a post
-    /// reboots it, so its endpoint may stop answering mid-way: for a pre that is done once another
-    /// server's API shows it out of the cluster; for a post, once the reboot has taken the endpoint
-    /// away. A failed completion (`result.code` not 0) is `VendorPreFailed` / `VendorPostFailed`.
-    async fn run_vendor(&self, server: &ServerName, call: &VendorCall) -> PortResult<()> {
-        let Some(index) = self.servers.iter().position(|s| s == server) else {
-            return Err(not_supported(&format!(
-                "`{call}` on {server} (cluster.api.urls do not give one address per server, in the order of cluster.server)"
-            )));
-        };
-        let pre = call.phase == VendorPhase::Pre;
-        let snap = self.snapshot(Fetch::All).await?;
-        check_server(&snap, server)?;
-        let member = snap.server(server).is_some_and(ServerInfo::running);
-        if pre && !call.only && !member {
-            return Err(err(
-                "ServerAlreadyDown",
-                format!("{server} is not a running cluster member"),
-                ErrorClass::AlreadyDone,
-            ));
-        }
-        let failed = |msg: String| {
-            err(
-                if pre { "VendorPreFailed" } else { "VendorPostFailed" },
-                format!("`{call}` on {server}: {msg}"),
-                ErrorClass::NeedsHuman,
-            )
-        };
-        match self.attempt(index, &Method::POST, &call.rest_path(), Some(&vendor_body(call))).await {
-            Ok(_) => {}
-            Err(Attempt::Final(e)) => return Err(failed(e.message)),
-            Err(Attempt::Next { reason, .. }) => {
-                return Err(err(API_UNREACHABLE, format!("`{call}` on {server}: {reason}"), ErrorClass::Retryable));
-            }
-        }
-        let deadline = tokio::time::Instant::now() + self.operation_timeout;
-        for delay in self.poll.delays() {
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                break;
-            }
-            tokio::time::sleep(delay.min(deadline - now)).await;
-            match self.attempt(index, &Method::GET, call.rest_status_path(), None).await {
-                Ok(env) if env.detail.as_ref().is_some_and(|d| d.status == "running") => {}
-                Ok(_) => return Ok(()),
-                Err(Attempt::Next { reason, .. }) if reason.contains("result code") => return Err(failed(reason)),
-                Err(Attempt::Final(e)) => return Err(failed(e.message)),
-                // The endpoint went away with the OS.
-                Err(Attempt::Next { .. }) if !pre => return Ok(()),
-                Err(Attempt::Next { .. }) => {
-                    if self
-                        .snapshot(Fetch::Server(server))
-                        .await
-                        .is_ok_and(|s| !s.server(server).is_some_and(ServerInfo::running))
-                    {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        Err(err(
-            OPERATION_TIMED_OUT,
-            format!("`{call}` on {server} did not finish within {} s", self.operation_timeout.as_secs()),
-            ErrorClass::Retryable,
-        ))
-    }
-
-    /// One request to one server.
-    async fn attempt(
-        &self,
-        index: usize,
-        method: &Method,
-        path: &str,
-        body: Option<&serde_json::Value>,
-    ) -> Result<Envelope, Attempt> {
-        let url = format!("{}{path}", self.endpoints[index]);
-        let mut req = self.http.request(method.clone(), &url).basic_auth(&self.user, Some(self.password.expose()));
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                let chain = error_chain(&e);
-                let tls = chain.to_ascii_lowercase().contains("certificate");
-                let what = if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "could not connect"
-                } else {
-                    "failed"
-                };
-                return Err(Attempt::Next { reason: format!("{method} {url} {what}: {chain}"), tls });
-            }
-        };
-        let status = resp.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(Attempt::Final(err(
-                API_AUTH_FAILED,
-                format!(
-                    "the CLUSTERPRO API at {url} refused user \"{}\" (HTTP {}): check that this OS user exists on the servers and may use the API, and the password in {}",
-                    self.user,
-                    status.as_u16(),
-                    self.password_source
-                ),
-                ErrorClass::NeedsHuman,
-            )));
-        }
-        let text = resp.text().await.unwrap_or_default();
-        let envelope = serde_json::from_str::<Envelope>(&text);
-        if status.is_server_error() {
-            let why = envelope.map(|e| e.result.message).unwrap_or_default();
-            return Err(Attempt::Next {
-                reason: format!("{method} {url} answered HTTP {}: {why}", status.as_u16()),
-                tls: false,
-            });
-        }
-        if !status.is_success() {
-            let why = envelope.map_or_else(|_| snippet(&text), |e| e.result.message);
-            return Err(Attempt::Final(err(
-                API_REQUEST_REJECTED,
-                format!("{method} {url} answered HTTP {}: {why}", status.as_u16()),
-                ErrorClass::NeedsHuman,
-            )));
-        }
-        let envelope = envelope.map_err(|e| {
-            Attempt::Final(err(
-                API_INVALID_RESPONSE,
-                format!("{method} {url}: not a CLUSTERPRO API answer ({e}): {}", snippet(&text)),
-                ErrorClass::Retryable,
-            ))
-        })?;
-        if envelope.result.code != 0 {
-            let msg = format!("{method} {url}: result code {}: {}", envelope.result.code, envelope.result.message);
-            return Err(if *method == Method::GET {
-                Attempt::Next { reason: msg, tls: false }
-            } else {
-                Attempt::Final(err(OPERATION_REFUSED, msg, ErrorClass::Retryable))
-            });
-        }
-        Ok(envelope)
-    }
-
-    /// One request, trying each server in turn from the last one that answered.
-    async fn request(&self, method: Method, path: &str, body: Option<&serde_json::Value>) -> PortResult<Envelope> {
-        let n = self.endpoints.len();
-        let start = self.preferred.load(Ordering::Relaxed) % n;
-        let mut reasons = Vec::new();
-        let mut all_tls = true;
-        for i in 0..n {
-            let index = (start + i) % n;
-            match self.attempt(index, &method, path, body).await {
-                Ok(envelope) => {
-                    if index != start {
-                        tracing::info!(target: "mirrorctl::clusterpro", endpoint = %self.endpoints[index], "CLUSTERPRO API answered from another server");
-                    }
-                    self.preferred.store(index, Ordering::Relaxed);
-                    return Ok(envelope);
-                }
-                Err(Attempt::Final(e)) => return Err(e),
-                Err(Attempt::Next { reason, tls }) => {
-                    tracing::debug!(target: "mirrorctl::clusterpro", %reason, "CLUSTERPRO API server skipped");
-                    all_tls &= tls;
-                    reasons.push(reason);
-                }
-            }
-        }
-        if all_tls {
-            Err(err(
-                API_TLS_FAILURE,
-                format!(
-                    "no CLUSTERPRO API server passed the TLS check: {}; give cluster.api.ca_bundle = the PEM of the CA that signed the API's certificate",
-                    reasons.join("; ")
-                ),
-                ErrorClass::NeedsHuman,
-            ))
-        } else {
-            Err(err(
-                API_UNREACHABLE,
-                format!("no CLUSTERPRO API server answered: {}", reasons.join("; ")),
-                ErrorClass::Retryable,
-            ))
-        }
-    }
-
-    async fn get(&self, path: &str) -> PortResult<Envelope> {
-        self.request(Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, target: Option<&ServerName>) -> PortResult<()> {
-        let body = target.map(|t| serde_json::json!({ "target": t.as_str() }));
-        self.request(Method::POST, path, body.as_ref()).await.map(|_| ())
-    }
-
-    /// The `key` array of the answer to `GET path`.
-    async fn list<T>(&self, path: &str, key: &str, pick: fn(Envelope) -> Option<Vec<T>>) -> PortResult<Vec<T>> {
-        pick(self.get(path).await?).ok_or_else(|| {
-            err(API_INVALID_RESPONSE, format!("GET {path}: the answer has no `{key}` array"), ErrorClass::Retryable)
-        })
-    }
-
-    async fn snapshot(&self, fetch: Fetch<'_>) -> PortResult<Snapshot> {
-        let servers = |e: Envelope| e.servers;
-        let groups = |e: Envelope| e.groups;
-        let resources = |e: Envelope| e.resources;
-        let mut s = Snapshot::default();
-        match fetch {
-            Fetch::All => {
-                s.servers = self.list("/servers", "servers", servers).await?;
-                s.groups = self.list("/groups", "groups", groups).await?;
-                s.resources = self.list("/resources", "resources", resources).await?;
-            }
-            Fetch::Group(g) => {
-                s.groups = self.list(&format!("/groups/{g}"), "groups", groups).await?;
-                s.resources = self.list("/resources", "resources", resources).await?;
-            }
-            Fetch::Resource(r) => s.resources = self.list(&format!("/resources/{r}"), "resources", resources).await?,
-            Fetch::Server(name) => s.servers = self.list(&format!("/servers/{name}"), "servers", servers).await?,
-        }
-        Ok(s)
-    }
-
-    /// Polls `fetch` on the poll schedule until `judge` says done or failed, or the operation
-    /// timeout passes. A transient failure of one poll (no server answered) is not fatal. With
-    /// `stale_failure` (the object was already in a failure state before the POST) a failure
-    /// counts only after the operation was seen in progress: until then it is the old one.
-    async fn wait(
-        &self,
-        what: &str,
-        fetch: Fetch<'_>,
-        stale_failure: bool,
-        judge: impl Fn(&Snapshot) -> Progress + Send,
-    ) -> PortResult<()> {
-        let deadline = tokio::time::Instant::now() + self.operation_timeout;
-        let mut last = "no answer yet".to_owned();
-        let mut seen_busy = false;
-        for delay in self.poll.delays() {
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                break;
-            }
-            tokio::time::sleep(delay.min(deadline - now)).await;
-            match self.snapshot(fetch).await {
-                Ok(s) => match judge(&s) {
-                    Progress::Done => return Ok(()),
-                    Progress::Failed(e) if seen_busy || !stale_failure => return Err(e),
-                    Progress::Failed(e) => last = e.message,
-                    Progress::Running(seen, busy) => {
-                        seen_busy |= busy;
-                        last = seen;
-                    }
-                },
-                Err(e) if e.class == ErrorClass::Retryable => last = e.to_string(),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(err(
-            OPERATION_TIMED_OUT,
-            format!(
-                "{what} did not finish within {} s (last seen: {last}); CLUSTERPRO may still complete it",
-                self.operation_timeout.as_secs()
-            ),
-            ErrorClass::Retryable,
-        ))
-    }
-}
-
-/// The error and its sources, joined (reqwest hides the TLS reason in the chain).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
-}
-
-fn snippet(text: &str) -> String {
-    let t: String = text.chars().take(200).collect();
-    if t.is_empty() { "(empty body)".to_owned() } else { t }
-}
-
 fn status_from(s: &Snapshot) -> ClusterStatus {
     let mut out = ClusterStatus::default();
     for sv in &s.servers {
@@ -962,8 +195,10 @@ impl Cluster for RestCluster {
         self.post(&format!("/groups/{group}/start"), Some(server)).await?;
         let what = format!("the start of group {group} on {server}");
         let stale = !pre.group_failures(group).is_empty();
-        self.wait(&what, Fetch::Group(group), stale, |s| progress_group_online(s, group, server, "GroupStartFailed"))
-            .await
+        self.wait(&what, Fetch::Group(group), stale, |s| {
+            progress_group_online(s, group, server, ClpCode::GroupStartFailed)
+        })
+        .await
     }
 
     async fn stop_group(&self, group: &GroupName) -> PortResult<()> {
@@ -983,8 +218,10 @@ impl Cluster for RestCluster {
         self.post(&format!("/groups/{group}/move"), Some(target)).await?;
         let what = format!("the move of group {group} to {target}");
         let stale = !pre.group_failures(group).is_empty();
-        self.wait(&what, Fetch::Group(group), stale, |s| progress_group_online(s, group, target, "GroupMoveFailed"))
-            .await
+        self.wait(&what, Fetch::Group(group), stale, |s| {
+            progress_group_online(s, group, target, ClpCode::GroupMoveFailed)
+        })
+        .await
     }
 
     async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
@@ -1065,7 +302,7 @@ impl Cluster for RestCluster {
 
 /// The REST body of `call`: its options as booleans under their command-line names
 /// (EXPRESSCLUSTER/clpaic); none for a plain call.
-fn vendor_body(call: &VendorCall) -> serde_json::Value {
+pub(super) fn vendor_body(call: &VendorCall) -> serde_json::Value {
     let mut body = serde_json::Map::new();
     let flag = |b: &mut serde_json::Map<String, serde_json::Value>, k: &str| {
         b.insert(k.to_owned(), serde_json::Value::Bool(true));
@@ -1079,19 +316,21 @@ fn vendor_body(call: &VendorCall) -> serde_json::Value {
     serde_json::Value::Object(body)
 }
 
-fn not_supported(what: &str) -> PortError {
-    err(
-        NOT_SUPPORTED,
-        format!(
+pub(super) fn not_supported(what: &str) -> PortError {
+    ClpCode::NotSupportedByRestApi.error(format!(
             "{what} has no CLUSTERPRO REST API endpoint: use the REST client inside a HybridCluster with the command-based adapter"
-        ),
-        ErrorClass::NeedsHuman,
-    )
+        ))
 }
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
+    use super::progress::Progress;
+    use super::wire::{GroupInfo, ResourceInfo, ServerInfo};
     use super::*;
+    use crate::ports::ErrorClass;
+    use crate::ports::cluster::{ObjectState, Placement};
 
     fn snap(json: &str) -> Snapshot {
         #[derive(Deserialize)]
@@ -1188,14 +427,17 @@ mod tests {
             &ONLINE_ON_1
                 .replace("\"Online\", \"current\": \"server1\"", "\"Online Failure\", \"current\": \"server1\""),
         );
-        match progress_group_online(&failing, &g, &s1, "GroupStartFailed") {
+        match progress_group_online(&failing, &g, &s1, ClpCode::GroupStartFailed) {
             Progress::Failed(e) => {
                 assert_eq!((e.code.as_str(), e.class), ("GroupStartFailed", ErrorClass::NeedsHuman));
                 assert!(e.message.contains("resource md Online Failure on server1"), "{}", e.message);
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(progress_group_online(&snap(ONLINE_ON_1), &g, &s1, "GroupStartFailed"), Progress::Done));
+        assert!(matches!(
+            progress_group_online(&snap(ONLINE_ON_1), &g, &s1, ClpCode::GroupStartFailed),
+            Progress::Done
+        ));
         assert!(matches!(progress_group_offline(&snap(ONLINE_ON_1), &g), Progress::Running(_, false)));
     }
 }

@@ -10,7 +10,7 @@ use mirrorctl::ids::{BackupName, RequestName, SnapshotId};
 use mirrorctl::plan::{Action, OpId};
 use mirrorctl::ports::cloud::{Tags, tag};
 use mirrorctl::reconcile::{Context, ReconcileError, Settled, reconcile};
-use mirrorctl::sim::{Scenario, SimWorld};
+use mirrorctl::sim::{Scenario, SimWorld, verdict};
 use mirrorctl::spec::{BackupSpec, RestoreSpec, Spec};
 
 /// The example desired-state file for the scenario's OS, on the runbook's configuration edit
@@ -147,22 +147,20 @@ impl Lab {
 /// A backup's proof: the snapshot `snap` holds the quiesce point (the active's data when md was
 /// stopped), and nothing was corrupted.
 pub fn assert_backup_captured(world: &SimWorld, snap: &SnapshotId) {
-    let report = world.oracle_report();
-    let quiesce = report.last_quiesce.clone().expect("the backup stopped md once");
-    assert_eq!(report.snapshots.get(snap), Some(&quiesce.content), "snapshot = quiesce point");
-    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
+    let v = verdict::backup(world, snap);
+    assert!(!v.quiesce_points.is_empty(), "the backup stopped md once");
+    assert!(v.captured, "snapshot = quiesce point: {v:?}");
+    assert!(v.corruptions.is_empty(), "{:?}", v.corruptions);
 }
 
 /// A restore's proof: nothing corrupted, both sides identical, the accident gone, the data
 /// continuing from `snap`.
 pub fn assert_restored(world: &SimWorld, snap: &SnapshotId) {
-    let report = world.oracle_report();
-    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
-    let contents: Vec<_> = report.servers.values().map(|c| c.expect("mirror volume attached")).collect();
-    assert_eq!(contents.len(), 2);
-    assert_eq!(contents[0], contents[1], "both sides identical after the restore");
-    assert!(!world.contains_accident(contents[0]), "the accident is gone");
-    assert!(world.descends_from(contents[0], report.snapshots[snap]), "data continues from the snapshot");
+    let v = verdict::restore(world, snap);
+    assert!(v.corruptions.is_empty(), "{:?}", v.corruptions);
+    assert!(v.identical, "both sides identical after the restore: {:?}", v.sides);
+    assert!(v.accident_gone, "the accident is gone: {:?}", v.sides);
+    assert!(v.from_snapshot, "data continues from the snapshot {:?}: {:?}", v.snapshot, v.sides);
 }
 
 pub fn has_tags(tags: &Tags, cluster: &str, request: &str) -> bool {

@@ -14,10 +14,11 @@
 //! nothing relies on it — the GUIDs are read on the disks attached at the time of the re-add, and
 //! the preflight checks that this method reproduces today's `clp.conf` on today's disks.
 
-use super::{CommandCluster, clp_err};
+use super::CommandCluster;
 use crate::adapters::node::transport::Shell;
 use crate::ids::ServerName;
-use crate::ports::{ErrorClass, PortResult};
+use crate::ports::PortResult;
+use crate::ports::cluster::errors::ClpCode;
 
 /// Exit status of the script when no volume has the letter.
 pub(super) const NO_VOLUME_STATUS: i32 = 3;
@@ -69,15 +70,10 @@ impl CommandCluster {
         let what = format!("Win32_Volume DeviceID of {letter}: on {server}");
         let out = self.transport.run(server, Shell::PowerShell, &script(letter), self.options.query_timeout).await?;
         if out.exit_code == NO_VOLUME_STATUS {
-            return Err(clp_err(
-                "PartitionNotFound",
-                format!("{what}: no volume has the drive letter {letter}:"),
-                ErrorClass::NeedsHuman,
-            ));
+            return Err(ClpCode::PartitionNotFound.error(format!("{what}: no volume has the drive letter {letter}:")));
         }
-        let out = out.success(&what, "VolumeGuidFailed", ErrorClass::NeedsHuman)?;
-        parse_device_id(&out.stdout)
-            .map_err(|e| clp_err("ClpOutputUnreadable", format!("{what}: {e}"), ErrorClass::NeedsHuman))
+        let out = out.success(&what, ClpCode::VolumeGuidFailed.code(), ClpCode::VolumeGuidFailed.class())?;
+        parse_device_id(&out.stdout).map_err(|e| ClpCode::ClpOutputUnreadable.error(format!("{what}: {e}")))
     }
 }
 

@@ -13,8 +13,9 @@ use std::time::Instant;
 use super::preflight::{read_tools, tools_script};
 use super::{Clp, CommandCluster, NOT_FOUND_STATUS, Script, VERSION_TTL, failed, not_found, server_known, used_on};
 use crate::ids::ServerName;
+use crate::ports::PortResult;
+use crate::ports::cluster::errors::ClpCode;
 use crate::ports::cluster::{ClusterStatus, VendorCall, VendorOp, VendorPhase};
-use crate::ports::{ErrorClass, PortError, PortResult};
 
 impl CommandCluster {
     /// The CLUSTERPRO version installed on `server` (package version on Linux, `clpstat.exe`'s
@@ -51,11 +52,8 @@ impl CommandCluster {
                     .map(|(g, _)| g.to_string()),
             };
             if let Some(g) = busy {
-                return Err(super::clp_err(
-                    "GroupOnline",
-                    format!("group {g} is online: `{call}` on {server} would take it down; stop it first"),
-                    ErrorClass::NeedsHuman,
-                ));
+                return Err(ClpCode::GroupOnline
+                    .error(format!("group {g} is online: `{call}` on {server} would take it down; stop it first")));
             }
         }
         let args: Vec<String> = call.args().into_iter().map(str::to_owned).collect();
@@ -65,11 +63,8 @@ impl CommandCluster {
         let shuts_down = call.phase == VendorPhase::Pre;
         match self.exec(server, &Script::run(&cmd), self.options.operation_timeout).await {
             // A pre on a server that is down and gone: its shutdown happened already.
-            Err(e) if shuts_down && !member => Err(PortError::new(
-                "ServerAlreadyDown",
-                format!("{server} is not a cluster member and cannot be reached ({e})"),
-                ErrorClass::AlreadyDone,
-            )),
+            Err(e) if shuts_down && !member => Err(ClpCode::ServerAlreadyDown
+                .error(format!("{server} is not a cluster member and cannot be reached ({e})"))),
             // The answer may be lost because the OS went down (pre) or rebooted (post) under it.
             Err(e) if shuts_down => match self.live_status().await {
                 Ok((_, st)) if gone(&st) => Ok(()),
@@ -80,9 +75,9 @@ impl CommandCluster {
             Ok(out) if out.exit_code == NOT_FOUND_STATUS => Err(not_found(&what, out)),
             Ok(out) if shuts_down => {
                 let (_, st) = self.live_status().await?;
-                if gone(&st) { Ok(()) } else { Err(failed(out, &what, "VendorPreFailed", ErrorClass::NeedsHuman)) }
+                if gone(&st) { Ok(()) } else { Err(failed(out, &what, ClpCode::VendorPreFailed)) }
             }
-            Ok(out) => Err(failed(out, &what, "VendorPostFailed", ErrorClass::NeedsHuman)),
+            Ok(out) => Err(failed(out, &what, ClpCode::VendorPostFailed)),
         }
     }
 }
