@@ -54,6 +54,11 @@ mod verdicts;
 use std::time::Duration;
 
 pub use campaign::run;
+
+use std::sync::Arc;
+
+use crate::adapters::store::StoreSpec;
+use crate::ports::store::Store;
 pub use verdicts::{RestoreExpect, Violation, check_backup, check_restore, check_status};
 
 /// Options of `mirrorctl bench chaos`.
@@ -129,4 +134,14 @@ impl FlowKind {
             FlowKind::Restore => "restore",
         }
     }
+}
+
+/// The store the daemons of a campaign share when they run as several hosts.
+pub(super) struct Shared {
+    /// `dynamodb:TABLE`, passed to every daemon.
+    pub(super) spec: StoreSpec,
+    /// The harness's own connection: status documents, journals and lease holders are read here.
+    pub(super) store: Arc<dyn Store>,
+    /// The daemons' lease period.
+    pub(super) lease_secs: u64,
 }

@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
-use super::driver::{FlowDriver, FlowRun, Shared, Trial};
+use super::driver::{FlowDriver, FlowRun, Trial};
 use super::tally::{Tally, render};
 use super::verdicts::{RestoreExpect, Violation, check_backup, check_restore, tagged, violation, volume_ids};
-use super::{BACKUP, BUSINESS, ChaosArgs, ChaosProcedure, FAST_FORWARD_SPEED, FlowKind, MIN_PATIENCE, REQUESTS};
+use super::{
+    BACKUP, BUSINESS, ChaosArgs, ChaosProcedure, FAST_FORWARD_SPEED, FlowKind, MIN_PATIENCE, REQUESTS, Shared,
+};
 use crate::adapters::store::StoreSpec;
 use crate::cli::{CliError, LabOs};
 use crate::ports::Clock as _;

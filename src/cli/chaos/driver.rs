@@ -9,18 +9,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::tally::Tally;
-use super::verdicts::{Violation, check_status, check_status_doc, violation};
-use super::{BACKUP, FlowKind, POLL, REQUESTS, SHARED_POLL};
-use crate::adapters::store::StoreSpec;
+use super::verdicts::{Violation, check_status, check_status_doc, says_converged, violation};
+use super::{BACKUP, FlowKind, POLL, REQUESTS, SHARED_POLL, Shared};
 use crate::cli::{CliError, LabOs};
 use crate::ids::SnapshotId;
 use crate::journal::Record;
 use crate::journal::writer::Journal;
-use crate::ports::store::Store;
 use crate::sim::SimWorld;
 use crate::spec::ProcedureChoice;
 use crate::spec::Spec;
-use crate::status::{OpPhase, Phase, StatusDoc};
+use crate::status::StatusDoc;
 
 /// A daemon under test; killed (by its own pid) on drop.
 pub(super) struct Daemon {
@@ -220,21 +218,6 @@ impl Trial {
         SimWorld::open(&self.world_file, speed)
             .map_err(|e| CliError::Failed(format!("opening {}: {e}", self.world_file.display())))
     }
-}
-
-/// The store the daemons of a campaign share when they run as several hosts.
-pub(super) struct Shared {
-    /// `dynamodb:TABLE`, passed to every daemon.
-    pub(super) spec: StoreSpec,
-    /// The harness's own connection: status documents, journals and lease holders are read here.
-    pub(super) store: Arc<dyn Store>,
-    /// The daemons' lease period.
-    pub(super) lease_secs: u64,
-}
-
-/// Whether `doc` says `op` completed and the cluster converged.
-pub(super) fn says_converged(doc: &StatusDoc, op: &str) -> bool {
-    doc.phase == Phase::Converged && doc.operations.get(op).is_some_and(|s| s.state == OpPhase::Completed)
 }
 
 /// Where a kill landed, from the journal's records (`None`: a torn line): the step whose call was

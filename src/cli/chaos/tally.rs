@@ -5,9 +5,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::driver::Shared;
 use super::verdicts::Violation;
-use super::{ChaosArgs, FlowKind};
+use super::{ChaosArgs, FlowKind, Shared};
 
 /// Everything counted over a campaign.
 #[derive(Debug, Default)]

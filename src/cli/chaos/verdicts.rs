@@ -3,12 +3,11 @@
 
 use std::path::Path;
 
-use super::driver::says_converged;
 use crate::ids::{SnapshotId, VolumeId};
 use crate::ports::cloud::tag;
 use crate::sim::{SimWorld, verdict};
 use crate::spec::Spec;
-use crate::status::{OpPhase, StatusDoc};
+use crate::status::{OpPhase, Phase, StatusDoc};
 
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,4 +302,9 @@ pub(super) fn check_status_doc(doc: &StatusDoc, op: &str, abandoned: Option<&str
         out.push(violation("status", format!("{old} is {state} after it was replaced")));
     }
     out
+}
+
+/// Whether `doc` says `op` completed and the cluster converged.
+pub(super) fn says_converged(doc: &StatusDoc, op: &str) -> bool {
+    doc.phase == Phase::Converged && doc.operations.get(op).is_some_and(|s| s.state == OpPhase::Completed)
 }
