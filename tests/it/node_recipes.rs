@@ -203,8 +203,10 @@ fn linux_online_is_best_effort_and_not_found_is_reported() {
     let outcome = parse_outcome(&out).expect("ok");
     assert_eq!(outcome.warnings, Vec::<String>::new());
     assert!(log.contains("partprobe /dev/nvme2n1"), "{log}");
-    // The partition table is read again after partprobe, and the answer lists the disks.
-    assert_eq!(log.lines().filter(|l| l.starts_with("lsblk")).count(), 2, "{log}");
+    // Once udev has settled, the partition table is read again, and the answer lists the disks.
+    let calls: Vec<&str> = log.lines().map(|l| l.split(' ').next().unwrap_or(l)).collect();
+    assert_eq!(calls, ["lsblk", "partprobe", "udevadm", "lsblk"], "{log}");
+    assert!(log.contains("udevadm settle --timeout=10"), "{log}");
     assert!(outcome.disks.iter().any(|d| d.volume == other), "{out}");
     let (out, _) = f.run(&DiskOp::Online(other), "", true);
     assert_eq!(parse_outcome(&out).expect("ok").warnings, vec!["partprobe /dev/nvme2n1 failed".to_owned()]);

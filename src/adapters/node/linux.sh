@@ -7,6 +7,7 @@ FINDMNT=${MIRRORCTL_FINDMNT:-findmnt}
 BLOCKDEV=${MIRRORCTL_BLOCKDEV:-blockdev}
 PARTPROBE=${MIRRORCTL_PARTPROBE:-partprobe}
 SYNC=${MIRRORCTL_SYNC:-sync}
+UDEVADM=${MIRRORCTL_UDEVADM:-udevadm}
 BYID=${MIRRORCTL_BYID_DIR:-/dev/disk/by-id}
 BYID_PREFIX=nvme-Amazon_Elastic_Block_Store_
 # Where links to partitions are looked for (their other names, e.g. /dev/xvdb2 on Nitro).
@@ -107,6 +108,8 @@ op_online() { # serial
   [ -n "$disk" ] || fail not_found "no disk with serial $1"
   warnings=''
   $PARTPROBE "$disk" >/dev/null 2>&1 || warnings=$(json_str "partprobe $disk failed")
+  # The answer lists the partitions with their other names: let udev finish making the links first.
+  $UDEVADM settle --timeout=10 >/dev/null 2>&1 || warnings="$warnings${warnings:+,}$(json_str "udevadm settle failed")"
   # The partition table was re-read: list what the kernel shows now.
   LSBLK_OUT=$($LSBLK -P -p -o NAME,SERIAL,TYPE,MOUNTPOINT,PKNAME,RO 2>/dev/null) || fail failed "lsblk failed"
   printf '{"ok":true,"changed":false,"warnings":[%s],"disks":%s}\n' "$warnings" "$(disk_array)"

@@ -22,7 +22,9 @@
 //! Linux commands used (each replaceable through an environment variable, for tests):
 //! `lsblk -P -p -o NAME,SERIAL,TYPE,MOUNTPOINT,PKNAME,RO` (`MIRRORCTL_LSBLK`), `findmnt -rn -S`
 //! (`MIRRORCTL_FINDMNT`), `sync` (`MIRRORCTL_SYNC`), `blockdev --flushbufs` (`MIRRORCTL_BLOCKDEV`),
-//! `partprobe` (`MIRRORCTL_PARTPROBE`), and the links in `/dev/disk/by-id`
+//! `partprobe` (`MIRRORCTL_PARTPROBE`), `udevadm settle --timeout=10` (`MIRRORCTL_UDEVADM`; after
+//! `partprobe`, so the answer's partition links exist: it "exits if all current events are
+//! handled", udevadm(8)), and the links in `/dev/disk/by-id`
 //! (`MIRRORCTL_BYID_DIR`) named `nvme-Amazon_Elastic_Block_Store_<serial>`. Linux has no offline
 //! state: "offline" flushes the disk after refusing if any of its partitions is mounted, "online"
 //! re-reads the partition table (best effort).
