@@ -7,7 +7,7 @@
 //! step failing with a needs-human error twice in a row (with a fresh observation in between)
 //! stops the cluster with a condition instead of looping.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,8 @@ use std::time::Duration;
 use backon::{BackoffBuilder as _, ExponentialBuilder};
 use tokio::sync::Mutex;
 
-use crate::execute::{CrashSwitch, EventKind, ExecError, Executor, Progress, RetryPolicy, StepResult};
+use crate::execute::{CrashSwitch, EventKind, ExecError, Executor, Progress, RetryPolicy, Seen, StepResult};
+use crate::ids::ServerName;
 use crate::journal::local::LocalStore;
 use crate::journal::writer::Journal;
 use crate::notify::{Notifier, offer_completions, offer_condition};
@@ -368,6 +369,9 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
     let mut prev: Option<Observed> = None;
     let mut want = Refresh::everything(spec);
     let mut last_full = ctx.ports.clock.now();
+    // The last batch only wrote the journal (an operation marked completed or abandoned): the
+    // world is as the last pass saw it, so the next plan is made from that observation.
+    let mut replan = false;
     loop {
         passes += 1;
         if ctx.max_passes.is_some_and(|m| passes > m) {
@@ -384,7 +388,18 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
             last_full = now;
         }
         let carried = if want == Refresh::everything(spec) { None } else { prev.as_ref() };
-        let (obs, p) = match plan_pass(spec, ctx, &journal, carried, &want).await {
+        let planned = match (std::mem::take(&mut replan), carried) {
+            (true, Some(_)) => match prev.take() {
+                Some(obs) => {
+                    let view = journal.lock().await.view().clone();
+                    let p = plan(spec, &obs, &view);
+                    Ok((obs, p))
+                }
+                None => plan_pass(spec, ctx, &journal, None, &want).await,
+            },
+            _ => plan_pass(spec, ctx, &journal, carried, &want).await,
+        };
+        let (obs, p) = match planned {
             Ok(x) => x,
             Err(e) => {
                 write_status(spec, ctx, &journal, None, None, Some(e.to_string()), None).await?;
@@ -492,7 +507,10 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
                     return Err(ReconcileError::Stopped);
                 }
                 let results = exec.run_all(steps, p.subject.as_ref()).await?;
-                let (next, retry_pause) = sort_results(spec, obs, steps, results, &mut needs_human);
+                let known = carry_seen(obs, steps, &results);
+                replan = steps.iter().all(|s| !s.action.is_mutating())
+                    && results.iter().all(|r| matches!(r, StepResult::Done { .. }));
+                let (next, retry_pause) = sort_results(spec, obs, steps, results, &known, &mut needs_human);
                 if retry_pause {
                     ctx.pause(ctx.policy.max_delay).await;
                 } else if let Some(d) = (next != Refresh::everything(spec)).then(|| settle_time(steps)).flatten() {
@@ -506,20 +524,60 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
     }
 }
 
+/// The server whose disk list an action can change, if any.
+fn disks_touched(action: &Action) -> Option<&ServerName> {
+    match action {
+        Action::DiskOffline { server, .. }
+        | Action::DiskOnline { server, .. }
+        | Action::SetLetter { server, .. }
+        | Action::AttachVolume { server, .. }
+        | Action::DetachVolume { server, .. }
+        | Action::StartInstance { server, .. }
+        | Action::ShutdownServer { server }
+        | Action::Vendor { server, .. } => Some(server),
+        _ => None,
+    }
+}
+
+/// Puts what the batch's answers showed into `obs`, the observation the next pass starts from,
+/// and returns the servers whose disk list is known that way (the next pass need not ask them for
+/// it). A list is taken only from the one step of the batch that touched that server's disks:
+/// two commands on one server run at once, and neither's list need show the other's change.
+fn carry_seen(obs: &mut Observed, steps: &[Step], results: &[StepResult]) -> BTreeSet<ServerName> {
+    let mut touching: BTreeMap<&ServerName, usize> = BTreeMap::new();
+    for s in steps {
+        if let Some(server) = disks_touched(&s.action) {
+            *touching.entry(server).or_default() += 1;
+        }
+    }
+    let mut known = BTreeSet::new();
+    for r in results {
+        if let StepResult::Done { seen: Some(Seen::Disks { server, disks }), .. } = r
+            && touching.get(server) == Some(&1)
+        {
+            obs.disks.insert(server.clone(), Ok(disks.clone()));
+            known.insert(server.clone());
+        }
+    }
+    known
+}
+
 /// Records needs-human failures of a batch (cleared by a success) and returns what the next pass
 /// must read, and whether a retryable failure asks for a pause. After any failure nothing is
-/// assumed: the next pass looks at everything.
+/// assumed: the next pass looks at everything. A disk command whose answer gave its server's disk
+/// list (`known`, see [`carry_seen`]) asks for no read of it.
 fn sort_results(
     spec: &Spec,
     obs: &Observed,
     steps: &[Step],
     results: Vec<StepResult>,
+    known: &BTreeSet<ServerName>,
     needs_human: &mut BTreeMap<StepId, Condition>,
 ) -> (Refresh, bool) {
     let (mut retry_pause, mut all_done) = (false, true);
     for (s, r) in steps.iter().zip(results) {
         match r {
-            StepResult::Done(_) => {
+            StepResult::Done { .. } => {
                 needs_human.remove(&s.id);
             }
             StepResult::Failed { class: ErrorClass::NeedsHuman, condition } => {
@@ -535,7 +593,11 @@ fn sort_results(
     if !all_done {
         return (Refresh::everything(spec), retry_pause);
     }
-    let actions: Vec<Action> = steps.iter().map(|s| s.action.clone()).collect();
+    let actions: Vec<Action> = steps
+        .iter()
+        .filter(|s| !disks_touched(&s.action).is_some_and(|server| known.contains(server)))
+        .map(|s| s.action.clone())
+        .collect();
     (Refresh::after(spec, obs, &actions, None), retry_pause)
 }
 

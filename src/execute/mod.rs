@@ -17,22 +17,49 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use crate::ids::ClusterName;
+use crate::ids::{ClusterName, ServerName};
 use crate::journal::writer::Journal;
 use crate::journal::{Record, client_token};
 use crate::plan::{Action, Condition, Step};
 use crate::policy::{budget_exhausted, condition_for, narrow};
+use crate::ports::node::Disk;
 use crate::ports::{ErrorClass, PortError, PortResult, Ports, store::StoreError};
 
 pub use crate::retry::{self, RetryPolicy};
 pub use crash::{CrashPoint, CrashSwitch};
 pub use progress::{Event, EventKind, Progress};
 
+/// What a step's own answer showed of the world as the step left it: an observation like a read,
+/// made after the change, which the next pass can use instead of reading it again. Not journaled
+/// (after a restart the first pass looks at everything).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// A server's disks, listed by the disk command after its change.
+    Disks {
+        /// The server.
+        server: ServerName,
+        /// Its disks.
+        disks: Vec<Disk>,
+    },
+}
+
+/// A call's answer: a detail worth journaling (the id created), and what it showed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Answer {
+    detail: Option<String>,
+    seen: Option<Seen>,
+}
+
 /// How a step ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepResult {
-    /// Done (or found already done); the detail is e.g. the id of what was created.
-    Done(Option<String>),
+    /// Done (or found already done).
+    Done {
+        /// E.g. the id of what was created.
+        detail: Option<String>,
+        /// What the step's answer showed of the world it left (`None`: nothing, or already done).
+        seen: Option<Seen>,
+    },
     /// Failed after its retry budget, or with an error a human must look at.
     Failed {
         /// The last error's class.
@@ -108,11 +135,11 @@ impl Executor {
             Action::MarkCompleted => {
                 self.append(Record::OpCompleted { op: step.op.clone(), at: now }).await?;
                 self.progress.emit(&self.ports, &self.cluster, EventKind::Completed { op: step.op.clone() });
-                return Ok(StepResult::Done(None));
+                return Ok(StepResult::Done { detail: None, seen: None });
             }
             Action::MarkAbandoned { by } => {
                 self.append(Record::OpAbandoned { op: step.op.clone(), by: by.clone(), at: now }).await?;
-                return Ok(StepResult::Done(None));
+                return Ok(StepResult::Done { detail: None, seen: None });
             }
             _ => {}
         }
@@ -159,14 +186,14 @@ impl Executor {
         let finished = self.ports.clock.now();
         let elapsed = finished.duration_since(now);
         let result = match outcome {
-            Ok(detail) => {
+            Ok(Answer { detail, seen }) => {
                 self.append(result_record(seq, step, Ok(detail.clone()), finished)).await?;
                 self.progress.emit(
                     &self.ports,
                     &self.cluster,
                     EventKind::StepDone { step: step.id.clone(), detail: detail.clone(), elapsed },
                 );
-                StepResult::Done(detail)
+                StepResult::Done { detail, seen }
             }
             Err(e) => {
                 // A CreateVolume that failed for good leaves its token unusable for hours (EC2
@@ -193,7 +220,7 @@ impl Executor {
 
     /// The call, retried per its error class; the outer `Err` is a lost lease (checked before
     /// every attempt), the inner one the call's last error.
-    async fn call_with_retries(&self, action: &Action) -> Result<PortResult<Option<String>>, ExecError> {
+    async fn call_with_retries(&self, action: &Action) -> Result<PortResult<Answer>, ExecError> {
         let mut retries = self.policy.retries();
         loop {
             self.check_lease().await?;
@@ -202,7 +229,7 @@ impl Executor {
                 Err(e) => narrow(action, e),
             };
             if err.class == ErrorClass::AlreadyDone {
-                return Ok(Ok(Some(format!("already done ({})", err.code))));
+                return Ok(Ok(Answer { detail: Some(format!("already done ({})", err.code)), seen: None }));
             }
             let Some(delay) = retries.after(err.class) else { return Ok(Err(err)) };
             self.progress.emit(
@@ -273,9 +300,14 @@ fn fsr_states(list: &[crate::ports::cloud::FastRestore]) -> String {
     list.iter().map(|f| format!("{}={}", f.zone, f.state.as_str())).collect::<Vec<_>>().join(" ")
 }
 
-/// One call on the right port. Returns a detail worth journaling (the id created).
-async fn call(ports: &Ports, action: &Action) -> PortResult<Option<String>> {
-    match action {
+/// One call on the right port. Returns a detail worth journaling (the id created), and what the
+/// answer showed of the world (a disk command's disk list).
+async fn call(ports: &Ports, action: &Action) -> PortResult<Answer> {
+    let disks = |server: &ServerName, disks: Vec<Disk>| Answer {
+        detail: None,
+        seen: Some(Seen::Disks { server: server.clone(), disks }),
+    };
+    let detail = match action {
         Action::StopGroup { group } => ports.cluster.stop_group(group).await.map(|()| None),
         Action::StartGroup { group, server } => ports.cluster.start_group(group, server).await.map(|()| None),
         Action::MoveGroup { group, target } => ports.cluster.move_group(group, target).await.map(|()| None),
@@ -334,11 +366,16 @@ async fn call(ports: &Ports, action: &Action) -> PortResult<Option<String>> {
         }
         Action::StartInstance { instance, .. } => ports.cloud.start_instance(instance).await.map(|()| None),
         Action::Tag { resource, tags } => ports.cloud.create_tags(resource, tags).await.map(|()| None),
-        Action::DiskOffline { server, volume } => ports.node.set_offline(server, volume).await.map(|()| None),
-        Action::DiskOnline { server, volume } => ports.node.set_online(server, volume).await.map(|()| None),
+        Action::DiskOffline { server, volume } => {
+            return ports.node.set_offline(server, volume).await.map(|d| disks(server, d));
+        }
+        Action::DiskOnline { server, volume } => {
+            return ports.node.set_online(server, volume).await.map(|d| disks(server, d));
+        }
         Action::SetLetter { server, volume, partition, letter } => {
-            ports.node.set_letter(server, volume, *partition, *letter).await.map(|()| None)
+            return ports.node.set_letter(server, volume, *partition, *letter).await.map(|d| disks(server, d));
         }
         Action::MarkCompleted | Action::MarkAbandoned { .. } => Ok(None),
-    }
+    };
+    detail.map(|detail| Answer { detail, seen: None })
 }

@@ -702,6 +702,25 @@ fn vendor_bring_back(
     }
 }
 
+/// Tags the volume being replaced with its successor (and the cluster, which keeps it findable
+/// once detached: status lists it); it is kept, never deleted.
+fn tag_superseded(spec: &Spec, op: &OpId, subject: Option<&str>, old: &Volume, new: &Volume, d: &mut Draft) {
+    d.step(
+        op,
+        "tag-superseded",
+        subject,
+        Action::Tag {
+            resource: old.id.to_string(),
+            tags: [
+                (tag::SUPERSEDED_BY.to_owned(), new.id.to_string()),
+                (tag::CLUSTER.to_owned(), spec.cluster.name.to_string()),
+            ]
+            .into(),
+        },
+        format!("{} is about to be replaced by {} (it is kept, never deleted)", old.id, new.id),
+    );
+}
+
 /// Whether the restored disk of `new` on `s` is ready for the cluster: on Windows online, writable
 /// and with the desired letters (steps to get there otherwise); on Linux showing both partitions.
 #[allow(clippy::too_many_lines)]
@@ -866,6 +885,13 @@ fn swap_server(
                         Action::DiskOffline { server: s.name.clone(), volume: old.id.clone() },
                         format!("disk of {} is online on {}; detaching it now would hang busy", old.id, s.name),
                     );
+                    // The tag needs nothing from the disk: it goes in the same batch, one pass
+                    // less before the detach.
+                    if let Some(new) = new.filter(|n| n.state == VolumeState::Available)
+                        && old.tags.get(tag::SUPERSEDED_BY) != Some(&new.id.to_string())
+                    {
+                        tag_superseded(spec, op, subject, old, new, d);
+                    }
                 } else if let Some(new) = new {
                     if new.state == VolumeState::Creating {
                         d.wait(Watch::VOLUMES, format!("{} being created", new.id), expect::VOLUME_CREATE);
@@ -876,22 +902,7 @@ fn swap_server(
                             "inspect the volume in EC2; tag it mirrorctl:abandoned-by=manual and remove its mirrorctl:request tag to let mirrorctl create another",
                         );
                     } else if old.tags.get(tag::SUPERSEDED_BY) != Some(&new.id.to_string()) {
-                        d.step(
-                            op,
-                            "tag-superseded",
-                            subject,
-                            Action::Tag {
-                                resource: old.id.to_string(),
-                                // The cluster tag keeps the replaced volume findable (status lists
-                                // it) once it is detached.
-                                tags: [
-                                    (tag::SUPERSEDED_BY.to_owned(), new.id.to_string()),
-                                    (tag::CLUSTER.to_owned(), spec.cluster.name.to_string()),
-                                ]
-                                .into(),
-                            },
-                            format!("{} is about to be replaced by {} (it is kept, never deleted)", old.id, new.id),
-                        );
+                        tag_superseded(spec, op, subject, old, new, d);
                     } else {
                         d.step(
                             op,

@@ -66,15 +66,28 @@ pub struct Disk {
 }
 
 /// Disk operations inside each server.
+///
+/// Every change answers with the server's disks as the change left them: the same list
+/// [`Node::disks`] gives, read on the server after the change, in the same command. It is an
+/// observation, so the next plan can use it instead of asking the server again (one node round
+/// trip less after every disk command of a restore).
 #[async_trait::async_trait]
 pub trait Node: Send + Sync {
     /// The EBS disks the server sees (not its root disk).
     async fn disks(&self, server: &ServerName) -> PortResult<Vec<Disk>>;
     /// Take the disk of `volume` offline (Windows `Set-Disk -IsOffline $true`; Linux: flush, and
-    /// refuse if a partition is mounted).
-    async fn set_offline(&self, server: &ServerName, volume: &VolumeId) -> PortResult<()>;
-    /// Bring the disk online and clear read-only (Windows two `Set-Disk` calls; Linux: rescan).
-    async fn set_online(&self, server: &ServerName, volume: &VolumeId) -> PortResult<()>;
-    /// Give partition `number` of the disk the drive letter `letter` (Windows only).
-    async fn set_letter(&self, server: &ServerName, volume: &VolumeId, number: u32, letter: char) -> PortResult<()>;
+    /// refuse if a partition is mounted); returns the disks as it left them.
+    async fn set_offline(&self, server: &ServerName, volume: &VolumeId) -> PortResult<Vec<Disk>>;
+    /// Bring the disk online and clear read-only (Windows two `Set-Disk` calls; Linux: rescan);
+    /// returns the disks as it left them.
+    async fn set_online(&self, server: &ServerName, volume: &VolumeId) -> PortResult<Vec<Disk>>;
+    /// Give partition `number` of the disk the drive letter `letter` (Windows only); returns the
+    /// disks as it left them.
+    async fn set_letter(
+        &self,
+        server: &ServerName,
+        volume: &VolumeId,
+        number: u32,
+        letter: char,
+    ) -> PortResult<Vec<Disk>>;
 }

@@ -345,18 +345,35 @@ impl Node for SimNode {
         self.world.call("node:disks", None, |w, _| w.node_disks(server))
     }
 
-    async fn set_offline(&self, server: &ServerName, volume: &VolumeId) -> PortResult<()> {
+    // A change answers with the disk list it leaves, read in the same command (as the recipes do):
+    // no extra round trip.
+    async fn set_offline(&self, server: &ServerName, volume: &VolumeId) -> PortResult<Vec<Disk>> {
         self.world.round_trip(|l| l.node_api_s + l.node_disk_command_s).await;
-        self.world.call("node:set_offline", None, |w, now| w.node_set_offline(server, volume, now))
+        self.world.call("node:set_offline", None, |w, now| {
+            w.node_set_offline(server, volume, now)?;
+            w.node_disks(server)
+        })
     }
 
-    async fn set_online(&self, server: &ServerName, volume: &VolumeId) -> PortResult<()> {
+    async fn set_online(&self, server: &ServerName, volume: &VolumeId) -> PortResult<Vec<Disk>> {
         self.world.round_trip(|l| l.node_api_s + l.node_disk_command_s).await;
-        self.world.call("node:set_online", None, |w, now| w.node_set_online(server, volume, now))
+        self.world.call("node:set_online", None, |w, now| {
+            w.node_set_online(server, volume, now)?;
+            w.node_disks(server)
+        })
     }
 
-    async fn set_letter(&self, server: &ServerName, volume: &VolumeId, number: u32, letter: char) -> PortResult<()> {
+    async fn set_letter(
+        &self,
+        server: &ServerName,
+        volume: &VolumeId,
+        number: u32,
+        letter: char,
+    ) -> PortResult<Vec<Disk>> {
         self.world.round_trip(|l| l.node_api_s + l.node_disk_command_s).await;
-        self.world.call("node:set_letter", None, |w, now| w.node_set_letter(server, volume, number, letter, now))
+        self.world.call("node:set_letter", None, |w, now| {
+            w.node_set_letter(server, volume, number, letter, now)?;
+            w.node_disks(server)
+        })
     }
 }

@@ -345,8 +345,9 @@ async fn the_aws_adapter_turns_a_refused_zone_and_a_denied_dry_run_into_errors()
     assert_eq!(e.code, "UnauthorizedOperation");
 }
 
-/// A create that fails needing a human (twice: once per server) blocks the restore with FSR
-/// switched off; once fixed, the restore goes on: FSR on again, volumes fast-restored, FSR off.
+/// A create that fails needing a human blocks the restore with FSR switched off; once fixed, the
+/// restore goes on: FSR on again, volumes fast-restored, FSR off. One failure: whether the other
+/// server's create is tried before the block depends on when each zone's FSR is ready.
 #[tokio::test(start_paused = true)]
 async fn a_restore_failing_terminally_switches_its_fsr_off_and_on_again_after_the_fix() {
     let (lab, spec, snap) = prepared(13, ProcedureChoice::Reconfigure, "r1").await;
@@ -355,7 +356,7 @@ async fn a_restore_failing_terminally_switches_its_fsr_off_and_on_again_after_th
             op: "ec2:CreateVolume".to_owned(),
             code: "InvalidParameterValue".into(),
             class: mirrorctl::ports::ErrorClass::NeedsHuman,
-            count: 2,
+            count: 1,
         })
         .unwrap();
     match lab.apply(&spec).await {

@@ -66,7 +66,18 @@ fn parse_windows_list() {
 
 #[test]
 fn parse_outcomes_and_errors() {
-    assert!(parse_outcome(r#"{"ok":true,"changed":true,"warnings":[]}"#).expect("ok").changed);
+    let ok = parse_outcome(r#"{"ok":true,"changed":true,"warnings":[],"disks":[]}"#).expect("ok");
+    assert!(ok.changed && ok.disks.is_empty());
+    // A change answers with the disks it left (the boot disk left out, as in a listing).
+    let listed = parse_outcome(
+        r#"{"ok":true,"changed":false,"warnings":[],"disks":{"serial":"vol0123456789abcdef0","number":1,"online":true,"partitions":null}}"#,
+    )
+    .expect("one disk");
+    assert_eq!(listed.disks.len(), 1);
+    assert_eq!(listed.disks[0].volume, vol());
+    assert!(parse_outcome(r#"{"ok":true,"changed":true,"warnings":[],"disks":null}"#).expect("null").disks.is_empty());
+    // A success without its disk list is not the recipe's output.
+    assert!(matches!(parse_outcome(r#"{"ok":true,"changed":true,"warnings":[]}"#), Err(RecipeError::Output(_))));
     let e =
         parse_outcome(r#"{"ok":false,"code":"not_found","message":"no disk with serial vol0123"}"#).expect_err("nf");
     assert_eq!(e, RecipeError::NotFound("no disk with serial vol0123".into()));
@@ -170,7 +181,11 @@ fn linux_offline_flushes_found_by_id_link() {
     let other = VolumeId::parse("vol-0fedcba9876543210").expect("id");
     f.link_by_id(&other.nvme_serial(), "../../nvme2n1");
     let (out, log) = f.run(&DiskOp::Offline(other.clone()), "", false);
-    assert!(parse_outcome(&out).expect("ok").changed);
+    let outcome = parse_outcome(&out).expect("ok");
+    assert!(outcome.changed);
+    // The answer lists the disks as a `list` run does.
+    let (listed, _) = f.run(&DiskOp::List, "", false);
+    assert_eq!(outcome.disks, parse_disks(&listed).expect("list"));
     assert_eq!(
         log.lines().filter(|l| !l.starts_with("lsblk")).collect::<Vec<_>>(),
         ["sync", "blockdev --flushbufs /dev/nvme2n1"]
@@ -185,8 +200,14 @@ fn linux_online_is_best_effort_and_not_found_is_reported() {
     let f = Fakes::new();
     let other = VolumeId::parse("vol-0fedcba9876543210").expect("id");
     let (out, log) = f.run(&DiskOp::Online(other.clone()), "", false);
-    assert_eq!(parse_outcome(&out).expect("ok").warnings, Vec::<String>::new());
+    let outcome = parse_outcome(&out).expect("ok");
+    assert_eq!(outcome.warnings, Vec::<String>::new());
     assert!(log.contains("partprobe /dev/nvme2n1"), "{log}");
+    // Once udev has settled, the partition table is read again, and the answer lists the disks.
+    let calls: Vec<&str> = log.lines().map(|l| l.split(' ').next().unwrap_or(l)).collect();
+    assert_eq!(calls, ["lsblk", "partprobe", "udevadm", "lsblk"], "{log}");
+    assert!(log.contains("udevadm settle --timeout=10"), "{log}");
+    assert!(outcome.disks.iter().any(|d| d.volume == other), "{out}");
     let (out, _) = f.run(&DiskOp::Online(other), "", true);
     assert_eq!(parse_outcome(&out).expect("ok").warnings, vec!["partprobe /dev/nvme2n1 failed".to_owned()]);
     let missing = VolumeId::parse("vol-0000000000000000a").expect("id");

@@ -154,6 +154,51 @@ async fn a_restore_stays_within_a_dozen_describes_and_reports_initialization() {
     assert!(doc.inventory.new_volumes.values().all(|v| v.initialized == Some(true)), "{:?}", doc.inventory);
 }
 
+/// A disk command answers with the disk list it leaves, and the next pass plans from that answer
+/// instead of asking the server again; two commands on one server in one batch (the two drive
+/// letters) do not, since neither answer need show the other's change. The old volume's
+/// `superseded-by` tag goes in the batch of its disk going offline.
+#[tokio::test(start_paused = true)]
+async fn a_disk_commands_answer_is_the_next_passs_disk_list() {
+    use mirrorctl::execute::{EventKind, Progress};
+    let lab = Lab::windows(5);
+    let spec = example(Os::Windows);
+    let backup = with_backups(spec.clone(), &["b1"], 7);
+    assert_eq!(lab.apply(&backup).await, Settled::Converged);
+    let snap = lab.backup_snapshot(&spec, "b1");
+    lab.world.clock().sleep(Duration::from_mins(10)).await;
+    lab.world.accident();
+    lab.world.clock().sleep(Duration::from_mins(1)).await;
+    let restore = with_restore(backup, &snap, "r1", true);
+
+    let lists = |lab: &Lab| lab.world.call_counts().get("node:disks").copied().unwrap_or(0);
+    let before = lists(&lab);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut ctx = lab.ctx();
+    ctx.progress = Progress::to(tx);
+    assert_eq!(mirrorctl::reconcile::reconcile(&restore, &ctx).await.expect("reconcile"), Settled::Converged);
+    // Both servers at the first look and as their disks go and come (detach, attach), server1
+    // after its two letters; not after a disk went offline or came online (4 lists more when each
+    // disk command was followed by a read).
+    assert_eq!(lists(&lab) - before, 8, "node:disks calls during the restore");
+    let report = lab.world.oracle_report();
+    assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
+    let contents: Vec<_> = report.servers.values().map(|c| c.expect("mirror volume attached")).collect();
+    assert_eq!(contents[0], contents[1], "both sides identical after the restore");
+
+    drop(ctx);
+    let mut started = std::collections::BTreeMap::new();
+    while let Ok(e) = rx.try_recv() {
+        if let EventKind::StepStarted { step, .. } = e.kind {
+            started.insert(step.to_string(), e.at);
+        }
+    }
+    for s in ["server1", "server2"] {
+        let at = |kind: &str| started.get(&format!("restore/r1/{kind}@{s}")).copied().expect(kind);
+        assert_eq!(at("tag-superseded"), at("disk-offline"), "{s}: tagged in the offline's batch");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn initialization_runs_at_the_provisioned_rate() {
     use mirrorctl::ports::cloud::CreateVolume;
@@ -209,10 +254,18 @@ impl mirrorctl::ports::Node for SlowDisks {
         self.clock.sleep(self.delay).await;
         self.inner.disks(server).await
     }
-    async fn set_offline(&self, server: &ServerName, volume: &VolumeId) -> mirrorctl::ports::PortResult<()> {
+    async fn set_offline(
+        &self,
+        server: &ServerName,
+        volume: &VolumeId,
+    ) -> mirrorctl::ports::PortResult<Vec<mirrorctl::ports::node::Disk>> {
         self.inner.set_offline(server, volume).await
     }
-    async fn set_online(&self, server: &ServerName, volume: &VolumeId) -> mirrorctl::ports::PortResult<()> {
+    async fn set_online(
+        &self,
+        server: &ServerName,
+        volume: &VolumeId,
+    ) -> mirrorctl::ports::PortResult<Vec<mirrorctl::ports::node::Disk>> {
         self.inner.set_online(server, volume).await
     }
     async fn set_letter(
@@ -221,7 +274,7 @@ impl mirrorctl::ports::Node for SlowDisks {
         volume: &VolumeId,
         number: u32,
         letter: char,
-    ) -> mirrorctl::ports::PortResult<()> {
+    ) -> mirrorctl::ports::PortResult<Vec<mirrorctl::ports::node::Disk>> {
         self.inner.set_letter(server, volume, number, letter).await
     }
 }

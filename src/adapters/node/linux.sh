@@ -1,4 +1,5 @@
-# mirrorctl disk recipe (Linux, POSIX sh). Prints exactly one JSON document on stdout.
+# mirrorctl disk recipe (Linux, POSIX sh). Prints exactly one JSON document on stdout; a successful
+# change carries the disk list it leaves (`disks`, as `list` prints it).
 # The generated script appends one line: `mirrorctl_main <op> [serial]`.
 # External commands can be replaced through MIRRORCTL_* variables (tests use fakes).
 LSBLK=${MIRRORCTL_LSBLK:-lsblk}
@@ -6,6 +7,7 @@ FINDMNT=${MIRRORCTL_FINDMNT:-findmnt}
 BLOCKDEV=${MIRRORCTL_BLOCKDEV:-blockdev}
 PARTPROBE=${MIRRORCTL_PARTPROBE:-partprobe}
 SYNC=${MIRRORCTL_SYNC:-sync}
+UDEVADM=${MIRRORCTL_UDEVADM:-udevadm}
 BYID=${MIRRORCTL_BYID_DIR:-/dev/disk/by-id}
 BYID_PREFIX=nvme-Amazon_Elastic_Block_Store_
 # Where links to partitions are looked for (their other names, e.g. /dev/xvdb2 on Nitro).
@@ -59,8 +61,9 @@ is_mounted() { # device
   $FINDMNT -rn -S "$1" >/dev/null 2>&1
 }
 
-op_list() {
-  out='{"disks":['
+# JSON array of the disks (lsblk as last read).
+disk_array() {
+  out='['
   sep=''
   index=0
   tmp=$(blocks)
@@ -82,8 +85,10 @@ op_list() {
     sep=','
     index=$((index + 1))
   done
-  printf '%s]}\n' "$out"
+  printf '%s]' "$out"
 }
+
+op_list() { printf '{"disks":%s}\n' "$(disk_array)"; }
 
 op_offline() { # serial
   disk=$(find_disk "$1")
@@ -95,7 +100,7 @@ op_offline() { # serial
   [ -z "$busy" ] || fail mounted "mounted:$busy"
   $SYNC || fail failed "sync failed"
   $BLOCKDEV --flushbufs "$disk" || fail failed "blockdev --flushbufs $disk failed"
-  printf '{"ok":true,"changed":true,"warnings":[]}\n'
+  printf '{"ok":true,"changed":true,"warnings":[],"disks":%s}\n' "$(disk_array)"
 }
 
 op_online() { # serial
@@ -103,7 +108,11 @@ op_online() { # serial
   [ -n "$disk" ] || fail not_found "no disk with serial $1"
   warnings=''
   $PARTPROBE "$disk" >/dev/null 2>&1 || warnings=$(json_str "partprobe $disk failed")
-  printf '{"ok":true,"changed":false,"warnings":[%s]}\n' "$warnings"
+  # The answer lists the partitions with their other names: let udev finish making the links first.
+  $UDEVADM settle --timeout=10 >/dev/null 2>&1 || warnings="$warnings${warnings:+,}$(json_str "udevadm settle failed")"
+  # The partition table was re-read: list what the kernel shows now.
+  LSBLK_OUT=$($LSBLK -P -p -o NAME,SERIAL,TYPE,MOUNTPOINT,PKNAME,RO 2>/dev/null) || fail failed "lsblk failed"
+  printf '{"ok":true,"changed":false,"warnings":[%s],"disks":%s}\n' "$warnings" "$(disk_array)"
 }
 
 mirrorctl_main() {

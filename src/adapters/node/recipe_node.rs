@@ -11,7 +11,7 @@
 //! | `{"ok":false,"code":"not_found"}`         | `DiskNotFound`     | retryable (a disk appears a moment after its attach) |
 //! | `{"ok":false,"code":"mounted"}`           | `Mounted`          | needs human (someone must unmount) |
 //! | `{"ok":false,"code":"failed"}` (or other) | `DiskRecipeFailed` | needs human  |
-//! | output that is not the recipe's JSON      | `DiskRecipeOutput` | needs human  |
+//! | output that is not the recipe's JSON (a change without its disk list included) | `DiskRecipeOutput` | needs human |
 //! | the interpreter exited non-zero           | `DiskRecipeExit`   | needs human  |
 //! | drive letters on Linux                    | `NotSupported`     | needs human  |
 //! | a letter outside A–Z                      | `InvalidLetter`    | needs human  |
@@ -81,14 +81,15 @@ impl RecipeNode {
         Ok(out.stdout)
     }
 
-    async fn change(&self, server: &ServerName, op: DiskOp) -> PortResult<()> {
+    /// Runs a change; returns the disks it left (the recipe lists them after the change).
+    async fn change(&self, server: &ServerName, op: DiskOp) -> PortResult<Vec<Disk>> {
         let printed = self.run(server, &op).await?;
         let outcome = recipes::parse_outcome(&printed).map_err(|e| recipe_error(server, &e))?;
         for w in &outcome.warnings {
             tracing::warn!(%server, ?op, warning = %w, "disk recipe warning");
         }
         tracing::debug!(%server, ?op, changed = outcome.changed, "disk recipe done");
-        Ok(())
+        Ok(outcome.disks)
     }
 }
 
@@ -112,15 +113,21 @@ impl Node for RecipeNode {
         recipes::parse_disks(&printed).map_err(|e| recipe_error(server, &e))
     }
 
-    async fn set_offline(&self, server: &ServerName, volume: &VolumeId) -> PortResult<()> {
+    async fn set_offline(&self, server: &ServerName, volume: &VolumeId) -> PortResult<Vec<Disk>> {
         self.change(server, DiskOp::Offline(volume.clone())).await
     }
 
-    async fn set_online(&self, server: &ServerName, volume: &VolumeId) -> PortResult<()> {
+    async fn set_online(&self, server: &ServerName, volume: &VolumeId) -> PortResult<Vec<Disk>> {
         self.change(server, DiskOp::Online(volume.clone())).await
     }
 
-    async fn set_letter(&self, server: &ServerName, volume: &VolumeId, number: u32, letter: char) -> PortResult<()> {
+    async fn set_letter(
+        &self,
+        server: &ServerName,
+        volume: &VolumeId,
+        number: u32,
+        letter: char,
+    ) -> PortResult<Vec<Disk>> {
         self.change(server, DiskOp::SetLetter { volume: volume.clone(), partition: number, letter }).await
     }
 }

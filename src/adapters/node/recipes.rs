@@ -8,8 +8,10 @@
 //! `linux.sh`, next to this file) plus one generated call line; the only values spliced in are
 //! validated ids, numbers and a letter, so nothing needs quoting beyond single quotes. Every run
 //! prints exactly one JSON document: a disk list (`{"disks":[…]}`) or an operation result
-//! (`{"ok":true,"changed":…}` / `{"ok":false,"code":…,"message":…}`), parsed here into
-//! [`Disk`]s or an [`Outcome`]; the two OSes share the schema.
+//! (`{"ok":true,"changed":…,"disks":[…]}` / `{"ok":false,"code":…,"message":…}`), parsed here into
+//! [`Disk`]s or an [`Outcome`]; the two OSes share the schema. A successful operation lists the
+//! disks again after its change, in the same run, so its caller learns the state it left without
+//! a second round trip to the server.
 //!
 //! Windows cmdlets used: `Get-Disk` (`SerialNumber`, `Number`, `IsOffline`, `IsReadOnly`,
 //! `OfflineReason`, `IsBoot`, `IsSystem`), `Set-Disk -Number N -IsOffline $true|$false`,
@@ -20,7 +22,9 @@
 //! Linux commands used (each replaceable through an environment variable, for tests):
 //! `lsblk -P -p -o NAME,SERIAL,TYPE,MOUNTPOINT,PKNAME,RO` (`MIRRORCTL_LSBLK`), `findmnt -rn -S`
 //! (`MIRRORCTL_FINDMNT`), `sync` (`MIRRORCTL_SYNC`), `blockdev --flushbufs` (`MIRRORCTL_BLOCKDEV`),
-//! `partprobe` (`MIRRORCTL_PARTPROBE`), and the links in `/dev/disk/by-id`
+//! `partprobe` (`MIRRORCTL_PARTPROBE`), `udevadm settle --timeout=10` (`MIRRORCTL_UDEVADM`; after
+//! `partprobe`, so the answer's partition links exist: it "exits if all current events are
+//! handled", udevadm(8)), and the links in `/dev/disk/by-id`
 //! (`MIRRORCTL_BYID_DIR`) named `nvme-Amazon_Elastic_Block_Store_<serial>`. Linux has no offline
 //! state: "offline" flushes the disk after refusing if any of its partitions is mounted, "online"
 //! re-reads the partition table (best effort).
@@ -103,6 +107,9 @@ pub struct Outcome {
     pub changed: bool,
     /// Non-fatal problems (e.g. `partprobe` failed).
     pub warnings: Vec<String>,
+    /// The server's EBS data disks as the operation left them (listed after the change, filtered
+    /// like [`parse_disks`]).
+    pub disks: Vec<Disk>,
 }
 
 /// The script that performs `op` on `os`: the template plus one call line. Run it with
@@ -200,6 +207,18 @@ struct RawOutcome {
     message: Option<String>,
     #[serde(default)]
     warnings: Option<OneOrMany<String>>,
+    /// Absent from failures; a success without it is not the recipe's output (`Some(null)`: the
+    /// key with no disks).
+    #[serde(default, deserialize_with = "present")]
+    disks: Option<serde_json::Value>,
+}
+
+/// A key that is present, even as `null` (serde reads a plain `Option`'s `null` as absent).
+fn present<'de, D>(d: D) -> Result<Option<serde_json::Value>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// The EBS volume id behind a disk serial: `vol` + 8 or 17 hex digits, optionally followed by a
@@ -253,8 +272,14 @@ pub fn parse_disks(output: &str) -> Result<Vec<Disk>, RecipeError> {
     let text = output.trim().trim_start_matches('\u{feff}');
     check_failure(text)?;
     let raw: RawList = serde_json::from_str(text).map_err(|e| RecipeError::Output(e.to_string()))?;
+    Ok(data_disks(raw.disks))
+}
+
+/// The EBS data disks of a listing: disks whose serial is not an EBS volume id, and the
+/// boot/system disk, are left out.
+fn data_disks(raw: Option<OneOrMany<RawDisk>>) -> Vec<Disk> {
     let mut disks = Vec::new();
-    for d in OneOrMany::into_vec(raw.disks) {
+    for d in OneOrMany::into_vec(raw) {
         let Some(volume) = d.serial.as_deref().and_then(volume_from_serial) else { continue };
         if d.boot {
             continue;
@@ -280,17 +305,23 @@ pub fn parse_disks(output: &str) -> Result<Vec<Disk>, RecipeError> {
             partitions,
         });
     }
-    Ok(disks)
+    disks
 }
 
-/// Parses an operation recipe's output (offline, online, set letter).
+/// Parses an operation recipe's output (offline, online, set letter). A success must carry the
+/// disk list the operation left (`"disks"`, possibly empty or `null` for none).
 pub fn parse_outcome(output: &str) -> Result<Outcome, RecipeError> {
     let text = output.trim().trim_start_matches('\u{feff}');
-    let raw: RawOutcome = serde_json::from_str(text).map_err(|e| RecipeError::Output(e.to_string()))?;
+    let mut raw: RawOutcome = serde_json::from_str(text).map_err(|e| RecipeError::Output(e.to_string()))?;
     if !raw.ok {
         return Err(failure(raw));
     }
-    Ok(Outcome { changed: raw.changed, warnings: OneOrMany::into_vec(raw.warnings) })
+    let Some(disks) = raw.disks.take() else {
+        return Err(RecipeError::Output("the operation succeeded but printed no disk list (\"disks\")".into()));
+    };
+    let disks: Option<OneOrMany<RawDisk>> =
+        serde_json::from_value(disks).map_err(|e| RecipeError::Output(format!("the disk list: {e}")))?;
+    Ok(Outcome { changed: raw.changed, warnings: OneOrMany::into_vec(raw.warnings), disks: data_disks(disks) })
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-# mirrorctl disk recipe (Windows PowerShell 5.1+). Writes exactly one JSON document.
+# mirrorctl disk recipe (Windows PowerShell 5.1+). Writes exactly one JSON document; a successful
+# change carries the disk list it leaves (`disks`, as 'list' prints it).
 # The generated script appends one line: `Invoke-Mirrorctl -Op <op> [-Serial ...] [...]`.
 # Cmdlets: Get-Disk, Set-Disk, Get-Partition, Set-Partition, ConvertTo-Json.
 $ErrorActionPreference = 'Stop'
@@ -73,6 +74,8 @@ function Invoke-Mirrorctl([string]$Op, [string]$Serial, [int]$Partition, [string
             'letter' { $r = Set-MirrorctlLetter $Serial $Partition $Letter }
             default { throw "unknown operation $Op" }
         }
+        # A change answers with the disks as it left them (read after the change, same shape as 'list').
+        if ($Op -ne 'list') { $r['disks'] = @((Get-MirrorctlDisks).disks) }
         Out-Result $r
     } catch [System.IO.FileNotFoundException] {
         Out-Result @{ ok = $false; code = 'not_found'; message = $_.Exception.Message }

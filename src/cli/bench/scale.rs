@@ -61,7 +61,7 @@ pub(super) const FULL_SIZES: [usize; 5] = [1, 5, 20, 100, 1000];
 /// Cluster counts of `--quick` (CI).
 pub(super) const QUICK_SIZES: [usize; 3] = [1, 5, 20];
 /// Target of total ÷ throttle-bound minimum.
-const RATIO_TARGET: f64 = 1.1;
+const RATIO_TARGET: f64 = 1.05;
 /// Target of the throttled share, in percent.
 const THROTTLED_TARGET_PCT: f64 = 1.0;
 

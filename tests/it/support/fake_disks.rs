@@ -1,5 +1,5 @@
-//! Fake Linux disk tools for the sh disk recipe: `lsblk`, `findmnt`, `blockdev`, `sync` and
-//! `partprobe` scripts in a `bin` directory, backed by files beside it.
+//! Fake Linux disk tools for the sh disk recipe: `lsblk`, `findmnt`, `blockdev`, `sync`,
+//! `partprobe` and `udevadm` scripts in a `bin` directory, backed by files beside it.
 //!
 //! Why this module exists: the Linux recipe is run for real in two ways — directly with `sh`
 //! (`tests/it/node_recipes.rs`) and through the fake SSM endpoint inside an instance sandbox
@@ -50,6 +50,7 @@ impl FakeDisks {
             "partprobe",
             &format!(r#"echo "partprobe $*" >> '{r}/calls.log'; [ ! -e '{r}/partprobe.fail' ]"#),
         );
+        write_tool(&bin, "udevadm", &format!(r#"echo "udevadm $*" >> '{r}/calls.log'"#));
         FakeDisks { root: root.to_owned() }
     }
 

@@ -609,17 +609,23 @@ impl Node for MotoWorld {
         Ok(disks)
     }
 
-    async fn set_offline(&self, server: &ServerName, volume: &VolumeId) -> PortResult<()> {
+    async fn set_offline(&self, server: &ServerName, volume: &VolumeId) -> PortResult<Vec<Disk>> {
         self.count("node:set_offline");
         self.require_disk(server, volume).await
     }
 
-    async fn set_online(&self, server: &ServerName, volume: &VolumeId) -> PortResult<()> {
+    async fn set_online(&self, server: &ServerName, volume: &VolumeId) -> PortResult<Vec<Disk>> {
         self.count("node:set_online");
         self.require_disk(server, volume).await
     }
 
-    async fn set_letter(&self, server: &ServerName, _volume: &VolumeId, _number: u32, _letter: char) -> PortResult<()> {
+    async fn set_letter(
+        &self,
+        server: &ServerName,
+        _volume: &VolumeId,
+        _number: u32,
+        _letter: char,
+    ) -> PortResult<Vec<Disk>> {
         self.count("node:set_letter");
         Err(err("NotWindows", format!("{server} runs Linux: partitions have no drive letters"), ErrorClass::NeedsHuman))
     }
@@ -627,11 +633,11 @@ impl Node for MotoWorld {
 
 impl MotoWorld {
     /// Linux: a disk that is visible and not mounted can always be "taken offline" (flushed) or
-    /// "brought online" (rescanned).
-    async fn require_disk(&self, server: &ServerName, volume: &VolumeId) -> PortResult<()> {
+    /// "brought online" (rescanned); the answer is the disk list, which the change leaves as it was.
+    async fn require_disk(&self, server: &ServerName, volume: &VolumeId) -> PortResult<Vec<Disk>> {
         let disks = self.disks(server).await?;
         if disks.iter().any(|d| &d.volume == volume) {
-            Ok(())
+            Ok(disks)
         } else {
             Err(err(
                 "DiskNotFound",
