@@ -16,8 +16,9 @@
 //!    all of them as one crash-consistent set → `snapshot-set@standby` (single-volume backups keep
 //!    `CreateSnapshot`: one volume is consistent by itself, and its flows, faults and call counts
 //!    stay as they were proven); once the set exists, each of its snapshots is tagged with what its
-//!    volume holds → `tag-member@<snapshot>` (`CreateSnapshots` tags every snapshot alike; EC2 API
-//!    Reference, `CreateSnapshots`: `TagSpecifications` apply to all snapshots created);
+//!    volume holds → `tag-member@<snapshot>` (`CreateSnapshots` cannot tell them apart: its
+//!    `TagSpecifications` are "tags to apply to every snapshot specified by the instance", EC2 API
+//!    Reference, `CreateSnapshots`);
 //! 5. start the standby instance; CLUSTERPRO resynchronises → `start-instance@standby`, then
 //!    `complete` once the mirror is healthy again.
 //!
