@@ -77,6 +77,8 @@ pub struct Effective {
     pub lease: Duration,
     /// Where the lab's worlds live.
     pub lab_dir: PathBuf,
+    /// The `[notify]` of clusters whose files have none (settings file only).
+    pub notify: Option<crate::spec::NotifySpec>,
 }
 
 /// Merges the settings file and the flags (`state_dir`: the global `--state-dir`, if given).
@@ -119,6 +121,7 @@ pub fn effective(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
                 .unwrap_or(StoreSpec::Dir),
         },
         lease: lease_secs.map_or(crate::adapters::store::dynamodb::LEASE_DURATION, Duration::from_secs),
+        notify: file.notify,
     };
     if lease_secs.is_some() && eff.store == StoreSpec::Dir {
         return Err(CliError::Usage(
@@ -171,6 +174,7 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
     let speed = if eff.world == WorldKind::Lab { eff.speed } else { 1.0 };
     cfg.resync_look_rate = Some(Budgets::default().scaled(speed).describe.refill_per_s() / 2.0);
     cfg.debounce = eff.debounce;
+    cfg.default_notify = eff.notify;
     let controller = Controller::new(cfg);
     let shutdown = CancellationToken::new();
     let server_stop = CancellationToken::new();

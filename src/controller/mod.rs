@@ -99,6 +99,9 @@ pub struct Config {
     pub sinks: SinkFactory,
     /// Retries of one notification delivery.
     pub notify_retry: RetrySchedule,
+    /// Where the events of a cluster whose file has no `[notify]` go (`daemon.toml`'s
+    /// `[notify]`); `None`: such a cluster sends nothing.
+    pub default_notify: Option<crate::spec::NotifySpec>,
 }
 
 impl Config {
@@ -119,6 +122,7 @@ impl Config {
             backoff_max: Duration::from_mins(5),
             sinks,
             notify_retry: RetrySchedule::default(),
+            default_notify: None,
         }
     }
 }
@@ -284,7 +288,12 @@ impl Controller {
                 continue;
             }
             let desired = match crate::spec::load_file(path) {
-                Ok(spec) => Desired::Valid(Arc::new(spec)),
+                Ok(mut spec) => {
+                    if spec.notify.is_none() {
+                        spec.notify.clone_from(&self.cfg.default_notify);
+                    }
+                    Desired::Valid(Arc::new(spec))
+                }
                 Err(e) => Desired::Invalid(e.to_string()),
             };
             self.metrics.spec_valid(key, matches!(desired, Desired::Valid(_)));

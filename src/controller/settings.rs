@@ -1,4 +1,5 @@
-//! The daemon's settings file (`deploy/daemon.toml`): paths, intervals, listen address, world.
+//! The daemon's settings file (`deploy/daemon.toml`): paths, intervals, listen address, world,
+//! and the default `[notify]` of clusters whose files have none.
 //!
 //! Why a file: on the operations host the unit file should say *which* settings file, and the
 //! settings themselves live in configuration management next to it. Every key is optional (the
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::spec::{Source, SpecError, SpecErrors, parser_error};
+use crate::spec::{NotifySpec, Source, SpecError, SpecErrors, parser_error};
 
 /// Which world the daemon acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -52,6 +53,16 @@ pub struct Settings {
     /// Where the lab's simulated worlds live (lab only; default `<state_dir>/lab`). Daemons that
     /// stand for several hosts share one, as real hosts share one AWS account.
     pub lab_dir: Option<PathBuf>,
+    /// `[notify]`: where the events of every cluster whose desired-state file has no `[notify]`
+    /// go (the same keys, rules and errors as a desired-state file's). A file's own `[notify]`
+    /// replaces it entirely. Checked by [`crate::spec::load_notify`] after the other keys.
+    #[serde(default, deserialize_with = "checked_apart")]
+    pub notify: Option<NotifySpec>,
+}
+
+/// Accepts any value: `notify` is checked apart, with the desired-state rules and spans.
+fn checked_apart<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NotifySpec>, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| None)
 }
 
 impl Settings {
@@ -75,14 +86,16 @@ impl Settings {
 
     /// Parses `text` as the settings file `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Settings, SpecErrors> {
-        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+        let mut settings: Settings = serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
             let mut err = parser_error(&Source::new(path.to_owned(), text), &e);
             // The desired-state renderer points at its own README; point at the daemon's.
             if err.hint.as_deref().is_some_and(|h| h.contains("desired-state/README.md")) {
                 err.hint = Some("see deploy/README.md for the keys of daemon.toml and their types".to_owned());
             }
             SpecErrors(vec![err])
-        })
+        })?;
+        settings.notify = crate::spec::load_notify(path, text)?;
+        Ok(settings)
     }
 }
 
@@ -103,6 +116,29 @@ mod tests {
         let text = e.to_string();
         assert!(text.starts_with("error[unknown-key]: deploy/daemon.toml:2:1: resync_sec"), "{text}");
         assert!(text.contains("did you mean `resync_secs`?"), "{text}");
+    }
+
+    #[test]
+    fn notify_is_checked_with_the_desired_state_rules_in_the_settings_file() {
+        let ok = "world = \"lab\"\n[notify]\nsns_topic = \"arn:aws:sns:ap-northeast-1:123456789012:ops\"\n";
+        let s = Settings::parse(Path::new("d.toml"), ok).unwrap();
+        let n = s.notify.expect("the default [notify]");
+        assert_eq!(n.sns_topic.map(|t| t.arn), Some("arn:aws:sns:ap-northeast-1:123456789012:ops".to_owned()));
+        assert_eq!(n.events, crate::spec::NoticeKind::ALL);
+
+        let bad =
+            "world = \"lab\"\n\n[notify]\nwebhook = { url = \"http://hooks.example.com/x\", secret_env = \"S\" }\n";
+        let text = Settings::parse(Path::new("d.toml"), bad).unwrap_err().to_string();
+        assert!(text.starts_with("error[notify-webhook-url]: d.toml:4:"), "{text}");
+        assert!(text.contains("plain http to another host") && text.contains("write an https URL"), "{text}");
+
+        let text =
+            Settings::parse(Path::new("d.toml"), "[notify]\nevents = [\"completed\"]\n").unwrap_err().to_string();
+        assert!(text.starts_with("error[notify-no-destination]: d.toml:1:"), "{text}");
+
+        let text = Settings::parse(Path::new("d.toml"), "[notify]\nsns_topc = \"x\"\n").unwrap_err().to_string();
+        assert!(text.starts_with("error[unknown-key]: d.toml:2:1: notify.sns_topc"), "{text}");
+        assert!(text.contains("did you mean `sns_topic`?"), "{text}");
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //!    when the md's partitions are on several volumes (`cluster_device`), one `CreateSnapshots` of
 //!    all of them as one crash-consistent set → `snapshot-set@standby` (single-volume backups keep
 //!    `CreateSnapshot`: one volume is consistent by itself, and its flows, faults and call counts
-//!    stay as they were proven);
+//!    stay as they were proven); once the set exists, each of its snapshots is tagged with what its
+//!    volume holds → `tag-member@<snapshot>` (`CreateSnapshots` cannot tell them apart: its
+//!    `TagSpecifications` are "tags to apply to every snapshot specified by the instance", EC2 API
+//!    Reference, `CreateSnapshots`);
 //! 5. start the standby instance; CLUSTERPRO resynchronises → `start-instance@standby`, then
 //!    `complete` once the mirror is healthy again.
 //!
@@ -265,6 +268,13 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
 
     if let Some(snap) = snap {
         d.notes.push(format!("backup {name} is {} ({:?}, {}%)", snap.id, snap.state, snap.progress));
+        if set.len() > 1 {
+            let planned = journal.step(&op, &StepId::new(&op, "snapshot-set", standby_subject)).last_action;
+            tag_members(&mut d, &op, name, &tagged, planned, &set_members(spec, &set, standby));
+            if d.blocked.is_some() {
+                return d.outcome();
+            }
+        }
         let business_back = restart_business(&mut d, spec, obs, journal, &op, &active, "the snapshot exists");
         match standby_inst.state {
             InstanceState::Stopped => d.step(
@@ -528,6 +538,7 @@ fn snapshot_set(
     tags.insert(tag::SNAPSHOT_SET.into(), format!("{}/{name}", spec.cluster.name));
     tags.insert(tag::SET_SIZE.into(), set.len().to_string());
     tags.insert(tag::NAME.into(), format!("{}-{name}", spec.cluster.name));
+    let members = set_members(spec, set, standby);
     let exclude = obs
         .instances
         .get(&standby.instance)
@@ -546,12 +557,100 @@ fn snapshot_set(
                 description: format!("mirrorctl backup {name} of {} ({})", spec.cluster.name, standby.name),
                 tags,
             },
+            members,
         },
         format!(
             "no snapshot tagged backup {name} exists; the standby is stopped at the quiesce point and its {} volumes are one set",
             set.len()
         ),
     );
+}
+
+/// What the volume at `device` holds, as [`tag::HOLDS`] spells it: `<md>:<partitions>` for each
+/// md of the file with a partition there, in file order; empty when none has.
+pub fn holds(spec: &Spec, device: &crate::ids::DeviceName) -> String {
+    spec.mirrors()
+        .filter_map(|m| {
+            let partitions = match (&m.device == device, m.cluster_device.as_ref()) {
+                (true, None) => "cluster+data",
+                (true, Some(_)) => "data",
+                (false, Some(c)) if c == device => "cluster",
+                _ => return None,
+            };
+            Some(format!("{}:{partitions}", m.resource))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The identity tags of each volume of a set: the device it is attached at on the standby
+/// ([`tag::DEVICE`]) and what it holds there ([`tag::HOLDS`]).
+fn set_members(
+    spec: &Spec,
+    set: &[&crate::ports::cloud::Volume],
+    standby: &crate::spec::ServerSpec,
+) -> Vec<(crate::ids::VolumeId, Tags)> {
+    set.iter()
+        .filter_map(|v| {
+            let device = spec
+                .mirrors()
+                .flat_map(crate::spec::MirrorSpec::devices)
+                .find(|dev| v.attachments.iter().any(|a| a.instance == standby.instance && &a.device == *dev))?;
+            let tags = [(tag::DEVICE.to_owned(), device.to_string()), (tag::HOLDS.to_owned(), holds(spec, device))];
+            Some((v.id.clone(), tags.into()))
+        })
+        .collect()
+}
+
+/// Once a set exists, tags each of its snapshots with what its volume holds (`CreateTags`, one
+/// step per snapshot still lacking them: idempotent, so a crash before or after a call ends the
+/// same). What a volume holds comes from the intent of the `CreateSnapshots` step in the journal
+/// (`planned`), else from the standby's volumes now (`observed`; a set taken by a process whose
+/// intent lacks it). A snapshot of a volume neither names blocks the backup: guessing its
+/// identity could later restore it in the wrong place.
+fn tag_members(
+    d: &mut Draft,
+    op: &OpId,
+    name: &BackupName,
+    tagged: &[&Snapshot],
+    planned: Option<Action>,
+    observed: &[(crate::ids::VolumeId, Tags)],
+) {
+    let planned = match planned {
+        Some(Action::CreateSnapshotSet { members, .. }) if !members.is_empty() => members,
+        _ => observed.to_vec(),
+    };
+    for s in tagged {
+        let want = s.volume.as_ref().and_then(|v| planned.iter().find(|(id, _)| id == v)).map(|(_, t)| t);
+        let Some(want) = want else {
+            d.block(
+                "snapshot-set-member-unknown",
+                format!(
+                    "snapshot {} of backup {name} was taken from {}, which is not a volume of the set",
+                    s.id,
+                    s.volume.as_ref().map_or_else(|| "an unknown volume".to_owned(), ToString::to_string)
+                ),
+                format!(
+                    "delete the snapshots tagged {}={} (the set cannot be told apart), then take the backup again under a new name",
+                    tag::REQUEST,
+                    op.request_tag()
+                ),
+            );
+            return;
+        };
+        if want.iter().any(|(k, v)| s.tags.get(k) != Some(v)) {
+            d.step(
+                op,
+                "tag-member",
+                Some(s.id.as_str()),
+                Action::Tag { resource: s.id.to_string(), tags: want.clone() },
+                format!(
+                    "snapshot {} of set {name} must say what its volume holds: CreateSnapshots tagged every snapshot alike",
+                    s.id
+                ),
+            );
+        }
+    }
 }
 
 /// The step that takes the standby out of the cluster and shuts it down, per procedure.
@@ -697,8 +796,19 @@ pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<S
     let mut d = Draft::default();
     let tags: Tags =
         [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::ROLE.to_owned(), "backup".to_owned())].into();
-    let mut completed: Vec<&Snapshot> =
-        obs.snapshots_tagged(&tags).into_iter().filter(|s| s.state == SnapshotState::Completed).collect();
+    let mut completed: Vec<&Snapshot> = Vec::new();
+    for s in obs.snapshots_tagged(&tags).into_iter().filter(|s| s.state == SnapshotState::Completed) {
+        if lacks_identity(s) {
+            d.notes.push(format!(
+                "{}: not counted as a completed backup: it is a snapshot of a set without {} and {} (being tagged, or taken by an older mirrorctl)",
+                s.id,
+                tag::HOLDS,
+                tag::DEVICE
+            ));
+        } else {
+            completed.push(s);
+        }
+    }
     completed.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
     let newest = completed.first().map(|s| backup_key(s));
     let own: Vec<&Snapshot> = completed
@@ -770,6 +880,12 @@ pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<S
     d.outcome()
 }
 
+/// Whether `s` is a snapshot of a set that does not (yet) say what its volume holds: such a backup
+/// is not complete, and no restore takes it.
+pub fn lacks_identity(s: &Snapshot) -> bool {
+    s.tags.contains_key(tag::SNAPSHOT_SET) && !(s.tags.contains_key(tag::HOLDS) && s.tags.contains_key(tag::DEVICE))
+}
+
 /// The backup a snapshot belongs to: its name (the snapshots of a set share it), else its id.
 fn backup_key(s: &Snapshot) -> &str {
     s.tags.get(tag::REQUEST).map_or(s.id.as_str(), String::as_str)
@@ -787,8 +903,11 @@ pub fn copies(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView
     let mut d = Draft::default();
     let tags: Tags =
         [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::ROLE.to_owned(), "backup".to_owned())].into();
-    let mut own: Vec<&Snapshot> =
-        obs.snapshots_tagged(&tags).into_iter().filter(|s| s.state == SnapshotState::Completed).collect();
+    let mut own: Vec<&Snapshot> = obs
+        .snapshots_tagged(&tags)
+        .into_iter()
+        .filter(|s| s.state == SnapshotState::Completed && !lacks_identity(s))
+        .collect();
     own.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
     let window = jiff::SignedDuration::try_from(expect::SNAPSHOT_VISIBILITY).unwrap_or_default();
     for t in &b.copy_to {
@@ -1146,6 +1265,35 @@ keep_days = 30
         snaps.push(snap(0x33, "older-manual", None, 50, now));
         let obs = observed(now, snaps);
         assert_eq!(deleted(&spec, &obs), [0x14, 0x15, 0x23, 0x24, 0x33]);
+    }
+
+    /// A set whose snapshots do not say what they hold is not a completed backup: it is neither
+    /// the newest completed one (which would let the older, usable backup go) nor counted.
+    #[test]
+    fn a_set_without_identity_tags_is_not_counted_as_completed() {
+        let now = at("2026-11-24T12:00:00Z");
+        let spec = spec_with("keep = 1", None);
+        let usable = snap(0x51, "older", None, 48, now);
+        let mut set: Vec<Snapshot> = (0..2).map(|i| snap(0x52 + i, "newer", None, 1, now)).collect();
+        for s in &mut set {
+            s.tags.insert(tag::SNAPSHOT_SET.into(), "prod-db/newer".into());
+            s.tags.insert(tag::SET_SIZE.into(), "2".into());
+        }
+        let mut all = vec![usable.clone()];
+        all.extend(set.clone());
+        assert_eq!(
+            deleted(&spec, &observed(now, all)),
+            Vec::<u32>::new(),
+            "the untagged set does not push out the usable one"
+        );
+        // Once tagged, the set is the newest completed backup and keep = 1 lets the older one go.
+        for (i, s) in set.iter_mut().enumerate() {
+            s.tags.insert(tag::HOLDS.into(), if i == 0 { "md:data" } else { "md:cluster" }.into());
+            s.tags.insert(tag::DEVICE.into(), format!("/dev/sd{}", ['x', 'y'][i]));
+        }
+        let mut all = vec![usable];
+        all.extend(set);
+        assert_eq!(deleted(&spec, &observed(now, all)), [0x51]);
     }
 
     #[test]

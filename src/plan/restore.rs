@@ -19,7 +19,7 @@
 //! Old volumes are never deleted: they get `mirrorctl:superseded-by`. Volumes of an abandoned
 //! request get `mirrorctl:abandoned-by` and are listed in status.
 
-use crate::ids::{RequestName, ServerName, SnapshotId, Zone};
+use crate::ids::{BackupName, RequestName, ServerName, SnapshotId, Zone};
 use crate::journal::JournalView;
 use crate::observe::Observed;
 use crate::ports::cloud::{
@@ -148,10 +148,12 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
 ///
 /// The mapping is explicit and checked before any step: a backup of one volume holds one
 /// snapshot, restored at `mirror.device` as today; a backup of several volumes is a set
-/// (`mirrorctl:set-size`) and needs a file describing that many volumes. Refused, naming what is
-/// wrong: no snapshot of that name (with this cluster's newest backups), part of a set missing or
-/// failed, a snapshot not yet `completed`, a set whose size is not the number of volumes the
-/// file's mirrors use; and, for now, any set of several volumes (restoring a set is not built).
+/// (`mirrorctl:set-size`) whose snapshots each say what they hold (`mirrorctl:holds`), matched
+/// against the file's mirrors by md resource and partitions. Refused, naming what is wrong: no
+/// snapshot of that name (with this cluster's newest backups), part of a set missing or failed, a
+/// snapshot not yet `completed`, one snapshot for a file of several volumes, a set whose snapshots
+/// do not say what they hold, a set that does not hold what the file describes; and, for now, any
+/// set of several volumes (restoring a set is not built).
 pub fn of_backup(spec: &Spec, obs: &Observed, rb: &crate::spec::BackupRestoreSpec) -> Result<SnapshotId, Condition> {
     let name = &rb.backup;
     let cond = |reason: &str, message: String, action: String| Condition { reason: reason.to_owned(), message, action };
@@ -228,6 +230,9 @@ pub fn of_backup(spec: &Spec, obs: &Observed, rb: &crate::spec::BackupRestoreSpe
             "wait until it completes (mirrorctl checks again on every pass), or name another backup".to_owned(),
         ));
     }
+    if size > 1 {
+        return match_set(spec, name, &good).and_then(|()| Err(super::shape_refusal(spec, "restore")));
+    }
     let devices: Vec<String> =
         spec.mirrors().flat_map(crate::spec::MirrorSpec::devices).map(ToString::to_string).collect();
     if good.len() != devices.len() {
@@ -248,6 +253,68 @@ pub fn of_backup(spec: &Spec, obs: &Observed, rb: &crate::spec::BackupRestoreSpe
         [one] => Ok(one.id.clone()),
         _ => Err(super::shape_refusal(spec, "restore")),
     }
+}
+
+/// Checks a set of several snapshots against the file's mirrors by what each snapshot says it
+/// holds ([`tag::HOLDS`]: md resource and partitions): every volume of the file's mirrors must be
+/// held by exactly one snapshot, and no snapshot may hold anything else. A set whose snapshots do
+/// not say (taken before mirrorctl tagged them, or still being tagged) is refused.
+fn match_set(spec: &Spec, name: &BackupName, good: &[&crate::ports::cloud::Snapshot]) -> Result<(), Condition> {
+    let untagged: Vec<String> =
+        good.iter().filter(|s| super::backup::lacks_identity(s)).map(|s| s.id.to_string()).collect();
+    if !untagged.is_empty() {
+        return Err(Condition {
+            reason: "backup-set-untagged".to_owned(),
+            message: format!(
+                "backup {name} is a set whose snapshots {} do not say which volume each holds (no {} and {} tags): it was taken by an older mirrorctl, or is still being tagged",
+                untagged.join(", "),
+                tag::HOLDS,
+                tag::DEVICE
+            ),
+            action: format!(
+                "name a backup taken by this mirrorctl, or take a new one; to use this set, tag each snapshot by hand with {}=<md>:<cluster+data|data|cluster> and {}=<device on the standby>",
+                tag::HOLDS,
+                tag::DEVICE
+            ),
+        });
+    }
+    let mut want: Vec<String> = Vec::new();
+    for device in spec.mirrors().flat_map(crate::spec::MirrorSpec::devices) {
+        let h = super::backup::holds(spec, device);
+        if !want.contains(&h) {
+            want.push(h);
+        }
+    }
+    let have: Vec<String> = good.iter().filter_map(|s| s.tags.get(tag::HOLDS).cloned()).collect();
+    let missing: Vec<&String> = want.iter().filter(|w| !have.contains(w)).collect();
+    let extra: Vec<String> = good
+        .iter()
+        .filter_map(|s| {
+            let h = s.tags.get(tag::HOLDS)?;
+            let repeated = have.iter().filter(|x| *x == h).count() > 1;
+            (!want.contains(h) || repeated).then(|| format!("{} holds {h}", s.id))
+        })
+        .collect();
+    if missing.is_empty() && extra.is_empty() {
+        return Ok(());
+    }
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts
+            .push(format!("no snapshot holds {}", missing.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" or ")));
+    }
+    if !extra.is_empty() {
+        parts.push(format!("not what the file describes: {}", extra.join(", ")));
+    }
+    Err(Condition {
+        reason: "backup-set-mismatch".to_owned(),
+        message: format!(
+            "backup {name} does not match the mirrors of {}: {}",
+            spec.source.display(),
+            parts.join("; ")
+        ),
+        action: "restore it with a file whose [mirror] entries describe the md resources and partitions that backup was taken of, or name another backup".to_owned(),
+    })
 }
 
 #[allow(clippy::too_many_lines)]

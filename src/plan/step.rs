@@ -193,6 +193,11 @@ pub enum Action {
         server: ServerName,
         /// Parameters.
         request: CreateSnapshotSet,
+        /// What each volume of the set is: the tags ([`crate::ports::cloud::tag::HOLDS`],
+        /// [`crate::ports::cloud::tag::DEVICE`]) each of its snapshots gets once the set exists,
+        /// kept in the journal's intent so a resumed backup tags by what was planned.
+        #[serde(default)]
+        members: Vec<(crate::ids::VolumeId, Tags)>,
     },
     /// EC2: delete one of our backup snapshots (retention).
     DeleteSnapshot {
@@ -330,7 +335,7 @@ impl Action {
             Action::AttachVolume { server, volume, device, .. } => format!("attach {volume} to {server} at {device}"),
             Action::DetachVolume { server, volume, .. } => format!("detach {volume} from {server}"),
             Action::CreateSnapshot { server, request } => format!("snapshot {} ({server})", request.volume),
-            Action::CreateSnapshotSet { server, request } => {
+            Action::CreateSnapshotSet { server, request, .. } => {
                 let v: Vec<String> = request.volumes.iter().map(ToString::to_string).collect();
                 format!("snapshot {} as one set ({server})", v.join(" + "))
             }

@@ -39,6 +39,14 @@ pub mod tag {
     pub const SNAPSHOT_SET: &str = "mirrorctl:snapshot-set";
     /// On every snapshot of a crash-consistent set: how many snapshots the set has.
     pub const SET_SIZE: &str = "mirrorctl:set-size";
+    /// On each snapshot of a set: what its volume holds, `<md>:<partitions>` per md resource in
+    /// file order, comma-separated, where `<partitions>` is `cluster+data`, `data` or `cluster`
+    /// (`md1:data,md2:cluster` for a volume two md share). Written with `CreateTags` once the set
+    /// exists: `CreateSnapshots` puts the same tags on every snapshot of the set.
+    pub const HOLDS: &str = "mirrorctl:holds";
+    /// On each snapshot of a set: the device its volume was attached at on the standby
+    /// (`/dev/sdx`). Written with [`HOLDS`].
+    pub const DEVICE: &str = "mirrorctl:device";
     /// On a scheduled backup snapshot: the schedule that took it (its retention group).
     pub const SCHEDULE: &str = "mirrorctl:schedule";
     /// On a cross-region copy: the region of the snapshot it was copied from.

@@ -15,7 +15,7 @@ mod validate;
 
 pub(crate) use error::Source;
 pub use error::{ErrorKind, SpecError, SpecErrors};
-pub use load::{load_file, load_str};
+pub use load::{load_file, load_notify, load_str};
 pub(crate) use load::{parse_cron, parser_error};
 pub use types::{
     Access, ApiSpec, ApiTls, BackupRestoreSpec, BackupSpec, ClusterSpec, CopyTarget, Every, MirrorSpec, NoticeKind,

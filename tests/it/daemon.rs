@@ -390,6 +390,23 @@ fn a_bad_settings_file_names_file_line_and_key() {
 }
 
 #[test]
+fn a_bad_default_notify_in_the_settings_file_exits_65_naming_file_line_and_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = "world = \"lab\"\n\n[notify]\nwebhook = { url = \"https://hooks.example.com/m\" }\n";
+    std::fs::write(tmp.path().join("daemon.toml"), text).unwrap();
+    let out = Command::new(BIN)
+        .current_dir(tmp.path())
+        .args(["run", "--config", "daemon.toml"])
+        .env_remove("MIRRORCTL_STATE_DIR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    assert!(stderr.contains("error[notify-webhook-secret]: daemon.toml:4:"), "{stderr}");
+    assert!(stderr.contains("add one of secret_env"), "{stderr}");
+}
+
+#[test]
 fn an_invalid_edit_is_reported_and_the_last_valid_version_is_still_served() {
     let tmp = desired_dir(&["b1"]);
     let cwd = tmp.path();

@@ -215,6 +215,34 @@ fn mutating_statements_are_scoped_and_deletes_limited_to_own_backups() {
     }
 }
 
+/// The snapshots of a set are tagged after `CreateSnapshots` with what each holds: the policy
+/// allows exactly those keys, on mirrorctl's own set snapshots only.
+#[test]
+fn set_snapshots_may_be_tagged_with_their_identity_keys_only() {
+    use mirrorctl::ports::cloud::tag;
+    let policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("deploy/iam-policy.json")).unwrap()).unwrap();
+    let st = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| {
+            st["Action"] == "ec2:CreateTags"
+                && st["Resource"] == "arn:aws:ec2:*::snapshot/*"
+                && st["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"].is_array()
+        })
+        .expect("a CreateTags statement for set snapshots");
+    let keys: Vec<&str> = st["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    assert_eq!(keys, [tag::HOLDS, tag::DEVICE], "{st}");
+    assert_eq!(st["Condition"]["StringEquals"]["aws:ResourceTag/mirrorctl:role"], "backup", "{st}");
+    assert_eq!(st["Condition"]["StringLike"][format!("aws:ResourceTag/{}", tag::SNAPSHOT_SET)], "?*", "{st}");
+}
+
 #[test]
 fn run_command_is_limited_to_the_script_documents_and_managed_instances() {
     let policy: serde_json::Value =

@@ -107,6 +107,28 @@ fn split_lab(seed: u64) -> (Lab, mirrorctl::spec::Spec) {
     (Lab::new(scenario, seed), spec)
 }
 
+/// Each snapshot of a set of md's data volume (`data`, at `/dev/sdx`) and cluster-partition volume
+/// (`cluster`, at `/dev/sdy`) says which it holds and where it was attached.
+fn assert_identity(
+    snaps: &[mirrorctl::ports::cloud::Snapshot],
+    data: &mirrorctl::ids::VolumeId,
+    cluster: &mirrorctl::ids::VolumeId,
+) {
+    use mirrorctl::ports::cloud::tag;
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    for s in snaps {
+        let (holds, device) = if s.volume.as_ref() == Some(data) {
+            ("md:data", "/dev/sdx")
+        } else if s.volume.as_ref() == Some(cluster) {
+            ("md:cluster", "/dev/sdy")
+        } else {
+            panic!("{} is of neither volume: {snaps:?}", s.id)
+        };
+        assert_eq!(s.tags.get(tag::HOLDS).map(String::as_str), Some(holds), "{s:?}");
+        assert_eq!(s.tags.get(tag::DEVICE).map(String::as_str), Some(device), "{s:?}");
+    }
+}
+
 /// The standby's volumes at `devices`, and the snapshots of backup `name` with their volumes.
 async fn set_of(
     lab: &Lab,
@@ -148,6 +170,9 @@ async fn a_backup_of_an_md_on_two_volumes_is_one_snapshot_set_of_exactly_those()
     let sets: Vec<_> = actions.iter().filter(|(_, a)| matches!(a, Action::CreateSnapshotSet { .. })).collect();
     assert_eq!(sets.len(), 1, "{actions:?}");
     assert!(!actions.iter().any(|(_, a)| matches!(a, Action::CreateSnapshot { .. })));
+    assert_identity(&snaps, &vols[0], &vols[1]);
+    let tagging: Vec<_> = actions.iter().filter(|(id, _)| id.starts_with("backup/b1/tag-member@")).collect();
+    assert_eq!(tagging.len(), 2, "one CreateTags per snapshot of the set: {actions:?}");
     let data = snaps.iter().find(|s| s.volume.as_ref() == Some(&vols[0])).unwrap();
     common::assert_backup_captured(&lab.world, &data.id);
 
@@ -221,8 +246,9 @@ async fn a_set_backup_resumes_from_a_crash_at_every_step_boundary_without_a_seco
                 lab.restart();
                 assert_eq!(lab.apply(&spec).await, Settled::Converged, "resume after {point:?} #{n}");
             }
-            let (_, snaps) = set_of(&lab, &spec, "b1").await;
+            let (vols, snaps) = set_of(&lab, &spec, "b1").await;
             assert_eq!(snaps.len(), 2, "{point:?} #{n}: one set of two snapshots: {snaps:?}");
+            assert_identity(&snaps, &vols[0], &vols[1]);
             if point == CrashPoint::BeforeIntent && !switch.fired() {
                 assert!(n > 5, "the campaign covered the backup's steps");
                 return;
@@ -290,6 +316,17 @@ async fn a_set_backup_on_moto_makes_two_tagged_snapshots_of_the_standby() {
     let set_id = format!("{}/b1", spec.cluster.name);
     assert!(snaps.iter().all(|s| s.tags.get(tag::SNAPSHOT_SET) == Some(&set_id)), "{snaps:?}");
     assert_eq!(cloud.call_counts().get("ec2:CreateSnapshots"), Some(&1), "{:?}", cloud.call_counts());
+    // Each snapshot says what its volume holds and where it was attached (CreateTags after the set).
+    for s in &snaps {
+        let md = &spec.mirror.resource;
+        let (holds, device) = if s.volume.as_ref() == Some(&cluster_volumes[1].0) {
+            (format!("{md}:data"), spec.mirror.device.to_string())
+        } else {
+            (format!("{md}:cluster"), dev("/dev/xvdc").to_string())
+        };
+        assert_eq!(s.tags.get(tag::HOLDS), Some(&holds), "{s:?}");
+        assert_eq!(s.tags.get(tag::DEVICE), Some(&device), "{s:?}");
+    }
 }
 
 /// The same set backup on Linux with NEC's pre- and post-processing (`procedure = "vendor"`).
@@ -433,9 +470,16 @@ async fn a_restore_by_backup_name_of_a_set_is_checked_against_the_files_volumes_
     let c = blocked_on(&lab, &single).await;
     assert_eq!(c.reason, "backup-set-mismatch", "{c:?}");
     assert!(
-        snaps.iter().all(|s| c.message.contains(s.id.as_str())) && c.message.contains("1 volume(s) (/dev/sdx)"),
+        c.message.contains("no snapshot holds md:cluster+data")
+            && snaps.iter().all(|s| c.message.contains(&format!("{} holds md:", s.id))),
         "{c:?}"
     );
+    // The same number of volumes, but another md: checked by what each snapshot holds, not by count.
+    let mut other = by_backup(spec.clone(), "b1", "r1");
+    other.mirror.resource = md2();
+    let c = blocked_on(&lab, &other).await;
+    assert_eq!(c.reason, "backup-set-mismatch", "{c:?}");
+    assert!(c.message.contains("no snapshot holds md2:data or md2:cluster"), "{c:?}");
     // The file of the set's shape: the set maps, but restoring a set is not built yet.
     let c = blocked_on(&lab, &by_backup(spec.clone(), "b1", "r1")).await;
     assert_eq!(c.reason, "several-volumes-not-supported", "{c:?}");
@@ -445,4 +489,37 @@ async fn a_restore_by_backup_name_of_a_set_is_checked_against_the_files_volumes_
     assert_eq!(c.reason, "partial-snapshot-set", "{c:?}");
     assert!(c.message.contains("1 of the 2 snapshots") && c.message.contains(snaps[1].id.as_str()), "{c:?}");
     assert!(lab.actions(&single).iter().all(|(id, _)| !id.starts_with("restore/")), "nothing of the restore ran");
+}
+
+/// A set taken by an older mirrorctl (one `CreateSnapshots`, the backup's tags, nothing saying what
+/// each snapshot holds) is refused by name, saying what to do; nothing of the restore runs.
+#[tokio::test(start_paused = true)]
+async fn a_restore_by_backup_name_refuses_a_set_whose_snapshots_do_not_say_what_they_hold() {
+    use mirrorctl::ports::cloud::{CreateSnapshotSet, tag};
+    let (lab, spec) = split_lab(93);
+    let (vols, _) = set_of(&lab, &spec, "old").await;
+    let standby = &spec.cluster.servers[1];
+    let tags: Tags = [
+        (tag::CLUSTER.to_owned(), spec.cluster.name.to_string()),
+        (tag::REQUEST.to_owned(), "old".to_owned()),
+        (tag::ROLE.to_owned(), "backup".to_owned()),
+        (tag::SNAPSHOT_SET.to_owned(), format!("{}/old", spec.cluster.name)),
+        (tag::SET_SIZE.to_owned(), "2".to_owned()),
+    ]
+    .into();
+    let req = CreateSnapshotSet {
+        instance: standby.instance.clone(),
+        volumes: vols[..2].to_vec(),
+        exclude: vec![vols[2].clone()],
+        description: "taken by an older mirrorctl".into(),
+        tags,
+    };
+    lab.world.ports().cloud.create_snapshot_set(&req).await.unwrap();
+    mirrorctl::ports::Clock::sleep(&lab.world.clock(), std::time::Duration::from_hours(12)).await;
+    let restore = by_backup(spec.clone(), "old", "r1");
+    let c = blocked_on(&lab, &restore).await;
+    assert_eq!(c.reason, "backup-set-untagged", "{c:?}");
+    assert!(c.message.contains("older mirrorctl") && c.message.contains(tag::HOLDS), "{c:?}");
+    assert!(c.action.contains("take a new one"), "{c:?}");
+    assert!(lab.actions(&restore).iter().all(|(id, _)| !id.starts_with("restore/")), "nothing of the restore ran");
 }

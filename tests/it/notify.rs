@@ -434,3 +434,70 @@ async fn apply_delivers_its_completion_before_it_exits_even_after_a_500() {
     assert_eq!(got[1].json()["operation"], "backup/b1");
     assert_signed(&got[1]);
 }
+
+/// The example `prod-db` file renamed to cluster `name`, asking for backup `b1`, plus `extra`.
+fn daemon_file(name: &str, extra: &str) -> String {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/desired-state/prod-db.toml")).unwrap();
+    text.replace("name = \"prod-db\"", &format!("name = \"{name}\"")).replacen(
+        "[backup]\n",
+        "[backup]\ntake = [\"b1\"]\n",
+        1,
+    ) + extra
+}
+
+/// `mirrorctl run` with a `daemon.toml` whose `[notify]` names a default webhook: the cluster
+/// whose file has no `[notify]` announces its backup there; the cluster with its own `[notify]`
+/// announces only to its own webhook (a file's table replaces the default entirely).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemons_default_notify_serves_files_without_one_and_a_files_own_replaces_it() {
+    let default_hook = Receiver::start(&[]).await;
+    let own_hook = Receiver::start(&[]).await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir(tmp.path().join("ds")).unwrap();
+    std::fs::write(tmp.path().join("ds/plain.toml"), daemon_file("plain", "")).unwrap();
+    let own =
+        format!("\n[notify]\nwebhook = {{ url = \"{}\", secret_env = \"HOOK_SECRET_FOR_TEST\" }}\n", own_hook.url());
+    std::fs::write(tmp.path().join("ds/own.toml"), daemon_file("own", &own)).unwrap();
+    let settings = format!(
+        "world = \"lab\"\ndir = \"ds\"\nspeed = 2000.0\n\n[notify]\nwebhook = {{ url = \"{}\", secret_env = \"HOOK_SECRET_FOR_TEST\" }}\nevents = [\"completed\"]\n",
+        default_hook.url()
+    );
+    std::fs::write(tmp.path().join("daemon.toml"), settings).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorctl"))
+        .current_dir(tmp.path())
+        .args(["run", "--config", "daemon.toml", "--state-dir", "state", "--listen", &format!("127.0.0.1:{port}")])
+        .env("HOOK_SECRET_FOR_TEST", SECRET)
+        .env_remove("MIRRORCTL_STATE_DIR")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn mirrorctl run");
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    let completed = |got: &[Received], cluster: &str| {
+        got.iter().any(|r| r.json()["cluster"] == cluster && r.json()["operation"] == "backup/b1")
+    };
+    while !(completed(&default_hook.got(), "plain") && completed(&own_hook.got(), "own")) {
+        if tokio::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("default: {:?}\nown: {:?}", default_hook.got(), own_hook.got());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let default_got = default_hook.got();
+    assert!(
+        default_got.iter().all(|r| r.json()["cluster"] == "plain"),
+        "only the file without [notify]: {default_got:?}"
+    );
+    assert!(
+        default_got.iter().all(|r| r.json()["event"] == "completed"),
+        "the default's events list applies: {default_got:?}"
+    );
+    assert_signed(&default_got[0]);
+    assert!(own_hook.got().iter().all(|r| r.json()["cluster"] == "own"), "{:?}", own_hook.got());
+}

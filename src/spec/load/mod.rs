@@ -48,6 +48,28 @@ pub fn load_str(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
     load_located(path, text).map(|(spec, _)| spec)
 }
 
+/// Checks the `[notify]` table of `text`, the content of another file than a desired-state one
+/// (the daemon's settings file, `path`, whose `[notify]` is the default of every cluster whose
+/// file has none): the same keys, rules and errors as a desired-state file's `[notify]`, located
+/// in `path`. The other keys of `text` are not looked at. `Ok(None)` when there is no `[notify]`.
+pub fn load_notify(path: &Path, text: &str) -> Result<Option<super::types::NotifySpec>, SpecErrors> {
+    #[derive(serde::Deserialize)]
+    struct NotifyOnly {
+        notify: Option<super::raw::RawNotify>,
+    }
+    let source = Source::new(path.to_path_buf(), text);
+    let raw: NotifyOnly = match serde_path_to_error::deserialize(toml::Deserializer::new(text)) {
+        Ok(raw) => raw,
+        Err(e) => return Err(SpecErrors(vec![parser_error(&source, &e)])),
+    };
+    let Some(raw) = raw.notify else { return Ok(None) };
+    let mut checker = Checker { source: &source, errors: Vec::new() };
+    match checker.notify(&raw) {
+        Some(n) if checker.errors.is_empty() => Ok(Some(n)),
+        _ => Err(SpecErrors(checker.errors)),
+    }
+}
+
 /// The error for a file that cannot be read.
 pub(crate) fn io_error(path: &Path, e: &std::io::Error) -> SpecError {
     SpecError {
