@@ -41,6 +41,7 @@ use crate::ports::cluster::{ObjectState, Operation, PreflightRequest, Procedure,
 use crate::spec::{BackupSpec, Every, ScheduleSpec, Spec};
 
 use super::restore::{at_device, layout_of};
+use super::set_identity::{holds, lacks_identity};
 use super::step::{Action, OpId, StepId, Watch};
 use super::{Draft, Outcome, base_tags, expect};
 
@@ -566,23 +567,6 @@ fn snapshot_set(
     );
 }
 
-/// What the volume at `device` holds, as [`tag::HOLDS`] spells it: `<md>:<partitions>` for each
-/// md of the file with a partition there, in file order; empty when none has.
-pub fn holds(spec: &Spec, device: &crate::ids::DeviceName) -> String {
-    spec.mirrors()
-        .filter_map(|m| {
-            let partitions = match (&m.device == device, m.cluster_device.as_ref()) {
-                (true, None) => "cluster+data",
-                (true, Some(_)) => "data",
-                (false, Some(c)) if c == device => "cluster",
-                _ => return None,
-            };
-            Some(format!("{}:{partitions}", m.resource))
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// The identity tags of each volume of a set: the device it is attached at on the standby
 /// ([`tag::DEVICE`]) and what it holds there ([`tag::HOLDS`]).
 fn set_members(
@@ -878,12 +862,6 @@ pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<S
         }
     }
     d.outcome()
-}
-
-/// Whether `s` is a snapshot of a set that does not (yet) say what its volume holds: such a backup
-/// is not complete, and no restore takes it.
-pub fn lacks_identity(s: &Snapshot) -> bool {
-    s.tags.contains_key(tag::SNAPSHOT_SET) && !(s.tags.contains_key(tag::HOLDS) && s.tags.contains_key(tag::DEVICE))
 }
 
 /// The backup a snapshot belongs to: its name (the snapshots of a set share it), else its id.

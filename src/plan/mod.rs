@@ -21,6 +21,7 @@ pub mod fast_restore;
 pub mod procedure;
 pub mod refresh;
 pub mod restore;
+pub mod set_identity;
 pub mod shape;
 pub mod step;
 

@@ -261,7 +261,7 @@ pub fn of_backup(spec: &Spec, obs: &Observed, rb: &crate::spec::BackupRestoreSpe
 /// not say (taken before mirrorctl tagged them, or still being tagged) is refused.
 fn match_set(spec: &Spec, name: &BackupName, good: &[&crate::ports::cloud::Snapshot]) -> Result<(), Condition> {
     let untagged: Vec<String> =
-        good.iter().filter(|s| super::backup::lacks_identity(s)).map(|s| s.id.to_string()).collect();
+        good.iter().filter(|s| super::set_identity::lacks_identity(s)).map(|s| s.id.to_string()).collect();
     if !untagged.is_empty() {
         return Err(Condition {
             reason: "backup-set-untagged".to_owned(),
@@ -280,7 +280,7 @@ fn match_set(spec: &Spec, name: &BackupName, good: &[&crate::ports::cloud::Snaps
     }
     let mut want: Vec<String> = Vec::new();
     for device in spec.mirrors().flat_map(crate::spec::MirrorSpec::devices) {
-        let h = super::backup::holds(spec, device);
+        let h = super::set_identity::holds(spec, device);
         if !want.contains(&h) {
             want.push(h);
         }
