@@ -41,7 +41,8 @@
 //! 20. `adapters`: real implementations of the ports (AWS SDK, CLUSTERPRO, node recipes,
 //!     notification sinks, the DynamoDB store).
 //! 21. `world`: the composition root: opens a cluster's world (lab or AWS) for `plan`, `apply`
-//!     and the daemon.
+//!     and the daemon, and projects an operation's whole sequence on a copy of the lab world
+//!     (`world::project`, for `plan` and the status's step total and ETA).
 //! 22. `cli`: the `mirrorctl` commands.
 
 pub mod adapters;

@@ -76,7 +76,16 @@ pub struct Context {
     /// projection runs beside the reconcile, not before it). Empty: no estimate beyond the
     /// current wait.
     pub expected: Arc<std::sync::Mutex<Vec<Expectation>>>,
+    /// Projects the operations once a pass first has steps to run, beside the reconcile, into
+    /// [`Context::expected`] (the daemon on the lab world). `None`: the caller fills `expected`
+    /// itself, or nothing is projected.
+    pub project: Option<Projector>,
 }
+
+/// What a projection answers: from the world's time given, how many steps each operation still
+/// to run takes in all and when it should end.
+pub type Projector =
+    Arc<dyn Fn(&Spec, jiff::Timestamp) -> futures::future::BoxFuture<'static, Vec<Expectation>> + Send + Sync>;
 
 impl Context {
     /// A context with default policy and no progress sink, its state in the directory
@@ -98,6 +107,7 @@ impl Context {
             spec_error: None,
             notify: None,
             expected: Arc::default(),
+            project: None,
         }
     }
 
@@ -372,6 +382,7 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
     // The last batch only wrote the journal (an operation marked completed or abandoned): the
     // world is as the last pass saw it, so the next plan is made from that observation.
     let mut replan = false;
+    let mut projected = false;
     loop {
         passes += 1;
         if ctx.max_passes.is_some_and(|m| passes > m) {
@@ -408,6 +419,18 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
         };
         if let Some(n) = ctx.notify.as_ref().filter(|n| n.serves(&spec.cluster.name)) {
             offer_completions(n, spec, journal.lock().await.view(), &obs, &p);
+        }
+        // Work is due: its whole sequence is projected once, beside the steps (a steady state
+        // projects nothing).
+        if let Some(project) = ctx.project.as_ref().filter(|_| !projected && !p.steps().is_empty()) {
+            projected = true;
+            let (found, into) = (project(spec, now), Arc::clone(&ctx.expected));
+            tokio::spawn(async move {
+                let e = found.await;
+                if let Ok(mut x) = into.lock() {
+                    *x = e;
+                }
+            });
         }
         // A step that failed needing a human and is still wanted after a fresh look: stop.
         if let Some(c) = p.steps().iter().find_map(|s| needs_human.get(&s.id)) {

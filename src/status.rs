@@ -185,8 +185,8 @@ pub struct OpProgress {
     pub elapsed_s: Option<f64>,
     /// Steps of the operation done so far (distinct steps with a successful result).
     pub steps_done: usize,
-    /// How many steps the operation takes in all, when a projection is known (`apply` on the lab
-    /// world projects the whole sequence first); `null` otherwise.
+    /// How many steps the operation takes in all, when a projection is known (`apply` and the
+    /// daemon on the lab world project the whole sequence); `null` otherwise.
     pub steps_total: Option<usize>,
     /// The steps this pass runs now (their intents are written as each starts).
     pub current: Vec<CurrentStep>,

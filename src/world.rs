@@ -29,6 +29,8 @@
 //! `AWS_ENDPOINT_URL` or the per-service `AWS_ENDPOINT_URL_EC2` / `AWS_ENDPOINT_URL_SSM` /
 //! `AWS_ENDPOINT_URL_SECRETS_MANAGER`.
 
+pub mod project;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -128,6 +130,20 @@ pub fn lab_worlds(lab_dir: &Path, speed: f64) -> WorldOpener {
             Ok(ports)
         };
         Box::pin(std::future::ready(open()))
+    })
+}
+
+/// The daemon's projector on the lab world: once a cluster has work, its whole sequence is
+/// projected on a throw-away copy of its world in `lab_dir` with a copy of its journal under
+/// `state_dir` ([`project::expectations`]), for the status's step total and ETA. The journal is
+/// the state directory's: with another store the projection would start from an empty journal, so
+/// the caller sets this for the directory store only.
+pub fn lab_projector(lab_dir: &Path, state_dir: &Path, store: Arc<dyn Store>) -> crate::reconcile::Projector {
+    let (lab, state) = (lab_dir.to_owned(), state_dir.to_owned());
+    Arc::new(move |spec: &Spec, start: jiff::Timestamp| {
+        let (spec, state, store) = (spec.clone(), state.clone(), Arc::clone(&store));
+        let file = lab.join(format!("{}.json", spec.cluster.name));
+        Box::pin(async move { project::expectations(&spec, &state, store.as_ref(), &file, start).await })
     })
 }
 

@@ -273,72 +273,11 @@ fn spawn_expectations(
     let (spec, dir, file, store) = (spec.clone(), state_dir.to_owned(), world_file.to_owned(), Arc::clone(store));
     let into = Arc::clone(into);
     tokio::spawn(async move {
-        let found = expectations(&spec, &dir, store.as_ref(), &file, start).await;
+        let found = crate::world::project::expectations(&spec, &dir, store.as_ref(), &file, start).await;
         if let Ok(mut e) = into.lock() {
             *e = found;
         }
     });
-}
-
-/// On the lab world, what each operation still to run is expected to take: the whole sequence
-/// projected on a throw-away copy of the world ([`super::project::lab`]), counted per operation
-/// (its steps done so far plus those projected) with its projected end from `start`, the world's
-/// time when the copy was taken. Empty when
-/// nothing is projected or the projection fails (the status then has no step total and no ETA).
-async fn expectations(
-    spec: &crate::spec::Spec,
-    state_dir: &Path,
-    store: &dyn Store,
-    world_file: &Path,
-    start: jiff::Timestamp,
-) -> Vec<crate::status::Expectation> {
-    use std::collections::{BTreeMap, BTreeSet};
-
-    use super::project::Entry;
-    let (s, d, f) = (spec.clone(), state_dir.to_owned(), world_file.to_owned());
-    let projection = match tokio::task::spawn_blocking(move || super::project::lab(&s, &d, &f)).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "no projection for the progress display");
-            return Vec::new();
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "no projection for the progress display");
-            return Vec::new();
-        }
-    };
-    let records = store.read_journal(&spec.cluster.name).await.unwrap_or_default();
-    let mut ops: BTreeMap<String, (BTreeSet<String>, Option<f64>)> = BTreeMap::new();
-    for e in &projection.entries {
-        match e {
-            Entry::Step { step, .. } => {
-                if let Some((op, _)) = step.rsplit_once('/') {
-                    ops.entry(op.to_owned()).or_default().0.insert(step.clone());
-                }
-            }
-            Entry::Completed { at_s, op } => ops.entry(op.clone()).or_default().1 = Some(*at_s),
-            Entry::Wait { .. } | Entry::Failed { .. } => {}
-        }
-    }
-    ops.into_iter()
-        .filter(|(_, (steps, _))| !steps.is_empty())
-        .map(|(op, (mut steps, end_s))| {
-            for r in &records {
-                if let crate::journal::Record::Result { op: o, step, ok: true, .. } = r
-                    && o.to_string() == op
-                {
-                    steps.insert(step.to_string());
-                }
-            }
-            let end_s = end_s.unwrap_or(projection.model_seconds);
-            crate::status::Expectation {
-                op,
-                steps_total: steps.len(),
-                end: start + jiff::SignedDuration::from_secs_f64(end_s),
-                basis: "the whole sequence projected on a copy of the lab world (model time)".into(),
-            }
-        })
-        .collect()
 }
 
 /// Refuses the saved plan at `path` when it is not a plan, is for another cluster, or no longer

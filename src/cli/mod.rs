@@ -11,7 +11,6 @@ pub mod bench;
 pub mod chaos;
 pub mod lab;
 pub mod plan;
-pub mod project;
 pub mod run;
 pub mod signals;
 pub mod snapshots;

@@ -45,7 +45,7 @@ pub struct SavedPlan {
     pub preflight: Option<Vec<crate::ports::cluster::Check>>,
     /// The whole sequence to the end, projected on a copy of the lab world; `None` on AWS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub projection: Option<super::project::Projection>,
+    pub projection: Option<crate::world::project::Projection>,
     /// Where and why the projection stops short of the end (AWS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projection_limit: Option<String>,
@@ -308,10 +308,10 @@ pub async fn run(
     // that can be known.
     let (projection, projection_limit) = match &w.file {
         Some(world_file) if matches!(plan.outcome, Outcome::Steps { .. } | Outcome::Wait(_)) => {
-            (Some(super::project::lab(&spec, state_dir, world_file)?), None)
+            (Some(crate::world::project::lab(&spec, state_dir, world_file).map_err(CliError::Failed)?), None)
         }
         Some(_) => (None, None),
-        None => (None, plan.has_changes().then(|| super::project::AWS_LIMIT.to_owned())),
+        None => (None, plan.has_changes().then(|| crate::world::project::AWS_LIMIT.to_owned())),
     };
     // A `[restore] backup` shows its impact once resolved to its snapshot, as the planner does.
     let restore_impact = {
@@ -346,7 +346,7 @@ pub async fn run(
                 print!("{}", render_checks(checks));
             }
             if let Some(p) = &saved.projection {
-                print!("{}", super::project::render(p));
+                print!("{}", crate::world::project::render(p));
             }
             if let Some(limit) = &saved.projection_limit {
                 println!("\nProjection: {limit}.");

@@ -175,6 +175,9 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
     cfg.resync_look_rate = Some(Budgets::default().scaled(speed).describe.refill_per_s() / 2.0);
     cfg.debounce = eff.debounce;
     cfg.default_notify = eff.notify;
+    if eff.world == WorldKind::Lab && eff.store == StoreSpec::Dir {
+        cfg.projector = Some(crate::world::lab_projector(&eff.lab_dir, &eff.state_dir, Arc::clone(&cfg.store)));
+    }
     let controller = Controller::new(cfg);
     let shutdown = CancellationToken::new();
     let server_stop = CancellationToken::new();

@@ -102,6 +102,10 @@ pub struct Config {
     /// Where the events of a cluster whose file has no `[notify]` go (`daemon.toml`'s
     /// `[notify]`); `None`: such a cluster sends nothing.
     pub default_notify: Option<crate::spec::NotifySpec>,
+    /// Projects an operation's whole sequence when a cluster has work, for the status's step
+    /// total and ETA (the composition root's choice: the lab world has one,
+    /// [`crate::world::lab_projector`]); `None`: status shows the current wait's estimate only.
+    pub projector: Option<crate::reconcile::Projector>,
 }
 
 impl Config {
@@ -123,6 +127,7 @@ impl Config {
             sinks,
             notify_retry: RetrySchedule::default(),
             default_notify: None,
+            projector: None,
         }
     }
 }
@@ -188,6 +193,7 @@ impl Controller {
             notify: notifier.clone(),
             store: Arc::clone(&self.cfg.store),
             worlds: Arc::clone(&self.cfg.worlds),
+            projector: self.cfg.projector.clone(),
             policy: self.cfg.policy,
             progress: Progress::to(event_tx),
             metrics: Arc::clone(&self.metrics),

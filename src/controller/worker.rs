@@ -51,6 +51,8 @@ pub(super) struct Shared {
     /// The process's notification queue.
     pub(super) notify: crate::notify::Notifier,
     pub(super) worlds: WorldOpener,
+    /// Projects a cluster's operations when it has work (status step total and ETA).
+    pub(super) projector: Option<crate::reconcile::Projector>,
     pub(super) policy: RetryPolicy,
     pub(super) progress: Progress,
     pub(super) metrics: Arc<Metrics>,
@@ -178,6 +180,7 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
         ctx.stop = Some(stop.clone());
         ctx.spec_error = spec_error;
         ctx.notify = Some(shared.notify.clone());
+        ctx.project.clone_from(&shared.projector);
         let started_with = desired;
         last_seen = Some(started_with.clone());
         let pass = reconcile(&spec, &ctx);

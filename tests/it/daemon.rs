@@ -204,6 +204,31 @@ fn an_edit_is_acted_on_and_metrics_and_readiness_follow() {
     assert!(body.contains("mirrorctl_last_pass_timestamp_seconds{cluster=\"prod-db\"}"), "{body}");
 }
 
+/// On the lab world the daemon projects an operation's whole sequence once its cluster has work:
+/// mid-backup the status counts the steps done of the total and gives an ETA marked as an
+/// estimate (fails before the daemon had a projector: `steps_total` and `eta` stayed null).
+#[test]
+fn the_daemons_status_counts_an_operations_steps_and_gives_its_eta() {
+    let tmp = desired_dir(&[]);
+    let cwd = tmp.path();
+    // ×10: a backup lasts seconds of wall time, long enough to read the status mid-way.
+    let d = Daemon::start(cwd, "ds", "10", "20");
+    d.until("the first pass (nothing to do)", || status(cwd).filter(|s| s["phase"] == "converged"));
+    std::fs::write(cwd.join("ds/prod-db.toml"), desired(&["b1"])).unwrap();
+    let progress = d.until("the backup's step total in the status", || {
+        status(cwd)
+            .map(|s| s["progress"].clone())
+            .filter(|p| p["operation"] == "backup/b1" && p["steps_total"].is_u64())
+    });
+    let (done, total) = (progress["steps_done"].as_u64().unwrap(), progress["steps_total"].as_u64().unwrap());
+    assert!(total >= 4 && done <= total, "{progress}");
+    assert_eq!(progress["eta"]["estimate"], true, "{progress}");
+    assert!(progress["eta"]["basis"].as_str().is_some_and(|b| b.contains("projected")), "{progress}");
+    assert!(progress["eta"]["at"].is_string(), "{progress}");
+    let finished = d.until("b1 completed", || completed(cwd, "backup/b1"));
+    assert!(finished["progress"].is_null(), "no progress once nothing is under way: {finished}");
+}
+
 /// One daemon per state directory: a second `mirrorctl run` on it refuses to start, saying why,
 /// while the first goes on serving.
 #[test]

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::unbounded_channel;
 
-use super::CliError;
 use crate::execute::{Event, EventKind, Progress};
 use crate::journal::writer::Journal;
 use crate::reconcile::{Context, ReconcileError, Settled, reconcile};
@@ -123,11 +122,11 @@ impl Projection {
 struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new() -> Result<TempDir, CliError> {
+    fn new() -> Result<TempDir, String> {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let dir = std::env::temp_dir().join(format!("mirrorctl-projection-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir)
-            .map_err(|e| CliError::Failed(format!("creating the projection's directory {}: {e}", dir.display())))?;
+            .map_err(|e| format!("creating the projection's directory {}: {e}", dir.display()))?;
         Ok(TempDir(dir))
     }
 }
@@ -142,33 +141,32 @@ impl Drop for TempDir {
 /// cluster's journal under `state_dir`. Runs on a thread of its own (a paused runtime cannot be
 /// entered from the caller's), with logging switched off there: the projection's steps are not
 /// actions and must not appear in the log as if they were.
-pub fn lab(spec: &Spec, state_dir: &Path, world_file: &Path) -> Result<Projection, CliError> {
+pub fn lab(spec: &Spec, state_dir: &Path, world_file: &Path) -> Result<Projection, String> {
     let tmp = TempDir::new()?;
     let journal = Journal::path_for(state_dir, &spec.cluster.name);
     if journal.exists() {
         let copy = Journal::path_for(&tmp.0, &spec.cluster.name);
         if let Some(dir) = copy.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| CliError::Failed(format!("creating {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         }
-        std::fs::copy(&journal, &copy)
-            .map_err(|e| CliError::Failed(format!("copying the journal {}: {e}", journal.display())))?;
+        std::fs::copy(&journal, &copy).map_err(|e| format!("copying the journal {}: {e}", journal.display()))?;
     }
     let (spec, dir, world_file) = (spec.clone(), tmp.0.clone(), world_file.to_owned());
-    let handle = std::thread::spawn(move || -> Result<Projection, CliError> {
+    let handle = std::thread::spawn(move || -> Result<Projection, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
             .build()
-            .map_err(|e| CliError::Failed(format!("cannot start the projection's runtime: {e}")))?;
+            .map_err(|e| format!("cannot start the projection's runtime: {e}"))?;
         let quiet = tracing::subscriber::NoSubscriber::default();
         tracing::subscriber::with_default(quiet, || rt.block_on(run(&spec, &dir, &world_file)))
     });
-    handle.join().map_err(|_| CliError::Failed("the projection's thread panicked".into()))?
+    handle.join().map_err(|_| "the projection's thread panicked".to_owned())?
 }
 
-async fn run(spec: &Spec, dir: &Path, world_file: &Path) -> Result<Projection, CliError> {
-    let world: Arc<SimWorld> = SimWorld::open_copy(world_file, 1.0)
-        .map_err(|e| CliError::Failed(format!("copying lab world {}: {e}", world_file.display())))?;
+async fn run(spec: &Spec, dir: &Path, world_file: &Path) -> Result<Projection, String> {
+    let world: Arc<SimWorld> =
+        SimWorld::open_copy(world_file, 1.0).map_err(|e| format!("copying lab world {}: {e}", world_file.display()))?;
     let (tx, mut rx) = unbounded_channel::<Event>();
     let mut ctx = Context::new(world.ports(), dir.to_owned());
     ctx.progress = Progress::to(tx);
@@ -253,4 +251,64 @@ pub fn render(p: &Projection) -> String {
         End::Cut { why } => writeln!(s, "Projected end: unknown after {n} step(s): {why}."),
     };
     s
+}
+
+/// On the lab world, what each operation still to run is expected to take: the whole sequence
+/// projected on a throw-away copy of the world ([`lab`]), counted per operation
+/// (its steps done so far plus those projected) with its projected end from `start`, the world's
+/// time when the copy was taken. Empty when
+/// nothing is projected or the projection fails (the status then has no step total and no ETA).
+pub async fn expectations(
+    spec: &crate::spec::Spec,
+    state_dir: &Path,
+    store: &dyn crate::ports::store::Store,
+    world_file: &Path,
+    start: jiff::Timestamp,
+) -> Vec<crate::status::Expectation> {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let (s, d, f) = (spec.clone(), state_dir.to_owned(), world_file.to_owned());
+    let projection = match tokio::task::spawn_blocking(move || lab(&s, &d, &f)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "no projection for the progress display");
+            return Vec::new();
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "no projection for the progress display");
+            return Vec::new();
+        }
+    };
+    let records = store.read_journal(&spec.cluster.name).await.unwrap_or_default();
+    let mut ops: BTreeMap<String, (BTreeSet<String>, Option<f64>)> = BTreeMap::new();
+    for e in &projection.entries {
+        match e {
+            Entry::Step { step, .. } => {
+                if let Some((op, _)) = step.rsplit_once('/') {
+                    ops.entry(op.to_owned()).or_default().0.insert(step.clone());
+                }
+            }
+            Entry::Completed { at_s, op } => ops.entry(op.clone()).or_default().1 = Some(*at_s),
+            Entry::Wait { .. } | Entry::Failed { .. } => {}
+        }
+    }
+    ops.into_iter()
+        .filter(|(_, (steps, _))| !steps.is_empty())
+        .map(|(op, (mut steps, end_s))| {
+            for r in &records {
+                if let crate::journal::Record::Result { op: o, step, ok: true, .. } = r
+                    && o.to_string() == op
+                {
+                    steps.insert(step.to_string());
+                }
+            }
+            let end_s = end_s.unwrap_or(projection.model_seconds);
+            crate::status::Expectation {
+                op,
+                steps_total: steps.len(),
+                end: start + jiff::SignedDuration::from_secs_f64(end_s),
+                basis: "the whole sequence projected on a copy of the lab world (model time)".into(),
+            }
+        })
+        .collect()
 }
