@@ -146,8 +146,10 @@ pub async fn run(
         check_saved_plan(path, &spec, file, &ctx).await?;
     }
     let start = ctx.ports.clock.now();
-    if let Some(world_file) = &w.file {
-        spawn_expectations(&spec, state_dir, &store, world_file, start, &ctx.expected);
+    // On the lab world the whole sequence is projected beside the reconcile once it has work (the
+    // status's step total and ETA), as the daemon does.
+    if let Some(lab_dir) = w.file.as_deref().and_then(Path::parent) {
+        ctx.project = Some(crate::world::lab_projector(lab_dir, state_dir, Arc::clone(&store)));
     }
     let (tx, mut rx) = unbounded_channel();
     ctx.progress = Progress::to(tx);
@@ -257,27 +259,6 @@ async fn converged(
     let json = serde_json::json!({"result": "converged", "cluster": name.to_string(), "wall_seconds": elapsed,
         "restore_summary": summary});
     (0, text, json)
-}
-
-/// Projects the whole sequence beside the reconcile, not before it: on the lab world model time
-/// runs while the projection computes, and an apply must not start later (or find another world)
-/// for it. The expectations land in `into` when ready.
-fn spawn_expectations(
-    spec: &crate::spec::Spec,
-    state_dir: &Path,
-    store: &Arc<dyn Store>,
-    world_file: &Path,
-    start: jiff::Timestamp,
-    into: &Arc<std::sync::Mutex<Vec<crate::status::Expectation>>>,
-) {
-    let (spec, dir, file, store) = (spec.clone(), state_dir.to_owned(), world_file.to_owned(), Arc::clone(store));
-    let into = Arc::clone(into);
-    tokio::spawn(async move {
-        let found = crate::world::project::expectations(&spec, &dir, store.as_ref(), &file, start).await;
-        if let Ok(mut e) = into.lock() {
-            *e = found;
-        }
-    });
 }
 
 /// Refuses the saved plan at `path` when it is not a plan, is for another cluster, or no longer
