@@ -6,7 +6,7 @@
 //! asserted: timing claims belong in benchmarks.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -397,27 +397,10 @@ fn the_aws_world_reports_an_unreachable_cluster_and_keeps_serving() {
     assert_eq!(d.wait_exit(Duration::from_secs(30)), 0, "log:\n{}", d.log());
 }
 
-#[test]
-fn a_bad_settings_file_names_file_line_and_key() {
+/// `mirrorctl run --config daemon.toml` in a fresh directory whose `daemon.toml` is `text`: its
+/// exit code and stderr.
+fn run_with_settings(text: &str) -> (Option<i32>, String) {
     let tmp = tempfile::tempdir().unwrap();
-    let config: PathBuf = tmp.path().join("daemon.toml");
-    std::fs::write(&config, "world = \"lab\"\nresync = 5\n").unwrap();
-    let out = Command::new(BIN)
-        .current_dir(tmp.path())
-        .args(["run", "--config", "daemon.toml"])
-        .env_remove("MIRRORCTL_STATE_DIR")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(65), "{stderr}");
-    assert!(stderr.contains("daemon.toml:2:1: resync"), "{stderr}");
-    assert!(stderr.contains("valid keys here are"), "{stderr}");
-}
-
-#[test]
-fn a_bad_default_notify_in_the_settings_file_exits_65_naming_file_line_and_what_to_do() {
-    let tmp = tempfile::tempdir().unwrap();
-    let text = "world = \"lab\"\n\n[notify]\nwebhook = { url = \"https://hooks.example.com/m\" }\n";
     std::fs::write(tmp.path().join("daemon.toml"), text).unwrap();
     let out = Command::new(BIN)
         .current_dir(tmp.path())
@@ -425,8 +408,22 @@ fn a_bad_default_notify_in_the_settings_file_exits_65_naming_file_line_and_what_
         .env_remove("MIRRORCTL_STATE_DIR")
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_bad_settings_file_names_file_line_and_key() {
+    let (code, stderr) = run_with_settings("world = \"lab\"\nresync = 5\n");
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(stderr.contains("daemon.toml:2:1: resync"), "{stderr}");
+    assert!(stderr.contains("valid keys here are"), "{stderr}");
+}
+
+#[test]
+fn a_bad_default_notify_in_the_settings_file_exits_65_naming_file_line_and_what_to_do() {
+    let (code, stderr) =
+        run_with_settings("world = \"lab\"\n\n[notify]\nwebhook = { url = \"https://hooks.example.com/m\" }\n");
+    assert_eq!(code, Some(65), "{stderr}");
     assert!(stderr.contains("error[notify-webhook-secret]: daemon.toml:4:"), "{stderr}");
     assert!(stderr.contains("add one of secret_env"), "{stderr}");
 }

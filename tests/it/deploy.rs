@@ -32,6 +32,11 @@ const AUTHORIZED_AS: &[(&str, &[&str])] =
 /// they are not reads of EC2: following and cancelling a Run Command invocation.
 const ONLY_STAR: &[&str] = &["ssm:GetCommandInvocation", "ssm:CancelCommand"];
 
+/// `deploy/iam-policy.json`, parsed.
+fn policy() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(repo("deploy/iam-policy.json")).unwrap()).unwrap()
+}
+
 /// The APIs one adapter calls: every `const API: &str = "…";` in its source, with its prefix.
 fn calls_in(file: &str, prefix: &str) -> BTreeSet<String> {
     let src = std::fs::read_to_string(repo(file)).expect("adapter source");
@@ -112,8 +117,7 @@ fn the_iam_policy_grants_exactly_the_calls_the_code_makes() {
 /// on the policy before, which had no KMS statement (a `kms_key` restore would fail on AWS only).
 #[test]
 fn kms_is_granted_only_through_ebs_and_secrets_manager() {
-    let policy: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("deploy/iam-policy.json")).unwrap()).unwrap();
+    let policy = policy();
     let mut through: Vec<(String, BTreeSet<String>)> = Vec::new();
     for st in policy["Statement"].as_array().unwrap() {
         let actions = actions_granted(&serde_json::json!({ "Statement": [st] }));
@@ -146,8 +150,7 @@ fn kms_is_granted_only_through_ebs_and_secrets_manager() {
 /// (`secret:mirrorctl/*`) denied.
 #[test]
 fn documented_secret_names_are_readable_under_the_policy() {
-    let policy: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("deploy/iam-policy.json")).unwrap()).unwrap();
+    let policy = policy();
     let st = policy["Statement"]
         .as_array()
         .unwrap()
@@ -188,8 +191,7 @@ fn documented_secret_names_are_readable_under_the_policy() {
 
 #[test]
 fn mutating_statements_are_scoped_and_deletes_limited_to_own_backups() {
-    let policy: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("deploy/iam-policy.json")).unwrap()).unwrap();
+    let policy = policy();
     for st in policy["Statement"].as_array().unwrap() {
         let actions = st["Action"].to_string();
         let listed: Vec<&str> = match &st["Action"] {
@@ -220,8 +222,7 @@ fn mutating_statements_are_scoped_and_deletes_limited_to_own_backups() {
 #[test]
 fn set_snapshots_may_be_tagged_with_their_identity_keys_only() {
     use mirrorctl::ports::cloud::tag;
-    let policy: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("deploy/iam-policy.json")).unwrap()).unwrap();
+    let policy = policy();
     let st = policy["Statement"]
         .as_array()
         .unwrap()
@@ -245,8 +246,7 @@ fn set_snapshots_may_be_tagged_with_their_identity_keys_only() {
 
 #[test]
 fn run_command_is_limited_to_the_script_documents_and_managed_instances() {
-    let policy: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("deploy/iam-policy.json")).unwrap()).unwrap();
+    let policy = policy();
     let sends: Vec<&serde_json::Value> = policy["Statement"]
         .as_array()
         .unwrap()
