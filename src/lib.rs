@@ -43,13 +43,16 @@
 //! 21. `world`: the composition root: opens a cluster's world (lab or AWS) for `plan`, `apply`
 //!     and the daemon, and projects an operation's whole sequence on a copy of the lab world
 //!     (`world::project`, for `plan` and the status's step total and ETA).
-//! 22. `cli`: the `mirrorctl` commands.
+//! 22. `harness`: the programs that drive whole runs: `lab` (the runbook's story on a simulated
+//!     cluster), `bench` (the performance figures), `chaos` (the kill -9 campaign).
+//! 23. `cli`: the `mirrorctl` commands: argument parsing and printing.
 
 pub mod adapters;
 pub mod cli;
 pub mod controller;
 pub mod durable;
 pub mod execute;
+pub mod harness;
 pub mod ids;
 pub mod journal;
 pub mod notify;

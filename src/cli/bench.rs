@@ -68,14 +68,15 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::sync::mpsc::unbounded_channel;
 
-use super::{CliError, LabOs};
 use crate::execute::{Event, EventKind, Progress};
+use crate::harness::HarnessError as CliError;
 use crate::ids::{BackupName, RequestName, SnapshotId};
 use crate::ports::cloud::{AttachState, CreateVolume, Tags, VolumeState};
 use crate::ports::cluster::ConfigChange;
 use crate::ports::{Clock as _, PortError, Ports};
 use crate::reconcile::{Context, Settled, reconcile};
 use crate::sim::{LatencyModel, Scenario, SimWorld};
+use crate::spec::Os;
 use crate::spec::{BackupSpec, Partition, ProcedureChoice, RestoreSpec, Spec};
 
 mod footprint;
@@ -83,7 +84,7 @@ mod fullperf;
 mod report;
 mod scale;
 
-/// A part of `mirrorctl bench` (`--only`): each prints its own table (and its own member of the
+/// A part of `mirrorctl bench` (`--only`): each has its own table (and its own member of the
 /// `-o json` document).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Part {
@@ -130,105 +131,140 @@ struct VendorSample {
     standby_bound_s: f64,
 }
 
-/// Runs `mirrorctl bench`. Exit 0 whether or not targets are met; only a failed run is an error.
-/// `binary` is the `mirrorctl` whose footprint is measured (default: this executable).
-/// `only` names the parts to run (`--only`); empty runs them all.
-pub fn run(
-    state_dir: &Path,
-    quick: bool,
-    seed: u64,
-    output: super::Output,
-    binary: Option<&Path>,
-    only: &[Part],
-) -> Result<u8, CliError> {
-    let want = |p: Part| only.is_empty() || only.contains(&p);
-    // Checked before the long parts run: a wrong path fails at once.
-    let binary = match (want(Part::Footprint), binary) {
-        (true, given) => Some(footprint::binary(given)?),
-        (false, Some(path)) => {
-            return Err(CliError::Usage(format!(
-                "--binary {}: only the footprint part runs a binary, and --only leaves it out; add \
-                 `footprint` to --only or drop --binary",
-                path.display()
-            )));
-        }
-        (false, None) => None,
-    };
-    let (single, scaling) = (want(Part::Single), want(Part::Scale));
-    let dir = state_dir.join("bench");
-    let seeds: Vec<u64> = if quick { vec![seed] } else { (0..FULL_RUNS).map(|i| seed + i).collect() };
-    // The caller's runtime is multi-threaded and real-time; the bench needs its own, paused one,
-    // which cannot be entered from inside another runtime's thread: it runs on a thread of its own.
-    let handle = std::thread::spawn(move || -> Result<(Vec<Sample>, Vec<scale::ScaleSample>), CliError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .map_err(|e| CliError::Failed(format!("cannot start the bench runtime: {e}")))?;
-        rt.block_on(async {
-            let mut samples = Vec::new();
-            for s in seeds.iter().filter(|_| single) {
-                samples.push(measure(&dir, *s).await?);
-            }
-            let sizes: &[usize] = if quick { &scale::QUICK_SIZES } else { &scale::FULL_SIZES };
-            let mut scaled = Vec::new();
-            for n in sizes.iter().filter(|_| scaling) {
-                scaled.push(scale::measure(&dir, *n, seed, scale::Order::ByAge).await?);
-                // With more than one cluster, the same storm served in arrival order, for comparison.
-                if *n > 1 {
-                    scaled.push(scale::measure(&dir, *n, seed, scale::Order::Arrival).await?);
-                }
-            }
-            Ok((samples, scaled))
-        })
-    });
-    let (samples, scaled) = handle.join().map_err(|_| CliError::Failed("the bench thread panicked".into()))??;
-    let loading = if want(Part::Loading) { fullperf::table(&LatencyModel::default()) } else { Vec::new() };
-    if output == super::Output::Text {
-        if single {
-            print!("{}", render(&samples, quick, seed));
-        }
-        if scaling {
-            print!("{}", scale::render(&scaled));
-        }
-        if !loading.is_empty() {
-            print!("{}", fullperf::render(&loading));
-        }
-    }
-    let footprint = match &binary {
-        Some(b) => Some(footprint::measure(&state_dir.join("bench"), quick, b)?),
-        None => None,
-    };
-    match output {
-        super::Output::Text => {
-            if let Some(f) = &footprint {
-                print!("{}", footprint::render(f));
-            }
-        }
-        super::Output::Json => {
-            let doc = report::json(&report::Parts {
-                samples: single.then_some(samples.as_slice()),
-                quick,
-                seed,
-                scaled: scaling.then_some(scaled.as_slice()),
-                loading: (!loading.is_empty()).then_some(loading.as_slice()),
-                footprint: footprint.as_ref(),
-            });
-            println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| CliError::Failed(e.to_string()))?);
-        }
-    }
-    Ok(0)
+/// Options of a bench run.
+#[derive(Debug, Clone, Default)]
+pub struct BenchOptions {
+    /// One run instead of five seeds.
+    pub quick: bool,
+    /// First seed.
+    pub seed: u64,
+    /// The `mirrorctl` executable whose footprint is measured (default: this one).
+    pub binary: Option<PathBuf>,
+    /// The parts to run; empty runs them all.
+    pub only: Vec<Part>,
 }
 
-/// A fresh state directory for one world.
-pub(super) fn fresh_dir(base: &Path, name: &str) -> Result<PathBuf, CliError> {
-    let dir = base.join(name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| CliError::Failed(format!("clearing {}: {e}", dir.display())))?;
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| CliError::Failed(format!("creating {}: {e}", dir.display())))?;
-    Ok(dir)
+/// A bench about to run: its options checked (a wrong `--binary` fails at once, before the long
+/// parts run).
+pub struct Bench {
+    opts: BenchOptions,
+    dir: PathBuf,
+    binary: Option<footprint::Binary>,
 }
+
+/// The figures measured on the simulated world (the parts `single`, `scale` and `loading`).
+pub struct Simulated {
+    samples: Vec<Sample>,
+    scaled: Vec<scale::ScaleSample>,
+    loading: Vec<fullperf::Row>,
+}
+
+/// The real daemon's figures (the part `footprint`).
+pub struct Footprint(footprint::Footprint);
+
+impl Bench {
+    /// Checks `opts` for a bench working under `state_dir/bench`.
+    pub fn new(state_dir: &Path, opts: BenchOptions) -> Result<Bench, CliError> {
+        let want_footprint = opts.wants(Part::Footprint);
+        let binary = match (want_footprint, opts.binary.as_deref()) {
+            (true, given) => Some(footprint::binary(given)?),
+            (false, Some(path)) => {
+                return Err(CliError::Usage(format!(
+                    "--binary {}: only the footprint part runs a binary, and --only leaves it out; add \
+                     `footprint` to --only or drop --binary",
+                    path.display()
+                )));
+            }
+            (false, None) => None,
+        };
+        Ok(Bench { opts, dir: state_dir.join("bench"), binary })
+    }
+
+    /// Runs the parts on the simulated world (paused time, a runtime of its own).
+    pub fn simulated(&self) -> Result<Simulated, CliError> {
+        let (single, scaling) = (self.opts.wants(Part::Single), self.opts.wants(Part::Scale));
+        let (quick, seed, dir) = (self.opts.quick, self.opts.seed, self.dir.clone());
+        let seeds: Vec<u64> = if quick { vec![seed] } else { (0..FULL_RUNS).map(|i| seed + i).collect() };
+        // The caller's runtime is multi-threaded and real-time; the bench needs its own, paused one,
+        // which cannot be entered from inside another runtime's thread: it runs on a thread of its own.
+        let handle = std::thread::spawn(move || -> Result<(Vec<Sample>, Vec<scale::ScaleSample>), CliError> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .map_err(|e| CliError::caused("cannot start the bench runtime", e))?;
+            rt.block_on(async {
+                let mut samples = Vec::new();
+                for s in seeds.iter().filter(|_| single) {
+                    samples.push(measure(&dir, *s).await?);
+                }
+                let sizes: &[usize] = if quick { &scale::QUICK_SIZES } else { &scale::FULL_SIZES };
+                let mut scaled = Vec::new();
+                for n in sizes.iter().filter(|_| scaling) {
+                    scaled.push(scale::measure(&dir, *n, seed, scale::Order::ByAge).await?);
+                    // With more than one cluster, the same storm served in arrival order, for comparison.
+                    if *n > 1 {
+                        scaled.push(scale::measure(&dir, *n, seed, scale::Order::Arrival).await?);
+                    }
+                }
+                Ok((samples, scaled))
+            })
+        });
+        let (samples, scaled) = handle.join().map_err(|_| CliError::Failed("the bench thread panicked".into()))??;
+        let loading =
+            if self.opts.wants(Part::Loading) { fullperf::table(&LatencyModel::default()) } else { Vec::new() };
+        Ok(Simulated { samples, scaled, loading })
+    }
+
+    /// The tables of the simulated parts that ran.
+    pub fn simulated_text(&self, sim: &Simulated) -> String {
+        let mut out = String::new();
+        if self.opts.wants(Part::Single) {
+            out.push_str(&render(&sim.samples, self.opts.quick, self.opts.seed));
+        }
+        if self.opts.wants(Part::Scale) {
+            out.push_str(&scale::render(&sim.scaled));
+        }
+        if !sim.loading.is_empty() {
+            out.push_str(&fullperf::render(&sim.loading));
+        }
+        out
+    }
+
+    /// Measures the real daemon's footprint when that part runs (real time: seconds).
+    pub fn footprint(&self) -> Result<Option<Footprint>, CliError> {
+        match &self.binary {
+            Some(b) => Ok(Some(Footprint(footprint::measure(&self.dir, self.opts.quick, b)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The footprint's table.
+    pub fn footprint_text(f: &Footprint) -> String {
+        footprint::render(&f.0)
+    }
+
+    /// Every figure as one JSON document (a part left out is `null`).
+    pub fn json(&self, sim: &Simulated, footprint: Option<&Footprint>) -> serde_json::Value {
+        report::json(&report::Parts {
+            samples: self.opts.wants(Part::Single).then_some(sim.samples.as_slice()),
+            quick: self.opts.quick,
+            seed: self.opts.seed,
+            scaled: self.opts.wants(Part::Scale).then_some(sim.scaled.as_slice()),
+            loading: (!sim.loading.is_empty()).then_some(sim.loading.as_slice()),
+            footprint: footprint.map(|f| &f.0),
+        })
+    }
+}
+
+impl BenchOptions {
+    /// Whether part `p` runs.
+    fn wants(&self, p: Part) -> bool {
+        self.only.is_empty() || self.only.contains(&p)
+    }
+}
+
+pub(super) use crate::harness::fresh_dir;
 
 fn secs(from: Timestamp, to: Timestamp) -> f64 {
     to.duration_since(from).as_secs_f64()
@@ -263,7 +299,7 @@ async fn prepare_with(
     let mut scenario = Scenario::windows_runbook();
     scenario.latency = latency;
     let world = SimWorld::new(scenario, seed, 1.0);
-    let mut spec = super::lab::lab_spec(LabOs::Windows, procedure)?;
+    let mut spec = crate::cli::lab::lab_spec(Os::Windows, procedure)?;
     let backup_name = BackupName::parse("b1").map_err(|e| CliError::Failed(e.to_string()))?;
     spec.backup = Some(BackupSpec { schedules: Vec::new(), keep: 7, take: vec![backup_name], copy_to: Vec::new() });
     let ctx = Context::new(world.ports(), dir.clone());

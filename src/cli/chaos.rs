@@ -53,7 +53,7 @@ mod verdicts;
 
 use std::time::Duration;
 
-pub use campaign::run;
+pub use campaign::{DEFAULT_LEASE_SECS, run};
 
 use std::sync::Arc;
 
@@ -61,48 +61,48 @@ use crate::adapters::store::StoreSpec;
 use crate::ports::store::Store;
 pub use verdicts::{RestoreExpect, Violation, check_backup, check_restore, check_status};
 
-/// Options of `mirrorctl bench chaos`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ChaosArgs {
+/// Options of a campaign (`mirrorctl bench chaos` parses them from its command line).
+#[derive(Debug, Clone)]
+pub struct ChaosOptions {
     /// Kill points to deliver: trials run until at least this many kills landed in unfinished flows.
-    #[arg(long, default_value_t = 200)]
     pub points: usize,
     /// Seed of the kill instants, the kill counts and the trials' worlds.
-    #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Lab speed factor of the daemon under test (model seconds per real second).
-    #[arg(long, default_value_t = 100.0)]
     pub speed: f64,
     /// Most kills in one flow; each flow draws its number from 1..=this.
-    #[arg(long, default_value_t = 4)]
     pub max_kills: usize,
     /// Keep every trial's directory (by default only those with a violation are kept).
-    #[arg(long)]
     pub keep: bool,
-    /// Which CLUSTERPRO procedure the trials' clusters follow; `both` alternates NEC's
-    /// pre/post-processing (`vendor`) and the configuration edit (`reconfigure`) trial by trial.
-    #[arg(long, value_enum, default_value_t = ChaosProcedure::Both)]
+    /// Which CLUSTERPRO procedure the trials' clusters follow.
     pub procedure: ChaosProcedure,
     /// Daemons run side by side as separate hosts, each with its own local directory; a kill hits
-    /// the one holding the cluster's lease and deletes its directory. More than one needs a store
-    /// every host reaches (`--store dynamodb:TABLE`).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4))]
+    /// the one holding the cluster's lease and deletes its directory. More than one needs a shared
+    /// store.
     pub hosts: u8,
-    /// Lease period of the daemons on a shared store, in seconds (`mirrorctl run --lease-secs`): a
-    /// takeover waits about this long [default: 3].
-    #[arg(long)]
+    /// Lease period of the daemons on a shared store, in seconds (default [`DEFAULT_LEASE_SECS`]).
     pub lease_secs: Option<u64>,
 }
 
-/// `bench chaos --procedure`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Which CLUSTERPRO procedure a campaign's clusters follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChaosProcedure {
-    /// Vendor and reconfigure trials in turn.
+    /// NEC's pre/post-processing (`vendor`) and the configuration edit (`reconfigure`) trial by
+    /// trial.
     Both,
     /// NEC's `clpbackup` / `clprestore` (the lab cluster runs X 5.1).
     Vendor,
     /// The runbook's configuration edit.
     Reconfigure,
+}
+
+/// A finished campaign.
+#[derive(Debug, Clone)]
+pub struct CampaignReport {
+    /// The tally, rendered for a terminal.
+    pub text: String,
+    /// Violations seen (0: the campaign is clean).
+    pub violations: usize,
 }
 
 /// Model time between the backup and the accident (the lab's ten minutes of business).

@@ -5,23 +5,21 @@
 //! accident (data deleted on the active and mirrored to the standby), restores both servers from
 //! the backup, and verifies with the data oracle that the snapshot held the quiesce point, that
 //! both sides equal the snapshot's data with the accident gone, that nothing was corrupted or
-//! deleted. It prints a timeline in model time and the number of calls per API. Exit 0 when the
-//! verification passes, 1 otherwise. `-o json` prints one document instead ([`json`]).
+//! deleted. Its report holds a timeline in model time and the number of calls per API, as text or
+//! as one JSON document ([`json`]); the command (`mirrorctl lab`) prints it.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::unbounded_channel;
-
-use super::{CliError, LabOs, Output};
-use crate::execute::{Event, Progress};
+use crate::execute::Progress;
+use crate::harness::HarnessError;
 use crate::ids::{BackupName, RequestName};
 use crate::ports::Clock as _;
 use crate::ports::cloud::tag;
 use crate::reconcile::{Context, Settled, reconcile};
 use crate::sim::{Scenario, SimWorld, verdict};
-use crate::spec::{BackupSpec, ProcedureChoice, RestoreSpec, Spec};
+use crate::spec::{BackupSpec, Os, ProcedureChoice, RestoreSpec, Spec};
 
 mod json;
 
@@ -30,19 +28,20 @@ pub(super) const LINUX_EXAMPLE: &str = include_str!("../../desired-state/app-lin
 
 /// The lab's desired state: the example file of the OS, without schedule or restore, following
 /// `procedure`.
-pub fn lab_spec(os: LabOs, procedure: ProcedureChoice) -> Result<Spec, CliError> {
+pub fn lab_spec(os: Os, procedure: ProcedureChoice) -> Result<Spec, HarnessError> {
     let (name, text) = match os {
-        LabOs::Windows => ("desired-state/prod-db.toml", WINDOWS_EXAMPLE),
-        LabOs::Linux => ("desired-state/app-linux.toml", LINUX_EXAMPLE),
+        Os::Windows => ("desired-state/prod-db.toml", WINDOWS_EXAMPLE),
+        Os::Linux => ("desired-state/app-linux.toml", LINUX_EXAMPLE),
     };
     let mut spec =
-        crate::spec::load_str(Path::new(name), text).map_err(|e| CliError::Failed(format!("built-in example: {e}")))?;
+        crate::spec::load_str(Path::new(name), text).map_err(|e| HarnessError::caused("built-in example", e))?;
     spec.backup = None;
     spec.restore = None;
     spec.cluster.procedure = procedure;
     Ok(spec)
 }
 
+/// One verification of a lab run.
 struct Check {
     /// Stable identifier (`-o json`).
     id: &'static str,
@@ -50,235 +49,281 @@ struct Check {
     ok: bool,
 }
 
-/// Runs the lab.
-#[allow(clippy::too_many_lines)]
-pub async fn run(
-    state_dir: &Path,
-    speed: f64,
-    world_seed: u64,
-    os: LabOs,
-    procedure: ProcedureChoice,
-    fast_restore: bool,
-    output: Output,
-) -> Result<u8, CliError> {
-    if !(speed.is_finite() && speed > 0.0) {
-        return Err(CliError::Usage(format!("--speed must be a positive number, not {speed}")));
-    }
-    let wall = Instant::now();
-    let dir = state_dir.join("lab");
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| CliError::Failed(format!("clearing {}: {e}", dir.display())))?;
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| CliError::Failed(format!("creating {}: {e}", dir.display())))?;
-    let scenario = match os {
-        LabOs::Windows => Scenario::windows_runbook(),
-        LabOs::Linux => Scenario::linux(),
-    };
-    // Not persisted while it runs: saving the world after every call costs real milliseconds,
-    // which a speed factor turns into model seconds. The final world is saved for inspection.
-    let world = SimWorld::new(scenario, world_seed, speed);
-    let spec = lab_spec(os, procedure)?;
+/// Options of a lab run.
+#[derive(Debug, Clone, Copy)]
+pub struct LabOptions {
+    /// Model seconds per real second.
+    pub speed: f64,
+    /// Seed of the latency model and ids.
+    pub seed: u64,
+    /// Operating system of the simulated cluster.
+    pub os: Os,
+    /// The CLUSTERPRO procedure of the lab's desired state.
+    pub procedure: ProcedureChoice,
+    /// Restore with `mirror.volume.fast_restore = true`.
+    pub fast_restore: bool,
+}
 
-    let (tx, mut rx) = unbounded_channel::<Event>();
-    let start = world.scenario().epoch;
-    let text = output == Output::Text;
-    let say = |line: &str| {
-        if text {
-            println!("{line}");
+/// A lab ready to run: a fresh simulated world under `<state>/lab` and its desired state.
+pub struct Lab {
+    opts: LabOptions,
+    dir: PathBuf,
+    world: std::sync::Arc<SimWorld>,
+    spec: Spec,
+    wall: Instant,
+}
+
+/// What a lab run found: its checks, and the world it leaves (saved for inspection).
+pub struct LabReport {
+    lab: Lab,
+    snapshot: String,
+    restore_took: jiff::SignedDuration,
+    checks: Vec<Check>,
+    /// Where the final world was saved, or why it was not.
+    saved: Result<PathBuf, String>,
+}
+
+impl Lab {
+    /// Clears `<state_dir>/lab` and builds the world and desired state of `opts`.
+    pub fn new(state_dir: &Path, opts: LabOptions) -> Result<Lab, HarnessError> {
+        if !(opts.speed.is_finite() && opts.speed > 0.0) {
+            return Err(HarnessError::Usage(format!("--speed must be a positive number, not {}", opts.speed)));
         }
-    };
-    let printer = tokio::spawn(async move {
-        let mut events = Vec::new();
-        while let Some(e) = rx.recv().await {
-            if text {
-                if let Some(l) = super::apply::render_event(&e, start) {
-                    println!("{l}");
-                }
-            } else {
-                events.push(super::apply::event_json(&e, start));
-            }
+        let wall = Instant::now();
+        let dir = crate::harness::fresh_dir(state_dir, "lab")?;
+        let scenario = match opts.os {
+            Os::Windows => Scenario::windows_runbook(),
+            Os::Linux => Scenario::linux(),
+        };
+        // Not persisted while it runs: saving the world after every call costs real milliseconds,
+        // which a speed factor turns into model seconds. The final world is saved for inspection.
+        let world = SimWorld::new(scenario, opts.seed, opts.speed);
+        let spec = lab_spec(opts.os, opts.procedure)?;
+        Ok(Lab { opts, dir, world, spec, wall })
+    }
+
+    /// The world's model time zero (event times are counted from it).
+    pub fn epoch(&self) -> jiff::Timestamp {
+        self.world.scenario().epoch
+    }
+
+    /// The OS's name in the report.
+    fn os_name(&self) -> &'static str {
+        match self.opts.os {
+            Os::Windows => "windows",
+            Os::Linux => "linux",
         }
-        events
-    });
-    let mut ctx = Context::new(world.ports(), dir.join("state"));
-    ctx.progress = Progress::to(tx);
-    let mut checks = Vec::new();
-    let os_name = match os {
-        LabOs::Windows => "windows",
-        LabOs::Linux => "linux",
-    };
-    say(&format!("mirrorctl lab: cluster {} ({os_name}), seed {world_seed}, speed ×{speed}", spec.cluster.name));
-    say("\n== 1. backup \"lab-backup\" (the runbook's backup procedure)");
-    let backup_name = BackupName::parse("lab-backup").map_err(|e| CliError::Failed(e.to_string()))?;
-    let mut backup = spec.clone();
-    backup.backup =
-        Some(BackupSpec { schedules: Vec::new(), keep: 7, take: vec![backup_name.clone()], copy_to: Vec::new() });
-    let settled = reconcile(&backup, &ctx).await.map_err(|e| CliError::Failed(e.to_string()))?;
-    checks.push(Check { id: "backup-converged", what: "backup converged".into(), ok: settled == Settled::Converged });
-    let inv = world.inventory();
-    let snap = inv
-        .snapshots
-        .iter()
-        .find(|s| s.tags.get(tag::REQUEST).map(String::as_str) == Some(backup_name.as_str()))
-        .map(|s| s.id.clone())
-        .ok_or_else(|| CliError::Failed("the backup left no snapshot".into()))?;
-    let backed_up = verdict::backup(&world, &snap);
-    checks.push(Check {
-        id: "snapshot-holds-quiesce-point",
-        what: format!(
-            "snapshot {snap} holds the quiesce point ({} = {})",
-            backed_up.snapshot.map_or_else(|| "?".into(), |c| c.to_string()),
-            backed_up.quiesce_points.last().map_or_else(|| "?".into(), ToString::to_string)
-        ),
-        ok: backed_up.captured,
-    });
+    }
 
-    say("\n== 2. business runs for 10 minutes, then data is deleted by mistake (mirrored to the standby)");
-    world.clock().sleep(Duration::from_mins(10)).await;
-    world.accident();
-    world.clock().sleep(Duration::from_secs(30)).await;
-    checks.push(Check {
-        id: "accident-reached-both",
-        what: "the accident reached both servers".into(),
-        ok: verdict::accident_everywhere(&world),
-    });
-
-    say(&format!(
-        "\n== 3. restore both servers from {snap} (request \"lab-incident\"){}",
-        if fast_restore { " with Fast Snapshot Restore" } else { "" }
-    ));
-    let mut restore = backup.clone();
-    restore.mirror.volume.fast_restore = fast_restore;
-    restore.restore = Some(RestoreSpec {
-        snapshot: snap.clone(),
-        request: RequestName::parse("lab-incident").map_err(|e| CliError::Failed(e.to_string()))?,
-        verify_failover: true,
-        allow_foreign_snapshot: false,
-    });
-    let restore_started = world.now();
-    let settled = reconcile(&restore, &ctx).await.map_err(|e| CliError::Failed(e.to_string()))?;
-    let restore_took = world.now().duration_since(restore_started);
-    checks.push(Check { id: "restore-converged", what: "restore converged".into(), ok: settled == Settled::Converged });
-    drop(ctx);
-    let events = printer.await.unwrap_or_default();
-
-    let restored = verdict::restore(&world, &snap);
-    checks.push(Check {
-        id: "both-sides-identical",
-        what: "both servers hold identical data".into(),
-        ok: restored.identical,
-    });
-    checks.push(Check {
-        id: "accident-gone",
-        what: "the accident is gone from both servers".into(),
-        ok: restored.accident_gone,
-    });
-    checks.push(Check {
-        id: "data-continues-from-snapshot",
-        what: format!("the data continues from {snap}"),
-        ok: restored.from_snapshot,
-    });
-    checks.push(Check {
-        id: "no-corruption",
-        what: format!("no corruption ({} found)", restored.corruptions.len()),
-        ok: restored.corruptions.is_empty(),
-    });
-    let inv = world.inventory();
-    checks.push(Check {
-        id: "no-volume-deleted",
-        what: format!("no volume deleted ({})", inv.deleted_volumes),
-        ok: inv.deleted_volumes == 0,
-    });
-    let superseded = inv.volumes.iter().filter(|v| v.tags.contains_key(tag::SUPERSEDED_BY)).count();
-    checks.push(Check {
-        id: "old-volumes-kept",
-        what: format!("old volumes kept and tagged superseded ({superseded})"),
-        ok: superseded == 2,
-    });
-    if fast_restore {
-        let restored: Vec<_> = inv
-            .volumes
-            .iter()
-            .filter(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some("lab-incident"))
-            .collect();
-        let fast = restored.iter().filter(|v| v.fast_restored).count();
+    /// Runs the story: backup, business, accident, restore, checks. Step events go to `progress`,
+    /// the story's headings to `say`.
+    #[allow(clippy::too_many_lines)]
+    pub async fn run(self, progress: Progress, say: &(dyn Fn(&str) + Sync)) -> Result<LabReport, HarnessError> {
+        let LabOptions { speed, seed: world_seed, fast_restore, .. } = self.opts;
+        let (world, spec, dir) = (&self.world, &self.spec, &self.dir);
+        let mut ctx = Context::new(world.ports(), dir.join("state"));
+        ctx.progress = progress;
+        let mut checks = Vec::new();
+        let os_name = self.os_name();
+        say(&format!("mirrorctl lab: cluster {} ({os_name}), seed {world_seed}, speed ×{speed}", spec.cluster.name));
+        say("\n== 1. backup \"lab-backup\" (the runbook's backup procedure)");
+        let backup_name =
+            BackupName::parse("lab-backup").map_err(|e| HarnessError::caused("the lab's backup name", e))?;
+        let mut backup = spec.clone();
+        backup.backup =
+            Some(BackupSpec { schedules: Vec::new(), keep: 7, take: vec![backup_name.clone()], copy_to: Vec::new() });
+        let settled = reconcile(&backup, &ctx).await.map_err(|e| HarnessError::caused("the lab's backup", e))?;
         checks.push(Check {
-            id: "volumes-fast-restored",
-            what: format!("both restored volumes fast-restored ({fast} of {})", restored.len()),
-            ok: fast == 2 && restored.len() == 2,
+            id: "backup-converged",
+            what: "backup converged".into(),
+            ok: settled == Settled::Converged,
         });
-        let on: Vec<String> = world
-            .fast_restores()
+        let inv = world.inventory();
+        let snap = inv
+            .snapshots
             .iter()
-            .filter(|f| f.state.is_on())
-            .map(|f| format!("{} in {}", f.snapshot, f.zone))
-            .collect();
+            .find(|s| s.tags.get(tag::REQUEST).map(String::as_str) == Some(backup_name.as_str()))
+            .map(|s| s.id.clone())
+            .ok_or_else(|| HarnessError::Failed("the backup left no snapshot".into()))?;
+        let backed_up = verdict::backup(&world, &snap);
         checks.push(Check {
-            id: "fast-restore-off-again",
+            id: "snapshot-holds-quiesce-point",
             what: format!(
-                "Fast Snapshot Restore switched off again ({:.2} zone-hours billed{})",
-                world.fast_restore_zone_hours(),
-                if on.is_empty() { String::new() } else { format!("; still on: {}", on.join(", ")) }
+                "snapshot {snap} holds the quiesce point ({} = {})",
+                backed_up.snapshot.map_or_else(|| "?".into(), |c| c.to_string()),
+                backed_up.quiesce_points.last().map_or_else(|| "?".into(), ToString::to_string)
             ),
-            ok: on.is_empty(),
+            ok: backed_up.captured,
         });
+
+        say("\n== 2. business runs for 10 minutes, then data is deleted by mistake (mirrored to the standby)");
+        world.clock().sleep(Duration::from_mins(10)).await;
+        world.accident();
+        world.clock().sleep(Duration::from_secs(30)).await;
+        checks.push(Check {
+            id: "accident-reached-both",
+            what: "the accident reached both servers".into(),
+            ok: verdict::accident_everywhere(&world),
+        });
+
+        say(&format!(
+            "\n== 3. restore both servers from {snap} (request \"lab-incident\"){}",
+            if fast_restore { " with Fast Snapshot Restore" } else { "" }
+        ));
+        let mut restore = backup.clone();
+        restore.mirror.volume.fast_restore = fast_restore;
+        restore.restore = Some(RestoreSpec {
+            snapshot: snap.clone(),
+            request: RequestName::parse("lab-incident")
+                .map_err(|e| HarnessError::caused("the lab's request name", e))?,
+            verify_failover: true,
+            allow_foreign_snapshot: false,
+        });
+        let restore_started = world.now();
+        let settled = reconcile(&restore, &ctx).await.map_err(|e| HarnessError::caused("the lab's restore", e))?;
+        let restore_took = world.now().duration_since(restore_started);
+        checks.push(Check {
+            id: "restore-converged",
+            what: "restore converged".into(),
+            ok: settled == Settled::Converged,
+        });
+        drop(ctx);
+
+        let restored = verdict::restore(&world, &snap);
+        checks.push(Check {
+            id: "both-sides-identical",
+            what: "both servers hold identical data".into(),
+            ok: restored.identical,
+        });
+        checks.push(Check {
+            id: "accident-gone",
+            what: "the accident is gone from both servers".into(),
+            ok: restored.accident_gone,
+        });
+        checks.push(Check {
+            id: "data-continues-from-snapshot",
+            what: format!("the data continues from {snap}"),
+            ok: restored.from_snapshot,
+        });
+        checks.push(Check {
+            id: "no-corruption",
+            what: format!("no corruption ({} found)", restored.corruptions.len()),
+            ok: restored.corruptions.is_empty(),
+        });
+        let inv = world.inventory();
+        checks.push(Check {
+            id: "no-volume-deleted",
+            what: format!("no volume deleted ({})", inv.deleted_volumes),
+            ok: inv.deleted_volumes == 0,
+        });
+        let superseded = inv.volumes.iter().filter(|v| v.tags.contains_key(tag::SUPERSEDED_BY)).count();
+        checks.push(Check {
+            id: "old-volumes-kept",
+            what: format!("old volumes kept and tagged superseded ({superseded})"),
+            ok: superseded == 2,
+        });
+        if fast_restore {
+            let restored: Vec<_> = inv
+                .volumes
+                .iter()
+                .filter(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some("lab-incident"))
+                .collect();
+            let fast = restored.iter().filter(|v| v.fast_restored).count();
+            checks.push(Check {
+                id: "volumes-fast-restored",
+                what: format!("both restored volumes fast-restored ({fast} of {})", restored.len()),
+                ok: fast == 2 && restored.len() == 2,
+            });
+            let on: Vec<String> = world
+                .fast_restores()
+                .iter()
+                .filter(|f| f.state.is_on())
+                .map(|f| format!("{} in {}", f.snapshot, f.zone))
+                .collect();
+            checks.push(Check {
+                id: "fast-restore-off-again",
+                what: format!(
+                    "Fast Snapshot Restore switched off again ({:.2} zone-hours billed{})",
+                    world.fast_restore_zone_hours(),
+                    if on.is_empty() { String::new() } else { format!("; still on: {}", on.join(", ")) }
+                ),
+                ok: on.is_empty(),
+            });
+        }
+
+        let saved = dir.join("world.json");
+        let saved = world.persist_to(&saved).map(|()| saved).map_err(|e| e.to_string());
+        Ok(LabReport { snapshot: snap.to_string(), restore_took, checks, saved, lab: self })
+    }
+}
+
+impl LabReport {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
     }
 
-    if !text {
-        let saved = dir.join("world.json");
-        let saved = world.persist_to(&saved).map(|()| saved);
-        let doc = json::document(&json::Facts {
-            world: &world,
-            cluster: spec.cluster.name.as_str(),
-            os: os_name,
-            seed: world_seed,
-            speed,
-            procedure,
-            fast_restore,
-            snapshot: snap.as_str(),
-            restore_s: restore_took.as_secs_f64(),
-            wall_s: wall.elapsed().as_secs_f64(),
+    /// The report as one JSON document (`events`: the progress events as `apply -o json` prints
+    /// them).
+    pub fn json(&self, events: Vec<serde_json::Value>) -> serde_json::Value {
+        let lab = &self.lab;
+        json::document(&json::Facts {
+            world: &lab.world,
+            cluster: lab.spec.cluster.name.as_str(),
+            os: lab.os_name(),
+            seed: lab.opts.seed,
+            speed: lab.opts.speed,
+            procedure: lab.opts.procedure,
+            fast_restore: lab.opts.fast_restore,
+            snapshot: self.snapshot.as_str(),
+            restore_s: self.restore_took.as_secs_f64(),
+            wall_s: lab.wall.elapsed().as_secs_f64(),
             events,
-            checks: &checks,
-            saved: saved.as_deref().map_err(ToString::to_string),
-            state: &dir.join("state"),
-        });
-        println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| CliError::Failed(e.to_string()))?);
-        return Ok(u8::from(!checks.iter().all(|c| c.ok)));
+            checks: &self.checks,
+            saved: self.saved.as_deref().map_err(Clone::clone),
+            state: &lab.dir.join("state"),
+        })
     }
-    let mut out = String::new();
-    let _ = writeln!(out, "\n== timeline of the world (model time)");
-    for (at, what) in world.timeline() {
-        let _ = writeln!(out, "  {:>9.1}s  {what}", at.duration_since(start).as_secs_f64());
-    }
-    let _ = writeln!(out, "\n== calls per API");
-    for (api, n) in world.call_counts() {
-        let _ = writeln!(out, "  {api:<32} {n}");
-    }
-    let _ = writeln!(out, "\n== verification");
-    for c in &checks {
-        let _ = writeln!(out, "  [{}] {}", if c.ok { "ok" } else { "FAILED" }, c.what);
-    }
-    let _ = writeln!(
-        out,
-        "\nrestore took {:.1}s of model time; the whole lab {:.1}s of model time in {:.2}s real time (speed ×{speed})",
-        restore_took.as_secs_f64(),
-        world.now().duration_since(start).as_secs_f64(),
-        wall.elapsed().as_secs_f64()
-    );
-    let saved = dir.join("world.json");
-    if let Err(e) = world.persist_to(&saved) {
-        let _ = writeln!(out, "(could not save the final world to {}: {e})", saved.display());
-    } else {
+
+    /// The report as text: timeline, calls per API, checks and the verdict.
+    pub fn text(&self) -> String {
+        let (world, dir, speed) = (&self.lab.world, &self.lab.dir, self.lab.opts.speed);
+        let start = self.lab.epoch();
+        let mut out = String::new();
+        let _ = writeln!(out, "\n== timeline of the world (model time)");
+        for (at, what) in world.timeline() {
+            let _ = writeln!(out, "  {:>9.1}s  {what}", at.duration_since(start).as_secs_f64());
+        }
+        let _ = writeln!(out, "\n== calls per API");
+        for (api, n) in world.call_counts() {
+            let _ = writeln!(out, "  {api:<32} {n}");
+        }
+        let _ = writeln!(out, "\n== verification");
+        for c in &self.checks {
+            let _ = writeln!(out, "  [{}] {}", if c.ok { "ok" } else { "FAILED" }, c.what);
+        }
         let _ = writeln!(
             out,
-            "final world saved to {} (journal and status under {})",
-            saved.display(),
-            dir.join("state").display()
+            "\nrestore took {:.1}s of model time; the whole lab {:.1}s of model time in {:.2}s real time (speed ×{speed})",
+            self.restore_took.as_secs_f64(),
+            world.now().duration_since(start).as_secs_f64(),
+            self.lab.wall.elapsed().as_secs_f64()
         );
+        match &self.saved {
+            Err(e) => {
+                let _ = writeln!(out, "(could not save the final world to {}: {e})", dir.join("world.json").display());
+            }
+            Ok(saved) => {
+                let _ = writeln!(
+                    out,
+                    "final world saved to {} (journal and status under {})",
+                    saved.display(),
+                    dir.join("state").display()
+                );
+            }
+        }
+        let passed = self.passed();
+        let _ = writeln!(out, "{}", if passed { "lab verification PASSED" } else { "lab verification FAILED" });
+        out
     }
-    let passed = checks.iter().all(|c| c.ok);
-    let _ = writeln!(out, "{}", if passed { "lab verification PASSED" } else { "lab verification FAILED" });
-    print!("{out}");
-    Ok(u8::from(!passed))
 }

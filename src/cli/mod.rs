@@ -8,8 +8,11 @@
 
 pub mod apply;
 pub mod bench;
+pub mod bench_command;
 pub mod chaos;
+pub mod chaos_command;
 pub mod lab;
+pub mod lab_command;
 pub mod plan;
 pub mod run;
 pub mod signals;
@@ -253,7 +256,7 @@ pub enum Command {
 pub enum BenchMode {
     /// The kill -9 chaos campaign: the real daemon on persisted lab worlds, killed at random
     /// points of backups and restores and restarted; the worlds' own state judges the outcome.
-    Chaos(chaos::ChaosArgs),
+    Chaos(chaos_command::ChaosArgs),
 }
 
 /// What `mirrorctl store` does.
@@ -291,6 +294,24 @@ pub enum LabOs {
     Windows,
     /// A Linux cluster.
     Linux,
+}
+
+impl From<LabOs> for crate::spec::Os {
+    fn from(os: LabOs) -> Self {
+        match os {
+            LabOs::Windows => crate::spec::Os::Windows,
+            LabOs::Linux => crate::spec::Os::Linux,
+        }
+    }
+}
+
+impl From<crate::harness::HarnessError> for CliError {
+    fn from(e: crate::harness::HarnessError) -> Self {
+        match e {
+            crate::harness::HarnessError::Usage(text) => CliError::Usage(text),
+            other => CliError::Other(Box::new(other)),
+        }
+    }
 }
 
 /// A user-facing error; it owns its exit code and is printed once, by `main`.
@@ -539,13 +560,13 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             snapshots::run(&state_dir, store().await, &target, &world, output).await
         }
         Command::Lab { speed, seed, os, procedure, fast_restore, output } => {
-            lab::run(&state_dir, speed, seed, os, procedure.into(), fast_restore, output).await
+            lab_command::run(&state_dir, speed, seed, os, procedure.into(), fast_restore, output).await
         }
         Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => {
-            chaos::run(&state_dir, &args, store_spec.as_ref()).await
+            chaos_command::run(&state_dir, &args, store_spec.as_ref()).await
         }
         Command::Bench { mode: None, quick, seed, binary, output, only } => {
-            bench::run(&state_dir, quick, seed, output, binary.as_deref(), &only)
+            bench_command::run(&state_dir, quick, seed, output, binary.as_deref(), &only)
         }
         Command::Man { dir } => man(dir.as_deref()),
         Command::Completions { shell } => {

@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{fresh_dir, table_head, table_row};
-use crate::cli::CliError;
+use crate::harness::HarnessError as CliError;
 
 /// Lab speed of the measured daemon.
 const SPEED: &str = "200";

@@ -50,7 +50,7 @@ use super::{
     Prepared, fresh_dir, prepare, restore_critical_path_s, restore_spec, restore_tail_after_attach_s, table_head,
     table_row,
 };
-use crate::cli::CliError;
+use crate::harness::HarnessError as CliError;
 use crate::journal::writer::Journal;
 use crate::ports::limit::{Budget, Budgets, LimitedCloud, RequestLimiter};
 use crate::reconcile::{Context, Settled, reconcile};

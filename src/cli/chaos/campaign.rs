@@ -12,13 +12,15 @@ use super::driver::{FlowDriver, FlowRun, Trial};
 use super::tally::{Tally, render};
 use super::verdicts::{RestoreExpect, Violation, check_backup, check_restore, tagged, violation, volume_ids};
 use super::{
-    BACKUP, BUSINESS, ChaosArgs, ChaosProcedure, FAST_FORWARD_SPEED, FlowKind, MIN_PATIENCE, REQUESTS, Shared,
+    BACKUP, BUSINESS, CampaignReport, ChaosOptions, ChaosProcedure, FAST_FORWARD_SPEED, FlowKind, MIN_PATIENCE,
+    REQUESTS, Shared,
 };
 use crate::adapters::store::StoreSpec;
-use crate::cli::{CliError, LabOs};
+use crate::harness::HarnessError;
 use crate::ports::Clock as _;
 use crate::ports::cloud::tag;
 use crate::sim::{SimWorld, verdict};
+use crate::spec::Os;
 use crate::spec::ProcedureChoice;
 
 /// Kill instants for one flow: `k` positions drawn uniformly over `expected`, sorted.
@@ -32,19 +34,19 @@ pub(super) fn draw_kills(rng: &mut ChaCha8Rng, expected: Duration, max_kills: us
 /// The shared store of a campaign on `--store`, checked reachable; `None` on the directory store.
 pub(super) async fn shared_store(
     base: &Path,
-    args: &ChaosArgs,
+    args: &ChaosOptions,
     store: Option<&StoreSpec>,
-) -> Result<Option<Shared>, CliError> {
+) -> Result<Option<Shared>, HarnessError> {
     let Some(spec @ StoreSpec::Dynamo { .. }) = store else {
         if args.hosts > 1 {
-            return Err(CliError::Usage(format!(
+            return Err(HarnessError::Usage(format!(
                 "--hosts {} needs a store every host reaches: add --store dynamodb:TABLE (create the table once \
                  with `mirrorctl store init --store dynamodb:TABLE`)",
                 args.hosts
             )));
         }
         if args.lease_secs.is_some() {
-            return Err(CliError::Usage(
+            return Err(HarnessError::Usage(
                 "--lease-secs applies to a shared store (--store dynamodb:TABLE): the directory store's lock lasts \
                  as long as its process"
                     .into(),
@@ -54,31 +56,35 @@ pub(super) async fn shared_store(
     };
     let lease_secs = args.lease_secs.unwrap_or(DEFAULT_LEASE_SECS);
     if lease_secs == 0 {
-        return Err(CliError::Usage("--lease-secs must be at least 1 second".into()));
+        return Err(HarnessError::Usage("--lease-secs must be at least 1 second".into()));
     }
     let store = spec.open(base).await;
     // One read before any trial: a missing table or a refused permission stops the campaign here.
     let probe = crate::ids::ClusterName::parse("chaos-probe")
-        .map_err(|e| CliError::Failed(format!("the probe cluster name is invalid: {e}")))?;
-    store.read_status(&probe).await.map_err(|e| CliError::Failed(format!("store {spec}: {e}")))?;
+        .map_err(|e| HarnessError::caused("the probe cluster name is invalid", e))?;
+    store.read_status(&probe).await.map_err(|e| HarnessError::caused(format!("store {spec}"), e))?;
     Ok(Some(Shared { spec: spec.clone(), store, lease_secs }))
 }
 
-/// Runs the campaign; exit 0 when no violation was seen, 1 otherwise. `store` is the global
-/// `--store`: a shared store runs the daemons as `--hosts` hosts on it.
-pub async fn run(state_dir: &Path, args: &ChaosArgs, store: Option<&StoreSpec>) -> Result<u8, CliError> {
+/// Runs the campaign under `state_dir/chaos` and returns its tally. `store` is the store the
+/// daemons use: a shared store runs them as `args.hosts` hosts on it.
+pub async fn run(
+    state_dir: &Path,
+    args: &ChaosOptions,
+    store: Option<&StoreSpec>,
+) -> Result<CampaignReport, HarnessError> {
     if args.points == 0 {
-        return Err(CliError::Usage("--points must be at least 1".into()));
+        return Err(HarnessError::Usage("--points must be at least 1".into()));
     }
     if args.max_kills == 0 {
-        return Err(CliError::Usage("--max-kills must be at least 1".into()));
+        return Err(HarnessError::Usage("--max-kills must be at least 1".into()));
     }
     if !(args.speed.is_finite() && args.speed > 0.0) {
-        return Err(CliError::Usage(format!("--speed must be a positive number, not {}", args.speed)));
+        return Err(HarnessError::Usage(format!("--speed must be a positive number, not {}", args.speed)));
     }
     let exe = std::env::current_exe()
-        .map_err(|e| CliError::Failed(format!("cannot find this executable to start the daemon: {e}")))?;
-    let base = crate::cli::bench::fresh_dir(state_dir, "chaos")?;
+        .map_err(|e| HarnessError::caused("cannot find this executable to start the daemon", e))?;
+    let base = crate::harness::fresh_dir(state_dir, "chaos")?;
     let shared = shared_store(&base, args, store).await?;
     // With a shared store every trial's cluster gets a name of its own in the table.
     let campaign = shared.as_ref().map(|_| {
@@ -103,7 +109,7 @@ pub async fn run(state_dir: &Path, args: &ChaosArgs, store: Option<&StoreSpec>) 
             ));
             break;
         }
-        let os = if index % 2 == 0 { LabOs::Windows } else { LabOs::Linux };
+        let os = if index % 2 == 0 { Os::Windows } else { Os::Linux };
         let vendor = match args.procedure {
             ChaosProcedure::Vendor => true,
             ChaosProcedure::Reconfigure => false,
@@ -112,10 +118,10 @@ pub async fn run(state_dir: &Path, args: &ChaosArgs, store: Option<&StoreSpec>) 
         let procedure = if vendor { ProcedureChoice::Vendor } else { ProcedureChoice::Reconfigure };
         // The flavour keys the expected durations: the two procedures take different times.
         let os_name = match (os, procedure) {
-            (LabOs::Windows, ProcedureChoice::Vendor) => "windows/vendor",
-            (LabOs::Linux, ProcedureChoice::Vendor) => "linux/vendor",
-            (LabOs::Windows, _) => "windows/reconfigure",
-            (LabOs::Linux, _) => "linux/reconfigure",
+            (Os::Windows, ProcedureChoice::Vendor) => "windows/vendor",
+            (Os::Linux, ProcedureChoice::Vendor) => "linux/vendor",
+            (Os::Windows, _) => "windows/reconfigure",
+            (Os::Linux, _) => "linux/reconfigure",
         };
         let mut trial = Trial::new(&base, index, os, procedure, campaign.as_deref())?;
         let world_seed = args.seed.wrapping_mul(1_000).wrapping_add(index as u64);
@@ -151,8 +157,10 @@ pub async fn run(state_dir: &Path, args: &ChaosArgs, store: Option<&StoreSpec>) 
             let _ = std::fs::remove_dir_all(&trial.dir);
         }
     }
-    print!("{}", render(&tally, args, shared.as_ref(), &expected, wall.elapsed()));
-    Ok(u8::from(!tally.violations.is_empty()))
+    Ok(CampaignReport {
+        text: render(&tally, args, shared.as_ref(), &expected, wall.elapsed()),
+        violations: tally.violations.len(),
+    })
 }
 
 /// How long a flow may take: generous against the measured durations, at least [`MIN_PATIENCE`].
@@ -163,7 +171,7 @@ pub(super) fn patience(expected: &BTreeMap<(&'static str, FlowKind), Duration>, 
 
 /// The default lease period of a shared-store campaign: short, so that takeovers (one lease
 /// period each) do not dominate the campaign's wall time.
-pub(super) const DEFAULT_LEASE_SECS: u64 = 3;
+pub const DEFAULT_LEASE_SECS: u64 = 3;
 
 /// One trial: the backup flow, ten minutes of business, the accident, the restore flow; checks
 /// after each. Returns the wall time of each flow that converged without kills (calibration).
@@ -175,12 +183,12 @@ pub(super) async fn run_trial(
     [backup_kills, restore_kills]: [Vec<Duration>; 2],
     change: bool,
     tally: &mut Tally,
-) -> Result<Vec<(FlowKind, Duration)>, CliError> {
+) -> Result<Vec<(FlowKind, Duration)>, HarnessError> {
     let mut measured = Vec::new();
-    let world = SimWorld::new(crate::cli::world::scenario_for(&trial.spec), world_seed, speed);
+    let world = SimWorld::new(crate::sim::scenario::scenario_for(&trial.spec), world_seed, speed);
     world
         .persist_to(&trial.world_file)
-        .map_err(|e| CliError::Failed(format!("creating {}: {e}", trial.world_file.display())))?;
+        .map_err(|e| HarnessError::caused(format!("creating {}", trial.world_file.display()), e))?;
     let before = volume_ids(&world);
     drop(world);
     let idx = trial.index;
@@ -218,12 +226,12 @@ pub(super) async fn run_trial(
     let fast = trial.open_world(FAST_FORWARD_SPEED)?;
     fast.clock().sleep(BUSINESS).await;
     fast.persist_to(&trial.world_file)
-        .map_err(|e| CliError::Failed(format!("saving {}: {e}", trial.world_file.display())))?;
+        .map_err(|e| HarnessError::caused(format!("saving {}", trial.world_file.display()), e))?;
     drop(fast);
     let world = trial.open_world(speed)?;
     world.accident();
     if !verdict::accident_everywhere(&world) {
-        return Err(CliError::Failed(format!(
+        return Err(HarnessError::Failed(format!(
             "trial {idx}: the simulated accident did not reach both servers ({:?}); the campaign cannot go on",
             world.oracle_report().servers
         )));

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use super::tally::Tally;
 use super::verdicts::{Violation, check_status, check_status_doc, says_converged, violation};
 use super::{BACKUP, FlowKind, POLL, REQUESTS, SHARED_POLL, Shared};
-use crate::cli::{CliError, LabOs};
+use crate::harness::HarnessError;
 use crate::ids::SnapshotId;
 use crate::journal::Record;
 use crate::journal::writer::Journal;
 use crate::sim::SimWorld;
+use crate::spec::Os;
 use crate::spec::ProcedureChoice;
 use crate::spec::Spec;
 use crate::status::StatusDoc;
@@ -34,15 +35,16 @@ impl Daemon {
         speed: f64,
         host: usize,
         shared: Option<&Shared>,
-    ) -> Result<Daemon, CliError> {
+    ) -> Result<Daemon, HarnessError> {
         let state = trial.host_dir(host);
-        std::fs::create_dir_all(&state).map_err(|e| CliError::Failed(format!("creating {}: {e}", state.display())))?;
+        std::fs::create_dir_all(&state)
+            .map_err(|e| HarnessError::caused(format!("creating {}", state.display()), e))?;
         let log_path = trial.log_of(host);
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
-            .map_err(|e| CliError::Failed(format!("opening {}: {e}", log_path.display())))?;
+            .map_err(|e| HarnessError::caused(format!("opening {}", log_path.display()), e))?;
         let mut cmd = Command::new(exe);
         cmd.arg("--state-dir")
             .arg(&state)
@@ -64,7 +66,7 @@ impl Daemon {
                 .arg("--lab-dir")
                 .arg(trial.lab_dir());
         }
-        let child = cmd.spawn().map_err(|e| CliError::Failed(format!("starting {} run: {e}", exe.display())))?;
+        let child = cmd.spawn().map_err(|e| HarnessError::caused(format!("starting {} run", exe.display()), e))?;
         Ok(Daemon { child })
     }
 
@@ -138,17 +140,17 @@ impl Trial {
     pub(super) fn new(
         base_dir: &Path,
         index: usize,
-        os: LabOs,
+        os: Os,
         procedure: ProcedureChoice,
         campaign: Option<&str>,
-    ) -> Result<Trial, CliError> {
+    ) -> Result<Trial, HarnessError> {
         let (example, example_name) = match os {
-            LabOs::Windows => (crate::cli::lab::WINDOWS_EXAMPLE, "prod-db"),
-            LabOs::Linux => (crate::cli::lab::LINUX_EXAMPLE, "app-linux"),
+            Os::Windows => (crate::cli::lab::WINDOWS_EXAMPLE, "prod-db"),
+            Os::Linux => (crate::cli::lab::LINUX_EXAMPLE, "app-linux"),
         };
         let cut = example
             .find("\n[backup]")
-            .ok_or_else(|| CliError::Failed("the built-in example has no [backup] table".into()))?;
+            .ok_or_else(|| HarnessError::Failed("the built-in example has no [backup] table".into()))?;
         let name = campaign.map_or_else(|| example_name.to_owned(), |c| format!("{example_name}-{c}-t{index:03}"));
         let dir = base_dir.join(format!("trial-{index:03}"));
         let ds = dir.join("ds");
@@ -156,7 +158,7 @@ impl Trial {
         let shared = campaign.is_some();
         let lab = if shared { dir.join("lab") } else { state.join("lab") };
         for d in [&ds, &lab] {
-            std::fs::create_dir_all(d).map_err(|e| CliError::Failed(format!("creating {}: {e}", d.display())))?;
+            std::fs::create_dir_all(d).map_err(|e| HarnessError::caused(format!("creating {}", d.display()), e))?;
         }
         let mut t = Trial {
             index,
@@ -177,7 +179,7 @@ impl Trial {
     }
 
     /// Writes the desired state: backup `b1`, and the restore of `restore = (snapshot, request)`.
-    pub(super) fn write_desired(&self, restore: Option<(&SnapshotId, &str)>) -> Result<Spec, CliError> {
+    pub(super) fn write_desired(&self, restore: Option<(&SnapshotId, &str)>) -> Result<Spec, HarnessError> {
         let mut text = format!("{}[backup]\nkeep = 7\ntake = [\"{BACKUP}\"]\n", self.base);
         if let Some((snapshot, request)) = restore {
             let _ = write!(
@@ -186,12 +188,12 @@ impl Trial {
             );
         }
         let spec = crate::spec::load_str(&self.file, &text)
-            .map_err(|e| CliError::Failed(format!("the chaos desired state is invalid: {e}")))?;
+            .map_err(|e| HarnessError::caused("the chaos desired state is invalid", e))?;
         // Through a temporary file and a rename: a daemon never reads half of it.
         let tmp = self.ds.join(".desired.tmp");
         std::fs::write(&tmp, &text)
             .and_then(|()| std::fs::rename(&tmp, &self.file))
-            .map_err(|e| CliError::Failed(format!("writing {}: {e}", self.file.display())))?;
+            .map_err(|e| HarnessError::caused(format!("writing {}", self.file.display()), e))?;
         Ok(spec)
     }
 
@@ -214,9 +216,9 @@ impl Trial {
         self.world_file.parent().map_or_else(|| self.dir.join("lab"), Path::to_path_buf)
     }
 
-    pub(super) fn open_world(&self, speed: f64) -> Result<Arc<SimWorld>, CliError> {
+    pub(super) fn open_world(&self, speed: f64) -> Result<Arc<SimWorld>, HarnessError> {
         SimWorld::open(&self.world_file, speed)
-            .map_err(|e| CliError::Failed(format!("opening {}: {e}", self.world_file.display())))
+            .map_err(|e| HarnessError::caused(format!("opening {}", self.world_file.display()), e))
     }
 }
 
@@ -363,7 +365,7 @@ impl FlowDriver<'_> {
         kills: &[Duration],
         change: Option<&SnapshotId>,
         tally: &mut Tally,
-    ) -> Result<FlowRun, CliError> {
+    ) -> Result<FlowRun, HarnessError> {
         let mut op = match flow {
             FlowKind::Backup => format!("backup/{BACKUP}"),
             FlowKind::Restore => format!("restore/{}", REQUESTS[0]),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::verdicts::Violation;
-use super::{ChaosArgs, FlowKind, Shared};
+use super::{ChaosOptions, FlowKind, Shared};
 
 /// Everything counted over a campaign.
 #[derive(Debug, Default)]
@@ -37,7 +37,7 @@ impl Tally {
 #[allow(clippy::cast_precision_loss)] // counts are small
 pub(super) fn render(
     t: &Tally,
-    args: &ChaosArgs,
+    args: &ChaosOptions,
     shared: Option<&Shared>,
     expected: &BTreeMap<(&'static str, FlowKind), Duration>,
     wall: Duration,
