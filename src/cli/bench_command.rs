@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use super::bench::{Bench, BenchOptions, Part};
 use super::{CliError, Output};
+use crate::harness::bench::{Bench, BenchOptions, Part};
 
 /// Runs `mirrorctl bench`: `binary` is the `mirrorctl` whose footprint is measured (default: this
 /// executable), `only` the parts to run (empty: all).

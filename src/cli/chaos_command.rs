@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use super::CliError;
-use super::chaos::{self, ChaosOptions, ChaosProcedure};
 use crate::adapters::store::StoreSpec;
+use crate::harness::chaos::{self, ChaosOptions, ChaosProcedure};
 
 /// Options of `mirrorctl bench chaos`.
 #[derive(Debug, Clone, clap::Args)]

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use tokio::sync::mpsc::unbounded_channel;
 
-use super::lab::{Lab, LabOptions};
 use super::{CliError, LabOs, Output};
 use crate::execute::{Event, Progress};
+use crate::harness::lab::{Lab, LabOptions};
 use crate::spec::ProcedureChoice;
 
 /// Runs `mirrorctl lab`.

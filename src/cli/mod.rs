@@ -7,11 +7,8 @@
 //! 65 invalid desired state, 73 the state directory cannot be written, 1 any other error.
 
 pub mod apply;
-pub mod bench;
 pub mod bench_command;
-pub mod chaos;
 pub mod chaos_command;
-pub mod lab;
 pub mod lab_command;
 pub mod plan;
 pub mod run;
@@ -233,7 +230,7 @@ pub enum Command {
         /// Run only these parts, comma-separated (e.g. `--only footprint --binary
         /// target/release/mirrorctl`); default: all.
         #[arg(long, value_enum, value_delimiter = ',')]
-        only: Vec<bench::Part>,
+        only: Vec<crate::harness::bench::Part>,
     },
     /// Print the manual page (roff, generated from this command line's own definition) on stdout,
     /// e.g. `mirrorctl man | man -l -`; `--dir` writes one page per command instead.

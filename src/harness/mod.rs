@@ -8,6 +8,10 @@
 //! front end call them with plain option structs and get typed errors, and keeps `cli/` to
 //! argument parsing and printing.
 
+pub mod bench;
+pub mod chaos;
+pub mod lab;
+
 use std::path::{Path, PathBuf};
 
 /// Why a harness run could not be carried out (a run that ends with a bad verdict is not an error:

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{Lab, example, with_backups, with_restore};
-use mirrorctl::cli::chaos::{RestoreExpect, Violation, check_backup, check_restore, check_status};
+use mirrorctl::harness::chaos::{RestoreExpect, Violation, check_backup, check_restore, check_status};
 use mirrorctl::ids::VolumeId;
 use mirrorctl::ports::Clock as _;
 use mirrorctl::ports::cloud::{CreateSnapshot, CreateVolume, Tags, tag};

@@ -649,7 +649,7 @@ fn backup_judged_by_the_world(cwd: &Path, name: &str) {
     let fresh = mirrorctl::sim::SimWorld::new(mirrorctl::cli::world::scenario_for(&spec), 42, 1.0);
     let before: Vec<_> = fresh.inventory().volumes.into_iter().map(|v| v.id).collect();
     let world = mirrorctl::sim::SimWorld::open_copy(cwd.join("lab").join(format!("{name}.json")), 1.0).unwrap();
-    let violations = mirrorctl::cli::chaos::check_backup(&world, &spec, "b1", &before);
+    let violations = mirrorctl::harness::chaos::check_backup(&world, &spec, "b1", &before);
     assert!(
         violations.is_empty(),
         "{name}: {violations:?}\ntimeline:\n{}",

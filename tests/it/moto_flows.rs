@@ -23,8 +23,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mirrorctl::cli::chaos::{Violation, check_status};
 use mirrorctl::execute::{CrashPoint, CrashSwitch, ExecError};
+use mirrorctl::harness::chaos::{Violation, check_status};
 use mirrorctl::ids::{BackupName, RequestName, SnapshotId, VolumeId};
 use mirrorctl::journal::Record;
 use mirrorctl::journal::writer::Journal;

@@ -299,7 +299,7 @@ async fn prepare_with(
     let mut scenario = Scenario::windows_runbook();
     scenario.latency = latency;
     let world = SimWorld::new(scenario, seed, 1.0);
-    let mut spec = crate::cli::lab::lab_spec(Os::Windows, procedure)?;
+    let mut spec = crate::harness::lab::lab_spec(Os::Windows, procedure)?;
     let backup_name = BackupName::parse("b1").map_err(|e| CliError::Failed(e.to_string()))?;
     spec.backup = Some(BackupSpec { schedules: Vec::new(), keep: 7, take: vec![backup_name], copy_to: Vec::new() });
     let ctx = Context::new(world.ports(), dir.clone());

@@ -3,7 +3,7 @@
 //! Why this module exists: the text output is a story for people; a script (or a test) needs the
 //! same facts as fields. Times are seconds labelled model or wall, timestamps RFC 3339, each check
 //! a stable id with `ok`; the progress events are those of `apply -o json`
-//! ([`super::super::apply::event_json`]).
+//! ([`crate::cli::apply::event_json`]).
 
 use std::path::Path;
 

@@ -145,8 +145,8 @@ impl Trial {
         campaign: Option<&str>,
     ) -> Result<Trial, HarnessError> {
         let (example, example_name) = match os {
-            Os::Windows => (crate::cli::lab::WINDOWS_EXAMPLE, "prod-db"),
-            Os::Linux => (crate::cli::lab::LINUX_EXAMPLE, "app-linux"),
+            Os::Windows => (crate::harness::lab::WINDOWS_EXAMPLE, "prod-db"),
+            Os::Linux => (crate::harness::lab::LINUX_EXAMPLE, "app-linux"),
         };
         let cut = example
             .find("\n[backup]")
@@ -172,7 +172,7 @@ impl Trial {
                 .replacen(&format!("name = \"{example_name}\""), &format!("name = \"{name}\""), 1)
                 .replacen("[cluster]\n", &format!("[cluster]\nprocedure = \"{}\"\n", procedure.as_str()), 1),
             // The example's own spec until the first write below replaces it with the file's.
-            spec: crate::cli::lab::lab_spec(os, procedure)?,
+            spec: crate::harness::lab::lab_spec(os, procedure)?,
         };
         t.spec = t.write_desired(None)?;
         Ok(t)
