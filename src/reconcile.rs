@@ -138,6 +138,32 @@ pub enum Settled {
     Blocked(Condition),
 }
 
+/// When the cluster's next pass should run, as one pass answers it; the worker does the waiting
+/// (a changed file, a backup slot or the resync ends any of them early).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// Nothing to do until something changes: the pass converged, is blocked until a human acts, or
+    /// stopped at a step boundary for a newer file or a shutdown.
+    OnChange,
+    /// The pass failed: again after the next delay of the worker's backoff series.
+    Backoff,
+    /// Another mirrorctl holds the cluster's lease: again after this long, when a takeover may be
+    /// possible (not an error's backoff).
+    After(Duration),
+}
+
+/// A margin after a lease holder's `retry_in`, so the next look finds the takeover possible.
+const TAKEOVER_MARGIN: Duration = Duration::from_millis(100);
+
+/// The requeue a pass that ended with `result` asks for.
+pub fn requeue(result: &Result<Settled, ReconcileError>) -> Requeue {
+    match result {
+        Ok(_) | Err(ReconcileError::Stopped) => Requeue::OnChange,
+        Err(ReconcileError::Store(StoreError::Busy { retry_in: Some(d), .. })) => Requeue::After(*d + TAKEOVER_MARGIN),
+        Err(_) => Requeue::Backoff,
+    }
+}
+
 /// Why a reconcile could not go on.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -637,5 +663,42 @@ mod tests {
         assert_eq!(poll_delay(e, 3), Duration::from_millis(2250));
         assert_eq!(poll_delay(e, 10), POLL_CAP);
         assert_eq!(poll_delay(e, u32::MAX), POLL_CAP);
+    }
+
+    #[test]
+    fn a_pass_answers_when_the_next_one_runs() {
+        let cluster = crate::ids::ClusterName::parse("c1").expect("a valid name");
+        let busy = |retry_in| {
+            Err(ReconcileError::Store(StoreError::Busy { cluster: cluster.clone(), holder: "h2".into(), retry_in }))
+        };
+        let blocked = Settled::Blocked(Condition {
+            reason: "snapshot-missing".into(),
+            message: "gone".into(),
+            action: "restore another".into(),
+        });
+        let table: Vec<(&str, Result<Settled, ReconcileError>, Requeue)> = vec![
+            ("converged", Ok(Settled::Converged), Requeue::OnChange),
+            ("blocked", Ok(blocked), Requeue::OnChange),
+            ("stopped", Err(ReconcileError::Stopped), Requeue::OnChange),
+            (
+                "lease held, takeover later",
+                busy(Some(Duration::from_secs(3))),
+                Requeue::After(Duration::from_millis(3100)),
+            ),
+            ("lease held by a local lock", busy(None), Requeue::Backoff),
+            ("pass limit", Err(ReconcileError::PassLimit(9)), Requeue::Backoff),
+            (
+                "lease lost",
+                Err(ReconcileError::Store(StoreError::LeaseLost {
+                    cluster: cluster.clone(),
+                    epoch: 2,
+                    why: "taken".into(),
+                })),
+                Requeue::Backoff,
+            ),
+        ];
+        for (case, result, want) in table {
+            assert_eq!(requeue(&result), want, "{case}");
+        }
     }
 }

@@ -27,7 +27,7 @@ use crate::ports::{
     Ports,
     store::{Store, StoreError},
 };
-use crate::reconcile::{Context, ReconcileError, Settled, reconcile};
+use crate::reconcile::{Context, ReconcileError, Requeue, Settled, reconcile, requeue};
 use crate::spec::Spec;
 use crate::status::{Phase, StatusDoc};
 
@@ -205,19 +205,21 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
         };
         shared.metrics.pass_ended(&key, outcome);
         shared.metrics.check_in(&key);
-        match result {
-            Ok(_) => backoff = shared.backoff(),
-            Err(ReconcileError::Stopped) => {}
-            // Another daemon holds the cluster's lease (a shared store): look again when a
-            // takeover may be possible, not after an error's backoff. Not an error: several
-            // daemons on one table spread the clusters this way.
-            Err(ReconcileError::Store(StoreError::Busy { retry_in: Some(d), holder, .. })) => {
-                delay = Some(d + Duration::from_millis(100));
+        if result.is_ok() {
+            backoff = shared.backoff();
+        }
+        match (requeue(&result), &result) {
+            (Requeue::OnChange, _) => {}
+            (Requeue::After(d), Err(ReconcileError::Store(StoreError::Busy { holder, .. }))) => {
+                delay = Some(d);
                 tracing::debug!(cluster = %key, holder = %holder, retry_in = ?d, "held by another mirrorctl");
             }
-            Err(e) => {
+            (Requeue::After(d), _) => delay = Some(d),
+            (Requeue::Backoff, _) => {
                 delay = backoff.next();
-                tracing::warn!(cluster = %key, error = %e, retry_in = ?delay, "pass failed");
+                if let Err(e) = &result {
+                    tracing::warn!(cluster = %key, error = %e, retry_in = ?delay, "pass failed");
+                }
             }
         }
         // A changed file must not wait out a backoff.
