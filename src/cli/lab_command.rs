@@ -8,20 +8,20 @@ use tokio::sync::mpsc::unbounded_channel;
 
 use super::{CliError, LabOs, Output};
 use crate::execute::{Event, Progress};
-use crate::harness::lab::{Lab, LabOptions};
+use crate::harness::lab::{self, Lab, LabOptions};
 use crate::spec::ProcedureChoice;
 
 /// Runs `mirrorctl lab`.
 pub async fn run(
     state_dir: &Path,
     speed: f64,
-    seed: u64,
+    world_seed: u64,
     os: LabOs,
     procedure: ProcedureChoice,
     fast_restore: bool,
     output: Output,
 ) -> Result<u8, CliError> {
-    let lab = Lab::new(state_dir, LabOptions { speed, seed, os: os.into(), procedure, fast_restore })?;
+    let lab = Lab::new(state_dir, LabOptions { speed, seed: world_seed, os: os.into(), procedure, fast_restore })?;
     let text = output == Output::Text;
     let start = lab.epoch();
     let (tx, mut rx) = unbounded_channel::<Event>();
@@ -43,16 +43,15 @@ pub async fn run(
             println!("{line}");
         }
     };
-    let report = lab.run(Progress::to(tx), &say).await?;
+    let report = lab::run(lab, Progress::to(tx), &say).await?;
     let events = printer.await.unwrap_or_default();
     if text {
-        print!("{}", report.text());
+        print!("{}", lab::report_text(&report));
     } else {
         let doc = report.json(events);
         println!(
             "{}",
-            serde_json::to_string_pretty(&doc)
-                .map_err(|e| CliError::Caused { context: "rendering the lab's report".into(), source: Box::new(e) })?
+            serde_json::to_string_pretty(&doc).map_err(|e| CliError::caused("rendering the lab's report", e))?
         );
     }
     Ok(u8::from(!report.passed()))

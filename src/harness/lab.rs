@@ -114,147 +114,6 @@ impl Lab {
             Os::Linux => "linux",
         }
     }
-
-    /// Runs the story: backup, business, accident, restore, checks. Step events go to `progress`,
-    /// the story's headings to `say`.
-    #[allow(clippy::too_many_lines)]
-    pub async fn run(self, progress: Progress, say: &(dyn Fn(&str) + Sync)) -> Result<LabReport, HarnessError> {
-        let LabOptions { speed, seed: world_seed, fast_restore, .. } = self.opts;
-        let (world, spec, dir) = (&self.world, &self.spec, &self.dir);
-        let mut ctx = Context::new(world.ports(), dir.join("state"));
-        ctx.progress = progress;
-        let mut checks = Vec::new();
-        let os_name = self.os_name();
-        say(&format!("mirrorctl lab: cluster {} ({os_name}), seed {world_seed}, speed ×{speed}", spec.cluster.name));
-        say("\n== 1. backup \"lab-backup\" (the runbook's backup procedure)");
-        let backup_name =
-            BackupName::parse("lab-backup").map_err(|e| HarnessError::caused("the lab's backup name", e))?;
-        let mut backup = spec.clone();
-        backup.backup =
-            Some(BackupSpec { schedules: Vec::new(), keep: 7, take: vec![backup_name.clone()], copy_to: Vec::new() });
-        let settled = reconcile(&backup, &ctx).await.map_err(|e| HarnessError::caused("the lab's backup", e))?;
-        checks.push(Check {
-            id: "backup-converged",
-            what: "backup converged".into(),
-            ok: settled == Settled::Converged,
-        });
-        let inv = world.inventory();
-        let snap = inv
-            .snapshots
-            .iter()
-            .find(|s| s.tags.get(tag::REQUEST).map(String::as_str) == Some(backup_name.as_str()))
-            .map(|s| s.id.clone())
-            .ok_or_else(|| HarnessError::Failed("the backup left no snapshot".into()))?;
-        let backed_up = verdict::backup(&world, &snap);
-        checks.push(Check {
-            id: "snapshot-holds-quiesce-point",
-            what: format!(
-                "snapshot {snap} holds the quiesce point ({} = {})",
-                backed_up.snapshot.map_or_else(|| "?".into(), |c| c.to_string()),
-                backed_up.quiesce_points.last().map_or_else(|| "?".into(), ToString::to_string)
-            ),
-            ok: backed_up.captured,
-        });
-
-        say("\n== 2. business runs for 10 minutes, then data is deleted by mistake (mirrored to the standby)");
-        world.clock().sleep(Duration::from_mins(10)).await;
-        world.accident();
-        world.clock().sleep(Duration::from_secs(30)).await;
-        checks.push(Check {
-            id: "accident-reached-both",
-            what: "the accident reached both servers".into(),
-            ok: verdict::accident_everywhere(&world),
-        });
-
-        say(&format!(
-            "\n== 3. restore both servers from {snap} (request \"lab-incident\"){}",
-            if fast_restore { " with Fast Snapshot Restore" } else { "" }
-        ));
-        let mut restore = backup.clone();
-        restore.mirror.volume.fast_restore = fast_restore;
-        restore.restore = Some(RestoreSpec {
-            snapshot: snap.clone(),
-            request: RequestName::parse("lab-incident")
-                .map_err(|e| HarnessError::caused("the lab's request name", e))?,
-            verify_failover: true,
-            allow_foreign_snapshot: false,
-        });
-        let restore_started = world.now();
-        let settled = reconcile(&restore, &ctx).await.map_err(|e| HarnessError::caused("the lab's restore", e))?;
-        let restore_took = world.now().duration_since(restore_started);
-        checks.push(Check {
-            id: "restore-converged",
-            what: "restore converged".into(),
-            ok: settled == Settled::Converged,
-        });
-        drop(ctx);
-
-        let restored = verdict::restore(&world, &snap);
-        checks.push(Check {
-            id: "both-sides-identical",
-            what: "both servers hold identical data".into(),
-            ok: restored.identical,
-        });
-        checks.push(Check {
-            id: "accident-gone",
-            what: "the accident is gone from both servers".into(),
-            ok: restored.accident_gone,
-        });
-        checks.push(Check {
-            id: "data-continues-from-snapshot",
-            what: format!("the data continues from {snap}"),
-            ok: restored.from_snapshot,
-        });
-        checks.push(Check {
-            id: "no-corruption",
-            what: format!("no corruption ({} found)", restored.corruptions.len()),
-            ok: restored.corruptions.is_empty(),
-        });
-        let inv = world.inventory();
-        checks.push(Check {
-            id: "no-volume-deleted",
-            what: format!("no volume deleted ({})", inv.deleted_volumes),
-            ok: inv.deleted_volumes == 0,
-        });
-        let superseded = inv.volumes.iter().filter(|v| v.tags.contains_key(tag::SUPERSEDED_BY)).count();
-        checks.push(Check {
-            id: "old-volumes-kept",
-            what: format!("old volumes kept and tagged superseded ({superseded})"),
-            ok: superseded == 2,
-        });
-        if fast_restore {
-            let restored: Vec<_> = inv
-                .volumes
-                .iter()
-                .filter(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some("lab-incident"))
-                .collect();
-            let fast = restored.iter().filter(|v| v.fast_restored).count();
-            checks.push(Check {
-                id: "volumes-fast-restored",
-                what: format!("both restored volumes fast-restored ({fast} of {})", restored.len()),
-                ok: fast == 2 && restored.len() == 2,
-            });
-            let on: Vec<String> = world
-                .fast_restores()
-                .iter()
-                .filter(|f| f.state.is_on())
-                .map(|f| format!("{} in {}", f.snapshot, f.zone))
-                .collect();
-            checks.push(Check {
-                id: "fast-restore-off-again",
-                what: format!(
-                    "Fast Snapshot Restore switched off again ({:.2} zone-hours billed{})",
-                    world.fast_restore_zone_hours(),
-                    if on.is_empty() { String::new() } else { format!("; still on: {}", on.join(", ")) }
-                ),
-                ok: on.is_empty(),
-            });
-        }
-
-        let saved = dir.join("world.json");
-        let saved = world.persist_to(&saved).map(|()| saved).map_err(|e| e.to_string());
-        Ok(LabReport { snapshot: snap.to_string(), restore_took, checks, saved, lab: self })
-    }
 }
 
 impl LabReport {
@@ -284,46 +143,177 @@ impl LabReport {
             state: &lab.dir.join("state"),
         })
     }
+}
 
-    /// The report as text: timeline, calls per API, checks and the verdict.
-    pub fn text(&self) -> String {
-        let (world, dir, speed) = (&self.lab.world, &self.lab.dir, self.lab.opts.speed);
-        let start = self.lab.epoch();
-        let mut out = String::new();
-        let _ = writeln!(out, "\n== timeline of the world (model time)");
-        for (at, what) in world.timeline() {
-            let _ = writeln!(out, "  {:>9.1}s  {what}", at.duration_since(start).as_secs_f64());
-        }
-        let _ = writeln!(out, "\n== calls per API");
-        for (api, n) in world.call_counts() {
-            let _ = writeln!(out, "  {api:<32} {n}");
-        }
-        let _ = writeln!(out, "\n== verification");
-        for c in &self.checks {
-            let _ = writeln!(out, "  [{}] {}", if c.ok { "ok" } else { "FAILED" }, c.what);
-        }
-        let _ = writeln!(
-            out,
-            "\nrestore took {:.1}s of model time; the whole lab {:.1}s of model time in {:.2}s real time (speed ×{speed})",
-            self.restore_took.as_secs_f64(),
-            world.now().duration_since(start).as_secs_f64(),
-            self.lab.wall.elapsed().as_secs_f64()
-        );
-        match &self.saved {
-            Err(e) => {
-                let _ = writeln!(out, "(could not save the final world to {}: {e})", dir.join("world.json").display());
-            }
-            Ok(saved) => {
-                let _ = writeln!(
-                    out,
-                    "final world saved to {} (journal and status under {})",
-                    saved.display(),
-                    dir.join("state").display()
-                );
-            }
-        }
-        let passed = self.passed();
-        let _ = writeln!(out, "{}", if passed { "lab verification PASSED" } else { "lab verification FAILED" });
-        out
+/// Runs the story: backup, business, accident, restore, checks. Step events go to `progress`,
+/// the story's headings to `say`.
+#[allow(clippy::too_many_lines)]
+pub async fn run(lab: Lab, progress: Progress, say: &(dyn Fn(&str) + Sync)) -> Result<LabReport, HarnessError> {
+    let LabOptions { speed, seed: world_seed, fast_restore, .. } = lab.opts;
+    let (world, spec, dir) = (&lab.world, &lab.spec, &lab.dir);
+    let mut ctx = Context::new(world.ports(), dir.join("state"));
+    ctx.progress = progress;
+    let mut checks = Vec::new();
+    let os_name = lab.os_name();
+    say(&format!("mirrorctl lab: cluster {} ({os_name}), seed {world_seed}, speed ×{speed}", spec.cluster.name));
+    say("\n== 1. backup \"lab-backup\" (the runbook's backup procedure)");
+    let backup_name = BackupName::parse("lab-backup").map_err(|e| HarnessError::caused("the lab's backup name", e))?;
+    let mut backup = spec.clone();
+    backup.backup =
+        Some(BackupSpec { schedules: Vec::new(), keep: 7, take: vec![backup_name.clone()], copy_to: Vec::new() });
+    let settled = reconcile(&backup, &ctx).await.map_err(|e| HarnessError::caused("the lab's backup", e))?;
+    checks.push(Check { id: "backup-converged", what: "backup converged".into(), ok: settled == Settled::Converged });
+    let inv = world.inventory();
+    let snap = inv
+        .snapshots
+        .iter()
+        .find(|s| s.tags.get(tag::REQUEST).map(String::as_str) == Some(backup_name.as_str()))
+        .map(|s| s.id.clone())
+        .ok_or_else(|| HarnessError::Failed("the backup left no snapshot".into()))?;
+    let backed_up = verdict::backup(world, &snap);
+    checks.push(Check {
+        id: "snapshot-holds-quiesce-point",
+        what: format!(
+            "snapshot {snap} holds the quiesce point ({} = {})",
+            backed_up.snapshot.map_or_else(|| "?".into(), |c| c.to_string()),
+            backed_up.quiesce_points.last().map_or_else(|| "?".into(), ToString::to_string)
+        ),
+        ok: backed_up.captured,
+    });
+
+    say("\n== 2. business runs for 10 minutes, then data is deleted by mistake (mirrored to the standby)");
+    world.clock().sleep(Duration::from_mins(10)).await;
+    world.accident();
+    world.clock().sleep(Duration::from_secs(30)).await;
+    checks.push(Check {
+        id: "accident-reached-both",
+        what: "the accident reached both servers".into(),
+        ok: verdict::accident_everywhere(world),
+    });
+
+    say(&format!(
+        "\n== 3. restore both servers from {snap} (request \"lab-incident\"){}",
+        if fast_restore { " with Fast Snapshot Restore" } else { "" }
+    ));
+    let mut restore = backup.clone();
+    restore.mirror.volume.fast_restore = fast_restore;
+    restore.restore = Some(RestoreSpec {
+        snapshot: snap.clone(),
+        request: RequestName::parse("lab-incident").map_err(|e| HarnessError::caused("the lab's request name", e))?,
+        verify_failover: true,
+        allow_foreign_snapshot: false,
+    });
+    let restore_started = world.now();
+    let settled = reconcile(&restore, &ctx).await.map_err(|e| HarnessError::caused("the lab's restore", e))?;
+    let restore_took = world.now().duration_since(restore_started);
+    checks.push(Check { id: "restore-converged", what: "restore converged".into(), ok: settled == Settled::Converged });
+    drop(ctx);
+
+    let restored = verdict::restore(world, &snap);
+    checks.push(Check {
+        id: "both-sides-identical",
+        what: "both servers hold identical data".into(),
+        ok: restored.identical,
+    });
+    checks.push(Check {
+        id: "accident-gone",
+        what: "the accident is gone from both servers".into(),
+        ok: restored.accident_gone,
+    });
+    checks.push(Check {
+        id: "data-continues-from-snapshot",
+        what: format!("the data continues from {snap}"),
+        ok: restored.from_snapshot,
+    });
+    checks.push(Check {
+        id: "no-corruption",
+        what: format!("no corruption ({} found)", restored.corruptions.len()),
+        ok: restored.corruptions.is_empty(),
+    });
+    let inv = world.inventory();
+    checks.push(Check {
+        id: "no-volume-deleted",
+        what: format!("no volume deleted ({})", inv.deleted_volumes),
+        ok: inv.deleted_volumes == 0,
+    });
+    let superseded = inv.volumes.iter().filter(|v| v.tags.contains_key(tag::SUPERSEDED_BY)).count();
+    checks.push(Check {
+        id: "old-volumes-kept",
+        what: format!("old volumes kept and tagged superseded ({superseded})"),
+        ok: superseded == 2,
+    });
+    if fast_restore {
+        let restored: Vec<_> = inv
+            .volumes
+            .iter()
+            .filter(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some("lab-incident"))
+            .collect();
+        let fast = restored.iter().filter(|v| v.fast_restored).count();
+        checks.push(Check {
+            id: "volumes-fast-restored",
+            what: format!("both restored volumes fast-restored ({fast} of {})", restored.len()),
+            ok: fast == 2 && restored.len() == 2,
+        });
+        let on: Vec<String> = world
+            .fast_restores()
+            .iter()
+            .filter(|f| f.state.is_on())
+            .map(|f| format!("{} in {}", f.snapshot, f.zone))
+            .collect();
+        checks.push(Check {
+            id: "fast-restore-off-again",
+            what: format!(
+                "Fast Snapshot Restore switched off again ({:.2} zone-hours billed{})",
+                world.fast_restore_zone_hours(),
+                if on.is_empty() { String::new() } else { format!("; still on: {}", on.join(", ")) }
+            ),
+            ok: on.is_empty(),
+        });
     }
+
+    let saved = dir.join("world.json");
+    let saved = world.persist_to(&saved).map(|()| saved).map_err(|e| e.to_string());
+    Ok(LabReport { snapshot: snap.to_string(), restore_took, checks, saved, lab })
+}
+
+/// The report as text: timeline, calls per API, checks and the verdict.
+pub fn report_text(report: &LabReport) -> String {
+    let (world, dir, speed) = (&report.lab.world, &report.lab.dir, report.lab.opts.speed);
+    let start = report.lab.epoch();
+    let mut out = String::new();
+    let _ = writeln!(out, "\n== timeline of the world (model time)");
+    for (at, what) in world.timeline() {
+        let _ = writeln!(out, "  {:>9.1}s  {what}", at.duration_since(start).as_secs_f64());
+    }
+    let _ = writeln!(out, "\n== calls per API");
+    for (api, n) in world.call_counts() {
+        let _ = writeln!(out, "  {api:<32} {n}");
+    }
+    let _ = writeln!(out, "\n== verification");
+    for c in &report.checks {
+        let _ = writeln!(out, "  [{}] {}", if c.ok { "ok" } else { "FAILED" }, c.what);
+    }
+    let _ = writeln!(
+        out,
+        "\nrestore took {:.1}s of model time; the whole lab {:.1}s of model time in {:.2}s real time (speed ×{speed})",
+        report.restore_took.as_secs_f64(),
+        world.now().duration_since(start).as_secs_f64(),
+        report.lab.wall.elapsed().as_secs_f64()
+    );
+    match &report.saved {
+        Err(e) => {
+            let _ = writeln!(out, "(could not save the final world to {}: {e})", dir.join("world.json").display());
+        }
+        Ok(saved) => {
+            let _ = writeln!(
+                out,
+                "final world saved to {} (journal and status under {})",
+                saved.display(),
+                dir.join("state").display()
+            );
+        }
+    }
+    let passed = report.passed();
+    let _ = writeln!(out, "{}", if passed { "lab verification PASSED" } else { "lab verification FAILED" });
+    out
 }
