@@ -232,7 +232,7 @@ pub async fn run(
                 "resume": resume});
             (EXIT_INTERRUPTED, said, json)
         }
-        Err(e) => return Err(CliError::Failed(format!("{name}: {e}"))),
+        Err(e) => return Err(CliError::caused(name.to_string(), e)),
     };
     match output {
         Output::Text => println!("{text}"),
@@ -276,9 +276,9 @@ async fn check_saved_plan(path: &Path, spec: &crate::spec::Spec, file: &Path, ct
             spec.cluster.name
         )));
     }
-    let bytes = std::fs::read(file).map_err(|e| CliError::Failed(format!("reading {}: {e}", file.display())))?;
-    let journal = open_journal(spec, ctx).await.map_err(|e| CliError::Failed(e.to_string()))?;
-    let (obs, _) = plan_once(spec, ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;
+    let bytes = std::fs::read(file).map_err(|e| CliError::caused(format!("reading {}", file.display()), e))?;
+    let journal = open_journal(spec, ctx).await.map_err(CliError::other)?;
+    let (obs, _) = plan_once(spec, ctx, &journal).await.map_err(CliError::other)?;
     let now = super::plan::world_parts(&obs);
     if let Some(why) = super::plan::stale_reasons(&saved, file, &super::plan::file_sha256(&bytes), &now) {
         return Err(CliError::StalePlan(format!(

@@ -326,9 +326,6 @@ pub enum CliError {
     /// The state directory cannot be written.
     #[error("{0}")]
     StateDir(String),
-    /// Any other failure.
-    #[error("{0}")]
-    Failed(String),
     /// A failure of something below the CLI, said in its own words (its causes follow in
     /// [`CliError::report`]).
     #[error(transparent)]
@@ -362,6 +359,16 @@ pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl CliError {
+    /// A failure of something below the CLI, said in its own words.
+    pub fn other<E: std::error::Error + Send + Sync + 'static>(e: E) -> Self {
+        CliError::Other(Box::new(e))
+    }
+
+    /// A failure while doing `context`, keeping `source` (and its causes) for the report.
+    pub fn caused(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        CliError::Caused { context: context.into(), source: Box::new(source) }
+    }
+
     /// The text `main` prints on stderr. A desired-state error is already rendered with its own
     /// `error[code]:` heading, so it is not prefixed with another `error:`.
     pub fn report(&self) -> String {
@@ -378,7 +385,7 @@ impl CliError {
             CliError::Usage(_) => EXIT_USAGE,
             CliError::StalePlan(_) => EXIT_STALE_PLAN,
             CliError::StateDir(_) => EXIT_STATE_DIR,
-            CliError::Failed(_) | CliError::Other(_) | CliError::Caused { .. } => EXIT_FAILED,
+            CliError::Other(_) | CliError::Caused { .. } => EXIT_FAILED,
         }
     }
 }
@@ -580,12 +587,12 @@ fn man(dir: Option<&std::path::Path>) -> Result<u8, CliError> {
     if let Some(dir) = dir {
         std::fs::create_dir_all(dir)
             .and_then(|()| clap_mangen::generate_to(command, dir))
-            .map_err(|e| CliError::Failed(format!("writing the manual pages into {}: {e}", dir.display())))?;
+            .map_err(|e| CliError::caused(format!("writing the manual pages into {}", dir.display()), e))?;
         println!("manual pages written into {}", dir.display());
     } else {
         clap_mangen::Man::new(command)
             .render(&mut std::io::stdout())
-            .map_err(|e| CliError::Failed(format!("writing the manual page: {e}")))?;
+            .map_err(|e| CliError::caused("writing the manual page", e))?;
     }
     Ok(0)
 }
@@ -595,12 +602,12 @@ async fn store_init(state_dir: &std::path::Path, spec: Option<&StoreSpec>) -> Re
     match spec {
         None | Some(StoreSpec::Dir) => {
             std::fs::create_dir_all(state_dir)
-                .map_err(|e| CliError::Failed(format!("creating the state directory {}: {e}", state_dir.display())))?;
+                .map_err(|e| CliError::caused(format!("creating the state directory {}", state_dir.display()), e))?;
             println!("state directory {} is ready (the default store needs nothing else)", state_dir.display());
         }
         Some(StoreSpec::Dynamo { table }) => {
             let store = crate::adapters::store::DynamoStore::connect(table).await;
-            let created = store.init().await.map_err(|e| CliError::Failed(e.to_string()))?;
+            let created = store.init().await.map_err(CliError::other)?;
             if created {
                 println!("created DynamoDB table {table} (on-demand; key pk + sk); it is active");
             } else {
@@ -640,6 +647,19 @@ mod tests {
         let journal = crate::journal::JournalError::Io { path: "/s/journal/c1.jsonl".into(), source: io() };
         assert_eq!(CliError::Other(Box::new(journal)).report(), "error: journal /s/journal/c1.jsonl: disk full");
         assert_eq!(CliError::Other(Box::new(Middle(io()))).exit_code(), super::EXIT_FAILED);
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_reaches_the_report_as_a_cause_not_a_string() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = crate::journal::local::LocalStore::new(dir.path());
+        let cluster = crate::ids::ClusterName::parse("c1").expect("a valid name");
+        // A directory where the status document should be: reading it fails.
+        std::fs::create_dir_all(crate::status::StatusDoc::path_for(dir.path(), &cluster)).expect("mkdir");
+        let err = super::status::run(&store, Some("c1"), super::Output::Text).await.expect_err("unreadable status");
+        let typed = matches!(&err, super::CliError::Other(inner) if inner.is::<crate::ports::store::StoreError>());
+        assert!(typed, "the store's error is kept as a typed cause: {err:?}");
+        assert_eq!(err.exit_code(), super::EXIT_FAILED);
     }
 
     /// The README's commands table: command name → the exit codes its last column lists.

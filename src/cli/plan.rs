@@ -279,7 +279,7 @@ pub async fn run(
 ) -> Result<u8, CliError> {
     let kind = world.kind()?;
     let spec = super::load_spec(file)?;
-    let bytes = std::fs::read(file).map_err(|e| CliError::Failed(format!("reading {}: {e}", file.display())))?;
+    let bytes = std::fs::read(file).map_err(|e| CliError::caused(format!("reading {}", file.display()), e))?;
     if kind == super::WorldKind::Aws {
         // Before anything else: who and where we are on AWS (one clear line if that fails), then
         // which of the EC2 calls mirrorctl would make are permitted, asked with DryRun. With
@@ -293,23 +293,22 @@ pub async fn run(
     }
     let w = super::world::open(world, state_dir, std::sync::Arc::clone(&store), &spec).await?;
     let ctx = Context::with_store(w.ports.clone(), store);
-    let journal = open_journal(&spec, &ctx).await.map_err(|e| CliError::Failed(e.to_string()))?;
-    let (obs, plan) = plan_once(&spec, &ctx, &journal).await.map_err(|e| CliError::Failed(e.to_string()))?;
+    let journal = open_journal(&spec, &ctx).await.map_err(CliError::other)?;
+    let (obs, plan) = plan_once(&spec, &ctx, &journal).await.map_err(CliError::other)?;
     let preflight = match plan.steps().iter().find_map(|s| match &s.action {
         crate::plan::Action::Preflight { request, .. } => Some(request),
         _ => None,
     }) {
-        Some(request) => {
-            Some(w.ports.cluster.preflight(request).await.map_err(|e| CliError::Failed(format!("preflight: {e}")))?)
-        }
+        Some(request) => Some(w.ports.cluster.preflight(request).await.map_err(|e| CliError::caused("preflight", e))?),
         None => None,
     };
     // The whole sequence: on the lab, run on a copy of the world; on AWS, the next batch is all
     // that can be known.
     let (projection, projection_limit) = match &w.file {
-        Some(world_file) if matches!(plan.outcome, Outcome::Steps { .. } | Outcome::Wait(_)) => {
-            (Some(crate::world::project::lab(&spec, state_dir, world_file).map_err(CliError::Failed)?), None)
-        }
+        Some(world_file) if matches!(plan.outcome, Outcome::Steps { .. } | Outcome::Wait(_)) => (
+            Some(crate::world::project::lab(&spec, state_dir, world_file).map_err(|e| CliError::Other(e.into()))?),
+            None,
+        ),
         Some(_) => (None, None),
         None => (None, plan.has_changes().then(|| crate::world::project::AWS_LIMIT.to_owned())),
     };
@@ -330,12 +329,12 @@ pub async fn run(
         restore_impact,
     };
     if let Some(path) = out {
-        let body = serde_json::to_vec_pretty(&saved).map_err(|e| CliError::Failed(e.to_string()))?;
-        std::fs::write(path, body).map_err(|e| CliError::Failed(format!("writing {}: {e}", path.display())))?;
+        let body = serde_json::to_vec_pretty(&saved).map_err(CliError::other)?;
+        std::fs::write(path, body).map_err(|e| CliError::caused(format!("writing {}", path.display()), e))?;
     }
     match output {
         Output::Json => {
-            println!("{}", serde_json::to_string_pretty(&saved).map_err(|e| CliError::Failed(e.to_string()))?);
+            println!("{}", serde_json::to_string_pretty(&saved).map_err(CliError::other)?);
         }
         Output::Text => {
             print!("{}", render(&saved.plan, file));

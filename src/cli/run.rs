@@ -157,11 +157,10 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
         tracing::warn!(dir = %eff.dir.display(), "the desired-state directory does not exist (yet); waiting for it");
     }
     // One daemon per state directory, for its whole life.
-    let _daemon_lock =
-        crate::journal::local::WriterLock::daemon(&eff.state_dir).map_err(|e| CliError::Other(Box::new(e)))?;
+    let _daemon_lock = crate::journal::local::WriterLock::daemon(&eff.state_dir).map_err(CliError::other)?;
     let listener = tokio::net::TcpListener::bind(eff.listen)
         .await
-        .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", eff.listen)))?;
+        .map_err(|e| CliError::caused(format!("cannot listen on {}", eff.listen), e))?;
     let store = eff.store.open_with_lease(&eff.state_dir, eff.lease).await;
     let worlds = match eff.world {
         WorldKind::Aws => aws_worlds(&eff.state_dir, Arc::clone(&store)),

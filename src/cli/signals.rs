@@ -16,8 +16,8 @@ impl Signals {
     /// Installs the handlers (from here on the signals no longer kill the process).
     pub fn new() -> Result<Self, CliError> {
         use tokio::signal::unix::{SignalKind, signal};
-        let term = signal(SignalKind::terminate()).map_err(|e| CliError::Failed(format!("SIGTERM handler: {e}")))?;
-        let int = signal(SignalKind::interrupt()).map_err(|e| CliError::Failed(format!("SIGINT handler: {e}")))?;
+        let term = signal(SignalKind::terminate()).map_err(|e| CliError::caused("SIGTERM handler", e))?;
+        let int = signal(SignalKind::interrupt()).map_err(|e| CliError::caused("SIGINT handler", e))?;
         Ok(Signals { term: tokio::sync::Mutex::new(term), int: tokio::sync::Mutex::new(int) })
     }
 

@@ -140,13 +140,13 @@ pub async fn run(
     };
     let snaps = list(cloud.as_ref(), &spec)
         .await
-        .map_err(|e| CliError::Failed(format!("listing the snapshots of {}: {e}", spec.cluster.name)))?;
+        .map_err(|e| CliError::caused(format!("listing the snapshots of {}", spec.cluster.name), e))?;
     let rows: Vec<BackupRow> = snaps.iter().map(BackupRow::of).collect();
     match output {
         Output::Text => print!("{}", render(spec.cluster.name.as_str(), &rows, now)),
         Output::Json => {
             let body = serde_json::json!({"cluster": spec.cluster.name.to_string(), "snapshots": rows});
-            println!("{}", serde_json::to_string_pretty(&body).map_err(|e| CliError::Failed(e.to_string()))?);
+            println!("{}", serde_json::to_string_pretty(&body).map_err(CliError::other)?);
         }
     }
     Ok(0)

@@ -44,7 +44,7 @@ pub async fn watch(store: &dyn Store, name: Option<&str>, output: Output) -> Res
             for d in &mut key {
                 d.updated = jiff::Timestamp::UNIX_EPOCH;
             }
-            let key = serde_json::to_string(&key).map_err(|e| CliError::Failed(e.to_string()))?;
+            let key = serde_json::to_string(&key).map_err(CliError::other)?;
             if last.as_ref() != Some(&key) {
                 print!("{}", render(&docs, name.is_some(), output, &store.name(), false)?);
                 if output == Output::Text {
@@ -73,13 +73,13 @@ async fn read(store: &dyn Store, name: Option<&str>) -> Result<Vec<StatusDoc>, C
             ))
         };
         let cluster = ClusterName::parse(n).map_err(|_| missing())?;
-        let doc = store.read_status(&cluster).await.map_err(|e| CliError::Failed(e.to_string()))?;
+        let doc = store.read_status(&cluster).await.map_err(CliError::other)?;
         docs.push(doc.ok_or_else(missing)?);
     } else {
-        docs = store.list_status().await.map_err(|e| CliError::Failed(e.to_string()))?;
+        docs = store.list_status().await.map_err(CliError::other)?;
     }
     for d in &mut docs {
-        let holder = store.holder(&d.cluster).await.map_err(|e| CliError::Failed(e.to_string()))?;
+        let holder = store.holder(&d.cluster).await.map_err(CliError::other)?;
         mark_interrupted(holder.as_deref(), d);
     }
     Ok(docs)
@@ -90,7 +90,7 @@ fn render(docs: &[StatusDoc], one: bool, output: Output, store: &str, pretty: bo
     let mut out = String::new();
     match output {
         Output::Json => {
-            let fail = |e: serde_json::Error| CliError::Failed(e.to_string());
+            let fail = CliError::other::<serde_json::Error>;
             let value = if one { serde_json::to_value(&docs[0]) } else { serde_json::to_value(docs) }.map_err(fail)?;
             let body = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
             out.push_str(&body.map_err(fail)?);

@@ -38,7 +38,7 @@ pub fn run(paths: &[PathBuf], output: Output) -> Result<u8, CliError> {
                 })
                 .collect();
             let doc = serde_json::json!({"valid": report.valid, "invalid": report.invalid, "files": files});
-            println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| CliError::Failed(e.to_string()))?);
+            println!("{}", serde_json::to_string_pretty(&doc).map_err(CliError::other)?);
         }
     }
     Ok(if report.invalid > 0 { crate::spec::EXIT_INVALID } else { 0 })

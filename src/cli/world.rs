@@ -17,7 +17,7 @@ pub use crate::world::{OpenWorld, lab_file};
 /// the assumed role's session when the cluster names a role. Or the one line saying why not and
 /// what to do.
 pub async fn aws_identity(spec: &Spec) -> Result<crate::adapters::aws::identity::Identity, CliError> {
-    crate::adapters::aws::identity::whoami(&spec.cluster).await.map_err(|e| CliError::Other(Box::new(e)))
+    crate::adapters::aws::identity::whoami(&spec.cluster).await.map_err(CliError::other)
 }
 
 /// Opens the world the arguments name (on AWS, the command adapter keeps its md templates in
@@ -41,8 +41,7 @@ pub async fn open(
                 return Err(CliError::Usage(format!("--speed must be a positive number, not {}", args.speed)));
             }
             let path = args.world_file.clone().unwrap_or_else(|| lab_file(state_dir, spec));
-            let (world, created) =
-                crate::world::open_lab(&path, spec, args.speed).map_err(|e| CliError::Other(Box::new(e)))?;
+            let (world, created) = crate::world::open_lab(&path, spec, args.speed).map_err(CliError::other)?;
             if created {
                 // Never silently: a fresh world where one was expected is a wrong state directory.
                 eprintln!(
