@@ -100,7 +100,8 @@ pub struct Config {
     /// Retries of one notification delivery.
     pub notify_retry: RetrySchedule,
     /// Where the events of a cluster whose file has no `[notify]` go (`daemon.toml`'s
-    /// `[notify]`); `None`: such a cluster sends nothing.
+    /// `[notify]`); `None`: such a cluster sends nothing. A file with `notify = false` sends
+    /// nothing either way.
     pub default_notify: Option<crate::spec::NotifySpec>,
     /// Projects an operation's whole sequence when a cluster has work, for the status's step
     /// total and ETA (the composition root's choice: the lab world has one,
@@ -295,7 +296,7 @@ impl Controller {
             }
             let desired = match crate::spec::load_file(path) {
                 Ok(mut spec) => {
-                    if spec.notify.is_none() {
+                    if spec.notify.is_none() && !spec.notify_off {
                         spec.notify.clone_from(&self.cfg.default_notify);
                     }
                     Desired::Valid(Arc::new(spec))

@@ -21,7 +21,7 @@ pub(crate) struct RawFile {
     pub(crate) mirror: Option<RawMirrors>,
     pub(crate) backup: Option<RawBackup>,
     pub(crate) restore: Option<RawRestore>,
-    pub(crate) notify: Option<RawNotify>,
+    pub(crate) notify: Option<S<RawNotifyEntry>>,
 }
 
 /// `[cluster]`.
@@ -198,6 +198,36 @@ pub(crate) struct RawRestore {
     pub(crate) request: Option<S<String>>,
     pub(crate) verify_failover: Option<bool>,
     pub(crate) allow_foreign_snapshot: Option<bool>,
+}
+
+/// `[notify]`, or `notify = false` (no notices, not even the daemon's default).
+#[derive(Debug)]
+pub(crate) enum RawNotifyEntry {
+    /// A `[notify]` table.
+    Table(Box<RawNotify>),
+    /// `notify = true` or `notify = false`.
+    Flag(bool),
+}
+
+impl<'de> Deserialize<'de> for RawNotifyEntry {
+    /// A table or a boolean; the table keeps serde's own messages (unknown key, wrong type), which
+    /// an untagged enum would replace with "did not match any variant".
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawNotifyEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a [notify] table or notify = false")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawNotifyEntry, A::Error> {
+                RawNotify::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(|t| RawNotifyEntry::Table(Box::new(t)))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawNotifyEntry, E> {
+                Ok(RawNotifyEntry::Flag(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `[notify]`.

@@ -35,6 +35,9 @@ pub struct Spec {
     pub restore_backup: Option<BackupRestoreSpec>,
     /// Where completion, failure and needs-human events go, if anywhere.
     pub notify: Option<NotifySpec>,
+    /// `notify = false`: no notices at all; the daemon's default `[notify]` does not apply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notify_off: bool,
 }
 
 /// The operating system of the cluster's servers: it decides the disk recipes and partition naming.

@@ -447,7 +447,8 @@ fn daemon_file(name: &str, extra: &str) -> String {
 
 /// `mirrorctl run` with a `daemon.toml` whose `[notify]` names a default webhook: the cluster
 /// whose file has no `[notify]` announces its backup there; the cluster with its own `[notify]`
-/// announces only to its own webhook (a file's table replaces the default entirely).
+/// announces only to its own webhook (a file's table replaces the default entirely); the cluster
+/// with `notify = false` announces nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemons_default_notify_serves_files_without_one_and_a_files_own_replaces_it() {
     let default_hook = Receiver::start(&[]).await;
@@ -458,6 +459,7 @@ async fn the_daemons_default_notify_serves_files_without_one_and_a_files_own_rep
     let own =
         format!("\n[notify]\nwebhook = {{ url = \"{}\", secret_env = \"HOOK_SECRET_FOR_TEST\" }}\n", own_hook.url());
     std::fs::write(tmp.path().join("ds/own.toml"), daemon_file("own", &own)).unwrap();
+    std::fs::write(tmp.path().join("ds/off.toml"), format!("notify = false\n{}", daemon_file("off", ""))).unwrap();
     let settings = format!(
         "world = \"lab\"\ndir = \"ds\"\nspeed = 2000.0\n\n[notify]\nwebhook = {{ url = \"{}\", secret_env = \"HOOK_SECRET_FOR_TEST\" }}\nevents = [\"completed\"]\n",
         default_hook.url()
@@ -480,13 +482,21 @@ async fn the_daemons_default_notify_serves_files_without_one_and_a_files_own_rep
     let completed = |got: &[Received], cluster: &str| {
         got.iter().any(|r| r.json()["cluster"] == cluster && r.json()["operation"] == "backup/b1")
     };
-    while !(completed(&default_hook.got(), "plain") && completed(&own_hook.got(), "own")) {
+    let off_completed = || {
+        std::fs::read_to_string(tmp.path().join("state/status/off.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|d| d["operations"]["backup/b1"]["state"] == "completed")
+    };
+    while !(completed(&default_hook.got(), "plain") && completed(&own_hook.got(), "own") && off_completed()) {
         if tokio::time::Instant::now() > deadline {
             let _ = child.kill();
             panic!("default: {:?}\nown: {:?}", default_hook.got(), own_hook.got());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A notice of `off` would have been sent as soon after its completion as the others were.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = child.kill();
     let _ = child.wait();
     let default_got = default_hook.got();

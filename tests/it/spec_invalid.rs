@@ -739,6 +739,15 @@ fn notify_is_read() {
     );
 }
 
+#[test]
+fn notify_false_opts_out_of_every_notice() {
+    let spec = load_str(Path::new(FILE), &format!("notify = false\n{VALID}")).expect("notify = false is valid");
+    assert!(spec.notify.is_none() && spec.notify_off);
+    let plain = load_str(Path::new(FILE), VALID).expect("VALID loads");
+    assert!(plain.notify.is_none() && !plain.notify_off, "no key: the daemon's default applies");
+}
+
+case!(notify_true, format!("notify = true\n{VALID}"), NotifyNoDestination, "notify = true");
 case!(
     notify_without_destination,
     format!("{VALID}\n[notify]\nevents = [\"failed\"]\n"),

@@ -326,7 +326,24 @@ impl Checker<'_, '_> {
         let home = cluster.as_ref().map(|(c, _)| c.region.clone());
         let backup = raw.backup.as_ref().map(|b| self.backup(b, home.as_ref()));
         let restore = raw.restore.as_ref().map(|r| self.restore(r));
-        let notify = raw.notify.as_ref().map(|n| self.notify(n));
+        let (notify, notify_off) = match raw.notify.as_ref() {
+            None => (None, false),
+            Some(entry) => match entry.get_ref() {
+                super::raw::RawNotifyEntry::Table(t) => (Some(self.notify(t)), false),
+                super::raw::RawNotifyEntry::Flag(false) => (None, true),
+                super::raw::RawNotifyEntry::Flag(true) => {
+                    self.push(
+                        entry.span(),
+                        "notify",
+                        ErrorKind::NotifyNoDestination,
+                        "notify = true names no destination",
+                        "write a [notify] table with sns_topic and/or webhook, leave notify out to use the daemon's \
+                         default [notify], or write notify = false (at the top of the file) to send no notices at all",
+                    );
+                    (Some(None), false)
+                }
+            },
+        };
         let (cluster, name_span) = cluster?;
         let backup = match backup {
             Some(b) => Some(b?),
@@ -350,6 +367,7 @@ impl Checker<'_, '_> {
             restore,
             restore_backup,
             notify,
+            notify_off,
         };
         Some((spec, name_span))
     }
