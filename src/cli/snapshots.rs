@@ -7,8 +7,9 @@
 //! only what the last pass observed; this asks EC2 now (`DescribeSnapshots`, owner self, filtered
 //! by the `mirrorctl:cluster` tag every backup carries) and shows each snapshot's name (its
 //! `mirrorctl:request` tag), point in time (`StartTime`: fixed when `CreateSnapshot` returned), state,
-//! progress and size. On AWS only EC2 is asked, after the usual account line; CLUSTERPRO and the
-//! servers are not contacted.
+//! progress and size, and for a snapshot of a set what its volume holds and where it was attached
+//! (`mirrorctl:holds`, `mirrorctl:device`). On AWS only EC2 is asked, after the usual account
+//! line; CLUSTERPRO and the servers are not contacted.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,12 @@ pub struct BackupRow {
     pub size_gib: u32,
     /// The server whose volume it was taken from (`mirrorctl:server` tag).
     pub server: Option<String>,
+    /// What its volume holds (`mirrorctl:holds` tag of a snapshot set's member, e.g.
+    /// `md1:cluster+data`); `null` when untagged.
+    pub holds: Option<String>,
+    /// The device its volume was attached at (`mirrorctl:device` tag, e.g. `/dev/sdx`); `null`
+    /// when untagged.
+    pub device: Option<String>,
 }
 
 impl BackupRow {
@@ -50,6 +57,8 @@ impl BackupRow {
             progress: s.progress,
             size_gib: s.size_gib,
             server: s.tags.get(tag::SERVER).cloned(),
+            holds: s.tags.get(tag::HOLDS).cloned(),
+            device: s.tags.get(tag::DEVICE).cloned(),
         }
     }
 }
@@ -93,9 +102,16 @@ pub fn render(cluster: &str, rows: &[BackupRow], now: jiff::Timestamp) -> String
         writeln!(s, "  {:<24} {:<28} {:<22} {:<10} {:>5} {:>8}  server", "id", "name", "time", "state", "done", "size");
     for r in rows {
         let age = crate::execute::progress::span(now.duration_since(r.time));
+        // A snapshot of a set says what its volume holds and where it was attached.
+        let holds = match (&r.holds, &r.device) {
+            (None, None) => String::new(),
+            (h, d) => {
+                format!("   holds {} at {}", h.as_deref().unwrap_or("(untagged)"), d.as_deref().unwrap_or("(untagged)"))
+            }
+        };
         let _ = writeln!(
             s,
-            "  {:<24} {:<28} {:<22} {:<10} {:>4}% {:>5} GiB  {}   ({age} ago)",
+            "  {:<24} {:<28} {:<22} {:<10} {:>4}% {:>5} GiB  {}   ({age} ago){holds}",
             r.id,
             r.name.as_deref().unwrap_or("-"),
             r.time.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
@@ -150,4 +166,40 @@ pub async fn run(
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::cloud::SnapshotState;
+
+    fn snapshot(id: &str, tags: &[(&str, &str)]) -> Snapshot {
+        Snapshot {
+            id: crate::ids::SnapshotId::parse(id).expect("a snapshot id"),
+            volume: None,
+            size_gib: 8,
+            state: SnapshotState::Completed,
+            progress: 100,
+            started: "2026-12-01T02:00:00Z".parse().expect("a time"),
+            tags: tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        }
+    }
+
+    #[test]
+    fn a_set_snapshot_shows_what_it_holds_and_where_it_was_attached() {
+        let member = snapshot(
+            "snap-0aaaaaaaaaaaaaaa1",
+            &[(tag::REQUEST, "nightly"), (tag::HOLDS, "md1:cluster+data"), (tag::DEVICE, "/dev/sdy")],
+        );
+        let single = snapshot("snap-0aaaaaaaaaaaaaaa2", &[(tag::REQUEST, "b1")]);
+        let rows: Vec<BackupRow> = [&member, &single].into_iter().map(BackupRow::of).collect();
+        let json = serde_json::to_value(&rows).expect("rows serialize");
+        assert_eq!(json[0]["holds"], "md1:cluster+data");
+        assert_eq!(json[0]["device"], "/dev/sdy");
+        assert!(json[1]["holds"].is_null() && json[1]["device"].is_null(), "{json}");
+        let text = render("prod-db", &rows, "2026-12-01T03:00:00Z".parse().expect("a time"));
+        let line = |id: &str| text.lines().find(|l| l.contains(id)).unwrap_or_default().to_owned();
+        assert!(line("snap-0aaaaaaaaaaaaaaa1").ends_with("holds md1:cluster+data at /dev/sdy"), "{text}");
+        assert!(!line("snap-0aaaaaaaaaaaaaaa2").contains("holds"), "{text}");
+    }
 }
