@@ -382,11 +382,27 @@ pub async fn permission_report(spec: &crate::spec::Spec) -> String {
         let _ = writeln!(s, "  cannot check: {} has no volume at {}", server.instance, spec.mirror.device);
         return s;
     };
+    // A member of one of the cluster's snapshot sets, if it has one: tagging it is the one
+    // `CreateTags` on a snapshot mirrorctl makes, and the IAM policy allows it on no other.
+    let ours = crate::ports::cloud::SnapshotFilter {
+        tags: [(crate::ports::cloud::tag::CLUSTER.to_owned(), spec.cluster.name.to_string())].into_iter().collect(),
+        ..crate::ports::cloud::SnapshotFilter::default()
+    };
+    let set_snapshot = match cloud.describe_snapshots(&ours).await {
+        Ok(snaps) => {
+            snaps.into_iter().find(|s| s.tags.contains_key(crate::ports::cloud::tag::SNAPSHOT_SET)).map(|s| s.id)
+        }
+        Err(e) => {
+            let _ = writeln!(s, "  cannot check: DescribeSnapshots failed: {e}");
+            return s;
+        }
+    };
     let probe = DryRunProbe {
         zone: server.zone.clone(),
         instance: server.instance.clone(),
         volume,
         snapshot: spec.restore.as_ref().map(|r| r.snapshot.clone()),
+        set_snapshot: set_snapshot.clone(),
     };
     let mut missing = 0;
     for (api, result) in cloud.dry_run_check(&probe).await {
@@ -399,6 +415,14 @@ pub async fn permission_report(spec: &crate::spec::Spec) -> String {
                 let _ = writeln!(s, "  ec2:{api:<18} NOT ALLOWED ({}: {})", e.code, e.message);
             }
         }
+    }
+    if set_snapshot.is_none() {
+        let _ = writeln!(
+            s,
+            "  ec2:{:<18} not checked: the cluster has no snapshot set yet (tagging a set's snapshots is \
+             checked once one exists)",
+            crate::adapters::aws::SNAPSHOT_TAGS
+        );
     }
     if missing > 0 {
         let _ = writeln!(

@@ -98,7 +98,9 @@ async fn every_cloud_operation_round_trips_through_moto() {
     assert_eq!(found.iter().map(|s| &s.id).collect::<Vec<_>>(), [&snap.id]);
     assert_eq!(found[0].progress, 100, "moto completes snapshots at once");
     let of_vol = SnapshotFilter { volume: Some(s1.volume.clone()), ..Default::default() };
-    assert_eq!(cloud.describe_snapshots(&of_vol).await.unwrap().len(), 1);
+    let snaps = cloud.describe_snapshots(&of_vol).await.unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert!(snaps[0].tags.is_empty(), "the dry run tagged nothing: {:?}", snaps[0].tags);
     let by_snap = SnapshotFilter { ids: vec![snap.id.clone()], ..Default::default() };
     assert_eq!(cloud.describe_snapshots(&by_snap).await.unwrap()[0].id, snap.id);
     // moto's ~1,200 preloaded snapshots count as the account's own ("self"): filter by tag.
@@ -205,7 +207,8 @@ async fn dry_run_reports_every_mutating_api_as_permitted() {
         zone: s1.zone.clone(),
         instance: s1.instance.clone(),
         volume: s1.volume.clone(),
-        snapshot: Some(snap.id),
+        snapshot: Some(snap.id.clone()),
+        set_snapshot: Some(snap.id),
     };
     let verdicts = cloud.dry_run_check(&probe).await;
     let names: Vec<&str> = verdicts.iter().map(|(api, _)| *api).collect();
@@ -218,7 +221,8 @@ async fn dry_run_reports_every_mutating_api_as_permitted() {
             "CreateSnapshot",
             "DeleteSnapshot",
             "StartInstances",
-            "CreateTags"
+            "CreateTags",
+            mirrorctl::adapters::aws::SNAPSHOT_TAGS
         ]
     );
     for (api, verdict) in &verdicts {
@@ -227,7 +231,9 @@ async fn dry_run_reports_every_mutating_api_as_permitted() {
     // Nothing changed.
     let vols = cloud.describe_volumes(&VolumeFilter::default()).await.unwrap();
     let of_vol = SnapshotFilter { volume: Some(s1.volume.clone()), ..Default::default() };
-    assert_eq!(cloud.describe_snapshots(&of_vol).await.unwrap().len(), 1);
+    let snaps = cloud.describe_snapshots(&of_vol).await.unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert!(snaps[0].tags.is_empty(), "the dry run tagged nothing: {:?}", snaps[0].tags);
     let mine = vols.iter().find(|v| v.id == s1.volume).unwrap();
     assert_eq!(mine.attachments[0].device, sdx());
     assert!(mine.tags.is_empty());

@@ -85,6 +85,10 @@ impl AwsOptions {
     }
 }
 
+/// The name [`AwsCloud::dry_run_check`] reports `CreateTags` on a set's snapshot under (the
+/// volume's is `CreateTags`).
+pub const SNAPSHOT_TAGS: &str = "CreateTags snapshot";
+
 /// What [`AwsCloud::dry_run_check`] should try each mutating call on: real ids from the desired
 /// state, since EC2 may answer a dry run on a made-up id with `NotFound` instead of a permission
 /// verdict.
@@ -99,6 +103,10 @@ pub struct DryRunProbe {
     /// A snapshot (`CreateVolume` source, `DeleteSnapshot`); without one, `CreateVolume` asks for
     /// a blank 1 GiB volume and `DeleteSnapshot` is tried on a placeholder id.
     pub snapshot: Option<SnapshotId>,
+    /// A snapshot of one of the cluster's snapshot sets (`CreateTags` on a snapshot: after a set
+    /// is taken each member is tagged with what it holds, and `deploy/iam-policy.json` allows that
+    /// only on such snapshots and only for those keys); without one that call is not tried.
+    pub set_snapshot: Option<SnapshotId>,
 }
 
 /// The [`Cloud`] port on `aws-sdk-ec2`.
@@ -219,6 +227,20 @@ impl AwsCloud {
             .send()
             .await;
         out.push(("CreateTags", dry(r.map_err(|e| from_sdk("CreateTags", &e)))));
+
+        if let Some(member) = &probe.set_snapshot {
+            self.limiter.admit(Category::Mutate, "CreateTags").await;
+            let r = self
+                .client
+                .create_tags()
+                .dry_run(true)
+                .resources(member.as_str())
+                .tags(sdk::Tag::builder().key(crate::ports::cloud::tag::HOLDS).value("dry-run").build())
+                .tags(sdk::Tag::builder().key(crate::ports::cloud::tag::DEVICE).value("dry-run").build())
+                .send()
+                .await;
+            out.push((SNAPSHOT_TAGS, dry(r.map_err(|e| from_sdk("CreateTags", &e)))));
+        }
         out
     }
 
