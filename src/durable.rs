@@ -44,7 +44,7 @@ pub fn replace(path: &Path, body: &[u8]) -> io::Result<Metadata> {
 }
 
 /// Makes the entries of `dir` (a file created, renamed or removed in it) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

@@ -331,7 +331,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Record>, JournalError> {
 }
 
 /// Appends `rec` to the journal file at `path` as one line and fsyncs it before returning.
-pub fn append_file(path: &Path, rec: &Record) -> Result<(), JournalError> {
+pub(crate) fn append_file(path: &Path, rec: &Record) -> Result<(), JournalError> {
     let io = |source| JournalError::Io { path: path.to_owned(), source };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;

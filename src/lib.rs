@@ -50,7 +50,7 @@
 pub mod adapters;
 pub mod cli;
 pub mod controller;
-pub mod durable;
+pub(crate) mod durable;
 pub mod execute;
 pub mod harness;
 pub mod ids;
@@ -58,7 +58,7 @@ pub mod journal;
 pub mod notify;
 pub mod observe;
 pub mod plan;
-pub mod policy;
+pub(crate) mod policy;
 pub mod ports;
 pub mod reconcile;
 pub mod retry;

@@ -25,12 +25,12 @@ use crate::ports::{ErrorClass, PortError};
 
 /// The delays between a cluster's failed passes: exponential from `min` to `max`, with jitter,
 /// without end (a success or a new desired state starts the schedule over).
-pub fn pass_backoff(min: Duration, max: Duration) -> impl Iterator<Item = Duration> + use<> {
+pub(crate) fn pass_backoff(min: Duration, max: Duration) -> impl Iterator<Item = Duration> + use<> {
     ExponentialBuilder::default().with_min_delay(min).with_max_delay(max).with_jitter().without_max_times().build()
 }
 
 /// The condition of a step tried too often across passes and restarts.
-pub fn budget_exhausted(step: &Step, prior: &StepView, max: u32) -> Option<Condition> {
+pub(crate) fn budget_exhausted(step: &Step, prior: &StepView, max: u32) -> Option<Condition> {
     (prior.attempts >= max).then(|| Condition {
         reason: "retry-budget-exhausted".into(),
         message: format!(
@@ -46,7 +46,7 @@ pub fn budget_exhausted(step: &Step, prior: &StepView, max: u32) -> Option<Condi
 }
 
 /// Narrows an error's class for the operation that produced it.
-pub fn narrow(action: &Action, mut e: PortError) -> PortError {
+pub(crate) fn narrow(action: &Action, mut e: PortError) -> PortError {
     match (action, e.code.as_str()) {
         // The effect is in place: detaching something not attached; deleting a snapshot (or copy)
         // that is gone; disabling FSR of a snapshot that is gone (deleting a snapshot switches its
@@ -72,7 +72,7 @@ pub fn narrow(action: &Action, mut e: PortError) -> PortError {
 }
 
 /// Turns a failed step into what the operator reads.
-pub fn condition_for(step: &Step, e: &PortError) -> Condition {
+pub(crate) fn condition_for(step: &Step, e: &PortError) -> Condition {
     if e.code == "PreflightFailed" {
         return Condition {
             reason: "preflight-failed".into(),

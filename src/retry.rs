@@ -77,14 +77,14 @@ impl RetryPolicy {
 }
 
 /// What is left of one call's retries: the next delay for each error class.
-pub struct Retries {
+pub(crate) struct Retries {
     retryable: Box<dyn Iterator<Item = Duration> + Send>,
     throttled: Box<dyn Iterator<Item = Duration> + Send>,
 }
 
 impl RetryPolicy {
     /// A fresh set of retries for one call.
-    pub fn retries(&self) -> Retries {
+    pub(crate) fn retries(&self) -> Retries {
         Retries { retryable: Box::new(self.retryable()), throttled: Box::new(self.throttled()) }
     }
 }
@@ -105,7 +105,7 @@ impl Retries {
 /// Runs `f` until it succeeds, retrying throttling without limit and other retryable errors within
 /// the policy's budget, sleeping through `clock`. Used for observation calls, each on its own, so a
 /// tight request budget slows a pass down instead of failing it.
-pub async fn with_retries<T, F, Fut>(
+pub(crate) async fn with_retries<T, F, Fut>(
     policy: &RetryPolicy,
     clock: &dyn crate::ports::Clock,
     mut f: F,

@@ -487,7 +487,7 @@ fn colour(c: MirrorColor) -> &'static str {
 }
 
 /// The progress of the operation `plan` pursues, from the journal `records`, at `now`.
-pub fn op_progress(
+pub(crate) fn op_progress(
     plan: &Plan,
     records: &[Record],
     now: Timestamp,
@@ -635,7 +635,7 @@ pub struct StatusDoc {
 }
 
 /// How many steps of history a document keeps.
-pub const HISTORY_LEN: usize = 60;
+pub(crate) const HISTORY_LEN: usize = 60;
 
 impl StatusDoc {
     /// Builds the document after a pass.

@@ -98,7 +98,7 @@ pub enum LabError {
 
 /// Opens the lab world persisted at `path`, or creates it (and its directory) shaped like `spec`
 /// ([`scenario_for`]) when there is none yet. Says whether it was created.
-pub fn open_lab(path: &Path, spec: &Spec, speed: f64) -> Result<(Arc<SimWorld>, bool), LabError> {
+pub(crate) fn open_lab(path: &Path, spec: &Spec, speed: f64) -> Result<(Arc<SimWorld>, bool), LabError> {
     if path.exists() {
         let world = SimWorld::open(path, speed).map_err(|cause| LabError::Open { path: path.to_owned(), cause })?;
         return Ok((world, false));
@@ -138,7 +138,7 @@ pub fn lab_worlds(lab_dir: &Path, speed: f64) -> WorldOpener {
 /// `state_dir` ([`project::expectations`]), for the status's step total and ETA. The journal is
 /// the state directory's: with another store the projection would start from an empty journal, so
 /// the caller sets this for the directory store only.
-pub fn lab_projector(lab_dir: &Path, state_dir: &Path, store: Arc<dyn Store>) -> crate::reconcile::Projector {
+pub(crate) fn lab_projector(lab_dir: &Path, state_dir: &Path, store: Arc<dyn Store>) -> crate::reconcile::Projector {
     let (lab, state) = (lab_dir.to_owned(), state_dir.to_owned());
     Arc::new(move |spec: &Spec, start: jiff::Timestamp| {
         let (spec, state, store) = (spec.clone(), state.clone(), Arc::clone(&store));
@@ -153,7 +153,7 @@ pub fn lab_projector(lab_dir: &Path, state_dir: &Path, store: Arc<dyn Store>) ->
 /// budgets (half of EC2's buckets, room left for other tools); the account is the one in the
 /// cluster's `role_arn`, or the default credential chain's (asked of STS once per process; when
 /// STS cannot say, those clusters share one limiter all the same).
-pub fn aws_worlds(state_dir: &Path, store: Arc<dyn Store>) -> WorldOpener {
+pub(crate) fn aws_worlds(state_dir: &Path, store: Arc<dyn Store>) -> WorldOpener {
     let state_dir = state_dir.to_owned();
     let limiters = Arc::new(Limiters::new(Budgets::default()));
     let default_account = Arc::new(tokio::sync::OnceCell::<String>::new());
@@ -187,7 +187,7 @@ pub fn aws_worlds(state_dir: &Path, store: Arc<dyn Store>) -> WorldOpener {
 /// copies, `store` its md templates and pending-resume marker (so another host can finish a
 /// restore); `limiter`, when given, is shared by every cluster of the same account and region.
 /// Fails (needs-human) only for what the REST API needs up front: its password and CA bundle.
-pub async fn aws_ports(
+pub(crate) async fn aws_ports(
     spec: &Spec,
     state_dir: &Path,
     store: Arc<dyn Store>,

@@ -64,12 +64,12 @@ impl Metrics {
     }
 
     /// Records the periodic resync's current interval.
-    pub fn resync_interval(&self, every: std::time::Duration) {
+    pub(crate) fn resync_interval(&self, every: std::time::Duration) {
         self.lock().resync_s = Some(every.as_secs_f64());
     }
 
     /// Counts a progress event.
-    pub fn on_event(&self, e: &Event) {
+    pub(crate) fn on_event(&self, e: &Event) {
         let mut m = self.lock();
         let cluster = e.cluster.to_string();
         if m.removed.contains(&cluster) {
@@ -116,7 +116,7 @@ impl Metrics {
     }
 
     /// Counts the end of a pass of `cluster` with `outcome`.
-    pub fn pass_ended(&self, cluster: &str, outcome: &'static str) {
+    pub(crate) fn pass_ended(&self, cluster: &str, outcome: &'static str) {
         let mut m = self.lock();
         *m.passes.entry((cluster.to_owned(), outcome)).or_default() += 1;
         if outcome == "error" {
@@ -128,7 +128,7 @@ impl Metrics {
     }
 
     /// Records whether the newest version of `cluster`'s file is valid.
-    pub fn spec_valid(&self, cluster: &str, valid: bool) {
+    pub(crate) fn spec_valid(&self, cluster: &str, valid: bool) {
         self.lock().valid.insert(cluster.to_owned(), valid);
     }
 
@@ -141,17 +141,17 @@ impl Metrics {
     }
 
     /// A worker starts for `cluster` (its file is back, or seen for the first time).
-    pub fn worker_started(&self, cluster: &str) {
+    pub(crate) fn worker_started(&self, cluster: &str) {
         self.lock().removed.remove(cluster);
     }
 
     /// The first scan found these clusters: ready once each has checked in.
-    pub fn expect_ready(&self, clusters: impl IntoIterator<Item = String>) {
+    pub(crate) fn expect_ready(&self, clusters: impl IntoIterator<Item = String>) {
         self.lock().expected = Some(clusters.into_iter().collect());
     }
 
     /// `cluster` had its first pass end (or its state written).
-    pub fn check_in(&self, cluster: &str) {
+    pub(crate) fn check_in(&self, cluster: &str) {
         self.lock().checked_in.insert(cluster.to_owned());
     }
 

@@ -37,7 +37,7 @@
 
 mod http;
 mod metrics;
-pub mod settings;
+pub(crate) mod settings;
 mod watch;
 mod worker;
 
@@ -334,7 +334,7 @@ impl Controller {
 }
 
 /// How many slices the periodic resync is cut into (one per tick of `resync / RESYNC_SLICES`).
-pub const RESYNC_SLICES: u32 = 12;
+pub(crate) const RESYNC_SLICES: u32 = 12;
 
 /// The ticks of a resync every `every`: one slice per tick.
 fn resync_ticks(every: Duration) -> tokio::time::Interval {
@@ -345,7 +345,7 @@ fn resync_ticks(every: Duration) -> tokio::time::Interval {
 
 /// The resync interval for `clusters`: the configured one, stretched (to whole seconds) when a
 /// full look at every cluster within it would need more than `look_rate` Describe calls a second.
-pub fn resync_every(configured: Duration, clusters: usize, look_rate: Option<f64>) -> Duration {
+pub(crate) fn resync_every(configured: Duration, clusters: usize, look_rate: Option<f64>) -> Duration {
     let Some(rate) = look_rate.filter(|r| r.is_finite() && *r > 0.0) else { return configured };
     #[allow(clippy::cast_precision_loss)] // cluster counts stay far below 2^52
     let needed = (clusters as f64 * f64::from(crate::observe::FULL_LOOK_DESCRIBES) / rate).ceil();

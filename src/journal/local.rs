@@ -207,7 +207,7 @@ impl WriterLock {
     /// `None` when nobody does. Read-only: it never takes the lock, so asking cannot turn a writer
     /// starting at the same moment away. A holder on this host is alive when its pid runs a
     /// `mirrorctl`; a holder on another host (a shared state directory) is taken to be alive.
-    pub fn holder_of(state_dir: &Path, cluster: &ClusterName) -> Option<String> {
+    pub(crate) fn holder_of(state_dir: &Path, cluster: &ClusterName) -> Option<String> {
         let text = std::fs::read_to_string(Self::path_for(state_dir, cluster)).ok()?;
         let text = text.trim().to_owned();
         let mut words = text.split_whitespace();

@@ -85,7 +85,7 @@ impl Journal {
 
     /// Whether this holder may still act on the cluster (see [`Lease::check`]); a read-only
     /// journal may not.
-    pub fn check_lease(&self) -> Result<(), StoreError> {
+    pub(crate) fn check_lease(&self) -> Result<(), StoreError> {
         match &self.lease {
             Some(l) => l.check(),
             None => Err(StoreError::Failed {
@@ -98,7 +98,7 @@ impl Journal {
     }
 
     /// Reserves the next intent sequence number.
-    pub fn next_seq(&mut self) -> u64 {
+    pub(crate) fn next_seq(&mut self) -> u64 {
         let s = self.next_seq;
         self.next_seq += 1;
         s

@@ -47,7 +47,7 @@ use tokio::task::JoinHandle;
 
 mod offers;
 
-pub use offers::{offer_completions, offer_condition};
+pub(crate) use offers::{offer_completions, offer_condition};
 
 use crate::ids::ClusterName;
 use crate::ports::notify::NoticeSink;
@@ -55,13 +55,13 @@ use crate::ports::store::Store;
 use crate::spec::{NoticeKind, NotifySpec, Spec};
 
 /// How many notices may wait for the background task before new ones are dropped.
-pub const QUEUE: usize = 1024;
+pub(crate) const QUEUE: usize = 1024;
 /// The store file (per cluster) remembering what each destination was sent.
-pub const RECORD_FILE: &str = "notified.json";
+pub(crate) const RECORD_FILE: &str = "notified.json";
 /// How long a sent key is remembered (and how old an undelivered completion may get).
-pub const FORGET_AFTER: SignedDuration = SignedDuration::from_hours(14 * 24);
+pub(crate) const FORGET_AFTER: SignedDuration = SignedDuration::from_hours(14 * 24);
 /// The version of the JSON body's shape.
-pub const SCHEMA: u32 = 1;
+pub(crate) const SCHEMA: u32 = 1;
 
 /// One event, as sent: the JSON body of a webhook POST and of an SNS message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,7 +103,7 @@ pub struct Notice {
 
 impl Notice {
     /// The delivery id of `key` for `cluster`.
-    pub fn id_for(cluster: &ClusterName, key: &str) -> String {
+    pub(crate) fn id_for(cluster: &ClusterName, key: &str) -> String {
         hex::encode(&Sha256::digest(format!("{cluster}\n{key}").as_bytes())[..16])
     }
 }
@@ -262,7 +262,7 @@ impl Notifier {
     /// Makes ready to notify for `spec`'s cluster: builds its destinations when its `[notify]`
     /// changed, and reads (or starts) its record in `store`. Called at the start of each
     /// reconcile; `now` is the world's time. Failures are logged: notifications are never fatal.
-    pub async fn prime(&self, spec: &Spec, store: &Arc<dyn Store>, now: Timestamp) {
+    pub(crate) async fn prime(&self, spec: &Spec, store: &Arc<dyn Store>, now: Timestamp) {
         let cluster = &spec.cluster.name;
         let Some(config) = &spec.notify else {
             self.state.lock().remove(cluster);
@@ -336,7 +336,7 @@ impl Notifier {
 
     /// Offers `notice` (whose dedupe key is `key`, see [`key`]) for each destination of its
     /// cluster that wants its event and was not sent it yet. Never waits: a full queue drops it.
-    pub fn offer(&self, key: &str, notice: &Notice) {
+    pub(crate) fn offer(&self, key: &str, notice: &Notice) {
         let Some(tx) = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() else {
             return;
         };
@@ -378,7 +378,7 @@ impl Notifier {
 
     /// The cluster converged: its `failed` and `needs-human` notices
     /// may be sent again when the same condition comes back.
-    pub fn rearm(&self, cluster: &ClusterName) {
+    pub(crate) fn rearm(&self, cluster: &ClusterName) {
         let mut clusters = self.state.lock();
         let Some(notes) = clusters.get_mut(cluster) else { return };
         let before = notes.record.sent.len();

@@ -11,7 +11,7 @@ use crate::spec::{NoticeKind, Spec};
 /// Offers a completion notice for every backup or restore the journal says completed (the
 /// notifier drops those already sent, and those from before notifications were set up), with the
 /// volumes and snapshots `obs` shows for it.
-pub fn offer_completions(n: &Notifier, spec: &Spec, view: &JournalView, obs: &Observed, p: &Plan) {
+pub(crate) fn offer_completions(n: &Notifier, spec: &Spec, view: &JournalView, obs: &Observed, p: &Plan) {
     // A restore that names a backup: the snapshot it restored, as the planner resolved it.
     let resolved = crate::plan::resolve_restore(spec, obs, view).ok();
     let restore = resolved.as_ref().and_then(|s| s.restore.as_ref());
@@ -56,7 +56,7 @@ pub fn offer_completions(n: &Notifier, spec: &Spec, view: &JournalView, obs: &Ob
 }
 
 /// Offers a `failed` or `needs-human` notice for condition `c` of plan `p`.
-pub fn offer_condition(n: &Notifier, spec: &Spec, kind: NoticeKind, p: &Plan, obs: &Observed, c: &Condition) {
+pub(crate) fn offer_condition(n: &Notifier, spec: &Spec, kind: NoticeKind, p: &Plan, obs: &Observed, c: &Condition) {
     let operation = p.op.as_ref().map(ToString::to_string);
     let key = key(kind, operation.as_deref(), Some(&c.reason));
     if !n.due(&spec.cluster.name, kind, &key, obs.now) {

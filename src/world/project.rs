@@ -31,10 +31,10 @@ use crate::sim::SimWorld;
 use crate::spec::Spec;
 
 /// Passes a projection may take before it is cut off (a restore takes about 40).
-pub const MAX_PASSES: usize = 400;
+pub(crate) const MAX_PASSES: usize = 400;
 
 /// What `plan` says on AWS, where nothing can be projected past the next batch.
-pub const AWS_LIMIT: &str = "on AWS the projection stops after the steps above: each later step depends on \
+pub(crate) const AWS_LIMIT: &str = "on AWS the projection stops after the steps above: each later step depends on \
                              what they leave (volume ids, disk letters, mirror state). `mirrorctl plan --world lab` \
                              with this file shows a whole sequence on a simulated copy of the cluster";
 
@@ -113,7 +113,7 @@ pub struct Projection {
 
 impl Projection {
     /// How many steps the projected run starts.
-    pub fn step_count(&self) -> usize {
+    pub(crate) fn step_count(&self) -> usize {
         self.entries.iter().filter(|e| matches!(e, Entry::Step { .. })).count()
     }
 }
@@ -258,7 +258,7 @@ pub fn render(p: &Projection) -> String {
 /// (its steps done so far plus those projected) with its projected end from `start`, the world's
 /// time when the copy was taken. Empty when
 /// nothing is projected or the projection fails (the status then has no step total and no ETA).
-pub async fn expectations(
+pub(crate) async fn expectations(
     spec: &crate::spec::Spec,
     state_dir: &Path,
     store: &dyn crate::ports::store::Store,
