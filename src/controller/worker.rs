@@ -7,6 +7,9 @@
 //!   file says also asks the running pass to stop at its next step boundary;
 //! - an invalid file never replaces the last valid spec: it only travels into the status document;
 //! - a removed file stops the worker after the current step, undoing nothing;
+//! - when the next pass runs is the finished pass's own answer ([`crate::reconcile::requeue`]):
+//!   on a change, after the backoff, or when another holder's lease may be taken over; the worker
+//!   does the waiting;
 //! - a failed pass is retried after an exponential backoff with jitter, cut short by a new spec;
 //! - an idle worker whose spec has a backup schedule passes again just after the next slot (in the
 //!   world's time), whatever the resync interval.

@@ -220,7 +220,8 @@ impl<'de> Deserialize<'de> for RawNotifyEntry {
                 f.write_str("a [notify] table or notify = false")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawNotifyEntry, A::Error> {
-                RawNotify::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(|t| RawNotifyEntry::Table(Box::new(t)))
+                RawNotify::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|t| RawNotifyEntry::Table(Box::new(t)))
             }
             fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawNotifyEntry, E> {
                 Ok(RawNotifyEntry::Flag(v))

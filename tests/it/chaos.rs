@@ -129,6 +129,35 @@ fn bad_campaign_options_are_usage_errors() {
     }
 }
 
+/// The harness is a library entry point of its own: plain options in, its own error type out (no
+/// command line, no CLI error), so a test or another front end can run a campaign.
+#[tokio::test]
+async fn the_campaign_harness_takes_plain_options_and_answers_with_its_own_errors() {
+    use mirrorctl::harness::HarnessError;
+    use mirrorctl::harness::chaos::{ChaosOptions, ChaosProcedure, run};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ok = ChaosOptions {
+        points: 1,
+        seed: 1,
+        speed: 100.0,
+        max_kills: 1,
+        keep: false,
+        procedure: ChaosProcedure::Both,
+        hosts: 1,
+        lease_secs: None,
+    };
+    for (opts, says) in [
+        (ChaosOptions { points: 0, ..ok.clone() }, "--points must be at least 1"),
+        (ChaosOptions { hosts: 2, ..ok.clone() }, "--hosts 2 needs a store every host reaches"),
+    ] {
+        match run(dir.path(), &opts, None).await {
+            Err(HarnessError::Usage(text)) => assert!(text.contains(says), "{text}"),
+            Err(e) => panic!("{says}: not a usage error: {e}"),
+            Ok(report) => panic!("{says}: ran: {}", report.text),
+        }
+    }
+}
+
 fn kinds(vs: &[Violation]) -> Vec<&'static str> {
     vs.iter().map(|v| v.kind).collect()
 }
