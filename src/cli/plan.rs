@@ -489,6 +489,7 @@ mod tests {
             cluster_reachable: true,
             config: crate::ports::cluster::ClusterConfig::default(),
             mirror: None,
+            more_mirrors: BTreeMap::new(),
             disks: BTreeMap::new(),
             initialization: BTreeMap::new(),
             fast_restores: Vec::new(),

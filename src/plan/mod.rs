@@ -153,7 +153,7 @@ pub(crate) fn block_if_both_red(spec: &Spec, obs: &Observed, d: &mut Draft) -> b
 }
 
 /// Blocks an operation of a file whose shape the operation's procedure does not drive yet
-/// (`unsupported`: several md resources for a backup; several volumes for a restore): refused
+/// (`unsupported`: several volumes for a restore): refused
 /// before any step, rather than driving the first md and leaving the others.
 pub(crate) fn refuse_shape(spec: &Spec, what: &str, unsupported: bool, d: &mut Draft) -> bool {
     if !unsupported {

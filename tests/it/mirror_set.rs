@@ -216,8 +216,10 @@ async fn a_restore_of_an_md_on_two_volumes_is_refused_before_any_step() {
     assert!(lab.actions(&single).iter().all(|(id, _)| !id.starts_with("restore/")), "nothing of the restore ran");
 }
 
+/// A file naming md2 against a cluster that has md only: the backup is refused before any step
+/// (every md of the file must be configured before the first is quiesced).
 #[tokio::test(start_paused = true)]
-async fn a_backup_of_several_md_resources_is_refused_before_any_step() {
+async fn a_backup_of_several_md_one_of_which_the_cluster_lacks_is_refused_before_any_step() {
     use mirrorctl::reconcile::Settled;
     let lab = Lab::windows(76);
     let mut spec = with_backups(example(Os::Windows), &["b1"], 7);

@@ -152,3 +152,111 @@ async fn an_accident_reaches_every_md_and_a_re_add_checks_each_md_on_its_own_vol
     assert_eq!(config.mirrors.len(), 2, "{config:?}");
     assert!(w.oracle_report().corruptions.is_empty());
 }
+
+// --- backups of several md -------------------------------------------------------------------
+
+use crate::support::common::Lab;
+use mirrorctl::execute::CrashPoint;
+use mirrorctl::ports::cloud::{Snapshot, tag};
+use mirrorctl::reconcile::{ReconcileError, Settled};
+use mirrorctl::spec::Spec;
+
+const TAKE_B1: &str = "[backup]\nkeep = 7\ntake = [\"b1\"]\n";
+
+/// A lab of the two-md scenario of `os` and its file asking for backup `b1`.
+fn two_md_lab(os: Os, seed: u64) -> (Lab, Spec) {
+    let scenario = Scenario::two_mirrors(os);
+    let spec = scenario.spec(TAKE_B1).expect("the scenario's file is valid");
+    (Lab::new(scenario, seed), spec)
+}
+
+/// The snapshots of backup `b1`.
+fn b1_snapshots(lab: &Lab) -> Vec<Snapshot> {
+    lab.world
+        .inventory()
+        .snapshots
+        .into_iter()
+        .filter(|s| s.tags.get(tag::REQUEST).map(String::as_str) == Some("b1"))
+        .collect()
+}
+
+/// Backup `b1` of both md is one set of exactly the standby's two md volumes, each snapshot says
+/// what it holds and holds its md's quiesce point (the only one), nothing is corrupted, and
+/// business is back on the active.
+fn assert_two_md_backup(lab: &Lab, spec: &Spec) {
+    let sc = lab.world.scenario();
+    let standby = &sc.servers[1].name;
+    let snaps = b1_snapshots(lab);
+    assert_eq!(snaps.len(), 2, "one snapshot per md volume: {snaps:?}");
+    let set = snaps[0].tags.get(tag::SNAPSHOT_SET);
+    assert!(set.is_some() && snaps.iter().all(|s| s.tags.get(tag::SNAPSHOT_SET) == set), "one set: {snaps:?}");
+    assert!(snaps.iter().all(|s| s.started == snaps[0].started), "one point in time: {snaps:?}");
+    for m in sc.mirrors() {
+        let vol = lab.world.volume_at(standby, &m.device).expect("standby volume");
+        let snap = snaps.iter().find(|s| s.volume.as_ref() == Some(&vol)).expect("a snapshot of each md volume");
+        assert_eq!(snap.tags.get(tag::HOLDS), Some(&format!("{}:cluster+data", m.resource)), "{snap:?}");
+        assert_eq!(snap.tags.get(tag::DEVICE), Some(&m.device.to_string()), "{snap:?}");
+        let v = verdict::backup_of(&lab.world, &m.resource, &snap.id);
+        assert!(v.captured_once(), "{}: the snapshot holds its only quiesce point: {v:?}", m.resource);
+        assert!(v.corruptions.is_empty(), "{:?}", v.corruptions);
+    }
+    let status = lab.world.cluster_status();
+    for (r, p) in &status.resources {
+        assert_eq!(p.state, ObjectState::Online, "{r} back online: {status:?}");
+        assert_eq!(p.current.as_ref(), Some(&spec.cluster.servers[0].name), "{r}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backup_of_two_md_is_one_snapshot_set_each_holding_its_quiesce_point() {
+    for os in [Os::Windows, Os::Linux] {
+        let (lab, spec) = two_md_lab(os, 31);
+        assert_eq!(lab.apply(&spec).await, Settled::Converged, "{os:?}");
+        assert_two_md_backup(&lab, &spec);
+        assert_eq!(lab.world.call_counts().get("ec2:CreateSnapshots"), Some(&1), "one call");
+        let kinds: Vec<String> = lab.actions(&spec).into_iter().map(|(id, _)| id).collect();
+        let active = &spec.cluster.servers[0].name;
+        for k in [format!("backup/b1/stop-md@{active}"), format!("backup/b1/stop-md-md2@{active}")] {
+            assert!(kinds.contains(&k), "{k} in {kinds:?}");
+        }
+        let starts = kinds.iter().filter(|k| k.contains("/restart-") || k.contains("/start-md")).count();
+        assert_eq!(starts, 1, "one start brings business and both md back: {kinds:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backup_of_one_volume_says_what_it_holds_in_its_create_call() {
+    let lab = Lab::new(Scenario::windows_runbook(), 32);
+    let spec = Scenario::windows_runbook().spec(TAKE_B1).expect("valid");
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let snaps = b1_snapshots(&lab);
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert_eq!(snaps[0].tags.get(tag::HOLDS).map(String::as_str), Some("md:cluster+data"));
+    assert_eq!(snaps[0].tags.get(tag::DEVICE).map(String::as_str), Some("/dev/sdx"));
+    assert_eq!(lab.world.call_counts().get("ec2:CreateTags"), None, "tagged in the create call itself");
+}
+
+/// A crash before the intent of each step of a two-md backup, then a restart: it converges with
+/// one set of two snapshots, each holding its md's quiesce point.
+#[tokio::test(start_paused = true)]
+async fn two_md_backup_crash_at_every_step_boundary() {
+    let mut covered = 0;
+    for n in 1.. {
+        let (mut lab, spec) = two_md_lab(Os::Windows, 300 + n as u64);
+        let (result, switch) = lab.apply_with_crash(&spec, CrashPoint::BeforeIntent, n).await;
+        match result {
+            Err(ReconcileError::Exec(mirrorctl::execute::ExecError::Crashed(_))) => assert!(switch.fired()),
+            Ok(Settled::Converged) => {
+                assert!(!switch.fired());
+                assert_two_md_backup(&lab, &spec);
+                break;
+            }
+            other => panic!("crash #{n}: {other:?}"),
+        }
+        lab.restart();
+        assert_eq!(lab.apply(&spec).await, Settled::Converged, "resume after crash #{n}");
+        assert_two_md_backup(&lab, &spec);
+        covered += 1;
+    }
+    assert!(covered >= 8, "covered {covered}");
+}
