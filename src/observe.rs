@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{InstanceId, Region, ServerName, SnapshotId, VolumeId};
+use crate::ids::{InstanceId, Region, ResourceName, ServerName, SnapshotId, VolumeId};
 use crate::ports::cloud::{
     FastRestore, Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, Tags, Volume, VolumeFilter,
     VolumeInit, VolumeState, tag,
@@ -45,6 +45,10 @@ pub struct Observed {
     pub config: ClusterConfig,
     /// Mirror colours, when the md resource is configured and answered.
     pub mirror: Option<MirrorStatus>,
+    /// Mirror colours of the file's other md resources ([`crate::spec::Spec::more_mirrors`]),
+    /// those configured that answered.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub other_mirrors: BTreeMap<ResourceName, MirrorStatus>,
     /// Disks per server; `Err` holds why the node could not be asked.
     pub disks: BTreeMap<ServerName, Result<Vec<Disk>, PortError>>,
     /// Whether some server answered for the cluster as a running member. When none did
@@ -280,6 +284,12 @@ pub async fn observe_with(
     // The mirror status only means something while md is configured; its errors are a fact
     // (not configured, cluster busy), not an observation failure.
     let mirror = if config.mirror(&spec.mirror.resource).is_some() { mirror.ok() } else { None };
+    let mut other_mirrors = BTreeMap::new();
+    for m in spec.more_mirrors.iter().filter(|m| config.mirror(&m.resource).is_some()) {
+        if let Ok(status) = ports.cluster.mirror_status(&m.resource).await {
+            other_mirrors.insert(m.resource.clone(), status);
+        }
+    }
     let disk_res = spec
         .cluster
         .servers
@@ -313,6 +323,7 @@ pub async fn observe_with(
         cluster_reachable,
         config,
         mirror,
+        other_mirrors,
         disks,
         initialization,
         fast_restores,
