@@ -18,6 +18,18 @@
 //!
 //! Old volumes are never deleted: they get `mirrorctl:superseded-by`. Volumes of an abandoned
 //! request get `mirrorctl:abandoned-by` and are listed in status.
+//!
+//! **A set of several volumes** (a file with `cluster_device` or several `[[mirror]]` entries):
+//! [`members`] maps each snapshot of the set to the device of the file whose partitions it holds,
+//! before any step. Steps 2–4 then run once per server and volume (subject `server/device`, e.g.
+//! `create-volume@server1/sdy`; the new volumes carry `mirrorctl:device` and `mirrorctl:holds`,
+//! and a layout tag numbering each partition they hold, `md1:data=1`), each old volume offline,
+//! superseded and detached only once its own replacement is `available`; steps 1 and 5 remove and
+//! re-add every md in one push each (initial construction off per md only under the proof of
+//! [`initial_copy_decision`]), step 6 starts each group (`start-group@server1/<group>` when the md
+//! resources are in several groups) and waits until every md is healthy. NEC's processing is not
+//! driven over a set: `procedure = "vendor"` is refused before any step, `auto` takes the
+//! configuration edit. Fast Snapshot Restore is refused for a set.
 
 use crate::ids::{DeviceName, GroupName, RequestName, ResourceName, ServerName, SnapshotId, Zone};
 use crate::journal::JournalView;
@@ -577,9 +589,6 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
     let started = super::begun(journal, &op);
     let mut d = Draft::default();
     let set = spec.several_volumes();
-    if super::refuse_shape(spec, "restore", set, &mut d) {
-        return d.outcome();
-    }
     let members = match members(spec, obs, r) {
         Ok(m) => m,
         Err(c) => {
