@@ -38,6 +38,7 @@ mod request_change;
 mod schedules;
 mod secret_sources;
 mod set_restore;
+mod several_md;
 mod sim_faults;
 mod sim_flows;
 mod sim_world;
