@@ -1227,7 +1227,7 @@ mod tests {
             cluster: crate::ports::cluster::ClusterStatus::default(),
             config: crate::ports::cluster::ClusterConfig::default(),
             mirror: None,
-            more_mirrors: BTreeMap::new(),
+            other_mirrors: Default::default(),
             disks: BTreeMap::new(),
             cluster_reachable: true,
             initialization: BTreeMap::new(),
