@@ -160,19 +160,8 @@ pub(crate) fn block_if_red(
     true
 }
 
-/// Blocks an operation of a file whose shape the operation's procedure does not drive yet
-/// (`unsupported`: several volumes for a restore): refused
-/// before any step, rather than driving the first md and leaving the others.
-pub(crate) fn refuse_shape(spec: &Spec, what: &str, unsupported: bool, d: &mut Draft) -> bool {
-    if !unsupported {
-        return false;
-    }
-    let c = shape_refusal(spec, what);
-    d.block(&c.reason, c.message, c.action);
-    true
-}
-
-/// The refusal [`refuse_shape`] blocks with.
+/// The refusal of an operation of a file whose shape it does not drive (a restore naming one
+/// snapshot for a file of several volumes), before any step.
 pub(crate) fn shape_refusal(spec: &Spec, what: &str) -> Condition {
     let names: Vec<String> = spec.mirrors().map(|m| m.resource.to_string()).collect();
     let (shape, drives) = if spec.more_mirrors.is_empty() {

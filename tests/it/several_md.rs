@@ -260,3 +260,65 @@ async fn two_md_backup_crash_at_every_step_boundary() {
     }
     assert!(covered >= 8, "covered {covered}");
 }
+
+// --- `mirrorctl lab --mirrors 2` -----------------------------------------------------------------
+
+/// The lab's story on two md resources passes on both OSes: one snapshot set, every md's snapshot
+/// holding its quiesce point, the accident on every md, the restore by backup name, each md
+/// restored (both sides identical, accident gone, continuing from its own snapshot), nothing
+/// corrupted or deleted, four old volumes kept.
+#[test]
+fn lab_with_two_mirrors_passes_on_both_oses() {
+    for os in ["windows", "linux"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorctl"))
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(["lab", "--mirrors", "2", "--os", os, "--speed", "500", "-o", "json"])
+            .output()
+            .expect("run mirrorctl lab");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let doc: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+        let checks = doc["checks"].as_array().expect("checks");
+        let failed: Vec<&serde_json::Value> = checks.iter().filter(|c| c["ok"] != true).collect();
+        assert!(failed.is_empty() && out.status.success(), "{os}: {failed:?}");
+        assert_eq!(doc["mirrors"], 2);
+        for id in [
+            "one-snapshot-set",
+            "md1:snapshot-holds-quiesce-point",
+            "md2:snapshot-holds-quiesce-point",
+            "md1:accident-gone",
+            "md2:accident-gone",
+            "md1:data-continues-from-snapshot",
+            "md2:data-continues-from-snapshot",
+            "md2:both-sides-identical",
+            "no-corruption",
+            "old-volumes-kept",
+        ] {
+            assert!(checks.iter().any(|c| c["check"] == id && c["ok"] == true), "{os}: {id} in {checks:?}");
+        }
+        let snaps = doc["snapshots"].as_object().expect("snapshots per md");
+        assert_eq!(snaps.len(), 2, "{os}: {snaps:?}");
+        assert_ne!(snaps["md1"], snaps["md2"]);
+        assert_eq!(doc["api_calls"]["ec2:CreateSnapshots"], 1, "{os}");
+        assert_eq!(doc["api_calls"]["ec2:CreateVolume"], 4, "{os}: two volumes per server");
+    }
+}
+
+/// `--mirrors 2` refuses what a set restore cannot do, as a command-line error (exit 64).
+#[test]
+fn lab_with_two_mirrors_refuses_fast_restore_and_the_vendor_procedure() {
+    for extra in [&["--fast-restore", "--speed", "500"][..], &["--procedure", "vendor", "--speed", "500"]] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorctl"))
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(["lab", "--mirrors", "2"])
+            .args(extra)
+            .output()
+            .expect("run mirrorctl lab");
+        assert_eq!(out.status.code(), Some(64), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--mirrors 2"), "{extra:?}");
+    }
+}
