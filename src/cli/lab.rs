@@ -71,7 +71,7 @@ pub struct Options {
 impl Options {
     /// Refuses what the story cannot do: a set restore has neither Fast Snapshot Restore nor
     /// NEC's procedure.
-    fn check(&self) -> Result<(), CliError> {
+    fn check(self) -> Result<(), CliError> {
         if self.mirrors == 2 && self.fast_restore {
             return Err(CliError::Usage(
                 "--mirrors 2 restores a snapshot set, which mirrorctl does not restore with Fast Snapshot Restore: drop --fast-restore".into(),

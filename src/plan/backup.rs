@@ -300,16 +300,14 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             InstanceState::Running if standby_member => {
                 if let Some(md) = obs.unhealthy_mirror(spec) {
                     d.wait(Watch::CLUSTER, format!("mirror {md} to resynchronise"), expect::MIRROR_SYNC);
-                } else {
-                    if d.steps.is_empty() && business_back {
-                        d.step(
-                            &op,
-                            "complete",
-                            None,
-                            Action::MarkCompleted,
-                            "snapshot taken, standby back, mirror healthy",
-                        );
-                    }
+                } else if d.steps.is_empty() && business_back {
+                    d.step(
+                        &op,
+                        "complete",
+                        None,
+                        Action::MarkCompleted,
+                        "snapshot taken, standby back, mirror healthy",
+                    );
                 }
             }
             InstanceState::Terminated | InstanceState::ShuttingDown => d.block(
@@ -1227,7 +1225,7 @@ mod tests {
             cluster: crate::ports::cluster::ClusterStatus::default(),
             config: crate::ports::cluster::ClusterConfig::default(),
             mirror: None,
-            other_mirrors: Default::default(),
+            other_mirrors: BTreeMap::default(),
             disks: BTreeMap::new(),
             cluster_reachable: true,
             initialization: BTreeMap::new(),

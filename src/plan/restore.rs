@@ -1599,6 +1599,7 @@ fn kernel_nvme_name(path: &str) -> bool {
 /// the re-add relies on reproduces today's disks) and must be names that survive the swap: a
 /// link made from the attach device (`/dev/xvdb2`, which the restore keeps) or from the disk's
 /// content (`/dev/disk/by-partuuid/…`, the same on both restored copies), not a kernel `NVMe` name.
+#[allow(clippy::many_single_char_names)] // the planner's usual short names: spec, obs, server, volume, member, draft
 fn linux_paths_survive(spec: &Spec, obs: &Observed, s: &ServerSpec, v: &Volume, m: &Member, d: &mut Draft) {
     if spec.cluster.os != Os::Linux {
         return;
