@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{InstanceId, Region, ServerName, SnapshotId, VolumeId};
+use crate::ids::{InstanceId, Region, ResourceName, ServerName, SnapshotId, VolumeId};
 use crate::ports::cloud::{
     FastRestore, Instance, InstanceState, ShutdownBehavior, Snapshot, SnapshotFilter, Tags, Volume, VolumeFilter,
     VolumeInit, VolumeState, tag,
@@ -45,6 +45,10 @@ pub struct Observed {
     pub config: ClusterConfig,
     /// Mirror colours, when the md resource is configured and answered.
     pub mirror: Option<MirrorStatus>,
+    /// Mirror colours of the file's other md resources ([`crate::spec::Spec::more_mirrors`]),
+    /// those configured that answered.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub other_mirrors: BTreeMap<ResourceName, MirrorStatus>,
     /// Disks per server; `Err` holds why the node could not be asked.
     pub disks: BTreeMap<ServerName, Result<Vec<Disk>, PortError>>,
     /// Whether some server answered for the cluster as a running member. When none did
@@ -67,6 +71,15 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// The first md resource of `spec` whose mirror is not healthy (both sides GREEN) or did not
+    /// answer; `None` when every md's mirror is healthy.
+    pub fn unhealthy_mirror<'a>(&self, spec: &'a Spec) -> Option<&'a crate::ids::ResourceName> {
+        spec.mirrors().map(|m| &m.resource).find(|r| {
+            let status = if **r == spec.mirror.resource { self.mirror.as_ref() } else { self.other_mirrors.get(*r) };
+            !status.is_some_and(MirrorStatus::healthy)
+        })
+    }
+
     /// A volume by id.
     pub fn volume(&self, id: &VolumeId) -> Option<&Volume> {
         self.volumes.iter().find(|v| &v.id == id)
@@ -232,7 +245,9 @@ pub async fn observe_with(
             None
         }
     };
-    let ((volumes_res, snaps), (status, config, mirror, shutdown_res, disk_res)) =
+    let other_mirrors_call =
+        futures::future::join_all(spec.more_mirrors.iter().map(|m| ports.cluster.mirror_status(&m.resource)));
+    let ((volumes_res, snaps), (status, config, (mirror, other_mirrors), shutdown_res, disk_res)) =
         futures::join!(async { futures::join!(volumes_call, snapshots_call) }, async {
             futures::join!(
                 with_retries(policy, clock, || async {
@@ -242,7 +257,7 @@ pub async fn observe_with(
                     }
                 }),
                 config_call,
-                ports.cluster.mirror_status(&spec.mirror.resource),
+                async { futures::join!(ports.cluster.mirror_status(&spec.mirror.resource), other_mirrors_call) },
                 shutdown_calls,
                 disk_calls,
             )
@@ -280,6 +295,13 @@ pub async fn observe_with(
     // The mirror status only means something while md is configured; its errors are a fact
     // (not configured, cluster busy), not an observation failure.
     let mirror = if config.mirror(&spec.mirror.resource).is_some() { mirror.ok() } else { None };
+    let other_mirrors = spec
+        .more_mirrors
+        .iter()
+        .zip(other_mirrors)
+        .filter(|(m, _)| config.mirror(&m.resource).is_some())
+        .filter_map(|(m, r)| Some((m.resource.clone(), r.ok()?)))
+        .collect();
     let disk_res = spec
         .cluster
         .servers
@@ -313,6 +335,7 @@ pub async fn observe_with(
         cluster_reachable,
         config,
         mirror,
+        other_mirrors,
         disks,
         initialization,
         fast_restores,

@@ -6,22 +6,17 @@ use std::path::Path;
 
 use tokio::sync::mpsc::unbounded_channel;
 
-use super::{CliError, LabOs, Output};
+use super::{CliError, Output};
 use crate::execute::{Event, Progress};
 use crate::harness::lab::{self, Lab, LabOptions};
-use crate::spec::ProcedureChoice;
 
 /// Runs `mirrorctl lab`.
 pub async fn run(
     state_dir: &Path,
-    speed: f64,
-    world_seed: u64,
-    os: LabOs,
-    procedure: ProcedureChoice,
-    fast_restore: bool,
+    options: LabOptions,
     output: Output,
 ) -> Result<u8, CliError> {
-    let lab = Lab::new(state_dir, LabOptions { speed, seed: world_seed, os: os.into(), procedure, fast_restore })?;
+    let lab = Lab::new(state_dir, options)?;
     let text = output == Output::Text;
     let start = lab.epoch();
     let (tx, mut rx) = unbounded_channel::<Event>();

@@ -204,6 +204,11 @@ pub enum Command {
         /// backup in both zones, the volumes created fully initialized, FSR disabled again.
         #[arg(long)]
         fast_restore: bool,
+        /// Number of md resources of the simulated cluster: 1 (the runbook's) or 2 (a database's
+        /// data and logs, each on a volume of its own, backed up as one snapshot set and restored
+        /// by backup name with the configuration edit).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        mirrors: u8,
         /// Output format (`json`: one document: events, timeline, calls, checks as fields).
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -563,8 +568,9 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Snapshots { target, output, world } => {
             snapshots::run(&state_dir, store().await, &target, &world, output).await
         }
-        Command::Lab { speed, seed, os, procedure, fast_restore, output } => {
-            lab_command::run(&state_dir, speed, seed, os, procedure.into(), fast_restore, output).await
+        Command::Lab { speed, seed, os, procedure, fast_restore, mirrors, output } => {
+            let options = crate::harness::lab::LabOptions { speed, seed, os: os.into(), procedure: procedure.into(), fast_restore, mirrors };
+            lab_command::run(&state_dir, options, output).await
         }
         Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => {
             chaos_command::run(&state_dir, &args, store_spec.as_ref()).await

@@ -182,7 +182,7 @@ pub fn world_parts(obs: &crate::observe::Observed) -> BTreeMap<String, String> {
         ("EC2 snapshots", h(&snapshots)),
         ("CLUSTERPRO status", h(&obs.cluster)),
         ("CLUSTERPRO configuration", h(&obs.config)),
-        ("mirror", h(&obs.mirror)),
+        ("mirror", if obs.other_mirrors.is_empty() { h(&obs.mirror) } else { h(&(&obs.mirror, &obs.other_mirrors)) }),
         ("servers' disks", h(&obs.disks)),
     ]
     .into_iter()
@@ -512,6 +512,7 @@ mod tests {
             cluster_reachable: true,
             config: crate::ports::cluster::ClusterConfig::default(),
             mirror: None,
+            other_mirrors: BTreeMap::default(),
             disks: BTreeMap::new(),
             initialization: BTreeMap::new(),
             fast_restores: Vec::new(),

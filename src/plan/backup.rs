@@ -4,16 +4,23 @@
 //! stay `pending` for hours).
 //!
 //! Runbook step → planner step (ids are `backup/<name>/<kind>@<server>`):
-//! 1. stop the md resource on the active (quiesce point) → `stop-md@active`;
+//! 1. stop the md resource on the active (quiesce point) → `stop-md@active`; a file with several
+//!    md resources (`[[mirror]]`) stops each, one per pass, the first as `stop-md@active` (which
+//!    takes their dependents down with it), the others as `stop-md-<md>@active`: the simulated
+//!    CLUSTERPRO runs one group operation at a time, as mirrorctl assumes of the real one [U], so
+//!    each further md adds one md stop to the business downtime (its start does not: the
+//!    dependents' start brings every md back in one `clprsc -s … -f`);
 //! 2. shut the standby down through CLUSTERPRO → `shutdown@standby`;
 //! 3. start md (the group) on the active again → `start-group@active`, or, when other resources
 //!    kept the group online, `restart-<r>@active` for what the quiesce stopped with md (which
 //!    starts md with it), as soon as the standby has left the cluster (its mirror agent is down,
 //!    nothing replicates to its disk), without waiting for its instance to reach `stopped`:
 //!    business downtime is md stop → shutdown → one start;
-//! 4. `CreateSnapshot` of the standby's mirror volume, tagged in the call → `snapshot@standby`;
-//!    when the md's partitions are on several volumes (`cluster_device`), one `CreateSnapshots` of
-//!    all of them as one crash-consistent set → `snapshot-set@standby` (single-volume backups keep
+//! 4. `CreateSnapshot` of the standby's mirror volume, tagged in the call (with what it holds,
+//!    [`tag::HOLDS`] and [`tag::DEVICE`], like the members of a set) → `snapshot@standby`;
+//!    when the file's md resources are on several volumes (`cluster_device`, several md), one
+//!    `CreateSnapshots` of all of them as one crash-consistent set → `snapshot-set@standby`
+//!    (single-volume backups keep
 //!    `CreateSnapshot`: one volume is consistent by itself, and its flows, faults and call counts
 //!    stay as they were proven); once the set exists, each of its snapshots is tagged with what its
 //!    volume holds → `tag-member@<snapshot>` (`CreateSnapshots` cannot tell them apart: its
@@ -157,9 +164,6 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
     let started = super::begun(journal, &op);
     let group = &spec.mirror.group;
     let md = &spec.mirror.resource;
-    if super::refuse_shape(spec, "backup", !spec.more_mirrors.is_empty(), &mut d) {
-        return d.outcome();
-    }
     let Some(procedure) = super::procedure::choose_for(spec, obs, journal, &op, &mut d) else {
         return d.outcome();
     };
@@ -192,7 +196,12 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
         );
         return d.outcome();
     };
-    let md_state = obs.cluster.resources.get(md).map_or(ObjectState::Offline, |p| p.state);
+    let state_of =
+        |r: &crate::ids::ResourceName| obs.cluster.resources.get(r).map_or(ObjectState::Offline, |p| p.state);
+    // Every md of the file, quiesced in file order.
+    let mds: Vec<&crate::ids::ResourceName> = spec.mirrors().map(|m| &m.resource).collect();
+    let all_offline = mds.iter().all(|r| state_of(r) == ObjectState::Offline);
+    let changing = mds.iter().find(|r| matches!(state_of(r), ObjectState::OnlinePending | ObjectState::OfflinePending));
     let standby_member = obs.cluster.servers.get(&standby.name) == Some(&true);
     let snap = snapshot_of(spec, obs, name);
     let standby_subject = Some(standby.name.as_str());
@@ -229,7 +238,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
         if super::block_if_both_red(spec, obs, &mut d) {
             return d.outcome();
         }
-        if !obs.mirror.as_ref().is_some_and(crate::ports::cluster::MirrorStatus::healthy) {
+        if let Some(md) = obs.unhealthy_mirror(spec) {
             d.wait(
                 Watch::CLUSTER,
                 format!("mirror {md} to be healthy: a backup now would capture a stale standby"),
@@ -289,18 +298,16 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 vendor_post(&mut d, journal, &op, &standby.name, obs.now);
             }
             InstanceState::Running if standby_member => {
-                if obs.mirror.as_ref().is_some_and(crate::ports::cluster::MirrorStatus::healthy) {
-                    if d.steps.is_empty() && business_back {
-                        d.step(
-                            &op,
-                            "complete",
-                            None,
-                            Action::MarkCompleted,
-                            "snapshot taken, standby back, mirror healthy",
-                        );
-                    }
-                } else {
+                if let Some(md) = obs.unhealthy_mirror(spec) {
                     d.wait(Watch::CLUSTER, format!("mirror {md} to resynchronise"), expect::MIRROR_SYNC);
+                } else if d.steps.is_empty() && business_back {
+                    d.step(
+                        &op,
+                        "complete",
+                        None,
+                        Action::MarkCompleted,
+                        "snapshot taken, standby back, mirror healthy",
+                    );
                 }
             }
             InstanceState::Terminated | InstanceState::ShuttingDown => d.block(
@@ -325,8 +332,13 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
 
     match standby_inst.state {
         InstanceState::Running if standby_member => {
-            if md_state == ObjectState::Offline {
-                let why = format!("{md} is stopped (quiesced); the standby's disk must be frozen at this point");
+            if all_offline {
+                let names: Vec<String> = mds.iter().map(ToString::to_string).collect();
+                let why = format!(
+                    "{} {} stopped (quiesced); the standby's disk must be frozen at this point",
+                    names.join(" and "),
+                    if names.len() == 1 { "is" } else { "are" }
+                );
                 match procedure {
                     Procedure::Reconfigure => d.step(
                         &op,
@@ -343,7 +355,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                         why,
                     ),
                 }
-            } else if matches!(md_state, ObjectState::OnlinePending | ObjectState::OfflinePending) {
+            } else if let Some(md) = changing {
                 d.wait(Watch::CLUSTER, format!("{md} changing state"), expect::CLUSTER_PENDING);
             } else if !started && !super::proven(journal, &op) {
                 // Fail before destroy: the quiesce is the first step that changes the cluster.
@@ -363,22 +375,28 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                     },
                     format!("before {md} is stopped on {active}, every later step must be shown possible"),
                 );
-            } else {
+            } else if let Some(next) = mds.iter().copied().find(|r| state_of(r) != ObjectState::Offline) {
                 // What is online on the active now: the stop takes md's dependents down with it,
-                // and exactly those are started again once the snapshot's point is fixed.
+                // and exactly those are started again once the snapshot's point is fixed (the
+                // file's other md resources are not among them: starting the dependents starts
+                // every md they depend on).
                 let online = obs
                     .cluster
                     .resources
                     .iter()
-                    .filter(|(r, p)| *r != md && p.state == ObjectState::Online && p.current.as_ref() == Some(&active))
+                    .filter(|(r, p)| {
+                        !mds.contains(r) && p.state == ObjectState::Online && p.current.as_ref() == Some(&active)
+                    })
                     .map(|(r, _)| r.clone())
                     .collect();
+                let others: Vec<String> = mds.iter().filter(|r| **r != next).map(ToString::to_string).collect();
+                let also = if others.is_empty() { String::new() } else { format!(" (then {})", others.join(", ")) };
                 d.step(
                     &op,
-                    "stop-md",
+                    &stop_kind(spec, next),
                     active_subject,
-                    Action::StopResource { resource: md.clone(), online },
-                    format!("quiesce point: flush {md} on {active} with both sides identical"),
+                    Action::StopResource { resource: next.clone(), online },
+                    format!("quiesce point: flush {next} on {active} with both sides identical{also}"),
                 );
             }
         }
@@ -454,6 +472,9 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 if let Some(s) = spec.backup.as_ref().and_then(|b| schedule_of(b, name)) {
                     tags.insert(tag::SCHEDULE.into(), s.name.to_string());
                 }
+                // What it holds, like each snapshot of a set, so every backup says so.
+                tags.insert(tag::DEVICE.into(), spec.mirror.device.to_string());
+                tags.insert(tag::HOLDS.into(), holds(spec, &spec.mirror.device));
                 let layout =
                     obs.disk(&standby.name, &standby_vol.id).and_then(|dk| layout_of(spec, dk)).or_else(|| {
                         obs.disk(&active, &at_device(spec, obs, active_spec)?.0.id).and_then(|dk| layout_of(spec, dk))
@@ -702,17 +723,27 @@ fn restart_business(
     because: &str,
 ) -> bool {
     let group = &spec.mirror.group;
-    let md = &spec.mirror.resource;
+    let mds: Vec<&crate::ids::ResourceName> = spec.mirrors().map(|m| &m.resource).collect();
     let subject = Some(active.as_str());
-    let recorded = match journal.step(op, &StepId::new(op, "stop-md", subject)).last_action {
-        Some(Action::StopResource { online, .. }) => online,
-        _ => Vec::new(),
-    };
+    let mut recorded: Vec<crate::ids::ResourceName> = Vec::new();
+    for md in &mds {
+        if let Some(Action::StopResource { online, .. }) =
+            journal.step(op, &StepId::new(op, &stop_kind(spec, md), subject)).last_action
+        {
+            for r in online {
+                if !recorded.contains(&r) && !mds.contains(&&r) {
+                    recorded.push(r);
+                }
+            }
+        }
+    }
     let state = |r: &crate::ids::ResourceName| obs.cluster.resources.get(r);
     let on_active = |r: &crate::ids::ResourceName| {
         state(r).is_some_and(|p| p.state == ObjectState::Online && p.current.as_ref() == Some(active))
     };
-    let pending = std::iter::once(md)
+    let pending = mds
+        .iter()
+        .copied()
         .chain(&recorded)
         .filter_map(state)
         .find(|p| matches!(p.state, ObjectState::OnlinePending | ObjectState::OfflinePending));
@@ -720,8 +751,10 @@ fn restart_business(
         d.wait(Watch::CLUSTER, format!("resources of {group} changing state on {active}"), expect::CLUSTER_PENDING);
         return false;
     }
+    let names: Vec<String> = mds.iter().map(ToString::to_string).collect();
+    let md = names.join(" and ");
     let group_state = obs.cluster.groups.get(group).map_or(ObjectState::Offline, |p| p.state);
-    if !on_active(md) {
+    if let Some(down) = mds.iter().copied().find(|r| !on_active(r)) {
         if group_state == ObjectState::Offline {
             d.step(
                 op,
@@ -744,12 +777,12 @@ fn restart_business(
         } else {
             d.step(
                 op,
-                "start-md",
+                &start_kind(spec, down),
                 subject,
-                Action::StartResource { resource: md.clone(), server: active.clone() },
+                Action::StartResource { resource: down.clone(), server: active.clone() },
                 format!(
-                    "{because}; nothing else went down with {md} ({group} is {group_state:?}: other resources kept \
-                     it online)"
+                    "{because}; nothing else went down with {down} ({group} is {group_state:?}: other resources \
+                     kept it online)"
                 ),
             );
         }
@@ -766,6 +799,18 @@ fn restart_business(
         return false;
     }
     true
+}
+
+/// The step kind that stops `md` for the quiesce: `stop-md` for the file's first md (the
+/// runbook's shape), `stop-md-<md>` for the others.
+fn stop_kind(spec: &Spec, md: &crate::ids::ResourceName) -> String {
+    if *md == spec.mirror.resource { "stop-md".to_owned() } else { format!("stop-md-{md}") }
+}
+
+/// The step kind that starts `md` alone after the snapshot: `start-md`, or `start-md-<md>` for an
+/// md after the file's first.
+fn start_kind(spec: &Spec, md: &crate::ids::ResourceName) -> String {
+    if *md == spec.mirror.resource { "start-md".to_owned() } else { format!("start-md-{md}") }
 }
 
 /// Retention, per group: each schedule with its own retention keeps its backups (those tagged
@@ -1180,6 +1225,7 @@ mod tests {
             cluster: crate::ports::cluster::ClusterStatus::default(),
             config: crate::ports::cluster::ClusterConfig::default(),
             mirror: None,
+            other_mirrors: BTreeMap::default(),
             disks: BTreeMap::new(),
             cluster_reachable: true,
             initialization: BTreeMap::new(),

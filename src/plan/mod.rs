@@ -128,12 +128,21 @@ impl Draft {
 /// for confirmation, which NEC's own scripts answer with `yes |`: EXPRESSCLUSTER vmware mirror
 /// scripts, research notes in the README's [U] list — the Windows spelling is unverified).
 pub(crate) fn block_if_both_red(spec: &Spec, obs: &Observed, d: &mut Draft) -> bool {
+    block_if_red(&spec.mirror.resource, &spec.mirror.group, obs.mirror.as_ref(), d)
+}
+
+/// [`block_if_both_red`] for md resource `md` of group `group`, whose colours are `status`.
+pub(crate) fn block_if_red(
+    md: &crate::ids::ResourceName,
+    group: &crate::ids::GroupName,
+    status: Option<&crate::ports::cluster::MirrorStatus>,
+    d: &mut Draft,
+) -> bool {
     use crate::ports::cluster::MirrorColor;
-    let Some(m) = obs.mirror.as_ref() else { return false };
+    let Some(m) = status else { return false };
     if m.colors.len() < 2 || !m.colors.values().all(|c| *c == MirrorColor::Red) {
         return false;
     }
-    let md = &spec.mirror.resource;
     let servers: Vec<String> = m.colors.keys().map(ToString::to_string).collect();
     d.block(
         "mirror-red-on-both-sides",
@@ -143,28 +152,16 @@ pub(crate) fn block_if_both_red(spec: &Spec, obs: &Observed, d: &mut Draft) -> b
             servers.join(" and ")
         ),
         format!(
-            "find the server whose data is the newest (where {} last ran; `clpmdstat -m {md}` on each server \
+            "find the server whose data is the newest (where {group} last ran; `clpmdstat -m {md}` on each server \
              shows the last update times), check that data, then run forced mirror recovery on that server: \
              `clpmdctrl -f {md}` (it asks for confirmation). mirrorctl goes on once the mirror is GREEN on both sides",
-            spec.mirror.group
         ),
     );
     true
 }
 
-/// Blocks an operation of a file whose shape the operation's procedure does not drive yet
-/// (`unsupported`: several md resources for a backup; several volumes for a restore): refused
-/// before any step, rather than driving the first md and leaving the others.
-pub(crate) fn refuse_shape(spec: &Spec, what: &str, unsupported: bool, d: &mut Draft) -> bool {
-    if !unsupported {
-        return false;
-    }
-    let c = shape_refusal(spec, what);
-    d.block(&c.reason, c.message, c.action);
-    true
-}
-
-/// The refusal [`refuse_shape`] blocks with.
+/// The refusal of an operation of a file whose shape it does not drive (a restore naming one
+/// snapshot for a file of several volumes), before any step.
 pub(crate) fn shape_refusal(spec: &Spec, what: &str) -> Condition {
     let names: Vec<String> = spec.mirrors().map(|m| m.resource.to_string()).collect();
     let (shape, drives) = if spec.more_mirrors.is_empty() {

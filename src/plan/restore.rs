@@ -18,8 +18,20 @@
 //!
 //! Old volumes are never deleted: they get `mirrorctl:superseded-by`. Volumes of an abandoned
 //! request get `mirrorctl:abandoned-by` and are listed in status.
+//!
+//! **A set of several volumes** (a file with `cluster_device` or several `[[mirror]]` entries):
+//! [`members`] maps each snapshot of the set to the device of the file whose partitions it holds,
+//! before any step. Steps 2–4 then run once per server and volume (subject `server/device`, e.g.
+//! `create-volume@server1/sdy`; the new volumes carry `mirrorctl:device` and `mirrorctl:holds`,
+//! and a layout tag numbering each partition they hold, `md1:data=1`), each old volume offline,
+//! superseded and detached only once its own replacement is `available`; steps 1 and 5 remove and
+//! re-add every md in one push each (initial construction off per md only under the proof of
+//! [`initial_copy_decision`]), step 6 starts each group (`start-group@server1/<group>` when the md
+//! resources are in several groups) and waits until every md is healthy. NEC's processing is not
+//! driven over a set: `procedure = "vendor"` is refused before any step, `auto` takes the
+//! configuration edit. Fast Snapshot Restore is refused for a set.
 
-use crate::ids::{BackupName, RequestName, ServerName, SnapshotId, Zone};
+use crate::ids::{DeviceName, GroupName, RequestName, ResourceName, ServerName, SnapshotId, Zone};
 use crate::journal::JournalView;
 use crate::observe::Observed;
 use crate::ports::cloud::{
@@ -87,18 +99,28 @@ pub fn layout_of(spec: &Spec, disk: &crate::ports::node::Disk) -> Option<Layout>
 
 /// The volume attached (in any state but detached) at the mirror device of `server`'s instance.
 pub fn at_device<'a>(spec: &Spec, obs: &'a Observed, server: &ServerSpec) -> Option<(&'a Volume, AttachState)> {
+    at(obs, server, &spec.mirror.device)
+}
+
+/// The volume attached (in any state but detached) at `device` of `server`'s instance.
+pub fn at<'a>(obs: &'a Observed, server: &ServerSpec, device: &DeviceName) -> Option<(&'a Volume, AttachState)> {
     obs.volumes.iter().find_map(|v| {
         v.attachments
             .iter()
-            .find(|a| {
-                a.instance == server.instance && a.device == spec.mirror.device && a.state != AttachState::Detached
-            })
+            .find(|a| a.instance == server.instance && a.device == *device && a.state != AttachState::Detached)
             .map(|a| (v, a.state))
     })
 }
 
-/// The volumes created for `request` for `server`.
-fn created_for<'a>(spec: &Spec, obs: &'a Observed, request: &RequestName, server: &ServerName) -> Vec<&'a Volume> {
+/// The volumes created for `request` for `server` (at `device` only, for a restore of a set: its
+/// volumes carry [`tag::DEVICE`]).
+fn created_for<'a>(
+    spec: &Spec,
+    obs: &'a Observed,
+    request: &RequestName,
+    server: &ServerName,
+    device: Option<&DeviceName>,
+) -> Vec<&'a Volume> {
     obs.volumes
         .iter()
         .filter(|v| {
@@ -106,6 +128,8 @@ fn created_for<'a>(spec: &Spec, obs: &'a Observed, request: &RequestName, server
                 && v.tags.get(tag::REQUEST).map(String::as_str) == Some(request.as_str())
                 && v.tags.get(tag::SERVER).map(String::as_str) == Some(server.as_str())
                 && v.tags.get(tag::ROLE).map(String::as_str) == Some("mirror")
+                && device
+                    .is_none_or(|d| v.tags.get(tag::DEVICE).and_then(|t| DeviceName::parse(t).ok()).as_ref() == Some(d))
         })
         .collect()
 }
@@ -114,18 +138,258 @@ fn step_started(journal: &JournalView, op: &OpId, kind: &str) -> bool {
     journal.op(op).is_some_and(|v| v.steps.keys().any(|s| s.0.contains(&format!("/{kind}"))))
 }
 
-/// What one pass knows about one server.
-struct Facts<'a> {
+/// One volume a restore puts on both servers: made from `snapshot`, attached at `device`, holding
+/// `holds` (md resources and partitions, as [`tag::HOLDS`] spells them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The EC2 device name on both servers.
+    pub device: DeviceName,
+    /// The snapshot the new volumes are made from.
+    pub snapshot: SnapshotId,
+    /// What the volume holds (`md:cluster+data`, `md1:data`, `md1:data,md2:cluster`).
+    pub holds: String,
+}
+
+/// The volumes restore `r` puts on each server, in the file's device order; pure, checked before
+/// any step. A file of one volume: `r.snapshot` at `mirror.device`. A file of several volumes
+/// ([`Spec::several_volumes`]): every snapshot of the set `r.snapshot` belongs to
+/// ([`tag::SNAPSHOT_SET`]), each at the device of the file whose md partitions it holds
+/// ([`tag::HOLDS`], see [`super::set_identity::holds`]), which must be the device it was taken at
+/// ([`tag::DEVICE`]). Refused, naming what is wrong: the snapshot missing, not part of a set, part
+/// of the set missing or failed, a set that does not hold what the file describes, or a snapshot
+/// taken at another device than the file puts its partitions at.
+pub fn members(spec: &Spec, obs: &Observed, r: &RestoreSpec) -> Result<Vec<Member>, Condition> {
+    if !spec.several_volumes() {
+        return Ok(vec![single_member(spec, r)]);
+    }
+    let Some(snap) = obs.snapshot(&r.snapshot) else { return Err(snapshot_missing(spec, obs, r)) };
+    let devices: Vec<&DeviceName> = spec.mirrors().flat_map(crate::spec::MirrorSpec::devices).collect();
+    let Some(set) = snap.tags.get(tag::SNAPSHOT_SET) else {
+        return Err(Condition {
+            reason: "backup-set-mismatch".to_owned(),
+            message: format!(
+                "snapshot {} is of one volume, but the mirrors of {} use {} volumes ({})",
+                r.snapshot,
+                spec.source.display(),
+                devices.len(),
+                devices.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
+            action: "restore a backup of all those volumes by name ([restore] backup = \"<name>\"), taken as one snapshot set"
+                .to_owned(),
+        });
+    };
+    let mut all: Vec<&crate::ports::cloud::Snapshot> = obs
+        .snapshots
+        .iter()
+        .filter(|s| {
+            s.tags.get(tag::SNAPSHOT_SET) == Some(set) && s.tags.get(tag::CLUSTER) == snap.tags.get(tag::CLUSTER)
+        })
+        .collect();
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    let size = snap.tags.get(tag::SET_SIZE).and_then(|n| n.parse::<usize>().ok()).unwrap_or(1);
+    let good: Vec<&crate::ports::cloud::Snapshot> =
+        all.iter().copied().filter(|s| s.state != SnapshotState::Error).collect();
+    if good.len() < size {
+        let ids: Vec<String> = good.iter().map(|s| s.id.to_string()).collect();
+        return Err(Condition {
+            reason: "partial-snapshot-set".to_owned(),
+            message: format!(
+                "set {set} has {} of its {size} snapshots ({}): {} missing or failed",
+                good.len(),
+                ids.join(", "),
+                size - good.len()
+            ),
+            action:
+                "restore another backup: a set with a snapshot missing is not a consistent copy of the mirror disks"
+                    .to_owned(),
+        });
+    }
+    match_set(spec, &format!("set {set}"), &good)?;
+    let mut out: Vec<Member> = Vec::new();
+    for device in devices {
+        if out.iter().any(|m| m.device == *device) {
+            continue;
+        }
+        let holds = super::set_identity::holds(spec, device);
+        let Some(s) = good.iter().find(|s| s.tags.get(tag::HOLDS) == Some(&holds)) else { continue };
+        let taken_at = s.tags.get(tag::DEVICE).and_then(|t| DeviceName::parse(t).ok());
+        if taken_at.as_ref() != Some(device) {
+            return Err(Condition {
+                reason: "backup-set-mismatch".to_owned(),
+                message: format!(
+                    "snapshot {} of set {set} holds {holds} and was taken at {}, but {} puts those partitions at {device}",
+                    s.id,
+                    taken_at.map_or_else(|| "an unknown device".to_owned(), |d| d.to_string()),
+                    spec.source.display()
+                ),
+                action: "set the device of that md in the desired-state file to the device the backup was taken at, or name another backup".to_owned(),
+            });
+        }
+        out.push(Member { device: device.clone(), snapshot: s.id.clone(), holds });
+    }
+    Ok(out)
+}
+
+/// The one volume of a file of one volume: `r.snapshot` at `mirror.device`.
+fn single_member(spec: &Spec, r: &RestoreSpec) -> Member {
+    let device = spec.mirror.device.clone();
+    let holds = super::set_identity::holds(spec, &device);
+    Member { device, snapshot: r.snapshot.clone(), holds }
+}
+
+/// One volume of one server in a restore: its [`Member`], the new volume made for it, and the
+/// volume at its device now.
+struct Job<'a> {
     s: &'a ServerSpec,
+    m: &'a Member,
+    /// A restore of a set: step subjects and new volumes name the device too.
+    set: bool,
     new: Option<&'a Volume>,
     at_dev: Option<(&'a Volume, AttachState)>,
 }
 
-impl Facts<'_> {
-    /// The new volume sits at the server's mirror device.
+impl Job<'_> {
+    /// The new volume sits at the job's device.
     fn swapped(&self) -> bool {
         matches!((self.new, self.at_dev), (Some(n), Some((v, _))) if n.id == v.id)
     }
+    /// The step subject: the server (one volume per server, the ids as they always were), else
+    /// `server/device` (`server1/sdy`).
+    fn subject(&self) -> String {
+        volume_subject(&self.s.name, &self.m.device, self.set)
+    }
+    /// How messages name the job: the server, with the device for a set.
+    fn who(&self) -> String {
+        if self.set { format!("{} at {}", self.s.name, self.m.device) } else { self.s.name.to_string() }
+    }
+}
+
+/// The subject of a step about the volume at `device` of `server`: the server when the restore
+/// replaces one volume per server, else `server/device` (`server1/sdy`).
+fn volume_subject(server: &ServerName, device: &DeviceName, set: bool) -> String {
+    if set {
+        let dev = device.to_string();
+        format!("{server}/{}", dev.strip_prefix("/dev/").unwrap_or(&dev))
+    } else {
+        server.to_string()
+    }
+}
+
+/// A partition the restored volume of a job holds: whose, which, its number on the volume, and what
+/// the cluster expects it to be called.
+#[derive(Debug, Clone, Copy)]
+struct Part<'a> {
+    md: &'a crate::spec::MirrorSpec,
+    cluster: bool,
+    number: u32,
+}
+
+impl<'a> Part<'a> {
+    fn want(&self) -> &'a Partition {
+        if self.cluster { &self.md.cluster_partition } else { &self.md.data_partition }
+    }
+}
+
+/// What a volume holds, parsed from the [`tag::HOLDS`] spelling: (md, is the cluster partition),
+/// in order, for the md resources the file names.
+fn held<'a>(spec: &'a Spec, holds: &str) -> Vec<(&'a crate::spec::MirrorSpec, bool)> {
+    let mut out = Vec::new();
+    for entry in holds.split(',') {
+        let Some((md, parts)) = entry.split_once(':') else { continue };
+        let Some(m) = spec.mirrors().find(|m| m.resource.as_str() == md) else { continue };
+        for p in parts.split('+') {
+            match p {
+                "cluster" => out.push((m, true)),
+                "data" => out.push((m, false)),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The partitions of a restored volume `v`. One volume per server: its layout tag (cluster and data
+/// partition of `mirror`). A set: its layout tag spelled `md:cluster=1,md:data=2` (see
+/// [`set_layout`]), else what it holds numbered in order.
+fn parts_of<'a>(spec: &'a Spec, set: bool, v: &Volume) -> Vec<Part<'a>> {
+    if !set {
+        let l = Layout::of_volume(v);
+        return vec![
+            Part { md: &spec.mirror, cluster: true, number: l.cluster },
+            Part { md: &spec.mirror, cluster: false, number: l.data },
+        ];
+    }
+    let tagged: Option<Vec<Part<'a>>> = v.tags.get(tag::LAYOUT).and_then(|t| {
+        t.split(',')
+            .map(|e| {
+                let (what, n) = e.split_once('=')?;
+                let number = n.trim().parse().ok()?;
+                let (md, cluster) = held(spec, what).into_iter().next()?;
+                Some(Part { md, cluster, number })
+            })
+            .collect()
+    });
+    tagged.unwrap_or_else(|| {
+        let holds = v.tags.get(tag::HOLDS).map_or("", String::as_str);
+        held(spec, holds).into_iter().zip(1..).map(|((md, cluster), number)| Part { md, cluster, number }).collect()
+    })
+}
+
+/// The partition numbers of the volumes a restore of a set makes for member `m`, as the layout
+/// tag spells them (`md1:data=2,md2:cluster=1`): each partition found by its letter or path on the
+/// disk the snapshot was taken of (if a server still shows it), else on a disk at the member's
+/// device today; else numbered in the order the member holds them.
+fn set_layout(spec: &Spec, obs: &Observed, m: &Member) -> String {
+    let source = obs.snapshot(&m.snapshot).and_then(|s| s.volume.clone());
+    let disks: Vec<&crate::ports::node::Disk> = spec
+        .cluster
+        .servers
+        .iter()
+        .rev()
+        .filter_map(|sv| source.as_ref().and_then(|src| obs.disk(&sv.name, src)))
+        .chain(spec.cluster.servers.iter().rev().filter_map(|sv| {
+            let (v, _) = at(obs, sv, &m.device)?;
+            obs.disk(&sv.name, &v.id)
+        }))
+        .collect();
+    held(spec, &m.holds)
+        .into_iter()
+        .zip(1..)
+        .map(|((md, cluster), nth)| {
+            let want = if cluster { &md.cluster_partition } else { &md.data_partition };
+            let found = disks.iter().find_map(|dk| {
+                dk.partitions
+                    .iter()
+                    .find(|x| match want {
+                        Partition::Letter(c) => x.letter == Some(*c),
+                        Partition::Device(d) => x.is_named(d),
+                    })
+                    .map(|x| x.number)
+            });
+            format!("{}:{}={}", md.resource, if cluster { "cluster" } else { "data" }, found.unwrap_or(nth))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The failover groups of the file's mirrors, in file order, without repeats.
+fn groups(spec: &Spec) -> Vec<&GroupName> {
+    let mut out: Vec<&GroupName> = Vec::new();
+    for m in spec.mirrors() {
+        if !out.contains(&&m.group) {
+            out.push(&m.group);
+        }
+    }
+    out
+}
+
+/// The subject of a step about group `g`: `base` when the file has one group (the ids as they
+/// always were), else the group (after `base`, if any: `server1/db`).
+fn group_subject(spec: &Spec, g: &GroupName, base: Option<&str>) -> Option<String> {
+    if groups(spec).len() <= 1 {
+        return base.map(str::to_owned);
+    }
+    Some(base.map_or_else(|| g.to_string(), |b| format!("{b}/{g}")))
 }
 
 /// Plans restore `r`. A restore that is blocked first switches off the Fast Snapshot Restore it
@@ -152,8 +416,8 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
 /// against the file's mirrors by md resource and partitions. Refused, naming what is wrong: no
 /// snapshot of that name (with this cluster's newest backups), part of a set missing or failed, a
 /// snapshot not yet `completed`, one snapshot for a file of several volumes, a set whose snapshots
-/// do not say what they hold, a set that does not hold what the file describes; and, for now, any
-/// set of several volumes (restoring a set is not built).
+/// do not say what they hold, a set that does not hold what the file describes. A set resolves to
+/// its first snapshot by id; the restore takes the whole set from there ([`members`]).
 pub fn of_backup(spec: &Spec, obs: &Observed, rb: &crate::spec::BackupRestoreSpec) -> Result<SnapshotId, Condition> {
     let name = &rb.backup;
     let cond = |reason: &str, message: String, action: String| Condition { reason: reason.to_owned(), message, action };
@@ -231,7 +495,9 @@ pub fn of_backup(spec: &Spec, obs: &Observed, rb: &crate::spec::BackupRestoreSpe
         ));
     }
     if size > 1 {
-        return match_set(spec, name, &good).and_then(|()| Err(super::shape_refusal(spec, "restore")));
+        // The restore finds the rest of the set from this one (see [`members`]).
+        match_set(spec, &format!("backup {name}"), &good)?;
+        return Ok(good[0].id.clone());
     }
     let devices: Vec<String> =
         spec.mirrors().flat_map(crate::spec::MirrorSpec::devices).map(ToString::to_string).collect();
@@ -259,14 +525,14 @@ pub fn of_backup(spec: &Spec, obs: &Observed, rb: &crate::spec::BackupRestoreSpe
 /// holds ([`tag::HOLDS`]: md resource and partitions): every volume of the file's mirrors must be
 /// held by exactly one snapshot, and no snapshot may hold anything else. A set whose snapshots do
 /// not say (taken before mirrorctl tagged them, or still being tagged) is refused.
-fn match_set(spec: &Spec, name: &BackupName, good: &[&crate::ports::cloud::Snapshot]) -> Result<(), Condition> {
+fn match_set(spec: &Spec, what: &str, good: &[&crate::ports::cloud::Snapshot]) -> Result<(), Condition> {
     let untagged: Vec<String> =
         good.iter().filter(|s| super::set_identity::lacks_identity(s)).map(|s| s.id.to_string()).collect();
     if !untagged.is_empty() {
         return Err(Condition {
             reason: "backup-set-untagged".to_owned(),
             message: format!(
-                "backup {name} is a set whose snapshots {} do not say which volume each holds (no {} and {} tags): it was taken by an older mirrorctl, or is still being tagged",
+                "{what} is a set whose snapshots {} do not say which volume each holds (no {} and {} tags): it was taken by an older mirrorctl, or is still being tagged",
                 untagged.join(", "),
                 tag::HOLDS,
                 tag::DEVICE
@@ -309,7 +575,7 @@ fn match_set(spec: &Spec, name: &BackupName, good: &[&crate::ports::cloud::Snaps
     Err(Condition {
         reason: "backup-set-mismatch".to_owned(),
         message: format!(
-            "backup {name} does not match the mirrors of {}: {}",
+            "{what} does not match the mirrors of {}: {}",
             spec.source.display(),
             parts.join("; ")
         ),
@@ -322,25 +588,55 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
     let op = OpId::Restore(r.request.clone());
     let started = super::begun(journal, &op);
     let mut d = Draft::default();
-    let group = &spec.mirror.group;
-    let md = &spec.mirror.resource;
-    if super::refuse_shape(spec, "restore", spec.several_volumes(), &mut d) {
-        return d.outcome();
-    }
-    let Some(procedure) = super::procedure::choose_for(spec, obs, journal, &op, &mut d) else {
+    let set = spec.several_volumes();
+    let members = match members(spec, obs, r) {
+        Ok(m) => m,
+        Err(c) => {
+            d.block(&c.reason, c.message, c.action);
+            return d.outcome();
+        }
+    };
+    let Some(mut procedure) = super::procedure::choose_for(spec, obs, journal, &op, &mut d) else {
         return d.outcome();
     };
-
-    let mut facts = Vec::new();
-    for s in &spec.cluster.servers {
-        let created = created_for(spec, obs, &r.request, &s.name);
-        if created.len() > 1 {
-            let ids: Vec<String> = created.iter().map(|v| v.id.to_string()).collect();
-            d.block(
-                "duplicate-volumes",
-                format!("request {} has {} volumes for {}: {}", r.request, created.len(), s.name, ids.join(", ")),
-                "keep the one attached (or the newest), remove the mirrorctl:request tag from the others, then retry",
+    if set && procedure == Procedure::Vendor {
+        // NEC's processing restores the mirror disks of a server at once; driving it over several
+        // volumes is not built. `auto` takes the configuration edit instead, which every version
+        // supports; once the preflight has proven it, it is the operation's procedure for good.
+        if spec.cluster.procedure == crate::spec::ProcedureChoice::Auto && !super::proven(journal, &op) {
+            d.notes.push(
+                "a restore of several volumes follows the configuration edit (NEC's processing of a set is not driven)"
+                    .to_owned(),
             );
+            procedure = Procedure::Reconfigure;
+        } else {
+            d.block(
+                "vendor-set-restore-not-supported",
+                format!(
+                    "{} restores several volumes ({}) with NEC's clprestore processing; this version of mirrorctl drives a restore of several volumes by the configuration edit only",
+                    spec.source.display(),
+                    members.iter().map(|m| m.device.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+                "set cluster.procedure = \"reconfigure\" (or \"auto\") in the desired-state file, or restore by hand",
+            );
+            return d.outcome();
+        }
+    }
+
+    let mut jobs = Vec::new();
+    for s in &spec.cluster.servers {
+        for m in &members {
+            let job = Job { s, m, set, new: None, at_dev: at(obs, s, &m.device) };
+            let created = created_for(spec, obs, &r.request, &s.name, set.then_some(&m.device));
+            if created.len() > 1 {
+                let ids: Vec<String> = created.iter().map(|v| v.id.to_string()).collect();
+                d.block(
+                    "duplicate-volumes",
+                    format!("request {} has {} volumes for {}: {}", r.request, created.len(), job.who(), ids.join(", ")),
+                    "keep the one attached (or the newest), remove the mirrorctl:request tag from the others, then retry",
+                );
+            }
+            jobs.push(Job { new: created.first().copied(), ..job });
         }
         if !obs.instances.contains_key(&s.instance) {
             d.block(
@@ -349,14 +645,13 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
                 "check the instance id and region in the desired-state file",
             );
         }
-        facts.push(Facts { s, new: created.first().copied(), at_dev: at_device(spec, obs, s) });
     }
     if d.blocked.is_some() {
         return d.outcome();
     }
 
     if !started {
-        preflight(spec, obs, r, &mut d);
+        preflight(spec, obs, r, &members, &mut d);
         if d.blocked.is_some() || !d.waits.is_empty() {
             return d.outcome();
         }
@@ -388,7 +683,7 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
             })
         })
         .or_else(|| {
-            facts.iter().rev().find_map(|f| {
+            jobs.iter().rev().find_map(|f| {
                 let (v, _) = f.at_dev?;
                 obs.disk(&f.s.name, &v.id).and_then(|dk| layout_of(spec, dk))
             })
@@ -397,24 +692,34 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
 
     tag_abandoned(spec, obs, journal, &op, &mut d);
 
-    // A. Create the new volumes, both at once (with Fast Snapshot Restore: in each zone once it is
+    // A. Create the new volumes, all at once (with Fast Snapshot Restore: in each zone once it is
     // ready there).
-    let mut pending: Vec<Zone> = facts.iter().filter(|f| f.new.is_none()).map(|f| f.s.zone.clone()).collect();
+    let mut pending: Vec<Zone> = jobs.iter().filter(|f| f.new.is_none()).map(|f| f.s.zone.clone()).collect();
     pending.sort();
     pending.dedup();
     let ready = super::fast_restore::ready_zones(spec, obs, journal, &op, r, &pending, &mut d);
-    for f in &facts {
+    for f in &jobs {
         if f.new.is_none() && ready.contains(&f.s.zone) {
             let mut tags = base_tags(spec, &op);
             tags.insert(tag::SERVER.into(), f.s.name.to_string());
             tags.insert(tag::ROLE.into(), "mirror".into());
-            tags.insert(tag::SOURCE_SNAPSHOT.into(), r.snapshot.to_string());
-            tags.insert(tag::LAYOUT.into(), snap_layout.to_tag());
-            tags.insert(tag::NAME.into(), format!("{}-{}-{}", spec.cluster.name, f.s.name, r.request));
+            tags.insert(tag::SOURCE_SNAPSHOT.into(), f.m.snapshot.to_string());
+            if set {
+                tags.insert(tag::LAYOUT.into(), set_layout(spec, obs, f.m));
+                tags.insert(tag::DEVICE.into(), f.m.device.to_string());
+                tags.insert(tag::HOLDS.into(), f.m.holds.clone());
+                tags.insert(
+                    tag::NAME.into(),
+                    format!("{}-{}-{}", spec.cluster.name, f.subject().replace('/', "-"), r.request),
+                );
+            } else {
+                tags.insert(tag::LAYOUT.into(), snap_layout.to_tag());
+                tags.insert(tag::NAME.into(), format!("{}-{}-{}", spec.cluster.name, f.s.name, r.request));
+            }
             let v = &spec.mirror.volume;
             let request = CreateVolume {
                 zone: f.s.zone.clone(),
-                snapshot: r.snapshot.clone(),
+                snapshot: f.m.snapshot.clone(),
                 size_gib: None,
                 volume_type: v.volume_type.as_str().to_owned(),
                 iops: v.iops,
@@ -427,23 +732,23 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
             d.step(
                 &op,
                 "create-volume",
-                Some(f.s.name.as_str()),
+                Some(f.subject().as_str()),
                 Action::CreateVolume { server: f.s.name.clone(), request },
-                format!("no volume tagged for request {} and {} exists yet", r.request, f.s.name),
+                format!("no volume tagged for request {} and {} exists yet", r.request, f.who()),
             );
         }
     }
 
-    let new: Vec<_> = facts.iter().map(|f| (&f.s.name, &f.s.zone, f.new)).collect();
+    let new: Vec<_> = jobs.iter().map(|f| (&f.s.name, &f.s.zone, f.new)).collect();
     super::fast_restore::after_create(spec, obs, journal, &op, r, &new, &mut d);
     // While Fast Snapshot Restore gets ready (an hour per TiB) the business keeps running: the
     // cluster is touched only once the new volumes exist.
-    if ready.len() < pending.len() && !facts.iter().any(Facts::swapped) {
+    if ready.len() < pending.len() && !jobs.iter().any(Job::swapped) {
         return in_progress(journal, r, &op, d);
     }
 
     if procedure == Procedure::Vendor {
-        vendor_restore(spec, obs, journal, r, &op, &facts, &mut d);
+        vendor_restore(spec, obs, journal, r, &op, &jobs, &mut d);
         return in_progress(journal, r, &op, d);
     }
     if !obs.cluster_reachable {
@@ -451,75 +756,83 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
         return in_progress(journal, r, &op, d);
     }
 
-    let swapped = |f: &Facts| f.swapped();
-    let all_swapped = facts.iter().all(&swapped);
-    let placement = obs.cluster.groups.get(group);
-    let group_state = placement.map_or(ObjectState::Offline, |p| p.state);
-    let md_configured = obs.config.mirror(md).is_some();
-    let auto_start = obs.config.group_auto_start.get(group).copied().unwrap_or(false);
+    let all_swapped = jobs.iter().all(Job::swapped);
+    let groups = groups(spec);
+    let state_of = |g: &GroupName| obs.cluster.groups.get(g).map_or(ObjectState::Offline, |p| p.state);
+    let configured: Vec<&ResourceName> =
+        spec.mirrors().map(|m| &m.resource).filter(|md| obs.config.mirror(md).is_some()).collect();
+    let auto_start = groups.iter().any(|g| obs.config.group_auto_start.get(*g).copied().unwrap_or(false));
+    let all_offline = groups.iter().all(|g| state_of(g) == ObjectState::Offline);
 
     // B. Cluster preparation, while any server still needs its swap.
-    let mut prep_done = group_state == ObjectState::Offline && !md_configured && !auto_start;
+    let mut prep_done = all_offline && configured.is_empty() && !auto_start;
     if all_swapped {
         prep_done = true;
-    } else {
-        match group_state {
-            ObjectState::Offline => {
-                if md_configured || auto_start {
-                    let mut changes = Vec::new();
-                    if md_configured {
-                        changes.push(ConfigChange::RemoveMirror { resource: md.clone() });
-                    }
-                    changes.push(ConfigChange::SetGroupAutoStart { group: group.clone(), auto: false });
-                    d.step(
-                        &op,
-                        "remove-md",
-                        None,
-                        Action::ApplyConfig { changes },
-                        format!("{md} is still configured or {group} still starts automatically"),
-                    );
-                }
-            }
-            ObjectState::OnlinePending | ObjectState::OfflinePending => {
-                d.wait(Watch::CLUSTER, format!("group {group} is changing state"), expect::CLUSTER_PENDING);
-            }
-            _ => d.step(
+    } else if all_offline {
+        if !configured.is_empty() || auto_start {
+            let mut changes: Vec<ConfigChange> =
+                configured.iter().map(|md| ConfigChange::RemoveMirror { resource: (*md).clone() }).collect();
+            changes.extend(groups.iter().map(|g| ConfigChange::SetGroupAutoStart { group: (*g).clone(), auto: false }));
+            let (mds, gs) = (names(spec.mirrors().map(|m| &m.resource)), names(groups.iter().copied()));
+            let verb = if groups.len() > 1 { "start" } else { "starts" };
+            d.step(
                 &op,
-                "stop-group",
+                "remove-md",
                 None,
-                Action::StopGroup { group: group.clone() },
-                format!("group {group} is {group_state:?}; the mirror disk cannot be replaced under it"),
-            ),
+                Action::ApplyConfig { changes },
+                format!("{mds} is still configured or {gs} still {verb} automatically"),
+            );
+        }
+    } else {
+        for g in &groups {
+            let state = state_of(g);
+            match state {
+                ObjectState::Offline => {}
+                ObjectState::OnlinePending | ObjectState::OfflinePending => {
+                    d.wait(Watch::CLUSTER, format!("group {g} is changing state"), expect::CLUSTER_PENDING);
+                }
+                _ => d.step(
+                    &op,
+                    "stop-group",
+                    group_subject(spec, g, None).as_deref(),
+                    Action::StopGroup { group: (*g).clone() },
+                    format!("group {g} is {state:?}; the mirror disk cannot be replaced under it"),
+                ),
+            }
         }
     }
 
-    // C/D. Per-server swap and finishing.
+    // C/D. Per-volume swap and finishing.
     let mut ready = 0;
-    for f in &facts {
-        let s = f.s;
-        if !swapped(f) {
+    for f in &jobs {
+        if !f.swapped() {
             if !prep_done {
                 continue;
             }
-            swap_server(spec, obs, journal, &op, f.new, f.at_dev, s, false, &mut d);
+            swap_server(spec, obs, journal, &op, f, false, &mut d);
             continue;
         }
         let Some(new) = f.new else { continue };
         let Some((_, state)) = f.at_dev else { continue };
         if state != AttachState::Attached {
-            d.wait(Watch::VOLUMES, format!("{} attaching to {}", new.id, s.name), expect::ATTACH);
+            d.wait(Watch::VOLUMES, format!("{} attaching to {}", new.id, f.who()), expect::ATTACH);
             continue;
         }
-        if disk_ready(spec, obs, r, &op, s, new, &mut d) {
+        if disk_ready(spec, obs, r, &op, f.s, &f.subject(), new, &parts_of(spec, set, new), &mut d) {
             ready += 1;
         }
     }
 
-    // E. Cluster back together, once both servers are ready.
-    if all_swapped && ready == facts.len() && d.steps.is_empty() {
-        finish(spec, obs, journal, r, &op, Procedure::Reconfigure, &mut d);
+    // E. Cluster back together, once every volume of both servers is ready.
+    if all_swapped && ready == jobs.len() && d.steps.is_empty() {
+        finish(spec, obs, journal, r, &op, Procedure::Reconfigure, &members, &mut d);
     }
     in_progress(journal, r, &op, d)
+}
+
+/// `a, b`: names for a message.
+fn names<'a, T: std::fmt::Display + 'a>(items: impl Iterator<Item = &'a T>) -> String {
+    items.map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// The outcome, with a first note saying since when the restore has been under way.
@@ -557,7 +870,7 @@ fn vendor_restore(
     journal: &JournalView,
     r: &RestoreSpec,
     op: &OpId,
-    facts: &[Facts<'_>],
+    facts: &[Job<'_>],
     d: &mut Draft,
 ) {
     let group = &spec.mirror.group;
@@ -590,7 +903,8 @@ fn vendor_restore(
     }
     let volumes_ready = facts.iter().all(|f| f.swapped() || f.new.is_some_and(|n| n.state == VolumeState::Available));
     let (skip_copy, why_copy) = {
-        let (initial, why) = initial_copy_decision(spec, obs, journal, r, op);
+        let one = [single_member(spec, r)];
+        let (initial, why) = initial_copy_decision(spec, obs, journal, r, op, &spec.mirror, &one);
         (!initial, why.replace("initial mirror construction", "mirror copy"))
     };
     let mut back = 0;
@@ -647,7 +961,7 @@ fn vendor_restore(
         let since = journal.step(op, &StepId::new(op, "restore-pre", subject)).last_intent.map(|(_, at, _)| at);
         match inst.state {
             InstanceState::Stopped if !f.swapped() => {
-                swap_server(spec, obs, journal, op, f.new, f.at_dev, s, true, d);
+                swap_server(spec, obs, journal, op, f, true, d);
             }
             InstanceState::Stopped => match f.at_dev {
                 Some((_, AttachState::Attached)) => d.step(
@@ -674,7 +988,7 @@ fn vendor_restore(
             ),
             InstanceState::Running => {
                 let Some(new) = f.new else { continue };
-                if disk_ready(spec, obs, r, op, s, new, d) {
+                if disk_ready(spec, obs, r, op, s, s.name.as_str(), new, &parts_of(spec, false, new), d) {
                     d.notes.push(format!("{}: {why_copy}", s.name));
                     d.step(
                         op,
@@ -699,7 +1013,7 @@ fn vendor_restore(
         }
     }
     if back == facts.len() && d.steps.is_empty() && d.blocked.is_none() {
-        finish(spec, obs, journal, r, op, Procedure::Vendor, d);
+        finish(spec, obs, journal, r, op, Procedure::Vendor, &[single_member(spec, r)], d);
     }
 }
 
@@ -749,7 +1063,7 @@ fn vendor_bring_back(
         ),
         InstanceState::Running if member => {}
         InstanceState::Running => {
-            if disk_ready(spec, obs, r, op, s, vol, d) {
+            if disk_ready(spec, obs, r, op, s, s.name.as_str(), vol, &parts_of(spec, false, vol), d) {
                 d.step(
                     op,
                     "safe-post",
@@ -789,18 +1103,21 @@ fn tag_superseded(spec: &Spec, op: &OpId, subject: Option<&str>, old: &Volume, n
 }
 
 /// Whether the restored disk of `new` on `s` is ready for the cluster: on Windows online, writable
-/// and with the desired letters (steps to get there otherwise); on Linux showing both partitions.
-#[allow(clippy::too_many_lines)]
+/// and with the desired letters on its partitions `parts` (steps to get there otherwise); on Linux
+/// showing those partitions. `subject` names the steps (see [`Job::subject`]).
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
 fn disk_ready(
     spec: &Spec,
     obs: &Observed,
     r: &RestoreSpec,
     op: &OpId,
     s: &ServerSpec,
+    subject: &str,
     new: &Volume,
+    parts: &[Part<'_>],
     d: &mut Draft,
 ) -> bool {
-    let subject = Some(s.name.as_str());
+    let subject = Some(subject);
     let mut ready = false;
     let Some(disk) = obs.disk(&s.name, &new.id) else {
         if obs.disks_of(&s.name).is_none() {
@@ -810,6 +1127,7 @@ fn disk_ready(
         }
         return false;
     };
+    let source = new.snapshot.as_ref().unwrap_or(&r.snapshot);
     match spec.cluster.os {
         Os::Windows => {
             if disk.offline_reason == Some(crate::ports::node::OfflineReason::Collision) {
@@ -833,12 +1151,10 @@ fn disk_ready(
                 );
                 return false;
             }
-            let layout = Layout::of_volume(new);
             let mut letters_ok = true;
-            for (number, want) in
-                [(layout.cluster, &spec.mirror.cluster_partition), (layout.data, &spec.mirror.data_partition)]
-            {
-                let Partition::Letter(letter) = want else { continue };
+            for part in parts {
+                let number = part.number;
+                let Partition::Letter(letter) = part.want() else { continue };
                 let have = disk.partitions.iter().find(|p| p.number == number);
                 match have {
                     None => {
@@ -846,7 +1162,7 @@ fn disk_ready(
                         d.block(
                             "partition-missing",
                             format!("disk of {} on {} has no partition {number}", new.id, s.name),
-                            format!("check that {} holds the mirror disk (cluster and data partitions)", r.snapshot),
+                            format!("check that {source} holds the mirror disk (cluster and data partitions)"),
                         );
                     }
                     Some(p) if p.letter != Some(*letter) => {
@@ -877,18 +1193,15 @@ fn disk_ready(
         }
         Os::Linux => {
             // The partitions by number; which name the re-add writes is chosen in `finish`.
-            let layout = Layout::of_volume(new);
-            let missing: Vec<u32> = [layout.cluster, layout.data]
-                .into_iter()
-                .filter(|n| !disk.partitions.iter().any(|x| x.number == *n))
-                .collect();
+            let missing: Vec<u32> =
+                parts.iter().map(|p| p.number).filter(|n| !disk.partitions.iter().any(|x| x.number == *n)).collect();
             if missing.is_empty() {
                 ready = true;
             } else {
                 d.block(
                     "partition-missing",
                     format!("{} does not show partition(s) {missing:?} on the disk of {}", s.name, new.id),
-                    format!("check that {} holds the mirror disk (cluster and data partitions)", r.snapshot),
+                    format!("check that {source} holds the mirror disk (cluster and data partitions)"),
                 );
             }
         }
@@ -896,19 +1209,19 @@ fn disk_ready(
     ready
 }
 
-#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
+#[allow(clippy::too_many_lines)]
 fn swap_server(
     spec: &Spec,
     obs: &Observed,
     journal: &JournalView,
     op: &OpId,
-    new: Option<&Volume>,
-    at_dev: Option<(&Volume, AttachState)>,
-    s: &ServerSpec,
+    job: &Job<'_>,
     os_down: bool,
     d: &mut Draft,
 ) {
-    let subject = Some(s.name.as_str());
+    let (new, at_dev, s, device) = (job.new, job.at_dev, job.s, &job.m.device);
+    let subject = job.subject();
+    let subject = Some(subject.as_str());
     let windows = spec.cluster.os == Os::Windows;
     if let Some((old, state)) = at_dev {
         // After mirrorctl detached this server's old volume, anything else at the device is a
@@ -920,7 +1233,7 @@ fn swap_server(
                 "device-taken",
                 format!(
                     "{} on {} is taken by {}, which is neither the volume mirrorctl detached nor one it created",
-                    spec.mirror.device, s.name, old.id
+                    device, s.name, old.id
                 ),
                 format!(
                     "find out who attached {} and detach it by hand; mirrorctl then attaches the restored volume",
@@ -980,7 +1293,7 @@ fn swap_server(
                                 volume: old.id.clone(),
                                 instance: s.instance.clone(),
                             },
-                            format!("{} is still attached to {} at {}", old.id, s.name, spec.mirror.device),
+                            format!("{} is still attached to {} at {}", old.id, s.name, device),
                         );
                     }
                 } else {
@@ -1020,9 +1333,9 @@ fn swap_server(
                 server: s.name.clone(),
                 volume: new.id.clone(),
                 instance: s.instance.clone(),
-                device: spec.mirror.device.clone(),
+                device: device.clone(),
             },
-            format!("{} on {} has no mirror volume; {} is ready", spec.mirror.device, s.name, new.id),
+            format!("{} on {} has no mirror volume; {} is ready", device, s.name, new.id),
         ),
         Some(new) if new.state == VolumeState::Creating => {
             d.wait(Watch::VOLUMES, format!("{} being created", new.id), expect::VOLUME_CREATE);
@@ -1081,60 +1394,87 @@ fn shape_refusals(spec: &Spec, obs: &Observed, d: &mut Draft) {
     }
 }
 
-fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
+/// The refusal of a restore whose snapshot is not found.
+fn snapshot_missing(spec: &Spec, obs: &Observed, r: &RestoreSpec) -> Condition {
+    Condition {
+        reason: "snapshot-missing".to_owned(),
+        message: format!(
+            "snapshot {} was not found in {} (owned by this account){}",
+            r.snapshot,
+            spec.cluster.region,
+            super::candidates::nearest(spec, obs, &r.snapshot)
+        ),
+        action: format!(
+            "check restore.snapshot in the desired-state file; `mirrorctl snapshots {}` lists this cluster's backups",
+            spec.cluster.name
+        ),
+    }
+}
+
+/// What a restore checks before its first step: the file's md resources against the cluster's,
+/// every snapshot it restores from ([`members`]), both instances, and each volume it replaces.
+#[allow(clippy::too_many_lines)]
+fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, members: &[Member], d: &mut Draft) {
     shape_refusals(spec, obs, d);
-    let Some(snap) = obs.snapshot(&r.snapshot) else {
+    let set = spec.several_volumes();
+    if set && spec.mirror.volume.fast_restore {
         d.block(
-            "snapshot-missing",
+            "fast-restore-set-not-supported",
             format!(
-                "snapshot {} was not found in {} (owned by this account){}",
-                r.snapshot,
-                spec.cluster.region,
-                super::candidates::nearest(spec, obs, &r.snapshot)
+                "{} restores several volumes with mirror.volume.fast_restore = true; this version of mirrorctl uses Fast Snapshot Restore for a restore of one volume only",
+                spec.source.display()
             ),
-            format!(
-                "check restore.snapshot in the desired-state file; `mirrorctl snapshots {}` lists this cluster's backups",
-                spec.cluster.name
-            ),
-        );
-        return;
-    };
-    // One snapshot of a crash-consistent set restores one volume of it: the others would keep
-    // their data, or the md would lack a partition.
-    if let Some(n) = snap.tags.get(tag::SET_SIZE).and_then(|n| n.parse::<usize>().ok())
-        && n > 1
-    {
-        d.block(
-            "partial-snapshot-set",
-            format!(
-                "snapshot {} is one of the {n} snapshots of set {}; restoring it alone would break the set",
-                r.snapshot,
-                snap.tags.get(tag::SNAPSHOT_SET).map_or("?", String::as_str)
-            ),
-            "restore the whole set with a file that describes every volume of it (not built yet), or pick a snapshot of a single-volume backup",
+            "set fast_restore = false for this restore (the volumes then load lazily from S3), or restore by hand",
         );
     }
-    if snap.state != SnapshotState::Completed {
-        d.block(
-            "snapshot-not-completed",
-            format!(
-                "snapshot {} is {} ({}%); a restore needs a completed snapshot",
-                r.snapshot,
-                super::candidates::state_word(snap.state),
-                snap.progress
-            ),
-            "wait until it completes (mirrorctl checks again on every pass), or pick another snapshot",
-        );
+    let mut snaps = Vec::new();
+    for m in members {
+        let Some(snap) = obs.snapshot(&m.snapshot) else {
+            let c = snapshot_missing(spec, obs, &RestoreSpec { snapshot: m.snapshot.clone(), ..r.clone() });
+            d.block(&c.reason, c.message, c.action);
+            return;
+        };
+        snaps.push((m, snap));
     }
-    if let Some(owner) = snap.tags.get(tag::CLUSTER)
-        && owner != spec.cluster.name.as_str()
-        && !r.allow_foreign_snapshot
-    {
-        d.block(
-            "snapshot-of-another-cluster",
-            format!("snapshot {} is tagged {}={owner}, not {}", r.snapshot, tag::CLUSTER, spec.cluster.name),
-            "pick this cluster's snapshot, or set restore.allow_foreign_snapshot = true if this is really intended",
-        );
+    for (_, snap) in &snaps {
+        // One snapshot of a crash-consistent set restores one volume of it: the others would keep
+        // their data, or the md would lack a partition.
+        if !set
+            && let Some(n) = snap.tags.get(tag::SET_SIZE).and_then(|n| n.parse::<usize>().ok())
+            && n > 1
+        {
+            d.block(
+                "partial-snapshot-set",
+                format!(
+                    "snapshot {} is one of the {n} snapshots of set {}; restoring it alone would break the set",
+                    snap.id,
+                    snap.tags.get(tag::SNAPSHOT_SET).map_or("?", String::as_str)
+                ),
+                "restore the whole set by its backup's name ([restore] backup = \"<name>\") with a file that describes every volume of it, or pick a snapshot of a single-volume backup",
+            );
+        }
+        if snap.state != SnapshotState::Completed {
+            d.block(
+                "snapshot-not-completed",
+                format!(
+                    "snapshot {} is {} ({}%); a restore needs a completed snapshot",
+                    snap.id,
+                    super::candidates::state_word(snap.state),
+                    snap.progress
+                ),
+                "wait until it completes (mirrorctl checks again on every pass), or pick another snapshot",
+            );
+        }
+        if let Some(owner) = snap.tags.get(tag::CLUSTER)
+            && owner != spec.cluster.name.as_str()
+            && !r.allow_foreign_snapshot
+        {
+            d.block(
+                "snapshot-of-another-cluster",
+                format!("snapshot {} is tagged {}={owner}, not {}", snap.id, tag::CLUSTER, spec.cluster.name),
+                "pick this cluster's snapshot, or set restore.allow_foreign_snapshot = true if this is really intended",
+            );
+        }
     }
     for s in &spec.cluster.servers {
         let Some(inst) = obs.instances.get(&s.instance) else { continue };
@@ -1159,24 +1499,29 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, d: &mut Draft) {
                 "set it to stop (aws ec2 modify-instance-attribute --instance-initiated-shutdown-behavior stop) before any operation that shuts a server down",
             );
         }
-        if let Some((v, _)) = at_device(spec, obs, s) {
-            linux_paths_survive(spec, obs, s, v, d);
-            if snap.size_gib < v.size_gib {
+        for (m, snap) in &snaps {
+            if let Some((v, _)) = at(obs, s, &m.device) {
+                linux_paths_survive(spec, obs, s, v, m, d);
+                if snap.size_gib < v.size_gib {
+                    let what = if set {
+                        format!("the volume of {} at {}", s.name, m.device)
+                    } else {
+                        format!("the mirror volume of {}", s.name)
+                    };
+                    d.block(
+                        "snapshot-too-small",
+                        format!("snapshot {} is {} GiB, {what} is {} GiB", snap.id, snap.size_gib, v.size_gib),
+                        "restore from a snapshot of a mirror disk of the same size",
+                    );
+                }
+            } else {
+                let key = if set { "the mirror's device and cluster_device" } else { "mirror.device" };
                 d.block(
-                    "snapshot-too-small",
-                    format!(
-                        "snapshot {} is {} GiB, the mirror volume of {} is {} GiB",
-                        r.snapshot, snap.size_gib, s.name, v.size_gib
-                    ),
-                    "restore from a snapshot of a mirror disk of the same size",
+                    "no-mirror-volume",
+                    format!("{} has no volume at {}", s.name, m.device),
+                    format!("check {key} in the desired-state file"),
                 );
             }
-        } else {
-            d.block(
-                "no-mirror-volume",
-                format!("{} has no volume at {}", s.name, spec.mirror.device),
-                "check mirror.device in the desired-state file",
-            );
         }
         if obs.cluster.servers.get(&s.name) != Some(&true) {
             d.wait(Watch::INSTANCES, format!("{} to be a running cluster member", s.name), expect::INSTANCE_START);
@@ -1213,31 +1558,28 @@ fn preflight_request(spec: &Spec, procedure: Procedure) -> PreflightRequest {
             pushes: Vec::new(),
         };
     }
+    let groups = groups(spec);
+    let mut remove: Vec<ConfigChange> =
+        spec.mirrors().map(|m| ConfigChange::RemoveMirror { resource: m.resource.clone() }).collect();
+    remove.extend(groups.iter().map(|g| ConfigChange::SetGroupAutoStart { group: (*g).clone(), auto: false }));
+    let mut add: Vec<ConfigChange> = spec.mirrors().map(|m| ConfigChange::AddMirror(md_definition(m, false))).collect();
+    add.extend(groups.iter().map(|g| ConfigChange::SetGroupAutoStart { group: (*g).clone(), auto: true }));
     PreflightRequest {
         operation: Operation::Restore,
         group: group.clone(),
         md: md.clone(),
         procedure,
-        pushes: vec![
-            vec![
-                ConfigChange::RemoveMirror { resource: md.clone() },
-                ConfigChange::SetGroupAutoStart { group: group.clone(), auto: false },
-            ],
-            vec![
-                ConfigChange::AddMirror(md_definition(spec, false)),
-                ConfigChange::SetGroupAutoStart { group: group.clone(), auto: true },
-            ],
-        ],
+        pushes: vec![remove, add],
     }
 }
 
-/// The md resource as the restore re-adds it.
-fn md_definition(spec: &Spec, initial_copy: bool) -> MdDefinition {
+/// The md resource `m` as the restore re-adds it.
+fn md_definition(m: &crate::spec::MirrorSpec, initial_copy: bool) -> MdDefinition {
     MdDefinition {
-        resource: spec.mirror.resource.clone(),
-        group: spec.mirror.group.clone(),
-        data_partition: spec.mirror.data_partition.clone(),
-        cluster_partition: spec.mirror.cluster_partition.clone(),
+        resource: m.resource.clone(),
+        group: m.group.clone(),
+        data_partition: m.data_partition.clone(),
+        cluster_partition: m.cluster_partition.clone(),
         initial_copy,
     }
 }
@@ -1257,14 +1599,16 @@ fn kernel_nvme_name(path: &str) -> bool {
 /// the re-add relies on reproduces today's disks) and must be names that survive the swap: a
 /// link made from the attach device (`/dev/xvdb2`, which the restore keeps) or from the disk's
 /// content (`/dev/disk/by-partuuid/…`, the same on both restored copies), not a kernel `NVMe` name.
-fn linux_paths_survive(spec: &Spec, obs: &Observed, s: &ServerSpec, v: &Volume, d: &mut Draft) {
+#[allow(clippy::many_single_char_names)] // the planner's usual short names: spec, obs, server, volume, member, draft
+fn linux_paths_survive(spec: &Spec, obs: &Observed, s: &ServerSpec, v: &Volume, m: &Member, d: &mut Draft) {
     if spec.cluster.os != Os::Linux {
         return;
     }
     let Some(disk) = obs.disk(&s.name, &v.id) else { return };
-    for (what, p) in
-        [("cluster_partition", &spec.mirror.cluster_partition), ("data_partition", &spec.mirror.data_partition)]
-    {
+    for (md, cluster) in held(spec, &m.holds) {
+        let (key, p) =
+            if cluster { ("cluster_partition", &md.cluster_partition) } else { ("data_partition", &md.data_partition) };
+        let what = if spec.several_volumes() { format!("{key} of md {}", md.resource) } else { key.to_owned() };
         let Partition::Device(path) = p else { continue };
         if kernel_nvme_name(path) {
             d.block(
@@ -1276,7 +1620,7 @@ fn linux_paths_survive(spec: &Spec, obs: &Observed, s: &ServerSpec, v: &Volume, 
                 format!(
                     "name the partition by a link that survives the swap, in the desired-state file (mirrorctl writes it \
                      into clp.conf at the re-add): the attach-device link ({}N) or /dev/disk/by-partuuid/…",
-                    spec.mirror.device
+                    m.device
                 ),
             );
         } else if !disk.partitions.iter().any(|x| x.is_named(path)) {
@@ -1295,14 +1639,20 @@ fn linux_paths_survive(spec: &Spec, obs: &Observed, s: &ServerSpec, v: &Volume, 
     }
 }
 
-/// The md resource as the restore re-adds it now: on Linux with the partition names of the
+/// The md resource `md` as the restore re-adds it now: on Linux with the partition names of the
 /// restored volumes ([`restored_paths`]); `None` (and a block) when there are none.
-fn re_add_definition(spec: &Spec, obs: &Observed, initial_copy: bool, d: &mut Draft) -> Option<MdDefinition> {
-    let mut def = md_definition(spec, initial_copy);
+fn re_add_definition(
+    spec: &Spec,
+    obs: &Observed,
+    md: &crate::spec::MirrorSpec,
+    initial_copy: bool,
+    d: &mut Draft,
+) -> Option<MdDefinition> {
+    let mut def = md_definition(md, initial_copy);
     if spec.cluster.os != Os::Linux {
         return Some(def);
     }
-    match restored_paths(spec, obs) {
+    match restored_paths(spec, obs, md) {
         Ok((cluster, data)) => {
             for (what, old, new) in
                 [("cluster", &def.cluster_partition, &cluster), ("data", &def.data_partition, &data)]
@@ -1330,21 +1680,27 @@ fn re_add_definition(spec: &Spec, obs: &Observed, initial_copy: bool, d: &mut Dr
     }
 }
 
-/// Linux: the names the re-add writes for the restored volumes' cluster and data partitions. A
-/// name must name that partition on both servers (one `diskdev` path serves both: NEC documents
-/// no per-server form) and must not be a kernel `NVMe` name. The desired state's path when it
-/// does; else a name both servers show that follows the disk's content (`by-partuuid`, the same
-/// on both copies of one disk), else any other common link. Found from the volume ids: each
-/// server's new volume, the partition numbers of its layout tag.
-fn restored_paths(spec: &Spec, obs: &Observed) -> Result<(String, String), String> {
+/// Linux: the names the re-add writes for the restored volumes' cluster and data partitions of
+/// `md`. A name must name that partition on both servers (one `diskdev` path serves both: NEC
+/// documents no per-server form) and must not be a kernel `NVMe` name. The desired state's path
+/// when it does; else a name both servers show that follows the disk's content (`by-partuuid`,
+/// the same on both copies of one disk), else any other common link. Found from the volume ids:
+/// each server's new volume at the partition's device, the partition number of its layout tag.
+fn restored_paths(spec: &Spec, obs: &Observed, md: &crate::spec::MirrorSpec) -> Result<(String, String), String> {
+    let set = spec.several_volumes();
     let mut chosen = Vec::new();
-    for (is_cluster, wanted) in [(true, &spec.mirror.cluster_partition), (false, &spec.mirror.data_partition)] {
+    for (is_cluster, wanted) in [(true, &md.cluster_partition), (false, &md.data_partition)] {
+        let device = if is_cluster { md.cluster_device.as_ref().unwrap_or(&md.device) } else { &md.device };
         let mut common: Option<Vec<String>> = None;
         let mut seen = Vec::new();
         for s in &spec.cluster.servers {
-            let Some((v, _)) = at_device(spec, obs, s) else { return Err(format!("{} has no mirror volume", s.name)) };
-            let layout = Layout::of_volume(v);
-            let n = if is_cluster { layout.cluster } else { layout.data };
+            let Some((v, _)) = at(obs, s, device) else {
+                return Err(format!("{} has no mirror volume at {device}", s.name));
+            };
+            let n = parts_of(spec, set, v)
+                .iter()
+                .find(|p| p.md.resource == md.resource && p.cluster == is_cluster)
+                .map_or(if is_cluster { DEFAULT_LAYOUT.cluster } else { DEFAULT_LAYOUT.data }, |p| p.number);
             let names: Vec<String> = obs
                 .disk(&s.name, &v.id)
                 .and_then(|dk| dk.partitions.iter().find(|p| p.number == n))
@@ -1380,52 +1736,69 @@ fn restored_paths(spec: &Spec, obs: &Observed) -> Result<(String, String), Strin
     Ok((cluster, data))
 }
 
-/// Whether initial mirror construction can be skipped, and why (or why not).
+/// Whether initial mirror construction of `md` can be skipped, and why (or why not): each of its
+/// volumes on both servers was made from its snapshot ([`members`]) for this request, and its
+/// group has stayed offline since.
 fn initial_copy_decision(
     spec: &Spec,
     obs: &Observed,
     journal: &JournalView,
     r: &RestoreSpec,
     op: &OpId,
+    md: &crate::spec::MirrorSpec,
+    members: &[Member],
 ) -> (bool, String) {
-    let mut sources: Vec<(Option<&SnapshotId>, Option<&String>, Option<&String>)> = Vec::new();
-    for s in &spec.cluster.servers {
-        match at_device(spec, obs, s) {
-            Some((v, _)) => {
-                sources.push((v.snapshot.as_ref(), v.tags.get(tag::SOURCE_SNAPSHOT), v.tags.get(tag::REQUEST)));
-            }
-            None => return (true, format!("{} has no volume at {}", s.name, spec.mirror.device)),
+    let set = spec.several_volumes();
+    let on = if set {
+        format!("initial mirror construction ON for {}", md.resource)
+    } else {
+        "initial mirror construction ON".to_owned()
+    };
+    let mut same = true;
+    for device in md.devices() {
+        let snapshot = members.iter().find(|m| m.device == *device).map(|m| &m.snapshot);
+        for s in &spec.cluster.servers {
+            let Some((v, _)) = at(obs, s, device) else {
+                return (true, format!("{} has no volume at {device}", s.name));
+            };
+            same &= snapshot.is_some()
+                && v.snapshot.as_ref() == snapshot
+                && v.tags.get(tag::SOURCE_SNAPSHOT).map(String::as_str) == snapshot.map(SnapshotId::as_str)
+                && v.tags.get(tag::REQUEST).map(String::as_str) == Some(r.request.as_str());
         }
     }
-    let same = sources.iter().all(|(snap, src, req)| {
-        *snap == Some(&r.snapshot)
-            && src.map(String::as_str) == Some(r.snapshot.as_str())
-            && req.map(String::as_str) == Some(r.request.as_str())
-    });
     if !same {
-        return (
-            true,
+        let why = if set {
             format!(
-                "initial mirror construction ON: the two sides did not both come from {} in request {}",
-                r.snapshot, r.request
-            ),
-        );
+                "its volumes on the two servers did not all come from their snapshot of the set in request {}",
+                r.request
+            )
+        } else {
+            format!("the two sides did not both come from {} in request {}", r.snapshot, r.request)
+        };
+        return (true, format!("{on}: {why}"));
     }
     if step_started(journal, op, "start-group") || step_started(journal, op, "verify-failover") {
-        return (true, "initial mirror construction ON: the group was started since the volumes were attached".into());
+        return (true, format!("{on}: the group was started since the volumes were attached"));
     }
-    if obs.cluster.groups.get(&spec.mirror.group).is_some_and(|p| p.state != ObjectState::Offline) {
-        return (true, "initial mirror construction ON: the group is not offline, a side may have been written".into());
+    if obs.cluster.groups.get(&md.group).is_some_and(|p| p.state != ObjectState::Offline) {
+        return (true, format!("{on}: the group is not offline, a side may have been written"));
     }
-    (
-        false,
+    let why = if set {
+        format!(
+            "initial mirror construction OFF for {}: both sides of each of its volumes were created from the same snapshot of the set for request {} and the group has stayed offline since",
+            md.resource, r.request
+        )
+    } else {
         format!(
             "initial mirror construction OFF: both sides were created from {} for request {} and the group has stayed offline since",
             r.snapshot, r.request
-        ),
-    )
+        )
+    };
+    (false, why)
 }
 
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
 fn finish(
     spec: &Spec,
     obs: &Observed,
@@ -1433,96 +1806,128 @@ fn finish(
     r: &RestoreSpec,
     op: &OpId,
     procedure: Procedure,
+    members: &[Member],
     d: &mut Draft,
 ) {
-    let group = &spec.mirror.group;
-    let md = &spec.mirror.resource;
-    // NEC's commands never take md out of the configuration nor change the start attribute.
-    let auto = procedure == Procedure::Vendor || obs.config.group_auto_start.get(group).copied().unwrap_or(false);
-    let placement = obs.cluster.groups.get(group);
-    let state = placement.map_or(ObjectState::Offline, |p| p.state);
+    let groups = groups(spec);
     let primary = &spec.cluster.servers[0];
+    // NEC's commands never take md out of the configuration nor change the start attribute.
+    let manual: Vec<&GroupName> = groups
+        .iter()
+        .copied()
+        .filter(|g| procedure != Procedure::Vendor && !obs.config.group_auto_start.get(*g).copied().unwrap_or(false))
+        .collect();
+    let absent: Vec<&crate::spec::MirrorSpec> =
+        spec.mirrors().filter(|m| obs.config.mirror(&m.resource).is_none()).collect();
 
-    if procedure == Procedure::Reconfigure && obs.config.mirror(md).is_none() {
-        let (initial_copy, why) = initial_copy_decision(spec, obs, journal, r, op);
-        d.notes.push(why.clone());
-        let Some(def) = re_add_definition(spec, obs, initial_copy, d) else { return };
+    if procedure == Procedure::Reconfigure && !absent.is_empty() {
+        let mut changes = Vec::new();
+        let mut whys = Vec::new();
+        for m in &absent {
+            let (initial_copy, why) = initial_copy_decision(spec, obs, journal, r, op, m, members);
+            d.notes.push(why.clone());
+            whys.push(why);
+            let Some(def) = re_add_definition(spec, obs, m, initial_copy, d) else { return };
+            changes.push(ConfigChange::AddMirror(def));
+        }
+        changes.extend(groups.iter().map(|g| ConfigChange::SetGroupAutoStart { group: (*g).clone(), auto: true }));
         d.step(
             op,
             "add-md",
             None,
-            Action::ApplyConfig {
-                changes: vec![
-                    ConfigChange::AddMirror(def),
-                    ConfigChange::SetGroupAutoStart { group: group.clone(), auto: true },
-                ],
-            },
-            format!("both servers have their restored disk; {why}"),
+            Action::ApplyConfig { changes },
+            format!("both servers have their restored disk; {}", whys.join("; ")),
         );
         return;
     }
-    if !auto {
+    if !manual.is_empty() {
+        let verb = if manual.len() > 1 { "start" } else { "starts" };
         d.step(
             op,
             "group-auto-start",
             None,
-            Action::ApplyConfig { changes: vec![ConfigChange::SetGroupAutoStart { group: group.clone(), auto: true }] },
-            format!("{group} still starts manually"),
+            Action::ApplyConfig {
+                changes: manual
+                    .iter()
+                    .map(|g| ConfigChange::SetGroupAutoStart { group: (*g).clone(), auto: true })
+                    .collect(),
+            },
+            format!("{} still {verb} manually", names(manual.iter().copied())),
         );
         return;
     }
-    match state {
-        ObjectState::Offline => {
-            d.step(
-                op,
-                "start-group",
-                Some(primary.name.as_str()),
-                Action::StartGroup { group: group.clone(), server: primary.name.clone() },
-                format!("{md} is back in the configuration; business can start on {}", primary.name),
-            );
-            return;
+    let mut online = true;
+    for g in &groups {
+        let placement = obs.cluster.groups.get(*g);
+        let state = placement.map_or(ObjectState::Offline, |p| p.state);
+        match state {
+            ObjectState::Offline => {
+                let mds = names(spec.mirrors().filter(|m| m.group == **g).map(|m| &m.resource));
+                d.step(
+                    op,
+                    "start-group",
+                    group_subject(spec, g, Some(primary.name.as_str())).as_deref(),
+                    Action::StartGroup { group: (*g).clone(), server: primary.name.clone() },
+                    format!("{mds} is back in the configuration; business can start on {}", primary.name),
+                );
+            }
+            ObjectState::OnlinePending | ObjectState::OfflinePending => {
+                d.wait(Watch::CLUSTER, format!("group {g} changing state"), expect::CLUSTER_PENDING);
+            }
+            ObjectState::OnlineFailure | ObjectState::OfflineFailure | ObjectState::Unknown => {
+                d.block(
+                    "group-failed",
+                    format!("group {g} is {state:?} on {:?}", placement.and_then(|p| p.current.clone())),
+                    "look at clpstat and the CLUSTERPRO logs on the servers; fix the failing resource, then retry",
+                );
+            }
+            ObjectState::Online => continue,
         }
-        ObjectState::OnlinePending | ObjectState::OfflinePending => {
-            d.wait(Watch::CLUSTER, format!("group {group} changing state"), expect::CLUSTER_PENDING);
-            return;
-        }
-        ObjectState::OnlineFailure | ObjectState::OfflineFailure | ObjectState::Unknown => {
-            d.block(
-                "group-failed",
-                format!("group {group} is {state:?} on {:?}", placement.and_then(|p| p.current.clone())),
-                "look at clpstat and the CLUSTERPRO logs on the servers; fix the failing resource, then retry",
-            );
-            return;
-        }
-        ObjectState::Online => {}
+        online = false;
+    }
+    if !online {
+        return;
     }
     if super::block_if_both_red(spec, obs, d) {
         return;
     }
-    if !obs.mirror.as_ref().is_some_and(crate::ports::cluster::MirrorStatus::healthy) {
-        let colors = obs.mirror.as_ref().map_or_else(
-            || "unknown".to_owned(),
-            |m| m.colors.iter().map(|(s, c)| format!("{s}={c:?}")).collect::<Vec<_>>().join(" "),
-        );
-        d.wait(Watch::CLUSTER, format!("mirror {md} to be healthy ({colors})"), expect::MIRROR_SYNC);
-        return;
+    for m in spec.mirrors() {
+        let status =
+            if m.resource == spec.mirror.resource { obs.mirror.as_ref() } else { obs.other_mirrors.get(&m.resource) };
+        if m.resource != spec.mirror.resource && super::block_if_red(&m.resource, &m.group, status, d) {
+            return;
+        }
+        if !status.is_some_and(crate::ports::cluster::MirrorStatus::healthy) {
+            let colors = status.map_or_else(
+                || "unknown".to_owned(),
+                |s| s.colors.iter().map(|(s, c)| format!("{s}={c:?}")).collect::<Vec<_>>().join(" "),
+            );
+            d.wait(Watch::CLUSTER, format!("mirror {} to be healthy ({colors})", m.resource), expect::MIRROR_SYNC);
+            return;
+        }
     }
-    // The failover check moves the group from the primary (where `start-group` put it) to the
+    // The failover check moves each group from the primary (where `start-group` put it) to the
     // other server. Its target is fixed, not "wherever the group is not": a move interrupted after
     // it happened (its result not journaled) is recognised by observation and not repeated.
-    let verify = StepId::new(op, "verify-failover", None);
     let target = &spec.cluster.servers[1].name;
-    let sv = journal.step(op, &verify);
-    let moved =
-        sv.succeeded || (sv.last_intent.is_some() && placement.and_then(|p| p.current.as_ref()) == Some(target));
-    if r.verify_failover && !moved {
-        d.step(
-            op,
-            "verify-failover",
-            None,
-            Action::MoveGroup { group: group.clone(), target: target.clone() },
-            format!("restore.verify_failover: prove {group} runs on {target} too"),
-        );
+    for g in &groups {
+        let subject = group_subject(spec, g, None);
+        let verify = StepId::new(op, "verify-failover", subject.as_deref());
+        let sv = journal.step(op, &verify);
+        let placement = obs.cluster.groups.get(*g);
+        let moved =
+            sv.succeeded || (sv.last_intent.is_some() && placement.and_then(|p| p.current.as_ref()) == Some(target));
+        if r.verify_failover && !moved {
+            d.step(
+                op,
+                "verify-failover",
+                subject.as_deref(),
+                Action::MoveGroup { group: (*g).clone(), target: target.clone() },
+                format!("restore.verify_failover: prove {g} runs on {target} too"),
+            );
+        }
+    }
+    if !d.steps.is_empty() {
         return;
     }
     d.step(op, "complete", None, Action::MarkCompleted, "every check of the restore passes");
@@ -1533,7 +1938,7 @@ fn tag_abandoned(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId, 
     for (old, view) in &journal.ops {
         let (OpId::Restore(old_req), Some(OpId::Restore(by))) = (old, &view.abandoned_by) else { continue };
         for s in &spec.cluster.servers {
-            for v in created_for(spec, obs, old_req, &s.name) {
+            for v in created_for(spec, obs, old_req, &s.name, None) {
                 if v.attachments.is_empty() && !v.tags.contains_key(tag::ABANDONED_BY) {
                     d.step(
                         op,
@@ -1585,46 +1990,57 @@ pub fn switch(
     let new_op = OpId::Restore(new.clone());
     let mut d = Draft::default();
     d.notes.push(format!("restore request changed from {old} to {new} while {old} was in flight"));
-    for s in &spec.cluster.servers {
-        match at_device(spec, obs, s) {
-            Some((v, AttachState::Detaching | AttachState::Busy)) => {
-                d.wait(
-                    Watch::VOLUMES,
-                    format!("detach of {} from {} to settle before switching requests", v.id, s.name),
-                    expect::DETACH,
-                );
-                continue;
-            }
-            Some(_) => continue,
-            None => {}
+    let set = spec.several_volumes();
+    let mut devices: Vec<&DeviceName> = Vec::new();
+    for dev in spec.mirrors().flat_map(crate::spec::MirrorSpec::devices) {
+        if !devices.contains(&dev) {
+            devices.push(dev);
         }
-        // The device is empty: put back what this server should have, the volume made for the
-        // old request if it is ready, else the volume it replaced.
-        let candidates = created_for(spec, obs, old, &s.name);
-        let superseded: Vec<&Volume> = obs
-            .volumes
-            .iter()
-            .filter(|v| candidates.iter().any(|c| v.tags.get(tag::SUPERSEDED_BY) == Some(&c.id.to_string())))
-            .collect();
-        let pick = candidates
-            .iter()
-            .chain(superseded.iter())
-            .find(|v| v.state == VolumeState::Available && v.zone == s.zone)
-            .copied();
-        match pick {
-            Some(v) => d.step(
-                &op,
-                "safe-attach",
-                Some(s.name.as_str()),
-                Action::AttachVolume {
-                    server: s.name.clone(),
-                    volume: v.id.clone(),
-                    instance: s.instance.clone(),
-                    device: spec.mirror.device.clone(),
-                },
-                format!("{} has no mirror volume; reattaching {} before switching requests", s.name, v.id),
-            ),
-            None => d.wait(Watch::VOLUMES, format!("a volume for {} to become available", s.name), expect::DETACH),
+    }
+    for s in &spec.cluster.servers {
+        for device in &devices {
+            let who = if set { format!("{} at {device}", s.name) } else { s.name.to_string() };
+            match at(obs, s, device) {
+                Some((v, AttachState::Detaching | AttachState::Busy)) => {
+                    d.wait(
+                        Watch::VOLUMES,
+                        format!("detach of {} from {who} to settle before switching requests", v.id),
+                        expect::DETACH,
+                    );
+                    continue;
+                }
+                Some(_) => continue,
+                None => {}
+            }
+            // The device is empty: put back what this server should have, the volume made for the
+            // old request if it is ready, else the volume it replaced.
+            let candidates = created_for(spec, obs, old, &s.name, set.then_some(*device));
+            let superseded: Vec<&Volume> = obs
+                .volumes
+                .iter()
+                .filter(|v| candidates.iter().any(|c| v.tags.get(tag::SUPERSEDED_BY) == Some(&c.id.to_string())))
+                .collect();
+            let pick = candidates
+                .iter()
+                .chain(superseded.iter())
+                .find(|v| v.state == VolumeState::Available && v.zone == s.zone)
+                .copied();
+            let subject = volume_subject(&s.name, device, set);
+            match pick {
+                Some(v) => d.step(
+                    &op,
+                    "safe-attach",
+                    Some(subject.as_str()),
+                    Action::AttachVolume {
+                        server: s.name.clone(),
+                        volume: v.id.clone(),
+                        instance: s.instance.clone(),
+                        device: (*device).clone(),
+                    },
+                    format!("{who} has no mirror volume; reattaching {} before switching requests", v.id),
+                ),
+                None => d.wait(Watch::VOLUMES, format!("a volume for {who} to become available"), expect::DETACH),
+            }
         }
     }
     if d.steps.is_empty() && d.waits.is_empty() {

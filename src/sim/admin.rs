@@ -155,8 +155,22 @@ impl World {
             volumes: self.ec2.volumes.values().map(|v| (v.id.clone(), v.content)).collect(),
             snapshots: self.ec2.snapshots.values().map(|s| (s.id.clone(), s.content)).collect(),
             servers: self.clp.servers.keys().map(|s| (s.clone(), self.mirror_content(s))).collect(),
+            mirrors: self
+                .clp
+                .mds
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let sides = self.clp.servers.keys().map(|s| (s.clone(), self.md_content(i, s))).collect();
+                    (m.name.clone(), sides)
+                })
+                .collect(),
             active: self.md_active(),
-            last_quiesce: self.oracle.quiesce.last().cloned(),
+            last_quiesce: self
+                .clp
+                .mds
+                .first()
+                .and_then(|first| self.oracle.quiesce.iter().rev().find(|q| q.md == first.name).cloned()),
             quiesce_points: self.oracle.quiesce.clone(),
             accidents: self.oracle.accidents().to_vec(),
             corruptions: self.oracle.corruptions.clone(),
@@ -166,22 +180,28 @@ impl World {
 }
 
 impl SimWorld {
-    /// A mistaken deletion on the active server's data (one write flagged as an accident, then
-    /// replicated like any write). Returns the content right after it; `None` when md is not
-    /// online anywhere.
+    /// A mistaken deletion on the active server's data of every md online (one write each,
+    /// flagged as an accident, then replicated like any write). Returns the first md's content
+    /// right after it; `None` when it is not online anywhere.
     pub fn accident(&self) -> Option<Content> {
         self.with(|w, now| {
-            let active = w.md_active()?;
-            let c = w.mirror_content(&active)?;
-            let after = w.oracle.accident(c);
-            if let Some(v) = w.mirror_volume(&active)
-                && let Some(rec) = w.ec2.volumes.get_mut(&v)
-            {
-                rec.content = after;
+            let mut first = None;
+            for i in 0..w.clp.mds.len() {
+                let Some(active) = w.md_active_of(i) else { continue };
+                let Some(c) = w.md_content(i, &active) else { continue };
+                let after = w.oracle.accident(c);
+                if let Some(v) = w.md_volume(i, &active)
+                    && let Some(rec) = w.ec2.volumes.get_mut(&v)
+                {
+                    rec.content = after;
+                }
+                w.replicate(i, &active, 1, after);
+                w.log(now, format!("accident: data deleted by mistake on {active} ({after})"));
+                if i == 0 {
+                    first = Some(after);
+                }
             }
-            w.replicate(&active, 1, after);
-            w.log(now, format!("accident: data deleted by mistake on {active} ({after})"));
-            Some(after)
+            first
         })
     }
 
@@ -305,6 +325,12 @@ impl SimWorld {
     /// The volume currently attached at the mirror device of `server`, if any.
     pub fn mirror_volume(&self, server: &ServerName) -> Option<VolumeId> {
         self.with(|w, _| w.mirror_volume(server))
+    }
+
+    /// The volume currently attached at `device` of `server`, if any (an md's data or cluster
+    /// partition volume: see [`Scenario::mirrors`]).
+    pub fn volume_at(&self, server: &ServerName, device: &crate::ids::DeviceName) -> Option<VolumeId> {
+        self.with(|w, _| w.volume_at(server, device))
     }
 
     /// The whole world as JSON (for debugging and the lab's `--dump`).

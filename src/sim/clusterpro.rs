@@ -29,27 +29,44 @@ fn placement(r: &ResState) -> Placement {
     Placement { state: r.state, current: r.current.clone() }
 }
 
+/// Which md resources an operation touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mds {
+    None,
+    /// The md at this position.
+    One(usize),
+    All,
+}
+
+impl Mds {
+    fn has(self, i: usize) -> bool {
+        match self {
+            Mds::None => false,
+            Mds::One(j) => i == j,
+            Mds::All => true,
+        }
+    }
+}
+
 /// Which resources an operation touches.
 #[derive(Debug, Clone, Copy)]
 struct Scope {
-    md: bool,
+    md: Mds,
     business: bool,
     vip: bool,
 }
 
 impl Scope {
     /// The whole group.
-    const GROUP: Scope = Scope { md: true, business: true, vip: true };
+    const GROUP: Scope = Scope { md: Mds::All, business: true, vip: true };
 }
 
 impl World {
-    /// The group's resources' states: md (when configured), the business resource, the virtual
+    /// The group's resources' states: each configured md, the business resource, the virtual
     /// IP (when the scenario has one).
     pub(super) fn group_states(&self) -> Vec<&ResState> {
         let mut v = Vec::with_capacity(3);
-        if self.clp.md.is_some() {
-            v.push(&self.clp.md_state);
-        }
+        v.extend(self.clp.mds.iter().filter(|m| m.def.is_some()).map(|m| &m.state));
         v.push(&self.clp.business_state);
         if self.clp.vip.is_some() {
             v.push(&self.clp.vip_state);
@@ -84,8 +101,10 @@ impl World {
         let servers = self.clp.servers.iter().map(|(n, s)| (n.clone(), s.member)).collect();
         let groups = BTreeMap::from([(self.clp.group.clone(), self.group_placement())]);
         let mut resources = BTreeMap::new();
-        if let Some(md) = &self.clp.md {
-            resources.insert(md.resource.clone(), placement(&self.clp.md_state));
+        for md in &self.clp.mds {
+            if let Some(def) = &md.def {
+                resources.insert(def.resource.clone(), placement(&md.state));
+            }
         }
         resources.insert(self.clp.business.clone(), placement(&self.clp.business_state));
         if let Some(vip) = &self.clp.vip {
@@ -281,7 +300,7 @@ impl World {
     }
 
     fn is_md(&self, resource: &ResourceName) -> bool {
-        self.clp.md.as_ref().is_some_and(|m| m.resource == *resource)
+        self.md_index(resource).is_some()
     }
 
     fn is_vip(&self, resource: &ResourceName) -> bool {
@@ -290,8 +309,8 @@ impl World {
 
     /// The state of a resource of the group (md, business or the virtual IP).
     fn resource_state(&self, resource: &ResourceName) -> &ResState {
-        if self.is_md(resource) {
-            &self.clp.md_state
+        if let Some(i) = self.md_index(resource) {
+            &self.clp.mds[i].state
         } else if self.is_vip(resource) {
             &self.clp.vip_state
         } else {
@@ -309,8 +328,10 @@ impl World {
 
     /// Marks the resources in `scope` that are not already online on `server` as going online.
     fn mark_online_pending(&mut self, scope: Scope, server: &ServerName) {
-        if scope.md && self.clp.md.is_some() && !self.clp.md_state.online_on(server) {
-            self.clp.md_state = ResState::on(ObjectState::OnlinePending, server);
+        for (i, md) in self.clp.mds.iter_mut().enumerate() {
+            if scope.md.has(i) && md.def.is_some() && !md.state.online_on(server) {
+                md.state = ResState::on(ObjectState::OnlinePending, server);
+            }
         }
         if scope.business && !self.clp.business_state.online_on(server) {
             self.clp.business_state = ResState::on(ObjectState::OnlinePending, server);
@@ -321,11 +342,10 @@ impl World {
     }
 
     fn mark_offline_pending(&mut self, scope: Scope) {
-        for (wanted, r) in [
-            (scope.md, &mut self.clp.md_state),
-            (scope.business, &mut self.clp.business_state),
-            (scope.vip, &mut self.clp.vip_state),
-        ] {
+        let mds = self.clp.mds.iter_mut().enumerate().map(|(i, m)| (scope.md.has(i), &mut m.state));
+        for (wanted, r) in
+            mds.chain([(scope.business, &mut self.clp.business_state), (scope.vip, &mut self.clp.vip_state)])
+        {
             if wanted && r.state != ObjectState::Offline {
                 r.state = ObjectState::OfflinePending;
             }
@@ -393,33 +413,35 @@ impl World {
     }
 
     /// What starting `resource` with `-f` brings online: itself and what it depends on (the
-    /// business resource depends on md; md and the virtual IP on nothing here).
+    /// business resource depends on every md; md and the virtual IP on nothing here).
     fn start_scope(&self, resource: &ResourceName) -> Scope {
-        if self.is_md(resource) {
-            Scope { md: true, business: false, vip: false }
+        if let Some(i) = self.md_index(resource) {
+            Scope { md: Mds::One(i), business: false, vip: false }
         } else if self.is_vip(resource) {
-            Scope { md: false, business: false, vip: true }
+            Scope { md: Mds::None, business: false, vip: true }
         } else {
-            Scope { md: true, business: true, vip: false }
+            Scope { md: Mds::All, business: true, vip: false }
         }
     }
 
     /// What stopping `resource` with `-f` takes offline: itself and what depends on it.
     fn stop_scope(&self, resource: &ResourceName) -> Scope {
-        if self.is_md(resource) {
-            Scope { md: true, business: true, vip: false }
+        if let Some(i) = self.md_index(resource) {
+            Scope { md: Mds::One(i), business: true, vip: false }
         } else if self.is_vip(resource) {
-            Scope { md: false, business: false, vip: true }
+            Scope { md: Mds::None, business: false, vip: true }
         } else {
-            Scope { md: false, business: true, vip: false }
+            Scope { md: Mds::None, business: true, vip: false }
         }
     }
 
     /// The states of the resources in `scope`.
     fn scoped(&self, scope: Scope) -> Vec<&ResState> {
         let mut v = Vec::new();
-        if scope.md && self.clp.md.is_some() {
-            v.push(&self.clp.md_state);
+        for (i, md) in self.clp.mds.iter().enumerate() {
+            if scope.md.has(i) && md.def.is_some() {
+                v.push(&md.state);
+            }
         }
         if scope.business {
             v.push(&self.clp.business_state);
@@ -489,13 +511,13 @@ impl World {
         }
     }
 
-    /// Why md cannot start on `server`, if it cannot.
-    fn md_can_start(&self, server: &ServerName) -> Result<(), String> {
-        let Some(md) = &self.clp.md else {
+    /// Why md `i` cannot start on `server`, if it cannot.
+    fn md_can_start(&self, i: usize, server: &ServerName) -> Result<(), String> {
+        let Some(md) = self.clp.mds.get(i).and_then(|m| m.def.as_ref()) else {
             return Ok(());
         };
         self.partitions_ok(server, md)?;
-        match &self.clp.mirror {
+        match &self.clp.mds[i].mirror {
             MirrorState::Degraded { stale, writes, full } if stale == server && (*writes > 0 || *full) => {
                 Err(format!("the mirror data on {server} is not the latest (RED)"))
             }
@@ -507,15 +529,20 @@ impl World {
     }
 
     fn bring_online(&mut self, t: Timestamp, server: &ServerName, scope: Scope) {
-        let md_needed = scope.md && self.clp.md.is_some() && !self.clp.md_state.online_on(server);
+        let needed: Vec<usize> = (0..self.clp.mds.len())
+            .filter(|&i| {
+                let md = &self.clp.mds[i];
+                scope.md.has(i) && md.def.is_some() && !md.state.online_on(server)
+            })
+            .collect();
         let check = if self.is_member(server) {
-            if md_needed { self.md_can_start(server) } else { Ok(()) }
+            needed.iter().try_for_each(|&i| self.md_can_start(i, server))
         } else {
             Err(format!("{server} is not a cluster member"))
         };
         if let Err(reason) = check {
-            if md_needed {
-                self.clp.md_state = ResState::on(ObjectState::OnlineFailure, server);
+            for &i in &needed {
+                self.clp.mds[i].state = ResState::on(ObjectState::OnlineFailure, server);
             }
             if scope.business {
                 self.clp.business_state = ResState::on(ObjectState::OnlineFailure, server);
@@ -529,9 +556,9 @@ impl World {
             self.clp.last_error = Some(reason);
             return;
         }
-        if md_needed {
-            self.clp.md_state = ResState::on(ObjectState::Online, server);
-            self.on_md_online(t, server);
+        for &i in &needed {
+            self.clp.mds[i].state = ResState::on(ObjectState::Online, server);
+            self.on_md_online(t, i, server);
         }
         if scope.business {
             self.clp.business_state = ResState::on(ObjectState::Online, server);
@@ -541,7 +568,7 @@ impl World {
         }
         self.clp.last_server = Some(server.clone());
         self.clp.last_error = None;
-        let what = if scope.md && scope.business && scope.vip {
+        let what = if scope.md == Mds::All && scope.business && scope.vip {
             format!("group {} ({})", self.clp.group, self.resource_names(scope).join(", "))
         } else {
             self.resource_names(scope).join(", ")
@@ -549,29 +576,33 @@ impl World {
         self.log(t, format!("clp: {what} online on {server}"));
     }
 
-    fn on_md_online(&mut self, t: Timestamp, server: &ServerName) {
-        self.clp.next_write_at = Some(super::clock::plus(t, 1.0));
+    fn on_md_online(&mut self, t: Timestamp, i: usize, server: &ServerName) {
+        self.clp.mds[i].next_write_at = Some(super::clock::plus(t, 1.0));
         let Some(peer) = self.peer(server) else {
             return;
         };
-        match self.clp.mirror.clone() {
+        match self.clp.mds[i].mirror.clone() {
             MirrorState::Unconstructed => {
-                self.clp.mirror = MirrorState::Degraded { stale: peer, writes: 0, full: true };
+                self.clp.mds[i].mirror = MirrorState::Degraded { stale: peer, writes: 0, full: true };
             }
             MirrorState::Degraded { stale, writes: 0, full: false } if stale == *server => {
-                self.clp.mirror = MirrorState::Degraded { stale: peer, writes: 0, full: false };
+                self.clp.mds[i].mirror = MirrorState::Degraded { stale: peer, writes: 0, full: false };
             }
             _ => {}
         }
-        self.maybe_recover(t);
+        self.maybe_recover_md(t, i);
     }
 
     /// The names of the resources in `scope`, md first.
     fn resource_names(&self, scope: Scope) -> Vec<String> {
-        let mut v = Vec::new();
-        if let Some(md) = self.clp.md.as_ref().filter(|_| scope.md) {
-            v.push(md.resource.to_string());
-        }
+        let mut v: Vec<String> = self
+            .clp
+            .mds
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| scope.md.has(*i))
+            .filter_map(|(_, m)| m.def.as_ref().map(|d| d.resource.to_string()))
+            .collect();
         if scope.business {
             v.push(self.clp.business.to_string());
         }
@@ -588,15 +619,25 @@ impl World {
         if scope.vip {
             self.clp.vip_state = ResState::offline();
         }
-        if scope.md && self.clp.md.is_some() {
-            if let Some(active) = self.md_active()
-                && let Some(content) = self.mirror_content(&active)
+        for i in 0..self.clp.mds.len() {
+            let Some(name) = self.clp.mds[i].def.as_ref().map(|d| d.resource.clone()).filter(|_| scope.md.has(i))
+            else {
+                continue;
+            };
+            if let Some(active) = self.md_active_of(i)
+                && let Some(content) = self.md_content(i, &active)
             {
-                self.oracle.quiesce.push(super::oracle::QuiescePoint { at: t, server: active.clone(), content });
-                self.log(t, format!("clp: md offline on {active} (quiesce point {content})"));
+                self.oracle.quiesce.push(super::oracle::QuiescePoint {
+                    md: name.clone(),
+                    at: t,
+                    server: active.clone(),
+                    content,
+                });
+                let what = if self.clp.mds.len() > 1 { name.to_string() } else { "md".to_owned() };
+                self.log(t, format!("clp: {what} offline on {active} (quiesce point {content})"));
             }
-            self.clp.md_state = ResState::offline();
-            self.clp.next_write_at = None;
+            self.clp.mds[i].state = ResState::offline();
+            self.clp.mds[i].next_write_at = None;
         }
         if self.group_all_offline() {
             self.log(t, format!("clp: group {} offline", self.clp.group));
@@ -664,15 +705,16 @@ impl World {
 
     fn clp_mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
         self.check_command("clpmdstat", None, true)?;
-        if !self.is_md(resource) {
+        let Some(i) = self.md_index(resource) else {
             return Err(ClpCode::ResourceNotFound.error(format!("no md resource named {resource}")));
-        }
+        };
+        let mirror = &self.clp.mds[i].mirror;
         let colors = self
             .clp
             .servers
             .iter()
             .map(|(name, s)| {
-                let c = match &self.clp.mirror {
+                let c = match mirror {
                     MirrorState::Degraded { stale, writes, full } if stale == name => {
                         if *writes > 0 || *full {
                             MirrorColor::Red
@@ -711,7 +753,7 @@ impl World {
     fn clp_config(&self) -> ClusterConfig {
         ClusterConfig {
             group_auto_start: BTreeMap::from([(self.clp.group.clone(), self.clp.auto_start)]),
-            mirrors: self.clp.md.iter().cloned().collect(),
+            mirrors: self.clp.mds.iter().filter_map(|m| m.def.clone()).collect(),
             version: Some(self.scenario.version.clone()),
         }
     }
@@ -748,24 +790,35 @@ impl World {
         Ok(until)
     }
 
-    /// Applies a pushed configuration.
-    /// The oracle records a corruption when the two mirror sides do not hold the same data and
-    /// CLUSTERPRO is about to treat them as in sync (`what` did so without a copy).
-    pub(super) fn flag_unless_identical(&mut self, t: Timestamp, what: &str) {
-        let sides: Vec<(ServerName, Option<super::oracle::Content>)> =
-            self.clp.servers.keys().map(|s| (s.clone(), self.mirror_content(s))).collect();
-        if sides.windows(2).all(|w| w[0].1 == w[1].1) {
-            return;
+    /// The oracle records a corruption when the two sides of md `i` (of every md: `None`) do not
+    /// hold the same data and CLUSTERPRO is about to treat them as in sync (`what` did so without
+    /// a copy).
+    pub(super) fn flag_unless_identical(&mut self, t: Timestamp, what: &str, md: Option<usize>) {
+        for i in 0..self.clp.mds.len() {
+            if md.is_some_and(|m| m != i) || (md.is_none() && self.clp.mds[i].def.is_none()) {
+                continue;
+            }
+            let sides: Vec<(ServerName, Option<super::oracle::Content>)> =
+                self.clp.servers.keys().map(|s| (s.clone(), self.md_content(i, s))).collect();
+            if sides.windows(2).all(|w| w[0].1 == w[1].1) {
+                continue;
+            }
+            let desc: Vec<String> = sides
+                .iter()
+                .map(|(s, c)| format!("{s} holds {}", c.map_or("nothing".to_owned(), |c| c.to_string())))
+                .collect();
+            let of = if md.is_none() && self.clp.mds.len() > 1 {
+                format!(" ({})", self.clp.mds[i].name)
+            } else {
+                String::new()
+            };
+            let msg = format!("{what}{of} over different sides: {}", desc.join(", "));
+            self.log(t, format!("oracle: CORRUPTION: {msg}"));
+            self.oracle.corruptions.push(msg);
         }
-        let desc: Vec<String> = sides
-            .iter()
-            .map(|(s, c)| format!("{s} holds {}", c.map_or("nothing".to_owned(), |c| c.to_string())))
-            .collect();
-        let msg = format!("{what} over different sides: {}", desc.join(", "));
-        self.log(t, format!("oracle: CORRUPTION: {msg}"));
-        self.oracle.corruptions.push(msg);
     }
 
+    /// Applies a pushed configuration.
     pub(super) fn settle_config(&mut self, t: Timestamp) {
         let Some(pending) = self.clp.config_pending.take() else {
             return;
@@ -773,10 +826,11 @@ impl World {
         for c in pending.changes {
             match c {
                 ConfigChange::RemoveMirror { resource } => {
-                    if self.is_md(&resource) {
-                        self.clp.md = None;
-                        self.clp.md_state = ResState::offline();
-                        self.clp.mirror = MirrorState::InSync;
+                    if let Some(i) = self.md_index(&resource) {
+                        let md = &mut self.clp.mds[i];
+                        md.def = None;
+                        md.state = ResState::offline();
+                        md.mirror = MirrorState::InSync;
                         self.log(
                             t,
                             format!("clp: {resource} removed (with its mdw/mdnw monitors and group reference)"),
@@ -784,16 +838,21 @@ impl World {
                     }
                 }
                 ConfigChange::AddMirror(md) => {
+                    let Some(i) = self.md_slot(&md.resource) else {
+                        continue;
+                    };
                     let name = md.resource.clone();
                     let initial = md.initial_copy;
-                    self.clp.md = Some(md);
-                    self.clp.md_state = ResState::offline();
+                    let rec = &mut self.clp.mds[i];
+                    rec.name = name.clone();
+                    rec.def = Some(md);
+                    rec.state = ResState::offline();
                     if initial {
-                        self.clp.mirror = MirrorState::Unconstructed;
+                        rec.mirror = MirrorState::Unconstructed;
                         self.log(t, format!("clp: {name} added (initial mirror construction on first start)"));
                     } else {
-                        self.flag_unless_identical(t, &format!("{name} re-added without initial copy"));
-                        self.clp.mirror = MirrorState::InSync;
+                        self.flag_unless_identical(t, &format!("{name} re-added without initial copy"), Some(i));
+                        self.clp.mds[i].mirror = MirrorState::InSync;
                         self.log(t, format!("clp: {name} added (initial mirror construction skipped)"));
                     }
                 }
@@ -808,6 +867,18 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Where an md added as `resource` goes: the md of that name (configured or removed), else
+    /// the first md removed from the configuration (a re-add under another name keeps its
+    /// volumes), else the first md.
+    pub(super) fn md_slot(&self, resource: &ResourceName) -> Option<usize> {
+        self.clp
+            .mds
+            .iter()
+            .position(|m| m.name == *resource)
+            .or_else(|| self.clp.mds.iter().position(|m| m.def.is_none()))
+            .or((!self.clp.mds.is_empty()).then_some(0))
     }
 }
 

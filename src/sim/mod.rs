@@ -11,7 +11,8 @@
 //! The pieces, one concern each:
 //! - [`world`]: the one serializable [`World`] struct and the time engine (`advance`).
 //! - [`ec2`]: [`SimCloud`], the strict EC2 port.
-//! - [`clusterpro`]: [`SimCluster`], groups, resources, md configuration, mirror colours.
+//! - [`clusterpro`]: [`SimCluster`], the group, its resources, each md's configuration and mirror
+//!   colours.
 //! - `vendor`: NEC's backup/restore pre- and post-processing (`clpbackup`, `clprestore`).
 //! - [`node`]: [`SimNode`], the OS view of attached disks (letters, online/offline, mounts).
 //! - [`oracle`]: data content versions, accidents, quiesce points, corruptions.
@@ -20,7 +21,8 @@
 //! - [`latency`]: [`LatencyModel`] medians and seeded jitter.
 //! - [`throttle`]: EC2 request token buckets (per world, or one account shared by many).
 //! - [`fault`]: [`Fault`]s tests and the lab inject.
-//! - [`scenario`]: the starting clusters ([`Scenario::windows_runbook`], [`Scenario::linux`]).
+//! - [`scenario`]: the starting clusters ([`Scenario::windows_runbook`], [`Scenario::linux`],
+//!   [`Scenario::two_mirrors`]).
 //! - [`admin`]: the test/lab API on [`SimWorld`] (inventory, faults, oracle report, timeline).
 //! - `persist`: atomic save and load of the world file.
 //!
@@ -57,7 +59,7 @@ pub use fault::Fault;
 pub use latency::LatencyModel;
 pub use node::SimNode;
 pub use oracle::{Content, OracleReport, QuiescePoint};
-pub use scenario::{Scenario, ServerSetup};
+pub use scenario::{MirrorSetup, Scenario, ServerSetup};
 pub use throttle::{AccountThrottle, ThrottleBudgets, ThrottleTally};
 pub use world::World;
 

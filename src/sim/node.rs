@@ -21,7 +21,9 @@ use crate::ports::node::{Disk, Node, OfflineReason, PartitionInfo};
 use crate::ports::{ErrorClass, PortError, PortResult};
 use crate::spec::Partition;
 
-/// The partition numbers every mirror disk has: 1 = cluster partition, 2 = data partition.
+/// The partition numbers of a disk holding an md's cluster (1) and data (2) partitions, and of any
+/// disk at a device no md uses. A disk holding one of them has partition 1 only
+/// ([`World::partitions_at`]).
 const PARTITIONS: [u32; 2] = [1, 2];
 
 fn node_err(code: &str, msg: impl Into<String>, class: ErrorClass) -> PortError {
@@ -98,10 +100,17 @@ impl World {
         }
     }
 
+    /// The partition numbers of the disk of `volume`: by the md use of the device it is attached at.
+    fn partition_numbers(&self, volume: &VolumeId) -> Vec<u32> {
+        let roles = self.device_of(volume).map(|dev| self.partitions_at(&dev)).unwrap_or_default();
+        if roles.is_empty() { PARTITIONS.to_vec() } else { roles.into_iter().map(|(n, _)| n).collect() }
+    }
+
     fn disk_view(&self, volume: &VolumeId, d: &OsDisk) -> Disk {
         let windows = self.is_windows();
         let dev = self.device_of(volume);
-        let partitions = PARTITIONS
+        let partitions = self
+            .partition_numbers(volume)
             .iter()
             .map(|&n| PartitionInfo {
                 number: n,
@@ -199,6 +208,7 @@ impl World {
                 .any(|(v, d)| v != volume && d.online && self.ec2.volumes.get(v).map(|r| r.signature) == signature)
         });
         let used = self.letters_in_use(server, Some(volume));
+        let numbers = self.partition_numbers(volume);
         let Some(node) = self.nodes.get_mut(server) else {
             return Ok(());
         };
@@ -228,7 +238,7 @@ impl World {
                 letters.into_iter().filter(|(_, c)| !used.contains(c)).collect()
             } else {
                 let mut free = ('D'..='Z').filter(|c| !used.contains(c));
-                PARTITIONS.iter().filter_map(|&n| free.next().map(|c| (n, c))).collect()
+                numbers.iter().filter_map(|&n| free.next().map(|c| (n, c))).collect()
             };
             if let Some(s) = signature {
                 node.seen.insert(s, disk.letters.clone());
@@ -260,7 +270,7 @@ impl World {
                 ErrorClass::NeedsHuman,
             ));
         }
-        if !PARTITIONS.contains(&number) {
+        if !self.partition_numbers(volume).contains(&number) {
             return Err(node_err(
                 "PartitionNotFound",
                 format!("the disk of {volume} has no partition {number}"),
@@ -301,18 +311,21 @@ impl World {
         Ok(())
     }
 
-    /// Whether `server`'s disk at the mirror device carries the md's partitions; `Err` says what
-    /// is missing.
+    /// Whether `server`'s disks carry `md`'s partitions, each on the volume at the device the
+    /// scenario gives it (the cluster partition at its own device when split); `Err` says what is
+    /// missing.
     pub(super) fn partitions_ok(&self, server: &ServerName, md: &MdDefinition) -> Result<(), String> {
-        let dev = self.scenario.device.clone();
-        let Some(vol) = self.mirror_volume(server) else {
-            return Err(format!("{server} has no disk attached at {dev}"));
+        let Some(rec) = self.md_slot(&md.resource).and_then(|i| self.clp.mds.get(i)) else {
+            return Err(format!("{} is not an md resource of this cluster", md.resource));
         };
-        let Some(disk) = self.nodes.get(server).and_then(|n| n.disks.get(&vol)) else {
-            return Err(format!("{server} does not see the disk of {vol}"));
-        };
-        let view = self.disk_view(&vol, disk);
-        for p in [&md.cluster_partition, &md.data_partition] {
+        for (p, dev) in [(&md.cluster_partition, rec.cluster_slot()), (&md.data_partition, &rec.device)] {
+            let Some(vol) = self.volume_at(server, dev) else {
+                return Err(format!("{server} has no disk attached at {dev}"));
+            };
+            let Some(disk) = self.nodes.get(server).and_then(|n| n.disks.get(&vol)) else {
+                return Err(format!("{server} does not see the disk of {vol}"));
+            };
+            let view = self.disk_view(&vol, disk);
             let found = view.partitions.iter().any(|info| match p {
                 Partition::Letter(c) => info.letter == Some(*c),
                 Partition::Device(d) => info.is_named(d),

@@ -28,8 +28,37 @@ pub struct ServerSetup {
     pub shutdown_behavior: ShutdownBehavior,
 }
 
+/// One md resource of the scenario: where its partitions are. Every md of a scenario is in the
+/// scenario's one failover group (see [`Scenario::two_mirrors`] for why).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorSetup {
+    /// The md resource.
+    pub resource: ResourceName,
+    /// Device slot of the volume holding its data partition (and its cluster partition unless
+    /// `cluster_device` is set), on both servers.
+    pub device: DeviceName,
+    /// Device slot of a volume of its own holding the cluster partition, if split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_device: Option<DeviceName>,
+    /// The cluster partition: partition 1 of its volume.
+    pub cluster_partition: Partition,
+    /// The data partition: partition 2 of a volume holding both, partition 1 of its own volume.
+    pub data_partition: Partition,
+}
+
+impl MirrorSetup {
+    /// The device slots of its volumes: `device`, then `cluster_device` if set.
+    pub fn devices(&self) -> impl Iterator<Item = &DeviceName> {
+        std::iter::once(&self.device).chain(self.cluster_device.as_ref())
+    }
+}
+
 /// The starting point of a simulated world. The first server is the active one: the failover
-/// group is online there, both mirror sides are identical and GREEN.
+/// group is online there, both mirror sides of every md are identical and GREEN.
+///
+/// The first md resource is described by the top-level fields (`md`, `device`, `cluster_device`,
+/// `cluster_partition`, `data_partition`: the runbook's shape needs nothing else), further ones by
+/// `more_mirrors`; [`Scenario::mirrors`] lists them all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
     /// Cluster name.
@@ -42,9 +71,9 @@ pub struct Scenario {
     pub servers: Vec<ServerSetup>,
     /// The failover group.
     pub group: GroupName,
-    /// The md resource.
+    /// The first md resource.
     pub md: ResourceName,
-    /// The business resource (depends on md).
+    /// The business resource (depends on every md).
     pub business: ResourceName,
     /// The business resource's type (`script`, `exec`).
     pub business_kind: String,
@@ -65,17 +94,23 @@ pub struct Scenario {
     /// The CLUSTERPRO version the servers run (what a preflight records).
     #[serde(default = "default_version")]
     pub version: String,
-    /// Device slot of each server's mirror volume.
+    /// Device slot of each server's volume holding the first md's data partition.
     pub device: DeviceName,
-    /// Further data volumes attached to each server at these slots (the cluster partition's own
-    /// volume, a volume the cluster does not mirror). EC2 sees them; the mirror model and the
-    /// data oracle do not (their content stays the genesis version).
+    /// Device slot of a volume of its own holding the first md's cluster partition, if split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_device: Option<DeviceName>,
+    /// Further data volumes attached to each server at these slots (a volume the cluster does not
+    /// mirror). EC2 sees them; the OS model, the mirror model and the data oracle do not (their
+    /// content stays the genesis version).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_volumes: Vec<DeviceName>,
-    /// The cluster partition (partition number 1).
+    /// The first md's cluster partition.
     pub cluster_partition: Partition,
-    /// The data partition (partition number 2).
+    /// The first md's data partition.
     pub data_partition: Partition,
+    /// The md resources after the first, each on volumes of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_mirrors: Vec<MirrorSetup>,
     /// Size of the mirror volumes in GiB.
     pub size_gib: u32,
     /// GiB of data written on each mirror volume, so each of its snapshots' full size (EC2's
@@ -149,9 +184,11 @@ impl Scenario {
             missing_commands: std::collections::BTreeMap::new(),
             version: default_version(),
             device: id(DeviceName::parse("/dev/sdx")),
+            cluster_device: None,
             extra_volumes: Vec::new(),
             cluster_partition: Partition::Letter('R'),
             data_partition: Partition::Letter('M'),
+            more_mirrors: Vec::new(),
             size_gib: 100,
             data_gib: None,
             volume_type: "gp3".to_owned(),
@@ -185,6 +222,113 @@ impl Scenario {
         s.data_partition = Partition::Device("/dev/xvdb2".to_owned());
         s
     }
+
+    /// The common database shape with two md resources, each on a volume of its own holding its
+    /// cluster and data partitions: on Windows `prod-db` with md `md1` (data, `R:`/`M:` at
+    /// `/dev/sdx`) and `md2` (logs, `S:`/`L:` at `/dev/sdy`); on Linux `app-linux` with `md1`
+    /// (`/dev/xvdb1`/`/dev/xvdb2`) and `md2` (`/dev/xvdc1`/`/dev/xvdc2` at `/dev/xvdc`). Both md
+    /// are in the one failover group, with the business resource depending on both: a database
+    /// needs its data and its logs on the same server and fails over with both, which is why its
+    /// mirror disks share a group (NEC's guides build a database group of its disks, the virtual
+    /// IP and the service; an md in a group of its own would fail over alone and split them).
+    pub fn two_mirrors(os: Os) -> Self {
+        let mut s = match os {
+            Os::Windows => Scenario::windows_runbook(),
+            Os::Linux => Scenario::linux(),
+        };
+        s.md = id(ResourceName::parse("md1"));
+        let second = match os {
+            Os::Windows => MirrorSetup {
+                resource: id(ResourceName::parse("md2")),
+                device: id(DeviceName::parse("/dev/sdy")),
+                cluster_device: None,
+                cluster_partition: Partition::Letter('S'),
+                data_partition: Partition::Letter('L'),
+            },
+            Os::Linux => MirrorSetup {
+                resource: id(ResourceName::parse("md2")),
+                device: id(DeviceName::parse("/dev/xvdc")),
+                cluster_device: None,
+                cluster_partition: Partition::Device("/dev/xvdc1".to_owned()),
+                data_partition: Partition::Device("/dev/xvdc2".to_owned()),
+            },
+        };
+        s.more_mirrors = vec![second];
+        s
+    }
+
+    /// Every md resource, the first one first.
+    pub fn mirrors(&self) -> Vec<MirrorSetup> {
+        let first = MirrorSetup {
+            resource: self.md.clone(),
+            device: self.device.clone(),
+            cluster_device: self.cluster_device.clone(),
+            cluster_partition: self.cluster_partition.clone(),
+            data_partition: self.data_partition.clone(),
+        };
+        std::iter::once(first).chain(self.more_mirrors.iter().cloned()).collect()
+    }
+
+    /// The md resource whose partitions are on volumes at `device`, and whether `device` holds
+    /// its data partition (`true`) or only its cluster partition (`false`).
+    pub fn mirror_at(&self, device: &DeviceName) -> Option<(MirrorSetup, bool)> {
+        self.mirrors().into_iter().find_map(|m| {
+            if m.device == *device {
+                Some((m, true))
+            } else if m.cluster_device.as_ref() == Some(device) {
+                Some((m, false))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The text of a desired-state file for this scenario: its cluster, servers (`access =
+    /// "local"`) and every md (`[[mirror]]` entries when it has several, all in its group), then
+    /// `body` (tables such as `[backup]`).
+    pub fn spec_text(&self, body: &str) -> String {
+        use std::fmt::Write as _;
+        let os = match self.os {
+            Os::Windows => "windows",
+            Os::Linux => "linux",
+        };
+        let mut t = format!(
+            "[cluster]\nname = \"{}\"\nregion = \"{}\"\nos = \"{os}\"\naccess = \"local\"\n",
+            self.cluster, self.region
+        );
+        for s in &self.servers {
+            let _ = write!(
+                t,
+                "\n[[cluster.server]]\nname = \"{}\"\ninstance = \"{}\"\nzone = \"{}\"\n",
+                s.name, s.instance, s.zone
+            );
+        }
+        let table = if self.more_mirrors.is_empty() { "[mirror]" } else { "[[mirror]]" };
+        for m in self.mirrors() {
+            let _ = write!(
+                t,
+                "\n{table}\nresource = \"{}\"\ngroup = \"{}\"\ndevice = \"{}\"\n",
+                m.resource, self.group, m.device
+            );
+            if let Some(c) = &m.cluster_device {
+                let _ = writeln!(t, "cluster_device = \"{c}\"");
+            }
+            let _ = write!(
+                t,
+                "cluster_partition = \"{}\"\ndata_partition = \"{}\"\nvolume = {{ type = \"{}\" }}\n",
+                m.cluster_partition, m.data_partition, self.volume_type
+            );
+        }
+        t.push('\n');
+        t.push_str(body);
+        t
+    }
+
+    /// [`Scenario::spec_text`] loaded as `desired-state/<cluster>.toml` (nothing is written).
+    pub fn spec(&self, body: &str) -> Result<Spec, crate::spec::SpecErrors> {
+        let path = std::path::PathBuf::from(format!("desired-state/{}.toml", self.cluster));
+        crate::spec::load_str(&path, &self.spec_text(body))
+    }
 }
 
 /// A lab scenario shaped like `spec`: its cluster name, servers, instances, zones, device, md,
@@ -204,13 +348,20 @@ pub fn scenario_for(spec: &Spec) -> Scenario {
     s.group = spec.mirror.group.clone();
     s.md = spec.mirror.resource.clone();
     s.device = spec.mirror.device.clone();
-    for d in spec.mirrors().flat_map(crate::spec::MirrorSpec::devices) {
-        if *d != spec.mirror.device && !s.extra_volumes.contains(d) {
-            s.extra_volumes.push(d.clone());
-        }
-    }
+    s.cluster_device.clone_from(&spec.mirror.cluster_device);
     s.cluster_partition = spec.mirror.cluster_partition.clone();
     s.data_partition = spec.mirror.data_partition.clone();
+    s.more_mirrors = spec
+        .more_mirrors
+        .iter()
+        .map(|m| MirrorSetup {
+            resource: m.resource.clone(),
+            device: m.device.clone(),
+            cluster_device: m.cluster_device.clone(),
+            cluster_partition: m.cluster_partition.clone(),
+            data_partition: m.data_partition.clone(),
+        })
+        .collect();
     s
 }
 
@@ -226,5 +377,15 @@ mod tests {
         let l = Scenario::linux();
         assert_eq!(l.servers[1].instance.as_str(), "i-0bbbbbbbbbbbbbbbb");
         assert_eq!(l.device.to_string(), "/dev/sdb");
+    }
+
+    #[test]
+    fn two_mirror_scenarios_round_trip_through_their_desired_state() {
+        for os in [Os::Windows, Os::Linux] {
+            let s = Scenario::two_mirrors(os);
+            let spec = s.spec("").expect("the scenario's file is valid");
+            assert_eq!(spec.mirrors().count(), 2);
+            assert_eq!(scenario_for(&spec), s, "{os:?}");
+        }
     }
 }

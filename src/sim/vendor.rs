@@ -150,9 +150,11 @@ impl World {
         self.log(now, format!("clp: `{call}` on {server}: cluster service enabled, rebooting"));
         if call.op == VendorOp::Restore {
             self.clp.restore_posts.insert(server.clone(), call.skip_copy);
-            if !call.skip_copy && self.clp.md.is_some() {
+            if !call.skip_copy {
                 // Nothing says this side matches the other: it is rebuilt by a full copy [U].
-                self.clp.mirror = MirrorState::Degraded { stale: server.clone(), writes: 0, full: true };
+                for md in self.clp.mds.iter_mut().filter(|m| m.def.is_some()) {
+                    md.mirror = MirrorState::Degraded { stale: server.clone(), writes: 0, full: true };
+                }
             }
             self.settle_restore(now);
         }
@@ -188,11 +190,15 @@ impl World {
         }
         let skip = self.clp.restore_posts.values().all(|s| *s);
         if skip {
-            self.flag_unless_identical(t, "restore post-processing skipped the mirror copy");
-            self.clp.mirror = MirrorState::InSync;
+            self.flag_unless_identical(t, "restore post-processing skipped the mirror copy", None);
+            for md in self.clp.mds.iter_mut().filter(|m| m.def.is_some()) {
+                md.mirror = MirrorState::InSync;
+            }
             self.log(t, "clp: restore finished on every server; mirror copy skipped");
         } else {
-            self.clp.mirror = MirrorState::Unconstructed;
+            for md in self.clp.mds.iter_mut().filter(|m| m.def.is_some()) {
+                md.mirror = MirrorState::Unconstructed;
+            }
             self.log(t, "clp: restore finished on every server; the first md start copies its side in full");
         }
         self.clp.restore_posts.clear();

@@ -8,7 +8,7 @@
 
 use super::SimWorld;
 use super::oracle::Content;
-use crate::ids::{ServerName, SnapshotId};
+use crate::ids::{ResourceName, ServerName, SnapshotId};
 
 /// What the oracle says of a backup's snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,34 +54,58 @@ impl RestoreVerdict {
     }
 }
 
-/// The verdict on the backup that took `snap`.
+/// The verdict on the backup that took `snap` of the scenario's first md.
 pub fn backup(world: &SimWorld, snap: &SnapshotId) -> BackupVerdict {
+    backup_of(world, &world.scenario().md, snap)
+}
+
+/// The verdict on the backup whose snapshot `snap` holds md `md`'s data: it holds that md's
+/// latest quiesce point.
+pub fn backup_of(world: &SimWorld, md: &ResourceName, snap: &SnapshotId) -> BackupVerdict {
     let report = world.oracle_report();
     let snapshot = report.snapshots.get(snap).copied();
-    let captured = report.last_quiesce.as_ref().is_some_and(|q| snapshot == Some(q.content));
-    BackupVerdict {
-        snapshot,
-        quiesce_points: report.quiesce_points.iter().map(|q| q.content).collect(),
-        captured,
-        corruptions: report.corruptions,
-    }
+    let quiesce_points: Vec<Content> =
+        report.quiesce_points.iter().filter(|q| q.md == *md).map(|q| q.content).collect();
+    let captured = quiesce_points.last().is_some_and(|q| snapshot == Some(*q));
+    BackupVerdict { snapshot, quiesce_points, captured, corruptions: report.corruptions }
 }
 
-/// Whether the accident reached every server's mirror (as the runbook's restore case needs).
+/// Whether the accident reached both sides of every md (as the runbook's restore case needs).
 pub fn accident_everywhere(world: &SimWorld) -> bool {
-    world.oracle_report().servers.values().all(|c| c.is_some_and(|c| world.contains_accident(c)))
+    world
+        .oracle_report()
+        .mirrors
+        .values()
+        .flat_map(|sides| sides.values())
+        .all(|c| c.is_some_and(|c| world.contains_accident(c)))
 }
 
-/// The verdict on the data after a restore from `snap`.
+/// The verdict on the data of the scenario's first md after a restore from `snap`.
 pub fn restore(world: &SimWorld, snap: &SnapshotId) -> RestoreVerdict {
     let report = world.oracle_report();
     let sides: Vec<_> = report.servers.iter().map(|(s, c)| (s.clone(), *c)).collect();
+    judge(world, sides, report.snapshots.get(snap).copied(), report.corruptions)
+}
+
+/// The verdict on md `md`'s data after a restore from `snap` (the snapshot of its data volume).
+pub fn restore_of(world: &SimWorld, md: &ResourceName, snap: &SnapshotId) -> RestoreVerdict {
+    let report = world.oracle_report();
+    let sides: Vec<_> =
+        report.mirrors.get(md).map(|m| m.iter().map(|(s, c)| (s.clone(), *c)).collect()).unwrap_or_default();
+    judge(world, sides, report.snapshots.get(snap).copied(), report.corruptions)
+}
+
+fn judge(
+    world: &SimWorld,
+    sides: Vec<(ServerName, Option<Content>)>,
+    snapshot: Option<Content>,
+    corruptions: Vec<String>,
+) -> RestoreVerdict {
     let identical = sides.len() == 2 && sides[0].1.is_some() && sides[0].1 == sides[1].1;
     let accident_gone = sides.iter().all(|(_, c)| c.is_some_and(|c| !world.contains_accident(c)));
-    let snapshot = report.snapshots.get(snap).copied();
     let from_snapshot =
         snapshot.is_some_and(|s| sides.iter().all(|(_, c)| c.is_some_and(|c| world.descends_from(c, s))));
-    RestoreVerdict { sides, snapshot, identical, accident_gone, from_snapshot, corruptions: report.corruptions }
+    RestoreVerdict { sides, snapshot, identical, accident_gone, from_snapshot, corruptions }
 }
 
 #[cfg(test)]

@@ -217,8 +217,33 @@ pub(super) struct ClpServer {
     pub(super) vendor_mode: Option<crate::ports::cluster::VendorOp>,
 }
 
-/// The CLUSTERPRO side: one failover group with md, one business resource depending on it and,
-/// optionally, a virtual IP that does not.
+/// One md resource: its configuration, runtime state and mirror. Kept while the resource is
+/// removed from the configuration (`def` is `None`), so a re-add finds its volumes again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct MdRec {
+    /// The resource's name.
+    pub(super) name: ResourceName,
+    /// The definition, when configured.
+    pub(super) def: Option<MdDefinition>,
+    /// Device slot of the volume holding its data partition.
+    pub(super) device: DeviceName,
+    /// Device slot of the volume holding its cluster partition, when not `device`.
+    pub(super) cluster_device: Option<DeviceName>,
+    pub(super) state: ResState,
+    pub(super) mirror: MirrorState,
+    /// When its next business write happens (while it is online).
+    pub(super) next_write_at: Option<Timestamp>,
+}
+
+impl MdRec {
+    /// The device slot of the volume holding its cluster partition.
+    pub(super) fn cluster_slot(&self) -> &DeviceName {
+        self.cluster_device.as_ref().unwrap_or(&self.device)
+    }
+}
+
+/// The CLUSTERPRO side: one failover group with its md resources, one business resource depending
+/// on all of them and, optionally, a virtual IP that does not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct ClpState {
     pub(super) servers: BTreeMap<ServerName, ClpServer>,
@@ -228,9 +253,8 @@ pub(super) struct ClpState {
     pub(super) last_server: Option<ServerName>,
     /// Why the last start failed.
     pub(super) last_error: Option<String>,
-    /// The md definition, when configured.
-    pub(super) md: Option<MdDefinition>,
-    pub(super) md_state: ResState,
+    /// The md resources, in the scenario's order.
+    pub(super) mds: Vec<MdRec>,
     pub(super) business: ResourceName,
     pub(super) business_kind: String,
     pub(super) business_state: ResState,
@@ -239,11 +263,8 @@ pub(super) struct ClpState {
     pub(super) vip: Option<ResourceName>,
     #[serde(default = "ResState::offline")]
     pub(super) vip_state: ResState,
-    pub(super) mirror: MirrorState,
     pub(super) transition: Option<Transition>,
     pub(super) config_pending: Option<ConfigPending>,
-    /// When the next business write happens (while md is online).
-    pub(super) next_write_at: Option<Timestamp>,
     /// The servers whose restore post-processing ran since the last restore pre-processing, and
     /// whether each asked to skip the mirror copy.
     #[serde(default)]
@@ -305,7 +326,7 @@ enum Due {
     Join(InstanceId),
     Group,
     Config,
-    Recovery,
+    Recovery(usize),
 }
 
 impl World {
@@ -335,23 +356,32 @@ impl World {
                 auto_start: true,
                 last_server: None,
                 last_error: None,
-                md: Some(MdDefinition {
-                    resource: scenario.md.clone(),
-                    group: scenario.group.clone(),
-                    data_partition: scenario.data_partition.clone(),
-                    cluster_partition: scenario.cluster_partition.clone(),
-                    initial_copy: true,
-                }),
-                md_state: ResState::offline(),
+                mds: scenario
+                    .mirrors()
+                    .into_iter()
+                    .map(|m| MdRec {
+                        name: m.resource.clone(),
+                        def: Some(MdDefinition {
+                            resource: m.resource,
+                            group: scenario.group.clone(),
+                            data_partition: m.data_partition,
+                            cluster_partition: m.cluster_partition,
+                            initial_copy: true,
+                        }),
+                        device: m.device,
+                        cluster_device: m.cluster_device,
+                        state: ResState::offline(),
+                        mirror: MirrorState::InSync,
+                        next_write_at: None,
+                    })
+                    .collect(),
                 business: scenario.business.clone(),
                 business_kind: scenario.business_kind.clone(),
                 business_state: ResState::offline(),
                 vip: scenario.vip.clone(),
                 vip_state: ResState::offline(),
-                mirror: MirrorState::InSync,
                 transition: None,
                 config_pending: None,
-                next_write_at: None,
                 restore_posts: BTreeMap::new(),
             },
             nodes: BTreeMap::new(),
@@ -361,27 +391,32 @@ impl World {
             faults: Vec::new(),
             scenario,
         };
-        let genesis = w.oracle.genesis();
+        let genesis: Vec<Content> =
+            (0..w.clp.mds.len()).map(|i| w.oracle.original(u32::try_from(i).unwrap_or(u32::MAX))).collect();
         let servers = w.scenario.servers.clone();
         for s in &servers {
-            w.add_server(s, genesis, t0);
+            w.add_server(s, &genesis, t0);
         }
         if let Some(active) = servers.first() {
-            w.clp.md_state = ResState::on(ObjectState::Online, &active.name);
+            for md in &mut w.clp.mds {
+                md.state = ResState::on(ObjectState::Online, &active.name);
+                md.next_write_at = Some(plus(t0, 1.0));
+            }
             w.clp.business_state = ResState::on(ObjectState::Online, &active.name);
             if w.clp.vip.is_some() {
                 w.clp.vip_state = ResState::on(ObjectState::Online, &active.name);
             }
             w.clp.last_server = Some(active.name.clone());
-            w.clp.next_write_at = Some(plus(t0, 1.0));
         }
         w.log(t0, format!("world created from scenario {} (seed {})", w.scenario.cluster, w.rng.seed()));
         w
     }
 
-    /// Adds one scenario server: its running instance, its attached mirror volume (online, with
-    /// the scenario's letters) and its cluster membership.
-    fn add_server(&mut self, s: &super::scenario::ServerSetup, genesis: Content, t0: Timestamp) {
+    /// Adds one scenario server: its running instance, its attached mirror volumes (each md's
+    /// data volume and, when split, its cluster-partition volume; online, with the scenario's
+    /// letters), the scenario's further volumes and its cluster membership. `genesis` is each
+    /// md's original data.
+    fn add_server(&mut self, s: &super::scenario::ServerSetup, genesis: &[Content], t0: Timestamp) {
         self.ec2.instances.insert(
             s.instance.clone(),
             InstanceRec {
@@ -397,10 +432,66 @@ impl World {
         self.clp
             .servers
             .insert(s.name.clone(), ClpServer { instance: s.instance.clone(), member: true, vendor_mode: None });
+        let mut node = NodeState { next_number: 1, ..NodeState::default() };
+        let mirrors = self.scenario.mirrors();
+        for (i, m) in mirrors.iter().enumerate() {
+            let content = genesis.get(i).copied().unwrap_or_default();
+            for device in m.devices() {
+                let name = match (i, device == &m.device) {
+                    (0, true) => format!("{}-{}-mirror", self.scenario.cluster, s.name),
+                    (_, true) => format!("{}-{}-{}", self.scenario.cluster, s.name, m.resource),
+                    (_, false) => format!("{}-{}-{}-cluster", self.scenario.cluster, s.name, m.resource),
+                };
+                let (vol, signature) = self.add_volume(s, device, name, content, t0);
+                let letters: BTreeMap<u32, char> = self
+                    .partitions_at(device)
+                    .into_iter()
+                    .filter_map(|(n, p)| match p {
+                        crate::spec::Partition::Letter(c) => Some((n, c)),
+                        crate::spec::Partition::Device(_) => None,
+                    })
+                    .collect();
+                if !letters.is_empty() {
+                    node.seen.insert(signature, letters.clone());
+                }
+                let number = node.next_number;
+                node.next_number += 1;
+                node.disks.insert(
+                    vol,
+                    OsDisk {
+                        number,
+                        online: true,
+                        read_only: false,
+                        offline_reason: None,
+                        lettered: true,
+                        letters,
+                        mounted: Vec::new(),
+                    },
+                );
+            }
+        }
+        for device in self.scenario.extra_volumes.clone() {
+            let name = format!("{}-{}-{}", self.scenario.cluster, s.name, device.api_name());
+            let content = genesis.first().copied().unwrap_or_default();
+            self.add_volume(s, &device, name, content, t0);
+        }
+        self.nodes.insert(s.name.clone(), node);
+    }
+
+    /// One in-use volume of the scenario attached at `device` on `s`'s instance; returns its id
+    /// and disk signature.
+    fn add_volume(
+        &mut self,
+        s: &super::scenario::ServerSetup,
+        device: &DeviceName,
+        name: String,
+        content: Content,
+        t0: Timestamp,
+    ) -> (VolumeId, u64) {
         let vol = self.new_volume_id();
         let signature = self.next_mix();
         let mut tags = Tags::new();
-        tags.insert("Name".to_owned(), format!("{}-{}-mirror", self.scenario.cluster, s.name));
+        tags.insert("Name".to_owned(), name);
         self.ec2.volumes.insert(
             vol.clone(),
             VolumeRec {
@@ -413,73 +504,35 @@ impl World {
                 snapshot: None,
                 attachment: Some(AttachRec {
                     instance: s.instance.clone(),
-                    device: self.scenario.device.clone(),
+                    device: device.clone(),
                     state: AttachState::Attached,
                     until: None,
                 }),
                 tags,
                 created: t0,
                 visible_at: t0,
-                content: genesis,
+                content,
                 signature,
                 init_rate_mib_s: None,
                 fast_restored: false,
             },
         );
-        for device in self.scenario.extra_volumes.clone() {
-            let extra = self.new_volume_id();
-            let extra_signature = self.next_mix();
-            let mut tags = Tags::new();
-            tags.insert("Name".to_owned(), format!("{}-{}-{}", self.scenario.cluster, s.name, device.api_name()));
-            self.ec2.volumes.insert(
-                extra.clone(),
-                VolumeRec {
-                    id: extra,
-                    zone: s.zone.clone(),
-                    size_gib: self.scenario.size_gib,
-                    volume_type: self.scenario.volume_type.clone(),
-                    state: VolumeState::InUse,
-                    ready_at: None,
-                    snapshot: None,
-                    attachment: Some(AttachRec {
-                        instance: s.instance.clone(),
-                        device,
-                        state: AttachState::Attached,
-                        until: None,
-                    }),
-                    tags,
-                    created: t0,
-                    visible_at: t0,
-                    content: genesis,
-                    signature: extra_signature,
-                    init_rate_mib_s: None,
-                    fast_restored: false,
-                },
-            );
-        }
-        let letters: BTreeMap<u32, char> = match (&self.scenario.cluster_partition, &self.scenario.data_partition) {
-            (crate::spec::Partition::Letter(c), crate::spec::Partition::Letter(d)) => {
-                BTreeMap::from([(1, *c), (2, *d)])
+        (vol, signature)
+    }
+
+    /// The partitions a mirror volume at `device` holds, by number, and what each is for the
+    /// scenario's md: a volume holding both has the cluster partition as 1 and the data partition
+    /// as 2 (the runbook's disk); a volume holding one of them has it as 1. A volume at a device
+    /// no md uses has partitions 1 and 2 with no role (an empty list of roles).
+    pub(super) fn partitions_at(&self, device: &DeviceName) -> Vec<(u32, crate::spec::Partition)> {
+        match self.scenario.mirror_at(device) {
+            Some((m, true)) if m.cluster_device.is_none() => {
+                vec![(1, m.cluster_partition), (2, m.data_partition)]
             }
-            _ => BTreeMap::new(),
-        };
-        let mut node = NodeState { next_number: 2, ..NodeState::default() };
-        if !letters.is_empty() {
-            node.seen.insert(signature, letters.clone());
+            Some((m, true)) => vec![(1, m.data_partition)],
+            Some((m, false)) => vec![(1, m.cluster_partition)],
+            None => Vec::new(),
         }
-        node.disks.insert(
-            vol,
-            OsDisk {
-                number: 1,
-                online: true,
-                read_only: false,
-                offline_reason: None,
-                lettered: true,
-                letters,
-                mounted: Vec::new(),
-            },
-        );
-        self.nodes.insert(s.name.clone(), node);
     }
 
     /// Appends to the timeline.
@@ -535,35 +588,68 @@ impl World {
         self.clp.servers.keys().find(|s| *s != server).cloned()
     }
 
-    /// The volume attached (and seen by the OS) at the mirror device of `server`'s instance.
-    pub(super) fn mirror_volume(&self, server: &ServerName) -> Option<VolumeId> {
+    /// The volume attached (and seen by the OS) at `device` of `server`'s instance.
+    pub(super) fn volume_at(&self, server: &ServerName, device: &DeviceName) -> Option<VolumeId> {
         let inst = self.clp.servers.get(server)?.instance.clone();
         self.ec2.volumes.values().find_map(|v| {
             let a = v.attachment.as_ref()?;
-            (a.instance == inst
-                && a.device == self.scenario.device
-                && matches!(a.state, AttachState::Attached | AttachState::Busy))
-            .then(|| v.id.clone())
+            (a.instance == inst && a.device == *device && matches!(a.state, AttachState::Attached | AttachState::Busy))
+                .then(|| v.id.clone())
         })
     }
 
-    pub(super) fn mirror_content(&self, server: &ServerName) -> Option<Content> {
-        let v = self.mirror_volume(server)?;
+    /// The volume attached (and seen by the OS) at the first md's data device of `server`.
+    pub(super) fn mirror_volume(&self, server: &ServerName) -> Option<VolumeId> {
+        self.volume_at(server, &self.scenario.device)
+    }
+
+    /// The volume holding md `i`'s data on `server`.
+    pub(super) fn md_volume(&self, i: usize, server: &ServerName) -> Option<VolumeId> {
+        self.volume_at(server, &self.clp.mds.get(i)?.device)
+    }
+
+    /// What md `i`'s data volume on `server` holds.
+    pub(super) fn md_content(&self, i: usize, server: &ServerName) -> Option<Content> {
+        let v = self.md_volume(i, server)?;
         self.ec2.volumes.get(&v).map(|v| v.content)
     }
 
-    fn set_mirror_content(&mut self, server: &ServerName, c: Content) {
-        if let Some(rec) = self.mirror_volume(server).and_then(|v| self.ec2.volumes.get_mut(&v)) {
+    pub(super) fn mirror_content(&self, server: &ServerName) -> Option<Content> {
+        self.md_content(0, server)
+    }
+
+    fn set_md_content(&mut self, i: usize, server: &ServerName, c: Content) {
+        if let Some(rec) = self.md_volume(i, server).and_then(|v| self.ec2.volumes.get_mut(&v)) {
             rec.content = c;
         }
     }
 
-    /// Where md is online (or still stopping), if anywhere.
+    /// The position of the configured md resource named `resource`.
+    pub(super) fn md_index(&self, resource: &ResourceName) -> Option<usize> {
+        self.clp.mds.iter().position(|m| m.def.as_ref().is_some_and(|d| d.resource == *resource))
+    }
+
+    /// How the timeline names md `i`'s mirror: "mirror" when the cluster has one md (the runbook's
+    /// wording), "mirror <md>" when it has several.
+    pub(super) fn mirror_label(&self, i: usize) -> String {
+        match self.clp.mds.get(i) {
+            Some(m) if self.clp.mds.len() > 1 => format!("mirror {}", m.name),
+            _ => "mirror".to_owned(),
+        }
+    }
+
+    /// Where the first md is online (or still stopping), if anywhere.
     pub(super) fn md_active(&self) -> Option<ServerName> {
-        self.clp.md.as_ref()?;
+        self.md_active_of(0)
+    }
+
+    /// Where md `i` is online (or still stopping), if anywhere.
+    pub(super) fn md_active_of(&self, i: usize) -> Option<ServerName> {
+        let md = self.clp.mds.get(i)?;
+        md.def.as_ref()?;
         // While md is going offline, it still serves (and writes) until the stop completes.
-        matches!(self.clp.md_state.state, ObjectState::Online | ObjectState::OfflinePending)
-            .then(|| self.clp.md_state.current.clone())
+        matches!(md.state.state, ObjectState::Online | ObjectState::OfflinePending)
+            .then(|| md.state.current.clone())
             .flatten()
     }
 
@@ -602,8 +688,10 @@ impl World {
         }
         consider(self.clp.transition.as_ref().map(|t| t.until), Due::Group);
         consider(self.clp.config_pending.as_ref().map(|c| c.until), Due::Config);
-        if let MirrorState::Recovering { until, .. } = &self.clp.mirror {
-            consider(Some(*until), Due::Recovery);
+        for (i, md) in self.clp.mds.iter().enumerate() {
+            if let MirrorState::Recovering { until, .. } = &md.mirror {
+                consider(Some(*until), Due::Recovery(i));
+            }
         }
         best
     }
@@ -652,7 +740,7 @@ impl World {
             }
             Due::Group => self.settle_transition(t),
             Due::Config => self.settle_config(t),
-            Due::Recovery => self.finish_recovery(t),
+            Due::Recovery(i) => self.finish_recovery(t, i),
         }
     }
 
@@ -755,12 +843,19 @@ impl World {
         }
     }
 
-    /// Business writes due up to `t` while md is online.
+    /// Business writes due up to `t` on every md online.
     fn accrue_writes(&mut self, t: Timestamp) {
-        let Some(active) = self.md_active() else {
+        for i in 0..self.clp.mds.len() {
+            self.accrue_md_writes(i, t);
+        }
+    }
+
+    /// Business writes due up to `t` while md `i` is online.
+    fn accrue_md_writes(&mut self, i: usize, t: Timestamp) {
+        let Some(active) = self.md_active_of(i) else {
             return;
         };
-        let Some(next) = self.clp.next_write_at else {
+        let Some(next) = self.clp.mds[i].next_write_at else {
             return;
         };
         if next > t {
@@ -772,59 +867,69 @@ impl World {
         let n = elapsed.floor() as u64 + 1;
         #[allow(clippy::cast_precision_loss)]
         let next_after = plus(next, n as f64);
-        self.clp.next_write_at = Some(next_after);
-        self.apply_writes(&active, n);
+        self.clp.mds[i].next_write_at = Some(next_after);
+        self.apply_writes(i, &active, n);
     }
 
-    /// `n` writes on the active side, replicated according to the mirror state.
-    pub(super) fn apply_writes(&mut self, active: &ServerName, n: u64) {
-        let Some(c) = self.mirror_content(active) else {
+    /// `n` writes on md `i`'s active side, replicated according to its mirror state.
+    pub(super) fn apply_writes(&mut self, i: usize, active: &ServerName, n: u64) {
+        let Some(c) = self.md_content(i, active) else {
             return;
         };
         let after = self.oracle.write(c, n);
-        self.set_mirror_content(active, after);
-        self.replicate(active, n, after);
+        self.set_md_content(i, active, after);
+        self.replicate(i, active, n, after);
     }
 
-    /// Replicates content `after` (following `n` writes on `active`) to the peer, or counts what
-    /// the peer missed.
-    pub(super) fn replicate(&mut self, active: &ServerName, n: u64, after: Content) {
+    /// Replicates md `i`'s content `after` (following `n` writes on `active`) to the peer, or
+    /// counts what the peer missed.
+    pub(super) fn replicate(&mut self, i: usize, active: &ServerName, n: u64, after: Content) {
         let Some(peer) = self.peer(active) else {
             return;
         };
-        match &mut self.clp.mirror {
-            MirrorState::InSync => {
-                if self.clp.servers.get(&peer).is_some_and(|s| s.member) {
-                    self.set_mirror_content(&peer, after);
-                }
+        let member = self.clp.servers.get(&peer).is_some_and(|s| s.member);
+        let Some(md) = self.clp.mds.get_mut(i) else {
+            return;
+        };
+        let copy = match &mut md.mirror {
+            MirrorState::InSync => member,
+            MirrorState::Degraded { stale, writes, .. } if *stale == peer => {
+                *writes += n;
+                false
             }
-            MirrorState::Degraded { stale, writes, .. } if *stale == peer => *writes += n,
-            MirrorState::Recovering { writes, .. } => *writes += n,
-            MirrorState::Degraded { .. } | MirrorState::Unconstructed => {}
+            MirrorState::Recovering { writes, .. } => {
+                *writes += n;
+                false
+            }
+            MirrorState::Degraded { .. } | MirrorState::Unconstructed => false,
+        };
+        if copy {
+            self.set_md_content(i, &peer, after);
         }
     }
 
-    /// A server left the cluster.
+    /// A server left the cluster: every configured md's mirror loses that side.
     pub(super) fn on_leave(&mut self, t: Timestamp, server: &ServerName) {
-        if self.clp.md.is_none() {
-            return;
-        }
-        let peer = self.peer(server);
-        let next = match &self.clp.mirror {
-            MirrorState::InSync => Some(MirrorState::Degraded { stale: server.clone(), writes: 0, full: false }),
-            MirrorState::Recovering { target, full, writes, .. } => {
-                let stale = if target == server { server.clone() } else { target.clone() };
-                Some(MirrorState::Degraded { stale, writes: (*writes).max(1), full: *full })
+        for i in 0..self.clp.mds.len() {
+            if self.clp.mds[i].def.is_none() {
+                continue;
             }
-            MirrorState::Degraded { .. } | MirrorState::Unconstructed => None,
-        };
-        if let Some(next) = next {
-            if matches!(self.clp.mirror, MirrorState::Recovering { .. }) {
-                self.log(t, format!("clp: mirror recovery interrupted ({server} left)"));
+            let next = match &self.clp.mds[i].mirror {
+                MirrorState::InSync => Some(MirrorState::Degraded { stale: server.clone(), writes: 0, full: false }),
+                MirrorState::Recovering { target, full, writes, .. } => {
+                    let stale = if target == server { server.clone() } else { target.clone() };
+                    Some(MirrorState::Degraded { stale, writes: (*writes).max(1), full: *full })
+                }
+                MirrorState::Degraded { .. } | MirrorState::Unconstructed => None,
+            };
+            if let Some(next) = next {
+                if matches!(self.clp.mds[i].mirror, MirrorState::Recovering { .. }) {
+                    let label = self.mirror_label(i);
+                    self.log(t, format!("clp: {label} recovery interrupted ({server} left)"));
+                }
+                self.clp.mds[i].mirror = next;
             }
-            self.clp.mirror = next;
         }
-        let _ = peer;
     }
 
     /// A server joined: start a mirror recovery if its side is stale and the other side is up.
@@ -832,12 +937,22 @@ impl World {
         self.maybe_recover(t);
     }
 
-    /// Starts a recovery when both servers are members and one side is stale.
+    /// Starts a recovery of every md whose one side is stale while both servers are members.
     pub(super) fn maybe_recover(&mut self, t: Timestamp) {
-        if self.clp.md.is_none() {
+        for i in 0..self.clp.mds.len() {
+            self.maybe_recover_md(t, i);
+        }
+    }
+
+    /// Starts a recovery of md `i` when both servers are members and one side is stale.
+    pub(super) fn maybe_recover_md(&mut self, t: Timestamp, i: usize) {
+        let Some(md) = self.clp.mds.get(i) else {
+            return;
+        };
+        if md.def.is_none() {
             return;
         }
-        let MirrorState::Degraded { stale, writes, full } = self.clp.mirror.clone() else {
+        let MirrorState::Degraded { stale, writes, full } = md.mirror.clone() else {
             return;
         };
         let Some(source) = self.peer(&stale) else {
@@ -846,9 +961,10 @@ impl World {
         if !self.is_member(&stale) || !self.is_member(&source) {
             return;
         }
+        let label = self.mirror_label(i);
         if writes == 0 && !full {
-            self.clp.mirror = MirrorState::InSync;
-            self.log(t, format!("clp: mirror sides identical, {stale} back in sync"));
+            self.clp.mds[i].mirror = MirrorState::InSync;
+            self.log(t, format!("clp: {label} sides identical, {stale} back in sync"));
             return;
         }
         let median = if full {
@@ -857,25 +973,25 @@ impl World {
             self.scenario.latency.resync_s(writes)
         };
         let until = self.after(t, median);
-        self.clp.mirror = MirrorState::Recovering { target: stale.clone(), full, writes: 0, until };
+        self.clp.mds[i].mirror = MirrorState::Recovering { target: stale.clone(), full, writes: 0, until };
         let kind = if full { "full copy" } else { "differential recovery" };
-        self.log(t, format!("clp: mirror {kind} {source} → {stale} started"));
+        self.log(t, format!("clp: {label} {kind} {source} → {stale} started"));
     }
 
-    fn finish_recovery(&mut self, t: Timestamp) {
-        let MirrorState::Recovering { target, .. } = self.clp.mirror.clone() else {
+    fn finish_recovery(&mut self, t: Timestamp, i: usize) {
+        let Some(MirrorState::Recovering { target, .. }) = self.clp.mds.get(i).map(|m| m.mirror.clone()) else {
             return;
         };
         // Settled whatever happens next, so `advance` never sees this deadline again.
-        self.clp.mirror = MirrorState::InSync;
+        self.clp.mds[i].mirror = MirrorState::InSync;
         let Some(source) = self.peer(&target) else {
             return;
         };
-        if let Some(c) = self.mirror_content(&source) {
-            self.set_mirror_content(&target, c);
+        if let Some(c) = self.md_content(i, &source) {
+            self.set_md_content(i, &target, c);
         }
-        self.clp.mirror = MirrorState::InSync;
-        self.log(t, format!("clp: mirror recovery done, {target} = {source} (GREEN)"));
+        let label = self.mirror_label(i);
+        self.log(t, format!("clp: {label} recovery done, {target} = {source} (GREEN)"));
     }
 
     /// Whether the OS of `server` sees `volume` as a disk.

@@ -1233,20 +1233,19 @@ fn plan_of_a_backup_of_an_md_on_two_volumes_projects_one_snapshot_set() {
 }
 
 #[test]
-fn plan_of_a_file_with_two_md_names_the_md_the_cluster_lacks_and_refuses_the_backup() {
+fn plan_of_a_file_with_two_md_projects_a_backup_of_both_as_one_snapshot_set() {
     let lab = Lab::new();
     let file = lab.prod_db("two-md", with_two_mirrors);
     let r = lab.run(&["validate", s(&file)]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    // The lab world built from this file has md only (the simulator models one md resource).
+    // The lab world built from this file has both md resources, so the shape check finds none
+    // missing, and the backup quiesces each md and snapshots both volumes as one set.
     let plan = lab.run(&["plan", "--world", "lab", s(&file)]);
-    assert_ne!(plan.code, 0, "not converged: {}", plan.stdout);
-    assert!(plan.stdout.contains("BLOCKED (several-volumes-not-supported)"), "{}", plan.stdout);
-    assert!(
-        plan.stdout.contains("md resource(s) md2 that the cluster's configuration does not have"),
-        "{}",
-        plan.stdout
-    );
+    assert_eq!(plan.code, 2, "{}", plan.stdout);
+    assert!(!plan.stdout.contains("does not have"), "{}", plan.stdout);
+    for step in ["backup/b1/stop-md@server1", "backup/b1/stop-md-md2@server1", "backup/b1/snapshot-set@server2"] {
+        assert!(plan.stdout.contains(&format!("step: {step}")), "{step}: {}", plan.stdout);
+    }
 }
 
 // ---- progress -------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ mod planner_props;
 mod request_change;
 mod schedules;
 mod secret_sources;
+mod set_restore;
+mod several_md;
 mod sim_faults;
 mod sim_flows;
 mod sim_world;

@@ -192,7 +192,7 @@ async fn a_backup_of_an_md_on_two_volumes_is_one_snapshot_set_of_exactly_those()
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_restore_of_an_md_on_two_volumes_is_refused_before_any_step() {
+async fn a_restore_of_an_md_on_two_volumes_is_planned_but_one_snapshot_of_its_set_alone_is_refused() {
     use mirrorctl::reconcile::Settled;
     let (lab, spec) = split_lab(75);
     assert_eq!(lab.apply(&spec).await, Settled::Converged);
@@ -201,9 +201,15 @@ async fn a_restore_of_an_md_on_two_volumes_is_refused_before_any_step() {
     let ctx = lab.ctx();
     let journal = open_journal(&restore, &ctx).await.unwrap();
     let (_, p) = plan_once(&restore, &ctx, &journal).await.unwrap();
+    // Still pending: the whole set (both snapshots) is checked, not only the one named.
     let Outcome::Blocked(c) = &p.outcome else { panic!("{p:?}") };
-    assert_eq!(c.reason, "several-volumes-not-supported", "{c:?}");
-    assert!(c.message.contains("separate volumes"), "{c:?}");
+    assert_eq!(c.reason, "snapshot-not-completed", "{c:?}");
+    drop(journal);
+    mirrorctl::ports::Clock::sleep(&lab.world.clock(), std::time::Duration::from_hours(12)).await;
+    let journal = open_journal(&restore, &ctx).await.unwrap();
+    let (_, p) = plan_once(&restore, &ctx, &journal).await.unwrap();
+    assert_eq!(p.steps().iter().map(|s| s.id.0.as_str()).collect::<Vec<_>>(), ["restore/r1/preflight"], "{p:?}");
+    drop(journal);
 
     // A file without cluster_device restoring one snapshot of the set: refused as a partial set.
     let mut single = restore.clone();
@@ -216,8 +222,10 @@ async fn a_restore_of_an_md_on_two_volumes_is_refused_before_any_step() {
     assert!(lab.actions(&single).iter().all(|(id, _)| !id.starts_with("restore/")), "nothing of the restore ran");
 }
 
+/// A file naming md2 against a cluster that has md only: the backup is refused before any step
+/// (every md of the file must be configured before the first is quiesced).
 #[tokio::test(start_paused = true)]
-async fn a_backup_of_several_md_resources_is_refused_before_any_step() {
+async fn a_backup_of_several_md_one_of_which_the_cluster_lacks_is_refused_before_any_step() {
     use mirrorctl::reconcile::Settled;
     let lab = Lab::windows(76);
     let mut spec = with_backups(example(Os::Windows), &["b1"], 7);
@@ -480,9 +488,13 @@ async fn a_restore_by_backup_name_of_a_set_is_checked_against_the_files_volumes_
     let c = blocked_on(&lab, &other).await;
     assert_eq!(c.reason, "backup-set-mismatch", "{c:?}");
     assert!(c.message.contains("no snapshot holds md2:data or md2:cluster"), "{c:?}");
-    // The file of the set's shape: the set maps, but restoring a set is not built yet.
-    let c = blocked_on(&lab, &by_backup(spec.clone(), "b1", "r1")).await;
-    assert_eq!(c.reason, "several-volumes-not-supported", "{c:?}");
+    // The file of the set's shape: the set maps, and its restore begins with the preflight.
+    let ctx = lab.ctx();
+    let whole = by_backup(spec.clone(), "b1", "r1");
+    let journal = open_journal(&whole, &ctx).await.unwrap();
+    let (_, p) = plan_once(&whole, &ctx, &journal).await.unwrap();
+    assert_eq!(p.steps().iter().map(|s| s.id.0.as_str()).collect::<Vec<_>>(), ["restore/r1/preflight"], "{p:?}");
+    drop(journal);
     // One snapshot of the set gone: a partial set, named.
     lab.world.ports().cloud.delete_snapshot(&snaps[0].id).await.unwrap();
     let c = blocked_on(&lab, &by_backup(spec.clone(), "b1", "r1")).await;

@@ -20,7 +20,12 @@ pub(super) struct Facts<'a> {
     pub(super) speed: f64,
     pub(super) procedure: ProcedureChoice,
     pub(super) fast_restore: bool,
+    /// md resources of the cluster.
+    pub(super) mirrors: u8,
+    /// The first md's backup snapshot.
     pub(super) snapshot: &'a str,
+    /// Each md's backup snapshot.
+    pub(super) snapshots: &'a [(crate::ids::ResourceName, crate::ids::SnapshotId)],
     /// Model seconds from the restore's request to its convergence.
     pub(super) restore_s: f64,
     /// Real seconds of the whole run.
@@ -58,7 +63,9 @@ pub(super) fn document(f: &Facts<'_>) -> serde_json::Value {
         "speed": f.speed,
         "procedure": f.procedure,
         "fast_restore": f.fast_restore,
+        "mirrors": f.mirrors,
         "snapshot": f.snapshot,
+        "snapshots": f.snapshots.iter().map(|(md, s)| (md.to_string(), s.to_string())).collect::<std::collections::BTreeMap<_, _>>(),
         "restore_model_s": f.restore_s,
         "model_s": f.world.now().duration_since(start).as_secs_f64(),
         "wall_s": f.wall_s,
