@@ -29,7 +29,8 @@
 //! [`initial_copy_decision`]), step 6 starts each group (`start-group@server1/<group>` when the md
 //! resources are in several groups) and waits until every md is healthy. NEC's processing is not
 //! driven over a set: `procedure = "vendor"` is refused before any step, `auto` takes the
-//! configuration edit. Fast Snapshot Restore is refused for a set.
+//! configuration edit. Fast Snapshot Restore is refused for a set. That CLUSTERPRO applies several
+//! md removals (re-adds) in one push as it applies one is an inference [U] (README's [U] list).
 
 use crate::ids::{DeviceName, GroupName, RequestName, ResourceName, ServerName, SnapshotId, Zone};
 use crate::journal::JournalView;

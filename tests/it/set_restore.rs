@@ -314,3 +314,33 @@ async fn a_set_restore_resumes_from_a_crash_at_every_step_boundary() {
     }
     assert!(covered >= 15, "covered {covered}");
 }
+
+/// The request changes while a two-md restore has detached an old volume: before the new request
+/// starts, every device of both servers has a volume again (`safe-attach@server/device`), and the
+/// new request restores both md from the set.
+#[tokio::test(start_paused = true)]
+async fn a_set_restore_whose_request_changes_after_a_detach_puts_a_volume_back_at_each_device() {
+    use mirrorctl::execute::CrashPoint;
+    for n in 1..60 {
+        let (mut lab, spec, held) = two_md_backup(Os::Windows, 500 + n as u64).await;
+        lab.world.accident();
+        let r1 = by_backup(spec.clone(), "b1", "r1");
+        let (_, switch) = lab.apply_with_crash(&r1, CrashPoint::AfterCall, n).await;
+        assert!(switch.fired(), "the restore ended before a detach");
+        let actions = lab.actions(&r1);
+        let Some((last, _)) = actions.last() else { continue };
+        if !last.starts_with("restore/r1/detach@") {
+            continue;
+        }
+        lab.restart();
+        let r2 = by_backup(spec.clone(), "b1", "r2");
+        assert_eq!(lab.apply(&r2).await, Settled::Converged, "after {last}");
+        let actions = lab.actions(&r2);
+        let back: Vec<&String> =
+            actions.iter().map(|(id, _)| id).filter(|id| id.starts_with("restore/r1/safe-attach@")).collect();
+        assert!(!back.is_empty() && back.iter().all(|id| id.contains('/') && id.matches('/').count() == 3), "{back:?}");
+        assert_each_md_restored(&lab, &held, "r2");
+        return;
+    }
+    panic!("no crash point right after a detach");
+}
