@@ -46,7 +46,8 @@ pub enum Seen {
     /// The cluster a CLUSTERPRO operation left, read by the same port call once it finished.
     Cluster(Left),
     /// A volume `AttachVolume` began attaching: EC2's answer to it is that attachment, in state
-    /// `attaching` (the port keeps only its success).
+    /// `attaching` (EC2 API Reference, `AttachVolume` response: `volumeId`, `instanceId`, `device`,
+    /// `status`; the port keeps only its success).
     Attaching {
         /// The volume.
         volume: VolumeId,
@@ -55,8 +56,9 @@ pub enum Seen {
         /// The device.
         device: DeviceName,
     },
-    /// The tags `CreateTags` set: EC2 answers success once the resource carries them (it adds or
-    /// overwrites exactly the tags given, and answers nothing else).
+    /// The tags `CreateTags` set: its success means the resource carries them (EC2 API Reference,
+    /// `CreateTags`: "adds or overwrites only the specified tags"; the answer is `true`, nothing
+    /// else).
     Tags {
         /// The resource id.
         resource: String,

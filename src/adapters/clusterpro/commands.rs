@@ -88,7 +88,11 @@
 //! (`NeedsHuman`) naming every place tried (research/clusterpro-audit.md #14).
 //!
 //! **Scripts.** `clpgrp`, `clprsc`, `clpcfctrl --push` and `clpcl` return when CLUSTERPRO has
-//! finished (seen in use, DOMAIN.md), so a call's exit is its outcome; nothing is polled. Linux: one `sh` script per
+//! finished (seen in use, DOMAIN.md), so a call's exit is its outcome; nothing is polled. An
+//! operation's script (and `clpcl --resume`'s) runs `clpstat` after the command when it exited 0,
+//! its output after a [`STATUS_MARKER`] line: the status the operation left, its answer
+//! ([`crate::ports::cluster::Left`]), without another run on the node. `clpdown` takes its own
+//! server out, so its answer is asked of the cluster right after it. Linux: one `sh` script per
 //! call, an argument quoted unless it holds only safe characters. Windows: one PowerShell
 //! script per call (`AWS-RunPowerShellScript` runs Windows PowerShell 5.1), using only
 //! `New-Item -ItemType Directory`, `Test-Path -LiteralPath` (or `Get-Command` without a command

@@ -29,7 +29,8 @@
 //!   (`GroupStartFailed`, `GroupMoveFailed`, `ResourceStartFailed` → `NeedsHuman`;
 //!   `GroupStopFailed`, `ResourceStopFailed` → `Retryable`, as the simulator), or the operation
 //!   timeout passes ([`OPERATION_TIMED_OUT`], `Retryable`: the cluster may still finish it, and the
-//!   next observation sees where it went).
+//!   next observation sees where it went). Once done, one more GET of the whole status is the
+//!   operation's answer ([`crate::ports::cluster::Left`]).
 //!
 //! What is confirmed and what is inferred (see DOMAIN.md "CLUSTERPRO interfaces"):
 //! - Confirmed from NEC's own sample client (`CLUSTERPRO/REST-API_App`, `clusterapi.ts`) and the
