@@ -113,7 +113,8 @@ impl Observed {
 /// world (a group stopped, a disk taken offline). Re-reading only what the last steps touched,
 /// what is still changing by itself, and what the planner's wait names keeps a two-node restore
 /// within a dozen `Describe*` calls and shortens every pass to the slowest read it really needs.
-/// CLUSTERPRO status and mirror colours are read on every pass (they change by themselves).
+/// CLUSTERPRO status and mirror colours are read on every pass (they change by themselves), except
+/// right after a CLUSTERPRO operation that answered with them ([`Refresh::keep_status`]).
 /// Something changed behind mirrorctl's back is seen at the next full look: the first pass of
 /// every reconcile (and so every daemon resync), after any failed step, after a wait that did not
 /// end in three looks, and at least every [`FULL_LOOK_EVERY`].
@@ -138,6 +139,13 @@ pub struct Refresh {
     pub initialization: bool,
     /// `DescribeFastSnapshotRestores` of the restore snapshot.
     pub fast_restore: bool,
+    /// CLUSTERPRO status is carried over, not read: the last batch's one CLUSTERPRO operation
+    /// answered with the status it left (`execute::Seen::Cluster`), already in the previous
+    /// observation. Never set by a full look or after a wait.
+    pub keep_status: bool,
+    /// Mirror colours are carried over, not read: an answer gave them, or md is not configured
+    /// (the colours would be dropped).
+    pub keep_mirror: bool,
 }
 
 /// The longest a reconcile goes without a full look at the world.
@@ -161,6 +169,8 @@ impl Refresh {
             disks: spec.cluster.servers.iter().map(|s| s.name.clone()).collect(),
             initialization: true,
             fast_restore: wants_fast_restore(spec),
+            keep_status: false,
+            keep_mirror: false,
         }
     }
 }
@@ -197,7 +207,7 @@ pub async fn observe(spec: &Spec, ports: &Ports, policy: &RetryPolicy) -> PortRe
 }
 
 /// Observes what `want` names afresh and carries the rest over from `prev` (everything is read
-/// when there is no `prev`). CLUSTERPRO status and mirror colours are always read.
+/// when there is no `prev`). CLUSTERPRO status and mirror colours are read unless `want` keeps them.
 #[allow(clippy::too_many_lines)]
 pub async fn observe_with(
     spec: &Spec,
@@ -245,22 +255,38 @@ pub async fn observe_with(
             None
         }
     };
-    let other_mirrors_call =
-        futures::future::join_all(spec.more_mirrors.iter().map(|m| ports.cluster.mirror_status(&m.resource)));
-    let ((volumes_res, snaps), (status, config, (mirror, other_mirrors), shutdown_res, disk_res)) =
-        futures::join!(async { futures::join!(volumes_call, snapshots_call) }, async {
-            futures::join!(
-                with_retries(policy, clock, || async {
-                    match ports.cluster.status().await {
-                        Err(e) if e.code == CLUSTER_UNREACHABLE => Ok(None),
-                        r => r.map(Some),
-                    }
-                }),
-                config_call,
-                async { futures::join!(ports.cluster.mirror_status(&spec.mirror.resource), other_mirrors_call) },
-                shutdown_calls,
-                disk_calls,
+    let status_call = async {
+        if want.keep_status && prev.is_some() {
+            return None;
+        }
+        Some(
+            with_retries(policy, clock, || async {
+                match ports.cluster.status().await {
+                    Err(e) if e.code == CLUSTER_UNREACHABLE => Ok(None),
+                    r => r.map(Some),
+                }
+            })
+            .await,
+        )
+    };
+    // Every md's colours, or none of them: an operation's answer carries the colours of all.
+    let mirror_call = async {
+        if want.keep_mirror && prev.is_some() {
+            None
+        } else {
+            Some(
+                futures::join!(
+                    ports.cluster.mirror_status(&spec.mirror.resource),
+                    futures::future::join_all(
+                        spec.more_mirrors.iter().map(|m| ports.cluster.mirror_status(&m.resource))
+                    )
+                )
             )
+        }
+    };
+    let ((volumes_res, snaps), (status, config, mirrors, shutdown_res, disk_res)) =
+        futures::join!(async { futures::join!(volumes_call, snapshots_call) }, async {
+            futures::join!(status_call, config_call, mirror_call, shutdown_calls, disk_calls)
         });
     let (instances, mut volumes) = volumes_res?;
     volumes.retain(|v| v.state != VolumeState::Deleted);
@@ -270,12 +296,19 @@ pub async fn observe_with(
         (None, Some(p)) => (p.snapshots.clone(), p.copies.clone()),
         (None, None) => unreachable!("everything is read without a previous observation"),
     };
-    let status = status?;
-    let cluster_reachable = status.is_some();
-    let cluster = status.unwrap_or_else(|| ClusterStatus {
-        servers: spec.cluster.servers.iter().map(|s| (s.name.clone(), false)).collect(),
-        ..ClusterStatus::default()
-    });
+    let (cluster, cluster_reachable) = match (status, prev) {
+        (Some(status), _) => {
+            let status = status?;
+            let reachable = status.is_some();
+            let cluster = status.unwrap_or_else(|| ClusterStatus {
+                servers: spec.cluster.servers.iter().map(|s| (s.name.clone(), false)).collect(),
+                ..ClusterStatus::default()
+            });
+            (cluster, reachable)
+        }
+        (None, Some(p)) => (p.cluster.clone(), p.cluster_reachable),
+        (None, None) => unreachable!("everything is read without a previous observation"),
+    };
     let config = match (config, prev) {
         (Some(c), prev) => c?.or_else(|| prev.map(|p| p.config.clone())).unwrap_or_default(),
         (None, Some(p)) => p.config.clone(),
@@ -294,14 +327,28 @@ pub async fn observe_with(
     };
     // The mirror status only means something while md is configured; its errors are a fact
     // (not configured, cluster busy), not an observation failure.
-    let mirror = if config.mirror(&spec.mirror.resource).is_some() { mirror.ok() } else { None };
-    let other_mirrors = spec
-        .more_mirrors
-        .iter()
-        .zip(other_mirrors)
-        .filter(|(m, _)| config.mirror(&m.resource).is_some())
-        .filter_map(|(m, r)| Some((m.resource.clone(), r.ok()?)))
-        .collect();
+    let (mirror, other_mirrors) = match mirrors {
+        Some((mirror, others)) => {
+            let mirror = if config.mirror(&spec.mirror.resource).is_some() { mirror.ok() } else { None };
+            let others = spec
+                .more_mirrors
+                .iter()
+                .zip(others)
+                .filter(|(m, _)| config.mirror(&m.resource).is_some())
+                .filter_map(|(m, r)| Some((m.resource.clone(), r.ok()?)))
+                .collect();
+            (mirror, others)
+        }
+        None => {
+            let mirror = if config.mirror(&spec.mirror.resource).is_some() {
+                prev.and_then(|p| p.mirror.clone())
+            } else {
+                None
+            };
+            let others = prev.map(|p| p.other_mirrors.clone()).unwrap_or_default();
+            (mirror, others)
+        }
+    };
     let disk_res = spec
         .cluster
         .servers

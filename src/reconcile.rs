@@ -16,12 +16,14 @@ use backon::{BackoffBuilder as _, ExponentialBuilder};
 use tokio::sync::Mutex;
 
 use crate::execute::{CrashSwitch, EventKind, ExecError, Executor, Progress, RetryPolicy, Seen, StepResult};
-use crate::ids::ServerName;
+use crate::ids::{ServerName, VolumeId};
 use crate::journal::local::LocalStore;
 use crate::journal::writer::Journal;
 use crate::notify::{Notifier, offer_completions, offer_condition};
 use crate::observe::{FULL_LOOK_EVERY, Observed, Refresh, observe_with};
 use crate::plan::{Action, Condition, Outcome, Plan, Step, StepId, expect, plan};
+use crate::ports::cloud::{AttachState, Attachment, VolumeState};
+use crate::ports::cluster::ClusterConfig;
 use crate::ports::limit::{Priority, set_priority, with_priority};
 use crate::ports::{
     ErrorClass, PortError, Ports,
@@ -556,7 +558,7 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
                     return Err(ReconcileError::Stopped);
                 }
                 let results = exec.run_all(steps, p.subject.as_ref()).await?;
-                let known = carry_seen(obs, steps, &results);
+                let known = carry_seen(spec, obs, steps, &results);
                 replan = steps.iter().all(|s| !s.action.is_mutating())
                     && results.iter().all(|r| matches!(r, StepResult::Done { .. }));
                 let (next, retry_pause) = sort_results(spec, obs, steps, results, &known, &mut needs_human);
@@ -588,24 +590,108 @@ fn disks_touched(action: &Action) -> Option<&ServerName> {
     }
 }
 
+/// Whether an action changes what CLUSTERPRO reports (its status, colours or configuration).
+fn cluster_touched(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::StopGroup { .. }
+            | Action::StartGroup { .. }
+            | Action::MoveGroup { .. }
+            | Action::StopResource { .. }
+            | Action::StartResource { .. }
+            | Action::ShutdownServer { .. }
+            | Action::Vendor { .. }
+            | Action::ApplyConfig { .. }
+    )
+}
+
+/// What a batch's answers told, already put into the observation the next pass starts from.
+#[derive(Debug, Default)]
+struct Known {
+    /// Servers whose disk list an answer gave.
+    disks: BTreeSet<ServerName>,
+    /// The CLUSTERPRO status came with an answer.
+    status: bool,
+    /// The md's mirror colours came with an answer.
+    mirror: bool,
+    /// The configuration came with an answer.
+    config: bool,
+    /// Resources whose new tags an answer confirmed.
+    tagged: BTreeSet<String>,
+    /// Volumes whose attachment an answer gave.
+    attaching: BTreeSet<VolumeId>,
+}
+
+impl Known {
+    /// Whether the answers already show what `action` changed (the next pass need not read it).
+    fn shows(&self, action: &Action) -> bool {
+        match action {
+            Action::ApplyConfig { .. } => self.config,
+            Action::Tag { resource, .. } => self.tagged.contains(resource),
+            // The server's disks are still listed: the attachment is out of step with them.
+            Action::AttachVolume { volume, .. } => self.attaching.contains(volume),
+            a => disks_touched(a).is_some_and(|server| self.disks.contains(server)),
+        }
+    }
+}
+
 /// Puts what the batch's answers showed into `obs`, the observation the next pass starts from,
-/// and returns the servers whose disk list is known that way (the next pass need not ask them for
-/// it). A list is taken only from the one step of the batch that touched that server's disks:
-/// two commands on one server run at once, and neither's list need show the other's change.
-fn carry_seen(obs: &mut Observed, steps: &[Step], results: &[StepResult]) -> BTreeSet<ServerName> {
+/// and returns what is known that way (the next pass need not read it). An answer is taken only
+/// where nothing else in the batch could have changed what it shows after it was read: a disk list
+/// from the one step of the batch that touched that server's disks (two commands on one server
+/// run at once, and neither's list need show the other's change), the cluster from the batch's one
+/// CLUSTERPRO operation.
+fn carry_seen(spec: &Spec, obs: &mut Observed, steps: &[Step], results: &[StepResult]) -> Known {
     let mut touching: BTreeMap<&ServerName, usize> = BTreeMap::new();
     for s in steps {
         if let Some(server) = disks_touched(&s.action) {
             *touching.entry(server).or_default() += 1;
         }
     }
-    let mut known = BTreeSet::new();
+    let one_cluster_op = steps.iter().filter(|s| cluster_touched(&s.action)).count() == 1;
+    let mut known = Known::default();
     for r in results {
-        if let StepResult::Done { seen: Some(Seen::Disks { server, disks }), .. } = r
-            && touching.get(server) == Some(&1)
-        {
-            obs.disks.insert(server.clone(), Ok(disks.clone()));
-            known.insert(server.clone());
+        let StepResult::Done { seen: Some(seen), .. } = r else { continue };
+        match seen {
+            Seen::Disks { server, disks } if touching.get(server) == Some(&1) => {
+                obs.disks.insert(server.clone(), Ok(disks.clone()));
+                known.disks.insert(server.clone());
+            }
+            Seen::Cluster(left) if one_cluster_op => {
+                if let Some(status) = &left.status {
+                    obs.cluster = status.clone();
+                    obs.cluster_reachable = true;
+                    known.status = true;
+                }
+                if let Some(config) = &left.config {
+                    let version = config.version.clone().or_else(|| obs.config.version.clone());
+                    obs.config = ClusterConfig { version, ..config.clone() };
+                    known.config = true;
+                }
+                if let Some(colors) = left.mirrors.get(&spec.mirror.resource) {
+                    obs.mirror = Some(colors.clone());
+                    known.mirror = true;
+                }
+            }
+            Seen::Attaching { volume, instance, device } => {
+                if let Some(v) = obs.volumes.iter_mut().find(|v| &v.id == volume) {
+                    v.state = VolumeState::InUse;
+                    v.attachments = vec![Attachment {
+                        instance: instance.clone(),
+                        device: device.clone(),
+                        state: AttachState::Attaching,
+                    }];
+                    known.attaching.insert(volume.clone());
+                }
+            }
+            Seen::Tags { resource, tags } => {
+                if let Some(v) = obs.volumes.iter_mut().find(|v| v.id.as_str() == resource.as_str()) {
+                    v.tags.extend(tags.iter().map(|(k, val)| (k.clone(), val.clone())));
+                    known.tagged.insert(resource.clone());
+                }
+            }
+            // Another step of the batch may have changed what the answer shows.
+            Seen::Disks { .. } | Seen::Cluster(_) => {}
         }
     }
     known
@@ -613,14 +699,14 @@ fn carry_seen(obs: &mut Observed, steps: &[Step], results: &[StepResult]) -> BTr
 
 /// Records needs-human failures of a batch (cleared by a success) and returns what the next pass
 /// must read, and whether a retryable failure asks for a pause. After any failure nothing is
-/// assumed: the next pass looks at everything. A disk command whose answer gave its server's disk
-/// list (`known`, see [`carry_seen`]) asks for no read of it.
+/// assumed: the next pass looks at everything. What the answers showed ([`carry_seen`]) is not
+/// read again.
 fn sort_results(
     spec: &Spec,
     obs: &Observed,
     steps: &[Step],
     results: Vec<StepResult>,
-    known: &BTreeSet<ServerName>,
+    known: &Known,
     needs_human: &mut BTreeMap<StepId, Condition>,
 ) -> (Refresh, bool) {
     let (mut retry_pause, mut all_done) = (false, true);
@@ -642,12 +728,11 @@ fn sort_results(
     if !all_done {
         return (Refresh::everything(spec), retry_pause);
     }
-    let actions: Vec<Action> = steps
-        .iter()
-        .filter(|s| !disks_touched(&s.action).is_some_and(|server| known.contains(server)))
-        .map(|s| s.action.clone())
-        .collect();
-    (Refresh::after(spec, obs, &actions, None), retry_pause)
+    let actions: Vec<Action> = steps.iter().filter(|s| !known.shows(&s.action)).map(|s| s.action.clone()).collect();
+    let mut next = Refresh::after(spec, obs, &actions, None);
+    next.keep_status = known.status;
+    next.keep_mirror |= known.mirror;
+    (next, retry_pause)
 }
 
 #[cfg(test)]

@@ -17,11 +17,13 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use crate::ids::{ClusterName, ServerName};
+use crate::ids::{ClusterName, DeviceName, InstanceId, ServerName, VolumeId};
 use crate::journal::writer::Journal;
 use crate::journal::{Record, client_token};
 use crate::plan::{Action, Condition, Step};
 use crate::policy::{budget_exhausted, condition_for, narrow};
+use crate::ports::cloud::Tags;
+use crate::ports::cluster::Left;
 use crate::ports::node::Disk;
 use crate::ports::{ErrorClass, PortError, PortResult, Ports, store::StoreError};
 
@@ -40,6 +42,28 @@ pub enum Seen {
         server: ServerName,
         /// Its disks.
         disks: Vec<Disk>,
+    },
+    /// The cluster a CLUSTERPRO operation left, read by the same port call once it finished.
+    Cluster(Left),
+    /// A volume `AttachVolume` began attaching: EC2's answer to it is that attachment, in state
+    /// `attaching` (EC2 API Reference, `AttachVolume` response: `volumeId`, `instanceId`, `device`,
+    /// `status`; the port keeps only its success).
+    Attaching {
+        /// The volume.
+        volume: VolumeId,
+        /// The instance.
+        instance: InstanceId,
+        /// The device.
+        device: DeviceName,
+    },
+    /// The tags `CreateTags` set: its success means the resource carries them (EC2 API Reference,
+    /// `CreateTags`: "adds or overwrites only the specified tags"; the answer is `true`, nothing
+    /// else).
+    Tags {
+        /// The resource id.
+        resource: String,
+        /// The tags it now carries (besides any others it had).
+        tags: Tags,
     },
 }
 
@@ -301,23 +325,25 @@ fn fsr_states(list: &[crate::ports::cloud::FastRestore]) -> String {
 }
 
 /// One call on the right port. Returns a detail worth journaling (the id created), and what the
-/// answer showed of the world (a disk command's disk list).
+/// answer showed of the world (a disk command's disk list, the cluster a CLUSTERPRO operation left,
+/// the tags set).
 async fn call(ports: &Ports, action: &Action) -> PortResult<Answer> {
     let disks = |server: &ServerName, disks: Vec<Disk>| Answer {
         detail: None,
         seen: Some(Seen::Disks { server: server.clone(), disks }),
     };
+    let left = |left: Left| Answer { detail: None, seen: Some(Seen::Cluster(left)) };
     let detail = match action {
-        Action::StopGroup { group } => ports.cluster.stop_group(group).await.map(|()| None),
-        Action::StartGroup { group, server } => ports.cluster.start_group(group, server).await.map(|()| None),
-        Action::MoveGroup { group, target } => ports.cluster.move_group(group, target).await.map(|()| None),
-        Action::StopResource { resource, .. } => ports.cluster.stop_resource(resource).await.map(|()| None),
+        Action::StopGroup { group } => return ports.cluster.stop_group(group).await.map(left),
+        Action::StartGroup { group, server } => return ports.cluster.start_group(group, server).await.map(left),
+        Action::MoveGroup { group, target } => return ports.cluster.move_group(group, target).await.map(left),
+        Action::StopResource { resource, .. } => return ports.cluster.stop_resource(resource).await.map(left),
         Action::StartResource { resource, server } => {
-            ports.cluster.start_resource(resource, server).await.map(|()| None)
+            return ports.cluster.start_resource(resource, server).await.map(left);
         }
-        Action::ShutdownServer { server } => ports.cluster.shutdown_server(server).await.map(|()| None),
+        Action::ShutdownServer { server } => return ports.cluster.shutdown_server(server).await.map(left),
         Action::Vendor { server, call } => ports.cluster.vendor(server, call).await.map(|()| None),
-        Action::ApplyConfig { changes } => ports.cluster.apply_config(changes).await.map(|()| None),
+        Action::ApplyConfig { changes } => return ports.cluster.apply_config(changes).await.map(left),
         Action::Preflight { request, fast_restore } => {
             let mut checks = ports.cluster.preflight(request).await?;
             if let Some(target) = fast_restore {
@@ -345,7 +371,14 @@ async fn call(ports: &Ports, action: &Action) -> PortResult<Answer> {
             ports.cloud.create_volume(request).await.map(|v| Some(v.id.to_string()))
         }
         Action::AttachVolume { volume, instance, device, .. } => {
-            ports.cloud.attach_volume(volume, instance, device).await.map(|()| None)
+            return ports.cloud.attach_volume(volume, instance, device).await.map(|()| Answer {
+                detail: None,
+                seen: Some(Seen::Attaching {
+                    volume: volume.clone(),
+                    instance: instance.clone(),
+                    device: device.clone(),
+                }),
+            });
         }
         Action::DetachVolume { volume, instance, .. } => {
             ports.cloud.detach_volume(volume, instance).await.map(|()| None)
@@ -365,7 +398,12 @@ async fn call(ports: &Ports, action: &Action) -> PortResult<Answer> {
             ports.cloud.in_region(region)?.delete_snapshot(snapshot).await.map(|()| None)
         }
         Action::StartInstance { instance, .. } => ports.cloud.start_instance(instance).await.map(|()| None),
-        Action::Tag { resource, tags } => ports.cloud.create_tags(resource, tags).await.map(|()| None),
+        Action::Tag { resource, tags } => {
+            return ports.cloud.create_tags(resource, tags).await.map(|()| Answer {
+                detail: None,
+                seen: Some(Seen::Tags { resource: resource.clone(), tags: tags.clone() }),
+            });
+        }
         Action::DiskOffline { server, volume } => {
             return ports.node.set_offline(server, volume).await.map(|d| disks(server, d));
         }

@@ -7,7 +7,7 @@
 use crate::ids::VolumeId;
 use crate::observe::{Observed, Refresh, wants_fast_restore};
 use crate::plan::step::{Action, Watch};
-use crate::ports::cloud::{AttachState, InstanceState, SnapshotState, Volume, VolumeState, tag};
+use crate::ports::cloud::{AttachState, Attachment, InstanceState, SnapshotState, Volume, VolumeState, tag};
 use crate::spec::Spec;
 
 impl Refresh {
@@ -46,9 +46,6 @@ impl Refresh {
                     r.instances = true;
                     r.disks.insert(server.clone());
                 }
-                // A server going down has no disks to look at; once its instance has stopped (a
-                // moving instance is re-read every pass) the list follows.
-                Action::ShutdownServer { .. } => r.instances = true,
                 Action::ApplyConfig { .. } => r.config = true,
                 Action::EnableFastRestore { .. } | Action::DisableFastRestore { .. } => {
                     r.fast_restore = wants_fast_restore(spec);
@@ -58,7 +55,12 @@ impl Refresh {
                 | Action::SetLetter { server, .. } => {
                     r.disks.insert(server.clone());
                 }
-                Action::StopGroup { .. }
+                // A server going down has no disks to look at, and what the next plan needs of it
+                // (it left the cluster) is in the CLUSTERPRO status; its instance stopping is what
+                // the planner then waits for (the wait reads the instances), and once it has
+                // stopped the disk list follows.
+                Action::ShutdownServer { .. }
+                | Action::StopGroup { .. }
                 | Action::StartGroup { .. }
                 | Action::MoveGroup { .. }
                 | Action::StopResource { .. }
@@ -74,15 +76,6 @@ impl Refresh {
                 matches!(i.state, InstanceState::Pending | InstanceState::Stopping | InstanceState::ShuttingDown)
             })
         };
-        let settling = |v: &Volume| {
-            matches!(v.state, VolumeState::Creating | VolumeState::Deleting)
-                || v.attachments.iter().any(|a| !matches!(a.state, AttachState::Attached | AttachState::Detached))
-        };
-        let mut any_settling = false;
-        for v in prev.volumes.iter().filter(|v| settling(v)) {
-            any_settling = true;
-            touch_volume(&mut r, &v.id);
-        }
         r.snapshots |=
             prev.snapshots.iter().chain(prev.copies.values().flatten()).any(|s| s.state == SnapshotState::Pending);
         // A configuration that could not be read (no server answered) is read again until it is.
@@ -95,6 +88,11 @@ impl Refresh {
             if disks_out_of_step(prev, s) {
                 r.disks.insert(s.name.clone());
             }
+        }
+        let settling = settling(spec, prev, &r.disks);
+        let any_settling = !settling.is_empty();
+        for id in &settling {
+            touch_volume(&mut r, id);
         }
         // What the planner is waiting for.
         if let Some(w) = wait {
@@ -110,8 +108,38 @@ impl Refresh {
                 r.disks.extend(spec.cluster.servers.iter().map(|s| s.name.clone()));
             }
         }
+        // Colours of an md the configuration (carried over) does not have would be dropped.
+        r.keep_mirror = !r.config && prev.config.mirror(&spec.mirror.resource).is_none();
         r
     }
+}
+
+/// The volumes still changing by themselves that EC2 must be asked about. An attachment settling
+/// at an instance whose OS answers for its disks ends where the OS sees it: the disk appears once
+/// EC2 has attached the volume. Listed already, it is done; not yet, the list this pass reads
+/// (`listed`) tells (a wait on volumes still asks EC2).
+fn settling(
+    spec: &Spec,
+    prev: &Observed,
+    listed: &std::collections::BTreeSet<crate::ids::ServerName>,
+) -> Vec<VolumeId> {
+    let os_shows = |v: &Volume, a: &Attachment| {
+        a.state == AttachState::Attaching
+            && spec.cluster.servers.iter().find(|s| s.instance == a.instance).is_some_and(|s| {
+                matches!(prev.disks.get(&s.name), Some(Ok(disks))
+                    if disks.iter().any(|d| d.volume == v.id) || listed.contains(&s.name))
+            })
+    };
+    prev.volumes
+        .iter()
+        .filter(|v| {
+            matches!(v.state, VolumeState::Creating | VolumeState::Deleting)
+                || v.attachments
+                    .iter()
+                    .any(|a| !matches!(a.state, AttachState::Attached | AttachState::Detached) && !os_shows(v, a))
+        })
+        .map(|v| v.id.clone())
+        .collect()
 }
 
 /// Whether a server's disk list may be behind its attachments: it could not be read, a volume
@@ -125,9 +153,12 @@ fn disks_out_of_step(prev: &Observed, s: &crate::spec::ServerSpec) -> bool {
         .collect();
     let attached_without_disk =
         at_instance.iter().any(|(v, st)| *st != AttachState::Detached && !disks.iter().any(|d| &d.volume == *v));
+    // (A disk listed while EC2 last said `attaching` is the attach ending, see [`settling`].)
     let disk_without_attachment = disks.iter().any(|d| {
         prev.volume(&d.volume).is_some()
-            && !at_instance.iter().any(|(v, st)| **v == d.volume && *st == AttachState::Attached)
+            && !at_instance
+                .iter()
+                .any(|(v, st)| **v == d.volume && matches!(st, AttachState::Attached | AttachState::Attaching))
     });
     attached_without_disk || disk_without_attachment
 }

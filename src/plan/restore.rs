@@ -815,7 +815,9 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
         }
         let Some(new) = f.new else { continue };
         let Some((_, state)) = f.at_dev else { continue };
-        if state != AttachState::Attached {
+        // Attaching, with its disk already listed by the server: the OS sees it once attached.
+        let seen = state == AttachState::Attaching && obs.disk(&f.s.name, &new.id).is_some();
+        if state != AttachState::Attached && !seen {
             d.wait(Watch::VOLUMES, format!("{} attaching to {}", new.id, f.who()), expect::ATTACH);
             continue;
         }

@@ -1,7 +1,9 @@
 //! The CLUSTERPRO port: cluster status, group/resource/server operations, mirror status, and the
 //! configuration changes the restore needs (remove md, re-add md, group start attribute), applied
 //! as one push. Operations return when CLUSTERPRO has *finished* them (adapters poll the
-//! asynchronous REST POSTs); a failed transition (e.g. `Online Failure`) is an error.
+//! asynchronous REST POSTs); a failed transition (e.g. `Online Failure`) is an error. A finished
+//! operation answers with the cluster it left ([`Left`]), read by the same call, so the next pass
+//! of a reconcile need not ask CLUSTERPRO again.
 
 pub mod errors;
 
@@ -71,6 +73,30 @@ pub struct ClusterStatus {
 /// cluster member: every server is down, unreachable, or has its cluster service stopped (both
 /// inside NEC's restore processing). Observation records it as a fact, not a failure.
 pub const CLUSTER_UNREACHABLE: &str = errors::ClpCode::ClusterUnreachable.code();
+
+/// What an operation's answer shows of the cluster it left: read by the same call right after the
+/// operation finished, so it is an observation like a read (the simulator reads its state in the
+/// same step; the command adapter runs `clpstat` in the same script as the command; the REST
+/// adapter GETs the status once the POST's operation is seen done). A part the call could not read
+/// is absent, and the next pass reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Left {
+    /// The whole cluster's status, as [`Cluster::status`] reads it.
+    pub status: Option<ClusterStatus>,
+    /// Mirror colours of the md resources the call read them for (the simulator: every md in the
+    /// configuration; the adapters: none, `clpmdstat` runs once per md and the REST API has no
+    /// mirror endpoint).
+    pub mirrors: BTreeMap<ResourceName, MirrorStatus>,
+    /// The configuration now applied, after a push that read it back ([`Cluster::apply_config`]).
+    pub config: Option<ClusterConfig>,
+}
+
+impl Left {
+    /// An answer showing `status` only.
+    pub fn status(status: ClusterStatus) -> Self {
+        Left { status: Some(status), ..Left::default() }
+    }
+}
 
 /// CLUSTERPRO's mirror colours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -414,23 +440,24 @@ impl std::fmt::Display for Check {
     }
 }
 
-/// CLUSTERPRO operations. Each returns when the operation has finished on the cluster.
+/// CLUSTERPRO operations. Each returns when the operation has finished on the cluster, with what it
+/// left ([`Left`]).
 #[async_trait::async_trait]
 pub trait Cluster: Send + Sync {
     /// Whole-cluster status.
     async fn status(&self) -> PortResult<ClusterStatus>;
     /// Start a group on a server.
-    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<()>;
+    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<Left>;
     /// Stop a group.
-    async fn stop_group(&self, group: &GroupName) -> PortResult<()>;
+    async fn stop_group(&self, group: &GroupName) -> PortResult<Left>;
     /// Move a group to a server.
-    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<()>;
+    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<Left>;
     /// Start a resource on a server.
-    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<()>;
+    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<Left>;
     /// Stop a resource (and what depends on it).
-    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<()>;
+    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<Left>;
     /// Shut a server's OS down through CLUSTERPRO (`clpdown` on that node).
-    async fn shutdown_server(&self, server: &ServerName) -> PortResult<()>;
+    async fn shutdown_server(&self, server: &ServerName) -> PortResult<Left>;
     /// NEC's backup/restore pre- or post-processing on `server` (X 4.3+). Returns when it has
     /// finished there: a pre when the server has left the cluster (its shutdown under way), a post
     /// when its reboot has begun. A call the server's state already shows done is `AlreadyDone`.
@@ -439,8 +466,9 @@ pub trait Cluster: Send + Sync {
     async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus>;
     /// Read the applied configuration.
     async fn config(&self) -> PortResult<ClusterConfig>;
-    /// Push and apply configuration changes (pull, edit, push, suspend/resume).
-    async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()>;
+    /// Push and apply configuration changes (pull, edit, push, suspend/resume). The answer's
+    /// `config` is the configuration applied, when the adapter read it back.
+    async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<Left>;
     /// Proves, without changing anything, that every later step of `request.operation` can run
     /// on this cluster as it is today: the tools it calls are there and answer, the servers are
     /// reachable members, the configuration decodes and the planned edits apply to it, and the

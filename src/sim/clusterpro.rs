@@ -20,8 +20,8 @@ use crate::ids::{GroupName, ResourceName, ServerName};
 use crate::ports::cloud::InstanceState;
 use crate::ports::cluster::errors::ClpCode;
 use crate::ports::cluster::{
-    Check, ClpVersion, Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorColor, MirrorStatus, ObjectState,
-    Operation, Placement, PreflightRequest, VendorCall,
+    Check, ClpVersion, Cluster, ClusterConfig, ClusterStatus, ConfigChange, Left, MirrorColor, MirrorStatus,
+    ObjectState, Operation, Placement, PreflightRequest, VendorCall,
 };
 use crate::ports::{PortError, PortResult};
 
@@ -750,6 +750,21 @@ impl World {
         Ok(MirrorStatus { colors })
     }
 
+    /// What an operation's answer shows, read in the step that saw it finish: the status and
+    /// the configured md's colours, each as its own query would read it (absent where that query
+    /// would fail).
+    fn clp_left(&self) -> Left {
+        let status = self.check_command("clpstat", None, true).ok().map(|()| self.clp_status());
+        let mirrors = self
+            .clp
+            .mds
+            .iter()
+            .filter_map(|md| md.def.as_ref())
+            .filter_map(|md| self.clp_mirror_status(&md.resource).ok().map(|m| (md.resource.clone(), m)))
+            .collect();
+        Left { status, mirrors, config: None }
+    }
+
     fn clp_config(&self) -> ClusterConfig {
         ClusterConfig {
             group_auto_start: BTreeMap::from([(self.clp.group.clone(), self.clp.auto_start)]),
@@ -898,17 +913,18 @@ impl SimCluster {
         self.world.round_trip(|l| l.clp_api_s).await;
     }
 
-    /// Schedules an operation, waits until it has completed in the world, then checks its outcome.
+    /// Schedules an operation, waits until it has completed in the world, then checks its outcome
+    /// and reads what it left in the same step.
     async fn run(
         &self,
         op: &str,
         schedule: impl FnOnce(&mut World, Timestamp) -> PortResult<Timestamp>,
         check: impl FnOnce(&World) -> PortResult<()>,
-    ) -> PortResult<()> {
+    ) -> PortResult<Left> {
         self.rtt().await;
         let until = self.world.call(op, None, schedule)?;
         self.world.wait_until(until).await;
-        self.world.with(|w, _| check(w))
+        self.world.with(|w, _| check(w).map(|()| w.clp_left()))
     }
 }
 
@@ -927,7 +943,7 @@ impl Cluster for SimCluster {
         })
     }
 
-    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<()> {
+    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<Left> {
         self.run(
             "clp:start_group",
             |w, now| w.clp_start_group(group, server, now),
@@ -938,7 +954,7 @@ impl Cluster for SimCluster {
         .await
     }
 
-    async fn stop_group(&self, group: &GroupName) -> PortResult<()> {
+    async fn stop_group(&self, group: &GroupName) -> PortResult<Left> {
         self.run(
             "clp:stop_group",
             |w, now| w.clp_stop_group(group, now),
@@ -953,7 +969,7 @@ impl Cluster for SimCluster {
         .await
     }
 
-    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<()> {
+    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<Left> {
         self.run(
             "clp:move_group",
             |w, now| w.clp_move_group(group, target, now),
@@ -964,7 +980,7 @@ impl Cluster for SimCluster {
         .await
     }
 
-    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
+    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<Left> {
         self.run(
             "clp:start_resource",
             |w, now| w.clp_start_resource(resource, server, now),
@@ -979,7 +995,7 @@ impl Cluster for SimCluster {
         .await
     }
 
-    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<()> {
+    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<Left> {
         self.run(
             "clp:stop_resource",
             |w, now| w.clp_stop_resource(resource, now),
@@ -994,9 +1010,9 @@ impl Cluster for SimCluster {
         .await
     }
 
-    async fn shutdown_server(&self, server: &ServerName) -> PortResult<()> {
+    async fn shutdown_server(&self, server: &ServerName) -> PortResult<Left> {
         self.rtt().await;
-        self.world.call("clp:shutdown_server", None, |w, now| w.clp_shutdown_server(server, now))
+        self.world.call("clp:shutdown_server", None, |w, now| w.clp_shutdown_server(server, now).map(|()| w.clp_left()))
     }
 
     async fn vendor(&self, server: &ServerName, call: &VendorCall) -> PortResult<()> {
@@ -1024,21 +1040,25 @@ impl Cluster for SimCluster {
         self.world.call("clp:preflight", None, |w, _| Ok(w.clp_preflight(request)))
     }
 
-    async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()> {
-        self.run(
-            "clp:apply_config",
-            |w, now| w.clp_apply_config(changes, now),
-            |w| {
-                // `clpcfctrl --push` uploaded the file; without `clpcl` the suspend/resume that
-                // applies it cannot run, and the caller learns it only now.
-                w.check_command("clpcl", None, false)?;
-                if w.clp.config_pending.is_none() {
-                    Ok(())
-                } else {
-                    Err(ClpCode::ConfigBusy.error("the configuration push has not completed"))
-                }
-            },
-        )
-        .await
+    async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<Left> {
+        let left = self
+            .run(
+                "clp:apply_config",
+                |w, now| w.clp_apply_config(changes, now),
+                |w| {
+                    // `clpcfctrl --push` uploaded the file; without `clpcl` the suspend/resume that
+                    // applies it cannot run, and the caller learns it only now.
+                    w.check_command("clpcl", None, false)?;
+                    if w.clp.config_pending.is_none() {
+                        Ok(())
+                    } else {
+                        Err(ClpCode::ConfigBusy.error("the configuration push has not completed"))
+                    }
+                },
+            )
+            .await?;
+        // Read back as `config` reads it.
+        let config = self.world.with(|w, _| w.check_command("clpcfctrl", None, true).ok().map(|()| w.clp_config()));
+        Ok(Left { config, ..left })
     }
 }

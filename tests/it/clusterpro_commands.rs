@@ -229,6 +229,32 @@ async fn every_port_method_runs_through_the_fake_commands() {
     assert_eq!(std::fs::read_dir(rig.node_tmp()).expect("node tmp").count(), 0);
 }
 
+/// An operation answers with the cluster it left: `clpstat` runs in the operation's own script,
+/// right after the command, on the node that ran it; a push answers with what the resume left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_answers_with_the_clpstat_its_own_script_ran_after_it() {
+    for rig in [Rig::linux(12).await, Rig::new(Os::Windows, 12).await] {
+        let cmd = rig.cmd();
+        let g = rig.group();
+        let from = rig.fake.log().len();
+        let left = cmd.stop_group(&g).await.expect("stop group");
+        let st = left.status.expect("the stop answers with the status it left");
+        assert_eq!(st.groups[&g].state, ObjectState::Offline);
+        assert_eq!(st, rig.sim().status().await.expect("sim status"));
+        let log = rig.fake.log()[from..].to_vec();
+        let stop = log.iter().position(|(_, l)| l.starts_with("clpgrp -t")).expect("clpgrp -t ran");
+        assert_eq!(log.get(stop + 1), Some(&(log[stop].0.clone(), "clpstat".to_owned())), "{log:?}");
+        assert_eq!(log.len(), stop + 2, "nothing ran after the stop's own script: {log:?}");
+
+        let manual = [ConfigChange::SetGroupAutoStart { group: g.clone(), auto: false }];
+        let left = cmd.apply_config(&manual).await.expect("push");
+        assert_eq!(left.status, Some(rig.sim().status().await.expect("sim status")), "the resume's status");
+        assert_eq!(left.config, None, "the configuration is not read back: the next pass pulls it");
+        let last = rig.fake.log().into_iter().map(|(_, l)| l).collect::<Vec<_>>();
+        assert_eq!(last[last.len() - 2..], ["clpcl --resume".to_owned(), "clpstat".to_owned()], "{last:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_changes_keep_copies_and_re_add_md_as_it_was() {
     let rig = Rig::linux(12).await;
@@ -1025,8 +1051,8 @@ async fn windows_expresscluster_install_is_found_and_works_end_to_end() {
     }
 }
 
-/// Runs the adapter's PowerShell scripts as sh. They have a fixed shape (one command each,
-/// see `render_powershell`, or the install-directory detection, see `detect_powershell`), so each
+/// Runs the adapter's PowerShell scripts as sh. They have a fixed shape (one command each, maybe
+/// `clpstat` after it, see `render_powershell`, or the install-directory detection, see `detect_powershell`), so each
 /// line maps to one sh line; Windows paths under `root` (the work directory given to the adapter)
 /// become Linux paths, and drive paths (`C:\Program Files\…`) paths under the server's
 /// [`FakeClp::node_root`], where `.exe` is dropped (the fake tools have no extension). Anything
@@ -1145,6 +1171,15 @@ impl PsShim {
                 out.push(format!("\"$exe\" {}", args.join(" ")));
             } else if line == "$rc = $LASTEXITCODE" {
                 out.push("rc=$?".to_owned());
+            } else if let Some(rest) = line.strip_prefix("if ($rc -eq 0) { $global:LASTEXITCODE = 1; $st = & ") {
+                // The status read after a successful operation (`Script::run_then_status`).
+                let words = ps_quoted(rest);
+                let [exe, marker] = words.as_slice() else { panic!("status line {line:?}") };
+                let exe = if exe.contains('\\') { q(exe) } else { exe.trim_end_matches(".exe").to_owned() };
+                out.push(format!(
+                    "if [ $rc -eq 0 ] && st=$({exe}); then echo {}; printf '%s\\n' \"$st\"; fi",
+                    q(marker)
+                ));
             } else if let Some(rest) = line.strip_prefix("Remove-Item -LiteralPath ") {
                 let dir = &ps_words(rest.trim_end_matches(" -Recurse -Force -ErrorAction SilentlyContinue"))[0];
                 out.push(format!("rm -rf -- {}", q(dir)));

@@ -422,27 +422,27 @@ async fn post(backend: &Backend, parts: &[&str], body: &[u8]) -> (u16, Value) {
     let op: std::pin::Pin<Box<dyn Future<Output = Result<(), PortError>> + Send>> = match (name, parts.get(2)) {
         (Some((&"groups", g)), Some(&"start")) => {
             let (g, t) = (GroupName::parse(g).expect("group"), target.expect("target"));
-            Box::pin(async move { cluster.start_group(&g, &t).await })
+            Box::pin(async move { cluster.start_group(&g, &t).await.map(|_| ()) })
         }
         (Some((&"groups", g)), Some(&"stop")) => {
             let g = GroupName::parse(g).expect("group");
-            Box::pin(async move { cluster.stop_group(&g).await })
+            Box::pin(async move { cluster.stop_group(&g).await.map(|_| ()) })
         }
         (Some((&"groups", g)), Some(&"move")) => {
             let (g, t) = (GroupName::parse(g).expect("group"), target.expect("target"));
-            Box::pin(async move { cluster.move_group(&g, &t).await })
+            Box::pin(async move { cluster.move_group(&g, &t).await.map(|_| ()) })
         }
         (Some((&"resources", r)), Some(&"start")) => {
             let (r, t) = (ResourceName::parse(r).expect("resource"), target.expect("target"));
-            Box::pin(async move { cluster.start_resource(&r, &t).await })
+            Box::pin(async move { cluster.start_resource(&r, &t).await.map(|_| ()) })
         }
         (Some((&"resources", r)), Some(&"stop")) => {
             let r = ResourceName::parse(r).expect("resource");
-            Box::pin(async move { cluster.stop_resource(&r).await })
+            Box::pin(async move { cluster.stop_resource(&r).await.map(|_| ()) })
         }
         (Some((&"servers", s)), Some(&"shutdown")) => {
             let s = ServerName::parse(s).expect("server");
-            Box::pin(async move { cluster.shutdown_server(&s).await })
+            Box::pin(async move { cluster.shutdown_server(&s).await.map(|_| ()) })
         }
         _ => return (404, envelope(404, "no such operation")),
     };
@@ -484,7 +484,7 @@ async fn vendor_action(backend: &Backend, node: &FakeNode, parts: &[&str], body:
     }
 }
 
-fn code_class(r: Result<(), PortError>) -> Option<(String, ErrorClass)> {
+fn code_class<T>(r: Result<T, PortError>) -> Option<(String, ErrorClass)> {
     r.err().map(|e| (e.code, e.class))
 }
 
@@ -502,37 +502,44 @@ async fn status_matches_the_simulated_cluster() {
     assert!(got.servers.values().all(|up| *up), "{got:?}");
 }
 
+/// Each operation runs to its end and answers with the status it left (a GET once done).
 #[tokio::test]
 async fn every_operation_runs_to_completion_through_the_pending_states() {
     let fake = Fake::start(1, false).await;
     let rest = client(vec![fake.url(0)]);
     let (g, s1, s2, md, script) = (group(), server("server1"), server("server2"), resource("md"), resource("script"));
 
-    rest.stop_group(&g).await.expect("stop group");
+    let left = rest.stop_group(&g).await.expect("stop group");
     let st = fake.sim().status().await.expect("status");
+    assert_eq!(left.status.as_ref(), Some(&st), "the operation answers with the status it left");
     assert_eq!(st.groups[&g].state, ObjectState::Offline);
 
-    rest.start_group(&g, &s1).await.expect("start group");
+    let left = rest.start_group(&g, &s1).await.expect("start group");
     let st = fake.sim().status().await.expect("status");
+    assert_eq!(left.status.as_ref(), Some(&st), "the operation answers with the status it left");
     assert_eq!((st.groups[&g].state, st.groups[&g].current.clone()), (ObjectState::Online, Some(s1.clone())));
 
-    rest.move_group(&g, &s2).await.expect("move group");
+    let left = rest.move_group(&g, &s2).await.expect("move group");
     let st = fake.sim().status().await.expect("status");
+    assert_eq!(left.status.as_ref(), Some(&st), "the operation answers with the status it left");
     assert_eq!((st.groups[&g].state, st.groups[&g].current.clone()), (ObjectState::Online, Some(s2.clone())));
 
-    rest.stop_resource(&md).await.expect("stop md");
+    let left = rest.stop_resource(&md).await.expect("stop md");
     let st = fake.sim().status().await.expect("status");
+    assert_eq!(left.status.as_ref(), Some(&st), "the operation answers with the status it left");
     assert_eq!(st.resources[&md].state, ObjectState::Offline);
     assert_eq!(st.resources[&script].state, ObjectState::Offline, "dependents stop with md");
 
     rest.start_resource(&md, &s2).await.expect("start md");
-    rest.start_resource(&script, &s2).await.expect("start script");
+    let left = rest.start_resource(&script, &s2).await.expect("start script");
     let st = fake.sim().status().await.expect("status");
+    assert_eq!(left.status.as_ref(), Some(&st), "the operation answers with the status it left");
     assert_eq!(st.resources[&md].current, Some(s2.clone()));
     assert_eq!(st.resources[&script].state, ObjectState::Online);
 
-    rest.shutdown_server(&s1).await.expect("shutdown server1");
+    let left = rest.shutdown_server(&s1).await.expect("shutdown server1");
     let st = fake.sim().status().await.expect("status");
+    assert_eq!(left.status.as_ref(), Some(&st), "the operation answers with the status it left");
     assert!(!st.servers[&s1], "server1 left the cluster");
 
     // The polls saw the operations in progress, not only their end.

@@ -13,6 +13,7 @@ mod bench;
 mod chaos;
 mod cli;
 mod cloud_conformance;
+mod cluster_answers;
 mod clusterpro;
 mod clusterpro_commands;
 mod clusterpro_rest;

@@ -1,5 +1,5 @@
 //! Scoped observation: what a pass reads afresh after each kind of step, that a restore stays
-//! within a dozen `Describe*` calls while still converging with the oracle's blessing, and the
+//! within eight `Describe*` calls while still converging with the oracle's blessing, and the
 //! volume initialization progress (`DescribeVolumeStatus`) shown in the status document.
 
 use crate::support::common;
@@ -108,8 +108,12 @@ async fn each_kind_of_step_refreshes_only_what_it_can_change() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_restore_stays_within_a_dozen_describes_and_reports_initialization() {
-    let lab = Lab::windows(5);
+async fn a_restore_stays_within_eight_describes_and_reports_initialization() {
+    // The latency model's medians, as the bench counts (with jitter, two detaches that end a pass
+    // apart cost one look more).
+    let mut scenario = mirrorctl::sim::Scenario::windows_runbook();
+    scenario.latency = mirrorctl::sim::LatencyModel::default().without_jitter();
+    let lab = Lab::new(scenario, 5);
     let spec = example(Os::Windows);
     let backup = with_backups(spec.clone(), &["b1"], 7);
     assert_eq!(lab.apply(&backup).await, Settled::Converged);
@@ -125,7 +129,9 @@ async fn a_restore_stays_within_a_dozen_describes_and_reports_initialization() {
     let before = describes(&lab);
     assert_eq!(lab.apply(&restore).await, Settled::Converged);
     let used = describes(&lab) - before;
-    assert!(used <= 12, "a two-node restore made {used} Describe calls");
+    // The full look (6), the new volumes available, the old ones detached; the new ones attaching
+    // are seen done by the servers' disk lists, the old ones' tags by `CreateTags`' answer.
+    assert_eq!(used, 8, "Describe calls of a two-node restore");
     let report = lab.world.oracle_report();
     assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
     let contents: Vec<_> = report.servers.values().map(|c| c.expect("mirror volume attached")).collect();
@@ -177,10 +183,12 @@ async fn a_disk_commands_answer_is_the_next_passs_disk_list() {
     let mut ctx = lab.ctx();
     ctx.progress = Progress::to(tx);
     assert_eq!(mirrorctl::reconcile::reconcile(&restore, &ctx).await.expect("reconcile"), Settled::Converged);
-    // Both servers at the first look and as their disks go and come (detach, attach), server1
-    // after its two letters; not after a disk went offline or came online (4 lists more when each
-    // disk command was followed by a read).
-    assert_eq!(lists(&lab) - before, 8, "node:disks calls during the restore");
+    // Both servers at the first look; each server once after its attach (the list shows the new
+    // disk arrive, and the attach's end: EC2 is not asked, nor is a wait spent on it); server1 after
+    // its two letters. Not after a disk went offline or came online (4 lists more when each disk
+    // command was followed by a read). This seed's two detaches end apart: one server's attach
+    // runs a pass before the other's, whose list goes out of step in that pass (1 more).
+    assert_eq!(lists(&lab) - before, 6, "node:disks calls during the restore");
     let report = lab.world.oracle_report();
     assert!(report.corruptions.is_empty(), "{:?}", report.corruptions);
     let contents: Vec<_> = report.servers.values().map(|c| c.expect("mirror volume attached")).collect();

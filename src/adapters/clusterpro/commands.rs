@@ -88,7 +88,11 @@
 //! (`NeedsHuman`) naming every place tried (research/clusterpro-audit.md #14).
 //!
 //! **Scripts.** `clpgrp`, `clprsc`, `clpcfctrl --push` and `clpcl` return when CLUSTERPRO has
-//! finished (seen in use, DOMAIN.md), so a call's exit is its outcome; nothing is polled. Linux: one `sh` script per
+//! finished (seen in use, DOMAIN.md), so a call's exit is its outcome; nothing is polled. An
+//! operation's script (and `clpcl --resume`'s) runs `clpstat` after the command when it exited 0,
+//! its output after a [`STATUS_MARKER`] line: the status the operation left, its answer
+//! ([`crate::ports::cluster::Left`]), without another run on the node. `clpdown` takes its own
+//! server out, so its answer is asked of the cluster right after it. Linux: one `sh` script per
 //! call, an argument quoted unless it holds only safe characters. Windows: one PowerShell
 //! script per call (`AWS-RunPowerShellScript` runs Windows PowerShell 5.1), using only
 //! `New-Item -ItemType Directory`, `Test-Path -LiteralPath` (or `Get-Command` without a command
@@ -120,7 +124,7 @@ use crate::adapters::store::LocalStore;
 use crate::ids::{ClusterName, GroupName, ResourceName, ServerName};
 use crate::ports::cluster::errors::ClpCode;
 use crate::ports::cluster::{
-    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MdDefinition, MirrorStatus, ObjectState, VendorCall,
+    Cluster, ClusterConfig, ClusterStatus, ConfigChange, Left, MdDefinition, MirrorStatus, ObjectState, VendorCall,
 };
 use crate::ports::store::Store;
 use crate::ports::{PortError, PortResult};
@@ -158,6 +162,9 @@ pub const NOT_FOUND_STATUS: i32 = 127;
 pub const CONF_FILE: &str = "clp.conf";
 /// Prefix of the temporary directories made on the nodes.
 pub const TEMP_PREFIX: &str = "mirrorctl-clp-";
+/// The line an operation's script prints before the `clpstat` it runs once the operation succeeded
+/// (see [`Cluster`]'s answers: the status an operation left, read in the same run on the node).
+pub const STATUS_MARKER: &str = "mirrorctl-clpstat";
 /// The marker file left while a pushed configuration still needs `clpcl --suspend/--resume`.
 pub const PENDING_RESUME: &str = "pending-resume";
 
@@ -524,20 +531,26 @@ impl CommandCluster {
         Err(no_server(what, &misses))
     }
 
-    /// Runs a mutating command on `server` (a running member). On failure, the cluster is looked
-    /// at again: `verdict` says whether the goal holds anyway, or which error it is.
-    async fn act(&self, server: &ServerName, cmd: &Clp, verdict: impl Fn(&ClusterStatus) -> Verdict) -> PortResult<()> {
+    /// Runs a mutating command on `server` (a running member), `clpstat` after it in the same
+    /// script: the answer is the status it left. On failure, the cluster is looked at again:
+    /// `verdict` says whether the goal holds anyway (the answer is that look), or which error it is.
+    async fn act(
+        &self,
+        server: &ServerName,
+        cmd: &Clp,
+        verdict: impl Fn(&ClusterStatus) -> Verdict,
+    ) -> PortResult<Left> {
         let what = format!("`{}` on {server}", cmd.line());
-        let out = self.exec(server, &Script::run(cmd), self.options.operation_timeout).await?;
+        let out = self.exec(server, &Script::run_then_status(cmd), self.options.operation_timeout).await?;
         if out.exit_code == 0 {
-            return Ok(());
+            return Ok(Left { status: status_after(&out.stdout), ..Left::default() });
         }
         if out.exit_code == NOT_FOUND_STATUS {
             return Err(not_found(&what, out));
         }
         let (_, st) = self.live_status().await?;
         match verdict(&st) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Left::status(st)),
             Err(code) => Err(failed(out, &what, code)),
         }
     }
@@ -557,13 +570,16 @@ impl CommandCluster {
         self.store.clear_pending_resume().await
     }
 
-    /// `clpcl --suspend` then `clpcl --resume` on `server`. With `tolerant`, a failed suspend is
-    /// ignored (the cluster may already be suspended).
-    async fn suspend_resume(&self, server: &ServerName, tolerant: bool) -> PortResult<()> {
+    /// `clpcl --suspend` then `clpcl --resume` on `server`, `clpstat` after the resume in its
+    /// script: the status the resume left, when it could be read. With `tolerant`, a failed
+    /// suspend is ignored (the cluster may already be suspended).
+    async fn suspend_resume(&self, server: &ServerName, tolerant: bool) -> PortResult<Option<ClusterStatus>> {
+        let mut left = None;
         for (arg, code) in [("--suspend", ClpCode::ClusterSuspendFailed), ("--resume", ClpCode::ClusterResumeFailed)] {
             let cmd = Clp::new("clpcl", [arg]);
             let what = format!("`{}` on {server}", cmd.line());
-            let out = self.exec(server, &Script::run(&cmd), self.options.operation_timeout).await?;
+            let script = if arg == "--resume" { Script::run_then_status(&cmd) } else { Script::run(&cmd) };
+            let out = self.exec(server, &script, self.options.operation_timeout).await?;
             if out.exit_code == NOT_FOUND_STATUS {
                 return Err(not_found(&what, out));
             }
@@ -574,8 +590,9 @@ impl CommandCluster {
                 }
                 return Err(failed(out, &what, code));
             }
+            left = status_after(&out.stdout);
         }
-        Ok(())
+        Ok(left)
     }
 
     fn pull_command(&self, dir: &str) -> Clp {
@@ -612,7 +629,7 @@ impl CommandCluster {
     async fn pull(&self, server: Option<&ServerName>) -> PortResult<Pulled> {
         let dir = self.temp_dir();
         let cmd = self.pull_command(&dir);
-        let script = Script { make_dir: Some(&dir), command: Some(&cmd), remove_dir: None };
+        let script = Script { make_dir: Some(&dir), command: Some(&cmd), then_status: false, remove_dir: None };
         let what = format!("`{}`", cmd.line());
         let (on, out) = match server {
             Some(s) => (s.clone(), self.exec(s, &script, self.options.query_timeout).await?),
@@ -772,8 +789,8 @@ impl CommandCluster {
     }
 
     /// Replaces the pulled file with `edited`, pushes its directory (which the push script then
-    /// removes), then suspends and resumes the cluster.
-    async fn push(&self, pulled: &Pulled, edited: &[u8], md_groups: &[GroupName]) -> PortResult<()> {
+    /// removes), then suspends and resumes the cluster; answers with the status the resume left.
+    async fn push(&self, pulled: &Pulled, edited: &[u8], md_groups: &[GroupName]) -> PortResult<Left> {
         let (server, dir) = (&pulled.server, pulled.dir.as_str());
         let pushed = self.store.keep("pushed", edited)?;
         self.store.set_pending_resume(&pushed).await?;
@@ -785,7 +802,7 @@ impl CommandCluster {
         }
         let cmd = self.push_command(dir);
         let what = format!("`{}` on {server}", cmd.line());
-        let script = Script { make_dir: None, command: Some(&cmd), remove_dir: Some(dir) };
+        let script = Script { make_dir: None, command: Some(&cmd), then_status: false, remove_dir: Some(dir) };
         let out = self.exec(server, &script, self.options.operation_timeout).await?;
         if out.exit_code != 0 {
             // Nothing was uploaded: no suspend/resume is owed.
@@ -801,8 +818,24 @@ impl CommandCluster {
             return Err(failed_as(out, &what, &code, class));
         }
         tracing::info!(cluster = %self.cluster, %server, pushed = %pushed.display(), "clp.conf pushed; suspending and resuming the cluster");
-        self.suspend_resume(server, false).await?;
-        self.store.clear_pending_resume().await
+        let status = self.suspend_resume(server, false).await?;
+        self.store.clear_pending_resume().await?;
+        Ok(Left { status, ..Left::default() })
+    }
+}
+
+/// The `clpstat` output an operation's script printed after [`STATUS_MARKER`], read; `None` when
+/// there is none (the status could not be read after the command) or it is unreadable.
+fn status_after(stdout: &str) -> Option<ClusterStatus> {
+    let mut lines = stdout.split_inclusive('\n');
+    lines.by_ref().find(|l| l.trim() == STATUS_MARKER)?;
+    let rest: String = lines.collect();
+    match parse::parse_clpstat(&rest) {
+        Ok(st) => Some(st),
+        Err(e) => {
+            tracing::debug!(error = %e, "the status printed after an operation is unreadable; the next pass reads it");
+            None
+        }
     }
 }
 
@@ -812,7 +845,7 @@ impl Cluster for CommandCluster {
         Ok(self.live_status().await?.1)
     }
 
-    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<()> {
+    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<Left> {
         self.finish_pending_resume().await?;
         let (on, st) = self.live_status().await?;
         check_start_group(&st, group, server)?;
@@ -820,7 +853,7 @@ impl Cluster for CommandCluster {
         self.act(&on, &cmd, |st| after_start_group(st, group, server)).await
     }
 
-    async fn stop_group(&self, group: &GroupName) -> PortResult<()> {
+    async fn stop_group(&self, group: &GroupName) -> PortResult<Left> {
         self.finish_pending_resume().await?;
         let (on, st) = self.live_status().await?;
         let current = check_stop_group(&st, group)?;
@@ -832,7 +865,7 @@ impl Cluster for CommandCluster {
         self.act(&on, &cmd, |st| after_stop_group(st, group)).await
     }
 
-    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<()> {
+    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<Left> {
         self.finish_pending_resume().await?;
         let (on, st) = self.live_status().await?;
         check_move_group(&st, group, target)?;
@@ -842,7 +875,7 @@ impl Cluster for CommandCluster {
         self.act(&on, &cmd, |st| after_move_group(st, group, target)).await
     }
 
-    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
+    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<Left> {
         self.finish_pending_resume().await?;
         let (on, st) = self.live_status().await?;
         check_start_resource(&st, resource, server)?;
@@ -851,7 +884,7 @@ impl Cluster for CommandCluster {
         self.act(&on, &cmd, |st| after_start_resource(st, resource, server)).await
     }
 
-    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<()> {
+    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<Left> {
         self.finish_pending_resume().await?;
         let (on, st) = self.live_status().await?;
         let current = check_stop_resource(&st, resource)?;
@@ -865,7 +898,7 @@ impl Cluster for CommandCluster {
         self.act(&on, &cmd, |st| after_stop_resource(st, resource)).await
     }
 
-    async fn shutdown_server(&self, server: &ServerName) -> PortResult<()> {
+    async fn shutdown_server(&self, server: &ServerName) -> PortResult<Left> {
         self.finish_pending_resume().await?;
         let (_, st) = self.live_status().await?;
         server_known(&st, server)?;
@@ -876,23 +909,26 @@ impl Cluster for CommandCluster {
         let cmd = Clp::new("clpdown", Vec::<String>::new());
         let what = format!("`{}` on {server}", cmd.line());
         let gone = |st: &ClusterStatus| st.servers.get(server) != Some(&true);
+        // `clpdown` takes its own server out of the cluster: what it left is asked of the cluster
+        // (a server that is still a member) once it returned; a failed look answers nothing.
+        let after = || async { self.live_status().await.map(|(_, st)| Left::status(st)).unwrap_or_default() };
         match self.exec(server, &Script::run(&cmd), self.options.operation_timeout).await {
             // Unreachable and not a member: it is down already.
             Err(e) if !member => Err(ClpCode::ServerAlreadyDown
                 .error(format!("{server} is not a cluster member and cannot be reached ({e})"))),
             // The answer may be lost because the OS went down under the command.
             Err(e) => match self.live_status().await {
-                Ok((_, st)) if gone(&st) => Ok(()),
+                Ok((_, st)) if gone(&st) => Ok(Left::status(st)),
                 _ => Err(e),
             },
-            Ok(out) if out.exit_code == 0 => Ok(()),
+            Ok(out) if out.exit_code == 0 => Ok(after().await),
             Ok(out) if out.exit_code == NOT_FOUND_STATUS => Err(not_found(&what, out)),
             // Reachable but not (yet) a member: it is still starting.
             Ok(out) if !member => Err(failed(out, &what, ClpCode::ServerDown)),
             Ok(out) => {
                 let (_, st) = self.live_status().await?;
                 if gone(&st) {
-                    Ok(())
+                    Ok(Left::status(st))
                 } else if used_on(&st, server).is_some() {
                     Err(failed(out, &what, ClpCode::GroupOnline))
                 } else {
@@ -941,9 +977,9 @@ impl Cluster for CommandCluster {
         self.preflight_checks(request).await
     }
 
-    async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()> {
+    async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<Left> {
         if changes.is_empty() {
-            return Ok(());
+            return Ok(Left::default());
         }
         self.finish_pending_resume().await?;
         let (on, st) = self.live_status().await?;
@@ -953,7 +989,7 @@ impl Cluster for CommandCluster {
             Ok(None) => {
                 tracing::info!(cluster = %self.cluster, "configuration already as wanted: nothing pushed");
                 self.cleanup(&pulled.server, &pulled.dir).await;
-                Ok(())
+                Ok(Left::status(st))
             }
             Err(e) => {
                 self.cleanup(&pulled.server, &pulled.dir).await;
@@ -985,8 +1021,10 @@ mod tests {
     #[test]
     fn sh_script_keeps_the_command_status_through_cleanup() {
         let cmd = Clp::new("clpcfctrl", ["--push", "-l", "-x", "/tmp/d"]);
-        let s =
-            render_sh(&InstallDir::Path, &Script { make_dir: None, command: Some(&cmd), remove_dir: Some("/tmp/d") });
+        let s = render_sh(
+            &InstallDir::Path,
+            &Script { make_dir: None, command: Some(&cmd), then_status: false, remove_dir: Some("/tmp/d") },
+        );
         assert_eq!(s, "clpcfctrl --push -l -x /tmp/d\nrc=$?\nrm -rf -- /tmp/d\nexit $rc\n");
         let with_dir = InstallDir::Dir("/opt/clp bin/".into());
         assert_eq!(

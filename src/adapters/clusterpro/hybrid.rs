@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::ids::{GroupName, ResourceName, ServerName};
 use crate::ports::PortResult;
 use crate::ports::cluster::{
-    Check, Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorStatus, PreflightRequest, VendorCall,
+    Check, Cluster, ClusterConfig, ClusterStatus, ConfigChange, Left, MirrorStatus, PreflightRequest, VendorCall,
 };
 
 /// Status and operations through `api`; mirror status and configuration through `commands`.
@@ -41,19 +41,19 @@ impl Cluster for HybridCluster {
     async fn status(&self) -> PortResult<ClusterStatus> {
         self.api.status().await
     }
-    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<()> {
+    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<Left> {
         self.api.start_group(group, server).await
     }
-    async fn stop_group(&self, group: &GroupName) -> PortResult<()> {
+    async fn stop_group(&self, group: &GroupName) -> PortResult<Left> {
         self.api.stop_group(group).await
     }
-    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<()> {
+    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<Left> {
         self.api.move_group(group, target).await
     }
-    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
+    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<Left> {
         self.api.start_resource(resource, server).await
     }
-    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<()> {
+    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<Left> {
         self.api.stop_resource(resource).await
     }
     async fn vendor(&self, server: &ServerName, call: &VendorCall) -> PortResult<()> {
@@ -64,7 +64,7 @@ impl Cluster for HybridCluster {
             r => r,
         }
     }
-    async fn shutdown_server(&self, server: &ServerName) -> PortResult<()> {
+    async fn shutdown_server(&self, server: &ServerName) -> PortResult<Left> {
         self.api.shutdown_server(server).await
     }
     async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
@@ -73,7 +73,7 @@ impl Cluster for HybridCluster {
     async fn config(&self) -> PortResult<ClusterConfig> {
         self.commands.config().await
     }
-    async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()> {
+    async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<Left> {
         self.commands.apply_config(changes).await
     }
     /// Both sides' checks: the API's (it answers, the servers are members) and the commands'

@@ -29,7 +29,8 @@
 //!   (`GroupStartFailed`, `GroupMoveFailed`, `ResourceStartFailed` → `NeedsHuman`;
 //!   `GroupStopFailed`, `ResourceStopFailed` → `Retryable`, as the simulator), or the operation
 //!   timeout passes ([`OPERATION_TIMED_OUT`], `Retryable`: the cluster may still finish it, and the
-//!   next observation sees where it went).
+//!   next observation sees where it went). Once done, one more GET of the whole status is the
+//!   operation's answer ([`crate::ports::cluster::Left`]).
 //!
 //! What is confirmed and what is inferred (see DOMAIN.md "CLUSTERPRO interfaces"):
 //! - Confirmed from NEC's own sample client (`CLUSTERPRO/REST-API_App`, `clusterapi.ts`) and the
@@ -56,7 +57,7 @@ use std::time::Duration;
 use crate::ids::{GroupName, ResourceName, ServerName};
 use crate::ports::cluster::errors::ClpCode;
 use crate::ports::cluster::{
-    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MirrorStatus, VendorCall, VendorPhase,
+    Cluster, ClusterConfig, ClusterStatus, ConfigChange, Left, MirrorStatus, VendorCall, VendorPhase,
 };
 use crate::ports::{PortError, PortResult};
 use crate::spec::{ApiSpec, ApiTls};
@@ -163,6 +164,21 @@ impl RestOptions {
     }
 }
 
+impl RestCluster {
+    /// The status an operation left, read by a GET once the operation was seen done (in the same
+    /// port call). A failed read answers nothing: the operation did finish, and the next pass
+    /// reads the status itself.
+    async fn left(&self) -> Left {
+        match self.snapshot(Fetch::All).await {
+            Ok(s) => Left::status(status_from(&s)),
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the status after an operation failed; the next pass reads it");
+                Left::default()
+            }
+        }
+    }
+}
+
 fn status_from(s: &Snapshot) -> ClusterStatus {
     let mut out = ClusterStatus::default();
     for sv in &s.servers {
@@ -189,7 +205,7 @@ impl Cluster for RestCluster {
         Ok(status_from(&self.snapshot(Fetch::All).await?))
     }
 
-    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<()> {
+    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<Left> {
         let pre = self.snapshot(Fetch::All).await?;
         precheck_start_group(&pre, group, server)?;
         self.post(&format!("/groups/{group}/start"), Some(server)).await?;
@@ -198,10 +214,11 @@ impl Cluster for RestCluster {
         self.wait(&what, Fetch::Group(group), stale, |s| {
             progress_group_online(s, group, server, ClpCode::GroupStartFailed)
         })
-        .await
+        .await?;
+        Ok(self.left().await)
     }
 
-    async fn stop_group(&self, group: &GroupName) -> PortResult<()> {
+    async fn stop_group(&self, group: &GroupName) -> PortResult<Left> {
         let pre = self.snapshot(Fetch::All).await?;
         precheck_stop_group(&pre, group)?;
         self.post(&format!("/groups/{group}/stop"), None).await?;
@@ -209,10 +226,11 @@ impl Cluster for RestCluster {
         self.wait(&format!("the stop of group {group}"), Fetch::Group(group), stale, |s| {
             progress_group_offline(s, group)
         })
-        .await
+        .await?;
+        Ok(self.left().await)
     }
 
-    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<()> {
+    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<Left> {
         let pre = self.snapshot(Fetch::All).await?;
         precheck_move_group(&pre, group, target)?;
         self.post(&format!("/groups/{group}/move"), Some(target)).await?;
@@ -221,32 +239,36 @@ impl Cluster for RestCluster {
         self.wait(&what, Fetch::Group(group), stale, |s| {
             progress_group_online(s, group, target, ClpCode::GroupMoveFailed)
         })
-        .await
+        .await?;
+        Ok(self.left().await)
     }
 
-    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
+    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<Left> {
         let pre = self.snapshot(Fetch::All).await?;
         precheck_start_resource(&pre, resource, server)?;
         self.post(&format!("/resources/{resource}/start"), Some(server)).await?;
         let what = format!("the start of resource {resource} on {server}");
         let stale = resource_failed(&pre, resource);
-        self.wait(&what, Fetch::Resource(resource), stale, |s| progress_resource(s, resource, Some(server))).await
+        self.wait(&what, Fetch::Resource(resource), stale, |s| progress_resource(s, resource, Some(server))).await?;
+        Ok(self.left().await)
     }
 
-    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<()> {
+    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<Left> {
         let pre = self.snapshot(Fetch::All).await?;
         precheck_stop_resource(&pre, resource)?;
         self.post(&format!("/resources/{resource}/stop"), None).await?;
         let what = format!("the stop of resource {resource}");
         let stale = resource_failed(&pre, resource);
-        self.wait(&what, Fetch::Resource(resource), stale, |s| progress_resource(s, resource, None)).await
+        self.wait(&what, Fetch::Resource(resource), stale, |s| progress_resource(s, resource, None)).await?;
+        Ok(self.left().await)
     }
 
-    async fn shutdown_server(&self, server: &ServerName) -> PortResult<()> {
+    async fn shutdown_server(&self, server: &ServerName) -> PortResult<Left> {
         precheck_shutdown(&self.snapshot(Fetch::All).await?, server)?;
         self.post(&format!("/servers/{server}/shutdown"), None).await?;
         self.wait(&format!("the shutdown of {server}"), Fetch::Server(server), false, |s| progress_shutdown(s, server))
-            .await
+            .await?;
+        Ok(self.left().await)
     }
 
     async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
@@ -261,7 +283,7 @@ impl Cluster for RestCluster {
         Err(not_supported("reading the cluster configuration"))
     }
 
-    async fn apply_config(&self, _changes: &[ConfigChange]) -> PortResult<()> {
+    async fn apply_config(&self, _changes: &[ConfigChange]) -> PortResult<Left> {
         Err(not_supported("changing the cluster configuration"))
     }
 

@@ -422,7 +422,7 @@ async fn handle(ctx: &Ctx, req: Request) -> Reply {
         "clprsc" => clprsc(ctx, &server, &req.args).await,
         "clpcl" => clpcl(ctx, &req.args).await,
         "clpdown" => match ctx.ports.cluster.shutdown_server(&server).await {
-            Ok(()) => ok(""),
+            Ok(_) => ok(""),
             Err(e) => port_fail(&e),
         },
         "clpmdstat" => clpmdstat(ctx, &req.args).await,
@@ -575,7 +575,7 @@ async fn clpgrp(ctx: &Ctx, here: &ServerName, args: &[String]) -> Reply {
         _ => return fail(USAGE, format!("Invalid option {op}.")),
     };
     match result {
-        Ok(()) => ok(SUCCEEDED),
+        Ok(_) => ok(SUCCEEDED),
         Err(e) => port_fail(&e),
     }
 }
@@ -620,7 +620,7 @@ async fn clprsc(ctx: &Ctx, here: &ServerName, args: &[String]) -> Reply {
         _ => return fail(USAGE, format!("Invalid option {op}.")),
     };
     match result {
-        Ok(()) => ok(SUCCEEDED),
+        Ok(_) => ok(SUCCEEDED),
         Err(e) => port_fail(&e),
     }
 }
@@ -1141,5 +1141,5 @@ async fn push(ctx: &Ctx, text: &str) -> Result<(), String> {
     if changes.is_empty() {
         return Ok(());
     }
-    ctx.ports.cluster.apply_config(&changes).await.map_err(|e| e.message)
+    ctx.ports.cluster.apply_config(&changes).await.map(|_| ()).map_err(|e| e.message)
 }

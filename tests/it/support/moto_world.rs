@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use mirrorctl::ids::{DeviceName, GroupName, InstanceId, ResourceName, ServerName, VolumeId};
 use mirrorctl::ports::cloud::{Cloud, InstanceState};
 use mirrorctl::ports::cluster::{
-    Cluster, ClusterConfig, ClusterStatus, ConfigChange, MdDefinition, MirrorColor, MirrorStatus, ObjectState,
+    Cluster, ClusterConfig, ClusterStatus, ConfigChange, Left, MdDefinition, MirrorColor, MirrorStatus, ObjectState,
     Placement,
 };
 use mirrorctl::ports::node::{Disk, Node, PartitionInfo};
@@ -299,117 +299,159 @@ impl Cluster for MotoWorld {
         Ok(ClusterStatus { servers, groups: BTreeMap::from([(self.group.clone(), group)]), resources })
     }
 
-    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<()> {
-        self.count("clp:start_group");
-        self.check_group(group)?;
-        if self.group_online_on().as_ref() == Some(server) {
-            return Err(err("GroupAlreadyStarted", format!("{group} is online on {server}"), ErrorClass::AlreadyDone));
-        }
-        self.bring_online(server, true, true).await
-    }
-
-    async fn stop_group(&self, group: &GroupName) -> PortResult<()> {
-        self.count("clp:stop_group");
-        self.check_group(group)?;
-        let mut st = self.lock();
-        if st.md.state == ObjectState::Offline && st.business.state == ObjectState::Offline {
-            return Err(err("GroupAlreadyStopped", format!("{group} is already offline"), ErrorClass::AlreadyDone));
-        }
-        st.md = Res::offline();
-        st.business = Res::offline();
-        st.log.push(format!("clp: group {group} offline"));
-        Ok(())
-    }
-
-    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<()> {
-        self.count("clp:move_group");
-        self.check_group(group)?;
-        let Some(from) = self.group_online_on() else {
-            return Err(err("GroupOffline", format!("{group} is not online: nothing to move"), ErrorClass::NeedsHuman));
-        };
-        if from == *target {
-            return Err(err("GroupAlreadyStarted", format!("{group} is online on {target}"), ErrorClass::AlreadyDone));
-        }
-        let members = self.members().await?;
-        Self::check_member(&members, target)?;
-        {
-            let mut st = self.lock();
-            st.md = Res::offline();
-            st.business = Res::offline();
-        }
-        self.bring_online(target, true, true).await?;
-        self.note(format!("clp: group {group} moved {from} → {target}"));
-        Ok(())
-    }
-
-    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
-        self.count("clp:start_resource");
-        let is_md = *resource == self.md && self.lock().md_def.is_some();
-        if !is_md && *resource != self.business {
-            return Err(err("ResourceNotFound", format!("no resource named {resource}"), ErrorClass::NeedsHuman));
-        }
-        let already = {
-            let st = self.lock();
-            if is_md { st.md.online_on(server) } else { st.business.online_on(server) }
-        };
-        if already {
-            return Err(err(
-                "ResourceAlreadyStarted",
-                format!("{resource} is online on {server}"),
-                ErrorClass::AlreadyDone,
-            ));
-        }
-        // Starting the business resource starts what it depends on (md).
-        self.bring_online(server, true, !is_md).await
-    }
-
-    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<()> {
-        self.count("clp:stop_resource");
-        let mut st = self.lock();
-        let is_md = *resource == self.md && st.md_def.is_some();
-        if !is_md && *resource != self.business {
-            return Err(err("ResourceNotFound", format!("no resource named {resource}"), ErrorClass::NeedsHuman));
-        }
-        let target_off = if is_md { st.md.state == ObjectState::Offline } else { true };
-        if target_off && st.business.state == ObjectState::Offline {
-            return Err(err(
-                "ResourceAlreadyStopped",
-                format!("{resource} is already offline"),
-                ErrorClass::AlreadyDone,
-            ));
-        }
-        // Stopping md stops what depends on it (the business resource).
-        if is_md {
-            st.md = Res::offline();
-        }
-        st.business = Res::offline();
-        st.log.push(format!("clp: {resource} offline"));
-        Ok(())
-    }
-
-    async fn shutdown_server(&self, server: &ServerName) -> PortResult<()> {
-        self.count("clp:shutdown_server");
-        let id = self.instance_of(server)?;
-        let members = self.members().await?;
-        if members.get(server) != Some(&true) {
-            return Err(err("ServerAlreadyDown", format!("{server} is already down"), ErrorClass::AlreadyDone));
-        }
-        {
-            let st = self.lock();
-            let here = [&st.md, &st.business]
-                .iter()
-                .any(|r| r.state != ObjectState::Offline && r.current.as_ref() == Some(server));
-            if here {
+    async fn start_group(&self, group: &GroupName, server: &ServerName) -> PortResult<Left> {
+        // Answers nothing of the cluster it left: the next pass reads it.
+        let done: PortResult<()> = async {
+            self.count("clp:start_group");
+            self.check_group(group)?;
+            if self.group_online_on().as_ref() == Some(server) {
                 return Err(err(
-                    "GroupOnline",
-                    format!("group {} is online on {server}; move or stop it first", self.group),
-                    ErrorClass::NeedsHuman,
+                    "GroupAlreadyStarted",
+                    format!("{group} is online on {server}"),
+                    ErrorClass::AlreadyDone,
                 ));
             }
+            self.bring_online(server, true, true).await
         }
-        self.stop_instance(&id).await?;
-        self.note(format!("clp: {server} shut down (StopInstances {id})"));
-        Ok(())
+        .await;
+        done.map(|()| Left::default())
+    }
+
+    async fn stop_group(&self, group: &GroupName) -> PortResult<Left> {
+        // Answers nothing of the cluster it left: the next pass reads it.
+        let done: PortResult<()> = async {
+            self.count("clp:stop_group");
+            self.check_group(group)?;
+            let mut st = self.lock();
+            if st.md.state == ObjectState::Offline && st.business.state == ObjectState::Offline {
+                return Err(err("GroupAlreadyStopped", format!("{group} is already offline"), ErrorClass::AlreadyDone));
+            }
+            st.md = Res::offline();
+            st.business = Res::offline();
+            st.log.push(format!("clp: group {group} offline"));
+            Ok(())
+        }
+        .await;
+        done.map(|()| Left::default())
+    }
+
+    async fn move_group(&self, group: &GroupName, target: &ServerName) -> PortResult<Left> {
+        // Answers nothing of the cluster it left: the next pass reads it.
+        let done: PortResult<()> = async {
+            self.count("clp:move_group");
+            self.check_group(group)?;
+            let Some(from) = self.group_online_on() else {
+                return Err(err(
+                    "GroupOffline",
+                    format!("{group} is not online: nothing to move"),
+                    ErrorClass::NeedsHuman,
+                ));
+            };
+            if from == *target {
+                return Err(err(
+                    "GroupAlreadyStarted",
+                    format!("{group} is online on {target}"),
+                    ErrorClass::AlreadyDone,
+                ));
+            }
+            let members = self.members().await?;
+            Self::check_member(&members, target)?;
+            {
+                let mut st = self.lock();
+                st.md = Res::offline();
+                st.business = Res::offline();
+            }
+            self.bring_online(target, true, true).await?;
+            self.note(format!("clp: group {group} moved {from} → {target}"));
+            Ok(())
+        }
+        .await;
+        done.map(|()| Left::default())
+    }
+
+    async fn start_resource(&self, resource: &ResourceName, server: &ServerName) -> PortResult<Left> {
+        // Answers nothing of the cluster it left: the next pass reads it.
+        let done: PortResult<()> = async {
+            self.count("clp:start_resource");
+            let is_md = *resource == self.md && self.lock().md_def.is_some();
+            if !is_md && *resource != self.business {
+                return Err(err("ResourceNotFound", format!("no resource named {resource}"), ErrorClass::NeedsHuman));
+            }
+            let already = {
+                let st = self.lock();
+                if is_md { st.md.online_on(server) } else { st.business.online_on(server) }
+            };
+            if already {
+                return Err(err(
+                    "ResourceAlreadyStarted",
+                    format!("{resource} is online on {server}"),
+                    ErrorClass::AlreadyDone,
+                ));
+            }
+            // Starting the business resource starts what it depends on (md).
+            self.bring_online(server, true, !is_md).await
+        }
+        .await;
+        done.map(|()| Left::default())
+    }
+
+    async fn stop_resource(&self, resource: &ResourceName) -> PortResult<Left> {
+        // Answers nothing of the cluster it left: the next pass reads it.
+        let done: PortResult<()> = async {
+            self.count("clp:stop_resource");
+            let mut st = self.lock();
+            let is_md = *resource == self.md && st.md_def.is_some();
+            if !is_md && *resource != self.business {
+                return Err(err("ResourceNotFound", format!("no resource named {resource}"), ErrorClass::NeedsHuman));
+            }
+            let target_off = if is_md { st.md.state == ObjectState::Offline } else { true };
+            if target_off && st.business.state == ObjectState::Offline {
+                return Err(err(
+                    "ResourceAlreadyStopped",
+                    format!("{resource} is already offline"),
+                    ErrorClass::AlreadyDone,
+                ));
+            }
+            // Stopping md stops what depends on it (the business resource).
+            if is_md {
+                st.md = Res::offline();
+            }
+            st.business = Res::offline();
+            st.log.push(format!("clp: {resource} offline"));
+            Ok(())
+        }
+        .await;
+        done.map(|()| Left::default())
+    }
+
+    async fn shutdown_server(&self, server: &ServerName) -> PortResult<Left> {
+        // Answers nothing of the cluster it left: the next pass reads it.
+        let done: PortResult<()> = async {
+            self.count("clp:shutdown_server");
+            let id = self.instance_of(server)?;
+            let members = self.members().await?;
+            if members.get(server) != Some(&true) {
+                return Err(err("ServerAlreadyDown", format!("{server} is already down"), ErrorClass::AlreadyDone));
+            }
+            {
+                let st = self.lock();
+                let here = [&st.md, &st.business]
+                    .iter()
+                    .any(|r| r.state != ObjectState::Offline && r.current.as_ref() == Some(server));
+                if here {
+                    return Err(err(
+                        "GroupOnline",
+                        format!("group {} is online on {server}; move or stop it first", self.group),
+                        ErrorClass::NeedsHuman,
+                    ));
+                }
+            }
+            self.stop_instance(&id).await?;
+            self.note(format!("clp: {server} shut down (StopInstances {id})"));
+            Ok(())
+        }
+        .await;
+        done.map(|()| Left::default())
     }
 
     /// NEC's pre-processing stops the instance and keeps the server out of the cluster until its
@@ -508,58 +550,63 @@ impl Cluster for MotoWorld {
         Ok(checks)
     }
 
-    async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<()> {
-        self.count("clp:apply_config");
-        let members = self.members().await?;
-        if let Some((down, _)) = members.iter().find(|(_, m)| !**m) {
-            return Err(err(
-                "ServerDown",
-                format!("{down} is not a cluster member: the configuration cannot be applied"),
-                ErrorClass::Retryable,
-            ));
-        }
-        let touches_md =
-            changes.iter().any(|c| matches!(c, ConfigChange::RemoveMirror { .. } | ConfigChange::AddMirror(_)));
-        {
-            let st = self.lock();
-            let offline = st.md.state == ObjectState::Offline && st.business.state == ObjectState::Offline;
-            if touches_md && !offline {
+    async fn apply_config(&self, changes: &[ConfigChange]) -> PortResult<Left> {
+        // Answers nothing of the cluster it left: the next pass reads it.
+        let done: PortResult<()> = async {
+            self.count("clp:apply_config");
+            let members = self.members().await?;
+            if let Some((down, _)) = members.iter().find(|(_, m)| !**m) {
                 return Err(err(
-                    "GroupOnline",
-                    format!("group {} must be offline to change its md resource", self.group),
-                    ErrorClass::NeedsHuman,
+                    "ServerDown",
+                    format!("{down} is not a cluster member: the configuration cannot be applied"),
+                    ErrorClass::Retryable,
                 ));
             }
-        }
-        for c in changes {
-            match c {
-                ConfigChange::AddMirror(md) => {
-                    self.check_group(&md.group)?;
-                    let servers: Vec<ServerName> = members.keys().cloned().collect();
-                    self.partitions_ok(&servers).await?;
+            let touches_md =
+                changes.iter().any(|c| matches!(c, ConfigChange::RemoveMirror { .. } | ConfigChange::AddMirror(_)));
+            {
+                let st = self.lock();
+                let offline = st.md.state == ObjectState::Offline && st.business.state == ObjectState::Offline;
+                if touches_md && !offline {
+                    return Err(err(
+                        "GroupOnline",
+                        format!("group {} must be offline to change its md resource", self.group),
+                        ErrorClass::NeedsHuman,
+                    ));
                 }
-                ConfigChange::SetGroupAutoStart { group, .. } => self.check_group(group)?,
-                ConfigChange::RemoveMirror { .. } => {}
             }
-        }
-        let mut st = self.lock();
-        for c in changes {
-            match c {
-                ConfigChange::RemoveMirror { resource } => {
-                    if *resource == self.md {
-                        st.md_def = None;
+            for c in changes {
+                match c {
+                    ConfigChange::AddMirror(md) => {
+                        self.check_group(&md.group)?;
+                        let servers: Vec<ServerName> = members.keys().cloned().collect();
+                        self.partitions_ok(&servers).await?;
+                    }
+                    ConfigChange::SetGroupAutoStart { group, .. } => self.check_group(group)?,
+                    ConfigChange::RemoveMirror { .. } => {}
+                }
+            }
+            let mut st = self.lock();
+            for c in changes {
+                match c {
+                    ConfigChange::RemoveMirror { resource } => {
+                        if *resource == self.md {
+                            st.md_def = None;
+                            st.md = Res::offline();
+                        }
+                    }
+                    ConfigChange::AddMirror(md) => {
+                        st.md_def = Some(md.clone());
                         st.md = Res::offline();
                     }
+                    ConfigChange::SetGroupAutoStart { auto, .. } => st.auto_start = *auto,
                 }
-                ConfigChange::AddMirror(md) => {
-                    st.md_def = Some(md.clone());
-                    st.md = Res::offline();
-                }
-                ConfigChange::SetGroupAutoStart { auto, .. } => st.auto_start = *auto,
             }
+            st.log.push(format!("clp: configuration applied: {changes:?}"));
+            Ok(())
         }
-        st.log.push(format!("clp: configuration applied: {changes:?}"));
-        Ok(())
+        .await;
+        done.map(|()| Left::default())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Command text: one CLUSTERPRO command line, and the `sh` / PowerShell scripts that run it
 //! (quoting, the install directory, the install-directory detection).
 
-use super::{DETECTED, InstallDir, NOT_FOUND_STATUS, PROBE_TOOL, command_file};
+use super::{DETECTED, InstallDir, NOT_FOUND_STATUS, PROBE_TOOL, STATUS_MARKER, command_file};
 use crate::spec::Os;
 
 /// One CLUSTERPRO command line. Only validated names, partitions and paths mirrorctl made are
@@ -23,18 +23,26 @@ impl Clp {
     }
 }
 
-/// A script: optionally make a directory, run one command, remove a directory. The script's exit
-/// status is the command's.
+/// A script: optionally make a directory, run one command, then (`then_status`, when the command
+/// succeeded) `clpstat`, its output after a [`STATUS_MARKER`] line, then remove a directory. The
+/// script's exit status is the command's.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Script<'a> {
     pub(super) make_dir: Option<&'a str>,
     pub(super) command: Option<&'a Clp>,
+    pub(super) then_status: bool,
     pub(super) remove_dir: Option<&'a str>,
 }
 
 impl<'a> Script<'a> {
     pub(super) fn run(command: &'a Clp) -> Self {
         Script { command: Some(command), ..Script::default() }
+    }
+
+    /// `command`, then `clpstat` when it succeeded: an operation that answers with the status it
+    /// left, in one run on the node.
+    pub(super) fn run_then_status(command: &'a Clp) -> Self {
+        Script { command: Some(command), then_status: true, ..Script::default() }
     }
 }
 
@@ -49,28 +57,40 @@ pub(super) fn ps_word(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// The executable of `tool` in `bin`, as a `sh` word.
+fn sh_exe(bin: &InstallDir, tool: &str) -> String {
+    let file = command_file(Os::Linux, tool);
+    match bin {
+        InstallDir::Dir(dir) => sh_word(&format!("{}/{file}", dir.trim_end_matches('/'))),
+        InstallDir::Path => file,
+    }
+}
+
 pub(super) fn render_sh(bin: &InstallDir, script: &Script<'_>) -> String {
     let mut lines = Vec::new();
     if let Some(d) = script.make_dir {
         lines.push(format!("mkdir -p -m 700 -- {} || exit 1", sh_word(d)));
     }
+    let status = script.then_status && script.command.is_some();
+    let keep_rc = script.command.is_some() && (status || script.remove_dir.is_some());
     if let Some(c) = script.command {
-        let file = command_file(Os::Linux, c.tool);
-        let exe = match bin {
-            InstallDir::Dir(dir) => sh_word(&format!("{}/{file}", dir.trim_end_matches('/'))),
-            InstallDir::Path => file,
-        };
         let args: Vec<String> = c.args.iter().map(|a| sh_word(a)).collect();
-        lines.push(std::iter::once(exe).chain(args).collect::<Vec<_>>().join(" "));
-    }
-    if let Some(d) = script.remove_dir {
-        if script.command.is_some() {
+        lines.push(std::iter::once(sh_exe(bin, c.tool)).chain(args).collect::<Vec<_>>().join(" "));
+        if keep_rc {
             lines.push("rc=$?".to_owned());
         }
+    }
+    if status {
+        lines.push(format!(
+            "if [ $rc -eq 0 ] && st=$({}); then echo {STATUS_MARKER}; printf '%s\\n' \"$st\"; fi",
+            sh_exe(bin, "clpstat")
+        ));
+    }
+    if let Some(d) = script.remove_dir {
         lines.push(format!("rm -rf -- {}", sh_word(d)));
-        if script.command.is_some() {
-            lines.push("exit $rc".to_owned());
-        }
+    }
+    if keep_rc {
+        lines.push("exit $rc".to_owned());
     }
     lines.push(String::new());
     lines.join("\n")
@@ -100,6 +120,17 @@ pub(super) fn render_powershell(bin: &InstallDir, script: &Script<'_>) -> String
         lines.push("$global:LASTEXITCODE = 1".to_owned());
         lines.push(format!("& $exe {}", args.join(" ")).trim_end().to_owned());
         lines.push("$rc = $LASTEXITCODE".to_owned());
+        if script.then_status {
+            let stat = command_file(Os::Windows, "clpstat");
+            let exe = match bin {
+                InstallDir::Dir(dir) => ps_word(&format!("{}\\{stat}", dir.trim_end_matches('\\'))),
+                InstallDir::Path => format!("(Get-Command {} -ErrorAction SilentlyContinue).Source", ps_word(&stat)),
+            };
+            lines.push(format!(
+                "if ($rc -eq 0) {{ $global:LASTEXITCODE = 1; $st = & {exe}; if ($LASTEXITCODE -eq 0) {{ Write-Output {}; $st }} }}",
+                ps_word(STATUS_MARKER)
+            ));
+        }
     }
     if let Some(d) = script.remove_dir {
         lines.push(format!("Remove-Item -LiteralPath {} -Recurse -Force -ErrorAction SilentlyContinue", ps_word(d)));
