@@ -489,7 +489,7 @@ mod tests {
             cluster_reachable: true,
             config: crate::ports::cluster::ClusterConfig::default(),
             mirror: None,
-            other_mirrors: Default::default(),
+            other_mirrors: std::collections::BTreeMap::default(),
             disks: BTreeMap::new(),
             initialization: BTreeMap::new(),
             fast_restores: Vec::new(),

@@ -1180,7 +1180,7 @@ mod tests {
             cluster: crate::ports::cluster::ClusterStatus::default(),
             config: crate::ports::cluster::ClusterConfig::default(),
             mirror: None,
-            other_mirrors: Default::default(),
+            other_mirrors: std::collections::BTreeMap::default(),
             disks: BTreeMap::new(),
             cluster_reachable: true,
             initialization: BTreeMap::new(),

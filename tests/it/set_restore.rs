@@ -226,7 +226,7 @@ async fn two_md_backup(
     };
     let snaps = cloud.create_snapshot_set(&req).await.unwrap();
     // Describe and tag after create may say NotFound for a while (eventual consistency).
-    Clock::sleep(&lab.world.clock(), std::time::Duration::from_secs(60)).await;
+    Clock::sleep(&lab.world.clock(), std::time::Duration::from_mins(1)).await;
     let mut held = Vec::new();
     for s in &snaps {
         let m = spec.mirrors().find(|m| Some(&at(&m.device)) == s.volume.as_ref()).unwrap();
