@@ -1609,10 +1609,10 @@ fn linux_paths_survive(spec: &Spec, obs: &Observed, s: &ServerSpec, v: &Volume, 
     }
     let Some(disk) = obs.disk(&s.name, &v.id) else { return };
     for (md, cluster) in held(spec, &m.holds) {
-        let (key, p) =
+        let (key, wanted) =
             if cluster { ("cluster_partition", &md.cluster_partition) } else { ("data_partition", &md.data_partition) };
         let what = if spec.several_volumes() { format!("{key} of md {}", md.resource) } else { key.to_owned() };
-        let Partition::Device(path) = p else { continue };
+        let Partition::Device(path) = wanted else { continue };
         if kernel_nvme_name(path) {
             d.block(
                 "partition-path-unstable",
