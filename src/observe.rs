@@ -274,14 +274,10 @@ pub async fn observe_with(
         if want.keep_mirror && prev.is_some() {
             None
         } else {
-            Some(
-                futures::join!(
-                    ports.cluster.mirror_status(&spec.mirror.resource),
-                    futures::future::join_all(
-                        spec.more_mirrors.iter().map(|m| ports.cluster.mirror_status(&m.resource))
-                    )
-                )
-            )
+            Some(futures::join!(
+                ports.cluster.mirror_status(&spec.mirror.resource),
+                futures::future::join_all(spec.more_mirrors.iter().map(|m| ports.cluster.mirror_status(&m.resource)))
+            ))
         }
     };
     let ((volumes_res, snaps), (status, config, mirrors, shutdown_res, disk_res)) =
@@ -327,27 +323,20 @@ pub async fn observe_with(
     };
     // The mirror status only means something while md is configured; its errors are a fact
     // (not configured, cluster busy), not an observation failure.
-    let (mirror, other_mirrors) = match mirrors {
-        Some((mirror, others)) => {
-            let mirror = if config.mirror(&spec.mirror.resource).is_some() { mirror.ok() } else { None };
-            let others = spec
-                .more_mirrors
-                .iter()
-                .zip(others)
-                .filter(|(m, _)| config.mirror(&m.resource).is_some())
-                .filter_map(|(m, r)| Some((m.resource.clone(), r.ok()?)))
-                .collect();
-            (mirror, others)
-        }
-        None => {
-            let mirror = if config.mirror(&spec.mirror.resource).is_some() {
-                prev.and_then(|p| p.mirror.clone())
-            } else {
-                None
-            };
-            let others = prev.map(|p| p.other_mirrors.clone()).unwrap_or_default();
-            (mirror, others)
-        }
+    let (mirror, other_mirrors) = if let Some((mirror, others)) = mirrors {
+        let mirror = if config.mirror(&spec.mirror.resource).is_some() { mirror.ok() } else { None };
+        let others = spec
+            .more_mirrors
+            .iter()
+            .zip(others)
+            .filter(|(m, _)| config.mirror(&m.resource).is_some())
+            .filter_map(|(m, r)| Some((m.resource.clone(), r.ok()?)))
+            .collect();
+        (mirror, others)
+    } else {
+        let mirror =
+            if config.mirror(&spec.mirror.resource).is_some() { prev.and_then(|p| p.mirror.clone()) } else { None };
+        (mirror, prev.map(|p| p.other_mirrors.clone()).unwrap_or_default())
     };
     let disk_res = spec
         .cluster

@@ -11,11 +11,7 @@ use crate::execute::{Event, Progress};
 use crate::harness::lab::{self, Lab, LabOptions};
 
 /// Runs `mirrorctl lab`.
-pub async fn run(
-    state_dir: &Path,
-    options: LabOptions,
-    output: Output,
-) -> Result<u8, CliError> {
+pub async fn run(state_dir: &Path, options: LabOptions, output: Output) -> Result<u8, CliError> {
     let lab = Lab::new(state_dir, options)?;
     let text = output == Output::Text;
     let start = lab.epoch();

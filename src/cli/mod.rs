@@ -569,7 +569,14 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             snapshots::run(&state_dir, store().await, &target, &world, output).await
         }
         Command::Lab { speed, seed, os, procedure, fast_restore, mirrors, output } => {
-            let options = crate::harness::lab::LabOptions { speed, seed, os: os.into(), procedure: procedure.into(), fast_restore, mirrors };
+            let options = crate::harness::lab::LabOptions {
+                speed,
+                seed,
+                os: os.into(),
+                procedure: procedure.into(),
+                fast_restore,
+                mirrors,
+            };
             lab_command::run(&state_dir, options, output).await
         }
         Command::Bench { mode: Some(BenchMode::Chaos(args)), .. } => {

@@ -295,8 +295,7 @@ pub async fn run(lab: Lab, progress: Progress, say: &(dyn Fn(&str) + Sync)) -> R
     ));
     let mut restore = backup.clone();
     restore.mirror.volume.fast_restore = fast_restore;
-    let request =
-        RequestName::parse("lab-incident").map_err(|e| HarnessError::caused("the lab's request name", e))?;
+    let request = RequestName::parse("lab-incident").map_err(|e| HarnessError::caused("the lab's request name", e))?;
     if several {
         restore.restore_backup =
             Some(BackupRestoreSpec { backup: backup_name.clone(), request, verify_failover: true });
