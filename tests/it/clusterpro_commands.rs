@@ -1344,3 +1344,30 @@ async fn a_restore_whose_host_died_after_removing_md_is_finished_by_another_host
     );
     assert!(rig.world.oracle_report().corruptions.is_empty());
 }
+
+/// On a cluster with two md resources the fake's `clp.conf` lists both, so the command adapter
+/// reads both (each with its own partitions); removing md2 and pushing it back with the same
+/// definition leaves both configured. Fails on the fake that rendered the first md only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configuration_of_a_two_md_cluster_lists_every_md() {
+    let scenario = Scenario::two_mirrors(Os::Linux);
+    let spec = scenario.spec("").expect("the scenario's file is valid");
+    let world = SimWorld::new(scenario, 14, SPEED);
+    let fake = Arc::new(FakeClp::start(world.clone()).await);
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("node-tmp")).expect("node tmp");
+    let rig = Rig { world, fake, dir, spec };
+    let cmd = rig.cmd();
+    let config = cmd.config().await.expect("config");
+    let names: Vec<&str> = config.mirrors.iter().map(|m| m.resource.as_str()).collect();
+    assert_eq!(names, ["md1", "md2"], "{config:?}");
+    let md2 = config.mirror(&ResourceName::parse("md2").unwrap()).expect("md2").clone();
+    assert_eq!(md2.data_partition, Partition::Device("/dev/xvdc2".into()), "{md2:?}");
+    cmd.stop_group(&rig.group()).await.expect("stop group");
+    cmd.apply_config(&[ConfigChange::RemoveMirror { resource: md2.resource.clone() }]).await.expect("remove md2");
+    assert_eq!(rig.sim().config().await.expect("config").mirrors.len(), 1);
+    cmd.apply_config(&[ConfigChange::AddMirror(md2)]).await.expect("re-add md2");
+    let names: Vec<String> =
+        rig.sim().config().await.expect("config").mirrors.iter().map(|m| m.resource.to_string()).collect();
+    assert_eq!(names, ["md1", "md2"]);
+}

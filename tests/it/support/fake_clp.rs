@@ -810,16 +810,23 @@ async fn clpcfctrl(ctx: &Ctx, cwd: &Path, args: &[String]) -> Reply {
     fail(USAGE, "Invalid option: --pull or --push.")
 }
 
-/// Each server's (data, cluster) GUIDs of the mirror volume attached now.
-fn current_guids(ctx: &Ctx) -> BTreeMap<ServerName, (String, String)> {
-    let mut out = BTreeMap::new();
-    for s in &ctx.scenario.servers {
-        if let Some(v) = ctx.world.mirror_volume(&s.name) {
-            out.insert(s.name.clone(), (volume_guid(&v, DATA_PART), volume_guid(&v, CLUSTER_PART)));
+/// Per md of the scenario, each server's (data, cluster) GUIDs of its volume attached now.
+fn current_guids(ctx: &Ctx) -> Guids {
+    let mut out = Guids::new();
+    for m in ctx.scenario.mirrors() {
+        let mut of_md = BTreeMap::new();
+        for s in &ctx.scenario.servers {
+            if let Some(v) = ctx.world.volume_at(&s.name, &m.device) {
+                of_md.insert(s.name.clone(), (volume_guid(&v, DATA_PART), volume_guid(&v, CLUSTER_PART)));
+            }
         }
+        out.insert(m.resource, of_md);
     }
     out
 }
+
+/// Per md resource, each server's (data, cluster) volume GUIDs.
+type Guids = BTreeMap<ResourceName, BTreeMap<ServerName, (String, String)>>;
 
 /// The `<md>` element of the simulated md resource, at depth 2.
 fn md_lines(sc: &Scenario, m: &MdDefinition, guids: &BTreeMap<ServerName, (String, String)>) -> Vec<(usize, String)> {
@@ -903,13 +910,13 @@ fn decode_pushed(bytes: &[u8], label: Option<&str>) -> Result<String, String> {
     Ok(text)
 }
 
-fn render_conf(
-    sc: &Scenario,
-    config: &ClusterConfig,
-    guids: &BTreeMap<ServerName, (String, String)>,
-    japanese: Option<&str>,
-) -> String {
+fn render_conf(sc: &Scenario, config: &ClusterConfig, guids: &Guids, japanese: Option<&str>) -> String {
     let md = config.mirrors.first();
+    // Each md's GUIDs by its name; the first md's are the scenario's first md's under any name.
+    let first = guids.get(&sc.md).cloned().unwrap_or_default();
+    let guids_of = |i: usize, m: &MdDefinition| {
+        guids.get(&m.resource).cloned().unwrap_or_else(|| if i == 0 { first.clone() } else { BTreeMap::new() })
+    };
     let auto = config.group_auto_start.get(&sc.group).copied().unwrap_or(true);
     let kind = sc.business_kind.as_str();
     let mut l: Vec<(usize, String)> = Vec::new();
@@ -933,7 +940,7 @@ fn render_conf(
     }
     l.push((1, format!("<group name=\"{}\">", sc.group)));
     l.push((2, format!("<resource name=\"{kind}@{}\"/>", sc.business)));
-    if let Some(m) = md {
+    for m in &config.mirrors {
         l.push((2, format!("<resource name=\"md@{}\"/>", m.resource)));
     }
     l.push((2, format!("<start>{}</start>", u8::from(auto))));
@@ -947,16 +954,16 @@ fn render_conf(
     if japanese.is_some() {
         l.push((3, JA_BUSINESS_COMMENT.to_owned()));
     }
-    if let Some(m) = md {
+    for m in &config.mirrors {
         l.push((3, format!("<depend name=\"{}\"/>", m.resource)));
     }
     l.push((3, "<parameters>".into()));
     l.push((4, "<timeout>1800</timeout>".into()));
     l.push((3, "</parameters>".into()));
     l.push((2, format!("</{kind}>")));
-    if let Some(m) = md {
-        let mut lines = md_lines(sc, m, guids);
-        if japanese.is_some() {
+    for (i, m) in config.mirrors.iter().enumerate() {
+        let mut lines = md_lines(sc, m, &guids_of(i, m));
+        if japanese.is_some() && i == 0 {
             lines.insert(1, (3, JA_MD_COMMENT.to_owned()));
         }
         l.extend(lines);
@@ -968,9 +975,9 @@ fn render_conf(
         l.push((2, "<types name=\"mdw\"/>".into()));
     }
     l.push((2, "<types name=\"userw\"/>".into()));
-    if let Some(m) = md {
+    for (i, m) in config.mirrors.iter().enumerate() {
         for ty in ["mdnw", "mdw"] {
-            l.push((2, format!("<{ty} name=\"{ty}1\">")));
+            l.push((2, format!("<{ty} name=\"{ty}{}\">", i + 1)));
             l.push((3, "<parameters>".into()));
             l.push((4, format!("<object>{}</object>", m.resource)));
             l.push((3, "</parameters>".into()));
