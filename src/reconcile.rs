@@ -458,12 +458,12 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
             _ => None,
         };
         let doc = write_status(spec, ctx, &journal, Some(&p), Some(&obs), None, wait_now.as_ref()).await?;
-        let (started, stage) = match p.op.as_ref() {
+        let (started, op_stage) = match p.op.as_ref() {
             Some(op) => journal.lock().await.view().op(op).map_or((None, Stage::Opening), |v| (v.started, stage(v))),
             None => (None, Stage::Opening),
         };
         set_priority(p.op.as_ref().map(|_| Priority {
-            stage,
+            stage: op_stage,
             since: started.unwrap_or(obs.now),
             cluster: spec.cluster.name.clone(),
         }));

@@ -587,12 +587,12 @@ mod tests {
         assert_eq!(in_first_two_s, 10 + 9, "the burst plus the refill of (0, 2) s");
     }
 
-    fn prio(stage: Stage, secs: i64, cluster: &str) -> Option<Priority> {
-        Some(Priority {
+    fn prio(stage: Stage, secs: i64, cluster: &str) -> Priority {
+        Priority {
             stage,
             since: jiff::Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(secs),
             cluster: ClusterName::parse(cluster).unwrap(),
-        })
+        }
     }
 
     /// Empties `category`'s one-token bucket, then queues one call per entry, in this arrival
@@ -631,12 +631,12 @@ mod tests {
                 category,
                 vec![
                     ("idle", None),
-                    ("young", prio(Stage::Later, 100, "c1")),
-                    ("old-c2", prio(Stage::Later, 10, "c2")),
-                    ("old-c1", prio(Stage::Later, 10, "c1")),
+                    ("young", Some(prio(Stage::Later, 100, "c1"))),
+                    ("old-c2", Some(prio(Stage::Later, 10, "c2"))),
+                    ("old-c1", Some(prio(Stage::Later, 10, "c1"))),
                     // A younger operation's first mutating call (a restore's create) goes before
                     // every later call of older operations.
-                    ("opening", prio(Stage::Opening, 200, "c3")),
+                    ("opening", Some(prio(Stage::Opening, 200, "c3"))),
                 ],
             )
             .await;
@@ -650,9 +650,9 @@ mod tests {
             Category::Mutate,
             vec![
                 ("idle", None),
-                ("young", prio(Stage::Later, 100, "c1")),
-                ("opening", prio(Stage::Opening, 200, "c3")),
-                ("old", prio(Stage::Later, 10, "c1")),
+                ("young", Some(prio(Stage::Later, 100, "c1"))),
+                ("opening", Some(prio(Stage::Opening, 200, "c3"))),
+                ("old", Some(prio(Stage::Later, 10, "c1"))),
             ],
         )
         .await;

@@ -239,7 +239,7 @@ impl Moto {
             let id = answer.split("<instanceId>").nth(1).and_then(|rest| rest.split('<').next()).ok_or_else(|| {
                 CliError::Failed(format!("moto_server's RunInstances answer has no instance id: {answer}"))
             })?;
-            moto.instances[i] = id.to_owned();
+            id.clone_into(&mut moto.instances[i]);
         }
         Ok(Ok(moto))
     }
