@@ -24,7 +24,7 @@ use crate::observe::{FULL_LOOK_EVERY, Observed, Refresh, observe_with};
 use crate::plan::{Action, Condition, Outcome, Plan, Step, StepId, expect, plan};
 use crate::ports::cloud::{AttachState, Attachment, VolumeState};
 use crate::ports::cluster::ClusterConfig;
-use crate::ports::limit::{Priority, set_priority, with_priority};
+use crate::ports::limit::{Priority, Stage, set_priority, with_priority};
 use crate::ports::{
     ErrorClass, PortError, Ports,
     store::{Lease, Store, StoreError},
@@ -486,13 +486,15 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
             _ => None,
         };
         let doc = write_status(spec, ctx, &journal, Some(&p), Some(&obs), None, wait_now.as_ref()).await?;
-        let started = match p.op.as_ref() {
-            Some(op) => journal.lock().await.view().op(op).and_then(|v| v.started),
-            None => None,
+        let (started, op_stage) = match p.op.as_ref() {
+            Some(op) => journal.lock().await.view().op(op).map_or((None, Stage::Opening), |v| (v.started, stage(v))),
+            None => (None, Stage::Opening),
         };
-        set_priority(
-            p.op.as_ref().map(|_| Priority { since: started.unwrap_or(obs.now), cluster: spec.cluster.name.clone() }),
-        );
+        set_priority(p.op.as_ref().map(|_| Priority {
+            stage: op_stage,
+            since: started.unwrap_or(obs.now),
+            cluster: spec.cluster.name.clone(),
+        }));
         let obs = prev.insert(obs);
         match &p.outcome {
             Outcome::Converged => {
@@ -573,6 +575,14 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
             }
         }
     }
+}
+
+/// How far an operation has come for the request budget: [`Stage::Opening`] until one of its
+/// mutating EC2 calls succeeded (see [`crate::ports::limit`]).
+fn stage(op: &crate::journal::OpView) -> Stage {
+    let called_ec2 =
+        op.steps.values().any(|s| s.succeeded && s.last_action.as_ref().is_some_and(|a| a.api().starts_with("ec2:")));
+    if called_ec2 { Stage::Later } else { Stage::Opening }
 }
 
 /// The server whose disk list an action can change, if any.

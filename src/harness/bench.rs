@@ -201,7 +201,7 @@ impl Bench {
                 let sizes: &[usize] = if quick { &scale::QUICK_SIZES } else { &scale::FULL_SIZES };
                 let mut scaled = Vec::new();
                 for n in sizes.iter().filter(|_| scaling) {
-                    scaled.push(scale::measure(&dir, *n, seed, scale::Order::ByAge).await?);
+                    scaled.push(scale::measure(&dir, *n, seed, scale::Order::Urgency).await?);
                     // With more than one cluster, the same storm served in arrival order, for comparison.
                     if *n > 1 {
                         scaled.push(scale::measure(&dir, *n, seed, scale::Order::Arrival).await?);

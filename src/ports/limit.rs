@@ -12,19 +12,31 @@
 //!
 //! Decisions:
 //! - **Wait, never fail.** A call that finds its bucket empty sleeps until its token is due.
-//! - **Mutating calls: oldest operation first.** Calls that find the bucket empty queue; one task
-//!   per bucket hands each token, when it comes back, to the most urgent waiting call, which wakes
-//!   once. A mutating call's urgency is the [`Priority`] its reconcile loop set: the operation
-//!   that started first goes first, ties by cluster name, then arrival order; mutating calls
-//!   outside any operation come last. In arrival order, 1,000 restores move in lockstep: every
-//!   cluster's attach queues behind every other cluster's create, so every business stays down
-//!   until nearly the last call of the storm. By age, `mirrorctl bench` measured the median
-//!   cluster restored 24 % sooner at 100 and 1,000 clusters, and the last one within 2 % of the
-//!   arrival-order time.
-//! - **Describe calls: arrival order.** Two rankings were measured and dropped: by age like
-//!   mutating calls, and operations' polls before idle looks. Both raised the 1,000-cluster
-//!   storm's total from 2,077 s to 2,249 s (9.8 mutating calls per cluster instead of 8.9): the
-//!   favoured polls starved the looks that let other clusters reach their next mutating call.
+//! - **Most urgent call first, in both buckets.** Calls that find the bucket empty queue; one task
+//!   per bucket hands each token, when it comes back, to the most urgent waiting call, which
+//!   wakes once. Urgency is, in this order: a call of an operation before an idle look (an idle
+//!   cluster's resync); an operation's *opening* calls (made before any of its mutating EC2
+//!   calls was accepted) before every operation's later ones; the operation that started first;
+//!   the cluster name; the caller that began first ([`with_priority`]); arrival. See
+//!   [`Priority`] and [`Stage`].
+//! - **Why opening calls first.** A restore's creates run beside its group stop and the
+//!   configuration push, which need no token, but its next pass waits for the whole batch. When
+//!   the youngest operations' creates queued behind everyone's later calls, those operations did
+//!   their CLUSTERPRO work only at the end of the storm, with the mutating bucket idle and every
+//!   other cluster done; a create answered after its batch's group stop was also not yet visible
+//!   to the next pass, which created it again (same token, one more mutating call). Opening calls
+//!   first: `mirrorctl bench`, seed 1, model time, 1,000 clusters 1,969 s → 1,715 s and 9.6 → 8.4
+//!   mutating calls per cluster, 100 clusters 213.8 s → 197.8 s; the median cluster is back later
+//!   (984 → 1,117 s; 129 → 140 s). The later calls still go oldest operation first: in arrival
+//!   order every cluster's attach queues behind every other cluster's create, and every business
+//!   stays down until nearly the end of the storm.
+//! - **One caller's reads together.** Among equal priorities the caller that began first goes
+//!   first. Before, Describe calls were served in arrival order: the first looks of 1,000
+//!   clusters (six Describes each, issued in rounds) interleaved, so no cluster finished its look
+//!   until nearly all had, the mutating bucket stood idle for the first 540 s, and by then every
+//!   next pass was due a full look again (22.8 Describes per cluster). Grouped by caller, the
+//!   first cluster acts after its own look: 1,000 clusters 2,454 s → 1,969 s, 100 clusters 248.5 s
+//!   → 213.8 s (with the old mutating order; seed 1, model time).
 //! - A caller that goes away while waiting (a stop request) leaves its token to the next one.
 //! - **The priority rides with the task.** A reconcile loop names its calls' [`Priority`] once per
 //!   pass ([`with_priority`], [`set_priority`]); the calls themselves are made deep inside
@@ -39,6 +51,7 @@
 use std::cell::RefCell;
 use std::collections::BinaryHeap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -134,43 +147,78 @@ impl Budgets {
     }
 }
 
-/// Whose call it is: the operation's start and the cluster. Calls of operations that started
-/// earlier go first; among operations that started at the same instant, the cluster name decides.
-/// A call made outside any operation (an idle cluster's resync look) has no priority and waits
-/// behind every call that has one.
+/// How far an operation has come, as far as the request budget cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// None of its mutating EC2 calls was accepted yet: its calls open the work it does beside
+    /// them (a restore's creates run beside its group stop and configuration push).
+    Opening,
+    /// Past its first mutating EC2 call.
+    Later,
+}
+
+/// Whose call it is: how far its operation has come, when the operation started, and the
+/// cluster. Opening calls go first, then operations that started earlier; among operations
+/// that started at the same instant, the cluster name decides. A call made outside any
+/// operation (an idle cluster's resync look) has no priority and waits behind every call that
+/// has one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Priority {
+    /// Whether the operation's first mutating EC2 call is still to come.
+    pub stage: Stage,
     /// When the operation started (journal).
     pub since: jiff::Timestamp,
     /// The cluster.
     pub cluster: ClusterName,
 }
 
-tokio::task_local! {
-    /// The priority of the calls the current task makes (see [`with_priority`]).
-    static PRIORITY: RefCell<Option<Priority>>;
+/// What the current task's calls carry: the priority its loop set, and the loop's place in the
+/// order the loops began.
+#[derive(Debug)]
+struct Slot {
+    priority: Option<Priority>,
+    caller: u64,
 }
 
-/// Runs `f` with a priority slot for the calls it makes; [`set_priority`] fills it as `f` goes
-/// (one reconcile loop sets it per pass, from the operation it is pursuing).
+tokio::task_local! {
+    /// The priority of the calls the current task makes (see [`with_priority`]).
+    static PRIORITY: RefCell<Slot>;
+}
+
+/// Numbers the callers ([`with_priority`] scopes) in the order they began.
+static NEXT_CALLER: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `f` as one caller, with a priority slot for the calls it makes; [`set_priority`] fills
+/// it as `f` goes (one reconcile loop sets it per pass, from the operation it is pursuing).
+/// Callers are numbered in the order they began: among calls of equal priority the earlier
+/// caller's go first, so one caller's reads complete together instead of every caller's in
+/// lockstep.
 pub async fn with_priority<F: Future>(f: F) -> F::Output {
-    PRIORITY.scope(RefCell::new(None), f).await
+    let caller = NEXT_CALLER.fetch_add(1, AtomicOrdering::Relaxed);
+    PRIORITY.scope(RefCell::new(Slot { priority: None, caller }), f).await
 }
 
 /// Sets the priority of the current task's next calls (no effect outside [`with_priority`]).
 pub fn set_priority(p: Option<Priority>) {
-    let _ = PRIORITY.try_with(|slot| *slot.borrow_mut() = p);
+    let _ = PRIORITY.try_with(|slot| slot.borrow_mut().priority = p);
 }
 
-fn current_priority() -> Option<Priority> {
-    PRIORITY.try_with(|slot| slot.borrow().clone()).ok().flatten()
+/// The current task's priority and caller number; a call outside any [`with_priority`] has
+/// neither and comes after every caller's.
+fn current() -> (Option<Priority>, u64) {
+    PRIORITY
+        .try_with(|slot| {
+            let s = slot.borrow();
+            (s.priority.clone(), s.caller)
+        })
+        .unwrap_or((None, u64::MAX))
 }
 
-/// A call waiting for a token: more urgent first (an operation's call before an idle look, then
-/// by [`Priority`]), then in arrival order.
+/// A call waiting for a token, ordered by urgency: an operation's call before an idle look,
+/// then by [`Priority`], then the caller that began first, then arrival.
 #[derive(Debug)]
 struct Waiter {
-    key: (bool, Option<Priority>, u64),
+    key: (bool, Option<Priority>, u64, u64),
     ready: oneshot::Sender<()>,
 }
 
@@ -263,27 +311,27 @@ async fn grant_until_empty(bucket: Arc<Mutex<Bucket>>) {
 pub struct RequestLimiter {
     describe: Arc<Mutex<Bucket>>,
     mutate: Arc<Mutex<Bucket>>,
-    /// Whether mutating calls are served oldest operation first (else in arrival order).
-    by_age: bool,
+    /// Whether calls are served most urgent first (else in arrival order).
+    by_urgency: bool,
 }
 
 impl RequestLimiter {
-    /// Full buckets shaped by `budgets`; mutating calls served oldest operation first.
+    /// Full buckets shaped by `budgets`; calls served most urgent first (see the module doc).
     pub fn new(budgets: Budgets) -> Self {
         RequestLimiter {
             describe: Arc::new(Mutex::new(Bucket::new(budgets.describe))),
             mutate: Arc::new(Mutex::new(Bucket::new(budgets.mutate))),
-            by_age: true,
+            by_urgency: true,
         }
     }
 
     /// The same buckets serving every call in arrival order, whatever its priority: what
-    /// `mirrorctl bench` compares the oldest-first order with.
+    /// `mirrorctl bench` compares mirrorctl's order with.
     pub fn in_arrival_order(budgets: Budgets) -> Self {
-        RequestLimiter { by_age: false, ..RequestLimiter::new(budgets) }
+        RequestLimiter { by_urgency: false, ..RequestLimiter::new(budgets) }
     }
 
-    /// Waits for a token of `category` (most urgent caller first, see [`Priority`]); returns how
+    /// Waits for a token of `category` (most urgent call first, see [`Priority`]); returns how
     /// long it waited.
     pub async fn admit(&self, category: Category) -> Duration {
         let bucket = match category {
@@ -298,13 +346,13 @@ impl RequestLimiter {
                 return Duration::ZERO;
             }
             let (tx, rx) = oneshot::channel();
-            // Describe calls stay in arrival order: a poll is cheap and short, and an old
-            // operation polling ahead of everyone would starve the looks that let younger ones
-            // reach their next mutating call.
-            let ranked = self.by_age && category == Category::Mutate;
-            let p = if ranked { current_priority() } else { None };
             b.arrivals += 1;
-            let key = (ranked && p.is_none(), p, b.arrivals);
+            let key = if self.by_urgency {
+                let (p, caller) = current();
+                (p.is_none(), p, caller, b.arrivals)
+            } else {
+                (false, None, 0, b.arrivals)
+            };
             b.waiting.push(Waiter { key, ready: tx });
             if !b.granting {
                 b.granting = true;
@@ -539,69 +587,110 @@ mod tests {
         assert_eq!(in_first_two_s, 10 + 9, "the burst plus the refill of (0, 2) s");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_oldest_operation_goes_first_and_idle_looks_last() {
-        let budget = Budget::try_new(1, 1.0).unwrap();
-        let limiter = Arc::new(RequestLimiter::new(Budgets { describe: budget, mutate: budget }));
-        let t0 = jiff::Timestamp::UNIX_EPOCH;
-        let prio = |secs: i64, cluster: &str| Priority {
-            since: t0 + jiff::SignedDuration::from_secs(secs),
+    fn prio(stage: Stage, secs: i64, cluster: &str) -> Priority {
+        Priority {
+            stage,
+            since: jiff::Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(secs),
             cluster: ClusterName::parse(cluster).unwrap(),
-        };
-        // Empty the burst, then queue, in this arrival order: an idle look, a young operation,
-        // an old one, and an operation as old as that one on a cluster whose name sorts first.
-        limiter.admit(Category::Mutate).await;
-        let start = Instant::now();
+        }
+    }
+
+    /// Empties `category`'s one-token bucket, then queues one call per entry, in this arrival
+    /// order, each from a caller of its own begun in the same order; answers the order served.
+    async fn served(
+        limiter: &Arc<RequestLimiter>,
+        category: Category,
+        calls: Vec<(&'static str, Option<Priority>)>,
+    ) -> Vec<&'static str> {
+        limiter.admit(category).await;
         let order = Arc::new(Mutex::new(Vec::new()));
-        let call = |name: &'static str, p: Option<Priority>| {
-            let (l, order) = (Arc::clone(&limiter), Arc::clone(&order));
-            tokio::spawn(with_priority(async move {
-                set_priority(p);
-                l.admit(Category::Mutate).await;
-                order.lock().unwrap().push((name, start.elapsed().as_secs()));
-            }))
-        };
         let mut tasks = Vec::new();
-        for (name, p) in [
-            ("idle", None),
-            ("young", Some(prio(100, "c1"))),
-            ("old-c2", Some(prio(10, "c2"))),
-            ("old-c1", Some(prio(10, "c1"))),
-        ] {
-            tasks.push(call(name, p));
+        for (name, p) in calls {
+            let (l, order) = (Arc::clone(limiter), Arc::clone(&order));
+            tasks.push(tokio::spawn(with_priority(async move {
+                set_priority(p);
+                l.admit(category).await;
+                order.lock().unwrap().push(name);
+            })));
             tokio::task::yield_now().await;
         }
         for t in tasks {
             t.await.unwrap();
         }
-        let got = order.lock().unwrap().clone();
-        assert_eq!(got, vec![("old-c1", 1), ("old-c2", 2), ("young", 3), ("idle", 4)]);
+        order.lock().unwrap().clone()
+    }
 
-        // Describe calls, and every call of a limiter in arrival order, ignore priorities.
-        for (limiter, category) in [
-            (Arc::new(RequestLimiter::new(Budgets { describe: budget, mutate: budget })), Category::Describe),
-            (
-                Arc::new(RequestLimiter::in_arrival_order(Budgets { describe: budget, mutate: budget })),
-                Category::Mutate,
-            ),
-        ] {
-            limiter.admit(category).await;
-            let order = Arc::new(Mutex::new(Vec::new()));
-            let mut tasks = Vec::new();
-            for (name, p) in [("idle", None), ("young", Some(prio(100, "c1"))), ("old", Some(prio(10, "c1")))] {
-                let (l, order) = (Arc::clone(&limiter), Arc::clone(&order));
-                tasks.push(tokio::spawn(with_priority(async move {
-                    set_priority(p);
-                    l.admit(category).await;
-                    order.lock().unwrap().push(name);
-                })));
-                tokio::task::yield_now().await;
-            }
-            for t in tasks {
-                t.await.unwrap();
-            }
-            assert_eq!(*order.lock().unwrap(), vec!["idle", "young", "old"], "{category:?}");
+    #[tokio::test(start_paused = true)]
+    async fn opening_calls_first_then_the_oldest_operation_and_idle_looks_last_in_both_buckets() {
+        let budget = Budget::try_new(1, 1.0).unwrap();
+        for category in [Category::Mutate, Category::Describe] {
+            let limiter = Arc::new(RequestLimiter::new(Budgets { describe: budget, mutate: budget }));
+            let start = Instant::now();
+            let got = served(
+                &limiter,
+                category,
+                vec![
+                    ("idle", None),
+                    ("young", Some(prio(Stage::Later, 100, "c1"))),
+                    ("old-c2", Some(prio(Stage::Later, 10, "c2"))),
+                    ("old-c1", Some(prio(Stage::Later, 10, "c1"))),
+                    // A younger operation's first mutating call (a restore's create) goes before
+                    // every later call of older operations.
+                    ("opening", Some(prio(Stage::Opening, 200, "c3"))),
+                ],
+            )
+            .await;
+            assert_eq!(got, ["opening", "old-c1", "old-c2", "young", "idle"], "{category:?}");
+            assert_eq!(start.elapsed().as_secs(), 5, "one token a second, none lost to the ordering");
         }
+        // A limiter in arrival order ignores priorities.
+        let limiter = Arc::new(RequestLimiter::in_arrival_order(Budgets { describe: budget, mutate: budget }));
+        let got = served(
+            &limiter,
+            Category::Mutate,
+            vec![
+                ("idle", None),
+                ("young", Some(prio(Stage::Later, 100, "c1"))),
+                ("opening", Some(prio(Stage::Opening, 200, "c3"))),
+                ("old", Some(prio(Stage::Later, 10, "c1"))),
+            ],
+        )
+        .await;
+        assert_eq!(got, ["idle", "young", "opening", "old"]);
+    }
+
+    /// Two clusters' first looks issued in rounds (one read, then the next once the first was
+    /// sent): the caller that began first has all its reads served before the other's, so it can
+    /// act while the other still reads. In arrival order both looks would end at the very end.
+    #[tokio::test(start_paused = true)]
+    async fn one_callers_reads_are_served_together_not_in_lockstep() {
+        let budget = Budget::try_new(1, 1.0).unwrap();
+        let limiter = Arc::new(RequestLimiter::new(Budgets { describe: budget, mutate: budget }));
+        limiter.admit(Category::Describe).await;
+        let start = Instant::now();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let caller = |name: &'static str| {
+            let (l, order) = (Arc::clone(&limiter), Arc::clone(&order));
+            tokio::spawn(with_priority(async move {
+                let read = |round: u32| {
+                    let (l, order) = (Arc::clone(&l), Arc::clone(&order));
+                    async move {
+                        // The second round is sent after the other caller's first.
+                        for _ in 0..round * 4 {
+                            tokio::task::yield_now().await;
+                        }
+                        l.admit(Category::Describe).await;
+                        order.lock().unwrap().push((name, round, start.elapsed().as_secs()));
+                    }
+                };
+                futures::join!(read(0), read(1));
+            }))
+        };
+        let (a, b) = (caller("a"), caller("b"));
+        a.await.unwrap();
+        b.await.unwrap();
+        let got = order.lock().unwrap().clone();
+        assert_eq!(got, [("a", 0, 1), ("a", 1, 2), ("b", 0, 3), ("b", 1, 4)], "a's look ends after 2 s, not 3");
     }
 
     #[tokio::test(start_paused = true)]
@@ -626,7 +715,7 @@ mod tests {
         let mut b = Bucket::new(Budget::try_new(1, 5.0).unwrap());
         b.tokens = 1.0 - 1e-12;
         let (tx, _rx) = oneshot::channel();
-        b.waiting.push(Waiter { key: (true, None, 1), ready: tx });
+        b.waiting.push(Waiter { key: (true, None, 0, 1), ready: tx });
         let next = b.grant(b.at).expect("somebody waits");
         assert!(next >= MIN_GRANT_SLEEP, "{next:?}: a zero sleep under paused time spins forever");
     }

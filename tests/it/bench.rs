@@ -140,20 +140,11 @@ fn bench_json_has_every_part_as_fields_and_measures_the_given_binary() {
     assert_eq!(restore["target"], serde_json::json!({"op": "<=", "value": 1.05}));
     assert!(restore["pass"].is_boolean() && restore["runs"].as_array().is_some_and(|r| r.len() == 1), "{restore}");
     assert_eq!(doc["single_cluster"]["time"], "model");
-    // Scale: 1, 5 and 20 clusters oldest-first, 5 and 20 again in arrival order.
+    // Scale: 1, 5 and 20 clusters most urgent first, 5 and 20 again in arrival order.
     let runs = doc["scale"]["runs"].as_array().expect("scale runs");
     let sizes: Vec<(u64, &str)> =
         runs.iter().map(|r| (r["clusters"].as_u64().expect("n"), r["order"].as_str().expect("order"))).collect();
-    assert_eq!(
-        sizes,
-        [
-            (1, "oldest-operation-first"),
-            (5, "oldest-operation-first"),
-            (5, "arrival"),
-            (20, "oldest-operation-first"),
-            (20, "arrival")
-        ]
-    );
+    assert_eq!(sizes, [(1, "urgency"), (5, "urgency"), (5, "arrival"), (20, "urgency"), (20, "arrival")]);
     for r in runs {
         assert!(r["total_per_bound"].as_f64().expect("ratio") >= 1.0, "{r}");
         assert!(r["cluster_done_s"]["median"].as_f64().expect("median") > 0.0, "{r}");

@@ -63,15 +63,21 @@ struct Plan {
     files: [usize; 2],
     window: Duration,
     edits: usize,
+    /// How long the AWS world's daemon is given to converge every file before its window opens.
+    aws_ready: Duration,
 }
 
-const FULL: Plan = Plan { files: [0, 1000], window: Duration::from_secs(65), edits: 100 };
-const QUICK: Plan = Plan { files: [0, 20], window: Duration::from_secs(5), edits: 10 };
+const FULL: Plan =
+    Plan { files: [0, 1000], window: Duration::from_secs(65), edits: 100, aws_ready: Duration::from_mins(5) };
+const QUICK: Plan =
+    Plan { files: [0, 20], window: Duration::from_secs(5), edits: 10, aws_ready: Duration::from_mins(1) };
 
 /// One daemon's idle figures.
 #[derive(Debug, Clone)]
 pub(super) struct Idle {
     files: usize,
+    /// Clusters converged when the window opened.
+    converged: usize,
     ready: Duration,
     rss_kib: u64,
     hwm_kib: u64,
@@ -86,6 +92,17 @@ pub(super) struct Footprint {
     idle: Vec<Idle>,
     edit_files: usize,
     edits: Vec<Duration>,
+    /// The same daemon on the AWS world.
+    aws: Aws,
+}
+
+/// The footprint on the AWS world: measured, or why not.
+#[derive(Debug, Clone)]
+pub(super) enum Aws {
+    /// Idle figures per directory size.
+    Measured(Vec<Idle>),
+    /// Why not (`moto_server` is not installed).
+    NotMeasured(String),
 }
 
 /// The executable measured.
@@ -144,6 +161,130 @@ pub(super) fn binary(given: Option<&Path>) -> Result<Binary, CliError> {
     Ok(Binary { path: path.to_path_buf(), given: true, build })
 }
 
+/// The world the measured daemon acts on.
+enum World {
+    /// `--world lab --speed` [`SPEED`]: one simulated world per cluster, in the daemon.
+    Lab,
+    /// `--world aws` with EC2 and Systems Manager on a local `moto_server`.
+    Aws(Moto),
+}
+
+impl World {
+    fn name(&self) -> &'static str {
+        match self {
+            World::Lab => "lab",
+            World::Aws(_) => "aws",
+        }
+    }
+    fn ready_limit(&self) -> Option<Duration> {
+        match self {
+            World::Lab => None,
+            World::Aws(moto) => Some(moto.ready),
+        }
+    }
+}
+
+/// A `moto_server` on a free loopback port, standing for EC2 and Systems Manager, with one pair
+/// of instances (zones 1a and 1c of ap-northeast-1) that every generated cluster names; stopped
+/// by its pid when dropped.
+///
+/// What it stands for: moto answers `Describe*` from its own state and accepts Run Command, but
+/// runs nothing on the instances, so no command answers for CLUSTERPRO or the disks. A cluster
+/// with nothing to do observes (EC2 Describes, the commands) and converges; an edit asking for a
+/// backup waits for a server to answer for the cluster. So idle memory and CPU are measured on
+/// this world, edit → first action only on the lab.
+struct Moto {
+    child: Child,
+    port: u16,
+    instances: [String; 2],
+    ready: Duration,
+}
+
+/// The region of the generated clusters.
+const MOTO_REGION: &str = "ap-northeast-1";
+
+impl Moto {
+    /// `Err(why)` when `moto_server` is not on `PATH` (not measured; not an error).
+    fn start(plan: &Plan) -> Result<Result<Moto, String>, CliError> {
+        let on_path = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("moto_server").is_file()));
+        if !on_path {
+            return Ok(Err("moto_server is not installed (pip install 'moto[server]>=5,<6')".to_owned()));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| CliError::Failed(format!("no free loopback port for moto_server: {e}")))?
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| CliError::Failed(format!("cannot start moto_server: {e}")))?;
+        let mut moto = Moto { child, port, instances: [String::new(), String::new()], ready: plan.aws_ready };
+        let deadline = Instant::now() + Duration::from_mins(1);
+        while moto.request("GET", "/moto-api/data.json", "").is_err() {
+            if Instant::now() > deadline {
+                return Err(CliError::Failed(format!("moto_server did not answer on port {port} within 60 s")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for (i, zone) in ["a", "c"].into_iter().enumerate() {
+            let body = format!(
+                "Action=RunInstances&Version=2016-11-15&ImageId=ami-12c6146b&MinCount=1&MaxCount=1&\
+                 InstanceType=t3.micro&Placement.AvailabilityZone={MOTO_REGION}{zone}"
+            );
+            let answer = moto.request("POST", "/", &body)?;
+            let id = answer.split("<instanceId>").nth(1).and_then(|rest| rest.split('<').next()).ok_or_else(|| {
+                CliError::Failed(format!("moto_server's RunInstances answer has no instance id: {answer}"))
+            })?;
+            id.clone_into(&mut moto.instances[i]);
+        }
+        Ok(Ok(moto))
+    }
+
+    /// One HTTP/1.0 request; the answer's body (an error for any status but 200).
+    fn request(&self, method: &str, path: &str, body: &str) -> Result<String, CliError> {
+        use std::io::{Read as _, Write as _};
+        let fail = |e: std::io::Error| CliError::Failed(format!("moto_server on port {}: {e}", self.port));
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).map_err(fail)?;
+        // moto takes the region from the signature's credential scope (not checked).
+        let request = format!(
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/{MOTO_REGION}/ec2/aws4_request, \
+             SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).map_err(fail)?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).map_err(fail)?;
+        let (head, text) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        if !head.lines().next().is_some_and(|l| l.contains(" 200")) {
+            return Err(CliError::Failed(format!("moto_server answered {path}: {head}")));
+        }
+        Ok(text.to_owned())
+    }
+
+    /// The measured daemon's environment: every AWS endpoint on moto, fake static credentials.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
+            ("AWS_REGION", MOTO_REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The daemon under measurement; killed (by its pid) when dropped.
 struct Daemon {
     child: Child,
@@ -152,11 +293,18 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(exe: &Path, dir: &Path, state: &Path) -> Result<Daemon, CliError> {
-        let mut child = Command::new(exe)
-            .arg("--state-dir")
-            .arg(state)
-            .args(["--log-format", "json", "run", "--world", "lab", "--speed", SPEED])
+    fn start(exe: &Path, dir: &Path, state: &Path, world: &World) -> Result<Daemon, CliError> {
+        let mut cmd = Command::new(exe);
+        cmd.arg("--state-dir").arg(state).args(["--log-format", "json", "run"]);
+        match world {
+            World::Lab => {
+                cmd.args(["--world", "lab", "--speed", SPEED]);
+            }
+            World::Aws(moto) => {
+                cmd.args(["--world", "aws"]).envs(moto.env());
+            }
+        }
+        let mut child = cmd
             .args(["--listen", "127.0.0.1:0", "--grace", "5", "--resync"])
             .arg(RESYNC.as_secs().to_string())
             .arg("--dir")
@@ -232,10 +380,20 @@ fn field<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a str> {
 
 /// The desired state of cluster `name`: the example without its schedule, with `take`.
 fn desired(name: &str, take: &[String]) -> String {
+    desired_on(name, take, None)
+}
+
+/// [`desired`], its two servers on the instances given (the example's otherwise).
+fn desired_on(name: &str, take: &[String], instances: Option<&[String; 2]>) -> String {
+    let example_instances = ["i-0123456789abcdef0", "i-0fedcba9876543210"];
     let body: Vec<String> = EXAMPLE
         .lines()
         .filter(|l| !l.starts_with("schedule") && !l.starts_with("take"))
         .map(|l| if l.starts_with("name = \"prod-db\"") { format!("name = \"{name}\"") } else { l.to_owned() })
+        .map(|l| match instances {
+            Some(ids) => l.replace(example_instances[0], &ids[0]).replace(example_instances[1], &ids[1]),
+            None => l,
+        })
         .collect();
     let names: Vec<String> = take.iter().map(|t| format!("\"{t}\"")).collect();
     // `[backup]` is the example's last table (its restore table is commented out).
@@ -303,24 +461,37 @@ fn memory_kib(pid: u32) -> Result<(u64, u64), CliError> {
     Ok((value("VmRSS:")?, value("VmHWM:")?))
 }
 
-/// Starts a daemon (`exe`) on `files` generated files and measures it idle.
-fn idle(exe: &Path, base: &Path, files: usize, window: Duration) -> Result<(Idle, Daemon, PathBuf), CliError> {
-    let root = fresh_dir(base, &format!("footprint-{files}"))?;
+/// Starts a daemon (`exe`) on `files` generated files in `world` and measures it idle.
+fn idle(
+    exe: &Path,
+    base: &Path,
+    files: usize,
+    window: Duration,
+    world: &World,
+) -> Result<(Idle, Daemon, PathBuf), CliError> {
+    let root = fresh_dir(base, &format!("footprint-{}-{files}", world.name()))?;
     let dir = root.join("desired-state");
     std::fs::create_dir_all(&dir).map_err(|e| CliError::Failed(format!("creating {}: {e}", dir.display())))?;
+    let instances = match world {
+        World::Lab => None,
+        World::Aws(moto) => Some(moto.instances.clone()),
+    };
     for i in 0..files {
         let name = cluster_name(i);
         let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, desired(&name, &[]))
+        std::fs::write(&path, desired_on(&name, &[], instances.as_ref()))
             .map_err(|e| CliError::Failed(format!("writing {}: {e}", path.display())))?;
     }
     let started = Instant::now();
-    let mut daemon = Daemon::start(exe, &dir, &root.join("state"))?;
+    let mut daemon = Daemon::start(exe, &dir, &root.join("state"), world)?;
     daemon.wait_for("the daemon to start", 0, |lines| {
         lines.iter().any(|(_, v)| field(v, "message") == Some("mirrorctl daemon started")).then_some(())
     })?;
     let mut converged = std::collections::BTreeSet::new();
     let mut seen = 0;
+    // On the AWS world the first passes queue for the default request budgets (SSM's above
+    // all): the window opens at the limit whether or not every cluster converged by then.
+    let limit = world.ready_limit();
     daemon.wait_for(&format!("all {files} clusters to converge"), 0, |lines| {
         for (_, v) in &lines[seen..] {
             if field(v, "message") == Some("converged")
@@ -330,9 +501,10 @@ fn idle(exe: &Path, base: &Path, files: usize, window: Duration) -> Result<(Idle
             }
         }
         seen = lines.len();
-        (converged.len() >= files).then_some(())
+        (converged.len() >= files || limit.is_some_and(|l| started.elapsed() >= l)).then_some(())
     })?;
     let ready = started.elapsed();
+    let converged = converged.len().min(files);
     // Let the last status writes and world saves finish before the window opens.
     std::thread::sleep(Duration::from_secs(2));
     let pid = daemon.pid();
@@ -347,7 +519,7 @@ fn idle(exe: &Path, base: &Path, files: usize, window: Duration) -> Result<(Idle
     let (t1, c1) = (Instant::now(), cpu_ticks(pid)?);
     #[allow(clippy::cast_precision_loss)] // tick counts are small
     let cpu_pct = 100.0 * (c1.saturating_sub(c0)) as f64 / clock_ticks_per_s() / t1.duration_since(t0).as_secs_f64();
-    Ok((Idle { files, ready, rss_kib, hwm_kib, cpu_pct, window: t1.duration_since(t0) }, daemon, dir))
+    Ok((Idle { files, converged, ready, rss_kib, hwm_kib, cpu_pct, window: t1.duration_since(t0) }, daemon, dir))
 }
 
 /// `edits` edits of `c0000` in `dir`, each a new on-demand backup: write → first step latencies.
@@ -390,7 +562,7 @@ pub(super) fn measure(base: &Path, quick: bool, binary: &Binary) -> Result<Footp
     let mut edits = Vec::new();
     let last = plan.files.len() - 1;
     for (i, files) in plan.files.iter().enumerate() {
-        let (figures, mut daemon, dir) = idle(&binary.path, base, *files, plan.window)?;
+        let (figures, mut daemon, dir) = idle(&binary.path, base, *files, plan.window, &World::Lab)?;
         idles.push(figures);
         if i == last {
             edits = edit_latencies(&mut daemon, &dir, plan.edits)?;
@@ -400,7 +572,23 @@ pub(super) fn measure(base: &Path, quick: bool, binary: &Binary) -> Result<Footp
             let _ = std::fs::remove_dir_all(root);
         }
     }
-    Ok(Footprint { binary: binary.clone(), idle: idles, edit_files: plan.files[last], edits })
+    let aws = match Moto::start(&plan)? {
+        Err(why) => Aws::NotMeasured(why),
+        Ok(moto) => {
+            let world = World::Aws(moto);
+            let mut figures = Vec::new();
+            for files in plan.files {
+                let (idle, daemon, dir) = idle(&binary.path, base, files, plan.window, &world)?;
+                figures.push(idle);
+                drop(daemon);
+                if let Some(root) = dir.parent() {
+                    let _ = std::fs::remove_dir_all(root);
+                }
+            }
+            Aws::Measured(figures)
+        }
+    };
+    Ok(Footprint { binary: binary.clone(), idle: idles, edit_files: plan.files[last], edits, aws })
 }
 
 /// Nearest-rank percentile `p` (0–100) of `xs`.
@@ -412,32 +600,34 @@ fn percentile(xs: &[Duration], p: f64) -> Duration {
     sorted.get(rank - 1).copied().unwrap_or_default()
 }
 
-/// The footprint table.
-pub(super) fn render(f: &Footprint) -> String {
-    let mut out = String::new();
-    let build = f.binary.build;
-    let which = if f.binary.given { f.binary.path.display().to_string() } else { "this binary".to_owned() };
-    table_head(
-        &mut out,
-        &format!("daemon footprint (`mirrorctl run --world lab --speed {SPEED}` of {which}, real time, {build} build)"),
-    );
-    #[allow(clippy::cast_precision_loss)] // KiB counts are small
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    for i in &f.idle {
+#[allow(clippy::cast_precision_loss)] // KiB counts are small
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// The idle rows of one world's table.
+fn idle_rows(out: &mut String, idle: &[Idle]) {
+    for i in idle {
+        let ready = if i.converged >= i.files {
+            format!("all converged {:.1}s after start", i.ready.as_secs_f64())
+        } else {
+            format!(
+                "{} of {} converged {:.0}s after start (still working)",
+                i.converged,
+                i.files,
+                i.ready.as_secs_f64()
+            )
+        };
         table_row(
-            &mut out,
+            out,
             &format!("idle RSS MiB, {} files", i.files),
             &format!("{:.1}", mib(i.rss_kib)),
             &format!("<= {:.0}", rss_target_mib(i.files)),
             Some(mib(i.rss_kib) <= rss_target_mib(i.files)),
-            &format!(
-                "peak since start {:.1} MiB; all converged {:.1}s after start",
-                mib(i.hwm_kib),
-                i.ready.as_secs_f64()
-            ),
+            &format!("peak since start {:.1} MiB; {ready}", mib(i.hwm_kib)),
         );
         table_row(
-            &mut out,
+            out,
             &format!("idle CPU %, {} files", i.files),
             &format!("{:.2}", i.cpu_pct),
             "-",
@@ -450,6 +640,18 @@ pub(super) fn render(f: &Footprint) -> String {
             ),
         );
     }
+}
+
+/// The footprint table.
+pub(super) fn render(f: &Footprint) -> String {
+    let mut out = String::new();
+    let build = f.binary.build;
+    let which = if f.binary.given { f.binary.path.display().to_string() } else { "this binary".to_owned() };
+    table_head(
+        &mut out,
+        &format!("daemon footprint (`mirrorctl run --world lab --speed {SPEED}` of {which}, real time, {build} build)"),
+    );
+    idle_rows(&mut out, &f.idle);
     if !f.edits.is_empty() {
         for (what, p) in [("median", 50.0), ("p99", 99.0)] {
             let ms = percentile(&f.edits, p).as_secs_f64() * 1000.0;
@@ -463,29 +665,49 @@ pub(super) fn render(f: &Footprint) -> String {
             );
         }
     }
+    match &f.aws {
+        Aws::Measured(idle) => {
+            table_head(
+                &mut out,
+                &format!(
+                    "daemon footprint on the AWS world (`mirrorctl run --world aws` of {which}, EC2 and SSM on \
+                     moto_server, no command answered on the nodes; real time, {build} build)"
+                ),
+            );
+            idle_rows(&mut out, idle);
+        }
+        Aws::NotMeasured(why) => {
+            table_head(&mut out, "daemon footprint on the AWS world");
+            table_row(&mut out, "AWS world", "-", "-", None, &format!("not measured: {why}"));
+        }
+    }
     out
 }
 
 /// The footprint as JSON (`bench -o json`): wall time, the binary measured and its build.
 pub(super) fn json(f: &Footprint) -> serde_json::Value {
-    #[allow(clippy::cast_precision_loss)] // KiB counts are small
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    let idle: Vec<serde_json::Value> = f
-        .idle
-        .iter()
-        .map(|i| {
-            serde_json::json!({
-                "files": i.files,
-                "ready_s": i.ready.as_secs_f64(),
-                "rss_mib": mib(i.rss_kib),
-                "peak_rss_mib": mib(i.hwm_kib),
-                "rss_target_mib": rss_target_mib(i.files),
-                "rss_pass": mib(i.rss_kib) <= rss_target_mib(i.files),
-                "cpu_pct": i.cpu_pct,
-                "window_s": i.window.as_secs_f64(),
+    let idle_json = |idle: &[Idle]| -> Vec<serde_json::Value> {
+        idle.iter()
+            .map(|i| {
+                serde_json::json!({
+                    "files": i.files,
+                    "converged": i.converged,
+                    "ready_s": i.ready.as_secs_f64(),
+                    "rss_mib": mib(i.rss_kib),
+                    "peak_rss_mib": mib(i.hwm_kib),
+                    "rss_target_mib": rss_target_mib(i.files),
+                    "rss_pass": mib(i.rss_kib) <= rss_target_mib(i.files),
+                    "cpu_pct": i.cpu_pct,
+                    "window_s": i.window.as_secs_f64(),
+                })
             })
-        })
-        .collect();
+            .collect()
+    };
+    let idle = idle_json(&f.idle);
+    let aws = match &f.aws {
+        Aws::Measured(i) => serde_json::json!({"measured": true, "world": "aws-on-moto", "idle": idle_json(i)}),
+        Aws::NotMeasured(why) => serde_json::json!({"measured": false, "why": why}),
+    };
     let edit = (!f.edits.is_empty()).then(|| {
         let (median, p99) = (percentile(&f.edits, 50.0), percentile(&f.edits, 99.0));
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -504,6 +726,7 @@ pub(super) fn json(f: &Footprint) -> serde_json::Value {
         "binary": {"path": f.binary.path.display().to_string(), "given": f.binary.given, "build": f.binary.build},
         "idle": idle,
         "edit_to_first_action": edit,
+        "aws": aws,
     })
 }
 
@@ -522,6 +745,15 @@ mod tests {
     }
 
     #[test]
+    fn generated_files_can_name_other_instances() {
+        let ids = ["i-00000000000000001".to_owned(), "i-00000000000000002".to_owned()];
+        let text = desired_on("c0001", &[], Some(&ids));
+        let spec = crate::spec::load_str(Path::new("c0001.toml"), &text).expect("valid");
+        let got: Vec<String> = spec.cluster.servers.iter().map(|s| s.instance.to_string()).collect();
+        assert_eq!(got, ids);
+    }
+
+    #[test]
     fn percentiles_use_the_nearest_rank() {
         let xs: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
         assert_eq!(percentile(&xs, 50.0), Duration::from_millis(50));
@@ -535,6 +767,7 @@ mod tests {
     fn the_footprint_table_shows_every_figure_with_its_verdict() {
         let idle = |files, rss_mib: u64| Idle {
             files,
+            converged: files,
             ready: Duration::from_secs(2),
             rss_kib: rss_mib * 1024,
             hwm_kib: rss_mib * 1024 + 512,
@@ -546,6 +779,7 @@ mod tests {
             idle: vec![idle(0, 9), idle(20, 40)],
             edit_files: 20,
             edits: (1..=100).map(Duration::from_millis).collect(),
+            aws: Aws::Measured(vec![idle(0, 8), Idle { converged: 15, ..idle(20, 30) }]),
         };
         let text = render(&f);
         assert!(text.contains("of /opt/mirrorctl, real time, release build)"), "{text}");
@@ -564,8 +798,19 @@ mod tests {
             row("edit -> first action ms, p99").contains("99") && row("edit -> first action ms, p99").contains("PASS"),
             "{text}"
         );
-        let this = Footprint { binary: Binary { given: false, build: "debug", ..f.binary.clone() }, ..f };
-        assert!(render(&this).contains("of this binary, real time, debug build)"));
+        let aws = text.split("on the AWS world").nth(1).unwrap_or_else(|| panic!("an AWS table: {text}"));
+        let aws_row = |name: &str| aws.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {aws}"));
+        assert!(aws_row("idle RSS MiB, 0 files").contains("8.0"), "{aws}");
+        assert!(aws_row("idle RSS MiB, 20 files").contains("15 of 20 converged"), "{aws}");
+        let this = Footprint {
+            binary: Binary { given: false, build: "debug", ..f.binary.clone() },
+            aws: Aws::NotMeasured("moto_server is not installed".into()),
+            ..f
+        };
+        let text = render(&this);
+        assert!(text.contains("of this binary, real time, debug build)"));
+        assert!(text.contains("not measured: moto_server is not installed"), "{text}");
+        assert_eq!(json(&this)["aws"]["measured"], false);
     }
 
     #[test]

@@ -30,13 +30,14 @@
 //!   better: one restore cannot beat `P`; a bucket that starts full cannot accept `n` calls before
 //!   `(n − C) / r`; and the restore whose mutating call the account accepts last still needs at
 //!   least `T` after it (`T` follows its last mutating call, so it follows every one of them).
-//!   Figure: total ÷ that minimum, target ≤ 1.1.
+//!   Figure: total ÷ that minimum, target ≤ 1.05.
 //! - **throttled share** = calls answered `RequestLimitExceeded` ÷ all EC2 calls the account
 //!   received, target < 1 %.
 //! - **median restore** (and first, p90, last): each cluster's time from the common start to its
 //!   own `Converged`, how long its business waited. Every storm of more than one cluster runs a
 //!   second time with the limiter in arrival order ([`RequestLimiter::in_arrival_order`]), so the
-//!   oldest-first order mirrorctl uses is compared with first come, first served in one run.
+//!   order mirrorctl uses (most urgent first, [`crate::ports::limit`]) is compared with first
+//!   come, first served in one run.
 //!
 //! With one cluster the buckets never bind (a restore needs fewer calls than a burst), so the
 //! ratio is the single restore's own distance from its critical path.
@@ -65,11 +66,11 @@ const RATIO_TARGET: f64 = 1.05;
 /// Target of the throttled share, in percent.
 const THROTTLED_TARGET_PCT: f64 = 1.0;
 
-/// How the shared limiter orders mutating calls (see [`crate::ports::limit`]).
+/// How the shared limiter orders waiting calls (see [`crate::ports::limit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Order {
-    /// Oldest operation first: what mirrorctl does.
-    ByAge,
+    /// Most urgent first (opening calls, then the oldest operation): what mirrorctl does.
+    Urgency,
     /// First come, first served: the comparison.
     Arrival,
 }
@@ -172,7 +173,7 @@ pub(super) async fn measure(base: &Path, clusters: usize, seed: u64, order: Orde
     let account = Arc::new(AccountThrottle::new(account_budgets.clone(), p.world.now()));
     let budgets = alone_in(&account_budgets)?;
     let limiter = Arc::new(match order {
-        Order::ByAge => RequestLimiter::new(budgets),
+        Order::Urgency => RequestLimiter::new(budgets),
         Order::Arrival => RequestLimiter::in_arrival_order(budgets),
     });
     let backup_journal = Journal::path_for(&p.dir, &spec.cluster.name);
@@ -317,7 +318,7 @@ pub(super) fn json(samples: &[ScaleSample]) -> serde_json::Value {
             let pct = s.throttled_pct();
             serde_json::json!({
                 "clusters": s.clusters,
-                "order": match s.order { Order::ByAge => "oldest-operation-first", Order::Arrival => "arrival" },
+                "order": match s.order { Order::Urgency => "urgency", Order::Arrival => "arrival" },
                 "total_s": s.total_s,
                 "bound_s": bound,
                 "bound_set_by": match by {
