@@ -3,7 +3,7 @@
 
 use crate::support::common;
 
-use common::{Lab, example, with_backups, with_restore};
+use common::{Lab, blocked_on, by_backup, dev, example, with_backups, with_restore};
 use mirrorctl::ids::{ResourceName, ServerName};
 use mirrorctl::plan::{Outcome, plan};
 use mirrorctl::ports::cloud::{SnapshotState, Tags};
@@ -91,10 +91,6 @@ async fn a_file_in_another_group_than_the_cluster_is_refused_for_restore() {
 }
 
 // --- a backup of several volumes: one crash-consistent set --------------------------------------
-
-fn dev(d: &str) -> mirrorctl::ids::DeviceName {
-    mirrorctl::ids::DeviceName::parse(d).unwrap()
-}
 
 /// A Windows lab whose servers also hold the cluster partition's own volume at `/dev/sdy` and a
 /// volume the cluster does not use at `/dev/sdz`, and a file saying md's cluster partition is at
@@ -362,28 +358,6 @@ async fn snapshots_of(lab: &Lab, spec: &mirrorctl::spec::Spec, name: &str) -> Ve
 }
 
 // --- a restore that names a backup (`[restore] backup = "name"`) --------------------------------
-
-/// `spec` asking for a restore of backup `backup` under `request`, by name.
-fn by_backup(mut spec: mirrorctl::spec::Spec, backup: &str, request: &str) -> mirrorctl::spec::Spec {
-    spec.restore = None;
-    spec.restore_backup = Some(mirrorctl::spec::BackupRestoreSpec {
-        backup: mirrorctl::ids::BackupName::parse(backup).unwrap(),
-        request: mirrorctl::ids::RequestName::parse(request).unwrap(),
-        verify_failover: false,
-    });
-    spec
-}
-
-/// The condition `spec`'s next pass blocks on.
-async fn blocked_on(lab: &Lab, spec: &mirrorctl::spec::Spec) -> mirrorctl::plan::Condition {
-    let ctx = lab.ctx();
-    let journal = open_journal(spec, &ctx).await.unwrap();
-    let (_, p) = plan_once(spec, &ctx, &journal).await.unwrap();
-    match p.outcome {
-        Outcome::Blocked(c) => c,
-        other => panic!("expected a block: {other:?} {:?}", p.notes),
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_restore_by_backup_name_restores_the_snapshot_that_backup_took() {

@@ -4,17 +4,13 @@
 
 use crate::support::common;
 
-use common::{Lab, example, with_backups, with_restore};
+use common::{Lab, blocked_on, by_backup, dev, example, with_backups, with_restore};
 use mirrorctl::ids::DeviceName;
-use mirrorctl::plan::{Action, Condition, Outcome};
+use mirrorctl::plan::Action;
 use mirrorctl::ports::Clock;
 use mirrorctl::ports::cloud::{Snapshot, SnapshotFilter, Tags, tag};
 use mirrorctl::reconcile::{Settled, open_journal, plan_once};
 use mirrorctl::spec::{Os, ProcedureChoice, Spec};
-
-fn dev(d: &str) -> DeviceName {
-    DeviceName::parse(d).unwrap()
-}
 
 /// A Windows lab whose servers also hold md's cluster partition volume at `/dev/sdy` (and a
 /// volume the cluster does not use at `/dev/sdz`), a file saying so, and backup `b1` taken and
@@ -29,17 +25,6 @@ async fn split_backup(seed: u64) -> (Lab, Spec) {
     assert_eq!(lab.apply(&spec).await, Settled::Converged);
     Clock::sleep(&lab.world.clock(), std::time::Duration::from_hours(12)).await;
     (lab, spec)
-}
-
-/// `spec` restoring backup `backup` by name under `request`.
-fn by_backup(mut spec: Spec, backup: &str, request: &str) -> Spec {
-    spec.restore = None;
-    spec.restore_backup = Some(mirrorctl::spec::BackupRestoreSpec {
-        backup: mirrorctl::ids::BackupName::parse(backup).unwrap(),
-        request: mirrorctl::ids::RequestName::parse(request).unwrap(),
-        verify_failover: false,
-    });
-    spec
 }
 
 /// The snapshots of backup `name`.
@@ -58,13 +43,6 @@ async fn next_pass(lab: &Lab, spec: &Spec) -> mirrorctl::plan::Plan {
     let ctx = lab.ctx();
     let journal = open_journal(spec, &ctx).await.unwrap();
     plan_once(spec, &ctx, &journal).await.unwrap().1
-}
-
-async fn blocked_on(lab: &Lab, spec: &Spec) -> Condition {
-    match next_pass(lab, spec).await.outcome {
-        Outcome::Blocked(c) => c,
-        other => panic!("expected a block: {other:?}"),
-    }
 }
 
 fn no_restore_step(lab: &Lab, spec: &Spec) {

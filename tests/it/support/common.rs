@@ -171,3 +171,30 @@ pub fn has_tags(tags: &Tags, cluster: &str, request: &str) -> bool {
 pub fn op_restore(r: &str) -> OpId {
     OpId::Restore(RequestName::parse(r).expect("request"))
 }
+
+/// Device name `d` (`/dev/sdy`), for tests.
+pub fn dev(d: &str) -> mirrorctl::ids::DeviceName {
+    mirrorctl::ids::DeviceName::parse(d).unwrap()
+}
+
+/// `spec` asking for a restore of backup `backup` by name, under `request`.
+pub fn by_backup(mut spec: Spec, backup: &str, request: &str) -> Spec {
+    spec.restore = None;
+    spec.restore_backup = Some(mirrorctl::spec::BackupRestoreSpec {
+        backup: BackupName::parse(backup).unwrap(),
+        request: RequestName::parse(request).unwrap(),
+        verify_failover: false,
+    });
+    spec
+}
+
+/// The condition `spec`'s next pass on `lab` blocks on (panics when it does not block).
+pub async fn blocked_on(lab: &Lab, spec: &Spec) -> mirrorctl::plan::Condition {
+    let ctx = lab.ctx();
+    let journal = mirrorctl::reconcile::open_journal(spec, &ctx).await.unwrap();
+    let (_, p) = mirrorctl::reconcile::plan_once(spec, &ctx, &journal).await.unwrap();
+    match p.outcome {
+        mirrorctl::plan::Outcome::Blocked(c) => c,
+        other => panic!("expected a block: {other:?} {:?}", p.notes),
+    }
+}
