@@ -69,7 +69,7 @@ use jiff::Timestamp;
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::execute::{Event, EventKind, Progress};
-use crate::harness::HarnessError as CliError;
+use crate::harness::HarnessError;
 use crate::ids::{BackupName, RequestName, SnapshotId};
 use crate::ports::cloud::{AttachState, CreateVolume, Tags, VolumeState};
 use crate::ports::cluster::ConfigChange;
@@ -164,12 +164,12 @@ pub struct Footprint(footprint::Footprint);
 
 impl Bench {
     /// Checks `opts` for a bench working under `state_dir/bench`.
-    pub fn new(state_dir: &Path, opts: BenchOptions) -> Result<Bench, CliError> {
+    pub fn new(state_dir: &Path, opts: BenchOptions) -> Result<Bench, HarnessError> {
         let want_footprint = opts.wants(Part::Footprint);
         let binary = match (want_footprint, opts.binary.as_deref()) {
             (true, given) => Some(footprint::binary(given)?),
             (false, Some(path)) => {
-                return Err(CliError::Usage(format!(
+                return Err(HarnessError::Usage(format!(
                     "--binary {}: only the footprint part runs a binary, and --only leaves it out; add \
                      `footprint` to --only or drop --binary",
                     path.display()
@@ -181,18 +181,18 @@ impl Bench {
     }
 
     /// Runs the parts on the simulated world (paused time, a runtime of its own).
-    pub fn simulated(&self) -> Result<Simulated, CliError> {
+    pub fn simulated(&self) -> Result<Simulated, HarnessError> {
         let (single, scaling) = (self.opts.wants(Part::Single), self.opts.wants(Part::Scale));
         let (quick, seed, dir) = (self.opts.quick, self.opts.seed, self.dir.clone());
         let seeds: Vec<u64> = if quick { vec![seed] } else { (0..FULL_RUNS).map(|i| seed + i).collect() };
         // The caller's runtime is multi-threaded and real-time; the bench needs its own, paused one,
         // which cannot be entered from inside another runtime's thread: it runs on a thread of its own.
-        let handle = std::thread::spawn(move || -> Result<(Vec<Sample>, Vec<scale::ScaleSample>), CliError> {
+        let handle = std::thread::spawn(move || -> Result<(Vec<Sample>, Vec<scale::ScaleSample>), HarnessError> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .start_paused(true)
                 .build()
-                .map_err(|e| CliError::caused("cannot start the bench runtime", e))?;
+                .map_err(|e| HarnessError::caused("cannot start the bench runtime", e))?;
             rt.block_on(async {
                 let mut samples = Vec::new();
                 for s in seeds.iter().filter(|_| single) {
@@ -210,7 +210,8 @@ impl Bench {
                 Ok((samples, scaled))
             })
         });
-        let (samples, scaled) = handle.join().map_err(|_| CliError::Failed("the bench thread panicked".into()))??;
+        let (samples, scaled) =
+            handle.join().map_err(|_| HarnessError::Failed("the bench thread panicked".into()))??;
         let loading =
             if self.opts.wants(Part::Loading) { fullperf::table(&LatencyModel::default()) } else { Vec::new() };
         Ok(Simulated { samples, scaled, loading })
@@ -232,7 +233,7 @@ impl Bench {
     }
 
     /// Measures the real daemon's footprint when that part runs (real time: seconds).
-    pub fn footprint(&self) -> Result<Option<Footprint>, CliError> {
+    pub fn footprint(&self) -> Result<Option<Footprint>, HarnessError> {
         match &self.binary {
             Some(b) => Ok(Some(Footprint(footprint::measure(&self.dir, self.opts.quick, b)?))),
             None => Ok(None),
@@ -270,8 +271,8 @@ fn secs(from: Timestamp, to: Timestamp) -> f64 {
     to.duration_since(from).as_secs_f64()
 }
 
-fn failed(what: &str) -> impl Fn(PortError) -> CliError + '_ {
-    move |e| CliError::Failed(format!("{what}: {e}"))
+fn failed(what: &str) -> impl Fn(PortError) -> HarnessError + '_ {
+    move |e| HarnessError::caused(what, e)
 }
 
 /// One world up to the moment a restore is due: backup `b1` taken by mirrorctl, 10 minutes of
@@ -283,7 +284,7 @@ struct Prepared {
     dir: PathBuf,
 }
 
-async fn prepare(base: &Path, name: &str, seed: u64, latency: LatencyModel) -> Result<Prepared, CliError> {
+async fn prepare(base: &Path, name: &str, seed: u64, latency: LatencyModel) -> Result<Prepared, HarnessError> {
     prepare_with(base, name, seed, latency, ProcedureChoice::Reconfigure).await
 }
 
@@ -294,18 +295,18 @@ async fn prepare_with(
     seed: u64,
     latency: LatencyModel,
     procedure: ProcedureChoice,
-) -> Result<Prepared, CliError> {
+) -> Result<Prepared, HarnessError> {
     let dir = fresh_dir(base, name)?;
     let mut scenario = Scenario::windows_runbook();
     scenario.latency = latency;
     let world = SimWorld::new(scenario, seed, 1.0);
     let mut spec = crate::harness::lab::lab_spec(Os::Windows, procedure)?;
-    let backup_name = BackupName::parse("b1").map_err(|e| CliError::Failed(e.to_string()))?;
+    let backup_name = BackupName::parse("b1").map_err(|e| HarnessError::caused("the bench's backup name", e))?;
     spec.backup = Some(BackupSpec { schedules: Vec::new(), keep: 7, take: vec![backup_name], copy_to: Vec::new() });
     let ctx = Context::new(world.ports(), dir.clone());
-    let settled = reconcile(&spec, &ctx).await.map_err(|e| CliError::Failed(format!("backup: {e}")))?;
+    let settled = reconcile(&spec, &ctx).await.map_err(|e| HarnessError::caused("backup", e))?;
     if settled != Settled::Converged {
-        return Err(CliError::Failed(format!("the backup did not converge: {settled:?}")));
+        return Err(HarnessError::Failed(format!("the backup did not converge: {settled:?}")));
     }
     let snapshot = world
         .inventory()
@@ -313,7 +314,7 @@ async fn prepare_with(
         .iter()
         .find(|s| s.tags.get(crate::ports::cloud::tag::REQUEST).map(String::as_str) == Some("b1"))
         .map(|s| s.id.clone())
-        .ok_or_else(|| CliError::Failed("the backup left no snapshot".into()))?;
+        .ok_or_else(|| HarnessError::Failed("the backup left no snapshot".into()))?;
     world.clock().sleep(Duration::from_mins(10)).await;
     world.accident();
     world.clock().sleep(Duration::from_mins(1)).await;
@@ -321,11 +322,11 @@ async fn prepare_with(
 }
 
 /// The desired state asking to restore `p`'s cluster from its backup (request `r1`).
-fn restore_spec(p: &Prepared) -> Result<Spec, CliError> {
+fn restore_spec(p: &Prepared) -> Result<Spec, HarnessError> {
     let mut spec = p.spec.clone();
     spec.restore = Some(RestoreSpec {
         snapshot: p.snapshot.clone(),
-        request: RequestName::parse("r1").map_err(|e| CliError::Failed(e.to_string()))?,
+        request: RequestName::parse("r1").map_err(|e| HarnessError::caused("the bench's request name", e))?,
         verify_failover: true,
         allow_foreign_snapshot: false,
     });
@@ -333,15 +334,15 @@ fn restore_spec(p: &Prepared) -> Result<Spec, CliError> {
 }
 
 /// mirrorctl's restore of `p`: (first step → converged in model seconds, call-count delta).
-async fn mirrorctl_restore(p: &Prepared) -> Result<(f64, BTreeMap<String, u64>), CliError> {
+async fn mirrorctl_restore(p: &Prepared) -> Result<(f64, BTreeMap<String, u64>), HarnessError> {
     let spec = restore_spec(p)?;
     let (tx, mut rx) = unbounded_channel::<Event>();
     let mut ctx = Context::new(p.world.ports(), p.dir.clone());
     ctx.progress = Progress::to(tx);
     let before = p.world.call_counts();
-    let settled = reconcile(&spec, &ctx).await.map_err(|e| CliError::Failed(format!("restore: {e}")))?;
+    let settled = reconcile(&spec, &ctx).await.map_err(|e| HarnessError::caused("restore", e))?;
     if settled != Settled::Converged {
-        return Err(CliError::Failed(format!("the restore did not converge: {settled:?}")));
+        return Err(HarnessError::Failed(format!("the restore did not converge: {settled:?}")));
     }
     let after = p.world.call_counts();
     drop(ctx);
@@ -358,7 +359,7 @@ async fn mirrorctl_restore(p: &Prepared) -> Result<(f64, BTreeMap<String, u64>),
         }
     }
     let (Some(first), Some(done)) = (first, done) else {
-        return Err(CliError::Failed("the restore reported no step or no convergence".into()));
+        return Err(HarnessError::Failed("the restore reported no step or no convergence".into()));
     };
     let delta = after.iter().map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0))).collect();
     Ok((secs(first, done), delta))
@@ -413,10 +414,10 @@ pub fn vendor_restore_critical_path_s(l: &LatencyModel) -> f64 {
 
 /// Sleeps like an SDK waiter until `check` holds: first check after [`WAITER_DELAY`], then every
 /// [`WAITER_DELAY`].
-async fn wait_like_sdk<F, Fut>(ports: &Ports, mut check: F) -> Result<(), CliError>
+async fn wait_like_sdk<F, Fut>(ports: &Ports, mut check: F) -> Result<(), HarnessError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool, CliError>>,
+    Fut: std::future::Future<Output = Result<bool, HarnessError>>,
 {
     for _ in 0..240 {
         ports.clock.sleep(WAITER_DELAY).await;
@@ -424,12 +425,12 @@ where
             return Ok(());
         }
     }
-    Err(CliError::Failed("baseline: a waiter gave up after an hour".into()))
+    Err(HarnessError::Failed("baseline: a waiter gave up after an hour".into()))
 }
 
 /// The runbook's restore, step by step through the ports, no planner; returns its model seconds
 /// from the first call to the end of the failover check.
-pub async fn baseline_restore(world: &Arc<SimWorld>, snapshot: &SnapshotId) -> Result<f64, CliError> {
+pub async fn baseline_restore(world: &Arc<SimWorld>, snapshot: &SnapshotId) -> Result<f64, HarnessError> {
     let sc = world.scenario();
     let ports = world.ports();
     let start = ports.clock.now();
@@ -438,7 +439,7 @@ pub async fn baseline_restore(world: &Arc<SimWorld>, snapshot: &SnapshotId) -> R
     // 1. Stop the group, remove md from the configuration, startup manual.
     let config = cluster.config().await.map_err(failed("config"))?;
     let mut md =
-        config.mirror(&sc.md).cloned().ok_or_else(|| CliError::Failed("baseline: md not configured".into()))?;
+        config.mirror(&sc.md).cloned().ok_or_else(|| HarnessError::Failed("baseline: md not configured".into()))?;
     cluster.stop_group(&sc.group).await.map_err(failed("stop group"))?;
     cluster
         .apply_config(&[
@@ -485,7 +486,7 @@ pub async fn baseline_restore(world: &Arc<SimWorld>, snapshot: &SnapshotId) -> R
             .flat_map(|i| &i.devices)
             .find(|(d, _)| *d == sc.device)
             .map(|(_, v)| v.clone())
-            .ok_or_else(|| CliError::Failed(format!("baseline: no mirror volume on {}", s.name)))?;
+            .ok_or_else(|| HarnessError::Failed(format!("baseline: no mirror volume on {}", s.name)))?;
         node.set_offline(&s.name, &old).await.map_err(failed("disk offline"))?;
         cloud.detach_volume(&old, &s.instance).await.map_err(failed("detach"))?;
         let filter = crate::ports::cloud::VolumeFilter { ids: vec![old.clone()], ..Default::default() };
@@ -536,13 +537,13 @@ pub async fn baseline_restore(world: &Arc<SimWorld>, snapshot: &SnapshotId) -> R
 }
 
 /// The backup's downtimes from the world's timeline: (business, standby) in model seconds.
-fn backup_downtimes(timeline: &[(Timestamp, String)], sc: &Scenario) -> Result<(f64, f64), CliError> {
+fn backup_downtimes(timeline: &[(Timestamp, String)], sc: &Scenario) -> Result<(f64, f64), HarnessError> {
     let find = |from: Timestamp, pred: &dyn Fn(&str) -> bool, what: &str| {
         timeline
             .iter()
             .find(|(t, line)| *t >= from && pred(line))
             .map(|(t, _)| *t)
-            .ok_or_else(|| CliError::Failed(format!("backup timeline: no \"{what}\"")))
+            .ok_or_else(|| HarnessError::Failed(format!("backup timeline: no \"{what}\"")))
     };
     let epoch = sc.epoch;
     let standby = sc.servers[1].name.to_string();
@@ -561,7 +562,7 @@ fn backup_downtimes(timeline: &[(Timestamp, String)], sc: &Scenario) -> Result<(
     Ok((secs(md_stop, back), secs(shut, rejoined)))
 }
 
-async fn measure(base: &Path, seed: u64) -> Result<Sample, CliError> {
+async fn measure(base: &Path, seed: u64) -> Result<Sample, HarnessError> {
     let exact = LatencyModel::default().without_jitter();
     let p = prepare(base, &format!("exact-{seed}"), seed, exact.clone()).await?;
     let (business_down_s, standby_down_s) = backup_downtimes(&p.world.timeline(), &p.world.scenario())?;

@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{fresh_dir, table_head, table_row};
-use crate::harness::HarnessError as CliError;
+use crate::harness::HarnessError;
 
 /// Lab speed of the measured daemon.
 const SPEED: &str = "200";
@@ -116,15 +116,14 @@ pub(super) struct Binary {
 }
 
 /// The binary to measure: `given` after checking it is an executable file, else this one.
-pub(super) fn binary(given: Option<&Path>) -> Result<Binary, CliError> {
+pub(super) fn binary(given: Option<&Path>) -> Result<Binary, HarnessError> {
     let Some(path) = given else {
-        let path =
-            std::env::current_exe().map_err(|e| CliError::Failed(format!("cannot find my own executable: {e}")))?;
+        let path = std::env::current_exe().map_err(|e| HarnessError::caused("cannot find my own executable", e))?;
         let build = if cfg!(debug_assertions) { "debug" } else { "release" };
         return Ok(Binary { path, given: false, build });
     };
     let usage = |what: &str| {
-        CliError::Usage(format!(
+        HarnessError::Usage(format!(
             "--binary {}: {what}; give the path of a built mirrorctl, e.g. target/release/mirrorctl after \
              `cargo build --release`",
             path.display()
@@ -205,7 +204,7 @@ const MOTO_REGION: &str = "ap-northeast-1";
 
 impl Moto {
     /// `Err(why)` when `moto_server` is not on `PATH` (not measured; not an error).
-    fn start(plan: &Plan) -> Result<Result<Moto, String>, CliError> {
+    fn start(plan: &Plan) -> Result<Result<Moto, String>, HarnessError> {
         let on_path = std::env::var_os("PATH")
             .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("moto_server").is_file()));
         if !on_path {
@@ -213,7 +212,7 @@ impl Moto {
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
-            .map_err(|e| CliError::Failed(format!("no free loopback port for moto_server: {e}")))?
+            .map_err(|e| HarnessError::caused("no free loopback port for moto_server", e))?
             .port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -221,12 +220,12 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| CliError::Failed(format!("cannot start moto_server: {e}")))?;
+            .map_err(|e| HarnessError::caused("cannot start moto_server", e))?;
         let mut moto = Moto { child, port, instances: [String::new(), String::new()], ready: plan.aws_ready };
         let deadline = Instant::now() + Duration::from_mins(1);
         while moto.request("GET", "/moto-api/data.json", "").is_err() {
             if Instant::now() > deadline {
-                return Err(CliError::Failed(format!("moto_server did not answer on port {port} within 60 s")));
+                return Err(HarnessError::Failed(format!("moto_server did not answer on port {port} within 60 s")));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -237,7 +236,7 @@ impl Moto {
             );
             let answer = moto.request("POST", "/", &body)?;
             let id = answer.split("<instanceId>").nth(1).and_then(|rest| rest.split('<').next()).ok_or_else(|| {
-                CliError::Failed(format!("moto_server's RunInstances answer has no instance id: {answer}"))
+                HarnessError::Failed(format!("moto_server's RunInstances answer has no instance id: {answer}"))
             })?;
             id.clone_into(&mut moto.instances[i]);
         }
@@ -245,9 +244,9 @@ impl Moto {
     }
 
     /// One HTTP/1.0 request; the answer's body (an error for any status but 200).
-    fn request(&self, method: &str, path: &str, body: &str) -> Result<String, CliError> {
+    fn request(&self, method: &str, path: &str, body: &str) -> Result<String, HarnessError> {
         use std::io::{Read as _, Write as _};
-        let fail = |e: std::io::Error| CliError::Failed(format!("moto_server on port {}: {e}", self.port));
+        let fail = |e: std::io::Error| HarnessError::Failed(format!("moto_server on port {}: {e}", self.port));
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).map_err(fail)?;
         // moto takes the region from the signature's credential scope (not checked).
         let request = format!(
@@ -261,7 +260,7 @@ impl Moto {
         stream.read_to_string(&mut answer).map_err(fail)?;
         let (head, text) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
         if !head.lines().next().is_some_and(|l| l.contains(" 200")) {
-            return Err(CliError::Failed(format!("moto_server answered {path}: {head}")));
+            return Err(HarnessError::Failed(format!("moto_server answered {path}: {head}")));
         }
         Ok(text.to_owned())
     }
@@ -293,7 +292,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(exe: &Path, dir: &Path, state: &Path, world: &World) -> Result<Daemon, CliError> {
+    fn start(exe: &Path, dir: &Path, state: &Path, world: &World) -> Result<Daemon, HarnessError> {
         let mut cmd = Command::new(exe);
         cmd.arg("--state-dir").arg(state).args(["--log-format", "json", "run"]);
         match world {
@@ -315,8 +314,8 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| CliError::Failed(format!("cannot start mirrorctl run: {e}")))?;
-        let stderr = child.stderr.take().ok_or_else(|| CliError::Failed("no stderr pipe to the daemon".into()))?;
+            .map_err(|e| HarnessError::caused("cannot start mirrorctl run", e))?;
+        let stderr = child.stderr.take().ok_or_else(|| HarnessError::Failed("no stderr pipe to the daemon".into()))?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
         std::thread::spawn(move || {
@@ -345,7 +344,7 @@ impl Daemon {
         what: &str,
         from: usize,
         mut f: impl FnMut(&[(Instant, serde_json::Value)]) -> Option<T>,
-    ) -> Result<T, CliError> {
+    ) -> Result<T, HarnessError> {
         let start = Instant::now();
         loop {
             let found = {
@@ -356,10 +355,10 @@ impl Daemon {
                 return Ok(x);
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(CliError::Failed(format!("the daemon exited ({status}) while waiting for {what}")));
+                return Err(HarnessError::Failed(format!("the daemon exited ({status}) while waiting for {what}")));
             }
             if start.elapsed() > PATIENCE {
-                return Err(CliError::Failed(format!("gave up waiting {PATIENCE:?} for {what}")));
+                return Err(HarnessError::Failed(format!("gave up waiting {PATIENCE:?} for {what}")));
             }
             // The reader thread stamps each line as it arrives: polling slower loses no precision.
             std::thread::sleep(Duration::from_millis(10));
@@ -406,12 +405,12 @@ fn cluster_name(i: usize) -> String {
 
 /// Writes `text` to `dir/<name>.toml` the way editors and git-sync do: temp file, then rename.
 /// Returns the instant just before the rename.
-fn replace_file(dir: &Path, name: &str, text: &str) -> Result<Instant, CliError> {
+fn replace_file(dir: &Path, name: &str, text: &str) -> Result<Instant, HarnessError> {
     let tmp = dir.join(format!(".{name}.toml.tmp"));
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&tmp, text).map_err(|e| CliError::Failed(format!("writing {}: {e}", tmp.display())))?;
+    std::fs::write(&tmp, text).map_err(|e| HarnessError::Failed(format!("writing {}: {e}", tmp.display())))?;
     let at = Instant::now();
-    std::fs::rename(&tmp, &path).map_err(|e| CliError::Failed(format!("renaming to {}: {e}", path.display())))?;
+    std::fs::rename(&tmp, &path).map_err(|e| HarnessError::Failed(format!("renaming to {}: {e}", path.display())))?;
     Ok(at)
 }
 
@@ -431,32 +430,32 @@ fn clock_ticks_per_s() -> f64 {
 }
 
 /// `utime + stime` of `pid`, in ticks.
-fn cpu_ticks(pid: u32) -> Result<u64, CliError> {
+fn cpu_ticks(pid: u32) -> Result<u64, HarnessError> {
     let path = format!("/proc/{pid}/stat");
-    let text = std::fs::read_to_string(&path).map_err(|e| CliError::Failed(format!("reading {path}: {e}")))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| HarnessError::caused(format!("reading {path}"), e))?;
     // The command name is in parentheses and may hold spaces: count fields after the last ')'.
-    let rest = text.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| CliError::Failed(format!("{path}: no ')'")))?;
+    let rest = text.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| HarnessError::Failed(format!("{path}: no ')'")))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // Fields 14 and 15 of the whole line; the state (field 3) is the first after ')'.
     let tick = |i: usize| {
         fields
             .get(i)
             .and_then(|f| f.parse::<u64>().ok())
-            .ok_or_else(|| CliError::Failed(format!("{path}: field {}", i + 3)))
+            .ok_or_else(|| HarnessError::Failed(format!("{path}: field {}", i + 3)))
     };
     Ok(tick(11)? + tick(12)?)
 }
 
 /// `(VmRSS, VmHWM)` of `pid` in KiB.
-fn memory_kib(pid: u32) -> Result<(u64, u64), CliError> {
+fn memory_kib(pid: u32) -> Result<(u64, u64), HarnessError> {
     let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).map_err(|e| CliError::Failed(format!("reading {path}: {e}")))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| HarnessError::caused(format!("reading {path}"), e))?;
     let value = |key: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| CliError::Failed(format!("{path}: no {key}")))
+            .ok_or_else(|| HarnessError::Failed(format!("{path}: no {key}")))
     };
     Ok((value("VmRSS:")?, value("VmHWM:")?))
 }
@@ -468,10 +467,10 @@ fn idle(
     files: usize,
     window: Duration,
     world: &World,
-) -> Result<(Idle, Daemon, PathBuf), CliError> {
+) -> Result<(Idle, Daemon, PathBuf), HarnessError> {
     let root = fresh_dir(base, &format!("footprint-{}-{files}", world.name()))?;
     let dir = root.join("desired-state");
-    std::fs::create_dir_all(&dir).map_err(|e| CliError::Failed(format!("creating {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| HarnessError::Failed(format!("creating {}: {e}", dir.display())))?;
     let instances = match world {
         World::Lab => None,
         World::Aws(moto) => Some(moto.instances.clone()),
@@ -480,7 +479,7 @@ fn idle(
         let name = cluster_name(i);
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, desired_on(&name, &[], instances.as_ref()))
-            .map_err(|e| CliError::Failed(format!("writing {}: {e}", path.display())))?;
+            .map_err(|e| HarnessError::Failed(format!("writing {}: {e}", path.display())))?;
     }
     let started = Instant::now();
     let mut daemon = Daemon::start(exe, &dir, &root.join("state"), world)?;
@@ -523,7 +522,7 @@ fn idle(
 }
 
 /// `edits` edits of `c0000` in `dir`, each a new on-demand backup: write → first step latencies.
-fn edit_latencies(daemon: &mut Daemon, dir: &Path, edits: usize) -> Result<Vec<Duration>, CliError> {
+fn edit_latencies(daemon: &mut Daemon, dir: &Path, edits: usize) -> Result<Vec<Duration>, HarnessError> {
     let cluster = cluster_name(0);
     let mut out = Vec::with_capacity(edits);
     for k in 1..=edits {
@@ -556,7 +555,7 @@ fn edit_latencies(daemon: &mut Daemon, dir: &Path, edits: usize) -> Result<Vec<D
 }
 
 /// Runs the footprint part (real time, on `binary`).
-pub(super) fn measure(base: &Path, quick: bool, binary: &Binary) -> Result<Footprint, CliError> {
+pub(super) fn measure(base: &Path, quick: bool, binary: &Binary) -> Result<Footprint, HarnessError> {
     let plan = if quick { QUICK } else { FULL };
     let mut idles = Vec::new();
     let mut edits = Vec::new();

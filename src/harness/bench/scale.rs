@@ -51,7 +51,7 @@ use super::{
     Prepared, fresh_dir, prepare, restore_critical_path_s, restore_spec, restore_tail_after_attach_s, table_head,
     table_row,
 };
-use crate::harness::HarnessError as CliError;
+use crate::harness::HarnessError;
 use crate::journal::writer::Journal;
 use crate::ports::limit::{Budget, Budgets, LimitedCloud, RequestLimiter};
 use crate::reconcile::{Context, Settled, reconcile};
@@ -143,10 +143,10 @@ const ALONE_MARGIN: f64 = 1.0;
 /// schedule shifted in time. Both buckets start full and refill at the same rate, so the account
 /// always holds at least the limiter's tokens plus the margin. Half the burst, as before, left 20
 /// clusters at 1.42 × their bound: their first creates queued for tokens the account had.
-fn alone_in(account: &ThrottleBudgets) -> Result<Budgets, CliError> {
+fn alone_in(account: &ThrottleBudgets) -> Result<Budgets, HarnessError> {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped to 1..=u32::MAX first
     let spendable = |capacity: f64| (capacity - ALONE_MARGIN).floor().clamp(1.0, f64::from(u32::MAX)) as u32;
-    let bad = |e: String| CliError::Failed(format!("the simulated account's budgets: {e}"));
+    let bad = |e: String| HarnessError::Failed(format!("the simulated account's budgets: {e}"));
     Ok(Budgets {
         describe: Budget::try_new(spendable(account.describe_capacity), account.describe_refill_per_s).map_err(bad)?,
         mutate: Budget::try_new(spendable(account.mutate_capacity), account.mutate_refill_per_s).map_err(bad)?,
@@ -165,7 +165,12 @@ fn restored(world: &SimWorld) -> bool {
 }
 
 /// Restores `clusters` clusters at once in one simulated account (see the module doc).
-pub(super) async fn measure(base: &Path, clusters: usize, seed: u64, order: Order) -> Result<ScaleSample, CliError> {
+pub(super) async fn measure(
+    base: &Path,
+    clusters: usize,
+    seed: u64,
+    order: Order,
+) -> Result<ScaleSample, HarnessError> {
     let exact = LatencyModel::default().without_jitter();
     let p: Prepared = prepare(base, &format!("scale-{clusters}-prep"), seed, exact.clone()).await?;
     let spec = restore_spec(&p)?;
@@ -186,10 +191,10 @@ pub(super) async fn measure(base: &Path, clusters: usize, seed: u64, order: Orde
         let journal = Journal::path_for(&dir, &spec.cluster.name);
         if let Some(parent) = journal.parent() {
             std::fs::create_dir_all(parent)
-                .map_err(|e| CliError::Failed(format!("creating {}: {e}", parent.display())))?;
+                .map_err(|e| HarnessError::Failed(format!("creating {}: {e}", parent.display())))?;
         }
         std::fs::copy(&backup_journal, &journal).map_err(|e| {
-            CliError::Failed(format!("copying {} to {}: {e}", backup_journal.display(), journal.display()))
+            HarnessError::Failed(format!("copying {} to {}: {e}", backup_journal.display(), journal.display()))
         })?;
         let world = p.world.fork_in(Arc::clone(&account));
         let mut ports = world.ports();
@@ -204,14 +209,16 @@ pub(super) async fn measure(base: &Path, clusters: usize, seed: u64, order: Orde
     let mut end = start;
     let mut done_s = Vec::with_capacity(clusters);
     while let Some(joined) = loops.join_next().await {
-        let (settled, at, world) = joined.map_err(|e| CliError::Failed(format!("a restore task failed: {e}")))?;
+        let (settled, at, world) = joined.map_err(|e| HarnessError::caused("a restore task failed", e))?;
         match settled {
             Ok(Settled::Converged) => {}
-            Ok(other) => return Err(CliError::Failed(format!("a restore of {clusters} did not converge: {other:?}"))),
-            Err(e) => return Err(CliError::Failed(format!("a restore of {clusters}: {e}"))),
+            Ok(other) => {
+                return Err(HarnessError::Failed(format!("a restore of {clusters} did not converge: {other:?}")));
+            }
+            Err(e) => return Err(HarnessError::caused(format!("a restore of {clusters}"), e)),
         }
         if !restored(&world) {
-            return Err(CliError::Failed(format!("a restore of {clusters} converged but its data is wrong")));
+            return Err(HarnessError::Failed(format!("a restore of {clusters} converged but its data is wrong")));
         }
         end = end.max(at);
         done_s.push(at.duration_since(start).as_secs_f64());
