@@ -18,7 +18,7 @@ use mirrorctl::sim::{Fault, Scenario, SimWorld};
 use mirrorctl::spec::{NoticeKind, NotifySpec, Os, SecretRef, Spec, WebhookSpec};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::support::common::{example, with_backups, with_restore};
+use crate::support::common::{by_backup, example, with_backups, with_restore};
 
 pub(crate) const SECRET: &str = "s3cret-for-tests";
 
@@ -298,12 +298,7 @@ async fn the_completion_of_a_restore_by_backup_name_names_the_snapshot_it_restor
         .id
         .clone();
 
-    let mut restore = notifying(b1.clone(), &hook.url(), run.dir.path(), &[NoticeKind::Completed]);
-    restore.restore_backup = Some(mirrorctl::spec::BackupRestoreSpec {
-        backup: mirrorctl::ids::BackupName::parse("b1").unwrap(),
-        request: mirrorctl::ids::RequestName::parse("r1").unwrap(),
-        verify_failover: false,
-    });
+    let restore = by_backup(notifying(b1.clone(), &hook.url(), run.dir.path(), &[NoticeKind::Completed]), "b1", "r1");
     let notifier = Run::notifier();
     // Blocked while b1's snapshot is pending (model hours pass in real seconds here).
     let mut settled = run.apply(&restore, &notifier).await;
