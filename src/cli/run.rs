@@ -149,6 +149,9 @@ pub fn effective(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
 
 /// Runs the daemon.
 pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSpec>) -> Result<u8, CliError> {
+    // First, so that a SIGTERM during start-up (opening a remote store can take a while) is a
+    // request to stop, not the default action that kills the process.
+    let signals = Arc::new(super::signals::Signals::new()?);
     let eff = effective(args, state_dir, store)?;
     // Fail fast: a daemon that cannot write its journal must not sit behind a green /healthz.
     super::check_state_dir(&eff.state_dir, matches!(eff.store, StoreSpec::Dir))?;
@@ -194,7 +197,6 @@ pub async fn run(args: &RunArgs, state_dir: Option<&Path>, store: Option<StoreSp
         listen = %eff.listen,
         "mirrorctl daemon started"
     );
-    let signals = Arc::new(super::signals::Signals::new()?);
     let mut daemon = tokio::spawn(controller.run(shutdown.clone()));
     let code = tokio::select! {
         _ = &mut daemon => 0,

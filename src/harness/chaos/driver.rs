@@ -21,9 +21,15 @@ use crate::spec::ProcedureChoice;
 use crate::spec::Spec;
 use crate::status::StatusDoc;
 
+/// What the daemon logs once its signal handlers are in place (`cli::run`).
+const STARTED: &str = "mirrorctl daemon started";
+
 /// A daemon under test; killed (by its own pid) on drop.
 pub(super) struct Daemon {
     pub(super) child: Child,
+    /// Its log, and where this start's lines begin in it (the log is appended to across restarts).
+    log: PathBuf,
+    log_from: u64,
 }
 
 impl Daemon {
@@ -45,6 +51,7 @@ impl Daemon {
             .append(true)
             .open(&log_path)
             .map_err(|e| HarnessError::caused(format!("opening {}", log_path.display()), e))?;
+        let log_from = log.metadata().map_or(0, |m| m.len());
         let mut cmd = Command::new(exe);
         cmd.arg("--state-dir")
             .arg(&state)
@@ -67,7 +74,7 @@ impl Daemon {
                 .arg(trial.lab_dir());
         }
         let child = cmd.spawn().map_err(|e| HarnessError::caused(format!("starting {} run", exe.display()), e))?;
-        Ok(Daemon { child })
+        Ok(Daemon { child, log: log_path, log_from })
     }
 
     pub(super) fn pid(&self) -> u32 {
@@ -85,8 +92,25 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
-    /// `SIGTERM`; its exit code, or `None` when it did not exit within `limit` (then killed).
+    /// Whether this start of the daemon has logged that it is up (and so handles `SIGTERM`).
+    fn started(&self) -> bool {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.log) else { return false };
+        let mut text = String::new();
+        f.seek(SeekFrom::Start(self.log_from)).is_ok() && f.read_to_string(&mut text).is_ok() && text.contains(STARTED)
+    }
+
+    /// `SIGTERM` once the daemon is up (before, the signal's default action would kill it: a
+    /// daemon that converged a flow its predecessor nearly finished can be seconds old); its exit
+    /// code, or `None` when it did not exit within `limit` (then killed).
     pub(super) async fn terminate(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while !self.started() && start.elapsed() < limit {
+            if let Some(code) = self.exited() {
+                return Some(code);
+            }
+            tokio::time::sleep(POLL).await;
+        }
         let sent = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .stdout(Stdio::null())
@@ -96,7 +120,6 @@ impl Daemon {
             self.kill9();
             return None;
         }
-        let start = Instant::now();
         while start.elapsed() < limit {
             if let Some(code) = self.exited() {
                 return Some(code);
@@ -497,4 +520,31 @@ pub(super) enum Segment {
     /// This host's daemon exited on its own, with this code.
     Died(usize, i32),
     TimedOut,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in daemon that, like the real one opening a slow store, takes a while before it
+    /// handles `SIGTERM`, then logs the start line and exits 0 on `SIGTERM`.
+    fn slow_starter(log: &Path) -> Daemon {
+        let script = format!(
+            "sleep 0.4; trap 'exit 0' TERM; echo '{STARTED}' >> '{}'; while :; do sleep 0.05; done",
+            log.display()
+        );
+        std::fs::write(log, "an earlier start's line: mirrorctl daemon started\n").unwrap();
+        let log_from = std::fs::metadata(log).unwrap().len();
+        let child = Command::new("sh").args(["-c", &script]).spawn().unwrap();
+        Daemon { child, log: log.to_path_buf(), log_from }
+    }
+
+    #[tokio::test]
+    async fn sigterm_waits_until_this_start_of_the_daemon_handles_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = slow_starter(&dir.path().join("daemon.log"));
+        // Signalled at once, the stand-in would die of the signal (exit -1); the start line of an
+        // earlier start in the same log does not count.
+        assert_eq!(d.terminate(Duration::from_secs(10)).await, Some(0));
+    }
 }
