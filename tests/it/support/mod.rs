@@ -103,6 +103,9 @@ impl Moto {
             Command::new(cmd)
                 .args(pre)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                // moto's default AMIs come with hundreds of snapshots that every DescribeSnapshots
+                // and DescribeImages walks and serializes: most of a moto test's time without it.
+                .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
