@@ -235,7 +235,7 @@ async fn a_cluster_in_the_copy_region_restores_from_the_copy_with_its_own_file()
         cloud: Arc::clone(&west),
         cluster: world.clone(),
         node: world.clone(),
-        clock: Arc::new(mirrorctl::ports::clock::SystemClock),
+        clock: Arc::new(support::ShortWaits(20)),
     };
     let dir = tempfile::tempdir().unwrap();
     let mut ctx = Context::new(ports, dir.path().join("state"));
