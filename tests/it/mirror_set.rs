@@ -269,8 +269,8 @@ async fn a_set_backup_resumes_from_a_crash_at_every_step_boundary_without_a_seco
 #[tokio::test]
 async fn a_set_backup_on_moto_makes_two_tagged_snapshots_of_the_standby() {
     use crate::support::{self, Moto, moto_world::MotoWorld};
-    use mirrorctl::ports::cloud::{Cloud, SnapshotFilter, tag};
     use mirrorctl::ports::Ports;
+    use mirrorctl::ports::cloud::{Cloud, SnapshotFilter, tag};
     use mirrorctl::reconcile::{Context, Settled, reconcile};
     use std::sync::Arc;
 
@@ -301,8 +301,12 @@ async fn a_set_backup_on_moto_makes_two_tagged_snapshots_of_the_standby() {
     let cloud: Arc<dyn Cloud> = Arc::new(moto.cloud().await);
     let world = MotoWorld::new(&spec, cloud.clone(), sdk);
     let dir = tempfile::tempdir().unwrap();
-    let ports =
-        Ports { cloud: cloud.clone(), cluster: world.clone(), node: world.clone(), clock: Arc::new(support::ShortWaits(20)) };
+    let ports = Ports {
+        cloud: cloud.clone(),
+        cluster: world.clone(),
+        node: world.clone(),
+        clock: Arc::new(support::ShortWaits(20)),
+    };
     let mut ctx = Context::new(ports, dir.path().join("state"));
     ctx.max_passes = Some(200);
     assert_eq!(reconcile(&spec, &ctx).await.unwrap(), Settled::Converged);
