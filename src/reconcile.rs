@@ -767,7 +767,7 @@ mod tests {
             Err(ReconcileError::Store(StoreError::Busy { cluster: cluster.clone(), holder: "h2".into(), retry_in }))
         };
         let blocked = Settled::Blocked(Condition {
-            reason: "snapshot-missing".into(),
+            reason: crate::plan::Reason::SnapshotMissing,
             message: "gone".into(),
             action: "restore another".into(),
         });

@@ -49,7 +49,7 @@ use crate::spec::{BackupSpec, Every, ScheduleSpec, Spec};
 
 use super::restore::{at_device, layout_of};
 use super::set_identity::{holds, lacks_identity};
-use super::step::{Action, OpId, StepId, Watch};
+use super::step::{Action, OpId, Reason, StepId, StepKind, Watch};
 use super::{Draft, Outcome, base_tags, expect};
 
 /// How long after its scheduled time a missed daily backup is still taken (a daemon that was down
@@ -182,7 +182,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
     };
     let (Some(active_spec), Some(standby)) = (spec.server(&active), spec.peer_of(&active)) else {
         d.block(
-            "unknown-active-server",
+            Reason::UnknownActiveServer,
             format!("group {group} runs on {active}, which is not one of the servers in {}", spec.source.display()),
             "fix the server names in the desired-state file",
         );
@@ -190,7 +190,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
     };
     let Some(standby_inst) = obs.instances.get(&standby.instance) else {
         d.block(
-            "instance-missing",
+            Reason::InstanceMissing,
             format!("instance {} of {} was not found", standby.instance, standby.name),
             "check the instance id in the desired-state file",
         );
@@ -210,7 +210,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
     if !started {
         if obs.shutdown.get(&standby.instance) == Some(&ShutdownBehavior::Terminate) {
             d.block(
-                "instance-terminates-on-shutdown",
+                Reason::InstanceTerminatesOnShutdown,
                 format!(
                     "standby {} ({}) has InstanceInitiatedShutdownBehavior=terminate: the backup's shutdown would destroy it",
                     standby.name, standby.instance
@@ -221,7 +221,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
         }
         if let Some(missing) = spec.mirrors().find(|m| obs.config.mirror(&m.resource).is_none()) {
             d.block(
-                "mirror-not-configured",
+                Reason::MirrorNotConfigured,
                 format!("{} is not in the cluster configuration", missing.resource),
                 "finish or repair the restore first; a backup needs a configured mirror",
             );
@@ -250,7 +250,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
 
     let Some((standby_vol, _)) = at_device(spec, obs, standby) else {
         d.block(
-            "no-mirror-volume",
+            Reason::NoMirrorVolume,
             format!("standby {} has no volume at {}", standby.name, spec.mirror.device),
             "check mirror.device in the desired-state file",
         );
@@ -260,7 +260,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
         Ok(set) => set,
         Err(device) => {
             d.block(
-                "no-mirror-volume",
+                Reason::NoMirrorVolume,
                 format!("standby {} has no volume at {device}", standby.name),
                 "check the devices of the [mirror] entries in the desired-state file",
             );
@@ -279,7 +279,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
     if let Some(snap) = snap {
         d.notes.push(format!("backup {name} is {} ({:?}, {}%)", snap.id, snap.state, snap.progress));
         if set.len() > 1 {
-            let planned = journal.step(&op, &StepId::new(&op, "snapshot-set", standby_subject)).last_action;
+            let planned = journal.step(&op, &StepId::new(&op, &StepKind::SnapshotSet, standby_subject)).last_action;
             tag_members(&mut d, &op, name, &tagged, planned, &set_members(spec, &set, standby));
             if d.blocked.is_some() {
                 return d.outcome();
@@ -289,7 +289,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
         match standby_inst.state {
             InstanceState::Stopped => d.step(
                 &op,
-                "start-instance",
+                &StepKind::StartInstance,
                 standby_subject,
                 Action::StartInstance { server: standby.name.clone(), instance: standby.instance.clone() },
                 format!("the snapshot's point in time is fixed; {} can rejoin", standby.name),
@@ -303,7 +303,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 } else if d.steps.is_empty() && business_back {
                     d.step(
                         &op,
-                        "complete",
+                        &StepKind::Complete,
                         None,
                         Action::MarkCompleted,
                         "snapshot taken, standby back, mirror healthy",
@@ -311,13 +311,13 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 }
             }
             InstanceState::Terminated | InstanceState::ShuttingDown => d.block(
-                "standby-terminated",
+                Reason::StandbyTerminated,
                 format!("standby {} ({}) is {:?}", standby.name, standby.instance, standby_inst.state),
                 "rebuild the standby from the backup snapshot; mirrorctl cannot start a terminated instance",
             ),
             _ => {
                 let since = journal
-                    .step(&op, &StepId::new(&op, "start-instance", standby_subject))
+                    .step(&op, &StepId::new(&op, &StepKind::StartInstance, standby_subject))
                     .last_intent
                     .map(|(_, at, _)| at);
                 d.wait(
@@ -342,14 +342,14 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 match procedure {
                     Procedure::Reconfigure => d.step(
                         &op,
-                        "shutdown",
+                        &StepKind::Shutdown,
                         standby_subject,
                         Action::ShutdownServer { server: standby.name.clone() },
                         why,
                     ),
                     Procedure::Vendor => d.step(
                         &op,
-                        "backup-pre",
+                        &StepKind::BackupPre,
                         standby_subject,
                         Action::Vendor { server: standby.name.clone(), call: vendor_call(VendorPhase::Pre, false) },
                         why,
@@ -361,7 +361,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 // Fail before destroy: the quiesce is the first step that changes the cluster.
                 d.step(
                     &op,
-                    "preflight",
+                    &StepKind::Preflight,
                     None,
                     Action::Preflight {
                         request: PreflightRequest {
@@ -404,7 +404,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             // The standby has left the cluster (its CLUSTERPRO services stop before its OS does),
             // so nothing replicates to its disk any more: business can run again on the active
             // while the instance finishes stopping. The snapshot waits for `stopped`.
-            let leave = StepId::new(&op, leave_kind(procedure), standby_subject);
+            let leave = StepId::new(&op, &leave_kind(procedure), standby_subject);
             let shut_down = journal.step(&op, &leave).succeeded;
             if shut_down {
                 restart_business(&mut d, spec, obs, journal, &op, &active, "the standby has left the cluster");
@@ -416,7 +416,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 super::procedure::finish_cut_short(
                     &mut d,
                     &op,
-                    "backup-shutdown",
+                    &StepKind::BackupShutdown,
                     &standby.name,
                     vendor_call(VendorPhase::Pre, true),
                     since,
@@ -435,7 +435,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
         }
         InstanceState::Stopped => {
             restart_business(&mut d, spec, obs, journal, &op, &active, "the standby is stopped");
-            let step = StepId::new(&op, "snapshot", standby_subject);
+            let step = StepId::new(&op, &StepKind::Snapshot, standby_subject);
             let sv = journal.step(&op, &step);
             let window = expect::SNAPSHOT_VISIBILITY;
             // CreateSnapshot has no idempotency token: a call that succeeded, or was interrupted,
@@ -445,7 +445,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 sv.last_intent.as_ref().filter(|_| sv.interrupted() || sv.succeeded).is_some_and(|(_, at, _)| {
                     obs.now.duration_since(*at) < jiff::SignedDuration::try_from(window).unwrap_or_default()
                 });
-            let set_step = StepId::new(&op, "snapshot-set", standby_subject);
+            let set_step = StepId::new(&op, &StepKind::SnapshotSet, standby_subject);
             let sv_set = journal.step(&op, &set_step);
             let recent_set =
                 sv_set.last_intent.as_ref().filter(|_| sv_set.interrupted() || sv_set.succeeded).is_some_and(
@@ -484,7 +484,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 }
                 d.step(
                     &op,
-                    "snapshot",
+                    &StepKind::Snapshot,
                     standby_subject,
                     Action::CreateSnapshot {
                         server: standby.name.clone(),
@@ -499,7 +499,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             }
         }
         InstanceState::Terminated | InstanceState::ShuttingDown => d.block(
-            "standby-terminated",
+            Reason::StandbyTerminated,
             format!("standby {} ({}) is {:?}", standby.name, standby.instance, standby_inst.state),
             "rebuild the standby; mirrorctl cannot start a terminated instance",
         ),
@@ -539,7 +539,7 @@ fn snapshot_set(
     if !tagged.is_empty() {
         let found: Vec<String> = tagged.iter().map(|s| s.id.to_string()).collect();
         d.block(
-            "partial-snapshot-set",
+            Reason::PartialSnapshotSet,
             format!(
                 "backup {name} has {} of the {} snapshots of its set ({}): its volumes {} are not all covered",
                 tagged.len(),
@@ -568,7 +568,7 @@ fn snapshot_set(
         .unwrap_or_default();
     d.step(
         op,
-        "snapshot-set",
+        &StepKind::SnapshotSet,
         Some(standby.name.as_str()),
         Action::CreateSnapshotSet {
             server: standby.name.clone(),
@@ -629,7 +629,7 @@ fn tag_members(
         let want = s.volume.as_ref().and_then(|v| planned.iter().find(|(id, _)| id == v)).map(|(_, t)| t);
         let Some(want) = want else {
             d.block(
-                "snapshot-set-member-unknown",
+                Reason::SnapshotSetMemberUnknown,
                 format!(
                     "snapshot {} of backup {name} was taken from {}, which is not a volume of the set",
                     s.id,
@@ -646,7 +646,7 @@ fn tag_members(
         if want.iter().any(|(k, v)| s.tags.get(k) != Some(v)) {
             d.step(
                 op,
-                "tag-member",
+                &StepKind::TagMember,
                 Some(s.id.as_str()),
                 Action::Tag { resource: s.id.to_string(), tags: want.clone() },
                 format!(
@@ -659,10 +659,10 @@ fn tag_members(
 }
 
 /// The step that takes the standby out of the cluster and shuts it down, per procedure.
-fn leave_kind(procedure: Procedure) -> &'static str {
+fn leave_kind(procedure: Procedure) -> StepKind {
     match procedure {
-        Procedure::Reconfigure => "shutdown",
-        Procedure::Vendor => "backup-pre",
+        Procedure::Reconfigure => StepKind::Shutdown,
+        Procedure::Vendor => StepKind::BackupPre,
     }
 }
 
@@ -676,23 +676,23 @@ fn vendor_call(phase: VendorPhase, only: bool) -> VendorCall {
 /// `--only-reboot`.
 fn vendor_post(d: &mut Draft, journal: &JournalView, op: &OpId, standby: &ServerName, now: jiff::Timestamp) {
     let subject = Some(standby.as_str());
-    let post = journal.step(op, &StepId::new(op, "backup-post", subject));
+    let post = journal.step(op, &StepId::new(op, &StepKind::BackupPost, subject));
     if !post.succeeded {
         d.step(
             op,
-            "backup-post",
+            &StepKind::BackupPost,
             subject,
             Action::Vendor { server: standby.clone(), call: vendor_call(VendorPhase::Post, false) },
             format!("the snapshot is taken and {standby} is up: its cluster service is enabled again and it rejoins"),
         );
         return;
     }
-    let reboot = journal.step(op, &StepId::new(op, "backup-reboot", subject));
+    let reboot = journal.step(op, &StepId::new(op, &StepKind::BackupReboot, subject));
     let last = reboot.last_intent.as_ref().or(post.last_intent.as_ref()).map(|(_, at, _)| *at);
     super::procedure::finish_cut_short(
         d,
         op,
-        "backup-reboot",
+        &StepKind::BackupReboot,
         standby,
         vendor_call(VendorPhase::Post, true),
         last,
@@ -758,7 +758,7 @@ fn restart_business(
         if group_state == ObjectState::Offline {
             d.step(
                 op,
-                "start-group",
+                &StepKind::StartGroup,
                 subject,
                 Action::StartGroup { group: group.clone(), server: active.clone() },
                 format!("{because}; business can run again on {active}"),
@@ -766,7 +766,7 @@ fn restart_business(
         } else if let Some(r) = recorded.iter().find(|r| state(r).is_some() && !on_active(r)) {
             d.step(
                 op,
-                &format!("restart-{r}"),
+                &StepKind::Restart(r.clone()),
                 subject,
                 Action::StartResource { resource: r.clone(), server: active.clone() },
                 format!(
@@ -791,7 +791,7 @@ fn restart_business(
     if let Some(r) = recorded.iter().find(|r| state(r).is_some() && !on_active(r)) {
         d.step(
             op,
-            &format!("restart-{r}"),
+            &StepKind::Restart(r.clone()),
             subject,
             Action::StartResource { resource: r.clone(), server: active.clone() },
             format!("{r} was online on {active} before the quiesce and {md} is back"),
@@ -803,14 +803,14 @@ fn restart_business(
 
 /// The step kind that stops `md` for the quiesce: `stop-md` for the file's first md (the
 /// runbook's shape), `stop-md-<md>` for the others.
-fn stop_kind(spec: &Spec, md: &crate::ids::ResourceName) -> String {
-    if *md == spec.mirror.resource { "stop-md".to_owned() } else { format!("stop-md-{md}") }
+fn stop_kind(spec: &Spec, md: &crate::ids::ResourceName) -> StepKind {
+    StepKind::StopMd((*md != spec.mirror.resource).then(|| md.clone()))
 }
 
 /// The step kind that starts `md` alone after the snapshot: `start-md`, or `start-md-<md>` for an
 /// md after the file's first.
-fn start_kind(spec: &Spec, md: &crate::ids::ResourceName) -> String {
-    if *md == spec.mirror.resource { "start-md".to_owned() } else { format!("start-md-{md}") }
+fn start_kind(spec: &Spec, md: &crate::ids::ResourceName) -> StepKind {
+    StepKind::StartMd((*md != spec.mirror.resource).then(|| md.clone()))
 }
 
 /// Retention, per group: each schedule with its own retention keeps its backups (those tagged
@@ -903,7 +903,7 @@ pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<S
                 d.notes.push(format!("{}: kept while a copy of it may be being made{region} ({why})", s.id));
                 continue;
             }
-            d.step(&op, "delete-snapshot", Some(s.id.as_str()), Action::DeleteSnapshot { snapshot: s.id.clone() }, why);
+            d.step(&op, &StepKind::DeleteSnapshot, Some(s.id.as_str()), Action::DeleteSnapshot { snapshot: s.id.clone() }, why);
         }
     }
     d.outcome()
@@ -945,7 +945,7 @@ pub fn copies(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView
         };
         let there: Vec<&Snapshot> =
             seen.iter().filter(|c| c.tags.get(tag::ROLE).map(String::as_str) == Some("copy")).collect();
-        let kind = format!("copy-{region}");
+        let kind = StepKind::Copy(region.clone());
         for src in own.iter().take(usize::try_from(t.keep).unwrap_or(usize::MAX)) {
             let source_of =
                 |c: &&Snapshot| c.tags.get(tag::SOURCE_SNAPSHOT).map(String::as_str) == Some(src.id.as_str());
@@ -1003,7 +1003,7 @@ pub fn copies(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView
         for c in done.iter().skip(usize::try_from(t.keep).unwrap_or(usize::MAX)) {
             d.step(
                 &op,
-                &format!("delete-copy-{region}"),
+                &StepKind::DeleteCopy(region.clone()),
                 Some(c.id.as_str()),
                 Action::DeleteCopy { region: region.clone(), snapshot: c.id.clone() },
                 format!(

@@ -12,7 +12,7 @@ use mirrorctl::execute::CrashPoint;
 use mirrorctl::ids::{RequestName, SnapshotId};
 use mirrorctl::journal::JournalView;
 use mirrorctl::observe::Observed;
-use mirrorctl::plan::{Action, OpId, Plan, StepId, plan};
+use mirrorctl::plan::{Action, OpId, Plan, StepId, StepKind, plan};
 use mirrorctl::ports::Clock as _;
 use mirrorctl::ports::cloud::tag;
 use mirrorctl::ports::cluster::ConfigChange;
@@ -100,7 +100,7 @@ async fn off_only_when_both_sides_are_proven_identical() {
     journal.apply(&mirrorctl::journal::Record::Intent {
         seq: 999,
         op: op.clone(),
-        step: StepId::new(&op, "start-group", Some("server1")),
+        step: StepId::new(&op, &StepKind::StartGroup, Some("server1")),
         attempt: 1,
         token: None,
         started: obs.now,
@@ -200,7 +200,7 @@ async fn a_push_cut_off_by_a_restart_holds_everything_else_until_it_lands_or_tim
     // A later push completed (CLUSTERPRO applies one at a time): this one is over.
     let mut after = journal.clone();
     let r2 = OpId::Restore(RequestName::parse("r2").unwrap());
-    let remove = StepId::new(&r2, "remove-md", None);
+    let remove = StepId::new(&r2, &StepKind::RemoveMd, None);
     after.apply(&Record::Intent {
         seq: 901,
         op: r2.clone(),
