@@ -1036,10 +1036,8 @@ mod tests {
     #[test]
     fn an_old_status_file_with_string_reasons_loads_and_keeps_them() {
         let reasons = ["snapshot-not-completed", "step-failed:InvalidVolume.ZoneMismatch", "retry-budget-exhausted"];
-        let conditions: Vec<String> = reasons
-            .iter()
-            .map(|r| format!(r#"    {{"reason": "{r}", "message": "m", "action": "a"}}"#))
-            .collect();
+        let conditions: Vec<String> =
+            reasons.iter().map(|r| format!(r#"    {{"reason": "{r}", "message": "m", "action": "a"}}"#)).collect();
         let old = format!(
             r#"{{
   "cluster": "prod-db",

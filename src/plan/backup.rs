@@ -903,7 +903,13 @@ pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<S
                 d.notes.push(format!("{}: kept while a copy of it may be being made{region} ({why})", s.id));
                 continue;
             }
-            d.step(&op, &StepKind::DeleteSnapshot, Some(s.id.as_str()), Action::DeleteSnapshot { snapshot: s.id.clone() }, why);
+            d.step(
+                &op,
+                &StepKind::DeleteSnapshot,
+                Some(s.id.as_str()),
+                Action::DeleteSnapshot { snapshot: s.id.clone() },
+                why,
+            );
         }
     }
     d.outcome()

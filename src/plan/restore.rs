@@ -878,8 +878,10 @@ fn vendor_restore(
 ) {
     let group = &spec.mirror.group;
     let group_state = obs.cluster.groups.get(group).map_or(ObjectState::Offline, |p| p.state);
-    let posted = |s: &ServerSpec| journal.step(op, &StepId::new(op, &StepKind::RestorePost, Some(s.name.as_str()))).succeeded;
-    let pre_done = |s: &ServerSpec| journal.step(op, &StepId::new(op, &StepKind::RestorePre, Some(s.name.as_str()))).succeeded;
+    let posted =
+        |s: &ServerSpec| journal.step(op, &StepId::new(op, &StepKind::RestorePost, Some(s.name.as_str()))).succeeded;
+    let pre_done =
+        |s: &ServerSpec| journal.step(op, &StepId::new(op, &StepKind::RestorePre, Some(s.name.as_str()))).succeeded;
 
     // While both servers are inside the processing nobody answers for the cluster; before and
     // after, somebody must.
