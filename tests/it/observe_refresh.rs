@@ -163,7 +163,7 @@ async fn a_restore_stays_within_eight_describes_and_reports_initialization() {
 /// A disk command answers with the disk list it leaves, and the next pass plans from that answer
 /// instead of asking the server again; two commands on one server in one batch (the two drive
 /// letters) do not, since neither answer need show the other's change. The old volume's
-/// `superseded-by` tag goes in the batch of its disk going offline.
+/// `superseded-by` tag goes in the batch of the md removal (its replacement is `available` by then).
 #[tokio::test(start_paused = true)]
 async fn a_disk_commands_answer_is_the_next_passs_disk_list() {
     use mirrorctl::execute::{EventKind, Progress};
@@ -203,7 +203,7 @@ async fn a_disk_commands_answer_is_the_next_passs_disk_list() {
     }
     for s in ["server1", "server2"] {
         let at = |kind: &str| started.get(&format!("restore/r1/{kind}@{s}")).copied().expect(kind);
-        assert_eq!(at("tag-superseded"), at("disk-offline"), "{s}: tagged in the offline's batch");
+        assert_eq!(at("tag-superseded"), started["restore/r1/remove-md"], "{s}: tagged in the md removal's batch");
     }
 }
 
