@@ -47,7 +47,8 @@
 //!   come, first served in one run.
 //!
 //! With one cluster the buckets never bind (a restore needs fewer calls than a burst), so the
-//! ratio is the single restore's own distance from its critical path.
+//! ratio is the single restore's own distance from its critical path plus its first look (the
+//! single-restore figure counts from the preflight, this one from the common start).
 
 use std::path::Path;
 use std::sync::Arc;
