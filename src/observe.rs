@@ -175,6 +175,25 @@ impl Refresh {
     }
 }
 
+/// CLUSTERPRO status read beside a batch of steps that changes nothing CLUSTERPRO reports (disk
+/// commands, EC2 calls, the preflight): the reconcile loop runs it at the same time as the steps,
+/// so the next pass starts from it instead of reading it after them (`reconcile`, see README
+/// "Single restore and backup"). It is then no older than that batch. `(status, reachable)`, as
+/// a look reads them; `None` when the read failed: the next pass reads it again.
+pub async fn status_beside(spec: &Spec, ports: &Ports) -> Option<(ClusterStatus, bool)> {
+    match ports.cluster.status().await {
+        Ok(status) => Some((status, true)),
+        Err(e) if e.code == CLUSTER_UNREACHABLE => Some((
+            ClusterStatus {
+                servers: spec.cluster.servers.iter().map(|s| (s.name.clone(), false)).collect(),
+                ..ClusterStatus::default()
+            },
+            false,
+        )),
+        Err(_) => None,
+    }
+}
+
 /// Whether observation reads Fast Snapshot Restore: a restore with `fast_restore` is wanted.
 pub(crate) fn wants_fast_restore(spec: &Spec) -> bool {
     (spec.restore.is_some() || spec.restore_backup.is_some()) && spec.mirror.volume.fast_restore

@@ -8,7 +8,8 @@
 //!    right after preflight, in parallel with step 1);
 //! 3. take the disk offline, detach the old volume → `disk-offline@s`, `tag-superseded@s`,
 //!    `detach@s` (only once the new volume is `available`, so no server is left without a mirror
-//!    volume if creation fails);
+//!    volume if creation fails; the tag goes out as soon as the new volume is `available`, during
+//!    step 1 when it can: a storm's detaches and attaches then do not queue behind it);
 //! 4. attach at the same device, bring the disk online, put the letters back → `attach@s`,
 //!    `disk-online@s`, `letter-<n>@s`;
 //! 5. re-add md (initial mirror construction OFF only when proven safe), startup automatic →
@@ -803,6 +804,14 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
         }
     }
 
+    // The old volumes' `superseded-by` tags go out while the cluster is prepared (see
+    // [`tag_early`]).
+    if !prep_done {
+        for f in &jobs {
+            tag_early(spec, journal, &op, f, &mut d);
+        }
+    }
+
     // C/D. Per-volume swap and finishing.
     let mut ready = 0;
     for f in &jobs {
@@ -1105,6 +1114,26 @@ fn tag_superseded(spec: &Spec, op: &OpId, subject: Option<&str>, old: &Volume, n
         },
         format!("{} is about to be replaced by {} (it is kept, never deleted)", old.id, new.id),
     );
+}
+
+/// The old volume's `superseded-by` tag, sent during the cluster's preparation (group stop,
+/// md removal) once its replacement is `available`: it needs nothing from the cluster or the disk,
+/// and EC2 is otherwise idle then. A storm of restores then spends its mutating tokens on the
+/// detaches and attaches alone once their clusters are ready (README, "Scale under throttling").
+/// Only the volume still attached at the device, before this operation detached anything there:
+/// the one the restore replaces. [`swap_server`] still tags it if this did not (a replacement
+/// that became `available` only after the preparation).
+fn tag_early(spec: &Spec, journal: &JournalView, op: &OpId, job: &Job<'_>, d: &mut Draft) {
+    let subject = job.subject();
+    let (Some(new), Some((old, AttachState::Attached))) = (job.new, job.at_dev) else { return };
+    let detached = journal.step(op, &StepId::new(op, &StepKind::Detach, Some(subject.as_str()))).succeeded;
+    if new.state == VolumeState::Available
+        && old.id != new.id
+        && !detached
+        && old.tags.get(tag::SUPERSEDED_BY) != Some(&new.id.to_string())
+    {
+        tag_superseded(spec, op, Some(subject.as_str()), old, new, d);
+    }
 }
 
 /// Whether the restored disk of `new` on `s` is ready for the cluster: on Windows online, writable
