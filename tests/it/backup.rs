@@ -28,7 +28,8 @@ async fn the_standby_restarts_while_the_snapshot_is_still_pending() {
     let s = lab.world.inventory().snapshots.into_iter().find(|s| s.id == snap).unwrap();
     assert_eq!(s.state, SnapshotState::Pending);
     // Business downtime is md stop → md and its dependents started again, far shorter than the
-    // standby's (the group's virtual IP stays up throughout).
+    // standby's (the group's virtual IP stays up throughout); the standby's shutdown and that
+    // start are one request to CLUSTERPRO.
     let actions = lab.actions(&spec);
     let order: Vec<&str> = actions.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(
@@ -36,12 +37,14 @@ async fn the_standby_restarts_while_the_snapshot_is_still_pending() {
         [
             "backup/b1/preflight",
             "backup/b1/stop-md@server1",
-            "backup/b1/shutdown@server2",
-            "backup/b1/restart-script@server1",
+            "backup/b1/shutdown-restart@server2",
             "backup/b1/snapshot@server2",
             "backup/b1/start-instance@server2"
         ]
     );
+    let calls = lab.world.call_counts();
+    assert_eq!(calls.get("clp:leave_then_start"), Some(&1), "{calls:?}");
+    assert_eq!((calls.get("clp:shutdown_server"), calls.get("clp:start_resource")), (None, None), "{calls:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -145,14 +148,12 @@ async fn a_group_with_an_independent_vip_gets_md_and_its_dependents_back() {
         let actions = lab.actions(&spec);
         let order: Vec<&str> = actions.iter().map(|(s, _)| s.as_str()).collect();
         let (a, b) = (active.as_str(), sc.servers[1].name.as_str());
-        let business = sc.business.as_str();
         assert_eq!(
             order,
             [
                 "backup/b1/preflight".to_owned(),
                 format!("backup/b1/stop-md@{a}"),
-                format!("backup/b1/shutdown@{b}"),
-                format!("backup/b1/restart-{business}@{a}"),
+                format!("backup/b1/shutdown-restart@{b}"),
                 format!("backup/b1/snapshot@{b}"),
                 format!("backup/b1/start-instance@{b}"),
             ],

@@ -124,7 +124,8 @@ use crate::adapters::store::LocalStore;
 use crate::ids::{ClusterName, GroupName, ResourceName, ServerName};
 use crate::ports::cluster::errors::ClpCode;
 use crate::ports::cluster::{
-    Cluster, ClusterConfig, ClusterStatus, ConfigChange, Left, MdDefinition, MirrorStatus, ObjectState, VendorCall,
+    Cluster, ClusterConfig, ClusterStatus, ConfigChange, Left, MdDefinition, MirrorStatus, ObjectState, Start,
+    VendorCall,
 };
 use crate::ports::store::Store;
 use crate::ports::{PortError, PortResult};
@@ -135,7 +136,7 @@ use classify::{
     failed, failed_as, no_server, not_found, pending, server_known, used_on, where_,
 };
 use script::{
-    Clp, Script, detect_powershell, detect_sh, parse_detected, ps_word, render_powershell, render_sh, sh_word,
+    Clp, Leave, Script, detect_powershell, detect_sh, parse_detected, ps_word, render_powershell, render_sh, sh_word,
 };
 use store::ConfStore;
 
@@ -158,6 +159,12 @@ pub const LINUX_WORK_DIR: &str = "/tmp";
 pub const WINDOWS_WORK_DIR: &str = r"C:\Windows\Temp";
 /// Exit status meaning "command not found" (`sh`; the PowerShell scripts exit with it too).
 pub const NOT_FOUND_STATUS: i32 = 127;
+/// Exit status of a script whose [`Cluster::leave_then_start`] shutdown returned but whose server
+/// still showed as a cluster member after [`LEAVE_LOOKS`] looks (nothing was started).
+pub const LEAVE_NOT_SEEN_STATUS: i32 = 75;
+/// How many times, one second apart, the script of [`Cluster::leave_then_start`] reads `clpstat`
+/// for the leaving server to show out of the cluster.
+pub const LEAVE_LOOKS: u32 = 120;
 /// The configuration file `clpcfctrl --pull` writes into its `-x` directory (seen in use).
 pub const CONF_FILE: &str = "clp.conf";
 /// Prefix of the temporary directories made on the nodes.
@@ -629,7 +636,7 @@ impl CommandCluster {
     async fn pull(&self, server: Option<&ServerName>) -> PortResult<Pulled> {
         let dir = self.temp_dir();
         let cmd = self.pull_command(&dir);
-        let script = Script { make_dir: Some(&dir), command: Some(&cmd), then_status: false, remove_dir: None };
+        let script = Script { make_dir: Some(&dir), command: Some(&cmd), then_status: false, remove_dir: None, leave: None };
         let what = format!("`{}`", cmd.line());
         let (on, out) = match server {
             Some(s) => (s.clone(), self.exec(s, &script, self.options.query_timeout).await?),
@@ -802,7 +809,7 @@ impl CommandCluster {
         }
         let cmd = self.push_command(dir);
         let what = format!("`{}` on {server}", cmd.line());
-        let script = Script { make_dir: None, command: Some(&cmd), then_status: false, remove_dir: Some(dir) };
+        let script = Script { make_dir: None, command: Some(&cmd), then_status: false, remove_dir: Some(dir), leave: None };
         let out = self.exec(server, &script, self.options.operation_timeout).await?;
         if out.exit_code != 0 {
             // Nothing was uploaded: no suspend/resume is owed.
@@ -938,6 +945,60 @@ impl Cluster for CommandCluster {
         }
     }
 
+    fn can_leave_then_start(&self) -> bool {
+        true
+    }
+
+    async fn leave_then_start(&self, leaving: &ServerName, start: &Start) -> PortResult<Left> {
+        self.finish_pending_resume().await?;
+        let (_, st) = self.live_status().await?;
+        server_known(&st, leaving)?;
+        let (on, cmd) = match start {
+            Start::Group { group, server } => {
+                check_start_group(&st, group, server)?;
+                (server, Clp::new("clpgrp", ["-s", group.as_str(), "-h", server.as_str()]))
+            }
+            Start::Resource { resource, server } => {
+                check_start_resource(&st, resource, server)?;
+                (server, Clp::new("clprsc", ["-s", resource.as_str(), "-h", server.as_str(), "-f"]))
+            }
+        };
+        let started = |st: &ClusterStatus| match start {
+            Start::Group { group, server } => after_start_group(st, group, server),
+            Start::Resource { resource, server } => after_start_resource(st, resource, server),
+        };
+        if st.servers.get(leaving) != Some(&true) {
+            // Out already (a retry after the shutdown part): only the start.
+            return self.act(on, &cmd, started).await;
+        }
+        if let Some(g) = used_on(&st, leaving) {
+            return Err(ClpCode::GroupOnline.error(format!("group {g} is online on {leaving}; move or stop it first")));
+        }
+        // On the server that starts, which stays up: `-h` sends the shutdown to `leaving`
+        // (EXPRESSCLUSTER/clpaic appends `-h <server>` to every command it builds, `clpdown`
+        // included, as "the server to send the request to") and the script sees it gone before
+        // the start.
+        let down = Clp::new("clpdown", ["-h", leaving.as_str()]);
+        let script =
+            Script { leave: Some(Leave { command: &down, server: leaving.as_str() }), ..Script::run_then_status(&cmd) };
+        let what = format!("`{}`, then `{}`, on {on}", down.line(), cmd.line());
+        let out = self.exec(on, &script, self.options.operation_timeout).await?;
+        if out.exit_code == 0 {
+            return Ok(Left { status: status_after(&out.stdout), ..Left::default() });
+        }
+        if out.exit_code == NOT_FOUND_STATUS {
+            return Err(not_found(&what, out));
+        }
+        let (_, st) = self.live_status().await?;
+        if st.servers.get(leaving) == Some(&true) {
+            return Err(failed(out, &what, ClpCode::ServerShutdownFailed));
+        }
+        match started(&st) {
+            Ok(()) => Ok(Left::status(st)),
+            Err(code) => Err(failed(out, &what, code)),
+        }
+    }
+
     async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
         let cmd = Clp::new("clpmdstat", ["-m", resource.as_str()]);
         let (on, out) = self.query(&Script::run(&cmd), &cmd.line()).await?;
@@ -1023,7 +1084,7 @@ mod tests {
         let cmd = Clp::new("clpcfctrl", ["--push", "-l", "-x", "/tmp/d"]);
         let s = render_sh(
             &InstallDir::Path,
-            &Script { make_dir: None, command: Some(&cmd), then_status: false, remove_dir: Some("/tmp/d") },
+            &Script { make_dir: None, command: Some(&cmd), then_status: false, remove_dir: Some("/tmp/d"), leave: None },
         );
         assert_eq!(s, "clpcfctrl --push -l -x /tmp/d\nrc=$?\nrm -rf -- /tmp/d\nexit $rc\n");
         let with_dir = InstallDir::Dir("/opt/clp bin/".into());
