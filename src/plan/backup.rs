@@ -15,7 +15,13 @@
 //!    kept the group online, `restart-<r>@active` for what the quiesce stopped with md (which
 //!    starts md with it), as soon as the standby has left the cluster (its mirror agent is down,
 //!    nothing replicates to its disk), without waiting for its instance to reach `stopped`:
-//!    business downtime is md stop → shutdown → one start;
+//!    business downtime is md stop → shutdown → one start. Where the CLUSTERPRO port runs both as
+//!    one request ([`Observed::leave_then_start`]: the simulator and the commands, `clpdown -h
+//!    <standby>` then the start in one script on the active once `clpstat` shows the standby out;
+//!    not the REST API), steps 2 and 3 are one step, `shutdown-restart@standby`, and business
+//!    downtime loses a CLUSTERPRO round trip and a planning pass. The start is the one step 3
+//!    would plan. A crash or failed start inside it leaves the standby on its way down: once its
+//!    instance is `stopping` (or `stopped`) the start is planned alone, as after step 2;
 //! 4. `CreateSnapshot` of the standby's mirror volume, tagged in the call (with what it holds,
 //!    [`tag::HOLDS`] and [`tag::DEVICE`], like the members of a set) → `snapshot@standby`;
 //!    when the file's md resources are on several volumes (`cluster_device`, several md), one
@@ -758,11 +764,7 @@ enum Business {
     /// md or a resource the quiesce stopped is changing state: wait.
     Changing,
     /// This start is next: its step kind, action (`StartGroup` or `StartResource`) and reason.
-    Start {
-        kind: String,
-        action: Action,
-        why: String,
-    },
+    Start { kind: String, action: Action, why: String },
     /// Everything the quiesce stopped is online again.
     Back,
 }

@@ -716,8 +716,8 @@ impl World {
         let on = match start {
             Start::Group { server, .. } | Start::Resource { server, .. } => server,
         };
-        let out = !self.is_member(leaving)
-            && self.instance_of(leaving).is_some_and(|i| i.state != InstanceState::Running);
+        let out =
+            !self.is_member(leaving) && self.instance_of(leaving).is_some_and(|i| i.state != InstanceState::Running);
         if !out {
             self.clp_shutdown_server(leaving, on, now)?;
         }
@@ -1046,8 +1046,9 @@ impl Cluster for SimCluster {
 
     async fn shutdown_server(&self, server: &ServerName) -> PortResult<Left> {
         self.rtt().await;
-        self.world
-            .call("clp:shutdown_server", None, |w, now| w.clp_shutdown_server(server, server, now).map(|()| w.clp_left()))
+        self.world.call("clp:shutdown_server", None, |w, now| {
+            w.clp_shutdown_server(server, server, now).map(|()| w.clp_left())
+        })
     }
 
     fn can_leave_then_start(&self) -> bool {
@@ -1055,7 +1056,8 @@ impl Cluster for SimCluster {
     }
 
     async fn leave_then_start(&self, leaving: &ServerName, start: &Start) -> PortResult<Left> {
-        self.run("clp:leave_then_start", |w, now| w.clp_leave_then_start(leaving, start, now), |w| w.started(start)).await
+        self.run("clp:leave_then_start", |w, now| w.clp_leave_then_start(leaving, start, now), |w| w.started(start))
+            .await
     }
 
     async fn vendor(&self, server: &ServerName, call: &VendorCall) -> PortResult<()> {

@@ -161,3 +161,38 @@ async fn a_group_with_an_independent_vip_gets_md_and_its_dependents_back() {
         );
     }
 }
+
+/// The plan a lab's world and journal give now, with the port's "leave then start" capability as
+/// `can`.
+async fn plan_now(lab: &Lab, spec: &mirrorctl::spec::Spec, can: bool) -> Vec<mirrorctl::plan::Action> {
+    use mirrorctl::observe::observe;
+    let mut obs =
+        observe(spec, &lab.world.ports(), &mirrorctl::execute::RetryPolicy::default()).await.expect("observe");
+    assert!(obs.leave_then_start, "the simulated CLUSTERPRO runs it as one request");
+    obs.leave_then_start = can;
+    let mut view = mirrorctl::journal::JournalView::default();
+    for r in &lab.journal(spec) {
+        view.apply(r);
+    }
+    mirrorctl::plan::plan(spec, &obs, &view).steps().iter().map(|s| s.action.clone()).collect()
+}
+
+/// At the quiesce point the standby's shutdown and business's restart are one CLUSTERPRO request
+/// where the port has it (the simulator, the commands: `clpdown -h` then the start, in one script
+/// on the active), and stay two steps where it has not (the REST API): a capability the planner
+/// reads, not a fallback.
+#[tokio::test(start_paused = true)]
+async fn the_standby_leaves_and_business_restarts_in_one_request_where_the_port_can() {
+    use mirrorctl::plan::Action;
+    use mirrorctl::ports::cluster::Start;
+    let lab = Lab::windows(58);
+    let spec = with_backups(example(Os::Windows), &["b1"], 7);
+    // Stopped right after the quiesce (the preflight, then stop-md).
+    let (_, switch) = lab.apply_with_crash(&spec, CrashPoint::AfterCall, 2).await;
+    assert!(switch.fired());
+    let sc = lab.world.scenario();
+    let (active, standby) = (sc.servers[0].name.clone(), sc.servers[1].name.clone());
+    let restart = Start::Resource { resource: sc.business.clone(), server: active.clone() };
+    assert_eq!(plan_now(&lab, &spec, true).await, [Action::LeaveThenStart { server: standby.clone(), start: restart }]);
+    assert_eq!(plan_now(&lab, &spec, false).await, [Action::ShutdownServer { server: standby }]);
+}

@@ -113,7 +113,9 @@ pub(super) fn render_sh(bin: &InstallDir, script: &Script<'_>) -> String {
         let args: Vec<String> = l.command.args.iter().map(|a| sh_word(a)).collect();
         lines.push(std::iter::once(sh_exe(bin, l.command.tool)).chain(args).collect::<Vec<_>>().join(" "));
         lines.push("rc=$?".to_owned());
-        lines.push(format!("if [ $rc -eq 0 ]; then rc={LEAVE_NOT_SEEN_STATUS}; n=0; while [ $n -lt {LEAVE_LOOKS} ]; do"));
+        lines.push(format!(
+            "if [ $rc -eq 0 ]; then rc={LEAVE_NOT_SEEN_STATUS}; n=0; while [ $n -lt {LEAVE_LOOKS} ]; do"
+        ));
         lines.push(format!(
             "  if st=$({}) && printf '%s\\n' \"$st\" | grep -Eiq {} && ! printf '%s\\n' \"$st\" | grep -Eiq {}; then rc=0; break; fi",
             sh_exe(bin, "clpstat"),
