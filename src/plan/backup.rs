@@ -751,7 +751,7 @@ fn restart_business(
             false
         }
         Business::Start { kind, action, why } => {
-            d.step(op, &kind, Some(active.as_str()), action, why);
+            d.step(op, &kind, Some(active.as_str()), *action, why);
             false
         }
         Business::Back => true,
@@ -764,7 +764,7 @@ enum Business {
     /// md or a resource the quiesce stopped is changing state: wait.
     Changing,
     /// This start is next: its step kind, action (`StartGroup` or `StartResource`) and reason.
-    Start { kind: String, action: Action, why: String },
+    Start { kind: String, action: Box<Action>, why: String },
     /// Everything the quiesce stopped is online again.
     Back,
 }
@@ -808,7 +808,7 @@ fn business(
     let names: Vec<String> = mds.iter().map(ToString::to_string).collect();
     let md = names.join(" and ");
     let group_state = obs.cluster.groups.get(group).map_or(ObjectState::Offline, |p| p.state);
-    let start = |kind: String, action: Action, why: String| Business::Start { kind, action, why };
+    let start = |kind: String, action: Action, why: String| Business::Start { kind, action: Box::new(action), why };
     if let Some(down) = mds.iter().copied().find(|r| !on_active(r)) {
         return if group_state == ObjectState::Offline {
             start(
@@ -866,7 +866,7 @@ fn leave_then_start(
     let Business::Start { action, why, .. } = business(spec, obs, journal, op, active, "once it has left") else {
         return None;
     };
-    let start = match action {
+    let start = match *action {
         Action::StartGroup { group, server } => Start::Group { group, server },
         Action::StartResource { resource, server } => Start::Resource { resource, server },
         _ => return None,
