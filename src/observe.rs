@@ -56,6 +56,11 @@ pub struct Observed {
     /// cluster and nothing else, and `config` is the last one read.
     #[serde(default = "yes")]
     pub cluster_reachable: bool,
+    /// Whether the CLUSTERPRO port runs "this server leaves, then that starts" as one request
+    /// ([`crate::ports::cluster::Cluster::can_leave_then_start`]): the backup then restarts
+    /// business in the same step that takes the standby out.
+    #[serde(default)]
+    pub leave_then_start: bool,
     /// How far EBS has loaded the cluster's restored volumes from their snapshot (full looks
     /// only; informational: the planner does not wait for it).
     #[serde(default)]
@@ -388,6 +393,7 @@ pub async fn observe_with(
         snapshots,
         cluster,
         cluster_reachable,
+        leave_then_start: ports.cluster.can_leave_then_start(),
         config,
         mirror,
         other_mirrors,

@@ -619,6 +619,7 @@ fn disks_touched(action: &Action) -> Option<&ServerName> {
         | Action::DetachVolume { server, .. }
         | Action::StartInstance { server, .. }
         | Action::ShutdownServer { server }
+        | Action::LeaveThenStart { server, .. }
         | Action::Vendor { server, .. } => Some(server),
         _ => None,
     }
@@ -634,6 +635,7 @@ fn cluster_touched(action: &Action) -> bool {
             | Action::StopResource { .. }
             | Action::StartResource { .. }
             | Action::ShutdownServer { .. }
+            | Action::LeaveThenStart { .. }
             | Action::Vendor { .. }
             | Action::ApplyConfig { .. }
     )

@@ -15,7 +15,13 @@
 //!    kept the group online, `restart-<r>@active` for what the quiesce stopped with md (which
 //!    starts md with it), as soon as the standby has left the cluster (its mirror agent is down,
 //!    nothing replicates to its disk), without waiting for its instance to reach `stopped`:
-//!    business downtime is md stop → shutdown → one start;
+//!    business downtime is md stop → shutdown → one start. Where the CLUSTERPRO port runs both as
+//!    one request ([`Observed::leave_then_start`]: the simulator and the commands, `clpdown -h
+//!    <standby>` then the start in one script on the active once `clpstat` shows the standby out;
+//!    not the REST API), steps 2 and 3 are one step, `shutdown-restart@standby`, and business
+//!    downtime loses a CLUSTERPRO round trip and a planning pass. The start is the one step 3
+//!    would plan. A crash or failed start inside it leaves the standby on its way down: once its
+//!    instance is `stopping` (or `stopped`) the start is planned alone, as after step 2;
 //! 4. `CreateSnapshot` of the standby's mirror volume, tagged in the call (with what it holds,
 //!    [`tag::HOLDS`] and [`tag::DEVICE`], like the members of a set) → `snapshot@standby`;
 //!    when the file's md resources are on several volumes (`cluster_device`, several md), one
@@ -44,7 +50,9 @@ use crate::ports::cloud::{
     AttachState, CopySnapshot, CreateSnapshot, CreateSnapshotSet, InstanceState, ShutdownBehavior, Snapshot,
     SnapshotState, Tags, tag,
 };
-use crate::ports::cluster::{ObjectState, Operation, PreflightRequest, Procedure, VendorCall, VendorOp, VendorPhase};
+use crate::ports::cluster::{
+    ObjectState, Operation, PreflightRequest, Procedure, Start, VendorCall, VendorOp, VendorPhase,
+};
 use crate::spec::{BackupSpec, Every, ScheduleSpec, Spec};
 
 use super::restore::{at_device, layout_of};
@@ -340,13 +348,22 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                     if names.len() == 1 { "is" } else { "are" }
                 );
                 match procedure {
-                    Procedure::Reconfigure => d.step(
-                        &op,
-                        &StepKind::Shutdown,
-                        standby_subject,
-                        Action::ShutdownServer { server: standby.name.clone() },
-                        why,
-                    ),
+                    Procedure::Reconfigure => {
+                        match leave_then_start(spec, obs, journal, &op, &active, &standby.name) {
+                            // One request: nothing replicates to the standby once it has left, and
+                            // the restart is not asked before (see the module doc).
+                            Some((action, then)) => {
+                                d.step(&op, &LEAVE_THEN_START, standby_subject, action, format!("{why}; {then}"));
+                            }
+                            None => d.step(
+                                &op,
+                                &StepKind::Shutdown,
+                                standby_subject,
+                                Action::ShutdownServer { server: standby.name.clone() },
+                                why,
+                            ),
+                        }
+                    }
                     Procedure::Vendor => d.step(
                         &op,
                         &StepKind::BackupPre,
@@ -404,12 +421,17 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             // The standby has left the cluster (its CLUSTERPRO services stop before its OS does),
             // so nothing replicates to its disk any more: business can run again on the active
             // while the instance finishes stopping. The snapshot waits for `stopped`.
-            let leave = StepId::new(&op, &leave_kind(procedure), standby_subject);
-            let shut_down = journal.step(&op, &leave).succeeded;
+            let leave = journal.step(&op, &StepId::new(&op, &leave_kind(procedure), standby_subject));
+            // The combined step took it out when it succeeded, or when it was cut short (a crash,
+            // a failed start) and the standby is on its way down: its start is then planned alone.
+            let combined = journal.step(&op, &StepId::new(&op, &LEAVE_THEN_START, standby_subject));
+            let combined_left = combined.succeeded
+                || (combined.last_intent.is_some() && standby_inst.state == InstanceState::Stopping && !standby_member);
+            let shut_down = leave.succeeded || combined_left;
             if shut_down {
                 restart_business(&mut d, spec, obs, journal, &op, &active, "the standby has left the cluster");
             }
-            let since = journal.step(&op, &leave).last_intent.map(|(_, at, _)| at);
+            let since = leave.last_intent.or(combined.last_intent).map(|(_, at, _)| at);
             // NEC's pre-processing ran but the server is still up long after: its shutdown did not
             // happen (the command was cut short); `--only-shutdown` finishes it.
             if procedure == Procedure::Vendor && shut_down && standby_inst.state == InstanceState::Running {
@@ -722,6 +744,39 @@ fn restart_business(
     active: &ServerName,
     because: &str,
 ) -> bool {
+    match business(spec, obs, journal, op, active, because) {
+        Business::Changing => {
+            let group = &spec.mirror.group;
+            d.wait(Watch::CLUSTER, format!("resources of {group} changing state on {active}"), expect::CLUSTER_PENDING);
+            false
+        }
+        Business::Start { kind, action, why } => {
+            d.step(op, &kind, Some(active.as_str()), *action, why);
+            false
+        }
+        Business::Back => true,
+    }
+}
+
+/// Where business stands on the active server, and the start that brings it back (see
+/// [`restart_business`]).
+enum Business {
+    /// md or a resource the quiesce stopped is changing state: wait.
+    Changing,
+    /// This start is next: its step kind, action (`StartGroup` or `StartResource`) and reason.
+    Start { kind: StepKind, action: Box<Action>, why: String },
+    /// Everything the quiesce stopped is online again.
+    Back,
+}
+
+fn business(
+    spec: &Spec,
+    obs: &Observed,
+    journal: &JournalView,
+    op: &OpId,
+    active: &ServerName,
+    because: &str,
+) -> Business {
     let group = &spec.mirror.group;
     let mds: Vec<&crate::ids::ResourceName> = spec.mirrors().map(|m| &m.resource).collect();
     let subject = Some(active.as_str());
@@ -748,57 +803,75 @@ fn restart_business(
         .filter_map(state)
         .find(|p| matches!(p.state, ObjectState::OnlinePending | ObjectState::OfflinePending));
     if pending.is_some() {
-        d.wait(Watch::CLUSTER, format!("resources of {group} changing state on {active}"), expect::CLUSTER_PENDING);
-        return false;
+        return Business::Changing;
     }
     let names: Vec<String> = mds.iter().map(ToString::to_string).collect();
     let md = names.join(" and ");
     let group_state = obs.cluster.groups.get(group).map_or(ObjectState::Offline, |p| p.state);
+    let start = |kind: StepKind, action: Action, why: String| Business::Start { kind, action: Box::new(action), why };
     if let Some(down) = mds.iter().copied().find(|r| !on_active(r)) {
-        if group_state == ObjectState::Offline {
-            d.step(
-                op,
-                &StepKind::StartGroup,
-                subject,
+        return if group_state == ObjectState::Offline {
+            start(
+                StepKind::StartGroup,
                 Action::StartGroup { group: group.clone(), server: active.clone() },
                 format!("{because}; business can run again on {active}"),
-            );
+            )
         } else if let Some(r) = recorded.iter().find(|r| state(r).is_some() && !on_active(r)) {
-            d.step(
-                op,
-                &StepKind::Restart(r.clone()),
-                subject,
+            start(
+                StepKind::Restart(r.clone()),
                 Action::StartResource { resource: r.clone(), server: active.clone() },
                 format!(
                     "{because}; {r} was online on {active} before the quiesce and starts with {md}, which it \
                      depends on, in one start ({group} is {group_state:?}: other resources kept it online)"
                 ),
-            );
+            )
         } else {
-            d.step(
-                op,
-                &start_kind(spec, down),
-                subject,
+            start(
+                start_kind(spec, down),
                 Action::StartResource { resource: down.clone(), server: active.clone() },
                 format!(
                     "{because}; nothing else went down with {down} ({group} is {group_state:?}: other resources \
                      kept it online)"
                 ),
-            );
-        }
-        return false;
+            )
+        };
     }
     if let Some(r) = recorded.iter().find(|r| state(r).is_some() && !on_active(r)) {
-        d.step(
-            op,
-            &StepKind::Restart(r.clone()),
-            subject,
+        return start(
+            StepKind::Restart(r.clone()),
             Action::StartResource { resource: r.clone(), server: active.clone() },
             format!("{r} was online on {active} before the quiesce and {md} is back"),
         );
-        return false;
     }
-    true
+    Business::Back
+}
+
+/// The step that takes the standby out and restarts business in one request
+/// ([`Action::LeaveThenStart`]).
+const LEAVE_THEN_START: StepKind = StepKind::ShutdownRestart;
+
+/// The combined step for the quiesced backup, when the port has it and business needs a start:
+/// `clpdown` of the standby and, once it has left, the start [`business`] would plan next.
+fn leave_then_start(
+    spec: &Spec,
+    obs: &Observed,
+    journal: &JournalView,
+    op: &OpId,
+    active: &ServerName,
+    standby: &ServerName,
+) -> Option<(Action, String)> {
+    if !obs.leave_then_start {
+        return None;
+    }
+    let Business::Start { action, why, .. } = business(spec, obs, journal, op, active, "once it has left") else {
+        return None;
+    };
+    let start = match *action {
+        Action::StartGroup { group, server } => Start::Group { group, server },
+        Action::StartResource { resource, server } => Start::Resource { resource, server },
+        _ => return None,
+    };
+    Some((Action::LeaveThenStart { server: standby.clone(), start }, why))
 }
 
 /// The step kind that stops `md` for the quiesce: `stop-md` for the file's first md (the
@@ -1234,6 +1307,7 @@ mod tests {
             other_mirrors: BTreeMap::default(),
             disks: BTreeMap::new(),
             cluster_reachable: true,
+            leave_then_start: false,
             initialization: BTreeMap::new(),
             fast_restores: Vec::new(),
             copies: BTreeMap::new(),

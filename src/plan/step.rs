@@ -14,7 +14,7 @@ use crate::ids::{
     Zone,
 };
 use crate::ports::cloud::{CopySnapshot, CreateSnapshot, CreateSnapshotSet, CreateVolume, Tags};
-use crate::ports::cluster::{ConfigChange, PreflightRequest, VendorCall};
+use crate::ports::cluster::{ConfigChange, PreflightRequest, Start, VendorCall};
 
 /// An operation: one restore request or one backup. Every step belongs to one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -145,6 +145,8 @@ step_kinds! {
     VerifyFailover = "verify-failover",
     /// Shut the standby down through CLUSTERPRO.
     Shutdown = "shutdown",
+    /// Take the standby out of the cluster and start business again, in one CLUSTERPRO request.
+    ShutdownRestart = "shutdown-restart",
     /// Start an instance.
     StartInstance = "start-instance",
     /// Snapshot the standby's mirror volume.
@@ -298,6 +300,14 @@ pub enum Action {
     ShutdownServer {
         /// Server.
         server: ServerName,
+    },
+    /// CLUSTERPRO: shut a server's OS down and, once it has left the cluster, start a group or
+    /// resource on another server, in one request ([`crate::ports::cluster::Cluster::leave_then_start`]).
+    LeaveThenStart {
+        /// The server that leaves (its instance stops).
+        server: ServerName,
+        /// What starts once it has left.
+        start: Start,
     },
     /// CLUSTERPRO: NEC's backup/restore pre- or post-processing on one server (X 4.3+).
     Vendor {
@@ -463,6 +473,9 @@ impl Action {
             }
             Action::StartResource { resource, server } => format!("start resource {resource} on {server}"),
             Action::ShutdownServer { server } => format!("shut down server {server} through CLUSTERPRO"),
+            Action::LeaveThenStart { server, start } => {
+                format!("shut down server {server} through CLUSTERPRO and, once it has left, start {start}")
+            }
             Action::Vendor { server, call } => format!(
                 "`{call}` on {server} (NEC's {} processing)",
                 match call.phase {
@@ -539,6 +552,7 @@ impl Action {
             Action::StopResource { .. } => "clp:stop_resource",
             Action::StartResource { .. } => "clp:start_resource",
             Action::ShutdownServer { .. } => "clp:shutdown_server",
+            Action::LeaveThenStart { .. } => "clp:leave_then_start",
             Action::Vendor { .. } => "clp:vendor",
             Action::ApplyConfig { .. } => "clp:apply_config",
             Action::Preflight { .. } => "clp:preflight",
@@ -939,6 +953,7 @@ mod tests {
             "group-auto-start",
             "verify-failover",
             "shutdown",
+            "shutdown-restart",
             "start-instance",
             "snapshot",
             "snapshot-set",

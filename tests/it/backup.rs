@@ -28,7 +28,8 @@ async fn the_standby_restarts_while_the_snapshot_is_still_pending() {
     let s = lab.world.inventory().snapshots.into_iter().find(|s| s.id == snap).unwrap();
     assert_eq!(s.state, SnapshotState::Pending);
     // Business downtime is md stop → md and its dependents started again, far shorter than the
-    // standby's (the group's virtual IP stays up throughout).
+    // standby's (the group's virtual IP stays up throughout); the standby's shutdown and that
+    // start are one request to CLUSTERPRO.
     let actions = lab.actions(&spec);
     let order: Vec<&str> = actions.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(
@@ -36,12 +37,14 @@ async fn the_standby_restarts_while_the_snapshot_is_still_pending() {
         [
             "backup/b1/preflight",
             "backup/b1/stop-md@server1",
-            "backup/b1/shutdown@server2",
-            "backup/b1/restart-script@server1",
+            "backup/b1/shutdown-restart@server2",
             "backup/b1/snapshot@server2",
             "backup/b1/start-instance@server2"
         ]
     );
+    let calls = lab.world.call_counts();
+    assert_eq!(calls.get("clp:leave_then_start"), Some(&1), "{calls:?}");
+    assert_eq!((calls.get("clp:shutdown_server"), calls.get("clp:start_resource")), (None, None), "{calls:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -145,18 +148,51 @@ async fn a_group_with_an_independent_vip_gets_md_and_its_dependents_back() {
         let actions = lab.actions(&spec);
         let order: Vec<&str> = actions.iter().map(|(s, _)| s.as_str()).collect();
         let (a, b) = (active.as_str(), sc.servers[1].name.as_str());
-        let business = sc.business.as_str();
         assert_eq!(
             order,
             [
                 "backup/b1/preflight".to_owned(),
                 format!("backup/b1/stop-md@{a}"),
-                format!("backup/b1/shutdown@{b}"),
-                format!("backup/b1/restart-{business}@{a}"),
+                format!("backup/b1/shutdown-restart@{b}"),
                 format!("backup/b1/snapshot@{b}"),
                 format!("backup/b1/start-instance@{b}"),
             ],
             "{os:?}"
         );
     }
+}
+
+/// The plan a lab's world and journal give now, with the port's "leave then start" capability as
+/// `can`.
+async fn plan_now(lab: &Lab, spec: &mirrorctl::spec::Spec, can: bool) -> Vec<mirrorctl::plan::Action> {
+    use mirrorctl::observe::observe;
+    let mut obs =
+        observe(spec, &lab.world.ports(), &mirrorctl::execute::RetryPolicy::default()).await.expect("observe");
+    assert!(obs.leave_then_start, "the simulated CLUSTERPRO runs it as one request");
+    obs.leave_then_start = can;
+    let mut view = mirrorctl::journal::JournalView::default();
+    for r in &lab.journal(spec) {
+        view.apply(r);
+    }
+    mirrorctl::plan::plan(spec, &obs, &view).steps().iter().map(|s| s.action.clone()).collect()
+}
+
+/// At the quiesce point the standby's shutdown and business's restart are one CLUSTERPRO request
+/// where the port has it (the simulator, the commands: `clpdown -h` then the start, in one script
+/// on the active), and stay two steps where it has not (the REST API): a capability the planner
+/// reads, not a fallback.
+#[tokio::test(start_paused = true)]
+async fn the_standby_leaves_and_business_restarts_in_one_request_where_the_port_can() {
+    use mirrorctl::plan::Action;
+    use mirrorctl::ports::cluster::Start;
+    let lab = Lab::windows(58);
+    let spec = with_backups(example(Os::Windows), &["b1"], 7);
+    // Stopped right after the quiesce (the preflight, then stop-md).
+    let (_, switch) = lab.apply_with_crash(&spec, CrashPoint::AfterCall, 2).await;
+    assert!(switch.fired());
+    let sc = lab.world.scenario();
+    let (active, standby) = (sc.servers[0].name.clone(), sc.servers[1].name.clone());
+    let restart = Start::Resource { resource: sc.business.clone(), server: active.clone() };
+    assert_eq!(plan_now(&lab, &spec, true).await, [Action::LeaveThenStart { server: standby.clone(), start: restart }]);
+    assert_eq!(plan_now(&lab, &spec, false).await, [Action::ShutdownServer { server: standby }]);
 }

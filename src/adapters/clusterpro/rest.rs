@@ -58,7 +58,7 @@ use crate::adapters::clusterpro::rules::Goal;
 use crate::ids::{GroupName, ResourceName, ServerName};
 use crate::ports::cluster::errors::ClpCode;
 use crate::ports::cluster::{
-    Cluster, ClusterConfig, ClusterStatus, ConfigChange, Left, MirrorStatus, VendorCall, VendorPhase,
+    Cluster, ClusterConfig, ClusterStatus, ConfigChange, Left, MirrorStatus, Start, VendorCall, VendorPhase,
 };
 use crate::ports::{PortError, PortResult};
 use crate::spec::{ApiSpec, ApiTls};
@@ -263,6 +263,17 @@ impl Cluster for RestCluster {
         self.wait(&format!("the shutdown of {server}"), Fetch::Server(server), false, |s| progress_shutdown(s, server))
             .await?;
         Ok(self.left().await)
+    }
+
+    /// The API takes one operation per POST and has no request that waits for one to finish
+    /// before starting another (the paths of the module doc), so a shutdown and a start are two
+    /// requests whatever the client does: the planner keeps them two steps.
+    fn can_leave_then_start(&self) -> bool {
+        false
+    }
+
+    async fn leave_then_start(&self, leaving: &ServerName, start: &Start) -> PortResult<Left> {
+        Err(not_supported(&format!("shutting {leaving} down and starting {start} in one request")))
     }
 
     async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
