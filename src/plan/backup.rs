@@ -62,7 +62,7 @@ use super::{Draft, Outcome, base_tags, expect};
 
 /// How long after its scheduled time a missed daily backup is still taken (a daemon that was down
 /// at 02:00 and comes back at 03:00 takes it; at 09:00 it waits for tomorrow and says so).
-pub const SCHEDULE_CATCH_UP: jiff::SignedDuration = jiff::SignedDuration::from_hours(6);
+pub(crate) const SCHEDULE_CATCH_UP: jiff::SignedDuration = jiff::SignedDuration::from_hours(6);
 
 fn backup_tags(spec: &Spec, name: &BackupName) -> Tags {
     let mut t = base_tags(spec, &OpId::Backup(name.clone()));
@@ -114,7 +114,7 @@ fn slot_name(s: &ScheduleSpec, slot: jiff::Timestamp) -> Option<BackupName> {
 
 /// The schedule's backup due now, if any: the one of its latest slot at or before `now`, while
 /// within [`SCHEDULE_CATCH_UP`] of it.
-pub fn scheduled_due(s: &ScheduleSpec, now: jiff::Timestamp) -> Option<BackupName> {
+pub(crate) fn scheduled_due(s: &ScheduleSpec, now: jiff::Timestamp) -> Option<BackupName> {
     let slot = s.every.last_slot(now)?;
     if now.duration_since(slot) > SCHEDULE_CATCH_UP {
         return None;
@@ -123,7 +123,7 @@ pub fn scheduled_due(s: &ScheduleSpec, now: jiff::Timestamp) -> Option<BackupNam
 }
 
 /// The schedule whose backup `name` is, if any (a name listed in `take` belongs to none).
-pub fn schedule_of<'a>(b: &'a BackupSpec, name: &BackupName) -> Option<&'a ScheduleSpec> {
+pub(crate) fn schedule_of<'a>(b: &'a BackupSpec, name: &BackupName) -> Option<&'a ScheduleSpec> {
     if b.take.contains(name) {
         return None;
     }
@@ -136,13 +136,13 @@ pub fn schedule_of<'a>(b: &'a BackupSpec, name: &BackupName) -> Option<&'a Sched
 }
 
 /// Whether `name` is wanted now: listed in `take`, or the due slot of a schedule.
-pub fn wanted_now(b: &BackupSpec, name: &BackupName, now: jiff::Timestamp) -> bool {
+pub(crate) fn wanted_now(b: &BackupSpec, name: &BackupName, now: jiff::Timestamp) -> bool {
     b.take.contains(name) || b.schedules.iter().any(|s| scheduled_due(s, now).as_ref() == Some(name))
 }
 
 /// The next backup wanted and not yet taken: `take` names in order, then each schedule's due one
 /// in file order (two schedules due together take one backup each, one after the other).
-pub fn next_wanted(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView) -> Option<BackupName> {
+pub(crate) fn next_wanted(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView) -> Option<BackupName> {
     let mut wanted: Vec<BackupName> = b.take.clone();
     wanted.extend(b.schedules.iter().filter_map(|s| scheduled_due(s, obs.now)));
     wanted.into_iter().find(|name| {
@@ -154,7 +154,7 @@ pub fn next_wanted(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &Journa
 }
 
 /// The active server of a backup: the one recorded when it started, else where the group runs.
-pub fn active_server(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId) -> Option<ServerName> {
+pub(crate) fn active_server(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId) -> Option<ServerName> {
     journal.op(op).and_then(|v| v.subject.clone()).or_else(|| {
         obs.cluster
             .groups

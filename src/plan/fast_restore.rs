@@ -52,17 +52,17 @@ use super::step::{Action, FastRestoreTarget, OpId, StepId, StepKind, Watch};
 
 /// The prefix of the journal detail of an enable step EC2 refused for a limit (the step itself
 /// succeeds: the refusal is a fact the planner reads, and the restore goes on without FSR).
-pub const REFUSED: &str = "refused ";
+pub(crate) const REFUSED: &str = "refused ";
 
 /// The largest snapshot FSR can be enabled for, in GiB (16 TiB, AWS EBS User Guide).
-pub const MAX_SNAPSHOT_GIB: u32 = 16 * 1024;
+pub(crate) const MAX_SNAPSHOT_GIB: u32 = 16 * 1024;
 
 /// The longest the planner waits between two looks at an optimizing zone (a look is one
 /// `DescribeFastSnapshotRestores`; optimizing takes about an hour per TiB).
-pub const LOOK_EVERY: Duration = Duration::from_mins(2);
+pub(crate) const LOOK_EVERY: Duration = Duration::from_mins(2);
 
 /// The shortest pause between two looks at a zone still optimizing past its median.
-pub const LOOK_AT_LEAST: Duration = Duration::from_secs(10);
+pub(crate) const LOOK_AT_LEAST: Duration = Duration::from_secs(10);
 
 /// Whether an error code of `EnableFastSnapshotRestores` is a limit refusal the restore survives
 /// without FSR: EC2's account-limit codes end in `LimitExceeded` (`ResourceLimitExceeded` is what
@@ -74,14 +74,14 @@ pub fn is_refusal(code: &str) -> bool {
 
 /// Seconds from an enable until its zone's first volume creation credit (`3600 ÷ MIN(10, 1024 ÷
 /// size GiB)`, AWS EBS User Guide, "Volume creation credits").
-pub fn first_credit_after(size_gib: u32) -> Duration {
+pub(crate) fn first_credit_after(size_gib: u32) -> Duration {
     let per_hour = (1024.0 / f64::from(size_gib.max(1))).min(10.0);
     Duration::from_secs_f64(3600.0 / per_hour)
 }
 
 /// The median time from an enable to `enabled` for a snapshot of `size_gib` (60 minutes per TiB
 /// of optimizing, plus a minute of `enabling` [U]).
-pub fn enable_median(size_gib: u32) -> Duration {
+pub(crate) fn enable_median(size_gib: u32) -> Duration {
     Duration::from_mins(1) + Duration::from_secs_f64(3600.0 * f64::from(size_gib) / 1024.0)
 }
 

@@ -192,7 +192,7 @@ pub(crate) fn proven(journal: &JournalView, op: &OpId) -> bool {
 }
 
 /// Tags carried by everything mirrorctl creates for `op` of this cluster.
-pub fn base_tags(spec: &Spec, op: &OpId) -> Tags {
+pub(crate) fn base_tags(spec: &Spec, op: &OpId) -> Tags {
     [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::REQUEST.to_owned(), op.request_tag())].into()
 }
 
@@ -273,7 +273,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
 /// (missing, incomplete, not of the file's shape): the restore is refused before any step.
 ///
 /// A restore the journal records as completed is never refused: the backup may be gone since.
-pub fn resolve_restore<'a>(
+pub(crate) fn resolve_restore<'a>(
     spec: &'a Spec,
     obs: &Observed,
     journal: &JournalView,

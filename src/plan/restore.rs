@@ -83,10 +83,10 @@ impl Layout {
 }
 
 /// The default layout when nothing better is known: partition 1 cluster, 2 data.
-pub const DEFAULT_LAYOUT: Layout = Layout { cluster: 1, data: 2 };
+pub(crate) const DEFAULT_LAYOUT: Layout = Layout { cluster: 1, data: 2 };
 
 /// The layout of a disk as the OS shows it, found by the spec's letters or paths.
-pub fn layout_of(spec: &Spec, disk: &crate::ports::node::Disk) -> Option<Layout> {
+pub(crate) fn layout_of(spec: &Spec, disk: &crate::ports::node::Disk) -> Option<Layout> {
     let find = |p: &Partition| {
         disk.partitions.iter().find(|x| match p {
             Partition::Letter(c) => x.letter == Some(*c),
@@ -100,7 +100,7 @@ pub fn layout_of(spec: &Spec, disk: &crate::ports::node::Disk) -> Option<Layout>
 }
 
 /// The volume attached (in any state but detached) at the mirror device of `server`'s instance.
-pub fn at_device<'a>(spec: &Spec, obs: &'a Observed, server: &ServerSpec) -> Option<(&'a Volume, AttachState)> {
+pub(crate) fn at_device<'a>(spec: &Spec, obs: &'a Observed, server: &ServerSpec) -> Option<(&'a Volume, AttachState)> {
     at(obs, server, &spec.mirror.device)
 }
 
@@ -420,7 +420,11 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
 /// snapshot not yet `completed`, one snapshot for a file of several volumes, a set whose snapshots
 /// do not say what they hold, a set that does not hold what the file describes. A set resolves to
 /// its first snapshot by id; the restore takes the whole set from there ([`members`]).
-pub fn of_backup(spec: &Spec, obs: &Observed, rb: &crate::spec::BackupRestoreSpec) -> Result<SnapshotId, Condition> {
+pub(crate) fn of_backup(
+    spec: &Spec,
+    obs: &Observed,
+    rb: &crate::spec::BackupRestoreSpec,
+) -> Result<SnapshotId, Condition> {
     let name = &rb.backup;
     let cond = |reason: Reason, message: String, action: String| Condition { reason, message, action };
     let mut tags = base_tags(spec, &OpId::Backup(name.clone()));
@@ -1992,7 +1996,7 @@ fn tag_abandoned(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId, 
 
 /// A restore request `old` replaced by `new` before anything but its preflight ran: no server to
 /// bring back, only the journal to close.
-pub fn close_unbegun(old: &OpId, new: &OpId) -> (Outcome, Vec<String>) {
+pub(crate) fn close_unbegun(old: &OpId, new: &OpId) -> (Outcome, Vec<String>) {
     let mut d = Draft::default();
     d.step(
         old,
