@@ -371,7 +371,7 @@ mod tests {
     fn intent_without_result_is_interrupted_after_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
-        let step = StepId::new(&op(), "attach", Some("server1"));
+        let step = StepId::new(&op(), &crate::plan::StepKind::Attach, Some("server1"));
         {
             append_file(
                 &path,
@@ -430,7 +430,7 @@ mod tests {
     #[test]
     fn tokens_are_stable_and_change_with_generation() {
         let c = ClusterName::parse("prod-db").unwrap();
-        let s = StepId::new(&op(), "create-volume", Some("server1"));
+        let s = StepId::new(&op(), &crate::plan::StepKind::CreateVolume, Some("server1"));
         assert_eq!(client_token(&c, &s, 0), client_token(&c, &s, 0));
         assert_ne!(client_token(&c, &s, 0), client_token(&c, &s, 1));
         assert!(client_token(&c, &s, 0).len() <= 64);

@@ -56,6 +56,11 @@ pub struct Observed {
     /// cluster and nothing else, and `config` is the last one read.
     #[serde(default = "yes")]
     pub cluster_reachable: bool,
+    /// Whether the CLUSTERPRO port runs "this server leaves, then that starts" as one request
+    /// ([`crate::ports::cluster::Cluster::can_leave_then_start`]): the backup then restarts
+    /// business in the same step that takes the standby out.
+    #[serde(default)]
+    pub leave_then_start: bool,
     /// How far EBS has loaded the cluster's restored volumes from their snapshot (full looks
     /// only; informational: the planner does not wait for it).
     #[serde(default)]
@@ -172,6 +177,25 @@ impl Refresh {
             keep_status: false,
             keep_mirror: false,
         }
+    }
+}
+
+/// CLUSTERPRO status read beside a batch of steps that changes nothing CLUSTERPRO reports (disk
+/// commands, EC2 calls, the preflight): the reconcile loop runs it at the same time as the steps,
+/// so the next pass starts from it instead of reading it after them (`reconcile`, see README
+/// "Single restore and backup"). It is then no older than that batch. `(status, reachable)`, as
+/// a look reads them; `None` when the read failed: the next pass reads it again.
+pub async fn status_beside(spec: &Spec, ports: &Ports) -> Option<(ClusterStatus, bool)> {
+    match ports.cluster.status().await {
+        Ok(status) => Some((status, true)),
+        Err(e) if e.code == CLUSTER_UNREACHABLE => Some((
+            ClusterStatus {
+                servers: spec.cluster.servers.iter().map(|s| (s.name.clone(), false)).collect(),
+                ..ClusterStatus::default()
+            },
+            false,
+        )),
+        Err(_) => None,
     }
 }
 
@@ -369,6 +393,7 @@ pub async fn observe_with(
         snapshots,
         cluster,
         cluster_reachable,
+        leave_then_start: ports.cluster.can_leave_then_start(),
         config,
         mirror,
         other_mirrors,

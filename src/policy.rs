@@ -20,7 +20,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use crate::journal::StepView;
-use crate::plan::step::{Action, Condition, Step};
+use crate::plan::step::{Action, Condition, Reason, Step};
 use crate::ports::{ErrorClass, PortError};
 
 /// The delays between a cluster's failed passes: exponential from `min` to `max`, with jitter,
@@ -32,7 +32,7 @@ pub(crate) fn pass_backoff(min: Duration, max: Duration) -> impl Iterator<Item =
 /// The condition of a step tried too often across passes and restarts.
 pub(crate) fn budget_exhausted(step: &Step, prior: &StepView, max: u32) -> Option<Condition> {
     (prior.attempts >= max).then(|| Condition {
-        reason: "retry-budget-exhausted".into(),
+        reason: Reason::RetryBudgetExhausted,
         message: format!(
             "step {} was tried {} times; last error: {}",
             step.id,
@@ -75,7 +75,7 @@ pub(crate) fn narrow(action: &Action, mut e: PortError) -> PortError {
 pub(crate) fn condition_for(step: &Step, e: &PortError) -> Condition {
     if e.code == "PreflightFailed" {
         return Condition {
-            reason: "preflight-failed".into(),
+            reason: Reason::PreflightFailed,
             message: format!("{}: {}", step.id, e.message),
             action: "nothing was changed: fix what each failed check says, then retry (mirrorctl runs the preflight \
                      again before it changes anything)"
@@ -105,7 +105,7 @@ pub(crate) fn condition_for(step: &Step, e: &PortError) -> Condition {
         }
         _ => format!("check the cluster and the step ({}) by hand, fix the cause, then retry", step.action.describe()),
     };
-    Condition { reason: format!("step-failed:{}", e.code), message: format!("{}: {e}", step.id), action }
+    Condition { reason: Reason::StepFailed(e.code.clone()), message: format!("{}: {e}", step.id), action }
 }
 
 #[cfg(test)]

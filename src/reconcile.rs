@@ -20,11 +20,12 @@ use crate::ids::{ServerName, VolumeId};
 use crate::journal::local::LocalStore;
 use crate::journal::writer::Journal;
 use crate::notify::{Notifier, offer_completions, offer_condition};
-use crate::observe::{FULL_LOOK_EVERY, Observed, Refresh, observe_with};
+use crate::observe::{self, FULL_LOOK_EVERY, Observed, Refresh, observe_with};
 use crate::plan::{Action, Condition, Outcome, Plan, Step, StepId, expect, plan};
 use crate::ports::cloud::{AttachState, Attachment, VolumeState};
 use crate::ports::cluster::ClusterConfig;
 use crate::ports::limit::{Priority, Stage, set_priority, with_priority};
+use crate::ports::node::Disk;
 use crate::ports::{
     ErrorClass, PortError, Ports,
     store::{Lease, Store, StoreError},
@@ -559,8 +560,18 @@ async fn reconcile_leased(spec: &Spec, ctx: &Context, lease: &Arc<Lease>) -> Res
                 if ctx.stop_requested() {
                     return Err(ReconcileError::Stopped);
                 }
-                let results = exec.run_all(steps, p.subject.as_ref()).await?;
-                let known = carry_seen(spec, obs, steps, &results);
+                let (results, status) = if status_beside(spec, obs, steps) {
+                    futures::join!(exec.run_all(steps, p.subject.as_ref()), observe::status_beside(spec, &ctx.ports))
+                } else {
+                    (exec.run_all(steps, p.subject.as_ref()).await, None)
+                };
+                let results = results?;
+                let mut known = carry_seen(spec, obs, steps, &results);
+                if let Some((status, reachable)) = status {
+                    obs.cluster = status;
+                    obs.cluster_reachable = reachable;
+                    known.status = true;
+                }
                 replan = steps.iter().all(|s| !s.action.is_mutating())
                     && results.iter().all(|r| matches!(r, StepResult::Done { .. }));
                 let (next, retry_pause) = sort_results(spec, obs, steps, results, &known, &mut needs_human);
@@ -585,6 +596,19 @@ fn stage(op: &crate::journal::OpView) -> Stage {
     if called_ec2 { Stage::Later } else { Stage::Opening }
 }
 
+/// Whether the CLUSTERPRO status is read beside this batch instead of after it
+/// ([`observe::status_beside`]): nothing in the batch changes what CLUSTERPRO reports (nor is it
+/// the preflight, whose commands run on the nodes), it calls a port (a batch that only writes the
+/// journal is followed by no look), and md is not configured, so the next pass would read nothing
+/// else of CLUSTERPRO (with md configured it reads the mirror colours, as slow as the status). The
+/// status is then no older than the batch, which is what a read after it would be plus the
+/// batch's length: seconds (a disk command, an EC2 call), while the restore's disks are swapped.
+fn status_beside(spec: &Spec, obs: &Observed, steps: &[Step]) -> bool {
+    steps.iter().any(|s| s.action.is_mutating())
+        && steps.iter().all(|s| !cluster_touched(&s.action) && !matches!(s.action, Action::Preflight { .. }))
+        && spec.mirrors().all(|m| obs.config.mirror(&m.resource).is_none())
+}
+
 /// The server whose disk list an action can change, if any.
 fn disks_touched(action: &Action) -> Option<&ServerName> {
     match action {
@@ -595,6 +619,7 @@ fn disks_touched(action: &Action) -> Option<&ServerName> {
         | Action::DetachVolume { server, .. }
         | Action::StartInstance { server, .. }
         | Action::ShutdownServer { server }
+        | Action::LeaveThenStart { server, .. }
         | Action::Vendor { server, .. } => Some(server),
         _ => None,
     }
@@ -610,6 +635,7 @@ fn cluster_touched(action: &Action) -> bool {
             | Action::StopResource { .. }
             | Action::StartResource { .. }
             | Action::ShutdownServer { .. }
+            | Action::LeaveThenStart { .. }
             | Action::Vendor { .. }
             | Action::ApplyConfig { .. }
     )
@@ -649,17 +675,16 @@ impl Known {
 /// and returns what is known that way (the next pass need not read it). An answer is taken only
 /// where nothing else in the batch could have changed what it shows after it was read: a disk list
 /// from the one step of the batch that touched that server's disks (two commands on one server
-/// run at once, and neither's list need show the other's change), the cluster from the batch's one
-/// CLUSTERPRO operation.
+/// run at once, and neither's list need show the other's change), or from drive letters alone
+/// ([`merge_letters`]), the cluster from the batch's one CLUSTERPRO operation.
 fn carry_seen(spec: &Spec, obs: &mut Observed, steps: &[Step], results: &[StepResult]) -> Known {
-    let mut touching: BTreeMap<&ServerName, usize> = BTreeMap::new();
-    for s in steps {
-        if let Some(server) = disks_touched(&s.action) {
-            *touching.entry(server).or_default() += 1;
-        }
-    }
+    let touching = touching(steps);
     let one_cluster_op = steps.iter().filter(|s| cluster_touched(&s.action)).count() == 1;
     let mut known = Known::default();
+    for (server, disks) in merge_letters(steps, results, &touching) {
+        obs.disks.insert(server.clone(), Ok(disks));
+        known.disks.insert(server);
+    }
     for r in results {
         let StepResult::Done { seen: Some(seen), .. } = r else { continue };
         match seen {
@@ -705,6 +730,70 @@ fn carry_seen(spec: &Spec, obs: &mut Observed, steps: &[Step], results: &[StepRe
         }
     }
     known
+}
+
+/// How many steps of a batch touch each server's disks.
+fn touching(steps: &[Step]) -> BTreeMap<&ServerName, usize> {
+    let mut touching: BTreeMap<&ServerName, usize> = BTreeMap::new();
+    for s in steps {
+        if let Some(server) = disks_touched(&s.action) {
+            *touching.entry(server).or_default() += 1;
+        }
+    }
+    touching
+}
+
+/// A drive-letter command's answer: the volume, the partition it set, the disks it listed.
+type LetterAnswer<'a> = (&'a VolumeId, u32, &'a [Disk]);
+
+/// The disk lists of servers whose disks only drive-letter commands touched in the batch, more
+/// than one of them: each answer was read after its own change, and a letter command changes its
+/// own partition only (`Set-Partition -DiskNumber N -PartitionNumber P -NewDriveLetter L` sets
+/// the attributes of the one partition it names: Microsoft, Set-Partition reference,
+/// learn.microsoft.com/powershell/module/storage/set-partition; that it fails rather than take a
+/// letter another partition holds is [U], README's list; the simulator refuses). So each
+/// partition a command set is as its own answer shows it, the rest as any answer shows it. Every
+/// command must have answered; a server with any other disk command in the batch is left to a
+/// fresh list.
+fn merge_letters(
+    steps: &[Step],
+    results: &[StepResult],
+    touching: &BTreeMap<&ServerName, usize>,
+) -> Vec<(ServerName, Vec<Disk>)> {
+    let mut answers: BTreeMap<&ServerName, Vec<LetterAnswer<'_>>> = BTreeMap::new();
+    for (s, r) in steps.iter().zip(results) {
+        if let (
+            Action::SetLetter { server, volume, partition, .. },
+            StepResult::Done { seen: Some(Seen::Disks { server: listed, disks }), .. },
+        ) = (&s.action, r)
+            && listed == server
+        {
+            answers.entry(server).or_default().push((volume, *partition, disks.as_slice()));
+        }
+    }
+    let mut merged = Vec::new();
+    'servers: for (server, lists) in answers {
+        if lists.len() < 2 || touching.get(server) != Some(&lists.len()) {
+            continue;
+        }
+        let mut disks = lists[0].2.to_vec();
+        for (volume, number, own) in &lists {
+            let theirs = own
+                .iter()
+                .find(|d| d.volume == **volume)
+                .and_then(|d| d.partitions.iter().find(|p| p.number == *number));
+            let ours = disks
+                .iter_mut()
+                .find(|d| d.volume == **volume)
+                .and_then(|d| d.partitions.iter_mut().find(|p| p.number == *number));
+            match (theirs, ours) {
+                (Some(t), Some(o)) => *o = t.clone(),
+                _ => continue 'servers,
+            }
+        }
+        merged.push((server.clone(), disks));
+    }
+    merged
 }
 
 /// Records needs-human failures of a batch (cleared by a success) and returns what the next pass
@@ -760,6 +849,53 @@ mod tests {
         assert_eq!(poll_delay(e, u32::MAX), POLL_CAP);
     }
 
+    /// Two drive letters on one server: each answer shows its own partition's new letter (read
+    /// after its own change), and the merged list shows both; a server where another disk command
+    /// ran beside them, or a letter without an answer, is left to a fresh list.
+    #[test]
+    fn two_letter_answers_on_one_server_merge_into_the_list_both_left() {
+        use crate::ids::RequestName;
+        use crate::plan::OpId;
+        use crate::ports::node::PartitionInfo;
+        let (server, vol) = (ServerName::parse("server1").unwrap(), VolumeId::parse("vol-0abc1234").unwrap());
+        let part = |number, letter| PartitionInfo { number, letter, path: None, aliases: Vec::new(), mounted: false };
+        let list = |one, two| {
+            vec![Disk {
+                volume: vol.clone(),
+                number: 1,
+                online: true,
+                read_only: false,
+                offline_reason: None,
+                partitions: vec![part(1, one), part(2, two)],
+            }]
+        };
+        let op = OpId::Restore(RequestName::parse("r1").unwrap());
+        let step = |action: Action| Step {
+            id: StepId::new(&op, &crate::plan::StepKind::Complete, None),
+            op: op.clone(),
+            action,
+            why: String::new(),
+        };
+        let letter = |partition, letter| {
+            step(Action::SetLetter { server: server.clone(), volume: vol.clone(), partition, letter })
+        };
+        let done = |disks| StepResult::Done { detail: None, seen: Some(Seen::Disks { server: server.clone(), disks }) };
+        let steps = vec![letter(1, 'R'), letter(2, 'M')];
+        // Each list shows the other partition as it was before (the commands ran at once).
+        let results = vec![done(list(Some('R'), Some('E'))), done(list(Some('D'), Some('M')))];
+        let merged = merge_letters(&steps, &results, &touching(&steps));
+        assert_eq!(merged, vec![(server.clone(), list(Some('R'), Some('M')))]);
+
+        let mut with_online = steps.clone();
+        with_online.push(step(Action::DiskOnline { server: server.clone(), volume: vol.clone() }));
+        let mut more = results.clone();
+        more.push(done(list(Some('D'), Some('E'))));
+        assert!(merge_letters(&with_online, &more, &touching(&with_online)).is_empty());
+
+        let unanswered = vec![results[0].clone(), StepResult::Done { detail: None, seen: None }];
+        assert!(merge_letters(&steps, &unanswered, &touching(&steps)).is_empty());
+    }
+
     #[test]
     fn a_pass_answers_when_the_next_one_runs() {
         let cluster = crate::ids::ClusterName::parse("c1").expect("a valid name");
@@ -767,7 +903,7 @@ mod tests {
             Err(ReconcileError::Store(StoreError::Busy { cluster: cluster.clone(), holder: "h2".into(), retry_in }))
         };
         let blocked = Settled::Blocked(Condition {
-            reason: "snapshot-missing".into(),
+            reason: crate::plan::Reason::SnapshotMissing,
             message: "gone".into(),
             action: "restore another".into(),
         });

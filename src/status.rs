@@ -1026,3 +1026,52 @@ impl std::fmt::Display for NewVolume {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A status file as mirrorctl wrote it while condition reasons were plain strings: it loads,
+    /// each reason becomes its variant, and it serialises back to the same strings.
+    #[test]
+    fn an_old_status_file_with_string_reasons_loads_and_keeps_them() {
+        let reasons = ["snapshot-not-completed", "step-failed:InvalidVolume.ZoneMismatch", "retry-budget-exhausted"];
+        let conditions: Vec<String> =
+            reasons.iter().map(|r| format!(r#"    {{"reason": "{r}", "message": "m", "action": "a"}}"#)).collect();
+        let old = format!(
+            r#"{{
+  "cluster": "prod-db",
+  "source": "desired-state/prod-db.toml",
+  "phase": "blocked",
+  "operation": "restore/incident-1",
+  "conditions": [
+{}
+  ],
+  "waiting": null,
+  "last_error": null,
+  "notes": [],
+  "operations": {{}},
+  "history": [],
+  "inventory": {{"new_volumes": {{}}, "replaced_volumes": {{}}, "abandoned_volumes": {{}}, "snapshots": {{}}}},
+  "updated": "2026-11-24T02:00:00Z"
+}}"#,
+            conditions.join(",\n")
+        );
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("prod-db.json");
+        std::fs::write(&path, &old).expect("written");
+        let doc = StatusDoc::read(&path).expect("an old status file loads");
+        let got: Vec<&crate::plan::Reason> = doc.conditions.iter().map(|c| &c.reason).collect();
+        assert_eq!(
+            got,
+            [
+                &crate::plan::Reason::SnapshotNotCompleted,
+                &crate::plan::Reason::StepFailed("InvalidVolume.ZoneMismatch".to_owned()),
+                &crate::plan::Reason::RetryBudgetExhausted
+            ]
+        );
+        let again: serde_json::Value = serde_json::to_value(&doc).expect("serialises");
+        let before: serde_json::Value = serde_json::from_str(&old).expect("json");
+        assert_eq!(again["conditions"], before["conditions"]);
+    }
+}

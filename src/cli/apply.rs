@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::{CliError, EXIT_ABORTED, EXIT_BLOCKED, EXIT_INTERRUPTED, Output, WorldArgs};
 use crate::execute::{Event, EventKind, Progress};
 use crate::notify::{Notifier, RetrySchedule};
+use crate::plan::StepKind;
 use crate::ports::store::Store;
 use crate::reconcile::{Context, ReconcileError, Settled, open_journal, plan_once, reconcile};
 
@@ -39,7 +40,7 @@ pub fn render_event(e: &Event, since: jiff::Timestamp) -> Option<String> {
     let line = match &e.kind {
         EventKind::StepStarted { what, .. } => format!("[{t:8.1}s] → {what}"),
         // A preflight's detail is its checks: one line each.
-        EventKind::StepDone { step, detail: Some(d), elapsed } if step.0.ends_with("/preflight") => {
+        EventKind::StepDone { step, detail: Some(d), elapsed } if step.kind() == Some(StepKind::Preflight) => {
             let (head, checks) = d.split_once(": ").unwrap_or((d.as_str(), ""));
             let mut s = format!("[{t:8.1}s] ✓ {step}: {head} ({:.1}s)", elapsed.as_secs_f64());
             for c in checks.split("; ").filter(|c| !c.is_empty()) {

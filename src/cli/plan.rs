@@ -510,6 +510,7 @@ mod tests {
             snapshots: Vec::new(),
             cluster: crate::ports::cluster::ClusterStatus::default(),
             cluster_reachable: true,
+            leave_then_start: false,
             config: crate::ports::cluster::ClusterConfig::default(),
             mirror: None,
             other_mirrors: BTreeMap::default(),

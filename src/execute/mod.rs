@@ -342,6 +342,9 @@ async fn call(ports: &Ports, action: &Action) -> PortResult<Answer> {
             return ports.cluster.start_resource(resource, server).await.map(left);
         }
         Action::ShutdownServer { server } => return ports.cluster.shutdown_server(server).await.map(left),
+        Action::LeaveThenStart { server, start } => {
+            return ports.cluster.leave_then_start(server, start).await.map(left);
+        }
         Action::Vendor { server, call } => ports.cluster.vendor(server, call).await.map(|()| None),
         Action::ApplyConfig { changes } => return ports.cluster.apply_config(changes).await.map(left),
         Action::Preflight { request, fast_restore } => {

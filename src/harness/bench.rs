@@ -367,12 +367,22 @@ async fn mirrorctl_restore(p: &Prepared) -> Result<(f64, BTreeMap<String, u64>),
 
 /// The critical path of a two-node restore from the model's medians (formula in the module doc).
 pub fn restore_critical_path_s(l: &LatencyModel) -> f64 {
+    let a = l.ec2_api_s;
+    restore_first_detach_s(l) + l.detach_s + a + a + restore_tail_after_attach_s(l)
+}
+
+/// The part of that critical path before EC2 accepts a restore's first `DetachVolume` (EC2 takes
+/// the call's token when the request arrives, one round trip after it is sent): the preflight,
+/// the group stop and md removal (the volumes are created meanwhile), the old disk offline.
+/// None of it draws on the account's buckets, so whatever the account allows, no restore's detach
+/// or attach is accepted sooner than this after the restore began.
+pub fn restore_first_detach_s(l: &LatencyModel) -> f64 {
     let (a, c, node) = (l.ec2_api_s, l.clp_api_s, l.node_api_s + l.node_disk_command_s);
     let create = a + l.create_volume_s + a;
     let stop_and_remove = c + l.group_stop_s + c + l.apply_config_s;
     // The preflight: one command per server (at once) and a pull of the configuration.
     let preflight = 2.0 * c;
-    preflight + create.max(stop_and_remove) + node + (a + l.detach_s + a) + a + restore_tail_after_attach_s(l)
+    preflight + create.max(stop_and_remove) + node + a
 }
 
 /// The part of that critical path after EC2 accepted the attach, a restore's last mutating EC2

@@ -50,6 +50,7 @@ mod offers;
 pub(crate) use offers::{offer_completions, offer_condition};
 
 use crate::ids::ClusterName;
+use crate::plan::Reason;
 use crate::ports::notify::NoticeSink;
 use crate::ports::store::Store;
 use crate::spec::{NoticeKind, NotifySpec, Spec};
@@ -84,7 +85,7 @@ pub struct Notice {
     /// The cluster's phase when the event was seen (`progressing`, `converged`, `blocked`, …).
     pub phase: String,
     /// The condition's reason (`snapshot-not-completed`, …) for `failed` and `needs-human`.
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     /// What happened, in words.
     pub message: String,
     /// What the operator should do, for `failed` and `needs-human`.
@@ -110,7 +111,7 @@ impl Notice {
 
 /// The dedupe key of a transition: `completed|<op>`, `failed|<op>|<reason>`,
 /// `needs-human|<op>|<reason>` (`-` when no operation is concerned).
-pub fn key(kind: NoticeKind, operation: Option<&str>, reason: Option<&str>) -> String {
+pub fn key(kind: NoticeKind, operation: Option<&str>, reason: Option<&Reason>) -> String {
     let op = operation.unwrap_or("-");
     match reason {
         Some(r) => format!("{}|{op}|{r}", kind.as_str()),
@@ -512,7 +513,7 @@ mod tests {
     fn keys_and_ids_are_stable_and_distinct() {
         let c = ClusterName::parse("prod-db").unwrap();
         let k1 = key(NoticeKind::Completed, Some("backup/b1"), None);
-        let k2 = key(NoticeKind::NeedsHuman, Some("backup/b1"), Some("snapshot-not-completed"));
+        let k2 = key(NoticeKind::NeedsHuman, Some("backup/b1"), Some(&Reason::SnapshotNotCompleted));
         assert_eq!(k1, "completed|backup/b1");
         assert_eq!(k2, "needs-human|backup/b1|snapshot-not-completed");
         assert_eq!(Notice::id_for(&c, &k1), Notice::id_for(&c, &k1));

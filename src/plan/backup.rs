@@ -15,7 +15,13 @@
 //!    kept the group online, `restart-<r>@active` for what the quiesce stopped with md (which
 //!    starts md with it), as soon as the standby has left the cluster (its mirror agent is down,
 //!    nothing replicates to its disk), without waiting for its instance to reach `stopped`:
-//!    business downtime is md stop → shutdown → one start;
+//!    business downtime is md stop → shutdown → one start. Where the CLUSTERPRO port runs both as
+//!    one request ([`Observed::leave_then_start`]: the simulator and the commands, `clpdown -h
+//!    <standby>` then the start in one script on the active once `clpstat` shows the standby out;
+//!    not the REST API), steps 2 and 3 are one step, `shutdown-restart@standby`, and business
+//!    downtime loses a CLUSTERPRO round trip and a planning pass. The start is the one step 3
+//!    would plan. A crash or failed start inside it leaves the standby on its way down: once its
+//!    instance is `stopping` (or `stopped`) the start is planned alone, as after step 2;
 //! 4. `CreateSnapshot` of the standby's mirror volume, tagged in the call (with what it holds,
 //!    [`tag::HOLDS`] and [`tag::DEVICE`], like the members of a set) → `snapshot@standby`;
 //!    when the file's md resources are on several volumes (`cluster_device`, several md), one
@@ -44,17 +50,19 @@ use crate::ports::cloud::{
     AttachState, CopySnapshot, CreateSnapshot, CreateSnapshotSet, InstanceState, ShutdownBehavior, Snapshot,
     SnapshotState, Tags, tag,
 };
-use crate::ports::cluster::{ObjectState, Operation, PreflightRequest, Procedure, VendorCall, VendorOp, VendorPhase};
+use crate::ports::cluster::{
+    ObjectState, Operation, PreflightRequest, Procedure, Start, VendorCall, VendorOp, VendorPhase,
+};
 use crate::spec::{BackupSpec, Every, ScheduleSpec, Spec};
 
 use super::restore::{at_device, layout_of};
 use super::set_identity::{holds, lacks_identity};
-use super::step::{Action, OpId, StepId, Watch};
+use super::step::{Action, OpId, Reason, StepId, StepKind, Watch};
 use super::{Draft, Outcome, base_tags, expect};
 
 /// How long after its scheduled time a missed daily backup is still taken (a daemon that was down
 /// at 02:00 and comes back at 03:00 takes it; at 09:00 it waits for tomorrow and says so).
-pub const SCHEDULE_CATCH_UP: jiff::SignedDuration = jiff::SignedDuration::from_hours(6);
+pub(crate) const SCHEDULE_CATCH_UP: jiff::SignedDuration = jiff::SignedDuration::from_hours(6);
 
 fn backup_tags(spec: &Spec, name: &BackupName) -> Tags {
     let mut t = base_tags(spec, &OpId::Backup(name.clone()));
@@ -106,7 +114,7 @@ fn slot_name(s: &ScheduleSpec, slot: jiff::Timestamp) -> Option<BackupName> {
 
 /// The schedule's backup due now, if any: the one of its latest slot at or before `now`, while
 /// within [`SCHEDULE_CATCH_UP`] of it.
-pub fn scheduled_due(s: &ScheduleSpec, now: jiff::Timestamp) -> Option<BackupName> {
+pub(crate) fn scheduled_due(s: &ScheduleSpec, now: jiff::Timestamp) -> Option<BackupName> {
     let slot = s.every.last_slot(now)?;
     if now.duration_since(slot) > SCHEDULE_CATCH_UP {
         return None;
@@ -115,7 +123,7 @@ pub fn scheduled_due(s: &ScheduleSpec, now: jiff::Timestamp) -> Option<BackupNam
 }
 
 /// The schedule whose backup `name` is, if any (a name listed in `take` belongs to none).
-pub fn schedule_of<'a>(b: &'a BackupSpec, name: &BackupName) -> Option<&'a ScheduleSpec> {
+pub(crate) fn schedule_of<'a>(b: &'a BackupSpec, name: &BackupName) -> Option<&'a ScheduleSpec> {
     if b.take.contains(name) {
         return None;
     }
@@ -128,13 +136,13 @@ pub fn schedule_of<'a>(b: &'a BackupSpec, name: &BackupName) -> Option<&'a Sched
 }
 
 /// Whether `name` is wanted now: listed in `take`, or the due slot of a schedule.
-pub fn wanted_now(b: &BackupSpec, name: &BackupName, now: jiff::Timestamp) -> bool {
+pub(crate) fn wanted_now(b: &BackupSpec, name: &BackupName, now: jiff::Timestamp) -> bool {
     b.take.contains(name) || b.schedules.iter().any(|s| scheduled_due(s, now).as_ref() == Some(name))
 }
 
 /// The next backup wanted and not yet taken: `take` names in order, then each schedule's due one
 /// in file order (two schedules due together take one backup each, one after the other).
-pub fn next_wanted(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView) -> Option<BackupName> {
+pub(crate) fn next_wanted(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView) -> Option<BackupName> {
     let mut wanted: Vec<BackupName> = b.take.clone();
     wanted.extend(b.schedules.iter().filter_map(|s| scheduled_due(s, obs.now)));
     wanted.into_iter().find(|name| {
@@ -146,7 +154,7 @@ pub fn next_wanted(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &Journa
 }
 
 /// The active server of a backup: the one recorded when it started, else where the group runs.
-pub fn active_server(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId) -> Option<ServerName> {
+pub(crate) fn active_server(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId) -> Option<ServerName> {
     journal.op(op).and_then(|v| v.subject.clone()).or_else(|| {
         obs.cluster
             .groups
@@ -182,7 +190,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
     };
     let (Some(active_spec), Some(standby)) = (spec.server(&active), spec.peer_of(&active)) else {
         d.block(
-            "unknown-active-server",
+            Reason::UnknownActiveServer,
             format!("group {group} runs on {active}, which is not one of the servers in {}", spec.source.display()),
             "fix the server names in the desired-state file",
         );
@@ -190,7 +198,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
     };
     let Some(standby_inst) = obs.instances.get(&standby.instance) else {
         d.block(
-            "instance-missing",
+            Reason::InstanceMissing,
             format!("instance {} of {} was not found", standby.instance, standby.name),
             "check the instance id in the desired-state file",
         );
@@ -210,7 +218,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
     if !started {
         if obs.shutdown.get(&standby.instance) == Some(&ShutdownBehavior::Terminate) {
             d.block(
-                "instance-terminates-on-shutdown",
+                Reason::InstanceTerminatesOnShutdown,
                 format!(
                     "standby {} ({}) has InstanceInitiatedShutdownBehavior=terminate: the backup's shutdown would destroy it",
                     standby.name, standby.instance
@@ -221,7 +229,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
         }
         if let Some(missing) = spec.mirrors().find(|m| obs.config.mirror(&m.resource).is_none()) {
             d.block(
-                "mirror-not-configured",
+                Reason::MirrorNotConfigured,
                 format!("{} is not in the cluster configuration", missing.resource),
                 "finish or repair the restore first; a backup needs a configured mirror",
             );
@@ -250,7 +258,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
 
     let Some((standby_vol, _)) = at_device(spec, obs, standby) else {
         d.block(
-            "no-mirror-volume",
+            Reason::NoMirrorVolume,
             format!("standby {} has no volume at {}", standby.name, spec.mirror.device),
             "check mirror.device in the desired-state file",
         );
@@ -260,7 +268,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
         Ok(set) => set,
         Err(device) => {
             d.block(
-                "no-mirror-volume",
+                Reason::NoMirrorVolume,
                 format!("standby {} has no volume at {device}", standby.name),
                 "check the devices of the [mirror] entries in the desired-state file",
             );
@@ -279,7 +287,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
     if let Some(snap) = snap {
         d.notes.push(format!("backup {name} is {} ({:?}, {}%)", snap.id, snap.state, snap.progress));
         if set.len() > 1 {
-            let planned = journal.step(&op, &StepId::new(&op, "snapshot-set", standby_subject)).last_action;
+            let planned = journal.step(&op, &StepId::new(&op, &StepKind::SnapshotSet, standby_subject)).last_action;
             tag_members(&mut d, &op, name, &tagged, planned, &set_members(spec, &set, standby));
             if d.blocked.is_some() {
                 return d.outcome();
@@ -289,7 +297,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
         match standby_inst.state {
             InstanceState::Stopped => d.step(
                 &op,
-                "start-instance",
+                &StepKind::StartInstance,
                 standby_subject,
                 Action::StartInstance { server: standby.name.clone(), instance: standby.instance.clone() },
                 format!("the snapshot's point in time is fixed; {} can rejoin", standby.name),
@@ -303,7 +311,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 } else if d.steps.is_empty() && business_back {
                     d.step(
                         &op,
-                        "complete",
+                        &StepKind::Complete,
                         None,
                         Action::MarkCompleted,
                         "snapshot taken, standby back, mirror healthy",
@@ -311,13 +319,13 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 }
             }
             InstanceState::Terminated | InstanceState::ShuttingDown => d.block(
-                "standby-terminated",
+                Reason::StandbyTerminated,
                 format!("standby {} ({}) is {:?}", standby.name, standby.instance, standby_inst.state),
                 "rebuild the standby from the backup snapshot; mirrorctl cannot start a terminated instance",
             ),
             _ => {
                 let since = journal
-                    .step(&op, &StepId::new(&op, "start-instance", standby_subject))
+                    .step(&op, &StepId::new(&op, &StepKind::StartInstance, standby_subject))
                     .last_intent
                     .map(|(_, at, _)| at);
                 d.wait(
@@ -340,16 +348,25 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                     if names.len() == 1 { "is" } else { "are" }
                 );
                 match procedure {
-                    Procedure::Reconfigure => d.step(
-                        &op,
-                        "shutdown",
-                        standby_subject,
-                        Action::ShutdownServer { server: standby.name.clone() },
-                        why,
-                    ),
+                    Procedure::Reconfigure => {
+                        match leave_then_start(spec, obs, journal, &op, &active, &standby.name) {
+                            // One request: nothing replicates to the standby once it has left, and
+                            // the restart is not asked before (see the module doc).
+                            Some((action, then)) => {
+                                d.step(&op, &LEAVE_THEN_START, standby_subject, action, format!("{why}; {then}"));
+                            }
+                            None => d.step(
+                                &op,
+                                &StepKind::Shutdown,
+                                standby_subject,
+                                Action::ShutdownServer { server: standby.name.clone() },
+                                why,
+                            ),
+                        }
+                    }
                     Procedure::Vendor => d.step(
                         &op,
-                        "backup-pre",
+                        &StepKind::BackupPre,
                         standby_subject,
                         Action::Vendor { server: standby.name.clone(), call: vendor_call(VendorPhase::Pre, false) },
                         why,
@@ -361,7 +378,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 // Fail before destroy: the quiesce is the first step that changes the cluster.
                 d.step(
                     &op,
-                    "preflight",
+                    &StepKind::Preflight,
                     None,
                     Action::Preflight {
                         request: PreflightRequest {
@@ -404,19 +421,24 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             // The standby has left the cluster (its CLUSTERPRO services stop before its OS does),
             // so nothing replicates to its disk any more: business can run again on the active
             // while the instance finishes stopping. The snapshot waits for `stopped`.
-            let leave = StepId::new(&op, leave_kind(procedure), standby_subject);
-            let shut_down = journal.step(&op, &leave).succeeded;
+            let leave = journal.step(&op, &StepId::new(&op, &leave_kind(procedure), standby_subject));
+            // The combined step took it out when it succeeded, or when it was cut short (a crash,
+            // a failed start) and the standby is on its way down: its start is then planned alone.
+            let combined = journal.step(&op, &StepId::new(&op, &LEAVE_THEN_START, standby_subject));
+            let combined_left = combined.succeeded
+                || (combined.last_intent.is_some() && standby_inst.state == InstanceState::Stopping && !standby_member);
+            let shut_down = leave.succeeded || combined_left;
             if shut_down {
                 restart_business(&mut d, spec, obs, journal, &op, &active, "the standby has left the cluster");
             }
-            let since = journal.step(&op, &leave).last_intent.map(|(_, at, _)| at);
+            let since = leave.last_intent.or(combined.last_intent).map(|(_, at, _)| at);
             // NEC's pre-processing ran but the server is still up long after: its shutdown did not
             // happen (the command was cut short); `--only-shutdown` finishes it.
             if procedure == Procedure::Vendor && shut_down && standby_inst.state == InstanceState::Running {
                 super::procedure::finish_cut_short(
                     &mut d,
                     &op,
-                    "backup-shutdown",
+                    &StepKind::BackupShutdown,
                     &standby.name,
                     vendor_call(VendorPhase::Pre, true),
                     since,
@@ -435,7 +457,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
         }
         InstanceState::Stopped => {
             restart_business(&mut d, spec, obs, journal, &op, &active, "the standby is stopped");
-            let step = StepId::new(&op, "snapshot", standby_subject);
+            let step = StepId::new(&op, &StepKind::Snapshot, standby_subject);
             let sv = journal.step(&op, &step);
             let window = expect::SNAPSHOT_VISIBILITY;
             // CreateSnapshot has no idempotency token: a call that succeeded, or was interrupted,
@@ -445,7 +467,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 sv.last_intent.as_ref().filter(|_| sv.interrupted() || sv.succeeded).is_some_and(|(_, at, _)| {
                     obs.now.duration_since(*at) < jiff::SignedDuration::try_from(window).unwrap_or_default()
                 });
-            let set_step = StepId::new(&op, "snapshot-set", standby_subject);
+            let set_step = StepId::new(&op, &StepKind::SnapshotSet, standby_subject);
             let sv_set = journal.step(&op, &set_step);
             let recent_set =
                 sv_set.last_intent.as_ref().filter(|_| sv_set.interrupted() || sv_set.succeeded).is_some_and(
@@ -484,7 +506,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
                 }
                 d.step(
                     &op,
-                    "snapshot",
+                    &StepKind::Snapshot,
                     standby_subject,
                     Action::CreateSnapshot {
                         server: standby.name.clone(),
@@ -499,7 +521,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, name: &BackupNam
             }
         }
         InstanceState::Terminated | InstanceState::ShuttingDown => d.block(
-            "standby-terminated",
+            Reason::StandbyTerminated,
             format!("standby {} ({}) is {:?}", standby.name, standby.instance, standby_inst.state),
             "rebuild the standby; mirrorctl cannot start a terminated instance",
         ),
@@ -539,7 +561,7 @@ fn snapshot_set(
     if !tagged.is_empty() {
         let found: Vec<String> = tagged.iter().map(|s| s.id.to_string()).collect();
         d.block(
-            "partial-snapshot-set",
+            Reason::PartialSnapshotSet,
             format!(
                 "backup {name} has {} of the {} snapshots of its set ({}): its volumes {} are not all covered",
                 tagged.len(),
@@ -568,7 +590,7 @@ fn snapshot_set(
         .unwrap_or_default();
     d.step(
         op,
-        "snapshot-set",
+        &StepKind::SnapshotSet,
         Some(standby.name.as_str()),
         Action::CreateSnapshotSet {
             server: standby.name.clone(),
@@ -629,7 +651,7 @@ fn tag_members(
         let want = s.volume.as_ref().and_then(|v| planned.iter().find(|(id, _)| id == v)).map(|(_, t)| t);
         let Some(want) = want else {
             d.block(
-                "snapshot-set-member-unknown",
+                Reason::SnapshotSetMemberUnknown,
                 format!(
                     "snapshot {} of backup {name} was taken from {}, which is not a volume of the set",
                     s.id,
@@ -646,7 +668,7 @@ fn tag_members(
         if want.iter().any(|(k, v)| s.tags.get(k) != Some(v)) {
             d.step(
                 op,
-                "tag-member",
+                &StepKind::TagMember,
                 Some(s.id.as_str()),
                 Action::Tag { resource: s.id.to_string(), tags: want.clone() },
                 format!(
@@ -659,10 +681,10 @@ fn tag_members(
 }
 
 /// The step that takes the standby out of the cluster and shuts it down, per procedure.
-fn leave_kind(procedure: Procedure) -> &'static str {
+fn leave_kind(procedure: Procedure) -> StepKind {
     match procedure {
-        Procedure::Reconfigure => "shutdown",
-        Procedure::Vendor => "backup-pre",
+        Procedure::Reconfigure => StepKind::Shutdown,
+        Procedure::Vendor => StepKind::BackupPre,
     }
 }
 
@@ -676,23 +698,23 @@ fn vendor_call(phase: VendorPhase, only: bool) -> VendorCall {
 /// `--only-reboot`.
 fn vendor_post(d: &mut Draft, journal: &JournalView, op: &OpId, standby: &ServerName, now: jiff::Timestamp) {
     let subject = Some(standby.as_str());
-    let post = journal.step(op, &StepId::new(op, "backup-post", subject));
+    let post = journal.step(op, &StepId::new(op, &StepKind::BackupPost, subject));
     if !post.succeeded {
         d.step(
             op,
-            "backup-post",
+            &StepKind::BackupPost,
             subject,
             Action::Vendor { server: standby.clone(), call: vendor_call(VendorPhase::Post, false) },
             format!("the snapshot is taken and {standby} is up: its cluster service is enabled again and it rejoins"),
         );
         return;
     }
-    let reboot = journal.step(op, &StepId::new(op, "backup-reboot", subject));
+    let reboot = journal.step(op, &StepId::new(op, &StepKind::BackupReboot, subject));
     let last = reboot.last_intent.as_ref().or(post.last_intent.as_ref()).map(|(_, at, _)| *at);
     super::procedure::finish_cut_short(
         d,
         op,
-        "backup-reboot",
+        &StepKind::BackupReboot,
         standby,
         vendor_call(VendorPhase::Post, true),
         last,
@@ -722,6 +744,39 @@ fn restart_business(
     active: &ServerName,
     because: &str,
 ) -> bool {
+    match business(spec, obs, journal, op, active, because) {
+        Business::Changing => {
+            let group = &spec.mirror.group;
+            d.wait(Watch::CLUSTER, format!("resources of {group} changing state on {active}"), expect::CLUSTER_PENDING);
+            false
+        }
+        Business::Start { kind, action, why } => {
+            d.step(op, &kind, Some(active.as_str()), *action, why);
+            false
+        }
+        Business::Back => true,
+    }
+}
+
+/// Where business stands on the active server, and the start that brings it back (see
+/// [`restart_business`]).
+enum Business {
+    /// md or a resource the quiesce stopped is changing state: wait.
+    Changing,
+    /// This start is next: its step kind, action (`StartGroup` or `StartResource`) and reason.
+    Start { kind: StepKind, action: Box<Action>, why: String },
+    /// Everything the quiesce stopped is online again.
+    Back,
+}
+
+fn business(
+    spec: &Spec,
+    obs: &Observed,
+    journal: &JournalView,
+    op: &OpId,
+    active: &ServerName,
+    because: &str,
+) -> Business {
     let group = &spec.mirror.group;
     let mds: Vec<&crate::ids::ResourceName> = spec.mirrors().map(|m| &m.resource).collect();
     let subject = Some(active.as_str());
@@ -748,69 +803,87 @@ fn restart_business(
         .filter_map(state)
         .find(|p| matches!(p.state, ObjectState::OnlinePending | ObjectState::OfflinePending));
     if pending.is_some() {
-        d.wait(Watch::CLUSTER, format!("resources of {group} changing state on {active}"), expect::CLUSTER_PENDING);
-        return false;
+        return Business::Changing;
     }
     let names: Vec<String> = mds.iter().map(ToString::to_string).collect();
     let md = names.join(" and ");
     let group_state = obs.cluster.groups.get(group).map_or(ObjectState::Offline, |p| p.state);
+    let start = |kind: StepKind, action: Action, why: String| Business::Start { kind, action: Box::new(action), why };
     if let Some(down) = mds.iter().copied().find(|r| !on_active(r)) {
-        if group_state == ObjectState::Offline {
-            d.step(
-                op,
-                "start-group",
-                subject,
+        return if group_state == ObjectState::Offline {
+            start(
+                StepKind::StartGroup,
                 Action::StartGroup { group: group.clone(), server: active.clone() },
                 format!("{because}; business can run again on {active}"),
-            );
+            )
         } else if let Some(r) = recorded.iter().find(|r| state(r).is_some() && !on_active(r)) {
-            d.step(
-                op,
-                &format!("restart-{r}"),
-                subject,
+            start(
+                StepKind::Restart(r.clone()),
                 Action::StartResource { resource: r.clone(), server: active.clone() },
                 format!(
                     "{because}; {r} was online on {active} before the quiesce and starts with {md}, which it \
                      depends on, in one start ({group} is {group_state:?}: other resources kept it online)"
                 ),
-            );
+            )
         } else {
-            d.step(
-                op,
-                &start_kind(spec, down),
-                subject,
+            start(
+                start_kind(spec, down),
                 Action::StartResource { resource: down.clone(), server: active.clone() },
                 format!(
                     "{because}; nothing else went down with {down} ({group} is {group_state:?}: other resources \
                      kept it online)"
                 ),
-            );
-        }
-        return false;
+            )
+        };
     }
     if let Some(r) = recorded.iter().find(|r| state(r).is_some() && !on_active(r)) {
-        d.step(
-            op,
-            &format!("restart-{r}"),
-            subject,
+        return start(
+            StepKind::Restart(r.clone()),
             Action::StartResource { resource: r.clone(), server: active.clone() },
             format!("{r} was online on {active} before the quiesce and {md} is back"),
         );
-        return false;
     }
-    true
+    Business::Back
+}
+
+/// The step that takes the standby out and restarts business in one request
+/// ([`Action::LeaveThenStart`]).
+const LEAVE_THEN_START: StepKind = StepKind::ShutdownRestart;
+
+/// The combined step for the quiesced backup, when the port has it and business needs a start:
+/// `clpdown` of the standby and, once it has left, the start [`business`] would plan next.
+fn leave_then_start(
+    spec: &Spec,
+    obs: &Observed,
+    journal: &JournalView,
+    op: &OpId,
+    active: &ServerName,
+    standby: &ServerName,
+) -> Option<(Action, String)> {
+    if !obs.leave_then_start {
+        return None;
+    }
+    let Business::Start { action, why, .. } = business(spec, obs, journal, op, active, "once it has left") else {
+        return None;
+    };
+    let start = match *action {
+        Action::StartGroup { group, server } => Start::Group { group, server },
+        Action::StartResource { resource, server } => Start::Resource { resource, server },
+        _ => return None,
+    };
+    Some((Action::LeaveThenStart { server: standby.clone(), start }, why))
 }
 
 /// The step kind that stops `md` for the quiesce: `stop-md` for the file's first md (the
 /// runbook's shape), `stop-md-<md>` for the others.
-fn stop_kind(spec: &Spec, md: &crate::ids::ResourceName) -> String {
-    if *md == spec.mirror.resource { "stop-md".to_owned() } else { format!("stop-md-{md}") }
+fn stop_kind(spec: &Spec, md: &crate::ids::ResourceName) -> StepKind {
+    StepKind::StopMd((*md != spec.mirror.resource).then(|| md.clone()))
 }
 
 /// The step kind that starts `md` alone after the snapshot: `start-md`, or `start-md-<md>` for an
 /// md after the file's first.
-fn start_kind(spec: &Spec, md: &crate::ids::ResourceName) -> String {
-    if *md == spec.mirror.resource { "start-md".to_owned() } else { format!("start-md-{md}") }
+fn start_kind(spec: &Spec, md: &crate::ids::ResourceName) -> StepKind {
+    StepKind::StartMd((*md != spec.mirror.resource).then(|| md.clone()))
 }
 
 /// Retention, per group: each schedule with its own retention keeps its backups (those tagged
@@ -903,7 +976,13 @@ pub fn retention(spec: &Spec, b: &BackupSpec, obs: &Observed) -> (Outcome, Vec<S
                 d.notes.push(format!("{}: kept while a copy of it may be being made{region} ({why})", s.id));
                 continue;
             }
-            d.step(&op, "delete-snapshot", Some(s.id.as_str()), Action::DeleteSnapshot { snapshot: s.id.clone() }, why);
+            d.step(
+                &op,
+                &StepKind::DeleteSnapshot,
+                Some(s.id.as_str()),
+                Action::DeleteSnapshot { snapshot: s.id.clone() },
+                why,
+            );
         }
     }
     d.outcome()
@@ -945,7 +1024,7 @@ pub fn copies(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView
         };
         let there: Vec<&Snapshot> =
             seen.iter().filter(|c| c.tags.get(tag::ROLE).map(String::as_str) == Some("copy")).collect();
-        let kind = format!("copy-{region}");
+        let kind = StepKind::Copy(region.clone());
         for src in own.iter().take(usize::try_from(t.keep).unwrap_or(usize::MAX)) {
             let source_of =
                 |c: &&Snapshot| c.tags.get(tag::SOURCE_SNAPSHOT).map(String::as_str) == Some(src.id.as_str());
@@ -1003,7 +1082,7 @@ pub fn copies(spec: &Spec, b: &BackupSpec, obs: &Observed, journal: &JournalView
         for c in done.iter().skip(usize::try_from(t.keep).unwrap_or(usize::MAX)) {
             d.step(
                 &op,
-                &format!("delete-copy-{region}"),
+                &StepKind::DeleteCopy(region.clone()),
                 Some(c.id.as_str()),
                 Action::DeleteCopy { region: region.clone(), snapshot: c.id.clone() },
                 format!(
@@ -1228,6 +1307,7 @@ mod tests {
             other_mirrors: BTreeMap::default(),
             disks: BTreeMap::new(),
             cluster_reachable: true,
+            leave_then_start: false,
             initialization: BTreeMap::new(),
             fast_restores: Vec::new(),
             copies: BTreeMap::new(),

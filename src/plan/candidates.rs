@@ -19,7 +19,7 @@ const NEWEST: usize = 3;
 const CLOSE: usize = 4;
 
 /// EC2's word for a snapshot state (`pending`, `completed`, `error`).
-pub fn state_word(s: SnapshotState) -> &'static str {
+pub(crate) fn state_word(s: SnapshotState) -> &'static str {
     match s {
         SnapshotState::Pending => "pending",
         SnapshotState::Completed => "completed",
@@ -28,7 +28,7 @@ pub fn state_word(s: SnapshotState) -> &'static str {
 }
 
 /// Levenshtein distance between two ASCII-ish strings (by `char`).
-pub fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -5,36 +5,36 @@
 use std::time::Duration;
 
 /// `CreateVolume` → available.
-pub const VOLUME_CREATE: Duration = Duration::from_secs(3);
+pub(crate) const VOLUME_CREATE: Duration = Duration::from_secs(3);
 /// `AttachVolume` → attached.
-pub const ATTACH: Duration = Duration::from_secs(2);
+pub(crate) const ATTACH: Duration = Duration::from_secs(2);
 /// `DetachVolume` → detached.
-pub const DETACH: Duration = Duration::from_secs(2);
+pub(crate) const DETACH: Duration = Duration::from_secs(2);
 /// A new disk showing up in the OS after attach.
-pub const DISK_APPEAR: Duration = Duration::from_secs(1);
+pub(crate) const DISK_APPEAR: Duration = Duration::from_secs(1);
 /// OS shutdown → instance stopped.
-pub const INSTANCE_STOP: Duration = Duration::from_secs(30);
+pub(crate) const INSTANCE_STOP: Duration = Duration::from_secs(30);
 /// `StartInstances` → running and back in the cluster.
-pub const INSTANCE_START: Duration = Duration::from_secs(40);
+pub(crate) const INSTANCE_START: Duration = Duration::from_secs(40);
 /// A reboot by NEC's post-processing (`clpbackup`/`clprestore --post`): OS down, up, and back in
 /// the cluster. Past twice this, a post whose reboot never came is completed with `--only-reboot`.
-pub const REBOOT: Duration = Duration::from_secs(70);
+pub(crate) const REBOOT: Duration = Duration::from_secs(70);
 /// Mirror recovery (differential) or initial construction progress check.
-pub const MIRROR_SYNC: Duration = Duration::from_secs(5);
+pub(crate) const MIRROR_SYNC: Duration = Duration::from_secs(5);
 /// A CLUSTERPRO state that is pending.
-pub const CLUSTER_PENDING: Duration = Duration::from_secs(3);
+pub(crate) const CLUSTER_PENDING: Duration = Duration::from_secs(3);
 /// How long a snapshot created with tags may stay invisible to a tag filter (eventual
 /// consistency) before an interrupted `CreateSnapshot` is taken as not having happened.
-pub const SNAPSHOT_VISIBILITY: Duration = Duration::from_secs(30);
+pub(crate) const SNAPSHOT_VISIBILITY: Duration = Duration::from_secs(30);
 /// A configuration push (`clpcfctrl --push`: suspend, push, resume) → applied.
-pub const CONFIG_PUSH: Duration = Duration::from_secs(12);
+pub(crate) const CONFIG_PUSH: Duration = Duration::from_secs(12);
 /// How long a configuration push interrupted by a restart may still land: CLUSTERPRO goes on
 /// applying a push whose caller died. The longest a push is given by the adapters (the command
 /// adapter's default operation timeout, 15 min); past it, the push has landed or failed.
-pub const CONFIG_PUSH_LIMIT: Duration = Duration::from_mins(15);
+pub(crate) const CONFIG_PUSH_LIMIT: Duration = Duration::from_mins(15);
 
 /// The shortest first look of a wait that is already under way.
-pub const MIN_LOOK: Duration = Duration::from_secs(1);
+pub(crate) const MIN_LOOK: Duration = Duration::from_secs(1);
 
 /// What is left of `median` for something that started at `since` (from the journal), seen at
 /// `now`: a wait that began with an earlier step (the standby's shutdown, an instance start) looks

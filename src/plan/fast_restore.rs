@@ -48,21 +48,21 @@ use crate::ports::cloud::{FastRestoreState, Volume, VolumeState};
 use crate::spec::{RestoreSpec, Spec};
 
 use super::Draft;
-use super::step::{Action, FastRestoreTarget, OpId, StepId, Watch};
+use super::step::{Action, FastRestoreTarget, OpId, StepId, StepKind, Watch};
 
 /// The prefix of the journal detail of an enable step EC2 refused for a limit (the step itself
 /// succeeds: the refusal is a fact the planner reads, and the restore goes on without FSR).
-pub const REFUSED: &str = "refused ";
+pub(crate) const REFUSED: &str = "refused ";
 
 /// The largest snapshot FSR can be enabled for, in GiB (16 TiB, AWS EBS User Guide).
-pub const MAX_SNAPSHOT_GIB: u32 = 16 * 1024;
+pub(crate) const MAX_SNAPSHOT_GIB: u32 = 16 * 1024;
 
 /// The longest the planner waits between two looks at an optimizing zone (a look is one
 /// `DescribeFastSnapshotRestores`; optimizing takes about an hour per TiB).
-pub const LOOK_EVERY: Duration = Duration::from_mins(2);
+pub(crate) const LOOK_EVERY: Duration = Duration::from_mins(2);
 
 /// The shortest pause between two looks at a zone still optimizing past its median.
-pub const LOOK_AT_LEAST: Duration = Duration::from_secs(10);
+pub(crate) const LOOK_AT_LEAST: Duration = Duration::from_secs(10);
 
 /// Whether an error code of `EnableFastSnapshotRestores` is a limit refusal the restore survives
 /// without FSR: EC2's account-limit codes end in `LimitExceeded` (`ResourceLimitExceeded` is what
@@ -74,19 +74,19 @@ pub fn is_refusal(code: &str) -> bool {
 
 /// Seconds from an enable until its zone's first volume creation credit (`3600 ÷ MIN(10, 1024 ÷
 /// size GiB)`, AWS EBS User Guide, "Volume creation credits").
-pub fn first_credit_after(size_gib: u32) -> Duration {
+pub(crate) fn first_credit_after(size_gib: u32) -> Duration {
     let per_hour = (1024.0 / f64::from(size_gib.max(1))).min(10.0);
     Duration::from_secs_f64(3600.0 / per_hour)
 }
 
 /// The median time from an enable to `enabled` for a snapshot of `size_gib` (60 minutes per TiB
 /// of optimizing, plus a minute of `enabling` [U]).
-pub fn enable_median(size_gib: u32) -> Duration {
+pub(crate) fn enable_median(size_gib: u32) -> Duration {
     Duration::from_mins(1) + Duration::from_secs_f64(3600.0 * f64::from(size_gib) / 1024.0)
 }
 
-fn step_kind(enable: bool) -> &'static str {
-    if enable { "enable-fsr" } else { "disable-fsr" }
+fn step_kind(enable: bool) -> StepKind {
+    if enable { StepKind::EnableFsr } else { StepKind::DisableFsr }
 }
 
 /// What the journal says about FSR in one zone for `op`.
@@ -100,8 +100,8 @@ struct ZoneJournal {
 }
 
 fn zone_journal(journal: &JournalView, op: &OpId, zone: &Zone) -> ZoneJournal {
-    let enable = journal.step(op, &StepId::new(op, step_kind(true), Some(zone.as_str())));
-    let disable = journal.step(op, &StepId::new(op, step_kind(false), Some(zone.as_str())));
+    let enable = journal.step(op, &StepId::new(op, &step_kind(true), Some(zone.as_str())));
+    let disable = journal.step(op, &StepId::new(op, &step_kind(false), Some(zone.as_str())));
     let enable_seq = enable.last_intent.as_ref().map(|(seq, ..)| *seq);
     let refused = enable
         .succeeded
@@ -114,10 +114,15 @@ fn zone_journal(journal: &JournalView, op: &OpId, zone: &Zone) -> ZoneJournal {
 
 /// The zones `op` asked FSR for and has not switched off yet (from the journal's step ids).
 fn zones_on(journal: &JournalView, op: &OpId) -> Vec<Zone> {
-    let prefix = format!("{op}/{}@", step_kind(true));
     let mut zones: Vec<Zone> = journal
         .op(op)
-        .map(|v| v.steps.keys().filter_map(|id| id.0.strip_prefix(&prefix).and_then(|z| Zone::parse(z).ok())).collect())
+        .map(|v| {
+            v.steps
+                .keys()
+                .filter(|id| id.kind() == Some(step_kind(true)))
+                .filter_map(|id| id.subject().and_then(|z| Zone::parse(z).ok()))
+                .collect()
+        })
         .unwrap_or_default();
     zones.sort();
     zones.dedup();
@@ -130,7 +135,7 @@ fn zones_on(journal: &JournalView, op: &OpId) -> Vec<Zone> {
 
 /// The snapshot `op`'s enable steps name (the request's snapshot may have changed since).
 fn enabled_snapshot(journal: &JournalView, op: &OpId, zone: &Zone) -> Option<crate::ids::SnapshotId> {
-    match journal.step(op, &StepId::new(op, step_kind(true), Some(zone.as_str()))).last_action {
+    match journal.step(op, &StepId::new(op, &step_kind(true), Some(zone.as_str()))).last_action {
         Some(Action::EnableFastRestore { target }) => Some(target.snapshot),
         _ => None,
     }
@@ -141,7 +146,7 @@ fn disable(journal: &JournalView, op: &OpId, z: &Zone, why: &str, d: &mut Draft)
     let Some(snapshot) = enabled_snapshot(journal, op, z) else { return };
     d.step(
         op,
-        step_kind(false),
+        &step_kind(false),
         Some(z.as_str()),
         Action::DisableFastRestore { target: FastRestoreTarget { snapshot, zones: vec![z.clone()] } },
         format!("Fast Snapshot Restore in {z} bills per zone-hour and {why}"),
@@ -168,7 +173,7 @@ pub(crate) fn cleanup(journal: &JournalView, op: &OpId, why: &str) -> Vec<super:
 /// not succeeded since. (A failure from before that enable was what a human fixed before the
 /// restore went on: counting it would switch FSR off as soon as it is on again.)
 fn failed_terminally(journal: &JournalView, op: &OpId, zone: &Zone) -> bool {
-    let enable = journal.step(op, &StepId::new(op, step_kind(true), Some(zone.as_str())));
+    let enable = journal.step(op, &StepId::new(op, &step_kind(true), Some(zone.as_str())));
     let Some((since, ..)) = enable.last_intent else { return false };
     journal.op(op).is_some_and(|v| {
         v.steps.values().any(|s| {
@@ -211,7 +216,7 @@ pub(crate) fn ready_zones(
         match state {
             FastRestoreState::Disabled => d.step(
                 op,
-                step_kind(true),
+                &step_kind(true),
                 Some(z.as_str()),
                 Action::EnableFastRestore {
                     target: FastRestoreTarget { snapshot: r.snapshot.clone(), zones: vec![z.clone()] },

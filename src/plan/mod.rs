@@ -33,7 +33,7 @@ use crate::journal::JournalView;
 use crate::observe::Observed;
 use crate::ports::cloud::{Tags, Volume, tag};
 use crate::spec::Spec;
-pub use step::{Action, Condition, FastRestoreTarget, OpId, Step, StepId, Wait, Watch};
+pub use step::{Action, Condition, FastRestoreTarget, OpId, Reason, Step, StepId, StepKind, Wait, Watch};
 
 /// What the next reconcile would do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,16 +93,15 @@ pub(crate) struct Draft {
 }
 
 impl Draft {
-    pub fn step(&mut self, op: &OpId, kind: &str, subject: Option<&str>, action: Action, why: impl Into<String>) {
+    pub fn step(&mut self, op: &OpId, kind: &StepKind, subject: Option<&str>, action: Action, why: impl Into<String>) {
         self.steps.push(Step { id: StepId::new(op, kind, subject), op: op.clone(), action, why: why.into() });
     }
     pub fn wait(&mut self, watch: Watch, reason: impl Into<String>, expect: std::time::Duration) {
         self.waits.push(Wait { reason: reason.into(), expect, watch });
     }
-    pub fn block(&mut self, reason: &str, message: impl Into<String>, action: impl Into<String>) {
+    pub fn block(&mut self, reason: Reason, message: impl Into<String>, action: impl Into<String>) {
         if self.blocked.is_none() {
-            self.blocked =
-                Some(Condition { reason: reason.to_owned(), message: message.into(), action: action.into() });
+            self.blocked = Some(Condition { reason, message: message.into(), action: action.into() });
         }
     }
     /// Blocked wins over steps (a needs-human problem on one server stops the operation), steps
@@ -145,7 +144,7 @@ pub(crate) fn block_if_red(
     }
     let servers: Vec<String> = m.colors.keys().map(ToString::to_string).collect();
     d.block(
-        "mirror-red-on-both-sides",
+        Reason::MirrorRedOnBothSides,
         format!(
             "mirror {md} is RED on {}: neither side is known to hold the latest data, so CLUSTERPRO will not \
              start {md} or recover it by itself",
@@ -170,7 +169,7 @@ pub(crate) fn shape_refusal(spec: &Spec, what: &str) -> Condition {
         ("several md resources", "one md")
     };
     Condition {
-        reason: "several-volumes-not-supported".to_owned(),
+        reason: Reason::SeveralVolumesNotSupported,
         message: format!(
             "{} describes {} ({}); this version of mirrorctl drives a {what} of {drives} only",
             spec.source.display(),
@@ -184,16 +183,16 @@ pub(crate) fn shape_refusal(spec: &Spec, what: &str) -> Condition {
 /// Whether `op` has journaled any step but its preflight: once it has, it may have changed the
 /// world, and it always finishes (or, a restore, is brought to a safe state before it is left).
 pub(crate) fn begun(journal: &JournalView, op: &OpId) -> bool {
-    journal.op(op).is_some_and(|v| v.steps.keys().any(|k| !k.0.ends_with("/preflight")))
+    journal.op(op).is_some_and(|v| v.steps.keys().any(|k| k.kind() != Some(StepKind::Preflight)))
 }
 
 /// Whether `op`'s preflight has passed ([`Action::Preflight`]): the rule "fail before destroy".
 pub(crate) fn proven(journal: &JournalView, op: &OpId) -> bool {
-    journal.step(op, &StepId::new(op, "preflight", None)).succeeded
+    journal.step(op, &StepId::new(op, &StepKind::Preflight, None)).succeeded
 }
 
 /// Tags carried by everything mirrorctl creates for `op` of this cluster.
-pub fn base_tags(spec: &Spec, op: &OpId) -> Tags {
+pub(crate) fn base_tags(spec: &Spec, op: &OpId) -> Tags {
     [(tag::CLUSTER.to_owned(), spec.cluster.name.to_string()), (tag::REQUEST.to_owned(), op.request_tag())].into()
 }
 
@@ -274,7 +273,7 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView) -> Plan {
 /// (missing, incomplete, not of the file's shape): the restore is refused before any step.
 ///
 /// A restore the journal records as completed is never refused: the backup may be gone since.
-pub fn resolve_restore<'a>(
+pub(crate) fn resolve_restore<'a>(
     spec: &'a Spec,
     obs: &Observed,
     journal: &JournalView,
@@ -357,7 +356,7 @@ fn pass(spec: &Spec, obs: &Observed, journal: &JournalView, refusal: Option<&Con
                     ),
                     _ => (
                         Outcome::Blocked(Condition {
-                            reason: "restore-section-removed".into(),
+                            reason: Reason::RestoreSectionRemoved,
                             message: format!(
                                 "restore request {req} is half done and the [restore] section is no longer in {}",
                                 spec.source.display()

@@ -15,7 +15,7 @@ use crate::observe::Observed;
 use crate::ports::cluster::{ClpVersion, Procedure, VendorCall};
 use crate::spec::{ProcedureChoice, Spec};
 
-use super::step::{Action, OpId, StepId, Watch};
+use super::step::{Action, OpId, Reason, StepId, StepKind, Watch};
 use super::{Draft, expect};
 
 /// [`choose`] for a planner: the procedure, with why noted in `d`; `None` when `d` now blocks or
@@ -47,7 +47,7 @@ pub(crate) fn choose_for(
 pub(crate) fn finish_cut_short(
     d: &mut Draft,
     op: &OpId,
-    kind: &str,
+    kind: &StepKind,
     server: &ServerName,
     call: VendorCall,
     since: Option<jiff::Timestamp>,
@@ -68,7 +68,7 @@ pub(crate) fn finish_cut_short(
 /// The procedure `op` follows, and why — or why none can be chosen (a condition to block with:
 /// reason, message, what to do).
 pub fn choose(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId) -> Result<(Procedure, String), Refusal> {
-    let pre = journal.step(op, &StepId::new(op, "preflight", None));
+    let pre = journal.step(op, &StepId::new(op, &StepKind::Preflight, None));
     if pre.succeeded
         && let Some(Action::Preflight { request, .. }) = &pre.last_action
     {
@@ -99,7 +99,7 @@ pub fn choose(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId) -> 
                 Ok((Procedure::Vendor, format!("procedure vendor (cluster.procedure = \"vendor\"; {found})")))
             }
             _ => Err(Refusal {
-                reason: "vendor-procedure-unsupported",
+                reason: Some(Reason::VendorProcedureUnsupported),
                 message: format!(
                     "cluster.procedure = \"vendor\" in {} needs CLUSTERPRO X 4.3 or later (clpbackup/clprestore); \
                      the cluster runs {found}",
@@ -122,12 +122,12 @@ pub fn choose(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId) -> 
     }
 }
 
-/// Why no procedure can be chosen: the condition to block with, or (`reason` empty) a wait for a
+/// Why no procedure can be chosen: the condition to block with, or (no `reason`) a wait for a
 /// server to answer for the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// Condition reason; empty for a wait.
-    pub reason: &'static str,
+    /// Condition reason; `None` for a wait.
+    pub reason: Option<Reason>,
     /// What is wrong.
     pub message: String,
     /// What to do.
@@ -137,7 +137,7 @@ pub struct Refusal {
 impl Refusal {
     fn wait() -> Self {
         Refusal {
-            reason: "",
+            reason: None,
             message: "a server to answer for the cluster, to read its CLUSTERPRO version".to_owned(),
             action: String::new(),
         }
@@ -145,10 +145,9 @@ impl Refusal {
 
     /// Puts this refusal into `d`: a block, or a wait on the cluster.
     pub(crate) fn apply(self, d: &mut super::Draft) {
-        if self.reason.is_empty() {
-            d.wait(super::Watch::CLUSTER, self.message, super::expect::CLUSTER_PENDING);
-        } else {
-            d.block(self.reason, self.message, self.action);
+        match self.reason {
+            Some(reason) => d.block(reason, self.message, self.action),
+            None => d.wait(super::Watch::CLUSTER, self.message, super::expect::CLUSTER_PENDING),
         }
     }
 }

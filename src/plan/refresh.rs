@@ -60,6 +60,7 @@ impl Refresh {
                 // the planner then waits for (the wait reads the instances), and once it has
                 // stopped the disk list follows.
                 Action::ShutdownServer { .. }
+                | Action::LeaveThenStart { .. }
                 | Action::StopGroup { .. }
                 | Action::StartGroup { .. }
                 | Action::MoveGroup { .. }

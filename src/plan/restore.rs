@@ -8,7 +8,8 @@
 //!    right after preflight, in parallel with step 1);
 //! 3. take the disk offline, detach the old volume → `disk-offline@s`, `tag-superseded@s`,
 //!    `detach@s` (only once the new volume is `available`, so no server is left without a mirror
-//!    volume if creation fails);
+//!    volume if creation fails; the tag goes out as soon as the new volume is `available`, during
+//!    step 1 when it can: a storm's detaches and attaches then do not queue behind it);
 //! 4. attach at the same device, bring the disk online, put the letters back → `attach@s`,
 //!    `disk-online@s`, `letter-<n>@s`;
 //! 5. re-add md (initial mirror construction OFF only when proven safe), startup automatic →
@@ -43,7 +44,7 @@ use crate::ports::cluster::{
 };
 use crate::spec::{Os, Partition, RestoreSpec, ServerSpec, Spec};
 
-use super::step::{Action, Condition, FastRestoreTarget, OpId, StepId, Watch};
+use super::step::{Action, Condition, FastRestoreTarget, OpId, Reason, StepId, StepKind, Watch};
 use super::{Draft, Outcome, base_tags, expect};
 
 /// Partition numbers of the cluster and data partitions on a mirror disk.
@@ -82,10 +83,10 @@ impl Layout {
 }
 
 /// The default layout when nothing better is known: partition 1 cluster, 2 data.
-pub const DEFAULT_LAYOUT: Layout = Layout { cluster: 1, data: 2 };
+pub(crate) const DEFAULT_LAYOUT: Layout = Layout { cluster: 1, data: 2 };
 
 /// The layout of a disk as the OS shows it, found by the spec's letters or paths.
-pub fn layout_of(spec: &Spec, disk: &crate::ports::node::Disk) -> Option<Layout> {
+pub(crate) fn layout_of(spec: &Spec, disk: &crate::ports::node::Disk) -> Option<Layout> {
     let find = |p: &Partition| {
         disk.partitions.iter().find(|x| match p {
             Partition::Letter(c) => x.letter == Some(*c),
@@ -99,7 +100,7 @@ pub fn layout_of(spec: &Spec, disk: &crate::ports::node::Disk) -> Option<Layout>
 }
 
 /// The volume attached (in any state but detached) at the mirror device of `server`'s instance.
-pub fn at_device<'a>(spec: &Spec, obs: &'a Observed, server: &ServerSpec) -> Option<(&'a Volume, AttachState)> {
+pub(crate) fn at_device<'a>(spec: &Spec, obs: &'a Observed, server: &ServerSpec) -> Option<(&'a Volume, AttachState)> {
     at(obs, server, &spec.mirror.device)
 }
 
@@ -135,8 +136,8 @@ fn created_for<'a>(
         .collect()
 }
 
-fn step_started(journal: &JournalView, op: &OpId, kind: &str) -> bool {
-    journal.op(op).is_some_and(|v| v.steps.keys().any(|s| s.0.contains(&format!("/{kind}"))))
+fn step_started(journal: &JournalView, op: &OpId, kind: &StepKind) -> bool {
+    journal.op(op).is_some_and(|v| v.steps.keys().any(|s| s.kind().as_ref() == Some(kind)))
 }
 
 /// One volume a restore puts on both servers: made from `snapshot`, attached at `device`, holding
@@ -167,7 +168,7 @@ pub fn members(spec: &Spec, obs: &Observed, r: &RestoreSpec) -> Result<Vec<Membe
     let devices: Vec<&DeviceName> = spec.mirrors().flat_map(crate::spec::MirrorSpec::devices).collect();
     let Some(set) = snap.tags.get(tag::SNAPSHOT_SET) else {
         return Err(Condition {
-            reason: "backup-set-mismatch".to_owned(),
+            reason: Reason::BackupSetMismatch,
             message: format!(
                 "snapshot {} is of one volume, but the mirrors of {} use {} volumes ({})",
                 r.snapshot,
@@ -193,7 +194,7 @@ pub fn members(spec: &Spec, obs: &Observed, r: &RestoreSpec) -> Result<Vec<Membe
     if good.len() < size {
         let ids: Vec<String> = good.iter().map(|s| s.id.to_string()).collect();
         return Err(Condition {
-            reason: "partial-snapshot-set".to_owned(),
+            reason: Reason::PartialSnapshotSet,
             message: format!(
                 "set {set} has {} of its {size} snapshots ({}): {} missing or failed",
                 good.len(),
@@ -216,7 +217,7 @@ pub fn members(spec: &Spec, obs: &Observed, r: &RestoreSpec) -> Result<Vec<Membe
         let taken_at = s.tags.get(tag::DEVICE).and_then(|t| DeviceName::parse(t).ok());
         if taken_at.as_ref() != Some(device) {
             return Err(Condition {
-                reason: "backup-set-mismatch".to_owned(),
+                reason: Reason::BackupSetMismatch,
                 message: format!(
                     "snapshot {} of set {set} holds {holds} and was taken at {}, but {} puts those partitions at {device}",
                     s.id,
@@ -419,9 +420,13 @@ pub fn plan(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpec)
 /// snapshot not yet `completed`, one snapshot for a file of several volumes, a set whose snapshots
 /// do not say what they hold, a set that does not hold what the file describes. A set resolves to
 /// its first snapshot by id; the restore takes the whole set from there ([`members`]).
-pub fn of_backup(spec: &Spec, obs: &Observed, rb: &crate::spec::BackupRestoreSpec) -> Result<SnapshotId, Condition> {
+pub(crate) fn of_backup(
+    spec: &Spec,
+    obs: &Observed,
+    rb: &crate::spec::BackupRestoreSpec,
+) -> Result<SnapshotId, Condition> {
     let name = &rb.backup;
-    let cond = |reason: &str, message: String, action: String| Condition { reason: reason.to_owned(), message, action };
+    let cond = |reason: Reason, message: String, action: String| Condition { reason, message, action };
     let mut tags = base_tags(spec, &OpId::Backup(name.clone()));
     tags.insert(tag::ROLE.into(), "backup".into());
     let mut all = obs.snapshots_tagged(&tags);
@@ -449,7 +454,7 @@ pub fn of_backup(spec: &Spec, obs: &Observed, rb: &crate::spec::BackupRestoreSpe
             format!("this cluster's newest backups: {}", names.join(", "))
         };
         return Err(cond(
-            "backup-missing",
+            Reason::BackupMissing,
             format!(
                 "no snapshot of backup {name} of cluster {} was found in {} ({known})",
                 spec.cluster.name, spec.cluster.region
@@ -471,7 +476,7 @@ pub fn of_backup(spec: &Spec, obs: &Observed, rb: &crate::spec::BackupRestoreSpe
             all.iter().copied().filter(|s| s.state == SnapshotState::Error).collect();
         let failed = if failed.is_empty() { String::new() } else { format!("; failed: {}", ids(&failed)) };
         return Err(cond(
-            "partial-snapshot-set",
+            Reason::PartialSnapshotSet,
             format!(
                 "backup {name} has {} of the {size} snapshots of its set ({}){failed}: {} missing",
                 good.len(),
@@ -487,7 +492,7 @@ pub fn of_backup(spec: &Spec, obs: &Observed, rb: &crate::spec::BackupRestoreSpe
     if !pending.is_empty() {
         let each: Vec<String> = pending.iter().map(|s| format!("{} {}%", s.id, s.progress)).collect();
         return Err(cond(
-            "snapshot-not-completed",
+            Reason::SnapshotNotCompleted,
             format!(
                 "backup {name} is not completed: {} still pending; a restore needs every snapshot completed",
                 each.join(", ")
@@ -504,7 +509,7 @@ pub fn of_backup(spec: &Spec, obs: &Observed, rb: &crate::spec::BackupRestoreSpe
         spec.mirrors().flat_map(crate::spec::MirrorSpec::devices).map(ToString::to_string).collect();
     if good.len() != devices.len() {
         return Err(cond(
-            "backup-set-mismatch",
+            Reason::BackupSetMismatch,
             format!(
                 "backup {name} holds {} snapshot(s) ({}), but the mirrors of {} use {} volume(s) ({}): each snapshot must map to one of them",
                 good.len(),
@@ -531,7 +536,7 @@ fn match_set(spec: &Spec, what: &str, good: &[&crate::ports::cloud::Snapshot]) -
         good.iter().filter(|s| super::set_identity::lacks_identity(s)).map(|s| s.id.to_string()).collect();
     if !untagged.is_empty() {
         return Err(Condition {
-            reason: "backup-set-untagged".to_owned(),
+            reason: Reason::BackupSetUntagged,
             message: format!(
                 "{what} is a set whose snapshots {} do not say which volume each holds (no {} and {} tags): it was taken by an older mirrorctl, or is still being tagged",
                 untagged.join(", "),
@@ -574,7 +579,7 @@ fn match_set(spec: &Spec, what: &str, good: &[&crate::ports::cloud::Snapshot]) -
         parts.push(format!("not what the file describes: {}", extra.join(", ")));
     }
     Err(Condition {
-        reason: "backup-set-mismatch".to_owned(),
+        reason: Reason::BackupSetMismatch,
         message: format!(
             "{what} does not match the mirrors of {}: {}",
             spec.source.display(),
@@ -593,7 +598,7 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
     let members = match members(spec, obs, r) {
         Ok(m) => m,
         Err(c) => {
-            d.block(&c.reason, c.message, c.action);
+            d.block(c.reason, c.message, c.action);
             return d.outcome();
         }
     };
@@ -612,7 +617,7 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
             procedure = Procedure::Reconfigure;
         } else {
             d.block(
-                "vendor-set-restore-not-supported",
+                Reason::VendorSetRestoreNotSupported,
                 format!(
                     "{} restores several volumes ({}) with NEC's clprestore processing; this version of mirrorctl drives a restore of several volumes by the configuration edit only",
                     spec.source.display(),
@@ -632,7 +637,7 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
             if created.len() > 1 {
                 let ids: Vec<String> = created.iter().map(|v| v.id.to_string()).collect();
                 d.block(
-                    "duplicate-volumes",
+                    Reason::DuplicateVolumes,
                     format!("request {} has {} volumes for {}: {}", r.request, created.len(), job.who(), ids.join(", ")),
                     "keep the one attached (or the newest), remove the mirrorctl:request tag from the others, then retry",
                 );
@@ -641,7 +646,7 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
         }
         if !obs.instances.contains_key(&s.instance) {
             d.block(
-                "instance-missing",
+                Reason::InstanceMissing,
                 format!("instance {} of {} was not found in {}", s.instance, s.name, spec.cluster.region),
                 "check the instance id and region in the desired-state file",
             );
@@ -661,7 +666,7 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
         if !super::proven(journal, &op) {
             d.step(
                 &op,
-                "preflight",
+                &StepKind::Preflight,
                 None,
                 Action::Preflight {
                     request: preflight_request(spec, procedure),
@@ -732,7 +737,7 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
             };
             d.step(
                 &op,
-                "create-volume",
+                &StepKind::CreateVolume,
                 Some(f.subject().as_str()),
                 Action::CreateVolume { server: f.s.name.clone(), request },
                 format!("no volume tagged for request {} and {} exists yet", r.request, f.who()),
@@ -778,7 +783,7 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
             let verb = if groups.len() > 1 { "start" } else { "starts" };
             d.step(
                 &op,
-                "remove-md",
+                &StepKind::RemoveMd,
                 None,
                 Action::ApplyConfig { changes },
                 format!("{mds} is still configured or {gs} still {verb} automatically"),
@@ -794,12 +799,20 @@ fn plan_inner(spec: &Spec, obs: &Observed, journal: &JournalView, r: &RestoreSpe
                 }
                 _ => d.step(
                     &op,
-                    "stop-group",
+                    &StepKind::StopGroup,
                     group_subject(spec, g, None).as_deref(),
                     Action::StopGroup { group: (*g).clone() },
                     format!("group {g} is {state:?}; the mirror disk cannot be replaced under it"),
                 ),
             }
+        }
+    }
+
+    // The old volumes' `superseded-by` tags go out while the cluster is prepared (see
+    // [`tag_early`]).
+    if !prep_done {
+        for f in &jobs {
+            tag_early(spec, journal, &op, f, &mut d);
         }
     }
 
@@ -878,8 +891,10 @@ fn vendor_restore(
 ) {
     let group = &spec.mirror.group;
     let group_state = obs.cluster.groups.get(group).map_or(ObjectState::Offline, |p| p.state);
-    let posted = |s: &ServerSpec| journal.step(op, &StepId::new(op, "restore-post", Some(s.name.as_str()))).succeeded;
-    let pre_done = |s: &ServerSpec| journal.step(op, &StepId::new(op, "restore-pre", Some(s.name.as_str()))).succeeded;
+    let posted =
+        |s: &ServerSpec| journal.step(op, &StepId::new(op, &StepKind::RestorePost, Some(s.name.as_str()))).succeeded;
+    let pre_done =
+        |s: &ServerSpec| journal.step(op, &StepId::new(op, &StepKind::RestorePre, Some(s.name.as_str()))).succeeded;
 
     // While both servers are inside the processing nobody answers for the cluster; before and
     // after, somebody must.
@@ -896,7 +911,7 @@ fn vendor_restore(
             }
             _ => d.step(
                 op,
-                "stop-group",
+                &StepKind::StopGroup,
                 None,
                 Action::StopGroup { group: group.clone() },
                 format!("group {group} is {group_state:?}; both mirror sides are about to be replaced"),
@@ -921,15 +936,15 @@ fn vendor_restore(
                 back += 1;
                 continue;
             }
-            let post = journal.step(op, &StepId::new(op, "restore-post", subject));
-            let reboot = journal.step(op, &StepId::new(op, "restore-reboot", subject));
+            let post = journal.step(op, &StepId::new(op, &StepKind::RestorePost, subject));
+            let reboot = journal.step(op, &StepId::new(op, &StepKind::RestoreReboot, subject));
             let last = reboot.last_intent.as_ref().or(post.last_intent.as_ref()).map(|(_, at, _)| *at);
             // A reboot can only be asked of a running OS.
             let last = last.filter(|_| inst.state == InstanceState::Running);
             super::procedure::finish_cut_short(
                 d,
                 op,
-                "restore-reboot",
+                &StepKind::RestoreReboot,
                 &s.name,
                 restore_call(VendorPhase::Post, false, true),
                 last,
@@ -944,7 +959,7 @@ fn vendor_restore(
             if volumes_ready {
                 d.step(
                     op,
-                    "restore-pre",
+                    &StepKind::RestorePre,
                     subject,
                     Action::Vendor { server: s.name.clone(), call: restore_call(VendorPhase::Pre, false, false) },
                     format!(
@@ -961,7 +976,7 @@ fn vendor_restore(
             }
             continue;
         }
-        let since = journal.step(op, &StepId::new(op, "restore-pre", subject)).last_intent.map(|(_, at, _)| at);
+        let since = journal.step(op, &StepId::new(op, &StepKind::RestorePre, subject)).last_intent.map(|(_, at, _)| at);
         match inst.state {
             InstanceState::Stopped if !f.swapped() => {
                 swap_server(spec, obs, journal, op, f, true, d);
@@ -969,7 +984,7 @@ fn vendor_restore(
             InstanceState::Stopped => match f.at_dev {
                 Some((_, AttachState::Attached)) => d.step(
                     op,
-                    "start-instance",
+                    &StepKind::StartInstance,
                     subject,
                     Action::StartInstance { server: s.name.clone(), instance: s.instance.clone() },
                     format!("{} has its restored volume; it boots with its cluster service still disabled", s.name),
@@ -980,7 +995,7 @@ fn vendor_restore(
             InstanceState::Running if !f.swapped() => super::procedure::finish_cut_short(
                 d,
                 op,
-                "restore-shutdown",
+                &StepKind::RestoreShutdown,
                 &s.name,
                 restore_call(VendorPhase::Pre, false, true),
                 since,
@@ -995,7 +1010,7 @@ fn vendor_restore(
                     d.notes.push(format!("{}: {why_copy}", s.name));
                     d.step(
                         op,
-                        "restore-post",
+                        &StepKind::RestorePost,
                         subject,
                         Action::Vendor {
                             server: s.name.clone(),
@@ -1009,7 +1024,7 @@ fn vendor_restore(
                 d.wait(Watch::INSTANCES, format!("{} changing state", s.name), expect::INSTANCE_STOP);
             }
             InstanceState::Terminated | InstanceState::ShuttingDown => d.block(
-                "instance-terminated",
+                Reason::InstanceTerminated,
                 format!("{} ({}) is {:?}", s.name, s.instance, inst.state),
                 "rebuild the server from the restored volume; mirrorctl cannot start a terminated instance",
             ),
@@ -1033,8 +1048,8 @@ fn vendor_bring_back(
     d: &mut Draft,
 ) {
     let subject = Some(s.name.as_str());
-    let view = |kind: &str| journal.step(op, &StepId::new(op, kind, subject));
-    let (pre, post, safe_post) = (view("restore-pre"), view("restore-post"), view("safe-post"));
+    let view = |kind: StepKind| journal.step(op, &StepId::new(op, &kind, subject));
+    let (pre, post, safe_post) = (view(StepKind::RestorePre), view(StepKind::RestorePost), view(StepKind::SafePost));
     let entered = pre.succeeded || pre.interrupted();
     if !entered || post.succeeded {
         return;
@@ -1059,7 +1074,7 @@ fn vendor_bring_back(
     match inst.state {
         InstanceState::Stopped => d.step(
             op,
-            "safe-start",
+            &StepKind::SafeStart,
             subject,
             Action::StartInstance { server: s.name.clone(), instance: s.instance.clone() },
             format!("{} is inside NEC's restore processing of {}; it must come back first", s.name, r.request),
@@ -1069,7 +1084,7 @@ fn vendor_bring_back(
             if disk_ready(spec, obs, r, op, s, s.name.as_str(), vol, &parts_of(spec, false, vol), d) {
                 d.step(
                     op,
-                    "safe-post",
+                    &StepKind::SafePost,
                     subject,
                     Action::Vendor {
                         server: s.name.clone(),
@@ -1091,7 +1106,7 @@ fn vendor_bring_back(
 fn tag_superseded(spec: &Spec, op: &OpId, subject: Option<&str>, old: &Volume, new: &Volume, d: &mut Draft) {
     d.step(
         op,
-        "tag-superseded",
+        &StepKind::TagSuperseded,
         subject,
         Action::Tag {
             resource: old.id.to_string(),
@@ -1103,6 +1118,26 @@ fn tag_superseded(spec: &Spec, op: &OpId, subject: Option<&str>, old: &Volume, n
         },
         format!("{} is about to be replaced by {} (it is kept, never deleted)", old.id, new.id),
     );
+}
+
+/// The old volume's `superseded-by` tag, sent during the cluster's preparation (group stop,
+/// md removal) once its replacement is `available`: it needs nothing from the cluster or the disk,
+/// and EC2 is otherwise idle then. A storm of restores then spends its mutating tokens on the
+/// detaches and attaches alone once their clusters are ready (README, "Scale under throttling").
+/// Only the volume still attached at the device, before this operation detached anything there:
+/// the one the restore replaces. [`swap_server`] still tags it if this did not (a replacement
+/// that became `available` only after the preparation).
+fn tag_early(spec: &Spec, journal: &JournalView, op: &OpId, job: &Job<'_>, d: &mut Draft) {
+    let subject = job.subject();
+    let (Some(new), Some((old, AttachState::Attached))) = (job.new, job.at_dev) else { return };
+    let detached = journal.step(op, &StepId::new(op, &StepKind::Detach, Some(subject.as_str()))).succeeded;
+    if new.state == VolumeState::Available
+        && old.id != new.id
+        && !detached
+        && old.tags.get(tag::SUPERSEDED_BY) != Some(&new.id.to_string())
+    {
+        tag_superseded(spec, op, Some(subject.as_str()), old, new, d);
+    }
 }
 
 /// Whether the restored disk of `new` on `s` is ready for the cluster: on Windows online, writable
@@ -1135,7 +1170,7 @@ fn disk_ready(
         Os::Windows => {
             if disk.offline_reason == Some(crate::ports::node::OfflineReason::Collision) {
                 d.block(
-                    "disk-signature-collision",
+                    Reason::DiskSignatureCollision,
                     format!(
                         "disk of {} on {} is offline: its signature collides with another online disk",
                         new.id, s.name
@@ -1147,7 +1182,7 @@ fn disk_ready(
             if !disk.online || disk.read_only {
                 d.step(
                     op,
-                    "disk-online",
+                    &StepKind::DiskOnline,
                     subject,
                     Action::DiskOnline { server: s.name.clone(), volume: new.id.clone() },
                     format!("disk of {} is offline or read-only on {}", new.id, s.name),
@@ -1163,7 +1198,7 @@ fn disk_ready(
                     None => {
                         letters_ok = false;
                         d.block(
-                            "partition-missing",
+                            Reason::PartitionMissing,
                             format!("disk of {} on {} has no partition {number}", new.id, s.name),
                             format!("check that {source} holds the mirror disk (cluster and data partitions)"),
                         );
@@ -1172,7 +1207,7 @@ fn disk_ready(
                         letters_ok = false;
                         d.step(
                             op,
-                            &format!("letter-{number}"),
+                            &StepKind::Letter(number),
                             subject,
                             Action::SetLetter {
                                 server: s.name.clone(),
@@ -1202,7 +1237,7 @@ fn disk_ready(
                 ready = true;
             } else {
                 d.block(
-                    "partition-missing",
+                    Reason::PartitionMissing,
                     format!("{} does not show partition(s) {missing:?} on the disk of {}", s.name, new.id),
                     format!("check that {source} holds the mirror disk (cluster and data partitions)"),
                 );
@@ -1229,11 +1264,11 @@ fn swap_server(
     if let Some((old, state)) = at_dev {
         // After mirrorctl detached this server's old volume, anything else at the device is a
         // volume it knows nothing about: never detach a stranger.
-        let detached = journal.step(op, &StepId::new(op, "detach", subject)).succeeded;
+        let detached = journal.step(op, &StepId::new(op, &StepKind::Detach, subject)).succeeded;
         let known = new.is_some_and(|n| old.tags.get(tag::SUPERSEDED_BY) == Some(&n.id.to_string()));
         if detached && !known {
             d.block(
-                "device-taken",
+                Reason::DeviceTaken,
                 format!(
                     "{} on {} is taken by {}, which is neither the volume mirrorctl detached nor one it created",
                     device, s.name, old.id
@@ -1250,7 +1285,7 @@ fn swap_server(
         let in_use = disk.is_some_and(|k| if windows { k.online } else { k.partitions.iter().any(|p| p.mounted) });
         if !windows && in_use {
             d.block(
-                "partition-mounted",
+                Reason::PartitionMounted,
                 format!("a partition of {} is mounted on {}", old.id, s.name),
                 "unmount the mirror partitions (mirrorctl never unmounts on its own), then retry",
             );
@@ -1263,7 +1298,7 @@ fn swap_server(
                 } else if in_use {
                     d.step(
                         op,
-                        "disk-offline",
+                        &StepKind::DiskOffline,
                         subject,
                         Action::DiskOffline { server: s.name.clone(), volume: old.id.clone() },
                         format!("disk of {} is online on {}; detaching it now would hang busy", old.id, s.name),
@@ -1280,7 +1315,7 @@ fn swap_server(
                         d.wait(Watch::VOLUMES, format!("{} being created", new.id), expect::VOLUME_CREATE);
                     } else if new.state != VolumeState::Available {
                         d.block(
-                            "new-volume-unusable",
+                            Reason::NewVolumeUnusable,
                             format!("new volume {} for {} is {:?}", new.id, s.name, new.state),
                             "inspect the volume in EC2; tag it mirrorctl:abandoned-by=manual and remove its mirrorctl:request tag to let mirrorctl create another",
                         );
@@ -1289,7 +1324,7 @@ fn swap_server(
                     } else {
                         d.step(
                             op,
-                            "detach",
+                            &StepKind::Detach,
                             subject,
                             Action::DetachVolume {
                                 server: s.name.clone(),
@@ -1311,7 +1346,7 @@ fn swap_server(
                 if in_use {
                     d.step(
                         op,
-                        "disk-offline",
+                        &StepKind::DiskOffline,
                         subject,
                         Action::DiskOffline { server: s.name.clone(), volume: old.id.clone() },
                         format!("detach of {} is stuck busy because its disk is online on {}", old.id, s.name),
@@ -1330,7 +1365,7 @@ fn swap_server(
     match new {
         Some(new) if new.state == VolumeState::Available => d.step(
             op,
-            "attach",
+            &StepKind::Attach,
             subject,
             Action::AttachVolume {
                 server: s.name.clone(),
@@ -1346,13 +1381,13 @@ fn swap_server(
         Some(new) if new.state == VolumeState::InUse => {
             let at: Vec<String> = new.attachments.iter().map(|a| format!("{} at {}", a.instance, a.device)).collect();
             d.block(
-                "new-volume-attached-elsewhere",
+                Reason::NewVolumeAttachedElsewhere,
                 format!("new volume {} for {} is attached to {}", new.id, s.name, at.join(", ")),
                 "detach it from there by hand, then retry",
             );
         }
         Some(new) => d.block(
-            "new-volume-unusable",
+            Reason::NewVolumeUnusable,
             format!("new volume {} for {} is {:?}", new.id, s.name, new.state),
             "inspect the volume in EC2; remove its mirrorctl:request tag to let mirrorctl create another",
         ),
@@ -1366,7 +1401,7 @@ fn shape_refusals(spec: &Spec, obs: &Observed, d: &mut Draft) {
     let shape = super::shape::Shape::of(spec, &obs.config);
     if !shape.unmentioned.is_empty() {
         d.block(
-            "md-not-in-file",
+            Reason::MdNotInFile,
             format!(
                 "the cluster has md resource(s) {} that {} does not name: restoring the others while they keep their data would break the set the backup was taken as",
                 super::shape::Shape::list(&shape.unmentioned),
@@ -1379,7 +1414,7 @@ fn shape_refusals(spec: &Spec, obs: &Observed, d: &mut Draft) {
     // which the restore itself repairs; an md missing beside others is another cluster shape.
     if !shape.absent.is_empty() && !obs.config.mirrors.is_empty() {
         d.block(
-            "md-not-in-cluster",
+            Reason::MdNotInCluster,
             format!(
                 "{} names md resource(s) {} that the cluster's configuration does not have",
                 spec.source.display(),
@@ -1390,7 +1425,7 @@ fn shape_refusals(spec: &Spec, obs: &Observed, d: &mut Draft) {
     }
     for (md, file, conf) in &shape.regrouped {
         d.block(
-            "md-in-other-group",
+            Reason::MdInOtherGroup,
             format!("md resource {md} is in group {conf}, {} says {file}", spec.source.display()),
             format!("set group = \"{conf}\" in the entry of {md}, or move the resource in the cluster first"),
         );
@@ -1400,7 +1435,7 @@ fn shape_refusals(spec: &Spec, obs: &Observed, d: &mut Draft) {
 /// The refusal of a restore whose snapshot is not found.
 fn snapshot_missing(spec: &Spec, obs: &Observed, r: &RestoreSpec) -> Condition {
     Condition {
-        reason: "snapshot-missing".to_owned(),
+        reason: Reason::SnapshotMissing,
         message: format!(
             "snapshot {} was not found in {} (owned by this account){}",
             r.snapshot,
@@ -1422,7 +1457,7 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, members: &[Member], d
     let set = spec.several_volumes();
     if set && spec.mirror.volume.fast_restore {
         d.block(
-            "fast-restore-set-not-supported",
+            Reason::FastRestoreSetNotSupported,
             format!(
                 "{} restores several volumes with mirror.volume.fast_restore = true; this version of mirrorctl uses Fast Snapshot Restore for a restore of one volume only",
                 spec.source.display()
@@ -1434,7 +1469,7 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, members: &[Member], d
     for m in members {
         let Some(snap) = obs.snapshot(&m.snapshot) else {
             let c = snapshot_missing(spec, obs, &RestoreSpec { snapshot: m.snapshot.clone(), ..r.clone() });
-            d.block(&c.reason, c.message, c.action);
+            d.block(c.reason, c.message, c.action);
             return;
         };
         snaps.push((m, snap));
@@ -1447,7 +1482,7 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, members: &[Member], d
             && n > 1
         {
             d.block(
-                "partial-snapshot-set",
+                Reason::PartialSnapshotSet,
                 format!(
                     "snapshot {} is one of the {n} snapshots of set {}; restoring it alone would break the set",
                     snap.id,
@@ -1458,7 +1493,7 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, members: &[Member], d
         }
         if snap.state != SnapshotState::Completed {
             d.block(
-                "snapshot-not-completed",
+                Reason::SnapshotNotCompleted,
                 format!(
                     "snapshot {} is {} ({}%); a restore needs a completed snapshot",
                     snap.id,
@@ -1473,7 +1508,7 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, members: &[Member], d
             && !r.allow_foreign_snapshot
         {
             d.block(
-                "snapshot-of-another-cluster",
+                Reason::SnapshotOfAnotherCluster,
                 format!("snapshot {} is tagged {}={owner}, not {}", snap.id, tag::CLUSTER, spec.cluster.name),
                 "pick this cluster's snapshot, or set restore.allow_foreign_snapshot = true if this is really intended",
             );
@@ -1483,21 +1518,21 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, members: &[Member], d
         let Some(inst) = obs.instances.get(&s.instance) else { continue };
         if inst.zone != s.zone {
             d.block(
-                "zone-mismatch",
+                Reason::ZoneMismatch,
                 format!("{} ({}) is in {}, the desired state says {}", s.name, s.instance, inst.zone, s.zone),
                 "fix the zone in the desired-state file; a volume in the wrong zone cannot be attached",
             );
         }
         if inst.state != InstanceState::Running {
             d.block(
-                "instance-not-running",
+                Reason::InstanceNotRunning,
                 format!("{} ({}) is {:?}", s.name, s.instance, inst.state),
                 "start the instance; the restore needs both servers running",
             );
         }
         if obs.shutdown.get(&s.instance) == Some(&ShutdownBehavior::Terminate) {
             d.block(
-                "instance-terminates-on-shutdown",
+                Reason::InstanceTerminatesOnShutdown,
                 format!("{} ({}) has InstanceInitiatedShutdownBehavior=terminate", s.name, s.instance),
                 "set it to stop (aws ec2 modify-instance-attribute --instance-initiated-shutdown-behavior stop) before any operation that shuts a server down",
             );
@@ -1512,7 +1547,7 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, members: &[Member], d
                         format!("the mirror volume of {}", s.name)
                     };
                     d.block(
-                        "snapshot-too-small",
+                        Reason::SnapshotTooSmall,
                         format!("snapshot {} is {} GiB, {what} is {} GiB", snap.id, snap.size_gib, v.size_gib),
                         "restore from a snapshot of a mirror disk of the same size",
                     );
@@ -1520,7 +1555,7 @@ fn preflight(spec: &Spec, obs: &Observed, r: &RestoreSpec, members: &[Member], d
             } else {
                 let key = if set { "the mirror's device and cluster_device" } else { "mirror.device" };
                 d.block(
-                    "no-mirror-volume",
+                    Reason::NoMirrorVolume,
                     format!("{} has no volume at {}", s.name, m.device),
                     format!("check {key} in the desired-state file"),
                 );
@@ -1615,7 +1650,7 @@ fn linux_paths_survive(spec: &Spec, obs: &Observed, s: &ServerSpec, v: &Volume, 
         let Partition::Device(path) = wanted else { continue };
         if kernel_nvme_name(path) {
             d.block(
-                "partition-path-unstable",
+                Reason::PartitionPathUnstable,
                 format!(
                     "mirror.{what} = {path} is a kernel NVMe name: after the old volume is detached and the restored one \
                      attached it may name another disk, and md would be re-added over it"
@@ -1629,7 +1664,7 @@ fn linux_paths_survive(spec: &Spec, obs: &Observed, s: &ServerSpec, v: &Volume, 
         } else if !disk.partitions.iter().any(|x| x.is_named(path)) {
             let seen: Vec<String> = disk.partitions.iter().map(|x| x.names().collect::<Vec<_>>().join(" = ")).collect();
             d.block(
-                "partition-path-not-found",
+                Reason::PartitionPathNotFound,
                 format!(
                     "mirror.{what} = {path} names no partition of {} on {} (it shows: {})",
                     v.id,
@@ -1673,7 +1708,7 @@ fn re_add_definition(
         }
         Err(why) => {
             d.block(
-                "no-stable-partition-name",
+                Reason::NoStablePartitionName,
                 why,
                 "give the restored partitions a name that is the same on both servers (a udev link, as NEC's guides \
                  do), or fix the partition paths in the desired-state file, then retry",
@@ -1781,7 +1816,7 @@ fn initial_copy_decision(
         };
         return (true, format!("{on}: {why}"));
     }
-    if step_started(journal, op, "start-group") || step_started(journal, op, "verify-failover") {
+    if step_started(journal, op, &StepKind::StartGroup) || step_started(journal, op, &StepKind::VerifyFailover) {
         return (true, format!("{on}: the group was started since the volumes were attached"));
     }
     if obs.cluster.groups.get(&md.group).is_some_and(|p| p.state != ObjectState::Offline) {
@@ -1836,7 +1871,7 @@ fn finish(
         changes.extend(groups.iter().map(|g| ConfigChange::SetGroupAutoStart { group: (*g).clone(), auto: true }));
         d.step(
             op,
-            "add-md",
+            &StepKind::AddMd,
             None,
             Action::ApplyConfig { changes },
             format!("both servers have their restored disk; {}", whys.join("; ")),
@@ -1847,7 +1882,7 @@ fn finish(
         let verb = if manual.len() > 1 { "start" } else { "starts" };
         d.step(
             op,
-            "group-auto-start",
+            &StepKind::GroupAutoStart,
             None,
             Action::ApplyConfig {
                 changes: manual
@@ -1868,7 +1903,7 @@ fn finish(
                 let mds = names(spec.mirrors().filter(|m| m.group == **g).map(|m| &m.resource));
                 d.step(
                     op,
-                    "start-group",
+                    &StepKind::StartGroup,
                     group_subject(spec, g, Some(primary.name.as_str())).as_deref(),
                     Action::StartGroup { group: (*g).clone(), server: primary.name.clone() },
                     format!("{mds} is back in the configuration; business can start on {}", primary.name),
@@ -1879,7 +1914,7 @@ fn finish(
             }
             ObjectState::OnlineFailure | ObjectState::OfflineFailure | ObjectState::Unknown => {
                 d.block(
-                    "group-failed",
+                    Reason::GroupFailed,
                     format!("group {g} is {state:?} on {:?}", placement.and_then(|p| p.current.clone())),
                     "look at clpstat and the CLUSTERPRO logs on the servers; fix the failing resource, then retry",
                 );
@@ -1915,7 +1950,7 @@ fn finish(
     let target = &spec.cluster.servers[1].name;
     for g in &groups {
         let subject = group_subject(spec, g, None);
-        let verify = StepId::new(op, "verify-failover", subject.as_deref());
+        let verify = StepId::new(op, &StepKind::VerifyFailover, subject.as_deref());
         let sv = journal.step(op, &verify);
         let placement = obs.cluster.groups.get(*g);
         let moved =
@@ -1923,7 +1958,7 @@ fn finish(
         if r.verify_failover && !moved {
             d.step(
                 op,
-                "verify-failover",
+                &StepKind::VerifyFailover,
                 subject.as_deref(),
                 Action::MoveGroup { group: (*g).clone(), target: target.clone() },
                 format!("restore.verify_failover: prove {g} runs on {target} too"),
@@ -1933,7 +1968,7 @@ fn finish(
     if !d.steps.is_empty() {
         return;
     }
-    d.step(op, "complete", None, Action::MarkCompleted, "every check of the restore passes");
+    d.step(op, &StepKind::Complete, None, Action::MarkCompleted, "every check of the restore passes");
 }
 
 /// Tags, never deletes, the unattached volumes made for requests the journal says were abandoned.
@@ -1945,7 +1980,7 @@ fn tag_abandoned(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId, 
                 if v.attachments.is_empty() && !v.tags.contains_key(tag::ABANDONED_BY) {
                     d.step(
                         op,
-                        "tag-abandoned",
+                        &StepKind::TagAbandoned,
                         Some(v.id.as_str()),
                         Action::Tag {
                             resource: v.id.to_string(),
@@ -1961,11 +1996,11 @@ fn tag_abandoned(spec: &Spec, obs: &Observed, journal: &JournalView, op: &OpId, 
 
 /// A restore request `old` replaced by `new` before anything but its preflight ran: no server to
 /// bring back, only the journal to close.
-pub fn close_unbegun(old: &OpId, new: &OpId) -> (Outcome, Vec<String>) {
+pub(crate) fn close_unbegun(old: &OpId, new: &OpId) -> (Outcome, Vec<String>) {
     let mut d = Draft::default();
     d.step(
         old,
-        "abandon",
+        &StepKind::Abandon,
         None,
         Action::MarkAbandoned { by: new.clone() },
         format!("{new} replaces {old}, which changed nothing yet"),
@@ -2032,7 +2067,7 @@ pub fn switch(
             match pick {
                 Some(v) => d.step(
                     &op,
-                    "safe-attach",
+                    &StepKind::SafeAttach,
                     Some(subject.as_str()),
                     Action::AttachVolume {
                         server: s.name.clone(),
@@ -2058,7 +2093,7 @@ pub fn switch(
     {
         d.step(
             &op,
-            "abandon",
+            &StepKind::Abandon,
             None,
             Action::MarkAbandoned { by: new_op },
             format!("request {new} replaces {old}; every server has a mirror volume"),
@@ -2084,7 +2119,7 @@ mod tests {
 
     #[test]
     fn condition_display_names_reason_and_action() {
-        let c = Condition { reason: "r".into(), message: "m".into(), action: "a".into() };
-        assert_eq!(c.to_string(), "r: m (what to do: a)");
+        let c = Condition { reason: Reason::SnapshotMissing, message: "m".into(), action: "a".into() };
+        assert_eq!(c.to_string(), "snapshot-missing: m (what to do: a)");
     }
 }

@@ -27,6 +27,6 @@ pub fn holds(spec: &Spec, device: &crate::ids::DeviceName) -> String {
 
 /// Whether `s` is a snapshot of a set that does not (yet) say what its volume holds: such a backup
 /// is not complete, and no restore takes it.
-pub fn lacks_identity(s: &Snapshot) -> bool {
+pub(crate) fn lacks_identity(s: &Snapshot) -> bool {
     s.tags.contains_key(tag::SNAPSHOT_SET) && !(s.tags.contains_key(tag::HOLDS) && s.tags.contains_key(tag::DEVICE))
 }

@@ -14,7 +14,7 @@ use crate::ids::{
     Zone,
 };
 use crate::ports::cloud::{CopySnapshot, CreateSnapshot, CreateSnapshotSet, CreateVolume, Tags};
-use crate::ports::cluster::{ConfigChange, PreflightRequest, VendorCall};
+use crate::ports::cluster::{ConfigChange, PreflightRequest, Start, VendorCall};
 
 /// An operation: one restore request or one backup. Every step belongs to one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -55,17 +55,188 @@ pub struct StepId(pub String);
 
 impl StepId {
     /// Builds the id of step `kind` of `op`, about `subject` (a server, volume or snapshot) if any.
-    pub fn new(op: &OpId, kind: &str, subject: Option<&str>) -> Self {
+    pub fn new(op: &OpId, kind: &StepKind, subject: Option<&str>) -> Self {
         match subject {
             Some(s) => StepId(format!("{op}/{kind}@{s}")),
             None => StepId(format!("{op}/{kind}")),
         }
+    }
+
+    /// The `<kind>[@<subject>]` part: what follows the operation's last `/`.
+    fn tail(&self) -> &str {
+        self.0.rsplit_once('/').map_or(self.0.as_str(), |(_, tail)| tail)
+    }
+
+    /// The step's kind, read back from the id; `None` for an id no kind spells.
+    pub fn kind(&self) -> Option<StepKind> {
+        StepKind::parse(self.tail().split_once('@').map_or(self.tail(), |(kind, _)| kind))
+    }
+
+    /// The step's subject (a server, zone, volume or snapshot), if it has one.
+    pub fn subject(&self) -> Option<&str> {
+        self.tail().split_once('@').map(|(_, subject)| subject)
     }
 }
 
 impl fmt::Display for StepId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Declares the step kinds without data: the variant, its wire name, and its doc.
+macro_rules! step_kinds {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal,)*) => {
+        /// What kind of step a step is: the `<kind>` of its id `<op>/<kind>[@<subject>]`. `Display`
+        /// gives the kind as step ids have always spelled it, since ids are journal keys and seed
+        /// idempotency tokens; the kinds with data add a suffix (`stop-md-<md>`, `letter-<n>`).
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum StepKind {
+            $($(#[doc = $doc])* $variant,)*
+            /// Stop an md resource: `stop-md` for the file's first md (`None`), `stop-md-<md>` for another.
+            StopMd(Option<ResourceName>),
+            /// Start an md resource alone: `start-md`, or `start-md-<md>` for an md after the first.
+            StartMd(Option<ResourceName>),
+            /// Start again a resource the quiesce stopped with md (`restart-<resource>`).
+            Restart(ResourceName),
+            /// Give a restored partition its drive letter (`letter-<partition number>`).
+            Letter(u32),
+            /// Copy a backup snapshot to another region (`copy-<region>`).
+            Copy(Region),
+            /// Delete a copy beyond its region's `keep` (`delete-copy-<region>`).
+            DeleteCopy(Region),
+        }
+
+        impl StepKind {
+            /// Every kind without data, in declaration order.
+            pub const SIMPLE: &'static [StepKind] = &[$(StepKind::$variant,)*];
+
+            fn simple_name(&self) -> Option<&'static str> {
+                match self {
+                    $(StepKind::$variant => Some($name),)*
+                    _ => None,
+                }
+            }
+
+            fn simple(name: &str) -> Option<StepKind> {
+                match name {
+                    $($name => Some(StepKind::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+step_kinds! {
+    /// Prove every later step possible (changes nothing).
+    Preflight = "preflight",
+    /// Stop the failover group.
+    StopGroup = "stop-group",
+    /// Start the failover group.
+    StartGroup = "start-group",
+    /// Remove md from the cluster configuration.
+    RemoveMd = "remove-md",
+    /// Re-add md to the cluster configuration.
+    AddMd = "add-md",
+    /// Set the group's startup attribute back to automatic.
+    GroupAutoStart = "group-auto-start",
+    /// Move the group to check failover.
+    VerifyFailover = "verify-failover",
+    /// Shut the standby down through CLUSTERPRO.
+    Shutdown = "shutdown",
+    /// Take the standby out of the cluster and start business again, in one CLUSTERPRO request.
+    ShutdownRestart = "shutdown-restart",
+    /// Start an instance.
+    StartInstance = "start-instance",
+    /// Snapshot the standby's mirror volume.
+    Snapshot = "snapshot",
+    /// Snapshot the standby's volumes as one set.
+    SnapshotSet = "snapshot-set",
+    /// Tag a member of a snapshot set with what it holds.
+    TagMember = "tag-member",
+    /// Delete a backup snapshot beyond `keep`.
+    DeleteSnapshot = "delete-snapshot",
+    /// `clpbackup --pre`.
+    BackupPre = "backup-pre",
+    /// `clpbackup --post`.
+    BackupPost = "backup-post",
+    /// `clpbackup --post --only-reboot`.
+    BackupReboot = "backup-reboot",
+    /// `clpbackup --pre --only-shutdown`.
+    BackupShutdown = "backup-shutdown",
+    /// `clprestore --pre`.
+    RestorePre = "restore-pre",
+    /// `clprestore --post`.
+    RestorePost = "restore-post",
+    /// `clprestore --post --only-reboot`.
+    RestoreReboot = "restore-reboot",
+    /// `clprestore --pre --only-shutdown`.
+    RestoreShutdown = "restore-shutdown",
+    /// Create a volume from the snapshot.
+    CreateVolume = "create-volume",
+    /// Take the old disk offline in the OS.
+    DiskOffline = "disk-offline",
+    /// Detach the old volume.
+    Detach = "detach",
+    /// Attach the new volume.
+    Attach = "attach",
+    /// Bring the new disk online in the OS.
+    DiskOnline = "disk-online",
+    /// Tag the old volume `mirrorctl:superseded-by`.
+    TagSuperseded = "tag-superseded",
+    /// Abandon a request: put back what it changed.
+    Abandon = "abandon",
+    /// Tag a volume of an abandoned request `mirrorctl:abandoned-by`.
+    TagAbandoned = "tag-abandoned",
+    /// Abandon: attach the old volume again.
+    SafeAttach = "safe-attach",
+    /// Abandon: start the instance again.
+    SafeStart = "safe-start",
+    /// Abandon: `clprestore --post` on the old disk.
+    SafePost = "safe-post",
+    /// Enable Fast Snapshot Restore in a zone.
+    EnableFsr = "enable-fsr",
+    /// Disable Fast Snapshot Restore in a zone.
+    DisableFsr = "disable-fsr",
+    /// Mark the operation completed (journal only).
+    Complete = "complete",
+}
+
+impl fmt::Display for StepKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepKind::StopMd(None) => f.write_str("stop-md"),
+            StepKind::StopMd(Some(md)) => write!(f, "stop-md-{md}"),
+            StepKind::StartMd(None) => f.write_str("start-md"),
+            StepKind::StartMd(Some(md)) => write!(f, "start-md-{md}"),
+            StepKind::Restart(r) => write!(f, "restart-{r}"),
+            StepKind::Letter(n) => write!(f, "letter-{n}"),
+            StepKind::Copy(region) => write!(f, "copy-{region}"),
+            StepKind::DeleteCopy(region) => write!(f, "delete-copy-{region}"),
+            other => f.write_str(other.simple_name().unwrap_or_default()),
+        }
+    }
+}
+
+impl StepKind {
+    /// Reads a kind back from its spelling; `None` for a spelling no kind has.
+    pub fn parse(s: &str) -> Option<StepKind> {
+        if let Some(k) = StepKind::simple(s) {
+            return Some(k);
+        }
+        let md = |rest: &str| ResourceName::parse(rest).ok();
+        match s {
+            "stop-md" => Some(StepKind::StopMd(None)),
+            "start-md" => Some(StepKind::StartMd(None)),
+            _ => None,
+        }
+        .or_else(|| s.strip_prefix("stop-md-").and_then(md).map(|m| StepKind::StopMd(Some(m))))
+        .or_else(|| s.strip_prefix("start-md-").and_then(md).map(|m| StepKind::StartMd(Some(m))))
+        .or_else(|| s.strip_prefix("restart-").and_then(md).map(StepKind::Restart))
+        .or_else(|| s.strip_prefix("letter-").and_then(|n| n.parse().ok()).map(StepKind::Letter))
+        .or_else(|| s.strip_prefix("delete-copy-").and_then(|r| Region::parse(r).ok()).map(StepKind::DeleteCopy))
+        .or_else(|| s.strip_prefix("copy-").and_then(|r| Region::parse(r).ok()).map(StepKind::Copy))
     }
 }
 
@@ -129,6 +300,14 @@ pub enum Action {
     ShutdownServer {
         /// Server.
         server: ServerName,
+    },
+    /// CLUSTERPRO: shut a server's OS down and, once it has left the cluster, start a group or
+    /// resource on another server, in one request ([`crate::ports::cluster::Cluster::leave_then_start`]).
+    LeaveThenStart {
+        /// The server that leaves (its instance stops).
+        server: ServerName,
+        /// What starts once it has left.
+        start: Start,
     },
     /// CLUSTERPRO: NEC's backup/restore pre- or post-processing on one server (X 4.3+).
     Vendor {
@@ -294,6 +473,9 @@ impl Action {
             }
             Action::StartResource { resource, server } => format!("start resource {resource} on {server}"),
             Action::ShutdownServer { server } => format!("shut down server {server} through CLUSTERPRO"),
+            Action::LeaveThenStart { server, start } => {
+                format!("shut down server {server} through CLUSTERPRO and, once it has left, start {start}")
+            }
             Action::Vendor { server, call } => format!(
                 "`{call}` on {server} (NEC's {} processing)",
                 match call.phase {
@@ -370,6 +552,7 @@ impl Action {
             Action::StopResource { .. } => "clp:stop_resource",
             Action::StartResource { .. } => "clp:start_resource",
             Action::ShutdownServer { .. } => "clp:shutdown_server",
+            Action::LeaveThenStart { .. } => "clp:leave_then_start",
             Action::Vendor { .. } => "clp:vendor",
             Action::ApplyConfig { .. } => "clp:apply_config",
             Action::Preflight { .. } => "clp:preflight",
@@ -484,8 +667,8 @@ impl Watch {
 /// A condition that stops progress until a human (or time) changes something.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Condition {
-    /// Machine-readable reason, kebab-case (`snapshot-not-completed`).
-    pub reason: String,
+    /// Machine-readable reason (kebab-case on the wire: `snapshot-not-completed`).
+    pub reason: Reason,
     /// What is wrong, with the ids involved.
     pub message: String,
     /// What the operator should do.
@@ -495,5 +678,329 @@ pub struct Condition {
 impl fmt::Display for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {} (what to do: {})", self.reason, self.message, self.action)
+    }
+}
+
+/// Declares the reasons without data: the variant, its wire name, and its doc.
+macro_rules! reasons {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal,)*) => {
+        /// Why an operation is blocked: a closed set, each with its kebab-case wire name (what
+        /// status documents, the journal, notices and `apply -o json` carry, and what `Display`
+        /// prints). `StepFailed` carries the error code of the failed call
+        /// (`step-failed:<code>`).
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[doc = $doc])* $variant,)*
+            /// A step's call failed for good (`step-failed:<code>`, the port error's code).
+            StepFailed(String),
+        }
+
+        impl Reason {
+            /// Every reason without data, in declaration order.
+            pub const SIMPLE: &'static [Reason] = &[$(Reason::$variant,)*];
+
+            /// The wire name of a reason without data; `None` for `StepFailed`.
+            fn simple_name(&self) -> Option<&'static str> {
+                match self {
+                    $(Reason::$variant => Some($name),)*
+                    Reason::StepFailed(_) => None,
+                }
+            }
+
+            fn simple(name: &str) -> Option<Reason> {
+                match name {
+                    $($name => Some(Reason::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// A backup set's snapshots do not hold what the file describes.
+    BackupSetMismatch = "backup-set-mismatch",
+    /// No backup of the requested name.
+    BackupMissing = "backup-missing",
+    /// A backup set's snapshots do not say what they hold.
+    BackupSetUntagged = "backup-set-untagged",
+    /// Part of a snapshot set is missing or failed.
+    PartialSnapshotSet = "partial-snapshot-set",
+    /// A set snapshot that the file's mirrors do not account for.
+    SnapshotSetMemberUnknown = "snapshot-set-member-unknown",
+    /// Another volume occupies the device slot.
+    DeviceTaken = "device-taken",
+    /// A restored disk's signature collides with another disk's.
+    DiskSignatureCollision = "disk-signature-collision",
+    /// More than one volume carries the tags of one created volume.
+    DuplicateVolumes = "duplicate-volumes",
+    /// Fast Snapshot Restore is not supported for a set restore.
+    FastRestoreSetNotSupported = "fast-restore-set-not-supported",
+    /// The failover group failed.
+    GroupFailed = "group-failed",
+    /// A server's instance does not exist.
+    InstanceMissing = "instance-missing",
+    /// A server's instance is not running when it must be.
+    InstanceNotRunning = "instance-not-running",
+    /// A server's instance is terminated.
+    InstanceTerminated = "instance-terminated",
+    /// A server's instance would terminate, not stop, on OS shutdown.
+    InstanceTerminatesOnShutdown = "instance-terminates-on-shutdown",
+    /// The md resource belongs to another group than the file says.
+    MdInOtherGroup = "md-in-other-group",
+    /// The file names md resources the cluster configuration lacks.
+    MdNotInCluster = "md-not-in-cluster",
+    /// The cluster has an md resource the file does not describe.
+    MdNotInFile = "md-not-in-file",
+    /// The md resource a backup needs is not in the cluster configuration.
+    MirrorNotConfigured = "mirror-not-configured",
+    /// The mirror is red on both servers.
+    MirrorRedOnBothSides = "mirror-red-on-both-sides",
+    /// A volume created for the restore is attached to another instance.
+    NewVolumeAttachedElsewhere = "new-volume-attached-elsewhere",
+    /// A volume created for the restore cannot be used.
+    NewVolumeUnusable = "new-volume-unusable",
+    /// A server has no volume at the mirror's device.
+    NoMirrorVolume = "no-mirror-volume",
+    /// A partition has no name that survives a volume swap.
+    NoStablePartitionName = "no-stable-partition-name",
+    /// A partition the file names is missing.
+    PartitionMissing = "partition-missing",
+    /// A partition is mounted when it must not be.
+    PartitionMounted = "partition-mounted",
+    /// A partition path the file names was not found.
+    PartitionPathNotFound = "partition-path-not-found",
+    /// A partition path the file names may change across a volume swap.
+    PartitionPathUnstable = "partition-path-unstable",
+    /// The preflight found a later step impossible; nothing was changed.
+    PreflightFailed = "preflight-failed",
+    /// The `[restore]` section was removed while a restore was in flight.
+    RestoreSectionRemoved = "restore-section-removed",
+    /// A step was tried too often.
+    RetryBudgetExhausted = "retry-budget-exhausted",
+    /// The file's shape is one this version does not drive.
+    SeveralVolumesNotSupported = "several-volumes-not-supported",
+    /// The restore snapshot does not exist.
+    SnapshotMissing = "snapshot-missing",
+    /// The restore snapshot is not `completed`.
+    SnapshotNotCompleted = "snapshot-not-completed",
+    /// The restore snapshot belongs to another cluster.
+    SnapshotOfAnotherCluster = "snapshot-of-another-cluster",
+    /// The restore snapshot is smaller than the disk.
+    SnapshotTooSmall = "snapshot-too-small",
+    /// The standby's instance is terminated.
+    StandbyTerminated = "standby-terminated",
+    /// No server can be named active.
+    UnknownActiveServer = "unknown-active-server",
+    /// The vendor procedure needs CLUSTERPRO X 4.3 or later.
+    VendorProcedureUnsupported = "vendor-procedure-unsupported",
+    /// The vendor procedure does not restore a set.
+    VendorSetRestoreNotSupported = "vendor-set-restore-not-supported",
+    /// A volume and an instance are in different zones.
+    ZoneMismatch = "zone-mismatch",
+}
+
+const STEP_FAILED: &str = "step-failed:";
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self, self.simple_name()) {
+            (Reason::StepFailed(code), _) => write!(f, "{STEP_FAILED}{code}"),
+            (_, Some(name)) => f.write_str(name),
+            (_, None) => unreachable!("every reason without data has a name"),
+        }
+    }
+}
+
+impl std::str::FromStr for Reason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(code) = s.strip_prefix(STEP_FAILED) {
+            return Ok(Reason::StepFailed(code.to_owned()));
+        }
+        Reason::simple(s).ok_or_else(|| format!("unknown condition reason {s:?}"))
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Compares with the wire name (`reason == "snapshot-missing"`).
+impl PartialEq<&str> for Reason {
+    fn eq(&self, other: &&str) -> bool {
+        match self {
+            Reason::StepFailed(code) => other.strip_prefix(STEP_FAILED) == Some(code.as_str()),
+            _ => self.simple_name() == Some(*other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every reason's wire name as status files, notices and `apply -o json` have carried it.
+    const WIRE: &[&str] = &[
+        "backup-set-mismatch",
+        "backup-missing",
+        "backup-set-untagged",
+        "partial-snapshot-set",
+        "snapshot-set-member-unknown",
+        "device-taken",
+        "disk-signature-collision",
+        "duplicate-volumes",
+        "fast-restore-set-not-supported",
+        "group-failed",
+        "instance-missing",
+        "instance-not-running",
+        "instance-terminated",
+        "instance-terminates-on-shutdown",
+        "md-in-other-group",
+        "md-not-in-cluster",
+        "md-not-in-file",
+        "mirror-not-configured",
+        "mirror-red-on-both-sides",
+        "new-volume-attached-elsewhere",
+        "new-volume-unusable",
+        "no-mirror-volume",
+        "no-stable-partition-name",
+        "partition-missing",
+        "partition-mounted",
+        "partition-path-not-found",
+        "partition-path-unstable",
+        "preflight-failed",
+        "restore-section-removed",
+        "retry-budget-exhausted",
+        "several-volumes-not-supported",
+        "snapshot-missing",
+        "snapshot-not-completed",
+        "snapshot-of-another-cluster",
+        "snapshot-too-small",
+        "standby-terminated",
+        "unknown-active-server",
+        "vendor-procedure-unsupported",
+        "vendor-set-restore-not-supported",
+        "zone-mismatch",
+    ];
+
+    #[test]
+    fn every_reason_keeps_its_wire_name_and_round_trips() {
+        let names: Vec<String> = Reason::SIMPLE.iter().map(ToString::to_string).collect();
+        assert_eq!(names, WIRE, "a reason's wire name changed, or a reason was added without pinning it here");
+        let mut all = Reason::SIMPLE.to_vec();
+        all.push(Reason::StepFailed("InvalidVolume.ZoneMismatch".to_owned()));
+        for r in all {
+            let json = serde_json::to_string(&r).expect("serialises");
+            assert_eq!(json, format!("\"{r}\""), "serialised as its Display");
+            assert_eq!(serde_json::from_str::<Reason>(&json).expect("loads"), r);
+            assert_eq!(r.to_string().parse::<Reason>(), Ok(r.clone()));
+            assert!(r == r.to_string().as_str(), "{r} equals its wire name");
+        }
+    }
+
+    #[test]
+    fn a_step_failure_keeps_its_code_in_the_wire_name() {
+        let r = Reason::StepFailed("AccessDenied".to_owned());
+        assert_eq!(r.to_string(), "step-failed:AccessDenied");
+        assert_eq!("step-failed:AccessDenied".parse::<Reason>(), Ok(r.clone()));
+        assert!(r != "step-failed:Other" && r != "step-failed");
+        let c = Condition { reason: r, message: "m".into(), action: "a".into() };
+        assert_eq!(c.to_string(), "step-failed:AccessDenied: m (what to do: a)");
+    }
+
+    #[test]
+    fn an_unknown_reason_does_not_load() {
+        let e = serde_json::from_str::<Reason>("\"no-such-reason\"").expect_err("closed set");
+        assert!(e.to_string().contains("no-such-reason"), "{e}");
+    }
+
+    /// Every kind's id as journals and idempotency tokens have known it: a changed spelling
+    /// would orphan an interrupted step's journal record and burn a new token.
+    #[test]
+    fn every_step_kind_keeps_its_id() {
+        let op = OpId::Restore(RequestName::parse("incident-1").expect("a name"));
+        let md2 = ResourceName::parse("md2").expect("a name");
+        let region = Region::parse("us-west-2").expect("a region");
+        let mut kinds = StepKind::SIMPLE.to_vec();
+        kinds.extend([
+            StepKind::StopMd(None),
+            StepKind::StopMd(Some(md2.clone())),
+            StepKind::StartMd(None),
+            StepKind::StartMd(Some(md2.clone())),
+            StepKind::Restart(ResourceName::parse("service1").expect("a name")),
+            StepKind::Letter(2),
+            StepKind::Copy(region.clone()),
+            StepKind::DeleteCopy(region),
+        ]);
+        let ids: Vec<String> = kinds.iter().map(|k| StepId::new(&op, k, Some("server1")).0).collect();
+        let pinned: Vec<String> = [
+            "preflight",
+            "stop-group",
+            "start-group",
+            "remove-md",
+            "add-md",
+            "group-auto-start",
+            "verify-failover",
+            "shutdown",
+            "shutdown-restart",
+            "start-instance",
+            "snapshot",
+            "snapshot-set",
+            "tag-member",
+            "delete-snapshot",
+            "backup-pre",
+            "backup-post",
+            "backup-reboot",
+            "backup-shutdown",
+            "restore-pre",
+            "restore-post",
+            "restore-reboot",
+            "restore-shutdown",
+            "create-volume",
+            "disk-offline",
+            "detach",
+            "attach",
+            "disk-online",
+            "tag-superseded",
+            "abandon",
+            "tag-abandoned",
+            "safe-attach",
+            "safe-start",
+            "safe-post",
+            "enable-fsr",
+            "disable-fsr",
+            "complete",
+            "stop-md",
+            "stop-md-md2",
+            "start-md",
+            "start-md-md2",
+            "restart-service1",
+            "letter-2",
+            "copy-us-west-2",
+            "delete-copy-us-west-2",
+        ]
+        .iter()
+        .map(|k| format!("restore/incident-1/{k}@server1"))
+        .collect();
+        assert_eq!(ids, pinned);
+        for (kind, id) in kinds.iter().zip(&ids) {
+            let id = StepId(id.clone());
+            assert_eq!(id.kind().as_ref(), Some(kind), "{id} reads back its kind");
+            assert_eq!(id.subject(), Some("server1"));
+        }
+        assert_eq!(StepId::new(&OpId::Retention, &StepKind::Complete, None).0, "retention/complete");
+        assert_eq!(StepId("retention/complete".into()).subject(), None);
+        assert_eq!(StepId("restore/r1/no-such-kind@s".into()).kind(), None);
     }
 }

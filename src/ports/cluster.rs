@@ -440,6 +440,36 @@ impl std::fmt::Display for Check {
     }
 }
 
+/// What [`Cluster::leave_then_start`] starts once the server has left: a whole group, or one
+/// resource with what it depends on (`clprsc -s … -f`), on a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "start", rename_all = "kebab-case")]
+pub enum Start {
+    /// [`Cluster::start_group`].
+    Group {
+        /// Group.
+        group: GroupName,
+        /// Server.
+        server: ServerName,
+    },
+    /// [`Cluster::start_resource`].
+    Resource {
+        /// Resource.
+        resource: ResourceName,
+        /// Server.
+        server: ServerName,
+    },
+}
+
+impl std::fmt::Display for Start {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Start::Group { group, server } => write!(f, "group {group} on {server}"),
+            Start::Resource { resource, server } => write!(f, "resource {resource} on {server}"),
+        }
+    }
+}
+
 /// CLUSTERPRO operations. Each returns when the operation has finished on the cluster, with what it
 /// left ([`Left`]).
 #[async_trait::async_trait]
@@ -458,6 +488,18 @@ pub trait Cluster: Send + Sync {
     async fn stop_resource(&self, resource: &ResourceName) -> PortResult<Left>;
     /// Shut a server's OS down through CLUSTERPRO (`clpdown` on that node).
     async fn shutdown_server(&self, server: &ServerName) -> PortResult<Left>;
+    /// Whether [`Cluster::leave_then_start`] runs as one request to CLUSTERPRO. An adapter that
+    /// cannot (the REST API has no compound request) says so here, and the planner keeps the two
+    /// steps (`shutdown_server`, then the start) instead.
+    fn can_leave_then_start(&self) -> bool;
+    /// Shut `leaving` down through CLUSTERPRO, wait until it is seen out of the cluster, then
+    /// `start` (on another server): the backup's "the standby leaves, business restarts" in one
+    /// request. Nothing is started unless the server has left. A server already out of the cluster
+    /// and not running (a retry after the shutdown part) is not shut down again: only `start` runs.
+    /// Errors are those of [`Cluster::shutdown_server`] (nothing started) or of the start (the
+    /// server has left). An adapter that cannot ([`Cluster::can_leave_then_start`]) refuses with
+    /// `NotSupportedByRestApi` (`NeedsHuman`) and changes nothing.
+    async fn leave_then_start(&self, leaving: &ServerName, start: &Start) -> PortResult<Left>;
     /// NEC's backup/restore pre- or post-processing on `server` (X 4.3+). Returns when it has
     /// finished there: a pre when the server has left the cluster (its shutdown under way), a post
     /// when its reboot has begun. A call the server's state already shows done is `AlreadyDone`.

@@ -8,6 +8,12 @@
 //! initial copy is only correct over identical sides (the oracle records a corruption otherwise).
 //! Operations take model time: they are stored as transitions with an end time, so a caller that
 //! gives up waiting does not stop them, exactly like the asynchronous REST POSTs.
+//!
+//! The backup's "standby leaves, business restarts" in one request ([`Cluster::leave_then_start`])
+//! is one round trip: the command adapter runs `clpdown -h <standby>`, waits in the same script
+//! until `clpstat` shows the standby out, then starts, on the active server. The shutdown takes
+//! the standby out at once here (as [`Cluster::shutdown_server`] does), so the start begins in the
+//! same step and takes its own duration.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +27,7 @@ use crate::ports::cloud::InstanceState;
 use crate::ports::cluster::errors::ClpCode;
 use crate::ports::cluster::{
     Check, ClpVersion, Cluster, ClusterConfig, ClusterStatus, ConfigChange, Left, MirrorColor, MirrorStatus,
-    ObjectState, Operation, Placement, PreflightRequest, VendorCall,
+    ObjectState, Operation, Placement, PreflightRequest, Start, VendorCall,
 };
 use crate::ports::{PortError, PortResult};
 
@@ -661,9 +667,10 @@ impl World {
         }
     }
 
-    fn clp_shutdown_server(&mut self, server: &ServerName, now: Timestamp) -> PortResult<()> {
+    /// `clpdown` of `server`, run on `by` (itself, or the server asking with `-h`).
+    fn clp_shutdown_server(&mut self, server: &ServerName, by: &ServerName, now: Timestamp) -> PortResult<()> {
         self.check_server(server)?;
-        self.check_command("clpdown", Some(server), false)?;
+        self.check_command("clpdown", Some(by), false)?;
         let Some(inst) = self.instance_of(server).cloned() else {
             return Err(ClpCode::ServerNotFound.error(format!("no instance for {server}")));
         };
@@ -701,6 +708,33 @@ impl World {
         }
         self.log(now, format!("clp: {server} shut down (left the cluster; {} stopping)", inst.id));
         Ok(())
+    }
+
+    /// `clpdown -h <leaving>` on the server that then starts, and the start once `leaving` is out:
+    /// a server already out and not running is not shut down again (a retry after the shutdown).
+    fn clp_leave_then_start(&mut self, leaving: &ServerName, start: &Start, now: Timestamp) -> PortResult<Timestamp> {
+        let on = match start {
+            Start::Group { server, .. } | Start::Resource { server, .. } => server,
+        };
+        let out =
+            !self.is_member(leaving) && self.instance_of(leaving).is_some_and(|i| i.state != InstanceState::Running);
+        if !out {
+            self.clp_shutdown_server(leaving, on, now)?;
+        }
+        match start {
+            Start::Group { group, server } => self.clp_start_group(group, server, now),
+            Start::Resource { resource, server } => self.clp_start_resource(resource, server, now),
+        }
+    }
+
+    /// Whether `start` has finished as its own call would require.
+    fn started(&self, start: &Start) -> PortResult<()> {
+        match start {
+            Start::Group { server, .. } if self.group_online_on(server) => Ok(()),
+            Start::Group { .. } => Err(failed(ClpCode::GroupStartFailed, self)),
+            Start::Resource { resource, server } if self.resource_state(resource).online_on(server) => Ok(()),
+            Start::Resource { .. } => Err(failed(ClpCode::ResourceStartFailed, self)),
+        }
     }
 
     fn clp_mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
@@ -1012,7 +1046,18 @@ impl Cluster for SimCluster {
 
     async fn shutdown_server(&self, server: &ServerName) -> PortResult<Left> {
         self.rtt().await;
-        self.world.call("clp:shutdown_server", None, |w, now| w.clp_shutdown_server(server, now).map(|()| w.clp_left()))
+        self.world.call("clp:shutdown_server", None, |w, now| {
+            w.clp_shutdown_server(server, server, now).map(|()| w.clp_left())
+        })
+    }
+
+    fn can_leave_then_start(&self) -> bool {
+        true
+    }
+
+    async fn leave_then_start(&self, leaving: &ServerName, start: &Start) -> PortResult<Left> {
+        self.run("clp:leave_then_start", |w, now| w.clp_leave_then_start(leaving, start, now), |w| w.started(start))
+            .await
     }
 
     async fn vendor(&self, server: &ServerName, call: &VendorCall) -> PortResult<()> {

@@ -91,6 +91,7 @@ pub const OPERATIONS: &[&str] = &[
     "clp:start_resource",
     "clp:stop_resource",
     "clp:shutdown_server",
+    "clp:leave_then_start",
     "clp:mirror_status",
     "clp:config",
     "clp:apply_config",

@@ -26,6 +26,7 @@ use tokio::sync::mpsc::unbounded_channel;
 
 use crate::execute::{Event, EventKind, Progress};
 use crate::journal::writer::Journal;
+use crate::plan::Reason;
 use crate::reconcile::{Context, ReconcileError, Settled, reconcile};
 use crate::sim::SimWorld;
 use crate::spec::Spec;
@@ -85,7 +86,7 @@ pub enum End {
     /// It stopped needing a human.
     Blocked {
         /// The condition's reason.
-        reason: String,
+        reason: Reason,
         /// What is wrong.
         message: String,
         /// What to do.

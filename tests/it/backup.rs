@@ -6,7 +6,7 @@ use crate::support::common;
 
 use std::time::Duration;
 
-use common::{Lab, example, with_backups, with_restore};
+use common::{Lab, assert_backup_captured, example, with_backups, with_restore};
 use mirrorctl::execute::CrashPoint;
 use mirrorctl::ids::ServerName;
 use mirrorctl::ports::Clock as _;
@@ -28,7 +28,8 @@ async fn the_standby_restarts_while_the_snapshot_is_still_pending() {
     let s = lab.world.inventory().snapshots.into_iter().find(|s| s.id == snap).unwrap();
     assert_eq!(s.state, SnapshotState::Pending);
     // Business downtime is md stop → md and its dependents started again, far shorter than the
-    // standby's (the group's virtual IP stays up throughout).
+    // standby's (the group's virtual IP stays up throughout); the standby's shutdown and that
+    // start are one request to CLUSTERPRO.
     let actions = lab.actions(&spec);
     let order: Vec<&str> = actions.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(
@@ -36,12 +37,14 @@ async fn the_standby_restarts_while_the_snapshot_is_still_pending() {
         [
             "backup/b1/preflight",
             "backup/b1/stop-md@server1",
-            "backup/b1/shutdown@server2",
-            "backup/b1/restart-script@server1",
+            "backup/b1/shutdown-restart@server2",
             "backup/b1/snapshot@server2",
             "backup/b1/start-instance@server2"
         ]
     );
+    let calls = lab.world.call_counts();
+    assert_eq!(calls.get("clp:leave_then_start"), Some(&1), "{calls:?}");
+    assert_eq!((calls.get("clp:shutdown_server"), calls.get("clp:start_resource")), (None, None), "{calls:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -145,18 +148,121 @@ async fn a_group_with_an_independent_vip_gets_md_and_its_dependents_back() {
         let actions = lab.actions(&spec);
         let order: Vec<&str> = actions.iter().map(|(s, _)| s.as_str()).collect();
         let (a, b) = (active.as_str(), sc.servers[1].name.as_str());
-        let business = sc.business.as_str();
         assert_eq!(
             order,
             [
                 "backup/b1/preflight".to_owned(),
                 format!("backup/b1/stop-md@{a}"),
-                format!("backup/b1/shutdown@{b}"),
-                format!("backup/b1/restart-{business}@{a}"),
+                format!("backup/b1/shutdown-restart@{b}"),
                 format!("backup/b1/snapshot@{b}"),
                 format!("backup/b1/start-instance@{b}"),
             ],
             "{os:?}"
         );
     }
+}
+
+/// The plan a lab's world and journal give now, with the port's "leave then start" capability as
+/// `can`.
+async fn plan_now(lab: &Lab, spec: &mirrorctl::spec::Spec, can: bool) -> Vec<mirrorctl::plan::Action> {
+    use mirrorctl::observe::observe;
+    let mut obs =
+        observe(spec, &lab.world.ports(), &mirrorctl::execute::RetryPolicy::default()).await.expect("observe");
+    assert!(obs.leave_then_start, "the simulated CLUSTERPRO runs it as one request");
+    obs.leave_then_start = can;
+    let mut view = mirrorctl::journal::JournalView::default();
+    for r in &lab.journal(spec) {
+        view.apply(r);
+    }
+    mirrorctl::plan::plan(spec, &obs, &view).steps().iter().map(|s| s.action.clone()).collect()
+}
+
+/// At the quiesce point the standby's shutdown and business's restart are one CLUSTERPRO request
+/// where the port has it (the simulator, the commands: `clpdown -h` then the start, in one script
+/// on the active), and stay two steps where it has not (the REST API): a capability the planner
+/// reads, not a fallback.
+#[tokio::test(start_paused = true)]
+async fn the_standby_leaves_and_business_restarts_in_one_request_where_the_port_can() {
+    use mirrorctl::plan::Action;
+    use mirrorctl::ports::cluster::Start;
+    let lab = Lab::windows(58);
+    let spec = with_backups(example(Os::Windows), &["b1"], 7);
+    // Stopped right after the quiesce (the preflight, then stop-md).
+    let (_, switch) = lab.apply_with_crash(&spec, CrashPoint::AfterCall, 2).await;
+    assert!(switch.fired());
+    let sc = lab.world.scenario();
+    let (active, standby) = (sc.servers[0].name.clone(), sc.servers[1].name.clone());
+    let restart = Start::Resource { resource: sc.business.clone(), server: active.clone() };
+    assert_eq!(plan_now(&lab, &spec, true).await, [Action::LeaveThenStart { server: standby.clone(), start: restart }]);
+    assert_eq!(plan_now(&lab, &spec, false).await, [Action::ShutdownServer { server: standby }]);
+}
+
+/// A process that dies inside the combined step after the standby has left but before business
+/// was started (its intent journaled, no result): the next run sees the standby on its way down,
+/// plans the start alone, never shuts the standby down again, and the backup holds the quiesce
+/// point.
+#[tokio::test(start_paused = true)]
+async fn a_crash_between_the_leave_and_the_start_restarts_business_alone() {
+    use mirrorctl::journal::Record;
+    use mirrorctl::plan::{Action, OpId, StepId, StepKind};
+    use mirrorctl::ports::cluster::Start;
+    use std::io::Write as _;
+    let mut lab = Lab::windows(59);
+    let spec = with_backups(example(Os::Windows), &["b1"], 7);
+    let (_, switch) = lab.apply_with_crash(&spec, CrashPoint::AfterCall, 2).await;
+    assert!(switch.fired(), "stopped after the quiesce");
+    let sc = lab.world.scenario();
+    let (active, standby) = (sc.servers[0].name.clone(), sc.servers[1].name.clone());
+    // What the dead process did: the intent, and the shutdown half of the request.
+    let op = OpId::Backup(mirrorctl::ids::BackupName::parse("b1").expect("name"));
+    let seq = lab.journal(&spec).iter().filter(|r| matches!(r, Record::Intent { .. })).count() as u64 + 100;
+    let intent = Record::Intent {
+        seq,
+        op: op.clone(),
+        step: StepId::new(&op, &StepKind::ShutdownRestart, Some(standby.as_str())),
+        attempt: 1,
+        token: None,
+        started: lab.world.now(),
+        action: Action::LeaveThenStart {
+            server: standby.clone(),
+            start: Start::Resource { resource: sc.business.clone(), server: active.clone() },
+        },
+    };
+    let path = mirrorctl::journal::writer::Journal::path_for(&lab.state_dir(), &spec.cluster.name);
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("journal");
+    writeln!(file, "{}", serde_json::to_string(&intent).expect("json")).expect("append");
+    drop(file);
+    lab.world.ports().cluster.shutdown_server(&standby).await.expect("the leave half");
+    lab.restart();
+
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let steps: Vec<String> = lab.actions(&spec).into_iter().map(|(s, _)| s).collect();
+    let after: Vec<&str> = steps.iter().skip_while(|s| !s.contains("shutdown-restart")).map(String::as_str).collect();
+    assert_eq!(
+        after,
+        [
+            "backup/b1/shutdown-restart@server2",
+            "backup/b1/restart-script@server1",
+            "backup/b1/snapshot@server2",
+            "backup/b1/start-instance@server2"
+        ],
+        "{steps:?}"
+    );
+    // Business came back while the standby was still stopping (the snapshot waits for `stopped`),
+    // not once it had stopped.
+    let started = |kind: &str| {
+        lab.journal(&spec)
+            .iter()
+            .find_map(|r| match r {
+                Record::Intent { step, started, .. } if step.0.contains(kind) => Some(*started),
+                _ => None,
+            })
+            .expect("intent")
+    };
+    let early = started("snapshot@").duration_since(started("restart-script@"));
+    assert!(early > jiff::SignedDuration::from_secs(10), "restart only {early} before the snapshot");
+    let calls = lab.world.call_counts();
+    assert_eq!(calls.get("clp:shutdown_server"), Some(&1), "only the dead process's: {calls:?}");
+    assert_eq!(calls.get("clp:leave_then_start"), None, "{calls:?}");
+    assert_backup_captured(&lab.world, &lab.backup_snapshot(&spec, "b1"));
 }

@@ -836,9 +836,10 @@ fn api_count(out: &str, api: &str) -> Option<u64> {
 }
 
 /// The calls a lab run makes with the configuration edit (`reconfigure`) that differ from NEC's
-/// pre- and post-processing (`vendor`).
+/// pre- and post-processing (`vendor`): the standby's `clpdown` and business's restart are one
+/// request.
 const RECONFIGURE_CALLS: &[(&str, u64)] =
-    &[("ec2:StartInstances", 1), ("clp:shutdown_server", 1), ("clp:apply_config", 2)];
+    &[("ec2:StartInstances", 1), ("clp:leave_then_start", 1), ("clp:apply_config", 2)];
 /// The same for `vendor`: `clpbackup --pre/--post` on the standby, `clprestore --pre/--post` on
 /// both servers (each booted once after its swap), no configuration push, no `clpdown`.
 const VENDOR_CALLS: &[(&str, u64)] = &[("ec2:StartInstances", 3), ("clp:vendor", 6)];
@@ -889,7 +890,13 @@ fn lab_windows_passes_and_reports() {
     assert!(r.stdout.contains("ok   command clpcfctrl on server2: "), "{}", r.stdout);
     assert!(r.stdout.contains("ok   configuration edits: 2 push(es) apply"), "{}", r.stdout);
     assert!(r.stdout.contains("clp: md, script offline; group failover still online with awsvip1"), "{}", r.stdout);
-    assert!(r.stdout.contains("→ start resource script on server1"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(
+            "→ shut down server server2 through CLUSTERPRO and, once it has left, start resource script on server1"
+        ),
+        "{}",
+        r.stdout
+    );
 }
 
 /// `--fast-restore`: the timeline shows FSR enabled in both zones, both volumes created

@@ -745,6 +745,30 @@ async fn windows_command_text_golden() {
     );
 }
 
+/// The backup's combined step on Windows: one script on the active server runs `clpdown -h` for
+/// the standby, reads `clpstat` until the standby shows out of the cluster, then starts.
+#[tokio::test]
+async fn windows_leave_then_start_is_one_script_on_the_active() {
+    use mirrorctl::ports::cluster::Start;
+    let spec = example(Os::Windows);
+    let dir = tempfile::tempdir().expect("state");
+    let node = Arc::new(Scripted::new());
+    let cmd = CommandCluster::new(&spec.cluster, node.clone(), dir.path());
+    let (md, s1, s2) =
+        (spec.mirror.resource.clone(), spec.cluster.servers[0].name.clone(), spec.cluster.servers[1].name.clone());
+    // md stopped (the quiesce), both servers members; server1 leaves, md starts on server2.
+    *node.clpstat.lock().expect("clpstat") = fixture("clpstat-windows-group-offline.txt");
+    let (s1, s2) = (s2, s1);
+    let before = node.log.lock().expect("log").len();
+    assert!(cmd.can_leave_then_start());
+    cmd.leave_then_start(&s2, &Start::Resource { resource: md, server: s1.clone() }).await.expect("leave then start");
+    let log = node.log.lock().expect("log").clone();
+    let runs: Vec<&String> = log[before..].iter().filter(|l| l.contains("clpdown")).collect();
+    assert_eq!(runs.len(), 1, "{log:#?}");
+    assert!(runs[0].starts_with(&format!("## run on {s1}\n")), "on the active: {}", runs[0]);
+    insta::assert_snapshot!("windows_leave_then_start", stable(&log[before..]));
+}
+
 /// Windows preflight: the re-add's own method of reading volume GUIDs (`Win32_Volume`), run on
 /// today's disks, must reproduce what today's `clp.conf` holds for each server; a derivation that
 /// does not is refused before anything changes, naming the server and both values.
@@ -1052,7 +1076,7 @@ async fn windows_expresscluster_install_is_found_and_works_end_to_end() {
 }
 
 /// Runs the adapter's PowerShell scripts as sh. They have a fixed shape (one command each, maybe
-/// `clpstat` after it, see `render_powershell`, or the install-directory detection, see `detect_powershell`), so each
+/// a `clpdown -h` and the wait for its server to leave before it, maybe `clpstat` after it, see `render_powershell`, or the install-directory detection, see `detect_powershell`), so each
 /// line maps to one sh line; Windows paths under `root` (the work directory given to the adapter)
 /// become Linux paths, and drive paths (`C:\Program Files\…`) paths under the server's
 /// [`FakeClp::node_root`], where `.exe` is dropped (the fake tools have no extension). Anything
@@ -1180,6 +1204,20 @@ impl PsShim {
                     "if [ $rc -eq 0 ] && st=$({exe}); then echo {}; printf '%s\\n' \"$st\"; fi",
                     q(marker)
                 ));
+            } else if let Some(rest) = line.strip_prefix("if ($rc -eq 0) { $rc = 75; for ($n = 0; $n -lt 120; $n++) { ")
+            {
+                // The wait for a server to leave after `clpdown -h` (`Leave`): the patterns are
+                // read by `grep -Ei` as by PowerShell's case-insensitive `-match`.
+                let words = ps_quoted(rest);
+                let [exe, seen, member] = words.as_slice() else { panic!("leave line {line:?}") };
+                let exe = if exe.contains('\\') { q(exe) } else { exe.trim_end_matches(".exe").to_owned() };
+                out.push(format!(
+                    "if [ $rc -eq 0 ]; then rc=75; n=0; while [ $n -lt 120 ]; do if st=$({exe}) && printf '%s\\n' \"$st\" | grep -Eiq {} && ! printf '%s\\n' \"$st\" | grep -Eiq {}; then rc=0; break; fi; n=$((n+1)); sleep 1; done; fi",
+                    q(seen),
+                    q(member)
+                ));
+            } else if line.starts_with("if ($rc -ne 0) { if ($rc -eq 75) { [Console]::Error.WriteLine(") {
+                out.push("if [ $rc -ne 0 ]; then exit $rc; fi".to_owned());
             } else if let Some(rest) = line.strip_prefix("Remove-Item -LiteralPath ") {
                 let dir = &ps_words(rest.trim_end_matches(" -Recurse -Force -ErrorAction SilentlyContinue"))[0];
                 out.push(format!("rm -rf -- {}", q(dir)));
@@ -1318,14 +1356,19 @@ async fn a_restore_whose_host_died_after_removing_md_is_finished_by_another_host
     let err = reconcile(&restore, &host(&host_a, Some(Arc::clone(&crash)))).await.expect_err("crashes");
     assert!(matches!(err, ReconcileError::Exec(ExecError::Crashed(_))), "{err}");
     let records = store.read_journal(&spec.cluster.name).await.expect("journal");
+    // The old volumes' tags ran in the removal's batch and have their results; the removal has none.
+    let removal = records.iter().find_map(|r| match r {
+        mirrorctl::journal::Record::Intent { step, action: Action::ApplyConfig { changes }, .. }
+            if changes.iter().any(|c| matches!(c, ConfigChange::RemoveMirror { .. })) =>
+        {
+            Some(step.clone())
+        }
+        _ => None,
+    });
+    let removal = removal.expect("the removal's intent is journaled");
     assert!(
-        matches!(
-            records.last(),
-            Some(mirrorctl::journal::Record::Intent { action: Action::ApplyConfig { changes }, .. })
-                if changes.iter().any(|c| matches!(c, ConfigChange::RemoveMirror { .. }))
-        ),
-        "the last record is the removal's intent, without its result: {:?}",
-        records.last()
+        !records.iter().any(|r| matches!(r, mirrorctl::journal::Record::Result { step, .. } if *step == removal)),
+        "the removal's intent has no result: {records:?}"
     );
     assert!(rig.sim().config().await.expect("config").mirror(&rig.md()).is_none(), "md is out of clp.conf");
     std::fs::remove_dir_all(&host_a).expect("host A's state directory is gone with it");

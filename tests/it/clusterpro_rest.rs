@@ -767,8 +767,19 @@ async fn hybrid_uses_rest_for_operations_and_the_inner_cluster_for_mirror_and_co
     let e = rest.mirror_status(&resource("md")).await.expect_err("no endpoint");
     assert_eq!(e.code, NOT_SUPPORTED);
 
+    // Nor shut a server down and start something once it has left in one request: it says so
+    // (the planner keeps two steps) and refuses without a request.
+    let leave = mirrorctl::ports::cluster::Start::Group { group: group(), server: server("server1") };
+    assert!(!rest.can_leave_then_start());
+    let served = fake.nodes[0].served.load(Ordering::SeqCst);
+    let e = rest.leave_then_start(&server("server2"), &leave).await.expect_err("no compound request");
+    assert_eq!((e.code.as_str(), e.class), (NOT_SUPPORTED, ErrorClass::NeedsHuman));
+    assert_eq!(fake.nodes[0].served.load(Ordering::SeqCst), served, "nothing asked of the API");
+
     let inner: Arc<dyn Cluster> = Arc::new(fake.sim().clone());
+    assert!(inner.can_leave_then_start());
     let hybrid = HybridCluster::new(rest, Arc::clone(&inner));
+    assert!(!hybrid.can_leave_then_start(), "operations go through the API, which cannot");
     assert_eq!(
         hybrid.mirror_status(&resource("md")).await.expect("mirror"),
         inner.mirror_status(&resource("md")).await.expect("sim mirror")

@@ -360,7 +360,7 @@ async fn a_restore_failing_terminally_switches_its_fsr_off_and_on_again_after_th
         })
         .unwrap();
     match lab.apply(&spec).await {
-        Settled::Blocked(c) => assert!(c.reason.contains("InvalidParameterValue"), "{c}"),
+        Settled::Blocked(c) => assert_eq!(c.reason, "step-failed:InvalidParameterValue", "{c}"),
         Settled::Converged => panic!("the create cannot succeed"),
     }
     assert!(lab.actions(&spec).iter().any(|(_, a)| matches!(a, Action::EnableFastRestore { .. })), "FSR was enabled");

@@ -413,11 +413,13 @@ async fn backup_then_restore_on_moto_with_the_real_reconcile_loop() {
         "the backup snapshots the standby's volume"
     );
     let calls = run.world.calls();
-    assert_eq!(calls.get("clp:shutdown_server"), Some(&1), "{calls:?}");
+    // The standby leaves and business restarts in one request.
+    assert_eq!(calls.get("clp:leave_then_start"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("clp:shutdown_server"), None, "{calls:?}");
 
     // Converged means converged: a second pass does nothing.
     assert_eq!(run.apply(&moto, &backup).await, Settled::Converged);
-    assert_eq!(run.world.calls().get("clp:shutdown_server"), Some(&1));
+    assert_eq!(run.world.calls().get("clp:leave_then_start"), Some(&1));
 
     println!("backup converged at {:.1?}", started.elapsed());
     assert_eq!(backup_violations(&moto, &run).await, Vec::<Violation>::new());

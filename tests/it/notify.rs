@@ -243,7 +243,7 @@ async fn a_receiver_gets_signed_completion_needs_human_and_failure_events_once_e
     let got = hook.wait_for(4).await;
     let failed = got[3].json();
     assert_eq!(failed["event"], "failed");
-    assert_eq!(failed["reason"], c.reason);
+    assert_eq!(failed["reason"], c.reason.to_string());
     assert_eq!(failed["operation"], "restore/r1");
 
     // Fixed: the restore converges and its completion names the new volumes and the snapshot.

@@ -12,7 +12,7 @@ use mirrorctl::execute::CrashPoint;
 use mirrorctl::ids::{RequestName, SnapshotId};
 use mirrorctl::journal::JournalView;
 use mirrorctl::observe::Observed;
-use mirrorctl::plan::{Action, OpId, Plan, StepId, plan};
+use mirrorctl::plan::{Action, OpId, Plan, StepId, StepKind, plan};
 use mirrorctl::ports::Clock as _;
 use mirrorctl::ports::cloud::tag;
 use mirrorctl::ports::cluster::ConfigChange;
@@ -100,7 +100,7 @@ async fn off_only_when_both_sides_are_proven_identical() {
     journal.apply(&mirrorctl::journal::Record::Intent {
         seq: 999,
         op: op.clone(),
-        step: StepId::new(&op, "start-group", Some("server1")),
+        step: StepId::new(&op, &StepKind::StartGroup, Some("server1")),
         attempt: 1,
         token: None,
         started: obs.now,
@@ -200,7 +200,7 @@ async fn a_push_cut_off_by_a_restart_holds_everything_else_until_it_lands_or_tim
     // A later push completed (CLUSTERPRO applies one at a time): this one is over.
     let mut after = journal.clone();
     let r2 = OpId::Restore(RequestName::parse("r2").unwrap());
-    let remove = StepId::new(&r2, "remove-md", None);
+    let remove = StepId::new(&r2, &StepKind::RemoveMd, None);
     after.apply(&Record::Intent {
         seq: 901,
         op: r2.clone(),
@@ -386,4 +386,50 @@ async fn a_restore_replaced_right_after_its_preflight_is_closed_as_abandoned() {
             .unwrap();
     assert_eq!(doc.operations["restore/r1"].state, mirrorctl::status::OpPhase::Abandoned, "{:?}", doc.operations);
     assert_eq!(doc.operations["restore/r2"].state, mirrorctl::status::OpPhase::Completed, "{:?}", doc.operations);
+}
+
+/// The old volumes' `superseded-by` tags go out in the batch of the md removal, while the cluster
+/// is prepared and EC2 is idle, once the new volumes are `available` (not in the later burst of a
+/// storm's detaches and attaches); never before a replacement is `available`.
+#[tokio::test(start_paused = true)]
+async fn the_superseded_tags_go_out_with_the_md_removal_once_the_new_volumes_are_available() {
+    use mirrorctl::ports::cloud::VolumeState;
+    let mut lab = Lab::windows(67);
+    let spec = with_backups(example(Os::Windows), &["b1"], 7);
+    assert_eq!(lab.apply(&spec).await, Settled::Converged);
+    let snap = lab.backup_snapshot(&spec, "b1");
+    lab.world.clock().sleep(Duration::from_mins(10)).await;
+    let r1 = with_restore(spec, &snap, "r1", false);
+    // Intents 1–4: the preflight, two creates, the group stop; the crash is before the fifth.
+    let (crashed, _) = lab.apply_with_crash(&r1, CrashPoint::BeforeIntent, 5).await;
+    assert!(crashed.is_err(), "{crashed:?}");
+    lab.restart();
+    let ctx = lab.ctx();
+    let journal = open_journal(&r1, &ctx).await.unwrap();
+    let (mut obs, p) = plan_once(&r1, &ctx, &journal).await.unwrap();
+    let view = journal.lock().await.view().clone();
+    drop(journal);
+    let ids: Vec<&str> = p.steps().iter().map(|s| s.id.0.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["restore/r1/remove-md", "restore/r1/tag-superseded@server1", "restore/r1/tag-superseded@server2"],
+        "{p:?}"
+    );
+    for s in p.steps().iter().skip(1) {
+        let Action::Tag { resource, tags } = &s.action else { panic!("{s:?}") };
+        let new = obs.volumes.iter().find(|v| Some(&v.id.to_string()) == tags.get(tag::SUPERSEDED_BY)).expect("new");
+        assert_eq!(new.state, VolumeState::Available, "{s:?}");
+        assert!(obs.volumes.iter().any(|v| v.id.as_str() == resource && !v.attachments.is_empty()), "{s:?}");
+    }
+
+    // A replacement still being created: no tag yet, the removal goes on alone.
+    for v in obs.volumes.iter_mut().filter(|v| v.tags.get(tag::REQUEST).map(String::as_str) == Some("r1")) {
+        v.state = VolumeState::Creating;
+    }
+    let p = plan(&r1, &obs, &view);
+    let ids: Vec<&str> = p.steps().iter().map(|s| s.id.0.as_str()).collect();
+    assert_eq!(ids, ["restore/r1/remove-md"], "{p:?}");
+
+    drop(ctx);
+    assert_eq!(lab.apply(&r1).await, Settled::Converged);
 }

@@ -44,7 +44,7 @@ async fn auto_takes_the_configuration_edit_below_x43_and_nec_procedure_from_it()
     let spec = with_backups(example_on(Os::Windows, ProcedureChoice::Auto), &["b1"], 7);
     assert_eq!(lab.apply(&spec).await, Settled::Converged);
     let kinds: Vec<String> = lab.actions(&spec).into_iter().map(|(s, _)| s).collect();
-    assert!(kinds.iter().any(|s| s == "backup/b1/shutdown@server2"), "clpdown on X 4.2: {kinds:?}");
+    assert!(kinds.iter().any(|s| s == "backup/b1/shutdown-restart@server2"), "clpdown on X 4.2: {kinds:?}");
     assert!(!lab.actions(&spec).iter().any(|(_, a)| matches!(a, Action::Vendor { .. })), "{kinds:?}");
 
     assert_eq!(procedure_in_status(&lab.state_dir(), &spec), "completed · reconfigure procedure");
@@ -55,7 +55,7 @@ async fn auto_takes_the_configuration_edit_below_x43_and_nec_procedure_from_it()
     for want in ["backup/b1/backup-pre@server2", "backup/b1/backup-post@server2"] {
         assert!(steps.iter().any(|s| s == want), "{want} on X 5.1: {steps:?}");
     }
-    assert!(!steps.iter().any(|s| s.ends_with("/shutdown@server2")), "{steps:?}");
+    assert!(!steps.iter().any(|s| s.contains("/shutdown")), "{steps:?}");
     // Status says which procedure ran.
     assert_eq!(procedure_in_status(&lab.state_dir(), &spec), "completed · vendor procedure");
 }

@@ -10,7 +10,14 @@
 //! (the first server of the desired state at the start); when the transport cannot reach it, the
 //! command is missing there, or it is not a running member (its `clpstat` fails or shows it
 //! offline), the other server is tried. `clpdown` is the exception: it runs on the server it shuts
-//! down.
+//! down; in [`Cluster::leave_then_start`] it runs as `clpdown -h <leaving>` on the server that then
+//! starts, in one script that reads `clpstat` until the leaving server shows out (script
+//! [`Leave`]) and only then starts. `-h` names the server a request is for: NEC's UM8700 script
+//! stops the other server's service with `clpcl -t -h <other>` (EXPRESSCLUSTER/Tools
+//! `UM8700beforeUpdate.ps1`), and NEC's clpaic appends `-h <hostname>`, "the server to send the
+//! request to", to every command it builds, `clpdown` included
+//! (EXPRESSCLUSTER/clpaic `src/clpaic-local/clpaic.py`); that `clpdown -h` then shuts that server
+//! down is [U] (README), which is why nothing starts before the server is seen gone.
 //!
 //! **Errors.** No exit-code table of the commands is known (DOMAIN.md, unconfirmed): 0 is success, anything
 //! else failure. So a failed command is never classified by its text. Before a mutating command
@@ -97,8 +104,9 @@
 //! script per call (`AWS-RunPowerShellScript` runs Windows PowerShell 5.1), using only
 //! `New-Item -ItemType Directory`, `Test-Path -LiteralPath` (or `Get-Command` without a command
 //! directory), the call operator `&` with single-quoted arguments, `$LASTEXITCODE`, `Remove-Item
-//! -Recurse -Force`, `Write-Output` and `[Console]::Error.WriteLine`; a missing executable exits
-//! 127. Golden text of every script, the install-directory detection included, is in
+//! -Recurse -Force`, `Write-Output` and `[Console]::Error.WriteLine`, and for the wait of
+//! [`Leave`] a `for` loop with `break`, `-match` and `Start-Sleep -Seconds`; a missing executable
+//! exits 127. Golden text of every script, the install-directory detection included, is in
 //! `tests/it/snapshots/it__clusterpro_commands__windows_*.snap`.
 //!
 //! Not modelled: a Linux md definition whose partitions are missing is only found out by
@@ -124,7 +132,8 @@ use crate::adapters::store::LocalStore;
 use crate::ids::{ClusterName, GroupName, ResourceName, ServerName};
 use crate::ports::cluster::errors::ClpCode;
 use crate::ports::cluster::{
-    Cluster, ClusterConfig, ClusterStatus, ConfigChange, Left, MdDefinition, MirrorStatus, ObjectState, VendorCall,
+    Cluster, ClusterConfig, ClusterStatus, ConfigChange, Left, MdDefinition, MirrorStatus, ObjectState, Start,
+    VendorCall,
 };
 use crate::ports::store::Store;
 use crate::ports::{PortError, PortResult};
@@ -135,7 +144,7 @@ use classify::{
     failed, failed_as, no_server, not_found, pending, server_known, used_on, where_,
 };
 use script::{
-    Clp, Script, detect_powershell, detect_sh, parse_detected, ps_word, render_powershell, render_sh, sh_word,
+    Clp, Leave, Script, detect_powershell, detect_sh, parse_detected, ps_word, render_powershell, render_sh, sh_word,
 };
 use store::ConfStore;
 
@@ -158,6 +167,12 @@ pub const LINUX_WORK_DIR: &str = "/tmp";
 pub const WINDOWS_WORK_DIR: &str = r"C:\Windows\Temp";
 /// Exit status meaning "command not found" (`sh`; the PowerShell scripts exit with it too).
 pub const NOT_FOUND_STATUS: i32 = 127;
+/// Exit status of a script whose [`Cluster::leave_then_start`] shutdown returned but whose server
+/// still showed as a cluster member after [`LEAVE_LOOKS`] looks (nothing was started).
+pub const LEAVE_NOT_SEEN_STATUS: i32 = 75;
+/// How many times, one second apart, the script of [`Cluster::leave_then_start`] reads `clpstat`
+/// for the leaving server to show out of the cluster.
+pub const LEAVE_LOOKS: u32 = 120;
 /// The configuration file `clpcfctrl --pull` writes into its `-x` directory (seen in use).
 pub const CONF_FILE: &str = "clp.conf";
 /// Prefix of the temporary directories made on the nodes.
@@ -629,7 +644,8 @@ impl CommandCluster {
     async fn pull(&self, server: Option<&ServerName>) -> PortResult<Pulled> {
         let dir = self.temp_dir();
         let cmd = self.pull_command(&dir);
-        let script = Script { make_dir: Some(&dir), command: Some(&cmd), then_status: false, remove_dir: None };
+        let script =
+            Script { make_dir: Some(&dir), command: Some(&cmd), then_status: false, remove_dir: None, leave: None };
         let what = format!("`{}`", cmd.line());
         let (on, out) = match server {
             Some(s) => (s.clone(), self.exec(s, &script, self.options.query_timeout).await?),
@@ -802,7 +818,8 @@ impl CommandCluster {
         }
         let cmd = self.push_command(dir);
         let what = format!("`{}` on {server}", cmd.line());
-        let script = Script { make_dir: None, command: Some(&cmd), then_status: false, remove_dir: Some(dir) };
+        let script =
+            Script { make_dir: None, command: Some(&cmd), then_status: false, remove_dir: Some(dir), leave: None };
         let out = self.exec(server, &script, self.options.operation_timeout).await?;
         if out.exit_code != 0 {
             // Nothing was uploaded: no suspend/resume is owed.
@@ -938,6 +955,60 @@ impl Cluster for CommandCluster {
         }
     }
 
+    fn can_leave_then_start(&self) -> bool {
+        true
+    }
+
+    async fn leave_then_start(&self, leaving: &ServerName, start: &Start) -> PortResult<Left> {
+        self.finish_pending_resume().await?;
+        let (_, st) = self.live_status().await?;
+        server_known(&st, leaving)?;
+        let (on, cmd) = match start {
+            Start::Group { group, server } => {
+                check_start_group(&st, group, server)?;
+                (server, Clp::new("clpgrp", ["-s", group.as_str(), "-h", server.as_str()]))
+            }
+            Start::Resource { resource, server } => {
+                check_start_resource(&st, resource, server)?;
+                (server, Clp::new("clprsc", ["-s", resource.as_str(), "-h", server.as_str(), "-f"]))
+            }
+        };
+        let started = |st: &ClusterStatus| match start {
+            Start::Group { group, server } => after_start_group(st, group, server),
+            Start::Resource { resource, server } => after_start_resource(st, resource, server),
+        };
+        if st.servers.get(leaving) != Some(&true) {
+            // Out already (a retry after the shutdown part): only the start.
+            return self.act(on, &cmd, started).await;
+        }
+        if let Some(g) = used_on(&st, leaving) {
+            return Err(ClpCode::GroupOnline.error(format!("group {g} is online on {leaving}; move or stop it first")));
+        }
+        // On the server that starts, which stays up: `-h` sends the shutdown to `leaving`
+        // (EXPRESSCLUSTER/clpaic appends `-h <server>` to every command it builds, `clpdown`
+        // included, as "the server to send the request to") and the script sees it gone before
+        // the start.
+        let down = Clp::new("clpdown", ["-h", leaving.as_str()]);
+        let script =
+            Script { leave: Some(Leave { command: &down, server: leaving.as_str() }), ..Script::run_then_status(&cmd) };
+        let what = format!("`{}`, then `{}`, on {on}", down.line(), cmd.line());
+        let out = self.exec(on, &script, self.options.operation_timeout).await?;
+        if out.exit_code == 0 {
+            return Ok(Left { status: status_after(&out.stdout), ..Left::default() });
+        }
+        if out.exit_code == NOT_FOUND_STATUS {
+            return Err(not_found(&what, out));
+        }
+        let (_, st) = self.live_status().await?;
+        if st.servers.get(leaving) == Some(&true) {
+            return Err(failed(out, &what, ClpCode::ServerShutdownFailed));
+        }
+        match started(&st) {
+            Ok(()) => Ok(Left::status(st)),
+            Err(code) => Err(failed(out, &what, code)),
+        }
+    }
+
     async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
         let cmd = Clp::new("clpmdstat", ["-m", resource.as_str()]);
         let (on, out) = self.query(&Script::run(&cmd), &cmd.line()).await?;
@@ -1023,7 +1094,13 @@ mod tests {
         let cmd = Clp::new("clpcfctrl", ["--push", "-l", "-x", "/tmp/d"]);
         let s = render_sh(
             &InstallDir::Path,
-            &Script { make_dir: None, command: Some(&cmd), then_status: false, remove_dir: Some("/tmp/d") },
+            &Script {
+                make_dir: None,
+                command: Some(&cmd),
+                then_status: false,
+                remove_dir: Some("/tmp/d"),
+                leave: None,
+            },
         );
         assert_eq!(s, "clpcfctrl --push -l -x /tmp/d\nrc=$?\nrm -rf -- /tmp/d\nexit $rc\n");
         let with_dir = InstallDir::Dir("/opt/clp bin/".into());
@@ -1031,6 +1108,71 @@ mod tests {
             render_sh(&with_dir, &Script::run(&Clp::new("clpstat", Vec::<String>::new()))),
             "'/opt/clp bin/clpstat'\n"
         );
+    }
+
+    /// The sh script of a leave-then-start, run by `sh` over tools that print real `clpstat`
+    /// shapes: the start runs once the leaving server's line reads `Offline`, never after a failed
+    /// `clpdown`; and the patterns read a server that is still `Online` as a member (so the start
+    /// would wait for it).
+    #[test]
+    fn the_leave_script_starts_only_once_the_server_is_seen_gone() {
+        let fixture = |name: &str| {
+            std::fs::read_to_string(format!("{}/tests/fixtures/clusterpro/{name}", env!("CARGO_MANIFEST_DIR")))
+                .expect("fixture")
+        };
+        let run = |down_exit: i32, clpstat: &str| {
+            let dir = tempfile::tempdir().expect("dir");
+            let tool = |name: &str, body: &str| {
+                let path = dir.path().join(name);
+                std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("tool");
+                std::process::Command::new("chmod").arg("+x").arg(&path).status().expect("chmod");
+            };
+            std::fs::write(dir.path().join("status.txt"), clpstat).expect("status");
+            tool("clpdown", &format!("echo \"$@\" > {}/down.args; exit {down_exit}", dir.path().display()));
+            tool("clpstat", &format!("cat {}/status.txt", dir.path().display()));
+            tool("clprsc", &format!("echo \"$@\" > {}/started", dir.path().display()));
+            let down = Clp::new("clpdown", ["-h", "server2"]);
+            let start = Clp::new("clprsc", ["-s", "script", "-h", "server1", "-f"]);
+            let script =
+                Script { leave: Some(Leave { command: &down, server: "server2" }), ..Script::run_then_status(&start) };
+            let bin = InstallDir::Dir(dir.path().display().to_string());
+            let out = std::process::Command::new("sh").arg("-c").arg(render_sh(&bin, &script)).output().expect("sh");
+            let started = std::fs::read_to_string(dir.path().join("started")).ok();
+            let down = std::fs::read_to_string(dir.path().join("down.args")).ok();
+            (out.status.code(), started, down, String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        let gone = fixture("clpstat-windows-standby-stopped.txt");
+        let (code, started, down, stdout) = run(0, &gone);
+        assert_eq!(code, Some(0), "{stdout}");
+        assert_eq!(down.as_deref(), Some("-h server2\n"));
+        assert_eq!(started.as_deref(), Some("-s script -h server1 -f\n"));
+        assert!(stdout.contains(STATUS_MARKER), "{stdout}");
+        let (code, started, ..) = run(3, &gone);
+        assert_eq!((code, started), (Some(3), None), "a failed clpdown starts nothing");
+
+        // The patterns, as the script's `grep -Ei` reads them.
+        let leave = Leave { command: &Clp::new("clpdown", ["-h", "server2"]), server: "server2" };
+        let (seen, member) = leave.patterns();
+        let grep = |pattern: &str, text: &str| {
+            let mut child = std::process::Command::new("grep")
+                .args(["-Eiq", pattern])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("grep");
+            std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), text.as_bytes()).expect("write");
+            child.wait().expect("grep").success()
+        };
+        for (file, is_member) in [
+            ("clpstat-windows-standby-stopped.txt", false),
+            ("clpstat-windows-online.txt", true),
+            ("clpstat-linux-online.txt", true),
+        ] {
+            let text = fixture(file);
+            assert!(grep(&seen, &text), "{file}: server2's line is found");
+            assert_eq!(grep(&member, &text), is_member, "{file}");
+        }
+        // A name that only starts like the server's is another server.
+        assert!(!grep(&seen, "    server20 ........: Offline\n"));
     }
 
     #[test]

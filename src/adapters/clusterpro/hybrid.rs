@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::ids::{GroupName, ResourceName, ServerName};
 use crate::ports::PortResult;
 use crate::ports::cluster::{
-    Check, Cluster, ClusterConfig, ClusterStatus, ConfigChange, Left, MirrorStatus, PreflightRequest, VendorCall,
+    Check, Cluster, ClusterConfig, ClusterStatus, ConfigChange, Left, MirrorStatus, PreflightRequest, Start, VendorCall,
 };
 
 /// Status and operations through `api`; mirror status and configuration through `commands`.
@@ -66,6 +66,15 @@ impl Cluster for HybridCluster {
     }
     async fn shutdown_server(&self, server: &ServerName) -> PortResult<Left> {
         self.api.shutdown_server(server).await
+    }
+    /// The operations go through the API, and so does this one: the API cannot, so the planner
+    /// keeps the two steps (the commands could, but mixing sides in one operation would run
+    /// the shutdown through a path the rest of the backup does not use).
+    fn can_leave_then_start(&self) -> bool {
+        self.api.can_leave_then_start()
+    }
+    async fn leave_then_start(&self, leaving: &ServerName, start: &Start) -> PortResult<Left> {
+        self.api.leave_then_start(leaving, start).await
     }
     async fn mirror_status(&self, resource: &ResourceName) -> PortResult<MirrorStatus> {
         self.commands.mirror_status(resource).await

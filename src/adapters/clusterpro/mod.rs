@@ -16,6 +16,8 @@
 //!   commands run through a [`crate::adapters::node::transport::Transport`].
 //! - [`rest`]: the [`crate::ports::Cluster`] port over the `RESTful` API (X 4.2+): status and the
 //!   group/resource/server operations, polled to completion.
+//! - [`rules`]: the state rules of a group or resource operation (refused before it; done,
+//!   pending or failed after it), shared by [`commands`] and [`rest`].
 //! - [`hybrid`]: REST for status and operations, the command adapter for mirror status and
 //!   configuration, as one port.
 
@@ -24,3 +26,4 @@ pub mod conf;
 pub mod hybrid;
 pub mod parse;
 pub mod rest;
+pub(crate) mod rules;

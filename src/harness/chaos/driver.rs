@@ -15,6 +15,7 @@ use crate::harness::HarnessError;
 use crate::ids::SnapshotId;
 use crate::journal::Record;
 use crate::journal::writer::Journal;
+use crate::plan::StepId;
 use crate::sim::SimWorld;
 use crate::spec::Os;
 use crate::spec::ProcedureChoice;
@@ -251,20 +252,17 @@ impl Trial {
 /// counted: the planner resolves them by observation.
 pub(super) fn kill_phase(records: &[Option<Record>], flow: FlowKind, since: usize) -> String {
     let prefix = format!("{}/", flow.label());
-    let kind = |step: &str| {
-        let last = step.rsplit('/').next().unwrap_or(step);
-        last.split('@').next().unwrap_or(last).to_owned()
-    };
+    let kind = |step: &StepId| step.kind().map_or_else(|| step.0.clone(), |k| k.to_string());
     let mut open: Vec<(u64, String)> = Vec::new();
     let mut last_done: Option<String> = None;
     for (i, record) in records.iter().enumerate() {
         match record {
             Some(Record::Intent { seq, step, .. }) if i >= since && step.0.starts_with(&prefix) => {
-                open.push((*seq, kind(&step.0)));
+                open.push((*seq, kind(step)));
             }
             Some(Record::Result { seq, step, .. }) if step.0.starts_with(&prefix) => {
                 open.retain(|(s, _)| s != seq);
-                last_done = Some(kind(&step.0));
+                last_done = Some(kind(step));
             }
             _ => {}
         }

@@ -31,6 +31,10 @@
 //! - `clpmdstat -l` prints each md name in angle brackets (` <md>`), on Windows and Linux alike:
 //!   NEC engineers' public mirror-recovery perl scripts take the names with `/<(.+)>/`
 //!   (research/clusterpro-audit.md #9). The Windows output is not confirmed [U].
+//! - `clpdown -h <server>` shuts `server` down, asked from a running member (EXPRESSCLUSTER/clpaic
+//!   `src/clpaic-local/clpaic.py` appends `-h <hostname>`, "the server to send the request to", to
+//!   every command it builds, `clpdown` included); that the real command then shuts the named
+//!   server down, as it does its own without `-h`, is [U].
 //! - `clpgrp -m <g> -a <target>` moves the group to `target`; without `-a` it moves by the failover
 //!   policy, here the next server of the group's list; `-h` only picks the server that handles the
 //!   request (EXPRESSCLUSTER/clpaic `src/clpaic-remote/tool_definitions.py`, `move_group`). With the
@@ -412,7 +416,9 @@ async fn handle(ctx: &Ctx, req: Request) -> Reply {
         }
     }
     let Ok(server) = ServerName::parse(&req.server) else { return fail(USAGE, "bad server name in fakeclp.json") };
-    let needs_service = !matches!(req.tool.as_str(), "clpdown" | "win32-volume");
+    // `clpdown -h <server>` asks another server's cluster service: this one must be running.
+    let asks_other = req.tool == "clpdown" && option(&req.args, "-h").is_some();
+    let needs_service = asks_other || !matches!(req.tool.as_str(), "clpdown" | "win32-volume");
     if needs_service && !live(ctx, &server).await {
         return fail(1, NOT_RUNNING);
     }
@@ -421,10 +427,17 @@ async fn handle(ctx: &Ctx, req: Request) -> Reply {
         "clpgrp" => clpgrp(ctx, &server, &req.args).await,
         "clprsc" => clprsc(ctx, &server, &req.args).await,
         "clpcl" => clpcl(ctx, &req.args).await,
-        "clpdown" => match ctx.ports.cluster.shutdown_server(&server).await {
-            Ok(_) => ok(""),
-            Err(e) => port_fail(&e),
-        },
+        "clpdown" => {
+            let target = match option(&req.args, "-h").map(ServerName::parse) {
+                None => server,
+                Some(Ok(t)) => t,
+                Some(Err(_)) => return fail(1, "Invalid server name."),
+            };
+            match ctx.ports.cluster.shutdown_server(&target).await {
+                Ok(_) => ok(""),
+                Err(e) => port_fail(&e),
+            }
+        }
         "clpmdstat" => clpmdstat(ctx, &req.args).await,
         "clpcfctrl" => clpcfctrl(ctx, &req.cwd, &req.args).await,
         "win32-volume" => win32_volume(ctx, &server, &req.args).await,

@@ -7,7 +7,8 @@
 //! - a server is a cluster member while its moto instance is `running`;
 //! - a server's disks are the volumes moto reports attached to its instance (Linux semantics:
 //!   always online, partitions `/dev/xvdX1` and `/dev/xvdX2` of the device slot, never mounted);
-//! - `shutdown_server` calls `StopInstances` (moto stops at once);
+//! - `shutdown_server` calls `StopInstances` (moto stops at once); `leave_then_start` is that
+//!   shutdown (skipped when the server is out already), then the start, counted as one call;
 //! - configuration pushes follow the simulator's rules: every server must be a member, and md may
 //!   only be removed or added while the group is offline;
 //! - mirror colours: GREEN/GREEN when both servers are members and md is configured and online,
@@ -25,7 +26,7 @@ use mirrorctl::ids::{DeviceName, GroupName, InstanceId, ResourceName, ServerName
 use mirrorctl::ports::cloud::{Cloud, InstanceState};
 use mirrorctl::ports::cluster::{
     Cluster, ClusterConfig, ClusterStatus, ConfigChange, Left, MdDefinition, MirrorColor, MirrorStatus, ObjectState,
-    Placement,
+    Placement, Start,
 };
 use mirrorctl::ports::node::{Disk, Node, PartitionInfo};
 use mirrorctl::ports::{ErrorClass, PortError, PortResult};
@@ -151,6 +152,17 @@ impl MotoWorld {
 
     fn count(&self, op: &str) {
         *self.lock().calls.entry(op.to_owned()).or_default() += 1;
+    }
+
+    /// Takes back a count made by an operation another one was made of.
+    fn uncount(&self, op: &str) {
+        let mut st = self.lock();
+        if let Some(n) = st.calls.get_mut(op) {
+            *n -= 1;
+            if *n == 0 {
+                st.calls.remove(op);
+            }
+        }
     }
 
     fn note(&self, line: String) {
@@ -452,6 +464,28 @@ impl Cluster for MotoWorld {
         }
         .await;
         done.map(|()| Left::default())
+    }
+
+    fn can_leave_then_start(&self) -> bool {
+        true
+    }
+
+    async fn leave_then_start(&self, leaving: &ServerName, start: &Start) -> PortResult<Left> {
+        self.count("clp:leave_then_start");
+        if self.members().await?.get(leaving) == Some(&true) {
+            self.shutdown_server(leaving).await?;
+            self.uncount("clp:shutdown_server");
+        }
+        let done = match start {
+            Start::Group { group, server } => self.start_group(group, server).await,
+            Start::Resource { resource, server } => self.start_resource(resource, server).await,
+        };
+        let what = match start {
+            Start::Group { .. } => "clp:start_group",
+            Start::Resource { .. } => "clp:start_resource",
+        };
+        self.uncount(what);
+        done
     }
 
     /// NEC's pre-processing stops the instance and keeps the server out of the cluster until its

@@ -1,8 +1,10 @@
 //! Reading the cluster's state for error classification (pure): before a mutating command, what
 //! the state already rules out; after a failed one, whether the goal holds anyway or which error
-//! it is (codes from [`crate::ports::cluster::errors::ClpCode`]).
+//! it is. `clpstat`'s placements are read into the shared rules
+//! ([`crate::adapters::clusterpro::rules`]); the errors are worded here.
 
 use crate::adapters::clusterpro::conf::ConfError;
+use crate::adapters::clusterpro::rules::{self, Goal, Object, Seen, Standing};
 use crate::adapters::node::transport::CommandOutput;
 use crate::ids::{GroupName, ResourceName, ServerName};
 use crate::ports::cluster::errors::ClpCode;
@@ -44,121 +46,97 @@ pub(super) fn where_(p: &Placement) -> String {
     p.current.as_ref().map_or_else(|| "no server".to_owned(), ToString::to_string)
 }
 
+/// What the rules need of placement `p` (`server`: the one the operation names).
+fn seen(p: &Placement, server: Option<&ServerName>) -> Seen {
+    let online_here = server.is_some_and(|s| online_on(p, s));
+    Seen {
+        busy: pending(p),
+        online_here,
+        online_elsewhere: p.state == ObjectState::Online && !online_here,
+        offline: p.state == ObjectState::Offline,
+        failed: matches!(p.state, ObjectState::OnlineFailure | ObjectState::OfflineFailure),
+    }
+}
+
+/// The state check before an operation on `name` (a group or resource at `p`), worded.
+fn check(object: Object, goal: Goal, name: &str, p: &Placement, server: Option<&ServerName>) -> PortResult<()> {
+    let Some(code) = rules::refusal(object, goal, seen(p, server)) else { return Ok(()) };
+    let server = server.map(ToString::to_string).unwrap_or_default();
+    let word = if object == Object::Group { "group" } else { "resource" };
+    Err(match code {
+        ClpCode::GroupBusy => busy(&format!("{word} {name}")),
+        ClpCode::GroupAlreadyStarted | ClpCode::ResourceAlreadyStarted => {
+            code.error(format!("{name} is already online on {server}"))
+        }
+        ClpCode::GroupOnline => code.error(format!("{name} is online on {}", where_(p))),
+        ClpCode::ResourceOnline => code.error(format!("{name} is online on another server ({})", where_(p))),
+        ClpCode::GroupOffline => code.error(format!("{name} is not online: nothing to move")),
+        _ => code.error(format!("{name} is already offline")),
+    })
+}
+
+/// The verdict after a failed operation on the object at `p`.
+fn after(object: Object, goal: Goal, p: &Placement, server: Option<&ServerName>) -> Verdict {
+    match rules::standing(object, goal, seen(p, server)) {
+        Standing::Done => Ok(()),
+        Standing::Busy => Err(ClpCode::GroupBusy),
+        Standing::Failed(code) | Standing::NotYet(code) => Err(code),
+    }
+}
+
 pub(super) fn check_start_group(st: &ClusterStatus, group: &GroupName, server: &ServerName) -> PortResult<()> {
     let p = group_of(st, group)?;
     server_known(st, server)?;
-    if pending(p) {
-        return Err(busy(&format!("group {group}")));
-    }
-    if online_on(p, server) {
-        return Err(ClpCode::GroupAlreadyStarted.error(format!("{group} is already online on {server}")));
-    }
-    if p.state == ObjectState::Online {
-        return Err(ClpCode::GroupOnline.error(format!("{group} is online on {}", where_(p))));
-    }
-    Ok(())
+    check(Object::Group, Goal::Start, group.as_str(), p, Some(server))
 }
 
 pub(super) fn after_start_group(st: &ClusterStatus, group: &GroupName, server: &ServerName) -> Verdict {
     let Some(p) = st.groups.get(group) else { return Err(ClpCode::GroupNotFound) };
-    if online_on(p, server) {
-        Ok(())
-    } else if pending(p) {
-        Err(ClpCode::GroupBusy)
-    } else if p.state == ObjectState::Online {
-        Err(ClpCode::GroupOnline)
-    } else {
-        Err(ClpCode::GroupStartFailed)
-    }
+    after(Object::Group, Goal::Start, p, Some(server))
 }
 
 pub(super) fn check_stop_group(st: &ClusterStatus, group: &GroupName) -> PortResult<Option<ServerName>> {
     let p = group_of(st, group)?;
-    if pending(p) {
-        return Err(busy(&format!("group {group}")));
-    }
-    if p.state == ObjectState::Offline {
-        return Err(ClpCode::GroupAlreadyStopped.error(format!("{group} is already offline")));
-    }
+    check(Object::Group, Goal::Stop, group.as_str(), p, None)?;
     Ok(p.current.clone())
 }
 
 pub(super) fn after_stop_group(st: &ClusterStatus, group: &GroupName) -> Verdict {
-    match st.groups.get(group) {
-        None => Err(ClpCode::GroupNotFound),
-        Some(p) if p.state == ObjectState::Offline => Ok(()),
-        Some(p) if pending(p) => Err(ClpCode::GroupBusy),
-        Some(_) => Err(ClpCode::GroupStopFailed),
-    }
+    let Some(p) = st.groups.get(group) else { return Err(ClpCode::GroupNotFound) };
+    after(Object::Group, Goal::Stop, p, None)
 }
 
 pub(super) fn check_move_group(st: &ClusterStatus, group: &GroupName, target: &ServerName) -> PortResult<()> {
     let p = group_of(st, group)?;
     server_known(st, target)?;
-    if pending(p) {
-        return Err(busy(&format!("group {group}")));
-    }
-    if online_on(p, target) {
-        return Err(ClpCode::GroupAlreadyStarted.error(format!("{group} is already online on {target}")));
-    }
-    if p.state != ObjectState::Online {
-        return Err(ClpCode::GroupOffline.error(format!("{group} is not online: nothing to move")));
-    }
-    Ok(())
+    check(Object::Group, Goal::Move, group.as_str(), p, Some(target))
 }
 
 pub(super) fn after_move_group(st: &ClusterStatus, group: &GroupName, target: &ServerName) -> Verdict {
-    match st.groups.get(group) {
-        None => Err(ClpCode::GroupNotFound),
-        Some(p) if online_on(p, target) => Ok(()),
-        Some(p) if pending(p) => Err(ClpCode::GroupBusy),
-        Some(_) => Err(ClpCode::GroupMoveFailed),
-    }
+    let Some(p) = st.groups.get(group) else { return Err(ClpCode::GroupNotFound) };
+    after(Object::Group, Goal::Move, p, Some(target))
 }
 
 pub(super) fn check_start_resource(st: &ClusterStatus, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
     let p = resource_of(st, resource)?;
     server_known(st, server)?;
-    if pending(p) {
-        return Err(busy(&format!("resource {resource}")));
-    }
-    if online_on(p, server) {
-        return Err(ClpCode::ResourceAlreadyStarted.error(format!("{resource} is already online on {server}")));
-    }
-    if p.state == ObjectState::Online {
-        return Err(ClpCode::ResourceOnline.error(format!("{resource} is online on another server ({})", where_(p))));
-    }
-    Ok(())
+    check(Object::Resource, Goal::Start, resource.as_str(), p, Some(server))
 }
 
 pub(super) fn after_start_resource(st: &ClusterStatus, resource: &ResourceName, server: &ServerName) -> Verdict {
-    match st.resources.get(resource) {
-        None => Err(ClpCode::ResourceNotFound),
-        Some(p) if online_on(p, server) => Ok(()),
-        Some(p) if pending(p) => Err(ClpCode::GroupBusy),
-        Some(p) if p.state == ObjectState::Online => Err(ClpCode::ResourceOnline),
-        Some(_) => Err(ClpCode::ResourceStartFailed),
-    }
+    let Some(p) = st.resources.get(resource) else { return Err(ClpCode::ResourceNotFound) };
+    after(Object::Resource, Goal::Start, p, Some(server))
 }
 
 pub(super) fn check_stop_resource(st: &ClusterStatus, resource: &ResourceName) -> PortResult<Option<ServerName>> {
     let p = resource_of(st, resource)?;
-    if pending(p) {
-        return Err(busy(&format!("resource {resource}")));
-    }
-    if p.state == ObjectState::Offline {
-        return Err(ClpCode::ResourceAlreadyStopped.error(format!("{resource} is already offline")));
-    }
+    check(Object::Resource, Goal::Stop, resource.as_str(), p, None)?;
     Ok(p.current.clone())
 }
 
 pub(super) fn after_stop_resource(st: &ClusterStatus, resource: &ResourceName) -> Verdict {
-    match st.resources.get(resource) {
-        None => Err(ClpCode::ResourceNotFound),
-        Some(p) if p.state == ObjectState::Offline => Ok(()),
-        Some(p) if pending(p) => Err(ClpCode::GroupBusy),
-        Some(_) => Err(ClpCode::ResourceStopFailed),
-    }
+    let Some(p) = st.resources.get(resource) else { return Err(ClpCode::ResourceNotFound) };
+    after(Object::Resource, Goal::Stop, p, None)
 }
 
 /// Whether anything of any group is online, pending or failed on `server`.

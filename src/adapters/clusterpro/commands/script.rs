@@ -1,7 +1,10 @@
 //! Command text: one CLUSTERPRO command line, and the `sh` / PowerShell scripts that run it
 //! (quoting, the install directory, the install-directory detection).
 
-use super::{DETECTED, InstallDir, NOT_FOUND_STATUS, PROBE_TOOL, STATUS_MARKER, command_file};
+use super::{
+    DETECTED, InstallDir, LEAVE_LOOKS, LEAVE_NOT_SEEN_STATUS, NOT_FOUND_STATUS, PROBE_TOOL, STATUS_MARKER, command_file,
+};
+use crate::adapters::clusterpro::parse::RUNNING_SERVER_STATES;
 use crate::spec::Os;
 
 /// One CLUSTERPRO command line. Only validated names, partitions and paths mirrorctl made are
@@ -23,12 +26,13 @@ impl Clp {
     }
 }
 
-/// A script: optionally make a directory, run one command, then (`then_status`, when the command
-/// succeeded) `clpstat`, its output after a [`STATUS_MARKER`] line, then remove a directory. The
-/// script's exit status is the command's.
+/// A script: optionally make a directory, optionally take a server out first ([`Leave`]), run one
+/// command, then (`then_status`, when the command succeeded) `clpstat`, its output after a
+/// [`STATUS_MARKER`] line, then remove a directory. The script's exit status is the command's.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Script<'a> {
     pub(super) make_dir: Option<&'a str>,
+    pub(super) leave: Option<Leave<'a>>,
     pub(super) command: Option<&'a Clp>,
     pub(super) then_status: bool,
     pub(super) remove_dir: Option<&'a str>,
@@ -43,6 +47,37 @@ impl<'a> Script<'a> {
     /// left, in one run on the node.
     pub(super) fn run_then_status(command: &'a Clp) -> Self {
         Script { command: Some(command), then_status: true, ..Script::default() }
+    }
+}
+
+/// What runs before a script's command: `command` (`clpdown -h <server>`), then `clpstat` once a
+/// second until it shows `server` out of the cluster (its line in `<server>` present and not
+/// reading a running state, [`RUNNING_SERVER_STATES`]), at most [`LEAVE_LOOKS`] times. The
+/// script exits with `command`'s status when it failed, and with [`LEAVE_NOT_SEEN_STATUS`] when
+/// the server still shows as a member (or no look succeeded): the script's command runs only once
+/// the server is seen gone. A line the patterns do not recognise never counts as gone.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Leave<'a> {
+    pub(super) command: &'a Clp,
+    pub(super) server: &'a str,
+}
+
+impl Leave<'_> {
+    /// The patterns of `server`'s status line (any state), and of it reading a running state: an
+    /// extended regular expression that `grep -Ei` and PowerShell's `-match` read alike (server
+    /// names hold only letters, digits, `-`, `_` and `.`).
+    pub(super) fn patterns(&self) -> (String, String) {
+        let name = self.server.replace('.', "\\.");
+        let line = format!("^ *\\*?{name} *\\.* *:");
+        (line.clone(), format!("{line} *({})", RUNNING_SERVER_STATES.join("|")))
+    }
+
+    fn message(&self) -> String {
+        format!(
+            "mirrorctl: {} still shows as a cluster member after `{}` ({LEAVE_LOOKS} looks at clpstat)",
+            self.server,
+            self.command.line()
+        )
     }
 }
 
@@ -73,6 +108,26 @@ pub(super) fn render_sh(bin: &InstallDir, script: &Script<'_>) -> String {
     }
     let status = script.then_status && script.command.is_some();
     let keep_rc = script.command.is_some() && (status || script.remove_dir.is_some());
+    if let Some(l) = script.leave {
+        let (seen, member) = l.patterns();
+        let args: Vec<String> = l.command.args.iter().map(|a| sh_word(a)).collect();
+        lines.push(std::iter::once(sh_exe(bin, l.command.tool)).chain(args).collect::<Vec<_>>().join(" "));
+        lines.push("rc=$?".to_owned());
+        lines.push(format!(
+            "if [ $rc -eq 0 ]; then rc={LEAVE_NOT_SEEN_STATUS}; n=0; while [ $n -lt {LEAVE_LOOKS} ]; do"
+        ));
+        lines.push(format!(
+            "  if st=$({}) && printf '%s\\n' \"$st\" | grep -Eiq {} && ! printf '%s\\n' \"$st\" | grep -Eiq {}; then rc=0; break; fi",
+            sh_exe(bin, "clpstat"),
+            sh_word(&seen),
+            sh_word(&member)
+        ));
+        lines.push("  n=$((n+1)); sleep 1; done; fi".to_owned());
+        lines.push(format!(
+            "if [ $rc -ne 0 ]; then [ $rc -eq {LEAVE_NOT_SEEN_STATUS} ] && echo {} >&2; exit $rc; fi",
+            sh_word(&l.message())
+        ));
+    }
     if let Some(c) = script.command {
         let args: Vec<String> = c.args.iter().map(|a| sh_word(a)).collect();
         lines.push(std::iter::once(sh_exe(bin, c.tool)).chain(args).collect::<Vec<_>>().join(" "));
@@ -101,33 +156,26 @@ pub(super) fn render_powershell(bin: &InstallDir, script: &Script<'_>) -> String
     if let Some(d) = script.make_dir {
         lines.push(format!("New-Item -ItemType Directory -Force -Path {} -ErrorAction Stop | Out-Null", ps_word(d)));
     }
-    if let Some(c) = script.command {
-        let file = command_file(Os::Windows, c.tool);
-        if let InstallDir::Dir(dir) = bin {
-            lines.push(format!("$exe = {}", ps_word(&format!("{}\\{file}", dir.trim_end_matches('\\')))));
-            lines.push("if (-not (Test-Path -LiteralPath $exe)) {".to_owned());
-        } else {
-            lines.push(format!("$exe = (Get-Command {} -ErrorAction SilentlyContinue).Source", ps_word(&file)));
-            lines.push("if (-not $exe) {".to_owned());
-        }
+    if let Some(l) = script.leave {
+        ps_run(bin, l.command, &mut lines);
+        let (seen, member) = l.patterns();
         lines.push(format!(
-            "    [Console]::Error.WriteLine({}); exit {NOT_FOUND_STATUS}",
-            ps_word(&format!("mirrorctl: {file} not found"))
+            "if ($rc -eq 0) {{ $rc = {LEAVE_NOT_SEEN_STATUS}; for ($n = 0; $n -lt {LEAVE_LOOKS}; $n++) {{ $global:LASTEXITCODE = 1; $st = & {}; if ($LASTEXITCODE -eq 0 -and ($st -match {}) -and -not ($st -match {})) {{ $rc = 0; break }}; Start-Sleep -Seconds 1 }} }}",
+            ps_status_exe(bin),
+            ps_word(&seen),
+            ps_word(&member)
         ));
-        lines.push("}".to_owned());
-        let args: Vec<String> = c.args.iter().map(|a| ps_word(a)).collect();
-        // A command that cannot even start leaves $LASTEXITCODE untouched: never read it as 0.
-        lines.push("$global:LASTEXITCODE = 1".to_owned());
-        lines.push(format!("& $exe {}", args.join(" ")).trim_end().to_owned());
-        lines.push("$rc = $LASTEXITCODE".to_owned());
+        lines.push(format!(
+            "if ($rc -ne 0) {{ if ($rc -eq {LEAVE_NOT_SEEN_STATUS}) {{ [Console]::Error.WriteLine({}) }}; exit $rc }}",
+            ps_word(&l.message())
+        ));
+    }
+    if let Some(c) = script.command {
+        ps_run(bin, c, &mut lines);
         if script.then_status {
-            let stat = command_file(Os::Windows, "clpstat");
-            let exe = match bin {
-                InstallDir::Dir(dir) => ps_word(&format!("{}\\{stat}", dir.trim_end_matches('\\'))),
-                InstallDir::Path => format!("(Get-Command {} -ErrorAction SilentlyContinue).Source", ps_word(&stat)),
-            };
             lines.push(format!(
-                "if ($rc -eq 0) {{ $global:LASTEXITCODE = 1; $st = & {exe}; if ($LASTEXITCODE -eq 0) {{ Write-Output {}; $st }} }}",
+                "if ($rc -eq 0) {{ $global:LASTEXITCODE = 1; $st = & {}; if ($LASTEXITCODE -eq 0) {{ Write-Output {}; $st }} }}",
+                ps_status_exe(bin),
                 ps_word(STATUS_MARKER)
             ));
         }
@@ -140,6 +188,37 @@ pub(super) fn render_powershell(bin: &InstallDir, script: &Script<'_>) -> String
     }
     lines.push(String::new());
     lines.join("\r\n")
+}
+
+/// Runs `c` from `bin` (exit 127 when the executable is missing), its status in `$rc`.
+fn ps_run(bin: &InstallDir, c: &Clp, lines: &mut Vec<String>) {
+    let file = command_file(Os::Windows, c.tool);
+    if let InstallDir::Dir(dir) = bin {
+        lines.push(format!("$exe = {}", ps_word(&format!("{}\\{file}", dir.trim_end_matches('\\')))));
+        lines.push("if (-not (Test-Path -LiteralPath $exe)) {".to_owned());
+    } else {
+        lines.push(format!("$exe = (Get-Command {} -ErrorAction SilentlyContinue).Source", ps_word(&file)));
+        lines.push("if (-not $exe) {".to_owned());
+    }
+    lines.push(format!(
+        "    [Console]::Error.WriteLine({}); exit {NOT_FOUND_STATUS}",
+        ps_word(&format!("mirrorctl: {file} not found"))
+    ));
+    lines.push("}".to_owned());
+    let args: Vec<String> = c.args.iter().map(|a| ps_word(a)).collect();
+    // A command that cannot even start leaves $LASTEXITCODE untouched: never read it as 0.
+    lines.push("$global:LASTEXITCODE = 1".to_owned());
+    lines.push(format!("& $exe {}", args.join(" ")).trim_end().to_owned());
+    lines.push("$rc = $LASTEXITCODE".to_owned());
+}
+
+/// The `clpstat` executable of `bin`, as a PowerShell expression.
+fn ps_status_exe(bin: &InstallDir) -> String {
+    let stat = command_file(Os::Windows, "clpstat");
+    match bin {
+        InstallDir::Dir(dir) => ps_word(&format!("{}\\{stat}", dir.trim_end_matches('\\'))),
+        InstallDir::Path => format!("(Get-Command {} -ErrorAction SilentlyContinue).Source", ps_word(&stat)),
+    }
 }
 
 /// The script that finds [`PROBE_TOOL`] among `search` on a Linux node: prints [`DETECTED`] and

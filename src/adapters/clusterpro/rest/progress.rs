@@ -1,10 +1,12 @@
-//! The state checks before an operation (the vocabulary's codes and classes, as the simulator
-//! answers) and the completion checks while polling.
+//! The state checks before an operation and the completion checks while polling: the REST
+//! API's objects read into the shared rules ([`crate::adapters::clusterpro::rules`]), and the
+//! errors worded.
 
 use super::wire::{ResourceInfo, Snapshot, describe, pending, placement};
+use crate::adapters::clusterpro::rules::{self, Goal, Object, Seen, Standing};
 use crate::ids::{GroupName, ResourceName, ServerName};
-use crate::ports::cluster::ObjectState;
 use crate::ports::cluster::errors::ClpCode;
+use crate::ports::cluster::{ObjectState, Placement};
 use crate::ports::{PortError, PortResult};
 
 // --- state checks before an operation (same codes and classes as the simulator) ---------------
@@ -21,57 +23,70 @@ pub(super) fn check_server(s: &Snapshot, server: &ServerName) -> PortResult<()> 
     }
 }
 
-pub(super) fn check_idle(s: &Snapshot, group: &GroupName) -> PortResult<()> {
-    if s.group_busy(group) {
-        Err(ClpCode::GroupBusy.error(format!("another operation is in progress: {}", s.describe_group(group))))
-    } else {
-        Ok(())
+/// A part of `group` online on another server than `server`.
+fn part_elsewhere(s: &Snapshot, group: &GroupName, server: &ServerName) -> Option<Placement> {
+    s.group_parts(group)
+        .into_iter()
+        .map(|(_, p)| p)
+        .find(|p| p.state == ObjectState::Online && p.current.as_ref() != Some(server))
+}
+
+/// What the rules need of `group`: `elsewhere` is whether it counts as online on another server
+/// than `server` (a part of it, for a start; all of it, for a move).
+fn seen_group(s: &Snapshot, group: &GroupName, server: Option<&ServerName>, elsewhere: bool) -> Seen {
+    Seen {
+        busy: s.group_busy(group),
+        online_here: server.is_some_and(|sv| s.group_online_on(group, sv)),
+        online_elsewhere: elsewhere,
+        offline: s.group_offline(group),
+        failed: !s.group_failures(group).is_empty(),
     }
+}
+
+/// The refusal `code` of an operation on `group` (`server`: the one it names), worded.
+fn group_refused(s: &Snapshot, group: &GroupName, server: Option<&ServerName>, code: ClpCode) -> PortError {
+    let server = server.map(ToString::to_string).unwrap_or_default();
+    let message = match code {
+        ClpCode::GroupBusy => format!("another operation is in progress: {}", s.describe_group(group)),
+        ClpCode::GroupAlreadyStarted => format!("{group} is already online on {server}"),
+        ClpCode::GroupOnline => {
+            let on = ServerName::parse(&server)
+                .ok()
+                .and_then(|sv| part_elsewhere(s, group, &sv))
+                .and_then(|p| p.current)
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            format!("{group} is online on {on}")
+        }
+        ClpCode::GroupOffline => format!("{group} is not online: nothing to move"),
+        _ => format!("{group} is already offline"),
+    };
+    code.error(message)
 }
 
 pub(super) fn precheck_start_group(s: &Snapshot, group: &GroupName, server: &ServerName) -> PortResult<()> {
     check_group(s, group)?;
     check_server(s, server)?;
-    check_idle(s, group)?;
-    if s.group_online_on(group, server) {
-        return Err(ClpCode::GroupAlreadyStarted.error(format!("{group} is already online on {server}")));
-    }
-    if let Some((_, p)) = s
-        .group_parts(group)
-        .into_iter()
-        .find(|(_, p)| p.state == ObjectState::Online && p.current.as_ref() != Some(server))
-    {
-        let on = p.current.map(|c| c.to_string()).unwrap_or_default();
-        return Err(ClpCode::GroupOnline.error(format!("{group} is online on {on}")));
-    }
-    Ok(())
+    let seen = seen_group(s, group, Some(server), part_elsewhere(s, group, server).is_some());
+    rules::refusal(Object::Group, Goal::Start, seen).map_or(Ok(()), |c| Err(group_refused(s, group, Some(server), c)))
 }
 
 pub(super) fn precheck_stop_group(s: &Snapshot, group: &GroupName) -> PortResult<()> {
     check_group(s, group)?;
-    check_idle(s, group)?;
-    if s.group_offline(group) {
-        return Err(ClpCode::GroupAlreadyStopped.error(format!("{group} is already offline")));
-    }
-    Ok(())
+    let seen = seen_group(s, group, None, false);
+    rules::refusal(Object::Group, Goal::Stop, seen).map_or(Ok(()), |c| Err(group_refused(s, group, None, c)))
 }
 
 pub(super) fn precheck_move_group(s: &Snapshot, group: &GroupName, target: &ServerName) -> PortResult<()> {
     check_group(s, group)?;
     check_server(s, target)?;
-    check_idle(s, group)?;
-    if s.group_online_on(group, target) {
-        return Err(ClpCode::GroupAlreadyStarted.error(format!("{group} is already online on {target}")));
-    }
     let online_elsewhere = s
         .servers
         .iter()
         .filter_map(|sv| ServerName::parse(&sv.name).ok())
         .any(|sv| sv != *target && s.group_online_on(group, &sv));
-    if !online_elsewhere {
-        return Err(ClpCode::GroupOffline.error(format!("{group} is not online: nothing to move")));
-    }
-    Ok(())
+    let seen = seen_group(s, group, Some(target), online_elsewhere);
+    rules::refusal(Object::Group, Goal::Move, seen).map_or(Ok(()), |c| Err(group_refused(s, group, Some(target), c)))
 }
 
 pub(super) fn resource_and_group<'a>(
@@ -86,28 +101,48 @@ pub(super) fn resource_and_group<'a>(
     Ok((r, group))
 }
 
+/// What the rules need of resource `r` (`busy`: its group's operation in progress, or its own).
+fn seen_resource(p: &Placement, server: Option<&ServerName>, busy: bool) -> Seen {
+    let online_here = p.state == ObjectState::Online && server.is_some_and(|sv| p.current.as_ref() == Some(sv));
+    Seen {
+        busy,
+        online_here,
+        online_elsewhere: p.state == ObjectState::Online && !online_here,
+        offline: p.state == ObjectState::Offline,
+        failed: matches!(p.state, ObjectState::OnlineFailure | ObjectState::OfflineFailure),
+    }
+}
+
+fn resource_refused(
+    s: &Snapshot,
+    resource: &ResourceName,
+    group: &GroupName,
+    server: Option<&ServerName>,
+    code: ClpCode,
+) -> PortError {
+    let server = server.map(ToString::to_string).unwrap_or_default();
+    let message = match code {
+        ClpCode::GroupBusy => format!("another operation is in progress: {}", s.describe_group(group)),
+        ClpCode::ResourceAlreadyStarted => format!("{resource} is already online on {server}"),
+        ClpCode::ResourceOnline => format!("{resource} or a resource it depends on is online on another server"),
+        _ => format!("{resource} is already offline"),
+    };
+    code.error(message)
+}
+
 pub(super) fn precheck_start_resource(s: &Snapshot, resource: &ResourceName, server: &ServerName) -> PortResult<()> {
     let (r, group) = resource_and_group(s, resource)?;
     check_server(s, server)?;
-    check_idle(s, &group)?;
-    let p = placement(&r.status, &r.current);
-    if p.state == ObjectState::Online && p.current.as_ref() == Some(server) {
-        return Err(ClpCode::ResourceAlreadyStarted.error(format!("{resource} is already online on {server}")));
-    }
-    if p.state == ObjectState::Online {
-        return Err(ClpCode::ResourceOnline
-            .error(format!("{resource} or a resource it depends on is online on another server")));
-    }
-    Ok(())
+    let seen = seen_resource(&placement(&r.status, &r.current), Some(server), s.group_busy(&group));
+    rules::refusal(Object::Resource, Goal::Start, seen)
+        .map_or(Ok(()), |c| Err(resource_refused(s, resource, &group, Some(server), c)))
 }
 
 pub(super) fn precheck_stop_resource(s: &Snapshot, resource: &ResourceName) -> PortResult<()> {
     let (r, group) = resource_and_group(s, resource)?;
-    check_idle(s, &group)?;
-    if ObjectState::parse(&r.status) == ObjectState::Offline {
-        return Err(ClpCode::ResourceAlreadyStopped.error(format!("{resource} is already offline")));
-    }
-    Ok(())
+    let seen = seen_resource(&placement(&r.status, &r.current), None, s.group_busy(&group));
+    rules::refusal(Object::Resource, Goal::Stop, seen)
+        .map_or(Ok(()), |c| Err(resource_refused(s, resource, &group, None, c)))
 }
 
 pub(super) fn precheck_shutdown(s: &Snapshot, server: &ServerName) -> PortResult<()> {
@@ -139,35 +174,15 @@ pub(super) enum Progress {
     Failed(PortError),
 }
 
-pub(super) fn failed_group(s: &Snapshot, group: &GroupName, code: ClpCode) -> Option<Progress> {
-    let failures = s.group_failures(group);
-    (!failures.is_empty()).then(|| {
-        Progress::Failed(code.error(format!("the operation on {group} ended in failure: {}", failures.join(", "))))
-    })
-}
-
-pub(super) fn progress_group_online(s: &Snapshot, group: &GroupName, server: &ServerName, code: ClpCode) -> Progress {
-    if s.group_online_on(group, server) {
-        return Progress::Done;
+/// Where an operation on `group` stands: `server` is the one a start or move names.
+pub(super) fn progress_group(s: &Snapshot, group: &GroupName, server: Option<&ServerName>, goal: Goal) -> Progress {
+    match rules::standing(Object::Group, goal, seen_group(s, group, server, false)) {
+        Standing::Done => Progress::Done,
+        Standing::Failed(code) => Progress::Failed(
+            code.error(format!("the operation on {group} ended in failure: {}", s.group_failures(group).join(", "))),
+        ),
+        Standing::Busy | Standing::NotYet(_) => Progress::Running(s.describe_group(group), s.group_busy(group)),
     }
-    if !s.group_busy(group)
-        && let Some(f) = failed_group(s, group, code)
-    {
-        return f;
-    }
-    Progress::Running(s.describe_group(group), s.group_busy(group))
-}
-
-pub(super) fn progress_group_offline(s: &Snapshot, group: &GroupName) -> Progress {
-    if s.group_offline(group) {
-        return Progress::Done;
-    }
-    if !s.group_busy(group)
-        && let Some(f) = failed_group(s, group, ClpCode::GroupStopFailed)
-    {
-        return f;
-    }
-    Progress::Running(s.describe_group(group), s.group_busy(group))
 }
 
 pub(super) fn progress_resource(s: &Snapshot, resource: &ResourceName, want: Option<&ServerName>) -> Progress {
@@ -176,16 +191,14 @@ pub(super) fn progress_resource(s: &Snapshot, resource: &ResourceName, want: Opt
     };
     let p = placement(&r.status, &r.current);
     let seen = describe(&format!("resource {resource}"), &p);
-    match (want, p.state) {
-        (Some(server), ObjectState::Online) if p.current.as_ref() == Some(server) => Progress::Done,
-        (None, ObjectState::Offline) => Progress::Done,
-        (Some(_), ObjectState::OnlineFailure | ObjectState::OfflineFailure) => Progress::Failed(
-            ClpCode::ResourceStartFailed.error(format!("the start of {resource} ended in failure: {seen}")),
-        ),
-        (None, ObjectState::OnlineFailure | ObjectState::OfflineFailure) => Progress::Failed(
-            ClpCode::ResourceStopFailed.error(format!("the stop of {resource} ended in failure: {seen}")),
-        ),
-        _ => Progress::Running(seen, pending(p.state)),
+    let goal = if want.is_some() { Goal::Start } else { Goal::Stop };
+    match rules::standing(Object::Resource, goal, seen_resource(&p, want, pending(p.state))) {
+        Standing::Done => Progress::Done,
+        Standing::Failed(code) => {
+            let op = if goal == Goal::Start { "start" } else { "stop" };
+            Progress::Failed(code.error(format!("the {op} of {resource} ended in failure: {seen}")))
+        }
+        Standing::Busy | Standing::NotYet(_) => Progress::Running(seen, pending(p.state)),
     }
 }
 
