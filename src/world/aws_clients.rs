@@ -120,8 +120,8 @@ impl ClientPool {
         made
     }
 
-    /// How many identities and regions have clients.
-    pub async fn len(&self) -> usize {
+    /// How many (identity, region) pairs have clients.
+    pub async fn identities(&self) -> usize {
         self.clients.lock().await.len()
     }
 }
@@ -159,7 +159,7 @@ mod tests {
         assert!(!Arc::ptr_eq(&r, &pool.clients(&tokyo, Some(&ops_ext)).await), "another external id");
         assert!(!Arc::ptr_eq(&r, &pool.clients(&tokyo, Some(&other)).await), "another role");
         assert!(!Arc::ptr_eq(&r, &pool.clients(&osaka, Some(&ops)).await), "the role in another region");
-        assert_eq!(pool.len().await, 6);
+        assert_eq!(pool.identities().await, 6);
 
         // Two clusters' ports on the one client count their own calls. Nothing listens on the
         // endpoint: every call fails after it was counted (static credentials: no credential
