@@ -13,7 +13,8 @@
 //!
 //! - **Credentials**: the default credential chain, with the cluster's IAM role assumed on top
 //!   when its file names one (`cluster.role_arn`, [`cluster_sdk_config`]); every AWS client below
-//!   (EC2, SSM, Secrets Manager) uses them.
+//!   (EC2, SSM, Secrets Manager) uses them. The daemon assumes a role once per region and shares
+//!   it, and one EC2 and one SSM client, among the clusters naming it ([`aws_clients`]).
 //! - **EC2**: [`AwsCloud`] in the cluster's region. The clusters of one account and region draw on
 //!   one [`RequestLimiter`] (EC2 throttles per account and region), when one is given.
 //! - **Node transport**: `access = "ssm"` → [`SsmTransport`] (Run Command on each server's
