@@ -125,8 +125,9 @@ impl Default for Budgets {
 impl Budgets {
     /// Budgets for Systems Manager Run Command: 20 reads (`GetCommandInvocation` polls) refilled
     /// at 5 per s, 10 commands (`SendCommand`, `CancelCommand`) refilled at 2 per s. SSM's own
-    /// rate limits are per account and region and not published per API [U]; these stay well
-    /// inside any plausible value for two nodes and still let several clusters work at once.
+    /// rate limits are per account and region and not published per API [U]; the daemon gives
+    /// every cluster of one account and region the same one, as for EC2. These figures stay well
+    /// inside any plausible value; whether an account can afford more is not known [U].
     pub fn ssm() -> Self {
         Budgets {
             describe: Budget { capacity: 20.0, refill_per_s: 5.0 },

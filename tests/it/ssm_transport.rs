@@ -460,3 +460,27 @@ fn file_scripts_golden() {
         chunked::write_scripts(Shell::Sh, lin, &data, 40).join("\n# ---- next command ----\n")
     );
 }
+
+/// The daemon gives every cluster of one account and region one SSM budget on one SSM client:
+/// transports sharing a limiter wait for each other's commands, and each counts its own calls.
+#[tokio::test]
+async fn transports_sharing_a_budget_wait_for_each_other_and_count_their_own_calls() {
+    use mirrorctl::adapters::node::ssm::ssm_client;
+    use mirrorctl::ports::limit::{Budget, Budgets, RequestLimiter};
+    let fake = FakeSsm::start().await;
+    fake.add_instance(I1);
+    let o = options(&fake);
+    // One command at once, the next token 0.5 s later; polls unhindered.
+    let budgets = Budgets { describe: Budget::try_new(100, 100.0).unwrap(), mutate: Budget::try_new(1, 2.0).unwrap() };
+    let tokens = Arc::new(RequestLimiter::new(budgets));
+    let client = ssm_client(&support::sdk_config(&fake.endpoint()).await, &o);
+    let a = SsmTransport::on_client(client.clone(), &o, &servers()).share_limiter(Arc::clone(&tokens));
+    let b = SsmTransport::on_client(client, &o, &servers()).share_limiter(tokens);
+    let start = std::time::Instant::now();
+    assert_eq!(run(&a, "echo a", Duration::from_secs(20)).await.expect("a ran").stdout, "a\n");
+    assert_eq!(run(&b, "echo b", Duration::from_secs(20)).await.expect("b ran").stdout, "b\n");
+    assert!(start.elapsed() >= Duration::from_millis(450), "b's send waited for a's token: {:?}", start.elapsed());
+    for t in [&a, &b] {
+        assert_eq!(t.call_counts()["ssm:SendCommand"], 1, "{:?}", t.call_counts());
+    }
+}

@@ -42,7 +42,9 @@ impl Limiter {
         Limiter::shared_for("ec2", tokens)
     }
 
-    fn shared_for(service: &'static str, tokens: Arc<RequestLimiter>) -> Self {
+    /// A limiter drawing on `tokens`, which other clients may share, whose counters are named
+    /// `<service>:<Api>`.
+    pub(crate) fn shared_for(service: &'static str, tokens: Arc<RequestLimiter>) -> Self {
         Limiter { service, tokens, counts: Mutex::new(BTreeMap::new()), waited: Mutex::new(Duration::ZERO) }
     }
 

@@ -41,6 +41,7 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ec2::Client;
+use aws_sdk_ec2::config::SharedHttpClient;
 use aws_sdk_ec2::types::{self as sdk, Filter, ResourceType, TagSpecification};
 
 pub use budget::{Budget, Budgets, Category, RequestLimiter};
@@ -131,15 +132,16 @@ impl AwsCloud {
     /// Builds the client from an already loaded SDK configuration (its credentials and HTTP
     /// client); region, endpoint override, retries and timeouts come from `options`.
     pub fn from_sdk_config(shared: &aws_config::SdkConfig, options: &AwsOptions) -> Self {
-        let mut conf = aws_sdk_ec2::config::Builder::from(shared)
-            .region(aws_config::Region::new(options.region.as_str().to_owned()))
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(attempt_timeouts(options.attempt_timeout));
-        if let Some(url) = &options.endpoint_url {
-            conf = conf.endpoint_url(url);
-        }
+        AwsCloud::on_client(ec2_client(shared, options), shared, options)
+    }
+
+    /// The port on `client`, an EC2 client other ports may hold too (a clone shares it): its
+    /// counters and waits are this port's own. `client` should be [`ec2_client`]`(shared,
+    /// options)` (no SDK retries, the attempt timeout); `shared` and `options` also serve
+    /// [`Cloud::in_region`] and the page size.
+    pub fn on_client(client: Client, shared: &aws_config::SdkConfig, options: &AwsOptions) -> Self {
         AwsCloud {
-            client: Client::from_conf(conf.build()),
+            client,
             limiter: budget::Limiter::new(options.budgets),
             page_size: options.page_size,
             shared: shared.clone(),
@@ -260,6 +262,51 @@ pub async fn load_sdk_config(region: &Region, endpoint_url: Option<&str>) -> aws
         loader = loader.endpoint_url(url);
     }
     loader.load().await
+}
+
+/// [`load_sdk_config`] without endpoint override, every client built from it (EC2, SSM, STS for
+/// an assumed role, Secrets Manager) on `http`: one connection pool and one TLS configuration
+/// for all of them instead of one each.
+pub async fn load_sdk_config_on(region: &Region, http: SharedHttpClient) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.as_str().to_owned()))
+        .http_client(http)
+        .load()
+        .await
+}
+
+/// An HTTPS client like the one each SDK client otherwise builds for itself (hyper 1 with rustls
+/// on aws-lc, the proxy from the environment: aws-smithy-runtime 1.16, `default_https_client`),
+/// made to be shared. An SDK configuration without an HTTP client (what `aws_config::load`
+/// gives) leaves each SDK client to build its own, and each builds its own connector with its
+/// own copy of the system's root certificates (aws-smithy-http-client 1.5,
+/// `TlsContext::rustls_root_certs`) and its own connection pool. Connections belong to the
+/// tokio runtime that made them: share it within one runtime only.
+pub fn https_client() -> SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut conn = ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+        conn.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            conn.set_sleep_impl(components.sleep_impl());
+        }
+        conn.set_proxy_config(Some(ProxyConfig::from_env()));
+        conn.build()
+    })
+}
+
+/// The EC2 client of `options` on the SDK configuration `shared`: its region and endpoint
+/// override, the SDK's own retries off, [`attempt_timeouts`].
+pub fn ec2_client(shared: &aws_config::SdkConfig, options: &AwsOptions) -> Client {
+    let mut conf = aws_sdk_ec2::config::Builder::from(shared)
+        .region(aws_config::Region::new(options.region.as_str().to_owned()))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(attempt_timeouts(options.attempt_timeout));
+    if let Some(url) = &options.endpoint_url {
+        conf = conf.endpoint_url(url);
+    }
+    Client::from_conf(conf.build())
 }
 
 /// Timeouts of every AWS client of mirrorctl: 5 s to connect, `attempt` per HTTP attempt (the SDK's

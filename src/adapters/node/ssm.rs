@@ -144,6 +144,19 @@ impl SsmOptions {
     }
 }
 
+/// The SSM client of `options` on the SDK configuration `shared`: its region and endpoint
+/// override, the SDK's own retries off, the attempt timeout.
+pub fn ssm_client(shared: &aws_config::SdkConfig, options: &SsmOptions) -> Client {
+    let mut conf = aws_sdk_ssm::config::Builder::from(shared)
+        .region(aws_config::Region::new(options.region.as_str().to_owned()))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(attempt_timeouts(options.attempt_timeout));
+    if let Some(url) = &options.endpoint_url {
+        conf = conf.endpoint_url(url);
+    }
+    Client::from_conf(conf.build())
+}
+
 /// The [`Transport`] over SSM Run Command for one cluster's servers.
 #[derive(Debug)]
 pub struct SsmTransport {
@@ -168,15 +181,15 @@ impl SsmTransport {
     /// Builds the client from a loaded SDK configuration (credentials, HTTP client); region,
     /// endpoint, retries (off) and timeouts come from `options`.
     pub fn from_sdk_config(shared: &aws_config::SdkConfig, options: &SsmOptions, servers: &[ServerSpec]) -> Self {
-        let mut conf = aws_sdk_ssm::config::Builder::from(shared)
-            .region(aws_config::Region::new(options.region.as_str().to_owned()))
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(attempt_timeouts(options.attempt_timeout));
-        if let Some(url) = &options.endpoint_url {
-            conf = conf.endpoint_url(url);
-        }
+        SsmTransport::on_client(ssm_client(shared, options), options, servers)
+    }
+
+    /// The transport on `client`, an SSM client other transports may hold too (a clone shares
+    /// it): counters and request budget are this transport's own until [`Self::share_limiter`].
+    /// `client` should be [`ssm_client`]`(…, options)` (no SDK retries, the attempt timeout).
+    pub fn on_client(client: Client, options: &SsmOptions, servers: &[ServerSpec]) -> Self {
         SsmTransport {
-            client: Client::from_conf(conf.build()),
+            client,
             limiter: Limiter::for_service("ssm", options.budgets),
             instances: servers.iter().map(|s| (s.name.clone(), s.instance.clone())).collect(),
             poll: options.poll,
@@ -185,6 +198,15 @@ impl SsmTransport {
             read_chunk: options.read_chunk.clamp(1, chunked::READ_CHUNK),
             write_piece: options.write_piece.clamp(1, chunked::WRITE_PIECE),
         }
+    }
+
+    /// Takes its tokens from `tokens` instead of buckets of its own: SSM throttles per account
+    /// and region, so every transport of one account and region should draw on the same
+    /// [`Budgets::ssm`] limiter (counters stay per transport).
+    #[must_use]
+    pub fn share_limiter(mut self, tokens: std::sync::Arc<crate::adapters::aws::RequestLimiter>) -> Self {
+        self.limiter = Limiter::shared_for("ssm", tokens);
+        self
     }
 
     /// HTTP calls made so far, per API (`ssm:SendCommand`, `ssm:GetCommandInvocation`, …).
