@@ -15,10 +15,11 @@
 //! a file opened for writing is closed (`IN_CLOSE_WRITE`) and when one is renamed into place
 //! (`IN_MOVED_TO`), and rename(2) replaces the target atomically: after either, the file is whole.
 //! A desired-state file created, written, moved away or removed is *unsettled*: more events are due
-//! (an editor that moves the old file aside writes the new one next; vim does so by default). The
-//! loop reads the directory a short quiet window after the last event once no file is unsettled,
-//! and never later than the debounce after the first event (a writer that keeps a file open, or a
-//! file removed for good).
+//! (an editor that moves the old file aside writes the new one next: vim's `backupcopy=auto`, its
+//! default on Unix, does so for a file with one link, `:help 'backupcopy'`). The loop reads the
+//! directory a short quiet window after the last event once no file is unsettled, and never later
+//! than the debounce after the first event (a writer that keeps a file open, or a file removed for
+//! good).
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
