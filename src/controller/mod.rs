@@ -16,11 +16,11 @@
 //!   worker its state, spread over the interval: in slices, and within a slice one cluster at a
 //!   time, evenly spaced ([`Paced`]), so a missed event costs at most one resync interval, and
 //!   scheduled backups are noticed without any event.
-//! - **File events before the resync.** An edit is what an operator waits for; the resync is
-//!   housekeeping. The loop takes file events first, and never starts a slice's passes all at
-//!   once: on the lab a pass is a run of synchronous work (the simulated world is saved, with an
-//!   fsync, after every call), so a slice of 80 passes started together kept both runtime threads
-//!   busy for seconds, and an edit landing then waited behind all of them.
+//! - **An edit waits for no resync.** An edit is what an operator waits for; the resync is
+//!   housekeeping. The loop never starts a slice's passes all at once: on the lab a pass is a run
+//!   of synchronous work (the simulated world is saved after every call), so a slice of 80 passes
+//!   started together kept both runtime threads busy for seconds, and an edit landing then waited
+//!   behind all of them.
 //! - **One worker per cluster**, keyed by the file stem (which the spec requires to equal the
 //!   cluster name): one pass at a time per cluster, clusters concurrent. A wake during a pass
 //!   schedules exactly one more pass; if the file's *content* changed, the running pass is also
@@ -247,9 +247,8 @@ impl Controller {
         let mut slice = 0u32;
         let mut paced = Paced::default();
         loop {
-            // File events first: an edit waits neither for the resync's tick nor for its passes.
+            // An edit waits for no resync pass: they are handed out one at a time (`paced`).
             let scope = tokio::select! {
-                biased;
                 () = shutdown.cancelled() => break,
                 Some(touch) = touches.recv() => {
                     self.gather(touch, &mut touches, &shutdown).await;
@@ -315,11 +314,12 @@ impl Controller {
     async fn gather(&self, first: Touch, touches: &mut mpsc::UnboundedReceiver<Touch>, shutdown: &CancellationToken) {
         let mut burst = watch::Burst::new(tokio::time::Instant::now(), first);
         loop {
+            // The deadline before more events: a file touched without end is still read.
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
-                Some(touch) = touches.recv() => burst.add(tokio::time::Instant::now(), touch),
                 () = tokio::time::sleep_until(burst.read_at(self.cfg.quiet, self.cfg.debounce)) => return,
+                Some(touch) = touches.recv() => burst.add(tokio::time::Instant::now(), touch),
             }
         }
     }
