@@ -37,7 +37,8 @@ pub struct Settings {
     pub speed: Option<f64>,
     /// Seconds between full re-reads of the directory without file events.
     pub resync_secs: Option<u64>,
-    /// Milliseconds to gather file events before re-reading.
+    /// The longest, in milliseconds, that a burst of file events is gathered before re-reading
+    /// while a file is still being written ([`crate::controller::Config::debounce`]).
     pub debounce_ms: Option<u64>,
     /// Address of `/metrics`, `/healthz`, `/readyz`.
     pub listen: Option<SocketAddr>,

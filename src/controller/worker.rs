@@ -63,7 +63,7 @@ pub(super) struct Shared {
     pub(super) backoff_min: Duration,
     pub(super) backoff_max: Duration,
     /// Wakes the controller (a worker that ends asks for a rescan, in case its file came back).
-    pub(super) wake: UnboundedSender<()>,
+    pub(super) wake: UnboundedSender<super::Touch>,
 }
 
 impl Shared {
@@ -231,7 +231,7 @@ pub(super) async fn run(key: String, file: PathBuf, mut rx: Receiver<Desired>, s
             pending = true;
         }
     }
-    let _ = shared.wake.send(());
+    let _ = shared.wake.send(super::Touch::Other);
 }
 
 /// How long, in the world's time, until just after the earliest next backup slot of `spec`'s

@@ -2,8 +2,10 @@
 //!
 //! Why this module exists: `mirrorctl run --world lab` and the kill -9 tests need the simulated
 //! AWS to survive the process. The world is one JSON document written atomically (temp file,
-//! fsync, rename, fsync of the directory), so a crash leaves either the old or the new world,
-//! never half of one.
+//! rename), so a killed process leaves either the old or the new world, never half of one. It is
+//! not fsync'd: it is saved after every simulated call, and the fsyncs made a daemon's pass on a
+//! busy disk wait mostly on them ([`crate::durable::replace_atomic`]); a power loss may take a
+//! world back a few calls.
 //!
 //! Several processes may share one world file: two daemons standing for two hosts act on the same
 //! simulated AWS (`mirrorctl run --lab-dir`), one at a time per cluster under the cluster's lease.
@@ -48,7 +50,7 @@ pub(super) fn save(path: &Path, world: &World) -> Result<Stamp, SimError> {
     let io = |source| SimError::Io { path: path.to_owned(), source };
     let bytes = serde_json::to_vec(world).map_err(|source| SimError::Format { path: path.to_owned(), source })?;
     // A rename keeps the inode and the modification time: this is the stamp of `path` next.
-    crate::durable::replace(path, &bytes).map(|m| Stamp::of(&m)).map_err(io)
+    crate::durable::replace_atomic(path, &bytes).map(|m| Stamp::of(&m)).map_err(io)
 }
 
 /// Reads a world written by [`save`].

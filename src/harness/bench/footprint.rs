@@ -24,8 +24,9 @@
 //! completed and the cluster converged. Median and p99 (nearest rank) are reported.
 //!
 //! The lab world runs at ×[`SPEED`] model time, so the model's observation round trip (the 1 s
-//! node command) costs 5 ms of the latency; what remains is the daemon's own reaction: debounce
-//! (100 ms), re-reading the directory, starting the pass, planning, the fsync'd intent. The
+//! node command) costs 5 ms of the latency; what remains is the daemon's own reaction: the quiet
+//! window after the rename (20 ms), re-reading the directory, starting the pass, its look at the
+//! world, planning, the status document and the fsync'd intent. The
 //! numbers are from whatever profile the measured binary was built with: the table names it, as
 //! the binary's own `--version` states it (`(debug build)` / `(release build)`).
 
