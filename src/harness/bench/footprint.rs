@@ -71,7 +71,7 @@ struct Plan {
 const FULL: Plan =
     Plan { files: [0, 1000], window: Duration::from_secs(65), edits: 100, aws_ready: Duration::from_mins(5) };
 const QUICK: Plan =
-    Plan { files: [0, 20], window: Duration::from_secs(5), edits: 10, aws_ready: Duration::from_mins(1) };
+    Plan { files: [0, 20], window: Duration::from_secs(5), edits: 10, aws_ready: Duration::from_secs(20) };
 
 /// One daemon's idle figures.
 #[derive(Debug, Clone)]
