@@ -121,7 +121,8 @@ impl ClientPool {
     }
 
     /// How many (identity, region) pairs have clients.
-    pub async fn identities(&self) -> usize {
+    #[cfg(test)]
+    async fn identities(&self) -> usize {
         self.clients.lock().await.len()
     }
 }
